@@ -1,0 +1,49 @@
+# The front door. Every target installs what it needs first (scripts/install-deps.sh is
+# idempotent and fast when everything is present).
+#
+#   make          dependencies + Release build (build/release)
+#   make test     dependencies + ASan/UBSan build (build/asan) + every test via CTest + fuzzers
+#   make run      one node serving models/ on 127.0.0.1:8000
+#   make bench    the benchmarks in bench/ (Release build)
+#   make format   clang-format every C++ file
+
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 20
+CMAKE_COMMON := -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
+
+.PHONY: all deps release test asan fuzz run bench format demo clean
+
+all: release
+
+deps:
+	@scripts/install-deps.sh
+
+release: deps
+	cmake -S . -B build/release $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=Release -DHIVEMESH_BUILD_TESTS=OFF
+	cmake --build build/release -j $(JOBS)
+
+asan: deps
+	cmake -S . -B build/asan $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHIVEMESH_SANITIZE=ON -DHIVEMESH_BUILD_BENCH=OFF
+	cmake --build build/asan -j $(JOBS)
+
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build/fuzz $(CMAKE_COMMON) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHIVEMESH_FUZZ_ONLY=ON
+	cmake --build build/fuzz -j $(JOBS)
+	scripts/run-fuzzers.sh build/fuzz $(FUZZ_SECONDS)
+
+# The fuzzers run first so that CTest's summary is the last thing printed.
+test: fuzz asan
+	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest -j $(JOBS) --output-on-failure --timeout 300
+
+run: release
+	build/release/hivemesh agent --model-repository models --http-address 127.0.0.1:8000
+
+bench: release
+	bench/run-all.sh build/release
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf build

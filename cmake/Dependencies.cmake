@@ -1,0 +1,33 @@
+# Every third-party dependency is found here, once. All come from Debian 12 packages that
+# scripts/install-deps.sh installs.
+find_package(Threads REQUIRED)
+find_package(absl REQUIRED)
+find_package(simdjson REQUIRED)
+
+if(NOT HIVEMESH_FUZZ_ONLY)
+  find_package(PNG REQUIRED)
+  find_package(yaml-cpp REQUIRED)
+  find_package(fmt REQUIRED)
+  find_package(spdlog REQUIRED)
+  find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
+  find_path(BOOST_ASIO_INCLUDE_DIR boost/asio.hpp REQUIRED)
+  find_path(BOOST_BEAST_INCLUDE_DIR boost/beast.hpp REQUIRED)
+
+  # Debian ships OpenCV's CMake config only with the libopencv-dev meta package, which we do not
+  # install; the component libraries are found directly.
+  find_path(OPENCV_INCLUDE_DIR opencv2/core.hpp PATH_SUFFIXES opencv4 REQUIRED)
+  foreach(component core imgproc dnn objdetect)
+    find_library(OPENCV_${component}_LIBRARY opencv_${component} REQUIRED)
+    add_library(opencv::${component} UNKNOWN IMPORTED)
+    set_target_properties(opencv::${component} PROPERTIES
+      IMPORTED_LOCATION ${OPENCV_${component}_LIBRARY}
+      INTERFACE_INCLUDE_DIRECTORIES ${OPENCV_INCLUDE_DIR})
+  endforeach()
+
+  find_path(TURBOJPEG_INCLUDE_DIR turbojpeg.h REQUIRED)
+  find_library(TURBOJPEG_LIBRARY turbojpeg REQUIRED)
+  add_library(turbojpeg::turbojpeg UNKNOWN IMPORTED)
+  set_target_properties(turbojpeg::turbojpeg PROPERTIES
+    IMPORTED_LOCATION ${TURBOJPEG_LIBRARY}
+    INTERFACE_INCLUDE_DIRECTORIES ${TURBOJPEG_INCLUDE_DIR})
+endif()

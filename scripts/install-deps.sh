@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs exactly the Debian 12 packages hivemesh needs to build, test, benchmark and run.
+# Idempotent: packages already present are not touched, and apt-get runs only when one is missing.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  cmake ninja-build g++ ccache clang libclang-rt-14-dev pkg-config
+  # libraries (headers); images are decoded with libturbojpeg and libpng directly, which keeps
+  # OpenCV's imgcodecs (and the ~120 libraries it links) out of the agent
+  libboost-dev libabsl-dev libsimdjson-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
+  libopencv-core-dev libopencv-dnn-dev libopencv-objdetect-dev
+  libopencv-imgproc-dev libturbojpeg0-dev libpng-dev
+  # data: Haar/LBP cascades used by the face-detector model
+  opencv-data
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light
+  # model generation (tools/gen_vibration_model.py)
+  python3-onnx python3-numpy
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# nginx-light's package starts a system nginx on port 80; benchmarks run their own instance.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+  $SUDO systemctl stop nginx || true
+fi

@@ -1,0 +1,175 @@
+#include "agent/agent_config.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <vector>
+
+#include "base/strings.h"
+
+namespace hivemesh {
+namespace {
+
+struct Setting {
+  std::string key;  // YAML key; the flag is --key with '_' -> '-'
+  std::function<void(AgentConfig& dst, const AgentConfig& src)> copy;
+  std::function<bool(AgentConfig& dst, const YAML::Node& node)> from_yaml;
+  CLI::Option* flag = nullptr;
+};
+
+template <typename T>
+Setting MakeSetting(CLI::App& app, AgentConfig& flags, const std::string& key, T AgentConfig::*m,
+                    const std::string& help) {
+  Setting s;
+  s.key = key;
+  s.copy = [m](AgentConfig& dst, const AgentConfig& src) { dst.*m = src.*m; };
+  s.from_yaml = [m](AgentConfig& dst, const YAML::Node& node) {
+    try {
+      dst.*m = node.as<T>();
+      return true;
+    } catch (const YAML::Exception&) {
+      return false;
+    }
+  };
+  std::string flag = "--" + key;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  const AgentConfig defaults;
+  std::ostringstream def;
+  def << defaults.*m;
+  s.flag = app.add_option(flag, flags.*m,
+                          help + (def.str().empty() ? "" : " [default: " + def.str() + "]"));
+  return s;
+}
+
+std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
+  std::vector<Setting> v;
+  auto add = [&](auto&&... args) { v.push_back(MakeSetting(app, f, args...)); };
+  add("node_name", &AgentConfig::node_name, "name of this node [default: the host name]");
+  add("http_address", &AgentConfig::http_address, "host:port of the KServe v2 REST API");
+  add("model_repository", &AgentConfig::model_repository, "folder of models to serve");
+  add("http_threads", &AgentConfig::http_threads, "HTTP I/O threads");
+  add("default_instances", &AgentConfig::default_instances,
+      "worker instances per model when its config.yaml sets none");
+  add("default_queue_limit", &AgentConfig::default_queue_limit,
+      "queued requests per model before shedding with 503, when its config.yaml sets none");
+  add("max_body_bytes", &AgentConfig::max_body_bytes, "largest request body accepted (413 beyond)");
+  add("header_timeout_ms", &AgentConfig::header_timeout_ms,
+      "close connections whose request headers take longer (idle time counts)");
+  add("body_timeout_ms", &AgentConfig::body_timeout_ms,
+      "time allowed to read a body or write a response");
+  add("drain_timeout_ms", &AgentConfig::drain_timeout_ms,
+      "on SIGTERM, longest wait for queued and running requests");
+  add("log_level", &AgentConfig::log_level, "trace, debug, info, warn, error or off");
+  return v;
+}
+
+}  // namespace
+
+struct AgentFlags::Impl {
+  AgentConfig flags;
+  std::string config_file;
+  std::vector<Setting> settings;
+};
+
+AgentFlags::AgentFlags(CLI::App& app) : impl_(std::make_shared<Impl>()) {
+  app.add_option("--config", impl_->config_file,
+                 "YAML file with any of the settings below (snake_case keys)");
+  impl_->settings = BuildSettings(app, impl_->flags);
+}
+
+absl::Status ApplyYaml(const std::string& yaml_text, const std::string& file, AgentConfig* config) {
+  // The same table as the flags, without a CLI::App.
+  CLI::App scratch;
+  AgentConfig scratch_flags;
+  const std::vector<Setting> settings = BuildSettings(scratch, scratch_flags);
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(StrCat(file, ": invalid YAML: ", e.what()));
+  }
+  if (root.IsNull()) return absl::OkStatus();
+  if (!root.IsMap()) return absl::InvalidArgumentError(StrCat(file, ": must be a map of settings"));
+  for (const auto& kv : root) {
+    const std::string key = kv.first.Scalar();
+    bool known = false;
+    for (const Setting& s : settings) {
+      if (s.key != key) continue;
+      known = true;
+      if (!kv.second.IsScalar() || !s.from_yaml(*config, kv.second)) {
+        return absl::InvalidArgumentError(StrCat(file, ": ", key, ": invalid value"));
+      }
+    }
+    if (!known) return absl::InvalidArgumentError(StrCat(file, ": ", key, ": unknown setting"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AgentConfig> AgentFlags::Resolve() const {
+  AgentConfig config;
+  if (!impl_->config_file.empty()) {
+    std::ifstream in(impl_->config_file);
+    if (!in) return absl::NotFoundError("cannot read config file '" + impl_->config_file + "'");
+    std::stringstream text;
+    text << in.rdbuf();
+    absl::Status s = ApplyYaml(text.str(), impl_->config_file, &config);
+    if (!s.ok()) return s;
+  }
+  for (const Setting& s : impl_->settings) {
+    if (s.flag->count() > 0) s.copy(config, impl_->flags);
+  }
+  if (config.node_name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    config.node_name = host[0] ? host : "hivemesh";
+  }
+  absl::Status valid = config.Validate();
+  if (!valid.ok()) return valid;
+  return config;
+}
+
+absl::Status AgentConfig::Validate() const {
+  const size_t colon = http_address.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError("http_address: '" + http_address + "' is not host:port");
+  }
+  const std::string port = http_address.substr(colon + 1);
+  int p = -1;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (ec != std::errc() || ptr != port.data() + port.size() || p < 0 || p > 65535) {
+    return absl::InvalidArgumentError("http_address: port '" + port + "' is not in 0..65535");
+  }
+  auto range = [](const char* name, int64_t v, int64_t lo, int64_t hi) {
+    if (v < lo || v > hi) {
+      return absl::InvalidArgumentError(StrCat(name, ": ", v, " is outside [", lo, ", ", hi, "]"));
+    }
+    return absl::OkStatus();
+  };
+  for (absl::Status s :
+       {range("http_threads", http_threads, 1, 64),
+        range("default_instances", default_instances, 1, 256),
+        range("default_queue_limit", default_queue_limit, 0, 1 << 20),
+        range("max_body_bytes", static_cast<int64_t>(max_body_bytes), 1024, int64_t{1} << 32),
+        range("header_timeout_ms", header_timeout_ms, 1, 3600000),
+        range("body_timeout_ms", body_timeout_ms, 1, 3600000),
+        range("drain_timeout_ms", drain_timeout_ms, 0, 3600000)}) {
+    if (!s.ok()) return s;
+  }
+  if (model_repository.empty()) return absl::InvalidArgumentError("model_repository: must be set");
+  return absl::OkStatus();
+}
+
+std::string AgentConfig::http_host() const {
+  return http_address.substr(0, http_address.rfind(':'));
+}
+
+uint16_t AgentConfig::http_port() const {
+  return static_cast<uint16_t>(std::stoi(http_address.substr(http_address.rfind(':') + 1)));
+}
+
+}  // namespace hivemesh

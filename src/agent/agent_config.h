@@ -1,0 +1,66 @@
+// AgentConfig: every setting of one node, in one place, with its default and the reason for it.
+// Settings come from defaults, then a YAML file (`--config node.yaml`, keys as below), then
+// command-line flags (`--node-name` for node_name, and so on); later sources win.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace CLI {
+class App;
+}
+
+namespace hivemesh {
+
+struct AgentConfig {
+  // Name of this node in logs, metadata and (later) the mesh. Default: the host name.
+  std::string node_name;
+  // host:port of the KServe v2 REST API. Loopback by default: exposing a node is a decision.
+  std::string http_address = "127.0.0.1:8000";
+  // Folder of models: <repo>/<model>/config.yaml and <repo>/<model>/<version>/.
+  std::string model_repository = "models";
+  // I/O threads for HTTP. Two keep a 2-core device busy without starving model workers.
+  int http_threads = 2;
+  // Worker instances for models whose config does not set `instances`. One per model keeps a
+  // small device from oversubscribing its cores.
+  int default_instances = 1;
+  // Queue bound for models whose config does not set `queue_limit`; beyond it requests are shed
+  // with 503 at once rather than waiting without bound.
+  int default_queue_limit = 64;
+  // Largest request body accepted (413 beyond). 64 MiB fits a few raw 4K frames.
+  uint64_t max_body_bytes = 64ull << 20;
+  // A request's headers must arrive within this time (idle keep-alive time counts), else the
+  // connection is closed: slow or stuck clients cannot hold connections forever.
+  int header_timeout_ms = 10000;
+  // Time allowed to receive a body once its headers have arrived, and to send a response.
+  int body_timeout_ms = 60000;
+  // On SIGTERM, the longest wait for queued and running requests before exiting anyway.
+  int drain_timeout_ms = 30000;
+  // trace, debug, info, warn, error or off.
+  std::string log_level = "info";
+
+  // Checks values that types alone do not (ranges, address syntax).
+  absl::Status Validate() const;
+  // Splits http_address into host and port. REQUIRES: Validate() passed.
+  std::string http_host() const;
+  uint16_t http_port() const;
+};
+
+// Registers every setting as a flag on `app`, plus `--config FILE`. After app.parse(), call
+// Resolve() to merge defaults, the YAML file and the flags that were given.
+class AgentFlags {
+ public:
+  explicit AgentFlags(CLI::App& app);
+  absl::StatusOr<AgentConfig> Resolve() const;
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+// Applies YAML text to `config`; errors name the file and key.
+absl::Status ApplyYaml(const std::string& yaml_text, const std::string& file, AgentConfig* config);
+
+}  // namespace hivemesh

@@ -1,0 +1,559 @@
+#include "api/codec/infer_codec.h"
+
+#include <simdjson.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "api/codec/json_writer.h"
+#include "base/strings.h"
+
+namespace hivemesh {
+namespace {
+
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+
+absl::Status Invalid(const std::string& msg) { return absl::InvalidArgumentError(msg); }
+
+template <typename T>
+void AppendPod(std::string& out, T v) {
+  char buf[sizeof(T)];
+  std::memcpy(buf, &v, sizeof(T));
+  out.append(buf, sizeof(T));
+}
+
+// Converts JSON tensor data (flat or nested) into the raw layout.
+class DataConverter {
+ public:
+  DataConverter(std::string_view tensor, DataType type, int64_t expected, std::string& out)
+      : tensor_(tensor), type_(type), expected_(expected), out_(out) {}
+
+  absl::Status Convert(element data) {
+    absl::Status s = Visit(data, 0);
+    if (!s.ok()) return s;
+    if (count_ != expected_) return CountMismatch();
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status CountMismatch() {
+    if (count_ > expected_) {
+      return Invalid(StrCat("input '", tensor_, "': its shape needs ", expected_,
+                            " elements but data has more"));
+    }
+    return Invalid(StrCat("input '", tensor_, "': its shape needs ", expected_,
+                          " elements but data has ", count_));
+  }
+
+  absl::Status Visit(element e, int depth) {
+    if (e.type() == element_type::ARRAY) {
+      if (depth > 64) return Invalid(StrCat("input '", tensor_, "': data nests too deeply"));
+      const simdjson::dom::array children = e.get_array().value_unsafe();
+      for (element child : children) {
+        absl::Status s = Visit(child, depth + 1);
+        if (!s.ok()) return s;
+      }
+      return absl::OkStatus();
+    }
+    if (count_ == expected_) {
+      ++count_;
+      return CountMismatch();
+    }
+    absl::Status s = Append(e);
+    ++count_;
+    return s;
+  }
+
+  absl::Status ElementError(std::string_view what) {
+    return Invalid(StrCat("input '", tensor_, "': data element ", count_, ": ", what));
+  }
+
+  template <typename T>
+  absl::Status AppendInteger(element e) {
+    if (e.type() == element_type::INT64) {
+      const int64_t v = e.get_int64().value_unsafe();
+      if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
+          (v > 0 &&
+           static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
+        return ElementError(StrCat(v, " is out of range for ", DataTypeName(type_)));
+      }
+      AppendPod<T>(out_, static_cast<T>(v));
+      return absl::OkStatus();
+    }
+    if (e.type() == element_type::UINT64) {
+      const uint64_t v = e.get_uint64().value_unsafe();
+      if (v > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+        return ElementError(StrCat(v, " is out of range for ", DataTypeName(type_)));
+      }
+      AppendPod<T>(out_, static_cast<T>(v));
+      return absl::OkStatus();
+    }
+    return ElementError(StrCat("expected an integer for ", DataTypeName(type_)));
+  }
+
+  absl::StatusOr<double> Number(element e) {
+    switch (e.type()) {
+      case element_type::INT64:
+        return static_cast<double>(e.get_int64().value_unsafe());
+      case element_type::UINT64:
+        return static_cast<double>(e.get_uint64().value_unsafe());
+      case element_type::DOUBLE:
+        return e.get_double().value_unsafe();
+      case element_type::STRING: {
+        const std::string_view s = e.get_string().value_unsafe();
+        if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
+        if (s == "Infinity") return std::numeric_limits<double>::infinity();
+        if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
+        break;
+      }
+      default:
+        break;
+    }
+    return ElementError(StrCat("expected a number for ", DataTypeName(type_)));
+  }
+
+  absl::Status Append(element e) {
+    switch (type_) {
+      case DataType::kBool:
+        if (e.type() != element_type::BOOL) return ElementError("expected true or false for BOOL");
+        out_ += e.get_bool().value_unsafe() ? '\1' : '\0';
+        return absl::OkStatus();
+      case DataType::kUint8:
+        return AppendInteger<uint8_t>(e);
+      case DataType::kUint16:
+        return AppendInteger<uint16_t>(e);
+      case DataType::kUint32:
+        return AppendInteger<uint32_t>(e);
+      case DataType::kUint64:
+        return AppendInteger<uint64_t>(e);
+      case DataType::kInt8:
+        return AppendInteger<int8_t>(e);
+      case DataType::kInt16:
+        return AppendInteger<int16_t>(e);
+      case DataType::kInt32:
+        return AppendInteger<int32_t>(e);
+      case DataType::kInt64:
+        return AppendInteger<int64_t>(e);
+      case DataType::kBytes:
+        if (e.type() != element_type::STRING) return ElementError("expected a string for BYTES");
+        AppendBytesElement(out_, e.get_string().value_unsafe());
+        return absl::OkStatus();
+      default:
+        break;
+    }
+    absl::StatusOr<double> v = Number(e);
+    if (!v.ok()) return v.status();
+    switch (type_) {
+      case DataType::kFp16:
+        AppendPod<uint16_t>(out_, FloatToHalf(static_cast<float>(*v)));
+        break;
+      case DataType::kBf16:
+        AppendPod<uint16_t>(out_, FloatToBf16(static_cast<float>(*v)));
+        break;
+      case DataType::kFp32:
+        AppendPod<float>(out_, static_cast<float>(*v));
+        break;
+      default:
+        AppendPod<double>(out_, *v);
+        break;
+    }
+    return absl::OkStatus();
+  }
+
+  std::string_view tensor_;
+  DataType type_;
+  int64_t expected_;
+  std::string& out_;
+  int64_t count_ = 0;
+};
+
+// Reads an optional int64 parameter; accepts integers only.
+absl::StatusOr<std::optional<int64_t>> IntParam(element params, std::string_view key,
+                                                std::string_view where) {
+  element v;
+  if (params.at_key(key).get(v) != simdjson::SUCCESS) return std::optional<int64_t>();
+  if (v.type() == element_type::INT64) return std::optional<int64_t>(v.get_int64().value_unsafe());
+  if (v.type() == element_type::UINT64 &&
+      v.get_uint64().value_unsafe() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return std::optional<int64_t>(static_cast<int64_t>(v.get_uint64().value_unsafe()));
+  }
+  return Invalid(StrCat(where, ".parameters.", key, ": expected an integer"));
+}
+
+absl::StatusOr<bool> BoolParam(element params, std::string_view key, std::string_view where) {
+  element v;
+  if (params.at_key(key).get(v) != simdjson::SUCCESS) return false;
+  if (v.type() != element_type::BOOL) {
+    return Invalid(StrCat(where, ".parameters.", key, ": expected true or false"));
+  }
+  return v.get_bool().value_unsafe();
+}
+
+// The "parameters" object of `obj`, or nullopt if it has none.
+absl::StatusOr<std::optional<element>> ParamsOf(element obj, std::string_view where) {
+  element p;
+  if (obj.at_key("parameters").get(p) != simdjson::SUCCESS) return std::optional<element>();
+  if (p.type() != element_type::OBJECT) {
+    return Invalid(StrCat(where, ".parameters: expected an object"));
+  }
+  return std::optional<element>(p);
+}
+
+absl::StatusOr<std::string_view> StringField(element obj, std::string_view key,
+                                             std::string_view where) {
+  element v;
+  if (obj.at_key(key).get(v) != simdjson::SUCCESS) {
+    return Invalid(StrCat(where, ": missing \"", key, "\""));
+  }
+  if (v.type() != element_type::STRING) {
+    return Invalid(StrCat(where, ".", key, ": expected a string"));
+  }
+  return v.get_string().value_unsafe();
+}
+
+absl::StatusOr<Shape> ShapeField(element obj, std::string_view where) {
+  element v;
+  if (obj.at_key("shape").get(v) != simdjson::SUCCESS) {
+    return Invalid(StrCat(where, ": missing \"shape\""));
+  }
+  if (v.type() != element_type::ARRAY) {
+    return Invalid(StrCat(where, ".shape: expected an array of integers"));
+  }
+  Shape shape;
+  const simdjson::dom::array dims = v.get_array().value_unsafe();
+  for (element d : dims) {
+    if (d.type() == element_type::INT64) {
+      const int64_t dim = d.get_int64().value_unsafe();
+      if (dim < 0) {
+        return Invalid(StrCat(where, ".shape: dimension ", dim, " is negative"));
+      }
+      shape.push_back(dim);
+    } else if (d.type() == element_type::UINT64) {
+      return Invalid(
+          StrCat(where, ".shape: dimension ", d.get_uint64().value_unsafe(), " is too large"));
+    } else {
+      return Invalid(StrCat(where, ".shape: expected an array of integers"));
+    }
+    if (shape.size() > 32) return Invalid(StrCat(where, ".shape: more than 32 dimensions"));
+  }
+  absl::StatusOr<int64_t> count = ElementCount(shape);
+  if (!count.ok()) return Invalid(StrCat(where, ".shape: ", count.status().message()));
+  return shape;
+}
+
+absl::StatusOr<DecodedInferRequest> DecodeRawBody(std::shared_ptr<const std::string> body,
+                                                  const TensorConfig* input) {
+  if (input == nullptr) {
+    return Invalid(
+        "Inference-Header-Content-Length: 0 sends the body as the raw data of the model's single "
+        "input, but this model has no single (or single BYTES) input");
+  }
+  DecodedInferRequest out;
+  if (input->type == DataType::kBytes) {
+    // The whole body is one element.
+    std::string raw;
+    raw.reserve(body->size() + 4);
+    AppendBytesElement(raw, *body);
+    Shape shape(input->dims.size(), 1);
+    out.request.inputs.push_back(
+        Tensor::Owned(input->name, DataType::kBytes, std::move(shape), std::move(raw)));
+    return out;
+  }
+  // Fill the one variable dimension from the body size.
+  Shape shape = input->dims;
+  int64_t known = 1;
+  int variable = -1;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == -1) {
+      if (variable >= 0) {
+        return Invalid(StrCat("input '", input->name, "' has more than one variable ",
+                              "dimension, so a raw body cannot give its shape"));
+      }
+      variable = static_cast<int>(i);
+    } else {
+      known *= shape[i];
+    }
+  }
+  const size_t elem = ElementSize(input->type);
+  const uint64_t row = static_cast<uint64_t>(known) * elem;
+  if (row == 0 || body->size() % row != 0 || (variable < 0 && body->size() != row)) {
+    return Invalid(StrCat("input '", input->name, "': a raw body of ", body->size(),
+                          " bytes does not fit shape ", ShapeString(input->dims), " of ",
+                          DataTypeName(input->type)));
+  }
+  if (variable >= 0) shape[variable] = static_cast<int64_t>(body->size() / row);
+  std::string_view data = *body;
+  out.request.inputs.push_back(
+      Tensor::View(input->name, input->type, std::move(shape), std::move(body), data));
+  return out;
+}
+
+}  // namespace
+
+const TensorConfig* RawBodyInput(const ModelConfig& config) {
+  if (config.inputs.size() == 1) return &config.inputs[0];
+  const TensorConfig* found = nullptr;
+  for (const TensorConfig& t : config.inputs) {
+    if (t.type != DataType::kBytes) continue;
+    if (found != nullptr) return nullptr;
+    found = &t;
+  }
+  return found;
+}
+
+absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
+                                                       std::optional<uint64_t> header_length,
+                                                       const TensorConfig* raw_input) {
+  if (header_length && *header_length == 0) return DecodeRawBody(std::move(body), raw_input);
+  size_t json_len = body->size();
+  if (header_length) {
+    if (*header_length > body->size()) {
+      return Invalid(StrCat("Inference-Header-Content-Length is ", *header_length,
+                            " but the body has only ", body->size(), " bytes"));
+    }
+    json_len = static_cast<size_t>(*header_length);
+  }
+  std::string_view binary(body->data() + json_len, body->size() - json_len);
+
+  thread_local simdjson::dom::parser parser;
+  // The bytes after the JSON header are readable, so no copy is needed when enough follow.
+  const bool padded = body->capacity() >= json_len + simdjson::SIMDJSON_PADDING;
+  element root;
+  if (auto err = parser.parse(body->data(), json_len, !padded).get(root)) {
+    return Invalid(StrCat("malformed JSON in the request body: ", simdjson::error_message(err)));
+  }
+  if (root.type() != element_type::OBJECT) {
+    return Invalid("the request body must be a JSON object");
+  }
+
+  DecodedInferRequest out;
+  InferRequest& req = out.request;
+  element v;
+  if (root.at_key("id").get(v) == simdjson::SUCCESS) {
+    if (v.type() != element_type::STRING) return Invalid("id: expected a string");
+    req.id = std::string(v.get_string().value_unsafe());
+  }
+  absl::StatusOr<std::optional<element>> params = ParamsOf(root, "request");
+  if (!params.ok()) return params.status();
+  if (*params) {
+    absl::StatusOr<bool> bin = BoolParam(**params, "binary_data_output", "request");
+    if (!bin.ok()) return bin.status();
+    req.binary_output = *bin;
+    absl::StatusOr<std::optional<int64_t>> timeout = IntParam(**params, "timeout", "request");
+    if (!timeout.ok()) return timeout.status();
+    if (*timeout) {
+      if (**timeout <= 0)
+        return Invalid("request.parameters.timeout: must be a positive number of ms");
+      out.timeout = std::chrono::milliseconds(**timeout);
+    }
+  }
+
+  element inputs;
+  if (root.at_key("inputs").get(inputs) != simdjson::SUCCESS) {
+    return Invalid("the request has no \"inputs\"");
+  }
+  if (inputs.type() != element_type::ARRAY) return Invalid("inputs: expected an array");
+  size_t binary_pos = 0;
+  size_t index = 0;
+  const simdjson::dom::array input_list = inputs.get_array().value_unsafe();
+  for (element in : input_list) {
+    const std::string where = StrCat("inputs[", index++, "]");
+    if (in.type() != element_type::OBJECT) return Invalid(where + ": expected an object");
+    absl::StatusOr<std::string_view> name = StringField(in, "name", where);
+    if (!name.ok()) return name.status();
+    const std::string tensor_where = StrCat("input '", *name, "'");
+    absl::StatusOr<std::string_view> dt = StringField(in, "datatype", tensor_where);
+    if (!dt.ok()) return dt.status();
+    std::optional<DataType> type = DataTypeFromName(*dt);
+    if (!type) {
+      return Invalid(StrCat(tensor_where, ".datatype: unknown datatype '", *dt, "'"));
+    }
+    absl::StatusOr<Shape> shape = ShapeField(in, tensor_where);
+    if (!shape.ok()) return shape.status();
+    absl::StatusOr<std::optional<element>> tparams = ParamsOf(in, tensor_where);
+    if (!tparams.ok()) return tparams.status();
+    std::optional<int64_t> binary_size;
+    if (*tparams) {
+      absl::StatusOr<std::optional<int64_t>> bs =
+          IntParam(**tparams, "binary_data_size", tensor_where);
+      if (!bs.ok()) return bs.status();
+      binary_size = *bs;
+    }
+
+    Tensor tensor;
+    if (binary_size) {
+      if (!header_length) {
+        return Invalid(StrCat(tensor_where, " has binary_data_size but the request has no ",
+                              "Inference-Header-Content-Length header"));
+      }
+      if (*binary_size < 0 || static_cast<uint64_t>(*binary_size) > binary.size() - binary_pos) {
+        return Invalid(StrCat(tensor_where, ".parameters.binary_data_size: ", *binary_size,
+                              " bytes run past the end of the body (", binary.size() - binary_pos,
+                              " bytes of binary data left)"));
+      }
+      const std::string_view data = binary.substr(binary_pos, static_cast<size_t>(*binary_size));
+      binary_pos += static_cast<size_t>(*binary_size);
+      tensor = Tensor::View(std::string(*name), *type, std::move(*shape), body, data);
+    } else {
+      element data;
+      if (in.at_key("data").get(data) != simdjson::SUCCESS) {
+        return Invalid(StrCat(tensor_where, ": missing \"data\" (or binary_data_size)"));
+      }
+      const int64_t count = *ElementCount(*shape);
+      std::string raw;
+      const size_t elem = *type == DataType::kBytes ? 8 : ElementSize(*type);
+      // Reserve only what the JSON text could possibly hold, never what a shape claims.
+      raw.reserve(std::min<uint64_t>(static_cast<uint64_t>(count) * elem, json_len * 8));
+      DataConverter conv(*name, *type, count, raw);
+      absl::Status s = conv.Convert(data);
+      if (!s.ok()) return s;
+      tensor = Tensor::Owned(std::string(*name), *type, std::move(*shape), std::move(raw));
+    }
+    absl::Status valid = ValidateTensorData(tensor);
+    if (!valid.ok()) return valid;
+    req.inputs.push_back(std::move(tensor));
+  }
+  if (binary_pos != binary.size()) {
+    return Invalid(
+        StrCat(binary.size() - binary_pos, " bytes of binary data follow the last binary input"));
+  }
+
+  element outputs;
+  if (root.at_key("outputs").get(outputs) == simdjson::SUCCESS) {
+    if (outputs.type() != element_type::ARRAY) return Invalid("outputs: expected an array");
+    index = 0;
+    const simdjson::dom::array output_list = outputs.get_array().value_unsafe();
+    for (element o : output_list) {
+      const std::string where = StrCat("outputs[", index++, "]");
+      if (o.type() != element_type::OBJECT) return Invalid(where + ": expected an object");
+      absl::StatusOr<std::string_view> name = StringField(o, "name", where);
+      if (!name.ok()) return name.status();
+      RequestedOutput ro{std::string(*name), false};
+      absl::StatusOr<std::optional<element>> oparams = ParamsOf(o, where);
+      if (!oparams.ok()) return oparams.status();
+      if (*oparams) {
+        absl::StatusOr<bool> bin = BoolParam(**oparams, "binary_data", where);
+        if (!bin.ok()) return bin.status();
+        ro.binary = *bin;
+      }
+      for (const RequestedOutput& prev : req.outputs) {
+        if (prev.name == ro.name) {
+          return Invalid(StrCat("output '", ro.name, "' is requested twice"));
+        }
+      }
+      req.outputs.push_back(std::move(ro));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+template <typename T, typename Emit>
+void EmitAll(std::string_view raw, Emit&& emit) {
+  const size_t n = raw.size() / sizeof(T);
+  for (size_t i = 0; i < n; ++i) {
+    T v;
+    std::memcpy(&v, raw.data() + i * sizeof(T), sizeof(T));
+    emit(v);
+  }
+}
+
+void WriteData(JsonWriter& w, const Tensor& t) {
+  const std::string_view raw = t.data();
+  w.BeginArray();
+  switch (t.type()) {
+    case DataType::kBool:
+      EmitAll<uint8_t>(raw, [&](uint8_t v) { w.Bool(v != 0); });
+      break;
+    case DataType::kUint8:
+      EmitAll<uint8_t>(raw, [&](uint8_t v) { w.Uint(v); });
+      break;
+    case DataType::kUint16:
+      EmitAll<uint16_t>(raw, [&](uint16_t v) { w.Uint(v); });
+      break;
+    case DataType::kUint32:
+      EmitAll<uint32_t>(raw, [&](uint32_t v) { w.Uint(v); });
+      break;
+    case DataType::kUint64:
+      EmitAll<uint64_t>(raw, [&](uint64_t v) { w.Uint(v); });
+      break;
+    case DataType::kInt8:
+      EmitAll<int8_t>(raw, [&](int8_t v) { w.Int(v); });
+      break;
+    case DataType::kInt16:
+      EmitAll<int16_t>(raw, [&](int16_t v) { w.Int(v); });
+      break;
+    case DataType::kInt32:
+      EmitAll<int32_t>(raw, [&](int32_t v) { w.Int(v); });
+      break;
+    case DataType::kInt64:
+      EmitAll<int64_t>(raw, [&](int64_t v) { w.Int(v); });
+      break;
+    case DataType::kFp16:
+      EmitAll<uint16_t>(raw, [&](uint16_t v) { w.Float(HalfToFloat(v)); });
+      break;
+    case DataType::kBf16:
+      EmitAll<uint16_t>(raw, [&](uint16_t v) { w.Float(Bf16ToFloat(v)); });
+      break;
+    case DataType::kFp32:
+      EmitAll<float>(raw, [&](float v) { w.Float(v); });
+      break;
+    case DataType::kFp64:
+      EmitAll<double>(raw, [&](double v) { w.Double(v); });
+      break;
+    case DataType::kBytes:
+      ForEachBytesElement(raw, [&](std::string_view e) { w.String(e); });
+      break;
+  }
+  w.EndArray();
+}
+
+}  // namespace
+
+EncodedInferResponse EncodeInferResponse(const InferResponse& response) {
+  EncodedInferResponse out;
+  size_t estimate = 128;
+  for (const Tensor& t : response.outputs) estimate += 64 + t.data().size() * 3;
+  out.json.reserve(estimate);
+  JsonWriter w(out.json);
+  w.BeginObject();
+  w.Key("model_name").String(response.model_name);
+  if (!response.model_version.empty()) w.Key("model_version").String(response.model_version);
+  if (!response.id.empty()) w.Key("id").String(response.id);
+  w.Key("outputs").BeginArray();
+  for (size_t i = 0; i < response.outputs.size(); ++i) {
+    const Tensor& t = response.outputs[i];
+    const bool binary = i < response.binary.size() && response.binary[i];
+    w.BeginObject();
+    w.Key("name").String(t.name());
+    w.Key("datatype").String(DataTypeName(t.type()));
+    w.Key("shape").BeginArray();
+    for (int64_t d : t.shape()) w.Int(d);
+    w.EndArray();
+    if (binary) {
+      w.Key("parameters").BeginObject();
+      w.Key("binary_data_size").Uint(t.data().size());
+      w.EndObject();
+      out.binary.push_back(t);
+    } else {
+      w.Key("data");
+      WriteData(w, t);
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return out;
+}
+
+std::string EncodeError(std::string_view message) {
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject().Key("error").String(message).EndObject();
+  return out;
+}
+
+}  // namespace hivemesh

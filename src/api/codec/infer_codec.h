@@ -1,0 +1,50 @@
+// The KServe v2 REST infer body codec: JSON tensors and the binary tensor data extension.
+//
+// Decoding takes ownership of the request body (shared) and returns tensors that view it: binary
+// tensor bytes are never copied. JSON data is converted once into the raw layout.
+//
+// Everything here is pure: no I/O, no clocks (the `timeout` parameter is returned as a duration).
+// Thread safety: functions are reentrant (a thread-local JSON parser is reused per thread).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "serving/inference.h"
+#include "serving/model_config.h"
+
+namespace hivemesh {
+
+struct DecodedInferRequest {
+  InferRequest request;  // model name/version and deadline are left for the caller to set
+  std::optional<std::chrono::milliseconds> timeout;  // the "timeout" request parameter
+};
+
+// Decodes an infer request body. `header_length` is the Inference-Header-Content-Length header
+// if present: the body is then that many bytes of JSON followed by binary tensor data. A value of
+// 0 means the body is the raw data of `raw_input` (see RawBodyInput); `raw_input` may be null
+// otherwise. Errors are INVALID_ARGUMENT with a message naming the tensor and the field.
+absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
+                                                       std::optional<uint64_t> header_length,
+                                                       const TensorConfig* raw_input);
+
+// The input a body without a JSON header (Inference-Header-Content-Length: 0) fills: the model's
+// only input, or else its only BYTES input. Null if neither exists.
+const TensorConfig* RawBodyInput(const ModelConfig& config);
+
+struct EncodedInferResponse {
+  std::string json;            // the JSON document (the whole body if `binary` is empty)
+  std::vector<Tensor> binary;  // tensors whose raw bytes follow the JSON, in order
+};
+
+EncodedInferResponse EncodeInferResponse(const InferResponse& response);
+
+// {"error":"<message>"}
+std::string EncodeError(std::string_view message);
+
+}  // namespace hivemesh

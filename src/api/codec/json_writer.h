@@ -1,0 +1,42 @@
+// JsonWriter: appends JSON text to a string. No DOM, no allocation beyond the output string.
+// The caller is responsible for structure (commas are inserted automatically inside arrays and
+// objects).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hivemesh {
+
+// Appends `s` as a JSON string literal (quotes included). Bytes that are not valid UTF-8 are
+// written as \u00XX escapes so the output is always valid JSON.
+void AppendJsonString(std::string& out, std::string_view s);
+
+class JsonWriter {
+ public:
+  explicit JsonWriter(std::string& out) : out_(out) {}
+
+  JsonWriter& BeginObject();
+  JsonWriter& EndObject();
+  JsonWriter& BeginArray();
+  JsonWriter& EndArray();
+  JsonWriter& Key(std::string_view key);
+  JsonWriter& String(std::string_view s);
+  JsonWriter& Int(int64_t v);
+  JsonWriter& Uint(uint64_t v);
+  JsonWriter& Double(double v);  // shortest round-trip form; NaN/Inf as "NaN"/"Infinity"
+  JsonWriter& Float(float v);    // likewise, at float precision
+  JsonWriter& Bool(bool v);
+  // Appends already-encoded JSON as one value.
+  JsonWriter& Raw(std::string_view json);
+
+ private:
+  void Separate();
+  std::string& out_;
+  std::vector<bool> first_;  // per open container: no value written yet
+  bool after_key_ = false;
+};
+
+}  // namespace hivemesh

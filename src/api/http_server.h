@@ -1,0 +1,87 @@
+// HttpServer: an HTTP/1.1 server on Boost.Asio with Boost.Beast's parser, kept out of this
+// header so that including it stays cheap.
+//
+// Each connection handles one request at a time, in order, so pipelined requests are answered in
+// the order they were sent. Keep-alive is the default. Limits: a request's headers must arrive
+// within `header_timeout` (idle keep-alive time counts) or the connection is closed; a body larger
+// than `max_body_bytes` is answered 413 and the connection closed. `Expect: 100-continue` is
+// honoured.
+//
+// Shutdown has two steps: StopAccepting() closes the listening socket and makes every later
+// request on an open connection get 503 and `Connection: close`; Stop() then closes all
+// connections and joins the I/O threads.
+//
+// Thread safety: a Responder may be called from any thread, exactly once. Start/StopAccepting/Stop
+// are called from one controlling thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "base/clock.h"
+#include "tensor/tensor.h"
+
+namespace hivemesh {
+
+struct HttpServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8000;  // 0 picks a free port
+  int threads = 2;       // I/O threads
+  uint64_t max_body_bytes = 64ull << 20;
+  std::chrono::milliseconds header_timeout{10000};
+  std::chrono::milliseconds body_timeout{60000};
+};
+
+// Read-only view of one request; valid until the response has been sent.
+class HttpRequest {
+ public:
+  virtual ~HttpRequest() = default;
+  virtual std::string_view method() const = 0;
+  virtual std::string_view target() const = 0;  // path and query
+  // The header's value, or empty if absent. Names are case-insensitive.
+  virtual std::string_view header(std::string_view name) const = 0;
+  virtual bool has_header(std::string_view name) const = 0;
+  // The body, shared: tensors may keep views into it beyond the request's life.
+  virtual std::shared_ptr<const std::string> body() const = 0;
+  virtual SteadyTime received() const = 0;  // when the headers had been read
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::vector<Tensor> tail;  // raw bytes sent after `body`, without copying (binary tensors)
+  // Called on an I/O thread once the response has been handed to the socket.
+  std::function<void(SteadyTime sent)> on_sent;
+};
+
+using HttpResponder = std::function<void(HttpResponse)>;
+using HttpHandler = std::function<void(const HttpRequest&, HttpResponder)>;
+
+class HttpServer {
+ public:
+  // Binds and listens; fails if the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Create(const HttpServerOptions& options,
+                                                            HttpHandler handler);
+  virtual ~HttpServer() = default;
+
+  virtual uint16_t port() const = 0;
+  virtual void Start() = 0;
+  virtual void StopAccepting() = 0;
+  virtual void Stop() = 0;
+  // Connections with a request being handled (not idle).
+  virtual int busy_connections() const = 0;
+};
+
+// "OK", "Not Found", ...
+std::string_view HttpReason(int status);
+
+}  // namespace hivemesh

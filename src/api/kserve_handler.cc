@@ -1,0 +1,310 @@
+#include "api/kserve_handler.h"
+
+#include <charconv>
+
+#include "base/strings.h"
+
+#include "api/codec/infer_codec.h"
+#include "api/codec/json_writer.h"
+
+namespace hivemesh {
+namespace {
+
+HttpResponse Json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+HttpResponse Error(const absl::Status& status) {
+  HttpResponse r = Json(HttpStatusFor(status), EncodeError(MessageOf(status)));
+  if (status.code() == absl::StatusCode::kResourceExhausted) {
+    r.headers.emplace_back("Retry-After", "1");
+  }
+  return r;
+}
+
+HttpResponse MethodNotAllowed(std::string_view method, std::string_view path,
+                              std::string_view allowed) {
+  HttpResponse r = Json(
+      405, EncodeError(StrCat("method ", method, " is not allowed on ", path, "; use ", allowed)));
+  r.headers.emplace_back("Allow", std::string(allowed));
+  return r;
+}
+
+std::optional<uint64_t> ParseUint(std::string_view s) {
+  uint64_t v;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+void WriteTensorMetadata(JsonWriter& w, const std::vector<TensorConfig>& tensors) {
+  w.BeginArray();
+  for (const TensorConfig& t : tensors) {
+    w.BeginObject();
+    w.Key("name").String(t.name);
+    w.Key("datatype").String(DataTypeName(t.type));
+    w.Key("shape").BeginArray();
+    for (int64_t d : t.dims) w.Int(d);
+    w.EndArray();
+    if (t.optional) w.Key("optional").Bool(true);
+    w.EndObject();
+  }
+  w.EndArray();
+}
+
+void WriteDuration(JsonWriter& w, std::string_view key, const DurationStat& d) {
+  w.Key(key).BeginObject();
+  w.Key("count").Uint(d.count.load(std::memory_order_relaxed));
+  w.Key("ns").Uint(d.ns.load(std::memory_order_relaxed));
+  w.EndObject();
+}
+
+void WriteStats(JsonWriter& w, const ModelRuntime& rt) {
+  const ModelStats& s = rt.stats();
+  w.BeginObject();
+  w.Key("name").String(rt.config().name);
+  w.Key("version").String(rt.version());
+  w.Key("last_inference").Uint(s.last_inference_ms.load());
+  w.Key("inference_count").Uint(s.inference_count.load());
+  w.Key("execution_count").Uint(s.execution_count.load());
+  w.Key("inference_stats").BeginObject();
+  WriteDuration(w, "success", s.success);
+  WriteDuration(w, "fail", s.fail);
+  WriteDuration(w, "queue", s.queue);
+  WriteDuration(w, "compute_input", s.compute_input);
+  WriteDuration(w, "compute_infer", s.compute_infer);
+  WriteDuration(w, "compute_output", s.compute_output);
+  w.EndObject();
+  w.Key("batch_stats").BeginArray().EndArray();
+  // Extensions beyond the KServe statistics schema.
+  w.Key("queue_depth").Int(s.queue_depth.load());
+  w.Key("in_flight").Int(s.in_flight.load());
+  w.Key("rejected_queue_full").Uint(s.rejected_queue_full.load());
+  w.Key("expired_in_queue").Uint(s.expired_in_queue.load());
+  w.Key("server_overhead").BeginObject();
+  w.Key("count").Uint(s.overhead.Count());
+  w.Key("p50_ns").Uint(s.overhead.Percentile(0.50));
+  w.Key("p99_ns").Uint(s.overhead.Percentile(0.99));
+  w.EndObject();
+  w.EndObject();
+}
+
+}  // namespace
+
+int HttpStatusFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return 200;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kNotFound:
+      return 404;
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    default:
+      return 500;
+  }
+}
+
+void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
+  std::string_view path = request.target();
+  path = path.substr(0, path.find('?'));
+  const std::string_view method = request.method();
+  const bool get = method == "GET";
+
+  if (path == "/v2/health/live") {
+    if (!get) return respond(MethodNotAllowed(method, path, "GET"));
+    return respond(Json(200, "{\"live\":true}"));
+  }
+  if (path == "/v2/health/ready") {
+    if (!get) return respond(MethodNotAllowed(method, path, "GET"));
+    return respond(ready_.load() ? Json(200, "{\"ready\":true}") : Json(400, "{\"ready\":false}"));
+  }
+  if (path == "/v2" || path == "/v2/") {
+    if (!get) return respond(MethodNotAllowed(method, path, "GET"));
+    std::string out;
+    JsonWriter w(out);
+    w.BeginObject();
+    w.Key("name").String(identity_.name);
+    w.Key("version").String(identity_.version);
+    w.Key("extensions").BeginArray();
+    w.String("binary_tensor_data").String("statistics").String("model_repository");
+    w.EndArray();
+    w.Key("node").String(identity_.node_name);
+    w.EndObject();
+    return respond(Json(200, std::move(out)));
+  }
+  if (path == "/v2/repository/index") {
+    if (method != "POST") return respond(MethodNotAllowed(method, path, "POST"));
+    std::string out;
+    JsonWriter w(out);
+    w.BeginArray();
+    for (const ModelEntry& e : repository_->Index()) {
+      w.BeginObject();
+      w.Key("name").String(e.name);
+      if (!e.version.empty()) w.Key("version").String(e.version);
+      w.Key("state").String(e.state);
+      w.Key("reason").String(e.reason);
+      w.EndObject();
+    }
+    w.EndArray();
+    return respond(Json(200, std::move(out)));
+  }
+  if (path == "/v2/models/stats") {
+    if (!get) return respond(MethodNotAllowed(method, path, "GET"));
+    std::string out;
+    JsonWriter w(out);
+    w.BeginObject().Key("model_stats").BeginArray();
+    for (const ModelRuntime* rt : repository_->Runtimes()) WriteStats(w, *rt);
+    w.EndArray().EndObject();
+    return respond(Json(200, std::move(out)));
+  }
+  constexpr std::string_view kModels = "/v2/models/";
+  if (path.starts_with(kModels)) {
+    return HandleModel(request, path.substr(kModels.size()), respond);
+  }
+  respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
+}
+
+void KServeHandler::HandleModel(const HttpRequest& request, std::string_view rest,
+                                HttpResponder& respond) {
+  // rest = <name>[/versions/<v>][/ready|/infer|/stats]
+  const std::vector<std::string_view> parts = Split(rest, '/');
+  const std::string_view method = request.method();
+  const std::string_view path = request.target().substr(0, request.target().find('?'));
+  if (parts.empty() || parts[0].empty()) {
+    return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
+  }
+  const std::string name(parts[0]);
+  std::string version;
+  size_t i = 1;
+  if (parts.size() >= 3 && parts[1] == "versions") {
+    version = std::string(parts[2]);
+    if (version.empty()) {
+      return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
+    }
+    i = 3;
+  }
+  std::string_view action;
+  if (i < parts.size()) action = parts[i++];
+  if (i != parts.size() ||
+      (!action.empty() && action != "ready" && action != "infer" && action != "stats")) {
+    return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
+  }
+
+  const std::string_view allowed = action == "infer" ? "POST" : "GET";
+  if (method != allowed) return respond(MethodNotAllowed(method, path, allowed));
+
+  if (action == "infer") return Infer(request, name, version, respond);
+
+  absl::StatusOr<ModelRuntime*> rt = repository_->Find(name, version);
+  if (action == "ready") {
+    if (!rt.ok() && rt.status().code() == absl::StatusCode::kNotFound) {
+      return respond(Error(rt.status()));
+    }
+    const bool ready = rt.ok() && ready_.load();
+    return respond(ready ? Json(200, "{\"ready\":true}") : Json(400, "{\"ready\":false}"));
+  }
+  if (!rt.ok()) return respond(Error(rt.status()));
+  std::string out;
+  JsonWriter w(out);
+  if (action == "stats") {
+    w.BeginObject().Key("model_stats").BeginArray();
+    if (version.empty()) {
+      for (const std::string& v : repository_->Versions(name)) {
+        absl::StatusOr<ModelRuntime*> vr = repository_->Find(name, v);
+        if (vr.ok()) WriteStats(w, **vr);
+      }
+    } else {
+      WriteStats(w, **rt);
+    }
+    w.EndArray().EndObject();
+    return respond(Json(200, std::move(out)));
+  }
+  const ModelConfig& c = (*rt)->config();
+  w.BeginObject();
+  w.Key("name").String(c.name);
+  w.Key("versions").BeginArray();
+  if (version.empty()) {
+    for (const std::string& v : repository_->Versions(name)) w.String(v);
+  } else {
+    w.String(version);
+  }
+  w.EndArray();
+  w.Key("platform").String(c.platform);
+  w.Key("inputs");
+  WriteTensorMetadata(w, c.inputs);
+  w.Key("outputs");
+  WriteTensorMetadata(w, c.outputs);
+  w.EndObject();
+  respond(Json(200, std::move(out)));
+}
+
+void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
+                          const std::string& version, HttpResponder& respond) {
+  absl::StatusOr<ModelRuntime*> found = repository_->Find(model, version);
+  if (!found.ok()) return respond(Error(found.status()));
+  ModelRuntime* rt = *found;
+
+  std::optional<uint64_t> header_length;
+  if (request.has_header("Inference-Header-Content-Length")) {
+    header_length = ParseUint(request.header("Inference-Header-Content-Length"));
+    if (!header_length) {
+      return respond(Error(absl::InvalidArgumentError(
+          "Inference-Header-Content-Length must be a non-negative integer")));
+    }
+  }
+  absl::StatusOr<DecodedInferRequest> decoded =
+      DecodeInferRequest(request.body(), header_length, RawBodyInput(rt->config()));
+  if (!decoded.ok()) return respond(Error(decoded.status()));
+
+  std::optional<std::chrono::milliseconds> timeout = decoded->timeout;
+  if (request.has_header("Inference-Timeout-Ms")) {
+    std::optional<uint64_t> ms = ParseUint(request.header("Inference-Timeout-Ms"));
+    if (!ms || *ms == 0 || *ms > (uint64_t{1} << 40)) {
+      return respond(Error(absl::InvalidArgumentError(
+          "Inference-Timeout-Ms must be a positive integer number of milliseconds")));
+    }
+    const std::chrono::milliseconds t(static_cast<int64_t>(*ms));
+    if (!timeout || t < *timeout) timeout = t;
+  }
+  InferRequest req = std::move(decoded->request);
+  req.model_name = model;
+  req.model_version = rt->version();
+  if (timeout) req.deadline = request.received() + *timeout;
+
+  const SteadyTime received = request.received();
+  auto done = [respond, rt, received](absl::StatusOr<InferResponse> result) {
+    if (!result.ok()) return respond(Error(result.status()));
+    EncodedInferResponse enc = EncodeInferResponse(*result);
+    HttpResponse r;
+    r.status = 200;
+    if (!enc.binary.empty()) {
+      r.content_type = "application/octet-stream";
+      r.headers.emplace_back("Inference-Header-Content-Length", std::to_string(enc.json.size()));
+      r.tail = std::move(enc.binary);
+    }
+    r.body = std::move(enc.json);
+    const uint64_t compute_ns = result->compute_ns;
+    r.on_sent = [rt, received, compute_ns](SteadyTime sent) {
+      const int64_t total = (sent - received).count();
+      rt->stats().overhead.Record(
+          static_cast<uint64_t>(std::max<int64_t>(0, total - static_cast<int64_t>(compute_ns))));
+    };
+    respond(std::move(r));
+  };
+  absl::Status admitted = rt->Submit(std::move(req), std::move(done));
+  if (!admitted.ok()) respond(Error(admitted));
+}
+
+}  // namespace hivemesh

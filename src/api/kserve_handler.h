@@ -1,0 +1,52 @@
+// KServeHandler: the KServe v2 REST API (Open Inference Protocol) of one node, with the binary
+// tensor data, statistics and model repository (index) extensions.
+//
+//   GET  /v2/health/live | /v2/health/ready | /v2
+//   GET  /v2/models/<m>[/versions/<v>] | .../ready | .../stats | /v2/models/stats
+//   POST /v2/models/<m>[/versions/<v>]/infer
+//   POST /v2/repository/index
+//
+// Errors are {"error": "..."} with the status mapped from the absl code (see HttpStatusFor).
+// Thread safety: Handle() may be called concurrently from any I/O thread.
+#pragma once
+
+#include <atomic>
+#include <string>
+
+#include "absl/status/status.h"
+#include "api/http_server.h"
+#include "serving/model_repository.h"
+
+namespace hivemesh {
+
+struct ServerIdentity {
+  std::string name = "hivemesh";
+  std::string version;
+  std::string node_name;
+};
+
+// INVALID_ARGUMENT 400, NOT_FOUND 404, RESOURCE_EXHAUSTED / UNAVAILABLE 503, DEADLINE_EXCEEDED
+// 504, UNIMPLEMENTED 501, FAILED_PRECONDITION 400, anything else 500.
+int HttpStatusFor(const absl::Status& status);
+
+class KServeHandler {
+ public:
+  KServeHandler(ServerIdentity identity, ModelRepository* repository)
+      : identity_(std::move(identity)), repository_(repository) {}
+
+  void Handle(const HttpRequest& request, HttpResponder respond);
+
+  // After this, /v2/health/ready answers not ready (the node is draining).
+  void SetReady(bool ready) { ready_.store(ready); }
+
+ private:
+  void HandleModel(const HttpRequest& request, std::string_view rest, HttpResponder& respond);
+  void Infer(const HttpRequest& request, const std::string& model, const std::string& version,
+             HttpResponder& respond);
+
+  const ServerIdentity identity_;
+  ModelRepository* const repository_;
+  std::atomic<bool> ready_{true};
+};
+
+}  // namespace hivemesh

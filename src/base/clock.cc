@@ -1,0 +1,10 @@
+#include "base/clock.h"
+
+namespace hivemesh {
+
+SystemClock& SystemClock::Get() {
+  static SystemClock clock;
+  return clock;
+}
+
+}  // namespace hivemesh

@@ -1,0 +1,58 @@
+// String helpers that accept std::string_view. (Debian's Abseil keeps its own absl::string_view
+// type, so absl::StrCat does not take std::string_view; these do, and absl::string_view too.)
+#pragma once
+
+#include <charconv>
+#include <concepts>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace hivemesh {
+namespace strings_internal {
+
+inline void Append(std::string& out, std::string_view v) { out.append(v); }
+inline void Append(std::string& out, const char* v) { out.append(v); }
+inline void Append(std::string& out, const std::string& v) { out.append(v); }
+inline void Append(std::string& out, char c) { out.push_back(c); }
+#ifndef ABSL_USES_STD_STRING_VIEW
+inline void Append(std::string& out, absl::string_view v) { out.append(v.data(), v.size()); }
+#endif
+template <std::integral T>
+requires(!std::same_as<T, char> && !std::same_as<T, bool>) void Append(std::string& out, T v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+inline void Append(std::string& out, double v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+}  // namespace strings_internal
+
+template <typename... Args>
+std::string StrCat(const Args&... args) {
+  std::string out;
+  (strings_internal::Append(out, args), ...);
+  return out;
+}
+
+template <typename... Args>
+void StrAppend(std::string* out, const Args&... args) {
+  (strings_internal::Append(*out, args), ...);
+}
+
+// Splits on `sep`, keeping empty pieces ("a//b" -> "a", "", "b").
+std::vector<std::string_view> Split(std::string_view s, char sep);
+
+// A status's message as a std::string_view.
+inline std::string_view MessageOf(const absl::Status& s) {
+  return std::string_view(s.message().data(), s.message().size());
+}
+
+}  // namespace hivemesh

@@ -1,0 +1,170 @@
+#include "serving/model_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include "base/strings.h"
+
+namespace hivemesh {
+namespace {
+
+// Raised inside the parser only; turned into a Status before leaving this file.
+struct ConfigError {
+  std::string field;
+  std::string message;
+};
+
+std::string ScalarOf(const YAML::Node& node, const std::string& field) {
+  if (!node.IsScalar()) throw ConfigError{field, "must be a scalar"};
+  return node.Scalar();
+}
+
+int IntOf(const YAML::Node& node, const std::string& field, int min, int max) {
+  const std::string text = ScalarOf(node, field);
+  int value = 0;
+  try {
+    value = node.as<int>();
+  } catch (const YAML::Exception&) {
+    throw ConfigError{field, "'" + text + "' is not an integer"};
+  }
+  if (value < min || value > max) {
+    throw ConfigError{field, StrCat(value, " is outside [", min, ", ", max, "]")};
+  }
+  return value;
+}
+
+TensorConfig TensorOf(const YAML::Node& node, const std::string& field) {
+  if (!node.IsMap()) throw ConfigError{field, "must be a map with name, datatype and shape"};
+  TensorConfig t;
+  if (!node["name"]) throw ConfigError{field + ".name", "is required"};
+  t.name = ScalarOf(node["name"], field + ".name");
+  if (t.name.empty()) throw ConfigError{field + ".name", "must not be empty"};
+  if (!node["datatype"]) throw ConfigError{field + ".datatype", "is required"};
+  const std::string dt = ScalarOf(node["datatype"], field + ".datatype");
+  std::optional<DataType> type = DataTypeFromName(dt);
+  if (!type) throw ConfigError{field + ".datatype", "unknown datatype '" + dt + "'"};
+  t.type = *type;
+  const YAML::Node shape = node["shape"];
+  if (!shape || !shape.IsSequence()) {
+    throw ConfigError{field + ".shape", "is required, as a list of dimensions (-1 = variable)"};
+  }
+  for (size_t i = 0; i < shape.size(); ++i) {
+    const std::string f = StrCat(field, ".shape[", i, "]");
+    t.dims.push_back(IntOf(shape[i], f, -1, 1 << 30));
+  }
+  if (node["optional"]) {
+    try {
+      t.optional = node["optional"].as<bool>();
+    } catch (const YAML::Exception&) {
+      throw ConfigError{field + ".optional", "must be true or false"};
+    }
+  }
+  for (const auto& kv : node) {
+    const std::string key = kv.first.Scalar();
+    if (key != "name" && key != "datatype" && key != "shape" && key != "optional") {
+      throw ConfigError{field + "." + key, "unknown field"};
+    }
+  }
+  return t;
+}
+
+std::vector<TensorConfig> TensorsOf(const YAML::Node& node, const std::string& field) {
+  if (!node || !node.IsSequence() || node.size() == 0) {
+    throw ConfigError{field, "is required, as a non-empty list of tensors"};
+  }
+  std::vector<TensorConfig> out;
+  for (size_t i = 0; i < node.size(); ++i) {
+    out.push_back(TensorOf(node[i], StrCat(field, "[", i, "]")));
+    for (size_t j = 0; j + 1 < out.size(); ++j) {
+      if (out[j].name == out.back().name) {
+        throw ConfigError{StrCat(field, "[", i, "].name"),
+                          "duplicate tensor name '" + out.back().name + "'"};
+      }
+    }
+  }
+  return out;
+}
+
+ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, int default_instances,
+                         int default_queue_limit) {
+  if (!root.IsMap()) throw ConfigError{"(top level)", "must be a map"};
+  ModelConfig c;
+  c.name = std::string(model_name);
+  c.instances = default_instances;
+  c.queue_limit = default_queue_limit;
+  for (const auto& kv : root) {
+    const std::string key = kv.first.Scalar();
+    const YAML::Node& v = kv.second;
+    if (key == "backend") {
+      c.backend = ScalarOf(v, key);
+    } else if (key == "platform") {
+      c.platform = ScalarOf(v, key);
+    } else if (key == "instances") {
+      c.instances = IntOf(v, key, 1, 256);
+    } else if (key == "queue_limit") {
+      c.queue_limit = IntOf(v, key, 0, 1 << 20);
+    } else if (key == "inputs") {
+      c.inputs = TensorsOf(v, key);
+    } else if (key == "outputs") {
+      c.outputs = TensorsOf(v, key);
+    } else if (key == "options") {
+      if (!v.IsMap()) throw ConfigError{key, "must be a map of option: value"};
+      for (const auto& opt : v) {
+        const std::string name = opt.first.Scalar();
+        c.options[name] = ScalarOf(opt.second, "options." + name);
+      }
+    } else {
+      throw ConfigError{key, "unknown field"};
+    }
+  }
+  if (c.backend.empty()) throw ConfigError{"backend", "is required"};
+  if (c.inputs.empty()) throw ConfigError{"inputs", "is required, as a non-empty list of tensors"};
+  if (c.outputs.empty()) {
+    throw ConfigError{"outputs", "is required, as a non-empty list of tensors"};
+  }
+  if (c.platform.empty()) c.platform = c.backend;
+  return c;
+}
+
+}  // namespace
+
+std::string ModelConfig::Option(const std::string& key, const std::string& fallback) const {
+  auto it = options.find(key);
+  return it == options.end() ? fallback : it->second;
+}
+
+const TensorConfig* ModelConfig::FindInput(std::string_view n) const {
+  for (const TensorConfig& t : inputs) {
+    if (t.name == n) return &t;
+  }
+  return nullptr;
+}
+
+const TensorConfig* ModelConfig::FindOutput(std::string_view n) const {
+  for (const TensorConfig& t : outputs) {
+    if (t.name == n) return &t;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view yaml_text,
+                                             std::string_view model_name, std::string_view file,
+                                             int default_instances, int default_queue_limit) {
+  try {
+    const YAML::Node root = YAML::Load(std::string(yaml_text));
+    return ParseOrThrow(root, model_name, default_instances, default_queue_limit);
+  } catch (const ConfigError& e) {
+    return absl::InvalidArgumentError(StrCat(file, ": ", e.field, ": ", e.message));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(StrCat(file, ": invalid YAML: ", e.what()));
+  }
+}
+
+bool ShapeMatches(std::span<const int64_t> dims, std::span<const int64_t> shape) {
+  if (dims.size() != shape.size()) return false;
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (dims[i] != -1 && dims[i] != shape[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace hivemesh

@@ -1,0 +1,61 @@
+// A model's configuration: `<repo>/<model>/config.yaml`.
+//
+//   backend: onnx              # a name in the BackendRegistry (required)
+//   platform: onnx_onnxv1      # reported in model metadata (default: the backend name)
+//   instances: 1               # worker instances, each with its own backend object
+//   queue_limit: 64            # requests waiting beyond this are shed with 503
+//   inputs:                    # name, datatype, shape (-1 = variable), optional
+//     - {name: window, datatype: FP32, shape: [-1, 128]}
+//   outputs:
+//     - {name: scores, datatype: FP32, shape: [-1, 2]}
+//   options:                   # backend options, string-valued
+//     file: model.onnx
+//
+// Errors name the file and the field, e.g. "models/x/config.yaml: inputs[1].datatype: unknown
+// datatype 'FP33'".
+#pragma once
+
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tensor/tensor.h"
+
+namespace hivemesh {
+
+struct TensorConfig {
+  std::string name;
+  DataType type = DataType::kFp32;
+  Shape dims;             // -1 = any size in that dimension
+  bool optional = false;  // an input a request may leave out
+};
+
+struct ModelConfig {
+  std::string name;  // the model's directory name
+  std::string backend;
+  std::string platform;
+  std::vector<TensorConfig> inputs;
+  std::vector<TensorConfig> outputs;
+  int instances = 1;
+  int queue_limit = 64;
+  std::map<std::string, std::string> options;
+
+  // Backend option helpers: the value, or `fallback` when absent.
+  std::string Option(const std::string& key, const std::string& fallback = "") const;
+  const TensorConfig* FindInput(std::string_view name) const;
+  const TensorConfig* FindOutput(std::string_view name) const;
+};
+
+// Parses config.yaml text. `file` is used in error messages; `model_name` becomes config.name.
+// `default_instances` and `default_queue_limit` apply when the file does not set them.
+absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view yaml_text,
+                                             std::string_view model_name, std::string_view file,
+                                             int default_instances = 1,
+                                             int default_queue_limit = 64);
+
+// True if `shape` fits `dims` (same rank; every dim equal or dims[i] == -1).
+bool ShapeMatches(std::span<const int64_t> dims, std::span<const int64_t> shape);
+
+}  // namespace hivemesh

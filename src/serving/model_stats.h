@@ -1,0 +1,43 @@
+// Per model version counters for the KServe statistics extension, plus the live load figures
+// (queue depth, in-flight) that the mesh will gossip.
+//
+// Thread safety: every field is an atomic written by the runtime's workers and expirer and read
+// by anyone; readers see a consistent-enough snapshot, not a transaction.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "base/latency_histogram.h"
+
+namespace hivemesh {
+
+struct DurationStat {
+  std::atomic<uint64_t> count{0};
+  std::atomic<uint64_t> ns{0};
+  void Add(uint64_t duration_ns) {
+    count.fetch_add(1, std::memory_order_relaxed);
+    ns.fetch_add(duration_ns, std::memory_order_relaxed);
+  }
+};
+
+struct ModelStats {
+  std::atomic<uint64_t> inference_count{0};    // requests computed successfully (batch items)
+  std::atomic<uint64_t> execution_count{0};    // backend executions
+  std::atomic<uint64_t> last_inference_ms{0};  // wall-clock ms since the epoch
+  DurationStat success;                        // end to end inside the runtime: queue + compute
+  DurationStat fail;                           // requests that failed after being queued
+  DurationStat queue;                          // time spent waiting in the queue
+  DurationStat compute_input;                  // preparing inputs for the backend
+  DurationStat compute_infer;                  // the backend's own work
+  DurationStat compute_output;                 // selecting and packaging outputs
+  std::atomic<uint64_t> rejected_queue_full{0};
+  std::atomic<uint64_t> expired_in_queue{0};
+  std::atomic<int64_t> queue_depth{0};
+  std::atomic<int64_t> in_flight{0};
+  // Filled by the front end: time a request spent in the node (from its headers being read to its
+  // response being handed to the socket) minus the model's compute time.
+  mutable LatencyHistogram overhead;
+};
+
+}  // namespace hivemesh

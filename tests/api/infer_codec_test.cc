@@ -1,0 +1,258 @@
+#include "api/codec/infer_codec.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+namespace hivemesh {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::shared_ptr<const std::string> Body(std::string s) {
+  return std::make_shared<const std::string>(std::move(s));
+}
+
+absl::StatusOr<DecodedInferRequest> DecodeJson(const std::string& json) {
+  return DecodeInferRequest(Body(json), std::nullopt, nullptr);
+}
+
+std::string ErrorOf(const std::string& json) {
+  auto r = DecodeJson(json);
+  EXPECT_FALSE(r.ok()) << json;
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(r.status().message());
+}
+
+template <typename T>
+std::vector<T> Values(const Tensor& t) {
+  auto s = t.As<T>();
+  return {s.begin(), s.end()};
+}
+
+TEST(InferCodecTest, SpecExampleIsRejectedForInput1DataThatDoesNotMatchItsShape) {
+  const std::string msg = ErrorOf(
+      R"({"id":"42","inputs":[{"name":"input0","shape":[2,2],"datatype":"UINT32","data":[1,2,3,4]},)"
+      R"({"name":"input1","shape":[3],"datatype":"BOOL","data":[true]}],"outputs":[{"name":"output0"}]})");
+  EXPECT_THAT(msg, HasSubstr("input1"));
+  EXPECT_THAT(msg, HasSubstr("needs 3 elements but data has 1"));
+}
+
+TEST(InferCodecTest, DecodesFlatAndNestedDataTheSame) {
+  auto flat = DecodeJson(
+      R"({"id":"7","inputs":[{"name":"a","shape":[2,2],"datatype":"FP32","data":[1,2.5,-3,4e2]}]})");
+  auto nested = DecodeJson(
+      R"({"inputs":[{"name":"a","shape":[2,2],"datatype":"FP32","data":[[1,2.5],[-3,4e2]]}]})");
+  ASSERT_TRUE(flat.ok()) << flat.status();
+  ASSERT_TRUE(nested.ok()) << nested.status();
+  EXPECT_EQ(flat->request.id, "7");
+  EXPECT_EQ(Values<float>(flat->request.inputs[0]), (std::vector<float>{1, 2.5, -3, 400}));
+  EXPECT_EQ(flat->request.inputs[0].data(), nested->request.inputs[0].data());
+  EXPECT_EQ(flat->request.inputs[0].shape(), (Shape{2, 2}));
+}
+
+TEST(InferCodecTest, EveryDatatypeRoundTripsThroughJson) {
+  struct Case {
+    const char* type;
+    const char* data;
+  };
+  const Case cases[] = {
+      {"BOOL", "[true,false]"},
+      {"UINT8", "[0,255]"},
+      {"UINT16", "[0,65535]"},
+      {"UINT32", "[0,4294967295]"},
+      {"UINT64", "[0,18446744073709551615]"},
+      {"INT8", "[-128,127]"},
+      {"INT16", "[-32768,32767]"},
+      {"INT32", "[-2147483648,2147483647]"},
+      {"INT64", "[-9223372036854775808,9223372036854775807]"},
+      {"FP16", "[1.5,-0.25]"},
+      {"BF16", "[1.5,-0.25]"},
+      {"FP32", "[1.5,-0.25]"},
+      {"FP64", "[1.5,-0.25]"},
+      {"BYTES", R"(["hello","w\"orld"])"},
+  };
+  for (const Case& c : cases) {
+    const std::string json = std::string(R"({"inputs":[{"name":"x","shape":[2],"datatype":")") +
+                             c.type + R"(","data":)" + c.data + "}]}";
+    auto decoded = DecodeJson(json);
+    ASSERT_TRUE(decoded.ok()) << c.type << ": " << decoded.status();
+    InferResponse resp;
+    resp.model_name = "m";
+    resp.outputs.push_back(decoded->request.inputs[0]);
+    const std::string out = EncodeInferResponse(resp).json;
+    EXPECT_EQ(out, std::string(R"({"model_name":"m","outputs":[{"name":"x","datatype":")") +
+                       c.type + R"(","shape":[2],"data":)" + c.data + "}]}")
+        << c.type;
+  }
+}
+
+TEST(InferCodecTest, RejectsBadElementsNamingTheTensor) {
+  EXPECT_THAT(ErrorOf(R"({"inputs":[{"name":"px","shape":[1],"datatype":"UINT8","data":[300]}]})"),
+              HasSubstr("input 'px': data element 0: 300 is out of range for UINT8"));
+  EXPECT_THAT(
+      ErrorOf(R"({"inputs":[{"name":"px","shape":[2],"datatype":"INT32","data":[1,1.5]}]})"),
+      HasSubstr("data element 1: expected an integer for INT32"));
+  EXPECT_THAT(ErrorOf(R"({"inputs":[{"name":"b","shape":[1],"datatype":"BOOL","data":[1]}]})"),
+              HasSubstr("expected true or false"));
+  EXPECT_THAT(ErrorOf(R"({"inputs":[{"name":"f","shape":[1],"datatype":"FP32","data":["x"]}]})"),
+              HasSubstr("expected a number for FP32"));
+  EXPECT_THAT(ErrorOf(R"({"inputs":[{"name":"f","shape":[1],"datatype":"FP32","data":[1,2]}]})"),
+              HasSubstr("needs 1 elements but data has more"));
+}
+
+TEST(InferCodecTest, RejectsBadStructure) {
+  EXPECT_THAT(ErrorOf("{not json"), HasSubstr("malformed JSON"));
+  EXPECT_THAT(ErrorOf("[1,2]"), HasSubstr("must be a JSON object"));
+  EXPECT_THAT(ErrorOf("{}"), HasSubstr("no \"inputs\""));
+  EXPECT_THAT(ErrorOf(R"({"inputs":[{"name":"t","shape":[1],"datatype":"FP33","data":[1]}]})"),
+              HasSubstr("input 't'.datatype: unknown datatype 'FP33'"));
+  EXPECT_THAT(ErrorOf(R"({"inputs":[{"name":"t","shape":[-1],"datatype":"FP32","data":[1]}]})"),
+              HasSubstr("input 't'.shape: dimension -1 is negative"));
+  EXPECT_THAT(
+      ErrorOf(
+          R"({"inputs":[{"name":"t","shape":[1099511627776,1099511627776],"datatype":"FP32","data":[1]}]})"),
+      HasSubstr("more than 2^40 elements"));
+  EXPECT_THAT(
+      ErrorOf(
+          R"({"inputs":[{"name":"t","shape":[18446744073709551615],"datatype":"FP32","data":[1]}]})"),
+      HasSubstr("too large"));
+  EXPECT_THAT(ErrorOf(R"({"inputs":[{"name":"t","shape":[1],"datatype":"FP32"}]})"),
+              HasSubstr("input 't': missing \"data\""));
+  EXPECT_THAT(ErrorOf(R"({"inputs":[{"shape":[1],"datatype":"FP32","data":[1]}]})"),
+              HasSubstr("inputs[0]: missing \"name\""));
+  EXPECT_THAT(ErrorOf(R"({"id":5,"inputs":[]})"), HasSubstr("id: expected a string"));
+  EXPECT_THAT(ErrorOf(R"({"inputs":[],"outputs":[{"name":"o"},{"name":"o"}]})"),
+              HasSubstr("output 'o' is requested twice"));
+}
+
+TEST(InferCodecTest, ParsesOutputsAndParameters) {
+  auto r =
+      DecodeJson(R"({"parameters":{"binary_data_output":true,"timeout":250},"inputs":[],)"
+                 R"("outputs":[{"name":"a","parameters":{"binary_data":true}},{"name":"b"}]})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->request.binary_output);
+  ASSERT_TRUE(r->timeout.has_value());
+  EXPECT_EQ(r->timeout->count(), 250);
+  ASSERT_EQ(r->request.outputs.size(), 2u);
+  EXPECT_TRUE(r->request.outputs[0].binary);
+  EXPECT_FALSE(r->request.outputs[1].binary);
+  EXPECT_THAT(ErrorOf(R"({"parameters":{"timeout":-5},"inputs":[]})"), HasSubstr("timeout"));
+}
+
+std::string WithBinary(const std::string& json, const std::string& raw) { return json + raw; }
+
+TEST(InferCodecTest, BinaryInputsViewTheBodyWithoutCopying) {
+  const std::string json =
+      R"({"inputs":[{"name":"h","shape":[2],"datatype":"FP16","parameters":{"binary_data_size":4}},)"
+      R"({"name":"s","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":7}}]})";
+  std::string raw;
+  const uint16_t halves[2] = {FloatToHalf(1.5f), FloatToHalf(-2.0f)};
+  raw.append(reinterpret_cast<const char*>(halves), 4);
+  AppendBytesElement(raw, "abc");
+  auto body = Body(WithBinary(json, raw));
+  auto r = DecodeInferRequest(body, json.size(), nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Tensor& h = r->request.inputs[0];
+  EXPECT_EQ(h.data().data(), body->data() + json.size());  // a view, not a copy
+  EXPECT_EQ(HalfToFloat(h.As<uint16_t>()[1]), -2.0f);
+  EXPECT_EQ(r->request.inputs[1].data().size(), 7u);
+}
+
+TEST(InferCodecTest, RejectsBadBinaryFraming) {
+  const std::string json =
+      R"({"inputs":[{"name":"x","shape":[2],"datatype":"FP32","parameters":{"binary_data_size":8}}]})";
+  // Header length larger than the body.
+  auto r1 = DecodeInferRequest(Body(json), json.size() + 100, nullptr);
+  ASSERT_FALSE(r1.ok());
+  EXPECT_THAT(std::string(r1.status().message()), HasSubstr("Inference-Header-Content-Length is"));
+  // Truncated binary data.
+  auto r2 = DecodeInferRequest(Body(json + "1234"), json.size(), nullptr);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_THAT(std::string(r2.status().message()),
+              HasSubstr("input 'x'.parameters.binary_data_size: 8 bytes run past the end"));
+  // Extra bytes after the last tensor.
+  auto r3 = DecodeInferRequest(Body(json + "12345678xx"), json.size(), nullptr);
+  ASSERT_FALSE(r3.ok());
+  EXPECT_THAT(std::string(r3.status().message()), HasSubstr("2 bytes of binary data follow"));
+  // binary_data_size without the header.
+  auto r4 = DecodeInferRequest(Body(json + "12345678"), std::nullopt, nullptr);
+  EXPECT_FALSE(r4.ok());
+  // A BYTES element whose length runs past the end.
+  const std::string bjson =
+      R"({"inputs":[{"name":"s","shape":[1],"datatype":"BYTES","parameters":{"binary_data_size":6}}]})";
+  std::string raw;
+  const uint32_t len = 99;
+  raw.append(reinterpret_cast<const char*>(&len), 4);
+  raw += "ab";
+  auto r5 = DecodeInferRequest(Body(bjson + raw), bjson.size(), nullptr);
+  ASSERT_FALSE(r5.ok());
+  EXPECT_THAT(std::string(r5.status().message()),
+              HasSubstr("tensor 's': BYTES element 0 has length 99"));
+  // Binary data size that disagrees with the shape.
+  const std::string sjson =
+      R"({"inputs":[{"name":"x","shape":[3],"datatype":"FP32","parameters":{"binary_data_size":8}}]})";
+  auto r6 = DecodeInferRequest(Body(sjson + "12345678"), sjson.size(), nullptr);
+  ASSERT_FALSE(r6.ok());
+  EXPECT_THAT(std::string(r6.status().message()), HasSubstr("needs 12 bytes but 8"));
+}
+
+TEST(InferCodecTest, HeaderLengthZeroMeansTheBodyIsTheSingleInput) {
+  TensorConfig fp{"window", DataType::kFp32, {-1, 2}, false};
+  std::string raw(16, '\0');
+  auto body = Body(raw);
+  auto r = DecodeInferRequest(body, 0, &fp);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->request.inputs[0].shape(), (Shape{2, 2}));
+  EXPECT_EQ(r->request.inputs[0].data().data(), body->data());
+  EXPECT_FALSE(DecodeInferRequest(Body(std::string(12, '\0')), 0, &fp).ok());
+
+  TensorConfig img{"image", DataType::kBytes, {1}, true};
+  auto b = DecodeInferRequest(Body("\xff\xd8jpeg"), 0, &img);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(b->request.inputs[0].data().substr(4), "\xff\xd8jpeg");
+  EXPECT_FALSE(DecodeInferRequest(Body("x"), 0, nullptr).ok());
+}
+
+TEST(InferCodecTest, RawBodyInputPicksTheSingleOrOnlyBytesInput) {
+  ModelConfig c;
+  c.inputs = {{"image", DataType::kBytes, {1}, true},
+              {"pixels", DataType::kUint8, {-1, -1, 3}, true}};
+  ASSERT_NE(RawBodyInput(c), nullptr);
+  EXPECT_EQ(RawBodyInput(c)->name, "image");
+  c.inputs.push_back({"other", DataType::kBytes, {1}, true});
+  EXPECT_EQ(RawBodyInput(c), nullptr);
+}
+
+TEST(InferCodecTest, EncodesBinaryOutputsAndEscapes) {
+  InferResponse resp;
+  resp.model_name = "m\"q";
+  resp.model_version = "1";
+  resp.id = "id-1";
+  resp.outputs.push_back(Tensor::Owned("a", DataType::kFp32, {1}, std::string(4, '\0')));
+  resp.outputs.push_back(Tensor::Owned("b", DataType::kInt32, {1}, std::string(4, '\0')));
+  resp.binary = {true, false};
+  EncodedInferResponse enc = EncodeInferResponse(resp);
+  EXPECT_EQ(enc.json,
+            R"({"model_name":"m\"q","model_version":"1","id":"id-1","outputs":[)"
+            R"({"name":"a","datatype":"FP32","shape":[1],"parameters":{"binary_data_size":4}},)"
+            R"({"name":"b","datatype":"INT32","shape":[1],"data":[0]}]})");
+  ASSERT_EQ(enc.binary.size(), 1u);
+  EXPECT_EQ(enc.binary[0].name(), "a");
+  EXPECT_EQ(EncodeError("bad \"x\"\n"), R"({"error":"bad \"x\"\n"})");
+}
+
+TEST(InferCodecTest, NonUtf8BytesAreEscapedToValidJson) {
+  InferResponse resp;
+  resp.model_name = "m";
+  std::string raw;
+  AppendBytesElement(raw, std::string("\xff\x01ok\xc3\xa9", 6));
+  resp.outputs.push_back(Tensor::Owned("s", DataType::kBytes, {1}, raw));
+  const std::string json = EncodeInferResponse(resp).json;
+  EXPECT_THAT(json, HasSubstr(R"("\u00ff\u0001ok)"
+                              "\xc3\xa9\""));
+}
+
+}  // namespace
+}  // namespace hivemesh

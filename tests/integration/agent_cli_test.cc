@@ -1,0 +1,81 @@
+// The `hivemesh agent` command line: --help documents every setting, --config loads YAML, flags
+// override it, bad settings are refused with the setting's name, and the shipped repository loads.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "support/agent_process.h"
+#include "support/http_client.h"
+
+namespace hivemesh::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string RunCli(const std::string& args, int* exit_code) {
+  std::string out;
+  FILE* p = ::popen((HivemeshBinary() + " " + args + " 2>&1").c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int status = ::pclose(p);
+  *exit_code = WEXITSTATUS(status);
+  return out;
+}
+
+TEST(AgentCliTest, HelpDocumentsEverySetting) {
+  int code;
+  const std::string help = RunCli("agent --help", &code);
+  EXPECT_EQ(code, 0);
+  for (const char* flag :
+       {"--config", "--node-name", "--http-address", "--model-repository", "--http-threads",
+        "--default-instances", "--default-queue-limit", "--max-body-bytes", "--header-timeout-ms",
+        "--body-timeout-ms", "--drain-timeout-ms", "--log-level"}) {
+    EXPECT_THAT(help, HasSubstr(flag));
+  }
+}
+
+TEST(AgentCliTest, BadSettingsAreRefusedByName) {
+  int code;
+  EXPECT_THAT(RunCli("agent --http-address nonsense", &code), HasSubstr("http_address"));
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(RunCli("agent --http-threads 0", &code), HasSubstr("http_threads: 0 is outside"));
+  EXPECT_EQ(code, 2);
+  TempDir dir;
+  dir.Write("node.yaml", "node_name: a\nhttp_treads: 3\n");
+  EXPECT_THAT(RunCli("agent --config " + dir.path() + "/node.yaml", &code),
+              HasSubstr("node.yaml: http_treads: unknown setting"));
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(RunCli("agent --model-repository /nonexistent --http-address 127.0.0.1:0", &code),
+              HasSubstr("model repository '/nonexistent' is not a readable folder"));
+  EXPECT_EQ(code, 1);
+}
+
+TEST(AgentCliTest, ConfigFileWithFlagOverride) {
+  TempDir dir;
+  dir.Write("node.yaml", "node_name: from-yaml\nmodel_repository: " + SourceDir() +
+                             "/models\nhttp_threads: 1\nlog_level: debug\n");
+  AgentProcess agent({"--config", dir.path() + "/node.yaml", "--node-name", "from-flag"});
+  ASSERT_TRUE(agent.ok()) << agent.log();
+  HttpResult meta = HttpRequestOnce(agent.port(), "GET", "/v2");
+  EXPECT_THAT(meta.body, HasSubstr(R"("node":"from-flag")"));
+  EXPECT_THAT(agent.log(), HasSubstr("[from-flag]"));
+}
+
+TEST(AgentCliTest, ShippedRepositoryLoadsEveryModel) {
+  AgentProcess agent({"--model-repository", SourceDir() + "/models"});
+  ASSERT_TRUE(agent.ok()) << agent.log();
+  for (const char* model : {"identity", "vibration-anomaly", "people-detector", "face-detector"}) {
+    EXPECT_EQ(
+        HttpRequestOnce(agent.port(), "GET", std::string("/v2/models/") + model + "/ready").status,
+        200)
+        << model << "\n"
+        << agent.log();
+  }
+  EXPECT_EQ(agent.Terminate(), 0);
+}
+
+}  // namespace
+}  // namespace hivemesh::test

@@ -1,0 +1,92 @@
+#include "serving/model_config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace hivemesh {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string ErrorOf(const std::string& yaml) {
+  auto c = ParseModelConfig(yaml, "m", "repo/m/config.yaml");
+  EXPECT_FALSE(c.ok()) << yaml;
+  return std::string(c.status().message());
+}
+
+TEST(ModelConfigTest, ParsesEveryField) {
+  auto c = ParseModelConfig(R"(backend: onnx
+platform: onnx_onnxv1
+instances: 2
+queue_limit: 9
+inputs:
+  - {name: window, datatype: FP32, shape: [-1, 128]}
+  - {name: extra, datatype: BYTES, shape: [1], optional: true}
+outputs:
+  - {name: scores, datatype: FP32, shape: [-1, 2]}
+options:
+  file: model.onnx
+  threads: 1
+)",
+                            "vib", "f.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->name, "vib");
+  EXPECT_EQ(c->backend, "onnx");
+  EXPECT_EQ(c->platform, "onnx_onnxv1");
+  EXPECT_EQ(c->instances, 2);
+  EXPECT_EQ(c->queue_limit, 9);
+  ASSERT_EQ(c->inputs.size(), 2u);
+  EXPECT_EQ(c->inputs[0].dims, (Shape{-1, 128}));
+  EXPECT_TRUE(c->inputs[1].optional);
+  EXPECT_EQ(c->inputs[1].type, DataType::kBytes);
+  EXPECT_EQ(c->Option("file"), "model.onnx");
+  EXPECT_EQ(c->Option("threads"), "1");
+  EXPECT_EQ(c->Option("missing", "dflt"), "dflt");
+}
+
+TEST(ModelConfigTest, DefaultsComeFromTheNode) {
+  auto c = ParseModelConfig(
+      "backend: identity\ninputs: [{name: a, datatype: FP32, shape: [1]}]\n"
+      "outputs: [{name: b, datatype: FP32, shape: [1]}]\n",
+      "m", "f", 3, 17);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->instances, 3);
+  EXPECT_EQ(c->queue_limit, 17);
+  EXPECT_EQ(c->platform, "identity");
+}
+
+TEST(ModelConfigTest, ErrorsNameTheFileAndTheField) {
+  const std::string io =
+      "inputs: [{name: a, datatype: FP32, shape: [1]}]\noutputs: [{name: b, datatype: FP32, shape: "
+      "[1]}]\n";
+  EXPECT_EQ(ErrorOf(io), "repo/m/config.yaml: backend: is required");
+  EXPECT_EQ(ErrorOf("backend: x\ninputs: [{name: a, datatype: FP33, shape: [1]}]\n"),
+            "repo/m/config.yaml: inputs[0].datatype: unknown datatype 'FP33'");
+  EXPECT_EQ(ErrorOf("backend: x\n" + io + "instances: many\n"),
+            "repo/m/config.yaml: instances: 'many' is not an integer");
+  EXPECT_EQ(ErrorOf("backend: x\n" + io + "instances: 0\n"),
+            "repo/m/config.yaml: instances: 0 is outside [1, 256]");
+  EXPECT_EQ(ErrorOf("backend: x\ninputs: [{name: a, datatype: FP32, shape: [1, -2]}]\n"),
+            "repo/m/config.yaml: inputs[0].shape[1]: -2 is outside [-1, 1073741824]");
+  EXPECT_EQ(
+      ErrorOf("backend: x\ninputs: [{name: a, datatype: FP32}]\n"),
+      "repo/m/config.yaml: inputs[0].shape: is required, as a list of dimensions (-1 = variable)");
+  EXPECT_EQ(ErrorOf("backend: x\n" + io + "colour: blue\n"),
+            "repo/m/config.yaml: colour: unknown field");
+  EXPECT_EQ(ErrorOf("backend: x\ninputs: [{name: a, datatype: FP32, shape: [1]}, {name: a, "
+                    "datatype: FP32, shape: [1]}]\n"),
+            "repo/m/config.yaml: inputs[1].name: duplicate tensor name 'a'");
+  EXPECT_THAT(ErrorOf("backend: [unclosed\n"), HasSubstr("repo/m/config.yaml: invalid YAML"));
+  EXPECT_EQ(
+      ErrorOf("backend: x\n" + std::string("inputs: [{name: a, datatype: FP32, shape: [1]}]\n")),
+      "repo/m/config.yaml: outputs: is required, as a non-empty list of tensors");
+}
+
+TEST(ModelConfigTest, ShapeMatching) {
+  EXPECT_TRUE(ShapeMatches(Shape{-1, 3}, Shape{7, 3}));
+  EXPECT_FALSE(ShapeMatches(Shape{-1, 3}, Shape{7, 4}));
+  EXPECT_FALSE(ShapeMatches(Shape{-1}, Shape{1, 1}));
+}
+
+}  // namespace
+}  // namespace hivemesh
