@@ -76,7 +76,15 @@ class Tensor {
 
   void set_name(std::string name) { name_ = std::move(name); }
 
-  // Typed view of fixed-size data. REQUIRES: sizeof(T) == ElementSize(type()).
+  // True if the data may be read as T in place. Tensors viewing a binary request body start
+  // wherever the previous tensor ended, so they may not be.
+  template <typename T>
+  bool AlignedFor() const {
+    return reinterpret_cast<uintptr_t>(data_.data()) % alignof(T) == 0;
+  }
+
+  // Typed view of fixed-size data.
+  // REQUIRES: sizeof(T) == ElementSize(type()) and AlignedFor<T>().
   template <typename T>
   std::span<const T> As() const {
     return {reinterpret_cast<const T*>(data_.data()), data_.size() / sizeof(T)};

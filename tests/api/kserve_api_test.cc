@@ -62,6 +62,16 @@ outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]
 options: {delay_us: 300000}
 )";
 
+constexpr const char* kPeople = R"(backend: hog-people
+inputs:
+  - {name: image, datatype: BYTES, shape: [1], optional: true}
+  - {name: pixels, datatype: UINT8, shape: [-1, -1, 3], optional: true}
+outputs:
+  - {name: boxes, datatype: FP32, shape: [-1, 4]}
+  - {name: scores, datatype: FP32, shape: [-1]}
+  - {name: count, datatype: INT32, shape: [1]}
+)";
+
 constexpr const char* kBroken = R"(backend: identity
 inputs: [{name: INPUT0, datatype: FP33, shape: [-1]}]
 outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]
@@ -78,9 +88,10 @@ class KServeApiTest : public ::testing::Test {
     repo_->Write("identity/2/.keep", "");
     repo_->Write("slow/config.yaml", kSlow);
     repo_->Write("slow/1/.keep", "");
+    repo_->Write("people/config.yaml", kPeople);
+    repo_->Write("people/1/.keep", "");
     repo_->Write("broken/config.yaml", kBroken);
     repo_->Write("broken/1/.keep", "");
-    // The shipped people detector, for image decoding errors.
     agent_ = new AgentProcess({"--model-repository", repo_->path(), "--max-body-bytes", "200000",
                                "--header-timeout-ms", "500", "--node-name", "api-test"});
     ASSERT_TRUE(agent_->ok()) << agent_->log();
@@ -316,6 +327,18 @@ TEST_F(KServeApiTest, ClearErrorsForBadRequests) {
        503,
        "config.yaml: inputs[0].datatype: unknown datatype 'FP33'"},
       {"GET", "/v2/nothing", "", {}, 404, "no such endpoint"},
+      {"POST",
+       "/v2/models/people/infer",
+       "GIF89a not a JPEG or PNG",
+       {{"Inference-Header-Content-Length", "0"}},
+       400,
+       "'image'"},
+      {"POST",
+       "/v2/models/people/infer",
+       std::string("\xff\xd8\xff\xe0 truncated", 14),
+       {{"Inference-Header-Content-Length", "0"}},
+       400,
+       "'image'"},
   };
   for (const Case& c : cases) {
     HttpResult r = HttpRequestOnce(port(), c.method, c.path, c.body, c.headers);

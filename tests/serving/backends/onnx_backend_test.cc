@@ -260,3 +260,32 @@ TEST_F(OnnxBackendTest, ShapeMismatchesAreCaughtAtLoad) {
 
 }  // namespace
 }  // namespace hivemesh
+
+namespace hivemesh {
+namespace {
+
+// A binary request body puts a tensor at any byte offset; the backend must read it correctly
+// (and without misaligned float access) from there.
+TEST_F(OnnxBackendTest, MisalignedInputFromABinaryBodyGivesTheSameScores) {
+  absl::StatusOr<std::unique_ptr<Backend>> backend = Load(config_);
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  VibrationSource source(9);
+  const std::vector<float> window = source.Fault();
+  const std::vector<std::array<float, 2>> aligned = Scores(**backend, {window});
+
+  auto body = std::make_shared<std::string>(1, 'x');  // one byte of "JSON header" first
+  body->append(reinterpret_cast<const char*>(window.data()), window.size() * sizeof(float));
+  const std::string_view data = std::string_view(*body).substr(1);
+  const std::vector<Tensor> inputs = {
+      Tensor::View("window", DataType::kFp32, {1, kWindow}, body, data)};
+  ASSERT_FALSE(inputs[0].AlignedFor<float>());
+  std::vector<Tensor> outputs;
+  ASSERT_TRUE((*backend)->Execute(inputs, &outputs).ok());
+  ASSERT_EQ(outputs.size(), 1u);
+  ASSERT_EQ(aligned.size(), 1u);
+  EXPECT_EQ(outputs[0].As<float>()[0], aligned[0][0]);
+  EXPECT_EQ(outputs[0].As<float>()[1], aligned[0][1]);
+}
+
+}  // namespace
+}  // namespace hivemesh

@@ -1,6 +1,7 @@
 #include "serving/backends/onnx/onnx_backend.h"
 
 #include <climits>
+#include <cstring>
 #include <filesystem>
 #include <new>
 #include <string>
@@ -51,6 +52,12 @@ absl::StatusOr<cv::Mat> BlobFromTensor(const Tensor& t) {
     return absl::InvalidArgumentError(StrCat("input '", t.name(), "': ", t.data().size(),
                                              " bytes of data do not match shape ",
                                              ShapeString(t.shape())));
+  }
+  if (!t.AlignedFor<float>()) {
+    // A binary request body places tensors at any offset; OpenCV reads floats in place.
+    cv::Mat copy(static_cast<int>(sizes.size()), sizes.data(), CV_32F);
+    std::memcpy(copy.data, t.data().data(), t.data().size());
+    return copy;
   }
   return cv::Mat(static_cast<int>(sizes.size()), sizes.data(), CV_32F,
                  const_cast<char*>(t.data().data()));
