@@ -141,6 +141,7 @@ def main():
                               "--example", "fault"], capture_output=True, text=True, check=True).stdout
     results = {}
     with tempfile.TemporaryDirectory() as work:
+        os.chmod(work, 0o755)  # nginx workers run as www-data and must read the payload
         # The identity response, for an nginx payload of the same size.
         agent = Agent(binary, work)
         req = urllib.request.Request(f"http://127.0.0.1:{agent.port}/v2/models/identity/infer",

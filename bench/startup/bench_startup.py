@@ -72,6 +72,7 @@ def main():
     agent = [os.path.join(args.build, "hivemesh"), "agent", "--model-repository",
              os.path.join(ROOT, "models"), "--http-address", "127.0.0.1:{port}", "--log-level", "warn"]
     with tempfile.TemporaryDirectory() as work:
+        os.chmod(work, 0o755)  # nginx workers run as www-data and must read the payload
         os.makedirs(os.path.join(work, "www"))
         open(os.path.join(work, "www", "ready"), "w").write("ok")
         conf = os.path.join(work, "nginx.conf")

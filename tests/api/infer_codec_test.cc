@@ -118,6 +118,10 @@ TEST(InferCodecTest, RejectsBadStructure) {
       ErrorOf(
           R"({"inputs":[{"name":"t","shape":[18446744073709551615],"datatype":"FP32","data":[1]}]})"),
       HasSubstr("too large"));
+  // A shape claiming more elements than the body could hold is refused before any allocation.
+  EXPECT_THAT(
+      ErrorOf(R"({"inputs":[{"name":"t","shape":[1000000000],"datatype":"FP64","data":[1]}]})"),
+      HasSubstr("needs 1000000000 elements but the request body is only"));
   EXPECT_THAT(ErrorOf(R"({"inputs":[{"name":"t","shape":[1],"datatype":"FP32"}]})"),
               HasSubstr("input 't': missing \"data\""));
   EXPECT_THAT(ErrorOf(R"({"inputs":[{"shape":[1],"datatype":"FP32","data":[1]}]})"),

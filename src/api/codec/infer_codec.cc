@@ -24,20 +24,102 @@ void AppendPod(std::string& out, T v) {
   out.append(buf, sizeof(T));
 }
 
-// Converts JSON tensor data (flat or nested) into the raw layout.
+// Converts JSON tensor data (flat or nested) into the raw layout. Fixed-size types are written
+// straight into a buffer sized once; BYTES elements are appended.
 class DataConverter {
  public:
   DataConverter(std::string_view tensor, DataType type, int64_t expected, std::string& out)
       : tensor_(tensor), type_(type), expected_(expected), out_(out) {}
 
   absl::Status Convert(element data) {
-    absl::Status s = Visit(data, 0);
+    absl::Status s;
+    switch (type_) {
+      case DataType::kBool:
+        s = Run<&DataConverter::PutBool>(data);
+        break;
+      case DataType::kUint8:
+        s = Run<&DataConverter::PutInteger<uint8_t>>(data);
+        break;
+      case DataType::kUint16:
+        s = Run<&DataConverter::PutInteger<uint16_t>>(data);
+        break;
+      case DataType::kUint32:
+        s = Run<&DataConverter::PutInteger<uint32_t>>(data);
+        break;
+      case DataType::kUint64:
+        s = Run<&DataConverter::PutInteger<uint64_t>>(data);
+        break;
+      case DataType::kInt8:
+        s = Run<&DataConverter::PutInteger<int8_t>>(data);
+        break;
+      case DataType::kInt16:
+        s = Run<&DataConverter::PutInteger<int16_t>>(data);
+        break;
+      case DataType::kInt32:
+        s = Run<&DataConverter::PutInteger<int32_t>>(data);
+        break;
+      case DataType::kInt64:
+        s = Run<&DataConverter::PutInteger<int64_t>>(data);
+        break;
+      case DataType::kFp16:
+        s = Run<&DataConverter::PutFloat<uint16_t, FloatToHalf>>(data);
+        break;
+      case DataType::kBf16:
+        s = Run<&DataConverter::PutFloat<uint16_t, FloatToBf16>>(data);
+        break;
+      case DataType::kFp32:
+        s = Run<&DataConverter::PutFloat<float, nullptr>>(data);
+        break;
+      case DataType::kFp64:
+        s = Run<&DataConverter::PutFloat<double, nullptr>>(data);
+        break;
+      case DataType::kBytes:
+        s = Run<&DataConverter::PutBytes>(data);
+        break;
+    }
     if (!s.ok()) return s;
     if (count_ != expected_) return CountMismatch();
+    if (type_ != DataType::kBytes) out_.resize(static_cast<size_t>(count_) * ElementSize(type_));
     return absl::OkStatus();
   }
 
  private:
+  using Put = absl::Status (DataConverter::*)(element);
+
+  template <Put put>
+  absl::Status Run(element data) {
+    if (type_ != DataType::kBytes) {
+      // Sized once: the caller has checked that `expected_` is bounded by the JSON text.
+      out_.resize(static_cast<size_t>(expected_) * ElementSize(type_));
+      dst_ = out_.data();
+    }
+    return Visit<put>(data, 0);
+  }
+
+  template <Put put>
+  absl::Status Visit(element e, int depth) {
+    if (e.type() != element_type::ARRAY) return Leaf<put>(e);
+    if (depth > 64) return Invalid(StrCat("input '", tensor_, "': data nests too deeply"));
+    const simdjson::dom::array children = e.get_array().value_unsafe();
+    for (element child : children) {
+      absl::Status s =
+          child.type() == element_type::ARRAY ? Visit<put>(child, depth + 1) : Leaf<put>(child);
+      if (!s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  template <Put put>
+  absl::Status Leaf(element e) {
+    if (count_ == expected_) {
+      ++count_;
+      return CountMismatch();
+    }
+    absl::Status s = (this->*put)(e);
+    ++count_;
+    return s;
+  }
+
   absl::Status CountMismatch() {
     if (count_ > expected_) {
       return Invalid(StrCat("input '", tensor_, "': its shape needs ", expected_,
@@ -47,31 +129,24 @@ class DataConverter {
                           " elements but data has ", count_));
   }
 
-  absl::Status Visit(element e, int depth) {
-    if (e.type() == element_type::ARRAY) {
-      if (depth > 64) return Invalid(StrCat("input '", tensor_, "': data nests too deeply"));
-      const simdjson::dom::array children = e.get_array().value_unsafe();
-      for (element child : children) {
-        absl::Status s = Visit(child, depth + 1);
-        if (!s.ok()) return s;
-      }
-      return absl::OkStatus();
-    }
-    if (count_ == expected_) {
-      ++count_;
-      return CountMismatch();
-    }
-    absl::Status s = Append(e);
-    ++count_;
-    return s;
-  }
-
   absl::Status ElementError(std::string_view what) {
     return Invalid(StrCat("input '", tensor_, "': data element ", count_, ": ", what));
   }
 
   template <typename T>
-  absl::Status AppendInteger(element e) {
+  void Store(T v) {
+    std::memcpy(dst_, &v, sizeof(T));
+    dst_ += sizeof(T);
+  }
+
+  absl::Status PutBool(element e) {
+    if (e.type() != element_type::BOOL) return ElementError("expected true or false for BOOL");
+    Store<uint8_t>(e.get_bool().value_unsafe() ? 1 : 0);
+    return absl::OkStatus();
+  }
+
+  template <typename T>
+  absl::Status PutInteger(element e) {
     if (e.type() == element_type::INT64) {
       const int64_t v = e.get_int64().value_unsafe();
       if (v < static_cast<int64_t>(std::numeric_limits<T>::min()) ||
@@ -79,7 +154,7 @@ class DataConverter {
            static_cast<uint64_t>(v) > static_cast<uint64_t>(std::numeric_limits<T>::max()))) {
         return ElementError(StrCat(v, " is out of range for ", DataTypeName(type_)));
       }
-      AppendPod<T>(out_, static_cast<T>(v));
+      Store<T>(static_cast<T>(v));
       return absl::OkStatus();
     }
     if (e.type() == element_type::UINT64) {
@@ -87,78 +162,53 @@ class DataConverter {
       if (v > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
         return ElementError(StrCat(v, " is out of range for ", DataTypeName(type_)));
       }
-      AppendPod<T>(out_, static_cast<T>(v));
+      Store<T>(static_cast<T>(v));
       return absl::OkStatus();
     }
     return ElementError(StrCat("expected an integer for ", DataTypeName(type_)));
   }
 
-  absl::StatusOr<double> Number(element e) {
+  // T is the stored type; Narrow converts a float to a 16-bit encoding (FP16/BF16), or is null.
+  template <typename T, uint16_t (*Narrow)(float)>
+  absl::Status PutFloat(element e) {
+    double v;
     switch (e.type()) {
-      case element_type::INT64:
-        return static_cast<double>(e.get_int64().value_unsafe());
-      case element_type::UINT64:
-        return static_cast<double>(e.get_uint64().value_unsafe());
       case element_type::DOUBLE:
-        return e.get_double().value_unsafe();
+        v = e.get_double().value_unsafe();
+        break;
+      case element_type::INT64:
+        v = static_cast<double>(e.get_int64().value_unsafe());
+        break;
+      case element_type::UINT64:
+        v = static_cast<double>(e.get_uint64().value_unsafe());
+        break;
       case element_type::STRING: {
         const std::string_view s = e.get_string().value_unsafe();
-        if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
-        if (s == "Infinity") return std::numeric_limits<double>::infinity();
-        if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
+        if (s == "NaN") {
+          v = std::numeric_limits<double>::quiet_NaN();
+        } else if (s == "Infinity") {
+          v = std::numeric_limits<double>::infinity();
+        } else if (s == "-Infinity") {
+          v = -std::numeric_limits<double>::infinity();
+        } else {
+          return ElementError(StrCat("expected a number for ", DataTypeName(type_)));
+        }
         break;
       }
       default:
-        break;
+        return ElementError(StrCat("expected a number for ", DataTypeName(type_)));
     }
-    return ElementError(StrCat("expected a number for ", DataTypeName(type_)));
+    if constexpr (Narrow != nullptr) {
+      Store<uint16_t>(Narrow(static_cast<float>(v)));
+    } else {
+      Store<T>(static_cast<T>(v));
+    }
+    return absl::OkStatus();
   }
 
-  absl::Status Append(element e) {
-    switch (type_) {
-      case DataType::kBool:
-        if (e.type() != element_type::BOOL) return ElementError("expected true or false for BOOL");
-        out_ += e.get_bool().value_unsafe() ? '\1' : '\0';
-        return absl::OkStatus();
-      case DataType::kUint8:
-        return AppendInteger<uint8_t>(e);
-      case DataType::kUint16:
-        return AppendInteger<uint16_t>(e);
-      case DataType::kUint32:
-        return AppendInteger<uint32_t>(e);
-      case DataType::kUint64:
-        return AppendInteger<uint64_t>(e);
-      case DataType::kInt8:
-        return AppendInteger<int8_t>(e);
-      case DataType::kInt16:
-        return AppendInteger<int16_t>(e);
-      case DataType::kInt32:
-        return AppendInteger<int32_t>(e);
-      case DataType::kInt64:
-        return AppendInteger<int64_t>(e);
-      case DataType::kBytes:
-        if (e.type() != element_type::STRING) return ElementError("expected a string for BYTES");
-        AppendBytesElement(out_, e.get_string().value_unsafe());
-        return absl::OkStatus();
-      default:
-        break;
-    }
-    absl::StatusOr<double> v = Number(e);
-    if (!v.ok()) return v.status();
-    switch (type_) {
-      case DataType::kFp16:
-        AppendPod<uint16_t>(out_, FloatToHalf(static_cast<float>(*v)));
-        break;
-      case DataType::kBf16:
-        AppendPod<uint16_t>(out_, FloatToBf16(static_cast<float>(*v)));
-        break;
-      case DataType::kFp32:
-        AppendPod<float>(out_, static_cast<float>(*v));
-        break;
-      default:
-        AppendPod<double>(out_, *v);
-        break;
-    }
+  absl::Status PutBytes(element e) {
+    if (e.type() != element_type::STRING) return ElementError("expected a string for BYTES");
+    AppendBytesElement(out_, e.get_string().value_unsafe());
     return absl::OkStatus();
   }
 
@@ -166,6 +216,7 @@ class DataConverter {
   DataType type_;
   int64_t expected_;
   std::string& out_;
+  char* dst_ = nullptr;
   int64_t count_ = 0;
 };
 
@@ -402,10 +453,13 @@ absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std
         return Invalid(StrCat(tensor_where, ": missing \"data\" (or binary_data_size)"));
       }
       const int64_t count = *ElementCount(*shape);
+      // Every element takes at least two bytes of JSON text ("1,"), so a shape that claims more
+      // cannot match; checking first means memory is sized from the body, not from a claim.
+      if (static_cast<uint64_t>(count) > json_len / 2 + 1) {
+        return Invalid(StrCat(tensor_where, ": its shape needs ", count,
+                              " elements but the request body is only ", json_len, " bytes"));
+      }
       std::string raw;
-      const size_t elem = *type == DataType::kBytes ? 8 : ElementSize(*type);
-      // Reserve only what the JSON text could possibly hold, never what a shape claims.
-      raw.reserve(std::min<uint64_t>(static_cast<uint64_t>(count) * elem, json_len * 8));
       DataConverter conv(*name, *type, count, raw);
       absl::Status s = conv.Convert(data);
       if (!s.ok()) return s;
