@@ -3,6 +3,7 @@
 find_package(Threads REQUIRED)
 find_package(absl REQUIRED)
 find_package(simdjson REQUIRED)
+find_package(OpenSSL REQUIRED)
 
 if(NOT HIVEMESH_FUZZ_ONLY)
   find_package(PNG REQUIRED)

@@ -10,11 +10,11 @@ packages=(
   # OpenCV's imgcodecs (and the ~120 libraries it links) out of the agent
   libboost-dev libabsl-dev libsimdjson-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libopencv-core-dev libopencv-dnn-dev libopencv-objdetect-dev
-  libopencv-imgproc-dev libturbojpeg0-dev libpng-dev
+  libopencv-imgproc-dev libturbojpeg0-dev libpng-dev libssl-dev
   # data: Haar/LBP cascades used by the face-detector model
   opencv-data
   # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light
+  libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light serf
   # model generation (tools/gen_vibration_model.py)
   python3-onnx python3-numpy
 )

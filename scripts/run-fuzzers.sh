@@ -9,14 +9,16 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 ran=0
-for target in infer_request; do
+for target in infer_request envelope gossip_packet; do
   bin="$build/tests/fuzz/${target}_fuzz"
   [ -x "$bin" ] || { echo "run-fuzzers: $bin is missing" >&2; exit 1; }
   mkdir -p "$work/$target"
   cp "$root/tests/fuzz/corpus/$target/"* "$work/$target/"
   echo "fuzzing $target for ${seconds}s"
+  dict=()
+  [ -f "$root/tests/fuzz/$target.dict" ] && dict=(-dict="$root/tests/fuzz/$target.dict")
   "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -dict="$root/tests/fuzz/$target.dict" -artifact_prefix="$work/" "$work/$target" \
+    "${dict[@]}" -artifact_prefix="$work/" "$work/$target" \
     2>"$work/$target.log" || { tail -50 "$work/$target.log"; echo "FUZZER FOUND A FAILURE: $target" >&2; exit 1; }
   grep -E "stat::number_of_executed_units|cov:" "$work/$target.log" | tail -2
   ran=$((ran + 1))

@@ -6,10 +6,15 @@
 #include <chrono>
 #include <thread>
 
+#include <unistd.h>
+
 #include "api/http_server.h"
 #include "api/kserve_handler.h"
+#include "api/mesh_handler.h"
 #include "base/logging.h"
 #include "base/strings.h"
+#include "membership/gossip_node.h"
+#include "membership/node_meta.h"
 #include "serving/backend.h"
 #include "serving/model_repository.h"
 
@@ -44,22 +49,134 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.max_body_bytes = config.max_body_bytes;
   http.header_timeout = std::chrono::milliseconds(config.header_timeout_ms);
   http.body_timeout = std::chrono::milliseconds(config.body_timeout_ms);
-  KServeHandler* kserve = agent->kserve_.get();
+  Agent* self = agent.get();
   absl::StatusOr<std::unique_ptr<HttpServer>> server =
-      HttpServer::Create(http, [kserve](const HttpRequest& req, HttpResponder respond) {
-        kserve->Handle(req, std::move(respond));
+      HttpServer::Create(http, [self](const HttpRequest& req, HttpResponder respond) {
+        if (self->mesh_ && self->mesh_->Handle(req, respond)) return;
+        self->kserve_->Handle(req, std::move(respond));
       });
   if (!server.ok()) return server.status();
   agent->http_ = std::move(*server);
+  absl::Status gossip = agent->StartGossip();
+  if (!gossip.ok()) return gossip;
   return agent;
 }
 
+absl::Status Agent::StartGossip() {
+  membership::GossipOptions options;
+  options.name = config_.node_name;
+  options.bind_address = config_.gossip_address;
+  options.join = config_.JoinList();
+  absl::StatusOr<membership::SwimConfig> profile =
+      membership::SwimConfig::Profile(config_.gossip_profile);
+  if (!profile.ok()) return profile.status();
+  options.swim = *profile;
+  if (!config_.gossip_keys.empty()) {
+    std::vector<std::string> keys;
+    for (std::string_view k : Split(config_.gossip_keys, ',')) {
+      absl::StatusOr<std::string> raw = membership::Keyring::DecodeKey(k);
+      if (!raw.ok()) {
+        return absl::InvalidArgumentError(
+            StrCat("gossip_keys: key ", keys.size() + 1, ": ", MessageOf(raw.status())));
+      }
+      keys.push_back(std::move(*raw));
+    }
+    absl::StatusOr<membership::Keyring> ring =
+        membership::Keyring::Create(std::move(keys), config_.cluster_label);
+    if (!ring.ok()) {
+      return absl::InvalidArgumentError(StrCat("gossip_keys: ", MessageOf(ring.status())));
+    }
+    options.keyring = std::move(*ring);
+  }
+
+  absl::StatusOr<std::string> encoded = EncodedMeta();
+  if (!encoded.ok()) return encoded.status();
+  absl::StatusOr<std::unique_ptr<membership::GossipNode>> node =
+      membership::GossipNode::Create(std::move(options), *encoded);
+  if (!node.ok()) return node.status();
+  gossip_ = std::move(*node);
+  mesh_ = std::make_unique<MeshHandler>(gossip_.get());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Agent::EncodedMeta() const {
+  membership::NodeMeta meta;
+  meta.api_address = StrCat(config_.http_host(), ":", http_->port());
+  meta.labels = config_.LabelMap();
+  meta.cores = std::thread::hardware_concurrency();
+  meta.memory_mb = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
+                   static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) / (1024 * 1024);
+  for (const ModelEntry& e : repository_->Index()) {
+    if (meta.models.empty() || meta.models.back().name != e.name) {
+      meta.models.push_back(membership::ModelAdvert{e.name, {}, false});
+    }
+    if (e.state == "READY") {
+      meta.models.back().versions.push_back(e.version);
+      meta.models.back().ready = true;
+    }
+  }
+  return membership::EncodeNodeMeta(meta);
+}
+
+absl::Status Agent::Reload(const AgentConfig& updated) {
+  if (updated.labels == config_.labels) return absl::OkStatus();
+  const std::string previous = config_.labels;
+  config_.labels = updated.labels;
+  absl::StatusOr<std::string> meta = EncodedMeta();
+  if (!meta.ok()) {
+    config_.labels = previous;
+    return meta.status();
+  }
+  gossip_->UpdateMeta(*std::move(meta));
+  spdlog::info("labels now '{}'; the mesh is told", config_.labels);
+  return absl::OkStatus();
+}
+
+std::string Agent::LoadReport() const {
+  membership::LoadReport report;
+  for (const ModelRuntime* rt : repository_->Runtimes()) {
+    const ModelStats& s = rt->stats();
+    report.models.push_back(membership::ModelLoad{
+        rt->config().name, static_cast<uint32_t>(std::max<int64_t>(0, s.queue_depth.load())),
+        static_cast<uint32_t>(std::max<int64_t>(0, s.in_flight.load())),
+        static_cast<uint32_t>(s.ewma_service_ns.load() / 1000)});
+  }
+  return membership::EncodeLoadReport(report);
+}
+
+void Agent::ReportLoad() {
+  const auto period = membership::SwimConfig::Profile(config_.gossip_profile)->probe_interval;
+  std::unique_lock<std::mutex> lock(load_mu_);
+  while (!stopping_) {
+    lock.unlock();
+    gossip_->SetLoad(LoadReport());
+    lock.lock();
+    load_cv_.wait_for(lock, period, [&] { return stopping_; });
+  }
+}
+
 Agent::~Agent() {
+  StopLoadReports();
+  if (gossip_) gossip_->Stop();
   if (http_) http_->Stop();
 }
 
+void Agent::StopLoadReports() {
+  {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    stopping_ = true;
+  }
+  load_cv_.notify_all();
+  if (load_thread_.joinable()) load_thread_.join();
+}
+
 void Agent::Start() {
+  gossip_->Start(nullptr);
+  load_thread_ = std::thread([this] { ReportLoad(); });
   http_->Start();
+  spdlog::info("gossip on {} ({} profile, {}{})", gossip_->address(), config_.gossip_profile,
+               config_.gossip_keys.empty() ? "plaintext" : "encrypted",
+               config_.join.empty() ? "" : ", joining " + config_.join);
   spdlog::info("ready: KServe v2 REST on http://{}:{} serving models from {}", config_.http_host(),
                http_->port(), config_.model_repository);
 }
@@ -84,13 +201,16 @@ bool Agent::Drain() {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   http_->Stop();
+  // Tell the mesh this node left, rather than letting it be detected as failed.
+  StopLoadReports();
+  gossip_->LeaveAndStop(std::chrono::milliseconds(2000));
   spdlog::info("drained; stopped");
   return complete;
 }
 
 uint16_t Agent::http_port() const { return http_->port(); }
 
-int RunAgent(const AgentConfig& config) {
+int RunAgent(const AgentConfig& config, const ConfigSource& reload) {
   absl::Status log = SetupLogging(config.node_name, config.log_level);
   if (!log.ok()) {
     spdlog::error("{}", MessageOf(log));
@@ -101,6 +221,7 @@ int RunAgent(const AgentConfig& config) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -115,7 +236,15 @@ int RunAgent(const AgentConfig& config) {
                                        std::chrono::steady_clock::now() - started)
                                        .count());
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+    absl::StatusOr<AgentConfig> updated = reload ? reload() : absl::StatusOr<AgentConfig>(config);
+    if (!updated.ok()) {
+      spdlog::error("SIGHUP: configuration not reloaded: {}", MessageOf(updated.status()));
+      continue;
+    }
+    absl::Status applied = (*agent)->Reload(*updated);
+    if (!applied.ok()) spdlog::error("SIGHUP: {}", MessageOf(applied));
+  }
   spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   const bool complete = (*agent)->Drain();
   agent->reset();

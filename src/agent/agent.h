@@ -1,5 +1,5 @@
 // Agent: one hivemesh node, wired from its AgentConfig: the model repository, the KServe v2 REST
-// API and their orderly shutdown.
+// API, gossip membership (metadata and load reports) and their orderly shutdown.
 //
 // Life cycle: Create() loads models and binds the port; Start() serves; Drain() stops accepting,
 // answers every accepted request (queued ones included), then closes; the destructor stops
@@ -8,7 +8,11 @@
 // Thread safety: Create/Start/Drain are called from one controlling thread.
 #pragma once
 
+#include <condition_variable>
+#include <functional>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "agent/agent_config.h"
@@ -17,6 +21,10 @@ namespace hivemesh {
 
 class HttpServer;
 class KServeHandler;
+class MeshHandler;
+namespace membership {
+class GossipNode;
+}
 class ModelRepository;
 class BackendRegistry;
 
@@ -30,17 +38,36 @@ class Agent {
   // then closes all connections. Returns false if the timeout cut the wait short.
   bool Drain();
   uint16_t http_port() const;
+  // Applies what may change while running (today: labels), and tells the mesh.
+  absl::Status Reload(const AgentConfig& updated);
 
  private:
   Agent() = default;
+  absl::Status StartGossip();
+  absl::StatusOr<std::string> EncodedMeta() const;
+  std::string LoadReport() const;
+  void ReportLoad();
+  void StopLoadReports();
   AgentConfig config_;
   std::unique_ptr<BackendRegistry> registry_;
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<KServeHandler> kserve_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<membership::GossipNode> gossip_;
+  std::unique_ptr<MeshHandler> mesh_;
+
+  // The load reporter refreshes this node's gossiped load every probe interval.
+  std::thread load_thread_;
+  std::mutex load_mu_;
+  std::condition_variable load_cv_;
+  bool stopping_ = false;
 };
 
-// Runs an agent until SIGTERM or SIGINT, then drains. Returns the process exit code.
-int RunAgent(const AgentConfig& config);
+// Re-reads the configuration (the file and the flags) for SIGHUP.
+using ConfigSource = std::function<absl::StatusOr<AgentConfig>()>;
+
+// Runs an agent until SIGTERM or SIGINT, then drains; SIGHUP reloads the labels through
+// `reload`. Returns the process exit code.
+int RunAgent(const AgentConfig& config, const ConfigSource& reload = nullptr);
 
 }  // namespace hivemesh

@@ -43,6 +43,7 @@ Setting MakeSetting(CLI::App& app, AgentConfig& flags, const std::string& key, T
   def << defaults.*m;
   s.flag = app.add_option(flag, flags.*m,
                           help + (def.str().empty() ? "" : " [default: " + def.str() + "]"));
+  s.flag->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag wins
   return s;
 }
 
@@ -65,6 +66,16 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("drain_timeout_ms", &AgentConfig::drain_timeout_ms,
       "on SIGTERM, longest wait for queued and running requests");
   add("log_level", &AgentConfig::log_level, "trace, debug, info, warn, error or off");
+  add("gossip_address", &AgentConfig::gossip_address,
+      "host:port for gossip (UDP and TCP); peers must reach it");
+  add("join", &AgentConfig::join,
+      "seeds to join, host:port[,host:port...]; retried until one answers");
+  add("gossip_profile", &AgentConfig::gossip_profile, "gossip timing: lan, wan or local");
+  add("gossip_keys", &AgentConfig::gossip_keys,
+      "base64 AES keys, comma-separated; the first encrypts, all decrypt (hivemesh keygen)");
+  add("cluster_label", &AgentConfig::cluster_label,
+      "authenticated label that keeps clusters sharing a key apart");
+  add("labels", &AgentConfig::labels, "this node's labels, key=value[,key=value...]");
   return v;
 }
 
@@ -161,7 +172,36 @@ absl::Status AgentConfig::Validate() const {
     if (!s.ok()) return s;
   }
   if (model_repository.empty()) return absl::InvalidArgumentError("model_repository: must be set");
+  if (gossip_profile != "lan" && gossip_profile != "wan" && gossip_profile != "local") {
+    return absl::InvalidArgumentError("gossip_profile: '" + gossip_profile +
+                                      "' is not one of lan, wan, local");
+  }
+  for (std::string_view pair : Split(labels, ',')) {
+    if (pair.empty() && labels.empty()) break;
+    const size_t eq = pair.find('=');
+    if (eq == std::string_view::npos || eq == 0) {
+      return absl::InvalidArgumentError(StrCat("labels: '", pair, "' is not key=value"));
+    }
+  }
   return absl::OkStatus();
+}
+
+std::vector<std::string> AgentConfig::JoinList() const {
+  std::vector<std::string> out;
+  for (std::string_view s : Split(join, ',')) {
+    if (!s.empty()) out.emplace_back(s);
+  }
+  return out;
+}
+
+std::map<std::string, std::string> AgentConfig::LabelMap() const {
+  std::map<std::string, std::string> out;
+  if (labels.empty()) return out;
+  for (std::string_view pair : Split(labels, ',')) {
+    const size_t eq = pair.find('=');
+    out[std::string(pair.substr(0, eq))] = std::string(pair.substr(eq + 1));
+  }
+  return out;
 }
 
 std::string AgentConfig::http_host() const {

@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -41,11 +43,29 @@ struct AgentConfig {
   // trace, debug, info, warn, error or off.
   std::string log_level = "info";
 
+  // Gossip (membership) UDP and TCP address, host:port. Peers must reach it: on a real network
+  // set the device's IP. Port 0 picks a free port (tests).
+  std::string gossip_address = "127.0.0.1:7946";
+  // Seeds to join, "host:port[,host:port...]"; tried until one answers. Empty: start alone.
+  std::string join;
+  // lan, wan or local: the timing profile (see membership/config.h).
+  std::string gossip_profile = "lan";
+  // Base64 AES keys (16, 24 or 32 bytes; `hivemesh keygen` makes one), comma-separated. The
+  // first encrypts, all decrypt, so keys rotate without downtime. Empty: plaintext gossip.
+  std::string gossip_keys;
+  // Authenticated with every gossip packet: nodes with another label never talk, even with the
+  // same key.
+  std::string cluster_label;
+  // This node's labels, "key=value[,key=value...]", e.g. "zone=line-1,hardware=jetson".
+  std::string labels;
+
   // Checks values that types alone do not (ranges, address syntax).
   absl::Status Validate() const;
   // Splits http_address into host and port. REQUIRES: Validate() passed.
   std::string http_host() const;
   uint16_t http_port() const;
+  std::vector<std::string> JoinList() const;
+  std::map<std::string, std::string> LabelMap() const;
 };
 
 // Registers every setting as a flag on `app`, plus `--config FILE`. After app.parse(), call

@@ -209,7 +209,11 @@ void ModelRuntime::Run(Backend* backend, Job& job) {
   }
   const SteadyTime computed = SystemClock::Get().Now();
   stats_.execution_count.fetch_add(1, std::memory_order_relaxed);
-  stats_.compute_infer.Add(NanosBetween(start, computed));
+  const uint64_t service = NanosBetween(start, computed);
+  stats_.compute_infer.Add(service);
+  const uint64_t prev = stats_.ewma_service_ns.load(std::memory_order_relaxed);
+  stats_.ewma_service_ns.store(prev == 0 ? service : (prev * 4 + service) / 5,
+                               std::memory_order_relaxed);
   if (!status.ok()) {
     stats_.fail.Add(NanosBetween(job.enqueued, computed));
     job.done(status);

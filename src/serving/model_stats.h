@@ -35,6 +35,10 @@ struct ModelStats {
   std::atomic<uint64_t> expired_in_queue{0};
   std::atomic<int64_t> queue_depth{0};
   std::atomic<int64_t> in_flight{0};
+  // Exponentially weighted mean of the backend's service time per execution (weight 0.2 for
+  // the newest sample), for the load reports the mesh routes by. Workers update it without a
+  // lock: a rare lost update between two workers only delays the average by one sample.
+  std::atomic<uint64_t> ewma_service_ns{0};
   // Filled by the front end: time a request spent in the node (from its headers being read to its
   // response being handed to the socket) minus the model's compute time.
   mutable LatencyHistogram overhead;

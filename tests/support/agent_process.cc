@@ -37,7 +37,9 @@ void TempDir::Write(const std::string& relative, const std::string& content) con
 
 AgentProcess::AgentProcess(std::vector<std::string> args) {
   log_path_ = dir_.path() + "/agent.log";
-  std::vector<std::string> argv = {HivemeshBinary(), "agent", "--http-address", "127.0.0.1:0"};
+  std::vector<std::string> argv = {HivemeshBinary(),   "agent",
+                                   "--http-address",   "127.0.0.1:0",
+                                   "--gossip-address", "127.0.0.1:0"};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = ::fork();
   if (pid_ == 0) {

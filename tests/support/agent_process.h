@@ -29,8 +29,8 @@ std::string HivemeshBinary();
 
 class AgentProcess {
  public:
-  // Starts `hivemesh agent --http-address 127.0.0.1:0 <args>` and waits until it logs that it is
-  // ready (or exits, or 20 s pass). Check ok() afterwards.
+  // Starts `hivemesh agent --http-address 127.0.0.1:0 --gossip-address 127.0.0.1:0 <args>` (later
+  // flags win) and waits until it logs that it is ready (or exits, or 20 s pass). Check ok().
   explicit AgentProcess(std::vector<std::string> args);
   ~AgentProcess();
 

@@ -62,16 +62,16 @@ class DataConverter {
         s = Run<&DataConverter::PutInteger<int64_t>>(data);
         break;
       case DataType::kFp16:
-        s = Run<&DataConverter::PutFloat<uint16_t, FloatToHalf>>(data);
+        s = Run<&DataConverter::PutFloat<uint16_t, kHalf>>(data);
         break;
       case DataType::kBf16:
-        s = Run<&DataConverter::PutFloat<uint16_t, FloatToBf16>>(data);
+        s = Run<&DataConverter::PutFloat<uint16_t, kBfloat>>(data);
         break;
       case DataType::kFp32:
-        s = Run<&DataConverter::PutFloat<float, nullptr>>(data);
+        s = Run<&DataConverter::PutFloat<float, kWide>>(data);
         break;
       case DataType::kFp64:
-        s = Run<&DataConverter::PutFloat<double, nullptr>>(data);
+        s = Run<&DataConverter::PutFloat<double, kWide>>(data);
         break;
       case DataType::kBytes:
         s = Run<&DataConverter::PutBytes>(data);
@@ -168,8 +168,11 @@ class DataConverter {
     return ElementError(StrCat("expected an integer for ", DataTypeName(type_)));
   }
 
-  // T is the stored type; Narrow converts a float to a 16-bit encoding (FP16/BF16), or is null.
-  template <typename T, uint16_t (*Narrow)(float)>
+  // How a float is stored: as itself (FP32/FP64) or narrowed to a 16-bit encoding.
+  enum Encoding { kWide, kHalf, kBfloat };
+
+  // T is the stored type.
+  template <typename T, Encoding kEncoding>
   absl::Status PutFloat(element e) {
     double v;
     switch (e.type()) {
@@ -198,8 +201,10 @@ class DataConverter {
       default:
         return ElementError(StrCat("expected a number for ", DataTypeName(type_)));
     }
-    if constexpr (Narrow != nullptr) {
-      Store<uint16_t>(Narrow(static_cast<float>(v)));
+    if constexpr (kEncoding == kHalf) {
+      Store<uint16_t>(FloatToHalf(static_cast<float>(v)));
+    } else if constexpr (kEncoding == kBfloat) {
+      Store<uint16_t>(FloatToBf16(static_cast<float>(v)));
     } else {
       Store<T>(static_cast<T>(v));
     }

@@ -1,0 +1,130 @@
+#include "api/mesh_handler.h"
+
+#include "api/codec/infer_codec.h"
+#include "api/codec/json_writer.h"
+#include "base/strings.h"
+#include "membership/gossip_node.h"
+#include "membership/node_meta.h"
+
+namespace hivemesh {
+namespace {
+
+using membership::MemberInfo;
+
+HttpResponse Json(int status, std::string body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+void WriteMember(JsonWriter& w, const MemberInfo& m, SteadyTime now) {
+  w.BeginObject();
+  w.Key("name").String(m.name);
+  w.Key("address").String(m.addr);
+  w.Key("state").String(membership::MemberStateName(m.state));
+  w.Key("incarnation").Uint(m.incarnation);
+  absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
+  if (meta.ok()) {
+    w.Key("api_address").String(meta->api_address);
+    w.Key("labels").BeginObject();
+    for (const auto& [k, v] : meta->labels) w.Key(k).String(v);
+    w.EndObject();
+    w.Key("capacity").BeginObject();
+    w.Key("cores").Uint(meta->cores);
+    w.Key("memory_mb").Uint(meta->memory_mb);
+    w.Key("accelerators").Uint(meta->accelerators);
+    w.EndObject();
+    w.Key("models").BeginArray();
+    for (const membership::ModelAdvert& a : meta->models) {
+      w.BeginObject();
+      w.Key("name").String(a.name);
+      w.Key("versions").BeginArray();
+      for (const std::string& v : a.versions) w.String(v);
+      w.EndArray();
+      w.Key("ready").Bool(a.ready);
+      w.EndObject();
+    }
+    w.EndArray();
+  } else {
+    w.Key("metadata_error").String(MessageOf(meta.status()));
+  }
+  if (!m.load.empty()) {
+    absl::StatusOr<membership::LoadReport> load = membership::DecodeLoadReport(m.load);
+    w.Key("load").BeginObject();
+    const int64_t held =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - m.load_received).count();
+    w.Key("age_ms").Int(static_cast<int64_t>(m.load_age_ms) + std::max<int64_t>(0, held));
+    w.Key("seq").Uint(m.load_seq);
+    if (load.ok()) {
+      w.Key("models").BeginArray();
+      for (const membership::ModelLoad& l : load->models) {
+        w.BeginObject();
+        w.Key("name").String(l.name);
+        w.Key("queue_depth").Uint(l.queue_depth);
+        w.Key("in_flight").Uint(l.in_flight);
+        w.Key("ewma_service_us").Uint(l.ewma_service_us);
+        w.EndObject();
+      }
+      w.EndArray();
+    }
+    w.EndObject();
+  }
+  w.EndObject();
+}
+
+}  // namespace
+
+bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
+  std::string_view path = request.target();
+  path = path.substr(0, path.find('?'));
+  if (!path.starts_with("/v1/mesh/")) return false;
+  if (path != "/v1/mesh/members" && path != "/v1/mesh/stats") {
+    respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
+    return true;
+  }
+  if (request.method() != "GET") {
+    HttpResponse r = Json(405, EncodeError(StrCat("method ", request.method(),
+                                                  " is not allowed on ", path, "; use GET")));
+    r.headers.emplace_back("Allow", "GET");
+    respond(std::move(r));
+    return true;
+  }
+  std::string out;
+  JsonWriter w(out);
+  if (path == "/v1/mesh/members") {
+    const SteadyTime now = SystemClock::Get().Now();
+    w.BeginObject().Key("members").BeginArray();
+    for (const MemberInfo& m : gossip_->Members()) WriteMember(w, m, now);
+    w.EndArray().EndObject();
+  } else {
+    const membership::GossipStats s = gossip_->Stats();
+    w.BeginObject();
+    w.Key("address").String(gossip_->address());
+    w.Key("joined").Bool(gossip_->joined());
+    w.Key("packets_out").Uint(s.udp_packets_out);
+    w.Key("bytes_out").Uint(s.udp_bytes_out + s.tcp_bytes_out);
+    w.Key("udp_bytes_out").Uint(s.udp_bytes_out);
+    w.Key("tcp_bytes_out").Uint(s.tcp_bytes_out);
+    w.Key("tcp_exchanges_failed").Uint(s.tcp_exchanges_failed);
+    w.Key("packets_in").Uint(s.swim.packets_in);
+    w.Key("probes").Uint(s.swim.probes);
+    w.Key("probe_failures").Uint(s.swim.probe_failures);
+    w.Key("indirect_probes").Uint(s.swim.indirect_probes);
+    w.Key("refutations").Uint(s.swim.refutations);
+    w.Key("suspicions").Uint(s.swim.suspicions);
+    w.Key("push_pulls").Uint(s.swim.push_pulls);
+    w.Key("dropped").BeginObject();
+    w.Key("malformed").Uint(s.drops.malformed + s.swim.malformed_in);
+    w.Key("unauthenticated").Uint(s.drops.unauthenticated);
+    w.Key("replayed").Uint(s.drops.replayed);
+    w.Key("stale").Uint(s.drops.stale);
+    w.Key("oversized").Uint(s.drops.oversized);
+    w.EndObject();
+    w.EndObject();
+  }
+  respond(Json(200, std::move(out)));
+  return true;
+}
+
+}  // namespace hivemesh

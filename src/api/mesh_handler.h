@@ -1,0 +1,27 @@
+// MeshHandler: the node's view of the mesh, as JSON over HTTP.
+//
+//   GET /v1/mesh/members   every member: state, addresses, labels, capacity, models, load
+//   GET /v1/mesh/stats     this node's gossip counters (packets, bytes, drops by reason)
+//
+// Thread safety: Handle() may be called concurrently from any I/O thread.
+#pragma once
+
+#include "api/http_server.h"
+
+namespace hivemesh {
+
+namespace membership {
+class GossipNode;
+}
+
+class MeshHandler {
+ public:
+  explicit MeshHandler(const membership::GossipNode* gossip) : gossip_(gossip) {}
+  // True if the path belongs to this handler (and it has answered).
+  bool Handle(const HttpRequest& request, HttpResponder& respond);
+
+ private:
+  const membership::GossipNode* const gossip_;
+};
+
+}  // namespace hivemesh

@@ -1,0 +1,89 @@
+// SwimConfig: every tunable of the SWIM + Lifeguard membership protocol, in one place, with the
+// default and the reason for it. Named profiles (LAN, WAN, Local) derive from one base, as in
+// HashiCorp memberlist's DefaultLANConfig / DefaultWANConfig / DefaultLocalConfig, whose values
+// are the reference these defaults follow.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace hivemesh::membership {
+
+using Millis = std::chrono::milliseconds;
+
+struct SwimConfig {
+  // How often a node probes one random peer. Failure detection time scales with it; one second
+  // keeps a LAN's per-node probe load at one ping per second regardless of cluster size (SWIM).
+  Millis probe_interval{1000};
+  // How long a direct ping waits for its ack before indirect probing starts. Must sit well above
+  // the network's 99th percentile RTT (LAN: 500 ms).
+  Millis probe_timeout{500};
+  // Peers asked to ping a target on our behalf when the direct ping fails. Three give independent
+  // paths so one lossy link does not condemn a healthy node (SWIM's k).
+  int indirect_checks = 3;
+  // Suspicion timeout = suspicion_mult x max(1, log10(n)) x probe_interval: long enough for the
+  // suspect to hear the rumour and refute it, growing slowly with cluster size.
+  int suspicion_mult = 4;
+  // Lifeguard: the timeout starts at max = this x the minimum and shrinks toward the minimum as
+  // independent confirmations arrive, so a lone (perhaps slow) accuser cannot kill a node fast.
+  int suspicion_max_timeout_mult = 6;
+  // Each piggybacked update is sent retransmit_mult x ceil(log10(n + 1)) times: enough to reach
+  // every node with high probability (epidemic spread), without resending forever.
+  int retransmit_mult = 4;
+  // How often a node gossips queued updates to gossip_nodes random peers. 200 ms x fan-out 3
+  // spreads an update through 1000 nodes in about 2 s.
+  Millis gossip_interval{200};
+  int gossip_nodes = 3;
+  // Dead nodes still receive gossip for this long, so a node that was wrongly declared dead
+  // hears of it and refutes.
+  Millis gossip_to_the_dead_time{30000};
+  // Full state exchange over TCP with one random peer (anti-entropy): repairs anything gossip
+  // missed. Scaled up past 32 nodes: interval x (ceil(log2 n - log2 32) + 1).
+  Millis push_pull_interval{30000};
+  // TCP connect + exchange limit for push-pull, TCP pings and joins.
+  Millis tcp_timeout{10000};
+  // Local health (Lifeguard): a node that misses acks and nacks slows its own probing and
+  // lengthens its timeouts by up to this factor, so an overloaded node does not accuse others.
+  int awareness_max_multiplier = 8;
+  // Largest UDP payload (before encryption overhead); fits a 1500-byte Ethernet MTU.
+  int udp_buffer_size = 1400;
+  // A dead node's name may be taken by another address only after this long (or once it left).
+  Millis dead_node_reclaim_time{0};
+  // Dead members are forgotten (removed from the table) after this long. Long, so that a
+  // partition that heals within it reconnects (below); left members go after the same time.
+  Millis dead_node_forget_time{3600000};
+  // Every reconnect_interval a node tries a push-pull with one random member it holds dead
+  // (not left): after a partition heals, the two sides find each other again within about
+  // this interval even though neither gossips to the other any more (Serf's reconnect).
+  Millis reconnect_interval{30000};
+
+  // Protocol versions this node speaks (append-only message types; see wire.h).
+  uint8_t protocol_min = 1;
+  uint8_t protocol_max = 1;
+
+  absl::Status Validate() const;
+
+  static SwimConfig Lan();    // memberlist DefaultLANConfig
+  static SwimConfig Wan();    // memberlist DefaultWANConfig: slower, more tolerant
+  static SwimConfig Local();  // memberlist DefaultLocalConfig: loopback / one host
+  // "lan", "wan" or "local".
+  static absl::StatusOr<SwimConfig> Profile(const std::string& name);
+};
+
+// Suspicion minimum timeout: suspicion_mult x max(1, log10(max(1, n))) x probe_interval.
+Millis SuspicionMinTimeout(const SwimConfig& c, int cluster_size);
+// Retransmit limit for a piggybacked update: retransmit_mult x ceil(log10(n + 1)).
+int RetransmitLimit(const SwimConfig& c, int cluster_size);
+// Push-pull interval scaled for cluster size (memberlist pushPullScale).
+Millis PushPullInterval(const SwimConfig& c, int cluster_size);
+// Lifeguard: confirmations needed = suspicion_mult - 2 (0 if n - 2 < that).
+int SuspicionConfirmations(const SwimConfig& c, int cluster_size);
+// Lifeguard remaining timeout after `confirmations` independent suspect messages:
+// max - (ln(c + 1) / ln(k + 1)) x (max - min), never below min. k = 0 gives min.
+Millis SuspicionTimeout(Millis min, Millis max, int confirmations, int k);
+
+}  // namespace hivemesh::membership

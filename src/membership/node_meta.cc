@@ -1,0 +1,138 @@
+#include "membership/node_meta.h"
+
+#include "membership/byte_codec.h"
+#include "membership/wire.h"
+
+namespace hivemesh::membership {
+namespace {
+
+constexpr uint8_t kMetaVersion = 1;
+constexpr uint8_t kLoadVersion = 1;
+
+#define HM_RETURN_IF_ERROR(expr) \
+  do {                           \
+    absl::Status _s = (expr);    \
+    if (!_s.ok()) return _s;     \
+  } while (0)
+
+}  // namespace
+
+absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
+  std::string out;
+  ByteWriter w(out);
+  w.U8(kMetaVersion);
+  w.Bytes(meta.api_address);
+  w.Varint(meta.labels.size());
+  for (const auto& [k, v] : meta.labels) {
+    w.Bytes(k);
+    w.Bytes(v);
+  }
+  w.Varint(meta.cores);
+  w.Varint(meta.memory_mb);
+  w.Varint(meta.accelerators);
+  w.Varint(meta.models.size());
+  for (const ModelAdvert& m : meta.models) {
+    w.Bytes(m.name);
+    w.U8(m.ready ? 1 : 0);
+    w.Varint(m.versions.size());
+    for (const std::string& v : m.versions) w.Bytes(v);
+  }
+  if (out.size() > kMaxMetaBytes) {
+    return absl::InvalidArgumentError(StrCat("node metadata takes ", out.size(),
+                                             " bytes, more than the gossip limit of ",
+                                             kMaxMetaBytes, " (too many models or labels)"));
+  }
+  return out;
+}
+
+absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
+  NodeMeta meta;
+  if (bytes.empty()) return meta;  // a node that announced no metadata
+  ByteReader r(bytes);
+  uint8_t version = 0;
+  HM_RETURN_IF_ERROR(r.U8(&version));
+  if (version != kMetaVersion) {
+    return absl::InvalidArgumentError(StrCat("unknown metadata version ", version));
+  }
+  HM_RETURN_IF_ERROR(r.Bytes(&meta.api_address, kMaxAddrBytes, "api address"));
+  uint64_t n = 0;
+  HM_RETURN_IF_ERROR(r.Varint(&n));
+  if (n > r.remaining()) return absl::InvalidArgumentError("label count exceeds the data");
+  for (uint64_t i = 0; i < n; ++i) {
+    std::string k, v;
+    HM_RETURN_IF_ERROR(r.Bytes(&k, kMaxMetaBytes, "label key"));
+    HM_RETURN_IF_ERROR(r.Bytes(&v, kMaxMetaBytes, "label value"));
+    meta.labels[k] = v;
+  }
+  HM_RETURN_IF_ERROR(r.U32(&meta.cores));
+  HM_RETURN_IF_ERROR(r.Varint(&meta.memory_mb));
+  HM_RETURN_IF_ERROR(r.U32(&meta.accelerators));
+  HM_RETURN_IF_ERROR(r.Varint(&n));
+  if (n > r.remaining()) return absl::InvalidArgumentError("model count exceeds the data");
+  for (uint64_t i = 0; i < n; ++i) {
+    ModelAdvert m;
+    uint8_t ready = 0;
+    uint64_t nv = 0;
+    HM_RETURN_IF_ERROR(r.Bytes(&m.name, kMaxNameBytes, "model name"));
+    HM_RETURN_IF_ERROR(r.U8(&ready));
+    HM_RETURN_IF_ERROR(r.Varint(&nv));
+    if (nv > r.remaining()) return absl::InvalidArgumentError("version count exceeds the data");
+    for (uint64_t j = 0; j < nv; ++j) {
+      std::string v;
+      HM_RETURN_IF_ERROR(r.Bytes(&v, kMaxNameBytes, "model version"));
+      m.versions.push_back(std::move(v));
+    }
+    m.ready = ready != 0;
+    meta.models.push_back(std::move(m));
+  }
+  if (!r.done()) return absl::InvalidArgumentError("trailing bytes after node metadata");
+  return meta;
+}
+
+std::string EncodeLoadReport(const LoadReport& report) {
+  std::string out;
+  ByteWriter w(out);
+  w.U8(kLoadVersion);
+  std::string body;
+  ByteWriter b(body);
+  size_t count = 0;
+  for (const ModelLoad& m : report.models) {
+    std::string one;
+    ByteWriter o(one);
+    o.Bytes(m.name);
+    o.Varint(m.queue_depth);
+    o.Varint(m.in_flight);
+    o.Varint(m.ewma_service_us);
+    if (body.size() + one.size() + 16 > kMaxLoadBytes) break;
+    body += one;
+    ++count;
+  }
+  w.Varint(count);
+  out += body;
+  return out;
+}
+
+absl::StatusOr<LoadReport> DecodeLoadReport(std::string_view bytes) {
+  LoadReport report;
+  ByteReader r(bytes);
+  uint8_t version = 0;
+  HM_RETURN_IF_ERROR(r.U8(&version));
+  if (version != kLoadVersion) {
+    return absl::InvalidArgumentError(StrCat("unknown load report version ", version));
+  }
+  uint64_t n = 0;
+  HM_RETURN_IF_ERROR(r.Varint(&n));
+  if (n > r.remaining()) return absl::InvalidArgumentError("model count exceeds the data");
+  for (uint64_t i = 0; i < n; ++i) {
+    ModelLoad m;
+    HM_RETURN_IF_ERROR(r.Bytes(&m.name, kMaxNameBytes, "model name"));
+    HM_RETURN_IF_ERROR(r.U32(&m.queue_depth));
+    HM_RETURN_IF_ERROR(r.U32(&m.in_flight));
+    HM_RETURN_IF_ERROR(r.U32(&m.ewma_service_us));
+    report.models.push_back(std::move(m));
+  }
+  if (!r.done()) return absl::InvalidArgumentError("trailing bytes after a load report");
+  return report;
+}
+
+}  // namespace hivemesh::membership

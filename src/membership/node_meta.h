@@ -1,0 +1,50 @@
+// What a node tells the mesh about itself: metadata (carried in its alive messages, so it changes
+// with its incarnation) and load reports (gossiped separately, refreshed every probe interval).
+// Both use the compact membership encoding (byte_codec.h) and are bounded by the wire limits.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace hivemesh::membership {
+
+struct ModelAdvert {
+  std::string name;
+  std::vector<std::string> versions;
+  bool ready = false;
+};
+
+struct NodeMeta {
+  std::string api_address;                    // host:port of the node's KServe v2 REST API
+  std::map<std::string, std::string> labels;  // e.g. zone, hardware
+  uint32_t cores = 0;
+  uint64_t memory_mb = 0;
+  uint32_t accelerators = 0;
+  std::vector<ModelAdvert> models;
+};
+
+// Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).
+absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta);
+absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes);
+
+struct ModelLoad {
+  std::string name;
+  uint32_t queue_depth = 0;
+  uint32_t in_flight = 0;
+  uint32_t ewma_service_us = 0;  // exponentially weighted mean of the model's service time
+};
+
+struct LoadReport {
+  std::vector<ModelLoad> models;
+};
+
+// Models beyond what fits kMaxLoadBytes are left out (the first ones are kept).
+std::string EncodeLoadReport(const LoadReport& report);
+absl::StatusOr<LoadReport> DecodeLoadReport(std::string_view bytes);
+
+}  // namespace hivemesh::membership

@@ -1,0 +1,243 @@
+// Swim: the SWIM + Lifeguard membership state machine of one node. Pure: no sockets, threads or
+// clocks. Every call takes `now` and returns the packets to send and the membership changes;
+// the transport delivers packets and calls Tick() at NextTimer().
+//
+// Protocol (HashiCorp memberlist's semantics; see ../../docs/membership.md):
+//  - Probing: every probe interval one peer (round-robin over a shuffled list) gets a UDP ping.
+//    No ack within the probe timeout: `indirect_checks` random peers are asked to ping it (and
+//    answer nack if they hear nothing), and a TCP ping goes out in parallel. No ack by the end
+//    of the interval: the peer becomes suspect.
+//  - Suspicion (Lifeguard): the timeout starts at max and shrinks toward min with each
+//    independent confirmation; on expiry the peer is declared dead. A node hearing itself
+//    suspected or declared dead refutes with a higher incarnation.
+//  - Local health (Lifeguard): missed acks/nacks raise an awareness score that scales the probe
+//    interval and timeout; successful probes lower it.
+//  - Dissemination: updates are piggybacked on every UDP packet and gossiped to `gossip_nodes`
+//    peers every gossip interval, each sent at most RetransmitLimit(n) times, fewest-sent first.
+//  - Anti-entropy: periodic full-state push-pull over TCP with one random peer; joins use it.
+//  - Leave: a node announces its own death (left) and stops probing.
+//  - Load reports: each node's latest report is gossiped with a sequence number and an age.
+//
+// Thread safety: none; one owner (the transport's strand) calls everything.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/clock.h"
+#include "membership/config.h"
+#include "membership/wire.h"
+
+namespace hivemesh::membership {
+
+enum class Channel : uint8_t { kUdp, kTcp };
+
+struct Outgoing {
+  std::string to;  // host:port
+  Channel channel = Channel::kUdp;
+  std::string packet;  // plaintext packet (see wire.h); the transport may encrypt it
+};
+
+enum class EventType : uint8_t {
+  kJoined,   // a node appeared
+  kUpdated,  // its metadata changed
+  kSuspect,  // it is suspected of having failed
+  kAlive,    // a suspect, dead or left node is alive again
+  kFailed,   // declared dead
+  kLeft,     // left gracefully
+  kRemoved,  // a dead or left node was forgotten
+};
+std::string_view EventTypeName(EventType t);
+
+struct MemberEvent {
+  EventType type;
+  std::string node;
+};
+
+struct Output {
+  std::vector<Outgoing> packets;
+  std::vector<MemberEvent> events;
+  std::optional<std::string> reply;  // HandleStream only: written back on the same connection
+  void Append(Output&& other);
+};
+
+struct MemberInfo {
+  std::string name;
+  std::string addr;
+  std::string meta;
+  uint32_t incarnation = 0;
+  MemberState state = MemberState::kAlive;
+  SteadyTime since;  // when `state` last changed, on this node's clock
+  uint8_t protocol_min = 1;
+  uint8_t protocol_max = 1;
+  // The latest load report heard for this node (empty if none).
+  std::string load;
+  uint64_t load_seq = 0;
+  SteadyTime load_received;
+  uint32_t load_age_ms = 0;  // age of the report when it was received
+};
+
+struct SwimStats {
+  uint64_t probes = 0;
+  uint64_t probe_failures = 0;
+  uint64_t indirect_probes = 0;
+  uint64_t acks_received = 0;
+  uint64_t nacks_received = 0;
+  uint64_t refutations = 0;
+  uint64_t suspicions = 0;   // members this node started or joined suspecting
+  uint64_t deaths = 0;       // members this node declared or heard declared dead
+  uint64_t push_pulls = 0;   // exchanges started
+  uint64_t packets_out = 0;  // UDP + TCP packets produced
+  uint64_t bytes_out = 0;
+  uint64_t packets_in = 0;
+  uint64_t malformed_in = 0;  // packets that failed to decode
+  uint64_t unknown_messages = 0;
+};
+
+class Swim {
+ public:
+  // `seed` drives every random choice, so a run is reproducible.
+  Swim(SwimConfig config, std::string name, std::string addr, std::string meta, uint64_t seed,
+       SteadyTime now);
+  ~Swim();
+  Swim(const Swim&) = delete;
+  Swim& operator=(const Swim&) = delete;
+
+  // Sends a joining push-pull over TCP to each seed (host:port). joined() turns true when one
+  // answers; the caller retries Join while it is false.
+  Output Join(const std::vector<std::string>& seeds, SteadyTime now);
+  bool joined() const { return joined_; }
+
+  // Announces that this node leaves. It keeps gossiping (Tick) until LeaveDone(), then may stop.
+  Output Leave(SteadyTime now);
+  bool LeaveDone() const;
+
+  // New metadata for this node: incarnation + 1, and the change is gossiped.
+  Output UpdateMeta(std::string meta, SteadyTime now);
+  // Replaces this node's load report; it rides on gossip (no message of its own is sent now).
+  void SetLoad(std::string payload, SteadyTime now);
+
+  // Runs every timer due at or before `now`.
+  Output Tick(SteadyTime now);
+  // When Tick should next be called.
+  SteadyTime NextTimer() const;
+
+  // A packet from `from` (its source address): a UDP datagram, or the reply to a TCP exchange
+  // this node started (channel kTcp).
+  Output HandlePacket(std::string_view from, std::string_view packet, Channel channel,
+                      SteadyTime now);
+  // A packet another node sent over a TCP connection it opened (push-pull or TCP ping). The
+  // answer, if any, is in Output::reply.
+  Output HandleStream(std::string_view from, std::string_view packet, SteadyTime now);
+
+  const std::string& name() const { return name_; }
+  const std::string& addr() const { return addr_; }
+  uint32_t incarnation() const { return incarnation_; }
+  int awareness() const { return awareness_; }
+  const SwimStats& stats() const { return stats_; }
+  const SwimConfig& config() const { return config_; }
+
+  // Every member including this node, sorted by name.
+  std::vector<MemberInfo> Members() const;
+  const MemberInfo* Find(std::string_view name) const;
+  int NumAlive() const;  // alive + suspect, including this node
+  size_t QueuedBroadcasts() const;
+
+ private:
+  struct Member;
+  struct Probe;
+  struct Relay;
+  struct Broadcast;
+  class BroadcastQueue;
+  enum class TimerKind : uint8_t { kProbeDeadline, kProbeEnd, kRelayDeadline, kSuspicion };
+  struct Timer {
+    SteadyTime at;
+    TimerKind kind;
+    uint32_t seq;         // probes and relays
+    std::string node;     // suspicions
+    uint64_t generation;  // suspicions: matches Member::suspicion_generation while valid
+    bool operator>(const Timer& o) const { return at > o.at; }
+  };
+
+  // Message handlers.
+  void OnPing(std::string_view from, const Ping& m, Channel channel, SteadyTime now, Output& out);
+  void OnIndirectPing(std::string_view from, const IndirectPing& m, SteadyTime now, Output& out);
+  void OnAck(const Ack& m, SteadyTime now, Output& out);
+  void OnNack(const Nack& m);
+  void OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_pull);
+  void OnSuspect(const Suspect& m, SteadyTime now, Output& out);
+  void OnDead(const Dead& m, SteadyTime now, Output& out);
+  void OnLoad(const Load& m, SteadyTime now);
+  void MergePushPull(const PushPull& m, SteadyTime now, Output& out);
+  void Dispatch(std::string_view from, const Message& m, Channel channel, SteadyTime now,
+                Output& out);
+
+  // Timers.
+  void StartProbe(SteadyTime now, Output& out);
+  void ProbeDeadline(uint32_t seq, SteadyTime now, Output& out);
+  void ProbeEnd(uint32_t seq, SteadyTime now, Output& out);
+  void RelayDeadline(uint32_t seq, Output& out);
+  void SuspicionExpired(const std::string& node, uint64_t generation, SteadyTime now, Output& out);
+  void Gossip(SteadyTime now, Output& out);
+  void StartPushPull(SteadyTime now, Output& out);
+  void Reconnect(SteadyTime now, Output& out);
+  void Reap(SteadyTime now, Output& out);
+
+  // Helpers.
+  void Refute(uint32_t accused_incarnation, SteadyTime now);
+  void SendUdp(const std::string& to, std::vector<std::string> messages, SteadyTime now,
+               Output& out);
+  void SendTcp(const std::string& to, const Message& m, Output& out);
+  PushPull LocalState(bool join) const;
+  void QueueBroadcast(const std::string& key, const Message& m);
+  std::vector<const Member*> RandomMembers(size_t k, const std::string& exclude,
+                                           bool include_recently_dead, SteadyTime now);
+  void AddToProbeList(const std::string& node);
+  void ApplyAwareness(int delta);
+  Millis Scaled(Millis base) const;
+  void SetState(Member& m, MemberState state, SteadyTime now);
+
+  const SwimConfig config_;
+  const std::string name_;
+  const std::string addr_;
+  std::string meta_;
+  uint32_t incarnation_ = 0;
+  bool joined_ = false;
+  bool leaving_ = false;
+  int awareness_ = 0;
+  uint32_t next_seq_ = 0;
+  uint64_t next_generation_ = 0;
+  uint64_t load_seq_ = 0;
+  std::mt19937_64 rng_;
+
+  std::unordered_map<std::string, std::unique_ptr<Member>> members_;  // excludes this node
+  int num_alive_ = 1;  // alive + suspect, including this node
+  std::vector<std::string> probe_list_;
+  size_t probe_index_ = 0;
+  std::unordered_map<uint32_t, std::unique_ptr<Probe>> probes_;
+  std::unordered_map<uint32_t, Relay> relays_;
+  std::unique_ptr<BroadcastQueue> broadcasts_;
+  std::vector<Timer> timers_;  // a min-heap on `at`
+
+  SteadyTime next_probe_;
+  SteadyTime next_gossip_;
+  SteadyTime next_push_pull_;
+  SteadyTime next_reap_;
+  SteadyTime next_reconnect_;
+  // Dead and left members in the order they went (name, since): Reap looks only at the front.
+  std::deque<std::pair<std::string, SteadyTime>> departed_;
+
+  MemberInfo self_load_;  // this node's own load report
+  SwimStats stats_;
+};
+
+}  // namespace hivemesh::membership

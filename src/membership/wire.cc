@@ -1,0 +1,282 @@
+#include "membership/wire.h"
+
+#include "base/strings.h"
+#include "membership/byte_codec.h"
+
+namespace hivemesh::membership {
+namespace {
+
+#define HM_TRY(expr)          \
+  do {                        \
+    absl::Status _s = (expr); \
+    if (!_s.ok()) return _s;  \
+  } while (0)
+
+struct Encoder {
+  ByteWriter& w;
+  void operator()(const Ping& m) {
+    w.Varint(m.seq);
+    w.Bytes(m.target);
+    w.Bytes(m.source);
+    w.Bytes(m.source_addr);
+  }
+  void operator()(const IndirectPing& m) {
+    w.Varint(m.seq);
+    w.Bytes(m.target);
+    w.Bytes(m.target_addr);
+    w.U8(m.want_nack ? 1 : 0);
+    w.Bytes(m.source);
+    w.Bytes(m.source_addr);
+  }
+  void operator()(const Ack& m) { w.Varint(m.seq); }
+  void operator()(const Nack& m) { w.Varint(m.seq); }
+  void operator()(const Suspect& m) {
+    w.Varint(m.incarnation);
+    w.Bytes(m.node);
+    w.Bytes(m.from);
+  }
+  void operator()(const Alive& m) {
+    w.Varint(m.incarnation);
+    w.Bytes(m.node);
+    w.Bytes(m.addr);
+    w.Bytes(m.meta);
+    w.U8(m.protocol_min);
+    w.U8(m.protocol_max);
+  }
+  void operator()(const Dead& m) {
+    w.Varint(m.incarnation);
+    w.Bytes(m.node);
+    w.Bytes(m.from);
+  }
+  void operator()(const PushPull& m) {
+    w.U8(m.join ? 1 : 0);
+    w.Varint(m.members.size());
+    for (const PushPullMember& p : m.members) {
+      w.Bytes(p.node);
+      w.Bytes(p.addr);
+      w.Varint(p.incarnation);
+      w.U8(static_cast<uint8_t>(p.state));
+      w.Bytes(p.meta);
+    }
+  }
+  void operator()(const Load& m) {
+    w.Bytes(m.node);
+    w.Varint(m.seq);
+    w.Varint(m.age_ms);
+    w.Bytes(m.payload);
+  }
+};
+
+absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
+  switch (type) {
+    case MessageType::kPing: {
+      Ping m;
+      HM_TRY(r.U32(&m.seq));
+      HM_TRY(r.Bytes(&m.target, kMaxNameBytes, "ping target"));
+      HM_TRY(r.Bytes(&m.source, kMaxNameBytes, "ping source"));
+      HM_TRY(r.Bytes(&m.source_addr, kMaxAddrBytes, "ping source address"));
+      *out = std::move(m);
+      return absl::OkStatus();
+    }
+    case MessageType::kIndirectPing: {
+      IndirectPing m;
+      uint8_t nack = 0;
+      HM_TRY(r.U32(&m.seq));
+      HM_TRY(r.Bytes(&m.target, kMaxNameBytes, "indirect ping target"));
+      HM_TRY(r.Bytes(&m.target_addr, kMaxAddrBytes, "indirect ping target address"));
+      HM_TRY(r.U8(&nack));
+      HM_TRY(r.Bytes(&m.source, kMaxNameBytes, "indirect ping source"));
+      HM_TRY(r.Bytes(&m.source_addr, kMaxAddrBytes, "indirect ping source address"));
+      m.want_nack = nack != 0;
+      *out = std::move(m);
+      return absl::OkStatus();
+    }
+    case MessageType::kAck: {
+      Ack m;
+      HM_TRY(r.U32(&m.seq));
+      *out = m;
+      return absl::OkStatus();
+    }
+    case MessageType::kNack: {
+      Nack m;
+      HM_TRY(r.U32(&m.seq));
+      *out = m;
+      return absl::OkStatus();
+    }
+    case MessageType::kSuspect: {
+      Suspect m;
+      HM_TRY(r.U32(&m.incarnation));
+      HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "suspect node"));
+      HM_TRY(r.Bytes(&m.from, kMaxNameBytes, "suspect from"));
+      *out = std::move(m);
+      return absl::OkStatus();
+    }
+    case MessageType::kAlive: {
+      Alive m;
+      HM_TRY(r.U32(&m.incarnation));
+      HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "alive node"));
+      HM_TRY(r.Bytes(&m.addr, kMaxAddrBytes, "alive address"));
+      HM_TRY(r.Bytes(&m.meta, kMaxMetaBytes, "alive metadata"));
+      HM_TRY(r.U8(&m.protocol_min));
+      HM_TRY(r.U8(&m.protocol_max));
+      *out = std::move(m);
+      return absl::OkStatus();
+    }
+    case MessageType::kDead: {
+      Dead m;
+      HM_TRY(r.U32(&m.incarnation));
+      HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "dead node"));
+      HM_TRY(r.Bytes(&m.from, kMaxNameBytes, "dead from"));
+      *out = std::move(m);
+      return absl::OkStatus();
+    }
+    case MessageType::kPushPull: {
+      PushPull m;
+      uint8_t join = 0;
+      uint64_t count = 0;
+      HM_TRY(r.U8(&join));
+      HM_TRY(r.Varint(&count));
+      // Each member takes at least 5 bytes, so a count the packet cannot hold is refused
+      // before anything is reserved.
+      if (count > kMaxPushPullMembers || count > r.remaining() / 5) {
+        return absl::InvalidArgumentError(StrCat("push-pull claims ", count, " members"));
+      }
+      m.join = join != 0;
+      m.members.resize(count);
+      for (PushPullMember& p : m.members) {
+        uint8_t state = 0;
+        HM_TRY(r.Bytes(&p.node, kMaxNameBytes, "push-pull node"));
+        HM_TRY(r.Bytes(&p.addr, kMaxAddrBytes, "push-pull address"));
+        HM_TRY(r.U32(&p.incarnation));
+        HM_TRY(r.U8(&state));
+        HM_TRY(r.Bytes(&p.meta, kMaxMetaBytes, "push-pull metadata"));
+        if (state > static_cast<uint8_t>(MemberState::kLeft)) {
+          return absl::InvalidArgumentError(StrCat("unknown member state ", state));
+        }
+        p.state = static_cast<MemberState>(state);
+      }
+      *out = std::move(m);
+      return absl::OkStatus();
+    }
+    case MessageType::kLoad: {
+      Load m;
+      HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "load node"));
+      HM_TRY(r.Varint(&m.seq));
+      HM_TRY(r.U32(&m.age_ms));
+      HM_TRY(r.Bytes(&m.payload, kMaxLoadBytes, "load payload"));
+      *out = std::move(m);
+      return absl::OkStatus();
+    }
+    case MessageType::kCompound:
+      break;
+  }
+  return absl::InvalidArgumentError(StrCat("unknown message type ", static_cast<int>(type)));
+}
+
+bool KnownType(uint8_t t) {
+  return t >= static_cast<uint8_t>(MessageType::kPing) &&
+         t <= static_cast<uint8_t>(MessageType::kLoad) &&
+         t != static_cast<uint8_t>(MessageType::kCompound);
+}
+
+// Decodes [type][body] occupying all of `bytes`.
+absl::Status DecodeOne(std::string_view bytes, Message* out) {
+  ByteReader r(bytes);
+  uint8_t type = 0;
+  HM_TRY(r.U8(&type));
+  HM_TRY(DecodeBody(static_cast<MessageType>(type), r, out));
+  if (!r.done()) return absl::InvalidArgumentError("trailing bytes after a message");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string_view MemberStateName(MemberState s) {
+  switch (s) {
+    case MemberState::kAlive:
+      return "alive";
+    case MemberState::kSuspect:
+      return "suspect";
+    case MemberState::kDead:
+      return "dead";
+    case MemberState::kLeft:
+      return "left";
+  }
+  return "unknown";
+}
+
+MessageType TypeOf(const Message& m) {
+  static constexpr MessageType kTypes[] = {
+      MessageType::kPing, MessageType::kIndirectPing, MessageType::kAck,
+      MessageType::kNack, MessageType::kSuspect,      MessageType::kAlive,
+      MessageType::kDead, MessageType::kPushPull,     MessageType::kLoad};
+  return kTypes[m.index()];
+}
+
+std::string EncodeMessage(const Message& m) {
+  std::string out;
+  ByteWriter w(out);
+  w.U8(static_cast<uint8_t>(TypeOf(m)));
+  std::visit(Encoder{w}, m);
+  return out;
+}
+
+std::string EncodePacket(const std::vector<std::string>& encoded) {
+  std::string out;
+  ByteWriter w(out);
+  w.U8(kWireVersion);
+  if (encoded.size() == 1) {
+    out += encoded[0];
+    return out;
+  }
+  w.U8(static_cast<uint8_t>(MessageType::kCompound));
+  w.Varint(encoded.size());
+  for (const std::string& m : encoded) w.Bytes(m);
+  return out;
+}
+
+size_t PacketOverhead(const std::vector<std::string>& encoded) {
+  if (encoded.size() <= 1) return 1;
+  size_t n = 2 + 1;
+  for (const std::string& m : encoded) n += m.size() < 128 ? 1 : 2;
+  return n;
+}
+
+absl::StatusOr<DecodedPacket> DecodePacket(std::string_view packet) {
+  ByteReader r(packet);
+  uint8_t version = 0, type = 0;
+  HM_TRY(r.U8(&version));
+  if (version != kWireVersion) {
+    return absl::InvalidArgumentError(StrCat("unsupported wire version ", version));
+  }
+  HM_TRY(r.U8(&type));
+  DecodedPacket out;
+  if (type != static_cast<uint8_t>(MessageType::kCompound)) {
+    Message m;
+    HM_TRY(DecodeOne(packet.substr(1), &m));
+    out.messages.push_back(std::move(m));
+    return out;
+  }
+  uint64_t count = 0;
+  HM_TRY(r.Varint(&count));
+  if (count == 0 || count > kMaxCompoundMessages) {
+    return absl::InvalidArgumentError(StrCat("compound packet with ", count, " messages"));
+  }
+  for (uint64_t i = 0; i < count; ++i) {
+    uint64_t len = 0;
+    HM_TRY(r.Varint(&len));
+    if (len == 0 || len > r.remaining()) return absl::InvalidArgumentError("truncated message");
+    const std::string_view bytes = r.Take(len);
+    if (!KnownType(static_cast<uint8_t>(bytes[0]))) {
+      ++out.unknown_skipped;  // a newer message type: skip it, keep the rest
+      continue;
+    }
+    Message m;
+    HM_TRY(DecodeOne(bytes, &m));
+    out.messages.push_back(std::move(m));
+  }
+  if (!r.done()) return absl::InvalidArgumentError("trailing bytes after a compound packet");
+  return out;
+}
+
+}  // namespace hivemesh::membership

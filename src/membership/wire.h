@@ -1,0 +1,127 @@
+// The membership wire format: a versioned, compact binary encoding of SWIM messages.
+//
+// A packet (after decryption, if a key is configured) is
+//   [wire version: u8 = kWireVersion] [message type: u8] [body]
+// or, to carry several messages in one UDP datagram,
+//   [kWireVersion] [kCompound] [count: varint] ([length: varint] [type] [body])...
+// Integers are LEB128 varints, strings and byte fields a varint length then the bytes.
+// Message types are append-only. Inside a compound packet a message of a type this node does
+// not know is skipped (so newer nodes can add types); anywhere else it is an error.
+//
+// Decoding is total: any byte string yields either messages or an error, never a crash; field
+// sizes are bounded (names, addresses, metadata, member counts).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace hivemesh::membership {
+
+inline constexpr uint8_t kWireVersion = 1;
+inline constexpr size_t kMaxNameBytes = 128;
+inline constexpr size_t kMaxAddrBytes = 64;
+inline constexpr size_t kMaxMetaBytes = 1024;
+inline constexpr size_t kMaxLoadBytes = 1024;
+inline constexpr size_t kMaxPushPullMembers = 100000;
+inline constexpr size_t kMaxCompoundMessages = 255;
+
+// Only append: these values are on the wire.
+enum class MessageType : uint8_t {
+  kPing = 1,
+  kIndirectPing = 2,
+  kAck = 3,
+  kNack = 4,
+  kSuspect = 5,
+  kAlive = 6,
+  kDead = 7,
+  kPushPull = 8,
+  kCompound = 9,
+  kLoad = 10,
+};
+
+enum class MemberState : uint8_t { kAlive = 0, kSuspect = 1, kDead = 2, kLeft = 3 };
+std::string_view MemberStateName(MemberState s);  // "alive", "suspect", "dead", "left"
+
+struct Ping {
+  uint32_t seq = 0;
+  std::string target;  // the name the sender believes is at this address
+  std::string source;
+  std::string source_addr;
+};
+struct IndirectPing {
+  uint32_t seq = 0;
+  std::string target;
+  std::string target_addr;
+  bool want_nack = true;
+  std::string source;
+  std::string source_addr;
+};
+struct Ack {
+  uint32_t seq = 0;
+};
+struct Nack {
+  uint32_t seq = 0;
+};
+struct Alive {
+  uint32_t incarnation = 0;
+  std::string node;
+  std::string addr;
+  std::string meta;  // opaque to the protocol (NodeMeta, encoded)
+  uint8_t protocol_min = 1;
+  uint8_t protocol_max = 1;
+};
+struct Suspect {
+  uint32_t incarnation = 0;
+  std::string node;
+  std::string from;
+};
+struct Dead {
+  uint32_t incarnation = 0;
+  std::string node;
+  std::string from;  // == node: the node left gracefully
+};
+struct PushPullMember {
+  std::string node;
+  std::string addr;
+  uint32_t incarnation = 0;
+  MemberState state = MemberState::kAlive;
+  std::string meta;
+};
+struct PushPull {
+  bool join = false;  // the sender is joining: answer even if we are alone
+  std::vector<PushPullMember> members;
+};
+// A node's load report, relayed by gossip. `age_ms` is how old the report was when this copy
+// was sent (each relay adds the time it held it), so readers know its freshness without
+// synchronized clocks; `seq` orders reports from one node.
+struct Load {
+  std::string node;
+  uint64_t seq = 0;
+  uint32_t age_ms = 0;
+  std::string payload;  // opaque to the protocol (LoadReport, encoded)
+};
+
+using Message = std::variant<Ping, IndirectPing, Ack, Nack, Suspect, Alive, Dead, PushPull, Load>;
+
+MessageType TypeOf(const Message& m);
+
+// [type][body] of one message.
+std::string EncodeMessage(const Message& m);
+// A packet holding `encoded` messages (each from EncodeMessage): a plain packet for one, a
+// compound packet for several. REQUIRES: 1 <= encoded.size() <= kMaxCompoundMessages.
+std::string EncodePacket(const std::vector<std::string>& encoded);
+// Bytes EncodePacket adds around the messages, for budgeting a datagram.
+size_t PacketOverhead(const std::vector<std::string>& encoded);
+
+struct DecodedPacket {
+  std::vector<Message> messages;
+  int unknown_skipped = 0;  // messages of newer types skipped inside a compound packet
+};
+absl::StatusOr<DecodedPacket> DecodePacket(std::string_view packet);
+
+}  // namespace hivemesh::membership

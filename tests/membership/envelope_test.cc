@@ -1,0 +1,323 @@
+#include "membership/envelope.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace hivemesh::membership {
+namespace {
+
+constexpr int64_t kNow = 1'700'000'000'000;  // a fixed wall-clock time, ms since the epoch
+
+Keyring TestRing(char fill = 'k', std::string label = "test-cluster") {
+  absl::StatusOr<Keyring> ring = Keyring::Create({std::string(32, fill)}, std::move(label));
+  EXPECT_TRUE(ring.ok()) << ring.status();
+  return *ring;
+}
+
+// Unwraps and returns the drop reason, or nullopt if the packet was accepted (and then checks
+// the payload).
+std::optional<DropReason> Deliver(Envelope& to, const std::string& packet,
+                                  const std::string& expected_payload, int64_t now = kNow) {
+  DropReason why = DropReason::kMalformed;
+  absl::StatusOr<std::string> payload = to.Unwrap(packet, now, &why);
+  if (!payload.ok()) {
+    EXPECT_FALSE(payload.status().message().empty());
+    return why;
+  }
+  EXPECT_EQ(*payload, expected_payload);
+  return std::nullopt;
+}
+
+TEST(EnvelopeTest, KeyedRoundTrip) {
+  Envelope a(TestRing(), 0xa);
+  Envelope b(TestRing(), 0xb);
+  EXPECT_TRUE(a.encrypted());
+  EXPECT_EQ(a.overhead(), 24u + 29u);
+  for (const std::string& payload : {std::string(), std::string("ping"), std::string(1400, 'x')}) {
+    const std::string packet = a.Wrap(payload, kNow);
+    EXPECT_EQ(packet.size(), payload.size() + a.overhead());
+    EXPECT_EQ(Deliver(b, packet, payload), std::nullopt);
+  }
+  EXPECT_EQ(b.remembered_senders(), 1u);
+  // And the other way.
+  EXPECT_EQ(Deliver(a, b.Wrap("ack", kNow), "ack"), std::nullopt);
+}
+
+TEST(EnvelopeTest, ReplayOfTheSamePacketIsDroppedAndCounted) {
+  Envelope a(TestRing(), 1);
+  Envelope b(TestRing(), 2);
+  const std::string packet = a.Wrap("suspect node-3", kNow);
+  EXPECT_EQ(Deliver(b, packet, "suspect node-3"), std::nullopt);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Deliver(b, packet, "", kNow + 10 * i), DropReason::kReplayed);
+  }
+  EXPECT_EQ(b.drops().replayed, 3u);
+  EXPECT_EQ(b.drops().unauthenticated + b.drops().stale + b.drops().malformed + b.drops().oversized,
+            0u);
+  // The error says what happened.
+  const absl::Status status = b.Unwrap(packet, kNow, nullptr).status();  // `why` may be null
+  EXPECT_NE(std::string(status.message()).find("replayed"), std::string::npos) << status;
+  EXPECT_EQ(b.drops().replayed, 4u);
+}
+
+TEST(EnvelopeTest, ReorderedPacketsInsideTheWindowAreAcceptedOnceEach) {
+  Envelope a(TestRing(), 1);
+  Envelope b(TestRing(), 2);
+  std::vector<std::pair<std::string, std::string>> packets;  // (packet, payload)
+  for (int i = 0; i < 64; ++i) {
+    const std::string payload = "msg " + std::to_string(i);
+    packets.emplace_back(a.Wrap(payload, kNow), payload);
+  }
+  std::mt19937 rng(7);
+  std::shuffle(packets.begin(), packets.end(), rng);
+  for (const auto& [packet, payload] : packets) {
+    EXPECT_EQ(Deliver(b, packet, payload), std::nullopt) << payload;
+  }
+  std::shuffle(packets.begin(), packets.end(), rng);
+  for (const auto& [packet, payload] : packets) {
+    EXPECT_EQ(Deliver(b, packet, payload), DropReason::kReplayed) << payload;
+  }
+  EXPECT_EQ(b.drops().replayed, 64u);
+}
+
+TEST(EnvelopeTest, PacketsOlderThanTheWindowAreDropped) {
+  Envelope a(TestRing(), 1);
+  Envelope b(TestRing(), 2);
+  std::vector<std::string> packets;
+  for (int i = 0; i <= 100; ++i) packets.push_back(a.Wrap("p" + std::to_string(i), kNow));
+
+  EXPECT_EQ(Deliver(b, packets[100], "p100"), std::nullopt);
+  // Counter 100 - 63 is the oldest inside the window; 100 - 64 is just outside.
+  EXPECT_EQ(Deliver(b, packets[37], "p37"), std::nullopt);
+  EXPECT_EQ(Deliver(b, packets[36], "p36"), DropReason::kReplayed);
+  EXPECT_EQ(Deliver(b, packets[0], "p0"), DropReason::kReplayed);
+  EXPECT_EQ(Deliver(b, packets[99], "p99"), std::nullopt);
+  EXPECT_EQ(b.drops().replayed, 2u);
+}
+
+TEST(EnvelopeTest, ALargeJumpMovesTheWholeWindow) {
+  Envelope a(TestRing(), 1);
+  Envelope b(TestRing(), 2);
+  std::vector<std::string> packets;
+  for (int i = 0; i <= 300; ++i) packets.push_back(a.Wrap("p" + std::to_string(i), kNow));
+  EXPECT_EQ(Deliver(b, packets[0], "p0"), std::nullopt);
+  EXPECT_EQ(Deliver(b, packets[1], "p1"), std::nullopt);
+  EXPECT_EQ(Deliver(b, packets[200], "p200"), std::nullopt);  // packets 2..199 lost
+  EXPECT_EQ(Deliver(b, packets[1], "p1"), DropReason::kReplayed);
+  EXPECT_EQ(Deliver(b, packets[137], "p137"), std::nullopt);  // fresh bits after the shift
+  EXPECT_EQ(Deliver(b, packets[199], "p199"), std::nullopt);
+  EXPECT_EQ(Deliver(b, packets[199], "p199"), DropReason::kReplayed);
+  EXPECT_EQ(Deliver(b, packets[201], "p201"), std::nullopt);  // shift by one keeps history
+  EXPECT_EQ(Deliver(b, packets[200], "p200"), DropReason::kReplayed);
+  EXPECT_EQ(Deliver(b, packets[137], "p137"), DropReason::kReplayed);
+}
+
+TEST(EnvelopeTest, ARestartedSenderWithANewBootIdIsAccepted) {
+  Envelope b(TestRing(), 2);
+  std::string old_packet;
+  {
+    Envelope a(TestRing(), 100);
+    for (int i = 0; i < 10; ++i) {
+      old_packet = a.Wrap("before restart", kNow);
+      EXPECT_EQ(Deliver(b, old_packet, "before restart"), std::nullopt);
+    }
+  }
+  // The restarted process draws a new boot id and counts from 0 again.
+  Envelope restarted(TestRing(), 101);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(
+        Deliver(b, restarted.Wrap("after restart", kNow + 1000), "after restart", kNow + 1000),
+        std::nullopt);
+  }
+  EXPECT_EQ(b.remembered_senders(), 2u);
+  // The old incarnation's packets are still recognised as replays.
+  EXPECT_EQ(Deliver(b, old_packet, "", kNow + 1000), DropReason::kReplayed);
+}
+
+TEST(EnvelopeTest, TheSenderHeardFromLeastRecentlyIsForgottenFirst) {
+  EnvelopeOptions options;
+  options.max_senders = 2;
+  ASSERT_TRUE(options.Validate().ok());
+  Envelope receiver(TestRing(), 1, options);
+  Envelope s1(TestRing(), 11), s2(TestRing(), 12), s3(TestRing(), 13);
+  const std::string p1 = s1.Wrap("1", kNow);
+  const std::string p2 = s2.Wrap("2", kNow);
+  EXPECT_EQ(Deliver(receiver, p1, "1"), std::nullopt);
+  EXPECT_EQ(Deliver(receiver, p2, "2"), std::nullopt);
+  EXPECT_EQ(Deliver(receiver, s1.Wrap("1b", kNow), "1b"), std::nullopt);  // s1 is now newer
+  EXPECT_EQ(Deliver(receiver, s3.Wrap("3", kNow), "3"), std::nullopt);    // evicts s2
+  EXPECT_EQ(receiver.remembered_senders(), 2u);
+  EXPECT_EQ(Deliver(receiver, p1, "1"), DropReason::kReplayed);  // s1 still remembered
+  // s2's window is gone: a replay inside the clock-skew bound gets through once (documented).
+  EXPECT_EQ(Deliver(receiver, p2, "2"), std::nullopt);
+  EXPECT_EQ(Deliver(receiver, p2, "2"), DropReason::kReplayed);
+}
+
+TEST(EnvelopeTest, StaleAndFutureTimestampsAreDropped) {
+  Envelope a(TestRing(), 1);
+  Envelope b(TestRing(), 2);  // default skew: 60 s
+  EXPECT_EQ(Deliver(b, a.Wrap("old", kNow - 60'001), "old"), DropReason::kStale);
+  EXPECT_EQ(Deliver(b, a.Wrap("future", kNow + 60'001), "future"), DropReason::kStale);
+  EXPECT_EQ(Deliver(b, a.Wrap("edge-past", kNow - 60'000), "edge-past"), std::nullopt);
+  EXPECT_EQ(Deliver(b, a.Wrap("edge-future", kNow + 60'000), "edge-future"), std::nullopt);
+  EXPECT_EQ(b.drops().stale, 2u);
+
+  // A stale drop does not touch the window: the same packet delivered in time is accepted.
+  const std::string late = a.Wrap("late", kNow);
+  EXPECT_EQ(Deliver(b, late, "late", kNow + 120'000), DropReason::kStale);
+  EXPECT_EQ(Deliver(b, late, "late", kNow), std::nullopt);
+
+  // Extreme timestamps on either side do not overflow into "fresh".
+  EXPECT_EQ(Deliver(b, a.Wrap("min", std::numeric_limits<int64_t>::min()), "min"),
+            DropReason::kStale);
+  EXPECT_EQ(Deliver(b, a.Wrap("max", std::numeric_limits<int64_t>::max()), "max"),
+            DropReason::kStale);
+  EXPECT_EQ(Deliver(b, a.Wrap("max", std::numeric_limits<int64_t>::max()), "max",
+                    std::numeric_limits<int64_t>::min()),
+            DropReason::kStale);
+  EXPECT_EQ(b.drops().stale, 6u);
+}
+
+TEST(EnvelopeTest, SkewIsConfigurable) {
+  EnvelopeOptions options;
+  options.max_clock_skew = std::chrono::milliseconds(500);
+  Envelope a(TestRing(), 1);
+  Envelope b(TestRing(), 2, options);
+  EXPECT_EQ(Deliver(b, a.Wrap("x", kNow), "x", kNow + 501), DropReason::kStale);
+  EXPECT_EQ(Deliver(b, a.Wrap("y", kNow), "y", kNow + 500), std::nullopt);
+}
+
+TEST(EnvelopeTest, PlaintextIsDroppedWhenKeyed) {
+  Envelope plain(std::nullopt, 1);
+  Envelope keyed(TestRing(), 2);
+  // A short and a long plaintext packet (the wire format's first byte is 1, like the encryption
+  // version: it must still never be processed).
+  for (const std::string& payload : {std::string("\x01\x01short"), std::string(200, '\x01')}) {
+    EXPECT_EQ(Deliver(keyed, plain.Wrap(payload, kNow), payload), DropReason::kUnauthenticated);
+  }
+  EXPECT_EQ(Deliver(keyed, "", ""), DropReason::kUnauthenticated);
+  EXPECT_EQ(keyed.drops().unauthenticated, 3u);
+}
+
+TEST(EnvelopeTest, WrongKeyWrongLabelAndTamperingAreUnauthenticated) {
+  Envelope receiver(TestRing('k', "cluster-a"), 2);
+  Envelope other_key(TestRing('z', "cluster-a"), 3);
+  Envelope other_cluster(TestRing('k', "cluster-b"), 4);
+  EXPECT_EQ(Deliver(receiver, other_key.Wrap("x", kNow), "x"), DropReason::kUnauthenticated);
+  EXPECT_EQ(Deliver(receiver, other_cluster.Wrap("x", kNow), "x"), DropReason::kUnauthenticated);
+
+  Envelope sender(TestRing('k', "cluster-a"), 5);
+  std::string packet = sender.Wrap("counter and time are authenticated", kNow);
+  std::string tampered = packet;
+  tampered[1 + 12 + 8] ^= 1;  // the counter's first byte (inside the ciphertext)
+  EXPECT_EQ(Deliver(receiver, tampered, ""), DropReason::kUnauthenticated);
+  EXPECT_EQ(Deliver(receiver, packet.substr(0, packet.size() - 1), ""),
+            DropReason::kUnauthenticated);
+  EXPECT_EQ(receiver.drops().unauthenticated, 4u);
+  // None of that consumed the genuine packet's counter.
+  EXPECT_EQ(Deliver(receiver, packet, "counter and time are authenticated"), std::nullopt);
+}
+
+TEST(EnvelopeTest, KeyRotationAcrossEnvelopes) {
+  absl::StatusOr<Keyring> rotating =
+      Keyring::Create({std::string(16, 'n'), std::string(32, 'k')}, "test-cluster");
+  ASSERT_TRUE(rotating.ok());
+  Envelope old_node(TestRing('k'), 1);
+  Envelope new_node(*rotating, 2);
+  EXPECT_EQ(Deliver(new_node, old_node.Wrap("old->new", kNow), "old->new"), std::nullopt);
+  EXPECT_EQ(Deliver(old_node, new_node.Wrap("new->old", kNow), "new->old"),
+            DropReason::kUnauthenticated);
+}
+
+TEST(EnvelopeTest, AuthenticatedButHeaderlessPacketIsMalformed) {
+  const Keyring ring = TestRing();
+  Envelope b(ring, 2);
+  EXPECT_EQ(Deliver(b, ring.Seal(std::string(23, 'h')), ""), DropReason::kMalformed);
+  EXPECT_EQ(Deliver(b, ring.Seal(""), ""), DropReason::kMalformed);
+  EXPECT_EQ(b.drops().malformed, 2u);
+}
+
+TEST(EnvelopeTest, OwnPacketsReflectedBackAreDropped) {
+  Envelope a(TestRing(), 42);
+  EXPECT_EQ(Deliver(a, a.Wrap("to b", kNow), "to b"), DropReason::kReplayed);
+  EXPECT_EQ(a.remembered_senders(), 0u);
+}
+
+TEST(EnvelopeTest, OversizedPacketsAreDroppedBeforeDecryption) {
+  EnvelopeOptions options;
+  options.max_packet_bytes = 100;
+  Envelope a(TestRing(), 1);
+  Envelope b(TestRing(), 2, options);
+  const std::string fits = a.Wrap(std::string(100 - 53, 'f'), kNow);
+  ASSERT_EQ(fits.size(), 100u);
+  EXPECT_EQ(Deliver(b, fits, std::string(47, 'f')), std::nullopt);
+  EXPECT_EQ(Deliver(b, a.Wrap(std::string(48, 'f'), kNow), ""), DropReason::kOversized);
+  // Checked first: garbage over the limit is oversized, not unauthenticated.
+  EXPECT_EQ(Deliver(b, std::string(101, 'g'), ""), DropReason::kOversized);
+  // The per-call limit (e.g. TCP frames) overrides the constructor's.
+  DropReason why = DropReason::kMalformed;
+  const std::string big = a.Wrap(std::string(5000, 'b'), kNow);
+  EXPECT_TRUE(b.Unwrap(big, kNow, &why, 1 << 20).ok());
+  EXPECT_FALSE(b.Unwrap(a.Wrap("x", kNow), kNow, &why, 10).ok());
+  EXPECT_EQ(why, DropReason::kOversized);
+  EXPECT_EQ(b.drops().oversized, 3u);
+
+  // The default limit is 64 KiB.
+  Envelope d(std::nullopt, 3);
+  EXPECT_TRUE(d.Unwrap(std::string(65536, 'x'), kNow, nullptr).ok());
+  EXPECT_FALSE(d.Unwrap(std::string(65537, 'x'), kNow, nullptr).ok());
+}
+
+TEST(EnvelopeTest, WithoutAKeyPayloadsPassThrough) {
+  Envelope a(std::nullopt, 1);
+  Envelope b(std::nullopt, 2);
+  EXPECT_FALSE(a.encrypted());
+  EXPECT_EQ(a.overhead(), 0u);
+  const std::string payload = std::string("\x01\x02 gossip", 9);
+  const std::string packet = a.Wrap(payload, kNow);
+  EXPECT_EQ(packet, payload);
+  // No replay or freshness protection in plaintext mode (see envelope.h): the same packet, at
+  // any time, is handed on each time.
+  EXPECT_EQ(Deliver(b, packet, payload), std::nullopt);
+  EXPECT_EQ(Deliver(b, packet, payload), std::nullopt);
+  EXPECT_EQ(Deliver(b, packet, payload, 0), std::nullopt);
+  EXPECT_EQ(Deliver(b, "", ""), std::nullopt);
+  // A keyed packet is just bytes to a plaintext node; the wire decoder rejects it.
+  Envelope keyed(TestRing(), 3);
+  const std::string sealed = keyed.Wrap("secret", kNow);
+  EXPECT_EQ(Deliver(b, sealed, sealed), std::nullopt);
+  EXPECT_EQ(b.remembered_senders(), 0u);
+}
+
+TEST(EnvelopeTest, DropReasonNames) {
+  EXPECT_EQ(DropReasonName(DropReason::kMalformed), "malformed");
+  EXPECT_EQ(DropReasonName(DropReason::kUnauthenticated), "unauthenticated");
+  EXPECT_EQ(DropReasonName(DropReason::kReplayed), "replayed");
+  EXPECT_EQ(DropReasonName(DropReason::kStale), "stale");
+  EXPECT_EQ(DropReasonName(DropReason::kOversized), "oversized");
+}
+
+TEST(EnvelopeTest, OptionsValidate) {
+  EXPECT_TRUE(EnvelopeOptions{}.Validate().ok());
+  EnvelopeOptions bad;
+  bad.max_clock_skew = std::chrono::milliseconds(-1);
+  EXPECT_FALSE(bad.Validate().ok());
+  bad = {};
+  bad.max_senders = 0;
+  EXPECT_FALSE(bad.Validate().ok());
+  bad = {};
+  bad.max_packet_bytes = 0;
+  EXPECT_FALSE(bad.Validate().ok());
+}
+
+TEST(EnvelopeTest, RandomBootIdsDiffer) { EXPECT_NE(RandomBootId(), RandomBootId()); }
+
+}  // namespace
+}  // namespace hivemesh::membership

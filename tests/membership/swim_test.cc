@@ -1,0 +1,404 @@
+// The SWIM + Lifeguard state machine, driven by hand: a manual clock and a tiny in-test network
+// that delivers (or drops) each packet the machines produce.
+#include "membership/swim.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <functional>
+#include <map>
+
+namespace hivemesh::membership {
+namespace {
+
+using ::testing::Contains;
+
+SteadyTime T0() { return SteadyTime(std::chrono::hours(1)); }
+
+// Nodes "a", "b", ... at addresses "a:1", "b:1", ...; packets delivered in order, instantly.
+class Net {
+ public:
+  explicit Net(SwimConfig config = SwimConfig::Lan()) : config_(config), now_(T0()) {}
+
+  Swim& Add(const std::string& name, std::string meta = "") {
+    nodes_[name] = std::make_unique<Swim>(config_, name, name + ":1", std::move(meta),
+                                          std::hash<std::string>()(name), now_);
+    return *nodes_[name];
+  }
+  Swim& operator[](const std::string& name) { return *nodes_.at(name); }
+  SteadyTime now() const { return now_; }
+
+  // Drop every packet for which `fn(from_name, to_name, channel)` is true.
+  std::function<bool(const std::string&, const std::string&, Channel)> drop =
+      [](const std::string&, const std::string&, Channel) { return false; };
+
+  void Deliver(const std::string& from, Output out) {
+    for (const MemberEvent& e : out.events) events.push_back({from, e});
+    for (Outgoing& p : out.packets) queue_.push_back({from, std::move(p)});
+    while (!queue_.empty()) {
+      auto [sender, p] = std::move(queue_.front());
+      queue_.pop_front();
+      const std::string to = p.to.substr(0, p.to.find(':'));
+      ++packets_sent;
+      if (!nodes_.count(to) || drop(sender, to, p.channel)) continue;
+      Swim& dst = *nodes_[to];
+      if (p.channel == Channel::kUdp) {
+        Output o = dst.HandlePacket(sender + ":1", p.packet, Channel::kUdp, now_);
+        Record(to, o);
+      } else {
+        Output o = dst.HandleStream(sender + ":1", p.packet, now_);
+        std::optional<std::string> reply = std::move(o.reply);
+        Record(to, o);
+        if (reply && !drop(to, sender, Channel::kTcp)) {
+          Output back = nodes_[sender]->HandlePacket(to + ":1", *reply, Channel::kTcp, now_);
+          Record(sender, back);
+        }
+      }
+    }
+  }
+
+  // Advances time in `step`s up to `d`, ticking every node whose timer is due.
+  void Run(std::chrono::milliseconds d,
+           std::chrono::milliseconds step = std::chrono::milliseconds(10)) {
+    const SteadyTime end = now_ + d;
+    while (now_ < end) {
+      now_ += step;
+      for (auto& [name, n] : nodes_) {
+        if (n->NextTimer() <= now_) Deliver(name, n->Tick(now_));
+      }
+    }
+  }
+
+  void JoinAll(const std::string& seed) {
+    for (auto& [name, n] : nodes_) {
+      if (name != seed) Deliver(name, n->Join({seed + ":1"}, now_));
+    }
+  }
+
+  MemberState StateAt(const std::string& observer, const std::string& node) {
+    const MemberInfo* m = nodes_.at(observer)->Find(node);
+    return m == nullptr ? MemberState::kDead : m->state;
+  }
+  bool Knows(const std::string& observer, const std::string& node) {
+    return nodes_.at(observer)->Find(node) != nullptr;
+  }
+
+  struct Seen {
+    std::string observer;
+    MemberEvent event;
+  };
+  std::vector<Seen> events;
+  int packets_sent = 0;
+
+ private:
+  void Record(const std::string& node, Output& o) {
+    for (const MemberEvent& e : o.events) events.push_back({node, e});
+    for (Outgoing& p : o.packets) queue_.push_back({node, std::move(p)});
+  }
+
+  SwimConfig config_;
+  SteadyTime now_;
+  std::map<std::string, std::unique_ptr<Swim>> nodes_;
+  std::deque<std::pair<std::string, Outgoing>> queue_;
+};
+
+bool SawEvent(const Net& net, const std::string& observer, EventType type,
+              const std::string& node) {
+  for (const auto& s : net.events) {
+    if (s.observer == observer && s.event.type == type && s.event.node == node) return true;
+  }
+  return false;
+}
+
+TEST(SwimConfigTest, FormulasMatchMemberlist) {
+  const SwimConfig lan = SwimConfig::Lan();
+  EXPECT_EQ(SuspicionMinTimeout(lan, 10), Millis(4000));
+  EXPECT_EQ(SuspicionMinTimeout(lan, 1), Millis(4000));
+  EXPECT_EQ(SuspicionMinTimeout(lan, 100), Millis(8000));
+  EXPECT_EQ(SuspicionMinTimeout(lan, 100) * lan.suspicion_max_timeout_mult, Millis(48000));
+  EXPECT_EQ(RetransmitLimit(lan, 5), 4);
+  EXPECT_EQ(RetransmitLimit(lan, 10), 8);
+  EXPECT_EQ(RetransmitLimit(lan, 1000), 16);
+  EXPECT_EQ(PushPullInterval(lan, 32), Millis(30000));
+  EXPECT_EQ(PushPullInterval(lan, 64), Millis(60000));
+  EXPECT_EQ(PushPullInterval(lan, 1000), Millis(30000 * 6));
+  EXPECT_EQ(SuspicionConfirmations(lan, 10), 2);
+  EXPECT_EQ(SuspicionConfirmations(lan, 3), 0);
+  // Lifeguard: max with no confirmation, min once k have confirmed, in between otherwise.
+  EXPECT_EQ(SuspicionTimeout(Millis(4000), Millis(24000), 0, 2), Millis(24000));
+  EXPECT_EQ(SuspicionTimeout(Millis(4000), Millis(24000), 2, 2), Millis(4000));
+  EXPECT_EQ(SuspicionTimeout(Millis(4000), Millis(24000), 1, 2), Millis(11381));
+  EXPECT_EQ(SuspicionTimeout(Millis(4000), Millis(24000), 5, 0), Millis(4000));
+  EXPECT_EQ(SwimConfig::Wan().probe_interval, Millis(5000));
+  EXPECT_EQ(SwimConfig::Local().probe_timeout, Millis(200));
+  EXPECT_TRUE(lan.Validate().ok());
+  SwimConfig bad = lan;
+  bad.probe_timeout = Millis(2000);
+  EXPECT_FALSE(bad.Validate().ok());
+  EXPECT_FALSE(SwimConfig::Profile("moon").ok());
+}
+
+TEST(SwimTest, JoinThroughASeedAndConverge) {
+  Net net;
+  for (const char* n : {"a", "b", "c", "d", "e"}) net.Add(n);
+  net.JoinAll("a");
+  EXPECT_TRUE(net["b"].joined());
+  net.Run(Millis(3000));
+  for (const char* o : {"a", "b", "c", "d", "e"}) {
+    EXPECT_EQ(net[o].NumAlive(), 5) << o;
+    for (const char* n : {"a", "b", "c", "d", "e"}) {
+      if (std::string(o) == n) continue;
+      EXPECT_EQ(net.StateAt(o, n), MemberState::kAlive) << o << " sees " << n;
+    }
+  }
+  EXPECT_TRUE(SawEvent(net, "e", EventType::kJoined, "b"));
+  // Healthy probing never raises awareness.
+  for (const char* o : {"a", "b", "c", "d", "e"}) EXPECT_EQ(net[o].awareness(), 0);
+}
+
+TEST(SwimTest, UnreachableNodeIsProbedIndirectlySuspectedThenDeclaredDead) {
+  Net net;
+  for (const char* n : {"a", "b", "c", "d"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(2000));
+  // "d" crashes: nothing reaches it or leaves it.
+  net.drop = [](const std::string& from, const std::string& to, Channel) {
+    return from == "d" || to == "d";
+  };
+  net.Run(Millis(3000));
+  EXPECT_EQ(net.StateAt("a", "d"), MemberState::kSuspect);
+  EXPECT_GT(net["a"].stats().indirect_probes + net["b"].stats().indirect_probes +
+                net["c"].stats().indirect_probes,
+            0u);
+  // Suspicion at n=4: min 4 s, max 24 s; k = 0 at n = 4 (n - 2 < 2), so the minimum applies.
+  net.Run(Millis(6000));
+  for (const char* o : {"a", "b", "c"}) {
+    EXPECT_EQ(net.StateAt(o, "d"), MemberState::kDead) << o;
+    EXPECT_TRUE(SawEvent(net, o, EventType::kFailed, "d")) << o;
+  }
+  EXPECT_EQ(net["a"].NumAlive(), 3);
+}
+
+TEST(SwimTest, SuspectedNodeRefutesWithAHigherIncarnation) {
+  Net net;
+  for (const char* n : {"a", "b", "c"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  // "a" alone believes "c" is suspect and tells "c" directly.
+  const uint32_t before = net["c"].incarnation();
+  Output fake;
+  fake.packets.push_back(
+      Outgoing{"c:1", Channel::kUdp, EncodePacket({EncodeMessage(Suspect{before, "c", "a"})})});
+  net.Deliver("a", std::move(fake));
+  EXPECT_EQ(net["c"].incarnation(), before + 1);
+  EXPECT_EQ(net["c"].stats().refutations, 1u);
+  EXPECT_EQ(net["c"].awareness(), 1) << "Lifeguard: a refutation raises local health concern";
+  net.Run(Millis(1500));
+  EXPECT_EQ(net.StateAt("a", "c"), MemberState::kAlive);
+  EXPECT_EQ(net["a"].Find("c")->incarnation, before + 1);
+  // An old suspicion (lower incarnation) is ignored.
+  Output stale;
+  stale.packets.push_back(
+      Outgoing{"b:1", Channel::kUdp, EncodePacket({EncodeMessage(Suspect{before, "c", "a"})})});
+  net.Deliver("a", std::move(stale));
+  EXPECT_EQ(net.StateAt("b", "c"), MemberState::kAlive);
+}
+
+TEST(SwimTest, IndependentConfirmationsShortenTheSuspicionTimeout) {
+  // 10 nodes: k = 2, min 4 s, max 24 s.
+  Net net;
+  const std::vector<std::string> names = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+  for (const auto& n : names) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(3000));
+  net.drop = [](const std::string&, const std::string&, Channel) { return true; };  // silence
+  auto suspect_from = [&](const std::string& from) {
+    net.drop = [](const std::string&, const std::string& to, Channel) { return to != "b"; };
+    Output o;
+    o.packets.push_back(
+        Outgoing{"b:1", Channel::kUdp,
+                 EncodePacket({EncodeMessage(Suspect{net["j"].incarnation(), "j", from})})});
+    net.Deliver(from, std::move(o));
+    net.drop = [](const std::string&, const std::string&, Channel) { return true; };
+  };
+  suspect_from("c");
+  ASSERT_EQ(net.StateAt("b", "j"), MemberState::kSuspect);
+  net.Run(Millis(10000));
+  EXPECT_EQ(net.StateAt("b", "j"), MemberState::kSuspect) << "no confirmation: waits toward 24 s";
+  suspect_from("d");
+  suspect_from("d");  // the same confirmer twice counts once
+  suspect_from("e");  // second confirmation: timeout = min = 4 s, already passed
+  net.Run(Millis(100));
+  EXPECT_EQ(net.StateAt("b", "j"), MemberState::kDead);
+}
+
+TEST(SwimTest, GracefulLeaveIsSeenAsLeft) {
+  Net net;
+  for (const char* n : {"a", "b", "c"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  net.Deliver("c", net["c"].Leave(net.now()));
+  EXPECT_FALSE(net["c"].LeaveDone());
+  net.Run(Millis(2000));
+  EXPECT_TRUE(net["c"].LeaveDone());
+  EXPECT_EQ(net.StateAt("a", "c"), MemberState::kLeft);
+  EXPECT_EQ(net.StateAt("b", "c"), MemberState::kLeft);
+  EXPECT_TRUE(SawEvent(net, "a", EventType::kLeft, "c"));
+  EXPECT_FALSE(SawEvent(net, "a", EventType::kFailed, "c"));
+  EXPECT_EQ(net["a"].NumAlive(), 2);
+}
+
+TEST(SwimTest, MetadataChangeSpreads) {
+  Net net;
+  for (const char* n : {"a", "b", "c", "d"}) net.Add(n, "v1");
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  net.Deliver("d", net["d"].UpdateMeta("v2", net.now()));
+  net.Run(Millis(1000));
+  for (const char* o : {"a", "b", "c"}) {
+    EXPECT_EQ(net[o].Find("d")->meta, "v2") << o;
+    EXPECT_TRUE(SawEvent(net, o, EventType::kUpdated, "d")) << o;
+  }
+}
+
+TEST(SwimTest, LoadReportsSpreadWithSequenceAndAge) {
+  Net net;
+  for (const char* n : {"a", "b", "c"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  net["b"].SetLoad("queue=3", net.now());
+  net.Run(Millis(1000));
+  const MemberInfo* seen = net["c"].Find("b");
+  ASSERT_NE(seen, nullptr);
+  EXPECT_EQ(seen->load, "queue=3");
+  EXPECT_EQ(seen->load_seq, 1u);
+  EXPECT_LE(seen->load_age_ms, 1000u);
+  net["b"].SetLoad("queue=9", net.now());
+  net.Run(Millis(1000));
+  EXPECT_EQ(net["c"].Find("b")->load, "queue=9");
+  EXPECT_EQ(net["a"].Find("b")->load_seq, 2u);
+  // An older report arriving late is ignored.
+  Output late;
+  late.packets.push_back(
+      Outgoing{"a:1", Channel::kUdp, EncodePacket({EncodeMessage(Load{"b", 1, 0, "queue=3"})})});
+  net.Deliver("c", std::move(late));
+  EXPECT_EQ(net["a"].Find("b")->load, "queue=9");
+}
+
+TEST(SwimTest, RestartedNodeReclaimsItsNameAndIsAliveAgain) {
+  Net net;
+  for (const char* n : {"a", "b", "c"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  net.drop = [](const std::string& from, const std::string& to, Channel) {
+    return from == "c" || to == "c";
+  };
+  net.Run(Millis(12000));
+  ASSERT_EQ(net.StateAt("a", "c"), MemberState::kDead);
+  // "c" restarts with incarnation 0 at the same address and joins again.
+  net.drop = [](const std::string&, const std::string&, Channel) { return false; };
+  net.Add("c");
+  net.Deliver("c", net["c"].Join({"a:1"}, net.now()));
+  net.Run(Millis(2000));
+  EXPECT_GT(net["c"].incarnation(), 0u) << "it refuted its own death";
+  EXPECT_EQ(net.StateAt("a", "c"), MemberState::kAlive);
+  EXPECT_EQ(net.StateAt("b", "c"), MemberState::kAlive);
+  EXPECT_TRUE(SawEvent(net, "b", EventType::kAlive, "c"));
+}
+
+TEST(SwimTest, DeadNameIsNotTakenByAnotherAddress) {
+  Net net;
+  for (const char* n : {"a", "b"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  // An alive claim for "b" from a different address, while "b" is alive: ignored.
+  Output claim;
+  claim.packets.push_back(Outgoing{
+      "a:1", Channel::kUdp, EncodePacket({EncodeMessage(Alive{99, "b", "evil:1", "", 1, 1})})});
+  net.Deliver("b", std::move(claim));
+  EXPECT_EQ(net["a"].Find("b")->addr, "b:1");
+}
+
+TEST(SwimTest, BroadcastsStopAfterTheRetransmitLimit) {
+  Net net;
+  for (const char* n : {"a", "b", "c"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(5000));
+  EXPECT_EQ(net["a"].QueuedBroadcasts(), 0u) << "every update was sent its limit and dropped";
+  const int before = net.packets_sent;
+  net.Run(Millis(2000));
+  // At rest: about one ping and one ack per node per second, no gossip.
+  EXPECT_LE(net.packets_sent - before, 3 * 2 * 2 + 2);
+}
+
+TEST(SwimTest, MalformedPacketsAreCountedAndIgnored) {
+  Net net;
+  Swim& a = net.Add("a");
+  for (std::string junk : {std::string(), std::string("\x01"), std::string("\x02\x01"),
+                           std::string("\x01\x09\xff"), std::string("\x01\x06\x05\x01")}) {
+    Output o = a.HandlePacket("x:1", junk, Channel::kUdp, net.now());
+    EXPECT_TRUE(o.packets.empty());
+  }
+  EXPECT_EQ(a.stats().malformed_in, 5u);
+  EXPECT_EQ(a.NumAlive(), 1);
+}
+
+TEST(WireTest, EveryMessageRoundTrips) {
+  const std::vector<Message> msgs = {
+      Ping{7, "b", "a", "10.0.0.1:7946"},
+      IndirectPing{8, "c", "10.0.0.3:7946", true, "a", "10.0.0.1:7946"},
+      Ack{9},
+      Nack{10},
+      Suspect{3, "c", "a"},
+      Alive{4, "c", "10.0.0.3:7946", std::string("meta\0bytes", 10), 1, 2},
+      Dead{5, "c", "c"},
+      PushPull{
+          true,
+          {{"a", "1:1", 1, MemberState::kAlive, "m"}, {"b", "2:2", 9, MemberState::kLeft, ""}}},
+      Load{"b", 1ull << 40, 1234, "q=1"},
+  };
+  for (const Message& m : msgs) {
+    auto d = DecodePacket(EncodePacket({EncodeMessage(m)}));
+    ASSERT_TRUE(d.ok()) << d.status();
+    ASSERT_EQ(d->messages.size(), 1u);
+    EXPECT_EQ(EncodeMessage(d->messages[0]), EncodeMessage(m));
+  }
+  std::vector<std::string> encoded;
+  for (const Message& m : msgs) encoded.push_back(EncodeMessage(m));
+  auto compound = DecodePacket(EncodePacket(encoded));
+  ASSERT_TRUE(compound.ok());
+  EXPECT_EQ(compound->messages.size(), msgs.size());
+}
+
+TEST(WireTest, UnknownTypesInsideACompoundAreSkipped) {
+  std::string future = std::string(1, static_cast<char>(200)) + "new";
+  auto d = DecodePacket(EncodePacket({EncodeMessage(Ack{1}), future}));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->messages.size(), 1u);
+  EXPECT_EQ(d->unknown_skipped, 1);
+  EXPECT_FALSE(DecodePacket(EncodePacket({future})).ok()) << "alone, an unknown type is an error";
+}
+
+TEST(WireTest, RejectsMalformedPackets) {
+  const std::string ok = EncodePacket({EncodeMessage(Alive{4, "c", "1.2.3.4:5", "m", 1, 1})});
+  for (size_t cut = 0; cut < ok.size(); ++cut) {
+    EXPECT_FALSE(DecodePacket(ok.substr(0, cut)).ok()) << "truncated at " << cut;
+  }
+  EXPECT_FALSE(DecodePacket(ok + "x").ok()) << "trailing bytes";
+  std::string wrong_version = ok;
+  wrong_version[0] = 9;
+  EXPECT_FALSE(DecodePacket(wrong_version).ok());
+  // A name longer than the limit.
+  EXPECT_FALSE(
+      DecodePacket(EncodePacket({EncodeMessage(Suspect{1, std::string(200, 'x'), "a"})})).ok());
+  // A push-pull claiming more members than its bytes could hold.
+  std::string pp = "\x01\x08\x00";
+  pp += "\xff\xff\x03";
+  EXPECT_FALSE(DecodePacket(pp).ok());
+  // A varint that never ends.
+  EXPECT_FALSE(DecodePacket(std::string("\x01\x03") + std::string(12, '\xff')).ok());
+}
+
+}  // namespace
+}  // namespace hivemesh::membership
