@@ -12,7 +12,8 @@ agent i>0 joins agent 0 from its command line) and:
              name and ports and rejoins, and all N must report all N alive before the next kill.
              Median, min and max over --kills kills.
   RSS        VmRSS from /proc/PID/status of each agent after convergence and --settle seconds of
-             idling; mean over agents.
+             idling; mean over agents (also shown split into RssAnon and RssFile, the latter
+             mostly shared libraries).
   bytes/s    gossip bytes sent per agent per second at rest (no polling) over --idle-seconds
              (30 s = one LAN push/pull interval), after the kills and at least --warmup seconds
              after convergence, so that periodic push/pull is in steady state (Serf's first comes
@@ -542,12 +543,17 @@ def all_alive(names):
     return holds
 
 
-def vm_rss_kib(pid):
+def rss_kib(pid):
+    """(VmRSS, RssAnon, RssFile) in KiB; RssFile is mostly shared libraries' pages."""
+    fields = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise BenchError(f"no VmRSS for pid {pid}")
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile"):
+                fields[key] = int(rest.split()[0])
+    if "VmRSS" not in fields:
+        raise BenchError(f"no VmRSS for pid {pid}")
+    return fields["VmRSS"], fields.get("RssAnon", 0), fields.get("RssFile", 0)
 
 
 def run_system(system, n, args, ports, workdir):
@@ -575,9 +581,12 @@ def run_system(system, n, args, ports, workdir):
             a.disconnect()  # idle means idle: no polling connections held open
         time.sleep(args.settle)
         check_running(agents)
-        rss = [vm_rss_kib(a.proc.pid) for a in agents]
-        result["rss_mib"] = statistics.mean(rss) / 1024.0
-        print(f"  {label} n={n}: RSS {result['rss_mib']:.1f} MiB/agent", flush=True)
+        rss = [rss_kib(a.proc.pid) for a in agents]
+        result["rss_mib"] = statistics.mean(r[0] for r in rss) / 1024.0
+        result["rss_anon_mib"] = statistics.mean(r[1] for r in rss) / 1024.0
+        result["rss_file_mib"] = statistics.mean(r[2] for r in rss) / 1024.0
+        print(f"  {label} n={n}: RSS {result['rss_mib']:.1f} MiB/agent "
+              f"(anon {result['rss_anon_mib']:.1f}, file {result['rss_file_mib']:.1f})", flush=True)
 
         detect = []
         for k in range(args.kills):
@@ -670,13 +679,15 @@ def report(results, sizes, systems, args):
             print(f"{title:<36}{cells[0]:>12}{cells[1]:>12}{ratio:>15}")
         for s in systems:
             r = results[(s, n)]
-            print(f"  {s}: detect min {r['detect_min_s']:.3f} s, max {r['detect_max_s']:.3f} s")
+            print(f"  {s}: detect min {r['detect_min_s']:.3f} s, max {r['detect_max_s']:.3f} s; "
+                  f"RSS = anon {r['rss_anon_mib']:.1f} + file-backed {r['rss_file_mib']:.1f} MiB")
             short = "serf" if s == "serf" else "hm"
             kv += [f"n{n}_{short}_converge_s={r['converge_s']:.3f}",
                    f"n{n}_{short}_detect_s={r['detect_s']:.3f}",
                    f"n{n}_{short}_detect_min_s={r['detect_min_s']:.3f}",
                    f"n{n}_{short}_detect_max_s={r['detect_max_s']:.3f}",
                    f"n{n}_{short}_rss_mib={r['rss_mib']:.1f}",
+                   f"n{n}_{short}_rss_anon_mib={r['rss_anon_mib']:.1f}",
                    f"n{n}_{short}_bytes_per_s={r['bytes_per_s']:.0f}"]
     if ratios:
         over = [f"{k} {r:.2f}" for k, r in ratios if r > 1.0]

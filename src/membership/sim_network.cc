@@ -88,20 +88,13 @@ void SimCluster::Bootstrap(int n, std::string meta, bool keep_events) {
     snapshot.members.push_back(
         PushPullMember{NameOf(i), AddrOf(i), 0, MemberState::kAlive, nodes_[i].meta});
   }
-  const std::string packet = EncodePacket({EncodeMessage(Message(std::move(snapshot)))});
   const bool record = options_.record_events;
   options_.record_events = keep_events;
   auto listener = std::move(listener_);
   listener_ = nullptr;
   for (int i = 0; i < n; ++i) {
     StartSwim(i);
-    const int seed = i == 0 ? std::min(1, n - 1) : 0;
-    // The node opens a joining push-pull to the seed (not sent: the snapshot stands in for the
-    // seed's answer) and merges the snapshot as that exchange's reply.
-    Output join = nodes_[i].swim->Join({AddrOf(seed)}, now_);
-    join.packets.clear();
-    Handle(i, std::move(join));
-    Handle(i, nodes_[i].swim->HandlePacket(AddrOf(seed), packet, Channel::kTcp, now_));
+    Handle(i, nodes_[i].swim->Bootstrap(snapshot, now_));
   }
   options_.record_events = record;
   listener_ = std::move(listener);
@@ -323,9 +316,7 @@ int SimCluster::NumUp() const {
 std::optional<MemberState> SimCluster::StateAt(int observer, int subject) const {
   const Node& n = nodes_[observer];
   if (!n.swim) return std::nullopt;
-  const MemberInfo* m = n.swim->Find(NameOf(subject));
-  if (m == nullptr) return std::nullopt;
-  return m->state;
+  return n.swim->StateOf(NameOf(subject));
 }
 
 bool SimCluster::Converged() const {

@@ -102,10 +102,11 @@ class SimCluster {
   // Creates a node (not joined, not running until Join or Bootstrap) and returns its index.
   int AddNode(std::string meta = "");
   // Adds `n` nodes and makes them one converged cluster without network traffic: one PushPull
-  // snapshot listing all of them (alive, incarnation 0) is encoded once and handed to every
-  // node as the reply of a push-pull it started (HandlePacket(seed, snapshot, kTcp)). Costs
-  // O(n) bytes of encoding and n merges; nothing is counted as traffic and, when
-  // `keep_events` is false, the merges' events are not recorded.
+  // snapshot listing all of them (alive, incarnation 0) is built once and every node adopts it
+  // with Swim::Bootstrap, which queues no broadcast (the cluster is taken to have converged
+  // already), so the cluster is at rest from the start. Costs n^2 member merges and no
+  // encoding; nothing is counted as traffic and, when `keep_events` is false, the merges'
+  // events are not recorded.
   // REQUIRES: size() == 0.
   void Bootstrap(int n, std::string meta = "", bool keep_events = false);
   // Starts node `i` (if it is not running) and has it join through `seeds` (node indices),

@@ -1,26 +1,71 @@
 #include "membership/swim.h"
 
 #include <algorithm>
+#include <mutex>
+#include <set>
 
 #include "base/strings.h"
+#include "membership/string_table.h"
 
 namespace hivemesh::membership {
+
+namespace {
+// Bytes of load reports one packet may carry on top of its own messages.
+constexpr size_t kLoadBudget = 256;
+// An unchanged load report is re-announced every this many probe intervals.
+constexpr int kLoadRefreshIntervals = 10;
+}  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Internal types
 
-struct Swim::Member : MemberInfo {
-  // Lifeguard suspicion, while state == kSuspect.
-  SteadyTime suspicion_start;
-  Millis suspicion_min{0};
-  Millis suspicion_max{0};
-  int suspicion_k = 0;
+namespace {
+
+// Never destroyed, so Swim instances destroyed at exit can still release their ids.
+StringTable& Names() {
+  static StringTable* t = new StringTable();
+  return *t;
+}
+StringTable& Addrs() {
+  static StringTable* t = new StringTable();
+  return *t;
+}
+
+const std::string kEmpty;
+
+}  // namespace
+
+// One member as this node knows it: 24 bytes. Its name is its index in members_ (a Names() id);
+// metadata, load and suspicion state are in side tables keyed by that id.
+struct Swim::Member {
+  SteadyTime since;   // when `state` last changed, on this node's clock
+  uint32_t addr = 0;  // an Addrs() id
+  uint32_t incarnation = 0;
+  MemberState state = MemberState::kAlive;
+  uint8_t protocol_min = 1;
+  uint8_t protocol_max = 1;
+  bool known = false;  // false: an empty slot
+};
+
+// Lifeguard suspicion of one member, while it is kSuspect.
+struct Swim::Suspicion {
+  SteadyTime start;
+  Millis min{0};
+  Millis max{0};
+  int k = 0;
   std::set<std::string> confirmers;  // the accuser and every independent confirmer
-  uint64_t suspicion_generation = 0;
+  uint64_t generation = 0;           // the live timer's; a timer with another one is stale
+};
+
+struct Swim::LoadState {
+  std::string load;
+  uint64_t seq = 0;
+  SteadyTime received;
+  uint32_t age_ms = 0;
 };
 
 struct Swim::Probe {
-  std::string target;
+  uint32_t target = 0;  // name id
   SteadyTime start;
   int expected_nacks = 0;
   int nacks = 0;
@@ -30,89 +75,6 @@ struct Swim::Relay {
   uint32_t seq = 0;  // the requester's sequence number
   std::string to;    // the requester's address
   bool want_nack = true;
-};
-
-struct Swim::Broadcast {
-  std::string key;    // one queued update per key: a newer one replaces it
-  int priority = 0;   // 0 membership, 1 load reports (sent only with room to spare)
-  std::string bytes;  // encoded message (load reports are re-encoded with their age when sent)
-  int transmits = 0;
-  uint64_t id = 0;  // larger = newer
-  std::optional<Load> load;
-  SteadyTime held_since;
-};
-
-// Updates waiting to be piggybacked: fewest transmits first, then larger, then newer.
-class Swim::BroadcastQueue {
- public:
-  void Queue(std::string key, int priority, std::string bytes, std::optional<Load> load,
-             SteadyTime now) {
-    Remove(key);
-    auto b = std::make_unique<Broadcast>();
-    b->key = key;
-    b->priority = priority;
-    b->bytes = std::move(bytes);
-    b->id = ++next_id_;
-    b->load = std::move(load);
-    b->held_since = now;
-    order_.insert(b.get());
-    by_key_[std::move(key)] = std::move(b);
-  }
-
-  bool Contains(const std::string& key) const { return by_key_.count(key) > 0; }
-  size_t size() const { return by_key_.size(); }
-
-  // Takes updates that fit in `budget` bytes (each costs its size plus 2 framing bytes).
-  std::vector<std::string> Take(size_t budget, int limit, SteadyTime now) {
-    std::vector<std::string> out;
-    std::vector<Broadcast*> taken;
-    int scanned = 0;
-    for (Broadcast* b : order_) {
-      if (budget < 8 || ++scanned > 128) break;
-      std::string bytes = b->bytes;
-      if (b->load) {
-        Load l = *b->load;
-        const auto held = std::chrono::duration_cast<Millis>(now - b->held_since).count();
-        l.age_ms = static_cast<uint32_t>(
-            std::min<int64_t>(UINT32_MAX, l.age_ms + std::max<int64_t>(0, held)));
-        bytes = EncodeMessage(l);
-      }
-      if (bytes.size() + 2 > budget) continue;
-      budget -= bytes.size() + 2;
-      out.push_back(std::move(bytes));
-      taken.push_back(b);
-      if (out.size() >= kMaxCompoundMessages - 4) break;
-    }
-    for (Broadcast* b : taken) {
-      order_.erase(b);
-      if (++b->transmits >= limit) {
-        by_key_.erase(b->key);
-      } else {
-        order_.insert(b);
-      }
-    }
-    return out;
-  }
-
- private:
-  struct Order {
-    bool operator()(const Broadcast* a, const Broadcast* b) const {
-      if (a->priority != b->priority) return a->priority < b->priority;
-      if (a->transmits != b->transmits) return a->transmits < b->transmits;
-      if (a->bytes.size() != b->bytes.size()) return a->bytes.size() > b->bytes.size();
-      return a->id > b->id;
-    }
-  };
-  void Remove(const std::string& key) {
-    auto it = by_key_.find(key);
-    if (it == by_key_.end()) return;
-    order_.erase(it->second.get());
-    by_key_.erase(it);
-  }
-
-  std::set<Broadcast*, Order> order_;
-  std::unordered_map<std::string, std::unique_ptr<Broadcast>> by_key_;
-  uint64_t next_id_ = 0;
 };
 
 std::string_view EventTypeName(EventType t) {
@@ -171,7 +133,38 @@ Swim::Swim(SwimConfig config, std::string name, std::string addr, std::string me
       name_, Alive{incarnation_, name_, addr_, meta_, config_.protocol_min, config_.protocol_max});
 }
 
-Swim::~Swim() = default;
+Swim::~Swim() {
+  std::vector<uint32_t> names, addrs;
+  names.reserve(num_members_);
+  addrs.reserve(num_members_);
+  for (uint32_t id = 0; id < members_.size(); ++id) {
+    if (!members_[id].known) continue;
+    names.push_back(id);
+    addrs.push_back(members_[id].addr);
+  }
+  Names().Release(names);
+  Addrs().Release(addrs);
+}
+
+Output Swim::Bootstrap(const PushPull& state, SteadyTime now) {
+  Output out;
+  // Size the table once: the ids of a converged cluster's names are known up front.
+  uint32_t max_id = 0;
+  for (const PushPullMember& p : state.members) {
+    if (std::optional<uint32_t> id = Names().Find(p.node)) max_id = std::max(max_id, *id);
+  }
+  // Room for a few joins (1/16) without reallocating: at 10,000 members per node a regrown
+  // table both copies and leaves behind a hole the size of the table.
+  const size_t room = state.members.size() / 16 + 16;
+  members_.reserve(std::max<size_t>(members_.size(), max_id + 1) + room);
+  probe_list_.reserve(state.members.size() + room);
+  quiet_ = true;
+  MergePushPull(state, now, out);
+  quiet_ = false;
+  broadcasts_->Remove(name_);  // our own announcement: everyone knows us already
+  joined_ = true;
+  return out;
+}
 
 Output Swim::Join(const std::vector<std::string>& seeds, SteadyTime now) {
   (void)now;
@@ -192,7 +185,10 @@ Output Swim::Leave(SteadyTime now) {
   return Output{};
 }
 
-bool Swim::LeaveDone() const { return leaving_ && !broadcasts_->Contains(name_); }
+bool Swim::LeaveDone() const {
+  // Done once the news has been sent its retransmit limit, or when nobody is left to tell.
+  return leaving_ && (!broadcasts_->Contains(name_) || num_alive_ <= 1);
+}
 
 Output Swim::UpdateMeta(std::string meta, SteadyTime now) {
   (void)now;
@@ -204,6 +200,12 @@ Output Swim::UpdateMeta(std::string meta, SteadyTime now) {
 }
 
 void Swim::SetLoad(std::string payload, SteadyTime now) {
+  // An unchanged report is re-announced only every kLoadRefreshIntervals probe intervals; a
+  // changed one at once. Readers see each report's age either way.
+  if (load_seq_ > 0 && payload == self_load_.load &&
+      now - self_load_.load_received < config_.probe_interval * kLoadRefreshIntervals) {
+    return;
+  }
   ++load_seq_;
   self_load_.load = payload;
   self_load_.load_seq = load_seq_;
@@ -233,7 +235,7 @@ Output Swim::Tick(SteadyTime now) {
   }
   if (!leaving_ && now >= next_push_pull_) {
     StartPushPull(now, out);
-    next_push_pull_ = now + PushPullInterval(config_, static_cast<int>(members_.size()) + 1);
+    next_push_pull_ = now + PushPullInterval(config_, static_cast<int>(num_members_) + 1);
   }
   if (!leaving_ && now >= next_reconnect_) {
     Reconnect(now, out);
@@ -305,7 +307,7 @@ Output Swim::HandleStream(std::string_view from, std::string_view packet, Steady
 
 std::vector<MemberInfo> Swim::Members() const {
   std::vector<MemberInfo> out;
-  out.reserve(members_.size() + 1);
+  out.reserve(num_members_ + 1);
   MemberInfo self = self_load_;
   self.name = name_;
   self.addr = addr_;
@@ -315,16 +317,28 @@ std::vector<MemberInfo> Swim::Members() const {
   self.protocol_min = config_.protocol_min;
   self.protocol_max = config_.protocol_max;
   out.push_back(std::move(self));
-  for (const auto& [_, m] : members_) out.push_back(static_cast<const MemberInfo&>(*m));
+  for (uint32_t id = 0; id < members_.size(); ++id) {
+    if (members_[id].known) out.push_back(InfoOf(id, members_[id]));
+  }
   std::sort(out.begin(), out.end(),
             [](const MemberInfo& a, const MemberInfo& b) { return a.name < b.name; });
   return out;
 }
 
-const MemberInfo* Swim::Find(std::string_view name) const {
-  if (name == name_) return nullptr;
-  auto it = members_.find(std::string(name));
-  return it == members_.end() ? nullptr : it->second.get();
+std::optional<MemberInfo> Swim::Find(std::string_view name) const {
+  if (name == name_) return std::nullopt;
+  uint32_t id = kNoId;
+  const Member* m = Lookup(name, &id);
+  if (m == nullptr) return std::nullopt;
+  return InfoOf(id, *m);
+}
+
+std::optional<MemberState> Swim::StateOf(std::string_view name) const {
+  if (name == name_) return std::nullopt;
+  uint32_t id = kNoId;
+  const Member* m = Lookup(name, &id);
+  if (m == nullptr) return std::nullopt;
+  return m->state;
 }
 
 int Swim::NumAlive() const { return num_alive_; }
@@ -383,7 +397,7 @@ void Swim::OnIndirectPing(std::string_view from, const IndirectPing& m, SteadyTi
   const uint32_t seq = ++next_seq_;
   relays_[seq] = Relay{m.seq, std::string(from), m.want_nack};
   SendUdp(m.target_addr, {EncodeMessage(Ping{seq, m.target, name_, addr_})}, now, out);
-  timers_.push_back(Timer{now + config_.probe_timeout, TimerKind::kRelayDeadline, seq, "", 0});
+  timers_.push_back(Timer{now + config_.probe_timeout, TimerKind::kRelayDeadline, seq, kNoId, 0});
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
 }
 
@@ -422,26 +436,22 @@ void Swim::OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_p
     return;
   }
   if (m.node.empty() || m.addr.empty()) return;
-  auto it = members_.find(m.node);
-  if (it == members_.end()) {
-    auto member = std::make_unique<Member>();
-    member->name = m.node;
-    member->addr = m.addr;
-    member->meta = m.meta;
-    member->incarnation = m.incarnation;
-    member->state = MemberState::kAlive;
-    member->since = now;
-    member->protocol_min = m.protocol_min;
-    member->protocol_max = m.protocol_max;
-    members_[m.node] = std::move(member);
+  uint32_t id = kNoId;
+  Member* found = Lookup(m.node, &id);
+  if (found == nullptr) {
+    Member& member = Insert(m.node, m.addr, &id, now);
+    member.incarnation = m.incarnation;
+    member.protocol_min = m.protocol_min;
+    member.protocol_max = m.protocol_max;
+    SetMeta(id, m.meta);
     ++num_alive_;
-    AddToProbeList(m.node);
+    AddToProbeList(id);
     out.events.push_back({EventType::kJoined, m.node});
     QueueBroadcast(m.node, m);
     return;
   }
-  Member& cur = *it->second;
-  const bool addr_changed = cur.addr != m.addr;
+  Member& cur = *found;
+  const bool addr_changed = AddrOf(cur) != m.addr;
   if (addr_changed) {
     // A name moves to a new address only once its old owner left, or has been dead long enough.
     const bool reclaimable =
@@ -452,16 +462,19 @@ void Swim::OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_p
     return;
   }
   const MemberState before = cur.state;
-  const bool meta_changed = cur.meta != m.meta;
+  const bool meta_changed = MetaOf(id) != m.meta;
   cur.incarnation = m.incarnation;
-  cur.addr = m.addr;
-  cur.meta = m.meta;
+  if (addr_changed) {
+    const uint32_t old = cur.addr;
+    cur.addr = Addrs().Acquire(m.addr);
+    Addrs().Release(old);
+  }
+  if (meta_changed) SetMeta(id, m.meta);
   cur.protocol_min = m.protocol_min;
   cur.protocol_max = m.protocol_max;
-  ++cur.suspicion_generation;  // cancels any suspicion timer
-  cur.confirmers.clear();
+  suspicions_.erase(id);  // cancels any suspicion timer
   if (before != MemberState::kAlive) {
-    SetState(cur, MemberState::kAlive, now);
+    SetState(id, cur, MemberState::kAlive, now);
     out.events.push_back({EventType::kAlive, m.node});
   } else if (meta_changed || addr_changed) {
     out.events.push_back({EventType::kUpdated, m.node});
@@ -476,18 +489,19 @@ void Swim::OnSuspect(const Suspect& m, SteadyTime now, Output& out) {
     Refute(m.incarnation, now);
     return;
   }
-  auto it = members_.find(m.node);
-  if (it == members_.end()) return;
-  Member& cur = *it->second;
+  uint32_t id = kNoId;
+  Member* found = Lookup(m.node, &id);
+  if (found == nullptr) return;
+  Member& cur = *found;
   if (m.incarnation < cur.incarnation) return;
   if (cur.state == MemberState::kSuspect) {
     // An independent confirmation shortens the timer; new information is re-gossiped.
-    if (cur.confirmers.insert(m.from).second) {
-      const int confirmations = static_cast<int>(cur.confirmers.size()) - 1;
-      const Millis timeout =
-          SuspicionTimeout(cur.suspicion_min, cur.suspicion_max, confirmations, cur.suspicion_k);
-      timers_.push_back(Timer{cur.suspicion_start + timeout, TimerKind::kSuspicion, 0, m.node,
-                              ++cur.suspicion_generation});
+    Suspicion& s = suspicions_[id];
+    if (s.confirmers.insert(m.from).second) {
+      const int confirmations = static_cast<int>(s.confirmers.size()) - 1;
+      const Millis timeout = SuspicionTimeout(s.min, s.max, confirmations, s.k);
+      s.generation = ++next_generation_;
+      timers_.push_back(Timer{s.start + timeout, TimerKind::kSuspicion, 0, id, s.generation});
       std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
       QueueBroadcast(m.node, m);
     }
@@ -495,18 +509,19 @@ void Swim::OnSuspect(const Suspect& m, SteadyTime now, Output& out) {
   }
   if (cur.state != MemberState::kAlive) return;
   cur.incarnation = m.incarnation;
-  SetState(cur, MemberState::kSuspect, now);
+  SetState(id, cur, MemberState::kSuspect, now);
   ++stats_.suspicions;
-  const int n = static_cast<int>(members_.size()) + 1;
-  cur.suspicion_start = now;
-  cur.suspicion_k = SuspicionConfirmations(config_, n);
-  cur.suspicion_min = SuspicionMinTimeout(config_, n);
-  cur.suspicion_max = cur.suspicion_min * config_.suspicion_max_timeout_mult;
-  cur.confirmers.clear();
-  cur.confirmers.insert(m.from);
-  const Millis timeout = SuspicionTimeout(cur.suspicion_min, cur.suspicion_max, 0, cur.suspicion_k);
-  timers_.push_back(
-      Timer{now + timeout, TimerKind::kSuspicion, 0, m.node, ++cur.suspicion_generation});
+  const int n = static_cast<int>(num_members_) + 1;
+  Suspicion& s = suspicions_[id];
+  s.start = now;
+  s.k = SuspicionConfirmations(config_, n);
+  s.min = SuspicionMinTimeout(config_, n);
+  s.max = s.min * config_.suspicion_max_timeout_mult;
+  s.confirmers.clear();
+  s.confirmers.insert(m.from);
+  s.generation = ++next_generation_;
+  const Millis timeout = SuspicionTimeout(s.min, s.max, 0, s.k);
+  timers_.push_back(Timer{now + timeout, TimerKind::kSuspicion, 0, id, s.generation});
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
   out.events.push_back({EventType::kSuspect, m.node});
   QueueBroadcast(m.node, m);
@@ -518,16 +533,16 @@ void Swim::OnDead(const Dead& m, SteadyTime now, Output& out) {
     Refute(m.incarnation, now);
     return;
   }
-  auto it = members_.find(m.node);
-  if (it == members_.end()) return;
-  Member& cur = *it->second;
+  uint32_t id = kNoId;
+  Member* found = Lookup(m.node, &id);
+  if (found == nullptr) return;
+  Member& cur = *found;
   if (m.incarnation < cur.incarnation) return;
-  ++cur.suspicion_generation;
-  cur.confirmers.clear();
+  suspicions_.erase(id);  // cancels any suspicion timer
   if (!IsLive(cur.state)) return;
   cur.incarnation = m.incarnation;
   const bool left = m.from == m.node;
-  SetState(cur, left ? MemberState::kLeft : MemberState::kDead, now);
+  SetState(id, cur, left ? MemberState::kLeft : MemberState::kDead, now);
   ++stats_.deaths;
   out.events.push_back({left ? EventType::kLeft : EventType::kFailed, m.node});
   QueueBroadcast(m.node, m);
@@ -535,14 +550,15 @@ void Swim::OnDead(const Dead& m, SteadyTime now, Output& out) {
 
 void Swim::OnLoad(const Load& m, SteadyTime now) {
   if (m.node == name_) return;
-  auto it = members_.find(m.node);
-  if (it == members_.end()) return;
-  Member& cur = *it->second;
-  if (m.seq <= cur.load_seq) return;
+  uint32_t id = kNoId;
+  if (Lookup(m.node, &id) == nullptr) return;
+  auto existing = loads_.find(id);
+  if (m.seq <= (existing != loads_.end() ? existing->second.seq : 0)) return;
+  LoadState& cur = existing != loads_.end() ? existing->second : loads_[id];
   cur.load = m.payload;
-  cur.load_seq = m.seq;
-  cur.load_received = now;
-  cur.load_age_ms = m.age_ms;
+  cur.seq = m.seq;
+  cur.received = now;
+  cur.age_ms = m.age_ms;
   broadcasts_->Queue("load/" + m.node, 1, EncodeMessage(m), m, now);
 }
 
@@ -558,7 +574,7 @@ void Swim::MergePushPull(const PushPull& m, SteadyTime now, Output& out) {
       case MemberState::kDead:
       case MemberState::kSuspect:
         // Another node's verdict is only a suspicion here: let our own timer decide.
-        if (Find(p.node) == nullptr && p.node != name_) {
+        if (p.node != name_ && !StateOf(p.node).has_value()) {
           // Unknown to us: learn it as it was last known alive, then suspect it.
           OnAlive(Alive{p.incarnation, p.node, p.addr, p.meta, 1, 1}, now, out, true);
         }
@@ -573,31 +589,38 @@ void Swim::MergePushPull(const PushPull& m, SteadyTime now, Output& out) {
 
 void Swim::StartProbe(SteadyTime now, Output& out) {
   const Member* target = nullptr;
+  uint32_t target_id = kNoId;
   for (size_t tries = 0; tries < probe_list_.size() && target == nullptr; ++tries) {
     if (probe_index_ >= probe_list_.size()) {
       std::shuffle(probe_list_.begin(), probe_list_.end(), rng_);
       probe_index_ = 0;
     }
-    auto it = members_.find(probe_list_[probe_index_++]);
-    if (it != members_.end() && IsLive(it->second->state)) target = it->second.get();
+    const uint32_t id = probe_list_[probe_index_++];
+    const Member* m = Get(id);
+    if (m != nullptr && IsLive(m->state)) {
+      target = m;
+      target_id = id;
+    }
   }
   if (target == nullptr) return;
   const uint32_t seq = ++next_seq_;
   auto probe = std::make_unique<Probe>();
-  probe->target = target->name;
+  probe->target = target_id;
   probe->start = now;
   probes_[seq] = std::move(probe);
   ++stats_.probes;
-  std::vector<std::string> msgs = {EncodeMessage(Ping{seq, target->name, name_, addr_})};
+  const std::string& target_name = NameOf(target_id);
+  std::vector<std::string> msgs = {EncodeMessage(Ping{seq, target_name, name_, addr_})};
   if (target->state == MemberState::kSuspect) {
     // Carry the suspicion, so the target can refute at once.
-    msgs.push_back(EncodeMessage(Suspect{target->incarnation, target->name, name_}));
+    msgs.push_back(EncodeMessage(Suspect{target->incarnation, target_name, name_}));
   }
-  SendUdp(target->addr, std::move(msgs), now, out);
+  SendUdp(AddrOf(*target), std::move(msgs), now, out);
   timers_.push_back(
-      Timer{now + Scaled(config_.probe_timeout), TimerKind::kProbeDeadline, seq, "", 0});
+      Timer{now + Scaled(config_.probe_timeout), TimerKind::kProbeDeadline, seq, kNoId, 0});
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
-  timers_.push_back(Timer{now + Scaled(config_.probe_interval), TimerKind::kProbeEnd, seq, "", 0});
+  timers_.push_back(
+      Timer{now + Scaled(config_.probe_interval), TimerKind::kProbeEnd, seq, kNoId, 0});
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
 }
 
@@ -605,21 +628,24 @@ void Swim::ProbeDeadline(uint32_t seq, SteadyTime now, Output& out) {
   auto p = probes_.find(seq);
   if (p == probes_.end()) return;  // acked
   Probe& probe = *p->second;
-  auto t = members_.find(probe.target);
-  if (t == members_.end()) return;
-  const Member& target = *t->second;
-  std::vector<const Member*> peers =
+  const Member* t = Get(probe.target);
+  if (t == nullptr) return;
+  const Member& target = *t;
+  const std::string& target_name = NameOf(probe.target);
+  const std::string& target_addr = AddrOf(target);
+  std::vector<uint32_t> peers =
       RandomMembers(static_cast<size_t>(config_.indirect_checks), probe.target, false, now);
-  for (const Member* peer : peers) {
-    if (peer->state != MemberState::kAlive) continue;
-    SendUdp(peer->addr,
-            {EncodeMessage(IndirectPing{seq, target.name, target.addr, true, name_, addr_})}, now,
+  for (uint32_t peer_id : peers) {
+    const Member& peer = *Get(peer_id);
+    if (peer.state != MemberState::kAlive) continue;
+    SendUdp(AddrOf(peer),
+            {EncodeMessage(IndirectPing{seq, target_name, target_addr, true, name_, addr_})}, now,
             out);
     ++probe.expected_nacks;
   }
   ++stats_.indirect_probes;
   // A TCP ping in parallel catches networks that drop UDP.
-  SendTcp(target.addr, Ping{seq, target.name, name_, addr_}, out);
+  SendTcp(target_addr, Ping{seq, target_name, name_, addr_}, out);
 }
 
 void Swim::ProbeEnd(uint32_t seq, SteadyTime now, Output& out) {
@@ -634,9 +660,9 @@ void Swim::ProbeEnd(uint32_t seq, SteadyTime now, Output& out) {
   } else {
     ApplyAwareness(1);
   }
-  auto t = members_.find(probe.target);
-  if (t == members_.end() || !IsLive(t->second->state)) return;
-  OnSuspect(Suspect{t->second->incarnation, probe.target, name_}, now, out);
+  const Member* t = Get(probe.target);
+  if (t == nullptr || !IsLive(t->state)) return;
+  OnSuspect(Suspect{t->incarnation, NameOf(probe.target), name_}, now, out);
 }
 
 void Swim::RelayDeadline(uint32_t seq, Output& out) {
@@ -652,36 +678,38 @@ void Swim::RelayDeadline(uint32_t seq, Output& out) {
   relays_.erase(r);
 }
 
-void Swim::SuspicionExpired(const std::string& node, uint64_t generation, SteadyTime now,
-                            Output& out) {
-  auto it = members_.find(node);
-  if (it == members_.end()) return;
-  Member& m = *it->second;
-  if (m.state != MemberState::kSuspect || m.suspicion_generation != generation) return;
-  OnDead(Dead{m.incarnation, node, name_}, now, out);
+void Swim::SuspicionExpired(uint32_t node, uint64_t generation, SteadyTime now, Output& out) {
+  const Member* m = Get(node);
+  if (m == nullptr || m->state != MemberState::kSuspect) return;
+  auto s = suspicions_.find(node);
+  if (s == suspicions_.end() || s->second.generation != generation) return;
+  OnDead(Dead{m->incarnation, NameOf(node), name_}, now, out);
 }
 
 void Swim::Gossip(SteadyTime now, Output& out) {
-  if (broadcasts_->size() == 0) return;
-  const int n = static_cast<int>(members_.size()) + 1;
+  // Load reports alone never start a gossip round: they ride on packets that go out anyway
+  // (pings, acks, membership gossip), so a mesh at rest stays as quiet as its probes.
+  if (!broadcasts_->HasMembershipUpdates()) return;
+  const int n = static_cast<int>(num_members_) + 1;
   const int limit = RetransmitLimit(config_, n);
-  for (const Member* peer :
-       RandomMembers(static_cast<size_t>(config_.gossip_nodes), "", true, now)) {
+  for (uint32_t peer : RandomMembers(static_cast<size_t>(config_.gossip_nodes), kNoId, true, now)) {
     const size_t budget = static_cast<size_t>(config_.udp_buffer_size) - 4;
-    std::vector<std::string> msgs = broadcasts_->Take(budget, limit, now);
+    std::vector<std::string> msgs = broadcasts_->Take(budget, limit, now, kLoadBudget);
     if (msgs.empty()) break;
     std::string packet = EncodePacket(msgs);
     ++stats_.packets_out;
     stats_.bytes_out += packet.size();
-    out.packets.push_back(Outgoing{peer->addr, Channel::kUdp, std::move(packet)});
+    out.packets.push_back(Outgoing{AddrOf(*Get(peer)), Channel::kUdp, std::move(packet)});
   }
 }
 
 void Swim::StartPushPull(SteadyTime now, Output& out) {
-  std::vector<const Member*> peer = RandomMembers(1, "", false, now);
-  if (peer.empty() || peer[0]->state != MemberState::kAlive) return;
+  std::vector<uint32_t> peer = RandomMembers(1, kNoId, false, now);
+  if (peer.empty()) return;
+  const Member& m = *Get(peer[0]);
+  if (m.state != MemberState::kAlive) return;
   ++stats_.push_pulls;
-  SendTcp(peer[0]->addr, LocalState(false), out);
+  SendTcp(AddrOf(m), LocalState(false), out);
 }
 
 void Swim::Reconnect(SteadyTime now, Output& out) {
@@ -690,28 +718,28 @@ void Swim::Reconnect(SteadyTime now, Output& out) {
   if (probe_list_.empty()) return;
   std::uniform_int_distribution<size_t> pick(0, probe_list_.size() - 1);
   for (int i = 0; i < 8; ++i) {
-    auto it = members_.find(probe_list_[pick(rng_)]);
-    if (it == members_.end() || it->second->state != MemberState::kDead) continue;
+    const Member* m = Get(probe_list_[pick(rng_)]);
+    if (m == nullptr || m->state != MemberState::kDead) continue;
     ++stats_.push_pulls;
-    SendTcp(it->second->addr, LocalState(false), out);
+    SendTcp(AddrOf(*m), LocalState(false), out);
     return;
   }
 }
 
 void Swim::Reap(SteadyTime now, Output& out) {
   while (!departed_.empty() && now - departed_.front().second >= config_.dead_node_forget_time) {
-    const auto [name, since] = departed_.front();
+    const auto [id, since] = departed_.front();
     departed_.pop_front();
-    auto it = members_.find(name);
+    const Member* m = Get(id);
     // Skip entries made stale by a return to life (or a later departure, queued again).
-    if (it == members_.end() || IsLive(it->second->state) || it->second->since != since) continue;
-    members_.erase(it);
-    auto pos = std::find(probe_list_.begin(), probe_list_.end(), name);
+    if (m == nullptr || IsLive(m->state) || m->since != since) continue;
+    auto pos = std::find(probe_list_.begin(), probe_list_.end(), id);
     if (pos != probe_list_.end()) {
       std::swap(*pos, probe_list_.back());
       probe_list_.pop_back();
     }
-    out.events.push_back({EventType::kRemoved, name});
+    out.events.push_back({EventType::kRemoved, NameOf(id)});
+    Erase(id);
   }
   if (probe_index_ > probe_list_.size()) probe_index_ = probe_list_.size();
 }
@@ -733,8 +761,9 @@ void Swim::SendUdp(const std::string& to, std::vector<std::string> messages, Ste
   for (const std::string& m : messages) used += m.size() + 2;
   const size_t size = static_cast<size_t>(config_.udp_buffer_size);
   if (used < size) {
-    const int n = static_cast<int>(members_.size()) + 1;
-    for (std::string& extra : broadcasts_->Take(size - used, RetransmitLimit(config_, n), now)) {
+    const int n = static_cast<int>(num_members_) + 1;
+    for (std::string& extra :
+         broadcasts_->Take(size - used, RetransmitLimit(config_, n), now, kLoadBudget)) {
       messages.push_back(std::move(extra));
     }
   }
@@ -754,43 +783,46 @@ void Swim::SendTcp(const std::string& to, const Message& m, Output& out) {
 PushPull Swim::LocalState(bool join) const {
   PushPull pp;
   pp.join = join;
-  pp.members.reserve(members_.size() + 1);
+  pp.members.reserve(num_members_ + 1);
   pp.members.push_back(PushPullMember{name_, addr_, incarnation_,
                                       leaving_ ? MemberState::kLeft : MemberState::kAlive, meta_});
-  for (const auto& [_, m] : members_) {
-    pp.members.push_back(PushPullMember{m->name, m->addr, m->incarnation, m->state, m->meta});
+  // In probe-list order (which holds every member), not by id: ids depend on what else the
+  // process interned, and a run must not (see SimCluster's reproducibility).
+  for (uint32_t id : probe_list_) {
+    const Member& m = members_[id];
+    pp.members.push_back(PushPullMember{NameOf(id), AddrOf(m), m.incarnation, m.state, MetaOf(id)});
   }
   return pp;
 }
 
 void Swim::QueueBroadcast(const std::string& key, const Message& m) {
+  if (quiet_) return;
   broadcasts_->Queue(key, 0, EncodeMessage(m), std::nullopt, SteadyTime{});
 }
 
-std::vector<const Swim::Member*> Swim::RandomMembers(size_t k, const std::string& exclude,
-                                                     bool include_recently_dead, SteadyTime now) {
-  std::vector<const Member*> out;
+std::vector<uint32_t> Swim::RandomMembers(size_t k, uint32_t exclude, bool include_recently_dead,
+                                          SteadyTime now) {
+  std::vector<uint32_t> out;
   if (k == 0 || probe_list_.empty()) return out;
   std::uniform_int_distribution<size_t> pick(0, probe_list_.size() - 1);
   // Random draws with a bounded number of tries: cheap for large tables, exact for small ones.
   const size_t tries =
       std::max<size_t>(3 * k, probe_list_.size() <= 64 ? 4 * probe_list_.size() : 3 * k);
   for (size_t i = 0; i < tries && out.size() < k; ++i) {
-    const std::string& name = probe_list_[pick(rng_)];
-    if (name == exclude) continue;
-    auto it = members_.find(name);
-    if (it == members_.end()) continue;
-    const Member* m = it->second.get();
+    const uint32_t id = probe_list_[pick(rng_)];
+    if (id == exclude) continue;
+    const Member* m = Get(id);
+    if (m == nullptr) continue;
     const bool eligible =
         IsLive(m->state) || (include_recently_dead && m->state == MemberState::kDead &&
                              now - m->since < config_.gossip_to_the_dead_time);
-    if (!eligible || std::find(out.begin(), out.end(), m) != out.end()) continue;
-    out.push_back(m);
+    if (!eligible || std::find(out.begin(), out.end(), id) != out.end()) continue;
+    out.push_back(id);
   }
   return out;
 }
 
-void Swim::AddToProbeList(const std::string& node) {
+void Swim::AddToProbeList(uint32_t node) {
   // At a random position (swapped in, O(1)), so a new node is probed within about one round.
   probe_list_.push_back(node);
   std::uniform_int_distribution<size_t> pos(0, probe_list_.size() - 1);
@@ -803,12 +835,107 @@ void Swim::ApplyAwareness(int delta) {
 
 Millis Swim::Scaled(Millis base) const { return base * (awareness_ + 1); }
 
-void Swim::SetState(Member& m, MemberState state, SteadyTime now) {
+void Swim::SetState(uint32_t id, Member& m, MemberState state, SteadyTime now) {
   if (IsLive(m.state) && !IsLive(state)) --num_alive_;
   if (!IsLive(m.state) && IsLive(state)) ++num_alive_;
   m.state = state;
   m.since = now;
-  if (!IsLive(state)) departed_.emplace_back(m.name, now);
+  if (!IsLive(state)) departed_.emplace_back(id, now);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Member storage
+
+Swim::Member* Swim::Get(uint32_t id) {
+  return id < members_.size() && members_[id].known ? &members_[id] : nullptr;
+}
+
+const Swim::Member* Swim::Get(uint32_t id) const {
+  return id < members_.size() && members_[id].known ? &members_[id] : nullptr;
+}
+
+Swim::Member* Swim::Lookup(std::string_view name, uint32_t* id) {
+  const std::optional<uint32_t> found = Names().Find(name);
+  if (!found.has_value()) return nullptr;
+  *id = *found;
+  return Get(*found);
+}
+
+const Swim::Member* Swim::Lookup(std::string_view name, uint32_t* id) const {
+  const std::optional<uint32_t> found = Names().Find(name);
+  if (!found.has_value()) return nullptr;
+  *id = *found;
+  return Get(*found);
+}
+
+Swim::Member& Swim::Insert(std::string_view name, std::string_view addr, uint32_t* id,
+                           SteadyTime now) {
+  const uint32_t i = Names().Acquire(name);
+  if (i >= members_.size()) {
+    // Grow by an eighth (not double): at 10,000 members per node the slack is what costs.
+    if (i >= members_.capacity()) {
+      members_.reserve(std::max<size_t>(i + 1, members_.capacity() + members_.capacity() / 8 + 16));
+    }
+    members_.resize(i + 1);
+  }
+  Member& m = members_[i];
+  m = Member{};
+  m.known = true;
+  m.addr = Addrs().Acquire(addr);
+  m.state = MemberState::kAlive;
+  m.since = now;
+  ++num_members_;
+  *id = i;
+  return m;
+}
+
+void Swim::Erase(uint32_t id) {
+  Member& m = members_[id];
+  Addrs().Release(m.addr);
+  m = Member{};
+  metas_.erase(id);
+  loads_.erase(id);
+  suspicions_.erase(id);
+  --num_members_;
+  Names().Release(id);
+  // Trailing empty slots are returned, so a table shrinks back after departures.
+  while (!members_.empty() && !members_.back().known) members_.pop_back();
+}
+
+const std::string& Swim::NameOf(uint32_t id) const { return Names().Get(id); }
+
+const std::string& Swim::AddrOf(const Member& m) const { return Addrs().Get(m.addr); }
+
+const std::string& Swim::MetaOf(uint32_t id) const {
+  auto it = metas_.find(id);
+  return it == metas_.end() ? kEmpty : it->second;
+}
+
+void Swim::SetMeta(uint32_t id, std::string_view meta) {
+  if (meta.empty()) {
+    metas_.erase(id);
+  } else {
+    metas_[id] = std::string(meta);
+  }
+}
+
+MemberInfo Swim::InfoOf(uint32_t id, const Member& m) const {
+  MemberInfo info;
+  info.name = NameOf(id);
+  info.addr = AddrOf(m);
+  info.meta = MetaOf(id);
+  info.incarnation = m.incarnation;
+  info.state = m.state;
+  info.since = m.since;
+  info.protocol_min = m.protocol_min;
+  info.protocol_max = m.protocol_max;
+  if (auto it = loads_.find(id); it != loads_.end()) {
+    info.load = it->second.load;
+    info.load_seq = it->second.seq;
+    info.load_received = it->second.received;
+    info.load_age_ms = it->second.age_ms;
+  }
+  return info;
 }
 
 }  // namespace hivemesh::membership

@@ -18,7 +18,14 @@
 //  - Leave: a node announces its own death (left) and stops probing.
 //  - Load reports: each node's latest report is gossiped with a sequence number and an age.
 //
-// Thread safety: none; one owner (the transport's strand) calls everything.
+// Storage: a node keeps one compact 24-byte slot per member, indexed by the member's name id in
+// a process-wide table of node names (and one of addresses), so a name or an address is stored
+// once per process however many Swim instances know it. Metadata, load reports and Lifeguard
+// suspicion state live in side tables that hold only members that have them. The tables are
+// reference counted: an id is freed (and reused) once no Swim holds it.
+//
+// Thread safety: none; one owner (the transport's strand) calls everything. Different Swim
+// instances may run on different threads (the shared name tables lock internally).
 #pragma once
 
 #include <cstdint>
@@ -34,6 +41,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "membership/broadcast_queue.h"
 #include "membership/config.h"
 #include "membership/wire.h"
 
@@ -112,6 +120,13 @@ class Swim {
   Swim(const Swim&) = delete;
   Swim& operator=(const Swim&) = delete;
 
+  // Adopts `state` (a push-pull snapshot of a cluster that has already converged, typically
+  // listing this node too) without gossiping it: members are merged as from a push-pull, but no
+  // broadcast is queued, not even this node's own announcement, since every member is taken to
+  // know it already. joined() turns true. Used by the simulator to start large clusters
+  // converged. REQUIRES: called once, before any other call that changes membership.
+  Output Bootstrap(const PushPull& state, SteadyTime now);
+
   // Sends a joining push-pull over TCP to each seed (host:port). joined() turns true when one
   // answers; the caller retries Join while it is false.
   Output Join(const std::vector<std::string>& seeds, SteadyTime now);
@@ -146,25 +161,30 @@ class Swim {
   const SwimStats& stats() const { return stats_; }
   const SwimConfig& config() const { return config_; }
 
-  // Every member including this node, sorted by name.
+  // Every member including this node, sorted by name (a copy).
   std::vector<MemberInfo> Members() const;
-  const MemberInfo* Find(std::string_view name) const;
-  int NumAlive() const;  // alive + suspect, including this node
+  // A copy of what this node holds about `name`; nullopt if unknown or `name` is this node.
+  std::optional<MemberInfo> Find(std::string_view name) const;
+  // Only the state of `name` (cheap: no copy of strings); nullopt as for Find.
+  std::optional<MemberState> StateOf(std::string_view name) const;
+  size_t NumMembers() const { return num_members_; }  // known members, excluding this node
+  int NumAlive() const;                               // alive + suspect, including this node
   size_t QueuedBroadcasts() const;
 
  private:
+  static constexpr uint32_t kNoId = UINT32_MAX;
   struct Member;
+  struct Suspicion;
+  struct LoadState;
   struct Probe;
   struct Relay;
-  struct Broadcast;
-  class BroadcastQueue;
   enum class TimerKind : uint8_t { kProbeDeadline, kProbeEnd, kRelayDeadline, kSuspicion };
   struct Timer {
     SteadyTime at;
     TimerKind kind;
     uint32_t seq;         // probes and relays
-    std::string node;     // suspicions
-    uint64_t generation;  // suspicions: matches Member::suspicion_generation while valid
+    uint32_t node;        // suspicions: the member's name id
+    uint64_t generation;  // suspicions: matches Suspicion::generation while valid
     bool operator>(const Timer& o) const { return at > o.at; }
   };
 
@@ -186,7 +206,7 @@ class Swim {
   void ProbeDeadline(uint32_t seq, SteadyTime now, Output& out);
   void ProbeEnd(uint32_t seq, SteadyTime now, Output& out);
   void RelayDeadline(uint32_t seq, Output& out);
-  void SuspicionExpired(const std::string& node, uint64_t generation, SteadyTime now, Output& out);
+  void SuspicionExpired(uint32_t node, uint64_t generation, SteadyTime now, Output& out);
   void Gossip(SteadyTime now, Output& out);
   void StartPushPull(SteadyTime now, Output& out);
   void Reconnect(SteadyTime now, Output& out);
@@ -199,12 +219,28 @@ class Swim {
   void SendTcp(const std::string& to, const Message& m, Output& out);
   PushPull LocalState(bool join) const;
   void QueueBroadcast(const std::string& key, const Message& m);
-  std::vector<const Member*> RandomMembers(size_t k, const std::string& exclude,
-                                           bool include_recently_dead, SteadyTime now);
-  void AddToProbeList(const std::string& node);
+  // Name ids of up to `k` distinct random members (never `exclude`, a name id or kNoId).
+  std::vector<uint32_t> RandomMembers(size_t k, uint32_t exclude, bool include_recently_dead,
+                                      SteadyTime now);
+  void AddToProbeList(uint32_t node);
   void ApplyAwareness(int delta);
   Millis Scaled(Millis base) const;
-  void SetState(Member& m, MemberState state, SteadyTime now);
+  void SetState(uint32_t id, Member& m, MemberState state, SteadyTime now);
+
+  // Member storage.
+  Member* Get(uint32_t id);  // nullptr if not a member
+  const Member* Get(uint32_t id) const;
+  // The member called `name` (and its id in *id), or nullptr.
+  Member* Lookup(std::string_view name, uint32_t* id);
+  const Member* Lookup(std::string_view name, uint32_t* id) const;
+  // Adds a member (alive, since `now`); takes a reference on its name and address ids.
+  Member& Insert(std::string_view name, std::string_view addr, uint32_t* id, SteadyTime now);
+  void Erase(uint32_t id);
+  const std::string& NameOf(uint32_t id) const;
+  const std::string& AddrOf(const Member& m) const;
+  const std::string& MetaOf(uint32_t id) const;
+  void SetMeta(uint32_t id, std::string_view meta);
+  MemberInfo InfoOf(uint32_t id, const Member& m) const;
 
   const SwimConfig config_;
   const std::string name_;
@@ -219,9 +255,16 @@ class Swim {
   uint64_t load_seq_ = 0;
   std::mt19937_64 rng_;
 
-  std::unordered_map<std::string, std::unique_ptr<Member>> members_;  // excludes this node
-  int num_alive_ = 1;  // alive + suspect, including this node
-  std::vector<std::string> probe_list_;
+  // Indexed by name id (see the top of this file); a slot whose `known` is false is no member.
+  // Excludes this node.
+  std::vector<Member> members_;
+  size_t num_members_ = 0;
+  std::unordered_map<uint32_t, std::string> metas_;     // non-empty metadata, by name id
+  std::unordered_map<uint32_t, LoadState> loads_;       // latest load report, by name id
+  std::unordered_map<uint32_t, Suspicion> suspicions_;  // exactly the members in kSuspect
+  bool quiet_ = false;                // Bootstrap: merge without queueing broadcasts
+  int num_alive_ = 1;                 // alive + suspect, including this node
+  std::vector<uint32_t> probe_list_;  // name ids of exactly the members, in probing order
   size_t probe_index_ = 0;
   std::unordered_map<uint32_t, std::unique_ptr<Probe>> probes_;
   std::unordered_map<uint32_t, Relay> relays_;
@@ -233,8 +276,8 @@ class Swim {
   SteadyTime next_push_pull_;
   SteadyTime next_reap_;
   SteadyTime next_reconnect_;
-  // Dead and left members in the order they went (name, since): Reap looks only at the front.
-  std::deque<std::pair<std::string, SteadyTime>> departed_;
+  // Dead and left members in the order they went (name id, since): Reap looks only at the front.
+  std::deque<std::pair<uint32_t, SteadyTime>> departed_;
 
   MemberInfo self_load_;  // this node's own load report
   SwimStats stats_;

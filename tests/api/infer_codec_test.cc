@@ -262,3 +262,62 @@ TEST(InferCodecTest, NonUtf8BytesAreEscapedToValidJson) {
 
 }  // namespace
 }  // namespace hivemesh
+
+namespace hivemesh {
+namespace {
+
+TEST(ForwardCodecTest, ForwardedRequestsCarryRawTensorsAndAskForBinaryOutputs) {
+  auto body = std::make_shared<const std::string>(
+      R"({"id":"r1","inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1.5,2]},)"
+      R"({"name":"s","shape":[1],"datatype":"BYTES","data":["hi"]}],"outputs":[{"name":"y"}]})");
+  auto decoded = DecodeInferRequest(body, std::nullopt, nullptr);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EncodedInferRequest fwd = EncodeForwardRequest(decoded->request);
+  ASSERT_EQ(fwd.binary.size(), 2u);
+  EXPECT_EQ(fwd.binary[0].data().data(), decoded->request.inputs[0].data().data())
+      << "the forwarded bytes are the decoded tensor's own";
+  EXPECT_THAT(fwd.json, HasSubstr(R"("binary_data_output":true)"));
+  EXPECT_THAT(fwd.json, HasSubstr(R"({"name":"y","parameters":{"binary_data":true}})"));
+  // The peer decodes it back to the same tensors.
+  std::string wire = fwd.json;
+  for (const Tensor& t : fwd.binary) wire.append(t.data());
+  auto again =
+      DecodeInferRequest(std::make_shared<const std::string>(wire), fwd.json.size(), nullptr);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->request.id, "r1");
+  EXPECT_TRUE(again->request.binary_output);
+  ASSERT_EQ(again->request.inputs.size(), 2u);
+  EXPECT_EQ(again->request.inputs[0].data(), decoded->request.inputs[0].data());
+  EXPECT_EQ(again->request.inputs[1].data(), decoded->request.inputs[1].data());
+}
+
+TEST(ForwardCodecTest, ResponsesDecodeFromJsonAndBinary) {
+  InferResponse resp;
+  resp.model_name = "m";
+  resp.model_version = "2";
+  resp.id = "q";
+  resp.outputs.push_back(
+      Tensor::Owned("a", DataType::kInt32, {2}, std::string("\x01\0\0\0\x02\0\0\0", 8)));
+  resp.outputs.push_back(Tensor::Owned("b", DataType::kFp32, {1}, std::string("\0\0\x80\x3f", 4)));
+  for (bool binary : {false, true}) {
+    resp.binary = {binary, binary};
+    EncodedInferResponse enc = EncodeInferResponse(resp);
+    std::string wire = enc.json;
+    for (const Tensor& t : enc.binary) wire.append(t.data());
+    auto d = DecodeInferResponse(std::make_shared<const std::string>(wire),
+                                 binary ? std::optional<uint64_t>(enc.json.size()) : std::nullopt);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->model_name, "m");
+    EXPECT_EQ(d->model_version, "2");
+    EXPECT_EQ(d->id, "q");
+    ASSERT_EQ(d->outputs.size(), 2u);
+    EXPECT_EQ(d->outputs[0].data(), resp.outputs[0].data());
+    EXPECT_EQ(d->outputs[1].data(), resp.outputs[1].data());
+  }
+  EXPECT_FALSE(DecodeInferResponse(std::make_shared<const std::string>("{}"), std::nullopt).ok());
+  EXPECT_FALSE(
+      DecodeInferResponse(std::make_shared<const std::string>("{\"outputs\":[]}"), 99).ok());
+}
+
+}  // namespace
+}  // namespace hivemesh

@@ -22,6 +22,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const hivemesh::TensorConfig raw_bytes{"s", hivemesh::DataType::kBytes, {1}, false};
   const hivemesh::TensorConfig* raw = (header & 1) ? &raw_input : &raw_bytes;
 
+  // The same bytes as a peer's response (the forwarding path decodes those).
+  absl::StatusOr<hivemesh::InferResponse> response_in =
+      hivemesh::DecodeInferResponse(body, mode == 1 ? header_length : std::nullopt);
+  if (!response_in.ok() && response_in.status().message().empty()) __builtin_trap();
   absl::StatusOr<hivemesh::DecodedInferRequest> decoded =
       hivemesh::DecodeInferRequest(body, header_length, raw);
   if (!decoded.ok()) {
@@ -39,5 +43,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   hivemesh::EncodedInferResponse enc = hivemesh::EncodeInferResponse(response);
   if (enc.json.empty()) __builtin_trap();
+  // Forwarded on, it decodes back to the same tensors.
+  hivemesh::EncodedInferRequest fwd = hivemesh::EncodeForwardRequest(decoded->request);
+  std::string wire = fwd.json;
+  for (const hivemesh::Tensor& t : fwd.binary) wire.append(t.data());
+  absl::StatusOr<hivemesh::DecodedInferRequest> again = hivemesh::DecodeInferRequest(
+      std::make_shared<const std::string>(std::move(wire)), fwd.json.size(), nullptr);
+  if (!again.ok() || again->request.inputs.size() != decoded->request.inputs.size()) {
+    __builtin_trap();
+  }
+  for (size_t i = 0; i < again->request.inputs.size(); ++i) {
+    if (again->request.inputs[i].data() != decoded->request.inputs[i].data()) __builtin_trap();
+  }
   return 0;
 }

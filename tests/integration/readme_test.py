@@ -2,8 +2,8 @@
 """Runs the README's quickstart shell snippets, as written, against a fresh build.
 
 Two substitutions only: the binary path (the build under test instead of build/release) and the
-port (a free one instead of 8000, so the test never collides with a running node); the
-`make release` line is skipped because the build under test is already built. Each command's
+ports (free ones instead of 8000-8002 and 7946-7948, so the test never collides with a running
+node); the `make release` line is skipped because the build under test is already built. Each command's
 output must contain what the README promises.
 """
 import os
@@ -27,6 +27,7 @@ EXPECTED = [
     'Inference-Header-Content-Length: ',
     '"model_name":"identity"',
     '"model_stats":[{"name":"identity"',
+    'NAME',
 ]
 
 
@@ -37,13 +38,16 @@ def main():
     snippets = re.findall(r"```sh\n(.*?)```", quickstart, re.S)
     if len(snippets) < 6:
         sys.exit(f"expected the quickstart's shell snippets, found {len(snippets)}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = str(s.getsockname()[1])
+    ports = {}
+    for fixed in ("8000", "8001", "8002", "7946", "7947", "7948"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports[fixed] = str(s.getsockname()[1])
     script = "set -euo pipefail\ntrap 'kill %1 2>/dev/null || true' EXIT\n"
     for snippet in snippets:
         snippet = "\n".join(l for l in snippet.splitlines() if l.strip() != "make release")
-        snippet = snippet.replace("build/release/hivemesh", binary).replace("8000", port)
+        snippet = snippet.replace("build/release/hivemesh", binary)
+        snippet = re.sub(r"\b(800[0-2]|794[6-8])\b", lambda m: ports[m.group(1)], snippet)
         script += snippet + "\necho\n"
     result = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)
@@ -68,6 +72,10 @@ def main():
     faces = re.search(r'"model_name":"face-detector".*?"name":"count".*?"data":\[(\d+)\]', out)
     if int(people.group(1)) < 1 or int(faces.group(1)) < 1:
         sys.exit("expected at least one person and one face in the sample photos")
+    table = out[out.rindex("NAME"):]
+    for node, zone in (("cam-1", "zone=line-1"), ("cam-2", "zone=line-1"), ("gateway", "zone=office")):
+        if not re.search(rf"^{node}\s+alive\s+.*{zone}", table, re.M):
+            sys.exit(f"hivemesh members does not show {node} alive with {zone}:\n{table}")
     print("README quickstart: every snippet ran and gave the documented output")
 
 

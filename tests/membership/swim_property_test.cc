@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -211,8 +212,8 @@ TEST(SwimPropertyTest, MetadataChangeReachesEveryNodeQuickly) {
   auto everyone_has_v2 = [&] {
     for (int i = 0; i < 100; ++i) {
       if (i == changer) continue;
-      const MemberInfo* m = c.node(i).Find(SimCluster::NameOf(changer));
-      if (m == nullptr || m->meta != "v2") return false;
+      const std::optional<MemberInfo> m = c.node(i).Find(SimCluster::NameOf(changer));
+      if (!m.has_value() || m->meta != "v2") return false;
     }
     return true;
   };

@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 
 namespace hivemesh::membership {
 namespace {
@@ -77,11 +78,10 @@ class Net {
   }
 
   MemberState StateAt(const std::string& observer, const std::string& node) {
-    const MemberInfo* m = nodes_.at(observer)->Find(node);
-    return m == nullptr ? MemberState::kDead : m->state;
+    return nodes_.at(observer)->StateOf(node).value_or(MemberState::kDead);
   }
   bool Knows(const std::string& observer, const std::string& node) {
-    return nodes_.at(observer)->Find(node) != nullptr;
+    return nodes_.at(observer)->Find(node).has_value();
   }
 
   struct Seen {
@@ -269,8 +269,8 @@ TEST(SwimTest, LoadReportsSpreadWithSequenceAndAge) {
   net.Run(Millis(1500));
   net["b"].SetLoad("queue=3", net.now());
   net.Run(Millis(1000));
-  const MemberInfo* seen = net["c"].Find("b");
-  ASSERT_NE(seen, nullptr);
+  const std::optional<MemberInfo> seen = net["c"].Find("b");
+  ASSERT_TRUE(seen.has_value());
   EXPECT_EQ(seen->load, "queue=3");
   EXPECT_EQ(seen->load_seq, 1u);
   EXPECT_LE(seen->load_age_ms, 1000u);
@@ -330,6 +330,38 @@ TEST(SwimTest, BroadcastsStopAfterTheRetransmitLimit) {
   net.Run(Millis(2000));
   // At rest: about one ping and one ack per node per second, no gossip.
   EXPECT_LE(net.packets_sent - before, 3 * 2 * 2 + 2);
+}
+
+TEST(SwimTest, BootstrapAdoptsAConvergedClusterWithoutGossip) {
+  Net net;
+  PushPull snapshot;
+  for (const char* n : {"a", "b", "c"}) {
+    net.Add(n, "m");
+    snapshot.members.push_back(
+        PushPullMember{n, std::string(n) + ":1", 0, MemberState::kAlive, "m"});
+  }
+  for (const char* n : {"a", "b", "c"}) {
+    Output out = net[n].Bootstrap(snapshot, net.now());
+    EXPECT_TRUE(out.packets.empty());
+    EXPECT_EQ(out.events.size(), 2u) << "each other member joined";
+    EXPECT_TRUE(net[n].joined());
+    EXPECT_EQ(net[n].QueuedBroadcasts(), 0u) << "nothing to gossip: the cluster converged";
+    EXPECT_EQ(net[n].NumAlive(), 3);
+    EXPECT_EQ(net[n].NumMembers(), 2u);
+  }
+  const std::optional<MemberInfo> b = net["a"].Find("b");
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->addr, "b:1");
+  EXPECT_EQ(b->meta, "m");
+  EXPECT_FALSE(net["a"].Find("a").has_value()) << "this node is not in its own table";
+  // It runs like any cluster: probes succeed and nobody is suspected.
+  net.Run(Millis(5000));
+  for (const char* o : {"a", "b", "c"}) {
+    for (const char* n : {"a", "b", "c"}) {
+      if (std::string(o) == n) continue;
+      EXPECT_EQ(net.StateAt(o, n), MemberState::kAlive) << o << n;
+    }
+  }
 }
 
 TEST(SwimTest, MalformedPacketsAreCountedAndIgnored) {

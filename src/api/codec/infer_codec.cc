@@ -616,3 +616,125 @@ std::string EncodeError(std::string_view message) {
 }
 
 }  // namespace hivemesh
+
+namespace hivemesh {
+
+EncodedInferRequest EncodeForwardRequest(const InferRequest& request) {
+  EncodedInferRequest out;
+  JsonWriter w(out.json);
+  w.BeginObject();
+  if (!request.id.empty()) w.Key("id").String(request.id);
+  w.Key("parameters").BeginObject().Key("binary_data_output").Bool(true).EndObject();
+  w.Key("inputs").BeginArray();
+  for (const Tensor& t : request.inputs) {
+    w.BeginObject();
+    w.Key("name").String(t.name());
+    w.Key("datatype").String(DataTypeName(t.type()));
+    w.Key("shape").BeginArray();
+    for (int64_t d : t.shape()) w.Int(d);
+    w.EndArray();
+    w.Key("parameters").BeginObject().Key("binary_data_size").Uint(t.data().size()).EndObject();
+    w.EndObject();
+    out.binary.push_back(t);
+  }
+  w.EndArray();
+  if (!request.outputs.empty()) {
+    w.Key("outputs").BeginArray();
+    for (const RequestedOutput& o : request.outputs) {
+      w.BeginObject();
+      w.Key("name").String(o.name);
+      w.Key("parameters").BeginObject().Key("binary_data").Bool(true).EndObject();
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  w.EndObject();
+  return out;
+}
+
+absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::string> body,
+                                                  std::optional<uint64_t> header_length) {
+  size_t json_len = body->size();
+  if (header_length) {
+    if (*header_length > body->size()) {
+      return Invalid(StrCat("the response's Inference-Header-Content-Length is ", *header_length,
+                            " but its body has only ", body->size(), " bytes"));
+    }
+    json_len = static_cast<size_t>(*header_length);
+  }
+  const std::string_view binary(body->data() + json_len, body->size() - json_len);
+  thread_local simdjson::dom::parser parser;
+  const bool padded = body->capacity() >= json_len + simdjson::SIMDJSON_PADDING;
+  element root;
+  if (auto err = parser.parse(body->data(), json_len, !padded).get(root)) {
+    return Invalid(StrCat("malformed JSON in the response: ", simdjson::error_message(err)));
+  }
+  if (root.type() != element_type::OBJECT) return Invalid("the response must be a JSON object");
+  InferResponse resp;
+  std::string_view sv;
+  if (root.at_key("model_name").get(sv) == simdjson::SUCCESS) resp.model_name = std::string(sv);
+  if (root.at_key("model_version").get(sv) == simdjson::SUCCESS) {
+    resp.model_version = std::string(sv);
+  }
+  if (root.at_key("id").get(sv) == simdjson::SUCCESS) resp.id = std::string(sv);
+  element outputs;
+  if (root.at_key("outputs").get(outputs) != simdjson::SUCCESS ||
+      outputs.type() != element_type::ARRAY) {
+    return Invalid("the response has no \"outputs\" array");
+  }
+  size_t pos = 0, index = 0;
+  const simdjson::dom::array output_list = outputs.get_array().value_unsafe();
+  for (element o : output_list) {
+    const std::string where = StrCat("outputs[", index++, "]");
+    if (o.type() != element_type::OBJECT) return Invalid(where + ": expected an object");
+    absl::StatusOr<std::string_view> name = StringField(o, "name", where);
+    if (!name.ok()) return name.status();
+    const std::string tensor_where = StrCat("output '", *name, "'");
+    absl::StatusOr<std::string_view> dt = StringField(o, "datatype", tensor_where);
+    if (!dt.ok()) return dt.status();
+    std::optional<DataType> type = DataTypeFromName(*dt);
+    if (!type) return Invalid(StrCat(tensor_where, ".datatype: unknown datatype '", *dt, "'"));
+    absl::StatusOr<Shape> shape = ShapeField(o, tensor_where);
+    if (!shape.ok()) return shape.status();
+    absl::StatusOr<std::optional<element>> params = ParamsOf(o, tensor_where);
+    if (!params.ok()) return params.status();
+    std::optional<int64_t> size;
+    if (*params) {
+      absl::StatusOr<std::optional<int64_t>> bs =
+          IntParam(**params, "binary_data_size", tensor_where);
+      if (!bs.ok()) return bs.status();
+      size = *bs;
+    }
+    Tensor t;
+    if (size) {
+      if (*size < 0 || static_cast<uint64_t>(*size) > binary.size() - pos) {
+        return Invalid(StrCat(tensor_where, ": binary_data_size runs past the end of the body"));
+      }
+      t = Tensor::View(std::string(*name), *type, std::move(*shape), body,
+                       binary.substr(pos, static_cast<size_t>(*size)));
+      pos += static_cast<size_t>(*size);
+    } else {
+      element data;
+      if (o.at_key("data").get(data) != simdjson::SUCCESS) {
+        return Invalid(StrCat(tensor_where, ": missing \"data\""));
+      }
+      const int64_t count = *ElementCount(*shape);
+      if (static_cast<uint64_t>(count) > json_len / 2 + 1) {
+        return Invalid(StrCat(tensor_where, ": its shape needs more elements than the body holds"));
+      }
+      std::string raw;
+      DataConverter conv(*name, *type, count, raw);
+      absl::Status st = conv.Convert(data);
+      if (!st.ok()) return st;
+      t = Tensor::Owned(std::string(*name), *type, std::move(*shape), std::move(raw));
+    }
+    absl::Status valid = ValidateTensorData(t);
+    if (!valid.ok()) return valid;
+    resp.outputs.push_back(std::move(t));
+    resp.binary.push_back(false);
+  }
+  if (pos != binary.size()) return Invalid("binary data follows the last binary output");
+  return resp;
+}
+
+}  // namespace hivemesh

@@ -1,0 +1,76 @@
+#include "membership/node_meta.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "membership/wire.h"
+
+namespace hivemesh::membership {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(NodeMetaTest, RoundTrips) {
+  NodeMeta m;
+  m.api_address = "10.1.2.3:8000";
+  m.labels = {{"zone", "line-1"}, {"hardware", "jetson"}};
+  m.cores = 6;
+  m.memory_mb = 7800;
+  m.accelerators = 1;
+  m.models = {{"people-detector", {"1", "2"}, true}, {"broken", {}, false}};
+  absl::StatusOr<std::string> enc = EncodeNodeMeta(m);
+  ASSERT_TRUE(enc.ok()) << enc.status();
+  absl::StatusOr<NodeMeta> dec = DecodeNodeMeta(*enc);
+  ASSERT_TRUE(dec.ok()) << dec.status();
+  EXPECT_EQ(dec->api_address, m.api_address);
+  EXPECT_EQ(dec->labels, m.labels);
+  EXPECT_EQ(dec->cores, 6u);
+  EXPECT_EQ(dec->memory_mb, 7800u);
+  EXPECT_EQ(dec->accelerators, 1u);
+  ASSERT_EQ(dec->models.size(), 2u);
+  EXPECT_EQ(dec->models[0].versions, (std::vector<std::string>{"1", "2"}));
+  EXPECT_TRUE(dec->models[0].ready);
+  EXPECT_FALSE(dec->models[1].ready);
+  EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
+}
+
+TEST(NodeMetaTest, TooMuchMetadataIsRefusedWithAReason) {
+  NodeMeta m;
+  for (int i = 0; i < 200; ++i)
+    m.models.push_back({"model-number-" + std::to_string(i), {"1"}, true});
+  absl::StatusOr<std::string> enc = EncodeNodeMeta(m);
+  ASSERT_FALSE(enc.ok());
+  EXPECT_THAT(std::string(enc.status().message()), HasSubstr("more than the gossip limit"));
+}
+
+TEST(NodeMetaTest, MalformedMetadataIsAnErrorNotACrash) {
+  NodeMeta m;
+  m.api_address = "a:1";
+  m.models = {{"x", {"1"}, true}};
+  const std::string enc = *EncodeNodeMeta(m);
+  for (size_t cut = 1; cut < enc.size(); ++cut) {
+    EXPECT_FALSE(DecodeNodeMeta(enc.substr(0, cut)).ok()) << cut;
+  }
+  EXPECT_FALSE(DecodeNodeMeta(enc + "x").ok());
+  EXPECT_FALSE(DecodeNodeMeta("\x07").ok()) << "unknown version";
+}
+
+TEST(LoadReportTest, RoundTripsAndStaysWithinTheLimit) {
+  LoadReport r;
+  r.models = {{"identity", 3, 1, 42}, {"vibration-anomaly", 0, 0, 9}};
+  absl::StatusOr<LoadReport> d = DecodeLoadReport(EncodeLoadReport(r));
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_EQ(d->models.size(), 2u);
+  EXPECT_EQ(d->models[0].queue_depth, 3u);
+  EXPECT_EQ(d->models[0].in_flight, 1u);
+  EXPECT_EQ(d->models[0].ewma_service_us, 42u);
+  LoadReport big;
+  for (int i = 0; i < 500; ++i) big.models.push_back({"model-" + std::to_string(i), 1, 1, 1});
+  const std::string enc = EncodeLoadReport(big);
+  EXPECT_LE(enc.size(), kMaxLoadBytes);
+  EXPECT_TRUE(DecodeLoadReport(enc).ok());
+  EXPECT_FALSE(DecodeLoadReport("\x01\x05").ok());
+}
+
+}  // namespace
+}  // namespace hivemesh::membership
