@@ -17,8 +17,9 @@ agent i>0 joins agent 0 from its command line) and:
   bytes/s    gossip bytes sent per agent per second at rest (no polling) over --idle-seconds
              (30 s = one LAN push/pull interval), after the kills and at least --warmup seconds
              after convergence, so that periodic push/pull is in steady state (Serf's first comes
-             30-60 s after an agent starts); mean over agents. --bytes-source counters (default): each agent's own cumulative
-             count of bytes it sent over its gossip UDP and TCP sockets (Serf: memberlist's
+             30-60 s after an agent starts); mean over agents. --bytes-source counters
+             (default): each agent's own cumulative count of bytes it sent over its gossip UDP
+             and TCP sockets (Serf: memberlist's
              `memberlist.udp.sent` + `memberlist.tcp.sent` counters, received via a statsd sink
              per agent; hivemesh: `bytes_out` of GET /v1/mesh/stats). --bytes-source tcpdump:
              payload bytes of every UDP/TCP packet on `lo` with an agent's gossip port at either
@@ -698,11 +699,12 @@ def report(results, sizes, systems, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
-    ap.add_argument("--sizes", default="5,20")
-    ap.add_argument("--kills", type=int, default=5)
-    ap.add_argument("--only", choices=["serf", "hivemesh"])
-    ap.add_argument("--poll-ms", type=int, default=25, help="one poll round of all agents per")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"),
+                    help="folder holding the hivemesh binary")
+    ap.add_argument("--sizes", default="5,20", help="cluster sizes, comma-separated")
+    ap.add_argument("--kills", type=int, default=5, help="kill -9 rounds per size")
+    ap.add_argument("--only", choices=["serf", "hivemesh"], help="run one system (debugging)")
+    ap.add_argument("--poll-ms", type=int, default=25, help="period of a poll round (every agent once)")
     ap.add_argument("--settle", type=float, default=3.0,
                     help="idle seconds after convergence before RSS is read")
     ap.add_argument("--idle-seconds", type=float, default=30.0,
@@ -710,7 +712,8 @@ def main():
                          "exactly one push/pull in it (a 10 s window varies by that)")
     ap.add_argument("--warmup", type=float, default=65.0,
                     help="least seconds between convergence and the bytes window")
-    ap.add_argument("--bytes-source", choices=["counters", "tcpdump"], default="counters")
+    ap.add_argument("--bytes-source", choices=["counters", "tcpdump"], default="counters",
+                    help="agents' own byte counters, or tcpdump on lo (needs tcpdump)")
     ap.add_argument("--log-dir", help="keep agents' logs here (default: a temp dir, removed)")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]

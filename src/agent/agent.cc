@@ -15,10 +15,58 @@
 #include "base/strings.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
+#include "routing/forwarder.h"
+#include "routing/peer_client.h"
 #include "serving/backend.h"
 #include "serving/model_repository.h"
 
 namespace hivemesh {
+
+// The mesh as the forwarder sees it, read from gossip: alive peers, their models and load.
+class GossipDirectory final : public routing::MeshDirectory {
+ public:
+  GossipDirectory(const membership::GossipNode* gossip, std::string self)
+      : gossip_(gossip), self_(std::move(self)) {}
+
+  std::vector<routing::PeerEndpoint> PeersFor(const std::string& model) const override {
+    std::vector<routing::PeerEndpoint> out;
+    for (const membership::MemberInfo& m : gossip_->Members()) {
+      if (m.name == self_ || m.state != membership::MemberState::kAlive) continue;
+      absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
+      if (!meta.ok() || meta->api_address.empty()) continue;
+      bool hosts = false;
+      for (const membership::ModelAdvert& a : meta->models) hosts |= a.name == model && a.ready;
+      if (!hosts) continue;
+      routing::PeerEndpoint p;
+      p.node = m.name;
+      p.api_address = meta->api_address;
+      if (auto z = meta->labels.find("zone"); z != meta->labels.end()) p.zone = z->second;
+      if (!m.load.empty()) {
+        absl::StatusOr<membership::LoadReport> load = membership::DecodeLoadReport(m.load);
+        if (load.ok()) {
+          for (const membership::ModelLoad& l : load->models) {
+            if (l.name != model) continue;
+            p.queue_depth = l.queue_depth + l.in_flight;
+            p.service_ns = static_cast<double>(l.ewma_service_us) * 1e3;
+          }
+        }
+      }
+      out.push_back(std::move(p));
+    }
+    return out;
+  }
+
+  bool IsMember(const std::string& node) const override {
+    for (const membership::MemberInfo& m : gossip_->Members()) {
+      if (m.name == node) return m.state == membership::MemberState::kAlive;
+    }
+    return false;
+  }
+
+ private:
+  const membership::GossipNode* const gossip_;
+  const std::string self_;
+};
 
 #ifndef HIVEMESH_VERSION
 #define HIVEMESH_VERSION "0.0.0"
@@ -39,9 +87,6 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   if (!loaded.ok()) return loaded.status();
   agent->repository_ = std::move(*loaded);
 
-  agent->kserve_ = std::make_unique<KServeHandler>(
-      ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name}, agent->repository_.get());
-
   HttpServerOptions http;
   http.host = config.http_host();
   http.port = config.http_port();
@@ -59,6 +104,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   agent->http_ = std::move(*server);
   absl::Status gossip = agent->StartGossip();
   if (!gossip.ok()) return gossip;
+  agent->kserve_ = std::make_unique<KServeHandler>(
+      ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name}, agent->repository_.get(),
+      agent->forwarder_.get(), agent->directory_.get());
   return agent;
 }
 
@@ -96,6 +144,10 @@ absl::Status Agent::StartGossip() {
   if (!node.ok()) return node.status();
   gossip_ = std::move(*node);
   mesh_ = std::make_unique<MeshHandler>(gossip_.get());
+  directory_ = std::make_unique<GossipDirectory>(gossip_.get(), config_.node_name);
+  peers_ = routing::PeerClient::Create();
+  forwarder_ = std::make_unique<routing::Forwarder>(directory_.get(), peers_.get(),
+                                                    config_.node_name, std::random_device{}());
   return absl::OkStatus();
 }
 
@@ -157,6 +209,7 @@ void Agent::ReportLoad() {
 
 Agent::~Agent() {
   StopLoadReports();
+  if (peers_) peers_->Stop();
   if (gossip_) gossip_->Stop();
   if (http_) http_->Stop();
 }

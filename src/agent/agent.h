@@ -25,6 +25,11 @@ class MeshHandler;
 namespace membership {
 class GossipNode;
 }
+namespace routing {
+class Forwarder;
+class MeshDirectory;
+class PeerClient;
+}  // namespace routing
 class ModelRepository;
 class BackendRegistry;
 
@@ -55,6 +60,9 @@ class Agent {
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<membership::GossipNode> gossip_;
   std::unique_ptr<MeshHandler> mesh_;
+  std::unique_ptr<routing::MeshDirectory> directory_;
+  std::unique_ptr<routing::PeerClient> peers_;
+  std::unique_ptr<routing::Forwarder> forwarder_;
 
   // The load reporter refreshes this node's gossiped load every probe interval.
   std::thread load_thread_;

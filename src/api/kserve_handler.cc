@@ -6,6 +6,7 @@
 
 #include "api/codec/infer_codec.h"
 #include "api/codec/json_writer.h"
+#include "routing/forwarder.h"
 
 namespace hivemesh {
 namespace {
@@ -92,6 +93,21 @@ void WriteStats(JsonWriter& w, const ModelRuntime& rt) {
   w.EndObject();
 }
 
+// A successful inference as an HTTP response: JSON, or JSON + binary outputs.
+HttpResponse Encoded(const InferResponse& result) {
+  EncodedInferResponse enc = EncodeInferResponse(result);
+  HttpResponse r;
+  r.status = 200;
+  if (!enc.binary.empty()) {
+    r.content_type = "application/octet-stream";
+    r.headers.emplace_back("Inference-Header-Content-Length", std::to_string(enc.json.size()));
+    r.tail = std::move(enc.binary);
+  }
+  r.headers.emplace_back(routing::kServedByHeader, result.served_by);
+  r.body = std::move(enc.json);
+  return r;
+}
+
 }  // namespace
 
 int HttpStatusFor(const absl::Status& status) {
@@ -104,6 +120,8 @@ int HttpStatusFor(const absl::Status& status) {
       return 400;
     case absl::StatusCode::kNotFound:
       return 404;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
     case absl::StatusCode::kResourceExhausted:
     case absl::StatusCode::kUnavailable:
       return 503;
@@ -252,7 +270,20 @@ void KServeHandler::HandleModel(const HttpRequest& request, std::string_view res
 
 void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
                           const std::string& version, HttpResponder& respond) {
+  const bool forwarded = request.has_header(routing::kHopsHeader);
+  if (forwarded) {
+    const std::string origin(request.header(routing::kOriginHeader));
+    if (directory_ == nullptr || !directory_->IsMember(origin)) {
+      return respond(Error(absl::PermissionDeniedError(
+          StrCat("forwarded requests are accepted only from members of the mesh; '", origin,
+                 "' is not one"))));
+    }
+  }
   absl::StatusOr<ModelRuntime*> found = repository_->Find(model, version);
+  if (!found.ok() && found.status().code() == absl::StatusCode::kNotFound && !forwarded &&
+      forwarder_ != nullptr && repository_->Versions(model).empty()) {
+    return Forward(request, model, version, respond);  // not hosted here: a peer may host it
+  }
   if (!found.ok()) return respond(Error(found.status()));
   ModelRuntime* rt = *found;
 
@@ -284,17 +315,11 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
   if (timeout) req.deadline = request.received() + *timeout;
 
   const SteadyTime received = request.received();
-  auto done = [respond, rt, received](absl::StatusOr<InferResponse> result) {
+  const std::string node = identity_.node_name;
+  auto done = [respond, rt, received, node](absl::StatusOr<InferResponse> result) {
     if (!result.ok()) return respond(Error(result.status()));
-    EncodedInferResponse enc = EncodeInferResponse(*result);
-    HttpResponse r;
-    r.status = 200;
-    if (!enc.binary.empty()) {
-      r.content_type = "application/octet-stream";
-      r.headers.emplace_back("Inference-Header-Content-Length", std::to_string(enc.json.size()));
-      r.tail = std::move(enc.binary);
-    }
-    r.body = std::move(enc.json);
+    result->served_by = node;
+    HttpResponse r = Encoded(*result);
     const uint64_t compute_ns = result->compute_ns;
     r.on_sent = [rt, received, compute_ns](SteadyTime sent) {
       const int64_t total = (sent - received).count();
@@ -305,6 +330,43 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
   };
   absl::Status admitted = rt->Submit(std::move(req), std::move(done));
   if (!admitted.ok()) respond(Error(admitted));
+}
+
+void KServeHandler::Forward(const HttpRequest& request, const std::string& model,
+                            const std::string& version, HttpResponder& respond) {
+  std::optional<uint64_t> header_length;
+  if (request.has_header("Inference-Header-Content-Length")) {
+    header_length = ParseUint(request.header("Inference-Header-Content-Length"));
+    if (!header_length) {
+      return respond(Error(absl::InvalidArgumentError(
+          "Inference-Header-Content-Length must be a non-negative integer")));
+    }
+  }
+  // Without the model's config here, a raw body (header length 0) cannot be interpreted.
+  absl::StatusOr<DecodedInferRequest> decoded =
+      DecodeInferRequest(request.body(), header_length, nullptr);
+  if (!decoded.ok()) return respond(Error(decoded.status()));
+  std::optional<std::chrono::milliseconds> timeout = decoded->timeout;
+  if (request.has_header("Inference-Timeout-Ms")) {
+    std::optional<uint64_t> ms = ParseUint(request.header("Inference-Timeout-Ms"));
+    if (!ms || *ms == 0 || *ms > (uint64_t{1} << 40)) {
+      return respond(Error(absl::InvalidArgumentError(
+          "Inference-Timeout-Ms must be a positive integer number of milliseconds")));
+    }
+    const std::chrono::milliseconds t(static_cast<int64_t>(*ms));
+    if (!timeout || t < *timeout) timeout = t;
+  }
+  InferRequest req = std::move(decoded->request);
+  req.model_name = model;
+  req.model_version = version;
+  if (timeout) req.deadline = request.received() + *timeout;
+  std::string trace(request.header(routing::kTraceHeader));
+  if (trace.empty()) trace = StrCat(identity_.node_name, "-", ++trace_seq_);
+  forwarder_->Forward(std::move(req), std::move(trace),
+                      [respond](absl::StatusOr<InferResponse> result) {
+                        if (!result.ok()) return respond(Error(result.status()));
+                        respond(Encoded(*result));
+                      });
 }
 
 }  // namespace hivemesh

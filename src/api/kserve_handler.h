@@ -1,5 +1,7 @@
 // KServeHandler: the KServe v2 REST API (Open Inference Protocol) of one node, with the binary
-// tensor data, statistics and model repository (index) extensions.
+// tensor data, statistics and model repository (index) extensions. An inference for a model this
+// node does not host goes to a peer that does (routing::Forwarder); the response names the node
+// that served it (header Hivemesh-Served-By and the response parameter "served_by").
 //
 //   GET  /v2/health/live | /v2/health/ready | /v2
 //   GET  /v2/models/<m>[/versions/<v>] | .../ready | .../stats | /v2/models/stats
@@ -25,14 +27,25 @@ struct ServerIdentity {
   std::string node_name;
 };
 
-// INVALID_ARGUMENT 400, NOT_FOUND 404, RESOURCE_EXHAUSTED / UNAVAILABLE 503, DEADLINE_EXCEEDED
-// 504, UNIMPLEMENTED 501, FAILED_PRECONDITION 400, anything else 500.
+// INVALID_ARGUMENT 400, PERMISSION_DENIED 403, NOT_FOUND 404, RESOURCE_EXHAUSTED / UNAVAILABLE
+// 503, DEADLINE_EXCEEDED 504, UNIMPLEMENTED 501, FAILED_PRECONDITION 400, anything else 500.
 int HttpStatusFor(const absl::Status& status);
+
+namespace routing {
+class Forwarder;
+class MeshDirectory;
+}  // namespace routing
 
 class KServeHandler {
  public:
-  KServeHandler(ServerIdentity identity, ModelRepository* repository)
-      : identity_(std::move(identity)), repository_(repository) {}
+  // `forwarder` and `directory` may be null (a node outside any mesh serves only its models).
+  KServeHandler(ServerIdentity identity, ModelRepository* repository,
+                routing::Forwarder* forwarder = nullptr,
+                const routing::MeshDirectory* directory = nullptr)
+      : identity_(std::move(identity)),
+        repository_(repository),
+        forwarder_(forwarder),
+        directory_(directory) {}
 
   void Handle(const HttpRequest& request, HttpResponder respond);
 
@@ -44,9 +57,15 @@ class KServeHandler {
   void Infer(const HttpRequest& request, const std::string& model, const std::string& version,
              HttpResponder& respond);
 
+  void Forward(const HttpRequest& request, const std::string& model, const std::string& version,
+               HttpResponder& respond);
+
   const ServerIdentity identity_;
   ModelRepository* const repository_;
+  routing::Forwarder* const forwarder_;
+  const routing::MeshDirectory* const directory_;
   std::atomic<bool> ready_{true};
+  std::atomic<uint64_t> trace_seq_{0};
 };
 
 }  // namespace hivemesh

@@ -1,7 +1,8 @@
 // BroadcastQueue: the updates a node waits to piggyback on its packets, one per key (a newer
 // update about a node replaces the queued one). Taken fewest-transmits first, then larger, then
 // newer (memberlist's TransmitLimitedQueue order); an update is dropped once it has been sent
-// the retransmit limit. Membership updates (priority 0) go before load reports (priority 1).
+// the retransmit limit (a load report: half of it, at least 2). Membership updates (priority 0) go
+// before load reports (priority 1).
 //
 // Not thread-safe: owned by one Swim.
 #pragma once
@@ -89,7 +90,9 @@ class BroadcastQueue {
     }
     for (Broadcast* b : taken) {
       order_.erase(b);
-      if (++b->transmits >= limit) {
+      // Load reports are freshness hints, refreshed anyway: half the membership limit.
+      const int item_limit = b->priority > 0 ? std::max(2, limit / 2) : limit;
+      if (++b->transmits >= item_limit) {
         by_key_.erase(b->key);
       } else {
         order_.insert(b);

@@ -33,6 +33,7 @@ struct InferResponse {
   std::vector<Tensor> outputs;
   std::vector<bool> binary;  // per output, parallel to `outputs`
   uint64_t compute_ns = 0;   // time the backend spent on this request
+  std::string served_by;     // the node that computed it
 };
 
 }  // namespace hivemesh

@@ -161,11 +161,12 @@ TEST_F(KServeApiTest, InferWithVersionEchoesIdAndModelVersion) {
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(
       r.body,
-      R"({"model_name":"identity","model_version":"1","id":"req-9","outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[3],"data":[1,2,3.5]}]})");
+      R"({"model_name":"identity","model_version":"1","id":"req-9","parameters":{"served_by":"api-test"},"outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[3],"data":[1,2,3.5]}]})");
   HttpResult latest =
       Post("/v2/models/identity/infer",
            R"({"inputs":[{"name":"INPUT0","shape":[1],"datatype":"FP32","data":[1]}]})");
   EXPECT_THAT(latest.body, HasSubstr(R"("model_version":"2")"));
+  EXPECT_EQ(latest.header("hivemesh-served-by"), "api-test") << "the response names its node";
 }
 
 TEST_F(KServeApiTest, EveryDatatypeAsJsonAndOutputSelection) {
@@ -187,13 +188,14 @@ TEST_F(KServeApiTest, EveryDatatypeAsJsonAndOutputSelection) {
     "outputs":[{"name":"ou64"},{"name":"of32"},{"name":"os"},{"name":"of16"},{"name":"oi64"}]})";
   HttpResult r = Post("/v2/models/alltypes/infer", body);
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(r.body,
-            R"({"model_name":"alltypes","model_version":"1","outputs":[)"
-            R"({"name":"ou64","datatype":"UINT64","shape":[1],"data":[18446744073709551615]},)"
-            R"({"name":"of32","datatype":"FP32","shape":[2,2],"data":[1,2,3,4]},)"
-            R"({"name":"os","datatype":"BYTES","shape":[2],"data":["edge","ai"]},)"
-            R"({"name":"of16","datatype":"FP16","shape":[1],"data":[0.5]},)"
-            R"({"name":"oi64","datatype":"INT64","shape":[1],"data":[-9223372036854775808]}]})");
+  EXPECT_EQ(
+      r.body,
+      R"({"model_name":"alltypes","model_version":"1","parameters":{"served_by":"api-test"},"outputs":[)"
+      R"({"name":"ou64","datatype":"UINT64","shape":[1],"data":[18446744073709551615]},)"
+      R"({"name":"of32","datatype":"FP32","shape":[2,2],"data":[1,2,3,4]},)"
+      R"({"name":"os","datatype":"BYTES","shape":[2],"data":["edge","ai"]},)"
+      R"({"name":"of16","datatype":"FP16","shape":[1],"data":[0.5]},)"
+      R"({"name":"oi64","datatype":"INT64","shape":[1],"data":[-9223372036854775808]}]})");
 }
 
 TEST_F(KServeApiTest, BinaryTensorsInBothDirections) {

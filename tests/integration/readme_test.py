@@ -20,7 +20,7 @@ EXPECTED = [
     '"extensions":["binary_tensor_data","statistics","model_repository"]',
     '{"name":"vibration-anomaly","version":"1","state":"READY"',
     '"platform":"onnx_onnxv1"',
-    '"id":"1","outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[4],"data":[1,2,3,4]}]',
+    '"id":"1","parameters":{"served_by":"','"outputs":[{"name":"OUTPUT0","datatype":"FP32","shape":[4],"data":[1,2,3,4]}]',
     '"model_name":"vibration-anomaly"',
     '"model_name":"people-detector"',
     '"model_name":"face-detector"',

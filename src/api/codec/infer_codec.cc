@@ -582,6 +582,9 @@ EncodedInferResponse EncodeInferResponse(const InferResponse& response) {
   w.Key("model_name").String(response.model_name);
   if (!response.model_version.empty()) w.Key("model_version").String(response.model_version);
   if (!response.id.empty()) w.Key("id").String(response.id);
+  if (!response.served_by.empty()) {
+    w.Key("parameters").BeginObject().Key("served_by").String(response.served_by).EndObject();
+  }
   w.Key("outputs").BeginArray();
   for (size_t i = 0; i < response.outputs.size(); ++i) {
     const Tensor& t = response.outputs[i];
@@ -677,6 +680,9 @@ absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::str
     resp.model_version = std::string(sv);
   }
   if (root.at_key("id").get(sv) == simdjson::SUCCESS) resp.id = std::string(sv);
+  if (root.at_key("parameters").at_key("served_by").get(sv) == simdjson::SUCCESS) {
+    resp.served_by = std::string(sv);
+  }
   element outputs;
   if (root.at_key("outputs").get(outputs) != simdjson::SUCCESS ||
       outputs.type() != element_type::ARRAY) {
