@@ -253,6 +253,7 @@ class Agent:
         self.name = f"{system.prefix}-{index}"
         self.gossip_port = ports.take(udp_too=True)
         self.ctl_port = ports.take()  # serf: RPC; hivemesh: HTTP
+        self.ports = ports
         self.log_path = os.path.join(workdir, f"{self.name}.log")
         self.proc = None
         self.client = None
@@ -337,9 +338,11 @@ class StatsdCounters:
         self.stopping = False
         self.thread = None
 
-    def add(self, name):
+    def add(self, name, ports):
+        # The listener's port comes from `ports` too: a port 0 bind could otherwise land on a
+        # port already promised to an agent that has not started yet.
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
+        s.bind(("127.0.0.1", ports.take(udp_too=True)))
         s.setblocking(False)
         with self.lock:
             self.totals[name] = 0.0
@@ -395,7 +398,8 @@ class Serf:
             if agent.name not in self.configs:
                 path = os.path.join(self.workdir, f"{agent.name}.json")
                 with open(path, "w") as f:
-                    json.dump({"statsd_addr": f"127.0.0.1:{self.statsd.add(agent.name)}"}, f)
+                    port = self.statsd.add(agent.name, agent.ports)
+                    json.dump({"statsd_addr": f"127.0.0.1:{port}"}, f)
                 self.configs[agent.name] = path
             cmd.append(f"-config-file={self.configs[agent.name]}")
         if join_port is not None:

@@ -14,6 +14,8 @@ namespace {
 constexpr size_t kLoadBudget = 256;
 // An unchanged load report is re-announced every this many probe intervals.
 constexpr int kLoadRefreshIntervals = 10;
+// How soon after learning of a join a node gossips it (instead of waiting for the next tick).
+constexpr Millis kEagerGossipDelay{5};
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -397,7 +399,10 @@ void Swim::OnIndirectPing(std::string_view from, const IndirectPing& m, SteadyTi
   const uint32_t seq = ++next_seq_;
   relays_[seq] = Relay{m.seq, std::string(from), m.want_nack};
   SendUdp(m.target_addr, {EncodeMessage(Ping{seq, m.target, name_, addr_})}, now, out);
-  timers_.push_back(Timer{now + config_.probe_timeout, TimerKind::kRelayDeadline, seq, kNoId, 0});
+  // Lifeguard: the nack goes out at 80% of the probe timeout, so it reaches the requester before
+  // its own deadline (a late nack would count against the requester's health).
+  timers_.push_back(
+      Timer{now + config_.probe_timeout * 4 / 5, TimerKind::kRelayDeadline, seq, kNoId, 0});
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
 }
 
@@ -447,6 +452,9 @@ void Swim::OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_p
     ++num_alive_;
     AddToProbeList(id);
     out.events.push_back({EventType::kJoined, m.node});
+    // News of a join goes out at once rather than at the next gossip tick: a joining device
+    // becomes visible mesh-wide in a few round trips.
+    next_gossip_ = std::min(next_gossip_, now + kEagerGossipDelay);
     QueueBroadcast(m.node, m);
     return;
   }
