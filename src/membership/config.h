@@ -51,7 +51,8 @@ struct SwimConfig {
   int awareness_max_multiplier = 8;
   // Largest UDP payload (before encryption overhead); fits a 1500-byte Ethernet MTU.
   int udp_buffer_size = 1400;
-  // A dead node's name may be taken by another address only after this long (or once it left).
+  // A dead node's name may be taken by another address only after this long; 0 = never (only a
+  // node that left gives its name up). Names are identities: a stale address must not steal one.
   Millis dead_node_reclaim_time{0};
   // Dead members are forgotten (removed from the table) after this long. Long, so that a
   // partition that heals within it reconnects (below); left members go after the same time.

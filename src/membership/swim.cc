@@ -461,10 +461,12 @@ void Swim::OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_p
   Member& cur = *found;
   const bool addr_changed = AddrOf(cur) != m.addr;
   if (addr_changed) {
-    // A name moves to a new address only once its old owner left, or has been dead long enough.
+    // A name moves to a new address only once its old owner left, or has been dead for
+    // dead_node_reclaim_time (0: never, as in memberlist).
     const bool reclaimable =
         cur.state == MemberState::kLeft ||
-        (cur.state == MemberState::kDead && now - cur.since >= config_.dead_node_reclaim_time);
+        (cur.state == MemberState::kDead && config_.dead_node_reclaim_time.count() > 0 &&
+         now - cur.since >= config_.dead_node_reclaim_time);
     if (!reclaimable) return;
   } else if (m.incarnation <= cur.incarnation) {
     return;

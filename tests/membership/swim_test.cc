@@ -42,6 +42,7 @@ class Net {
       queue_.pop_front();
       const std::string to = p.to.substr(0, p.to.find(':'));
       ++packets_sent;
+      if (p.channel == Channel::kUdp) largest_udp = std::max(largest_udp, p.packet.size());
       if (!nodes_.count(to) || drop(sender, to, p.channel)) continue;
       Swim& dst = *nodes_[to];
       if (p.channel == Channel::kUdp) {
@@ -90,6 +91,7 @@ class Net {
   };
   std::vector<Seen> events;
   int packets_sent = 0;
+  size_t largest_udp = 0;
 
  private:
   void Record(const std::string& node, Output& o) {
@@ -318,6 +320,73 @@ TEST(SwimTest, DeadNameIsNotTakenByAnotherAddress) {
       "a:1", Channel::kUdp, EncodePacket({EncodeMessage(Alive{99, "b", "evil:1", "", 1, 1})})});
   net.Deliver("b", std::move(claim));
   EXPECT_EQ(net["a"].Find("b")->addr, "b:1");
+}
+
+TEST(SwimTest, ANameMovesToANewAddressOnlyAfterItsOwnerLeftOrTheReclaimTime) {
+  auto claim = [](Net& net, uint32_t inc) {
+    Output o;
+    o.packets.push_back(Outgoing{
+        "a:1", Channel::kUdp, EncodePacket({EncodeMessage(Alive{inc, "b", "new:1", "", 1, 1})})});
+    net.Deliver("c", std::move(o));
+  };
+  {
+    Net net;  // dead_node_reclaim_time 0: a dead name is never taken by another address
+    for (const char* n : {"a", "b", "c"}) net.Add(n);
+    net.JoinAll("a");
+    net.Run(Millis(1500));
+    net.drop = [](const std::string& f, const std::string& t, Channel) {
+      return f == "b" || t == "b";
+    };
+    net.Run(Millis(12000));
+    ASSERT_EQ(net.StateAt("a", "b"), MemberState::kDead);
+    claim(net, 50);
+    EXPECT_EQ(net["a"].Find("b")->addr, "b:1");
+  }
+  {
+    SwimConfig cfg = SwimConfig::Lan();
+    cfg.dead_node_reclaim_time = Millis(30000);
+    Net net(cfg);
+    for (const char* n : {"a", "b", "c"}) net.Add(n);
+    net.JoinAll("a");
+    net.Run(Millis(1500));
+    net.drop = [](const std::string& f, const std::string& t, Channel) {
+      return f == "b" || t == "b";
+    };
+    net.Run(Millis(12000));
+    ASSERT_EQ(net.StateAt("a", "b"), MemberState::kDead);
+    claim(net, 50);
+    EXPECT_EQ(net["a"].Find("b")->addr, "b:1") << "dead, but not yet for the reclaim time";
+    net.Run(Millis(31000));
+    claim(net, 51);
+    EXPECT_EQ(net["a"].Find("b")->addr, "new:1") << "dead longer than the reclaim time";
+    EXPECT_EQ(net.StateAt("a", "b"), MemberState::kAlive);
+  }
+  {
+    Net net;  // a node that left gives its name up at once
+    for (const char* n : {"a", "b", "c"}) net.Add(n);
+    net.JoinAll("a");
+    net.Run(Millis(1500));
+    net.Deliver("b", net["b"].Leave(net.now()));
+    net.Run(Millis(2000));
+    ASSERT_EQ(net.StateAt("a", "b"), MemberState::kLeft);
+    claim(net, 0);
+    EXPECT_EQ(net["a"].Find("b")->addr, "new:1");
+  }
+}
+
+TEST(SwimTest, EveryUdpPacketFitsTheBudget) {
+  Net net;
+  std::vector<std::string> names;
+  for (int i = 0; i < 60; ++i) names.push_back("node-with-a-long-name-" + std::to_string(i));
+  for (const auto& n : names) net.Add(n, std::string(200, 'm'));
+  // The largest UDP packet any node produces while 60 nodes join and gossip.
+  for (const auto& n : names) {
+    if (n != names[0]) net.Deliver(n, net[n].Join({names[0] + ":1"}, net.now()));
+  }
+  net.Run(Millis(3000));
+  const size_t largest = net.largest_udp;
+  EXPECT_GT(largest, 700u) << "gossip was packed";
+  EXPECT_LE(largest, static_cast<size_t>(SwimConfig::Lan().udp_buffer_size));
 }
 
 TEST(SwimTest, BroadcastsStopAfterTheRetransmitLimit) {
