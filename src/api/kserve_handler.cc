@@ -108,6 +108,39 @@ HttpResponse Encoded(const InferResponse& result) {
   return r;
 }
 
+// An infer request from its HTTP form: the binary framing header, the body, and the deadline
+// (the smaller of the `timeout` parameter and the Inference-Timeout-Ms header).
+absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request,
+                                             const TensorConfig* raw_input,
+                                             const std::string& model, const std::string& version) {
+  std::optional<uint64_t> header_length;
+  if (request.has_header("Inference-Header-Content-Length")) {
+    header_length = ParseUint(request.header("Inference-Header-Content-Length"));
+    if (!header_length) {
+      return absl::InvalidArgumentError(
+          "Inference-Header-Content-Length must be a non-negative integer");
+    }
+  }
+  absl::StatusOr<DecodedInferRequest> decoded =
+      DecodeInferRequest(request.body(), header_length, raw_input);
+  if (!decoded.ok()) return decoded.status();
+  std::optional<std::chrono::milliseconds> timeout = decoded->timeout;
+  if (request.has_header("Inference-Timeout-Ms")) {
+    std::optional<uint64_t> ms = ParseUint(request.header("Inference-Timeout-Ms"));
+    if (!ms || *ms == 0 || *ms > (uint64_t{1} << 40)) {
+      return absl::InvalidArgumentError(
+          "Inference-Timeout-Ms must be a positive integer number of milliseconds");
+    }
+    const std::chrono::milliseconds t(static_cast<int64_t>(*ms));
+    if (!timeout || t < *timeout) timeout = t;
+  }
+  InferRequest req = std::move(decoded->request);
+  req.model_name = model;
+  req.model_version = version;
+  if (timeout) req.deadline = request.received() + *timeout;
+  return req;
+}
+
 }  // namespace
 
 int HttpStatusFor(const absl::Status& status) {
@@ -287,32 +320,10 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
   if (!found.ok()) return respond(Error(found.status()));
   ModelRuntime* rt = *found;
 
-  std::optional<uint64_t> header_length;
-  if (request.has_header("Inference-Header-Content-Length")) {
-    header_length = ParseUint(request.header("Inference-Header-Content-Length"));
-    if (!header_length) {
-      return respond(Error(absl::InvalidArgumentError(
-          "Inference-Header-Content-Length must be a non-negative integer")));
-    }
-  }
-  absl::StatusOr<DecodedInferRequest> decoded =
-      DecodeInferRequest(request.body(), header_length, RawBodyInput(rt->config()));
+  absl::StatusOr<InferRequest> decoded =
+      DecodeHttpInfer(request, RawBodyInput(rt->config()), model, rt->version());
   if (!decoded.ok()) return respond(Error(decoded.status()));
-
-  std::optional<std::chrono::milliseconds> timeout = decoded->timeout;
-  if (request.has_header("Inference-Timeout-Ms")) {
-    std::optional<uint64_t> ms = ParseUint(request.header("Inference-Timeout-Ms"));
-    if (!ms || *ms == 0 || *ms > (uint64_t{1} << 40)) {
-      return respond(Error(absl::InvalidArgumentError(
-          "Inference-Timeout-Ms must be a positive integer number of milliseconds")));
-    }
-    const std::chrono::milliseconds t(static_cast<int64_t>(*ms));
-    if (!timeout || t < *timeout) timeout = t;
-  }
-  InferRequest req = std::move(decoded->request);
-  req.model_name = model;
-  req.model_version = rt->version();
-  if (timeout) req.deadline = request.received() + *timeout;
+  InferRequest req = *std::move(decoded);
 
   const SteadyTime received = request.received();
   const std::string node = identity_.node_name;
@@ -334,32 +345,10 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
 
 void KServeHandler::Forward(const HttpRequest& request, const std::string& model,
                             const std::string& version, HttpResponder& respond) {
-  std::optional<uint64_t> header_length;
-  if (request.has_header("Inference-Header-Content-Length")) {
-    header_length = ParseUint(request.header("Inference-Header-Content-Length"));
-    if (!header_length) {
-      return respond(Error(absl::InvalidArgumentError(
-          "Inference-Header-Content-Length must be a non-negative integer")));
-    }
-  }
   // Without the model's config here, a raw body (header length 0) cannot be interpreted.
-  absl::StatusOr<DecodedInferRequest> decoded =
-      DecodeInferRequest(request.body(), header_length, nullptr);
+  absl::StatusOr<InferRequest> decoded = DecodeHttpInfer(request, nullptr, model, version);
   if (!decoded.ok()) return respond(Error(decoded.status()));
-  std::optional<std::chrono::milliseconds> timeout = decoded->timeout;
-  if (request.has_header("Inference-Timeout-Ms")) {
-    std::optional<uint64_t> ms = ParseUint(request.header("Inference-Timeout-Ms"));
-    if (!ms || *ms == 0 || *ms > (uint64_t{1} << 40)) {
-      return respond(Error(absl::InvalidArgumentError(
-          "Inference-Timeout-Ms must be a positive integer number of milliseconds")));
-    }
-    const std::chrono::milliseconds t(static_cast<int64_t>(*ms));
-    if (!timeout || t < *timeout) timeout = t;
-  }
-  InferRequest req = std::move(decoded->request);
-  req.model_name = model;
-  req.model_version = version;
-  if (timeout) req.deadline = request.received() + *timeout;
+  InferRequest req = *std::move(decoded);
   std::string trace(request.header(routing::kTraceHeader));
   if (trace.empty()) trace = StrCat(identity_.node_name, "-", ++trace_seq_);
   forwarder_->Forward(std::move(req), std::move(trace),
