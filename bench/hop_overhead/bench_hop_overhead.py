@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""The cost of one mesh hop, against nginx as a reverse proxy, in the same run.
+
+Node B serves the identity model; node A does not host it and forwards every request to B
+(the mesh's forwarding path: binary re-framing, pooled keep-alive connections to B). nginx-light
+runs as a reverse proxy in front of B with upstream keep-alive. wrk drives the same identity
+JSON request at concurrency 1 and 32 against: B directly, A (one hop), and nginx (one hop).
+The added latency of a hop = its p50/p99 minus the direct p50/p99.
+
+    bench/hop_overhead/bench_hop_overhead.py [--build build/release] [--seconds 4]
+"""
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench", "serving"))
+from bench_serving import free_port, run_wrk, wait_http  # noqa: E402
+
+
+def start_agent(binary, work, name, repo, join=None):
+    http, gossip = free_port(), free_port()
+    cmd = [binary, "agent", "--node-name", name, "--model-repository", repo,
+           "--http-address", f"127.0.0.1:{http}", "--gossip-address", f"127.0.0.1:{gossip}",
+           "--log-level", "warn"]
+    if join:
+        cmd += ["--join", join]
+    log = open(os.path.join(work, f"{name}.log"), "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    wait_http(f"http://127.0.0.1:{http}/v2/health/ready")
+    return proc, http, f"127.0.0.1:{gossip}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
+    ap.add_argument("--seconds", type=int, default=4)
+    args = ap.parse_args()
+    binary = os.path.join(args.build, "hivemesh")
+    body = json.dumps({"inputs": [{"name": "INPUT0", "shape": [16], "datatype": "FP32",
+                                   "data": [float(i) / 8 for i in range(16)]}]})
+    procs = []
+    with tempfile.TemporaryDirectory() as work:
+        os.chmod(work, 0o755)
+        try:
+            os.makedirs(os.path.join(work, "empty"))
+            b, b_http, b_gossip = start_agent(binary, work, "node-b", os.path.join(ROOT, "models"))
+            procs.append(b)
+            a, a_http, _ = start_agent(binary, work, "node-a", os.path.join(work, "empty"), b_gossip)
+            procs.append(a)
+            # Wait until A routes to B.
+            deadline = time.time() + 10
+            while True:
+                req = urllib.request.Request(f"http://127.0.0.1:{a_http}/v2/models/identity/infer",
+                                             data=body.encode(), method="POST")
+                try:
+                    with urllib.request.urlopen(req) as r:
+                        if r.headers.get("Hivemesh-Served-By") == "node-b":
+                            break
+                except OSError:
+                    pass
+                if time.time() > deadline:
+                    sys.exit("node-a never forwarded to node-b")
+                time.sleep(0.05)
+            nginx_port = free_port()
+            conf = os.path.join(work, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(f"""worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream node_b {{ server 127.0.0.1:{b_http}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{nginx_port};
+    location / {{
+      proxy_pass http://node_b;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+            nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", conf, "-p", work],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(nginx)
+            wait_http(f"http://127.0.0.1:{nginx_port}/v2/health/ready")
+
+            results = {}
+            for conns in (1, 32):
+                for label, port in (("direct to B", b_http), ("through A (mesh hop)", a_http),
+                                    ("through nginx", nginx_port)):
+                    results[(label, conns)] = run_wrk(
+                        f"http://127.0.0.1:{port}/v2/models/identity/infer", conns, args.seconds,
+                        work, body)
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=30)
+
+    print(f"identity model, wrk keep-alive, {args.seconds}s per row; a hop = the row minus 'direct to B'")
+    print(f"{'path':<24}{'conns':>6}{'req/s':>10}{'p50 us':>9}{'p99 us':>9}{'hop p50':>9}{'hop p99':>9}")
+    added = {}
+    for (label, conns), r in results.items():
+        d = results[("direct to B", conns)]
+        hop50, hop99 = r["p50_us"] - d["p50_us"], r["p99_us"] - d["p99_us"]
+        added[(label, conns)] = (hop50, hop99)
+        print(f"{label:<24}{conns:>6}{r['rps']:>10.0f}{r['p50_us']:>9.0f}{r['p99_us']:>9.0f}"
+              f"{hop50:>9.0f}{hop99:>9.0f}")
+    m1, n1 = added[("through A (mesh hop)", 1)], added[("through nginx", 1)]
+    m32, n32 = added[("through A (mesh hop)", 32)], added[("through nginx", 32)]
+    print(f"mesh hop vs nginx hop at c=1: p50 {m1[0]:.0f} vs {n1[0]:.0f} us, p99 {m1[1]:.0f} vs {n1[1]:.0f} us")
+    print("RESULT "
+          f"hop_c1_p50_us={m1[0]:.0f} hop_c1_p99_us={m1[1]:.0f} nginx_hop_c1_p50_us={n1[0]:.0f} "
+          f"nginx_hop_c1_p99_us={n1[1]:.0f} hop_c32_p50_us={m32[0]:.0f} hop_c32_p99_us={m32[1]:.0f} "
+          f"nginx_hop_c32_p50_us={n32[0]:.0f} nginx_hop_c32_p99_us={n32[1]:.0f} "
+          f"direct_c32_rps={results[('direct to B', 32)]['rps']:.0f} "
+          f"mesh_c32_rps={results[('through A (mesh hop)', 32)]['rps']:.0f} "
+          f"nginx_c32_rps={results[('through nginx', 32)]['rps']:.0f}")
+
+
+if __name__ == "__main__":
+    main()
