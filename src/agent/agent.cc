@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <map>
+#include <set>
 #include <thread>
 
 #include <unistd.h>
@@ -29,43 +31,66 @@ class GossipDirectory final : public routing::MeshDirectory {
       : gossip_(gossip), self_(std::move(self)) {}
 
   std::vector<routing::PeerEndpoint> PeersFor(const std::string& model) const override {
-    std::vector<routing::PeerEndpoint> out;
+    std::shared_ptr<const Table> table = Snapshot();
+    auto it = table->peers.find(model);
+    return it == table->peers.end() ? std::vector<routing::PeerEndpoint>{} : it->second;
+  }
+
+  bool IsMember(const std::string& node) const override {
+    return Snapshot()->alive.count(node) > 0;
+  }
+
+ private:
+  // Peers by model, rebuilt from gossip at most every kRefresh: requests read an immutable
+  // snapshot instead of decoding every member's metadata each time.
+  struct Table {
+    std::map<std::string, std::vector<routing::PeerEndpoint>> peers;
+    std::set<std::string> alive;
+    SteadyTime built;
+  };
+  static constexpr std::chrono::milliseconds kRefresh{100};
+
+  std::shared_ptr<const Table> Snapshot() const {
+    const SteadyTime now = SystemClock::Get().Now();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (table_ && now - table_->built < kRefresh) return table_;
+    }
+    auto table = std::make_shared<Table>();
+    table->built = now;
     for (const membership::MemberInfo& m : gossip_->Members()) {
-      if (m.name == self_ || m.state != membership::MemberState::kAlive) continue;
+      if (m.state != membership::MemberState::kAlive) continue;
+      table->alive.insert(m.name);
+      if (m.name == self_) continue;
       absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
       if (!meta.ok() || meta->api_address.empty()) continue;
-      bool hosts = false;
-      for (const membership::ModelAdvert& a : meta->models) hosts |= a.name == model && a.ready;
-      if (!hosts) continue;
-      routing::PeerEndpoint p;
-      p.node = m.name;
-      p.api_address = meta->api_address;
-      if (auto z = meta->labels.find("zone"); z != meta->labels.end()) p.zone = z->second;
-      if (!m.load.empty()) {
-        absl::StatusOr<membership::LoadReport> load = membership::DecodeLoadReport(m.load);
+      absl::StatusOr<membership::LoadReport> load = membership::LoadReport{};
+      if (!m.load.empty()) load = membership::DecodeLoadReport(m.load);
+      for (const membership::ModelAdvert& a : meta->models) {
+        if (!a.ready) continue;
+        routing::PeerEndpoint p;
+        p.node = m.name;
+        p.api_address = meta->api_address;
+        if (auto z = meta->labels.find("zone"); z != meta->labels.end()) p.zone = z->second;
         if (load.ok()) {
           for (const membership::ModelLoad& l : load->models) {
-            if (l.name != model) continue;
+            if (l.name != a.name) continue;
             p.queue_depth = l.queue_depth + l.in_flight;
             p.service_ns = static_cast<double>(l.ewma_service_us) * 1e3;
           }
         }
+        table->peers[a.name].push_back(std::move(p));
       }
-      out.push_back(std::move(p));
     }
-    return out;
+    std::lock_guard<std::mutex> lock(mu_);
+    table_ = table;
+    return table;
   }
 
-  bool IsMember(const std::string& node) const override {
-    for (const membership::MemberInfo& m : gossip_->Members()) {
-      if (m.name == node) return m.state == membership::MemberState::kAlive;
-    }
-    return false;
-  }
-
- private:
   const membership::GossipNode* const gossip_;
   const std::string self_;
+  mutable std::mutex mu_;
+  mutable std::shared_ptr<const Table> table_;  // guarded by mu_
 };
 
 #ifndef HIVEMESH_VERSION
