@@ -221,6 +221,18 @@ void SimCluster::Rearm(int i) {
 
 void SimCluster::Dispatch(Event& e) {
   Node& to = nodes_[e.to];
+  // A packet reaches `to` only if it is up and not cut off from the sender (counted otherwise).
+  auto deliverable = [&] {
+    if (!to.up) {
+      stats_.to_down_node++;
+      return false;
+    }
+    if (!Reachable(e.from, e.to)) {
+      stats_.partitioned++;
+      return false;
+    }
+    return true;
+  };
   switch (e.kind) {
     case Kind::kTimer: {
       if (!to.up || e.epoch != to.timer_version) return;
@@ -240,26 +252,12 @@ void SimCluster::Dispatch(Event& e) {
       return;
     }
     case Kind::kUdp: {
-      if (!to.up) {
-        stats_.to_down_node++;
-        return;
-      }
-      if (!Reachable(e.from, e.to)) {
-        stats_.partitioned++;
-        return;
-      }
+      if (!deliverable()) return;
       Handle(e.to, to.swim->HandlePacket(AddrOf(e.from), e.packet, Channel::kUdp, now_));
       return;
     }
     case Kind::kTcpRequest: {
-      if (!to.up) {
-        stats_.to_down_node++;
-        return;
-      }
-      if (!Reachable(e.from, e.to)) {
-        stats_.partitioned++;
-        return;
-      }
+      if (!deliverable()) return;
       Output out = to.swim->HandleStream(AddrOf(e.from), e.packet, now_);
       std::optional<std::string> reply = std::move(out.reply);
       Handle(e.to, std::move(out));

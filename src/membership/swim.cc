@@ -269,29 +269,30 @@ Output Swim::Tick(SteadyTime now) {
   return out;
 }
 
-Output Swim::HandlePacket(std::string_view from, std::string_view packet, Channel channel,
-                          SteadyTime now) {
-  Output out;
+std::optional<DecodedPacket> Swim::Decode(std::string_view packet) {
   ++stats_.packets_in;
   absl::StatusOr<DecodedPacket> decoded = DecodePacket(packet);
   if (!decoded.ok()) {
     ++stats_.malformed_in;
-    return out;
+    return std::nullopt;
   }
   stats_.unknown_messages += decoded->unknown_skipped;
+  return *std::move(decoded);
+}
+
+Output Swim::HandlePacket(std::string_view from, std::string_view packet, Channel channel,
+                          SteadyTime now) {
+  Output out;
+  std::optional<DecodedPacket> decoded = Decode(packet);
+  if (!decoded) return out;
   for (const Message& m : decoded->messages) Dispatch(from, m, channel, now, out);
   return out;
 }
 
 Output Swim::HandleStream(std::string_view from, std::string_view packet, SteadyTime now) {
   Output out;
-  ++stats_.packets_in;
-  absl::StatusOr<DecodedPacket> decoded = DecodePacket(packet);
-  if (!decoded.ok()) {
-    ++stats_.malformed_in;
-    return out;
-  }
-  stats_.unknown_messages += decoded->unknown_skipped;
+  std::optional<DecodedPacket> decoded = Decode(packet);
+  if (!decoded) return out;
   for (const Message& m : decoded->messages) {
     if (const auto* pp = std::get_if<PushPull>(&m)) {
       MergePushPull(*pp, now, out);

@@ -188,6 +188,9 @@ class Swim {
     bool operator>(const Timer& o) const { return at > o.at; }
   };
 
+  // Decodes a received packet, counting it (and counting it malformed if it fails).
+  std::optional<DecodedPacket> Decode(std::string_view packet);
+
   // Message handlers.
   void OnPing(std::string_view from, const Ping& m, Channel channel, SteadyTime now, Output& out);
   void OnIndirectPing(std::string_view from, const IndirectPing& m, SteadyTime now, Output& out);
