@@ -19,5 +19,9 @@ if ! apt-get download opencv-doc >/dev/null 2>"$work/err"; then
 fi
 dpkg -x opencv-doc_*.deb unpacked
 mkdir -p "$dest"
-cp unpacked/usr/share/doc/opencv-doc/examples/data/{messi5.jpg,basketball1.png,vtest.avi} "$dest/"
+# Copy, then rename into place: a concurrent run (tests run in parallel) never sees half a file.
+for f in messi5.jpg basketball1.png vtest.avi; do
+  cp "unpacked/usr/share/doc/opencv-doc/examples/data/$f" "$dest/.$f.$$"
+  mv -f "$dest/.$f.$$" "$dest/$f"
+done
 echo "$dest"

@@ -11,6 +11,8 @@ packages=(
   libboost-dev libabsl-dev libsimdjson-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libopencv-core-dev libopencv-dnn-dev libopencv-objdetect-dev
   libopencv-imgproc-dev libturbojpeg0-dev libpng-dev libssl-dev
+  # video decoding (FFmpeg) for tools/extract-frames only; never linked into the agent
+  libopencv-videoio-dev
   # data: Haar/LBP cascades used by the face-detector model
   opencv-data
   # tests and benchmarks
