@@ -120,11 +120,16 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.header_timeout = std::chrono::milliseconds(config.header_timeout_ms);
   http.body_timeout = std::chrono::milliseconds(config.body_timeout_ms);
   Agent* self = agent.get();
-  absl::StatusOr<std::unique_ptr<HttpServer>> server =
-      HttpServer::Create(http, [self](const HttpRequest& req, HttpResponder respond) {
+  // One set of I/O threads for the API and the peer client: a forwarded request and its answer
+  // stay on the thread that read the request.
+  agent->io_ = IoThreads::Create(config.http_threads);
+  absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Create(
+      http,
+      [self](const HttpRequest& req, HttpResponder respond) {
         if (self->mesh_ && self->mesh_->Handle(req, respond)) return;
         self->kserve_->Handle(req, std::move(respond));
-      });
+      },
+      agent->io_);
   if (!server.ok()) return server.status();
   agent->http_ = std::move(*server);
   absl::Status gossip = agent->StartGossip();
@@ -170,7 +175,7 @@ absl::Status Agent::StartGossip() {
   gossip_ = std::move(*node);
   mesh_ = std::make_unique<MeshHandler>(gossip_.get());
   directory_ = std::make_unique<GossipDirectory>(gossip_.get(), config_.node_name);
-  peers_ = routing::PeerClient::Create();
+  peers_ = routing::PeerClient::Create(io_);
   forwarder_ = std::make_unique<routing::Forwarder>(directory_.get(), peers_.get(),
                                                     config_.node_name, std::random_device{}());
   return absl::OkStatus();

@@ -20,6 +20,7 @@
 namespace hivemesh {
 
 class HttpServer;
+class IoThreads;
 class KServeHandler;
 class MeshHandler;
 namespace membership {
@@ -57,6 +58,7 @@ class Agent {
   std::unique_ptr<BackendRegistry> registry_;
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<KServeHandler> kserve_;
+  std::shared_ptr<IoThreads> io_;  // shared by http_ and peers_; joined after both are gone
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<membership::GossipNode> gossip_;
   std::unique_ptr<MeshHandler> mesh_;

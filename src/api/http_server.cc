@@ -6,11 +6,13 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <future>
 #include <mutex>
 #include <optional>
-#include <thread>
+#include <unordered_set>
+#include <vector>
 
+#include "base/io_deadline.h"
+#include "base/io_threads_asio.h"
 #include "base/strings.h"
 
 namespace hivemesh {
@@ -34,11 +36,40 @@ std::string ErrorJson(std::string_view message) {
   return out;
 }
 
-class ServerImpl;
+class Connection;
+
+// What the I/O handlers share. Connections and the accept loop hold it, so it outlives the
+// server object while any handler is still queued.
+struct Core {
+  Core(const HttpServerOptions& o, HttpHandler h, IoThreads& io)
+      : options(o),
+        handler(std::move(h)),
+        acceptor(AsioContext(io, 0).get_executor()),
+        loops(static_cast<size_t>(io.size())) {
+    for (int i = 0; i < io.size(); ++i) loops[static_cast<size_t>(i)].ioc = &AsioContext(io, i);
+  }
+
+  const HttpServerOptions options;
+  const HttpHandler handler;
+  tcp::acceptor acceptor;  // used on loop 0's thread once the server has started
+  std::atomic<bool> draining{false};
+  // Set by Stop() before it visits every loop; then no handler or on_sent callback is called.
+  std::atomic<bool> stopped{false};
+  std::atomic<int> busy{0};
+  std::atomic<unsigned> next_loop{0};
+
+  struct Loop {
+    asio::io_context* ioc = nullptr;  // run by this loop's one thread
+    std::mutex mu;
+    std::unordered_set<Connection*> connections;  // guarded by mu; this loop's connections
+  };
+  std::vector<Loop> loops;  // fixed size
+};
 
 class Connection final : public HttpRequest, public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, ServerImpl* server);
+  Connection(tcp::socket socket, std::shared_ptr<Core> core, int loop);
+  ~Connection() override;
   void Start() { ReadHeader(); }
 
   // HttpRequest
@@ -59,8 +90,9 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
 
   void Close() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    deadline_.Cancel();
   }
 
  private:
@@ -72,9 +104,22 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   void SendError(int status, std::string_view message, bool close);
   void Send(HttpResponse response);
   void OnWritten(beast::error_code ec);
+  // The current read or write fails (the socket closes) unless done within `timeout`.
+  void ExpiresAfter(std::chrono::milliseconds timeout) {
+    deadline_.ExpiresAfter(
+        timeout, [this] { return shared_from_this(); },
+        [this] {
+          timed_out_ = true;
+          Close();
+        });
+  }
 
-  beast::tcp_stream stream_;
-  ServerImpl* const server_;
+  tcp::socket socket_;
+  IoDeadline deadline_;
+  bool timed_out_ = false;
+  const std::shared_ptr<Core> core_;
+  const int loop_;
+  const asio::io_context::executor_type executor_;  // the loop's
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::shared_ptr<const std::string> body_;
@@ -86,129 +131,143 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   HttpResponse response_;
 };
 
+void Accept(const std::shared_ptr<Core>& core) {
+  const unsigned n = static_cast<unsigned>(core->loops.size());
+  const int loop = static_cast<int>(core->next_loop.fetch_add(1, std::memory_order_relaxed) % n);
+  core->acceptor.async_accept(
+      core->loops[static_cast<size_t>(loop)].ioc->get_executor(),
+      [core, loop](beast::error_code ec, tcp::socket s) {
+        if (ec) {
+          if (ec == asio::error::operation_aborted || !core->acceptor.is_open()) return;
+          spdlog::warn("accept failed: {}", ec.message());
+        } else if (!core->stopped.load()) {
+          beast::error_code ignored;
+          s.set_option(tcp::no_delay(true), ignored);
+          auto conn = std::make_shared<Connection>(std::move(s), core, loop);
+          // The connection's handlers all run on its own loop, starting now.
+          asio::post(*core->loops[static_cast<size_t>(loop)].ioc,
+                     [conn = std::move(conn)] { conn->Start(); });
+        }
+        Accept(core);
+      });
+}
+
 class ServerImpl final : public HttpServer {
  public:
-  ServerImpl(const HttpServerOptions& options, HttpHandler handler)
-      : options_(options),
-        handler_(std::move(handler)),
-        ioc_(options.threads),
-        work_(asio::make_work_guard(ioc_)),
-        acceptor_(asio::make_strand(ioc_)) {}
+  ServerImpl(const HttpServerOptions& options, HttpHandler handler, std::shared_ptr<IoThreads> io,
+             bool owns_io)
+      : io_(std::move(io)),
+        owns_io_(owns_io),
+        core_(std::make_shared<Core>(options, std::move(handler), *io_)) {}
 
   ~ServerImpl() override { Stop(); }
 
   absl::Status Bind() {
+    const HttpServerOptions& options = core_->options;
+    tcp::acceptor& acceptor = core_->acceptor;
     beast::error_code ec;
-    const asio::ip::address addr = asio::ip::make_address(options_.host, ec);
-    if (ec) return absl::InvalidArgumentError("invalid listen host '" + options_.host + "'");
-    const tcp::endpoint ep(addr, options_.port);
-    acceptor_.open(ep.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(ep, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    const asio::ip::address addr = asio::ip::make_address(options.host, ec);
+    if (ec) return absl::InvalidArgumentError("invalid listen host '" + options.host + "'");
+    const tcp::endpoint ep(addr, options.port);
+    acceptor.open(ep.protocol(), ec);
+    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.bind(ep, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
       return absl::UnavailableError(
-          StrCat("cannot listen on ", options_.host, ":", options_.port, ": ", ec.message()));
+          StrCat("cannot listen on ", options.host, ":", options.port, ": ", ec.message()));
     }
-    port_ = acceptor_.local_endpoint().port();
+    port_ = acceptor.local_endpoint().port();
     return absl::OkStatus();
   }
 
   uint16_t port() const override { return port_; }
 
   void Start() override {
-    Accept();
-    for (int i = 0; i < options_.threads; ++i) {
-      threads_.emplace_back([this] { ioc_.run(); });
-    }
+    asio::post(*core_->loops[0].ioc, [core = core_] { Accept(core); });
   }
 
   void StopAccepting() override {
-    draining_.store(true);
-    if (threads_.empty()) {
+    core_->draining.store(true);
+    io_->RunOn(0, [this] {
       beast::error_code ec;
-      acceptor_.close(ec);
-      return;
-    }
-    std::promise<void> done;
-    asio::post(acceptor_.get_executor(), [&] {
-      beast::error_code ec;
-      acceptor_.close(ec);
-      done.set_value();
+      core_->acceptor.close(ec);
     });
-    done.get_future().wait();
   }
 
   void Stop() override {
     if (stopped_) return;
     stopped_ = true;
-    draining_.store(true);
-    work_.reset();
-    ioc_.stop();
-    for (std::thread& t : threads_) t.join();
-    threads_.clear();
+    core_->draining.store(true);
+    core_->stopped.store(true);
+    StopAccepting();
+    // Each loop, on its own thread: close its connections. Handlers running before have
+    // finished; the ones that run later see `stopped`.
+    for (int i = 0; i < io_->size(); ++i) {
+      io_->RunOn(i, [this, i] {
+        std::vector<std::shared_ptr<Connection>> open;
+        Core::Loop& loop = core_->loops[static_cast<size_t>(i)];
+        {
+          std::lock_guard<std::mutex> lock(loop.mu);
+          for (Connection* c : loop.connections) {
+            if (auto p = c->weak_from_this().lock()) open.push_back(std::move(p));
+          }
+        }
+        for (const std::shared_ptr<Connection>& c : open) c->Close();
+      });
+    }
+    if (owns_io_) io_->Stop();
   }
 
-  int busy_connections() const override { return busy_.load(); }
-
-  const HttpServerOptions& options() const { return options_; }
-  const HttpHandler& handler() const { return handler_; }
-  bool draining() const { return draining_.load(std::memory_order_relaxed); }
-  std::atomic<int> busy_{0};
+  int busy_connections() const override { return core_->busy.load(); }
 
  private:
-  void Accept() {
-    acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket s) {
-      if (ec) {
-        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-        spdlog::warn("accept failed: {}", ec.message());
-      } else {
-        beast::error_code ignored;
-        s.set_option(tcp::no_delay(true), ignored);
-        std::make_shared<Connection>(std::move(s), this)->Start();
-      }
-      Accept();
-    });
-  }
-
-  const HttpServerOptions options_;
-  const HttpHandler handler_;
-  asio::io_context ioc_;
-  // Keeps the I/O threads running while no operation is pending (e.g. every connection waiting
-  // for a model), until Stop().
-  asio::executor_work_guard<asio::io_context::executor_type> work_;
-  tcp::acceptor acceptor_;
+  const std::shared_ptr<IoThreads> io_;  // declared first: destroyed last
+  const bool owns_io_;
+  const std::shared_ptr<Core> core_;
   uint16_t port_ = 0;
-  std::atomic<bool> draining_{false};
   bool stopped_ = false;
-  std::vector<std::thread> threads_;
 };
 
-Connection::Connection(tcp::socket socket, ServerImpl* server)
-    : stream_(std::move(socket)), server_(server) {}
+Connection::Connection(tcp::socket socket, std::shared_ptr<Core> core, int loop)
+    : socket_(std::move(socket)),
+      deadline_(socket_.get_executor()),
+      core_(std::move(core)),
+      loop_(loop),
+      executor_(core_->loops[static_cast<size_t>(loop)].ioc->get_executor()) {
+  Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
+  std::lock_guard<std::mutex> lock(l.mu);
+  l.connections.insert(this);
+}
+
+Connection::~Connection() {
+  Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
+  std::lock_guard<std::mutex> lock(l.mu);
+  l.connections.erase(this);
+}
 
 void Connection::ReadHeader() {
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
-  parser_->body_limit(server_->options().max_body_bytes);
-  stream_.expires_after(server_->options().header_timeout);
+  parser_->body_limit(core_->options.max_body_bytes);
+  ExpiresAfter(core_->options.header_timeout);
   http::async_read_header(
-      stream_, buffer_, *parser_,
+      socket_, buffer_, *parser_,
       [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
 }
 
 void Connection::OnHeader(beast::error_code ec) {
   if (ec) {
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == asio::error::operation_aborted || ec == asio::error::eof ||
-        ec == asio::error::connection_reset || ec == http::error::partial_message) {
+    if (timed_out_ || ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
+        ec == asio::error::eof || ec == asio::error::connection_reset ||
+        ec == http::error::partial_message) {
       Close();
       return;
     }
     if (ec == http::error::body_limit) {
       SendError(413,
-                StrCat("request body is larger than the limit of ",
-                       server_->options().max_body_bytes, " bytes"),
+                StrCat("request body is larger than the limit of ", core_->options.max_body_bytes,
+                       " bytes"),
                 true);
       return;
     }
@@ -223,17 +282,17 @@ void Connection::OnHeader(beast::error_code ec) {
   const auto& req = parser_->get();
   keep_alive_ = req.keep_alive();
   const boost::optional<uint64_t> length = parser_->content_length();
-  if (length && *length > server_->options().max_body_bytes) {
+  if (length && *length > core_->options.max_body_bytes) {
     SendError(413,
               StrCat("request body of ", *length, " bytes is larger than the limit of ",
-                     server_->options().max_body_bytes, " bytes"),
+                     core_->options.max_body_bytes, " bytes"),
               true);
     return;
   }
   const auto expect = req.find(http::field::expect);
   if (expect != req.end() && beast::iequals(expect->value(), "100-continue")) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
+    asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
                       [self = shared_from_this()](beast::error_code wec, size_t) {
                         if (wec) {
                           self->Close();
@@ -251,51 +310,59 @@ void Connection::ReadBody() {
     OnBody({});
     return;
   }
-  stream_.expires_after(server_->options().body_timeout);
-  http::async_read(stream_, buffer_, *parser_,
+  ExpiresAfter(core_->options.body_timeout);
+  http::async_read(socket_, buffer_, *parser_,
                    [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
 }
 
 void Connection::OnBody(beast::error_code ec) {
   if (ec == http::error::body_limit) {
     SendError(413,
-              StrCat("request body is larger than the limit of ", server_->options().max_body_bytes,
+              StrCat("request body is larger than the limit of ", core_->options.max_body_bytes,
                      " bytes"),
               true);
     return;
   }
   if (ec) {
-    if (ec == beast::error::timeout || ec == http::error::partial_message ||
-        ec == asio::error::eof || ec == asio::error::connection_reset ||
-        ec == http::error::end_of_stream || ec == asio::error::operation_aborted) {
+    if (timed_out_ || ec == http::error::partial_message || ec == asio::error::eof ||
+        ec == asio::error::connection_reset || ec == http::error::end_of_stream ||
+        ec == asio::error::operation_aborted) {
       Close();
       return;
     }
     SendError(400, StrCat("malformed HTTP request body: ", ec.message()), true);
     return;
   }
-  stream_.expires_never();
+  deadline_.Clear();
   body_ = std::make_shared<const std::string>(std::move(parser_->get().body()));
   Dispatch();
 }
 
 void Connection::Dispatch() {
+  if (core_->stopped.load()) {
+    Close();
+    return;
+  }
   busy_ = true;
-  server_->busy_.fetch_add(1);
-  if (server_->draining()) {
+  core_->busy.fetch_add(1);
+  if (core_->draining.load(std::memory_order_relaxed)) {
     SendError(503, "the node is shutting down; send the request to another node", true);
     return;
   }
-  server_->handler()(*this, [self = shared_from_this()](HttpResponse r) {
-    asio::post(self->stream_.get_executor(),
-               [self, r = std::move(r)]() mutable { self->Send(std::move(r)); });
+  core_->handler(*this, [self = shared_from_this()](HttpResponse r) {
+    // On the connection's own loop (a forwarded request's answer), write at once.
+    if (self->executor_.running_in_this_thread()) {
+      self->Send(std::move(r));
+      return;
+    }
+    asio::post(self->executor_, [self, r = std::move(r)]() mutable { self->Send(std::move(r)); });
   });
 }
 
 void Connection::SendError(int status, std::string_view message, bool close) {
   if (!busy_) {
     busy_ = true;
-    server_->busy_.fetch_add(1);
+    core_->busy.fetch_add(1);
   }
   close_after_ = close_after_ || close;
   HttpResponse r;
@@ -306,7 +373,7 @@ void Connection::SendError(int status, std::string_view message, bool close) {
 
 void Connection::Send(HttpResponse response) {
   response_ = std::move(response);
-  if (server_->draining()) close_after_ = true;
+  if (core_->draining.load(std::memory_order_relaxed)) close_after_ = true;
   const bool close = close_after_ || !keep_alive_;
   size_t length = response_.body.size();
   for (const Tensor& t : response_.tail) length += t.data().size();
@@ -324,19 +391,21 @@ void Connection::Send(HttpResponse response) {
   for (const Tensor& t : response_.tail) {
     if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
   }
-  stream_.expires_after(server_->options().body_timeout);
-  asio::async_write(stream_, buffers, [self = shared_from_this()](beast::error_code ec, size_t) {
+  ExpiresAfter(core_->options.body_timeout);
+  asio::async_write(socket_, buffers, [self = shared_from_this()](beast::error_code ec, size_t) {
     self->OnWritten(ec);
   });
 }
 
 void Connection::OnWritten(beast::error_code ec) {
-  if (response_.on_sent) response_.on_sent(SystemClock::Get().Now());
+  if (response_.on_sent && !core_->stopped.load(std::memory_order_relaxed)) {
+    response_.on_sent(SystemClock::Get().Now());
+  }
   response_ = HttpResponse();
   body_.reset();
   if (busy_) {
     busy_ = false;
-    server_->busy_.fetch_sub(1);
+    core_->busy.fetch_sub(1);
   }
   if (ec || close_after_) {
     Close();
@@ -348,8 +417,11 @@ void Connection::OnWritten(beast::error_code ec) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(const HttpServerOptions& options,
-                                                               HttpHandler handler) {
-  auto server = std::make_unique<ServerImpl>(options, std::move(handler));
+                                                               HttpHandler handler,
+                                                               std::shared_ptr<IoThreads> io) {
+  const bool owns_io = io == nullptr;
+  if (owns_io) io = IoThreads::Create(options.threads);
+  auto server = std::make_unique<ServerImpl>(options, std::move(handler), std::move(io), owns_io);
   absl::Status s = server->Bind();
   if (!s.ok()) return s;
   return std::unique_ptr<HttpServer>(std::move(server));

@@ -7,12 +7,18 @@
 // than `max_body_bytes` is answered 413 and the connection closed. `Expect: 100-continue` is
 // honoured.
 //
+// I/O runs on IoThreads (one event loop per thread): the server's own `options.threads` threads,
+// or loops shared with other components such as the peer client. Each connection lives on one
+// loop; a Responder called on that loop's thread (e.g. from a peer client's callback on shared
+// loops) writes the response at once, without a hand-off to another thread.
+//
 // Shutdown has two steps: StopAccepting() closes the listening socket and makes every later
 // request on an open connection get 503 and `Connection: close`; Stop() then closes all
-// connections and joins the I/O threads.
+// connections and joins the I/O threads if they are the server's own (shared ones keep running).
+// Once Stop() returns, the handler and `on_sent` callbacks are no longer called.
 //
 // Thread safety: a Responder may be called from any thread, exactly once. Start/StopAccepting/Stop
-// are called from one controlling thread.
+// are called from one controlling thread, which is not an I/O thread.
 #pragma once
 
 #include <chrono>
@@ -26,6 +32,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/clock.h"
+#include "base/io_threads.h"
 #include "tensor/tensor.h"
 
 namespace hivemesh {
@@ -33,7 +40,7 @@ namespace hivemesh {
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8000;  // 0 picks a free port
-  int threads = 2;       // I/O threads
+  int threads = 2;       // I/O threads, unless the server runs on shared ones
   uint64_t max_body_bytes = 64ull << 20;
   std::chrono::milliseconds header_timeout{10000};
   std::chrono::milliseconds body_timeout{60000};
@@ -68,9 +75,11 @@ using HttpHandler = std::function<void(const HttpRequest&, HttpResponder)>;
 
 class HttpServer {
  public:
-  // Binds and listens; fails if the address cannot be bound.
-  static absl::StatusOr<std::unique_ptr<HttpServer>> Create(const HttpServerOptions& options,
-                                                            HttpHandler handler);
+  // Binds and listens; fails if the address cannot be bound. With `io` null, the server runs
+  // `options.threads` I/O threads of its own; otherwise it runs on the shared `io`.
+  static absl::StatusOr<std::unique_ptr<HttpServer>> Create(
+      const HttpServerOptions& options, HttpHandler handler,
+      std::shared_ptr<IoThreads> io = nullptr);
   virtual ~HttpServer() = default;
 
   virtual uint16_t port() const = 0;

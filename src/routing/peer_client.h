@@ -3,7 +3,15 @@
 // written as a gather of buffers — a JSON header and the tensors' own bytes — so tensor data is
 // never copied on the way out.
 //
-// Thread safety: Send may be called from any thread; callbacks run on the client's thread.
+// I/O runs on IoThreads: the client's own single thread (Create()), or loops shared with the
+// HTTP server (Create(io)). Each loop keeps its own pool of idle connections, touched only by that
+// loop's thread, so the pool needs no lock.
+//
+// Thread safety: Send may be called from any thread. Called on one of the client's I/O threads,
+// the request goes out on that thread's loop and `done` runs later on that same thread (a
+// request forwarded by the HTTP server never changes threads); called from another thread, the
+// request goes to a loop chosen round robin. `done` never runs inside Send. Stop is called from a
+// thread that is not one of the I/O threads; once it returns, no callback runs any more.
 #pragma once
 
 #include <chrono>
@@ -15,6 +23,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/io_threads.h"
 #include "tensor/tensor.h"
 
 namespace hivemesh::routing {
@@ -45,11 +54,16 @@ bool IsConnectionRefused(const absl::Status& status);
 
 class PeerClient {
  public:
-  static std::unique_ptr<PeerClient> Create();
+  // With `io` null, the client has its own I/O thread, stopped and joined by Stop(); otherwise
+  // it runs on the shared `io`, which Stop() leaves running.
+  static std::unique_ptr<PeerClient> Create(std::shared_ptr<IoThreads> io = nullptr);
   virtual ~PeerClient() = default;
+  // After Stop(), the request is dropped and `done` never runs.
   virtual void Send(PeerRequest request, PeerCallback done) = 0;
   // Connections open now (idle and busy), for tests of pooling.
   virtual int open_connections() const = 0;
+  // Closes the idle connections; requests in flight are abandoned (their callbacks never run).
+  // Idempotent; the destructor calls it.
   virtual void Stop() = 0;
 };
 

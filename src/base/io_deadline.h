@@ -1,0 +1,73 @@
+// IoDeadline: the timeout of a connection's current read or write, cheap enough to move on every
+// operation. For .cc files only (Asio inside; public headers stay free of it).
+//
+// Moving the deadline only stores a time. The timer underneath is re-armed when it fires before
+// the deadline (about once per timeout period on a busy connection) or when the deadline moves
+// earlier than the time it is armed for. A per-operation Asio timer would instead cancel and
+// re-arm the timer on every read and write: a timerfd_settime system call and a cancelled
+// handler each time, a large share of a mesh hop's cost at low load.
+//
+// Thread safety: none; use it from the executor (one loop thread) its owner runs on.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <utility>
+
+namespace hivemesh {
+
+class IoDeadline {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit IoDeadline(const boost::asio::any_io_executor& executor) : timer_(executor) {}
+
+  // From now on, `expire()` runs (on the executor) once `timeout` has passed, unless the deadline
+  // is moved or cleared first. When the timer must be armed, `make_keep()` gives what the pending
+  // timer handler holds (e.g. a shared_ptr to the owner), so that the owner, and this object in
+  // it, outlive the handler; it is not called otherwise.
+  template <class MakeKeep, class Expire>
+  void ExpiresAfter(Clock::duration timeout, const MakeKeep& make_keep, const Expire& expire) {
+    deadline_ = Clock::now() + timeout;
+    if (waiting_ && armed_ <= deadline_) return;  // it fires first and looks again
+    Arm(make_keep(), expire);
+  }
+
+  // No deadline (the timer, if pending, fires later and does nothing).
+  void Clear() { deadline_ = Clock::time_point::max(); }
+
+  // No deadline, and the pending timer handler (with its `keep`) is released now.
+  void Cancel() {
+    Clear();
+    waiting_ = false;
+    timer_.cancel();
+  }
+
+ private:
+  template <class Keep, class Expire>
+  void Arm(const Keep& keep, const Expire& expire) {
+    armed_ = deadline_;
+    waiting_ = true;
+    timer_.expires_at(armed_);  // a pending wait, if any, ends with operation_aborted
+    timer_.async_wait([this, keep, expire](const boost::system::error_code& ec) {
+      if (ec) return;  // re-armed or cancelled: a newer wait owns the state
+      waiting_ = false;
+      if (deadline_ == Clock::time_point::max()) return;
+      if (Clock::now() >= deadline_) {
+        deadline_ = Clock::time_point::max();
+        expire();
+        return;
+      }
+      Arm(keep, expire);
+    });
+  }
+
+  boost::asio::steady_timer timer_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  Clock::time_point armed_ = Clock::time_point::max();
+  bool waiting_ = false;
+};
+
+}  // namespace hivemesh

@@ -1,0 +1,363 @@
+// PeerClient in process against an HttpServer "peer": pooling, failures, shutdown, and I/O
+// threads shared with an HTTP server (a forwarded request never changes threads).
+#include "routing/peer_client.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/http_server.h"
+#include "base/io_threads.h"
+#include "base/strings.h"
+#include "support/http_client.h"
+
+namespace hivemesh::routing {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+
+bool WaitFor(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// A peer that echoes the request's target and body, on its own threads.
+std::unique_ptr<HttpServer> EchoPeer(HttpHandler handler = nullptr) {
+  HttpServerOptions o;
+  o.port = 0;
+  if (!handler) {
+    handler = [](const HttpRequest& req, HttpResponder done) {
+      HttpResponse r;
+      r.content_type = "text/plain";
+      r.headers.emplace_back("X-Target", std::string(req.target()));
+      r.body = *req.body();
+      done(std::move(r));
+    };
+  }
+  auto server = HttpServer::Create(o, std::move(handler));
+  EXPECT_TRUE(server.ok()) << server.status();
+  (*server)->Start();
+  return std::move(*server);
+}
+
+PeerRequest To(const HttpServer& peer, std::string target, std::string body = "") {
+  PeerRequest r;
+  r.address = StrCat("127.0.0.1:", peer.port());
+  r.target = std::move(target);
+  r.body = std::move(body);
+  return r;
+}
+
+// Sends and waits for the answer.
+absl::StatusOr<PeerResponse> Call(PeerClient& client, PeerRequest request) {
+  std::promise<absl::StatusOr<PeerResponse>> answer;
+  client.Send(std::move(request),
+              [&](absl::StatusOr<PeerResponse> r) { answer.set_value(std::move(r)); });
+  auto future = answer.get_future();
+  if (future.wait_for(10s) != std::future_status::ready) {
+    return absl::DeadlineExceededError("test: no callback");
+  }
+  return future.get();
+}
+
+TEST(PeerClientTest, OwnThreadSendsAndPools) {
+  auto peer = EchoPeer();
+  std::unique_ptr<PeerClient> client = PeerClient::Create();
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<PeerResponse> r = Call(*client, To(*peer, "/a", "body" + std::to_string(i)));
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(*r->body, "body" + std::to_string(i));
+    EXPECT_EQ(r->headers["x-target"], "/a");
+  }
+  EXPECT_EQ(client->open_connections(), 1);  // one connection, reused
+  client->Stop();
+  client->Stop();  // idempotent
+  EXPECT_EQ(client->open_connections(), 0);
+}
+
+TEST(PeerClientTest, SharedLoopsKeepTheCallersThreadAndPoolPerLoop) {
+  auto peer = EchoPeer();
+  auto io = IoThreads::Create(2);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  for (int loop = 0; loop < 2; ++loop) {
+    for (int i = 0; i < 3; ++i) {
+      std::promise<std::pair<int, std::thread::id>> callback;
+      std::thread::id sender;
+      io->RunOn(loop, [&] {
+        sender = std::this_thread::get_id();
+        client->Send(To(*peer, "/x"), [&](absl::StatusOr<PeerResponse> r) {
+          EXPECT_TRUE(r.ok()) << r.status();
+          callback.set_value({io->CurrentLoop(), std::this_thread::get_id()});
+        });
+      });
+      auto f = callback.get_future();
+      ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+      auto [seen_loop, seen_thread] = f.get();
+      EXPECT_EQ(seen_loop, loop);
+      EXPECT_EQ(seen_thread, sender);
+    }
+  }
+  EXPECT_EQ(client->open_connections(), 2);  // one per loop
+  // From a thread that runs no loop: a loop is picked; the callback runs on it.
+  std::promise<int> from_outside;
+  client->Send(To(*peer, "/y"),
+               [&](absl::StatusOr<PeerResponse>) { from_outside.set_value(io->CurrentLoop()); });
+  auto f = from_outside.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_GE(f.get(), 0);
+  client->Stop();
+  EXPECT_EQ(client->open_connections(), 0);
+  EXPECT_FALSE(io->stopped());  // the shared loops are not the client's to stop
+  io->Stop();
+}
+
+TEST(PeerClientTest, ForwardingServerAnswersOnTheThreadThatReadTheRequest) {
+  // The agent's wiring in small: an HTTP server and a peer client on the same loops; each
+  // request is forwarded to an echo peer and the peer's answer written back. Every step of one
+  // request runs on one thread.
+  auto peer = EchoPeer();
+  auto io = IoThreads::Create(2);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  std::atomic<int> thread_changes{0}, forwarded{0};
+  HttpServerOptions o;
+  o.port = 0;
+  const std::string peer_address = StrCat("127.0.0.1:", peer->port());
+  auto front = HttpServer::Create(
+      o,
+      [&](const HttpRequest& req, HttpResponder done) {
+        const std::thread::id reader = std::this_thread::get_id();
+        PeerRequest pr;
+        pr.address = peer_address;
+        pr.target = std::string(req.target());
+        pr.body = *req.body();
+        client->Send(std::move(pr),
+                     [&, reader, done = std::move(done)](absl::StatusOr<PeerResponse> r) {
+                       if (std::this_thread::get_id() != reader) ++thread_changes;
+                       ++forwarded;
+                       HttpResponse out;
+                       out.content_type = "text/plain";
+                       out.status = r.ok() ? r->status : 502;
+                       out.body = r.ok() ? *r->body : std::string(MessageOf(r.status()));
+                       done(std::move(out));
+                     });
+      },
+      io);
+  ASSERT_TRUE(front.ok());
+  (*front)->Start();
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 6; ++t) {
+    clients.emplace_back([&, t] {
+      test::HttpConnection conn((*front)->port());
+      for (int i = 0; i < 40; ++i) {
+        const std::string body = StrCat("req ", t, " ", i);
+        test::HttpResult r = conn.Request("POST", "/v2/echo", body);
+        if (r.status == 200 && r.body == body) ++ok;
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(ok.load(), 6 * 40);
+  EXPECT_EQ(forwarded.load(), 6 * 40);
+  EXPECT_EQ(thread_changes.load(), 0);
+  EXPECT_LE(client->open_connections(), 6);
+  // The agent's shutdown order: the client first, then the server, then the loops.
+  client->Stop();
+  (*front)->Stop();
+  io->Stop();
+}
+
+TEST(PeerClientTest, RefusedAndBadAddressesFailWithoutCallingBackInsideSend) {
+  auto io = IoThreads::Create(1);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  // A port nobody listens on: bind one, then close it.
+  uint16_t closed_port = 0;
+  {
+    HttpServerOptions o;
+    o.port = 0;
+    auto s = HttpServer::Create(o, [](const HttpRequest&, HttpResponder) {});
+    ASSERT_TRUE(s.ok());
+    closed_port = (*s)->port();
+  }
+  PeerRequest refused;
+  refused.address = StrCat("127.0.0.1:", closed_port);
+  refused.target = "/";
+  absl::StatusOr<PeerResponse> r = Call(*client, refused);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(IsConnectionRefused(r.status())) << r.status();
+
+  PeerRequest bad;
+  bad.address = "not-an-address";
+  bad.target = "/";
+  std::promise<absl::Status> failed;
+  bool inside_send = true;
+  bool called_inside = false;
+  io->RunOn(0, [&] {
+    client->Send(bad, [&](absl::StatusOr<PeerResponse> r) {
+      called_inside = inside_send;
+      failed.set_value(r.status());
+    });
+    inside_send = false;
+  });
+  auto f = failed.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(f.get().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(called_inside);
+  client->Stop();
+  io->Stop();
+}
+
+TEST(PeerClientTest, PooledConnectionClosedByThePeerIsReplaced) {
+  auto peer = EchoPeer();
+  auto io = IoThreads::Create(1);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  ASSERT_TRUE(Call(*client, To(*peer, "/1")).ok());
+  EXPECT_EQ(client->open_connections(), 1);
+  // The peer goes away and comes back on the same port; the idle connection is dead.
+  const uint16_t port = peer->port();
+  peer->Stop();
+  peer.reset();
+  HttpServerOptions o;
+  o.port = port;
+  auto again = HttpServer::Create(o, [](const HttpRequest&, HttpResponder done) {
+    HttpResponse r;
+    r.body = "again";
+    done(std::move(r));
+  });
+  ASSERT_TRUE(again.ok()) << again.status();
+  (*again)->Start();
+  PeerRequest req;
+  req.address = StrCat("127.0.0.1:", port);
+  req.target = "/2";
+  absl::StatusOr<PeerResponse> r = Call(*client, req);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r->body, "again");
+  client->Stop();
+  io->Stop();
+}
+
+TEST(PeerClientTest, StopAbandonsRequestsInFlight) {
+  for (bool shared : {false, true}) {
+    SCOPED_TRACE(shared ? "shared loops" : "own thread");
+    std::mutex mu;
+    std::vector<HttpResponder> parked;
+    auto peer = EchoPeer([&](const HttpRequest&, HttpResponder done) {
+      std::lock_guard<std::mutex> lock(mu);
+      parked.push_back(std::move(done));
+    });
+    std::shared_ptr<IoThreads> io = shared ? IoThreads::Create(2) : nullptr;
+    std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+    std::atomic<int> callbacks{0};
+    for (int i = 0; i < 4; ++i) {
+      client->Send(To(*peer, "/slow"), [&](absl::StatusOr<PeerResponse>) { ++callbacks; });
+    }
+    ASSERT_TRUE(WaitFor([&] {
+      std::lock_guard<std::mutex> lock(mu);
+      return parked.size() == 4;
+    }));
+    client->Stop();  // returns although 4 requests wait for answers
+    // Answers arriving now, and sends after Stop, call nobody back.
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (HttpResponder& done : parked) {
+        HttpResponse r;
+        r.body = "late";
+        done(std::move(r));
+      }
+      parked.clear();
+    }
+    client->Send(To(*peer, "/after"), [&](absl::StatusOr<PeerResponse>) { ++callbacks; });
+    ASSERT_TRUE(WaitFor([&] { return peer->busy_connections() == 0; }));  // answers written
+    if (io) {
+      // Let the loops run what the late answers cause before looking.
+      for (int round = 0; round < 3; ++round) {
+        for (int i = 0; i < io->size(); ++i) io->RunOn(i, [] {});
+        std::this_thread::sleep_for(20ms);
+      }
+    }
+    EXPECT_EQ(callbacks.load(), 0);
+    client.reset();
+    peer->Stop();
+    if (io) io->Stop();
+  }
+}
+
+TEST(PeerClientTest, TimeoutIsDeadlineExceededAndTheConnectionIsNotReused) {
+  std::mutex mu;
+  std::vector<HttpResponder> parked;
+  auto peer = EchoPeer([&](const HttpRequest& req, HttpResponder done) {
+    if (req.target() == "/slow") {
+      std::lock_guard<std::mutex> lock(mu);
+      parked.push_back(std::move(done));
+      return;
+    }
+    HttpResponse r;
+    r.body = "fast";
+    done(std::move(r));
+  });
+  auto io = IoThreads::Create(1);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  // Fast requests with a long timeout first: the connection's timer is armed far out...
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(Call(*client, To(*peer, "/fast")).ok());
+  EXPECT_EQ(client->open_connections(), 1);
+  // ...and a short timeout on the same pooled connection still holds.
+  PeerRequest slow = To(*peer, "/slow");
+  slow.timeout = 200ms;
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<PeerResponse> r = Call(*client, slow);
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_GE(took, 150ms);
+  EXPECT_LT(took, 5s);
+  EXPECT_EQ(client->open_connections(), 0);  // closed, not pooled
+  // A request after the timeout works on a new connection.
+  absl::StatusOr<PeerResponse> after = Call(*client, To(*peer, "/fast"));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(*after->body, "fast");
+  EXPECT_EQ(client->open_connections(), 1);
+  client->Stop();
+  io->Stop();
+  std::lock_guard<std::mutex> lock(mu);
+  parked.clear();
+}
+
+TEST(PeerClientTest, BusyPooledConnectionOutlivesItsTimeout) {
+  // Many requests over a span longer than each one's timeout: moving deadlines never fire.
+  auto peer = EchoPeer();
+  auto io = IoThreads::Create(1);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  const auto start = std::chrono::steady_clock::now();
+  int n = 0;
+  while (std::chrono::steady_clock::now() - start < 700ms) {
+    PeerRequest req = To(*peer, "/", "x");
+    req.timeout = 200ms;
+    absl::StatusOr<PeerResponse> r = Call(*client, req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ++n;
+    std::this_thread::sleep_for(20ms);  // pacing
+  }
+  EXPECT_GT(n, 5);
+  EXPECT_EQ(client->open_connections(), 1);
+  client->Stop();
+  io->Stop();
+}
+
+}  // namespace
+}  // namespace hivemesh::routing
