@@ -37,7 +37,8 @@ class GossipDirectory final : public routing::MeshDirectory {
   }
 
   bool IsMember(const std::string& node) const override {
-    return Snapshot()->alive.count(node) > 0;
+    // A node that just joined may not be in the cached table yet: look again before refusing.
+    return Snapshot()->alive.count(node) > 0 || Snapshot(true)->alive.count(node) > 0;
   }
 
  private:
@@ -50,9 +51,9 @@ class GossipDirectory final : public routing::MeshDirectory {
   };
   static constexpr std::chrono::milliseconds kRefresh{100};
 
-  std::shared_ptr<const Table> Snapshot() const {
+  std::shared_ptr<const Table> Snapshot(bool fresh = false) const {
     const SteadyTime now = SystemClock::Get().Now();
-    {
+    if (!fresh) {
       std::lock_guard<std::mutex> lock(mu_);
       if (table_ && now - table_->built < kRefresh) return table_;
     }
@@ -63,7 +64,7 @@ class GossipDirectory final : public routing::MeshDirectory {
       table->alive.insert(m.name);
       if (m.name == self_) continue;
       absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
-      if (!meta.ok() || meta->api_address.empty()) continue;
+      if (!meta.ok() || meta->api_address.empty() || meta->draining) continue;
       absl::StatusOr<membership::LoadReport> load = membership::LoadReport{};
       if (!m.load.empty()) load = membership::DecodeLoadReport(m.load);
       for (const membership::ModelAdvert& a : meta->models) {
@@ -71,6 +72,9 @@ class GossipDirectory final : public routing::MeshDirectory {
         routing::PeerEndpoint p;
         p.node = m.name;
         p.api_address = meta->api_address;
+        p.generation = m.incarnation;
+        p.policy = static_cast<DataPolicy>(a.data_policy);
+        p.instances = static_cast<int>(std::max<uint32_t>(1, a.instances));
         if (auto z = meta->labels.find("zone"); z != meta->labels.end()) p.zone = z->second;
         if (load.ok()) {
           for (const membership::ModelLoad& l : load->models) {
@@ -137,6 +141,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   agent->kserve_ = std::make_unique<KServeHandler>(
       ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name}, agent->repository_.get(),
       agent->forwarder_.get(), agent->directory_.get());
+  agent->kserve_->SetZone(config.LabelMap()["zone"]);
   return agent;
 }
 
@@ -173,17 +178,28 @@ absl::Status Agent::StartGossip() {
       membership::GossipNode::Create(std::move(options), *encoded);
   if (!node.ok()) return node.status();
   gossip_ = std::move(*node);
-  mesh_ = std::make_unique<MeshHandler>(gossip_.get());
   directory_ = std::make_unique<GossipDirectory>(gossip_.get(), config_.node_name);
   peers_ = routing::PeerClient::Create(io_);
+  routing::ForwarderOptions routing;
+  routing.policy.mode = config_.routing_mode == "local"    ? routing::RoutingMode::kLocal
+                        : config_.routing_mode == "random" ? routing::RoutingMode::kRandom
+                                                           : routing::RoutingMode::kHivemesh;
+  routing.policy.local_margin = config_.local_margin;
+  routing.policy.local_margin_abs = std::chrono::milliseconds(config_.local_margin_ms);
+  routing.max_hops = config_.max_hops;
   forwarder_ = std::make_unique<routing::Forwarder>(directory_.get(), peers_.get(),
-                                                    config_.node_name, std::random_device{}());
+                                                    config_.node_name, std::random_device{}(),
+                                                    routing);
+  mesh_ = std::make_unique<MeshHandler>(gossip_.get(), forwarder_.get());
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Agent::EncodedMeta() const {
   membership::NodeMeta meta;
-  meta.api_address = StrCat(config_.http_host(), ":", http_->port());
+  meta.api_address = config_.http_advertise_address.empty()
+                         ? StrCat(config_.http_host(), ":", http_->port())
+                         : config_.http_advertise_address;
+  meta.draining = draining_;
   meta.labels = config_.LabelMap();
   meta.cores = std::thread::hardware_concurrency();
   meta.memory_mb = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
@@ -191,6 +207,10 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
   for (const ModelEntry& e : repository_->Index()) {
     if (meta.models.empty() || meta.models.back().name != e.name) {
       meta.models.push_back(membership::ModelAdvert{e.name, {}, false});
+      if (absl::StatusOr<ModelRuntime*> rt = repository_->Find(e.name, ""); rt.ok()) {
+        meta.models.back().data_policy = static_cast<uint8_t>((*rt)->config().data_policy);
+        meta.models.back().instances = static_cast<uint32_t>((*rt)->config().instances);
+      }
     }
     if (e.state == "READY") {
       meta.models.back().versions.push_back(e.version);
@@ -210,6 +230,7 @@ absl::Status Agent::Reload(const AgentConfig& updated) {
     return meta.status();
   }
   gossip_->UpdateMeta(*std::move(meta));
+  kserve_->SetZone(config_.LabelMap()["zone"]);
   spdlog::info("labels now '{}'; the mesh is told", config_.labels);
   return absl::OkStatus();
 }
@@ -267,8 +288,17 @@ void Agent::Start() {
 bool Agent::Drain() {
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.drain_timeout_ms);
-  spdlog::info("draining: no new connections; answering every accepted request");
+  // Tell the mesh first and keep serving while it learns, so peers stop sending work here before
+  // anything is refused; forwarded requests that still arrive after that are answered 503 and
+  // their origins retry elsewhere.
+  spdlog::info("draining: the mesh is told; answering every accepted request");
   kserve_->SetReady(false);
+  draining_ = true;
+  if (absl::StatusOr<std::string> meta = EncodedMeta(); meta.ok()) {
+    gossip_->UpdateMeta(*std::move(meta));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(config_.drain_announce_ms));
+  kserve_->RefuseForwarded();
   http_->StopAccepting();
   // Every queued and running request is answered (its response handed to its connection)...
   std::thread drain([this] { repository_->Drain(); });

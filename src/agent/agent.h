@@ -71,6 +71,7 @@ class Agent {
   std::mutex load_mu_;
   std::condition_variable load_cv_;
   bool stopping_ = false;
+  bool draining_ = false;  // announced in the metadata; the signal thread only
 };
 
 // Re-reads the configuration (the file and the flags) for SIGHUP.

@@ -76,6 +76,16 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("cluster_label", &AgentConfig::cluster_label,
       "authenticated label that keeps clusters sharing a key apart");
   add("labels", &AgentConfig::labels, "this node's labels, key=value[,key=value...]");
+  add("routing_mode", &AgentConfig::routing_mode,
+      "where inferences run: hivemesh (load-aware), local (never offload), random");
+  add("local_margin", &AgentConfig::local_margin,
+      "serve here while the predicted time is within this fraction of the best peer's");
+  add("local_margin_ms", &AgentConfig::local_margin_ms, "... plus this many milliseconds");
+  add("max_hops", &AgentConfig::max_hops, "hops a request may make between nodes");
+  add("http_advertise_address", &AgentConfig::http_advertise_address,
+      "host:port peers use to reach the API [default: http_address]");
+  add("drain_announce_ms", &AgentConfig::drain_announce_ms,
+      "on SIGTERM, time for the mesh to learn this node is draining");
   return v;
 }
 
@@ -168,8 +178,30 @@ absl::Status AgentConfig::Validate() const {
         range("max_body_bytes", static_cast<int64_t>(max_body_bytes), 1024, int64_t{1} << 32),
         range("header_timeout_ms", header_timeout_ms, 1, 3600000),
         range("body_timeout_ms", body_timeout_ms, 1, 3600000),
-        range("drain_timeout_ms", drain_timeout_ms, 0, 3600000)}) {
+        range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),
+        range("local_margin_ms", local_margin_ms, 0, 3600000), range("max_hops", max_hops, 1, 8),
+        range("drain_announce_ms", drain_announce_ms, 0, 60000)}) {
     if (!s.ok()) return s;
+  }
+  if (routing_mode != "hivemesh" && routing_mode != "local" && routing_mode != "random") {
+    return absl::InvalidArgumentError("routing_mode: '" + routing_mode +
+                                      "' is not one of hivemesh, local, random");
+  }
+  if (!(local_margin >= 0 && local_margin <= 100)) {
+    return absl::InvalidArgumentError(StrCat("local_margin: ", local_margin, " is outside [0, 100]"));
+  }
+  if (!http_advertise_address.empty()) {
+    const size_t c = http_advertise_address.rfind(':');
+    int ap = 0;
+    const char* end = http_advertise_address.data() + http_advertise_address.size();
+    auto [aptr, aec] =
+        c == std::string::npos ? std::from_chars_result{nullptr, std::errc::invalid_argument}
+                               : std::from_chars(http_advertise_address.data() + c + 1, end, ap);
+    if (c == std::string::npos || c == 0 || aec != std::errc() || aptr != end || ap < 1 ||
+        ap > 65535) {
+      return absl::InvalidArgumentError("http_advertise_address: '" + http_advertise_address +
+                                        "' is not host:port");
+    }
   }
   if (model_repository.empty()) return absl::InvalidArgumentError("model_repository: must be set");
   if (gossip_profile != "lan" && gossip_profile != "wan" && gossip_profile != "local") {

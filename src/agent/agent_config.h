@@ -56,8 +56,26 @@ struct AgentConfig {
   // Authenticated with every gossip packet: nodes with another label never talk, even with the
   // same key.
   std::string cluster_label;
-  // This node's labels, "key=value[,key=value...]", e.g. "zone=line-1,hardware=jetson".
+  // This node's labels, "key=value[,key=value...]", e.g. "zone=line-1,hardware=jetson". The
+  // `zone` label bounds where models with `dataPolicy: zone` send their data.
   std::string labels;
+
+  // Where inferences run. hivemesh: here when this node can serve in time, else on the peer
+  // predicted to finish first; local: never offload a model this node hosts (models it does not
+  // host still go to peers); random: any node hosting the model, uniformly (for comparison).
+  std::string routing_mode = "hivemesh";
+  // This node serves a model it hosts while its predicted completion time is within this
+  // fraction (plus local_margin_ms) of the best peer's: local work avoids a network hop.
+  double local_margin = 0.25;
+  int local_margin_ms = 2;
+  // Hops a request may make between nodes. 1: a forwarded request is served where it lands.
+  int max_hops = 1;
+  // host:port other nodes use to reach this node's API, when it differs from http_address
+  // (NAT, containers, a proxy in front). Empty: http_address with the bound port.
+  std::string http_advertise_address;
+  // On SIGTERM, time between telling the mesh this node is draining and closing the listener,
+  // so peers stop sending it work first.
+  int drain_announce_ms = 500;
 
   // Checks values that types alone do not (ranges, address syntax).
   absl::Status Validate() const;

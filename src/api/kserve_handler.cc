@@ -6,6 +6,7 @@
 
 #include "api/codec/infer_codec.h"
 #include "api/codec/json_writer.h"
+#include "routing/decision.h"
 #include "routing/forwarder.h"
 
 namespace hivemesh {
@@ -301,21 +302,61 @@ void KServeHandler::HandleModel(const HttpRequest& request, std::string_view res
   respond(Json(200, std::move(out)));
 }
 
+namespace {
+
+// This node as a routing candidate for `rt`: its live queue, per instance, and service time.
+routing::Candidate LocalCandidate(const ModelRuntime& rt, const std::string& node,
+                                  const std::string& zone) {
+  const ModelStats& s = rt.stats();
+  routing::Candidate c;
+  c.node = node;
+  c.local = true;
+  c.zone = zone;
+  c.queue_depth =
+      static_cast<double>(std::max<int64_t>(0, s.queue_depth.load() + s.in_flight.load())) /
+      std::max(1, rt.config().instances);
+  c.service_ns = static_cast<double>(s.ewma_service_ns.load());
+  return c;
+}
+
+}  // namespace
+
+void KServeHandler::SetZone(std::string zone) {
+  std::lock_guard<std::mutex> lock(zone_mu_);
+  zone_ = std::move(zone);
+}
+
+std::string KServeHandler::zone() const {
+  std::lock_guard<std::mutex> lock(zone_mu_);
+  return zone_;
+}
+
 void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
                           const std::string& version, HttpResponder& respond) {
-  const bool forwarded = request.has_header(routing::kHopsHeader);
-  if (forwarded) {
+  int hops = 0;
+  if (request.has_header(routing::kHopsHeader)) {
+    std::optional<uint64_t> h = ParseUint(request.header(routing::kHopsHeader));
+    if (!h || *h == 0 || *h > 64) {
+      return respond(Error(absl::InvalidArgumentError(
+          StrCat(routing::kHopsHeader, " must be a positive integer (hops made so far)"))));
+    }
+    hops = static_cast<int>(*h);
     const std::string origin(request.header(routing::kOriginHeader));
     if (directory_ == nullptr || !directory_->IsMember(origin)) {
       return respond(Error(absl::PermissionDeniedError(
           StrCat("forwarded requests are accepted only from members of the mesh; '", origin,
                  "' is not one"))));
     }
+    if (refuse_forwarded_.load()) {
+      // The origin retries elsewhere: this node told the mesh it is draining.
+      return respond(Error(absl::UnavailableError(
+          StrCat("node ", identity_.node_name, " is draining and takes no forwarded work"))));
+    }
   }
   absl::StatusOr<ModelRuntime*> found = repository_->Find(model, version);
-  if (!found.ok() && found.status().code() == absl::StatusCode::kNotFound && !forwarded &&
+  if (!found.ok() && found.status().code() == absl::StatusCode::kNotFound &&
       forwarder_ != nullptr && repository_->Versions(model).empty()) {
-    return Forward(request, model, version, respond);  // not hosted here: a peer may host it
+    return Forward(request, model, version, hops, respond);  // not hosted here: a peer may be
   }
   if (!found.ok()) return respond(Error(found.status()));
   ModelRuntime* rt = *found;
@@ -327,10 +368,19 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
 
   const SteadyTime received = request.received();
   const std::string node = identity_.node_name;
-  auto done = [respond, rt, received, node](absl::StatusOr<InferResponse> result) {
+  InferCallback done = [respond, rt, received, node,
+                        forwarded = hops > 0](absl::StatusOr<InferResponse> result) {
     if (!result.ok()) return respond(Error(result.status()));
     result->served_by = node;
     HttpResponse r = Encoded(*result);
+    if (forwarded) {
+      // The origin's estimate of this node, fresher than gossip.
+      const ModelStats& s = rt->stats();
+      r.headers.emplace_back(
+          routing::kLoadHeader,
+          routing::EncodeLoadHeader(s.queue_depth.load(), s.in_flight.load() - 1,
+                                    rt->config().instances, s.ewma_service_ns.load() / 1000));
+    }
     const uint64_t compute_ns = result->compute_ns;
     r.on_sent = [rt, received, compute_ns](SteadyTime sent) {
       const int64_t total = (sent - received).count();
@@ -339,23 +389,57 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
     };
     respond(std::move(r));
   };
-  absl::Status admitted = rt->Submit(std::move(req), std::move(done));
-  if (!admitted.ok()) respond(Error(admitted));
+  if (forwarder_ == nullptr || hops > 0) {
+    // A request forwarded here is served here (the hop limit is 1 by default).
+    absl::Status admitted = rt->Submit(std::move(req), std::move(done));
+    if (!admitted.ok()) respond(Error(admitted));
+    return;
+  }
+  routing::RouteOptions options;
+  options.local = LocalCandidate(*rt, identity_.node_name, zone());
+  options.policy = rt->config().data_policy;
+  options.local_zone = options.local->zone;
+  std::string trace(request.header(routing::kTraceHeader));
+  if (trace.empty()) trace = StrCat(identity_.node_name, "-", ++trace_seq_);
+  routing::ForwardCallback forwarded_done = [respond](absl::StatusOr<InferResponse> result) {
+    if (!result.ok()) return respond(Error(result.status()));
+    respond(Encoded(*result));
+  };
+  if (forwarder_->Route(req, trace, options, forwarded_done) == routing::Forwarder::Routed::kForwarded) {
+    return;
+  }
+  absl::Status admitted = rt->Submit(std::move(req), done);
+  if (admitted.ok()) return;
+  if (admitted.code() != absl::StatusCode::kResourceExhausted ||
+      forwarder_->options().policy.mode == routing::RoutingMode::kLocal) {
+    return respond(Error(admitted));
+  }
+  // Overloaded here: a peer with room may take it, within the model's data policy.
+  if (rt->config().data_policy == DataPolicy::kLocalOnly) {
+    return respond(Error(absl::ResourceExhaustedError(
+        StrCat(MessageOf(admitted), "; its data policy (local-only) forbids offloading it"))));
+  }
+  options.local.reset();
+  options.if_no_peer = admitted;
+  forwarder_->Route(req, std::move(trace), options, forwarded_done);
 }
 
 void KServeHandler::Forward(const HttpRequest& request, const std::string& model,
-                            const std::string& version, HttpResponder& respond) {
+                            const std::string& version, int hops, HttpResponder& respond) {
   // Without the model's config here, a raw body (header length 0) cannot be interpreted.
   absl::StatusOr<InferRequest> decoded = DecodeHttpInfer(request, nullptr, model, version);
   if (!decoded.ok()) return respond(Error(decoded.status()));
   InferRequest req = *std::move(decoded);
   std::string trace(request.header(routing::kTraceHeader));
   if (trace.empty()) trace = StrCat(identity_.node_name, "-", ++trace_seq_);
-  forwarder_->Forward(std::move(req), std::move(trace),
-                      [respond](absl::StatusOr<InferResponse> result) {
-                        if (!result.ok()) return respond(Error(result.status()));
-                        respond(Encoded(*result));
-                      });
+  routing::RouteOptions options;
+  options.local_zone = zone();
+  options.hops = hops;
+  routing::ForwardCallback done = [respond](absl::StatusOr<InferResponse> result) {
+    if (!result.ok()) return respond(Error(result.status()));
+    respond(Encoded(*result));
+  };
+  forwarder_->Route(req, std::move(trace), options, done);
 }
 
 }  // namespace hivemesh

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <string>
 
 #include "absl/status/status.h"
@@ -51,21 +52,30 @@ class KServeHandler {
 
   // After this, /v2/health/ready answers not ready (the node is draining).
   void SetReady(bool ready) { ready_.store(ready); }
+  // After this, requests forwarded by peers are refused with 503 (their origins retry elsewhere).
+  void RefuseForwarded() { refuse_forwarded_.store(true); }
+  // This node's `zone` label, for data policies (empty: no zone).
+  void SetZone(std::string zone);
 
  private:
   void HandleModel(const HttpRequest& request, std::string_view rest, HttpResponder& respond);
   void Infer(const HttpRequest& request, const std::string& model, const std::string& version,
              HttpResponder& respond);
 
+  // A model this node does not host: the forwarder finds a peer (or answers why none).
   void Forward(const HttpRequest& request, const std::string& model, const std::string& version,
-               HttpResponder& respond);
+               int hops, HttpResponder& respond);
+  std::string zone() const;
 
   const ServerIdentity identity_;
   ModelRepository* const repository_;
   routing::Forwarder* const forwarder_;
   const routing::MeshDirectory* const directory_;
   std::atomic<bool> ready_{true};
+  std::atomic<bool> refuse_forwarded_{false};
   std::atomic<uint64_t> trace_seq_{0};
+  mutable std::mutex zone_mu_;
+  std::string zone_;  // guarded by zone_mu_
 };
 
 }  // namespace hivemesh

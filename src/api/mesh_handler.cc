@@ -1,10 +1,14 @@
 #include "api/mesh_handler.h"
 
+#include "routing/forwarder.h"
+#include "serving/data_policy.h"
+
 #include "api/codec/infer_codec.h"
 #include "api/codec/json_writer.h"
 #include "base/strings.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
+#include "routing/forwarder.h"
 
 namespace hivemesh {
 namespace {
@@ -27,6 +31,7 @@ void WriteMember(JsonWriter& w, const MemberInfo& m, SteadyTime now) {
   absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
   if (meta.ok()) {
     w.Key("api_address").String(meta->api_address);
+    w.Key("draining").Bool(meta->draining);
     w.Key("labels").BeginObject();
     for (const auto& [k, v] : meta->labels) w.Key(k).String(v);
     w.EndObject();
@@ -43,6 +48,8 @@ void WriteMember(JsonWriter& w, const MemberInfo& m, SteadyTime now) {
       for (const std::string& v : a.versions) w.String(v);
       w.EndArray();
       w.Key("ready").Bool(a.ready);
+      w.Key("data_policy").String(DataPolicyName(static_cast<DataPolicy>(a.data_policy)));
+      w.Key("instances").Uint(a.instances);
       w.EndObject();
     }
     w.EndArray();
@@ -79,7 +86,8 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
   std::string_view path = request.target();
   path = path.substr(0, path.find('?'));
   if (!path.starts_with("/v1/mesh/")) return false;
-  if (path != "/v1/mesh/members" && path != "/v1/mesh/stats") {
+  if (path != "/v1/mesh/members" && path != "/v1/mesh/stats" &&
+      !(path == "/v1/mesh/routes" && forwarder_ != nullptr)) {
     respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
     return true;
   }
@@ -97,6 +105,25 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
     w.BeginObject().Key("members").BeginArray();
     for (const MemberInfo& m : gossip_->Members()) WriteMember(w, m, now);
     w.EndArray().EndObject();
+  } else if (path == "/v1/mesh/routes") {
+    const routing::RouteStats s = forwarder_->Stats();
+    w.BeginObject();
+    w.Key("local").Uint(s.local);
+    w.Key("forwarded").Uint(s.forwarded);
+    w.Key("retries").Uint(s.retries);
+    w.Key("rejected").Uint(s.rejected);
+    w.Key("peers").BeginArray();
+    for (const routing::PeerStats& p : s.peers) {
+      w.BeginObject();
+      w.Key("node").String(p.node);
+      w.Key("sent").Uint(p.sent);
+      w.Key("failures").Uint(p.failures);
+      w.Key("times_ejected").Int(p.times_ejected);
+      w.Key("ejected").Bool(p.ejected);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
   } else {
     const membership::GossipStats s = gossip_->Stats();
     w.BeginObject();

@@ -6,7 +6,7 @@
 namespace hivemesh::membership {
 namespace {
 
-constexpr uint8_t kMetaVersion = 1;
+constexpr uint8_t kMetaVersion = 2;
 constexpr uint8_t kLoadVersion = 1;
 
 #define HM_RETURN_IF_ERROR(expr) \
@@ -34,9 +34,12 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
   for (const ModelAdvert& m : meta.models) {
     w.Bytes(m.name);
     w.U8(m.ready ? 1 : 0);
+    w.U8(m.data_policy);
+    w.Varint(m.instances);
     w.Varint(m.versions.size());
     for (const std::string& v : m.versions) w.Bytes(v);
   }
+  w.U8(meta.draining ? 1 : 0);
   if (out.size() > kMaxMetaBytes) {
     return absl::InvalidArgumentError(StrCat("node metadata takes ", out.size(),
                                              " bytes, more than the gossip limit of ",
@@ -75,6 +78,11 @@ absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
     uint64_t nv = 0;
     HM_RETURN_IF_ERROR(r.Bytes(&m.name, kMaxNameBytes, "model name"));
     HM_RETURN_IF_ERROR(r.U8(&ready));
+    HM_RETURN_IF_ERROR(r.U8(&m.data_policy));
+    if (m.data_policy > 2) {
+      return absl::InvalidArgumentError(StrCat("unknown data policy ", m.data_policy));
+    }
+    HM_RETURN_IF_ERROR(r.U32(&m.instances));
     HM_RETURN_IF_ERROR(r.Varint(&nv));
     if (nv > r.remaining()) return absl::InvalidArgumentError("version count exceeds the data");
     for (uint64_t j = 0; j < nv; ++j) {
@@ -85,6 +93,9 @@ absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
     m.ready = ready != 0;
     meta.models.push_back(std::move(m));
   }
+  uint8_t draining = 0;
+  HM_RETURN_IF_ERROR(r.U8(&draining));
+  meta.draining = draining != 0;
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after node metadata");
   return meta;
 }

@@ -17,6 +17,8 @@ struct ModelAdvert {
   std::string name;
   std::vector<std::string> versions;
   bool ready = false;
+  uint8_t data_policy = 0;  // the model's DataPolicy (serving/model_config.h): 0 mesh, 1 zone, 2 local
+  uint32_t instances = 1;   // workers serving it (queue depth / instances ~ service times ahead)
 };
 
 struct NodeMeta {
@@ -26,6 +28,7 @@ struct NodeMeta {
   uint64_t memory_mb = 0;
   uint32_t accelerators = 0;
   std::vector<ModelAdvert> models;
+  bool draining = false;  // finishing its work before leaving: send it nothing new
 };
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).

@@ -25,6 +25,10 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
   const double budget = request.remaining ? static_cast<double>(request.remaining->count()) : -1.0;
   auto meets_deadline = [&](double predicted) { return budget < 0 || predicted <= budget; };
 
+  bool hosted_here = false;
+  for (const Candidate& c : candidates) hosted_here = hosted_here || (c.local && c.ready);
+  const bool offload = request.may_forward && !(policy.mode == RoutingMode::kLocal && hosted_here);
+
   int local = -1;
   double local_predicted = 0;
   std::vector<int> peers;
@@ -43,7 +47,7 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
       }
       continue;
     }
-    if (c.ejected || !request.may_forward) continue;
+    if (c.ejected || !offload) continue;
     if (request.policy == DataPolicy::kLocalOnly ||
         (request.policy == DataPolicy::kZone &&
          (request.local_zone.empty() || c.zone != request.local_zone))) {
@@ -55,6 +59,15 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
       continue;
     }
     peers.push_back(i);
+  }
+
+  if (policy.mode == RoutingMode::kRandom && (local >= 0 || !peers.empty())) {
+    std::uniform_int_distribution<size_t> pick(0, peers.size() - (local >= 0 ? 0 : 1));
+    const size_t i = pick(rng);
+    d.kind = i < peers.size() ? Decision::kForward : Decision::kLocal;
+    d.index = i < peers.size() ? peers[i] : local;
+    d.predicted_ns = PredictedNanos(candidates[static_cast<size_t>(d.index)], request.payload_bytes);
+    return d;
   }
 
   // Power of two choices among the eligible peers, on peak-EWMA x (pending + 1).

@@ -14,11 +14,11 @@
 
 #include "absl/status/status.h"
 #include "base/clock.h"
+#include "serving/data_policy.h"
 
 namespace hivemesh::routing {
 
-// A model's data policy: where its raw inputs may go.
-enum class DataPolicy { kLocalOnly, kZone, kMesh };
+using ::hivemesh::DataPolicy;  // a model's data policy: where its raw inputs may go
 
 struct Candidate {
   std::string node;
@@ -44,7 +44,12 @@ struct RouteRequest {
   bool may_forward = true;  // false once the hop limit is reached
 };
 
+// kHivemesh: the load-aware decision above. kLocal: a node serves the models it hosts and
+// forwards only those it does not (no offloading). kRandom: uniform among the eligible nodes.
+enum class RoutingMode { kHivemesh, kLocal, kRandom };
+
 struct RoutingPolicy {
+  RoutingMode mode = RoutingMode::kHivemesh;
   // Local serves if its prediction <= best peer's x (1 + local_margin) + local_margin_abs.
   double local_margin = 0.25;
   Nanos local_margin_abs{std::chrono::milliseconds(2)};

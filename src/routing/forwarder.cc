@@ -1,83 +1,185 @@
 #include "routing/forwarder.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include "api/codec/infer_codec.h"
 #include "base/strings.h"
-#include "routing/decision.h"
 
 namespace hivemesh::routing {
+namespace {
+
+// Parses kLoadHeader's value; false if it is not four non-negative integers.
+bool ParseLoadHeader(std::string_view v, uint64_t out[4]) {
+  for (int i = 0; i < 4; ++i) {
+    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+    auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), out[i]);
+    if (ec != std::errc() || ptr == v.data()) return false;
+    v.remove_prefix(static_cast<size_t>(ptr - v.data()));
+  }
+  return v.empty();
+}
+
+absl::StatusCode CodeForHttp(int status) {
+  switch (status) {
+    case 400:
+      return absl::StatusCode::kInvalidArgument;
+    case 403:
+      return absl::StatusCode::kPermissionDenied;
+    case 404:
+      return absl::StatusCode::kNotFound;
+    case 503:
+      return absl::StatusCode::kUnavailable;
+    case 504:
+      return absl::StatusCode::kDeadlineExceeded;
+    default:
+      return absl::StatusCode::kInternal;
+  }
+}
+
+}  // namespace
+
+std::string EncodeLoadHeader(int64_t queued, int64_t running, int instances, uint64_t service_us) {
+  return StrCat(std::max<int64_t>(0, queued), " ", std::max<int64_t>(0, running), " ",
+                std::max(1, instances), " ", service_us);
+}
 
 struct Forwarder::Attempt {
   InferRequest request;
   EncodedInferRequest encoded;
   std::string trace;
   ForwardCallback done;
+  RouteOptions options;
   std::vector<std::string> tried;
   int attempts = 0;
   absl::Status last_error = absl::UnavailableError("no peer could be tried");
 };
 
 Forwarder::Forwarder(const MeshDirectory* directory, PeerClient* client, std::string self,
-                     uint64_t seed)
-    : directory_(directory), client_(client), self_(std::move(self)), rng_(seed) {}
+                     uint64_t seed, ForwarderOptions options)
+    : directory_(directory),
+      client_(client),
+      self_(std::move(self)),
+      options_(options),
+      budget_(options.retry_budget),
+      rng_(seed) {}
 
-void Forwarder::Forward(InferRequest request, std::string trace, ForwardCallback done) {
-  auto attempt = std::make_shared<Attempt>();
-  attempt->encoded = EncodeForwardRequest(request);
-  attempt->request = std::move(request);
-  attempt->trace = std::move(trace);
-  attempt->done = std::move(done);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    budget_.Deposit(SystemClock::Get().Now());
+Forwarder::Endpoint& Forwarder::EndpointFor(const PeerEndpoint& peer, SteadyTime now) {
+  auto it = endpoints_.try_emplace(peer.node, now, options_.outlier).first;
+  if (it->second.generation != peer.generation) {
+    // The peer restarted (or refuted a suspicion): what was learnt of it no longer holds.
+    const uint64_t sent = it->second.sent, failures = it->second.failures;
+    const int pending = it->second.pending;
+    it->second = Endpoint(now, options_.outlier);
+    it->second.generation = peer.generation;
+    it->second.sent = sent;
+    it->second.failures = failures;
+    it->second.pending = pending;
   }
-  Try(attempt);
+  return it->second;
 }
 
-void Forwarder::Try(const std::shared_ptr<Attempt>& attempt) {
-  const SteadyTime now = SystemClock::Get().Now();
-  const InferRequest& req = attempt->request;
-  std::vector<PeerEndpoint> peers = directory_->PeersFor(req.model_name);
-  if (peers.empty() && attempt->attempts == 0) {
-    return attempt->done(absl::NotFoundError(
-        StrCat("model '", req.model_name, "' is not served by this node or any node of the mesh")));
-  }
-  std::vector<Candidate> candidates;
-  std::vector<PeerEndpoint> chosen_from;
+Decision Forwarder::Choose(const InferRequest& req, const RouteOptions& options,
+                           const std::vector<std::string>& tried,
+                           std::vector<PeerEndpoint>* peers, SteadyTime now) {
+  const std::optional<Candidate>& local = options.local;
+  std::vector<PeerEndpoint> all = directory_->PeersFor(req.model_name);
   RouteRequest route;
   for (const Tensor& t : req.inputs) route.payload_bytes += t.data().size();
   if (req.deadline) route.remaining = *req.deadline - now;
+  route.local_zone = options.local_zone;
+  route.may_forward = options.hops < options_.max_hops;
+  if (options.policy) {
+    route.policy = *options.policy;
+  } else {
+    for (const PeerEndpoint& p : all) route.policy = Strictest(route.policy, p.policy);
+  }
+
+  std::vector<Candidate> candidates;
+  if (local) candidates.push_back(*local);
+  peers->clear();
+  Decision d;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (const PeerEndpoint& p : peers) {
-      if (std::find(attempt->tried.begin(), attempt->tried.end(), p.node) != attempt->tried.end()) {
-        continue;
-      }
-      Endpoint& e = endpoints_.try_emplace(p.node, now).first->second;
+    for (PeerEndpoint& p : all) {
+      if (std::find(tried.begin(), tried.end(), p.node) != tried.end()) continue;
+      Endpoint& e = EndpointFor(p, now);
       Candidate c;
       c.node = p.node;
       c.zone = p.zone;
-      c.queue_depth = p.queue_depth;
+      const int instances = std::max(1, p.instances);
+      c.queue_depth = p.queue_depth / instances;
       c.service_ns = p.service_ns;
-      c.rtt_ns = 200e3;  // loopback-to-LAN order; refined by the peak-EWMA below
+      if (auto f = e.fresh.find(req.model_name);
+          f != e.fresh.end() && now - f->second.at < options_.fresh_load) {
+        c.queue_depth = f->second.queue_depth;
+        c.service_ns = f->second.service_ns;
+      }
+      // A peer that has not served the model yet is assumed as fast as this node.
+      if (c.service_ns <= 0 && local) c.service_ns = local->service_ns;
+      // Requests this node has in flight to the peer are ahead of this one, reported or not.
+      c.queue_depth = std::max(c.queue_depth, static_cast<double>(e.pending) / instances);
+      c.rtt_ns = 200e3;  // loopback-to-LAN order; the peak-EWMA below holds the measured value
       c.peak_ewma_ns = e.latency.Get(now);
       c.pending = e.pending;
       c.ejected = e.outlier.Ejected(now);
       candidates.push_back(c);
-      chosen_from.push_back(p);
+      peers->push_back(std::move(p));
     }
+    d = Decide(candidates, route, options_.policy, rng_);
   }
-  std::mt19937_64 rng;
+  if (local && d.index >= 0) --d.index;  // peers are indexed from 0; local is index -1
+  if (d.kind == Decision::kReject && all.empty() && !local) {
+    d.reason = absl::NotFoundError(
+        StrCat("model '", req.model_name, "' is not served by this node or any node of the mesh"));
+  }
+  return d;
+}
+
+Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
+                                   const RouteOptions& options, ForwardCallback& done) {
+  const SteadyTime now = SystemClock::Get().Now();
+  std::vector<PeerEndpoint> peers;
+  const Decision d = Choose(request, options, {}, &peers, now);
+  if (d.kind == Decision::kLocal) {
+    ++local_;
+    return Routed::kLocal;
+  }
+  auto attempt = std::make_shared<Attempt>();
+  attempt->options = options;
+  attempt->options.local.reset();  // retries go to peers only
+  attempt->request = std::move(request);
+  attempt->trace = std::move(trace);
+  attempt->done = std::move(done);
+  if (d.kind == Decision::kReject) {
+    ++rejected_;
+    const bool none = d.reason.code() == absl::StatusCode::kNotFound ||
+                      d.reason.code() == absl::StatusCode::kUnavailable;
+    attempt->done(none && !options.if_no_peer.ok() ? options.if_no_peer : d.reason);
+    return Routed::kForwarded;
+  }
+  attempt->encoded = EncodeForwardRequest(attempt->request);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    rng.seed(rng_());
+    budget_.Deposit(now);
   }
-  const Decision d = Decide(candidates, route, RoutingPolicy{}, rng);
-  if (d.kind != Decision::kForward) {
-    return attempt->done(attempt->attempts == 0 ? d.reason : attempt->last_error);
-  }
-  const PeerEndpoint peer = chosen_from[static_cast<size_t>(d.index)];
+  ++forwarded_;
+  Send(attempt, peers[static_cast<size_t>(d.index)], now);
+  return Routed::kForwarded;
+}
+
+void Forwarder::Retry(const std::shared_ptr<Attempt>& attempt) {
+  const SteadyTime now = SystemClock::Get().Now();
+  std::vector<PeerEndpoint> peers;
+  const Decision d = Choose(attempt->request, attempt->options, attempt->tried, &peers, now);
+  if (d.kind != Decision::kForward) return attempt->done(attempt->last_error);
+  ++retries_;
+  Send(attempt, peers[static_cast<size_t>(d.index)], now);
+}
+
+void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
+                     SteadyTime now) {
+  const InferRequest& req = attempt->request;
   attempt->tried.push_back(peer.node);
   ++attempt->attempts;
 
@@ -89,20 +191,23 @@ void Forwarder::Try(const std::shared_ptr<Attempt>& attempt) {
   pr.tail = attempt->encoded.binary;
   pr.headers = {{"Content-Type", "application/octet-stream"},
                 {"Inference-Header-Content-Length", std::to_string(attempt->encoded.json.size())},
-                {kHopsHeader, "1"},
+                {kHopsHeader, std::to_string(attempt->options.hops + 1)},
                 {kOriginHeader, self_},
                 {kTraceHeader, attempt->trace}};
   if (req.deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*req.deadline - now);
     if (left.count() <= 0) {
-      return attempt->done(absl::DeadlineExceededError("the request's deadline passed"));
+      return attempt->done(absl::DeadlineExceededError(
+          StrCat("the request's deadline passed before node ", peer.node, " could be tried")));
     }
     pr.headers.emplace_back("Inference-Timeout-Ms", std::to_string(left.count()));
     pr.timeout = left;
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    ++endpoints_.at(peer.node).pending;
+    Endpoint& e = EndpointFor(peer, now);
+    ++e.pending;
+    ++e.sent;
   }
   client_->Send(std::move(pr), [this, attempt, peer, now](absl::StatusOr<PeerResponse> r) {
     OnResult(attempt, peer, now, std::move(r));
@@ -112,47 +217,72 @@ void Forwarder::Try(const std::shared_ptr<Attempt>& attempt) {
 void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
                          SteadyTime sent, absl::StatusOr<PeerResponse> result) {
   const SteadyTime now = SystemClock::Get().Now();
-  // A transport failure or a 503 (the peer is overloaded or draining) is worth another peer.
-  const bool retryable = !result.ok() || result->status == 503;
+  const InferRequest& req = attempt->request;
+  // A transport failure, a 503 (the peer is overloaded or draining) or a 403 (the peer has not
+  // heard of this node yet: it just joined) is worth another peer; running out of time is not.
+  const bool timed_out =
+      !result.ok() && result.status().code() == absl::StatusCode::kDeadlineExceeded;
+  const bool refused_origin = result.ok() && result->status == 403;
+  const bool retryable =
+      !timed_out && (!result.ok() || result->status == 503 || refused_origin);
   bool may_retry = false;
+  double unit = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    Endpoint& e = endpoints_.at(peer.node);
+    Endpoint& e = EndpointFor(peer, now);
     --e.pending;
-    if (retryable) {
+    if (refused_origin) {
+      may_retry = budget_.TryWithdraw(now);
+      unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+    } else if (!result.ok() || result->status == 503) {
+      ++e.failures;
       int ejected = 0;
       for (const auto& [_, other] : endpoints_) ejected += other.outlier.Ejected(now) ? 1 : 0;
-      const bool refused = !result.ok() && IsConnectionRefused(result.status());
-      e.outlier.OnFailure(now, refused,
-                          MayEject(ejected, static_cast<int>(endpoints_.size()), OutlierConfig{}));
-      may_retry = budget_.TryWithdraw(now);
+      // A refused or reset connection (the client already retried a stale pooled one) means the
+      // peer is gone: eject at once. Timeouts and 503s count towards consecutive failures.
+      const bool gone = !result.ok() && !timed_out;
+      e.outlier.OnFailure(
+          now, gone, MayEject(ejected, static_cast<int>(endpoints_.size()), options_.outlier));
+      may_retry = retryable && budget_.TryWithdraw(now);
+      unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
     } else {
       e.outlier.OnSuccess(now);
       e.latency.Observe(now - sent, now);
+      auto load = result->headers.find("hivemesh-load");
+      uint64_t v[4];
+      if (load != result->headers.end() && ParseLoadHeader(load->second, v)) {
+        e.fresh[req.model_name] = Endpoint::Load{
+            static_cast<double>(v[0] + v[1]) / static_cast<double>(std::max<uint64_t>(1, v[2])),
+            static_cast<double>(v[3]) * 1e3, now};
+      }
     }
   }
-  if (retryable) {
+  if (!result.ok() || retryable) {
     attempt->last_error =
         result.ok()
-            ? absl::UnavailableError(StrCat("node ", peer.node, " answered 503: ", *result->body))
-            : absl::UnavailableError(
-                  StrCat("node ", peer.node, " failed: ", MessageOf(result.status())));
-    if (may_retry) return Try(attempt);
-    return attempt->done(attempt->last_error);
+            ? absl::Status(CodeForHttp(result->status),
+                           StrCat("node ", peer.node, " answered ", result->status, ": ",
+                                  *result->body))
+            : absl::Status(result.status().code(), StrCat("node ", peer.node, " failed: ",
+                                                          MessageOf(result.status())));
+    if (!may_retry) return attempt->done(attempt->last_error);
+    const Nanos backoff =
+        FullJitterBackoff(attempt->attempts - 1, options_.backoff_base, options_.backoff_cap, unit);
+    if (req.deadline && now + backoff >= *req.deadline) {
+      return attempt->done(attempt->last_error);
+    }
+    if (backoff <= Nanos(0)) return Retry(attempt);
+    return timer_.Watch(now + backoff, attempt, [this, attempt] { Retry(attempt); });
   }
   const PeerResponse& r = *result;
-  auto ct = r.headers.find("inference-header-content-length");
-  std::optional<uint64_t> header_length;
-  if (ct != r.headers.end()) header_length = std::strtoull(ct->second.c_str(), nullptr, 10);
   if (r.status != 200) {
     // The peer's error, passed through with its status (400, 404, 504 ...).
-    const std::string body = *r.body;
-    absl::StatusCode code = absl::StatusCode::kInternal;
-    if (r.status == 400) code = absl::StatusCode::kInvalidArgument;
-    if (r.status == 404) code = absl::StatusCode::kNotFound;
-    if (r.status == 504) code = absl::StatusCode::kDeadlineExceeded;
-    return attempt->done(absl::Status(code, StrCat("node ", peer.node, ": ", body)));
+    return attempt->done(
+        absl::Status(CodeForHttp(r.status), StrCat("node ", peer.node, ": ", *r.body)));
   }
+  auto hl = r.headers.find("inference-header-content-length");
+  std::optional<uint64_t> header_length;
+  if (hl != r.headers.end()) header_length = std::strtoull(hl->second.c_str(), nullptr, 10);
   absl::StatusOr<InferResponse> decoded = DecodeInferResponse(r.body, header_length);
   if (!decoded.ok()) {
     return attempt->done(absl::InternalError(
@@ -161,7 +291,6 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
   auto served = r.headers.find("hivemesh-served-by");
   decoded->served_by = served != r.headers.end() ? served->second : peer.node;
   // The original client's choice of binary or JSON outputs.
-  const InferRequest& req = attempt->request;
   decoded->binary.assign(decoded->outputs.size(), req.binary_output);
   for (size_t i = 0; i < decoded->outputs.size(); ++i) {
     for (const RequestedOutput& o : req.outputs) {
@@ -169,6 +298,21 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
     }
   }
   attempt->done(std::move(*decoded));
+}
+
+RouteStats Forwarder::Stats() const {
+  RouteStats s;
+  s.local = local_.load();
+  s.forwarded = forwarded_.load();
+  s.retries = retries_.load();
+  s.rejected = rejected_.load();
+  const SteadyTime now = SystemClock::Get().Now();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [name, e] : endpoints_) {
+    s.peers.push_back(PeerStats{name, e.sent, e.failures, e.outlier.times_ejected(),
+                                e.outlier.Ejected(now)});
+  }
+  return s;
 }
 
 }  // namespace hivemesh::routing

@@ -1,15 +1,21 @@
-// Forwarder: sends an inference to a peer that hosts the model, choosing the peer with the
-// routing decision (predicted completion time, power of two choices on peak-EWMA x pending),
-// retrying another peer after a transport failure or a 503 within a retry budget, and keeping
-// each peer's latency estimate and outlier state.
+// Forwarder: decides where an inference runs (here, or on a peer hosting the model) and sends it
+// to the chosen peer. The decision is routing/decision.h over this node's live load and what it
+// knows of each peer: the gossip load reports, refreshed by the load every forwarded response
+// carries (header Hivemesh-Load), the peer's observed latency (peak-EWMA) and the requests this
+// node has in flight to it. A transport failure or a 503 is retried on another peer within a
+// retry budget, after a full-jitter backoff. A refused or reset connection ejects the peer at
+// once, consecutive timeouts or 503s after a few; an ejected peer gets one probe request when its
+// ejection ends (longer each time), and a peer that restarted (new incarnation) starts afresh.
 //
 // The request travels in the binary form (api/codec EncodeForwardRequest): tensor bytes go on
 // as they arrived. It carries the hop count, the origin node, a trace id and what is left of
 // its deadline. The peer's response says which node served it.
 //
-// Thread safety: Forward may be called from any thread; `done` runs on the peer client's thread.
+// Thread safety: Route may be called from any thread; `done` runs on the thread the peer client
+// delivers the answer on (the I/O thread that sent the request) or on the retry timer's.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -21,10 +27,12 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "routing/decision.h"
 #include "routing/outlier.h"
 #include "routing/peak_ewma.h"
 #include "routing/peer_client.h"
 #include "routing/retry_budget.h"
+#include "serving/expirer.h"
 #include "serving/inference.h"
 
 namespace hivemesh::routing {
@@ -34,7 +42,10 @@ struct PeerEndpoint {
   std::string node;
   std::string api_address;  // host:port
   std::string zone;
-  double queue_depth = 0;
+  uint32_t generation = 0;  // changes when the peer restarts (its gossip incarnation)
+  DataPolicy policy = DataPolicy::kMesh;  // the model's policy as the peer declares it
+  int instances = 1;
+  double queue_depth = 0;  // queued + running, from its last load report
   double service_ns = 0;
 };
 
@@ -42,7 +53,7 @@ struct PeerEndpoint {
 class MeshDirectory {
  public:
   virtual ~MeshDirectory() = default;
-  // Alive peers (not this node) that host `model` and report it ready.
+  // Alive peers (not this node, not draining) that host `model` and report it ready.
   virtual std::vector<PeerEndpoint> PeersFor(const std::string& model) const = 0;
   // True if `node` is an alive member of the mesh (forwarded requests from others are refused).
   virtual bool IsMember(const std::string& node) const = 0;
@@ -53,37 +64,106 @@ inline constexpr const char* kHopsHeader = "Hivemesh-Hops";
 inline constexpr const char* kOriginHeader = "Hivemesh-Origin";
 inline constexpr const char* kTraceHeader = "Hivemesh-Trace";
 inline constexpr const char* kServedByHeader = "Hivemesh-Served-By";
+// On responses to forwarded requests: "<queued> <running> <instances> <service_us>" for the model.
+inline constexpr const char* kLoadHeader = "Hivemesh-Load";
 
 using ForwardCallback = std::function<void(absl::StatusOr<InferResponse>)>;
 
+struct ForwarderOptions {
+  RoutingPolicy policy;
+  int max_hops = 1;  // a request that has made this many hops is not forwarded again
+  OutlierConfig outlier;
+  RetryBudgetConfig retry_budget;
+  Nanos backoff_base{std::chrono::milliseconds(10)};
+  Nanos backoff_cap{std::chrono::milliseconds(250)};
+  // How long the load carried by a response is preferred over the gossip report.
+  Nanos fresh_load{std::chrono::seconds(1)};
+};
+
+struct RouteOptions {
+  // This node hosts the model: its live load (`local` set to true). Absent: peers only.
+  std::optional<Candidate> local;
+  // The model's data policy if this node knows it (it hosts the model); otherwise the strictest
+  // policy the hosting peers declare applies.
+  std::optional<DataPolicy> policy;
+  std::string local_zone;
+  int hops = 0;  // hops the request has made so far
+  // The answer when no peer can be tried at all (for example, why the local node refused).
+  absl::Status if_no_peer;
+};
+
+// Counters, for the node's statistics and tests.
+struct PeerStats {
+  std::string node;
+  uint64_t sent = 0;      // attempts sent to it
+  uint64_t failures = 0;  // transport failures and 503s
+  int times_ejected = 0;
+  bool ejected = false;
+};
+struct RouteStats {
+  uint64_t local = 0;      // decided to run here
+  uint64_t forwarded = 0;  // requests sent to a peer (first attempts)
+  uint64_t retries = 0;
+  uint64_t rejected = 0;   // no node could take it (404, 503, 504 at once)
+  std::vector<PeerStats> peers;
+};
+
 class Forwarder {
  public:
-  Forwarder(const MeshDirectory* directory, PeerClient* client, std::string self, uint64_t seed);
+  Forwarder(const MeshDirectory* directory, PeerClient* client, std::string self, uint64_t seed,
+            ForwarderOptions options = {});
 
-  // Sends `request` (for request.model_name) to a peer. `deadline` bounds every attempt.
-  void Forward(InferRequest request, std::string trace, ForwardCallback done);
+  enum class Routed { kLocal, kForwarded };
+  // Decides where `request` runs. kLocal: the caller runs it here; `request` and `done` are left
+  // untouched. kForwarded: `request` and `done` were taken, and `done` will be called exactly
+  // once with the peer's response or an error saying why none could serve it.
+  Routed Route(InferRequest& request, std::string trace, const RouteOptions& options,
+               ForwardCallback& done);
+
+  RouteStats Stats() const;
+  const ForwarderOptions& options() const { return options_; }
 
  private:
   struct Endpoint {
-    explicit Endpoint(SteadyTime now)
-        : latency(std::chrono::seconds(10), std::chrono::milliseconds(30), now) {}
+    explicit Endpoint(SteadyTime now, OutlierConfig config)
+        : latency(std::chrono::seconds(10), std::chrono::milliseconds(30), now), outlier(config) {}
     PeakEwma latency;
     OutlierState outlier;
+    uint32_t generation = 0;
     int pending = 0;
+    uint64_t sent = 0, failures = 0;
+    struct Load {
+      double queue_depth = 0;  // per instance
+      double service_ns = 0;
+      SteadyTime at;
+    };
+    std::map<std::string, Load> fresh;  // by model, from forwarded responses
   };
   struct Attempt;
-  void Try(const std::shared_ptr<Attempt>& attempt);
+  // Candidates for `a` (the local one first, if given) and the decision among them.
+  Decision Choose(const InferRequest& request, const RouteOptions& options,
+                  const std::vector<std::string>& tried, std::vector<PeerEndpoint>* peers,
+                  SteadyTime now);
+  void Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer, SteadyTime now);
+  void Retry(const std::shared_ptr<Attempt>& attempt);
   void OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer, SteadyTime sent,
                 absl::StatusOr<PeerResponse> result);
+  Endpoint& EndpointFor(const PeerEndpoint& peer, SteadyTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const MeshDirectory* const directory_;
   PeerClient* const client_;
   const std::string self_;
+  const ForwarderOptions options_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   RetryBudget budget_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> local_{0}, forwarded_{0}, retries_{0}, rejected_{0};
+  Expirer timer_;  // runs retries after their backoff; last, so it stops first
 };
+
+// "<queued> <running> <instances> <service_us>", the value of kLoadHeader.
+std::string EncodeLoadHeader(int64_t queued, int64_t running, int instances, uint64_t service_us);
 
 }  // namespace hivemesh::routing

@@ -102,6 +102,13 @@ ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, in
       c.instances = IntOf(v, key, 1, 256);
     } else if (key == "queue_limit") {
       c.queue_limit = IntOf(v, key, 0, 1 << 20);
+    } else if (key == "dataPolicy") {
+      const std::string name = ScalarOf(v, key);
+      std::optional<DataPolicy> policy = DataPolicyFromName(name);
+      if (!policy) {
+        throw ConfigError{key, "'" + name + "' is not one of local-only, zone, mesh"};
+      }
+      c.data_policy = *policy;
     } else if (key == "inputs") {
       c.inputs = TensorsOf(v, key);
     } else if (key == "outputs") {

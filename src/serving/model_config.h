@@ -4,6 +4,7 @@
 //   platform: onnx_onnxv1      # reported in model metadata (default: the backend name)
 //   instances: 1               # worker instances, each with its own backend object
 //   queue_limit: 64            # requests waiting beyond this are shed with 503
+//   dataPolicy: mesh           # where the inputs may go: local-only | zone | mesh (default)
 //   inputs:                    # name, datatype, shape (-1 = variable), optional
 //     - {name: window, datatype: FP32, shape: [-1, 128]}
 //   outputs:
@@ -15,12 +16,15 @@
 // datatype 'FP33'".
 #pragma once
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "serving/data_policy.h"
 #include "tensor/tensor.h"
 
 namespace hivemesh {
@@ -40,6 +44,7 @@ struct ModelConfig {
   std::vector<TensorConfig> outputs;
   int instances = 1;
   int queue_limit = 64;
+  DataPolicy data_policy = DataPolicy::kMesh;
   std::map<std::string, std::string> options;
 
   // Backend option helpers: the value, or `fallback` when absent.

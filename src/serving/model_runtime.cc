@@ -117,7 +117,7 @@ ModelRuntime::~ModelRuntime() {
   for (std::thread& t : workers_) t.join();
 }
 
-absl::Status ModelRuntime::Submit(InferRequest request, InferCallback done) {
+absl::Status ModelRuntime::Submit(InferRequest&& request, InferCallback done) {
   absl::Status valid = ValidateRequest(config_, request);
   if (!valid.ok()) return valid;
   const SteadyTime now = SystemClock::Get().Now();
@@ -126,7 +126,6 @@ absl::Status ModelRuntime::Submit(InferRequest request, InferCallback done) {
     return absl::DeadlineExceededError("the request's deadline passed before it was queued");
   }
   auto job = std::make_shared<Job>();
-  job->request = std::move(request);
   job->done = std::move(done);
   job->enqueued = now;
   {
@@ -138,6 +137,7 @@ absl::Status ModelRuntime::Submit(InferRequest request, InferCallback done) {
                                                  "' is overloaded: its queue is full (",
                                                  config_.queue_limit, " requests waiting)"));
     }
+    job->request = std::move(request);  // only once admitted: a refused request stays the caller's
     queue_.push_back(job);
     stats_.queue_depth.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
   }

@@ -54,7 +54,8 @@ class ModelRuntime {
   //   RESOURCE_EXHAUSTED the queue holds queue_limit requests already (shed; retry later)
   //   UNAVAILABLE        the runtime is draining
   //   DEADLINE_EXCEEDED  the deadline has already passed
-  absl::Status Submit(InferRequest request, InferCallback done);
+  // `request` is taken only when admitted; a refused request is left intact for the caller.
+  absl::Status Submit(InferRequest&& request, InferCallback done);
 
   // Stops admitting, then waits until every queued and running request has been answered.
   void Drain();

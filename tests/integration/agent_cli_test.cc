@@ -32,7 +32,8 @@ TEST(AgentCliTest, HelpDocumentsEverySetting) {
   for (const char* flag :
        {"--config", "--node-name", "--http-address", "--model-repository", "--http-threads",
         "--default-instances", "--default-queue-limit", "--max-body-bytes", "--header-timeout-ms",
-        "--body-timeout-ms", "--drain-timeout-ms", "--log-level"}) {
+        "--body-timeout-ms", "--drain-timeout-ms", "--log-level", "--routing-mode",
+        "--local-margin", "--max-hops", "--http-advertise-address", "--drain-announce-ms"}) {
     EXPECT_THAT(help, HasSubstr(flag));
   }
 }
@@ -42,6 +43,14 @@ TEST(AgentCliTest, BadSettingsAreRefusedByName) {
   EXPECT_THAT(RunCli("agent --http-address nonsense", &code), HasSubstr("http_address"));
   EXPECT_EQ(code, 2);
   EXPECT_THAT(RunCli("agent --http-threads 0", &code), HasSubstr("http_threads: 0 is outside"));
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(RunCli("agent --routing-mode nearest", &code),
+              HasSubstr("routing_mode: 'nearest' is not one of hivemesh, local, random"));
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(RunCli("agent --http-advertise-address 10.0.0.1", &code),
+              HasSubstr("http_advertise_address: '10.0.0.1' is not host:port"));
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(RunCli("agent --max-hops 0", &code), HasSubstr("max_hops: 0 is outside [1, 8]"));
   EXPECT_EQ(code, 2);
   TempDir dir;
   dir.Write("node.yaml", "node_name: a\nhttp_treads: 3\n");

@@ -1,24 +1,56 @@
-// Mesh routing between real agents on loopback: a model hosted only on B, called through A.
+// Mesh routing between real agents on loopback: a model hosted only on B, called through A; an
+// overloaded node offloading to idle peers; data policies (with a recording proxy in front of a
+// peer, so that what reaches it is seen byte for byte); deadlines across a hop.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "support/agent_process.h"
 #include "support/http_client.h"
+#include "support/mesh_util.h"
 
 namespace hivemesh::test {
 namespace {
 
 using ::testing::HasSubstr;
 
-std::string GossipAddress(int port) {
-  const std::string body = HttpRequestOnce(port, "GET", "/v1/mesh/stats").body;
-  const size_t at = body.find("\"address\":\"");
-  if (at == std::string::npos) return "";
-  const size_t start = at + 11;
-  return body.substr(start, body.find('"', start) - start);
+// An identity model that takes `delay_ms` per request on one worker.
+std::string SlowIdentity(int delay_ms, int queue_limit = 64, const std::string& policy = "mesh") {
+  return "backend: identity\ninstances: 1\nqueue_limit: " + std::to_string(queue_limit) +
+         "\ndataPolicy: " + policy +
+         "\ninputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]\n"
+         "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\n"
+         "options: {delay_us: " +
+         std::to_string(delay_ms * 1000) + "}\n";
+}
+
+std::string InferBody(const std::string& data) {
+  return R"({"inputs":[{"name":"INPUT0","shape":[)" +
+         std::to_string(1 + std::count(data.begin(), data.end(), ',')) +
+         R"(],"datatype":"FP32","data":[)" + data + "]}]}";
+}
+
+long Executions(int port, const std::string& model) {
+  const std::string s = HttpRequestOnce(port, "GET", "/v2/models/" + model + "/stats").body;
+  const size_t at = s.find("\"execution_count\":");
+  return at == std::string::npos ? -1 : std::stol(s.substr(at + 18));
+}
+
+long ExpiredInQueue(int port, const std::string& model) {
+  const std::string s = HttpRequestOnce(port, "GET", "/v2/models/" + model + "/stats").body;
+  const size_t at = s.find("\"expired_in_queue\":");
+  return at == std::string::npos ? -1 : std::stol(s.substr(at + 19));
 }
 
 class RoutingTest : public ::testing::Test {
@@ -108,6 +140,263 @@ TEST_F(RoutingTest, ForwardedRequestsFromNonMembersAreRefused) {
                       R"({"inputs":[{"name":"INPUT0","shape":[1],"datatype":"FP32","data":[1]}]})",
                       {{"Hivemesh-Hops", "1"}, {"Hivemesh-Origin", "node-a"}});
   EXPECT_EQ(ok.status, 200) << "a member's forwarded request is served";
+}
+
+// (b) A node under a burst above its capacity serves what it can and offloads the rest to idle
+// peers that host the model; alone and idle, it serves locally.
+TEST(OffloadTest, BurstAboveCapacityIsSharedWithIdlePeers) {
+  TempDir dir;
+  dir.Write("repo/slow/config.yaml", SlowIdentity(40));
+  dir.Write("repo/slow/1/.keep", "");
+  const std::string repo = dir.path() + "/repo";
+  AgentProcess b({"--node-name", "node-b", "--model-repository", repo});
+  ASSERT_TRUE(b.ok()) << b.log();
+  AgentProcess c({"--node-name", "node-c", "--model-repository", repo, "--join",
+                  GossipAddress(b.port())});
+  AgentProcess a({"--node-name", "node-a", "--model-repository", repo, "--join",
+                  GossipAddress(b.port())});
+  ASSERT_TRUE(c.ok() && a.ok()) << c.log() << a.log();
+  ASSERT_TRUE(WaitFor([&] { return PeersHosting(a.port(), "slow") == 2; }, std::chrono::seconds(10)));
+
+  // Idle: local first.
+  for (int i = 0; i < 3; ++i) {
+    HttpResult r = HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("1"));
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.header("hivemesh-served-by"), "node-a");
+  }
+  // Six clients at once against one 40 ms worker (25/s): three times what node-a can do alone.
+  LoadGenerator load(a.port(), "/v2/models/slow/infer", InferBody("1,2"), 6);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  LoadGenerator::Result r = load.Stop();
+  EXPECT_TRUE(r.by_status.empty()) << r.Describe();
+  SCOPED_TRACE(r.Describe());
+  const long local = r.served_by["node-a"];
+  const long offloaded = r.served_by["node-b"] + r.served_by["node-c"];
+  EXPECT_GT(local, 40) << "node-a keeps serving what it can";
+  EXPECT_GT(r.served_by["node-b"], 10);
+  EXPECT_GT(r.served_by["node-c"], 10);
+  EXPECT_GT(offloaded, local / 2) << "part of the burst went to the idle peers";
+  // Throughput well beyond one node's 25/s: the mesh's capacity was used.
+  EXPECT_GT(r.ok, 3 * 25 * 3 / 2) << local << " local, " << offloaded << " offloaded";
+  EXPECT_GT(RouteCounter(a.port(), "forwarded"), 0);
+}
+
+// Forwards the bytes between a client and `target`, recording everything sent towards it.
+class RecordingProxy {
+ public:
+  RecordingProxy() {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::listen(listen_fd_, 64);
+    socklen_t len = sizeof addr;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~RecordingProxy() {
+    stop_ = true;
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    ::close(listen_fd_);
+    if (acceptor_.joinable()) acceptor_.join();
+    for (std::thread& t : pipes_) t.join();
+  }
+  int port() const { return port_; }
+  void Start(int target_port) {
+    target_ = target_port;
+    acceptor_ = std::thread([this] { Accept(); });
+  }
+  std::string recorded() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return recorded_;
+  }
+
+ private:
+  void Accept() {
+    while (!stop_) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      const int client = ::accept(listen_fd_, nullptr, nullptr);
+      if (client < 0) continue;
+      const int upstream = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(static_cast<uint16_t>(target_));
+      if (::connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(client);
+        ::close(upstream);
+        continue;
+      }
+      pipes_.emplace_back([this, client, upstream] { Pipe(client, upstream); });
+    }
+  }
+  void Pipe(int client, int upstream) {
+    char buf[65536];
+    pollfd fds[2] = {{client, POLLIN, 0}, {upstream, POLLIN, 0}};
+    while (!stop_) {
+      if (::poll(fds, 2, 100) <= 0) continue;
+      bool closed = false;
+      for (int i = 0; i < 2; ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        const ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+        if (n <= 0) {
+          closed = true;
+          break;
+        }
+        if (i == 0) {
+          std::lock_guard<std::mutex> lock(mu_);
+          recorded_.append(buf, static_cast<size_t>(n));
+        }
+        if (::write(fds[1 - i].fd, buf, static_cast<size_t>(n)) != n) closed = true;
+      }
+      if (closed) break;
+    }
+    ::close(client);
+    ::close(upstream);
+  }
+
+  int listen_fd_ = -1, port_ = 0, target_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  std::vector<std::thread> pipes_;  // acceptor thread only, until joined
+  mutable std::mutex mu_;
+  std::string recorded_;  // guarded by mu_
+};
+
+// The raw FP32 bytes of comma-separated values, as a forwarded (binary) request carries them.
+std::string RawFloats(const std::vector<float>& values) {
+  return std::string(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+}
+
+// (e) local-only data never leaves the node that received it, zone data stays in the zone, mesh
+// data may go anywhere. Node B is reached only through a recording proxy, so every byte sent to
+// it is seen; the mesh-policy model shows that the proxy does see what reaches B.
+TEST(DataPolicyTest, NoByteOfALocalOnlyRequestReachesAnotherNode) {
+  TempDir dir;
+  for (const auto& [model, policy] : std::vector<std::pair<std::string, std::string>>{
+           {"secret", "local-only"}, {"zoned", "zone"}, {"shared", "mesh"}}) {
+    dir.Write("repo/" + model + "/config.yaml", SlowIdentity(30, 2, policy));
+    dir.Write("repo/" + model + "/1/.keep", "");
+  }
+  const std::string repo = dir.path() + "/repo";
+  RecordingProxy proxy;
+  AgentProcess b({"--node-name", "node-b", "--model-repository", repo, "--labels", "zone=z2",
+                  "--http-advertise-address", "127.0.0.1:" + std::to_string(proxy.port())});
+  ASSERT_TRUE(b.ok()) << b.log();
+  proxy.Start(b.port());
+  AgentProcess c({"--node-name", "node-c", "--model-repository", repo, "--labels", "zone=z1",
+                  "--join", GossipAddress(b.port())});
+  AgentProcess a({"--node-name", "node-a", "--model-repository", repo, "--labels", "zone=z1",
+                  "--join", GossipAddress(b.port())});
+  ASSERT_TRUE(c.ok() && a.ok()) << c.log() << a.log();
+  ASSERT_TRUE(WaitFor([&] { return PeersHosting(a.port(), "shared") == 2; }, std::chrono::seconds(10)));
+
+  const std::string secret = "1111.25,-2222.5,3333.75,-4444.125";
+  const std::string zoned = "5555.25,-6666.5,7777.75,-8888.125";
+  const std::string shared = "9999.25,-1212.5,3434.75,-5656.125";
+  // Six clients against a 30 ms worker with room for two in its queue: node-a alone cannot cope.
+  LoadGenerator secret_load(a.port(), "/v2/models/secret/infer", InferBody(secret), 6);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  LoadGenerator::Result rs = secret_load.Stop();
+  SCOPED_TRACE("local-only: " + rs.Describe());
+  EXPECT_EQ(rs.served_by.size(), 1u) << "local-only is served by node-a alone";
+  EXPECT_GT(rs.served_by["node-a"], 10);
+  ASSERT_GT(rs.by_status[503], 0) << "the overload was real";
+  EXPECT_EQ(rs.by_status.size(), 1u);
+  EXPECT_THAT(rs.failures.front(), HasSubstr("data policy (local-only) forbids offloading"));
+
+  LoadGenerator zoned_load(a.port(), "/v2/models/zoned/infer", InferBody(zoned), 6);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  LoadGenerator::Result rz = zoned_load.Stop();
+  SCOPED_TRACE("zone: " + rz.Describe());
+  EXPECT_EQ(rz.served_by.count("node-b"), 0u) << "node-b is in another zone";
+  EXPECT_GT(rz.served_by["node-c"], 0) << "node-c shares node-a's zone";
+
+  LoadGenerator shared_load(a.port(), "/v2/models/shared/infer", InferBody(shared), 6);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  LoadGenerator::Result rm = shared_load.Stop();
+  SCOPED_TRACE("mesh: " + rm.Describe());
+  EXPECT_GT(rm.served_by["node-b"], 0) << "mesh data may go to any zone";
+
+  const std::string seen = proxy.recorded();
+  EXPECT_NE(seen.find(RawFloats({9999.25f, -1212.5f, 3434.75f, -5656.125f})), std::string::npos)
+      << "the proxy sees the mesh model's data reach node-b";
+  EXPECT_EQ(seen.find(RawFloats({1111.25f, -2222.5f, 3333.75f, -4444.125f})), std::string::npos);
+  EXPECT_EQ(seen.find("1111.25"), std::string::npos);
+  EXPECT_EQ(seen.find("/v2/models/secret"), std::string::npos);
+  EXPECT_EQ(seen.find(RawFloats({5555.25f, -6666.5f, 7777.75f, -8888.125f})), std::string::npos);
+  EXPECT_EQ(seen.find("/v2/models/zoned"), std::string::npos);
+  EXPECT_EQ(Executions(b.port(), "secret"), 0);
+  EXPECT_EQ(Executions(b.port(), "zoned"), 0);
+}
+
+// (f) Deadlines across a hop: a deadline no node can meet is answered 504 at once; otherwise the
+// remaining time travels with the request and every answer arrives by the deadline.
+TEST(DeadlineTest, DeadlinesAreKeptAcrossTheHop) {
+  TempDir dir;
+  dir.Write("empty/.keep", "");
+  dir.Write("repo/slow/config.yaml", SlowIdentity(100));
+  dir.Write("repo/slow/1/.keep", "");
+  AgentProcess b({"--node-name", "node-b", "--model-repository", dir.path() + "/repo"});
+  ASSERT_TRUE(b.ok()) << b.log();
+  AgentProcess a({"--node-name", "node-a", "--model-repository", dir.path() + "/empty", "--join",
+                  GossipAddress(b.port())});
+  ASSERT_TRUE(a.ok()) << a.log();
+  ASSERT_TRUE(WaitFor([&] { return PeersHosting(a.port(), "slow") == 1; }, std::chrono::seconds(10)));
+  // One request teaches node-a the model's service time on node-b (carried by the response).
+  ASSERT_EQ(HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("1")).status, 200);
+
+  using Clock = std::chrono::steady_clock;
+  const long before = Executions(b.port(), "slow");
+  auto start = Clock::now();
+  HttpResult fast = HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("1"),
+                                    {{"Inference-Timeout-Ms", "30"}});
+  EXPECT_EQ(fast.status, 504) << fast.body;
+  EXPECT_THAT(fast.body, HasSubstr("deadline"));
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(30)) << "answered at once";
+  EXPECT_EQ(Executions(b.port(), "slow"), before) << "nothing was computed for it";
+
+  // Four at once with 250 ms each against one 100 ms worker: some make it, the rest are told in
+  // time, none is answered late.
+  std::vector<std::thread> clients;
+  std::atomic<int> ok{0}, expired{0}, other{0}, late{0};
+  for (int i = 0; i < 4; ++i) {
+    clients.emplace_back([&] {
+      const auto t0 = Clock::now();
+      HttpResult r = HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("2"),
+                                     {{"Inference-Timeout-Ms", "250"}});
+      if (Clock::now() - t0 > std::chrono::milliseconds(250 + 60)) late++;
+      (r.status == 200 ? ok : r.status == 504 ? expired : other)++;
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(late.load(), 0);
+  EXPECT_GE(ok.load(), 1);
+  EXPECT_GE(expired.load(), 1);
+  EXPECT_EQ(ok.load() + expired.load(), 4);
+
+  // The remaining time travels with the request: node-b, busy with work node-a does not know of,
+  // drops the forwarded request from its queue when its deadline passes.
+  const long expired_before = ExpiredInQueue(b.port(), "slow");
+  std::thread busy([&] {
+    HttpRequestOnce(b.port(), "POST", "/v2/models/slow/infer", InferBody("3"));
+  });
+  std::thread busier([&] {
+    HttpRequestOnce(b.port(), "POST", "/v2/models/slow/infer", InferBody("4"));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  start = Clock::now();
+  HttpResult queued = HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("5"),
+                                      {{"Inference-Timeout-Ms", "150"}});
+  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(150 + 60));
+  busy.join();
+  busier.join();
+  EXPECT_EQ(queued.status, 504) << queued.body;
+  EXPECT_EQ(ExpiredInQueue(b.port(), "slow"), expired_before + 1)
+      << "node-b knew the deadline and never computed the request";
 }
 
 }  // namespace

@@ -17,7 +17,8 @@ TEST(NodeMetaTest, RoundTrips) {
   m.cores = 6;
   m.memory_mb = 7800;
   m.accelerators = 1;
-  m.models = {{"people-detector", {"1", "2"}, true}, {"broken", {}, false}};
+  m.models = {{"people-detector", {"1", "2"}, true, 1, 3}, {"broken", {}, false}};
+  m.draining = true;
   absl::StatusOr<std::string> enc = EncodeNodeMeta(m);
   ASSERT_TRUE(enc.ok()) << enc.status();
   absl::StatusOr<NodeMeta> dec = DecodeNodeMeta(*enc);
@@ -31,6 +32,13 @@ TEST(NodeMetaTest, RoundTrips) {
   EXPECT_EQ(dec->models[0].versions, (std::vector<std::string>{"1", "2"}));
   EXPECT_TRUE(dec->models[0].ready);
   EXPECT_FALSE(dec->models[1].ready);
+  EXPECT_EQ(dec->models[0].data_policy, 1);
+  EXPECT_EQ(dec->models[0].instances, 3u);
+  EXPECT_EQ(dec->models[1].data_policy, 0);
+  EXPECT_EQ(dec->models[1].instances, 1u);
+  EXPECT_TRUE(dec->draining);
+  m.draining = false;
+  EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m))->draining);
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
 
@@ -53,6 +61,9 @@ TEST(NodeMetaTest, MalformedMetadataIsAnErrorNotACrash) {
   }
   EXPECT_FALSE(DecodeNodeMeta(enc + "x").ok());
   EXPECT_FALSE(DecodeNodeMeta("\x07").ok()) << "unknown version";
+  m.models[0].data_policy = 3;
+  EXPECT_THAT(std::string(DecodeNodeMeta(*EncodeNodeMeta(m)).status().message()),
+              HasSubstr("unknown data policy 3"));
 }
 
 TEST(LoadReportTest, RoundTripsAndStaysWithinTheLimit) {

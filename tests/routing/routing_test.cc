@@ -213,5 +213,37 @@ TEST(DecisionTest, EjectedPeersAndTheHopLimit) {
       << "a request at its hop limit is not forwarded again";
 }
 
+TEST(DecisionTest, LocalModeNeverOffloadsAHostedModel) {
+  std::mt19937_64 rng(1);
+  RoutingPolicy local_mode;
+  local_mode.mode = RoutingMode::kLocal;
+  std::vector<Candidate> c = {Local(100, 10), Peer("b", "a", 0, 10)};
+  EXPECT_EQ(Decide(c, RouteRequest{}, RoutingPolicy{}, rng).kind, Decision::kForward);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(Decide(c, RouteRequest{}, local_mode, rng).kind, Decision::kLocal);
+  // A model this node does not host still goes to a peer.
+  std::vector<Candidate> peers_only = {Peer("b", "a", 0, 10)};
+  EXPECT_EQ(Decide(peers_only, RouteRequest{}, local_mode, rng).kind, Decision::kForward);
+  // Neither is there a local choice when the local copy is not ready.
+  c[0].ready = false;
+  EXPECT_EQ(Decide(c, RouteRequest{}, local_mode, rng).kind, Decision::kForward);
+}
+
+TEST(DecisionTest, RandomModeSpreadsOverEveryEligibleNode) {
+  std::mt19937_64 rng(3);
+  RoutingPolicy random_mode;
+  random_mode.mode = RoutingMode::kRandom;
+  std::vector<Candidate> c = {Local(0, 10), Peer("b", "a", 50, 10), Peer("c", "a", 0, 10),
+                              Peer("d", "b", 0, 10)};
+  RouteRequest req;
+  req.policy = DataPolicy::kZone;
+  req.local_zone = "a";
+  std::map<int, int> picks;
+  for (int i = 0; i < 3000; ++i) ++picks[Decide(c, req, random_mode, rng).index];
+  EXPECT_NEAR(picks[0], 1000, 120);
+  EXPECT_NEAR(picks[1], 1000, 120) << "load does not matter to a random choice";
+  EXPECT_NEAR(picks[2], 1000, 120);
+  EXPECT_EQ(picks.count(3), 0u) << "the data policy still holds";
+}
+
 }  // namespace
 }  // namespace hivemesh::routing

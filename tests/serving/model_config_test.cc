@@ -19,6 +19,7 @@ TEST(ModelConfigTest, ParsesEveryField) {
 platform: onnx_onnxv1
 instances: 2
 queue_limit: 9
+dataPolicy: local-only
 inputs:
   - {name: window, datatype: FP32, shape: [-1, 128]}
   - {name: extra, datatype: BYTES, shape: [1], optional: true}
@@ -35,6 +36,7 @@ options:
   EXPECT_EQ(c->platform, "onnx_onnxv1");
   EXPECT_EQ(c->instances, 2);
   EXPECT_EQ(c->queue_limit, 9);
+  EXPECT_EQ(c->data_policy, DataPolicy::kLocalOnly);
   ASSERT_EQ(c->inputs.size(), 2u);
   EXPECT_EQ(c->inputs[0].dims, (Shape{-1, 128}));
   EXPECT_TRUE(c->inputs[1].optional);
@@ -53,6 +55,21 @@ TEST(ModelConfigTest, DefaultsComeFromTheNode) {
   EXPECT_EQ(c->instances, 3);
   EXPECT_EQ(c->queue_limit, 17);
   EXPECT_EQ(c->platform, "identity");
+  EXPECT_EQ(c->data_policy, DataPolicy::kMesh) << "a model may go anywhere unless it says so";
+}
+
+TEST(ModelConfigTest, DataPolicyNames) {
+  for (DataPolicy p : {DataPolicy::kMesh, DataPolicy::kZone, DataPolicy::kLocalOnly}) {
+    EXPECT_EQ(DataPolicyFromName(DataPolicyName(p)), p);
+  }
+  const std::string io =
+      "inputs: [{name: a, datatype: FP32, shape: [1]}]\noutputs: [{name: b, datatype: FP32, "
+      "shape: [1]}]\n";
+  auto zone = ParseModelConfig("backend: x\n" + io + "dataPolicy: zone\n", "m", "f");
+  ASSERT_TRUE(zone.ok());
+  EXPECT_EQ(zone->data_policy, DataPolicy::kZone);
+  EXPECT_EQ(ErrorOf("backend: x\n" + io + "dataPolicy: local\n"),
+            "repo/m/config.yaml: dataPolicy: 'local' is not one of local-only, zone, mesh");
 }
 
 TEST(ModelConfigTest, ErrorsNameTheFileAndTheField) {

@@ -91,8 +91,11 @@ TEST_F(ModelRuntimeTest, ShedsWhenTheQueueIsFull) {
   while (rt->stats().in_flight.load() == 0) std::this_thread::yield();
   ASSERT_TRUE(rt->Submit(Request(2), cb).ok());
   ASSERT_TRUE(rt->Submit(Request(3), cb).ok());
-  absl::Status shed = rt->Submit(Request(4), cb);
+  InferRequest fourth = Request(4);
+  absl::Status shed = rt->Submit(std::move(fourth), cb);
   EXPECT_EQ(shed.code(), absl::StatusCode::kResourceExhausted);
+  ASSERT_EQ(fourth.inputs.size(), 1u) << "a refused request stays the caller's (to offload it)";
+  EXPECT_EQ(fourth.inputs[0].data().size(), Request(4).inputs[0].data().size());
   EXPECT_THAT(std::string(shed.message()), HasSubstr("queue is full (2 requests waiting)"));
   EXPECT_EQ(rt->stats().rejected_queue_full.load(), 1u);
   rt->Drain();

@@ -1,0 +1,281 @@
+// The forwarder against a scripted mesh: which peer gets a request, retries on another one,
+// ejection and its reset on restart, data policies learnt from peers, the load responses carry,
+// and the answer when nothing can be tried.
+#include "routing/forwarder.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <future>
+#include <map>
+
+#include "api/codec/infer_codec.h"
+
+namespace hivemesh::routing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FakeDirectory final : public MeshDirectory {
+ public:
+  std::vector<PeerEndpoint> PeersFor(const std::string& model) const override {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = peers.find(model);
+    return it == peers.end() ? std::vector<PeerEndpoint>{} : it->second;
+  }
+  bool IsMember(const std::string&) const override { return true; }
+  mutable std::mutex mu;
+  std::map<std::string, std::vector<PeerEndpoint>> peers;
+};
+
+// Answers each request at once, as scripted per address: a transport error, or an HTTP status
+// (200 with the identity of the request's input).
+class ScriptedClient final : public PeerClient {
+ public:
+  void Send(PeerRequest request, PeerCallback done) override {
+    std::string address = request.address;
+    absl::StatusOr<PeerResponse> result;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      sent.push_back(address);
+      requests.push_back(request);
+      auto it = behaviour.find(address);
+      const std::string what = it == behaviour.end() ? "200" : it->second;
+      if (what == "refused") {
+        result = absl::UnavailableError("connection refused");
+      } else if (what == "reset") {
+        result = absl::UnavailableError("connection reset by peer");
+      } else {
+        PeerResponse r;
+        r.status = std::stoi(what);
+        InferResponse out;
+        out.model_name = "m";
+        out.outputs.push_back(Tensor::Owned("y", DataType::kFp32, {1}, std::string(4, '\0')));
+        out.binary = {false};
+        r.body = std::make_shared<const std::string>(
+            r.status == 200 ? EncodeInferResponse(out).json : R"({"error":"busy"})");
+        r.headers["hivemesh-served-by"] = address;
+        if (load.count(address)) r.headers["hivemesh-load"] = load[address];
+        result = std::move(r);
+      }
+    }
+    done(std::move(result));
+  }
+  int open_connections() const override { return 0; }
+  void Stop() override {}
+  int SentTo(const std::string& address) {
+    std::lock_guard<std::mutex> lock(mu);
+    return static_cast<int>(std::count(sent.begin(), sent.end(), address));
+  }
+
+  std::mutex mu;
+  std::map<std::string, std::string> behaviour;  // address -> "refused" | "reset" | "503" | ...
+  std::map<std::string, std::string> load;       // address -> Hivemesh-Load value
+  std::vector<std::string> sent;
+  std::vector<PeerRequest> requests;
+};
+
+PeerEndpoint Peer(const std::string& name, const std::string& zone = "z1",
+                  DataPolicy policy = DataPolicy::kMesh) {
+  PeerEndpoint p;
+  p.node = name;
+  p.api_address = name + ":8000";
+  p.zone = zone;
+  p.policy = policy;
+  p.service_ns = 1e6;
+  return p;
+}
+
+InferRequest Request() {
+  InferRequest r;
+  r.model_name = "m";
+  r.inputs.push_back(Tensor::Owned("x", DataType::kFp32, {1}, std::string(4, '\1')));
+  return r;
+}
+
+class ForwarderTest : public ::testing::Test {
+ protected:
+  ForwarderTest() : forwarder_(&directory_, &client_, "self", 42) {}
+
+  // Routes one request; returns its result (waiting for retries after backoff).
+  absl::StatusOr<InferResponse> Run(const RouteOptions& options = {},
+                                    Forwarder::Routed* routed = nullptr) {
+    std::promise<absl::StatusOr<InferResponse>> promise;
+    ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+    InferRequest req = Request();
+    const Forwarder::Routed how = forwarder_.Route(req, "trace-1", options, done);
+    if (routed) *routed = how;
+    if (how == Forwarder::Routed::kLocal) return absl::CancelledError("local");
+    return promise.get_future().get();
+  }
+
+  FakeDirectory directory_;
+  ScriptedClient client_;
+  Forwarder forwarder_;
+};
+
+TEST_F(ForwarderTest, UnknownModelIsNotFoundAndNothingIsSent) {
+  absl::StatusOr<InferResponse> r = Run();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("not served by this node or any node"));
+  EXPECT_TRUE(client_.sent.empty());
+}
+
+TEST_F(ForwarderTest, ForwardedRequestCarriesHopsOriginTraceAndDeadline) {
+  directory_.peers["m"] = {Peer("b")};
+  RouteOptions options;
+  options.hops = 0;
+  std::promise<absl::StatusOr<InferResponse>> promise;
+  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+  InferRequest req = Request();
+  req.deadline = SystemClock::Get().Now() + std::chrono::milliseconds(800);
+  ASSERT_EQ(forwarder_.Route(req, "trace-7", options, done), Forwarder::Routed::kForwarded);
+  absl::StatusOr<InferResponse> r = promise.get_future().get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->served_by, "b:8000");
+  ASSERT_EQ(client_.requests.size(), 1u);
+  std::map<std::string, std::string> h(client_.requests[0].headers.begin(),
+                                       client_.requests[0].headers.end());
+  EXPECT_EQ(h[kHopsHeader], "1");
+  EXPECT_EQ(h[kOriginHeader], "self");
+  EXPECT_EQ(h[kTraceHeader], "trace-7");
+  const int left = std::stoi(h["Inference-Timeout-Ms"]);
+  EXPECT_GT(left, 700);
+  EXPECT_LE(left, 800);
+  EXPECT_EQ(h["Content-Type"], "application/octet-stream") << "the binary form, not JSON";
+}
+
+TEST_F(ForwarderTest, RefusedPeerIsRetriedElsewhereAndEjectedAtOnce) {
+  directory_.peers["m"] = {Peer("b"), Peer("c")};
+  client_.behaviour["b:8000"] = "refused";
+  // Until b has been tried once (P2C may prefer c at first).
+  for (int i = 0; i < 200 && client_.SentTo("b:8000") == 0; ++i) {
+    absl::StatusOr<InferResponse> r = Run();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->served_by, "c:8000");
+  }
+  ASSERT_EQ(client_.SentTo("b:8000"), 1);
+  EXPECT_EQ(forwarder_.Stats().retries, 1u) << "the refused request went on to c";
+  // b is ejected: nothing more goes there.
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(client_.SentTo("b:8000"), 1) << "nothing more after the first failure";
+  bool ejected = false;
+  for (const PeerStats& p : forwarder_.Stats().peers) ejected |= p.node == "b" && p.ejected;
+  EXPECT_TRUE(ejected);
+  // b restarts: a new incarnation starts it afresh. With c now gone, b serves.
+  client_.behaviour.erase("b:8000");
+  client_.behaviour["c:8000"] = "refused";
+  directory_.peers["m"][0].generation = 2;
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<InferResponse> r = Run();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->served_by, "b:8000");
+  }
+}
+
+TEST_F(ForwarderTest, ResetAnd503AreRetriedWithinTheBudgetThenReported) {
+  directory_.peers["m"] = {Peer("b"), Peer("c"), Peer("d")};
+  client_.behaviour = {{"b:8000", "503"}, {"c:8000", "reset"}, {"d:8000", "503"}};
+  absl::StatusOr<InferResponse> r = Run();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(client_.sent.size(), 3u) << "each peer tried once";
+}
+
+TEST(ForwarderBudgetTest, RetriesStayWithinTheBudget) {
+  // 20% of requests plus a floor of 1 per second over a 10 s window: 40 failing requests that
+  // would each retry twice get at most 10 + 8 retries, not 80.
+  FakeDirectory directory;
+  ScriptedClient client;
+  directory.peers["m"] = {Peer("b"), Peer("c"), Peer("d")};
+  client.behaviour = {{"b:8000", "503"}, {"c:8000", "503"}, {"d:8000", "503"}};
+  ForwarderOptions options;
+  options.retry_budget = {0.2, 1.0, std::chrono::milliseconds(10000)};
+  options.backoff_base = Nanos(0);
+  options.outlier.consecutive_failures = 1000;
+  Forwarder forwarder(&directory, &client, "self", 1, options);
+  for (int i = 0; i < 40; ++i) {
+    std::promise<absl::StatusOr<InferResponse>> promise;
+    ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+    InferRequest req = Request();
+    forwarder.Route(req, "t", RouteOptions{}, done);
+    EXPECT_EQ(promise.get_future().get().status().code(), absl::StatusCode::kUnavailable);
+  }
+  const uint64_t retries = forwarder.Stats().retries;
+  EXPECT_GE(retries, 10u) << "the floor";
+  EXPECT_LE(retries, 18u) << "the floor plus 20% of the requests";
+  EXPECT_EQ(client.sent.size(), 40u + retries);
+}
+
+TEST_F(ForwarderTest, NewMemberRefusalIsRetriedWithoutEjection) {
+  directory_.peers["m"] = {Peer("b"), Peer("c")};
+  client_.behaviour["b:8000"] = "403";
+  client_.behaviour["c:8000"] = "403";
+  absl::StatusOr<InferResponse> r = Run();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(client_.sent.size(), 2u);
+  for (const PeerStats& p : forwarder_.Stats().peers) {
+    EXPECT_FALSE(p.ejected) << p.node;
+    EXPECT_EQ(p.failures, 0u);
+  }
+}
+
+TEST_F(ForwarderTest, StrictestPolicyOfThePeersApplies) {
+  directory_.peers["m"] = {Peer("b", "z2", DataPolicy::kMesh),
+                           Peer("c", "z2", DataPolicy::kZone)};
+  RouteOptions options;
+  options.local_zone = "z1";
+  absl::StatusOr<InferResponse> r = Run(options);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("data policy (zone)"));
+  EXPECT_TRUE(client_.sent.empty());
+  directory_.peers["m"].push_back(Peer("d", "z1", DataPolicy::kZone));
+  r = Run(options);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->served_by, "d:8000");
+}
+
+TEST_F(ForwarderTest, LocalWinsWhenIdleAndTheFreshLoadOfAResponseCounts) {
+  directory_.peers["m"] = {Peer("b")};
+  RouteOptions options;
+  Candidate local;
+  local.node = "self";
+  local.local = true;
+  local.service_ns = 1e6;
+  options.local = local;
+  Forwarder::Routed how;
+  EXPECT_EQ(Run(options, &how).status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(how, Forwarder::Routed::kLocal);
+  // Busy here: b is idle by gossip, so the request goes there.
+  options.local->queue_depth = 10;
+  ASSERT_TRUE(Run(options, &how).ok());
+  EXPECT_EQ(how, Forwarder::Routed::kForwarded);
+  // b's response says it is far busier than gossip knew: the next request stays here.
+  client_.load["b:8000"] = "40 2 1 1000";
+  ASSERT_TRUE(Run(options).ok());
+  (void)Run(options, &how);
+  EXPECT_EQ(how, Forwarder::Routed::kLocal);
+  // A local-only model is never forwarded, however busy this node is.
+  client_.load.clear();
+  options.policy = DataPolicy::kLocalOnly;
+  options.local->queue_depth = 1000;
+  (void)Run(options, &how);
+  EXPECT_EQ(how, Forwarder::Routed::kLocal);
+}
+
+TEST_F(ForwarderTest, HopLimitStopsASecondHop) {
+  directory_.peers["m"] = {Peer("b")};
+  RouteOptions options;
+  options.hops = 1;
+  absl::StatusOr<InferResponse> r = Run(options);
+  EXPECT_FALSE(r.ok());
+  EXPECT_TRUE(client_.sent.empty());
+}
+
+TEST(LoadHeaderTest, Encodes) {
+  EXPECT_EQ(EncodeLoadHeader(3, 1, 2, 1500), "3 1 2 1500");
+  EXPECT_EQ(EncodeLoadHeader(-1, -2, 0, 7), "0 0 1 7") << "never negative, at least one instance";
+}
+
+}  // namespace
+}  // namespace hivemesh::routing
