@@ -11,3 +11,12 @@ echo "== startup: cold start and idle memory"
 echo
 echo "== serving: throughput, latency and overhead against nginx"
 /usr/bin/python3 "$root/bench/serving/bench_serving.py" --build "$build"
+echo
+echo "== hop overhead: one mesh hop against an nginx reverse proxy hop"
+/usr/bin/python3 "$root/bench/hop_overhead/bench_hop_overhead.py" --build "$build"
+echo
+echo "== gossip vs serf: membership convergence, failure detection, memory and bytes against Serf"
+/usr/bin/python3 "$root/bench/gossip_vs_serf/bench_gossip_vs_serf.py" --build "$build"
+echo
+echo "== hotspot: one node offered 3x its capacity in a 4-node mesh; local, random, hivemesh, balanced"
+/usr/bin/python3 "$root/bench/hotspot/bench_hotspot.py" --build "$build"
