@@ -7,7 +7,7 @@ runs as a reverse proxy in front of B with upstream keep-alive. wrk drives the s
 JSON request at concurrency 1 and 32 against: B directly, A (one hop), and nginx (one hop).
 The added latency of a hop = its p50/p99 minus the direct p50/p99.
 
-    bench/hop_overhead/bench_hop_overhead.py [--build build/release] [--seconds 4]
+    bench/hop_overhead/bench_hop_overhead.py [--build build/release] [--seconds 4] [--rounds 3]
 """
 import argparse
 import json
@@ -42,6 +42,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
     ap.add_argument("--seconds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     binary = os.path.join(args.build, "hivemesh")
     body = json.dumps({"inputs": [{"name": "INPUT0", "shape": [16], "datatype": "FP32",
@@ -95,28 +96,43 @@ http {{
             procs.append(nginx)
             wait_http(f"http://127.0.0.1:{nginx_port}/v2/health/ready")
 
-            results = {}
-            for conns in (1, 32):
-                for label, port in (("direct to B", b_http), ("through A (mesh hop)", a_http),
-                                    ("through nginx", nginx_port)):
-                    results[(label, conns)] = run_wrk(
-                        f"http://127.0.0.1:{port}/v2/models/identity/infer", conns, args.seconds,
-                        work, body)
+            # Rounds interleave the three paths, so that a slow patch of a shared machine
+            # lands on all of them; the report takes the median of each figure over rounds.
+            rounds = []
+            for _ in range(args.rounds):
+                results = {}
+                for conns in (1, 32):
+                    for label, port in (("direct to B", b_http), ("through A (mesh hop)", a_http),
+                                        ("through nginx", nginx_port)):
+                        results[(label, conns)] = run_wrk(
+                            f"http://127.0.0.1:{port}/v2/models/identity/infer", conns,
+                            args.seconds, work, body)
+                rounds.append(results)
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait(timeout=30)
 
-    print(f"identity model, wrk keep-alive, {args.seconds}s per row; a hop = the row minus 'direct to B'")
+    def median(values):
+        v = sorted(values)
+        return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+    print(f"identity model, wrk keep-alive, {args.seconds}s per row, {args.rounds} round(s), "
+          "medians over rounds; a hop = the row minus 'direct to B' in the same round")
     print(f"{'path':<24}{'conns':>6}{'req/s':>10}{'p50 us':>9}{'p99 us':>9}{'hop p50':>9}{'hop p99':>9}")
-    added = {}
-    for (label, conns), r in results.items():
-        d = results[("direct to B", conns)]
-        hop50, hop99 = r["p50_us"] - d["p50_us"], r["p99_us"] - d["p99_us"]
-        added[(label, conns)] = (hop50, hop99)
+    added, results = {}, {}
+    for key in rounds[0]:
+        label, conns = key
+        hops50 = [r[key]["p50_us"] - r[("direct to B", conns)]["p50_us"] for r in rounds]
+        hops99 = [r[key]["p99_us"] - r[("direct to B", conns)]["p99_us"] for r in rounds]
+        results[key] = {k: median([r[key][k] for r in rounds]) for k in ("rps", "p50_us", "p99_us")}
+        added[key] = (median(hops50), median(hops99))
+        r = results[key]
         print(f"{label:<24}{conns:>6}{r['rps']:>10.0f}{r['p50_us']:>9.0f}{r['p99_us']:>9.0f}"
-              f"{hop50:>9.0f}{hop99:>9.0f}")
+              f"{added[key][0]:>9.0f}{added[key][1]:>9.0f}"
+              + (f"   hop p50 by round: {', '.join(f'{h:.0f}' for h in hops50)}"
+                 if label != "direct to B" and len(rounds) > 1 else ""))
     m1, n1 = added[("through A (mesh hop)", 1)], added[("through nginx", 1)]
     m32, n32 = added[("through A (mesh hop)", 32)], added[("through nginx", 32)]
     print(f"mesh hop vs nginx hop at c=1: p50 {m1[0]:.0f} vs {n1[0]:.0f} us, p99 {m1[1]:.0f} vs {n1[1]:.0f} us")
