@@ -281,12 +281,18 @@ def measure_capacity(ports, frames, conns_per_node, seconds, warm=2.0):
 
 class CpuMeter:
     """CPU used between its creation and cores(): by the given processes (with their threads),
-    and by everything else on the machine, in cores (CPU seconds per second)."""
+    and by everything else on the machine except this script (whose load generator uses a
+    steady ~0.25 cores), in cores (CPU seconds per second)."""
 
     def __init__(self, pids):
         self.pids = pids
         self.hz = os.sysconf("SC_CLK_TCK")
-        self.start = (time.monotonic(), self._machine_busy(), self._procs())
+        self.start = (time.monotonic(), self._machine_busy(), self._procs(), self._self())
+
+    @staticmethod
+    def _self():
+        t = os.times()
+        return t.user + t.system  # this process, every thread, in seconds
 
     @staticmethod
     def _machine_busy():
@@ -306,11 +312,12 @@ class CpuMeter:
         return total
 
     def cores(self):
-        t0, busy0, procs0 = self.start
+        t0, busy0, procs0, self0 = self.start
         wall = time.monotonic() - t0
         procs = (self._procs() - procs0) / self.hz / wall
         busy = (self._machine_busy() - busy0) / self.hz / wall
-        return procs, max(0.0, busy - procs)
+        script = (self._self() - self0) / wall
+        return procs, max(0.0, busy - procs - script)
 
 
 def make_schedule(counts, seconds, arrivals, seed, n_frames):
@@ -521,7 +528,7 @@ def main():
             print(f"capacity: {capacity:.2f} req/s per node (mesh saturated, local routing: "
                   f"{capacity * NODES:.2f} req/s in all, per node "
                   f"{', '.join(f'{c / args.calib_seconds:.2f}' for c in per_node_calib)}); "
-                  f"meanwhile the agents used {calib_cores[0]:.2f} cores, other processes "
+                  f"meanwhile the agents used {calib_cores[0]:.2f} cores, other processes (not this script) "
                   f"{calib_cores[1]:.2f}, of {os.cpu_count()}", flush=True)
             expected = min(os.cpu_count(), NODES * args.cpu_per_node) if args.cpu_per_node > 0 \
                 else os.cpu_count()
@@ -593,7 +600,8 @@ def report(summaries, runs, capacity, total_rate):
                   + f"{s['mesh_cores']:>9.2f}{s['other_cores']:>10.2f}  {errors}")
     print("node-N: successful requests that node served (Hivemesh-Served-By). Latency: from the "
           "scheduled send time, successful requests only. cpu: cores used during the run by the "
-          "four agents, and by every other process on the machine (this script included)")
+          "four agents, and by every other process on the machine (this script and its load "
+          "generator excluded)")
     for run in runs:
         for s in summaries[run]:
             for status, body in sorted(s["first_errors"].items()):
