@@ -109,6 +109,38 @@ HttpResponse Encoded(const InferResponse& result) {
   return r;
 }
 
+// The Inference-Timeout-Ms header, if any, lowers `timeout` to its value.
+absl::Status ApplyTimeoutHeader(const HttpRequest& request,
+                                std::optional<std::chrono::milliseconds>* timeout) {
+  if (!request.has_header("Inference-Timeout-Ms")) return absl::OkStatus();
+  std::optional<uint64_t> ms = ParseUint(request.header("Inference-Timeout-Ms"));
+  if (!ms || *ms == 0 || *ms > (uint64_t{1} << 40)) {
+    return absl::InvalidArgumentError(
+        "Inference-Timeout-Ms must be a positive integer number of milliseconds");
+  }
+  const std::chrono::milliseconds t(static_cast<int64_t>(*ms));
+  if (!*timeout || t < **timeout) *timeout = t;
+  return absl::OkStatus();
+}
+
+// A raw request (Inference-Header-Content-Length: 0) for a model this node cannot interpret:
+// its whole body as one opaque input, viewed, not copied, and its deadline from the header.
+absl::StatusOr<InferRequest> RawHttpInfer(const HttpRequest& request, const std::string& model,
+                                          const std::string& version) {
+  std::optional<std::chrono::milliseconds> timeout;
+  absl::Status header_timeout = ApplyTimeoutHeader(request, &timeout);
+  if (!header_timeout.ok()) return header_timeout;
+  std::shared_ptr<const std::string> body = request.body();
+  if (body->empty()) return absl::InvalidArgumentError("a raw request needs a body");
+  InferRequest req;
+  req.model_name = model;
+  req.model_version = version;
+  req.inputs.push_back(Tensor::View("raw", DataType::kUint8,
+                                    {static_cast<int64_t>(body->size())}, body, *body));
+  if (timeout) req.deadline = request.received() + *timeout;
+  return req;
+}
+
 // An infer request from its HTTP form: the binary framing header, the body, and the deadline
 // (the smaller of the `timeout` parameter and the Inference-Timeout-Ms header).
 absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request,
@@ -126,15 +158,8 @@ absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request,
       DecodeInferRequest(request.body(), header_length, raw_input);
   if (!decoded.ok()) return decoded.status();
   std::optional<std::chrono::milliseconds> timeout = decoded->timeout;
-  if (request.has_header("Inference-Timeout-Ms")) {
-    std::optional<uint64_t> ms = ParseUint(request.header("Inference-Timeout-Ms"));
-    if (!ms || *ms == 0 || *ms > (uint64_t{1} << 40)) {
-      return absl::InvalidArgumentError(
-          "Inference-Timeout-Ms must be a positive integer number of milliseconds");
-    }
-    const std::chrono::milliseconds t(static_cast<int64_t>(*ms));
-    if (!timeout || t < *timeout) timeout = t;
-  }
+  absl::Status header_timeout = ApplyTimeoutHeader(request, &timeout);
+  if (!header_timeout.ok()) return header_timeout;
   InferRequest req = std::move(decoded->request);
   req.model_name = model;
   req.model_version = version;
@@ -354,9 +379,12 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
     }
   }
   absl::StatusOr<ModelRuntime*> found = repository_->Find(model, version);
-  if (!found.ok() && found.status().code() == absl::StatusCode::kNotFound &&
-      forwarder_ != nullptr && repository_->Versions(model).empty()) {
-    return Forward(request, model, version, hops, respond);  // not hosted here: a peer may be
+  if (!found.ok() && forwarder_ != nullptr && repository_->Versions(model).empty()) {
+    // Not hosted here, or it failed to load here: a peer may serve it.
+    return Forward(request, model, version, hops,
+                   found.status().code() == absl::StatusCode::kNotFound ? absl::OkStatus()
+                                                                         : found.status(),
+                   respond);
   }
   if (!found.ok()) return respond(Error(found.status()));
   ModelRuntime* rt = *found;
@@ -425,16 +453,26 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
 }
 
 void KServeHandler::Forward(const HttpRequest& request, const std::string& model,
-                            const std::string& version, int hops, HttpResponder& respond) {
-  // Without the model's config here, a raw body (header length 0) cannot be interpreted.
-  absl::StatusOr<InferRequest> decoded = DecodeHttpInfer(request, nullptr, model, version);
-  if (!decoded.ok()) return respond(Error(decoded.status()));
-  InferRequest req = *std::move(decoded);
+                            const std::string& version, int hops, const absl::Status& local_error,
+                            HttpResponder& respond) {
+  routing::RouteOptions options;
+  InferRequest req;
+  if (request.header("Inference-Header-Content-Length") == "0") {
+    // A raw body: only a node with the model's config can interpret it, so it goes on as it came.
+    absl::StatusOr<InferRequest> raw = RawHttpInfer(request, model, version);
+    if (!raw.ok()) return respond(Error(raw.status()));
+    req = *std::move(raw);
+    options.raw_body = true;
+  } else {
+    absl::StatusOr<InferRequest> decoded = DecodeHttpInfer(request, nullptr, model, version);
+    if (!decoded.ok()) return respond(Error(decoded.status()));
+    req = *std::move(decoded);
+  }
   std::string trace(request.header(routing::kTraceHeader));
   if (trace.empty()) trace = StrCat(identity_.node_name, "-", ++trace_seq_);
-  routing::RouteOptions options;
   options.local_zone = zone();
   options.hops = hops;
+  options.if_no_peer = local_error;
   routing::ForwardCallback done = [respond](absl::StatusOr<InferResponse> result) {
     if (!result.ok()) return respond(Error(result.status()));
     respond(Encoded(*result));

@@ -62,9 +62,10 @@ class KServeHandler {
   void Infer(const HttpRequest& request, const std::string& model, const std::string& version,
              HttpResponder& respond);
 
-  // A model this node does not host: the forwarder finds a peer (or answers why none).
+  // A model this node does not host (or failed to load: `local_error`, the answer if no peer
+  // has it): the forwarder finds a peer, or answers why none.
   void Forward(const HttpRequest& request, const std::string& model, const std::string& version,
-               int hops, HttpResponder& respond);
+               int hops, const absl::Status& local_error, HttpResponder& respond);
   std::string zone() const;
 
   const ServerIdentity identity_;

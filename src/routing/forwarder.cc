@@ -158,7 +158,8 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
     attempt->done(none && !options.if_no_peer.ok() ? options.if_no_peer : d.reason);
     return Routed::kForwarded;
   }
-  attempt->encoded = EncodeForwardRequest(attempt->request);
+  attempt->encoded = options.raw_body ? EncodedInferRequest{"", attempt->request.inputs}
+                                      : EncodeForwardRequest(attempt->request);
   {
     std::lock_guard<std::mutex> lock(mu_);
     budget_.Deposit(now);

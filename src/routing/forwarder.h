@@ -90,6 +90,10 @@ struct RouteOptions {
   int hops = 0;  // hops the request has made so far
   // The answer when no peer can be tried at all (for example, why the local node refused).
   absl::Status if_no_peer;
+  // The request's only input holds the whole body of a raw request
+  // (Inference-Header-Content-Length: 0): only a node hosting the model can interpret it, so it
+  // is sent on as it came.
+  bool raw_body = false;
 };
 
 // Counters, for the node's statistics and tests.

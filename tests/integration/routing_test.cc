@@ -115,6 +115,53 @@ TEST_F(RoutingTest, ModelHostedOnlyOnBIsServedThroughAAndSaysSo) {
     ASSERT_EQ(conn.Request("POST", "/v2/models/identity/infer", body).status, 200);
 }
 
+TEST_F(RoutingTest, RawBodyForAModelHostedElsewhereGoesOnAsItCame) {
+  // Inference-Header-Content-Length: 0: node-a cannot interpret the body (it has no config for
+  // the model), node-b can.
+  const float values[3] = {1.5f, -2.0f, 8.25f};
+  const std::string raw(reinterpret_cast<const char*>(values), sizeof values);
+  HttpResult r = HttpRequestOnce(a_->port(), "POST", "/v2/models/identity/infer", raw,
+                                 {{"Inference-Header-Content-Length", "0"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("hivemesh-served-by"), "node-b");
+  EXPECT_THAT(r.body, HasSubstr(R"("shape":[3])"));
+  EXPECT_THAT(r.body, HasSubstr(R"("data":[1.5,-2,8.25])"));
+  // node-b's own error for a body it cannot take comes back as node-b's answer.
+  HttpResult bad = HttpRequestOnce(a_->port(), "POST", "/v2/models/identity/infer", "abc",
+                                   {{"Inference-Header-Content-Length", "0"}});
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_THAT(bad.body, HasSubstr("node node-b"));
+}
+
+TEST(FailedModelTest, AModelThatFailedToLoadHereIsServedByAPeer) {
+  TempDir dir;
+  const std::string good =
+      "backend: identity\ninputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]\n"
+      "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\n";
+  dir.Write("good/m/config.yaml", good);
+  dir.Write("good/m/1/.keep", "");
+  dir.Write("broken/m/config.yaml", good + "options: {delay_us: soon}\n");
+  dir.Write("broken/m/1/.keep", "");
+  AgentProcess a({"--node-name", "node-a", "--model-repository", dir.path() + "/broken"});
+  ASSERT_TRUE(a.ok()) << a.log();
+  const std::string body = InferBody("4,5");
+  HttpResult alone = HttpRequestOnce(a.port(), "POST", "/v2/models/m/infer", body);
+  EXPECT_EQ(alone.status, 503) << alone.body;
+  EXPECT_THAT(alone.body, HasSubstr("failed to load")) << "alone, the local reason is the answer";
+  AgentProcess b({"--node-name", "node-b", "--model-repository", dir.path() + "/good", "--join",
+                  GossipAddress(a.port())});
+  ASSERT_TRUE(b.ok()) << b.log();
+  ASSERT_TRUE(WaitFor([&] { return PeersHosting(a.port(), "m") == 1; }, std::chrono::seconds(10)));
+  // node-a's routing table is refreshed from gossip at most every 100 ms.
+  HttpResult r;
+  WaitFor([&] {
+    r = HttpRequestOnce(a.port(), "POST", "/v2/models/m/infer", body);
+    return r.status == 200;
+  }, std::chrono::seconds(2));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("hivemesh-served-by"), "node-b");
+}
+
 TEST_F(RoutingTest, UnknownModelIs404AtOnceWithoutForwarding) {
   const int before = ExecutionsOnB();
   const auto start = std::chrono::steady_clock::now();
