@@ -406,8 +406,11 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
       const ModelStats& s = rt->stats();
       r.headers.emplace_back(
           routing::kLoadHeader,
-          routing::EncodeLoadHeader(s.queue_depth.load(), s.in_flight.load() - 1,
-                                    rt->config().instances, s.ewma_service_ns.load() / 1000));
+          routing::EncodeLoadHeader(
+              s.queue_depth.load(), s.in_flight.load() - 1, rt->config().instances,
+              s.ewma_service_ns.load() / 1000,
+              static_cast<uint64_t>(std::max<int64_t>(
+                  0, (SystemClock::Get().Now() - received).count() / 1000))));
     }
     const uint64_t compute_ns = result->compute_ns;
     r.on_sent = [rt, received, compute_ns](SteadyTime sent) {

@@ -120,6 +120,9 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
       w.Key("failures").Uint(p.failures);
       w.Key("times_ejected").Int(p.times_ejected);
       w.Key("ejected").Bool(p.ejected);
+      w.Key("latency_us").Uint(static_cast<uint64_t>(p.latency_ns / 1e3));
+      w.Key("rtt_us").Uint(static_cast<uint64_t>(p.rtt_ns / 1e3));
+      w.Key("bandwidth_mbps").Uint(static_cast<uint64_t>(p.bandwidth_bytes_per_s * 8 / 1e6));
       w.EndObject();
     }
     w.EndArray();

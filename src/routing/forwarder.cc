@@ -9,9 +9,9 @@
 namespace hivemesh::routing {
 namespace {
 
-// Parses kLoadHeader's value; false if it is not four non-negative integers.
-bool ParseLoadHeader(std::string_view v, uint64_t out[4]) {
-  for (int i = 0; i < 4; ++i) {
+// Parses kLoadHeader's value; false if it is not five non-negative integers.
+bool ParseLoadHeader(std::string_view v, uint64_t out[5]) {
+  for (int i = 0; i < 5; ++i) {
     while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
     auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), out[i]);
     if (ec != std::errc() || ptr == v.data()) return false;
@@ -39,9 +39,10 @@ absl::StatusCode CodeForHttp(int status) {
 
 }  // namespace
 
-std::string EncodeLoadHeader(int64_t queued, int64_t running, int instances, uint64_t service_us) {
+std::string EncodeLoadHeader(int64_t queued, int64_t running, int instances, uint64_t service_us,
+                             uint64_t server_us) {
   return StrCat(std::max<int64_t>(0, queued), " ", std::max<int64_t>(0, running), " ",
-                std::max(1, instances), " ", service_us);
+                std::max(1, instances), " ", service_us, " ", server_us);
 }
 
 struct Forwarder::Attempt {
@@ -119,7 +120,8 @@ Decision Forwarder::Choose(const InferRequest& req, const RouteOptions& options,
       if (c.service_ns <= 0 && local) c.service_ns = local->service_ns;
       // Requests this node has in flight to the peer are ahead of this one, reported or not.
       c.queue_depth = std::max(c.queue_depth, static_cast<double>(e.pending) / instances);
-      c.rtt_ns = 200e3;  // loopback-to-LAN order; the peak-EWMA below holds the measured value
+      c.rtt_ns = e.path.rtt_ns();
+      c.bandwidth_bytes_per_s = e.path.bandwidth_bytes_per_s();
       c.peak_ewma_ns = e.latency.Get(now);
       c.pending = e.pending;
       c.ejected = e.outlier.Ejected(now);
@@ -250,11 +252,16 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
       e.outlier.OnSuccess(now);
       e.latency.Observe(now - sent, now);
       auto load = result->headers.find("hivemesh-load");
-      uint64_t v[4];
+      uint64_t v[5];
       if (load != result->headers.end() && ParseLoadHeader(load->second, v)) {
         e.fresh[req.model_name] = Endpoint::Load{
             static_cast<double>(v[0] + v[1]) / static_cast<double>(std::max<uint64_t>(1, v[2])),
             static_cast<double>(v[3]) * 1e3, now};
+        // The network's share: the whole exchange minus the peer's own time.
+        const Nanos server = std::chrono::duration_cast<Nanos>(std::chrono::microseconds(v[4]));
+        size_t bytes = result->body ? result->body->size() : 0;
+        for (const Tensor& t : req.inputs) bytes += t.data().size();
+        e.path.Observe(now - sent - server, bytes);
       }
     }
   }
@@ -311,7 +318,8 @@ RouteStats Forwarder::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [name, e] : endpoints_) {
     s.peers.push_back(PeerStats{name, e.sent, e.failures, e.outlier.times_ejected(),
-                                e.outlier.Ejected(now)});
+                                e.outlier.Ejected(now), e.latency.Get(now), e.path.rtt_ns(),
+                                e.path.bandwidth_bytes_per_s()});
   }
   return s;
 }

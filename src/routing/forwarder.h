@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "routing/decision.h"
 #include "routing/outlier.h"
+#include "routing/path_estimate.h"
 #include "routing/peak_ewma.h"
 #include "routing/peer_client.h"
 #include "routing/retry_budget.h"
@@ -64,7 +65,9 @@ inline constexpr const char* kHopsHeader = "Hivemesh-Hops";
 inline constexpr const char* kOriginHeader = "Hivemesh-Origin";
 inline constexpr const char* kTraceHeader = "Hivemesh-Trace";
 inline constexpr const char* kServedByHeader = "Hivemesh-Served-By";
-// On responses to forwarded requests: "<queued> <running> <instances> <service_us>" for the model.
+// On responses to forwarded requests: "<queued> <running> <instances> <service_us> <server_us>":
+// the model's load on the serving node, and the time that node spent on this request (from its
+// headers arriving to its response being ready), which tells the network's share of the latency.
 inline constexpr const char* kLoadHeader = "Hivemesh-Load";
 
 using ForwardCallback = std::function<void(absl::StatusOr<InferResponse>)>;
@@ -103,6 +106,9 @@ struct PeerStats {
   uint64_t failures = 0;  // transport failures and 503s
   int times_ejected = 0;
   bool ejected = false;
+  double latency_ns = 0;  // peak-EWMA of forwarded requests' end-to-end latency
+  double rtt_ns = 0;      // path estimates (defaults until measured)
+  double bandwidth_bytes_per_s = 0;
 };
 struct RouteStats {
   uint64_t local = 0;      // decided to run here
@@ -132,6 +138,7 @@ class Forwarder {
     explicit Endpoint(SteadyTime now, OutlierConfig config)
         : latency(std::chrono::seconds(10), std::chrono::milliseconds(30), now), outlier(config) {}
     PeakEwma latency;
+    PathEstimate path;
     OutlierState outlier;
     uint32_t generation = 0;
     int pending = 0;
@@ -167,7 +174,8 @@ class Forwarder {
   Expirer timer_;  // runs retries after their backoff; last, so it stops first
 };
 
-// "<queued> <running> <instances> <service_us>", the value of kLoadHeader.
-std::string EncodeLoadHeader(int64_t queued, int64_t running, int instances, uint64_t service_us);
+// The value of kLoadHeader.
+std::string EncodeLoadHeader(int64_t queued, int64_t running, int instances, uint64_t service_us,
+                             uint64_t server_us);
 
 }  // namespace hivemesh::routing

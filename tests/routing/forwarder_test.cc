@@ -251,7 +251,7 @@ TEST_F(ForwarderTest, LocalWinsWhenIdleAndTheFreshLoadOfAResponseCounts) {
   ASSERT_TRUE(Run(options, &how).ok());
   EXPECT_EQ(how, Forwarder::Routed::kForwarded);
   // b's response says it is far busier than gossip knew: the next request stays here.
-  client_.load["b:8000"] = "40 2 1 1000";
+  client_.load["b:8000"] = "40 2 1 1000 1000";
   ASSERT_TRUE(Run(options).ok());
   (void)Run(options, &how);
   EXPECT_EQ(how, Forwarder::Routed::kLocal);
@@ -273,8 +273,8 @@ TEST_F(ForwarderTest, HopLimitStopsASecondHop) {
 }
 
 TEST(LoadHeaderTest, Encodes) {
-  EXPECT_EQ(EncodeLoadHeader(3, 1, 2, 1500), "3 1 2 1500");
-  EXPECT_EQ(EncodeLoadHeader(-1, -2, 0, 7), "0 0 1 7") << "never negative, at least one instance";
+  EXPECT_EQ(EncodeLoadHeader(3, 1, 2, 1500, 90), "3 1 2 1500 90");
+  EXPECT_EQ(EncodeLoadHeader(-1, -2, 0, 7, 8), "0 0 1 7 8") << "never negative, at least one instance";
 }
 
 }  // namespace

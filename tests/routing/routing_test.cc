@@ -6,6 +6,7 @@
 
 #include "routing/decision.h"
 #include "routing/outlier.h"
+#include "routing/path_estimate.h"
 #include "routing/peak_ewma.h"
 #include "routing/retry_budget.h"
 
@@ -211,6 +212,31 @@ TEST(DecisionTest, EjectedPeersAndTheHopLimit) {
   forwarded.may_forward = false;
   EXPECT_EQ(Decide(c, forwarded, RoutingPolicy{}, rng).kind, Decision::kReject)
       << "a request at its hop limit is not forwarded again";
+}
+
+TEST(PathEstimateTest, RoundTripFromSmallExchangesBandwidthFromLargeOnes) {
+  PathEstimate p;
+  EXPECT_FALSE(p.rtt_known());
+  EXPECT_EQ(p.rtt_ns(), PathEstimate::kDefaultRttNs);
+  EXPECT_EQ(p.bandwidth_bytes_per_s(), PathEstimate::kDefaultBandwidth);
+  // A large exchange before any round trip is known says nothing.
+  p.Observe(milliseconds(20), 1 << 20);
+  EXPECT_FALSE(p.bandwidth_known());
+  p.Observe(std::chrono::microseconds(300), 2000);
+  EXPECT_NEAR(p.rtt_ns(), 300e3, 1);
+  // 1 MB in 300 us + 10 ms: 1e8 bytes/s.
+  p.Observe(std::chrono::microseconds(10300), 1000000);
+  EXPECT_NEAR(p.bandwidth_bytes_per_s(), 1e8, 1e3);
+  // Weighted: one slower sample moves the estimate a fifth of the way.
+  p.Observe(std::chrono::microseconds(800), 100);
+  EXPECT_NEAR(p.rtt_ns(), 400e3, 1);
+  // A large exchange faster than a round trip carries no information.
+  p.Observe(std::chrono::microseconds(100), 1000000);
+  EXPECT_NEAR(p.bandwidth_bytes_per_s(), 1e8, 1e3);
+  // The decision sees it: 1 MB to this peer costs 10 ms more than to an idle local node.
+  Candidate c = Peer("b", "a", 0, 1, p.rtt_ns() / 1e6);
+  c.bandwidth_bytes_per_s = p.bandwidth_bytes_per_s();
+  EXPECT_NEAR(Ms(PredictedNanos(c, 1000000)), 1 + 0.4 + 10, 1e-3);
 }
 
 TEST(DecisionTest, LocalModeNeverOffloadsAHostedModel) {
