@@ -70,8 +70,10 @@ MODEL = "people-detector"
 NODES = 4  # node-0 is the hot node
 INFER_PATH = f"/v2/models/{MODEL}/infer"
 RUNS = ("local", "random", "hivemesh", "balanced")
-# A run during which other processes used more than this many cores is flagged as disturbed.
-DISTURBED_CORES = 0.1 * os.cpu_count()
+# A run during which other processes used more than this many cores is flagged as disturbed. On
+# a quiet machine "other" is ~0.2-0.3 cores: the kernel's share of the run's own loopback
+# traffic, which no process is charged for.
+DISTURBED_CORES = 0.25 * os.cpu_count()
 
 
 def node_name(i):
