@@ -13,6 +13,7 @@
 
 #include "base/io_deadline.h"
 #include "base/io_threads_asio.h"
+#include "base/io_write.h"
 #include "base/strings.h"
 
 namespace hivemesh {
@@ -306,6 +307,19 @@ void Connection::OnHeader(beast::error_code ec) {
 }
 
 void Connection::ReadBody() {
+  // A small body usually arrived with the headers: parse what is buffered now, and read from
+  // the socket only if more is to come.
+  while (!parser_->is_done() && buffer_.size() > 0) {
+    beast::error_code ec;
+    const size_t used = parser_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == http::error::need_more) break;
+    if (ec) {
+      OnBody(ec);
+      return;
+    }
+    if (used == 0) break;
+  }
   if (parser_->is_done()) {
     OnBody({});
     return;
@@ -392,9 +406,8 @@ void Connection::Send(HttpResponse response) {
     if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
   }
   ExpiresAfter(core_->options.body_timeout);
-  asio::async_write(socket_, buffers, [self = shared_from_this()](beast::error_code ec, size_t) {
-    self->OnWritten(ec);
-  });
+  WriteNowOrLater(socket_, std::move(buffers),
+                  [self = shared_from_this()](beast::error_code ec) { self->OnWritten(ec); });
 }
 
 void Connection::OnWritten(beast::error_code ec) {

@@ -10,6 +10,7 @@
 
 #include "base/io_deadline.h"
 #include "base/io_threads_asio.h"
+#include "base/io_write.h"
 #include "base/strings.h"
 
 namespace hivemesh::routing {
@@ -163,7 +164,7 @@ void Write(const std::shared_ptr<Call>& call) {
     if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
   }
   ExpiresAfter(call, r.timeout);
-  asio::async_write(call->conn->socket, buffers, [call](error_code ec, size_t) {
+  WriteNowOrLater(call->conn->socket, std::move(buffers), [call](error_code ec) {
     if (ec) return Fail(call, ec);
     call->parser.emplace();
     call->parser->body_limit(256u << 20);
