@@ -259,6 +259,9 @@ void Agent::ReportLoad() {
 }
 
 Agent::~Agent() {
+  // Answer every queued and running request while the I/O threads still run (Drain() has done
+  // this already on the normal path): model workers must not call a responder after them.
+  if (repository_) repository_->Drain();
   StopLoadReports();
   if (peers_) peers_->Stop();
   if (gossip_) gossip_->Stop();

@@ -32,7 +32,7 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
   int local = -1;
   double local_predicted = 0;
   std::vector<int> peers;
-  bool any_ready = false, policy_blocked = false, deadline_blocked = false;
+  bool any_ready = false, policy_blocked = false, deadline_blocked = false, hop_blocked = false;
   for (int i = 0; i < static_cast<int>(candidates.size()); ++i) {
     const Candidate& c = candidates[static_cast<size_t>(i)];
     if (!c.ready) continue;
@@ -47,6 +47,7 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
       }
       continue;
     }
+    if (!request.may_forward) hop_blocked = true;
     if (c.ejected || !offload) continue;
     if (request.policy == DataPolicy::kLocalOnly ||
         (request.policy == DataPolicy::kZone &&
@@ -113,6 +114,9 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
   } else if (deadline_blocked) {
     d.reason =
         absl::DeadlineExceededError("no node can serve this model before the request's deadline");
+  } else if (hop_blocked && local < 0) {
+    d.reason = absl::UnavailableError(
+        "the request reached its hop limit on a node that cannot serve the model");
   } else if (policy_blocked) {
     d.reason = absl::UnavailableError(
         request.policy == DataPolicy::kLocalOnly

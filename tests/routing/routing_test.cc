@@ -210,8 +210,9 @@ TEST(DecisionTest, EjectedPeersAndTheHopLimit) {
   for (int i = 0; i < 50; ++i) EXPECT_EQ(Decide(c, RouteRequest{}, RoutingPolicy{}, rng).index, 1);
   RouteRequest forwarded;
   forwarded.may_forward = false;
-  EXPECT_EQ(Decide(c, forwarded, RoutingPolicy{}, rng).kind, Decision::kReject)
-      << "a request at its hop limit is not forwarded again";
+  Decision d = Decide(c, forwarded, RoutingPolicy{}, rng);
+  EXPECT_EQ(d.kind, Decision::kReject) << "a request at its hop limit is not forwarded again";
+  EXPECT_THAT(std::string(d.reason.message()), ::testing::HasSubstr("hop limit"));
 }
 
 TEST(PathEstimateTest, RoundTripFromSmallExchangesBandwidthFromLargeOnes) {
