@@ -14,6 +14,7 @@
 
 #include "support/agent_process.h"
 #include "support/http_client.h"
+#include "support/mesh_util.h"
 
 namespace hivemesh::test {
 namespace {
@@ -46,15 +47,6 @@ std::map<std::string, Member> Members(int port) {
   return out;
 }
 
-std::string GossipAddress(int port) {
-  HttpResult r = HttpRequestOnce(port, "GET", "/v1/mesh/stats");
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc;
-  std::string_view addr;
-  if (parser.parse(r.body).get(doc) || doc["address"].get(addr)) return "";
-  return std::string(addr);
-}
-
 uint64_t Dropped(int port, const char* reason) {
   HttpResult r = HttpRequestOnce(port, "GET", "/v1/mesh/stats");
   simdjson::dom::parser parser;
@@ -62,15 +54,6 @@ uint64_t Dropped(int port, const char* reason) {
   uint64_t n = 0;
   if (parser.parse(r.body).get(doc) || doc["dropped"][reason].get(n)) return 0;
   return n;
-}
-
-bool WaitFor(const std::function<bool()>& ok, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (ok()) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return ok();
 }
 
 class Mesh {

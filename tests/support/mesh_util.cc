@@ -7,11 +7,14 @@
 namespace hivemesh::test {
 
 std::string GossipAddress(int port) {
-  const std::string body = HttpRequestOnce(port, "GET", "/v1/mesh/stats").body;
-  const size_t at = body.find("\"address\":\"");
-  if (at == std::string::npos) return "";
-  const size_t start = at + 11;
-  return body.substr(start, body.find('"', start) - start);
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string_view addr;
+  if (parser.parse(HttpRequestOnce(port, "GET", "/v1/mesh/stats").body).get(doc) ||
+      doc["address"].get(addr)) {
+    return "";
+  }
+  return std::string(addr);
 }
 
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {

@@ -346,6 +346,98 @@ absl::StatusOr<DecodedInferRequest> DecodeRawBody(std::shared_ptr<const std::str
   return out;
 }
 
+// A message's JSON header, parsed, and the binary data after it.
+struct JsonHead {
+  element root;
+  size_t json_len = 0;
+  std::string_view binary;
+};
+
+// Splits `body` at `header_length` (Inference-Header-Content-Length; absent: all JSON) and parses
+// the JSON object. `what` ("request" or "response") names the message in errors. The elements
+// stay valid until the next call on this thread.
+absl::StatusOr<JsonHead> ParseHead(const std::string& body, std::optional<uint64_t> header_length,
+                                   std::string_view what) {
+  JsonHead head;
+  head.json_len = body.size();
+  if (header_length) {
+    if (*header_length > body.size()) {
+      return Invalid(StrCat("the ", what, "'s Inference-Header-Content-Length is ", *header_length,
+                            " but the body has only ", body.size(), " bytes"));
+    }
+    head.json_len = static_cast<size_t>(*header_length);
+  }
+  head.binary = std::string_view(body.data() + head.json_len, body.size() - head.json_len);
+  thread_local simdjson::dom::parser parser;
+  // The bytes after the JSON header are readable, so no copy is needed when enough follow.
+  const bool padded = body.capacity() >= head.json_len + simdjson::SIMDJSON_PADDING;
+  if (auto err = parser.parse(body.data(), head.json_len, !padded).get(head.root)) {
+    return Invalid(StrCat("malformed JSON in the ", what, " body: ", simdjson::error_message(err)));
+  }
+  if (head.root.type() != element_type::OBJECT) {
+    return Invalid(StrCat("the ", what, " body must be a JSON object"));
+  }
+  return head;
+}
+
+// What the JSON says of one input or output tensor.
+struct TensorHead {
+  std::string_view name;
+  std::string where;  // how errors name it: "input 'x'"
+  DataType type = DataType::kFp32;
+  Shape shape;
+  std::optional<int64_t> binary_size;  // parameters.binary_data_size
+};
+
+// Name, datatype, shape and binary_data_size of the `index`th entry of "<kind>s".
+absl::StatusOr<TensorHead> ParseTensorHead(element t, std::string_view kind, size_t index) {
+  const std::string where = StrCat(kind, "s[", index, "]");
+  if (t.type() != element_type::OBJECT) return Invalid(where + ": expected an object");
+  TensorHead head;
+  absl::StatusOr<std::string_view> name = StringField(t, "name", where);
+  if (!name.ok()) return name.status();
+  head.name = *name;
+  head.where = StrCat(kind, " '", *name, "'");
+  absl::StatusOr<std::string_view> dt = StringField(t, "datatype", head.where);
+  if (!dt.ok()) return dt.status();
+  std::optional<DataType> type = DataTypeFromName(*dt);
+  if (!type) return Invalid(StrCat(head.where, ".datatype: unknown datatype '", *dt, "'"));
+  head.type = *type;
+  absl::StatusOr<Shape> shape = ShapeField(t, head.where);
+  if (!shape.ok()) return shape.status();
+  head.shape = *std::move(shape);
+  absl::StatusOr<std::optional<element>> params = ParamsOf(t, head.where);
+  if (!params.ok()) return params.status();
+  if (*params) {
+    absl::StatusOr<std::optional<int64_t>> bs = IntParam(**params, "binary_data_size", head.where);
+    if (!bs.ok()) return bs.status();
+    head.binary_size = *bs;
+  }
+  return head;
+}
+
+// The tensor's "data" array as raw bytes; `what` names the message, `missing` adds to the error
+// when there is no "data". Every element takes at least two bytes of JSON text ("1,"), so a shape
+// that claims more than `json_len` allows cannot match; checking first means memory is sized from
+// the body, not from the claim.
+absl::StatusOr<Tensor> JsonDataTensor(element t, TensorHead& head, size_t json_len,
+                                      std::string_view what, std::string_view missing) {
+  element data;
+  if (t.at_key("data").get(data) != simdjson::SUCCESS) {
+    return Invalid(StrCat(head.where, ": missing \"data\"", missing));
+  }
+  const int64_t count = *ElementCount(head.shape);
+  if (static_cast<uint64_t>(count) > json_len / 2 + 1) {
+    return Invalid(StrCat(head.where, ": its shape needs ", count, " elements but the ", what,
+                          " body is only ", json_len, " bytes"));
+  }
+  std::string raw;
+  DataConverter conv(head.name, head.type, count, raw);
+  absl::Status s = conv.Convert(data);
+  if (!s.ok()) return s;
+  return Tensor::Owned(std::string(head.name), head.type, std::move(head.shape), std::move(raw));
+}
+
 }  // namespace
 
 const TensorConfig* RawBodyInput(const ModelConfig& config) {
@@ -363,26 +455,10 @@ absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std
                                                        std::optional<uint64_t> header_length,
                                                        const TensorConfig* raw_input) {
   if (header_length && *header_length == 0) return DecodeRawBody(std::move(body), raw_input);
-  size_t json_len = body->size();
-  if (header_length) {
-    if (*header_length > body->size()) {
-      return Invalid(StrCat("Inference-Header-Content-Length is ", *header_length,
-                            " but the body has only ", body->size(), " bytes"));
-    }
-    json_len = static_cast<size_t>(*header_length);
-  }
-  std::string_view binary(body->data() + json_len, body->size() - json_len);
-
-  thread_local simdjson::dom::parser parser;
-  // The bytes after the JSON header are readable, so no copy is needed when enough follow.
-  const bool padded = body->capacity() >= json_len + simdjson::SIMDJSON_PADDING;
-  element root;
-  if (auto err = parser.parse(body->data(), json_len, !padded).get(root)) {
-    return Invalid(StrCat("malformed JSON in the request body: ", simdjson::error_message(err)));
-  }
-  if (root.type() != element_type::OBJECT) {
-    return Invalid("the request body must be a JSON object");
-  }
+  absl::StatusOr<JsonHead> head = ParseHead(*body, header_length, "request");
+  if (!head.ok()) return head.status();
+  const element root = head->root;
+  const std::string_view binary = head->binary;
 
   DecodedInferRequest out;
   InferRequest& req = out.request;
@@ -415,60 +491,28 @@ absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std
   size_t index = 0;
   const simdjson::dom::array input_list = inputs.get_array().value_unsafe();
   for (element in : input_list) {
-    const std::string where = StrCat("inputs[", index++, "]");
-    if (in.type() != element_type::OBJECT) return Invalid(where + ": expected an object");
-    absl::StatusOr<std::string_view> name = StringField(in, "name", where);
-    if (!name.ok()) return name.status();
-    const std::string tensor_where = StrCat("input '", *name, "'");
-    absl::StatusOr<std::string_view> dt = StringField(in, "datatype", tensor_where);
-    if (!dt.ok()) return dt.status();
-    std::optional<DataType> type = DataTypeFromName(*dt);
-    if (!type) {
-      return Invalid(StrCat(tensor_where, ".datatype: unknown datatype '", *dt, "'"));
-    }
-    absl::StatusOr<Shape> shape = ShapeField(in, tensor_where);
-    if (!shape.ok()) return shape.status();
-    absl::StatusOr<std::optional<element>> tparams = ParamsOf(in, tensor_where);
-    if (!tparams.ok()) return tparams.status();
-    std::optional<int64_t> binary_size;
-    if (*tparams) {
-      absl::StatusOr<std::optional<int64_t>> bs =
-          IntParam(**tparams, "binary_data_size", tensor_where);
-      if (!bs.ok()) return bs.status();
-      binary_size = *bs;
-    }
-
+    absl::StatusOr<TensorHead> t = ParseTensorHead(in, "input", index++);
+    if (!t.ok()) return t.status();
     Tensor tensor;
-    if (binary_size) {
+    if (t->binary_size) {
+      const int64_t size = *t->binary_size;
       if (!header_length) {
-        return Invalid(StrCat(tensor_where, " has binary_data_size but the request has no ",
+        return Invalid(StrCat(t->where, " has binary_data_size but the request has no ",
                               "Inference-Header-Content-Length header"));
       }
-      if (*binary_size < 0 || static_cast<uint64_t>(*binary_size) > binary.size() - binary_pos) {
-        return Invalid(StrCat(tensor_where, ".parameters.binary_data_size: ", *binary_size,
+      if (size < 0 || static_cast<uint64_t>(size) > binary.size() - binary_pos) {
+        return Invalid(StrCat(t->where, ".parameters.binary_data_size: ", size,
                               " bytes run past the end of the body (", binary.size() - binary_pos,
                               " bytes of binary data left)"));
       }
-      const std::string_view data = binary.substr(binary_pos, static_cast<size_t>(*binary_size));
-      binary_pos += static_cast<size_t>(*binary_size);
-      tensor = Tensor::View(std::string(*name), *type, std::move(*shape), body, data);
+      const std::string_view data = binary.substr(binary_pos, static_cast<size_t>(size));
+      binary_pos += static_cast<size_t>(size);
+      tensor = Tensor::View(std::string(t->name), t->type, std::move(t->shape), body, data);
     } else {
-      element data;
-      if (in.at_key("data").get(data) != simdjson::SUCCESS) {
-        return Invalid(StrCat(tensor_where, ": missing \"data\" (or binary_data_size)"));
-      }
-      const int64_t count = *ElementCount(*shape);
-      // Every element takes at least two bytes of JSON text ("1,"), so a shape that claims more
-      // cannot match; checking first means memory is sized from the body, not from a claim.
-      if (static_cast<uint64_t>(count) > json_len / 2 + 1) {
-        return Invalid(StrCat(tensor_where, ": its shape needs ", count,
-                              " elements but the request body is only ", json_len, " bytes"));
-      }
-      std::string raw;
-      DataConverter conv(*name, *type, count, raw);
-      absl::Status s = conv.Convert(data);
-      if (!s.ok()) return s;
-      tensor = Tensor::Owned(std::string(*name), *type, std::move(*shape), std::move(raw));
+      absl::StatusOr<Tensor> json =
+          JsonDataTensor(in, *t, head->json_len, "request", " (or binary_data_size)");
+      if (!json.ok()) return json.status();
+      tensor = *std::move(json);
     }
     absl::Status valid = ValidateTensorData(tensor);
     if (!valid.ok()) return valid;
@@ -657,22 +701,10 @@ EncodedInferRequest EncodeForwardRequest(const InferRequest& request) {
 
 absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::string> body,
                                                   std::optional<uint64_t> header_length) {
-  size_t json_len = body->size();
-  if (header_length) {
-    if (*header_length > body->size()) {
-      return Invalid(StrCat("the response's Inference-Header-Content-Length is ", *header_length,
-                            " but its body has only ", body->size(), " bytes"));
-    }
-    json_len = static_cast<size_t>(*header_length);
-  }
-  const std::string_view binary(body->data() + json_len, body->size() - json_len);
-  thread_local simdjson::dom::parser parser;
-  const bool padded = body->capacity() >= json_len + simdjson::SIMDJSON_PADDING;
-  element root;
-  if (auto err = parser.parse(body->data(), json_len, !padded).get(root)) {
-    return Invalid(StrCat("malformed JSON in the response: ", simdjson::error_message(err)));
-  }
-  if (root.type() != element_type::OBJECT) return Invalid("the response must be a JSON object");
+  absl::StatusOr<JsonHead> head = ParseHead(*body, header_length, "response");
+  if (!head.ok()) return head.status();
+  const element root = head->root;
+  const std::string_view binary = head->binary;
   InferResponse resp;
   std::string_view sv;
   if (root.at_key("model_name").get(sv) == simdjson::SUCCESS) resp.model_name = std::string(sv);
@@ -691,48 +723,21 @@ absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::str
   size_t pos = 0, index = 0;
   const simdjson::dom::array output_list = outputs.get_array().value_unsafe();
   for (element o : output_list) {
-    const std::string where = StrCat("outputs[", index++, "]");
-    if (o.type() != element_type::OBJECT) return Invalid(where + ": expected an object");
-    absl::StatusOr<std::string_view> name = StringField(o, "name", where);
-    if (!name.ok()) return name.status();
-    const std::string tensor_where = StrCat("output '", *name, "'");
-    absl::StatusOr<std::string_view> dt = StringField(o, "datatype", tensor_where);
-    if (!dt.ok()) return dt.status();
-    std::optional<DataType> type = DataTypeFromName(*dt);
-    if (!type) return Invalid(StrCat(tensor_where, ".datatype: unknown datatype '", *dt, "'"));
-    absl::StatusOr<Shape> shape = ShapeField(o, tensor_where);
-    if (!shape.ok()) return shape.status();
-    absl::StatusOr<std::optional<element>> params = ParamsOf(o, tensor_where);
-    if (!params.ok()) return params.status();
-    std::optional<int64_t> size;
-    if (*params) {
-      absl::StatusOr<std::optional<int64_t>> bs =
-          IntParam(**params, "binary_data_size", tensor_where);
-      if (!bs.ok()) return bs.status();
-      size = *bs;
-    }
+    absl::StatusOr<TensorHead> h = ParseTensorHead(o, "output", index++);
+    if (!h.ok()) return h.status();
     Tensor t;
-    if (size) {
-      if (*size < 0 || static_cast<uint64_t>(*size) > binary.size() - pos) {
-        return Invalid(StrCat(tensor_where, ": binary_data_size runs past the end of the body"));
+    if (h->binary_size) {
+      const int64_t size = *h->binary_size;
+      if (size < 0 || static_cast<uint64_t>(size) > binary.size() - pos) {
+        return Invalid(StrCat(h->where, ": binary_data_size runs past the end of the body"));
       }
-      t = Tensor::View(std::string(*name), *type, std::move(*shape), body,
-                       binary.substr(pos, static_cast<size_t>(*size)));
-      pos += static_cast<size_t>(*size);
+      t = Tensor::View(std::string(h->name), h->type, std::move(h->shape), body,
+                       binary.substr(pos, static_cast<size_t>(size)));
+      pos += static_cast<size_t>(size);
     } else {
-      element data;
-      if (o.at_key("data").get(data) != simdjson::SUCCESS) {
-        return Invalid(StrCat(tensor_where, ": missing \"data\""));
-      }
-      const int64_t count = *ElementCount(*shape);
-      if (static_cast<uint64_t>(count) > json_len / 2 + 1) {
-        return Invalid(StrCat(tensor_where, ": its shape needs more elements than the body holds"));
-      }
-      std::string raw;
-      DataConverter conv(*name, *type, count, raw);
-      absl::Status st = conv.Convert(data);
-      if (!st.ok()) return st;
-      t = Tensor::Owned(std::string(*name), *type, std::move(*shape), std::move(raw));
+      absl::StatusOr<Tensor> json = JsonDataTensor(o, *h, head->json_len, "response", "");
+      if (!json.ok()) return json.status();
+      t = *std::move(json);
     }
     absl::Status valid = ValidateTensorData(t);
     if (!valid.ok()) return valid;
