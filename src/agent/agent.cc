@@ -37,8 +37,9 @@ class GossipDirectory final : public routing::MeshDirectory {
   }
 
   bool IsMember(const std::string& node) const override {
-    // A node that just joined may not be in the cached table yet: look again before refusing.
-    return Snapshot()->alive.count(node) > 0 || Snapshot(true)->alive.count(node) > 0;
+    // A node that just joined may not be in the cached table yet: look again before refusing,
+    // with a table at most kRecheck old (so refused strangers cannot force a rebuild each time).
+    return Snapshot(kRefresh)->alive.count(node) > 0 || Snapshot(kRecheck)->alive.count(node) > 0;
   }
 
  private:
@@ -50,12 +51,13 @@ class GossipDirectory final : public routing::MeshDirectory {
     SteadyTime built;
   };
   static constexpr std::chrono::milliseconds kRefresh{100};
+  static constexpr std::chrono::milliseconds kRecheck{10};
 
-  std::shared_ptr<const Table> Snapshot(bool fresh = false) const {
+  std::shared_ptr<const Table> Snapshot(std::chrono::milliseconds max_age = kRefresh) const {
     const SteadyTime now = SystemClock::Get().Now();
-    if (!fresh) {
+    {
       std::lock_guard<std::mutex> lock(mu_);
-      if (table_ && now - table_->built < kRefresh) return table_;
+      if (table_ && now - table_->built < max_age) return table_;
     }
     auto table = std::make_shared<Table>();
     table->built = now;
@@ -187,9 +189,8 @@ absl::Status Agent::StartGossip() {
   routing.policy.local_margin = config_.local_margin;
   routing.policy.local_margin_abs = std::chrono::milliseconds(config_.local_margin_ms);
   routing.max_hops = config_.max_hops;
-  forwarder_ = std::make_unique<routing::Forwarder>(directory_.get(), peers_.get(),
-                                                    config_.node_name, std::random_device{}(),
-                                                    routing);
+  forwarder_ = std::make_unique<routing::Forwarder>(
+      directory_.get(), peers_.get(), config_.node_name, std::random_device{}(), routing);
   mesh_ = std::make_unique<MeshHandler>(gossip_.get(), forwarder_.get());
   return absl::OkStatus();
 }

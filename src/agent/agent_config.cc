@@ -188,15 +188,16 @@ absl::Status AgentConfig::Validate() const {
                                       "' is not one of hivemesh, local, random");
   }
   if (!(local_margin >= 0 && local_margin <= 100)) {
-    return absl::InvalidArgumentError(StrCat("local_margin: ", local_margin, " is outside [0, 100]"));
+    return absl::InvalidArgumentError(
+        StrCat("local_margin: ", local_margin, " is outside [0, 100]"));
   }
   if (!http_advertise_address.empty()) {
     const size_t c = http_advertise_address.rfind(':');
     int ap = 0;
     const char* end = http_advertise_address.data() + http_advertise_address.size();
-    auto [aptr, aec] =
-        c == std::string::npos ? std::from_chars_result{nullptr, std::errc::invalid_argument}
-                               : std::from_chars(http_advertise_address.data() + c + 1, end, ap);
+    auto [aptr, aec] = c == std::string::npos
+                           ? std::from_chars_result{nullptr, std::errc::invalid_argument}
+                           : std::from_chars(http_advertise_address.data() + c + 1, end, ap);
     if (c == std::string::npos || c == 0 || aec != std::errc() || aptr != end || ap < 1 ||
         ap > 65535) {
       return absl::InvalidArgumentError("http_advertise_address: '" + http_advertise_address +

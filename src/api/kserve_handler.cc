@@ -135,10 +135,18 @@ absl::StatusOr<InferRequest> RawHttpInfer(const HttpRequest& request, const std:
   InferRequest req;
   req.model_name = model;
   req.model_version = version;
-  req.inputs.push_back(Tensor::View("raw", DataType::kUint8,
-                                    {static_cast<int64_t>(body->size())}, body, *body));
+  req.inputs.push_back(
+      Tensor::View("raw", DataType::kUint8, {static_cast<int64_t>(body->size())}, body, *body));
   if (timeout) req.deadline = request.received() + *timeout;
   return req;
+}
+
+// Answers a routed request: the response a peer gave, or the error saying why none could.
+routing::ForwardCallback AnswerWith(const HttpResponder& respond) {
+  return [respond](absl::StatusOr<InferResponse> result) {
+    if (!result.ok()) return respond(Error(result.status()));
+    respond(Encoded(*result));
+  };
 }
 
 // An infer request from its HTTP form: the binary framing header, the body, and the deadline
@@ -381,10 +389,10 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
   absl::StatusOr<ModelRuntime*> found = repository_->Find(model, version);
   if (!found.ok() && forwarder_ != nullptr && repository_->Versions(model).empty()) {
     // Not hosted here, or it failed to load here: a peer may serve it.
-    return Forward(request, model, version, hops,
-                   found.status().code() == absl::StatusCode::kNotFound ? absl::OkStatus()
-                                                                         : found.status(),
-                   respond);
+    return Forward(
+        request, model, version, hops,
+        found.status().code() == absl::StatusCode::kNotFound ? absl::OkStatus() : found.status(),
+        respond);
   }
   if (!found.ok()) return respond(Error(found.status()));
   ModelRuntime* rt = *found;
@@ -406,11 +414,10 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
       const ModelStats& s = rt->stats();
       r.headers.emplace_back(
           routing::kLoadHeader,
-          routing::EncodeLoadHeader(
-              s.queue_depth.load(), s.in_flight.load() - 1, rt->config().instances,
-              s.ewma_service_ns.load() / 1000,
-              static_cast<uint64_t>(std::max<int64_t>(
-                  0, (SystemClock::Get().Now() - received).count() / 1000))));
+          routing::EncodeLoadHeader(s.queue_depth.load(), s.in_flight.load() - 1,
+                                    rt->config().instances, s.ewma_service_ns.load() / 1000,
+                                    static_cast<uint64_t>(std::max<int64_t>(
+                                        0, (SystemClock::Get().Now() - received).count() / 1000))));
     }
     const uint64_t compute_ns = result->compute_ns;
     r.on_sent = [rt, received, compute_ns](SteadyTime sent) {
@@ -431,26 +438,17 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
   options.policy = rt->config().data_policy;
   options.local_zone = options.local->zone;
   std::string trace(request.header(routing::kTraceHeader));
-  if (trace.empty()) trace = StrCat(identity_.node_name, "-", ++trace_seq_);
-  routing::ForwardCallback forwarded_done = [respond](absl::StatusOr<InferResponse> result) {
-    if (!result.ok()) return respond(Error(result.status()));
-    respond(Encoded(*result));
-  };
-  if (forwarder_->Route(req, trace, options, forwarded_done) == routing::Forwarder::Routed::kForwarded) {
+  routing::ForwardCallback forwarded_done = AnswerWith(respond);
+  if (forwarder_->Route(req, trace, options, forwarded_done) ==
+      routing::Forwarder::Routed::kForwarded) {
     return;
   }
   absl::Status admitted = rt->Submit(std::move(req), done);
   if (admitted.ok()) return;
-  if (admitted.code() != absl::StatusCode::kResourceExhausted ||
-      forwarder_->options().policy.mode == routing::RoutingMode::kLocal) {
-    return respond(Error(admitted));
-  }
-  // Overloaded here: a peer with room may take it, within the model's data policy.
-  if (rt->config().data_policy == DataPolicy::kLocalOnly) {
-    return respond(Error(absl::ResourceExhaustedError(
-        StrCat(MessageOf(admitted), "; its data policy (local-only) forbids offloading it"))));
-  }
-  options.local.reset();
+  if (admitted.code() != absl::StatusCode::kResourceExhausted) return respond(Error(admitted));
+  // Overloaded here after all: a peer with room may take it, if the model's data policy and the
+  // routing mode allow (the decision says, and why not).
+  options.local->ready = false;
   options.if_no_peer = admitted;
   forwarder_->Route(req, std::move(trace), options, forwarded_done);
 }
@@ -472,14 +470,10 @@ void KServeHandler::Forward(const HttpRequest& request, const std::string& model
     req = *std::move(decoded);
   }
   std::string trace(request.header(routing::kTraceHeader));
-  if (trace.empty()) trace = StrCat(identity_.node_name, "-", ++trace_seq_);
   options.local_zone = zone();
   options.hops = hops;
   options.if_no_peer = local_error;
-  routing::ForwardCallback done = [respond](absl::StatusOr<InferResponse> result) {
-    if (!result.ok()) return respond(Error(result.status()));
-    respond(Encoded(*result));
-  };
+  routing::ForwardCallback done = AnswerWith(respond);
   forwarder_->Route(req, std::move(trace), options, done);
 }
 

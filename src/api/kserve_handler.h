@@ -74,7 +74,6 @@ class KServeHandler {
   const routing::MeshDirectory* const directory_;
   std::atomic<bool> ready_{true};
   std::atomic<bool> refuse_forwarded_{false};
-  std::atomic<uint64_t> trace_seq_{0};
   mutable std::mutex zone_mu_;
   std::string zone_;  // guarded by zone_mu_
 };

@@ -17,8 +17,9 @@ struct ModelAdvert {
   std::string name;
   std::vector<std::string> versions;
   bool ready = false;
-  uint8_t data_policy = 0;  // the model's DataPolicy (serving/model_config.h): 0 mesh, 1 zone, 2 local
-  uint32_t instances = 1;   // workers serving it (queue depth / instances ~ service times ahead)
+  uint8_t data_policy =
+      0;  // the model's DataPolicy (serving/model_config.h): 0 mesh, 1 zone, 2 local
+  uint32_t instances = 1;  // workers serving it (queue depth / instances ~ service times ahead)
 };
 
 struct NodeMeta {

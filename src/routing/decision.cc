@@ -25,9 +25,11 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
   const double budget = request.remaining ? static_cast<double>(request.remaining->count()) : -1.0;
   auto meets_deadline = [&](double predicted) { return budget < 0 || predicted <= budget; };
 
+  // In local mode a node never offloads a model it hosts, even when it cannot take it right now.
   bool hosted_here = false;
-  for (const Candidate& c : candidates) hosted_here = hosted_here || (c.local && c.ready);
-  const bool offload = request.may_forward && !(policy.mode == RoutingMode::kLocal && hosted_here);
+  for (const Candidate& c : candidates) hosted_here = hosted_here || c.local;
+  const bool mode_blocked = policy.mode == RoutingMode::kLocal && hosted_here;
+  const bool offload = request.may_forward && !mode_blocked;
 
   int local = -1;
   double local_predicted = 0;
@@ -67,7 +69,8 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
     const size_t i = pick(rng);
     d.kind = i < peers.size() ? Decision::kForward : Decision::kLocal;
     d.index = i < peers.size() ? peers[i] : local;
-    d.predicted_ns = PredictedNanos(candidates[static_cast<size_t>(d.index)], request.payload_bytes);
+    d.predicted_ns =
+        PredictedNanos(candidates[static_cast<size_t>(d.index)], request.payload_bytes);
     return d;
   }
 
@@ -114,6 +117,9 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
   } else if (deadline_blocked) {
     d.reason =
         absl::DeadlineExceededError("no node can serve this model before the request's deadline");
+  } else if (mode_blocked && local < 0) {
+    d.reason = absl::UnavailableError(
+        "this node serves the models it hosts itself (routing mode local) and cannot now");
   } else if (hop_blocked && local < 0) {
     d.reason = absl::UnavailableError(
         "the request reached its hop limit on a node that cannot serve the model");

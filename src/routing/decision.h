@@ -44,8 +44,9 @@ struct RouteRequest {
   bool may_forward = true;  // false once the hop limit is reached
 };
 
-// kHivemesh: the load-aware decision above. kLocal: a node serves the models it hosts and
-// forwards only those it does not (no offloading). kRandom: uniform among the eligible nodes.
+// kHivemesh: the load-aware decision above. kLocal: a node serves the models it hosts (a local
+// candidate, ready or not) and forwards only those it does not (no offloading). kRandom: uniform
+// among the eligible nodes.
 enum class RoutingMode { kHivemesh, kLocal, kRandom };
 
 struct RoutingPolicy {

@@ -81,8 +81,8 @@ Forwarder::Endpoint& Forwarder::EndpointFor(const PeerEndpoint& peer, SteadyTime
 }
 
 Decision Forwarder::Choose(const InferRequest& req, const RouteOptions& options,
-                           const std::vector<std::string>& tried,
-                           std::vector<PeerEndpoint>* peers, SteadyTime now) {
+                           const std::vector<std::string>& tried, std::vector<PeerEndpoint>* peers,
+                           SteadyTime now) {
   const std::optional<Candidate>& local = options.local;
   std::vector<PeerEndpoint> all = directory_->PeersFor(req.model_name);
   RouteRequest route;
@@ -131,7 +131,7 @@ Decision Forwarder::Choose(const InferRequest& req, const RouteOptions& options,
     d = Decide(candidates, route, options_.policy, rng_);
   }
   if (local && d.index >= 0) --d.index;  // peers are indexed from 0; local is index -1
-  if (d.kind == Decision::kReject && all.empty() && !local) {
+  if (d.kind == Decision::kReject && all.empty() && (!local || !local->ready)) {
     d.reason = absl::NotFoundError(
         StrCat("model '", req.model_name, "' is not served by this node or any node of the mesh"));
   }
@@ -151,13 +151,18 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
   attempt->options = options;
   attempt->options.local.reset();  // retries go to peers only
   attempt->request = std::move(request);
-  attempt->trace = std::move(trace);
+  attempt->trace = trace.empty() ? StrCat(self_, "-", ++trace_seq_) : std::move(trace);
   attempt->done = std::move(done);
   if (d.kind == Decision::kReject) {
     ++rejected_;
-    const bool none = d.reason.code() == absl::StatusCode::kNotFound ||
-                      d.reason.code() == absl::StatusCode::kUnavailable;
-    attempt->done(none && !options.if_no_peer.ok() ? options.if_no_peer : d.reason);
+    if (options.if_no_peer.ok()) {
+      attempt->done(d.reason);
+    } else if (d.reason.code() == absl::StatusCode::kNotFound) {
+      attempt->done(options.if_no_peer);  // no peer hosts it: this node's reason is the answer
+    } else {
+      attempt->done(absl::Status(options.if_no_peer.code(),
+                                 StrCat(MessageOf(options.if_no_peer), "; ", MessageOf(d.reason))));
+    }
     return Routed::kForwarded;
   }
   attempt->encoded = options.raw_body ? EncodedInferRequest{"", attempt->request.inputs}
@@ -226,8 +231,7 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
   const bool timed_out =
       !result.ok() && result.status().code() == absl::StatusCode::kDeadlineExceeded;
   const bool refused_origin = result.ok() && result->status == 403;
-  const bool retryable =
-      !timed_out && (!result.ok() || result->status == 503 || refused_origin);
+  const bool retryable = !timed_out && (!result.ok() || result->status == 503 || refused_origin);
   bool may_retry = false;
   double unit = 0;
   {
@@ -244,8 +248,8 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
       // A refused or reset connection (the client already retried a stale pooled one) means the
       // peer is gone: eject at once. Timeouts and 503s count towards consecutive failures.
       const bool gone = !result.ok() && !timed_out;
-      e.outlier.OnFailure(
-          now, gone, MayEject(ejected, static_cast<int>(endpoints_.size()), options_.outlier));
+      e.outlier.OnFailure(now, gone,
+                          MayEject(ejected, static_cast<int>(endpoints_.size()), options_.outlier));
       may_retry = retryable && budget_.TryWithdraw(now);
       unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
     } else {
@@ -268,11 +272,10 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
   if (!result.ok() || retryable) {
     attempt->last_error =
         result.ok()
-            ? absl::Status(CodeForHttp(result->status),
-                           StrCat("node ", peer.node, " answered ", result->status, ": ",
-                                  *result->body))
-            : absl::Status(result.status().code(), StrCat("node ", peer.node, " failed: ",
-                                                          MessageOf(result.status())));
+            ? absl::Status(CodeForHttp(result->status), StrCat("node ", peer.node, " answered ",
+                                                               result->status, ": ", *result->body))
+            : absl::Status(result.status().code(),
+                           StrCat("node ", peer.node, " failed: ", MessageOf(result.status())));
     if (!may_retry) return attempt->done(attempt->last_error);
     const Nanos backoff =
         FullJitterBackoff(attempt->attempts - 1, options_.backoff_base, options_.backoff_cap, unit);

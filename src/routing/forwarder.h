@@ -43,7 +43,7 @@ struct PeerEndpoint {
   std::string node;
   std::string api_address;  // host:port
   std::string zone;
-  uint32_t generation = 0;  // changes when the peer restarts (its gossip incarnation)
+  uint32_t generation = 0;                // changes when the peer restarts (its gossip incarnation)
   DataPolicy policy = DataPolicy::kMesh;  // the model's policy as the peer declares it
   int instances = 1;
   double queue_depth = 0;  // queued + running, from its last load report
@@ -91,7 +91,9 @@ struct RouteOptions {
   std::optional<DataPolicy> policy;
   std::string local_zone;
   int hops = 0;  // hops the request has made so far
-  // The answer when no peer can be tried at all (for example, why the local node refused).
+  // Why this node could not serve the request itself (its queue refused it, the model failed to
+  // load here): when no peer can take it either, the answer has this status, followed by the
+  // reason no peer could.
   absl::Status if_no_peer;
   // The request's only input holds the whole body of a raw request
   // (Inference-Header-Content-Length: 0): only a node hosting the model can interpret it, so it
@@ -114,7 +116,7 @@ struct RouteStats {
   uint64_t local = 0;      // decided to run here
   uint64_t forwarded = 0;  // requests sent to a peer (first attempts)
   uint64_t retries = 0;
-  uint64_t rejected = 0;   // no node could take it (404, 503, 504 at once)
+  uint64_t rejected = 0;  // no node could take it (404, 503, 504 at once)
   std::vector<PeerStats> peers;
 };
 
@@ -124,14 +126,14 @@ class Forwarder {
             ForwarderOptions options = {});
 
   enum class Routed { kLocal, kForwarded };
-  // Decides where `request` runs. kLocal: the caller runs it here; `request` and `done` are left
+  // Decides where `request` runs. `trace` is the request's trace id; empty: a new one is made if
+  // the request leaves this node. kLocal: the caller runs it here; `request` and `done` are left
   // untouched. kForwarded: `request` and `done` were taken, and `done` will be called exactly
   // once with the peer's response or an error saying why none could serve it.
   Routed Route(InferRequest& request, std::string trace, const RouteOptions& options,
                ForwardCallback& done);
 
   RouteStats Stats() const;
-  const ForwarderOptions& options() const { return options_; }
 
  private:
   struct Endpoint {
@@ -159,7 +161,8 @@ class Forwarder {
   void Retry(const std::shared_ptr<Attempt>& attempt);
   void OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer, SteadyTime sent,
                 absl::StatusOr<PeerResponse> result);
-  Endpoint& EndpointFor(const PeerEndpoint& peer, SteadyTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  Endpoint& EndpointFor(const PeerEndpoint& peer, SteadyTime now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const MeshDirectory* const directory_;
   PeerClient* const client_;
@@ -171,6 +174,7 @@ class Forwarder {
   RetryBudget budget_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> local_{0}, forwarded_{0}, retries_{0}, rejected_{0};
+  std::atomic<uint64_t> trace_seq_{0};
   Expirer timer_;  // runs retries after their backoff; last, so it stops first
 };
 

@@ -75,8 +75,8 @@ TEST_F(FailoverTest, KillNineLosesNoRequestAndTheRestartedNodeGetsTrafficAgain) 
 
   b_->Kill();
   // Requests in flight to B fail over to C; the first failure ejects B at once.
-  ASSERT_TRUE(WaitFor([&] { return RouteCounter(a_->port(), "failures", "node-b") > 0; },
-                      seconds(5)));
+  ASSERT_TRUE(
+      WaitFor([&] { return RouteCounter(a_->port(), "failures", "node-b") > 0; }, seconds(5)));
   std::this_thread::sleep_for(milliseconds(200));
   const long sent_after_failure = RouteCounter(a_->port(), "sent", "node-b");
   const long c_before = load.Snapshot().served_by["node-c"];

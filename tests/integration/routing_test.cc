@@ -154,10 +154,12 @@ TEST(FailedModelTest, AModelThatFailedToLoadHereIsServedByAPeer) {
   ASSERT_TRUE(WaitFor([&] { return PeersHosting(a.port(), "m") == 1; }, std::chrono::seconds(10)));
   // node-a's routing table is refreshed from gossip at most every 100 ms.
   HttpResult r;
-  WaitFor([&] {
-    r = HttpRequestOnce(a.port(), "POST", "/v2/models/m/infer", body);
-    return r.status == 200;
-  }, std::chrono::seconds(2));
+  WaitFor(
+      [&] {
+        r = HttpRequestOnce(a.port(), "POST", "/v2/models/m/infer", body);
+        return r.status == 200;
+      },
+      std::chrono::seconds(2));
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(r.header("hivemesh-served-by"), "node-b");
 }
@@ -198,12 +200,13 @@ TEST(OffloadTest, BurstAboveCapacityIsSharedWithIdlePeers) {
   const std::string repo = dir.path() + "/repo";
   AgentProcess b({"--node-name", "node-b", "--model-repository", repo});
   ASSERT_TRUE(b.ok()) << b.log();
-  AgentProcess c({"--node-name", "node-c", "--model-repository", repo, "--join",
-                  GossipAddress(b.port())});
-  AgentProcess a({"--node-name", "node-a", "--model-repository", repo, "--join",
-                  GossipAddress(b.port())});
+  AgentProcess c(
+      {"--node-name", "node-c", "--model-repository", repo, "--join", GossipAddress(b.port())});
+  AgentProcess a(
+      {"--node-name", "node-a", "--model-repository", repo, "--join", GossipAddress(b.port())});
   ASSERT_TRUE(c.ok() && a.ok()) << c.log() << a.log();
-  ASSERT_TRUE(WaitFor([&] { return PeersHosting(a.port(), "slow") == 2; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      WaitFor([&] { return PeersHosting(a.port(), "slow") == 2; }, std::chrono::seconds(10)));
 
   // Idle: local first.
   for (int i = 0; i < 3; ++i) {
@@ -338,7 +341,8 @@ TEST(DataPolicyTest, NoByteOfALocalOnlyRequestReachesAnotherNode) {
   AgentProcess a({"--node-name", "node-a", "--model-repository", repo, "--labels", "zone=z1",
                   "--join", GossipAddress(b.port())});
   ASSERT_TRUE(c.ok() && a.ok()) << c.log() << a.log();
-  ASSERT_TRUE(WaitFor([&] { return PeersHosting(a.port(), "shared") == 2; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      WaitFor([&] { return PeersHosting(a.port(), "shared") == 2; }, std::chrono::seconds(10)));
 
   const std::string secret = "1111.25,-2222.5,3333.75,-4444.125";
   const std::string zoned = "5555.25,-6666.5,7777.75,-8888.125";
@@ -352,7 +356,8 @@ TEST(DataPolicyTest, NoByteOfALocalOnlyRequestReachesAnotherNode) {
   EXPECT_GT(rs.served_by["node-a"], 10);
   ASSERT_GT(rs.by_status[503], 0) << "the overload was real";
   EXPECT_EQ(rs.by_status.size(), 1u);
-  EXPECT_THAT(rs.failures.front(), HasSubstr("data policy (local-only) forbids offloading"));
+  EXPECT_THAT(rs.failures.front(), HasSubstr("queue is full"));
+  EXPECT_THAT(rs.failures.front(), HasSubstr("data policy (local-only) forbids offload"));
 
   LoadGenerator zoned_load(a.port(), "/v2/models/zoned/infer", InferBody(zoned), 6);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
@@ -391,7 +396,8 @@ TEST(DeadlineTest, DeadlinesAreKeptAcrossTheHop) {
   AgentProcess a({"--node-name", "node-a", "--model-repository", dir.path() + "/empty", "--join",
                   GossipAddress(b.port())});
   ASSERT_TRUE(a.ok()) << a.log();
-  ASSERT_TRUE(WaitFor([&] { return PeersHosting(a.port(), "slow") == 1; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(
+      WaitFor([&] { return PeersHosting(a.port(), "slow") == 1; }, std::chrono::seconds(10)));
   // One request teaches node-a the model's service time on node-b (carried by the response).
   ASSERT_EQ(HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("1")).status, 200);
 
@@ -428,12 +434,10 @@ TEST(DeadlineTest, DeadlinesAreKeptAcrossTheHop) {
   // The remaining time travels with the request: node-b, busy with work node-a does not know of,
   // drops the forwarded request from its queue when its deadline passes.
   const long expired_before = ExpiredInQueue(b.port(), "slow");
-  std::thread busy([&] {
-    HttpRequestOnce(b.port(), "POST", "/v2/models/slow/infer", InferBody("3"));
-  });
-  std::thread busier([&] {
-    HttpRequestOnce(b.port(), "POST", "/v2/models/slow/infer", InferBody("4"));
-  });
+  std::thread busy(
+      [&] { HttpRequestOnce(b.port(), "POST", "/v2/models/slow/infer", InferBody("3")); });
+  std::thread busier(
+      [&] { HttpRequestOnce(b.port(), "POST", "/v2/models/slow/infer", InferBody("4")); });
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   start = Clock::now();
   HttpResult queued = HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("5"),

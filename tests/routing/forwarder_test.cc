@@ -52,8 +52,8 @@ class ScriptedClient final : public PeerClient {
         out.model_name = "m";
         out.outputs.push_back(Tensor::Owned("y", DataType::kFp32, {1}, std::string(4, '\0')));
         out.binary = {false};
-        r.body = std::make_shared<const std::string>(
-            r.status == 200 ? EncodeInferResponse(out).json : R"({"error":"busy"})");
+        r.body = std::make_shared<const std::string>(r.status == 200 ? EncodeInferResponse(out).json
+                                                                     : R"({"error":"busy"})");
         r.headers["hivemesh-served-by"] = address;
         if (load.count(address)) r.headers["hivemesh-load"] = load[address];
         result = std::move(r);
@@ -143,6 +143,15 @@ TEST_F(ForwarderTest, ForwardedRequestCarriesHopsOriginTraceAndDeadline) {
   EXPECT_GT(left, 700);
   EXPECT_LE(left, 800);
   EXPECT_EQ(h["Content-Type"], "application/octet-stream") << "the binary form, not JSON";
+  // Without a trace id of its own, the request gets one naming this node.
+  std::promise<absl::StatusOr<InferResponse>> second;
+  ForwardCallback done2 = [&](absl::StatusOr<InferResponse> r) { second.set_value(r); };
+  InferRequest req2 = Request();
+  forwarder_.Route(req2, "", options, done2);
+  ASSERT_TRUE(second.get_future().get().ok());
+  std::map<std::string, std::string> h2(client_.requests[1].headers.begin(),
+                                        client_.requests[1].headers.end());
+  EXPECT_EQ(h2[kTraceHeader], "self-1");
 }
 
 TEST_F(ForwarderTest, RefusedPeerIsRetriedElsewhereAndEjectedAtOnce) {
@@ -221,8 +230,7 @@ TEST_F(ForwarderTest, NewMemberRefusalIsRetriedWithoutEjection) {
 }
 
 TEST_F(ForwarderTest, StrictestPolicyOfThePeersApplies) {
-  directory_.peers["m"] = {Peer("b", "z2", DataPolicy::kMesh),
-                           Peer("c", "z2", DataPolicy::kZone)};
+  directory_.peers["m"] = {Peer("b", "z2", DataPolicy::kMesh), Peer("c", "z2", DataPolicy::kZone)};
   RouteOptions options;
   options.local_zone = "z1";
   absl::StatusOr<InferResponse> r = Run(options);
@@ -274,7 +282,8 @@ TEST_F(ForwarderTest, HopLimitStopsASecondHop) {
 
 TEST(LoadHeaderTest, Encodes) {
   EXPECT_EQ(EncodeLoadHeader(3, 1, 2, 1500, 90), "3 1 2 1500 90");
-  EXPECT_EQ(EncodeLoadHeader(-1, -2, 0, 7, 8), "0 0 1 7 8") << "never negative, at least one instance";
+  EXPECT_EQ(EncodeLoadHeader(-1, -2, 0, 7, 8), "0 0 1 7 8")
+      << "never negative, at least one instance";
 }
 
 }  // namespace

@@ -246,13 +246,18 @@ TEST(DecisionTest, LocalModeNeverOffloadsAHostedModel) {
   local_mode.mode = RoutingMode::kLocal;
   std::vector<Candidate> c = {Local(100, 10), Peer("b", "a", 0, 10)};
   EXPECT_EQ(Decide(c, RouteRequest{}, RoutingPolicy{}, rng).kind, Decision::kForward);
-  for (int i = 0; i < 50; ++i) EXPECT_EQ(Decide(c, RouteRequest{}, local_mode, rng).kind, Decision::kLocal);
+  for (int i = 0; i < 50; ++i)
+    EXPECT_EQ(Decide(c, RouteRequest{}, local_mode, rng).kind, Decision::kLocal);
   // A model this node does not host still goes to a peer.
   std::vector<Candidate> peers_only = {Peer("b", "a", 0, 10)};
   EXPECT_EQ(Decide(peers_only, RouteRequest{}, local_mode, rng).kind, Decision::kForward);
-  // Neither is there a local choice when the local copy is not ready.
+  // Hosted here but unable to take it now (its queue is full): still not offloaded.
   c[0].ready = false;
-  EXPECT_EQ(Decide(c, RouteRequest{}, local_mode, rng).kind, Decision::kForward);
+  Decision d = Decide(c, RouteRequest{}, local_mode, rng);
+  EXPECT_EQ(d.kind, Decision::kReject);
+  EXPECT_THAT(std::string(d.reason.message()), ::testing::HasSubstr("routing mode local"));
+  EXPECT_EQ(Decide(c, RouteRequest{}, RoutingPolicy{}, rng).kind, Decision::kForward)
+      << "the load-aware mode offloads it";
 }
 
 TEST(DecisionTest, RandomModeSpreadsOverEveryEligibleNode) {

@@ -37,9 +37,9 @@ class LoadGenerator {
  public:
   struct Result {
     long ok = 0;
-    std::map<int, long> by_status;           // every non-200 status and how many
-    std::map<std::string, long> served_by;   // successful responses by Hivemesh-Served-By
-    std::vector<std::string> failures;       // the first few failures: status and body
+    std::map<int, long> by_status;          // every non-200 status and how many
+    std::map<std::string, long> served_by;  // successful responses by Hivemesh-Served-By
+    std::vector<std::string> failures;      // the first few failures: status and body
     // "ok=N node-a=N node-b=N 503=N first failure: ..." for test messages.
     std::string Describe() const;
   };
