@@ -5,9 +5,11 @@ Node B serves the identity model; node A does not host it and forwards every req
 (the mesh's forwarding path: binary re-framing, pooled keep-alive connections to B). nginx-light
 runs as a reverse proxy in front of B with upstream keep-alive. wrk drives the same identity
 JSON request at concurrency 1 and 32 against: B directly, A (one hop), and nginx (one hop).
-The added latency of a hop = its p50/p99 minus the direct p50/p99.
+The added latency of a hop = its p50/p99 minus the direct p50/p99. Node A's I/O threads and
+nginx's worker processes are the same number (--proxy-threads, default 2: one per core here).
 
     bench/hop_overhead/bench_hop_overhead.py [--build build/release] [--seconds 4] [--rounds 3]
+                                             [--proxy-threads 2]
 """
 import argparse
 import json
@@ -25,11 +27,11 @@ sys.path.insert(0, os.path.join(ROOT, "bench", "serving"))
 from bench_serving import free_port, run_wrk, wait_http  # noqa: E402
 
 
-def start_agent(binary, work, name, repo, join=None):
+def start_agent(binary, work, name, repo, threads, join=None):
     http, gossip = free_port(), free_port()
     cmd = [binary, "agent", "--node-name", name, "--model-repository", repo,
            "--http-address", f"127.0.0.1:{http}", "--gossip-address", f"127.0.0.1:{gossip}",
-           "--log-level", "warn"]
+           "--http-threads", str(threads), "--log-level", "warn"]
     if join:
         cmd += ["--join", join]
     log = open(os.path.join(work, f"{name}.log"), "w")
@@ -43,6 +45,8 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--proxy-threads", type=int, default=2,
+                    help="I/O threads of node A and nginx worker processes (the same for both)")
     args = ap.parse_args()
     binary = os.path.join(args.build, "hivemesh")
     body = json.dumps({"inputs": [{"name": "INPUT0", "shape": [16], "datatype": "FP32",
@@ -52,9 +56,10 @@ def main():
         os.chmod(work, 0o755)
         try:
             os.makedirs(os.path.join(work, "empty"))
-            b, b_http, b_gossip = start_agent(binary, work, "node-b", os.path.join(ROOT, "models"))
+            b, b_http, b_gossip = start_agent(binary, work, "node-b", os.path.join(ROOT, "models"), 2)
             procs.append(b)
-            a, a_http, _ = start_agent(binary, work, "node-a", os.path.join(work, "empty"), b_gossip)
+            a, a_http, _ = start_agent(binary, work, "node-a", os.path.join(work, "empty"),
+                                        args.proxy_threads, b_gossip)
             procs.append(a)
             # Wait until A routes to B.
             deadline = time.time() + 10
@@ -73,7 +78,7 @@ def main():
             nginx_port = free_port()
             conf = os.path.join(work, "nginx.conf")
             with open(conf, "w") as f:
-                f.write(f"""worker_processes 1;
+                f.write(f"""worker_processes {args.proxy_threads};
 daemon off;
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log;
