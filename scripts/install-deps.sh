@@ -17,6 +17,9 @@ packages=(
   opencv-data
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light serf
+  # promtool (`promtool check metrics`) for the /metrics tests; the package also brings a
+  # Prometheus server, which is stopped below
+  prometheus
   # model generation (tools/gen_vibration_model.py)
   python3-onnx python3-numpy
 )
@@ -42,4 +45,8 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 # nginx-light's package starts a system nginx on port 80; benchmarks run their own instance.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
   $SUDO systemctl stop nginx || true
+fi
+# Likewise prometheus starts a server on port 9090 where systemd runs; only promtool is needed.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+  $SUDO systemctl disable --now prometheus || true
 fi

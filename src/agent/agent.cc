@@ -13,7 +13,7 @@
 #include "api/http_server.h"
 #include "api/kserve_handler.h"
 #include "api/mesh_handler.h"
-#include "base/logging.h"
+#include "api/metrics_handler.h"
 #include "base/strings.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
@@ -21,6 +21,9 @@
 #include "routing/peer_client.h"
 #include "serving/backend.h"
 #include "serving/model_repository.h"
+#include "telemetry/log.h"
+#include "telemetry/metrics.h"
+#include "telemetry/process_metrics.h"
 
 namespace hivemesh {
 
@@ -106,6 +109,8 @@ class GossipDirectory final : public routing::MeshDirectory {
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) {
   std::unique_ptr<Agent> agent(new Agent());
   agent->config_ = config;
+  agent->metrics_ = std::make_unique<telemetry::Registry>();
+  agent->metrics_handler_ = std::make_unique<MetricsHandler>(agent->metrics_.get());
   agent->registry_ = std::make_unique<BackendRegistry>();
   RegisterBuiltinBackends(*agent->registry_);
 
@@ -113,6 +118,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   repo.path = config.model_repository;
   repo.default_instances = config.default_instances;
   repo.default_queue_limit = config.default_queue_limit;
+  repo.models = config.ModelList();
   absl::StatusOr<std::unique_ptr<ModelRepository>> loaded =
       ModelRepository::Load(repo, *agent->registry_);
   if (!loaded.ok()) return loaded.status();
@@ -132,6 +138,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Create(
       http,
       [self](const HttpRequest& req, HttpResponder respond) {
+        if (self->metrics_handler_->Handle(req, respond)) return;
         if (self->mesh_ && self->mesh_->Handle(req, respond)) return;
         self->kserve_->Handle(req, std::move(respond));
       },
@@ -140,10 +147,16 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   agent->http_ = std::move(*server);
   absl::Status gossip = agent->StartGossip();
   if (!gossip.ok()) return gossip;
+  // Metrics in the order /metrics lists them: what runs, requests, models, mesh, process.
+  telemetry::Registry& metrics = *agent->metrics_;
+  RegisterBuildInfo(metrics, HIVEMESH_VERSION, config.node_name);
   agent->kserve_ = std::make_unique<KServeHandler>(
       ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name}, agent->repository_.get(),
-      agent->forwarder_.get(), agent->directory_.get());
+      agent->forwarder_.get(), agent->directory_.get(), &metrics);
   agent->kserve_->SetZone(config.LabelMap()["zone"]);
+  RegisterServingMetrics(metrics, agent->repository_.get());
+  RegisterMeshMetrics(metrics, agent->gossip_.get(), agent->forwarder_.get());
+  telemetry::RegisterProcessMetrics(metrics);
   return agent;
 }
 
@@ -328,7 +341,10 @@ bool Agent::Drain() {
 uint16_t Agent::http_port() const { return http_->port(); }
 
 int RunAgent(const AgentConfig& config, const ConfigSource& reload) {
-  absl::Status log = SetupLogging(config.node_name, config.log_level);
+  absl::StatusOr<telemetry::LogFormat> format = telemetry::ParseLogFormat(config.log_format);
+  absl::Status log = format.ok()
+                         ? telemetry::SetupLogging(config.node_name, config.log_level, *format)
+                         : format.status();
   if (!log.ok()) {
     spdlog::error("{}", MessageOf(log));
     return 2;

@@ -1,5 +1,6 @@
 // Agent: one hivemesh node, wired from its AgentConfig: the model repository, the KServe v2 REST
-// API, gossip membership (metadata and load reports) and their orderly shutdown.
+// API, gossip membership (metadata and load reports), the node's metrics (GET /metrics) and their
+// orderly shutdown.
 //
 // Life cycle: Create() loads models and binds the port; Start() serves; Drain() stops accepting,
 // answers every accepted request (queued ones included), then closes; the destructor stops
@@ -23,6 +24,10 @@ class HttpServer;
 class IoThreads;
 class KServeHandler;
 class MeshHandler;
+class MetricsHandler;
+namespace telemetry {
+class Registry;
+}
 namespace membership {
 class GossipNode;
 }
@@ -55,6 +60,10 @@ class Agent {
   void ReportLoad();
   void StopLoadReports();
   AgentConfig config_;
+  // The node's metrics (GET /metrics). First, so that it is destroyed last: components keep
+  // references to their metrics.
+  std::unique_ptr<telemetry::Registry> metrics_;
+  std::unique_ptr<MetricsHandler> metrics_handler_;
   std::unique_ptr<BackendRegistry> registry_;
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<KServeHandler> kserve_;

@@ -53,6 +53,8 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("node_name", &AgentConfig::node_name, "name of this node [default: the host name]");
   add("http_address", &AgentConfig::http_address, "host:port of the KServe v2 REST API");
   add("model_repository", &AgentConfig::model_repository, "folder of models to serve");
+  add("models", &AgentConfig::models,
+      "models of the repository to load, name[,name...] [default: all]");
   add("http_threads", &AgentConfig::http_threads, "HTTP I/O threads");
   add("default_instances", &AgentConfig::default_instances,
       "worker instances per model when its config.yaml sets none");
@@ -66,6 +68,8 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("drain_timeout_ms", &AgentConfig::drain_timeout_ms,
       "on SIGTERM, longest wait for queued and running requests");
   add("log_level", &AgentConfig::log_level, "trace, debug, info, warn, error or off");
+  add("log_format", &AgentConfig::log_format,
+      "text (lines for people) or json (one object per line)");
   add("gossip_address", &AgentConfig::gossip_address,
       "host:port for gossip (UDP and TCP); peers must reach it");
   add("join", &AgentConfig::join,
@@ -205,6 +209,9 @@ absl::Status AgentConfig::Validate() const {
     }
   }
   if (model_repository.empty()) return absl::InvalidArgumentError("model_repository: must be set");
+  if (log_format != "text" && log_format != "json") {
+    return absl::InvalidArgumentError("log_format: '" + log_format + "' is not one of text, json");
+  }
   if (gossip_profile != "lan" && gossip_profile != "wan" && gossip_profile != "local") {
     return absl::InvalidArgumentError("gossip_profile: '" + gossip_profile +
                                       "' is not one of lan, wan, local");
@@ -222,6 +229,16 @@ absl::Status AgentConfig::Validate() const {
 std::vector<std::string> AgentConfig::JoinList() const {
   std::vector<std::string> out;
   for (std::string_view s : Split(join, ',')) {
+    if (!s.empty()) out.emplace_back(s);
+  }
+  return out;
+}
+
+std::vector<std::string> AgentConfig::ModelList() const {
+  std::vector<std::string> out;
+  for (std::string_view s : Split(models, ',')) {
+    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
     if (!s.empty()) out.emplace_back(s);
   }
   return out;

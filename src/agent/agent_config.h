@@ -23,6 +23,10 @@ struct AgentConfig {
   std::string http_address = "127.0.0.1:8000";
   // Folder of models: <repo>/<model>/config.yaml and <repo>/<model>/<version>/.
   std::string model_repository = "models";
+  // Models of the repository this node loads, "name[,name...]": a fleet shares one repository
+  // and each device loads what fits it. Empty: every model. A name the repository lacks stops
+  // start-up.
+  std::string models;
   // I/O threads for HTTP. Two keep a 2-core device busy without starving model workers.
   int http_threads = 2;
   // Worker instances for models whose config does not set `instances`. One per model keeps a
@@ -40,8 +44,12 @@ struct AgentConfig {
   int body_timeout_ms = 60000;
   // On SIGTERM, the longest wait for queued and running requests before exiting anyway.
   int drain_timeout_ms = 30000;
-  // trace, debug, info, warn, error or off.
+  // trace, debug, info, warn, error or off. At debug every inference gets a log line (model,
+  // route, status, duration, trace id).
   std::string log_level = "info";
+  // text (lines for people) or json (one JSON object per line, for log collectors). Either way
+  // each line carries the node name (docs/telemetry.md).
+  std::string log_format = "text";
 
   // Gossip (membership) UDP and TCP address, host:port. Peers must reach it: on a real network
   // set the device's IP. Port 0 picks a free port (tests).
@@ -83,6 +91,7 @@ struct AgentConfig {
   std::string http_host() const;
   uint16_t http_port() const;
   std::vector<std::string> JoinList() const;
+  std::vector<std::string> ModelList() const;
   std::map<std::string, std::string> LabelMap() const;
 };
 

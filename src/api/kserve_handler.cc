@@ -1,13 +1,18 @@
 #include "api/kserve_handler.h"
 
+#include <spdlog/spdlog.h>
+
 #include <charconv>
 
 #include "base/strings.h"
 
 #include "api/codec/infer_codec.h"
 #include "api/codec/json_writer.h"
+#include "api/metrics_handler.h"
 #include "routing/decision.h"
 #include "routing/forwarder.h"
+#include "telemetry/log.h"
+#include "telemetry/trace.h"
 
 namespace hivemesh {
 namespace {
@@ -201,6 +206,50 @@ int HttpStatusFor(const absl::Status& status) {
   }
 }
 
+struct KServeHandler::InferRecord {
+  std::string model;
+  std::string trace;
+  SteadyTime received;
+  // kOffloaded once the forwarder sends the request to a peer (on the sending thread).
+  std::atomic<InferenceRoute> route{InferenceRoute::kLocal};
+};
+
+KServeHandler::KServeHandler(ServerIdentity identity, ModelRepository* repository,
+                             routing::Forwarder* forwarder, const routing::MeshDirectory* directory,
+                             telemetry::Registry* metrics)
+    : identity_(std::move(identity)),
+      repository_(repository),
+      forwarder_(forwarder),
+      directory_(directory),
+      metrics_(metrics != nullptr ? std::make_unique<InferenceMetrics>(*metrics) : nullptr) {}
+
+KServeHandler::~KServeHandler() = default;
+
+HttpResponder KServeHandler::Observed(std::shared_ptr<InferRecord> record,
+                                      HttpResponder&& respond) const {
+  return [record = std::move(record), respond = std::move(respond),
+          metrics = metrics_.get()](HttpResponse r) {
+    r.headers.emplace_back(routing::kTraceHeader, record->trace);
+    const double seconds =
+        std::chrono::duration<double>(SystemClock::Get().Now() - record->received).count();
+    const InferenceRoute route = record->route.load();
+    if (metrics != nullptr) metrics->Record(record->model, route, r.status, seconds);
+    if (spdlog::should_log(spdlog::level::debug)) {
+      telemetry::LogFields fields;
+      fields.Add("model", record->model)
+          .Add("route", RouteName(route))
+          .Add("status", int64_t{r.status})
+          .Add("duration_ms", seconds * 1e3)
+          .Add("trace_id", record->trace);
+      for (const auto& [name, value] : r.headers) {
+        if (name == routing::kServedByHeader) fields.Add("served_by", value);
+      }
+      spdlog::debug("inference");
+    }
+    respond(std::move(r));
+  };
+}
+
 void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
   std::string_view path = request.target();
   path = path.substr(0, path.find('?'));
@@ -365,7 +414,15 @@ std::string KServeHandler::zone() const {
 }
 
 void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
-                          const std::string& version, HttpResponder& respond) {
+                          const std::string& version, HttpResponder& client_respond) {
+  auto record = std::make_shared<InferRecord>();
+  record->model = model;
+  record->trace = telemetry::TraceIdFor(request.header(telemetry::kTraceparentHeader),
+                                        request.header(routing::kTraceHeader));
+  record->received = request.received();
+  if (request.has_header(routing::kHopsHeader)) record->route = InferenceRoute::kForwardedIn;
+  // Every answer below goes through `respond`; the caller's responder is not used after this.
+  HttpResponder respond = Observed(record, std::move(client_respond));
   int hops = 0;
   if (request.has_header(routing::kHopsHeader)) {
     std::optional<uint64_t> h = ParseUint(request.header(routing::kHopsHeader));
@@ -392,7 +449,7 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
     return Forward(
         request, model, version, hops,
         found.status().code() == absl::StatusCode::kNotFound ? absl::OkStatus() : found.status(),
-        respond);
+        record, respond);
   }
   if (!found.ok()) return respond(Error(found.status()));
   ModelRuntime* rt = *found;
@@ -437,7 +494,8 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
   options.local = LocalCandidate(*rt, identity_.node_name, zone());
   options.policy = rt->config().data_policy;
   options.local_zone = options.local->zone;
-  std::string trace(request.header(routing::kTraceHeader));
+  options.on_send = [record](const std::string&) { record->route = InferenceRoute::kOffloaded; };
+  std::string trace = record->trace;
   routing::ForwardCallback forwarded_done = AnswerWith(respond);
   if (forwarder_->Route(req, trace, options, forwarded_done) ==
       routing::Forwarder::Routed::kForwarded) {
@@ -455,7 +513,7 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
 
 void KServeHandler::Forward(const HttpRequest& request, const std::string& model,
                             const std::string& version, int hops, const absl::Status& local_error,
-                            HttpResponder& respond) {
+                            const std::shared_ptr<InferRecord>& record, HttpResponder& respond) {
   routing::RouteOptions options;
   InferRequest req;
   if (request.header("Inference-Header-Content-Length") == "0") {
@@ -469,7 +527,8 @@ void KServeHandler::Forward(const HttpRequest& request, const std::string& model
     if (!decoded.ok()) return respond(Error(decoded.status()));
     req = *std::move(decoded);
   }
-  std::string trace(request.header(routing::kTraceHeader));
+  std::string trace = record->trace;
+  options.on_send = [record](const std::string&) { record->route = InferenceRoute::kOffloaded; };
   options.local_zone = zone();
   options.hops = hops;
   options.if_no_peer = local_error;

@@ -9,10 +9,18 @@
 //   POST /v2/repository/index
 //
 // Errors are {"error": "..."} with the status mapped from the absl code (see HttpStatusFor).
+//
+// Every inference gets a trace id: the trace-id of a W3C `traceparent` header, else the
+// Hivemesh-Trace header, else a new one (telemetry/trace.h). It goes on with the request when it
+// is forwarded and comes back in the response's Hivemesh-Trace header. Each answer is counted
+// (InferenceMetrics: model, route, outcome, duration) and logged at debug level with the same
+// fields and the trace id.
+//
 // Thread safety: Handle() may be called concurrently from any I/O thread.
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <mutex>
 #include <string>
 
@@ -36,17 +44,20 @@ namespace routing {
 class Forwarder;
 class MeshDirectory;
 }  // namespace routing
+namespace telemetry {
+class Registry;
+}
+class InferenceMetrics;
 
 class KServeHandler {
  public:
-  // `forwarder` and `directory` may be null (a node outside any mesh serves only its models).
+  // `forwarder` and `directory` may be null (a node outside any mesh serves only its models);
+  // `metrics` may be null (nothing is counted), else the handler declares its metrics in it.
   KServeHandler(ServerIdentity identity, ModelRepository* repository,
                 routing::Forwarder* forwarder = nullptr,
-                const routing::MeshDirectory* directory = nullptr)
-      : identity_(std::move(identity)),
-        repository_(repository),
-        forwarder_(forwarder),
-        directory_(directory) {}
+                const routing::MeshDirectory* directory = nullptr,
+                telemetry::Registry* metrics = nullptr);
+  ~KServeHandler();
 
   void Handle(const HttpRequest& request, HttpResponder respond);
 
@@ -62,16 +73,23 @@ class KServeHandler {
   void Infer(const HttpRequest& request, const std::string& model, const std::string& version,
              HttpResponder& respond);
 
+  // What the answer to one inference is observed with (its trace id, route, start).
+  struct InferRecord;
+  // Wraps `respond` so that the answer carries the trace id and is counted and logged.
+  HttpResponder Observed(std::shared_ptr<InferRecord> record, HttpResponder&& respond) const;
+
   // A model this node does not host (or failed to load: `local_error`, the answer if no peer
   // has it): the forwarder finds a peer, or answers why none.
   void Forward(const HttpRequest& request, const std::string& model, const std::string& version,
-               int hops, const absl::Status& local_error, HttpResponder& respond);
+               int hops, const absl::Status& local_error,
+               const std::shared_ptr<InferRecord>& record, HttpResponder& respond);
   std::string zone() const;
 
   const ServerIdentity identity_;
   ModelRepository* const repository_;
   routing::Forwarder* const forwarder_;
   const routing::MeshDirectory* const directory_;
+  const std::unique_ptr<InferenceMetrics> metrics_;  // null: not counted
   std::atomic<bool> ready_{true};
   std::atomic<bool> refuse_forwarded_{false};
   mutable std::mutex zone_mu_;

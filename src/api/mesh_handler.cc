@@ -138,6 +138,10 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
     w.Key("tcp_bytes_out").Uint(s.tcp_bytes_out);
     w.Key("tcp_exchanges_failed").Uint(s.tcp_exchanges_failed);
     w.Key("packets_in").Uint(s.swim.packets_in);
+    w.Key("bytes_in").Uint(s.udp_bytes_in + s.tcp_bytes_in);
+    w.Key("udp_packets_in").Uint(s.udp_packets_in);
+    w.Key("udp_bytes_in").Uint(s.udp_bytes_in);
+    w.Key("tcp_bytes_in").Uint(s.tcp_bytes_in);
     w.Key("probes").Uint(s.swim.probes);
     w.Key("probe_failures").Uint(s.swim.probe_failures);
     w.Key("indirect_probes").Uint(s.swim.indirect_probes);

@@ -240,6 +240,11 @@ class GossipNodeImpl final : public GossipNode {
     return std::move(*plain);
   }
 
+  void CountTcpIn(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    counters_.tcp_bytes_in += bytes;
+  }
+
   void SendUdp(const std::string& to, const std::string& packet) {
     absl::StatusOr<std::pair<asio::ip::address, uint16_t>> dest = ParseHostPort(to);
     if (!dest.ok()) return;
@@ -257,6 +262,11 @@ class GossipNodeImpl final : public GossipNode {
     udp_.async_receive_from(asio::buffer(udp_buf_), udp_from_, [this](error_code ec, size_t n) {
       if (ec == asio::error::operation_aborted) return;
       if (!ec) {
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          ++counters_.udp_packets_in;
+          counters_.udp_bytes_in += n;
+        }
         std::optional<std::string> plain =
             Unwrap(std::string_view(udp_buf_.data(), n), udp_buf_.size());
         if (plain) {
@@ -307,6 +317,7 @@ class GossipNodeImpl final : public GossipNode {
       x->body.resize(len);
       asio::async_read(x->socket, asio::buffer(x->body), [this, x](error_code ec, size_t) {
         if (ec) return;
+        CountTcpIn(x->header.size() + x->body.size());
         std::optional<std::string> plain = Unwrap(x->body, options_.max_tcp_frame_bytes);
         if (!plain) return;
         Output out = Call([&](Swim& s) { return s.HandleStream(x->peer, *plain, Now()); });
@@ -360,6 +371,7 @@ class GossipNodeImpl final : public GossipNode {
                                [this, x, fail](error_code ec, size_t) {
                                  if (ec) return fail();
                                  x->deadline.cancel();
+                                 CountTcpIn(x->header.size() + x->body.size());
                                  std::optional<std::string> plain =
                                      Unwrap(x->body, options_.max_tcp_frame_bytes);
                                  if (!plain) return;

@@ -41,6 +41,9 @@ struct GossipStats {
   uint64_t udp_packets_out = 0;
   uint64_t tcp_bytes_out = 0;
   uint64_t tcp_exchanges_failed = 0;
+  uint64_t udp_packets_in = 0;  // datagrams received, dropped ones included
+  uint64_t udp_bytes_in = 0;    // on the wire, envelope included
+  uint64_t tcp_bytes_in = 0;    // frames read, length prefix included (requests served, replies)
 };
 
 class GossipNode {

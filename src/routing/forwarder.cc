@@ -211,6 +211,7 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
     pr.headers.emplace_back("Inference-Timeout-Ms", std::to_string(left.count()));
     pr.timeout = left;
   }
+  if (attempt->options.on_send) attempt->options.on_send(peer.node);
   {
     std::lock_guard<std::mutex> lock(mu_);
     Endpoint& e = EndpointFor(peer, now);

@@ -99,6 +99,9 @@ struct RouteOptions {
   // (Inference-Header-Content-Length: 0): only a node hosting the model can interpret it, so it
   // is sent on as it came.
   bool raw_body = false;
+  // Called with the peer's name each time the request is about to be sent to a peer (the first
+  // attempt and each retry), on the thread sending it; not called when no peer is tried.
+  std::function<void(const std::string& peer)> on_send;
 };
 
 // Counters, for the node's statistics and tests.

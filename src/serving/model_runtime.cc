@@ -209,6 +209,7 @@ void ModelRuntime::Run(Backend* backend, Job& job) {
   }
   const SteadyTime computed = SystemClock::Get().Now();
   stats_.execution_count.fetch_add(1, std::memory_order_relaxed);
+  stats_.batch_size.Add(1);  // one request per execution until dynamic batching
   const uint64_t service = NanosBetween(start, computed);
   stats_.compute_infer.Add(service);
   const uint64_t prev = stats_.ewma_service_ns.load(std::memory_order_relaxed);

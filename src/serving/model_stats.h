@@ -5,6 +5,7 @@
 // by anyone; readers see a consistent-enough snapshot, not a transaction.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 
@@ -21,9 +22,26 @@ struct DurationStat {
   }
 };
 
+// Sizes of the batches the backend executed (requests per execution), counted where executions
+// are. Bucket i holds sizes in (2^(i-1), 2^i] for i < kBuckets - 1 (bucket 0: size 1); the last
+// holds everything above 2^(kBuckets - 2). Not cumulative.
+struct BatchSizeStat {
+  static constexpr int kBuckets = 9;  // 1, 2, 4, ..., 128, more
+  std::array<std::atomic<uint64_t>, kBuckets> counts{};
+  std::atomic<uint64_t> sum{0};
+  static uint64_t UpperBound(int bucket) { return uint64_t{1} << bucket; }  // bucket < kBuckets-1
+  void Add(uint64_t size) {
+    int b = 0;
+    while (b < kBuckets - 1 && size > UpperBound(b)) ++b;
+    counts[static_cast<size_t>(b)].fetch_add(1, std::memory_order_relaxed);
+    sum.fetch_add(size, std::memory_order_relaxed);
+  }
+};
+
 struct ModelStats {
   std::atomic<uint64_t> inference_count{0};    // requests computed successfully (batch items)
   std::atomic<uint64_t> execution_count{0};    // backend executions
+  BatchSizeStat batch_size;                    // requests per execution (today always 1)
   std::atomic<uint64_t> last_inference_ms{0};  // wall-clock ms since the epoch
   DurationStat success;                        // end to end inside the runtime: queue + compute
   DurationStat fail;                           // requests that failed after being queued

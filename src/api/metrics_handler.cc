@@ -1,0 +1,284 @@
+#include "api/metrics_handler.h"
+
+#include "api/codec/infer_codec.h"
+#include "base/strings.h"
+#include "membership/gossip_node.h"
+#include "routing/forwarder.h"
+#include "serving/model_repository.h"
+#include "telemetry/prometheus_text.h"
+
+namespace hivemesh {
+namespace {
+
+using telemetry::HistogramSnapshot;
+using telemetry::MetricType;
+using telemetry::Registry;
+using telemetry::SampleSink;
+
+double Seconds(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
+
+// Emits `value(stats)` for every ready model version.
+void ForEachModel(SampleSink& sink, const ModelRepository* repository,
+                  double (*value)(const ModelRuntime&)) {
+  for (const ModelRuntime* rt : repository->Runtimes()) {
+    sink.Add({rt->config().name, rt->version()}, value(*rt));
+  }
+}
+
+HistogramSnapshot BatchSizes(const BatchSizeStat& b) {
+  HistogramSnapshot h;
+  uint64_t running = 0;
+  for (int i = 0; i < BatchSizeStat::kBuckets - 1; ++i) {
+    running += b.counts[static_cast<size_t>(i)].load(std::memory_order_relaxed);
+    h.bounds.push_back(static_cast<double>(BatchSizeStat::UpperBound(i)));
+    h.cumulative.push_back(running);
+  }
+  h.count = running + b.counts[BatchSizeStat::kBuckets - 1].load(std::memory_order_relaxed);
+  h.sum = static_cast<double>(b.sum.load(std::memory_order_relaxed));
+  return h;
+}
+
+}  // namespace
+
+std::string_view RouteName(InferenceRoute route) {
+  switch (route) {
+    case InferenceRoute::kLocal:
+      return "local";
+    case InferenceRoute::kOffloaded:
+      return "offloaded";
+    case InferenceRoute::kForwardedIn:
+      return "forwarded_in";
+  }
+  return "local";
+}
+
+std::string_view OutcomeFor(int http_status) {
+  if (http_status == 200) return "success";
+  if (http_status == 503) return "unavailable";
+  if (http_status == 504) return "timeout";
+  if (http_status >= 400 && http_status < 500) return "client_error";
+  return "error";
+}
+
+InferenceMetrics::InferenceMetrics(Registry& registry)
+    : requests_(registry.AddCounterFamily(
+          "hivemesh_inference_requests_total",
+          "Inference requests answered by this node, by model, route (local: from a client, "
+          "answered here; offloaded: from a client, sent to a peer; forwarded_in: from a peer, "
+          "answered here) and outcome (success, client_error, unavailable, timeout, error).",
+          {"model", "route", "outcome"})),
+      duration_(registry.AddHistogramFamily(
+          "hivemesh_inference_request_duration_seconds",
+          "Time from an inference request's headers being read at this node to its answer being "
+          "ready, by model and route.",
+          {"model", "route"}, telemetry::LatencyBuckets())) {}
+
+void InferenceMetrics::Record(std::string_view model, InferenceRoute route, int http_status,
+                              double seconds) {
+  const std::string_view r = RouteName(route);
+  requests_.WithLabels({model, r, OutcomeFor(http_status)}).Increment();
+  duration_.WithLabels({model, r}).Observe(seconds);
+}
+
+void RegisterServingMetrics(Registry& registry, const ModelRepository* repository) {
+  const std::vector<std::string> labels = {"model", "version"};
+  registry.AddCollector("hivemesh_model_queue_depth",
+                        "Requests waiting in the model version's queue.", MetricType::kGauge,
+                        labels, [repository](SampleSink& sink) {
+                          ForEachModel(sink, repository, [](const ModelRuntime& rt) {
+                            return static_cast<double>(rt.stats().queue_depth.load());
+                          });
+                        });
+  registry.AddCollector("hivemesh_model_in_flight",
+                        "Requests being computed by the model version's workers.",
+                        MetricType::kGauge, labels, [repository](SampleSink& sink) {
+                          ForEachModel(sink, repository, [](const ModelRuntime& rt) {
+                            return static_cast<double>(rt.stats().in_flight.load());
+                          });
+                        });
+  registry.AddCollector("hivemesh_model_instances", "Worker instances of the model version.",
+                        MetricType::kGauge, labels, [repository](SampleSink& sink) {
+                          ForEachModel(sink, repository, [](const ModelRuntime& rt) {
+                            return static_cast<double>(rt.config().instances);
+                          });
+                        });
+  registry.AddCollector(
+      "hivemesh_model_batch_size",
+      "Requests per backend execution of the model version (its _count is the executions).",
+      MetricType::kHistogram, labels, [repository](SampleSink& sink) {
+        for (const ModelRuntime* rt : repository->Runtimes()) {
+          sink.AddHistogram({rt->config().name, rt->version()}, BatchSizes(rt->stats().batch_size));
+        }
+      });
+  registry.AddCollector("hivemesh_model_queue_wait_seconds_total",
+                        "Time requests spent waiting in the model version's queue.",
+                        MetricType::kCounter, labels, [repository](SampleSink& sink) {
+                          ForEachModel(sink, repository, [](const ModelRuntime& rt) {
+                            return Seconds(rt.stats().queue.ns.load());
+                          });
+                        });
+  registry.AddCollector("hivemesh_model_compute_seconds_total",
+                        "Time the model version's backend spent executing.", MetricType::kCounter,
+                        labels, [repository](SampleSink& sink) {
+                          ForEachModel(sink, repository, [](const ModelRuntime& rt) {
+                            return Seconds(rt.stats().compute_infer.ns.load());
+                          });
+                        });
+  registry.AddCollector(
+      "hivemesh_model_rejected_requests_total",
+      "Requests the model version refused or dropped without computing them, by reason "
+      "(queue_full: shed at admission; deadline: the deadline passed before or while queued).",
+      MetricType::kCounter, {"model", "version", "reason"}, [repository](SampleSink& sink) {
+        for (const ModelRuntime* rt : repository->Runtimes()) {
+          const ModelStats& s = rt->stats();
+          sink.Add({rt->config().name, rt->version(), "queue_full"},
+                   static_cast<double>(s.rejected_queue_full.load()));
+          sink.Add({rt->config().name, rt->version(), "deadline"},
+                   static_cast<double>(s.expired_in_queue.load()));
+        }
+      });
+}
+
+void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossip,
+                         const routing::Forwarder* forwarder) {
+  registry.AddCollector(
+      "hivemesh_members", "Members of the mesh as this node sees them (itself included), by state.",
+      MetricType::kGauge, {"state"}, [gossip](SampleSink& sink) {
+        double count[4] = {};
+        for (const membership::MemberInfo& m : gossip->Members()) {
+          const auto s = static_cast<size_t>(m.state);
+          if (s < 4) ++count[s];
+        }
+        for (size_t s = 0; s < 4; ++s) {
+          sink.Add({membership::MemberStateName(static_cast<membership::MemberState>(s))},
+                   count[s]);
+        }
+      });
+  // One gossip counter read from GossipNode::Stats().
+  auto gossip_counter = [&registry, gossip](std::string name, std::string help,
+                                            uint64_t (*value)(const membership::GossipStats&)) {
+    registry.AddCollector(std::move(name), std::move(help), MetricType::kCounter, {},
+                          [gossip, value](SampleSink& sink) {
+                            sink.Add({}, static_cast<double>(value(gossip->Stats())));
+                          });
+  };
+  gossip_counter("hivemesh_gossip_packets_received_total",
+                 "Gossip UDP datagrams received, dropped ones included.",
+                 [](const membership::GossipStats& s) { return s.udp_packets_in; });
+  gossip_counter("hivemesh_gossip_packets_sent_total", "Gossip UDP datagrams sent.",
+                 [](const membership::GossipStats& s) { return s.udp_packets_out; });
+  registry.AddCollector("hivemesh_gossip_bytes_received_total",
+                        "Gossip bytes received on the wire (envelope included), by transport.",
+                        MetricType::kCounter, {"transport"}, [gossip](SampleSink& sink) {
+                          const membership::GossipStats s = gossip->Stats();
+                          sink.Add({"udp"}, static_cast<double>(s.udp_bytes_in));
+                          sink.Add({"tcp"}, static_cast<double>(s.tcp_bytes_in));
+                        });
+  registry.AddCollector("hivemesh_gossip_bytes_sent_total",
+                        "Gossip bytes sent on the wire (envelope included), by transport.",
+                        MetricType::kCounter, {"transport"}, [gossip](SampleSink& sink) {
+                          const membership::GossipStats s = gossip->Stats();
+                          sink.Add({"udp"}, static_cast<double>(s.udp_bytes_out));
+                          sink.Add({"tcp"}, static_cast<double>(s.tcp_bytes_out));
+                        });
+  registry.AddCollector(
+      "hivemesh_gossip_packets_dropped_total",
+      "Gossip packets dropped, by reason (malformed, unauthenticated, replayed, stale, oversized).",
+      MetricType::kCounter, {"reason"}, [gossip](SampleSink& sink) {
+        const membership::GossipStats s = gossip->Stats();
+        sink.Add({"malformed"}, static_cast<double>(s.drops.malformed + s.swim.malformed_in));
+        sink.Add({"unauthenticated"}, static_cast<double>(s.drops.unauthenticated));
+        sink.Add({"replayed"}, static_cast<double>(s.drops.replayed));
+        sink.Add({"stale"}, static_cast<double>(s.drops.stale));
+        sink.Add({"oversized"}, static_cast<double>(s.drops.oversized));
+      });
+  gossip_counter("hivemesh_gossip_probes_total", "SWIM probes this node started.",
+                 [](const membership::GossipStats& s) { return s.swim.probes; });
+  gossip_counter("hivemesh_gossip_probe_failures_total",
+                 "SWIM probes that got no ack, directly or indirectly.",
+                 [](const membership::GossipStats& s) { return s.swim.probe_failures; });
+  gossip_counter("hivemesh_gossip_suspicions_total",
+                 "Members this node started or joined suspecting.",
+                 [](const membership::GossipStats& s) { return s.swim.suspicions; });
+  gossip_counter("hivemesh_gossip_refutations_total",
+                 "Times this node refuted a suspicion of itself.",
+                 [](const membership::GossipStats& s) { return s.swim.refutations; });
+  gossip_counter("hivemesh_gossip_push_pulls_total", "Full state exchanges this node started.",
+                 [](const membership::GossipStats& s) { return s.swim.push_pulls; });
+  gossip_counter("hivemesh_gossip_tcp_exchanges_failed_total",
+                 "Gossip TCP exchanges that failed (connect, write or read).",
+                 [](const membership::GossipStats& s) { return s.tcp_exchanges_failed; });
+
+  if (forwarder == nullptr) return;
+  registry.AddCollector(
+      "hivemesh_routing_decisions_total",
+      "Where the router sent inferences first: local (run here), forwarded (to a peer), "
+      "rejected (no node could take it).",
+      MetricType::kCounter, {"decision"}, [forwarder](SampleSink& sink) {
+        const routing::RouteStats s = forwarder->Stats();
+        sink.Add({"local"}, static_cast<double>(s.local));
+        sink.Add({"forwarded"}, static_cast<double>(s.forwarded));
+        sink.Add({"rejected"}, static_cast<double>(s.rejected));
+      });
+  registry.AddCollector("hivemesh_forward_retries_total",
+                        "Forwarded requests retried on another peer.", MetricType::kCounter, {},
+                        [forwarder](SampleSink& sink) {
+                          sink.Add({}, static_cast<double>(forwarder->Stats().retries));
+                        });
+  // Per peer, from the forwarder's table (peers this node has sent to).
+  auto per_peer = [&registry, forwarder](std::string name, std::string help, MetricType type,
+                                         double (*value)(const routing::PeerStats&)) {
+    registry.AddCollector(std::move(name), std::move(help), type, {"peer"},
+                          [forwarder, value](SampleSink& sink) {
+                            for (const routing::PeerStats& p : forwarder->Stats().peers) {
+                              sink.Add({p.node}, value(p));
+                            }
+                          });
+  };
+  per_peer("hivemesh_forward_attempts_total",
+           "Forwarding attempts sent to the peer (first attempts and retries).",
+           MetricType::kCounter,
+           [](const routing::PeerStats& p) { return static_cast<double>(p.sent); });
+  per_peer("hivemesh_forward_failures_total",
+           "Forwarding attempts to the peer that failed (transport failure or 503).",
+           MetricType::kCounter,
+           [](const routing::PeerStats& p) { return static_cast<double>(p.failures); });
+  per_peer("hivemesh_peer_ejections_total", "Times the peer was ejected as an outlier.",
+           MetricType::kCounter,
+           [](const routing::PeerStats& p) { return static_cast<double>(p.times_ejected); });
+  per_peer("hivemesh_peer_ejected", "1 while the peer is ejected as an outlier, else 0.",
+           MetricType::kGauge, [](const routing::PeerStats& p) { return p.ejected ? 1.0 : 0.0; });
+  per_peer("hivemesh_peer_latency_seconds",
+           "Peak-EWMA of forwarded requests' end-to-end latency to the peer.", MetricType::kGauge,
+           [](const routing::PeerStats& p) { return p.latency_ns / 1e9; });
+}
+
+void RegisterBuildInfo(Registry& registry, std::string_view version, std::string_view node) {
+  registry
+      .AddGaugeFamily("hivemesh_build_info",
+                      "Always 1; the labels say which hivemesh version runs on which node.",
+                      {"version", "node"})
+      .WithLabels({version, node})
+      .Set(1);
+}
+
+bool MetricsHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
+  std::string_view path = request.target();
+  path = path.substr(0, path.find('?'));
+  if (path != "/metrics") return false;
+  HttpResponse r;
+  if (request.method() != "GET") {
+    r.status = 405;
+    r.body =
+        EncodeError(StrCat("method ", request.method(), " is not allowed on ", path, "; use GET"));
+    r.headers.emplace_back("Allow", "GET");
+    respond(std::move(r));
+    return true;
+  }
+  r.content_type = std::string(telemetry::kPrometheusContentType);
+  r.body = registry_->Render();
+  respond(std::move(r));
+  return true;
+}
+
+}  // namespace hivemesh

@@ -1,0 +1,75 @@
+// The node's metrics: `GET /metrics` in the Prometheus text format 0.0.4, and the metrics the
+// API declares (docs/telemetry.md lists them all):
+//
+//  - InferenceMetrics: every inference request this node answers, by model, route and outcome,
+//    and its duration; updated by the KServe handler when the answer is ready.
+//  - Collected at scrape time from statistics that exist anyway: per model version queue depth,
+//    in flight, batch sizes and shed requests (serving/model_stats.h); members by state, gossip
+//    traffic and drops (GossipNode::Stats); routing decisions, retries and per-peer attempts,
+//    failures and ejections (Forwarder::Stats); build info.
+//
+// Thread safety: Handle() and InferenceMetrics::Record() may be called from any thread. What the
+// collectors read (repository, gossip node, forwarder) must outlive every scrape.
+#pragma once
+
+#include <string_view>
+
+#include "api/http_server.h"
+#include "telemetry/metrics.h"
+
+namespace hivemesh {
+
+class ModelRepository;
+namespace membership {
+class GossipNode;
+}
+namespace routing {
+class Forwarder;
+}
+
+// Where an inference was served, as the `route` label says:
+//   local         received from a client and answered here without a peer (served here, or
+//                 refused here: bad input, no node hosts the model, ...)
+//   offloaded     received from a client and sent to a peer (the answer is the peer's, or the
+//                 error of the last peer tried)
+//   forwarded_in  received from a peer (it carries Hivemesh-Hops) and answered here
+enum class InferenceRoute { kLocal, kOffloaded, kForwardedIn };
+std::string_view RouteName(InferenceRoute route);
+
+// The `outcome` label of an answer's HTTP status: success (200), unavailable (503), timeout
+// (504), client_error (other 4xx), error (anything else).
+std::string_view OutcomeFor(int http_status);
+
+class InferenceMetrics {
+ public:
+  // Declares hivemesh_inference_requests_total and hivemesh_inference_request_duration_seconds.
+  explicit InferenceMetrics(telemetry::Registry& registry);
+
+  // One answered request; `seconds` from its headers being read to its answer being ready.
+  void Record(std::string_view model, InferenceRoute route, int http_status, double seconds);
+
+ private:
+  telemetry::Family<telemetry::Counter>& requests_;
+  telemetry::Family<telemetry::Histogram>& duration_;
+};
+
+// Per model version gauges and counters read from each runtime's ModelStats.
+void RegisterServingMetrics(telemetry::Registry& registry, const ModelRepository* repository);
+// Membership, gossip and (if `forwarder` is not null) forwarding metrics.
+void RegisterMeshMetrics(telemetry::Registry& registry, const membership::GossipNode* gossip,
+                         const routing::Forwarder* forwarder);
+// hivemesh_build_info{version,node} 1.
+void RegisterBuildInfo(telemetry::Registry& registry, std::string_view version,
+                       std::string_view node);
+
+class MetricsHandler {
+ public:
+  explicit MetricsHandler(const telemetry::Registry* registry) : registry_(registry) {}
+  // True if the path is /metrics (and it has answered).
+  bool Handle(const HttpRequest& request, HttpResponder& respond);
+
+ private:
+  const telemetry::Registry* const registry_;
+};
+
+}  // namespace hivemesh

@@ -1,0 +1,96 @@
+#include "telemetry/prometheus_text.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+
+namespace hivemesh::telemetry {
+namespace {
+
+bool IsAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+}  // namespace
+
+bool IsValidMetricName(std::string_view name) {
+  if (name.empty() || !(IsAlpha(name[0]) || name[0] == ':')) return false;
+  for (char c : name) {
+    if (!IsAlpha(c) && !IsDigit(c) && c != ':') return false;
+  }
+  return true;
+}
+
+bool IsValidLabelName(std::string_view name) {
+  if (name.empty() || !IsAlpha(name[0]) || name.starts_with("__")) return false;
+  for (char c : name) {
+    if (!IsAlpha(c) && !IsDigit(c)) return false;
+  }
+  return true;
+}
+
+void AppendEscapedLabelValue(std::string& out, std::string_view value) {
+  for (char c : value) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
+    }
+  }
+}
+
+void AppendEscapedHelp(std::string& out, std::string_view help) {
+  for (char c : help) {
+    switch (c) {
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      default:
+        out += c;
+    }
+  }
+}
+
+void AppendValue(std::string& out, double value) {
+  if (std::isnan(value)) {
+    out += "NaN";
+    return;
+  }
+  if (std::isinf(value)) {
+    out += value > 0 ? "+Inf" : "-Inf";
+    return;
+  }
+  if (value == std::trunc(value) && std::fabs(value) < 9007199254740992.0) {  // 2^53
+    // Whole numbers (counts, bytes) in full, as people read them: "12345678", not "1.2345678e+07".
+    char buf[24];
+    const std::to_chars_result r =
+        std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(value));
+    out.append(buf, r.ptr);
+    return;
+  }
+  char buf[32];
+  // Otherwise the shortest form that reads back as the same double, %g-style as Go's clients write
+  // it (bucket bounds are label values, so "0.0001" should look the same from every exporter):
+  // exponents below -4 in exponent form ("1e-05").
+  const std::to_chars_result r =
+      std::to_chars(buf, buf + sizeof buf, value, std::chars_format::general);
+  out.append(buf, r.ptr);
+}
+
+void AppendValue(std::string& out, uint64_t value) {
+  char buf[24];
+  const std::to_chars_result r = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, r.ptr);
+}
+
+}  // namespace hivemesh::telemetry
