@@ -5,31 +5,47 @@
 #include "agent/agent.h"
 #include "agent/agent_config.h"
 #include "base/strings.h"
+#include "cli/cli_common.h"
+#include "cli/demo/demo_command.h"
+#include "cli/infer_command.h"
 #include "cli/members_command.h"
+#include "cli/models_command.h"
+#include "cli/top_command.h"
 #include "membership/keyring.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"hivemesh: an edge-AI inference mesh node (KServe v2 API)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", HIVEMESH_VERSION);
+  app.footer(std::string("Exit codes of infer, models, top and members:\n") +
+             hivemesh::cli::kExitCodesHelp + "\nSee each command's --help, and docs/cli.md.");
 
   CLI::App* agent_cmd = app.add_subcommand(
       "agent", "run a node: serve the model repository over the KServe v2 REST API");
   hivemesh::AgentFlags agent_flags(*agent_cmd);
 
-  std::string node = "127.0.0.1:8000";
-  std::string output = "table";
-  CLI::App* members_cmd =
-      app.add_subcommand("members", "list the mesh's members as a node sees them");
-  members_cmd->add_option("--node", node,
-                          "host:port of the node's HTTP API [default: 127.0.0.1:8000]");
-  members_cmd->add_option("-o,--output", output, "table or json [default: table]")
-      ->check(CLI::IsMember({"table", "json"}));
+  hivemesh::cli::InferFlags infer_flags;
+  CLI::App* infer_cmd = hivemesh::cli::AddInferCommand(app, infer_flags);
+  hivemesh::cli::ModelsFlags models_flags;
+  CLI::App* models_cmd = hivemesh::cli::AddModelsCommand(app, models_flags);
+  hivemesh::cli::TopFlags top_flags;
+  CLI::App* top_cmd = hivemesh::cli::AddTopCommand(app, top_flags);
+  hivemesh::cli::MembersFlags members_flags;
+  CLI::App* members_cmd = hivemesh::cli::AddMembersCommand(app, members_flags);
+
+  hivemesh::demo::DemoFlags demo_flags;
+  CLI::App* demo_cmd = hivemesh::demo::AddDemoCommand(app, demo_flags);
 
   CLI::App* keygen_cmd = app.add_subcommand(
       "keygen", "print a new random gossip encryption key (base64, AES-256) for --gossip-keys");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every parse error is a usage error (2), whatever CLI11's code.
+    const int code = app.exit(e);
+    return code == 0 ? 0 : hivemesh::cli::kExitUsage;
+  }
 
   if (agent_cmd->parsed()) {
     absl::StatusOr<hivemesh::AgentConfig> config = agent_flags.Resolve();
@@ -40,7 +56,11 @@ int main(int argc, char** argv) {
     }
     return hivemesh::RunAgent(*config, [&agent_flags] { return agent_flags.Resolve(); });
   }
-  if (members_cmd->parsed()) return hivemesh::RunMembersCommand(node, output);
+  if (infer_cmd->parsed()) return hivemesh::cli::RunInfer(infer_flags);
+  if (models_cmd->parsed()) return hivemesh::cli::RunModels(models_flags);
+  if (top_cmd->parsed()) return hivemesh::cli::RunTop(top_flags);
+  if (members_cmd->parsed()) return hivemesh::cli::RunMembers(members_flags);
+  if (demo_cmd->parsed()) return hivemesh::demo::RunDemo(demo_flags);
   if (keygen_cmd->parsed()) {
     std::printf("%s\n", hivemesh::membership::Keyring::GenerateKey().c_str());
     return 0;

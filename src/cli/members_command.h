@@ -1,11 +1,19 @@
-// `hivemesh members`: the mesh as one node sees it, as a table or JSON.
+// `hivemesh members`: the mesh's members as one node sees them (GET /v1/mesh/members), as a table
+// or the node's JSON.
 #pragma once
 
-#include <string>
+#include <CLI/CLI.hpp>
 
-namespace hivemesh {
+#include "cli/cli_common.h"
 
-// Exit codes: 0 ok, 1 the node could not be reached or answered an error.
-int RunMembersCommand(const std::string& node, const std::string& output);
+namespace hivemesh::cli {
 
-}  // namespace hivemesh
+struct MembersFlags {
+  NodeFlags node;
+};
+
+CLI::App* AddMembersCommand(CLI::App& app, MembersFlags& flags);
+// Returns the exit code (cli_common.h).
+int RunMembers(const MembersFlags& flags);
+
+}  // namespace hivemesh::cli

@@ -1,0 +1,93 @@
+#include "cli/cli_common.h"
+
+#include <simdjson.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include "api/http_server.h"
+#include "base/strings.h"
+#include "cli/table.h"
+
+namespace hivemesh::cli {
+
+int ExitCodeOf(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kOk:
+      return kExitOk;
+    case absl::StatusCode::kInvalidArgument:
+      return kExitUsage;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+      return kExitUnreachable;
+    default:
+      return kExitNodeError;
+  }
+}
+
+std::string NodeErrorText(std::string_view body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string_view error;
+  if (parser.parse(body.data(), body.size()).get(doc) == simdjson::SUCCESS &&
+      doc["error"].get(error) == simdjson::SUCCESS) {
+    return std::string(error);
+  }
+  while (!body.empty() && (body.back() == '\n' || body.back() == '\r' || body.back() == ' ')) {
+    body.remove_suffix(1);
+  }
+  if (body.empty()) return "(empty body)";
+  return Abbreviate(body, 300);
+}
+
+absl::Status NodeAnswered(std::string_view node, const HttpResult& result) {
+  return absl::UnknownError(StrCat("the node at ", node, " answered ", result.status, " ",
+                                   HttpReason(result.status), ": ", NodeErrorText(result.body)));
+}
+
+absl::StatusOr<HttpResult> Call(HttpClient& client, std::string_view method,
+                                std::string_view target, std::string_view body,
+                                const std::vector<std::pair<std::string, std::string>>& headers) {
+  absl::StatusOr<HttpResult> result = client.Request(method, target, body, headers);
+  if (!result.ok()) return result.status();
+  if (result->status < 200 || result->status > 299) {
+    return NodeAnswered(client.host_port(), *result);
+  }
+  return result;
+}
+
+absl::StatusOr<std::string> ReadInputFile(const std::string& path) {
+  if (path == "-") {
+    std::ostringstream in;
+    in << std::cin.rdbuf();
+    if (std::cin.bad()) return absl::InvalidArgumentError("cannot read standard input");
+    return in.str();
+  }
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return absl::InvalidArgumentError(StrCat("cannot read '", path, "': it is a folder"));
+  }
+  std::ifstream file(path, std::ios::binary);
+  if (!file) {
+    return absl::InvalidArgumentError(StrCat("cannot read '", path, "': ", std::strerror(errno)));
+  }
+  std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  if (file.bad()) {
+    return absl::InvalidArgumentError(StrCat("cannot read '", path, "': ", std::strerror(errno)));
+  }
+  return bytes;
+}
+
+int Fail(std::string_view command, const absl::Status& status) {
+  std::fprintf(stderr, "hivemesh %.*s: %.*s\n", static_cast<int>(command.size()), command.data(),
+               static_cast<int>(status.message().size()), status.message().data());
+  return ExitCodeOf(status);
+}
+
+}  // namespace hivemesh::cli
