@@ -1,6 +1,8 @@
 # The front door. Every target installs what it needs first (scripts/install-deps.sh is
 # idempotent and fast when everything is present).
 #
+#   make demo     dependencies + Release build + sample frames, then `hivemesh demo`: a 4-node
+#                 edge site on loopback for 90 s (DEMO_ARGS="--duration 30 --keep-running" ...)
 #   make          dependencies + Release build (build/release)
 #   make test     dependencies + ASan/UBSan build (build/asan) + every test via CTest + fuzzers
 #   make run      one node serving models/ on 127.0.0.1:8000
@@ -35,6 +37,10 @@ fuzz: deps
 test: fuzz asan
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest -j $(JOBS) --output-on-failure --timeout 300
+
+demo: release
+	scripts/fetch-frames.sh build/release > /dev/null
+	build/release/hivemesh demo $(DEMO_ARGS)
 
 run: release
 	build/release/hivemesh agent --model-repository models --http-address 127.0.0.1:8000

@@ -66,7 +66,7 @@ absl::Status Flatten(element e, size_t depth, DataValues& out) {
     if (!out.tokens.empty()) {
       return absl::InvalidArgumentError("--data: the nested arrays are not all of the same depth");
     }
-    out.shape.push_back(n);
+    out.shape.resize(out.shape.size() + 1, n);  // (push_back trips GCC 12 -O3 -Warray-bounds)
   } else if (out.shape[depth] != n) {
     return absl::InvalidArgumentError(
         StrCat("--data: the nested arrays are not rectangular (lengths ", out.shape[depth], " and ",

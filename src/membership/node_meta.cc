@@ -1,5 +1,6 @@
 #include "membership/node_meta.h"
 
+#include "base/status_macros.h"
 #include "membership/byte_codec.h"
 #include "membership/wire.h"
 
@@ -8,12 +9,6 @@ namespace {
 
 constexpr uint8_t kMetaVersion = 2;
 constexpr uint8_t kLoadVersion = 1;
-
-#define HM_RETURN_IF_ERROR(expr) \
-  do {                           \
-    absl::Status _s = (expr);    \
-    if (!_s.ok()) return _s;     \
-  } while (0)
 
 }  // namespace
 

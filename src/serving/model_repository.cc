@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <set>
 #include <sstream>
 
 #include "base/strings.h"
@@ -73,11 +74,20 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
     return absl::NotFoundError(
         StrCat("model repository '", options.path, "' is not a readable folder"));
   }
+  const std::set<std::string> wanted(options.models.begin(), options.models.end());
+  for (const std::string& name : wanted) {
+    if (!fs::is_directory(fs::path(options.path) / name, ec)) {
+      return absl::NotFoundError(
+          StrCat("model '", name, "' is not in the model repository '", options.path, "'"));
+    }
+  }
   std::unique_ptr<ModelRepository> repo(new ModelRepository());
   // Models load in parallel: model files are independent, and start-up time matters on a device.
   std::vector<std::future<Loaded>> pending;
   for (const fs::directory_entry& e : fs::directory_iterator(options.path, ec)) {
-    if (!e.is_directory() || e.path().filename().string().starts_with(".")) continue;
+    const std::string name = e.path().filename().string();
+    if (!e.is_directory() || name.starts_with(".")) continue;
+    if (!wanted.empty() && !wanted.contains(name)) continue;
     pending.push_back(std::async(std::launch::async, LoadModel, e.path(), std::cref(options),
                                  std::cref(registry), &repo->expirer_));
   }

@@ -26,6 +26,8 @@ struct RepositoryOptions {
   std::string path;
   int default_instances = 1;     // for configs that do not set `instances`
   int default_queue_limit = 64;  // for configs that do not set `queue_limit`
+  // Load only these models of the repository (a device loads what fits it); empty: all.
+  std::vector<std::string> models;
 };
 
 // One row of the repository index.
@@ -38,7 +40,8 @@ struct ModelEntry {
 
 class ModelRepository {
  public:
-  // Fails only if the folder itself cannot be read; bad models are recorded, not fatal.
+  // Fails only if the folder itself cannot be read, or `options.models` names a model the
+  // repository does not have; bad models are recorded, not fatal.
   static absl::StatusOr<std::unique_ptr<ModelRepository>> Load(const RepositoryOptions& options,
                                                                const BackendRegistry& registry);
   ~ModelRepository();

@@ -33,7 +33,8 @@ TEST(AgentCliTest, HelpDocumentsEverySetting) {
        {"--config", "--node-name", "--http-address", "--model-repository", "--http-threads",
         "--default-instances", "--default-queue-limit", "--max-body-bytes", "--header-timeout-ms",
         "--body-timeout-ms", "--drain-timeout-ms", "--log-level", "--routing-mode",
-        "--local-margin", "--max-hops", "--http-advertise-address", "--drain-announce-ms"}) {
+        "--local-margin", "--max-hops", "--http-advertise-address", "--drain-announce-ms",
+        "--models", "--log-format"}) {
     EXPECT_THAT(help, HasSubstr(flag));
   }
 }
@@ -60,6 +61,23 @@ TEST(AgentCliTest, BadSettingsAreRefusedByName) {
   EXPECT_THAT(RunCli("agent --model-repository /nonexistent --http-address 127.0.0.1:0", &code),
               HasSubstr("model repository '/nonexistent' is not a readable folder"));
   EXPECT_EQ(code, 1);
+  EXPECT_THAT(RunCli("agent --model-repository " + SourceDir() +
+                         "/models --models identity,nope --http-address 127.0.0.1:0",
+                     &code),
+              HasSubstr("model 'nope' is not in the model repository"));
+  EXPECT_EQ(code, 1);
+}
+
+TEST(AgentCliTest, LoadsOnlyTheListedModels) {
+  AgentProcess agent(
+      {"--model-repository", SourceDir() + "/models", "--models", "identity, vibration-anomaly"});
+  ASSERT_TRUE(agent.ok()) << agent.log();
+  EXPECT_EQ(HttpRequestOnce(agent.port(), "GET", "/v2/models/identity/ready").status, 200);
+  EXPECT_EQ(HttpRequestOnce(agent.port(), "GET", "/v2/models/vibration-anomaly/ready").status, 200);
+  const HttpResult index = HttpRequestOnce(agent.port(), "POST", "/v2/repository/index");
+  EXPECT_THAT(index.body, ::testing::Not(HasSubstr("people-detector"))) << index.body;
+  EXPECT_THAT(index.body, ::testing::Not(HasSubstr("face-detector"))) << index.body;
+  EXPECT_EQ(agent.Terminate(), 0);
 }
 
 TEST(AgentCliTest, ConfigFileWithFlagOverride) {

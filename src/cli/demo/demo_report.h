@@ -1,0 +1,95 @@
+// What the demo saw, request by request, and the summaries it prints: the live status line, the
+// table per node and model, the insights (people per camera over time, vibration anomalies) and
+// the data-policy check (frames served outside their camera's zone). Pure functions over a list
+// of outcomes; the Recorder is the only shared, locked piece.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace hivemesh::demo {
+
+enum class ClientKind { kCamera, kSensor };
+
+// One request as a client saw it.
+struct Outcome {
+  double t_s = 0;  // when it was sent, seconds since traffic started
+  ClientKind kind = ClientKind::kCamera;
+  std::string client;   // camera or sensor name
+  std::string node;     // the client's own node: where it sends first
+  std::string sent_to;  // where it was finally sent (node, or a fallback when node was down)
+  std::string model;
+  std::string served_by;  // from the response; empty when there was no successful answer
+  int status = 0;         // HTTP status of the final answer; 0: no answer (transport failure)
+  double latency_ms = 0;  // from the first send to the final answer, client failover included
+  std::string error;      // why it failed, when it failed
+  // Results, when the model's answer carries them.
+  int count = -1;         // people or faces found
+  double p_fault = -1;    // vibration: probability of a fault
+  bool injected = false;  // vibration: the window carried an injected fault
+  bool ok() const { return status == 200; }
+};
+
+class Recorder {
+ public:
+  void Add(Outcome o);
+  std::vector<Outcome> Snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<Outcome> outcomes_;  // guarded by mu_
+};
+
+// Totals over all requests. local / offloaded: served by the node the request was sent to, or
+// by a peer it forwarded to; failover: sent to a fallback node because the client's own node
+// could not be reached (also counted as local or offloaded where it landed).
+struct Totals {
+  size_t requests = 0, local = 0, offloaded = 0, failover = 0, failed = 0;
+  double p50_ms = 0, p99_ms = 0;
+};
+Totals Summarize(const std::vector<Outcome>& outcomes);
+
+// "[ 42s/90s] 1,234 requests | local 900 | offloaded 300 | client failover 4 | failed 0 |
+//  p50 35 ms | p99 180 ms  <note>"
+std::string LiveLine(const std::vector<Outcome>& outcomes, double elapsed_s, double duration_s,
+                     const std::string& note);
+
+// One row per (node, model) that received or served anything. For a node: requests = the
+// requests clients sent to it; local = of those, served by it; offloaded out = served by a
+// peer; offloaded in = requests sent to another node that it served; errors = requests sent to
+// it that failed; p50/p99 of the requests sent to it (end to end, as the client saw them).
+struct NodeModelRow {
+  std::string node, model;
+  size_t requests = 0, local = 0, offloaded_out = 0, offloaded_in = 0, errors = 0;
+  double p50_ms = 0, p99_ms = 0;
+};
+std::vector<NodeModelRow> NodeModelTable(const std::vector<Outcome>& outcomes);
+
+// Frames (camera requests) answered by a node whose zone differs from the zone of the camera's
+// own node. `zones`: node -> zone.
+size_t FramesOutsideZone(const std::vector<Outcome>& outcomes,
+                         const std::map<std::string, std::string>& zones);
+
+// People seen by each camera, per `bucket_s` window: frames answered, mean and max count.
+struct PeopleBucket {
+  double start_s = 0;
+  size_t frames = 0;
+  double mean = 0;
+  int max = 0;
+};
+std::map<std::string, std::vector<PeopleBucket>> PeopleOverTime(
+    const std::vector<Outcome>& outcomes, const std::string& model, double bucket_s,
+    double duration_s);
+
+// Vibration anomalies per sensor against the injected ground truth (p_fault > 0.5 = flagged).
+struct AnomalyScore {
+  size_t windows = 0, injected = 0, flagged = 0, caught = 0, false_alarms = 0;
+};
+std::map<std::string, AnomalyScore> Anomalies(const std::vector<Outcome>& outcomes);
+
+// 12345 -> "12,345".
+std::string Thousands(size_t n);
+
+}  // namespace hivemesh::demo

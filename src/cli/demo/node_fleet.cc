@@ -1,0 +1,226 @@
+#include "cli/demo/node_fleet.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <simdjson.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+#include "base/strings.h"
+#include "cli/http_client.h"
+
+namespace hivemesh::demo {
+namespace {
+
+// A loopback port free for both TCP and UDP right now (gossip uses both on one port).
+absl::StatusOr<int> FreePort() {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    int tcp = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (tcp < 0 || bind(tcp, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        getsockname(tcp, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      if (tcp >= 0) close(tcp);
+      return absl::InternalError(StrCat("cannot find a free port: ", std::strerror(errno)));
+    }
+    int udp = socket(AF_INET, SOCK_DGRAM, 0);
+    const bool both = udp >= 0 && bind(udp, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    if (udp >= 0) close(udp);
+    close(tcp);
+    if (both) return ntohs(a.sin_port);
+  }
+  return absl::InternalError("cannot find a port free for both TCP and UDP");
+}
+
+size_t AliveMembers(const std::string& body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  simdjson::dom::array members;
+  if (parser.parse(body).get(doc) != simdjson::SUCCESS ||
+      doc["members"].get(members) != simdjson::SUCCESS) {
+    return 0;
+  }
+  size_t alive = 0;
+  for (simdjson::dom::element m : members) {
+    std::string_view state;
+    if (m["state"].get(state) == simdjson::SUCCESS && state == "alive") ++alive;
+  }
+  return alive;
+}
+
+}  // namespace
+
+NodeFleet::NodeFleet(std::string binary, std::string work_dir, const Scenario& scenario)
+    : binary_(std::move(binary)),
+      log_dir_((std::filesystem::path(work_dir) / "logs").string()),
+      repository_(scenario.repository) {
+  for (const NodeSpec& n : scenario.nodes) {
+    procs_[n.name].spec = &n;
+    order_.push_back(n.name);
+  }
+}
+
+NodeFleet::~NodeFleet() { StopAll(std::chrono::seconds(10)); }
+
+absl::Status NodeFleet::StartAll(std::chrono::seconds timeout) {
+  std::error_code ec;
+  std::filesystem::create_directories(log_dir_, ec);
+  if (ec) return absl::InternalError(StrCat("cannot create ", log_dir_, ": ", ec.message()));
+  for (const std::string& name : order_) {
+    Proc& p = procs_[name];
+    absl::StatusOr<int> http = FreePort();
+    if (!http.ok()) return http.status();
+    absl::StatusOr<int> gossip = FreePort();
+    if (!gossip.ok()) return gossip.status();
+    p.http_port = *http;
+    p.gossip_port = *gossip;
+  }
+  for (const std::string& name : order_) {
+    absl::Status s = Start(name);
+    if (!s.ok()) return s;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (const std::string& name : order_) {
+    while (!Ready(name)) {
+      if (!Running(name)) {
+        return absl::InternalError(
+            StrCat("node ", name, " exited during start-up; see ", log_dir_, "/", name, ".log"));
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        return absl::DeadlineExceededError(StrCat(
+            "node ", name, " was not ready with all ", order_.size(), " members alive within ",
+            timeout.count(), " s; see ", log_dir_, "/", name, ".log"));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NodeFleet::Start(const std::string& name) {
+  Proc& p = procs_.at(name);
+  if (p.pid > 0) return absl::FailedPreconditionError(StrCat("node ", name, " is running"));
+  std::string join;
+  for (const std::string& other : order_) {
+    if (other == name || procs_[other].pid <= 0) continue;
+    StrAppend(&join, join.empty() ? "" : ",", "127.0.0.1:", procs_[other].gossip_port);
+  }
+  std::vector<std::string> args = {binary_,
+                                   "agent",
+                                   "--config",
+                                   p.spec->config_path,
+                                   "--node-name",
+                                   name,
+                                   "--model-repository",
+                                   repository_,
+                                   "--http-address",
+                                   StrCat("127.0.0.1:", p.http_port),
+                                   "--gossip-address",
+                                   StrCat("127.0.0.1:", p.gossip_port)};
+  if (!join.empty()) {
+    args.push_back("--join");
+    args.push_back(join);
+  }
+  const std::string log = StrCat(log_dir_, "/", name, ".log");
+  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return absl::InternalError(StrCat("cannot open ", log, ": ", std::strerror(errno)));
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fd);
+    return absl::InternalError(StrCat("fork: ", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    // The child: its own process group (a terminal's Ctrl-C goes to the demo, which stops the
+    // nodes in order), and it dies with the demo.
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(fd);
+  p.pid = pid;
+  return absl::OkStatus();
+}
+
+bool NodeFleet::Running(const std::string& name) {
+  Proc& p = procs_.at(name);
+  if (p.pid <= 0) return false;
+  int status = 0;
+  const pid_t r = waitpid(p.pid, &status, WNOHANG);
+  if (r == p.pid) {
+    p.pid = -1;  // reaped: it exited on its own
+    return false;
+  }
+  return true;
+}
+
+bool NodeFleet::Ready(const std::string& name) {
+  if (!Running(name)) return false;
+  HttpClient client(ApiAddress(name), 1000);
+  absl::StatusOr<HttpResult> ready = client.Request("GET", "/v2/health/ready");
+  if (!ready.ok() || ready->status != 200) return false;
+  absl::StatusOr<HttpResult> members = client.Request("GET", "/v1/mesh/members");
+  if (!members.ok() || members->status != 200) return false;
+  size_t running = 0;
+  for (const auto& [_, p] : procs_) running += p.pid > 0;
+  return AliveMembers(members->body) >= running;
+}
+
+void NodeFleet::Kill(const std::string& name) {
+  Proc& p = procs_.at(name);
+  if (p.pid <= 0) return;
+  kill(p.pid, SIGKILL);
+  waitpid(p.pid, nullptr, 0);
+  p.pid = -1;
+}
+
+std::vector<std::string> NodeFleet::StopAll(std::chrono::seconds grace) {
+  std::vector<std::string> problems;
+  for (auto& [name, p] : procs_) {
+    if (p.pid > 0) kill(p.pid, SIGTERM);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + grace;
+  for (auto& [name, p] : procs_) {
+    if (p.pid <= 0) continue;
+    int status = 0;
+    pid_t r = 0;
+    while ((r = waitpid(p.pid, &status, WNOHANG)) == 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (r == 0) {
+      kill(p.pid, SIGKILL);
+      waitpid(p.pid, &status, 0);
+      problems.push_back(StrCat(name, ": did not stop within ", grace.count(), " s; killed"));
+    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      problems.push_back(StrCat(name, ": exited with ",
+                                WIFEXITED(status) ? StrCat("status ", WEXITSTATUS(status))
+                                                  : StrCat("signal ", WTERMSIG(status))));
+    }
+    p.pid = -1;
+  }
+  return problems;
+}
+
+std::string NodeFleet::ApiAddress(const std::string& name) const {
+  return StrCat("127.0.0.1:", procs_.at(name).http_port);
+}
+
+}  // namespace hivemesh::demo
