@@ -2,6 +2,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <iterator>
+
 #include "base/strings.h"
 
 namespace hivemesh {
@@ -84,6 +87,49 @@ std::vector<TensorConfig> TensorsOf(const YAML::Node& node, const std::string& f
   return out;
 }
 
+void ValidateBatching(ModelConfig& c) {
+  BatchingConfig& b = c.batching;
+  std::vector<int>& preferred = b.preferred_batch_sizes;
+  if (!b.enabled()) {
+    if (!preferred.empty()) {
+      throw ConfigError{"preferred_batch_sizes", "needs max_batch_size > 0"};
+    }
+    if (b.max_queue_delay_us != 0) {
+      throw ConfigError{"max_queue_delay_us", "needs max_batch_size > 0"};
+    }
+    return;
+  }
+  const bool can_batch = std::find(std::begin(kBatchingBackends), std::end(kBatchingBackends),
+                                   c.backend) != std::end(kBatchingBackends);
+  if (!can_batch) {
+    std::string names;
+    for (std::string_view n : kBatchingBackends) StrAppend(&names, names.empty() ? "" : ", ", n);
+    throw ConfigError{"max_batch_size",
+                      StrCat("backend '", c.backend, "' cannot batch requests (only ", names,
+                             " can); remove max_batch_size or set it to 0")};
+  }
+  auto check_dims = [](const std::vector<TensorConfig>& tensors, const std::string& field) {
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (tensors[i].dims.empty() || tensors[i].dims[0] != -1) {
+        throw ConfigError{StrCat(field, "[", i, "].shape"),
+                          StrCat("must start with -1 (the batch dimension) when max_batch_size "
+                                 "> 0, not ",
+                                 ShapeString(tensors[i].dims))};
+      }
+    }
+  };
+  check_dims(c.inputs, "inputs");
+  check_dims(c.outputs, "outputs");
+  for (size_t i = 0; i < preferred.size(); ++i) {
+    if (preferred[i] > b.max_batch_size) {
+      throw ConfigError{StrCat("preferred_batch_sizes[", i, "]"),
+                        StrCat(preferred[i], " is larger than max_batch_size ", b.max_batch_size)};
+    }
+  }
+  std::sort(preferred.begin(), preferred.end());
+  preferred.erase(std::unique(preferred.begin(), preferred.end()), preferred.end());
+}
+
 ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, int default_instances,
                          int default_queue_limit) {
   if (!root.IsMap()) throw ConfigError{"(top level)", "must be a map"};
@@ -109,6 +155,16 @@ ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, in
         throw ConfigError{key, "'" + name + "' is not one of local-only, zone, mesh"};
       }
       c.data_policy = *policy;
+    } else if (key == "max_batch_size") {
+      c.batching.max_batch_size = IntOf(v, key, 0, 1 << 16);
+    } else if (key == "preferred_batch_sizes") {
+      if (!v.IsSequence()) throw ConfigError{key, "must be a list of batch sizes"};
+      for (size_t i = 0; i < v.size(); ++i) {
+        c.batching.preferred_batch_sizes.push_back(
+            IntOf(v[i], StrCat(key, "[", i, "]"), 1, 1 << 16));
+      }
+    } else if (key == "max_queue_delay_us") {
+      c.batching.max_queue_delay_us = IntOf(v, key, 0, 60'000'000);
     } else if (key == "inputs") {
       c.inputs = TensorsOf(v, key);
     } else if (key == "outputs") {
@@ -129,6 +185,7 @@ ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, in
     throw ConfigError{"outputs", "is required, as a non-empty list of tensors"};
   }
   if (c.platform.empty()) c.platform = c.backend;
+  ValidateBatching(c);
   return c;
 }
 

@@ -11,6 +11,9 @@
 //     - {name: scores, datatype: FP32, shape: [-1, 2]}
 //   options:                   # backend options, string-valued
 //     file: model.onnx
+//   max_batch_size: 32         # dynamic batching (0 or absent: none); see BatchingConfig
+//   preferred_batch_sizes: [8, 16, 32]
+//   max_queue_delay_us: 500
 //
 // Errors name the file and the field, e.g. "models/x/config.yaml: inputs[1].datatype: unknown
 // datatype 'FP33'".
@@ -36,6 +39,26 @@ struct TensorConfig {
   bool optional = false;  // an input a request may leave out
 };
 
+// Dynamic batching of one model (Triton's dynamic batcher): requests that arrive close together
+// are concatenated along their first dimension, run as one execution and split back.
+struct BatchingConfig {
+  // Most rows (sum of the requests' first dimensions) in one execution. 0: no batching, every
+  // request runs alone as it arrived. > 0 needs a backend that can batch (kBatchingBackends) and
+  // every input and output shape to start with -1, the batch dimension.
+  int max_batch_size = 0;
+  // Batch sizes (rows) the model runs best at, ascending, each in [1, max_batch_size]. A batch of
+  // one of these sizes runs at once instead of waiting for more requests.
+  std::vector<int> preferred_batch_sizes;
+  // Longest the oldest queued request waits for others to join its batch. 0 (the default, as in
+  // Triton): never wait; batch only what is already queued when a worker is free.
+  int64_t max_queue_delay_us = 0;
+
+  bool enabled() const { return max_batch_size > 0; }
+};
+
+// The backends whose Execute accepts a batch along the first dimension.
+inline constexpr std::string_view kBatchingBackends[] = {"onnx", "identity"};
+
 struct ModelConfig {
   std::string name;  // the model's directory name
   std::string backend;
@@ -46,6 +69,7 @@ struct ModelConfig {
   int queue_limit = 64;
   DataPolicy data_policy = DataPolicy::kMesh;
   std::map<std::string, std::string> options;
+  BatchingConfig batching;
 
   // Backend option helpers: the value, or `fallback` when absent.
   std::string Option(const std::string& key, const std::string& fallback = "") const;

@@ -9,6 +9,10 @@
 namespace hivemesh {
 namespace {
 
+// How much earlier than strictly needed a batch with a deadline-bound member is closed: covers a
+// worker's wake-up jitter, so that the request starts before the Expirer answers it 504.
+constexpr Nanos kDeadlineSlack = std::chrono::milliseconds(2);
+
 uint64_t NanosBetween(SteadyTime a, SteadyTime b) {
   return static_cast<uint64_t>(std::max<int64_t>(0, (b - a).count()));
 }
@@ -19,6 +23,52 @@ uint64_t WallMillis() {
                                    .count());
 }
 
+// Requests can be concatenated along the first dimension when they give the same inputs with the
+// same shapes after it. Collisions are harmless: RunBatch checks the shapes again.
+uint64_t BatchGroupOf(const ModelConfig& config, const InferRequest& request) {
+  std::string key;
+  for (const TensorConfig& decl : config.inputs) {
+    auto it = std::find_if(request.inputs.begin(), request.inputs.end(),
+                           [&](const Tensor& t) { return t.name() == decl.name; });
+    if (it == request.inputs.end()) {
+      key += "-;";
+      continue;
+    }
+    for (size_t d = 1; d < it->shape().size(); ++d) StrAppend(&key, it->shape()[d], ",");
+    key += ";";
+  }
+  return std::hash<std::string>{}(key);
+}
+
+bool SameTail(const Shape& a, const Shape& b) {
+  return a.size() == b.size() && std::equal(a.begin() + 1, a.end(), b.begin() + 1);
+}
+
+// Byte offset of each row boundary of `t` (rows + 1 entries), split along the first dimension.
+// REQUIRES: ValidateTensorData(t) is OK, t.shape() not empty.
+std::vector<size_t> RowOffsets(const Tensor& t) {
+  const int64_t rows = t.shape()[0];
+  std::vector<size_t> offsets(static_cast<size_t>(rows) + 1, 0);
+  if (rows == 0) return offsets;
+  if (t.type() != DataType::kBytes) {
+    const size_t row_bytes = t.data().size() / static_cast<size_t>(rows);
+    for (size_t r = 0; r < offsets.size(); ++r) offsets[r] = r * row_bytes;
+    return offsets;
+  }
+  int64_t per_row = 1;
+  for (size_t d = 1; d < t.shape().size(); ++d) per_row *= t.shape()[d];
+  int64_t element = 0;
+  size_t pos = 0;
+  ForEachBytesElement(t.data(), [&](std::string_view e) {
+    pos += 4 + e.size();
+    ++element;
+    if (per_row > 0 && element % per_row == 0)
+      offsets[static_cast<size_t>(element / per_row)] = pos;
+  });
+  if (per_row == 0) std::fill(offsets.begin(), offsets.end(), 0);
+  return offsets;
+}
+
 }  // namespace
 
 struct ModelRuntime::Job {
@@ -26,6 +76,8 @@ struct ModelRuntime::Job {
   InferRequest request;
   InferCallback done;
   SteadyTime enqueued;
+  int64_t rows = 1;    // batching: the request's batch size (its inputs' first dimension)
+  uint64_t group = 0;  // batching: requests of one group can be concatenated (BatchGroupOf)
   std::atomic<int> state{kQueued};
 
   bool Claim(State to) {
@@ -75,11 +127,32 @@ absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& requ
                                                "' is not an output of model '", config.name, "'"));
     }
   }
+  if (config.batching.enabled() && !request.inputs.empty()) {
+    // Every input's shape starts with the batch dimension (the config says so).
+    const Tensor& first = request.inputs[0];
+    const int64_t rows = first.shape()[0];
+    for (const Tensor& in : request.inputs) {
+      if (in.shape()[0] != rows) {
+        return absl::InvalidArgumentError(
+            StrCat("input '", in.name(), "': batch size (first dimension) ", in.shape()[0],
+                   " differs from input '", first.name(), "''s ", rows));
+      }
+    }
+    if (rows < 1 || rows > config.batching.max_batch_size) {
+      return absl::InvalidArgumentError(StrCat(
+          "input '", first.name(), "': batch size (first dimension) ", rows, " is outside [1, ",
+          config.batching.max_batch_size, "], model '", config.name, "''s max_batch_size"));
+    }
+  }
   return absl::OkStatus();
 }
 
 ModelRuntime::ModelRuntime(ModelConfig config, std::string version, Expirer* expirer)
-    : config_(std::move(config)), version_(std::move(version)), expirer_(expirer) {}
+    : config_(std::move(config)),
+      version_(std::move(version)),
+      expirer_(expirer),
+      policy_(config_.batching.enabled() ? std::make_optional<BatchingPolicy>(config_.batching)
+                                         : std::nullopt) {}
 
 absl::StatusOr<std::unique_ptr<ModelRuntime>> ModelRuntime::Create(ModelConfig config,
                                                                    std::string version,
@@ -102,7 +175,13 @@ absl::StatusOr<std::unique_ptr<ModelRuntime>> ModelRuntime::Create(ModelConfig c
     rt->backends_.push_back(std::move(*backend));
   }
   for (auto& backend : rt->backends_) {
-    rt->workers_.emplace_back([r = rt.get(), b = backend.get()] { r->WorkerLoop(b); });
+    rt->workers_.emplace_back([r = rt.get(), b = backend.get()] {
+      if (r->policy_) {
+        r->BatchWorkerLoop(b);
+      } else {
+        r->WorkerLoop(b);
+      }
+    });
   }
   return rt;
 }
@@ -128,6 +207,10 @@ absl::Status ModelRuntime::Submit(InferRequest&& request, InferCallback done) {
   auto job = std::make_shared<Job>();
   job->done = std::move(done);
   job->enqueued = now;
+  if (policy_) {
+    job->rows = request.inputs.empty() ? 1 : request.inputs[0].shape()[0];
+    job->group = BatchGroupOf(config_, request);
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (draining_) return absl::UnavailableError("the node is shutting down");
@@ -153,19 +236,22 @@ absl::Status ModelRuntime::Submit(InferRequest&& request, InferCallback done) {
 
 void ModelRuntime::Expire(const std::shared_ptr<Job>& job) {
   if (!job->Claim(Job::kExpired)) return;  // a worker took it first
-  std::string message;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = std::find(queue_.begin(), queue_.end(), job);
     if (it != queue_.end()) queue_.erase(it);
     stats_.queue_depth.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
-    stats_.expired_in_queue.fetch_add(1, std::memory_order_relaxed);
-    stats_.fail.Add(NanosBetween(job->enqueued, SystemClock::Get().Now()));
-    message = StrCat("the request's deadline passed while it waited in model '", config_.name,
-                     "''s queue; it was not computed");
     ++running_;  // counted until answered, so Drain() waits for this answer
   }
-  job->done(absl::DeadlineExceededError(message));
+  AnswerExpired(*job);
+}
+
+void ModelRuntime::AnswerExpired(Job& job) {
+  stats_.expired_in_queue.fetch_add(1, std::memory_order_relaxed);
+  stats_.fail.Add(NanosBetween(job.enqueued, SystemClock::Get().Now()));
+  job.done(
+      absl::DeadlineExceededError(StrCat("the request's deadline passed while it waited in model '",
+                                         config_.name, "''s queue; it was not computed")));
   // Notify under the lock: once Drain() can see running_ == 0 this object may be destroyed.
   std::lock_guard<std::mutex> lock(mu_);
   --running_;
@@ -215,6 +301,11 @@ void ModelRuntime::Run(Backend* backend, Job& job) {
   const uint64_t prev = stats_.ewma_service_ns.load(std::memory_order_relaxed);
   stats_.ewma_service_ns.store(prev == 0 ? service : (prev * 4 + service) / 5,
                                std::memory_order_relaxed);
+  Finish(job, std::move(status), std::move(produced), start, computed);
+}
+
+void ModelRuntime::Finish(Job& job, absl::Status status, std::vector<Tensor> produced,
+                          SteadyTime start, SteadyTime computed) {
   if (!status.ok()) {
     stats_.fail.Add(NanosBetween(job.enqueued, computed));
     job.done(status);
@@ -257,6 +348,179 @@ void ModelRuntime::Run(Backend* backend, Job& job) {
   stats_.inference_count.fetch_add(1, std::memory_order_relaxed);
   stats_.last_inference_ms.store(WallMillis(), std::memory_order_relaxed);
   job.done(std::move(response));
+}
+
+bool ModelRuntime::TakeBatchLocked(std::vector<std::shared_ptr<Job>>* batch,
+                                   std::vector<std::shared_ptr<Job>>* expired,
+                                   std::optional<SteadyTime>* wake_at) {
+  std::vector<PendingRequest> pending;
+  pending.reserve(queue_.size());
+  for (const std::shared_ptr<Job>& j : queue_) {
+    pending.push_back({j->enqueued, j->rows, j->request.deadline, j->group});
+  }
+  // A request with a deadline must start before it: one execution's time, plus slack for a
+  // sleeping worker waking up late.
+  const Nanos estimate =
+      Nanos(static_cast<int64_t>(stats_.ewma_service_ns.load(std::memory_order_relaxed))) +
+      kDeadlineSlack;
+  BatchDecision d = policy_->Decide(pending, SystemClock::Get().Now(), estimate);
+  *wake_at = d.wake_at;
+  if (d.run.empty() && d.expired.empty()) return false;
+  std::vector<bool> take(queue_.size(), false);
+  for (size_t i : d.expired) {
+    take[i] = true;
+    // The expirer may have claimed it already; then it answers the job itself.
+    if (queue_[i]->Claim(Job::kExpired)) expired->push_back(queue_[i]);
+  }
+  for (size_t i : d.run) {
+    take[i] = true;
+    if (queue_[i]->Claim(Job::kRunning)) batch->push_back(queue_[i]);
+  }
+  std::deque<std::shared_ptr<Job>> rest;
+  for (size_t i = 0; i < queue_.size(); ++i) {
+    if (!take[i]) rest.push_back(std::move(queue_[i]));
+  }
+  queue_ = std::move(rest);
+  stats_.queue_depth.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
+  running_ += static_cast<int>(batch->size() + expired->size());
+  stats_.in_flight.store(running_, std::memory_order_relaxed);
+  return true;
+}
+
+void ModelRuntime::BatchWorkerLoop(Backend* backend) {
+  while (true) {
+    std::vector<std::shared_ptr<Job>> batch;
+    std::vector<std::shared_ptr<Job>> expired;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (true) {
+        if (queue_.empty()) {
+          if (stopping_) return;
+          work_cv_.wait(lock);
+          continue;
+        }
+        std::optional<SteadyTime> wake_at;
+        if (TakeBatchLocked(&batch, &expired, &wake_at)) break;
+        if (wake_at) {
+          work_cv_.wait_until(lock, *wake_at);
+        } else {
+          work_cv_.wait(lock);
+        }
+      }
+      // Another idle worker may batch what is left (another group, or past a preferred size).
+      if (!queue_.empty()) work_cv_.notify_one();
+    }
+    for (std::shared_ptr<Job>& job : expired) AnswerExpired(*job);
+    if (!batch.empty()) RunBatch(backend, batch);
+    const int answered = static_cast<int>(batch.size() + expired.size());
+    batch.clear();  // release the requests' buffers before reporting idle
+    expired.clear();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      running_ -= answered;
+      stats_.in_flight.store(running_, std::memory_order_relaxed);
+      drained_cv_.notify_all();
+    }
+  }
+}
+
+void ModelRuntime::RunBatch(Backend* backend, std::vector<std::shared_ptr<Job>>& batch) {
+  if (batch.size() == 1) {
+    Run(backend, *batch[0]);  // nothing to concatenate: today's path, tensor bytes not copied
+    return;
+  }
+  const SteadyTime start = SystemClock::Get().Now();
+
+  // Concatenate each input along the first dimension, in the batch's order.
+  int64_t total_rows = 0;
+  for (const std::shared_ptr<Job>& job : batch) total_rows += job->rows;
+  std::vector<Tensor> inputs;
+  bool compatible = true;
+  for (const TensorConfig& decl : config_.inputs) {
+    std::vector<const Tensor*> parts;
+    for (const std::shared_ptr<Job>& job : batch) {
+      const std::vector<Tensor>& in = job->request.inputs;
+      auto it = std::find_if(in.begin(), in.end(),
+                             [&](const Tensor& t) { return t.name() == decl.name; });
+      parts.push_back(it == in.end() ? nullptr : &*it);
+    }
+    if (parts[0] == nullptr) {
+      compatible = std::all_of(parts.begin(), parts.end(), [](const Tensor* t) { return !t; });
+      if (!compatible) break;
+      continue;  // an optional input no request gave
+    }
+    size_t bytes = 0;
+    for (const Tensor* t : parts) {
+      if (t == nullptr || !SameTail(t->shape(), parts[0]->shape())) compatible = false;
+      if (t != nullptr) bytes += t->data().size();
+    }
+    if (!compatible) break;
+    std::string data;
+    data.reserve(bytes);
+    for (const Tensor* t : parts) data.append(t->data());
+    Shape shape = parts[0]->shape();
+    shape[0] = total_rows;
+    inputs.push_back(Tensor::Owned(decl.name, decl.type, std::move(shape), std::move(data)));
+  }
+  if (!compatible) {
+    // Two groups collided in BatchGroupOf: run the requests one by one instead.
+    for (const std::shared_ptr<Job>& job : batch) Run(backend, *job);
+    return;
+  }
+  for (const std::shared_ptr<Job>& job : batch) {
+    stats_.queue.Add(NanosBetween(job->enqueued, start));
+  }
+  const SteadyTime prepared = SystemClock::Get().Now();
+
+  std::vector<Tensor> produced;
+  absl::Status status;
+  try {
+    status = backend->Execute(inputs, &produced);
+  } catch (const std::exception& e) {
+    status = absl::InternalError(StrCat("model '", config_.name, "' failed: ", e.what()));
+  }
+  inputs.clear();
+  const SteadyTime computed = SystemClock::Get().Now();
+  stats_.execution_count.fetch_add(1, std::memory_order_relaxed);
+  stats_.batch_size.Add(batch.size());
+  const uint64_t service = NanosBetween(prepared, computed);
+  const uint64_t prev = stats_.ewma_service_ns.load(std::memory_order_relaxed);
+  stats_.ewma_service_ns.store(prev == 0 ? service : (prev * 4 + service) / 5,
+                               std::memory_order_relaxed);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    // Per request, as Triton counts them: each request took the whole batch's time.
+    stats_.compute_input.Add(NanosBetween(start, prepared));
+    stats_.compute_infer.Add(service);
+  }
+
+  // Split each output back along the first dimension: views of the one output buffer.
+  std::vector<std::vector<Tensor>> per_job(batch.size());
+  for (const Tensor& out : produced) {
+    if (!status.ok()) break;
+    if (out.shape().empty() || out.shape()[0] != total_rows || !ValidateTensorData(out).ok()) {
+      status =
+          absl::InternalError(StrCat("model '", config_.name, "' returned output '", out.name(),
+                                     "' with shape ", ShapeString(out.shape()), " for a batch of ",
+                                     total_rows, " rows; it cannot be split per request"));
+      break;
+    }
+    const std::vector<size_t> offsets = RowOffsets(out);
+    int64_t row = 0;
+    for (size_t j = 0; j < batch.size(); ++j) {
+      const int64_t rows = batch[j]->rows;
+      Shape shape = out.shape();
+      shape[0] = rows;
+      const size_t begin = offsets[static_cast<size_t>(row)];
+      const size_t end = offsets[static_cast<size_t>(row + rows)];
+      per_job[j].push_back(Tensor::View(out.name(), out.type(), std::move(shape), out.owner(),
+                                        out.data().substr(begin, end - begin)));
+      row += rows;
+    }
+  }
+  produced.clear();
+  for (size_t j = 0; j < batch.size(); ++j) {
+    Finish(*batch[j], status, std::move(per_job[j]), start, computed);
+  }
 }
 
 void ModelRuntime::Drain() {

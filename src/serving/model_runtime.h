@@ -7,6 +7,15 @@
 // one callback: its response, its error, or DEADLINE_EXCEEDED if its deadline passed while queued
 // (it is then never computed).
 //
+// Dynamic batching (config.batching.max_batch_size > 0): a free worker asks the BatchingPolicy
+// which queued requests to run together, or how long to wait for more. It concatenates the
+// chosen requests' inputs along the first dimension into one buffer (the only copy of tensor bytes
+// in the runtime), runs the backend once, splits every output back along the first dimension
+// (views of the one output buffer, no copy) and answers each request. A batch of one request runs
+// exactly like an unbatched request. Requests batch together only if they give the same inputs
+// with the same shapes after the first dimension. Statistics: execution_count counts backend
+// executions, inference_count requests, batch_size the requests of each execution.
+//
 // Thread safety: Submit, Drain and the accessors may be called from any thread. Callbacks run on
 // a worker thread or on the Expirer's thread and must not block.
 #pragma once
@@ -16,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -24,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "base/clock.h"
 #include "serving/backend.h"
+#include "serving/batching_policy.h"
 #include "serving/expirer.h"
 #include "serving/inference.h"
 #include "serving/model_config.h"
@@ -35,7 +46,8 @@ using InferCallback = std::function<void(absl::StatusOr<InferResponse>)>;
 
 // Checks a request against a model's config: every input declared and at most once, every
 // required input present, datatypes and shapes as declared, data sizes that agree with shapes,
-// requested outputs declared. Messages name the tensor and the field.
+// requested outputs declared. Messages name the tensor and the field. For a batching model also:
+// every input has the same first dimension (the request's batch size), in [1, max_batch_size].
 absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& request);
 
 class ModelRuntime {
@@ -69,13 +81,28 @@ class ModelRuntime {
   ModelRuntime(ModelConfig config, std::string version, Expirer* expirer);
   void WorkerLoop(Backend* backend);
   void Run(Backend* backend, Job& job);
+  // Answers a job that was executed (`status`, `produced`) between `start` and `computed`.
+  void Finish(Job& job, absl::Status status, std::vector<Tensor> produced, SteadyTime start,
+              SteadyTime computed);
   void Expire(const std::shared_ptr<Job>& job);
+  // Answers a job already claimed as expired and counted in running_.
+  void AnswerExpired(Job& job);
+
+  // Dynamic batching: the worker loop, and one batch (jobs claimed and counted in running_).
+  void BatchWorkerLoop(Backend* backend);
+  // Moves the batch the policy chooses (or the expired jobs) out of the queue, claimed and counted
+  // in running_. False: nothing to do before `*wake_at` (none: before the next arrival).
+  bool TakeBatchLocked(std::vector<std::shared_ptr<Job>>* batch,
+                       std::vector<std::shared_ptr<Job>>* expired,
+                       std::optional<SteadyTime>* wake_at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunBatch(Backend* backend, std::vector<std::shared_ptr<Job>>& batch);
 
   const ModelConfig config_;
   const std::string version_;
   Expirer* const expirer_;
   ModelStats stats_;
   std::vector<std::unique_ptr<Backend>> backends_;
+  const std::optional<BatchingPolicy> policy_;  // set iff config_.batching.enabled()
 
   std::mutex mu_;
   std::condition_variable work_cv_;     // a job was queued, or stopping

@@ -41,7 +41,7 @@ struct BatchSizeStat {
 struct ModelStats {
   std::atomic<uint64_t> inference_count{0};    // requests computed successfully (batch items)
   std::atomic<uint64_t> execution_count{0};    // backend executions
-  BatchSizeStat batch_size;                    // requests per execution (today always 1)
+  BatchSizeStat batch_size;                    // requests per execution (dynamic batching)
   std::atomic<uint64_t> last_inference_ms{0};  // wall-clock ms since the epoch
   DurationStat success;                        // end to end inside the runtime: queue + compute
   DurationStat fail;                           // requests that failed after being queued

@@ -99,6 +99,60 @@ TEST(ModelConfigTest, ErrorsNameTheFileAndTheField) {
       "repo/m/config.yaml: outputs: is required, as a non-empty list of tensors");
 }
 
+TEST(ModelConfigTest, ParsesBatching) {
+  auto c = ParseModelConfig(R"(backend: identity
+inputs: [{name: a, datatype: FP32, shape: [-1, 4]}]
+outputs: [{name: b, datatype: FP32, shape: [-1, 4]}]
+max_batch_size: 16
+preferred_batch_sizes: [8, 4, 8, 16]
+max_queue_delay_us: 250
+)",
+                            "m", "f");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->batching.enabled());
+  EXPECT_EQ(c->batching.max_batch_size, 16);
+  EXPECT_EQ(c->batching.preferred_batch_sizes, (std::vector<int>{4, 8, 16})) << "sorted, unique";
+  EXPECT_EQ(c->batching.max_queue_delay_us, 250);
+  auto none = ParseModelConfig(
+      "backend: identity\ninputs: [{name: a, datatype: FP32, shape: [1]}]\n"
+      "outputs: [{name: b, datatype: FP32, shape: [1]}]\n",
+      "m", "f");
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->batching.enabled()) << "no batching unless asked for";
+  EXPECT_EQ(none->batching.max_queue_delay_us, 0);
+}
+
+TEST(ModelConfigTest, BatchingErrorsNameTheField) {
+  const std::string io =
+      "inputs: [{name: a, datatype: FP32, shape: [-1, 4]}]\noutputs: [{name: b, datatype: FP32, "
+      "shape: [-1]}]\n";
+  EXPECT_EQ(ErrorOf("backend: hog-people\n" + io + "max_batch_size: 4\n"),
+            "repo/m/config.yaml: max_batch_size: backend 'hog-people' cannot batch requests (only "
+            "onnx, identity can); remove max_batch_size or set it to 0");
+  EXPECT_EQ(ErrorOf("backend: onnx\n" + io + "max_batch_size: -1\n"),
+            "repo/m/config.yaml: max_batch_size: -1 is outside [0, 65536]");
+  EXPECT_EQ(ErrorOf("backend: onnx\n" + io + "max_batch_size: 4\npreferred_batch_sizes: [2, 8]\n"),
+            "repo/m/config.yaml: preferred_batch_sizes[1]: 8 is larger than max_batch_size 4");
+  EXPECT_EQ(ErrorOf("backend: onnx\n" + io + "max_batch_size: 4\npreferred_batch_sizes: [0]\n"),
+            "repo/m/config.yaml: preferred_batch_sizes[0]: 0 is outside [1, 65536]");
+  EXPECT_EQ(ErrorOf("backend: onnx\n" + io + "max_batch_size: 4\npreferred_batch_sizes: 2\n"),
+            "repo/m/config.yaml: preferred_batch_sizes: must be a list of batch sizes");
+  EXPECT_EQ(ErrorOf("backend: onnx\n" + io + "preferred_batch_sizes: [2]\n"),
+            "repo/m/config.yaml: preferred_batch_sizes: needs max_batch_size > 0");
+  EXPECT_EQ(ErrorOf("backend: onnx\n" + io + "max_queue_delay_us: 100\n"),
+            "repo/m/config.yaml: max_queue_delay_us: needs max_batch_size > 0");
+  EXPECT_EQ(ErrorOf("backend: onnx\n" + io + "max_batch_size: 4\nmax_queue_delay_us: soon\n"),
+            "repo/m/config.yaml: max_queue_delay_us: 'soon' is not an integer");
+  EXPECT_EQ(ErrorOf("backend: identity\ninputs: [{name: a, datatype: FP32, shape: [2, 4]}]\n"
+                    "outputs: [{name: b, datatype: FP32, shape: [-1]}]\nmax_batch_size: 4\n"),
+            "repo/m/config.yaml: inputs[0].shape: must start with -1 (the batch dimension) when "
+            "max_batch_size > 0, not [2,4]");
+  EXPECT_EQ(ErrorOf("backend: identity\ninputs: [{name: a, datatype: FP32, shape: [-1]}]\n"
+                    "outputs: [{name: b, datatype: FP32, shape: []}]\nmax_batch_size: 4\n"),
+            "repo/m/config.yaml: outputs[0].shape: must start with -1 (the batch dimension) when "
+            "max_batch_size > 0, not []");
+}
+
 TEST(ModelConfigTest, ShapeMatching) {
   EXPECT_TRUE(ShapeMatches(Shape{-1, 3}, Shape{7, 3}));
   EXPECT_FALSE(ShapeMatches(Shape{-1, 3}, Shape{7, 4}));
