@@ -32,3 +32,14 @@ if(NOT HIVEMESH_FUZZ_ONLY)
     IMPORTED_LOCATION ${TURBOJPEG_LIBRARY}
     INTERFACE_INCLUDE_DIRECTORIES ${TURBOJPEG_INCLUDE_DIR})
 endif()
+
+if(NOT HIVEMESH_FUZZ_ONLY)
+  # gRPC API (src/api/grpc): Debian's grpc++ through pkg-config (its CMake package expects
+  # upstream's bundled layout), protobuf through CMake's FindProtobuf, and the code generators
+  # protoc and grpc_cpp_plugin (protobuf-compiler, protobuf-compiler-grpc).
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(GRPCPP REQUIRED IMPORTED_TARGET grpc++)
+  find_package(Protobuf REQUIRED)
+  find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+  find_program(GRPC_PYTHON_PLUGIN grpc_python_plugin)
+endif()

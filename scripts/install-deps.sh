@@ -11,6 +11,9 @@ packages=(
   libboost-dev libabsl-dev libsimdjson-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libopencv-core-dev libopencv-dnn-dev libopencv-objdetect-dev
   libopencv-imgproc-dev libturbojpeg0-dev libpng-dev libssl-dev
+  # gRPC API (src/api/grpc): C++ runtime and headers, protoc and its grpc_cpp_plugin (and
+  # grpc_python_plugin, used by the interop test) to generate proto/grpc_service.proto at build time
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   # video decoding (FFmpeg) for tools/extract-frames only; never linked into the agent
   libopencv-videoio-dev
   # data: Haar/LBP cascades used by the face-detector model
@@ -22,6 +25,8 @@ packages=(
   prometheus
   # model generation (tools/gen_vibration_model.py)
   python3-onnx python3-numpy
+  # the gRPC interop test (tests/integration/grpc_test.py): a Python client on Debian's grpcio
+  python3-grpcio python3-protobuf
 )
 
 missing=()

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <set>
@@ -10,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "api/grpc/grpc_server.h"
 #include "api/http_server.h"
 #include "api/kserve_handler.h"
 #include "api/mesh_handler.h"
@@ -154,6 +156,15 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name}, agent->repository_.get(),
       agent->forwarder_.get(), agent->directory_.get(), &metrics);
   agent->kserve_->SetZone(config.LabelMap()["zone"]);
+  if (!config.grpc_address.empty()) {
+    GrpcServerOptions grpc;
+    grpc.address = config.grpc_address;
+    grpc.max_message_bytes = config.grpc_max_message_bytes;
+    absl::StatusOr<std::unique_ptr<GrpcServer>> grpc_server =
+        GrpcServer::Create(grpc, agent->kserve_.get());
+    if (!grpc_server.ok()) return grpc_server.status();
+    agent->grpc_ = std::move(*grpc_server);
+  }
   RegisterServingMetrics(metrics, agent->repository_.get());
   RegisterMeshMetrics(metrics, agent->gossip_.get(), agent->forwarder_.get());
   telemetry::RegisterProcessMetrics(metrics);
@@ -276,6 +287,7 @@ Agent::~Agent() {
   // Answer every queued and running request while the I/O threads still run (Drain() has done
   // this already on the normal path): model workers must not call a responder after them.
   if (repository_) repository_->Drain();
+  if (grpc_) grpc_->Shutdown(std::chrono::milliseconds(0));
   StopLoadReports();
   if (peers_) peers_->Stop();
   if (gossip_) gossip_->Stop();
@@ -298,6 +310,10 @@ void Agent::Start() {
   spdlog::info("gossip on {} ({} profile, {}{})", gossip_->address(), config_.gossip_profile,
                config_.gossip_keys.empty() ? "plaintext" : "encrypted",
                config_.join.empty() ? "" : ", joining " + config_.join);
+  if (grpc_) {
+    spdlog::info("KServe v2 gRPC on {}:{}",
+                 config_.grpc_address.substr(0, config_.grpc_address.rfind(':')), grpc_->port());
+  }
   spdlog::info("ready: KServe v2 REST on http://{}:{} serving models from {}", config_.http_host(),
                http_->port(), config_.model_repository);
 }
@@ -330,6 +346,15 @@ bool Agent::Drain() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  // New gRPC calls are refused; calls still waiting (on a peer) get up to kGrpcGrace within the
+  // drain timeout. The cap keeps an idle open ModelStreamInfer stream, which would otherwise be
+  // waited for, from holding the drain for the whole timeout: it is cancelled instead.
+  if (grpc_) {
+    constexpr std::chrono::milliseconds kGrpcGrace(5000);
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    grpc_->Shutdown(std::clamp(left, std::chrono::milliseconds(0), kGrpcGrace));
+  }
   http_->Stop();
   // Tell the mesh this node left, rather than letting it be detected as failed.
   StopLoadReports();
@@ -339,6 +364,8 @@ bool Agent::Drain() {
 }
 
 uint16_t Agent::http_port() const { return http_->port(); }
+
+uint16_t Agent::grpc_port() const { return grpc_ ? grpc_->port() : 0; }
 
 int RunAgent(const AgentConfig& config, const ConfigSource& reload) {
   absl::StatusOr<telemetry::LogFormat> format = telemetry::ParseLogFormat(config.log_format);

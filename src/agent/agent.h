@@ -1,6 +1,6 @@
 // Agent: one hivemesh node, wired from its AgentConfig: the model repository, the KServe v2 REST
-// API, gossip membership (metadata and load reports), the node's metrics (GET /metrics) and their
-// orderly shutdown.
+// API (and its gRPC API when grpc_address is set), gossip membership (metadata and load reports),
+// the node's metrics (GET /metrics) and their orderly shutdown.
 //
 // Life cycle: Create() loads models and binds the port; Start() serves; Drain() stops accepting,
 // answers every accepted request (queued ones included), then closes; the destructor stops
@@ -20,6 +20,7 @@
 
 namespace hivemesh {
 
+class GrpcServer;
 class HttpServer;
 class IoThreads;
 class KServeHandler;
@@ -49,6 +50,8 @@ class Agent {
   // then closes all connections. Returns false if the timeout cut the wait short.
   bool Drain();
   uint16_t http_port() const;
+  // The bound gRPC port; 0 when gRPC is off (grpc_address empty).
+  uint16_t grpc_port() const;
   // Applies what may change while running (today: labels), and tells the mesh.
   absl::Status Reload(const AgentConfig& updated);
 
@@ -67,7 +70,8 @@ class Agent {
   std::unique_ptr<BackendRegistry> registry_;
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<KServeHandler> kserve_;
-  std::shared_ptr<IoThreads> io_;  // shared by http_ and peers_; joined after both are gone
+  std::unique_ptr<GrpcServer> grpc_;  // null: gRPC off; uses kserve_, so declared after it
+  std::shared_ptr<IoThreads> io_;     // shared by http_ and peers_; joined after both are gone
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<membership::GossipNode> gossip_;
   std::unique_ptr<MeshHandler> mesh_;

@@ -52,6 +52,10 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   auto add = [&](auto&&... args) { v.push_back(MakeSetting(app, f, args...)); };
   add("node_name", &AgentConfig::node_name, "name of this node [default: the host name]");
   add("http_address", &AgentConfig::http_address, "host:port of the KServe v2 REST API");
+  add("grpc_address", &AgentConfig::grpc_address,
+      "host:port of the KServe v2 gRPC API, e.g. 127.0.0.1:8001 [default: off]");
+  add("grpc_max_message_bytes", &AgentConfig::grpc_max_message_bytes,
+      "largest gRPC message received or sent (RESOURCE_EXHAUSTED beyond)");
   add("model_repository", &AgentConfig::model_repository, "folder of models to serve");
   add("models", &AgentConfig::models,
       "models of the repository to load, name[,name...] [default: all]");
@@ -180,6 +184,8 @@ absl::Status AgentConfig::Validate() const {
         range("default_instances", default_instances, 1, 256),
         range("default_queue_limit", default_queue_limit, 0, 1 << 20),
         range("max_body_bytes", static_cast<int64_t>(max_body_bytes), 1024, int64_t{1} << 32),
+        range("grpc_max_message_bytes", static_cast<int64_t>(grpc_max_message_bytes), 1024,
+              (int64_t{1} << 31) - 1),
         range("header_timeout_ms", header_timeout_ms, 1, 3600000),
         range("body_timeout_ms", body_timeout_ms, 1, 3600000),
         range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),
@@ -194,6 +200,19 @@ absl::Status AgentConfig::Validate() const {
   if (!(local_margin >= 0 && local_margin <= 100)) {
     return absl::InvalidArgumentError(
         StrCat("local_margin: ", local_margin, " is outside [0, 100]"));
+  }
+  if (!grpc_address.empty()) {
+    const size_t c = grpc_address.rfind(':');
+    int gp = -1;
+    const char* end = grpc_address.data() + grpc_address.size();
+    auto [gptr, gec] = c == std::string::npos
+                           ? std::from_chars_result{nullptr, std::errc::invalid_argument}
+                           : std::from_chars(grpc_address.data() + c + 1, end, gp);
+    if (c == std::string::npos || c == 0 || gec != std::errc() || gptr != end || gp < 0 ||
+        gp > 65535) {
+      return absl::InvalidArgumentError("grpc_address: '" + grpc_address +
+                                        "' is not host:port (or empty for no gRPC)");
+    }
   }
   if (!http_advertise_address.empty()) {
     const size_t c = http_advertise_address.rfind(':');

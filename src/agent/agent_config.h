@@ -27,6 +27,14 @@ struct AgentConfig {
   // and each device loads what fits it. Empty: every model. A name the repository lacks stops
   // start-up.
   std::string models;
+  // host:port of the KServe v2 gRPC API (inference.GRPCInferenceService; docs/serving.md), on
+  // its own port. Empty (the default): no gRPC. The conventional address is 127.0.0.1:8001, but
+  // it is not the default: several nodes on one host (the README's quickstart, the demo, tests)
+  // already use 8000-8002 for REST, and a default port would collide on the second node.
+  std::string grpc_address;
+  // Largest gRPC message received or sent; beyond it a call fails RESOURCE_EXHAUSTED. The same
+  // as max_body_bytes by default, so both APIs take the same tensors.
+  uint64_t grpc_max_message_bytes = 64ull << 20;
   // I/O threads for HTTP. Two keep a 2-core device busy without starving model workers.
   int http_threads = 2;
   // Worker instances for models whose config does not set `instances`. One per model keeps a

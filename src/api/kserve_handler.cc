@@ -484,10 +484,16 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
     };
     respond(std::move(r));
   };
+  RouteHosted(rt, std::move(req), hops, record, std::move(done), AnswerWith(respond));
+}
+
+void KServeHandler::RouteHosted(ModelRuntime* rt, InferRequest&& req, int hops,
+                                const std::shared_ptr<InferRecord>& record, InferCallback done,
+                                InferCallback forwarded_done) {
   if (forwarder_ == nullptr || hops > 0) {
     // A request forwarded here is served here (the hop limit is 1 by default).
     absl::Status admitted = rt->Submit(std::move(req), std::move(done));
-    if (!admitted.ok()) respond(Error(admitted));
+    if (!admitted.ok()) forwarded_done(admitted);
     return;
   }
   routing::RouteOptions options;
@@ -496,14 +502,13 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
   options.local_zone = options.local->zone;
   options.on_send = [record](const std::string&) { record->route = InferenceRoute::kOffloaded; };
   std::string trace = record->trace;
-  routing::ForwardCallback forwarded_done = AnswerWith(respond);
   if (forwarder_->Route(req, trace, options, forwarded_done) ==
       routing::Forwarder::Routed::kForwarded) {
     return;
   }
   absl::Status admitted = rt->Submit(std::move(req), done);
   if (admitted.ok()) return;
-  if (admitted.code() != absl::StatusCode::kResourceExhausted) return respond(Error(admitted));
+  if (admitted.code() != absl::StatusCode::kResourceExhausted) return forwarded_done(admitted);
   // Overloaded here after all: a peer with room may take it, if the model's data policy and the
   // routing mode allow (the decision says, and why not).
   options.local->ready = false;
@@ -527,13 +532,71 @@ void KServeHandler::Forward(const HttpRequest& request, const std::string& model
     if (!decoded.ok()) return respond(Error(decoded.status()));
     req = *std::move(decoded);
   }
+  ForwardDecoded(req, options.raw_body, hops, local_error, record, AnswerWith(respond));
+}
+
+void KServeHandler::ForwardDecoded(InferRequest& req, bool raw_body, int hops,
+                                   const absl::Status& local_error,
+                                   const std::shared_ptr<InferRecord>& record, InferCallback done) {
+  routing::RouteOptions options;
+  options.raw_body = raw_body;
   std::string trace = record->trace;
   options.on_send = [record](const std::string&) { record->route = InferenceRoute::kOffloaded; };
   options.local_zone = zone();
   options.hops = hops;
   options.if_no_peer = local_error;
-  routing::ForwardCallback done = AnswerWith(respond);
   forwarder_->Route(req, std::move(trace), options, done);
+}
+
+void KServeHandler::InferDecoded(InferRequest req, std::string trace, SteadyTime received,
+                                 InferDone client_done) {
+  auto record = std::make_shared<InferRecord>();
+  record->model = req.model_name;
+  record->trace = std::move(trace);
+  record->received = received;
+  // Every answer below goes through `done`: counted and logged like a REST answer.
+  InferDone done = [record, client_done = std::move(client_done),
+                    metrics = metrics_.get()](absl::StatusOr<InferResponse> result) {
+    const double seconds =
+        std::chrono::duration<double>(SystemClock::Get().Now() - record->received).count();
+    const InferenceRoute route = record->route.load();
+    const int status = HttpStatusFor(result.status());
+    if (metrics != nullptr) metrics->Record(record->model, route, status, seconds);
+    if (spdlog::should_log(spdlog::level::debug)) {
+      telemetry::LogFields fields;
+      fields.Add("model", record->model)
+          .Add("route", RouteName(route))
+          .Add("status", int64_t{status})
+          .Add("duration_ms", seconds * 1e3)
+          .Add("trace_id", record->trace)
+          .Add("protocol", "grpc");
+      if (result.ok()) fields.Add("served_by", result->served_by);
+      spdlog::debug("inference");
+    }
+    client_done(std::move(result));
+  };
+  absl::StatusOr<ModelRuntime*> found = repository_->Find(req.model_name, req.model_version);
+  if (!found.ok() && forwarder_ != nullptr && repository_->Versions(req.model_name).empty()) {
+    // Not hosted here, or it failed to load here: a peer may serve it.
+    return ForwardDecoded(
+        req, /*raw_body=*/false, /*hops=*/0,
+        found.status().code() == absl::StatusCode::kNotFound ? absl::OkStatus() : found.status(),
+        record, done);
+  }
+  if (!found.ok()) return done(found.status());
+  ModelRuntime* rt = *found;
+  req.model_version = rt->version();
+  const std::string node = identity_.node_name;
+  InferCallback local = [done, rt, received, node](absl::StatusOr<InferResponse> result) {
+    if (result.ok()) {
+      result->served_by = node;
+      const int64_t total = (SystemClock::Get().Now() - received).count();
+      rt->stats().overhead.Record(static_cast<uint64_t>(
+          std::max<int64_t>(0, total - static_cast<int64_t>(result->compute_ns))));
+    }
+    done(std::move(result));
+  };
+  RouteHosted(rt, std::move(req), /*hops=*/0, record, std::move(local), done);
 }
 
 }  // namespace hivemesh

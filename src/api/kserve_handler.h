@@ -20,12 +20,14 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 
 #include "absl/status/status.h"
 #include "api/http_server.h"
+#include "serving/inference.h"
 #include "serving/model_repository.h"
 
 namespace hivemesh {
@@ -61,6 +63,20 @@ class KServeHandler {
 
   void Handle(const HttpRequest& request, HttpResponder respond);
 
+  // The protocol-neutral inference entry point, for front ends other than REST (the gRPC
+  // service). `request` is decoded (model_name set; model_version empty for the default) and
+  // comes from a client, never from a peer: it is served here or sent to a peer by the same
+  // decision as a REST inference, and counted and logged the same way. `received` is when it
+  // arrived; `trace` is its trace id (telemetry::TraceIdFor). `done` is called exactly once, on
+  // any thread, with the response (served_by set) or the error.
+  using InferDone = std::function<void(absl::StatusOr<InferResponse>)>;
+  void InferDecoded(InferRequest request, std::string trace, SteadyTime received, InferDone done);
+
+  const ServerIdentity& identity() const { return identity_; }
+  // False once SetReady(false) was called (the node is draining).
+  bool ready() const { return ready_.load(); }
+  ModelRepository* repository() const { return repository_; }
+
   // After this, /v2/health/ready answers not ready (the node is draining).
   void SetReady(bool ready) { ready_.store(ready); }
   // After this, requests forwarded by peers are refused with 503 (their origins retry elsewhere).
@@ -83,6 +99,16 @@ class KServeHandler {
   void Forward(const HttpRequest& request, const std::string& model, const std::string& version,
                int hops, const absl::Status& local_error,
                const std::shared_ptr<InferRecord>& record, HttpResponder& respond);
+  // The same for a decoded request (`raw_body`: its one input is an opaque body sent on as is).
+  // Callbacks here are routing::ForwardCallback, the same type as InferCallback.
+  void ForwardDecoded(InferRequest& request, bool raw_body, int hops,
+                      const absl::Status& local_error, const std::shared_ptr<InferRecord>& record,
+                      InferCallback done);
+  // A model hosted here (`rt`): served here (`local` answers) or sent to a peer by the routing
+  // decision (`remote` answers, and every error before the model accepts the request).
+  void RouteHosted(ModelRuntime* rt, InferRequest&& request, int hops,
+                   const std::shared_ptr<InferRecord>& record, InferCallback local,
+                   InferCallback remote);
   std::string zone() const;
 
   const ServerIdentity identity_;

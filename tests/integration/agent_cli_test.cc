@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <sstream>
 
 #include "support/agent_process.h"
 #include "support/http_client.h"
@@ -29,14 +30,13 @@ TEST(AgentCliTest, HelpDocumentsEverySetting) {
   int code;
   const std::string help = RunCli("agent --help", &code);
   EXPECT_EQ(code, 0);
-  for (const char* flag :
-       {"--config", "--node-name", "--http-address", "--model-repository", "--http-threads",
-        "--default-instances", "--default-queue-limit", "--max-body-bytes", "--header-timeout-ms",
-        "--body-timeout-ms", "--drain-timeout-ms", "--log-level", "--routing-mode",
-        "--local-margin", "--max-hops", "--http-advertise-address", "--drain-announce-ms",
-        "--models", "--log-format"}) {
-    EXPECT_THAT(help, HasSubstr(flag));
-  }
+  std::istringstream flags(
+      "--config --node-name --http-address --model-repository --http-threads "
+      "--default-instances --default-queue-limit --max-body-bytes --header-timeout-ms "
+      "--body-timeout-ms --drain-timeout-ms --log-level --routing-mode --local-margin "
+      "--max-hops --http-advertise-address --drain-announce-ms --models --log-format "
+      "--grpc-address --grpc-max-message-bytes ");
+  for (std::string flag; flags >> flag;) EXPECT_THAT(help, HasSubstr(flag));
 }
 
 TEST(AgentCliTest, BadSettingsAreRefusedByName) {

@@ -1,0 +1,66 @@
+// The boundary between the agent and libhivemesh_grpc.so, the plugin that holds the gRPC service
+// (grpc_service.cc) and everything that includes gRPC or protobuf. The agent loads the plugin only
+// when grpc_address is set (grpc_server.cc), so a node without gRPC never maps libgrpc++ and the
+// ~25 libraries it pulls in (about 6 MiB resident).
+//
+// Like the OpenCV plugin, the plugin calls the node only through the virtual functions below, so
+// it links none of the node's objects' code; its private copies of `tensor` and `base` are pure.
+//
+// Thread safety: every GrpcNode function may be called from any gRPC thread.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "api/grpc/grpc_server.h"
+#include "serving/inference.h"
+#include "serving/model_repository.h"
+
+namespace hivemesh {
+
+// What the gRPC service needs of the node (implemented over KServeHandler in grpc_server.cc).
+class GrpcNode {
+ public:
+  virtual ~GrpcNode() = default;
+
+  virtual std::string server_name() const = 0;
+  virtual std::string server_version() const = 0;
+  // False while the node drains.
+  virtual bool ready() const = 0;
+
+  // The node's model repository (ModelRepository's functions of the same names).
+  virtual absl::StatusOr<ModelRuntime*> Find(const std::string& name,
+                                             const std::string& version) const = 0;
+  virtual std::vector<std::string> Versions(const std::string& name) const = 0;
+  virtual std::vector<ModelEntry> Index() const = 0;
+  virtual std::vector<ModelRuntime*> Runtimes() const = 0;
+
+  // telemetry::TraceIdFor.
+  virtual std::string TraceId(std::string_view traceparent, std::string_view trace_header) = 0;
+  // KServeHandler::InferDecoded: served here or offloaded like a REST inference.
+  virtual void Infer(InferRequest request, std::string trace, SteadyTime received,
+                     std::function<void(absl::StatusOr<InferResponse>)> done) = 0;
+};
+
+// A running gRPC service, made by the plugin.
+class GrpcService {
+ public:
+  virtual ~GrpcService() = default;
+  virtual uint16_t port() const = 0;
+  // Stops accepting calls, waits up to `grace` for those in progress, then cancels them.
+  virtual void Shutdown(std::chrono::milliseconds grace) = 0;
+};
+
+// The plugin's one exported function: binds and starts the service, or says why not.
+// `node` must outlive the service.
+inline constexpr const char* kGrpcPluginFile = "libhivemesh_grpc.so";
+inline constexpr const char* kGrpcPluginEntry = "hivemesh_grpc_start";
+using GrpcStartFn = void (*)(const GrpcServerOptions& options, GrpcNode* node,
+                             absl::StatusOr<std::unique_ptr<GrpcService>>* out);
+
+}  // namespace hivemesh

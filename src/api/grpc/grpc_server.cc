@@ -1,0 +1,129 @@
+// GrpcServer: loads libhivemesh_grpc.so (grpc_service.cc) and starts the service over this node's
+// KServeHandler. Nothing here includes gRPC or protobuf; see grpc_node.h for why.
+#include "api/grpc/grpc_server.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+
+#include "api/grpc/grpc_node.h"
+#include "api/kserve_handler.h"
+#include "base/strings.h"
+#include "telemetry/trace.h"
+
+#ifndef HIVEMESH_PLUGIN_BUILD_DIR
+#define HIVEMESH_PLUGIN_BUILD_DIR ""
+#endif
+
+namespace hivemesh {
+namespace {
+
+// The node as the plugin sees it: KServeHandler and its repository.
+class KServeNode final : public GrpcNode {
+ public:
+  explicit KServeNode(KServeHandler* handler) : handler_(handler) {}
+
+  std::string server_name() const override { return handler_->identity().name; }
+  std::string server_version() const override { return handler_->identity().version; }
+  bool ready() const override { return handler_->ready(); }
+  absl::StatusOr<ModelRuntime*> Find(const std::string& name,
+                                     const std::string& version) const override {
+    return handler_->repository()->Find(name, version);
+  }
+  std::vector<std::string> Versions(const std::string& name) const override {
+    return handler_->repository()->Versions(name);
+  }
+  std::vector<ModelEntry> Index() const override { return handler_->repository()->Index(); }
+  std::vector<ModelRuntime*> Runtimes() const override {
+    return handler_->repository()->Runtimes();
+  }
+  std::string TraceId(std::string_view traceparent, std::string_view trace_header) override {
+    return telemetry::TraceIdFor(traceparent, trace_header);
+  }
+  void Infer(InferRequest request, std::string trace, SteadyTime received,
+             std::function<void(absl::StatusOr<InferResponse>)> done) override {
+    handler_->InferDecoded(std::move(request), std::move(trace), received, std::move(done));
+  }
+
+ private:
+  KServeHandler* const handler_;
+};
+
+// Where the plugin may be: $HIVEMESH_PLUGIN_DIR, beside the running executable, then the build
+// folder it was built in (as for the OpenCV plugin).
+std::vector<std::string> PluginCandidates() {
+  std::vector<std::string> out;
+  if (const char* dir = std::getenv("HIVEMESH_PLUGIN_DIR"); dir != nullptr && *dir != 0) {
+    out.push_back(std::string(dir) + "/" + kGrpcPluginFile);
+  }
+  char exe[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n > 0) {
+    exe[n] = 0;
+    out.push_back((std::filesystem::path(exe).parent_path() / kGrpcPluginFile).string());
+  }
+  if (*HIVEMESH_PLUGIN_BUILD_DIR) {
+    out.push_back(StrCat(HIVEMESH_PLUGIN_BUILD_DIR, "/", kGrpcPluginFile));
+  }
+  return out;
+}
+
+// Loaded once, on first use, and never unloaded (gRPC keeps threads of its own).
+absl::StatusOr<GrpcStartFn> PluginEntry() {
+  static const absl::StatusOr<GrpcStartFn> entry = []() -> absl::StatusOr<GrpcStartFn> {
+    std::string errors;
+    for (const std::string& path : PluginCandidates()) {
+      void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (handle == nullptr) {
+        StrAppend(&errors, errors.empty() ? "" : "; ", dlerror());
+        continue;
+      }
+      auto* start = reinterpret_cast<GrpcStartFn>(dlsym(handle, kGrpcPluginEntry));
+      if (start == nullptr) {
+        StrAppend(&errors, errors.empty() ? "" : "; ", path, ": no ", kGrpcPluginEntry);
+        continue;
+      }
+      return start;
+    }
+    return absl::FailedPreconditionError(StrCat("grpc_address: the gRPC plugin (", kGrpcPluginFile,
+                                                ") could not be loaded: ", errors));
+  }();
+  return entry;
+}
+
+}  // namespace
+
+struct GrpcServer::Impl {
+  std::unique_ptr<KServeNode> node;
+  std::unique_ptr<GrpcService> service;  // declared after node: stops before node goes
+};
+
+GrpcServer::GrpcServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+GrpcServer::~GrpcServer() { Shutdown(std::chrono::milliseconds(0)); }
+
+absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Create(const GrpcServerOptions& options,
+                                                               KServeHandler* handler) {
+  absl::StatusOr<GrpcStartFn> start = PluginEntry();
+  if (!start.ok()) return start.status();
+  auto impl = std::make_unique<Impl>();
+  impl->node = std::make_unique<KServeNode>(handler);
+  absl::StatusOr<std::unique_ptr<GrpcService>> service =
+      absl::InternalError("the gRPC plugin did not answer");
+  (*start)(options, impl->node.get(), &service);
+  if (!service.ok()) return service.status();
+  impl->service = std::move(*service);
+  return std::unique_ptr<GrpcServer>(new GrpcServer(std::move(impl)));
+}
+
+uint16_t GrpcServer::port() const { return impl_->service->port(); }
+
+void GrpcServer::Shutdown(std::chrono::milliseconds grace) {
+  if (impl_ != nullptr && impl_->service != nullptr) impl_->service->Shutdown(grace);
+}
+
+}  // namespace hivemesh

@@ -1,0 +1,394 @@
+// libhivemesh_grpc.so: inference.GRPCInferenceService over a GrpcNode (see grpc_node.h), with
+// gRPC's callback API.
+#include <grpcpp/grpcpp.h>
+
+#include <deque>
+#include <limits>
+#include <mutex>
+
+#include "api/grpc/grpc_convert.h"
+#include "api/grpc/grpc_node.h"
+#include "base/strings.h"
+#include "grpc_service.grpc.pb.h"
+
+namespace hivemesh {
+namespace {
+
+using grpc::CallbackServerContext;
+using grpc::ServerUnaryReactor;
+using grpc_api::ToGrpcStatus;
+
+ServerUnaryReactor* Done(CallbackServerContext* ctx, const grpc::Status& status) {
+  ServerUnaryReactor* r = ctx->DefaultReactor();
+  r->Finish(status);
+  return r;
+}
+ServerUnaryReactor* Done(CallbackServerContext* ctx, const absl::Status& status) {
+  return Done(ctx, ToGrpcStatus(status));
+}
+
+// A client metadata value, or empty.
+std::string_view Metadata(const CallbackServerContext* ctx, std::string_view key) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(grpc::string_ref(key.data(), key.size()));
+  if (it == md.end()) return {};
+  return std::string_view(it->second.data(), it->second.size());
+}
+
+void FillDuration(const DurationStat& d, inference::StatisticDuration* out) {
+  out->set_count(d.count.load(std::memory_order_relaxed));
+  out->set_ns(d.ns.load(std::memory_order_relaxed));
+}
+
+void FillStats(const ModelRuntime& rt, inference::ModelStatistics* out) {
+  const ModelStats& s = rt.stats();
+  out->set_name(rt.config().name);
+  out->set_version(rt.version());
+  out->set_last_inference(s.last_inference_ms.load());
+  out->set_inference_count(s.inference_count.load());
+  out->set_execution_count(s.execution_count.load());
+  auto* st = out->mutable_inference_stats();
+  FillDuration(s.success, st->mutable_success());
+  FillDuration(s.fail, st->mutable_fail());
+  FillDuration(s.queue, st->mutable_queue());
+  FillDuration(s.compute_input, st->mutable_compute_input());
+  FillDuration(s.compute_infer, st->mutable_compute_infer());
+  FillDuration(s.compute_output, st->mutable_compute_output());
+}
+
+void FillTensorMetadata(
+    const std::vector<TensorConfig>& tensors,
+    google::protobuf::RepeatedPtrField<inference::ModelMetadataResponse::TensorMetadata>* out) {
+  for (const TensorConfig& t : tensors) {
+    auto* m = out->Add();
+    m->set_name(t.name);
+    m->set_datatype(std::string(DataTypeName(t.type)));
+    for (int64_t d : t.dims) m->add_shape(d);
+  }
+}
+
+// A decoded gRPC inference with its deadline (the call's and the "timeout" parameter's, the
+// earlier) and trace id, ready for GrpcNode::Infer.
+struct PreparedInfer {
+  InferRequest request;
+  bool raw_outputs = false;
+  std::string trace;
+  SteadyTime received;
+};
+
+absl::StatusOr<PreparedInfer> Prepare(const CallbackServerContext* ctx, GrpcNode* node,
+                                      const inference::ModelInferRequest& proto) {
+  PreparedInfer p;
+  p.received = std::chrono::steady_clock::now();
+  absl::StatusOr<grpc_api::DecodedRequest> decoded = grpc_api::FromProto(proto);
+  if (!decoded.ok()) return decoded.status();
+  p.request = std::move(decoded->request);
+  p.raw_outputs = decoded->raw_outputs;
+  std::optional<SteadyTime> deadline;
+  if (decoded->timeout) deadline = p.received + *decoded->timeout;
+  const auto call_deadline = ctx->deadline();
+  if (call_deadline != std::chrono::system_clock::time_point::max()) {
+    const SteadyTime d =
+        p.received + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         call_deadline - std::chrono::system_clock::now());
+    if (!deadline || d < *deadline) deadline = d;
+  }
+  p.request.deadline = deadline;
+  p.trace = node->TraceId(Metadata(ctx, "traceparent"), Metadata(ctx, "hivemesh-trace"));
+  return p;
+}
+
+// ModelStreamInfer: reads requests one after another, runs each like ModelInfer (several may be
+// in flight), and writes each answer when it is ready, one write at a time. A failed request
+// answers error_message and the stream goes on. The stream ends after the client half-closes and
+// every answer is written.
+class StreamReactor final : public grpc::ServerBidiReactor<inference::ModelInferRequest,
+                                                           inference::ModelStreamInferResponse> {
+ public:
+  StreamReactor(CallbackServerContext* ctx, GrpcNode* node) : ctx_(ctx), node_(node) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      std::unique_lock<std::mutex> lock(mu_);
+      reads_done_ = true;
+      MaybeFinish(lock);
+      return;
+    }
+    absl::StatusOr<PreparedInfer> p = Prepare(ctx_, node_, request_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++pending_;
+    }
+    if (!p.ok()) {
+      Answer(p.status());
+    } else {
+      const bool raw = p->raw_outputs;
+      node_->Infer(std::move(p->request), std::move(p->trace), p->received,
+                   [this, raw](absl::StatusOr<InferResponse> result) {
+                     if (!result.ok()) return Answer(result.status());
+                     inference::ModelStreamInferResponse r;
+                     grpc_api::ToProto(*result, raw, r.mutable_infer_response());
+                     Answer(std::move(r));
+                   });
+    }
+    StartRead(&request_);  // the request's bytes were copied by Prepare
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    queue_.pop_front();
+    if (!ok) broken_ = true;  // the client is gone: later answers are dropped
+    if (!queue_.empty() && !broken_) {
+      auto* next = &queue_.front();
+      lock.unlock();
+      StartWrite(next);
+      return;
+    }
+    queue_.clear();
+    writing_ = false;
+    MaybeFinish(lock);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Answer(const absl::Status& error) {
+    inference::ModelStreamInferResponse r;
+    r.set_error_message(std::string(MessageOf(error)));
+    Answer(std::move(r));
+  }
+  void Answer(inference::ModelStreamInferResponse&& response) {
+    std::unique_lock<std::mutex> lock(mu_);
+    --pending_;
+    if (broken_) return MaybeFinish(lock);
+    queue_.push_back(std::move(response));  // deque: the element being written stays put
+    if (writing_) return;
+    writing_ = true;
+    auto* next = &queue_.front();
+    lock.unlock();
+    StartWrite(next);
+  }
+  // Finishes once reads are done, no answer is pending and nothing is being written.
+  void MaybeFinish(std::unique_lock<std::mutex>& lock) {
+    if (!reads_done_ || pending_ > 0 || writing_ || finished_) return;
+    finished_ = true;
+    lock.unlock();
+    Finish(grpc::Status::OK);
+  }
+
+  CallbackServerContext* const ctx_;
+  GrpcNode* const node_;
+  inference::ModelInferRequest request_;  // read into by one read at a time
+  std::mutex mu_;
+  std::deque<inference::ModelStreamInferResponse> queue_;  // guarded by mu_; front is in write
+  int pending_ = 0;                                        // guarded by mu_
+  bool reads_done_ = false;                                // guarded by mu_
+  bool writing_ = false;                                   // guarded by mu_
+  bool broken_ = false;                                    // guarded by mu_
+  bool finished_ = false;                                  // guarded by mu_
+};
+
+class Service final : public inference::GRPCInferenceService::CallbackService {
+ public:
+  explicit Service(GrpcNode* node) : node_(node) {}
+
+  ServerUnaryReactor* ServerLive(CallbackServerContext* ctx, const inference::ServerLiveRequest*,
+                                 inference::ServerLiveResponse* response) override {
+    response->set_live(true);
+    return Done(ctx, grpc::Status::OK);
+  }
+
+  ServerUnaryReactor* ServerReady(CallbackServerContext* ctx, const inference::ServerReadyRequest*,
+                                  inference::ServerReadyResponse* response) override {
+    response->set_ready(node_->ready());
+    return Done(ctx, grpc::Status::OK);
+  }
+
+  ServerUnaryReactor* ModelReady(CallbackServerContext* ctx,
+                                 const inference::ModelReadyRequest* request,
+                                 inference::ModelReadyResponse* response) override {
+    absl::StatusOr<ModelRuntime*> rt = node_->Find(request->name(), request->version());
+    if (!rt.ok() && rt.status().code() == absl::StatusCode::kNotFound) {
+      return Done(ctx, rt.status());
+    }
+    response->set_ready(rt.ok() && node_->ready());
+    return Done(ctx, grpc::Status::OK);
+  }
+
+  ServerUnaryReactor* ServerMetadata(CallbackServerContext* ctx,
+                                     const inference::ServerMetadataRequest*,
+                                     inference::ServerMetadataResponse* response) override {
+    response->set_name(node_->server_name());
+    response->set_version(node_->server_version());
+    for (const char* e : {"binary_tensor_data", "statistics", "model_repository"}) {
+      response->add_extensions(e);
+    }
+    return Done(ctx, grpc::Status::OK);
+  }
+
+  ServerUnaryReactor* ModelMetadata(CallbackServerContext* ctx,
+                                    const inference::ModelMetadataRequest* request,
+                                    inference::ModelMetadataResponse* response) override {
+    absl::StatusOr<ModelRuntime*> rt = node_->Find(request->name(), request->version());
+    if (!rt.ok()) return Done(ctx, rt.status());
+    const ModelConfig& c = (*rt)->config();
+    response->set_name(c.name);
+    if (request->version().empty()) {
+      for (const std::string& v : node_->Versions(request->name())) {
+        response->add_versions(v);
+      }
+    } else {
+      response->add_versions(request->version());
+    }
+    response->set_platform(c.platform);
+    FillTensorMetadata(c.inputs, response->mutable_inputs());
+    FillTensorMetadata(c.outputs, response->mutable_outputs());
+    return Done(ctx, grpc::Status::OK);
+  }
+
+  ServerUnaryReactor* ModelInfer(CallbackServerContext* ctx,
+                                 const inference::ModelInferRequest* request,
+                                 inference::ModelInferResponse* response) override {
+    absl::StatusOr<PreparedInfer> p = Prepare(ctx, node_, *request);
+    if (!p.ok()) return Done(ctx, p.status());
+    ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    const bool raw = p->raw_outputs;
+    // The trace id goes back as REST's Hivemesh-Trace header does.
+    ctx->AddTrailingMetadata(grpc_api::kTraceMetadata, p->trace);
+    // The reactor, `ctx` and `response` live until Finish, which only this callback calls.
+    node_->Infer(std::move(p->request), std::move(p->trace), p->received,
+                 [reactor, ctx, response, raw](absl::StatusOr<InferResponse> result) {
+                   if (!result.ok()) return reactor->Finish(ToGrpcStatus(result.status()));
+                   grpc_api::ToProto(*result, raw, response);
+                   if (!result->served_by.empty()) {
+                     ctx->AddTrailingMetadata(grpc_api::kServedByMetadata, result->served_by);
+                   }
+                   reactor->Finish(grpc::Status::OK);
+                 });
+    return reactor;
+  }
+
+  grpc::ServerBidiReactor<inference::ModelInferRequest, inference::ModelStreamInferResponse>*
+  ModelStreamInfer(CallbackServerContext* ctx) override {
+    return new StreamReactor(ctx, node_);
+  }
+
+  ServerUnaryReactor* ModelStatistics(CallbackServerContext* ctx,
+                                      const inference::ModelStatisticsRequest* request,
+                                      inference::ModelStatisticsResponse* response) override {
+    if (request->name().empty()) {
+      if (!request->version().empty()) {
+        return Done(ctx, absl::InvalidArgumentError("a version needs a model name"));
+      }
+      for (const ModelRuntime* rt : node_->Runtimes()) {
+        FillStats(*rt, response->add_model_stats());
+      }
+      return Done(ctx, grpc::Status::OK);
+    }
+    absl::StatusOr<ModelRuntime*> rt = node_->Find(request->name(), request->version());
+    if (!rt.ok()) return Done(ctx, rt.status());
+    if (!request->version().empty()) {
+      FillStats(**rt, response->add_model_stats());
+      return Done(ctx, grpc::Status::OK);
+    }
+    for (const std::string& v : node_->Versions(request->name())) {
+      absl::StatusOr<ModelRuntime*> vr = node_->Find(request->name(), v);
+      if (vr.ok()) FillStats(**vr, response->add_model_stats());
+    }
+    return Done(ctx, grpc::Status::OK);
+  }
+
+  ServerUnaryReactor* RepositoryIndex(CallbackServerContext* ctx,
+                                      const inference::RepositoryIndexRequest* request,
+                                      inference::RepositoryIndexResponse* response) override {
+    for (const ModelEntry& e : node_->Index()) {
+      if (request->ready() && e.state != "READY") continue;
+      auto* m = response->add_models();
+      m->set_name(e.name);
+      m->set_version(e.version);
+      m->set_state(e.state);
+      m->set_reason(e.reason);
+    }
+    return Done(ctx, grpc::Status::OK);
+  }
+
+  ServerUnaryReactor* RepositoryModelLoad(CallbackServerContext* ctx,
+                                          const inference::RepositoryModelLoadRequest* request,
+                                          inference::RepositoryModelLoadResponse*) override {
+    return Done(ctx, Unimplemented("load", request->model_name()));
+  }
+
+  ServerUnaryReactor* RepositoryModelUnload(CallbackServerContext* ctx,
+                                            const inference::RepositoryModelUnloadRequest* request,
+                                            inference::RepositoryModelUnloadResponse*) override {
+    return Done(ctx, Unimplemented("unload", request->model_name()));
+  }
+
+ private:
+  static absl::Status Unimplemented(std::string_view what, std::string_view model) {
+    return absl::UnimplementedError(
+        StrCat("cannot ", what, " '", model,
+               "': this node loads its models once, at start-up (the `models` setting); "
+               "loading and unloading through the repository API is not supported yet"));
+  }
+
+  GrpcNode* const node_;
+};
+
+class Server final : public GrpcService {
+ public:
+  Server(std::unique_ptr<Service> service, std::unique_ptr<grpc::Server> server, int port)
+      : service_(std::move(service)), server_(std::move(server)), port_(port) {}
+  ~Server() override { Shutdown(std::chrono::milliseconds(0)); }
+
+  uint16_t port() const override { return static_cast<uint16_t>(port_); }
+
+  void Shutdown(std::chrono::milliseconds grace) override {
+    if (shut_down_) return;
+    shut_down_ = true;
+    server_->Shutdown(std::chrono::system_clock::now() + grace);
+    server_->Wait();
+  }
+
+ private:
+  const std::unique_ptr<Service> service_;  // outlives server_'s calls
+  const std::unique_ptr<grpc::Server> server_;
+  const int port_;
+  bool shut_down_ = false;
+};
+
+absl::StatusOr<std::unique_ptr<GrpcService>> Start(const GrpcServerOptions& options,
+                                                   GrpcNode* node) {
+  if (options.max_message_bytes == 0 ||
+      options.max_message_bytes > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
+    return absl::InvalidArgumentError(
+        StrCat("grpc_max_message_bytes: ", options.max_message_bytes, " is outside [1, 2^31)"));
+  }
+  auto service = std::make_unique<Service>(node);
+  int port = 0;
+  grpc::ServerBuilder builder;
+  // Without this, gRPC sets SO_REUSEPORT and two nodes could silently share one port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service.get());
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    if (server != nullptr) server->Shutdown();
+    return absl::UnavailableError(StrCat("grpc_address: cannot listen on ", options.address,
+                                         " (address in use, or not a local host:port)"));
+  }
+  return std::make_unique<Server>(std::move(service), std::move(server), port);
+}
+
+}  // namespace
+}  // namespace hivemesh
+
+extern "C" __attribute__((visibility("default"))) void hivemesh_grpc_start(
+    const hivemesh::GrpcServerOptions& options, hivemesh::GrpcNode* node,
+    absl::StatusOr<std::unique_ptr<hivemesh::GrpcService>>* out) {
+  *out = hivemesh::Start(options, node);
+}
