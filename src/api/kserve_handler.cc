@@ -85,7 +85,18 @@ void WriteStats(JsonWriter& w, const ModelRuntime& rt) {
   WriteDuration(w, "compute_infer", s.compute_infer);
   WriteDuration(w, "compute_output", s.compute_output);
   w.EndObject();
-  w.Key("batch_stats").BeginArray().EndArray();
+  w.Key("batch_stats").BeginArray();
+  for (const auto& [size, d] : s.batch_stats.Snapshot()) {
+    auto duration = [&](std::string_view key, uint64_t ns) {
+      w.Key(key).BeginObject().Key("count").Uint(d.count).Key("ns").Uint(ns).EndObject();
+    };
+    w.BeginObject().Key("batch_size").Uint(size);
+    duration("compute_input", d.input_ns);
+    duration("compute_infer", d.infer_ns);
+    duration("compute_output", d.output_ns);
+    w.EndObject();
+  }
+  w.EndArray();
   // Extensions beyond the KServe statistics schema.
   w.Key("queue_depth").Int(s.queue_depth.load());
   w.Key("in_flight").Int(s.in_flight.load());

@@ -302,6 +302,7 @@ void ModelRuntime::Run(Backend* backend, Job& job) {
   stats_.ewma_service_ns.store(prev == 0 ? service : (prev * 4 + service) / 5,
                                std::memory_order_relaxed);
   Finish(job, std::move(status), std::move(produced), start, computed);
+  stats_.batch_stats.Add(1, 0, service, NanosBetween(computed, SystemClock::Get().Now()));
 }
 
 void ModelRuntime::Finish(Job& job, absl::Status status, std::vector<Tensor> produced,
@@ -521,6 +522,8 @@ void ModelRuntime::RunBatch(Backend* backend, std::vector<std::shared_ptr<Job>>&
   for (size_t j = 0; j < batch.size(); ++j) {
     Finish(*batch[j], status, std::move(per_job[j]), start, computed);
   }
+  stats_.batch_stats.Add(static_cast<uint64_t>(total_rows), NanosBetween(start, prepared), service,
+                         NanosBetween(computed, SystemClock::Get().Now()));
 }
 
 void ModelRuntime::Drain() {

@@ -2,12 +2,17 @@
 // (queue depth, in-flight) that the mesh will gossip.
 //
 // Thread safety: every field is an atomic written by the runtime's workers and expirer and read
-// by anyone; readers see a consistent-enough snapshot, not a transaction.
+// by anyone; readers see a consistent-enough snapshot, not a transaction. BatchStats, written
+// once per execution, takes its own lock.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <mutex>
+
+#include "absl/base/thread_annotations.h"
 
 #include "base/latency_histogram.h"
 
@@ -38,10 +43,37 @@ struct BatchSizeStat {
   }
 };
 
+// The statistics extension's batch_stats: per batch size (the rows one execution ran; 1 for a
+// model that does not batch), how many executions and their input, compute and output time.
+class BatchStats {
+ public:
+  struct Durations {
+    uint64_t count = 0;
+    uint64_t input_ns = 0, infer_ns = 0, output_ns = 0;
+  };
+  void Add(uint64_t batch_size, uint64_t input_ns, uint64_t infer_ns, uint64_t output_ns) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Durations& d = by_size_[batch_size];
+    ++d.count;
+    d.input_ns += input_ns;
+    d.infer_ns += infer_ns;
+    d.output_ns += output_ns;
+  }
+  std::map<uint64_t, Durations> Snapshot() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return by_size_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::map<uint64_t, Durations> by_size_ ABSL_GUARDED_BY(mu_);
+};
+
 struct ModelStats {
   std::atomic<uint64_t> inference_count{0};    // requests computed successfully (batch items)
   std::atomic<uint64_t> execution_count{0};    // backend executions
   BatchSizeStat batch_size;                    // requests per execution (dynamic batching)
+  BatchStats batch_stats;                      // executions by rows per execution
   std::atomic<uint64_t> last_inference_ms{0};  // wall-clock ms since the epoch
   DurationStat success;                        // end to end inside the runtime: queue + compute
   DurationStat fail;                           // requests that failed after being queued

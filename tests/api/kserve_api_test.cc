@@ -486,6 +486,8 @@ TEST_F(KServeApiTest, StatisticsExtension) {
   EXPECT_EQ(s.status, 200);
   EXPECT_THAT(s.body, HasSubstr(R"("model_stats":[{"name":"identity","version":"1")"));
   EXPECT_THAT(s.body, HasSubstr(R"("inference_stats":{"success":{"count":)"));
+  // One execution per request for a model that does not batch: batch size 1.
+  EXPECT_THAT(s.body, HasSubstr(R"("batch_stats":[{"batch_size":1,"compute_input":{"count":)"));
   HttpResult all = Get("/v2/models/stats");
   EXPECT_THAT(all.body, HasSubstr(R"("name":"alltypes")"));
   EXPECT_THAT(all.body, HasSubstr(R"("name":"slow")"));

@@ -254,6 +254,9 @@ def single_node(node):
           ident.inference_count == 2 and ident.inference_stats.success.count == 2 and
           ident.last_inference > 0,
           f"ModelStatistics: identity counted 2 inferences ({ident and ident.inference_count})")
+    check(ident is not None and [b.batch_size for b in ident.batch_stats] == [1] and
+          ident.batch_stats[0].compute_infer.count == ident.execution_count,
+          "ModelStatistics: batch_stats, one execution of batch size 1 per inference")
     every = s.ModelStatistics(pb.ModelStatisticsRequest())
     check(sorted(m.name for m in every.model_stats) == ["identity", "vibration-anomaly"],
           "ModelStatistics: every model")

@@ -105,6 +105,11 @@ TEST_F(ModelRuntimeBatchingTest, ConcurrentRequestsRunAsFewerExecutions) {
   EXPECT_EQ(s.batch_size.counts[3].load(), 2u) << "two executions of size 8 (bucket (4, 8])";
   EXPECT_EQ(s.batch_size.sum.load(), 16u);
   EXPECT_EQ(s.success.count.load(), 16u);
+  const auto by_size = s.batch_stats.Snapshot();
+  ASSERT_EQ(by_size.size(), 1u) << "every execution ran 8 rows";
+  EXPECT_EQ(by_size.begin()->first, 8u);
+  EXPECT_EQ(by_size.begin()->second.count, 2u);
+  EXPECT_GT(by_size.begin()->second.infer_ns, 0u);
 }
 
 TEST_F(ModelRuntimeBatchingTest, SplitsRequestsOfSeveralRowsBack) {

@@ -54,6 +54,17 @@ void FillStats(const ModelRuntime& rt, inference::ModelStatistics* out) {
   FillDuration(s.compute_input, st->mutable_compute_input());
   FillDuration(s.compute_infer, st->mutable_compute_infer());
   FillDuration(s.compute_output, st->mutable_compute_output());
+  for (const auto& [size, d] : s.batch_stats.Snapshot()) {
+    auto* b = out->add_batch_stats();
+    b->set_batch_size(size);
+    auto fill = [&](inference::StatisticDuration* o, uint64_t ns) {
+      o->set_count(d.count);
+      o->set_ns(ns);
+    };
+    fill(b->mutable_compute_input(), d.input_ns);
+    fill(b->mutable_compute_infer(), d.infer_ns);
+    fill(b->mutable_compute_output(), d.output_ns);
+  }
 }
 
 void FillTensorMetadata(
