@@ -28,38 +28,31 @@ bool IsValidLabelName(std::string_view name) {
   return true;
 }
 
-void AppendEscapedLabelValue(std::string& out, std::string_view value) {
-  for (char c : value) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
+namespace {
+
+// Backslash and newline are escaped in HELP text and label values; double quotes only in label
+// values, where they would end the value.
+void AppendEscaped(std::string& out, std::string_view text, bool quotes) {
+  for (char c : text) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '"' && quotes) {
+      out += "\\\"";
+    } else {
+      out += c;
     }
   }
 }
 
-void AppendEscapedHelp(std::string& out, std::string_view help) {
-  for (char c : help) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out += c;
-    }
-  }
+}  // namespace
+
+void AppendEscapedLabelValue(std::string& out, std::string_view value) {
+  AppendEscaped(out, value, true);
 }
+
+void AppendEscapedHelp(std::string& out, std::string_view help) { AppendEscaped(out, help, false); }
 
 void AppendValue(std::string& out, double value) {
   if (std::isnan(value)) {

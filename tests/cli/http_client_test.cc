@@ -21,10 +21,12 @@
 #include <vector>
 
 #include "api/http_server.h"
+#include "support/agent_process.h"
 
 namespace hivemesh {
 namespace {
 
+using test::UnusedPort;
 using ::testing::HasSubstr;
 
 // A loopback server that hands each accepted connection to `script` (on the server's thread),
@@ -100,19 +102,6 @@ class ScriptedServer {
   std::atomic<int> connections_{0};
   std::thread thread_;
 };
-
-// A port nothing listens on: bound, then closed.
-int UnusedPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 class HttpServerFixture : public ::testing::Test {
  protected:

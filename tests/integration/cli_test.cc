@@ -84,19 +84,6 @@ CliResult RunCli(const std::vector<std::string>& args, const std::string& stdin_
   return r;
 }
 
-// A port nothing listens on.
-int UnusedPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // A real JPEG (libturbojpeg): a 160x320 grey scene with a dark upright figure.
 std::string MakeJpeg() {
   const int width = 160, height = 320;

@@ -1,7 +1,10 @@
 #include "support/agent_process.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +25,18 @@ std::string HivemeshBinary() { return HIVEMESH_BINARY; }
 TempDir::TempDir() {
   std::string tmpl = (fs::temp_directory_path() / "hivemesh-test-XXXXXX").string();
   path_ = ::mkdtemp(tmpl.data());
+}
+
+int UnusedPort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
 }
 
 TempDir::~TempDir() {

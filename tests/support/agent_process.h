@@ -27,6 +27,9 @@ class TempDir {
 std::string SourceDir();
 std::string HivemeshBinary();
 
+// A loopback TCP port nothing listens on: bound, then closed.
+int UnusedPort();
+
 class AgentProcess {
  public:
   // Starts `hivemesh agent --http-address 127.0.0.1:0 --gossip-address 127.0.0.1:0 <args>` (later

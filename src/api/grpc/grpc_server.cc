@@ -2,22 +2,13 @@
 // KServeHandler. Nothing here includes gRPC or protobuf; see grpc_node.h for why.
 #include "api/grpc/grpc_server.h"
 
-#include <dlfcn.h>
-#include <unistd.h>
-
-#include <climits>
-#include <cstdlib>
-#include <filesystem>
 #include <mutex>
 
 #include "api/grpc/grpc_node.h"
 #include "api/kserve_handler.h"
+#include "base/plugin.h"
 #include "base/strings.h"
 #include "telemetry/trace.h"
-
-#ifndef HIVEMESH_PLUGIN_BUILD_DIR
-#define HIVEMESH_PLUGIN_BUILD_DIR ""
-#endif
 
 namespace hivemesh {
 namespace {
@@ -53,44 +44,15 @@ class KServeNode final : public GrpcNode {
   KServeHandler* const handler_;
 };
 
-// Where the plugin may be: $HIVEMESH_PLUGIN_DIR, beside the running executable, then the build
-// folder it was built in (as for the OpenCV plugin).
-std::vector<std::string> PluginCandidates() {
-  std::vector<std::string> out;
-  if (const char* dir = std::getenv("HIVEMESH_PLUGIN_DIR"); dir != nullptr && *dir != 0) {
-    out.push_back(std::string(dir) + "/" + kGrpcPluginFile);
-  }
-  char exe[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = 0;
-    out.push_back((std::filesystem::path(exe).parent_path() / kGrpcPluginFile).string());
-  }
-  if (*HIVEMESH_PLUGIN_BUILD_DIR) {
-    out.push_back(StrCat(HIVEMESH_PLUGIN_BUILD_DIR, "/", kGrpcPluginFile));
-  }
-  return out;
-}
-
 // Loaded once, on first use, and never unloaded (gRPC keeps threads of its own).
 absl::StatusOr<GrpcStartFn> PluginEntry() {
   static const absl::StatusOr<GrpcStartFn> entry = []() -> absl::StatusOr<GrpcStartFn> {
-    std::string errors;
-    for (const std::string& path : PluginCandidates()) {
-      void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-      if (handle == nullptr) {
-        StrAppend(&errors, errors.empty() ? "" : "; ", dlerror());
-        continue;
-      }
-      auto* start = reinterpret_cast<GrpcStartFn>(dlsym(handle, kGrpcPluginEntry));
-      if (start == nullptr) {
-        StrAppend(&errors, errors.empty() ? "" : "; ", path, ": no ", kGrpcPluginEntry);
-        continue;
-      }
-      return start;
+    absl::StatusOr<void*> start = LoadPluginSymbol(kGrpcPluginFile, kGrpcPluginEntry);
+    if (!start.ok()) {
+      return absl::FailedPreconditionError(
+          StrCat("grpc_address: the gRPC plugin: ", MessageOf(start.status())));
     }
-    return absl::FailedPreconditionError(StrCat("grpc_address: the gRPC plugin (", kGrpcPluginFile,
-                                                ") could not be loaded: ", errors));
+    return reinterpret_cast<GrpcStartFn>(*start);
   }();
   return entry;
 }
