@@ -82,12 +82,14 @@ class GossipDirectory final : public routing::MeshDirectory {
         p.generation = m.incarnation;
         p.policy = static_cast<DataPolicy>(a.data_policy);
         p.instances = static_cast<int>(std::max<uint32_t>(1, a.instances));
+        p.versions = a.versions;
         if (auto z = meta->labels.find("zone"); z != meta->labels.end()) p.zone = z->second;
         if (load.ok()) {
           for (const membership::ModelLoad& l : load->models) {
             if (l.name != a.name) continue;
-            p.queue_depth = l.queue_depth + l.in_flight;
-            p.service_ns = static_cast<double>(l.ewma_service_us) * 1e3;
+            // One entry per version served: the model's load is their sum.
+            p.queue_depth += l.queue_depth + l.in_flight;
+            p.service_ns = std::max(p.service_ns, static_cast<double>(l.ewma_service_us) * 1e3);
           }
         }
         table->peers[a.name].push_back(std::move(p));

@@ -85,6 +85,12 @@ Decision Forwarder::Choose(const InferRequest& req, const RouteOptions& options,
                            SteadyTime now) {
   const std::optional<Candidate>& local = options.local;
   std::vector<PeerEndpoint> all = directory_->PeersFor(req.model_name);
+  if (!req.model_version.empty()) {
+    // A request naming a version goes only where that version is served.
+    std::erase_if(all, [&](const PeerEndpoint& p) {
+      return std::find(p.versions.begin(), p.versions.end(), req.model_version) == p.versions.end();
+    });
+  }
   RouteRequest route;
   for (const Tensor& t : req.inputs) route.payload_bytes += t.data().size();
   if (req.deadline) route.remaining = *req.deadline - now;
@@ -133,7 +139,11 @@ Decision Forwarder::Choose(const InferRequest& req, const RouteOptions& options,
   if (local && d.index >= 0) --d.index;  // peers are indexed from 0; local is index -1
   if (d.kind == Decision::kReject && all.empty() && (!local || !local->ready)) {
     d.reason = absl::NotFoundError(
-        StrCat("model '", req.model_name, "' is not served by this node or any node of the mesh"));
+        req.model_version.empty()
+            ? StrCat("model '", req.model_name,
+                     "' is not served by this node or any node of the mesh")
+            : StrCat("version '", req.model_version, "' of model '", req.model_name,
+                     "' is not served by this node or any node of the mesh"));
   }
   return d;
 }

@@ -46,7 +46,8 @@ struct PeerEndpoint {
   uint32_t generation = 0;                // changes when the peer restarts (its gossip incarnation)
   DataPolicy policy = DataPolicy::kMesh;  // the model's policy as the peer declares it
   int instances = 1;
-  double queue_depth = 0;  // queued + running, from its last load report
+  std::vector<std::string> versions;  // the model's versions it serves, as it announces them
+  double queue_depth = 0;             // queued + running, from its last load report
   double service_ns = 0;
 };
 
@@ -54,7 +55,8 @@ struct PeerEndpoint {
 class MeshDirectory {
  public:
   virtual ~MeshDirectory() = default;
-  // Alive peers (not this node, not draining) that host `model` and report it ready.
+  // Alive peers (not this node, not draining) that host `model` and report it ready, with the
+  // versions each serves.
   virtual std::vector<PeerEndpoint> PeersFor(const std::string& model) const = 0;
   // True if `node` is an alive member of the mesh (forwarded requests from others are refused).
   virtual bool IsMember(const std::string& node) const = 0;

@@ -121,6 +121,33 @@ TEST_F(ForwarderTest, UnknownModelIsNotFoundAndNothingIsSent) {
   EXPECT_TRUE(client_.sent.empty());
 }
 
+TEST_F(ForwarderTest, ANamedVersionGoesOnlyWhereItIsServed) {
+  PeerEndpoint b = Peer("b"), c = Peer("c");
+  b.versions = {"1"};
+  c.versions = {"1", "2"};
+  directory_.peers["m"] = {b, c};
+  for (int i = 0; i < 20; ++i) {
+    std::promise<absl::StatusOr<InferResponse>> promise;
+    ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+    InferRequest req = Request();
+    req.model_version = "2";
+    ASSERT_EQ(forwarder_.Route(req, "", {}, done), Forwarder::Routed::kForwarded);
+    ASSERT_TRUE(promise.get_future().get().ok());
+  }
+  EXPECT_EQ(client_.SentTo("c:8000"), 20);
+  EXPECT_EQ(client_.SentTo("b:8000"), 0);
+  // A version no peer serves: 404 naming the version, nothing sent.
+  std::promise<absl::StatusOr<InferResponse>> promise;
+  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+  InferRequest req = Request();
+  req.model_version = "3";
+  forwarder_.Route(req, "", {}, done);
+  absl::StatusOr<InferResponse> r = promise.get_future().get();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("version '3' of model 'm'"));
+  EXPECT_EQ(client_.sent.size(), 20u);
+}
+
 TEST_F(ForwarderTest, ForwardedRequestCarriesHopsOriginTraceAndDeadline) {
   directory_.peers["m"] = {Peer("b")};
   RouteOptions options;
