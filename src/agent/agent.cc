@@ -123,10 +123,16 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   repo.default_instances = config.default_instances;
   repo.default_queue_limit = config.default_queue_limit;
   repo.models = config.ModelList();
+  absl::StatusOr<ControlMode> mode = ControlModeFromName(config.model_control_mode);
+  if (!mode.ok()) return mode.status();
+  repo.control_mode = *mode;
+  repo.poll_interval = std::chrono::milliseconds(config.repository_poll_ms);
   absl::StatusOr<std::unique_ptr<ModelRepository>> loaded =
       ModelRepository::Load(repo, *agent->registry_);
   if (!loaded.ok()) return loaded.status();
   agent->repository_ = std::move(*loaded);
+  // Versions that come and go are announced to the mesh, so that peers route to them.
+  agent->repository_->SetOnChange([self = agent.get()] { self->AnnounceMeta(); });
 
   HttpServerOptions http;
   http.host = config.http_host();
@@ -200,6 +206,7 @@ absl::Status Agent::StartGossip() {
     options.keyring = std::move(*ring);
   }
 
+  std::lock_guard<std::mutex> lock(meta_mu_);
   absl::StatusOr<std::string> encoded = EncodedMeta();
   if (!encoded.ok()) return encoded.status();
   absl::StatusOr<std::unique_ptr<membership::GossipNode>> node =
@@ -234,9 +241,9 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
   for (const ModelEntry& e : repository_->Index()) {
     if (meta.models.empty() || meta.models.back().name != e.name) {
       meta.models.push_back(membership::ModelAdvert{e.name, {}, false});
-      if (absl::StatusOr<ModelRuntime*> rt = repository_->Find(e.name, ""); rt.ok()) {
-        meta.models.back().data_policy = static_cast<uint8_t>((*rt)->config().data_policy);
-        meta.models.back().instances = static_cast<uint32_t>((*rt)->config().instances);
+      if (RuntimePtr rt = repository_->Get(e.name, ""); rt != nullptr) {
+        meta.models.back().data_policy = static_cast<uint8_t>(rt->config().data_policy);
+        meta.models.back().instances = static_cast<uint32_t>(rt->config().instances);
       }
     }
     if (e.state == "READY") {
@@ -247,7 +254,19 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
   return membership::EncodeNodeMeta(meta);
 }
 
+void Agent::AnnounceMeta() {
+  std::lock_guard<std::mutex> lock(meta_mu_);
+  if (gossip_ == nullptr) return;  // not started yet: StartGossip encodes what serves then
+  absl::StatusOr<std::string> meta = EncodedMeta();
+  if (!meta.ok()) {
+    spdlog::error("the mesh is not told of this node's models: {}", MessageOf(meta.status()));
+    return;
+  }
+  gossip_->UpdateMeta(*std::move(meta));
+}
+
 absl::Status Agent::Reload(const AgentConfig& updated) {
+  std::lock_guard<std::mutex> lock(meta_mu_);
   if (updated.labels == config_.labels) return absl::OkStatus();
   const std::string previous = config_.labels;
   config_.labels = updated.labels;
@@ -264,7 +283,7 @@ absl::Status Agent::Reload(const AgentConfig& updated) {
 
 std::string Agent::LoadReport() const {
   membership::LoadReport report;
-  for (const ModelRuntime* rt : repository_->Runtimes()) {
+  for (const RuntimePtr& rt : repository_->Runtimes()) {
     const ModelStats& s = rt->stats();
     report.models.push_back(membership::ModelLoad{
         rt->config().name, static_cast<uint32_t>(std::max<int64_t>(0, s.queue_depth.load())),
@@ -286,6 +305,8 @@ void Agent::ReportLoad() {
 }
 
 Agent::~Agent() {
+  // No more announcements: the gossip node goes before the repository.
+  if (repository_) repository_->SetOnChange(nullptr);
   // Answer every queued and running request while the I/O threads still run (Drain() has done
   // this already on the normal path): model workers must not call a responder after them.
   if (repository_) repository_->Drain();
@@ -328,10 +349,11 @@ bool Agent::Drain() {
   // their origins retry elsewhere.
   spdlog::info("draining: the mesh is told; answering every accepted request");
   kserve_->SetReady(false);
-  draining_ = true;
-  if (absl::StatusOr<std::string> meta = EncodedMeta(); meta.ok()) {
-    gossip_->UpdateMeta(*std::move(meta));
+  {
+    std::lock_guard<std::mutex> lock(meta_mu_);
+    draining_ = true;
   }
+  AnnounceMeta();
   std::this_thread::sleep_for(std::chrono::milliseconds(config_.drain_announce_ms));
   kserve_->RefuseForwarded();
   http_->StopAccepting();

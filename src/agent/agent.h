@@ -58,7 +58,9 @@ class Agent {
  private:
   Agent() = default;
   absl::Status StartGossip();
+  // This node's metadata for the mesh (REQUIRES: meta_mu_ held), and telling the mesh of it.
   absl::StatusOr<std::string> EncodedMeta() const;
+  void AnnounceMeta();
   std::string LoadReport() const;
   void ReportLoad();
   void StopLoadReports();
@@ -84,7 +86,10 @@ class Agent {
   std::mutex load_mu_;
   std::condition_variable load_cv_;
   bool stopping_ = false;
-  bool draining_ = false;  // announced in the metadata; the signal thread only
+  // Serializes encoding and announcing the metadata (the signal thread's drain and reloads, and
+  // the repository's changes) and guards what it reads of config_ and draining_.
+  std::mutex meta_mu_;
+  bool draining_ = false;  // announced in the metadata
 };
 
 // Re-reads the configuration (the file and the flags) for SIGHUP.

@@ -59,6 +59,11 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("model_repository", &AgentConfig::model_repository, "folder of models to serve");
   add("models", &AgentConfig::models,
       "models of the repository to load, name[,name...] [default: all]");
+  add("model_control_mode", &AgentConfig::model_control_mode,
+      "how models change while running: none, poll (watch the folder) or explicit (the "
+      "repository API)");
+  add("repository_poll_ms", &AgentConfig::repository_poll_ms,
+      "poll mode: how often the model repository folder is rescanned");
   add("http_threads", &AgentConfig::http_threads, "HTTP I/O threads");
   add("default_instances", &AgentConfig::default_instances,
       "worker instances per model when its config.yaml sets none");
@@ -190,8 +195,14 @@ absl::Status AgentConfig::Validate() const {
         range("body_timeout_ms", body_timeout_ms, 1, 3600000),
         range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),
         range("local_margin_ms", local_margin_ms, 0, 3600000), range("max_hops", max_hops, 1, 8),
-        range("drain_announce_ms", drain_announce_ms, 0, 60000)}) {
+        range("drain_announce_ms", drain_announce_ms, 0, 60000),
+        range("repository_poll_ms", repository_poll_ms, 10, 3600000)}) {
     if (!s.ok()) return s;
+  }
+  if (model_control_mode != "none" && model_control_mode != "poll" &&
+      model_control_mode != "explicit") {
+    return absl::InvalidArgumentError("model_control_mode: '" + model_control_mode +
+                                      "' is not one of none, poll, explicit");
   }
   if (routing_mode != "hivemesh" && routing_mode != "local" && routing_mode != "random") {
     return absl::InvalidArgumentError("routing_mode: '" + routing_mode +

@@ -27,6 +27,17 @@ struct AgentConfig {
   // and each device loads what fits it. Empty: every model. A name the repository lacks stops
   // start-up.
   std::string models;
+  // How the set of models and versions changes while the node runs (docs/serving.md):
+  //   none      what start-up loaded stays loaded (the default: a device's models change with
+  //             its deployment, not behind its back)
+  //   poll      the repository folder is rescanned every repository_poll_ms; new and changed
+  //             versions are loaded, removed ones unloaded
+  //   explicit  only through the repository API (REST /v2/repository/models/<m>/load|unload,
+  //             gRPC RepositoryModelLoad/Unload)
+  std::string model_control_mode = "none";
+  // Poll mode's rescan period. A scan reads folder metadata and config files, not model files;
+  // 5 s finds a new version quickly without keeping a small device's storage busy.
+  int repository_poll_ms = 5000;
   // host:port of the KServe v2 gRPC API (inference.GRPCInferenceService; docs/serving.md), on
   // its own port. Empty (the default): no gRPC. The conventional address is 127.0.0.1:8001, but
   // it is not the default: several nodes on one host (the README's quickstart, the demo, tests)

@@ -310,9 +310,13 @@ void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
     std::string out;
     JsonWriter w(out);
     w.BeginObject().Key("model_stats").BeginArray();
-    for (const ModelRuntime* rt : repository_->Runtimes()) WriteStats(w, *rt);
+    for (const RuntimePtr& rt : repository_->Runtimes()) WriteStats(w, *rt);
     w.EndArray().EndObject();
     return respond(Json(200, std::move(out)));
+  }
+  constexpr std::string_view kRepositoryModels = "/v2/repository/models/";
+  if (path.starts_with(kRepositoryModels)) {
+    return HandleRepository(request, path.substr(kRepositoryModels.size()), respond);
   }
   constexpr std::string_view kModels = "/v2/models/";
   if (path.starts_with(kModels)) {
@@ -352,7 +356,7 @@ void KServeHandler::HandleModel(const HttpRequest& request, std::string_view res
 
   if (action == "infer") return Infer(request, name, version, respond);
 
-  absl::StatusOr<ModelRuntime*> rt = repository_->Find(name, version);
+  absl::StatusOr<RuntimePtr> rt = repository_->Find(name, version);
   if (action == "ready") {
     if (!rt.ok() && rt.status().code() == absl::StatusCode::kNotFound) {
       return respond(Error(rt.status()));
@@ -367,7 +371,7 @@ void KServeHandler::HandleModel(const HttpRequest& request, std::string_view res
     w.BeginObject().Key("model_stats").BeginArray();
     if (version.empty()) {
       for (const std::string& v : repository_->Versions(name)) {
-        absl::StatusOr<ModelRuntime*> vr = repository_->Find(name, v);
+        absl::StatusOr<RuntimePtr> vr = repository_->Find(name, v);
         if (vr.ok()) WriteStats(w, **vr);
       }
     } else {
@@ -393,6 +397,37 @@ void KServeHandler::HandleModel(const HttpRequest& request, std::string_view res
   WriteTensorMetadata(w, c.outputs);
   w.EndObject();
   respond(Json(200, std::move(out)));
+}
+
+void KServeHandler::HandleRepository(const HttpRequest& request, std::string_view rest,
+                                     HttpResponder& respond) {
+  // rest = <name>/load | <name>/unload
+  const std::string_view path = request.target().substr(0, request.target().find('?'));
+  const size_t slash = rest.rfind('/');
+  const std::string_view action = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
+  const std::string name(slash == std::string_view::npos ? "" : rest.substr(0, slash));
+  if (name.empty() || name.find('/') != std::string::npos ||
+      (action != "load" && action != "unload")) {
+    return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
+  }
+  if (request.method() != "POST") return respond(MethodNotAllowed(request.method(), path, "POST"));
+  // A body, if any, may carry parameters; the model is always read from its folder.
+  if (const std::shared_ptr<const std::string> body = request.body();
+      body != nullptr && body->find("\"parameters\"") != std::string::npos &&
+      body->find("\"parameters\":{}") == std::string::npos &&
+      body->find("\"parameters\": {}") == std::string::npos) {
+    return respond(Error(absl::InvalidArgumentError(
+        "parameters are not supported; the model is read from its folder in the model "
+        "repository")));
+  }
+  auto answer = [respond](absl::Status status) {
+    respond(status.ok() ? Json(200, "{}") : Error(status));
+  };
+  if (action == "load") {
+    repository_->LoadModelAsync(name, std::move(answer));
+  } else {
+    repository_->UnloadModelAsync(name, std::move(answer));
+  }
 }
 
 namespace {
@@ -454,16 +489,14 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
           StrCat("node ", identity_.node_name, " is draining and takes no forwarded work"))));
     }
   }
-  absl::StatusOr<ModelRuntime*> found = repository_->Find(model, version);
-  if (!found.ok() && forwarder_ != nullptr && repository_->Versions(model).empty()) {
-    // Not hosted here, or it failed to load here: a peer may serve it.
-    return Forward(
-        request, model, version, hops,
-        found.status().code() == absl::StatusCode::kNotFound ? absl::OkStatus() : found.status(),
-        record, respond);
+  absl::Status why;
+  RuntimePtr rt = Resolve(model, version, &why);
+  if (rt == nullptr) {
+    if (forwarder_ == nullptr) return respond(Error(why));
+    // Not served here (the model, or the version asked for): a peer may serve it. This node's
+    // reason is the answer if no peer has it either.
+    return Forward(request, model, version, hops, why, record, respond);
   }
-  if (!found.ok()) return respond(Error(found.status()));
-  ModelRuntime* rt = *found;
 
   absl::StatusOr<InferRequest> decoded =
       DecodeHttpInfer(request, RawBodyInput(rt->config()), model, rt->version());
@@ -472,38 +505,71 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
 
   const SteadyTime received = request.received();
   const std::string node = identity_.node_name;
-  InferCallback done = [respond, rt, received, node,
-                        forwarded = hops > 0](absl::StatusOr<InferResponse> result) {
+  LocalDone done = [respond, received, node, forwarded = hops > 0](
+                       absl::StatusOr<InferResponse> result, const RuntimePtr& served) {
     if (!result.ok()) return respond(Error(result.status()));
     result->served_by = node;
     HttpResponse r = Encoded(*result);
     if (forwarded) {
       // The origin's estimate of this node, fresher than gossip.
-      const ModelStats& s = rt->stats();
+      const ModelStats& s = served->stats();
       r.headers.emplace_back(
           routing::kLoadHeader,
           routing::EncodeLoadHeader(s.queue_depth.load(), s.in_flight.load() - 1,
-                                    rt->config().instances, s.ewma_service_ns.load() / 1000,
+                                    served->config().instances, s.ewma_service_ns.load() / 1000,
                                     static_cast<uint64_t>(std::max<int64_t>(
                                         0, (SystemClock::Get().Now() - received).count() / 1000))));
     }
     const uint64_t compute_ns = result->compute_ns;
-    r.on_sent = [rt, received, compute_ns](SteadyTime sent) {
+    r.on_sent = [served, received, compute_ns](SteadyTime sent) {
       const int64_t total = (sent - received).count();
-      rt->stats().overhead.Record(
+      served->stats().overhead.Record(
           static_cast<uint64_t>(std::max<int64_t>(0, total - static_cast<int64_t>(compute_ns))));
     };
     respond(std::move(r));
   };
-  RouteHosted(rt, std::move(req), hops, record, std::move(done), AnswerWith(respond));
+  RouteHosted(std::move(rt), version, std::move(req), hops, record, std::move(done),
+              AnswerWith(respond));
 }
 
-void KServeHandler::RouteHosted(ModelRuntime* rt, InferRequest&& req, int hops,
-                                const std::shared_ptr<InferRecord>& record, InferCallback done,
+RuntimePtr KServeHandler::Resolve(std::string_view model, std::string_view version,
+                                  absl::Status* why) const {
+  bool known = false;
+  RuntimePtr rt = repository_->Get(model, version, &known);
+  if (rt != nullptr) return rt;
+  // A model this node knows nothing of is a peer's business: no reason is built for it.
+  if (!known && forwarder_ != nullptr) return nullptr;
+  // The slow path: the reason (the model failed to load, or lacks that version), or a version
+  // that began serving since the first look.
+  absl::StatusOr<RuntimePtr> found = repository_->Find(model, version);
+  if (found.ok()) return *found;
+  *why = found.status();
+  return nullptr;
+}
+
+absl::Status KServeHandler::SubmitLocal(RuntimePtr rt, const std::string& requested_version,
+                                        InferRequest&& request, const LocalDone& done) {
+  for (int attempt = 0;; ++attempt) {
+    absl::Status admitted = rt->Submit(
+        std::move(request),
+        [done, rt](absl::StatusOr<InferResponse> result) { done(std::move(result), rt); });
+    // A refused request is left intact; only a retired runtime's refusal is worth another look
+    // (a few at most: versions do not change that fast).
+    if (admitted.ok() || !rt->retired() || attempt == 3) return admitted;
+    RuntimePtr now = repository_->Get(request.model_name, requested_version);
+    if (now == nullptr) return admitted;  // the version asked for is gone: say so
+    rt = std::move(now);
+    request.model_version = rt->version();
+  }
+}
+
+void KServeHandler::RouteHosted(RuntimePtr rt, const std::string& requested_version,
+                                InferRequest&& req, int hops,
+                                const std::shared_ptr<InferRecord>& record, LocalDone done,
                                 InferCallback forwarded_done) {
   if (forwarder_ == nullptr || hops > 0) {
     // A request forwarded here is served here (the hop limit is 1 by default).
-    absl::Status admitted = rt->Submit(std::move(req), std::move(done));
+    absl::Status admitted = SubmitLocal(std::move(rt), requested_version, std::move(req), done);
     if (!admitted.ok()) forwarded_done(admitted);
     return;
   }
@@ -517,7 +583,7 @@ void KServeHandler::RouteHosted(ModelRuntime* rt, InferRequest&& req, int hops,
       routing::Forwarder::Routed::kForwarded) {
     return;
   }
-  absl::Status admitted = rt->Submit(std::move(req), done);
+  absl::Status admitted = SubmitLocal(std::move(rt), requested_version, std::move(req), done);
   if (admitted.ok()) return;
   if (admitted.code() != absl::StatusCode::kResourceExhausted) return forwarded_done(admitted);
   // Overloaded here after all: a peer with room may take it, if the model's data policy and the
@@ -555,7 +621,16 @@ void KServeHandler::ForwardDecoded(InferRequest& req, bool raw_body, int hops,
   options.on_send = [record](const std::string&) { record->route = InferenceRoute::kOffloaded; };
   options.local_zone = zone();
   options.hops = hops;
-  options.if_no_peer = local_error;
+  if (local_error.code() == absl::StatusCode::kNotFound) {
+    // This node has the model but not the version asked for. If no peer serves that version
+    // either, this node's answer, which lists its versions, says more than the mesh's.
+    done = [done = std::move(done), local_error](absl::StatusOr<InferResponse> result) {
+      if (result.status().code() == absl::StatusCode::kNotFound) return done(local_error);
+      done(std::move(result));
+    };
+  } else {
+    options.if_no_peer = local_error;
+  }
   forwarder_->Route(req, std::move(trace), options, done);
 }
 
@@ -586,28 +661,28 @@ void KServeHandler::InferDecoded(InferRequest req, std::string trace, SteadyTime
     }
     client_done(std::move(result));
   };
-  absl::StatusOr<ModelRuntime*> found = repository_->Find(req.model_name, req.model_version);
-  if (!found.ok() && forwarder_ != nullptr && repository_->Versions(req.model_name).empty()) {
-    // Not hosted here, or it failed to load here: a peer may serve it.
-    return ForwardDecoded(
-        req, /*raw_body=*/false, /*hops=*/0,
-        found.status().code() == absl::StatusCode::kNotFound ? absl::OkStatus() : found.status(),
-        record, done);
+  absl::Status why;
+  RuntimePtr rt = Resolve(req.model_name, req.model_version, &why);
+  if (rt == nullptr) {
+    if (forwarder_ == nullptr) return done(why);
+    // Not served here (the model, or the version asked for): a peer may serve it.
+    return ForwardDecoded(req, /*raw_body=*/false, /*hops=*/0, why, record, done);
   }
-  if (!found.ok()) return done(found.status());
-  ModelRuntime* rt = *found;
+  const std::string requested_version = req.model_version;
   req.model_version = rt->version();
   const std::string node = identity_.node_name;
-  InferCallback local = [done, rt, received, node](absl::StatusOr<InferResponse> result) {
+  LocalDone local = [done, received, node](absl::StatusOr<InferResponse> result,
+                                           const RuntimePtr& served) {
     if (result.ok()) {
       result->served_by = node;
       const int64_t total = (SystemClock::Get().Now() - received).count();
-      rt->stats().overhead.Record(static_cast<uint64_t>(
+      served->stats().overhead.Record(static_cast<uint64_t>(
           std::max<int64_t>(0, total - static_cast<int64_t>(result->compute_ns))));
     }
     done(std::move(result));
   };
-  RouteHosted(rt, std::move(req), /*hops=*/0, record, std::move(local), done);
+  RouteHosted(std::move(rt), requested_version, std::move(req), /*hops=*/0, record,
+              std::move(local), done);
 }
 
 }  // namespace hivemesh

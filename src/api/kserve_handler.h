@@ -7,6 +7,8 @@
 //   GET  /v2/models/<m>[/versions/<v>] | .../ready | .../stats | /v2/models/stats
 //   POST /v2/models/<m>[/versions/<v>]/infer
 //   POST /v2/repository/index
+//   POST /v2/repository/models/<m>/load | /v2/repository/models/<m>/unload   (model_control_mode:
+//        explicit; answered once the model serves, or once its requests have been answered)
 //
 // Errors are {"error": "..."} with the status mapped from the absl code (see HttpStatusFor).
 //
@@ -94,8 +96,8 @@ class KServeHandler {
   // Wraps `respond` so that the answer carries the trace id and is counted and logged.
   HttpResponder Observed(std::shared_ptr<InferRecord> record, HttpResponder&& respond) const;
 
-  // A model this node does not host (or failed to load: `local_error`, the answer if no peer
-  // has it): the forwarder finds a peer, or answers why none.
+  // A model this node does not serve (`local_error`: why, or OK if it does not know the model;
+  // the answer if no peer has it): the forwarder finds a peer, or answers why none.
   void Forward(const HttpRequest& request, const std::string& model, const std::string& version,
                int hops, const absl::Status& local_error,
                const std::shared_ptr<InferRecord>& record, HttpResponder& respond);
@@ -104,11 +106,24 @@ class KServeHandler {
   void ForwardDecoded(InferRequest& request, bool raw_body, int hops,
                       const absl::Status& local_error, const std::shared_ptr<InferRecord>& record,
                       InferCallback done);
+  // The runtime serving `model` at `version` here, or null and `*why` this node does not serve it
+  // (left OK when the node has a forwarder and does not know the model at all, so that no
+  // message is built on the forwarding path).
+  RuntimePtr Resolve(std::string_view model, std::string_view version, absl::Status* why) const;
+  // Answers to a request served here, with the runtime that served it.
+  using LocalDone = std::function<void(absl::StatusOr<InferResponse>, const RuntimePtr& served)>;
+  // Submits `request` to `rt`. If `rt` was retired (its version unloaded) after the request looked
+  // it up, the model is looked up again (`requested_version`: what the client asked for) and the
+  // request goes to what serves now, so a version change drops no request.
+  absl::Status SubmitLocal(RuntimePtr rt, const std::string& requested_version,
+                           InferRequest&& request, const LocalDone& done);
   // A model hosted here (`rt`): served here (`local` answers) or sent to a peer by the routing
   // decision (`remote` answers, and every error before the model accepts the request).
-  void RouteHosted(ModelRuntime* rt, InferRequest&& request, int hops,
-                   const std::shared_ptr<InferRecord>& record, InferCallback local,
+  void RouteHosted(RuntimePtr rt, const std::string& requested_version, InferRequest&& request,
+                   int hops, const std::shared_ptr<InferRecord>& record, LocalDone local,
                    InferCallback remote);
+  // POST /v2/repository/models/<m>/load|unload.
+  void HandleRepository(const HttpRequest& request, std::string_view rest, HttpResponder& respond);
   std::string zone() const;
 
   const ServerIdentity identity_;

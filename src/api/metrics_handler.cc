@@ -20,7 +20,7 @@ double Seconds(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
 // Emits `value(stats)` for every ready model version.
 void ForEachModel(SampleSink& sink, const ModelRepository* repository,
                   double (*value)(const ModelRuntime&)) {
-  for (const ModelRuntime* rt : repository->Runtimes()) {
+  for (const RuntimePtr& rt : repository->Runtimes()) {
     sink.Add({rt->config().name, rt->version()}, value(*rt));
   }
 }
@@ -106,7 +106,7 @@ void RegisterServingMetrics(Registry& registry, const ModelRepository* repositor
       "hivemesh_model_batch_size",
       "Requests per backend execution of the model version (its _count is the executions).",
       MetricType::kHistogram, labels, [repository](SampleSink& sink) {
-        for (const ModelRuntime* rt : repository->Runtimes()) {
+        for (const RuntimePtr& rt : repository->Runtimes()) {
           sink.AddHistogram({rt->config().name, rt->version()}, BatchSizes(rt->stats().batch_size));
         }
       });
@@ -129,7 +129,7 @@ void RegisterServingMetrics(Registry& registry, const ModelRepository* repositor
       "Requests the model version refused or dropped without computing them, by reason "
       "(queue_full: shed at admission; deadline: the deadline passed before or while queued).",
       MetricType::kCounter, {"model", "version", "reason"}, [repository](SampleSink& sink) {
-        for (const ModelRuntime* rt : repository->Runtimes()) {
+        for (const RuntimePtr& rt : repository->Runtimes()) {
           const ModelStats& s = rt->stats();
           sink.Add({rt->config().name, rt->version(), "queue_full"},
                    static_cast<double>(s.rejected_queue_full.load()));

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <limits>
 
 #include "base/strings.h"
 
@@ -130,6 +131,50 @@ void ValidateBatching(ModelConfig& c) {
   preferred.erase(std::unique(preferred.begin(), preferred.end()), preferred.end());
 }
 
+std::vector<int64_t> VersionListOf(const YAML::Node& node, const std::string& field) {
+  if (!node.IsSequence() || node.size() == 0) {
+    throw ConfigError{field, "must be a non-empty list of versions"};
+  }
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < node.size(); ++i) {
+    out.push_back(IntOf(node[i], StrCat(field, "[", i, "]"), 1, std::numeric_limits<int>::max()));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+// `all`, {latest: N}, {specific: [...]}, or Triton's nested forms of these.
+VersionPolicy VersionPolicyOf(const YAML::Node& node) {
+  const std::string field = "version_policy";
+  const std::string usage = "must be all, {latest: N} or {specific: [versions]}";
+  VersionPolicy p;
+  if (node.IsScalar()) {
+    if (node.Scalar() != "all") throw ConfigError{field, "'" + node.Scalar() + "' " + usage};
+    p.kind = VersionPolicy::Kind::kAll;
+    return p;
+  }
+  if (!node.IsMap() || node.size() != 1) throw ConfigError{field, usage};
+  const std::string kind = node.begin()->first.Scalar();
+  const YAML::Node& v = node.begin()->second;
+  if (kind == "all") {
+    p.kind = VersionPolicy::Kind::kAll;
+  } else if (kind == "latest") {
+    p.kind = VersionPolicy::Kind::kLatest;
+    const bool nested = v.IsMap() && v["num_versions"];
+    p.latest = IntOf(nested ? v["num_versions"] : v,
+                     field + (nested ? ".latest.num_versions" : ".latest"), 1, 1 << 16);
+  } else if (kind == "specific") {
+    p.kind = VersionPolicy::Kind::kSpecific;
+    const bool nested = v.IsMap() && v["versions"];
+    p.specific = VersionListOf(nested ? v["versions"] : v,
+                               field + (nested ? ".specific.versions" : ".specific"));
+  } else {
+    throw ConfigError{field + "." + kind, "unknown policy; " + usage};
+  }
+  return p;
+}
+
 ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, int default_instances,
                          int default_queue_limit) {
   if (!root.IsMap()) throw ConfigError{"(top level)", "must be a map"};
@@ -165,6 +210,8 @@ ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, in
       }
     } else if (key == "max_queue_delay_us") {
       c.batching.max_queue_delay_us = IntOf(v, key, 0, 60'000'000);
+    } else if (key == "version_policy") {
+      c.version_policy = VersionPolicyOf(v);
     } else if (key == "inputs") {
       c.inputs = TensorsOf(v, key);
     } else if (key == "outputs") {

@@ -14,6 +14,7 @@
 //   max_batch_size: 32         # dynamic batching (0 or absent: none); see BatchingConfig
 //   preferred_batch_sizes: [8, 16, 32]
 //   max_queue_delay_us: 500
+//   version_policy: {latest: 1}  # which version folders to serve; see version_policy.h
 //
 // Errors name the file and the field, e.g. "models/x/config.yaml: inputs[1].datatype: unknown
 // datatype 'FP33'".
@@ -28,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "serving/data_policy.h"
+#include "serving/version_policy.h"
 #include "tensor/tensor.h"
 
 namespace hivemesh {
@@ -70,6 +72,7 @@ struct ModelConfig {
   DataPolicy data_policy = DataPolicy::kMesh;
   std::map<std::string, std::string> options;
   BatchingConfig batching;
+  VersionPolicy version_policy;
 
   // Backend option helpers: the value, or `fallback` when absent.
   std::string Option(const std::string& key, const std::string& fallback = "") const;

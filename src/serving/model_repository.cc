@@ -2,166 +2,494 @@
 
 #include <spdlog/spdlog.h>
 
-#include <charconv>
-#include <filesystem>
-#include <fstream>
+#include <algorithm>
 #include <future>
 #include <set>
-#include <sstream>
 
+#include "base/status_macros.h"
 #include "base/strings.h"
+#include "serving/repository_scan.h"
+#include "serving/version_policy.h"
 
 namespace hivemesh {
-namespace fs = std::filesystem;
-namespace {
 
-bool ParseVersion(const std::string& s, int64_t* out) {
-  if (s.empty() || s[0] == '0') return false;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && ptr == s.data() + s.size() && *out > 0;
+absl::StatusOr<ControlMode> ControlModeFromName(std::string_view name) {
+  if (name == "none") return ControlMode::kNone;
+  if (name == "poll") return ControlMode::kPoll;
+  if (name == "explicit") return ControlMode::kExplicit;
+  return absl::InvalidArgumentError(
+      StrCat("model_control_mode: '", name, "' is not one of none, poll, explicit"));
 }
 
-struct Loaded {
+std::string_view ControlModeName(ControlMode mode) {
+  switch (mode) {
+    case ControlMode::kNone:
+      return "none";
+    case ControlMode::kPoll:
+      return "poll";
+    case ControlMode::kExplicit:
+      return "explicit";
+  }
+  return "";
+}
+
+// The outcome of bringing one model in line with its folder, computed without touching the
+// repository's state (so that models can be prepared in parallel), then applied.
+struct ModelRepository::Prepared {
   std::string name;
-  std::map<int64_t, std::unique_ptr<ModelRuntime>> versions;
-  std::string error;
+  ModelState state;
+  std::vector<RuntimePtr> old;               // runtimes to retire once `state` is published
+  std::map<int64_t, uint64_t> fingerprints;  // of the versions `state` serves
+  uint64_t folder = 0;                       // the folder's fingerprint
+  absl::Status status;                       // the model's failure, if any
 };
 
-Loaded LoadModel(const fs::path& dir, const RepositoryOptions& options,
-                 const BackendRegistry& registry, Expirer* expirer) {
-  Loaded out;
-  out.name = dir.filename().string();
-  const fs::path config_path = dir / "config.yaml";
-  std::ifstream in(config_path);
-  if (!in) {
-    out.error = StrCat(config_path.string(), ": cannot be read");
-    return out;
-  }
-  std::stringstream text;
-  text << in.rdbuf();
+ModelRepository::Prepared ModelRepository::Prepare(const ModelOnDisk& disk,
+                                                   const ModelState& current,
+                                                   const Tracked& tracked) {
+  Prepared out;
+  out.name = disk.name;
+  out.folder = disk.Fingerprint();
+  out.state.serving = current.serving;
+  out.fingerprints = tracked.fingerprints;
+  auto fail = [&](std::string why) {
+    out.state.error = why;
+    out.status = absl::InvalidArgumentError(std::move(why));
+    return std::move(out);
+  };
+  if (!disk.config_read) return fail(StrCat(disk.config_path, ": cannot be read"));
   absl::StatusOr<ModelConfig> config =
-      ParseModelConfig(text.str(), out.name, config_path.string(), options.default_instances,
-                       options.default_queue_limit);
-  if (!config.ok()) {
-    out.error = std::string(config.status().message());
-    return out;
-  }
-  std::error_code ec;
-  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
-    int64_t version;
-    if (!e.is_directory() || !ParseVersion(e.path().filename().string(), &version)) continue;
-    absl::StatusOr<std::unique_ptr<ModelRuntime>> rt = ModelRuntime::Create(
-        *config, std::to_string(version), e.path().string(), registry, expirer);
-    if (!rt.ok()) {
-      out.error = StrCat(config_path.string(), ": version ", version, ": ", rt.status().message());
-      out.versions.clear();
-      return out;
+      ParseModelConfig(disk.config_text, disk.name, disk.config_path, options_.default_instances,
+                       options_.default_queue_limit);
+  if (!config.ok()) return fail(std::string(config.status().message()));
+
+  const ReloadPlan plan = PlanReload(config->version_policy, disk.versions, tracked.fingerprints);
+  std::map<int64_t, RuntimePtr> loaded;
+  std::vector<int64_t> failed;
+  for (int64_t v : plan.load) {
+    const std::string path = StrCat(disk.dir, "/", v);
+    absl::StatusOr<std::unique_ptr<ModelRuntime>> rt =
+        ModelRuntime::Create(*config, std::to_string(v), path, registry_, &expirer_);
+    if (rt.ok()) {
+      loaded[v] = std::move(*rt);
+    } else {
+      failed.push_back(v);
+      out.state.failed[v] = StrCat(disk.config_path, ": version ", v, ": ", rt.status().message());
     }
-    out.versions[version] = std::move(*rt);
   }
-  if (out.versions.empty()) {
-    out.error = StrCat(dir.string(), ": no version folder (a positive integer, e.g. 1/)");
+  for (int64_t v : plan.missing) {
+    out.state.failed[v] =
+        StrCat(disk.dir, "/", v,
+               "/ does not exist (version_policy: ", config->version_policy.ToString(), ")");
+  }
+  for (int64_t v : RetireAfterReload(plan, tracked.fingerprints, failed)) {
+    out.old.push_back(out.state.serving.at(v));
+    out.state.serving.erase(v);
+    out.fingerprints.erase(v);
+  }
+  for (auto& [v, rt] : loaded) {
+    out.state.serving[v] = std::move(rt);
+    out.fingerprints[v] = disk.versions.at(v);
+  }
+  std::string failures;
+  for (const auto& [v, why] : out.state.failed)
+    StrAppend(&failures, failures.empty() ? "" : "; ", why);
+  if (out.state.serving.empty()) {
+    if (disk.versions.empty()) {
+      return fail(StrCat(disk.dir, ": no version folder (a positive integer, e.g. 1/)"));
+    }
+    if (!failures.empty()) return fail(failures);
+    return fail(StrCat(disk.config_path, ": version_policy (", config->version_policy.ToString(),
+                       ") selects no version folder"));
+  }
+  if (!failures.empty()) {
+    out.state.error = StrCat("serving the previous versions: ", failures);
+    out.status = absl::InvalidArgumentError(failures);
   }
   return out;
 }
 
-}  // namespace
+ModelRepository::ModelRepository(const RepositoryOptions& options, const BackendRegistry& registry)
+    : options_(options), registry_(registry), snapshot_(std::make_shared<const Snapshot>()) {}
 
 absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
     const RepositoryOptions& options, const BackendRegistry& registry) {
-  std::error_code ec;
-  if (!fs::is_directory(options.path, ec)) {
-    return absl::NotFoundError(
-        StrCat("model repository '", options.path, "' is not a readable folder"));
-  }
+  absl::StatusOr<std::vector<std::string>> names = ListModelFolders(options.path);
+  if (!names.ok()) return names.status();
   const std::set<std::string> wanted(options.models.begin(), options.models.end());
   for (const std::string& name : wanted) {
-    if (!fs::is_directory(fs::path(options.path) / name, ec)) {
+    if (!std::binary_search(names->begin(), names->end(), name)) {
       return absl::NotFoundError(
           StrCat("model '", name, "' is not in the model repository '", options.path, "'"));
     }
   }
-  std::unique_ptr<ModelRepository> repo(new ModelRepository());
-  // Models load in parallel: model files are independent, and start-up time matters on a device.
-  std::vector<std::future<Loaded>> pending;
-  for (const fs::directory_entry& e : fs::directory_iterator(options.path, ec)) {
-    const std::string name = e.path().filename().string();
-    if (!e.is_directory() || name.starts_with(".")) continue;
-    if (!wanted.empty() && !wanted.contains(name)) continue;
-    pending.push_back(std::async(std::launch::async, LoadModel, e.path(), std::cref(options),
-                                 std::cref(registry), &repo->expirer_));
-  }
-  for (auto& f : pending) {
-    Loaded l = f.get();
-    if (!l.error.empty()) {
-      spdlog::error("model '{}' is unavailable: {}", l.name, l.error);
-    } else {
-      spdlog::info("model '{}' loaded ({} version{})", l.name, l.versions.size(),
-                   l.versions.size() == 1 ? "" : "s");
+  std::unique_ptr<ModelRepository> repo(new ModelRepository(options, registry));
+  {
+    std::lock_guard<std::mutex> lock(repo->control_mu_);
+    // Models load in parallel: model files are independent, and start-up time matters on a
+    // device.
+    std::vector<std::future<Prepared>> pending;
+    for (const std::string& name : *names) {
+      if (!wanted.empty() && !wanted.contains(name)) continue;
+      pending.push_back(std::async(std::launch::async, [&repo, &options, name] {
+        return repo->Prepare(ScanModel(options.path, name), ModelState{}, Tracked{});
+      }));
     }
-    repo->models_[l.name] = Model{std::move(l.versions), std::move(l.error)};
+    for (auto& f : pending) {
+      Prepared p = f.get();
+      if (!p.status.ok()) {
+        spdlog::error("model '{}' is unavailable: {}", p.name, MessageOf(p.status));
+      } else {
+        spdlog::info("model '{}' loaded (version{} {})", p.name,
+                     p.state.serving.size() == 1 ? "" : "s", JoinVersions(p.state));
+      }
+      repo->ApplyLocked(std::move(p), /*announce=*/false);
+    }
   }
+  repo->control_ = std::thread([r = repo.get()] { r->ControlLoop(); });
   return repo;
 }
 
-ModelRepository::~ModelRepository() { models_.clear(); }
-
-absl::StatusOr<ModelRuntime*> ModelRepository::Find(const std::string& name,
-                                                    const std::string& version) const {
-  auto it = models_.find(name);
-  if (it == models_.end()) {
-    return absl::NotFoundError(StrCat("model '", name, "' is not served by this node"));
+ModelRepository::~ModelRepository() {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    stop_ = true;
   }
-  const Model& m = it->second;
-  if (!m.error.empty()) {
-    return absl::UnavailableError(StrCat("model '", name, "' failed to load: ", m.error));
+  tasks_cv_.notify_all();
+  if (control_.joinable()) control_.join();
+  std::vector<RuntimePtr> all = Runtimes();
+  {
+    std::lock_guard<std::mutex> lock(control_mu_);
+    all.insert(all.end(), retired_.begin(), retired_.end());
+    retired_.clear();
   }
-  if (version.empty()) return m.versions.rbegin()->second.get();
-  int64_t v;
-  if (ParseVersion(version, &v)) {
-    auto vit = m.versions.find(v);
-    if (vit != m.versions.end()) return vit->second.get();
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    snapshot_.reset();
   }
-  std::string known;
-  for (const auto& [num, _] : m.versions) StrAppend(&known, known.empty() ? "" : ", ", num);
-  return absl::NotFoundError(
-      StrCat("model '", name, "' has no version '", version, "' (versions: ", known, ")"));
+  // A runtime is destroyed here, on this thread: wait for the callbacks that still hold it
+  // (they run on its workers, which must not join themselves) to let go.
+  for (RuntimePtr& rt : all) {
+    for (int i = 0; i < 10000 && rt.use_count() > 1; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    rt.reset();
+  }
 }
 
-std::vector<std::string> ModelRepository::Versions(const std::string& name) const {
+std::string ModelRepository::JoinVersions(const ModelState& state) {
+  std::string out;
+  for (const auto& [v, _] : state.serving) StrAppend(&out, out.empty() ? "" : ", ", v);
+  return out;
+}
+
+std::shared_ptr<const ModelRepository::Snapshot> ModelRepository::snapshot() const {
+  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  return snapshot_;
+}
+
+RuntimePtr ModelRepository::Get(std::string_view name, std::string_view version,
+                                bool* known) const {
+  const std::shared_ptr<const Snapshot> s = snapshot();
+  auto it = s->find(name);
+  if (known != nullptr) *known = it != s->end();
+  if (it == s->end() || it->second.serving.empty()) return nullptr;
+  const auto& serving = it->second.serving;
+  if (version.empty()) return serving.rbegin()->second;
+  int64_t v;
+  if (!ParseVersion(version, &v)) return nullptr;
+  auto vit = serving.find(v);
+  return vit == serving.end() ? nullptr : vit->second;
+}
+
+absl::StatusOr<RuntimePtr> ModelRepository::Find(std::string_view name,
+                                                 std::string_view version) const {
+  const std::shared_ptr<const Snapshot> s = snapshot();
+  auto it = s->find(name);
+  if (it == s->end()) {
+    return absl::NotFoundError(StrCat("model '", name, "' is not served by this node"));
+  }
+  const ModelState& m = it->second;
+  if (m.unloaded) {
+    return absl::NotFoundError(
+        StrCat("model '", name, "' is not served by this node (it was unloaded)"));
+  }
+  if (m.serving.empty()) {
+    return absl::UnavailableError(StrCat("model '", name, "' failed to load: ", m.error));
+  }
+  if (version.empty()) return m.serving.rbegin()->second;
+  int64_t v;
+  if (ParseVersion(version, &v)) {
+    if (auto vit = m.serving.find(v); vit != m.serving.end()) return vit->second;
+    if (auto f = m.failed.find(v); f != m.failed.end()) {
+      return absl::UnavailableError(
+          StrCat("version ", v, " of model '", name, "' failed to load: ", f->second));
+    }
+  }
+  return absl::NotFoundError(StrCat("model '", name, "' has no version '", version,
+                                    "' (versions: ", JoinVersions(m), ")"));
+}
+
+bool ModelRepository::Hosts(std::string_view name) const {
+  const std::shared_ptr<const Snapshot> s = snapshot();
+  auto it = s->find(name);
+  return it != s->end() && !it->second.serving.empty();
+}
+
+std::vector<std::string> ModelRepository::Versions(std::string_view name) const {
   std::vector<std::string> out;
-  auto it = models_.find(name);
-  if (it == models_.end()) return out;
-  for (const auto& [num, _] : it->second.versions) out.push_back(std::to_string(num));
+  const std::shared_ptr<const Snapshot> s = snapshot();
+  auto it = s->find(name);
+  if (it == s->end()) return out;
+  for (const auto& [v, _] : it->second.serving) out.push_back(std::to_string(v));
   return out;
 }
 
 std::vector<ModelEntry> ModelRepository::Index() const {
   std::vector<ModelEntry> out;
-  for (const auto& [name, m] : models_) {
-    if (!m.error.empty()) {
-      out.push_back(ModelEntry{name, "", "UNAVAILABLE", m.error});
+  const std::shared_ptr<const Snapshot> s = snapshot();
+  for (const auto& [name, m] : *s) {
+    if (m.serving.empty()) {
+      out.push_back(ModelEntry{name, "", "UNAVAILABLE", m.unloaded ? "unloaded" : m.error});
       continue;
     }
-    for (const auto& [num, _] : m.versions) {
-      out.push_back(ModelEntry{name, std::to_string(num), "READY", ""});
+    std::set<int64_t> versions;
+    for (const auto& [v, _] : m.serving) versions.insert(v);
+    for (const auto& [v, _] : m.failed) versions.insert(v);
+    for (int64_t v : versions) {
+      if (m.serving.contains(v)) {
+        out.push_back(ModelEntry{name, std::to_string(v), "READY", m.error});
+      } else {
+        out.push_back(ModelEntry{name, std::to_string(v), "UNAVAILABLE", m.failed.at(v)});
+      }
     }
   }
   return out;
 }
 
-std::vector<ModelRuntime*> ModelRepository::Runtimes() const {
-  std::vector<ModelRuntime*> out;
-  for (const auto& [name, m] : models_) {
-    for (const auto& [num, rt] : m.versions) out.push_back(rt.get());
+std::vector<RuntimePtr> ModelRepository::Runtimes() const {
+  std::vector<RuntimePtr> out;
+  const std::shared_ptr<const Snapshot> s = snapshot();
+  if (!s) return out;
+  for (const auto& [name, m] : *s) {
+    for (const auto& [v, rt] : m.serving) out.push_back(rt);
   }
   return out;
+}
+
+void ModelRepository::SetOnChange(std::function<void()> on_change) {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  on_change_ = std::move(on_change);
+}
+
+absl::Status ModelRepository::ExplicitOnly() const {
+  if (draining_) return absl::FailedPreconditionError("the node is draining");
+  if (options_.control_mode != ControlMode::kExplicit) {
+    return absl::FailedPreconditionError(
+        StrCat("models are loaded and unloaded through the repository API only with "
+               "model_control_mode: explicit (this node's is ",
+               ControlModeName(options_.control_mode), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRepository::LoadModel(const std::string& name) {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  HM_RETURN_IF_ERROR(ExplicitOnly());
+  ModelOnDisk disk = ScanModel(options_.path, name);
+  if (!disk.exists) {
+    return absl::NotFoundError(
+        StrCat("model '", name, "' is not in the model repository '", options_.path, "'"));
+  }
+  const std::shared_ptr<const Snapshot> s = snapshot();
+  auto it = s->find(name);
+  Prepared p = Prepare(disk, it == s->end() ? ModelState{} : it->second, tracked_[name]);
+  absl::Status status = p.status;
+  ApplyLocked(std::move(p), /*announce=*/true);
+  return status;
+}
+
+absl::Status ModelRepository::UnloadModel(const std::string& name) {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  HM_RETURN_IF_ERROR(ExplicitOnly());
+  if (!Hosts(name)) {
+    return absl::NotFoundError(StrCat("model '", name, "' is not loaded on this node"));
+  }
+  UnloadLocked(name, /*keep_entry=*/true);
+  return absl::OkStatus();
+}
+
+void ModelRepository::UnloadLocked(const std::string& name, bool keep_entry) {
+  const std::shared_ptr<const Snapshot> s = snapshot();
+  std::vector<RuntimePtr> old;
+  if (auto it = s->find(name); it != s->end()) {
+    for (const auto& [v, rt] : it->second.serving) old.push_back(rt);
+  }
+  tracked_.erase(name);
+  std::optional<ModelState> state;
+  if (keep_entry) {
+    state.emplace();
+    state->unloaded = true;
+  }
+  PublishLocked(name, std::move(state), std::move(old), /*announce=*/true);
+  spdlog::info("model '{}' unloaded", name);
+}
+
+void ModelRepository::ApplyLocked(Prepared p, bool announce) {
+  Tracked& t = tracked_[p.name];
+  t.fingerprints = std::move(p.fingerprints);
+  t.applied = t.seen = p.folder;
+  if (announce) {
+    if (p.status.ok()) {
+      spdlog::info("model '{}' now serves version{} {}", p.name,
+                   p.state.serving.size() == 1 ? "" : "s", JoinVersions(p.state));
+    } else {
+      spdlog::error("model '{}': {}{}", p.name, MessageOf(p.status),
+                    p.state.serving.empty()
+                        ? ""
+                        : StrCat(" (still serving version", p.state.serving.size() == 1 ? "" : "s",
+                                 " ", JoinVersions(p.state), ")"));
+    }
+  }
+  PublishLocked(p.name, std::move(p.state), std::move(p.old), announce);
+}
+
+void ModelRepository::PublishLocked(const std::string& name, std::optional<ModelState> state,
+                                    std::vector<RuntimePtr> old, bool announce) {
+  {
+    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    auto next = std::make_shared<Snapshot>(*snapshot_);
+    if (state) {
+      (*next)[name] = std::move(*state);
+    } else {
+      next->erase(name);
+    }
+    snapshot_ = std::move(next);
+  }
+  // New requests now find the new state; the mesh is told before the old versions drain, so
+  // that peers stop sending them requests as early as possible.
+  if (announce && on_change_) on_change_();
+  for (const RuntimePtr& rt : old) {
+    rt->Retire();
+    retired_.push_back(rt);
+  }
+  SweepLocked();
+}
+
+void ModelRepository::SweepLocked() {
+  std::erase_if(retired_, [](const RuntimePtr& rt) { return rt.use_count() == 1; });
+}
+
+void ModelRepository::Poll() {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  PollLocked();
+}
+
+void ModelRepository::PollLocked() {
+  if (draining_) return;
+  absl::StatusOr<std::vector<std::string>> names = ListModelFolders(options_.path);
+  if (!names.ok()) {
+    spdlog::warn("model repository not polled: {}", MessageOf(names.status()));
+    return;
+  }
+  std::set<std::string> candidates;
+  for (const std::string& name : *names) {
+    if (options_.models.empty() ||
+        std::find(options_.models.begin(), options_.models.end(), name) != options_.models.end()) {
+      candidates.insert(name);
+    }
+  }
+  for (const auto& [name, _] : tracked_) candidates.insert(name);
+  for (const std::string& name : candidates) {
+    ModelOnDisk disk = ScanModel(options_.path, name);
+    const uint64_t fp = disk.Fingerprint();
+    Tracked& t = tracked_[name];
+    if (fp == t.applied) {
+      t.seen = fp;
+      continue;
+    }
+    if (fp != t.seen) {  // changed since the last scan: act once it stays the same
+      t.seen = fp;
+      continue;
+    }
+    if (!disk.exists) {
+      UnloadLocked(name, /*keep_entry=*/false);
+      continue;
+    }
+    const std::shared_ptr<const Snapshot> s = snapshot();
+    auto it = s->find(name);
+    ApplyLocked(Prepare(disk, it == s->end() ? ModelState{} : it->second, t), /*announce=*/true);
+  }
+  SweepLocked();
+}
+
+void ModelRepository::Post(std::function<void(bool run)> task) {
+  {
+    std::lock_guard<std::mutex> lock(tasks_mu_);
+    if (!stop_) {
+      tasks_.push_back(std::move(task));
+      task = nullptr;
+    }
+  }
+  if (task) return task(false);
+  tasks_cv_.notify_all();
+}
+
+void ModelRepository::LoadModelAsync(std::string name, std::function<void(absl::Status)> done) {
+  Post([this, name = std::move(name), done = std::move(done)](bool run) {
+    done(run ? LoadModel(name) : absl::UnavailableError("the node is stopping"));
+  });
+}
+
+void ModelRepository::UnloadModelAsync(std::string name, std::function<void(absl::Status)> done) {
+  Post([this, name = std::move(name), done = std::move(done)](bool run) {
+    done(run ? UnloadModel(name) : absl::UnavailableError("the node is stopping"));
+  });
+}
+
+void ModelRepository::ControlLoop() {
+  const bool polling = options_.control_mode == ControlMode::kPoll;
+  // Without polling, the loop still wakes now and then to destroy released retired runtimes.
+  const auto period = polling ? options_.poll_interval : std::chrono::milliseconds(1000);
+  auto next = std::chrono::steady_clock::now() + period;
+  std::unique_lock<std::mutex> lock(tasks_mu_);
+  while (true) {
+    tasks_cv_.wait_until(lock, next, [&] { return stop_ || !tasks_.empty(); });
+    if (stop_) break;
+    if (!tasks_.empty()) {
+      std::function<void(bool)> task = std::move(tasks_.front());
+      tasks_.pop_front();
+      lock.unlock();
+      task(true);
+      lock.lock();
+      continue;
+    }
+    lock.unlock();
+    {
+      std::lock_guard<std::mutex> control(control_mu_);
+      if (polling) {
+        PollLocked();
+      } else {
+        SweepLocked();
+      }
+    }
+    lock.lock();
+    next = std::chrono::steady_clock::now() + period;
+  }
+  // Calls still queued are answered, not dropped.
+  std::deque<std::function<void(bool)>> left = std::move(tasks_);
+  lock.unlock();
+  for (auto& task : left) task(false);
 }
 
 void ModelRepository::Drain() {
+  {
+    std::lock_guard<std::mutex> lock(control_mu_);
+    draining_ = true;
+  }
   // Stop admission everywhere first, then wait: no model keeps taking work while another drains.
   std::vector<std::future<void>> waits;
-  for (ModelRuntime* rt : Runtimes()) {
+  for (const RuntimePtr& rt : Runtimes()) {
     waits.push_back(std::async(std::launch::async, [rt] { rt->Drain(); }));
   }
   for (auto& w : waits) w.get();

@@ -213,7 +213,11 @@ absl::Status ModelRuntime::Submit(InferRequest&& request, InferCallback done) {
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (draining_) return absl::UnavailableError("the node is shutting down");
+    if (draining_) {
+      return absl::UnavailableError(
+          retired() ? StrCat("version ", version_, " of model '", config_.name, "' was unloaded")
+                    : std::string("the node is shutting down"));
+    }
     if (static_cast<int>(queue_.size()) >= config_.queue_limit) {
       stats_.rejected_queue_full.fetch_add(1, std::memory_order_relaxed);
       return absl::ResourceExhaustedError(StrCat("model '", config_.name,
@@ -530,6 +534,11 @@ void ModelRuntime::Drain() {
   std::unique_lock<std::mutex> lock(mu_);
   draining_ = true;
   drained_cv_.wait(lock, [&] { return queue_.empty() && running_ == 0; });
+}
+
+void ModelRuntime::Retire() {
+  retired_.store(true, std::memory_order_release);
+  Drain();
 }
 
 }  // namespace hivemesh

@@ -20,6 +20,7 @@
 // a worker thread or on the Expirer's thread and must not block.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -71,6 +72,11 @@ class ModelRuntime {
 
   // Stops admitting, then waits until every queued and running request has been answered.
   void Drain();
+  // Drain() for a version being unloaded while the node keeps serving: requests submitted after
+  // it are refused with UNAVAILABLE saying so, and retired() is true, so that a caller that
+  // looked the version up just before can look the model up again.
+  void Retire();
+  bool retired() const { return retired_.load(std::memory_order_acquire); }
 
   const ModelConfig& config() const { return config_; }
   const std::string& version() const { return version_; }
@@ -111,6 +117,7 @@ class ModelRuntime {
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<bool> retired_{false};  // set before draining_ by Retire()
 
   std::vector<std::thread> workers_;
 };

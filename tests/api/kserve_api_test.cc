@@ -50,6 +50,7 @@ outputs:
 
 constexpr const char* kIdentity = R"(backend: identity
 queue_limit: 1000
+version_policy: all
 inputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]
 outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]
 )";

@@ -285,11 +285,34 @@ def single_node(node):
           "needs 3 elements" in errors[0],
           f"ModelStreamInfer: 2 answers and 1 error ({good}, {errors})")
 
-    expect_error(lambda: s.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="identity")),
-                 grpc.StatusCode.UNIMPLEMENTED, "identity", "RepositoryModelLoad")
+    # The node runs with model_control_mode: explicit.
+    s.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="identity"))
+    expect_error(lambda: s.ModelReady(pb.ModelReadyRequest(name="identity")),
+                 grpc.StatusCode.NOT_FOUND, "unloaded", "RepositoryModelUnload: identity is gone")
+    idx = s.RepositoryIndex(pb.RepositoryIndexRequest())
+    check([(m.version, m.state, m.reason) for m in idx.models if m.name == "identity"] ==
+          [("", "UNAVAILABLE", "unloaded")],
+          f"RepositoryModelUnload: the index says unloaded ({idx.models})")
     expect_error(lambda: s.RepositoryModelUnload(
         pb.RepositoryModelUnloadRequest(model_name="identity")),
-        grpc.StatusCode.UNIMPLEMENTED, "identity", "RepositoryModelUnload")
+        grpc.StatusCode.NOT_FOUND, "not loaded", "RepositoryModelUnload: twice")
+    s.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="identity"))
+    check(s.ModelReady(pb.ModelReadyRequest(name="identity")).ready,
+          "RepositoryModelLoad: identity serves again")
+    r = s.ModelInfer(pb.ModelInferRequest(model_name="identity",
+                                          inputs=[fp32_input("INPUT0", [1], [4])]))
+    check(list(r.outputs[0].contents.fp32_contents) == [4], "RepositoryModelLoad: and infers")
+    expect_error(lambda: s.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="nope")),
+                 grpc.StatusCode.NOT_FOUND, "'nope' is not in the model repository",
+                 "RepositoryModelLoad: unknown model")
+    expect_error(lambda: s.RepositoryModelLoad(pb.RepositoryModelLoadRequest(
+        model_name="identity", parameters={"config": pb.ModelRepositoryParameter(
+            string_param="{}")})),
+        grpc.StatusCode.INVALID_ARGUMENT, "parameter 'config' is not supported",
+        "RepositoryModelLoad: parameters")
+    expect_error(lambda: s.RepositoryModelLoad(pb.RepositoryModelLoadRequest()),
+                 grpc.StatusCode.INVALID_ARGUMENT, "model_name is required",
+                 "RepositoryModelLoad: no name")
 
 
 def two_nodes(binary, a):
@@ -369,7 +392,8 @@ def main():
               "a node without grpc_address maps neither the gRPC plugin nor libgrpc++")
     finally:
         plain.stop()
-    a = Node(binary, "grpc-a", "identity,vibration-anomaly", ["--grpc-max-message-bytes", "1048576"])
+    a = Node(binary, "grpc-a", "identity,vibration-anomaly",
+             ["--grpc-max-message-bytes", "1048576", "--model-control-mode", "explicit"])
     try:
         check(a.mapped("libhivemesh_grpc.so"), "a node with grpc_address loads the gRPC plugin")
         single_node(a)
@@ -377,6 +401,10 @@ def main():
         a.stop()
     a = Node(binary, "grpc-a", "vibration-anomaly")
     try:
+        expect_error(lambda: a.stub.RepositoryModelLoad(
+            pb.RepositoryModelLoadRequest(model_name="identity")),
+            grpc.StatusCode.FAILED_PRECONDITION, "model_control_mode: explicit",
+            "RepositoryModelLoad: refused unless the node runs in explicit mode")
         two_nodes(binary, a)
     finally:
         a.stop()

@@ -1,13 +1,42 @@
 #include "serving/model_repository.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "base/strings.h"
 #include "support/agent_process.h"
 
 namespace hivemesh {
 namespace {
 
 using test::TempDir;
+using ::testing::HasSubstr;
+
+constexpr const char* kIdentity =
+    "backend: identity\ninputs:\n  - {name: INPUT0, datatype: FP32, shape: [-1]}\n"
+    "outputs:\n  - {name: OUTPUT0, datatype: FP32, shape: [-1]}\n";
+
+InferRequest OneFloat(float v = 1.f) {
+  InferRequest req;
+  req.model_name = "m";
+  req.inputs.push_back(Tensor::Owned("INPUT0", DataType::kFp32, {1},
+                                     std::string(reinterpret_cast<const char*>(&v), 4)));
+  return req;
+}
+
+std::vector<std::string> Rows(const ModelRepository& repo) {
+  std::vector<std::string> rows;
+  for (const ModelEntry& e : repo.Index()) {
+    rows.push_back(
+        StrCat(e.name, "/", e.version, " ", e.state, e.reason.empty() ? "" : ": ", e.reason));
+  }
+  return rows;
+}
 
 class ModelRepositoryTest : public ::testing::Test {
  protected:
@@ -52,6 +81,182 @@ TEST_F(ModelRepositoryTest, AListedModelMissingFromTheRepositoryIsAnError) {
       ModelRepository::Load({.path = dir_.path(), .models = {"echo", "nope"}}, registry_);
   ASSERT_EQ(repo.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(repo.status().message().find("'nope'"), absl::string_view::npos) << repo.status();
+}
+
+// A repository in one control mode, changed by hand; Poll() is called by the test (the
+// interval is far away).
+class RepositoryChangeTest : public ::testing::Test {
+ protected:
+  void SetUp() override { RegisterBuiltinBackends(registry_); }
+  std::unique_ptr<ModelRepository> Open(ControlMode mode) {
+    absl::StatusOr<std::unique_ptr<ModelRepository>> repo = ModelRepository::Load(
+        {.path = dir_.path(), .control_mode = mode, .poll_interval = std::chrono::hours(1)},
+        registry_);
+    EXPECT_TRUE(repo.ok()) << repo.status();
+    if (!repo.ok()) return nullptr;
+    (*repo)->SetOnChange([this] { ++changes_; });
+    return std::move(*repo);
+  }
+  std::string Default(const ModelRepository& repo) {
+    RuntimePtr rt = repo.Get("m", "");
+    return rt ? rt->version() : "none";
+  }
+  void Remove(const std::string& relative) {
+    std::filesystem::remove_all(std::filesystem::path(dir_.path()) / relative);
+  }
+  BackendRegistry registry_;
+  TempDir dir_;
+  std::atomic<int> changes_{0};
+};
+
+TEST_F(RepositoryChangeTest, ThePolicyChoosesTheVersionsAndTheHighestIsTheDefault) {
+  dir_.Write("m/config.yaml", kIdentity);
+  for (const char* v : {"1/.keep", "2/.keep", "10/.keep"}) dir_.Write(StrCat("m/", v), "");
+  dir_.Write("all/config.yaml", StrCat(kIdentity, "version_policy: all\n"));
+  for (const char* v : {"1/.keep", "2/.keep"}) dir_.Write(StrCat("all/", v), "");
+  dir_.Write("some/config.yaml", StrCat(kIdentity, "version_policy: {specific: [1, 3]}\n"));
+  for (const char* v : {"1/.keep", "2/.keep"}) dir_.Write(StrCat("some/", v), "");
+  std::unique_ptr<ModelRepository> repo = Open(ControlMode::kNone);
+  ASSERT_NE(repo, nullptr);
+  EXPECT_EQ(repo->Versions("m"), (std::vector<std::string>{"10"})) << "latest 1 by default";
+  EXPECT_EQ(Default(*repo), "10");
+  EXPECT_EQ(repo->Versions("all"), (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(repo->Get("all", "")->version(), "2");
+  EXPECT_EQ(repo->Versions("some"), (std::vector<std::string>{"1"}));
+  EXPECT_THAT(Rows(*repo),
+              testing::Contains(HasSubstr("some/3 UNAVAILABLE: " + dir_.path() +
+                                          "/some/3/ does not exist (version_policy: specific "
+                                          "[1, 3])")));
+  EXPECT_EQ(repo->Get("m", "2"), nullptr);
+  absl::StatusOr<RuntimePtr> two = repo->Find("m", "2");
+  EXPECT_EQ(two.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(two.status().message()), HasSubstr("has no version '2' (versions: 10)"));
+}
+
+TEST_F(RepositoryChangeTest, PollLoadsANewVersionOnceItSettlesThenRetiresTheOld) {
+  dir_.Write("m/config.yaml", kIdentity);
+  dir_.Write("m/1/.keep", "");
+  std::unique_ptr<ModelRepository> repo = Open(ControlMode::kPoll);
+  ASSERT_NE(repo, nullptr);
+  RuntimePtr v1 = repo->Get("m", "");
+  ASSERT_NE(v1, nullptr);
+  repo->Poll();
+  EXPECT_EQ(changes_, 0) << "nothing changed";
+
+  dir_.Write("m/2/.keep", "");
+  repo->Poll();
+  EXPECT_EQ(Default(*repo), "1") << "seen once: it may still be being copied in";
+  repo->Poll();
+  EXPECT_EQ(Default(*repo), "2");
+  EXPECT_EQ(changes_, 1);
+  EXPECT_TRUE(v1->retired());
+  EXPECT_EQ(repo->Get("m", "1"), nullptr);
+  // A request that looked version 1 up before the swap is refused in a way that says to look
+  // again.
+  InferRequest late = OneFloat();
+  absl::Status refused = v1->Submit(std::move(late), [](absl::StatusOr<InferResponse>) {});
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(refused.message(), "version 1 of model 'm' was unloaded");
+
+  // Version 2 removed: version 1 is still on disk and comes back.
+  Remove("m/2");
+  repo->Poll();
+  repo->Poll();
+  EXPECT_EQ(Default(*repo), "1");
+  EXPECT_EQ(changes_, 2);
+  // The whole model removed: it leaves the index.
+  Remove("m");
+  repo->Poll();
+  repo->Poll();
+  EXPECT_FALSE(repo->Hosts("m"));
+  EXPECT_TRUE(repo->Index().empty());
+  // A new model folder is picked up.
+  dir_.Write("n/config.yaml", kIdentity);
+  dir_.Write("n/4/.keep", "");
+  repo->Poll();
+  repo->Poll();
+  EXPECT_EQ(repo->Versions("n"), (std::vector<std::string>{"4"}));
+}
+
+TEST_F(RepositoryChangeTest, AFailedReloadLeavesThePreviousVersionsServingAndSaysWhy) {
+  dir_.Write("m/config.yaml", kIdentity);
+  dir_.Write("m/1/.keep", "");
+  std::unique_ptr<ModelRepository> repo = Open(ControlMode::kPoll);
+  ASSERT_NE(repo, nullptr);
+  // A broken config: version 1 keeps serving with its old config.
+  dir_.Write("m/config.yaml", "backend: identity\ninputs: [{name: INPUT0, datatype: FP33}]\n");
+  repo->Poll();
+  repo->Poll();
+  EXPECT_EQ(Default(*repo), "1");
+  EXPECT_THAT(Rows(*repo), testing::ElementsAre(HasSubstr("m/1 READY: " + dir_.path() +
+                                                          "/m/config.yaml: inputs[0].datatype")));
+  // Fixed, with two instances now: the version is reloaded with the new config.
+  dir_.Write("m/config.yaml", StrCat(kIdentity, "instances: 2\n"));
+  repo->Poll();
+  repo->Poll();
+  ASSERT_NE(repo->Get("m", ""), nullptr);
+  EXPECT_EQ(repo->Get("m", "")->config().instances, 2);
+  EXPECT_THAT(Rows(*repo), testing::ElementsAre("m/1 READY"));
+  // A new version whose backend cannot be built: version 1 keeps serving.
+  dir_.Write("m/config.yaml", StrCat(kIdentity, "options: {delay_us: x}\n"));
+  dir_.Write("m/2/.keep", "");
+  repo->Poll();
+  repo->Poll();
+  EXPECT_EQ(Default(*repo), "1");
+  EXPECT_EQ(repo->Get("m", "")->config().instances, 2) << "the old runtime, untouched";
+  EXPECT_THAT(Rows(*repo), testing::Contains(HasSubstr("m/2 UNAVAILABLE: " + dir_.path() +
+                                                       "/m/config.yaml: version 2: "
+                                                       "options.delay_us: 'x'")));
+  absl::StatusOr<RuntimePtr> two = repo->Find("m", "2");
+  EXPECT_EQ(two.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(two.status().message()), HasSubstr("version 2 of model 'm' failed"));
+}
+
+TEST_F(RepositoryChangeTest, ExplicitUnloadAnswersInFlightRequestsFirst) {
+  dir_.Write("m/config.yaml", StrCat(kIdentity, "options: {delay_us: 300000}\n"));
+  dir_.Write("m/1/.keep", "");
+  std::unique_ptr<ModelRepository> repo = Open(ControlMode::kExplicit);
+  ASSERT_NE(repo, nullptr);
+  RuntimePtr v1 = repo->Get("m", "");
+  std::promise<absl::StatusOr<InferResponse>> answer;
+  std::atomic<bool> answered{false};
+  ASSERT_TRUE(v1->Submit(OneFloat(7.f), [&](absl::StatusOr<InferResponse> r) {
+                  answered = true;
+                  answer.set_value(std::move(r));
+                }).ok());
+  v1.reset();
+  ASSERT_TRUE(repo->UnloadModel("m").ok());
+  EXPECT_TRUE(answered) << "unload returns after the request in flight was answered";
+  EXPECT_TRUE(answer.get_future().get().ok());
+  EXPECT_FALSE(repo->Hosts("m"));
+  absl::StatusOr<RuntimePtr> gone = repo->Find("m", "");
+  EXPECT_EQ(gone.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(gone.status().message()), HasSubstr("it was unloaded"));
+  EXPECT_THAT(Rows(*repo), testing::ElementsAre("m/ UNAVAILABLE: unloaded"));
+  EXPECT_EQ(repo->UnloadModel("m").code(), absl::StatusCode::kNotFound);
+
+  ASSERT_TRUE(repo->LoadModel("m").ok());
+  EXPECT_EQ(Default(*repo), "1");
+  EXPECT_EQ(changes_, 2);
+  EXPECT_EQ(repo->LoadModel("nope").code(), absl::StatusCode::kNotFound);
+  // Async: answered on the control thread.
+  std::promise<absl::Status> unloaded;
+  repo->UnloadModelAsync("m", [&](absl::Status s) { unloaded.set_value(s); });
+  EXPECT_TRUE(unloaded.get_future().get().ok());
+  EXPECT_FALSE(repo->Hosts("m"));
+}
+
+TEST_F(RepositoryChangeTest, LoadAndUnloadNeedExplicitMode) {
+  dir_.Write("m/config.yaml", kIdentity);
+  dir_.Write("m/1/.keep", "");
+  std::unique_ptr<ModelRepository> repo = Open(ControlMode::kPoll);
+  ASSERT_NE(repo, nullptr);
+  absl::Status s = repo->LoadModel("m");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("model_control_mode: explicit (this node's is "
+                                                  "poll)"));
+  EXPECT_EQ(repo->UnloadModel("m").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(repo->Hosts("m"));
 }
 
 }  // namespace

@@ -72,7 +72,8 @@ TEST(NodeMetricsTest, ServingCollectorsReadModelStatsAtScrapeTime) {
   test::TempDir dir;
   dir.Write("echo/config.yaml",
             "backend: identity\ninputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]\n"
-            "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\ninstances: 2\n");
+            "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\ninstances: 2\n"
+            "version_policy: all\n");
   dir.Write("echo/1/.keep", "");
   dir.Write("echo/3/.keep", "");
   BackendRegistry backends;
@@ -84,7 +85,7 @@ TEST(NodeMetricsTest, ServingCollectorsReadModelStatsAtScrapeTime) {
   RegisterServingMetrics(registry, repo->get());
   RegisterBuildInfo(registry, "1.2.3", "node-x");
 
-  absl::StatusOr<ModelRuntime*> rt = (*repo)->Find("echo", "3");
+  absl::StatusOr<RuntimePtr> rt = (*repo)->Find("echo", "3");
   ASSERT_TRUE(rt.ok());
   for (int i = 0; i < 3; ++i) {
     InferRequest req;

@@ -34,11 +34,14 @@ class GrpcNode {
   virtual bool ready() const = 0;
 
   // The node's model repository (ModelRepository's functions of the same names).
-  virtual absl::StatusOr<ModelRuntime*> Find(const std::string& name,
-                                             const std::string& version) const = 0;
+  virtual absl::StatusOr<RuntimePtr> Find(const std::string& name,
+                                          const std::string& version) const = 0;
   virtual std::vector<std::string> Versions(const std::string& name) const = 0;
   virtual std::vector<ModelEntry> Index() const = 0;
-  virtual std::vector<ModelRuntime*> Runtimes() const = 0;
+  virtual std::vector<RuntimePtr> Runtimes() const = 0;
+  // ModelRepository::LoadModelAsync / UnloadModelAsync: `done` runs on another thread.
+  virtual void LoadModel(const std::string& name, std::function<void(absl::Status)> done) = 0;
+  virtual void UnloadModel(const std::string& name, std::function<void(absl::Status)> done) = 0;
 
   // telemetry::TraceIdFor.
   virtual std::string TraceId(std::string_view traceparent, std::string_view trace_header) = 0;

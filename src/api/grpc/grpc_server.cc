@@ -21,16 +21,20 @@ class KServeNode final : public GrpcNode {
   std::string server_name() const override { return handler_->identity().name; }
   std::string server_version() const override { return handler_->identity().version; }
   bool ready() const override { return handler_->ready(); }
-  absl::StatusOr<ModelRuntime*> Find(const std::string& name,
-                                     const std::string& version) const override {
+  absl::StatusOr<RuntimePtr> Find(const std::string& name,
+                                  const std::string& version) const override {
     return handler_->repository()->Find(name, version);
   }
   std::vector<std::string> Versions(const std::string& name) const override {
     return handler_->repository()->Versions(name);
   }
   std::vector<ModelEntry> Index() const override { return handler_->repository()->Index(); }
-  std::vector<ModelRuntime*> Runtimes() const override {
-    return handler_->repository()->Runtimes();
+  std::vector<RuntimePtr> Runtimes() const override { return handler_->repository()->Runtimes(); }
+  void LoadModel(const std::string& name, std::function<void(absl::Status)> done) override {
+    handler_->repository()->LoadModelAsync(name, std::move(done));
+  }
+  void UnloadModel(const std::string& name, std::function<void(absl::Status)> done) override {
+    handler_->repository()->UnloadModelAsync(name, std::move(done));
   }
   std::string TraceId(std::string_view traceparent, std::string_view trace_header) override {
     return telemetry::TraceIdFor(traceparent, trace_header);

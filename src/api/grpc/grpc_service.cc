@@ -220,7 +220,7 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
   ServerUnaryReactor* ModelReady(CallbackServerContext* ctx,
                                  const inference::ModelReadyRequest* request,
                                  inference::ModelReadyResponse* response) override {
-    absl::StatusOr<ModelRuntime*> rt = node_->Find(request->name(), request->version());
+    absl::StatusOr<RuntimePtr> rt = node_->Find(request->name(), request->version());
     if (!rt.ok() && rt.status().code() == absl::StatusCode::kNotFound) {
       return Done(ctx, rt.status());
     }
@@ -242,7 +242,7 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
   ServerUnaryReactor* ModelMetadata(CallbackServerContext* ctx,
                                     const inference::ModelMetadataRequest* request,
                                     inference::ModelMetadataResponse* response) override {
-    absl::StatusOr<ModelRuntime*> rt = node_->Find(request->name(), request->version());
+    absl::StatusOr<RuntimePtr> rt = node_->Find(request->name(), request->version());
     if (!rt.ok()) return Done(ctx, rt.status());
     const ModelConfig& c = (*rt)->config();
     response->set_name(c.name);
@@ -293,19 +293,19 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
       if (!request->version().empty()) {
         return Done(ctx, absl::InvalidArgumentError("a version needs a model name"));
       }
-      for (const ModelRuntime* rt : node_->Runtimes()) {
+      for (const RuntimePtr& rt : node_->Runtimes()) {
         FillStats(*rt, response->add_model_stats());
       }
       return Done(ctx, grpc::Status::OK);
     }
-    absl::StatusOr<ModelRuntime*> rt = node_->Find(request->name(), request->version());
+    absl::StatusOr<RuntimePtr> rt = node_->Find(request->name(), request->version());
     if (!rt.ok()) return Done(ctx, rt.status());
     if (!request->version().empty()) {
       FillStats(**rt, response->add_model_stats());
       return Done(ctx, grpc::Status::OK);
     }
     for (const std::string& v : node_->Versions(request->name())) {
-      absl::StatusOr<ModelRuntime*> vr = node_->Find(request->name(), v);
+      absl::StatusOr<RuntimePtr> vr = node_->Find(request->name(), v);
       if (vr.ok()) FillStats(**vr, response->add_model_stats());
     }
     return Done(ctx, grpc::Status::OK);
@@ -328,21 +328,35 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
   ServerUnaryReactor* RepositoryModelLoad(CallbackServerContext* ctx,
                                           const inference::RepositoryModelLoadRequest* request,
                                           inference::RepositoryModelLoadResponse*) override {
-    return Done(ctx, Unimplemented("load", request->model_name()));
+    return Control(ctx, *request, &GrpcNode::LoadModel);
   }
 
   ServerUnaryReactor* RepositoryModelUnload(CallbackServerContext* ctx,
                                             const inference::RepositoryModelUnloadRequest* request,
                                             inference::RepositoryModelUnloadResponse*) override {
-    return Done(ctx, Unimplemented("unload", request->model_name()));
+    return Control(ctx, *request, &GrpcNode::UnloadModel);
   }
 
  private:
-  static absl::Status Unimplemented(std::string_view what, std::string_view model) {
-    return absl::UnimplementedError(
-        StrCat("cannot ", what, " '", model,
-               "': this node loads its models once, at start-up (the `models` setting); "
-               "loading and unloading through the repository API is not supported yet"));
+  // A load or unload: checked here, carried out on the repository's control thread, answered
+  // when done (a load once the model serves, an unload once its requests are answered).
+  template <typename Request>
+  ServerUnaryReactor* Control(CallbackServerContext* ctx, const Request& request,
+                              void (GrpcNode::*action)(const std::string&,
+                                                       std::function<void(absl::Status)>)) {
+    if (request.model_name().empty()) {
+      return Done(ctx, absl::InvalidArgumentError("model_name is required"));
+    }
+    if (!request.parameters().empty()) {
+      return Done(ctx, absl::InvalidArgumentError(
+                           StrCat("parameter '", request.parameters().begin()->first,
+                                  "' is not supported; the model is read from its folder in the "
+                                  "model repository")));
+    }
+    ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    (node_->*action)(request.model_name(),
+                     [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
+    return reactor;
   }
 
   GrpcNode* const node_;
