@@ -5,7 +5,7 @@
 #                 edge site on loopback for 90 s (DEMO_ARGS="--duration 30 --keep-running" ...)
 #   make          dependencies + Release build (build/release)
 #   make test     dependencies + ASan/UBSan build (build/asan) + every test via CTest + fuzzers
-#   make run      one node serving models/ on 127.0.0.1:8000
+#   make run      one node serving models/ on 127.0.0.1:8000 (REST) and :8001 (gRPC)
 #   make bench    the benchmarks in bench/ (Release build)
 #   make format   clang-format every C++ file
 

@@ -431,7 +431,8 @@ class Hivemesh:
         cmd = [self.binary, "agent", "--node-name", agent.name,
                "--http-address", f"127.0.0.1:{agent.ctl_port}",
                "--gossip-address", f"127.0.0.1:{agent.gossip_port}", "--gossip-profile", "lan",
-               "--model-repository", self.models, "--log-level", "info"]
+               "--model-repository", self.models, "--log-level", "info",
+               "--grpc-address", "off"]  # gossip only, like serf
         if join_port is not None:
             cmd += ["--join", f"127.0.0.1:{join_port}"]
         return cmd

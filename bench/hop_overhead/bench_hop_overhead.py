@@ -31,7 +31,7 @@ def start_agent(binary, work, name, repo, threads, join=None):
     http, gossip = free_port(), free_port()
     cmd = [binary, "agent", "--node-name", name, "--model-repository", repo,
            "--http-address", f"127.0.0.1:{http}", "--gossip-address", f"127.0.0.1:{gossip}",
-           "--http-threads", str(threads), "--log-level", "warn"]
+           "--http-threads", str(threads), "--log-level", "warn", "--grpc-address", "off"]
     if join:
         cmd += ["--join", join]
     log = open(os.path.join(work, f"{name}.log"), "w")

@@ -74,7 +74,8 @@ class Agent:
         self.log = open(os.path.join(workdir, f"agent-{self.port}.log"), "w")
         self.proc = subprocess.Popen(
             [binary, "agent", "--model-repository", os.path.join(ROOT, "models"),
-             "--http-address", f"127.0.0.1:{self.port}", "--log-level", "warn"],
+             "--http-address", f"127.0.0.1:{self.port}", "--log-level", "warn",
+             "--grpc-address", "off"],
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_http(f"http://127.0.0.1:{self.port}/v2/health/ready")
 

@@ -164,7 +164,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name}, agent->repository_.get(),
       agent->forwarder_.get(), agent->directory_.get(), &metrics);
   agent->kserve_->SetZone(config.LabelMap()["zone"]);
-  if (!config.grpc_address.empty()) {
+  if (config.grpc_enabled()) {
     GrpcServerOptions grpc;
     grpc.address = config.grpc_address;
     grpc.max_message_bytes = config.grpc_max_message_bytes;

@@ -1,5 +1,5 @@
 // Agent: one hivemesh node, wired from its AgentConfig: the model repository, the KServe v2 REST
-// API (and its gRPC API when grpc_address is set), gossip membership (metadata and load reports),
+// API (and its gRPC API unless grpc_address is off), gossip membership (metadata and load reports),
 // the node's metrics (GET /metrics) and their orderly shutdown.
 //
 // Life cycle: Create() loads models and binds the port; Start() serves; Drain() stops accepting,
@@ -50,7 +50,7 @@ class Agent {
   // then closes all connections. Returns false if the timeout cut the wait short.
   bool Drain();
   uint16_t http_port() const;
-  // The bound gRPC port; 0 when gRPC is off (grpc_address empty).
+  // The bound gRPC port; 0 when gRPC is off.
   uint16_t grpc_port() const;
   // Applies what may change while running (today: labels), and tells the mesh.
   absl::Status Reload(const AgentConfig& updated);

@@ -52,8 +52,7 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   auto add = [&](auto&&... args) { v.push_back(MakeSetting(app, f, args...)); };
   add("node_name", &AgentConfig::node_name, "name of this node [default: the host name]");
   add("http_address", &AgentConfig::http_address, "host:port of the KServe v2 REST API");
-  add("grpc_address", &AgentConfig::grpc_address,
-      "host:port of the KServe v2 gRPC API, e.g. 127.0.0.1:8001 [default: off]");
+  add("grpc_address", &AgentConfig::grpc_address, "host:port of the KServe v2 gRPC API, or off");
   add("grpc_max_message_bytes", &AgentConfig::grpc_max_message_bytes,
       "largest gRPC message received or sent (RESOURCE_EXHAUSTED beyond)");
   add("model_repository", &AgentConfig::model_repository, "folder of models to serve");
@@ -212,7 +211,7 @@ absl::Status AgentConfig::Validate() const {
     return absl::InvalidArgumentError(
         StrCat("local_margin: ", local_margin, " is outside [0, 100]"));
   }
-  if (!grpc_address.empty()) {
+  if (grpc_enabled()) {
     const size_t c = grpc_address.rfind(':');
     int gp = -1;
     const char* end = grpc_address.data() + grpc_address.size();
@@ -222,7 +221,7 @@ absl::Status AgentConfig::Validate() const {
     if (c == std::string::npos || c == 0 || gec != std::errc() || gptr != end || gp < 0 ||
         gp > 65535) {
       return absl::InvalidArgumentError("grpc_address: '" + grpc_address +
-                                        "' is not host:port (or empty for no gRPC)");
+                                        "' is not host:port (or off for no gRPC)");
     }
   }
   if (!http_advertise_address.empty()) {

@@ -39,10 +39,12 @@ struct AgentConfig {
   // 5 s finds a new version quickly without keeping a small device's storage busy.
   int repository_poll_ms = 5000;
   // host:port of the KServe v2 gRPC API (inference.GRPCInferenceService; docs/serving.md), on
-  // its own port. Empty (the default): no gRPC. The conventional address is 127.0.0.1:8001, but
-  // it is not the default: several nodes on one host (the README's quickstart, the demo, tests)
-  // already use 8000-8002 for REST, and a default port would collide on the second node.
-  std::string grpc_address;
+  // its own port: 8001 beside REST's 8000, as in Triton and KServe. "off" (or empty): no gRPC,
+  // and the gRPC plugin is not even loaded (about 6 MiB less resident). Several nodes on one host
+  // each need their own, like http_address.
+  std::string grpc_address = "127.0.0.1:8001";
+
+  bool grpc_enabled() const { return !grpc_address.empty() && grpc_address != "off"; }
   // Largest gRPC message received or sent; beyond it a call fails RESOURCE_EXHAUSTED. The same
   // as max_body_bytes by default, so both APIs take the same tensors.
   uint64_t grpc_max_message_bytes = 64ull << 20;

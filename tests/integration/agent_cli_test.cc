@@ -35,8 +35,11 @@ TEST(AgentCliTest, HelpDocumentsEverySetting) {
       "--default-instances --default-queue-limit --max-body-bytes --header-timeout-ms "
       "--body-timeout-ms --drain-timeout-ms --log-level --routing-mode --local-margin "
       "--max-hops --http-advertise-address --drain-announce-ms --models --log-format "
-      "--grpc-address --grpc-max-message-bytes ");
+      "--grpc-address --grpc-max-message-bytes --model-control-mode --repository-poll-ms ");
   for (std::string flag; flags >> flag;) EXPECT_THAT(help, HasSubstr(flag));
+  // gRPC is on by default, beside REST's 8000.
+  EXPECT_THAT(help, testing::ContainsRegex("--grpc-address[^\n]*or off[^\n]*"
+                                           "\\[default: 127\\.0\\.0\\.1:8001\\]"));
 }
 
 TEST(AgentCliTest, BadSettingsAreRefusedByName) {
@@ -52,6 +55,10 @@ TEST(AgentCliTest, BadSettingsAreRefusedByName) {
               HasSubstr("http_advertise_address: '10.0.0.1' is not host:port"));
   EXPECT_EQ(code, 2);
   EXPECT_THAT(RunCli("agent --max-hops 0", &code), HasSubstr("max_hops: 0 is outside [1, 8]"));
+  EXPECT_THAT(RunCli("agent --model-control-mode watch", &code),
+              HasSubstr("model_control_mode: 'watch' is not one of none, poll, explicit"));
+  EXPECT_THAT(RunCli("agent --repository-poll-ms 0", &code),
+              HasSubstr("repository_poll_ms: 0 is outside [10, 3600000]"));
   EXPECT_EQ(code, 2);
   TempDir dir;
   dir.Write("node.yaml", "node_name: a\nhttp_treads: 3\n");

@@ -49,7 +49,7 @@ class Node:
         self.log_path = os.path.join(self.dir, "agent.log")
         args = [binary, "agent", "--node-name", name, "--http-address", "127.0.0.1:0",
                 "--gossip-address", "127.0.0.1:0",
-                *(["--grpc-address", "127.0.0.1:0"] if grpc_on else []),
+                "--grpc-address", "127.0.0.1:0" if grpc_on else "off",
                 "--gossip-profile", "local", "--model-repository", os.path.join(ROOT, "models"),
                 "--models", models, *extra]
         self.log = open(self.log_path, "w")

@@ -3,8 +3,8 @@
 written, against a fresh build.
 
 Two substitutions only: the binary path (the build under test instead of build/release) and the
-ports (free ones instead of 8000-8002 and 7946-7948, so the test never collides with a running
-node); the `make release` line is skipped because the build under test is already built. Each command's
+ports (free ones instead of 8000-8001, 8010-8011, 8020-8021 and 7946-7948, so the test never
+collides with a running node); the `make release` line is skipped because the build under test is already built. Each command's
 output must contain what the README promises.
 """
 import os
@@ -56,7 +56,7 @@ def main():
     if len(snippets) < 6:
         sys.exit(f"expected the quickstart's shell snippets, found {len(snippets)}")
     ports = {}
-    for fixed in ("8000", "8001", "8002", "7946", "7947", "7948"):
+    for fixed in ("8000", "8001", "8010", "8011", "8020", "8021", "7946", "7947", "7948"):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             ports[fixed] = str(s.getsockname()[1])
@@ -64,7 +64,7 @@ def main():
     for snippet in snippets:
         snippet = "\n".join(l for l in snippet.splitlines() if l.strip() != "make release")
         snippet = snippet.replace("build/release/hivemesh", binary)
-        snippet = re.sub(r"\b(800[0-2]|794[6-8])\b", lambda m: ports[m.group(1)], snippet)
+        snippet = re.sub(r"\b(80[0-2][01]|794[6-8])\b", lambda m: ports[m.group(1)], snippet)
         script += snippet + "\necho\n"
     result = subprocess.run(["bash", "-c", script], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)

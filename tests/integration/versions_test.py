@@ -40,7 +40,7 @@ class Node:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [BINARY, "agent", "--node-name", name, "--http-address", "127.0.0.1:0",
-             "--gossip-address", "127.0.0.1:0", "--gossip-profile", "local",
+             "--gossip-address", "127.0.0.1:0", "--grpc-address", "off", "--gossip-profile", "local",
              "--model-repository", repo, "--log-level", "info", *extra],
             stdout=self.log, stderr=subprocess.STDOUT)
         text = wait_for(self._started, 30, f"{name} to start")

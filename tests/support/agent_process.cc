@@ -52,9 +52,10 @@ void TempDir::Write(const std::string& relative, const std::string& content) con
 
 AgentProcess::AgentProcess(std::vector<std::string> args) {
   log_path_ = dir_.path() + "/agent.log";
-  std::vector<std::string> argv = {HivemeshBinary(),   "agent",
-                                   "--http-address",   "127.0.0.1:0",
-                                   "--gossip-address", "127.0.0.1:0"};
+  // No gRPC unless a test asks (a later flag wins): tests run side by side on one host.
+  std::vector<std::string> argv = {
+      HivemeshBinary(),   "agent",       "--http-address", "127.0.0.1:0",
+      "--gossip-address", "127.0.0.1:0", "--grpc-address", "off"};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = ::fork();
   if (pid_ == 0) {

@@ -115,18 +115,12 @@ absl::Status NodeFleet::Start(const std::string& name) {
     if (other == name || procs_[other].pid <= 0) continue;
     StrAppend(&join, join.empty() ? "" : ",", "127.0.0.1:", procs_[other].gossip_port);
   }
-  std::vector<std::string> args = {binary_,
-                                   "agent",
-                                   "--config",
-                                   p.spec->config_path,
-                                   "--node-name",
-                                   name,
-                                   "--model-repository",
-                                   repository_,
-                                   "--http-address",
-                                   StrCat("127.0.0.1:", p.http_port),
-                                   "--gossip-address",
-                                   StrCat("127.0.0.1:", p.gossip_port)};
+  std::vector<std::string> args = {binary_, "agent", "--config", p.spec->config_path, "--node-name",
+                                   name, "--model-repository", repository_, "--http-address",
+                                   StrCat("127.0.0.1:", p.http_port), "--gossip-address",
+                                   StrCat("127.0.0.1:", p.gossip_port),
+                                   // The site's clients speak REST; several nodes share a host.
+                                   "--grpc-address", "off"};
   if (!join.empty()) {
     args.push_back("--join");
     args.push_back(join);
