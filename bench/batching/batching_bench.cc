@@ -8,10 +8,14 @@
 //   batched x1 d   max_batch_size 32, max_queue_delay_us --delay-us (wait for company)
 //   batched xN     max_batch_size 32, max_queue_delay_us 0, one instance per core
 //
+// Concurrency 1 is also measured in pairs: unbatched x1 and batched x1 run alternately, --pairs
+// times, and the ratio reported is the median of the pairs' ratios, so that the machine's drift
+// between two rows measured a minute apart does not decide "is batching slower at c=1".
+//
 // Prints a table, then `RESULT key=value ...`.
 //
 //   batching_bench --source <hivemesh source tree> --mlp <folder written by gen_mlp_model.py>
-//                  [--seconds 1] [--repeat 3] [--delay-us 500] [--only vib_b1]
+//                  [--seconds 1] [--repeat 3] [--pairs 9] [--delay-us 500] [--only vib_b1]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -153,6 +157,7 @@ int Main(int argc, char** argv) {
   std::string only;  // run only rows whose key (e.g. vib_b1) starts with this
   double seconds = 1;
   int repeat = 3;
+  int pairs = 9;
   int64_t delay_us = 500;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
@@ -164,6 +169,8 @@ int Main(int argc, char** argv) {
       seconds = std::atof(argv[i + 1]);
     } else if (flag == "--repeat") {
       repeat = std::max(1, std::atoi(argv[i + 1]));
+    } else if (flag == "--pairs") {
+      pairs = std::max(1, std::atoi(argv[i + 1]));
     } else if (flag == "--only") {
       only = argv[i + 1];
     } else if (flag == "--delay-us") {
@@ -237,6 +244,37 @@ int Main(int argc, char** argv) {
     }
   }
 
+  // Concurrency 1, unbatched x1 against batched x1 (delay 0) in alternation.
+  std::map<std::string, std::pair<double, double>> paired;  // model -> median rps, p50 ratios
+  if (only.empty()) {
+    std::printf("\nconcurrency 1 in pairs (unbatched x1, then batched x1), %d pairs of %.1fs:\n",
+                pairs, seconds);
+    std::printf("%-18s%14s%14s%14s%14s\n", "model", "rps ratio", "min", "max", "p50 ratio");
+  }
+  for (const Model& m : models) {
+    if (!only.empty()) break;
+    absl::StatusOr<ModelConfig> base =
+        ParseModelConfig(ReadFile(m.dir + "/config.yaml"), m.name, m.dir + "/config.yaml");
+    const Tensor input = RandomInput(*base);
+    ModelConfig batched = *base;
+    batched.batching.max_batch_size = kMaxBatch;
+    std::vector<double> rps_ratio, p50_ratio;
+    for (int i = 0; i < pairs; ++i) {
+      Row r[2];
+      for (int b = 0; b < 2; ++b) {
+        auto rt = ModelRuntime::Create(b ? batched : *base, "1", m.dir + "/1", registry, &expirer);
+        r[b] = Measure(**rt, input, 1, seconds);
+      }
+      rps_ratio.push_back(r[1].rps / r[0].rps);
+      p50_ratio.push_back(r[0].p50_us / std::max(1e-9, r[1].p50_us));
+    }
+    std::sort(rps_ratio.begin(), rps_ratio.end());
+    std::sort(p50_ratio.begin(), p50_ratio.end());
+    paired[m.key] = {rps_ratio[rps_ratio.size() / 2], p50_ratio[p50_ratio.size() / 2]};
+    std::printf("%-18s%14.3f%14.3f%14.3f%14.3f\n", m.name, paired[m.key].first,
+                rps_ratio.front(), rps_ratio.back(), paired[m.key].second);
+  }
+
   std::string result = "RESULT";
   char buf[128];
   for (const auto& [key, r] : rows) {
@@ -252,6 +290,10 @@ int Main(int argc, char** argv) {
     std::snprintf(buf, sizeof buf, " %s_c32_batched_vs_best_unbatched=%.2f %s_c1_b1_vs_u1=%.2f",
                   k.c_str(), best_batched / best_unbatched, k.c_str(),
                   rows[k + "_b1_c1"].rps / rows[k + "_u1_c1"].rps);
+    result += buf;
+    // > 1: batched x1 faster (throughput; and p50 = unbatched p50 / batched p50).
+    std::snprintf(buf, sizeof buf, " %s_c1_paired_b1_vs_u1=%.3f %s_c1_paired_p50_u1_vs_b1=%.3f",
+                  k.c_str(), paired[k].first, k.c_str(), paired[k].second);
     result += buf;
   }
   std::printf("%s\n", result.c_str());

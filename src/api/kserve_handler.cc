@@ -8,6 +8,7 @@
 
 #include "api/codec/infer_codec.h"
 #include "api/codec/json_writer.h"
+#include "api/codec/repository_codec.h"
 #include "api/metrics_handler.h"
 #include "routing/decision.h"
 #include "routing/forwarder.h"
@@ -291,10 +292,15 @@ void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
   }
   if (path == "/v2/repository/index") {
     if (method != "POST") return respond(MethodNotAllowed(method, path, "POST"));
+    const std::shared_ptr<const std::string> body = request.body();
+    absl::StatusOr<RepositoryIndexRequest> index =
+        DecodeRepositoryIndexRequest(body ? std::string_view(*body) : std::string_view());
+    if (!index.ok()) return respond(Error(index.status()));
     std::string out;
     JsonWriter w(out);
     w.BeginArray();
     for (const ModelEntry& e : repository_->Index()) {
+      if (index->ready_only && e.state != "READY") continue;
       w.BeginObject();
       w.Key("name").String(e.name);
       if (!e.version.empty()) w.Key("version").String(e.version);
@@ -411,14 +417,16 @@ void KServeHandler::HandleRepository(const HttpRequest& request, std::string_vie
     return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
   }
   if (request.method() != "POST") return respond(MethodNotAllowed(request.method(), path, "POST"));
-  // A body, if any, may carry parameters; the model is always read from its folder.
-  if (const std::shared_ptr<const std::string> body = request.body();
-      body != nullptr && body->find("\"parameters\"") != std::string::npos &&
-      body->find("\"parameters\":{}") == std::string::npos &&
-      body->find("\"parameters\": {}") == std::string::npos) {
+  // A body, if any, may carry parameters (Triton's config and file overrides); the model is
+  // always read from its folder.
+  const std::shared_ptr<const std::string> body = request.body();
+  absl::StatusOr<std::vector<std::string>> params =
+      DecodeRepositoryControlParameters(body ? std::string_view(*body) : std::string_view());
+  if (!params.ok()) return respond(Error(params.status()));
+  if (!params->empty()) {
     return respond(Error(absl::InvalidArgumentError(
-        "parameters are not supported; the model is read from its folder in the model "
-        "repository")));
+        StrCat("parameter '", params->front(),
+               "' is not supported; the model is read from its folder in the model repository"))));
   }
   auto answer = [respond](absl::Status status) {
     respond(status.ok() ? Json(200, "{}") : Error(status));

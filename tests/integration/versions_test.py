@@ -251,6 +251,12 @@ class VersionsTest(unittest.TestCase):
             self.assertEqual((status, body), (200, "{}"))
             self.assertEqual(c.index(), [{"name": "vib", "state": "UNAVAILABLE",
                                           "reason": "unloaded"}])
+            self.assertEqual(c.request("POST", "/v2/repository/index", '{"ready": true}'),
+                             (200, "[]"))
+            status, body = c.request("POST", "/v2/repository/models/vib/load",
+                                     '{"parameters": {"config": "{}"}}')
+            self.assertEqual(status, 400)
+            self.assertIn("parameter 'config' is not supported", body)
             wait_for(lambda: served_by() == "node-b", 15, "node-c to send vib to node-b")
             status, body = c.request("POST", "/v2/repository/models/vib/load", "{}")
             self.assertEqual((status, body), (200, "{}"))
