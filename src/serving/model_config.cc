@@ -156,7 +156,7 @@ VersionPolicy VersionPolicyOf(const YAML::Node& node) {
   }
   if (!node.IsMap() || node.size() != 1) throw ConfigError{field, usage};
   const std::string kind = node.begin()->first.Scalar();
-  const YAML::Node& v = node.begin()->second;
+  const YAML::Node v = node.begin()->second;  // a copy: the iterator yields a temporary
   if (kind == "all") {
     p.kind = VersionPolicy::Kind::kAll;
   } else if (kind == "latest") {
