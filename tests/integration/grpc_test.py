@@ -15,9 +15,7 @@ import signal
 import struct
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
 try:
     import grpc
@@ -26,6 +24,9 @@ except ImportError:
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = "/usr/bin/python3"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import agent_node  # noqa: E402
+from agent_node import AgentNode  # noqa: E402
 
 
 def generate_stubs(build_dir):
@@ -40,26 +41,14 @@ def generate_stubs(build_dir):
     sys.path.insert(0, out)
 
 
-class Node:
-    """One `hivemesh agent` on free ports (port 0), its log in a temporary folder."""
+class Node(AgentNode):
+    """A node of the shipped repository loading `models`, with a gRPC stub when gRPC is on."""
 
     def __init__(self, binary, name, models, extra=(), grpc_on=True):
-        self.name = name
-        self.dir = tempfile.mkdtemp(prefix=f"grpc-test-{name}-")
-        self.log_path = os.path.join(self.dir, "agent.log")
-        args = [binary, "agent", "--node-name", name, "--http-address", "127.0.0.1:0",
-                "--gossip-address", "127.0.0.1:0",
-                "--grpc-address", "127.0.0.1:0" if grpc_on else "off",
-                "--gossip-profile", "local", "--model-repository", os.path.join(ROOT, "models"),
-                "--models", models, *extra]
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        text = wait_for(lambda: self._ready_log(), 30, f"node {name} to start")
-        self.http_port = int(re.search(r"KServe v2 REST on http://127\.0\.0\.1:(\d+) ", text)[1])
-        self.gossip = re.search(r"gossip on (\S+) ", text)[1]
+        super().__init__(binary, name, ["--model-repository", os.path.join(ROOT, "models"),
+                                        "--models", models, *extra], grpc=grpc_on)
         self.channel = None
         if grpc_on:
-            self.grpc_port = int(re.search(r"KServe v2 gRPC on 127\.0\.0\.1:(\d+)", text)[1])
             self.channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
             self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)
 
@@ -67,47 +56,21 @@ class Node:
         with open(f"/proc/{self.proc.pid}/maps") as f:
             return fragment in f.read()
 
-    def _ready_log(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"node {self.name} exited {self.proc.returncode}:\n{self.text()}")
-        text = self.text()
-        return text if " serving models from " in text else None
-
-    def text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
     def rest(self, path, body=None):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}",
-                                     data=None if body is None else json.dumps(body).encode())
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.read().decode()
+        status, text = self.request("GET" if body is None else "POST", path,
+                                    None if body is None else json.dumps(body))
+        if status != 200:
+            raise AssertionError(f"{path}: HTTP {status}: {text}")
+        return text
 
     def stop(self):
         if self.channel is not None:
             self.channel.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+        super().stop()
 
 
 def wait_for(fn, seconds, what):
-    deadline = time.monotonic() + seconds
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            v = fn()
-            if v:
-                return v
-        except grpc.RpcError as e:
-            last = e
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last})" if last else ""))
+    return agent_node.wait_for(fn, seconds, what, retry_on=(grpc.RpcError,))
 
 
 failures = []

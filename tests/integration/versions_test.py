@@ -14,10 +14,7 @@ through the REST repository API: while unloaded, its requests go to B.
 import http.client
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -25,69 +22,20 @@ import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from agent_node import AgentNode, wait_for  # noqa: E402
 BINARY = None
 MODEL = os.path.join(ROOT, "models", "vibration-anomaly")
 WINDOW = json.dumps({"inputs": [{"name": "window", "shape": [1, 128], "datatype": "FP32",
                                  "data": [((i * 7) % 13) / 13.0 for i in range(128)]}]})
 
 
-class Node:
-    """One `hivemesh agent` on free ports (port 0); its log in `work`."""
-
-    def __init__(self, work, name, repo, extra=()):
-        self.name = name
-        self.log_path = os.path.join(work, f"{name}.log")
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [BINARY, "agent", "--node-name", name, "--http-address", "127.0.0.1:0",
-             "--gossip-address", "127.0.0.1:0", "--grpc-address", "off", "--gossip-profile", "local",
-             "--model-repository", repo, "--log-level", "info", *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        text = wait_for(self._started, 30, f"{name} to start")
-        self.port = int(re.search(r"KServe v2 REST on http://127\.0\.0\.1:(\d+) ", text)[1])
-        self.gossip = re.search(r"gossip on (\S+) ", text)[1]
-
-    def _started(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited {self.proc.returncode}: {self.text()}")
-        text = self.text()
-        return text if " serving models from " in text else None
-
-    def text(self):
-        with open(self.log_path) as f:
-            return f.read()
-
-    def request(self, method, path, body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
-            r = conn.getresponse()
-            return r.status, r.read().decode()
-        finally:
-            conn.close()
+class Node(AgentNode):
+    def __init__(self, binary, name, repo, extra=()):
+        super().__init__(binary, name, ["--model-repository", repo, "--log-level", "info", *extra])
 
     def index(self):
         return json.loads(self.request("POST", "/v2/repository/index")[1])
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
-def wait_for(fn, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Load:
@@ -152,7 +100,7 @@ class VersionsTest(unittest.TestCase):
         shutil.rmtree(self.work, ignore_errors=True)
 
     def node(self, name, repo, extra=()):
-        n = Node(self.work, name, repo, extra)
+        n = Node(BINARY, name, repo, extra)
         self.nodes.append(n)
         return n
 
