@@ -585,7 +585,10 @@ void KServeHandler::RouteHosted(RuntimePtr rt, const std::string& requested_vers
   options.local = LocalCandidate(*rt, identity_.node_name, zone());
   options.policy = rt->config().data_policy;
   options.local_zone = options.local->zone;
-  options.on_send = [record](const std::string&) { record->route = InferenceRoute::kOffloaded; };
+  // The record lives until the answer, after every send (a raw pointer fits std::function inline).
+  options.on_send = [r = record.get()](const std::string&) {
+    r->route = InferenceRoute::kOffloaded;
+  };
   std::string trace = record->trace;
   if (forwarder_->Route(req, trace, options, forwarded_done) ==
       routing::Forwarder::Routed::kForwarded) {
@@ -626,7 +629,10 @@ void KServeHandler::ForwardDecoded(InferRequest& req, bool raw_body, int hops,
   routing::RouteOptions options;
   options.raw_body = raw_body;
   std::string trace = record->trace;
-  options.on_send = [record](const std::string&) { record->route = InferenceRoute::kOffloaded; };
+  // The record lives until the answer, after every send (a raw pointer fits std::function inline).
+  options.on_send = [r = record.get()](const std::string&) {
+    r->route = InferenceRoute::kOffloaded;
+  };
   options.local_zone = zone();
   options.hops = hops;
   if (local_error.code() == absl::StatusCode::kNotFound) {
