@@ -6,11 +6,13 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/container/small_vector.hpp>
 #include <mutex>
 #include <optional>
 #include <unordered_set>
 #include <vector>
 
+#include "base/io_arena.h"
 #include "base/io_deadline.h"
 #include "base/io_threads_asio.h"
 #include "base/io_write.h"
@@ -25,6 +27,13 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 constexpr uint32_t kHeaderLimit = 64 * 1024;
+
+// A request's header fields live in a per-connection arena: no heap allocation per field for
+// usual requests (larger headers spill to the heap).
+constexpr size_t kFieldArenaBytes = 2048;
+using FieldArena = IoArena<kFieldArenaBytes>;
+using FieldAllocator = IoArenaAllocator<char, kFieldArenaBytes>;
+using RequestParser = http::request_parser<http::string_body, FieldAllocator>;
 
 std::string ErrorJson(std::string_view message) {
   // Messages here are fixed ASCII text, so no escaping is needed beyond quotes.
@@ -122,7 +131,8 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   const int loop_;
   const asio::io_context::executor_type executor_;  // the loop's
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  FieldArena arena_;  // the current request's header fields; declared before parser_
+  std::optional<RequestParser> parser_;
   std::shared_ptr<const std::string> body_;
   SteadyTime received_;
   bool keep_alive_ = true;
@@ -248,7 +258,10 @@ Connection::~Connection() {
 }
 
 void Connection::ReadHeader() {
-  parser_.emplace();
+  parser_.reset();
+  arena_.Reset();
+  parser_.emplace(std::piecewise_construct, std::make_tuple(),
+                  std::make_tuple(FieldAllocator(&arena_)));
   parser_->header_limit(kHeaderLimit);
   parser_->body_limit(core_->options.max_body_bytes);
   ExpiresAfter(core_->options.header_timeout);
@@ -398,15 +411,14 @@ void Connection::Send(HttpResponse response) {
   if (close) head_ += "Connection: close\r\n";
   head_ += "\r\n";
   close_after_ = close;
-  std::vector<asio::const_buffer> buffers;
-  buffers.reserve(2 + response_.tail.size());
+  boost::container::small_vector<asio::const_buffer, 8> buffers;
   buffers.emplace_back(head_.data(), head_.size());
   if (!response_.body.empty()) buffers.emplace_back(response_.body.data(), response_.body.size());
   for (const Tensor& t : response_.tail) {
     if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
   }
   ExpiresAfter(core_->options.body_timeout);
-  WriteNowOrLater(socket_, std::move(buffers),
+  WriteNowOrLater(socket_, buffers,
                   [self = shared_from_this()](beast::error_code ec) { self->OnWritten(ec); });
 }
 

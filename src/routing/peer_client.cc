@@ -4,10 +4,12 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/container/small_vector.hpp>
 #include <map>
 #include <optional>
 #include <vector>
 
+#include "base/io_arena.h"
 #include "base/io_deadline.h"
 #include "base/io_threads_asio.h"
 #include "base/io_write.h"
@@ -23,6 +25,12 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
 constexpr std::string_view kRefused = "connection refused";
+
+// A response's header fields live in an arena inside its Call: no heap allocation per field.
+constexpr size_t kFieldArenaBytes = 1536;
+using FieldArena = IoArena<kFieldArenaBytes>;
+using FieldAllocator = IoArenaAllocator<char, kFieldArenaBytes>;
+using ResponseParser = http::response_parser<http::string_body, FieldAllocator>;
 
 struct Connection {
   explicit Connection(const asio::any_io_executor& ex) : socket(ex), deadline(ex) {}
@@ -54,7 +62,8 @@ struct Call {
   asio::any_io_executor executor;  // loop's
   std::string head;
   std::shared_ptr<Connection> conn;
-  std::optional<http::response_parser<http::string_body>> parser;
+  FieldArena arena;  // the response's header fields; declared before parser
+  std::optional<ResponseParser> parser;
   bool reused = false;
 };
 
@@ -152,21 +161,27 @@ void Write(const std::shared_ptr<Call>& call) {
   const PeerRequest& r = call->request;
   size_t length = r.body.size();
   for (const Tensor& t : r.tail) length += t.data().size();
-  call->head = StrCat(r.method, " ", r.target, " HTTP/1.1\r\nHost: ", r.address,
-                      "\r\nContent-Length: ", length, "\r\n");
+  size_t head_size = r.method.size() + r.target.size() + r.address.size() + 64;
+  for (const auto& [k, v] : r.headers) head_size += k.size() + v.size() + 4;
+  call->head.clear();
+  call->head.reserve(head_size);
+  StrAppend(&call->head, r.method, " ", r.target, " HTTP/1.1\r\nHost: ", r.address,
+            "\r\nContent-Length: ", length, "\r\n");
   for (const auto& [k, v] : r.headers) StrAppend(&call->head, k, ": ", v, "\r\n");
   call->head += "\r\n";
-  std::vector<asio::const_buffer> buffers;
-  buffers.reserve(2 + r.tail.size());
+  boost::container::small_vector<asio::const_buffer, 8> buffers;
   buffers.emplace_back(call->head.data(), call->head.size());
   if (!r.body.empty()) buffers.emplace_back(r.body.data(), r.body.size());
   for (const Tensor& t : r.tail) {
     if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
   }
   ExpiresAfter(call, r.timeout);
-  WriteNowOrLater(call->conn->socket, std::move(buffers), [call](error_code ec) {
+  WriteNowOrLater(call->conn->socket, buffers, [call](error_code ec) {
     if (ec) return Fail(call, ec);
-    call->parser.emplace();
+    call->parser.reset();
+    call->arena.Reset();
+    call->parser.emplace(std::piecewise_construct, std::make_tuple(),
+                         std::make_tuple(FieldAllocator(&call->arena)));
     call->parser->body_limit(256u << 20);
     http::async_read(call->conn->socket, call->conn->buffer, *call->parser,
                      [call](error_code ec, size_t) {
@@ -185,10 +200,11 @@ void Done(const std::shared_ptr<Call>& call) {
     for (char& c : name) {
       if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII: no locale call
     }
-    resp.headers[name] = std::string(field.value());
+    resp.headers.insert_or_assign(std::move(name), std::string(field.value()));
   }
   resp.body = std::make_shared<const std::string>(std::move(msg.body()));
   const bool keep = msg.keep_alive();
+  call->parser.reset();  // its fields are in the call's arena, done with now
   call->conn->deadline.Clear();
   if (keep && !call->conn->timed_out && call->conn->socket.is_open() &&
       !call->core->stopped.load(std::memory_order_relaxed)) {

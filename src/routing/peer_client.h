@@ -40,7 +40,8 @@ struct PeerRequest {
 
 struct PeerResponse {
   int status = 0;
-  std::map<std::string, std::string> headers;  // lower-case names
+  // Lower-case names; found by string_view without building a key.
+  std::map<std::string, std::string, std::less<>> headers;
   std::shared_ptr<const std::string> body;
 };
 
