@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -380,10 +381,40 @@ absl::StatusOr<JsonHead> ParseHead(const std::string& body, std::optional<uint64
   return head;
 }
 
+// How errors name a tensor ("input 'x'"): kept inline when short, so that naming it costs no
+// allocation on the usual, error-free path.
+class TensorWhere {
+ public:
+  void Set(std::string_view kind, std::string_view name) {
+    const size_t n = kind.size() + name.size() + 3;
+    if (n > sizeof(inline_)) {
+      long_ = StrCat(kind, " '", name, "'");
+      size_ = kLong;
+      return;
+    }
+    char* p = inline_;
+    p = std::copy(kind.begin(), kind.end(), p);
+    *p++ = ' ';
+    *p++ = '\'';
+    p = std::copy(name.begin(), name.end(), p);
+    *p++ = '\'';
+    size_ = n;
+  }
+  operator std::string_view() const {
+    return size_ == kLong ? std::string_view(long_) : std::string_view(inline_, size_);
+  }
+
+ private:
+  static constexpr size_t kLong = ~size_t{0};
+  char inline_[56];
+  size_t size_ = 0;
+  std::string long_;
+};
+
 // What the JSON says of one input or output tensor.
 struct TensorHead {
   std::string_view name;
-  std::string where;  // how errors name it: "input 'x'"
+  TensorWhere where;  // how errors name it: "input 'x'"
   DataType type = DataType::kFp32;
   Shape shape;
   std::optional<int64_t> binary_size;  // parameters.binary_data_size
@@ -397,7 +428,7 @@ absl::StatusOr<TensorHead> ParseTensorHead(element t, std::string_view kind, siz
   absl::StatusOr<std::string_view> name = StringField(t, "name", where);
   if (!name.ok()) return name.status();
   head.name = *name;
-  head.where = StrCat(kind, " '", *name, "'");
+  head.where.Set(kind, *name);
   absl::StatusOr<std::string_view> dt = StringField(t, "datatype", head.where);
   if (!dt.ok()) return dt.status();
   std::optional<DataType> type = DataTypeFromName(*dt);
@@ -668,6 +699,11 @@ namespace hivemesh {
 
 EncodedInferRequest EncodeForwardRequest(const InferRequest& request) {
   EncodedInferRequest out;
+  size_t estimate = 64 + request.id.size();
+  for (const Tensor& t : request.inputs) estimate += 112 + t.name().size() + 21 * t.shape().size();
+  for (const RequestedOutput& o : request.outputs) estimate += 64 + o.name.size();
+  out.json.reserve(estimate);
+  out.binary.reserve(request.inputs.size());
   JsonWriter w(out.json);
   w.BeginObject();
   if (!request.id.empty()) w.Key("id").String(request.id);

@@ -101,35 +101,54 @@ void JsonWriter::Separate() {
     after_key_ = false;
     return;
   }
-  if (!first_.empty()) {
-    if (!first_.back()) out_ += ',';
-    first_.back() = false;
+  if (depth_ == 0) return;
+  if (depth_ <= 64) {
+    const uint64_t bit = uint64_t{1} << (depth_ - 1);
+    if ((first_bits_ & bit) == 0) out_ += ',';
+    first_bits_ &= ~bit;
+    return;
   }
+  if (!first_deep_.back()) out_ += ',';
+  first_deep_.back() = false;
+}
+
+void JsonWriter::Push() {
+  if (depth_ < 64) {
+    first_bits_ |= uint64_t{1} << depth_;
+  } else {
+    first_deep_.push_back(true);
+  }
+  ++depth_;
+}
+
+void JsonWriter::Pop() {
+  --depth_;
+  if (depth_ >= 64) first_deep_.pop_back();
 }
 
 JsonWriter& JsonWriter::BeginObject() {
   Separate();
   out_ += '{';
-  first_.push_back(true);
+  Push();
   return *this;
 }
 
 JsonWriter& JsonWriter::EndObject() {
   out_ += '}';
-  first_.pop_back();
+  Pop();
   return *this;
 }
 
 JsonWriter& JsonWriter::BeginArray() {
   Separate();
   out_ += '[';
-  first_.push_back(true);
+  Push();
   return *this;
 }
 
 JsonWriter& JsonWriter::EndArray() {
   out_ += ']';
-  first_.pop_back();
+  Pop();
   return *this;
 }
 
