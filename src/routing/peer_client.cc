@@ -1,5 +1,6 @@
 #include "routing/peer_client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -26,7 +27,7 @@ using boost::system::error_code;
 
 constexpr std::string_view kRefused = "connection refused";
 
-// A response's header fields live in an arena inside its Call: no heap allocation per field.
+// A response's header fields live in an arena of its connection: no heap allocation per field.
 constexpr size_t kFieldArenaBytes = 1536;
 using FieldArena = IoArena<kFieldArenaBytes>;
 using FieldAllocator = IoArenaAllocator<char, kFieldArenaBytes>;
@@ -37,6 +38,9 @@ struct Connection {
   tcp::socket socket;
   IoDeadline deadline;  // of the current request
   beast::flat_buffer buffer;
+  // The fields of the response being read. The parser that uses it is destroyed before the
+  // connection is pooled or released (Done, Close).
+  FieldArena arena;
   bool counted = false;    // in Core::open
   bool timed_out = false;  // the deadline closed the socket
 };
@@ -62,8 +66,7 @@ struct Call {
   asio::any_io_executor executor;  // loop's
   std::string head;
   std::shared_ptr<Connection> conn;
-  FieldArena arena;  // the response's header fields; declared before parser
-  std::optional<ResponseParser> parser;
+  std::optional<ResponseParser> parser;  // its fields are in conn->arena
   bool reused = false;
 };
 
@@ -88,6 +91,7 @@ void CloseConnection(Core& core, Connection& c) {
 }
 
 void Close(const std::shared_ptr<Call>& call) {
+  call->parser.reset();  // before the connection (its arena) may go
   if (!call->conn) return;
   CloseConnection(*call->core, *call->conn);
   call->conn.reset();
@@ -179,9 +183,9 @@ void Write(const std::shared_ptr<Call>& call) {
   WriteNowOrLater(call->conn->socket, buffers, [call](error_code ec) {
     if (ec) return Fail(call, ec);
     call->parser.reset();
-    call->arena.Reset();
+    call->conn->arena.Reset();
     call->parser.emplace(std::piecewise_construct, std::make_tuple(),
-                         std::make_tuple(FieldAllocator(&call->arena)));
+                         std::make_tuple(FieldAllocator(&call->conn->arena)));
     call->parser->body_limit(256u << 20);
     http::async_read(call->conn->socket, call->conn->buffer, *call->parser,
                      [call](error_code ec, size_t) {
@@ -195,6 +199,9 @@ void Done(const std::shared_ptr<Call>& call) {
   auto& msg = call->parser->get();
   PeerResponse resp;
   resp.status = static_cast<int>(msg.result_int());
+  size_t fields = 0;
+  for (auto it = msg.begin(); it != msg.end(); ++it) ++fields;
+  resp.headers.reserve(fields);
   for (const auto& field : msg) {
     std::string name(field.name_string());
     for (char& c : name) {
@@ -204,7 +211,7 @@ void Done(const std::shared_ptr<Call>& call) {
   }
   resp.body = std::make_shared<const std::string>(std::move(msg.body()));
   const bool keep = msg.keep_alive();
-  call->parser.reset();  // its fields are in the call's arena, done with now
+  call->parser.reset();  // its fields are in the connection's arena: done with before pooling
   call->conn->deadline.Clear();
   if (keep && !call->conn->timed_out && call->conn->socket.is_open() &&
       !call->core->stopped.load(std::memory_order_relaxed)) {
@@ -280,6 +287,31 @@ class PeerClientImpl final : public PeerClient {
 };
 
 }  // namespace
+
+PeerHeaders::iterator PeerHeaders::find(std::string_view name) {
+  return std::find_if(fields_.begin(), fields_.end(),
+                      [name](const value_type& f) { return f.first == name; });
+}
+
+PeerHeaders::const_iterator PeerHeaders::find(std::string_view name) const {
+  return std::find_if(fields_.begin(), fields_.end(),
+                      [name](const value_type& f) { return f.first == name; });
+}
+
+std::string& PeerHeaders::operator[](std::string_view name) {
+  auto it = find(name);
+  if (it != fields_.end()) return it->second;
+  return fields_.emplace_back(std::string(name), std::string()).second;
+}
+
+void PeerHeaders::insert_or_assign(std::string name, std::string value) {
+  auto it = find(name);
+  if (it != fields_.end()) {
+    it->second = std::move(value);
+    return;
+  }
+  fields_.emplace_back(std::move(name), std::move(value));
+}
 
 bool IsConnectionRefused(const absl::Status& status) {
   return status.code() == absl::StatusCode::kUnavailable && MessageOf(status).starts_with(kRefused);
