@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -595,6 +596,12 @@ void EmitAll(std::string_view raw, Emit&& emit) {
   }
 }
 
+void AppendInt(std::string& out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
 void WriteData(JsonWriter& w, const Tensor& t) {
   const std::string_view raw = t.data();
   w.BeginArray();
@@ -648,41 +655,56 @@ void WriteData(JsonWriter& w, const Tensor& t) {
 }  // namespace
 
 EncodedInferResponse EncodeInferResponse(const InferResponse& response) {
+  // The fixed structure is written directly (the same text JsonWriter would give, without its
+  // per-value bookkeeping); only the data arrays go through JsonWriter.
   EncodedInferResponse out;
   size_t estimate = 128;
   for (const Tensor& t : response.outputs) estimate += 64 + t.data().size() * 3;
-  out.json.reserve(estimate);
-  JsonWriter w(out.json);
-  w.BeginObject();
-  w.Key("model_name").String(response.model_name);
-  if (!response.model_version.empty()) w.Key("model_version").String(response.model_version);
-  if (!response.id.empty()) w.Key("id").String(response.id);
-  if (!response.served_by.empty()) {
-    w.Key("parameters").BeginObject().Key("served_by").String(response.served_by).EndObject();
+  std::string& j = out.json;
+  j.reserve(estimate);
+  j += "{\"model_name\":";
+  AppendJsonString(j, response.model_name);
+  if (!response.model_version.empty()) {
+    j += ",\"model_version\":";
+    AppendJsonString(j, response.model_version);
   }
-  w.Key("outputs").BeginArray();
+  if (!response.id.empty()) {
+    j += ",\"id\":";
+    AppendJsonString(j, response.id);
+  }
+  if (!response.served_by.empty()) {
+    j += ",\"parameters\":{\"served_by\":";
+    AppendJsonString(j, response.served_by);
+    j += '}';
+  }
+  j += ",\"outputs\":[";
   for (size_t i = 0; i < response.outputs.size(); ++i) {
     const Tensor& t = response.outputs[i];
     const bool binary = i < response.binary.size() && response.binary[i];
-    w.BeginObject();
-    w.Key("name").String(t.name());
-    w.Key("datatype").String(DataTypeName(t.type()));
-    w.Key("shape").BeginArray();
-    for (int64_t d : t.shape()) w.Int(d);
-    w.EndArray();
+    if (i > 0) j += ',';
+    j += "{\"name\":";
+    AppendJsonString(j, t.name());
+    j += ",\"datatype\":";
+    AppendJsonString(j, DataTypeName(t.type()));
+    j += ",\"shape\":[";
+    for (size_t d = 0; d < t.shape().size(); ++d) {
+      if (d > 0) j += ',';
+      AppendInt(j, t.shape()[d]);
+    }
+    j += ']';
     if (binary) {
-      w.Key("parameters").BeginObject();
-      w.Key("binary_data_size").Uint(t.data().size());
-      w.EndObject();
+      j += ",\"parameters\":{\"binary_data_size\":";
+      AppendInt(j, static_cast<int64_t>(t.data().size()));
+      j += '}';
       out.binary.push_back(t);
     } else {
-      w.Key("data");
+      j += ",\"data\":";
+      JsonWriter w(j);
       WriteData(w, t);
     }
-    w.EndObject();
+    j += '}';
   }
-  w.EndArray();
-  w.EndObject();
+  j += "]}";
   return out;
 }
 
@@ -698,40 +720,51 @@ std::string EncodeError(std::string_view message) {
 namespace hivemesh {
 
 EncodedInferRequest EncodeForwardRequest(const InferRequest& request) {
+  // A fixed layout, written directly (the same text JsonWriter would give, without its
+  // per-value bookkeeping): this runs for every forwarded request.
   EncodedInferRequest out;
   size_t estimate = 64 + request.id.size();
   for (const Tensor& t : request.inputs) estimate += 112 + t.name().size() + 21 * t.shape().size();
   for (const RequestedOutput& o : request.outputs) estimate += 64 + o.name.size();
-  out.json.reserve(estimate);
+  std::string& j = out.json;
+  j.reserve(estimate);
   out.binary.reserve(request.inputs.size());
-  JsonWriter w(out.json);
-  w.BeginObject();
-  if (!request.id.empty()) w.Key("id").String(request.id);
-  w.Key("parameters").BeginObject().Key("binary_data_output").Bool(true).EndObject();
-  w.Key("inputs").BeginArray();
-  for (const Tensor& t : request.inputs) {
-    w.BeginObject();
-    w.Key("name").String(t.name());
-    w.Key("datatype").String(DataTypeName(t.type()));
-    w.Key("shape").BeginArray();
-    for (int64_t d : t.shape()) w.Int(d);
-    w.EndArray();
-    w.Key("parameters").BeginObject().Key("binary_data_size").Uint(t.data().size()).EndObject();
-    w.EndObject();
+  j += '{';
+  if (!request.id.empty()) {
+    j += "\"id\":";
+    AppendJsonString(j, request.id);
+    j += ',';
+  }
+  j += "\"parameters\":{\"binary_data_output\":true},\"inputs\":[";
+  for (size_t i = 0; i < request.inputs.size(); ++i) {
+    const Tensor& t = request.inputs[i];
+    if (i > 0) j += ',';
+    j += "{\"name\":";
+    AppendJsonString(j, t.name());
+    j += ",\"datatype\":";
+    AppendJsonString(j, DataTypeName(t.type()));
+    j += ",\"shape\":[";
+    for (size_t d = 0; d < t.shape().size(); ++d) {
+      if (d > 0) j += ',';
+      AppendInt(j, t.shape()[d]);
+    }
+    j += "],\"parameters\":{\"binary_data_size\":";
+    AppendInt(j, static_cast<int64_t>(t.data().size()));
+    j += "}}";
     out.binary.push_back(t);
   }
-  w.EndArray();
+  j += ']';
   if (!request.outputs.empty()) {
-    w.Key("outputs").BeginArray();
-    for (const RequestedOutput& o : request.outputs) {
-      w.BeginObject();
-      w.Key("name").String(o.name);
-      w.Key("parameters").BeginObject().Key("binary_data").Bool(true).EndObject();
-      w.EndObject();
+    j += ",\"outputs\":[";
+    for (size_t i = 0; i < request.outputs.size(); ++i) {
+      if (i > 0) j += ',';
+      j += "{\"name\":";
+      AppendJsonString(j, request.outputs[i].name);
+      j += ",\"parameters\":{\"binary_data\":true}}";
     }
-    w.EndArray();
+    j += ']';
   }
-  w.EndObject();
+  j += '}';
   return out;
 }
 

@@ -1,7 +1,9 @@
 #include "api/codec/json_writer.h"
 
+#include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 namespace hivemesh {
 namespace {
@@ -42,11 +44,33 @@ void AppendUnicodeEscape(std::string& out, unsigned char c) {
   out += kHex[c & 0xf];
 }
 
+// True for the bytes a JSON string holds as they are: printable ASCII other than '"' and '\\'.
+constexpr std::array<bool, 256> MakePlainTable() {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[static_cast<size_t>(c)] = c != '"' && c != '\\';
+  return t;
+}
+constexpr std::array<bool, 256> kPlain = MakePlainTable();
+
 }  // namespace
 
 void AppendJsonString(std::string& out, std::string_view s) {
+  // The usual case (names, keys, datatypes): nothing to escape, so one copy.
+  const auto* bytes = reinterpret_cast<const unsigned char*>(s.data());
+  size_t plain = 0;
+  while (plain < s.size() && kPlain[bytes[plain]]) ++plain;
+  if (plain == s.size()) {
+    const size_t at = out.size();
+    out.resize(at + plain + 2);
+    char* d = out.data() + at;
+    d[0] = '"';
+    std::memcpy(d + 1, s.data(), plain);
+    d[plain + 1] = '"';
+    return;
+  }
   out += '"';
-  size_t i = 0;
+  out.append(s.data(), plain);
+  size_t i = plain;
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
