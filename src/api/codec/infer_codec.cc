@@ -271,11 +271,58 @@ absl::StatusOr<std::string_view> StringField(element obj, std::string_view key,
   return v.get_string().value_unsafe();
 }
 
-absl::StatusOr<Shape> ShapeField(element obj, std::string_view where) {
-  element v;
-  if (obj.at_key("shape").get(v) != simdjson::SUCCESS) {
-    return Invalid(StrCat(where, ": missing \"shape\""));
+// The members of a tensor's object that the codec reads, found in one pass over it: the first
+// of each name, as at_key would find it.
+struct TensorMembers {
+  std::optional<element> name, datatype, shape, parameters, data;
+};
+
+TensorMembers MembersOf(element t) {
+  TensorMembers m;
+  const simdjson::dom::object members = t.get_object().value_unsafe();
+  for (simdjson::dom::key_value_pair kv : members) {
+    const std::string_view key = kv.key;
+    std::optional<element>* slot = nullptr;
+    if (key == "name") {
+      slot = &m.name;
+    } else if (key == "datatype") {
+      slot = &m.datatype;
+    } else if (key == "shape") {
+      slot = &m.shape;
+    } else if (key == "parameters") {
+      slot = &m.parameters;
+    } else if (key == "data") {
+      slot = &m.data;
+    }
+    if (slot != nullptr && !*slot) *slot = kv.value;
   }
+  return m;
+}
+
+// As StringField, for a member found by MembersOf.
+absl::StatusOr<std::string_view> StringMember(const std::optional<element>& v, std::string_view key,
+                                              std::string_view where) {
+  if (!v) return Invalid(StrCat(where, ": missing \"", key, "\""));
+  if (v->type() != element_type::STRING) {
+    return Invalid(StrCat(where, ".", key, ": expected a string"));
+  }
+  return v->get_string().value_unsafe();
+}
+
+// As ParamsOf, for a member found by MembersOf.
+absl::StatusOr<std::optional<element>> ParamsMember(const std::optional<element>& p,
+                                                    std::string_view where) {
+  if (!p) return std::optional<element>();
+  if (p->type() != element_type::OBJECT) {
+    return Invalid(StrCat(where, ".parameters: expected an object"));
+  }
+  return p;
+}
+
+absl::StatusOr<Shape> ShapeMember(const std::optional<element>& shape_member,
+                                  std::string_view where) {
+  if (!shape_member) return Invalid(StrCat(where, ": missing \"shape\""));
+  const element v = *shape_member;
   if (v.type() != element_type::ARRAY) {
     return Invalid(StrCat(where, ".shape: expected an array of integers"));
   }
@@ -419,26 +466,32 @@ struct TensorHead {
   DataType type = DataType::kFp32;
   Shape shape;
   std::optional<int64_t> binary_size;  // parameters.binary_data_size
+  std::optional<element> data;         // the "data" member, if any
 };
 
 // Name, datatype, shape and binary_data_size of the `index`th entry of "<kind>s".
 absl::StatusOr<TensorHead> ParseTensorHead(element t, std::string_view kind, size_t index) {
-  const std::string where = StrCat(kind, "s[", index, "]");
-  if (t.type() != element_type::OBJECT) return Invalid(where + ": expected an object");
+  if (t.type() != element_type::OBJECT) {
+    return Invalid(StrCat(kind, "s[", index, "]: expected an object"));
+  }
+  const TensorMembers m = MembersOf(t);
   TensorHead head;
-  absl::StatusOr<std::string_view> name = StringField(t, "name", where);
-  if (!name.ok()) return name.status();
-  head.name = *name;
-  head.where.Set(kind, *name);
-  absl::StatusOr<std::string_view> dt = StringField(t, "datatype", head.where);
+  if (!m.name || m.name->type() != element_type::STRING) {
+    return StringMember(m.name, "name", StrCat(kind, "s[", index, "]")).status();
+  }
+  const std::string_view name = m.name->get_string().value_unsafe();
+  head.name = name;
+  head.where.Set(kind, name);
+  absl::StatusOr<std::string_view> dt = StringMember(m.datatype, "datatype", head.where);
   if (!dt.ok()) return dt.status();
   std::optional<DataType> type = DataTypeFromName(*dt);
   if (!type) return Invalid(StrCat(head.where, ".datatype: unknown datatype '", *dt, "'"));
   head.type = *type;
-  absl::StatusOr<Shape> shape = ShapeField(t, head.where);
+  absl::StatusOr<Shape> shape = ShapeMember(m.shape, head.where);
   if (!shape.ok()) return shape.status();
   head.shape = *std::move(shape);
-  absl::StatusOr<std::optional<element>> params = ParamsOf(t, head.where);
+  head.data = m.data;
+  absl::StatusOr<std::optional<element>> params = ParamsMember(m.parameters, head.where);
   if (!params.ok()) return params.status();
   if (*params) {
     absl::StatusOr<std::optional<int64_t>> bs = IntParam(**params, "binary_data_size", head.where);
@@ -452,12 +505,10 @@ absl::StatusOr<TensorHead> ParseTensorHead(element t, std::string_view kind, siz
 // when there is no "data". Every element takes at least two bytes of JSON text ("1,"), so a shape
 // that claims more than `json_len` allows cannot match; checking first means memory is sized from
 // the body, not from the claim.
-absl::StatusOr<Tensor> JsonDataTensor(element t, TensorHead& head, size_t json_len,
-                                      std::string_view what, std::string_view missing) {
-  element data;
-  if (t.at_key("data").get(data) != simdjson::SUCCESS) {
-    return Invalid(StrCat(head.where, ": missing \"data\"", missing));
-  }
+absl::StatusOr<Tensor> JsonDataTensor(TensorHead& head, size_t json_len, std::string_view what,
+                                      std::string_view missing) {
+  if (!head.data) return Invalid(StrCat(head.where, ": missing \"data\"", missing));
+  const element data = *head.data;
   const int64_t count = *ElementCount(head.shape);
   if (static_cast<uint64_t>(count) > json_len / 2 + 1) {
     return Invalid(StrCat(head.where, ": its shape needs ", count, " elements but the ", what,
@@ -542,7 +593,7 @@ absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std
       tensor = Tensor::View(std::string(t->name), t->type, std::move(t->shape), body, data);
     } else {
       absl::StatusOr<Tensor> json =
-          JsonDataTensor(in, *t, head->json_len, "request", " (or binary_data_size)");
+          JsonDataTensor(*t, head->json_len, "request", " (or binary_data_size)");
       if (!json.ok()) return json.status();
       tensor = *std::move(json);
     }
@@ -804,7 +855,7 @@ absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::str
                        binary.substr(pos, static_cast<size_t>(size)));
       pos += static_cast<size_t>(size);
     } else {
-      absl::StatusOr<Tensor> json = JsonDataTensor(o, *h, head->json_len, "response", "");
+      absl::StatusOr<Tensor> json = JsonDataTensor(*h, head->json_len, "response", "");
       if (!json.ok()) return json.status();
       t = *std::move(json);
     }
