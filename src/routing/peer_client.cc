@@ -10,7 +10,6 @@
 #include <optional>
 #include <vector>
 
-#include "base/io_arena.h"
 #include "base/io_deadline.h"
 #include "base/io_threads_asio.h"
 #include "base/io_write.h"
@@ -27,20 +26,58 @@ using boost::system::error_code;
 
 constexpr std::string_view kRefused = "connection refused";
 
-// A response's header fields live in an arena of its connection: no heap allocation per field.
-constexpr size_t kFieldArenaBytes = 1536;
-using FieldArena = IoArena<kFieldArenaBytes>;
-using FieldAllocator = IoArenaAllocator<char, kFieldArenaBytes>;
-using ResponseParser = http::response_parser<http::string_body, FieldAllocator>;
+// Parses a response straight into a PeerResponse: each header field goes into the table under
+// its lower-case name as it is parsed, and the body into a string (as Beast's string_body would),
+// with no field container in between.
+class ResponseParser final : public http::basic_parser<false> {
+ public:
+  PeerResponse& response() { return response_; }
+  std::string& body() { return body_; }
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
+                       error_code&) override {}  // responses only
+  void on_response_impl(int code, beast::string_view, int, error_code&) override {
+    response_.status = code;
+    response_.headers.reserve(8);  // a peer's answer has a handful of fields
+  }
+  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
+                     error_code&) override {
+    std::string lower(name.data(), name.size());
+    for (char& c : lower) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII: no locale call
+    }
+    response_.headers.insert_or_assign(std::move(lower), std::string(value.data(), value.size()));
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code& ec) override {
+    if (!length) return;
+    if (*length > body_.max_size()) {
+      ec = http::error::buffer_overflow;
+      return;
+    }
+    body_.reserve(static_cast<size_t>(*length));
+  }
+  size_t on_body_impl(beast::string_view piece, error_code&) override {
+    body_.append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece, error_code&) override {
+    body_.append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  PeerResponse response_;
+  std::string body_;
+};
 
 struct Connection {
   explicit Connection(const asio::any_io_executor& ex) : socket(ex), deadline(ex) {}
   tcp::socket socket;
   IoDeadline deadline;  // of the current request
   beast::flat_buffer buffer;
-  // The fields of the response being read. The parser that uses it is destroyed before the
-  // connection is pooled or released (Done, Close).
-  FieldArena arena;
   bool counted = false;    // in Core::open
   bool timed_out = false;  // the deadline closed the socket
 };
@@ -66,7 +103,7 @@ struct Call {
   asio::any_io_executor executor;  // loop's
   std::string head;
   std::shared_ptr<Connection> conn;
-  std::optional<ResponseParser> parser;  // its fields are in conn->arena
+  std::optional<ResponseParser> parser;
   bool reused = false;
 };
 
@@ -91,7 +128,7 @@ void CloseConnection(Core& core, Connection& c) {
 }
 
 void Close(const std::shared_ptr<Call>& call) {
-  call->parser.reset();  // before the connection (its arena) may go
+  call->parser.reset();
   if (!call->conn) return;
   CloseConnection(*call->core, *call->conn);
   call->conn.reset();
@@ -182,10 +219,7 @@ void Write(const std::shared_ptr<Call>& call) {
   ExpiresAfter(call, r.timeout);
   WriteNowOrLater(call->conn->socket, buffers, [call](error_code ec) {
     if (ec) return Fail(call, ec);
-    call->parser.reset();
-    call->conn->arena.Reset();
-    call->parser.emplace(std::piecewise_construct, std::make_tuple(),
-                         std::make_tuple(FieldAllocator(&call->conn->arena)));
+    call->parser.emplace();
     call->parser->body_limit(256u << 20);
     http::async_read(call->conn->socket, call->conn->buffer, *call->parser,
                      [call](error_code ec, size_t) {
@@ -196,22 +230,10 @@ void Write(const std::shared_ptr<Call>& call) {
 }
 
 void Done(const std::shared_ptr<Call>& call) {
-  auto& msg = call->parser->get();
-  PeerResponse resp;
-  resp.status = static_cast<int>(msg.result_int());
-  size_t fields = 0;
-  for (auto it = msg.begin(); it != msg.end(); ++it) ++fields;
-  resp.headers.reserve(fields);
-  for (const auto& field : msg) {
-    std::string name(field.name_string());
-    for (char& c : name) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII: no locale call
-    }
-    resp.headers.insert_or_assign(std::move(name), std::string(field.value()));
-  }
-  resp.body = std::make_shared<const std::string>(std::move(msg.body()));
-  const bool keep = msg.keep_alive();
-  call->parser.reset();  // its fields are in the connection's arena: done with before pooling
+  PeerResponse resp = std::move(call->parser->response());
+  resp.body = std::make_shared<const std::string>(std::move(call->parser->body()));
+  const bool keep = call->parser->keep_alive();
+  call->parser.reset();
   call->conn->deadline.Clear();
   if (keep && !call->conn->timed_out && call->conn->socket.is_open() &&
       !call->core->stopped.load(std::memory_order_relaxed)) {
