@@ -6,6 +6,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/container/small_vector.hpp>
 #include <mutex>
 #include <optional>
 #include <unordered_set>
@@ -25,6 +26,94 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 constexpr uint32_t kHeaderLimit = 64 * 1024;
+
+// What HttpRequest shows of a request's head: method, target and header fields, kept in storage
+// that the connection reuses from one request to the next (no allocation per request once it
+// has grown to the usual size).
+struct RequestHead {
+  struct Field {
+    uint32_t name, name_size, value, value_size;  // offsets into `text`
+  };
+  std::string text;  // the method, the target, then each field's name and value
+  size_t method_size = 0, target_size = 0;
+  std::vector<Field> fields;  // in arrival order
+
+  void Clear() {
+    text.clear();
+    fields.clear();
+    method_size = target_size = 0;
+  }
+  std::string_view method() const { return std::string_view(text).substr(0, method_size); }
+  std::string_view target() const {
+    return std::string_view(text).substr(method_size, target_size);
+  }
+  // The first field named `name` (case-insensitive), or null.
+  const Field* Find(std::string_view name) const {
+    for (const Field& f : fields) {
+      if (beast::iequals(beast::string_view(text.data() + f.name, f.name_size),
+                         beast::string_view(name.data(), name.size()))) {
+        return &f;
+      }
+    }
+    return nullptr;
+  }
+  std::string_view Value(const Field& f) const {
+    return std::string_view(text.data() + f.value, f.value_size);
+  }
+};
+
+// Parses a request into a RequestHead and a body string (as Beast's string_body would), with no
+// field container in between.
+class RequestParser final : public http::basic_parser<true> {
+ public:
+  RequestParser(RequestHead* head, std::string* body) : head_(head), body_(body) {
+    head_->Clear();
+    body_->clear();
+  }
+
+ private:
+  void on_request_impl(http::verb, beast::string_view method, beast::string_view target, int,
+                       beast::error_code&) override {
+    head_->text.append(method.data(), method.size());
+    head_->text.append(target.data(), target.size());
+    head_->method_size = method.size();
+    head_->target_size = target.size();
+  }
+  void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
+  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
+                     beast::error_code&) override {
+    std::string& text = head_->text;
+    const auto at = static_cast<uint32_t>(text.size());
+    text.append(name.data(), name.size());
+    text.append(value.data(), value.size());
+    head_->fields.push_back({at, static_cast<uint32_t>(name.size()),
+                             at + static_cast<uint32_t>(name.size()),
+                             static_cast<uint32_t>(value.size())});
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code& ec) override {
+    if (!length) return;
+    if (*length > body_->max_size()) {
+      ec = http::error::buffer_overflow;
+      return;
+    }
+    body_->reserve(static_cast<size_t>(*length));
+  }
+  size_t on_body_impl(beast::string_view piece, beast::error_code&) override {
+    body_->append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece, beast::error_code&) override {
+    body_->append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  RequestHead* const head_;
+  std::string* const body_;
+};
 
 std::string ErrorJson(std::string_view message) {
   // Messages here are fixed ASCII text, so no escaping is needed beyond quotes.
@@ -74,17 +163,14 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   void Start() { ReadHeader(); }
 
   // HttpRequest
-  std::string_view method() const override { return parser_->get().method_string(); }
-  std::string_view target() const override { return parser_->get().target(); }
+  std::string_view method() const override { return request_head_.method(); }
+  std::string_view target() const override { return request_head_.target(); }
   std::string_view header(std::string_view name) const override {
-    const auto& fields = parser_->get();
-    auto it = fields.find(beast::string_view(name.data(), name.size()));
-    if (it == fields.end()) return {};
-    return it->value();
+    const RequestHead::Field* f = request_head_.Find(name);
+    return f == nullptr ? std::string_view() : request_head_.Value(*f);
   }
   bool has_header(std::string_view name) const override {
-    const auto& fields = parser_->get();
-    return fields.find(beast::string_view(name.data(), name.size())) != fields.end();
+    return request_head_.Find(name) != nullptr;
   }
   std::shared_ptr<const std::string> body() const override { return body_; }
   SteadyTime received() const override { return received_; }
@@ -122,7 +208,9 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   const int loop_;
   const asio::io_context::executor_type executor_;  // the loop's
   beast::flat_buffer buffer_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  RequestHead request_head_;             // the current request's; reused
+  std::string body_text_;                // the current request's body while it is read
+  std::optional<RequestParser> parser_;  // fills request_head_ and body_text_
   std::shared_ptr<const std::string> body_;
   SteadyTime received_;
   bool keep_alive_ = true;
@@ -248,7 +336,8 @@ Connection::~Connection() {
 }
 
 void Connection::ReadHeader() {
-  parser_.emplace();
+  parser_.reset();
+  parser_.emplace(&request_head_, &body_text_);
   parser_->header_limit(kHeaderLimit);
   parser_->body_limit(core_->options.max_body_bytes);
   ExpiresAfter(core_->options.header_timeout);
@@ -280,8 +369,7 @@ void Connection::OnHeader(beast::error_code ec) {
     return;
   }
   received_ = SystemClock::Get().Now();
-  const auto& req = parser_->get();
-  keep_alive_ = req.keep_alive();
+  keep_alive_ = parser_->keep_alive();
   const boost::optional<uint64_t> length = parser_->content_length();
   if (length && *length > core_->options.max_body_bytes) {
     SendError(413,
@@ -290,8 +378,8 @@ void Connection::OnHeader(beast::error_code ec) {
               true);
     return;
   }
-  const auto expect = req.find(http::field::expect);
-  if (expect != req.end() && beast::iequals(expect->value(), "100-continue")) {
+  const RequestHead::Field* expect = request_head_.Find("Expect");
+  if (expect != nullptr && beast::iequals(request_head_.Value(*expect), "100-continue")) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
                       [self = shared_from_this()](beast::error_code wec, size_t) {
@@ -348,7 +436,7 @@ void Connection::OnBody(beast::error_code ec) {
     return;
   }
   deadline_.Clear();
-  body_ = std::make_shared<const std::string>(std::move(parser_->get().body()));
+  body_ = std::make_shared<const std::string>(std::move(body_text_));
   Dispatch();
 }
 
@@ -398,15 +486,14 @@ void Connection::Send(HttpResponse response) {
   if (close) head_ += "Connection: close\r\n";
   head_ += "\r\n";
   close_after_ = close;
-  std::vector<asio::const_buffer> buffers;
-  buffers.reserve(2 + response_.tail.size());
+  boost::container::small_vector<asio::const_buffer, 8> buffers;
   buffers.emplace_back(head_.data(), head_.size());
   if (!response_.body.empty()) buffers.emplace_back(response_.body.data(), response_.body.size());
   for (const Tensor& t : response_.tail) {
     if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
   }
   ExpiresAfter(core_->options.body_timeout);
-  WriteNowOrLater(socket_, std::move(buffers),
+  WriteNowOrLater(socket_, buffers,
                   [self = shared_from_this()](beast::error_code ec) { self->OnWritten(ec); });
 }
 

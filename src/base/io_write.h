@@ -15,10 +15,11 @@ namespace hivemesh {
 
 // `done(error_code)` runs exactly once: inline if everything was written at once, else from the
 // event loop (failures always from the event loop, so a caller never sees its own callback run
-// with an error inside the call that started the write). `buffers` must stay valid until then.
-template <typename Done>
-void WriteNowOrLater(boost::asio::ip::tcp::socket& socket,
-                     std::vector<boost::asio::const_buffer> buffers, Done&& done) {
+// with an error inside the call that started the write). `buffers` is any sequence of
+// const_buffer (e.g. a small_vector kept on the stack); the memory it points to must stay valid
+// until `done` runs, the sequence itself need not.
+template <typename Buffers, typename Done>
+void WriteNowOrLater(boost::asio::ip::tcp::socket& socket, const Buffers& buffers, Done&& done) {
   boost::system::error_code ec;
   if (!socket.non_blocking()) socket.non_blocking(true, ec);
   size_t total = 0;
@@ -34,14 +35,15 @@ void WriteNowOrLater(boost::asio::ip::tcp::socket& socket,
   // Drop what was written; write the rest when the socket can take it.
   std::vector<boost::asio::const_buffer> rest;
   for (const auto& b : buffers) {
-    if (written >= b.size()) {
-      written -= b.size();
+    const boost::asio::const_buffer cb(b);
+    if (written >= cb.size()) {
+      written -= cb.size();
       continue;
     }
-    rest.push_back(b + written);
+    rest.push_back(cb + written);
     written = 0;
   }
-  boost::asio::async_write(socket, rest,
+  boost::asio::async_write(socket, std::move(rest),
                            [done = std::forward<Done>(done)](boost::system::error_code wec,
                                                              size_t) mutable { done(wec); });
 }

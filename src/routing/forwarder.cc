@@ -53,7 +53,7 @@ struct Forwarder::Attempt {
   RouteOptions options;
   std::vector<std::string> tried;
   int attempts = 0;
-  absl::Status last_error = absl::UnavailableError("no peer could be tried");
+  absl::Status last_error;  // of the latest failed try; set before any retry
 };
 
 Forwarder::Forwarder(const MeshDirectory* directory, PeerClient* client, std::string self,
@@ -190,7 +190,10 @@ void Forwarder::Retry(const std::shared_ptr<Attempt>& attempt) {
   const SteadyTime now = SystemClock::Get().Now();
   std::vector<PeerEndpoint> peers;
   const Decision d = Choose(attempt->request, attempt->options, attempt->tried, &peers, now);
-  if (d.kind != Decision::kForward) return attempt->done(attempt->last_error);
+  if (d.kind != Decision::kForward) {
+    return attempt->done(attempt->last_error.ok() ? absl::UnavailableError("no peer could be tried")
+                                                  : attempt->last_error);
+  }
   ++retries_;
   Send(attempt, peers[static_cast<size_t>(d.index)], now);
 }
@@ -201,17 +204,30 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
   attempt->tried.push_back(peer.node);
   ++attempt->attempts;
 
+  // The encoded body goes out with the first try, without a copy; a retry (rare) encodes the
+  // request again.
+  EncodedInferRequest encoded;
+  if (attempt->attempts == 1) {
+    encoded = std::move(attempt->encoded);
+  } else {
+    encoded =
+        attempt->options.raw_body ? EncodedInferRequest{"", req.inputs} : EncodeForwardRequest(req);
+  }
   PeerRequest pr;
   pr.address = peer.api_address;
-  pr.target = StrCat("/v2/models/", req.model_name,
-                     req.model_version.empty() ? "" : "/versions/" + req.model_version, "/infer");
-  pr.body = attempt->encoded.json;
-  pr.tail = attempt->encoded.binary;
-  pr.headers = {{"Content-Type", "application/octet-stream"},
-                {"Inference-Header-Content-Length", std::to_string(attempt->encoded.json.size())},
-                {kHopsHeader, std::to_string(attempt->options.hops + 1)},
-                {kOriginHeader, self_},
-                {kTraceHeader, attempt->trace}};
+  if (req.model_version.empty()) {
+    pr.target = StrCat("/v2/models/", req.model_name, "/infer");
+  } else {
+    pr.target = StrCat("/v2/models/", req.model_name, "/versions/", req.model_version, "/infer");
+  }
+  pr.headers.reserve(6);
+  pr.headers.emplace_back("Content-Type", "application/octet-stream");
+  pr.headers.emplace_back("Inference-Header-Content-Length", std::to_string(encoded.json.size()));
+  pr.headers.emplace_back(kHopsHeader, std::to_string(attempt->options.hops + 1));
+  pr.headers.emplace_back(kOriginHeader, self_);
+  pr.headers.emplace_back(kTraceHeader, attempt->trace);
+  pr.body = std::move(encoded.json);
+  pr.tail = std::move(encoded.binary);
   if (req.deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*req.deadline - now);
     if (left.count() <= 0) {
@@ -228,9 +244,14 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
     ++e.pending;
     ++e.sent;
   }
-  client_->Send(std::move(pr), [this, attempt, peer, now](absl::StatusOr<PeerResponse> r) {
-    OnResult(attempt, peer, now, std::move(r));
-  });
+  // What OnResult reads of the peer: its name and generation (EndpointFor).
+  PeerEndpoint sent_to;
+  sent_to.node = peer.node;
+  sent_to.generation = peer.generation;
+  client_->Send(std::move(pr),
+                [this, attempt, sent_to = std::move(sent_to), now](absl::StatusOr<PeerResponse> r) {
+                  OnResult(attempt, sent_to, now, std::move(r));
+                });
 }
 
 void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,

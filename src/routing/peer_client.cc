@@ -1,9 +1,11 @@
 #include "routing/peer_client.h"
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/container/small_vector.hpp>
 #include <map>
 #include <optional>
 #include <vector>
@@ -23,6 +25,53 @@ using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
 constexpr std::string_view kRefused = "connection refused";
+
+// Parses a response straight into a PeerResponse: each header field goes into the table under
+// its lower-case name as it is parsed, and the body into a string (as Beast's string_body would),
+// with no field container in between.
+class ResponseParser final : public http::basic_parser<false> {
+ public:
+  PeerResponse& response() { return response_; }
+  std::string& body() { return body_; }
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
+                       error_code&) override {}  // responses only
+  void on_response_impl(int code, beast::string_view, int, error_code&) override {
+    response_.status = code;
+    response_.headers.reserve(8);  // a peer's answer has a handful of fields
+  }
+  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
+                     error_code&) override {
+    std::string lower(name.data(), name.size());
+    for (char& c : lower) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII: no locale call
+    }
+    response_.headers.insert_or_assign(std::move(lower), std::string(value.data(), value.size()));
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code& ec) override {
+    if (!length) return;
+    if (*length > body_.max_size()) {
+      ec = http::error::buffer_overflow;
+      return;
+    }
+    body_.reserve(static_cast<size_t>(*length));
+  }
+  size_t on_body_impl(beast::string_view piece, error_code&) override {
+    body_.append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece, error_code&) override {
+    body_.append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  PeerResponse response_;
+  std::string body_;
+};
 
 struct Connection {
   explicit Connection(const asio::any_io_executor& ex) : socket(ex), deadline(ex) {}
@@ -54,7 +103,7 @@ struct Call {
   asio::any_io_executor executor;  // loop's
   std::string head;
   std::shared_ptr<Connection> conn;
-  std::optional<http::response_parser<http::string_body>> parser;
+  std::optional<ResponseParser> parser;
   bool reused = false;
 };
 
@@ -79,6 +128,7 @@ void CloseConnection(Core& core, Connection& c) {
 }
 
 void Close(const std::shared_ptr<Call>& call) {
+  call->parser.reset();
   if (!call->conn) return;
   CloseConnection(*call->core, *call->conn);
   call->conn.reset();
@@ -152,19 +202,22 @@ void Write(const std::shared_ptr<Call>& call) {
   const PeerRequest& r = call->request;
   size_t length = r.body.size();
   for (const Tensor& t : r.tail) length += t.data().size();
-  call->head = StrCat(r.method, " ", r.target, " HTTP/1.1\r\nHost: ", r.address,
-                      "\r\nContent-Length: ", length, "\r\n");
+  size_t head_size = r.method.size() + r.target.size() + r.address.size() + 64;
+  for (const auto& [k, v] : r.headers) head_size += k.size() + v.size() + 4;
+  call->head.clear();
+  call->head.reserve(head_size);
+  StrAppend(&call->head, r.method, " ", r.target, " HTTP/1.1\r\nHost: ", r.address,
+            "\r\nContent-Length: ", length, "\r\n");
   for (const auto& [k, v] : r.headers) StrAppend(&call->head, k, ": ", v, "\r\n");
   call->head += "\r\n";
-  std::vector<asio::const_buffer> buffers;
-  buffers.reserve(2 + r.tail.size());
+  boost::container::small_vector<asio::const_buffer, 8> buffers;
   buffers.emplace_back(call->head.data(), call->head.size());
   if (!r.body.empty()) buffers.emplace_back(r.body.data(), r.body.size());
   for (const Tensor& t : r.tail) {
     if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
   }
   ExpiresAfter(call, r.timeout);
-  WriteNowOrLater(call->conn->socket, std::move(buffers), [call](error_code ec) {
+  WriteNowOrLater(call->conn->socket, buffers, [call](error_code ec) {
     if (ec) return Fail(call, ec);
     call->parser.emplace();
     call->parser->body_limit(256u << 20);
@@ -177,18 +230,10 @@ void Write(const std::shared_ptr<Call>& call) {
 }
 
 void Done(const std::shared_ptr<Call>& call) {
-  auto& msg = call->parser->get();
-  PeerResponse resp;
-  resp.status = static_cast<int>(msg.result_int());
-  for (const auto& field : msg) {
-    std::string name(field.name_string());
-    for (char& c : name) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII: no locale call
-    }
-    resp.headers[name] = std::string(field.value());
-  }
-  resp.body = std::make_shared<const std::string>(std::move(msg.body()));
-  const bool keep = msg.keep_alive();
+  PeerResponse resp = std::move(call->parser->response());
+  resp.body = std::make_shared<const std::string>(std::move(call->parser->body()));
+  const bool keep = call->parser->keep_alive();
+  call->parser.reset();
   call->conn->deadline.Clear();
   if (keep && !call->conn->timed_out && call->conn->socket.is_open() &&
       !call->core->stopped.load(std::memory_order_relaxed)) {
@@ -264,6 +309,31 @@ class PeerClientImpl final : public PeerClient {
 };
 
 }  // namespace
+
+PeerHeaders::iterator PeerHeaders::find(std::string_view name) {
+  return std::find_if(fields_.begin(), fields_.end(),
+                      [name](const value_type& f) { return f.first == name; });
+}
+
+PeerHeaders::const_iterator PeerHeaders::find(std::string_view name) const {
+  return std::find_if(fields_.begin(), fields_.end(),
+                      [name](const value_type& f) { return f.first == name; });
+}
+
+std::string& PeerHeaders::operator[](std::string_view name) {
+  auto it = find(name);
+  if (it != fields_.end()) return it->second;
+  return fields_.emplace_back(std::string(name), std::string()).second;
+}
+
+void PeerHeaders::insert_or_assign(std::string name, std::string value) {
+  auto it = find(name);
+  if (it != fields_.end()) {
+    it->second = std::move(value);
+    return;
+  }
+  fields_.emplace_back(std::move(name), std::move(value));
+}
 
 bool IsConnectionRefused(const absl::Status& status) {
   return status.code() == absl::StatusCode::kUnavailable && MessageOf(status).starts_with(kRefused);

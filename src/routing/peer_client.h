@@ -16,9 +16,9 @@
 
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -38,9 +38,38 @@ struct PeerRequest {
   std::chrono::milliseconds timeout{30000};
 };
 
+// A response's header fields by lower-case name, each name once (a later field of the same name
+// replaces the earlier). A flat table in arrival order: a response has a handful of fields, so a
+// linear search beats a tree, and filling it costs one allocation for the table.
+class PeerHeaders {
+ public:
+  using value_type = std::pair<std::string, std::string>;
+  using iterator = std::vector<value_type>::iterator;
+  using const_iterator = std::vector<value_type>::const_iterator;
+
+  iterator begin() { return fields_.begin(); }
+  iterator end() { return fields_.end(); }
+  const_iterator begin() const { return fields_.begin(); }
+  const_iterator end() const { return fields_.end(); }
+  size_t size() const { return fields_.size(); }
+  bool empty() const { return fields_.empty(); }
+  void reserve(size_t n) { fields_.reserve(n); }
+
+  // end() if absent.
+  iterator find(std::string_view name);
+  const_iterator find(std::string_view name) const;
+  size_t count(std::string_view name) const { return find(name) == end() ? 0 : 1; }
+  // The value of `name`, added empty if absent.
+  std::string& operator[](std::string_view name);
+  void insert_or_assign(std::string name, std::string value);
+
+ private:
+  std::vector<value_type> fields_;
+};
+
 struct PeerResponse {
   int status = 0;
-  std::map<std::string, std::string> headers;  // lower-case names
+  PeerHeaders headers;  // lower-case names
   std::shared_ptr<const std::string> body;
 };
 

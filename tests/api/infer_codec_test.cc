@@ -291,6 +291,30 @@ TEST(ForwardCodecTest, ForwardedRequestsCarryRawTensorsAndAskForBinaryOutputs) {
   EXPECT_EQ(again->request.inputs[1].data(), decoded->request.inputs[1].data());
 }
 
+TEST(ForwardCodecTest, ForwardedRequestHeaderIsExactlyThisJson) {
+  InferRequest r;
+  r.id = "r\"1";
+  r.inputs.push_back(Tensor::Owned("INPUT0", DataType::kFp32, {1}, std::string(4, 'x')));
+  r.inputs.push_back(Tensor::Owned("na\"me", DataType::kUint8, {1, 8}, std::string(8, 'y')));
+  r.inputs.push_back(Tensor::Owned("scalar", DataType::kInt32, {}, std::string(4, 'z')));
+  r.outputs.push_back({"OUT0", false});
+  r.outputs.push_back({"OUT1", true});
+  EncodedInferRequest fwd = EncodeForwardRequest(r);
+  EXPECT_EQ(
+      fwd.json,
+      R"({"id":"r\"1","parameters":{"binary_data_output":true},"inputs":[)"
+      R"({"name":"INPUT0","datatype":"FP32","shape":[1],"parameters":{"binary_data_size":4}},)"
+      R"({"name":"na\"me","datatype":"UINT8","shape":[1,8],"parameters":{"binary_data_size":8}},)"
+      R"({"name":"scalar","datatype":"INT32","shape":[],"parameters":{"binary_data_size":4}}],)"
+      R"("outputs":[{"name":"OUT0","parameters":{"binary_data":true}},)"
+      R"({"name":"OUT1","parameters":{"binary_data":true}}]})");
+  EXPECT_EQ(fwd.binary.size(), 3u);
+
+  InferRequest bare;
+  EXPECT_EQ(EncodeForwardRequest(bare).json,
+            R"({"parameters":{"binary_data_output":true},"inputs":[]})");
+}
+
 TEST(ForwardCodecTest, ResponsesDecodeFromJsonAndBinary) {
   InferResponse resp;
   resp.model_name = "m";

@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -269,11 +271,58 @@ absl::StatusOr<std::string_view> StringField(element obj, std::string_view key,
   return v.get_string().value_unsafe();
 }
 
-absl::StatusOr<Shape> ShapeField(element obj, std::string_view where) {
-  element v;
-  if (obj.at_key("shape").get(v) != simdjson::SUCCESS) {
-    return Invalid(StrCat(where, ": missing \"shape\""));
+// The members of a tensor's object that the codec reads, found in one pass over it: the first
+// of each name, as at_key would find it.
+struct TensorMembers {
+  std::optional<element> name, datatype, shape, parameters, data;
+};
+
+TensorMembers MembersOf(element t) {
+  TensorMembers m;
+  const simdjson::dom::object members = t.get_object().value_unsafe();
+  for (simdjson::dom::key_value_pair kv : members) {
+    const std::string_view key = kv.key;
+    std::optional<element>* slot = nullptr;
+    if (key == "name") {
+      slot = &m.name;
+    } else if (key == "datatype") {
+      slot = &m.datatype;
+    } else if (key == "shape") {
+      slot = &m.shape;
+    } else if (key == "parameters") {
+      slot = &m.parameters;
+    } else if (key == "data") {
+      slot = &m.data;
+    }
+    if (slot != nullptr && !*slot) *slot = kv.value;
   }
+  return m;
+}
+
+// As StringField, for a member found by MembersOf.
+absl::StatusOr<std::string_view> StringMember(const std::optional<element>& v, std::string_view key,
+                                              std::string_view where) {
+  if (!v) return Invalid(StrCat(where, ": missing \"", key, "\""));
+  if (v->type() != element_type::STRING) {
+    return Invalid(StrCat(where, ".", key, ": expected a string"));
+  }
+  return v->get_string().value_unsafe();
+}
+
+// As ParamsOf, for a member found by MembersOf.
+absl::StatusOr<std::optional<element>> ParamsMember(const std::optional<element>& p,
+                                                    std::string_view where) {
+  if (!p) return std::optional<element>();
+  if (p->type() != element_type::OBJECT) {
+    return Invalid(StrCat(where, ".parameters: expected an object"));
+  }
+  return p;
+}
+
+absl::StatusOr<Shape> ShapeMember(const std::optional<element>& shape_member,
+                                  std::string_view where) {
+  if (!shape_member) return Invalid(StrCat(where, ": missing \"shape\""));
+  const element v = *shape_member;
   if (v.type() != element_type::ARRAY) {
     return Invalid(StrCat(where, ".shape: expected an array of integers"));
   }
@@ -380,33 +429,69 @@ absl::StatusOr<JsonHead> ParseHead(const std::string& body, std::optional<uint64
   return head;
 }
 
+// How errors name a tensor ("input 'x'"): kept inline when short, so that naming it costs no
+// allocation on the usual, error-free path.
+class TensorWhere {
+ public:
+  void Set(std::string_view kind, std::string_view name) {
+    const size_t n = kind.size() + name.size() + 3;
+    if (n > sizeof(inline_)) {
+      long_ = StrCat(kind, " '", name, "'");
+      size_ = kLong;
+      return;
+    }
+    char* p = inline_;
+    p = std::copy(kind.begin(), kind.end(), p);
+    *p++ = ' ';
+    *p++ = '\'';
+    p = std::copy(name.begin(), name.end(), p);
+    *p++ = '\'';
+    size_ = n;
+  }
+  operator std::string_view() const {
+    return size_ == kLong ? std::string_view(long_) : std::string_view(inline_, size_);
+  }
+
+ private:
+  static constexpr size_t kLong = ~size_t{0};
+  char inline_[56];
+  size_t size_ = 0;
+  std::string long_;
+};
+
 // What the JSON says of one input or output tensor.
 struct TensorHead {
   std::string_view name;
-  std::string where;  // how errors name it: "input 'x'"
+  TensorWhere where;  // how errors name it: "input 'x'"
   DataType type = DataType::kFp32;
   Shape shape;
   std::optional<int64_t> binary_size;  // parameters.binary_data_size
+  std::optional<element> data;         // the "data" member, if any
 };
 
 // Name, datatype, shape and binary_data_size of the `index`th entry of "<kind>s".
 absl::StatusOr<TensorHead> ParseTensorHead(element t, std::string_view kind, size_t index) {
-  const std::string where = StrCat(kind, "s[", index, "]");
-  if (t.type() != element_type::OBJECT) return Invalid(where + ": expected an object");
+  if (t.type() != element_type::OBJECT) {
+    return Invalid(StrCat(kind, "s[", index, "]: expected an object"));
+  }
+  const TensorMembers m = MembersOf(t);
   TensorHead head;
-  absl::StatusOr<std::string_view> name = StringField(t, "name", where);
-  if (!name.ok()) return name.status();
-  head.name = *name;
-  head.where = StrCat(kind, " '", *name, "'");
-  absl::StatusOr<std::string_view> dt = StringField(t, "datatype", head.where);
+  if (!m.name || m.name->type() != element_type::STRING) {
+    return StringMember(m.name, "name", StrCat(kind, "s[", index, "]")).status();
+  }
+  const std::string_view name = m.name->get_string().value_unsafe();
+  head.name = name;
+  head.where.Set(kind, name);
+  absl::StatusOr<std::string_view> dt = StringMember(m.datatype, "datatype", head.where);
   if (!dt.ok()) return dt.status();
   std::optional<DataType> type = DataTypeFromName(*dt);
   if (!type) return Invalid(StrCat(head.where, ".datatype: unknown datatype '", *dt, "'"));
   head.type = *type;
-  absl::StatusOr<Shape> shape = ShapeField(t, head.where);
+  absl::StatusOr<Shape> shape = ShapeMember(m.shape, head.where);
   if (!shape.ok()) return shape.status();
   head.shape = *std::move(shape);
-  absl::StatusOr<std::optional<element>> params = ParamsOf(t, head.where);
+  head.data = m.data;
+  absl::StatusOr<std::optional<element>> params = ParamsMember(m.parameters, head.where);
   if (!params.ok()) return params.status();
   if (*params) {
     absl::StatusOr<std::optional<int64_t>> bs = IntParam(**params, "binary_data_size", head.where);
@@ -420,12 +505,10 @@ absl::StatusOr<TensorHead> ParseTensorHead(element t, std::string_view kind, siz
 // when there is no "data". Every element takes at least two bytes of JSON text ("1,"), so a shape
 // that claims more than `json_len` allows cannot match; checking first means memory is sized from
 // the body, not from the claim.
-absl::StatusOr<Tensor> JsonDataTensor(element t, TensorHead& head, size_t json_len,
-                                      std::string_view what, std::string_view missing) {
-  element data;
-  if (t.at_key("data").get(data) != simdjson::SUCCESS) {
-    return Invalid(StrCat(head.where, ": missing \"data\"", missing));
-  }
+absl::StatusOr<Tensor> JsonDataTensor(TensorHead& head, size_t json_len, std::string_view what,
+                                      std::string_view missing) {
+  if (!head.data) return Invalid(StrCat(head.where, ": missing \"data\"", missing));
+  const element data = *head.data;
   const int64_t count = *ElementCount(head.shape);
   if (static_cast<uint64_t>(count) > json_len / 2 + 1) {
     return Invalid(StrCat(head.where, ": its shape needs ", count, " elements but the ", what,
@@ -510,7 +593,7 @@ absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std
       tensor = Tensor::View(std::string(t->name), t->type, std::move(t->shape), body, data);
     } else {
       absl::StatusOr<Tensor> json =
-          JsonDataTensor(in, *t, head->json_len, "request", " (or binary_data_size)");
+          JsonDataTensor(*t, head->json_len, "request", " (or binary_data_size)");
       if (!json.ok()) return json.status();
       tensor = *std::move(json);
     }
@@ -562,6 +645,12 @@ void EmitAll(std::string_view raw, Emit&& emit) {
     std::memcpy(&v, raw.data() + i * sizeof(T), sizeof(T));
     emit(v);
   }
+}
+
+void AppendInt(std::string& out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
 }
 
 void WriteData(JsonWriter& w, const Tensor& t) {
@@ -617,41 +706,56 @@ void WriteData(JsonWriter& w, const Tensor& t) {
 }  // namespace
 
 EncodedInferResponse EncodeInferResponse(const InferResponse& response) {
+  // The fixed structure is written directly (the same text JsonWriter would give, without its
+  // per-value bookkeeping); only the data arrays go through JsonWriter.
   EncodedInferResponse out;
   size_t estimate = 128;
   for (const Tensor& t : response.outputs) estimate += 64 + t.data().size() * 3;
-  out.json.reserve(estimate);
-  JsonWriter w(out.json);
-  w.BeginObject();
-  w.Key("model_name").String(response.model_name);
-  if (!response.model_version.empty()) w.Key("model_version").String(response.model_version);
-  if (!response.id.empty()) w.Key("id").String(response.id);
-  if (!response.served_by.empty()) {
-    w.Key("parameters").BeginObject().Key("served_by").String(response.served_by).EndObject();
+  std::string& j = out.json;
+  j.reserve(estimate);
+  j += "{\"model_name\":";
+  AppendJsonString(j, response.model_name);
+  if (!response.model_version.empty()) {
+    j += ",\"model_version\":";
+    AppendJsonString(j, response.model_version);
   }
-  w.Key("outputs").BeginArray();
+  if (!response.id.empty()) {
+    j += ",\"id\":";
+    AppendJsonString(j, response.id);
+  }
+  if (!response.served_by.empty()) {
+    j += ",\"parameters\":{\"served_by\":";
+    AppendJsonString(j, response.served_by);
+    j += '}';
+  }
+  j += ",\"outputs\":[";
   for (size_t i = 0; i < response.outputs.size(); ++i) {
     const Tensor& t = response.outputs[i];
     const bool binary = i < response.binary.size() && response.binary[i];
-    w.BeginObject();
-    w.Key("name").String(t.name());
-    w.Key("datatype").String(DataTypeName(t.type()));
-    w.Key("shape").BeginArray();
-    for (int64_t d : t.shape()) w.Int(d);
-    w.EndArray();
+    if (i > 0) j += ',';
+    j += "{\"name\":";
+    AppendJsonString(j, t.name());
+    j += ",\"datatype\":";
+    AppendJsonString(j, DataTypeName(t.type()));
+    j += ",\"shape\":[";
+    for (size_t d = 0; d < t.shape().size(); ++d) {
+      if (d > 0) j += ',';
+      AppendInt(j, t.shape()[d]);
+    }
+    j += ']';
     if (binary) {
-      w.Key("parameters").BeginObject();
-      w.Key("binary_data_size").Uint(t.data().size());
-      w.EndObject();
+      j += ",\"parameters\":{\"binary_data_size\":";
+      AppendInt(j, static_cast<int64_t>(t.data().size()));
+      j += '}';
       out.binary.push_back(t);
     } else {
-      w.Key("data");
+      j += ",\"data\":";
+      JsonWriter w(j);
       WriteData(w, t);
     }
-    w.EndObject();
+    j += '}';
   }
-  w.EndArray();
-  w.EndObject();
+  j += "]}";
   return out;
 }
 
@@ -667,35 +771,51 @@ std::string EncodeError(std::string_view message) {
 namespace hivemesh {
 
 EncodedInferRequest EncodeForwardRequest(const InferRequest& request) {
+  // A fixed layout, written directly (the same text JsonWriter would give, without its
+  // per-value bookkeeping): this runs for every forwarded request.
   EncodedInferRequest out;
-  JsonWriter w(out.json);
-  w.BeginObject();
-  if (!request.id.empty()) w.Key("id").String(request.id);
-  w.Key("parameters").BeginObject().Key("binary_data_output").Bool(true).EndObject();
-  w.Key("inputs").BeginArray();
-  for (const Tensor& t : request.inputs) {
-    w.BeginObject();
-    w.Key("name").String(t.name());
-    w.Key("datatype").String(DataTypeName(t.type()));
-    w.Key("shape").BeginArray();
-    for (int64_t d : t.shape()) w.Int(d);
-    w.EndArray();
-    w.Key("parameters").BeginObject().Key("binary_data_size").Uint(t.data().size()).EndObject();
-    w.EndObject();
+  size_t estimate = 64 + request.id.size();
+  for (const Tensor& t : request.inputs) estimate += 112 + t.name().size() + 21 * t.shape().size();
+  for (const RequestedOutput& o : request.outputs) estimate += 64 + o.name.size();
+  std::string& j = out.json;
+  j.reserve(estimate);
+  out.binary.reserve(request.inputs.size());
+  j += '{';
+  if (!request.id.empty()) {
+    j += "\"id\":";
+    AppendJsonString(j, request.id);
+    j += ',';
+  }
+  j += "\"parameters\":{\"binary_data_output\":true},\"inputs\":[";
+  for (size_t i = 0; i < request.inputs.size(); ++i) {
+    const Tensor& t = request.inputs[i];
+    if (i > 0) j += ',';
+    j += "{\"name\":";
+    AppendJsonString(j, t.name());
+    j += ",\"datatype\":";
+    AppendJsonString(j, DataTypeName(t.type()));
+    j += ",\"shape\":[";
+    for (size_t d = 0; d < t.shape().size(); ++d) {
+      if (d > 0) j += ',';
+      AppendInt(j, t.shape()[d]);
+    }
+    j += "],\"parameters\":{\"binary_data_size\":";
+    AppendInt(j, static_cast<int64_t>(t.data().size()));
+    j += "}}";
     out.binary.push_back(t);
   }
-  w.EndArray();
+  j += ']';
   if (!request.outputs.empty()) {
-    w.Key("outputs").BeginArray();
-    for (const RequestedOutput& o : request.outputs) {
-      w.BeginObject();
-      w.Key("name").String(o.name);
-      w.Key("parameters").BeginObject().Key("binary_data").Bool(true).EndObject();
-      w.EndObject();
+    j += ",\"outputs\":[";
+    for (size_t i = 0; i < request.outputs.size(); ++i) {
+      if (i > 0) j += ',';
+      j += "{\"name\":";
+      AppendJsonString(j, request.outputs[i].name);
+      j += ",\"parameters\":{\"binary_data\":true}}";
     }
-    w.EndArray();
+    j += ']';
   }
-  w.EndObject();
+  j += '}';
   return out;
 }
 
@@ -735,7 +855,7 @@ absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::str
                        binary.substr(pos, static_cast<size_t>(size)));
       pos += static_cast<size_t>(size);
     } else {
-      absl::StatusOr<Tensor> json = JsonDataTensor(o, *h, head->json_len, "response", "");
+      absl::StatusOr<Tensor> json = JsonDataTensor(*h, head->json_len, "response", "");
       if (!json.ok()) return json.status();
       t = *std::move(json);
     }

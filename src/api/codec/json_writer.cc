@@ -1,7 +1,9 @@
 #include "api/codec/json_writer.h"
 
+#include <array>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 namespace hivemesh {
 namespace {
@@ -42,11 +44,33 @@ void AppendUnicodeEscape(std::string& out, unsigned char c) {
   out += kHex[c & 0xf];
 }
 
+// True for the bytes a JSON string holds as they are: printable ASCII other than '"' and '\\'.
+constexpr std::array<bool, 256> MakePlainTable() {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[static_cast<size_t>(c)] = c != '"' && c != '\\';
+  return t;
+}
+constexpr std::array<bool, 256> kPlain = MakePlainTable();
+
 }  // namespace
 
 void AppendJsonString(std::string& out, std::string_view s) {
+  // The usual case (names, keys, datatypes): nothing to escape, so one copy.
+  const auto* bytes = reinterpret_cast<const unsigned char*>(s.data());
+  size_t plain = 0;
+  while (plain < s.size() && kPlain[bytes[plain]]) ++plain;
+  if (plain == s.size()) {
+    const size_t at = out.size();
+    out.resize(at + plain + 2);
+    char* d = out.data() + at;
+    d[0] = '"';
+    std::memcpy(d + 1, s.data(), plain);
+    d[plain + 1] = '"';
+    return;
+  }
   out += '"';
-  size_t i = 0;
+  out.append(s.data(), plain);
+  size_t i = plain;
   while (i < s.size()) {
     const auto c = static_cast<unsigned char>(s[i]);
     if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
@@ -101,35 +125,54 @@ void JsonWriter::Separate() {
     after_key_ = false;
     return;
   }
-  if (!first_.empty()) {
-    if (!first_.back()) out_ += ',';
-    first_.back() = false;
+  if (depth_ == 0) return;
+  if (depth_ <= 64) {
+    const uint64_t bit = uint64_t{1} << (depth_ - 1);
+    if ((first_bits_ & bit) == 0) out_ += ',';
+    first_bits_ &= ~bit;
+    return;
   }
+  if (!first_deep_.back()) out_ += ',';
+  first_deep_.back() = false;
+}
+
+void JsonWriter::Push() {
+  if (depth_ < 64) {
+    first_bits_ |= uint64_t{1} << depth_;
+  } else {
+    first_deep_.push_back(true);
+  }
+  ++depth_;
+}
+
+void JsonWriter::Pop() {
+  --depth_;
+  if (depth_ >= 64) first_deep_.pop_back();
 }
 
 JsonWriter& JsonWriter::BeginObject() {
   Separate();
   out_ += '{';
-  first_.push_back(true);
+  Push();
   return *this;
 }
 
 JsonWriter& JsonWriter::EndObject() {
   out_ += '}';
-  first_.pop_back();
+  Pop();
   return *this;
 }
 
 JsonWriter& JsonWriter::BeginArray() {
   Separate();
   out_ += '[';
-  first_.push_back(true);
+  Push();
   return *this;
 }
 
 JsonWriter& JsonWriter::EndArray() {
   out_ += ']';
-  first_.pop_back();
+  Pop();
   return *this;
 }
 

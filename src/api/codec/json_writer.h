@@ -34,8 +34,14 @@ class JsonWriter {
 
  private:
   void Separate();
+  void Push();  // a container opens: no value written in it yet
+  void Pop();
   std::string& out_;
-  std::vector<bool> first_;  // per open container: no value written yet
+  // Per open container, innermost last: no value written yet. The first 64 levels are bits of
+  // `first_bits_` (no allocation); deeper ones go to `first_deep_`.
+  uint64_t first_bits_ = 0;
+  int depth_ = 0;
+  std::vector<bool> first_deep_;
   bool after_key_ = false;
 };
 
