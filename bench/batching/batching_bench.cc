@@ -16,6 +16,7 @@
 //
 //   batching_bench --source <hivemesh source tree> --mlp <folder written by gen_mlp_model.py>
 //                  [--seconds 1] [--repeat 3] [--pairs 9] [--delay-us 500] [--only vib_b1]
+//                  [--paired-only 1]
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -158,6 +159,7 @@ int Main(int argc, char** argv) {
   double seconds = 1;
   int repeat = 3;
   int pairs = 9;
+  bool paired_only = false;  // only the concurrency-1 pairs
   int64_t delay_us = 500;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
@@ -169,6 +171,8 @@ int Main(int argc, char** argv) {
       seconds = std::atof(argv[i + 1]);
     } else if (flag == "--repeat") {
       repeat = std::max(1, std::atoi(argv[i + 1]));
+    } else if (flag == "--paired-only") {
+      paired_only = std::atoi(argv[i + 1]) != 0;
     } else if (flag == "--pairs") {
       pairs = std::max(1, std::atoi(argv[i + 1]));
     } else if (flag == "--only") {
@@ -213,6 +217,7 @@ int Main(int argc, char** argv) {
     }
     const Tensor input = RandomInput(*base);
     for (const Variant& v : kVariants) {
+      if (paired_only) break;
       if (std::string(m.key).append("_").append(v.key).rfind(only, 0) != 0) continue;
       ModelConfig c = *base;
       c.instances = v.per_core ? cores : 1;
@@ -271,8 +276,8 @@ int Main(int argc, char** argv) {
     std::sort(rps_ratio.begin(), rps_ratio.end());
     std::sort(p50_ratio.begin(), p50_ratio.end());
     paired[m.key] = {rps_ratio[rps_ratio.size() / 2], p50_ratio[p50_ratio.size() / 2]};
-    std::printf("%-18s%14.3f%14.3f%14.3f%14.3f\n", m.name, paired[m.key].first,
-                rps_ratio.front(), rps_ratio.back(), paired[m.key].second);
+    std::printf("%-18s%14.3f%14.3f%14.3f%14.3f\n", m.name, paired[m.key].first, rps_ratio.front(),
+                rps_ratio.back(), paired[m.key].second);
   }
 
   std::string result = "RESULT";
@@ -284,7 +289,7 @@ int Main(int argc, char** argv) {
   }
   for (const Model& m : models) {
     const std::string k = m.key;
-    if (!only.empty()) break;  // the ratios need every row
+    if (!only.empty() || paired_only) break;  // the ratios need every row
     const double best_unbatched = std::max(rows[k + "_u1_c32"].rps, rows[k + "_un_c32"].rps);
     const double best_batched = std::max(rows[k + "_b1_c32"].rps, rows[k + "_bn_c32"].rps);
     std::snprintf(buf, sizeof buf, " %s_c32_batched_vs_best_unbatched=%.2f %s_c1_b1_vs_u1=%.2f",

@@ -26,18 +26,21 @@ uint64_t WallMillis() {
 // Requests can be concatenated along the first dimension when they give the same inputs with the
 // same shapes after it. Collisions are harmless: RunBatch checks the shapes again.
 uint64_t BatchGroupOf(const ModelConfig& config, const InferRequest& request) {
-  std::string key;
+  // A hash of each declared input's dimensions after the first (or its absence), built without
+  // allocating: it is computed for every request submitted.
+  uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](uint64_t v) { h = (h ^ v) * 0x100000001b3ull; };
   for (const TensorConfig& decl : config.inputs) {
     auto it = std::find_if(request.inputs.begin(), request.inputs.end(),
                            [&](const Tensor& t) { return t.name() == decl.name; });
     if (it == request.inputs.end()) {
-      key += "-;";
+      mix(~uint64_t{0});
       continue;
     }
-    for (size_t d = 1; d < it->shape().size(); ++d) StrAppend(&key, it->shape()[d], ",");
-    key += ";";
+    mix(it->shape().size());
+    for (size_t d = 1; d < it->shape().size(); ++d) mix(static_cast<uint64_t>(it->shape()[d]));
   }
-  return std::hash<std::string>{}(key);
+  return h;
 }
 
 bool SameTail(const Shape& a, const Shape& b) {
@@ -248,6 +251,10 @@ void ModelRuntime::Expire(const std::shared_ptr<Job>& job) {
     ++running_;  // counted until answered, so Drain() waits for this answer
   }
   AnswerExpired(*job);
+  // Notify under the lock: once Drain() can see running_ == 0 this object may be destroyed.
+  std::lock_guard<std::mutex> lock(mu_);
+  --running_;
+  drained_cv_.notify_all();
 }
 
 void ModelRuntime::AnswerExpired(Job& job) {
@@ -256,10 +263,6 @@ void ModelRuntime::AnswerExpired(Job& job) {
   job.done(
       absl::DeadlineExceededError(StrCat("the request's deadline passed while it waited in model '",
                                          config_.name, "''s queue; it was not computed")));
-  // Notify under the lock: once Drain() can see running_ == 0 this object may be destroyed.
-  std::lock_guard<std::mutex> lock(mu_);
-  --running_;
-  drained_cv_.notify_all();
 }
 
 void ModelRuntime::WorkerLoop(Backend* backend) {
@@ -358,8 +361,23 @@ void ModelRuntime::Finish(Job& job, absl::Status status, std::vector<Tensor> pro
 bool ModelRuntime::TakeBatchLocked(std::vector<std::shared_ptr<Job>>* batch,
                                    std::vector<std::shared_ptr<Job>>* expired,
                                    std::optional<SteadyTime>* wake_at) {
-  std::vector<PendingRequest> pending;
-  pending.reserve(queue_.size());
+  if (queue_.size() == 1 && config_.batching.max_queue_delay_us == 0) {
+    // One request, and no waiting for company: the policy would run it now, alone (or answer it
+    // as expired), so it is taken without building a decision. Concurrency 1 then costs what
+    // it costs unbatched.
+    std::shared_ptr<Job> job = std::move(queue_.front());
+    queue_.pop_front();
+    const bool late = job->request.deadline && *job->request.deadline <= SystemClock::Get().Now();
+    if (job->Claim(late ? Job::kExpired : Job::kRunning)) {
+      (late ? expired : batch)->push_back(std::move(job));
+    }
+    stats_.queue_depth.store(0, std::memory_order_relaxed);
+    running_ += static_cast<int>(batch->size() + expired->size());
+    stats_.in_flight.store(running_, std::memory_order_relaxed);
+    return true;
+  }
+  std::vector<PendingRequest>& pending = pending_scratch_;  // reused: no allocation per batch
+  pending.clear();
   for (const std::shared_ptr<Job>& j : queue_) {
     pending.push_back({j->enqueued, j->rows, j->request.deadline, j->group});
   }
@@ -371,21 +389,17 @@ bool ModelRuntime::TakeBatchLocked(std::vector<std::shared_ptr<Job>>* batch,
   BatchDecision d = policy_->Decide(pending, SystemClock::Get().Now(), estimate);
   *wake_at = d.wake_at;
   if (d.run.empty() && d.expired.empty()) return false;
-  std::vector<bool> take(queue_.size(), false);
   for (size_t i : d.expired) {
-    take[i] = true;
     // The expirer may have claimed it already; then it answers the job itself.
     if (queue_[i]->Claim(Job::kExpired)) expired->push_back(queue_[i]);
+    queue_[i].reset();  // taken
   }
   for (size_t i : d.run) {
-    take[i] = true;
     if (queue_[i]->Claim(Job::kRunning)) batch->push_back(queue_[i]);
+    queue_[i].reset();
   }
-  std::deque<std::shared_ptr<Job>> rest;
-  for (size_t i = 0; i < queue_.size(); ++i) {
-    if (!take[i]) rest.push_back(std::move(queue_[i]));
-  }
-  queue_ = std::move(rest);
+  // Close the gaps in place, keeping arrival order.
+  std::erase(queue_, nullptr);
   stats_.queue_depth.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
   running_ += static_cast<int>(batch->size() + expired->size());
   stats_.in_flight.store(running_, std::memory_order_relaxed);
@@ -393,9 +407,9 @@ bool ModelRuntime::TakeBatchLocked(std::vector<std::shared_ptr<Job>>* batch,
 }
 
 void ModelRuntime::BatchWorkerLoop(Backend* backend) {
+  std::vector<std::shared_ptr<Job>> batch;  // reused from one execution to the next
+  std::vector<std::shared_ptr<Job>> expired;
   while (true) {
-    std::vector<std::shared_ptr<Job>> batch;
-    std::vector<std::shared_ptr<Job>> expired;
     {
       std::unique_lock<std::mutex> lock(mu_);
       while (true) {

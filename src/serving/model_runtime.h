@@ -91,7 +91,7 @@ class ModelRuntime {
   void Finish(Job& job, absl::Status status, std::vector<Tensor> produced, SteadyTime start,
               SteadyTime computed);
   void Expire(const std::shared_ptr<Job>& job);
-  // Answers a job already claimed as expired and counted in running_.
+  // Answers a job already claimed as expired and counted in running_; the caller uncounts it.
   void AnswerExpired(Job& job);
 
   // Dynamic batching: the worker loop, and one batch (jobs claimed and counted in running_).
@@ -118,6 +118,7 @@ class ModelRuntime {
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> retired_{false};  // set before draining_ by Retire()
+  std::vector<PendingRequest> pending_scratch_ ABSL_GUARDED_BY(mu_);  // TakeBatchLocked's
 
   std::vector<std::thread> workers_;
 };

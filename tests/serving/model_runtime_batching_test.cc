@@ -207,6 +207,45 @@ TEST_F(ModelRuntimeBatchingTest, ExpiredWhileBusyIsAnsweredAndNotComputed) {
   EXPECT_EQ(rt->stats().expired_in_queue.load(), 1u);
 }
 
+TEST_F(ModelRuntimeBatchingTest, RequestsAWorkerFindsExpiredLeaveTheCountsBalanced) {
+  // Deadlines a few microseconds away: the idle worker, woken at once, usually finds them passed
+  // before the expirer does, and answers them itself. Every answer must be counted once, so that
+  // nothing is left "in flight" and a drain waits for exactly what runs.
+  for (int64_t delay_us : {0, 100}) {
+    auto rt = Make(BatchingConfigOf(4, delay_us, 0));
+    ASSERT_NE(rt, nullptr);
+    int expired = 0;
+    for (int i = 0; i < 300; ++i) {
+      InferRequest r = Rows(i, 1);
+      r.deadline = SystemClock::Get().Now() + std::chrono::microseconds(3);
+      std::promise<absl::Status> done;
+      absl::Status admitted = rt->Submit(
+          std::move(r), [&](absl::StatusOr<InferResponse> a) { done.set_value(a.status()); });
+      if (!admitted.ok()) continue;  // the deadline passed before it was queued
+      if (done.get_future().get().code() == absl::StatusCode::kDeadlineExceeded) ++expired;
+    }
+    EXPECT_GT(expired, 0) << "delay " << delay_us;
+    // The worker updates its counts just after answering.
+    for (int i = 0; i < 1000 && rt->stats().in_flight.load() != 0; ++i) {
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    EXPECT_EQ(rt->stats().in_flight.load(), 0) << "delay " << delay_us;
+    EXPECT_EQ(rt->stats().queue_depth.load(), 0);
+    // A drain returns (miscounted answers made it wait forever).
+    auto drained = std::make_shared<std::promise<void>>();
+    std::future<void> done = drained->get_future();
+    std::thread([raw = rt.get(), drained] {
+      raw->Drain();
+      drained->set_value();
+    }).detach();
+    if (done.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+      ADD_FAILURE() << "Drain() did not return; delay " << delay_us;
+      (void)rt.release();  // cannot be destroyed: its destructor would wait forever too
+      return;
+    }
+  }
+}
+
 TEST_F(ModelRuntimeBatchingTest, OnlyRequestsOfTheSameShapeBatchTogether) {
   auto rt = Make(BatchingConfigOf(8, 30'000, 0));
   ASSERT_NE(rt, nullptr);
