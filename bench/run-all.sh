@@ -24,3 +24,6 @@ echo
 echo "== batching: dynamic batching against unbatched serving (vibration model and a 2.4M-parameter MLP)"
 /usr/bin/python3 "$root/tools/gen_mlp_model.py" --out "$build/bench-models/mlp-large"
 "$build/bench/batching_bench" --source "$root" --mlp "$build/bench-models/mlp-large"
+echo "== batching at concurrency 1, alternating pairs on one core (is batching ever slower?)"
+taskset -c 0 "$build/bench/batching_bench" --source "$root" --mlp "$build/bench-models/mlp-large" \
+  --pairs 15 --paired-only 1
