@@ -249,11 +249,13 @@ void ModelRuntime::Expire(const std::shared_ptr<Job>& job) {
     if (it != queue_.end()) queue_.erase(it);
     stats_.queue_depth.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
     ++running_;  // counted until answered, so Drain() waits for this answer
+    stats_.in_flight.store(running_, std::memory_order_relaxed);
   }
   AnswerExpired(*job);
   // Notify under the lock: once Drain() can see running_ == 0 this object may be destroyed.
   std::lock_guard<std::mutex> lock(mu_);
   --running_;
+  stats_.in_flight.store(running_, std::memory_order_relaxed);
   drained_cv_.notify_all();
 }
 
