@@ -653,6 +653,20 @@ void AppendInt(std::string& out, int64_t v) {
   out.append(buf, r.ptr);
 }
 
+// `{"name":...,"datatype":...,"shape":[...]` of a tensor: the object is left open.
+void AppendTensorHead(std::string& j, const Tensor& t) {
+  j += "{\"name\":";
+  AppendJsonString(j, t.name());
+  j += ",\"datatype\":";
+  AppendJsonString(j, DataTypeName(t.type()));
+  j += ",\"shape\":[";
+  for (size_t d = 0; d < t.shape().size(); ++d) {
+    if (d > 0) j += ',';
+    AppendInt(j, t.shape()[d]);
+  }
+  j += ']';
+}
+
 void WriteData(JsonWriter& w, const Tensor& t) {
   const std::string_view raw = t.data();
   w.BeginArray();
@@ -733,16 +747,7 @@ EncodedInferResponse EncodeInferResponse(const InferResponse& response) {
     const Tensor& t = response.outputs[i];
     const bool binary = i < response.binary.size() && response.binary[i];
     if (i > 0) j += ',';
-    j += "{\"name\":";
-    AppendJsonString(j, t.name());
-    j += ",\"datatype\":";
-    AppendJsonString(j, DataTypeName(t.type()));
-    j += ",\"shape\":[";
-    for (size_t d = 0; d < t.shape().size(); ++d) {
-      if (d > 0) j += ',';
-      AppendInt(j, t.shape()[d]);
-    }
-    j += ']';
+    AppendTensorHead(j, t);
     if (binary) {
       j += ",\"parameters\":{\"binary_data_size\":";
       AppendInt(j, static_cast<int64_t>(t.data().size()));
@@ -766,10 +771,6 @@ std::string EncodeError(std::string_view message) {
   return out;
 }
 
-}  // namespace hivemesh
-
-namespace hivemesh {
-
 EncodedInferRequest EncodeForwardRequest(const InferRequest& request) {
   // A fixed layout, written directly (the same text JsonWriter would give, without its
   // per-value bookkeeping): this runs for every forwarded request.
@@ -790,16 +791,8 @@ EncodedInferRequest EncodeForwardRequest(const InferRequest& request) {
   for (size_t i = 0; i < request.inputs.size(); ++i) {
     const Tensor& t = request.inputs[i];
     if (i > 0) j += ',';
-    j += "{\"name\":";
-    AppendJsonString(j, t.name());
-    j += ",\"datatype\":";
-    AppendJsonString(j, DataTypeName(t.type()));
-    j += ",\"shape\":[";
-    for (size_t d = 0; d < t.shape().size(); ++d) {
-      if (d > 0) j += ',';
-      AppendInt(j, t.shape()[d]);
-    }
-    j += "],\"parameters\":{\"binary_data_size\":";
+    AppendTensorHead(j, t);
+    j += ",\"parameters\":{\"binary_data_size\":";
     AppendInt(j, static_cast<int64_t>(t.data().size()));
     j += "}}";
     out.binary.push_back(t);
