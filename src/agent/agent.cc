@@ -82,7 +82,7 @@ class GossipDirectory final : public routing::MeshDirectory {
         p.generation = m.incarnation;
         p.policy = static_cast<DataPolicy>(a.data_policy);
         p.instances = static_cast<int>(std::max<uint32_t>(1, a.instances));
-        p.versions = a.versions;
+        p.versions = std::make_shared<const std::vector<std::string>>(a.versions);
         if (auto z = meta->labels.find("zone"); z != meta->labels.end()) p.zone = z->second;
         if (load.ok()) {
           for (const membership::ModelLoad& l : load->models) {

@@ -88,7 +88,8 @@ Decision Forwarder::Choose(const InferRequest& req, const RouteOptions& options,
   if (!req.model_version.empty()) {
     // A request naming a version goes only where that version is served.
     std::erase_if(all, [&](const PeerEndpoint& p) {
-      return std::find(p.versions.begin(), p.versions.end(), req.model_version) == p.versions.end();
+      return p.versions == nullptr || std::find(p.versions->begin(), p.versions->end(),
+                                                req.model_version) == p.versions->end();
     });
   }
   RouteRequest route;

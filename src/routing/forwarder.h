@@ -46,8 +46,10 @@ struct PeerEndpoint {
   uint32_t generation = 0;                // changes when the peer restarts (its gossip incarnation)
   DataPolicy policy = DataPolicy::kMesh;  // the model's policy as the peer declares it
   int instances = 1;
-  std::vector<std::string> versions;  // the model's versions it serves, as it announces them
-  double queue_depth = 0;             // queued + running, from its last load report
+  // The model's versions it serves, as it announces them. Shared and immutable: endpoints are
+  // copied for every routed request, and a list shared costs no allocation to copy.
+  std::shared_ptr<const std::vector<std::string>> versions;
+  double queue_depth = 0;  // queued + running, from its last load report
   double service_ns = 0;
 };
 

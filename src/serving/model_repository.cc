@@ -449,12 +449,19 @@ void ModelRepository::UnloadModelAsync(std::string name, std::function<void(absl
 
 void ModelRepository::ControlLoop() {
   const bool polling = options_.control_mode == ControlMode::kPoll;
-  // Without polling, the loop still wakes now and then to destroy released retired runtimes.
+  // In explicit mode the loop also wakes now and then to destroy released retired runtimes; in
+  // mode none nothing is ever retired, and it wakes only for calls (which it refuses).
+  const bool ticking = polling || options_.control_mode == ControlMode::kExplicit;
   const auto period = polling ? options_.poll_interval : std::chrono::milliseconds(1000);
   auto next = std::chrono::steady_clock::now() + period;
   std::unique_lock<std::mutex> lock(tasks_mu_);
   while (true) {
-    tasks_cv_.wait_until(lock, next, [&] { return stop_ || !tasks_.empty(); });
+    auto woken = [&] { return stop_ || !tasks_.empty(); };
+    if (ticking) {
+      tasks_cv_.wait_until(lock, next, woken);
+    } else {
+      tasks_cv_.wait(lock, woken);
+    }
     if (stop_) break;
     if (!tasks_.empty()) {
       std::function<void(bool)> task = std::move(tasks_.front());

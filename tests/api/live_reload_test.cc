@@ -18,10 +18,7 @@ namespace {
 
 TEST(LiveReloadTest, SwappingVersionsUnderLoadFailsNoRequest) {
   test::TempDir dir;
-  dir.Write("m/config.yaml",
-            "backend: identity\ninstances: 2\nqueue_limit: 100000\n"
-            "inputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]\n"
-            "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\n");
+  dir.Write("m/config.yaml", test::IdentityModelConfig("instances: 2\nqueue_limit: 100000\n"));
   dir.Write("m/1/.keep", "");
   BackendRegistry backends;
   RegisterBuiltinBackends(backends);

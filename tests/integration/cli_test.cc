@@ -116,10 +116,7 @@ class CliTest : public ::testing::Test {
     std::ifstream people(SourceDir() + "/models/people-detector/config.yaml");
     std::stringstream people_config;
     people_config << people.rdbuf();
-    const std::string identity =
-        "backend: identity\ninputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]\n"
-        "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\n";
-    dir_.Write("b/identity/config.yaml", identity);
+    dir_.Write("b/identity/config.yaml", IdentityModelConfig());
     dir_.Write("b/identity/1/.keep", "");
     dir_.Write("b/people-detector/config.yaml", people_config.str());
     dir_.Write("b/people-detector/1/.keep", "");

@@ -20,9 +20,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr const char* kIdentityConfig =
-    "backend: identity\ninputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]\n"
-    "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\n";
 constexpr const char* kBody =
     R"({"inputs":[{"name":"INPUT0","shape":[2],"datatype":"FP32","data":[1,2]}]})";
 
@@ -78,7 +75,7 @@ class JsonLogsTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_.Write("a/.keep", "");
-    dir_.Write("b/identity/config.yaml", kIdentityConfig);
+    dir_.Write("b/identity/config.yaml", IdentityModelConfig());
     dir_.Write("b/identity/1/.keep", "");
     const std::vector<std::string> common = {"--log-format", "json", "--log-level", "debug"};
     std::vector<std::string> b = {"--node-name", "node-b", "--model-repository",
@@ -184,7 +181,7 @@ TEST_F(JsonLogsTest, RequestsWithoutATraceGetOneAndAHivemeshTraceHeaderIsKept) {
 
 TEST(TextLogsTest, EveryLineCarriesTimeLevelAndNodeName) {
   TempDir dir;
-  dir.Write("m/identity/config.yaml", kIdentityConfig);
+  dir.Write("m/identity/config.yaml", IdentityModelConfig());
   dir.Write("m/identity/1/.keep", "");
   AgentProcess agent(
       {"--node-name", "node-t", "--model-repository", dir.path() + "/m", "--log-level", "debug"});

@@ -18,9 +18,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr const char* kIdentityConfig =
-    "backend: identity\ninputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]\n"
-    "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\n";
 constexpr const char* kBody =
     R"({"inputs":[{"name":"INPUT0","shape":[3],"datatype":"FP32","data":[1,2,3]}]})";
 // INT32 where the model takes FP32: decoded fine, refused by the model's checks (400).
@@ -50,9 +47,9 @@ std::string Scrape(int port) { return HttpRequestOnce(port, "GET", "/metrics").b
 class MetricsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_.Write("a/echo/config.yaml", kIdentityConfig);
+    dir_.Write("a/echo/config.yaml", IdentityModelConfig());
     dir_.Write("a/echo/1/.keep", "");
-    dir_.Write("b/identity/config.yaml", kIdentityConfig);
+    dir_.Write("b/identity/config.yaml", IdentityModelConfig());
     dir_.Write("b/identity/1/.keep", "");
     b_ = std::make_unique<AgentProcess>(std::vector<std::string>{
         "--node-name", "node-b", "--model-repository", dir_.path() + "/b"});

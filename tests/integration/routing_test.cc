@@ -57,9 +57,7 @@ class RoutingTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_.Write("empty/.keep", "");
-    dir_.Write("only-b/identity/config.yaml",
-               "backend: identity\ninputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]\n"
-               "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\n");
+    dir_.Write("only-b/identity/config.yaml", IdentityModelConfig());
     dir_.Write("only-b/identity/1/.keep", "");
     b_ = std::make_unique<AgentProcess>(std::vector<std::string>{
         "--node-name", "node-b", "--model-repository", dir_.path() + "/only-b"});

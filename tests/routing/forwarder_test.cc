@@ -123,8 +123,8 @@ TEST_F(ForwarderTest, UnknownModelIsNotFoundAndNothingIsSent) {
 
 TEST_F(ForwarderTest, ANamedVersionGoesOnlyWhereItIsServed) {
   PeerEndpoint b = Peer("b"), c = Peer("c");
-  b.versions = {"1"};
-  c.versions = {"1", "2"};
+  b.versions = std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"1"});
+  c.versions = std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"1", "2"});
   directory_.peers["m"] = {b, c};
   for (int i = 0; i < 20; ++i) {
     std::promise<absl::StatusOr<InferResponse>> promise;

@@ -17,10 +17,6 @@ namespace {
 using test::TempDir;
 using ::testing::HasSubstr;
 
-constexpr const char* kIdentity =
-    "backend: identity\ninputs:\n  - {name: INPUT0, datatype: FP32, shape: [-1]}\n"
-    "outputs:\n  - {name: OUTPUT0, datatype: FP32, shape: [-1]}\n";
-
 InferRequest OneFloat(float v = 1.f) {
   InferRequest req;
   req.model_name = "m";
@@ -42,13 +38,9 @@ class ModelRepositoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
     RegisterBuiltinBackends(registry_);
-    dir_.Write("identity/config.yaml",
-               "backend: identity\ninputs:\n  - {name: INPUT0, datatype: FP32, shape: [-1]}\n"
-               "outputs:\n  - {name: OUTPUT0, datatype: FP32, shape: [-1]}\n");
+    dir_.Write("identity/config.yaml", test::IdentityModelConfig());
     dir_.Write("identity/1/.keep", "");
-    dir_.Write("echo/config.yaml",
-               "backend: identity\ninputs:\n  - {name: INPUT0, datatype: FP32, shape: [-1]}\n"
-               "outputs:\n  - {name: OUTPUT0, datatype: FP32, shape: [-1]}\n");
+    dir_.Write("echo/config.yaml", test::IdentityModelConfig());
     dir_.Write("echo/1/.keep", "");
   }
   std::vector<std::string> Names(const ModelRepository& repo) {
@@ -110,11 +102,11 @@ class RepositoryChangeTest : public ::testing::Test {
 };
 
 TEST_F(RepositoryChangeTest, ThePolicyChoosesTheVersionsAndTheHighestIsTheDefault) {
-  dir_.Write("m/config.yaml", kIdentity);
+  dir_.Write("m/config.yaml", test::IdentityModelConfig());
   for (const char* v : {"1/.keep", "2/.keep", "10/.keep"}) dir_.Write(StrCat("m/", v), "");
-  dir_.Write("all/config.yaml", StrCat(kIdentity, "version_policy: all\n"));
+  dir_.Write("all/config.yaml", test::IdentityModelConfig("version_policy: all\n"));
   for (const char* v : {"1/.keep", "2/.keep"}) dir_.Write(StrCat("all/", v), "");
-  dir_.Write("some/config.yaml", StrCat(kIdentity, "version_policy: {specific: [1, 3]}\n"));
+  dir_.Write("some/config.yaml", test::IdentityModelConfig("version_policy: {specific: [1, 3]}\n"));
   for (const char* v : {"1/.keep", "2/.keep"}) dir_.Write(StrCat("some/", v), "");
   std::unique_ptr<ModelRepository> repo = Open(ControlMode::kNone);
   ASSERT_NE(repo, nullptr);
@@ -134,7 +126,7 @@ TEST_F(RepositoryChangeTest, ThePolicyChoosesTheVersionsAndTheHighestIsTheDefaul
 }
 
 TEST_F(RepositoryChangeTest, PollLoadsANewVersionOnceItSettlesThenRetiresTheOld) {
-  dir_.Write("m/config.yaml", kIdentity);
+  dir_.Write("m/config.yaml", test::IdentityModelConfig());
   dir_.Write("m/1/.keep", "");
   std::unique_ptr<ModelRepository> repo = Open(ControlMode::kPoll);
   ASSERT_NE(repo, nullptr);
@@ -171,7 +163,7 @@ TEST_F(RepositoryChangeTest, PollLoadsANewVersionOnceItSettlesThenRetiresTheOld)
   EXPECT_FALSE(repo->Hosts("m"));
   EXPECT_TRUE(repo->Index().empty());
   // A new model folder is picked up.
-  dir_.Write("n/config.yaml", kIdentity);
+  dir_.Write("n/config.yaml", test::IdentityModelConfig());
   dir_.Write("n/4/.keep", "");
   repo->Poll();
   repo->Poll();
@@ -179,7 +171,7 @@ TEST_F(RepositoryChangeTest, PollLoadsANewVersionOnceItSettlesThenRetiresTheOld)
 }
 
 TEST_F(RepositoryChangeTest, AFailedReloadLeavesThePreviousVersionsServingAndSaysWhy) {
-  dir_.Write("m/config.yaml", kIdentity);
+  dir_.Write("m/config.yaml", test::IdentityModelConfig());
   dir_.Write("m/1/.keep", "");
   std::unique_ptr<ModelRepository> repo = Open(ControlMode::kPoll);
   ASSERT_NE(repo, nullptr);
@@ -191,14 +183,14 @@ TEST_F(RepositoryChangeTest, AFailedReloadLeavesThePreviousVersionsServingAndSay
   EXPECT_THAT(Rows(*repo), testing::ElementsAre(HasSubstr("m/1 READY: " + dir_.path() +
                                                           "/m/config.yaml: inputs[0].datatype")));
   // Fixed, with two instances now: the version is reloaded with the new config.
-  dir_.Write("m/config.yaml", StrCat(kIdentity, "instances: 2\n"));
+  dir_.Write("m/config.yaml", test::IdentityModelConfig("instances: 2\n"));
   repo->Poll();
   repo->Poll();
   ASSERT_NE(repo->Get("m", ""), nullptr);
   EXPECT_EQ(repo->Get("m", "")->config().instances, 2);
   EXPECT_THAT(Rows(*repo), testing::ElementsAre("m/1 READY"));
   // A new version whose backend cannot be built: version 1 keeps serving.
-  dir_.Write("m/config.yaml", StrCat(kIdentity, "options: {delay_us: x}\n"));
+  dir_.Write("m/config.yaml", test::IdentityModelConfig("options: {delay_us: x}\n"));
   dir_.Write("m/2/.keep", "");
   repo->Poll();
   repo->Poll();
@@ -213,7 +205,7 @@ TEST_F(RepositoryChangeTest, AFailedReloadLeavesThePreviousVersionsServingAndSay
 }
 
 TEST_F(RepositoryChangeTest, ExplicitUnloadAnswersInFlightRequestsFirst) {
-  dir_.Write("m/config.yaml", StrCat(kIdentity, "options: {delay_us: 300000}\n"));
+  dir_.Write("m/config.yaml", test::IdentityModelConfig("options: {delay_us: 300000}\n"));
   dir_.Write("m/1/.keep", "");
   std::unique_ptr<ModelRepository> repo = Open(ControlMode::kExplicit);
   ASSERT_NE(repo, nullptr);
@@ -247,7 +239,7 @@ TEST_F(RepositoryChangeTest, ExplicitUnloadAnswersInFlightRequestsFirst) {
 }
 
 TEST_F(RepositoryChangeTest, LoadAndUnloadNeedExplicitMode) {
-  dir_.Write("m/config.yaml", kIdentity);
+  dir_.Write("m/config.yaml", test::IdentityModelConfig());
   dir_.Write("m/1/.keep", "");
   std::unique_ptr<ModelRepository> repo = Open(ControlMode::kPoll);
   ASSERT_NE(repo, nullptr);

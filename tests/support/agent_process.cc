@@ -27,6 +27,12 @@ TempDir::TempDir() {
   path_ = ::mkdtemp(tmpl.data());
 }
 
+std::string IdentityModelConfig(const std::string& extra) {
+  return "backend: identity\ninputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]\n"
+         "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\n" +
+         extra;
+}
+
 int UnusedPort() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};

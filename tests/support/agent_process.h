@@ -23,6 +23,10 @@ class TempDir {
   std::string path_;
 };
 
+// The identity model's config.yaml (INPUT0 -> OUTPUT0, FP32 of any length), followed by `extra`
+// (more keys, each line ending in a newline).
+std::string IdentityModelConfig(const std::string& extra = "");
+
 // Path of the source tree and of the built `hivemesh` binary.
 std::string SourceDir();
 std::string HivemeshBinary();

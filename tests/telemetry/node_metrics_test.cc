@@ -70,10 +70,7 @@ TEST(NodeMetricsTest, BatchSizeBuckets) {
 
 TEST(NodeMetricsTest, ServingCollectorsReadModelStatsAtScrapeTime) {
   test::TempDir dir;
-  dir.Write("echo/config.yaml",
-            "backend: identity\ninputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]\n"
-            "outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]\ninstances: 2\n"
-            "version_policy: all\n");
+  dir.Write("echo/config.yaml", test::IdentityModelConfig("instances: 2\nversion_policy: all\n"));
   dir.Write("echo/1/.keep", "");
   dir.Write("echo/3/.keep", "");
   BackendRegistry backends;
