@@ -2,159 +2,18 @@
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <array>
 #include <boost/container/small_vector.hpp>
-#include <mutex>
 #include <optional>
-#include <unordered_set>
 #include <vector>
 
+#include "api/http_server_internal.h"
 #include "base/io_deadline.h"
-#include "base/io_threads_asio.h"
 #include "base/io_write.h"
 #include "base/strings.h"
 
 namespace hivemesh {
-namespace {
-
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
-
-constexpr uint32_t kHeaderLimit = 64 * 1024;
-
-// What HttpRequest shows of a request's head: method, target and header fields, kept in storage
-// that the connection reuses from one request to the next (no allocation per request once it
-// has grown to the usual size).
-struct RequestHead {
-  struct Field {
-    uint32_t name, name_size, value, value_size;  // offsets into `text`
-  };
-  std::string text;  // the method, the target, then each field's name and value
-  size_t method_size = 0, target_size = 0;
-  std::vector<Field> fields;  // in arrival order
-
-  void Clear() {
-    text.clear();
-    fields.clear();
-    method_size = target_size = 0;
-  }
-  std::string_view method() const { return std::string_view(text).substr(0, method_size); }
-  std::string_view target() const {
-    return std::string_view(text).substr(method_size, target_size);
-  }
-  // The first field named `name` (case-insensitive), or null.
-  const Field* Find(std::string_view name) const {
-    for (const Field& f : fields) {
-      if (beast::iequals(beast::string_view(text.data() + f.name, f.name_size),
-                         beast::string_view(name.data(), name.size()))) {
-        return &f;
-      }
-    }
-    return nullptr;
-  }
-  std::string_view Value(const Field& f) const {
-    return std::string_view(text.data() + f.value, f.value_size);
-  }
-};
-
-// Parses a request into a RequestHead and a body string (as Beast's string_body would), with no
-// field container in between.
-class RequestParser final : public http::basic_parser<true> {
- public:
-  RequestParser(RequestHead* head, std::string* body) : head_(head), body_(body) {
-    head_->Clear();
-    body_->clear();
-  }
-
- private:
-  void on_request_impl(http::verb, beast::string_view method, beast::string_view target, int,
-                       beast::error_code&) override {
-    head_->text.append(method.data(), method.size());
-    head_->text.append(target.data(), target.size());
-    head_->method_size = method.size();
-    head_->target_size = target.size();
-  }
-  void on_response_impl(int, beast::string_view, int, beast::error_code&) override {}
-  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
-                     beast::error_code&) override {
-    std::string& text = head_->text;
-    const auto at = static_cast<uint32_t>(text.size());
-    text.append(name.data(), name.size());
-    text.append(value.data(), value.size());
-    head_->fields.push_back({at, static_cast<uint32_t>(name.size()),
-                             at + static_cast<uint32_t>(name.size()),
-                             static_cast<uint32_t>(value.size())});
-  }
-  void on_header_impl(beast::error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
-                         beast::error_code& ec) override {
-    if (!length) return;
-    if (*length > body_->max_size()) {
-      ec = http::error::buffer_overflow;
-      return;
-    }
-    body_->reserve(static_cast<size_t>(*length));
-  }
-  size_t on_body_impl(beast::string_view piece, beast::error_code&) override {
-    body_->append(piece.data(), piece.size());
-    return piece.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
-  size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece, beast::error_code&) override {
-    body_->append(piece.data(), piece.size());
-    return piece.size();
-  }
-  void on_finish_impl(beast::error_code&) override {}
-
-  RequestHead* const head_;
-  std::string* const body_;
-};
-
-std::string ErrorJson(std::string_view message) {
-  // Messages here are fixed ASCII text, so no escaping is needed beyond quotes.
-  std::string out = "{\"error\":\"";
-  for (char c : message) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  out += "\"}";
-  return out;
-}
-
-class Connection;
-
-// What the I/O handlers share. Connections and the accept loop hold it, so it outlives the
-// server object while any handler is still queued.
-struct Core {
-  Core(const HttpServerOptions& o, HttpHandler h, IoThreads& io)
-      : options(o),
-        handler(std::move(h)),
-        acceptor(AsioContext(io, 0).get_executor()),
-        loops(static_cast<size_t>(io.size())) {
-    for (int i = 0; i < io.size(); ++i) loops[static_cast<size_t>(i)].ioc = &AsioContext(io, i);
-  }
-
-  const HttpServerOptions options;
-  const HttpHandler handler;
-  tcp::acceptor acceptor;  // used on loop 0's thread once the server has started
-  std::atomic<bool> draining{false};
-  // Set by Stop() before it visits every loop; then no handler or on_sent callback is called.
-  std::atomic<bool> stopped{false};
-  std::atomic<int> busy{0};
-  std::atomic<unsigned> next_loop{0};
-
-  struct Loop {
-    asio::io_context* ioc = nullptr;  // run by this loop's one thread
-    std::mutex mu;
-    std::unordered_set<Connection*> connections;  // guarded by mu; this loop's connections
-  };
-  std::vector<Loop> loops;  // fixed size
-};
+namespace http_internal {
 
 class Connection final : public HttpRequest, public std::enable_shared_from_this<Connection> {
  public:
@@ -174,6 +33,13 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   }
   std::shared_ptr<const std::string> body() const override { return body_; }
   SteadyTime received() const override { return received_; }
+
+  // A request to switch to a mesh link that this server takes (not while it drains).
+  bool WantsLink() const {
+    const RequestHead::Field* upgrade = request_head_.Find("Upgrade");
+    return upgrade != nullptr && beast::iequals(request_head_.Value(*upgrade), kLinkProtocol) &&
+           method() == "GET" && body_->empty() && !core_->draining.load(std::memory_order_relaxed);
+  }
 
   void Close() {
     beast::error_code ec;
@@ -295,14 +161,19 @@ class ServerImpl final : public HttpServer {
     for (int i = 0; i < io_->size(); ++i) {
       io_->RunOn(i, [this, i] {
         std::vector<std::shared_ptr<Connection>> open;
+        std::vector<std::shared_ptr<LinkSession>> links;
         Core::Loop& loop = core_->loops[static_cast<size_t>(i)];
         {
           std::lock_guard<std::mutex> lock(loop.mu);
           for (Connection* c : loop.connections) {
             if (auto p = c->weak_from_this().lock()) open.push_back(std::move(p));
           }
+          for (LinkSession* l : loop.links) {
+            if (auto p = LinkPtr(*l)) links.push_back(std::move(p));
+          }
         }
         for (const std::shared_ptr<Connection>& c : open) c->Close();
+        for (const std::shared_ptr<LinkSession>& l : links) CloseLink(*l);
       });
     }
     if (owns_io_) io_->Stop();
@@ -445,6 +316,22 @@ void Connection::Dispatch() {
     Close();
     return;
   }
+  if (WantsLink()) {
+    // Switch this connection to a mesh link: from now on it carries many requests at once.
+    static constexpr std::string_view kSwitch =
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "
+        "hivemesh-link/1\r\n\r\n";
+    deadline_.Cancel();
+    const std::array<asio::const_buffer, 1> buffers{asio::buffer(kSwitch.data(), kSwitch.size())};
+    WriteNowOrLater(socket_, buffers, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) {
+        self->Close();
+        return;
+      }
+      StartLink(std::move(self->socket_), std::move(self->buffer_), self->core_, self->loop_);
+    });
+    return;
+  }
   busy_ = true;
   core_->busy.fetch_add(1);
   if (core_->draining.load(std::memory_order_relaxed)) {
@@ -514,14 +401,15 @@ void Connection::OnWritten(beast::error_code ec) {
   ReadHeader();
 }
 
-}  // namespace
+}  // namespace http_internal
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(const HttpServerOptions& options,
                                                                HttpHandler handler,
                                                                std::shared_ptr<IoThreads> io) {
   const bool owns_io = io == nullptr;
   if (owns_io) io = IoThreads::Create(options.threads);
-  auto server = std::make_unique<ServerImpl>(options, std::move(handler), std::move(io), owns_io);
+  auto server = std::make_unique<http_internal::ServerImpl>(options, std::move(handler),
+                                                            std::move(io), owns_io);
   absl::Status s = server->Bind();
   if (!s.ok()) return s;
   return std::unique_ptr<HttpServer>(std::move(server));

@@ -1,114 +1,16 @@
 #include "routing/peer_client.h"
 
 #include <algorithm>
-#include <atomic>
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/container/small_vector.hpp>
-#include <map>
-#include <optional>
-#include <vector>
 
-#include "base/io_deadline.h"
 #include "base/io_threads_asio.h"
 #include "base/io_write.h"
 #include "base/strings.h"
+#include "routing/peer_client_internal.h"
 
 namespace hivemesh::routing {
-namespace {
+namespace peer_internal {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
-using boost::system::error_code;
-
-constexpr std::string_view kRefused = "connection refused";
-
-// Parses a response straight into a PeerResponse: each header field goes into the table under
-// its lower-case name as it is parsed, and the body into a string (as Beast's string_body would),
-// with no field container in between.
-class ResponseParser final : public http::basic_parser<false> {
- public:
-  PeerResponse& response() { return response_; }
-  std::string& body() { return body_; }
-
- private:
-  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
-                       error_code&) override {}  // responses only
-  void on_response_impl(int code, beast::string_view, int, error_code&) override {
-    response_.status = code;
-    response_.headers.reserve(8);  // a peer's answer has a handful of fields
-  }
-  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
-                     error_code&) override {
-    std::string lower(name.data(), name.size());
-    for (char& c : lower) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII: no locale call
-    }
-    response_.headers.insert_or_assign(std::move(lower), std::string(value.data(), value.size()));
-  }
-  void on_header_impl(error_code&) override {}
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code& ec) override {
-    if (!length) return;
-    if (*length > body_.max_size()) {
-      ec = http::error::buffer_overflow;
-      return;
-    }
-    body_.reserve(static_cast<size_t>(*length));
-  }
-  size_t on_body_impl(beast::string_view piece, error_code&) override {
-    body_.append(piece.data(), piece.size());
-    return piece.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
-  size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece, error_code&) override {
-    body_.append(piece.data(), piece.size());
-    return piece.size();
-  }
-  void on_finish_impl(error_code&) override {}
-
-  PeerResponse response_;
-  std::string body_;
-};
-
-struct Connection {
-  explicit Connection(const asio::any_io_executor& ex) : socket(ex), deadline(ex) {}
-  tcp::socket socket;
-  IoDeadline deadline;  // of the current request
-  beast::flat_buffer buffer;
-  bool counted = false;    // in Core::open
-  bool timed_out = false;  // the deadline closed the socket
-};
-
-// What the I/O handlers share. Handlers hold it through their Call, so it outlives the client
-// object while any handler is still queued.
-struct Core {
-  explicit Core(int loops) : idle(static_cast<size_t>(loops)) {}
-  using Pool = std::map<std::string, std::vector<std::shared_ptr<Connection>>>;
-  std::vector<Pool> idle;  // idle[i]: touched only on loop i's thread
-  std::atomic<int> open{0};
-  // Set by Stop() before it visits every loop; a handler that sees it runs no callback.
-  std::atomic<bool> stopped{false};
-};
-
-struct Call {
-  Call(std::shared_ptr<Core> c, PeerRequest r, PeerCallback d)
-      : core(std::move(c)), request(std::move(r)), done(std::move(d)) {}
-  std::shared_ptr<Core> core;
-  PeerRequest request;
-  PeerCallback done;
-  int loop = 0;
-  asio::any_io_executor executor;  // loop's
-  std::string head;
-  std::shared_ptr<Connection> conn;
-  std::optional<ResponseParser> parser;
-  bool reused = false;
-};
-
-// The steps of one request; each runs on the call's loop thread.
-void Start(const std::shared_ptr<Call>& call);
+// The steps of one request over plain HTTP; each runs on the call's loop thread.
 void Connect(const std::shared_ptr<Call>& call);
 void Write(const std::shared_ptr<Call>& call);
 void Done(const std::shared_ptr<Call>& call);
@@ -156,7 +58,7 @@ void Finish(const std::shared_ptr<Call>& call, absl::StatusOr<PeerResponse> resu
   if (done) done(std::move(result));
 }
 
-void Start(const std::shared_ptr<Call>& call) {
+void StartHttp(const std::shared_ptr<Call>& call) {
   if (call->core->stopped.load(std::memory_order_relaxed)) return;
   auto& pool = call->core->idle[static_cast<size_t>(call->loop)];
   auto it = pool.find(call->request.address);
@@ -198,24 +100,31 @@ void Connect(const std::shared_ptr<Call>& call) {
                                    });
 }
 
-void Write(const std::shared_ptr<Call>& call) {
-  const PeerRequest& r = call->request;
+void AppendRequest(Call& call, std::vector<asio::const_buffer>& buffers) {
+  const PeerRequest& r = call.request;
   size_t length = r.body.size();
   for (const Tensor& t : r.tail) length += t.data().size();
-  size_t head_size = r.method.size() + r.target.size() + r.address.size() + 64;
+  size_t head_size = r.method.size() + r.target.size() + r.address.size() + 96;
   for (const auto& [k, v] : r.headers) head_size += k.size() + v.size() + 4;
-  call->head.clear();
-  call->head.reserve(head_size);
-  StrAppend(&call->head, r.method, " ", r.target, " HTTP/1.1\r\nHost: ", r.address,
+  call.head.clear();
+  call.head.reserve(head_size);
+  StrAppend(&call.head, r.method, " ", r.target, " HTTP/1.1\r\nHost: ", r.address,
             "\r\nContent-Length: ", length, "\r\n");
-  for (const auto& [k, v] : r.headers) StrAppend(&call->head, k, ": ", v, "\r\n");
-  call->head += "\r\n";
-  boost::container::small_vector<asio::const_buffer, 8> buffers;
-  buffers.emplace_back(call->head.data(), call->head.size());
+  if (call.stream != 0) StrAppend(&call.head, "Hivemesh-Stream: ", call.stream, "\r\n");
+  for (const auto& [k, v] : r.headers) StrAppend(&call.head, k, ": ", v, "\r\n");
+  call.head += "\r\n";
+  buffers.emplace_back(call.head.data(), call.head.size());
   if (!r.body.empty()) buffers.emplace_back(r.body.data(), r.body.size());
   for (const Tensor& t : r.tail) {
     if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
   }
+}
+
+void Write(const std::shared_ptr<Call>& call) {
+  const PeerRequest& r = call->request;
+  std::vector<asio::const_buffer> buffers;
+  buffers.reserve(2 + r.tail.size());
+  AppendRequest(*call, buffers);
   ExpiresAfter(call, r.timeout);
   WriteNowOrLater(call->conn->socket, buffers, [call](error_code ec) {
     if (ec) return Fail(call, ec);
@@ -255,15 +164,15 @@ void Fail(const std::shared_ptr<Call>& call, error_code ec) {
     Connect(call);
     return;
   }
+  Finish(call, TransportError(call->request.address, ec, timed_out));
+}
+
+absl::Status TransportError(const std::string& address, error_code ec, bool timed_out) {
   if (ec == asio::error::connection_refused) {
-    return Finish(call, absl::UnavailableError(StrCat(kRefused, " by ", call->request.address)));
+    return absl::UnavailableError(StrCat(kRefused, " by ", address));
   }
-  if (timed_out) {
-    return Finish(call, absl::DeadlineExceededError(
-                            StrCat("no answer from ", call->request.address, " in time")));
-  }
-  Finish(call, absl::UnavailableError(
-                   StrCat("connection to ", call->request.address, " failed: ", ec.message())));
+  if (timed_out) return absl::DeadlineExceededError(StrCat("no answer from ", address, " in time"));
+  return absl::UnavailableError(StrCat("connection to ", address, " failed: ", ec.message()));
 }
 
 class PeerClientImpl final : public PeerClient {
@@ -278,6 +187,7 @@ class PeerClientImpl final : public PeerClient {
     // this client that runs sees `stopped` and runs no callback.
     for (int i = 0; i < io_->size(); ++i) {
       io_->RunOn(i, [this, i] {
+        CloseLinks(*core_, i);
         for (auto& [_, conns] : core_->idle[static_cast<size_t>(i)]) {
           for (const std::shared_ptr<Connection>& c : conns) CloseConnection(*core_, *c);
         }
@@ -296,9 +206,9 @@ class PeerClientImpl final : public PeerClient {
     call->loop = current >= 0 ? current : io_->NextLoop();
     call->executor = AsioContext(*io_, call->loop).get_executor();
     if (current >= 0) {
-      Start(call);  // already on the loop: send now, on this thread
+      StartOnLink(call);  // already on the loop: send now, on this thread
     } else {
-      asio::post(call->executor, [call] { Start(call); });
+      asio::post(call->executor, [call] { StartOnLink(call); });
     }
   }
 
@@ -308,7 +218,7 @@ class PeerClientImpl final : public PeerClient {
   const std::shared_ptr<Core> core_;
 };
 
-}  // namespace
+}  // namespace peer_internal
 
 PeerHeaders::iterator PeerHeaders::find(std::string_view name) {
   return std::find_if(fields_.begin(), fields_.end(),
@@ -336,10 +246,12 @@ void PeerHeaders::insert_or_assign(std::string name, std::string value) {
 }
 
 bool IsConnectionRefused(const absl::Status& status) {
-  return status.code() == absl::StatusCode::kUnavailable && MessageOf(status).starts_with(kRefused);
+  return status.code() == absl::StatusCode::kUnavailable &&
+         MessageOf(status).starts_with(peer_internal::kRefused);
 }
 
 std::unique_ptr<PeerClient> PeerClient::Create(std::shared_ptr<IoThreads> io) {
+  using peer_internal::PeerClientImpl;
   if (io == nullptr) return std::make_unique<PeerClientImpl>(IoThreads::Create(1), true);
   return std::make_unique<PeerClientImpl>(std::move(io), false);
 }

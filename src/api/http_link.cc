@@ -1,0 +1,281 @@
+// The server side of a mesh link (docs/routing.md, "The mesh link"): after `Upgrade:
+// hivemesh-link/1`, a connection carries HTTP/1.1 requests back to back, each with a
+// `Hivemesh-Stream` number, and the answers go back in the order they are ready, each with its
+// request's number. Answers that become ready together (in one pass of the event loop) leave in
+// one write.
+#include <spdlog/spdlog.h>
+
+#include <boost/container/small_vector.hpp>
+#include <optional>
+#include <vector>
+
+#include "api/http_server_internal.h"
+#include "base/io_write.h"
+#include "base/strings.h"
+
+namespace hivemesh::http_internal {
+
+class LinkSession final : public std::enable_shared_from_this<LinkSession> {
+ public:
+  LinkSession(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core,
+              int loop);
+  ~LinkSession();
+  void Start();
+  void Close();
+
+ private:
+  // One request of the link; it lives until its answer has been written (or dropped).
+  class Request final : public HttpRequest {
+   public:
+    std::string_view method() const override { return head.method(); }
+    std::string_view target() const override { return head.target(); }
+    std::string_view header(std::string_view name) const override {
+      const RequestHead::Field* f = head.Find(name);
+      return f == nullptr ? std::string_view() : head.Value(*f);
+    }
+    bool has_header(std::string_view name) const override { return head.Find(name) != nullptr; }
+    std::shared_ptr<const std::string> body() const override { return body_shared; }
+    SteadyTime received() const override { return received_at; }
+
+    RequestHead head;
+    std::shared_ptr<const std::string> body_shared;
+    SteadyTime received_at;
+  };
+  struct Answer {
+    std::shared_ptr<Request> request;
+    std::string head;
+    HttpResponse response;
+  };
+
+  void Read();
+  void OnRead(beast::error_code ec, size_t n);
+  // Dispatches every complete request in the buffer; false if the link was closed.
+  bool ParseBuffered();
+  void Dispatch(std::shared_ptr<Request> request);
+  void Answered(std::shared_ptr<Request> request, HttpResponse response);
+  void Flush();
+  void OnFlushed(beast::error_code ec);
+  // One request fewer is open on the link.
+  void Retire();
+
+  tcp::socket socket_;
+  beast::flat_buffer buffer_;
+  const std::shared_ptr<Core> core_;
+  const int loop_;
+  const asio::io_context::executor_type executor_;
+  std::optional<RequestParser> parser_;
+  std::shared_ptr<Request> parsing_;
+  std::string body_text_;
+  std::vector<Answer> queued_;   // ready, not yet written
+  std::vector<Answer> writing_;  // being written
+  bool flush_posted_ = false;
+  bool writing_now_ = false;
+  bool closed_ = false;
+  int open_requests_ = 0;  // dispatched and not yet written or dropped
+};
+
+namespace {
+constexpr size_t kReadSize = 64 * 1024;
+// Answers per write: each takes up to a few buffers, and a write takes at most IOV_MAX (1024).
+constexpr size_t kAnswersPerWrite = 128;
+}  // namespace
+
+LinkSession::LinkSession(tcp::socket socket, beast::flat_buffer buffered,
+                         std::shared_ptr<Core> core, int loop)
+    : socket_(std::move(socket)),
+      buffer_(std::move(buffered)),
+      core_(std::move(core)),
+      loop_(loop),
+      executor_(core_->loops[static_cast<size_t>(loop)].ioc->get_executor()) {
+  Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
+  std::lock_guard<std::mutex> lock(l.mu);
+  l.links.insert(this);
+}
+
+LinkSession::~LinkSession() {
+  Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
+  std::lock_guard<std::mutex> lock(l.mu);
+  l.links.erase(this);
+}
+
+void LinkSession::Start() {
+  if (ParseBuffered()) Read();
+}
+
+void LinkSession::Close() {
+  if (closed_) return;
+  closed_ = true;
+  beast::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  // Answers not yet written are dropped: the other side sees the link fail and retries them.
+  for (size_t i = 0; i < queued_.size(); ++i) Retire();
+  queued_.clear();
+}
+
+void LinkSession::Read() {
+  socket_.async_read_some(
+      buffer_.prepare(kReadSize),
+      [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
+}
+
+void LinkSession::OnRead(beast::error_code ec, size_t n) {
+  if (closed_) return;
+  if (ec) {
+    Close();  // the other side closed the link or it broke
+    return;
+  }
+  buffer_.commit(n);
+  if (ParseBuffered()) Read();
+}
+
+bool LinkSession::ParseBuffered() {
+  while (!closed_ && buffer_.size() > 0) {
+    if (!parser_) {
+      parsing_ = std::make_shared<Request>();
+      parser_.emplace(&parsing_->head, &body_text_);
+      parser_->header_limit(kHeaderLimit);
+      parser_->body_limit(core_->options.max_body_bytes);
+      parser_->eager(true);
+    }
+    beast::error_code ec;
+    const size_t used = parser_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == http::error::need_more) break;
+    if (ec) {
+      // Framing is lost: nothing later on the link can be trusted.
+      spdlog::warn("closing a mesh link: malformed request: {}", ec.message());
+      Close();
+      return false;
+    }
+    if (parser_->is_done()) {
+      parser_.reset();
+      parsing_->body_shared = std::make_shared<const std::string>(std::move(body_text_));
+      body_text_.clear();
+      parsing_->received_at = SystemClock::Get().Now();
+      Dispatch(std::move(parsing_));
+      continue;
+    }
+    if (used == 0) break;
+  }
+  return !closed_;
+}
+
+void LinkSession::Dispatch(std::shared_ptr<Request> request) {
+  if (core_->stopped.load()) {
+    Close();
+    return;
+  }
+  if (request->head.Find("Hivemesh-Stream") == nullptr) {
+    spdlog::warn("closing a mesh link: a request without Hivemesh-Stream");
+    Close();
+    return;
+  }
+  ++open_requests_;
+  core_->busy.fetch_add(1);
+  if (core_->draining.load(std::memory_order_relaxed)) {
+    HttpResponse r;
+    r.status = 503;
+    r.body = ErrorJson("the node is shutting down; send the request to another node");
+    Answered(std::move(request), std::move(r));
+    return;
+  }
+  Request& req = *request;
+  core_->handler(req, [self = shared_from_this(), request = std::move(request)](HttpResponse r) {
+    if (self->executor_.running_in_this_thread()) {
+      self->Answered(request, std::move(r));
+      return;
+    }
+    asio::post(self->executor_, [self, request, r = std::move(r)]() mutable {
+      self->Answered(request, std::move(r));
+    });
+  });
+}
+
+void LinkSession::Answered(std::shared_ptr<Request> request, HttpResponse response) {
+  if (closed_) {
+    Retire();
+    return;
+  }
+  size_t length = response.body.size();
+  for (const Tensor& t : response.tail) length += t.data().size();
+  Answer& a = queued_.emplace_back();
+  const RequestHead::Field* stream = request->head.Find("Hivemesh-Stream");
+  StrAppend(&a.head, "HTTP/1.1 ", response.status, " ", HttpReason(response.status),
+            "\r\nContent-Type: ", response.content_type, "\r\nContent-Length: ", length,
+            "\r\nHivemesh-Stream: ", request->head.Value(*stream), "\r\n");
+  for (const auto& [k, v] : response.headers) StrAppend(&a.head, k, ": ", v, "\r\n");
+  a.head += "\r\n";
+  a.request = std::move(request);
+  a.response = std::move(response);
+  if (flush_posted_ || writing_now_) return;
+  // The link's only open request: nothing else can share the write, so it goes at once.
+  if (open_requests_ == 1) return Flush();
+  // Otherwise once this pass of the event loop is over, together with the other answers it
+  // makes ready.
+  {
+    flush_posted_ = true;
+    asio::post(executor_, [self = shared_from_this()] { self->Flush(); });
+  }
+}
+
+void LinkSession::Flush() {
+  flush_posted_ = false;
+  if (closed_ || writing_now_ || queued_.empty()) return;
+  const size_t n = std::min(queued_.size(), kAnswersPerWrite);
+  writing_.assign(std::make_move_iterator(queued_.begin()),
+                  std::make_move_iterator(queued_.begin() + static_cast<ptrdiff_t>(n)));
+  queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(n));
+  std::vector<asio::const_buffer> buffers;
+  buffers.reserve(writing_.size() * 3);
+  for (const Answer& a : writing_) {
+    buffers.emplace_back(a.head.data(), a.head.size());
+    if (!a.response.body.empty()) {
+      buffers.emplace_back(a.response.body.data(), a.response.body.size());
+    }
+    for (const Tensor& t : a.response.tail) {
+      if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
+    }
+  }
+  writing_now_ = true;
+  WriteNowOrLater(socket_, buffers,
+                  [self = shared_from_this()](beast::error_code ec) { self->OnFlushed(ec); });
+}
+
+void LinkSession::OnFlushed(beast::error_code ec) {
+  writing_now_ = false;
+  const bool report = !ec && !core_->stopped.load(std::memory_order_relaxed);
+  const SteadyTime now = SystemClock::Get().Now();
+  for (Answer& a : writing_) {
+    if (report && a.response.on_sent) a.response.on_sent(now);
+    Retire();
+  }
+  writing_.clear();
+  if (ec) {
+    Close();
+    return;
+  }
+  if (!queued_.empty()) Flush();
+}
+
+void LinkSession::Retire() {
+  --open_requests_;
+  core_->busy.fetch_sub(1);
+  // A draining server closes an idle link: the other side opens no new one.
+  if (open_requests_ == 0 && !closed_ && core_->draining.load(std::memory_order_relaxed)) {
+    Close();
+  }
+}
+
+void StartLink(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core,
+               int loop) {
+  auto link =
+      std::make_shared<LinkSession>(std::move(socket), std::move(buffered), std::move(core), loop);
+  link->Start();
+}
+
+std::shared_ptr<LinkSession> LinkPtr(LinkSession& link) { return link.weak_from_this().lock(); }
+
+void CloseLink(LinkSession& link) { link.Close(); }
+
+}  // namespace hivemesh::http_internal

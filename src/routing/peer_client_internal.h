@@ -1,0 +1,142 @@
+// The parts of PeerClient that its two transports share: plain pooled HTTP/1.1 connections
+// (peer_client.cc) and mesh links (peer_link.cc). For those .cc files only (Asio and Beast
+// inside; the public header stays free of them).
+#pragma once
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/io_deadline.h"
+#include "routing/peer_client.h"
+
+namespace hivemesh::routing::peer_internal {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+inline constexpr std::string_view kRefused = "connection refused";
+
+// Parses a response straight into a PeerResponse: each header field goes into the table under
+// its lower-case name as it is parsed, and the body into a string (as Beast's string_body would),
+// with no field container in between.
+class ResponseParser final : public http::basic_parser<false> {
+ public:
+  PeerResponse& response() { return response_; }
+  std::string& body() { return body_; }
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
+                       error_code&) override {}  // responses only
+  void on_response_impl(int code, beast::string_view, int, error_code&) override {
+    response_.status = code;
+    response_.headers.reserve(8);  // a peer's answer has a handful of fields
+  }
+  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
+                     error_code&) override {
+    std::string lower(name.data(), name.size());
+    for (char& c : lower) {
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII: no locale call
+    }
+    response_.headers.insert_or_assign(std::move(lower), std::string(value.data(), value.size()));
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code& ec) override {
+    if (!length) return;
+    if (*length > body_.max_size()) {
+      ec = http::error::buffer_overflow;
+      return;
+    }
+    body_.reserve(static_cast<size_t>(*length));
+  }
+  size_t on_body_impl(beast::string_view piece, error_code&) override {
+    body_.append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece, error_code&) override {
+    body_.append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_finish_impl(error_code&) override {}
+
+  PeerResponse response_;
+  std::string body_;
+};
+
+class Link;
+
+struct Connection {
+  explicit Connection(const asio::any_io_executor& ex) : socket(ex), deadline(ex) {}
+  tcp::socket socket;
+  IoDeadline deadline;  // of the current request
+  beast::flat_buffer buffer;
+  bool counted = false;    // in Core::open
+  bool timed_out = false;  // the deadline closed the socket
+};
+
+// What the I/O handlers share. Handlers hold it through their Call, so it outlives the client
+// object while any handler is still queued.
+struct Core {
+  explicit Core(int loops)
+      : idle(static_cast<size_t>(loops)),
+        links(static_cast<size_t>(loops)),
+        http_only(static_cast<size_t>(loops)) {}
+  using Pool = std::map<std::string, std::vector<std::shared_ptr<Connection>>>;
+  std::vector<Pool> idle;  // idle[i]: touched only on loop i's thread
+  // links[i]: loop i's mesh link to each peer address; touched only on loop i's thread.
+  std::vector<std::unordered_map<std::string, std::shared_ptr<Link>>> links;
+  // http_only[i]: peers that declined a link, and until when loop i uses plain HTTP with them.
+  std::vector<std::unordered_map<std::string, std::chrono::steady_clock::time_point>> http_only;
+  std::atomic<int> open{0};
+  // Set by Stop() before it visits every loop; a handler that sees it runs no callback.
+  std::atomic<bool> stopped{false};
+};
+
+struct Call {
+  Call(std::shared_ptr<Core> c, PeerRequest r, PeerCallback d)
+      : core(std::move(c)), request(std::move(r)), done(std::move(d)) {}
+  std::shared_ptr<Core> core;
+  PeerRequest request;
+  PeerCallback done;
+  int loop = 0;
+  asio::any_io_executor executor;  // loop's
+  std::string head;
+  std::shared_ptr<Connection> conn;
+  std::optional<ResponseParser> parser;
+  bool reused = false;  // on a pooled connection, or on a link that was open before the call
+  // On a link:
+  uint32_t stream = 0;                             // its Hivemesh-Stream number
+  std::chrono::steady_clock::time_point deadline;  // when it times out
+  uint64_t answers_before = 0;                     // the link's answers when it was written
+  bool retried = false;                            // sent again after its link broke
+};
+
+// Runs the call's callback with `result`, unless the client has stopped.
+void Finish(const std::shared_ptr<Call>& call, absl::StatusOr<PeerResponse> result);
+// Sends the call over a plain pooled HTTP/1.1 connection.
+void StartHttp(const std::shared_ptr<Call>& call);
+// Sends the call over the loop's mesh link to its peer, opening the link if there is none (a
+// peer that declines links gets the call over plain HTTP).
+void StartOnLink(const std::shared_ptr<Call>& call);
+// Closes every link of loop `loop` (on its thread); their calls get no callback.
+void CloseLinks(Core& core, int loop);
+// The error a call gets when its transport fails with `ec`.
+absl::Status TransportError(const std::string& address, error_code ec, bool timed_out);
+// Builds the call's request head (request line and fields, with Hivemesh-Stream on a link) in
+// call.head and appends the buffers to write: the head, then the body and the tensors' bytes.
+void AppendRequest(Call& call, std::vector<asio::const_buffer>& buffers);
+
+}  // namespace hivemesh::routing::peer_internal
