@@ -37,8 +37,9 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   // A request to switch to a mesh link that this server takes (not while it drains).
   bool WantsLink() const {
     const RequestHead::Field* upgrade = request_head_.Find("Upgrade");
-    return upgrade != nullptr && beast::iequals(request_head_.Value(*upgrade), kLinkProtocol) &&
-           method() == "GET" && body_->empty() && !core_->draining.load(std::memory_order_relaxed);
+    return core_->options.accept_links && upgrade != nullptr &&
+           beast::iequals(request_head_.Value(*upgrade), kLinkProtocol) && method() == "GET" &&
+           body_->empty() && !core_->draining.load(std::memory_order_relaxed);
   }
 
   void Close() {

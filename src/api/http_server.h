@@ -2,10 +2,11 @@
 // header so that including it stays cheap.
 //
 // Each connection handles one request at a time, in order, so pipelined requests are answered in
-// the order they were sent. Keep-alive is the default. Limits: a request's headers must arrive
-// within `header_timeout` (idle keep-alive time counts) or the connection is closed; a body larger
-// than `max_body_bytes` is answered 413 and the connection closed. `Expect: 100-continue` is
-// honoured.
+// the order they were sent. A peer node may instead upgrade a connection to a mesh link, which
+// carries many requests at once, each answered as it is ready (docs/routing.md). Keep-alive is the
+// default. Limits: a request's headers must arrive within `header_timeout` (idle keep-alive time
+// counts) or the connection is closed; a body larger than `max_body_bytes` is answered 413 and the
+// connection closed. `Expect: 100-continue` is honoured.
 //
 // I/O runs on IoThreads (one event loop per thread): the server's own `options.threads` threads,
 // or loops shared with other components such as the peer client. Each connection lives on one
@@ -44,6 +45,9 @@ struct HttpServerOptions {
   uint64_t max_body_bytes = 64ull << 20;
   std::chrono::milliseconds header_timeout{10000};
   std::chrono::milliseconds body_timeout{60000};
+  // Takes `Upgrade: hivemesh-link/1` (a mesh link from a peer, docs/routing.md); when false the
+  // upgrade request is served as a plain request, as by a server that does not know links.
+  bool accept_links = true;
 };
 
 // Read-only view of one request; valid until the response has been sent.
@@ -86,7 +90,7 @@ class HttpServer {
   virtual void Start() = 0;
   virtual void StopAccepting() = 0;
   virtual void Stop() = 0;
-  // Connections with a request being handled (not idle).
+  // Requests being handled: on connections that are not idle, and on mesh links.
   virtual int busy_connections() const = 0;
 };
 

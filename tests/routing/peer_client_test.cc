@@ -359,5 +359,151 @@ TEST(PeerClientTest, BusyPooledConnectionOutlivesItsTimeout) {
   io->Stop();
 }
 
+// A peer that parks each request's responder (with the request's body) until the test answers.
+struct ParkedPeer {
+  explicit ParkedPeer(bool accept_links = true) {
+    HttpServerOptions o;
+    o.port = 0;
+    o.accept_links = accept_links;
+    auto s = HttpServer::Create(o, [this](const HttpRequest& req, HttpResponder done) {
+      std::lock_guard<std::mutex> lock(mu);
+      parked.emplace_back(*req.body(), std::move(done));
+    });
+    EXPECT_TRUE(s.ok()) << s.status();
+    server = std::move(*s);
+    server->Start();
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> lock(mu);
+    return parked.size();
+  }
+  // Answers every parked request, last first, echoing its body.
+  void AnswerAllReversed() {
+    std::vector<std::pair<std::string, HttpResponder>> all;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      all.swap(parked);
+    }
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+      HttpResponse r;
+      r.body = it->first;
+      it->second(std::move(r));
+    }
+  }
+  std::mutex mu;
+  std::vector<std::pair<std::string, HttpResponder>> parked;
+  std::unique_ptr<HttpServer> server;
+};
+
+TEST(PeerClientTest, ConcurrentCallsShareOneLinkAndEachGetsItsOwnAnswer) {
+  ParkedPeer peer;
+  auto io = IoThreads::Create(1);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  constexpr int kCalls = 20;
+  std::atomic<int> matched{0}, answered{0};
+  io->RunOn(0, [&] {
+    for (int i = 0; i < kCalls; ++i) {
+      PeerRequest r;
+      r.address = StrCat("127.0.0.1:", peer.server->port());
+      r.target = "/x";
+      r.body = StrCat("call ", i);
+      client->Send(std::move(r), [&, i](absl::StatusOr<PeerResponse> resp) {
+        if (resp.ok() && *resp->body == StrCat("call ", i)) ++matched;
+        ++answered;
+      });
+    }
+  });
+  // All of them reach the peer while none is answered: they are open on the link together.
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == kCalls; }));
+  EXPECT_EQ(client->open_connections(), 1);
+  EXPECT_EQ(peer.server->busy_connections(), kCalls);
+  peer.AnswerAllReversed();
+  ASSERT_TRUE(WaitFor([&] { return answered.load() == kCalls; }));
+  EXPECT_EQ(matched.load(), kCalls);
+  EXPECT_EQ(client->open_connections(), 1);
+  client->Stop();
+  io->Stop();
+  peer.server->Stop();
+}
+
+TEST(PeerClientTest, APeerThatDeclinesLinksIsSentPlainHttp) {
+  ParkedPeer peer(/*accept_links=*/false);
+  auto io = IoThreads::Create(1);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  std::atomic<int> ok{0};
+  // The first call asks for a link, is declined, and goes over plain HTTP...
+  client->Send(To(*peer.server, "/first", "one"), [&](absl::StatusOr<PeerResponse> r) {
+    if (r.ok() && *r->body == "one") ++ok;
+  });
+  // (the declined upgrade is itself answered by the handler, as a plain health check)
+  ASSERT_TRUE(WaitFor([&] { return peer.count() >= 1; }));
+  peer.AnswerAllReversed();
+  ASSERT_TRUE(WaitFor([&] { return peer.count() >= 1; }));
+  peer.AnswerAllReversed();
+  ASSERT_TRUE(WaitFor([&] { return ok.load() == 1; }));
+  // ...and so do the next ones: one plain connection per request open at once.
+  for (int i = 0; i < 3; ++i) {
+    client->Send(To(*peer.server, "/next", "n"), [&](absl::StatusOr<PeerResponse> r) {
+      if (r.ok() && *r->body == "n") ++ok;
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 3; }));
+  EXPECT_EQ(client->open_connections(), 3);
+  peer.AnswerAllReversed();
+  ASSERT_TRUE(WaitFor([&] { return ok.load() == 4; }));
+  client->Stop();
+  io->Stop();
+  peer.server->Stop();
+}
+
+TEST(PeerClientTest, ACallThatTimesOutOnABusyLinkLeavesTheLinkOpen) {
+  std::mutex mu;
+  std::vector<HttpResponder> parked;
+  auto peer = EchoPeer([&](const HttpRequest& req, HttpResponder done) {
+    if (req.target() == "/slow") {
+      std::lock_guard<std::mutex> lock(mu);
+      parked.push_back(std::move(done));
+      return;
+    }
+    HttpResponse r;
+    r.body = "fast";
+    done(std::move(r));
+  });
+  auto io = IoThreads::Create(1);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  PeerRequest slow = To(*peer, "/slow");
+  slow.timeout = 300ms;
+  std::promise<absl::StatusOr<PeerResponse>> slow_answer;
+  client->Send(slow, [&](absl::StatusOr<PeerResponse> r) { slow_answer.set_value(std::move(r)); });
+  // Answers keep arriving on the link while the slow call waits.
+  auto slow_done = slow_answer.get_future();
+  int fast = 0;
+  while (slow_done.wait_for(0s) != std::future_status::ready) {
+    absl::StatusOr<PeerResponse> r = Call(*client, To(*peer, "/fast"));
+    ASSERT_TRUE(r.ok()) << r.status();
+    ++fast;
+    std::this_thread::sleep_for(20ms);
+  }
+  absl::StatusOr<PeerResponse> r = slow_done.get();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_GT(fast, 3);
+  EXPECT_EQ(client->open_connections(), 1);  // the link was not stuck: it stays
+  // The late answer is dropped; the link goes on serving.
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    ASSERT_EQ(parked.size(), 1u);
+    HttpResponse late;
+    late.body = "late";
+    parked[0](std::move(late));
+    parked.clear();
+  }
+  absl::StatusOr<PeerResponse> after = Call(*client, To(*peer, "/fast"));
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(*after->body, "fast");
+  EXPECT_EQ(client->open_connections(), 1);
+  client->Stop();
+  io->Stop();
+}
+
 }  // namespace
 }  // namespace hivemesh::routing

@@ -1,0 +1,214 @@
+// The server side of a mesh link, spoken over a raw socket: the upgrade, many requests open at
+// once, answers in the order they finish matched by stream number, broken framing, draining
+// and stopping.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "api/http_server.h"
+#include "base/strings.h"
+#include "support/http_client.h"
+
+namespace hivemesh {
+namespace {
+
+using namespace std::chrono_literals;
+
+bool WaitFor(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
+constexpr char kUpgrade[] =
+    "GET /v2/health/live HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+    "Upgrade: hivemesh-link/1\r\nContent-Length: 0\r\n\r\n";
+
+std::string LinkRequest(int stream, const std::string& target, const std::string& body = "") {
+  return StrCat("POST ", target, " HTTP/1.1\r\nHost: t\r\nContent-Length: ", body.size(),
+                "\r\nHivemesh-Stream: ", stream, "\r\n\r\n", body);
+}
+
+// A server whose handler parks every request's responder until the test answers it.
+struct ParkingServer {
+  explicit ParkingServer(bool accept_links = true) {
+    HttpServerOptions o;
+    o.port = 0;
+    o.accept_links = accept_links;
+    auto s = HttpServer::Create(o, [this](const HttpRequest& req, HttpResponder done) {
+      std::lock_guard<std::mutex> lock(mu);
+      parked.push_back({std::string(req.target()), *req.body(), std::move(done)});
+    });
+    EXPECT_TRUE(s.ok()) << s.status();
+    server = std::move(*s);
+    server->Start();
+  }
+  size_t count() {
+    std::lock_guard<std::mutex> lock(mu);
+    return parked.size();
+  }
+  // Answers the parked request for `target` with its target and body.
+  void Answer(const std::string& target) {
+    HttpResponder done;
+    std::string body;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      for (Parked& p : parked) {
+        if (p.target == target && p.done) {
+          done = std::move(p.done);
+          body = p.body;
+          p.done = nullptr;
+        }
+      }
+    }
+    ASSERT_TRUE(done) << target;
+    HttpResponse r;
+    r.content_type = "text/plain";
+    r.headers.emplace_back("X-Target", target);
+    r.body = body;
+    done(std::move(r));
+  }
+
+  struct Parked {
+    std::string target, body;
+    HttpResponder done;
+  };
+  std::mutex mu;
+  std::vector<Parked> parked;
+  std::unique_ptr<HttpServer> server;
+};
+
+TEST(HttpLinkTest, RequestsAreOpenTogetherAndAnsweredAsTheyFinish) {
+  ParkingServer peer;
+  test::HttpConnection conn(peer.server->port());
+  ASSERT_TRUE(conn.SendRaw(kUpgrade));
+  test::HttpResult up = conn.ReadResponse();
+  ASSERT_EQ(up.status, 101);
+  EXPECT_EQ(up.header("upgrade"), "hivemesh-link/1");
+  // Three requests in one write; none is answered, yet the server has all three.
+  ASSERT_TRUE(conn.SendRaw(LinkRequest(7, "/a", "first") + LinkRequest(8, "/b", "second") +
+                           LinkRequest(9, "/c")));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 3; }));
+  EXPECT_EQ(peer.server->busy_connections(), 3);
+  // Answered last first: the answers come in that order, each with its request's number.
+  peer.Answer("/c");
+  test::HttpResult c = conn.ReadResponse();
+  EXPECT_EQ(c.status, 200);
+  EXPECT_EQ(c.header("hivemesh-stream"), "9");
+  EXPECT_EQ(c.header("x-target"), "/c");
+  EXPECT_EQ(c.body, "");
+  peer.Answer("/a");
+  test::HttpResult a = conn.ReadResponse();
+  EXPECT_EQ(a.header("hivemesh-stream"), "7");
+  EXPECT_EQ(a.body, "first");
+  peer.Answer("/b");
+  test::HttpResult b = conn.ReadResponse();
+  EXPECT_EQ(b.header("hivemesh-stream"), "8");
+  EXPECT_EQ(b.body, "second");
+  ASSERT_TRUE(WaitFor([&] { return peer.server->busy_connections() == 0; }));
+  // A request split across writes is put together.
+  const std::string split = LinkRequest(10, "/d", "0123456789");
+  ASSERT_TRUE(conn.SendRaw(split.substr(0, 20)));
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(conn.SendRaw(split.substr(20)));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 4; }));
+  peer.Answer("/d");
+  test::HttpResult d = conn.ReadResponse();
+  EXPECT_EQ(d.header("hivemesh-stream"), "10");
+  EXPECT_EQ(d.body, "0123456789");
+  peer.server->Stop();
+}
+
+TEST(HttpLinkTest, BrokenFramingOrAMissingStreamNumberClosesTheLink) {
+  ParkingServer peer;
+  for (const std::string& bad :
+       {std::string("this is not HTTP\r\n\r\n"),
+        std::string("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")}) {
+    test::HttpConnection conn(peer.server->port());
+    ASSERT_TRUE(conn.SendRaw(kUpgrade));
+    ASSERT_EQ(conn.ReadResponse().status, 101);
+    ASSERT_TRUE(conn.SendRaw(bad));
+    EXPECT_TRUE(conn.WaitClosed(5s)) << bad;
+  }
+  EXPECT_EQ(peer.count(), 0u);
+  EXPECT_EQ(peer.server->busy_connections(), 0);
+  peer.server->Stop();
+}
+
+TEST(HttpLinkTest, OnlyAGetUpgradesAndAServerCanDecline) {
+  {
+    ParkingServer peer;
+    // A POST that asks for the upgrade is an ordinary request.
+    test::HttpConnection conn(peer.server->port());
+    ASSERT_TRUE(conn.SendRaw(
+        "POST /p HTTP/1.1\r\nHost: t\r\nUpgrade: hivemesh-link/1\r\nContent-Length: 0\r\n\r\n"));
+    ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
+    peer.Answer("/p");
+    test::HttpResult r = conn.ReadResponse();
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.header("x-target"), "/p");
+    peer.server->Stop();
+  }
+  {
+    ParkingServer peer(/*accept_links=*/false);
+    test::HttpConnection conn(peer.server->port());
+    ASSERT_TRUE(conn.SendRaw(kUpgrade));
+    ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
+    peer.Answer("/v2/health/live");
+    EXPECT_EQ(conn.ReadResponse().status, 200);  // served as a plain request
+    peer.server->Stop();
+  }
+}
+
+TEST(HttpLinkTest, ADrainingServerRefusesNewRequestsAndClosesTheLinkOnceIdle) {
+  ParkingServer peer;
+  test::HttpConnection conn(peer.server->port());
+  ASSERT_TRUE(conn.SendRaw(kUpgrade));
+  ASSERT_EQ(conn.ReadResponse().status, 101);
+  ASSERT_TRUE(conn.SendRaw(LinkRequest(1, "/open")));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
+  peer.server->StopAccepting();
+  // A request after the drain began is refused at once, with its number...
+  ASSERT_TRUE(conn.SendRaw(LinkRequest(2, "/late")));
+  test::HttpResult late = conn.ReadResponse();
+  EXPECT_EQ(late.status, 503);
+  EXPECT_EQ(late.header("hivemesh-stream"), "2");
+  EXPECT_NE(late.body.find("shutting down"), std::string::npos) << late.body;
+  // ...the open one is still answered, and then the link closes.
+  peer.Answer("/open");
+  test::HttpResult open = conn.ReadResponse();
+  EXPECT_EQ(open.status, 200);
+  EXPECT_EQ(open.header("hivemesh-stream"), "1");
+  EXPECT_TRUE(conn.WaitClosed(5s));
+  EXPECT_EQ(peer.count(), 1u);
+  EXPECT_EQ(peer.server->busy_connections(), 0);
+  // No new link while draining.
+  test::HttpConnection again(peer.server->port());
+  EXPECT_FALSE(again.SendRaw(kUpgrade) && again.ReadResponse().status == 101);
+  peer.server->Stop();
+}
+
+TEST(HttpLinkTest, StopClosesLinksAndAnswersAfterwardsGoNowhere) {
+  ParkingServer peer;
+  test::HttpConnection conn(peer.server->port());
+  ASSERT_TRUE(conn.SendRaw(kUpgrade));
+  ASSERT_EQ(conn.ReadResponse().status, 101);
+  ASSERT_TRUE(conn.SendRaw(LinkRequest(1, "/x") + LinkRequest(2, "/y")));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 2; }));
+  peer.server->Stop();
+  EXPECT_TRUE(conn.WaitClosed(5s));
+  peer.Answer("/x");  // the responders outlive the link: nothing is written, nothing breaks
+  peer.Answer("/y");
+}
+
+}  // namespace
+}  // namespace hivemesh
