@@ -2,19 +2,23 @@
 """The cost of one mesh hop, against nginx as a reverse proxy, in the same run.
 
 Node B serves the identity model; node A does not host it and forwards every request to B
-(the mesh's forwarding path: binary re-framing, pooled keep-alive connections to B). nginx-light
-runs as a reverse proxy in front of B with upstream keep-alive. wrk drives the same identity
-JSON request at concurrency 1 and 32 against: B directly, A (one hop), and nginx (one hop).
-The added latency of a hop = its p50/p99 minus the direct p50/p99. Node A's I/O threads and
-nginx's worker processes are the same number (--proxy-threads, default 2: one per core here).
+(the mesh's forwarding path: binary re-framing, mesh links to B). nginx-light runs as a reverse
+proxy in front of B with upstream keep-alive. wrk drives the same identity JSON request at
+concurrency 1 and 32 against: B directly, A (one hop), and nginx (one hop). The added latency of
+a hop = its p50/p99 minus the direct p50/p99. Node A's I/O threads and nginx's worker processes
+are the same number (--proxy-threads, default 2: one per core here).
+
+With --syscalls, one more run per hop at concurrency 32 counts the system calls the proxy (A or
+nginx) and B make per request (`perf stat`, package linux-perf; root or perf_event_paranoid <= 1).
 
     bench/hop_overhead/bench_hop_overhead.py [--build build/release] [--seconds 4] [--rounds 3]
-                                             [--proxy-threads 2]
+                                             [--proxy-threads 2] [--syscalls]
 """
 import argparse
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -40,6 +44,30 @@ def start_agent(binary, work, name, repo, threads, join=None):
     return proc, http, f"127.0.0.1:{gossip}"
 
 
+def count_syscalls(url, seconds, work, body, groups):
+    """Runs wrk at c=32 while perf counts each group's system calls; returns calls per request."""
+    counters = {}
+    for name, pids in groups.items():
+        out = os.path.join(work, f"perf-{name}.csv")
+        counters[name] = (out, subprocess.Popen(
+            ["perf", "stat", "-x", ",", "-e", "raw_syscalls:sys_enter", "-o", out,
+             "-p", ",".join(pids), "--", "sleep", str(seconds + 1)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(0.3)
+    requests = run_wrk(url, 32, seconds, work, body)["requests"]
+    per = {}
+    for name, (out, proc) in counters.items():
+        proc.wait(timeout=seconds + 30)
+        with open(out) as f:
+            line = next(l for l in f if "raw_syscalls" in l)
+        count = line.split(",")[0]
+        if not count.isdigit():
+            sys.exit(f"perf could not count system calls ({line.strip()}): run as root or lower "
+                     "/proc/sys/kernel/perf_event_paranoid")
+        per[name] = int(count) / requests
+    return per
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
@@ -47,7 +75,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--proxy-threads", type=int, default=2,
                     help="I/O threads of node A and nginx worker processes (the same for both)")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="also count system calls per request on the proxy and on B (perf)")
     args = ap.parse_args()
+    if args.syscalls and not shutil.which("perf"):
+        sys.exit("--syscalls needs perf: apt-get install --no-install-recommends linux-perf")
     binary = os.path.join(args.build, "hivemesh")
     body = json.dumps({"inputs": [{"name": "INPUT0", "shape": [16], "datatype": "FP32",
                                    "data": [float(i) / 8 for i in range(16)]}]})
@@ -103,7 +135,7 @@ http {{
 
             # Rounds interleave the three paths, so that a slow patch of a shared machine
             # lands on all of them; the report takes the median of each figure over rounds.
-            rounds = []
+            rounds, syscalls = [], {}
             for _ in range(args.rounds):
                 results = {}
                 for conns in (1, 32):
@@ -113,6 +145,14 @@ http {{
                             f"http://127.0.0.1:{port}/v2/models/identity/infer", conns,
                             args.seconds, work, body)
                 rounds.append(results)
+            if args.syscalls:
+                nginx_workers = subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True,
+                                               text=True).stdout.split()
+                for label, port, proxy in (("through A (mesh hop)", a_http, [str(a.pid)]),
+                                           ("through nginx", nginx_port, nginx_workers)):
+                    syscalls[label] = count_syscalls(
+                        f"http://127.0.0.1:{port}/v2/models/identity/infer", args.seconds, work,
+                        body, {"proxy": proxy, "B": [str(b.pid)]})
         finally:
             for p in procs:
                 p.terminate()
@@ -138,6 +178,9 @@ http {{
               f"{added[key][0]:>9.0f}{added[key][1]:>9.0f}"
               + (f"   hop p50 by round: {', '.join(f'{h:.0f}' for h in hops50)}"
                  if label != "direct to B" and len(rounds) > 1 else ""))
+    for label, per in syscalls.items():
+        print(f"system calls per request at c=32, {label}: proxy {per['proxy']:.2f}, "
+              f"B {per['B']:.2f}")
     m1, n1 = added[("through A (mesh hop)", 1)], added[("through nginx", 1)]
     m32, n32 = added[("through A (mesh hop)", 32)], added[("through nginx", 32)]
     print(f"mesh hop vs nginx hop at c=1: p50 {m1[0]:.0f} vs {n1[0]:.0f} us, p99 {m1[1]:.0f} vs {n1[1]:.0f} us")
@@ -147,7 +190,11 @@ http {{
           f"nginx_hop_c32_p50_us={n32[0]:.0f} nginx_hop_c32_p99_us={n32[1]:.0f} "
           f"direct_c32_rps={results[('direct to B', 32)]['rps']:.0f} "
           f"mesh_c32_rps={results[('through A (mesh hop)', 32)]['rps']:.0f} "
-          f"nginx_c32_rps={results[('through nginx', 32)]['rps']:.0f}")
+          f"nginx_c32_rps={results[('through nginx', 32)]['rps']:.0f}"
+          + "".join(f" {key}_syscalls_per_request={per['proxy']:.2f}"
+                    f" {key}_b_syscalls_per_request={per['B']:.2f}"
+                    for key, per in (("mesh", syscalls.get("through A (mesh hop)")),
+                                     ("nginx", syscalls.get("through nginx"))) if per))
 
 
 if __name__ == "__main__":

@@ -60,12 +60,13 @@ def run_wrk(url, connections, seconds, workdir, body=None):
         cmd += ["-s", script]
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
     p50 = parse_duration_us(re.search(r"\s50%\s+(\S+)", out).group(1))
     p99 = parse_duration_us(re.search(r"\s99%\s+(\S+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"wrk saw {errors.group(1)} error responses from {url}:\n{out}")
-    return {"rps": rps, "p50_us": p50, "p99_us": p99}
+    return {"rps": rps, "p50_us": p50, "p99_us": p99, "requests": requests}
 
 
 class Agent:
