@@ -276,18 +276,22 @@ class Link : public std::enable_shared_from_this<Link> {
     if (state_ == State::kClosed) return;
     const auto now = std::chrono::steady_clock::now();
     bool stuck = false;
+    std::vector<std::shared_ptr<Call>> expired;
     while (!deadlines_.empty() && deadlines_.top().first <= now) {
       const uint32_t stream = deadlines_.top().second;
       deadlines_.pop();
       auto it = calls_.find(stream);
       if (it == calls_.end() || it->second->deadline > now) continue;
-      std::shared_ptr<Call> call = std::move(it->second);
+      if (it->second->answers_before == answers_) stuck = true;
+      expired.push_back(std::move(it->second));
       calls_.erase(it);
-      if (call->answers_before == answers_) stuck = true;
+    }
+    // The link is gone before anyone hears of the timeout.
+    if (stuck) Close(asio::error::timed_out, false);
+    for (const std::shared_ptr<Call>& call : expired) {
       Finish(call, TransportError(address_, {}, true));
     }
-    if (stuck) return Close(asio::error::timed_out, false);
-    ArmTimer();
+    if (!stuck) ArmTimer();
   }
 
   const std::shared_ptr<Core> core_;
