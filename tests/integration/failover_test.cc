@@ -36,7 +36,9 @@ class FailoverTest : public ::testing::Test {
     c_ = Start("node-c", "repo", "");
     ASSERT_TRUE(c_->ok()) << c_->log();
     seed_ = GossipAddress(c_->port());
-    b_ = Start("node-b", "repo", seed_);
+    // B is killed and restarted on the same gossip address: one no other process can take.
+    b_gossip_ = "127.0.0.1:" + std::to_string(RestartablePort());
+    b_ = Start("node-b", "repo", seed_, {"--gossip-address", b_gossip_});
     a_ = Start("node-a", "empty", seed_);
     ASSERT_TRUE(b_->ok() && a_->ok()) << b_->log() << a_->log();
     ASSERT_TRUE(WaitFor([&] { return PeersHosting(a_->port(), "work") == 2; }, seconds(10)));
@@ -64,12 +66,12 @@ class FailoverTest : public ::testing::Test {
 
   TempDir dir_;
   std::string seed_;
+  std::string b_gossip_;  // B's gossip address, kept across its restart
   std::unique_ptr<AgentProcess> c_, b_, a_;
 };
 
 // (c) and (d).
 TEST_F(FailoverTest, KillNineLosesNoRequestAndTheRestartedNodeGetsTrafficAgain) {
-  const std::string b_gossip = GossipAddress(b_->port());
   LoadGenerator load(a_->port(), "/v2/models/work/infer", kBody, kClients);
   ASSERT_TRUE(ServedBy(load, "node-b", 20) && ServedBy(load, "node-c", 20));
 
@@ -91,7 +93,7 @@ TEST_F(FailoverTest, KillNineLosesNoRequestAndTheRestartedNodeGetsTrafficAgain) 
   // (d) Once the mesh has seen it dead, B restarts (same name and gossip address) and gets
   // traffic again, without waiting for its ejection to end.
   ASSERT_TRUE(WaitFor([&] { return PeersHosting(a_->port(), "work") == 1; }, seconds(15)));
-  b_ = Start("node-b", "repo", seed_, {"--gossip-address", b_gossip});
+  b_ = Start("node-b", "repo", seed_, {"--gossip-address", b_gossip_});
   ASSERT_TRUE(b_->ok()) << b_->log();
   const long b_before = load.Snapshot().served_by["node-b"];
   EXPECT_TRUE(ServedBy(load, "node-b", 50, b_before)) << a_->log();

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -43,6 +44,36 @@ int UnusedPort() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+namespace {
+bool Bindable(int type, int port) {
+  const int fd = ::socket(AF_INET, type, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
+}
+}  // namespace
+
+int RestartablePort() {
+  int low = 32768, high = 60999;  // Linux's defaults
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  range >> low >> high;
+  // Below the ephemeral range if there is room there, else above it.
+  const int first = low > 11000 ? 10000 : high + 1;
+  const int last = low > 11000 ? low - 1 : 65535;
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> pick(first, last);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = pick(rng);
+    if (Bindable(SOCK_STREAM, port) && Bindable(SOCK_DGRAM, port)) return port;
+  }
+  std::fprintf(stderr, "no free port in [%d, %d]\n", first, last);
+  std::abort();
 }
 
 TempDir::~TempDir() {

@@ -33,6 +33,10 @@ std::string HivemeshBinary();
 
 // A loopback TCP port nothing listens on: bound, then closed.
 int UnusedPort();
+// A loopback port free for both TCP and UDP and outside the kernel's ephemeral range, for a
+// node that is killed and restarted on the same address: while it is down, no other process's
+// outgoing connection or port-0 bind can take the port.
+int RestartablePort();
 
 class AgentProcess {
  public:
