@@ -112,6 +112,8 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
     w.Key("forwarded").Uint(s.forwarded);
     w.Key("retries").Uint(s.retries);
     w.Key("rejected").Uint(s.rejected);
+    w.Key("peer_connections").Int(s.connections);
+    w.Key("peer_links").Int(s.links);
     w.Key("peers").BeginArray();
     for (const routing::PeerStats& p : s.peers) {
       w.BeginObject();

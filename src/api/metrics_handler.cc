@@ -225,6 +225,15 @@ void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossi
                         [forwarder](SampleSink& sink) {
                           sink.Add({}, static_cast<double>(forwarder->Stats().retries));
                         });
+  registry.AddCollector(
+      "hivemesh_peer_connections_open",
+      "Connections this node has open to peers, by kind: link (a mesh link carrying many "
+      "requests at once) or http (plain HTTP/1.1, to peers that do not take links).",
+      MetricType::kGauge, {"kind"}, [forwarder](SampleSink& sink) {
+        const routing::RouteStats s = forwarder->Stats();
+        sink.Add({"link"}, static_cast<double>(s.links));
+        sink.Add({"http"}, static_cast<double>(s.connections - s.links));
+      });
   // Per peer, from the forwarder's table (peers this node has sent to).
   auto per_peer = [&registry, forwarder](std::string name, std::string help, MetricType type,
                                          double (*value)(const routing::PeerStats&)) {

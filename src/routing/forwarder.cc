@@ -350,6 +350,8 @@ RouteStats Forwarder::Stats() const {
   s.forwarded = forwarded_.load();
   s.retries = retries_.load();
   s.rejected = rejected_.load();
+  s.connections = client_->open_connections();
+  s.links = client_->open_links();
   const SteadyTime now = SystemClock::Get().Now();
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [name, e] : endpoints_) {

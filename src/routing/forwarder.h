@@ -124,6 +124,8 @@ struct RouteStats {
   uint64_t forwarded = 0;  // requests sent to a peer (first attempts)
   uint64_t retries = 0;
   uint64_t rejected = 0;  // no node could take it (404, 503, 504 at once)
+  int connections = 0;    // open to peers, mesh links included
+  int links = 0;          // mesh links among them
   std::vector<PeerStats> peers;
 };
 

@@ -198,6 +198,7 @@ class PeerClientImpl final : public PeerClient {
   }
 
   int open_connections() const override { return core_->open.load(); }
+  int open_links() const override { return core_->open_links.load(); }
 
   void Send(PeerRequest request, PeerCallback done) override {
     if (core_->stopped.load(std::memory_order_relaxed)) return;

@@ -89,8 +89,10 @@ class PeerClient {
   virtual ~PeerClient() = default;
   // After Stop(), the request is dropped and `done` never runs.
   virtual void Send(PeerRequest request, PeerCallback done) = 0;
-  // Connections open now (idle and busy), for tests of pooling.
+  // Connections open now (idle and busy; mesh links included).
   virtual int open_connections() const = 0;
+  // Of those, the mesh links: upgraded connections that carry many requests at once.
+  virtual int open_links() const = 0;
   // Closes the idle connections; requests in flight are abandoned (their callbacks never run).
   // Idempotent; the destructor calls it.
   virtual void Stop() = 0;

@@ -100,7 +100,8 @@ struct Core {
   std::vector<std::unordered_map<std::string, std::shared_ptr<Link>>> links;
   // http_only[i]: peers that declined a link, and until when loop i uses plain HTTP with them.
   std::vector<std::unordered_map<std::string, std::chrono::steady_clock::time_point>> http_only;
-  std::atomic<int> open{0};
+  std::atomic<int> open{0};        // connections, links included
+  std::atomic<int> open_links{0};  // links (upgraded and not yet closed)
   // Set by Stop() before it visits every loop; a handler that sees it runs no callback.
   std::atomic<bool> stopped{false};
 };

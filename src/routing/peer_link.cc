@@ -90,8 +90,9 @@ class Link : public std::enable_shared_from_this<Link> {
   // closed a link that was open before the call) or fails with what `ec` says.
   void Close(error_code ec, bool timed_out) {
     if (state_ == State::kClosed) return;
+    const bool was_open = state_ == State::kOpen;
     state_ = State::kClosed;
-    Detach();
+    Detach(was_open);
     std::map<uint32_t, std::shared_ptr<Call>> calls = std::move(calls_);
     calls_.clear();
     queued_.clear();
@@ -136,6 +137,7 @@ class Link : public std::enable_shared_from_this<Link> {
     parser_.reset();
     if (!switched) return Decline();
     state_ = State::kOpen;
+    ++core_->open_links;
     ScheduleFlush();
     Read();
   }
@@ -146,7 +148,7 @@ class Link : public std::enable_shared_from_this<Link> {
     core_->http_only[static_cast<size_t>(loop_)][address_] =
         std::chrono::steady_clock::now() + kDeclinedFor;
     state_ = State::kClosed;
-    Detach();
+    Detach(/*was_open=*/false);
     std::map<uint32_t, std::shared_ptr<Call>> calls = std::move(calls_);
     calls_.clear();
     queued_.clear();
@@ -156,8 +158,9 @@ class Link : public std::enable_shared_from_this<Link> {
     }
   }
 
-  // Leaves the loop's table, closes the socket and releases the timer's hold.
-  void Detach() {
+  // Leaves the loop's table, closes the socket and releases the timer's hold. `was_open`: the
+  // link had been upgraded (counted in Core::open_links).
+  void Detach(bool was_open) {
     auto& links = core_->links[static_cast<size_t>(loop_)];
     auto it = links.find(address_);
     if (it != links.end() && it->second.get() == this) links.erase(it);
@@ -167,6 +170,7 @@ class Link : public std::enable_shared_from_this<Link> {
       socket_.close(ignored);
     }
     timer_.cancel();
+    if (was_open) --core_->open_links;
     if (counted_) {
       counted_ = false;
       --core_->open;

@@ -24,6 +24,7 @@ namespace hivemesh::test {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // An identity model that takes `delay_ms` per request on one worker.
 std::string SlowIdentity(int delay_ms, int queue_limit = 64, const std::string& policy = "mesh") {
@@ -107,10 +108,17 @@ TEST_F(RoutingTest, ModelHostedOnlyOnBIsServedThroughAAndSaysSo) {
   ASSERT_EQ(bin.status, 200) << bin.body;
   const size_t hlen = std::stoul(bin.header("inference-header-content-length"));
   EXPECT_EQ(bin.body.substr(hlen), raw);
-  // Many requests reuse pooled connections and all succeed.
+  // Many requests all succeed, and they all went over mesh links (one per I/O loop of A at
+  // most), never over plain connections.
   HttpConnection conn(a_->port());
   for (int i = 0; i < 50; ++i)
     ASSERT_EQ(conn.Request("POST", "/v2/models/identity/infer", body).status, 200);
+  const std::string routes = HttpRequestOnce(a_->port(), "GET", "/v1/mesh/routes").body;
+  EXPECT_THAT(routes, HasSubstr(R"("peer_links":)")) << routes;
+  EXPECT_THAT(routes, Not(HasSubstr(R"("peer_links":0)"))) << routes;
+  const std::string metrics = HttpRequestOnce(a_->port(), "GET", "/metrics").body;
+  EXPECT_THAT(metrics, HasSubstr(R"(hivemesh_peer_connections_open{kind="http"} 0)")) << metrics;
+  EXPECT_THAT(metrics, Not(HasSubstr(R"(hivemesh_peer_connections_open{kind="link"} 0)")));
 }
 
 TEST_F(RoutingTest, RawBodyForAModelHostedElsewhereGoesOnAsItCame) {

@@ -62,6 +62,7 @@ class ScriptedClient final : public PeerClient {
     done(std::move(result));
   }
   int open_connections() const override { return 0; }
+  int open_links() const override { return 0; }
   void Stop() override {}
   int SentTo(const std::string& address) {
     std::lock_guard<std::mutex> lock(mu);
