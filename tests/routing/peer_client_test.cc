@@ -416,6 +416,7 @@ TEST(PeerClientTest, ConcurrentCallsShareOneLinkAndEachGetsItsOwnAnswer) {
   // All of them reach the peer while none is answered: they are open on the link together.
   ASSERT_TRUE(WaitFor([&] { return peer.count() == kCalls; }));
   EXPECT_EQ(client->open_connections(), 1);
+  EXPECT_EQ(client->open_links(), 1);
   EXPECT_EQ(peer.server->busy_connections(), kCalls);
   peer.AnswerAllReversed();
   ASSERT_TRUE(WaitFor([&] { return answered.load() == kCalls; }));
@@ -449,6 +450,7 @@ TEST(PeerClientTest, APeerThatDeclinesLinksIsSentPlainHttp) {
   }
   ASSERT_TRUE(WaitFor([&] { return peer.count() == 3; }));
   EXPECT_EQ(client->open_connections(), 3);
+  EXPECT_EQ(client->open_links(), 0);
   peer.AnswerAllReversed();
   ASSERT_TRUE(WaitFor([&] { return ok.load() == 4; }));
   client->Stop();
