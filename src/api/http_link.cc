@@ -99,6 +99,7 @@ LinkSession::~LinkSession() {
 }
 
 void LinkSession::Start() {
+  EnableKeepAlive(socket_);  // a link lives as long as both nodes: notice one that vanished
   if (ParseBuffered()) Read();
 }
 

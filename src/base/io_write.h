@@ -1,9 +1,15 @@
+// Helpers for TCP sockets on IoThreads, for .cc files of components that run on them only.
+//
 // WriteNowOrLater: sends a gather of buffers on a connected TCP socket, completing at once when
 // the kernel takes it all (the usual case for responses and requests that fit its send buffer),
 // and otherwise finishing with an asynchronous write. An immediate completion calls `done` before
 // returning, without a trip through the event loop: that saves the loop a poll and a queued
-// handler per message. For .cc files of components that run on IoThreads only.
+// handler per message.
 #pragma once
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -46,6 +52,20 @@ void WriteNowOrLater(boost::asio::ip::tcp::socket& socket, const Buffers& buffer
   boost::asio::async_write(socket, std::move(rest),
                            [done = std::forward<Done>(done)](boost::system::error_code wec,
                                                              size_t) mutable { done(wec); });
+}
+
+// Turns on TCP keep-alive probes for a long-lived connection (a mesh link): after `idle_s`
+// seconds without traffic the kernel probes the other side every `interval_s` seconds, and
+// after `count` unanswered probes the connection fails, so a peer that vanished without closing
+// (power loss, a cut cable) does not hold it open forever.
+inline void EnableKeepAlive(boost::asio::ip::tcp::socket& socket, int idle_s = 30,
+                            int interval_s = 10, int count = 3) {
+  boost::system::error_code ignored;
+  socket.set_option(boost::asio::socket_base::keep_alive(true), ignored);
+  const int fd = socket.native_handle();
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval_s, sizeof interval_s);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
 }
 
 }  // namespace hivemesh

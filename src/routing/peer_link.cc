@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <charconv>
 #include <functional>
-#include <queue>
 
 #include "base/io_write.h"
 #include "base/strings.h"
@@ -65,6 +64,7 @@ class Link : public std::enable_shared_from_this<Link> {
       ++self->core_->open;
       error_code ignored;
       self->socket_.set_option(tcp::no_delay(true), ignored);
+      EnableKeepAlive(self->socket_);  // the link has no idle timeout: notice a vanished peer
       self->Upgrade();
     });
   }
@@ -77,8 +77,7 @@ class Link : public std::enable_shared_from_this<Link> {
     call->answers_before = answers_;
     calls_.emplace(call->stream, call);
     queued_.push_back(call);
-    deadlines_.emplace(call->deadline, call->stream);
-    ArmTimer();
+    ArmTimer(call->deadline);
     if (state_ != State::kOpen) return;
     // Alone on the link, the request goes at once: nothing else is waiting to share the write,
     // and waiting for the loop's pass to end would only add latency.
@@ -258,10 +257,11 @@ class Link : public std::enable_shared_from_this<Link> {
     Finish(call, std::move(r));
   }
 
-  // Arms the timer for the earliest deadline, unless it is already armed for one no later.
-  void ArmTimer() {
-    if (deadlines_.empty() || state_ == State::kClosed) return;
-    const auto earliest = deadlines_.top().first;
+  // Arms the timer for `earliest`, unless it is already armed for a time no later. Answered
+  // calls leave nothing here: the timer may fire for a call answered since, finds nothing due
+  // and looks again (calls keep their own deadlines; see OnTimer).
+  void ArmTimer(std::chrono::steady_clock::time_point earliest) {
+    if (state_ == State::kClosed) return;
     if (timer_waiting_ && armed_ <= earliest) return;
     armed_ = earliest;
     timer_waiting_ = true;
@@ -281,21 +281,25 @@ class Link : public std::enable_shared_from_this<Link> {
     const auto now = std::chrono::steady_clock::now();
     bool stuck = false;
     std::vector<std::shared_ptr<Call>> expired;
-    while (!deadlines_.empty() && deadlines_.top().first <= now) {
-      const uint32_t stream = deadlines_.top().second;
-      deadlines_.pop();
-      auto it = calls_.find(stream);
-      if (it == calls_.end() || it->second->deadline > now) continue;
+    auto next = std::chrono::steady_clock::time_point::max();
+    // The open calls are few (those sent and not yet answered): a scan when the timer fires
+    // costs less than keeping every call's deadline sorted.
+    for (auto it = calls_.begin(); it != calls_.end();) {
+      if (it->second->deadline > now) {
+        next = std::min(next, it->second->deadline);
+        ++it;
+        continue;
+      }
       if (it->second->answers_before == answers_) stuck = true;
       expired.push_back(std::move(it->second));
-      calls_.erase(it);
+      it = calls_.erase(it);
     }
     // The link is gone before anyone hears of the timeout.
     if (stuck) Close(asio::error::timed_out, false);
     for (const std::shared_ptr<Call>& call : expired) {
       Finish(call, TransportError(address_, {}, true));
     }
-    if (!stuck) ArmTimer();
+    if (!stuck && next != std::chrono::steady_clock::time_point::max()) ArmTimer(next);
   }
 
   const std::shared_ptr<Core> core_;
@@ -317,8 +321,6 @@ class Link : public std::enable_shared_from_this<Link> {
   std::vector<std::shared_ptr<Call>> writing_;  // in the write under way
   bool flush_posted_ = false;
   bool writing_now_ = false;
-  using Deadline = std::pair<std::chrono::steady_clock::time_point, uint32_t>;
-  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::chrono::steady_clock::time_point armed_;
   bool timer_waiting_ = false;
 };

@@ -4,6 +4,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <malloc.h>
 
 #include <atomic>
 #include <chrono>
@@ -503,6 +504,49 @@ TEST(PeerClientTest, ACallThatTimesOutOnABusyLinkLeavesTheLinkOpen) {
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(*after->body, "fast");
   EXPECT_EQ(client->open_connections(), 1);
+  client->Stop();
+  io->Stop();
+}
+
+// Calls sent in waves of `wave` at once, `total` in all, from the client's loop; returns how many
+// succeeded.
+int SendWaves(IoThreads& io, PeerClient& client, const HttpServer& peer, int total, int wave) {
+  std::atomic<int> ok{0}, done{0};
+  for (int sent = 0; sent < total; sent += wave) {
+    const int target = done.load() + wave;
+    io.RunOn(0, [&] {
+      for (int i = 0; i < wave; ++i) {
+        PeerRequest r = To(peer, "/w", "x");
+        r.timeout = 60s;
+        client.Send(std::move(r), [&](absl::StatusOr<PeerResponse> resp) {
+          if (resp.ok()) ++ok;
+          ++done;
+        });
+      }
+    });
+    if (!WaitFor([&] { return done.load() >= target; })) break;
+  }
+  return ok.load();
+}
+
+TEST(PeerClientTest, AnsweredCallsLeaveNothingBehindOnTheLink) {
+  // Each call on a link has a timeout; once it is answered, nothing of it may stay (e.g. its
+  // deadline waiting in a timer queue until it passes), or a busy link grows by every request
+  // of the last timeout period.
+  auto peer = EchoPeer();
+  auto io = IoThreads::Create(1);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  ASSERT_EQ(SendWaves(*io, *client, *peer, 4000, 100), 4000);  // warm up
+  // Heap in use, large (mmapped) blocks included.
+  auto in_use = [] {
+    const struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+  };
+  const size_t before = in_use();
+  ASSERT_EQ(SendWaves(*io, *client, *peer, 40000, 100), 40000);
+  const size_t after = in_use();
+  EXPECT_LT(after, before + 256 * 1024) << "grew by " << (after - before) << " bytes";
+  EXPECT_EQ(client->open_links(), 1);
   client->Stop();
   io->Stop();
 }
