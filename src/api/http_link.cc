@@ -22,6 +22,8 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   ~LinkSession();
   void Start();
   void Close();
+  // The server drains: an idle link ends now, a busy one once its open requests are answered.
+  void Drain();
 
  private:
   // One request of the link; it lives until its answer has been written (or dropped).
@@ -57,6 +59,11 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   void OnFlushed(beast::error_code ec);
   // One request fewer is open on the link.
   void Retire();
+  // Ends a draining link gently: every answer already written goes out, then the write side
+  // shuts (the other node reads the end after its answers and opens no new request here);
+  // whatever arrives meanwhile is read and dropped until the other side closes too, so that no
+  // unread data turns the close into a reset that could destroy answers still in flight.
+  void HalfClose();
 
   tcp::socket socket_;
   beast::flat_buffer buffer_;
@@ -71,7 +78,8 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   bool flush_posted_ = false;
   bool writing_now_ = false;
   bool closed_ = false;
-  int open_requests_ = 0;  // dispatched and not yet written or dropped
+  bool half_closed_ = false;  // the write side is shut (draining)
+  int open_requests_ = 0;     // dispatched and not yet written or dropped
 };
 
 namespace {
@@ -127,6 +135,11 @@ void LinkSession::OnRead(beast::error_code ec, size_t n) {
     return;
   }
   buffer_.commit(n);
+  if (half_closed_) {
+    buffer_.consume(buffer_.size());  // no answer can go out any more
+    Read();
+    return;
+  }
   if (ParseBuffered()) Read();
 }
 
@@ -262,10 +275,19 @@ void LinkSession::OnFlushed(beast::error_code ec) {
 void LinkSession::Retire() {
   --open_requests_;
   core_->busy.fetch_sub(1);
-  // A draining server closes an idle link: the other side opens no new one.
-  if (open_requests_ == 0 && !closed_ && core_->draining.load(std::memory_order_relaxed)) {
-    Close();
-  }
+  if (open_requests_ == 0 && core_->draining.load(std::memory_order_relaxed)) HalfClose();
+}
+
+void LinkSession::Drain() {
+  if (open_requests_ == 0) HalfClose();
+}
+
+void LinkSession::HalfClose() {
+  if (closed_ || half_closed_ || writing_now_ || !queued_.empty()) return;
+  half_closed_ = true;
+  beast::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  if (ec) Close();
 }
 
 void StartLink(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core,
@@ -278,5 +300,7 @@ void StartLink(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<
 std::shared_ptr<LinkSession> LinkPtr(LinkSession& link) { return link.weak_from_this().lock(); }
 
 void CloseLink(LinkSession& link) { link.Close(); }
+
+void DrainLink(LinkSession& link) { link.Drain(); }
 
 }  // namespace hivemesh::http_internal

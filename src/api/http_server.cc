@@ -149,6 +149,12 @@ class ServerImpl final : public HttpServer {
       beast::error_code ec;
       core_->acceptor.close(ec);
     });
+    // Links end once idle: now, or when their last open request is answered.
+    for (int i = 0; i < io_->size(); ++i) {
+      io_->RunOn(i, [this, i] {
+        for (const std::shared_ptr<LinkSession>& l : LinksOf(i)) DrainLink(*l);
+      });
+    }
   }
 
   void Stop() override {
@@ -162,19 +168,15 @@ class ServerImpl final : public HttpServer {
     for (int i = 0; i < io_->size(); ++i) {
       io_->RunOn(i, [this, i] {
         std::vector<std::shared_ptr<Connection>> open;
-        std::vector<std::shared_ptr<LinkSession>> links;
         Core::Loop& loop = core_->loops[static_cast<size_t>(i)];
         {
           std::lock_guard<std::mutex> lock(loop.mu);
           for (Connection* c : loop.connections) {
             if (auto p = c->weak_from_this().lock()) open.push_back(std::move(p));
           }
-          for (LinkSession* l : loop.links) {
-            if (auto p = LinkPtr(*l)) links.push_back(std::move(p));
-          }
         }
         for (const std::shared_ptr<Connection>& c : open) c->Close();
-        for (const std::shared_ptr<LinkSession>& l : links) CloseLink(*l);
+        for (const std::shared_ptr<LinkSession>& l : LinksOf(i)) CloseLink(*l);
       });
     }
     if (owns_io_) io_->Stop();
@@ -183,6 +185,17 @@ class ServerImpl final : public HttpServer {
   int busy_connections() const override { return core_->busy.load(); }
 
  private:
+  // Loop `i`'s links, held (call on that loop's thread).
+  std::vector<std::shared_ptr<LinkSession>> LinksOf(int i) {
+    std::vector<std::shared_ptr<LinkSession>> links;
+    Core::Loop& loop = core_->loops[static_cast<size_t>(i)];
+    std::lock_guard<std::mutex> lock(loop.mu);
+    for (LinkSession* l : loop.links) {
+      if (auto p = LinkPtr(*l)) links.push_back(std::move(p));
+    }
+    return links;
+  }
+
   const std::shared_ptr<IoThreads> io_;  // declared first: destroyed last
   const bool owns_io_;
   const std::shared_ptr<Core> core_;

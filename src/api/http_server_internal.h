@@ -169,5 +169,7 @@ void StartLink(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<
 std::shared_ptr<LinkSession> LinkPtr(LinkSession& link);
 // Closes a link (on its loop's thread), e.g. when the server stops.
 void CloseLink(LinkSession& link);
+// Tells a link the server drains (on its loop's thread): it ends once it has no open request.
+void DrainLink(LinkSession& link);
 
 }  // namespace hivemesh::http_internal

@@ -36,8 +36,10 @@ void Close(const std::shared_ptr<Call>& call) {
   call->conn.reset();
 }
 
-// The request must be answered within its timeout: past it, the connection is closed.
-void ExpiresAfter(const std::shared_ptr<Call>& call, std::chrono::milliseconds timeout) {
+// The request must be answered by its deadline: past it, the connection is closed.
+void ExpiresAtDeadline(const std::shared_ptr<Call>& call) {
+  const auto timeout = std::max(call->deadline - std::chrono::steady_clock::now(),
+                                std::chrono::steady_clock::duration::zero());
   Connection* c = call->conn.get();
   c->deadline.ExpiresAfter(
       timeout, [&call] { return call->conn; },
@@ -88,7 +90,7 @@ void Connect(const std::shared_ptr<Call>& call) {
   }
   call->conn = std::make_shared<Connection>(call->executor);
   call->reused = false;
-  ExpiresAfter(call, call->request.timeout);
+  ExpiresAtDeadline(call);
   call->conn->socket.async_connect(tcp::endpoint(ip, static_cast<uint16_t>(port)),
                                    [call](error_code ec) {
                                      if (ec) return Fail(call, ec);
@@ -125,7 +127,7 @@ void Write(const std::shared_ptr<Call>& call) {
   std::vector<asio::const_buffer> buffers;
   buffers.reserve(2 + r.tail.size());
   AppendRequest(*call, buffers);
-  ExpiresAfter(call, r.timeout);
+  ExpiresAtDeadline(call);
   WriteNowOrLater(call->conn->socket, buffers, [call](error_code ec) {
     if (ec) return Fail(call, ec);
     call->parser.emplace();
@@ -203,6 +205,7 @@ class PeerClientImpl final : public PeerClient {
   void Send(PeerRequest request, PeerCallback done) override {
     if (core_->stopped.load(std::memory_order_relaxed)) return;
     auto call = std::make_shared<Call>(core_, std::move(request), std::move(done));
+    call->deadline = std::chrono::steady_clock::now() + call->request.timeout;
     const int current = io_->CurrentLoop();
     call->loop = current >= 0 ? current : io_->NextLoop();
     call->executor = AsioContext(*io_, call->loop).get_executor();

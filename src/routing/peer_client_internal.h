@@ -119,10 +119,11 @@ struct Call {
   std::optional<ResponseParser> parser;
   bool reused = false;  // on a pooled connection, or on a link that was open before the call
   // On a link:
-  uint32_t stream = 0;                             // its Hivemesh-Stream number
-  std::chrono::steady_clock::time_point deadline;  // when it times out
-  uint64_t answers_before = 0;                     // the link's answers when it was written
-  bool retried = false;                            // sent again after its link broke
+  uint32_t stream = 0;   // its Hivemesh-Stream number
+  bool retried = false;  // sent again after its link broke
+  // When the call times out, set once when it is sent: a retry, or a switch to plain HTTP,
+  // gets only what is left.
+  std::chrono::steady_clock::time_point deadline;
 };
 
 // Runs the call's callback with `result`, unless the client has stopped.

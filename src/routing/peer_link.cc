@@ -18,11 +18,13 @@ namespace hivemesh::routing::peer_internal {
 
 namespace {
 constexpr size_t kReadSize = 64 * 1024;
-// Requests per write: each takes a few buffers, and a write takes at most IOV_MAX (1024).
-constexpr size_t kRequestsPerWrite = 128;
+// Buffers per write: Asio hands a socket at most 64 buffers per system call. A request takes
+// two (head and body) plus one per binary tensor.
+constexpr size_t kBuffersPerWrite = 64;
 // How long a loop sends plain HTTP to a peer that declined a link before it asks again.
 constexpr std::chrono::seconds kDeclinedFor(30);
 constexpr uint64_t kMaxAnswerBytes = 256u << 20;
+constexpr uint32_t kMaxAnswerHeaderBytes = 64 * 1024;
 
 bool ParseEndpoint(const std::string& address, tcp::endpoint* out) {
   const size_t colon = address.rfind(':');
@@ -70,11 +72,11 @@ class Link : public std::enable_shared_from_this<Link> {
   }
 
   void Submit(const std::shared_ptr<Call>& call) {
-    call->stream = next_stream_++;
-    if (next_stream_ == 0) next_stream_ = 1;  // 0 means "not on a link"
+    // 0 means "not on a link"; after a wrap, a number still in use is skipped.
+    do {
+      call->stream = next_stream_++;
+    } while (call->stream == 0 || calls_.count(call->stream) > 0);
     call->reused = state_ == State::kOpen;
-    call->deadline = std::chrono::steady_clock::now() + call->request.timeout;
-    call->answers_before = answers_;
     calls_.emplace(call->stream, call);
     queued_.push_back(call);
     ArmTimer(call->deadline);
@@ -133,19 +135,24 @@ class Link : public std::enable_shared_from_this<Link> {
     auto upgrade = r.headers.find("upgrade");
     const bool switched =
         r.status == 101 && upgrade != r.headers.end() && upgrade->second == "hivemesh-link/1";
+    // A peer that answers the health check as such does not know links. Any other answer (503
+    // from a draining node, say) says nothing of that: the calls go plain this once.
+    const bool declined = r.status >= 200 && r.status < 300;
     parser_.reset();
-    if (!switched) return Decline();
+    if (!switched) return Decline(declined);
     state_ = State::kOpen;
     ++core_->open_links;
     ScheduleFlush();
-    Read();
+    if (ParseBuffered()) Read();
   }
 
-  // The peer does not take links: its calls, and this loop's next ones for a while, go over
-  // plain HTTP.
-  void Decline() {
-    core_->http_only[static_cast<size_t>(loop_)][address_] =
-        std::chrono::steady_clock::now() + kDeclinedFor;
+  // The peer took no link: its calls go over plain HTTP, and if it does not know links
+  // (`remember`), so do this loop's next ones for a while.
+  void Decline(bool remember) {
+    if (remember) {
+      core_->http_only[static_cast<size_t>(loop_)][address_] =
+          std::chrono::steady_clock::now() + kDeclinedFor;
+    }
     state_ = State::kClosed;
     Detach(/*was_open=*/false);
     std::map<uint32_t, std::shared_ptr<Call>> calls = std::move(calls_);
@@ -188,10 +195,11 @@ class Link : public std::enable_shared_from_this<Link> {
     if (state_ != State::kOpen || writing_now_) return;
     std::vector<asio::const_buffer> buffers;
     size_t taken = 0;
-    for (; taken < queued_.size() && writing_.size() < kRequestsPerWrite; ++taken) {
+    for (; taken < queued_.size(); ++taken) {
       const std::shared_ptr<Call>& call = queued_[taken];
       if (calls_.find(call->stream) == calls_.end()) continue;  // timed out before it went
-      call->answers_before = answers_;
+      const size_t needed = 2 + call->request.tail.size();
+      if (!writing_.empty() && buffers.size() + needed > kBuffersPerWrite) break;
       AppendRequest(*call, buffers);
       writing_.push_back(call);
     }
@@ -216,9 +224,15 @@ class Link : public std::enable_shared_from_this<Link> {
     if (state_ == State::kClosed) return;
     if (ec) return Close(ec, false);
     in_.commit(n);
+    if (ParseBuffered()) Read();
+  }
+
+  // Hands every complete answer in the buffer to its call; false if the link closed.
+  bool ParseBuffered() {
     while (in_.size() > 0 && state_ != State::kClosed) {
       if (!parser_) {
         parser_.emplace();
+        parser_->header_limit(kMaxAnswerHeaderBytes);
         parser_->body_limit(kMaxAnswerBytes);
         parser_->eager(true);
       }
@@ -228,7 +242,8 @@ class Link : public std::enable_shared_from_this<Link> {
       if (pec == http::error::need_more) break;
       if (pec) {
         spdlog::warn("closing the mesh link to {}: malformed answer: {}", address_, pec.message());
-        return Close(pec, false);
+        Close(pec, false);
+        return false;
       }
       if (parser_->is_done()) {
         Answer();
@@ -236,14 +251,13 @@ class Link : public std::enable_shared_from_this<Link> {
       }
       if (used == 0) break;
     }
-    if (state_ != State::kClosed) Read();
+    return state_ != State::kClosed;
   }
 
   void Answer() {
     PeerResponse r = std::move(parser_->response());
     r.body = std::make_shared<const std::string>(std::move(parser_->body()));
     parser_.reset();
-    ++answers_;
     auto field = r.headers.find("hivemesh-stream");
     uint32_t stream = 0;
     if (field != r.headers.end()) {
@@ -273,13 +287,13 @@ class Link : public std::enable_shared_from_this<Link> {
     });
   }
 
-  // Fails the calls past their deadline. A call that got no answer in its whole time while the
-  // link brought nothing else either means the link or the peer is stuck: the link closes, and
-  // its other calls fail (and are retried elsewhere) rather than wait out their own timeouts.
+  // Fails the calls past their deadline; the link stays (a late answer is dropped). A slow
+  // model is no reason to drop the link and its other calls; a peer that is gone is noticed by
+  // the link's keep-alive probes or a reset, a peer that answers nothing by the forwarder's
+  // outlier detection (consecutive timeouts).
   void OnTimer() {
     if (state_ == State::kClosed) return;
     const auto now = std::chrono::steady_clock::now();
-    bool stuck = false;
     std::vector<std::shared_ptr<Call>> expired;
     auto next = std::chrono::steady_clock::time_point::max();
     // The open calls are few (those sent and not yet answered): a scan when the timer fires
@@ -290,16 +304,13 @@ class Link : public std::enable_shared_from_this<Link> {
         ++it;
         continue;
       }
-      if (it->second->answers_before == answers_) stuck = true;
       expired.push_back(std::move(it->second));
       it = calls_.erase(it);
     }
-    // The link is gone before anyone hears of the timeout.
-    if (stuck) Close(asio::error::timed_out, false);
+    if (next != std::chrono::steady_clock::time_point::max()) ArmTimer(next);
     for (const std::shared_ptr<Call>& call : expired) {
       Finish(call, TransportError(address_, {}, true));
     }
-    if (!stuck && next != std::chrono::steady_clock::time_point::max()) ArmTimer(next);
   }
 
   const std::shared_ptr<Core> core_;
@@ -314,7 +325,6 @@ class Link : public std::enable_shared_from_this<Link> {
   beast::flat_buffer in_;
   std::optional<ResponseParser> parser_;
   uint32_t next_stream_ = 1;
-  uint64_t answers_ = 0;  // answers read so far
   // Every call not yet answered, by stream number (written or not).
   std::map<uint32_t, std::shared_ptr<Call>> calls_;
   std::vector<std::shared_ptr<Call>> queued_;   // not yet written

@@ -174,9 +174,15 @@ TEST(HttpLinkTest, ADrainingServerRefusesNewRequestsAndClosesTheLinkOnceIdle) {
   test::HttpConnection conn(peer.server->port());
   ASSERT_TRUE(conn.SendRaw(kUpgrade));
   ASSERT_EQ(conn.ReadResponse().status, 101);
+  test::HttpConnection idle(peer.server->port());  // a link with nothing open on it
+  ASSERT_TRUE(idle.SendRaw(kUpgrade));
+  ASSERT_EQ(idle.ReadResponse().status, 101);
+  test::HttpConnection plain(peer.server->port());  // connected before the drain, not upgraded
+  ASSERT_TRUE(plain.connected());
   ASSERT_TRUE(conn.SendRaw(LinkRequest(1, "/open")));
   ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
   peer.server->StopAccepting();
+  EXPECT_TRUE(idle.WaitClosed(5s)) << "an idle link ends as the drain begins";
   // A request after the drain began is refused at once, with its number...
   ASSERT_TRUE(conn.SendRaw(LinkRequest(2, "/late")));
   test::HttpResult late = conn.ReadResponse();
@@ -191,9 +197,9 @@ TEST(HttpLinkTest, ADrainingServerRefusesNewRequestsAndClosesTheLinkOnceIdle) {
   EXPECT_TRUE(conn.WaitClosed(5s));
   EXPECT_EQ(peer.count(), 1u);
   EXPECT_EQ(peer.server->busy_connections(), 0);
-  // No new link while draining.
-  test::HttpConnection again(peer.server->port());
-  EXPECT_FALSE(again.SendRaw(kUpgrade) && again.ReadResponse().status == 101);
+  // No new link while draining: the upgrade is refused like any request.
+  ASSERT_TRUE(plain.SendRaw(kUpgrade));
+  EXPECT_EQ(plain.ReadResponse().status, 503);
   peer.server->Stop();
 }
 

@@ -38,9 +38,12 @@ bool WaitFor(const std::function<bool()>& done) {
 }
 
 // A peer that echoes the request's target and body, on its own threads.
-std::unique_ptr<HttpServer> EchoPeer(HttpHandler handler = nullptr) {
+// With `accept_links` false the peer takes no mesh link, so the client uses plain pooled HTTP/1.1.
+std::unique_ptr<HttpServer> EchoPeer(HttpHandler handler = nullptr, bool accept_links = true,
+                                     uint16_t port = 0) {
   HttpServerOptions o;
-  o.port = 0;
+  o.port = port;
+  o.accept_links = accept_links;
   if (!handler) {
     handler = [](const HttpRequest& req, HttpResponder done) {
       HttpResponse r;
@@ -77,19 +80,23 @@ absl::StatusOr<PeerResponse> Call(PeerClient& client, PeerRequest request) {
 }
 
 TEST(PeerClientTest, OwnThreadSendsAndPools) {
-  auto peer = EchoPeer();
-  std::unique_ptr<PeerClient> client = PeerClient::Create();
-  for (int i = 0; i < 5; ++i) {
-    absl::StatusOr<PeerResponse> r = Call(*client, To(*peer, "/a", "body" + std::to_string(i)));
-    ASSERT_TRUE(r.ok()) << r.status();
-    EXPECT_EQ(r->status, 200);
-    EXPECT_EQ(*r->body, "body" + std::to_string(i));
-    EXPECT_EQ(r->headers["x-target"], "/a");
+  for (bool links : {true, false}) {
+    SCOPED_TRACE(links ? "mesh link" : "plain HTTP");
+    auto peer = EchoPeer(nullptr, links);
+    std::unique_ptr<PeerClient> client = PeerClient::Create();
+    for (int i = 0; i < 5; ++i) {
+      absl::StatusOr<PeerResponse> r = Call(*client, To(*peer, "/a", "body" + std::to_string(i)));
+      ASSERT_TRUE(r.ok()) << r.status();
+      EXPECT_EQ(r->status, 200);
+      EXPECT_EQ(*r->body, "body" + std::to_string(i));
+      EXPECT_EQ(r->headers["x-target"], "/a");
+    }
+    EXPECT_EQ(client->open_connections(), 1);  // one connection, reused
+    EXPECT_EQ(client->open_links(), links ? 1 : 0);
+    client->Stop();
+    client->Stop();  // idempotent
+    EXPECT_EQ(client->open_connections(), 0);
   }
-  EXPECT_EQ(client->open_connections(), 1);  // one connection, reused
-  client->Stop();
-  client->Stop();  // idempotent
-  EXPECT_EQ(client->open_connections(), 0);
 }
 
 TEST(PeerClientTest, SharedLoopsKeepTheCallersThreadAndPoolPerLoop) {
@@ -225,32 +232,80 @@ TEST(PeerClientTest, RefusedAndBadAddressesFailWithoutCallingBackInsideSend) {
 }
 
 TEST(PeerClientTest, PooledConnectionClosedByThePeerIsReplaced) {
-  auto peer = EchoPeer();
-  auto io = IoThreads::Create(1);
-  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
-  ASSERT_TRUE(Call(*client, To(*peer, "/1")).ok());
-  EXPECT_EQ(client->open_connections(), 1);
-  // The peer goes away and comes back on the same port; the idle connection is dead.
-  const uint16_t port = peer->port();
-  peer->Stop();
-  peer.reset();
-  HttpServerOptions o;
-  o.port = port;
-  auto again = HttpServer::Create(o, [](const HttpRequest&, HttpResponder done) {
+  for (bool links : {true, false}) {
+    SCOPED_TRACE(links ? "mesh link" : "plain HTTP");
+    auto peer = EchoPeer(nullptr, links);
+    auto io = IoThreads::Create(1);
+    std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+    ASSERT_TRUE(Call(*client, To(*peer, "/1")).ok());
+    EXPECT_EQ(client->open_connections(), 1);
+    // The peer goes away and comes back on the same port; the idle connection is dead.
+    const uint16_t port = peer->port();
+    peer->Stop();
+    peer.reset();
+    auto again = EchoPeer(
+        [](const HttpRequest&, HttpResponder done) {
+          HttpResponse r;
+          r.body = "again";
+          done(std::move(r));
+        },
+        links, port);
+    PeerRequest req;
+    req.address = StrCat("127.0.0.1:", port);
+    req.target = "/2";
+    absl::StatusOr<PeerResponse> r = Call(*client, req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(*r->body, "again");
+    client->Stop();
+    io->Stop();
+  }
+}
+
+TEST(PeerClientTest, ACallOpenOnALinkWhenThePeerGoesAwayIsAnswered) {
+  // The peer stops with a call open on the link: the call is tried once more on a new link
+  // (the peer may just have closed the old one), finds nobody listening and fails as a refused
+  // connection, which the forwarder retries elsewhere. It is not lost, and the peer, once back,
+  // gets the next call.
+  std::mutex mu;
+  std::vector<HttpResponder> parked;
+  auto peer = EchoPeer([&](const HttpRequest& req, HttpResponder done) {
+    if (req.target() == "/held") {
+      std::lock_guard<std::mutex> lock(mu);
+      parked.push_back(std::move(done));
+      return;
+    }
     HttpResponse r;
-    r.body = "again";
+    r.body = "first";
     done(std::move(r));
   });
-  ASSERT_TRUE(again.ok()) << again.status();
-  (*again)->Start();
-  PeerRequest req;
-  req.address = StrCat("127.0.0.1:", port);
-  req.target = "/2";
-  absl::StatusOr<PeerResponse> r = Call(*client, req);
-  ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(*r->body, "again");
+  auto io = IoThreads::Create(1);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  ASSERT_TRUE(Call(*client, To(*peer, "/open")).ok());  // the link is open
+  std::promise<absl::StatusOr<PeerResponse>> held;
+  client->Send(To(*peer, "/held"),
+               [&](absl::StatusOr<PeerResponse> r) { held.set_value(std::move(r)); });
+  ASSERT_TRUE(WaitFor([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return parked.size() == 1;
+  }));
+  const uint16_t port = peer->port();
+  peer->Stop();  // closes the link with the call open on it
+  auto f = held.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  absl::StatusOr<PeerResponse> r = f.get();
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(IsConnectionRefused(r.status())) << r.status();
+  EXPECT_EQ(client->open_links(), 0);
+  peer.reset();
+  auto again = EchoPeer(nullptr, true, port);
+  absl::StatusOr<PeerResponse> next = Call(*client, To(*again, "/next", "n"));
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(*next->body, "n");
+  EXPECT_EQ(client->open_links(), 1);
   client->Stop();
   io->Stop();
+  std::lock_guard<std::mutex> lock(mu);
+  parked.clear();
 }
 
 TEST(PeerClientTest, StopAbandonsRequestsInFlight) {
@@ -299,19 +354,21 @@ TEST(PeerClientTest, StopAbandonsRequestsInFlight) {
   }
 }
 
-TEST(PeerClientTest, TimeoutIsDeadlineExceededAndTheConnectionIsNotReused) {
+TEST(PeerClientTest, TimeoutIsDeadlineExceededAndThePlainConnectionIsNotReused) {
   std::mutex mu;
   std::vector<HttpResponder> parked;
-  auto peer = EchoPeer([&](const HttpRequest& req, HttpResponder done) {
-    if (req.target() == "/slow") {
-      std::lock_guard<std::mutex> lock(mu);
-      parked.push_back(std::move(done));
-      return;
-    }
-    HttpResponse r;
-    r.body = "fast";
-    done(std::move(r));
-  });
+  auto peer = EchoPeer(
+      [&](const HttpRequest& req, HttpResponder done) {
+        if (req.target() == "/slow") {
+          std::lock_guard<std::mutex> lock(mu);
+          parked.push_back(std::move(done));
+          return;
+        }
+        HttpResponse r;
+        r.body = "fast";
+        done(std::move(r));
+      },
+      /*accept_links=*/false);
   auto io = IoThreads::Create(1);
   std::unique_ptr<PeerClient> client = PeerClient::Create(io);
   // Fast requests with a long timeout first: the connection's timer is armed far out...
@@ -341,23 +398,26 @@ TEST(PeerClientTest, TimeoutIsDeadlineExceededAndTheConnectionIsNotReused) {
 
 TEST(PeerClientTest, BusyPooledConnectionOutlivesItsTimeout) {
   // Many requests over a span longer than each one's timeout: moving deadlines never fire.
-  auto peer = EchoPeer();
-  auto io = IoThreads::Create(1);
-  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
-  const auto start = std::chrono::steady_clock::now();
-  int n = 0;
-  while (std::chrono::steady_clock::now() - start < 700ms) {
-    PeerRequest req = To(*peer, "/", "x");
-    req.timeout = 200ms;
-    absl::StatusOr<PeerResponse> r = Call(*client, req);
-    ASSERT_TRUE(r.ok()) << r.status();
-    ++n;
-    std::this_thread::sleep_for(20ms);  // pacing
+  for (bool links : {true, false}) {
+    SCOPED_TRACE(links ? "mesh link" : "plain HTTP");
+    auto peer = EchoPeer(nullptr, links);
+    auto io = IoThreads::Create(1);
+    std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+    const auto start = std::chrono::steady_clock::now();
+    int n = 0;
+    while (std::chrono::steady_clock::now() - start < 700ms) {
+      PeerRequest req = To(*peer, "/", "x");
+      req.timeout = 200ms;
+      absl::StatusOr<PeerResponse> r = Call(*client, req);
+      ASSERT_TRUE(r.ok()) << r.status();
+      ++n;
+      std::this_thread::sleep_for(20ms);  // pacing
+    }
+    EXPECT_GT(n, 5);
+    EXPECT_EQ(client->open_connections(), 1);
+    client->Stop();
+    io->Stop();
   }
-  EXPECT_GT(n, 5);
-  EXPECT_EQ(client->open_connections(), 1);
-  client->Stop();
-  io->Stop();
 }
 
 // A peer that parks each request's responder (with the request's body) until the test answers.
