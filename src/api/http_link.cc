@@ -73,8 +73,9 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   std::optional<RequestParser> parser_;
   std::shared_ptr<Request> parsing_;
   std::string body_text_;
-  std::vector<Answer> queued_;   // ready, not yet written
-  std::vector<Answer> writing_;  // being written
+  std::vector<Answer> queued_;           // ready, not yet written
+  std::vector<Answer> writing_;          // being written
+  std::vector<asio::const_buffer> out_;  // the buffers of the last write
   bool flush_posted_ = false;
   bool writing_now_ = false;
   bool closed_ = false;
@@ -84,8 +85,9 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
 
 namespace {
 constexpr size_t kReadSize = 64 * 1024;
-// Answers per write: each takes up to a few buffers, and a write takes at most IOV_MAX (1024).
-constexpr size_t kAnswersPerWrite = 128;
+// Buffers per write: Asio hands a socket at most 64 buffers per system call. An answer takes two
+// (head and body) plus one per binary tensor.
+constexpr size_t kBuffersPerWrite = 64;
 }  // namespace
 
 LinkSession::LinkSession(tcp::socket socket, beast::flat_buffer buffered,
@@ -236,12 +238,20 @@ void LinkSession::Answered(std::shared_ptr<Request> request, HttpResponse respon
 void LinkSession::Flush() {
   flush_posted_ = false;
   if (closed_ || writing_now_ || queued_.empty()) return;
-  const size_t n = std::min(queued_.size(), kAnswersPerWrite);
+  // As many answers as fit in one write.
+  size_t n = 0, count = 0;
+  for (; n < queued_.size(); ++n) {
+    const size_t needed = 2 + queued_[n].response.tail.size();
+    if (n > 0 && count + needed > kBuffersPerWrite) break;
+    count += needed;
+  }
   writing_.assign(std::make_move_iterator(queued_.begin()),
                   std::make_move_iterator(queued_.begin() + static_cast<ptrdiff_t>(n)));
   queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(n));
-  std::vector<asio::const_buffer> buffers;
-  buffers.reserve(writing_.size() * 3);
+  // Buffers into the answers where they now stay until written (a short string's bytes live
+  // inside it, so they are taken only after the move).
+  std::vector<asio::const_buffer>& buffers = out_;  // reused: no allocation per write
+  buffers.clear();
   for (const Answer& a : writing_) {
     buffers.emplace_back(a.head.data(), a.head.size());
     if (!a.response.body.empty()) {

@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <charconv>
+#include <span>
 
 #include "base/strings.h"
 
@@ -333,11 +335,20 @@ void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
 
 void KServeHandler::HandleModel(const HttpRequest& request, std::string_view rest,
                                 HttpResponder& respond) {
-  // rest = <name>[/versions/<v>][/ready|/infer|/stats]
-  const std::vector<std::string_view> parts = Split(rest, '/');
+  // rest = <name>[/versions/<v>][/ready|/infer|/stats]: at most four pieces (a fifth means the
+  // path is too long). Split in place: this runs for every inference.
+  std::array<std::string_view, 5> pieces;
+  size_t count = 0;
+  for (size_t start = 0; count < pieces.size();) {
+    const size_t slash = rest.find('/', start);
+    pieces[count++] = rest.substr(start, slash == std::string_view::npos ? slash : slash - start);
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  const std::span<const std::string_view> parts(pieces.data(), count);
   const std::string_view method = request.method();
   const std::string_view path = request.target().substr(0, request.target().find('?'));
-  if (parts.empty() || parts[0].empty()) {
+  if (parts.empty() || parts[0].empty() || count == pieces.size()) {
     return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
   }
   const std::string name(parts[0]);

@@ -193,7 +193,8 @@ class Link : public std::enable_shared_from_this<Link> {
   void Flush() {
     flush_posted_ = false;
     if (state_ != State::kOpen || writing_now_) return;
-    std::vector<asio::const_buffer> buffers;
+    std::vector<asio::const_buffer>& buffers = out_;  // reused: no allocation per write
+    buffers.clear();
     size_t taken = 0;
     for (; taken < queued_.size(); ++taken) {
       const std::shared_ptr<Call>& call = queued_[taken];
@@ -329,6 +330,7 @@ class Link : public std::enable_shared_from_this<Link> {
   std::map<uint32_t, std::shared_ptr<Call>> calls_;
   std::vector<std::shared_ptr<Call>> queued_;   // not yet written
   std::vector<std::shared_ptr<Call>> writing_;  // in the write under way
+  std::vector<asio::const_buffer> out_;         // the buffers of the last write
   bool flush_posted_ = false;
   bool writing_now_ = false;
   std::chrono::steady_clock::time_point armed_;
