@@ -6,7 +6,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -14,20 +13,15 @@
 #include "api/http_server.h"
 #include "base/strings.h"
 #include "support/http_client.h"
+#include "support/mesh_util.h"
+#include "support/parking_server.h"
 
 namespace hivemesh {
 namespace {
 
 using namespace std::chrono_literals;
 
-bool WaitFor(const std::function<bool()>& done) {
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(1ms);
-  }
-  return true;
-}
+bool WaitFor(const std::function<bool()>& done) { return test::WaitFor(done, 10s); }
 
 constexpr char kUpgrade[] =
     "GET /v2/health/live HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
@@ -38,58 +32,11 @@ std::string LinkRequest(int stream, const std::string& target, const std::string
                 "\r\nHivemesh-Stream: ", stream, "\r\n\r\n", body);
 }
 
-// A server whose handler parks every request's responder until the test answers it.
-struct ParkingServer {
-  explicit ParkingServer(bool accept_links = true) {
-    HttpServerOptions o;
-    o.port = 0;
-    o.accept_links = accept_links;
-    auto s = HttpServer::Create(o, [this](const HttpRequest& req, HttpResponder done) {
-      std::lock_guard<std::mutex> lock(mu);
-      parked.push_back({std::string(req.target()), *req.body(), std::move(done)});
-    });
-    EXPECT_TRUE(s.ok()) << s.status();
-    server = std::move(*s);
-    server->Start();
-  }
-  size_t count() {
-    std::lock_guard<std::mutex> lock(mu);
-    return parked.size();
-  }
-  // Answers the parked request for `target` with its target and body.
-  void Answer(const std::string& target) {
-    HttpResponder done;
-    std::string body;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      for (Parked& p : parked) {
-        if (p.target == target && p.done) {
-          done = std::move(p.done);
-          body = p.body;
-          p.done = nullptr;
-        }
-      }
-    }
-    ASSERT_TRUE(done) << target;
-    HttpResponse r;
-    r.content_type = "text/plain";
-    r.headers.emplace_back("X-Target", target);
-    r.body = body;
-    done(std::move(r));
-  }
-
-  struct Parked {
-    std::string target, body;
-    HttpResponder done;
-  };
-  std::mutex mu;
-  std::vector<Parked> parked;
-  std::unique_ptr<HttpServer> server;
-};
+using test::ParkingServer;
 
 TEST(HttpLinkTest, RequestsAreOpenTogetherAndAnsweredAsTheyFinish) {
   ParkingServer peer;
-  test::HttpConnection conn(peer.server->port());
+  test::HttpConnection conn(peer.server().port());
   ASSERT_TRUE(conn.SendRaw(kUpgrade));
   test::HttpResult up = conn.ReadResponse();
   ASSERT_EQ(up.status, 101);
@@ -98,7 +45,7 @@ TEST(HttpLinkTest, RequestsAreOpenTogetherAndAnsweredAsTheyFinish) {
   ASSERT_TRUE(conn.SendRaw(LinkRequest(7, "/a", "first") + LinkRequest(8, "/b", "second") +
                            LinkRequest(9, "/c")));
   ASSERT_TRUE(WaitFor([&] { return peer.count() == 3; }));
-  EXPECT_EQ(peer.server->busy_connections(), 3);
+  EXPECT_EQ(peer.server().busy_connections(), 3);
   // Answered last first: the answers come in that order, each with its request's number.
   peer.Answer("/c");
   test::HttpResult c = conn.ReadResponse();
@@ -114,7 +61,7 @@ TEST(HttpLinkTest, RequestsAreOpenTogetherAndAnsweredAsTheyFinish) {
   test::HttpResult b = conn.ReadResponse();
   EXPECT_EQ(b.header("hivemesh-stream"), "8");
   EXPECT_EQ(b.body, "second");
-  ASSERT_TRUE(WaitFor([&] { return peer.server->busy_connections() == 0; }));
+  ASSERT_TRUE(WaitFor([&] { return peer.server().busy_connections() == 0; }));
   // A request split across writes is put together.
   const std::string split = LinkRequest(10, "/d", "0123456789");
   ASSERT_TRUE(conn.SendRaw(split.substr(0, 20)));
@@ -125,7 +72,7 @@ TEST(HttpLinkTest, RequestsAreOpenTogetherAndAnsweredAsTheyFinish) {
   test::HttpResult d = conn.ReadResponse();
   EXPECT_EQ(d.header("hivemesh-stream"), "10");
   EXPECT_EQ(d.body, "0123456789");
-  peer.server->Stop();
+  peer.server().Stop();
 }
 
 TEST(HttpLinkTest, BrokenFramingOrAMissingStreamNumberClosesTheLink) {
@@ -133,22 +80,22 @@ TEST(HttpLinkTest, BrokenFramingOrAMissingStreamNumberClosesTheLink) {
   for (const std::string& bad :
        {std::string("this is not HTTP\r\n\r\n"),
         std::string("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")}) {
-    test::HttpConnection conn(peer.server->port());
+    test::HttpConnection conn(peer.server().port());
     ASSERT_TRUE(conn.SendRaw(kUpgrade));
     ASSERT_EQ(conn.ReadResponse().status, 101);
     ASSERT_TRUE(conn.SendRaw(bad));
     EXPECT_TRUE(conn.WaitClosed(5s)) << bad;
   }
   EXPECT_EQ(peer.count(), 0u);
-  EXPECT_EQ(peer.server->busy_connections(), 0);
-  peer.server->Stop();
+  EXPECT_EQ(peer.server().busy_connections(), 0);
+  peer.server().Stop();
 }
 
 TEST(HttpLinkTest, OnlyAGetUpgradesAndAServerCanDecline) {
   {
     ParkingServer peer;
     // A POST that asks for the upgrade is an ordinary request.
-    test::HttpConnection conn(peer.server->port());
+    test::HttpConnection conn(peer.server().port());
     ASSERT_TRUE(conn.SendRaw(
         "POST /p HTTP/1.1\r\nHost: t\r\nUpgrade: hivemesh-link/1\r\nContent-Length: 0\r\n\r\n"));
     ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
@@ -156,32 +103,32 @@ TEST(HttpLinkTest, OnlyAGetUpgradesAndAServerCanDecline) {
     test::HttpResult r = conn.ReadResponse();
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.header("x-target"), "/p");
-    peer.server->Stop();
+    peer.server().Stop();
   }
   {
-    ParkingServer peer(/*accept_links=*/false);
-    test::HttpConnection conn(peer.server->port());
+    ParkingServer peer({.accept_links = false});
+    test::HttpConnection conn(peer.server().port());
     ASSERT_TRUE(conn.SendRaw(kUpgrade));
     ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
     peer.Answer("/v2/health/live");
     EXPECT_EQ(conn.ReadResponse().status, 200);  // served as a plain request
-    peer.server->Stop();
+    peer.server().Stop();
   }
 }
 
 TEST(HttpLinkTest, ADrainingServerRefusesNewRequestsAndClosesTheLinkOnceIdle) {
   ParkingServer peer;
-  test::HttpConnection conn(peer.server->port());
+  test::HttpConnection conn(peer.server().port());
   ASSERT_TRUE(conn.SendRaw(kUpgrade));
   ASSERT_EQ(conn.ReadResponse().status, 101);
-  test::HttpConnection idle(peer.server->port());  // a link with nothing open on it
+  test::HttpConnection idle(peer.server().port());  // a link with nothing open on it
   ASSERT_TRUE(idle.SendRaw(kUpgrade));
   ASSERT_EQ(idle.ReadResponse().status, 101);
-  test::HttpConnection plain(peer.server->port());  // connected before the drain, not upgraded
+  test::HttpConnection plain(peer.server().port());  // connected before the drain, not upgraded
   ASSERT_TRUE(plain.connected());
   ASSERT_TRUE(conn.SendRaw(LinkRequest(1, "/open")));
   ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
-  peer.server->StopAccepting();
+  peer.server().StopAccepting();
   EXPECT_TRUE(idle.WaitClosed(5s)) << "an idle link ends as the drain begins";
   // A request after the drain began is refused at once, with its number...
   ASSERT_TRUE(conn.SendRaw(LinkRequest(2, "/late")));
@@ -196,21 +143,21 @@ TEST(HttpLinkTest, ADrainingServerRefusesNewRequestsAndClosesTheLinkOnceIdle) {
   EXPECT_EQ(open.header("hivemesh-stream"), "1");
   EXPECT_TRUE(conn.WaitClosed(5s));
   EXPECT_EQ(peer.count(), 1u);
-  EXPECT_EQ(peer.server->busy_connections(), 0);
+  EXPECT_EQ(peer.server().busy_connections(), 0);
   // No new link while draining: the upgrade is refused like any request.
   ASSERT_TRUE(plain.SendRaw(kUpgrade));
   EXPECT_EQ(plain.ReadResponse().status, 503);
-  peer.server->Stop();
+  peer.server().Stop();
 }
 
 TEST(HttpLinkTest, StopClosesLinksAndAnswersAfterwardsGoNowhere) {
   ParkingServer peer;
-  test::HttpConnection conn(peer.server->port());
+  test::HttpConnection conn(peer.server().port());
   ASSERT_TRUE(conn.SendRaw(kUpgrade));
   ASSERT_EQ(conn.ReadResponse().status, 101);
   ASSERT_TRUE(conn.SendRaw(LinkRequest(1, "/x") + LinkRequest(2, "/y")));
   ASSERT_TRUE(WaitFor([&] { return peer.count() == 2; }));
-  peer.server->Stop();
+  peer.server().Stop();
   EXPECT_TRUE(conn.WaitClosed(5s));
   peer.Answer("/x");  // the responders outlive the link: nothing is written, nothing breaks
   peer.Answer("/y");

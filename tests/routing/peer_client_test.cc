@@ -21,6 +21,7 @@
 #include "base/io_threads.h"
 #include "base/strings.h"
 #include "support/http_client.h"
+#include "support/parking_server.h"
 
 namespace hivemesh::routing {
 namespace {
@@ -266,36 +267,24 @@ TEST(PeerClientTest, ACallOpenOnALinkWhenThePeerGoesAwayIsAnswered) {
   // (the peer may just have closed the old one), finds nobody listening and fails as a refused
   // connection, which the forwarder retries elsewhere. It is not lost, and the peer, once back,
   // gets the next call.
-  std::mutex mu;
-  std::vector<HttpResponder> parked;
-  auto peer = EchoPeer([&](const HttpRequest& req, HttpResponder done) {
-    if (req.target() == "/held") {
-      std::lock_guard<std::mutex> lock(mu);
-      parked.push_back(std::move(done));
-      return;
-    }
-    HttpResponse r;
-    r.body = "first";
-    done(std::move(r));
-  });
+  auto peer = std::make_unique<test::ParkingServer>(
+      test::ParkingServer::Options{.hold = "/held", .other_body = "first"});
   auto io = IoThreads::Create(1);
   std::unique_ptr<PeerClient> client = PeerClient::Create(io);
-  ASSERT_TRUE(Call(*client, To(*peer, "/open")).ok());  // the link is open
+  ASSERT_TRUE(Call(*client, To(peer->server(), "/open")).ok());  // the link is open
   std::promise<absl::StatusOr<PeerResponse>> held;
-  client->Send(To(*peer, "/held"),
+  client->Send(To(peer->server(), "/held"),
                [&](absl::StatusOr<PeerResponse> r) { held.set_value(std::move(r)); });
-  ASSERT_TRUE(WaitFor([&] {
-    std::lock_guard<std::mutex> lock(mu);
-    return parked.size() == 1;
-  }));
+  ASSERT_TRUE(WaitFor([&] { return peer->count() == 1; }));
   const uint16_t port = peer->port();
-  peer->Stop();  // closes the link with the call open on it
+  peer->server().Stop();  // closes the link with the call open on it
   auto f = held.get_future();
   ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
   absl::StatusOr<PeerResponse> r = f.get();
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(IsConnectionRefused(r.status())) << r.status();
   EXPECT_EQ(client->open_links(), 0);
+  peer->Forget();
   peer.reset();
   auto again = EchoPeer(nullptr, true, port);
   absl::StatusOr<PeerResponse> next = Call(*client, To(*again, "/next", "n"));
@@ -304,8 +293,6 @@ TEST(PeerClientTest, ACallOpenOnALinkWhenThePeerGoesAwayIsAnswered) {
   EXPECT_EQ(client->open_links(), 1);
   client->Stop();
   io->Stop();
-  std::lock_guard<std::mutex> lock(mu);
-  parked.clear();
 }
 
 TEST(PeerClientTest, StopAbandonsRequestsInFlight) {
@@ -355,20 +342,8 @@ TEST(PeerClientTest, StopAbandonsRequestsInFlight) {
 }
 
 TEST(PeerClientTest, TimeoutIsDeadlineExceededAndThePlainConnectionIsNotReused) {
-  std::mutex mu;
-  std::vector<HttpResponder> parked;
-  auto peer = EchoPeer(
-      [&](const HttpRequest& req, HttpResponder done) {
-        if (req.target() == "/slow") {
-          std::lock_guard<std::mutex> lock(mu);
-          parked.push_back(std::move(done));
-          return;
-        }
-        HttpResponse r;
-        r.body = "fast";
-        done(std::move(r));
-      },
-      /*accept_links=*/false);
+  test::ParkingServer parking({.accept_links = false, .hold = "/slow", .other_body = "fast"});
+  HttpServer* peer = &parking.server();
   auto io = IoThreads::Create(1);
   std::unique_ptr<PeerClient> client = PeerClient::Create(io);
   // Fast requests with a long timeout first: the connection's timer is armed far out...
@@ -392,8 +367,7 @@ TEST(PeerClientTest, TimeoutIsDeadlineExceededAndThePlainConnectionIsNotReused) 
   EXPECT_EQ(client->open_connections(), 1);
   client->Stop();
   io->Stop();
-  std::lock_guard<std::mutex> lock(mu);
-  parked.clear();
+  parking.Forget();
 }
 
 TEST(PeerClientTest, BusyPooledConnectionOutlivesItsTimeout) {
@@ -420,44 +394,8 @@ TEST(PeerClientTest, BusyPooledConnectionOutlivesItsTimeout) {
   }
 }
 
-// A peer that parks each request's responder (with the request's body) until the test answers.
-struct ParkedPeer {
-  explicit ParkedPeer(bool accept_links = true) {
-    HttpServerOptions o;
-    o.port = 0;
-    o.accept_links = accept_links;
-    auto s = HttpServer::Create(o, [this](const HttpRequest& req, HttpResponder done) {
-      std::lock_guard<std::mutex> lock(mu);
-      parked.emplace_back(*req.body(), std::move(done));
-    });
-    EXPECT_TRUE(s.ok()) << s.status();
-    server = std::move(*s);
-    server->Start();
-  }
-  size_t count() {
-    std::lock_guard<std::mutex> lock(mu);
-    return parked.size();
-  }
-  // Answers every parked request, last first, echoing its body.
-  void AnswerAllReversed() {
-    std::vector<std::pair<std::string, HttpResponder>> all;
-    {
-      std::lock_guard<std::mutex> lock(mu);
-      all.swap(parked);
-    }
-    for (auto it = all.rbegin(); it != all.rend(); ++it) {
-      HttpResponse r;
-      r.body = it->first;
-      it->second(std::move(r));
-    }
-  }
-  std::mutex mu;
-  std::vector<std::pair<std::string, HttpResponder>> parked;
-  std::unique_ptr<HttpServer> server;
-};
-
 TEST(PeerClientTest, ConcurrentCallsShareOneLinkAndEachGetsItsOwnAnswer) {
-  ParkedPeer peer;
+  test::ParkingServer peer;
   auto io = IoThreads::Create(1);
   std::unique_ptr<PeerClient> client = PeerClient::Create(io);
   constexpr int kCalls = 20;
@@ -465,7 +403,7 @@ TEST(PeerClientTest, ConcurrentCallsShareOneLinkAndEachGetsItsOwnAnswer) {
   io->RunOn(0, [&] {
     for (int i = 0; i < kCalls; ++i) {
       PeerRequest r;
-      r.address = StrCat("127.0.0.1:", peer.server->port());
+      r.address = StrCat("127.0.0.1:", peer.port());
       r.target = "/x";
       r.body = StrCat("call ", i);
       client->Send(std::move(r), [&, i](absl::StatusOr<PeerResponse> resp) {
@@ -478,60 +416,50 @@ TEST(PeerClientTest, ConcurrentCallsShareOneLinkAndEachGetsItsOwnAnswer) {
   ASSERT_TRUE(WaitFor([&] { return peer.count() == kCalls; }));
   EXPECT_EQ(client->open_connections(), 1);
   EXPECT_EQ(client->open_links(), 1);
-  EXPECT_EQ(peer.server->busy_connections(), kCalls);
+  EXPECT_EQ(peer.server().busy_connections(), kCalls);
   peer.AnswerAllReversed();
   ASSERT_TRUE(WaitFor([&] { return answered.load() == kCalls; }));
   EXPECT_EQ(matched.load(), kCalls);
   EXPECT_EQ(client->open_connections(), 1);
   client->Stop();
   io->Stop();
-  peer.server->Stop();
+  peer.server().Stop();
 }
 
 TEST(PeerClientTest, APeerThatDeclinesLinksIsSentPlainHttp) {
-  ParkedPeer peer(/*accept_links=*/false);
+  test::ParkingServer peer({.accept_links = false});
   auto io = IoThreads::Create(1);
   std::unique_ptr<PeerClient> client = PeerClient::Create(io);
   std::atomic<int> ok{0};
   // The first call asks for a link, is declined, and goes over plain HTTP...
-  client->Send(To(*peer.server, "/first", "one"), [&](absl::StatusOr<PeerResponse> r) {
+  client->Send(To(peer.server(), "/first", "one"), [&](absl::StatusOr<PeerResponse> r) {
     if (r.ok() && *r->body == "one") ++ok;
   });
   // (the declined upgrade is itself answered by the handler, as a plain health check)
-  ASSERT_TRUE(WaitFor([&] { return peer.count() >= 1; }));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
   peer.AnswerAllReversed();
-  ASSERT_TRUE(WaitFor([&] { return peer.count() >= 1; }));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 2; }));
   peer.AnswerAllReversed();
   ASSERT_TRUE(WaitFor([&] { return ok.load() == 1; }));
   // ...and so do the next ones: one plain connection per request open at once.
   for (int i = 0; i < 3; ++i) {
-    client->Send(To(*peer.server, "/next", "n"), [&](absl::StatusOr<PeerResponse> r) {
+    client->Send(To(peer.server(), "/next", "n"), [&](absl::StatusOr<PeerResponse> r) {
       if (r.ok() && *r->body == "n") ++ok;
     });
   }
-  ASSERT_TRUE(WaitFor([&] { return peer.count() == 3; }));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 5; }));
   EXPECT_EQ(client->open_connections(), 3);
   EXPECT_EQ(client->open_links(), 0);
   peer.AnswerAllReversed();
   ASSERT_TRUE(WaitFor([&] { return ok.load() == 4; }));
   client->Stop();
   io->Stop();
-  peer.server->Stop();
+  peer.server().Stop();
 }
 
 TEST(PeerClientTest, ACallThatTimesOutOnABusyLinkLeavesTheLinkOpen) {
-  std::mutex mu;
-  std::vector<HttpResponder> parked;
-  auto peer = EchoPeer([&](const HttpRequest& req, HttpResponder done) {
-    if (req.target() == "/slow") {
-      std::lock_guard<std::mutex> lock(mu);
-      parked.push_back(std::move(done));
-      return;
-    }
-    HttpResponse r;
-    r.body = "fast";
-    done(std::move(r));
-  });
+  test::ParkingServer parking({.hold = "/slow", .other_body = "fast"});
+  HttpServer* peer = &parking.server();
   auto io = IoThreads::Create(1);
   std::unique_ptr<PeerClient> client = PeerClient::Create(io);
   PeerRequest slow = To(*peer, "/slow");
@@ -552,14 +480,8 @@ TEST(PeerClientTest, ACallThatTimesOutOnABusyLinkLeavesTheLinkOpen) {
   EXPECT_GT(fast, 3);
   EXPECT_EQ(client->open_connections(), 1);  // the link was not stuck: it stays
   // The late answer is dropped; the link goes on serving.
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    ASSERT_EQ(parked.size(), 1u);
-    HttpResponse late;
-    late.body = "late";
-    parked[0](std::move(late));
-    parked.clear();
-  }
+  ASSERT_EQ(parking.count(), 1u);
+  parking.Answer("/slow");
   absl::StatusOr<PeerResponse> after = Call(*client, To(*peer, "/fast"));
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_EQ(*after->body, "fast");
