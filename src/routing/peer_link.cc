@@ -48,6 +48,9 @@ bool WorthRetrying(error_code ec) {
 }
 }  // namespace
 
+// One link, owned by its loop's table (Core::links) until it closes and by its pending handlers.
+// Every method runs on that loop's thread. Each call it carries is in `calls_` from Submit until
+// it is answered, times out or the link closes, so it gets exactly one callback.
 class Link : public std::enable_shared_from_this<Link> {
  public:
   Link(std::shared_ptr<Core> core, int loop, std::string address, asio::any_io_executor executor)
