@@ -5,7 +5,6 @@
 // one write.
 #include <spdlog/spdlog.h>
 
-#include <boost/container/small_vector.hpp>
 #include <optional>
 #include <vector>
 
@@ -40,6 +39,7 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
     SteadyTime received() const override { return received_at; }
 
     RequestHead head;
+    std::string_view stream;  // its Hivemesh-Stream value (in `head`)
     std::shared_ptr<const std::string> body_shared;
     SteadyTime received_at;
   };
@@ -182,17 +182,19 @@ void LinkSession::Dispatch(std::shared_ptr<Request> request) {
     Close();
     return;
   }
-  if (request->head.Find("Hivemesh-Stream") == nullptr) {
-    spdlog::warn("closing a mesh link: a request without Hivemesh-Stream");
+  const RequestHead::Field* stream = request->head.Find(kLinkStreamHeader);
+  if (stream == nullptr) {
+    spdlog::warn("closing a mesh link: a request without {}", kLinkStreamHeader);
     Close();
     return;
   }
+  request->stream = request->head.Value(*stream);
   ++open_requests_;
   core_->busy.fetch_add(1);
   if (core_->draining.load(std::memory_order_relaxed)) {
     HttpResponse r;
     r.status = 503;
-    r.body = ErrorJson("the node is shutting down; send the request to another node");
+    r.body = ErrorJson(kShuttingDown);
     Answered(std::move(request), std::move(r));
     return;
   }
@@ -213,15 +215,9 @@ void LinkSession::Answered(std::shared_ptr<Request> request, HttpResponse respon
     Retire();
     return;
   }
-  size_t length = response.body.size();
-  for (const Tensor& t : response.tail) length += t.data().size();
   Answer& a = queued_.emplace_back();
-  const RequestHead::Field* stream = request->head.Find("Hivemesh-Stream");
-  StrAppend(&a.head, "HTTP/1.1 ", response.status, " ", HttpReason(response.status),
-            "\r\nContent-Type: ", response.content_type, "\r\nContent-Length: ", length,
-            "\r\nHivemesh-Stream: ", request->head.Value(*stream), "\r\n");
-  for (const auto& [k, v] : response.headers) StrAppend(&a.head, k, ": ", v, "\r\n");
-  a.head += "\r\n";
+  AppendResponseHead(&a.head, response);
+  StrAppend(&a.head, kLinkStreamHeader, ": ", request->stream, "\r\n\r\n");
   a.request = std::move(request);
   a.response = std::move(response);
   if (flush_posted_ || writing_now_) return;
@@ -229,10 +225,8 @@ void LinkSession::Answered(std::shared_ptr<Request> request, HttpResponse respon
   if (open_requests_ == 1) return Flush();
   // Otherwise once this pass of the event loop is over, together with the other answers it
   // makes ready.
-  {
-    flush_posted_ = true;
-    asio::post(executor_, [self = shared_from_this()] { self->Flush(); });
-  }
+  flush_posted_ = true;
+  asio::post(executor_, [self = shared_from_this()] { self->Flush(); });
 }
 
 void LinkSession::Flush() {
@@ -253,13 +247,7 @@ void LinkSession::Flush() {
   std::vector<asio::const_buffer>& buffers = out_;  // reused: no allocation per write
   buffers.clear();
   for (const Answer& a : writing_) {
-    buffers.emplace_back(a.head.data(), a.head.size());
-    if (!a.response.body.empty()) {
-      buffers.emplace_back(a.response.body.data(), a.response.body.size());
-    }
-    for (const Tensor& t : a.response.tail) {
-      if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
-    }
+    AppendMessageBuffers(buffers, a.head, a.response.body, a.response.tail);
   }
   writing_now_ = true;
   WriteNowOrLater(socket_, buffers,

@@ -332,11 +332,11 @@ void Connection::Dispatch() {
   }
   if (WantsLink()) {
     // Switch this connection to a mesh link: from now on it carries many requests at once.
-    static constexpr std::string_view kSwitch =
-        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "
-        "hivemesh-link/1\r\n\r\n";
+    static const std::string kSwitch = StrCat(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ", kLinkProtocol,
+        "\r\n\r\n");
     deadline_.Cancel();
-    const std::array<asio::const_buffer, 1> buffers{asio::buffer(kSwitch.data(), kSwitch.size())};
+    const std::array<asio::const_buffer, 1> buffers{asio::buffer(kSwitch)};
     WriteNowOrLater(socket_, buffers, [self = shared_from_this()](beast::error_code ec) {
       if (ec) {
         self->Close();
@@ -349,7 +349,7 @@ void Connection::Dispatch() {
   busy_ = true;
   core_->busy.fetch_add(1);
   if (core_->draining.load(std::memory_order_relaxed)) {
-    SendError(503, "the node is shutting down; send the request to another node", true);
+    SendError(503, kShuttingDown, true);
     return;
   }
   core_->handler(*this, [self = shared_from_this()](HttpResponse r) {
@@ -378,21 +378,13 @@ void Connection::Send(HttpResponse response) {
   response_ = std::move(response);
   if (core_->draining.load(std::memory_order_relaxed)) close_after_ = true;
   const bool close = close_after_ || !keep_alive_;
-  size_t length = response_.body.size();
-  for (const Tensor& t : response_.tail) length += t.data().size();
   head_.clear();
-  StrAppend(&head_, "HTTP/1.1 ", response_.status, " ", HttpReason(response_.status),
-            "\r\nContent-Type: ", response_.content_type, "\r\nContent-Length: ", length, "\r\n");
-  for (const auto& [k, v] : response_.headers) StrAppend(&head_, k, ": ", v, "\r\n");
+  AppendResponseHead(&head_, response_);
   if (close) head_ += "Connection: close\r\n";
   head_ += "\r\n";
   close_after_ = close;
   boost::container::small_vector<asio::const_buffer, 8> buffers;
-  buffers.emplace_back(head_.data(), head_.size());
-  if (!response_.body.empty()) buffers.emplace_back(response_.body.data(), response_.body.size());
-  for (const Tensor& t : response_.tail) {
-    if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
-  }
+  AppendMessageBuffers(buffers, head_, response_.body, response_.tail);
   ExpiresAfter(core_->options.body_timeout);
   WriteNowOrLater(socket_, buffers,
                   [self = shared_from_this()](beast::error_code ec) { self->OnWritten(ec); });
@@ -413,6 +405,14 @@ void Connection::OnWritten(beast::error_code ec) {
     return;
   }
   ReadHeader();
+}
+
+void AppendResponseHead(std::string* out, const HttpResponse& response) {
+  size_t length = response.body.size();
+  for (const Tensor& t : response.tail) length += t.data().size();
+  StrAppend(out, "HTTP/1.1 ", response.status, " ", HttpReason(response.status),
+            "\r\nContent-Type: ", response.content_type, "\r\nContent-Length: ", length, "\r\n");
+  for (const auto& [k, v] : response.headers) StrAppend(out, k, ": ", v, "\r\n");
 }
 
 }  // namespace http_internal

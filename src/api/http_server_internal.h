@@ -16,6 +16,7 @@
 
 #include "api/http_server.h"
 #include "base/io_threads_asio.h"
+#include "base/mesh_link.h"
 
 namespace hivemesh::http_internal {
 
@@ -25,6 +26,9 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 constexpr uint32_t kHeaderLimit = 64 * 1024;
+// The 503 message for a request that arrives while the server drains.
+inline constexpr std::string_view kShuttingDown =
+    "the node is shutting down; send the request to another node";
 
 // What HttpRequest shows of a request's head: method, target and header fields, kept in storage
 // that the connection reuses from one request to the next (no allocation per request once it
@@ -157,8 +161,9 @@ struct Core {
   std::vector<Loop> loops;  // fixed size
 };
 
-// The protocol name a mesh link is upgraded to (docs/routing.md, "The mesh link").
-inline constexpr std::string_view kLinkProtocol = "hivemesh-link/1";
+// Appends a response's status line, Content-Type, Content-Length (of its body and tail) and its
+// own fields to `out`; the caller adds any field of its own and the blank line that ends the head.
+void AppendResponseHead(std::string* out, const HttpResponse& response);
 
 // Takes over an upgraded connection's socket (and whatever it had buffered past the upgrade
 // request) as a mesh link on loop `loop`. Called on that loop's thread.

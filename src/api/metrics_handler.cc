@@ -1,5 +1,7 @@
 #include "api/metrics_handler.h"
 
+#include <algorithm>
+
 #include "api/codec/infer_codec.h"
 #include "base/strings.h"
 #include "membership/gossip_node.h"
@@ -232,7 +234,9 @@ void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossi
       MetricType::kGauge, {"kind"}, [forwarder](SampleSink& sink) {
         const routing::RouteStats s = forwarder->Stats();
         sink.Add({"link"}, static_cast<double>(s.links));
-        sink.Add({"http"}, static_cast<double>(s.connections - s.links));
+        // The two counts are read one after the other: a link opening or closing in between
+        // must not show as a negative.
+        sink.Add({"http"}, static_cast<double>(std::max(0, s.connections - s.links)));
       });
   // Per peer, from the forwarder's table (peers this node has sent to).
   auto per_peer = [&registry, forwarder](std::string name, std::string help, MetricType type,

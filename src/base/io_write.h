@@ -15,6 +15,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <string_view>
 #include <vector>
 
 namespace hivemesh {
@@ -52,6 +53,18 @@ void WriteNowOrLater(boost::asio::ip::tcp::socket& socket, const Buffers& buffer
   boost::asio::async_write(socket, std::move(rest),
                            [done = std::forward<Done>(done)](boost::system::error_code wec,
                                                              size_t) mutable { done(wec); });
+}
+
+// Appends one HTTP message's gather write to `buffers`: its `head`, then `body` and the bytes of
+// each tensor in `tail` (anything with data() giving bytes), empty pieces left out.
+template <typename Buffers, typename Tail>
+void AppendMessageBuffers(Buffers& buffers, std::string_view head, std::string_view body,
+                          const Tail& tail) {
+  buffers.emplace_back(head.data(), head.size());
+  if (!body.empty()) buffers.emplace_back(body.data(), body.size());
+  for (const auto& t : tail) {
+    if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
+  }
 }
 
 // Turns on TCP keep-alive probes for a long-lived connection (a mesh link): after `idle_s`

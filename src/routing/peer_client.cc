@@ -1,9 +1,11 @@
 #include "routing/peer_client.h"
 
 #include <algorithm>
+#include <charconv>
 
 #include "base/io_threads_asio.h"
 #include "base/io_write.h"
+#include "base/mesh_link.h"
 #include "base/strings.h"
 #include "routing/peer_client_internal.h"
 
@@ -74,13 +76,28 @@ void StartHttp(const std::shared_ptr<Call>& call) {
   Connect(call);
 }
 
-void Connect(const std::shared_ptr<Call>& call) {
-  const std::string& addr = call->request.address;
-  const size_t colon = addr.rfind(':');
+bool ParseEndpoint(const std::string& address, tcp::endpoint* out) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
   error_code ec;
-  const asio::ip::address ip = asio::ip::make_address(addr.substr(0, colon), ec);
-  int port = colon == std::string::npos ? -1 : std::atoi(addr.c_str() + colon + 1);
-  if (ec || port <= 0 || port > 65535) {
+  const asio::ip::address ip = asio::ip::make_address(address.substr(0, colon), ec);
+  int port = 0;
+  const char* first = address.data() + colon + 1;
+  const char* last = address.data() + address.size();
+  const auto [end, err] = std::from_chars(first, last, port);
+  if (ec || err != std::errc() || end != last || port <= 0 || port > 65535) return false;
+  *out = tcp::endpoint(ip, static_cast<uint16_t>(port));
+  return true;
+}
+
+bool PeerMayHaveClosed(error_code ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
+         ec == asio::error::eof || ec == asio::error::broken_pipe;
+}
+
+void Connect(const std::shared_ptr<Call>& call) {
+  tcp::endpoint endpoint;
+  if (!ParseEndpoint(call->request.address, &endpoint)) {
     // Not inside Send: the callback runs from the loop.
     asio::post(call->executor, [call] {
       Finish(call, absl::InvalidArgumentError("peer address '" + call->request.address +
@@ -91,15 +108,14 @@ void Connect(const std::shared_ptr<Call>& call) {
   call->conn = std::make_shared<Connection>(call->executor);
   call->reused = false;
   ExpiresAtDeadline(call);
-  call->conn->socket.async_connect(tcp::endpoint(ip, static_cast<uint16_t>(port)),
-                                   [call](error_code ec) {
-                                     if (ec) return Fail(call, ec);
-                                     call->conn->counted = true;
-                                     ++call->core->open;
-                                     error_code ignored;
-                                     call->conn->socket.set_option(tcp::no_delay(true), ignored);
-                                     Write(call);
-                                   });
+  call->conn->socket.async_connect(endpoint, [call](error_code ec) {
+    if (ec) return Fail(call, ec);
+    call->conn->counted = true;
+    ++call->core->open;
+    error_code ignored;
+    call->conn->socket.set_option(tcp::no_delay(true), ignored);
+    Write(call);
+  });
 }
 
 void AppendRequest(Call& call, std::vector<asio::const_buffer>& buffers) {
@@ -112,14 +128,10 @@ void AppendRequest(Call& call, std::vector<asio::const_buffer>& buffers) {
   call.head.reserve(head_size);
   StrAppend(&call.head, r.method, " ", r.target, " HTTP/1.1\r\nHost: ", r.address,
             "\r\nContent-Length: ", length, "\r\n");
-  if (call.stream != 0) StrAppend(&call.head, "Hivemesh-Stream: ", call.stream, "\r\n");
+  if (call.stream != 0) StrAppend(&call.head, kLinkStreamHeader, ": ", call.stream, "\r\n");
   for (const auto& [k, v] : r.headers) StrAppend(&call.head, k, ": ", v, "\r\n");
   call.head += "\r\n";
-  buffers.emplace_back(call.head.data(), call.head.size());
-  if (!r.body.empty()) buffers.emplace_back(r.body.data(), r.body.size());
-  for (const Tensor& t : r.tail) {
-    if (!t.data().empty()) buffers.emplace_back(t.data().data(), t.data().size());
-  }
+  AppendMessageBuffers(buffers, call.head, r.body, r.tail);
 }
 
 void Write(const std::shared_ptr<Call>& call) {
@@ -131,7 +143,7 @@ void Write(const std::shared_ptr<Call>& call) {
   WriteNowOrLater(call->conn->socket, buffers, [call](error_code ec) {
     if (ec) return Fail(call, ec);
     call->parser.emplace();
-    call->parser->body_limit(256u << 20);
+    call->parser->body_limit(kMaxAnswerBytes);
     http::async_read(call->conn->socket, call->conn->buffer, *call->parser,
                      [call](error_code ec, size_t) {
                        if (ec) return Fail(call, ec);
@@ -161,8 +173,7 @@ void Fail(const std::shared_ptr<Call>& call, error_code ec) {
   Close(call);
   // A pooled connection the peer closed while idle: try once more on a fresh one.
   if (call->reused && !call->core->stopped.load(std::memory_order_relaxed) &&
-      (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
-       ec == asio::error::eof || ec == asio::error::broken_pipe)) {
+      PeerMayHaveClosed(ec)) {
     Connect(call);
     return;
   }

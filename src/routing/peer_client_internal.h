@@ -27,6 +27,9 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
+// The largest answer body a peer may send.
+inline constexpr uint64_t kMaxAnswerBytes = 256u << 20;
+
 inline constexpr std::string_view kRefused = "connection refused";
 
 // Parses a response straight into a PeerResponse: each header field goes into the table under
@@ -135,6 +138,12 @@ void StartHttp(const std::shared_ptr<Call>& call);
 void StartOnLink(const std::shared_ptr<Call>& call);
 // Closes every link of loop `loop` (on its thread); their calls get no callback.
 void CloseLinks(Core& core, int loop);
+// `address` as an endpoint, if it is ip:port.
+bool ParseEndpoint(const std::string& address, tcp::endpoint* out);
+// A connection that failed with `ec` under a call written on it while it was already open (pooled
+// or a link) may just have been closed by the peer (idle, or it restarted): the call is worth one
+// more try on a new connection.
+bool PeerMayHaveClosed(error_code ec);
 // The error a call gets when its transport fails with `ec`.
 absl::Status TransportError(const std::string& address, error_code ec, bool timed_out);
 // Builds the call's request head (request line and fields, with Hivemesh-Stream on a link) in

@@ -8,9 +8,9 @@
 
 #include <algorithm>
 #include <charconv>
-#include <functional>
 
 #include "base/io_write.h"
+#include "base/mesh_link.h"
 #include "base/strings.h"
 #include "routing/peer_client_internal.h"
 
@@ -23,29 +23,7 @@ constexpr size_t kReadSize = 64 * 1024;
 constexpr size_t kBuffersPerWrite = 64;
 // How long a loop sends plain HTTP to a peer that declined a link before it asks again.
 constexpr std::chrono::seconds kDeclinedFor(30);
-constexpr uint64_t kMaxAnswerBytes = 256u << 20;
 constexpr uint32_t kMaxAnswerHeaderBytes = 64 * 1024;
-
-bool ParseEndpoint(const std::string& address, tcp::endpoint* out) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos) return false;
-  error_code ec;
-  const asio::ip::address ip = asio::ip::make_address(address.substr(0, colon), ec);
-  int port = 0;
-  const char* first = address.data() + colon + 1;
-  const char* last = address.data() + address.size();
-  const auto [end, err] = std::from_chars(first, last, port);
-  if (ec || err != std::errc() || end != last || port <= 0 || port > 65535) return false;
-  *out = tcp::endpoint(ip, static_cast<uint16_t>(port));
-  return true;
-}
-
-// A link that broke under a call written on it while it was already open may just have been
-// closed by the peer (e.g. it restarted): the call is worth one more try on a new link.
-bool WorthRetrying(error_code ec) {
-  return ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
-         ec == asio::error::eof || ec == asio::error::broken_pipe;
-}
 }  // namespace
 
 // One link, owned by its loop's table (Core::links) until it closes and by its pending handlers.
@@ -63,7 +41,7 @@ class Link : public std::enable_shared_from_this<Link> {
 
   void Open(const tcp::endpoint& endpoint) {
     socket_.async_connect(endpoint, [self = shared_from_this()](error_code ec) {
-      if (ec) return self->Close(ec, false);
+      if (ec) return self->Close(ec);
       if (self->state_ == State::kClosed) return;
       self->counted_ = true;
       ++self->core_->open;
@@ -92,22 +70,19 @@ class Link : public std::enable_shared_from_this<Link> {
 
   // Ends the link: every call on it is retried once on a new link (if the peer seems to have
   // closed a link that was open before the call) or fails with what `ec` says.
-  void Close(error_code ec, bool timed_out) {
+  void Close(error_code ec) {
     if (state_ == State::kClosed) return;
     const bool was_open = state_ == State::kOpen;
     state_ = State::kClosed;
     Detach(was_open);
-    std::map<uint32_t, std::shared_ptr<Call>> calls = std::move(calls_);
-    calls_.clear();
-    queued_.clear();
     const bool stopped = core_->stopped.load(std::memory_order_relaxed);
-    for (auto& [_, call] : calls) {
-      if (!stopped && call->reused && !call->retried && WorthRetrying(ec)) {
+    for (const auto& [_, call] : TakeCalls()) {
+      if (!stopped && call->reused && !call->retried && PeerMayHaveClosed(ec)) {
         call->retried = true;
         StartOnLink(call);
         continue;
       }
-      Finish(call, TransportError(address_, ec, timed_out));
+      Finish(call, TransportError(address_, ec, /*timed_out=*/false));
     }
   }
 
@@ -119,11 +94,11 @@ class Link : public std::enable_shared_from_this<Link> {
   void Upgrade() {
     state_ = State::kUpgrading;
     upgrade_ = StrCat("GET /v2/health/live HTTP/1.1\r\nHost: ", address_,
-                      "\r\nConnection: Upgrade\r\nUpgrade: hivemesh-link/1\r\nContent-Length: "
-                      "0\r\n\r\n");
+                      "\r\nConnection: Upgrade\r\nUpgrade: ", kLinkProtocol,
+                      "\r\nContent-Length: 0\r\n\r\n");
     std::vector<asio::const_buffer> buffers{asio::buffer(upgrade_)};
     WriteNowOrLater(socket_, buffers, [self = shared_from_this()](error_code ec) {
-      if (ec) return self->Close(ec, false);
+      if (ec) return self->Close(ec);
       self->parser_.emplace();
       self->parser_->body_limit(kMaxAnswerBytes);
       http::async_read(self->socket_, self->in_, *self->parser_,
@@ -133,11 +108,11 @@ class Link : public std::enable_shared_from_this<Link> {
 
   void OnUpgraded(error_code ec) {
     if (state_ == State::kClosed) return;
-    if (ec) return Close(ec, false);
+    if (ec) return Close(ec);
     const PeerResponse& r = parser_->response();
     auto upgrade = r.headers.find("upgrade");
     const bool switched =
-        r.status == 101 && upgrade != r.headers.end() && upgrade->second == "hivemesh-link/1";
+        r.status == 101 && upgrade != r.headers.end() && upgrade->second == kLinkProtocol;
     // A peer that answers the health check as such does not know links. Any other answer (503
     // from a draining node, say) says nothing of that: the calls go plain this once.
     const bool declined = r.status >= 200 && r.status < 300;
@@ -158,13 +133,18 @@ class Link : public std::enable_shared_from_this<Link> {
     }
     state_ = State::kClosed;
     Detach(/*was_open=*/false);
-    std::map<uint32_t, std::shared_ptr<Call>> calls = std::move(calls_);
-    calls_.clear();
-    queued_.clear();
-    for (auto& [_, call] : calls) {
+    for (const auto& [_, call] : TakeCalls()) {
       call->stream = 0;
       StartHttp(call);
     }
+  }
+
+  // Every call the link holds, which it then no longer does.
+  std::map<uint32_t, std::shared_ptr<Call>> TakeCalls() {
+    std::map<uint32_t, std::shared_ptr<Call>> calls;
+    calls.swap(calls_);
+    queued_.clear();
+    return calls;
   }
 
   // Leaves the loop's table, closes the socket and releases the timer's hold. `was_open`: the
@@ -213,7 +193,7 @@ class Link : public std::enable_shared_from_this<Link> {
     WriteNowOrLater(socket_, buffers, [self = shared_from_this()](error_code ec) {
       self->writing_now_ = false;
       self->writing_.clear();
-      if (ec) return self->Close(ec, false);
+      if (ec) return self->Close(ec);
       if (!self->queued_.empty()) self->Flush();
     });
   }
@@ -226,7 +206,7 @@ class Link : public std::enable_shared_from_this<Link> {
 
   void OnRead(error_code ec, size_t n) {
     if (state_ == State::kClosed) return;
-    if (ec) return Close(ec, false);
+    if (ec) return Close(ec);
     in_.commit(n);
     if (ParseBuffered()) Read();
   }
@@ -246,7 +226,7 @@ class Link : public std::enable_shared_from_this<Link> {
       if (pec == http::error::need_more) break;
       if (pec) {
         spdlog::warn("closing the mesh link to {}: malformed answer: {}", address_, pec.message());
-        Close(pec, false);
+        Close(pec);
         return false;
       }
       if (parser_->is_done()) {
@@ -262,7 +242,7 @@ class Link : public std::enable_shared_from_this<Link> {
     PeerResponse r = std::move(parser_->response());
     r.body = std::make_shared<const std::string>(std::move(parser_->body()));
     parser_.reset();
-    auto field = r.headers.find("hivemesh-stream");
+    auto field = r.headers.find(kLinkStreamField);
     uint32_t stream = 0;
     if (field != r.headers.end()) {
       const std::string& v = field->second;
@@ -369,7 +349,7 @@ void StartOnLink(const std::shared_ptr<Call>& call) {
 void CloseLinks(Core& core, int loop) {
   auto links = std::move(core.links[static_cast<size_t>(loop)]);
   core.links[static_cast<size_t>(loop)].clear();
-  for (auto& [_, link] : links) link->Close(asio::error::operation_aborted, false);
+  for (auto& [_, link] : links) link->Close(asio::error::operation_aborted);
 }
 
 }  // namespace hivemesh::routing::peer_internal

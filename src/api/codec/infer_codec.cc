@@ -667,6 +667,13 @@ void AppendTensorHead(std::string& j, const Tensor& t) {
   j += ']';
 }
 
+// `,"parameters":{"binary_data_size":N}` of a tensor whose bytes follow the JSON header.
+void AppendBinaryDataSize(std::string& j, const Tensor& t) {
+  j += ",\"parameters\":{\"binary_data_size\":";
+  AppendInt(j, static_cast<int64_t>(t.data().size()));
+  j += '}';
+}
+
 void WriteData(JsonWriter& w, const Tensor& t) {
   const std::string_view raw = t.data();
   w.BeginArray();
@@ -749,9 +756,7 @@ EncodedInferResponse EncodeInferResponse(const InferResponse& response) {
     if (i > 0) j += ',';
     AppendTensorHead(j, t);
     if (binary) {
-      j += ",\"parameters\":{\"binary_data_size\":";
-      AppendInt(j, static_cast<int64_t>(t.data().size()));
-      j += '}';
+      AppendBinaryDataSize(j, t);
       out.binary.push_back(t);
     } else {
       j += ",\"data\":";
@@ -792,9 +797,8 @@ EncodedInferRequest EncodeForwardRequest(const InferRequest& request) {
     const Tensor& t = request.inputs[i];
     if (i > 0) j += ',';
     AppendTensorHead(j, t);
-    j += ",\"parameters\":{\"binary_data_size\":";
-    AppendInt(j, static_cast<int64_t>(t.data().size()));
-    j += "}}";
+    AppendBinaryDataSize(j, t);
+    j += '}';
     out.binary.push_back(t);
   }
   j += ']';
