@@ -25,6 +25,9 @@ if(NOT HIVEMESH_FUZZ_ONLY)
       INTERFACE_INCLUDE_DIRECTORIES ${OPENCV_INCLUDE_DIR})
   endforeach()
 
+  # The agent's allocator (src/cli/CMakeLists.txt); not with the sanitizers, which bring their own.
+  find_library(JEMALLOC_LIBRARY jemalloc REQUIRED)
+
   find_path(TURBOJPEG_INCLUDE_DIR turbojpeg.h REQUIRED)
   find_library(TURBOJPEG_LIBRARY turbojpeg REQUIRED)
   add_library(turbojpeg::turbojpeg UNKNOWN IMPORTED)

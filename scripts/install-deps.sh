@@ -11,6 +11,9 @@ packages=(
   libboost-dev libabsl-dev libsimdjson-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libcli11-dev
   libopencv-core-dev libopencv-dnn-dev libopencv-objdetect-dev
   libopencv-imgproc-dev libturbojpeg0-dev libpng-dev libssl-dev
+  # the agent's memory allocator: fewer instructions per allocation than glibc's on the
+  # request path, for about 1 MiB more resident memory
+  libjemalloc-dev
   # gRPC API (src/api/grpc): C++ runtime and headers, protoc and its grpc_cpp_plugin (and
   # grpc_python_plugin, used by the interop test) to generate proto/grpc_service.proto at build time
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
