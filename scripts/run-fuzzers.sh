@@ -9,7 +9,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 ran=0
-for target in infer_request envelope gossip_packet; do
+for target in infer_request envelope gossip_packet link_head; do
   bin="$build/tests/fuzz/${target}_fuzz"
   [ -x "$bin" ] || { echo "run-fuzzers: $bin is missing" >&2; exit 1; }
   mkdir -p "$work/$target"

@@ -10,6 +10,7 @@
 
 #include "api/http_server_internal.h"
 #include "base/io_write.h"
+#include "base/link_head.h"
 #include "base/strings.h"
 
 namespace hivemesh::http_internal {
@@ -53,7 +54,9 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   void OnRead(beast::error_code ec, size_t n);
   // Dispatches every complete request in the buffer; false if the link was closed.
   bool ParseBuffered();
-  void Dispatch(std::shared_ptr<Request> request);
+  // Counts the request as open on the link and hands it to the server's handler, or answers
+  // `refuse` (a status) at once instead.
+  void Dispatch(std::shared_ptr<Request> request, int refuse = 0);
   void Answered(std::shared_ptr<Request> request, HttpResponse response);
   void Flush();
   void OnFlushed(beast::error_code ec);
@@ -70,11 +73,12 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   const std::shared_ptr<Core> core_;
   const int loop_;
   const asio::io_context::executor_type executor_;
-  std::optional<RequestParser> parser_;
-  std::shared_ptr<Request> parsing_;
-  std::string body_text_;
-  std::vector<Answer> queued_;           // ready, not yet written
-  std::vector<Answer> writing_;          // being written
+  LinkHead head_;                     // reused: its field table keeps its capacity
+  std::shared_ptr<Request> parsing_;  // the request whose head is read, until its body is
+  size_t body_size_ = 0;              // that request's Content-Length
+  size_t discard_ = 0;                // body bytes still to drop of a request refused as too large
+  std::vector<Answer> queued_;        // ready, not yet written
+  std::vector<Answer> writing_;       // being written
   std::vector<asio::const_buffer> out_;  // the buffers of the last write
   bool flush_posted_ = false;
   bool writing_now_ = false;
@@ -146,38 +150,60 @@ void LinkSession::OnRead(beast::error_code ec, size_t n) {
 }
 
 bool LinkSession::ParseBuffered() {
-  while (!closed_ && buffer_.size() > 0) {
-    if (!parser_) {
-      parsing_ = std::make_shared<Request>();
-      parser_.emplace(&parsing_->head, &body_text_);
-      parser_->header_limit(kHeaderLimit);
-      parser_->body_limit(core_->options.max_body_bytes);
-      parser_->eager(true);
-    }
-    beast::error_code ec;
-    const size_t used = parser_->put(buffer_.data(), ec);
-    buffer_.consume(used);
-    if (ec == http::error::need_more) break;
-    if (ec) {
-      // Framing is lost: nothing later on the link can be trusted.
-      spdlog::warn("closing a mesh link: malformed request: {}", ec.message());
-      Close();
-      return false;
-    }
-    if (parser_->is_done()) {
-      parser_.reset();
-      parsing_->body_shared = std::make_shared<const std::string>(std::move(body_text_));
-      body_text_.clear();
-      parsing_->received_at = SystemClock::Get().Now();
-      Dispatch(std::move(parsing_));
+  while (!closed_) {
+    const std::string_view bytes(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    if (discard_ > 0) {
+      const size_t n = std::min(discard_, bytes.size());
+      buffer_.consume(n);
+      discard_ -= n;
+      if (discard_ > 0) break;
       continue;
     }
-    if (used == 0) break;
+    if (parsing_ == nullptr) {
+      std::string why;
+      const LinkParse p = ParseLinkHead(bytes, /*request=*/true, kHeaderLimit, &head_, &why);
+      if (p == LinkParse::kNeedMore) break;
+      if (p == LinkParse::kBad) {
+        // Framing is lost: nothing later on the link can be trusted.
+        spdlog::warn("closing a mesh link: malformed request: {}", why);
+        Close();
+        return false;
+      }
+      parsing_ = std::make_shared<Request>();
+      RequestHead& h = parsing_->head;
+      h.text.reserve(head_.head_size);
+      h.text.append(head_.method).append(head_.target);
+      h.method_size = head_.method.size();
+      h.target_size = head_.target.size();
+      h.fields.reserve(head_.fields.size());
+      for (const LinkField& f : head_.fields) {
+        const auto at = static_cast<uint32_t>(h.text.size());
+        h.text.append(f.name).append(f.value);
+        h.fields.push_back({at, static_cast<uint32_t>(f.name.size()),
+                            at + static_cast<uint32_t>(f.name.size()),
+                            static_cast<uint32_t>(f.value.size())});
+      }
+      body_size_ = static_cast<size_t>(head_.content_length);
+      buffer_.consume(head_.head_size);
+      if (head_.content_length > core_->options.max_body_bytes) {
+        // Answered at once; its body is read and dropped, and the link goes on.
+        discard_ = body_size_;
+        parsing_->body_shared = std::make_shared<const std::string>();
+        parsing_->received_at = SystemClock::Get().Now();
+        Dispatch(std::move(parsing_), 413);
+      }
+      continue;
+    }
+    if (bytes.size() < body_size_) break;
+    parsing_->body_shared = std::make_shared<const std::string>(bytes.substr(0, body_size_));
+    buffer_.consume(body_size_);
+    parsing_->received_at = SystemClock::Get().Now();
+    Dispatch(std::move(parsing_));
   }
   return !closed_;
 }
 
-void LinkSession::Dispatch(std::shared_ptr<Request> request) {
+void LinkSession::Dispatch(std::shared_ptr<Request> request, int refuse) {
   if (core_->stopped.load()) {
     Close();
     return;
@@ -191,10 +217,13 @@ void LinkSession::Dispatch(std::shared_ptr<Request> request) {
   request->stream = request->head.Value(*stream);
   ++open_requests_;
   core_->busy.fetch_add(1);
-  if (core_->draining.load(std::memory_order_relaxed)) {
+  if (refuse == 0 && core_->draining.load(std::memory_order_relaxed)) refuse = 503;
+  if (refuse != 0) {
     HttpResponse r;
-    r.status = 503;
-    r.body = ErrorJson(kShuttingDown);
+    r.status = refuse;
+    r.body = refuse == 503 ? ErrorJson(kShuttingDown)
+                           : ErrorJson(StrCat("request body is larger than the limit of ",
+                                              core_->options.max_body_bytes, " bytes"));
     Answered(std::move(request), std::move(r));
     return;
   }

@@ -10,6 +10,7 @@
 #include <charconv>
 
 #include "base/io_write.h"
+#include "base/link_head.h"
 #include "base/mesh_link.h"
 #include "base/strings.h"
 #include "routing/peer_client_internal.h"
@@ -213,35 +214,45 @@ class Link : public std::enable_shared_from_this<Link> {
 
   // Hands every complete answer in the buffer to its call; false if the link closed.
   bool ParseBuffered() {
-    while (in_.size() > 0 && state_ != State::kClosed) {
-      if (!parser_) {
-        parser_.emplace();
-        parser_->header_limit(kMaxAnswerHeaderBytes);
-        parser_->body_limit(kMaxAnswerBytes);
-        parser_->eager(true);
-      }
-      error_code pec;
-      const size_t used = parser_->put(in_.data(), pec);
-      in_.consume(used);
-      if (pec == http::error::need_more) break;
-      if (pec) {
-        spdlog::warn("closing the mesh link to {}: malformed answer: {}", address_, pec.message());
-        Close(pec);
-        return false;
-      }
-      if (parser_->is_done()) {
-        Answer();
+    while (state_ != State::kClosed) {
+      const std::string_view bytes(static_cast<const char*>(in_.data().data()), in_.size());
+      if (answer_ == nullptr) {
+        std::string why;
+        LinkParse p = ParseLinkHead(bytes, /*request=*/false, kMaxAnswerHeaderBytes, &head_, &why);
+        if (p == LinkParse::kNeedMore) break;
+        if (p == LinkParse::kDone && head_.content_length > kMaxAnswerBytes) {
+          p = LinkParse::kBad;
+          why = StrCat("an answer of ", head_.content_length, " bytes");
+        }
+        if (p == LinkParse::kBad) {
+          spdlog::warn("closing the mesh link to {}: malformed answer: {}", address_, why);
+          Close(make_error_code(boost::system::errc::protocol_error));
+          return false;
+        }
+        answer_ = std::make_unique<PeerResponse>();
+        answer_->status = head_.status;
+        answer_->headers.reserve(head_.fields.size());
+        for (const LinkField& f : head_.fields) {
+          std::string name(f.name);
+          for (char& c : name) {
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // no locale call
+          }
+          answer_->headers.insert_or_assign(std::move(name), std::string(f.value));
+        }
+        body_size_ = static_cast<size_t>(head_.content_length);
+        in_.consume(head_.head_size);
         continue;
       }
-      if (used == 0) break;
+      if (bytes.size() < body_size_) break;
+      answer_->body = std::make_shared<const std::string>(bytes.substr(0, body_size_));
+      in_.consume(body_size_);
+      Answer(std::move(*answer_));
+      answer_.reset();
     }
     return state_ != State::kClosed;
   }
 
-  void Answer() {
-    PeerResponse r = std::move(parser_->response());
-    r.body = std::make_shared<const std::string>(std::move(parser_->body()));
-    parser_.reset();
+  void Answer(PeerResponse r) {
     auto field = r.headers.find(kLinkStreamField);
     uint32_t stream = 0;
     if (field != r.headers.end()) {
@@ -307,7 +318,10 @@ class Link : public std::enable_shared_from_this<Link> {
   bool counted_ = false;  // in Core::open
   std::string upgrade_;
   beast::flat_buffer in_;
-  std::optional<ResponseParser> parser_;
+  std::optional<ResponseParser> parser_;  // the upgrade's answer only
+  LinkHead head_;                         // reused: its field table keeps its capacity
+  std::unique_ptr<PeerResponse> answer_;  // the answer whose head is read, until its body is
+  size_t body_size_ = 0;                  // that answer's Content-Length
   uint32_t next_stream_ = 1;
   // Every call not yet answered, by stream number (written or not).
   std::map<uint32_t, std::shared_ptr<Call>> calls_;

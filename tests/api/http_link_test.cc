@@ -91,6 +91,29 @@ TEST(HttpLinkTest, BrokenFramingOrAMissingStreamNumberClosesTheLink) {
   peer.server().Stop();
 }
 
+TEST(HttpLinkTest, ARequestOverTheBodyLimitIsRefusedAndTheLinkGoesOn) {
+  ParkingServer peer({.max_body_bytes = 16});
+  test::HttpConnection conn(peer.server().port());
+  ASSERT_TRUE(conn.SendRaw(kUpgrade));
+  ASSERT_EQ(conn.ReadResponse().status, 101);
+  // The large body comes in pieces, and the next request right behind it.
+  const std::string big = LinkRequest(1, "/big", std::string(5000, 'x'));
+  ASSERT_TRUE(conn.SendRaw(big.substr(0, 1000)));
+  test::HttpResult refused = conn.ReadResponse();
+  EXPECT_EQ(refused.status, 413);
+  EXPECT_EQ(refused.header("hivemesh-stream"), "1");
+  EXPECT_NE(refused.body.find("limit of 16 bytes"), std::string::npos) << refused.body;
+  ASSERT_TRUE(conn.SendRaw(big.substr(1000) + LinkRequest(2, "/small", "fits")));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
+  peer.Answer("/small");
+  test::HttpResult ok = conn.ReadResponse();
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_EQ(ok.header("hivemesh-stream"), "2");
+  EXPECT_EQ(ok.body, "fits");
+  ASSERT_TRUE(WaitFor([&] { return peer.server().busy_connections() == 0; }));
+  peer.server().Stop();
+}
+
 TEST(HttpLinkTest, OnlyAGetUpgradesAndAServerCanDecline) {
   {
     ParkingServer peer;

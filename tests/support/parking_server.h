@@ -25,6 +25,7 @@ class ParkingServer {
     uint16_t port = 0;  // 0: a free one
     std::string hold;   // empty: park every request
     std::string other_body;
+    size_t max_body_bytes = 0;  // 0: the server's default
   };
 
   ParkingServer() : ParkingServer(Options()) {}
@@ -32,6 +33,7 @@ class ParkingServer {
     HttpServerOptions o;
     o.port = options_.port;
     o.accept_links = options_.accept_links;
+    if (options_.max_body_bytes > 0) o.max_body_bytes = options_.max_body_bytes;
     auto s = HttpServer::Create(o, [this](const HttpRequest& req, HttpResponder done) {
       if (!options_.hold.empty() && req.target() != options_.hold) {
         HttpResponse r;
