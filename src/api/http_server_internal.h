@@ -53,7 +53,9 @@ struct RequestHead {
   // The first field named `name` (case-insensitive), or null.
   const Field* Find(std::string_view name) const {
     for (const Field& f : fields) {
-      if (beast::iequals(beast::string_view(text.data() + f.name, f.name_size),
+      // Most fields differ in length: only those of the same length are compared.
+      if (f.name_size == name.size() &&
+          beast::iequals(beast::string_view(text.data() + f.name, f.name_size),
                          beast::string_view(name.data(), name.size()))) {
         return &f;
       }
