@@ -15,6 +15,9 @@ echo
 echo "== hop overhead: one mesh hop against an nginx reverse proxy hop"
 /usr/bin/python3 "$root/bench/hop_overhead/bench_hop_overhead.py" --build "$build"
 echo
+echo "== hop instructions: user-space instructions per request, mesh path against nginx's (callgrind)"
+/usr/bin/python3 "$root/bench/hop_overhead/bench_hop_instructions.py" --build "$build"
+echo
 echo "== gossip vs serf: membership convergence, failure detection, memory and bytes against Serf"
 /usr/bin/python3 "$root/bench/gossip_vs_serf/bench_gossip_vs_serf.py" --build "$build"
 echo

@@ -23,6 +23,8 @@ packages=(
   opencv-data
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light serf
+  # instructions per request (bench/hop_overhead/bench_hop_instructions.py)
+  valgrind
   # promtool (`promtool check metrics`) for the /metrics tests; the package also brings a
   # Prometheus server, which is stopped below
   prometheus
