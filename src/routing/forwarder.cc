@@ -235,8 +235,8 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
       return attempt->done(absl::DeadlineExceededError(
           StrCat("the request's deadline passed before node ", peer.node, " could be tried")));
     }
-    pr.headers.emplace_back("Inference-Timeout-Ms", std::to_string(left.count()));
     pr.timeout = left;
+    pr.send_time_left = true;
   }
   if (attempt->options.on_send) attempt->options.on_send(peer.node);
   {

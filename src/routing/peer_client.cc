@@ -130,6 +130,12 @@ void AppendRequest(Call& call, std::vector<asio::const_buffer>& buffers) {
             "\r\nContent-Length: ", length, "\r\n");
   if (call.stream != 0) StrAppend(&call.head, kLinkStreamHeader, ": ", call.stream, "\r\n");
   for (const auto& [k, v] : r.headers) StrAppend(&call.head, k, ": ", v, "\r\n");
+  if (r.send_time_left) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        call.deadline - std::chrono::steady_clock::now());
+    // At least 1: the peer refuses 0, and this call times out here in any case.
+    StrAppend(&call.head, "Inference-Timeout-Ms: ", std::max<int64_t>(1, left.count()), "\r\n");
+  }
   call.head += "\r\n";
   AppendMessageBuffers(buffers, call.head, r.body, r.tail);
 }

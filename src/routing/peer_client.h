@@ -36,6 +36,10 @@ struct PeerRequest {
   std::string body;          // sent first
   std::vector<Tensor> tail;  // raw bytes sent after `body`, not copied
   std::chrono::milliseconds timeout{30000};
+  // Tell the peer the deadline: an `Inference-Timeout-Ms` field with what is left of `timeout`
+  // each time the request is written, so that a retry on a new connection (or over plain HTTP
+  // after a declined link) gives the peer no more time than the caller still has.
+  bool send_time_left = false;
 };
 
 // A response's header fields by lower-case name, each name once (a later field of the same name

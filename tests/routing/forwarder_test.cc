@@ -167,9 +167,11 @@ TEST_F(ForwarderTest, ForwardedRequestCarriesHopsOriginTraceAndDeadline) {
   EXPECT_EQ(h[kHopsHeader], "1");
   EXPECT_EQ(h[kOriginHeader], "self");
   EXPECT_EQ(h[kTraceHeader], "trace-7");
-  const int left = std::stoi(h["Inference-Timeout-Ms"]);
-  EXPECT_GT(left, 700);
-  EXPECT_LE(left, 800);
+  // The deadline goes as the call's timeout; the client writes what is left of it.
+  EXPECT_TRUE(client_.requests[0].send_time_left);
+  EXPECT_EQ(h.count("Inference-Timeout-Ms"), 0u);
+  EXPECT_GT(client_.requests[0].timeout.count(), 700);
+  EXPECT_LE(client_.requests[0].timeout.count(), 800);
   EXPECT_EQ(h["Content-Type"], "application/octet-stream") << "the binary form, not JSON";
   // Without a trace id of its own, the request gets one naming this node.
   std::promise<absl::StatusOr<InferResponse>> second;

@@ -457,6 +457,37 @@ TEST(PeerClientTest, APeerThatDeclinesLinksIsSentPlainHttp) {
   peer.server().Stop();
 }
 
+TEST(PeerClientTest, TheDeadlineSentIsWhatIsLeftWhenTheRequestIsWritten) {
+  // The peer declines the link only after a while: the call then goes over plain HTTP and tells
+  // the peer the time it has left, not the time it had when it was made.
+  test::ParkingServer peer({.accept_links = false, .record_header = "Inference-Timeout-Ms"});
+  auto io = IoThreads::Create(1);
+  std::unique_ptr<PeerClient> client = PeerClient::Create(io);
+  PeerRequest request = To(peer.server(), "/late", "x");
+  request.timeout = std::chrono::milliseconds(5000);
+  request.send_time_left = true;
+  std::promise<absl::StatusOr<PeerResponse>> answered;
+  client->Send(std::move(request),
+               [&](absl::StatusOr<PeerResponse> r) { answered.set_value(std::move(r)); });
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));  // the upgrade, parked
+  std::this_thread::sleep_for(500ms);
+  peer.AnswerAllReversed();  // declined: a plain health check's answer
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 2; }));
+  peer.AnswerAllReversed();
+  auto f = answered.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  ASSERT_TRUE(f.get().ok());
+  const std::vector<std::string> sent = peer.Recorded();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0], "") << "the upgrade carries no deadline";
+  const int left = std::stoi(sent[1]);
+  EXPECT_GT(left, 3000);
+  EXPECT_LE(left, 4500) << "500 ms went by before the request was written";
+  client->Stop();
+  io->Stop();
+  peer.server().Stop();
+}
+
 TEST(PeerClientTest, ACallThatTimesOutOnABusyLinkLeavesTheLinkOpen) {
   test::ParkingServer parking({.hold = "/slow", .other_body = "fast"});
   HttpServer* peer = &parking.server();

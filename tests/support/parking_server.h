@@ -25,7 +25,9 @@ class ParkingServer {
     uint16_t port = 0;  // 0: a free one
     std::string hold;   // empty: park every request
     std::string other_body;
-    size_t max_body_bytes = 0;  // 0: the server's default
+    size_t max_body_bytes = 0;                  // 0: the server's default
+    std::string record_header;                  // a field whose value each parked request keeps
+    std::chrono::milliseconds body_timeout{0};  // 0: the server's default
   };
 
   ParkingServer() : ParkingServer(Options()) {}
@@ -34,6 +36,7 @@ class ParkingServer {
     o.port = options_.port;
     o.accept_links = options_.accept_links;
     if (options_.max_body_bytes > 0) o.max_body_bytes = options_.max_body_bytes;
+    if (options_.body_timeout.count() > 0) o.body_timeout = options_.body_timeout;
     auto s = HttpServer::Create(o, [this](const HttpRequest& req, HttpResponder done) {
       if (!options_.hold.empty() && req.target() != options_.hold) {
         HttpResponse r;
@@ -42,7 +45,10 @@ class ParkingServer {
         return;
       }
       std::lock_guard<std::mutex> lock(mu_);
-      parked_.push_back({std::string(req.target()), *req.body(), std::move(done)});
+      parked_.push_back({std::string(req.target()), *req.body(), std::move(done),
+                         options_.record_header.empty()
+                             ? std::string()
+                             : std::string(req.header(options_.record_header))});
     });
     EXPECT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
@@ -70,6 +76,13 @@ class ParkingServer {
     std::vector<Parked> all = Take([](const Parked&) { return true; });
     for (auto it = all.rbegin(); it != all.rend(); ++it) Reply(*it, nullptr);
   }
+  // Options::record_header's value in each request parked so far, in arrival order.
+  std::vector<std::string> Recorded() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<std::string> out;
+    for (const Parked& p : parked_) out.push_back(p.recorded);
+    return out;
+  }
   // Drops the responders still parked without answering.
   void Forget() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -79,7 +92,8 @@ class ParkingServer {
  private:
   struct Parked {
     std::string target, body;
-    HttpResponder done;  // null once answered
+    HttpResponder done;    // null once answered
+    std::string recorded;  // the value of Options::record_header
   };
 
   template <typename Pred>
@@ -88,7 +102,7 @@ class ParkingServer {
     std::lock_guard<std::mutex> lock(mu_);
     for (Parked& p : parked_) {
       if (p.done && pred(p)) {
-        out.push_back({p.target, p.body, std::move(p.done)});
+        out.push_back({p.target, p.body, std::move(p.done), p.recorded});
         p.done = nullptr;
       }
     }
