@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "api/http_server_internal.h"
+#include "base/io_deadline.h"
 #include "base/io_write.h"
 #include "base/link_head.h"
 #include "base/strings.h"
@@ -77,8 +78,12 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   std::shared_ptr<Request> parsing_;  // the request whose head is read, until its body is
   size_t body_size_ = 0;              // that request's Content-Length
   size_t discard_ = 0;                // body bytes still to drop of a request refused as too large
-  std::vector<Answer> queued_;        // ready, not yet written
-  std::vector<Answer> writing_;       // being written
+  // A message that has begun to arrive must be whole within the server's body_timeout; an idle
+  // link has no deadline.
+  IoDeadline deadline_;
+  bool timing_ = false;                  // a message is under way and deadline_ is set for it
+  std::vector<Answer> queued_;           // ready, not yet written
+  std::vector<Answer> writing_;          // being written
   std::vector<asio::const_buffer> out_;  // the buffers of the last write
   bool flush_posted_ = false;
   bool writing_now_ = false;
@@ -100,7 +105,8 @@ LinkSession::LinkSession(tcp::socket socket, beast::flat_buffer buffered,
       buffer_(std::move(buffered)),
       core_(std::move(core)),
       loop_(loop),
-      executor_(core_->loops[static_cast<size_t>(loop)].ioc->get_executor()) {
+      executor_(core_->loops[static_cast<size_t>(loop)].ioc->get_executor()),
+      deadline_(executor_) {
   Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
   std::lock_guard<std::mutex> lock(l.mu);
   l.links.insert(this);
@@ -120,6 +126,7 @@ void LinkSession::Start() {
 void LinkSession::Close() {
   if (closed_) return;
   closed_ = true;
+  deadline_.Cancel();
   beast::error_code ec;
   socket_.shutdown(tcp::socket::shutdown_both, ec);
   socket_.close(ec);
@@ -150,6 +157,7 @@ void LinkSession::OnRead(beast::error_code ec, size_t n) {
 }
 
 bool LinkSession::ParseBuffered() {
+  bool completed = false;  // a message ended in this call: the next one gets its own deadline
   while (!closed_) {
     const std::string_view bytes(static_cast<const char*>(buffer_.data().data()), buffer_.size());
     if (discard_ > 0) {
@@ -157,6 +165,7 @@ bool LinkSession::ParseBuffered() {
       buffer_.consume(n);
       discard_ -= n;
       if (discard_ > 0) break;
+      completed = true;
       continue;
     }
     if (parsing_ == nullptr) {
@@ -199,8 +208,24 @@ bool LinkSession::ParseBuffered() {
     buffer_.consume(body_size_);
     parsing_->received_at = SystemClock::Get().Now();
     Dispatch(std::move(parsing_));
+    completed = true;
   }
-  return !closed_;
+  if (closed_) return false;
+  const bool under_way = buffer_.size() > 0 || parsing_ != nullptr || discard_ > 0;
+  if (!under_way) {
+    if (timing_) deadline_.Clear();
+    timing_ = false;
+  } else if (!timing_ || completed) {
+    timing_ = true;
+    deadline_.ExpiresAfter(
+        core_->options.body_timeout, [this] { return shared_from_this(); },
+        [this] {
+          spdlog::warn("closing a mesh link: a request took over {} ms to arrive",
+                       core_->options.body_timeout.count());
+          Close();
+        });
+  }
+  return true;
 }
 
 void LinkSession::Dispatch(std::shared_ptr<Request> request, int refuse) {

@@ -114,6 +114,31 @@ TEST(HttpLinkTest, ARequestOverTheBodyLimitIsRefusedAndTheLinkGoesOn) {
   peer.server().Stop();
 }
 
+TEST(HttpLinkTest, ARequestThatTricklesInClosesTheLinkButAnIdleLinkStays) {
+  ParkingServer peer({.body_timeout = 300ms});
+  test::HttpConnection slow(peer.server().port());
+  ASSERT_TRUE(slow.SendRaw(kUpgrade));
+  ASSERT_EQ(slow.ReadResponse().status, 101);
+  test::HttpConnection idle(peer.server().port());
+  ASSERT_TRUE(idle.SendRaw(kUpgrade));
+  ASSERT_EQ(idle.ReadResponse().status, 101);
+  // A head that never ends, sent a piece at a time, each well within the timeout.
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(slow.SendRaw("POST /slow HTTP/1.1\r\n"));
+  for (int i = 0; i < 6 && !slow.WaitClosed(100ms); ++i) slow.SendRaw("X-Pad: 1\r\n");
+  EXPECT_TRUE(slow.WaitClosed(5s));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 300ms);
+  EXPECT_EQ(peer.count(), 0u);
+  // The idle link, quiet for longer than the timeout, still takes requests.
+  ASSERT_TRUE(idle.SendRaw(LinkRequest(1, "/later", "ok")));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
+  peer.Answer("/later");
+  test::HttpResult r = idle.ReadResponse();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "ok");
+  peer.server().Stop();
+}
+
 TEST(HttpLinkTest, OnlyAGetUpgradesAndAServerCanDecline) {
   {
     ParkingServer peer;
