@@ -1,7 +1,5 @@
 #include "cli/cli_common.h"
 
-#include <simdjson.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +9,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "api/codec/infer_codec.h"
 #include "api/http_server.h"
 #include "base/strings.h"
 #include "cli/table.h"
@@ -32,13 +31,7 @@ int ExitCodeOf(const absl::Status& status) {
 }
 
 std::string NodeErrorText(std::string_view body) {
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc;
-  std::string_view error;
-  if (parser.parse(body.data(), body.size()).get(doc) == simdjson::SUCCESS &&
-      doc["error"].get(error) == simdjson::SUCCESS) {
-    return std::string(error);
-  }
+  if (std::optional<std::string> error = DecodeError(body)) return *std::move(error);
   while (!body.empty() && (body.back() == '\n' || body.back() == '\r' || body.back() == ' ')) {
     body.remove_suffix(1);
   }

@@ -20,6 +20,13 @@ bool ParseLoadHeader(std::string_view v, uint64_t out[5]) {
   return v.empty();
 }
 
+// What a peer's error answer says: the message of its JSON error body, or the body itself.
+std::string PeerErrorText(const PeerResponse& r) {
+  if (r.body == nullptr) return "";
+  std::optional<std::string> message = DecodeError(*r.body);
+  return message ? *std::move(message) : *r.body;
+}
+
 absl::StatusCode CodeForHttp(int status) {
   switch (status) {
     case 400:
@@ -305,8 +312,9 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
   if (!result.ok() || retryable) {
     attempt->last_error =
         result.ok()
-            ? absl::Status(CodeForHttp(result->status), StrCat("node ", peer.node, " answered ",
-                                                               result->status, ": ", *result->body))
+            ? absl::Status(CodeForHttp(result->status),
+                           StrCat("node ", peer.node, " answered ", result->status, ": ",
+                                  PeerErrorText(*result)))
             : absl::Status(result.status().code(),
                            StrCat("node ", peer.node, " failed: ", MessageOf(result.status())));
     if (!may_retry) return attempt->done(attempt->last_error);
@@ -322,7 +330,7 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
   if (r.status != 200) {
     // The peer's error, passed through with its status (400, 404, 504 ...).
     return attempt->done(
-        absl::Status(CodeForHttp(r.status), StrCat("node ", peer.node, ": ", *r.body)));
+        absl::Status(CodeForHttp(r.status), StrCat("node ", peer.node, ": ", PeerErrorText(r))));
   }
   auto hl = r.headers.find("inference-header-content-length");
   std::optional<uint64_t> header_length;

@@ -343,5 +343,14 @@ TEST(ForwardCodecTest, ResponsesDecodeFromJsonAndBinary) {
       DecodeInferResponse(std::make_shared<const std::string>("{\"outputs\":[]}"), 99).ok());
 }
 
+TEST(ErrorBodyTest, DecodeErrorReadsWhatEncodeErrorWrites) {
+  const std::string message = "model \"m\" is not\\here";
+  EXPECT_EQ(DecodeError(EncodeError(message)), message);
+  EXPECT_EQ(DecodeError("not json"), std::nullopt);
+  EXPECT_EQ(DecodeError(R"({"error":5})"), std::nullopt);
+  EXPECT_EQ(DecodeError(R"(["error"])"), std::nullopt);
+  EXPECT_EQ(DecodeError(""), std::nullopt);
+}
+
 }  // namespace
 }  // namespace hivemesh

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "api/codec/infer_codec.h"
+#include "base/strings.h"
 
 namespace hivemesh::routing {
 namespace {
@@ -182,6 +183,16 @@ TEST_F(ForwarderTest, ForwardedRequestCarriesHopsOriginTraceAndDeadline) {
   std::map<std::string, std::string> h2(client_.requests[1].headers.begin(),
                                         client_.requests[1].headers.end());
   EXPECT_EQ(h2[kTraceHeader], "self-1");
+}
+
+TEST_F(ForwarderTest, APeersErrorIsPassedOnAsItsMessage) {
+  directory_.peers["m"] = {Peer("b")};
+  client_.behaviour["b:8000"] = "404";
+  absl::StatusOr<InferResponse> r = Run();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+  // The peer's JSON error body is read: its message, not the JSON text, is in the answer.
+  EXPECT_EQ(MessageOf(r.status()), "node b: busy");
 }
 
 TEST_F(ForwarderTest, RefusedPeerIsRetriedElsewhereAndEjectedAtOnce) {

@@ -776,6 +776,17 @@ std::string EncodeError(std::string_view message) {
   return out;
 }
 
+std::optional<std::string> DecodeError(std::string_view body) {
+  thread_local simdjson::dom::parser parser;
+  element doc;
+  std::string_view message;
+  if (parser.parse(body.data(), body.size()).get(doc) != simdjson::SUCCESS ||
+      doc.type() != element_type::OBJECT || doc["error"].get(message) != simdjson::SUCCESS) {
+    return std::nullopt;
+  }
+  return std::string(message);
+}
+
 EncodedInferRequest EncodeForwardRequest(const InferRequest& request) {
   // A fixed layout, written directly (the same text JsonWriter would give, without its
   // per-value bookkeeping): this runs for every forwarded request.

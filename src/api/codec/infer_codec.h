@@ -46,6 +46,8 @@ EncodedInferResponse EncodeInferResponse(const InferResponse& response);
 
 // {"error":"<message>"}
 std::string EncodeError(std::string_view message);
+// The message of an error body ({"error":"<message>"}), or nothing if `body` is not one.
+std::optional<std::string> DecodeError(std::string_view body);
 
 // A request as one node forwards it to another: every input travels binary (the raw bytes of the
 // decoded tensors, not copied and never through JSON), and every requested output is asked for
