@@ -49,6 +49,7 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
     std::shared_ptr<Request> request;
     std::string head;
     HttpResponse response;
+    size_t bytes = 0;  // head, body and tail
   };
 
   void Read();
@@ -89,11 +90,16 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   bool writing_now_ = false;
   bool closed_ = false;
   bool half_closed_ = false;  // the write side is shut (draining)
+  size_t unsent_bytes_ = 0;   // of the answers in queued_ and writing_
+  bool paused_ = false;       // over kMaxUnsentBytes: no request is read until they drain
   int open_requests_ = 0;     // dispatched and not yet written or dropped
 };
 
 namespace {
 constexpr size_t kReadSize = 64 * 1024;
+// Answers ready but not yet taken by the other side, in bytes: past this the link reads no new
+// request until half of them are gone, so a node that stops reading holds a bounded amount here.
+constexpr size_t kMaxUnsentBytes = 8 * 1024 * 1024;
 // Buffers per write: Asio hands a socket at most 64 buffers per system call. An answer takes two
 // (head and body) plus one per binary tensor.
 constexpr size_t kBuffersPerWrite = 64;
@@ -120,7 +126,7 @@ LinkSession::~LinkSession() {
 
 void LinkSession::Start() {
   EnableKeepAlive(socket_);  // a link lives as long as both nodes: notice one that vanished
-  if (ParseBuffered()) Read();
+  if (ParseBuffered() && !paused_) Read();
 }
 
 void LinkSession::Close() {
@@ -153,12 +159,16 @@ void LinkSession::OnRead(beast::error_code ec, size_t n) {
     Read();
     return;
   }
-  if (ParseBuffered()) Read();
+  if (ParseBuffered() && !paused_) Read();
 }
 
 bool LinkSession::ParseBuffered() {
   bool completed = false;  // a message ended in this call: the next one gets its own deadline
   while (!closed_) {
+    if (unsent_bytes_ > kMaxUnsentBytes && parsing_ == nullptr && discard_ == 0) {
+      paused_ = true;  // between two requests: the next waits until the answers drain
+      break;
+    }
     const std::string_view bytes(static_cast<const char*>(buffer_.data().data()), buffer_.size());
     if (discard_ > 0) {
       const size_t n = std::min(discard_, bytes.size());
@@ -211,7 +221,8 @@ bool LinkSession::ParseBuffered() {
     completed = true;
   }
   if (closed_) return false;
-  const bool under_way = buffer_.size() > 0 || parsing_ != nullptr || discard_ > 0;
+  // A paused link is waiting for the other side to read, not for it to write.
+  const bool under_way = !paused_ && (buffer_.size() > 0 || parsing_ != nullptr || discard_ > 0);
   if (!under_way) {
     if (timing_) deadline_.Clear();
     timing_ = false;
@@ -274,6 +285,9 @@ void LinkSession::Answered(std::shared_ptr<Request> request, HttpResponse respon
   StrAppend(&a.head, kLinkStreamHeader, ": ", request->stream, "\r\n\r\n");
   a.request = std::move(request);
   a.response = std::move(response);
+  a.bytes = a.head.size() + a.response.body.size();
+  for (const Tensor& t : a.response.tail) a.bytes += t.data().size();
+  unsent_bytes_ += a.bytes;
   if (flush_posted_ || writing_now_) return;
   // The link's only open request: nothing else can share the write, so it goes at once.
   if (open_requests_ == 1) return Flush();
@@ -314,6 +328,7 @@ void LinkSession::OnFlushed(beast::error_code ec) {
   const SteadyTime now = SystemClock::Get().Now();
   for (Answer& a : writing_) {
     if (report && a.response.on_sent) a.response.on_sent(now);
+    unsent_bytes_ -= a.bytes;
     Retire();
   }
   writing_.clear();
@@ -322,6 +337,10 @@ void LinkSession::OnFlushed(beast::error_code ec) {
     return;
   }
   if (!queued_.empty()) Flush();
+  if (paused_ && unsent_bytes_ <= kMaxUnsentBytes / 2) {
+    paused_ = false;
+    if (ParseBuffered() && !paused_) Read();
+  }
 }
 
 void LinkSession::Retire() {

@@ -139,6 +139,32 @@ TEST(HttpLinkTest, ARequestThatTricklesInClosesTheLinkButAnIdleLinkStays) {
   peer.server().Stop();
 }
 
+TEST(HttpLinkTest, AnswersTheOtherSideDoesNotReadStopItsRequestsBeingTaken) {
+  // Every request is answered at once with 1 MiB. The other side sends 64 requests and reads
+  // nothing for a while: the server takes requests only until the answers waiting for it pass
+  // its limit, then the rest once it reads.
+  constexpr int kRequests = 64;
+  const std::string big(1 << 20, 'a');
+  ParkingServer peer({.hold = "/never", .other_body = big});
+  test::HttpConnection conn(peer.server().port());
+  ASSERT_TRUE(conn.SendRaw(kUpgrade));
+  ASSERT_EQ(conn.ReadResponse().status, 101);
+  std::string requests;
+  for (int i = 1; i <= kRequests; ++i) requests += LinkRequest(i, "/big");
+  ASSERT_TRUE(conn.SendRaw(requests));
+  ASSERT_TRUE(WaitFor([&] { return peer.handled() > 0; }));
+  std::this_thread::sleep_for(300ms);  // time enough to take all 64 were there no limit
+  EXPECT_LT(peer.handled(), static_cast<size_t>(kRequests) / 2);
+  for (int i = 1; i <= kRequests; ++i) {
+    test::HttpResult r = conn.ReadResponse();
+    ASSERT_EQ(r.status, 200) << i;
+    EXPECT_EQ(r.header("hivemesh-stream"), std::to_string(i));
+    EXPECT_EQ(r.body.size(), big.size());
+  }
+  EXPECT_EQ(peer.handled(), static_cast<size_t>(kRequests));
+  peer.server().Stop();
+}
+
 TEST(HttpLinkTest, OnlyAGetUpgradesAndAServerCanDecline) {
   {
     ParkingServer peer;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <atomic>
 
 #include <memory>
 #include <mutex>
@@ -38,6 +39,7 @@ class ParkingServer {
     if (options_.max_body_bytes > 0) o.max_body_bytes = options_.max_body_bytes;
     if (options_.body_timeout.count() > 0) o.body_timeout = options_.body_timeout;
     auto s = HttpServer::Create(o, [this](const HttpRequest& req, HttpResponder done) {
+      ++handled_;
       if (!options_.hold.empty() && req.target() != options_.hold) {
         HttpResponse r;
         r.body = options_.other_body;
@@ -57,6 +59,9 @@ class ParkingServer {
 
   HttpServer& server() { return *server_; }
   uint16_t port() const { return server_->port(); }
+
+  // Requests the handler was given so far, parked or answered at once.
+  size_t handled() const { return handled_.load(); }
 
   // Requests parked so far (answered ones included).
   size_t count() {
@@ -117,6 +122,7 @@ class ParkingServer {
   }
 
   const Options options_;
+  std::atomic<size_t> handled_{0};
   std::mutex mu_;
   std::vector<Parked> parked_;
   std::unique_ptr<HttpServer> server_;
