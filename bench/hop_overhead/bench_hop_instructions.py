@@ -31,6 +31,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench", "serving"))
 from bench_serving import free_port, run_wrk, wait_http  # noqa: E402
+from bench_hop_overhead import write_nginx_conf  # noqa: E402
 
 BODY = json.dumps({"inputs": [{"name": "INPUT0", "shape": [16], "datatype": "FP32",
                                "data": [float(i) / 8 for i in range(16)]}]})
@@ -69,29 +70,11 @@ def agent_cmd(binary, name, repo, http, gossip, join=None):
     return cmd + (["--join", join] if join else [])
 
 
-def nginx_conf(work, port, b_http, single):
-    path = os.path.join(work, f"nginx-{port}.conf")
-    with open(path, "w") as f:
-        f.write(f"""worker_processes {1 if single else 2};
-{"master_process off;" if single else ""}
-daemon off;
-pid {work}/nginx-{port}.pid;
-error_log {work}/nginx-{port}-error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  upstream node_b {{ server 127.0.0.1:{b_http}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://node_b;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-""")
-    return path
+def stop_all(procs):
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(timeout=60)
 
 
 def wait_forwarding(a_http, timeout=120):
@@ -157,16 +140,13 @@ def main():
             per["A"] = measure(a.pid, url.format(a_http), args.seconds, work, out)
             n_port = free_port()
             out = os.path.join(work, "nginx.callgrind")
-            n = start(callgrind(["/usr/sbin/nginx", "-c", nginx_conf(work, n_port, b_http, True),
-                                 "-p", work], out), "nginx")
+            conf = write_nginx_conf(work, n_port, b_http, 1, single_process=True)
+            n = start(callgrind(["/usr/sbin/nginx", "-c", conf, "-p", work], out), "nginx")
             procs.append(n)
             wait_http(f"http://127.0.0.1:{n_port}/v2/health/ready", timeout=60)
             per["nginx"] = measure(n.pid, url.format(n_port), args.seconds, work, out)
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(timeout=60)
+            stop_all(procs)
 
         # Phase 2: node B under callgrind, node A and nginx native.
         procs = []
@@ -181,16 +161,13 @@ def main():
                                          f"127.0.0.1:{b_gossip}"), "a2"))
             wait_forwarding(a_http)
             n_port = free_port()
-            procs.append(start(["/usr/sbin/nginx", "-c", nginx_conf(work, n_port, b_http, False),
-                                "-p", work], "nginx2"))
+            conf = write_nginx_conf(work, n_port, b_http, 2)
+            procs.append(start(["/usr/sbin/nginx", "-c", conf, "-p", work], "nginx2"))
             wait_http(f"http://127.0.0.1:{n_port}/v2/health/ready")
             per["B via A"] = measure(b.pid, url.format(a_http), args.seconds, work, out)
             per["B via nginx"] = measure(b.pid, url.format(n_port), args.seconds, work, out)
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait(timeout=60)
+            stop_all(procs)
 
     print("identity model, wrk at concurrency 1, user-space instructions per request (callgrind)")
     print(f"{'process':<16}{'instructions':>14}{'requests':>10}")

@@ -44,6 +44,33 @@ def start_agent(binary, work, name, repo, threads, join=None):
     return proc, http, f"127.0.0.1:{gossip}"
 
 
+def write_nginx_conf(work, port, b_http, workers, single_process=False):
+    """nginx as a reverse proxy on `port` in front of node B, with upstream keep-alive; with
+    `single_process`, one worker and no master (so that a tool can run that one process)."""
+    path = os.path.join(work, f"nginx-{port}.conf")
+    with open(path, "w") as f:
+        f.write(f"""worker_processes {1 if single_process else workers};
+{"master_process off;" if single_process else ""}
+daemon off;
+pid {work}/nginx-{port}.pid;
+error_log {work}/nginx-{port}-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream node_b {{ server 127.0.0.1:{b_http}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://node_b;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+    return path
+
+
 def count_syscalls(url, seconds, work, body, groups):
     """Runs wrk at c=32 while perf counts each group's system calls; returns calls per request."""
     counters = {}
@@ -108,26 +135,7 @@ def main():
                     sys.exit("node-a never forwarded to node-b")
                 time.sleep(0.05)
             nginx_port = free_port()
-            conf = os.path.join(work, "nginx.conf")
-            with open(conf, "w") as f:
-                f.write(f"""worker_processes {args.proxy_threads};
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  upstream node_b {{ server 127.0.0.1:{b_http}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{nginx_port};
-    location / {{
-      proxy_pass http://node_b;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }}
-  }}
-}}
-""")
+            conf = write_nginx_conf(work, nginx_port, b_http, args.proxy_threads)
             nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", conf, "-p", work],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(nginx)
