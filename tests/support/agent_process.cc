@@ -12,9 +12,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <thread>
+
+#include "base/stable_port.h"
 
 namespace hivemesh::test {
 namespace fs = std::filesystem;
@@ -46,34 +47,13 @@ int UnusedPort() {
   return ntohs(addr.sin_port);
 }
 
-namespace {
-bool Bindable(int type, int port) {
-  const int fd = ::socket(AF_INET, type, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return ok;
-}
-}  // namespace
-
 int RestartablePort() {
-  int low = 32768, high = 60999;  // Linux's defaults
-  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
-  range >> low >> high;
-  // Below the ephemeral range if there is room there, else above it.
-  const int first = low > 11000 ? 10000 : high + 1;
-  const int last = low > 11000 ? low - 1 : 65535;
-  std::mt19937 rng(std::random_device{}());
-  std::uniform_int_distribution<int> pick(first, last);
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    const int port = pick(rng);
-    if (Bindable(SOCK_STREAM, port) && Bindable(SOCK_DGRAM, port)) return port;
+  absl::StatusOr<int> port = StablePort();
+  if (!port.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(port.status().message()).c_str());
+    std::abort();
   }
-  std::fprintf(stderr, "no free port in [%d, %d]\n", first, last);
-  std::abort();
+  return *port;
 }
 
 TempDir::~TempDir() {

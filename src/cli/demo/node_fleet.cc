@@ -1,11 +1,9 @@
 #include "cli/demo/node_fleet.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <simdjson.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,33 +12,12 @@
 #include <filesystem>
 #include <thread>
 
+#include "base/stable_port.h"
 #include "base/strings.h"
 #include "cli/http_client.h"
 
 namespace hivemesh::demo {
 namespace {
-
-// A loopback port free for both TCP and UDP right now (gossip uses both on one port).
-absl::StatusOr<int> FreePort() {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    int tcp = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    if (tcp < 0 || bind(tcp, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        getsockname(tcp, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      if (tcp >= 0) close(tcp);
-      return absl::InternalError(StrCat("cannot find a free port: ", std::strerror(errno)));
-    }
-    int udp = socket(AF_INET, SOCK_DGRAM, 0);
-    const bool both = udp >= 0 && bind(udp, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-    if (udp >= 0) close(udp);
-    close(tcp);
-    if (both) return ntohs(a.sin_port);
-  }
-  return absl::InternalError("cannot find a port free for both TCP and UDP");
-}
 
 size_t AliveMembers(const std::string& body) {
   simdjson::dom::parser parser;
@@ -78,9 +55,9 @@ absl::Status NodeFleet::StartAll(std::chrono::seconds timeout) {
   if (ec) return absl::InternalError(StrCat("cannot create ", log_dir_, ": ", ec.message()));
   for (const std::string& name : order_) {
     Proc& p = procs_[name];
-    absl::StatusOr<int> http = FreePort();
+    absl::StatusOr<int> http = StablePort();
     if (!http.ok()) return http.status();
-    absl::StatusOr<int> gossip = FreePort();
+    absl::StatusOr<int> gossip = StablePort();
     if (!gossip.ok()) return gossip.status();
     p.http_port = *http;
     p.gossip_port = *gossip;
