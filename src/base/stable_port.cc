@@ -26,6 +26,10 @@ bool Bindable(int type, int port) {
 
 }  // namespace
 
+bool LoopbackPortFree(int port) {
+  return Bindable(SOCK_STREAM, port) && Bindable(SOCK_DGRAM, port);
+}
+
 absl::StatusOr<int> StablePort() {
   int low = 32768, high = 60999;  // Linux's defaults
   std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
@@ -38,7 +42,7 @@ absl::StatusOr<int> StablePort() {
   std::uniform_int_distribution<int> pick(first, last);
   for (int attempt = 0; attempt < 1000; ++attempt) {
     const int port = pick(rng);
-    if (Bindable(SOCK_STREAM, port) && Bindable(SOCK_DGRAM, port)) return port;
+    if (LoopbackPortFree(port)) return port;
   }
   return absl::UnavailableError(
       StrCat("no port in [", first, ", ", last, "] is free for both TCP and UDP"));

@@ -12,4 +12,7 @@ namespace hivemesh {
 // binds it, which made nodes fail to start when many processes ran side by side.
 absl::StatusOr<int> StablePort();
 
+// True if `port` on 127.0.0.1 can be bound right now for both TCP and UDP.
+bool LoopbackPortFree(int port);
+
 }  // namespace hivemesh
