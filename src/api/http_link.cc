@@ -56,9 +56,9 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   void OnRead(beast::error_code ec, size_t n);
   // Dispatches every complete request in the buffer; false if the link was closed.
   bool ParseBuffered();
-  // Counts the request as open on the link and hands it to the server's handler, or answers
-  // `refuse` (a status) at once instead.
-  void Dispatch(std::shared_ptr<Request> request, int refuse = 0);
+  // Counts the request as open on the link and hands it to the server's handler, or answers it
+  // with `refusal` at once instead (as it does while the server drains).
+  void Dispatch(std::shared_ptr<Request> request, std::optional<HttpResponse> refusal = {});
   void Answered(std::shared_ptr<Request> request, HttpResponse response);
   void Flush();
   void OnFlushed(beast::error_code ec);
@@ -209,7 +209,10 @@ bool LinkSession::ParseBuffered() {
         discard_ = body_size_;
         parsing_->body_shared = std::make_shared<const std::string>();
         parsing_->received_at = SystemClock::Get().Now();
-        Dispatch(std::move(parsing_), 413);
+        HttpResponse refusal;
+        refusal.status = 413;
+        refusal.body = ErrorJson(BodyTooLarge(head_.content_length, core_->options.max_body_bytes));
+        Dispatch(std::move(parsing_), std::move(refusal));
       }
       continue;
     }
@@ -239,7 +242,7 @@ bool LinkSession::ParseBuffered() {
   return true;
 }
 
-void LinkSession::Dispatch(std::shared_ptr<Request> request, int refuse) {
+void LinkSession::Dispatch(std::shared_ptr<Request> request, std::optional<HttpResponse> refusal) {
   if (core_->stopped.load()) {
     Close();
     return;
@@ -253,14 +256,13 @@ void LinkSession::Dispatch(std::shared_ptr<Request> request, int refuse) {
   request->stream = request->head.Value(*stream);
   ++open_requests_;
   core_->busy.fetch_add(1);
-  if (refuse == 0 && core_->draining.load(std::memory_order_relaxed)) refuse = 503;
-  if (refuse != 0) {
-    HttpResponse r;
-    r.status = refuse;
-    r.body = refuse == 503 ? ErrorJson(kShuttingDown)
-                           : ErrorJson(StrCat("request body is larger than the limit of ",
-                                              core_->options.max_body_bytes, " bytes"));
-    Answered(std::move(request), std::move(r));
+  if (!refusal && core_->draining.load(std::memory_order_relaxed)) {
+    refusal.emplace();
+    refusal->status = 503;
+    refusal->body = ErrorJson(kShuttingDown);
+  }
+  if (refusal) {
+    Answered(std::move(request), *std::move(refusal));
     return;
   }
   Request& req = *request;

@@ -240,10 +240,7 @@ void Connection::OnHeader(beast::error_code ec) {
       return;
     }
     if (ec == http::error::body_limit) {
-      SendError(413,
-                StrCat("request body is larger than the limit of ", core_->options.max_body_bytes,
-                       " bytes"),
-                true);
+      SendError(413, BodyTooLarge(std::nullopt, core_->options.max_body_bytes), true);
       return;
     }
     if (ec == http::error::header_limit) {
@@ -257,10 +254,7 @@ void Connection::OnHeader(beast::error_code ec) {
   keep_alive_ = parser_->keep_alive();
   const boost::optional<uint64_t> length = parser_->content_length();
   if (length && *length > core_->options.max_body_bytes) {
-    SendError(413,
-              StrCat("request body of ", *length, " bytes is larger than the limit of ",
-                     core_->options.max_body_bytes, " bytes"),
-              true);
+    SendError(413, BodyTooLarge(*length, core_->options.max_body_bytes), true);
     return;
   }
   const RequestHead::Field* expect = request_head_.Find("Expect");
@@ -304,10 +298,7 @@ void Connection::ReadBody() {
 
 void Connection::OnBody(beast::error_code ec) {
   if (ec == http::error::body_limit) {
-    SendError(413,
-              StrCat("request body is larger than the limit of ", core_->options.max_body_bytes,
-                     " bytes"),
-              true);
+    SendError(413, BodyTooLarge(std::nullopt, core_->options.max_body_bytes), true);
     return;
   }
   if (ec) {

@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -17,6 +18,7 @@
 #include "api/http_server.h"
 #include "base/io_threads_asio.h"
 #include "base/mesh_link.h"
+#include "base/strings.h"
 
 namespace hivemesh::http_internal {
 
@@ -53,9 +55,7 @@ struct RequestHead {
   // The first field named `name` (case-insensitive), or null.
   const Field* Find(std::string_view name) const {
     for (const Field& f : fields) {
-      // Most fields differ in length: only those of the same length are compared.
-      if (f.name_size == name.size() &&
-          beast::iequals(beast::string_view(text.data() + f.name, f.name_size),
+      if (beast::iequals(beast::string_view(text.data() + f.name, f.name_size),
                          beast::string_view(name.data(), name.size()))) {
         return &f;
       }
@@ -129,6 +129,13 @@ inline std::string ErrorJson(std::string_view message) {
   }
   out += "\"}";
   return out;
+}
+
+// The 413 message for a request body over `limit`, of `length` bytes if it is known.
+inline std::string BodyTooLarge(std::optional<uint64_t> length, size_t limit) {
+  return length ? StrCat("request body of ", *length, " bytes is larger than the limit of ", limit,
+                         " bytes")
+                : StrCat("request body is larger than the limit of ", limit, " bytes");
 }
 
 class Connection;

@@ -266,6 +266,14 @@ void PeerHeaders::insert_or_assign(std::string name, std::string value) {
   fields_.emplace_back(std::move(name), std::move(value));
 }
 
+void PeerHeaders::Add(std::string_view name, std::string_view value) {
+  std::string lower(name);
+  for (char& c : lower) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII: no locale call
+  }
+  insert_or_assign(std::move(lower), std::string(value));
+}
+
 bool IsConnectionRefused(const absl::Status& status) {
   return status.code() == absl::StatusCode::kUnavailable &&
          MessageOf(status).starts_with(peer_internal::kRefused);

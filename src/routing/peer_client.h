@@ -66,6 +66,8 @@ class PeerHeaders {
   // The value of `name`, added empty if absent.
   std::string& operator[](std::string_view name);
   void insert_or_assign(std::string name, std::string value);
+  // A field as received: its name is stored in lower case.
+  void Add(std::string_view name, std::string_view value);
 
  private:
   std::vector<value_type> fields_;

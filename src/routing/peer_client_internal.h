@@ -49,11 +49,8 @@ class ResponseParser final : public http::basic_parser<false> {
   }
   void on_field_impl(http::field, beast::string_view name, beast::string_view value,
                      error_code&) override {
-    std::string lower(name.data(), name.size());
-    for (char& c : lower) {
-      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII: no locale call
-    }
-    response_.headers.insert_or_assign(std::move(lower), std::string(value.data(), value.size()));
+    response_.headers.Add(std::string_view(name.data(), name.size()),
+                          std::string_view(value.data(), value.size()));
   }
   void on_header_impl(error_code&) override {}
   void on_body_init_impl(const boost::optional<std::uint64_t>& length, error_code& ec) override {

@@ -216,7 +216,7 @@ class Link : public std::enable_shared_from_this<Link> {
   bool ParseBuffered() {
     while (state_ != State::kClosed) {
       const std::string_view bytes(static_cast<const char*>(in_.data().data()), in_.size());
-      if (answer_ == nullptr) {
+      if (!answer_) {
         std::string why;
         LinkParse p = ParseLinkHead(bytes, /*request=*/false, kMaxAnswerHeaderBytes, &head_, &why);
         if (p == LinkParse::kNeedMore) break;
@@ -229,16 +229,10 @@ class Link : public std::enable_shared_from_this<Link> {
           Close(make_error_code(boost::system::errc::protocol_error));
           return false;
         }
-        answer_ = std::make_unique<PeerResponse>();
+        answer_.emplace();
         answer_->status = head_.status;
         answer_->headers.reserve(head_.fields.size());
-        for (const LinkField& f : head_.fields) {
-          std::string name(f.name);
-          for (char& c : name) {
-            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // no locale call
-          }
-          answer_->headers.insert_or_assign(std::move(name), std::string(f.value));
-        }
+        for (const LinkField& f : head_.fields) answer_->headers.Add(f.name, f.value);
         body_size_ = static_cast<size_t>(head_.content_length);
         in_.consume(head_.head_size);
         continue;
@@ -320,7 +314,7 @@ class Link : public std::enable_shared_from_this<Link> {
   beast::flat_buffer in_;
   std::optional<ResponseParser> parser_;  // the upgrade's answer only
   LinkHead head_;                         // reused: its field table keeps its capacity
-  std::unique_ptr<PeerResponse> answer_;  // the answer whose head is read, until its body is
+  std::optional<PeerResponse> answer_;    // the answer whose head is read, until its body is
   size_t body_size_ = 0;                  // that answer's Content-Length
   uint32_t next_stream_ = 1;
   // Every call not yet answered, by stream number (written or not).

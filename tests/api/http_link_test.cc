@@ -27,6 +27,11 @@ constexpr char kUpgrade[] =
     "GET /v2/health/live HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
     "Upgrade: hivemesh-link/1\r\nContent-Length: 0\r\n\r\n";
 
+// Turns the connection into a link: true if the server switched.
+bool Upgraded(test::HttpConnection& conn) {
+  return conn.SendRaw(kUpgrade) && conn.ReadResponse().status == 101;
+}
+
 std::string LinkRequest(int stream, const std::string& target, const std::string& body = "") {
   return StrCat("POST ", target, " HTTP/1.1\r\nHost: t\r\nContent-Length: ", body.size(),
                 "\r\nHivemesh-Stream: ", stream, "\r\n\r\n", body);
@@ -81,8 +86,7 @@ TEST(HttpLinkTest, BrokenFramingOrAMissingStreamNumberClosesTheLink) {
        {std::string("this is not HTTP\r\n\r\n"),
         std::string("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")}) {
     test::HttpConnection conn(peer.server().port());
-    ASSERT_TRUE(conn.SendRaw(kUpgrade));
-    ASSERT_EQ(conn.ReadResponse().status, 101);
+    ASSERT_TRUE(Upgraded(conn));
     ASSERT_TRUE(conn.SendRaw(bad));
     EXPECT_TRUE(conn.WaitClosed(5s)) << bad;
   }
@@ -94,8 +98,7 @@ TEST(HttpLinkTest, BrokenFramingOrAMissingStreamNumberClosesTheLink) {
 TEST(HttpLinkTest, ARequestOverTheBodyLimitIsRefusedAndTheLinkGoesOn) {
   ParkingServer peer({.max_body_bytes = 16});
   test::HttpConnection conn(peer.server().port());
-  ASSERT_TRUE(conn.SendRaw(kUpgrade));
-  ASSERT_EQ(conn.ReadResponse().status, 101);
+  ASSERT_TRUE(Upgraded(conn));
   // The large body comes in pieces, and the next request right behind it.
   const std::string big = LinkRequest(1, "/big", std::string(5000, 'x'));
   ASSERT_TRUE(conn.SendRaw(big.substr(0, 1000)));
@@ -117,11 +120,9 @@ TEST(HttpLinkTest, ARequestOverTheBodyLimitIsRefusedAndTheLinkGoesOn) {
 TEST(HttpLinkTest, ARequestThatTricklesInClosesTheLinkButAnIdleLinkStays) {
   ParkingServer peer({.body_timeout = 300ms});
   test::HttpConnection slow(peer.server().port());
-  ASSERT_TRUE(slow.SendRaw(kUpgrade));
-  ASSERT_EQ(slow.ReadResponse().status, 101);
+  ASSERT_TRUE(Upgraded(slow));
   test::HttpConnection idle(peer.server().port());
-  ASSERT_TRUE(idle.SendRaw(kUpgrade));
-  ASSERT_EQ(idle.ReadResponse().status, 101);
+  ASSERT_TRUE(Upgraded(idle));
   // A head that never ends, sent a piece at a time, each well within the timeout.
   const auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(slow.SendRaw("POST /slow HTTP/1.1\r\n"));
@@ -147,8 +148,7 @@ TEST(HttpLinkTest, AnswersTheOtherSideDoesNotReadStopItsRequestsBeingTaken) {
   const std::string big(1 << 20, 'a');
   ParkingServer peer({.hold = "/never", .other_body = big});
   test::HttpConnection conn(peer.server().port());
-  ASSERT_TRUE(conn.SendRaw(kUpgrade));
-  ASSERT_EQ(conn.ReadResponse().status, 101);
+  ASSERT_TRUE(Upgraded(conn));
   std::string requests;
   for (int i = 1; i <= kRequests; ++i) requests += LinkRequest(i, "/big");
   ASSERT_TRUE(conn.SendRaw(requests));
@@ -193,11 +193,9 @@ TEST(HttpLinkTest, OnlyAGetUpgradesAndAServerCanDecline) {
 TEST(HttpLinkTest, ADrainingServerRefusesNewRequestsAndClosesTheLinkOnceIdle) {
   ParkingServer peer;
   test::HttpConnection conn(peer.server().port());
-  ASSERT_TRUE(conn.SendRaw(kUpgrade));
-  ASSERT_EQ(conn.ReadResponse().status, 101);
+  ASSERT_TRUE(Upgraded(conn));
   test::HttpConnection idle(peer.server().port());  // a link with nothing open on it
-  ASSERT_TRUE(idle.SendRaw(kUpgrade));
-  ASSERT_EQ(idle.ReadResponse().status, 101);
+  ASSERT_TRUE(Upgraded(idle));
   test::HttpConnection plain(peer.server().port());  // connected before the drain, not upgraded
   ASSERT_TRUE(plain.connected());
   ASSERT_TRUE(conn.SendRaw(LinkRequest(1, "/open")));
@@ -227,8 +225,7 @@ TEST(HttpLinkTest, ADrainingServerRefusesNewRequestsAndClosesTheLinkOnceIdle) {
 TEST(HttpLinkTest, StopClosesLinksAndAnswersAfterwardsGoNowhere) {
   ParkingServer peer;
   test::HttpConnection conn(peer.server().port());
-  ASSERT_TRUE(conn.SendRaw(kUpgrade));
-  ASSERT_EQ(conn.ReadResponse().status, 101);
+  ASSERT_TRUE(Upgraded(conn));
   ASSERT_TRUE(conn.SendRaw(LinkRequest(1, "/x") + LinkRequest(2, "/y")));
   ASSERT_TRUE(WaitFor([&] { return peer.count() == 2; }));
   peer.server().Stop();

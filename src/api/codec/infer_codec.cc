@@ -834,37 +834,20 @@ absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::str
   const element root = head->root;
   const std::string_view binary = head->binary;
   InferResponse resp;
-  // One pass over the members (a forwarded answer is read on every hop); the first of a
-  // repeated member counts, as with at_key.
-  std::optional<element> outputs_member;
-  bool seen_name = false, seen_version = false, seen_id = false, seen_params = false;
-  const simdjson::dom::object members = root.get_object().value_unsafe();
-  for (const simdjson::dom::key_value_pair m : members) {
-    std::string_view sv;
-    if (m.key == "outputs") {
-      if (!outputs_member) outputs_member = m.value;
-    } else if (m.key == "model_name") {
-      if (!seen_name && m.value.get(sv) == simdjson::SUCCESS) resp.model_name = std::string(sv);
-      seen_name = true;
-    } else if (m.key == "model_version") {
-      if (!seen_version && m.value.get(sv) == simdjson::SUCCESS) {
-        resp.model_version = std::string(sv);
-      }
-      seen_version = true;
-    } else if (m.key == "id") {
-      if (!seen_id && m.value.get(sv) == simdjson::SUCCESS) resp.id = std::string(sv);
-      seen_id = true;
-    } else if (m.key == "parameters") {
-      if (!seen_params && m.value.at_key("served_by").get(sv) == simdjson::SUCCESS) {
-        resp.served_by = std::string(sv);
-      }
-      seen_params = true;
-    }
+  std::string_view sv;
+  if (root.at_key("model_name").get(sv) == simdjson::SUCCESS) resp.model_name = std::string(sv);
+  if (root.at_key("model_version").get(sv) == simdjson::SUCCESS) {
+    resp.model_version = std::string(sv);
   }
-  if (!outputs_member || outputs_member->type() != element_type::ARRAY) {
+  if (root.at_key("id").get(sv) == simdjson::SUCCESS) resp.id = std::string(sv);
+  if (root.at_key("parameters").at_key("served_by").get(sv) == simdjson::SUCCESS) {
+    resp.served_by = std::string(sv);
+  }
+  element outputs;
+  if (root.at_key("outputs").get(outputs) != simdjson::SUCCESS ||
+      outputs.type() != element_type::ARRAY) {
     return Invalid("the response has no \"outputs\" array");
   }
-  const element outputs = *outputs_member;
   size_t pos = 0, index = 0;
   const simdjson::dom::array output_list = outputs.get_array().value_unsafe();
   for (element o : output_list) {
