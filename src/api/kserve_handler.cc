@@ -10,6 +10,7 @@
 
 #include "api/codec/infer_codec.h"
 #include "api/codec/json_writer.h"
+#include "api/codec/mesh_tensors.h"
 #include "api/codec/repository_codec.h"
 #include "api/metrics_handler.h"
 #include "routing/decision.h"
@@ -128,6 +129,22 @@ HttpResponse Encoded(const InferResponse& result) {
   return r;
 }
 
+// A successful inference in the mesh tensor form, for the node that forwarded the request.
+HttpResponse EncodedForMesh(const InferResponse& result) {
+  MeshTensorsMessage m = EncodeMeshAnswer(result);
+  HttpResponse r;
+  r.status = 200;
+  r.content_type = std::string(kMeshTensorsType);
+  r.body = std::move(m.head);
+  r.tail = std::move(m.tensors);
+  return r;
+}
+
+// True if the request's body is in the mesh tensor form (a peer forwarded it).
+bool InMeshForm(const HttpRequest& request) {
+  return request.header("Content-Type") == kMeshTensorsType;
+}
+
 // The Inference-Timeout-Ms header, if any, lowers `timeout` to its value.
 absl::Status ApplyTimeoutHeader(const HttpRequest& request,
                                 std::optional<std::chrono::milliseconds>* timeout) {
@@ -168,11 +185,23 @@ routing::ForwardCallback AnswerWith(const HttpResponder& respond) {
   };
 }
 
-// An infer request from its HTTP form: the binary framing header, the body, and the deadline
-// (the smaller of the `timeout` parameter and the Inference-Timeout-Ms header).
+// An infer request from its HTTP form: the body (KServe v2 JSON, JSON + binary data, raw, or
+// the mesh tensor form), and the deadline (the smaller of the `timeout` parameter and the
+// Inference-Timeout-Ms header).
 absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request,
                                              const TensorConfig* raw_input,
                                              const std::string& model, const std::string& version) {
+  if (InMeshForm(request)) {
+    std::optional<std::chrono::milliseconds> timeout;
+    absl::Status header_timeout = ApplyTimeoutHeader(request, &timeout);
+    if (!header_timeout.ok()) return header_timeout;
+    absl::StatusOr<InferRequest> req = DecodeMeshRequest(request.body());
+    if (!req.ok()) return req.status();
+    req->model_name = model;
+    req->model_version = version;
+    if (timeout) req->deadline = request.received() + *timeout;
+    return req;
+  }
   std::optional<uint64_t> header_length;
   if (request.has_header("Inference-Header-Content-Length")) {
     header_length = ParseUint(request.header("Inference-Header-Content-Length"));
@@ -524,11 +553,12 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
 
   const SteadyTime received = request.received();
   const std::string node = identity_.node_name;
-  LocalDone done = [respond, received, node, forwarded = hops > 0](
+  LocalDone done = [respond, received, node, forwarded = hops > 0, mesh_form = InMeshForm(request)](
                        absl::StatusOr<InferResponse> result, const RuntimePtr& served) {
     if (!result.ok()) return respond(Error(result.status()));
     result->served_by = node;
-    HttpResponse r = Encoded(*result);
+    // A peer's request is answered in the form it came in.
+    HttpResponse r = mesh_form ? EncodedForMesh(*result) : Encoded(*result);
     if (forwarded) {
       // The origin's estimate of this node, fresher than gossip.
       const ModelStats& s = served->stats();

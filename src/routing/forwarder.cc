@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "api/codec/infer_codec.h"
+#include "api/codec/mesh_tensors.h"
 #include "base/strings.h"
 
 namespace hivemesh::routing {
@@ -25,6 +26,29 @@ std::string PeerErrorText(const PeerResponse& r) {
   if (r.body == nullptr) return "";
   std::optional<std::string> message = DecodeError(*r.body);
   return message ? *std::move(message) : *r.body;
+}
+
+// The body a request goes to a peer with: the mesh tensor form, or a raw body as it came.
+MeshTensorsMessage Encode(const InferRequest& request, bool raw_body) {
+  return raw_body ? MeshTensorsMessage{"", request.inputs} : EncodeMeshRequest(request);
+}
+
+// A peer's successful answer: in the mesh tensor form, or (to a raw body, which the peer reads
+// as a KServe v2 request) in the KServe v2 form, JSON or binary.
+absl::StatusOr<InferResponse> DecodeAnswer(const PeerResponse& r) {
+  auto type = r.headers.find("content-type");
+  if (type != r.headers.end() && type->second == kMeshTensorsType) {
+    return DecodeMeshAnswer(r.body);
+  }
+  auto hl = r.headers.find("inference-header-content-length");
+  std::optional<uint64_t> header_length;
+  if (hl != r.headers.end()) header_length = std::strtoull(hl->second.c_str(), nullptr, 10);
+  absl::StatusOr<InferResponse> decoded = DecodeInferResponse(r.body, header_length);
+  if (decoded.ok() && decoded->served_by.empty()) {
+    auto served = r.headers.find("hivemesh-served-by");
+    if (served != r.headers.end()) decoded->served_by = served->second;
+  }
+  return decoded;
 }
 
 absl::StatusCode CodeForHttp(int status) {
@@ -54,7 +78,7 @@ std::string EncodeLoadHeader(int64_t queued, int64_t running, int instances, uin
 
 struct Forwarder::Attempt {
   InferRequest request;
-  EncodedInferRequest encoded;
+  MeshTensorsMessage encoded;  // the body of the first try
   std::string trace;
   ForwardCallback done;
   RouteOptions options;
@@ -183,8 +207,7 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
     }
     return Routed::kForwarded;
   }
-  attempt->encoded = options.raw_body ? EncodedInferRequest{"", attempt->request.inputs}
-                                      : EncodeForwardRequest(attempt->request);
+  attempt->encoded = Encode(attempt->request, options.raw_body);
   {
     std::lock_guard<std::mutex> lock(mu_);
     budget_.Deposit(now);
@@ -214,13 +237,8 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
 
   // The encoded body goes out with the first try, without a copy; a retry (rare) encodes the
   // request again.
-  EncodedInferRequest encoded;
-  if (attempt->attempts == 1) {
-    encoded = std::move(attempt->encoded);
-  } else {
-    encoded =
-        attempt->options.raw_body ? EncodedInferRequest{"", req.inputs} : EncodeForwardRequest(req);
-  }
+  MeshTensorsMessage encoded =
+      attempt->attempts == 1 ? std::move(attempt->encoded) : Encode(req, attempt->options.raw_body);
   PeerRequest pr;
   pr.address = peer.api_address;
   if (req.model_version.empty()) {
@@ -228,14 +246,18 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
   } else {
     pr.target = StrCat("/v2/models/", req.model_name, "/versions/", req.model_version, "/infer");
   }
-  pr.headers.reserve(6);
-  pr.headers.emplace_back("Content-Type", "application/octet-stream");
-  pr.headers.emplace_back("Inference-Header-Content-Length", std::to_string(encoded.json.size()));
+  pr.headers.reserve(5);
+  if (attempt->options.raw_body) {
+    pr.headers.emplace_back("Content-Type", "application/octet-stream");
+    pr.headers.emplace_back("Inference-Header-Content-Length", "0");
+  } else {
+    pr.headers.emplace_back("Content-Type", kMeshTensorsType);
+  }
   pr.headers.emplace_back(kHopsHeader, std::to_string(attempt->options.hops + 1));
   pr.headers.emplace_back(kOriginHeader, self_);
   pr.headers.emplace_back(kTraceHeader, attempt->trace);
-  pr.body = std::move(encoded.json);
-  pr.tail = std::move(encoded.binary);
+  pr.body = std::move(encoded.head);
+  pr.tail = std::move(encoded.tensors);
   if (req.deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*req.deadline - now);
     if (left.count() <= 0) {
@@ -332,16 +354,12 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
     return attempt->done(
         absl::Status(CodeForHttp(r.status), StrCat("node ", peer.node, ": ", PeerErrorText(r))));
   }
-  auto hl = r.headers.find("inference-header-content-length");
-  std::optional<uint64_t> header_length;
-  if (hl != r.headers.end()) header_length = std::strtoull(hl->second.c_str(), nullptr, 10);
-  absl::StatusOr<InferResponse> decoded = DecodeInferResponse(r.body, header_length);
+  absl::StatusOr<InferResponse> decoded = DecodeAnswer(r);
   if (!decoded.ok()) {
     return attempt->done(absl::InternalError(
         StrCat("node ", peer.node, " sent an unreadable response: ", MessageOf(decoded.status()))));
   }
-  auto served = r.headers.find("hivemesh-served-by");
-  decoded->served_by = served != r.headers.end() ? served->second : peer.node;
+  if (decoded->served_by.empty()) decoded->served_by = peer.node;
   // The original client's choice of binary or JSON outputs.
   decoded->binary.assign(decoded->outputs.size(), req.binary_output);
   for (size_t i = 0; i < decoded->outputs.size(); ++i) {

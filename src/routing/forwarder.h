@@ -7,9 +7,10 @@
 // once, consecutive timeouts or 503s after a few; an ejected peer gets one probe request when its
 // ejection ends (longer each time), and a peer that restarted (new incarnation) starts afresh.
 //
-// The request travels in the binary form (api/codec EncodeForwardRequest): tensor bytes go on
-// as they arrived. It carries the hop count, the origin node, a trace id and what is left of
-// its deadline. The peer's response says which node served it.
+// The request travels in the mesh tensor form (api/codec/mesh_tensors.h): a short binary head,
+// then the tensor bytes as they arrived, and the peer answers in the same form. It carries the
+// hop count, the origin node, a trace id and what is left of its deadline. The peer's answer
+// says which node served it.
 //
 // Thread safety: Route may be called from any thread; `done` runs on the thread the peer client
 // delivers the answer on (the I/O thread that sent the request) or on the retry timer's.

@@ -1,6 +1,6 @@
 // PeerClient: HTTP/1.1 requests from this node to its peers' APIs, over persistent pooled
 // connections (Boost.Asio and Beast's parser inside peer_client.cc only). The request body is
-// written as a gather of buffers — a JSON header and the tensors' own bytes — so tensor data is
+// written as a gather of buffers — a head and the tensors' own bytes — so tensor data is
 // never copied on the way out.
 //
 // I/O runs on IoThreads: the client's own single thread (Create()), or loops shared with the

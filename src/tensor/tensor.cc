@@ -17,6 +17,9 @@ std::string ShapeString(std::span<const int64_t> shape) {
 }
 
 absl::StatusOr<int64_t> ElementCount(std::span<const int64_t> shape) {
+  if (shape.size() > kMaxRank) {
+    return absl::InvalidArgumentError(StrCat("more than ", kMaxRank, " dimensions"));
+  }
   int64_t count = 1;
   for (int64_t d : shape) {
     if (d < 0) {

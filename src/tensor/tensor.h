@@ -29,11 +29,14 @@ using Shape = std::vector<int64_t>;
 
 // Largest element count accepted in one tensor (2^40): keeps byte sizes far from overflow.
 inline constexpr int64_t kMaxElements = int64_t{1} << 40;
+// Most dimensions a tensor may have; every front end and the mesh tensor form agree on it.
+inline constexpr size_t kMaxRank = 32;
 
 // "[2,3]".
 std::string ShapeString(std::span<const int64_t> shape);
 
-// Number of elements. Error if a dimension is negative or the product exceeds kMaxElements.
+// Number of elements. Error if a dimension is negative, the product exceeds kMaxElements or
+// there are more than kMaxRank dimensions.
 absl::StatusOr<int64_t> ElementCount(std::span<const int64_t> shape);
 
 // Raw byte size of a fixed-size tensor. REQUIRES: type != kBytes.

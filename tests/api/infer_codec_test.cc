@@ -266,56 +266,7 @@ TEST(InferCodecTest, NonUtf8BytesAreEscapedToValidJson) {
 namespace hivemesh {
 namespace {
 
-TEST(ForwardCodecTest, ForwardedRequestsCarryRawTensorsAndAskForBinaryOutputs) {
-  auto body = std::make_shared<const std::string>(
-      R"({"id":"r1","inputs":[{"name":"x","shape":[2],"datatype":"FP32","data":[1.5,2]},)"
-      R"({"name":"s","shape":[1],"datatype":"BYTES","data":["hi"]}],"outputs":[{"name":"y"}]})");
-  auto decoded = DecodeInferRequest(body, std::nullopt, nullptr);
-  ASSERT_TRUE(decoded.ok()) << decoded.status();
-  EncodedInferRequest fwd = EncodeForwardRequest(decoded->request);
-  ASSERT_EQ(fwd.binary.size(), 2u);
-  EXPECT_EQ(fwd.binary[0].data().data(), decoded->request.inputs[0].data().data())
-      << "the forwarded bytes are the decoded tensor's own";
-  EXPECT_THAT(fwd.json, HasSubstr(R"("binary_data_output":true)"));
-  EXPECT_THAT(fwd.json, HasSubstr(R"({"name":"y","parameters":{"binary_data":true}})"));
-  // The peer decodes it back to the same tensors.
-  std::string wire = fwd.json;
-  for (const Tensor& t : fwd.binary) wire.append(t.data());
-  auto again =
-      DecodeInferRequest(std::make_shared<const std::string>(wire), fwd.json.size(), nullptr);
-  ASSERT_TRUE(again.ok()) << again.status();
-  EXPECT_EQ(again->request.id, "r1");
-  EXPECT_TRUE(again->request.binary_output);
-  ASSERT_EQ(again->request.inputs.size(), 2u);
-  EXPECT_EQ(again->request.inputs[0].data(), decoded->request.inputs[0].data());
-  EXPECT_EQ(again->request.inputs[1].data(), decoded->request.inputs[1].data());
-}
-
-TEST(ForwardCodecTest, ForwardedRequestHeaderIsExactlyThisJson) {
-  InferRequest r;
-  r.id = "r\"1";
-  r.inputs.push_back(Tensor::Owned("INPUT0", DataType::kFp32, {1}, std::string(4, 'x')));
-  r.inputs.push_back(Tensor::Owned("na\"me", DataType::kUint8, {1, 8}, std::string(8, 'y')));
-  r.inputs.push_back(Tensor::Owned("scalar", DataType::kInt32, {}, std::string(4, 'z')));
-  r.outputs.push_back({"OUT0", false});
-  r.outputs.push_back({"OUT1", true});
-  EncodedInferRequest fwd = EncodeForwardRequest(r);
-  EXPECT_EQ(
-      fwd.json,
-      R"({"id":"r\"1","parameters":{"binary_data_output":true},"inputs":[)"
-      R"({"name":"INPUT0","datatype":"FP32","shape":[1],"parameters":{"binary_data_size":4}},)"
-      R"({"name":"na\"me","datatype":"UINT8","shape":[1,8],"parameters":{"binary_data_size":8}},)"
-      R"({"name":"scalar","datatype":"INT32","shape":[],"parameters":{"binary_data_size":4}}],)"
-      R"("outputs":[{"name":"OUT0","parameters":{"binary_data":true}},)"
-      R"({"name":"OUT1","parameters":{"binary_data":true}}]})");
-  EXPECT_EQ(fwd.binary.size(), 3u);
-
-  InferRequest bare;
-  EXPECT_EQ(EncodeForwardRequest(bare).json,
-            R"({"parameters":{"binary_data_output":true},"inputs":[]})");
-}
-
-TEST(ForwardCodecTest, ResponsesDecodeFromJsonAndBinary) {
+TEST(ResponseCodecTest, ResponsesDecodeFromJsonAndBinary) {
   InferResponse resp;
   resp.model_name = "m";
   resp.model_version = "2";

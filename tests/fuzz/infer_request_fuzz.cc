@@ -1,20 +1,77 @@
-// libFuzzer target for the KServe v2 REST request decoder (and, for what it accepts, the response
-// encoder). The first byte picks how the body is framed: plain JSON, JSON header + binary data
-// (header length from the next two bytes), or a raw single-input body.
+// libFuzzer target for the inference body decoders: the KServe v2 REST request decoder (and, for
+// what it accepts, the response encoder) and the mesh tensor form (api/codec/mesh_tensors.h).
+// The first byte picks how the body is framed: plain JSON, JSON header + binary data (header
+// length from the next two bytes), a raw single-input body, or the mesh tensor form (request
+// and answer).
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "api/codec/infer_codec.h"
+#include "api/codec/mesh_tensors.h"
+
+namespace {
+
+std::string Wire(const hivemesh::MeshTensorsMessage& m) {
+  std::string wire = m.head;
+  for (const hivemesh::Tensor& t : m.tensors) wire.append(t.data());
+  if (wire.size() != m.size()) __builtin_trap();
+  return wire;
+}
+
+// A request in the mesh tensor form decodes back to the same tensors.
+void RoundTrip(const hivemesh::InferRequest& request) {
+  absl::StatusOr<hivemesh::InferRequest> again = hivemesh::DecodeMeshRequest(
+      std::make_shared<const std::string>(Wire(hivemesh::EncodeMeshRequest(request))));
+  if (!again.ok() || again->id != request.id || again->inputs.size() != request.inputs.size() ||
+      again->outputs.size() != request.outputs.size()) {
+    __builtin_trap();
+  }
+  for (size_t i = 0; i < again->inputs.size(); ++i) {
+    const hivemesh::Tensor &a = again->inputs[i], &b = request.inputs[i];
+    if (a.data() != b.data() || a.shape() != b.shape() || a.type() != b.type() ||
+        a.name() != b.name()) {
+      __builtin_trap();
+    }
+  }
+}
+
+// The bytes as a peer's mesh request and answer: errors say why; what is accepted is valid and
+// encodes back to the same bytes.
+void FuzzMeshForm(const std::shared_ptr<const std::string>& body) {
+  absl::StatusOr<hivemesh::InferRequest> request = hivemesh::DecodeMeshRequest(body);
+  if (!request.ok() && request.status().message().empty()) __builtin_trap();
+  if (request.ok()) {
+    for (const hivemesh::Tensor& t : request->inputs) {
+      if (!hivemesh::ValidateTensorData(t).ok()) __builtin_trap();
+    }
+    RoundTrip(*request);
+  }
+  absl::StatusOr<hivemesh::InferResponse> answer = hivemesh::DecodeMeshAnswer(body);
+  if (!answer.ok() && answer.status().message().empty()) __builtin_trap();
+  if (answer.ok()) {
+    for (const hivemesh::Tensor& t : answer->outputs) {
+      if (!hivemesh::ValidateTensorData(t).ok()) __builtin_trap();
+    }
+    // Padding bytes are not read, so only the sizes must agree.
+    if (Wire(hivemesh::EncodeMeshAnswer(*answer)).size() != body->size()) __builtin_trap();
+  }
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 3) return 0;
-  const uint8_t mode = data[0] % 3;
+  const uint8_t mode = data[0] % 4;
   const uint64_t header = static_cast<uint64_t>(data[1]) | (static_cast<uint64_t>(data[2]) << 8);
   auto body =
       std::make_shared<const std::string>(reinterpret_cast<const char*>(data + 3), size - 3);
 
+  if (mode == 3) {
+    FuzzMeshForm(body);
+    return 0;
+  }
   std::optional<uint64_t> header_length;
   if (mode == 1) header_length = header;
   if (mode == 2) header_length = 0;
@@ -44,16 +101,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   hivemesh::EncodedInferResponse enc = hivemesh::EncodeInferResponse(response);
   if (enc.json.empty()) __builtin_trap();
   // Forwarded on, it decodes back to the same tensors.
-  hivemesh::EncodedInferRequest fwd = hivemesh::EncodeForwardRequest(decoded->request);
-  std::string wire = fwd.json;
-  for (const hivemesh::Tensor& t : fwd.binary) wire.append(t.data());
-  absl::StatusOr<hivemesh::DecodedInferRequest> again = hivemesh::DecodeInferRequest(
-      std::make_shared<const std::string>(std::move(wire)), fwd.json.size(), nullptr);
-  if (!again.ok() || again->request.inputs.size() != decoded->request.inputs.size()) {
-    __builtin_trap();
-  }
-  for (size_t i = 0; i < again->request.inputs.size(); ++i) {
-    if (again->request.inputs[i].data() != decoded->request.inputs[i].data()) __builtin_trap();
-  }
+  RoundTrip(decoded->request);
   return 0;
 }

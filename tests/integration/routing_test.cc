@@ -16,6 +16,7 @@
 #include <mutex>
 #include <thread>
 
+#include "api/codec/mesh_tensors.h"
 #include "support/agent_process.h"
 #include "support/http_client.h"
 #include "support/mesh_util.h"
@@ -119,6 +120,40 @@ TEST_F(RoutingTest, ModelHostedOnlyOnBIsServedThroughAAndSaysSo) {
   const std::string metrics = HttpRequestOnce(a_->port(), "GET", "/metrics").body;
   EXPECT_THAT(metrics, HasSubstr(R"(hivemesh_peer_connections_open{kind="http"} 0)")) << metrics;
   EXPECT_THAT(metrics, Not(HasSubstr(R"(hivemesh_peer_connections_open{kind="link"} 0)")));
+}
+
+TEST_F(RoutingTest, ARequestInTheMeshTensorFormIsAnsweredInThatForm) {
+  // What node-a sends node-b for a forwarded request, sent to node-b directly.
+  InferRequest req;
+  req.id = "mesh-1";
+  const float values[3] = {1.5f, -2.0f, 8.0f};
+  req.inputs.push_back(Tensor::Owned("INPUT0", DataType::kFp32, {3},
+                                     std::string(reinterpret_cast<const char*>(values), 12)));
+  MeshTensorsMessage m = EncodeMeshRequest(req);
+  std::string body = m.head;
+  for (const Tensor& t : m.tensors) body.append(t.data());
+  const std::vector<std::pair<std::string, std::string>> mesh_form = {
+      {"Content-Type", std::string(kMeshTensorsType)}};
+  HttpResult r = HttpRequestOnce(b_->port(), "POST", "/v2/models/identity/infer", body, mesh_form);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.header("content-type"), kMeshTensorsType);
+  absl::StatusOr<InferResponse> answer =
+      DecodeMeshAnswer(std::make_shared<const std::string>(r.body));
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->served_by, "node-b");
+  EXPECT_EQ(answer->id, "mesh-1");
+  EXPECT_EQ(answer->model_name, "identity");
+  ASSERT_EQ(answer->outputs.size(), 1u);
+  EXPECT_EQ(answer->outputs[0].name(), "OUTPUT0");
+  EXPECT_EQ(answer->outputs[0].data(), req.inputs[0].data());
+  // A body that is not in the form is refused saying why; node-b goes on serving.
+  HttpResult bad = HttpRequestOnce(b_->port(), "POST", "/v2/models/identity/infer",
+                                   R"({"inputs":[]})", mesh_form);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_THAT(bad.body, HasSubstr("mesh tensor form: the body is not in this form"));
+  EXPECT_EQ(
+      HttpRequestOnce(b_->port(), "POST", "/v2/models/identity/infer", body, mesh_form).status,
+      200);
 }
 
 TEST_F(RoutingTest, RawBodyForAModelHostedElsewhereGoesOnAsItCame) {

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "api/codec/infer_codec.h"
+#include "api/codec/mesh_tensors.h"
 #include "base/strings.h"
 
 namespace hivemesh::routing {
@@ -30,7 +31,8 @@ class FakeDirectory final : public MeshDirectory {
 };
 
 // Answers each request at once, as scripted per address: a transport error, or an HTTP status
-// (200 with the identity of the request's input).
+// (200 with the request's input as output "y", in the form a node answers a peer in: the mesh
+// tensor form to a request in that form, KServe JSON to a raw body).
 class ScriptedClient final : public PeerClient {
  public:
   void Send(PeerRequest request, PeerCallback done) override {
@@ -51,11 +53,27 @@ class ScriptedClient final : public PeerClient {
         r.status = std::stoi(what);
         InferResponse out;
         out.model_name = "m";
+        out.served_by = address;
         out.outputs.push_back(Tensor::Owned("y", DataType::kFp32, {1}, std::string(4, '\0')));
         out.binary = {false};
-        r.body = std::make_shared<const std::string>(r.status == 200 ? EncodeInferResponse(out).json
-                                                                     : R"({"error":"busy"})");
-        r.headers["hivemesh-served-by"] = address;
+        std::string body = R"({"error":"busy"})";
+        if (r.status == 200 && IsMeshForm(request)) {
+          std::string wire = request.body;
+          for (const Tensor& t : request.tail) wire.append(t.data());
+          absl::StatusOr<InferRequest> in =
+              DecodeMeshRequest(std::make_shared<const std::string>(std::move(wire)));
+          EXPECT_TRUE(in.ok()) << in.status();
+          if (in.ok()) out.outputs[0] = in->inputs.at(0);
+          out.outputs[0].set_name("y");
+          MeshTensorsMessage m = EncodeMeshAnswer(out);
+          body = m.head;
+          for (const Tensor& t : m.tensors) body.append(t.data());
+          r.headers["content-type"] = std::string(kMeshTensorsType);
+        } else if (r.status == 200) {
+          body = EncodeInferResponse(out).json;
+          r.headers["hivemesh-served-by"] = address;
+        }
+        r.body = std::make_shared<const std::string>(std::move(body));
         if (load.count(address)) r.headers["hivemesh-load"] = load[address];
         result = std::move(r);
       }
@@ -65,6 +83,12 @@ class ScriptedClient final : public PeerClient {
   int open_connections() const override { return 0; }
   int open_links() const override { return 0; }
   void Stop() override {}
+  static bool IsMeshForm(const PeerRequest& request) {
+    for (const auto& [name, value] : request.headers) {
+      if (name == "Content-Type") return value == kMeshTensorsType;
+    }
+    return false;
+  }
   int SentTo(const std::string& address) {
     std::lock_guard<std::mutex> lock(mu);
     return static_cast<int>(std::count(sent.begin(), sent.end(), address));
@@ -173,7 +197,14 @@ TEST_F(ForwarderTest, ForwardedRequestCarriesHopsOriginTraceAndDeadline) {
   EXPECT_EQ(h.count("Inference-Timeout-Ms"), 0u);
   EXPECT_GT(client_.requests[0].timeout.count(), 700);
   EXPECT_LE(client_.requests[0].timeout.count(), 800);
-  EXPECT_EQ(h["Content-Type"], "application/octet-stream") << "the binary form, not JSON";
+  EXPECT_EQ(h["Content-Type"], kMeshTensorsType) << "the mesh tensor form, not JSON";
+  EXPECT_EQ(h.count("Inference-Header-Content-Length"), 0u);
+  // The input's bytes follow the head as they are; the peer's answer comes back decoded.
+  ASSERT_EQ(client_.requests[0].tail.size(), 1u);
+  EXPECT_EQ(client_.requests[0].tail[0].data(), std::string(4, '\1'));
+  ASSERT_EQ(r->outputs.size(), 1u);
+  EXPECT_EQ(r->outputs[0].name(), "y");
+  EXPECT_EQ(r->outputs[0].data(), std::string(4, '\1'));
   // Without a trace id of its own, the request gets one naming this node.
   std::promise<absl::StatusOr<InferResponse>> second;
   ForwardCallback done2 = [&](absl::StatusOr<InferResponse> r) { second.set_value(r); };

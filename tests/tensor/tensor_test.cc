@@ -45,6 +45,11 @@ TEST(TensorTest, ElementCountRejectsNegativeAndOverflow) {
   const auto huge = ElementCount(Shape{1 << 30, 1 << 30, 1 << 30});
   ASSERT_FALSE(huge.ok());
   EXPECT_NE(huge.status().message().find("2^40"), std::string::npos);
+  // At most kMaxRank dimensions, whatever their product.
+  EXPECT_TRUE(ElementCount(Shape(kMaxRank, 1)).ok());
+  const auto deep = ElementCount(Shape(kMaxRank + 1, 1));
+  ASSERT_FALSE(deep.ok());
+  EXPECT_NE(deep.status().message().find("more than 32 dimensions"), std::string::npos);
 }
 
 TEST(TensorTest, ValidatesFixedSizeData) {

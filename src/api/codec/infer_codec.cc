@@ -341,7 +341,9 @@ absl::StatusOr<Shape> ShapeMember(const std::optional<element>& shape_member,
     } else {
       return Invalid(StrCat(where, ".shape: expected an array of integers"));
     }
-    if (shape.size() > 32) return Invalid(StrCat(where, ".shape: more than 32 dimensions"));
+    if (shape.size() > kMaxRank) {
+      return Invalid(StrCat(where, ".shape: more than ", kMaxRank, " dimensions"));
+    }
   }
   absl::StatusOr<int64_t> count = ElementCount(shape);
   if (!count.ok()) return Invalid(StrCat(where, ".shape: ", count.status().message()));
@@ -785,46 +787,6 @@ std::optional<std::string> DecodeError(std::string_view body) {
     return std::nullopt;
   }
   return std::string(message);
-}
-
-EncodedInferRequest EncodeForwardRequest(const InferRequest& request) {
-  // A fixed layout, written directly (the same text JsonWriter would give, without its
-  // per-value bookkeeping): this runs for every forwarded request.
-  EncodedInferRequest out;
-  size_t estimate = 64 + request.id.size();
-  for (const Tensor& t : request.inputs) estimate += 112 + t.name().size() + 21 * t.shape().size();
-  for (const RequestedOutput& o : request.outputs) estimate += 64 + o.name.size();
-  std::string& j = out.json;
-  j.reserve(estimate);
-  out.binary.reserve(request.inputs.size());
-  j += '{';
-  if (!request.id.empty()) {
-    j += "\"id\":";
-    AppendJsonString(j, request.id);
-    j += ',';
-  }
-  j += "\"parameters\":{\"binary_data_output\":true},\"inputs\":[";
-  for (size_t i = 0; i < request.inputs.size(); ++i) {
-    const Tensor& t = request.inputs[i];
-    if (i > 0) j += ',';
-    AppendTensorHead(j, t);
-    AppendBinaryDataSize(j, t);
-    j += '}';
-    out.binary.push_back(t);
-  }
-  j += ']';
-  if (!request.outputs.empty()) {
-    j += ",\"outputs\":[";
-    for (size_t i = 0; i < request.outputs.size(); ++i) {
-      if (i > 0) j += ',';
-      j += "{\"name\":";
-      AppendJsonString(j, request.outputs[i].name);
-      j += ",\"parameters\":{\"binary_data\":true}}";
-    }
-    j += ']';
-  }
-  j += '}';
-  return out;
 }
 
 absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::string> body,

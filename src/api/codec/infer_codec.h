@@ -49,17 +49,9 @@ std::string EncodeError(std::string_view message);
 // The message of an error body ({"error":"<message>"}), or nothing if `body` is not one.
 std::optional<std::string> DecodeError(std::string_view body);
 
-// A request as one node forwards it to another: every input travels binary (the raw bytes of the
-// decoded tensors, not copied and never through JSON), and every requested output is asked for
-// binary, so a response's tensors come back the same way.
-struct EncodedInferRequest {
-  std::string json;            // the JSON header (Inference-Header-Content-Length = its size)
-  std::vector<Tensor> binary;  // tensors whose raw bytes follow, in order
-};
-EncodedInferRequest EncodeForwardRequest(const InferRequest& request);
-
-// Decodes an infer response body (JSON, or JSON header + binary outputs). Output tensors view
-// `body`. The per-output `binary` flags are left false: they belong to the original client.
+// Decodes an infer response body (JSON, or JSON header + binary outputs): a KServe v2 server's
+// answer. Output tensors view `body`. The per-output `binary` flags are left false: they belong
+// to the original client. (Nodes answer each other in the mesh tensor form: mesh_tensors.h.)
 absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::string> body,
                                                   std::optional<uint64_t> header_length);
 

@@ -1,0 +1,54 @@
+// The mesh tensor form: how one node hands an inference to another and gets the answer back
+// (docs/routing.md, "The mesh tensor form"). A short binary head (names, datatypes, shapes and
+// byte sizes at fixed widths, little-endian) followed by the tensors' raw bytes, so that neither
+// end parses or writes JSON for a forwarded request. Clients never see it: the node a client
+// called speaks KServe v2 to it.
+//
+//   head:  "HMT" 1 | kind ('Q' request, 'A' answer) | fields of the kind | zero padding to 8
+//   data:  the tensors' raw bytes (the KServe v2 raw layout), back to back, in head order
+//
+//   request fields: id | u16 inputs, each: tensor | u16 outputs asked for, each: name
+//   answer fields:  model name | model version | id | served by | u16 outputs, each: tensor
+//   tensor: name | u8 datatype | u8 rank | i64 dims[rank] | u64 byte size
+//   name, id ...: u16 length | bytes
+//
+// The data starts 8-byte aligned from the body's start, so a lone tensor (or tensors whose
+// sizes are multiples of 8) can be read in place. Decoding validates every size against the
+// body and views the body: tensor bytes are never copied.
+//
+// Pure: no I/O, no clocks. Functions are reentrant.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "serving/inference.h"
+
+namespace hivemesh {
+
+// The Content-Type of a body in the mesh tensor form.
+inline constexpr std::string_view kMeshTensorsType = "application/x-hivemesh-tensors";
+
+// A message in the mesh tensor form, ready for a gather write: `head`, then each tensor's bytes.
+struct MeshTensorsMessage {
+  std::string head;
+  std::vector<Tensor> tensors;  // viewed, not copied
+  size_t size() const;          // of the whole body
+};
+
+// The request as a node forwards it: id, inputs and the outputs asked for (their names; the
+// answer carries every output raw). Model name, version and deadline travel in the HTTP head.
+MeshTensorsMessage EncodeMeshRequest(const InferRequest& request);
+// Errors are INVALID_ARGUMENT naming what is wrong. Model name/version and deadline are left for
+// the caller; every requested output has `binary` false (the choice belongs to the origin's
+// client).
+absl::StatusOr<InferRequest> DecodeMeshRequest(std::shared_ptr<const std::string> body);
+
+MeshTensorsMessage EncodeMeshAnswer(const InferResponse& response);
+// The per-output `binary` flags are left empty: they belong to the original client.
+absl::StatusOr<InferResponse> DecodeMeshAnswer(std::shared_ptr<const std::string> body);
+
+}  // namespace hivemesh
