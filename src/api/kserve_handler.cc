@@ -272,10 +272,13 @@ HttpResponder KServeHandler::Observed(std::shared_ptr<InferRecord> record,
                                       HttpResponder&& respond) const {
   return [record = std::move(record), respond = std::move(respond),
           metrics = metrics_.get()](HttpResponse r) {
-    r.headers.emplace_back(routing::kTraceHeader, record->trace);
+    const InferenceRoute route = record->route.load();
+    // The node that forwarded a request here knows its trace id already.
+    if (route != InferenceRoute::kForwardedIn) {
+      r.headers.emplace_back(routing::kTraceHeader, record->trace);
+    }
     const double seconds =
         std::chrono::duration<double>(SystemClock::Get().Now() - record->received).count();
-    const InferenceRoute route = record->route.load();
     if (metrics != nullptr) metrics->Record(record->model, route, r.status, seconds);
     if (spdlog::should_log(spdlog::level::debug)) {
       telemetry::LogFields fields;

@@ -36,17 +36,21 @@ MeshTensorsMessage Encode(const InferRequest& request, bool raw_body) {
 // A peer's successful answer: in the mesh tensor form, or (to a raw body, which the peer reads
 // as a KServe v2 request) in the KServe v2 form, JSON or binary.
 absl::StatusOr<InferResponse> DecodeAnswer(const PeerResponse& r) {
-  auto type = r.headers.find("content-type");
-  if (type != r.headers.end() && type->second == kMeshTensorsType) {
-    return DecodeMeshAnswer(r.body);
-  }
-  auto hl = r.headers.find("inference-header-content-length");
+  if (r.headers.Get("content-type") == kMeshTensorsType) return DecodeMeshAnswer(r.body);
   std::optional<uint64_t> header_length;
-  if (hl != r.headers.end()) header_length = std::strtoull(hl->second.c_str(), nullptr, 10);
+  if (std::optional<std::string_view> hl = r.headers.Get("inference-header-content-length")) {
+    uint64_t n = 0;
+    auto [end, ec] = std::from_chars(hl->data(), hl->data() + hl->size(), n);
+    if (ec != std::errc() || end != hl->data() + hl->size()) {
+      return absl::InvalidArgumentError("a malformed Inference-Header-Content-Length");
+    }
+    header_length = n;
+  }
   absl::StatusOr<InferResponse> decoded = DecodeInferResponse(r.body, header_length);
   if (decoded.ok() && decoded->served_by.empty()) {
-    auto served = r.headers.find("hivemesh-served-by");
-    if (served != r.headers.end()) decoded->served_by = served->second;
+    if (std::optional<std::string_view> served = r.headers.Get("hivemesh-served-by")) {
+      decoded->served_by = std::string(*served);
+    }
   }
   return decoded;
 }
@@ -317,9 +321,9 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
     } else {
       e.outlier.OnSuccess(now);
       e.latency.Observe(now - sent, now);
-      auto load = result->headers.find("hivemesh-load");
+      std::optional<std::string_view> load = result->headers.Get("hivemesh-load");
       uint64_t v[5];
-      if (load != result->headers.end() && ParseLoadHeader(load->second, v)) {
+      if (load && ParseLoadHeader(*load, v)) {
         e.fresh[req.model_name] = Endpoint::Load{
             static_cast<double>(v[0] + v[1]) / static_cast<double>(std::max<uint64_t>(1, v[2])),
             static_cast<double>(v[3]) * 1e3, now};

@@ -126,9 +126,14 @@ void AppendRequest(Call& call, std::vector<asio::const_buffer>& buffers) {
   for (const auto& [k, v] : r.headers) head_size += k.size() + v.size() + 4;
   call.head.clear();
   call.head.reserve(head_size);
-  StrAppend(&call.head, r.method, " ", r.target, " HTTP/1.1\r\nHost: ", r.address,
-            "\r\nContent-Length: ", length, "\r\n");
-  if (call.stream != 0) StrAppend(&call.head, kLinkStreamHeader, ": ", call.stream, "\r\n");
+  StrAppend(&call.head, r.method, " ", r.target, " HTTP/1.1\r\n");
+  // A link goes to one peer: its requests need no Host, only their stream number.
+  if (call.stream != 0) {
+    StrAppend(&call.head, kLinkStreamHeader, ": ", call.stream, "\r\n");
+  } else {
+    StrAppend(&call.head, "Host: ", r.address, "\r\n");
+  }
+  StrAppend(&call.head, "Content-Length: ", length, "\r\n");
   for (const auto& [k, v] : r.headers) StrAppend(&call.head, k, ": ", v, "\r\n");
   if (r.send_time_left) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -241,37 +246,28 @@ class PeerClientImpl final : public PeerClient {
 
 }  // namespace peer_internal
 
-PeerHeaders::iterator PeerHeaders::find(std::string_view name) {
-  return std::find_if(fields_.begin(), fields_.end(),
-                      [name](const value_type& f) { return f.first == name; });
-}
-
-PeerHeaders::const_iterator PeerHeaders::find(std::string_view name) const {
-  return std::find_if(fields_.begin(), fields_.end(),
-                      [name](const value_type& f) { return f.first == name; });
-}
-
-std::string& PeerHeaders::operator[](std::string_view name) {
-  auto it = find(name);
-  if (it != fields_.end()) return it->second;
-  return fields_.emplace_back(std::string(name), std::string()).second;
-}
-
-void PeerHeaders::insert_or_assign(std::string name, std::string value) {
-  auto it = find(name);
-  if (it != fields_.end()) {
-    it->second = std::move(value);
-    return;
+std::optional<std::string_view> PeerHeaders::Get(std::string_view name) const {
+  for (const Field& f : fields_) {
+    if (Name(f) == name) return std::string_view(text_.data() + f.at + f.name_size, f.value_size);
   }
-  fields_.emplace_back(std::move(name), std::move(value));
+  return std::nullopt;
 }
 
 void PeerHeaders::Add(std::string_view name, std::string_view value) {
-  std::string lower(name);
-  for (char& c : lower) {
+  const auto at = static_cast<uint32_t>(text_.size());
+  text_.append(name).append(value);
+  for (size_t i = at; i < at + name.size(); ++i) {
+    char& c = text_[i];
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');  // ASCII: no locale call
   }
-  insert_or_assign(std::move(lower), std::string(value));
+  const Field added{at, static_cast<uint32_t>(name.size()), static_cast<uint32_t>(value.size())};
+  for (Field& f : fields_) {
+    if (Name(f) == Name(added)) {
+      f = added;  // the earlier field's bytes stay unused in text_
+      return;
+    }
+  }
+  fields_.push_back(added);
 }
 
 bool IsConnectionRefused(const absl::Status& status) {

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -43,34 +44,33 @@ struct PeerRequest {
 };
 
 // A response's header fields by lower-case name, each name once (a later field of the same name
-// replaces the earlier). A flat table in arrival order: a response has a handful of fields, so a
-// linear search beats a tree, and filling it costs one allocation for the table.
+// replaces the earlier). Names and values are kept in one string, in arrival order: a response
+// has a handful of fields, so a linear search beats a tree, and filling the table costs no
+// allocation per field.
 class PeerHeaders {
  public:
-  using value_type = std::pair<std::string, std::string>;
-  using iterator = std::vector<value_type>::iterator;
-  using const_iterator = std::vector<value_type>::const_iterator;
-
-  iterator begin() { return fields_.begin(); }
-  iterator end() { return fields_.end(); }
-  const_iterator begin() const { return fields_.begin(); }
-  const_iterator end() const { return fields_.end(); }
-  size_t size() const { return fields_.size(); }
-  bool empty() const { return fields_.empty(); }
-  void reserve(size_t n) { fields_.reserve(n); }
-
-  // end() if absent.
-  iterator find(std::string_view name);
-  const_iterator find(std::string_view name) const;
-  size_t count(std::string_view name) const { return find(name) == end() ? 0 : 1; }
-  // The value of `name`, added empty if absent.
-  std::string& operator[](std::string_view name);
-  void insert_or_assign(std::string name, std::string value);
+  // The value of the field `name` (given in lower case), if present. The view is valid until the
+  // next Add.
+  std::optional<std::string_view> Get(std::string_view name) const;
   // A field as received: its name is stored in lower case.
   void Add(std::string_view name, std::string_view value);
+  size_t size() const { return fields_.size(); }
+  bool empty() const { return fields_.empty(); }
+  // Room for `fields` fields of `bytes` name and value bytes in all.
+  void reserve(size_t fields, size_t bytes) {
+    fields_.reserve(fields);
+    text_.reserve(bytes);
+  }
 
  private:
-  std::vector<value_type> fields_;
+  struct Field {
+    uint32_t at;  // the name's offset in text_; the value follows it
+    uint32_t name_size;
+    uint32_t value_size;
+  };
+  std::string_view Name(const Field& f) const { return {text_.data() + f.at, f.name_size}; }
+  std::string text_;
+  std::vector<Field> fields_;
 };
 
 struct PeerResponse {

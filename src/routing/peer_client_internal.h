@@ -45,7 +45,7 @@ class ResponseParser final : public http::basic_parser<false> {
                        error_code&) override {}  // responses only
   void on_response_impl(int code, beast::string_view, int, error_code&) override {
     response_.status = code;
-    response_.headers.reserve(8);  // a peer's answer has a handful of fields
+    response_.headers.reserve(8, 256);  // a peer's answer has a handful of fields
   }
   void on_field_impl(http::field, beast::string_view name, beast::string_view value,
                      error_code&) override {

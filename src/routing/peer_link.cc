@@ -111,9 +111,7 @@ class Link : public std::enable_shared_from_this<Link> {
     if (state_ == State::kClosed) return;
     if (ec) return Close(ec);
     const PeerResponse& r = parser_->response();
-    auto upgrade = r.headers.find("upgrade");
-    const bool switched =
-        r.status == 101 && upgrade != r.headers.end() && upgrade->second == kLinkProtocol;
+    const bool switched = r.status == 101 && r.headers.Get("upgrade") == kLinkProtocol;
     // A peer that answers the health check as such does not know links. Any other answer (503
     // from a draining node, say) says nothing of that: the calls go plain this once.
     const bool declined = r.status >= 200 && r.status < 300;
@@ -231,7 +229,7 @@ class Link : public std::enable_shared_from_this<Link> {
         }
         answer_.emplace();
         answer_->status = head_.status;
-        answer_->headers.reserve(head_.fields.size());
+        answer_->headers.reserve(head_.fields.size(), head_.head_size);
         for (const LinkField& f : head_.fields) answer_->headers.Add(f.name, f.value);
         body_size_ = static_cast<size_t>(head_.content_length);
         in_.consume(head_.head_size);
@@ -247,11 +245,9 @@ class Link : public std::enable_shared_from_this<Link> {
   }
 
   void Answer(PeerResponse r) {
-    auto field = r.headers.find(kLinkStreamField);
     uint32_t stream = 0;
-    if (field != r.headers.end()) {
-      const std::string& v = field->second;
-      std::from_chars(v.data(), v.data() + v.size(), stream);
+    if (std::optional<std::string_view> v = r.headers.Get(kLinkStreamField)) {
+      std::from_chars(v->data(), v->data() + v->size(), stream);
     }
     auto it = calls_.find(stream);
     if (it == calls_.end()) return;  // the call timed out: its late answer is dropped

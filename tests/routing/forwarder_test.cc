@@ -68,13 +68,13 @@ class ScriptedClient final : public PeerClient {
           MeshTensorsMessage m = EncodeMeshAnswer(out);
           body = m.head;
           for (const Tensor& t : m.tensors) body.append(t.data());
-          r.headers["content-type"] = std::string(kMeshTensorsType);
+          r.headers.Add("Content-Type", kMeshTensorsType);
         } else if (r.status == 200) {
           body = EncodeInferResponse(out).json;
-          r.headers["hivemesh-served-by"] = address;
+          r.headers.Add("Hivemesh-Served-By", address);
         }
         r.body = std::make_shared<const std::string>(std::move(body));
-        if (load.count(address)) r.headers["hivemesh-load"] = load[address];
+        if (load.count(address)) r.headers.Add("Hivemesh-Load", load[address]);
         result = std::move(r);
       }
     }

@@ -80,6 +80,22 @@ absl::StatusOr<PeerResponse> Call(PeerClient& client, PeerRequest request) {
   return future.get();
 }
 
+TEST(PeerHeadersTest, NamesAreLowerCaseAndALaterFieldReplacesTheEarlier) {
+  PeerHeaders h;
+  h.reserve(2, 16);  // less room than needed: the table grows and earlier views move
+  h.Add("Content-Type", "application/json");
+  h.Add("Hivemesh-Load", "1 2 3 4 5");
+  h.Add("content-TYPE", "application/x-hivemesh-tensors");
+  h.Add("X-Empty", "");
+  EXPECT_EQ(h.size(), 3u);
+  EXPECT_EQ(h.Get("content-type"), "application/x-hivemesh-tensors");
+  EXPECT_EQ(h.Get("hivemesh-load"), "1 2 3 4 5");
+  EXPECT_EQ(h.Get("x-empty"), "");
+  EXPECT_EQ(h.Get("Content-Type"), std::nullopt) << "looked up by the lower-case name";
+  EXPECT_EQ(h.Get("content"), std::nullopt);
+  EXPECT_TRUE(PeerHeaders().empty());
+}
+
 TEST(PeerClientTest, OwnThreadSendsAndPools) {
   for (bool links : {true, false}) {
     SCOPED_TRACE(links ? "mesh link" : "plain HTTP");
@@ -90,7 +106,7 @@ TEST(PeerClientTest, OwnThreadSendsAndPools) {
       ASSERT_TRUE(r.ok()) << r.status();
       EXPECT_EQ(r->status, 200);
       EXPECT_EQ(*r->body, "body" + std::to_string(i));
-      EXPECT_EQ(r->headers["x-target"], "/a");
+      EXPECT_EQ(r->headers.Get("x-target"), "/a");
     }
     EXPECT_EQ(client->open_connections(), 1);  // one connection, reused
     EXPECT_EQ(client->open_links(), links ? 1 : 0);
