@@ -7,13 +7,15 @@ bench counts what the processes themselves execute instead, which does not move:
 instructions per request, under valgrind's callgrind, at concurrency 1 with the identity model.
 
 Two paths, as in bench_hop_overhead.py: through node A (which forwards to node B over a mesh
-link, in the binary form) and through nginx-light (in front of B, upstream keep-alive). Each
+link, in the mesh tensor form) and through nginx-light (in front of B, upstream keep-alive). Each
 process of interest runs under callgrind in turn, with the others running natively:
   - the proxy: node A, or one nginx worker (master_process off);
   - node B, driven through A and through nginx.
 The JSON work moves between the paths: through A, node A decodes the client's JSON and writes
-the JSON answer while B reads and writes the binary form; through nginx, B does the JSON work.
-So the comparison that matters is the whole path: proxy + B.
+the JSON answer while B reads and writes the mesh tensor form; through nginx, B does the JSON
+work. So the comparisons that matter are the whole path (proxy + B) and the hop itself: the
+path through A minus B's work behind nginx (which is what B does for a direct call), against
+nginx's own instructions.
 
     bench/hop_overhead/bench_hop_instructions.py [--build build/release] [--seconds 5]
 """
@@ -175,14 +177,20 @@ def main():
         print(f"{name:<16}{ins:>14.0f}{reqs:>10}")
     mesh = per["A"][0] + per["B via A"][0]
     nginx = per["nginx"][0] + per["B via nginx"][0]
+    # What the hop itself adds to the path: the whole path minus what B does when called directly
+    # (which is B's work behind nginx: the same JSON request, the same HTTP/1.1 connection).
+    hop = mesh - per["B via nginx"][0]
     print(f"path through A (A + B): {mesh:.0f}; through nginx (nginx + B): {nginx:.0f}; "
           f"ratio {mesh / nginx:.2f}")
+    print(f"the hop itself: mesh {hop:.0f} (A + B behind A - B behind nginx), "
+          f"nginx {per['nginx'][0]:.0f}; ratio {hop / per['nginx'][0]:.2f}")
     print("RESULT "
           f"a_instr_per_request={per['A'][0]:.0f} nginx_instr_per_request={per['nginx'][0]:.0f} "
           f"b_via_a_instr_per_request={per['B via A'][0]:.0f} "
           f"b_via_nginx_instr_per_request={per['B via nginx'][0]:.0f} "
           f"mesh_path_instr_per_request={mesh:.0f} nginx_path_instr_per_request={nginx:.0f} "
-          f"mesh_vs_nginx_path={mesh / nginx:.2f}")
+          f"mesh_vs_nginx_path={mesh / nginx:.2f} mesh_hop_instr_per_request={hop:.0f} "
+          f"mesh_vs_nginx_hop={hop / per['nginx'][0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 """The cost of one mesh hop, against nginx as a reverse proxy, in the same run.
 
 Node B serves the identity model; node A does not host it and forwards every request to B
-(the mesh's forwarding path: binary re-framing, mesh links to B). nginx-light runs as a reverse
-proxy in front of B with upstream keep-alive. wrk drives the same identity JSON request at
+(the mesh's forwarding path: the mesh tensor form over a mesh link to B). nginx-light runs as a
+reverse proxy in front of B with upstream keep-alive. wrk drives the same identity JSON request at
 concurrency 1 and 32 against: B directly, A (one hop), and nginx (one hop). The added latency of
 a hop = its p50/p99 minus the direct p50/p99. Node A's I/O threads and nginx's worker processes
 are the same number (--proxy-threads, default 2: one per core here).
