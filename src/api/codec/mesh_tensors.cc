@@ -55,6 +55,7 @@ void PadHead(std::string& out) { out.append((kAlign - out.size() % kAlign) % kAl
 // Reads a head from the front of a body; every read checks what is left.
 class Reader {
  public:
+  Reader() = default;
   explicit Reader(std::string_view bytes) : bytes_(bytes) {}
 
   template <typename T>
@@ -103,8 +104,10 @@ absl::Status ReadTensorHead(Reader& r, std::string_view kind, size_t index, Tens
   return absl::OkStatus();
 }
 
-// Checks the head's magic and kind; the reader is then past them.
-absl::Status ReadStart(Reader& r, char kind) {
+// Checks the body's magic and kind; the reader is then past them.
+absl::Status ReadStart(const std::shared_ptr<const std::string>& body, char kind, Reader& r) {
+  if (body == nullptr) return Invalid("the body is empty");
+  r = Reader(*body);
   char magic[sizeof(kMagic)];
   char got;
   if (!r.Get(&magic) || !r.Get(&got)) return Invalid("the body is too short");
@@ -180,9 +183,8 @@ MeshTensorsMessage EncodeMeshRequest(const InferRequest& request) {
 }
 
 absl::StatusOr<InferRequest> DecodeMeshRequest(std::shared_ptr<const std::string> body) {
-  if (body == nullptr) return Invalid("the body is empty");
-  Reader r(*body);
-  absl::Status s = ReadStart(r, kRequestKind);
+  Reader r;
+  absl::Status s = ReadStart(body, kRequestKind, r);
   if (!s.ok()) return s;
   InferRequest req;
   std::string_view id;
@@ -224,9 +226,8 @@ MeshTensorsMessage EncodeMeshAnswer(const InferResponse& response) {
 }
 
 absl::StatusOr<InferResponse> DecodeMeshAnswer(std::shared_ptr<const std::string> body) {
-  if (body == nullptr) return Invalid("the body is empty");
-  Reader r(*body);
-  absl::Status s = ReadStart(r, kAnswerKind);
+  Reader r;
+  absl::Status s = ReadStart(body, kAnswerKind, r);
   if (!s.ok()) return s;
   InferResponse resp;
   std::string_view name, version, id, served_by;
