@@ -185,13 +185,13 @@ routing::ForwardCallback AnswerWith(const HttpResponder& respond) {
   };
 }
 
-// An infer request from its HTTP form: the body (KServe v2 JSON, JSON + binary data, raw, or
-// the mesh tensor form), and the deadline (the smaller of the `timeout` parameter and the
-// Inference-Timeout-Ms header).
-absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request,
+// An infer request from its HTTP form: the body (KServe v2 JSON, JSON + binary data, raw, or,
+// if `mesh_form`, the mesh tensor form), and the deadline (the smaller of the `timeout`
+// parameter and the Inference-Timeout-Ms header).
+absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request, bool mesh_form,
                                              const TensorConfig* raw_input,
                                              const std::string& model, const std::string& version) {
-  if (InMeshForm(request)) {
+  if (mesh_form) {
     std::optional<std::chrono::milliseconds> timeout;
     absl::Status header_timeout = ApplyTimeoutHeader(request, &timeout);
     if (!header_timeout.ok()) return header_timeout;
@@ -549,14 +549,15 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
     return Forward(request, model, version, hops, why, record, respond);
   }
 
+  const bool mesh_form = InMeshForm(request);
   absl::StatusOr<InferRequest> decoded =
-      DecodeHttpInfer(request, RawBodyInput(rt->config()), model, rt->version());
+      DecodeHttpInfer(request, mesh_form, RawBodyInput(rt->config()), model, rt->version());
   if (!decoded.ok()) return respond(Error(decoded.status()));
   InferRequest req = *std::move(decoded);
 
   const SteadyTime received = request.received();
   const std::string node = identity_.node_name;
-  LocalDone done = [respond, received, node, forwarded = hops > 0, mesh_form = InMeshForm(request)](
+  LocalDone done = [respond, received, node, forwarded = hops > 0, mesh_form](
                        absl::StatusOr<InferResponse> result, const RuntimePtr& served) {
     if (!result.ok()) return respond(Error(result.status()));
     result->served_by = node;
@@ -660,7 +661,8 @@ void KServeHandler::Forward(const HttpRequest& request, const std::string& model
     req = *std::move(raw);
     options.raw_body = true;
   } else {
-    absl::StatusOr<InferRequest> decoded = DecodeHttpInfer(request, nullptr, model, version);
+    absl::StatusOr<InferRequest> decoded =
+        DecodeHttpInfer(request, InMeshForm(request), nullptr, model, version);
     if (!decoded.ok()) return respond(Error(decoded.status()));
     req = *std::move(decoded);
   }

@@ -669,13 +669,6 @@ void AppendTensorHead(std::string& j, const Tensor& t) {
   j += ']';
 }
 
-// `,"parameters":{"binary_data_size":N}` of a tensor whose bytes follow the JSON header.
-void AppendBinaryDataSize(std::string& j, const Tensor& t) {
-  j += ",\"parameters\":{\"binary_data_size\":";
-  AppendInt(j, static_cast<int64_t>(t.data().size()));
-  j += '}';
-}
-
 void WriteData(JsonWriter& w, const Tensor& t) {
   const std::string_view raw = t.data();
   w.BeginArray();
@@ -758,7 +751,9 @@ EncodedInferResponse EncodeInferResponse(const InferResponse& response) {
     if (i > 0) j += ',';
     AppendTensorHead(j, t);
     if (binary) {
-      AppendBinaryDataSize(j, t);
+      j += ",\"parameters\":{\"binary_data_size\":";
+      AppendInt(j, static_cast<int64_t>(t.data().size()));
+      j += '}';
       out.binary.push_back(t);
     } else {
       j += ",\"data\":";

@@ -149,9 +149,9 @@ absl::StatusOr<std::vector<Tensor>> ViewTensors(const std::shared_ptr<const std:
 absl::Status ReadTensorHeads(Reader& r, std::string_view kind, std::vector<TensorHead>* heads) {
   uint16_t n;
   if (!r.Get(&n)) return Invalid(StrCat("the head ends before the ", kind, " count"));
-  heads->resize(n);
+  // Grown as heads are read, not sized by the count: a short body cannot make it allocate much.
   for (size_t i = 0; i < n; ++i) {
-    absl::Status s = ReadTensorHead(r, kind, i, &(*heads)[i]);
+    absl::Status s = ReadTensorHead(r, kind, i, &heads->emplace_back());
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -195,11 +195,10 @@ absl::StatusOr<InferRequest> DecodeMeshRequest(std::shared_ptr<const std::string
   if (!s.ok()) return s;
   uint16_t outputs;
   if (!r.Get(&outputs)) return Invalid("the head ends before the output count");
-  req.outputs.resize(outputs);
-  for (RequestedOutput& o : req.outputs) {
+  for (size_t i = 0; i < outputs; ++i) {
     std::string_view name;
     if (!r.GetString(&name)) return Invalid("the head ends inside an output's name");
-    o.name = std::string(name);
+    req.outputs.push_back({std::string(name), false});
   }
   absl::StatusOr<std::vector<Tensor>> inputs = ViewTensors(body, r.pos(), heads);
   if (!inputs.ok()) return inputs.status();
