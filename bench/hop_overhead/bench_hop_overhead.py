@@ -142,13 +142,16 @@ def main():
             wait_http(f"http://127.0.0.1:{nginx_port}/v2/health/ready")
 
             # Rounds interleave the three paths, so that a slow patch of a shared machine
-            # lands on all of them; the report takes the median of each figure over rounds.
+            # lands on all of them, and rotate their order, so that no path always runs right
+            # after the same other one; the report takes the median of each figure over rounds.
+            paths = [("direct to B", b_http), ("through A (mesh hop)", a_http),
+                     ("through nginx", nginx_port)]
             rounds, syscalls = [], {}
-            for _ in range(args.rounds):
+            for n in range(args.rounds):
                 results = {}
+                order = paths[n % 3:] + paths[:n % 3]
                 for conns in (1, 32):
-                    for label, port in (("direct to B", b_http), ("through A (mesh hop)", a_http),
-                                        ("through nginx", nginx_port)):
+                    for label, port in order:
                         results[(label, conns)] = run_wrk(
                             f"http://127.0.0.1:{port}/v2/models/identity/infer", conns,
                             args.seconds, work, body)
@@ -175,7 +178,7 @@ def main():
           "medians over rounds; a hop = the row minus 'direct to B' in the same round")
     print(f"{'path':<24}{'conns':>6}{'req/s':>10}{'p50 us':>9}{'p99 us':>9}{'hop p50':>9}{'hop p99':>9}")
     added, results = {}, {}
-    for key in rounds[0]:
+    for key in [(label, conns) for conns in (1, 32) for label, _ in paths]:
         label, conns = key
         hops50 = [r[key]["p50_us"] - r[("direct to B", conns)]["p50_us"] for r in rounds]
         hops99 = [r[key]["p99_us"] - r[("direct to B", conns)]["p99_us"] for r in rounds]

@@ -291,13 +291,35 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
 void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
                          SteadyTime sent, absl::StatusOr<PeerResponse> result) {
   const SteadyTime now = SystemClock::Get().Now();
-  const InferRequest& req = attempt->request;
   // A transport failure, a 503 (the peer is overloaded or draining) or a 403 (the peer has not
   // heard of this node yet: it just joined) is worth another peer; running out of time is not.
   const bool timed_out =
       !result.ok() && result.status().code() == absl::StatusCode::kDeadlineExceeded;
   const bool refused_origin = result.ok() && result->status == 403;
   const bool retryable = !timed_out && (!result.ok() || result->status == 503 || refused_origin);
+  if (result.ok() && !retryable) {
+    // The peer's answer goes to the client first; what it says of the peer is noted after.
+    Answer(attempt, peer, *result);
+    std::lock_guard<std::mutex> lock(mu_);
+    Endpoint& e = EndpointFor(peer, now);
+    --e.pending;
+    e.outlier.OnSuccess(now);
+    e.latency.Observe(now - sent, now);
+    std::optional<std::string_view> load = result->headers.Get("hivemesh-load");
+    uint64_t v[5];
+    if (load && ParseLoadHeader(*load, v)) {
+      const InferRequest& req = attempt->request;
+      e.fresh[req.model_name] = Endpoint::Load{
+          static_cast<double>(v[0] + v[1]) / static_cast<double>(std::max<uint64_t>(1, v[2])),
+          static_cast<double>(v[3]) * 1e3, now};
+      // The network's share: the whole exchange minus the peer's own time.
+      const Nanos server = std::chrono::duration_cast<Nanos>(std::chrono::microseconds(v[4]));
+      size_t bytes = result->body ? result->body->size() : 0;
+      for (const Tensor& t : req.inputs) bytes += t.data().size();
+      e.path.Observe(now - sent - server, bytes);
+    }
+    return;
+  }
   bool may_retry = false;
   double unit = 0;
   {
@@ -306,8 +328,7 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
     --e.pending;
     if (refused_origin) {
       may_retry = budget_.TryWithdraw(now);
-      unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-    } else if (!result.ok() || result->status == 503) {
+    } else {
       ++e.failures;
       int ejected = 0;
       for (const auto& [_, other] : endpoints_) ejected += other.outlier.Ejected(now) ? 1 : 0;
@@ -317,42 +338,29 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
       e.outlier.OnFailure(now, gone,
                           MayEject(ejected, static_cast<int>(endpoints_.size()), options_.outlier));
       may_retry = retryable && budget_.TryWithdraw(now);
-      unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-    } else {
-      e.outlier.OnSuccess(now);
-      e.latency.Observe(now - sent, now);
-      std::optional<std::string_view> load = result->headers.Get("hivemesh-load");
-      uint64_t v[5];
-      if (load && ParseLoadHeader(*load, v)) {
-        e.fresh[req.model_name] = Endpoint::Load{
-            static_cast<double>(v[0] + v[1]) / static_cast<double>(std::max<uint64_t>(1, v[2])),
-            static_cast<double>(v[3]) * 1e3, now};
-        // The network's share: the whole exchange minus the peer's own time.
-        const Nanos server = std::chrono::duration_cast<Nanos>(std::chrono::microseconds(v[4]));
-        size_t bytes = result->body ? result->body->size() : 0;
-        for (const Tensor& t : req.inputs) bytes += t.data().size();
-        e.path.Observe(now - sent - server, bytes);
-      }
     }
+    unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
   }
-  if (!result.ok() || retryable) {
-    attempt->last_error =
-        result.ok()
-            ? absl::Status(CodeForHttp(result->status),
-                           StrCat("node ", peer.node, " answered ", result->status, ": ",
-                                  PeerErrorText(*result)))
-            : absl::Status(result.status().code(),
-                           StrCat("node ", peer.node, " failed: ", MessageOf(result.status())));
-    if (!may_retry) return attempt->done(attempt->last_error);
-    const Nanos backoff =
-        FullJitterBackoff(attempt->attempts - 1, options_.backoff_base, options_.backoff_cap, unit);
-    if (req.deadline && now + backoff >= *req.deadline) {
-      return attempt->done(attempt->last_error);
-    }
-    if (backoff <= Nanos(0)) return Retry(attempt);
-    return timer_.Watch(now + backoff, attempt, [this, attempt] { Retry(attempt); });
+  attempt->last_error =
+      result.ok()
+          ? absl::Status(CodeForHttp(result->status),
+                         StrCat("node ", peer.node, " answered ", result->status, ": ",
+                                PeerErrorText(*result)))
+          : absl::Status(result.status().code(),
+                         StrCat("node ", peer.node, " failed: ", MessageOf(result.status())));
+  if (!may_retry) return attempt->done(attempt->last_error);
+  const Nanos backoff =
+      FullJitterBackoff(attempt->attempts - 1, options_.backoff_base, options_.backoff_cap, unit);
+  const InferRequest& req = attempt->request;
+  if (req.deadline && now + backoff >= *req.deadline) {
+    return attempt->done(attempt->last_error);
   }
-  const PeerResponse& r = *result;
+  if (backoff <= Nanos(0)) return Retry(attempt);
+  timer_.Watch(now + backoff, attempt, [this, attempt] { Retry(attempt); });
+}
+
+void Forwarder::Answer(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
+                       const PeerResponse& r) {
   if (r.status != 200) {
     // The peer's error, passed through with its status (400, 404, 504 ...).
     return attempt->done(
@@ -365,6 +373,7 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
   }
   if (decoded->served_by.empty()) decoded->served_by = peer.node;
   // The original client's choice of binary or JSON outputs.
+  const InferRequest& req = attempt->request;
   decoded->binary.assign(decoded->outputs.size(), req.binary_output);
   for (size_t i = 0; i < decoded->outputs.size(); ++i) {
     for (const RequestedOutput& o : req.outputs) {

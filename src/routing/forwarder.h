@@ -171,6 +171,9 @@ class Forwarder {
   void Retry(const std::shared_ptr<Attempt>& attempt);
   void OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer, SteadyTime sent,
                 absl::StatusOr<PeerResponse> result);
+  // Gives the attempt's caller what a peer answered: the decoded response, or the peer's error.
+  void Answer(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
+              const PeerResponse& r);
   Endpoint& EndpointFor(const PeerEndpoint& peer, SteadyTime now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
 
 namespace hivemesh {
 namespace {
@@ -247,6 +250,42 @@ TEST(InferCodecTest, EncodesBinaryOutputsAndEscapes) {
   ASSERT_EQ(enc.binary.size(), 1u);
   EXPECT_EQ(enc.binary[0].name(), "a");
   EXPECT_EQ(EncodeError("bad \"x\"\n"), R"({"error":"bad \"x\"\n"})");
+}
+
+TEST(InferCodecTest, FloatOutputsAreTheShortestTextsAndNonFiniteOnesAreStrings) {
+  const std::vector<float> values = {0.0f,
+                                     -0.0f,
+                                     0.1f,
+                                     1.0f / 3.0f,
+                                     -std::numeric_limits<float>::min(),  // the longest text
+                                     std::numeric_limits<float>::denorm_min(),
+                                     std::numeric_limits<float>::max(),
+                                     std::numeric_limits<float>::infinity(),
+                                     -std::numeric_limits<float>::infinity(),
+                                     std::numeric_limits<float>::quiet_NaN()};
+  InferResponse resp;
+  resp.model_name = "m";
+  std::string raw(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+  resp.outputs.push_back(Tensor::Owned("f", DataType::kFp32, {10}, raw));
+  resp.outputs.push_back(Tensor::Owned("e", DataType::kFp32, {0}, ""));
+  EXPECT_EQ(EncodeInferResponse(resp).json,
+            R"({"model_name":"m","outputs":[{"name":"f","datatype":"FP32","shape":[10],"data":)"
+            R"([0,-0,0.1,0.33333334,-1.1754944e-38,1e-45,3.4028235e+38,"Infinity","-Infinity",)"
+            R"("NaN"]},{"name":"e","datatype":"FP32","shape":[0],"data":[]}]})");
+
+  // Many values, each of the longest text a float has: the array's room is reserved right.
+  const uint32_t longest_bits = 0x83aa242d;
+  float longest;
+  std::memcpy(&longest, &longest_bits, sizeof longest);
+  const std::vector<float> many(5000, longest);
+  resp.outputs.clear();
+  resp.outputs.push_back(Tensor::Owned(
+      "g", DataType::kFp32, {5000},
+      std::string(reinterpret_cast<const char*>(many.data()), many.size() * sizeof(float))));
+  const std::string json = EncodeInferResponse(resp).json;
+  std::string want = "[";
+  for (size_t i = 0; i < many.size(); ++i) want += i ? ",-1.00000075e-36" : "-1.00000075e-36";
+  EXPECT_THAT(json, HasSubstr(want + "]}]}"));
 }
 
 TEST(InferCodecTest, NonUtf8BytesAreEscapedToValidJson) {

@@ -669,8 +669,39 @@ void AppendTensorHead(std::string& j, const Tensor& t) {
   j += ']';
 }
 
-void WriteData(JsonWriter& w, const Tensor& t) {
+// A float tensor's elements (of type T, made float by `to_float`) as a JSON array, written
+// straight into `j`: this is most of a JSON answer's text, and JsonWriter's per-value
+// bookkeeping would cost as much as the numbers.
+template <typename T, typename ToFloat>
+void AppendFloatArray(std::string& j, std::string_view raw, ToFloat to_float) {
+  const size_t n = raw.size() / sizeof(T);
+  const size_t at = j.size();
+  j.resize(at + 2 + n * (kMaxFloatTextChars + 1));
+  char* p = j.data() + at;
+  *p++ = '[';
+  for (size_t i = 0; i < n; ++i) {
+    if (i > 0) *p++ = ',';
+    T v;
+    std::memcpy(&v, raw.data() + i * sizeof(T), sizeof(T));
+    p = FloatText(p, to_float(v));
+  }
+  *p++ = ']';
+  j.resize(static_cast<size_t>(p - j.data()));
+}
+
+void WriteData(std::string& j, const Tensor& t) {
   const std::string_view raw = t.data();
+  switch (t.type()) {
+    case DataType::kFp16:
+      return AppendFloatArray<uint16_t>(j, raw, HalfToFloat);
+    case DataType::kBf16:
+      return AppendFloatArray<uint16_t>(j, raw, Bf16ToFloat);
+    case DataType::kFp32:
+      return AppendFloatArray<float>(j, raw, [](float v) { return v; });
+    default:
+      break;
+  }
+  JsonWriter w(j);
   w.BeginArray();
   switch (t.type()) {
     case DataType::kBool:
@@ -701,14 +732,9 @@ void WriteData(JsonWriter& w, const Tensor& t) {
       EmitAll<int64_t>(raw, [&](int64_t v) { w.Int(v); });
       break;
     case DataType::kFp16:
-      EmitAll<uint16_t>(raw, [&](uint16_t v) { w.Float(HalfToFloat(v)); });
-      break;
     case DataType::kBf16:
-      EmitAll<uint16_t>(raw, [&](uint16_t v) { w.Float(Bf16ToFloat(v)); });
-      break;
     case DataType::kFp32:
-      EmitAll<float>(raw, [&](float v) { w.Float(v); });
-      break;
+      break;  // above
     case DataType::kFp64:
       EmitAll<double>(raw, [&](double v) { w.Double(v); });
       break;
@@ -757,8 +783,7 @@ EncodedInferResponse EncodeInferResponse(const InferResponse& response) {
       out.binary.push_back(t);
     } else {
       j += ",\"data\":";
-      JsonWriter w(j);
-      WriteData(w, t);
+      WriteData(j, t);
     }
     j += '}';
   }

@@ -218,15 +218,18 @@ JsonWriter& JsonWriter::Double(double v) {
   return *this;
 }
 
+char* FloatText(char* out, float v) {
+  if (std::isfinite(v)) return std::to_chars(out, out + kMaxFloatTextChars, v).ptr;
+  const std::string_view text =
+      std::isnan(v) ? "\"NaN\"" : (v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+  std::memcpy(out, text.data(), text.size());
+  return out + text.size();
+}
+
 JsonWriter& JsonWriter::Float(float v) {
   Separate();
-  if (!std::isfinite(v)) {
-    out_ += std::isnan(v) ? "\"NaN\"" : (v > 0 ? "\"Infinity\"" : "\"-Infinity\"");
-    return *this;
-  }
-  char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out_.append(buf, r.ptr);
+  char buf[kMaxFloatTextChars];
+  out_.append(buf, FloatText(buf, v));
   return *this;
 }
 

@@ -3,6 +3,7 @@
 // objects).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -13,6 +14,14 @@ namespace hivemesh {
 // Appends `s` as a JSON string literal (quotes included). Bytes that are not valid UTF-8 are
 // written as \u00XX escapes so the output is always valid JSON.
 void AppendJsonString(std::string& out, std::string_view s);
+
+// The most characters FloatText writes: "-1.17549435e-38", or "\"-Infinity\"".
+inline constexpr size_t kMaxFloatTextChars = 16;
+
+// Writes `v` at `out` as JsonWriter::Float does (the shortest text that reads back as `v`; NaN
+// and infinities as the strings "NaN", "Infinity", "-Infinity") and returns the end of the text.
+// `out` has room for kMaxFloatTextChars.
+char* FloatText(char* out, float v);
 
 class JsonWriter {
  public:
