@@ -195,13 +195,22 @@ def main():
     m1, n1 = added[("through A (mesh hop)", 1)], added[("through nginx", 1)]
     m32, n32 = added[("through A (mesh hop)", 32)], added[("through nginx", 32)]
     print(f"mesh hop vs nginx hop at c=1: p50 {m1[0]:.0f} vs {n1[0]:.0f} us, p99 {m1[1]:.0f} vs {n1[1]:.0f} us")
+    # How steady that is: the rounds (each a paired comparison) in which the mesh hop's p50 was
+    # at most nginx's.
+    paired = {conns: sum(1 for r in rounds
+                         if r[("through A (mesh hop)", conns)]["p50_us"]
+                         <= r[("through nginx", conns)]["p50_us"]) for conns in (1, 32)}
+    print(f"rounds in which the mesh hop's p50 was at most nginx's: {paired[1]} of {len(rounds)} "
+          f"at c=1, {paired[32]} of {len(rounds)} at c=32")
     print("RESULT "
           f"hop_c1_p50_us={m1[0]:.0f} hop_c1_p99_us={m1[1]:.0f} nginx_hop_c1_p50_us={n1[0]:.0f} "
           f"nginx_hop_c1_p99_us={n1[1]:.0f} hop_c32_p50_us={m32[0]:.0f} hop_c32_p99_us={m32[1]:.0f} "
           f"nginx_hop_c32_p50_us={n32[0]:.0f} nginx_hop_c32_p99_us={n32[1]:.0f} "
           f"direct_c32_rps={results[('direct to B', 32)]['rps']:.0f} "
           f"mesh_c32_rps={results[('through A (mesh hop)', 32)]['rps']:.0f} "
-          f"nginx_c32_rps={results[('through nginx', 32)]['rps']:.0f}"
+          f"nginx_c32_rps={results[('through nginx', 32)]['rps']:.0f} "
+          f"c1_rounds_mesh_p50_at_most_nginx={paired[1]} "
+          f"c32_rounds_mesh_p50_at_most_nginx={paired[32]} rounds={len(rounds)}"
           + "".join(f" {key}_syscalls_per_request={per['proxy']:.2f}"
                     f" {key}_b_syscalls_per_request={per['B']:.2f}"
                     for key, per in (("mesh", syscalls.get("through A (mesh hop)")),

@@ -177,11 +177,12 @@ absl::StatusOr<InferRequest> RawHttpInfer(const HttpRequest& request, const std:
   return req;
 }
 
-// Answers a routed request: the response a peer gave, or the error saying why none could.
-routing::ForwardCallback AnswerWith(const HttpResponder& respond) {
-  return [respond](absl::StatusOr<InferResponse> result) {
+// Answers a routed request: the response a peer gave (in the mesh tensor form if the request
+// came in it: a peer sent it on here), or the error saying why none could.
+routing::ForwardCallback AnswerWith(const HttpResponder& respond, bool mesh_form) {
+  return [respond, mesh_form](absl::StatusOr<InferResponse> result) {
     if (!result.ok()) return respond(Error(result.status()));
-    respond(Encoded(*result));
+    respond(mesh_form ? EncodedForMesh(*result) : Encoded(*result));
   };
 }
 
@@ -582,7 +583,7 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
     respond(std::move(r));
   };
   RouteHosted(std::move(rt), version, std::move(req), hops, record, std::move(done),
-              AnswerWith(respond));
+              AnswerWith(respond, mesh_form));
 }
 
 RuntimePtr KServeHandler::Resolve(std::string_view model, std::string_view version,
@@ -654,7 +655,8 @@ void KServeHandler::Forward(const HttpRequest& request, const std::string& model
                             const std::shared_ptr<InferRecord>& record, HttpResponder& respond) {
   routing::RouteOptions options;
   InferRequest req;
-  if (request.header("Inference-Header-Content-Length") == "0") {
+  const bool mesh_form = InMeshForm(request);
+  if (!mesh_form && request.header("Inference-Header-Content-Length") == "0") {
     // A raw body: only a node with the model's config can interpret it, so it goes on as it came.
     absl::StatusOr<InferRequest> raw = RawHttpInfer(request, model, version);
     if (!raw.ok()) return respond(Error(raw.status()));
@@ -662,11 +664,11 @@ void KServeHandler::Forward(const HttpRequest& request, const std::string& model
     options.raw_body = true;
   } else {
     absl::StatusOr<InferRequest> decoded =
-        DecodeHttpInfer(request, InMeshForm(request), nullptr, model, version);
+        DecodeHttpInfer(request, mesh_form, nullptr, model, version);
     if (!decoded.ok()) return respond(Error(decoded.status()));
     req = *std::move(decoded);
   }
-  ForwardDecoded(req, options.raw_body, hops, local_error, record, AnswerWith(respond));
+  ForwardDecoded(req, options.raw_body, hops, local_error, record, AnswerWith(respond, mesh_form));
 }
 
 void KServeHandler::ForwardDecoded(InferRequest& req, bool raw_body, int hops,

@@ -146,6 +146,18 @@ TEST_F(RoutingTest, ARequestInTheMeshTensorFormIsAnsweredInThatForm) {
   ASSERT_EQ(answer->outputs.size(), 1u);
   EXPECT_EQ(answer->outputs[0].name(), "OUTPUT0");
   EXPECT_EQ(answer->outputs[0].data(), req.inputs[0].data());
+  // node-a does not host the model: it sends the request on to node-b and answers in the form
+  // too (as a node that passes a peer's request on to a third node does).
+  HttpResult relayed =
+      HttpRequestOnce(a_->port(), "POST", "/v2/models/identity/infer", body, mesh_form);
+  ASSERT_EQ(relayed.status, 200) << relayed.body;
+  EXPECT_EQ(relayed.header("content-type"), kMeshTensorsType);
+  absl::StatusOr<InferResponse> relayed_answer =
+      DecodeMeshAnswer(std::make_shared<const std::string>(relayed.body));
+  ASSERT_TRUE(relayed_answer.ok()) << relayed_answer.status();
+  EXPECT_EQ(relayed_answer->served_by, "node-b");
+  ASSERT_EQ(relayed_answer->outputs.size(), 1u);
+  EXPECT_EQ(relayed_answer->outputs[0].data(), req.inputs[0].data());
   // A body that is not in the form is refused saying why; node-b goes on serving.
   HttpResult bad = HttpRequestOnce(b_->port(), "POST", "/v2/models/identity/infer",
                                    R"({"inputs":[]})", mesh_form);
