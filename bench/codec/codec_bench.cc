@@ -1,11 +1,13 @@
 // Decoding speed of KServe v2 REST infer bodies: a 1 MiB FP32 tensor as JSON (flat and nested)
 // and as binary. The peer is simdjson's own parse of the same JSON text, the floor any JSON
-// decoder built on it pays; the ratio shows what tensor conversion adds on top.
+// decoder built on it pays; the ratio shows what tensor conversion adds on top. Then encoding
+// the same tensor as a JSON answer, against std::to_chars writing the same values.
 //
 //   build/release/bench/codec_bench [--iterations N]
 #include <simdjson.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -88,8 +90,29 @@ int main(int argc, char** argv) {
     simdjson::dom::element e;
     ok = ok && parser.parse(flat).get(e) == simdjson::SUCCESS;
   });
+  // Encoding the same tensor as a JSON answer. The peer is std::to_chars writing the same values,
+  // comma-separated, into one buffer: the floor any encoder of the shortest texts pays.
+  hivemesh::InferResponse answer;
+  answer.model_name = "m";
+  answer.outputs.push_back(hivemesh::Tensor::Owned(
+      "y", hivemesh::DataType::kFp32, {512, 512},
+      std::string(reinterpret_cast<const char*>(values.data()), kFloats * sizeof(float))));
+  size_t encoded_size = 0;
+  const double t_encode = MedianSeconds(
+      iterations, [&] { encoded_size = hivemesh::EncodeInferResponse(answer).json.size(); });
+  std::string floor_text(kFloats * 17, '\0');
+  size_t floor_size = 0;
+  const double t_to_chars = MedianSeconds(iterations, [&] {
+    char* p = floor_text.data();
+    for (size_t i = 0; i < kFloats; ++i) {
+      if (i > 0) *p++ = ',';
+      p = std::to_chars(p, p + 16, values[i]).ptr;
+    }
+    floor_size = static_cast<size_t>(p - floor_text.data());
+  });
+  ok = ok && encoded_size > floor_size;
   if (!ok) {
-    std::fprintf(stderr, "decode failed\n");
+    std::fprintf(stderr, "decode or encode failed\n");
     return 1;
   }
   const bool zero_copy = binary_data == binary_body->data() + header.size();
@@ -107,13 +130,20 @@ int main(int argc, char** argv) {
   row("hivemesh JSON (nested)", t_nested, nested.size());
   row("simdjson parse only (peer)", t_simdjson, flat.size());
   row("hivemesh binary", t_binary, header.size());
+  std::printf("%-26s %10s %12s %14s %14s\n", "encode", "ms", "JSON MiB", "JSON MB/s",
+              "tensor MB/s");
+  row("hivemesh JSON answer", t_encode, encoded_size);
+  row("std::to_chars only (peer)", t_to_chars, floor_size);
   std::printf("binary path views the body without copying: %s\n", zero_copy ? "yes" : "NO");
   std::printf("JSON decode time / simdjson parse time: %.2f\n", t_flat / t_simdjson);
+  std::printf("JSON encode time / std::to_chars time: %.2f\n", t_encode / t_to_chars);
   std::printf(
       "RESULT json_flat_mb_s=%.0f json_nested_mb_s=%.0f json_tensor_mb_s=%.0f "
       "simdjson_parse_mb_s=%.0f ratio_vs_simdjson=%.2f binary_tensor_mb_s=%.0f "
-      "binary_zero_copy=%d\n",
+      "binary_zero_copy=%d json_encode_tensor_mb_s=%.0f to_chars_tensor_mb_s=%.0f "
+      "encode_ratio_vs_to_chars=%.2f\n",
       flat.size() / 1e6 / t_flat, nested.size() / 1e6 / t_nested, tensor_mb / t_flat,
-      flat.size() / 1e6 / t_simdjson, t_flat / t_simdjson, tensor_mb / t_binary, zero_copy ? 1 : 0);
+      flat.size() / 1e6 / t_simdjson, t_flat / t_simdjson, tensor_mb / t_binary, zero_copy ? 1 : 0,
+      tensor_mb / t_encode, tensor_mb / t_to_chars, t_encode / t_to_chars);
   return zero_copy ? 0 : 1;
 }

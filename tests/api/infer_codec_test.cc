@@ -277,10 +277,10 @@ TEST(InferCodecTest, FloatOutputsAreTheShortestTextsAndNonFiniteOnesAreStrings) 
   const uint32_t longest_bits = 0x83aa242d;
   float longest;
   std::memcpy(&longest, &longest_bits, sizeof longest);
-  const std::vector<float> many(5000, longest);
+  const std::vector<float> many(10000, longest);  // more than one block of values
   resp.outputs.clear();
   resp.outputs.push_back(Tensor::Owned(
-      "g", DataType::kFp32, {5000},
+      "g", DataType::kFp32, {10000},
       std::string(reinterpret_cast<const char*>(many.data()), many.size() * sizeof(float))));
   const std::string json = EncodeInferResponse(resp).json;
   std::string want = "[";

@@ -671,22 +671,27 @@ void AppendTensorHead(std::string& j, const Tensor& t) {
 
 // A float tensor's elements (of type T, made float by `to_float`) as a JSON array, written
 // straight into `j`: this is most of a JSON answer's text, and JsonWriter's per-value
-// bookkeeping would cost as much as the numbers.
+// bookkeeping would cost as much as the numbers. Room for the longest text is made a block of
+// values at a time, so a large tensor's text overshoots its final size by one block at most.
 template <typename T, typename ToFloat>
 void AppendFloatArray(std::string& j, std::string_view raw, ToFloat to_float) {
+  constexpr size_t kBlock = 4096;
   const size_t n = raw.size() / sizeof(T);
-  const size_t at = j.size();
-  j.resize(at + 2 + n * (kMaxFloatTextChars + 1));
-  char* p = j.data() + at;
-  *p++ = '[';
-  for (size_t i = 0; i < n; ++i) {
-    if (i > 0) *p++ = ',';
-    T v;
-    std::memcpy(&v, raw.data() + i * sizeof(T), sizeof(T));
-    p = FloatText(p, to_float(v));
+  j += '[';
+  for (size_t first = 0; first < n; first += kBlock) {
+    const size_t last = std::min(n, first + kBlock);
+    const size_t at = j.size();
+    j.resize(at + (last - first) * (kMaxFloatTextChars + 1));
+    char* p = j.data() + at;
+    for (size_t i = first; i < last; ++i) {
+      if (i > 0) *p++ = ',';
+      T v;
+      std::memcpy(&v, raw.data() + i * sizeof(T), sizeof(T));
+      p = FloatText(p, to_float(v));
+    }
+    j.resize(static_cast<size_t>(p - j.data()));
   }
-  *p++ = ']';
-  j.resize(static_cast<size_t>(p - j.data()));
+  j += ']';
 }
 
 void WriteData(std::string& j, const Tensor& t) {
