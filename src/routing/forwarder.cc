@@ -88,6 +88,7 @@ struct Forwarder::Attempt {
   RouteOptions options;
   std::vector<std::string> tried;
   int attempts = 0;
+  int origin_refusals = 0;  // 403s from peers that had not heard of this node yet
   absl::Status last_error;  // of the latest failed try; set before any retry
 };
 
@@ -327,7 +328,8 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
     Endpoint& e = EndpointFor(peer, now);
     --e.pending;
     if (refused_origin) {
-      may_retry = budget_.TryWithdraw(now);
+      may_retry =
+          ++attempt->origin_refusals <= options_.max_origin_refusals && budget_.TryWithdraw(now);
     } else {
       ++e.failures;
       int ejected = 0;
@@ -349,8 +351,14 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
           : absl::Status(result.status().code(),
                          StrCat("node ", peer.node, " failed: ", MessageOf(result.status())));
   if (!may_retry) return attempt->done(attempt->last_error);
-  const Nanos backoff =
+  Nanos backoff =
       FullJitterBackoff(attempt->attempts - 1, options_.backoff_base, options_.backoff_cap, unit);
+  if (refused_origin) {
+    // The peer will hear of this node from the mesh's gossip: it may be asked again, once that
+    // has had time to reach it.
+    std::erase(attempt->tried, peer.node);
+    backoff = std::chrono::duration_cast<Nanos>(options_.origin_retry_after * (0.5 + 0.5 * unit));
+  }
   const InferRequest& req = attempt->request;
   if (req.deadline && now + backoff >= *req.deadline) {
     return attempt->done(attempt->last_error);

@@ -217,6 +217,35 @@ TEST(FailedModelTest, AModelThatFailedToLoadHereIsServedByAPeer) {
   EXPECT_EQ(r.header("hivemesh-served-by"), "node-b");
 }
 
+TEST(JoinTest, ANewNodesFirstRequestsWaitForThePeerToHearOfIt) {
+  // node-c is the seed, node-b (the only node with the model) joined it. node-a joins node-c and
+  // learns of node-b from it at once; node-b hears of node-a only through the gossip, a little
+  // later, and refuses node-a's requests (403) until then. They are asked again meanwhile.
+  TempDir dir;
+  dir.Write("repo/m/config.yaml", SlowIdentity(0));
+  dir.Write("repo/m/1/.keep", "");
+  dir.Write("empty/.keep", "");
+  AgentProcess c({"--node-name", "node-c", "--model-repository", dir.path() + "/empty"});
+  ASSERT_TRUE(c.ok()) << c.log();
+  AgentProcess b({"--node-name", "node-b", "--model-repository", dir.path() + "/repo", "--join",
+                  GossipAddress(c.port())});
+  ASSERT_TRUE(b.ok()) << b.log();
+  ASSERT_TRUE(WaitFor([&] { return PeersHosting(c.port(), "m") == 1; }, std::chrono::seconds(10)));
+  AgentProcess a({"--node-name", "node-a", "--model-repository", dir.path() + "/empty", "--join",
+                  GossipAddress(c.port())});
+  ASSERT_TRUE(a.ok()) << a.log();
+  HttpConnection conn(a.port());
+  for (int i = 0; i < 20; ++i) {
+    HttpResult r = conn.Request("POST", "/v2/models/m/infer", InferBody("1,2"));
+    if (r.status == 404) {  // node-a's routing table has not been refreshed from gossip yet
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      continue;
+    }
+    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.body;
+    EXPECT_EQ(r.header("hivemesh-served-by"), "node-b");
+  }
+}
+
 TEST_F(RoutingTest, UnknownModelIs404AtOnceWithoutForwarding) {
   const int before = ExecutionsOnB();
   const auto start = std::chrono::steady_clock::now();

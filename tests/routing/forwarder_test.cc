@@ -43,7 +43,11 @@ class ScriptedClient final : public PeerClient {
       sent.push_back(address);
       requests.push_back(request);
       auto it = behaviour.find(address);
-      const std::string what = it == behaviour.end() ? "200" : it->second;
+      std::string what = it == behaviour.end() ? "200" : it->second;
+      // "403*N": refused the first N times (the peer has not heard of the sender yet), then 200.
+      if (what.starts_with("403*")) {
+        what = ++count[address] <= std::stoi(what.substr(4)) ? "403" : "200";
+      }
       if (what == "refused") {
         result = absl::UnavailableError("connection refused");
       } else if (what == "reset") {
@@ -96,6 +100,7 @@ class ScriptedClient final : public PeerClient {
 
   std::mutex mu;
   std::map<std::string, std::string> behaviour;  // address -> "refused" | "reset" | "503" | ...
+  std::map<std::string, int> count;              // address -> requests it got (for "403*N")
   std::map<std::string, std::string> load;       // address -> Hivemesh-Load value
   std::vector<std::string> sent;
   std::vector<PeerRequest> requests;
@@ -288,17 +293,73 @@ TEST(ForwarderBudgetTest, RetriesStayWithinTheBudget) {
   EXPECT_EQ(client.sent.size(), 40u + retries);
 }
 
+// A forwarder whose retries after a peer's 403 come after 2 to 4 ms (200 ms by default).
+ForwarderOptions QuickOriginRetries() {
+  ForwarderOptions options;
+  options.origin_retry_after = std::chrono::milliseconds(4);
+  return options;
+}
+
 TEST_F(ForwarderTest, NewMemberRefusalIsRetriedWithoutEjection) {
+  Forwarder forwarder(&directory_, &client_, "self", 42, QuickOriginRetries());
   directory_.peers["m"] = {Peer("b"), Peer("c")};
   client_.behaviour["b:8000"] = "403";
   client_.behaviour["c:8000"] = "403";
-  absl::StatusOr<InferResponse> r = Run();
+  std::promise<absl::StatusOr<InferResponse>> promise;
+  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+  InferRequest req = Request();
+  forwarder.Route(req, "t", RouteOptions{}, done);
+  absl::StatusOr<InferResponse> r = promise.get_future().get();
+  // Peers that never hear of this node: the first try and five more, then their refusal.
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_EQ(client_.sent.size(), 2u);
-  for (const PeerStats& p : forwarder_.Stats().peers) {
+  EXPECT_EQ(client_.sent.size(), 6u);
+  EXPECT_GE(client_.SentTo("b:8000"), 1);
+  EXPECT_GE(client_.SentTo("c:8000"), 1);
+  for (const PeerStats& p : forwarder.Stats().peers) {
     EXPECT_FALSE(p.ejected) << p.node;
     EXPECT_EQ(p.failures, 0u);
   }
+}
+
+TEST_F(ForwarderTest, TheOnlyPeerIsAskedAgainOnceItHasHeardOfThisNode) {
+  // This node just joined: the one node with the model refuses it twice (403), then has heard
+  // of it from the gossip and serves the request.
+  Forwarder forwarder(&directory_, &client_, "self", 42, QuickOriginRetries());
+  directory_.peers["m"] = {Peer("b")};
+  client_.behaviour["b:8000"] = "403*2";
+  std::promise<absl::StatusOr<InferResponse>> promise;
+  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+  InferRequest req = Request();
+  const auto start = std::chrono::steady_clock::now();
+  forwarder.Route(req, "t", RouteOptions{}, done);
+  absl::StatusOr<InferResponse> r = promise.get_future().get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->served_by, "b:8000");
+  EXPECT_EQ(client_.SentTo("b:8000"), 3);
+  // Each retry waited at least half of origin_retry_after.
+  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(4));
+  EXPECT_EQ(forwarder.Stats().retries, 2u);
+  ASSERT_EQ(forwarder.Stats().peers.size(), 1u);
+  EXPECT_EQ(forwarder.Stats().peers[0].failures, 0u);
+}
+
+TEST_F(ForwarderTest, ARefusalIsTheAnswerWhenTheDeadlineComesBeforeTheNextTry) {
+  ForwarderOptions options;
+  options.origin_retry_after = std::chrono::seconds(2);  // the next try: 1 to 2 s from now
+  Forwarder forwarder(&directory_, &client_, "self", 42, options);
+  directory_.peers["m"] = {Peer("b")};
+  client_.behaviour["b:8000"] = "403";
+  std::promise<absl::StatusOr<InferResponse>> promise;
+  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+  InferRequest req = Request();
+  const auto start = std::chrono::steady_clock::now();
+  req.deadline = start + std::chrono::milliseconds(500);
+  forwarder.Route(req, "t", RouteOptions{}, done);
+  absl::StatusOr<InferResponse> r = promise.get_future().get();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("node b answered 403"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  EXPECT_EQ(client_.sent.size(), 1u);
 }
 
 TEST_F(ForwarderTest, StrictestPolicyOfThePeersApplies) {
