@@ -300,16 +300,20 @@ ForwarderOptions QuickOriginRetries() {
   return options;
 }
 
+// Routes `req` through `forwarder` to a peer; returns its result (waiting for retries).
+absl::StatusOr<InferResponse> RouteAndWait(Forwarder& forwarder, InferRequest req) {
+  std::promise<absl::StatusOr<InferResponse>> promise;
+  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+  EXPECT_EQ(forwarder.Route(req, "t", RouteOptions{}, done), Forwarder::Routed::kForwarded);
+  return promise.get_future().get();
+}
+
 TEST_F(ForwarderTest, NewMemberRefusalIsRetriedWithoutEjection) {
   Forwarder forwarder(&directory_, &client_, "self", 42, QuickOriginRetries());
   directory_.peers["m"] = {Peer("b"), Peer("c")};
   client_.behaviour["b:8000"] = "403";
   client_.behaviour["c:8000"] = "403";
-  std::promise<absl::StatusOr<InferResponse>> promise;
-  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
-  InferRequest req = Request();
-  forwarder.Route(req, "t", RouteOptions{}, done);
-  absl::StatusOr<InferResponse> r = promise.get_future().get();
+  absl::StatusOr<InferResponse> r = RouteAndWait(forwarder, Request());
   // Peers that never hear of this node: the first try and five more, then their refusal.
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(client_.sent.size(), 6u);
@@ -327,12 +331,8 @@ TEST_F(ForwarderTest, TheOnlyPeerIsAskedAgainOnceItHasHeardOfThisNode) {
   Forwarder forwarder(&directory_, &client_, "self", 42, QuickOriginRetries());
   directory_.peers["m"] = {Peer("b")};
   client_.behaviour["b:8000"] = "403*2";
-  std::promise<absl::StatusOr<InferResponse>> promise;
-  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
-  InferRequest req = Request();
   const auto start = std::chrono::steady_clock::now();
-  forwarder.Route(req, "t", RouteOptions{}, done);
-  absl::StatusOr<InferResponse> r = promise.get_future().get();
+  absl::StatusOr<InferResponse> r = RouteAndWait(forwarder, Request());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->served_by, "b:8000");
   EXPECT_EQ(client_.SentTo("b:8000"), 3);
@@ -349,13 +349,10 @@ TEST_F(ForwarderTest, ARefusalIsTheAnswerWhenTheDeadlineComesBeforeTheNextTry) {
   Forwarder forwarder(&directory_, &client_, "self", 42, options);
   directory_.peers["m"] = {Peer("b")};
   client_.behaviour["b:8000"] = "403";
-  std::promise<absl::StatusOr<InferResponse>> promise;
-  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
   InferRequest req = Request();
   const auto start = std::chrono::steady_clock::now();
   req.deadline = start + std::chrono::milliseconds(500);
-  forwarder.Route(req, "t", RouteOptions{}, done);
-  absl::StatusOr<InferResponse> r = promise.get_future().get();
+  absl::StatusOr<InferResponse> r = RouteAndWait(forwarder, std::move(req));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("node b answered 403"));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));

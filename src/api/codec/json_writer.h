@@ -15,7 +15,7 @@ namespace hivemesh {
 // written as \u00XX escapes so the output is always valid JSON.
 void AppendJsonString(std::string& out, std::string_view s);
 
-// The most characters FloatText writes: "-1.17549435e-38", or "\"-Infinity\"".
+// The most characters FloatText writes: "-1.00000075e-36", or "\"-Infinity\"".
 inline constexpr size_t kMaxFloatTextChars = 16;
 
 // Writes `v` at `out` as JsonWriter::Float does (the shortest text that reads back as `v`; NaN
