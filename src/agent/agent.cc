@@ -222,6 +222,8 @@ absl::Status Agent::StartGossip() {
   routing.policy.local_margin = config_.local_margin;
   routing.policy.local_margin_abs = std::chrono::milliseconds(config_.local_margin_ms);
   routing.max_hops = config_.max_hops;
+  // A peer that has not heard of this node yet will within a few gossip rounds.
+  routing.origin_retry_after = profile->gossip_interval;
   forwarder_ = std::make_unique<routing::Forwarder>(
       directory_.get(), peers_.get(), config_.node_name, std::random_device{}(), routing);
   mesh_ = std::make_unique<MeshHandler>(gossip_.get(), forwarder_.get());

@@ -86,7 +86,8 @@ struct ForwarderOptions {
   Nanos backoff_cap{std::chrono::milliseconds(250)};
   // A peer that refuses a request because it has not heard of this node yet (403: this node
   // just joined) hears of it within a few gossip rounds. The request may ask it again, after a
-  // pause of half to all of `origin_retry_after`, up to `max_origin_refusals` times.
+  // pause of half to all of `origin_retry_after` (the agent sets its gossip interval), up to
+  // `max_origin_refusals` times.
   Nanos origin_retry_after{std::chrono::milliseconds(200)};
   int max_origin_refusals = 5;
   // How long the load carried by a response is preferred over the gossip report.
