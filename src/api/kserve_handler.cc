@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
-#include <charconv>
 #include <span>
 
 #include "base/strings.h"
@@ -42,13 +41,6 @@ HttpResponse MethodNotAllowed(std::string_view method, std::string_view path,
       405, EncodeError(StrCat("method ", method, " is not allowed on ", path, "; use ", allowed)));
   r.headers.emplace_back("Allow", std::string(allowed));
   return r;
-}
-
-std::optional<uint64_t> ParseUint(std::string_view s) {
-  uint64_t v;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || ptr != s.data() + s.size() || s.empty()) return std::nullopt;
-  return v;
 }
 
 void WriteTensorMetadata(JsonWriter& w, const std::vector<TensorConfig>& tensors) {
@@ -192,32 +184,29 @@ routing::ForwardCallback AnswerWith(const HttpResponder& respond, bool mesh_form
 absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request, bool mesh_form,
                                              const TensorConfig* raw_input,
                                              const std::string& model, const std::string& version) {
+  InferRequest req;
+  std::optional<std::chrono::milliseconds> timeout;  // the body's `timeout` parameter
   if (mesh_form) {
-    std::optional<std::chrono::milliseconds> timeout;
-    absl::Status header_timeout = ApplyTimeoutHeader(request, &timeout);
-    if (!header_timeout.ok()) return header_timeout;
-    absl::StatusOr<InferRequest> req = DecodeMeshRequest(request.body());
-    if (!req.ok()) return req.status();
-    req->model_name = model;
-    req->model_version = version;
-    if (timeout) req->deadline = request.received() + *timeout;
-    return req;
-  }
-  std::optional<uint64_t> header_length;
-  if (request.has_header("Inference-Header-Content-Length")) {
-    header_length = ParseUint(request.header("Inference-Header-Content-Length"));
-    if (!header_length) {
-      return absl::InvalidArgumentError(
-          "Inference-Header-Content-Length must be a non-negative integer");
+    absl::StatusOr<InferRequest> decoded = DecodeMeshRequest(request.body());
+    if (!decoded.ok()) return decoded.status();
+    req = *std::move(decoded);
+  } else {
+    std::optional<uint64_t> header_length;
+    if (request.has_header("Inference-Header-Content-Length")) {
+      header_length = ParseUint(request.header("Inference-Header-Content-Length"));
+      if (!header_length) {
+        return absl::InvalidArgumentError(
+            "Inference-Header-Content-Length must be a non-negative integer");
+      }
     }
+    absl::StatusOr<DecodedInferRequest> decoded =
+        DecodeInferRequest(request.body(), header_length, raw_input);
+    if (!decoded.ok()) return decoded.status();
+    req = std::move(decoded->request);
+    timeout = decoded->timeout;
   }
-  absl::StatusOr<DecodedInferRequest> decoded =
-      DecodeInferRequest(request.body(), header_length, raw_input);
-  if (!decoded.ok()) return decoded.status();
-  std::optional<std::chrono::milliseconds> timeout = decoded->timeout;
   absl::Status header_timeout = ApplyTimeoutHeader(request, &timeout);
   if (!header_timeout.ok()) return header_timeout;
-  InferRequest req = std::move(decoded->request);
   req.model_name = model;
   req.model_version = version;
   if (timeout) req.deadline = request.received() + *timeout;

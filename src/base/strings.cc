@@ -16,4 +16,11 @@ std::vector<std::string_view> Split(std::string_view s, char sep) {
   }
 }
 
+std::optional<uint64_t> ParseUint(std::string_view s) {
+  uint64_t v;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
 }  // namespace hivemesh

@@ -4,6 +4,8 @@
 
 #include <charconv>
 #include <concepts>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +51,9 @@ void StrAppend(std::string* out, const Args&... args) {
 
 // Splits on `sep`, keeping empty pieces ("a//b" -> "a", "", "b").
 std::vector<std::string_view> Split(std::string_view s, char sep);
+
+// `s` as a decimal integer: digits only, the whole string, within 64 bits; nothing otherwise.
+std::optional<uint64_t> ParseUint(std::string_view s);
 
 // A status's message as a std::string_view.
 inline std::string_view MessageOf(const absl::Status& s) {

@@ -39,12 +39,10 @@ absl::StatusOr<InferResponse> DecodeAnswer(const PeerResponse& r) {
   if (r.headers.Get("content-type") == kMeshTensorsType) return DecodeMeshAnswer(r.body);
   std::optional<uint64_t> header_length;
   if (std::optional<std::string_view> hl = r.headers.Get("inference-header-content-length")) {
-    uint64_t n = 0;
-    auto [end, ec] = std::from_chars(hl->data(), hl->data() + hl->size(), n);
-    if (ec != std::errc() || end != hl->data() + hl->size()) {
+    header_length = ParseUint(*hl);
+    if (!header_length) {
       return absl::InvalidArgumentError("a malformed Inference-Header-Content-Length");
     }
-    header_length = n;
   }
   absl::StatusOr<InferResponse> decoded = DecodeInferResponse(r.body, header_length);
   if (decoded.ok() && decoded->served_by.empty()) {

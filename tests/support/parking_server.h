@@ -7,8 +7,8 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <atomic>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>

@@ -40,6 +40,12 @@ void PutTensor(std::string& out, const Tensor& t) {
   Put(out, static_cast<uint64_t>(t.data().size()));
 }
 
+// A u16 count, then each tensor's head.
+void PutTensors(std::string& out, const std::vector<Tensor>& tensors) {
+  Put(out, static_cast<uint16_t>(tensors.size()));
+  for (const Tensor& t : tensors) PutTensor(out, t);
+}
+
 size_t TensorHeadSize(const Tensor& t) {
   return 2 + t.name().size() + 2 + 8 * t.shape().size() + 8;
 }
@@ -173,8 +179,7 @@ MeshTensorsMessage EncodeMeshRequest(const InferRequest& request) {
   std::string& h = m.head;
   Begin(h, kRequestKind, estimate);
   PutString(h, request.id);
-  Put(h, static_cast<uint16_t>(request.inputs.size()));
-  for (const Tensor& t : request.inputs) PutTensor(h, t);
+  PutTensors(h, request.inputs);
   Put(h, static_cast<uint16_t>(request.outputs.size()));
   for (const RequestedOutput& o : request.outputs) PutString(h, o.name);
   PadHead(h);
@@ -217,8 +222,7 @@ MeshTensorsMessage EncodeMeshAnswer(const InferResponse& response) {
   PutString(h, response.model_version);
   PutString(h, response.id);
   PutString(h, response.served_by);
-  Put(h, static_cast<uint16_t>(response.outputs.size()));
-  for (const Tensor& t : response.outputs) PutTensor(h, t);
+  PutTensors(h, response.outputs);
   PadHead(h);
   m.tensors = response.outputs;
   return m;
