@@ -2,9 +2,14 @@
 // hivemesh-link/1`, a connection carries HTTP/1.1 requests back to back, each with a
 // `Hivemesh-Stream` number, and the answers go back in the order they are ready, each with its
 // request's number. Answers that become ready together (in one pass of the event loop) leave in
-// one write.
+// one write; the answer to a link's only open request is written by the thread that gives it
+// (a model's worker), without waking the loop first.
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
+#include <boost/container/small_vector.hpp>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -59,11 +64,22 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   // Counts the request as open on the link and hands it to the server's handler, or answers it
   // with `refusal` at once instead (as it does while the server drains).
   void Dispatch(std::shared_ptr<Request> request, std::optional<HttpResponse> refusal = {});
-  void Answered(std::shared_ptr<Request> request, HttpResponse response);
+  void Answered(Answer answer);
+  // On a model's worker thread: writes the answer to the socket from this thread, so that it
+  // leaves without first waking the loop's thread. False, with `answer` untouched, when the
+  // socket is closed, another write is under way or the kernel takes none of it: the loop then
+  // writes it as usual. The loop does the bookkeeping after (and any rest of a partial write).
+  bool SendFromWorker(Answer& answer);
+  // On the loop, after SendFromWorker wrote `written` bytes of `answer`.
+  void SentFromWorker(Answer answer, size_t written);
+  Answer MakeAnswer(std::shared_ptr<Request> request, HttpResponse response);
   void Flush();
   void OnFlushed(beast::error_code ec);
   // One request fewer is open on the link.
   void Retire();
+  // The count half of Retire, for any thread: true if that was the last open request of a
+  // draining server's link (which the loop then ends with HalfClose).
+  bool Release();
   // Ends a draining link gently: every answer already written goes out, then the write side
   // shuts (the other node reads the end after its answers and opens no new request here);
   // whatever arrives meanwhile is read and dropped until the other side closes too, so that no
@@ -88,11 +104,19 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   std::vector<asio::const_buffer> out_;  // the buffers of the last write
   bool flush_posted_ = false;
   bool writing_now_ = false;
+  // Guards the socket's descriptor between the loop and the model workers that write answers
+  // from their own thread: a worker writes only under it, and Close() closes the socket only
+  // under it, so a descriptor is never written after it was closed (and perhaps reused).
+  std::mutex wire_mu_;
+  bool wire_open_ = true;    // guarded by wire_mu_: the socket is not closed
+  bool wire_taken_ = false;  // guarded by wire_mu_: a write is under way (loop or worker's rest)
   bool closed_ = false;
   bool half_closed_ = false;  // the write side is shut (draining)
   size_t unsent_bytes_ = 0;   // of the answers in queued_ and writing_
   bool paused_ = false;       // over kMaxUnsentBytes: no request is read until they drain
-  int open_requests_ = 0;     // dispatched and not yet written or dropped
+  // Dispatched and not yet written or dropped; raised on the loop, lowered there or by a worker
+  // that wrote its answer.
+  std::atomic<int> open_requests_{0};
 };
 
 namespace {
@@ -134,8 +158,12 @@ void LinkSession::Close() {
   closed_ = true;
   deadline_.Cancel();
   beast::error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  {
+    std::lock_guard<std::mutex> lock(wire_mu_);
+    wire_open_ = false;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
   // Answers not yet written are dropped: the other side sees the link fail and retries them.
   for (size_t i = 0; i < queued_.size(); ++i) Retire();
   queued_.clear();
@@ -254,7 +282,7 @@ void LinkSession::Dispatch(std::shared_ptr<Request> request, std::optional<HttpR
     return;
   }
   request->stream = request->head.Value(*stream);
-  ++open_requests_;
+  open_requests_.fetch_add(1, std::memory_order_relaxed);
   core_->busy.fetch_add(1);
   if (!refusal && core_->draining.load(std::memory_order_relaxed)) {
     refusal.emplace();
@@ -262,37 +290,103 @@ void LinkSession::Dispatch(std::shared_ptr<Request> request, std::optional<HttpR
     refusal->body = ErrorJson(kShuttingDown);
   }
   if (refusal) {
-    Answered(std::move(request), *std::move(refusal));
+    Answered(MakeAnswer(std::move(request), *std::move(refusal)));
     return;
   }
   Request& req = *request;
   core_->handler(req, [self = shared_from_this(), request = std::move(request)](HttpResponse r) {
     if (self->executor_.running_in_this_thread()) {
-      self->Answered(request, std::move(r));
+      self->Answered(self->MakeAnswer(request, std::move(r)));
       return;
     }
-    asio::post(self->executor_, [self, request, r = std::move(r)]() mutable {
-      self->Answered(request, std::move(r));
-    });
+    Answer a = self->MakeAnswer(request, std::move(r));
+    if (self->SendFromWorker(a)) return;
+    asio::post(self->executor_,
+               [self, a = std::move(a)]() mutable { self->Answered(std::move(a)); });
   });
 }
 
-void LinkSession::Answered(std::shared_ptr<Request> request, HttpResponse response) {
-  if (closed_) {
-    Retire();
-    return;
-  }
-  Answer& a = queued_.emplace_back();
+LinkSession::Answer LinkSession::MakeAnswer(std::shared_ptr<Request> request,
+                                            HttpResponse response) {
+  Answer a;
   AppendResponseHead(&a.head, response);
   StrAppend(&a.head, kLinkStreamHeader, ": ", request->stream, "\r\n\r\n");
   a.request = std::move(request);
   a.response = std::move(response);
   a.bytes = a.head.size() + a.response.body.size();
   for (const Tensor& t : a.response.tail) a.bytes += t.data().size();
+  return a;
+}
+
+bool LinkSession::SendFromWorker(Answer& a) {
+  // Only the link's one open request: answers that are ready together leave in one write from
+  // the loop instead, which takes fewer system calls than one per worker.
+  if (open_requests_.load(std::memory_order_relaxed) != 1) return false;
+  boost::container::small_vector<iovec, 8> iov;
+  const auto add = [&iov](std::string_view piece) {
+    if (!piece.empty()) iov.push_back({const_cast<char*>(piece.data()), piece.size()});
+  };
+  add(a.head);
+  add(a.response.body);
+  for (const Tensor& t : a.response.tail) add(t.data());
+  if (iov.size() > kBuffersPerWrite) return false;
+  msghdr msg{};
+  msg.msg_iov = iov.data();
+  msg.msg_iovlen = iov.size();
+  ssize_t n;
+  {
+    std::lock_guard<std::mutex> lock(wire_mu_);
+    if (!wire_open_ || wire_taken_) return false;
+    n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0) return false;  // full, or failed: the loop writes it, and sees any failure
+    if (static_cast<size_t>(n) < a.bytes) {
+      wire_taken_ = true;  // the rest goes before any other answer
+    } else if (a.response.on_sent && !core_->stopped.load(std::memory_order_relaxed)) {
+      // Under the lock: Stop() closes the link, so it returns only after this call.
+      a.response.on_sent(SystemClock::Get().Now());
+    }
+  }
+  if (static_cast<size_t>(n) < a.bytes) {
+    asio::post(executor_, [self = shared_from_this(), a = std::move(a), n]() mutable {
+      self->SentFromWorker(std::move(a), static_cast<size_t>(n));
+    });
+    return true;
+  }
+  if (Release()) asio::post(executor_, [self = shared_from_this()] { self->HalfClose(); });
+  return true;
+}
+
+void LinkSession::SentFromWorker(Answer a, size_t written) {
+  if (closed_) {
+    {
+      std::lock_guard<std::mutex> lock(wire_mu_);
+      wire_taken_ = false;
+    }
+    Retire();
+    return;
+  }
   unsent_bytes_ += a.bytes;
+  writing_.push_back(std::move(a));
+  const Answer& w = writing_.back();
+  std::vector<asio::const_buffer> rest;
+  AppendMessageBuffers(rest, w.head, w.response.body, w.response.tail);
+  DropFront(rest, written);
+  writing_now_ = true;
+  asio::async_write(
+      socket_, std::move(rest),
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnFlushed(ec); });
+}
+
+void LinkSession::Answered(Answer answer) {
+  if (closed_) {
+    Retire();
+    return;
+  }
+  unsent_bytes_ += answer.bytes;
+  queued_.push_back(std::move(answer));
   if (flush_posted_ || writing_now_) return;
   // The link's only open request: nothing else can share the write, so it goes at once.
-  if (open_requests_ == 1) return Flush();
+  if (open_requests_.load(std::memory_order_relaxed) == 1) return Flush();
   // Otherwise once this pass of the event loop is over, together with the other answers it
   // makes ready.
   flush_posted_ = true;
@@ -302,6 +396,11 @@ void LinkSession::Answered(std::shared_ptr<Request> request, HttpResponse respon
 void LinkSession::Flush() {
   flush_posted_ = false;
   if (closed_ || writing_now_ || queued_.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(wire_mu_);
+    if (wire_taken_) return;  // the rest of a worker's partial write: it ends with a Flush
+    wire_taken_ = true;
+  }
   // As many answers as fit in one write.
   size_t n = 0, count = 0;
   for (; n < queued_.size(); ++n) {
@@ -326,6 +425,10 @@ void LinkSession::Flush() {
 
 void LinkSession::OnFlushed(beast::error_code ec) {
   writing_now_ = false;
+  {
+    std::lock_guard<std::mutex> lock(wire_mu_);
+    wire_taken_ = false;
+  }
   const bool report = !ec && !core_->stopped.load(std::memory_order_relaxed);
   const SteadyTime now = SystemClock::Get().Now();
   for (Answer& a : writing_) {
@@ -345,14 +448,18 @@ void LinkSession::OnFlushed(beast::error_code ec) {
   }
 }
 
-void LinkSession::Retire() {
-  --open_requests_;
+bool LinkSession::Release() {
   core_->busy.fetch_sub(1);
-  if (open_requests_ == 0 && core_->draining.load(std::memory_order_relaxed)) HalfClose();
+  return open_requests_.fetch_sub(1, std::memory_order_acq_rel) == 1 &&
+         core_->draining.load(std::memory_order_relaxed);
+}
+
+void LinkSession::Retire() {
+  if (Release()) HalfClose();
 }
 
 void LinkSession::Drain() {
-  if (open_requests_ == 0) HalfClose();
+  if (open_requests_.load(std::memory_order_acquire) == 0) HalfClose();
 }
 
 void LinkSession::HalfClose() {

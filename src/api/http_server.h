@@ -70,7 +70,8 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::vector<Tensor> tail;  // raw bytes sent after `body`, without copying (binary tensors)
-  // Called on an I/O thread once the response has been handed to the socket.
+  // Called once the response has been handed to the socket: on an I/O thread, or on the thread
+  // that gave the answer to a mesh link's only open request (which writes it itself).
   std::function<void(SteadyTime sent)> on_sent;
 };
 

@@ -20,6 +20,14 @@
 
 namespace hivemesh {
 
+// Removes the first `n` bytes of a gather write from `buffers` (n at most their total size).
+inline void DropFront(std::vector<boost::asio::const_buffer>& buffers, size_t n) {
+  size_t whole = 0;  // buffers written completely
+  while (whole < buffers.size() && n >= buffers[whole].size()) n -= buffers[whole++].size();
+  buffers.erase(buffers.begin(), buffers.begin() + static_cast<ptrdiff_t>(whole));
+  if (!buffers.empty()) buffers.front() += n;
+}
+
 // `done(error_code)` runs exactly once: inline if everything was written at once, else from the
 // event loop (failures always from the event loop, so a caller never sees its own callback run
 // with an error inside the call that started the write). `buffers` is any sequence of
@@ -40,16 +48,8 @@ void WriteNowOrLater(boost::asio::ip::tcp::socket& socket, const Buffers& buffer
     return;
   }
   // Drop what was written; write the rest when the socket can take it.
-  std::vector<boost::asio::const_buffer> rest;
-  for (const auto& b : buffers) {
-    const boost::asio::const_buffer cb(b);
-    if (written >= cb.size()) {
-      written -= cb.size();
-      continue;
-    }
-    rest.push_back(cb + written);
-    written = 0;
-  }
+  std::vector<boost::asio::const_buffer> rest(buffers.begin(), buffers.end());
+  DropFront(rest, written);
   boost::asio::async_write(socket, std::move(rest),
                            [done = std::forward<Done>(done)](boost::system::error_code wec,
                                                              size_t) mutable { done(wec); });

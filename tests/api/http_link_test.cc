@@ -165,6 +165,58 @@ TEST(HttpLinkTest, AnswersTheOtherSideDoesNotReadStopItsRequestsBeingTaken) {
   peer.server().Stop();
 }
 
+TEST(HttpLinkTest, AnAnswerTheSocketTakesOnlyInPartGoesWholeBeforeTheNext) {
+  // The link's one open request is answered from this thread (as a model's worker answers),
+  // which writes to the socket itself. 6 MiB do not fit while the other side reads nothing:
+  // the loop writes the rest, and an answer ready meanwhile waits for it. (Under the 8 MiB of
+  // unsent answers past which the link takes no new request.)
+  ParkingServer peer;
+  test::HttpConnection conn(peer.server().port());
+  ASSERT_TRUE(Upgraded(conn));
+  ASSERT_TRUE(conn.SendRaw(LinkRequest(1, "/big")));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
+  std::string big(6 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+  peer.Answer("/big", &big);
+  ASSERT_TRUE(conn.SendRaw(LinkRequest(2, "/next", "after")));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 2; }));
+  peer.Answer("/next");
+  test::HttpResult first = conn.ReadResponse();
+  EXPECT_EQ(first.status, 200);
+  EXPECT_EQ(first.header("hivemesh-stream"), "1");
+  EXPECT_TRUE(first.body == big) << "an answer of " << first.body.size() << " bytes, not intact";
+  test::HttpResult second = conn.ReadResponse();
+  EXPECT_EQ(second.status, 200);
+  EXPECT_EQ(second.header("hivemesh-stream"), "2");
+  EXPECT_EQ(second.body, "after");
+  ASSERT_TRUE(WaitFor([&] { return peer.server().busy_connections() == 0; }));
+  peer.server().Stop();
+}
+
+TEST(HttpLinkTest, AnAnswerForALinkTheOtherSideClosedIsDropped) {
+  // Answered at once after the close, or once the server has surely seen it: either way the
+  // request stops counting as open and the server goes on taking links.
+  ParkingServer peer;
+  for (const auto pause : {0ms, 100ms}) {
+    {
+      test::HttpConnection conn(peer.server().port());
+      ASSERT_TRUE(Upgraded(conn));
+      ASSERT_TRUE(conn.SendRaw(LinkRequest(1, "/gone")));
+      ASSERT_TRUE(WaitFor([&] { return peer.server().busy_connections() == 1; }));
+    }
+    std::this_thread::sleep_for(pause);
+    peer.Answer("/gone");
+    EXPECT_TRUE(WaitFor([&] { return peer.server().busy_connections() == 0; })) << pause.count();
+  }
+  test::HttpConnection conn(peer.server().port());
+  ASSERT_TRUE(Upgraded(conn));
+  ASSERT_TRUE(conn.SendRaw(LinkRequest(5, "/later", "still")));
+  ASSERT_TRUE(WaitFor([&] { return peer.count() == 3; }));
+  peer.Answer("/later");
+  EXPECT_EQ(conn.ReadResponse().body, "still");
+  peer.server().Stop();
+}
+
 TEST(HttpLinkTest, OnlyAGetUpgradesAndAServerCanDecline) {
   {
     ParkingServer peer;
