@@ -121,8 +121,10 @@ HttpResponse Encoded(const InferResponse& result) {
   return r;
 }
 
-// A successful inference in the mesh tensor form, for the node that forwarded the request.
+// A successful inference in the mesh tensor form, for the node that forwarded the request (or,
+// with more outputs than that form counts, in KServe v2, which the node reads too).
 HttpResponse EncodedForMesh(const InferResponse& result) {
+  if (!MeshAnswerFits(result)) return Encoded(result);
   MeshTensorsMessage m = EncodeMeshAnswer(result);
   HttpResponse r;
   r.status = 200;

@@ -210,6 +210,12 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
     }
     return Routed::kForwarded;
   }
+  if (!options.raw_body) {
+    if (absl::Status fits = MeshRequestFits(attempt->request); !fits.ok()) {
+      attempt->done(std::move(fits));
+      return Routed::kForwarded;
+    }
+  }
   attempt->encoded = Encode(attempt->request, options.raw_body);
   {
     std::lock_guard<std::mutex> lock(mu_);

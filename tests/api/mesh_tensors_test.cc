@@ -98,6 +98,38 @@ TEST(MeshTensorsTest, AnAnswerRoundTripsWithWhoServedIt) {
   EXPECT_TRUE(got->binary.empty());
 }
 
+TEST(MeshTensorsTest, CountsAreBoundedByWhatTheFormCanCarry) {
+  // Up to kMeshMaxTensors of each fit and round-trip whole; one more does not fit, with a
+  // reason (the encoder is never given it, so no count wraps).
+  InferRequest req;
+  const Tensor one = Tensor::Owned("x", DataType::kUint8, {1}, std::string(1, '\x05'));
+  req.inputs.assign(kMeshMaxTensors, one);
+  req.outputs.assign(kMeshMaxTensors, RequestedOutput{"y", false});
+  ASSERT_TRUE(MeshRequestFits(req).ok());
+  absl::StatusOr<InferRequest> got = DecodeMeshRequest(Wire(EncodeMeshRequest(req)));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->inputs.size(), kMeshMaxTensors);
+  EXPECT_EQ(got->outputs.size(), kMeshMaxTensors);
+  EXPECT_EQ(got->inputs.back().data(), "\x05");
+
+  req.inputs.push_back(one);
+  absl::Status over = MeshRequestFits(req);
+  EXPECT_EQ(over.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(over.message()), HasSubstr("at most 65535 inputs; this one has 65536"));
+  req.inputs.pop_back();
+  req.outputs.push_back({"y", false});
+  over = MeshRequestFits(req);
+  EXPECT_EQ(over.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(over.message()),
+              HasSubstr("at most 65535 outputs; this one asks for 65536"));
+
+  InferResponse answer;
+  answer.outputs.assign(kMeshMaxTensors, one);
+  EXPECT_TRUE(MeshAnswerFits(answer));
+  answer.outputs.push_back(one);
+  EXPECT_FALSE(MeshAnswerFits(answer));
+}
+
 TEST(MeshTensorsTest, EveryTruncationIsRefusedWithAReason) {
   auto whole = Wire(EncodeMeshRequest(TwoInputs()));
   for (size_t n = 0; n < whole->size(); ++n) {

@@ -128,12 +128,13 @@ class ForwarderTest : public ::testing::Test {
  protected:
   ForwarderTest() : forwarder_(&directory_, &client_, "self", 42) {}
 
-  // Routes one request; returns its result (waiting for retries after backoff).
+  // Routes one request (by default Request()); returns its result (waiting for retries after
+  // backoff).
   absl::StatusOr<InferResponse> Run(const RouteOptions& options = {},
-                                    Forwarder::Routed* routed = nullptr) {
+                                    Forwarder::Routed* routed = nullptr,
+                                    InferRequest req = Request()) {
     std::promise<absl::StatusOr<InferResponse>> promise;
     ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
-    InferRequest req = Request();
     const Forwarder::Routed how = forwarder_.Route(req, "trace-1", options, done);
     if (routed) *routed = how;
     if (how == Forwarder::Routed::kLocal) return absl::CancelledError("local");
@@ -229,6 +230,23 @@ TEST_F(ForwarderTest, APeersErrorIsPassedOnAsItsMessage) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
   // The peer's JSON error body is read: its message, not the JSON text, is in the answer.
   EXPECT_EQ(MessageOf(r.status()), "node b: busy");
+}
+
+TEST_F(ForwarderTest, ARequestWithMoreInputsThanTheMeshFormCountsIsRefusedAndNothingIsSent) {
+  directory_.peers["m"] = {Peer("b")};
+  InferRequest req = Request();
+  req.inputs.assign(kMeshMaxTensors + 1, req.inputs[0]);
+  Forwarder::Routed routed;
+  absl::StatusOr<InferResponse> r = Run({}, &routed, req);
+  EXPECT_EQ(routed, Forwarder::Routed::kForwarded);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("at most 65535 inputs"));
+  EXPECT_TRUE(client_.sent.empty());
+  // Sent as it came (a raw body), the count is no limit.
+  RouteOptions raw;
+  raw.raw_body = true;
+  EXPECT_TRUE(Run(raw, nullptr, req).ok());
+  EXPECT_EQ(client_.SentTo("b:8000"), 1);
 }
 
 TEST_F(ForwarderTest, RefusedPeerIsRetriedElsewhereAndEjectedAtOnce) {

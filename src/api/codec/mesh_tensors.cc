@@ -165,6 +165,24 @@ absl::Status ReadTensorHeads(Reader& r, std::string_view kind, std::vector<Tenso
 
 }  // namespace
 
+absl::Status MeshRequestFits(const InferRequest& request) {
+  if (request.inputs.size() > kMeshMaxTensors) {
+    return absl::InvalidArgumentError(StrCat("a request a node forwards may have at most ",
+                                             kMeshMaxTensors, " inputs; this one has ",
+                                             request.inputs.size()));
+  }
+  if (request.outputs.size() > kMeshMaxTensors) {
+    return absl::InvalidArgumentError(StrCat("a request a node forwards may ask for at most ",
+                                             kMeshMaxTensors, " outputs; this one asks for ",
+                                             request.outputs.size()));
+  }
+  return absl::OkStatus();
+}
+
+bool MeshAnswerFits(const InferResponse& response) {
+  return response.outputs.size() <= kMeshMaxTensors;
+}
+
 size_t MeshTensorsMessage::size() const {
   size_t n = head.size();
   for (const Tensor& t : tensors) n += t.data().size();

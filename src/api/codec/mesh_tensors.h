@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "serving/inference.h"
 
@@ -39,14 +40,25 @@ struct MeshTensorsMessage {
   size_t size() const;          // of the whole body
 };
 
+// The most tensors (inputs, outputs asked for, outputs answered) one message can count.
+inline constexpr size_t kMeshMaxTensors = 65535;
+
+// OK if the request can go in the mesh tensor form; else INVALID_ARGUMENT saying which count is
+// over kMeshMaxTensors (the encoder must not be given such a request).
+absl::Status MeshRequestFits(const InferRequest& request);
+// True if the answer can go in the mesh tensor form (else the serving node answers in KServe v2).
+bool MeshAnswerFits(const InferResponse& response);
+
 // The request as a node forwards it: id, inputs and the outputs asked for (their names; the
 // answer carries every output raw). Model name, version and deadline travel in the HTTP head.
+// The request must fit (MeshRequestFits).
 MeshTensorsMessage EncodeMeshRequest(const InferRequest& request);
 // Errors are INVALID_ARGUMENT naming what is wrong. Model name/version and deadline are left for
 // the caller; every requested output has `binary` false (the choice belongs to the origin's
 // client).
 absl::StatusOr<InferRequest> DecodeMeshRequest(std::shared_ptr<const std::string> body);
 
+// The answer must fit (MeshAnswerFits).
 MeshTensorsMessage EncodeMeshAnswer(const InferResponse& response);
 // The per-output `binary` flags are left empty: they belong to the original client.
 absl::StatusOr<InferResponse> DecodeMeshAnswer(std::shared_ptr<const std::string> body);
