@@ -5,7 +5,9 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -189,6 +191,55 @@ TEST(HttpLinkTest, AnAnswerTheSocketTakesOnlyInPartGoesWholeBeforeTheNext) {
   EXPECT_EQ(second.status, 200);
   EXPECT_EQ(second.header("hivemesh-stream"), "2");
   EXPECT_EQ(second.body, "after");
+  ASSERT_TRUE(WaitFor([&] { return peer.server().busy_connections() == 0; }));
+  peer.server().Stop();
+}
+
+TEST(HttpLinkTest, AnswersGivenByManyThreadsAtOnceAllArriveIntact) {
+  // Rounds of one to four requests, each answered by its own thread at the same moment: the
+  // answers race each other for the socket (a thread writing itself when its request is the
+  // only one open, the loop writing the others), with bodies up to 6 MiB so that some writes
+  // are partial. Every answer arrives whole, with its own number.
+  ParkingServer peer;
+  test::HttpConnection conn(peer.server().port());
+  ASSERT_TRUE(Upgraded(conn));
+  std::mt19937 rng(7);
+  int stream = 0;
+  size_t parked = 0;
+  for (int round = 0; round < 150; ++round) {
+    const int n = 1 + static_cast<int>(rng() % 4);
+    std::map<std::string, std::string> bodies;  // stream number -> body
+    std::string requests;
+    for (int i = 0; i < n; ++i) {
+      ++stream;
+      const uint32_t kind = rng() % 8;
+      std::string body(kind == 0  ? rng() % (6 << 20)
+                       : kind < 3 ? rng() % (1 << 20)
+                                  : rng() % 64,
+                       '\0');
+      for (size_t j = 0; j < body.size(); ++j) body[j] = static_cast<char>('a' + (stream + j) % 26);
+      requests += LinkRequest(stream, StrCat("/t", stream), body);
+      bodies[std::to_string(stream)] = std::move(body);
+    }
+    ASSERT_TRUE(conn.SendRaw(requests));
+    parked += static_cast<size_t>(n);
+    ASSERT_TRUE(WaitFor([&] { return peer.count() == parked; }));
+    std::vector<std::thread> answering;
+    for (const auto& [number, body] : bodies) {
+      answering.emplace_back([&peer, target = StrCat("/t", number)] { peer.Answer(target); });
+    }
+    // Every other round, the answers find a socket that nobody reads for a moment.
+    if (round % 2 == 0) std::this_thread::sleep_for(3ms);
+    for (int i = 0; i < n; ++i) {
+      test::HttpResult r = conn.ReadResponse();
+      ASSERT_EQ(r.status, 200) << "round " << round;
+      auto it = bodies.find(r.header("hivemesh-stream"));
+      ASSERT_NE(it, bodies.end()) << "an unknown or repeated stream in round " << round;
+      EXPECT_TRUE(r.body == it->second) << "stream " << it->first << ": not intact";
+      bodies.erase(it);
+    }
+    for (std::thread& t : answering) t.join();
+  }
   ASSERT_TRUE(WaitFor([&] { return peer.server().busy_connections() == 0; }));
   peer.server().Stop();
 }
