@@ -41,6 +41,16 @@ std::string LinkRequest(int stream, const std::string& target, const std::string
 
 using test::ParkingServer;
 
+// Reads the next answer on a link: a 200 for `stream` with exactly `body`.
+void ExpectAnswer(test::HttpConnection& conn, int stream, const std::string& body) {
+  test::HttpResult r = conn.ReadResponse();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("hivemesh-stream"), std::to_string(stream));
+  // Not EXPECT_EQ: a mismatch of megabytes would be printed whole.
+  EXPECT_TRUE(r.body == body) << "stream " << stream << ": an answer of " << r.body.size()
+                              << " bytes, not the " << body.size() << " expected";
+}
+
 TEST(HttpLinkTest, RequestsAreOpenTogetherAndAnsweredAsTheyFinish) {
   ParkingServer peer;
   test::HttpConnection conn(peer.server().port());
@@ -111,10 +121,7 @@ TEST(HttpLinkTest, ARequestOverTheBodyLimitIsRefusedAndTheLinkGoesOn) {
   ASSERT_TRUE(conn.SendRaw(big.substr(1000) + LinkRequest(2, "/small", "fits")));
   ASSERT_TRUE(WaitFor([&] { return peer.count() == 1; }));
   peer.Answer("/small");
-  test::HttpResult ok = conn.ReadResponse();
-  EXPECT_EQ(ok.status, 200);
-  EXPECT_EQ(ok.header("hivemesh-stream"), "2");
-  EXPECT_EQ(ok.body, "fits");
+  ExpectAnswer(conn, 2, "fits");
   ASSERT_TRUE(WaitFor([&] { return peer.server().busy_connections() == 0; }));
   peer.server().Stop();
 }
@@ -183,14 +190,8 @@ TEST(HttpLinkTest, AnAnswerTheSocketTakesOnlyInPartGoesWholeBeforeTheNext) {
   ASSERT_TRUE(conn.SendRaw(LinkRequest(2, "/next", "after")));
   ASSERT_TRUE(WaitFor([&] { return peer.count() == 2; }));
   peer.Answer("/next");
-  test::HttpResult first = conn.ReadResponse();
-  EXPECT_EQ(first.status, 200);
-  EXPECT_EQ(first.header("hivemesh-stream"), "1");
-  EXPECT_TRUE(first.body == big) << "an answer of " << first.body.size() << " bytes, not intact";
-  test::HttpResult second = conn.ReadResponse();
-  EXPECT_EQ(second.status, 200);
-  EXPECT_EQ(second.header("hivemesh-stream"), "2");
-  EXPECT_EQ(second.body, "after");
+  ExpectAnswer(conn, 1, big);
+  ExpectAnswer(conn, 2, "after");
   ASSERT_TRUE(WaitFor([&] { return peer.server().busy_connections() == 0; }));
   peer.server().Stop();
 }
