@@ -560,7 +560,7 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
       const ModelStats& s = served->stats();
       r.headers.emplace_back(
           routing::kLoadHeader,
-          routing::EncodeLoadHeader(s.queue_depth.load(), s.in_flight.load() - 1,
+          routing::EncodeLoadHeader(s.queue_depth.load(), s.in_flight.load(),
                                     served->config().instances, s.ewma_service_ns.load() / 1000,
                                     static_cast<uint64_t>(std::max<int64_t>(
                                         0, (SystemClock::Get().Now() - received).count() / 1000))));

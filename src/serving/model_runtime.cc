@@ -250,22 +250,21 @@ void ModelRuntime::Expire(const std::shared_ptr<Job>& job) {
     if (it != queue_.end()) queue_.erase(it);
     stats_.queue_depth.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
     ++running_;  // counted until answered, so Drain() waits for this answer
-    stats_.in_flight.store(running_, std::memory_order_relaxed);
+    stats_.in_flight.fetch_add(1, std::memory_order_relaxed);
   }
   AnswerExpired(*job);
   // Notify under the lock: once Drain() can see running_ == 0 this object may be destroyed.
   std::lock_guard<std::mutex> lock(mu_);
   --running_;
-  stats_.in_flight.store(running_, std::memory_order_relaxed);
   drained_cv_.notify_all();
 }
 
 void ModelRuntime::AnswerExpired(Job& job) {
   stats_.expired_in_queue.fetch_add(1, std::memory_order_relaxed);
   stats_.fail.Add(NanosBetween(job.enqueued, SystemClock::Get().Now()));
-  job.done(
-      absl::DeadlineExceededError(StrCat("the request's deadline passed while it waited in model '",
-                                         config_.name, "''s queue; it was not computed")));
+  Answer(job, absl::DeadlineExceededError(
+                  StrCat("the request's deadline passed while it waited in model '", config_.name,
+                         "''s queue; it was not computed")));
 }
 
 void ModelRuntime::WorkerLoop(Backend* backend) {
@@ -280,14 +279,13 @@ void ModelRuntime::WorkerLoop(Backend* backend) {
       stats_.queue_depth.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
       if (!job->Claim(Job::kRunning)) continue;  // expired while queued
       ++running_;
-      stats_.in_flight.store(running_, std::memory_order_relaxed);
+      stats_.in_flight.fetch_add(1, std::memory_order_relaxed);
     }
     Run(backend, *job);
     job.reset();  // release the request's buffers before reporting idle
     {
       std::lock_guard<std::mutex> lock(mu_);
       --running_;
-      stats_.in_flight.store(running_, std::memory_order_relaxed);
     }
     drained_cv_.notify_all();
   }
@@ -319,7 +317,7 @@ void ModelRuntime::Finish(Job& job, absl::Status status, std::vector<Tensor> pro
                           SteadyTime start, SteadyTime computed) {
   if (!status.ok()) {
     stats_.fail.Add(NanosBetween(job.enqueued, computed));
-    job.done(status);
+    Answer(job, std::move(status));
     return;
   }
 
@@ -352,13 +350,20 @@ void ModelRuntime::Finish(Job& job, absl::Status status, std::vector<Tensor> pro
   stats_.compute_output.Add(NanosBetween(computed, end));
   if (!status.ok()) {
     stats_.fail.Add(NanosBetween(job.enqueued, end));
-    job.done(status);
+    Answer(job, std::move(status));
     return;
   }
   stats_.success.Add(NanosBetween(job.enqueued, end));
   stats_.inference_count.fetch_add(1, std::memory_order_relaxed);
   stats_.last_inference_ms.store(WallMillis(), std::memory_order_relaxed);
-  job.done(std::move(response));
+  Answer(job, std::move(response));
+}
+
+void ModelRuntime::Answer(Job& job, absl::StatusOr<InferResponse> result) {
+  // No longer in flight once answered: the answer may reach its client, and the client's next
+  // request this node, before the worker is back for more.
+  stats_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  job.done(std::move(result));
 }
 
 bool ModelRuntime::TakeBatchLocked(std::vector<std::shared_ptr<Job>>* batch,
@@ -376,7 +381,8 @@ bool ModelRuntime::TakeBatchLocked(std::vector<std::shared_ptr<Job>>* batch,
     }
     stats_.queue_depth.store(0, std::memory_order_relaxed);
     running_ += static_cast<int>(batch->size() + expired->size());
-    stats_.in_flight.store(running_, std::memory_order_relaxed);
+    stats_.in_flight.fetch_add(static_cast<int64_t>(batch->size() + expired->size()),
+                               std::memory_order_relaxed);
     return true;
   }
   std::vector<PendingRequest>& pending = pending_scratch_;  // reused: no allocation per batch
@@ -405,7 +411,8 @@ bool ModelRuntime::TakeBatchLocked(std::vector<std::shared_ptr<Job>>* batch,
   std::erase(queue_, nullptr);
   stats_.queue_depth.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
   running_ += static_cast<int>(batch->size() + expired->size());
-  stats_.in_flight.store(running_, std::memory_order_relaxed);
+  stats_.in_flight.fetch_add(static_cast<int64_t>(batch->size() + expired->size()),
+                             std::memory_order_relaxed);
   return true;
 }
 
@@ -440,7 +447,6 @@ void ModelRuntime::BatchWorkerLoop(Backend* backend) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       running_ -= answered;
-      stats_.in_flight.store(running_, std::memory_order_relaxed);
       drained_cv_.notify_all();
     }
   }

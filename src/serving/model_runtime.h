@@ -90,6 +90,9 @@ class ModelRuntime {
   // Answers a job that was executed (`status`, `produced`) between `start` and `computed`.
   void Finish(Job& job, absl::Status status, std::vector<Tensor> produced, SteadyTime start,
               SteadyTime computed);
+  // Every answer to a job goes through here: the job stops counting as in flight, then its
+  // callback runs.
+  void Answer(Job& job, absl::StatusOr<InferResponse> result);
   void Expire(const std::shared_ptr<Job>& job);
   // Answers a job already claimed as expired and counted in running_; the caller uncounts it.
   void AnswerExpired(Job& job);

@@ -84,6 +84,8 @@ struct ModelStats {
   std::atomic<uint64_t> rejected_queue_full{0};
   std::atomic<uint64_t> expired_in_queue{0};
   std::atomic<int64_t> queue_depth{0};
+  // Taken by a worker and not yet answered (a request stops counting just before its callback
+  // runs, so the callback and whatever it triggers see it gone).
   std::atomic<int64_t> in_flight{0};
   // Exponentially weighted mean of the backend's service time per execution (weight 0.2 for
   // the newest sample), for the load reports the mesh routes by. Workers update it without a

@@ -225,10 +225,7 @@ TEST_F(ModelRuntimeBatchingTest, RequestsAWorkerFindsExpiredLeaveTheCountsBalanc
       if (done.get_future().get().code() == absl::StatusCode::kDeadlineExceeded) ++expired;
     }
     EXPECT_GT(expired, 0) << "delay " << delay_us;
-    // The worker updates its counts just after answering.
-    for (int i = 0; i < 1000 && rt->stats().in_flight.load() != 0; ++i) {
-      std::this_thread::sleep_for(milliseconds(1));
-    }
+    // Every request was answered, so none is in flight.
     EXPECT_EQ(rt->stats().in_flight.load(), 0) << "delay " << delay_us;
     EXPECT_EQ(rt->stats().queue_depth.load(), 0);
     // A drain returns (miscounted answers made it wait forever).

@@ -62,6 +62,27 @@ TEST_F(ModelRuntimeTest, RunsOnAWorkerAndAnswersOnce) {
   EXPECT_EQ(rt->stats().inference_count.load(), 1u);
 }
 
+TEST_F(ModelRuntimeTest, AnAnsweredRequestNoLongerCountsAsInFlight) {
+  // The answer may reach its client, and the client's next request this node's routing, before
+  // the worker is back for more: from its callback on, a request is not in flight (else a
+  // node serving one client at a time would see itself busy and offload the next request).
+  auto rt = Make(IdentityConfig(8, 20000));
+  std::promise<int64_t> seen_first, seen_expired;
+  ASSERT_TRUE(rt->Submit(Request(1), [&](auto) {
+                  seen_first.set_value(rt->stats().in_flight.load());
+                }).ok());
+  // Expires while the first runs (20 ms): answered by the expirer, also counted until then.
+  InferRequest late = Request(2);
+  late.deadline = SystemClock::Get().Now() + std::chrono::milliseconds(5);
+  ASSERT_TRUE(rt->Submit(std::move(late), [&](auto) {
+                  seen_expired.set_value(rt->stats().in_flight.load());
+                }).ok());
+  EXPECT_EQ(seen_expired.get_future().get(), 1) << "the first request is still running";
+  EXPECT_EQ(seen_first.get_future().get(), 0);
+  rt->Drain();
+  EXPECT_EQ(rt->stats().in_flight.load(), 0);
+}
+
 TEST_F(ModelRuntimeTest, ValidatesAgainstTheConfig) {
   auto rt = Make(IdentityConfig(4, 0));
   InferRequest wrong_type;
