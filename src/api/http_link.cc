@@ -65,10 +65,12 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   // with `refusal` at once instead (as it does while the server drains).
   void Dispatch(std::shared_ptr<Request> request, std::optional<HttpResponse> refusal = {});
   void Answered(Answer answer);
-  // On a model's worker thread: writes the answer to the socket from this thread, so that it
-  // leaves without first waking the loop's thread. False, with `answer` untouched, when the
-  // socket is closed, another write is under way or the kernel takes none of it: the loop then
-  // writes it as usual. The loop does the bookkeeping after (and any rest of a partial write).
+  // On the thread that gives the answer (a model's worker), when its request is the link's only
+  // open one: writes the answer to the socket from this thread, so that it leaves without first
+  // waking the loop's thread. False, with `answer` untouched, when other requests are open
+  // (their answers share the loop's writes), the socket is closed, another write is under way
+  // or the kernel takes none of it: the loop then writes it as usual. Otherwise the request is
+  // retired here, or, after a partial write, the loop writes the rest and retires it.
   bool SendFromWorker(Answer& answer);
   // On the loop, after SendFromWorker wrote `written` bytes of `answer`.
   void SentFromWorker(Answer answer, size_t written);
