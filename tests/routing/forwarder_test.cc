@@ -124,21 +124,28 @@ InferRequest Request() {
   return r;
 }
 
+// Routes `req` through `forwarder`; returns its result (waiting for retries after backoff), or
+// CANCELLED if it was to be served locally. `routed`, if given, gets how it was routed.
+absl::StatusOr<InferResponse> RouteAndWait(Forwarder& forwarder, InferRequest req,
+                                           const RouteOptions& options = {},
+                                           Forwarder::Routed* routed = nullptr) {
+  std::promise<absl::StatusOr<InferResponse>> promise;
+  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+  const Forwarder::Routed how = forwarder.Route(req, "trace-1", options, done);
+  if (routed) *routed = how;
+  if (how == Forwarder::Routed::kLocal) return absl::CancelledError("local");
+  return promise.get_future().get();
+}
+
 class ForwarderTest : public ::testing::Test {
  protected:
   ForwarderTest() : forwarder_(&directory_, &client_, "self", 42) {}
 
-  // Routes one request (by default Request()); returns its result (waiting for retries after
-  // backoff).
+  // Routes one request (by default Request()) through forwarder_, as RouteAndWait does.
   absl::StatusOr<InferResponse> Run(const RouteOptions& options = {},
                                     Forwarder::Routed* routed = nullptr,
                                     InferRequest req = Request()) {
-    std::promise<absl::StatusOr<InferResponse>> promise;
-    ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
-    const Forwarder::Routed how = forwarder_.Route(req, "trace-1", options, done);
-    if (routed) *routed = how;
-    if (how == Forwarder::Routed::kLocal) return absl::CancelledError("local");
-    return promise.get_future().get();
+    return RouteAndWait(forwarder_, std::move(req), options, routed);
   }
 
   FakeDirectory directory_;
@@ -316,14 +323,6 @@ ForwarderOptions QuickOriginRetries() {
   ForwarderOptions options;
   options.origin_retry_after = std::chrono::milliseconds(4);
   return options;
-}
-
-// Routes `req` through `forwarder` to a peer; returns its result (waiting for retries).
-absl::StatusOr<InferResponse> RouteAndWait(Forwarder& forwarder, InferRequest req) {
-  std::promise<absl::StatusOr<InferResponse>> promise;
-  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
-  EXPECT_EQ(forwarder.Route(req, "t", RouteOptions{}, done), Forwarder::Routed::kForwarded);
-  return promise.get_future().get();
 }
 
 TEST_F(ForwarderTest, NewMemberRefusalIsRetriedWithoutEjection) {
