@@ -16,6 +16,8 @@
 #include "api/kserve_handler.h"
 #include "api/mesh_handler.h"
 #include "api/metrics_handler.h"
+#include "base/memory_budget.h"
+#include "base/rejections.h"
 #include "base/strings.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
@@ -115,6 +117,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   agent->config_ = config;
   agent->metrics_ = std::make_unique<telemetry::Registry>();
   agent->metrics_handler_ = std::make_unique<MetricsHandler>(agent->metrics_.get());
+  agent->rejections_ = std::make_shared<Rejections>();
+  agent->memory_budget_ = MemoryBudget::Create(config.MemoryBudgetBytes());
   agent->registry_ = std::make_unique<BackendRegistry>();
   RegisterBuiltinBackends(*agent->registry_);
 
@@ -141,6 +145,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.max_body_bytes = config.max_body_bytes;
   http.header_timeout = std::chrono::milliseconds(config.header_timeout_ms);
   http.body_timeout = std::chrono::milliseconds(config.body_timeout_ms);
+  http.rejections = agent->rejections_;
+  http.memory_budget = agent->memory_budget_;
   Agent* self = agent.get();
   // One set of I/O threads for the API and the peer client: a forwarded request and its answer
   // stay on the thread that read the request.
@@ -175,6 +181,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   }
   RegisterServingMetrics(metrics, agent->repository_.get());
   RegisterMeshMetrics(metrics, agent->gossip_.get(), agent->forwarder_.get());
+  RegisterRejectionMetrics(metrics, agent->rejections_);
+  RegisterMemoryBudgetMetrics(metrics, agent->memory_budget_);
   telemetry::RegisterProcessMetrics(metrics);
   return agent;
 }

@@ -39,6 +39,8 @@ class PeerClient;
 }  // namespace routing
 class ModelRepository;
 class BackendRegistry;
+class MemoryBudget;
+class Rejections;
 
 class Agent {
  public:
@@ -69,6 +71,11 @@ class Agent {
   // references to their metrics.
   std::unique_ptr<telemetry::Registry> metrics_;
   std::unique_ptr<MetricsHandler> metrics_handler_;
+  // What the node refused or cut off, by reason (hivemesh_rejected_total); shared with the
+  // components that refuse.
+  std::shared_ptr<Rejections> rejections_;
+  // Memory for requests in flight, all connections and models together (memory_budget_mb).
+  std::shared_ptr<MemoryBudget> memory_budget_;
   std::unique_ptr<BackendRegistry> registry_;
   std::unique_ptr<ModelRepository> repository_;
   std::unique_ptr<KServeHandler> kserve_;

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -69,6 +70,9 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("default_queue_limit", &AgentConfig::default_queue_limit,
       "queued requests per model before shedding with 503, when its config.yaml sets none");
   add("max_body_bytes", &AgentConfig::max_body_bytes, "largest request body accepted (413 beyond)");
+  add("memory_budget_mb", &AgentConfig::memory_budget_mb,
+      "memory for requests in flight, all together (503 beyond); 0: a quarter of RAM, "
+      "256 MiB to 1 GiB");
   add("header_timeout_ms", &AgentConfig::header_timeout_ms,
       "close connections whose request headers take longer (idle time counts)");
   add("body_timeout_ms", &AgentConfig::body_timeout_ms,
@@ -198,6 +202,16 @@ absl::Status AgentConfig::Validate() const {
         range("repository_poll_ms", repository_poll_ms, 10, 3600000)}) {
     if (!s.ok()) return s;
   }
+  if (memory_budget_mb > (uint64_t{1} << 24)) {
+    return absl::InvalidArgumentError(
+        StrCat("memory_budget_mb: ", memory_budget_mb, " is more than 16 TiB"));
+  }
+  if (MemoryBudgetBytes() < 2 * max_body_bytes) {
+    return absl::InvalidArgumentError(
+        StrCat("memory_budget_mb: ", MemoryBudgetBytes() >> 20,
+               " MiB cannot hold two of the largest request bodies (max_body_bytes ",
+               max_body_bytes, "); raise it or lower max_body_bytes"));
+  }
   if (model_control_mode != "none" && model_control_mode != "poll" &&
       model_control_mode != "explicit") {
     return absl::InvalidArgumentError("model_control_mode: '" + model_control_mode +
@@ -253,6 +267,13 @@ absl::Status AgentConfig::Validate() const {
     }
   }
   return absl::OkStatus();
+}
+
+uint64_t AgentConfig::MemoryBudgetBytes() const {
+  if (memory_budget_mb > 0) return memory_budget_mb << 20;
+  const uint64_t ram =
+      static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  return std::clamp<uint64_t>(ram / 4, uint64_t{256} << 20, uint64_t{1} << 30);
 }
 
 std::vector<std::string> AgentConfig::JoinList() const {

@@ -58,6 +58,15 @@ struct AgentConfig {
   int default_queue_limit = 64;
   // Largest request body accepted (413 beyond). 64 MiB fits a few raw 4K frames.
   uint64_t max_body_bytes = 64ull << 20;
+  // Memory the node may hold for requests in flight, in MiB, all connections and models
+  // together: bodies, tensors decoded from them, decoded images, answers being written
+  // (base/memory_budget.h). Past it, requests get 503 with Retry-After instead of the node
+  // growing until the kernel kills it. 0: a quarter of the device's memory, at least 256 MiB and
+  // at most 1 GiB (an edge device also runs its models and OS). Must hold two of the largest
+  // bodies.
+  uint64_t memory_budget_mb = 0;
+  // The budget in bytes, with 0 resolved as described above.
+  uint64_t MemoryBudgetBytes() const;
   // A request's headers must arrive within this time (idle keep-alive time counts), else the
   // connection is closed: slow or stuck clients cannot hold connections forever.
   int header_timeout_ms = 10000;

@@ -44,8 +44,10 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
     bool has_header(std::string_view name) const override { return head.Find(name) != nullptr; }
     std::shared_ptr<const std::string> body() const override { return body_shared; }
     SteadyTime received() const override { return received_at; }
+    std::string_view remote_address() const override { return remote; }
 
     RequestHead head;
+    std::string remote;       // the link's peer IP address
     std::string_view stream;  // its Hivemesh-Stream value (in `head`)
     std::shared_ptr<const std::string> body_shared;
     SteadyTime received_at;
@@ -89,6 +91,7 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   void HalfClose();
 
   tcp::socket socket_;
+  const std::string remote_;  // the peer's IP address
   beast::flat_buffer buffer_;
   const std::shared_ptr<Core> core_;
   const int loop_;
@@ -134,6 +137,7 @@ constexpr size_t kBuffersPerWrite = 64;
 LinkSession::LinkSession(tcp::socket socket, beast::flat_buffer buffered,
                          std::shared_ptr<Core> core, int loop)
     : socket_(std::move(socket)),
+      remote_(RemoteAddress(socket_)),
       buffer_(std::move(buffered)),
       core_(std::move(core)),
       loop_(loop),
@@ -219,6 +223,7 @@ bool LinkSession::ParseBuffered() {
         return false;
       }
       parsing_ = std::make_shared<Request>();
+      parsing_->remote = remote_;
       RequestHead& h = parsing_->head;
       h.text.reserve(head_.head_size);
       h.text.append(head_.method).append(head_.target);

@@ -33,6 +33,7 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   }
   std::shared_ptr<const std::string> body() const override { return body_; }
   SteadyTime received() const override { return received_; }
+  std::string_view remote_address() const override { return remote_; }
 
   // A request to switch to a mesh link that this server takes (not while it drains).
   bool WantsLink() const {
@@ -69,6 +70,7 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   }
 
   tcp::socket socket_;
+  std::string remote_;  // the peer's IP address
   IoDeadline deadline_;
   bool timed_out_ = false;
   const std::shared_ptr<Core> core_;
@@ -205,6 +207,7 @@ class ServerImpl final : public HttpServer {
 
 Connection::Connection(tcp::socket socket, std::shared_ptr<Core> core, int loop)
     : socket_(std::move(socket)),
+      remote_(RemoteAddress(socket_)),
       deadline_(socket_.get_executor()),
       core_(std::move(core)),
       loop_(loop),

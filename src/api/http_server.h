@@ -34,6 +34,8 @@
 #include "absl/status/statusor.h"
 #include "base/clock.h"
 #include "base/io_threads.h"
+#include "base/memory_budget.h"
+#include "base/rejections.h"
 #include "tensor/tensor.h"
 
 namespace hivemesh {
@@ -48,6 +50,12 @@ struct HttpServerOptions {
   // Takes `Upgrade: hivemesh-link/1` (a mesh link from a peer, docs/routing.md); when false the
   // upgrade request is served as a plain request, as by a server that does not know links.
   bool accept_links = true;
+  // Where refused and cut-off input is counted and logged (docs/security.md). Null: the server
+  // keeps counters of its own.
+  std::shared_ptr<Rejections> rejections;
+  // The node's budget for requests in flight; request bodies are reserved from it. Null: bodies
+  // are limited only by max_body_bytes each.
+  std::shared_ptr<MemoryBudget> memory_budget;
 };
 
 // Read-only view of one request; valid until the response has been sent.
@@ -62,6 +70,9 @@ class HttpRequest {
   // The body, shared: tensors may keep views into it beyond the request's life.
   virtual std::shared_ptr<const std::string> body() const = 0;
   virtual SteadyTime received() const = 0;  // when the headers had been read
+  // The IP address of the peer that sent the request (no port), e.g. "10.0.0.7" or "::1";
+  // empty if the socket no longer knew it.
+  virtual std::string_view remote_address() const = 0;
 };
 
 struct HttpResponse {

@@ -147,6 +147,7 @@ struct Core {
   Core(const HttpServerOptions& o, HttpHandler h, IoThreads& io)
       : options(o),
         handler(std::move(h)),
+        rejections(o.rejections ? o.rejections : std::make_shared<Rejections>()),
         acceptor(AsioContext(io, 0).get_executor()),
         loops(static_cast<size_t>(io.size())) {
     for (int i = 0; i < io.size(); ++i) loops[static_cast<size_t>(i)].ioc = &AsioContext(io, i);
@@ -154,6 +155,7 @@ struct Core {
 
   const HttpServerOptions options;
   const HttpHandler handler;
+  const std::shared_ptr<Rejections> rejections;  // never null
   tcp::acceptor acceptor;  // used on loop 0's thread once the server has started
   std::atomic<bool> draining{false};
   // Set by Stop() before it visits every loop; then no handler or on_sent callback is called.
@@ -169,6 +171,13 @@ struct Core {
   };
   std::vector<Loop> loops;  // fixed size
 };
+
+// The IP address of a connected socket's peer, as text; empty if it is not known.
+inline std::string RemoteAddress(const tcp::socket& socket) {
+  beast::error_code ec;
+  const tcp::endpoint peer = socket.remote_endpoint(ec);
+  return ec ? std::string() : peer.address().to_string();
+}
 
 // Appends a response's status line, Content-Type, Content-Length (of its body and tail) and its
 // own fields to `out`; the caller adds any field of its own and the blank line that ends the head.

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "api/codec/infer_codec.h"
+#include "base/memory_budget.h"
+#include "base/rejections.h"
 #include "base/strings.h"
 #include "membership/gossip_node.h"
 #include "routing/forwarder.h"
@@ -139,6 +141,32 @@ void RegisterServingMetrics(Registry& registry, const ModelRepository* repositor
                    static_cast<double>(s.expired_in_queue.load()));
         }
       });
+}
+
+void RegisterRejectionMetrics(Registry& registry, std::shared_ptr<const Rejections> rejections) {
+  registry.AddCollector(
+      "hivemesh_rejected_total",
+      "Requests and connections this node refused or cut off because they went over a limit or "
+      "looked hostile, by reason (docs/security.md lists the reasons).",
+      MetricType::kCounter, {"reason"}, [rejections](SampleSink& sink) {
+        for (size_t i = 0; i < static_cast<size_t>(Rejection::kCount); ++i) {
+          const auto r = static_cast<Rejection>(i);
+          sink.Add({RejectionName(r)}, static_cast<double>(rejections->count(r)));
+        }
+      });
+}
+
+void RegisterMemoryBudgetMetrics(Registry& registry, std::shared_ptr<const MemoryBudget> budget) {
+  registry.AddCollector(
+      "hivemesh_memory_budget_bytes",
+      "The node's memory budget for requests in flight (memory_budget_mb).", MetricType::kGauge, {},
+      [budget](SampleSink& sink) { sink.Add({}, static_cast<double>(budget->limit())); });
+  registry.AddCollector(
+      "hivemesh_memory_budget_used_bytes",
+      "Bytes of the memory budget held now by requests in flight (bodies, decoded tensors and "
+      "images, answers being written).",
+      MetricType::kGauge, {},
+      [budget](SampleSink& sink) { sink.Add({}, static_cast<double>(budget->used())); });
 }
 
 void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossip,

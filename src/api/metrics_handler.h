@@ -12,6 +12,7 @@
 // collectors read (repository, gossip node, forwarder) must outlive every scrape.
 #pragma once
 
+#include <memory>
 #include <string_view>
 
 #include "api/http_server.h"
@@ -20,6 +21,8 @@
 namespace hivemesh {
 
 class ModelRepository;
+class MemoryBudget;
+class Rejections;
 namespace membership {
 class GossipNode;
 }
@@ -55,6 +58,13 @@ class InferenceMetrics {
 
 // Per model version gauges and counters read from each runtime's ModelStats.
 void RegisterServingMetrics(telemetry::Registry& registry, const ModelRepository* repository);
+// hivemesh_rejected_total{reason}: what the node refused or cut off (base/rejections.h).
+void RegisterRejectionMetrics(telemetry::Registry& registry,
+                              std::shared_ptr<const Rejections> rejections);
+// hivemesh_memory_budget_bytes (the limit) and hivemesh_memory_budget_used_bytes: the node's
+// memory budget for requests in flight (base/memory_budget.h).
+void RegisterMemoryBudgetMetrics(telemetry::Registry& registry,
+                                 std::shared_ptr<const MemoryBudget> budget);
 // Membership, gossip and (if `forwarder` is not null) forwarding metrics.
 void RegisterMeshMetrics(telemetry::Registry& registry, const membership::GossipNode* gossip,
                          const routing::Forwarder* forwarder);
