@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target in BUILD_DIR for SECONDS each, from the committed seed corpus
-# (copied, so the repository is never written). Fails on the first crash, leak or timeout.
+# (tests/fuzz/corpus/<target>/, copied, so the repository is never written). Fails on the first
+# crash, leak or timeout.
 set -euo pipefail
 build=${1:?usage: run-fuzzers.sh BUILD_DIR SECONDS}
 seconds=${2:-20}
@@ -8,8 +9,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# Every target has a seed corpus folder; a folder without its built target is an error.
 ran=0
-for target in infer_request envelope gossip_packet link_head; do
+for dir in "$root"/tests/fuzz/corpus/*/; do
+  target=$(basename "$dir")
   bin="$build/tests/fuzz/${target}_fuzz"
   [ -x "$bin" ] || { echo "run-fuzzers: $bin is missing" >&2; exit 1; }
   mkdir -p "$work/$target"
