@@ -19,6 +19,7 @@
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
+#include "identity/key_file.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
 #include "routing/forwarder.h"
@@ -196,6 +197,12 @@ absl::Status Agent::StartGossip() {
       membership::SwimConfig::Profile(config_.gossip_profile);
   if (!profile.ok()) return profile.status();
   options.swim = *profile;
+  const std::string key_path = config_.StateDir() + "/node.key";
+  absl::StatusOr<identity::NodeKey> node_key = identity::LoadOrCreateNodeKey(key_path);
+  if (!node_key.ok()) return node_key.status();
+  options.node_key = *std::move(node_key);
+  spdlog::info("node key {} ({})", identity::KeyFingerprint(options.node_key.public_key()),
+               key_path);
   if (!config_.gossip_keys.empty()) {
     std::vector<std::string> keys;
     for (std::string_view k : Split(config_.gossip_keys, ',')) {

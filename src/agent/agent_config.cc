@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -89,6 +90,9 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("gossip_profile", &AgentConfig::gossip_profile, "gossip timing: lan, wan or local");
   add("gossip_keys", &AgentConfig::gossip_keys,
       "base64 AES keys, comma-separated; the first encrypts, all decrypt (hivemesh keygen)");
+  add("state_dir", &AgentConfig::state_dir,
+      "folder for what survives restarts (the node key) [default: /var/lib/hivemesh as root, "
+      "else $XDG_STATE_HOME/hivemesh]");
   add("cluster_label", &AgentConfig::cluster_label,
       "authenticated label that keeps clusters sharing a key apart");
   add("labels", &AgentConfig::labels, "this node's labels, key=value[,key=value...]");
@@ -267,6 +271,15 @@ absl::Status AgentConfig::Validate() const {
     }
   }
   return absl::OkStatus();
+}
+
+std::string AgentConfig::StateDir() const {
+  if (!state_dir.empty()) return state_dir;
+  if (geteuid() == 0) return "/var/lib/hivemesh";
+  const char* xdg = std::getenv("XDG_STATE_HOME");
+  if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/hivemesh";
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr && home[0] != '\0' ? home : ".") + "/.local/state/hivemesh";
 }
 
 uint64_t AgentConfig::MemoryBudgetBytes() const {

@@ -94,6 +94,13 @@ struct AgentConfig {
   // Authenticated with every gossip packet: nodes with another label never talk, even with the
   // same key.
   std::string cluster_label;
+  // Where the node keeps what must survive restarts: its node key (node.key), which the mesh
+  // binds its name to (docs/security.md). Empty: /var/lib/hivemesh for root, else
+  // $XDG_STATE_HOME/hivemesh (~/.local/state/hivemesh). Nodes sharing a host may share it (they
+  // then share a key); give each its own to keep them apart.
+  std::string state_dir;
+  // state_dir with the default resolved.
+  std::string StateDir() const;
   // This node's labels, "key=value[,key=value...]", e.g. "zone=line-1,hardware=jetson". The
   // `zone` label bounds where models with `dataPolicy: zone` send their data.
   std::string labels;
