@@ -20,6 +20,7 @@
 #include "base/rejections.h"
 #include "base/strings.h"
 #include "identity/key_file.h"
+#include "identity/member_credential.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
 #include "routing/forwarder.h"
@@ -201,6 +202,7 @@ absl::Status Agent::StartGossip() {
   absl::StatusOr<identity::NodeKey> node_key = identity::LoadOrCreateNodeKey(key_path);
   if (!node_key.ok()) return node_key.status();
   options.node_key = *std::move(node_key);
+  const identity::NodeKey options_key = options.node_key;
   spdlog::info("node key {} ({})", identity::KeyFingerprint(options.node_key.public_key()),
                key_path);
   if (!config_.gossip_keys.empty()) {
@@ -229,7 +231,15 @@ absl::Status Agent::StartGossip() {
   if (!node.ok()) return node.status();
   gossip_ = std::move(*node);
   directory_ = std::make_unique<GossipDirectory>(gossip_.get(), config_.node_name);
-  peers_ = routing::PeerClient::Create(io_);
+  // Every link this node opens, and every request it sends a peer over plain HTTP, proves that
+  // it comes from this member (identity/member_credential.h).
+  peers_ = routing::PeerClient::Create(io_, [key = options_key, self = config_.node_name](
+                                                std::string_view peer, std::string_view purpose) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    return identity::MakeCredential(key, self, peer, purpose, now, identity::RandomNonce());
+  });
   routing::ForwarderOptions routing;
   routing.policy.mode = config_.routing_mode == "local"    ? routing::RoutingMode::kLocal
                         : config_.routing_mode == "random" ? routing::RoutingMode::kRandom

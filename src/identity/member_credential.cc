@@ -1,6 +1,8 @@
 #include "identity/member_credential.h"
 
+#include <openssl/rand.h>
 #include <algorithm>
+
 #include <charconv>
 #include <cstdio>
 #include <vector>
@@ -58,6 +60,15 @@ std::string MakeCredential(const NodeKey& key, std::string_view origin, std::str
   const std::string ms = StrCat(unix_ms);
   const std::string sig = key.Sign(SignedBytes(origin, target, purpose, ms, nonce_hex));
   return StrCat(kVersion, " ", origin, " ", purpose, " ", ms, " ", nonce_hex, " ", Hex(sig));
+}
+
+uint64_t RandomNonce() {
+  uint64_t n = 0;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&n), sizeof n) != 1) {
+    std::fprintf(stderr, "hivemesh: RAND_bytes failed\n");
+    std::abort();
+  }
+  return n;
 }
 
 CredentialVerifier::CredentialVerifier(Options options, KeyLookup keys)

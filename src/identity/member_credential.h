@@ -46,6 +46,8 @@ inline constexpr std::string_view kPurposeRequest = "request";
 // do: they are validated at start-up).
 std::string MakeCredential(const NodeKey& key, std::string_view origin, std::string_view target,
                            std::string_view purpose, int64_t unix_ms, uint64_t nonce);
+// A random nonce for MakeCredential (OpenSSL's generator). Aborts if the OS random source fails.
+uint64_t RandomNonce();
 
 class CredentialVerifier {
  public:
