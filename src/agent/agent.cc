@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,6 +12,7 @@
 
 #include <unistd.h>
 
+#include "api/admin_access.h"
 #include "api/grpc/grpc_server.h"
 #include "api/http_server.h"
 #include "api/kserve_handler.h"
@@ -114,6 +116,42 @@ class GossipDirectory final : public routing::MeshDirectory {
 #define HIVEMESH_VERSION "0.0.0"
 #endif
 
+namespace {
+
+// admin_access and admin_token_file as the check the API's front ends make (api/admin_access.h).
+absl::StatusOr<AdminAccess> MakeAdminAccess(const AgentConfig& config) {
+  absl::StatusOr<AdminAccessMode> mode = AdminAccessModeFromName(config.admin_access);
+  if (!mode.ok()) return mode.status();
+  switch (*mode) {
+    case AdminAccessMode::kLoopback:
+      if (config.model_control_mode == "explicit") {
+        spdlog::info("admin_access: loopback (models are loaded and unloaded from this host only)");
+      }
+      return AdminAccess::Loopback();
+    case AdminAccessMode::kAny:
+      spdlog::warn(
+          "admin_access: any: anyone who reaches the API on {} may load and unload models; use "
+          "it in labs only (loopback or token elsewhere)",
+          config.http_address);
+      return AdminAccess::Any();
+    case AdminAccessMode::kToken: {
+      absl::StatusOr<std::string> token = ReadAdminTokenFile(config.admin_token_file);
+      if (!token.ok()) return token.status();
+      struct stat st {};
+      if (stat(config.admin_token_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+        spdlog::warn("admin_token_file {} can be read by other users of this host; chmod 600 it",
+                     config.admin_token_file);
+      }
+      spdlog::info("admin_access: token (loading and unloading models needs the token in {})",
+                   config.admin_token_file);
+      return AdminAccess::Token(*token);
+    }
+  }
+  return absl::InvalidArgumentError("admin_access: unknown mode");
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) {
   std::unique_ptr<Agent> agent(new Agent());
   agent->config_ = config;
@@ -172,6 +210,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name}, agent->repository_.get(),
       agent->forwarder_.get(), agent->directory_.get(), &metrics);
   agent->kserve_->SetZone(config.LabelMap()["zone"]);
+  absl::StatusOr<AdminAccess> admin = MakeAdminAccess(config);
+  if (!admin.ok()) return admin.status();
+  agent->kserve_->SetAdmin(*admin, agent->rejections_);
   if (config.grpc_enabled()) {
     GrpcServerOptions grpc;
     grpc.address = config.grpc_address;

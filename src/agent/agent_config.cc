@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/strings.h"
+#include "serving/model_name.h"
 
 namespace hivemesh {
 namespace {
@@ -65,6 +66,10 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "repository API)");
   add("repository_poll_ms", &AgentConfig::repository_poll_ms,
       "poll mode: how often the model repository folder is rescanned");
+  add("admin_access", &AgentConfig::admin_access,
+      "who may load and unload models: loopback (this host), token (admin_token_file) or any");
+  add("admin_token_file", &AgentConfig::admin_token_file,
+      "admin_access token: file holding the bearer token for loading and unloading models");
   add("http_threads", &AgentConfig::http_threads, "HTTP I/O threads");
   add("default_instances", &AgentConfig::default_instances,
       "worker instances per model when its config.yaml sets none");
@@ -220,6 +225,20 @@ absl::Status AgentConfig::Validate() const {
       model_control_mode != "explicit") {
     return absl::InvalidArgumentError("model_control_mode: '" + model_control_mode +
                                       "' is not one of none, poll, explicit");
+  }
+  if (admin_access != "loopback" && admin_access != "token" && admin_access != "any") {
+    return absl::InvalidArgumentError("admin_access: '" + admin_access +
+                                      "' is not one of loopback, token, any");
+  }
+  if (admin_access == "token" && admin_token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "admin_access: token needs admin_token_file, the file holding the token");
+  }
+  for (const std::string& name : ModelList()) {
+    if (!IsValidModelName(name)) {
+      return absl::InvalidArgumentError(
+          StrCat("models: '", PrintableName(name), "' is not a model name: ", kModelNameRule));
+    }
   }
   if (routing_mode != "hivemesh" && routing_mode != "local" && routing_mode != "random") {
     return absl::InvalidArgumentError("routing_mode: '" + routing_mode +

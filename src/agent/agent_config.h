@@ -35,6 +35,17 @@ struct AgentConfig {
   //   explicit  only through the repository API (REST /v2/repository/models/<m>/load|unload,
   //             gRPC RepositoryModelLoad/Unload)
   std::string model_control_mode = "none";
+  // Who may load and unload models through the repository API (REST and gRPC; api/admin_access.h):
+  //   loopback  only clients on this node itself (127.0.0.0/8, ::1). The default: the API
+  //             listens on loopback by default too, and a node exposed to a network should not
+  //             let the network change what it serves.
+  //   token     any address with `Authorization: Bearer <token>`, the token being the content of
+  //             admin_token_file (at least 16 characters; `openssl rand -hex 32` makes one)
+  //   any       anyone who reaches the API (labs only; the node warns at start)
+  // Reading (index, metadata, health, statistics, metrics, /v1/mesh/*) and inferring need none.
+  std::string admin_access = "loopback";
+  // admin_access: token: the file holding the token (keep it readable by the node's user only).
+  std::string admin_token_file;
   // Poll mode's rescan period. A scan reads folder metadata and config files, not model files;
   // 5 s finds a new version quickly without keeping a small device's storage busy.
   int repository_poll_ms = 5000;

@@ -10,6 +10,11 @@
 //   POST /v2/repository/models/<m>/load | /v2/repository/models/<m>/unload   (model_control_mode:
 //        explicit; answered once the model serves, or once its requests have been answered)
 //
+// Model and version names in paths follow serving/model_name.h: a path that names an invalid one
+// is answered 400 naming the rule before anything is looked up (api/codec/rest_path.h). Load and
+// unload change the node and need admin access (api/admin_access.h): 403 otherwise. Both
+// refusals are counted in the node's Rejections (bad_model_name, admin_denied).
+//
 // Errors are {"error": "..."} with the status mapped from the absl code (see HttpStatusFor).
 //
 // Every inference gets a trace id: the trace-id of a W3C `traceparent` header, else the
@@ -28,7 +33,10 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "api/admin_access.h"
+#include "api/codec/rest_path.h"
 #include "api/http_server.h"
+#include "base/rejections.h"
 #include "serving/inference.h"
 #include "serving/model_repository.h"
 
@@ -86,6 +94,18 @@ class KServeHandler {
   // This node's `zone` label, for data policies (empty: no zone).
   void SetZone(std::string zone);
 
+  // The repository's mutating calls (load, unload), for every front end (REST here, gRPC through
+  // grpc_server.cc): who may make them and where refusals are counted. Before this is called,
+  // admin access is loopback and refusals are counted in a Rejections of the handler's own.
+  // REQUIRES: called before the handler serves its first request.
+  void SetAdmin(AdminAccess access, std::shared_ptr<Rejections> rejections);
+  // Loads or unloads `model` for `caller`. Checked first, in this order, each refusal counted:
+  // the model name (INVALID_ARGUMENT naming the rule; nothing is looked up), then the caller
+  // (PERMISSION_DENIED saying what to do); then the repository does it on its control thread.
+  // `done` is called exactly once: on this thread for a refusal, else on the control thread.
+  void ControlRepository(RepositoryAction action, std::string_view model, const AdminCaller& caller,
+                         std::function<void(absl::Status)> done);
+
  private:
   void HandleModel(const HttpRequest& request, std::string_view rest, HttpResponder& respond);
   void Infer(const HttpRequest& request, const std::string& model, const std::string& version,
@@ -135,6 +155,10 @@ class KServeHandler {
   std::atomic<bool> refuse_forwarded_{false};
   mutable std::mutex zone_mu_;
   std::string zone_;  // guarded by zone_mu_
+
+  // The repository's mutating calls (SetAdmin; fixed once serving).
+  AdminAccess admin_;
+  std::shared_ptr<Rejections> rejections_ = std::make_shared<Rejections>();
 };
 
 }  // namespace hivemesh

@@ -57,12 +57,16 @@ def binary_from_argv():
 
 
 class Node(AgentNode):
-    """An agent on free loopback ports with its own state folder, serving `models` (names from
-    models/; empty: none, from an empty repository)."""
+    """An agent on free loopback ports with its own state folder, serving `models` of
+    `repository` (models/ by default): the names listed; None: every model of the repository;
+    empty: none (an empty repository)."""
 
-    def __init__(self, binary, name, models=("identity",), args=(), grpc=False):
-        if models:
-            extra = ["--model-repository", MODELS, "--models", ",".join(models)]
+    def __init__(self, binary, name, models=("identity",), args=(), grpc=False,
+                 repository=MODELS):
+        if models is None:
+            extra = ["--model-repository", repository]
+        elif models:
+            extra = ["--model-repository", repository, "--models", ",".join(models)]
         else:
             extra = ["--model-repository", tempfile.mkdtemp(prefix="hivemesh-empty-repo-")]
         extra += ["--log-level", "info"]
@@ -216,6 +220,18 @@ class Canary:
         assert self.ok >= min_ok, f"only {self.ok} normal requests answered during the attack"
 
 
+def attack_rounds(canary, attack, min_rounds=2, min_ok=5, seconds=120):
+    """Runs attack() (which returns a count) at least `min_rounds` times, and more until the
+    canary has had `min_ok` answers (or `seconds` passed): the attack and normal traffic overlap.
+    Returns (rounds, the counts' sum)."""
+    rounds = total = 0
+    deadline = time.monotonic() + seconds
+    while rounds < min_rounds or (canary.ok < min_ok and time.monotonic() < deadline):
+        total += attack()
+        rounds += 1
+    return rounds, total
+
+
 def raw_http(port, data, read=True, timeout=10):
     """Sends raw bytes on a new connection; returns (status or None, response bytes)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -259,3 +275,128 @@ def run(test_case_class):
     import unittest
     test_case_class.BINARY = binary_from_argv()
     unittest.main(argv=[sys.argv[0], "-v"])
+
+
+def non_loopback_ipv4():
+    """An IPv4 address of this machine that is not loopback, or None if it has none. Sockets
+    bound to it reach the node's loopback listener, and the node sees them come from this
+    address: another machine, as far as an address check can tell."""
+    import fcntl
+    import struct
+    siocgifaddr = 0x8915
+    for _, name in socket.if_nameindex():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            packed = fcntl.ioctl(s.fileno(), siocgifaddr, struct.pack("256s", name.encode()[:15]))
+            ip = socket.inet_ntoa(packed[20:24])
+        except OSError:
+            continue  # no IPv4 address on this interface
+        finally:
+            s.close()
+        if ip.startswith("127.") or ip == "0.0.0.0":
+            continue
+        test = socket.socket()
+        try:
+            test.bind((ip, 0))
+            return ip
+        except OSError:
+            continue
+        finally:
+            test.close()
+    return None
+
+
+def http_from(source_ip, port, method, path, body=b"", headers=None, timeout=10):
+    """(status, body text) of one HTTP request to 127.0.0.1:port sent from a socket bound to
+    `source_ip`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                      source_address=(source_ip, 0))
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+class SourceRelay:
+    """A TCP relay on a loopback port that connects on to 127.0.0.1:`port` from `source_ip`: a
+    client that cannot choose its source address (e.g. a gRPC channel) reaches the node as if
+    from that address. Use as a context manager; `port` is the relay's own."""
+
+    def __init__(self, target_port, source_ip):
+        self.target_port = target_port
+        self.source_ip = source_ip
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self._sockets = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.listener.close()
+        with self._lock:
+            for s in self._sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+        return False
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket()
+            upstream.bind((self.source_ip, 0))
+            upstream.connect(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def grpc_modules(work_dir):
+    """(grpc, pb, pb_grpc): python3-grpcio and stubs generated from proto/grpc_service.proto
+    into `work_dir`. Fails (never skips) if grpcio or the code generator is missing."""
+    import subprocess
+    try:
+        import grpc
+    except ImportError:
+        raise AssertionError("python3-grpcio is not installed (scripts/install-deps.sh installs it)")
+    plugin = "/usr/bin/grpc_python_plugin"
+    if not os.path.exists(plugin):
+        raise AssertionError("grpc_python_plugin is missing (package protobuf-compiler-grpc)")
+    os.makedirs(work_dir, exist_ok=True)
+    subprocess.run(["protoc", "-I", os.path.join(ROOT, "proto"), f"--python_out={work_dir}",
+                    f"--grpc_python_out={work_dir}", f"--plugin=protoc-gen-grpc_python={plugin}",
+                    os.path.join(ROOT, "proto", "grpc_service.proto")], check=True)
+    sys.path.insert(0, work_dir)
+    import grpc_service_pb2
+    import grpc_service_pb2_grpc
+    return grpc, grpc_service_pb2, grpc_service_pb2_grpc
