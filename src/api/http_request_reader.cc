@@ -185,6 +185,7 @@ size_t RequestReader::max_unparsed() const {
 
 RequestReader::Step RequestReader::Refused(RequestRefusal refusal) {
   refusal_ = std::move(refusal);
+  std::string().swap(body_);  // its bytes go with its reservation
   reservation_.Release();
   return Step::kRefused;
 }

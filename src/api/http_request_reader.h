@@ -77,9 +77,13 @@ struct RequestHead {
 };
 
 struct RequestLimits {
+  // A body's bytes (HttpServerOptions::max_body_bytes): 413 beyond.
   uint64_t max_body_bytes = 64ull << 20;
+  // The request line and header fields together: 431 beyond.
   uint32_t header_bytes = kHeaderLimit;
+  // One chunk-size line, extensions included, without its CRLF: 400 beyond.
   size_t chunk_line_bytes = kChunkLineLimit;
+  // The trailer section (what follows the last chunk): 431 beyond. As much as a head may hold.
   size_t trailer_bytes = kHeaderLimit;
 };
 
