@@ -187,6 +187,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.body_timeout = std::chrono::milliseconds(config.body_timeout_ms);
   http.rejections = agent->rejections_;
   http.memory_budget = agent->memory_budget_;
+  http.max_connections = config.max_connections;
+  http.max_connections_per_source = config.max_connections_per_source;
+  http.idle_link_timeout = std::chrono::milliseconds(config.idle_link_timeout_ms);
   Agent* self = agent.get();
   // One set of I/O threads for the API and the peer client: a forwarded request and its answer
   // stay on the thread that read the request.

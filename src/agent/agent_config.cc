@@ -83,6 +83,13 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "close connections whose request headers take longer (idle time counts)");
   add("body_timeout_ms", &AgentConfig::body_timeout_ms,
       "time allowed to read a body or write a response");
+  add("max_connections", &AgentConfig::max_connections,
+      "open connections at most, mesh links included; 0: half the descriptor limit, at most "
+      "1024");
+  add("max_connections_per_source", &AgentConfig::max_connections_per_source,
+      "open connections at most from one address; 0: half of max_connections, at most 256");
+  add("idle_link_timeout_ms", &AgentConfig::idle_link_timeout_ms,
+      "close mesh links without requests or bytes for this long");
   add("drain_timeout_ms", &AgentConfig::drain_timeout_ms,
       "on SIGTERM, longest wait for queued and running requests");
   add("log_level", &AgentConfig::log_level, "trace, debug, info, warn, error or off");
@@ -205,6 +212,9 @@ absl::Status AgentConfig::Validate() const {
               (int64_t{1} << 31) - 1),
         range("header_timeout_ms", header_timeout_ms, 1, 3600000),
         range("body_timeout_ms", body_timeout_ms, 1, 3600000),
+        range("max_connections", max_connections, 0, 1 << 20),
+        range("max_connections_per_source", max_connections_per_source, 0, 1 << 20),
+        range("idle_link_timeout_ms", idle_link_timeout_ms, 1, 86400000),
         range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),
         range("local_margin_ms", local_margin_ms, 0, 3600000), range("max_hops", max_hops, 1, 8),
         range("drain_announce_ms", drain_announce_ms, 0, 60000),

@@ -83,6 +83,21 @@ struct AgentConfig {
   int header_timeout_ms = 10000;
   // Time allowed to receive a body once its headers have arrived, and to send a response.
   int body_timeout_ms = 60000;
+  // Connections open at once, plain and mesh links together (one more is closed at once after a
+  // short 503). 0: half of the process's descriptor limit (RLIMIT_NOFILE), at most 1024, so that
+  // connections alone cannot take the descriptors that model files, gossip and peer connections
+  // need, and their buffers stay within about 200 MiB.
+  int max_connections = 0;
+  // The same from one source address (an IPv6 /64 counts as one), so that one client or
+  // stranger cannot take them all. 0: half of max_connections, at most 256: far above a busy
+  // client, a benchmark (32 connections) or a peer's links (one per I/O thread), all of which
+  // may come from one address.
+  int max_connections_per_source = 0;
+  // A mesh link with no open request and no bytes arriving for this long is closed (peers open
+  // a new one when they next forward). A minute keeps a busy peer's links across the pauses
+  // between its requests, where reopening costs a round trip, while a stranger's or a vanished
+  // peer's idle link holds a descriptor no longer than that.
+  int idle_link_timeout_ms = 60000;
   // On SIGTERM, the longest wait for queued and running requests before exiting anyway.
   int drain_timeout_ms = 30000;
   // trace, debug, info, warn, error or off. At debug every inference gets a log line (model,

@@ -19,6 +19,8 @@ import http.client
 import json
 import os
 import re
+import resource
+import select
 import socket
 import subprocess
 import sys
@@ -59,10 +61,11 @@ def binary_from_argv():
 class Node(AgentNode):
     """An agent on free loopback ports with its own state folder, serving `models` of
     `repository` (models/ by default): the names listed; None: every model of the repository;
-    empty: none (an empty repository)."""
+    empty: none (an empty repository). `nofile`: the node's limit on open descriptors
+    (RLIMIT_NOFILE), to run it out of them."""
 
     def __init__(self, binary, name, models=("identity",), args=(), grpc=False,
-                 repository=MODELS):
+                 repository=MODELS, nofile=None):
         if models is None:
             extra = ["--model-repository", repository]
         elif models:
@@ -71,11 +74,18 @@ class Node(AgentNode):
             extra = ["--model-repository", tempfile.mkdtemp(prefix="hivemesh-empty-repo-")]
         extra += ["--log-level", "info"]
         env_before = os.environ.get("ASAN_OPTIONS")
-        # The child inherits this process's environment: give it a small ASan quarantine.
+        limit_before = resource.getrlimit(resource.RLIMIT_NOFILE)
+        # The child inherits this process's environment and limits: give it a small ASan
+        # quarantine, and the descriptor limit asked for (this process is single-threaded while
+        # a node starts, and keeps few descriptors open).
         os.environ["ASAN_OPTIONS"] = ":".join(x for x in (env_before, HOSTILE_ASAN_OPTIONS) if x)
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, limit_before[1]))
         try:
             super().__init__(binary, name, [*extra, *args], grpc=grpc)
         finally:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, limit_before)
             if env_before is None:
                 del os.environ["ASAN_OPTIONS"]
             else:
@@ -215,6 +225,15 @@ class Canary:
                 self.failures.append(("exception", repr(e)))
             self._stop.wait(self.pause)
 
+    def repeat(self, attack, min_ok=3, max_rounds=1000):
+        """Runs attack() once, and again until this canary has been answered `min_ok` times, so
+        that normal requests meet even an attack the node refuses at once. Returns the rounds."""
+        rounds = 0
+        while rounds == 0 or (self.ok < min_ok and not self.failures and rounds < max_rounds):
+            attack()
+            rounds += 1
+        return rounds
+
     def check(self, min_ok=3):
         assert not self.failures, f"normal requests failed during the attack: {self.failures[:5]}"
         assert self.ok >= min_ok, f"only {self.ok} normal requests answered during the attack"
@@ -230,6 +249,39 @@ def attack_rounds(canary, attack, min_rounds=2, min_ok=5, seconds=120):
         total += attack()
         rounds += 1
     return rounds, total
+
+
+def connect(port, source="127.0.0.1", timeout=10):
+    """A TCP connection to the node on loopback from address `source`. Any 127.x.y.z is a
+    loopback address on Linux: an attacker bound to 127.0.0.2 counts as another source than the
+    canary on 127.0.0.1."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def readable(s, timeout=0.0):
+    """True if `s` has bytes to read, or an end or error to report, within `timeout` seconds."""
+    return bool(select.select([s], [], [], timeout)[0])
+
+
+def closed_by_peer(s, timeout=10):
+    """True if the peer closes `s` (end of stream or reset) within `timeout` seconds; whatever
+    arrives before is read and dropped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not readable(s, left):
+            return False
+        try:
+            if not s.recv(65536):
+                return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
 
 
 def raw_http(port, data, read=True, timeout=10):
