@@ -160,30 +160,56 @@ def parse_metrics(text):
 
 class Canary:
     """Normal identity inferences, one at a time on fresh connections, for as long as an attack
-    runs. check() asserts that some were answered and none failed: the node kept serving."""
+    runs. check() asserts that some were answered and none failed: the node kept serving.
 
-    def __init__(self, node, pause=0.05, timeout=10):
+    keepalive=True sends them all on one keep-alive connection opened before the attack instead,
+    for attacks that leave the node unable to accept new connections by design (e.g. at its file
+    descriptor limit): the node must keep serving the clients it has."""
+
+    def __init__(self, node, pause=0.05, timeout=10, keepalive=False):
         self.node = node
         self.pause = pause
         self.timeout = timeout
+        self.keepalive = keepalive
+        self._conn = None
         self.ok = 0
         self.failures = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self):
+        if self.keepalive:
+            self._conn = http.client.HTTPConnection("127.0.0.1", self.node.port,
+                                                    timeout=self.timeout)
+            self._conn.connect()
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        if self._conn:
+            self._conn.close()
         return False
+
+    def _infer(self):
+        if not self.keepalive:
+            return self.node.infer_identity(timeout=self.timeout)
+        body = json.dumps({"inputs": [{"name": "INPUT0", "shape": [3], "datatype": "FP32",
+                                       "data": [1.0, 2.0, 3.0]}]})
+        self._conn.request("POST", "/v2/models/identity/infer", body=body,
+                           headers={"Content-Type": "application/json"})
+        r = self._conn.getresponse()
+        text = r.read().decode(errors="replace")
+        try:
+            return r.status, json.loads(text)
+        except ValueError:
+            return r.status, text
 
     def _run(self):
         while not self._stop.is_set():
             try:
-                status, body = self.node.infer_identity(timeout=self.timeout)
+                status, body = self._infer()
                 if status == 200 and body["outputs"][0]["data"] == [1.0, 2.0, 3.0]:
                     self.ok += 1
                 else:
