@@ -196,6 +196,20 @@ absl::Status Agent::StartGossip() {
       membership::SwimConfig::Profile(config_.gossip_profile);
   if (!profile.ok()) return profile.status();
   options.swim = *profile;
+  options.max_tcp_connections = static_cast<size_t>(config_.gossip_max_connections);
+  options.max_tcp_connections_per_source =
+      static_cast<size_t>(config_.gossip_max_connections_per_source);
+  options.tcp_buffer_bytes = static_cast<size_t>(config_.gossip_buffer_mb) << 20;
+  options.tcp_head_timeout = std::chrono::milliseconds(config_.gossip_head_timeout_ms);
+  // A plaintext node told to join a mesh that encrypts its gossip cannot be a member of it: the
+  // agent stops (RunAgent reads join_status() and exits non-zero).
+  options.on_encryption_required = [this](const std::string& seed) {
+    {
+      std::lock_guard<std::mutex> lock(join_mu_);
+      refused_by_ = seed;
+    }
+    kill(getpid(), SIGTERM);
+  };
   if (!config_.gossip_keys.empty()) {
     std::vector<std::string> keys;
     for (std::string_view k : Split(config_.gossip_keys, ',')) {
@@ -341,8 +355,16 @@ void Agent::Start() {
   load_thread_ = std::thread([this] { ReportLoad(); });
   http_->Start();
   spdlog::info("gossip on {} ({} profile, {}{})", gossip_->address(), config_.gossip_profile,
-               config_.gossip_keys.empty() ? "plaintext" : "encrypted",
+               gossip_->encrypted() ? "encrypted" : "plaintext",
                config_.join.empty() ? "" : ", joining " + config_.join);
+  if (!gossip_->encrypted()) {
+    spdlog::warn(
+        "gossip is not encrypted: anyone who can reach {} can read the membership and forge "
+        "gossip messages (take over members' names, declare them dead, redirect their "
+        "requests). Turn encryption on: `hivemesh keygen` makes a key; give it to every node "
+        "with --gossip-keys",
+        gossip_->address());
+  }
   if (grpc_) {
     spdlog::info("KServe v2 gRPC on {}:{}",
                  config_.grpc_address.substr(0, config_.grpc_address.rfind(':')), grpc_->port());
@@ -399,6 +421,14 @@ bool Agent::Drain() {
 
 uint16_t Agent::http_port() const { return http_->port(); }
 
+absl::Status Agent::join_status() const {
+  std::lock_guard<std::mutex> lock(join_mu_);
+  if (refused_by_.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      StrCat("the mesh at ", refused_by_,
+             " encrypts its gossip and this node has no --gossip-keys: refusing to join"));
+}
+
 uint16_t Agent::grpc_port() const { return grpc_ ? grpc_->port() : 0; }
 
 int RunAgent(const AgentConfig& config, const ConfigSource& reload) {
@@ -438,6 +468,11 @@ int RunAgent(const AgentConfig& config, const ConfigSource& reload) {
     }
     absl::Status applied = (*agent)->Reload(*updated);
     if (!applied.ok()) spdlog::error("SIGHUP: {}", MessageOf(applied));
+  }
+  if (absl::Status joining = (*agent)->join_status(); !joining.ok()) {
+    spdlog::error("{}", MessageOf(joining));
+    agent->reset();
+    return 1;
   }
   spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   const bool complete = (*agent)->Drain();

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "agent/agent_config.h"
 
@@ -52,6 +53,9 @@ class Agent {
   // then closes all connections. Returns false if the timeout cut the wait short.
   bool Drain();
   uint16_t http_port() const;
+  // OK unless joining the mesh failed for good (a seed's mesh encrypts its gossip and this node
+  // has no --gossip-keys); the agent then stops, and this says why.
+  absl::Status join_status() const;
   // The bound gRPC port; 0 when gRPC is off.
   uint16_t grpc_port() const;
   // Applies what may change while running (today: labels), and tells the mesh.
@@ -97,6 +101,10 @@ class Agent {
   // the repository's changes) and guards what it reads of config_ and draining_.
   std::mutex meta_mu_;
   bool draining_ = false;  // announced in the metadata
+  // The seed that answered a join with "this mesh requires gossip encryption" (set once, by the
+  // gossip thread; empty otherwise).
+  mutable std::mutex join_mu_;
+  std::string refused_by_ ABSL_GUARDED_BY(join_mu_);
 };
 
 // Re-reads the configuration (the file and the flags) for SIGHUP.
