@@ -5,8 +5,8 @@ connections from many source addresses (so that the per-source limit does not tu
 first) hold it at the limit for about 5 s: accept() then fails with "too many open files" for
 every connection still waiting in the listen backlog.
 
-Bounds asserted: over those ~5 s the node uses less than 1 s of CPU (an accept loop that retries
-at once spins a core: ~5 s), writes fewer than 15 log lines about it (one a second at most), and
+Bounds asserted: over those ~5 s the node uses less than 0.5 s of CPU (an accept loop that
+retries at once spins, taking all the CPU it is given for as long as it is at the limit), writes fewer than 15 log lines about it (one a second at most), and
 counts the failures (hivemesh_gossip_packets_dropped_total{reason="accept_failed"}). Inferences on
 an open keep-alive connection keep succeeding throughout (new connections cannot be accepted at
 the limit, by definition), and the node gossips normally once the attack ends.
@@ -16,7 +16,7 @@ import time
 import unittest
 
 from hostile import Canary, Node, run, wait_for
-from gossip_attack import close_all, connect
+from gossip_attack import close_all, connect, wait_closed
 
 HEADROOM = 40  # descriptors left to the node above those it uses when the attack starts
 ATTACK_S = 5
@@ -30,11 +30,23 @@ class GossipFdExhaustionTest(unittest.TestCase):
         peer = None
         socks = []
         try:
+            # Refusals are logged before the descriptors run out, in two successive seconds (a
+            # line of its own, then one that says how many more it stands for): the sanitizers
+            # of the test build check a virtual call's type the first time they meet it, which
+            # takes a pipe, and there is no descriptor left for one at the limit.
+            for _ in range(2):
+                for _ in range(3):
+                    bad = connect(node.gossip, "127.0.0.9")
+                    bad.sendall(b"GET / HTTP/1.1\r\n\r\n")
+                    wait_closed(bad, 5)
+                    bad.close()
+                time.sleep(1.1)
             with Canary(node, pause=0.2, keepalive=True) as canary:
                 wait_for(lambda: canary.ok >= 3, 10, "the canary's first answers")
                 used = node.open_fds()
                 limit = used + HEADROOM
-                resource.prlimit(node.pid, resource.RLIMIT_NOFILE, (limit, limit))
+                before = resource.prlimit(node.pid, resource.RLIMIT_NOFILE)
+                resource.prlimit(node.pid, resource.RLIMIT_NOFILE, (limit, before[1]))
                 log_before = len(node.log_lines(r"(?i)accept"))
                 cpu_before = node.cpu_seconds()
                 start = time.monotonic()
@@ -62,11 +74,11 @@ class GossipFdExhaustionTest(unittest.TestCase):
                   f"node CPU {cpu:.2f} s; {accept_logs} log lines about accept; "
                   f"{canary_ok} canary answers", flush=True)
             self.assertGreaterEqual(at_limit, limit - 2, "the attack did not reach the fd limit")
-            self.assertLess(cpu, 1.0, f"the node spent {cpu:.2f} s of CPU at the fd limit")
+            self.assertLess(cpu, 0.5, f"the node spent {cpu:.2f} s of CPU at the fd limit")
             self.assertLess(accept_logs, 3 * ATTACK_S, "accept failures flooded the log")
             canary.check()
             # It recovers: new connections are accepted again, and the failures were counted.
-            resource.prlimit(node.pid, resource.RLIMIT_NOFILE, (4096, 4096))
+            resource.prlimit(node.pid, resource.RLIMIT_NOFILE, before)
             self.assertGreater(
                 wait_for(lambda: node.metric("hivemesh_gossip_packets_dropped_total",
                                              reason="accept_failed"), 10,
