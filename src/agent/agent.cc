@@ -16,6 +16,7 @@
 #include "api/grpc/grpc_server.h"
 #include "api/http_server.h"
 #include "api/kserve_handler.h"
+#include "api/member_check.h"
 #include "api/mesh_handler.h"
 #include "api/metrics_handler.h"
 #include "base/memory_budget.h"
@@ -28,6 +29,7 @@
 #include "routing/forwarder.h"
 #include "routing/peer_client.h"
 #include "serving/backend.h"
+#include "serving/model_name.h"
 #include "serving/model_repository.h"
 #include "telemetry/log.h"
 #include "telemetry/metrics.h"
@@ -47,10 +49,15 @@ class GossipDirectory final : public routing::MeshDirectory {
     return it == table->peers.end() ? std::vector<routing::PeerEndpoint>{} : it->second;
   }
 
-  bool IsMember(const std::string& node) const override {
+  std::optional<std::string> MemberKey(std::string_view node) const override {
     // A node that just joined may not be in the cached table yet: look again before refusing,
     // with a table at most kRecheck old (so refused strangers cannot force a rebuild each time).
-    return Snapshot(kRefresh)->alive.count(node) > 0 || Snapshot(kRecheck)->alive.count(node) > 0;
+    for (std::chrono::milliseconds age : {kRefresh, kRecheck}) {
+      std::shared_ptr<const Table> table = Snapshot(age);
+      auto it = table->alive.find(node);
+      if (it != table->alive.end() && !it->second.empty()) return it->second;
+    }
+    return std::nullopt;
   }
 
  private:
@@ -58,7 +65,7 @@ class GossipDirectory final : public routing::MeshDirectory {
   // snapshot instead of decoding every member's metadata each time.
   struct Table {
     std::map<std::string, std::vector<routing::PeerEndpoint>> peers;
-    std::set<std::string> alive;
+    std::map<std::string, std::string, std::less<>> alive;  // name -> the key it is bound to
     SteadyTime built;
   };
   static constexpr std::chrono::milliseconds kRefresh{100};
@@ -74,14 +81,16 @@ class GossipDirectory final : public routing::MeshDirectory {
     table->built = now;
     for (const membership::MemberInfo& m : gossip_->Members()) {
       if (m.state != membership::MemberState::kAlive) continue;
-      table->alive.insert(m.name);
+      table->alive.emplace(m.name, m.key);
       if (m.name == self_) continue;
       absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
       if (!meta.ok() || meta->api_address.empty() || meta->draining) continue;
       absl::StatusOr<membership::LoadReport> load = membership::LoadReport{};
       if (!m.load.empty()) load = membership::DecodeLoadReport(m.load);
       for (const membership::ModelAdvert& a : meta->models) {
-        if (!a.ready) continue;
+        // A name that breaks the rule of model names is nothing this node could serve or route
+        // by name (and could make a path of it): it is ignored, like a model not ready.
+        if (!a.ready || !IsValidModelName(a.name)) continue;
         routing::PeerEndpoint p;
         p.node = m.name;
         p.api_address = meta->api_address;
@@ -191,6 +200,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.max_connections_per_source = config.max_connections_per_source;
   http.idle_link_timeout = std::chrono::milliseconds(config.idle_link_timeout_ms);
   Agent* self = agent.get();
+  // A mesh link is opened only by a member that proves it (member_check_ is set by StartGossip,
+  // before the server starts).
+  http.authorize_link = [self](const HttpRequest& upgrade) {
+    return self->member_check_->AuthorizeLink(upgrade);
+  };
   // One set of I/O threads for the API and the peer client: a forwarded request and its answer
   // stay on the thread that read the request.
   agent->io_ = IoThreads::Create(config.http_threads);
@@ -210,12 +224,14 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   telemetry::Registry& metrics = *agent->metrics_;
   RegisterBuildInfo(metrics, HIVEMESH_VERSION, config.node_name);
   agent->kserve_ = std::make_unique<KServeHandler>(
-      ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name}, agent->repository_.get(),
+      ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name, agent->gossip_->encrypted()},
+      agent->repository_.get(),
       agent->forwarder_.get(), agent->directory_.get(), &metrics);
   agent->kserve_->SetZone(config.LabelMap()["zone"]);
   absl::StatusOr<AdminAccess> admin = MakeAdminAccess(config);
   if (!admin.ok()) return admin.status();
   agent->kserve_->SetAdmin(*admin, agent->rejections_);
+  agent->kserve_->SetMemberCheck(agent->member_check_);
   if (config.grpc_enabled()) {
     GrpcServerOptions grpc;
     grpc.address = config.grpc_address;
@@ -249,6 +265,20 @@ absl::Status Agent::StartGossip() {
   const identity::NodeKey options_key = options.node_key;
   spdlog::info("node key {} ({})", identity::KeyFingerprint(options.node_key.public_key()),
                key_path);
+  options.max_tcp_connections = static_cast<size_t>(config_.gossip_max_connections);
+  options.max_tcp_connections_per_source =
+      static_cast<size_t>(config_.gossip_max_connections_per_source);
+  options.tcp_buffer_bytes = static_cast<size_t>(config_.gossip_buffer_mb) << 20;
+  options.tcp_head_timeout = std::chrono::milliseconds(config_.gossip_head_timeout_ms);
+  // A plaintext node told to join a mesh that encrypts its gossip cannot be a member of it: the
+  // agent stops (RunAgent reads join_status() and exits non-zero).
+  options.on_encryption_required = [this](const std::string& seed) {
+    {
+      std::lock_guard<std::mutex> lock(join_mu_);
+      refused_by_ = seed;
+    }
+    kill(getpid(), SIGTERM);
+  };
   if (!config_.gossip_keys.empty()) {
     std::vector<std::string> keys;
     for (std::string_view k : Split(config_.gossip_keys, ',')) {
@@ -275,14 +305,21 @@ absl::Status Agent::StartGossip() {
   if (!node.ok()) return node.status();
   gossip_ = std::move(*node);
   directory_ = std::make_unique<GossipDirectory>(gossip_.get(), config_.node_name);
+  identity::CredentialVerifier::Options verify;
+  verify.self = config_.node_name;
+  member_check_ = std::make_shared<MemberCheck>(
+      std::make_shared<identity::CredentialVerifier>(
+          verify,
+          [directory = directory_.get()](std::string_view member) {
+            return directory->MemberKey(member);
+          }),
+      rejections_, UnixMillisNow);
   // Every link this node opens, and every request it sends a peer over plain HTTP, proves that
   // it comes from this member (identity/member_credential.h).
   peers_ = routing::PeerClient::Create(io_, [key = options_key, self = config_.node_name](
                                                 std::string_view peer, std::string_view purpose) {
-    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-    return identity::MakeCredential(key, self, peer, purpose, now, identity::RandomNonce());
+    return identity::MakeCredential(key, self, peer, purpose, UnixMillisNow(),
+                                    identity::RandomNonce());
   });
   routing::ForwarderOptions routing;
   routing.policy.mode = config_.routing_mode == "local"    ? routing::RoutingMode::kLocal
@@ -402,8 +439,16 @@ void Agent::Start() {
   load_thread_ = std::thread([this] { ReportLoad(); });
   http_->Start();
   spdlog::info("gossip on {} ({} profile, {}{})", gossip_->address(), config_.gossip_profile,
-               config_.gossip_keys.empty() ? "plaintext" : "encrypted",
+               gossip_->encrypted() ? "encrypted" : "plaintext",
                config_.join.empty() ? "" : ", joining " + config_.join);
+  if (!gossip_->encrypted()) {
+    spdlog::warn(
+        "gossip is not encrypted: anyone who can reach {} can read the membership, add members "
+        "of its own (up to max_members), accuse members (they refute it) and forge load "
+        "reports; names stay bound to their nodes' keys. Turn encryption on: `hivemesh keygen` "
+        "makes a key; give it to every node with --gossip-keys",
+        gossip_->address());
+  }
   if (grpc_) {
     spdlog::info("KServe v2 gRPC on {}:{}",
                  config_.grpc_address.substr(0, config_.grpc_address.rfind(':')), grpc_->port());
@@ -460,6 +505,14 @@ bool Agent::Drain() {
 
 uint16_t Agent::http_port() const { return http_->port(); }
 
+absl::Status Agent::join_status() const {
+  std::lock_guard<std::mutex> lock(join_mu_);
+  if (refused_by_.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      StrCat("the mesh at ", refused_by_,
+             " encrypts its gossip and this node has no --gossip-keys: refusing to join"));
+}
+
 uint16_t Agent::grpc_port() const { return grpc_ ? grpc_->port() : 0; }
 
 int RunAgent(const AgentConfig& config, const ConfigSource& reload) {
@@ -499,6 +552,11 @@ int RunAgent(const AgentConfig& config, const ConfigSource& reload) {
     }
     absl::Status applied = (*agent)->Reload(*updated);
     if (!applied.ok()) spdlog::error("SIGHUP: {}", MessageOf(applied));
+  }
+  if (absl::Status joining = (*agent)->join_status(); !joining.ok()) {
+    spdlog::error("{}", MessageOf(joining));
+    agent->reset();
+    return 1;
   }
   spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   const bool complete = (*agent)->Drain();

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "agent/agent_config.h"
 
@@ -24,6 +25,7 @@ class GrpcServer;
 class HttpServer;
 class IoThreads;
 class KServeHandler;
+class MemberCheck;
 class MeshHandler;
 class MetricsHandler;
 namespace telemetry {
@@ -52,6 +54,9 @@ class Agent {
   // then closes all connections. Returns false if the timeout cut the wait short.
   bool Drain();
   uint16_t http_port() const;
+  // OK unless joining the mesh failed for good (a seed's mesh encrypts its gossip and this node
+  // has no --gossip-keys); the agent then stops, and this says why.
+  absl::Status join_status() const;
   // The bound gRPC port; 0 when gRPC is off.
   uint16_t grpc_port() const;
   // Applies what may change while running (today: labels), and tells the mesh.
@@ -85,6 +90,8 @@ class Agent {
   std::unique_ptr<membership::GossipNode> gossip_;
   std::unique_ptr<MeshHandler> mesh_;
   std::unique_ptr<routing::MeshDirectory> directory_;
+  // Who peers' links and forwarded requests come from, checked against keys from directory_.
+  std::shared_ptr<const MemberCheck> member_check_;
   std::unique_ptr<routing::PeerClient> peers_;
   std::unique_ptr<routing::Forwarder> forwarder_;
 
@@ -97,6 +104,10 @@ class Agent {
   // the repository's changes) and guards what it reads of config_ and draining_.
   std::mutex meta_mu_;
   bool draining_ = false;  // announced in the metadata
+  // The seed that answered a join with "this mesh requires gossip encryption" (set once, by the
+  // gossip thread; empty otherwise).
+  mutable std::mutex join_mu_;
+  std::string refused_by_ ABSL_GUARDED_BY(join_mu_);
 };
 
 // Re-reads the configuration (the file and the flags) for SIGHUP.

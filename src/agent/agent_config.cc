@@ -107,6 +107,14 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "else $XDG_STATE_HOME/hivemesh]");
   add("cluster_label", &AgentConfig::cluster_label,
       "authenticated label that keeps clusters sharing a key apart");
+  add("gossip_max_connections", &AgentConfig::gossip_max_connections,
+      "gossip TCP connections served at once (closed beyond)");
+  add("gossip_max_connections_per_source", &AgentConfig::gossip_max_connections_per_source,
+      "gossip TCP connections served at once from one IP address (closed beyond)");
+  add("gossip_buffer_mb", &AgentConfig::gossip_buffer_mb,
+      "memory for gossip TCP frames being read, all connections together (refused beyond)");
+  add("gossip_head_timeout_ms", &AgentConfig::gossip_head_timeout_ms,
+      "close a gossip TCP connection that has not sent its frame's head in this time");
   add("labels", &AgentConfig::labels, "this node's labels, key=value[,key=value...]");
   add("routing_mode", &AgentConfig::routing_mode,
       "where inferences run: hivemesh (load-aware), local (never offload), random");
@@ -217,6 +225,10 @@ absl::Status AgentConfig::Validate() const {
         range("idle_link_timeout_ms", idle_link_timeout_ms, 1, 86400000),
         range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),
         range("local_margin_ms", local_margin_ms, 0, 3600000), range("max_hops", max_hops, 1, 8),
+        range("gossip_max_connections", gossip_max_connections, 1, 65536),
+        range("gossip_max_connections_per_source", gossip_max_connections_per_source, 1, 65536),
+        range("gossip_buffer_mb", gossip_buffer_mb, 20, 4096),
+        range("gossip_head_timeout_ms", gossip_head_timeout_ms, 1, 3600000),
         range("drain_announce_ms", drain_announce_ms, 0, 60000),
         range("repository_poll_ms", repository_poll_ms, 10, 3600000)}) {
     if (!s.ok()) return s;

@@ -127,6 +127,21 @@ struct AgentConfig {
   std::string state_dir;
   // state_dir with the default resolved.
   std::string StateDir() const;
+  // Gossip TCP connections served at once, in total and from one source IP; beyond them a new
+  // connection is closed at once. A mesh of a few thousand nodes keeps a handful open (one
+  // push-pull per member per interval, over in milliseconds); these are far above that and far
+  // below the node's file descriptors, so one host cannot take them all.
+  int gossip_max_connections = 256;
+  int gossip_max_connections_per_source = 16;
+  // Memory, in MiB, that all gossip TCP connections may buffer together (frames being read).
+  // Beyond it a frame is refused. 32 MiB holds two of the largest frames (16 MiB: the state of
+  // ~100,000 members); a node with gossip keys buffers nothing for a peer that has not proven it
+  // holds one.
+  int gossip_buffer_mb = 32;
+  // A gossip TCP connection must send its frame's head within this time, or it is closed (then
+  // the whole exchange within the profile's tcp_timeout): a peer with nothing to say is cut in
+  // 2 s instead of holding a connection for 10 s.
+  int gossip_head_timeout_ms = 2000;
   // This node's labels, "key=value[,key=value...]", e.g. "zone=line-1,hardware=jetson". The
   // `zone` label bounds where models with `dataPolicy: zone` send their data.
   std::string labels;

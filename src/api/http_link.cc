@@ -32,7 +32,7 @@ namespace hivemesh::http_internal {
 class LinkSession final : public std::enable_shared_from_this<LinkSession> {
  public:
   LinkSession(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core, int loop,
-              ConnectionLimits::Slot slot);
+              ConnectionLimits::Slot slot, std::string member);
   ~LinkSession();
   void Start();
   void Close();
@@ -53,9 +53,11 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
     std::shared_ptr<const std::string> body() const override { return body_shared; }
     SteadyTime received() const override { return received_at; }
     std::string_view remote_address() const override { return remote; }
+    std::string_view link_member() const override { return member; }
 
     RequestHead head;
     std::string remote;       // the link's peer IP address
+    std::string member;       // the member the link was authorized as
     std::string_view stream;  // its Hivemesh-Stream value (in `head`)
     std::shared_ptr<const std::string> body_shared;
     SteadyTime received_at;
@@ -110,6 +112,7 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
 
   tcp::socket socket_;
   const std::string remote_;  // the peer's IP address
+  const std::string member_;  // the member the link was authorized as (empty: none)
   beast::flat_buffer buffer_;
   const std::shared_ptr<Core> core_;
   ConnectionLimits::Slot slot_;  // in core_'s limits: declared after core_, released before it
@@ -157,9 +160,11 @@ constexpr size_t kBuffersPerWrite = 64;
 }  // namespace
 
 LinkSession::LinkSession(tcp::socket socket, beast::flat_buffer buffered,
-                         std::shared_ptr<Core> core, int loop, ConnectionLimits::Slot slot)
+                         std::shared_ptr<Core> core, int loop, ConnectionLimits::Slot slot,
+                         std::string member)
     : socket_(std::move(socket)),
       remote_(RemoteAddress(socket_)),
+      member_(std::move(member)),
       buffer_(std::move(buffered)),
       core_(std::move(core)),
       slot_(std::move(slot)),
@@ -251,6 +256,7 @@ bool LinkSession::ParseBuffered() {
       }
       parsing_ = std::make_shared<Request>();
       parsing_->remote = remote_;
+      parsing_->member = member_;
       RequestHead& h = parsing_->head;
       h.text.reserve(head_.head_size);
       h.text.append(head_.method).append(head_.target);
@@ -568,9 +574,9 @@ void LinkSession::HalfClose() {
 }
 
 void StartLink(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core,
-               int loop, ConnectionLimits::Slot slot) {
+               int loop, ConnectionLimits::Slot slot, std::string member) {
   auto link = std::make_shared<LinkSession>(std::move(socket), std::move(buffered), std::move(core),
-                                            loop, std::move(slot));
+                                            loop, std::move(slot), std::move(member));
   link->Start();
 }
 

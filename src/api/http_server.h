@@ -19,7 +19,8 @@
 //   address (links included): one over either is closed at once after a short 503;
 // - when accept() fails (out of descriptors, say), the server stops accepting for a while
 //   (10 ms, doubling to 1 s) instead of retrying at once;
-// - `authorize_link`, if set, decides which upgrade requests become links (403 otherwise).
+// - `authorize_link`, if set, decides which upgrade requests become links (403 otherwise), and
+//   names the member each link comes from (HttpRequest::link_member()).
 //
 // I/O runs on IoThreads (one event loop per thread): the server's own `options.threads` threads,
 // or loops shared with other components such as the peer client. Each connection lives on one
@@ -75,16 +76,17 @@ struct HttpServerOptions {
   // Open connections, plain and mesh links together, in total and from one source address (an
   // IPv6 /64 counts as one). 0: derived from the process's descriptor limit (RLIMIT_NOFILE):
   // half of it, at most 1024, and per source half of that, at most 256
-  // (api/connection_limits.h says why).
+  // (base/connection_limits.h says why).
   int max_connections = 0;
   int max_connections_per_source = 0;
   // A mesh link with no open request and no bytes arriving for this long is closed. A peer's
   // next request opens a new link; a stranger's idle link holds nothing for long.
   std::chrono::milliseconds idle_link_timeout{60000};
-  // When set, an upgrade request becomes a mesh link only if this returns OK; otherwise it is
-  // answered 403 with the status's message and the connection closes. Called on an I/O thread;
-  // it must not block.
-  std::function<absl::Status(const HttpRequest&)> authorize_link;
+  // When set, an upgrade request becomes a mesh link only if this returns OK: the name of the
+  // member the link comes from, which every request on the link then tells
+  // (HttpRequest::link_member()). Otherwise it is answered 403 with the status's message and the
+  // connection closes. Called on an I/O thread; it must not block.
+  std::function<absl::StatusOr<std::string>(const HttpRequest&)> authorize_link;
 };
 
 // Read-only view of one request; valid until the response has been sent.
@@ -102,6 +104,10 @@ class HttpRequest {
   // The IP address of the peer that sent the request (no port), e.g. "10.0.0.7" or "::1";
   // empty if the socket no longer knew it.
   virtual std::string_view remote_address() const = 0;
+  // For a request on a mesh link: the member the link was authorized as (authorize_link's
+  // answer when the link opened). Empty for plain requests, and on links of a server without
+  // authorize_link.
+  virtual std::string_view link_member() const { return {}; }
 };
 
 struct HttpResponse {

@@ -19,7 +19,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "api/connection_limits.h"
+#include "base/connection_limits.h"
 #include "api/http_request_reader.h"
 #include "api/http_server.h"
 #include "base/io_threads_asio.h"
@@ -118,10 +118,10 @@ inline std::string RemoteAddress(const tcp::socket& socket) {
 void AppendResponseHead(std::string* out, const HttpResponse& response);
 
 // Takes over an upgraded connection's socket (and whatever it had buffered past the upgrade
-// request, and its place under the connection limits) as a mesh link on loop `loop`. Called on
-// that loop's thread.
+// request, and its place under the connection limits) as a mesh link on loop `loop`, from
+// `member` (empty: not authorized as anyone). Called on that loop's thread.
 void StartLink(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core,
-               int loop, ConnectionLimits::Slot slot);
+               int loop, ConnectionLimits::Slot slot, std::string member);
 
 // The link, shared, or null if it is being destroyed (for the server's Stop).
 std::shared_ptr<LinkSession> LinkPtr(LinkSession& link);

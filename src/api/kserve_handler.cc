@@ -11,6 +11,7 @@
 #include "api/codec/json_writer.h"
 #include "api/codec/mesh_tensors.h"
 #include "api/codec/repository_codec.h"
+#include "api/member_check.h"
 #include "api/metrics_handler.h"
 #include "routing/decision.h"
 #include "routing/forwarder.h"
@@ -314,6 +315,14 @@ void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
     w.String("binary_tensor_data").String("statistics").String("model_repository");
     w.EndArray();
     w.Key("node").String(identity_.node_name);
+    w.Key("gossip").BeginObject();
+    w.Key("encrypted").Bool(identity_.gossip_encrypted);
+    if (!identity_.gossip_encrypted) {
+      w.Key("warning").String(
+          "gossip is plaintext: anyone on the network can read the membership and add members; "
+          "start every node with --gossip-keys (docs/security.md)");
+    }
+    w.EndObject();
     w.EndObject();
     return respond(Json(200, std::move(out)));
   }
@@ -525,12 +534,13 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
           StrCat(routing::kHopsHeader, " must be a positive integer (hops made so far)"))));
     }
     hops = static_cast<int>(*h);
-    const std::string origin(request.header(routing::kOriginHeader));
-    if (directory_ == nullptr || !directory_->IsMember(origin)) {
+    if (member_check_ == nullptr) {
       return respond(Error(absl::PermissionDeniedError(
-          StrCat("forwarded requests are accepted only from members of the mesh; '", origin,
-                 "' is not one"))));
+          StrCat("node ", identity_.node_name, " takes no forwarded requests: it is in no mesh"))));
     }
+    absl::Status member =
+        member_check_->CheckForwarded(request, request.header(routing::kOriginHeader));
+    if (!member.ok()) return respond(Error(member));
     if (refuse_forwarded_.load()) {
       // The origin retries elsewhere: this node told the mesh it is draining.
       return respond(Error(absl::UnavailableError(

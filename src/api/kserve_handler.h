@@ -46,6 +46,9 @@ struct ServerIdentity {
   std::string name = "hivemesh";
   std::string version;
   std::string node_name;
+  // Whether the node's gossip is encrypted (--gossip-keys); GET /v2 says so, with a warning
+  // when it is not (docs/security.md).
+  bool gossip_encrypted = false;
 };
 
 // INVALID_ARGUMENT 400, PERMISSION_DENIED 403, NOT_FOUND 404, RESOURCE_EXHAUSTED / UNAVAILABLE
@@ -60,6 +63,7 @@ namespace telemetry {
 class Registry;
 }
 class InferenceMetrics;
+class MemberCheck;
 
 class KServeHandler {
  public:
@@ -99,6 +103,9 @@ class KServeHandler {
   // admin access is loopback and refusals are counted in a Rejections of the handler's own.
   // REQUIRES: called before the handler serves its first request.
   void SetAdmin(AdminAccess access, std::shared_ptr<Rejections> rejections);
+  // How requests forwarded by peers prove their origin (api/member_check.h). Without one, every
+  // forwarded request is refused. REQUIRES: called before the handler serves its first request.
+  void SetMemberCheck(std::shared_ptr<const MemberCheck> check) { member_check_ = std::move(check); }
   // Loads or unloads `model` for `caller`. Checked first, in this order, each refusal counted:
   // the model name (INVALID_ARGUMENT naming the rule; nothing is looked up), then the caller
   // (PERMISSION_DENIED saying what to do); then the repository does it on its control thread.
@@ -159,6 +166,7 @@ class KServeHandler {
   // The repository's mutating calls (SetAdmin; fixed once serving).
   AdminAccess admin_;
   std::shared_ptr<Rejections> rejections_ = std::make_shared<Rejections>();
+  std::shared_ptr<const MemberCheck> member_check_;
 };
 
 }  // namespace hivemesh

@@ -153,11 +153,12 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
     w.Key("suspicions").Uint(s.swim.suspicions);
     w.Key("push_pulls").Uint(s.swim.push_pulls);
     w.Key("dropped").BeginObject();
-    w.Key("malformed").Uint(s.drops.malformed + s.swim.malformed_in);
-    w.Key("unauthenticated").Uint(s.drops.unauthenticated);
-    w.Key("replayed").Uint(s.drops.replayed);
-    w.Key("stale").Uint(s.drops.stale);
-    w.Key("oversized").Uint(s.drops.oversized);
+    for (size_t r = 0; r < membership::kDropReasonCount; ++r) {
+      const auto reason = static_cast<membership::DropReason>(r);
+      w.Key(membership::DropReasonName(reason))
+          .Uint(s.drops.of(reason) +
+                (reason == membership::DropReason::kMalformed ? s.swim.malformed_in : 0));
+    }
     w.EndObject();
     w.EndObject();
   }

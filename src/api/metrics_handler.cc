@@ -213,14 +213,29 @@ void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossi
                         });
   registry.AddCollector(
       "hivemesh_gossip_packets_dropped_total",
-      "Gossip packets dropped, by reason (malformed, unauthenticated, replayed, stale, oversized).",
+      "Gossip packets, TCP frames and TCP connections refused, by reason (membership/envelope.h "
+      "DropReason: malformed, unauthenticated, replayed, stale, oversized, misdirected, "
+      "bad_frame, frame_too_large, connection_limit, source_connection_limit, budget, timeout, "
+      "accept_failed).",
       MetricType::kCounter, {"reason"}, [gossip](SampleSink& sink) {
         const membership::GossipStats s = gossip->Stats();
-        sink.Add({"malformed"}, static_cast<double>(s.drops.malformed + s.swim.malformed_in));
-        sink.Add({"unauthenticated"}, static_cast<double>(s.drops.unauthenticated));
-        sink.Add({"replayed"}, static_cast<double>(s.drops.replayed));
-        sink.Add({"stale"}, static_cast<double>(s.drops.stale));
-        sink.Add({"oversized"}, static_cast<double>(s.drops.oversized));
+        for (size_t r = 0; r < membership::kDropReasonCount; ++r) {
+          const auto reason = static_cast<membership::DropReason>(r);
+          uint64_t n = s.drops.of(reason);
+          if (reason == membership::DropReason::kMalformed) n += s.swim.malformed_in;
+          sink.Add({membership::DropReasonName(reason)}, static_cast<double>(n));
+        }
+      });
+  registry.AddCollector("hivemesh_gossip_tcp_connections",
+                        "Gossip TCP connections being served now (gossip_max_connections).",
+                        MetricType::kGauge, {}, [gossip](SampleSink& sink) {
+                          sink.Add({}, static_cast<double>(gossip->Stats().tcp_connections));
+                        });
+  registry.AddCollector(
+      "hivemesh_gossip_tcp_buffered_bytes",
+      "Bytes of gossip TCP frames buffered now, all connections together (gossip_buffer_mb).",
+      MetricType::kGauge, {}, [gossip](SampleSink& sink) {
+        sink.Add({}, static_cast<double>(gossip->Stats().tcp_buffered_bytes));
       });
   registry.AddCollector(
       "hivemesh_gossip_claims_refused_total",

@@ -2,7 +2,7 @@
 // that it is the member it names, addressed to the one node it names. It travels as one header
 // field:
 //
-//   Hivemesh-Credential: v1 <origin> <purpose> <unix ms> <nonce: 16 hex> <signature: base64>
+//   Hivemesh-Credential: v1 <origin> <purpose> <unix ms> <nonce: 16 hex> <signature: hex>
 //
 // The signature is the origin's node key (node_key.h) over a domain tag and every field but
 // itself, plus the target's name, which is not sent: the receiver puts its own. So a credential

@@ -61,8 +61,9 @@ class MeshDirectory {
   // Alive peers (not this node, not draining) that host `model` and report it ready, with the
   // versions each serves.
   virtual std::vector<PeerEndpoint> PeersFor(const std::string& model) const = 0;
-  // True if `node` is an alive member of the mesh (forwarded requests from others are refused).
-  virtual bool IsMember(const std::string& node) const = 0;
+  // The public key gossip bound `node`'s name to, if it is an alive member of the mesh (member
+  // credentials are checked against it: api/member_check.h); nullopt otherwise.
+  virtual std::optional<std::string> MemberKey(std::string_view node) const = 0;
 };
 
 // Header names on forwarded requests and responses.

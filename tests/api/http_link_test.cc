@@ -362,6 +362,7 @@ struct LinkServer {
       HttpResponse r;
       r.content_type = "text/plain";
       r.body = StrCat(req.target(), " ", *req.body());
+      if (!req.link_member().empty()) r.headers.emplace_back("X-Link-Member", req.link_member());
       done(std::move(r));
     });
     EXPECT_TRUE(s.ok()) << s.status();
@@ -422,12 +423,11 @@ TEST(HttpLinkBoundsTest, AnIdleLinkClosesButNotOneWithARequestOpen) {
   EXPECT_TRUE(WaitFor([&] { return peer.server->open_connections() == 0; }));
 }
 
-TEST(HttpLinkBoundsTest, AnUpgradeTheHookRefusesGets403) {
+TEST(HttpLinkBoundsTest, AnUpgradeTheHookRefusesGets403AndOneItTakesNamesItsMember) {
   HttpServerOptions o;
-  o.authorize_link = [](const HttpRequest& req) {
-    return req.header("X-Member") == "yes"
-               ? absl::OkStatus()
-               : absl::PermissionDeniedError("mesh links are for members: no credential");
+  o.authorize_link = [](const HttpRequest& req) -> absl::StatusOr<std::string> {
+    if (req.header("X-Member") == "yes") return std::string("node-7");
+    return absl::PermissionDeniedError("mesh links are for members: no credential");
   };
   LinkServer peer(o);
   test::HttpConnection stranger(peer.server->port());
@@ -443,8 +443,16 @@ TEST(HttpLinkBoundsTest, AnUpgradeTheHookRefusesGets403) {
       "Upgrade: hivemesh-link/1\r\nContent-Length: 0\r\n\r\n"));
   ASSERT_EQ(member.ReadResponse().status, 101);
   ASSERT_TRUE(member.SendRaw(LinkRequest(4, "/in", "ok")));
-  ExpectAnswer(member, 4, "/in ok");
+  test::HttpResult in = member.ReadResponse();
+  EXPECT_EQ(in.body, "/in ok");
+  EXPECT_EQ(in.header("x-link-member"), "node-7");  // every request on the link tells its member
   EXPECT_EQ(peer.handled.load(), 1);  // the refused upgrade reached no handler
+  // A plain request names no member.
+  test::HttpConnection plain(peer.server->port());
+  ASSERT_TRUE(plain.SendRaw("GET /p HTTP/1.1\r\nHost: t\r\nX-Member: yes\r\n\r\n"));
+  test::HttpResult p = plain.ReadResponse();
+  EXPECT_EQ(p.status, 200);
+  EXPECT_EQ(p.header("x-link-member"), "");
 }
 
 TEST(HttpLinkBoundsTest, ABodyTheBudgetCannotHoldGets503OnItsStreamAndTheLinkGoesOn) {

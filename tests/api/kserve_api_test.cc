@@ -136,6 +136,8 @@ TEST_F(KServeApiTest, HealthAndServerMetadata) {
   EXPECT_THAT(meta.body, HasSubstr(R"("name":"hivemesh")"));
   EXPECT_THAT(meta.body, HasSubstr("binary_tensor_data"));
   EXPECT_THAT(meta.body, HasSubstr(R"("node":"api-test")"));
+  // Gossip without keys says so to whoever asks.
+  EXPECT_THAT(meta.body, HasSubstr(R"("gossip":{"encrypted":false,"warning":"gossip is plaintext)"));
 }
 
 TEST_F(KServeApiTest, ModelMetadataAndReadinessWithAndWithoutVersions) {

@@ -75,6 +75,32 @@ TEST(AgentCliTest, BadSettingsAreRefusedByName) {
   EXPECT_EQ(code, 1);
 }
 
+TEST(AgentCliTest, GossipLimitsAreSettingsCheckedByName) {
+  int code;
+  const std::string help = RunCli("agent --help", &code);
+  for (const char* flag : {"--gossip-max-connections ", "--gossip-max-connections-per-source ",
+                           "--gossip-buffer-mb ", "--gossip-head-timeout-ms "}) {
+    EXPECT_THAT(help, HasSubstr(flag));
+  }
+  EXPECT_THAT(RunCli("agent --gossip-max-connections-per-source 0", &code),
+              HasSubstr("gossip_max_connections_per_source: 0 is outside [1, 65536]"));
+  EXPECT_EQ(code, 2);
+  // Too small to hold the largest gossip frame beside the share kept for small ones.
+  EXPECT_THAT(RunCli("agent --gossip-buffer-mb 8", &code),
+              HasSubstr("gossip_buffer_mb: 8 is outside [20, 4096]"));
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(RunCli("agent --gossip-head-timeout-ms 0", &code),
+              HasSubstr("gossip_head_timeout_ms: 0 is outside"));
+  EXPECT_EQ(code, 2);
+  // The gossip address is what the node advertises and what sealed gossip names.
+  EXPECT_THAT(RunCli("agent --model-repository " + SourceDir() +
+                         "/models --models identity --http-address 127.0.0.1:0 "
+                         "--grpc-address off --gossip-address 0.0.0.0:0",
+                     &code),
+              HasSubstr("gossip_address: 0.0.0.0:0 is not an address peers can reach"));
+  EXPECT_EQ(code, 1);
+}
+
 TEST(AgentCliTest, LoadsOnlyTheListedModels) {
   AgentProcess agent(
       {"--model-repository", SourceDir() + "/models", "--models", "identity, vibration-anomaly"});

@@ -1,6 +1,6 @@
 // Gossip membership between real `hivemesh agent` processes on loopback UDP/TCP: joining,
 // failure detection after kill -9, restart, graceful leave, metadata spreading, and encryption
-// keeping nodes with the wrong key out.
+// keeping nodes with the wrong key out (and a plaintext node refusing to join).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -168,7 +168,8 @@ TEST(MembershipTest, AgentsWithTheWrongKeyNeverJoin) {
   ASSERT_TRUE(mesh.Start("a0", {"--gossip-keys", key_a}).ok());
   ASSERT_TRUE(mesh.Start("a1", {"--gossip-keys", key_a}).ok());
   ASSERT_TRUE(mesh.Start("b0", {"--gossip-keys", key_b}).ok());
-  ASSERT_TRUE(mesh.Start("p0").ok());  // plaintext
+  // Plaintext: a0 answers that its mesh requires encryption, and p0 stops (exit code 1).
+  ASSERT_TRUE(mesh.Start("p0").ok());
   EXPECT_TRUE(WaitFor(
       [&] {
         return mesh.AllSee({"a0", "a1"}, "a1", "alive") && mesh.AllSee({"a0", "a1"}, "a0", "alive");
@@ -182,7 +183,15 @@ TEST(MembershipTest, AgentsWithTheWrongKeyNeverJoin) {
     EXPECT_EQ(m.count("p0"), 0u) << o << " let in a plaintext node";
   }
   EXPECT_EQ(Members(mesh["b0"].port()).size(), 1u) << "b0 must see only itself";
-  EXPECT_EQ(Members(mesh["p0"].port()).size(), 1u) << "p0 must see only itself";
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return mesh["p0"].log().find(
+                   "encrypts its gossip and this node has no --gossip-keys: "
+                   "refusing to join") != std::string::npos;
+      },
+      seconds(10)))
+      << mesh["p0"].log();
+  EXPECT_EQ(mesh["p0"].Terminate(), 1) << "a plaintext node kept running in an encrypted mesh";
   EXPECT_GT(Dropped(mesh["a0"].port(), "unauthenticated"), 0u)
       << "the seed counts the packets it refused";
 }

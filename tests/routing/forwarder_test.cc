@@ -25,7 +25,7 @@ class FakeDirectory final : public MeshDirectory {
     auto it = peers.find(model);
     return it == peers.end() ? std::vector<PeerEndpoint>{} : it->second;
   }
-  bool IsMember(const std::string&) const override { return true; }
+  std::optional<std::string> MemberKey(std::string_view) const override { return "key"; }
   mutable std::mutex mu;
   std::map<std::string, std::vector<PeerEndpoint>> peers;
 };

@@ -94,6 +94,9 @@ def node_meta(api_address, models=(), labels=None, cores=2, memory_mb=1024):
     return out
 
 
+PLAINTEXT_PREAMBLE = b"HM\x02P"  # a plaintext frame of stream framing version 2
+
+
 def send_udp(address, data, source=("127.0.0.1", 0)):
     """Sends one datagram to "host:port"."""
     host, port = address.rsplit(":", 1)
@@ -102,25 +105,28 @@ def send_udp(address, data, source=("127.0.0.1", 0)):
         s.sendto(data, (host, int(port)))
 
 
+def _recv_exactly(s, n):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(min(65536, n - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def push_pull_over_tcp(address, data, timeout=5):
-    """One gossip TCP exchange in plaintext: a framed packet, then the framed reply (or b"")."""
+    """One gossip TCP exchange in plaintext (stream framing version 2, membership/stream_frame.h:
+    the preamble "HM" 2 "P", a u32 big-endian length, the packet): a framed packet, then the
+    framed reply's packet (or b"" if the node closed without one)."""
     host, port = address.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=timeout) as s:
-        s.sendall(struct.pack(">I", len(data)) + data)
-        head = b""
-        while len(head) < 4:
-            chunk = s.recv(4 - len(head))
-            if not chunk:
-                return b""
-            head += chunk
-        (n,) = struct.unpack(">I", head)
-        body = b""
-        while len(body) < n:
-            chunk = s.recv(min(65536, n - len(body)))
-            if not chunk:
-                break
-            body += chunk
-        return body
+        s.sendall(PLAINTEXT_PREAMBLE + struct.pack(">I", len(data)) + data)
+        head = _recv_exactly(s, 8)
+        if len(head) < 8 or head[:4] != PLAINTEXT_PREAMBLE:
+            return b""
+        (n,) = struct.unpack(">I", head[4:])
+        return _recv_exactly(s, n)
 
 
 class _Reader:

@@ -193,30 +193,56 @@ def parse_metrics(text):
 
 class Canary:
     """Normal identity inferences, one at a time on fresh connections, for as long as an attack
-    runs. check() asserts that some were answered and none failed: the node kept serving."""
+    runs. check() asserts that some were answered and none failed: the node kept serving.
 
-    def __init__(self, node, pause=0.05, timeout=10):
+    keepalive=True sends them all on one keep-alive connection opened before the attack instead,
+    for attacks that leave the node unable to accept new connections by design (e.g. at its file
+    descriptor limit): the node must keep serving the clients it has."""
+
+    def __init__(self, node, pause=0.05, timeout=10, keepalive=False):
         self.node = node
         self.pause = pause
         self.timeout = timeout
+        self.keepalive = keepalive
+        self._conn = None
         self.ok = 0
         self.failures = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self):
+        if self.keepalive:
+            self._conn = http.client.HTTPConnection("127.0.0.1", self.node.port,
+                                                    timeout=self.timeout)
+            self._conn.connect()
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        if self._conn:
+            self._conn.close()
         return False
+
+    def _infer(self):
+        if not self.keepalive:
+            return self.node.infer_identity(timeout=self.timeout)
+        body = json.dumps({"inputs": [{"name": "INPUT0", "shape": [3], "datatype": "FP32",
+                                       "data": [1.0, 2.0, 3.0]}]})
+        self._conn.request("POST", "/v2/models/identity/infer", body=body,
+                           headers={"Content-Type": "application/json"})
+        r = self._conn.getresponse()
+        text = r.read().decode(errors="replace")
+        try:
+            return r.status, json.loads(text)
+        except ValueError:
+            return r.status, text
 
     def _run(self):
         while not self._stop.is_set():
             try:
-                status, body = self.node.infer_identity(timeout=self.timeout)
+                status, body = self._infer()
                 if status == 200 and body["outputs"][0]["data"] == [1.0, 2.0, 3.0]:
                     self.ok += 1
                 else:
@@ -283,6 +309,33 @@ def closed_by_peer(s, timeout=10):
         except socket.timeout:
             return False
 
+
+def node_private_key(name):
+    """The node key of the agent started here as `name` (its state folder's node.key), to sign
+    as that member would: a test's stand-in for a member's credential captured or made by a
+    member itself."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    import agent_node
+    with open(os.path.join(agent_node.STATE_ROOT, name, "node.key"), "rb") as f:
+        return load_pem_private_key(f.read(), password=None)
+
+
+def member_credential(sign, origin, target, purpose, unix_ms=None, nonce=None):
+    """A Hivemesh-Credential value (identity/member_credential.h): `origin` proves itself to
+    `target` for `purpose` ("link" or "request"), signed by `sign` (a private key's sign)."""
+    import secrets
+    ms = str(int(time.time() * 1000) if unix_ms is None else unix_ms)
+    nonce = nonce or secrets.token_hex(8)
+    signed = b"\0".join(x.encode() for x in (
+        "hivemesh member credential v1", origin, target, purpose, ms, nonce))
+    return f"v1 {origin} {purpose} {ms} {nonce} {sign(signed).hex()}"
+
+
+def link_upgrade(credential=None):
+    """The request that upgrades a connection to a mesh link, with a member credential or none."""
+    extra = f"Hivemesh-Credential: {credential}\r\n" if credential else ""
+    return ("GET /v2/health/live HTTP/1.1\r\nHost: node\r\nConnection: Upgrade\r\n"
+            f"Upgrade: hivemesh-link/1\r\n{extra}Content-Length: 0\r\n\r\n").encode()
 
 def raw_http(port, data, read=True, timeout=10):
     """Sends raw bytes on a new connection; returns (status or None, response bytes)."""

@@ -1,13 +1,15 @@
-"""Connections and mesh links a stranger can hold.
+"""Connections and mesh links a peer can hold.
 
 A mesh link (an HTTP connection upgraded with `Upgrade: hivemesh-link/1`) had no idle timeout,
-and nothing limited how many connections one address, or everyone together, could open: 3,000
-idle links from a stranger stayed open, each holding a descriptor and buffers.
+anyone could open one, and nothing limited how many connections one address, or everyone
+together, could open: 3,000 idle links from a stranger stayed open, each holding a descriptor and
+buffers. A stranger now gets no link at all (test_forged_origin.py); the links here are opened
+with a member's link credentials, from another address (127.0.0.2), as a member gone wrong (or
+whoever holds its key) would:
 
-- A node with a short idle_link_timeout: a stranger (127.0.0.2) opens 300 links and sends
-  nothing; they are closed once idle for that long, and the node's descriptors return to where
-  they were.
-- A node with a small per-source limit: of 300 links from the stranger only that many are taken,
+- A node with a short idle_link_timeout: 300 links that send nothing are closed once idle for
+  that long, and the node's descriptors return to where they were.
+- A node with a small per-source limit: of 300 links from one address only that many are taken,
   the others are closed at once; a canary on 127.0.0.1 is served throughout.
 - A node with a small total limit: connections over it are closed at once.
 - Two nodes, the serving one closing idle links quickly: requests forwarded to it keep
@@ -24,22 +26,40 @@ import tempfile
 import time
 import unittest
 
-from hostile import MODELS, Canary, Node, closed_by_peer, connect, read_response, run, wait_for
+from hostile import (MODELS, Canary, Node, closed_by_peer, connect, link_upgrade, member_credential,
+                     node_private_key, read_response, run, wait_for)
 
-UPGRADE = (b"GET /v2/health/live HTTP/1.1\r\nHost: node\r\nConnection: Upgrade\r\n"
-           b"Upgrade: hivemesh-link/1\r\nContent-Length: 0\r\n\r\n")
 STRANGER = "127.0.0.2"
 
 
-def open_links(port, count, sources=(STRANGER,)):
-    """Tries to open `count` mesh links, round robin over `sources`; returns (the links the node
-    switched, the answers to the others: response bytes, empty if it closed without one)."""
+class Member:
+    """A second node joined to `node`, whose key signs the links the test opens to `node`."""
+
+    def __init__(self, binary, node):
+        self.peer = Node(binary, f"{node.name}-member", models=(), args=["--join", node.gossip])
+        self.node = node
+        wait_for(lambda: any(m["name"] == self.peer.name and m["state"] == "alive"
+                             for m in node.members()), 30, "the member to join")
+        self.key = node_private_key(self.peer.name)
+
+    def upgrade(self):
+        return link_upgrade(member_credential(self.key.sign, self.peer.name, self.node.name,
+                                              "link"))
+
+    def stop(self):
+        self.peer.stop()
+
+
+def open_links(member, count, sources=(STRANGER,)):
+    """Tries to open `count` mesh links with the member's credentials, round robin over
+    `sources`; returns (the links the node switched, the answers to the others: response bytes,
+    empty if it closed without one)."""
     links, refused = [], []
     for i in range(count):
         s = None
         try:
-            s = connect(port, source=sources[i % len(sources)], timeout=10)
-            s.sendall(UPGRADE)
+            s = connect(member.node.port, source=sources[i % len(sources)], timeout=10)
+            s.sendall(member.upgrade())
             status, data = read_response(s)
         except OSError:
             status, data = None, b""
@@ -58,16 +78,17 @@ def close_all(socks):
 
 
 class ConnectionLimitsTest(unittest.TestCase):
-    def test_idle_links_of_a_stranger_expire(self):
+    def test_idle_links_expire(self):
         node = Node(self.BINARY, "idle-links",
                     args=["--idle-link-timeout-ms", "1000", "--max-connections-per-source", "1000"])
+        member = Member(self.BINARY, node)
         links = []
         try:
             base_fds = node.open_fds()
             before = node.rejected("idle_link_closed")
             with Canary(node) as canary:
-                links, refused = open_links(node.port, 300)
-                self.assertEqual(len(refused), 0)
+                links, refused = open_links(member, 300)
+                self.assertEqual(len(refused), 0, refused[:3])
                 print(f"descriptors: {base_fds} before, {node.open_fds()} with 300 idle links",
                       file=sys.stderr)
                 # The links are closed once idle for a second: the node's descriptors come back.
@@ -79,16 +100,18 @@ class ConnectionLimitsTest(unittest.TestCase):
             self.assertGreaterEqual(node.rejected("idle_link_closed") - before, 300)
         finally:
             close_all(links)
+            member.stop()
             node.stop()
 
     def test_one_source_gets_its_share_of_connections(self):
         node = Node(self.BINARY, "per-source", args=["--max-connections-per-source", "50"])
+        member = Member(self.BINARY, node)
         links = []
         try:
             base_fds = node.open_fds()
             before = node.rejected("source_connection_limit")
             with Canary(node) as canary:
-                links, refused = open_links(node.port, 300)
+                links, refused = open_links(member, 300)
                 print(f"{len(links)} links taken, {len(refused)} refused; descriptors "
                       f"{base_fds} before, {node.open_fds()} during", file=sys.stderr)
                 self.assertLessEqual(len(links), 50)
@@ -104,17 +127,19 @@ class ConnectionLimitsTest(unittest.TestCase):
             self.assertGreaterEqual(node.rejected("source_connection_limit") - before, 250)
         finally:
             close_all(links)
+            member.stop()
             node.stop()
 
     def test_the_node_holds_at_most_its_total_of_connections(self):
         node = Node(self.BINARY, "total",
                     args=["--max-connections", "40", "--max-connections-per-source", "40"])
+        member = Member(self.BINARY, node)
         links = []
         try:
             base_fds = node.open_fds()
             before = node.rejected("connection_limit")
             sources = [f"127.0.0.{i}" for i in range(2, 10)]
-            links, refused = open_links(node.port, 100, sources)
+            links, refused = open_links(member, 100, sources)
             print(f"{len(links)} connections taken, {len(refused)} refused; descriptors "
                   f"{base_fds} before, {node.open_fds()} during", file=sys.stderr)
             self.assertLessEqual(len(links), 40)
@@ -128,6 +153,7 @@ class ConnectionLimitsTest(unittest.TestCase):
             self.assertGreaterEqual(node.rejected("connection_limit") - before, 60)
         finally:
             close_all(links)
+            member.stop()
             node.stop()
 
     def test_forwarded_requests_survive_links_closed_as_idle(self):

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Forged gossip against real nodes in plaintext mode (anyone on the network can send it):
+"""Forged gossip against real nodes, in plaintext mode (anyone on the network can send it) and
+from a holder of the mesh's gossip key:
 claims about a member's name, its death, its incarnation, and a flood of fake members.
 
 Node B serves the identity model; node A serves nothing and forwards to B. An attacker sends A
@@ -9,13 +10,20 @@ one forged alive made A send B's inferences to the attacker, one forged dead evi
 
     test_gossip_claims.py path/to/hivemesh
 """
+import os
+import secrets
 import socket
 import threading
 import time
 import unittest
 
+from cryptography.hazmat.primitives.serialization import (Encoding, PublicFormat,
+                                                          load_pem_private_key)
+
 import gossip_wire as gw
+from gossip_attack import KEY, sealed_packet
 from hostile import Canary, Node, run, slack_mib, wait_for
+import agent_node  # noqa: E402 (hostile puts it on the path)
 
 
 class RogueServer:
@@ -46,15 +54,32 @@ class RogueServer:
 class GossipClaimsTest(unittest.TestCase):
     BINARY = None
 
+    # Extra flags for both nodes (the keyed variant below gives them the mesh's gossip key).
+    NODE_ARGS = ()
+
     def setUp(self):
-        self.b = Node(self.BINARY, "b", models=("identity",), args=["--gossip-profile", "local"])
+        self.b = Node(self.BINARY, "b", models=("identity",),
+                      args=["--gossip-profile", "local", *self.NODE_ARGS])
         self.a = Node(self.BINARY, "a", models=(),
-                      args=["--gossip-profile", "local", "--join", self.b.gossip])
+                      args=["--gossip-profile", "local", "--join", self.b.gossip, *self.NODE_ARGS])
         self.addCleanup(self.a.stop)
         self.addCleanup(self.b.stop)
         wait_for(lambda: self.view("a", "b") and self.view("a", "b")["state"] == "alive", 30,
                  "a to see b alive")
         wait_for(lambda: self.served_by_b(), 30, "a to forward identity to b")
+
+    def send(self, node, *messages, source=("127.0.0.1", 0)):
+        """One UDP gossip packet of `messages` to `node`, as the attacker can send it."""
+        gw.send_udp(node.gossip, self.wrap(node, gw.packet(*messages)), source=source)
+
+    def wrap(self, node, packet):
+        return packet  # plaintext: anyone's packets get in as they are
+
+    def b_public_key_and_claim(self):
+        """b's public key and its real signed claim (key, sig), as the attacker can learn them:
+        in plaintext mode anyone reads them from a push-pull."""
+        real = next(m for m in gw.state_of(self.a.gossip) if m["node"] == "b")
+        return real["key"], real["sig"]
 
     def view(self, observer, name):
         node = self.a if observer == "a" else self.b
@@ -74,26 +99,25 @@ class GossipClaimsTest(unittest.TestCase):
         evil_meta = gw.node_meta(f"127.0.0.1:{rogue.port}", models=[("identity", ["1"])])
         attacker = gw.Key()
         inc = before["incarnation"] + 1000
-        # Anyone can read b's public key and signed claim from a plaintext push-pull.
-        real = next(m for m in gw.state_of(self.a.gossip) if m["node"] == "b")
-        self.assertEqual(len(real["key"]), 32)
+        b_key, b_sig = self.b_public_key_and_claim()
+        self.assertEqual(len(b_key), 32)
         forged = [
             # Unsigned, as before names were bound to keys.
             gw.alive(inc, "b", self.b.gossip, evil_meta),
             # Signed by the attacker's own key.
             gw.alive(inc, "b", self.b.gossip, evil_meta, signer=attacker),
             # Carrying b's real public key, with a signature that is not b's.
-            gw.alive(inc, "b", self.b.gossip, evil_meta, signer=attacker, key=real["key"]),
+            gw.alive(inc, "b", self.b.gossip, evil_meta, signer=attacker, key=b_key),
             # b's own signature, over other fields (its real claim with the metadata swapped).
-            gw.alive(inc, "b", self.b.gossip, evil_meta, key=real["key"], sig=real["sig"]),
+            gw.alive(inc, "b", self.b.gossip, evil_meta, key=b_key, sig=b_sig),
             # The old two-step: "b left" (so its name is free), then claim it.
             gw.dead(inc, "b", "b", sig=attacker.sign(b"x")),
             gw.alive(inc + 1, "b", f"127.0.0.1:{rogue.port}", evil_meta, signer=attacker),
         ]
         with Canary(self.a) as canary:
             for m in forged:
-                gw.send_udp(self.a.gossip, gw.packet(m))
-            gw.send_udp(self.a.gossip, gw.packet(*forged[:4]))
+                self.send(self.a, m)
+            self.send(self.a, *forged[:4])
             deadline = time.monotonic() + 3
             while time.monotonic() < deadline:
                 self.assertTrue(self.served_by_b(), "an inference through a was not served by b")
@@ -110,8 +134,8 @@ class GossipClaimsTest(unittest.TestCase):
     def test_a_forged_death_does_not_evict_a_member(self):
         before = self.view("a", "b")
         # At the top of the incarnation range: before, b's refutation wrapped to 0 and lost.
-        gw.send_udp(self.a.gossip, gw.packet(gw.dead(gw.U64_MAX, "b", "attacker")))
-        gw.send_udp(self.a.gossip, gw.packet(gw.dead(gw.U32_MAX, "b", "attacker")))
+        self.send(self.a, gw.dead(gw.U64_MAX, "b", "attacker"))
+        self.send(self.a, gw.dead(gw.U32_MAX, "b", "attacker"))
         # b hears of it through gossip, refutes one step up, and is alive everywhere again.
         wait_for(lambda: (lambda v: v["state"] == "alive" and
                           v["incarnation"] > before["incarnation"])(self.view("a", "b")), 20,
@@ -123,15 +147,14 @@ class GossipClaimsTest(unittest.TestCase):
     def test_accusations_cannot_wrap_an_incarnation(self):
         before = self.view("b", "b")["incarnation"]
         for inc in (gw.U32_MAX, gw.U64_MAX, gw.U64_MAX - 1, 2**63):
-            gw.send_udp(self.b.gossip, gw.packet(gw.suspect(inc, "b", "attacker"),
-                                                 gw.dead(inc, "b", "attacker")))
+            self.send(self.b, gw.suspect(inc, "b", "attacker"), gw.dead(inc, "b", "attacker"))
         wait_for(lambda: self.b.metric("hivemesh_gossip_claims_refused_total",
                                        reason="accusation_ignored") >= 8, 10,
                  "b to count the accusations it ignored")
         self.assertEqual(self.view("b", "b")["incarnation"], before)
         # And a, told the same, never holds an incarnation of b that b did not sign.
         for inc in (gw.U32_MAX, gw.U64_MAX):
-            gw.send_udp(self.a.gossip, gw.packet(gw.suspect(inc, "b", "attacker")))
+            self.send(self.a, gw.suspect(inc, "b", "attacker"))
         time.sleep(0.5)  # the packets are in flight; nothing is expected to change
         self.assertLessEqual(self.view("a", "b")["incarnation"], before + 2)
 
@@ -173,6 +196,34 @@ class GossipClaimsTest(unittest.TestCase):
                         "(scaled for ASan)")
         self.assertEqual(self.view("a", "b")["state"], "alive")
         self.assertTrue(self.served_by_b())
+
+
+class KeyedGossipClaimsTest(GossipClaimsTest):
+    """The same claims from someone who holds the mesh's gossip key (a member, or whoever stole
+    the key): their sealed packets pass the envelope, and the names' keys still refuse them. Before
+    names were bound to keys, the incarnation wrap-around worked for key holders too.
+
+    The flood is not repeated here: the member table's bound and the signature budget do not
+    depend on the envelope (and the gossip TCP flood of a keyed node is test_gossip_tcp_flood)."""
+    NODE_ARGS = ("--gossip-keys", KEY)
+    test_a_flood_of_forged_members_is_bounded = None
+
+    def setUp(self):
+        super().setUp()
+        self.boot_id = secrets.randbits(63)
+        self.counter = 0
+
+    def wrap(self, node, packet):
+        self.counter += 1
+        return sealed_packet(KEY, packet, node.gossip, self.boot_id, self.counter)
+
+    def b_public_key_and_claim(self):
+        # A key holder reads b's claim from gossip it receives; the test takes b's public key
+        # from b's key file and signs other bytes with b's key as "a real signature of b's".
+        with open(os.path.join(agent_node.STATE_ROOT, "b", "node.key"), "rb") as f:
+            private = load_pem_private_key(f.read(), password=None)
+        public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return public, private.sign(b"hivemesh alive claim v2\0something b signed once")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 // ConnectionLimits: the admission rule, slots given back however they end, source keys, and the
 // defaults derived from the descriptor limit.
-#include "api/connection_limits.h"
+#include "base/connection_limits.h"
 
 #include <gtest/gtest.h>
 
@@ -87,6 +87,18 @@ TEST(ConnectionLimitsTest, SourceKeys) {
       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, static_cast<char>(0xff), static_cast<char>(0xff), 10, 0, 0, 1};
   EXPECT_EQ(SourceKey(std::string_view(mapped, 16)), V4(10, 0, 0, 1));
   EXPECT_NE(V4(10, 0, 0, 1), V4(10, 0, 0, 2));
+}
+
+TEST(ConnectionLimitsTest, SlotsMayOutliveTheLimits) {
+  ConnectionLimits::Slot slot;
+  {
+    ConnectionLimits limits(1, 1);
+    Rejection refused{};
+    std::optional<ConnectionLimits::Slot> s = limits.Admit(V4(10, 0, 0, 1), &refused);
+    ASSERT_TRUE(s.has_value());
+    slot = *std::move(s);
+  }
+  slot.Release();  // no use after free (ASan would say)
 }
 
 TEST(ConnectionLimitsTest, DefaultsFollowTheDescriptorLimit) {

@@ -1,60 +1,77 @@
-#include "api/connection_limits.h"
+#include "base/connection_limits.h"
 
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <mutex>
+#include <unordered_map>
+
+#include "absl/base/thread_annotations.h"
 
 namespace hivemesh {
+
+struct ConnectionLimits::State {
+  State(int total, int per_source) : max_total(total), max_per_source(per_source) {}
+  const int max_total;
+  const int max_per_source;
+  std::mutex mu;
+  int open ABSL_GUARDED_BY(mu) = 0;
+  std::unordered_map<std::string, int> per_source ABSL_GUARDED_BY(mu);  // no zero entries
+};
 
 ConnectionLimits::Slot& ConnectionLimits::Slot::operator=(Slot&& other) noexcept {
   if (this != &other) {
     Release();
-    limits_ = other.limits_;
+    state_ = std::move(other.state_);
     key_ = std::move(other.key_);
-    other.limits_ = nullptr;
   }
   return *this;
 }
 
 void ConnectionLimits::Slot::Release() {
-  if (limits_ != nullptr) limits_->Release(key_);
-  limits_ = nullptr;
+  if (state_ == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    --state_->open;
+    auto it = state_->per_source.find(key_);
+    if (it != state_->per_source.end() && --it->second <= 0) state_->per_source.erase(it);
+  }
+  state_.reset();
 }
+
+ConnectionLimits::ConnectionLimits(int max_total, int max_per_source)
+    : state_(std::make_shared<State>(max_total, max_per_source)) {}
 
 std::optional<ConnectionLimits::Slot> ConnectionLimits::Admit(std::string_view source_key,
                                                               Rejection* refused) {
   std::string key(source_key);
-  std::lock_guard<std::mutex> lock(mu_);
-  if (open_ >= max_total_) {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  if (state_->open >= state_->max_total) {
     *refused = Rejection::kConnectionLimit;
     return std::nullopt;
   }
-  int& from = per_source_[key];
-  if (from >= max_per_source_) {
+  int& from = state_->per_source[key];
+  if (from >= state_->max_per_source) {
     *refused = Rejection::kSourceConnectionLimit;
     return std::nullopt;
   }
   ++from;
-  ++open_;
-  return Slot(this, std::move(key));
+  ++state_->open;
+  return Slot(state_, std::move(key));
 }
 
-void ConnectionLimits::Release(const std::string& key) {
-  std::lock_guard<std::mutex> lock(mu_);
-  --open_;
-  auto it = per_source_.find(key);
-  if (it != per_source_.end() && --it->second <= 0) per_source_.erase(it);
-}
+int ConnectionLimits::max_total() const { return state_->max_total; }
+int ConnectionLimits::max_per_source() const { return state_->max_per_source; }
 
 int ConnectionLimits::open() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return open_;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->open;
 }
 
 int ConnectionLimits::open_from(std::string_view source_key) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = per_source_.find(std::string(source_key));
-  return it == per_source_.end() ? 0 : it->second;
+  std::lock_guard<std::mutex> lock(state_->mu);
+  auto it = state_->per_source.find(std::string(source_key));
+  return it == state_->per_source.end() ? 0 : it->second;
 }
 
 std::string SourceKey(std::string_view bytes) {

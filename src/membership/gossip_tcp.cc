@@ -1,0 +1,239 @@
+// GossipNodeImpl's TCP exchanges: admitting connections (limits per source and in total, the
+// accept loop's back-off), reading frames (FrameReader, deadlines for the head and the whole
+// exchange), serving requests and reading replies. See gossip_node.h.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "membership/gossip_node_internal.h"
+
+namespace hivemesh::membership::gossip_internal {
+
+template <typename Done>
+void GossipNodeImpl::ReadFrame(const std::shared_ptr<TcpExchange>& x, Done done) {
+  DropReason why = DropReason::kBadFrame;
+  absl::StatusOr<std::span<char>> into;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    into = x->reader.NextRead(drops_, &why);
+  }
+  if (!into.ok()) return done(FrameOutcome{false, into.status(), why, {}});
+  asio::async_read(
+      x->socket, asio::buffer(into->data(), into->size()),
+      [this, x, done = std::move(done)](error_code ec, size_t) mutable {
+        if (ec)
+          return done(FrameOutcome{true, absl::UnavailableError("connection closed"), {}, {}});
+        DropReason why = DropReason::kBadFrame;
+        absl::StatusOr<FrameReader::Result> r;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          r = x->reader.Consume(envelope_, x->expect, UnixMillis(), drops_, &why);
+        }
+        if (!r.ok()) return done(FrameOutcome{false, r.status(), why, {}});
+        if (x->reader.head_done()) x->head_deadline.cancel();
+        if (*r == FrameReader::Result::kNeedMore) return ReadFrame(x, std::move(done));
+        CountTcpIn(x->reader.bytes_read());
+        done(FrameOutcome{false, absl::OkStatus(), why, *r});
+      });
+}
+
+void GossipNodeImpl::CountTcpIn(size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_.tcp_bytes_in += bytes;
+}
+
+void GossipNodeImpl::Finish(const std::shared_ptr<TcpExchange>& x) {
+  x->done = true;
+  error_code ignored;
+  x->deadline.cancel();
+  x->head_deadline.cancel();
+  x->socket.close(ignored);
+  x->slot.Release();
+}
+
+void GossipNodeImpl::ArmDeadline(const std::shared_ptr<TcpExchange>& x, asio::steady_timer& timer,
+                                 std::chrono::milliseconds after, const char* what) {
+  timer.expires_after(after);
+  timer.async_wait([this, x, after, what](error_code ec) {
+    if (ec || x->done) return;
+    if (x->served) {
+      Count(DropReason::kTimeout);
+      Refused(DropReason::kTimeout, x->peer,
+              StrCat(what, " did not complete within ", after.count(), " ms; closed"));
+      return Finish(x);
+    }
+    Failed(x);  // our own exchange: a slow or gone peer, not hostile input
+  });
+}
+
+void GossipNodeImpl::Accept() {
+  acceptor_.async_accept([this](error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted) return;
+    if (ec) {
+      // Out of descriptors (or another failure that may persist): retrying at once would spin
+      // as long as connections wait in the backlog. Wait, longer each time.
+      Count(DropReason::kAcceptFailed);
+      const std::chrono::milliseconds wait = accept_backoff_;
+      log_.Warn(static_cast<size_t>(DropReason::kAcceptFailed), [&] {
+        // strerror, not ec.message(): accept() fails with an errno, and a virtual call that
+        // UndefinedBehaviorSanitizer has not seen yet needs a pipe to check, which it cannot
+        // open with no descriptor left (a test build would report a false type error).
+        return StrCat("gossip accept failed: ", std::strerror(ec.value()), "; accepting again in ",
+                      wait.count(), " ms");
+      });
+      accept_backoff_ = std::min(2 * accept_backoff_, options_.accept_backoff_max);
+      accept_timer_.expires_after(wait);
+      accept_timer_.async_wait([this](error_code ec) {
+        if (!ec) Accept();
+      });
+      return;
+    }
+    accept_backoff_ = options_.accept_backoff_min;
+    Admit(std::move(socket));
+    Accept();
+  });
+}
+
+void GossipNodeImpl::Admit(tcp::socket socket) {
+  error_code ec;
+  const tcp::endpoint remote = socket.remote_endpoint(ec);
+  if (ec) return;  // already gone; the socket closes as it goes out of scope
+  const std::string peer = Canonical(remote.address(), remote.port());
+  Rejection refused{};
+  std::optional<ConnectionLimits::Slot> slot = limits_.Admit(SourceKeyOf(remote.address()), &refused);
+  if (!slot) {
+    const bool total = refused == Rejection::kConnectionLimit;
+    const DropReason why =
+        total ? DropReason::kConnectionLimit : DropReason::kSourceConnectionLimit;
+    Count(why);
+    Refused(why, peer,
+            total ? StrCat("the node has ", limits_.open(),
+                           " gossip connections open, its limit (gossip_max_connections); closed")
+                  : StrCat(remote.address().to_string(), " has ", limits_.max_per_source(),
+                           " gossip connections open, the limit per source "
+                           "(gossip_max_connections_per_source); closed"));
+    return;
+  }
+  absl::StatusOr<MemoryBudget::Reservation> budget = budget_->Reserve(0);
+  auto x = std::make_shared<TcpExchange>(
+      ioc_, options_.max_tcp_frame_bytes,
+      budget.ok() ? *std::move(budget) : MemoryBudget::Reservation(), Recipient::Address(address_));
+  x->socket = std::move(socket);
+  x->served = true;
+  x->slot = *std::move(slot);
+  x->peer = peer;
+  ArmDeadline(x, x->deadline, options_.swim.tcp_timeout, "the exchange");
+  ArmDeadline(x, x->head_deadline, std::min(options_.tcp_head_timeout, options_.swim.tcp_timeout),
+              "the request's head");
+  ReadFrame(x, [this, x](FrameOutcome o) { Serve(x, std::move(o)); });
+}
+
+void GossipNodeImpl::Serve(const std::shared_ptr<TcpExchange>& x, FrameOutcome o) {
+  if (o.io_error) return Finish(x);
+  if (!o.status.ok()) {
+    Refused(o.why, x->peer, StrCat(MessageOf(o.status), "; closed"));
+    // A frame no key authenticates gets the notice, once: a plaintext or misconfigured peer
+    // learns why. Nothing else is ever answered to a refused frame.
+    if (o.why == DropReason::kUnauthenticated && encrypted_ && !x->reader.head_done()) {
+      x->out = std::string(EncryptionRequiredNotice());
+      return WriteAndFinish(x);
+    }
+    return Finish(x);
+  }
+  if (o.result == FrameReader::Result::kNotice) {
+    Count(DropReason::kBadFrame);
+    Refused(DropReason::kBadFrame, x->peer, "a notice sent as a request; closed");
+    return Finish(x);
+  }
+  const Opened frame = x->reader.TakeFrame();
+  Output out = Call([&](Swim& s) { return s.HandleStream(x->peer, frame.payload, Now()); });
+  std::optional<std::string> reply = std::move(out.reply);
+  out.reply.reset();
+  Process(std::move(out));
+  if (!reply) return Finish(x);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    x->out =
+        EncodeFrame(envelope_, *reply, Recipient::Reply(frame.sender, frame.counter), UnixMillis());
+    counters_.tcp_bytes_out += x->out.size();
+  }
+  WriteAndFinish(x);
+}
+
+void GossipNodeImpl::WriteAndFinish(const std::shared_ptr<TcpExchange>& x) {
+  asio::async_write(x->socket, asio::buffer(x->out), [x](error_code, size_t) {
+    error_code ignored;
+    x->socket.shutdown(tcp::socket::shutdown_both, ignored);
+    Finish(x);
+  });
+}
+
+void GossipNodeImpl::SendTcp(const std::string& to, std::string packet, bool join) {
+  absl::StatusOr<std::pair<asio::ip::address, uint16_t>> dest = ParseHostPort(to);
+  if (!dest.ok()) return;
+  absl::StatusOr<MemoryBudget::Reservation> budget = budget_->Reserve(0);
+  auto x = std::make_shared<TcpExchange>(
+      ioc_, options_.max_tcp_frame_bytes,
+      budget.ok() ? *std::move(budget) : MemoryBudget::Reservation(), Recipient::Address(""));
+  x->peer = to;
+  x->join = join;
+  ArmDeadline(x, x->deadline, options_.swim.tcp_timeout, "an exchange we started");
+  const tcp::endpoint endpoint(dest->first, dest->second);
+  x->socket.async_connect(
+      endpoint, [this, x, packet = std::move(packet),
+                 to = Recipient::Address(Canonical(dest->first, dest->second))](error_code ec) {
+        if (ec) return Failed(x);
+        // Sealed now, just before it is written, to keep the replay window short (envelope.h).
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          uint64_t counter = 0;
+          x->out = EncodeFrame(envelope_, packet, to, UnixMillis(), &counter);
+          x->expect = Recipient::Reply(envelope_.boot_id(), counter);
+          counters_.tcp_bytes_out += x->out.size();
+        }
+        asio::async_write(x->socket, asio::buffer(x->out), [this, x](error_code ec, size_t) {
+          if (ec) return Failed(x);
+          ReadFrame(x, [this, x](FrameOutcome o) { OnReply(x, std::move(o)); });
+        });
+      });
+}
+
+void GossipNodeImpl::OnReply(const std::shared_ptr<TcpExchange>& x, FrameOutcome o) {
+  if (o.io_error) return Failed(x);
+  if (!o.status.ok()) {
+    Refused(o.why, x->peer, StrCat("a reply: ", MessageOf(o.status)));
+    return Failed(x);
+  }
+  if (o.result == FrameReader::Result::kNotice) {
+    if (!encrypted_ && x->join) {
+      EncryptionRequired(x->peer);
+    } else if (!encrypted_) {
+      log_.Warn(kNoticeLogKey, [&] {
+        return StrCat("the node at ", x->peer,
+                      " encrypts its gossip and this node has no gossip keys");
+      });
+    } else {
+      log_.Warn(kNoticeLogKey, [&] {
+        return StrCat("the node at ", x->peer,
+                      " could not authenticate this node's gossip: check that both have a key "
+                      "in common (gossip keys) and the same cluster label");
+      });
+    }
+    return Failed(x);
+  }
+  Finish(x);
+  const Opened frame = x->reader.TakeFrame();
+  Process(
+      Call([&](Swim& s) { return s.HandlePacket(x->peer, frame.payload, Channel::kTcp, Now()); }));
+}
+
+void GossipNodeImpl::Failed(const std::shared_ptr<TcpExchange>& x) {
+  if (x->done) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++counters_.tcp_exchanges_failed;
+  }
+  Finish(x);
+}
+
+}  // namespace hivemesh::membership::gossip_internal
