@@ -24,6 +24,9 @@ echo
 echo "== hotspot: one node offered 3x its capacity in a 4-node mesh; local, random, hivemesh, balanced"
 /usr/bin/python3 "$root/bench/hotspot/bench_hotspot.py" --build "$build"
 echo
+echo "== hostile: memory a node holds under each memory attack, against its budget + 64 MiB (and nginx's)"
+/usr/bin/python3 "$root/bench/hostile/bench_hostile.py" --build "$build"
+echo
 echo "== batching: dynamic batching against unbatched serving (vibration model and a 2.4M-parameter MLP)"
 /usr/bin/python3 "$root/tools/gen_mlp_model.py" --out "$build/bench-models/mlp-large"
 "$build/bench/batching_bench" --source "$root" --mlp "$build/bench-models/mlp-large"
