@@ -121,6 +121,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   agent->memory_budget_ = MemoryBudget::Create(config.MemoryBudgetBytes());
   agent->registry_ = std::make_unique<BackendRegistry>();
   RegisterBuiltinBackends(*agent->registry_);
+  BackendEnvironment backends;
+  backends.memory_budget = agent->memory_budget_;
+  backends.rejections = agent->rejections_;
+  backends.max_image_pixels = config.max_image_pixels;
+  agent->registry_->SetEnvironment(std::move(backends));
 
   RepositoryOptions repo;
   repo.path = config.model_repository;

@@ -73,6 +73,9 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("memory_budget_mb", &AgentConfig::memory_budget_mb,
       "memory for requests in flight, all together (503 beyond); 0: a quarter of RAM, "
       "256 MiB to 1 GiB");
+  add("max_image_pixels", &AgentConfig::max_image_pixels,
+      "most pixels (width x height) of an image the vision models decode (400 beyond), unless "
+      "a model's options.max_image_pixels says otherwise");
   add("header_timeout_ms", &AgentConfig::header_timeout_ms,
       "close connections whose request headers take longer (idle time counts)");
   add("body_timeout_ms", &AgentConfig::body_timeout_ms,
@@ -199,7 +202,8 @@ absl::Status AgentConfig::Validate() const {
         range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),
         range("local_margin_ms", local_margin_ms, 0, 3600000), range("max_hops", max_hops, 1, 8),
         range("drain_announce_ms", drain_announce_ms, 0, 60000),
-        range("repository_poll_ms", repository_poll_ms, 10, 3600000)}) {
+        range("repository_poll_ms", repository_poll_ms, 10, 3600000),
+        range("max_image_pixels", max_image_pixels, 1, int64_t{1} << 32)}) {
     if (!s.ok()) return s;
   }
   if (memory_budget_mb > (uint64_t{1} << 24)) {

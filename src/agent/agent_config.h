@@ -67,6 +67,12 @@ struct AgentConfig {
   uint64_t memory_budget_mb = 0;
   // The budget in bytes, with 0 resolved as described above.
   uint64_t MemoryBudgetBytes() const;
+  // Most pixels (width x height) of an image the vision backends (hog-people, cascade) decode,
+  // for models whose config does not set options.max_image_pixels; a larger one is refused with
+  // 400 before a pixel is decoded. 8K UHD (7680 x 4320): the largest frame common cameras make,
+  // while a JPEG or PNG of a few hundred bytes can declare 65535 x 65535 (12 GiB of pixels).
+  // Within it, the memory budget still decides what the node can process at once.
+  int64_t max_image_pixels = int64_t{7680} * 4320;
   // A request's headers must arrive within this time (idle keep-alive time counts), else the
   // connection is closed: slow or stuck clients cannot hold connections forever.
   int header_timeout_ms = 10000;
