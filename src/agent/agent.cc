@@ -173,7 +173,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   RegisterBuildInfo(metrics, HIVEMESH_VERSION, config.node_name);
   agent->kserve_ = std::make_unique<KServeHandler>(
       ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name}, agent->repository_.get(),
-      agent->forwarder_.get(), agent->directory_.get(), &metrics);
+      agent->forwarder_.get(), agent->directory_.get(), &metrics, agent->memory_budget_,
+      agent->rejections_);
   agent->kserve_->SetZone(config.LabelMap()["zone"]);
   if (config.grpc_enabled()) {
     GrpcServerOptions grpc;
