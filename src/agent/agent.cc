@@ -118,7 +118,10 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   agent->metrics_ = std::make_unique<telemetry::Registry>();
   agent->metrics_handler_ = std::make_unique<MetricsHandler>(agent->metrics_.get());
   agent->rejections_ = std::make_shared<Rejections>();
-  agent->memory_budget_ = MemoryBudget::Create(config.MemoryBudgetBytes());
+  // gRPC's buffers have a quota of their own, set aside from memory_budget_mb: the rest is the
+  // budget for requests in flight.
+  agent->memory_budget_ = MemoryBudget::Create(
+      config.MemoryBudgetBytes() - (config.grpc_enabled() ? config.GrpcMemoryQuotaBytes() : 0));
   agent->registry_ = std::make_unique<BackendRegistry>();
   RegisterBuiltinBackends(*agent->registry_);
   BackendEnvironment backends;
@@ -180,6 +183,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
     GrpcServerOptions grpc;
     grpc.address = config.grpc_address;
     grpc.max_message_bytes = config.grpc_max_message_bytes;
+    grpc.memory_quota_bytes = config.GrpcMemoryQuotaBytes();
     absl::StatusOr<std::unique_ptr<GrpcServer>> grpc_server =
         GrpcServer::Create(grpc, agent->kserve_.get());
     if (!grpc_server.ok()) return grpc_server.status();
