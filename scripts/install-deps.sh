@@ -32,6 +32,8 @@ packages=(
   python3-onnx python3-numpy
   # the gRPC interop test (tests/integration/grpc_test.py): a Python client on Debian's grpcio
   python3-grpcio python3-protobuf
+  # the hostile-network tests (tests/security): Ed25519 and AES-GCM to forge gossip as an attacker
+  python3-cryptography
 )
 
 missing=()

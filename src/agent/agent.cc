@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,6 +12,7 @@
 
 #include <unistd.h>
 
+#include "api/admin_access.h"
 #include "api/grpc/grpc_server.h"
 #include "api/http_server.h"
 #include "api/kserve_handler.h"
@@ -19,6 +21,8 @@
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
+#include "identity/key_file.h"
+#include "identity/member_credential.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
 #include "routing/forwarder.h"
@@ -112,6 +116,42 @@ class GossipDirectory final : public routing::MeshDirectory {
 #define HIVEMESH_VERSION "0.0.0"
 #endif
 
+namespace {
+
+// admin_access and admin_token_file as the check the API's front ends make (api/admin_access.h).
+absl::StatusOr<AdminAccess> MakeAdminAccess(const AgentConfig& config) {
+  absl::StatusOr<AdminAccessMode> mode = AdminAccessModeFromName(config.admin_access);
+  if (!mode.ok()) return mode.status();
+  switch (*mode) {
+    case AdminAccessMode::kLoopback:
+      if (config.model_control_mode == "explicit") {
+        spdlog::info("admin_access: loopback (models are loaded and unloaded from this host only)");
+      }
+      return AdminAccess::Loopback();
+    case AdminAccessMode::kAny:
+      spdlog::warn(
+          "admin_access: any: anyone who reaches the API on {} may load and unload models; use "
+          "it in labs only (loopback or token elsewhere)",
+          config.http_address);
+      return AdminAccess::Any();
+    case AdminAccessMode::kToken: {
+      absl::StatusOr<std::string> token = ReadAdminTokenFile(config.admin_token_file);
+      if (!token.ok()) return token.status();
+      struct stat st {};
+      if (stat(config.admin_token_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+        spdlog::warn("admin_token_file {} can be read by other users of this host; chmod 600 it",
+                     config.admin_token_file);
+      }
+      spdlog::info("admin_access: token (loading and unloading models needs the token in {})",
+                   config.admin_token_file);
+      return AdminAccess::Token(*token);
+    }
+  }
+  return absl::InvalidArgumentError("admin_access: unknown mode");
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) {
   std::unique_ptr<Agent> agent(new Agent());
   agent->config_ = config;
@@ -155,6 +195,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.body_timeout = std::chrono::milliseconds(config.body_timeout_ms);
   http.rejections = agent->rejections_;
   http.memory_budget = agent->memory_budget_;
+  http.max_connections = config.max_connections;
+  http.max_connections_per_source = config.max_connections_per_source;
+  http.idle_link_timeout = std::chrono::milliseconds(config.idle_link_timeout_ms);
   Agent* self = agent.get();
   // One set of I/O threads for the API and the peer client: a forwarded request and its answer
   // stay on the thread that read the request.
@@ -179,6 +222,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       agent->forwarder_.get(), agent->directory_.get(), &metrics, agent->memory_budget_,
       agent->rejections_);
   agent->kserve_->SetZone(config.LabelMap()["zone"]);
+  absl::StatusOr<AdminAccess> admin = MakeAdminAccess(config);
+  if (!admin.ok()) return admin.status();
+  agent->kserve_->SetAdmin(*admin, agent->rejections_);
   if (config.grpc_enabled()) {
     GrpcServerOptions grpc;
     grpc.address = config.grpc_address;
@@ -206,6 +252,13 @@ absl::Status Agent::StartGossip() {
       membership::SwimConfig::Profile(config_.gossip_profile);
   if (!profile.ok()) return profile.status();
   options.swim = *profile;
+  const std::string key_path = config_.StateDir() + "/node.key";
+  absl::StatusOr<identity::NodeKey> node_key = identity::LoadOrCreateNodeKey(key_path);
+  if (!node_key.ok()) return node_key.status();
+  options.node_key = *std::move(node_key);
+  const identity::NodeKey options_key = options.node_key;
+  spdlog::info("node key {} ({})", identity::KeyFingerprint(options.node_key.public_key()),
+               key_path);
   if (!config_.gossip_keys.empty()) {
     std::vector<std::string> keys;
     for (std::string_view k : Split(config_.gossip_keys, ',')) {
@@ -232,7 +285,15 @@ absl::Status Agent::StartGossip() {
   if (!node.ok()) return node.status();
   gossip_ = std::move(*node);
   directory_ = std::make_unique<GossipDirectory>(gossip_.get(), config_.node_name);
-  peers_ = routing::PeerClient::Create(io_);
+  // Every link this node opens, and every request it sends a peer over plain HTTP, proves that
+  // it comes from this member (identity/member_credential.h).
+  peers_ = routing::PeerClient::Create(io_, [key = options_key, self = config_.node_name](
+                                                std::string_view peer, std::string_view purpose) {
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    return identity::MakeCredential(key, self, peer, purpose, now, identity::RandomNonce());
+  });
   routing::ForwarderOptions routing;
   routing.policy.mode = config_.routing_mode == "local"    ? routing::RoutingMode::kLocal
                         : config_.routing_mode == "random" ? routing::RoutingMode::kRandom

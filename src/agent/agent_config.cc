@@ -6,12 +6,14 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <sstream>
 #include <vector>
 
 #include "base/strings.h"
+#include "serving/model_name.h"
 
 namespace hivemesh {
 namespace {
@@ -67,6 +69,10 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "repository API)");
   add("repository_poll_ms", &AgentConfig::repository_poll_ms,
       "poll mode: how often the model repository folder is rescanned");
+  add("admin_access", &AgentConfig::admin_access,
+      "who may load and unload models: loopback (this host), token (admin_token_file) or any");
+  add("admin_token_file", &AgentConfig::admin_token_file,
+      "admin_access token: file holding the bearer token for loading and unloading models");
   add("http_threads", &AgentConfig::http_threads, "HTTP I/O threads");
   add("default_instances", &AgentConfig::default_instances,
       "worker instances per model when its config.yaml sets none");
@@ -83,6 +89,13 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "close connections whose request headers take longer (idle time counts)");
   add("body_timeout_ms", &AgentConfig::body_timeout_ms,
       "time allowed to read a body or write a response");
+  add("max_connections", &AgentConfig::max_connections,
+      "open connections at most, mesh links included; 0: half the descriptor limit, at most "
+      "1024");
+  add("max_connections_per_source", &AgentConfig::max_connections_per_source,
+      "open connections at most from one address; 0: half of max_connections, at most 256");
+  add("idle_link_timeout_ms", &AgentConfig::idle_link_timeout_ms,
+      "close mesh links without requests or bytes for this long");
   add("drain_timeout_ms", &AgentConfig::drain_timeout_ms,
       "on SIGTERM, longest wait for queued and running requests");
   add("log_level", &AgentConfig::log_level, "trace, debug, info, warn, error or off");
@@ -95,6 +108,9 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("gossip_profile", &AgentConfig::gossip_profile, "gossip timing: lan, wan or local");
   add("gossip_keys", &AgentConfig::gossip_keys,
       "base64 AES keys, comma-separated; the first encrypts, all decrypt (hivemesh keygen)");
+  add("state_dir", &AgentConfig::state_dir,
+      "folder for what survives restarts (the node key) [default: /var/lib/hivemesh as root, "
+      "else $XDG_STATE_HOME/hivemesh]");
   add("cluster_label", &AgentConfig::cluster_label,
       "authenticated label that keeps clusters sharing a key apart");
   add("labels", &AgentConfig::labels, "this node's labels, key=value[,key=value...]");
@@ -202,6 +218,9 @@ absl::Status AgentConfig::Validate() const {
               (int64_t{1} << 31) - 1),
         range("header_timeout_ms", header_timeout_ms, 1, 3600000),
         range("body_timeout_ms", body_timeout_ms, 1, 3600000),
+        range("max_connections", max_connections, 0, 1 << 20),
+        range("max_connections_per_source", max_connections_per_source, 0, 1 << 20),
+        range("idle_link_timeout_ms", idle_link_timeout_ms, 1, 86400000),
         range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),
         range("local_margin_ms", local_margin_ms, 0, 3600000), range("max_hops", max_hops, 1, 8),
         range("drain_announce_ms", drain_announce_ms, 0, 60000),
@@ -234,6 +253,20 @@ absl::Status AgentConfig::Validate() const {
       model_control_mode != "explicit") {
     return absl::InvalidArgumentError("model_control_mode: '" + model_control_mode +
                                       "' is not one of none, poll, explicit");
+  }
+  if (admin_access != "loopback" && admin_access != "token" && admin_access != "any") {
+    return absl::InvalidArgumentError("admin_access: '" + admin_access +
+                                      "' is not one of loopback, token, any");
+  }
+  if (admin_access == "token" && admin_token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "admin_access: token needs admin_token_file, the file holding the token");
+  }
+  for (const std::string& name : ModelList()) {
+    if (!IsValidModelName(name)) {
+      return absl::InvalidArgumentError(
+          StrCat("models: '", PrintableName(name), "' is not a model name: ", kModelNameRule));
+    }
   }
   if (routing_mode != "hivemesh" && routing_mode != "local" && routing_mode != "random") {
     return absl::InvalidArgumentError("routing_mode: '" + routing_mode +
@@ -285,6 +318,15 @@ absl::Status AgentConfig::Validate() const {
     }
   }
   return absl::OkStatus();
+}
+
+std::string AgentConfig::StateDir() const {
+  if (!state_dir.empty()) return state_dir;
+  if (geteuid() == 0) return "/var/lib/hivemesh";
+  const char* xdg = std::getenv("XDG_STATE_HOME");
+  if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/hivemesh";
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr && home[0] != '\0' ? home : ".") + "/.local/state/hivemesh";
 }
 
 uint64_t AgentConfig::MemoryBudgetBytes() const {

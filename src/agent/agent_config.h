@@ -35,6 +35,17 @@ struct AgentConfig {
   //   explicit  only through the repository API (REST /v2/repository/models/<m>/load|unload,
   //             gRPC RepositoryModelLoad/Unload)
   std::string model_control_mode = "none";
+  // Who may load and unload models through the repository API (REST and gRPC; api/admin_access.h):
+  //   loopback  only clients on this node itself (127.0.0.0/8, ::1). The default: the API
+  //             listens on loopback by default too, and a node exposed to a network should not
+  //             let the network change what it serves.
+  //   token     any address with `Authorization: Bearer <token>`, the token being the content of
+  //             admin_token_file (at least 16 characters; `openssl rand -hex 32` makes one)
+  //   any       anyone who reaches the API (labs only; the node warns at start)
+  // Reading (index, metadata, health, statistics, metrics, /v1/mesh/*) and inferring need none.
+  std::string admin_access = "loopback";
+  // admin_access: token: the file holding the token (keep it readable by the node's user only).
+  std::string admin_token_file;
   // Poll mode's rescan period. A scan reads folder metadata and config files, not model files;
   // 5 s finds a new version quickly without keeping a small device's storage busy.
   int repository_poll_ms = 5000;
@@ -88,6 +99,21 @@ struct AgentConfig {
   int header_timeout_ms = 10000;
   // Time allowed to receive a body once its headers have arrived, and to send a response.
   int body_timeout_ms = 60000;
+  // Connections open at once, plain and mesh links together (one more is closed at once after a
+  // short 503). 0: half of the process's descriptor limit (RLIMIT_NOFILE), at most 1024, so that
+  // connections alone cannot take the descriptors that model files, gossip and peer connections
+  // need, and their buffers stay within about 200 MiB.
+  int max_connections = 0;
+  // The same from one source address (an IPv6 /64 counts as one), so that one client or
+  // stranger cannot take them all. 0: half of max_connections, at most 256: far above a busy
+  // client, a benchmark (32 connections) or a peer's links (one per I/O thread), all of which
+  // may come from one address.
+  int max_connections_per_source = 0;
+  // A mesh link with no open request and no bytes arriving for this long is closed (peers open
+  // a new one when they next forward). A minute keeps a busy peer's links across the pauses
+  // between its requests, where reopening costs a round trip, while a stranger's or a vanished
+  // peer's idle link holds a descriptor no longer than that.
+  int idle_link_timeout_ms = 60000;
   // On SIGTERM, the longest wait for queued and running requests before exiting anyway.
   int drain_timeout_ms = 30000;
   // trace, debug, info, warn, error or off. At debug every inference gets a log line (model,
@@ -110,6 +136,13 @@ struct AgentConfig {
   // Authenticated with every gossip packet: nodes with another label never talk, even with the
   // same key.
   std::string cluster_label;
+  // Where the node keeps what must survive restarts: its node key (node.key), which the mesh
+  // binds its name to (docs/security.md). Empty: /var/lib/hivemesh for root, else
+  // $XDG_STATE_HOME/hivemesh (~/.local/state/hivemesh). Nodes sharing a host may share it (they
+  // then share a key); give each its own to keep them apart.
+  std::string state_dir;
+  // state_dir with the default resolved.
+  std::string StateDir() const;
   // This node's labels, "key=value[,key=value...]", e.g. "zone=line-1,hardware=jetson". The
   // `zone` label bounds where models with `dataPolicy: zone` send their data.
   std::string labels;

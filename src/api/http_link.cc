@@ -4,11 +4,19 @@
 // request's number. Answers that become ready together (in one pass of the event loop) leave in
 // one write; the answer to a link's only open request is written by the thread that gives it
 // (a model's worker), without waking the loop first.
-#include <spdlog/spdlog.h>
+//
+// Bounds: a request's body is reserved from the node's memory budget when its head has been
+// read (503 on its stream if it does not fit; the body is then read and dropped, as one over
+// max_body_bytes is with 413, and the link goes on) and read straight into its own buffer, so
+// the link's read buffer holds at most a head and one read. A message must arrive whole within
+// body_timeout once it has begun, and answers must be taken within body_timeout once a write
+// waits for the socket; a link with no open request and no bytes for idle_link_timeout closes.
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <boost/container/small_vector.hpp>
+#include <chrono>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -23,8 +31,8 @@ namespace hivemesh::http_internal {
 
 class LinkSession final : public std::enable_shared_from_this<LinkSession> {
  public:
-  LinkSession(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core,
-              int loop);
+  LinkSession(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core, int loop,
+              ConnectionLimits::Slot slot);
   ~LinkSession();
   void Start();
   void Close();
@@ -89,21 +97,35 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   // whatever arrives meanwhile is read and dropped until the other side closes too, so that no
   // unread data turns the close into a reset that could destroy answers still in flight.
   void HalfClose();
+  // Refuses the request whose head was just read with `status` and `message` on its stream; its
+  // body is read and dropped.
+  void RefuseBody(Rejection reason, int status, std::string message);
+  // The link's one deadline, set to the earliest of what applies now: the message under way
+  // must be whole within body_timeout of its start, a write that waits for the socket must end
+  // within body_timeout, and an idle link lives idle_link_timeout past its last bytes.
+  void ArmDeadline();
+  void OnDeadline();
+
+  using Clock = std::chrono::steady_clock;
 
   tcp::socket socket_;
   const std::string remote_;  // the peer's IP address
   beast::flat_buffer buffer_;
   const std::shared_ptr<Core> core_;
+  ConnectionLimits::Slot slot_;  // in core_'s limits: declared after core_, released before it
   const int loop_;
   const asio::io_context::executor_type executor_;
-  LinkHead head_;                     // reused: its field table keeps its capacity
-  std::shared_ptr<Request> parsing_;  // the request whose head is read, until its body is
-  size_t body_size_ = 0;              // that request's Content-Length
-  size_t discard_ = 0;                // body bytes still to drop of a request refused as too large
-  // A message that has begun to arrive must be whole within the server's body_timeout; an idle
-  // link has no deadline.
+  LinkHead head_;                               // reused: its field table keeps its capacity
+  std::shared_ptr<Request> parsing_;            // the request whose head is read, until its body is
+  size_t body_size_ = 0;                        // that request's Content-Length
+  std::string body_;                            // that request's body as it arrives
+  MemoryBudget::Reservation body_reservation_;  // of the budget, for body_
+  size_t discard_ = 0;                          // body bytes still to drop of a request refused
   IoDeadline deadline_;
-  bool timing_ = false;                  // a message is under way and deadline_ is set for it
+  bool timing_ = false;  // a message is under way (since message_since_)
+  Clock::time_point message_since_;
+  Clock::time_point last_read_;          // when bytes last arrived
+  Clock::time_point write_since_;        // when the write under way began to wait for the socket
   std::vector<Answer> queued_;           // ready, not yet written
   std::vector<Answer> writing_;          // being written
   std::vector<asio::const_buffer> out_;  // the buffers of the last write
@@ -135,11 +157,12 @@ constexpr size_t kBuffersPerWrite = 64;
 }  // namespace
 
 LinkSession::LinkSession(tcp::socket socket, beast::flat_buffer buffered,
-                         std::shared_ptr<Core> core, int loop)
+                         std::shared_ptr<Core> core, int loop, ConnectionLimits::Slot slot)
     : socket_(std::move(socket)),
       remote_(RemoteAddress(socket_)),
       buffer_(std::move(buffered)),
       core_(std::move(core)),
+      slot_(std::move(slot)),
       loop_(loop),
       executor_(core_->loops[static_cast<size_t>(loop)].ioc->get_executor()),
       deadline_(executor_) {
@@ -155,7 +178,8 @@ LinkSession::~LinkSession() {
 }
 
 void LinkSession::Start() {
-  EnableKeepAlive(socket_);  // a link lives as long as both nodes: notice one that vanished
+  EnableKeepAlive(socket_);  // notice a peer that vanished while the link was busy
+  last_read_ = Clock::now();
   if (ParseBuffered() && !paused_) Read();
 }
 
@@ -188,8 +212,10 @@ void LinkSession::OnRead(beast::error_code ec, size_t n) {
     return;
   }
   buffer_.commit(n);
+  last_read_ = Clock::now();
   if (half_closed_) {
     buffer_.consume(buffer_.size());  // no answer can go out any more
+    ArmDeadline();
     Read();
     return;
   }
@@ -218,7 +244,8 @@ bool LinkSession::ParseBuffered() {
       if (p == LinkParse::kNeedMore) break;
       if (p == LinkParse::kBad) {
         // Framing is lost: nothing later on the link can be trusted.
-        spdlog::warn("closing a mesh link: malformed request: {}", why);
+        core_->rejections->Note(Rejection::kMalformedHttp, remote_,
+                                StrCat("closing a mesh link: ", why));
         Close();
         return false;
       }
@@ -240,20 +267,32 @@ bool LinkSession::ParseBuffered() {
       body_size_ = static_cast<size_t>(head_.content_length);
       buffer_.consume(head_.head_size);
       if (head_.content_length > core_->options.max_body_bytes) {
-        // Answered at once; its body is read and dropped, and the link goes on.
-        discard_ = body_size_;
-        parsing_->body_shared = std::make_shared<const std::string>();
-        parsing_->received_at = SystemClock::Get().Now();
-        HttpResponse refusal;
-        refusal.status = 413;
-        refusal.body = ErrorJson(BodyTooLarge(head_.content_length, core_->options.max_body_bytes));
-        Dispatch(std::move(parsing_), std::move(refusal));
+        RefuseBody(Rejection::kBodyTooLarge, 413,
+                   BodyTooLarge(head_.content_length, core_->options.max_body_bytes));
+        continue;
       }
+      if (core_->options.memory_budget != nullptr && body_size_ > 0) {
+        absl::StatusOr<MemoryBudget::Reservation> r =
+            core_->options.memory_budget->Reserve(body_size_);
+        if (!r.ok()) {
+          RefuseBody(Rejection::kMemoryBudget, 503, std::string(r.status().message()));
+          continue;
+        }
+        body_reservation_ = *std::move(r);
+      }
+      body_.clear();
+      body_.reserve(body_size_);
       continue;
     }
-    if (bytes.size() < body_size_) break;
-    parsing_->body_shared = std::make_shared<const std::string>(bytes.substr(0, body_size_));
-    buffer_.consume(body_size_);
+    // The body goes straight into its own buffer, not the link's.
+    const size_t take = std::min(body_size_ - body_.size(), bytes.size());
+    body_.append(bytes.data(), take);
+    buffer_.consume(take);
+    if (body_.size() < body_size_) break;
+    parsing_->body_shared = body_reservation_.bytes() > 0
+                                ? MemoryBudget::Hold(std::move(body_), std::move(body_reservation_))
+                                : std::make_shared<const std::string>(std::move(body_));
+    body_.clear();
     parsing_->received_at = SystemClock::Get().Now();
     Dispatch(std::move(parsing_));
     completed = true;
@@ -261,20 +300,63 @@ bool LinkSession::ParseBuffered() {
   if (closed_) return false;
   // A paused link is waiting for the other side to read, not for it to write.
   const bool under_way = !paused_ && (buffer_.size() > 0 || parsing_ != nullptr || discard_ > 0);
-  if (!under_way) {
-    if (timing_) deadline_.Clear();
-    timing_ = false;
-  } else if (!timing_ || completed) {
-    timing_ = true;
-    deadline_.ExpiresAfter(
-        core_->options.body_timeout, [this] { return shared_from_this(); },
-        [this] {
-          spdlog::warn("closing a mesh link: a request took over {} ms to arrive",
-                       core_->options.body_timeout.count());
-          Close();
-        });
-  }
+  if (under_way && (!timing_ || completed)) message_since_ = Clock::now();
+  timing_ = under_way;
+  ArmDeadline();
   return true;
+}
+
+void LinkSession::RefuseBody(Rejection reason, int status, std::string message) {
+  // Answered at once; the body is read and dropped, and the link goes on.
+  core_->rejections->Note(reason, remote_, message);
+  discard_ = body_size_;
+  parsing_->body_shared = std::make_shared<const std::string>();
+  parsing_->received_at = SystemClock::Get().Now();
+  HttpResponse refusal;
+  refusal.status = status;
+  refusal.body = ErrorJson(message);
+  if (status == 503) refusal.headers.emplace_back("Retry-After", "1");
+  Dispatch(std::move(parsing_), std::move(refusal));
+}
+
+void LinkSession::ArmDeadline() {
+  const HttpServerOptions& o = core_->options;
+  Clock::time_point at =
+      timing_ ? message_since_ + o.body_timeout : last_read_ + o.idle_link_timeout;
+  if (writing_now_) at = std::min(at, write_since_ + o.body_timeout);
+  deadline_.ExpiresAt(
+      at, [this] { return shared_from_this(); }, [this] { OnDeadline(); });
+}
+
+void LinkSession::OnDeadline() {
+  if (closed_) return;
+  const HttpServerOptions& o = core_->options;
+  const Clock::time_point now = Clock::now();
+  if (timing_ && now >= message_since_ + o.body_timeout) {
+    core_->rejections->Note(
+        Rejection::kSlowClient, remote_,
+        StrCat("a request on a mesh link took over ", o.body_timeout.count(), " ms to arrive"));
+    return Close();
+  }
+  if (writing_now_ && now >= write_since_ + o.body_timeout) {
+    core_->rejections->Note(
+        Rejection::kSlowClient, remote_,
+        StrCat("answers on a mesh link were not taken within ", o.body_timeout.count(), " ms"));
+    return Close();
+  }
+  if (!timing_ && now >= last_read_ + o.idle_link_timeout) {
+    // Requests still open or answers still going out: not idle; look again a period later.
+    if (open_requests_.load(std::memory_order_acquire) > 0 || writing_now_ || !queued_.empty()) {
+      last_read_ = now;
+    } else {
+      if (!half_closed_) {
+        core_->rejections->Note(Rejection::kIdleLinkClosed, remote_,
+                                StrCat("no request for ", o.idle_link_timeout.count(), " ms"));
+      }
+      return Close();
+    }
+  }
+  ArmDeadline();
 }
 
 void LinkSession::Dispatch(std::shared_ptr<Request> request, std::optional<HttpResponse> refusal) {
@@ -284,7 +366,8 @@ void LinkSession::Dispatch(std::shared_ptr<Request> request, std::optional<HttpR
   }
   const RequestHead::Field* stream = request->head.Find(kLinkStreamHeader);
   if (stream == nullptr) {
-    spdlog::warn("closing a mesh link: a request without {}", kLinkStreamHeader);
+    core_->rejections->Note(Rejection::kMalformedHttp, remote_,
+                            StrCat("closing a mesh link: a request without ", kLinkStreamHeader));
     Close();
     return;
   }
@@ -379,6 +462,8 @@ void LinkSession::SentFromWorker(Answer a, size_t written) {
   AppendMessageBuffers(rest, w.head, w.response.body, w.response.tail);
   DropFront(rest, written);
   writing_now_ = true;
+  write_since_ = Clock::now();
+  ArmDeadline();
   asio::async_write(
       socket_, std::move(rest),
       [self = shared_from_this()](beast::error_code ec, size_t) { self->OnFlushed(ec); });
@@ -428,6 +513,11 @@ void LinkSession::Flush() {
   writing_now_ = true;
   WriteNowOrLater(socket_, buffers,
                   [self = shared_from_this()](beast::error_code ec) { self->OnFlushed(ec); });
+  if (writing_now_ && !closed_) {
+    // The socket did not take it all at once: the rest must go within body_timeout.
+    write_since_ = Clock::now();
+    ArmDeadline();
+  }
 }
 
 void LinkSession::OnFlushed(beast::error_code ec) {
@@ -478,9 +568,9 @@ void LinkSession::HalfClose() {
 }
 
 void StartLink(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core,
-               int loop) {
-  auto link =
-      std::make_shared<LinkSession>(std::move(socket), std::move(buffered), std::move(core), loop);
+               int loop, ConnectionLimits::Slot slot) {
+  auto link = std::make_shared<LinkSession>(std::move(socket), std::move(buffered), std::move(core),
+                                            loop, std::move(slot));
   link->Start();
 }
 

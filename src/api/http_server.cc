@@ -1,7 +1,6 @@
 #include "api/http_server.h"
 
-#include <spdlog/spdlog.h>
-
+#include <algorithm>
 #include <array>
 #include <boost/container/small_vector.hpp>
 #include <optional>
@@ -17,9 +16,10 @@ namespace http_internal {
 
 class Connection final : public HttpRequest, public std::enable_shared_from_this<Connection> {
  public:
-  Connection(tcp::socket socket, std::shared_ptr<Core> core, int loop);
+  Connection(tcp::socket socket, std::string remote, ConnectionLimits::Slot slot,
+             std::shared_ptr<Core> core, int loop);
   ~Connection() override;
-  void Start() { ReadHeader(); }
+  void Start() { ReadRequest(); }
 
   // HttpRequest
   std::string_view method() const override { return request_head_.method(); }
@@ -51,37 +51,42 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   }
 
  private:
-  void ReadHeader();
-  void OnHeader(beast::error_code ec);
-  void ReadBody();
-  void OnBody(beast::error_code ec);
+  // Reads the next request: what is buffered first, then from the socket.
+  void ReadRequest();
+  // Feeds the buffered bytes to the reader and acts on what it says.
+  void Parse();
+  void Read();
+  void OnRead(beast::error_code ec, size_t n);
+  // The head is in: false if the body waits for `100 Continue` to be written first.
+  bool OnHead();
+  void Refuse(const RequestRefusal& refusal);
   void Dispatch();
-  void SendError(int status, std::string_view message, bool close);
+  void SwitchToLink();
+  void SendError(int status, std::string_view message, bool close, bool retry_after = false);
   void Send(HttpResponse response);
   void OnWritten(beast::error_code ec);
   // The current read or write fails (the socket closes) unless done within `timeout`.
   void ExpiresAfter(std::chrono::milliseconds timeout) {
     deadline_.ExpiresAfter(
-        timeout, [this] { return shared_from_this(); },
-        [this] {
-          timed_out_ = true;
-          Close();
-        });
+        timeout, [this] { return shared_from_this(); }, [this] { OnTimeout(); });
   }
+  void OnTimeout();
 
   tcp::socket socket_;
-  std::string remote_;  // the peer's IP address
+  const std::string remote_;  // the peer's IP address
   IoDeadline deadline_;
-  bool timed_out_ = false;
   const std::shared_ptr<Core> core_;
+  ConnectionLimits::Slot slot_;  // in core_'s limits: declared after core_, released before it
   const int loop_;
   const asio::io_context::executor_type executor_;  // the loop's
   beast::flat_buffer buffer_;
-  RequestHead request_head_;             // the current request's; reused
-  std::string body_text_;                // the current request's body while it is read
-  std::optional<RequestParser> parser_;  // fills request_head_ and body_text_
+  RequestHead request_head_;  // the current request's; reused
+  RequestReader reader_;      // fills request_head_ and the body
   std::shared_ptr<const std::string> body_;
   SteadyTime received_;
+  // Where the current request is, for its deadlines.
+  enum class Phase { kHead, kBody, kHandled, kWriting } phase_ = Phase::kHead;
+  bool body_timed_ = false;  // the body's deadline is set
   bool keep_alive_ = true;
   bool close_after_ = false;
   bool busy_ = false;
@@ -89,26 +94,99 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   HttpResponse response_;
 };
 
+namespace {
+
+constexpr size_t kReadSize = 64 * 1024;
+
+// Answers a connection the limits refuse with a short 503 (if the socket takes it at once) and
+// closes it.
+void RefuseConnection(tcp::socket& s, std::string_view message) {
+  const std::string body = ErrorJson(message);
+  const std::string answer = StrCat(
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+      "Content-Length: ",
+      body.size(), "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n", body);
+  beast::error_code ignored;
+  s.non_blocking(true, ignored);
+  s.write_some(asio::buffer(answer), ignored);
+  s.shutdown(tcp::socket::shutdown_both, ignored);
+  s.close(ignored);
+}
+
+// The connection limits' key for the peer's address.
+std::string PeerKey(const asio::ip::address& address) {
+  if (address.is_v4()) {
+    const auto bytes = address.to_v4().to_bytes();
+    return SourceKey(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+  }
+  const auto bytes = address.to_v6().to_bytes();
+  return SourceKey(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+void Accept(const std::shared_ptr<Core>& core);
+
+// Takes the accepted socket as a connection on loop `loop`, or refuses it over the limits.
+void Admit(const std::shared_ptr<Core>& core, int loop, tcp::socket s) {
+  beast::error_code ec;
+  const tcp::endpoint peer = s.remote_endpoint(ec);
+  if (ec) return;  // gone already; the socket closes with `s`
+  std::string remote = peer.address().to_string();
+  Rejection refused = Rejection::kConnectionLimit;
+  std::optional<ConnectionLimits::Slot> slot =
+      core->limits.Admit(PeerKey(peer.address()), &refused);
+  if (!slot) {
+    const std::string message =
+        refused == Rejection::kConnectionLimit
+            ? StrCat("the node has its limit of ", core->limits.max_total(),
+                     " connections open (max_connections); retry later")
+            : StrCat("this address has its limit of ", core->limits.max_per_source(),
+                     " connections open (max_connections_per_source); reuse or close some");
+    core->rejections->Note(refused, remote, message);
+    RefuseConnection(s, message);
+    return;
+  }
+  s.set_option(tcp::no_delay(true), ec);
+  auto conn =
+      std::make_shared<Connection>(std::move(s), std::move(remote), *std::move(slot), core, loop);
+  // The connection's handlers all run on its own loop, starting now.
+  asio::post(*core->loops[static_cast<size_t>(loop)].ioc,
+             [conn = std::move(conn)] { conn->Start(); });
+}
+
+// After a failed accept(): tries again once the back-off has passed (10 ms, doubling to 1 s),
+// rather than at once. A failure that lasts (out of descriptors, say) would otherwise make the
+// loop spin on the listening socket, which stays readable.
+void AcceptLater(const std::shared_ptr<Core>& core, const beast::error_code& failure) {
+  using std::chrono::milliseconds;
+  core->accept_backoff = std::clamp(core->accept_backoff * 2, milliseconds(10), milliseconds(1000));
+  core->rejections->Note(
+      Rejection::kAcceptFailed, "",
+      StrCat(failure.message(), "; accepting again in ", core->accept_backoff.count(), " ms"));
+  if (core->accept_pause == nullptr) return;  // stopped accepting
+  core->accept_pause->expires_after(core->accept_backoff);
+  core->accept_pause->async_wait([core](beast::error_code ec) {
+    if (!ec && core->acceptor.is_open()) Accept(core);
+  });
+}
+
 void Accept(const std::shared_ptr<Core>& core) {
   const unsigned n = static_cast<unsigned>(core->loops.size());
   const int loop = static_cast<int>(core->next_loop.fetch_add(1, std::memory_order_relaxed) % n);
   core->acceptor.async_accept(
       core->loops[static_cast<size_t>(loop)].ioc->get_executor(),
       [core, loop](beast::error_code ec, tcp::socket s) {
-        if (ec) {
-          if (ec == asio::error::operation_aborted || !core->acceptor.is_open()) return;
-          spdlog::warn("accept failed: {}", ec.message());
-        } else if (!core->stopped.load()) {
-          beast::error_code ignored;
-          s.set_option(tcp::no_delay(true), ignored);
-          auto conn = std::make_shared<Connection>(std::move(s), core, loop);
-          // The connection's handlers all run on its own loop, starting now.
-          asio::post(*core->loops[static_cast<size_t>(loop)].ioc,
-                     [conn = std::move(conn)] { conn->Start(); });
+        if (ec == asio::error::operation_aborted || !core->acceptor.is_open()) return;
+        // A client that gave up before its connection was accepted leaves nothing short.
+        if (ec && ec != asio::error::connection_aborted) return AcceptLater(core, ec);
+        if (!ec) {
+          core->accept_backoff = std::chrono::milliseconds(0);
+          if (!core->stopped.load()) Admit(core, loop, std::move(s));
         }
         Accept(core);
       });
 }
+
+}  // namespace
 
 class ServerImpl final : public HttpServer {
  public:
@@ -150,6 +228,7 @@ class ServerImpl final : public HttpServer {
     io_->RunOn(0, [this] {
       beast::error_code ec;
       core_->acceptor.close(ec);
+      core_->accept_pause.reset();
     });
     // Links end once idle: now, or when their last open request is answered.
     for (int i = 0; i < io_->size(); ++i) {
@@ -185,6 +264,7 @@ class ServerImpl final : public HttpServer {
   }
 
   int busy_connections() const override { return core_->busy.load(); }
+  int open_connections() const override { return core_->limits.open(); }
 
  private:
   // Loop `i`'s links, held (call on that loop's thread).
@@ -205,13 +285,16 @@ class ServerImpl final : public HttpServer {
   bool stopped_ = false;
 };
 
-Connection::Connection(tcp::socket socket, std::shared_ptr<Core> core, int loop)
+Connection::Connection(tcp::socket socket, std::string remote, ConnectionLimits::Slot slot,
+                       std::shared_ptr<Core> core, int loop)
     : socket_(std::move(socket)),
-      remote_(RemoteAddress(socket_)),
+      remote_(std::move(remote)),
       deadline_(socket_.get_executor()),
       core_(std::move(core)),
+      slot_(std::move(slot)),
       loop_(loop),
-      executor_(core_->loops[static_cast<size_t>(loop)].ioc->get_executor()) {
+      executor_(core_->loops[static_cast<size_t>(loop)].ioc->get_executor()),
+      reader_(core_->request_limits, core_->options.memory_budget.get()) {
   Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
   std::lock_guard<std::mutex> lock(l.mu);
   l.connections.insert(this);
@@ -223,100 +306,102 @@ Connection::~Connection() {
   l.connections.erase(this);
 }
 
-void Connection::ReadHeader() {
-  parser_.reset();
-  parser_.emplace(&request_head_, &body_text_);
-  parser_->header_limit(kHeaderLimit);
-  parser_->body_limit(core_->options.max_body_bytes);
+void Connection::ReadRequest() {
+  reader_.Start(&request_head_);
+  phase_ = Phase::kHead;
+  body_timed_ = false;
   ExpiresAfter(core_->options.header_timeout);
-  http::async_read_header(
-      socket_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  Parse();
 }
 
-void Connection::OnHeader(beast::error_code ec) {
+void Connection::Parse() {
+  for (;;) {
+    switch (reader_.Feed(buffer_)) {
+      case RequestReader::Step::kNeedMore:
+        if (phase_ == Phase::kBody && !body_timed_) {
+          body_timed_ = true;
+          ExpiresAfter(core_->options.body_timeout);
+        }
+        return Read();
+      case RequestReader::Step::kHead:
+        if (!OnHead()) return;
+        continue;
+      case RequestReader::Step::kDone:
+        deadline_.Clear();
+        phase_ = Phase::kHandled;
+        body_ = reader_.TakeBody();
+        return Dispatch();
+      case RequestReader::Step::kRefused:
+        return Refuse(reader_.refusal());
+    }
+  }
+}
+
+void Connection::Read() {
+  // As Beast's own reads size them: what the buffer has room for, within 512 bytes .. 64 KiB.
+  const size_t room = buffer_.capacity() - buffer_.size();
+  socket_.async_read_some(
+      buffer_.prepare(std::clamp<size_t>(room, 512, kReadSize)),
+      [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
+}
+
+void Connection::OnRead(beast::error_code ec, size_t n) {
   if (ec) {
-    if (timed_out_ || ec == http::error::end_of_stream || ec == asio::error::operation_aborted ||
-        ec == asio::error::eof || ec == asio::error::connection_reset ||
-        ec == http::error::partial_message) {
-      Close();
-      return;
-    }
-    if (ec == http::error::body_limit) {
-      SendError(413, BodyTooLarge(std::nullopt, core_->options.max_body_bytes), true);
-      return;
-    }
-    if (ec == http::error::header_limit) {
-      SendError(431, "request headers are larger than 64 KiB", true);
-      return;
-    }
-    SendError(400, StrCat("malformed HTTP request: ", ec.message()), true);
+    Close();  // the client closed or reset the connection, or the deadline closed it
     return;
   }
+  buffer_.commit(n);
+  Parse();
+}
+
+bool Connection::OnHead() {
   received_ = SystemClock::Get().Now();
-  keep_alive_ = parser_->keep_alive();
-  const boost::optional<uint64_t> length = parser_->content_length();
-  if (length && *length > core_->options.max_body_bytes) {
-    SendError(413, BodyTooLarge(*length, core_->options.max_body_bytes), true);
-    return;
-  }
+  keep_alive_ = reader_.keep_alive();
+  phase_ = Phase::kBody;
   const RequestHead::Field* expect = request_head_.Find("Expect");
-  if (expect != nullptr && beast::iequals(request_head_.Value(*expect), "100-continue")) {
-    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
-                      [self = shared_from_this()](beast::error_code wec, size_t) {
-                        if (wec) {
-                          self->Close();
-                          return;
-                        }
-                        self->ReadBody();
-                      });
-    return;
+  if (expect == nullptr || !beast::iequals(request_head_.Value(*expect), "100-continue")) {
+    return true;
   }
-  ReadBody();
+  static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+                    [self = shared_from_this()](beast::error_code ec, size_t) {
+                      if (ec) return self->Close();
+                      self->Parse();
+                    });
+  return false;
 }
 
-void Connection::ReadBody() {
-  // A small body usually arrived with the headers: parse what is buffered now, and read from
-  // the socket only if more is to come.
-  while (!parser_->is_done() && buffer_.size() > 0) {
-    beast::error_code ec;
-    const size_t used = parser_->put(buffer_.data(), ec);
-    buffer_.consume(used);
-    if (ec == http::error::need_more) break;
-    if (ec) {
-      OnBody(ec);
-      return;
-    }
-    if (used == 0) break;
+void Connection::OnTimeout() {
+  // A client that is idle between requests is closed without a word; one that is slow to send a
+  // request, or to take its answer, is counted.
+  const auto ms = [](std::chrono::milliseconds t) { return t.count(); };
+  switch (phase_) {
+    case Phase::kHead:
+      if (reader_.started() || buffer_.size() > 0) {
+        core_->rejections->Note(
+            Rejection::kSlowClient, remote_,
+            StrCat("a request head took over ", ms(core_->options.header_timeout), " ms"));
+      }
+      break;
+    case Phase::kBody:
+      core_->rejections->Note(
+          Rejection::kSlowClient, remote_,
+          StrCat("a request body took over ", ms(core_->options.body_timeout), " ms"));
+      break;
+    case Phase::kWriting:
+      core_->rejections->Note(
+          Rejection::kSlowClient, remote_,
+          StrCat("an answer was not taken within ", ms(core_->options.body_timeout), " ms"));
+      break;
+    case Phase::kHandled:
+      break;
   }
-  if (parser_->is_done()) {
-    OnBody({});
-    return;
-  }
-  ExpiresAfter(core_->options.body_timeout);
-  http::async_read(socket_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+  Close();
 }
 
-void Connection::OnBody(beast::error_code ec) {
-  if (ec == http::error::body_limit) {
-    SendError(413, BodyTooLarge(std::nullopt, core_->options.max_body_bytes), true);
-    return;
-  }
-  if (ec) {
-    if (timed_out_ || ec == http::error::partial_message || ec == asio::error::eof ||
-        ec == asio::error::connection_reset || ec == http::error::end_of_stream ||
-        ec == asio::error::operation_aborted) {
-      Close();
-      return;
-    }
-    SendError(400, StrCat("malformed HTTP request body: ", ec.message()), true);
-    return;
-  }
-  deadline_.Clear();
-  body_ = std::make_shared<const std::string>(std::move(body_text_));
-  Dispatch();
+void Connection::Refuse(const RequestRefusal& refusal) {
+  core_->rejections->Note(refusal.reason, remote_, refusal.message);
+  SendError(refusal.status, refusal.message, /*close=*/true, refusal.retry_after);
 }
 
 void Connection::Dispatch() {
@@ -325,19 +410,16 @@ void Connection::Dispatch() {
     return;
   }
   if (WantsLink()) {
-    // Switch this connection to a mesh link: from now on it carries many requests at once.
-    static const std::string kSwitch = StrCat(
-        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ", kLinkProtocol,
-        "\r\n\r\n");
-    deadline_.Cancel();
-    const std::array<asio::const_buffer, 1> buffers{asio::buffer(kSwitch)};
-    WriteNowOrLater(socket_, buffers, [self = shared_from_this()](beast::error_code ec) {
-      if (ec) {
-        self->Close();
+    if (core_->options.authorize_link) {
+      absl::Status allowed = core_->options.authorize_link(*this);
+      if (!allowed.ok()) {
+        const std::string_view why(allowed.message().data(), allowed.message().size());
+        core_->rejections->Note(Rejection::kLinkUnauthenticated, remote_, why);
+        SendError(403, why, /*close=*/true);
         return;
       }
-      StartLink(std::move(self->socket_), std::move(self->buffer_), self->core_, self->loop_);
-    });
+    }
+    SwitchToLink();
     return;
   }
   busy_ = true;
@@ -356,7 +438,24 @@ void Connection::Dispatch() {
   });
 }
 
-void Connection::SendError(int status, std::string_view message, bool close) {
+void Connection::SwitchToLink() {
+  // From now on the connection carries many requests at once.
+  static const std::string kSwitch =
+      StrCat("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ", kLinkProtocol,
+             "\r\n\r\n");
+  deadline_.Cancel();
+  const std::array<asio::const_buffer, 1> buffers{asio::buffer(kSwitch)};
+  WriteNowOrLater(socket_, buffers, [self = shared_from_this()](beast::error_code ec) {
+    if (ec) {
+      self->Close();
+      return;
+    }
+    StartLink(std::move(self->socket_), std::move(self->buffer_), self->core_, self->loop_,
+              std::move(self->slot_));
+  });
+}
+
+void Connection::SendError(int status, std::string_view message, bool close, bool retry_after) {
   if (!busy_) {
     busy_ = true;
     core_->busy.fetch_add(1);
@@ -365,6 +464,7 @@ void Connection::SendError(int status, std::string_view message, bool close) {
   HttpResponse r;
   r.status = status;
   r.body = ErrorJson(message);
+  if (retry_after) r.headers.emplace_back("Retry-After", "1");
   Send(std::move(r));
 }
 
@@ -379,12 +479,14 @@ void Connection::Send(HttpResponse response) {
   close_after_ = close;
   boost::container::small_vector<asio::const_buffer, 8> buffers;
   AppendMessageBuffers(buffers, head_, response_.body, response_.tail);
+  phase_ = Phase::kWriting;
   ExpiresAfter(core_->options.body_timeout);
   WriteNowOrLater(socket_, buffers,
                   [self = shared_from_this()](beast::error_code ec) { self->OnWritten(ec); });
 }
 
 void Connection::OnWritten(beast::error_code ec) {
+  phase_ = Phase::kHandled;
   if (response_.on_sent && !core_->stopped.load(std::memory_order_relaxed)) {
     response_.on_sent(SystemClock::Get().Now());
   }
@@ -398,7 +500,7 @@ void Connection::OnWritten(beast::error_code ec) {
     Close();
     return;
   }
-  ReadHeader();
+  ReadRequest();
 }
 
 void AppendResponseHead(std::string* out, const HttpResponse& response) {

@@ -4,9 +4,22 @@
 // Each connection handles one request at a time, in order, so pipelined requests are answered in
 // the order they were sent. A peer node may instead upgrade a connection to a mesh link, which
 // carries many requests at once, each answered as it is ready (docs/routing.md). Keep-alive is the
-// default. Limits: a request's headers must arrive within `header_timeout` (idle keep-alive time
-// counts) or the connection is closed; a body larger than `max_body_bytes` is answered 413 and the
-// connection closed. `Expect: 100-continue` is honoured.
+// default. `Expect: 100-continue` is honoured.
+//
+// Hostile input is bounded (docs/security.md), each refusal counted in `rejections`:
+// - a request's headers must arrive within `header_timeout` (idle keep-alive time counts), a body
+//   within `body_timeout`, or the connection is closed; a link closes once it has had no open
+//   request and no bytes for `idle_link_timeout`;
+// - a head over 64 KiB gets 431, a body over `max_body_bytes` 413, a chunk-size line over 4 KiB
+//   400 and trailers over 64 KiB 431; framing that could be read two ways (any Transfer-Encoding
+//   but one `chunked`, with Content-Length, folded header lines) 400; each then closes;
+// - every body is reserved from `memory_budget` before it is buffered: 503 with Retry-After
+//   when it does not fit;
+// - at most `max_connections` connections are open, and `max_connections_per_source` from one
+//   address (links included): one over either is closed at once after a short 503;
+// - when accept() fails (out of descriptors, say), the server stops accepting for a while
+//   (10 ms, doubling to 1 s) instead of retrying at once;
+// - `authorize_link`, if set, decides which upgrade requests become links (403 otherwise).
 //
 // I/O runs on IoThreads (one event loop per thread): the server's own `options.threads` threads,
 // or loops shared with other components such as the peer client. Each connection lives on one
@@ -31,6 +44,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/clock.h"
 #include "base/io_threads.h"
@@ -39,6 +53,8 @@
 #include "tensor/tensor.h"
 
 namespace hivemesh {
+
+class HttpRequest;
 
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
@@ -56,6 +72,19 @@ struct HttpServerOptions {
   // The node's budget for requests in flight; request bodies are reserved from it. Null: bodies
   // are limited only by max_body_bytes each.
   std::shared_ptr<MemoryBudget> memory_budget;
+  // Open connections, plain and mesh links together, in total and from one source address (an
+  // IPv6 /64 counts as one). 0: derived from the process's descriptor limit (RLIMIT_NOFILE):
+  // half of it, at most 1024, and per source half of that, at most 256
+  // (api/connection_limits.h says why).
+  int max_connections = 0;
+  int max_connections_per_source = 0;
+  // A mesh link with no open request and no bytes arriving for this long is closed. A peer's
+  // next request opens a new link; a stranger's idle link holds nothing for long.
+  std::chrono::milliseconds idle_link_timeout{60000};
+  // When set, an upgrade request becomes a mesh link only if this returns OK; otherwise it is
+  // answered 403 with the status's message and the connection closes. Called on an I/O thread;
+  // it must not block.
+  std::function<absl::Status(const HttpRequest&)> authorize_link;
 };
 
 // Read-only view of one request; valid until the response has been sent.
@@ -104,6 +133,9 @@ class HttpServer {
   virtual void Stop() = 0;
   // Requests being handled: on connections that are not idle, and on mesh links.
   virtual int busy_connections() const = 0;
+  // Connections open now, plain and mesh links together (those that hold a place under
+  // max_connections).
+  virtual int open_connections() const = 0;
 };
 
 // "OK", "Not Found", ...

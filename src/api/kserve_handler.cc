@@ -18,6 +18,7 @@
 #include "base/timeouts.h"
 #include "routing/decision.h"
 #include "routing/forwarder.h"
+#include "serving/model_name.h"
 #include "telemetry/log.h"
 #include "telemetry/trace.h"
 
@@ -272,7 +273,7 @@ KServeHandler::KServeHandler(ServerIdentity identity, ModelRepository* repositor
       directory_(directory),
       metrics_(metrics != nullptr ? std::make_unique<InferenceMetrics>(*metrics) : nullptr),
       memory_budget_(std::move(memory_budget)),
-      rejections_(std::move(rejections)) {}
+      rejections_(rejections != nullptr ? std::move(rejections) : std::make_shared<Rejections>()) {}
 
 AnswerBudget KServeHandler::AnswerBudgetFor(const InferRecord& record) const {
   return AnswerBudget{memory_budget_.get(), rejections_.get(), record.request_body,
@@ -382,46 +383,28 @@ void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
 
 void KServeHandler::HandleModel(const HttpRequest& request, std::string_view rest,
                                 HttpResponder& respond) {
-  // rest = <name>[/versions/<v>][/ready|/infer|/stats]: at most four pieces (a fifth means the
-  // path is too long). Split in place: this runs for every inference.
-  std::array<std::string_view, 5> pieces;
-  size_t count = 0;
-  for (size_t start = 0; count < pieces.size();) {
-    const size_t slash = rest.find('/', start);
-    pieces[count++] = rest.substr(start, slash == std::string_view::npos ? slash : slash - start);
-    if (slash == std::string_view::npos) break;
-    start = slash + 1;
-  }
-  const std::span<const std::string_view> parts(pieces.data(), count);
   const std::string_view method = request.method();
   const std::string_view path = request.target().substr(0, request.target().find('?'));
-  if (parts.empty() || parts[0].empty() || count == pieces.size()) {
-    return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
-  }
-  const std::string name(parts[0]);
-  std::string version;
-  size_t i = 1;
-  if (parts.size() >= 3 && parts[1] == "versions") {
-    version = std::string(parts[2]);
-    if (version.empty()) {
+  absl::StatusOr<ModelPath> parsed = ParseModelPath(rest);
+  if (!parsed.ok()) {
+    if (parsed.status().code() == absl::StatusCode::kNotFound) {
       return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
     }
-    i = 3;
+    rejections_->Note(Rejection::kBadModelName, request.remote_address(),
+                      MessageOf(parsed.status()));
+    return respond(Error(parsed.status()));
   }
-  std::string_view action;
-  if (i < parts.size()) action = parts[i++];
-  if (i != parts.size() ||
-      (!action.empty() && action != "ready" && action != "infer" && action != "stats")) {
-    return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
-  }
+  const ModelAction action = parsed->action;
+  const std::string name(parsed->model);
+  const std::string version(parsed->version);
 
-  const std::string_view allowed = action == "infer" ? "POST" : "GET";
+  const std::string_view allowed = action == ModelAction::kInfer ? "POST" : "GET";
   if (method != allowed) return respond(MethodNotAllowed(method, path, allowed));
 
-  if (action == "infer") return Infer(request, name, version, respond);
+  if (action == ModelAction::kInfer) return Infer(request, name, version, respond);
 
   absl::StatusOr<RuntimePtr> rt = repository_->Find(name, version);
-  if (action == "ready") {
+  if (action == ModelAction::kReady) {
     if (!rt.ok() && rt.status().code() == absl::StatusCode::kNotFound) {
       return respond(Error(rt.status()));
     }
@@ -431,7 +414,7 @@ void KServeHandler::HandleModel(const HttpRequest& request, std::string_view res
   if (!rt.ok()) return respond(Error(rt.status()));
   std::string out;
   JsonWriter w(out);
-  if (action == "stats") {
+  if (action == ModelAction::kStats) {
     w.BeginObject().Key("model_stats").BeginArray();
     if (version.empty()) {
       for (const std::string& v : repository_->Versions(name)) {
@@ -465,14 +448,15 @@ void KServeHandler::HandleModel(const HttpRequest& request, std::string_view res
 
 void KServeHandler::HandleRepository(const HttpRequest& request, std::string_view rest,
                                      HttpResponder& respond) {
-  // rest = <name>/load | <name>/unload
   const std::string_view path = request.target().substr(0, request.target().find('?'));
-  const size_t slash = rest.rfind('/');
-  const std::string_view action = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
-  const std::string name(slash == std::string_view::npos ? "" : rest.substr(0, slash));
-  if (name.empty() || name.find('/') != std::string::npos ||
-      (action != "load" && action != "unload")) {
-    return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
+  absl::StatusOr<RepositoryPath> route = ParseRepositoryPath(rest);
+  if (!route.ok()) {
+    if (route.status().code() == absl::StatusCode::kNotFound) {
+      return respond(Json(404, EncodeError(StrCat("no such endpoint: ", path))));
+    }
+    rejections_->Note(Rejection::kBadModelName, request.remote_address(),
+                      MessageOf(route.status()));
+    return respond(Error(route.status()));
   }
   if (request.method() != "POST") return respond(MethodNotAllowed(request.method(), path, "POST"));
   // A body, if any, may carry parameters (Triton's config and file overrides); the model is
@@ -486,13 +470,34 @@ void KServeHandler::HandleRepository(const HttpRequest& request, std::string_vie
         StrCat("parameter '", params->front(),
                "' is not supported; the model is read from its folder in the model repository"))));
   }
-  auto answer = [respond](absl::Status status) {
+  const AdminCaller caller{request.remote_address(), request.header("Authorization")};
+  ControlRepository(route->action, route->model, caller, [respond](absl::Status status) {
     respond(status.ok() ? Json(200, "{}") : Error(status));
-  };
-  if (action == "load") {
-    repository_->LoadModelAsync(name, std::move(answer));
+  });
+}
+
+void KServeHandler::SetAdmin(AdminAccess access, std::shared_ptr<Rejections> rejections) {
+  admin_ = access;
+  if (rejections != nullptr) rejections_ = std::move(rejections);
+}
+
+void KServeHandler::ControlRepository(RepositoryAction action, std::string_view model,
+                                      const AdminCaller& caller,
+                                      std::function<void(absl::Status)> done) {
+  if (absl::Status name = CheckModelName(model); !name.ok()) {
+    rejections_->Note(Rejection::kBadModelName, caller.address, MessageOf(name));
+    return done(name);
+  }
+  if (absl::Status allowed = admin_.Check(caller); !allowed.ok()) {
+    rejections_->Note(Rejection::kAdminDenied, caller.address,
+                      StrCat(RepositoryActionName(action), " of model '", model,
+                             "' (admin_access: ", AdminAccessModeName(admin_.mode()), ")"));
+    return done(allowed);
+  }
+  if (action == RepositoryAction::kLoad) {
+    repository_->LoadModelAsync(std::string(model), std::move(done));
   } else {
-    repository_->UnloadModelAsync(name, std::move(answer));
+    repository_->UnloadModelAsync(std::string(model), std::move(done));
   }
 }
 
@@ -614,6 +619,13 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
 
 RuntimePtr KServeHandler::Resolve(std::string_view model, std::string_view version,
                                   absl::Status* why, bool* known_here) const {
+  // REST paths were checked by the router; a gRPC request's name is checked here. An invalid
+  // name is no model anywhere: it is not looked up, and a peer could only refuse it too.
+  if (!IsValidModelName(model)) {
+    *why = CheckModelName(model);
+    if (rejections_ != nullptr) rejections_->Note(Rejection::kBadModelName, "", MessageOf(*why));
+    return nullptr;
+  }
   bool& known = *known_here;
   RuntimePtr rt = repository_->Get(model, version, &known);
   if (rt != nullptr) return rt;

@@ -10,6 +10,11 @@
 //   POST /v2/repository/models/<m>/load | /v2/repository/models/<m>/unload   (model_control_mode:
 //        explicit; answered once the model serves, or once its requests have been answered)
 //
+// Model and version names in paths follow serving/model_name.h: a path that names an invalid one
+// is answered 400 naming the rule before anything is looked up (api/codec/rest_path.h). Load and
+// unload change the node and need admin access (api/admin_access.h): 403 otherwise. Both
+// refusals are counted in the node's Rejections (bad_model_name, admin_denied).
+//
 // Errors are {"error": "..."} with the status mapped from the absl code (see HttpStatusFor).
 //
 // Every inference gets a trace id: the trace-id of a W3C `traceparent` header, else the
@@ -28,8 +33,11 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "api/admin_access.h"
+#include "api/codec/rest_path.h"
 #include "api/http_server.h"
 #include "api/infer_answer.h"
+#include "base/rejections.h"
 #include "serving/inference.h"
 #include "serving/model_repository.h"
 
@@ -59,7 +67,8 @@ class KServeHandler {
   // `forwarder` and `directory` may be null (a node outside any mesh serves only its models);
   // `metrics` may be null (nothing is counted), else the handler declares its metrics in it.
   // `memory_budget` (may be null: nothing reserved) is what decoded tensors and answers are
-  // reserved from (api/infer_answer.h); `rejections` (may be null) counts what is refused.
+  // reserved from (api/infer_answer.h); `rejections` counts what is refused (null: a Rejections
+  // of the handler's own, until SetAdmin gives one).
   KServeHandler(ServerIdentity identity, ModelRepository* repository,
                 routing::Forwarder* forwarder = nullptr,
                 const routing::MeshDirectory* directory = nullptr,
@@ -83,7 +92,7 @@ class KServeHandler {
   // False once SetReady(false) was called (the node is draining).
   bool ready() const { return ready_.load(); }
   ModelRepository* repository() const { return repository_; }
-  // What the handler reserves from and counts refusals in; null when it was given none.
+  // What the handler reserves from (null when it was given none) and counts refusals in.
   MemoryBudget* memory_budget() const { return memory_budget_.get(); }
   Rejections* rejections() const { return rejections_.get(); }
 
@@ -93,6 +102,18 @@ class KServeHandler {
   void RefuseForwarded() { refuse_forwarded_.store(true); }
   // This node's `zone` label, for data policies (empty: no zone).
   void SetZone(std::string zone);
+
+  // The repository's mutating calls (load, unload), for every front end (REST here, gRPC through
+  // grpc_server.cc): who may make them and where refusals are counted. Before this is called,
+  // admin access is loopback and refusals are counted in a Rejections of the handler's own.
+  // REQUIRES: called before the handler serves its first request.
+  void SetAdmin(AdminAccess access, std::shared_ptr<Rejections> rejections);
+  // Loads or unloads `model` for `caller`. Checked first, in this order, each refusal counted:
+  // the model name (INVALID_ARGUMENT naming the rule; nothing is looked up), then the caller
+  // (PERMISSION_DENIED saying what to do); then the repository does it on its control thread.
+  // `done` is called exactly once: on this thread for a refusal, else on the control thread.
+  void ControlRepository(RepositoryAction action, std::string_view model, const AdminCaller& caller,
+                         std::function<void(absl::Status)> done);
 
  private:
   void HandleModel(const HttpRequest& request, std::string_view rest, HttpResponder& respond);
@@ -144,11 +165,16 @@ class KServeHandler {
   const routing::MeshDirectory* const directory_;
   const std::unique_ptr<InferenceMetrics> metrics_;    // null: not counted
   const std::shared_ptr<MemoryBudget> memory_budget_;  // null: nothing reserved
-  const std::shared_ptr<Rejections> rejections_;       // null: refusals not counted
   std::atomic<bool> ready_{true};
   std::atomic<bool> refuse_forwarded_{false};
   mutable std::mutex zone_mu_;
   std::string zone_;  // guarded by zone_mu_
+
+  // The repository's mutating calls (SetAdmin; fixed once serving).
+  AdminAccess admin_;
+  // Where refusals are counted: the constructor's, else one of the handler's own; SetAdmin may
+  // replace it before the handler serves.
+  std::shared_ptr<Rejections> rejections_;
 };
 
 }  // namespace hivemesh

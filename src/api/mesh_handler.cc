@@ -6,6 +6,7 @@
 #include "api/codec/infer_codec.h"
 #include "api/codec/json_writer.h"
 #include "base/strings.h"
+#include "identity/node_key.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
 #include "routing/forwarder.h"
@@ -28,6 +29,7 @@ void WriteMember(JsonWriter& w, const MemberInfo& m, SteadyTime now) {
   w.Key("address").String(m.addr);
   w.Key("state").String(membership::MemberStateName(m.state));
   w.Key("incarnation").Uint(m.incarnation);
+  w.Key("key").String(identity::KeyFingerprint(m.key));
   absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
   if (meta.ok()) {
     w.Key("api_address").String(meta->api_address);

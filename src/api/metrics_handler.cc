@@ -229,6 +229,21 @@ void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossi
         sink.Add({"stale"}, static_cast<double>(s.drops.stale));
         sink.Add({"oversized"}, static_cast<double>(s.drops.oversized));
       });
+  registry.AddCollector(
+      "hivemesh_gossip_claims_refused_total",
+      "Members' claims (alive, leave) and accusations this node refused, by reason: "
+      "bad_signature (unsigned or not verified), name_taken (a known name claimed by another "
+      "key), over_budget (not checked: the signature-check budget was spent), table_full (a new "
+      "name while the member table is full), accusation_ignored (of this node, at an "
+      "incarnation it never signed).",
+      MetricType::kCounter, {"reason"}, [gossip](SampleSink& sink) {
+        const membership::SwimStats s = gossip->Stats().swim;
+        sink.Add({"bad_signature"}, static_cast<double>(s.claims_bad_signature));
+        sink.Add({"name_taken"}, static_cast<double>(s.claims_name_taken));
+        sink.Add({"over_budget"}, static_cast<double>(s.claims_over_budget));
+        sink.Add({"table_full"}, static_cast<double>(s.members_refused));
+        sink.Add({"accusation_ignored"}, static_cast<double>(s.accusations_ignored));
+      });
   gossip_counter("hivemesh_gossip_probes_total", "SWIM probes this node started.",
                  [](const membership::GossipStats& s) { return s.swim.probes; });
   gossip_counter("hivemesh_gossip_probe_failures_total",

@@ -30,7 +30,13 @@ class IoDeadline {
   // it, outlive the handler; it is not called otherwise.
   template <class MakeKeep, class Expire>
   void ExpiresAfter(Clock::duration timeout, const MakeKeep& make_keep, const Expire& expire) {
-    deadline_ = Clock::now() + timeout;
+    ExpiresAt(Clock::now() + timeout, make_keep, expire);
+  }
+
+  // The same with the time given: `expire()` runs once `deadline` has passed.
+  template <class MakeKeep, class Expire>
+  void ExpiresAt(Clock::time_point deadline, const MakeKeep& make_keep, const Expire& expire) {
+    deadline_ = deadline;
     if (waiting_ && armed_ <= deadline_) return;  // it fires first and looks again
     Arm(make_keep(), expire);
   }

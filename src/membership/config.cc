@@ -56,7 +56,9 @@ absl::Status SwimConfig::Validate() const {
                          positive("push_pull_interval", push_pull_interval.count()),
                          positive("reconnect_interval", reconnect_interval.count()),
                          positive("tcp_timeout", tcp_timeout.count()),
-                         positive("awareness_max_multiplier", awareness_max_multiplier)}) {
+                         positive("awareness_max_multiplier", awareness_max_multiplier),
+                         positive("max_members", max_members),
+                         positive("max_claim_checks_per_second", max_claim_checks_per_second)}) {
     if (!s.ok()) return s;
   }
   if (probe_timeout >= probe_interval) {

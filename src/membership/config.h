@@ -51,8 +51,12 @@ struct SwimConfig {
   int awareness_max_multiplier = 8;
   // Largest UDP payload (before encryption overhead); fits a 1500-byte Ethernet MTU.
   int udp_buffer_size = 1400;
-  // A dead node's name may be taken by another address only after this long; 0 = never (only a
-  // node that left gives its name up). Names are identities: a stale address must not steal one.
+  // A name is bound to the key of the node that first claimed it (docs/membership.md, "Who may
+  // say what"). Another key may take it over only once its node left or has been dead this long;
+  // 0 = never: only after the old entry is forgotten (dead_node_forget_time). Names are
+  // identities: whoever holds another key must not steal one, and a node that merely looks dead
+  // to some members (a partition, a forged accusation) must not lose its name. A node that moves
+  // to a new address keeps its key and simply announces the new address.
   Millis dead_node_reclaim_time{0};
   // Dead members are forgotten (removed from the table) after this long. Long, so that a
   // partition that heals within it reconnects (below); left members go after the same time.
@@ -61,6 +65,19 @@ struct SwimConfig {
   // (not left): after a partition heals, the two sides find each other again within about
   // this interval even though neither gossips to the other any more (Serf's reconnect).
   Millis reconnect_interval{30000};
+
+  // Most members a node keeps (alive, suspect, dead and left, itself excluded). Past it, a new
+  // name is taken only if a departed member can be forgotten to make room; otherwise the claim
+  // is dropped and counted. Each member costs a few KiB with its metadata, so this bounds what
+  // forged joins can make a node hold (about 30 MiB at 4096). An edge site or a fleet region is
+  // far smaller; larger fleets run several meshes.
+  int max_members = 4096;
+  // Ed25519 signature checks of members' claims per second (a token bucket of this rate, with a
+  // burst of max(rate, 2 x max_members) so that a join's push-pull of a full table passes at
+  // once). A check takes about 70 us: this caps what forged claims can cost the gossip thread
+  // (7% of a core at 1000/s) while real claims (joins, metadata changes, refutations) stay far
+  // below it. Claims over the budget are dropped and counted; push-pull repairs them later.
+  int max_claim_checks_per_second = 1000;
 
   // Protocol versions this node speaks (append-only message types; see wire.h).
   uint8_t protocol_min = 1;

@@ -80,7 +80,7 @@ class GossipNodeImpl final : public GossipNode {
         join_timer_(ioc_),
         envelope_(options_.keyring, RandomBootId()) {
     swim_ = std::make_unique<Swim>(options_.swim, options_.name, address_, std::move(meta),
-                                   RandomBootId(), Now());
+                                   options_.node_key, RandomBootId(), Now());
   }
 
   ~GossipNodeImpl() override { Stop(); }
@@ -115,7 +115,8 @@ class GossipNodeImpl final : public GossipNode {
 
   void ResetSwim(std::string meta) {
     swim_ = std::make_unique<Swim>(options_.swim, options_.name, address_, std::move(meta),
-                                   RandomBootId(), Now());
+                                   options_.node_key, RandomBootId(), Now());
+    swim_->SetLoadSequenceBase(static_cast<uint64_t>(UnixMillis()));
   }
 
   std::string address() const override { return address_; }

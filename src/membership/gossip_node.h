@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "identity/node_key.h"
 #include "membership/config.h"
 #include "membership/envelope.h"
 #include "membership/keyring.h"
@@ -26,6 +27,9 @@ namespace hivemesh::membership {
 
 struct GossipOptions {
   std::string name;
+  // This node's own key: it signs the node's claims about itself (swim.h). The agent passes the
+  // one kept in its state folder, so that the node keeps its name across restarts.
+  identity::NodeKey node_key = identity::NodeKey::Generate();
   std::string bind_address = "127.0.0.1:7946";  // host:port; port 0 picks a free one
   SwimConfig swim = SwimConfig::Lan();
   std::optional<Keyring> keyring;  // nullopt: plaintext gossip

@@ -1,6 +1,7 @@
 #include "membership/sim_network.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "base/strings.h"
@@ -64,6 +65,13 @@ uint64_t SimCluster::NodeSeed(int i, uint64_t epoch) const {
 int SimCluster::AddNode(std::string meta) {
   Node n;
   n.meta = std::move(meta);
+  // A key from the run's seed and the node's index: the same run after run.
+  std::string seed(32, '\0');
+  for (size_t k = 0; k < seed.size(); k += 8) {
+    const uint64_t word = SplitMix64(NodeSeed(static_cast<int>(nodes_.size()), 0) ^ (k + 1));
+    std::memcpy(seed.data() + k, &word, 8);
+  }
+  n.key = identity::NodeKey::FromSeed(seed);
   nodes_.push_back(std::move(n));
   return size() - 1;
 }
@@ -71,8 +79,8 @@ int SimCluster::AddNode(std::string meta) {
 void SimCluster::StartSwim(int i) {
   Node& n = nodes_[i];
   ++n.epoch;
-  n.swim = std::make_unique<Swim>(options_.swim, NameOf(i), AddrOf(i), n.meta, NodeSeed(i, n.epoch),
-                                  now_);
+  n.swim = std::make_unique<Swim>(options_.swim, NameOf(i), AddrOf(i), n.meta, *n.key,
+                                  NodeSeed(i, n.epoch), now_);
   n.up = true;
   n.leaving = false;
   ++n.timer_version;
@@ -85,8 +93,12 @@ void SimCluster::Bootstrap(int n, std::string meta, bool keep_events) {
   snapshot.members.reserve(n);
   for (int k = 0; k < n; ++k) {
     int i = AddNode(meta);
-    snapshot.members.push_back(
-        PushPullMember{NameOf(i), AddrOf(i), 0, MemberState::kAlive, nodes_[i].meta});
+    // Each entry is its node's own signed claim, as a real push-pull carries it (the snapshot is
+    // adopted unchecked, but members pass it on to nodes that join later).
+    PushPullMember entry{NameOf(i), AddrOf(i), 0, MemberState::kAlive, nodes_[i].meta};
+    entry.key = nodes_[i].key->public_key();
+    entry.sig = nodes_[i].key->Sign(AliveClaimBytes(AliveOf(entry)));
+    snapshot.members.push_back(std::move(entry));
   }
   const bool record = options_.record_events;
   options_.record_events = keep_events;

@@ -187,6 +187,7 @@ class SimCluster {
   };
   struct Node {
     std::unique_ptr<Swim> swim;
+    std::optional<identity::NodeKey> key;  // kept across restarts, as a real node's
     std::string meta;
     bool up = false;
     bool leaving = false;        // Leave() called; stops at LeaveDone()

@@ -32,17 +32,26 @@ StringTable& Addrs() {
   static StringTable* t = new StringTable();
   return *t;
 }
+// Members' claims: public key and signature (96 bytes), shared by every Swim that holds the same.
+StringTable& Claims() {
+  static StringTable* t = new StringTable();
+  return *t;
+}
+
+constexpr size_t kKeySize = identity::kPublicKeyBytes;
 
 const std::string kEmpty;
 
 }  // namespace
 
-// One member as this node knows it: 24 bytes. Its name is its index in members_ (a Names() id);
+// One member as this node knows it: 32 bytes. Its name is its index in members_ (a Names() id);
 // metadata, load and suspicion state are in side tables keyed by that id.
 struct Swim::Member {
-  SteadyTime since;   // when `state` last changed, on this node's clock
-  uint32_t addr = 0;  // an Addrs() id
-  uint32_t incarnation = 0;
+  SteadyTime since;  // when `state` last changed, on this node's clock
+  // The highest incarnation the member signed a claim for (accusations never raise it).
+  uint64_t incarnation = 0;
+  uint32_t addr = 0;   // an Addrs() id
+  uint32_t claim = 0;  // a Claims() id: the bound key, then the signature of the latest claim
   MemberState state = MemberState::kAlive;
   uint8_t protocol_min = 1;
   uint8_t protocol_max = 1;
@@ -107,19 +116,27 @@ void Output::Append(Output&& other) {
 
 namespace {
 bool IsLive(MemberState s) { return s == MemberState::kAlive || s == MemberState::kSuspect; }
+
+// The signature-check budget's burst: a join's push-pull of a full table passes at once.
+double CheckBurst(const SwimConfig& c) {
+  return std::max(static_cast<double>(c.max_claim_checks_per_second), 2.0 * c.max_members);
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
 // Construction and public API
 
-Swim::Swim(SwimConfig config, std::string name, std::string addr, std::string meta, uint64_t seed,
-           SteadyTime now)
+Swim::Swim(SwimConfig config, std::string name, std::string addr, std::string meta,
+           identity::NodeKey key, uint64_t seed, SteadyTime now)
     : config_(std::move(config)),
       name_(std::move(name)),
       addr_(std::move(addr)),
       meta_(std::move(meta)),
+      key_(std::move(key)),
       rng_(seed),
       broadcasts_(std::make_unique<BroadcastQueue>()) {
+  check_tokens_ = CheckBurst(config_);
+  check_refilled_ = now;
   // Spread the first probe and push-pull over one interval so nodes started together do not
   // act in lock step.
   std::uniform_int_distribution<int64_t> jitter(0, config_.probe_interval.count());
@@ -131,21 +148,24 @@ Swim::Swim(SwimConfig config, std::string name, std::string addr, std::string me
   next_reconnect_ = now + config_.reconnect_interval;
   self_load_.name = name_;
   // Announce ourselves: once we know peers, gossip carries our alive to everyone.
-  QueueBroadcast(
-      name_, Alive{incarnation_, name_, addr_, meta_, config_.protocol_min, config_.protocol_max});
+  SignSelf();
+  QueueBroadcast(name_, self_alive_);
 }
 
 Swim::~Swim() {
-  std::vector<uint32_t> names, addrs;
+  std::vector<uint32_t> names, addrs, claims;
   names.reserve(num_members_);
   addrs.reserve(num_members_);
+  claims.reserve(num_members_);
   for (uint32_t id = 0; id < members_.size(); ++id) {
     if (!members_[id].known) continue;
     names.push_back(id);
     addrs.push_back(members_[id].addr);
+    claims.push_back(members_[id].claim);
   }
   Names().Release(names);
   Addrs().Release(addrs);
+  Claims().Release(claims);
 }
 
 Output Swim::Bootstrap(const PushPull& state, SteadyTime now) {
@@ -161,7 +181,9 @@ Output Swim::Bootstrap(const PushPull& state, SteadyTime now) {
   members_.reserve(std::max<size_t>(members_.size(), max_id + 1) + room);
   probe_list_.reserve(state.members.size() + room);
   quiet_ = true;
+  trusted_ = true;
   MergePushPull(state, now, out);
+  trusted_ = false;
   quiet_ = false;
   broadcasts_->Remove(name_);  // our own announcement: everyone knows us already
   joined_ = true;
@@ -183,7 +205,9 @@ Output Swim::Join(const std::vector<std::string>& seeds, SteadyTime now) {
 Output Swim::Leave(SteadyTime now) {
   (void)now;
   leaving_ = true;
-  QueueBroadcast(name_, Dead{incarnation_, name_, name_});
+  Dead leave{incarnation_, name_, name_, ""};
+  leave.sig = key_.Sign(LeaveClaimBytes(leave));
+  QueueBroadcast(name_, leave);
   return Output{};
 }
 
@@ -196,15 +220,19 @@ Output Swim::UpdateMeta(std::string meta, SteadyTime now) {
   (void)now;
   meta_ = std::move(meta);
   ++incarnation_;
-  QueueBroadcast(
-      name_, Alive{incarnation_, name_, addr_, meta_, config_.protocol_min, config_.protocol_max});
+  SignSelf();
+  QueueBroadcast(name_, self_alive_);
   return Output{};
+}
+
+void Swim::SetLoadSequenceBase(uint64_t base) {
+  if (load_seq_ == 0) load_seq_ = base;
 }
 
 void Swim::SetLoad(std::string payload, SteadyTime now) {
   // An unchanged report is re-announced only every kLoadRefreshIntervals probe intervals; a
   // changed one at once. Readers see each report's age either way.
-  if (load_seq_ > 0 && payload == self_load_.load &&
+  if (self_load_.load_seq > 0 && payload == self_load_.load &&
       now - self_load_.load_received < config_.probe_interval * kLoadRefreshIntervals) {
     return;
   }
@@ -315,6 +343,7 @@ std::vector<MemberInfo> Swim::Members() const {
   self.name = name_;
   self.addr = addr_;
   self.meta = meta_;
+  self.key = key_.public_key();
   self.incarnation = incarnation_;
   self.state = leaving_ ? MemberState::kLeft : MemberState::kAlive;
   self.protocol_min = config_.protocol_min;
@@ -432,12 +461,22 @@ void Swim::OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_p
   // it was measured to leave nodes unaware of joins, because most nodes learn a joiner through
   // a push-pull and only the few that re-gossip would spread it.
   (void)from_push_pull;
+  if (!trusted_ && (m.key.empty() || m.sig.empty())) {
+    ++stats_.claims_bad_signature;  // an unsigned claim speaks for nobody
+    return;
+  }
   if (m.node == name_) {
-    // An old or echoed announcement of ourselves is ignored; anything newer is a claim we must
-    // contradict (e.g. our previous life's state).
+    // Only this node's own key speaks for its name; an old or echoed announcement of ourselves
+    // is ignored, and anything newer that we really signed (our previous life's state, learnt
+    // back from the mesh after a restart) is a claim we must contradict.
+    if (m.key != key_.public_key()) {
+      ++stats_.claims_name_taken;
+      return;
+    }
     if (m.incarnation < incarnation_) return;
     if (m.incarnation == incarnation_ && m.addr == addr_ && m.meta == meta_) return;
     if (leaving_) return;
+    if (!CheckClaim(m.key, AliveClaimBytes(m), m.sig, now)) return;
     Refute(m.incarnation, now);
     return;
   }
@@ -445,10 +484,16 @@ void Swim::OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_p
   uint32_t id = kNoId;
   Member* found = Lookup(m.node, &id);
   if (found == nullptr) {
+    if (num_members_ >= static_cast<size_t>(config_.max_members) && !MakeRoom(now, out)) {
+      ++stats_.members_refused;
+      return;
+    }
+    if (!CheckClaim(m.key, AliveClaimBytes(m), m.sig, now)) return;
     Member& member = Insert(m.node, m.addr, &id, now);
     member.incarnation = m.incarnation;
     member.protocol_min = m.protocol_min;
     member.protocol_max = m.protocol_max;
+    SetClaim(member, m.key, m.sig);
     SetMeta(id, m.meta);
     ++num_alive_;
     AddToProbeList(id);
@@ -460,20 +505,23 @@ void Swim::OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_p
     return;
   }
   Member& cur = *found;
-  const bool addr_changed = AddrOf(cur) != m.addr;
-  if (addr_changed) {
-    // A name moves to a new address only once its old owner left, or has been dead for
-    // dead_node_reclaim_time (0: never, as in memberlist).
-    const bool reclaimable =
-        cur.state == MemberState::kLeft ||
-        (cur.state == MemberState::kDead && config_.dead_node_reclaim_time.count() > 0 &&
-         now - cur.since >= config_.dead_node_reclaim_time);
-    if (!reclaimable) return;
+  if (!KeyOf(cur).empty() && KeyOf(cur) != m.key) {
+    // Another key for a known name: only once the name is free (its node left or has been dead
+    // for dead_node_reclaim_time; 0: never, until the entry is forgotten).
+    const bool reclaimable = (cur.state == MemberState::kLeft || cur.state == MemberState::kDead) &&
+                             config_.dead_node_reclaim_time.count() > 0 &&
+                             now - cur.since >= config_.dead_node_reclaim_time;
+    if (!reclaimable) {
+      ++stats_.claims_name_taken;
+      return;
+    }
   } else if (m.incarnation <= cur.incarnation) {
-    return;
+    return;  // old news (a signed claim moves a name only forward, address changes included)
   }
+  if (!CheckClaim(m.key, AliveClaimBytes(m), m.sig, now)) return;
   const MemberState before = cur.state;
   const bool meta_changed = MetaOf(id) != m.meta;
+  const bool addr_changed = AddrOf(cur) != m.addr;
   cur.incarnation = m.incarnation;
   if (addr_changed) {
     const uint32_t old = cur.addr;
@@ -481,6 +529,7 @@ void Swim::OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_p
     Addrs().Release(old);
   }
   if (meta_changed) SetMeta(id, m.meta);
+  SetClaim(cur, m.key, m.sig);
   cur.protocol_min = m.protocol_min;
   cur.protocol_max = m.protocol_max;
   suspicions_.erase(id);  // cancels any suspicion timer
@@ -496,6 +545,12 @@ void Swim::OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_p
 void Swim::OnSuspect(const Suspect& m, SteadyTime now, Output& out) {
   if (m.node == name_) {
     if (leaving_ || m.incarnation < incarnation_) return;
+    if (m.incarnation > incarnation_) {
+      // Nobody can know an incarnation of ours that we never signed; a restart's lost one
+      // comes back with our signature in a push-pull (OnAlive above).
+      ++stats_.accusations_ignored;
+      return;
+    }
     ApplyAwareness(1);  // Lifeguard: being suspected hints that we are the slow one
     Refute(m.incarnation, now);
     return;
@@ -504,9 +559,12 @@ void Swim::OnSuspect(const Suspect& m, SteadyTime now, Output& out) {
   Member* found = Lookup(m.node, &id);
   if (found == nullptr) return;
   Member& cur = *found;
+  // An accusation is taken at the member's own incarnation at most: it never raises it.
   if (m.incarnation < cur.incarnation) return;
   if (cur.state == MemberState::kSuspect) {
-    // An independent confirmation shortens the timer; new information is re-gossiped.
+    // An independent confirmation, from a member we know, shortens the timer; new information
+    // is re-gossiped.
+    if (m.from != name_ && !StateOf(m.from).has_value()) return;
     Suspicion& s = suspicions_[id];
     if (s.confirmers.insert(m.from).second) {
       const int confirmations = static_cast<int>(s.confirmers.size()) - 1;
@@ -514,12 +572,11 @@ void Swim::OnSuspect(const Suspect& m, SteadyTime now, Output& out) {
       s.generation = ++next_generation_;
       timers_.push_back(Timer{s.start + timeout, TimerKind::kSuspicion, 0, id, s.generation});
       std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
-      QueueBroadcast(m.node, m);
+      QueueBroadcast(m.node, Suspect{cur.incarnation, m.node, m.from});
     }
     return;
   }
   if (cur.state != MemberState::kAlive) return;
-  cur.incarnation = m.incarnation;
   SetState(id, cur, MemberState::kSuspect, now);
   ++stats_.suspicions;
   const int n = static_cast<int>(num_members_) + 1;
@@ -535,12 +592,20 @@ void Swim::OnSuspect(const Suspect& m, SteadyTime now, Output& out) {
   timers_.push_back(Timer{now + timeout, TimerKind::kSuspicion, 0, id, s.generation});
   std::push_heap(timers_.begin(), timers_.end(), std::greater<>());
   out.events.push_back({EventType::kSuspect, m.node});
-  QueueBroadcast(m.node, m);
+  QueueBroadcast(m.node, Suspect{cur.incarnation, m.node, m.from});
 }
 
 void Swim::OnDead(const Dead& m, SteadyTime now, Output& out) {
+  const bool leave = m.from == m.node;
   if (m.node == name_) {
     if (leaving_ || m.incarnation < incarnation_) return;
+    if (leave) {
+      // "We left" is only true if we signed it (a previous life's leave, learnt back).
+      if (!CheckClaim(key_.public_key(), LeaveClaimBytes(m), m.sig, now)) return;
+    } else if (m.incarnation > incarnation_) {
+      ++stats_.accusations_ignored;
+      return;
+    }
     Refute(m.incarnation, now);
     return;
   }
@@ -548,15 +613,19 @@ void Swim::OnDead(const Dead& m, SteadyTime now, Output& out) {
   Member* found = Lookup(m.node, &id);
   if (found == nullptr) return;
   Member& cur = *found;
-  if (m.incarnation < cur.incarnation) return;
+  // An accusation is taken at the member's own incarnation at most: it never raises it.
+  if (m.incarnation < cur.incarnation || !IsLive(cur.state)) return;
+  // Only the member itself can say it left.
+  if (leave && !CheckClaim(KeyOf(cur), LeaveClaimBytes(m), m.sig, now)) return;
   suspicions_.erase(id);  // cancels any suspicion timer
-  if (!IsLive(cur.state)) return;
-  cur.incarnation = m.incarnation;
-  const bool left = m.from == m.node;
-  SetState(id, cur, left ? MemberState::kLeft : MemberState::kDead, now);
+  if (leave) {
+    cur.incarnation = m.incarnation;
+    SetClaim(cur, KeyOf(cur), m.sig);
+  }
+  SetState(id, cur, leave ? MemberState::kLeft : MemberState::kDead, now);
   ++stats_.deaths;
-  out.events.push_back({left ? EventType::kLeft : EventType::kFailed, m.node});
-  QueueBroadcast(m.node, m);
+  out.events.push_back({leave ? EventType::kLeft : EventType::kFailed, m.node});
+  QueueBroadcast(m.node, leave ? m : Dead{cur.incarnation, m.node, m.from, ""});
 }
 
 void Swim::OnLoad(const Load& m, SteadyTime now) {
@@ -564,7 +633,14 @@ void Swim::OnLoad(const Load& m, SteadyTime now) {
   uint32_t id = kNoId;
   if (Lookup(m.node, &id) == nullptr) return;
   auto existing = loads_.find(id);
-  if (m.seq <= (existing != loads_.end() ? existing->second.seq : 0)) return;
+  // A report orders the ones after it only while it is fresh: one that nothing newer replaced
+  // for three refresh periods (its node re-announces every kLoadRefreshIntervals probe
+  // intervals) no longer does, so neither a restarted node's new sequence nor a forged report
+  // with a huge number can silence a node's reports for good.
+  const bool stale =
+      existing != loads_.end() &&
+      now - existing->second.received > config_.probe_interval * (3 * kLoadRefreshIntervals);
+  if (!stale && m.seq <= (existing != loads_.end() ? existing->second.seq : 0)) return;
   LoadState& cur = existing != loads_.end() ? existing->second : loads_[id];
   cur.load = m.payload;
   cur.seq = m.seq;
@@ -577,17 +653,19 @@ void Swim::MergePushPull(const PushPull& m, SteadyTime now, Output& out) {
   for (const PushPullMember& p : m.members) {
     switch (p.state) {
       case MemberState::kAlive:
-        OnAlive(Alive{p.incarnation, p.node, p.addr, p.meta, 1, 1}, now, out, true);
+        OnAlive(AliveOf(p), now, out, true);
         break;
       case MemberState::kLeft:
-        OnDead(Dead{p.incarnation, p.node, p.node}, now, out);
+        OnDead(Dead{p.incarnation, p.node, p.node, p.sig}, now, out);
         break;
       case MemberState::kDead:
       case MemberState::kSuspect:
-        // Another node's verdict is only a suspicion here: let our own timer decide.
-        if (p.node != name_ && !StateOf(p.node).has_value()) {
-          // Unknown to us: learn it as it was last known alive, then suspect it.
-          OnAlive(Alive{p.incarnation, p.node, p.addr, p.meta, 1, 1}, now, out, true);
+        // Another node's verdict is only a suspicion here: let our own timer decide. The entry
+        // carries the member's own signed claim at that incarnation: learn an unknown member
+        // from it (as last known alive), and, about ourselves, take it as proof of a previous
+        // life's incarnation to refute.
+        if (p.node == name_ || !StateOf(p.node).has_value()) {
+          OnAlive(AliveOf(p), now, out, true);
         }
         OnSuspect(Suspect{p.incarnation, p.node, name_}, now, out);
         break;
@@ -758,12 +836,71 @@ void Swim::Reap(SteadyTime now, Output& out) {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-void Swim::Refute(uint32_t accused_incarnation, SteadyTime now) {
+void Swim::Refute(uint64_t accused_incarnation, SteadyTime now) {
   (void)now;
-  incarnation_ = std::max(incarnation_, accused_incarnation) + 1;
+  // Callers pass only incarnations this node signed (or its current one), so this moves one
+  // step past our own claims; at 2^64 - 1 (never reached: a step per refutation or metadata
+  // change) the node would stay where it is rather than wrap.
+  const uint64_t highest = std::max(incarnation_, accused_incarnation);
+  if (highest == UINT64_MAX) return;
+  incarnation_ = highest + 1;
   ++stats_.refutations;
-  QueueBroadcast(
-      name_, Alive{incarnation_, name_, addr_, meta_, config_.protocol_min, config_.protocol_max});
+  SignSelf();
+  QueueBroadcast(name_, self_alive_);
+}
+
+void Swim::SignSelf() {
+  self_alive_ =
+      Alive{incarnation_,      name_, addr_, meta_, config_.protocol_min, config_.protocol_max,
+            key_.public_key(), ""};
+  self_alive_.sig = key_.Sign(AliveClaimBytes(self_alive_));
+}
+
+bool Swim::CheckClaim(std::string_view key, std::string_view bytes, std::string_view sig,
+                      SteadyTime now) {
+  if (trusted_) return true;
+  if (key.empty() || sig.empty()) {
+    ++stats_.claims_bad_signature;
+    return false;
+  }
+  // The budget refills continuously at max_claim_checks_per_second, up to its burst.
+  const double burst = CheckBurst(config_);
+  if (now > check_refilled_) {
+    const double seconds = std::chrono::duration<double>(now - check_refilled_).count();
+    check_tokens_ = std::min(burst, check_tokens_ + seconds * config_.max_claim_checks_per_second);
+    check_refilled_ = now;
+  }
+  if (check_tokens_ < 1) {
+    ++stats_.claims_over_budget;
+    return false;
+  }
+  check_tokens_ -= 1;
+  if (!identity::VerifySignature(key, bytes, sig)) {
+    ++stats_.claims_bad_signature;
+    return false;
+  }
+  return true;
+}
+
+bool Swim::MakeRoom(SteadyTime now, Output& out) {
+  // The member that departed longest ago goes first, as Reap would take it later.
+  while (!departed_.empty()) {
+    const auto [id, since] = departed_.front();
+    departed_.pop_front();
+    const Member* m = Get(id);
+    if (m == nullptr || IsLive(m->state) || m->since != since) continue;  // stale entry
+    auto pos = std::find(probe_list_.begin(), probe_list_.end(), id);
+    if (pos != probe_list_.end()) {
+      std::swap(*pos, probe_list_.back());
+      probe_list_.pop_back();
+    }
+    if (probe_index_ > probe_list_.size()) probe_index_ = probe_list_.size();
+    out.events.push_back({EventType::kRemoved, NameOf(id)});
+    Erase(id);
+    return true;
+  }
+  (void)now;
+  return false;
 }
 
 void Swim::SendUdp(const std::string& to, std::vector<std::string> messages, SteadyTime now,
@@ -795,13 +932,27 @@ PushPull Swim::LocalState(bool join) const {
   PushPull pp;
   pp.join = join;
   pp.members.reserve(num_members_ + 1);
-  pp.members.push_back(PushPullMember{name_, addr_, incarnation_,
-                                      leaving_ ? MemberState::kLeft : MemberState::kAlive, meta_});
+  PushPullMember self{name_,
+                      addr_,
+                      incarnation_,
+                      leaving_ ? MemberState::kLeft : MemberState::kAlive,
+                      meta_,
+                      config_.protocol_min,
+                      config_.protocol_max,
+                      key_.public_key(),
+                      self_alive_.sig};
+  if (leaving_) {
+    Dead leave{incarnation_, name_, name_, ""};
+    self.sig = key_.Sign(LeaveClaimBytes(leave));
+  }
+  pp.members.push_back(std::move(self));
   // In probe-list order (which holds every member), not by id: ids depend on what else the
   // process interned, and a run must not (see SimCluster's reproducibility).
   for (uint32_t id : probe_list_) {
     const Member& m = members_[id];
-    pp.members.push_back(PushPullMember{NameOf(id), AddrOf(m), m.incarnation, m.state, MetaOf(id)});
+    pp.members.push_back(PushPullMember{NameOf(id), AddrOf(m), m.incarnation, m.state, MetaOf(id),
+                                        m.protocol_min, m.protocol_max, std::string(KeyOf(m)),
+                                        std::string(SigOf(m))});
   }
   return pp;
 }
@@ -893,6 +1044,7 @@ Swim::Member& Swim::Insert(std::string_view name, std::string_view addr, uint32_
   m = Member{};
   m.known = true;
   m.addr = Addrs().Acquire(addr);
+  m.claim = Claims().Acquire("");
   m.state = MemberState::kAlive;
   m.since = now;
   ++num_members_;
@@ -903,6 +1055,7 @@ Swim::Member& Swim::Insert(std::string_view name, std::string_view addr, uint32_
 void Swim::Erase(uint32_t id) {
   Member& m = members_[id];
   Addrs().Release(m.addr);
+  Claims().Release(m.claim);
   m = Member{};
   metas_.erase(id);
   loads_.erase(id);
@@ -922,6 +1075,26 @@ const std::string& Swim::MetaOf(uint32_t id) const {
   return it == metas_.end() ? kEmpty : it->second;
 }
 
+std::string_view Swim::KeyOf(const Member& m) const {
+  return std::string_view(Claims().Get(m.claim)).substr(0, kKeySize);
+}
+
+std::string_view Swim::SigOf(const Member& m) const {
+  const std::string& claim = Claims().Get(m.claim);
+  return claim.size() > kKeySize ? std::string_view(claim).substr(kKeySize) : std::string_view();
+}
+
+void Swim::SetClaim(Member& m, std::string_view key, std::string_view sig) {
+  std::string claim;
+  if (!key.empty()) {
+    claim.reserve(key.size() + sig.size());
+    claim.append(key).append(sig);
+  }
+  const uint32_t old = m.claim;
+  m.claim = Claims().Acquire(claim);
+  Claims().Release(old);
+}
+
 void Swim::SetMeta(uint32_t id, std::string_view meta) {
   if (meta.empty()) {
     metas_.erase(id);
@@ -935,6 +1108,7 @@ MemberInfo Swim::InfoOf(uint32_t id, const Member& m) const {
   info.name = NameOf(id);
   info.addr = AddrOf(m);
   info.meta = MetaOf(id);
+  info.key = std::string(KeyOf(m));
   info.incarnation = m.incarnation;
   info.state = m.state;
   info.since = m.since;

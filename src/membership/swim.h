@@ -17,12 +17,20 @@
 //  - Anti-entropy: periodic full-state push-pull over TCP with one random peer; joins use it.
 //  - Leave: a node announces its own death (left) and stops probing.
 //  - Load reports: each node's latest report is gossiped with a sequence number and an age.
+//  - Who may say what (docs/membership.md): a node signs what it says about itself (alive, leave)
+//    with its node key; a member's name is bound to the key of its first verified claim, and only
+//    that key may announce, move or retire it (another key only once the name is free: see
+//    SwimConfig::dead_node_reclaim_time). Anyone may accuse (suspect, dead), as in SWIM, but an
+//    accusation never raises a member's incarnation above one the member signed itself, and a
+//    node refutes only accusations at its own incarnation or proven by its own signature: so
+//    incarnations move only by the owner's own steps, one at a time, and cannot be pushed to the
+//    end of their range. Incarnations are 64-bit.
 //
-// Storage: a node keeps one compact 24-byte slot per member, indexed by the member's name id in
-// a process-wide table of node names (and one of addresses), so a name or an address is stored
-// once per process however many Swim instances know it. Metadata, load reports and Lifeguard
-// suspicion state live in side tables that hold only members that have them. The tables are
-// reference counted: an id is freed (and reused) once no Swim holds it.
+// Storage: a node keeps one compact 32-byte slot per member, indexed by the member's name id in
+// a process-wide table of node names (and one of addresses, and one of key + signature pairs),
+// so each is stored once per process however many Swim instances know it. Metadata, load
+// reports and Lifeguard suspicion state live in side tables that hold only members that have
+// them. The tables are reference counted: an id is freed (and reused) once no Swim holds it.
 //
 // Thread safety: none; one owner (the transport's strand) calls everything. Different Swim
 // instances may run on different threads (the shared name tables lock internally).
@@ -41,6 +49,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "identity/node_key.h"
 #include "membership/broadcast_queue.h"
 #include "membership/config.h"
 #include "membership/wire.h"
@@ -82,7 +91,8 @@ struct MemberInfo {
   std::string name;
   std::string addr;
   std::string meta;
-  uint32_t incarnation = 0;
+  std::string key;  // the public key the member's name is bound to (empty: none yet)
+  uint64_t incarnation = 0;
   MemberState state = MemberState::kAlive;
   SteadyTime since;  // when `state` last changed, on this node's clock
   uint8_t protocol_min = 1;
@@ -109,13 +119,20 @@ struct SwimStats {
   uint64_t packets_in = 0;
   uint64_t malformed_in = 0;  // packets that failed to decode
   uint64_t unknown_messages = 0;
+  // Claims (alive, leave) refused, by why (each also counted nowhere else):
+  uint64_t claims_bad_signature = 0;  // unsigned, or the signature does not verify
+  uint64_t claims_name_taken = 0;     // a known name claimed by another key
+  uint64_t claims_over_budget = 0;    // not checked: the signature-check budget was spent
+  uint64_t members_refused = 0;       // a new name while the table is full (max_members)
+  uint64_t accusations_ignored = 0;   // of this node, at an incarnation it never signed
 };
 
 class Swim {
  public:
-  // `seed` drives every random choice, so a run is reproducible.
-  Swim(SwimConfig config, std::string name, std::string addr, std::string meta, uint64_t seed,
-       SteadyTime now);
+  // `key` is this node's own key: it signs this node's claims. `seed` drives every random
+  // choice, so a run is reproducible.
+  Swim(SwimConfig config, std::string name, std::string addr, std::string meta,
+       identity::NodeKey key, uint64_t seed, SteadyTime now);
   ~Swim();
   Swim(const Swim&) = delete;
   Swim& operator=(const Swim&) = delete;
@@ -123,8 +140,9 @@ class Swim {
   // Adopts `state` (a push-pull snapshot of a cluster that has already converged, typically
   // listing this node too) without gossiping it: members are merged as from a push-pull, but no
   // broadcast is queued, not even this node's own announcement, since every member is taken to
-  // know it already. joined() turns true. Used by the simulator to start large clusters
-  // converged. REQUIRES: called once, before any other call that changes membership.
+  // know it already. The snapshot is trusted: its claims are not checked (their keys, if any,
+  // are bound). joined() turns true. Used by the simulator to start large clusters converged.
+  // REQUIRES: called once, before any other call that changes membership.
   Output Bootstrap(const PushPull& state, SteadyTime now);
 
   // Sends a joining push-pull over TCP to each seed (host:port). joined() turns true when one
@@ -140,6 +158,11 @@ class Swim {
   Output UpdateMeta(std::string meta, SteadyTime now);
   // Replaces this node's load report; it rides on gossip (no message of its own is sent now).
   void SetLoad(std::string payload, SteadyTime now);
+  // Numbers this node's load reports from base + 1. A node that restarts must not count from 1
+  // again, or peers holding its previous life's reports ignore the new ones until those go
+  // stale: the transport passes the wall-clock time in milliseconds, which a new life exceeds
+  // by more than the old one reported. REQUIRES: before the first SetLoad.
+  void SetLoadSequenceBase(uint64_t base);
 
   // Runs every timer due at or before `now`.
   Output Tick(SteadyTime now);
@@ -156,7 +179,8 @@ class Swim {
 
   const std::string& name() const { return name_; }
   const std::string& addr() const { return addr_; }
-  uint32_t incarnation() const { return incarnation_; }
+  uint64_t incarnation() const { return incarnation_; }
+  const std::string& public_key() const { return key_.public_key(); }
   int awareness() const { return awareness_; }
   const SwimStats& stats() const { return stats_; }
   const SwimConfig& config() const { return config_; }
@@ -216,7 +240,15 @@ class Swim {
   void Reap(SteadyTime now, Output& out);
 
   // Helpers.
-  void Refute(uint32_t accused_incarnation, SteadyTime now);
+  void Refute(uint64_t accused_incarnation, SteadyTime now);
+  // Signs this node's alive message anew (after its incarnation or metadata changed).
+  void SignSelf();
+  // True if `sig` is `key`'s signature of `bytes`, within the signature-check budget; counts
+  // why not. Always true while adopting a trusted snapshot (Bootstrap).
+  bool CheckClaim(std::string_view key, std::string_view bytes, std::string_view sig,
+                  SteadyTime now);
+  // Forgets the member that departed longest ago, if any, to make room for a new one.
+  bool MakeRoom(SteadyTime now, Output& out);
   void SendUdp(const std::string& to, std::vector<std::string> messages, SteadyTime now,
                Output& out);
   void SendTcp(const std::string& to, const Message& m, Output& out);
@@ -243,13 +275,19 @@ class Swim {
   const std::string& AddrOf(const Member& m) const;
   const std::string& MetaOf(uint32_t id) const;
   void SetMeta(uint32_t id, std::string_view meta);
+  // The member's bound key and the signature of its latest claim (empty if it has none).
+  std::string_view KeyOf(const Member& m) const;
+  std::string_view SigOf(const Member& m) const;
+  void SetClaim(Member& m, std::string_view key, std::string_view sig);
   MemberInfo InfoOf(uint32_t id, const Member& m) const;
 
   const SwimConfig config_;
   const std::string name_;
   const std::string addr_;
   std::string meta_;
-  uint32_t incarnation_ = 0;
+  const identity::NodeKey key_;
+  uint64_t incarnation_ = 0;
+  Alive self_alive_;  // this node's alive message at incarnation_, signed
   bool joined_ = false;
   bool leaving_ = false;
   int awareness_ = 0;
@@ -265,7 +303,10 @@ class Swim {
   std::unordered_map<uint32_t, std::string> metas_;     // non-empty metadata, by name id
   std::unordered_map<uint32_t, LoadState> loads_;       // latest load report, by name id
   std::unordered_map<uint32_t, Suspicion> suspicions_;  // exactly the members in kSuspect
-  bool quiet_ = false;                // Bootstrap: merge without queueing broadcasts
+  bool quiet_ = false;       // Bootstrap: merge without queueing broadcasts
+  bool trusted_ = false;     // Bootstrap: claims are adopted unchecked
+  double check_tokens_ = 0;  // the signature-check budget (a token bucket)
+  SteadyTime check_refilled_;
   int num_alive_ = 1;                 // alive + suspect, including this node
   std::vector<uint32_t> probe_list_;  // name ids of exactly the members, in probing order
   size_t probe_index_ = 0;

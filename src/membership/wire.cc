@@ -6,6 +6,18 @@
 namespace hivemesh::membership {
 namespace {
 
+// A key or signature field holds exactly this many bytes, or none.
+constexpr size_t kKeyBytes = 32;
+constexpr size_t kSigBytes = 64;
+
+absl::Status ReadFixed(ByteReader& r, std::string* out, size_t size, const char* field) {
+  absl::Status s = r.Bytes(out, size, field);
+  if (s.ok() && !out->empty() && out->size() != size) {
+    return absl::InvalidArgumentError(StrCat(field, " of ", out->size(), " bytes, not ", size));
+  }
+  return s;
+}
+
 #define HM_TRY(expr)          \
   do {                        \
     absl::Status _s = (expr); \
@@ -42,11 +54,14 @@ struct Encoder {
     w.Bytes(m.meta);
     w.U8(m.protocol_min);
     w.U8(m.protocol_max);
+    w.Bytes(m.key);
+    w.Bytes(m.sig);
   }
   void operator()(const Dead& m) {
     w.Varint(m.incarnation);
     w.Bytes(m.node);
     w.Bytes(m.from);
+    w.Bytes(m.sig);
   }
   void operator()(const PushPull& m) {
     w.U8(m.join ? 1 : 0);
@@ -57,6 +72,10 @@ struct Encoder {
       w.Varint(p.incarnation);
       w.U8(static_cast<uint8_t>(p.state));
       w.Bytes(p.meta);
+      w.U8(p.protocol_min);
+      w.U8(p.protocol_max);
+      w.Bytes(p.key);
+      w.Bytes(p.sig);
     }
   }
   void operator()(const Load& m) {
@@ -105,7 +124,7 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
     }
     case MessageType::kSuspect: {
       Suspect m;
-      HM_TRY(r.U32(&m.incarnation));
+      HM_TRY(r.Varint(&m.incarnation));
       HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "suspect node"));
       HM_TRY(r.Bytes(&m.from, kMaxNameBytes, "suspect from"));
       *out = std::move(m);
@@ -113,20 +132,23 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
     }
     case MessageType::kAlive: {
       Alive m;
-      HM_TRY(r.U32(&m.incarnation));
+      HM_TRY(r.Varint(&m.incarnation));
       HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "alive node"));
       HM_TRY(r.Bytes(&m.addr, kMaxAddrBytes, "alive address"));
       HM_TRY(r.Bytes(&m.meta, kMaxMetaBytes, "alive metadata"));
       HM_TRY(r.U8(&m.protocol_min));
       HM_TRY(r.U8(&m.protocol_max));
+      HM_TRY(ReadFixed(r, &m.key, kKeyBytes, "alive key"));
+      HM_TRY(ReadFixed(r, &m.sig, kSigBytes, "alive signature"));
       *out = std::move(m);
       return absl::OkStatus();
     }
     case MessageType::kDead: {
       Dead m;
-      HM_TRY(r.U32(&m.incarnation));
+      HM_TRY(r.Varint(&m.incarnation));
       HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "dead node"));
       HM_TRY(r.Bytes(&m.from, kMaxNameBytes, "dead from"));
+      HM_TRY(ReadFixed(r, &m.sig, kSigBytes, "leave signature"));
       *out = std::move(m);
       return absl::OkStatus();
     }
@@ -136,9 +158,9 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
       uint64_t count = 0;
       HM_TRY(r.U8(&join));
       HM_TRY(r.Varint(&count));
-      // Each member takes at least 5 bytes, so a count the packet cannot hold is refused
+      // Each member takes at least 9 bytes, so a count the packet cannot hold is refused
       // before anything is reserved.
-      if (count > kMaxPushPullMembers || count > r.remaining() / 5) {
+      if (count > kMaxPushPullMembers || count > r.remaining() / 9) {
         return absl::InvalidArgumentError(StrCat("push-pull claims ", count, " members"));
       }
       m.join = join != 0;
@@ -147,9 +169,13 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
         uint8_t state = 0;
         HM_TRY(r.Bytes(&p.node, kMaxNameBytes, "push-pull node"));
         HM_TRY(r.Bytes(&p.addr, kMaxAddrBytes, "push-pull address"));
-        HM_TRY(r.U32(&p.incarnation));
+        HM_TRY(r.Varint(&p.incarnation));
         HM_TRY(r.U8(&state));
         HM_TRY(r.Bytes(&p.meta, kMaxMetaBytes, "push-pull metadata"));
+        HM_TRY(r.U8(&p.protocol_min));
+        HM_TRY(r.U8(&p.protocol_max));
+        HM_TRY(ReadFixed(r, &p.key, kKeyBytes, "push-pull key"));
+        HM_TRY(ReadFixed(r, &p.sig, kSigBytes, "push-pull signature"));
         if (state > static_cast<uint8_t>(MemberState::kLeft)) {
           return absl::InvalidArgumentError(StrCat("unknown member state ", state));
         }
@@ -211,6 +237,29 @@ MessageType TypeOf(const Message& m) {
       MessageType::kNack, MessageType::kSuspect,      MessageType::kAlive,
       MessageType::kDead, MessageType::kPushPull,     MessageType::kLoad};
   return kTypes[m.index()];
+}
+
+std::string AliveClaimBytes(const Alive& m) {
+  std::string out = "hivemesh alive claim v2";
+  out.push_back('\0');
+  ByteWriter w(out);
+  Alive unsigned_claim = m;
+  unsigned_claim.sig.clear();
+  Encoder{w}(unsigned_claim);
+  return out;
+}
+
+std::string LeaveClaimBytes(const Dead& m) {
+  std::string out = "hivemesh leave claim v2";
+  out.push_back('\0');
+  ByteWriter w(out);
+  w.Varint(m.incarnation);
+  w.Bytes(m.node);
+  return out;
+}
+
+Alive AliveOf(const PushPullMember& p) {
+  return Alive{p.incarnation, p.node, p.addr, p.meta, p.protocol_min, p.protocol_max, p.key, p.sig};
 }
 
 std::string EncodeMessage(const Message& m) {

@@ -10,6 +10,12 @@
 //
 // Decoding is total: any byte string yields either messages or an error, never a crash; field
 // sizes are bounded (names, addresses, metadata, member counts).
+//
+// Version 2 (this one) signs what a node says about itself: an alive message carries the node's
+// public key and its Ed25519 signature over the message (AliveClaimBytes), a leave (dead sent by
+// the node itself) its signature (LeaveClaimBytes), and a push-pull entry the signature of the
+// member's latest claim; incarnations are 64-bit. Version 1 nodes are not understood (their
+// packets fail to decode and are counted as malformed).
 #pragma once
 
 #include <cstdint>
@@ -22,7 +28,7 @@
 
 namespace hivemesh::membership {
 
-inline constexpr uint8_t kWireVersion = 1;
+inline constexpr uint8_t kWireVersion = 2;
 inline constexpr size_t kMaxNameBytes = 128;
 inline constexpr size_t kMaxAddrBytes = 64;
 inline constexpr size_t kMaxMetaBytes = 1024;
@@ -68,29 +74,38 @@ struct Nack {
   uint32_t seq = 0;
 };
 struct Alive {
-  uint32_t incarnation = 0;
+  uint64_t incarnation = 0;
   std::string node;
   std::string addr;
   std::string meta;  // opaque to the protocol (NodeMeta, encoded)
   uint8_t protocol_min = 1;
   uint8_t protocol_max = 1;
+  std::string key;  // the node's public key (identity::kPublicKeyBytes), or empty
+  std::string sig;  // the node's signature of AliveClaimBytes(*this), or empty
 };
 struct Suspect {
-  uint32_t incarnation = 0;
+  uint64_t incarnation = 0;
   std::string node;
   std::string from;
 };
 struct Dead {
-  uint32_t incarnation = 0;
+  uint64_t incarnation = 0;
   std::string node;
   std::string from;  // == node: the node left gracefully
+  std::string sig;   // a leave: the node's signature of LeaveClaimBytes(*this); else empty
 };
 struct PushPullMember {
   std::string node;
   std::string addr;
-  uint32_t incarnation = 0;
+  uint64_t incarnation = 0;
   MemberState state = MemberState::kAlive;
   std::string meta;
+  uint8_t protocol_min = 1;
+  uint8_t protocol_max = 1;
+  std::string key;  // the member's public key
+  // The member's own signature of its latest claim: of its leave (LeaveClaimBytes) when `state`
+  // is left, else of its alive message at `incarnation` with these fields (AliveClaimBytes).
+  std::string sig;
 };
 struct PushPull {
   bool join = false;  // the sender is joining: answer even if we are alone
@@ -109,6 +124,14 @@ struct Load {
 using Message = std::variant<Ping, IndirectPing, Ack, Nack, Suspect, Alive, Dead, PushPull, Load>;
 
 MessageType TypeOf(const Message& m);
+
+// What a node signs for an alive message about itself: a domain tag, then every field of `m`
+// but `sig`, encoded as on the wire.
+std::string AliveClaimBytes(const Alive& m);
+// What a node signs when it leaves: a domain tag, the incarnation and the name.
+std::string LeaveClaimBytes(const Dead& m);
+// The alive message a push-pull entry stands for (state aside), its signature included.
+Alive AliveOf(const PushPullMember& p);
 
 // [type][body] of one message.
 std::string EncodeMessage(const Message& m);

@@ -264,6 +264,7 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
   }
   pr.headers.emplace_back(kHopsHeader, std::to_string(attempt->options.hops + 1));
   pr.headers.emplace_back(kOriginHeader, self_);
+  pr.peer_node = peer.node;
   pr.headers.emplace_back(kTraceHeader, attempt->trace);
   pr.body = std::move(encoded.head);
   pr.tail = std::move(encoded.tensors);

@@ -44,7 +44,7 @@ struct PeerEndpoint {
   std::string node;
   std::string api_address;  // host:port
   std::string zone;
-  uint32_t generation = 0;                // changes when the peer restarts (its gossip incarnation)
+  uint64_t generation = 0;                // changes when the peer restarts (its gossip incarnation)
   DataPolicy policy = DataPolicy::kMesh;  // the model's policy as the peer declares it
   int instances = 1;
   // The model's versions it serves, as it announces them. Shared and immutable: endpoints are
@@ -158,7 +158,7 @@ class Forwarder {
     PeakEwma latency;
     PathEstimate path;
     OutlierState outlier;
-    uint32_t generation = 0;
+    uint64_t generation = 0;
     int pending = 0;
     uint64_t sent = 0, failures = 0;
     struct Load {

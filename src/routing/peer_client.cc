@@ -7,6 +7,7 @@
 #include "base/io_write.h"
 #include "base/mesh_link.h"
 #include "base/strings.h"
+#include "identity/member_credential.h"
 #include "routing/peer_client_internal.h"
 
 namespace hivemesh::routing {
@@ -135,6 +136,11 @@ void AppendRequest(Call& call, std::vector<asio::const_buffer>& buffers) {
   }
   StrAppend(&call.head, "Content-Length: ", length, "\r\n");
   for (const auto& [k, v] : r.headers) StrAppend(&call.head, k, ": ", v, "\r\n");
+  // A link proved who we are when it opened; a plain request proves it on its own.
+  if (call.stream == 0 && call.core->credential && !r.peer_node.empty()) {
+    StrAppend(&call.head, identity::kCredentialHeader, ": ",
+              call.core->credential(r.peer_node, identity::kPurposeRequest), "\r\n");
+  }
   if (r.send_time_left) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         call.deadline - std::chrono::steady_clock::now());
@@ -201,8 +207,10 @@ absl::Status TransportError(const std::string& address, error_code ec, bool time
 
 class PeerClientImpl final : public PeerClient {
  public:
-  PeerClientImpl(std::shared_ptr<IoThreads> io, bool owns_io)
-      : io_(std::move(io)), owns_io_(owns_io), core_(std::make_shared<Core>(io_->size())) {}
+  PeerClientImpl(std::shared_ptr<IoThreads> io, bool owns_io, CredentialFn credential)
+      : io_(std::move(io)),
+        owns_io_(owns_io),
+        core_(std::make_shared<Core>(io_->size(), std::move(credential))) {}
   ~PeerClientImpl() override { Stop(); }
 
   void Stop() override {
@@ -275,10 +283,13 @@ bool IsConnectionRefused(const absl::Status& status) {
          MessageOf(status).starts_with(peer_internal::kRefused);
 }
 
-std::unique_ptr<PeerClient> PeerClient::Create(std::shared_ptr<IoThreads> io) {
+std::unique_ptr<PeerClient> PeerClient::Create(std::shared_ptr<IoThreads> io,
+                                               CredentialFn credential) {
   using peer_internal::PeerClientImpl;
-  if (io == nullptr) return std::make_unique<PeerClientImpl>(IoThreads::Create(1), true);
-  return std::make_unique<PeerClientImpl>(std::move(io), false);
+  if (io == nullptr) {
+    return std::make_unique<PeerClientImpl>(IoThreads::Create(1), true, std::move(credential));
+  }
+  return std::make_unique<PeerClientImpl>(std::move(io), false, std::move(credential));
 }
 
 }  // namespace hivemesh::routing

@@ -31,6 +31,9 @@ namespace hivemesh::routing {
 
 struct PeerRequest {
   std::string address;  // host:port of the peer's HTTP API
+  // The peer's member name: what the request's member credential is addressed to (see
+  // PeerClient::Create). Empty: no credential.
+  std::string peer_node;
   std::string method = "POST";
   std::string target;  // path
   std::vector<std::pair<std::string, std::string>> headers;
@@ -87,11 +90,20 @@ using PeerCallback = std::function<void(absl::StatusOr<PeerResponse>)>;
 // True if `status` says the connection was refused.
 bool IsConnectionRefused(const absl::Status& status);
 
+// A member credential (identity/member_credential.h) for the peer named `peer_node`, for
+// `purpose` ("link" or "request"): the value of a Hivemesh-Credential field.
+using CredentialFn =
+    std::function<std::string(std::string_view peer_node, std::string_view purpose)>;
+
 class PeerClient {
  public:
   // With `io` null, the client has its own I/O thread, stopped and joined by Stop(); otherwise
-  // it runs on the shared `io`, which Stop() leaves running.
-  static std::unique_ptr<PeerClient> Create(std::shared_ptr<IoThreads> io = nullptr);
+  // it runs on the shared `io`, which Stop() leaves running. With `credential`, every mesh link
+  // the client opens carries a credential for its peer (one per link), and so does every request
+  // that goes over plain HTTP (one per request: links carry nearly all of them); requests with
+  // no peer_node carry none.
+  static std::unique_ptr<PeerClient> Create(std::shared_ptr<IoThreads> io = nullptr,
+                                            CredentialFn credential = nullptr);
   virtual ~PeerClient() = default;
   // After Stop(), the request is dropped and `done` never runs.
   virtual void Send(PeerRequest request, PeerCallback done) = 0;

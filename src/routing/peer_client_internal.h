@@ -90,10 +90,12 @@ struct Connection {
 // What the I/O handlers share. Handlers hold it through their Call, so it outlives the client
 // object while any handler is still queued.
 struct Core {
-  explicit Core(int loops)
-      : idle(static_cast<size_t>(loops)),
+  Core(int loops, CredentialFn c)
+      : credential(std::move(c)),
+        idle(static_cast<size_t>(loops)),
         links(static_cast<size_t>(loops)),
         http_only(static_cast<size_t>(loops)) {}
+  const CredentialFn credential;  // null: requests and links carry no member credential
   using Pool = std::map<std::string, std::vector<std::shared_ptr<Connection>>>;
   std::vector<Pool> idle;  // idle[i]: touched only on loop i's thread
   // links[i]: loop i's mesh link to each peer address; touched only on loop i's thread.

@@ -13,6 +13,7 @@
 #include "base/link_head.h"
 #include "base/mesh_link.h"
 #include "base/strings.h"
+#include "identity/member_credential.h"
 #include "routing/peer_client_internal.h"
 
 namespace hivemesh::routing::peer_internal {
@@ -32,10 +33,12 @@ constexpr uint32_t kMaxAnswerHeaderBytes = 64 * 1024;
 // it is answered, times out or the link closes, so it gets exactly one callback.
 class Link : public std::enable_shared_from_this<Link> {
  public:
-  Link(std::shared_ptr<Core> core, int loop, std::string address, asio::any_io_executor executor)
+  Link(std::shared_ptr<Core> core, int loop, std::string address, std::string peer_node,
+       asio::any_io_executor executor)
       : core_(std::move(core)),
         loop_(loop),
         address_(std::move(address)),
+        peer_node_(std::move(peer_node)),
         executor_(std::move(executor)),
         socket_(executor_),
         timer_(executor_) {}
@@ -95,8 +98,13 @@ class Link : public std::enable_shared_from_this<Link> {
   void Upgrade() {
     state_ = State::kUpgrading;
     upgrade_ = StrCat("GET /v2/health/live HTTP/1.1\r\nHost: ", address_,
-                      "\r\nConnection: Upgrade\r\nUpgrade: ", kLinkProtocol,
-                      "\r\nContent-Length: 0\r\n\r\n");
+                      "\r\nConnection: Upgrade\r\nUpgrade: ", kLinkProtocol, "\r\n");
+    // The peer takes a link only from a member that proves who it is (docs/security.md).
+    if (core_->credential && !peer_node_.empty()) {
+      StrAppend(&upgrade_, identity::kCredentialHeader, ": ",
+                core_->credential(peer_node_, identity::kPurposeLink), "\r\n");
+    }
+    upgrade_ += "Content-Length: 0\r\n\r\n";
     std::vector<asio::const_buffer> buffers{asio::buffer(upgrade_)};
     WriteNowOrLater(socket_, buffers, [self = shared_from_this()](error_code ec) {
       if (ec) return self->Close(ec);
@@ -301,6 +309,7 @@ class Link : public std::enable_shared_from_this<Link> {
   const std::shared_ptr<Core> core_;
   const int loop_;
   const std::string address_;
+  const std::string peer_node_;  // the member its credential is addressed to
   const asio::any_io_executor executor_;
   tcp::socket socket_;
   asio::steady_timer timer_;
@@ -342,8 +351,8 @@ void StartOnLink(const std::shared_ptr<Call>& call) {
     tcp::endpoint endpoint;
     // Not ip:port: the plain path reports it.
     if (!ParseEndpoint(call->request.address, &endpoint)) return StartHttp(call);
-    auto link =
-        std::make_shared<Link>(call->core, call->loop, call->request.address, call->executor);
+    auto link = std::make_shared<Link>(call->core, call->loop, call->request.address,
+                                       call->request.peer_node, call->executor);
     it = links.emplace(call->request.address, link).first;
     link->Open(endpoint);
   }

@@ -260,6 +260,10 @@ const TensorConfig* ModelConfig::FindOutput(std::string_view n) const {
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view yaml_text,
                                              std::string_view model_name, std::string_view file,
                                              int default_instances, int default_queue_limit) {
+  // The name comes from the folder; a config is never made for a name the rule refuses.
+  if (absl::Status name = CheckModelName(model_name); !name.ok()) {
+    return absl::InvalidArgumentError(StrCat(file, ": ", MessageOf(name)));
+  }
   try {
     const YAML::Node root = YAML::Load(std::string(yaml_text));
     return ParseOrThrow(root, model_name, default_instances, default_queue_limit);

@@ -29,6 +29,7 @@
 
 #include "absl/status/statusor.h"
 #include "serving/data_policy.h"
+#include "serving/model_name.h"
 #include "serving/version_policy.h"
 #include "tensor/tensor.h"
 
@@ -80,7 +81,8 @@ struct ModelConfig {
   const TensorConfig* FindOutput(std::string_view name) const;
 };
 
-// Parses config.yaml text. `file` is used in error messages; `model_name` becomes config.name.
+// Parses config.yaml text. `file` is used in error messages; `model_name` becomes config.name
+// and must follow the model name rule (model_name.h; INVALID_ARGUMENT otherwise).
 // `default_instances` and `default_queue_limit` apply when the file does not set them.
 absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view yaml_text,
                                              std::string_view model_name, std::string_view file,

@@ -8,6 +8,7 @@
 
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "serving/model_name.h"
 #include "serving/repository_scan.h"
 #include "serving/version_policy.h"
 
@@ -110,22 +111,29 @@ ModelRepository::Prepared ModelRepository::Prepare(const ModelOnDisk& disk,
 }
 
 ModelRepository::ModelRepository(const RepositoryOptions& options, const BackendRegistry& registry)
-    : options_(options), registry_(registry), snapshot_(std::make_shared<const Snapshot>()) {}
+    : options_(options),
+      roots_(RepositoryRoots(options.path)),
+      registry_(registry),
+      snapshot_(std::make_shared<const Snapshot>()) {}
 
 absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
     const RepositoryOptions& options, const BackendRegistry& registry) {
-  absl::StatusOr<std::vector<std::string>> names = ListModelFolders(options.path);
-  if (!names.ok()) return names.status();
-  const std::set<std::string> wanted(options.models.begin(), options.models.end());
-  for (const std::string& name : wanted) {
-    if (!std::binary_search(names->begin(), names->end(), name)) {
-      return absl::NotFoundError(
-          StrCat("model '", name, "' is not in the model repository '", options.path, "'"));
-    }
+  for (const std::string& name : options.models) {
+    absl::Status valid = CheckModelName(name);
+    if (!valid.ok()) return absl::InvalidArgumentError(StrCat("models: ", MessageOf(valid)));
   }
   std::unique_ptr<ModelRepository> repo(new ModelRepository(options, registry));
   {
     std::lock_guard<std::mutex> lock(repo->control_mu_);
+    absl::StatusOr<std::vector<std::string>> names = repo->ListModelsLocked();
+    if (!names.ok()) return names.status();
+    const std::set<std::string> wanted(options.models.begin(), options.models.end());
+    for (const std::string& name : wanted) {
+      if (!std::binary_search(names->begin(), names->end(), name)) {
+        return absl::NotFoundError(
+            StrCat("model '", name, "' is not in the model repository '", options.path, "'"));
+      }
+    }
     // Models load in parallel: model files are independent, and start-up time matters on a
     // device.
     std::vector<std::future<Prepared>> pending;
@@ -207,7 +215,8 @@ absl::StatusOr<RuntimePtr> ModelRepository::Find(std::string_view name,
   const std::shared_ptr<const Snapshot> s = snapshot();
   auto it = s->find(name);
   if (it == s->end()) {
-    return absl::NotFoundError(StrCat("model '", name, "' is not served by this node"));
+    return absl::NotFoundError(
+        StrCat("model '", PrintableName(name), "' is not served by this node"));
   }
   const ModelState& m = it->second;
   if (m.unloaded) {
@@ -226,7 +235,7 @@ absl::StatusOr<RuntimePtr> ModelRepository::Find(std::string_view name,
           StrCat("version ", v, " of model '", name, "' failed to load: ", f->second));
     }
   }
-  return absl::NotFoundError(StrCat("model '", name, "' has no version '", version,
+  return absl::NotFoundError(StrCat("model '", name, "' has no version '", PrintableName(version),
                                     "' (versions: ", JoinVersions(m), ")"));
 }
 
@@ -294,22 +303,23 @@ absl::Status ModelRepository::ExplicitOnly() const {
 }
 
 absl::Status ModelRepository::LoadModel(const std::string& name) {
+  HM_RETURN_IF_ERROR(CheckModelName(name));
   std::lock_guard<std::mutex> lock(control_mu_);
   HM_RETURN_IF_ERROR(ExplicitOnly());
   ModelOnDisk disk = ScanModel(options_.path, name);
   if (!disk.exists) {
-    return absl::NotFoundError(
-        StrCat("model '", name, "' is not in the model repository '", options_.path, "'"));
+    return absl::NotFoundError(StrCat("model '", name, "' is not in the model repository"));
   }
   const std::shared_ptr<const Snapshot> s = snapshot();
   auto it = s->find(name);
   Prepared p = Prepare(disk, it == s->end() ? ModelState{} : it->second, tracked_[name]);
-  absl::Status status = p.status;
+  absl::Status status = ForClients(p.status);
   ApplyLocked(std::move(p), /*announce=*/true);
   return status;
 }
 
 absl::Status ModelRepository::UnloadModel(const std::string& name) {
+  HM_RETURN_IF_ERROR(CheckModelName(name));
   std::lock_guard<std::mutex> lock(control_mu_);
   HM_RETURN_IF_ERROR(ExplicitOnly());
   if (!Hosts(name)) {
@@ -351,7 +361,27 @@ void ModelRepository::ApplyLocked(Prepared p, bool announce) {
                                  " ", JoinVersions(p.state), ")"));
     }
   }
+  // The log above has the full paths; clients see them relative to the repository.
+  p.state.error = RelativeToRepository(p.state.error, roots_);
+  for (auto& [v, why] : p.state.failed) why = RelativeToRepository(why, roots_);
   PublishLocked(p.name, std::move(p.state), std::move(p.old), announce);
+}
+
+absl::Status ModelRepository::ForClients(const absl::Status& status) const {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), RelativeToRepository(MessageOf(status), roots_));
+}
+
+absl::StatusOr<std::vector<std::string>> ModelRepository::ListModelsLocked() {
+  absl::StatusOr<ModelFolders> folders = ListModelFolders(options_.path);
+  if (!folders.ok()) return folders.status();
+  for (const std::string& name : folders->invalid) {
+    if (std::binary_search(invalid_folders_.begin(), invalid_folders_.end(), name)) continue;
+    spdlog::warn("model folder '{}' in {} is skipped: it is not a valid model name ({})",
+                 PrintableName(name), options_.path, kModelNameRule);
+  }
+  invalid_folders_ = std::move(folders->invalid);
+  return std::move(folders->names);
 }
 
 void ModelRepository::PublishLocked(const std::string& name, std::optional<ModelState> state,
@@ -387,7 +417,7 @@ void ModelRepository::Poll() {
 
 void ModelRepository::PollLocked() {
   if (draining_) return;
-  absl::StatusOr<std::vector<std::string>> names = ListModelFolders(options_.path);
+  absl::StatusOr<std::vector<std::string>> names = ListModelsLocked();
   if (!names.ok()) {
     spdlog::warn("model repository not polled: {}", MessageOf(names.status()));
     return;

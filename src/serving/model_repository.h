@@ -8,6 +8,12 @@
 // A model whose config or files are invalid is recorded as UNAVAILABLE with the reason (file and
 // field) and does not stop the others from loading.
 //
+// Names: only folders named by the model name rule (model_name.h) are models; a folder that
+// breaks it is skipped with a warning (once while it stays) and never indexed, and calls that
+// name such a model are refused before the file system is touched. What clients are told (the
+// index's reasons, Find's and LoadModel's errors) names files relative to the repository, never
+// where the repository is; the log has the full paths.
+//
 // The set of models and versions can change while the node runs, in one of three control modes
 // (Triton's --model-control-mode):
 //   none      what start-up loaded stays loaded
@@ -63,7 +69,8 @@ struct RepositoryOptions {
   int default_instances = 1;     // for configs that do not set `instances`
   int default_queue_limit = 64;  // for configs that do not set `queue_limit`
   // Load only these models of the repository (a device loads what fits it); empty: all. In poll
-  // mode, new model folders are picked up only if listed (or if the list is empty).
+  // mode, new model folders are picked up only if listed (or if the list is empty). Each must
+  // be a valid model name.
   std::vector<std::string> models;
   ControlMode control_mode = ControlMode::kNone;
   // How often poll mode rescans the folder. A scan reads the folder's metadata and every
@@ -82,8 +89,8 @@ struct ModelEntry {
 class ModelRepository {
  public:
   // Loads what the options select. Fails only if the folder itself cannot be read, or
-  // `options.models` names a model the repository does not have; bad models are recorded, not
-  // fatal. In poll mode, polling starts at once.
+  // `options.models` names a model the repository does not have (NOT_FOUND) or an invalid name
+  // (INVALID_ARGUMENT); bad models are recorded, not fatal. In poll mode, polling starts at once.
   static absl::StatusOr<std::unique_ptr<ModelRepository>> Load(const RepositoryOptions& options,
                                                                const BackendRegistry& registry);
   ~ModelRepository();
@@ -108,12 +115,14 @@ class ModelRepository {
 
   // Explicit mode: loads `name` from the folder, or reloads it to pick up changes (new, changed
   // and removed versions; a changed config). Returns once the new versions serve, or why not:
+  //   INVALID_ARGUMENT     `name` breaks the model name rule (checked first, nothing is read),
+  //                        or its config is invalid or no version loads (file and field named)
   //   FAILED_PRECONDITION  not in explicit mode, or the node is draining
   //   NOT_FOUND            the folder has no such model
-  //   INVALID_ARGUMENT     its config is invalid or no version loads (file and field named)
   absl::Status LoadModel(const std::string& name);
   // Explicit mode: stops serving every version of `name`, after answering every request queued
-  // or running on them. NOT_FOUND if it is not loaded; FAILED_PRECONDITION as for LoadModel.
+  // or running on them. INVALID_ARGUMENT for an invalid name; NOT_FOUND if it is not loaded;
+  // FAILED_PRECONDITION as for LoadModel.
   absl::Status UnloadModel(const std::string& name);
   // LoadModel / UnloadModel on the control thread; `done` is called there, never on the caller's.
   void LoadModelAsync(std::string name, std::function<void(absl::Status)> done);
@@ -160,6 +169,11 @@ class ModelRepository {
   void UnloadLocked(const std::string& name, bool keep_entry)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_);
   void PollLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_);
+  // The model folders, warning once about each invalid folder name while it stays.
+  absl::StatusOr<std::vector<std::string>> ListModelsLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_);
+  // `status` with its message made relative to the repository (RelativeToRepository).
+  absl::Status ForClients(const absl::Status& status) const;
   // Publishes `state` for `name` (absent: drops the model), then retires `old` runtimes.
   void PublishLocked(const std::string& name, std::optional<ModelState> state,
                      std::vector<RuntimePtr> old, bool announce)
@@ -172,6 +186,7 @@ class ModelRepository {
   void Post(std::function<void(bool run)> task);
 
   const RepositoryOptions options_;
+  const std::vector<std::string> roots_;  // RepositoryRoots(options_.path)
   const BackendRegistry& registry_;
   Expirer expirer_;  // outlives every runtime (declared first, destroyed last)
 
@@ -182,6 +197,8 @@ class ModelRepository {
   std::map<std::string, Tracked> tracked_ ABSL_GUARDED_BY(control_mu_);
   std::vector<RuntimePtr> retired_ ABSL_GUARDED_BY(control_mu_);
   bool draining_ ABSL_GUARDED_BY(control_mu_) = false;
+  // Invalid folder names seen at the last scan (each warned about when first seen).
+  std::vector<std::string> invalid_folders_ ABSL_GUARDED_BY(control_mu_);
   std::function<void()> on_change_ ABSL_GUARDED_BY(control_mu_);
 
   std::mutex tasks_mu_;

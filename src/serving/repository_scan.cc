@@ -53,28 +53,67 @@ uint64_t FolderFingerprint(const fs::path& dir, uint64_t config_hash) {
 
 }  // namespace
 
-bool ParseVersion(std::string_view s, int64_t* out) {
-  if (s.empty() || s[0] == '0') return false;
-  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && ptr == s.data() + s.size() && *out > 0;
-}
-
-absl::StatusOr<std::vector<std::string>> ListModelFolders(const std::string& repo) {
+absl::StatusOr<ModelFolders> ListModelFolders(const std::string& repo) {
   std::error_code ec;
   if (!fs::is_directory(repo, ec)) {
     return absl::NotFoundError(StrCat("model repository '", repo, "' is not a readable folder"));
   }
-  std::vector<std::string> names;
+  ModelFolders out;
   for (const fs::directory_entry& e : fs::directory_iterator(repo, ec)) {
     std::error_code de;
-    const std::string name = e.path().filename().string();
-    if (e.is_directory(de) && !name.starts_with(".")) names.push_back(name);
+    std::string name = e.path().filename().string();
+    if (!e.is_directory(de) || name.starts_with(".")) continue;
+    (IsValidModelName(name) ? out.names : out.invalid).push_back(std::move(name));
   }
   if (ec) {
     return absl::UnavailableError(StrCat("model repository '", repo, "': ", ec.message()));
   }
-  std::sort(names.begin(), names.end());
-  return names;
+  std::sort(out.names.begin(), out.names.end());
+  std::sort(out.invalid.begin(), out.invalid.end());
+  return out;
+}
+
+std::vector<std::string> RepositoryRoots(const std::string& path) {
+  std::vector<std::string> roots;
+  auto add = [&](std::string s) {
+    while (s.size() > 1 && s.back() == '/') s.pop_back();
+    // "." or "/" would match everywhere; such a repository's paths stay as they are.
+    if (s.size() <= 1 || s == "..") return;
+    if (std::find(roots.begin(), roots.end(), s) == roots.end()) roots.push_back(std::move(s));
+  };
+  add(path);
+  add(fs::path(path).lexically_normal().string());
+  std::error_code ec;
+  if (fs::path abs = fs::absolute(path, ec); !ec) add(abs.lexically_normal().string());
+  if (fs::path canonical = fs::weakly_canonical(path, ec); !ec) add(canonical.string());
+  std::sort(roots.begin(), roots.end(),
+            [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  return roots;
+}
+
+std::string RelativeToRepository(std::string_view message, const std::vector<std::string>& roots) {
+  auto path_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-' || c == '/' || c == '~';
+  };
+  std::string out;
+  out.reserve(message.size());
+  size_t i = 0;
+  while (i < message.size()) {
+    bool matched = false;
+    if (i == 0 || !path_char(message[i - 1])) {
+      for (const std::string& root : roots) {
+        const std::string_view rest = message.substr(i);
+        if (rest.size() > root.size() && rest.starts_with(root) && rest[root.size()] == '/') {
+          i += root.size() + 1;
+          matched = true;
+          break;
+        }
+      }
+    }
+    if (!matched) out.push_back(message[i++]);
+  }
+  return out;
 }
 
 uint64_t ModelOnDisk::Fingerprint() const {
@@ -87,6 +126,8 @@ uint64_t ModelOnDisk::Fingerprint() const {
 ModelOnDisk ScanModel(const std::string& repo, const std::string& name) {
   ModelOnDisk m;
   m.name = name;
+  // A name that breaks the rule could be a path ("..", "/etc"): it is not looked up at all.
+  if (!IsValidModelName(name)) return m;
   const fs::path dir = fs::path(repo) / name;
   m.dir = dir.string();
   m.config_path = (dir / "config.yaml").string();

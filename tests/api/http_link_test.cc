@@ -1,19 +1,27 @@
 // The server side of a mesh link, spoken over a raw socket: the upgrade, many requests open at
 // once, answers in the order they finish matched by stream number, broken framing, draining
-// and stopping.
+// and stopping; and its bounds: idle links close, upgrades can be refused, bodies are reserved
+// from the memory budget. Last, the client side (PeerClient) against a server that closes idle
+// links quickly.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "api/http_server.h"
+#include "base/memory_budget.h"
+#include "base/rejections.h"
 #include "base/strings.h"
+#include "routing/peer_client.h"
 #include "support/http_client.h"
 #include "support/mesh_util.h"
 #include "support/parking_server.h"
@@ -336,6 +344,171 @@ TEST(HttpLinkTest, StopClosesLinksAndAnswersAfterwardsGoNowhere) {
   EXPECT_TRUE(conn.WaitClosed(5s));
   peer.Answer("/x");  // the responders outlive the link: nothing is written, nothing breaks
   peer.Answer("/y");
+}
+
+// A server whose handler answers at once with the target and body, except requests for
+// `/hold`, which it keeps until Release(); it counts refusals in `rejections`.
+struct LinkServer {
+  explicit LinkServer(HttpServerOptions o) {
+    o.port = 0;
+    o.rejections = rejections;
+    auto s = HttpServer::Create(o, [this](const HttpRequest& req, HttpResponder done) {
+      ++handled;
+      if (req.target() == "/hold") {
+        std::lock_guard<std::mutex> lock(mu);
+        held.push_back(std::move(done));
+        return;
+      }
+      HttpResponse r;
+      r.content_type = "text/plain";
+      r.body = StrCat(req.target(), " ", *req.body());
+      done(std::move(r));
+    });
+    EXPECT_TRUE(s.ok()) << s.status();
+    server = std::move(*s);
+    server->Start();
+  }
+  ~LinkServer() { server->Stop(); }
+  void Release() {
+    std::vector<HttpResponder> answer;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      answer.swap(held);
+    }
+    for (HttpResponder& done : answer) {
+      HttpResponse r;
+      r.body = "released";
+      done(std::move(r));
+    }
+  }
+  size_t held_count() {
+    std::lock_guard<std::mutex> lock(mu);
+    return held.size();
+  }
+  uint64_t count(Rejection r) const { return rejections->count(r); }
+
+  std::shared_ptr<Rejections> rejections = std::make_shared<Rejections>();
+  std::atomic<int> handled{0};
+  std::mutex mu;
+  std::vector<HttpResponder> held;
+  std::unique_ptr<HttpServer> server;
+};
+
+TEST(HttpLinkBoundsTest, AnIdleLinkClosesButNotOneWithARequestOpen) {
+  HttpServerOptions o;
+  o.idle_link_timeout = 200ms;
+  LinkServer peer(o);
+  test::HttpConnection idle(peer.server->port());
+  ASSERT_TRUE(Upgraded(idle));
+  test::HttpConnection busy(peer.server->port());
+  ASSERT_TRUE(Upgraded(busy));
+  ASSERT_TRUE(busy.SendRaw(LinkRequest(1, "/hold")));
+  ASSERT_TRUE(WaitFor([&] { return peer.held_count() == 1; }));
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(idle.WaitClosed(5s));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 150ms);
+  EXPECT_EQ(peer.count(Rejection::kIdleLinkClosed), 1u);
+  // The busy link outlives several idle periods while its request is open...
+  EXPECT_FALSE(busy.WaitClosed(700ms));
+  peer.Release();
+  test::HttpResult r = busy.ReadResponse();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("hivemesh-stream"), "1");
+  // ...and keeps serving; once idle, it closes too.
+  ASSERT_TRUE(busy.SendRaw(LinkRequest(2, "/more", "x")));
+  ExpectAnswer(busy, 2, "/more x");
+  EXPECT_TRUE(busy.WaitClosed(5s));
+  EXPECT_EQ(peer.count(Rejection::kIdleLinkClosed), 2u);
+  EXPECT_TRUE(WaitFor([&] { return peer.server->open_connections() == 0; }));
+}
+
+TEST(HttpLinkBoundsTest, AnUpgradeTheHookRefusesGets403) {
+  HttpServerOptions o;
+  o.authorize_link = [](const HttpRequest& req) {
+    return req.header("X-Member") == "yes"
+               ? absl::OkStatus()
+               : absl::PermissionDeniedError("mesh links are for members: no credential");
+  };
+  LinkServer peer(o);
+  test::HttpConnection stranger(peer.server->port());
+  ASSERT_TRUE(stranger.SendRaw(kUpgrade));
+  test::HttpResult refused = stranger.ReadResponse();
+  EXPECT_EQ(refused.status, 403);
+  EXPECT_NE(refused.body.find("no credential"), std::string::npos) << refused.body;
+  EXPECT_TRUE(stranger.WaitClosed(5s));
+  EXPECT_EQ(peer.count(Rejection::kLinkUnauthenticated), 1u);
+  test::HttpConnection member(peer.server->port());
+  ASSERT_TRUE(member.SendRaw(
+      "GET /v2/health/live HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nX-Member: yes\r\n"
+      "Upgrade: hivemesh-link/1\r\nContent-Length: 0\r\n\r\n"));
+  ASSERT_EQ(member.ReadResponse().status, 101);
+  ASSERT_TRUE(member.SendRaw(LinkRequest(4, "/in", "ok")));
+  ExpectAnswer(member, 4, "/in ok");
+  EXPECT_EQ(peer.handled.load(), 1);  // the refused upgrade reached no handler
+}
+
+TEST(HttpLinkBoundsTest, ABodyTheBudgetCannotHoldGets503OnItsStreamAndTheLinkGoesOn) {
+  std::shared_ptr<MemoryBudget> budget = MemoryBudget::Create(1 << 20);
+  HttpServerOptions o;
+  o.memory_budget = budget;
+  LinkServer peer(o);
+  test::HttpConnection conn(peer.server->port());
+  ASSERT_TRUE(Upgraded(conn));
+  ASSERT_TRUE(conn.SendRaw(LinkRequest(1, "/big", std::string(1 << 20, 'x')) +
+                           LinkRequest(2, "/small", "fits")));
+  test::HttpResult refused = conn.ReadResponse();
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.header("hivemesh-stream"), "1");
+  EXPECT_EQ(refused.header("retry-after"), "1");
+  EXPECT_NE(refused.body.find("memory budget"), std::string::npos) << refused.body;
+  ExpectAnswer(conn, 2, "/small fits");
+  EXPECT_EQ(peer.count(Rejection::kMemoryBudget), 1u);
+  // A body that fits is reserved while it is handled, then given back.
+  ASSERT_TRUE(conn.SendRaw(LinkRequest(3, "/hold", std::string(300000, 'y'))));
+  ASSERT_TRUE(WaitFor([&] { return peer.held_count() == 1; }));
+  EXPECT_GE(budget->used(), 300000u);
+  peer.Release();
+  EXPECT_EQ(conn.ReadResponse().status, 200);
+  EXPECT_TRUE(WaitFor([&] { return budget->used() == 0; }));
+}
+
+TEST(HttpLinkBoundsTest, BrokenFramingIsCounted) {
+  LinkServer peer(HttpServerOptions{});
+  test::HttpConnection conn(peer.server->port());
+  ASSERT_TRUE(Upgraded(conn));
+  ASSERT_TRUE(conn.SendRaw("POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  EXPECT_TRUE(conn.WaitClosed(5s));
+  EXPECT_EQ(peer.count(Rejection::kMalformedHttp), 1u);
+}
+
+TEST(HttpLinkBoundsTest, ForwardedRequestsSurviveLinksTheServerClosesAsIdle) {
+  // The server closes links idle for 30 ms; requests go out paced around that, so that some
+  // find their link just closed (or closing as they are written). Every one must succeed: the
+  // client opens a new link, or retries a request that met a link just closed.
+  HttpServerOptions o;
+  o.idle_link_timeout = 30ms;
+  LinkServer peer(o);
+  std::unique_ptr<routing::PeerClient> client = routing::PeerClient::Create();
+  std::mt19937 rng(5);
+  for (int i = 0; i < 200; ++i) {
+    routing::PeerRequest request;
+    request.address = StrCat("127.0.0.1:", peer.server->port());
+    request.target = StrCat("/r", i);
+    request.body = "b";
+    request.timeout = 10s;
+    std::promise<absl::StatusOr<routing::PeerResponse>> answered;
+    client->Send(std::move(request), [&](absl::StatusOr<routing::PeerResponse> r) {
+      answered.set_value(std::move(r));
+    });
+    absl::StatusOr<routing::PeerResponse> r = answered.get_future().get();
+    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.status();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(*r->body, StrCat("/r", i, " b"));
+    // Pacing the client around the idle timeout, not waiting for the server.
+    std::this_thread::sleep_for(std::chrono::microseconds(20000 + rng() % 20000));
+  }
+  EXPECT_GT(peer.count(Rejection::kIdleLinkClosed), 10u);
+  client->Stop();
 }
 
 }  // namespace

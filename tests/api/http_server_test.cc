@@ -1,9 +1,15 @@
 // HttpServer and IoThreads in process: the server on its own threads and on shared ones, who runs
-// what on which thread, and shutdown with requests still open.
+// what on which thread, shutdown with requests still open, and the bounds on hostile input
+// (connection limits, request framing, the memory budget, slow clients).
 #include "api/http_server.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -15,6 +21,9 @@
 #include <vector>
 
 #include "base/io_threads.h"
+#include "base/memory_budget.h"
+#include "base/rejections.h"
+#include "base/strings.h"
 #include "support/http_client.h"
 
 namespace hivemesh {
@@ -281,6 +290,174 @@ TEST(HttpServerTest, HeaderTimeoutClosesIdleConnectionsButNotBusyOnes) {
     (*server)->Stop();
     if (io) io->Stop();
   }
+}
+
+// A raw connection to the server on loopback from address `source` (any 127.x.y.z): another
+// source than the tests' usual 127.0.0.1.
+class RawConnection {
+ public:
+  RawConnection(int port, const char* source) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &from.sin_addr);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<uint16_t>(port));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+        ::connect(fd_, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~RawConnection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool Send(const std::string& bytes) {
+    return fd_ >= 0 && ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+                           static_cast<ssize_t>(bytes.size());
+  }
+  // Everything until the server closes (or 5 s pass: then "<open>" is appended).
+  std::string ReadToClose() {
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (fd_ >= 0 && std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) return out;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out + "<open>";
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// A server that answers every request with its target, counting them and its refusals.
+struct EchoServer {
+  explicit EchoServer(HttpServerOptions o = LocalOptions()) {
+    o.rejections = rejections;
+    auto s = HttpServer::Create(o, [this](const HttpRequest& req, HttpResponder done) {
+      ++handled;
+      done(Text(StrCat(req.target(), " ", req.body()->size())));
+    });
+    EXPECT_TRUE(s.ok()) << s.status();
+    server = std::move(*s);
+    server->Start();
+  }
+  ~EchoServer() { server->Stop(); }
+  int port() const { return server->port(); }
+  uint64_t count(Rejection r) const { return rejections->count(r); }
+
+  std::shared_ptr<Rejections> rejections = std::make_shared<Rejections>();
+  std::atomic<int> handled{0};
+  std::unique_ptr<HttpServer> server;
+};
+
+TEST(HttpServerLimitsTest, ConnectionsOverTheLimitsAreClosedAtOnceWithA503) {
+  HttpServerOptions o = LocalOptions();
+  o.max_connections = 3;
+  o.max_connections_per_source = 2;
+  EchoServer echo(o);
+  test::HttpConnection a(echo.port()), b(echo.port());
+  ASSERT_EQ(a.Request("GET", "/a").status, 200);
+  ASSERT_EQ(b.Request("GET", "/b").status, 200);
+  // A third from 127.0.0.1: over the per-source limit.
+  RawConnection c(echo.port(), "127.0.0.1");
+  const std::string refused = c.ReadToClose();
+  EXPECT_THAT(refused, ::testing::HasSubstr("503 Service Unavailable"));
+  EXPECT_THAT(refused, ::testing::HasSubstr("max_connections_per_source"));
+  EXPECT_THAT(refused, ::testing::Not(::testing::HasSubstr("<open>")));
+  EXPECT_EQ(echo.count(Rejection::kSourceConnectionLimit), 1u);
+  // Another source gets in, up to the total.
+  RawConnection d(echo.port(), "127.0.0.2");
+  RawConnection e(echo.port(), "127.0.0.3");
+  EXPECT_THAT(e.ReadToClose(), ::testing::HasSubstr("(max_connections)"));
+  EXPECT_EQ(echo.count(Rejection::kConnectionLimit), 1u);
+  EXPECT_EQ(echo.server->open_connections(), 3);
+  ASSERT_TRUE(d.Send("GET /d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+  EXPECT_THAT(d.ReadToClose(), ::testing::HasSubstr("/d 0"));
+  // Places given back are taken again.
+  ASSERT_TRUE(a.SendRaw("GET /bye HTTP/1.1\r\nConnection: close\r\n\r\n"));
+  EXPECT_TRUE(a.WaitClosed(5s));
+  ASSERT_TRUE(WaitFor([&] { return echo.server->open_connections() == 1; }));
+  test::HttpConnection g(echo.port());
+  EXPECT_EQ(g.Request("GET", "/g").status, 200);
+}
+
+TEST(HttpServerLimitsTest, FramingThatCouldBeReadTwoWaysGets400AndTheBodyIsNeverARequest) {
+  EchoServer echo;
+  for (const std::string te : {"chunked, identity", "identity", "gzip, chunked", "chunked;q=1"}) {
+    SCOPED_TRACE(te);
+    RawConnection c(echo.port(), "127.0.0.1");
+    ASSERT_TRUE(c.Send("GET /first HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + te +
+                       "\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"));
+    const std::string answer = c.ReadToClose();
+    EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 400 "));
+    EXPECT_THAT(answer, ::testing::HasSubstr("Connection: close"));
+    EXPECT_THAT(answer, ::testing::Not(::testing::HasSubstr("smuggled")));
+  }
+  EXPECT_EQ(echo.handled.load(), 0);
+  EXPECT_EQ(echo.count(Rejection::kBadTransferEncoding), 4u);
+  // Chunked as it should be, then another request on the same connection.
+  test::HttpConnection ok(echo.port());
+  ASSERT_TRUE(
+      ok.SendRaw("POST /chunked HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n"
+                 "X-Trailer: t\r\n\r\n"));
+  EXPECT_EQ(ok.ReadResponse().body, "/chunked 3");
+  EXPECT_EQ(ok.Request("GET", "/next").body, "/next 0");
+}
+
+TEST(HttpServerLimitsTest, ChunkLinesAndTrailersAreBoundedAsTheyArrive) {
+  EchoServer echo;
+  RawConnection c(echo.port(), "127.0.0.1");
+  ASSERT_TRUE(c.Send("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;e="));
+  // Pieces until the server answers: it must, long before the megabytes run out.
+  for (int i = 0; i < 64 && c.Send(std::string(16384, 'e')); ++i) {
+  }
+  const std::string answer = c.ReadToClose();
+  EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 400 "));
+  EXPECT_THAT(answer, ::testing::HasSubstr("4096 bytes"));
+  EXPECT_EQ(echo.count(Rejection::kChunkHeaderTooLarge), 1u);
+  EXPECT_EQ(echo.handled.load(), 0);
+}
+
+TEST(HttpServerLimitsTest, BodiesTheBudgetCannotHoldGet503BeforeTheyAreRead) {
+  std::shared_ptr<MemoryBudget> budget = MemoryBudget::Create(1 << 20);
+  HttpServerOptions o = LocalOptions();
+  o.memory_budget = budget;
+  EchoServer echo(o);
+  // Too large for the budget: refused on its head, with Retry-After, before any body is sent
+  // (no 100 Continue).
+  RawConnection c(echo.port(), "127.0.0.1");
+  ASSERT_TRUE(
+      c.Send("POST /big HTTP/1.1\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n"));
+  const std::string answer = c.ReadToClose();
+  EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 503 "));
+  EXPECT_THAT(answer, ::testing::HasSubstr("Retry-After: 1"));
+  EXPECT_THAT(answer, ::testing::HasSubstr("memory budget"));
+  EXPECT_THAT(answer, ::testing::Not(::testing::HasSubstr("100 Continue")));
+  EXPECT_EQ(echo.count(Rejection::kMemoryBudget), 1u);
+  // One that fits is served, and its reservation given back once the answer is written.
+  test::HttpConnection ok(echo.port());
+  EXPECT_EQ(ok.Request("POST", "/fits", std::string(500000, 'b')).body, "/fits 500000");
+  EXPECT_TRUE(WaitFor([&] { return budget->used() == 0; }));
+}
+
+TEST(HttpServerLimitsTest, ASlowRequestIsCountedAnIdleConnectionIsNot) {
+  HttpServerOptions o = LocalOptions();
+  o.header_timeout = 200ms;
+  EchoServer echo(o);
+  test::HttpConnection idle(echo.port());
+  test::HttpConnection slow(echo.port());
+  ASSERT_TRUE(slow.SendRaw("GET / HTTP/1.1\r\nHost"));
+  EXPECT_TRUE(idle.WaitClosed(5s));
+  EXPECT_TRUE(slow.WaitClosed(5s));
+  EXPECT_EQ(echo.count(Rejection::kSlowClient), 1u);
 }
 
 }  // namespace

@@ -376,6 +376,39 @@ TEST_F(KServeApiTest, RepositoryIndexReportsTheBrokenModelWithFileAndField) {
   EXPECT_THAT(agent_->log(), HasSubstr("model 'broken' is unavailable"));
 }
 
+TEST_F(KServeApiTest, NamesThatBreakTheRuleAre400AndNoAnswerSaysWhereTheRepositoryIs) {
+  struct Case {
+    std::string method, path, message;
+  };
+  const std::vector<Case> cases = {
+      {"POST", "/v2/models/../infer", "model name '..' is not valid: a model name is"},
+      {"GET", "/v2/models/%2e%2e", "model name '%2e%2e' is not valid"},
+      {"GET", "/v2/models/.hidden/ready", "model name '.hidden' is not valid"},
+      {"GET", "/v2/models/" + std::string(3000, 'x') + "/stats", "... (3000 bytes)"},
+      {"GET", "/v2/models/identity/versions/x", "model version 'x' is not valid"},
+      {"POST", "/v2/models/identity/versions/01/infer", "a version is a positive integer"},
+      {"POST", "/v2/repository/models/../load", "model name '..' is not valid"},
+      {"POST", "/v2/repository/models/./unload", "model name '.' is not valid"},
+      {"POST", "/v2/repository/models/%2E%2E/load", "model name '%2E%2E' is not valid"},
+  };
+  for (const Case& c : cases) {
+    HttpResult r = HttpRequestOnce(port(), c.method, c.path, c.method == "POST" ? "{}" : "");
+    EXPECT_EQ(r.status, 400) << c.path.substr(0, 80) << ": " << r.body;
+    EXPECT_THAT(r.body, HasSubstr(c.message)) << c.path.substr(0, 80);
+    EXPECT_LT(r.body.size(), 1024u);
+  }
+  // Paths with more segments than a route has are no route.
+  EXPECT_EQ(Post("/v2/repository/models/../../load", "").status, 404);
+  EXPECT_EQ(Post("/v2/repository/models/a/b/unload", "").status, 404);
+  // Failures name files relative to the repository, wherever the client reads them.
+  for (const HttpResult& r : {Post("/v2/repository/index", ""),
+                              Post("/v2/models/broken/infer", R"({"inputs":[]})"),
+                              Post("/v2/repository/models/nope/load", "")}) {
+    EXPECT_THAT(r.body, ::testing::Not(HasSubstr(repo_->path()))) << r.body;
+  }
+  EXPECT_THAT(agent_->log(), HasSubstr(repo_->path() + "/broken/config.yaml")) << "the log has it";
+}
+
 TEST_F(KServeApiTest, KeepAliveAndPipelining) {
   HttpConnection c(port());
   for (int i = 0; i < 50; ++i) {

@@ -1,7 +1,12 @@
-// The repository extension's request bodies: the index's ready filter and load/unload parameters.
+// The repository extension's request bodies (the index's ready filter and load/unload
+// parameters) and the REST paths that name models (api/codec/rest_path.h).
 #include "api/codec/repository_codec.h"
 
 #include <gtest/gtest.h>
+
+#include <string>
+
+#include "api/codec/rest_path.h"
 
 namespace hivemesh {
 namespace {
@@ -30,6 +35,70 @@ TEST(RepositoryCodecTest, ControlParameters) {
   EXPECT_EQ(DecodeRepositoryControlParameters(R"({"parameters": 3})").status().message(),
             "'parameters' must be a JSON object");
   EXPECT_EQ(DecodeRepositoryControlParameters("nope").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RestPathTest, ModelPaths) {
+  absl::StatusOr<ModelPath> p = ParseModelPath("identity");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->model, "identity");
+  EXPECT_EQ(p->version, "");
+  EXPECT_EQ(p->action, ModelAction::kMetadata);
+  p = ParseModelPath("vib/versions/12/infer");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->model, "vib");
+  EXPECT_EQ(p->version, "12");
+  EXPECT_EQ(p->action, ModelAction::kInfer);
+  EXPECT_EQ(ParseModelPath("vib/ready")->action, ModelAction::kReady);
+  EXPECT_EQ(ParseModelPath("vib/versions/2/stats")->action, ModelAction::kStats);
+  EXPECT_EQ(ParseModelPath("vib/versions/2")->version, "2");
+}
+
+TEST(RestPathTest, ModelPathsThatAreNoRoute) {
+  EXPECT_EQ(ParseModelPath("vib/")->action, ModelAction::kMetadata);
+  for (std::string_view rest :
+       {"", "/infer", "vib/bogus", "vib/versions", "vib/versions/", "vib/versions//infer",
+        "vib/versions/1/infer/x", "a/b/c/d/e", "vib/infer/x", "../vib/infer"}) {
+    EXPECT_EQ(ParseModelPath(rest).status().code(), absl::StatusCode::kNotFound) << rest;
+  }
+}
+
+TEST(RestPathTest, ModelPathsWithInvalidNamesAreRefusedNamingTheRule) {
+  for (std::string_view rest : {"..", "./infer", "%2e%2e/infer", "..%2f..%2fetc/ready", "-x",
+                                "a%00b/infer", "bad%20name"}) {
+    absl::StatusOr<ModelPath> p = ParseModelPath(rest);
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << rest;
+    EXPECT_NE(p.status().message().find("is not valid: a model name is"), absl::string_view::npos)
+        << p.status();
+  }
+  EXPECT_EQ(ParseModelPath(std::string(200, 'a') + "/infer").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  for (std::string_view rest : {"vib/versions/0/infer", "vib/versions/01", "vib/versions/x/ready",
+                                "vib/versions/../infer", "vib/versions/-1/stats"}) {
+    absl::StatusOr<ModelPath> p = ParseModelPath(rest);
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << rest;
+    EXPECT_NE(p.status().message().find("a version is a positive integer"), absl::string_view::npos)
+        << p.status();
+  }
+}
+
+TEST(RestPathTest, RepositoryPaths) {
+  absl::StatusOr<RepositoryPath> p = ParseRepositoryPath("vib/load");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->model, "vib");
+  EXPECT_EQ(p->action, RepositoryAction::kLoad);
+  EXPECT_EQ(ParseRepositoryPath("vib/unload")->action, RepositoryAction::kUnload);
+  EXPECT_EQ(RepositoryActionName(RepositoryAction::kUnload), "unload");
+  for (std::string_view rest : {"", "vib", "vib/", "/load", "vib/reload", "a/b/load", "../../load",
+                                "vib/load/x", "vib/load/"}) {
+    EXPECT_EQ(ParseRepositoryPath(rest).status().code(), absl::StatusCode::kNotFound) << rest;
+  }
+  for (std::string_view rest :
+       {"../load", "./unload", "%2e%2e/load", "%2E%2E/unload", ".hidden/load", "a%2fb/load"}) {
+    EXPECT_EQ(ParseRepositoryPath(rest).status().code(), absl::StatusCode::kInvalidArgument)
+        << rest;
+  }
+  EXPECT_EQ(ParseRepositoryPath(std::string("a\0b/load", 8)).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 

@@ -24,12 +24,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
   }
-  // A node that knows one peer receives the packet over UDP and over TCP, then runs its timers.
+  // A node that knows one peer (adopted as trusted: the fuzzer cannot sign for it) receives the
+  // packet over UDP and over TCP, then runs its timers.
+  static const hivemesh::identity::NodeKey self_key =
+      hivemesh::identity::NodeKey::FromSeed(std::string(32, 's'));
+  static const hivemesh::identity::NodeKey peer_key =
+      hivemesh::identity::NodeKey::FromSeed(std::string(32, 'p'));
   SteadyTime now(std::chrono::hours(1));
-  Swim node(SwimConfig::Lan(), "self", "10.0.0.1:7946", "", 1, now);
-  node.HandlePacket("10.0.0.2:7946",
-                    EncodePacket({EncodeMessage(Alive{1, "peer", "10.0.0.2:7946", "", 1, 1})}),
-                    Channel::kUdp, now);
+  Swim node(SwimConfig::Lan(), "self", "10.0.0.1:7946", "", self_key, 1, now);
+  PushPull known;
+  known.members.push_back(PushPullMember{"peer", "10.0.0.2:7946", 1, MemberState::kAlive, "", 1, 1,
+                                         peer_key.public_key(), ""});
+  node.Bootstrap(known, now);
   node.HandlePacket("10.0.0.2:7946", bytes, Channel::kUdp, now);
   node.HandleStream("10.0.0.2:7946", bytes, now);
   for (int i = 0; i < 40; ++i) {

@@ -4,13 +4,20 @@ An AgentNode starts on free ports (port 0: REST, gossip, and gRPC if asked), wit
 temporary folder, reads its addresses from the log once it is ready, and stops with SIGTERM
 (SIGKILL if it has not exited 20 s later). wait_for polls a condition with a deadline.
 """
+import atexit
 import http.client
 import os
 import re
 import signal
 import subprocess
+import shutil
 import tempfile
 import time
+
+# State folders, one per node name: a node restarted under its name finds its key again, as on a
+# device (the mesh binds a name to its key). Removed when the test process exits.
+STATE_ROOT = tempfile.mkdtemp(prefix="hivemesh-state-")
+atexit.register(shutil.rmtree, STATE_ROOT, True)
 
 
 def wait_for(fn, seconds, what, retry_on=()):
@@ -37,7 +44,8 @@ class AgentNode:
         self.proc = subprocess.Popen(
             [binary, "agent", "--node-name", name, "--http-address", "127.0.0.1:0",
              "--gossip-address", "127.0.0.1:0", "--gossip-profile", "local",
-             "--grpc-address", "127.0.0.1:0" if grpc else "off", *args],
+             "--grpc-address", "127.0.0.1:0" if grpc else "off",
+             "--state-dir", os.path.join(STATE_ROOT, name), *args],
             stdout=self.log, stderr=subprocess.STDOUT)
         text = wait_for(self._started, 30, f"node {name} to start")
         self.port = int(re.search(r"KServe v2 REST on http://127\.0\.0\.1:(\d+) ", text)[1])

@@ -17,13 +17,39 @@ using ::testing::Contains;
 
 SteadyTime T0() { return SteadyTime(std::chrono::hours(1)); }
 
+// The same key for the same name, run after run (and across a node's restarts, as a real node
+// keeps its key in its state folder).
+identity::NodeKey KeyFor(const std::string& name) {
+  std::string seed(32, '\0');
+  const size_t h = std::hash<std::string>()(name);
+  for (size_t i = 0; i < seed.size(); ++i) seed[i] = static_cast<char>((h >> (8 * (i % 8))) + i);
+  return identity::NodeKey::FromSeed(seed);
+}
+
+// A packet of `messages` that `from` sends to `to` (for the Net's queue).
+Output Send(const std::string& to, std::vector<Message> messages) {
+  std::vector<std::string> encoded;
+  for (const Message& m : messages) encoded.push_back(EncodeMessage(m));
+  Output o;
+  o.packets.push_back(Outgoing{to + ":1", Channel::kUdp, EncodePacket(encoded)});
+  return o;
+}
+
+// An alive claim signed with `key`.
+Alive Signed(Alive a, const identity::NodeKey& key) {
+  a.key = key.public_key();
+  a.sig.clear();
+  a.sig = key.Sign(AliveClaimBytes(a));
+  return a;
+}
+
 // Nodes "a", "b", ... at addresses "a:1", "b:1", ...; packets delivered in order, instantly.
 class Net {
  public:
   explicit Net(SwimConfig config = SwimConfig::Lan()) : config_(config), now_(T0()) {}
 
   Swim& Add(const std::string& name, std::string meta = "") {
-    nodes_[name] = std::make_unique<Swim>(config_, name, name + ":1", std::move(meta),
+    nodes_[name] = std::make_unique<Swim>(config_, name, name + ":1", std::move(meta), KeyFor(name),
                                           std::hash<std::string>()(name), now_);
     return *nodes_[name];
   }
@@ -188,7 +214,7 @@ TEST(SwimTest, SuspectedNodeRefutesWithAHigherIncarnation) {
   net.JoinAll("a");
   net.Run(Millis(1500));
   // "a" alone believes "c" is suspect and tells "c" directly.
-  const uint32_t before = net["c"].incarnation();
+  const uint64_t before = net["c"].incarnation();
   Output fake;
   fake.packets.push_back(
       Outgoing{"c:1", Channel::kUdp, EncodePacket({EncodeMessage(Suspect{before, "c", "a"})})});
@@ -288,6 +314,51 @@ TEST(SwimTest, LoadReportsSpreadWithSequenceAndAge) {
   EXPECT_EQ(net["a"].Find("b")->load, "queue=9");
 }
 
+TEST(SwimTest, AForgedLoadSequenceSilencesANodeOnlyUntilItGoesStale) {
+  Net net;
+  for (const char* n : {"a", "b", "c"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  net["b"].SetLoad("queue=1", net.now());
+  net.Run(Millis(1000));
+  ASSERT_EQ(net["a"].Find("b")->load, "queue=1");
+  // The largest sequence number there is, with a made-up load.
+  net.Deliver("c", Send("a", {Load{"b", UINT64_MAX, 0, "queue=999"}}));
+  EXPECT_EQ(net["a"].Find("b")->load, "queue=999");
+  net["b"].SetLoad("queue=2", net.now());
+  net.Run(Millis(2000));
+  EXPECT_EQ(net["a"].Find("b")->load, "queue=999") << "ordered after the forged one, for now";
+  // Three refresh periods later the forged report no longer orders anything: b's next report
+  // (b's agent sets it every probe interval; an unchanged one is re-announced every 10) is
+  // taken.
+  for (int i = 0; i < 45; ++i) {
+    net["b"].SetLoad("queue=2", net.now());
+    net.Run(Millis(1000));
+  }
+  EXPECT_EQ(net["a"].Find("b")->load, "queue=2");
+}
+
+TEST(SwimTest, ARestartedNodesLoadReportsAreHeardAtOnce) {
+  Net net;
+  for (const char* n : {"a", "b"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  for (int i = 0; i < 20; ++i) {
+    net["b"].SetLoad("queue=" + std::to_string(i), net.now());
+    net.Run(Millis(1000));
+  }
+  ASSERT_EQ(net["a"].Find("b")->load_seq, 20u);
+  // b restarts (same key; its new life numbers its reports from a higher base, as the
+  // transport's wall clock makes it) and rejoins.
+  net.Add("b");
+  net["b"].SetLoadSequenceBase(1000);
+  net.Deliver("b", net["b"].Join({"a:1"}, net.now()));
+  net.Run(Millis(1000));
+  net["b"].SetLoad("queue=new", net.now());
+  net.Run(Millis(1000));
+  EXPECT_EQ(net["a"].Find("b")->load, "queue=new");
+}
+
 TEST(SwimTest, RestartedNodeReclaimsItsNameAndIsAliveAgain) {
   Net net;
   for (const char* n : {"a", "b", "c"}) net.Add(n);
@@ -309,28 +380,48 @@ TEST(SwimTest, RestartedNodeReclaimsItsNameAndIsAliveAgain) {
   EXPECT_TRUE(SawEvent(net, "b", EventType::kAlive, "c"));
 }
 
-TEST(SwimTest, DeadNameIsNotTakenByAnotherAddress) {
+TEST(SwimTest, OnlyTheBoundKeyMayClaimAName) {
   Net net;
-  for (const char* n : {"a", "b"}) net.Add(n);
+  for (const char* n : {"a", "b", "c"}) net.Add(n, "real");
   net.JoinAll("a");
   net.Run(Millis(1500));
-  // An alive claim for "b" from a different address, while "b" is alive: ignored.
-  Output claim;
-  claim.packets.push_back(Outgoing{
-      "a:1", Channel::kUdp, EncodePacket({EncodeMessage(Alive{99, "b", "evil:1", "", 1, 1})})});
-  net.Deliver("b", std::move(claim));
-  EXPECT_EQ(net["a"].Find("b")->addr, "b:1");
+  const uint64_t inc = net["a"].Find("b")->incarnation;
+  const std::string key = net["a"].Find("b")->key;
+  EXPECT_EQ(key, KeyFor("b").public_key());
+  const identity::NodeKey mallory = KeyFor("mallory");
+  // Unsigned, signed by another key, and b's own signature over other fields: all refused.
+  Alive forged{inc + 1000, "b", "evil:1", "evil", 1, 1};
+  Alive tampered = Signed(Alive{inc + 1, "b", "b:1", "real", 1, 1}, KeyFor("b"));
+  tampered.meta = "evil";
+  net.Deliver("c", Send("a", {forged, Signed(forged, mallory), tampered}));
+  const MemberInfo b = *net["a"].Find("b");
+  EXPECT_EQ(b.addr, "b:1");
+  EXPECT_EQ(b.meta, "real");
+  EXPECT_EQ(b.incarnation, inc);
+  EXPECT_EQ(b.key, key);
+  EXPECT_EQ(net["a"].stats().claims_bad_signature, 2u);
+  EXPECT_EQ(net["a"].stats().claims_name_taken, 1u);
+  // A claim to a's own name by another key changes nothing either.
+  net.Deliver("c", Send("a", {Signed(Alive{inc + 5, "a", "evil:1", "", 1, 1}, mallory)}));
+  EXPECT_EQ(net["a"].stats().refutations, 0u);
+  EXPECT_EQ(net["a"].stats().claims_name_taken, 2u);
 }
 
-TEST(SwimTest, ANameMovesToANewAddressOnlyAfterItsOwnerLeftOrTheReclaimTime) {
-  auto claim = [](Net& net, uint32_t inc) {
-    Output o;
-    o.packets.push_back(Outgoing{
-        "a:1", Channel::kUdp, EncodePacket({EncodeMessage(Alive{inc, "b", "new:1", "", 1, 1})})});
-    net.Deliver("c", std::move(o));
+TEST(SwimTest, ANodeMovesItsOwnNameAndOtherKeysTakeItOnlyWhenFree) {
+  const identity::NodeKey mallory = KeyFor("mallory");
+  auto claim = [&](Net& net, uint64_t inc, const identity::NodeKey& key) {
+    net.Deliver("c", Send("a", {Signed(Alive{inc, "b", "new:1", "", 1, 1}, key)}));
   };
   {
-    Net net;  // dead_node_reclaim_time 0: a dead name is never taken by another address
+    Net net;  // the owner's signed claim moves its name, whatever state others hold it in
+    for (const char* n : {"a", "b", "c"}) net.Add(n);
+    net.JoinAll("a");
+    net.Run(Millis(1500));
+    claim(net, net["a"].Find("b")->incarnation + 1, KeyFor("b"));
+    EXPECT_EQ(net["a"].Find("b")->addr, "new:1");
+  }
+  {
+    Net net;  // dead_node_reclaim_time 0: another key never takes a dead node's name
     for (const char* n : {"a", "b", "c"}) net.Add(n);
     net.JoinAll("a");
     net.Run(Millis(1500));
@@ -339,8 +430,9 @@ TEST(SwimTest, ANameMovesToANewAddressOnlyAfterItsOwnerLeftOrTheReclaimTime) {
     };
     net.Run(Millis(12000));
     ASSERT_EQ(net.StateAt("a", "b"), MemberState::kDead);
-    claim(net, 50);
+    claim(net, 50, mallory);
     EXPECT_EQ(net["a"].Find("b")->addr, "b:1");
+    EXPECT_EQ(net["a"].Find("b")->key, KeyFor("b").public_key());
   }
   {
     SwimConfig cfg = SwimConfig::Lan();
@@ -354,24 +446,113 @@ TEST(SwimTest, ANameMovesToANewAddressOnlyAfterItsOwnerLeftOrTheReclaimTime) {
     };
     net.Run(Millis(12000));
     ASSERT_EQ(net.StateAt("a", "b"), MemberState::kDead);
-    claim(net, 50);
+    claim(net, 50, mallory);
     EXPECT_EQ(net["a"].Find("b")->addr, "b:1") << "dead, but not yet for the reclaim time";
     net.Run(Millis(31000));
-    claim(net, 51);
+    claim(net, 0, mallory);
     EXPECT_EQ(net["a"].Find("b")->addr, "new:1") << "dead longer than the reclaim time";
+    EXPECT_EQ(net["a"].Find("b")->key, mallory.public_key());
     EXPECT_EQ(net.StateAt("a", "b"), MemberState::kAlive);
   }
   {
-    Net net;  // a node that left gives its name up at once
+    Net net;  // a node that left keeps its name bound (reclaim time 0) ...
     for (const char* n : {"a", "b", "c"}) net.Add(n);
     net.JoinAll("a");
     net.Run(Millis(1500));
     net.Deliver("b", net["b"].Leave(net.now()));
     net.Run(Millis(2000));
     ASSERT_EQ(net.StateAt("a", "b"), MemberState::kLeft);
-    claim(net, 0);
-    EXPECT_EQ(net["a"].Find("b")->addr, "new:1");
+    claim(net, 0, mallory);
+    EXPECT_EQ(net["a"].Find("b")->addr, "b:1");
+    // ... and takes it back itself when it returns.
+    net.Add("b");
+    net.Deliver("b", net["b"].Join({"a:1"}, net.now()));
+    net.Run(Millis(2000));
+    EXPECT_EQ(net.StateAt("a", "b"), MemberState::kAlive);
   }
+}
+
+TEST(SwimTest, OnlyTheNodeItselfCanSayItLeft) {
+  Net net;
+  for (const char* n : {"a", "b", "c"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  const uint64_t inc = net["a"].Find("b")->incarnation;
+  Dead unsigned_leave{inc, "b", "b", ""};
+  Dead foreign_leave{inc, "b", "b", ""};
+  foreign_leave.sig = KeyFor("mallory").Sign(LeaveClaimBytes(foreign_leave));
+  net.Deliver("c", Send("a", {unsigned_leave, foreign_leave}));
+  EXPECT_EQ(net.StateAt("a", "b"), MemberState::kAlive);
+  EXPECT_EQ(net["a"].stats().claims_bad_signature, 2u);
+}
+
+TEST(SwimTest, AccusationsCannotPushAnIncarnationToTheEndOfItsRange) {
+  Net net;
+  for (const char* n : {"a", "b", "c"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  const uint64_t inc = net["c"].incarnation();
+  // Told to "a": accusations at the top of the range are taken at c's own incarnation.
+  net.drop = [](const std::string& from, const std::string& to, Channel) {
+    return from == "a" && to == "c";  // c does not hear of it through a, for now
+  };
+  net.Deliver("b", Send("a", {Suspect{UINT64_MAX, "c", "b"}}));
+  EXPECT_EQ(net.StateAt("a", "c"), MemberState::kSuspect);
+  EXPECT_EQ(net["a"].Find("c")->incarnation, inc);
+  // Told to c itself: it never signed that incarnation, so it does not jump to refute it.
+  net.Deliver("b", Send("c", {Suspect{UINT64_MAX, "c", "b"}, Dead{UINT64_MAX - 1, "c", "b", ""}}));
+  EXPECT_EQ(net["c"].incarnation(), inc);
+  EXPECT_EQ(net["c"].stats().accusations_ignored, 2u);
+  // A forged death at the top of the range: "a" marks c dead, gossip reaches c, which refutes
+  // one step up and is alive everywhere again.
+  net.drop = [](const std::string&, const std::string&, Channel) { return false; };
+  net.Deliver("b", Send("a", {Dead{UINT64_MAX, "c", "b", ""}}));
+  EXPECT_EQ(net.StateAt("a", "c"), MemberState::kDead);
+  net.Run(Millis(3000));
+  EXPECT_EQ(net["c"].incarnation(), inc + 1);
+  for (const char* o : {"a", "b"}) {
+    EXPECT_EQ(net.StateAt(o, "c"), MemberState::kAlive) << o;
+    EXPECT_EQ(net[o].Find("c")->incarnation, inc + 1) << o;
+  }
+}
+
+TEST(SwimTest, TheMemberTableIsBounded) {
+  SwimConfig cfg = SwimConfig::Lan();
+  cfg.max_members = 8;
+  Net net(cfg);
+  for (const char* n : {"a", "b"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  // 100 names, each properly signed by a key of its own: only the table's room is taken.
+  for (int i = 0; i < 100; ++i) {
+    const std::string name = "fake-" + std::to_string(i);
+    net.Deliver("b", Send("a", {Signed(Alive{0, name, name + ":1", "", 1, 1}, KeyFor(name))}));
+  }
+  EXPECT_EQ(net["a"].NumMembers(), 8u);
+  EXPECT_EQ(net["a"].stats().members_refused, 100u - 7u);
+  EXPECT_TRUE(net["a"].Find("b").has_value()) << "a real member is never pushed out";
+}
+
+TEST(SwimTest, SignatureChecksStayWithinTheirBudget) {
+  SwimConfig cfg = SwimConfig::Lan();
+  cfg.max_members = 16;
+  cfg.max_claim_checks_per_second = 100;  // burst max(100, 2 x 16) = 100
+  Net net(cfg);
+  net.Add("a");
+  // 1000 claims with signatures that do not verify, all at one instant.
+  Alive junk = Signed(Alive{0, "x", "x:1", "", 1, 1}, KeyFor("x"));
+  junk.sig[0] ^= 1;
+  for (int i = 0; i < 1000; ++i) {
+    junk.node = "x" + std::to_string(i);
+    net.Deliver("x", Send("a", {junk}));
+  }
+  const SwimStats& s = net["a"].stats();
+  EXPECT_EQ(s.claims_bad_signature, 100u) << "checked: the burst";
+  EXPECT_EQ(s.claims_over_budget, 900u) << "dropped unchecked";
+  // The budget refills with time: a real claim a second later is checked and taken.
+  net.Run(Millis(1000));
+  net.Deliver("y", Send("a", {Signed(Alive{0, "y", "y:1", "", 1, 1}, KeyFor("y"))}));
+  EXPECT_TRUE(net["a"].Find("y").has_value());
 }
 
 TEST(SwimTest, EveryUdpPacketFitsTheBudget) {
@@ -451,12 +632,14 @@ TEST(WireTest, EveryMessageRoundTrips) {
       IndirectPing{8, "c", "10.0.0.3:7946", true, "a", "10.0.0.1:7946"},
       Ack{9},
       Nack{10},
-      Suspect{3, "c", "a"},
+      Suspect{UINT64_MAX, "c", "a"},
       Alive{4, "c", "10.0.0.3:7946", std::string("meta\0bytes", 10), 1, 2},
-      Dead{5, "c", "c"},
-      PushPull{
-          true,
-          {{"a", "1:1", 1, MemberState::kAlive, "m"}, {"b", "2:2", 9, MemberState::kLeft, ""}}},
+      Signed(Alive{1ull << 40, "c", "10.0.0.3:7946", "m", 1, 1}, KeyFor("c")),
+      Dead{5, "c", "c", std::string(64, 's')},
+      PushPull{true,
+               {{"a", "1:1", 1, MemberState::kAlive, "m"},
+                {"b", "2:2", 9, MemberState::kLeft, "", 1, 1, std::string(32, 'k'),
+                 std::string(64, 's')}}},
       Load{"b", 1ull << 40, 1234, "q=1"},
   };
   for (const Message& m : msgs) {
@@ -494,11 +677,16 @@ TEST(WireTest, RejectsMalformedPackets) {
   EXPECT_FALSE(
       DecodePacket(EncodePacket({EncodeMessage(Suspect{1, std::string(200, 'x'), "a"})})).ok());
   // A push-pull claiming more members than its bytes could hold.
-  std::string pp = "\x01\x08\x00";
+  std::string pp = "\x02\x08\x00";
   pp += "\xff\xff\x03";
   EXPECT_FALSE(DecodePacket(pp).ok());
+  // Keys and signatures are whole or absent.
+  Alive short_key{1, "c", "1.2.3.4:5", "m", 1, 1, std::string(31, 'k'), ""};
+  EXPECT_FALSE(DecodePacket(EncodePacket({EncodeMessage(short_key)})).ok());
+  Alive long_sig{1, "c", "1.2.3.4:5", "m", 1, 1, std::string(32, 'k'), std::string(65, 's')};
+  EXPECT_FALSE(DecodePacket(EncodePacket({EncodeMessage(long_sig)})).ok());
   // A varint that never ends.
-  EXPECT_FALSE(DecodePacket(std::string("\x01\x03") + std::string(12, '\xff')).ok());
+  EXPECT_FALSE(DecodePacket(std::string("\x02\x03") + std::string(12, '\xff')).ok());
 }
 
 }  // namespace

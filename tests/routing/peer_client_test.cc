@@ -473,6 +473,44 @@ TEST(PeerClientTest, APeerThatDeclinesLinksIsSentPlainHttp) {
   peer.server().Stop();
 }
 
+TEST(PeerClientTest, TheLinkUpgradeAndEachPlainRequestCarryACredentialForThePeer) {
+  // A peer that takes no links: the upgrade is answered as a plain health check, so the handler
+  // sees it, with every plain request after it.
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> seen;  // target, credential
+  std::unique_ptr<HttpServer> peer = EchoPeer(
+      [&](const HttpRequest& req, HttpResponder done) {
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          seen.emplace_back(std::string(req.target()),
+                            std::string(req.header("Hivemesh-Credential")));
+        }
+        HttpResponse r;
+        r.body = "ok";
+        done(std::move(r));
+      },
+      /*accept_links=*/false);
+  std::atomic<int> made{0};
+  std::unique_ptr<PeerClient> client =
+      PeerClient::Create(nullptr, [&](std::string_view node, std::string_view purpose) {
+        return StrCat(node, "/", purpose, "/", ++made);
+      });
+  for (const char* target : {"/one", "/two"}) {
+    PeerRequest r = To(*peer, target);
+    r.peer_node = "b";
+    ASSERT_TRUE(Call(*client, std::move(r)).ok());
+  }
+  ASSERT_TRUE(Call(*client, To(*peer, "/anonymous")).ok());  // no peer_node: no credential
+  client->Stop();
+  peer->Stop();
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0], std::make_pair(std::string("/v2/health/live"), std::string("b/link/1")));
+  EXPECT_EQ(seen[1], std::make_pair(std::string("/one"), std::string("b/request/2")));
+  EXPECT_EQ(seen[2], std::make_pair(std::string("/two"), std::string("b/request/3")));
+  EXPECT_EQ(seen[3], std::make_pair(std::string("/anonymous"), std::string()));
+}
+
 TEST(PeerClientTest, TheDeadlineSentIsWhatIsLeftWhenTheRequestIsWritten) {
   // The peer declines the link only after a while: the call then goes over plain HTTP and tells
   // the peer the time it has left, not the time it had when it was made.

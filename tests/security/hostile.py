@@ -10,14 +10,21 @@ growth, open descriptors, status codes, the member table. Run one alone with
 Memory bounds and AddressSanitizer: the tests run the binary `make test` builds, with ASan. ASan
 keeps freed memory in a quarantine (256 MiB by default), which would hide whether the node gives
 memory back; nodes started here get a 16 MiB quarantine (HOSTILE_ASAN_OPTIONS), so what RSS shows
-is what the node holds.
+is what the node holds. ASan still costs memory of its own for every allocation (red zones around
+each block, shadow memory, that quarantine): about three times a small allocation's size.
+slack_mib() scales a bound by that factor for an instrumented binary; the release numbers are
+what bench/hostile measures (and what docs/security.md reports).
 """
 import http.client
 import json
 import os
 import re
+import resource
+import select
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -30,6 +37,20 @@ MODELS = os.path.join(ROOT, "models")
 HOSTILE_ASAN_OPTIONS = "quarantine_size_mb=16:thread_local_quarantine_size_kb=64"
 
 
+ASAN_MEMORY_FACTOR = 3
+
+
+def sanitized(binary):
+    """True if `binary` was built with AddressSanitizer (it links libasan)."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    return "libasan" in out
+
+
+def slack_mib(binary, mib=64):
+    """A memory bound of `mib` MiB for a release binary, scaled for an ASan one."""
+    return mib * (ASAN_MEMORY_FACTOR if sanitized(binary) else 1)
+
+
 def binary_from_argv():
     """The hivemesh binary: the first command-line argument (CTest passes it)."""
     if len(sys.argv) < 2 or not os.access(sys.argv[1], os.X_OK):
@@ -38,21 +59,33 @@ def binary_from_argv():
 
 
 class Node(AgentNode):
-    """An agent on free loopback ports with its own state folder, serving `models` (names from
-    models/; empty: none)."""
+    """An agent on free loopback ports with its own state folder, serving `models` of
+    `repository` (models/ by default): the names listed; None: every model of the repository;
+    empty: none (an empty repository). `nofile`: the node's limit on open descriptors
+    (RLIMIT_NOFILE), to run it out of them."""
 
-    def __init__(self, binary, name, models=("identity",), args=(), grpc=False):
-        extra = ["--model-repository", MODELS, "--log-level", "info"]
-        if models:
-            extra += ["--models", ",".join(models)]
+    def __init__(self, binary, name, models=("identity",), args=(), grpc=False,
+                 repository=MODELS, nofile=None):
+        if models is None:
+            extra = ["--model-repository", repository]
+        elif models:
+            extra = ["--model-repository", repository, "--models", ",".join(models)]
         else:
-            extra += ["--models", "identity", "--model-control-mode", "explicit"]
+            extra = ["--model-repository", tempfile.mkdtemp(prefix="hivemesh-empty-repo-")]
+        extra += ["--log-level", "info"]
         env_before = os.environ.get("ASAN_OPTIONS")
-        # The child inherits this process's environment: give it a small ASan quarantine.
+        limit_before = resource.getrlimit(resource.RLIMIT_NOFILE)
+        # The child inherits this process's environment and limits: give it a small ASan
+        # quarantine, and the descriptor limit asked for (this process is single-threaded while
+        # a node starts, and keeps few descriptors open).
         os.environ["ASAN_OPTIONS"] = ":".join(x for x in (env_before, HOSTILE_ASAN_OPTIONS) if x)
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, limit_before[1]))
         try:
             super().__init__(binary, name, [*extra, *args], grpc=grpc)
         finally:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, limit_before)
             if env_before is None:
                 del os.environ["ASAN_OPTIONS"]
             else:
@@ -192,9 +225,63 @@ class Canary:
                 self.failures.append(("exception", repr(e)))
             self._stop.wait(self.pause)
 
+    def repeat(self, attack, min_ok=3, max_rounds=1000):
+        """Runs attack() once, and again until this canary has been answered `min_ok` times, so
+        that normal requests meet even an attack the node refuses at once. Returns the rounds."""
+        rounds = 0
+        while rounds == 0 or (self.ok < min_ok and not self.failures and rounds < max_rounds):
+            attack()
+            rounds += 1
+        return rounds
+
     def check(self, min_ok=3):
         assert not self.failures, f"normal requests failed during the attack: {self.failures[:5]}"
         assert self.ok >= min_ok, f"only {self.ok} normal requests answered during the attack"
+
+
+def attack_rounds(canary, attack, min_rounds=2, min_ok=5, seconds=120):
+    """Runs attack() (which returns a count) at least `min_rounds` times, and more until the
+    canary has had `min_ok` answers (or `seconds` passed): the attack and normal traffic overlap.
+    Returns (rounds, the counts' sum)."""
+    rounds = total = 0
+    deadline = time.monotonic() + seconds
+    while rounds < min_rounds or (canary.ok < min_ok and time.monotonic() < deadline):
+        total += attack()
+        rounds += 1
+    return rounds, total
+
+
+def connect(port, source="127.0.0.1", timeout=10):
+    """A TCP connection to the node on loopback from address `source`. Any 127.x.y.z is a
+    loopback address on Linux: an attacker bound to 127.0.0.2 counts as another source than the
+    canary on 127.0.0.1."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def readable(s, timeout=0.0):
+    """True if `s` has bytes to read, or an end or error to report, within `timeout` seconds."""
+    return bool(select.select([s], [], [], timeout)[0])
+
+
+def closed_by_peer(s, timeout=10):
+    """True if the peer closes `s` (end of stream or reset) within `timeout` seconds; whatever
+    arrives before is read and dropped."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not readable(s, left):
+            return False
+        try:
+            if not s.recv(65536):
+                return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
 
 
 def raw_http(port, data, read=True, timeout=10):
@@ -241,3 +328,128 @@ def run(test_case_class):
     import unittest
     test_case_class.BINARY = binary_from_argv()
     unittest.main(argv=[sys.argv[0], "-v", *sys.argv[1:]])
+
+
+def non_loopback_ipv4():
+    """An IPv4 address of this machine that is not loopback, or None if it has none. Sockets
+    bound to it reach the node's loopback listener, and the node sees them come from this
+    address: another machine, as far as an address check can tell."""
+    import fcntl
+    import struct
+    siocgifaddr = 0x8915
+    for _, name in socket.if_nameindex():
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            packed = fcntl.ioctl(s.fileno(), siocgifaddr, struct.pack("256s", name.encode()[:15]))
+            ip = socket.inet_ntoa(packed[20:24])
+        except OSError:
+            continue  # no IPv4 address on this interface
+        finally:
+            s.close()
+        if ip.startswith("127.") or ip == "0.0.0.0":
+            continue
+        test = socket.socket()
+        try:
+            test.bind((ip, 0))
+            return ip
+        except OSError:
+            continue
+        finally:
+            test.close()
+    return None
+
+
+def http_from(source_ip, port, method, path, body=b"", headers=None, timeout=10):
+    """(status, body text) of one HTTP request to 127.0.0.1:port sent from a socket bound to
+    `source_ip`."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                      source_address=(source_ip, 0))
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, r.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+class SourceRelay:
+    """A TCP relay on a loopback port that connects on to 127.0.0.1:`port` from `source_ip`: a
+    client that cannot choose its source address (e.g. a gRPC channel) reaches the node as if
+    from that address. Use as a context manager; `port` is the relay's own."""
+
+    def __init__(self, target_port, source_ip):
+        self.target_port = target_port
+        self.source_ip = source_ip
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self._sockets = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.listener.close()
+        with self._lock:
+            for s in self._sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+        return False
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket()
+            upstream.bind((self.source_ip, 0))
+            upstream.connect(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def grpc_modules(work_dir):
+    """(grpc, pb, pb_grpc): python3-grpcio and stubs generated from proto/grpc_service.proto
+    into `work_dir`. Fails (never skips) if grpcio or the code generator is missing."""
+    import subprocess
+    try:
+        import grpc
+    except ImportError:
+        raise AssertionError("python3-grpcio is not installed (scripts/install-deps.sh installs it)")
+    plugin = "/usr/bin/grpc_python_plugin"
+    if not os.path.exists(plugin):
+        raise AssertionError("grpc_python_plugin is missing (package protobuf-compiler-grpc)")
+    os.makedirs(work_dir, exist_ok=True)
+    subprocess.run(["protoc", "-I", os.path.join(ROOT, "proto"), f"--python_out={work_dir}",
+                    f"--grpc_python_out={work_dir}", f"--plugin=protoc-gen-grpc_python={plugin}",
+                    os.path.join(ROOT, "proto", "grpc_service.proto")], check=True)
+    sys.path.insert(0, work_dir)
+    import grpc_service_pb2
+    import grpc_service_pb2_grpc
+    return grpc, grpc_service_pb2, grpc_service_pb2_grpc

@@ -3,12 +3,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
 
 #include "base/strings.h"
+#include "serving/repository_scan.h"
 #include "support/agent_process.h"
 
 namespace hivemesh {
@@ -68,6 +70,15 @@ TEST_F(ModelRepositoryTest, LoadsOnlyTheListedModels) {
   EXPECT_TRUE((*repo)->Find("echo", "").ok());
 }
 
+TEST_F(ModelRepositoryTest, AnInvalidNameInTheModelsListIsAnError) {
+  for (const char* bad : {"..", ".", "../echo", "a/b", ""}) {
+    absl::StatusOr<std::unique_ptr<ModelRepository>> repo =
+        ModelRepository::Load({.path = dir_.path(), .models = {"echo", bad}}, registry_);
+    ASSERT_EQ(repo.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(repo.status().message()), HasSubstr("models: model name '"));
+  }
+}
+
 TEST_F(ModelRepositoryTest, AListedModelMissingFromTheRepositoryIsAnError) {
   absl::StatusOr<std::unique_ptr<ModelRepository>> repo =
       ModelRepository::Load({.path = dir_.path(), .models = {"echo", "nope"}}, registry_);
@@ -115,10 +126,8 @@ TEST_F(RepositoryChangeTest, ThePolicyChoosesTheVersionsAndTheHighestIsTheDefaul
   EXPECT_EQ(repo->Versions("all"), (std::vector<std::string>{"1", "2"}));
   EXPECT_EQ(repo->Get("all", "")->version(), "2");
   EXPECT_EQ(repo->Versions("some"), (std::vector<std::string>{"1"}));
-  EXPECT_THAT(Rows(*repo),
-              testing::Contains(HasSubstr("some/3 UNAVAILABLE: " + dir_.path() +
-                                          "/some/3/ does not exist (version_policy: specific "
-                                          "[1, 3])")));
+  EXPECT_THAT(Rows(*repo), testing::Contains(HasSubstr("some/3 UNAVAILABLE: some/3/ does not exist "
+                                                       "(version_policy: specific [1, 3])")));
   EXPECT_EQ(repo->Get("m", "2"), nullptr);
   absl::StatusOr<RuntimePtr> two = repo->Find("m", "2");
   EXPECT_EQ(two.status().code(), absl::StatusCode::kNotFound);
@@ -180,8 +189,8 @@ TEST_F(RepositoryChangeTest, AFailedReloadLeavesThePreviousVersionsServingAndSay
   repo->Poll();
   repo->Poll();
   EXPECT_EQ(Default(*repo), "1");
-  EXPECT_THAT(Rows(*repo), testing::ElementsAre(HasSubstr("m/1 READY: " + dir_.path() +
-                                                          "/m/config.yaml: inputs[0].datatype")));
+  EXPECT_THAT(Rows(*repo),
+              testing::ElementsAre(HasSubstr("m/1 READY: m/config.yaml: inputs[0].datatype")));
   // Fixed, with two instances now: the version is reloaded with the new config.
   dir_.Write("m/config.yaml", test::IdentityModelConfig("instances: 2\n"));
   repo->Poll();
@@ -196,8 +205,7 @@ TEST_F(RepositoryChangeTest, AFailedReloadLeavesThePreviousVersionsServingAndSay
   repo->Poll();
   EXPECT_EQ(Default(*repo), "1");
   EXPECT_EQ(repo->Get("m", "")->config().instances, 2) << "the old runtime, untouched";
-  EXPECT_THAT(Rows(*repo), testing::Contains(HasSubstr("m/2 UNAVAILABLE: " + dir_.path() +
-                                                       "/m/config.yaml: version 2: "
+  EXPECT_THAT(Rows(*repo), testing::Contains(HasSubstr("m/2 UNAVAILABLE: m/config.yaml: version 2: "
                                                        "options.delay_us: 'x'")));
   absl::StatusOr<RuntimePtr> two = repo->Find("m", "2");
   EXPECT_EQ(two.status().code(), absl::StatusCode::kUnavailable);
@@ -249,6 +257,100 @@ TEST_F(RepositoryChangeTest, LoadAndUnloadNeedExplicitMode) {
                                                   "poll)"));
   EXPECT_EQ(repo->UnloadModel("m").code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(repo->Hosts("m"));
+}
+
+TEST_F(RepositoryChangeTest, FoldersWithInvalidNamesAreNeverModels) {
+  for (const char* name : {"m", "bad name", "%2e%2e", "-x", ".hidden", "caf\xc3\xa9"}) {
+    dir_.Write(StrCat(name, "/config.yaml"), test::IdentityModelConfig());
+    dir_.Write(StrCat(name, "/1/.keep"), "");
+  }
+  std::unique_ptr<ModelRepository> repo = Open(ControlMode::kPoll);
+  ASSERT_NE(repo, nullptr);
+  EXPECT_THAT(Rows(*repo), testing::ElementsAre("m/1 READY"));
+  dir_.Write("n/config.yaml", test::IdentityModelConfig());
+  dir_.Write("n/1/.keep", "");
+  for (int i = 0; i < 3; ++i) repo->Poll();
+  EXPECT_THAT(Rows(*repo), testing::ElementsAre("m/1 READY", "n/1 READY"));
+  EXPECT_FALSE(repo->Hosts("bad name"));
+  EXPECT_EQ(repo->Find("%2e%2e", "").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RepositoryChangeTest, InvalidNamesAreRefusedWithoutLookingAtTheFileSystem) {
+  dir_.Write("m/config.yaml", test::IdentityModelConfig());
+  dir_.Write("m/1/.keep", "");
+  // A model outside the repository that a path-shaped name would reach.
+  TempDir outside;
+  outside.Write("evil/config.yaml", test::IdentityModelConfig());
+  outside.Write("evil/1/.keep", "");
+  std::unique_ptr<ModelRepository> repo = Open(ControlMode::kExplicit);
+  ASSERT_NE(repo, nullptr);
+  const std::string relative =
+      std::filesystem::relative(std::filesystem::path(outside.path()) / "evil", dir_.path())
+          .string();
+  for (const std::string& name : {std::string(".."), std::string("."), std::string("../m"),
+                                  relative, outside.path() + "/evil", std::string("a\0b", 3),
+                                  std::string(60000, 'x'), std::string("")}) {
+    for (absl::Status s : {repo->LoadModel(name), repo->UnloadModel(name)}) {
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << name.substr(0, 40);
+      EXPECT_THAT(std::string(s.message()), HasSubstr("is not valid: a model name is"));
+      EXPECT_THAT(std::string(s.message()), testing::Not(HasSubstr(dir_.path())));
+      EXPECT_LT(s.message().size(), 400u);
+    }
+  }
+  EXPECT_THAT(Rows(*repo), testing::ElementsAre("m/1 READY"));
+  EXPECT_EQ(changes_, 0);
+}
+
+TEST_F(RepositoryChangeTest, ClientsAreNotToldWhereTheRepositoryIs) {
+  dir_.Write("m/config.yaml", test::IdentityModelConfig());
+  dir_.Write("m/1/.keep", "");
+  dir_.Write("broken/config.yaml", "backend: identity\ninputs: [{name: I, datatype: FP33}]\n");
+  dir_.Write("broken/1/.keep", "");
+  dir_.Write("empty/config.yaml", test::IdentityModelConfig());
+  std::unique_ptr<ModelRepository> repo = Open(ControlMode::kExplicit);
+  ASSERT_NE(repo, nullptr);
+  absl::Status nope = repo->LoadModel("nope");
+  EXPECT_EQ(nope.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(nope.message(), "model 'nope' is not in the model repository");
+  absl::Status broken = repo->LoadModel("broken");
+  EXPECT_EQ(broken.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(broken.message()),
+              testing::StartsWith("broken/config.yaml: inputs[0].datatype"));
+  EXPECT_THAT(std::string(repo->LoadModel("empty").message()),
+              testing::StartsWith("empty: no version folder"));
+  EXPECT_THAT(std::string(repo->Find("broken", "").status().message()),
+              HasSubstr("failed to load: broken/config.yaml:"));
+  for (const std::string& row : Rows(*repo)) {
+    EXPECT_THAT(row, testing::Not(HasSubstr(dir_.path()))) << row;
+  }
+}
+
+TEST(RepositoryScanTest, MessagesRelativeToTheRepository) {
+  const std::vector<std::string> roots = {"/srv/edge/models", "models"};
+  EXPECT_EQ(RelativeToRepository("/srv/edge/models/vib/config.yaml: x", roots),
+            "vib/config.yaml: x");
+  EXPECT_EQ(RelativeToRepository("models/vib/1/ does not exist", roots), "vib/1/ does not exist");
+  EXPECT_EQ(RelativeToRepository("can't read '/srv/edge/models/a/1/m.onnx' (or models/b/x)", roots),
+            "can't read 'a/1/m.onnx' (or b/x)");
+  // Only where a path starts, and only below the root.
+  EXPECT_EQ(
+      RelativeToRepository("/srv/edge/models2/x and other-models/x and /srv/edge/models", roots),
+      "/srv/edge/models2/x and other-models/x and /srv/edge/models");
+  EXPECT_EQ(RelativeToRepository("", roots), "");
+  EXPECT_EQ(RelativeToRepository("/srv/edge/models/x", {}), "/srv/edge/models/x");
+}
+
+TEST(RepositoryScanTest, RootsAreEverySpellingOfTheFolderLongestFirst) {
+  TempDir dir;
+  const std::vector<std::string> roots = RepositoryRoots(dir.path() + "/");
+  ASSERT_FALSE(roots.empty());
+  EXPECT_EQ(roots.front().size(),
+            std::max_element(roots.begin(), roots.end(), [](const auto& a, const auto& b) {
+              return a.size() < b.size();
+            })->size());
+  EXPECT_THAT(roots, testing::Contains(dir.path()));
+  EXPECT_TRUE(RepositoryRoots("/").empty());
+  EXPECT_THAT(RepositoryRoots("models"), testing::Contains("models"));
 }
 
 }  // namespace

@@ -67,12 +67,27 @@ void TempDir::Write(const std::string& relative, const std::string& content) con
   std::ofstream(p, std::ios::binary) << content;
 }
 
+// The state folder of the node called `name` in this test process: a node restarted under the
+// same name finds its key again, as on a device (the mesh binds a name to its key). Removed when
+// the test process exits.
+std::string StateDirFor(const std::string& name) {
+  static TempDir* root = new TempDir();  // lives until exit; tests run one process each
+  static const int cleanup = std::atexit([] { delete root; });
+  (void)cleanup;
+  return root->path() + "/" + name;
+}
+
 AgentProcess::AgentProcess(std::vector<std::string> args) {
   log_path_ = dir_.path() + "/agent.log";
+  std::string name = "node";
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--node-name") name = args[i + 1];
+  }
   // No gRPC unless a test asks (a later flag wins): tests run side by side on one host.
   std::vector<std::string> argv = {
-      HivemeshBinary(),   "agent",       "--http-address", "127.0.0.1:0",
-      "--gossip-address", "127.0.0.1:0", "--grpc-address", "off"};
+      HivemeshBinary(),   "agent",          "--http-address", "127.0.0.1:0",
+      "--gossip-address", "127.0.0.1:0",    "--grpc-address", "off",
+      "--state-dir",      StateDirFor(name)};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = ::fork();
   if (pid_ == 0) {

@@ -41,9 +41,17 @@ class GrpcNode {
   virtual std::vector<std::string> Versions(const std::string& name) const = 0;
   virtual std::vector<ModelEntry> Index() const = 0;
   virtual std::vector<RuntimePtr> Runtimes() const = 0;
-  // ModelRepository::LoadModelAsync / UnloadModelAsync: `done` runs on another thread.
-  virtual void LoadModel(const std::string& name, std::function<void(absl::Status)> done) = 0;
-  virtual void UnloadModel(const std::string& name, std::function<void(absl::Status)> done) = 0;
+  // KServeHandler::ControlRepository for a gRPC caller: the name and the caller are checked as
+  // for REST (the same function), then the repository loads or unloads on its control thread.
+  // `peer` is ServerContext::peer() ("ipv4:10.0.0.7:5000"), `authorization` the call's
+  // "authorization" metadata; both are read during the call only. `done` runs once, on this
+  // thread for a refusal, else on another.
+  virtual void LoadModel(const std::string& name, std::string_view peer,
+                         std::string_view authorization,
+                         std::function<void(absl::Status)> done) = 0;
+  virtual void UnloadModel(const std::string& name, std::string_view peer,
+                           std::string_view authorization,
+                           std::function<void(absl::Status)> done) = 0;
 
   // telemetry::TraceIdFor.
   virtual std::string TraceId(std::string_view traceparent, std::string_view trace_header) = 0;

@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "api/admin_access.h"
 #include "api/grpc/grpc_node.h"
 #include "api/kserve_handler.h"
 #include "base/plugin.h"
@@ -30,11 +31,13 @@ class KServeNode final : public GrpcNode {
   }
   std::vector<ModelEntry> Index() const override { return handler_->repository()->Index(); }
   std::vector<RuntimePtr> Runtimes() const override { return handler_->repository()->Runtimes(); }
-  void LoadModel(const std::string& name, std::function<void(absl::Status)> done) override {
-    handler_->repository()->LoadModelAsync(name, std::move(done));
+  void LoadModel(const std::string& name, std::string_view peer, std::string_view authorization,
+                 std::function<void(absl::Status)> done) override {
+    Control(RepositoryAction::kLoad, name, peer, authorization, std::move(done));
   }
-  void UnloadModel(const std::string& name, std::function<void(absl::Status)> done) override {
-    handler_->repository()->UnloadModelAsync(name, std::move(done));
+  void UnloadModel(const std::string& name, std::string_view peer, std::string_view authorization,
+                   std::function<void(absl::Status)> done) override {
+    Control(RepositoryAction::kUnload, name, peer, authorization, std::move(done));
   }
   std::string TraceId(std::string_view traceparent, std::string_view trace_header) override {
     return telemetry::TraceIdFor(traceparent, trace_header);
@@ -49,6 +52,12 @@ class KServeNode final : public GrpcNode {
   }
 
  private:
+  void Control(RepositoryAction action, const std::string& name, std::string_view peer,
+               std::string_view authorization, std::function<void(absl::Status)> done) {
+    const std::string address = AddressOfGrpcPeer(peer);
+    handler_->ControlRepository(action, name, AdminCaller{address, authorization}, std::move(done));
+  }
+
   KServeHandler* const handler_;
 };
 

@@ -4,8 +4,9 @@
 // offloaded to a peer exactly like a REST one, and counted in the same metrics.
 //
 // RPCs: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer,
-// ModelStreamInfer, ModelStatistics, RepositoryIndex; RepositoryModelLoad/Unload answer
-// UNIMPLEMENTED (the node loads its models at start-up). Errors are gRPC status codes with the
+// ModelStreamInfer, ModelStatistics, RepositoryIndex, RepositoryModelLoad/Unload
+// (model_control_mode: explicit; the caller needs admin access, api/admin_access.h, checked by the
+// same function as for REST: PERMISSION_DENIED otherwise). Errors are gRPC status codes with the
 // same codes and messages as the REST API's absl statuses. The response parameter "served_by"
 // and the trailing metadata "hivemesh-served-by" name the node that computed a response.
 //

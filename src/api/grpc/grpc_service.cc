@@ -408,7 +408,8 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
   // when done (a load once the model serves, an unload once its requests are answered).
   template <typename Request>
   ServerUnaryReactor* Control(CallbackServerContext* ctx, const Request& request,
-                              void (GrpcNode::*action)(const std::string&,
+                              void (GrpcNode::*action)(const std::string&, std::string_view,
+                                                       std::string_view,
                                                        std::function<void(absl::Status)>)) {
     if (request.model_name().empty()) {
       return Done(ctx, absl::InvalidArgumentError("model_name is required"));
@@ -419,8 +420,10 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
                                   "' is not supported; the model is read from its folder in the "
                                   "model repository")));
     }
+    // Who calls is checked by the node, as for REST (api/admin_access.h).
     ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    (node_->*action)(request.model_name(),
+    const std::string peer = ctx->peer();
+    (node_->*action)(request.model_name(), peer, Metadata(ctx, "authorization"),
                      [reactor](absl::Status status) { reactor->Finish(ToGrpcStatus(status)); });
     return reactor;
   }

@@ -40,6 +40,7 @@ size_t AliveMembers(const std::string& body) {
 NodeFleet::NodeFleet(std::string binary, std::string work_dir, const Scenario& scenario)
     : binary_(std::move(binary)),
       log_dir_((std::filesystem::path(work_dir) / "logs").string()),
+      state_dir_((std::filesystem::path(work_dir) / "state").string()),
       repository_(scenario.repository) {
   for (const NodeSpec& n : scenario.nodes) {
     procs_[n.name].spec = &n;
@@ -97,7 +98,9 @@ absl::Status NodeFleet::Start(const std::string& name) {
                                    StrCat("127.0.0.1:", p.http_port), "--gossip-address",
                                    StrCat("127.0.0.1:", p.gossip_port),
                                    // The site's clients speak REST; several nodes share a host.
-                                   "--grpc-address", "off"};
+                                   "--grpc-address", "off",
+                                   // Each node keeps its key (and so its name) across restarts.
+                                   "--state-dir", StrCat(state_dir_, "/", name)};
   if (!join.empty()) {
     args.push_back("--join");
     args.push_back(join);

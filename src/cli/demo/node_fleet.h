@@ -51,6 +51,7 @@ class NodeFleet {
   };
   std::string binary_;
   std::string log_dir_;
+  std::string state_dir_;  // <work dir>/state/<node>: each node keeps its key across restarts
   std::string repository_;
   std::map<std::string, Proc> procs_;
   std::vector<std::string> order_;  // scenario order

@@ -1,0 +1,89 @@
+#include "identity/key_file.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "base/strings.h"
+
+namespace hivemesh::identity {
+namespace {
+
+std::string Errno() { return std::strerror(errno); }
+
+absl::StatusOr<NodeKey> ReadKey(const std::string& path) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::FailedPreconditionError(StrCat("node key ", path, ": ", Errno()));
+  }
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+    return absl::FailedPreconditionError(
+        StrCat("node key ", path, " can be read by other users (mode ", mode, "); chmod 600 it"));
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::FailedPreconditionError(StrCat("node key ", path, ": cannot read it"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<NodeKey> key = NodeKey::FromPem(text.str());
+  if (!key.ok()) {
+    return absl::FailedPreconditionError(
+        StrCat("node key ", path, ": ", MessageOf(key.status()),
+               "; move it away to let the node make a new one (its name stays bound to the old "
+               "key until the mesh forgets it)"));
+  }
+  return key;
+}
+
+}  // namespace
+
+absl::StatusOr<NodeKey> LoadOrCreateNodeKey(const std::string& path) {
+  if (access(path.c_str(), F_OK) == 0) return ReadKey(path);
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
+      return absl::FailedPreconditionError(
+          StrCat("state folder ", dir.string(), ": ", ec.message(),
+                 " (set --state-dir to a folder this user may write)"));
+    }
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
+  }
+  // Written to a temporary name, then linked to its own: link() fails if another process got
+  // there first, and then its key is the one.
+  const NodeKey key = NodeKey::Generate();
+  const std::string pem = key.ToPem();
+  const std::string tmp = StrCat(path, ".", getpid(), ".tmp");
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(StrCat("node key ", tmp, ": ", Errno(),
+                                                " (set --state-dir to a folder this user may "
+                                                "write)"));
+  }
+  const bool written =
+      write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size()) && fsync(fd) == 0;
+  close(fd);
+  if (!written) {
+    unlink(tmp.c_str());
+    return absl::FailedPreconditionError(StrCat("node key ", tmp, ": cannot write it"));
+  }
+  const int linked = link(tmp.c_str(), path.c_str());
+  const int link_errno = errno;
+  unlink(tmp.c_str());
+  if (linked == 0) return key;
+  if (link_errno == EEXIST) return ReadKey(path);
+  errno = link_errno;
+  return absl::FailedPreconditionError(StrCat("node key ", path, ": ", Errno()));
+}
+
+}  // namespace hivemesh::identity

@@ -1,0 +1,22 @@
+// The node key on disk: `<state dir>/node.key`, PEM, readable by the node's user only (0600).
+// Created on the first start and kept across restarts and upgrades: the mesh binds the node's
+// name to it, so a node that lost it cannot speak for its name again until the others forget it
+// (docs/security.md, "A node that lost its key").
+//
+// Thread safety: none needed; called once at start-up. Two processes that share a state folder
+// and start at once end up with the same key (creation is atomic: the first one written wins).
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "identity/node_key.h"
+
+namespace hivemesh::identity {
+
+// The key in `path`, or a new one written there (parent folders created with mode 0700).
+// Errors name the path and say what to do: unreadable, not a key, or readable by others (like
+// ssh, a private key that group or others can read is refused: chmod 600 it).
+absl::StatusOr<NodeKey> LoadOrCreateNodeKey(const std::string& path);
+
+}  // namespace hivemesh::identity
