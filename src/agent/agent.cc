@@ -167,9 +167,17 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   agent->metrics_ = std::make_unique<telemetry::Registry>();
   agent->metrics_handler_ = std::make_unique<MetricsHandler>(agent->metrics_.get());
   agent->rejections_ = std::make_shared<Rejections>();
-  agent->memory_budget_ = MemoryBudget::Create(config.MemoryBudgetBytes());
+  // gRPC's buffers have a quota of their own, set aside from memory_budget_mb: the rest is the
+  // budget for requests in flight.
+  agent->memory_budget_ = MemoryBudget::Create(
+      config.MemoryBudgetBytes() - (config.grpc_enabled() ? config.GrpcMemoryQuotaBytes() : 0));
   agent->registry_ = std::make_unique<BackendRegistry>();
   RegisterBuiltinBackends(*agent->registry_);
+  BackendEnvironment backends;
+  backends.memory_budget = agent->memory_budget_;
+  backends.rejections = agent->rejections_;
+  backends.max_image_pixels = config.max_image_pixels;
+  agent->registry_->SetEnvironment(std::move(backends));
 
   RepositoryOptions repo;
   repo.path = config.model_repository;
@@ -225,8 +233,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   RegisterBuildInfo(metrics, HIVEMESH_VERSION, config.node_name);
   agent->kserve_ = std::make_unique<KServeHandler>(
       ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name, agent->gossip_->encrypted()},
-      agent->repository_.get(),
-      agent->forwarder_.get(), agent->directory_.get(), &metrics);
+      agent->repository_.get(), agent->forwarder_.get(), agent->directory_.get(), &metrics,
+      agent->memory_budget_, agent->rejections_);
   agent->kserve_->SetZone(config.LabelMap()["zone"]);
   absl::StatusOr<AdminAccess> admin = MakeAdminAccess(config);
   if (!admin.ok()) return admin.status();
@@ -236,6 +244,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
     GrpcServerOptions grpc;
     grpc.address = config.grpc_address;
     grpc.max_message_bytes = config.grpc_max_message_bytes;
+    grpc.memory_quota_bytes = config.GrpcMemoryQuotaBytes();
     absl::StatusOr<std::unique_ptr<GrpcServer>> grpc_server =
         GrpcServer::Create(grpc, agent->kserve_.get());
     if (!grpc_server.ok()) return grpc_server.status();

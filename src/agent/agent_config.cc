@@ -58,6 +58,9 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("grpc_address", &AgentConfig::grpc_address, "host:port of the KServe v2 gRPC API, or off");
   add("grpc_max_message_bytes", &AgentConfig::grpc_max_message_bytes,
       "largest gRPC message received or sent (RESOURCE_EXHAUSTED beyond)");
+  add("grpc_memory_quota_mb", &AgentConfig::grpc_memory_quota_mb,
+      "memory gRPC may hold of messages in flight, set aside from memory_budget_mb; 0: a "
+      "quarter of the budget, at least one message");
   add("model_repository", &AgentConfig::model_repository, "folder of models to serve");
   add("models", &AgentConfig::models,
       "models of the repository to load, name[,name...] [default: all]");
@@ -79,6 +82,9 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("memory_budget_mb", &AgentConfig::memory_budget_mb,
       "memory for requests in flight, all together (503 beyond); 0: a quarter of RAM, "
       "256 MiB to 1 GiB");
+  add("max_image_pixels", &AgentConfig::max_image_pixels,
+      "most pixels (width x height) of an image the vision models decode (400 beyond), unless "
+      "a model's options.max_image_pixels says otherwise");
   add("header_timeout_ms", &AgentConfig::header_timeout_ms,
       "close connections whose request headers take longer (idle time counts)");
   add("body_timeout_ms", &AgentConfig::body_timeout_ms,
@@ -230,18 +236,30 @@ absl::Status AgentConfig::Validate() const {
         range("gossip_buffer_mb", gossip_buffer_mb, 20, 4096),
         range("gossip_head_timeout_ms", gossip_head_timeout_ms, 1, 3600000),
         range("drain_announce_ms", drain_announce_ms, 0, 60000),
-        range("repository_poll_ms", repository_poll_ms, 10, 3600000)}) {
+        range("repository_poll_ms", repository_poll_ms, 10, 3600000),
+        range("max_image_pixels", max_image_pixels, 1, int64_t{1} << 32)}) {
     if (!s.ok()) return s;
   }
-  if (memory_budget_mb > (uint64_t{1} << 24)) {
-    return absl::InvalidArgumentError(
-        StrCat("memory_budget_mb: ", memory_budget_mb, " is more than 16 TiB"));
+  if (memory_budget_mb > (uint64_t{1} << 24) || grpc_memory_quota_mb > (uint64_t{1} << 24)) {
+    return absl::InvalidArgumentError(StrCat(
+        memory_budget_mb > (uint64_t{1} << 24) ? "memory_budget_mb: " : "grpc_memory_quota_mb: ",
+        std::max(memory_budget_mb, grpc_memory_quota_mb), " is more than 16 TiB"));
   }
   if (MemoryBudgetBytes() < 2 * max_body_bytes) {
     return absl::InvalidArgumentError(
         StrCat("memory_budget_mb: ", MemoryBudgetBytes() >> 20,
                " MiB cannot hold two of the largest request bodies (max_body_bytes ",
                max_body_bytes, "); raise it or lower max_body_bytes"));
+  }
+  if (grpc_enabled() && MemoryBudgetBytes() - GrpcMemoryQuotaBytes() < 2 * max_body_bytes) {
+    return absl::InvalidArgumentError(
+        StrCat("memory_budget_mb: ", MemoryBudgetBytes() >> 20, " MiB cannot hold gRPC's quota (",
+               GrpcMemoryQuotaBytes() >> 20,
+               " MiB, grpc_memory_quota_mb) and two of the largest "
+               "request bodies (max_body_bytes ",
+               max_body_bytes,
+               "); raise it, lower "
+               "grpc_memory_quota_mb, grpc_max_message_bytes or max_body_bytes, or turn gRPC off"));
   }
   if (model_control_mode != "none" && model_control_mode != "poll" &&
       model_control_mode != "explicit") {
@@ -328,6 +346,13 @@ uint64_t AgentConfig::MemoryBudgetBytes() const {
   const uint64_t ram =
       static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   return std::clamp<uint64_t>(ram / 4, uint64_t{256} << 20, uint64_t{1} << 30);
+}
+
+uint64_t AgentConfig::GrpcMemoryQuotaBytes() const {
+  const uint64_t half = MemoryBudgetBytes() / 2;
+  if (grpc_memory_quota_mb > 0) return std::min(grpc_memory_quota_mb << 20, half);
+  return std::min(std::max(MemoryBudgetBytes() / 4, grpc_max_message_bytes + (uint64_t{16} << 20)),
+                  half);
 }
 
 std::vector<std::string> AgentConfig::JoinList() const {

@@ -59,6 +59,16 @@ struct AgentConfig {
   // Largest gRPC message received or sent; beyond it a call fails RESOURCE_EXHAUSTED. The same
   // as max_body_bytes by default, so both APIs take the same tensors.
   uint64_t grpc_max_message_bytes = 64ull << 20;
+  // Memory gRPC may hold of messages being read and written (its resource quota), in MiB, over
+  // every connection together; past it gRPC slows its readers and then cancels streams. gRPC
+  // reads a whole message before the service sees it, so without a quota 40 clients sending
+  // 60 MB each hold 2.4 GB. The quota is part of memory_budget_mb (what is left of it is the
+  // budget for requests in flight), so the budget stays the node's bound. 0: a quarter of the
+  // budget, but at least one message (grpc_max_message_bytes) and 16 MiB more; never more than
+  // half the budget.
+  uint64_t grpc_memory_quota_mb = 0;
+  // The quota in bytes, with 0 resolved as described above.
+  uint64_t GrpcMemoryQuotaBytes() const;
   // I/O threads for HTTP. Two keep a 2-core device busy without starving model workers.
   int http_threads = 2;
   // Worker instances for models whose config does not set `instances`. One per model keeps a
@@ -74,10 +84,16 @@ struct AgentConfig {
   // (base/memory_budget.h). Past it, requests get 503 with Retry-After instead of the node
   // growing until the kernel kills it. 0: a quarter of the device's memory, at least 256 MiB and
   // at most 1 GiB (an edge device also runs its models and OS). Must hold two of the largest
-  // bodies.
+  // bodies (besides gRPC's quota, grpc_memory_quota_mb, which is part of it when gRPC is on).
   uint64_t memory_budget_mb = 0;
   // The budget in bytes, with 0 resolved as described above.
   uint64_t MemoryBudgetBytes() const;
+  // Most pixels (width x height) of an image the vision backends (hog-people, cascade) decode,
+  // for models whose config does not set options.max_image_pixels; a larger one is refused with
+  // 400 before a pixel is decoded. 8K UHD (7680 x 4320): the largest frame common cameras make,
+  // while a JPEG or PNG of a few hundred bytes can declare 65535 x 65535 (12 GiB of pixels).
+  // Within it, the memory budget still decides what the node can process at once.
+  int64_t max_image_pixels = int64_t{7680} * 4320;
   // A request's headers must arrive within this time (idle keep-alive time counts), else the
   // connection is closed: slow or stuck clients cannot hold connections forever.
   int header_timeout_ms = 10000;

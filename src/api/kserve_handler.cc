@@ -11,8 +11,12 @@
 #include "api/codec/json_writer.h"
 #include "api/codec/mesh_tensors.h"
 #include "api/codec/repository_codec.h"
+#include "api/infer_answer.h"
 #include "api/member_check.h"
 #include "api/metrics_handler.h"
+#include "base/memory_budget.h"
+#include "base/rejections.h"
+#include "base/timeouts.h"
 #include "routing/decision.h"
 #include "routing/forwarder.h"
 #include "serving/model_name.h"
@@ -108,50 +112,25 @@ void WriteStats(JsonWriter& w, const ModelRuntime& rt) {
   w.EndObject();
 }
 
-// A successful inference as an HTTP response: JSON, or JSON + binary outputs.
-HttpResponse Encoded(const InferResponse& result) {
-  EncodedInferResponse enc = EncodeInferResponse(result);
-  HttpResponse r;
-  r.status = 200;
-  if (!enc.binary.empty()) {
-    r.content_type = "application/octet-stream";
-    r.headers.emplace_back("Inference-Header-Content-Length", std::to_string(enc.json.size()));
-    r.tail = std::move(enc.binary);
-  }
-  r.headers.emplace_back(routing::kServedByHeader, result.served_by);
-  r.body = std::move(enc.json);
-  return r;
-}
-
-// A successful inference in the mesh tensor form, for the node that forwarded the request (or,
-// with more outputs than that form counts, in KServe v2, which the node reads too).
-HttpResponse EncodedForMesh(const InferResponse& result) {
-  if (!MeshAnswerFits(result)) return Encoded(result);
-  MeshTensorsMessage m = EncodeMeshAnswer(result);
-  HttpResponse r;
-  r.status = 200;
-  r.content_type = std::string(kMeshTensorsType);
-  r.body = std::move(m.head);
-  r.tail = std::move(m.tensors);
-  return r;
-}
-
 // True if the request's body is in the mesh tensor form (a peer forwarded it).
 bool InMeshForm(const HttpRequest& request) {
   return request.header("Content-Type") == kMeshTensorsType;
 }
 
-// The Inference-Timeout-Ms header, if any, lowers `timeout` to its value.
+// The Inference-Timeout-Ms header, if any, lowers `timeout` to its value (cut to
+// kMaxRequestTimeout, like every timeout a client gives: base/timeouts.h).
 absl::Status ApplyTimeoutHeader(const HttpRequest& request,
                                 std::optional<std::chrono::milliseconds>* timeout) {
   if (!request.has_header("Inference-Timeout-Ms")) return absl::OkStatus();
-  std::optional<uint64_t> ms = ParseUint(request.header("Inference-Timeout-Ms"));
-  if (!ms || *ms == 0 || *ms > (uint64_t{1} << 40)) {
+  constexpr std::string_view kField = "Inference-Timeout-Ms";
+  std::optional<uint64_t> ms = ParseUint(request.header(kField));
+  if (!ms) {
     return absl::InvalidArgumentError(
-        "Inference-Timeout-Ms must be a positive integer number of milliseconds");
+        StrCat(kField, ": must be a positive whole number of milliseconds"));
   }
-  const std::chrono::milliseconds t(static_cast<int64_t>(*ms));
-  if (!*timeout || t < **timeout) *timeout = t;
+  absl::StatusOr<std::chrono::milliseconds> t = ClientTimeoutMs(*ms, kField);
+  if (!t.ok()) return t.status();
+  if (!*timeout || *t < **timeout) *timeout = *t;
   return absl::OkStatus();
 }
 
@@ -169,17 +148,36 @@ absl::StatusOr<InferRequest> RawHttpInfer(const HttpRequest& request, const std:
   req.model_version = version;
   req.inputs.push_back(
       Tensor::View("raw", DataType::kUint8, {static_cast<int64_t>(body->size())}, body, *body));
-  if (timeout) req.deadline = request.received() + *timeout;
+  if (timeout) req.deadline = DeadlineAfter(request.received(), *timeout);
   return req;
 }
 
-// Answers a routed request: the response a peer gave (in the mesh tensor form if the request
-// came in it: a peer sent it on here), or the error saying why none could.
-routing::ForwardCallback AnswerWith(const HttpResponder& respond, bool mesh_form) {
-  return [respond, mesh_form](absl::StatusOr<InferResponse> result) {
+// A successful inference as an HTTP response, in the form the request came in (the mesh tensor
+// form: a peer sent it on here), within the memory budget; or why not.
+HttpResponse Encoded(const InferResponse& result, bool mesh_form, const AnswerBudget& budget) {
+  absl::StatusOr<HttpResponse> r =
+      mesh_form ? EncodeAnswerForMesh(result, budget) : EncodeAnswer(result, budget);
+  return r.ok() ? *std::move(r) : Error(r.status());
+}
+
+// Answers a routed request: the response a peer gave, or the error saying why none could.
+// `budget.source` must stay valid until the answer (the record holding it does).
+routing::ForwardCallback AnswerWith(const HttpResponder& respond, bool mesh_form,
+                                    const AnswerBudget& budget) {
+  return [respond, mesh_form, budget](absl::StatusOr<InferResponse> result) {
     if (!result.ok()) return respond(Error(result.status()));
-    respond(mesh_form ? EncodedForMesh(*result) : Encoded(*result));
+    respond(Encoded(*result, mesh_form, budget));
   };
+}
+
+// Counts a request refused because decoding it would take more memory than the budget gives.
+void NoteDecodeRefusal(Rejections* rejections, const absl::Status& status,
+                       std::string_view source) {
+  if (rejections == nullptr) return;
+  if (status.code() == absl::StatusCode::kResourceExhausted ||
+      status.code() == absl::StatusCode::kOutOfRange) {
+    rejections->Note(Rejection::kMemoryBudget, source, MessageOf(status));
+  }
 }
 
 // An infer request from its HTTP form: the body (KServe v2 JSON, JSON + binary data, raw, or,
@@ -187,7 +185,8 @@ routing::ForwardCallback AnswerWith(const HttpResponder& respond, bool mesh_form
 // parameter and the Inference-Timeout-Ms header).
 absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request, bool mesh_form,
                                              const TensorConfig* raw_input,
-                                             const std::string& model, const std::string& version) {
+                                             const std::string& model, const std::string& version,
+                                             MemoryBudget* budget) {
   InferRequest req;
   std::optional<std::chrono::milliseconds> timeout;  // the body's `timeout` parameter
   if (mesh_form) {
@@ -204,7 +203,7 @@ absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request, bool me
       }
     }
     absl::StatusOr<DecodedInferRequest> decoded =
-        DecodeInferRequest(request.body(), header_length, raw_input);
+        DecodeInferRequest(request.body(), header_length, raw_input, budget);
     if (!decoded.ok()) return decoded.status();
     req = std::move(decoded->request);
     timeout = decoded->timeout;
@@ -213,7 +212,7 @@ absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request, bool me
   if (!header_timeout.ok()) return header_timeout;
   req.model_name = model;
   req.model_version = version;
-  if (timeout) req.deadline = request.received() + *timeout;
+  if (timeout) req.deadline = DeadlineAfter(request.received(), *timeout);
   return req;
 }
 
@@ -249,16 +248,38 @@ struct KServeHandler::InferRecord {
   SteadyTime received;
   // kOffloaded once the forwarder sends the request to a peer (on the sending thread).
   std::atomic<InferenceRoute> route{InferenceRoute::kLocal};
+  // True if this node knows the model (it serves it, or failed to load it). Set before the
+  // request is routed, read when it is answered.
+  bool known_here = false;
+  std::string source;                  // the client's address, for refusals' log lines
+  const void* request_body = nullptr;  // for telling outputs that view it (never read)
+  uint64_t request_bytes = 0;          // the body's size
+
+  // The model as hivemesh_inference_requests_total labels it: a model neither this node nor a
+  // peer serves gets no series of its own.
+  ModelKnown known() const {
+    if (known_here) return ModelKnown::kHere;
+    return route.load() == InferenceRoute::kOffloaded ? ModelKnown::kMesh : ModelKnown::kUnknown;
+  }
 };
 
 KServeHandler::KServeHandler(ServerIdentity identity, ModelRepository* repository,
                              routing::Forwarder* forwarder, const routing::MeshDirectory* directory,
-                             telemetry::Registry* metrics)
+                             telemetry::Registry* metrics,
+                             std::shared_ptr<MemoryBudget> memory_budget,
+                             std::shared_ptr<Rejections> rejections)
     : identity_(std::move(identity)),
       repository_(repository),
       forwarder_(forwarder),
       directory_(directory),
-      metrics_(metrics != nullptr ? std::make_unique<InferenceMetrics>(*metrics) : nullptr) {}
+      metrics_(metrics != nullptr ? std::make_unique<InferenceMetrics>(*metrics) : nullptr),
+      memory_budget_(std::move(memory_budget)),
+      rejections_(rejections != nullptr ? std::move(rejections) : std::make_shared<Rejections>()) {}
+
+AnswerBudget KServeHandler::AnswerBudgetFor(const InferRecord& record) const {
+  return AnswerBudget{memory_budget_.get(), rejections_.get(), record.request_body,
+                      record.request_bytes, record.source};
+}
 
 KServeHandler::~KServeHandler() = default;
 
@@ -273,7 +294,9 @@ HttpResponder KServeHandler::Observed(std::shared_ptr<InferRecord> record,
     }
     const double seconds =
         std::chrono::duration<double>(SystemClock::Get().Now() - record->received).count();
-    if (metrics != nullptr) metrics->Record(record->model, route, r.status, seconds);
+    if (metrics != nullptr) {
+      metrics->Record(record->model, record->known(), route, r.status, seconds);
+    }
     if (spdlog::should_log(spdlog::level::debug)) {
       telemetry::LogFields fields;
       fields.Add("model", record->model)
@@ -523,6 +546,12 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
   record->trace = telemetry::TraceIdFor(request.header(telemetry::kTraceparentHeader),
                                         request.header(routing::kTraceHeader));
   record->received = request.received();
+  record->source = request.remote_address();
+  {
+    const std::shared_ptr<const std::string> body = request.body();
+    record->request_body = body.get();
+    record->request_bytes = body != nullptr ? body->size() : 0;
+  }
   if (request.has_header(routing::kHopsHeader)) record->route = InferenceRoute::kForwardedIn;
   // Every answer below goes through `respond`; the caller's responder is not used after this.
   HttpResponder respond = Observed(record, std::move(client_respond));
@@ -548,7 +577,7 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
     }
   }
   absl::Status why;
-  RuntimePtr rt = Resolve(model, version, &why);
+  RuntimePtr rt = Resolve(model, version, &why, &record->known_here);
   if (rt == nullptr) {
     if (forwarder_ == nullptr) return respond(Error(why));
     // Not served here (the model, or the version asked for): a peer may serve it. This node's
@@ -557,19 +586,24 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
   }
 
   const bool mesh_form = InMeshForm(request);
-  absl::StatusOr<InferRequest> decoded =
-      DecodeHttpInfer(request, mesh_form, RawBodyInput(rt->config()), model, rt->version());
-  if (!decoded.ok()) return respond(Error(decoded.status()));
+  absl::StatusOr<InferRequest> decoded = DecodeHttpInfer(
+      request, mesh_form, RawBodyInput(rt->config()), model, rt->version(), memory_budget_.get());
+  if (!decoded.ok()) {
+    NoteDecodeRefusal(rejections_.get(), decoded.status(), record->source);
+    return respond(Error(decoded.status()));
+  }
   InferRequest req = *std::move(decoded);
 
   const SteadyTime received = request.received();
   const std::string node = identity_.node_name;
-  LocalDone done = [respond, received, node, forwarded = hops > 0, mesh_form](
+  const AnswerBudget budget = AnswerBudgetFor(*record);  // its source lives in the record
+  LocalDone done = [respond, received, node, forwarded = hops > 0, mesh_form, budget](
                        absl::StatusOr<InferResponse> result, const RuntimePtr& served) {
     if (!result.ok()) return respond(Error(result.status()));
     result->served_by = node;
     // A peer's request is answered in the form it came in.
-    HttpResponse r = mesh_form ? EncodedForMesh(*result) : Encoded(*result);
+    HttpResponse r = Encoded(*result, mesh_form, budget);
+    if (r.status != 200) return respond(std::move(r));
     if (forwarded) {
       // The origin's estimate of this node, fresher than gossip.
       const ModelStats& s = served->stats();
@@ -581,7 +615,8 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
                                         0, (SystemClock::Get().Now() - received).count() / 1000))));
     }
     const uint64_t compute_ns = result->compute_ns;
-    r.on_sent = [served, received, compute_ns](SteadyTime sent) {
+    r.on_sent = [served, received, compute_ns, held = std::move(r.on_sent)](SteadyTime sent) {
+      if (held) held(sent);  // gives back the answer's memory
       const int64_t total = (sent - received).count();
       served->stats().overhead.Record(
           static_cast<uint64_t>(std::max<int64_t>(0, total - static_cast<int64_t>(compute_ns))));
@@ -589,19 +624,19 @@ void KServeHandler::Infer(const HttpRequest& request, const std::string& model,
     respond(std::move(r));
   };
   RouteHosted(std::move(rt), version, std::move(req), hops, record, std::move(done),
-              AnswerWith(respond, mesh_form));
+              AnswerWith(respond, mesh_form, budget));
 }
 
 RuntimePtr KServeHandler::Resolve(std::string_view model, std::string_view version,
-                                  absl::Status* why) const {
+                                  absl::Status* why, bool* known_here) const {
   // REST paths were checked by the router; a gRPC request's name is checked here. An invalid
   // name is no model anywhere: it is not looked up, and a peer could only refuse it too.
   if (!IsValidModelName(model)) {
     *why = CheckModelName(model);
-    rejections_->Note(Rejection::kBadModelName, "", MessageOf(*why));
+    if (rejections_ != nullptr) rejections_->Note(Rejection::kBadModelName, "", MessageOf(*why));
     return nullptr;
   }
-  bool known = false;
+  bool& known = *known_here;
   RuntimePtr rt = repository_->Get(model, version, &known);
   if (rt != nullptr) return rt;
   // A model this node knows nothing of is a peer's business: no reason is built for it.
@@ -677,11 +712,15 @@ void KServeHandler::Forward(const HttpRequest& request, const std::string& model
     options.raw_body = true;
   } else {
     absl::StatusOr<InferRequest> decoded =
-        DecodeHttpInfer(request, mesh_form, nullptr, model, version);
-    if (!decoded.ok()) return respond(Error(decoded.status()));
+        DecodeHttpInfer(request, mesh_form, nullptr, model, version, memory_budget_.get());
+    if (!decoded.ok()) {
+      NoteDecodeRefusal(rejections_.get(), decoded.status(), record->source);
+      return respond(Error(decoded.status()));
+    }
     req = *std::move(decoded);
   }
-  ForwardDecoded(req, options.raw_body, hops, local_error, record, AnswerWith(respond, mesh_form));
+  ForwardDecoded(req, options.raw_body, hops, local_error, record,
+                 AnswerWith(respond, mesh_form, AnswerBudgetFor(*record)));
 }
 
 void KServeHandler::ForwardDecoded(InferRequest& req, bool raw_body, int hops,
@@ -722,7 +761,7 @@ void KServeHandler::InferDecoded(InferRequest req, std::string trace, SteadyTime
         std::chrono::duration<double>(SystemClock::Get().Now() - record->received).count();
     const InferenceRoute route = record->route.load();
     const int status = HttpStatusFor(result.status());
-    if (metrics != nullptr) metrics->Record(record->model, route, status, seconds);
+    if (metrics != nullptr) metrics->Record(record->model, record->known(), route, status, seconds);
     if (spdlog::should_log(spdlog::level::debug)) {
       telemetry::LogFields fields;
       fields.Add("model", record->model)
@@ -737,7 +776,7 @@ void KServeHandler::InferDecoded(InferRequest req, std::string trace, SteadyTime
     client_done(std::move(result));
   };
   absl::Status why;
-  RuntimePtr rt = Resolve(req.model_name, req.model_version, &why);
+  RuntimePtr rt = Resolve(req.model_name, req.model_version, &why, &record->known_here);
   if (rt == nullptr) {
     if (forwarder_ == nullptr) return done(why);
     // Not served here (the model, or the version asked for): a peer may serve it.

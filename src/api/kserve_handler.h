@@ -36,6 +36,7 @@
 #include "api/admin_access.h"
 #include "api/codec/rest_path.h"
 #include "api/http_server.h"
+#include "api/infer_answer.h"
 #include "base/rejections.h"
 #include "serving/inference.h"
 #include "serving/model_repository.h"
@@ -69,10 +70,15 @@ class KServeHandler {
  public:
   // `forwarder` and `directory` may be null (a node outside any mesh serves only its models);
   // `metrics` may be null (nothing is counted), else the handler declares its metrics in it.
+  // `memory_budget` (may be null: nothing reserved) is what decoded tensors and answers are
+  // reserved from (api/infer_answer.h); `rejections` counts what is refused (null: a Rejections
+  // of the handler's own, until SetAdmin gives one).
   KServeHandler(ServerIdentity identity, ModelRepository* repository,
                 routing::Forwarder* forwarder = nullptr,
                 const routing::MeshDirectory* directory = nullptr,
-                telemetry::Registry* metrics = nullptr);
+                telemetry::Registry* metrics = nullptr,
+                std::shared_ptr<MemoryBudget> memory_budget = nullptr,
+                std::shared_ptr<Rejections> rejections = nullptr);
   ~KServeHandler();
 
   void Handle(const HttpRequest& request, HttpResponder respond);
@@ -90,6 +96,9 @@ class KServeHandler {
   // False once SetReady(false) was called (the node is draining).
   bool ready() const { return ready_.load(); }
   ModelRepository* repository() const { return repository_; }
+  // What the handler reserves from (null when it was given none) and counts refusals in.
+  MemoryBudget* memory_budget() const { return memory_budget_.get(); }
+  Rejections* rejections() const { return rejections_.get(); }
 
   // After this, /v2/health/ready answers not ready (the node is draining).
   void SetReady(bool ready) { ready_.store(ready); }
@@ -120,6 +129,8 @@ class KServeHandler {
 
   // What the answer to one inference is observed with (its trace id, route, start).
   struct InferRecord;
+  // Where the answer to `record`'s request takes its memory from.
+  AnswerBudget AnswerBudgetFor(const InferRecord& record) const;
   // Wraps `respond` so that the answer carries the trace id and is counted and logged.
   HttpResponder Observed(std::shared_ptr<InferRecord> record, HttpResponder&& respond) const;
 
@@ -135,8 +146,10 @@ class KServeHandler {
                       InferCallback done);
   // The runtime serving `model` at `version` here, or null and `*why` this node does not serve it
   // (left OK when the node has a forwarder and does not know the model at all, so that no
-  // message is built on the forwarding path).
-  RuntimePtr Resolve(std::string_view model, std::string_view version, absl::Status* why) const;
+  // message is built on the forwarding path). `*known_here`: the node knows the model (serves
+  // it, or has it in its repository but cannot serve it).
+  RuntimePtr Resolve(std::string_view model, std::string_view version, absl::Status* why,
+                     bool* known_here) const;
   // Answers to a request served here, with the runtime that served it.
   using LocalDone = std::function<void(absl::StatusOr<InferResponse>, const RuntimePtr& served)>;
   // Submits `request` to `rt`. If `rt` was retired (its version unloaded) after the request looked
@@ -157,7 +170,8 @@ class KServeHandler {
   ModelRepository* const repository_;
   routing::Forwarder* const forwarder_;
   const routing::MeshDirectory* const directory_;
-  const std::unique_ptr<InferenceMetrics> metrics_;  // null: not counted
+  const std::unique_ptr<InferenceMetrics> metrics_;    // null: not counted
+  const std::shared_ptr<MemoryBudget> memory_budget_;  // null: nothing reserved
   std::atomic<bool> ready_{true};
   std::atomic<bool> refuse_forwarded_{false};
   mutable std::mutex zone_mu_;
@@ -165,7 +179,9 @@ class KServeHandler {
 
   // The repository's mutating calls (SetAdmin; fixed once serving).
   AdminAccess admin_;
-  std::shared_ptr<Rejections> rejections_ = std::make_shared<Rejections>();
+  // Where refusals are counted: the constructor's, else one of the handler's own; SetAdmin may
+  // replace it before the handler serves.
+  std::shared_ptr<Rejections> rejections_;
   std::shared_ptr<const MemberCheck> member_check_;
 };
 

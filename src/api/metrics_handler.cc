@@ -67,9 +67,10 @@ std::string_view OutcomeFor(int http_status) {
 InferenceMetrics::InferenceMetrics(Registry& registry)
     : requests_(registry.AddCounterFamily(
           "hivemesh_inference_requests_total",
-          "Inference requests answered by this node, by model, route (local: from a client, "
-          "answered here; offloaded: from a client, sent to a peer; forwarded_in: from a peer, "
-          "answered here) and outcome (success, client_error, unavailable, timeout, error).",
+          "Inference requests answered by this node, by model (_unknown: one neither this node "
+          "nor a peer serves), route (local: from a client, answered here; offloaded: from a "
+          "client, sent to a peer; forwarded_in: from a peer, answered here) and outcome "
+          "(success, client_error, unavailable, timeout, error).",
           {"model", "route", "outcome"})),
       duration_(registry.AddHistogramFamily(
           "hivemesh_inference_request_duration_seconds",
@@ -77,9 +78,15 @@ InferenceMetrics::InferenceMetrics(Registry& registry)
           "ready, by model and route.",
           {"model", "route"}, telemetry::LatencyBuckets())) {}
 
-void InferenceMetrics::Record(std::string_view model, InferenceRoute route, int http_status,
-                              double seconds) {
+void InferenceMetrics::Record(std::string_view model, ModelKnown known, InferenceRoute route,
+                              int http_status, double seconds) {
   const std::string_view r = RouteName(route);
+  if (known == ModelKnown::kHere) {
+    requests_.WithKnownLabels({model, r, OutcomeFor(http_status)}).Increment();
+    duration_.WithKnownLabels({model, r}).Observe(seconds);
+    return;
+  }
+  if (known == ModelKnown::kUnknown) model = kUnknownModelLabel;
   requests_.WithLabels({model, r, OutcomeFor(http_status)}).Increment();
   duration_.WithLabels({model, r}).Observe(seconds);
 }

@@ -43,13 +43,23 @@ std::string_view RouteName(InferenceRoute route);
 // (504), client_error (other 4xx), error (anything else).
 std::string_view OutcomeFor(int http_status);
 
+// Who serves the model a request named, which decides its `model` label:
+//   kHere     this node (or it has the model but could not serve it): the name, in a series
+//             that is always kept (a node's models are bounded by its repository)
+//   kMesh     a peer, to which the request was sent: the name, in a series of the family's
+//             bounded set (kMaxSeriesPerFamily; beyond it, `_overflow`)
+//   kUnknown  nobody: kUnknownModelLabel, so that names clients make up cannot make series
+enum class ModelKnown { kHere, kMesh, kUnknown };
+inline constexpr std::string_view kUnknownModelLabel = "_unknown";
+
 class InferenceMetrics {
  public:
   // Declares hivemesh_inference_requests_total and hivemesh_inference_request_duration_seconds.
   explicit InferenceMetrics(telemetry::Registry& registry);
 
   // One answered request; `seconds` from its headers being read to its answer being ready.
-  void Record(std::string_view model, InferenceRoute route, int http_status, double seconds);
+  void Record(std::string_view model, ModelKnown known, InferenceRoute route, int http_status,
+              double seconds);
 
  private:
   telemetry::Family<telemetry::Counter>& requests_;

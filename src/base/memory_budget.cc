@@ -74,6 +74,21 @@ absl::Status MemoryBudget::Reservation::Grow(uint64_t more) {
   return taken;
 }
 
+absl::StatusOr<MemoryBudget::Reservation> ReserveFor(MemoryBudget* budget, uint64_t bytes,
+                                                     std::string_view what, std::string_view advice,
+                                                     uint64_t held) {
+  if (budget == nullptr) return MemoryBudget::Reservation();
+  const uint64_t cap = budget->large_limit();
+  if (bytes > cap || held > cap - bytes) {
+    return absl::OutOfRangeError(StrCat(
+        what, " would take ", bytes, " bytes of memory",
+        held > 0 ? StrCat(" besides the ", held, " its request holds") : std::string(),
+        ", more than this node lets one request hold (", cap, " bytes of its memory budget of ",
+        Mib(budget->limit()), ", memory_budget_mb); ", advice));
+  }
+  return budget->Reserve(bytes);
+}
+
 void MemoryBudget::Reservation::Release() {
   if (budget_ != nullptr && bytes_ > 0) budget_->Give(bytes_);
   bytes_ = 0;

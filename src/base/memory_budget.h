@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -90,5 +91,17 @@ class MemoryBudget : public std::enable_shared_from_this<MemoryBudget> {
   std::atomic<uint64_t> used_{0};
   std::atomic<uint64_t> refusals_{0};
 };
+
+// A reservation of `bytes` for `what` (e.g. "the decoded tensors"), or why not:
+//   OUT_OF_RANGE        `bytes`, with the `held` bytes the same request holds already (its body,
+//                       its other reservations: it keeps them while it waits), is more than the
+//                       budget ever lends (its large_limit): the request cannot be served on
+//                       this node however long it waits; the message names memory_budget_mb and
+//                       ends with `advice` (what the client can do)
+//   RESOURCE_EXHAUSTED  it does not fit now (Reserve's error: retry later)
+// A null budget reserves nothing (an empty reservation).
+absl::StatusOr<MemoryBudget::Reservation> ReserveFor(MemoryBudget* budget, uint64_t bytes,
+                                                     std::string_view what, std::string_view advice,
+                                                     uint64_t held = 0);
 
 }  // namespace hivemesh

@@ -2,6 +2,11 @@
 
 namespace hivemesh {
 
+const BackendEnvironment& BackendContext::env() const {
+  static const BackendEnvironment* const defaults = new BackendEnvironment();
+  return environment != nullptr ? *environment : *defaults;
+}
+
 void BackendRegistry::Register(std::string name, BackendFactory factory) {
   factories_[std::move(name)] = std::move(factory);
 }

@@ -172,7 +172,7 @@ absl::StatusOr<std::unique_ptr<ModelRuntime>> ModelRuntime::Create(ModelConfig c
   }
   std::unique_ptr<ModelRuntime> rt(
       new ModelRuntime(std::move(config), std::move(version), expirer));
-  const BackendContext ctx{rt->config_, std::move(version_path)};
+  const BackendContext ctx{rt->config_, std::move(version_path), &registry.environment()};
   for (int i = 0; i < rt->config_.instances; ++i) {
     absl::StatusOr<std::unique_ptr<Backend>> backend = (*factory)(ctx);
     if (!backend.ok()) return backend.status();

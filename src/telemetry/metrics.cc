@@ -31,7 +31,7 @@ void AppendSample(std::string& out, const FamilyBase& f, std::string_view suffix
       if (i > 0) out += ',';
       out += names[i++];
       out += "=\"";
-      AppendEscapedLabelValue(out, v);
+      AppendEscapedLabelValue(out, BoundedLabelValue(v));
       out += '"';
     }
     if (le != nullptr) {
@@ -94,6 +94,14 @@ void RenderValue(std::string& out, const FamilyBase& f, const std::vector<std::s
 
 }  // namespace
 
+std::string_view BoundedLabelValue(std::string_view value) {
+  if (value.size() <= kMaxLabelValueBytes) return value;
+  size_t n = kMaxLabelValueBytes;
+  // Back off continuation bytes (10xxxxxx) so that no character is split.
+  while (n > 0 && (static_cast<unsigned char>(value[n]) & 0xC0) == 0x80) --n;
+  return value.substr(0, n);
+}
+
 std::string_view MetricTypeName(MetricType type) {
   switch (type) {
     case MetricType::kCounter:
@@ -146,7 +154,7 @@ std::vector<double> ExponentialBuckets(double start, double factor, int count) {
 }
 
 template <typename M>
-M& Family<M>::WithLabels(std::initializer_list<std::string_view> values) {
+M& Family<M>::Find(std::initializer_list<std::string_view> values, bool known) {
   if (values.size() != label_names().size()) {
     Misuse(name(),
            StrCat("given ", values.size(), " label values for ", label_names().size(), " labels"));
@@ -155,7 +163,7 @@ M& Family<M>::WithLabels(std::initializer_list<std::string_view> values) {
   thread_local std::string key;
   key.clear();
   for (std::string_view v : values) {
-    key.append(v);
+    key.append(BoundedLabelValue(v));
     key += '\xff';
   }
   {
@@ -166,8 +174,10 @@ M& Family<M>::WithLabels(std::initializer_list<std::string_view> values) {
   std::unique_lock<std::shared_mutex> lock(mu_);
   auto it = series_.find(std::string_view(key));
   if (it != series_.end()) return *it->second.metric;
-  std::vector<std::string> copy(values.begin(), values.end());
-  if (series_.size() >= kMaxSeriesPerFamily) {
+  std::vector<std::string> copy;
+  copy.reserve(values.size());
+  for (std::string_view v : values) copy.emplace_back(BoundedLabelValue(v));
+  if (!known && capped_series_ >= kMaxSeriesPerFamily) {
     key.clear();
     for (std::string& v : copy) {
       v = std::string(kOverflowLabelValue);
@@ -177,6 +187,7 @@ M& Family<M>::WithLabels(std::initializer_list<std::string_view> values) {
     it = series_.find(std::string_view(key));
     if (it != series_.end()) return *it->second.metric;
   }
+  if (!known) ++capped_series_;
   Series& s = series_[key];
   s.values = std::move(copy);
   s.metric = make_();

@@ -41,9 +41,17 @@ std::string_view MetricTypeName(MetricType type);  // "counter", "gauge", "histo
 
 // A family holds at most this many label sets; further ones share a single series whose label
 // values are all kOverflowLabelValue, so a flood of distinct values (say, model names made up by
-// clients) cannot grow memory without bound.
+// clients) cannot grow memory without bound. Label sets the program vouches for
+// (WithKnownLabels: the models a node serves) are always kept and not counted against it.
 inline constexpr size_t kMaxSeriesPerFamily = 1000;
 inline constexpr std::string_view kOverflowLabelValue = "_overflow";
+// Label values longer than this many bytes are cut to it (at a UTF-8 character boundary), in
+// series made where events happen and in collected samples alike: a value a client or a peer
+// chose (a model or node name) cannot make /metrics large.
+inline constexpr size_t kMaxLabelValueBytes = 128;
+
+// `value` cut to at most kMaxLabelValueBytes without splitting a UTF-8 character.
+std::string_view BoundedLabelValue(std::string_view value);
 
 // A monotonically increasing count.
 class Counter {
@@ -126,10 +134,15 @@ class Family final : public FamilyBase {
 
   // The series with these label values, in the order the family declared its label names.
   // REQUIRES: values.size() == label_names().size().
-  M& WithLabels(std::initializer_list<std::string_view> values);
+  M& WithLabels(std::initializer_list<std::string_view> values) { return Find(values, false); }
+  // The same for values the program vouches for, bounded in number by configuration (the models
+  // this node serves): their series is made even when the family is full.
+  M& WithKnownLabels(std::initializer_list<std::string_view> values) { return Find(values, true); }
   void RenderSamples(std::string& out) const override;
 
  private:
+  M& Find(std::initializer_list<std::string_view> values, bool known);
+
   struct Series {
     std::vector<std::string> values;
     std::unique_ptr<M> metric;
@@ -138,6 +151,8 @@ class Family final : public FamilyBase {
   mutable std::shared_mutex mu_;
   // By the label values joined with '\xff' (a byte that UTF-8 text never holds).
   std::map<std::string, Series, std::less<>> series_ ABSL_GUARDED_BY(mu_);
+  // How many series WithLabels made: those kMaxSeriesPerFamily bounds.
+  size_t capped_series_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 extern template class Family<Counter>;

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 
 namespace hivemesh::grpc_api {
 namespace {
@@ -105,14 +106,17 @@ TEST(GrpcConvertTest, RawInputsGiveRawOutputs) {
   req.set_model_name("m");
   AddInput(req, "x", "FP16", {2});
   const uint16_t halves[2] = {FloatToHalf(1.f), FloatToHalf(-2.f)};
-  req.add_raw_input_contents(std::string(reinterpret_cast<const char*>(halves), 4));
+  const std::string sent(reinterpret_cast<const char*>(halves), 4);
+  req.add_raw_input_contents(sent);
   absl::StatusOr<DecodedRequest> d = FromProto(req);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_TRUE(d->raw_outputs);
+  // The bytes were taken from the message, not copied.
+  EXPECT_TRUE(req.raw_input_contents(0).empty());
   inference::ModelInferResponse out;
   ToProto(Echo(d->request), /*raw=*/true, &out);
   ASSERT_EQ(out.raw_output_contents_size(), 1);
-  EXPECT_EQ(out.raw_output_contents(0), req.raw_input_contents(0));
+  EXPECT_EQ(out.raw_output_contents(0), sent);
   EXPECT_FALSE(out.outputs(0).has_contents());
 }
 
@@ -138,8 +142,86 @@ TEST(GrpcConvertTest, ParametersSetTimeoutAndRawOutputs) {
   EXPECT_THAT(std::string(FromProto(req).status().message()), HasSubstr("parameters.timeout"));
 }
 
-// The message of FromProto(req)'s error, which must be INVALID_ARGUMENT.
-std::string Error(const inference::ModelInferRequest& req) {
+TEST(GrpcConvertTest, TimeoutsAreCutToTheLongestOne) {
+  inference::ModelInferRequest req;
+  req.set_model_name("m");
+  auto& timeout = (*req.mutable_parameters())["timeout"];
+  for (int64_t ms : {std::numeric_limits<int64_t>::max(), std::numeric_limits<int64_t>::max() - 1,
+                     int64_t{1} << 53, int64_t{86400001}}) {
+    timeout.set_int64_param(ms);
+    absl::StatusOr<DecodedRequest> d = FromProto(req);
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(d->timeout, std::chrono::hours(24)) << ms;
+  }
+  timeout.set_uint64_param(std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(FromProto(req)->timeout, std::chrono::hours(24));
+  timeout.set_uint64_param(40);
+  EXPECT_EQ(FromProto(req)->timeout, std::chrono::milliseconds(40));
+  for (int64_t ms : {int64_t{0}, int64_t{-1}, std::numeric_limits<int64_t>::min()}) {
+    timeout.set_int64_param(ms);
+    EXPECT_THAT(std::string(FromProto(req).status().message()), HasSubstr("parameters.timeout"));
+  }
+  timeout.set_double_param(5000);
+  EXPECT_THAT(std::string(FromProto(req).status().message()), HasSubstr("parameters.timeout"));
+}
+
+TEST(GrpcConvertTest, DecodedTensorsAndTheMessageAreReservedFromTheBudget) {
+  inference::ModelInferRequest req;
+  req.set_model_name("m");
+  AddInput(req, "x", "FP32", {1000});
+  req.add_raw_input_contents(std::string(4000, '\0'));
+  auto budget = MemoryBudget::Create(64 << 20);
+  const inference::ModelInferRequest copy = req;
+  {
+    const uint64_t message = req.ByteSizeLong();  // the raw bytes included
+    absl::StatusOr<DecodedRequest> d = FromProto(req, budget.get());
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(budget->used(), message);
+  }
+  req = copy;
+  EXPECT_EQ(budget->used(), 0u);
+  // Typed contents: each element at its datatype's width.
+  inference::ModelInferRequest typed;
+  typed.set_model_name("m");
+  Input* u8 = AddInput(typed, "u8", "UINT8", {1000});
+  for (int i = 0; i < 1000; ++i) u8->mutable_contents()->add_uint_contents(7);
+  {
+    absl::StatusOr<DecodedRequest> d = FromProto(typed, budget.get());
+    ASSERT_TRUE(d.ok()) << d.status();
+    EXPECT_EQ(budget->used(), 1000 + typed.ByteSizeLong());  // converted, and the message
+  }
+  // A message the budget can never hold is OUT_OF_RANGE, naming memory_budget_mb.
+  auto small = MemoryBudget::Create(2048, 512);
+  absl::StatusOr<DecodedRequest> d = FromProto(req, small.get());
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kOutOfRange);
+  EXPECT_THAT(std::string(d.status().message()), HasSubstr("memory_budget_mb"));
+}
+
+TEST(GrpcConvertTest, AnswerBytesBoundsTheMessageAndItsWireForm) {
+  InferResponse r;
+  r.model_name = "m";
+  auto add = [&](const char* name, DataType type, size_t bytes, char fill) {
+    const int64_t n = static_cast<int64_t>(bytes / ElementSize(type));
+    r.outputs.push_back(Tensor::Owned(name, type, {n}, std::string(bytes, fill)));
+  };
+  add("u8", DataType::kUint8, 1000, '\xff');
+  add("i32", DataType::kInt32, 4000, '\xff');  // -1: ten bytes as a varint
+  add("i64", DataType::kInt64, 8000, '\xff');
+  add("f32", DataType::kFp32, 4000, 1);
+  add("f64", DataType::kFp64, 8000, 1);
+  add("b", DataType::kBool, 1000, 1);
+  for (bool raw : {false, true}) {
+    inference::ModelInferResponse out;
+    ToProto(r, raw, &out);
+    const uint64_t used = out.SpaceUsedLong() + out.ByteSizeLong();
+    EXPECT_LE(used, AnswerBytes(r, raw)) << raw;
+    EXPECT_GT(used, AnswerBytes(r, raw) / 2) << raw;
+  }
+}
+
+// The message of FromProto(req)'s error, which must be INVALID_ARGUMENT (on a copy: FromProto
+// takes raw contents out of the message).
+std::string Error(inference::ModelInferRequest req) {
   absl::StatusOr<DecodedRequest> d = FromProto(req);
   EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
   return std::string(d.status().message());

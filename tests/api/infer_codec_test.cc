@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "base/strings.h"
+
 namespace hivemesh {
 namespace {
 
@@ -149,6 +151,157 @@ TEST(InferCodecTest, ParsesOutputsAndParameters) {
 }
 
 std::string WithBinary(const std::string& json, const std::string& raw) { return json + raw; }
+
+TEST(InferCodecTest, TimeoutsAreCutToTheLongestOneAndNeverOverflow) {
+  for (const char* ms : {"9223372036854775807", "9223372036854775806", "9007199254740992",
+                         "18446744073709551615", "86400001"}) {
+    auto r = DecodeJson(StrCat(R"({"parameters":{"timeout":)", ms, R"(},"inputs":[]})"));
+    ASSERT_TRUE(r.ok()) << ms << ": " << r.status();
+    EXPECT_EQ(*r->timeout, std::chrono::hours(24)) << ms;
+  }
+  for (const char* ms : {"0", "-1", "-9223372036854775808", "1.5", "1e30", "\"5000\"", "null"}) {
+    EXPECT_THAT(ErrorOf(StrCat(R"({"parameters":{"timeout":)", ms, R"(},"inputs":[]})")),
+                HasSubstr("request.parameters.timeout"))
+        << ms;
+  }
+  // An integer beyond uint64 is refused by the JSON parser itself (a 400 all the same).
+  EXPECT_THAT(ErrorOf(R"({"parameters":{"timeout":18446744073709551616},"inputs":[]})"),
+              HasSubstr("number"));
+}
+
+// A claim of many elements with few values: refused by counting the values, before a buffer is
+// made for the claim (every datatype, nested arrays too).
+TEST(InferCodecTest, ClaimsTheDataDoesNotHoldAreRefusedBeforeAllocating) {
+  auto budget = MemoryBudget::Create(64 << 20);
+  const std::string padding(4 << 20,
+                            ' ');  // a body large enough for the claim to pass the size check
+  for (const char* type :
+       {"BOOL", "UINT8", "INT16", "UINT32", "INT64", "FP16", "FP32", "FP64", "BYTES"}) {
+    const std::string value = std::string(type) == "BOOL"    ? "true"
+                              : std::string(type) == "BYTES" ? "\"a\""
+                                                             : "1";
+    const std::string json = StrCat(R"({"inputs":[{"name":"t","datatype":")", type,
+                                    R"(","shape":[1000000],"data":[)", value, "]}]}", padding);
+    auto r = DecodeInferRequest(Body(json), std::nullopt, nullptr, budget.get());
+    ASSERT_FALSE(r.ok()) << type;
+    EXPECT_THAT(r.status().message(), HasSubstr("needs 1000000 elements but data has 1")) << type;
+    EXPECT_EQ(budget->used(), 0u) << type;
+    EXPECT_EQ(budget->refusals(), 0u) << type;
+  }
+  const std::string nested = StrCat(
+      R"({"inputs":[{"name":"t","datatype":"FP64","shape":[3,300000],"data":[[1],[2],[3]]}]})",
+      padding);
+  EXPECT_THAT(DecodeInferRequest(Body(nested), std::nullopt, nullptr).status().message(),
+              HasSubstr("needs 900000 elements but data has 3"));
+  // Too deep to count is the converter's error, as before.
+  std::string deep = R"({"inputs":[{"name":"t","datatype":"FP32","shape":[100000],"data":)";
+  deep += std::string(80, '[') + "1" + std::string(80, ']') + "}]}" + padding;
+  EXPECT_THAT(DecodeInferRequest(Body(deep), std::nullopt, nullptr).status().message(),
+              HasSubstr("nests too deeply"));
+}
+
+TEST(InferCodecTest, IdsAndNamesAreBoundedByWhatTheMeshFormCarries) {
+  const std::string longest(kMaxNameBytes, 'n');
+  const std::string longer(kMaxNameBytes + 1, 'n');
+  EXPECT_TRUE(DecodeJson(StrCat(R"({"id":")", longest, R"(","inputs":[]})")).ok());
+  EXPECT_THAT(ErrorOf(StrCat(R"({"id":")", longer, R"(","inputs":[]})")),
+              HasSubstr("id: 65536 bytes, more than 65535"));
+  EXPECT_THAT(ErrorOf(StrCat(R"({"inputs":[{"name":")", longer,
+                             R"(","datatype":"FP32","shape":[1],"data":[1]}]})")),
+              HasSubstr("inputs[0].name: 65536 bytes"));
+  EXPECT_THAT(ErrorOf(StrCat(R"({"inputs":[],"outputs":[{"name":")", longer, R"("}]})")),
+              HasSubstr("outputs[0].name: 65536 bytes"));
+}
+
+TEST(InferCodecTest, DecodedTensorsHoldTheirMemoryFromTheBudget) {
+  auto budget = MemoryBudget::Create(64 << 20);
+  {
+    auto r = DecodeInferRequest(
+        Body(R"({"inputs":[{"name":"a","datatype":"FP64","shape":[3],"data":[1,2,3]},)"
+             R"({"name":"s","datatype":"BYTES","shape":[2],"data":["ab","c"]}]})"),
+        std::nullopt, nullptr, budget.get());
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(budget->used(), 3u * 8 + (4 + 2) + (4 + 1));
+    const Tensor kept = r->request.inputs[0];
+    r = absl::InternalError("dropped");
+    EXPECT_EQ(budget->used(), 3u * 8);  // the copy kept alive still holds its bytes
+  }
+  EXPECT_EQ(budget->used(), 0u);
+
+  // 1 M values (2 MB of JSON) decode to 8 MB of FP64: more than a 4 MiB budget ever lends.
+  auto small = MemoryBudget::Create(4 << 20);
+  std::string values = "[0";
+  for (int i = 1; i < 1000000; ++i) values += ",0";
+  const std::string json = StrCat(
+      R"({"inputs":[{"name":"a","datatype":"FP64","shape":[1000000],"data":)", values, "]}]}");
+  auto r = DecodeInferRequest(Body(json), std::nullopt, nullptr, small.get());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kOutOfRange) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("memory_budget_mb"));
+  EXPECT_THAT(r.status().message(), HasSubstr("binary tensor data extension"));
+  EXPECT_EQ(small->used(), 0u);
+  // Within a larger budget, the parse and the tensor are reserved while decoding; the tensor
+  // keeps its 8 MB.
+  auto large = MemoryBudget::Create(256 << 20);
+  r = DecodeInferRequest(Body(json), std::nullopt, nullptr, large.get());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(large->used(), 8000000u);
+  // The same in use: RESOURCE_EXHAUSTED, retry later.
+  auto busy = MemoryBudget::Create(64 << 20);
+  absl::StatusOr<MemoryBudget::Reservation> hog = busy->Reserve(50 << 20);
+  ASSERT_TRUE(hog.ok());
+  EXPECT_EQ(DecodeInferRequest(Body(json), std::nullopt, nullptr, busy.get()).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST(InferCodecTest, AnswerSizeBoundsTheEncodedAnswer) {
+  // Every datatype at its widest text: the bound holds and is not far above.
+  InferResponse response;
+  response.model_name = "m\x01\xff";
+  response.id = std::string(100, '"');
+  response.served_by = "node";
+  auto add = [&](const char* name, DataType type, std::string raw) {
+    const int64_t n =
+        type == DataType::kBytes ? 2 : static_cast<int64_t>(raw.size() / ElementSize(type));
+    response.outputs.push_back(Tensor::Owned(name, type, {n}, std::move(raw)));
+    response.binary.push_back(false);
+  };
+  auto filled = [](size_t bytes, unsigned char b) {
+    return std::string(bytes, static_cast<char>(b));
+  };
+  add("b", DataType::kBool, filled(100, 0));
+  add("u8", DataType::kUint8, filled(100, 0xff));
+  add("i8", DataType::kInt8, filled(100, 0x80));
+  add("i64", DataType::kInt64, filled(800, 0x80));
+  add("u64", DataType::kUint64, filled(800, 0xff));
+  std::string floats;
+  for (int i = 0; i < 100; ++i) {
+    const float f = -1.00000075e-36f;
+    floats.append(reinterpret_cast<const char*>(&f), 4);
+  }
+  add("f32", DataType::kFp32, floats);
+  std::string doubles;
+  for (int i = 0; i < 100; ++i) {
+    const double d = -2.2250738585072014e-308;
+    doubles.append(reinterpret_cast<const char*>(&d), 8);
+  }
+  add("f64", DataType::kFp64, doubles);
+  std::string strings;
+  AppendBytesElement(strings, filled(50, 0x01));
+  AppendBytesElement(strings, "");
+  add("s", DataType::kBytes, strings);
+  const EncodedSize size = EncodedInferResponseSize(response);
+  const EncodedInferResponse enc = EncodeInferResponse(response);
+  EXPECT_LE(enc.json.size(), size.json);
+  EXPECT_GT(enc.json.size(), size.json / 2);
+  EXPECT_EQ(size.binary, 0u);
+  // Binary outputs count exactly, outside the JSON.
+  response.binary.assign(response.outputs.size(), true);
+  const EncodedSize binary = EncodedInferResponseSize(response);
+  uint64_t raw = 0;
+  for (const Tensor& t : response.outputs) raw += t.data().size();
+  EXPECT_EQ(binary.binary, raw);
+  EXPECT_LE(EncodeInferResponse(response).json.size(), binary.json);
+}
 
 TEST(InferCodecTest, BinaryInputsViewTheBodyWithoutCopying) {
   const std::string json =

@@ -107,7 +107,9 @@ TEST_F(MetricsTest, CountsLocalOffloadedForwardedInAndErrorsAndPassesPromtool) {
   EXPECT_EQ(Sample(a, Requests("echo", "local", "success")), kLocal) << a;
   EXPECT_EQ(Sample(a, Requests("identity", "offloaded", "success")), kForwarded) << a;
   EXPECT_EQ(Sample(a, Requests("identity", "offloaded", "client_error")), 1) << a;
-  EXPECT_EQ(Sample(a, Requests("no-such-model", "local", "client_error")), 1) << a;
+  // A model nobody serves has no series of its own.
+  EXPECT_EQ(Sample(a, Requests("_unknown", "local", "client_error")), 1) << a;
+  EXPECT_TRUE(std::isnan(Sample(a, Requests("no-such-model", "local", "client_error")))) << a;
   EXPECT_EQ(Sample(a, Requests("echo", "local", "client_error")), 1) << a;
   EXPECT_TRUE(std::isnan(Sample(a, Requests("identity", "forwarded_in", "success")))) << a;
   EXPECT_EQ(Sample(a,

@@ -376,10 +376,11 @@ def read_response(s):
 
 
 def run(test_case_class):
-    """unittest.main for one TestCase class, with the binary taken from argv first."""
+    """unittest.main for one TestCase class, with the binary taken from argv first; further
+    arguments name the tests to run (e.g. ImageBombTest.test_png_declaring_8192_squared)."""
     import unittest
     test_case_class.BINARY = binary_from_argv()
-    unittest.main(argv=[sys.argv[0], "-v"])
+    unittest.main(argv=[sys.argv[0], "-v", *sys.argv[1:]])
 
 
 def non_loopback_ipv4():

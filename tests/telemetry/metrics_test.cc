@@ -192,6 +192,37 @@ TEST(RegistryTest, TooManyLabelSetsShareOneOverflowSeries) {
   EXPECT_THAT(r.Render(), HasSubstr("test_models_total{model=\"7\",route=\"x\"} 1\n"));
 }
 
+TEST(RegistryTest, KnownLabelSetsKeepTheirSeriesWhenTheFamilyIsFull) {
+  Registry r;
+  Family<Counter>& f = r.AddCounterFamily("test_models_total", "By model.", {"model"});
+  for (size_t i = 0; i < kMaxSeriesPerFamily + 5; ++i) f.WithLabels({std::to_string(i)});
+  f.WithKnownLabels({"served-here"}).Increment(4);
+  EXPECT_EQ(&f.WithLabels({"served-here"}), &f.WithKnownLabels({"served-here"}));
+  const std::string text = r.Render();
+  EXPECT_THAT(text, HasSubstr("test_models_total{model=\"served-here\"} 4\n"));
+  // Known series do not use up the bounded set: it still overflows where it did.
+  EXPECT_EQ(&f.WithLabels({"another"}), &f.WithLabels({"_overflow"}));
+}
+
+TEST(RegistryTest, LabelValuesAreBoundedInLength) {
+  Registry r;
+  Family<Counter>& f = r.AddCounterFamily("test_names_total", "By name.", {"name"});
+  const std::string long_a = std::string(60 * 1024, 'a');
+  f.WithLabels({long_a}).Increment();
+  f.WithLabels({long_a + "b"}).Increment();  // the same first 128 bytes: the same series
+  // A multi-byte character at the cut is not split.
+  const std::string accented = std::string(kMaxLabelValueBytes - 1, 'e') + "\xc3\xa9tail";
+  f.WithLabels({accented}).Increment();
+  r.AddCollector("test_collected", "Collected.", MetricType::kGauge, {"peer"},
+                 [&](SampleSink& sink) { sink.Add({std::string(5000, 'p')}, 1); });
+  const std::string text = r.Render();
+  EXPECT_THAT(text, HasSubstr("test_names_total{name=\"" + std::string(128, 'a') + "\"} 2\n"));
+  EXPECT_THAT(text, HasSubstr("{name=\"" + std::string(127, 'e') + "\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("test_collected{peer=\"" + std::string(128, 'p') + "\"} 1\n"));
+  EXPECT_LT(text.size(), 2048u);
+  EXPECT_EQ(BoundedLabelValue("short"), "short");
+}
+
 TEST(RegistryTest, ConcurrentUpdatesAreAllCounted) {
   Registry r;
   Family<Counter>& c = r.AddCounterFamily("test_hits_total", "Hits.", {"t"});

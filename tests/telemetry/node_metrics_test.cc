@@ -16,6 +16,7 @@ namespace hivemesh {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST(NodeMetricsTest, OutcomesAndRoutes) {
   EXPECT_EQ(OutcomeFor(200), "success");
@@ -35,10 +36,10 @@ TEST(NodeMetricsTest, OutcomesAndRoutes) {
 TEST(NodeMetricsTest, InferenceMetricsCountByModelRouteAndOutcome) {
   telemetry::Registry registry;
   InferenceMetrics m(registry);
-  m.Record("det", InferenceRoute::kLocal, 200, 0.002);
-  m.Record("det", InferenceRoute::kLocal, 200, 0.004);
-  m.Record("det", InferenceRoute::kOffloaded, 504, 3.0);
-  m.Record("det", InferenceRoute::kForwardedIn, 503, 0.0001);
+  m.Record("det", ModelKnown::kHere, InferenceRoute::kLocal, 200, 0.002);
+  m.Record("det", ModelKnown::kHere, InferenceRoute::kLocal, 200, 0.004);
+  m.Record("det", ModelKnown::kMesh, InferenceRoute::kOffloaded, 504, 3.0);
+  m.Record("det", ModelKnown::kHere, InferenceRoute::kForwardedIn, 503, 0.0001);
   const std::string text = registry.Render();
   EXPECT_THAT(text, HasSubstr("hivemesh_inference_requests_total{model=\"det\",route=\"local\","
                               "outcome=\"success\"} 2\n"));
@@ -54,6 +55,31 @@ TEST(NodeMetricsTest, InferenceMetricsCountByModelRouteAndOutcome) {
                               "route=\"offloaded\",le=\"2.5\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("hivemesh_inference_request_duration_seconds_count{model=\"det\","
                               "route=\"offloaded\"} 1\n"));
+}
+
+TEST(NodeMetricsTest, ModelsNobodyServesShareOneSeriesAndTheNodesOwnAlwaysHaveTheirs) {
+  telemetry::Registry registry;
+  InferenceMetrics m(registry);
+  // Made-up names: one series, whatever the names.
+  for (int i = 0; i < 3000; ++i) {
+    m.Record(std::string(1000, 'x') + std::to_string(i), ModelKnown::kUnknown,
+             InferenceRoute::kLocal, 404, 0.001);
+  }
+  // Models of the mesh fill the family's bounded set...
+  for (size_t i = 0; i < telemetry::kMaxSeriesPerFamily; ++i) {
+    m.Record("peer-model-" + std::to_string(i), ModelKnown::kMesh, InferenceRoute::kOffloaded, 200,
+             0.001);
+  }
+  // ...and this node's model still gets its own series.
+  m.Record("mine", ModelKnown::kHere, InferenceRoute::kLocal, 200, 0.001);
+  const std::string text = registry.Render();
+  EXPECT_THAT(text,
+              HasSubstr("hivemesh_inference_requests_total{model=\"_unknown\",route=\"local\","
+                        "outcome=\"client_error\"} 3000\n"));
+  EXPECT_THAT(text, HasSubstr("hivemesh_inference_requests_total{model=\"mine\",route=\"local\","
+                              "outcome=\"success\"} 1\n"));
+  EXPECT_THAT(text, Not(HasSubstr("xxxxxxxx")));
+  EXPECT_LT(text.size(), 2u << 20);
 }
 
 TEST(NodeMetricsTest, BatchSizeBuckets) {

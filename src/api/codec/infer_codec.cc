@@ -10,6 +10,7 @@
 
 #include "api/codec/json_writer.h"
 #include "base/strings.h"
+#include "base/timeouts.h"
 
 namespace hivemesh {
 namespace {
@@ -18,6 +19,44 @@ using simdjson::dom::element;
 using simdjson::dom::element_type;
 
 absl::Status Invalid(const std::string& msg) { return absl::InvalidArgumentError(msg); }
+
+// What a client can do when decoding its JSON would take more memory than the node lends.
+constexpr std::string_view kUseBinary =
+    "send the tensor data in binary (the binary tensor data extension) instead of JSON";
+
+// A tensor whose claimed raw size is at most this is converted straight into a buffer of that
+// size; a larger claim is first checked against the values the JSON holds, so that memory is
+// sized from the body, not from the claim.
+constexpr uint64_t kConvertWithoutCountingBytes = 64 * 1024;
+
+// The number of leaves (values of nested arrays, in order) of a tensor's JSON data, counted
+// only as far as `limit` + 1, and for BYTES the raw bytes its strings take (a 4-byte length
+// each, then the string).
+struct DataCount {
+  int64_t leaves = 0;
+  uint64_t bytes_raw = 0;
+  bool too_deep = false;  // arrays nest deeper than the converter follows
+};
+
+// False once counting stopped (more than `limit` leaves, or too deep).
+bool CountLeaves(element e, int depth, int64_t limit, DataCount* count) {
+  if (e.type() != element_type::ARRAY) {
+    ++count->leaves;
+    if (e.type() == element_type::STRING) {
+      count->bytes_raw += 4 + e.get_string().value_unsafe().size();
+    }
+    return count->leaves <= limit;
+  }
+  if (depth > 64) {
+    count->too_deep = true;
+    return false;
+  }
+  const simdjson::dom::array children = e.get_array().value_unsafe();
+  for (element child : children) {
+    if (!CountLeaves(child, depth + 1, limit, count)) return false;
+  }
+  return true;
+}
 
 template <typename T>
 void AppendPod(std::string& out, T v) {
@@ -91,7 +130,8 @@ class DataConverter {
   template <Put put>
   absl::Status Run(element data) {
     if (type_ != DataType::kBytes) {
-      // Sized once: the caller has checked that `expected_` is bounded by the JSON text.
+      // Sized once: the caller has counted the values against `expected_` (or the claim is
+      // small), so the size comes from the body, not from the claim.
       out_.resize(static_cast<size_t>(expected_) * ElementSize(type_));
       dst_ = out_.data();
     }
@@ -240,6 +280,26 @@ absl::StatusOr<std::optional<int64_t>> IntParam(element params, std::string_view
   return Invalid(StrCat(where, ".parameters.", key, ": expected an integer"));
 }
 
+// The request's "timeout" parameter: a positive whole number of milliseconds (int64 or uint64 in
+// the JSON), cut to kMaxRequestTimeout; absent: none.
+absl::StatusOr<std::optional<std::chrono::milliseconds>> TimeoutParam(element params) {
+  constexpr std::string_view kField = "request.parameters.timeout";
+  element v;
+  if (params.at_key("timeout").get(v) != simdjson::SUCCESS) {
+    return std::optional<std::chrono::milliseconds>();
+  }
+  absl::StatusOr<std::chrono::milliseconds> t;
+  if (v.type() == element_type::INT64) {
+    t = ClientTimeoutMs(v.get_int64().value_unsafe(), kField);
+  } else if (v.type() == element_type::UINT64) {
+    t = ClientTimeoutMs(v.get_uint64().value_unsafe(), kField);
+  } else {
+    return Invalid(StrCat(kField, ": expected a whole number of milliseconds"));
+  }
+  if (!t.ok()) return t.status();
+  return std::optional<std::chrono::milliseconds>(*t);
+}
+
 absl::StatusOr<bool> BoolParam(element params, std::string_view key, std::string_view where) {
   element v;
   if (params.at_key(key).get(v) != simdjson::SUCCESS) return false;
@@ -351,7 +411,7 @@ absl::StatusOr<Shape> ShapeMember(const std::optional<element>& shape_member,
 }
 
 absl::StatusOr<DecodedInferRequest> DecodeRawBody(std::shared_ptr<const std::string> body,
-                                                  const TensorConfig* input) {
+                                                  const TensorConfig* input, MemoryBudget* budget) {
   if (input == nullptr) {
     return Invalid(
         "Inference-Header-Content-Length: 0 sends the body as the raw data of the model's single "
@@ -359,13 +419,20 @@ absl::StatusOr<DecodedInferRequest> DecodeRawBody(std::shared_ptr<const std::str
   }
   DecodedInferRequest out;
   if (input->type == DataType::kBytes) {
-    // The whole body is one element.
+    // The whole body is one element: a copy with its length in front.
+    absl::StatusOr<MemoryBudget::Reservation> memory =
+        ReserveFor(budget, body->size() + 4, StrCat("input '", input->name, "'"),
+                   "send a smaller body", /*held=*/body->size());
+    if (!memory.ok()) return memory.status();
     std::string raw;
     raw.reserve(body->size() + 4);
     AppendBytesElement(raw, *body);
     Shape shape(input->dims.size(), 1);
+    std::shared_ptr<const std::string> held =
+        MemoryBudget::Hold(std::move(raw), *std::move(memory));
+    const std::string_view bytes = *held;
     out.request.inputs.push_back(
-        Tensor::Owned(input->name, DataType::kBytes, std::move(shape), std::move(raw)));
+        Tensor::View(input->name, DataType::kBytes, std::move(shape), std::move(held), bytes));
     return out;
   }
   // Fill the one variable dimension from the body size.
@@ -397,18 +464,58 @@ absl::StatusOr<DecodedInferRequest> DecodeRawBody(std::shared_ptr<const std::str
   return out;
 }
 
+// JSON documents up to this size are parsed by the thread's own parser, which keeps its buffers
+// for the next request (simdjson sizes them at about 14 bytes per byte of document: 3.5 MiB per
+// thread at most). A larger document gets a parser of its own, sized for it, whose memory is
+// reserved from the budget first and freed once the message is decoded.
+constexpr size_t kThreadParserMaxBytes = 256 * 1024;
+
+// At most the memory simdjson's DOM parser touches to parse `text`: every value (and key) is
+// the document's first or follows one of `[{,:`, and takes at most 2 tape words (16 bytes), 3
+// structural indexes (itself, a separator, a closing bracket: 12 bytes) and, as a string, 5
+// bytes besides its characters; the characters take at most the bytes between their quotes
+// (whitespace between values takes nothing); and a copy of the text when it lacks simdjson's
+// padding.
+uint64_t ParserMemoryBound(std::string_view text, bool padded) {
+  uint64_t separators = 0;
+  uint64_t in_strings = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      ++in_strings;
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    separators += (c == ',') | (c == ':') | (c == '[') | (c == '{');
+    in_string = c == '"';
+  }
+  const uint64_t copy = padded ? 0 : text.size() + simdjson::SIMDJSON_PADDING;
+  return (separators + 1) * (16 + 12 + 5) + in_strings + copy;
+}
+
 // A message's JSON header, parsed, and the binary data after it.
 struct JsonHead {
   element root;
   size_t json_len = 0;
   std::string_view binary;
+  // A large document's own parser, which `root` points into, and its memory: held until the
+  // message is decoded. Null for documents the thread's parser took.
+  std::unique_ptr<simdjson::dom::parser> parser;
+  MemoryBudget::Reservation parser_memory;
 };
 
 // Splits `body` at `header_length` (Inference-Header-Content-Length; absent: all JSON) and parses
 // the JSON object. `what` ("request" or "response") names the message in errors. The elements
-// stay valid until the next call on this thread.
+// stay valid while the JsonHead lives and until the next call on this thread.
 absl::StatusOr<JsonHead> ParseHead(const std::string& body, std::optional<uint64_t> header_length,
-                                   std::string_view what) {
+                                   std::string_view what, MemoryBudget* budget) {
   JsonHead head;
   head.json_len = body.size();
   if (header_length) {
@@ -419,10 +526,22 @@ absl::StatusOr<JsonHead> ParseHead(const std::string& body, std::optional<uint64
     head.json_len = static_cast<size_t>(*header_length);
   }
   head.binary = std::string_view(body.data() + head.json_len, body.size() - head.json_len);
-  thread_local simdjson::dom::parser parser;
   // The bytes after the JSON header are readable, so no copy is needed when enough follow.
   const bool padded = body.capacity() >= head.json_len + simdjson::SIMDJSON_PADDING;
-  if (auto err = parser.parse(body.data(), head.json_len, !padded).get(head.root)) {
+  thread_local simdjson::dom::parser thread_parser;
+  simdjson::dom::parser* parser = &thread_parser;
+  if (head.json_len > kThreadParserMaxBytes) {
+    const std::string_view text(body.data(), head.json_len);
+    absl::StatusOr<MemoryBudget::Reservation> memory =
+        ReserveFor(budget, ParserMemoryBound(text, padded),
+                   StrCat("parsing the ", what, "'s ", head.json_len, " bytes of JSON"), kUseBinary,
+                   /*held=*/body.size());
+    if (!memory.ok()) return memory.status();
+    head.parser_memory = *std::move(memory);
+    head.parser = std::make_unique<simdjson::dom::parser>();
+    parser = head.parser.get();
+  }
+  if (auto err = parser->parse(body.data(), head.json_len, !padded).get(head.root)) {
     return Invalid(StrCat("malformed JSON in the ", what, " body: ", simdjson::error_message(err)));
   }
   if (head.root.type() != element_type::OBJECT) {
@@ -482,6 +601,10 @@ absl::StatusOr<TensorHead> ParseTensorHead(element t, std::string_view kind, siz
     return StringMember(m.name, "name", StrCat(kind, "s[", index, "]")).status();
   }
   const std::string_view name = m.name->get_string().value_unsafe();
+  if (name.size() > kMaxNameBytes) {
+    return Invalid(
+        StrCat(kind, "s[", index, "].name: ", name.size(), " bytes, more than ", kMaxNameBytes));
+  }
   head.name = name;
   head.where.Set(kind, name);
   absl::StatusOr<std::string_view> dt = StringMember(m.datatype, "datatype", head.where);
@@ -504,11 +627,15 @@ absl::StatusOr<TensorHead> ParseTensorHead(element t, std::string_view kind, siz
 }
 
 // The tensor's "data" array as raw bytes; `what` names the message, `missing` adds to the error
-// when there is no "data". Every element takes at least two bytes of JSON text ("1,"), so a shape
-// that claims more than `json_len` allows cannot match; checking first means memory is sized from
-// the body, not from the claim.
+// when there is no "data". Memory is sized from the body, not from the claimed shape: every
+// element takes at least two bytes of JSON text ("1,"), so a shape that claims more than
+// `json_len` allows cannot match; and a claim of more than kConvertWithoutCountingBytes is
+// checked against the values the data holds before anything is allocated for it. The bytes are
+// reserved from `budget` (may be null; `held`: what the request holds already) and held by the
+// tensor.
 absl::StatusOr<Tensor> JsonDataTensor(TensorHead& head, size_t json_len, std::string_view what,
-                                      std::string_view missing) {
+                                      std::string_view missing, MemoryBudget* budget,
+                                      uint64_t held) {
   if (!head.data) return Invalid(StrCat(head.where, ": missing \"data\"", missing));
   const element data = *head.data;
   const int64_t count = *ElementCount(head.shape);
@@ -516,11 +643,31 @@ absl::StatusOr<Tensor> JsonDataTensor(TensorHead& head, size_t json_len, std::st
     return Invalid(StrCat(head.where, ": its shape needs ", count, " elements but the ", what,
                           " body is only ", json_len, " bytes"));
   }
+  const bool bytes_type = head.type == DataType::kBytes;
+  uint64_t raw_size = static_cast<uint64_t>(count) * (bytes_type ? 0 : ElementSize(head.type));
+  if (bytes_type || raw_size > kConvertWithoutCountingBytes) {
+    DataCount counted;
+    CountLeaves(data, 0, count, &counted);
+    if (counted.too_deep) return Invalid(StrCat(head.where, ": data nests too deeply"));
+    if (counted.leaves != count) {
+      return Invalid(StrCat(head.where, ": its shape needs ", count, " elements but data has ",
+                            counted.leaves > count ? "more" : StrCat(counted.leaves)));
+    }
+    if (bytes_type) raw_size = counted.bytes_raw;
+  }
+  absl::StatusOr<MemoryBudget::Reservation> memory =
+      ReserveFor(budget, raw_size, StrCat("decoding ", head.where, " (", count, " elements)"),
+                 kUseBinary, held);
+  if (!memory.ok()) return memory.status();
   std::string raw;
+  if (bytes_type) raw.reserve(raw_size);
   DataConverter conv(head.name, head.type, count, raw);
   absl::Status s = conv.Convert(data);
   if (!s.ok()) return s;
-  return Tensor::Owned(std::string(head.name), head.type, std::move(head.shape), std::move(raw));
+  std::shared_ptr<const std::string> owner = MemoryBudget::Hold(std::move(raw), *std::move(memory));
+  const std::string_view bytes = *owner;
+  return Tensor::View(std::string(head.name), head.type, std::move(head.shape), std::move(owner),
+                      bytes);
 }
 
 }  // namespace
@@ -538,19 +685,28 @@ const TensorConfig* RawBodyInput(const ModelConfig& config) {
 
 absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
                                                        std::optional<uint64_t> header_length,
-                                                       const TensorConfig* raw_input) {
-  if (header_length && *header_length == 0) return DecodeRawBody(std::move(body), raw_input);
-  absl::StatusOr<JsonHead> head = ParseHead(*body, header_length, "request");
+                                                       const TensorConfig* raw_input,
+                                                       MemoryBudget* budget) {
+  if (header_length && *header_length == 0) {
+    return DecodeRawBody(std::move(body), raw_input, budget);
+  }
+  absl::StatusOr<JsonHead> head = ParseHead(*body, header_length, "request", budget);
   if (!head.ok()) return head.status();
   const element root = head->root;
   const std::string_view binary = head->binary;
 
   DecodedInferRequest out;
   InferRequest& req = out.request;
+  // What the request holds while its tensors are decoded: its body, the parse, those decoded.
+  uint64_t held = body->size() + head->parser_memory.bytes();
   element v;
   if (root.at_key("id").get(v) == simdjson::SUCCESS) {
     if (v.type() != element_type::STRING) return Invalid("id: expected a string");
-    req.id = std::string(v.get_string().value_unsafe());
+    const std::string_view id = v.get_string().value_unsafe();
+    if (id.size() > kMaxNameBytes) {
+      return Invalid(StrCat("id: ", id.size(), " bytes, more than ", kMaxNameBytes));
+    }
+    req.id = std::string(id);
   }
   absl::StatusOr<std::optional<element>> params = ParamsOf(root, "request");
   if (!params.ok()) return params.status();
@@ -558,13 +714,9 @@ absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std
     absl::StatusOr<bool> bin = BoolParam(**params, "binary_data_output", "request");
     if (!bin.ok()) return bin.status();
     req.binary_output = *bin;
-    absl::StatusOr<std::optional<int64_t>> timeout = IntParam(**params, "timeout", "request");
+    absl::StatusOr<std::optional<std::chrono::milliseconds>> timeout = TimeoutParam(**params);
     if (!timeout.ok()) return timeout.status();
-    if (*timeout) {
-      if (**timeout <= 0)
-        return Invalid("request.parameters.timeout: must be a positive number of ms");
-      out.timeout = std::chrono::milliseconds(**timeout);
-    }
+    out.timeout = *timeout;
   }
 
   element inputs;
@@ -595,9 +747,10 @@ absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std
       tensor = Tensor::View(std::string(t->name), t->type, std::move(t->shape), body, data);
     } else {
       absl::StatusOr<Tensor> json =
-          JsonDataTensor(*t, head->json_len, "request", " (or binary_data_size)");
+          JsonDataTensor(*t, head->json_len, "request", " (or binary_data_size)", budget, held);
       if (!json.ok()) return json.status();
       tensor = *std::move(json);
+      held += tensor.data().size();
     }
     absl::Status valid = ValidateTensorData(tensor);
     if (!valid.ok()) return valid;
@@ -618,6 +771,9 @@ absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std
       if (o.type() != element_type::OBJECT) return Invalid(where + ": expected an object");
       absl::StatusOr<std::string_view> name = StringField(o, "name", where);
       if (!name.ok()) return name.status();
+      if (name->size() > kMaxNameBytes) {
+        return Invalid(StrCat(where, ".name: ", name->size(), " bytes, more than ", kMaxNameBytes));
+      }
       RequestedOutput ro{std::string(*name), false};
       absl::StatusOr<std::optional<element>> oparams = ParamsOf(o, where);
       if (!oparams.ok()) return oparams.status();
@@ -752,14 +908,78 @@ void WriteData(std::string& j, const Tensor& t) {
 
 }  // namespace
 
+namespace {
+
+// The longest JSON text of one element of `type` in an answer, with the comma after it: "false",
+// "-9223372036854775808", FloatText's longest, to_chars' longest double
+// ("-2.2250738585072014e-308"). BYTES elements are bounded per raw byte instead (see below).
+uint64_t WidestElementText(DataType type) {
+  switch (type) {
+    case DataType::kBool:
+      return 5 + 1;
+    case DataType::kUint8:
+      return 3 + 1;
+    case DataType::kUint16:
+      return 5 + 1;
+    case DataType::kUint32:
+      return 10 + 1;
+    case DataType::kUint64:
+      return 20 + 1;
+    case DataType::kInt8:
+      return 4 + 1;
+    case DataType::kInt16:
+      return 6 + 1;
+    case DataType::kInt32:
+      return 11 + 1;
+    case DataType::kInt64:
+      return 20 + 1;
+    case DataType::kFp16:
+    case DataType::kBf16:
+    case DataType::kFp32:
+      return kMaxFloatTextChars + 1;
+    case DataType::kFp64:
+      return 24 + 1;
+    case DataType::kBytes:
+      break;
+  }
+  return 0;
+}
+
+// The most text AppendJsonString writes for `s`: every byte as a \u00XX escape, and the quotes.
+uint64_t JsonStringBound(std::string_view s) { return 6 * s.size() + 2; }
+
+}  // namespace
+
+EncodedSize EncodedInferResponseSize(const InferResponse& response) {
+  EncodedSize size;
+  // Braces, keys and punctuation. AppendFloatArray makes room for a block of values at their
+  // widest before writing them, which is what each is counted at here: it stays within this.
+  size.json = 256 + JsonStringBound(response.model_name) + JsonStringBound(response.model_version) +
+              JsonStringBound(response.id) + JsonStringBound(response.served_by);
+  for (size_t i = 0; i < response.outputs.size(); ++i) {
+    const Tensor& t = response.outputs[i];
+    const uint64_t data = t.data().size();
+    size.json += 128 + JsonStringBound(t.name()) + 21 * t.shape().size();
+    if (i < response.binary.size() && response.binary[i]) {
+      size.binary += data;
+    } else if (t.type() == DataType::kBytes) {
+      // Each element: a 4-byte length and n raw bytes become at most 6n + 3 characters.
+      size.json += 7 * data + 2;
+    } else {
+      size.json += data / ElementSize(t.type()) * WidestElementText(t.type()) + 2;
+    }
+  }
+  return size;
+}
+
 EncodedInferResponse EncodeInferResponse(const InferResponse& response) {
   // The fixed structure is written directly (the same text JsonWriter would give, without its
-  // per-value bookkeeping); only the data arrays go through JsonWriter.
+  // per-value bookkeeping); only the data arrays go through JsonWriter. The text is made in one
+  // buffer of its largest size, so it is never copied to grow (pages it does not fill are never
+  // touched).
   EncodedInferResponse out;
-  size_t estimate = 128;
-  for (const Tensor& t : response.outputs) estimate += 64 + t.data().size() * 3;
   std::string& j = out.json;
-  j.reserve(estimate);
+  j.reserve(EncodedInferResponseSize(response).json);
   j += "{\"model_name\":";
   AppendJsonString(j, response.model_name);
   if (!response.model_version.empty()) {
@@ -816,7 +1036,7 @@ std::optional<std::string> DecodeError(std::string_view body) {
 
 absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::string> body,
                                                   std::optional<uint64_t> header_length) {
-  absl::StatusOr<JsonHead> head = ParseHead(*body, header_length, "response");
+  absl::StatusOr<JsonHead> head = ParseHead(*body, header_length, "response", nullptr);
   if (!head.ok()) return head.status();
   const element root = head->root;
   const std::string_view binary = head->binary;
@@ -850,7 +1070,7 @@ absl::StatusOr<InferResponse> DecodeInferResponse(std::shared_ptr<const std::str
                        binary.substr(pos, static_cast<size_t>(size)));
       pos += static_cast<size_t>(size);
     } else {
-      absl::StatusOr<Tensor> json = JsonDataTensor(*h, head->json_len, "response", "");
+      absl::StatusOr<Tensor> json = JsonDataTensor(*h, head->json_len, "response", "", nullptr, 0);
       if (!json.ok()) return json.status();
       t = *std::move(json);
     }

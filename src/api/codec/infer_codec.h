@@ -3,6 +3,13 @@
 // Decoding takes ownership of the request body (shared) and returns tensors that view it: binary
 // tensor bytes are never copied. JSON data is converted once into the raw layout.
 //
+// Memory is sized from what a body holds, never from what it claims: a tensor's JSON values are
+// counted against its shape before any buffer is made for them, and a shape the data does not
+// fill is refused without allocating. What decoding makes (a tensor's raw bytes, a large JSON
+// document's parse) is reserved from the node's memory budget when one is given (see
+// ReserveFor: OUT_OF_RANGE if it could never fit, RESOURCE_EXHAUSTED if not now); decoded
+// tensors hold their reservation until the last view of them is gone.
+//
 // Everything here is pure: no I/O, no clocks (the `timeout` parameter is returned as a duration).
 // Thread safety: functions are reentrant (a thread-local JSON parser is reused per thread).
 #pragma once
@@ -15,23 +22,31 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/memory_budget.h"
 #include "serving/inference.h"
 #include "serving/model_config.h"
 
 namespace hivemesh {
 
+// The longest request id and tensor name accepted (INVALID_ARGUMENT beyond): the mesh tensor
+// form, in which nodes forward requests, carries them with 16-bit lengths.
+inline constexpr size_t kMaxNameBytes = 65535;
+
 struct DecodedInferRequest {
   InferRequest request;  // model name/version and deadline are left for the caller to set
-  std::optional<std::chrono::milliseconds> timeout;  // the "timeout" request parameter
+  // The "timeout" request parameter, cut to kMaxRequestTimeout (base/timeouts.h).
+  std::optional<std::chrono::milliseconds> timeout;
 };
 
 // Decodes an infer request body. `header_length` is the Inference-Header-Content-Length header
 // if present: the body is then that many bytes of JSON followed by binary tensor data. A value of
 // 0 means the body is the raw data of `raw_input` (see RawBodyInput); `raw_input` may be null
 // otherwise. Errors are INVALID_ARGUMENT with a message naming the tensor and the field.
+// `budget` may be null (nothing is reserved).
 absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
                                                        std::optional<uint64_t> header_length,
-                                                       const TensorConfig* raw_input);
+                                                       const TensorConfig* raw_input,
+                                                       MemoryBudget* budget = nullptr);
 
 // The input a body without a JSON header (Inference-Header-Content-Length: 0) fills: the model's
 // only input, or else its only BYTES input. Null if neither exists.
@@ -41,6 +56,15 @@ struct EncodedInferResponse {
   std::string json;            // the JSON document (the whole body if `binary` is empty)
   std::vector<Tensor> binary;  // tensors whose raw bytes follow the JSON, in order
 };
+
+// The size of an encoded answer, known before encoding it: `json` is the most the JSON document
+// can take (each element at the widest text of its datatype), `binary` the raw bytes of the
+// outputs sent in binary after it. Costs a few operations per output: no pass over tensor data.
+struct EncodedSize {
+  uint64_t json = 0;
+  uint64_t binary = 0;
+};
+EncodedSize EncodedInferResponseSize(const InferResponse& response);
 
 EncodedInferResponse EncodeInferResponse(const InferResponse& response);
 

@@ -1,9 +1,11 @@
 #include "api/grpc/grpc_convert.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
 #include "base/strings.h"
+#include "base/timeouts.h"
 
 namespace hivemesh::grpc_api {
 namespace {
@@ -122,11 +124,73 @@ T Load(const char* p) {
   return v;
 }
 
+// The memory one typed element of `type` takes in an answer: in its repeated field (as the
+// field's type), then serialized (as a varint at its widest: negative int32s take 10 bytes).
+uint64_t TypedElementBytes(DataType type) {
+  switch (type) {
+    case DataType::kBool:
+      return 1 + 1;
+    case DataType::kUint8:
+      return 4 + 2;
+    case DataType::kUint16:
+      return 4 + 3;
+    case DataType::kUint32:
+      return 4 + 5;
+    case DataType::kUint64:
+    case DataType::kInt64:
+      return 8 + 10;
+    case DataType::kInt8:
+    case DataType::kInt16:
+    case DataType::kInt32:
+      return 4 + 10;
+    case DataType::kFp32:
+      return 4 + 4;
+    case DataType::kFp64:
+      return 8 + 8;
+    case DataType::kBytes:
+    case DataType::kFp16:
+    case DataType::kBf16:
+      break;
+  }
+  return 0;
+}
+
 // Fills `c` with the elements of `t`. REQUIRES: FieldFor(t.type()) is not empty.
 void FillTyped(const Tensor& t, InferTensorContents* c) {
   const std::string_view d = t.data();
   const size_t size = ElementSize(t.type());
   const size_t n = size == 0 ? 0 : d.size() / size;
+  // Room for every element at once: the fields do not grow (and copy) as they fill.
+  const int rows = static_cast<int>(std::min<size_t>(n, std::numeric_limits<int>::max()));
+  switch (t.type()) {
+    case DataType::kBool:
+      c->mutable_bool_contents()->Reserve(rows);
+      break;
+    case DataType::kUint8:
+    case DataType::kUint16:
+    case DataType::kUint32:
+      c->mutable_uint_contents()->Reserve(rows);
+      break;
+    case DataType::kUint64:
+      c->mutable_uint64_contents()->Reserve(rows);
+      break;
+    case DataType::kInt8:
+    case DataType::kInt16:
+    case DataType::kInt32:
+      c->mutable_int_contents()->Reserve(rows);
+      break;
+    case DataType::kInt64:
+      c->mutable_int64_contents()->Reserve(rows);
+      break;
+    case DataType::kFp32:
+      c->mutable_fp32_contents()->Reserve(rows);
+      break;
+    case DataType::kFp64:
+      c->mutable_fp64_contents()->Reserve(rows);
+      break;
+    default:
+      break;
+  }
   for (size_t i = 0; i < n; ++i) {
     const char* p = d.data() + i * size;
     switch (t.type()) {
@@ -174,7 +238,8 @@ void FillTyped(const Tensor& t, InferTensorContents* c) {
 
 }  // namespace
 
-absl::StatusOr<DecodedRequest> FromProto(const inference::ModelInferRequest& proto) {
+absl::StatusOr<DecodedRequest> FromProto(inference::ModelInferRequest& proto,
+                                         MemoryBudget* budget) {
   DecodedRequest out;
   InferRequest& req = out.request;
   req.model_name = proto.model_name();
@@ -184,11 +249,17 @@ absl::StatusOr<DecodedRequest> FromProto(const inference::ModelInferRequest& pro
 
   for (const auto& [key, value] : proto.parameters()) {
     if (key == "timeout") {
-      if (value.parameter_choice_case() != inference::InferParameter::kInt64Param ||
-          value.int64_param() <= 0) {
-        return Invalid("parameters.timeout: must be a positive int64_param (milliseconds)");
+      constexpr std::string_view kField = "parameters.timeout";
+      absl::StatusOr<std::chrono::milliseconds> t;
+      if (value.parameter_choice_case() == inference::InferParameter::kInt64Param) {
+        t = ClientTimeoutMs(static_cast<int64_t>(value.int64_param()), kField);
+      } else if (value.parameter_choice_case() == inference::InferParameter::kUint64Param) {
+        t = ClientTimeoutMs(static_cast<uint64_t>(value.uint64_param()), kField);
+      } else {
+        return Invalid(StrCat(kField, ": must be an int64_param or uint64_param (milliseconds)"));
       }
-      out.timeout = std::chrono::milliseconds(value.int64_param());
+      if (!t.ok()) return t.status();
+      out.timeout = *t;
     } else if (key == "binary_data_output") {
       if (value.parameter_choice_case() != inference::InferParameter::kBoolParam) {
         return Invalid("parameters.binary_data_output: must be a bool_param");
@@ -206,13 +277,37 @@ absl::StatusOr<DecodedRequest> FromProto(const inference::ModelInferRequest& pro
   }
   if (raw) out.raw_outputs = true;
 
-  // Every tensor's bytes in one buffer, which the tensors view; offsets first, views after
-  // (the buffer must not grow once viewed).
-  auto buffer = std::make_shared<std::string>();
-  size_t total = 0;
-  for (const std::string& r : proto.raw_input_contents()) total += r.size();
-  buffer->reserve(total);
-  std::vector<std::pair<size_t, size_t>> spans;
+  // What the tensors view: raw contents taken from the message as they are, or typed contents
+  // converted into one buffer (offsets first, views after: it must not grow once viewed). Its
+  // memory, and what is left of the message (which lives as long as the call), is reserved
+  // before the buffer is made: the raw bytes, or each typed element at its datatype's width.
+  struct Held {
+    std::vector<std::string> raw;
+    std::string typed;
+    MemoryBudget::Reservation memory;
+  };
+  auto held = std::make_shared<Held>();
+  uint64_t typed_total = 0;
+  for (const auto& in : proto.inputs()) {
+    if (raw || !in.has_contents()) continue;
+    const std::optional<DataType> type = DataTypeFromName(in.datatype());
+    if (!type) continue;  // refused below
+    const InferTensorContents& c = in.contents();
+    if (*type == DataType::kBytes) {
+      for (const std::string& e : c.bytes_contents()) typed_total += 4 + e.size();
+    } else {
+      std::string_view field;
+      typed_total += TypedCount(c, &field) * ElementSize(*type);
+    }
+  }
+  absl::StatusOr<MemoryBudget::Reservation> memory = ReserveFor(
+      budget, typed_total + proto.ByteSizeLong(), "the request's tensors", "send smaller tensors");
+  if (!memory.ok()) return memory.status();
+  held->memory = *std::move(memory);
+  out.reserved_bytes = typed_total + proto.ByteSizeLong();
+  held->typed.reserve(typed_total);
+  held->raw.resize(raw ? static_cast<size_t>(n) : 0);
+  std::vector<std::pair<size_t, size_t>> spans;  // in `typed`
   std::vector<DataType> types;
   for (int i = 0; i < n; ++i) {
     const auto& in = proto.inputs(i);
@@ -227,14 +322,15 @@ absl::StatusOr<DecodedRequest> FromProto(const inference::ModelInferRequest& pro
     if (!count.ok()) return Invalid(StrCat("input '", name, "': ", MessageOf(count.status())));
     std::string_view field;
     const size_t typed = in.has_contents() ? TypedCount(in.contents(), &field) : 0;
-    const size_t begin = buffer->size();
+    const size_t begin = held->typed.size();
     if (raw) {
       if (typed > 0) {
         return Invalid(StrCat("input '", name,
                               "': has both raw_input_contents and typed contents (", field,
                               "); send one or the other"));
       }
-      buffer->append(proto.raw_input_contents(i));
+      // Taken, not copied: the message does not need its bytes any more.
+      held->raw[static_cast<size_t>(i)].swap(*proto.mutable_raw_input_contents(i));
     } else {
       const std::string_view want = FieldFor(*type);
       if (want.empty()) {
@@ -249,18 +345,21 @@ absl::StatusOr<DecodedRequest> FromProto(const inference::ModelInferRequest& pro
         return Invalid(StrCat("input '", name, "': shape ", ShapeString(shape), " needs ", *count,
                               " elements, contents.", want, " has ", typed));
       }
-      absl::Status s = AppendTyped(in.contents(), *type, name, *buffer);
+      absl::Status s = AppendTyped(in.contents(), *type, name, held->typed);
       if (!s.ok()) return s;
     }
-    spans.emplace_back(begin, buffer->size() - begin);
+    spans.emplace_back(begin, held->typed.size() - begin);
     types.push_back(*type);
   }
+  // Filled: from here on nothing that the tensors view changes.
   for (int i = 0; i < n; ++i) {
     const auto& in = proto.inputs(i);
-    Tensor t = Tensor::View(in.name(), types[static_cast<size_t>(i)],
-                            Shape(in.shape().begin(), in.shape().end()), buffer,
-                            std::string_view(*buffer).substr(spans[static_cast<size_t>(i)].first,
-                                                             spans[static_cast<size_t>(i)].second));
+    const size_t at = static_cast<size_t>(i);
+    const std::string_view data =
+        raw ? std::string_view(held->raw[at])
+            : std::string_view(held->typed).substr(spans[at].first, spans[at].second);
+    Tensor t =
+        Tensor::View(in.name(), types[at], Shape(in.shape().begin(), in.shape().end()), held, data);
     absl::Status valid = ValidateTensorData(t);
     if (!valid.ok()) {
       return Invalid(raw ? StrCat("raw_input_contents[", i, "]: ", MessageOf(valid))
@@ -275,6 +374,28 @@ absl::StatusOr<DecodedRequest> FromProto(const inference::ModelInferRequest& pro
     req.outputs.push_back(std::move(r));
   }
   return out;
+}
+
+uint64_t AnswerBytes(const InferResponse& response, bool raw) {
+  for (const Tensor& t : response.outputs) {
+    if (FieldFor(t.type()).empty()) raw = true;  // as ToProto decides
+  }
+  uint64_t bytes = 2 * (1024 + response.model_name.size() + response.model_version.size() +
+                        response.id.size() + response.served_by.size());
+  for (const Tensor& t : response.outputs) {
+    const uint64_t data = t.data().size();
+    bytes += 2 * (256 + t.name().size() + 16 * t.shape().size());
+    if (raw) {
+      bytes += 2 * data;  // a copy in the message, and one serialized
+    } else if (t.type() == DataType::kBytes) {
+      // Each element (a 4-byte length and its bytes) becomes a string in the message (its
+      // bytes and a 32-byte string object), then its bytes with a tag and a length of 6 at most.
+      bytes += 2 * data + (data / 4) * (32 + 6);
+    } else {
+      bytes += data / ElementSize(t.type()) * TypedElementBytes(t.type());
+    }
+  }
+  return bytes;
 }
 
 void ToProto(const InferResponse& response, bool raw, inference::ModelInferResponse* out) {

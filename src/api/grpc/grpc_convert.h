@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/memory_budget.h"
 #include "grpc_service.pb.h"
 #include "serving/inference.h"
 
@@ -30,16 +31,29 @@ struct DecodedRequest {
   // request parameter binary_data_output = true); else typed contents where the datatype has
   // a typed form (FP16/BF16 outputs force raw for all).
   bool raw_outputs = false;
-  // The request parameter "timeout" (ms, as in REST), if any.
+  // The request parameter "timeout" (ms, as in REST: int64_param or uint64_param), if any, cut
+  // to kMaxRequestTimeout (base/timeouts.h).
   std::optional<std::chrono::milliseconds> timeout;
+  // What the request holds of the memory budget (its tensors and its message) while it lives.
+  uint64_t reserved_bytes = 0;
 };
 
-// A ModelInferRequest as an InferRequest. Tensor bytes are copied once into one buffer that the
-// request's tensors view. Errors are INVALID_ARGUMENT naming the tensor and the problem: an
-// unknown datatype, a tensor with both raw and typed contents (or raw contents for some inputs
-// only), a raw size that disagrees with the shape, a typed element count that disagrees with it,
-// typed contents in the wrong field for the datatype, FP16/BF16 sent typed.
-absl::StatusOr<DecodedRequest> FromProto(const inference::ModelInferRequest& proto);
+// A ModelInferRequest as an InferRequest. Raw contents are taken out of `proto` (left empty)
+// and viewed by the tensors, not copied; typed contents are converted once into one buffer that
+// the tensors view. Errors are INVALID_ARGUMENT naming the tensor and the problem: an unknown
+// datatype, a tensor with both raw and typed contents (or raw contents for some inputs only), a
+// raw size that disagrees with the shape, a typed element count that disagrees with it, typed
+// contents in the wrong field for the datatype, FP16/BF16 sent typed.
+// The bytes the tensors hold and what is left of the message (which lives as long as the call)
+// are reserved from `budget` (may be null) before the buffer is made, and held by the tensors;
+// see ReserveFor (base/memory_budget.h) for its errors.
+absl::StatusOr<DecodedRequest> FromProto(inference::ModelInferRequest& proto,
+                                         MemoryBudget* budget = nullptr);
+
+// The most memory the answer to `response` takes as a message (raw_output_contents if `raw`,
+// else typed contents at their width in memory) and serialized for the wire (typed elements at
+// their widest encoding). A few operations per output: no pass over tensor data.
+uint64_t AnswerBytes(const InferResponse& response, bool raw);
 
 // Fills `out` from `response`: raw_output_contents if `raw`, else typed contents.
 void ToProto(const InferResponse& response, bool raw, inference::ModelInferResponse* out);

@@ -18,6 +18,8 @@
 
 #include "absl/status/statusor.h"
 #include "api/grpc/grpc_server.h"
+#include "base/memory_budget.h"
+#include "base/rejections.h"
 #include "serving/inference.h"
 #include "serving/model_repository.h"
 
@@ -56,6 +58,12 @@ class GrpcNode {
   // KServeHandler::InferDecoded: served here or offloaded like a REST inference.
   virtual void Infer(InferRequest request, std::string trace, SteadyTime received,
                      std::function<void(absl::StatusOr<InferResponse>)> done) = 0;
+
+  // The node's memory budget for requests in flight (base/memory_budget.h), or null: decoded
+  // requests and answers are reserved from it. It outlives the service.
+  virtual MemoryBudget* memory_budget() const = 0;
+  // Counts a refusal in hivemesh_rejected_total and logs it at a bounded rate.
+  virtual void NoteRejection(Rejection reason, std::string_view detail) = 0;
 };
 
 // A running gRPC service, made by the plugin.

@@ -46,6 +46,10 @@ class KServeNode final : public GrpcNode {
              std::function<void(absl::StatusOr<InferResponse>)> done) override {
     handler_->InferDecoded(std::move(request), std::move(trace), received, std::move(done));
   }
+  MemoryBudget* memory_budget() const override { return handler_->memory_budget(); }
+  void NoteRejection(Rejection reason, std::string_view detail) override {
+    if (handler_->rejections() != nullptr) handler_->rejections()->Note(reason, "", detail);
+  }
 
  private:
   void Control(RepositoryAction action, const std::string& name, std::string_view peer,

@@ -35,6 +35,11 @@ struct GrpcServerOptions {
   std::string address = "127.0.0.1:8001";
   // Largest message received or sent; a larger one is answered RESOURCE_EXHAUSTED by gRPC.
   uint64_t max_message_bytes = 64ull << 20;
+  // gRPC's resource quota: the memory it may hold of messages being read and written, over every
+  // connection together (past it, gRPC shrinks its flow-control windows and then cancels
+  // streams). 0: no quota. What the service decodes and answers is reserved from the node's
+  // memory budget instead (KServeHandler::memory_budget).
+  uint64_t memory_quota_bytes = 0;
 };
 
 class GrpcServer {

@@ -1,6 +1,8 @@
 // libhivemesh_grpc.so: inference.GRPCInferenceService over a GrpcNode (see grpc_node.h), with
 // gRPC's callback API.
+#include <grpc/support/time.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
 
 #include <deque>
 #include <limits>
@@ -9,6 +11,7 @@
 #include "api/grpc/grpc_convert.h"
 #include "api/grpc/grpc_node.h"
 #include "base/strings.h"
+#include "base/timeouts.h"
 #include "grpc_service.grpc.pb.h"
 
 namespace hivemesh {
@@ -83,31 +86,77 @@ void FillTensorMetadata(
 struct PreparedInfer {
   InferRequest request;
   bool raw_outputs = false;
+  uint64_t reserved_bytes = 0;  // what the request holds of the budget while it is answered
   std::string trace;
   SteadyTime received;
 };
 
+// Counts a request or answer refused for want of memory.
+void NoteIfRefused(GrpcNode* node, const absl::Status& status, Rejection too_large) {
+  if (status.code() == absl::StatusCode::kResourceExhausted) {
+    node->NoteRejection(Rejection::kMemoryBudget, MessageOf(status));
+  } else if (status.code() == absl::StatusCode::kOutOfRange) {
+    node->NoteRejection(too_large, MessageOf(status));
+  }
+}
+
+// `proto`'s raw contents are taken out of it (FromProto).
 absl::StatusOr<PreparedInfer> Prepare(const CallbackServerContext* ctx, GrpcNode* node,
-                                      const inference::ModelInferRequest& proto) {
+                                      inference::ModelInferRequest& proto) {
   PreparedInfer p;
   p.received = std::chrono::steady_clock::now();
-  absl::StatusOr<grpc_api::DecodedRequest> decoded = grpc_api::FromProto(proto);
-  if (!decoded.ok()) return decoded.status();
+  absl::StatusOr<grpc_api::DecodedRequest> decoded =
+      grpc_api::FromProto(proto, node->memory_budget());
+  if (!decoded.ok()) {
+    NoteIfRefused(node, decoded.status(), Rejection::kMemoryBudget);
+    return decoded.status();
+  }
   p.request = std::move(decoded->request);
   p.raw_outputs = decoded->raw_outputs;
-  std::optional<SteadyTime> deadline;
-  if (decoded->timeout) deadline = p.received + *decoded->timeout;
-  const auto call_deadline = ctx->deadline();
-  if (call_deadline != std::chrono::system_clock::time_point::max()) {
-    const SteadyTime d =
-        p.received + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                         call_deadline - std::chrono::system_clock::now());
-    if (!deadline || d < *deadline) deadline = d;
+  p.reserved_bytes = decoded->reserved_bytes;
+  // The earlier of the "timeout" parameter and the call's deadline, both cut to
+  // kMaxRequestTimeout. The deadline is read as gRPC keeps it (seconds and nanoseconds): its
+  // conversion to a system_clock time overflows for deadlines centuries away.
+  std::optional<Nanos> timeout;
+  if (decoded->timeout) timeout = *decoded->timeout;
+  const gpr_timespec deadline = ctx->raw_deadline();
+  if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) != 0) {
+    const gpr_timespec left = gpr_time_sub(deadline, gpr_now(deadline.clock_type));
+    const Nanos call = ClampedRemaining(left.tv_sec, left.tv_nsec);
+    if (!timeout || call < *timeout) timeout = call;
   }
-  p.request.deadline = deadline;
+  if (timeout) p.request.deadline = DeadlineAfter(p.received, *timeout);
   p.trace = node->TraceId(Metadata(ctx, "traceparent"), Metadata(ctx, "hivemesh-trace"));
   return p;
 }
+
+// Reserves the memory of the answer to `result` (AnswerBytes), or says why not: an answer the
+// budget can never hold is OUT_OF_RANGE (counted as response_too_large), telling the client to
+// ask for raw outputs when typed contents are what makes it large.
+absl::StatusOr<MemoryBudget::Reservation> ReserveAnswer(GrpcNode* node, const InferResponse& result,
+                                                        bool raw, uint64_t request_bytes) {
+  const uint64_t bytes = grpc_api::AnswerBytes(result, raw);
+  absl::StatusOr<MemoryBudget::Reservation> r =
+      ReserveFor(node->memory_budget(), bytes, raw ? "the answer" : "the answer in typed contents",
+                 raw ? "ask for fewer outputs, or send smaller inputs"
+                     : "ask for raw outputs (request parameter binary_data_output: true)",
+                 request_bytes);
+  if (!r.ok()) NoteIfRefused(node, r.status(), Rejection::kResponseTooLarge);
+  return r;
+}
+
+// ModelInfer's reactor: holds the answer's reservation until gRPC is done with the answer.
+class InferReactor final : public ServerUnaryReactor {
+ public:
+  void Finish(const grpc::Status& status, MemoryBudget::Reservation answer) {
+    answer_ = std::move(answer);
+    ServerUnaryReactor::Finish(status);
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  MemoryBudget::Reservation answer_;
+};
 
 // ModelStreamInfer: reads requests one after another, runs each like ModelInfer (several may be
 // in flight), and writes each answer when it is ready, one write at a time. A failed request
@@ -137,14 +186,18 @@ class StreamReactor final : public grpc::ServerBidiReactor<inference::ModelInfer
     } else {
       const bool raw = p->raw_outputs;
       node_->Infer(std::move(p->request), std::move(p->trace), p->received,
-                   [this, raw](absl::StatusOr<InferResponse> result) {
+                   [this, raw, held = p->reserved_bytes](absl::StatusOr<InferResponse> result) {
                      if (!result.ok()) return Answer(result.status());
-                     inference::ModelStreamInferResponse r;
-                     grpc_api::ToProto(*result, raw, r.mutable_infer_response());
-                     Answer(std::move(r));
+                     absl::StatusOr<MemoryBudget::Reservation> memory =
+                         ReserveAnswer(node_, *result, raw, held);
+                     if (!memory.ok()) return Answer(memory.status());
+                     Queued q;
+                     grpc_api::ToProto(*result, raw, q.response.mutable_infer_response());
+                     q.memory = *std::move(memory);
+                     Answer(std::move(q));
                    });
     }
-    StartRead(&request_);  // the request's bytes were copied by Prepare
+    StartRead(&request_);  // the request's bytes were taken by Prepare
   }
 
   void OnWriteDone(bool ok) override {
@@ -152,7 +205,7 @@ class StreamReactor final : public grpc::ServerBidiReactor<inference::ModelInfer
     queue_.pop_front();
     if (!ok) broken_ = true;  // the client is gone: later answers are dropped
     if (!queue_.empty() && !broken_) {
-      auto* next = &queue_.front();
+      auto* next = &queue_.front().response;
       lock.unlock();
       StartWrite(next);
       return;
@@ -165,19 +218,25 @@ class StreamReactor final : public grpc::ServerBidiReactor<inference::ModelInfer
   void OnDone() override { delete this; }
 
  private:
+  // An answer waiting to be written, with its memory reservation (released once written).
+  struct Queued {
+    inference::ModelStreamInferResponse response;
+    MemoryBudget::Reservation memory;
+  };
+
   void Answer(const absl::Status& error) {
-    inference::ModelStreamInferResponse r;
-    r.set_error_message(std::string(MessageOf(error)));
-    Answer(std::move(r));
+    Queued q;
+    q.response.set_error_message(std::string(MessageOf(error)));
+    Answer(std::move(q));
   }
-  void Answer(inference::ModelStreamInferResponse&& response) {
+  void Answer(Queued&& answer) {
     std::unique_lock<std::mutex> lock(mu_);
     --pending_;
     if (broken_) return MaybeFinish(lock);
-    queue_.push_back(std::move(response));  // deque: the element being written stays put
+    queue_.push_back(std::move(answer));  // deque: the element being written stays put
     if (writing_) return;
     writing_ = true;
-    auto* next = &queue_.front();
+    auto* next = &queue_.front().response;
     lock.unlock();
     StartWrite(next);
   }
@@ -193,12 +252,12 @@ class StreamReactor final : public grpc::ServerBidiReactor<inference::ModelInfer
   GrpcNode* const node_;
   inference::ModelInferRequest request_;  // read into by one read at a time
   std::mutex mu_;
-  std::deque<inference::ModelStreamInferResponse> queue_;  // guarded by mu_; front is in write
-  int pending_ = 0;                                        // guarded by mu_
-  bool reads_done_ = false;                                // guarded by mu_
-  bool writing_ = false;                                   // guarded by mu_
-  bool broken_ = false;                                    // guarded by mu_
-  bool finished_ = false;                                  // guarded by mu_
+  std::deque<Queued> queue_;  // guarded by mu_; front is in write
+  int pending_ = 0;           // guarded by mu_
+  bool reads_done_ = false;   // guarded by mu_
+  bool writing_ = false;      // guarded by mu_
+  bool broken_ = false;       // guarded by mu_
+  bool finished_ = false;     // guarded by mu_
 };
 
 class Service final : public inference::GRPCInferenceService::CallbackService {
@@ -262,21 +321,28 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
   ServerUnaryReactor* ModelInfer(CallbackServerContext* ctx,
                                  const inference::ModelInferRequest* request,
                                  inference::ModelInferResponse* response) override {
-    absl::StatusOr<PreparedInfer> p = Prepare(ctx, node_, *request);
+    // The request's raw bytes are taken rather than copied: gRPC does not read the message it
+    // handed over again, and keeps it (ours to change) until the call is done.
+    absl::StatusOr<PreparedInfer> p =
+        Prepare(ctx, node_, *const_cast<inference::ModelInferRequest*>(request));
     if (!p.ok()) return Done(ctx, p.status());
-    ServerUnaryReactor* reactor = ctx->DefaultReactor();
+    auto* reactor = new InferReactor();  // deletes itself when the call is done
     const bool raw = p->raw_outputs;
     // The trace id goes back as REST's Hivemesh-Trace header does.
     ctx->AddTrailingMetadata(grpc_api::kTraceMetadata, p->trace);
     // The reactor, `ctx` and `response` live until Finish, which only this callback calls.
     node_->Infer(std::move(p->request), std::move(p->trace), p->received,
-                 [reactor, ctx, response, raw](absl::StatusOr<InferResponse> result) {
-                   if (!result.ok()) return reactor->Finish(ToGrpcStatus(result.status()));
+                 [reactor, ctx, response, raw, node = node_,
+                  held = p->reserved_bytes](absl::StatusOr<InferResponse> result) {
+                   if (!result.ok()) return reactor->Finish(ToGrpcStatus(result.status()), {});
+                   absl::StatusOr<MemoryBudget::Reservation> memory =
+                       ReserveAnswer(node, *result, raw, held);
+                   if (!memory.ok()) return reactor->Finish(ToGrpcStatus(memory.status()), {});
                    grpc_api::ToProto(*result, raw, response);
                    if (!result->served_by.empty()) {
                      ctx->AddTrailingMetadata(grpc_api::kServedByMetadata, result->served_by);
                    }
-                   reactor->Finish(grpc::Status::OK);
+                   reactor->Finish(grpc::Status::OK, *std::move(memory));
                  });
     return reactor;
   }
@@ -400,6 +466,12 @@ absl::StatusOr<std::unique_ptr<GrpcService>> Start(const GrpcServerOptions& opti
   // Without this, gRPC sets SO_REUSEPORT and two nodes could silently share one port.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  if (options.memory_quota_bytes > 0) {
+    // What gRPC may hold of messages being read and written, over every connection.
+    grpc::ResourceQuota quota("hivemesh-grpc");
+    quota.Resize(static_cast<size_t>(options.memory_quota_bytes));
+    builder.SetResourceQuota(quota);
+  }
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   builder.AddListeningPort(options.address, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(service.get());

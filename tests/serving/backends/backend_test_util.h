@@ -50,6 +50,35 @@ inline Tensor BytesTensor(std::string name, std::string_view element) {
   return Tensor::Owned(std::move(name), DataType::kBytes, {1}, std::move(raw));
 }
 
+// A baseline greyscale JPEG declaring `width` x `height` whose scan has a few bytes of data: with
+// one-bit Huffman codes every zero bit is a flat block, and a decoder out of data goes on with
+// zeros, so it fills the whole frame.
+inline std::string JpegDeclaring(uint16_t width, uint16_t height) {
+  auto segment = [](unsigned char marker, std::string payload) {
+    std::string out = {'\xFF', static_cast<char>(marker)};
+    const size_t n = payload.size() + 2;
+    out += static_cast<char>(n >> 8);
+    out += static_cast<char>(n & 0xFF);
+    return out + payload;
+  };
+  const std::string counts = std::string("\x01", 1) + std::string(15, '\0');
+  std::string sof = {8,
+                     static_cast<char>(height >> 8),
+                     static_cast<char>(height & 0xFF),
+                     static_cast<char>(width >> 8),
+                     static_cast<char>(width & 0xFF),
+                     1,
+                     1,
+                     0x11,
+                     0};
+  return std::string("\xFF\xD8") + segment(0xDB, std::string(1, '\0') + std::string(64, '\x01')) +
+         segment(0xC0, sof) +
+         segment(0xC4, std::string(1, '\0') + counts + std::string(1, '\0') + "\x10" + counts +
+                           std::string(1, '\0')) +
+         segment(0xDA, std::string("\x01\x01\x00\x00\x3f\x00", 6)) + std::string(64, '\0') +
+         "\xFF\xD9";
+}
+
 // The output named `name`, or nullptr.
 inline const Tensor* FindTensor(const std::vector<Tensor>& tensors, std::string_view name) {
   for (const Tensor& t : tensors) {

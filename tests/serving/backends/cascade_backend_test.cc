@@ -5,12 +5,15 @@
 #include <string>
 #include <vector>
 
+#include "base/memory_budget.h"
+#include "base/rejections.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "opencv2/core.hpp"
 #include "opencv2/imgproc.hpp"
 #include "serving/backend.h"
 #include "serving/backends/backend_test_util.h"
+#include "serving/backends/cascade/cascade_memory.h"
 #include "serving/backends/image/image_input.h"
 
 namespace hivemesh {
@@ -19,6 +22,7 @@ namespace {
 using ::testing::HasSubstr;
 using testing_util::BytesTensor;
 using testing_util::FindTensor;
+using testing_util::JpegDeclaring;
 using testing_util::LoadModelConfig;
 using testing_util::ModelDir;
 
@@ -198,6 +202,46 @@ TEST_F(CascadeBackendTest, BadOptionsNameTheField) {
   config = config_;
   config.outputs[1].type = DataType::kInt32;
   EXPECT_THAT(Load(config).status().message(), HasSubstr("outputs[1].datatype"));
+}
+
+TEST_F(CascadeBackendTest, ImagesAreCheckedAndReservedAndTheSearchBuffersCounted) {
+  auto budget = MemoryBudget::Create(uint64_t{1} << 30);
+  auto rejections = std::make_shared<Rejections>();
+  const BackendEnvironment env{budget, rejections, kDefaultMaxImagePixels};
+  absl::StatusOr<std::unique_ptr<Backend>> backend =
+      (*registry_.Find("cascade"))(BackendContext{config_, ModelDir("face-detector") + "/1", &env});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  const CascadeSearch search{1.1, 30, 24, 24, 2};  // the committed config, frontalface_default
+
+  // A frame of 640x480: once searched, the classifier keeps its buffers, counted in the budget.
+  EXPECT_EQ(Run(**backend, PixelsTensor(cv::Mat(480, 640, CV_8UC3, cv::Scalar(90, 120, 150)))), 0);
+  EXPECT_EQ(budget->used(), ScratchAfterSearch(640, 480, search, {}).Bytes(2));
+
+  // 2100x2100 needs more than the classifier may keep: searched, then its buffers are freed.
+  EXPECT_GT(ScratchAfterSearch(2100, 2100, search, {}).Bytes(2), uint64_t{128} << 20);
+  EXPECT_EQ(Run(**backend, PixelsTensor(cv::Mat(2100, 2100, CV_8UC3, cv::Scalar(9, 9, 9)))), 0);
+  EXPECT_EQ(budget->used(), 0u);
+
+  // 8192x8192 declared by 300 bytes of JPEG: refused before decoding, counted.
+  std::vector<Tensor> outputs;
+  const absl::Status bomb = (*backend)->Execute(
+      std::vector<Tensor>{BytesTensor("image", JpegDeclaring(8192, 8192))}, &outputs);
+  EXPECT_EQ(bomb.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bomb.message(), HasSubstr("more than max_image_pixels (33177600)"));
+  EXPECT_EQ(rejections->count(Rejection::kImageTooLarge), 1u);
+
+  // A budget too small for a frame and the search's buffers: OUT_OF_RANGE, naming it.
+  auto small = MemoryBudget::Create(64 << 20);
+  const BackendEnvironment tight{small, rejections, kDefaultMaxImagePixels};
+  backend = (*registry_.Find("cascade"))(
+      BackendContext{config_, ModelDir("face-detector") + "/1", &tight});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  const absl::Status refused = (*backend)->Execute(
+      std::vector<Tensor>{PixelsTensor(cv::Mat(1080, 1920, CV_8UC3, cv::Scalar(9, 9, 9)))},
+      &outputs);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kOutOfRange) << refused;
+  EXPECT_THAT(refused.message(), HasSubstr("memory_budget_mb"));
+  EXPECT_EQ(small->used(), 0u);
 }
 
 }  // namespace

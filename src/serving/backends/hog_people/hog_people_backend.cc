@@ -21,10 +21,14 @@ struct HogOptions {
   int win_stride = 8;
   double scale = 1.05;
   int max_width = 0;
+  int64_t max_image_pixels = kDefaultMaxImagePixels;
 };
 
-absl::StatusOr<HogOptions> ParseOptions(const ModelConfig& config) {
+absl::StatusOr<HogOptions> ParseOptions(const ModelConfig& config, const BackendEnvironment& env) {
   HogOptions o;
+  absl::StatusOr<int64_t> pixels = MaxImagePixelsOption(config, env.max_image_pixels);
+  if (!pixels.ok()) return pixels.status();
+  o.max_image_pixels = *pixels;
   absl::StatusOr<double> hit = DoubleOption(config, "hit_threshold", o.hit_threshold);
   if (!hit.ok()) return hit.status();
   o.hit_threshold = *hit;
@@ -52,13 +56,31 @@ absl::StatusOr<HogOptions> ParseOptions(const ModelConfig& config) {
   return o;
 }
 
+// Bytes HOG detection holds for a `width` x `height` image beyond its BGR pixels: the copy
+// scaled down to max_width, if any (3 bytes per pixel), then per OpenCV worker thread
+// (HOGInvoker: each searches its own pyramid levels) a buffer for its scaled level (3 bytes per
+// pixel of the image searched), the level's gradients (2 floats per pixel) and gradient angles
+// (2 bytes), and its block histogram cache: 16 bytes per pixel of the image searched at most.
+uint64_t HogWorkBytes(int64_t width, int64_t height, const HogOptions& o, int threads) {
+  uint64_t searched = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
+  uint64_t bytes = 0;
+  if (o.max_width > 0 && width > o.max_width) {
+    const double to_original = static_cast<double>(width) / o.max_width;
+    const uint64_t h = static_cast<uint64_t>(
+        std::max<int64_t>(1, std::llround(static_cast<double>(height) / to_original)));
+    searched = static_cast<uint64_t>(o.max_width) * h;
+    bytes += searched * 3;
+  }
+  return bytes + static_cast<uint64_t>(std::max(1, threads)) * (3 + 16) * searched;
+}
+
 class HogPeopleBackend final : public Backend {
  public:
   static absl::StatusOr<std::unique_ptr<Backend>> Create(const BackendContext& ctx) {
     if (absl::Status s = CheckDetectorConfig(ctx.config, "hog-people"); !s.ok()) return s;
-    absl::StatusOr<HogOptions> options = ParseOptions(ctx.config);
+    absl::StatusOr<HogOptions> options = ParseOptions(ctx.config, ctx.env());
     if (!options.ok()) return options.status();
-    std::unique_ptr<HogPeopleBackend> backend(new HogPeopleBackend(*options));
+    std::unique_ptr<HogPeopleBackend> backend(new HogPeopleBackend(*options, ctx.env()));
     try {
       backend->hog_.setSVMDetector(cv::HOGDescriptor::getDefaultPeopleDetector());
     } catch (const cv::Exception& e) {
@@ -68,16 +90,25 @@ class HogPeopleBackend final : public Backend {
   }
 
   absl::Status Execute(std::span<const Tensor> inputs, std::vector<Tensor>* outputs) override {
-    absl::StatusOr<cv::Mat> image = ImageFromInputs(inputs);
+    // The reservation in `image` is held until the detection is done.
+    absl::StatusOr<Image> image = ImageFromInputs(inputs, limits_);
     if (!image.ok()) return image.status();
-    absl::StatusOr<std::vector<Detection>> detections = Detect(*image);
+    absl::StatusOr<std::vector<Detection>> detections = Detect(image->bgr);
     if (!detections.ok()) return detections.status();
     AppendDetectionOutputs(*detections, outputs);
     return absl::OkStatus();
   }
 
  private:
-  explicit HogPeopleBackend(const HogOptions& options) : options_(options) {}
+  HogPeopleBackend(const HogOptions& options, const BackendEnvironment& env)
+      : options_(options), budget_(env.memory_budget), rejections_(env.rejections) {
+    limits_.max_pixels = options.max_image_pixels;
+    limits_.budget = budget_.get();
+    limits_.rejections = rejections_.get();
+    limits_.work_bytes = [o = options, threads = cv::getNumThreads()](int64_t w, int64_t h) {
+      return HogWorkBytes(w, h, o, threads);
+    };
+  }
 
   absl::StatusOr<std::vector<Detection>> Detect(const cv::Mat& image) {
     std::vector<Detection> detections;
@@ -117,6 +148,9 @@ class HogPeopleBackend final : public Backend {
   }
 
   const HogOptions options_;
+  const std::shared_ptr<MemoryBudget> budget_;    // may be null
+  const std::shared_ptr<Rejections> rejections_;  // may be null
+  ImageLimits limits_;
   cv::HOGDescriptor hog_;  // default: 64x128 window, 16x16 blocks, 8x8 block stride and cells
 };
 

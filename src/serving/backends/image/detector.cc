@@ -99,6 +99,23 @@ absl::StatusOr<int> IntOption(const ModelConfig& config, const std::string& key,
   return value;
 }
 
+absl::StatusOr<int64_t> MaxImagePixelsOption(const ModelConfig& config, int64_t fallback) {
+  auto it = config.options.find("max_image_pixels");
+  if (it == config.options.end()) return fallback;
+  const std::string& text = it->second;
+  int64_t value = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  // 2^32: a 65535 x 65535 image, the largest JPEG.
+  if (ec != std::errc() || ptr != text.data() + text.size() || value < 1 ||
+      value > (int64_t{1} << 32)) {
+    return absl::InvalidArgumentError(
+        StrCat("options.max_image_pixels: '", text,
+               "' is not a whole number of pixels between 1 and 4294967296 (e.g. 33177600 for "
+               "7680x4320)"));
+  }
+  return value;
+}
+
 void AppendDetectionOutputs(std::span<const Detection> detections, std::vector<Tensor>* outputs) {
   const int64_t n = static_cast<int64_t>(detections.size());
   std::string boxes, scores, count;

@@ -40,6 +40,10 @@ absl::StatusOr<double> DoubleOption(const ModelConfig& config, const std::string
 absl::StatusOr<int> IntOption(const ModelConfig& config, const std::string& key, int fallback,
                               int min_value, int max_value);
 
+// options.max_image_pixels: the most pixels (width x height) an image sent to the model may
+// have, or `fallback` (the node's max_image_pixels) when absent. Errors name the option.
+absl::StatusOr<int64_t> MaxImagePixelsOption(const ModelConfig& config, int64_t fallback);
+
 // Appends boxes, scores and count for `detections` to `outputs`.
 void AppendDetectionOutputs(std::span<const Detection> detections, std::vector<Tensor>* outputs);
 
