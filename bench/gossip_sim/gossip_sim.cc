@@ -118,6 +118,9 @@ Row RunOne(int n, double secs, uint64_t seed, double loss) {
   const auto wall0 = Clock::now();
   SimOptions opt;
   opt.swim = SwimConfig::Lan();
+  // The member table holds max_members (4096 by default, which bounds what forged joins can
+  // cost a real node); a simulated mesh of N nodes needs room for all of them and the joiner.
+  opt.swim.max_members = std::max(opt.swim.max_members, n + 16);
   opt.seed = seed;
   opt.loss = loss;
   opt.record_events = false;  // the listener below keeps only what is measured

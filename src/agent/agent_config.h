@@ -158,6 +158,9 @@ struct AgentConfig {
   // the whole exchange within the profile's tcp_timeout): a peer with nothing to say is cut in
   // 2 s instead of holding a connection for 10 s.
   int gossip_head_timeout_ms = 2000;
+  // Most members the node keeps (membership/config.h, max_members): the bound on what forged
+  // joins can make it hold. Raise it on every node of a mesh larger than this.
+  int gossip_max_members = 4096;
   // This node's labels, "key=value[,key=value...]", e.g. "zone=line-1,hardware=jetson". The
   // `zone` label bounds where models with `dataPolicy: zone` send their data.
   std::string labels;

@@ -79,7 +79,8 @@ TEST(AgentCliTest, GossipLimitsAreSettingsCheckedByName) {
   int code;
   const std::string help = RunCli("agent --help", &code);
   for (const char* flag : {"--gossip-max-connections ", "--gossip-max-connections-per-source ",
-                           "--gossip-buffer-mb ", "--gossip-head-timeout-ms "}) {
+                           "--gossip-buffer-mb ", "--gossip-head-timeout-ms ",
+                           "--gossip-max-members "}) {
     EXPECT_THAT(help, HasSubstr(flag));
   }
   EXPECT_THAT(RunCli("agent --gossip-max-connections-per-source 0", &code),
@@ -91,6 +92,9 @@ TEST(AgentCliTest, GossipLimitsAreSettingsCheckedByName) {
   EXPECT_EQ(code, 2);
   EXPECT_THAT(RunCli("agent --gossip-head-timeout-ms 0", &code),
               HasSubstr("gossip_head_timeout_ms: 0 is outside"));
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(RunCli("agent --gossip-max-members 1", &code),
+              HasSubstr("gossip_max_members: 1 is outside"));
   EXPECT_EQ(code, 2);
   // The gossip address is what the node advertises and what sealed gossip names.
   EXPECT_THAT(RunCli("agent --model-repository " + SourceDir() +
