@@ -233,8 +233,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   RegisterBuildInfo(metrics, HIVEMESH_VERSION, config.node_name);
   agent->kserve_ = std::make_unique<KServeHandler>(
       ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name, agent->gossip_->encrypted()},
-      agent->repository_.get(), agent->forwarder_.get(), agent->directory_.get(), &metrics,
-      agent->memory_budget_, agent->rejections_);
+      agent->repository_.get(), agent->forwarder_.get(), &metrics, agent->memory_budget_,
+      agent->rejections_);
   agent->kserve_->SetZone(config.LabelMap()["zone"]);
   absl::StatusOr<AdminAccess> admin = MakeAdminAccess(config);
   if (!admin.ok()) return admin.status();
@@ -319,10 +319,8 @@ absl::Status Agent::StartGossip() {
   verify.self = config_.node_name;
   member_check_ = std::make_shared<MemberCheck>(
       std::make_shared<identity::CredentialVerifier>(
-          verify,
-          [directory = directory_.get()](std::string_view member) {
-            return directory->MemberKey(member);
-          }),
+          verify, [directory = directory_.get()](
+                      std::string_view member) { return directory->MemberKey(member); }),
       rejections_, UnixMillisNow);
   // Every link this node opens, and every request it sends a peer over plain HTTP, proves that
   // it comes from this member (identity/member_credential.h).

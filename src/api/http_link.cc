@@ -53,11 +53,13 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
     std::shared_ptr<const std::string> body() const override { return body_shared; }
     SteadyTime received() const override { return received_at; }
     std::string_view remote_address() const override { return remote; }
-    std::string_view link_member() const override { return member; }
+    std::string_view link_member() const override { return *member; }
 
     RequestHead head;
-    std::string remote;       // the link's peer IP address
-    std::string member;       // the member the link was authorized as
+    std::string remote;  // the link's peer IP address
+    // The member the link was authorized as: shared with the link, so that a request costs no
+    // copy of it, and kept alive by the request, which may outlive the link.
+    std::shared_ptr<const std::string> member;
     std::string_view stream;  // its Hivemesh-Stream value (in `head`)
     std::shared_ptr<const std::string> body_shared;
     SteadyTime received_at;
@@ -112,7 +114,8 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
 
   tcp::socket socket_;
   const std::string remote_;  // the peer's IP address
-  const std::string member_;  // the member the link was authorized as (empty: none)
+  // The member the link was authorized as (empty: none).
+  const std::shared_ptr<const std::string> member_;
   beast::flat_buffer buffer_;
   const std::shared_ptr<Core> core_;
   ConnectionLimits::Slot slot_;  // in core_'s limits: declared after core_, released before it
@@ -164,7 +167,7 @@ LinkSession::LinkSession(tcp::socket socket, beast::flat_buffer buffered,
                          std::string member)
     : socket_(std::move(socket)),
       remote_(RemoteAddress(socket_)),
-      member_(std::move(member)),
+      member_(std::make_shared<const std::string>(std::move(member))),
       buffer_(std::move(buffered)),
       core_(std::move(core)),
       slot_(std::move(slot)),

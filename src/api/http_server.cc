@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <boost/container/small_vector.hpp>
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -441,15 +441,16 @@ void Connection::SwitchToLink(std::string member) {
              "\r\n\r\n");
   deadline_.Cancel();
   const std::array<asio::const_buffer, 1> buffers{asio::buffer(kSwitch)};
-  WriteNowOrLater(socket_, buffers, [self = shared_from_this(),
-                                     member = std::move(member)](beast::error_code ec) mutable {
-    if (ec) {
-      self->Close();
-      return;
-    }
-    StartLink(std::move(self->socket_), std::move(self->buffer_), self->core_, self->loop_,
-              std::move(self->slot_), std::move(member));
-  });
+  WriteNowOrLater(
+      socket_, buffers,
+      [self = shared_from_this(), member = std::move(member)](beast::error_code ec) mutable {
+        if (ec) {
+          self->Close();
+          return;
+        }
+        StartLink(std::move(self->socket_), std::move(self->buffer_), self->core_, self->loop_,
+                  std::move(self->slot_), std::move(member));
+      });
 }
 
 void Connection::SendError(int status, std::string_view message, bool close, bool retry_after) {

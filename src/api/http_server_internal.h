@@ -19,9 +19,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include "base/connection_limits.h"
 #include "api/http_request_reader.h"
 #include "api/http_server.h"
+#include "base/connection_limits.h"
 #include "base/io_threads_asio.h"
 #include "base/mesh_link.h"
 #include "base/strings.h"

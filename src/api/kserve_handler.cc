@@ -264,14 +264,12 @@ struct KServeHandler::InferRecord {
 };
 
 KServeHandler::KServeHandler(ServerIdentity identity, ModelRepository* repository,
-                             routing::Forwarder* forwarder, const routing::MeshDirectory* directory,
-                             telemetry::Registry* metrics,
+                             routing::Forwarder* forwarder, telemetry::Registry* metrics,
                              std::shared_ptr<MemoryBudget> memory_budget,
                              std::shared_ptr<Rejections> rejections)
     : identity_(std::move(identity)),
       repository_(repository),
       forwarder_(forwarder),
-      directory_(directory),
       metrics_(metrics != nullptr ? std::make_unique<InferenceMetrics>(*metrics) : nullptr),
       memory_budget_(std::move(memory_budget)),
       rejections_(rejections != nullptr ? std::move(rejections) : std::make_shared<Rejections>()) {}

@@ -58,7 +58,6 @@ int HttpStatusFor(const absl::Status& status);
 
 namespace routing {
 class Forwarder;
-class MeshDirectory;
 }  // namespace routing
 namespace telemetry {
 class Registry;
@@ -68,15 +67,13 @@ class MemberCheck;
 
 class KServeHandler {
  public:
-  // `forwarder` and `directory` may be null (a node outside any mesh serves only its models);
+  // `forwarder` may be null (a node outside any mesh serves only its models);
   // `metrics` may be null (nothing is counted), else the handler declares its metrics in it.
   // `memory_budget` (may be null: nothing reserved) is what decoded tensors and answers are
   // reserved from (api/infer_answer.h); `rejections` counts what is refused (null: a Rejections
   // of the handler's own, until SetAdmin gives one).
   KServeHandler(ServerIdentity identity, ModelRepository* repository,
-                routing::Forwarder* forwarder = nullptr,
-                const routing::MeshDirectory* directory = nullptr,
-                telemetry::Registry* metrics = nullptr,
+                routing::Forwarder* forwarder = nullptr, telemetry::Registry* metrics = nullptr,
                 std::shared_ptr<MemoryBudget> memory_budget = nullptr,
                 std::shared_ptr<Rejections> rejections = nullptr);
   ~KServeHandler();
@@ -114,7 +111,9 @@ class KServeHandler {
   void SetAdmin(AdminAccess access, std::shared_ptr<Rejections> rejections);
   // How requests forwarded by peers prove their origin (api/member_check.h). Without one, every
   // forwarded request is refused. REQUIRES: called before the handler serves its first request.
-  void SetMemberCheck(std::shared_ptr<const MemberCheck> check) { member_check_ = std::move(check); }
+  void SetMemberCheck(std::shared_ptr<const MemberCheck> check) {
+    member_check_ = std::move(check);
+  }
   // Loads or unloads `model` for `caller`. Checked first, in this order, each refusal counted:
   // the model name (INVALID_ARGUMENT naming the rule; nothing is looked up), then the caller
   // (PERMISSION_DENIED saying what to do); then the repository does it on its control thread.
@@ -169,7 +168,6 @@ class KServeHandler {
   const ServerIdentity identity_;
   ModelRepository* const repository_;
   routing::Forwarder* const forwarder_;
-  const routing::MeshDirectory* const directory_;
   const std::unique_ptr<InferenceMetrics> metrics_;    // null: not counted
   const std::shared_ptr<MemoryBudget> memory_budget_;  // null: nothing reserved
   std::atomic<bool> ready_{true};

@@ -8,8 +8,7 @@
 namespace hivemesh {
 
 MemberCheck::MemberCheck(std::shared_ptr<identity::CredentialVerifier> verifier,
-                         std::shared_ptr<Rejections> rejections,
-                         std::function<int64_t()> unix_ms)
+                         std::shared_ptr<Rejections> rejections, std::function<int64_t()> unix_ms)
     : verifier_(std::move(verifier)),
       rejections_(std::move(rejections)),
       unix_ms_(std::move(unix_ms)) {}
@@ -52,8 +51,8 @@ absl::Status MemberCheck::CheckForwarded(const HttpRequest& request,
   }
   if (*member != origin) {
     return refuse(Rejection::kForwardUnauthenticated,
-                  StrCat("the request names '", origin, "' as its origin but carries the credential of '",
-                         *member, "'"));
+                  StrCat("the request names '", origin,
+                         "' as its origin but carries the credential of '", *member, "'"));
   }
   return absl::OkStatus();
 }

@@ -15,10 +15,10 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "base/connection_limits.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
-#include "base/connection_limits.h"
 #include "membership/gossip_node.h"
 #include "membership/stream_frame.h"
 

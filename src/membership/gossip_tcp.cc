@@ -100,7 +100,8 @@ void GossipNodeImpl::Admit(tcp::socket socket) {
   if (ec) return;  // already gone; the socket closes as it goes out of scope
   const std::string peer = Canonical(remote.address(), remote.port());
   Rejection refused{};
-  std::optional<ConnectionLimits::Slot> slot = limits_.Admit(SourceKeyOf(remote.address()), &refused);
+  std::optional<ConnectionLimits::Slot> slot =
+      limits_.Admit(SourceKeyOf(remote.address()), &refused);
   if (!slot) {
     const bool total = refused == Rejection::kConnectionLimit;
     const DropReason why =

@@ -446,7 +446,7 @@ TEST(HttpLinkBoundsTest, AnUpgradeTheHookRefusesGets403AndOneItTakesNamesItsMemb
   test::HttpResult in = member.ReadResponse();
   EXPECT_EQ(in.body, "/in ok");
   EXPECT_EQ(in.header("x-link-member"), "node-7");  // every request on the link tells its member
-  EXPECT_EQ(peer.handled.load(), 1);  // the refused upgrade reached no handler
+  EXPECT_EQ(peer.handled.load(), 1);                // the refused upgrade reached no handler
   // A plain request names no member.
   test::HttpConnection plain(peer.server->port());
   ASSERT_TRUE(plain.SendRaw("GET /p HTTP/1.1\r\nHost: t\r\nX-Member: yes\r\n\r\n"));

@@ -137,7 +137,8 @@ TEST_F(KServeApiTest, HealthAndServerMetadata) {
   EXPECT_THAT(meta.body, HasSubstr("binary_tensor_data"));
   EXPECT_THAT(meta.body, HasSubstr(R"("node":"api-test")"));
   // Gossip without keys says so to whoever asks.
-  EXPECT_THAT(meta.body, HasSubstr(R"("gossip":{"encrypted":false,"warning":"gossip is plaintext)"));
+  EXPECT_THAT(meta.body,
+              HasSubstr(R"("gossip":{"encrypted":false,"warning":"gossip is plaintext)"));
 }
 
 TEST_F(KServeApiTest, ModelMetadataAndReadinessWithAndWithoutVersions) {
@@ -403,9 +404,9 @@ TEST_F(KServeApiTest, NamesThatBreakTheRuleAre400AndNoAnswerSaysWhereTheReposito
   EXPECT_EQ(Post("/v2/repository/models/../../load", "").status, 404);
   EXPECT_EQ(Post("/v2/repository/models/a/b/unload", "").status, 404);
   // Failures name files relative to the repository, wherever the client reads them.
-  for (const HttpResult& r : {Post("/v2/repository/index", ""),
-                              Post("/v2/models/broken/infer", R"({"inputs":[]})"),
-                              Post("/v2/repository/models/nope/load", "")}) {
+  for (const HttpResult& r :
+       {Post("/v2/repository/index", ""), Post("/v2/models/broken/infer", R"({"inputs":[]})"),
+        Post("/v2/repository/models/nope/load", "")}) {
     EXPECT_THAT(r.body, ::testing::Not(HasSubstr(repo_->path()))) << r.body;
   }
   EXPECT_THAT(agent_->log(), HasSubstr(repo_->path() + "/broken/config.yaml")) << "the log has it";

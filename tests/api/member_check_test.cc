@@ -44,15 +44,15 @@ class MemberCheckTest : public ::testing::Test {
   MemberCheckTest() {
     identity::CredentialVerifier::Options o;
     o.self = "b";
-    check_ = std::make_unique<MemberCheck>(
-        std::make_shared<identity::CredentialVerifier>(
-            o,
-            [this](std::string_view m) -> std::optional<std::string> {
-              if (m == "a") return a_.public_key();
-              if (m == "c") return c_.public_key();
-              return std::nullopt;
-            }),
-        rejections_, [] { return kNow; });
+    check_ =
+        std::make_unique<MemberCheck>(std::make_shared<identity::CredentialVerifier>(
+                                          o,
+                                          [this](std::string_view m) -> std::optional<std::string> {
+                                            if (m == "a") return a_.public_key();
+                                            if (m == "c") return c_.public_key();
+                                            return std::nullopt;
+                                          }),
+                                      rejections_, [] { return kNow; });
   }
 
   std::string Credential(const identity::NodeKey& key, std::string_view origin,

@@ -78,9 +78,9 @@ TEST(AgentCliTest, BadSettingsAreRefusedByName) {
 TEST(AgentCliTest, GossipLimitsAreSettingsCheckedByName) {
   int code;
   const std::string help = RunCli("agent --help", &code);
-  for (const char* flag : {"--gossip-max-connections ", "--gossip-max-connections-per-source ",
-                           "--gossip-buffer-mb ", "--gossip-head-timeout-ms ",
-                           "--gossip-max-members "}) {
+  for (const char* flag :
+       {"--gossip-max-connections ", "--gossip-max-connections-per-source ", "--gossip-buffer-mb ",
+        "--gossip-head-timeout-ms ", "--gossip-max-members "}) {
     EXPECT_THAT(help, HasSubstr(flag));
   }
   EXPECT_THAT(RunCli("agent --gossip-max-connections-per-source 0", &code),

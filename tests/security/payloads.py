@@ -9,7 +9,7 @@ import struct
 import time
 import zlib
 
-from hostile import wait_for
+from hostile import Canary, wait_for
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -173,3 +173,23 @@ def settle_then_watch(node, seconds=3):
             break
         last = now
     return MemoryWatch(node)
+
+
+def attack_within_budget(test, node, name, call, budget_mib, canary_timeout=10):
+    """Runs `call` (the attack) against `node` with a canary of normal inferences alongside, kept
+    until it has had 3 answers, and asserts what every memory attack must keep: the node lives,
+    the canary is served, and the peak RSS grows by at most the node's budget + 64 MiB. Returns
+    what `call` returned and the MemoryWatch (to check that memory comes back)."""
+    watch = settle_then_watch(node)
+    with Canary(node, timeout=canary_timeout) as canary:
+        result = call()
+        keep_canary_until(canary, 3)
+    growth = watch.growth_mib()
+    print(f"{name}: {result!r:.300}; peak RSS +{growth:.0f} MiB "
+          f"(baseline {watch.baseline:.0f} MiB)", flush=True)
+    canary.check()
+    test.assertTrue(node.alive(), "the node died")
+    test.assertLessEqual(growth, budget_mib + 64,
+                         f"{name}: the node grew {growth:.0f} MiB, more than its budget "
+                         f"({budget_mib} MiB) + 64 MiB")
+    return result, watch

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hostile  # noqa: E402
 import payloads  # noqa: E402
 from grpc_stubs import grpc, pb, stub_for  # noqa: E402
-from hostile import Canary, Node, wait_for  # noqa: E402
+from hostile import Node, wait_for  # noqa: E402
 
 import unittest  # noqa: E402
 
@@ -52,20 +52,10 @@ class AnswerSizeTest(unittest.TestCase):
 
     def measure(self, name, call, node=None, budget_mib=BUDGET_MIB, settles=True):
         node = node or self.node
-        watch = payloads.settle_then_watch(node)
         # 64 MiB bodies keep the I/O thread that reads them busy: on a loaded machine the
         # canary's requests behind them wait, so they get a minute.
-        with Canary(node, timeout=60) as canary:
-            result = call()
-            payloads.keep_canary_until(canary, 3)
-        growth = watch.growth_mib()
-        print(f"{name}: {result!r:.300}; peak RSS +{growth:.0f} MiB "
-              f"(baseline {watch.baseline:.0f} MiB)", flush=True)
-        canary.check()
-        self.assertTrue(node.alive(), "the node died")
-        self.assertLessEqual(growth, budget_mib + 64,
-                             f"{name}: the node grew {growth:.0f} MiB, more than its budget "
-                             f"({budget_mib} MiB) + 64 MiB")
+        result, watch = payloads.attack_within_budget(self, node, name, call, budget_mib,
+                                                      canary_timeout=60)
         if settles:
             watch.settles(slack_mib=48)
         return result

@@ -10,7 +10,6 @@ rule: not a positive integer -> 400 (gRPC: INVALID_ARGUMENT) naming the field; m
 longest timeout (24 h) -> 24 h. So each request below is a clear 400 or a success, never a 504,
 never a 500, on the node that serves and on a node that forwards.
 """
-import json
 import os
 import struct
 import sys

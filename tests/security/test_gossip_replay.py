@@ -14,7 +14,6 @@ what it captured:
 """
 import socket
 import threading
-import time
 import unittest
 
 from hostile import Node, run, wait_for

@@ -46,18 +46,9 @@ class ImageBombTest(unittest.TestCase):
                model="face-detector"):
         node = self.node
         before = node.rejected("image_too_large")
-        watch = payloads.settle_then_watch(node)
-        with Canary(node) as canary:
-            answer = payloads.infer(node, model, body, headers)
-            payloads.keep_canary_until(canary, 3)
-        growth = watch.growth_mib()
-        print(f"{name}: {len(body)} bytes -> {answer}; peak RSS +{growth:.0f} MiB "
-              f"(baseline {watch.baseline:.0f} MiB)", flush=True)
-        canary.check()
-        self.assertTrue(node.alive(), "the node died")
-        self.assertLessEqual(growth, BUDGET_MIB + 64,
-                             f"{name}: the node grew {growth:.0f} MiB, more than its budget "
-                             f"({BUDGET_MIB} MiB) + 64 MiB")
+        answer, watch = payloads.attack_within_budget(
+            self, node, f"{name} ({len(body)} bytes)",
+            lambda: payloads.infer(node, model, body, headers), BUDGET_MIB)
         self.assertEqual(answer.status, expect_status, f"{name}: {answer}")
         self.assertIn(expect_text, answer.error(), f"{name}: the error names the limit")
         if expect_text == "max_image_pixels":

@@ -20,7 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hostile  # noqa: E402
 import payloads  # noqa: E402
-from hostile import Canary, Node  # noqa: E402
+from hostile import Node  # noqa: E402
 
 import unittest  # noqa: E402
 
@@ -59,20 +59,12 @@ class JsonClaimTest(unittest.TestCase):
 
     def attack(self, name, body, expect_status, expect_text, headers=None):
         node = self.node
-        watch = payloads.settle_then_watch(node)
         # Decoding a body of 60 MB is work on the I/O thread that read it: on a loaded machine
         # the canary's requests behind it wait, so they get a minute.
-        with Canary(node, timeout=60) as canary:
-            answer = payloads.infer(node, "identity", body, headers)
-            payloads.keep_canary_until(canary, 3)
-        growth = watch.growth_mib()
-        print(f"{name}: {len(body)} bytes -> {answer}; peak RSS +{growth:.0f} MiB "
-              f"(baseline {watch.baseline:.0f} MiB)", flush=True)
-        canary.check()
-        self.assertTrue(node.alive(), "the node died")
-        self.assertLessEqual(growth, BUDGET_MIB + 64,
-                             f"{name}: the node grew {growth:.0f} MiB, more than its budget "
-                             f"({BUDGET_MIB} MiB) + 64 MiB")
+        answer, watch = payloads.attack_within_budget(
+            self, node, f"{name} ({len(body)} bytes)",
+            lambda: payloads.infer(node, "identity", body, headers), BUDGET_MIB,
+            canary_timeout=60)
         self.assertIn(answer.status, expect_status, f"{name}: {answer}")
         self.assertIn(expect_text, answer.error(), f"{name}: {answer}")
         watch.settles(slack_mib=48)
