@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "api/codec/infer_codec.h"
+#include "codec/infer_codec.h"
 
 namespace {
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "base/strings.h"
-#include "serving/model_name.h"
+#include "codec/model_name.h"
 
 namespace hivemesh {
 namespace {

@@ -4,9 +4,9 @@
 #include <string>
 #include <utility>
 
-#include "api/codec/infer_codec.h"
-#include "api/codec/mesh_tensors.h"
 #include "base/strings.h"
+#include "codec/infer_codec.h"
+#include "codec/mesh_tensors.h"
 #include "routing/forwarder.h"
 
 namespace hivemesh {

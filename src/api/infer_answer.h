@@ -24,7 +24,7 @@
 #include "api/http_server.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
-#include "serving/inference.h"
+#include "tensor/inference.h"
 
 namespace hivemesh {
 

@@ -10,8 +10,8 @@
 //   POST /v2/repository/models/<m>/load | /v2/repository/models/<m>/unload   (model_control_mode:
 //        explicit; answered once the model serves, or once its requests have been answered)
 //
-// Model and version names in paths follow serving/model_name.h: a path that names an invalid one
-// is answered 400 naming the rule before anything is looked up (api/codec/rest_path.h). Load and
+// Model and version names in paths follow codec/model_name.h: a path that names an invalid one
+// is answered 400 naming the rule before anything is looked up (codec/rest_path.h). Load and
 // unload change the node and need admin access (api/admin_access.h): 403 otherwise. Both
 // refusals are counted in the node's Rejections (bad_model_name, admin_denied).
 //
@@ -34,12 +34,12 @@
 
 #include "absl/status/status.h"
 #include "api/admin_access.h"
-#include "api/codec/rest_path.h"
 #include "api/http_server.h"
 #include "api/infer_answer.h"
 #include "base/rejections.h"
-#include "serving/inference.h"
+#include "codec/rest_path.h"
 #include "serving/model_repository.h"
+#include "tensor/inference.h"
 
 namespace hivemesh {
 

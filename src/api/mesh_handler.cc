@@ -3,9 +3,9 @@
 #include "routing/forwarder.h"
 #include "serving/data_policy.h"
 
-#include "api/codec/infer_codec.h"
-#include "api/codec/json_writer.h"
 #include "base/strings.h"
+#include "codec/infer_codec.h"
+#include "codec/json_writer.h"
 #include "identity/node_key.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 
-#include "api/codec/infer_codec.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
+#include "codec/infer_codec.h"
 #include "membership/gossip_node.h"
 #include "routing/forwarder.h"
 #include "serving/model_repository.h"

@@ -5,9 +5,9 @@
 #include <memory>
 #include <vector>
 
-#include "api/codec/infer_codec.h"
 #include "base/strings.h"
 #include "cli/table.h"
+#include "codec/infer_codec.h"
 
 namespace hivemesh::cli {
 namespace {

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "serving/inference.h"
+#include "tensor/inference.h"
 
 namespace hivemesh::cli {
 

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <limits>
 
-#include "api/codec/json_writer.h"
 #include "base/strings.h"
+#include "codec/json_writer.h"
 #include "tensor/tensor.h"
 
 namespace hivemesh::cli {

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "api/codec/json_writer.h"
 #include "base/strings.h"
 #include "cli/table.h"
+#include "codec/json_writer.h"
 
 namespace hivemesh::cli {
 namespace {

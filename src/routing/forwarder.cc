@@ -3,9 +3,10 @@
 #include <algorithm>
 #include <charconv>
 
-#include "api/codec/infer_codec.h"
-#include "api/codec/mesh_tensors.h"
 #include "base/strings.h"
+#include "codec/infer_codec.h"
+#include "codec/mesh_tensors.h"
+#include "codec/status_codes.h"
 
 namespace hivemesh::routing {
 namespace {
@@ -51,23 +52,6 @@ absl::StatusOr<InferResponse> DecodeAnswer(const PeerResponse& r) {
     }
   }
   return decoded;
-}
-
-absl::StatusCode CodeForHttp(int status) {
-  switch (status) {
-    case 400:
-      return absl::StatusCode::kInvalidArgument;
-    case 403:
-      return absl::StatusCode::kPermissionDenied;
-    case 404:
-      return absl::StatusCode::kNotFound;
-    case 503:
-      return absl::StatusCode::kUnavailable;
-    case 504:
-      return absl::StatusCode::kDeadlineExceeded;
-    default:
-      return absl::StatusCode::kInternal;
-  }
 }
 
 }  // namespace
@@ -350,7 +334,7 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
   }
   attempt->last_error =
       result.ok()
-          ? absl::Status(CodeForHttp(result->status),
+          ? absl::Status(StatusCodeForHttp(result->status),
                          StrCat("node ", peer.node, " answered ", result->status, ": ",
                                 PeerErrorText(*result)))
           : absl::Status(result.status().code(),
@@ -377,7 +361,7 @@ void Forwarder::Answer(const std::shared_ptr<Attempt>& attempt, const PeerEndpoi
   if (r.status != 200) {
     // The peer's error, passed through with its status (400, 404, 504 ...).
     return attempt->done(
-        absl::Status(CodeForHttp(r.status), StrCat("node ", peer.node, ": ", PeerErrorText(r))));
+        absl::Status(StatusCodeForHttp(r.status), StrCat("node ", peer.node, ": ", PeerErrorText(r))));
   }
   absl::StatusOr<InferResponse> decoded = DecodeAnswer(r);
   if (!decoded.ok()) {

@@ -7,7 +7,7 @@
 // once, consecutive timeouts or 503s after a few; an ejected peer gets one probe request when its
 // ejection ends (longer each time), and a peer that restarted (new incarnation) starts afresh.
 //
-// The request travels in the mesh tensor form (api/codec/mesh_tensors.h): a short binary head,
+// The request travels in the mesh tensor form (codec/mesh_tensors.h): a short binary head,
 // then the tensor bytes as they arrived, and the peer answers in the same form. It carries the
 // hop count, the origin node, a trace id and what is left of its deadline. The peer's answer
 // says which node served it.
@@ -35,7 +35,7 @@
 #include "routing/peer_client.h"
 #include "routing/retry_budget.h"
 #include "serving/expirer.h"
-#include "serving/inference.h"
+#include "tensor/inference.h"
 
 namespace hivemesh::routing {
 

@@ -282,4 +282,15 @@ bool ShapeMatches(std::span<const int64_t> dims, std::span<const int64_t> shape)
   return true;
 }
 
+const TensorConfig* RawBodyInput(const ModelConfig& config) {
+  if (config.inputs.size() == 1) return &config.inputs[0];
+  const TensorConfig* found = nullptr;
+  for (const TensorConfig& t : config.inputs) {
+    if (t.type != DataType::kBytes) continue;
+    if (found != nullptr) return nullptr;
+    found = &t;
+  }
+  return found;
+}
+
 }  // namespace hivemesh

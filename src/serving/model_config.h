@@ -28,19 +28,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "codec/model_name.h"
 #include "serving/data_policy.h"
-#include "serving/model_name.h"
 #include "serving/version_policy.h"
 #include "tensor/tensor.h"
+#include "tensor/tensor_config.h"
 
 namespace hivemesh {
-
-struct TensorConfig {
-  std::string name;
-  DataType type = DataType::kFp32;
-  Shape dims;             // -1 = any size in that dimension
-  bool optional = false;  // an input a request may leave out
-};
 
 // Dynamic batching of one model (Triton's dynamic batcher): requests that arrive close together
 // are concatenated along their first dimension, run as one execution and split back.
@@ -91,5 +85,9 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view yaml_text,
 
 // True if `shape` fits `dims` (same rank; every dim equal or dims[i] == -1).
 bool ShapeMatches(std::span<const int64_t> dims, std::span<const int64_t> shape);
+
+// The input a body without a JSON header (Inference-Header-Content-Length: 0) fills: the model's
+// only input, or else its only BYTES input. Null if neither exists.
+const TensorConfig* RawBodyInput(const ModelConfig& config);
 
 }  // namespace hivemesh

@@ -8,7 +8,7 @@
 
 #include "base/status_macros.h"
 #include "base/strings.h"
-#include "serving/model_name.h"
+#include "codec/model_name.h"
 #include "serving/repository_scan.h"
 #include "serving/version_policy.h"
 

@@ -37,9 +37,9 @@
 #include "serving/backend.h"
 #include "serving/batching_policy.h"
 #include "serving/expirer.h"
-#include "serving/inference.h"
 #include "serving/model_config.h"
 #include "serving/model_stats.h"
+#include "tensor/inference.h"
 
 namespace hivemesh {
 

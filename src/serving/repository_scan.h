@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "serving/model_name.h"
+#include "codec/model_name.h"
 
 namespace hivemesh {
 

@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "api/codec/infer_codec.h"
+#include "codec/infer_codec.h"
 
 namespace hivemesh::cli {
 namespace {

@@ -1,5 +1,5 @@
 // libFuzzer target for the inference body decoders: the KServe v2 REST request decoder (and, for
-// what it accepts, the response encoder) and the mesh tensor form (api/codec/mesh_tensors.h).
+// what it accepts, the response encoder) and the mesh tensor form (codec/mesh_tensors.h).
 // The first byte picks how the body is framed: plain JSON, JSON header + binary data (header
 // length from the next two bytes), a raw single-input body, or the mesh tensor form (request
 // and answer).
@@ -16,9 +16,9 @@
 #include <memory>
 #include <string>
 
-#include "api/codec/infer_codec.h"
-#include "api/codec/mesh_tensors.h"
 #include "base/memory_budget.h"
+#include "codec/infer_codec.h"
+#include "codec/mesh_tensors.h"
 
 namespace {
 

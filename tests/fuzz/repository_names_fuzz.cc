@@ -1,6 +1,6 @@
 // libFuzzer target for the names a client puts in the repository API and the model paths: the
-// model and version name rule (serving/model_name.h) and the REST path parsers for
-// /v2/models/... and /v2/repository/models/... (api/codec/rest_path.h). Whatever the bytes, a
+// model and version name rule (codec/model_name.h) and the REST path parsers for
+// /v2/models/... and /v2/repository/models/... (codec/rest_path.h). Whatever the bytes, a
 // name accepted is one the rule allows (never empty, ".", "..", a path, a NUL, a '%'), a parsed
 // path's names point inside the path and pass the rule, a refusal's message is short and
 // printable, and a version accepted reads back as the same text.
@@ -9,8 +9,8 @@
 #include <string>
 #include <string_view>
 
-#include "api/codec/rest_path.h"
-#include "serving/model_name.h"
+#include "codec/model_name.h"
+#include "codec/rest_path.h"
 
 namespace {
 

@@ -16,7 +16,7 @@
 #include <mutex>
 #include <thread>
 
-#include "api/codec/mesh_tensors.h"
+#include "codec/mesh_tensors.h"
 #include "support/agent_process.h"
 #include "support/http_client.h"
 #include "support/mesh_util.h"

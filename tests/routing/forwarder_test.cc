@@ -9,9 +9,9 @@
 #include <future>
 #include <map>
 
-#include "api/codec/infer_codec.h"
-#include "api/codec/mesh_tensors.h"
 #include "base/strings.h"
+#include "codec/infer_codec.h"
+#include "codec/mesh_tensors.h"
 
 namespace hivemesh::routing {
 namespace {

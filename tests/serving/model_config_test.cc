@@ -159,5 +159,15 @@ TEST(ModelConfigTest, ShapeMatching) {
   EXPECT_FALSE(ShapeMatches(Shape{-1}, Shape{1, 1}));
 }
 
+TEST(ModelConfigTest, RawBodyInputPicksTheSingleOrOnlyBytesInput) {
+  ModelConfig c;
+  c.inputs = {{"image", DataType::kBytes, {1}, true},
+              {"pixels", DataType::kUint8, {-1, -1, 3}, true}};
+  ASSERT_NE(RawBodyInput(c), nullptr);
+  EXPECT_EQ(RawBodyInput(c)->name, "image");
+  c.inputs.push_back({"other", DataType::kBytes, {1}, true});
+  EXPECT_EQ(RawBodyInput(c), nullptr);
+}
+
 }  // namespace
 }  // namespace hivemesh

@@ -1,6 +1,6 @@
 // Conversions between the gRPC messages of inference.GRPCInferenceService
 // (proto/grpc_service.proto) and the protocol-neutral InferRequest / InferResponse
-// (serving/inference.h), and from absl::Status to grpc::Status.
+// (tensor/inference.h), and from absl::Status to grpc::Status.
 //
 // Internal to src/api/grpc: it includes the generated protobuf headers, which nothing outside this
 // folder (and its tests) may include.
@@ -14,7 +14,7 @@
 #include "absl/status/statusor.h"
 #include "base/memory_budget.h"
 #include "grpc_service.pb.h"
-#include "serving/inference.h"
+#include "tensor/inference.h"
 
 namespace hivemesh::grpc_api {
 

@@ -20,8 +20,8 @@
 #include "api/grpc/grpc_server.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
-#include "serving/inference.h"
 #include "serving/model_repository.h"
+#include "tensor/inference.h"
 
 namespace hivemesh {
 

@@ -1,4 +1,4 @@
-#include "api/codec/repository_codec.h"
+#include "codec/repository_codec.h"
 
 #include <simdjson.h>
 

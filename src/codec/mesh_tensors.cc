@@ -1,4 +1,4 @@
-#include "api/codec/mesh_tensors.h"
+#include "codec/mesh_tensors.h"
 
 #include <cstring>
 #include <limits>

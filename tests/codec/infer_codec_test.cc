@@ -1,4 +1,4 @@
-#include "api/codec/infer_codec.h"
+#include "codec/infer_codec.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -375,16 +375,6 @@ TEST(InferCodecTest, HeaderLengthZeroMeansTheBodyIsTheSingleInput) {
   ASSERT_TRUE(b.ok()) << b.status();
   EXPECT_EQ(b->request.inputs[0].data().substr(4), "\xff\xd8jpeg");
   EXPECT_FALSE(DecodeInferRequest(Body("x"), 0, nullptr).ok());
-}
-
-TEST(InferCodecTest, RawBodyInputPicksTheSingleOrOnlyBytesInput) {
-  ModelConfig c;
-  c.inputs = {{"image", DataType::kBytes, {1}, true},
-              {"pixels", DataType::kUint8, {-1, -1, 3}, true}};
-  ASSERT_NE(RawBodyInput(c), nullptr);
-  EXPECT_EQ(RawBodyInput(c)->name, "image");
-  c.inputs.push_back({"other", DataType::kBytes, {1}, true});
-  EXPECT_EQ(RawBodyInput(c), nullptr);
 }
 
 TEST(InferCodecTest, EncodesBinaryOutputsAndEscapes) {

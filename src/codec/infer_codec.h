@@ -23,8 +23,8 @@
 
 #include "absl/status/statusor.h"
 #include "base/memory_budget.h"
-#include "serving/inference.h"
-#include "serving/model_config.h"
+#include "tensor/inference.h"
+#include "tensor/tensor_config.h"
 
 namespace hivemesh {
 
@@ -40,17 +40,13 @@ struct DecodedInferRequest {
 
 // Decodes an infer request body. `header_length` is the Inference-Header-Content-Length header
 // if present: the body is then that many bytes of JSON followed by binary tensor data. A value of
-// 0 means the body is the raw data of `raw_input` (see RawBodyInput); `raw_input` may be null
-// otherwise. Errors are INVALID_ARGUMENT with a message naming the tensor and the field.
-// `budget` may be null (nothing is reserved).
+// 0 means the body is the raw data of `raw_input` (serving/model_config.h: RawBodyInput);
+// `raw_input` may be null otherwise. Errors are INVALID_ARGUMENT with a message naming the tensor
+// and the field. `budget` may be null (nothing is reserved).
 absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
                                                        std::optional<uint64_t> header_length,
                                                        const TensorConfig* raw_input,
                                                        MemoryBudget* budget = nullptr);
-
-// The input a body without a JSON header (Inference-Header-Content-Length: 0) fills: the model's
-// only input, or else its only BYTES input. Null if neither exists.
-const TensorConfig* RawBodyInput(const ModelConfig& config);
 
 struct EncodedInferResponse {
   std::string json;            // the JSON document (the whole body if `binary` is empty)

@@ -26,7 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "serving/inference.h"
+#include "tensor/inference.h"
 
 namespace hivemesh {
 

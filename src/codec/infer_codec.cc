@@ -1,4 +1,4 @@
-#include "api/codec/infer_codec.h"
+#include "codec/infer_codec.h"
 
 #include <simdjson.h>
 
@@ -8,9 +8,9 @@
 #include <cstring>
 #include <limits>
 
-#include "api/codec/json_writer.h"
 #include "base/strings.h"
 #include "base/timeouts.h"
+#include "codec/json_writer.h"
 
 namespace hivemesh {
 namespace {
@@ -671,17 +671,6 @@ absl::StatusOr<Tensor> JsonDataTensor(TensorHead& head, size_t json_len, std::st
 }
 
 }  // namespace
-
-const TensorConfig* RawBodyInput(const ModelConfig& config) {
-  if (config.inputs.size() == 1) return &config.inputs[0];
-  const TensorConfig* found = nullptr;
-  for (const TensorConfig& t : config.inputs) {
-    if (t.type != DataType::kBytes) continue;
-    if (found != nullptr) return nullptr;
-    found = &t;
-  }
-  return found;
-}
 
 absl::StatusOr<DecodedInferRequest> DecodeInferRequest(std::shared_ptr<const std::string> body,
                                                        std::optional<uint64_t> header_length,

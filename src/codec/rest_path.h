@@ -4,7 +4,7 @@
 //   /v2/repository/models/<m>/load | /v2/repository/models/<m>/unload
 //
 // A path is matched as it arrives, without percent-decoding: "%2e%2e" is the model name
-// "%2e%2e", which the model name rule (serving/model_name.h) refuses, so no spelling of a path
+// "%2e%2e", which the model name rule (codec/model_name.h) refuses, so no spelling of a path
 // names a model the rule does not allow.
 //
 // Both parsers answer

@@ -1,4 +1,4 @@
-#include "api/codec/json_writer.h"
+#include "codec/json_writer.h"
 
 #include <array>
 #include <charconv>

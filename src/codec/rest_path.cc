@@ -1,8 +1,8 @@
-#include "api/codec/rest_path.h"
+#include "codec/rest_path.h"
 
 #include <array>
 
-#include "serving/model_name.h"
+#include "codec/model_name.h"
 
 namespace hivemesh {
 namespace {

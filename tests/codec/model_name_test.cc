@@ -1,5 +1,5 @@
-// The model and version name rule (serving/model_name.h).
-#include "serving/model_name.h"
+// The model and version name rule (codec/model_name.h).
+#include "codec/model_name.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,6 +1,6 @@
 // The mesh tensor form: requests and answers round-trip with their tensors viewed in the body
 // (8-byte aligned), and every malformed body is refused with a message saying what is wrong.
-#include "api/codec/mesh_tensors.h"
+#include "codec/mesh_tensors.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

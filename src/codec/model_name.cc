@@ -1,4 +1,4 @@
-#include "serving/model_name.h"
+#include "codec/model_name.h"
 
 #include <charconv>
 

@@ -1,12 +1,12 @@
 // The repository extension's request bodies (the index's ready filter and load/unload
-// parameters) and the REST paths that name models (api/codec/rest_path.h).
-#include "api/codec/repository_codec.h"
+// parameters) and the REST paths that name models (codec/rest_path.h).
+#include "codec/repository_codec.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "api/codec/rest_path.h"
+#include "codec/rest_path.h"
 
 namespace hivemesh {
 namespace {
