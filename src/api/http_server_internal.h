@@ -3,6 +3,8 @@
 // Beast inside; the public header stays free of them).
 #pragma once
 
+#include "base/json_string.h"
+
 // First: Boost 1.74's Asio uses std::exchange without including <utility>.
 #include <utility>
 
@@ -37,25 +39,12 @@ using tcp = asio::ip::tcp;
 inline constexpr std::string_view kShuttingDown =
     "the node is shutting down; send the request to another node";
 
-// {"error":"<message>"}. A message may quote a client's bytes (a header's name or value): control
-// characters are escaped and bytes outside ASCII become '?', so the answer is valid JSON.
+// {"error":"<message>"}. A message may quote a client's bytes (a header's name or value): they
+// are escaped as every JSON string is (base/json_string.h), so the answer is valid JSON.
 inline std::string ErrorJson(std::string_view message) {
-  std::string out = "{\"error\":\"";
-  for (char c : message) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\u00";
-      out += kHex[u >> 4];
-      out += kHex[u & 15];
-    } else {
-      out += u < 0x80 ? c : '?';
-    }
-  }
-  out += "\"}";
+  std::string out = "{\"error\":";
+  AppendJsonString(out, message);
+  out += '}';
   return out;
 }
 

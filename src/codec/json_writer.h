@@ -9,11 +9,9 @@
 #include <string_view>
 #include <vector>
 
-namespace hivemesh {
+#include "base/json_string.h"  // AppendJsonString
 
-// Appends `s` as a JSON string literal (quotes included). Bytes that are not valid UTF-8 are
-// written as \u00XX escapes so the output is always valid JSON.
-void AppendJsonString(std::string& out, std::string_view s);
+namespace hivemesh {
 
 // The most characters FloatText writes: "-1.00000075e-36", or "\"-Infinity\"".
 inline constexpr size_t kMaxFloatTextChars = 16;

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "base/json_string.h"
 #include "base/strings.h"
 
 namespace hivemesh::telemetry {
@@ -19,65 +20,13 @@ void Put(spdlog::memory_buf_t& out, std::string_view s) {
   out.append(s.data(), s.data() + s.size());
 }
 
-// Appends `s` as a JSON string (quotes included). Control characters are escaped; bytes that are
-// not valid UTF-8 become U+FFFD, so every line is valid JSON whatever a message holds.
+// Appends `s` as a JSON string (base/json_string.h), so every line is valid JSON whatever a
+// message holds.
 void AppendJsonString(spdlog::memory_buf_t& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-      ++i;
-    } else if (c == '\n') {
-      Put(out, "\\n");
-      ++i;
-    } else if (c == '\r') {
-      Put(out, "\\r");
-      ++i;
-    } else if (c == '\t') {
-      Put(out, "\\t");
-      ++i;
-    } else if (c < 0x20 || c == 0x7f) {
-      const char esc[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
-      out.append(esc, esc + sizeof esc);
-      ++i;
-    } else if (c < 0x80) {
-      out.push_back(static_cast<char>(c));
-      ++i;
-    } else {
-      // A UTF-8 sequence: a lead byte, then 1..3 continuation bytes (no overlongs, surrogates
-      // or code points above U+10FFFF).
-      size_t n = 0;
-      uint32_t cp = 0;
-      if (c >= 0xc2 && c <= 0xdf) {
-        n = 2, cp = c & 0x1f;
-      } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3, cp = c & 0x0f;
-      } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4, cp = c & 0x07;
-      }
-      bool valid = n > 0 && i + n <= s.size();
-      for (size_t k = 1; valid && k < n; ++k) {
-        const unsigned char cc = static_cast<unsigned char>(s[i + k]);
-        valid = (cc & 0xc0) == 0x80;
-        cp = (cp << 6) | (cc & 0x3f);
-      }
-      if (valid) {
-        valid = !(n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) &&
-                !(n == 4 && (cp < 0x10000 || cp > 0x10ffff));
-      }
-      if (valid) {
-        out.append(s.data() + i, s.data() + i + n);
-        i += n;
-      } else {
-        Put(out, "\\ufffd");
-        ++i;
-      }
-    }
-  }
-  out.push_back('"');
+  thread_local std::string scratch;
+  scratch.clear();
+  hivemesh::AppendJsonString(scratch, s);
+  Put(out, scratch);
 }
 
 // A text field value: as it is, or quoted when it has spaces, quotes or nothing at all.
