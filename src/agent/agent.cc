@@ -12,9 +12,11 @@
 
 #include <unistd.h>
 
+#include "absl/synchronization/mutex.h"
 #include "api/admin_access.h"
 #include "api/grpc/grpc_server.h"
 #include "api/http_server.h"
+#include "api/inference_observer.h"
 #include "api/kserve_handler.h"
 #include "api/member_check.h"
 #include "api/mesh_handler.h"
@@ -27,6 +29,7 @@
 #include "identity/member_credential.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
+#include "routing/dispatcher.h"
 #include "routing/forwarder.h"
 #include "routing/peer_client.h"
 #include "serving/backend.h"
@@ -74,7 +77,7 @@ class GossipDirectory final : public routing::MeshDirectory {
   std::shared_ptr<const Table> Snapshot(std::chrono::milliseconds max_age = kRefresh) const {
     const SteadyTime now = SystemClock::Get().Now();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       if (table_ && now - table_->built < max_age) return table_;
     }
     auto table = std::make_shared<Table>();
@@ -110,15 +113,15 @@ class GossipDirectory final : public routing::MeshDirectory {
         table->peers[a.name].push_back(std::move(p));
       }
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     table_ = table;
     return table;
   }
 
   const membership::GossipNode* const gossip_;
   const std::string self_;
-  mutable std::mutex mu_;
-  mutable std::shared_ptr<const Table> table_;  // guarded by mu_
+  mutable absl::Mutex mu_;
+  mutable std::shared_ptr<const Table> table_ ABSL_GUARDED_BY(mu_);
 };
 
 #ifndef HIVEMESH_VERSION
@@ -231,11 +234,15 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   // Metrics in the order /metrics lists them: what runs, requests, models, mesh, process.
   telemetry::Registry& metrics = *agent->metrics_;
   RegisterBuildInfo(metrics, HIVEMESH_VERSION, config.node_name);
+  agent->observer_ = std::make_unique<InferenceObserver>(&metrics);
+  agent->dispatcher_ = std::make_unique<routing::Dispatcher>(
+      config.node_name, agent->repository_.get(), agent->forwarder_.get(), agent->rejections_.get(),
+      agent->observer_.get());
+  agent->dispatcher_->SetZone(config.LabelMap()["zone"]);
   agent->kserve_ = std::make_unique<KServeHandler>(
       ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name, agent->gossip_->encrypted()},
-      agent->repository_.get(), agent->forwarder_.get(), &metrics, agent->memory_budget_,
+      agent->repository_.get(), agent->dispatcher_.get(), agent->memory_budget_,
       agent->rejections_);
-  agent->kserve_->SetZone(config.LabelMap()["zone"]);
   absl::StatusOr<AdminAccess> admin = MakeAdminAccess(config);
   if (!admin.ok()) return admin.status();
   agent->kserve_->SetAdmin(*admin, agent->rejections_);
@@ -284,7 +291,7 @@ absl::Status Agent::StartGossip() {
   // agent stops (RunAgent reads join_status() and exits non-zero).
   options.on_encryption_required = [this](const std::string& seed) {
     {
-      std::lock_guard<std::mutex> lock(join_mu_);
+      absl::MutexLock lock(&join_mu_);
       refused_by_ = seed;
     }
     kill(getpid(), SIGTERM);
@@ -307,7 +314,7 @@ absl::Status Agent::StartGossip() {
     options.keyring = std::move(*ring);
   }
 
-  std::lock_guard<std::mutex> lock(meta_mu_);
+  absl::MutexLock lock(&meta_mu_);
   absl::StatusOr<std::string> encoded = EncodedMeta();
   if (!encoded.ok()) return encoded.status();
   absl::StatusOr<std::unique_ptr<membership::GossipNode>> node =
@@ -371,7 +378,7 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
 }
 
 void Agent::AnnounceMeta() {
-  std::lock_guard<std::mutex> lock(meta_mu_);
+  absl::MutexLock lock(&meta_mu_);
   if (gossip_ == nullptr) return;  // not started yet: StartGossip encodes what serves then
   absl::StatusOr<std::string> meta = EncodedMeta();
   if (!meta.ok()) {
@@ -382,7 +389,7 @@ void Agent::AnnounceMeta() {
 }
 
 absl::Status Agent::Reload(const AgentConfig& updated) {
-  std::lock_guard<std::mutex> lock(meta_mu_);
+  absl::MutexLock lock(&meta_mu_);
   if (updated.labels == config_.labels) return absl::OkStatus();
   const std::string previous = config_.labels;
   config_.labels = updated.labels;
@@ -392,7 +399,7 @@ absl::Status Agent::Reload(const AgentConfig& updated) {
     return meta.status();
   }
   gossip_->UpdateMeta(*std::move(meta));
-  kserve_->SetZone(config_.LabelMap()["zone"]);
+  dispatcher_->SetZone(config_.LabelMap()["zone"]);
   spdlog::info("labels now '{}'; the mesh is told", config_.labels);
   return absl::OkStatus();
 }
@@ -411,12 +418,14 @@ std::string Agent::LoadReport() const {
 
 void Agent::ReportLoad() {
   const auto period = membership::SwimConfig::Profile(config_.gossip_profile)->probe_interval;
-  std::unique_lock<std::mutex> lock(load_mu_);
+  absl::MutexLock lock(&load_mu_);
   while (!stopping_) {
-    lock.unlock();
+    load_mu_.Unlock();
     gossip_->SetLoad(LoadReport());
-    lock.lock();
-    load_cv_.wait_for(lock, period, [&] { return stopping_; });
+    load_mu_.Lock();
+    const SteadyTime next = SystemClock::Get().Now() + period;
+    while (!stopping_ && !SystemClock::Get().WaitUntil(load_cv_, load_mu_, next)) {
+    }
   }
 }
 
@@ -435,10 +444,10 @@ Agent::~Agent() {
 
 void Agent::StopLoadReports() {
   {
-    std::lock_guard<std::mutex> lock(load_mu_);
+    absl::MutexLock lock(&load_mu_);
     stopping_ = true;
   }
-  load_cv_.notify_all();
+  load_cv_.SignalAll();
   if (load_thread_.joinable()) load_thread_.join();
 }
 
@@ -474,12 +483,12 @@ bool Agent::Drain() {
   spdlog::info("draining: the mesh is told; answering every accepted request");
   kserve_->SetReady(false);
   {
-    std::lock_guard<std::mutex> lock(meta_mu_);
+    absl::MutexLock lock(&meta_mu_);
     draining_ = true;
   }
   AnnounceMeta();
   std::this_thread::sleep_for(std::chrono::milliseconds(config_.drain_announce_ms));
-  kserve_->RefuseForwarded();
+  dispatcher_->RefuseForwarded();
   http_->StopAccepting();
   // Every queued and running request is answered (its response handed to its connection)...
   std::thread drain([this] { repository_->Drain(); });
@@ -514,7 +523,7 @@ bool Agent::Drain() {
 uint16_t Agent::http_port() const { return http_->port(); }
 
 absl::Status Agent::join_status() const {
-  std::lock_guard<std::mutex> lock(join_mu_);
+  absl::MutexLock lock(&join_mu_);
   if (refused_by_.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(
       StrCat("the mesh at ", refused_by_,

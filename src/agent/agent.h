@@ -9,10 +9,10 @@
 // Thread safety: Create/Start/Drain are called from one controlling thread.
 #pragma once
 
-#include <condition_variable>
+#include "absl/synchronization/mutex.h"
+
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -24,6 +24,7 @@ namespace hivemesh {
 class GrpcServer;
 class HttpServer;
 class IoThreads;
+class InferenceObserver;
 class KServeHandler;
 class MemberCheck;
 class MeshHandler;
@@ -35,6 +36,7 @@ namespace membership {
 class GossipNode;
 }
 namespace routing {
+class Dispatcher;
 class Forwarder;
 class MeshDirectory;
 class PeerClient;
@@ -65,8 +67,8 @@ class Agent {
  private:
   Agent() = default;
   absl::Status StartGossip();
-  // This node's metadata for the mesh (REQUIRES: meta_mu_ held), and telling the mesh of it.
-  absl::StatusOr<std::string> EncodedMeta() const;
+  // This node's metadata for the mesh, and telling the mesh of it.
+  absl::StatusOr<std::string> EncodedMeta() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(meta_mu_);
   void AnnounceMeta();
   std::string LoadReport() const;
   void ReportLoad();
@@ -83,6 +85,10 @@ class Agent {
   std::shared_ptr<MemoryBudget> memory_budget_;
   std::unique_ptr<BackendRegistry> registry_;
   std::unique_ptr<ModelRepository> repository_;
+  // Every answered inference is counted and logged by observer_; dispatcher_ is the one path an
+  // inference takes through the node (REST and gRPC alike).
+  std::unique_ptr<InferenceObserver> observer_;
+  std::unique_ptr<routing::Dispatcher> dispatcher_;
   std::unique_ptr<KServeHandler> kserve_;
   std::unique_ptr<GrpcServer> grpc_;  // null: gRPC off; uses kserve_, so declared after it
   std::shared_ptr<IoThreads> io_;     // shared by http_ and peers_; joined after both are gone
@@ -97,16 +103,16 @@ class Agent {
 
   // The load reporter refreshes this node's gossiped load every probe interval.
   std::thread load_thread_;
-  std::mutex load_mu_;
-  std::condition_variable load_cv_;
-  bool stopping_ = false;
+  absl::Mutex load_mu_;
+  absl::CondVar load_cv_;
+  bool stopping_ ABSL_GUARDED_BY(load_mu_) = false;
   // Serializes encoding and announcing the metadata (the signal thread's drain and reloads, and
   // the repository's changes) and guards what it reads of config_ and draining_.
-  std::mutex meta_mu_;
-  bool draining_ = false;  // announced in the metadata
+  absl::Mutex meta_mu_;
+  bool draining_ ABSL_GUARDED_BY(meta_mu_) = false;  // announced in the metadata
   // The seed that answered a join with "this mesh requires gossip encryption" (set once, by the
   // gossip thread; empty otherwise).
-  mutable std::mutex join_mu_;
+  mutable absl::Mutex join_mu_;
   std::string refused_by_ ABSL_GUARDED_BY(join_mu_);
 };
 

@@ -44,18 +44,6 @@ HistogramSnapshot BatchSizes(const BatchSizeStat& b) {
 
 }  // namespace
 
-std::string_view RouteName(InferenceRoute route) {
-  switch (route) {
-    case InferenceRoute::kLocal:
-      return "local";
-    case InferenceRoute::kOffloaded:
-      return "offloaded";
-    case InferenceRoute::kForwardedIn:
-      return "forwarded_in";
-  }
-  return "local";
-}
-
 std::string_view OutcomeFor(int http_status) {
   if (http_status == 200) return "success";
   if (http_status == 503) return "unavailable";
@@ -80,7 +68,7 @@ InferenceMetrics::InferenceMetrics(Registry& registry)
 
 void InferenceMetrics::Record(std::string_view model, ModelKnown known, InferenceRoute route,
                               int http_status, double seconds) {
-  const std::string_view r = RouteName(route);
+  const std::string_view r = routing::RouteName(route);
   if (known == ModelKnown::kHere) {
     requests_.WithKnownLabels({model, r, OutcomeFor(http_status)}).Increment();
     duration_.WithKnownLabels({model, r}).Observe(seconds);

@@ -2,7 +2,7 @@
 // API declares (docs/telemetry.md lists them all):
 //
 //  - InferenceMetrics: every inference request this node answers, by model, route and outcome,
-//    and its duration; updated by the KServe handler when the answer is ready.
+//    and its duration; updated when the answer is ready (api/inference_observer.h).
 //  - Collected at scrape time from statistics that exist anyway: per model version queue depth,
 //    in flight, batch sizes and shed requests (serving/model_stats.h); members by state, gossip
 //    traffic and drops (GossipNode::Stats); routing decisions, retries and per-peer attempts,
@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "api/http_server.h"
+#include "routing/dispatcher.h"
 #include "telemetry/metrics.h"
 
 namespace hivemesh {
@@ -30,26 +31,25 @@ namespace routing {
 class Forwarder;
 }
 
-// Where an inference was served, as the `route` label says:
+// Where an inference was served, as the `route` label says (routing::InferenceRoute):
 //   local         received from a client and answered here without a peer (served here, or
 //                 refused here: bad input, no node hosts the model, ...)
 //   offloaded     received from a client and sent to a peer (the answer is the peer's, or the
 //                 error of the last peer tried)
 //   forwarded_in  received from a peer (it carries Hivemesh-Hops) and answered here
-enum class InferenceRoute { kLocal, kOffloaded, kForwardedIn };
-std::string_view RouteName(InferenceRoute route);
+using routing::InferenceRoute;
 
 // The `outcome` label of an answer's HTTP status: success (200), unavailable (503), timeout
 // (504), client_error (other 4xx), error (anything else).
 std::string_view OutcomeFor(int http_status);
 
-// Who serves the model a request named, which decides its `model` label:
+// Who serves the model a request named, which decides its `model` label (routing::ModelKnown):
 //   kHere     this node (or it has the model but could not serve it): the name, in a series
 //             that is always kept (a node's models are bounded by its repository)
 //   kMesh     a peer, to which the request was sent: the name, in a series of the family's
 //             bounded set (kMaxSeriesPerFamily; beyond it, `_overflow`)
 //   kUnknown  nobody: kUnknownModelLabel, so that names clients make up cannot make series
-enum class ModelKnown { kHere, kMesh, kUnknown };
+using routing::ModelKnown;
 inline constexpr std::string_view kUnknownModelLabel = "_unknown";
 
 class InferenceMetrics {

@@ -2,13 +2,14 @@
 // KServeHandler. Nothing here includes gRPC or protobuf; see grpc_node.h for why.
 #include "api/grpc/grpc_server.h"
 
-#include <mutex>
 
 #include "api/admin_access.h"
 #include "api/grpc/grpc_node.h"
 #include "api/kserve_handler.h"
 #include "base/plugin.h"
 #include "base/strings.h"
+#include "codec/status_codes.h"
+#include "routing/dispatcher.h"
 #include "telemetry/trace.h"
 
 namespace hivemesh {
@@ -42,9 +43,31 @@ class KServeNode final : public GrpcNode {
   std::string TraceId(std::string_view traceparent, std::string_view trace_header) override {
     return telemetry::TraceIdFor(traceparent, trace_header);
   }
+  // The gRPC front end of an inference: the request is decoded already; the dispatcher serves it
+  // here or on a peer, like a REST one, and the answer is finished with the HTTP status its
+  // error maps to (codec/status_codes.h), so both protocols count alike.
   void Infer(InferRequest request, std::string trace, SteadyTime received,
              std::function<void(absl::StatusOr<InferResponse>)> done) override {
-    handler_->InferDecoded(std::move(request), std::move(trace), received, std::move(done));
+    routing::Dispatcher* const dispatcher = handler_->dispatcher();
+    std::shared_ptr<routing::InferCall> call = dispatcher->NewCall(
+        request.model_name, std::move(trace), received, routing::Protocol::kGrpc);
+    const std::string version = request.model_version;
+    auto decode = [&request](const ModelConfig*,
+                             const std::string&) -> absl::StatusOr<routing::DecodedInfer> {
+      return routing::DecodedInfer{std::move(request), /*raw_body=*/false};
+    };
+    dispatcher->Infer(call, version, decode,
+                      [call, dispatcher, done = std::move(done)](
+                          absl::StatusOr<InferResponse> result, const RuntimePtr& served) {
+                        if (result.ok() && served != nullptr) {
+                          routing::Dispatcher::RecordOverhead(*served, call->received,
+                                                              dispatcher->clock().Now(),
+                                                              result->compute_ns);
+                        }
+                        dispatcher->Finish(*call, HttpStatusFor(result.status()),
+                                           result.ok() ? std::string_view(result->served_by) : "");
+                        done(std::move(result));
+                      });
   }
   MemoryBudget* memory_budget() const override { return handler_->memory_budget(); }
   void NoteRejection(Rejection reason, std::string_view detail) override {
