@@ -3,10 +3,10 @@
 #include <sys/resource.h>
 
 #include <algorithm>
-#include <mutex>
 #include <unordered_map>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace hivemesh {
 
@@ -14,7 +14,7 @@ struct ConnectionLimits::State {
   State(int total, int per_source) : max_total(total), max_per_source(per_source) {}
   const int max_total;
   const int max_per_source;
-  std::mutex mu;
+  absl::Mutex mu;
   int open ABSL_GUARDED_BY(mu) = 0;
   std::unordered_map<std::string, int> per_source ABSL_GUARDED_BY(mu);  // no zero entries
 };
@@ -31,7 +31,7 @@ ConnectionLimits::Slot& ConnectionLimits::Slot::operator=(Slot&& other) noexcept
 void ConnectionLimits::Slot::Release() {
   if (state_ == nullptr) return;
   {
-    std::lock_guard<std::mutex> lock(state_->mu);
+    absl::MutexLock lock(&state_->mu);
     --state_->open;
     auto it = state_->per_source.find(key_);
     if (it != state_->per_source.end() && --it->second <= 0) state_->per_source.erase(it);
@@ -45,7 +45,7 @@ ConnectionLimits::ConnectionLimits(int max_total, int max_per_source)
 std::optional<ConnectionLimits::Slot> ConnectionLimits::Admit(std::string_view source_key,
                                                               Rejection* refused) {
   std::string key(source_key);
-  std::lock_guard<std::mutex> lock(state_->mu);
+  absl::MutexLock lock(&state_->mu);
   if (state_->open >= state_->max_total) {
     *refused = Rejection::kConnectionLimit;
     return std::nullopt;
@@ -64,12 +64,12 @@ int ConnectionLimits::max_total() const { return state_->max_total; }
 int ConnectionLimits::max_per_source() const { return state_->max_per_source; }
 
 int ConnectionLimits::open() const {
-  std::lock_guard<std::mutex> lock(state_->mu);
+  absl::MutexLock lock(&state_->mu);
   return state_->open;
 }
 
 int ConnectionLimits::open_from(std::string_view source_key) const {
-  std::lock_guard<std::mutex> lock(state_->mu);
+  absl::MutexLock lock(&state_->mu);
   auto it = state_->per_source.find(std::string(source_key));
   return it == state_->per_source.end() ? 0 : it->second;
 }

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "base/strings.h"
 
 namespace hivemesh::identity {
@@ -108,7 +109,7 @@ absl::StatusOr<std::string> CredentialVerifier::Verify(std::string_view header,
     return Refused(StrCat("the signature is not '", origin, "''s for this node"));
   }
   std::string seen_key = StrCat(origin, " ", nonce);
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   // Forget what can no longer be replayed: made more than max_skew ago.
   while (!order_.empty() && order_.front().unix_ms < now_unix_ms - skew) {
     seen_.erase(order_.front().key);
@@ -129,7 +130,7 @@ absl::StatusOr<std::string> CredentialVerifier::Verify(std::string_view header,
 }
 
 size_t CredentialVerifier::remembered() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return seen_.size();
 }
 

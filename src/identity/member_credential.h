@@ -21,11 +21,12 @@
 // given is called under no lock of the verifier's and must be thread-safe.
 #pragma once
 
+#include "absl/synchronization/mutex.h"
+
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -86,7 +87,7 @@ class CredentialVerifier {
   };
   const Options options_;
   const KeyLookup keys_;
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   std::deque<Seen> order_ ABSL_GUARDED_BY(mu_);  // by time taken (roughly by credential time)
   std::unordered_set<std::string> seen_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,4 +1,5 @@
 #include "identity/node_key.h"
+#include "absl/synchronization/mutex.h"
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
@@ -9,7 +10,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 
 namespace hivemesh::identity {
 namespace {
@@ -67,19 +67,19 @@ class VerifiedCache {
     return d;
   }
   bool Contains(const Digest& d) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return slots_[Slot(d)] == d;
   }
   void Add(const Digest& d) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     slots_[Slot(d)] = d;
   }
 
  private:
   static size_t Slot(const Digest& d) { return (size_t{d[0]} << 8 | d[1]) % kSlots; }
   static constexpr size_t kSlots = 4096;
-  std::mutex mu_;
-  std::array<Digest, kSlots> slots_{};  // guarded by mu_
+  absl::Mutex mu_;
+  std::array<Digest, kSlots> slots_ ABSL_GUARDED_BY(mu_){};
 };
 
 VerifiedCache& Verified() {

@@ -167,11 +167,11 @@ M& Family<M>::Find(std::initializer_list<std::string_view> values, bool known) {
     key += '\xff';
   }
   {
-    std::shared_lock<std::shared_mutex> lock(mu_);
+    absl::ReaderMutexLock lock(&mu_);
     auto it = series_.find(std::string_view(key));
     if (it != series_.end()) return *it->second.metric;
   }
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = series_.find(std::string_view(key));
   if (it != series_.end()) return *it->second.metric;
   std::vector<std::string> copy;
@@ -196,7 +196,7 @@ M& Family<M>::Find(std::initializer_list<std::string_view> values, bool known) {
 
 template <typename M>
 void Family<M>::RenderSamples(std::string& out) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  absl::ReaderMutexLock lock(&mu_);
   for (const auto& [_, s] : series_) RenderValue(out, *this, s.values, *s.metric);
 }
 
@@ -241,7 +241,7 @@ FamilyBase& Registry::Add(std::unique_ptr<FamilyBase> family, Collector collect)
       Misuse(name, StrCat("label '", l, "' is given twice"));
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (const Entry& e : entries_) {
     if (e.family->name() == name) Misuse(name, "declared twice");
   }
@@ -299,7 +299,7 @@ void Registry::AddCollector(std::string name, std::string help, MetricType type,
 
 std::string Registry::Render() const {
   std::string out;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   for (const Entry& e : entries_) {
     const FamilyBase& f = *e.family;
     out += "# HELP ";

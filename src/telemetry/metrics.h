@@ -26,13 +26,12 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace hivemesh::telemetry {
 
@@ -148,7 +147,7 @@ class Family final : public FamilyBase {
     std::unique_ptr<M> metric;
   };
   const std::function<std::unique_ptr<M>()> make_;
-  mutable std::shared_mutex mu_;
+  mutable absl::Mutex mu_;
   // By the label values joined with '\xff' (a byte that UTF-8 text never holds).
   std::map<std::string, Series, std::less<>> series_ ABSL_GUARDED_BY(mu_);
   // How many series WithLabels made: those kMaxSeriesPerFamily bounds.
@@ -211,7 +210,7 @@ class Registry {
   };
   FamilyBase& Add(std::unique_ptr<FamilyBase> family, Collector collect) ABSL_LOCKS_EXCLUDED(mu_);
 
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
 };
 

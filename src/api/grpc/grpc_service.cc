@@ -6,8 +6,9 @@
 
 #include <deque>
 #include <limits>
-#include <mutex>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "api/grpc/grpc_convert.h"
 #include "api/grpc/grpc_node.h"
 #include "base/strings.h"
@@ -171,14 +172,14 @@ class StreamReactor final : public grpc::ServerBidiReactor<inference::ModelInfer
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      std::unique_lock<std::mutex> lock(mu_);
+      mu_.Lock();
       reads_done_ = true;
-      MaybeFinish(lock);
+      MaybeFinishAndUnlock();
       return;
     }
     absl::StatusOr<PreparedInfer> p = Prepare(ctx_, node_, request_);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       ++pending_;
     }
     if (!p.ok()) {
@@ -201,18 +202,18 @@ class StreamReactor final : public grpc::ServerBidiReactor<inference::ModelInfer
   }
 
   void OnWriteDone(bool ok) override {
-    std::unique_lock<std::mutex> lock(mu_);
+    mu_.Lock();
     queue_.pop_front();
     if (!ok) broken_ = true;  // the client is gone: later answers are dropped
     if (!queue_.empty() && !broken_) {
       auto* next = &queue_.front().response;
-      lock.unlock();
+      mu_.Unlock();
       StartWrite(next);
       return;
     }
     queue_.clear();
     writing_ = false;
-    MaybeFinish(lock);
+    MaybeFinishAndUnlock();
   }
 
   void OnDone() override { delete this; }
@@ -230,34 +231,35 @@ class StreamReactor final : public grpc::ServerBidiReactor<inference::ModelInfer
     Answer(std::move(q));
   }
   void Answer(Queued&& answer) {
-    std::unique_lock<std::mutex> lock(mu_);
+    mu_.Lock();
     --pending_;
-    if (broken_) return MaybeFinish(lock);
+    if (broken_) return MaybeFinishAndUnlock();
     queue_.push_back(std::move(answer));  // deque: the element being written stays put
-    if (writing_) return;
+    if (writing_) return mu_.Unlock();
     writing_ = true;
     auto* next = &queue_.front().response;
-    lock.unlock();
+    mu_.Unlock();
     StartWrite(next);
   }
-  // Finishes once reads are done, no answer is pending and nothing is being written.
-  void MaybeFinish(std::unique_lock<std::mutex>& lock) {
-    if (!reads_done_ || pending_ > 0 || writing_ || finished_) return;
+  // Finishes once reads are done, no answer is pending and nothing is being written; releases
+  // mu_ either way (before finishing).
+  void MaybeFinishAndUnlock() ABSL_UNLOCK_FUNCTION(mu_) {
+    if (!reads_done_ || pending_ > 0 || writing_ || finished_) return mu_.Unlock();
     finished_ = true;
-    lock.unlock();
+    mu_.Unlock();
     Finish(grpc::Status::OK);
   }
 
   CallbackServerContext* const ctx_;
   GrpcNode* const node_;
   inference::ModelInferRequest request_;  // read into by one read at a time
-  std::mutex mu_;
-  std::deque<Queued> queue_;  // guarded by mu_; front is in write
-  int pending_ = 0;           // guarded by mu_
-  bool reads_done_ = false;   // guarded by mu_
-  bool writing_ = false;      // guarded by mu_
-  bool broken_ = false;       // guarded by mu_
-  bool finished_ = false;     // guarded by mu_
+  absl::Mutex mu_;
+  std::deque<Queued> queue_ ABSL_GUARDED_BY(mu_);  // front is in write
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class Service final : public inference::GRPCInferenceService::CallbackService {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "absl/synchronization/mutex.h"
 #include "base/strings.h"
 
 namespace hivemesh::demo {
@@ -26,12 +27,12 @@ std::string Ms(double ms) {
 }  // namespace
 
 void Recorder::Add(Outcome o) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   outcomes_.push_back(std::move(o));
 }
 
 std::vector<Outcome> Recorder::Snapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return outcomes_;
 }
 

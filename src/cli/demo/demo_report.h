@@ -4,8 +4,9 @@
 // of outcomes; the Recorder is the only shared, locked piece.
 #pragma once
 
+#include "absl/synchronization/mutex.h"
+
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -38,8 +39,8 @@ class Recorder {
   std::vector<Outcome> Snapshot() const;
 
  private:
-  mutable std::mutex mu_;
-  std::vector<Outcome> outcomes_;  // guarded by mu_
+  mutable absl::Mutex mu_;
+  std::vector<Outcome> outcomes_ ABSL_GUARDED_BY(mu_);
 };
 
 // Totals over all requests. local / offloaded: served by the node the request was sent to, or

@@ -3,14 +3,14 @@
 #include <simdjson.h>
 
 #include <algorithm>
-#include <condition_variable>
 #include <deque>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <random>
 #include <sstream>
 
+#include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "base/strings.h"
 #include "cli/demo/vibration_signal.h"
 #include "cli/http_client.h"
@@ -113,16 +113,16 @@ class Traffic::Source {
   }
   void Stop() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       stop_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     for (std::thread& t : threads_) t.join();
     threads_.clear();
   }
   const std::string& name() const { return name_; }
   size_t skipped() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return skipped_;
   }
 
@@ -168,15 +168,18 @@ class Traffic::Source {
   void Pace() {
     Clock::time_point next = Clock::now();
     uint64_t seq = 0;
-    std::unique_lock<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     while (!stop_) {
-      if (cv_.wait_until(lock, next, [this] { return stop_; })) break;
+      // The demo's own pacing runs on the real clock (it drives real nodes).
+      while (!stop_ && !SystemClock::Get().WaitUntil(cv_, mu_, next)) {
+      }
+      if (stop_) break;
       const double t = traffic_.ElapsedSeconds();
       if (backlog_.size() >= static_cast<size_t>(2 * senders_)) {
         ++skipped_;
       } else {
         backlog_.push_back({seq, t});
-        cv_.notify_one();
+        cv_.Signal();
       }
       ++seq;
       next += std::chrono::duration_cast<Clock::duration>(
@@ -191,8 +194,8 @@ class Traffic::Source {
     for (;;) {
       Ticket ticket;
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stop_ || !backlog_.empty(); });
+        absl::MutexLock lock(&mu_);
+        while (!stop_ && backlog_.empty()) cv_.Wait(&mu_);
         if (backlog_.empty()) return;  // stopping: requests not yet sent are dropped unsent
         if (stop_) {
           backlog_.clear();
@@ -221,11 +224,11 @@ class Traffic::Source {
   Recorder& recorder_;
   const Work work_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;           // guarded by mu_
-  std::deque<Ticket> backlog_;  // guarded by mu_
-  size_t skipped_ = 0;          // guarded by mu_
+  mutable absl::Mutex mu_;
+  absl::CondVar cv_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<Ticket> backlog_ ABSL_GUARDED_BY(mu_);
+  size_t skipped_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::thread> threads_;
 };
 
