@@ -18,11 +18,16 @@ measured seconds (all threads, /proc/<pid>/task/*/schedstat) divided by the requ
 
 With --syscalls, one more run per transport and case counts the system calls both processes
 make per request (`perf stat`, package linux-perf; root or perf_event_paranoid <= 1).
+With --instructions, one more pass per transport runs both processes under valgrind's callgrind
+and counts the user-space instructions each executes per request, over a fixed number of
+requests after a warm-up (the figure that does not move from run to run on a small machine; at
+c=32 the batching under callgrind's slowdown need not be the native one).
 With --handler worker, the serving side answers on a worker thread, as a model's instance does,
 instead of on the I/O thread.
 
     bench/hop_overhead/bench_link_vs_h2c.py [--build build/release] [--seconds 3] [--rounds 5]
                                             [--handler inline|worker] [--syscalls]
+                                            [--instructions [--requests 20000]]
 """
 import argparse
 import json
@@ -34,27 +39,32 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench", "hop_overhead"))
+from bench_hop_instructions import callgrind, total_instructions  # noqa: E402
 TRANSPORTS = ("link", "h2c")
 CASES = [("small", 1), ("small", 32), ("large", 1), ("large", 32)]
 FIGURES = ("rps", "p50_us", "p99_us", "client_cpu_us", "server_cpu_us", "client_switches",
            "server_switches")
 
 
-def start_server(binary, transport, handler):
-    proc = subprocess.Popen([binary, "serve", "--transport", transport, "--handler", handler],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def start_server(binary, transport, handler, wrap=None):
+    cmd = [binary, "serve", "--transport", transport, "--handler", handler]
+    proc = subprocess.Popen(wrap(cmd) if wrap else cmd, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True,
+                            stderr=subprocess.DEVNULL if wrap else None)  # valgrind's banner
     line = proc.stdout.readline()
     if not line.startswith("port "):
         sys.exit(f"the {transport} server did not start")
     return proc, int(line.split()[1])
 
 
-def drive(binary, transport, port, server_pid, size, conns, seconds, warmup, wrap=()):
+def drive(binary, transport, port, server_pid, size, conns, seconds, warmup, wrap=(), extra=(),
+          timeout=60):
     cmd = list(wrap) + [binary, "drive", "--transport", transport,
                         "--address", f"127.0.0.1:{port}", "--size", size,
                         "--concurrency", str(conns), "--seconds", str(seconds),
-                        "--warmup", str(warmup), "--server-pid", str(server_pid)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + warmup + 60)
+                        "--warmup", str(warmup), "--server-pid", str(server_pid)] + list(extra)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + warmup + timeout)
     if out.returncode != 0:
         sys.exit(f"{transport} {size} c={conns} failed ({out.returncode}): {out.stderr.strip()}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -88,6 +98,26 @@ def count_syscalls(binary, transport, port, server_pid, size, conns, seconds, wo
     return perf_count(client_out) / total, perf_count(server_out) / total
 
 
+def count_instructions(binary, transport, handler, requests, work):
+    """User-space instructions per request of the client and the server, per case."""
+    per = {}
+    out = os.path.join(work, f"server-{transport}.callgrind")
+    proc, port = start_server(binary, transport, handler, lambda cmd: callgrind(cmd, out))
+    try:
+        for size, conns in CASES:
+            client_out = os.path.join(work, f"client-{transport}-{size}-{conns}.callgrind")
+            drive(binary, transport, port, proc.pid, size, conns, 0, 3,
+                  wrap=callgrind([], client_out),
+                  extra=["--instructions", str(requests), "--callgrind-server", "1"], timeout=900)
+            time.sleep(0.5)
+            per[(size, conns)] = (total_instructions(client_out) / requests,
+                                  total_instructions(out) / requests)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=120)
+    return per
+
+
 def median(values):
     v = sorted(values)
     return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
@@ -103,6 +133,10 @@ def main():
                     help="answer on the I/O thread (inline) or on a worker thread, as a model")
     ap.add_argument("--syscalls", action="store_true",
                     help="also count system calls per request on both sides (perf)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="also count user-space instructions per request on both sides (callgrind)")
+    ap.add_argument("--requests", type=int, default=20000,
+                    help="requests counted under callgrind per case (--instructions)")
     args = ap.parse_args()
     binary = os.path.join(args.build, "bench", "link_vs_h2c")
     if not os.path.exists(binary):
@@ -110,10 +144,14 @@ def main():
                  "libnghttp2-dev)")
     if args.syscalls and not shutil.which("perf"):
         sys.exit("--syscalls needs perf: apt-get install --no-install-recommends linux-perf")
+    for tool in ("valgrind", "callgrind_control", "callgrind_annotate"):
+        if args.instructions and not shutil.which(tool):
+            sys.exit(f"--instructions needs {tool}: run scripts/install-deps.sh")
 
     servers = {}
     rounds = []
     syscalls = {}
+    instructions = {}
     with tempfile.TemporaryDirectory() as work:
         try:
             for t in TRANSPORTS:
@@ -141,6 +179,11 @@ def main():
                     proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+        if args.instructions:
+            for t in TRANSPORTS:
+                for case, ins in count_instructions(binary, t, args.handler, args.requests,
+                                                    work).items():
+                    instructions[(t,) + case] = ins
 
     med = {key: {f: median([r[key][f] for r in rounds]) for f in FIGURES} for key in rounds[0]}
     print(f"mesh link vs h2c (nghttp2), one connection, loopback, handler on the "
@@ -183,6 +226,16 @@ def main():
               f"p99 {r['p99']:.2f}  cpu/request {r['cpu']:.2f} (client {r['client_cpu']:.2f}, "
               f"server {r['server_cpu']:.2f}); rounds h2c used less CPU: {wins} of {len(rounds)}, "
               f"had the lower p50: {p50_wins} of {len(rounds)}")
+    if instructions:
+        print(f"user-space instructions per request (callgrind, {args.requests} requests per case)")
+        print(f"{'case':<12}{'transport':<10}{'client':>10}{'server':>10}{'both':>10}"
+              f"{'h2c/link':>10}")
+        for size, conns in CASES:
+            for t in TRANSPORTS:
+                c, s = instructions[(t, size, conns)]
+                lc, ls = instructions[("link", size, conns)]
+                print(f"{size + ' c=' + str(conns):<12}{t:<10}{c:>10.0f}{s:>10.0f}{c + s:>10.0f}"
+                      f"{(c + s) / (lc + ls):>10.2f}")
     result = [f"handler={args.handler}", f"rounds={len(rounds)}"]
     for size, conns in CASES:
         key = f"{size}_c{conns}"
@@ -194,6 +247,10 @@ def main():
             if syscalls:
                 c, s = syscalls[(t, size, conns)]
                 result.append(f"{t}_{key}_syscalls={c + s:.2f}")
+        if instructions:
+            for t in TRANSPORTS:
+                c, s = instructions[(t, size, conns)]
+                result.append(f"{t}_{key}_instr={c + s:.0f}")
         r = ratios[(size, conns)]
         result += [f"h2c_vs_link_{key}_rps={r['rps']:.2f}", f"h2c_vs_link_{key}_p50={r['p50']:.2f}",
                    f"h2c_vs_link_{key}_cpu={r['cpu']:.2f}"]

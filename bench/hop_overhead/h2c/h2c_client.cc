@@ -202,7 +202,7 @@ class Conn : public std::enable_shared_from_this<Conn> {
                        std::string_view value) {
     nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                    reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(),
-                   value.size(), NGHTTP2_NV_FLAG_NONE});
+                   value.size(), FieldFlags(name)});
   }
 
   static const nghttp2_session_callbacks* Callbacks() {

@@ -62,6 +62,11 @@ class Stream final : public HttpRequest {
   std::string_view remote_address() const override { return *remote; }
   std::string_view link_member() const override { return *member; }
 
+  // Room for the fields of a request such as a forwarded one.
+  void Reserve() {
+    text_.reserve(512);
+    fields_.reserve(12);
+  }
   void AddField(std::string_view name, std::string_view value) {
     const Span n = Append(name), v = Append(value);
     if (name == ":method") {
@@ -169,6 +174,7 @@ class Session : public std::enable_shared_from_this<Session> {
     Session& self = *static_cast<Session*>(user);
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     auto stream = std::make_shared<Stream>();
+    stream->Reserve();
     stream->id = frame->hd.stream_id;
     stream->remote = self.remote_;
     nghttp2_session_set_stream_user_data(session, stream->id, stream.get());
@@ -340,7 +346,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto add = [&nva](std::string_view n, std::string_view v) {
       nva.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
                      reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                     NGHTTP2_NV_FLAG_NONE});
+                     FieldFlags(n)});
     };
     add(":status", status);
     add("content-type", resp.content_type);

@@ -15,7 +15,12 @@
 //       percentiles, and the CPU time and voluntary context switches per request of both
 //       processes over the measured seconds (from /proc/<pid>/task/*), and the requests made in
 //       all (warm-up included, for counting system calls over the whole run).
+//       With `--instructions <n>`, after the warm-up it counts instead: exactly n requests at that
+//       concurrency, under callgrind's instrumentation (this process runs under callgrind with
+//       --instr-atstart=no and dumps its counts when they are done; with `--callgrind-server`, it
+//       switches the server's instrumentation on and off around them with callgrind_control).
 #include <dirent.h>
+#include <valgrind/callgrind.h>
 
 #include <algorithm>
 #include <atomic>
@@ -259,10 +264,11 @@ class Load {
 
   // On the client's loop.
   void Issue() {
-    if (stopping_.load(std::memory_order_relaxed)) {
+    if (stopping_.load(std::memory_order_relaxed) || budget_ == 0) {
       in_flight_.fetch_sub(1);
       return;
     }
+    if (budget_ > 0) --budget_;
     routing::PeerRequest r;
     r.address = address_;
     r.peer_node = kServer;
@@ -297,7 +303,10 @@ class Load {
     });
   }
 
-  void Start(int concurrency) {
+  // `budget`: requests to make in all, or -1 until StopIssuing. REQUIRES: Drained().
+  void Start(int concurrency, int64_t budget = -1) {
+    stopping_.store(false);
+    budget_ = budget;
     in_flight_ = concurrency;
     for (int i = 0; i < concurrency; ++i) Issue();
   }
@@ -315,6 +324,7 @@ class Load {
   const bool large_;
   Tensor tensor_;
   uint64_t trace_ = 0;
+  int64_t budget_ = -1;  // on the loop's thread
   std::atomic<bool> recording_{false}, stopping_{false};
   std::atomic<int> in_flight_{0};
   std::atomic<uint64_t> completed_{0}, errors_{0};
@@ -355,6 +365,36 @@ int Drive(int argc, char** argv) {
   const auto sleep = [](double s) {
     std::this_thread::sleep_for(std::chrono::duration<double>(s));
   };
+  if (const int64_t count = std::stoll(Flag(argc, argv, "instructions", "0")); count > 0) {
+    const bool server = Flag(argc, argv, "callgrind-server", "0") == "1";
+    const auto drain = [&] {
+      while (!load.Drained()) sleep(0.01);
+    };
+    sleep(warmup);
+    load.StopIssuing();
+    drain();
+    const std::string control = StrCat("callgrind_control -i ");
+    if (server && std::system(StrCat(control, "on ", server_pid, " >/dev/null").c_str()) != 0) {
+      return std::fprintf(stderr, "callgrind_control failed\n"), 1;
+    }
+    CALLGRIND_ZERO_STATS;
+    CALLGRIND_START_INSTRUMENTATION;
+    io->RunOn(0, [&] { load.Start(concurrency, count); });
+    drain();
+    CALLGRIND_STOP_INSTRUMENTATION;
+    CALLGRIND_DUMP_STATS_AT("measured");
+    if (server &&
+        (std::system(StrCat(control, "off ", server_pid, " >/dev/null").c_str()) != 0 ||
+         std::system(StrCat("callgrind_control -d ", server_pid, " >/dev/null").c_str()) != 0)) {
+      return std::fprintf(stderr, "callgrind_control failed\n"), 1;
+    }
+    if (link) link->Stop();
+    if (h2) h2->Stop();
+    io->Stop();
+    std::printf("{\"transport\":\"%s\",\"requests\":%lld,\"errors\":%llu}\n", transport.c_str(),
+                static_cast<long long>(count), static_cast<unsigned long long>(load.errors()));
+    return load.errors() == 0 ? 0 : 2;
+  }
   sleep(warmup);
   const Usage client0 = ReadUsage("self"), server0 = ReadUsage(server_pid);
   const uint64_t done0 = load.completed();
