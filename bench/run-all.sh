@@ -18,6 +18,9 @@ echo
 echo "== hop instructions: user-space instructions per request, mesh path against nginx's (callgrind)"
 /usr/bin/python3 "$root/bench/hop_overhead/bench_hop_instructions.py" --build "$build"
 echo
+echo "== link vs h2c: the mesh link against an HTTP/2 (nghttp2) transport for the hop, both sides"
+/usr/bin/python3 "$root/bench/hop_overhead/bench_link_vs_h2c.py" --build "$build" --instructions
+echo
 echo "== gossip vs serf: membership convergence, failure detection, memory and bytes against Serf"
 /usr/bin/python3 "$root/bench/gossip_vs_serf/bench_gossip_vs_serf.py" --build "$build"
 echo

@@ -25,6 +25,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light serf
   # instructions per request (bench/hop_overhead/bench_hop_instructions.py)
   valgrind
+  # HTTP/2 (nghttp2's C library) for the h2c transport measured against the mesh link
+  # (bench/hop_overhead/h2c); never linked into the agent
+  libnghttp2-dev
   # promtool (`promtool check metrics`) for the /metrics tests; the package also brings a
   # Prometheus server, which is stopped below
   prometheus
