@@ -9,6 +9,7 @@
 
 #include "support/agent_process.h"
 #include "support/http_client.h"
+#include "support/mesh_util.h"
 
 namespace hivemesh::test {
 namespace {
@@ -60,7 +61,7 @@ instances: 1
 queue_limit: 2
 inputs: [{name: INPUT0, datatype: FP32, shape: [-1]}]
 outputs: [{name: OUTPUT0, datatype: FP32, shape: [-1]}]
-options: {delay_us: 300000}
+options: {delay_us: 2000000}
 )";
 
 constexpr const char* kPeople = R"(backend: hog-people
@@ -103,6 +104,11 @@ class KServeApiTest : public ::testing::Test {
     delete repo_;
   }
   static int port() { return agent_->port(); }
+
+ public:
+  static int Port() { return agent_->port(); }
+
+ protected:
   static HttpResult Post(const std::string& path, const std::string& body,
                          const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     return HttpRequestOnce(port(), "POST", path, body, headers);
@@ -125,6 +131,8 @@ class KServeApiTest : public ::testing::Test {
 
 TempDir* KServeApiTest::repo_ = nullptr;
 AgentProcess* KServeApiTest::agent_ = nullptr;
+
+int KServeApiTestPort() { return KServeApiTest::Port(); }
 
 TEST_F(KServeApiTest, HealthAndServerMetadata) {
   HttpResult live = Get("/v2/health/live");
@@ -460,32 +468,47 @@ TEST_F(KServeApiTest, ManyConcurrentConnections) {
   }
 }
 
+// The slow model's queue as its statistics say: {in_flight, queue_depth}.
+std::pair<int, int> SlowLoad() {
+  HttpResult s = HttpRequestOnce(KServeApiTestPort(), "GET", "/v2/models/slow/versions/1/stats");
+  auto field = [&](std::string_view name) {
+    const size_t at = s.body.find("\"" + std::string(name) + "\":");
+    return at == std::string::npos ? -1 : std::stoi(s.body.substr(at + name.size() + 3));
+  };
+  return {field("in_flight"), field("queue_depth")};
+}
+
+// Waits until the slow model has `running` requests running and `queued` queued.
+bool SlowLoadIs(int running, int queued) {
+  return WaitFor([&] { return SlowLoad() == std::make_pair(running, queued); },
+                 std::chrono::seconds(30));
+}
+
 TEST_F(KServeApiTest, FullQueueIsShedAtOnceWith503AndRetryAfter) {
-  // One worker busy for 300 ms, two queued: the rest are refused immediately.
+  // One worker busy for 2 s and two requests queued behind it (read from the model's statistics,
+  // not assumed from pauses): the next requests are refused while the first still computes.
   const std::string body =
       R"({"inputs":[{"name":"INPUT0","shape":[1],"datatype":"FP32","data":[1]}]})";
-  std::vector<std::future<std::pair<HttpResult, std::chrono::steady_clock::duration>>> calls;
-  for (int i = 0; i < 6; ++i) {
-    calls.push_back(std::async(std::launch::async, [&] {
-      const auto start = std::chrono::steady_clock::now();
-      HttpResult r = Post("/v2/models/slow/infer", body);
-      return std::make_pair(r, std::chrono::steady_clock::now() - start);
-    }));
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  auto post = [&] {
+    return std::async(std::launch::async, [&] { return Post("/v2/models/slow/infer", body); });
+  };
+  auto running = post();
+  ASSERT_TRUE(SlowLoadIs(1, 0));
+  auto queued1 = post();
+  auto queued2 = post();
+  ASSERT_TRUE(SlowLoadIs(1, 2));
+  for (int i = 0; i < 3; ++i) {
+    HttpResult r = Post("/v2/models/slow/infer", body);
+    EXPECT_EQ(r.status, 503) << r.body;
+    EXPECT_EQ(r.header("retry-after"), "1");
+    EXPECT_THAT(r.body, HasSubstr("queue is full"));
+    // Shedding does not wait for the queue: the first request is still being computed.
+    EXPECT_EQ(running.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+        << "the refusal waited for the queue";
   }
-  int ok = 0, shed = 0;
-  for (auto& f : calls) {
-    auto [r, took] = f.get();
-    if (r.status == 200) ++ok;
-    if (r.status == 503) {
-      ++shed;
-      EXPECT_EQ(r.header("retry-after"), "1");
-      EXPECT_THAT(r.body, HasSubstr("queue is full"));
-      EXPECT_LT(took, std::chrono::milliseconds(250)) << "shedding must not wait for the queue";
-    }
-  }
-  EXPECT_EQ(ok, 3);
-  EXPECT_EQ(shed, 3);
+  EXPECT_EQ(running.get().status, 200);
+  EXPECT_EQ(queued1.get().status, 200);
+  EXPECT_EQ(queued2.get().status, 200);
 }
 
 TEST_F(KServeApiTest, DeadlinePassedInTheQueueIs504AndNeverComputed) {
@@ -498,20 +521,22 @@ TEST_F(KServeApiTest, DeadlinePassedInTheQueueIs504AndNeverComputed) {
   const std::string body =
       R"({"inputs":[{"name":"INPUT0","shape":[1],"datatype":"FP32","data":[1]}]})";
   auto busy = std::async(std::launch::async, [&] { return Post("/v2/models/slow/infer", body); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(SlowLoadIs(1, 0));
   HttpResult late = Post("/v2/models/slow/infer", body, {{"Inference-Timeout-Ms", "100"}});
-  const auto took = std::chrono::steady_clock::now() - start;
   EXPECT_EQ(late.status, 504) << late.body;
   EXPECT_THAT(late.body, HasSubstr("it was not computed"));
-  EXPECT_LT(took, std::chrono::milliseconds(250)) << "answered when the deadline passed";
+  // Answered when its deadline passed, not when the worker came free.
+  EXPECT_EQ(busy.wait_for(std::chrono::seconds(0)), std::future_status::timeout)
+      << "the expired request waited for the worker";
+  EXPECT_EQ(busy.get().status, 200);
   // The same through the request parameter.
   auto busy2 = std::async(std::launch::async, [&] { return Post("/v2/models/slow/infer", body); });
+  ASSERT_TRUE(SlowLoadIs(1, 0));
   HttpResult late2 = Post(
       "/v2/models/slow/infer",
       R"({"parameters":{"timeout":50},"inputs":[{"name":"INPUT0","shape":[1],"datatype":"FP32","data":[1]}]})");
   EXPECT_EQ(late2.status, 504) << late2.body;
-  EXPECT_EQ(busy.get().status, 200);
+  EXPECT_EQ(busy2.wait_for(std::chrono::seconds(0)), std::future_status::timeout);
   EXPECT_EQ(busy2.get().status, 200);
   EXPECT_EQ(stats(), before + 2) << "the expired requests were never computed";
 }
