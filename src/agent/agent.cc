@@ -318,7 +318,7 @@ absl::Status Agent::StartGossip() {
   absl::StatusOr<std::string> encoded = EncodedMeta();
   if (!encoded.ok()) return encoded.status();
   absl::StatusOr<std::unique_ptr<membership::GossipNode>> node =
-      membership::GossipNode::Create(std::move(options), *encoded);
+      membership::GossipNode::Create(std::move(options), *encoded, SystemClock::Get());
   if (!node.ok()) return node.status();
   gossip_ = std::move(*node);
   directory_ = std::make_unique<GossipDirectory>(gossip_.get(), config_.node_name);

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 
 namespace hivemesh::membership {
@@ -59,16 +60,14 @@ class ByteReader {
   }
   absl::Status U32(uint32_t* v) {
     uint64_t x = 0;
-    absl::Status s = Varint(&x);
-    if (!s.ok()) return s;
+    HM_RETURN_IF_ERROR(Varint(&x));
     if (x > UINT32_MAX) return absl::InvalidArgumentError("value exceeds 32 bits");
     *v = static_cast<uint32_t>(x);
     return absl::OkStatus();
   }
   absl::Status Bytes(std::string* out, size_t max, const char* field) {
     uint64_t len = 0;
-    absl::Status s = Varint(&len);
-    if (!s.ok()) return s;
+    HM_RETURN_IF_ERROR(Varint(&len));
     if (len > max) {
       return absl::InvalidArgumentError(StrCat(field, " of ", len, " bytes exceeds ", max));
     }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "base/status_macros.h"
 #include "base/strings.h"
 
 namespace hivemesh::membership {
@@ -59,7 +60,7 @@ absl::Status SwimConfig::Validate() const {
                          positive("awareness_max_multiplier", awareness_max_multiplier),
                          positive("max_members", max_members),
                          positive("max_claim_checks_per_second", max_claim_checks_per_second)}) {
-    if (!s.ok()) return s;
+    HM_RETURN_IF_ERROR(s);
   }
   if (probe_timeout >= probe_interval) {
     return absl::InvalidArgumentError("probe_timeout: must be shorter than probe_interval");
@@ -100,13 +101,6 @@ int SuspicionConfirmations(const SwimConfig& c, int cluster_size) {
   const int k = c.suspicion_mult - 2;
   if (cluster_size - 2 < k) return 0;
   return std::max(0, k);
-}
-
-Millis SuspicionTimeout(Millis min, Millis max, int confirmations, int k) {
-  if (k <= 0) return min;
-  const double frac = std::log(double(confirmations) + 1.0) / std::log(double(k) + 1.0);
-  const double raw = double(max.count()) - frac * double(max.count() - min.count());
-  return Millis(std::max(min.count(), static_cast<int64_t>(std::floor(raw))));
 }
 
 }  // namespace hivemesh::membership

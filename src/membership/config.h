@@ -100,8 +100,6 @@ int RetransmitLimit(const SwimConfig& c, int cluster_size);
 Millis PushPullInterval(const SwimConfig& c, int cluster_size);
 // Lifeguard: confirmations needed = suspicion_mult - 2 (0 if n - 2 < that).
 int SuspicionConfirmations(const SwimConfig& c, int cluster_size);
-// Lifeguard remaining timeout after `confirmations` independent suspect messages:
-// max - (ln(c + 1) / ln(k + 1)) x (max - min), never below min. k = 0 gives min.
-Millis SuspicionTimeout(Millis min, Millis max, int confirmations, int k);
+// (SuspicionTimeout, the curve between the two, is in suspicion.h.)
 
 }  // namespace hivemesh::membership

@@ -4,8 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <mutex>
 #include <thread>
+
+#include "base/status_macros.h"
 
 #include "membership/gossip_node_internal.h"
 
@@ -17,8 +18,6 @@ int64_t UnixMillis() {
              std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
-
-SteadyTime Now() { return std::chrono::steady_clock::now(); }
 
 absl::StatusOr<std::pair<asio::ip::address, uint16_t>> ParseHostPort(const std::string& s) {
   const size_t colon = s.rfind(':');
@@ -64,9 +63,9 @@ absl::Status GossipNodeImpl::Bind(const asio::ip::address& addr, uint16_t port) 
 }
 
 void GossipNodeImpl::ResetSwim(std::string meta) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   swim_ = std::make_unique<Swim>(options_.swim, options_.name, address_, std::move(meta),
-                                 options_.node_key, RandomBootId(), Now());
+                                 options_.node_key, RandomBootId(), clock_.Now());
   swim_->SetLoadSequenceBase(static_cast<uint64_t>(UnixMillis()));
 }
 
@@ -83,14 +82,14 @@ void GossipNodeImpl::Start(EventCallback on_event) {
 
 void GossipNodeImpl::LeaveAndStop(std::chrono::milliseconds timeout) {
   if (!thread_.joinable()) return;
-  asio::post(ioc_, [this] { Process(Call([&](Swim& s) { return s.Leave(Now()); })); });
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (swim_->LeaveDone()) break;
+  asio::post(ioc_, [this] { Process(Call([&](Swim& s) { return s.Leave(clock_.Now()); })); });
+  const SteadyTime deadline = clock_.Now() + timeout;
+  {
+    absl::MutexLock lock(&mu_);
+    // Call() signals changed_ after every step of the state machine.
+    while (!swim_->LeaveDone()) {
+      if (clock_.WaitUntil(changed_, mu_, deadline)) break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   Stop();
 }
@@ -103,22 +102,22 @@ void GossipNodeImpl::Stop() {
 
 void GossipNodeImpl::UpdateMeta(std::string meta) {
   asio::post(ioc_, [this, meta = std::move(meta)]() mutable {
-    Process(Call([&](Swim& s) { return s.UpdateMeta(std::move(meta), Now()); }));
+    Process(Call([&](Swim& s) { return s.UpdateMeta(std::move(meta), clock_.Now()); }));
   });
 }
 
 void GossipNodeImpl::SetLoad(std::string payload) {
-  std::lock_guard<std::mutex> lock(mu_);
-  swim_->SetLoad(std::move(payload), Now());
+  absl::MutexLock lock(&mu_);
+  swim_->SetLoad(std::move(payload), clock_.Now());
 }
 
 std::vector<MemberInfo> GossipNodeImpl::Members() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return swim_->Members();
 }
 
 GossipStats GossipNodeImpl::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   GossipStats s = counters_;
   s.swim = swim_->stats();
   s.drops = envelope_.drops();
@@ -129,12 +128,12 @@ GossipStats GossipNodeImpl::Stats() const {
 }
 
 bool GossipNodeImpl::joined() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return options_.join.empty() || swim_->joined();
 }
 
 absl::Status GossipNodeImpl::join_status() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return join_status_;
 }
 
@@ -154,20 +153,22 @@ void GossipNodeImpl::Process(Output out, bool join) {
 }
 
 void GossipNodeImpl::Reschedule() {
-  SteadyTime next;
+  Nanos wait;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    next = swim_->NextTimer();
+    absl::MutexLock lock(&mu_);
+    wait = std::max(Nanos(0), swim_->NextTimer() - clock_.Now());
   }
-  timer_.expires_at(next);
+  // The state machine's times are the clock's; the socket loop waits the same span in its own
+  // (real) time, then asks the state machine again with the clock's time.
+  timer_.expires_after(wait);
   timer_.async_wait([this](error_code ec) {
     if (ec) return;  // cancelled by a newer schedule
-    Process(Call([](Swim& s) { return s.Tick(Now()); }));
+    Process(Call([this](Swim& s) { return s.Tick(clock_.Now()); }));
   });
 }
 
 void GossipNodeImpl::Join() {
-  Process(Call([&](Swim& s) { return s.Join(options_.join, Now()); }), /*join=*/true);
+  Process(Call([&](Swim& s) { return s.Join(options_.join, clock_.Now()); }), /*join=*/true);
   join_timer_.expires_after(options_.join_retry);
   join_timer_.async_wait([this](error_code ec) {
     if (ec || joined() || !join_status().ok()) return;
@@ -178,7 +179,7 @@ void GossipNodeImpl::Join() {
 
 void GossipNodeImpl::EncryptionRequired(const std::string& seed) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (!join_status_.ok()) return;
     join_status_ = absl::FailedPreconditionError(
         StrCat("the mesh at ", seed,
@@ -196,7 +197,7 @@ void GossipNodeImpl::Refused(DropReason why, std::string_view peer, std::string_
 }
 
 void GossipNodeImpl::Count(DropReason why) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   drops_.Add(why);
 }
 
@@ -205,7 +206,7 @@ void GossipNodeImpl::SendUdp(const std::string& to, const std::string& packet) {
   if (!dest.ok()) return;
   std::shared_ptr<std::string> wire;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     wire = std::make_shared<std::string>(envelope_.Wrap(
         packet, Recipient::Address(Canonical(dest->first, dest->second)), UnixMillis()));
     counters_.udp_bytes_out += wire->size();
@@ -223,15 +224,16 @@ void GossipNodeImpl::Receive() {
       absl::StatusOr<Opened> plain;
       DropReason why = DropReason::kMalformed;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         ++counters_.udp_packets_in;
         counters_.udp_bytes_in += n;
         plain = envelope_.Unwrap(std::string_view(udp_buf_.data(), n), Recipient::Address(address_),
                                  UnixMillis(), &why, udp_buf_.size());
       }
       if (plain.ok()) {
-        Process(Call(
-            [&](Swim& s) { return s.HandlePacket(from, plain->payload, Channel::kUdp, Now()); }));
+        Process(Call([&](Swim& s) {
+          return s.HandlePacket(from, plain->payload, Channel::kUdp, clock_.Now());
+        }));
       } else {
         Refused(why, from, MessageOf(plain.status()));
       }
@@ -246,8 +248,7 @@ using gossip_internal::GossipNodeImpl;
 using gossip_internal::ParseHostPort;
 
 absl::Status GossipOptions::Validate() const {
-  absl::Status swim_valid = swim.Validate();
-  if (!swim_valid.ok()) return swim_valid;
+  HM_RETURN_IF_ERROR(swim.Validate());
   if (name.empty()) return absl::InvalidArgumentError("gossip: the node needs a name");
   if (max_tcp_frame_bytes < 1024) {
     return absl::InvalidArgumentError(StrCat(
@@ -276,9 +277,8 @@ absl::Status GossipOptions::Validate() const {
 }
 
 absl::StatusOr<std::unique_ptr<GossipNode>> GossipNode::Create(GossipOptions options,
-                                                               std::string meta) {
-  absl::Status valid = options.Validate();
-  if (!valid.ok()) return valid;
+                                                               std::string meta, Clock& clock) {
+  HM_RETURN_IF_ERROR(options.Validate());
   auto bind = ParseHostPort(options.bind_address);
   if (!bind.ok())
     return absl::InvalidArgumentError(StrCat("gossip_address: ", MessageOf(bind.status())));
@@ -292,9 +292,8 @@ absl::StatusOr<std::unique_ptr<GossipNode>> GossipNode::Create(GossipOptions opt
     auto s = ParseHostPort(seed);
     if (!s.ok()) return absl::InvalidArgumentError(StrCat("join: ", MessageOf(s.status())));
   }
-  auto node = std::make_unique<GossipNodeImpl>(std::move(options), meta, "");
-  absl::Status bound = node->Bind(bind->first, bind->second);
-  if (!bound.ok()) return bound;
+  auto node = std::make_unique<GossipNodeImpl>(std::move(options), meta, "", clock);
+  HM_RETURN_IF_ERROR(node->Bind(bind->first, bind->second));
   node->ResetSwim(std::move(meta));  // now that the address (and port) is known
   return std::unique_ptr<GossipNode>(std::move(node));
 }

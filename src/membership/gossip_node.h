@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/clock.h"
 #include "identity/node_key.h"
 #include "membership/config.h"
 #include "membership/envelope.h"
@@ -108,16 +109,19 @@ class GossipNode {
  public:
   using EventCallback = std::function<void(const MemberEvent&)>;
 
-  // Binds UDP and TCP on the same port. `meta` is this node's initial metadata.
-  static absl::StatusOr<std::unique_ptr<GossipNode>> Create(GossipOptions options,
-                                                            std::string meta);
+  // Binds UDP and TCP on the same port. `meta` is this node's initial metadata. `clock` is the
+  // state machine's time and LeaveAndStop's; it must outlive the node (the agent passes
+  // SystemClock::Get()).
+  static absl::StatusOr<std::unique_ptr<GossipNode>> Create(GossipOptions options, std::string meta,
+                                                            Clock& clock);
   virtual ~GossipNode() = default;
 
   // The address peers reach this node at (the bound address, with the chosen port).
   virtual std::string address() const = 0;
   // Starts the thread, and joining if seeds were given. `on_event` runs on the gossip thread.
   virtual void Start(EventCallback on_event) = 0;
-  // Leaves gracefully (waits up to `timeout` for the news to spread), then stops.
+  // Leaves gracefully (waits up to `timeout`, on the node's clock, for the news to spread), then
+  // stops.
   virtual void LeaveAndStop(std::chrono::milliseconds timeout) = 0;
   // Stops without leaving (peers will detect the failure).
   virtual void Stop() = 0;

@@ -9,7 +9,6 @@
 #include <boost/asio.hpp>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -31,7 +30,6 @@ using udp = asio::ip::udp;
 
 // Wall-clock milliseconds since the Unix epoch (sealed packets' timestamps).
 int64_t UnixMillis();
-SteadyTime Now();
 absl::StatusOr<std::pair<asio::ip::address, uint16_t>> ParseHostPort(const std::string& s);
 // The one spelling of an address that sender and receiver agree on: what the receiver
 // advertises, and what a sealed packet to it names.
@@ -73,8 +71,9 @@ struct FrameOutcome {
 // under mu_.
 class GossipNodeImpl final : public GossipNode {
  public:
-  GossipNodeImpl(GossipOptions options, std::string meta, std::string address)
+  GossipNodeImpl(GossipOptions options, std::string meta, std::string address, Clock& clock)
       : options_(std::move(options)),
+        clock_(clock),
         address_(std::move(address)),
         udp_(ioc_),
         acceptor_(ioc_),
@@ -88,7 +87,7 @@ class GossipNodeImpl final : public GossipNode {
         encrypted_(options_.keyring.has_value()),
         envelope_(options_.keyring, RandomBootId()) {
     swim_ = std::make_unique<Swim>(options_.swim, options_.name, address_, std::move(meta),
-                                   options_.node_key, RandomBootId(), Now());
+                                   options_.node_key, RandomBootId(), clock_.Now());
   }
 
   ~GossipNodeImpl() override { Stop(); }
@@ -111,10 +110,13 @@ class GossipNodeImpl final : public GossipNode {
   absl::Status join_status() const override;
 
  private:
+  // Runs one step of the state machine under mu_, then wakes LeaveAndStop's wait.
   template <typename Fn>
   Output Call(Fn&& fn) {
-    std::lock_guard<std::mutex> lock(mu_);
-    return fn(*swim_);
+    absl::MutexLock lock(&mu_);
+    Output out = fn(*swim_);
+    changed_.SignalAll();
+    return out;
   }
 
   // Sends what the state machine produced and reports its events. Runs on the gossip thread.
@@ -171,6 +173,7 @@ class GossipNodeImpl final : public GossipNode {
   static constexpr size_t kNoticeLogKey = kDropReasonCount;
 
   GossipOptions options_;
+  Clock& clock_;  // the state machine's time (sealed packets' timestamps are wall-clock time)
   std::string address_;
   asio::io_context ioc_;
   udp::socket udp_;
@@ -191,7 +194,8 @@ class GossipNodeImpl final : public GossipNode {
 
   // The state machine, the envelope and the counters are touched by the gossip thread and by
   // readers (Members, Stats, SetLoad) from other threads.
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
+  absl::CondVar changed_;  // signalled after every step of the state machine (Call)
   std::unique_ptr<Swim> swim_ ABSL_GUARDED_BY(mu_);
   Envelope envelope_ ABSL_GUARDED_BY(mu_);
   GossipStats counters_ ABSL_GUARDED_BY(mu_);

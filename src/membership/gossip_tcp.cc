@@ -14,7 +14,7 @@ void GossipNodeImpl::ReadFrame(const std::shared_ptr<TcpExchange>& x, Done done)
   DropReason why = DropReason::kBadFrame;
   absl::StatusOr<std::span<char>> into;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     into = x->reader.NextRead(drops_, &why);
   }
   if (!into.ok()) return done(FrameOutcome{false, into.status(), why, {}});
@@ -26,7 +26,7 @@ void GossipNodeImpl::ReadFrame(const std::shared_ptr<TcpExchange>& x, Done done)
         DropReason why = DropReason::kBadFrame;
         absl::StatusOr<FrameReader::Result> r;
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           r = x->reader.Consume(envelope_, x->expect, UnixMillis(), drops_, &why);
         }
         if (!r.ok()) return done(FrameOutcome{false, r.status(), why, {}});
@@ -38,7 +38,7 @@ void GossipNodeImpl::ReadFrame(const std::shared_ptr<TcpExchange>& x, Done done)
 }
 
 void GossipNodeImpl::CountTcpIn(size_t bytes) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   counters_.tcp_bytes_in += bytes;
 }
 
@@ -147,13 +147,13 @@ void GossipNodeImpl::Serve(const std::shared_ptr<TcpExchange>& x, FrameOutcome o
     return Finish(x);
   }
   const Opened frame = x->reader.TakeFrame();
-  Output out = Call([&](Swim& s) { return s.HandleStream(x->peer, frame.payload, Now()); });
+  Output out = Call([&](Swim& s) { return s.HandleStream(x->peer, frame.payload, clock_.Now()); });
   std::optional<std::string> reply = std::move(out.reply);
   out.reply.reset();
   Process(std::move(out));
   if (!reply) return Finish(x);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     x->out =
         EncodeFrame(envelope_, *reply, Recipient::Reply(frame.sender, frame.counter), UnixMillis());
     counters_.tcp_bytes_out += x->out.size();
@@ -186,7 +186,7 @@ void GossipNodeImpl::SendTcp(const std::string& to, std::string packet, bool joi
         if (ec) return Failed(x);
         // Sealed now, just before it is written, to keep the replay window short (envelope.h).
         {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           uint64_t counter = 0;
           x->out = EncodeFrame(envelope_, packet, to, UnixMillis(), &counter);
           x->expect = Recipient::Reply(envelope_.boot_id(), counter);
@@ -224,14 +224,15 @@ void GossipNodeImpl::OnReply(const std::shared_ptr<TcpExchange>& x, FrameOutcome
   }
   Finish(x);
   const Opened frame = x->reader.TakeFrame();
-  Process(
-      Call([&](Swim& s) { return s.HandlePacket(x->peer, frame.payload, Channel::kTcp, Now()); }));
+  Process(Call([&](Swim& s) {
+    return s.HandlePacket(x->peer, frame.payload, Channel::kTcp, clock_.Now());
+  }));
 }
 
 void GossipNodeImpl::Failed(const std::shared_ptr<TcpExchange>& x) {
   if (x->done) return;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     ++counters_.tcp_exchanges_failed;
   }
   Finish(x);

@@ -128,8 +128,6 @@ class SimCluster {
   // listed form one more group together.
   void Partition(const std::vector<std::vector<int>>& groups);
   void Heal();
-  // Changes the UDP loss probability from now on.
-  void SetLoss(double loss) { options_.loss = loss; }
 
   // ---- Running ----
 
@@ -159,7 +157,6 @@ class SimCluster {
   int CountSeeing(int subject, MemberState state) const;
 
   const std::vector<SimEvent>& events() const { return events_; }
-  void ClearEvents() { events_.clear(); }
   void set_record_events(bool on) { options_.record_events = on; }
   // Called for every event as it happens (in addition to recording), e.g. for streaming stats.
   void set_event_listener(std::function<void(const SimEvent&)> f) { listener_ = std::move(f); }

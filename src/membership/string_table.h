@@ -2,17 +2,19 @@
 // (node, member) entries a simulated mesh of thousands of nodes holds costs a 4-byte id rather
 // than a string.
 //
-// Thread safety: every method may be called from any thread (one mutex).
+// Thread safety: every method may be called from any thread (one absl::Mutex).
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace hivemesh::membership {
 
@@ -24,7 +26,7 @@ class StringTable {
  public:
   // The id of `s` (added if new), with one more reference.
   uint32_t Acquire(std::string_view s) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = ids_.find(s);
     if (it != ids_.end()) {
       ++entries_[it->second].refs;
@@ -45,23 +47,23 @@ class StringTable {
     return id;
   }
   void Release(uint32_t id) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     ReleaseLocked(id);
   }
   void Release(const std::vector<uint32_t>& ids) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (uint32_t id : ids) ReleaseLocked(id);
   }
   // The id of `s` if some holder has it; no reference is taken.
   std::optional<uint32_t> Find(std::string_view s) const {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = ids_.find(s);
     if (it == ids_.end()) return std::nullopt;
     return it->second;
   }
   // REQUIRES: the caller holds a reference on `id`.
   const std::string& Get(uint32_t id) const {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return *entries_[id].value;
   }
 
@@ -70,7 +72,7 @@ class StringTable {
     std::unique_ptr<std::string> value;
     uint32_t refs = 0;
   };
-  void ReleaseLocked(uint32_t id) {
+  void ReleaseLocked(uint32_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Entry& e = entries_[id];
     if (--e.refs > 0) return;
     ids_.erase(std::string_view(*e.value));
@@ -78,10 +80,11 @@ class StringTable {
     free_.push_back(id);
   }
 
-  mutable std::mutex mu_;
-  std::unordered_map<std::string_view, uint32_t> ids_;  // views into entries_[id].value
-  std::vector<Entry> entries_;
-  std::vector<uint32_t> free_;
+  mutable absl::Mutex mu_;
+  // Views into entries_[id].value.
+  std::unordered_map<std::string_view, uint32_t> ids_ ABSL_GUARDED_BY(mu_);
+  std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> free_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace hivemesh::membership

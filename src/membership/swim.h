@@ -7,9 +7,11 @@
 //    No ack within the probe timeout: `indirect_checks` random peers are asked to ping it (and
 //    answer nack if they hear nothing), and a TCP ping goes out in parallel. No ack by the end
 //    of the interval: the peer becomes suspect.
-//  - Suspicion (Lifeguard): the timeout starts at max and shrinks toward min with each
-//    independent confirmation; on expiry the peer is declared dead. A node hearing itself
-//    suspected or declared dead refutes with a higher incarnation.
+//  - Suspicion (Lifeguard, suspicion.h): the timeout starts at max and shrinks toward min with
+//    each independent confirmation; on expiry the peer is declared dead. Only the first k
+//    confirmations from distinct members are counted and re-gossiped; later ones change nothing
+//    and are not passed on.
+//    A node hearing itself suspected or declared dead refutes with a higher incarnation.
 //  - Local health (Lifeguard): missed acks/nacks raise an awareness score that scales the probe
 //    interval and timeout; successful probes lower it.
 //  - Dissemination: updates are piggybacked on every UDP packet and gossiped to `gossip_nodes`
@@ -26,11 +28,13 @@
 //    incarnations move only by the owner's own steps, one at a time, and cannot be pushed to the
 //    end of their range. Incarnations are 64-bit.
 //
-// Storage: a node keeps one compact 32-byte slot per member, indexed by the member's name id in
-// a process-wide table of node names (and one of addresses, and one of key + signature pairs),
-// so each is stored once per process however many Swim instances know it. Metadata, load
-// reports and Lifeguard suspicion state live in side tables that hold only members that have
-// them. The tables are reference counted: an id is freed (and reused) once no Swim holds it.
+// Storage: members live in a MemberTable (member_table.h: one compact slot per member, strings
+// interned process-wide). Load reports and Lifeguard suspicion state live in side tables that
+// hold only members that have them.
+//
+// Code: swim.cc holds the public calls, dispatch, timers and sending; swim_probe.cc probing and
+// local health; swim_suspicion.cc accusations, refutation and forgetting; swim_merge.cc claims,
+// push-pull and load reports.
 //
 // Thread safety: none; one owner (the transport's strand) calls everything. Different Swim
 // instances may run on different threads (the shared name tables lock internally).
@@ -38,11 +42,9 @@
 
 #include <cstdint>
 #include <deque>
-#include <map>
 #include <memory>
 #include <optional>
 #include <random>
-#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -52,6 +54,8 @@
 #include "identity/node_key.h"
 #include "membership/broadcast_queue.h"
 #include "membership/config.h"
+#include "membership/member_table.h"
+#include "membership/suspicion.h"
 #include "membership/wire.h"
 
 namespace hivemesh::membership {
@@ -191,95 +195,103 @@ class Swim {
   std::optional<MemberInfo> Find(std::string_view name) const;
   // Only the state of `name` (cheap: no copy of strings); nullopt as for Find.
   std::optional<MemberState> StateOf(std::string_view name) const;
-  size_t NumMembers() const { return num_members_; }  // known members, excluding this node
-  int NumAlive() const;                               // alive + suspect, including this node
+  size_t NumMembers() const { return table_.size(); }  // known members, excluding this node
+  int NumAlive() const;                                // alive + suspect, including this node
   size_t QueuedBroadcasts() const;
 
  private:
-  static constexpr uint32_t kNoId = UINT32_MAX;
-  struct Member;
-  struct Suspicion;
-  struct LoadState;
-  struct Probe;
-  struct Relay;
+  static constexpr uint32_t kNoId = MemberTable::kNoId;
+  using Member = MemberTable::Member;
+
+  // A member in kSuspect: its Lifeguard suspicion, and the generation of its live timer.
+  struct Suspected {
+    Suspicion suspicion;
+    uint64_t generation = 0;  // a suspicion timer with another generation is stale
+  };
+  // The latest load report heard from a member.
+  struct LoadState {
+    std::string load;
+    uint64_t seq = 0;
+    SteadyTime received;
+    uint32_t age_ms = 0;
+  };
+  // A probe this node sent, until it is acked or its interval ends.
+  struct Probe {
+    uint32_t target = 0;  // name id
+    SteadyTime start;
+    int expected_nacks = 0;
+    int nacks = 0;
+  };
+  // An indirect ping this node relays for another member.
+  struct Relay {
+    uint32_t seq = 0;  // the requester's sequence number
+    std::string to;    // the requester's address
+    bool want_nack = true;
+  };
   enum class TimerKind : uint8_t { kProbeDeadline, kProbeEnd, kRelayDeadline, kSuspicion };
   struct Timer {
     SteadyTime at;
     TimerKind kind;
     uint32_t seq;         // probes and relays
     uint32_t node;        // suspicions: the member's name id
-    uint64_t generation;  // suspicions: matches Suspicion::generation while valid
+    uint64_t generation;  // suspicions: matches Suspected::generation while valid
     bool operator>(const Timer& o) const { return at > o.at; }
   };
 
+  // swim.cc: decoding, dispatch, timers, sending and gossip.
   // Decodes a received packet, counting it (and counting it malformed if it fails).
   std::optional<DecodedPacket> Decode(std::string_view packet);
+  void Dispatch(std::string_view from, const Message& m, Channel channel, SteadyTime now,
+                Output& out);
+  void PushTimer(const Timer& t);
+  void Gossip(SteadyTime now, Output& out);
+  void SendUdp(const std::string& to, std::vector<std::string> messages, SteadyTime now,
+               Output& out);
+  void SendTcp(const std::string& to, const Message& m, Output& out);
+  void QueueBroadcast(const std::string& key, const Message& m);
+  // Name ids of up to `k` distinct random members (never `exclude`, a name id or kNoId).
+  std::vector<uint32_t> RandomMembers(size_t k, uint32_t exclude, bool include_recently_dead,
+                                      SteadyTime now);
+  MemberInfo InfoOf(uint32_t id, const Member& m) const;
 
-  // Message handlers.
+  // swim_probe.cc: probing, relaying indirect probes, local health.
   void OnPing(std::string_view from, const Ping& m, Channel channel, SteadyTime now, Output& out);
   void OnIndirectPing(std::string_view from, const IndirectPing& m, SteadyTime now, Output& out);
   void OnAck(const Ack& m, SteadyTime now, Output& out);
   void OnNack(const Nack& m);
-  void OnAlive(const Alive& m, SteadyTime now, Output& out, bool from_push_pull);
-  void OnSuspect(const Suspect& m, SteadyTime now, Output& out);
-  void OnDead(const Dead& m, SteadyTime now, Output& out);
-  void OnLoad(const Load& m, SteadyTime now);
-  void MergePushPull(const PushPull& m, SteadyTime now, Output& out);
-  void Dispatch(std::string_view from, const Message& m, Channel channel, SteadyTime now,
-                Output& out);
-
-  // Timers.
   void StartProbe(SteadyTime now, Output& out);
   void ProbeDeadline(uint32_t seq, SteadyTime now, Output& out);
   void ProbeEnd(uint32_t seq, SteadyTime now, Output& out);
   void RelayDeadline(uint32_t seq, Output& out);
+  void AddToProbeList(uint32_t node);
+  void ApplyAwareness(int delta);
+  Millis Scaled(Millis base) const;
+
+  // swim_suspicion.cc: accusations (suspect, dead, leave), refutation, forgetting the departed.
+  void OnSuspect(const Suspect& m, SteadyTime now, Output& out);
+  void OnDead(const Dead& m, SteadyTime now, Output& out);
   void SuspicionExpired(uint32_t node, uint64_t generation, SteadyTime now, Output& out);
-  void Gossip(SteadyTime now, Output& out);
+  void Refute(uint64_t accused_incarnation, SteadyTime now);
+  void SetState(uint32_t id, Member& m, MemberState state, SteadyTime now);
+  void Reap(SteadyTime now, Output& out);
+  // Forgets the member that departed longest ago, if any, to make room for a new one.
+  bool MakeRoom(SteadyTime now, Output& out);
+  // Removes departed member `id` from the table, the probe list and the side tables.
+  void Forget(uint32_t id, Output& out);
+
+  // swim_merge.cc: claims (alive), remote state (push-pull, anti-entropy), load reports.
+  void OnAlive(const Alive& m, SteadyTime now, Output& out);
+  void MergePushPull(const PushPull& m, SteadyTime now, Output& out);
+  void OnLoad(const Load& m, SteadyTime now);
   void StartPushPull(SteadyTime now, Output& out);
   void Reconnect(SteadyTime now, Output& out);
-  void Reap(SteadyTime now, Output& out);
-
-  // Helpers.
-  void Refute(uint64_t accused_incarnation, SteadyTime now);
+  PushPull LocalState(bool join) const;
   // Signs this node's alive message anew (after its incarnation or metadata changed).
   void SignSelf();
   // True if `sig` is `key`'s signature of `bytes`, within the signature-check budget; counts
   // why not. Always true while adopting a trusted snapshot (Bootstrap).
   bool CheckClaim(std::string_view key, std::string_view bytes, std::string_view sig,
                   SteadyTime now);
-  // Forgets the member that departed longest ago, if any, to make room for a new one.
-  bool MakeRoom(SteadyTime now, Output& out);
-  void SendUdp(const std::string& to, std::vector<std::string> messages, SteadyTime now,
-               Output& out);
-  void SendTcp(const std::string& to, const Message& m, Output& out);
-  PushPull LocalState(bool join) const;
-  void QueueBroadcast(const std::string& key, const Message& m);
-  // Name ids of up to `k` distinct random members (never `exclude`, a name id or kNoId).
-  std::vector<uint32_t> RandomMembers(size_t k, uint32_t exclude, bool include_recently_dead,
-                                      SteadyTime now);
-  void AddToProbeList(uint32_t node);
-  void ApplyAwareness(int delta);
-  Millis Scaled(Millis base) const;
-  void SetState(uint32_t id, Member& m, MemberState state, SteadyTime now);
-
-  // Member storage.
-  Member* Get(uint32_t id);  // nullptr if not a member
-  const Member* Get(uint32_t id) const;
-  // The member called `name` (and its id in *id), or nullptr.
-  Member* Lookup(std::string_view name, uint32_t* id);
-  const Member* Lookup(std::string_view name, uint32_t* id) const;
-  // Adds a member (alive, since `now`); takes a reference on its name and address ids.
-  Member& Insert(std::string_view name, std::string_view addr, uint32_t* id, SteadyTime now);
-  void Erase(uint32_t id);
-  const std::string& NameOf(uint32_t id) const;
-  const std::string& AddrOf(const Member& m) const;
-  const std::string& MetaOf(uint32_t id) const;
-  void SetMeta(uint32_t id, std::string_view meta);
-  // The member's bound key and the signature of its latest claim (empty if it has none).
-  std::string_view KeyOf(const Member& m) const;
-  std::string_view SigOf(const Member& m) const;
-  void SetClaim(Member& m, std::string_view key, std::string_view sig);
-  MemberInfo InfoOf(uint32_t id, const Member& m) const;
 
   const SwimConfig config_;
   const std::string name_;
@@ -296,13 +308,9 @@ class Swim {
   uint64_t load_seq_ = 0;
   std::mt19937_64 rng_;
 
-  // Indexed by name id (see the top of this file); a slot whose `known` is false is no member.
-  // Excludes this node.
-  std::vector<Member> members_;
-  size_t num_members_ = 0;
-  std::unordered_map<uint32_t, std::string> metas_;     // non-empty metadata, by name id
+  MemberTable table_;                                   // every member but this node
   std::unordered_map<uint32_t, LoadState> loads_;       // latest load report, by name id
-  std::unordered_map<uint32_t, Suspicion> suspicions_;  // exactly the members in kSuspect
+  std::unordered_map<uint32_t, Suspected> suspicions_;  // exactly the members in kSuspect
   bool quiet_ = false;       // Bootstrap: merge without queueing broadcasts
   bool trusted_ = false;     // Bootstrap: claims are adopted unchecked
   double check_tokens_ = 0;  // the signature-check budget (a token bucket)

@@ -1,5 +1,6 @@
 #include "membership/wire.h"
 
+#include "base/status_macros.h"
 #include "base/strings.h"
 #include "membership/byte_codec.h"
 
@@ -17,12 +18,6 @@ absl::Status ReadFixed(ByteReader& r, std::string* out, size_t size, const char*
   }
   return s;
 }
-
-#define HM_TRY(expr)          \
-  do {                        \
-    absl::Status _s = (expr); \
-    if (!_s.ok()) return _s;  \
-  } while (0)
 
 struct Encoder {
   ByteWriter& w;
@@ -90,65 +85,65 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
   switch (type) {
     case MessageType::kPing: {
       Ping m;
-      HM_TRY(r.U32(&m.seq));
-      HM_TRY(r.Bytes(&m.target, kMaxNameBytes, "ping target"));
-      HM_TRY(r.Bytes(&m.source, kMaxNameBytes, "ping source"));
-      HM_TRY(r.Bytes(&m.source_addr, kMaxAddrBytes, "ping source address"));
+      HM_RETURN_IF_ERROR(r.U32(&m.seq));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.target, kMaxNameBytes, "ping target"));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.source, kMaxNameBytes, "ping source"));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.source_addr, kMaxAddrBytes, "ping source address"));
       *out = std::move(m);
       return absl::OkStatus();
     }
     case MessageType::kIndirectPing: {
       IndirectPing m;
       uint8_t nack = 0;
-      HM_TRY(r.U32(&m.seq));
-      HM_TRY(r.Bytes(&m.target, kMaxNameBytes, "indirect ping target"));
-      HM_TRY(r.Bytes(&m.target_addr, kMaxAddrBytes, "indirect ping target address"));
-      HM_TRY(r.U8(&nack));
-      HM_TRY(r.Bytes(&m.source, kMaxNameBytes, "indirect ping source"));
-      HM_TRY(r.Bytes(&m.source_addr, kMaxAddrBytes, "indirect ping source address"));
+      HM_RETURN_IF_ERROR(r.U32(&m.seq));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.target, kMaxNameBytes, "indirect ping target"));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.target_addr, kMaxAddrBytes, "indirect ping target address"));
+      HM_RETURN_IF_ERROR(r.U8(&nack));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.source, kMaxNameBytes, "indirect ping source"));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.source_addr, kMaxAddrBytes, "indirect ping source address"));
       m.want_nack = nack != 0;
       *out = std::move(m);
       return absl::OkStatus();
     }
     case MessageType::kAck: {
       Ack m;
-      HM_TRY(r.U32(&m.seq));
+      HM_RETURN_IF_ERROR(r.U32(&m.seq));
       *out = m;
       return absl::OkStatus();
     }
     case MessageType::kNack: {
       Nack m;
-      HM_TRY(r.U32(&m.seq));
+      HM_RETURN_IF_ERROR(r.U32(&m.seq));
       *out = m;
       return absl::OkStatus();
     }
     case MessageType::kSuspect: {
       Suspect m;
-      HM_TRY(r.Varint(&m.incarnation));
-      HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "suspect node"));
-      HM_TRY(r.Bytes(&m.from, kMaxNameBytes, "suspect from"));
+      HM_RETURN_IF_ERROR(r.Varint(&m.incarnation));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.node, kMaxNameBytes, "suspect node"));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.from, kMaxNameBytes, "suspect from"));
       *out = std::move(m);
       return absl::OkStatus();
     }
     case MessageType::kAlive: {
       Alive m;
-      HM_TRY(r.Varint(&m.incarnation));
-      HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "alive node"));
-      HM_TRY(r.Bytes(&m.addr, kMaxAddrBytes, "alive address"));
-      HM_TRY(r.Bytes(&m.meta, kMaxMetaBytes, "alive metadata"));
-      HM_TRY(r.U8(&m.protocol_min));
-      HM_TRY(r.U8(&m.protocol_max));
-      HM_TRY(ReadFixed(r, &m.key, kKeyBytes, "alive key"));
-      HM_TRY(ReadFixed(r, &m.sig, kSigBytes, "alive signature"));
+      HM_RETURN_IF_ERROR(r.Varint(&m.incarnation));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.node, kMaxNameBytes, "alive node"));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.addr, kMaxAddrBytes, "alive address"));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.meta, kMaxMetaBytes, "alive metadata"));
+      HM_RETURN_IF_ERROR(r.U8(&m.protocol_min));
+      HM_RETURN_IF_ERROR(r.U8(&m.protocol_max));
+      HM_RETURN_IF_ERROR(ReadFixed(r, &m.key, kKeyBytes, "alive key"));
+      HM_RETURN_IF_ERROR(ReadFixed(r, &m.sig, kSigBytes, "alive signature"));
       *out = std::move(m);
       return absl::OkStatus();
     }
     case MessageType::kDead: {
       Dead m;
-      HM_TRY(r.Varint(&m.incarnation));
-      HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "dead node"));
-      HM_TRY(r.Bytes(&m.from, kMaxNameBytes, "dead from"));
-      HM_TRY(ReadFixed(r, &m.sig, kSigBytes, "leave signature"));
+      HM_RETURN_IF_ERROR(r.Varint(&m.incarnation));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.node, kMaxNameBytes, "dead node"));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.from, kMaxNameBytes, "dead from"));
+      HM_RETURN_IF_ERROR(ReadFixed(r, &m.sig, kSigBytes, "leave signature"));
       *out = std::move(m);
       return absl::OkStatus();
     }
@@ -156,8 +151,8 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
       PushPull m;
       uint8_t join = 0;
       uint64_t count = 0;
-      HM_TRY(r.U8(&join));
-      HM_TRY(r.Varint(&count));
+      HM_RETURN_IF_ERROR(r.U8(&join));
+      HM_RETURN_IF_ERROR(r.Varint(&count));
       // Each member takes at least 9 bytes, so a count the packet cannot hold is refused
       // before anything is reserved.
       if (count > kMaxPushPullMembers || count > r.remaining() / 9) {
@@ -167,15 +162,15 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
       m.members.resize(count);
       for (PushPullMember& p : m.members) {
         uint8_t state = 0;
-        HM_TRY(r.Bytes(&p.node, kMaxNameBytes, "push-pull node"));
-        HM_TRY(r.Bytes(&p.addr, kMaxAddrBytes, "push-pull address"));
-        HM_TRY(r.Varint(&p.incarnation));
-        HM_TRY(r.U8(&state));
-        HM_TRY(r.Bytes(&p.meta, kMaxMetaBytes, "push-pull metadata"));
-        HM_TRY(r.U8(&p.protocol_min));
-        HM_TRY(r.U8(&p.protocol_max));
-        HM_TRY(ReadFixed(r, &p.key, kKeyBytes, "push-pull key"));
-        HM_TRY(ReadFixed(r, &p.sig, kSigBytes, "push-pull signature"));
+        HM_RETURN_IF_ERROR(r.Bytes(&p.node, kMaxNameBytes, "push-pull node"));
+        HM_RETURN_IF_ERROR(r.Bytes(&p.addr, kMaxAddrBytes, "push-pull address"));
+        HM_RETURN_IF_ERROR(r.Varint(&p.incarnation));
+        HM_RETURN_IF_ERROR(r.U8(&state));
+        HM_RETURN_IF_ERROR(r.Bytes(&p.meta, kMaxMetaBytes, "push-pull metadata"));
+        HM_RETURN_IF_ERROR(r.U8(&p.protocol_min));
+        HM_RETURN_IF_ERROR(r.U8(&p.protocol_max));
+        HM_RETURN_IF_ERROR(ReadFixed(r, &p.key, kKeyBytes, "push-pull key"));
+        HM_RETURN_IF_ERROR(ReadFixed(r, &p.sig, kSigBytes, "push-pull signature"));
         if (state > static_cast<uint8_t>(MemberState::kLeft)) {
           return absl::InvalidArgumentError(StrCat("unknown member state ", state));
         }
@@ -186,10 +181,10 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
     }
     case MessageType::kLoad: {
       Load m;
-      HM_TRY(r.Bytes(&m.node, kMaxNameBytes, "load node"));
-      HM_TRY(r.Varint(&m.seq));
-      HM_TRY(r.U32(&m.age_ms));
-      HM_TRY(r.Bytes(&m.payload, kMaxLoadBytes, "load payload"));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.node, kMaxNameBytes, "load node"));
+      HM_RETURN_IF_ERROR(r.Varint(&m.seq));
+      HM_RETURN_IF_ERROR(r.U32(&m.age_ms));
+      HM_RETURN_IF_ERROR(r.Bytes(&m.payload, kMaxLoadBytes, "load payload"));
       *out = std::move(m);
       return absl::OkStatus();
     }
@@ -209,8 +204,8 @@ bool KnownType(uint8_t t) {
 absl::Status DecodeOne(std::string_view bytes, Message* out) {
   ByteReader r(bytes);
   uint8_t type = 0;
-  HM_TRY(r.U8(&type));
-  HM_TRY(DecodeBody(static_cast<MessageType>(type), r, out));
+  HM_RETURN_IF_ERROR(r.U8(&type));
+  HM_RETURN_IF_ERROR(DecodeBody(static_cast<MessageType>(type), r, out));
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after a message");
   return absl::OkStatus();
 }
@@ -284,36 +279,29 @@ std::string EncodePacket(const std::vector<std::string>& encoded) {
   return out;
 }
 
-size_t PacketOverhead(const std::vector<std::string>& encoded) {
-  if (encoded.size() <= 1) return 1;
-  size_t n = 2 + 1;
-  for (const std::string& m : encoded) n += m.size() < 128 ? 1 : 2;
-  return n;
-}
-
 absl::StatusOr<DecodedPacket> DecodePacket(std::string_view packet) {
   ByteReader r(packet);
   uint8_t version = 0, type = 0;
-  HM_TRY(r.U8(&version));
+  HM_RETURN_IF_ERROR(r.U8(&version));
   if (version != kWireVersion) {
     return absl::InvalidArgumentError(StrCat("unsupported wire version ", version));
   }
-  HM_TRY(r.U8(&type));
+  HM_RETURN_IF_ERROR(r.U8(&type));
   DecodedPacket out;
   if (type != static_cast<uint8_t>(MessageType::kCompound)) {
     Message m;
-    HM_TRY(DecodeOne(packet.substr(1), &m));
+    HM_RETURN_IF_ERROR(DecodeOne(packet.substr(1), &m));
     out.messages.push_back(std::move(m));
     return out;
   }
   uint64_t count = 0;
-  HM_TRY(r.Varint(&count));
+  HM_RETURN_IF_ERROR(r.Varint(&count));
   if (count == 0 || count > kMaxCompoundMessages) {
     return absl::InvalidArgumentError(StrCat("compound packet with ", count, " messages"));
   }
   for (uint64_t i = 0; i < count; ++i) {
     uint64_t len = 0;
-    HM_TRY(r.Varint(&len));
+    HM_RETURN_IF_ERROR(r.Varint(&len));
     if (len == 0 || len > r.remaining()) return absl::InvalidArgumentError("truncated message");
     const std::string_view bytes = r.Take(len);
     if (!KnownType(static_cast<uint8_t>(bytes[0]))) {
@@ -321,7 +309,7 @@ absl::StatusOr<DecodedPacket> DecodePacket(std::string_view packet) {
       continue;
     }
     Message m;
-    HM_TRY(DecodeOne(bytes, &m));
+    HM_RETURN_IF_ERROR(DecodeOne(bytes, &m));
     out.messages.push_back(std::move(m));
   }
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after a compound packet");

@@ -138,8 +138,6 @@ std::string EncodeMessage(const Message& m);
 // A packet holding `encoded` messages (each from EncodeMessage): a plain packet for one, a
 // compound packet for several. REQUIRES: 1 <= encoded.size() <= kMaxCompoundMessages.
 std::string EncodePacket(const std::vector<std::string>& encoded);
-// Bytes EncodePacket adds around the messages, for budgeting a datagram.
-size_t PacketOverhead(const std::vector<std::string>& encoded);
 
 struct DecodedPacket {
   std::vector<Message> messages;

@@ -14,10 +14,11 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "membership/stream_frame.h"
 
 namespace hivemesh::membership {
@@ -56,8 +57,9 @@ GossipOptions Options(const std::string& name, std::optional<Keyring> ring,
   return o;
 }
 
-std::unique_ptr<GossipNode> Start(GossipOptions options) {
-  absl::StatusOr<std::unique_ptr<GossipNode>> node = GossipNode::Create(std::move(options), "");
+std::unique_ptr<GossipNode> Start(GossipOptions options, Clock& clock = SystemClock::Get()) {
+  absl::StatusOr<std::unique_ptr<GossipNode>> node =
+      GossipNode::Create(std::move(options), "", clock);
   EXPECT_TRUE(node.ok()) << node.status();
   if (!node.ok()) return nullptr;
   (*node)->Start(nullptr);
@@ -277,11 +279,11 @@ TEST(GossipNodeTest, SealedPacketsForAnotherAddressAreDroppedAsMisdirected) {
 TEST(GossipNodeTest, APlaintextNodeStopsJoiningAKeyedMesh) {
   auto seed = Start(Options("seed", Ring({kKeyA})));
   ASSERT_TRUE(seed);
-  std::mutex mu;
-  std::vector<std::string> refused_by;
+  absl::Mutex mu;
+  std::vector<std::string> refused_by;  // guarded by mu
   GossipOptions o = Options("plain", std::nullopt, {seed->address()});
   o.on_encryption_required = [&](const std::string& s) {
-    std::lock_guard<std::mutex> lock(mu);
+    absl::MutexLock lock(&mu);
     refused_by.push_back(s);
   };
   auto plain = Start(std::move(o));
@@ -292,7 +294,7 @@ TEST(GossipNodeTest, APlaintextNodeStopsJoiningAKeyedMesh) {
   // Several retry periods later: called once, nothing joined.
   std::this_thread::sleep_for(milliseconds(600));
   {
-    std::lock_guard<std::mutex> lock(mu);
+    absl::MutexLock lock(&mu);
     EXPECT_EQ(refused_by, std::vector<std::string>{seed->address()});
   }
   EXPECT_FALSE(plain->joined());
@@ -308,6 +310,67 @@ TEST(GossipNodeTest, APlaintextNodeStopsJoiningAKeyedMesh) {
   EXPECT_EQ(seed->Members().size(), 1u);
 }
 
+// Options for a node whose state machine does nothing of its own accord for hours of its
+// clock: no probe, gossip round, push-pull or reconnect falls due unless the clock is moved.
+GossipOptions Still(const std::string& name, std::vector<std::string> join = {}) {
+  GossipOptions o = Options(name, std::nullopt, std::move(join));
+  o.swim.probe_interval = std::chrono::hours(10);
+  o.swim.probe_timeout = std::chrono::hours(5);
+  o.swim.gossip_interval = std::chrono::hours(10);
+  o.swim.push_pull_interval = std::chrono::hours(10);
+  o.swim.reconnect_interval = std::chrono::hours(10);
+  return o;
+}
+
+std::optional<MemberInfo> Member(const GossipNode& node, const std::string& name) {
+  for (const MemberInfo& m : node.Members()) {
+    if (m.name == name) return m;
+  }
+  return std::nullopt;
+}
+
+TEST(GossipNodeTest, TheStateMachineRunsOnTheNodesClock) {
+  // Weeks past any real steady clock of this machine: a time only the manual clock can give.
+  ManualClock clock(SteadyTime(std::chrono::hours(1000)));
+  auto a = Start(Still("a"), clock);
+  ASSERT_TRUE(a);
+  auto b = Start(Still("b", {a->address()}), clock);
+  ASSERT_TRUE(b);
+  ASSERT_TRUE(WaitFor([&] { return SeesAlive(*a, "b") && SeesAlive(*b, "a"); }, seconds(10)));
+  EXPECT_EQ(Member(*a, "b")->since, clock.Now());
+  clock.Advance(seconds(5));
+  b->SetLoad("queue=1");
+  EXPECT_EQ(Member(*b, "b")->load_received, clock.Now());
+}
+
+TEST(GossipNodeTest, LeaveAndStopGivesUpAtItsDeadlineOnTheNodesClock) {
+  ManualClock clock(SteadyTime(std::chrono::hours(1000)));
+  auto a = Start(Still("a"), clock);
+  ASSERT_TRUE(a);
+  auto b = Start(Still("b", {a->address()}), clock);
+  ASSERT_TRUE(b);
+  ASSERT_TRUE(WaitFor([&] { return SeesAlive(*a, "b") && SeesAlive(*b, "a"); }, seconds(10)));
+  // The join's eager gossip round falls due 5 ms (of the clock) after it: let it go now, so
+  // that nothing would carry b's leave until hours from now.
+  const uint64_t sent = b->Stats().swim.packets_out;
+  clock.Advance(seconds(1));
+  ASSERT_TRUE(WaitFor([&] { return b->Stats().swim.packets_out > sent; }, seconds(10)));
+
+  std::atomic<bool> stopped{false};
+  std::thread leaver([&] {
+    b->LeaveAndStop(seconds(30));
+    stopped = true;
+  });
+  // b waits on its clock: its leave is queued, and nothing sends it while the clock stands.
+  ASSERT_TRUE(WaitFor([&] { return clock.waiters() == 1; }, seconds(10)));
+  EXPECT_FALSE(stopped);
+  clock.Advance(seconds(31));
+  EXPECT_TRUE(WaitFor([&] { return stopped.load(); }, seconds(10)));
+  leaver.join();
+  // It stopped at the deadline, not because the news spread: a never heard that b left.
+  EXPECT_EQ(Member(*a, "b")->state, MemberState::kAlive);
+}
+
 TEST(GossipNodeTest, OptionsAreValidated) {
   GossipOptions o = Options("n", std::nullopt);
   EXPECT_TRUE(o.Validate().ok());
@@ -321,7 +384,8 @@ TEST(GossipNodeTest, OptionsAreValidated) {
   EXPECT_FALSE(o.Validate().ok());
   o = Options("n", std::nullopt);
   o.bind_address = "0.0.0.0:0";
-  absl::StatusOr<std::unique_ptr<GossipNode>> unspecified = GossipNode::Create(o, "");
+  absl::StatusOr<std::unique_ptr<GossipNode>> unspecified =
+      GossipNode::Create(o, "", SystemClock::Get());
   ASSERT_FALSE(unspecified.ok());
   EXPECT_NE(std::string(unspecified.status().message()).find("not an address peers can reach"),
             std::string::npos);

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <map>
@@ -59,6 +60,9 @@ class Net {
   // Drop every packet for which `fn(from_name, to_name, channel)` is true.
   std::function<bool(const std::string&, const std::string&, Channel)> drop =
       [](const std::string&, const std::string&, Channel) { return false; };
+  // Sees every packet sent (by its sender's name), delivered or dropped.
+  std::function<void(const std::string&, const Outgoing&)> tap = [](const std::string&,
+                                                                    const Outgoing&) {};
 
   void Deliver(const std::string& from, Output out) {
     for (const MemberEvent& e : out.events) events.push_back({from, e});
@@ -68,6 +72,7 @@ class Net {
       queue_.pop_front();
       const std::string to = p.to.substr(0, p.to.find(':'));
       ++packets_sent;
+      tap(sender, p);
       if (p.channel == Channel::kUdp) largest_udp = std::max(largest_udp, p.packet.size());
       if (!nodes_.count(to) || drop(sender, to, p.channel)) continue;
       Swim& dst = *nodes_[to];
@@ -259,6 +264,60 @@ TEST(SwimTest, IndependentConfirmationsShortenTheSuspicionTimeout) {
   suspect_from("e");  // second confirmation: timeout = min = 4 s, already passed
   net.Run(Millis(100));
   EXPECT_EQ(net.StateAt("b", "j"), MemberState::kDead);
+}
+
+TEST(SwimTest, ASuspicionIsReGossipedWithItsFirstKConfirmationsOnly) {
+  // 10 nodes: k = 2. Probing is slowed down so that "b" confirms nothing itself while the test
+  // runs (its suspicion timeout grows with it: 240 s at the least).
+  SwimConfig config = SwimConfig::Lan();
+  config.probe_interval = Millis(60000);
+  config.probe_timeout = Millis(30000);
+  Net net(config);
+  const std::vector<std::string> names = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j"};
+  for (const auto& n : names) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(3000));
+  ASSERT_EQ(net["b"].NumAlive(), 10);
+  // The `from` of every suspect message about "j" in the packets "b" sends.
+  std::vector<std::string> gossiped;
+  net.tap = [&](const std::string& sender, const Outgoing& p) {
+    if (sender != "b") return;
+    absl::StatusOr<DecodedPacket> decoded = DecodePacket(p.packet);
+    ASSERT_TRUE(decoded.ok());
+    for (const Message& m : decoded->messages) {
+      const auto* s = std::get_if<Suspect>(&m);
+      if (s != nullptr && s->node == "j") gossiped.push_back(s->from);
+    }
+  };
+  auto heard = [&](const std::string& from) {
+    return std::count(gossiped.begin(), gossiped.end(), from);
+  };
+  net.drop = [](const std::string&, const std::string&, Channel) { return true; };  // silence
+  auto suspect_from = [&](const std::string& from) {
+    net.drop = [](const std::string&, const std::string& to, Channel) { return to != "b"; };
+    net.Deliver(from, Send("b", {Suspect{net["j"].incarnation(), "j", from}}));
+    net.drop = [](const std::string&, const std::string&, Channel) { return true; };
+  };
+  suspect_from("c");  // the accusation
+  ASSERT_EQ(net.StateAt("b", "j"), MemberState::kSuspect);
+  net.Run(Millis(300));
+  EXPECT_GT(heard("c"), 0);
+  suspect_from("d");  // confirmation 1 of 2: re-gossiped
+  net.Run(Millis(300));
+  EXPECT_GT(heard("d"), 0);
+  suspect_from("e");  // confirmation 2 of 2: re-gossiped
+  net.Run(Millis(300));
+  EXPECT_GT(heard("e"), 0);
+  const size_t sent_before = gossiped.size();
+  // The k+1-th and later confirmations are no news: nothing about them enters the queue, so
+  // b goes on sending the k-th (until its retransmit limit) and never theirs.
+  suspect_from("f");
+  suspect_from("g");
+  net.Run(Millis(2000));
+  EXPECT_EQ(heard("f"), 0);
+  EXPECT_EQ(heard("g"), 0);
+  EXPECT_GT(gossiped.size(), sent_before) << "b kept gossiping the suspicion it had";
+  EXPECT_EQ(net.StateAt("b", "j"), MemberState::kSuspect);
 }
 
 TEST(SwimTest, GracefulLeaveIsSeenAsLeft) {
