@@ -14,7 +14,6 @@
 
 #include "api/admin_access.h"
 #include "api/grpc/grpc_server.h"
-#include "api/http_server.h"
 #include "api/kserve_handler.h"
 #include "api/member_check.h"
 #include "api/mesh_handler.h"
@@ -28,12 +27,13 @@
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
 #include "routing/forwarder.h"
-#include "routing/peer_client.h"
 #include "serving/backend.h"
 #include "serving/model_repository.h"
 #include "telemetry/log.h"
 #include "telemetry/metrics.h"
 #include "telemetry/process_metrics.h"
+#include "transport/http_server.h"
+#include "transport/peer_client.h"
 
 namespace hivemesh {
 

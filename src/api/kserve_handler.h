@@ -34,12 +34,12 @@
 
 #include "absl/status/status.h"
 #include "api/admin_access.h"
-#include "api/http_server.h"
 #include "api/infer_answer.h"
 #include "base/rejections.h"
 #include "codec/rest_path.h"
 #include "serving/model_repository.h"
 #include "tensor/inference.h"
+#include "transport/http_server.h"
 
 namespace hivemesh {
 

@@ -1,6 +1,6 @@
 // PeerClient in process against an HttpServer "peer": pooling, failures, shutdown, and I/O
 // threads shared with an HTTP server (a forwarded request never changes threads).
-#include "routing/peer_client.h"
+#include "transport/peer_client.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -17,11 +17,11 @@
 #include <thread>
 #include <vector>
 
-#include "api/http_server.h"
-#include "base/io_threads.h"
 #include "base/strings.h"
 #include "support/http_client.h"
 #include "support/parking_server.h"
+#include "transport/http_server.h"
+#include "transport/io_threads.h"
 
 namespace hivemesh::routing {
 namespace {

@@ -1,14 +1,14 @@
-#include "routing/peer_client.h"
+#include "transport/peer_client.h"
 
 #include <algorithm>
 #include <charconv>
 
-#include "base/io_threads_asio.h"
-#include "base/io_write.h"
-#include "base/mesh_link.h"
 #include "base/strings.h"
 #include "identity/member_credential.h"
-#include "routing/peer_client_internal.h"
+#include "transport/io_threads_asio.h"
+#include "transport/io_write.h"
+#include "transport/mesh_link.h"
+#include "transport/peer_client_internal.h"
 
 namespace hivemesh::routing {
 namespace peer_internal {

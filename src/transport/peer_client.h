@@ -24,8 +24,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "base/io_threads.h"
 #include "tensor/tensor.h"
+#include "transport/io_threads.h"
 
 namespace hivemesh::routing {
 

@@ -48,10 +48,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/clock.h"
-#include "base/io_threads.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "tensor/tensor.h"
+#include "transport/io_threads.h"
 
 namespace hivemesh {
 

@@ -17,14 +17,14 @@
 #include <thread>
 #include <vector>
 
-#include "api/http_server.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
-#include "routing/peer_client.h"
 #include "support/http_client.h"
 #include "support/mesh_util.h"
 #include "support/parking_server.h"
+#include "transport/http_server.h"
+#include "transport/peer_client.h"
 
 namespace hivemesh {
 namespace {

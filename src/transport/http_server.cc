@@ -1,4 +1,4 @@
-#include "api/http_server.h"
+#include "transport/http_server.h"
 
 #include <algorithm>
 #include <array>
@@ -7,10 +7,10 @@
 #include <optional>
 #include <vector>
 
-#include "api/http_server_internal.h"
-#include "base/io_deadline.h"
-#include "base/io_write.h"
 #include "base/strings.h"
+#include "transport/http_server_internal.h"
+#include "transport/io_deadline.h"
+#include "transport/io_write.h"
 
 namespace hivemesh {
 namespace http_internal {

@@ -21,11 +21,11 @@
 #include <optional>
 #include <vector>
 
-#include "api/http_server_internal.h"
-#include "base/io_deadline.h"
-#include "base/io_write.h"
-#include "base/link_head.h"
 #include "base/strings.h"
+#include "transport/http_server_internal.h"
+#include "transport/io_deadline.h"
+#include "transport/io_write.h"
+#include "transport/link_head.h"
 
 namespace hivemesh::http_internal {
 

@@ -16,8 +16,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "base/io_deadline.h"
-#include "routing/peer_client.h"
+#include "transport/io_deadline.h"
+#include "transport/peer_client.h"
 
 namespace hivemesh::routing::peer_internal {
 

@@ -21,12 +21,12 @@
 #include <unordered_set>
 #include <vector>
 
-#include "api/http_request_reader.h"
-#include "api/http_server.h"
 #include "base/connection_limits.h"
-#include "base/io_threads_asio.h"
-#include "base/mesh_link.h"
 #include "base/strings.h"
+#include "transport/http_request_reader.h"
+#include "transport/http_server.h"
+#include "transport/io_threads_asio.h"
+#include "transport/mesh_link.h"
 
 namespace hivemesh::http_internal {
 

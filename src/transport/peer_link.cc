@@ -9,12 +9,12 @@
 #include <algorithm>
 #include <charconv>
 
-#include "base/io_write.h"
-#include "base/link_head.h"
-#include "base/mesh_link.h"
 #include "base/strings.h"
 #include "identity/member_credential.h"
-#include "routing/peer_client_internal.h"
+#include "transport/io_write.h"
+#include "transport/link_head.h"
+#include "transport/mesh_link.h"
+#include "transport/peer_client_internal.h"
 
 namespace hivemesh::routing::peer_internal {
 

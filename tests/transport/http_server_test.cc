@@ -1,7 +1,7 @@
 // HttpServer and IoThreads in process: the server on its own threads and on shared ones, who runs
 // what on which thread, shutdown with requests still open, and the bounds on hostile input
 // (connection limits, request framing, the memory budget, slow clients).
-#include "api/http_server.h"
+#include "transport/http_server.h"
 
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
@@ -20,11 +20,11 @@
 #include <thread>
 #include <vector>
 
-#include "base/io_threads.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
 #include "support/http_client.h"
+#include "transport/io_threads.h"
 
 namespace hivemesh {
 namespace {

@@ -1,4 +1,4 @@
-#include "base/io_threads.h"
+#include "transport/io_threads.h"
 
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
@@ -11,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-#include "base/io_threads_asio.h"
+#include "transport/io_threads_asio.h"
 
 namespace hivemesh {
 
