@@ -15,7 +15,6 @@
 #include "absl/synchronization/mutex.h"
 #include "api/admin_access.h"
 #include "api/grpc/grpc_server.h"
-#include "api/http_server.h"
 #include "api/inference_observer.h"
 #include "api/kserve_handler.h"
 #include "api/member_check.h"
@@ -31,12 +30,13 @@
 #include "membership/node_meta.h"
 #include "routing/dispatcher.h"
 #include "routing/forwarder.h"
-#include "routing/peer_client.h"
 #include "serving/backend.h"
 #include "serving/model_repository.h"
 #include "telemetry/log.h"
 #include "telemetry/metrics.h"
 #include "telemetry/process_metrics.h"
+#include "transport/http_server.h"
+#include "transport/peer_client.h"
 
 namespace hivemesh {
 

@@ -21,10 +21,10 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "api/http_server.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "tensor/inference.h"
+#include "transport/http_server.h"
 
 namespace hivemesh {
 

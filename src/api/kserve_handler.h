@@ -34,10 +34,10 @@
 
 #include "absl/status/status.h"
 #include "api/admin_access.h"
-#include "api/http_server.h"
 #include "base/rejections.h"
 #include "codec/rest_path.h"
 #include "serving/model_repository.h"
+#include "transport/http_server.h"
 
 namespace hivemesh {
 

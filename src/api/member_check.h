@@ -26,9 +26,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "api/http_server.h"
 #include "base/rejections.h"
 #include "identity/member_credential.h"
+#include "transport/http_server.h"
 
 namespace hivemesh {
 

@@ -8,7 +8,7 @@
 // Thread safety: Handle() may be called concurrently from any I/O thread.
 #pragma once
 
-#include "api/http_server.h"
+#include "transport/http_server.h"
 
 namespace hivemesh {
 

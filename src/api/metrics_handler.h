@@ -15,9 +15,10 @@
 #include <memory>
 #include <string_view>
 
-#include "api/http_server.h"
 #include "routing/dispatcher.h"
+#include "transport/http_server.h"
 #include "telemetry/metrics.h"
+#include "transport/http_server.h"
 
 namespace hivemesh {
 

@@ -19,7 +19,7 @@
 
 #include <string>
 
-#include "api/http_server.h"
+#include "transport/http_server.h"
 
 namespace hivemesh {
 

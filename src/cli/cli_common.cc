@@ -9,10 +9,10 @@
 #include <iterator>
 #include <sstream>
 
-#include "api/http_server.h"
 #include "base/strings.h"
 #include "cli/table.h"
 #include "codec/infer_codec.h"
+#include "transport/http_server.h"
 
 namespace hivemesh::cli {
 

@@ -32,10 +32,10 @@
 #include "routing/outlier.h"
 #include "routing/path_estimate.h"
 #include "routing/peak_ewma.h"
-#include "routing/peer_client.h"
 #include "routing/retry_budget.h"
 #include "serving/expirer.h"
 #include "tensor/inference.h"
+#include "transport/peer_client.h"
 
 namespace hivemesh::routing {
 

@@ -20,8 +20,8 @@
 #include <thread>
 #include <vector>
 
-#include "api/http_server.h"
 #include "support/agent_process.h"
+#include "transport/http_server.h"
 
 namespace hivemesh {
 namespace {

@@ -11,8 +11,8 @@
 #include <string>
 #include <string_view>
 
-#include "api/http_request_reader.h"
 #include "base/memory_budget.h"
+#include "transport/http_request_reader.h"
 
 using hivemesh::MemoryBudget;
 using hivemesh::http_internal::RequestHead;

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "base/link_head.h"
+#include "transport/link_head.h"
 
 using hivemesh::LinkHead;
 using hivemesh::LinkParse;

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "api/http_server.h"
+#include "transport/http_server.h"
 
 namespace hivemesh::test {
 

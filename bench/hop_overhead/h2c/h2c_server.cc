@@ -6,8 +6,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "base/io_threads_asio.h"
-#include "base/io_write.h"
+#include "transport/io_threads_asio.h"
+#include "transport/io_write.h"
 #include "base/strings.h"
 #include "h2c/h2c_transport.h"
 #include "h2c/h2c_wire.h"

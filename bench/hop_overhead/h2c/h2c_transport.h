@@ -1,7 +1,7 @@
 // An h2c transport between nodes, as a prototype to measure against the mesh link
 // (docs/routing.md, "The mesh link"): HTTP/2 over cleartext TCP with prior knowledge (RFC 9113,
 // section 3.3), nghttp2's C API for the framing, HPACK and flow control, and the project's own
-// socket I/O on Boost.Asio (base/io_threads.h), as the link has.
+// socket I/O on Boost.Asio (transport/io_threads.h), as the link has.
 //
 // It speaks the same types as the link's two ends, so that one benchmark drives both with the
 // same requests and the same handler:
@@ -39,9 +39,9 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "api/http_server.h"
-#include "base/io_threads.h"
-#include "routing/peer_client.h"
+#include "transport/http_server.h"
+#include "transport/io_threads.h"
+#include "transport/peer_client.h"
 
 namespace hivemesh::h2c {
 

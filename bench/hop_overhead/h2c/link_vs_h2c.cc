@@ -36,16 +36,16 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "api/http_server.h"
+#include "transport/http_server.h"
 #include "api/member_check.h"
 #include "base/clock.h"
-#include "base/io_threads.h"
+#include "transport/io_threads.h"
 #include "base/rejections.h"
 #include "base/strings.h"
 #include "h2c/h2c_transport.h"
 #include "identity/member_credential.h"
 #include "identity/node_key.h"
-#include "routing/peer_client.h"
+#include "transport/peer_client.h"
 
 namespace hivemesh {
 namespace {

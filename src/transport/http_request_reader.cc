@@ -1,4 +1,4 @@
-#include "api/http_request_reader.h"
+#include "transport/http_request_reader.h"
 
 #include <algorithm>
 #include <cstring>

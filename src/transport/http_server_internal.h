@@ -14,19 +14,21 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
 #include <vector>
 
-#include "api/http_request_reader.h"
-#include "api/http_server.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "base/connection_limits.h"
-#include "base/io_threads_asio.h"
-#include "base/mesh_link.h"
 #include "base/strings.h"
+#include "transport/http_request_reader.h"
+#include "transport/http_server.h"
+#include "transport/io_threads_asio.h"
+#include "transport/mesh_link.h"
 
 namespace hivemesh::http_internal {
 
@@ -56,6 +58,7 @@ class LinkSession;
 struct Core {
   Core(const HttpServerOptions& o, HttpHandler h, IoThreads& io)
       : options(o),
+        clock(*o.clock),
         handler(std::move(h)),
         rejections(o.rejections ? o.rejections : std::make_shared<Rejections>()),
         request_limits{o.max_body_bytes},
@@ -69,6 +72,7 @@ struct Core {
   }
 
   const HttpServerOptions options;
+  const Clock& clock;  // options.clock's
   const HttpHandler handler;
   const std::shared_ptr<Rejections> rejections;  // never null
   const RequestLimits request_limits;
@@ -88,9 +92,11 @@ struct Core {
 
   struct Loop {
     asio::io_context* ioc = nullptr;  // run by this loop's one thread
-    std::mutex mu;
-    std::unordered_set<Connection*> connections;  // guarded by mu; this loop's connections
-    std::unordered_set<LinkSession*> links;       // guarded by mu; this loop's mesh links
+    // Taken by the loop's thread and by Stop() and StopAccepting() (through RunOn, on the loop's
+    // thread too); a connection registers itself when it is made and leaves when destroyed.
+    absl::Mutex mu;
+    std::unordered_set<Connection*> connections ABSL_GUARDED_BY(mu);  // this loop's connections
+    std::unordered_set<LinkSession*> links ABSL_GUARDED_BY(mu);       // this loop's mesh links
   };
   std::vector<Loop> loops;  // fixed size
 };

@@ -48,10 +48,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/clock.h"
-#include "base/io_threads.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "tensor/tensor.h"
+#include "transport/io_threads.h"
 
 namespace hivemesh {
 
@@ -87,6 +87,11 @@ struct HttpServerOptions {
   // (HttpRequest::link_member()). Otherwise it is answered 403 with the status's message and the
   // connection closes. Called on an I/O thread; it must not block.
   std::function<absl::StatusOr<std::string>(const HttpRequest&)> authorize_link;
+  // What the server reads the time from: when a request was received (HttpRequest::received),
+  // when an answer was sent (HttpResponse::on_sent), and every timeout above. The timers behind
+  // the timeouts run on real time for what is left by this clock and look at it again when they
+  // fire. Must not be null and must outlive the server.
+  const Clock* clock = &SystemClock::Get();
 };
 
 // Read-only view of one request; valid until the response has been sent.

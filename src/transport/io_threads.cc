@@ -1,4 +1,4 @@
-#include "base/io_threads.h"
+#include "transport/io_threads.h"
 
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
@@ -6,12 +6,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <future>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
 
-#include "base/io_threads_asio.h"
+#include "absl/synchronization/mutex.h"
+#include "transport/io_threads_asio.h"
 
 namespace hivemesh {
 
@@ -36,7 +36,9 @@ struct IoThreads::Impl {
 
   std::vector<Loop> loops;  // fixed size: never reallocated
   std::atomic<unsigned> next{0};
-  std::mutex control;  // serializes RunOn and Stop
+  // Serializes RunOn and Stop: a loop is not stopped while RunOn waits for it. Guards no field
+  // (`stopped` is atomic: stopped() reads it without the lock).
+  absl::Mutex control;
   std::atomic<bool> stopped{false};
 };
 
@@ -72,7 +74,7 @@ int IoThreads::NextLoop() {
 bool IoThreads::stopped() const { return impl_->stopped.load(); }
 
 void IoThreads::RunOn(int loop, const std::function<void()>& fn) {
-  std::lock_guard<std::mutex> lock(impl_->control);
+  absl::MutexLock lock(&impl_->control);
   if (impl_->stopped.load() || CurrentLoop() == loop) {
     fn();
     return;
@@ -86,7 +88,7 @@ void IoThreads::RunOn(int loop, const std::function<void()>& fn) {
 }
 
 void IoThreads::Stop() {
-  std::lock_guard<std::mutex> lock(impl_->control);
+  absl::MutexLock lock(&impl_->control);
   if (impl_->stopped.exchange(true)) return;
   if (CurrentLoop() >= 0) {
     std::fputs("IoThreads::Stop called on one of its own threads\n", stderr);

@@ -9,12 +9,11 @@
 #include <algorithm>
 #include <charconv>
 
-#include "base/io_write.h"
-#include "base/link_head.h"
-#include "base/mesh_link.h"
 #include "base/strings.h"
-#include "identity/member_credential.h"
-#include "routing/peer_client_internal.h"
+#include "transport/io_write.h"
+#include "transport/link_head.h"
+#include "transport/mesh_link.h"
+#include "transport/peer_client_internal.h"
 
 namespace hivemesh::routing::peer_internal {
 
@@ -101,8 +100,8 @@ class Link : public std::enable_shared_from_this<Link> {
                       "\r\nConnection: Upgrade\r\nUpgrade: ", kLinkProtocol, "\r\n");
     // The peer takes a link only from a member that proves who it is (docs/security.md).
     if (core_->credential && !peer_node_.empty()) {
-      StrAppend(&upgrade_, identity::kCredentialHeader, ": ",
-                core_->credential(peer_node_, identity::kPurposeLink), "\r\n");
+      StrAppend(&upgrade_, kCredentialField, ": ",
+                core_->credential(peer_node_, kCredentialForLink), "\r\n");
     }
     upgrade_ += "Content-Length: 0\r\n\r\n";
     std::vector<asio::const_buffer> buffers{asio::buffer(upgrade_)};
@@ -135,8 +134,7 @@ class Link : public std::enable_shared_from_this<Link> {
   // (`remember`), so do this loop's next ones for a while.
   void Decline(bool remember) {
     if (remember) {
-      core_->http_only[static_cast<size_t>(loop_)][address_] =
-          std::chrono::steady_clock::now() + kDeclinedFor;
+      core_->http_only[static_cast<size_t>(loop_)][address_] = core_->clock.Now() + kDeclinedFor;
     }
     state_ = State::kClosed;
     Detach(/*was_open=*/false);
@@ -267,12 +265,14 @@ class Link : public std::enable_shared_from_this<Link> {
   // Arms the timer for `earliest`, unless it is already armed for a time no later. Answered
   // calls leave nothing here: the timer may fire for a call answered since, finds nothing due
   // and looks again (calls keep their own deadlines; see OnTimer).
-  void ArmTimer(std::chrono::steady_clock::time_point earliest) {
+  // The timer runs on real time for what is left by the client's clock, and looks at the clock
+  // again when it fires (OnTimer re-arms it for what is then left).
+  void ArmTimer(SteadyTime earliest) {
     if (state_ == State::kClosed) return;
     if (timer_waiting_ && armed_ <= earliest) return;
     armed_ = earliest;
     timer_waiting_ = true;
-    timer_.expires_at(earliest);
+    timer_.expires_after(std::max(earliest - core_->clock.Now(), SteadyTime::duration::zero()));
     timer_.async_wait([self = shared_from_this(), earliest](error_code ec) {
       if (ec || self->armed_ != earliest) return;  // re-armed or cancelled
       self->timer_waiting_ = false;
@@ -286,9 +286,9 @@ class Link : public std::enable_shared_from_this<Link> {
   // outlier detection (consecutive timeouts).
   void OnTimer() {
     if (state_ == State::kClosed) return;
-    const auto now = std::chrono::steady_clock::now();
+    const SteadyTime now = core_->clock.Now();
     std::vector<std::shared_ptr<Call>> expired;
-    auto next = std::chrono::steady_clock::time_point::max();
+    SteadyTime next = SteadyTime::max();
     // The open calls are few (those sent and not yet answered): a scan when the timer fires
     // costs less than keeping every call's deadline sorted.
     for (auto it = calls_.begin(); it != calls_.end();) {
@@ -300,7 +300,7 @@ class Link : public std::enable_shared_from_this<Link> {
       expired.push_back(std::move(it->second));
       it = calls_.erase(it);
     }
-    if (next != std::chrono::steady_clock::time_point::max()) ArmTimer(next);
+    if (next != SteadyTime::max()) ArmTimer(next);
     for (const std::shared_ptr<Call>& call : expired) {
       Finish(call, TransportError(address_, {}, true));
     }
@@ -329,7 +329,7 @@ class Link : public std::enable_shared_from_this<Link> {
   std::vector<asio::const_buffer> out_;         // the buffers of the last write
   bool flush_posted_ = false;
   bool writing_now_ = false;
-  std::chrono::steady_clock::time_point armed_;
+  SteadyTime armed_;
   bool timer_waiting_ = false;
 };
 
@@ -341,7 +341,7 @@ void StartOnLink(const std::shared_ptr<Call>& call) {
   if (!declined.empty()) {
     auto it = declined.find(call->request.address);
     if (it != declined.end()) {
-      if (std::chrono::steady_clock::now() < it->second) return StartHttp(call);
+      if (core.clock.Now() < it->second) return StartHttp(call);
       declined.erase(it);
     }
   }

@@ -4,7 +4,7 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "base/io_threads.h"
+#include "transport/io_threads.h"
 
 namespace hivemesh {
 

@@ -12,6 +12,12 @@
 // request forwarded by the HTTP server never changes threads); called from another thread, the
 // request goes to a loop chosen round robin. `done` never runs inside Send. Stop is called from a
 // thread that is not one of the I/O threads; once it returns, no callback runs any more.
+//
+// Time: every deadline, the time left a request tells its peer and how long a peer that
+// declined a link is sent plain HTTP are read from the Clock given to Create. The I/O timers
+// behind them run on real time: one armed for d of the clock's time fires after d of real time
+// and looks at the clock again, so on a ManualClock a request times out at the first such look
+// after the clock has passed its deadline (tests use short timeouts).
 #pragma once
 
 #include <chrono>
@@ -24,9 +30,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "base/io_threads.h"
+#include "base/clock.h"
 #include "tensor/tensor.h"
+#include "transport/io_threads.h"
 
+// The client keeps the namespace it had in routing/: the agent declares it there. (The
+// transport's other names are in hivemesh.)
 namespace hivemesh::routing {
 
 struct PeerRequest {
@@ -101,9 +110,11 @@ class PeerClient {
   // it runs on the shared `io`, which Stop() leaves running. With `credential`, every mesh link
   // the client opens carries a credential for its peer (one per link), and so does every request
   // that goes over plain HTTP (one per request: links carry nearly all of them); requests with
-  // no peer_node carry none.
+  // no peer_node carry none. `clock` must outlive the client; the node passes its system clock,
+  // tests a ManualClock.
   static std::unique_ptr<PeerClient> Create(std::shared_ptr<IoThreads> io = nullptr,
-                                            CredentialFn credential = nullptr);
+                                            CredentialFn credential = nullptr,
+                                            const Clock& clock = SystemClock::Get());
   virtual ~PeerClient() = default;
   // After Stop(), the request is dropped and `done` never runs.
   virtual void Send(PeerRequest request, PeerCallback done) = 0;

@@ -1,4 +1,4 @@
-#include "api/http_server.h"
+#include "transport/http_server.h"
 
 #include <algorithm>
 #include <array>
@@ -7,10 +7,10 @@
 #include <optional>
 #include <vector>
 
-#include "api/http_server_internal.h"
-#include "base/io_deadline.h"
-#include "base/io_write.h"
 #include "base/strings.h"
+#include "transport/http_server_internal.h"
+#include "transport/io_deadline.h"
+#include "transport/io_write.h"
 
 namespace hivemesh {
 namespace http_internal {
@@ -245,7 +245,7 @@ class ServerImpl final : public HttpServer {
         std::vector<std::shared_ptr<Connection>> open;
         Core::Loop& loop = core_->loops[static_cast<size_t>(i)];
         {
-          std::lock_guard<std::mutex> lock(loop.mu);
+          absl::MutexLock lock(&loop.mu);
           for (Connection* c : loop.connections) {
             if (auto p = c->weak_from_this().lock()) open.push_back(std::move(p));
           }
@@ -265,7 +265,7 @@ class ServerImpl final : public HttpServer {
   std::vector<std::shared_ptr<LinkSession>> LinksOf(int i) {
     std::vector<std::shared_ptr<LinkSession>> links;
     Core::Loop& loop = core_->loops[static_cast<size_t>(i)];
-    std::lock_guard<std::mutex> lock(loop.mu);
+    absl::MutexLock lock(&loop.mu);
     for (LinkSession* l : loop.links) {
       if (auto p = LinkPtr(*l)) links.push_back(std::move(p));
     }
@@ -283,20 +283,20 @@ Connection::Connection(tcp::socket socket, std::string remote, ConnectionLimits:
                        std::shared_ptr<Core> core, int loop)
     : socket_(std::move(socket)),
       remote_(std::move(remote)),
-      deadline_(socket_.get_executor()),
+      deadline_(socket_.get_executor(), core->clock),
       core_(std::move(core)),
       slot_(std::move(slot)),
       loop_(loop),
       executor_(core_->loops[static_cast<size_t>(loop)].ioc->get_executor()),
       reader_(core_->request_limits, core_->options.memory_budget.get()) {
   Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
-  std::lock_guard<std::mutex> lock(l.mu);
+  absl::MutexLock lock(&l.mu);
   l.connections.insert(this);
 }
 
 Connection::~Connection() {
   Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
-  std::lock_guard<std::mutex> lock(l.mu);
+  absl::MutexLock lock(&l.mu);
   l.connections.erase(this);
 }
 
@@ -349,7 +349,7 @@ void Connection::OnRead(beast::error_code ec, size_t n) {
 }
 
 bool Connection::OnHead() {
-  received_ = SystemClock::Get().Now();
+  received_ = core_->clock.Now();
   keep_alive_ = reader_.keep_alive();
   phase_ = Phase::kBody;
   const RequestHead::Field* expect = request_head_.Find("Expect");
@@ -486,7 +486,7 @@ void Connection::Send(HttpResponse response) {
 void Connection::OnWritten(beast::error_code ec) {
   phase_ = Phase::kHandled;
   if (response_.on_sent && !core_->stopped.load(std::memory_order_relaxed)) {
-    response_.on_sent(SystemClock::Get().Now());
+    response_.on_sent(core_->clock.Now());
   }
   response_ = HttpResponse();
   body_.reset();
@@ -514,6 +514,7 @@ void AppendResponseHead(std::string* out, const HttpResponse& response) {
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Create(const HttpServerOptions& options,
                                                                HttpHandler handler,
                                                                std::shared_ptr<IoThreads> io) {
+  if (options.clock == nullptr) return absl::InvalidArgumentError("the HTTP server has no clock");
   const bool owns_io = io == nullptr;
   if (owns_io) io = IoThreads::Create(options.threads);
   auto server = std::make_unique<http_internal::ServerImpl>(options, std::move(handler),

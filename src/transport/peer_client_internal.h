@@ -16,8 +16,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "base/io_deadline.h"
-#include "routing/peer_client.h"
+#include "base/clock.h"
+#include "transport/io_deadline.h"
+#include "transport/peer_client.h"
 
 namespace hivemesh::routing::peer_internal {
 
@@ -79,7 +80,8 @@ class ResponseParser final : public http::basic_parser<false> {
 class Link;
 
 struct Connection {
-  explicit Connection(const asio::any_io_executor& ex) : socket(ex), deadline(ex) {}
+  Connection(const asio::any_io_executor& ex, const Clock& clock)
+      : socket(ex), deadline(ex, clock) {}
   tcp::socket socket;
   IoDeadline deadline;  // of the current request
   beast::flat_buffer buffer;
@@ -90,18 +92,20 @@ struct Connection {
 // What the I/O handlers share. Handlers hold it through their Call, so it outlives the client
 // object while any handler is still queued.
 struct Core {
-  Core(int loops, CredentialFn c)
-      : credential(std::move(c)),
+  Core(int loops, CredentialFn c, const Clock& k)
+      : clock(k),
+        credential(std::move(c)),
         idle(static_cast<size_t>(loops)),
         links(static_cast<size_t>(loops)),
         http_only(static_cast<size_t>(loops)) {}
+  const Clock& clock;             // every deadline's
   const CredentialFn credential;  // null: requests and links carry no member credential
   using Pool = std::map<std::string, std::vector<std::shared_ptr<Connection>>>;
   std::vector<Pool> idle;  // idle[i]: touched only on loop i's thread
   // links[i]: loop i's mesh link to each peer address; touched only on loop i's thread.
   std::vector<std::unordered_map<std::string, std::shared_ptr<Link>>> links;
   // http_only[i]: peers that declined a link, and until when loop i uses plain HTTP with them.
-  std::vector<std::unordered_map<std::string, std::chrono::steady_clock::time_point>> http_only;
+  std::vector<std::unordered_map<std::string, SteadyTime>> http_only;
   std::atomic<int> open{0};        // connections, links included
   std::atomic<int> open_links{0};  // links (upgraded and not yet closed)
   // Set by Stop() before it visits every loop; a handler that sees it runs no callback.
@@ -125,7 +129,7 @@ struct Call {
   bool retried = false;  // sent again after its link broke
   // When the call times out, set once when it is sent: a retry, or a switch to plain HTTP,
   // gets only what is left.
-  std::chrono::steady_clock::time_point deadline;
+  SteadyTime deadline;  // of core->clock
 };
 
 // Runs the call's callback with `result`, unless the client has stopped.

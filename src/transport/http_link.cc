@@ -17,15 +17,14 @@
 #include <algorithm>
 #include <boost/container/small_vector.hpp>
 #include <chrono>
-#include <mutex>
 #include <optional>
 #include <vector>
 
-#include "api/http_server_internal.h"
-#include "base/io_deadline.h"
-#include "base/io_write.h"
-#include "base/link_head.h"
 #include "base/strings.h"
+#include "transport/http_server_internal.h"
+#include "transport/io_deadline.h"
+#include "transport/io_write.h"
+#include "transport/link_head.h"
 
 namespace hivemesh::http_internal {
 
@@ -110,8 +109,6 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   void ArmDeadline();
   void OnDeadline();
 
-  using Clock = std::chrono::steady_clock;
-
   tcp::socket socket_;
   const std::string remote_;  // the peer's IP address
   // The member the link was authorized as (empty: none).
@@ -129,9 +126,9 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   size_t discard_ = 0;                          // body bytes still to drop of a request refused
   IoDeadline deadline_;
   bool timing_ = false;  // a message is under way (since message_since_)
-  Clock::time_point message_since_;
-  Clock::time_point last_read_;          // when bytes last arrived
-  Clock::time_point write_since_;        // when the write under way began to wait for the socket
+  SteadyTime message_since_;
+  SteadyTime last_read_;                 // when bytes last arrived
+  SteadyTime write_since_;               // when the write under way began to wait for the socket
   std::vector<Answer> queued_;           // ready, not yet written
   std::vector<Answer> writing_;          // being written
   std::vector<asio::const_buffer> out_;  // the buffers of the last write
@@ -140,9 +137,10 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   // Guards the socket's descriptor between the loop and the model workers that write answers
   // from their own thread: a worker writes only under it, and Close() closes the socket only
   // under it, so a descriptor is never written after it was closed (and perhaps reused).
-  std::mutex wire_mu_;
-  bool wire_open_ = true;    // guarded by wire_mu_: the socket is not closed
-  bool wire_taken_ = false;  // guarded by wire_mu_: a write is under way (loop or worker's rest)
+  absl::Mutex wire_mu_;
+  bool wire_open_ ABSL_GUARDED_BY(wire_mu_) = true;  // the socket is not closed
+  // A write is under way (the loop's, or the rest of a worker's).
+  bool wire_taken_ ABSL_GUARDED_BY(wire_mu_) = false;
   bool closed_ = false;
   bool half_closed_ = false;  // the write side is shut (draining)
   size_t unsent_bytes_ = 0;   // of the answers in queued_ and writing_
@@ -173,21 +171,21 @@ LinkSession::LinkSession(tcp::socket socket, beast::flat_buffer buffered,
       slot_(std::move(slot)),
       loop_(loop),
       executor_(core_->loops[static_cast<size_t>(loop)].ioc->get_executor()),
-      deadline_(executor_) {
+      deadline_(executor_, core_->clock) {
   Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
-  std::lock_guard<std::mutex> lock(l.mu);
+  absl::MutexLock lock(&l.mu);
   l.links.insert(this);
 }
 
 LinkSession::~LinkSession() {
   Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
-  std::lock_guard<std::mutex> lock(l.mu);
+  absl::MutexLock lock(&l.mu);
   l.links.erase(this);
 }
 
 void LinkSession::Start() {
   EnableKeepAlive(socket_);  // notice a peer that vanished while the link was busy
-  last_read_ = Clock::now();
+  last_read_ = core_->clock.Now();
   if (ParseBuffered() && !paused_) Read();
 }
 
@@ -197,7 +195,7 @@ void LinkSession::Close() {
   deadline_.Cancel();
   beast::error_code ec;
   {
-    std::lock_guard<std::mutex> lock(wire_mu_);
+    absl::MutexLock lock(&wire_mu_);
     wire_open_ = false;
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
@@ -220,7 +218,7 @@ void LinkSession::OnRead(beast::error_code ec, size_t n) {
     return;
   }
   buffer_.commit(n);
-  last_read_ = Clock::now();
+  last_read_ = core_->clock.Now();
   if (half_closed_) {
     buffer_.consume(buffer_.size());  // no answer can go out any more
     ArmDeadline();
@@ -302,14 +300,14 @@ bool LinkSession::ParseBuffered() {
                                 ? MemoryBudget::Hold(std::move(body_), std::move(body_reservation_))
                                 : std::make_shared<const std::string>(std::move(body_));
     body_.clear();
-    parsing_->received_at = SystemClock::Get().Now();
+    parsing_->received_at = core_->clock.Now();
     Dispatch(std::move(parsing_));
     completed = true;
   }
   if (closed_) return false;
   // A paused link is waiting for the other side to read, not for it to write.
   const bool under_way = !paused_ && (buffer_.size() > 0 || parsing_ != nullptr || discard_ > 0);
-  if (under_way && (!timing_ || completed)) message_since_ = Clock::now();
+  if (under_way && (!timing_ || completed)) message_since_ = core_->clock.Now();
   timing_ = under_way;
   ArmDeadline();
   return true;
@@ -320,7 +318,7 @@ void LinkSession::RefuseBody(Rejection reason, int status, std::string message) 
   core_->rejections->Note(reason, remote_, message);
   discard_ = body_size_;
   parsing_->body_shared = std::make_shared<const std::string>();
-  parsing_->received_at = SystemClock::Get().Now();
+  parsing_->received_at = core_->clock.Now();
   HttpResponse refusal;
   refusal.status = status;
   refusal.body = ErrorJson(message);
@@ -330,8 +328,7 @@ void LinkSession::RefuseBody(Rejection reason, int status, std::string message) 
 
 void LinkSession::ArmDeadline() {
   const HttpServerOptions& o = core_->options;
-  Clock::time_point at =
-      timing_ ? message_since_ + o.body_timeout : last_read_ + o.idle_link_timeout;
+  SteadyTime at = timing_ ? message_since_ + o.body_timeout : last_read_ + o.idle_link_timeout;
   if (writing_now_) at = std::min(at, write_since_ + o.body_timeout);
   deadline_.ExpiresAt(
       at, [this] { return shared_from_this(); }, [this] { OnDeadline(); });
@@ -340,7 +337,7 @@ void LinkSession::ArmDeadline() {
 void LinkSession::OnDeadline() {
   if (closed_) return;
   const HttpServerOptions& o = core_->options;
-  const Clock::time_point now = Clock::now();
+  const SteadyTime now = core_->clock.Now();
   if (timing_ && now >= message_since_ + o.body_timeout) {
     core_->rejections->Note(
         Rejection::kSlowClient, remote_,
@@ -434,7 +431,7 @@ bool LinkSession::SendFromWorker(Answer& a) {
   msg.msg_iovlen = iov.size();
   ssize_t n;
   {
-    std::lock_guard<std::mutex> lock(wire_mu_);
+    absl::MutexLock lock(&wire_mu_);
     if (!wire_open_ || wire_taken_) return false;
     n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n <= 0) return false;  // full, or failed: the loop writes it, and sees any failure
@@ -442,7 +439,7 @@ bool LinkSession::SendFromWorker(Answer& a) {
       wire_taken_ = true;  // the rest goes before any other answer
     } else if (a.response.on_sent && !core_->stopped.load(std::memory_order_relaxed)) {
       // Under the lock: Stop() closes the link, so it returns only after this call.
-      a.response.on_sent(SystemClock::Get().Now());
+      a.response.on_sent(core_->clock.Now());
     }
   }
   if (static_cast<size_t>(n) < a.bytes) {
@@ -458,7 +455,7 @@ bool LinkSession::SendFromWorker(Answer& a) {
 void LinkSession::SentFromWorker(Answer a, size_t written) {
   if (closed_) {
     {
-      std::lock_guard<std::mutex> lock(wire_mu_);
+      absl::MutexLock lock(&wire_mu_);
       wire_taken_ = false;
     }
     Retire();
@@ -471,7 +468,7 @@ void LinkSession::SentFromWorker(Answer a, size_t written) {
   AppendMessageBuffers(rest, w.head, w.response.body, w.response.tail);
   DropFront(rest, written);
   writing_now_ = true;
-  write_since_ = Clock::now();
+  write_since_ = core_->clock.Now();
   ArmDeadline();
   asio::async_write(
       socket_, std::move(rest),
@@ -498,7 +495,7 @@ void LinkSession::Flush() {
   flush_posted_ = false;
   if (closed_ || writing_now_ || queued_.empty()) return;
   {
-    std::lock_guard<std::mutex> lock(wire_mu_);
+    absl::MutexLock lock(&wire_mu_);
     if (wire_taken_) return;  // the rest of a worker's partial write: it ends with a Flush
     wire_taken_ = true;
   }
@@ -524,7 +521,7 @@ void LinkSession::Flush() {
                   [self = shared_from_this()](beast::error_code ec) { self->OnFlushed(ec); });
   if (writing_now_ && !closed_) {
     // The socket did not take it all at once: the rest must go within body_timeout.
-    write_since_ = Clock::now();
+    write_since_ = core_->clock.Now();
     ArmDeadline();
   }
 }
@@ -532,11 +529,11 @@ void LinkSession::Flush() {
 void LinkSession::OnFlushed(beast::error_code ec) {
   writing_now_ = false;
   {
-    std::lock_guard<std::mutex> lock(wire_mu_);
+    absl::MutexLock lock(&wire_mu_);
     wire_taken_ = false;
   }
   const bool report = !ec && !core_->stopped.load(std::memory_order_relaxed);
-  const SteadyTime now = SystemClock::Get().Now();
+  const SteadyTime now = core_->clock.Now();
   for (Answer& a : writing_) {
     if (report && a.response.on_sent) a.response.on_sent(now);
     unsent_bytes_ -= a.bytes;

@@ -1,14 +1,13 @@
-#include "routing/peer_client.h"
+#include "transport/peer_client.h"
 
 #include <algorithm>
 #include <charconv>
 
-#include "base/io_threads_asio.h"
-#include "base/io_write.h"
-#include "base/mesh_link.h"
 #include "base/strings.h"
-#include "identity/member_credential.h"
-#include "routing/peer_client_internal.h"
+#include "transport/io_threads_asio.h"
+#include "transport/io_write.h"
+#include "transport/mesh_link.h"
+#include "transport/peer_client_internal.h"
 
 namespace hivemesh::routing {
 namespace peer_internal {
@@ -41,11 +40,9 @@ void Close(const std::shared_ptr<Call>& call) {
 
 // The request must be answered by its deadline: past it, the connection is closed.
 void ExpiresAtDeadline(const std::shared_ptr<Call>& call) {
-  const auto timeout = std::max(call->deadline - std::chrono::steady_clock::now(),
-                                std::chrono::steady_clock::duration::zero());
   Connection* c = call->conn.get();
-  c->deadline.ExpiresAfter(
-      timeout, [&call] { return call->conn; },
+  c->deadline.ExpiresAt(
+      call->deadline, [&call] { return call->conn; },
       [c] {
         c->timed_out = true;
         error_code ignored;
@@ -106,7 +103,7 @@ void Connect(const std::shared_ptr<Call>& call) {
     });
     return;
   }
-  call->conn = std::make_shared<Connection>(call->executor);
+  call->conn = std::make_shared<Connection>(call->executor, call->core->clock);
   call->reused = false;
   ExpiresAtDeadline(call);
   call->conn->socket.async_connect(endpoint, [call](error_code ec) {
@@ -138,12 +135,12 @@ void AppendRequest(Call& call, std::vector<asio::const_buffer>& buffers) {
   for (const auto& [k, v] : r.headers) StrAppend(&call.head, k, ": ", v, "\r\n");
   // A link proved who we are when it opened; a plain request proves it on its own.
   if (call.stream == 0 && call.core->credential && !r.peer_node.empty()) {
-    StrAppend(&call.head, identity::kCredentialHeader, ": ",
-              call.core->credential(r.peer_node, identity::kPurposeRequest), "\r\n");
+    StrAppend(&call.head, kCredentialField, ": ",
+              call.core->credential(r.peer_node, kCredentialForRequest), "\r\n");
   }
   if (r.send_time_left) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        call.deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(call.deadline -
+                                                                            call.core->clock.Now());
     // At least 1: the peer refuses 0, and this call times out here in any case.
     StrAppend(&call.head, "Inference-Timeout-Ms: ", std::max<int64_t>(1, left.count()), "\r\n");
   }
@@ -207,10 +204,11 @@ absl::Status TransportError(const std::string& address, error_code ec, bool time
 
 class PeerClientImpl final : public PeerClient {
  public:
-  PeerClientImpl(std::shared_ptr<IoThreads> io, bool owns_io, CredentialFn credential)
+  PeerClientImpl(std::shared_ptr<IoThreads> io, bool owns_io, CredentialFn credential,
+                 const Clock& clock)
       : io_(std::move(io)),
         owns_io_(owns_io),
-        core_(std::make_shared<Core>(io_->size(), std::move(credential))) {}
+        core_(std::make_shared<Core>(io_->size(), std::move(credential), clock)) {}
   ~PeerClientImpl() override { Stop(); }
 
   void Stop() override {
@@ -235,7 +233,7 @@ class PeerClientImpl final : public PeerClient {
   void Send(PeerRequest request, PeerCallback done) override {
     if (core_->stopped.load(std::memory_order_relaxed)) return;
     auto call = std::make_shared<Call>(core_, std::move(request), std::move(done));
-    call->deadline = std::chrono::steady_clock::now() + call->request.timeout;
+    call->deadline = core_->clock.Now() + call->request.timeout;
     const int current = io_->CurrentLoop();
     call->loop = current >= 0 ? current : io_->NextLoop();
     call->executor = AsioContext(*io_, call->loop).get_executor();
@@ -284,12 +282,13 @@ bool IsConnectionRefused(const absl::Status& status) {
 }
 
 std::unique_ptr<PeerClient> PeerClient::Create(std::shared_ptr<IoThreads> io,
-                                               CredentialFn credential) {
+                                               CredentialFn credential, const Clock& clock) {
   using peer_internal::PeerClientImpl;
   if (io == nullptr) {
-    return std::make_unique<PeerClientImpl>(IoThreads::Create(1), true, std::move(credential));
+    return std::make_unique<PeerClientImpl>(IoThreads::Create(1), true, std::move(credential),
+                                            clock);
   }
-  return std::make_unique<PeerClientImpl>(std::move(io), false, std::move(credential));
+  return std::make_unique<PeerClientImpl>(std::move(io), false, std::move(credential), clock);
 }
 
 }  // namespace hivemesh::routing

@@ -11,20 +11,21 @@
 #include <future>
 #include <map>
 #include <memory>
-#include <mutex>
+
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "api/http_server.h"
+#include "absl/synchronization/mutex.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
-#include "routing/peer_client.h"
 #include "support/http_client.h"
 #include "support/mesh_util.h"
 #include "support/parking_server.h"
+#include "transport/http_server.h"
+#include "transport/peer_client.h"
 
 namespace hivemesh {
 namespace {
@@ -355,7 +356,7 @@ struct LinkServer {
     auto s = HttpServer::Create(o, [this](const HttpRequest& req, HttpResponder done) {
       ++handled;
       if (req.target() == "/hold") {
-        std::lock_guard<std::mutex> lock(mu);
+        absl::MutexLock lock(&mu);
         held.push_back(std::move(done));
         return;
       }
@@ -373,7 +374,7 @@ struct LinkServer {
   void Release() {
     std::vector<HttpResponder> answer;
     {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       answer.swap(held);
     }
     for (HttpResponder& done : answer) {
@@ -383,15 +384,15 @@ struct LinkServer {
     }
   }
   size_t held_count() {
-    std::lock_guard<std::mutex> lock(mu);
+    absl::MutexLock lock(&mu);
     return held.size();
   }
   uint64_t count(Rejection r) const { return rejections->count(r); }
 
   std::shared_ptr<Rejections> rejections = std::make_shared<Rejections>();
   std::atomic<int> handled{0};
-  std::mutex mu;
-  std::vector<HttpResponder> held;
+  absl::Mutex mu;
+  std::vector<HttpResponder> held ABSL_GUARDED_BY(mu);
   std::unique_ptr<HttpServer> server;
 };
 

@@ -1,7 +1,7 @@
 // RequestReader on its own: requests fed as a connection receives them (whole, a byte at a time,
 // pipelined), framing that could be read two ways, the chunk-size line and trailer bounds, and
 // bodies reserved from a memory budget.
-#include "api/http_request_reader.h"
+#include "transport/http_request_reader.h"
 
 #include <gtest/gtest.h>
 

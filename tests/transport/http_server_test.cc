@@ -1,7 +1,7 @@
 // HttpServer and IoThreads in process: the server on its own threads and on shared ones, who runs
 // what on which thread, shutdown with requests still open, and the bounds on hostile input
 // (connection limits, request framing, the memory budget, slow clients).
-#include "api/http_server.h"
+#include "transport/http_server.h"
 
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
@@ -16,15 +16,16 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
+
 #include <thread>
 #include <vector>
 
-#include "base/io_threads.h"
+#include "absl/synchronization/mutex.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
 #include "support/http_client.h"
+#include "transport/io_threads.h"
 
 namespace hivemesh {
 namespace {
@@ -150,12 +151,12 @@ TEST(HttpServerTest, ResponderOnTheConnectionsLoopOrElsewhere) {
   // A responder called on the connection's own loop (as a peer client's callback on shared loops
   // is) and one called from another thread both answer, in order.
   auto io = IoThreads::Create(2);
-  std::mutex mu;
+  absl::Mutex mu;
   std::vector<std::pair<int, HttpResponder>> parked;  // loop, responder
   auto server = HttpServer::Create(
       LocalOptions(),
       [&](const HttpRequest&, HttpResponder done) {
-        std::lock_guard<std::mutex> lock(mu);
+        absl::MutexLock lock(&mu);
         parked.emplace_back(io->CurrentLoop(), std::move(done));
       },
       io);
@@ -163,12 +164,12 @@ TEST(HttpServerTest, ResponderOnTheConnectionsLoopOrElsewhere) {
   (*server)->Start();
   auto wait_parked = [&] {
     return WaitFor([&] {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       return parked.size() == 1;
     });
   };
   auto take = [&] {
-    std::lock_guard<std::mutex> lock(mu);
+    absl::MutexLock lock(&mu);
     auto p = std::move(parked[0]);
     parked.clear();
     return p;
@@ -202,13 +203,13 @@ TEST(HttpServerTest, StopWithARequestOpenAndAnAnswerAfterwards) {
   for (bool shared : {false, true}) {
     SCOPED_TRACE(shared ? "shared loops" : "own threads");
     std::shared_ptr<IoThreads> io = shared ? IoThreads::Create(2) : nullptr;
-    std::mutex mu;
+    absl::Mutex mu;
     std::vector<HttpResponder> parked;
     std::atomic<int> sent{0};
     auto server = HttpServer::Create(
         LocalOptions(),
         [&](const HttpRequest&, HttpResponder done) {
-          std::lock_guard<std::mutex> lock(mu);
+          absl::MutexLock lock(&mu);
           parked.push_back(std::move(done));
         },
         io);
@@ -217,7 +218,7 @@ TEST(HttpServerTest, StopWithARequestOpenAndAnAnswerAfterwards) {
     test::HttpConnection conn((*server)->port());
     ASSERT_TRUE(conn.SendRaw("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
     ASSERT_TRUE(WaitFor([&] {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       return parked.size() == 1;
     }));
     (*server)->Stop();  // must not wait for the open request

@@ -1,4 +1,4 @@
-#include "base/link_head.h"
+#include "transport/link_head.h"
 
 #include <array>
 #include <cstring>
