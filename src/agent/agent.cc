@@ -192,7 +192,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   repo.control_mode = *mode;
   repo.poll_interval = std::chrono::milliseconds(config.repository_poll_ms);
   absl::StatusOr<std::unique_ptr<ModelRepository>> loaded =
-      ModelRepository::Load(repo, *agent->registry_);
+      ModelRepository::Load(repo, *agent->registry_, SystemClock::Get());
   if (!loaded.ok()) return loaded.status();
   agent->repository_ = std::move(*loaded);
   // Versions that come and go are announced to the mesh, so that peers route to them.
@@ -346,7 +346,8 @@ absl::Status Agent::StartGossip() {
   // A peer that has not heard of this node yet will within a few gossip rounds.
   routing.origin_retry_after = profile->gossip_interval;
   forwarder_ = std::make_unique<routing::Forwarder>(
-      directory_.get(), peers_.get(), config_.node_name, std::random_device{}(), routing);
+      directory_.get(), peers_.get(), config_.node_name, std::random_device{}(), routing,
+      SystemClock::Get());
   mesh_ = std::make_unique<MeshHandler>(gossip_.get(), forwarder_.get());
   return absl::OkStatus();
 }

@@ -1,16 +1,27 @@
-// Where a request runs: a pure function over the candidates for one model.
+// Where a request runs: a pure function over the candidates for one model (Decide), composed of
+// small policies that each have their own contract below:
+//
+//   1. Eligibility: which candidates may take the request at all (ready; the local node if it
+//      would meet the deadline; peers that are not ejected, that the hop limit, the routing mode
+//      and the data policy allow and that would meet the deadline), and what blocked the others.
+//   2. kRandom mode: a uniform pick among the eligible nodes.
+//   3. Power of two choices among the eligible peers, on peak-EWMA x (pending + 1).
+//   4. Local preference: the local node serves while its prediction is within a margin of the
+//      chosen peer's.
+//   5. No candidate left: an error saying what blocked them (RejectReason).
 //
 // Predicted completion time for a candidate = queue wait + the model's service time there
 // (EWMA) + round-trip time + payload bytes / link bandwidth; the local node has no network terms.
-// The local node serves when it can and its prediction is within a margin of the best peer's.
-// Otherwise, among peers that may receive the data and would meet the deadline, power of two
-// choices picks the lower of peak-EWMA x (pending + 1). No candidate left: an explicit error.
+//
+// Thread safety: pure functions; the random source is the caller's.
 #pragma once
 
 #include <optional>
 #include <random>
 #include <span>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "base/clock.h"
@@ -66,7 +77,50 @@ struct Decision {
 // Predicted completion time of `c` for a request of `payload_bytes`, in nanoseconds.
 double PredictedNanos(const Candidate& c, size_t payload_bytes);
 
+// The decision for one request among `candidates` (at most one of them local). Draws from `rng`
+// only in kRandom mode and when two or more peers are eligible.
 Decision Decide(std::span<const Candidate> candidates, const RouteRequest& request,
                 const RoutingPolicy& policy, std::mt19937_64& rng);
+
+// --- The policies Decide is made of ---
+
+// Which candidates may take a request, and why the others may not.
+struct Eligibility {
+  int local = -1;  // index of the local candidate if it is ready and meets the deadline
+  double local_predicted = 0;
+  std::vector<int> peers;  // indices of the eligible peers, ascending
+  bool any_ready = false;  // some candidate is ready
+  // Something blocked a ready candidate: the routing mode (a hosted model in kLocal mode), the
+  // data policy, the deadline, the hop limit.
+  bool mode_blocked = false, policy_blocked = false, deadline_blocked = false, hop_blocked = false;
+};
+Eligibility FindEligible(std::span<const Candidate> candidates, const RouteRequest& request,
+                         RoutingMode mode);
+
+// True if a peer with data policy `policy` may receive the request's data: kMesh always, kZone
+// only a peer in the (non-empty) local zone, kLocalOnly never.
+bool PolicyAllows(DataPolicy policy, const std::string& local_zone, const Candidate& peer);
+
+// The power-of-two-choices cost of a peer: its peak-EWMA latency (the prediction until it has
+// one) x (requests in flight to it + 1). Lower is better.
+double P2CCost(const Candidate& c, size_t payload_bytes);
+
+// Power of two choices over `costs` (one per eligible peer): with one entry, 0; otherwise two
+// distinct indices drawn uniformly from `rng` (P2CSample), and the cheaper of the two (P2CPick).
+// Deterministic for a given state of `rng`. REQUIRES: !costs.empty().
+size_t PowerOfTwoChoices(std::span<const double> costs, std::mt19937_64& rng);
+// Two distinct indices in [0, n), drawn uniformly. REQUIRES: n >= 2.
+std::pair<size_t, size_t> P2CSample(size_t n, std::mt19937_64& rng);
+// Of `a` and `b`, the index with the lower cost; `a` on a tie. REQUIRES: both index `costs`.
+size_t P2CPick(std::span<const double> costs, size_t a, size_t b);
+
+// True if the local node should serve: its prediction is within `policy`'s margin of the chosen
+// peer's (relative, then absolute).
+bool PreferLocal(double local_predicted, double peer_predicted, const RoutingPolicy& policy);
+
+// Why no candidate could take the request (kReject's reason), from what blocked them, most
+// telling first: none ready (UNAVAILABLE), the deadline (DEADLINE_EXCEEDED), the routing mode,
+// the hop limit, the data policy (UNAVAILABLE saying which), else every node unavailable.
+absl::Status RejectReason(const Eligibility& e, DataPolicy policy);
 
 }  // namespace hivemesh::routing

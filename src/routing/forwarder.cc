@@ -75,13 +75,15 @@ struct Forwarder::Attempt {
 };
 
 Forwarder::Forwarder(const MeshDirectory* directory, PeerClient* client, std::string self,
-                     uint64_t seed, ForwarderOptions options)
+                     uint64_t seed, ForwarderOptions options, Clock& clock)
     : directory_(directory),
       client_(client),
       self_(std::move(self)),
       options_(options),
+      clock_(clock),
       budget_(options.retry_budget),
-      rng_(seed) {}
+      rng_(seed),
+      timer_(clock) {}
 
 Forwarder::Endpoint& Forwarder::EndpointFor(const PeerEndpoint& peer, SteadyTime now) {
   auto it = endpoints_.try_emplace(peer.node, now, options_.outlier).first;
@@ -126,7 +128,7 @@ Decision Forwarder::Choose(const InferRequest& req, const RouteOptions& options,
   peers->clear();
   Decision d;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (PeerEndpoint& p : all) {
       if (std::find(tried.begin(), tried.end(), p.node) != tried.end()) continue;
       Endpoint& e = EndpointFor(p, now);
@@ -169,7 +171,7 @@ Decision Forwarder::Choose(const InferRequest& req, const RouteOptions& options,
 
 Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
                                    const RouteOptions& options, ForwardCallback& done) {
-  const SteadyTime now = SystemClock::Get().Now();
+  const SteadyTime now = clock_.Now();
   std::vector<PeerEndpoint> peers;
   const Decision d = Choose(request, options, {}, &peers, now);
   if (d.kind == Decision::kLocal) {
@@ -202,7 +204,7 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
   }
   attempt->encoded = Encode(attempt->request, options.raw_body);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     budget_.Deposit(now);
   }
   ++forwarded_;
@@ -211,7 +213,7 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
 }
 
 void Forwarder::Retry(const std::shared_ptr<Attempt>& attempt) {
-  const SteadyTime now = SystemClock::Get().Now();
+  const SteadyTime now = clock_.Now();
   std::vector<PeerEndpoint> peers;
   const Decision d = Choose(attempt->request, attempt->options, attempt->tried, &peers, now);
   if (d.kind != Decision::kForward) {
@@ -263,7 +265,7 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
   }
   if (attempt->options.on_send) attempt->options.on_send(peer.node);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Endpoint& e = EndpointFor(peer, now);
     ++e.pending;
     ++e.sent;
@@ -280,7 +282,7 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
 
 void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
                          SteadyTime sent, absl::StatusOr<PeerResponse> result) {
-  const SteadyTime now = SystemClock::Get().Now();
+  const SteadyTime now = clock_.Now();
   // A transport failure, a 503 (the peer is overloaded or draining) or a 403 (the peer has not
   // heard of this node yet: it just joined) is worth another peer; running out of time is not.
   const bool timed_out =
@@ -290,7 +292,7 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
   if (result.ok() && !retryable) {
     // The peer's answer goes to the client first; what it says of the peer is noted after.
     Answer(attempt, peer, *result);
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Endpoint& e = EndpointFor(peer, now);
     --e.pending;
     e.outlier.OnSuccess(now);
@@ -313,7 +315,7 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
   bool may_retry = false;
   double unit = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Endpoint& e = EndpointFor(peer, now);
     --e.pending;
     if (refused_origin) {
@@ -360,8 +362,8 @@ void Forwarder::Answer(const std::shared_ptr<Attempt>& attempt, const PeerEndpoi
                        const PeerResponse& r) {
   if (r.status != 200) {
     // The peer's error, passed through with its status (400, 404, 504 ...).
-    return attempt->done(
-        absl::Status(StatusCodeForHttp(r.status), StrCat("node ", peer.node, ": ", PeerErrorText(r))));
+    return attempt->done(absl::Status(StatusCodeForHttp(r.status),
+                                      StrCat("node ", peer.node, ": ", PeerErrorText(r))));
   }
   absl::StatusOr<InferResponse> decoded = DecodeAnswer(r);
   if (!decoded.ok()) {
@@ -388,8 +390,8 @@ RouteStats Forwarder::Stats() const {
   s.rejected = rejected_.load();
   s.connections = client_->open_connections();
   s.links = client_->open_links();
-  const SteadyTime now = SystemClock::Get().Now();
-  std::lock_guard<std::mutex> lock(mu_);
+  const SteadyTime now = clock_.Now();
+  absl::MutexLock lock(&mu_);
   for (const auto& [name, e] : endpoints_) {
     s.peers.push_back(PeerStats{name, e.sent, e.failures, e.outlier.times_ejected(),
                                 e.outlier.Ejected(now), e.latency.Get(now), e.path.rtt_ns(),

@@ -12,6 +12,9 @@
 // hop count, the origin node, a trace id and what is left of its deadline. The peer's answer
 // says which node served it.
 //
+// Time: every time the forwarder reads (latencies, load freshness, ejections, the retry budget)
+// and every retry's backoff is `clock`'s, so it runs on a ManualClock in tests.
+//
 // Thread safety: Route may be called from any thread; `done` runs on the thread the peer client
 // delivers the answer on (the I/O thread that sent the request) or on the retry timer's.
 #pragma once
@@ -20,7 +23,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -28,6 +30,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "routing/decision.h"
 #include "routing/outlier.h"
 #include "routing/path_estimate.h"
@@ -139,8 +143,9 @@ struct RouteStats {
 
 class Forwarder {
  public:
+  // `directory`, `client` and `clock` must outlive the forwarder.
   Forwarder(const MeshDirectory* directory, PeerClient* client, std::string self, uint64_t seed,
-            ForwarderOptions options = {});
+            ForwarderOptions options = {}, Clock& clock = SystemClock::Get());
 
   enum class Routed { kLocal, kForwarded };
   // Decides where `request` runs. `trace` is the request's trace id; empty: a new one is made if
@@ -188,8 +193,9 @@ class Forwarder {
   PeerClient* const client_;
   const std::string self_;
   const ForwarderOptions options_;
+  Clock& clock_;
 
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   RetryBudget budget_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);

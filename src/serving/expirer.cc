@@ -2,47 +2,45 @@
 
 namespace hivemesh {
 
-Expirer::Expirer() : thread_([this] { Run(); }) {}
+Expirer::Expirer(Clock& clock) : clock_(clock), thread_([this] { Run(); }) {}
 
 Expirer::~Expirer() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
+    cv_.SignalAll();
   }
-  cv_.notify_all();
   thread_.join();
 }
 
 void Expirer::Watch(SteadyTime deadline, std::weak_ptr<void> token,
                     std::function<void()> on_expire) {
-  bool earliest;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    earliest = heap_.empty() || deadline < heap_.top().deadline;
-    heap_.push(Entry{deadline, std::move(token), std::move(on_expire)});
-  }
-  if (earliest) cv_.notify_one();
+  absl::MutexLock lock(&mu_);
+  const bool earliest = heap_.empty() || deadline < heap_.top().deadline;
+  heap_.push(Entry{deadline, std::move(token), std::move(on_expire)});
+  if (earliest) cv_.Signal();
 }
 
 void Expirer::Run() {
-  std::unique_lock<std::mutex> lock(mu_);
+  mu_.Lock();
   while (!stop_) {
     if (heap_.empty()) {
-      cv_.wait(lock);
+      cv_.Wait(&mu_);
       continue;
     }
     const SteadyTime next = heap_.top().deadline;
-    if (SystemClock::Get().Now() < next) {
-      cv_.wait_until(lock, next);
+    if (clock_.Now() < next) {
+      clock_.WaitUntil(cv_, mu_, next);
       continue;
     }
     Entry e = heap_.top();
     heap_.pop();
     if (e.token.expired()) continue;
-    lock.unlock();
+    mu_.Unlock();
     e.on_expire();
-    lock.lock();
+    mu_.Lock();
   }
+  mu_.Unlock();
 }
 
 }  // namespace hivemesh

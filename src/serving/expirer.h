@@ -1,33 +1,39 @@
-// Expirer: one thread that answers queued requests whose deadline has passed, so that a request
-// stuck behind slow work is told "deadline exceeded" on time instead of when a worker frees up.
+// Expirer: one thread that calls each registered function at its time, so that a request stuck
+// behind slow work is told "deadline exceeded" on time instead of when a worker frees up (the
+// runtime), and a retry runs after its backoff (the forwarder).
+//
+// Time is `clock`'s: on a ManualClock an entry fires once the test advances the clock past its
+// time. The runtimes that use an Expirer read the time from the same clock (clock()).
 //
 // Thread safety: Watch() may be called from any thread. Entries hold weak references, so a job
-// that finished normally costs nothing but its heap slot until its deadline.
+// that finished normally costs nothing but its heap slot until its deadline. `clock` must
+// outlive the Expirer.
 #pragma once
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <queue>
 #include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "base/clock.h"
 
 namespace hivemesh {
 
 class Expirer {
  public:
-  Expirer();
+  explicit Expirer(Clock& clock = SystemClock::Get());
   ~Expirer();  // stops the thread; pending entries are dropped
   Expirer(const Expirer&) = delete;
   Expirer& operator=(const Expirer&) = delete;
 
-  // At `deadline` (steady clock), calls `on_expire` if `token` is still alive. `on_expire` runs on
+  // At `deadline` (on clock()), calls `on_expire` if `token` is still alive. `on_expire` runs on
   // the expirer thread and must be quick.
   void Watch(SteadyTime deadline, std::weak_ptr<void> token, std::function<void()> on_expire);
+
+  Clock& clock() const { return clock_; }
 
  private:
   struct Entry {
@@ -38,10 +44,11 @@ class Expirer {
   };
   void Run();
 
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Clock& clock_;
+  absl::Mutex mu_;
   std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::CondVar cv_;  // an earlier entry, or stopping
   std::thread thread_;
 };
 

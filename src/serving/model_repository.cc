@@ -110,21 +110,24 @@ ModelRepository::Prepared ModelRepository::Prepare(const ModelOnDisk& disk,
   return out;
 }
 
-ModelRepository::ModelRepository(const RepositoryOptions& options, const BackendRegistry& registry)
+ModelRepository::ModelRepository(const RepositoryOptions& options, const BackendRegistry& registry,
+                                 Clock& clock)
     : options_(options),
       roots_(RepositoryRoots(options.path)),
       registry_(registry),
+      clock_(clock),
+      expirer_(clock),
       snapshot_(std::make_shared<const Snapshot>()) {}
 
 absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
-    const RepositoryOptions& options, const BackendRegistry& registry) {
+    const RepositoryOptions& options, const BackendRegistry& registry, Clock& clock) {
   for (const std::string& name : options.models) {
     absl::Status valid = CheckModelName(name);
     if (!valid.ok()) return absl::InvalidArgumentError(StrCat("models: ", MessageOf(valid)));
   }
-  std::unique_ptr<ModelRepository> repo(new ModelRepository(options, registry));
+  std::unique_ptr<ModelRepository> repo(new ModelRepository(options, registry, clock));
   {
-    std::lock_guard<std::mutex> lock(repo->control_mu_);
+    absl::MutexLock lock(&repo->control_mu_);
     absl::StatusOr<std::vector<std::string>> names = repo->ListModelsLocked();
     if (!names.ok()) return names.status();
     const std::set<std::string> wanted(options.models.begin(), options.models.end());
@@ -160,19 +163,19 @@ absl::StatusOr<std::unique_ptr<ModelRepository>> ModelRepository::Load(
 
 ModelRepository::~ModelRepository() {
   {
-    std::lock_guard<std::mutex> lock(tasks_mu_);
+    absl::MutexLock lock(&tasks_mu_);
     stop_ = true;
+    tasks_cv_.SignalAll();
   }
-  tasks_cv_.notify_all();
   if (control_.joinable()) control_.join();
   std::vector<RuntimePtr> all = Runtimes();
   {
-    std::lock_guard<std::mutex> lock(control_mu_);
+    absl::MutexLock lock(&control_mu_);
     all.insert(all.end(), retired_.begin(), retired_.end());
     retired_.clear();
   }
   {
-    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    absl::MutexLock lock(&snapshot_mu_);
     snapshot_.reset();
   }
   // A runtime is destroyed here, on this thread: wait for the callbacks that still hold it
@@ -192,7 +195,7 @@ std::string ModelRepository::JoinVersions(const ModelState& state) {
 }
 
 std::shared_ptr<const ModelRepository::Snapshot> ModelRepository::snapshot() const {
-  std::lock_guard<std::mutex> lock(snapshot_mu_);
+  absl::MutexLock lock(&snapshot_mu_);
   return snapshot_;
 }
 
@@ -287,7 +290,7 @@ std::vector<RuntimePtr> ModelRepository::Runtimes() const {
 }
 
 void ModelRepository::SetOnChange(std::function<void()> on_change) {
-  std::lock_guard<std::mutex> lock(control_mu_);
+  absl::MutexLock lock(&control_mu_);
   on_change_ = std::move(on_change);
 }
 
@@ -304,7 +307,7 @@ absl::Status ModelRepository::ExplicitOnly() const {
 
 absl::Status ModelRepository::LoadModel(const std::string& name) {
   HM_RETURN_IF_ERROR(CheckModelName(name));
-  std::lock_guard<std::mutex> lock(control_mu_);
+  absl::MutexLock lock(&control_mu_);
   HM_RETURN_IF_ERROR(ExplicitOnly());
   ModelOnDisk disk = ScanModel(options_.path, name);
   if (!disk.exists) {
@@ -320,7 +323,7 @@ absl::Status ModelRepository::LoadModel(const std::string& name) {
 
 absl::Status ModelRepository::UnloadModel(const std::string& name) {
   HM_RETURN_IF_ERROR(CheckModelName(name));
-  std::lock_guard<std::mutex> lock(control_mu_);
+  absl::MutexLock lock(&control_mu_);
   HM_RETURN_IF_ERROR(ExplicitOnly());
   if (!Hosts(name)) {
     return absl::NotFoundError(StrCat("model '", name, "' is not loaded on this node"));
@@ -387,7 +390,7 @@ absl::StatusOr<std::vector<std::string>> ModelRepository::ListModelsLocked() {
 void ModelRepository::PublishLocked(const std::string& name, std::optional<ModelState> state,
                                     std::vector<RuntimePtr> old, bool announce) {
   {
-    std::lock_guard<std::mutex> lock(snapshot_mu_);
+    absl::MutexLock lock(&snapshot_mu_);
     auto next = std::make_shared<Snapshot>(*snapshot_);
     if (state) {
       (*next)[name] = std::move(*state);
@@ -411,7 +414,7 @@ void ModelRepository::SweepLocked() {
 }
 
 void ModelRepository::Poll() {
-  std::lock_guard<std::mutex> lock(control_mu_);
+  absl::MutexLock lock(&control_mu_);
   PollLocked();
 }
 
@@ -455,14 +458,14 @@ void ModelRepository::PollLocked() {
 
 void ModelRepository::Post(std::function<void(bool run)> task) {
   {
-    std::lock_guard<std::mutex> lock(tasks_mu_);
+    absl::MutexLock lock(&tasks_mu_);
     if (!stop_) {
       tasks_.push_back(std::move(task));
       task = nullptr;
+      tasks_cv_.SignalAll();
     }
   }
   if (task) return task(false);
-  tasks_cv_.notify_all();
 }
 
 void ModelRepository::LoadModelAsync(std::string name, std::function<void(absl::Status)> done) {
@@ -482,46 +485,47 @@ void ModelRepository::ControlLoop() {
   // In explicit mode the loop also wakes now and then to destroy released retired runtimes; in
   // mode none nothing is ever retired, and it wakes only for calls (which it refuses).
   const bool ticking = polling || options_.control_mode == ControlMode::kExplicit;
-  const auto period = polling ? options_.poll_interval : std::chrono::milliseconds(1000);
-  auto next = std::chrono::steady_clock::now() + period;
-  std::unique_lock<std::mutex> lock(tasks_mu_);
+  const Nanos period = polling ? Nanos(options_.poll_interval) : Nanos(std::chrono::seconds(1));
+  SteadyTime next = clock_.Now() + period;
+  tasks_mu_.Lock();
   while (true) {
-    auto woken = [&] { return stop_ || !tasks_.empty(); };
-    if (ticking) {
-      tasks_cv_.wait_until(lock, next, woken);
-    } else {
-      tasks_cv_.wait(lock, woken);
+    while (!stop_ && tasks_.empty()) {
+      if (!ticking) {
+        tasks_cv_.Wait(&tasks_mu_);
+      } else if (clock_.WaitUntil(tasks_cv_, tasks_mu_, next)) {
+        break;  // the period is over
+      }
     }
     if (stop_) break;
     if (!tasks_.empty()) {
       std::function<void(bool)> task = std::move(tasks_.front());
       tasks_.pop_front();
-      lock.unlock();
+      tasks_mu_.Unlock();
       task(true);
-      lock.lock();
+      tasks_mu_.Lock();
       continue;
     }
-    lock.unlock();
+    tasks_mu_.Unlock();
     {
-      std::lock_guard<std::mutex> control(control_mu_);
+      absl::MutexLock control(&control_mu_);
       if (polling) {
         PollLocked();
       } else {
         SweepLocked();
       }
     }
-    lock.lock();
-    next = std::chrono::steady_clock::now() + period;
+    tasks_mu_.Lock();
+    next = clock_.Now() + period;
   }
   // Calls still queued are answered, not dropped.
   std::deque<std::function<void(bool)>> left = std::move(tasks_);
-  lock.unlock();
+  tasks_mu_.Unlock();
   for (auto& task : left) task(false);
 }
 
 void ModelRepository::Drain() {
   {
-    std::lock_guard<std::mutex> lock(control_mu_);
+    absl::MutexLock lock(&control_mu_);
     draining_ = true;
   }
   // Stop admission everywhere first, then wait: no model keeps taking work while another drains.

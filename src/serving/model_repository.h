@@ -27,6 +27,9 @@
 // or running on it is answered) after requests have moved on. A version that fails to load leaves
 // the versions serving before it serving, and the index says why it failed.
 //
+// Time: the poll timer, the runtimes' deadlines and their statistics run on the `clock` given to
+// Load (a ManualClock in tests: a poll interval passes when the test advances it).
+//
 // Thread safety: lookups (Get, Find, Hosts, Versions, Index, Runtimes) are safe from any thread
 // and take a lock only to copy a pointer to the current immutable snapshot. Changes are
 // serialized: they run on the caller's thread (LoadModel, UnloadModel, Poll) or on the
@@ -36,12 +39,10 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,6 +51,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "base/clock.h"
 #include "serving/backend.h"
 #include "serving/expirer.h"
 #include "serving/model_runtime.h"
@@ -91,8 +94,10 @@ class ModelRepository {
   // Loads what the options select. Fails only if the folder itself cannot be read, or
   // `options.models` names a model the repository does not have (NOT_FOUND) or an invalid name
   // (INVALID_ARGUMENT); bad models are recorded, not fatal. In poll mode, polling starts at once.
+  // `clock` must outlive the repository.
   static absl::StatusOr<std::unique_ptr<ModelRepository>> Load(const RepositoryOptions& options,
-                                                               const BackendRegistry& registry);
+                                                               const BackendRegistry& registry,
+                                                               Clock& clock = SystemClock::Get());
   ~ModelRepository();
 
   // The serving runtime for `name` at `version` (empty = the default version), or null. The fast
@@ -157,7 +162,7 @@ class ModelRepository {
   };
   struct Prepared;
 
-  ModelRepository(const RepositoryOptions& options, const BackendRegistry& registry);
+  ModelRepository(const RepositoryOptions& options, const BackendRegistry& registry, Clock& clock);
   std::shared_ptr<const Snapshot> snapshot() const;
   static std::string JoinVersions(const ModelState& state);
   // Loads what `disk` asks of a model now in `current`, touching no shared state.
@@ -188,12 +193,13 @@ class ModelRepository {
   const RepositoryOptions options_;
   const std::vector<std::string> roots_;  // RepositoryRoots(options_.path)
   const BackendRegistry& registry_;
+  Clock& clock_;
   Expirer expirer_;  // outlives every runtime (declared first, destroyed last)
 
-  mutable std::mutex snapshot_mu_;
+  mutable absl::Mutex snapshot_mu_;
   std::shared_ptr<const Snapshot> snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
 
-  std::mutex control_mu_;
+  absl::Mutex control_mu_;
   std::map<std::string, Tracked> tracked_ ABSL_GUARDED_BY(control_mu_);
   std::vector<RuntimePtr> retired_ ABSL_GUARDED_BY(control_mu_);
   bool draining_ ABSL_GUARDED_BY(control_mu_) = false;
@@ -201,11 +207,11 @@ class ModelRepository {
   std::vector<std::string> invalid_folders_ ABSL_GUARDED_BY(control_mu_);
   std::function<void()> on_change_ ABSL_GUARDED_BY(control_mu_);
 
-  std::mutex tasks_mu_;
-  std::condition_variable tasks_cv_;
+  absl::Mutex tasks_mu_;
   std::deque<std::function<void(bool)>> tasks_ ABSL_GUARDED_BY(tasks_mu_);
   bool stop_ ABSL_GUARDED_BY(tasks_mu_) = false;
-  std::thread control_;  // last: started when everything above exists
+  absl::CondVar tasks_cv_;  // a task was posted, or stopping
+  std::thread control_;     // last: started when everything above exists
 };
 
 }  // namespace hivemesh

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "base/strings.h"
+#include "serving/service_ewma.h"
 
 namespace hivemesh {
 namespace {
@@ -155,6 +156,7 @@ ModelRuntime::ModelRuntime(ModelConfig config, std::string version, Expirer* exp
     : config_(std::move(config)),
       version_(std::move(version)),
       expirer_(expirer),
+      clock_(expirer->clock()),
       policy_(config_.batching.enabled() ? std::make_optional<BatchingPolicy>(config_.batching)
                                          : std::nullopt) {}
 
@@ -193,17 +195,17 @@ absl::StatusOr<std::unique_ptr<ModelRuntime>> ModelRuntime::Create(ModelConfig c
 ModelRuntime::~ModelRuntime() {
   Drain();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stopping_ = true;
+    work_cv_.SignalAll();
   }
-  work_cv_.notify_all();
   for (std::thread& t : workers_) t.join();
 }
 
 absl::Status ModelRuntime::Submit(InferRequest&& request, InferCallback done) {
   absl::Status valid = ValidateRequest(config_, request);
   if (!valid.ok()) return valid;
-  const SteadyTime now = SystemClock::Get().Now();
+  const SteadyTime now = clock_.Now();
   if (request.deadline && *request.deadline <= now) {
     stats_.expired_in_queue.fetch_add(1, std::memory_order_relaxed);
     return absl::DeadlineExceededError("the request's deadline passed before it was queued");
@@ -216,7 +218,7 @@ absl::Status ModelRuntime::Submit(InferRequest&& request, InferCallback done) {
     job->group = BatchGroupOf(config_, request);
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (draining_) {
       return absl::UnavailableError(
           retired() ? StrCat("version ", version_, " of model '", config_.name, "' was unloaded")
@@ -231,8 +233,8 @@ absl::Status ModelRuntime::Submit(InferRequest&& request, InferCallback done) {
     job->request = std::move(request);  // only once admitted: a refused request stays the caller's
     queue_.push_back(job);
     stats_.queue_depth.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
+    work_cv_.Signal();
   }
-  work_cv_.notify_one();
   if (job->request.deadline) {
     std::weak_ptr<Job> weak = job;
     expirer_->Watch(*job->request.deadline, weak, [this, weak] {
@@ -245,7 +247,7 @@ absl::Status ModelRuntime::Submit(InferRequest&& request, InferCallback done) {
 void ModelRuntime::Expire(const std::shared_ptr<Job>& job) {
   if (!job->Claim(Job::kExpired)) return;  // a worker took it first
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = std::find(queue_.begin(), queue_.end(), job);
     if (it != queue_.end()) queue_.erase(it);
     stats_.queue_depth.store(static_cast<int64_t>(queue_.size()), std::memory_order_relaxed);
@@ -253,15 +255,15 @@ void ModelRuntime::Expire(const std::shared_ptr<Job>& job) {
     stats_.in_flight.fetch_add(1, std::memory_order_relaxed);
   }
   AnswerExpired(*job);
-  // Notify under the lock: once Drain() can see running_ == 0 this object may be destroyed.
-  std::lock_guard<std::mutex> lock(mu_);
+  // Signal under the lock: once Drain() can see running_ == 0 this object may be destroyed.
+  absl::MutexLock lock(&mu_);
   --running_;
-  drained_cv_.notify_all();
+  drained_cv_.SignalAll();
 }
 
 void ModelRuntime::AnswerExpired(Job& job) {
   stats_.expired_in_queue.fetch_add(1, std::memory_order_relaxed);
-  stats_.fail.Add(NanosBetween(job.enqueued, SystemClock::Get().Now()));
+  stats_.fail.Add(NanosBetween(job.enqueued, clock_.Now()));
   Answer(job, absl::DeadlineExceededError(
                   StrCat("the request's deadline passed while it waited in model '", config_.name,
                          "''s queue; it was not computed")));
@@ -271,8 +273,8 @@ void ModelRuntime::WorkerLoop(Backend* backend) {
   while (true) {
     std::shared_ptr<Job> job;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      work_cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+      absl::MutexLock lock(&mu_);
+      while (queue_.empty() && !stopping_) work_cv_.Wait(&mu_);
       if (queue_.empty()) return;  // stopping and nothing left
       job = std::move(queue_.front());
       queue_.pop_front();
@@ -284,15 +286,15 @@ void ModelRuntime::WorkerLoop(Backend* backend) {
     Run(backend, *job);
     job.reset();  // release the request's buffers before reporting idle
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       --running_;
+      drained_cv_.SignalAll();
     }
-    drained_cv_.notify_all();
   }
 }
 
 void ModelRuntime::Run(Backend* backend, Job& job) {
-  const SteadyTime start = SystemClock::Get().Now();
+  const SteadyTime start = clock_.Now();
   stats_.queue.Add(NanosBetween(job.enqueued, start));
   std::vector<Tensor> produced;
   absl::Status status;
@@ -301,16 +303,19 @@ void ModelRuntime::Run(Backend* backend, Job& job) {
   } catch (const std::exception& e) {
     status = absl::InternalError(StrCat("model '", config_.name, "' failed: ", e.what()));
   }
-  const SteadyTime computed = SystemClock::Get().Now();
+  const SteadyTime computed = clock_.Now();
   stats_.execution_count.fetch_add(1, std::memory_order_relaxed);
   stats_.batch_size.Add(1);  // one request per execution until dynamic batching
   const uint64_t service = NanosBetween(start, computed);
   stats_.compute_infer.Add(service);
-  const uint64_t prev = stats_.ewma_service_ns.load(std::memory_order_relaxed);
-  stats_.ewma_service_ns.store(prev == 0 ? service : (prev * 4 + service) / 5,
-                               std::memory_order_relaxed);
+  NoteServiceTime(service);
   Finish(job, std::move(status), std::move(produced), start, computed);
-  stats_.batch_stats.Add(1, 0, service, NanosBetween(computed, SystemClock::Get().Now()));
+  stats_.batch_stats.Add(1, 0, service, NanosBetween(computed, clock_.Now()));
+}
+
+void ModelRuntime::NoteServiceTime(uint64_t service_ns) {
+  const uint64_t prev = stats_.ewma_service_ns.load(std::memory_order_relaxed);
+  stats_.ewma_service_ns.store(NextServiceEwma(prev, service_ns), std::memory_order_relaxed);
 }
 
 void ModelRuntime::Finish(Job& job, absl::Status status, std::vector<Tensor> produced,
@@ -346,7 +351,7 @@ void ModelRuntime::Finish(Job& job, absl::Status status, std::vector<Tensor> pro
       emit(t, want.binary || req.binary_output);
     }
   }
-  const SteadyTime end = SystemClock::Get().Now();
+  const SteadyTime end = clock_.Now();
   stats_.compute_output.Add(NanosBetween(computed, end));
   if (!status.ok()) {
     stats_.fail.Add(NanosBetween(job.enqueued, end));
@@ -375,7 +380,7 @@ bool ModelRuntime::TakeBatchLocked(std::vector<std::shared_ptr<Job>>* batch,
     // it costs unbatched.
     std::shared_ptr<Job> job = std::move(queue_.front());
     queue_.pop_front();
-    const bool late = job->request.deadline && *job->request.deadline <= SystemClock::Get().Now();
+    const bool late = job->request.deadline && *job->request.deadline <= clock_.Now();
     if (job->Claim(late ? Job::kExpired : Job::kRunning)) {
       (late ? expired : batch)->push_back(std::move(job));
     }
@@ -395,7 +400,7 @@ bool ModelRuntime::TakeBatchLocked(std::vector<std::shared_ptr<Job>>* batch,
   const Nanos estimate =
       Nanos(static_cast<int64_t>(stats_.ewma_service_ns.load(std::memory_order_relaxed))) +
       kDeadlineSlack;
-  BatchDecision d = policy_->Decide(pending, SystemClock::Get().Now(), estimate);
+  BatchDecision d = policy_->Decide(pending, clock_.Now(), estimate);
   *wake_at = d.wake_at;
   if (d.run.empty() && d.expired.empty()) return false;
   for (size_t i : d.expired) {
@@ -421,23 +426,23 @@ void ModelRuntime::BatchWorkerLoop(Backend* backend) {
   std::vector<std::shared_ptr<Job>> expired;
   while (true) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       while (true) {
         if (queue_.empty()) {
           if (stopping_) return;
-          work_cv_.wait(lock);
+          work_cv_.Wait(&mu_);
           continue;
         }
         std::optional<SteadyTime> wake_at;
         if (TakeBatchLocked(&batch, &expired, &wake_at)) break;
         if (wake_at) {
-          work_cv_.wait_until(lock, *wake_at);
+          clock_.WaitUntil(work_cv_, mu_, *wake_at);
         } else {
-          work_cv_.wait(lock);
+          work_cv_.Wait(&mu_);
         }
       }
       // Another idle worker may batch what is left (another group, or past a preferred size).
-      if (!queue_.empty()) work_cv_.notify_one();
+      if (!queue_.empty()) work_cv_.Signal();
     }
     for (std::shared_ptr<Job>& job : expired) AnswerExpired(*job);
     if (!batch.empty()) RunBatch(backend, batch);
@@ -445,9 +450,9 @@ void ModelRuntime::BatchWorkerLoop(Backend* backend) {
     batch.clear();  // release the requests' buffers before reporting idle
     expired.clear();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       running_ -= answered;
-      drained_cv_.notify_all();
+      drained_cv_.SignalAll();
     }
   }
 }
@@ -457,7 +462,7 @@ void ModelRuntime::RunBatch(Backend* backend, std::vector<std::shared_ptr<Job>>&
     Run(backend, *batch[0]);  // nothing to concatenate: today's path, tensor bytes not copied
     return;
   }
-  const SteadyTime start = SystemClock::Get().Now();
+  const SteadyTime start = clock_.Now();
 
   // Concatenate each input along the first dimension, in the batch's order.
   int64_t total_rows = 0;
@@ -498,7 +503,7 @@ void ModelRuntime::RunBatch(Backend* backend, std::vector<std::shared_ptr<Job>>&
   for (const std::shared_ptr<Job>& job : batch) {
     stats_.queue.Add(NanosBetween(job->enqueued, start));
   }
-  const SteadyTime prepared = SystemClock::Get().Now();
+  const SteadyTime prepared = clock_.Now();
 
   std::vector<Tensor> produced;
   absl::Status status;
@@ -508,13 +513,11 @@ void ModelRuntime::RunBatch(Backend* backend, std::vector<std::shared_ptr<Job>>&
     status = absl::InternalError(StrCat("model '", config_.name, "' failed: ", e.what()));
   }
   inputs.clear();
-  const SteadyTime computed = SystemClock::Get().Now();
+  const SteadyTime computed = clock_.Now();
   stats_.execution_count.fetch_add(1, std::memory_order_relaxed);
   stats_.batch_size.Add(batch.size());
   const uint64_t service = NanosBetween(prepared, computed);
-  const uint64_t prev = stats_.ewma_service_ns.load(std::memory_order_relaxed);
-  stats_.ewma_service_ns.store(prev == 0 ? service : (prev * 4 + service) / 5,
-                               std::memory_order_relaxed);
+  NoteServiceTime(service);
   for (size_t i = 0; i < batch.size(); ++i) {
     // Per request, as Triton counts them: each request took the whole batch's time.
     stats_.compute_input.Add(NanosBetween(start, prepared));
@@ -550,13 +553,13 @@ void ModelRuntime::RunBatch(Backend* backend, std::vector<std::shared_ptr<Job>>&
     Finish(*batch[j], status, std::move(per_job[j]), start, computed);
   }
   stats_.batch_stats.Add(static_cast<uint64_t>(total_rows), NanosBetween(start, prepared), service,
-                         NanosBetween(computed, SystemClock::Get().Now()));
+                         NanosBetween(computed, clock_.Now()));
 }
 
 void ModelRuntime::Drain() {
-  std::unique_lock<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   draining_ = true;
-  drained_cv_.wait(lock, [&] { return queue_.empty() && running_ == 0; });
+  while (!queue_.empty() || running_ != 0) drained_cv_.Wait(&mu_);
 }
 
 void ModelRuntime::Retire() {

@@ -16,16 +16,18 @@
 // with the same shapes after the first dimension. Statistics: execution_count counts backend
 // executions, inference_count requests, batch_size the requests of each execution.
 //
+// Time: the runtime reads the time (queue waits, deadlines, batching delays, statistics) from its
+// Expirer's clock, and its workers wait for batching delays on that clock: a runtime whose
+// Expirer runs on a ManualClock runs on manual time.
+//
 // Thread safety: Submit, Drain and the accessors may be called from any thread. Callbacks run on
 // a worker thread or on the Expirer's thread and must not block.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -33,6 +35,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "base/clock.h"
 #include "serving/backend.h"
 #include "serving/batching_policy.h"
@@ -54,7 +57,7 @@ absl::Status ValidateRequest(const ModelConfig& config, const InferRequest& requ
 class ModelRuntime {
  public:
   // Builds `config.instances` backends (each through the registry) and starts the workers.
-  // `expirer` must outlive the runtime.
+  // `expirer` must outlive the runtime; its clock is the runtime's.
   static absl::StatusOr<std::unique_ptr<ModelRuntime>> Create(ModelConfig config,
                                                               std::string version,
                                                               std::string version_path,
@@ -87,6 +90,8 @@ class ModelRuntime {
   ModelRuntime(ModelConfig config, std::string version, Expirer* expirer);
   void WorkerLoop(Backend* backend);
   void Run(Backend* backend, Job& job);
+  // Adds one execution's service time to stats_.ewma_service_ns (NextServiceEwma).
+  void NoteServiceTime(uint64_t service_ns);
   // Answers a job that was executed (`status`, `produced`) between `start` and `computed`.
   void Finish(Job& job, absl::Status status, std::vector<Tensor> produced, SteadyTime start,
               SteadyTime computed);
@@ -109,19 +114,20 @@ class ModelRuntime {
   const ModelConfig config_;
   const std::string version_;
   Expirer* const expirer_;
+  Clock& clock_;  // expirer_->clock()
   ModelStats stats_;
   std::vector<std::unique_ptr<Backend>> backends_;
   const std::optional<BatchingPolicy> policy_;  // set iff config_.batching.enabled()
 
-  std::mutex mu_;
-  std::condition_variable work_cv_;     // a job was queued, or stopping
-  std::condition_variable drained_cv_;  // queue empty and nothing running
+  absl::Mutex mu_;
   std::deque<std::shared_ptr<Job>> queue_ ABSL_GUARDED_BY(mu_);
   int running_ ABSL_GUARDED_BY(mu_) = 0;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::atomic<bool> retired_{false};  // set before draining_ by Retire()
   std::vector<PendingRequest> pending_scratch_ ABSL_GUARDED_BY(mu_);  // TakeBatchLocked's
+  absl::CondVar work_cv_;     // a job was queued, or stopping
+  absl::CondVar drained_cv_;  // queue empty and nothing running
 
   std::vector<std::thread> workers_;
 };

@@ -10,10 +10,9 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
-#include <mutex>
 
 #include "absl/base/thread_annotations.h"
-
+#include "absl/synchronization/mutex.h"
 #include "base/latency_histogram.h"
 
 namespace hivemesh {
@@ -52,7 +51,7 @@ class BatchStats {
     uint64_t input_ns = 0, infer_ns = 0, output_ns = 0;
   };
   void Add(uint64_t batch_size, uint64_t input_ns, uint64_t infer_ns, uint64_t output_ns) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     Durations& d = by_size_[batch_size];
     ++d.count;
     d.input_ns += input_ns;
@@ -60,12 +59,12 @@ class BatchStats {
     d.output_ns += output_ns;
   }
   std::map<uint64_t, Durations> Snapshot() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return by_size_;
   }
 
  private:
-  mutable std::mutex mu_;
+  mutable absl::Mutex mu_;
   std::map<uint64_t, Durations> by_size_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -87,9 +86,9 @@ struct ModelStats {
   // Taken by a worker and not yet answered (a request stops counting just before its callback
   // runs, so the callback and whatever it triggers see it gone).
   std::atomic<int64_t> in_flight{0};
-  // Exponentially weighted mean of the backend's service time per execution (weight 0.2 for
-  // the newest sample), for the load reports the mesh routes by. Workers update it without a
-  // lock: a rare lost update between two workers only delays the average by one sample.
+  // Exponentially weighted mean of the backend's service time per execution
+  // (serving/service_ewma.h), for the load reports the mesh routes by. Workers update it without
+  // a lock: a rare lost update between two workers only delays the average by one sample.
   std::atomic<uint64_t> ewma_service_ns{0};
   // Filled by the front end: time a request spent in the node (from its headers being read to its
   // response being handed to the socket) minus the model's compute time.

@@ -1,6 +1,10 @@
 // Mesh routing between real agents on loopback: a model hosted only on B, called through A; an
 // overloaded node offloading to idle peers; data policies (with a recording proxy in front of a
 // peer, so that what reaches it is seen byte for byte); deadlines across a hop.
+//
+// The agents run on real time, on a machine that may be busy: the tests assert outcomes (every
+// request answered, who served it, what was refused and why), never throughput or latency, and
+// wait for conditions with generous deadlines instead of for fixed times.
 #include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,9 +17,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <mutex>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "codec/mesh_tensors.h"
 #include "support/agent_process.h"
 #include "support/http_client.h"
@@ -43,16 +47,21 @@ std::string InferBody(const std::string& data) {
          R"(],"datatype":"FP32","data":[)" + data + "]}]}";
 }
 
-long Executions(int port, const std::string& model) {
+// A number from the model's statistics (/v2/models/<model>/stats), e.g. "execution_count";
+// -1 if absent.
+long ModelStat(int port, const std::string& model, const std::string& key) {
   const std::string s = HttpRequestOnce(port, "GET", "/v2/models/" + model + "/stats").body;
-  const size_t at = s.find("\"execution_count\":");
-  return at == std::string::npos ? -1 : std::stol(s.substr(at + 18));
+  const std::string field = "\"" + key + "\":";
+  const size_t at = s.find(field);
+  return at == std::string::npos ? -1 : std::stol(s.substr(at + field.size()));
+}
+
+long Executions(int port, const std::string& model) {
+  return ModelStat(port, model, "execution_count");
 }
 
 long ExpiredInQueue(int port, const std::string& model) {
-  const std::string s = HttpRequestOnce(port, "GET", "/v2/models/" + model + "/stats").body;
-  const size_t at = s.find("\"expired_in_queue\":");
-  return at == std::string::npos ? -1 : std::stol(s.substr(at + 19));
+  return ModelStat(port, model, "expired_in_queue");
 }
 
 class RoutingTest : public ::testing::Test {
@@ -228,27 +237,36 @@ TEST(JoinTest, ANewNodesFirstRequestsWaitForThePeerToHearOfIt) {
   AgentProcess a({"--node-name", "node-a", "--model-repository", dir.path() + "/empty", "--join",
                   GossipAddress(c.port())});
   ASSERT_TRUE(a.ok()) << a.log();
+  // Until node-a's routing table has been refreshed from gossip it answers 404; from its first
+  // success on, every request is served by node-b (none fails with node-b's 403).
   HttpConnection conn(a.port());
-  for (int i = 0; i < 20; ++i) {
+  int served = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (served < 20 && std::chrono::steady_clock::now() < deadline) {
     HttpResult r = conn.Request("POST", "/v2/models/m/infer", InferBody("1,2"));
-    if (r.status == 404) {  // node-a's routing table has not been refreshed from gossip yet
+    if (r.status == 404 && served == 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       continue;
     }
-    ASSERT_EQ(r.status, 200) << "request " << i << ": " << r.body;
+    ASSERT_EQ(r.status, 200) << "request " << served << ": " << r.body;
     EXPECT_EQ(r.header("hivemesh-served-by"), "node-b");
+    ++served;
   }
+  EXPECT_EQ(served, 20) << "node-a never routed the model to node-b";
 }
 
 TEST_F(RoutingTest, UnknownModelIs404AtOnceWithoutForwarding) {
   const int before = ExecutionsOnB();
-  const auto start = std::chrono::steady_clock::now();
+  const long forwarded = RouteCounter(a_->port(), "forwarded");
+  const long rejected = RouteCounter(a_->port(), "rejected");
   HttpResult r =
       HttpRequestOnce(a_->port(), "POST", "/v2/models/nowhere/infer",
                       R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]})");
   EXPECT_EQ(r.status, 404);
   EXPECT_THAT(r.body, HasSubstr("not served by this node or any node of the mesh"));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
+  // Answered by node-a's decision alone: rejected there, never sent to a peer.
+  EXPECT_EQ(RouteCounter(a_->port(), "rejected"), rejected + 1);
+  EXPECT_EQ(RouteCounter(a_->port(), "forwarded"), forwarded);
   EXPECT_EQ(ExecutionsOnB(), before);
   EXPECT_EQ(b_->log().find("nowhere"), std::string::npos) << "nothing reached node-b";
 }
@@ -295,20 +313,24 @@ TEST(OffloadTest, BurstAboveCapacityIsSharedWithIdlePeers) {
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.header("hivemesh-served-by"), "node-a");
   }
-  // Six clients at once against one 40 ms worker (25/s): three times what node-a can do alone.
+  // Six clients at once against one 40 ms worker: more than node-a can do alone. The load runs
+  // until each node has served part of it (however slow the machine), then every request must
+  // have been answered, some here and some by each idle peer.
   LoadGenerator load(a.port(), "/v2/models/slow/infer", InferBody("1,2"), 6);
-  std::this_thread::sleep_for(std::chrono::seconds(3));
+  WaitFor(
+      [&] {
+        LoadGenerator::Result s = load.Snapshot();
+        return !s.by_status.empty() || (s.served_by["node-a"] >= 10 && s.served_by["node-b"] >= 5 &&
+                                        s.served_by["node-c"] >= 5);
+      },
+      std::chrono::seconds(120));
   LoadGenerator::Result r = load.Stop();
   EXPECT_TRUE(r.by_status.empty()) << r.Describe();
   SCOPED_TRACE(r.Describe());
-  const long local = r.served_by["node-a"];
-  const long offloaded = r.served_by["node-b"] + r.served_by["node-c"];
-  EXPECT_GT(local, 40) << "node-a keeps serving what it can";
-  EXPECT_GT(r.served_by["node-b"], 10);
-  EXPECT_GT(r.served_by["node-c"], 10);
-  EXPECT_GT(offloaded, local / 2) << "part of the burst went to the idle peers";
-  // Throughput well beyond one node's 25/s: the mesh's capacity was used.
-  EXPECT_GT(r.ok, 3 * 25 * 3 / 2) << local << " local, " << offloaded << " offloaded";
+  EXPECT_GE(r.served_by["node-a"], 10) << "node-a keeps serving what it can";
+  EXPECT_GE(r.served_by["node-b"], 5) << "part of the burst went to the idle peers";
+  EXPECT_GE(r.served_by["node-c"], 5);
+  EXPECT_EQ(r.served_by.size(), 3u);
   EXPECT_GT(RouteCounter(a.port(), "forwarded"), 0);
 }
 
@@ -339,7 +361,7 @@ class RecordingProxy {
     acceptor_ = std::thread([this] { Accept(); });
   }
   std::string recorded() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return recorded_;
   }
 
@@ -377,7 +399,7 @@ class RecordingProxy {
           break;
         }
         if (i == 0) {
-          std::lock_guard<std::mutex> lock(mu_);
+          absl::MutexLock lock(&mu_);
           recorded_.append(buf, static_cast<size_t>(n));
         }
         if (::write(fds[1 - i].fd, buf, static_cast<size_t>(n)) != n) closed = true;
@@ -392,8 +414,8 @@ class RecordingProxy {
   std::atomic<bool> stop_{false};
   std::thread acceptor_;
   std::vector<std::thread> pipes_;  // acceptor thread only, until joined
-  mutable std::mutex mu_;
-  std::string recorded_;  // guarded by mu_
+  mutable absl::Mutex mu_;
+  std::string recorded_ ABSL_GUARDED_BY(mu_);
 };
 
 // The raw FP32 bytes of comma-separated values, as a forwarded (binary) request carries them.
@@ -429,26 +451,38 @@ TEST(DataPolicyTest, NoByteOfALocalOnlyRequestReachesAnotherNode) {
   const std::string zoned = "5555.25,-6666.5,7777.75,-8888.125";
   const std::string shared = "9999.25,-1212.5,3434.75,-5656.125";
   // Six clients against a 30 ms worker with room for two in its queue: node-a alone cannot cope.
+  // Each load runs until what it shows has happened (however slow the machine).
   LoadGenerator secret_load(a.port(), "/v2/models/secret/infer", InferBody(secret), 6);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  WaitFor(
+      [&] {
+        LoadGenerator::Result s = secret_load.Snapshot();
+        return s.served_by["node-a"] >= 10 && s.by_status[503] >= 1;
+      },
+      std::chrono::seconds(120));
   LoadGenerator::Result rs = secret_load.Stop();
   SCOPED_TRACE("local-only: " + rs.Describe());
   EXPECT_EQ(rs.served_by.size(), 1u) << "local-only is served by node-a alone";
-  EXPECT_GT(rs.served_by["node-a"], 10);
+  EXPECT_GE(rs.served_by["node-a"], 10);
   ASSERT_GT(rs.by_status[503], 0) << "the overload was real";
   EXPECT_EQ(rs.by_status.size(), 1u);
   EXPECT_THAT(rs.failures.front(), HasSubstr("queue is full"));
   EXPECT_THAT(rs.failures.front(), HasSubstr("data policy (local-only) forbids offload"));
 
   LoadGenerator zoned_load(a.port(), "/v2/models/zoned/infer", InferBody(zoned), 6);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  WaitFor(
+      [&] {
+        LoadGenerator::Result s = zoned_load.Snapshot();
+        return s.served_by["node-c"] >= 5 && s.ok >= 20;
+      },
+      std::chrono::seconds(120));
   LoadGenerator::Result rz = zoned_load.Stop();
   SCOPED_TRACE("zone: " + rz.Describe());
   EXPECT_EQ(rz.served_by.count("node-b"), 0u) << "node-b is in another zone";
-  EXPECT_GT(rz.served_by["node-c"], 0) << "node-c shares node-a's zone";
+  EXPECT_GE(rz.served_by["node-c"], 5) << "node-c shares node-a's zone";
 
   LoadGenerator shared_load(a.port(), "/v2/models/shared/infer", InferBody(shared), 6);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  WaitFor([&] { return shared_load.Snapshot().served_by["node-b"] >= 1; },
+          std::chrono::seconds(120));
   LoadGenerator::Result rm = shared_load.Stop();
   SCOPED_TRACE("mesh: " + rm.Describe());
   EXPECT_GT(rm.served_by["node-b"], 0) << "mesh data may go to any zone";
@@ -482,18 +516,19 @@ TEST(DeadlineTest, DeadlinesAreKeptAcrossTheHop) {
   // One request teaches node-a the model's service time on node-b (carried by the response).
   ASSERT_EQ(HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("1")).status, 200);
 
-  using Clock = std::chrono::steady_clock;
   const long before = Executions(b.port(), "slow");
-  auto start = Clock::now();
+  const long forwarded_before = RouteCounter(a.port(), "forwarded");
   HttpResult fast = HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("1"),
                                     {{"Inference-Timeout-Ms", "30"}});
   EXPECT_EQ(fast.status, 504) << fast.body;
-  EXPECT_THAT(fast.body, HasSubstr("deadline"));
-  EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(30)) << "answered at once";
+  // Answered at once by node-a's decision: nothing was sent to node-b or computed for it.
+  EXPECT_THAT(fast.body, HasSubstr("no node can serve this model before the request's deadline"));
+  EXPECT_EQ(RouteCounter(a.port(), "forwarded"), forwarded_before) << "nothing was sent";
   EXPECT_EQ(Executions(b.port(), "slow"), before) << "nothing was computed for it";
 
-  // The remaining time travels with the request: node-b, busy with work sent to it directly,
-  // drops the forwarded request from its queue when its deadline passes. If node-b's load report
+  // The remaining time travels with the request: node-b, busy with work sent to it directly (at
+  // least 200 ms of it still queued when the request is sent), drops the forwarded request when
+  // its deadline passes, without computing it. If node-b's load report
   // (gossiped every second) happens to tell node-a of that work first, node-a answers 504 at once
   // itself (the case above) and the request never reaches node-b: wait until node-a sees node-b
   // idle again, and try again.
@@ -505,44 +540,45 @@ TEST(DeadlineTest, DeadlinesAreKeptAcrossTheHop) {
   for (int attempt = 0; attempt < 5 && !forwarded; ++attempt) {
     ASSERT_TRUE(WaitFor(b_idle_seen_by_a, std::chrono::seconds(5)));
     const long expired_before = ExpiredInQueue(b.port(), "slow");
-    std::thread busy(
-        [&] { HttpRequestOnce(b.port(), "POST", "/v2/models/slow/infer", InferBody("3")); });
-    std::thread busier(
-        [&] { HttpRequestOnce(b.port(), "POST", "/v2/models/slow/infer", InferBody("4")); });
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    start = Clock::now();
+    const long executed_before = Executions(b.port(), "slow");
+    std::vector<std::thread> busy;
+    for (const char* v : {"3", "4", "6"}) {
+      busy.emplace_back(
+          [&, v] { HttpRequestOnce(b.port(), "POST", "/v2/models/slow/infer", InferBody(v)); });
+    }
+    // Two of the three wait in node-b's queue: 200 ms of work or more ahead of a new request.
+    ASSERT_TRUE(WaitFor([&] { return ModelStat(b.port(), "slow", "queue_depth") >= 2; },
+                        std::chrono::seconds(10)));
     HttpResult queued = HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("5"),
                                         {{"Inference-Timeout-Ms", "150"}});
-    EXPECT_LT(Clock::now() - start, std::chrono::milliseconds(150 + 60));
-    busy.join();
-    busier.join();
+    for (std::thread& t : busy) t.join();
     EXPECT_EQ(queued.status, 504) << queued.body;
     if (queued.body.find("no node can serve this model before the request's deadline") !=
         std::string::npos) {
       continue;  // node-a knew node-b was busy and answered at once
     }
     forwarded = true;
-    EXPECT_EQ(ExpiredInQueue(b.port(), "slow"), expired_before + 1)
-        << "node-b knew the deadline and never computed the request";
+    EXPECT_TRUE(WaitFor([&] { return ExpiredInQueue(b.port(), "slow") == expired_before + 1; },
+                        std::chrono::seconds(10)))
+        << "node-b knew the deadline and dropped the request";
+    EXPECT_EQ(Executions(b.port(), "slow"), executed_before + 3)
+        << "node-b computed its own three requests, never the forwarded one";
   }
   EXPECT_TRUE(forwarded) << "node-a answered every attempt itself; the hop was never exercised";
 
-  // Four at once with 250 ms each against one 100 ms worker: some make it, the rest are told in
-  // time, none is answered late.
+  // Four at once with 250 ms each against one 100 ms worker: some make it, the rest are told
+  // their deadline passed; every one gets one of those two answers.
   std::vector<std::thread> clients;
-  std::atomic<int> ok{0}, expired{0}, other{0}, late{0};
+  std::atomic<int> ok{0}, expired{0}, other{0};
   for (int i = 0; i < 4; ++i) {
     clients.emplace_back([&] {
-      const auto t0 = Clock::now();
       HttpResult r = HttpRequestOnce(a.port(), "POST", "/v2/models/slow/infer", InferBody("2"),
                                      {{"Inference-Timeout-Ms", "250"}});
-      if (Clock::now() - t0 > std::chrono::milliseconds(250 + 60)) late++;
       (r.status == 200 ? ok : r.status == 504 ? expired : other)++;
     });
   }
   for (std::thread& t : clients) t.join();
   EXPECT_EQ(other.load(), 0);
-  EXPECT_EQ(late.load(), 0);
   EXPECT_GE(ok.load(), 1);
   EXPECT_GE(expired.load(), 1);
   EXPECT_EQ(ok.load() + expired.load(), 4);

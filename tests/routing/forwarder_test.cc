@@ -1,6 +1,7 @@
 // The forwarder against a scripted mesh: which peer gets a request, retries on another one,
 // ejection and its reset on restart, data policies learnt from peers, the load responses carry,
-// and the answer when nothing can be tried.
+// and the answer when nothing can be tried. The forwarder runs on a ManualClock: a retry's
+// backoff passes when the test advances the clock.
 #include "routing/forwarder.h"
 
 #include <gmock/gmock.h>
@@ -9,6 +10,7 @@
 #include <future>
 #include <map>
 
+#include "absl/synchronization/mutex.h"
 #include "base/strings.h"
 #include "codec/infer_codec.h"
 #include "codec/mesh_tensors.h"
@@ -21,12 +23,13 @@ using ::testing::HasSubstr;
 class FakeDirectory final : public MeshDirectory {
  public:
   std::vector<PeerEndpoint> PeersFor(const std::string& model) const override {
-    std::lock_guard<std::mutex> lock(mu);
+    absl::MutexLock lock(&mu);
     auto it = peers.find(model);
     return it == peers.end() ? std::vector<PeerEndpoint>{} : it->second;
   }
   std::optional<std::string> MemberKey(std::string_view) const override { return "key"; }
-  mutable std::mutex mu;
+  mutable absl::Mutex mu;
+  // Written by the test between requests, read under mu by the forwarder.
   std::map<std::string, std::vector<PeerEndpoint>> peers;
 };
 
@@ -39,7 +42,7 @@ class ScriptedClient final : public PeerClient {
     std::string address = request.address;
     absl::StatusOr<PeerResponse> result;
     {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       sent.push_back(address);
       requests.push_back(request);
       auto it = behaviour.find(address);
@@ -94,11 +97,13 @@ class ScriptedClient final : public PeerClient {
     return false;
   }
   int SentTo(const std::string& address) {
-    std::lock_guard<std::mutex> lock(mu);
+    absl::MutexLock lock(&mu);
     return static_cast<int>(std::count(sent.begin(), sent.end(), address));
   }
 
-  std::mutex mu;
+  // Filled by Send (under mu); the rest is set by the test between requests. The test reads
+  // `sent` and `requests` once its request has been answered.
+  absl::Mutex mu;
   std::map<std::string, std::string> behaviour;  // address -> "refused" | "reset" | "503" | ...
   std::map<std::string, int> count;              // address -> requests it got (for "403*N")
   std::map<std::string, std::string> load;       // address -> Hivemesh-Load value
@@ -124,30 +129,40 @@ InferRequest Request() {
   return r;
 }
 
-// Routes `req` through `forwarder`; returns its result (waiting for retries after backoff), or
-// CANCELLED if it was to be served locally. `routed`, if given, gets how it was routed.
-absl::StatusOr<InferResponse> RouteAndWait(Forwarder& forwarder, InferRequest req,
-                                           const RouteOptions& options = {},
-                                           Forwarder::Routed* routed = nullptr) {
-  std::promise<absl::StatusOr<InferResponse>> promise;
-  ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
+// Routes `req` through `forwarder`; returns its result, or CANCELLED if it was to be served
+// locally. `routed`, if given, gets how it was routed. While the answer is awaited, `clock` is
+// advanced by `step` every millisecond of real time, so that retries after a backoff run (step
+// zero: the clock stands still, and an answer that needs time to pass never comes).
+absl::StatusOr<InferResponse> RouteAndWait(Forwarder& forwarder, ManualClock& clock,
+                                           InferRequest req, const RouteOptions& options = {},
+                                           Forwarder::Routed* routed = nullptr,
+                                           Nanos step = std::chrono::milliseconds(1)) {
+  auto promise = std::make_shared<std::promise<absl::StatusOr<InferResponse>>>();
+  std::future<absl::StatusOr<InferResponse>> answer = promise->get_future();
+  ForwardCallback done = [promise](absl::StatusOr<InferResponse> r) { promise->set_value(r); };
   const Forwarder::Routed how = forwarder.Route(req, "trace-1", options, done);
   if (routed) *routed = how;
   if (how == Forwarder::Routed::kLocal) return absl::CancelledError("local");
-  return promise.get_future().get();
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (answer.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) {
+    if (std::chrono::steady_clock::now() > limit) return absl::InternalError("no answer in 60 s");
+    clock.Advance(step);
+  }
+  return answer.get();
 }
 
 class ForwarderTest : public ::testing::Test {
  protected:
-  ForwarderTest() : forwarder_(&directory_, &client_, "self", 42) {}
+  ForwarderTest() : forwarder_(&directory_, &client_, "self", 42, {}, clock_) {}
 
   // Routes one request (by default Request()) through forwarder_, as RouteAndWait does.
   absl::StatusOr<InferResponse> Run(const RouteOptions& options = {},
                                     Forwarder::Routed* routed = nullptr,
                                     InferRequest req = Request()) {
-    return RouteAndWait(forwarder_, std::move(req), options, routed);
+    return RouteAndWait(forwarder_, clock_, std::move(req), options, routed);
   }
 
+  ManualClock clock_{SteadyTime(std::chrono::hours(1))};
   FakeDirectory directory_;
   ScriptedClient client_;
   Forwarder forwarder_;
@@ -194,7 +209,7 @@ TEST_F(ForwarderTest, ForwardedRequestCarriesHopsOriginTraceAndDeadline) {
   std::promise<absl::StatusOr<InferResponse>> promise;
   ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
   InferRequest req = Request();
-  req.deadline = SystemClock::Get().Now() + std::chrono::milliseconds(800);
+  req.deadline = clock_.Now() + std::chrono::milliseconds(800);
   ASSERT_EQ(forwarder_.Route(req, "trace-7", options, done), Forwarder::Routed::kForwarded);
   absl::StatusOr<InferResponse> r = promise.get_future().get();
   ASSERT_TRUE(r.ok()) << r.status();
@@ -208,8 +223,7 @@ TEST_F(ForwarderTest, ForwardedRequestCarriesHopsOriginTraceAndDeadline) {
   // The deadline goes as the call's timeout; the client writes what is left of it.
   EXPECT_TRUE(client_.requests[0].send_time_left);
   EXPECT_EQ(h.count("Inference-Timeout-Ms"), 0u);
-  EXPECT_GT(client_.requests[0].timeout.count(), 700);
-  EXPECT_LE(client_.requests[0].timeout.count(), 800);
+  EXPECT_EQ(client_.requests[0].timeout.count(), 800) << "no time passed on the clock";
   EXPECT_EQ(h["Content-Type"], kMeshTensorsType) << "the mesh tensor form, not JSON";
   EXPECT_EQ(h.count("Inference-Header-Content-Length"), 0u);
   // The input's bytes follow the head as they are; the peer's answer comes back decoded.
@@ -304,7 +318,8 @@ TEST(ForwarderBudgetTest, RetriesStayWithinTheBudget) {
   options.retry_budget = {0.2, 1.0, std::chrono::milliseconds(10000)};
   options.backoff_base = Nanos(0);
   options.outlier.consecutive_failures = 1000;
-  Forwarder forwarder(&directory, &client, "self", 1, options);
+  ManualClock clock;
+  Forwarder forwarder(&directory, &client, "self", 1, options, clock);
   for (int i = 0; i < 40; ++i) {
     std::promise<absl::StatusOr<InferResponse>> promise;
     ForwardCallback done = [&](absl::StatusOr<InferResponse> r) { promise.set_value(r); };
@@ -326,11 +341,11 @@ ForwarderOptions QuickOriginRetries() {
 }
 
 TEST_F(ForwarderTest, NewMemberRefusalIsRetriedWithoutEjection) {
-  Forwarder forwarder(&directory_, &client_, "self", 42, QuickOriginRetries());
+  Forwarder forwarder(&directory_, &client_, "self", 42, QuickOriginRetries(), clock_);
   directory_.peers["m"] = {Peer("b"), Peer("c")};
   client_.behaviour["b:8000"] = "403";
   client_.behaviour["c:8000"] = "403";
-  absl::StatusOr<InferResponse> r = RouteAndWait(forwarder, Request());
+  absl::StatusOr<InferResponse> r = RouteAndWait(forwarder, clock_, Request());
   // Peers that never hear of this node: the first try and five more, then their refusal.
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(client_.sent.size(), 6u);
@@ -345,16 +360,33 @@ TEST_F(ForwarderTest, NewMemberRefusalIsRetriedWithoutEjection) {
 TEST_F(ForwarderTest, TheOnlyPeerIsAskedAgainOnceItHasHeardOfThisNode) {
   // This node just joined: the one node with the model refuses it twice (403), then has heard
   // of it from the gossip and serves the request.
-  Forwarder forwarder(&directory_, &client_, "self", 42, QuickOriginRetries());
+  Forwarder forwarder(&directory_, &client_, "self", 42, QuickOriginRetries(), clock_);
   directory_.peers["m"] = {Peer("b")};
   client_.behaviour["b:8000"] = "403*2";
-  const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<InferResponse> r = RouteAndWait(forwarder, Request());
+  // With the clock standing still, the refusal is not followed by another try.
+  auto promise = std::make_shared<std::promise<absl::StatusOr<InferResponse>>>();
+  std::future<absl::StatusOr<InferResponse>> answer = promise->get_future();
+  ForwardCallback done = [promise](absl::StatusOr<InferResponse> r) { promise->set_value(r); };
+  InferRequest req = Request();
+  const SteadyTime start = clock_.Now();
+  ASSERT_EQ(forwarder.Route(req, "t", {}, done), Forwarder::Routed::kForwarded);
+  EXPECT_EQ(answer.wait_for(std::chrono::milliseconds(20)), std::future_status::timeout);
+  EXPECT_EQ(client_.SentTo("b:8000"), 1);
+  // Less than half of origin_retry_after: still no second try.
+  clock_.Advance(std::chrono::microseconds(1999));
+  EXPECT_EQ(answer.wait_for(std::chrono::milliseconds(20)), std::future_status::timeout);
+  EXPECT_EQ(client_.SentTo("b:8000"), 1) << "each retry waits at least half of 4 ms";
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (answer.wait_for(std::chrono::milliseconds(1)) != std::future_status::ready) {
+    ASSERT_LT(std::chrono::steady_clock::now(), limit);
+    clock_.Advance(std::chrono::microseconds(100));
+  }
+  absl::StatusOr<InferResponse> r = answer.get();
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->served_by, "b:8000");
   EXPECT_EQ(client_.SentTo("b:8000"), 3);
-  // Each retry waited at least half of origin_retry_after.
-  EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(4));
+  // Each retry waited at least half of origin_retry_after on the clock.
+  EXPECT_GE(clock_.Now() - start, std::chrono::milliseconds(4));
   EXPECT_EQ(forwarder.Stats().retries, 2u);
   ASSERT_EQ(forwarder.Stats().peers.size(), 1u);
   EXPECT_EQ(forwarder.Stats().peers[0].failures, 0u);
@@ -363,16 +395,16 @@ TEST_F(ForwarderTest, TheOnlyPeerIsAskedAgainOnceItHasHeardOfThisNode) {
 TEST_F(ForwarderTest, ARefusalIsTheAnswerWhenTheDeadlineComesBeforeTheNextTry) {
   ForwarderOptions options;
   options.origin_retry_after = std::chrono::seconds(2);  // the next try: 1 to 2 s from now
-  Forwarder forwarder(&directory_, &client_, "self", 42, options);
+  Forwarder forwarder(&directory_, &client_, "self", 42, options, clock_);
   directory_.peers["m"] = {Peer("b")};
   client_.behaviour["b:8000"] = "403";
   InferRequest req = Request();
-  const auto start = std::chrono::steady_clock::now();
-  req.deadline = start + std::chrono::milliseconds(500);
-  absl::StatusOr<InferResponse> r = RouteAndWait(forwarder, std::move(req));
+  req.deadline = clock_.Now() + std::chrono::milliseconds(500);
+  // The clock stands still: the answer comes at once, without waiting for any time to pass.
+  absl::StatusOr<InferResponse> r =
+      RouteAndWait(forwarder, clock_, std::move(req), {}, nullptr, Nanos(0));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("node b answered 403"));
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
   EXPECT_EQ(client_.sent.size(), 1u);
 }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <thread>
 
 #include "base/strings.h"
 #include "serving/repository_scan.h"
@@ -177,6 +178,33 @@ TEST_F(RepositoryChangeTest, PollLoadsANewVersionOnceItSettlesThenRetiresTheOld)
   repo->Poll();
   repo->Poll();
   EXPECT_EQ(repo->Versions("n"), (std::vector<std::string>{"4"}));
+}
+
+TEST_F(RepositoryChangeTest, ThePollTimerScansOncePerIntervalOfItsClock) {
+  dir_.Write("m/config.yaml", test::IdentityModelConfig());
+  dir_.Write("m/1/.keep", "");
+  ManualClock clock;
+  absl::StatusOr<std::unique_ptr<ModelRepository>> loaded =
+      ModelRepository::Load({.path = dir_.path(),
+                             .control_mode = ControlMode::kPoll,
+                             .poll_interval = std::chrono::seconds(1)},
+                            registry_, clock);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  std::unique_ptr<ModelRepository> repo = std::move(*loaded);
+  dir_.Write("m/2/.keep", "");
+  // The clock stands still: no interval passes, nothing is scanned.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(Default(*repo), "1");
+  // A new version serves after two scans that saw the same folder: two intervals at least.
+  int intervals = 0;
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (Default(*repo) != "2" && std::chrono::steady_clock::now() < limit) {
+    clock.Advance(std::chrono::seconds(1));
+    ++intervals;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(Default(*repo), "2");
+  EXPECT_GE(intervals, 2);
 }
 
 TEST_F(RepositoryChangeTest, AFailedReloadLeavesThePreviousVersionsServingAndSaysWhy) {
