@@ -15,7 +15,7 @@ MAY_USE = {
     "tensor": {"base"},
     "codec": {"base", "tensor"},
     "identity": {"base"},
-    "transport": {"base", "tensor", "identity"},
+    "transport": {"base", "tensor"},
     "telemetry": {"base"},
     "serving": {"base", "tensor", "codec"},
     "membership": {"base", "tensor", "codec", "identity"},
