@@ -103,7 +103,20 @@ class DemoTest(unittest.TestCase):
         self.assert_nothing_left(out)
 
     def test_more_nodes_copy_the_scenario(self):
-        p = self.run_demo("--duration", "8", "--nodes", "5")
+        # The shipped scenario without the entrance camera's 40 fps burst: copied onto a fifth
+        # node, two bursting cameras ask more of the sanitizer build on two shared cores than
+        # those cores can serve, and what is checked here is the copying, not the capacity.
+        site = os.path.join(ROOT, "examples", "edge-site")
+        with open(os.path.join(site, "scenario.yaml")) as f:
+            text = f.read()
+        light = re.sub(r"(?m)^\s+burst_\w+:.*\n", "", text)
+        self.assertNotEqual(light, text)
+        light = light.replace("repository: models", f"repository: {site}/models")
+        light = light.replace("config: nodes/", f"config: {site}/nodes/")
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as scenario:
+            scenario.write(light)
+            scenario.flush()
+            p = self.run_demo("--scenario", scenario.name, "--duration", "8", "--nodes", "5")
         out = p.stdout
         self.assertEqual(p.returncode, 0, out + p.stderr)
         self.assertIn("hivemesh demo: 5 nodes, 3 cameras", out)
