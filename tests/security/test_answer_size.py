@@ -16,6 +16,7 @@ import json
 import os
 import struct
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hostile  # noqa: E402
@@ -123,16 +124,24 @@ class AnswerSizeTest(unittest.TestCase):
         request.inputs[0].contents.fp32_contents.extend(array.array("f", [LONG_FLOAT]) * count)
 
         def call():
-            try:
-                r = stub.ModelInfer(request, timeout=120)
-                return ("OK", len(r.outputs[0].contents.fp32_contents))
-            except grpc.RpcError as e:
-                return (e.code().name, e.details())
+            # RESOURCE_EXHAUSTED says "not now" (gRPC's own quota can reset a 60 MB stream with
+            # ENHANCE_YOUR_CALM while it is still arriving): a client asks again later.
+            for attempt in range(4):
+                try:
+                    r = stub.ModelInfer(request, timeout=120)
+                    return ("OK", len(r.outputs[0].contents.fp32_contents))
+                except grpc.RpcError as e:
+                    result = (e.code().name, e.details())
+                    if e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        return result
+                    print(f"attempt {attempt + 1}: {result}")
+                    time.sleep(1)
+            return result
         # Only the peak is bounded here: after a 60 MB gRPC message the node keeps about 95 MiB
         # more than before (gRPC's and protobuf's buffers), the same before the budget existed.
         result = self.measure("gRPC 60 MB typed FP32 in, typed out", call,
                               budget_mib=GRPC_BUDGET_MIB, settles=False)
-        self.assertIn(result[0], ("OK", "RESOURCE_EXHAUSTED", "OUT_OF_RANGE"), result)
+        self.assertIn(result[0], ("OK", "OUT_OF_RANGE"), result)
         if result[0] == "OK":
             self.assertEqual(result[1], count)
         else:
