@@ -210,6 +210,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.max_connections = config.max_connections;
   http.max_connections_per_source = config.max_connections_per_source;
   http.idle_link_timeout = std::chrono::milliseconds(config.idle_link_timeout_ms);
+  http.clock = &SystemClock::Get();
   Agent* self = agent.get();
   // A mesh link is opened only by a member that proves it (member_check_ is set by StartGossip,
   // before the server starts).
@@ -331,11 +332,14 @@ absl::Status Agent::StartGossip() {
       rejections_, UnixMillisNow);
   // Every link this node opens, and every request it sends a peer over plain HTTP, proves that
   // it comes from this member (identity/member_credential.h).
-  peers_ = routing::PeerClient::Create(io_, [key = options_key, self = config_.node_name](
-                                                std::string_view peer, std::string_view purpose) {
-    return identity::MakeCredential(key, self, peer, purpose, UnixMillisNow(),
-                                    identity::RandomNonce());
-  });
+  peers_ = PeerClient::Create(
+      io_,
+      [key = options_key, self = config_.node_name](std::string_view peer,
+                                                    std::string_view purpose) {
+        return identity::MakeCredential(key, self, peer, purpose, UnixMillisNow(),
+                                        identity::RandomNonce());
+      },
+      SystemClock::Get());
   routing::ForwarderOptions routing;
   routing.policy.mode = config_.routing_mode == "local"    ? routing::RoutingMode::kLocal
                         : config_.routing_mode == "random" ? routing::RoutingMode::kRandom
@@ -345,9 +349,9 @@ absl::Status Agent::StartGossip() {
   routing.max_hops = config_.max_hops;
   // A peer that has not heard of this node yet will within a few gossip rounds.
   routing.origin_retry_after = profile->gossip_interval;
-  forwarder_ = std::make_unique<routing::Forwarder>(
-      directory_.get(), peers_.get(), config_.node_name, std::random_device{}(), routing,
-      SystemClock::Get());
+  forwarder_ =
+      std::make_unique<routing::Forwarder>(directory_.get(), peers_.get(), config_.node_name,
+                                           std::random_device{}(), routing, SystemClock::Get());
   mesh_ = std::make_unique<MeshHandler>(gossip_.get(), forwarder_.get());
   return absl::OkStatus();
 }

@@ -39,8 +39,8 @@ namespace routing {
 class Dispatcher;
 class Forwarder;
 class MeshDirectory;
-class PeerClient;
 }  // namespace routing
+class PeerClient;
 class ModelRepository;
 class BackendRegistry;
 class MemoryBudget;
@@ -98,7 +98,7 @@ class Agent {
   std::unique_ptr<routing::MeshDirectory> directory_;
   // Who peers' links and forwarded requests come from, checked against keys from directory_.
   std::shared_ptr<const MemberCheck> member_check_;
-  std::unique_ptr<routing::PeerClient> peers_;
+  std::unique_ptr<PeerClient> peers_;
   std::unique_ptr<routing::Forwarder> forwarder_;
 
   // The load reporter refreshes this node's gossiped load every probe interval.

@@ -9,7 +9,7 @@
 #include "transport/mesh_link.h"
 #include "transport/peer_client_internal.h"
 
-namespace hivemesh::routing {
+namespace hivemesh {
 namespace peer_internal {
 
 // The steps of one request over plain HTTP; each runs on the call's loop thread.
@@ -291,4 +291,4 @@ std::unique_ptr<PeerClient> PeerClient::Create(std::shared_ptr<IoThreads> io,
   return std::make_unique<PeerClientImpl>(std::move(io), false, std::move(credential), clock);
 }
 
-}  // namespace hivemesh::routing
+}  // namespace hivemesh

@@ -36,7 +36,7 @@
 
 // The client keeps the namespace it had in routing/: the agent declares it there. (The
 // transport's other names are in hivemesh.)
-namespace hivemesh::routing {
+namespace hivemesh {
 
 struct PeerRequest {
   std::string address;  // host:port of the peer's HTTP API
@@ -127,4 +127,4 @@ class PeerClient {
   virtual void Stop() = 0;
 };
 
-}  // namespace hivemesh::routing
+}  // namespace hivemesh

@@ -20,7 +20,7 @@
 #include "transport/io_deadline.h"
 #include "transport/peer_client.h"
 
-namespace hivemesh::routing::peer_internal {
+namespace hivemesh::peer_internal {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -153,4 +153,4 @@ absl::Status TransportError(const std::string& address, error_code ec, bool time
 // call.head and appends the buffers to write: the head, then the body and the tensors' bytes.
 void AppendRequest(Call& call, std::vector<asio::const_buffer>& buffers);
 
-}  // namespace hivemesh::routing::peer_internal
+}  // namespace hivemesh::peer_internal

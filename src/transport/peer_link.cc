@@ -15,7 +15,7 @@
 #include "transport/mesh_link.h"
 #include "transport/peer_client_internal.h"
 
-namespace hivemesh::routing::peer_internal {
+namespace hivemesh::peer_internal {
 
 namespace {
 constexpr size_t kReadSize = 64 * 1024;
@@ -365,4 +365,4 @@ void CloseLinks(Core& core, int loop) {
   for (auto& [_, link] : links) link->Close(asio::error::operation_aborted);
 }
 
-}  // namespace hivemesh::routing::peer_internal
+}  // namespace hivemesh::peer_internal

@@ -497,19 +497,18 @@ TEST(HttpLinkBoundsTest, ForwardedRequestsSurviveLinksTheServerClosesAsIdle) {
   HttpServerOptions o;
   o.idle_link_timeout = 30ms;
   LinkServer peer(o);
-  std::unique_ptr<routing::PeerClient> client = routing::PeerClient::Create();
+  std::unique_ptr<PeerClient> client = PeerClient::Create();
   std::mt19937 rng(5);
   for (int i = 0; i < 200; ++i) {
-    routing::PeerRequest request;
+    PeerRequest request;
     request.address = StrCat("127.0.0.1:", peer.server->port());
     request.target = StrCat("/r", i);
     request.body = "b";
     request.timeout = 10s;
-    std::promise<absl::StatusOr<routing::PeerResponse>> answered;
-    client->Send(std::move(request), [&](absl::StatusOr<routing::PeerResponse> r) {
-      answered.set_value(std::move(r));
-    });
-    absl::StatusOr<routing::PeerResponse> r = answered.get_future().get();
+    std::promise<absl::StatusOr<PeerResponse>> answered;
+    client->Send(std::move(request),
+                 [&](absl::StatusOr<PeerResponse> r) { answered.set_value(std::move(r)); });
+    absl::StatusOr<PeerResponse> r = answered.get_future().get();
     ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.status();
     EXPECT_EQ(r->status, 200);
     EXPECT_EQ(*r->body, StrCat("/r", i, " b"));

@@ -30,7 +30,7 @@
 #include "transport/mesh_link.h"
 #include "transport/peer_client_test_util.h"
 
-namespace hivemesh::routing {
+namespace hivemesh {
 namespace {
 
 using namespace std::chrono_literals;
@@ -452,4 +452,4 @@ TEST(PeerClientTest, TheDeadlineSentIsWhatIsLeftWhenTheRequestIsWritten) {
 }
 
 }  // namespace
-}  // namespace hivemesh::routing
+}  // namespace hivemesh

@@ -16,7 +16,7 @@
 #include "transport/http_server.h"
 #include "transport/peer_client.h"
 
-namespace hivemesh::routing::test_util {
+namespace hivemesh::test_util {
 
 using namespace std::chrono_literals;
 
@@ -78,4 +78,4 @@ inline absl::StatusOr<PeerResponse> Call(PeerClient& client, PeerRequest request
   return future.get();
 }
 
-}  // namespace hivemesh::routing::test_util
+}  // namespace hivemesh::test_util

@@ -26,7 +26,7 @@
 #include "transport/peer_client.h"
 #include "transport/peer_client_test_util.h"
 
-namespace hivemesh::routing {
+namespace hivemesh {
 namespace {
 
 using namespace std::chrono_literals;
@@ -211,4 +211,4 @@ TEST(PeerLinkTest, AnsweredCallsLeaveNothingBehindOnTheLink) {
 }
 
 }  // namespace
-}  // namespace hivemesh::routing
+}  // namespace hivemesh

@@ -6,27 +6,24 @@
 #include <chrono>
 #include <unordered_map>
 
-#include "transport/io_threads_asio.h"
-#include "transport/io_write.h"
 #include "base/strings.h"
 #include "h2c/h2c_transport.h"
 #include "h2c/h2c_wire.h"
 #include "identity/member_credential.h"
+#include "transport/io_threads_asio.h"
+#include "transport/io_write.h"
 
 namespace hivemesh::h2c {
 namespace {
 
 using namespace h2c_internal;
-using routing::PeerCallback;
-using routing::PeerRequest;
-using routing::PeerResponse;
 using SteadyClock = std::chrono::steady_clock;
 
 class Conn;
 
 struct Core {
-  Core(int loops, routing::CredentialFn c) : credential(std::move(c)), conns(loops) {}
-  const routing::CredentialFn credential;
+  Core(int loops, CredentialFn c) : credential(std::move(c)), conns(loops) {}
+  const CredentialFn credential;
   // conns[i]: loop i's connection to each peer address; touched only on loop i's thread.
   std::vector<std::unordered_map<std::string, std::shared_ptr<Conn>>> conns;
   std::atomic<bool> stopped{false};
@@ -505,7 +502,7 @@ void Start(const std::shared_ptr<Core>& core, const std::shared_ptr<Call>& call,
 
 class ClientImpl final : public H2cClient {
  public:
-  ClientImpl(std::shared_ptr<IoThreads> io, routing::CredentialFn credential)
+  ClientImpl(std::shared_ptr<IoThreads> io, CredentialFn credential)
       : io_(std::move(io)), core_(std::make_shared<Core>(io_->size(), std::move(credential))) {}
   ~ClientImpl() override { Stop(); }
 
@@ -539,7 +536,7 @@ class ClientImpl final : public H2cClient {
 }  // namespace
 
 std::unique_ptr<H2cClient> H2cClient::Create(std::shared_ptr<IoThreads> io,
-                                             routing::CredentialFn credential) {
+                                             CredentialFn credential) {
   return std::make_unique<ClientImpl>(std::move(io), std::move(credential));
 }
 

@@ -5,7 +5,7 @@
 //
 // It speaks the same types as the link's two ends, so that one benchmark drives both with the
 // same requests and the same handler:
-// - H2cClient takes a routing::PeerRequest and answers a routing::PeerCallback, as PeerClient
+// - H2cClient takes a PeerRequest and answers a PeerCallback, as PeerClient
 //   does. Each I/O loop keeps one connection to each peer address and sends every request of that
 //   loop to that peer on it, each as a stream. Requests submitted in one pass of the loop leave in
 //   one write; a request alone on the connection goes at once. Request bodies and tensors are not
@@ -50,10 +50,10 @@ class H2cClient {
   // Runs on the shared `io` (which Stop() leaves running). With `credential`, each connection's
   // opening stream carries a link credential for the request's peer_node.
   static std::unique_ptr<H2cClient> Create(std::shared_ptr<IoThreads> io,
-                                           routing::CredentialFn credential = nullptr);
+                                           CredentialFn credential = nullptr);
   virtual ~H2cClient() = default;
   // After Stop(), the request is dropped and `done` never runs.
-  virtual void Send(routing::PeerRequest request, routing::PeerCallback done) = 0;
+  virtual void Send(PeerRequest request, PeerCallback done) = 0;
   // Closes every connection; requests in flight are abandoned (no callback). Idempotent.
   virtual void Stop() = 0;
 };

@@ -36,15 +36,15 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
-#include "transport/http_server.h"
 #include "api/member_check.h"
 #include "base/clock.h"
-#include "transport/io_threads.h"
 #include "base/rejections.h"
 #include "base/strings.h"
 #include "h2c/h2c_transport.h"
 #include "identity/member_credential.h"
 #include "identity/node_key.h"
+#include "transport/http_server.h"
+#include "transport/io_threads.h"
 #include "transport/peer_client.h"
 
 namespace hivemesh {
@@ -248,7 +248,7 @@ Usage ReadUsage(const std::string& pid) {
   return u;
 }
 
-using SendFn = std::function<void(routing::PeerRequest, routing::PeerCallback)>;
+using SendFn = std::function<void(PeerRequest, PeerCallback)>;
 
 class Load {
  public:
@@ -269,7 +269,7 @@ class Load {
       return;
     }
     if (budget_ > 0) --budget_;
-    routing::PeerRequest r;
+    PeerRequest r;
     r.address = address_;
     r.peer_node = kServer;
     r.target = large_ ? kLargeTarget : kSmallTarget;
@@ -287,7 +287,7 @@ class Load {
     }
     r.send_time_left = true;
     const Steady::time_point start = Steady::now();
-    send_(std::move(r), [this, start](absl::StatusOr<routing::PeerResponse> resp) {
+    send_(std::move(r), [this, start](absl::StatusOr<PeerResponse> resp) {
       const Steady::time_point end = Steady::now();
       const bool ok = resp.ok() && resp->status == 200 && resp->body->size() == Answer().size();
       if (!ok && errors_.fetch_add(1) == 0) {
@@ -341,24 +341,20 @@ int Drive(int argc, char** argv) {
   const std::string server_pid = Flag(argc, argv, "server-pid", "");
 
   const identity::NodeKey key = identity::NodeKey::FromSeed(kSeed);
-  routing::CredentialFn credential = [key](std::string_view peer, std::string_view purpose) {
+  CredentialFn credential = [key](std::string_view peer, std::string_view purpose) {
     return identity::MakeCredential(key, kOrigin, peer, purpose, UnixMillisNow(),
                                     identity::RandomNonce());
   };
   std::shared_ptr<IoThreads> io = IoThreads::Create(1);
-  std::unique_ptr<routing::PeerClient> link;
+  std::unique_ptr<PeerClient> link;
   std::unique_ptr<h2c::H2cClient> h2;
   SendFn send;
   if (transport == "link") {
-    link = routing::PeerClient::Create(io, credential);
-    send = [c = link.get()](routing::PeerRequest r, routing::PeerCallback d) {
-      c->Send(std::move(r), std::move(d));
-    };
+    link = PeerClient::Create(io, credential);
+    send = [c = link.get()](PeerRequest r, PeerCallback d) { c->Send(std::move(r), std::move(d)); };
   } else {
     h2 = h2c::H2cClient::Create(io, credential);
-    send = [c = h2.get()](routing::PeerRequest r, routing::PeerCallback d) {
-      c->Send(std::move(r), std::move(d));
-    };
+    send = [c = h2.get()](PeerRequest r, PeerCallback d) { c->Send(std::move(r), std::move(d)); };
   }
   Load load(send, address, large);
   io->RunOn(0, [&] { load.Start(concurrency); });
