@@ -4,7 +4,8 @@
 #   make demo     dependencies + Release build + sample frames, then `hivemesh demo`: a 4-node
 #                 edge site on loopback for 90 s (DEMO_ARGS="--duration 30 --keep-running" ...)
 #   make          dependencies + Release build (build/release)
-#   make test     dependencies + ASan/UBSan build (build/asan) + every test via CTest + fuzzers
+#   make test     dependencies + ASan/UBSan build (build/asan) + fuzzers + clang's lock analysis
+#                 + every test via CTest
 #   make thread-safety  clang's thread-safety analysis of every file the ASan build compiles
 #   make run      one node serving models/ on 127.0.0.1:8000 (REST) and :8001 (gRPC)
 #   make bench    the benchmarks in bench/ (Release build)
@@ -38,8 +39,8 @@ fuzz: deps
 thread-safety: asan
 	JOBS=$(JOBS) scripts/check-thread-safety.py build/asan
 
-# The fuzzers run first so that CTest's summary is the last thing printed.
-test: fuzz asan
+# The fuzzers and the lock analysis run first so that CTest's summary is the last thing printed.
+test: fuzz asan thread-safety
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest -j $(JOBS) --output-on-failure --timeout 300
 

@@ -45,8 +45,8 @@ void WriteStats(JsonWriter& w, const ModelRuntime& rt) {
   w.EndObject();
   w.Key("batch_stats").BeginArray();
   for (const auto& [size, d] : s.batch_stats.Snapshot()) {
-    auto duration = [&](std::string_view key, uint64_t ns) {
-      w.Key(key).BeginObject().Key("count").Uint(d.count).Key("ns").Uint(ns).EndObject();
+    auto duration = [&w, count = d.count](std::string_view key, uint64_t ns) {
+      w.Key(key).BeginObject().Key("count").Uint(count).Key("ns").Uint(ns).EndObject();
     };
     w.BeginObject().Key("batch_size").Uint(size);
     duration("compute_input", d.input_ns);

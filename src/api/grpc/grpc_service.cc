@@ -61,8 +61,8 @@ void FillStats(const ModelRuntime& rt, inference::ModelStatistics* out) {
   for (const auto& [size, d] : s.batch_stats.Snapshot()) {
     auto* b = out->add_batch_stats();
     b->set_batch_size(size);
-    auto fill = [&](inference::StatisticDuration* o, uint64_t ns) {
-      o->set_count(d.count);
+    auto fill = [count = d.count](inference::StatisticDuration* o, uint64_t ns) {
+      o->set_count(count);
       o->set_ns(ns);
     };
     fill(b->mutable_compute_input(), d.input_ns);
