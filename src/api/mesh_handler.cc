@@ -113,6 +113,7 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
     w.Key("local").Uint(s.local);
     w.Key("forwarded").Uint(s.forwarded);
     w.Key("retries").Uint(s.retries);
+    w.Key("hedges").Uint(s.hedges);
     w.Key("rejected").Uint(s.rejected);
     w.Key("peer_connections").Int(s.connections);
     w.Key("peer_links").Int(s.links);
@@ -122,6 +123,7 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
       w.Key("node").String(p.node);
       w.Key("sent").Uint(p.sent);
       w.Key("failures").Uint(p.failures);
+      w.Key("late").Uint(p.late);
       w.Key("times_ejected").Int(p.times_ejected);
       w.Key("ejected").Bool(p.ejected);
       w.Key("latency_us").Uint(static_cast<uint64_t>(p.latency_ns / 1e3));

@@ -280,6 +280,11 @@ void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossi
                         [forwarder](SampleSink& sink) {
                           sink.Add({}, static_cast<double>(forwarder->Stats().retries));
                         });
+  registry.AddCollector("hivemesh_forward_hedges_total",
+                        "Tries sent to another peer because a try was late (hedges).",
+                        MetricType::kCounter, {}, [forwarder](SampleSink& sink) {
+                          sink.Add({}, static_cast<double>(forwarder->Stats().hedges));
+                        });
   registry.AddCollector(
       "hivemesh_peer_connections_open",
       "Connections this node has open to peers, by kind: link (a mesh link carrying many "
@@ -302,13 +307,17 @@ void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossi
                           });
   };
   per_peer("hivemesh_forward_attempts_total",
-           "Forwarding attempts sent to the peer (first attempts and retries).",
+           "Forwarding attempts sent to the peer (first attempts, retries and hedges).",
            MetricType::kCounter,
            [](const routing::PeerStats& p) { return static_cast<double>(p.sent); });
   per_peer("hivemesh_forward_failures_total",
            "Forwarding attempts to the peer that failed (transport failure or 503).",
            MetricType::kCounter,
            [](const routing::PeerStats& p) { return static_cast<double>(p.failures); });
+  per_peer("hivemesh_forward_late_total",
+           "Forwarding attempts to the peer still unanswered at their hedge time.",
+           MetricType::kCounter,
+           [](const routing::PeerStats& p) { return static_cast<double>(p.late); });
   per_peer("hivemesh_peer_ejections_total", "Times the peer was ejected as an outlier.",
            MetricType::kCounter,
            [](const routing::PeerStats& p) { return static_cast<double>(p.times_ejected); });

@@ -46,7 +46,7 @@ Eligibility FindEligible(std::span<const Candidate> candidates, const RouteReque
       continue;
     }
     if (!request.may_forward) e.hop_blocked = true;
-    if (c.ejected || !offload) continue;
+    if (!offload) continue;
     if (!PolicyAllows(request.policy, request.local_zone, c)) {
       e.policy_blocked = true;
       continue;
@@ -55,7 +55,7 @@ Eligibility FindEligible(std::span<const Candidate> candidates, const RouteReque
       e.deadline_blocked = true;
       continue;
     }
-    e.peers.push_back(i);
+    (c.ejected ? e.ejected_peers : e.peers).push_back(i);
   }
   return e;
 }
@@ -144,13 +144,17 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
     return Chosen(Decision::kLocal, e.local, predicted(e.local));
   }
 
+  // Panic (Envoy's panic threshold): when every peer that could take the request is ejected
+  // and this node cannot, the ejected ones are tried rather than none; an ejection may be wrong
+  // (soft failures), and a 503 while a host may be healthy is the worse answer.
+  const std::vector<int>& pool = !e.peers.empty() || e.local >= 0 ? e.peers : e.ejected_peers;
   int peer = -1;
-  if (!e.peers.empty()) {
+  if (!pool.empty()) {
     absl::InlinedVector<double, 8> costs;  // no allocation for a mesh of a few peers
-    for (int i : e.peers) {
+    for (int i : pool) {
       costs.push_back(P2CCost(candidates[static_cast<size_t>(i)], request.payload_bytes));
     }
-    peer = e.peers[PowerOfTwoChoices(costs, rng)];
+    peer = pool[PowerOfTwoChoices(costs, rng)];
   }
   if (e.local >= 0 && (peer < 0 || PreferLocal(e.local_predicted, predicted(peer), policy))) {
     return Chosen(Decision::kLocal, e.local, e.local_predicted);

@@ -5,7 +5,9 @@
 //      would meet the deadline; peers that are not ejected, that the hop limit, the routing mode
 //      and the data policy allow and that would meet the deadline), and what blocked the others.
 //   2. kRandom mode: a uniform pick among the eligible nodes.
-//   3. Power of two choices among the eligible peers, on peak-EWMA x (pending + 1).
+//   3. Power of two choices among the eligible peers, on peak-EWMA x (pending + 1). When no peer
+//      is eligible but ejected ones otherwise would be, and the local node cannot serve, among
+//      those (panic: a 503 while a host may be healthy is the worse answer).
 //   4. Local preference: the local node serves while its prediction is within a margin of the
 //      chosen peer's.
 //   5. No candidate left: an error saying what blocked them (RejectReason).
@@ -89,6 +91,9 @@ struct Eligibility {
   int local = -1;  // index of the local candidate if it is ready and meets the deadline
   double local_predicted = 0;
   std::vector<int> peers;  // indices of the eligible peers, ascending
+  // Peers that would be eligible but are ejected: tried only when nothing else can take the
+  // request (panic).
+  std::vector<int> ejected_peers;
   bool any_ready = false;  // some candidate is ready
   // Something blocked a ready candidate: the routing mode (a hosted model in kLocal mode), the
   // data policy, the deadline, the hop limit.

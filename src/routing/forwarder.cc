@@ -62,16 +62,32 @@ std::string EncodeLoadHeader(int64_t queued, int64_t running, int instances, uin
                 std::max(1, instances), " ", service_us, " ", server_us);
 }
 
+// One request on its way to peers: its first try, any hedges sent while a try is late, and the
+// retries after a try failed. Whichever answer comes first is the request's; `done` runs once.
 struct Forwarder::Attempt {
+  // Set by Route before the first try; read-only after.
   InferRequest request;
-  MeshTensorsMessage encoded;  // the body of the first try
   std::string trace;
   ForwardCallback done;
   RouteOptions options;
-  std::vector<std::string> tried;
-  int attempts = 0;
-  int origin_refusals = 0;  // 403s from peers that had not heard of this node yet
-  absl::Status last_error;  // of the latest failed try; set before any retry
+
+  absl::Mutex mu;
+  MeshTensorsMessage encoded ABSL_GUARDED_BY(mu);  // the body of the first try
+  std::vector<std::string> tried ABSL_GUARDED_BY(mu);
+  int attempts ABSL_GUARDED_BY(mu) = 0;
+  int origin_refusals ABSL_GUARDED_BY(mu) = 0;  // 403s from peers that had not heard of this node
+  absl::Status last_error ABSL_GUARDED_BY(mu);  // of the latest failed try
+  int in_flight ABSL_GUARDED_BY(mu) = 0;        // tries sent and not answered
+  bool retry_pending ABSL_GUARDED_BY(mu) = false;  // a retry waits for its backoff
+  bool finished ABSL_GUARDED_BY(mu) = false;       // `done` has been (or is being) called
+};
+
+// One try of an attempt, at one peer.
+struct Forwarder::Try {
+  PeerEndpoint peer;  // its name and generation (what EndpointFor reads)
+  SteadyTime sent;
+  bool answered = false;  // under the attempt's mu
+  bool late = false;      // under the attempt's mu: its hedge time passed
 };
 
 Forwarder::Forwarder(const MeshDirectory* directory, PeerClient* client, std::string self,
@@ -82,6 +98,7 @@ Forwarder::Forwarder(const MeshDirectory* directory, PeerClient* client, std::st
       options_(options),
       clock_(clock),
       budget_(options.retry_budget),
+      hedge_budget_(options.hedge.budget),
       rng_(seed),
       timer_(clock) {}
 
@@ -89,12 +106,14 @@ Forwarder::Endpoint& Forwarder::EndpointFor(const PeerEndpoint& peer, SteadyTime
   auto it = endpoints_.try_emplace(peer.node, now, options_.outlier).first;
   if (it->second.generation != peer.generation) {
     // The peer restarted (or refuted a suspicion): what was learnt of it no longer holds.
-    const uint64_t sent = it->second.sent, failures = it->second.failures;
+    // The counters and the requests in flight carry over.
+    const uint64_t sent = it->second.sent, failures = it->second.failures, late = it->second.late;
     const int pending = it->second.pending;
     it->second = Endpoint(now, options_.outlier);
     it->second.generation = peer.generation;
     it->second.sent = sent;
     it->second.failures = failures;
+    it->second.late = late;
     it->second.pending = pending;
   }
   return it->second;
@@ -180,7 +199,7 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
   }
   auto attempt = std::make_shared<Attempt>();
   attempt->options = options;
-  attempt->options.local.reset();  // retries go to peers only
+  attempt->options.local.reset();  // retries and hedges go to peers only
   attempt->request = std::move(request);
   attempt->trace = trace.empty() ? StrCat(self_, "-", ++trace_seq_) : std::move(trace);
   attempt->done = std::move(done);
@@ -202,38 +221,65 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
       return Routed::kForwarded;
     }
   }
-  attempt->encoded = Encode(attempt->request, options.raw_body);
+  {
+    absl::MutexLock lock(&attempt->mu);
+    attempt->encoded = Encode(attempt->request, options.raw_body);
+  }
   {
     absl::MutexLock lock(&mu_);
     budget_.Deposit(now);
+    hedge_budget_.Deposit(now);
   }
   ++forwarded_;
-  Send(attempt, peers[static_cast<size_t>(d.index)], now);
+  Send(attempt, peers[static_cast<size_t>(d.index)], d.predicted_ns, now);
   return Routed::kForwarded;
+}
+
+void Forwarder::FailUnlessPending(const std::shared_ptr<Attempt>& attempt, absl::Status status) {
+  {
+    absl::MutexLock lock(&attempt->mu);
+    attempt->last_error = status;
+    if (attempt->finished || attempt->in_flight > 0 || attempt->retry_pending) return;
+    attempt->finished = true;
+  }
+  attempt->done(std::move(status));
 }
 
 void Forwarder::Retry(const std::shared_ptr<Attempt>& attempt) {
   const SteadyTime now = clock_.Now();
+  std::vector<std::string> tried;
+  absl::Status last_error;
+  {
+    absl::MutexLock lock(&attempt->mu);
+    attempt->retry_pending = false;
+    if (attempt->finished) return;
+    tried = attempt->tried;
+    last_error = attempt->last_error;
+  }
   std::vector<PeerEndpoint> peers;
-  const Decision d = Choose(attempt->request, attempt->options, attempt->tried, &peers, now);
+  const Decision d = Choose(attempt->request, attempt->options, tried, &peers, now);
   if (d.kind != Decision::kForward) {
-    return attempt->done(attempt->last_error.ok() ? absl::UnavailableError("no peer could be tried")
-                                                  : attempt->last_error);
+    return FailUnlessPending(attempt, last_error.ok()
+                                          ? absl::UnavailableError("no peer could be tried")
+                                          : std::move(last_error));
   }
   ++retries_;
-  Send(attempt, peers[static_cast<size_t>(d.index)], now);
+  Send(attempt, peers[static_cast<size_t>(d.index)], d.predicted_ns, now);
 }
 
 void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
-                     SteadyTime now) {
+                     double predicted_ns, SteadyTime now) {
   const InferRequest& req = attempt->request;
-  attempt->tried.push_back(peer.node);
-  ++attempt->attempts;
-
-  // The encoded body goes out with the first try, without a copy; a retry (rare) encodes the
-  // request again.
-  MeshTensorsMessage encoded =
-      attempt->attempts == 1 ? std::move(attempt->encoded) : Encode(req, attempt->options.raw_body);
+  MeshTensorsMessage encoded;
+  {
+    absl::MutexLock lock(&attempt->mu);
+    if (attempt->finished) return;
+    attempt->tried.push_back(peer.node);
+    // The encoded body goes out with the first try, without a copy; a retry or a hedge (rare)
+    // encodes the request again.
+    encoded = ++attempt->attempts == 1 ? std::move(attempt->encoded)
+                                       : Encode(req, attempt->options.raw_body);
+  }
   PeerRequest pr;
   pr.address = peer.api_address;
   if (req.model_version.empty()) {
@@ -254,44 +300,113 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
   pr.headers.emplace_back(kTraceHeader, attempt->trace);
   pr.body = std::move(encoded.head);
   pr.tail = std::move(encoded.tensors);
+  std::optional<Nanos> remaining;
   if (req.deadline) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*req.deadline - now);
+    remaining = *req.deadline - now;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*remaining);
     if (left.count() <= 0) {
-      return attempt->done(absl::DeadlineExceededError(
-          StrCat("the request's deadline passed before node ", peer.node, " could be tried")));
+      return FailUnlessPending(
+          attempt, absl::DeadlineExceededError(StrCat("the request's deadline passed before node ",
+                                                      peer.node, " could be tried")));
     }
     pr.timeout = left;
     pr.send_time_left = true;
   }
   if (attempt->options.on_send) attempt->options.on_send(peer.node);
+  double observed_ns = 0;
   {
     absl::MutexLock lock(&mu_);
     Endpoint& e = EndpointFor(peer, now);
     ++e.pending;
     ++e.sent;
+    observed_ns = e.latency.Get(now);
   }
-  // What OnResult reads of the peer: its name and generation (EndpointFor).
-  PeerEndpoint sent_to;
-  sent_to.node = peer.node;
-  sent_to.generation = peer.generation;
-  client_->Send(std::move(pr),
-                [this, attempt, sent_to = std::move(sent_to), now](absl::StatusOr<PeerResponse> r) {
-                  OnResult(attempt, sent_to, now, std::move(r));
-                });
+  auto try_ = std::make_shared<Try>();
+  try_->peer.node = peer.node;
+  try_->peer.generation = peer.generation;
+  try_->sent = now;
+  {
+    absl::MutexLock lock(&attempt->mu);
+    ++attempt->in_flight;
+  }
+  if (options_.hedging) {
+    // A try not answered by then is hedged (OnLate); the timer holds neither the attempt nor
+    // the try, so an answered request costs nothing more.
+    if (std::optional<Nanos> after =
+            HedgeAfter(ExpectedTryNanos(predicted_ns, observed_ns), remaining, options_.hedge)) {
+      timer_.Watch(
+          now + *after, try_,
+          [this, weak = std::weak_ptr<Attempt>(attempt), weak_try = std::weak_ptr<Try>(try_)] {
+            std::shared_ptr<Attempt> a = weak.lock();
+            std::shared_ptr<Try> t = weak_try.lock();
+            if (a && t) OnLate(a, t);
+          });
+    }
+  }
+  client_->Send(std::move(pr), [this, attempt, try_](absl::StatusOr<PeerResponse> r) {
+    OnResult(attempt, try_, std::move(r));
+  });
 }
 
-void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
-                         SteadyTime sent, absl::StatusOr<PeerResponse> result) {
+void Forwarder::OnLate(const std::shared_ptr<Attempt>& attempt, const std::shared_ptr<Try>& t) {
   const SteadyTime now = clock_.Now();
+  std::vector<std::string> tried;
+  {
+    absl::MutexLock lock(&attempt->mu);
+    if (attempt->finished || t->answered || t->late) return;
+    t->late = true;
+    tried = attempt->tried;
+  }
+  bool may_hedge = false;
+  {
+    // A try this late counts against its peer as a timeout would: a peer that keeps not
+    // answering (hung, or cut off after accepting) is ejected like one that fails.
+    absl::MutexLock lock(&mu_);
+    Endpoint& e = EndpointFor(t->peer, now);
+    ++e.late;
+    int ejected = 0;
+    for (const auto& [_, other] : endpoints_) ejected += other.outlier.Ejected(now) ? 1 : 0;
+    e.outlier.OnFailure(now, /*refused=*/false,
+                        MayEject(ejected, static_cast<int>(endpoints_.size()), options_.outlier));
+    may_hedge = hedge_budget_.TryWithdraw(now);
+  }
+  if (!may_hedge) return;  // the try goes on waiting, as it would without hedging
+  std::vector<PeerEndpoint> peers;
+  const Decision d = Choose(attempt->request, attempt->options, tried, &peers, now);
+  if (d.kind != Decision::kForward) return;
+  ++hedges_;
+  Send(attempt, peers[static_cast<size_t>(d.index)], d.predicted_ns, now);
+}
+
+void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const std::shared_ptr<Try>& t,
+                         absl::StatusOr<PeerResponse> result) {
+  const SteadyTime now = clock_.Now();
+  const PeerEndpoint& peer = t->peer;
+  const SteadyTime sent = t->sent;
   // A transport failure, a 503 (the peer is overloaded or draining) or a 403 (the peer has not
   // heard of this node yet: it just joined) is worth another peer; running out of time is not.
   const bool timed_out =
       !result.ok() && result.status().code() == absl::StatusCode::kDeadlineExceeded;
   const bool refused_origin = result.ok() && result->status == 403;
   const bool retryable = !timed_out && (!result.ok() || result->status == 503 || refused_origin);
+  bool answer = false;   // this result is the request's answer
+  bool decided = false;  // the request already has its answer (another try's)
+  bool others = false;   // other tries are in flight or a retry is waiting
+  bool origin_may_retry = false;
+  {
+    absl::MutexLock lock(&attempt->mu);
+    t->answered = true;
+    --attempt->in_flight;
+    decided = attempt->finished;
+    if (!decided && result.ok() && !retryable) answer = attempt->finished = true;
+    others = attempt->in_flight > 0 || attempt->retry_pending;
+    if (refused_origin) {
+      origin_may_retry = ++attempt->origin_refusals <= options_.max_origin_refusals;
+    }
+  }
   if (result.ok() && !retryable) {
     // The peer's answer goes to the client first; what it says of the peer is noted after.
-    Answer(attempt, peer, *result);
+    if (answer) Answer(attempt, peer, *result);
     absl::MutexLock lock(&mu_);
     Endpoint& e = EndpointFor(peer, now);
     --e.pending;
@@ -307,11 +422,13 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
       // The network's share: the whole exchange minus the peer's own time.
       const Nanos server = std::chrono::duration_cast<Nanos>(std::chrono::microseconds(v[4]));
       size_t bytes = result->body ? result->body->size() : 0;
-      for (const Tensor& t : req.inputs) bytes += t.data().size();
+      for (const Tensor& tensor : req.inputs) bytes += tensor.data().size();
       e.path.Observe(now - sent - server, bytes);
     }
     return;
   }
+  // Only a request that is still waiting, with no other try of its own under way, retries.
+  const bool wants_retry = !decided && !others && retryable;
   bool may_retry = false;
   double unit = 0;
   {
@@ -319,40 +436,53 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndp
     Endpoint& e = EndpointFor(peer, now);
     --e.pending;
     if (refused_origin) {
-      may_retry =
-          ++attempt->origin_refusals <= options_.max_origin_refusals && budget_.TryWithdraw(now);
+      may_retry = wants_retry && origin_may_retry && budget_.TryWithdraw(now);
     } else {
       ++e.failures;
       int ejected = 0;
       for (const auto& [_, other] : endpoints_) ejected += other.outlier.Ejected(now) ? 1 : 0;
       // A refused or reset connection (the client already retried a stale pooled one) means the
       // peer is gone: eject at once. Timeouts and 503s count towards consecutive failures.
+      // The cap on ejections guards against ejecting many peers on soft failures; a peer that is
+      // gone is ejected whatever the cap (two hosts of a small mesh may die at once).
       const bool gone = !result.ok() && !timed_out;
-      e.outlier.OnFailure(now, gone,
-                          MayEject(ejected, static_cast<int>(endpoints_.size()), options_.outlier));
-      may_retry = retryable && budget_.TryWithdraw(now);
+      e.outlier.OnFailure(
+          now, gone,
+          gone || MayEject(ejected, static_cast<int>(endpoints_.size()), options_.outlier));
+      may_retry = wants_retry && budget_.TryWithdraw(now);
     }
     unit = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
   }
-  attempt->last_error =
+  absl::Status error =
       result.ok()
           ? absl::Status(StatusCodeForHttp(result->status),
                          StrCat("node ", peer.node, " answered ", result->status, ": ",
                                 PeerErrorText(*result)))
           : absl::Status(result.status().code(),
                          StrCat("node ", peer.node, " failed: ", MessageOf(result.status())));
-  if (!may_retry) return attempt->done(attempt->last_error);
-  Nanos backoff =
-      FullJitterBackoff(attempt->attempts - 1, options_.backoff_base, options_.backoff_cap, unit);
-  if (refused_origin) {
-    // The peer will hear of this node from the mesh's gossip: it may be asked again, once that
-    // has had time to reach it.
-    std::erase(attempt->tried, peer.node);
-    backoff = std::chrono::duration_cast<Nanos>(options_.origin_retry_after * (0.5 + 0.5 * unit));
+  if (decided) return;
+  if (!may_retry) return FailUnlessPending(attempt, std::move(error));
+  int attempts = 0;
+  Nanos backoff(0);
+  {
+    absl::MutexLock lock(&attempt->mu);
+    attempts = attempt->attempts;
+    backoff = FullJitterBackoff(attempts - 1, options_.backoff_base, options_.backoff_cap, unit);
+    if (refused_origin) {
+      // The peer will hear of this node from the mesh's gossip: it may be asked again, once
+      // that has had time to reach it.
+      std::erase(attempt->tried, peer.node);
+      backoff = std::chrono::duration_cast<Nanos>(options_.origin_retry_after * (0.5 + 0.5 * unit));
+    }
   }
   const InferRequest& req = attempt->request;
   if (req.deadline && now + backoff >= *req.deadline) {
-    return attempt->done(attempt->last_error);
+    return FailUnlessPending(attempt, std::move(error));
+  }
+  {
+    absl::MutexLock lock(&attempt->mu);
+    attempt->last_error = std::move(error);
+    attempt->retry_pending = true;
   }
   if (backoff <= Nanos(0)) return Retry(attempt);
   timer_.Watch(now + backoff, attempt, [this, attempt] { Retry(attempt); });
@@ -387,13 +517,14 @@ RouteStats Forwarder::Stats() const {
   s.local = local_.load();
   s.forwarded = forwarded_.load();
   s.retries = retries_.load();
+  s.hedges = hedges_.load();
   s.rejected = rejected_.load();
   s.connections = client_->open_connections();
   s.links = client_->open_links();
   const SteadyTime now = clock_.Now();
   absl::MutexLock lock(&mu_);
   for (const auto& [name, e] : endpoints_) {
-    s.peers.push_back(PeerStats{name, e.sent, e.failures, e.outlier.times_ejected(),
+    s.peers.push_back(PeerStats{name, e.sent, e.failures, e.late, e.outlier.times_ejected(),
                                 e.outlier.Ejected(now), e.latency.Get(now), e.path.rtt_ns(),
                                 e.path.bandwidth_bytes_per_s()});
   }

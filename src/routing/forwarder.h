@@ -3,7 +3,10 @@
 // knows of each peer: the gossip load reports, refreshed by the load every forwarded response
 // carries (header Hivemesh-Load), the peer's observed latency (peak-EWMA) and the requests this
 // node has in flight to it. A transport failure or a 503 is retried on another peer within a
-// retry budget, after a full-jitter backoff. A refused or reset connection ejects the peer at
+// retry budget, after a full-jitter backoff. A try that is late (unanswered after a multiple of
+// what the peer should take: routing/hedge.h) is hedged: the request also goes to another peer,
+// within a hedge budget, and the first answer is the request's; the late try counts against its
+// peer like a timeout. A refused or reset connection ejects the peer at
 // once, consecutive timeouts or 503s after a few; an ejected peer gets one probe request when its
 // ejection ends (longer each time), and a peer that restarted (new incarnation) starts afresh.
 //
@@ -33,6 +36,7 @@
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
 #include "routing/decision.h"
+#include "routing/hedge.h"
 #include "routing/outlier.h"
 #include "routing/path_estimate.h"
 #include "routing/peak_ewma.h"
@@ -97,6 +101,10 @@ struct ForwarderOptions {
   int max_origin_refusals = 5;
   // How long the load carried by a response is preferred over the gossip report.
   Nanos fresh_load{std::chrono::seconds(1)};
+  // Late tries are hedged to another peer (routing/hedge.h); false: a try waits for its answer
+  // or the request's deadline.
+  bool hedging = true;
+  HedgeConfig hedge;
 };
 
 struct RouteOptions {
@@ -125,6 +133,7 @@ struct PeerStats {
   std::string node;
   uint64_t sent = 0;      // attempts sent to it
   uint64_t failures = 0;  // transport failures and 503s
+  uint64_t late = 0;      // tries still unanswered at their hedge time
   int times_ejected = 0;
   bool ejected = false;
   double latency_ns = 0;  // peak-EWMA of forwarded requests' end-to-end latency
@@ -135,6 +144,7 @@ struct RouteStats {
   uint64_t local = 0;      // decided to run here
   uint64_t forwarded = 0;  // requests sent to a peer (first attempts)
   uint64_t retries = 0;
+  uint64_t hedges = 0;    // tries sent because another was late
   uint64_t rejected = 0;  // no node could take it (404, 503, 504 at once)
   int connections = 0;    // open to peers, mesh links included
   int links = 0;          // mesh links among them
@@ -166,7 +176,7 @@ class Forwarder {
     OutlierState outlier;
     uint64_t generation = 0;
     int pending = 0;
-    uint64_t sent = 0, failures = 0;
+    uint64_t sent = 0, failures = 0, late = 0;
     struct Load {
       double queue_depth = 0;  // per instance
       double service_ns = 0;
@@ -175,14 +185,22 @@ class Forwarder {
     std::map<std::string, Load> fresh;  // by model, from forwarded responses
   };
   struct Attempt;
+  struct Try;
   // Candidates for `a` (the local one first, if given) and the decision among them.
   Decision Choose(const InferRequest& request, const RouteOptions& options,
                   const std::vector<std::string>& tried, std::vector<PeerEndpoint>* peers,
                   SteadyTime now);
-  void Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer, SteadyTime now);
+  // Sends a try of `attempt` to `peer`, expected to take `predicted_ns` (Decide's prediction).
+  void Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer, double predicted_ns,
+            SteadyTime now);
   void Retry(const std::shared_ptr<Attempt>& attempt);
-  void OnResult(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer, SteadyTime sent,
+  // The try's hedge time passed without an answer.
+  void OnLate(const std::shared_ptr<Attempt>& attempt, const std::shared_ptr<Try>& t);
+  void OnResult(const std::shared_ptr<Attempt>& attempt, const std::shared_ptr<Try>& t,
                 absl::StatusOr<PeerResponse> result);
+  // Answers `attempt` with `status`, unless another try is in flight or a retry is waiting
+  // (then `status` is only remembered as the latest error).
+  void FailUnlessPending(const std::shared_ptr<Attempt>& attempt, absl::Status status);
   // Gives the attempt's caller what a peer answered: the decoded response, or the peer's error.
   void Answer(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
               const PeerResponse& r);
@@ -198,10 +216,11 @@ class Forwarder {
   mutable absl::Mutex mu_;
   std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);
   RetryBudget budget_ ABSL_GUARDED_BY(mu_);
+  RetryBudget hedge_budget_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
-  std::atomic<uint64_t> local_{0}, forwarded_{0}, retries_{0}, rejected_{0};
+  std::atomic<uint64_t> local_{0}, forwarded_{0}, retries_{0}, hedges_{0}, rejected_{0};
   std::atomic<uint64_t> trace_seq_{0};
-  Expirer timer_;  // runs retries after their backoff; last, so it stops first
+  Expirer timer_;  // runs retries after their backoff and hedges; last, so it stops first
 };
 
 // The value of kLoadHeader.

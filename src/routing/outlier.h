@@ -14,7 +14,9 @@ struct OutlierConfig {
   int consecutive_failures = 5;  // Envoy consecutive_5xx / gateway failures
   std::chrono::milliseconds base_ejection{30000};
   std::chrono::milliseconds max_ejection{300000};
-  double max_ejection_percent = 10.0;  // of all endpoints; at least one may be ejected
+  // Of all endpoints, at least one, ejected at a time for soft failures (timeouts, 503s); a
+  // refused or reset connection ejects whatever the cap (the caller passes may_eject = true).
+  double max_ejection_percent = 10.0;
 };
 
 // True if one more endpoint may be ejected when `ejected` of `total` already are.

@@ -141,6 +141,7 @@ TEST(DecisionPoliciesTest, EligibilitySaysWhatBlockedEachCandidate) {
   Eligibility e = FindEligible(c, req, RoutingMode::kHivemesh);
   EXPECT_EQ(e.local, 0);
   EXPECT_EQ(e.peers, (std::vector<int>{2, 4}));
+  EXPECT_EQ(e.ejected_peers, (std::vector<int>{1})) << "kept apart, for panic";
   EXPECT_TRUE(e.deadline_blocked) << "the slow peer";
   req.policy = DataPolicy::kZone;
   req.local_zone = "z1";
@@ -154,6 +155,38 @@ TEST(DecisionPoliciesTest, EligibilitySaysWhatBlockedEachCandidate) {
   e = FindEligible(c, req, RoutingMode::kHivemesh);
   EXPECT_TRUE(e.peers.empty());
   EXPECT_TRUE(e.hop_blocked);
+}
+
+TEST(DecisionPoliciesTest, PanicTriesEjectedPeersOnlyWhenNothingElseCan) {
+  std::mt19937_64 rng(3);
+  Candidate b, c, local;
+  b.node = "b";
+  c.node = "c";
+  b.ejected = c.ejected = true;
+  local.local = true;
+  // Every peer ejected and no local candidate: one of the ejected is tried, not a 503.
+  std::vector<Candidate> all_ejected = {b, c};
+  for (int i = 0; i < 20; ++i) {
+    const Decision d = Decide(all_ejected, RouteRequest{}, RoutingPolicy{}, rng);
+    EXPECT_EQ(d.kind, Decision::kForward);
+  }
+  // A local candidate that can serve: no panic.
+  std::vector<Candidate> with_local = {local, b, c};
+  EXPECT_EQ(Decide(with_local, RouteRequest{}, RoutingPolicy{}, rng).kind, Decision::kLocal);
+  // One healthy peer: only it.
+  Candidate d;
+  d.node = "d";
+  std::vector<Candidate> one_healthy = {b, c, d};
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(Decide(one_healthy, RouteRequest{}, RoutingPolicy{}, rng).index, 2);
+  }
+  // What blocks a peer for other reasons (data policy, hop limit) blocks it in panic too.
+  RouteRequest at_limit;
+  at_limit.may_forward = false;
+  EXPECT_EQ(Decide(all_ejected, at_limit, RoutingPolicy{}, rng).kind, Decision::kReject);
+  RouteRequest local_only;
+  local_only.policy = DataPolicy::kLocalOnly;
+  EXPECT_EQ(Decide(all_ejected, local_only, RoutingPolicy{}, rng).kind, Decision::kReject);
 }
 
 TEST(DecisionPoliciesTest, RejectReasonNamesTheMostTellingBlock) {

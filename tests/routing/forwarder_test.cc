@@ -7,8 +7,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <future>
 #include <map>
+#include <optional>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "base/strings.h"
@@ -28,6 +31,11 @@ class FakeDirectory final : public MeshDirectory {
     return it == peers.end() ? std::vector<PeerEndpoint>{} : it->second;
   }
   std::optional<std::string> MemberKey(std::string_view) const override { return "key"; }
+  // For a change while the forwarder may be reading (a try under way).
+  void Set(const std::string& model, std::vector<PeerEndpoint> endpoints) {
+    absl::MutexLock lock(&mu);
+    peers[model] = std::move(endpoints);
+  }
   mutable absl::Mutex mu;
   // Written by the test between requests, read under mu by the forwarder.
   std::map<std::string, std::vector<PeerEndpoint>> peers;
@@ -50,6 +58,11 @@ class ScriptedClient final : public PeerClient {
       // "403*N": refused the first N times (the peer has not heard of the sender yet), then 200.
       if (what.starts_with("403*")) {
         what = ++count[address] <= std::stoi(what.substr(4)) ? "403" : "200";
+      }
+      if (what == "hang") {
+        // Accepted and never answered (a stopped process): the test releases it with Release().
+        held.emplace_back(address, std::move(done));
+        return;
       }
       if (what == "refused") {
         result = absl::UnavailableError("connection refused");
@@ -96,6 +109,32 @@ class ScriptedClient final : public PeerClient {
     }
     return false;
   }
+  // Answers every held request with `status` ("200", "503", ...); returns how many.
+  int Release(const std::string& status = "200") {
+    std::vector<std::pair<std::string, PeerCallback>> now;
+    {
+      absl::MutexLock lock(&mu);
+      now.swap(held);
+    }
+    for (auto& [address, done] : now) {
+      PeerResponse r;
+      r.status = std::stoi(status);
+      r.body = std::make_shared<const std::string>(R"({"error":"late"})");
+      if (r.status == 200) {
+        InferResponse out;
+        out.model_name = "m";
+        out.served_by = address;
+        out.outputs.push_back(Tensor::Owned("y", DataType::kFp32, {1}, std::string(4, '\0')));
+        MeshTensorsMessage m = EncodeMeshAnswer(out);
+        std::string body = m.head;
+        for (const Tensor& t : m.tensors) body.append(t.data());
+        r.body = std::make_shared<const std::string>(std::move(body));
+        r.headers.Add("Content-Type", kMeshTensorsType);
+      }
+      done(std::move(r));
+    }
+    return static_cast<int>(now.size());
+  }
   int SentTo(const std::string& address) {
     absl::MutexLock lock(&mu);
     return static_cast<int>(std::count(sent.begin(), sent.end(), address));
@@ -109,6 +148,7 @@ class ScriptedClient final : public PeerClient {
   std::map<std::string, std::string> load;       // address -> Hivemesh-Load value
   std::vector<std::string> sent;
   std::vector<PeerRequest> requests;
+  std::vector<std::pair<std::string, PeerCallback>> held;  // "hang": address, callback
 };
 
 PeerEndpoint Peer(const std::string& name, const std::string& zone = "z1",
@@ -167,6 +207,41 @@ class ForwarderTest : public ::testing::Test {
   ScriptedClient client_;
   Forwarder forwarder_;
 };
+
+// Routes one request and counts its answers; the answer is kept.
+struct Counted {
+  absl::Mutex mu;
+  int calls = 0;
+  std::optional<absl::StatusOr<InferResponse>> answer;
+  ForwardCallback Callback() {
+    return [this](absl::StatusOr<InferResponse> r) {
+      absl::MutexLock lock(&mu);
+      ++calls;
+      answer = std::move(r);
+    };
+  }
+  int Calls() {
+    absl::MutexLock lock(&mu);
+    return calls;
+  }
+};
+
+// Advances `clock` by 1 ms per ms of real time until `done()` or `limit` of clock time passed.
+bool AdvanceUntil(ManualClock& clock, Nanos limit, const std::function<bool()>& done) {
+  for (Nanos passed(0); passed < limit; passed += std::chrono::milliseconds(1)) {
+    if (done()) return true;
+    clock.Advance(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return done();
+}
+
+PeerStats StatsOf(const Forwarder& forwarder, const std::string& node) {
+  for (const PeerStats& p : forwarder.Stats().peers) {
+    if (p.node == node) return p;
+  }
+  return PeerStats{};
+}
 
 TEST_F(ForwarderTest, UnknownModelIsNotFoundAndNothingIsSent) {
   absl::StatusOr<InferResponse> r = Run();
@@ -298,6 +373,35 @@ TEST_F(ForwarderTest, RefusedPeerIsRetriedElsewhereAndEjectedAtOnce) {
   }
 }
 
+TEST_F(ForwarderTest, TwoPeersGoneAtOnceAreBothEjectedWhateverTheCap) {
+  // Four hosts; two die at once. The 10% cap (at least one) must not keep the second one in the
+  // pool: a refused connection is definitive.
+  directory_.peers["m"] = {Peer("b"), Peer("c"), Peer("d"), Peer("e")};
+  client_.behaviour = {{"b:8000", "refused"}, {"c:8000", "refused"}};
+  for (int i = 0; i < 300; ++i) {
+    absl::StatusOr<InferResponse> r = Run();
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+  EXPECT_TRUE(StatsOf(forwarder_, "b").ejected);
+  EXPECT_TRUE(StatsOf(forwarder_, "c").ejected);
+  EXPECT_EQ(client_.SentTo("b:8000"), 1);
+  EXPECT_EQ(client_.SentTo("c:8000"), 1);
+}
+
+TEST_F(ForwarderTest, WhenEveryPeerIsEjectedTheRequestStillGoesToOne) {
+  // b and c both refuse: both are ejected (a refusal ejects whatever the cap). The next request
+  // is still tried on one of them (panic) rather than refused at once.
+  directory_.peers["m"] = {Peer("b"), Peer("c")};
+  client_.behaviour = {{"b:8000", "refused"}, {"c:8000", "refused"}};
+  EXPECT_FALSE(Run().ok());
+  ASSERT_TRUE(StatsOf(forwarder_, "b").ejected);
+  ASSERT_TRUE(StatsOf(forwarder_, "c").ejected);
+  // Both come back (nothing told this node yet): the request is answered, not refused at once.
+  client_.behaviour.clear();
+  absl::StatusOr<InferResponse> r = Run();
+  ASSERT_TRUE(r.ok()) << r.status();
+}
+
 TEST_F(ForwarderTest, ResetAnd503AreRetriedWithinTheBudgetThenReported) {
   directory_.peers["m"] = {Peer("b"), Peer("c"), Peer("d")};
   client_.behaviour = {{"b:8000", "503"}, {"c:8000", "reset"}, {"d:8000", "503"}};
@@ -331,6 +435,102 @@ TEST(ForwarderBudgetTest, RetriesStayWithinTheBudget) {
   EXPECT_GE(retries, 10u) << "the floor";
   EXPECT_LE(retries, 18u) << "the floor plus 20% of the requests";
   EXPECT_EQ(client.sent.size(), 40u + retries);
+}
+
+TEST_F(ForwarderTest, AHungPeersTryIsHedgedToAnotherAndTheFirstAnswerWins) {
+  // b accepted the request and never answers (stopped). Only b hosts the model when the request
+  // is routed; c appears while b's try is under way.
+  directory_.peers["m"] = {Peer("b")};
+  client_.behaviour["b:8000"] = "hang";
+  Counted counted;
+  ForwardCallback done = counted.Callback();
+  InferRequest req = Request();
+  ASSERT_EQ(forwarder_.Route(req, "t", {}, done), Forwarder::Routed::kForwarded);
+  ASSERT_EQ(client_.SentTo("b:8000"), 1);
+  directory_.Set("m", {Peer("b"), Peer("c")});
+  // The hedge time is a multiple of b's expected time (1 ms of service, 30 ms of latency before
+  // any was observed), at most 1 s: well before that, c answers.
+  ASSERT_TRUE(AdvanceUntil(clock_, std::chrono::seconds(1), [&] { return counted.Calls() > 0; }))
+      << "the request waited for the hung peer";
+  {
+    absl::MutexLock lock(&counted.mu);
+    ASSERT_TRUE(counted.answer->ok()) << counted.answer->status();
+    EXPECT_EQ((*counted.answer)->served_by, "c:8000");
+  }
+  EXPECT_EQ(forwarder_.Stats().hedges, 1u);
+  EXPECT_EQ(StatsOf(forwarder_, "b").late, 1u);
+  // b wakes up and answers: the request already has its answer, and gets no second one.
+  EXPECT_EQ(client_.Release(), 1);
+  EXPECT_EQ(counted.Calls(), 1);
+}
+
+TEST_F(ForwarderTest, WithoutHedgingAHungPeerHoldsTheRequestUntilItAnswers) {
+  ForwarderOptions options;
+  options.hedging = false;
+  Forwarder forwarder(&directory_, &client_, "self", 42, options, clock_);
+  directory_.peers["m"] = {Peer("b")};
+  client_.behaviour["b:8000"] = "hang";
+  Counted counted;
+  ForwardCallback done = counted.Callback();
+  InferRequest req = Request();
+  forwarder.Route(req, "t", {}, done);
+  directory_.Set("m", {Peer("b"), Peer("c")});
+  EXPECT_FALSE(AdvanceUntil(clock_, std::chrono::seconds(2), [&] { return counted.Calls() > 0; }));
+  EXPECT_EQ(client_.SentTo("c:8000"), 0);
+  EXPECT_EQ(client_.Release(), 1);
+  EXPECT_EQ(counted.Calls(), 1);
+}
+
+TEST_F(ForwarderTest, APeerThatKeepsBeingLateIsEjected) {
+  // Five late tries in a row eject b, as five timeouts would; its requests went on to c. (Each
+  // request finds only b when it is routed, and c by the time its try is late: with both, P2C
+  // would avoid b after its first hung try, which stays in flight.)
+  client_.behaviour["b:8000"] = "hang";
+  for (int i = 0; i < 5; ++i) {
+    Counted counted;
+    ForwardCallback done = counted.Callback();
+    InferRequest req = Request();
+    directory_.Set("m", {Peer("b")});
+    forwarder_.Route(req, "t", {}, done);
+    directory_.Set("m", {Peer("b"), Peer("c")});
+    ASSERT_TRUE(AdvanceUntil(clock_, std::chrono::seconds(2), [&] { return counted.Calls() > 0; }));
+    absl::MutexLock lock(&counted.mu);
+    ASSERT_TRUE(counted.answer->ok()) << counted.answer->status();
+    EXPECT_EQ((*counted.answer)->served_by, "c:8000");
+  }
+  ASSERT_EQ(StatsOf(forwarder_, "b").late, 5u);
+  EXPECT_TRUE(StatsOf(forwarder_, "b").ejected);
+  const int before = client_.SentTo("b:8000");
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(Run().ok());
+  EXPECT_EQ(client_.SentTo("b:8000"), before) << "an ejected peer gets nothing";
+  client_.Release();
+}
+
+TEST(ForwarderHedgeTest, HedgesStayWithinTheirBudget) {
+  // Every try at b is late. With a budget of 10% of requests and no floor, 100 requests get at
+  // most 10 hedges; the others wait for b.
+  FakeDirectory directory;
+  ScriptedClient client;
+  directory.peers["m"] = {Peer("b"), Peer("c")};
+  client.behaviour = {{"b:8000", "hang"}, {"c:8000", "hang"}};
+  ForwarderOptions options;
+  options.hedge.budget = {0.1, 0.0, std::chrono::milliseconds(10000)};
+  options.outlier.consecutive_failures = 1000;
+  ManualClock clock;
+  Forwarder forwarder(&directory, &client, "self", 1, options, clock);
+  std::vector<std::unique_ptr<Counted>> requests;
+  for (int i = 0; i < 100; ++i) {
+    requests.push_back(std::make_unique<Counted>());
+    ForwardCallback done = requests.back()->Callback();
+    InferRequest req = Request();
+    forwarder.Route(req, "t", RouteOptions{}, done);
+  }
+  AdvanceUntil(clock, std::chrono::seconds(2), [] { return false; });
+  EXPECT_EQ(forwarder.Stats().hedges, 10u);
+  EXPECT_EQ(client.sent.size(), 110u);
+  // Every request is answered once, whichever of its tries answers first.
+  client.Release();
+  for (const auto& r : requests) EXPECT_EQ(r->Calls(), 1);
 }
 
 // A forwarder whose retries after a peer's 403 come after 2 to 4 ms (200 ms by default).
