@@ -188,9 +188,12 @@ void Dispatcher::RouteHosted(RuntimePtr rt, const std::string& requested_version
   }
   absl::Status admitted = SubmitLocal(std::move(rt), requested_version, std::move(req), done);
   if (admitted.ok()) return;
-  if (admitted.code() != absl::StatusCode::kResourceExhausted) return remote(admitted);
-  // Overloaded here after all: a peer with room may take it, if the model's data policy and the
-  // routing mode allow (the decision says, and why not).
+  if (admitted.code() != absl::StatusCode::kResourceExhausted &&
+      admitted.code() != absl::StatusCode::kUnavailable) {
+    return remote(admitted);
+  }
+  // Overloaded or shutting down here after all: a peer with room may take it, if the model's
+  // data policy and the routing mode allow (the decision says, and why not).
   options.local->ready = false;
   options.if_no_peer = admitted;
   forwarder_->Route(req, call->trace, options, remote);

@@ -420,10 +420,8 @@ void Connection::Dispatch() {
   }
   busy_ = true;
   core_->busy.fetch_add(1);
-  if (core_->draining.load(std::memory_order_relaxed)) {
-    SendError(503, kShuttingDown, true);
-    return;
-  }
+  // Once the server stops accepting, a request on an open connection is still handled (its
+  // client wrote it before it could know); its answer closes the connection (Send).
   core_->handler(*this, [self = shared_from_this()](HttpResponse r) {
     // On the connection's own loop (a forwarded request's answer), write at once.
     if (self->executor_.running_in_this_thread()) {

@@ -27,9 +27,12 @@
 // loop; a Responder called on that loop's thread (e.g. from a peer client's callback on shared
 // loops) writes the response at once, without a hand-off to another thread.
 //
-// Shutdown has two steps: StopAccepting() closes the listening socket and makes every later
-// request on an open connection get 503 and `Connection: close`; Stop() then closes all
-// connections and joins the I/O threads if they are the server's own (shared ones keep running).
+// Shutdown has two steps: StopAccepting() closes the listening socket; a request that still
+// arrives on an open connection is handled as before, and every answer from then on carries
+// `Connection: close`, so a keep-alive client loses nothing it wrote and opens its next
+// connection elsewhere (mesh links refuse new requests with 503 instead: their senders are peers,
+// which retry elsewhere). Stop() then closes all connections and joins the I/O threads if they
+// are the server's own (shared ones keep running).
 // Once Stop() returns, the handler and `on_sent` callbacks are no longer called.
 //
 // Thread safety: a Responder may be called from any thread, exactly once. Start/StopAccepting/Stop

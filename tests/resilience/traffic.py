@@ -1,7 +1,10 @@
 """What the resilience tests share: a steady stream of identity inferences through one node,
 each answer checked against what was sent, kept with when it was sent and who served it.
 
-Traffic(node, threads) sends from `threads` keep-alive connections back to back until stopped.
+Traffic(node, threads) sends from `threads` keep-alive connections back to back until stopped;
+a connection the node closes (`Connection: close`) is opened again, and one the node refuses (it
+has stopped listening) is opened to `fallback` instead: such a request never entered a node and
+is counted apart (`refused`).
 Every request carries its own random values and a deadline (Inference-Timeout-Ms); an answer
 counts as right only if it is a 200 whose output equals the input. Results are (sent_at,
 seconds, status, served_by, right, error) tuples, sent_at on time.monotonic().
@@ -22,11 +25,13 @@ from hostile import Node, wait_for  # noqa: E402,F401
 
 
 class Traffic:
-    def __init__(self, node, threads=4, timeout_ms=1000, pause=0.0):
+    def __init__(self, node, threads=4, timeout_ms=1000, pause=0.0, fallback=None):
         self.node = node
+        self.fallback = fallback
         self.timeout_ms = timeout_ms
         self.pause = pause
         self.results = []
+        self.refused = 0  # connections refused (no request sent)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
@@ -64,9 +69,24 @@ class Traffic:
     def _run(self, seed):
         rng = random.Random(seed)
         conn = None
+        node = self.node
         while not self._stop.is_set():
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", self.node.port, timeout=30)
+            # http.client drops a connection its server closed (Connection: close) and would
+            # open the next one inside request(): open it here, to tell a refusal apart.
+            if conn is None or conn.sock is None:
+                conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
+                try:
+                    conn.connect()
+                except ConnectionRefusedError:
+                    # Nothing listens: the request never entered a node. Go to the fallback,
+                    # as a client or a balancer in front of the nodes would.
+                    conn = None
+                    if self.fallback is not None:
+                        node = self.fallback
+                    with self._lock:
+                        self.refused += 1
+                    time.sleep(0.01)
+                    continue
             try:
                 result = self._one(conn, rng)
             except (OSError, http.client.HTTPException) as e:
