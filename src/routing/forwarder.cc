@@ -335,7 +335,7 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
     if (std::optional<Nanos> after =
             HedgeAfter(ExpectedTryNanos(predicted_ns, observed_ns), remaining, options_.hedge)) {
       timer_.Watch(
-          now + *after, try_,
+          RoundUpToTick(now + *after, options_.hedge.tick), try_,
           [this, weak = std::weak_ptr<Attempt>(attempt), weak_try = std::weak_ptr<Try>(try_)] {
             std::shared_ptr<Attempt> a = weak.lock();
             std::shared_ptr<Try> t = weak_try.lock();

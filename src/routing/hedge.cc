@@ -21,4 +21,13 @@ std::optional<Nanos> HedgeAfter(double expected_ns, std::optional<Nanos> remaini
   return after;
 }
 
+SteadyTime RoundUpToTick(SteadyTime at, Nanos tick) {
+  if (tick <= Nanos(0)) return at;
+  const Nanos since = std::chrono::duration_cast<Nanos>(at.time_since_epoch());
+  Nanos rest = since % tick;
+  if (rest < Nanos(0)) rest += tick;  // before the epoch: % keeps the sign
+  if (rest == Nanos(0)) return at;
+  return at + (tick - rest);
+}
+
 }  // namespace hivemesh::routing

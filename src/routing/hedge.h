@@ -23,7 +23,13 @@ struct HedgeConfig {
   Nanos cap{std::chrono::seconds(1)};
   // Hedges allowed: 10% of recent requests plus 5 per second (RetryBudget's rule).
   RetryBudgetConfig budget{0.1, 5.0, std::chrono::milliseconds(10000)};
+  // Hedge times are rounded up to this tick, so that one wakeup of the timer serves every try due
+  // within it (a timer per request, at thousands of requests per second, would wake it for each).
+  Nanos tick{std::chrono::milliseconds(5)};
 };
+
+// `at` rounded up to the next multiple of `tick` (of the clock's epoch); `at` if tick <= 0.
+SteadyTime RoundUpToTick(SteadyTime at, Nanos tick);
 
 // The expected time of a try at a peer: the larger of its predicted completion time and its
 // observed latency (peak-EWMA; 0 when none observed yet).

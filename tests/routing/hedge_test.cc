@@ -73,6 +73,24 @@ TEST(HedgeTest, PropertiesOverAGrid) {
   }
 }
 
+TEST(HedgeTest, HedgeTimesShareTicks) {
+  using std::chrono::milliseconds;
+  const SteadyTime base(std::chrono::hours(1));
+  EXPECT_EQ(RoundUpToTick(base, milliseconds(5)), base);
+  EXPECT_EQ(RoundUpToTick(base + Nanos(1), milliseconds(5)), base + milliseconds(5));
+  EXPECT_EQ(RoundUpToTick(base + milliseconds(4), milliseconds(5)), base + milliseconds(5));
+  EXPECT_EQ(RoundUpToTick(base + milliseconds(5), milliseconds(5)), base + milliseconds(5));
+  EXPECT_EQ(RoundUpToTick(base + milliseconds(3), Nanos(0)), base + milliseconds(3));
+  // Never earlier than asked, never a whole tick later; before the epoch too.
+  for (int64_t ns : {-7'000'001LL, -5'000'000LL, -1LL, 0LL, 1LL, 4'999'999LL, 123'456'789LL}) {
+    const SteadyTime at = SteadyTime(Nanos(ns));
+    const SteadyTime r = RoundUpToTick(at, milliseconds(5));
+    EXPECT_GE(r, at) << ns;
+    EXPECT_LT(r - at, Nanos(milliseconds(5))) << ns;
+    EXPECT_EQ(std::chrono::duration_cast<Nanos>(r.time_since_epoch()).count() % 5'000'000, 0) << ns;
+  }
+}
+
 TEST(HedgeTest, TheBudgetKeepsHedgesToATenthOfTheLoadPlusAFloor) {
   HedgeConfig c;
   RetryBudget budget(c.budget);
