@@ -34,8 +34,6 @@
 #include "tensor/tensor.h"
 #include "transport/io_threads.h"
 
-// The client keeps the namespace it had in routing/: the agent declares it there. (The
-// transport's other names are in hivemesh.)
 namespace hivemesh {
 
 struct PeerRequest {
