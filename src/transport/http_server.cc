@@ -169,15 +169,31 @@ void Accept(const std::shared_ptr<Core>& core) {
   core->acceptor.async_accept(
       core->loops[static_cast<size_t>(loop)].ioc->get_executor(),
       [core, loop](beast::error_code ec, tcp::socket s) {
-        if (ec == asio::error::operation_aborted || !core->acceptor.is_open()) return;
-        // A client that gave up before its connection was accepted leaves nothing short.
-        if (ec && ec != asio::error::connection_aborted) return AcceptLater(core, ec);
+        // A connection accepted just before the listener closed is still served.
         if (!ec) {
           core->accept_backoff = std::chrono::milliseconds(0);
           if (!core->stopped.load()) Admit(core, loop, std::move(s));
         }
+        if (ec == asio::error::operation_aborted || !core->acceptor.is_open()) return;
+        // A client that gave up before its connection was accepted leaves nothing short.
+        if (ec && ec != asio::error::connection_aborted) return AcceptLater(core, ec);
         Accept(core);
       });
+}
+
+// Accepts, without waiting, every connection the kernel has queued on the listener.
+void AcceptBacklog(const std::shared_ptr<Core>& core) {
+  beast::error_code ec;
+  core->acceptor.non_blocking(true, ec);
+  if (ec) return;
+  const unsigned n = static_cast<unsigned>(core->loops.size());
+  for (;;) {
+    const int loop = static_cast<int>(core->next_loop.fetch_add(1, std::memory_order_relaxed) % n);
+    tcp::socket s = core->acceptor.accept(*core->loops[static_cast<size_t>(loop)].ioc, ec);
+    if (ec == asio::error::connection_aborted) continue;
+    if (ec) return;  // would block: the queue is empty (or accept() fails: nothing to take)
+    Admit(core, loop, std::move(s));
+  }
 }
 
 }  // namespace
@@ -220,6 +236,10 @@ class ServerImpl final : public HttpServer {
   void StopAccepting() override {
     core_->draining.store(true);
     io_->RunOn(0, [this] {
+      // Connections the kernel completed but the node has not accepted yet would be reset
+      // when the listener closes, after their clients may have written a request: take
+      // them first, to be served like any open connection.
+      if (!core_->stopped.load()) AcceptBacklog(core_);
       beast::error_code ec;
       core_->acceptor.close(ec);
       core_->accept_pause.reset();

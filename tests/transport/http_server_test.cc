@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
@@ -232,6 +233,49 @@ TEST(HttpServerTest, StopWithARequestOpenAndAnAnswerAfterwards) {
     if (io) io->Stop();
     EXPECT_EQ(sent.load(), 0);
   }
+}
+
+// Connections the kernel completed while the node's loop was busy, whose clients have written a
+// request, are served when the node stops accepting, not reset with the listener.
+TEST(HttpServerTest, StopAcceptingServesConnectionsStillQueuedOnTheListener) {
+  auto io = IoThreads::Create(1);
+  auto server = HttpServer::Create(
+      LocalOptions(), [&](const HttpRequest&, HttpResponder done) { done(Text("ok")); }, io);
+  ASSERT_TRUE(server.ok());
+  (*server)->Start();
+  // Hold the only loop, so that nothing is accepted while the clients connect and write.
+  absl::Notification held, release;
+  std::thread blocker([&] {
+    io->RunOn(0, [&] {
+      held.Notify();
+      release.WaitForNotification();
+    });
+  });
+  held.WaitForNotification();
+  constexpr int kClients = 20;
+  std::vector<std::unique_ptr<test::HttpConnection>> conns;
+  for (int i = 0; i < kClients; ++i) {
+    conns.push_back(std::make_unique<test::HttpConnection>((*server)->port()));
+    ASSERT_TRUE(conns.back()->connected());
+    ASSERT_TRUE(conns.back()->SendRaw("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  }
+  // StopAccepting runs on the held loop: queue it, then let the loop go.
+  std::thread stopper([&] { (*server)->StopAccepting(); });
+  std::this_thread::sleep_for(50ms);
+  release.Notify();
+  blocker.join();
+  stopper.join();
+  int served = 0;
+  for (auto& c : conns) {
+    const test::HttpResult r = c->ReadResponse();
+    served += r.status == 200 && r.body == "ok" ? 1 : 0;
+    EXPECT_EQ(r.header("connection"), "close");
+  }
+  EXPECT_EQ(served, kClients);
+  // New clients find nothing listening.
+  EXPECT_FALSE(test::HttpConnection((*server)->port(), 1s).connected());
+  (*server)->Stop();
+  io->Stop();
 }
 
 TEST(HttpServerTest, ManyConnectionsOnSharedLoops) {
