@@ -334,18 +334,48 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
     // the try, so an answered request costs nothing more.
     if (std::optional<Nanos> after =
             HedgeAfter(ExpectedTryNanos(predicted_ns, observed_ns), remaining, options_.hedge)) {
-      timer_.Watch(
-          RoundUpToTick(now + *after, options_.hedge.tick), try_,
-          [this, weak = std::weak_ptr<Attempt>(attempt), weak_try = std::weak_ptr<Try>(try_)] {
-            std::shared_ptr<Attempt> a = weak.lock();
-            std::shared_ptr<Try> t = weak_try.lock();
-            if (a && t) OnLate(a, t);
-          });
+      WatchLate(attempt, try_, RoundUpToTick(now + *after, options_.hedge.tick));
     }
   }
   client_->Send(std::move(pr), [this, attempt, try_](absl::StatusOr<PeerResponse> r) {
     OnResult(attempt, try_, std::move(r));
   });
+}
+
+void Forwarder::WatchLate(const std::shared_ptr<Attempt>& attempt, const std::shared_ptr<Try>& t,
+                          SteadyTime tick) {
+  bool first = false;  // the first try of this tick: the timer learns of the tick
+  {
+    absl::MutexLock lock(&ticks_mu_);
+    auto [it, inserted] = ticks_.try_emplace(tick);
+    if (inserted && !spare_ticks_.empty()) {
+      it->second = std::move(spare_ticks_.back());
+      spare_ticks_.pop_back();
+    }
+    it->second.emplace_back(attempt, t);
+    first = inserted;
+  }
+  if (first) timer_.Watch(tick, alive_, [this, tick] { OnTick(tick); });
+}
+
+void Forwarder::OnTick(SteadyTime tick) {
+  std::vector<LateWatch> due;
+  {
+    absl::MutexLock lock(&ticks_mu_);
+    auto it = ticks_.find(tick);
+    if (it == ticks_.end()) return;
+    due = std::move(it->second);
+    ticks_.erase(it);
+  }
+  for (const auto& [weak_attempt, weak_try] : due) {
+    if (weak_try.expired()) continue;  // answered: the common case
+    std::shared_ptr<Attempt> a = weak_attempt.lock();
+    std::shared_ptr<Try> t = weak_try.lock();
+    if (a && t) OnLate(a, t);
+  }
+  due.clear();
+  absl::MutexLock lock(&ticks_mu_);
+  if (spare_ticks_.size() < 4) spare_ticks_.push_back(std::move(due));
 }
 
 void Forwarder::OnLate(const std::shared_ptr<Attempt>& attempt, const std::shared_ptr<Try>& t) {

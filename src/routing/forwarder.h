@@ -206,6 +206,10 @@ class Forwarder {
               const PeerResponse& r);
   Endpoint& EndpointFor(const PeerEndpoint& peer, SteadyTime now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls OnLate for `t` at `tick` (a multiple of the hedge tick) unless it was answered.
+  void WatchLate(const std::shared_ptr<Attempt>& attempt, const std::shared_ptr<Try>& t,
+                 SteadyTime tick);
+  void OnTick(SteadyTime tick);
 
   const MeshDirectory* const directory_;
   PeerClient* const client_;
@@ -220,6 +224,13 @@ class Forwarder {
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> local_{0}, forwarded_{0}, retries_{0}, hedges_{0}, rejected_{0};
   std::atomic<uint64_t> trace_seq_{0};
+  // Tries waiting for their hedge time, by tick: the timer holds one entry per tick, not one
+  // per try, and holds neither the attempts nor the tries.
+  using LateWatch = std::pair<std::weak_ptr<Attempt>, std::weak_ptr<Try>>;
+  absl::Mutex ticks_mu_;
+  std::map<SteadyTime, std::vector<LateWatch>> ticks_ ABSL_GUARDED_BY(ticks_mu_);
+  std::vector<std::vector<LateWatch>> spare_ticks_ ABSL_GUARDED_BY(ticks_mu_);  // to reuse
+  const std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // the timer's token for ticks
   Expirer timer_;  // runs retries after their backoff and hedges; last, so it stops first
 };
 

@@ -12,7 +12,6 @@
 
 #include <functional>
 #include <memory>
-#include <queue>
 #include <thread>
 #include <vector>
 
@@ -46,7 +45,7 @@ class Expirer {
 
   Clock& clock_;
   absl::Mutex mu_;
-  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> heap_ ABSL_GUARDED_BY(mu_);
+  std::vector<Entry> heap_ ABSL_GUARDED_BY(mu_);  // a min-heap by deadline (std::greater)
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar cv_;  // an earlier entry, or stopping
   std::thread thread_;
