@@ -103,14 +103,20 @@ class DemoTest(unittest.TestCase):
         self.assert_nothing_left(out)
 
     def test_more_nodes_copy_the_scenario(self):
-        # The shipped scenario without the entrance camera's 40 fps burst: copied onto a fifth
-        # node, two bursting cameras ask more of the sanitizer build on two shared cores than
-        # those cores can serve, and what is checked here is the copying, not the capacity.
+        # What is checked here is the copying onto a fifth node, not capacity or failover (the
+        # four-node run above checks those): the shipped scenario at a quarter of its rates,
+        # without the entrance camera's burst and without the kill. At full rate, the copied
+        # cameras ask more of the sanitizer build than two shared cores can serve while another
+        # build runs beside the tests (queues fill: 503).
         site = os.path.join(ROOT, "examples", "edge-site")
         with open(os.path.join(site, "scenario.yaml")) as f:
             text = f.read()
         light = re.sub(r"(?m)^\s+burst_\w+:.*\n", "", text)
-        self.assertNotEqual(light, text)
+        light = re.sub(r"(?m)^chaos:\n(?:\s+.*\n)+", "", light)
+        light = light.replace("fps: 4", "fps: 1")
+        light = light.replace("rate_hz: 25,", "rate_hz: 6,").replace("rate_hz: 100,", "rate_hz: 25,")
+        self.assertNotIn("burst_", light)
+        self.assertNotIn("kill:", light)
         light = light.replace("repository: models", f"repository: {site}/models")
         light = light.replace("config: nodes/", f"config: {site}/nodes/")
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as scenario:
