@@ -114,6 +114,7 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
     w.Key("forwarded").Uint(s.forwarded);
     w.Key("retries").Uint(s.retries);
     w.Key("hedges").Uint(s.hedges);
+    w.Key("served_back").Uint(s.served_back);
     w.Key("rejected").Uint(s.rejected);
     w.Key("peer_connections").Int(s.connections);
     w.Key("peer_links").Int(s.links);

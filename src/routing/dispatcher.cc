@@ -183,6 +183,12 @@ void Dispatcher::RouteHosted(RuntimePtr rt, const std::string& requested_version
   // The call lives until the answer, after every send (a raw pointer fits std::function inline).
   options.on_send = [c = call.get()](const std::string&) { c->route = InferenceRoute::kOffloaded; };
   ForwardCallback remote = Remote(done);
+  // Sent on because it was busier here: if no peer takes it after all, it is served here.
+  options.serve_here = [this, rt, requested_version, done, c = call](InferRequest&& back) {
+    c->route = InferenceRoute::kLocal;
+    absl::Status admitted = SubmitLocal(rt, requested_version, std::move(back), done);
+    if (!admitted.ok()) done(admitted, nullptr);
+  };
   if (forwarder_->Route(req, call->trace, options, remote) == Forwarder::Routed::kForwarded) {
     return;
   }
@@ -196,6 +202,7 @@ void Dispatcher::RouteHosted(RuntimePtr rt, const std::string& requested_version
   // data policy and the routing mode allow (the decision says, and why not).
   options.local->ready = false;
   options.if_no_peer = admitted;
+  options.serve_here = nullptr;  // this node just refused it
   forwarder_->Route(req, call->trace, options, remote);
 }
 

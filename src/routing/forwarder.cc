@@ -242,6 +242,13 @@ void Forwarder::FailUnlessPending(const std::shared_ptr<Attempt>& attempt, absl:
     if (attempt->finished || attempt->in_flight > 0 || attempt->retry_pending) return;
     attempt->finished = true;
   }
+  // No peer took it (gone, failing or full): a node that hosts the model serves it itself.
+  // Out of time is final.
+  if (attempt->options.serve_here && (status.code() == absl::StatusCode::kUnavailable ||
+                                      status.code() == absl::StatusCode::kResourceExhausted)) {
+    ++served_back_;
+    return attempt->options.serve_here(std::move(attempt->request));
+  }
   attempt->done(std::move(status));
 }
 
@@ -548,6 +555,7 @@ RouteStats Forwarder::Stats() const {
   s.forwarded = forwarded_.load();
   s.retries = retries_.load();
   s.hedges = hedges_.load();
+  s.served_back = served_back_.load();
   s.rejected = rejected_.load();
   s.connections = client_->open_connections();
   s.links = client_->open_links();

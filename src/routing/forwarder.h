@@ -123,6 +123,11 @@ struct RouteOptions {
   // (Inference-Header-Content-Length: 0): only a node hosting the model can interpret it, so it
   // is sent on as it came.
   bool raw_body = false;
+  // Set by a node that hosts the model and sent the request on (it was busier here): when no
+  // peer takes it after all (they refused it, failed or were full, and no other is left or the
+  // retry budget is spent), the request comes back through this, to be served here, instead of
+  // failing with the last peer's error. Called at most once, and then `done` is not.
+  std::function<void(InferRequest&&)> serve_here;
   // Called with the peer's name each time the request is about to be sent to a peer (the first
   // attempt and each retry), on the thread sending it; not called when no peer is tried.
   std::function<void(const std::string& peer)> on_send;
@@ -144,10 +149,11 @@ struct RouteStats {
   uint64_t local = 0;      // decided to run here
   uint64_t forwarded = 0;  // requests sent to a peer (first attempts)
   uint64_t retries = 0;
-  uint64_t hedges = 0;    // tries sent because another was late
-  uint64_t rejected = 0;  // no node could take it (404, 503, 504 at once)
-  int connections = 0;    // open to peers, mesh links included
-  int links = 0;          // mesh links among them
+  uint64_t hedges = 0;       // tries sent because another was late
+  uint64_t served_back = 0;  // sent on, taken by no peer, and served by this node after all
+  uint64_t rejected = 0;     // no node could take it (404, 503, 504 at once)
+  int connections = 0;       // open to peers, mesh links included
+  int links = 0;             // mesh links among them
   std::vector<PeerStats> peers;
 };
 
@@ -222,7 +228,8 @@ class Forwarder {
   RetryBudget budget_ ABSL_GUARDED_BY(mu_);
   RetryBudget hedge_budget_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
-  std::atomic<uint64_t> local_{0}, forwarded_{0}, retries_{0}, hedges_{0}, rejected_{0};
+  std::atomic<uint64_t> local_{0}, forwarded_{0}, retries_{0}, hedges_{0}, served_back_{0},
+      rejected_{0};
   std::atomic<uint64_t> trace_seq_{0};
   // Tries waiting for their hedge time, by tick: the timer holds one entry per tick, not one
   // per try, and holds neither the attempts nor the tries.

@@ -250,6 +250,30 @@ TEST_F(ForwarderTest, UnknownModelIsNotFoundAndNothingIsSent) {
   EXPECT_TRUE(client_.sent.empty());
 }
 
+// A node that hosts the model sent the request on (busier here than its peer); the peer is gone
+// (refused) or full (503), and no other can take it: the request comes back to be served here,
+// rather than failing with the peer's error while this node could serve it.
+TEST_F(ForwarderTest, ARequestNoPeerCouldTakeComesBackToTheNodeThatHostsIt) {
+  for (const char* behaviour : {"refused", "503"}) {
+    SCOPED_TRACE(behaviour);
+    directory_.peers["m"] = {Peer("b")};
+    client_.behaviour["b:8000"] = behaviour;
+    std::promise<InferRequest> back;
+    RouteOptions options;
+    options.serve_here = [&](InferRequest&& r) { back.set_value(std::move(r)); };
+    Counted counted;
+    ForwardCallback done = counted.Callback();
+    InferRequest req = Request();
+    ASSERT_EQ(forwarder_.Route(req, "t", options, done), Forwarder::Routed::kForwarded);
+    std::future<InferRequest> came = back.get_future();
+    ASSERT_TRUE(AdvanceUntil(clock_, std::chrono::seconds(2), [&] {
+      return came.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    })) << "the request did not come back";
+    EXPECT_EQ(came.get().model_name, "m");
+    EXPECT_EQ(counted.Calls(), 0) << "the forwarder answered it too";
+  }
+}
+
 TEST_F(ForwarderTest, ANamedVersionGoesOnlyWhereItIsServed) {
   PeerEndpoint b = Peer("b"), c = Peer("c");
   b.versions = std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"1"});
