@@ -15,6 +15,10 @@
 namespace hivemesh {
 namespace http_internal {
 
+// How long a draining server waits for the next request of a connection that was open (or
+// queued on the listener) when it stopped accepting, if nothing of it has arrived.
+constexpr std::chrono::milliseconds kDrainGrace{1000};
+
 class Connection final : public HttpRequest, public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, std::string remote, ConnectionLimits::Slot slot,
@@ -49,6 +53,24 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
     socket_.shutdown(tcp::socket::shutdown_both, ec);
     socket_.close(ec);
     deadline_.Cancel();
+    if (owed_ && busy_ && (phase_ == Phase::kHead || phase_ == Phase::kBody)) {
+      // Its request never came whole: nothing is owed any more.
+      busy_ = false;
+      core_->busy.fetch_sub(1);
+    }
+  }
+
+  // The server drains (on the connection's loop): the request its client may be writing now
+  // is waited for. The connection counts as busy (the node stops once none is) until its
+  // answer is written, or it closes: a client that sends nothing gets kDrainGrace.
+  void Owe() {
+    if (busy_ || phase_ == Phase::kHandled || phase_ == Phase::kWriting) return;
+    owed_ = true;
+    busy_ = true;
+    core_->busy.fetch_add(1);
+    if (phase_ == Phase::kHead && !reader_.started() && buffer_.size() == 0) {
+      ExpiresAfter(std::min(core_->options.header_timeout, kDrainGrace));
+    }
   }
 
  private:
@@ -91,6 +113,7 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   bool keep_alive_ = true;
   bool close_after_ = false;
   bool busy_ = false;
+  bool owed_ = false;  // counted busy by Owe() before its request came
   std::string head_;
   HttpResponse response_;
 };
@@ -244,10 +267,13 @@ class ServerImpl final : public HttpServer {
       core_->acceptor.close(ec);
       core_->accept_pause.reset();
     });
-    // Links end once idle: now, or when their last open request is answered.
+    // Links end once idle: now, or when their last open request is answered. Plain
+    // connections between requests get their next one waited for (Owe), answered with
+    // `Connection: close`.
     for (int i = 0; i < io_->size(); ++i) {
       io_->RunOn(i, [this, i] {
         for (const std::shared_ptr<LinkSession>& l : LinksOf(i)) DrainLink(*l);
+        for (const std::shared_ptr<Connection>& c : ConnectionsOf(i)) c->Owe();
       });
     }
   }
@@ -262,15 +288,7 @@ class ServerImpl final : public HttpServer {
     // finished; the ones that run later see `stopped`.
     for (int i = 0; i < io_->size(); ++i) {
       io_->RunOn(i, [this, i] {
-        std::vector<std::shared_ptr<Connection>> open;
-        Core::Loop& loop = core_->loops[static_cast<size_t>(i)];
-        {
-          absl::MutexLock lock(&loop.mu);
-          for (Connection* c : loop.connections) {
-            if (auto p = c->weak_from_this().lock()) open.push_back(std::move(p));
-          }
-        }
-        for (const std::shared_ptr<Connection>& c : open) c->Close();
+        for (const std::shared_ptr<Connection>& c : ConnectionsOf(i)) c->Close();
         for (const std::shared_ptr<LinkSession>& l : LinksOf(i)) CloseLink(*l);
       });
     }
@@ -281,6 +299,17 @@ class ServerImpl final : public HttpServer {
   int open_connections() const override { return core_->limits.open(); }
 
  private:
+  // Loop `i`'s plain connections, held (call on that loop's thread).
+  std::vector<std::shared_ptr<Connection>> ConnectionsOf(int i) {
+    std::vector<std::shared_ptr<Connection>> open;
+    Core::Loop& loop = core_->loops[static_cast<size_t>(i)];
+    absl::MutexLock lock(&loop.mu);
+    for (Connection* c : loop.connections) {
+      if (auto p = c->weak_from_this().lock()) open.push_back(std::move(p));
+    }
+    return open;
+  }
+
   // Loop `i`'s links, held (call on that loop's thread).
   std::vector<std::shared_ptr<LinkSession>> LinksOf(int i) {
     std::vector<std::shared_ptr<LinkSession>> links;
@@ -325,6 +354,9 @@ void Connection::ReadRequest() {
   phase_ = Phase::kHead;
   body_timed_ = false;
   ExpiresAfter(core_->options.header_timeout);
+  // Accepted as the server stops accepting (from the listener's queue): its client has
+  // connected and may be writing its request.
+  if (core_->draining.load(std::memory_order_relaxed)) Owe();
   Parse();
 }
 
@@ -438,8 +470,10 @@ void Connection::Dispatch() {
     SwitchToLink(std::move(member));
     return;
   }
-  busy_ = true;
-  core_->busy.fetch_add(1);
+  if (!busy_) {  // else counted since the drain began (Owe)
+    busy_ = true;
+    core_->busy.fetch_add(1);
+  }
   // Once the server stops accepting, a request on an open connection is still handled (its
   // client wrote it before it could know); its answer closes the connection (Send).
   core_->handler(*this, [self = shared_from_this()](HttpResponse r) {

@@ -278,6 +278,40 @@ TEST(HttpServerTest, StopAcceptingServesConnectionsStillQueuedOnTheListener) {
   io->Stop();
 }
 
+// A client that connected just before the node stopped accepting (taken from the listener's
+// queue, or between two keep-alive requests) may be writing its request right now: the drain
+// waits for it (the node stops once no connection is busy) instead of closing the connection
+// under it. One that sends nothing is waited for a second at most.
+TEST(HttpServerTest, ADrainWaitsForTheRequestOfAConnectionAlreadyOpen) {
+  auto server = HttpServer::Create(
+      LocalOptions(), [&](const HttpRequest&, HttpResponder done) { done(Text("ok")); });
+  ASSERT_TRUE(server.ok());
+  (*server)->Start();
+  test::HttpConnection writer((*server)->port());
+  test::HttpConnection silent((*server)->port());
+  ASSERT_TRUE(writer.connected() && silent.connected());
+  ASSERT_TRUE(WaitFor([&] { return (*server)->open_connections() == 2; }));
+  (*server)->StopAccepting();
+  // What the agent's drain does: wait while connections are busy, then stop.
+  std::atomic<bool> stopped{false};
+  std::thread drain([&] {
+    while ((*server)->busy_connections() > 0) std::this_thread::sleep_for(2ms);
+    (*server)->Stop();
+    stopped = true;
+  });
+  std::this_thread::sleep_for(200ms);  // the client writes a moment later
+  EXPECT_FALSE(stopped.load()) << "the drain did not wait for the connection's request";
+  ASSERT_TRUE(writer.SendRaw("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const test::HttpResult r = writer.ReadResponse();
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "ok");
+  EXPECT_EQ(r.header("connection"), "close");
+  // The silent one holds the drain for its grace only.
+  EXPECT_TRUE(silent.WaitClosed(10s));
+  drain.join();
+  EXPECT_TRUE(stopped.load());
+}
+
 TEST(HttpServerTest, ManyConnectionsOnSharedLoops) {
   auto io = IoThreads::Create(2);
   auto server = HttpServer::Create(
