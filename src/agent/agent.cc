@@ -52,6 +52,15 @@ class GossipDirectory final : public routing::MeshDirectory {
     return it == table->peers.end() ? std::vector<routing::PeerEndpoint>{} : it->second;
   }
 
+  bool Settling(const std::string& model) const override {
+    std::shared_ptr<const Table> table = Snapshot();
+    const SteadyTime now = SystemClock::Get().Now();
+    if (table->suspects > 0 || now - table->changed < kSettle) return true;
+    absl::MutexLock lock(&mu_);
+    auto it = announced_.find(model);
+    return it != announced_.end() && now - it->second < kAnnounced;
+  }
+
   std::optional<std::string> MemberKey(std::string_view node) const override {
     // A node that just joined may not be in the cached table yet: look again before refusing,
     // with a table at most kRecheck old (so refused strangers cannot force a rebuild each time).
@@ -70,9 +79,16 @@ class GossipDirectory final : public routing::MeshDirectory {
     std::map<std::string, std::vector<routing::PeerEndpoint>> peers;
     std::map<std::string, std::string, std::less<>> alive;  // name -> the key it is bound to
     SteadyTime built;
+    SteadyTime changed;  // when a member other than this node last changed state
+    int suspects = 0;
   };
   static constexpr std::chrono::milliseconds kRefresh{100};
   static constexpr std::chrono::milliseconds kRecheck{10};
+  // The view is settling this long after a member came, went or came back.
+  static constexpr std::chrono::seconds kSettle{2};
+  // A model a member announced within this long is expected back if it has no host now.
+  static constexpr std::chrono::seconds kAnnounced{60};
+  static constexpr size_t kMaxAnnounced = 4096;
 
   std::shared_ptr<const Table> Snapshot(std::chrono::milliseconds max_age = kRefresh) const {
     const SteadyTime now = SystemClock::Get().Now();
@@ -83,9 +99,14 @@ class GossipDirectory final : public routing::MeshDirectory {
     auto table = std::make_shared<Table>();
     table->built = now;
     for (const membership::MemberInfo& m : gossip_->Members()) {
-      if (m.state != membership::MemberState::kAlive) continue;
+      if (m.name != self_) table->changed = std::max(table->changed, m.since);
+      const bool suspect = m.state == membership::MemberState::kSuspect;
+      if (m.state != membership::MemberState::kAlive && !suspect) continue;
+      // A suspect is still a member: its requests are taken, and it hosts its models as a
+      // candidate of last resort (the suspicion may be wrong, or about to be refuted).
       table->alive.emplace(m.name, m.key);
       if (m.name == self_) continue;
+      table->suspects += suspect ? 1 : 0;
       absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
       if (!meta.ok() || meta->api_address.empty() || meta->draining) continue;
       absl::StatusOr<membership::LoadReport> load = membership::LoadReport{};
@@ -98,6 +119,7 @@ class GossipDirectory final : public routing::MeshDirectory {
         p.node = m.name;
         p.api_address = meta->api_address;
         p.generation = m.incarnation;
+        p.suspect = suspect;
         p.policy = static_cast<DataPolicy>(a.data_policy);
         p.instances = static_cast<int>(std::max<uint32_t>(1, a.instances));
         p.versions = std::make_shared<const std::vector<std::string>>(a.versions);
@@ -114,6 +136,12 @@ class GossipDirectory final : public routing::MeshDirectory {
       }
     }
     absl::MutexLock lock(&mu_);
+    for (auto it = announced_.begin(); it != announced_.end();) {
+      it = now - it->second >= kAnnounced ? announced_.erase(it) : std::next(it);
+    }
+    for (const auto& [model, _] : table->peers) {
+      if (announced_.size() < kMaxAnnounced || announced_.contains(model)) announced_[model] = now;
+    }
     table_ = table;
     return table;
   }
@@ -122,6 +150,8 @@ class GossipDirectory final : public routing::MeshDirectory {
   const std::string self_;
   mutable absl::Mutex mu_;
   mutable std::shared_ptr<const Table> table_ ABSL_GUARDED_BY(mu_);
+  // Models the table has listed, and when last.
+  mutable std::map<std::string, SteadyTime> announced_ ABSL_GUARDED_BY(mu_);
 };
 
 #ifndef HIVEMESH_VERSION
@@ -347,6 +377,7 @@ absl::Status Agent::StartGossip() {
   routing.policy.local_margin = config_.local_margin;
   routing.policy.local_margin_abs = std::chrono::milliseconds(config_.local_margin_ms);
   routing.max_hops = config_.max_hops;
+  routing.hold_max = std::chrono::milliseconds(config_.settle_hold_ms);
   // A peer that has not heard of this node yet will within a few gossip rounds.
   routing.origin_retry_after = profile->gossip_interval;
   forwarder_ =

@@ -131,6 +131,9 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "serve here while the predicted time is within this fraction of the best peer's");
   add("local_margin_ms", &AgentConfig::local_margin_ms, "... plus this many milliseconds");
   add("max_hops", &AgentConfig::max_hops, "hops a request may make between nodes");
+  add("settle_hold_ms", &AgentConfig::settle_hold_ms,
+      "while the mesh's view settles, how long a request for a model with no host waits for one "
+      "(then 503 with Retry-After; 0: 404 at once)");
   add("http_advertise_address", &AgentConfig::http_advertise_address,
       "host:port peers use to reach the API [default: http_address]");
   add("drain_announce_ms", &AgentConfig::drain_announce_ms,
@@ -235,6 +238,7 @@ absl::Status AgentConfig::Validate() const {
         range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),
         range("local_margin_ms", local_margin_ms, 0, 3600000),
         range("max_hops", max_hops, 1, 8),
+        range("settle_hold_ms", settle_hold_ms, 0, 60000),
         range("gossip_max_connections", gossip_max_connections, 1, 65536),
         range("gossip_max_connections_per_source", gossip_max_connections_per_source, 1, 65536),
         range("gossip_buffer_mb", gossip_buffer_mb, 20, 4096),

@@ -175,6 +175,10 @@ struct AgentConfig {
   int local_margin_ms = 2;
   // Hops a request may make between nodes. 1: a forwarded request is served where it lands.
   int max_hops = 1;
+  // A request for a model no peer hosts while the mesh's view is settling (a member came, went or
+  // is suspect; or the model was announced within the last minute) waits up to this long for a
+  // host, then gets 503 with Retry-After instead of 404. 0: 404 at once.
+  int settle_hold_ms = 1000;
   // host:port other nodes use to reach this node's API, when it differs from http_address
   // (NAT, containers, a proxy in front). Empty: http_address with the bound port.
   std::string http_advertise_address;

@@ -116,6 +116,8 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
     w.Key("hedges").Uint(s.hedges);
     w.Key("served_back").Uint(s.served_back);
     w.Key("rejected").Uint(s.rejected);
+    w.Key("held").Uint(s.held);
+    w.Key("held_found").Uint(s.held_found);
     w.Key("peer_connections").Int(s.connections);
     w.Key("peer_links").Int(s.links);
     w.Key("peers").BeginArray();

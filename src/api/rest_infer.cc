@@ -137,7 +137,8 @@ HttpResponse JsonResponse(int status, std::string body) {
 
 HttpResponse ErrorResponse(const absl::Status& status) {
   HttpResponse r = JsonResponse(HttpStatusFor(status), EncodeError(MessageOf(status)));
-  if (status.code() == absl::StatusCode::kResourceExhausted) {
+  if (status.code() == absl::StatusCode::kResourceExhausted ||
+      status.code() == absl::StatusCode::kUnavailable) {
     r.headers.emplace_back("Retry-After", "1");
   }
   return r;

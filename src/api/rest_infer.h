@@ -44,7 +44,8 @@ void ServeRestInfer(const RestInferNode& node, const HttpRequest& request, const
                     const std::string& version, HttpResponder respond);
 
 // An error as a REST answer: {"error": "..."} with the status codec/status_codes.h maps it to,
-// and Retry-After: 1 when the node is out of room for now (RESOURCE_EXHAUSTED).
+// and Retry-After: 1 when the node is out of room for now (RESOURCE_EXHAUSTED) or no node can
+// take the request for now (UNAVAILABLE: draining, shutting down, the mesh's view settling).
 HttpResponse ErrorResponse(const absl::Status& status);
 // A JSON answer.
 HttpResponse JsonResponse(int status, std::string body);

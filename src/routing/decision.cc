@@ -149,7 +149,13 @@ Decision Decide(std::span<const Candidate> candidates, const RouteRequest& reque
   // (soft failures), and a 503 while a host may be healthy is the worse answer.
   const std::vector<int>& pool = !e.peers.empty() || e.local >= 0 ? e.peers : e.ejected_peers;
   int peer = -1;
-  if (!pool.empty()) {
+  for (int i : pool) {
+    if (candidates[static_cast<size_t>(i)].probe) {
+      peer = i;
+      break;
+    }
+  }
+  if (peer < 0 && !pool.empty()) {
     absl::InlinedVector<double, 8> costs;  // no allocation for a mesh of a few peers
     for (int i : pool) {
       costs.push_back(P2CCost(candidates[static_cast<size_t>(i)], request.payload_bytes));

@@ -47,6 +47,9 @@ struct Candidate {
   double bandwidth_bytes_per_s = 1e9;
   double peak_ewma_ns = 0;  // observed end-to-end latency of requests forwarded to it
   int pending = 0;          // requests this node has in flight to it
+  // Its ejection just ended, or it just restarted, and nothing of it is known since: the next
+  // request that goes to a peer goes to it, to find out (its estimates say nothing yet).
+  bool probe = false;
 };
 
 struct RouteRequest {

@@ -103,13 +103,17 @@ Forwarder::Forwarder(const MeshDirectory* directory, PeerClient* client, std::st
       timer_(clock) {}
 
 Forwarder::Endpoint& Forwarder::EndpointFor(const PeerEndpoint& peer, SteadyTime now) {
-  auto it = endpoints_.try_emplace(peer.node, now, options_.outlier).first;
+  auto [it, inserted] = endpoints_.try_emplace(peer.node, now, options_.outlier);
+  // A peer new to this node gets the next request that goes to a peer, to find out how it is:
+  // a guess would keep it behind warmed-up peers.
+  if (inserted) it->second.outlier.Probe();
   if (it->second.generation != peer.generation) {
     // The peer restarted (or refuted a suspicion): what was learnt of it no longer holds.
     // The counters and the requests in flight carry over.
     const uint64_t sent = it->second.sent, failures = it->second.failures, late = it->second.late;
     const int pending = it->second.pending;
     it->second = Endpoint(now, options_.outlier);
+    it->second.outlier.Probe();  // a restarted peer too: its estimates are gone
     it->second.generation = peer.generation;
     it->second.sent = sent;
     it->second.failures = failures;
@@ -170,7 +174,8 @@ Decision Forwarder::Choose(const InferRequest& req, const RouteOptions& options,
       c.bandwidth_bytes_per_s = e.path.bandwidth_bytes_per_s();
       c.peak_ewma_ns = e.latency.Get(now);
       c.pending = e.pending;
-      c.ejected = e.outlier.Ejected(now);
+      c.ejected = e.outlier.Ejected(now) || p.suspect;  // suspects: last resort
+      c.probe = !c.ejected && e.pending == 0 && e.outlier.Probing(now);
       candidates.push_back(c);
       peers->push_back(std::move(p));
     }
@@ -203,6 +208,16 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
   attempt->request = std::move(request);
   attempt->trace = trace.empty() ? StrCat(self_, "-", ++trace_seq_) : std::move(trace);
   attempt->done = std::move(done);
+  if (d.kind == Decision::kReject && d.reason.code() == absl::StatusCode::kNotFound &&
+      options.if_no_peer.ok() && options_.hold_max > Nanos(0) &&
+      directory_->Settling(attempt->request.model_name)) {
+    // No host now, but the view is settling: one may appear within moments.
+    ++held_;
+    SteadyTime until = now + options_.hold_max;
+    if (attempt->request.deadline) until = std::min(until, *attempt->request.deadline);
+    Hold(attempt, until);
+    return Routed::kForwarded;
+  }
   if (d.kind == Decision::kReject) {
     ++rejected_;
     if (options.if_no_peer.ok()) {
@@ -233,6 +248,48 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
   ++forwarded_;
   Send(attempt, peers[static_cast<size_t>(d.index)], d.predicted_ns, now);
   return Routed::kForwarded;
+}
+
+void Forwarder::Hold(const std::shared_ptr<Attempt>& attempt, SteadyTime until) {
+  const SteadyTime now = clock_.Now();
+  std::vector<PeerEndpoint> peers;
+  const Decision d = Choose(attempt->request, attempt->options, {}, &peers, now);
+  if (d.kind == Decision::kForward) {
+    ++held_found_;
+    if (!attempt->options.raw_body) {
+      if (absl::Status fits = MeshRequestFits(attempt->request); !fits.ok()) {
+        return attempt->done(std::move(fits));
+      }
+    }
+    {
+      absl::MutexLock lock(&attempt->mu);
+      attempt->encoded = Encode(attempt->request, attempt->options.raw_body);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      budget_.Deposit(now);
+      hedge_budget_.Deposit(now);
+    }
+    ++forwarded_;
+    return Send(attempt, peers[static_cast<size_t>(d.index)], d.predicted_ns, now);
+  }
+  const bool not_found =
+      d.kind == Decision::kReject && d.reason.code() == absl::StatusCode::kNotFound;
+  if (!not_found) {
+    ++rejected_;
+    return attempt->done(d.reason);  // hosts appeared but none can take it: say why
+  }
+  if (now + options_.hold_recheck < until) {
+    timer_.Watch(now + options_.hold_recheck, attempt,
+                 [this, attempt, until] { Hold(attempt, until); });
+    return;
+  }
+  ++rejected_;
+  const InferRequest& req = attempt->request;
+  attempt->done(absl::UnavailableError(
+      StrCat("model '", req.model_name, "'", req.model_version.empty() ? "" : " version '",
+             req.model_version, req.model_version.empty() ? "" : "'",
+             " has no ready host in the mesh right now (the mesh's view is settling); retry")));
 }
 
 void Forwarder::FailUnlessPending(const std::shared_ptr<Attempt>& attempt, absl::Status status) {
@@ -403,7 +460,7 @@ void Forwarder::OnLate(const std::shared_ptr<Attempt>& attempt, const std::share
     ++e.late;
     int ejected = 0;
     for (const auto& [_, other] : endpoints_) ejected += other.outlier.Ejected(now) ? 1 : 0;
-    e.outlier.OnFailure(now, /*refused=*/false,
+    e.outlier.OnFailure(now, FailureKind::kSoft,
                         MayEject(ejected, static_cast<int>(endpoints_.size()), options_.outlier));
     may_hedge = hedge_budget_.TryWithdraw(now);
   }
@@ -473,18 +530,23 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const std::sha
     Endpoint& e = EndpointFor(peer, now);
     --e.pending;
     if (refused_origin) {
+      e.outlier.OnSuccess(now);  // it answered: healthy, only not told of this node yet
       may_retry = wants_retry && origin_may_retry && budget_.TryWithdraw(now);
     } else {
       ++e.failures;
       int ejected = 0;
       for (const auto& [_, other] : endpoints_) ejected += other.outlier.Ejected(now) ? 1 : 0;
       // A refused or reset connection (the client already retried a stale pooled one) means the
-      // peer is gone: eject at once. Timeouts and 503s count towards consecutive failures.
-      // The cap on ejections guards against ejecting many peers on soft failures; a peer that is
-      // gone is ejected whatever the cap (two hosts of a small mesh may die at once).
+      // peer is gone: eject at once (refused: briefly, as it may be restarting). Timeouts and
+      // 503s count towards consecutive failures. The cap on ejections guards against ejecting
+      // many peers on soft failures; a peer that is gone is ejected whatever the cap (two hosts
+      // of a small mesh may die at once).
       const bool gone = !result.ok() && !timed_out;
+      const FailureKind kind = !gone                                  ? FailureKind::kSoft
+                               : IsConnectionRefused(result.status()) ? FailureKind::kRefused
+                                                                      : FailureKind::kReset;
       e.outlier.OnFailure(
-          now, gone,
+          now, kind,
           gone || MayEject(ejected, static_cast<int>(endpoints_.size()), options_.outlier));
       may_retry = wants_retry && budget_.TryWithdraw(now);
     }
@@ -557,6 +619,8 @@ RouteStats Forwarder::Stats() const {
   s.hedges = hedges_.load();
   s.served_back = served_back_.load();
   s.rejected = rejected_.load();
+  s.held = held_.load();
+  s.held_found = held_found_.load();
   s.connections = client_->open_connections();
   s.links = client_->open_links();
   const SteadyTime now = clock_.Now();

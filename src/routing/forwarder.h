@@ -52,7 +52,10 @@ struct PeerEndpoint {
   std::string node;
   std::string api_address;  // host:port
   std::string zone;
-  uint64_t generation = 0;                // changes when the peer restarts (its gossip incarnation)
+  uint64_t generation = 0;  // changes when the peer restarts (its gossip incarnation)
+  // Suspected by the mesh (not yet confirmed dead): a candidate of last resort, tried only when
+  // no other peer (nor this node) can take the request.
+  bool suspect = false;
   DataPolicy policy = DataPolicy::kMesh;  // the model's policy as the peer declares it
   int instances = 1;
   // The model's versions it serves, as it announces them. Shared and immutable: endpoints are
@@ -72,6 +75,15 @@ class MeshDirectory {
   // The public key gossip bound `node`'s name to, if it is an alive member of the mesh (member
   // credentials are checked against it: api/member_check.h); nullopt otherwise.
   virtual std::optional<std::string> MemberKey(std::string_view node) const = 0;
+  // True while a request for `model`, which no peer hosts now, may find a host soon: the view is
+  // settling (this node's view of the members changed within the last seconds: it started,
+  // rejoined, or a member came or went; or a member is suspect), or a member announced the model
+  // recently. Then "no host" is transient: the request is held, and answered 503 with
+  // Retry-After rather than 404.
+  virtual bool Settling(const std::string& model) const {
+    (void)model;
+    return false;
+  }
 };
 
 // Header names on forwarded requests and responses.
@@ -105,6 +117,11 @@ struct ForwarderOptions {
   // or the request's deadline.
   bool hedging = true;
   HedgeConfig hedge;
+  // A request for a model no peer hosts while the directory says the view is settling is held
+  // (within its deadline) for up to this long, looking again every `hold_recheck`, for a host to
+  // appear; then it is answered UNAVAILABLE (503 with Retry-After), not NOT_FOUND.
+  Nanos hold_max{std::chrono::seconds(1)};
+  Nanos hold_recheck{std::chrono::milliseconds(20)};
 };
 
 struct RouteOptions {
@@ -152,6 +169,8 @@ struct RouteStats {
   uint64_t hedges = 0;       // tries sent because another was late
   uint64_t served_back = 0;  // sent on, taken by no peer, and served by this node after all
   uint64_t rejected = 0;     // no node could take it (404, 503, 504 at once)
+  uint64_t held = 0;         // held while the view settled (no host for the model yet)
+  uint64_t held_found = 0;   // of those, the ones a host appeared for
   int connections = 0;       // open to peers, mesh links included
   int links = 0;             // mesh links among them
   std::vector<PeerStats> peers;
@@ -200,6 +219,9 @@ class Forwarder {
   void Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer, double predicted_ns,
             SteadyTime now);
   void Retry(const std::shared_ptr<Attempt>& attempt);
+  // `attempt` found no host while the view was settling: looks again, sends it when a host has
+  // appeared, waits on until `until`, then answers UNAVAILABLE.
+  void Hold(const std::shared_ptr<Attempt>& attempt, SteadyTime until);
   // The try's hedge time passed without an answer.
   void OnLate(const std::shared_ptr<Attempt>& attempt, const std::shared_ptr<Try>& t);
   void OnResult(const std::shared_ptr<Attempt>& attempt, const std::shared_ptr<Try>& t,
@@ -229,7 +251,7 @@ class Forwarder {
   RetryBudget hedge_budget_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> local_{0}, forwarded_{0}, retries_{0}, hedges_{0}, served_back_{0},
-      rejected_{0};
+      rejected_{0}, held_{0}, held_found_{0};
   std::atomic<uint64_t> trace_seq_{0};
   // Tries waiting for their hedge time, by tick: the timer holds one entry per tick, not one
   // per try, and holds neither the attempts nor the tries.

@@ -16,19 +16,25 @@ void OutlierState::OnSuccess(SteadyTime now) {
   probation_ = false;
 }
 
-bool OutlierState::OnFailure(SteadyTime now, bool refused, bool may_eject) {
+bool OutlierState::OnFailure(SteadyTime now, FailureKind kind, bool may_eject) {
+  // A refused connection during a longer ejection (a probe) shortens nothing.
   if (Ejected(now)) return true;
   ++consecutive_;
-  const bool eject = refused || probation_ || consecutive_ >= config_.consecutive_failures;
+  const bool eject =
+      kind != FailureKind::kSoft || probation_ || consecutive_ >= config_.consecutive_failures;
   if (!eject || !may_eject) return false;
-  Eject(now);
+  Eject(now, kind);
   return true;
 }
 
-void OutlierState::Eject(SteadyTime now) {
+void OutlierState::Eject(SteadyTime now, FailureKind kind) {
   ++times_ejected_;
-  const auto duration = std::min<std::chrono::milliseconds>(config_.max_ejection,
-                                                            config_.base_ejection * times_ejected_);
+  std::chrono::milliseconds duration = config_.refused_ejection;
+  if (kind != FailureKind::kRefused) {
+    ++growing_;
+    duration =
+        std::min<std::chrono::milliseconds>(config_.max_ejection, config_.base_ejection * growing_);
+  }
   ejected_until_ = now + duration;
   consecutive_ = 0;
   probation_ = true;

@@ -9,7 +9,8 @@ void PeakEwma::Observe(Nanos rtt, SteadyTime now) {
   const double sample = static_cast<double>(rtt.count());
   const double elapsed = static_cast<double>(std::max<int64_t>(0, (now - stamp_).count()));
   stamp_ = std::max(stamp_, now);
-  if (sample > cost_ns_) {
+  if (!observed_ || sample > cost_ns_) {
+    observed_ = true;
     cost_ns_ = sample;  // peaks count at once
     return;
   }

@@ -20,7 +20,8 @@ class PeakEwma {
         cost_ns_(static_cast<double>(initial.count())),
         stamp_(now) {}
 
-  // Records one observed round trip (or service time) at `now`.
+  // Records one observed round trip (or service time) at `now`. The first observation replaces
+  // the initial guess: a new endpoint is judged by what it did, not by the guess decaying.
   void Observe(Nanos rtt, SteadyTime now);
   // The estimate at `now`, in nanoseconds (decayed since the last observation).
   double Get(SteadyTime now) const;
@@ -28,6 +29,7 @@ class PeakEwma {
  private:
   double tau_ns_;
   double cost_ns_;
+  bool observed_ = false;
   SteadyTime stamp_;
 };
 

@@ -244,7 +244,7 @@ TEST(JoinTest, ANewNodesFirstRequestsWaitForThePeerToHearOfIt) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (served < 20 && std::chrono::steady_clock::now() < deadline) {
     HttpResult r = conn.Request("POST", "/v2/models/m/infer", InferBody("1,2"));
-    if (r.status == 404 && served == 0) {
+    if ((r.status == 404 || r.status == 503) && served == 0) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       continue;
     }
@@ -257,11 +257,20 @@ TEST(JoinTest, ANewNodesFirstRequestsWaitForThePeerToHearOfIt) {
 
 TEST_F(RoutingTest, UnknownModelIs404AtOnceWithoutForwarding) {
   const int before = ExecutionsOnB();
-  const long forwarded = RouteCounter(a_->port(), "forwarded");
-  const long rejected = RouteCounter(a_->port(), "rejected");
-  HttpResult r =
-      HttpRequestOnce(a_->port(), "POST", "/v2/models/nowhere/infer",
-                      R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]})");
+  long forwarded = 0, rejected = 0;
+  HttpResult r;
+  // While the mesh's view settles (seconds after a member joined) "no host" may be transient:
+  // 503 with Retry-After. Once settled, a model no member announced is 404.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  do {
+    forwarded = RouteCounter(a_->port(), "forwarded");
+    rejected = RouteCounter(a_->port(), "rejected");
+    r = HttpRequestOnce(a_->port(), "POST", "/v2/models/nowhere/infer",
+                        R"({"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1]}]})");
+    if (r.status != 503) break;
+    EXPECT_EQ(r.header("retry-after"), "1");
+    EXPECT_THAT(r.body, HasSubstr("settling"));
+  } while (std::chrono::steady_clock::now() < deadline);
   EXPECT_EQ(r.status, 404);
   EXPECT_THAT(r.body, HasSubstr("not served by this node or any node of the mesh"));
   // Answered by node-a's decision alone: rejected there, never sent to a peer.

@@ -189,6 +189,32 @@ TEST(DecisionPoliciesTest, PanicTriesEjectedPeersOnlyWhenNothingElseCan) {
   EXPECT_EQ(Decide(all_ejected, local_only, RoutingPolicy{}, rng).kind, Decision::kReject);
 }
 
+// A peer whose ejection just ended, or that just restarted, gets the next request that goes to a
+// peer, whatever its (stale or guessed) estimates: that request finds out how it is.
+TEST(DecisionPoliciesTest, AProbingPeerGetsTheNextForwardedRequest) {
+  std::mt19937_64 rng(4);
+  Candidate b, c;
+  b.node = "b";
+  c.node = "c";
+  b.peak_ewma_ns = 30e6;  // a guess, or what it did before it went away
+  c.peak_ewma_ns = 1e6;
+  std::vector<Candidate> peers = {b, c};
+  int to_b = 0;
+  for (int i = 0; i < 50; ++i)
+    to_b += Decide(peers, RouteRequest{}, RoutingPolicy{}, rng).index == 0;
+  EXPECT_EQ(to_b, 0) << "without a probe, the slower-looking peer loses every time";
+  peers[0].probe = true;
+  for (int i = 0; i < 5; ++i) {
+    const Decision d = Decide(peers, RouteRequest{}, RoutingPolicy{}, rng);
+    EXPECT_EQ(d.kind, Decision::kForward);
+    EXPECT_EQ(d.index, 0);
+  }
+  // A probe is still a peer: what blocks peers (the data policy) blocks it.
+  RouteRequest local_only;
+  local_only.policy = DataPolicy::kLocalOnly;
+  EXPECT_EQ(Decide(peers, local_only, RoutingPolicy{}, rng).kind, Decision::kReject);
+}
+
 TEST(DecisionPoliciesTest, RejectReasonNamesTheMostTellingBlock) {
   Eligibility none;
   EXPECT_THAT(std::string(RejectReason(none, DataPolicy::kMesh).message()), HasSubstr("is ready"));

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <functional>
 #include <future>
 #include <map>
@@ -36,9 +37,11 @@ class FakeDirectory final : public MeshDirectory {
     absl::MutexLock lock(&mu);
     peers[model] = std::move(endpoints);
   }
+  bool Settling(const std::string&) const override { return settling.load(); }
   mutable absl::Mutex mu;
   // Written by the test between requests, read under mu by the forwarder.
   std::map<std::string, std::vector<PeerEndpoint>> peers;
+  std::atomic<bool> settling{false};
 };
 
 // Answers each request at once, as scripted per address: a transport error, or an HTTP status
@@ -250,6 +253,67 @@ TEST_F(ForwarderTest, UnknownModelIsNotFoundAndNothingIsSent) {
   EXPECT_TRUE(client_.sent.empty());
 }
 
+// Right after a start or a rejoin, or while a member is suspect, "no host" may be a view that
+// has not caught up: the request waits (within its deadline, at most hold_max) for a host to
+// appear, and is answered UNAVAILABLE (503, retry), not NOT_FOUND, if none does.
+TEST_F(ForwarderTest, NoHostWhileTheViewSettlesIsHeldUntilOneAppears) {
+  directory_.settling = true;
+  Counted counted;
+  ForwardCallback done = counted.Callback();
+  InferRequest req = Request();
+  ASSERT_EQ(forwarder_.Route(req, "", {}, done), Forwarder::Routed::kForwarded);
+  // Time passes (300 ms of the clock), and nothing is answered yet.
+  EXPECT_FALSE(
+      AdvanceUntil(clock_, std::chrono::milliseconds(300), [&] { return counted.Calls() > 0; }));
+  EXPECT_TRUE(client_.sent.empty());
+  directory_.Set("m", {Peer("b")});
+  ASSERT_TRUE(
+      AdvanceUntil(clock_, std::chrono::milliseconds(500), [&] { return counted.Calls() > 0; }));
+  absl::MutexLock lock(&counted.mu);
+  ASSERT_TRUE(counted.answer->ok()) << counted.answer->status();
+  EXPECT_EQ((*counted.answer)->served_by, "b:8000");
+  EXPECT_EQ(counted.calls, 1);
+  EXPECT_EQ(forwarder_.Stats().held, 1u);
+  EXPECT_EQ(forwarder_.Stats().held_found, 1u);
+}
+
+TEST_F(ForwarderTest, NoHostAppearingWhileTheViewSettlesIsUnavailableNotNotFound) {
+  directory_.settling = true;
+  const SteadyTime start = clock_.Now();
+  absl::StatusOr<InferResponse> r = Run();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("settling"));
+  EXPECT_GE(clock_.Now() - start, ForwarderOptions{}.hold_max - std::chrono::milliseconds(50));
+  EXPECT_TRUE(client_.sent.empty());
+  // A deadline shorter than hold_max ends the hold at the deadline.
+  InferRequest req = Request();
+  req.deadline = clock_.Now() + std::chrono::milliseconds(200);
+  const SteadyTime second = clock_.Now();
+  r = Run({}, nullptr, std::move(req));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_LT(clock_.Now() - second, std::chrono::milliseconds(600));
+  // Settled: not found at once.
+  directory_.settling = false;
+  EXPECT_EQ(Run().status().code(), absl::StatusCode::kNotFound);
+}
+
+// A suspect host (not confirmed dead) is tried only when no other can take the request.
+TEST_F(ForwarderTest, SuspectHostsAreCandidatesOfLastResort) {
+  PeerEndpoint suspect = Peer("s");
+  suspect.suspect = true;
+  suspect.service_ns = 1;  // the fastest, were it not suspect
+  directory_.peers["m"] = {suspect, Peer("b")};
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<InferResponse> r = Run();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->served_by, "b:8000");
+  }
+  directory_.peers["m"] = {suspect};
+  absl::StatusOr<InferResponse> r = Run();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->served_by, "s:8000");
+}
+
 // A node that hosts the model sent the request on (busier here than its peer); the peer is gone
 // (refused) or full (503), and no other can take it: the request comes back to be served here,
 // rather than failing with the peer's error while this node could serve it.
@@ -395,6 +459,33 @@ TEST_F(ForwarderTest, RefusedPeerIsRetriedElsewhereAndEjectedAtOnce) {
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->served_by, "b:8000");
   }
+}
+
+// A peer restarting after kill -9 refuses connections until it listens again. Its ejection
+// for a refusal lasts a second, so once it listens it is probed and back in use within about a
+// second, even before the mesh tells of its new incarnation (before: 30 s, growing).
+TEST_F(ForwarderTest, ARefusingPeerIsProbedAgainWithinASecond) {
+  directory_.peers["m"] = {Peer("b"), Peer("c")};
+  client_.behaviour["b:8000"] = "refused";
+  for (int i = 0; i < 200 && client_.SentTo("b:8000") == 0; ++i) ASSERT_TRUE(Run().ok());
+  ASSERT_TRUE(StatsOf(forwarder_, "b").ejected);
+  client_.behaviour.erase("b:8000");  // b listens again, same generation as far as we know
+  clock_.Advance(std::chrono::milliseconds(1001));
+  absl::StatusOr<InferResponse> r = Run();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->served_by, "b:8000") << "the first request after the ejection probes b";
+  EXPECT_FALSE(StatsOf(forwarder_, "b").ejected);
+  // A peer that restarted (a new incarnation) is probed the same way, though its estimates,
+  // reset, would make it look slower than a warmed-up peer.
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(Run().ok());
+  directory_.Set("m", {Peer("b"), [] {
+                         PeerEndpoint c = Peer("c");
+                         c.generation = 7;
+                         return c;
+                       }()});
+  r = Run();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->served_by, "c:8000") << "the first request after the restart probes c";
 }
 
 TEST_F(ForwarderTest, TwoPeersGoneAtOnceAreBothEjectedWhateverTheCap) {

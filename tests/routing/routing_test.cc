@@ -30,6 +30,11 @@ TEST(PeakEwmaTest, PeaksAtOnceDecaysSlowly) {
   EXPECT_NEAR(Ms(e.Get(T(1000))), 100 * w + 10 * (1 - w), 1e-6);
   // Unobserved, it decays toward zero (the endpoint will be tried again).
   EXPECT_LT(e.Get(T(60000)), e.Get(T(1000)) * 0.01);
+  // The first observation replaces the initial guess, even a faster one: a new endpoint is
+  // judged by what it did (before: 30 ms decaying toward 2 ms over tens of seconds).
+  PeakEwma fresh(seconds(10), milliseconds(30), T(0));
+  fresh.Observe(milliseconds(2), T(5));
+  EXPECT_NEAR(Ms(fresh.Get(T(5))), 2, 1e-9);
 }
 
 TEST(RetryBudgetTest, TwentyPercentPlusAFloor) {
@@ -56,27 +61,27 @@ TEST(RetryBudgetTest, FullJitterBackoffStaysUnderTheExponentialCeiling) {
 
 TEST(OutlierTest, ConsecutiveFailuresEjectForGrowingTimes) {
   OutlierState o;
-  for (int i = 0; i < 4; ++i) EXPECT_FALSE(o.OnFailure(T(i), false, true));
-  EXPECT_TRUE(o.OnFailure(T(4), false, true)) << "the fifth in a row ejects";
+  for (int i = 0; i < 4; ++i) EXPECT_FALSE(o.OnFailure(T(i), FailureKind::kSoft, true));
+  EXPECT_TRUE(o.OnFailure(T(4), FailureKind::kSoft, true)) << "the fifth in a row ejects";
   EXPECT_TRUE(o.Ejected(T(29000)));
   EXPECT_FALSE(o.Ejected(T(30004)));
   EXPECT_TRUE(o.Probing(T(30004))) << "after the ejection, one request probes it";
-  EXPECT_TRUE(o.OnFailure(T(30005), false, true)) << "a failed probe ejects again";
+  EXPECT_TRUE(o.OnFailure(T(30005), FailureKind::kSoft, true)) << "a failed probe ejects again";
   EXPECT_TRUE(o.Ejected(T(30005 + 59000)));
   EXPECT_FALSE(o.Ejected(T(30005 + 60001))) << "second ejection: 2 x 30 s";
   o.OnSuccess(T(100000));
   EXPECT_FALSE(o.Probing(T(100000)));
   // A success resets the run of failures.
-  for (int i = 0; i < 4; ++i) o.OnFailure(T(100001 + i), false, true);
+  for (int i = 0; i < 4; ++i) o.OnFailure(T(100001 + i), FailureKind::kSoft, true);
   o.OnSuccess(T(100010));
-  EXPECT_FALSE(o.OnFailure(T(100011), false, true));
+  EXPECT_FALSE(o.OnFailure(T(100011), FailureKind::kSoft, true));
 }
 
 TEST(OutlierTest, RefusedConnectionEjectsAtOnceAndTheCapHolds) {
   OutlierState o;
-  EXPECT_TRUE(o.OnFailure(T(0), /*refused=*/true, true));
+  EXPECT_TRUE(o.OnFailure(T(0), FailureKind::kReset, true));
   OutlierState capped;
-  EXPECT_FALSE(capped.OnFailure(T(0), true, /*may_eject=*/false));
+  EXPECT_FALSE(capped.OnFailure(T(0), FailureKind::kReset, /*may_eject=*/false));
   EXPECT_FALSE(capped.Ejected(T(0)));
   OutlierConfig c;
   EXPECT_TRUE(MayEject(0, 3, c)) << "at least one may always be ejected";
@@ -87,10 +92,32 @@ TEST(OutlierTest, RefusedConnectionEjectsAtOnceAndTheCapHolds) {
   OutlierState many;
   SteadyTime t = T(0);
   for (int i = 0; i < 20; ++i) {
-    many.OnFailure(t, true, true);
+    many.OnFailure(t, FailureKind::kReset, true);
     t += milliseconds(400000);
   }
   EXPECT_FALSE(many.Ejected(t - milliseconds(400000) + milliseconds(300001)));
+}
+
+// Nothing listens at a refused address: the peer is gone or restarting. It is ejected at once,
+// but only for a second each time, however often it is refused, so that a restarted peer is
+// probed and back in use within a second of listening again.
+TEST(OutlierTest, RefusedConnectionEjectsForASecondEachTime) {
+  OutlierState o;
+  SteadyTime t = T(0);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_TRUE(o.OnFailure(t, FailureKind::kRefused, true));
+    EXPECT_TRUE(o.Ejected(t + milliseconds(999)));
+    EXPECT_FALSE(o.Ejected(t + milliseconds(1000))) << "refusal " << i;
+    EXPECT_TRUE(o.Probing(t + milliseconds(1000)));
+    t += milliseconds(1000);
+  }
+  o.OnSuccess(t);
+  EXPECT_FALSE(o.Probing(t));
+  EXPECT_EQ(o.times_ejected(), 10);
+  // Refusals do not lengthen a later ejection for other failures.
+  EXPECT_TRUE(o.OnFailure(t, FailureKind::kReset, true));
+  EXPECT_TRUE(o.Ejected(t + milliseconds(29999)));
+  EXPECT_FALSE(o.Ejected(t + milliseconds(30000)));
 }
 
 Candidate Local(double queue, double service_ms) {
