@@ -306,6 +306,7 @@ absl::Status Agent::StartGossip() {
   if (!profile.ok()) return profile.status();
   options.swim = *profile;
   options.swim.max_members = config_.gossip_max_members;
+  options.swim.watchers = config_.gossip_watchers;
   const std::string key_path = config_.StateDir() + "/node.key";
   absl::StatusOr<identity::NodeKey> node_key = identity::LoadOrCreateNodeKey(key_path);
   if (!node_key.ok()) return node_key.status();

@@ -121,6 +121,9 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "memory for gossip TCP frames being read, all connections together (refused beyond)");
   add("gossip_head_timeout_ms", &AgentConfig::gossip_head_timeout_ms,
       "close a gossip TCP connection that has not sent its frame's head in this time");
+  add("gossip_watchers", &AgentConfig::gossip_watchers,
+      "members each node watches over an idle TCP connection, to learn of a crash at once "
+      "(0: probes alone)");
   add("gossip_max_members", &AgentConfig::gossip_max_members,
       "most members the node keeps (new names are refused beyond; raise it on every node of a "
       "larger mesh)");
@@ -244,6 +247,7 @@ absl::Status AgentConfig::Validate() const {
         range("gossip_buffer_mb", gossip_buffer_mb, 20, 4096),
         range("gossip_head_timeout_ms", gossip_head_timeout_ms, 1, 3600000),
         range("gossip_max_members", gossip_max_members, 2, 1000000),
+        range("gossip_watchers", gossip_watchers, 0, 16),
         range("drain_announce_ms", drain_announce_ms, 0, 60000),
         range("repository_poll_ms", repository_poll_ms, 10, 3600000),
         range("max_image_pixels", max_image_pixels, 1, int64_t{1} << 32)}) {

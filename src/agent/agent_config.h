@@ -161,6 +161,9 @@ struct AgentConfig {
   // Most members the node keeps (membership/config.h, max_members): the bound on what forged
   // joins can make it hold. Raise it on every node of a mesh larger than this.
   int gossip_max_members = 4096;
+  // Members each node keeps an idle TCP watch connection to, to learn of a crash at once (its
+  // kernel closes the connection): see docs/membership.md. 0: none (probes alone).
+  int gossip_watchers = 3;
   // This node's labels, "key=value[,key=value...]", e.g. "zone=line-1,hardware=jetson". The
   // `zone` label bounds where models with `dataPolicy: zone` send their data.
   std::string labels;

@@ -156,6 +156,9 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
     w.Key("indirect_probes").Uint(s.swim.indirect_probes);
     w.Key("refutations").Uint(s.swim.refutations);
     w.Key("suspicions").Uint(s.swim.suspicions);
+    w.Key("watch_closed").Uint(s.swim.watch_closed);
+    w.Key("watching").Uint(s.watching);
+    w.Key("watched_by").Uint(s.watched_by);
     w.Key("push_pulls").Uint(s.swim.push_pulls);
     w.Key("dropped").BeginObject();
     for (size_t r = 0; r < membership::kDropReasonCount; ++r) {

@@ -65,6 +65,9 @@ absl::Status SwimConfig::Validate() const {
   if (probe_timeout >= probe_interval) {
     return absl::InvalidArgumentError("probe_timeout: must be shorter than probe_interval");
   }
+  if (watchers < 0 || watch_suspicion_timeout.count() < 0) {
+    return absl::InvalidArgumentError("watchers and watch_suspicion_timeout must not be negative");
+  }
   if (indirect_checks < 0 || gossip_nodes < 0) {
     return absl::InvalidArgumentError("indirect_checks and gossip_nodes must not be negative");
   }

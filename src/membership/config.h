@@ -79,9 +79,20 @@ struct SwimConfig {
   // below it. Claims over the budget are dropped and counted; push-pull repairs them later.
   int max_claim_checks_per_second = 1000;
 
+  // Each node keeps an idle TCP "watch" connection to this many other members (its successors on
+  // a ring ordered by a hash of the names), so each member is watched by about as many. A crashed
+  // process's kernel closes its connections at once: a watch that closes without a word makes
+  // the watcher probe the member at once (not at its probe turn), and a failed probe starts a
+  // suspicion of `watch_suspicion_timeout` instead of the usual minutes-scale one. A hung node
+  // (no close) is found by the usual probes. 0: no watches.
+  int watchers = 3;
+  // The suspicion that follows a watch closed and a failed probe. 0: probe_interval.
+  Millis watch_suspicion_timeout{0};
+
   // Protocol versions this node speaks (append-only message types; see wire.h).
+  // 2: watch connections (Watch). Members announcing 1 are not watched.
   uint8_t protocol_min = 1;
-  uint8_t protocol_max = 1;
+  uint8_t protocol_max = 2;
 
   absl::Status Validate() const;
 

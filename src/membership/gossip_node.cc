@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include "base/status_macros.h"
@@ -91,6 +92,14 @@ void GossipNodeImpl::LeaveAndStop(std::chrono::milliseconds timeout) {
       if (clock_.WaitUntil(changed_, mu_, deadline)) break;
     }
   }
+  // The members watching this node hear a goodbye, not a silent close: a leave, not a crash.
+  stopping_.store(true);
+  std::promise<void> said;
+  asio::post(ioc_, [this, &said] {
+    SayGoodbyes();
+    said.set_value();
+  });
+  said.get_future().wait_for(std::chrono::seconds(1));
   Stop();
 }
 
@@ -124,6 +133,8 @@ GossipStats GossipNodeImpl::Stats() const {
   s.drops += drops_;
   s.tcp_connections = static_cast<size_t>(limits_.open());
   s.tcp_buffered_bytes = budget_->used();
+  s.watching = watching_.load();
+  s.watched_by = watched_by_.load();
   return s;
 }
 
@@ -149,6 +160,7 @@ void GossipNodeImpl::Process(Output out, bool join) {
     spdlog::info("member {} {}", e.node, EventTypeName(e.type));
     if (on_event_) on_event_(e);
   }
+  if (!stopping_.load()) UpdateWatches(!out.events.empty());
   Reschedule();
 }
 

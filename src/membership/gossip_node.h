@@ -103,6 +103,8 @@ struct GossipStats {
   uint64_t tcp_bytes_in = 0;        // frames read, framing included (requests served, replies)
   uint64_t tcp_connections = 0;     // gossip TCP connections being served now
   uint64_t tcp_buffered_bytes = 0;  // bytes of gossip frames buffered now (tcp_buffer_bytes)
+  uint64_t watching = 0;            // watch connections this node holds open to members now
+  uint64_t watched_by = 0;          // members' watch connections this node serves now
 };
 
 class GossipNode {

@@ -6,8 +6,10 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -56,6 +58,11 @@ struct TcpExchange {
   bool served = false;          // a peer's exchange (else one this node started)
   bool join = false;            // our exchange: a join sent to a seed
   bool done = false;            // finished or failed: the deadlines have nothing left to cut
+  // Watch connections (SwimConfig::watchers): the member watched (ours) or watching (served).
+  std::string watch;
+  bool greeted = false;     // ours: the member answered; its close now means something
+  bool purposeful = false;  // this node closes it on purpose: its end means nothing
+  char byte = 0;            // the one byte a watch may carry: a goodbye
 };
 
 // How reading one frame ended.
@@ -169,6 +176,23 @@ class GossipNodeImpl final : public GossipNode {
   void OnReply(const std::shared_ptr<TcpExchange>& x, FrameOutcome o);
   void Failed(const std::shared_ptr<TcpExchange>& x);
 
+  // ---------------------------------------------------------------------------------------
+  // TCP: watch connections (gossip_tcp.cc). Gossip thread only.
+
+  // Opens watches to the members the state machine names and closes the others; at most every
+  // probe interval unless membership changed (`changed`).
+  void UpdateWatches(bool changed);
+  void OpenWatch(const WatchTarget& target);
+  void OnWatchReply(const std::shared_ptr<TcpExchange>& x, FrameOutcome o);
+  // Waits for the watch's end: a goodbye byte or a close.
+  void ReadWatch(const std::shared_ptr<TcpExchange>& x);
+  // Our watch `x` ended; `silent`: closed by the member's side without a goodbye.
+  void WatchEnded(const std::shared_ptr<TcpExchange>& x, bool silent);
+  // Serves a member's watch on `x` after its first frame: writes `reply`, then holds it open.
+  void ServeWatch(const std::shared_ptr<TcpExchange>& x, std::string reply);
+  // Writes a goodbye on every watch served and closes them (a leave: not a crash).
+  void SayGoodbyes();
+
   // The log key of notices received (DropReason keys come first).
   static constexpr size_t kNoticeLogKey = kDropReasonCount;
 
@@ -191,6 +215,13 @@ class GossipNodeImpl final : public GossipNode {
   const std::shared_ptr<MemoryBudget> budget_;
   ConnectionLimits limits_;
   const bool encrypted_;  // gossip is sealed (a keyring is configured)
+  // Watches (gossip thread only): ours by member, served by watcher; reconnect back-off.
+  std::map<std::string, std::shared_ptr<TcpExchange>> watches_;
+  std::map<std::string, std::shared_ptr<TcpExchange>> served_watches_;
+  std::map<std::string, SteadyTime> watch_tried_;
+  SteadyTime next_watch_update_;
+  std::atomic<uint64_t> watching_{0}, watched_by_{0};
+  std::atomic<bool> stopping_{false};  // LeaveAndStop has said goodbye: no new watches
 
   // The state machine, the envelope and the counters are touched by the gossip thread and by
   // readers (Members, Stats, SetLoad) from other threads.

@@ -149,7 +149,9 @@ void GossipNodeImpl::Serve(const std::shared_ptr<TcpExchange>& x, FrameOutcome o
   const Opened frame = x->reader.TakeFrame();
   Output out = Call([&](Swim& s) { return s.HandleStream(x->peer, frame.payload, clock_.Now()); });
   std::optional<std::string> reply = std::move(out.reply);
+  std::optional<std::string> watched_by = std::move(out.watched_by);
   out.reply.reset();
+  out.watched_by.reset();
   Process(std::move(out));
   if (!reply) return Finish(x);
   {
@@ -157,6 +159,10 @@ void GossipNodeImpl::Serve(const std::shared_ptr<TcpExchange>& x, FrameOutcome o
     x->out =
         EncodeFrame(envelope_, *reply, Recipient::Reply(frame.sender, frame.counter), UnixMillis());
     counters_.tcp_bytes_out += x->out.size();
+  }
+  if (watched_by) {
+    x->watch = *std::move(watched_by);
+    return ServeWatch(x, std::move(x->out));
   }
   WriteAndFinish(x);
 }
@@ -236,6 +242,159 @@ void GossipNodeImpl::Failed(const std::shared_ptr<TcpExchange>& x) {
     ++counters_.tcp_exchanges_failed;
   }
   Finish(x);
+  if (!x->watch.empty() && !x->served) WatchEnded(x, /*silent=*/false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watch connections
+
+void GossipNodeImpl::UpdateWatches(bool changed) {
+  const SteadyTime now = clock_.Now();
+  if (!changed && now < next_watch_update_) return;
+  next_watch_update_ = now + options_.swim.probe_interval;
+  std::vector<WatchTarget> targets;
+  {
+    absl::MutexLock lock(&mu_);
+    targets = swim_->WatchTargets();
+  }
+  for (auto it = watches_.begin(); it != watches_.end();) {
+    const bool wanted = std::any_of(targets.begin(), targets.end(), [&](const WatchTarget& t) {
+      return t.name == it->first && t.addr == it->second->peer;
+    });
+    if (wanted) {
+      ++it;
+      continue;
+    }
+    it->second->purposeful = true;
+    Finish(it->second);
+    it = watches_.erase(it);
+  }
+  std::erase_if(watch_tried_, [&](const auto& e) {
+    return std::none_of(targets.begin(), targets.end(),
+                        [&](const WatchTarget& t) { return t.name == e.first; });
+  });
+  for (const WatchTarget& t : targets) {
+    if (watches_.contains(t.name)) continue;
+    // A member that refused or dropped a watch is tried again after a probe interval.
+    auto [tried, first] = watch_tried_.try_emplace(t.name, now);
+    if (!first && now - tried->second < options_.swim.probe_interval) continue;
+    tried->second = now;
+    OpenWatch(t);
+  }
+  watching_.store(watches_.size());
+}
+
+void GossipNodeImpl::OpenWatch(const WatchTarget& target) {
+  absl::StatusOr<std::pair<asio::ip::address, uint16_t>> dest = ParseHostPort(target.addr);
+  if (!dest.ok()) return;
+  absl::StatusOr<MemoryBudget::Reservation> budget = budget_->Reserve(0);
+  auto x = std::make_shared<TcpExchange>(
+      ioc_, options_.max_tcp_frame_bytes,
+      budget.ok() ? *std::move(budget) : MemoryBudget::Reservation(), Recipient::Address(""));
+  x->peer = target.addr;
+  x->watch = target.name;
+  watches_[target.name] = x;
+  ArmDeadline(x, x->deadline, options_.swim.tcp_timeout, "a watch we opened");
+  x->socket.async_connect(
+      tcp::endpoint(dest->first, dest->second),
+      [this, x, to = Recipient::Address(Canonical(dest->first, dest->second))](error_code ec) {
+        if (x->done) return;
+        if (ec) return Failed(x);
+        {
+          absl::MutexLock lock(&mu_);
+          uint64_t counter = 0;
+          x->out = EncodeFrame(envelope_, EncodePacket({EncodeMessage(Watch{options_.name})}), to,
+                               UnixMillis(), &counter);
+          x->expect = Recipient::Reply(envelope_.boot_id(), counter);
+          counters_.tcp_bytes_out += x->out.size();
+        }
+        asio::async_write(x->socket, asio::buffer(x->out), [this, x](error_code ec, size_t) {
+          if (x->done) return;
+          if (ec) return Failed(x);
+          ReadFrame(x, [this, x](FrameOutcome o) { OnWatchReply(x, std::move(o)); });
+        });
+      });
+}
+
+void GossipNodeImpl::OnWatchReply(const std::shared_ptr<TcpExchange>& x, FrameOutcome o) {
+  if (x->done) return;
+  // A member that does not serve watches (an older version, or one at its cap) closes the
+  // connection or answers something else: that says nothing of its health.
+  if (o.io_error || !o.status.ok() || o.result == FrameReader::Result::kNotice) return Failed(x);
+  x->reader.TakeFrame();
+  x->greeted = true;
+  x->deadline.cancel();
+  ReadWatch(x);
+}
+
+void GossipNodeImpl::ReadWatch(const std::shared_ptr<TcpExchange>& x) {
+  x->socket.async_read_some(asio::buffer(&x->byte, 1), [this, x](error_code ec, size_t n) {
+    if (x->done || x->purposeful) return;
+    Finish(x);
+    // Anything read is a goodbye (the member is leaving); a close or a reset without one is
+    // what a crashed process's kernel does.
+    WatchEnded(x, /*silent=*/ec && n == 0);
+  });
+}
+
+void GossipNodeImpl::WatchEnded(const std::shared_ptr<TcpExchange>& x, bool silent) {
+  auto it = watches_.find(x->watch);
+  if (it == watches_.end() || it->second != x) return;
+  watches_.erase(it);
+  watching_.store(watches_.size());
+  if (!silent || !x->greeted) return;
+  Process(Call([&](Swim& s) { return s.WatchClosed(x->watch, clock_.Now()); }));
+}
+
+void GossipNodeImpl::ServeWatch(const std::shared_ptr<TcpExchange>& x, std::string reply) {
+  // One watch per member (a new one replaces its old one), and a few per watcher this node can
+  // expect: each member has about `watchers` watchers.
+  const size_t cap = 4 * static_cast<size_t>(std::max(1, options_.swim.watchers)) + 4;
+  if (auto old = served_watches_.find(x->watch); old != served_watches_.end()) {
+    old->second->purposeful = true;
+    Finish(old->second);
+    served_watches_.erase(old);
+  } else if (served_watches_.size() >= cap) {
+    return Finish(x);  // unanswered: the watcher counts nothing against this node
+  }
+  served_watches_[x->watch] = x;
+  watched_by_.store(served_watches_.size());
+  x->deadline.cancel();
+  x->head_deadline.cancel();
+  x->out = std::move(reply);
+  auto end = [this, x] {
+    if (x->done) return;
+    Finish(x);
+    auto it = served_watches_.find(x->watch);
+    if (it != served_watches_.end() && it->second == x) served_watches_.erase(it);
+    watched_by_.store(served_watches_.size());
+  };
+  asio::async_write(x->socket, asio::buffer(x->out), [x, end](error_code ec, size_t) {
+    if (ec) return end();
+    // Held open until the watcher goes (or this node does): anything read ends it.
+    x->socket.async_read_some(asio::buffer(&x->byte, 1), [end](error_code, size_t) { end(); });
+  });
+}
+
+void GossipNodeImpl::SayGoodbyes() {
+  static constexpr char kGoodbye = 'B';
+  for (auto& [_, x] : served_watches_) {
+    if (x->done) continue;
+    error_code ignored;
+    x->purposeful = true;
+    // One byte on an idle connection fits its send buffer: the write does not block.
+    asio::write(x->socket, asio::buffer(&kGoodbye, 1), ignored);
+    x->socket.shutdown(tcp::socket::shutdown_both, ignored);
+    Finish(x);
+  }
+  served_watches_.clear();
+  watched_by_.store(0);
+  for (auto& [_, x] : watches_) {
+    x->purposeful = true;
+    Finish(x);
+  }
+  watches_.clear();
+  watching_.store(0);
 }
 
 }  // namespace hivemesh::membership::gossip_internal

@@ -38,6 +38,7 @@ void Output::Append(Output&& other) {
   for (auto& p : other.packets) packets.push_back(std::move(p));
   for (auto& e : other.events) events.push_back(std::move(e));
   if (other.reply) reply = std::move(other.reply);
+  if (other.watched_by) watched_by = std::move(other.watched_by);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,6 +222,15 @@ Output Swim::HandleStream(std::string_view from, std::string_view packet, Steady
       ++stats_.packets_out;
       stats_.bytes_out += reply.size();
       out.reply = std::move(reply);
+    } else if (const auto* w = std::get_if<Watch>(&m)) {
+      // Only a member may watch this node (a stranger would only hold a connection open).
+      const std::optional<MemberState> state = StateOf(w->source);
+      if (leaving_ || !state || !IsLive(*state)) continue;
+      std::string reply = EncodePacket({EncodeMessage(Ack{0})});
+      ++stats_.packets_out;
+      stats_.bytes_out += reply.size();
+      out.reply = std::move(reply);
+      out.watched_by = w->source;
     } else {
       Dispatch(from, m, Channel::kTcp, now, out);
     }
@@ -308,7 +318,7 @@ void Swim::Dispatch(std::string_view from, const Message& m, Channel channel, St
           joined_ = true;
         } else if constexpr (std::is_same_v<T, Load>) {
           OnLoad(msg, now);
-        }
+        }  // a Watch means something only as the first frame of a stream (HandleStream)
       },
       m);
 }

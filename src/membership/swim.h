@@ -88,6 +88,9 @@ struct Output {
   std::vector<Outgoing> packets;
   std::vector<MemberEvent> events;
   std::optional<std::string> reply;  // HandleStream only: written back on the same connection
+  // HandleStream only: the stream opened a watch of this node by the member named here; the
+  // transport keeps the connection open (idle) after writing `reply`.
+  std::optional<std::string> watched_by;
   void Append(Output&& other);
 };
 
@@ -129,6 +132,14 @@ struct SwimStats {
   uint64_t claims_over_budget = 0;    // not checked: the signature-check budget was spent
   uint64_t members_refused = 0;       // a new name while the table is full (max_members)
   uint64_t accusations_ignored = 0;   // of this node, at an incarnation it never signed
+  uint64_t watch_closed = 0;          // watch connections closed without a word: probed at once
+};
+
+// A member this node keeps a watch connection to (SwimConfig::watchers).
+struct WatchTarget {
+  std::string name;
+  std::string addr;
+  bool operator==(const WatchTarget&) const = default;
 };
 
 class Swim {
@@ -167,6 +178,16 @@ class Swim {
   // stale: the transport passes the wall-clock time in milliseconds, which a new life exceeds
   // by more than the old one reported. REQUIRES: before the first SetLoad.
   void SetLoadSequenceBase(uint64_t base);
+
+  // The members this node should watch now: up to `watchers` alive members speaking protocol 2,
+  // its successors on a ring ordered by a hash of the names (so each member has about as many
+  // watchers). Empty while leaving.
+  std::vector<WatchTarget> WatchTargets() const;
+  // The watch connection to `name` closed without a word (the transport tells a purposeful
+  // close apart): a crashed process's kernel closes its connections. The member is probed at
+  // once, directly and indirectly; if that fails, it is suspected with the short
+  // watch_suspicion_timeout. At most once per two probe intervals per member.
+  Output WatchClosed(std::string_view name, SteadyTime now);
 
   // Runs every timer due at or before `now`.
   Output Tick(SteadyTime now);
@@ -221,6 +242,7 @@ class Swim {
     SteadyTime start;
     int expected_nacks = 0;
     int nacks = 0;
+    bool watch = false;  // sent because the member's watch connection closed
   };
   // An indirect ping this node relays for another member.
   struct Relay {
@@ -260,6 +282,9 @@ class Swim {
   void OnAck(const Ack& m, SteadyTime now, Output& out);
   void OnNack(const Nack& m);
   void StartProbe(SteadyTime now, Output& out);
+  // Pings `target_id` now; its deadlines run as any probe's.
+  void ProbeMember(uint32_t target_id, const Member& target, bool watch, SteadyTime now,
+                   Output& out);
   void ProbeDeadline(uint32_t seq, SteadyTime now, Output& out);
   void ProbeEnd(uint32_t seq, SteadyTime now, Output& out);
   void RelayDeadline(uint32_t seq, Output& out);
@@ -268,7 +293,9 @@ class Swim {
   Millis Scaled(Millis base) const;
 
   // swim_suspicion.cc: accusations (suspect, dead, leave), refutation, forgetting the departed.
-  void OnSuspect(const Suspect& m, SteadyTime now, Output& out);
+  // `fast` > 0: this node's own suspicion after a watch closed and a probe failed: it expires
+  // after `fast` (a running suspicion is shortened to it).
+  void OnSuspect(const Suspect& m, SteadyTime now, Output& out, Millis fast = Millis(0));
   void OnDead(const Dead& m, SteadyTime now, Output& out);
   void SuspicionExpired(uint32_t node, uint64_t generation, SteadyTime now, Output& out);
   void Refute(uint64_t accused_incarnation, SteadyTime now);
@@ -308,9 +335,10 @@ class Swim {
   uint64_t load_seq_ = 0;
   std::mt19937_64 rng_;
 
-  MemberTable table_;                                   // every member but this node
-  std::unordered_map<uint32_t, LoadState> loads_;       // latest load report, by name id
-  std::unordered_map<uint32_t, Suspected> suspicions_;  // exactly the members in kSuspect
+  MemberTable table_;                                      // every member but this node
+  std::unordered_map<uint32_t, LoadState> loads_;          // latest load report, by name id
+  std::unordered_map<uint32_t, Suspected> suspicions_;     // exactly the members in kSuspect
+  std::unordered_map<uint32_t, SteadyTime> watch_probed_;  // last WatchClosed probe, by name id
   bool quiet_ = false;       // Bootstrap: merge without queueing broadcasts
   bool trusted_ = false;     // Bootstrap: claims are adopted unchecked
   double check_tokens_ = 0;  // the signature-check budget (a token bucket)

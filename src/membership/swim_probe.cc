@@ -72,19 +72,25 @@ void Swim::StartProbe(SteadyTime now, Output& out) {
     }
   }
   if (target == nullptr) return;
+  ProbeMember(target_id, *target, /*watch=*/false, now, out);
+}
+
+void Swim::ProbeMember(uint32_t target_id, const Member& target, bool watch, SteadyTime now,
+                       Output& out) {
   const uint32_t seq = ++next_seq_;
   auto probe = std::make_unique<Probe>();
   probe->target = target_id;
   probe->start = now;
+  probe->watch = watch;
   probes_[seq] = std::move(probe);
   ++stats_.probes;
   const std::string& target_name = table_.NameOf(target_id);
   std::vector<std::string> msgs = {EncodeMessage(Ping{seq, target_name, name_, addr_})};
-  if (target->state == MemberState::kSuspect) {
+  if (target.state == MemberState::kSuspect) {
     // Carry the suspicion, so the target can refute at once.
-    msgs.push_back(EncodeMessage(Suspect{target->incarnation, target_name, name_}));
+    msgs.push_back(EncodeMessage(Suspect{target.incarnation, target_name, name_}));
   }
-  SendUdp(table_.AddrOf(*target), std::move(msgs), now, out);
+  SendUdp(table_.AddrOf(target), std::move(msgs), now, out);
   PushTimer(Timer{now + Scaled(config_.probe_timeout), TimerKind::kProbeDeadline, seq, kNoId, 0});
   PushTimer(Timer{now + Scaled(config_.probe_interval), TimerKind::kProbeEnd, seq, kNoId, 0});
 }
@@ -127,7 +133,56 @@ void Swim::ProbeEnd(uint32_t seq, SteadyTime now, Output& out) {
   }
   const Member* t = table_.Get(probe.target);
   if (t == nullptr || !IsLive(t->state)) return;
-  OnSuspect(Suspect{t->incarnation, table_.NameOf(probe.target), name_}, now, out);
+  Millis fast(0);
+  if (probe.watch) {
+    fast = config_.watch_suspicion_timeout > Millis(0) ? config_.watch_suspicion_timeout
+                                                       : config_.probe_interval;
+  }
+  OnSuspect(Suspect{t->incarnation, table_.NameOf(probe.target), name_}, now, out, fast);
+}
+
+Output Swim::WatchClosed(std::string_view name, SteadyTime now) {
+  Output out;
+  uint32_t id = kNoId;
+  const Member* m = table_.Lookup(name, &id);
+  if (m == nullptr || m->state != MemberState::kAlive || leaving_) return out;
+  auto [last, first] = watch_probed_.try_emplace(id, now);
+  if (!first && now - last->second < 2 * config_.probe_interval) return out;
+  last->second = now;
+  ++stats_.watch_closed;
+  ProbeMember(id, *m, /*watch=*/true, now, out);
+  return out;
+}
+
+namespace {
+// FNV-1a: the same ring on every node and in every build.
+uint64_t RingHash(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+}  // namespace
+
+std::vector<WatchTarget> Swim::WatchTargets() const {
+  std::vector<WatchTarget> out;
+  if (config_.watchers <= 0 || leaving_) return out;
+  const uint64_t self = RingHash(name_);
+  std::vector<std::pair<uint64_t, uint32_t>> ring;  // clockwise distance from this node, id
+  for (uint32_t id : probe_list_) {
+    const Member* m = table_.Get(id);
+    if (m == nullptr || m->state != MemberState::kAlive || m->protocol_max < 2) continue;
+    ring.emplace_back(RingHash(table_.NameOf(id)) - self, id);
+  }
+  const size_t k = std::min(ring.size(), static_cast<size_t>(config_.watchers));
+  std::partial_sort(ring.begin(), ring.begin() + static_cast<std::ptrdiff_t>(k), ring.end());
+  for (size_t i = 0; i < k; ++i) {
+    const Member& m = *table_.Get(ring[i].second);
+    out.push_back(WatchTarget{table_.NameOf(ring[i].second), table_.AddrOf(m)});
+  }
+  return out;
 }
 
 void Swim::RelayDeadline(uint32_t seq, Output& out) {

@@ -16,7 +16,7 @@ namespace hivemesh::membership {
 
 using swim_internal::IsLive;
 
-void Swim::OnSuspect(const Suspect& m, SteadyTime now, Output& out) {
+void Swim::OnSuspect(const Suspect& m, SteadyTime now, Output& out, Millis fast) {
   if (m.node == name_) {
     if (leaving_ || m.incarnation < incarnation_) return;
     if (m.incarnation > incarnation_) {
@@ -35,6 +35,17 @@ void Swim::OnSuspect(const Suspect& m, SteadyTime now, Output& out) {
   Member& cur = *found;
   // An accusation is taken at the member's own incarnation at most: it never raises it.
   if (m.incarnation < cur.incarnation) return;
+  if (cur.state == MemberState::kSuspect && fast > Millis(0)) {
+    // This node's own watch saw the member's connection close and its probe failed: the running
+    // suspicion ends no later than `fast` from now.
+    auto s = suspicions_.find(id);
+    if (s == suspicions_.end() || s->second.suspicion.Deadline() <= now + fast) return;
+    s->second.suspicion = Suspicion(m.from, 0, fast, fast, now);
+    s->second.generation = ++next_generation_;
+    PushTimer(
+        Timer{s->second.suspicion.Deadline(), TimerKind::kSuspicion, 0, id, s->second.generation});
+    return;
+  }
   if (cur.state == MemberState::kSuspect) {
     // A confirmation, from a member we know. Counted (and re-gossiped) only if it comes from a
     // member not heard before and fewer than k are in; then it shortens the timer.
@@ -52,8 +63,10 @@ void Swim::OnSuspect(const Suspect& m, SteadyTime now, Output& out) {
   ++stats_.suspicions;
   const int n = static_cast<int>(table_.size()) + 1;
   const Millis min = SuspicionMinTimeout(config_, n);
-  const Suspicion suspicion(m.from, SuspicionConfirmations(config_, n), min,
-                            min * config_.suspicion_max_timeout_mult, now);
+  const Suspicion suspicion = fast > Millis(0)
+                                  ? Suspicion(m.from, 0, fast, fast, now)
+                                  : Suspicion(m.from, SuspicionConfirmations(config_, n), min,
+                                              min * config_.suspicion_max_timeout_mult, now);
   const uint64_t generation = ++next_generation_;
   suspicions_.insert_or_assign(id, Suspected{suspicion, generation});
   PushTimer(Timer{suspicion.Deadline(), TimerKind::kSuspicion, 0, id, generation});
@@ -158,6 +171,7 @@ void Swim::Forget(uint32_t id, Output& out) {
   out.events.push_back({EventType::kRemoved, table_.NameOf(id)});
   loads_.erase(id);
   suspicions_.erase(id);
+  watch_probed_.erase(id);
   table_.Erase(id);
 }
 

@@ -37,6 +37,7 @@ struct Encoder {
   }
   void operator()(const Ack& m) { w.Varint(m.seq); }
   void operator()(const Nack& m) { w.Varint(m.seq); }
+  void operator()(const Watch& m) { w.Bytes(m.source); }
   void operator()(const Suspect& m) {
     w.Varint(m.incarnation);
     w.Bytes(m.node);
@@ -188,6 +189,12 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
       *out = std::move(m);
       return absl::OkStatus();
     }
+    case MessageType::kWatch: {
+      Watch m;
+      HM_RETURN_IF_ERROR(r.Bytes(&m.source, kMaxNameBytes, "watch source"));
+      *out = std::move(m);
+      return absl::OkStatus();
+    }
     case MessageType::kCompound:
       break;
   }
@@ -196,7 +203,7 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
 
 bool KnownType(uint8_t t) {
   return t >= static_cast<uint8_t>(MessageType::kPing) &&
-         t <= static_cast<uint8_t>(MessageType::kLoad) &&
+         t <= static_cast<uint8_t>(MessageType::kWatch) &&
          t != static_cast<uint8_t>(MessageType::kCompound);
 }
 
@@ -228,9 +235,9 @@ std::string_view MemberStateName(MemberState s) {
 
 MessageType TypeOf(const Message& m) {
   static constexpr MessageType kTypes[] = {
-      MessageType::kPing, MessageType::kIndirectPing, MessageType::kAck,
-      MessageType::kNack, MessageType::kSuspect,      MessageType::kAlive,
-      MessageType::kDead, MessageType::kPushPull,     MessageType::kLoad};
+      MessageType::kPing,    MessageType::kIndirectPing, MessageType::kAck,  MessageType::kNack,
+      MessageType::kSuspect, MessageType::kAlive,        MessageType::kDead, MessageType::kPushPull,
+      MessageType::kLoad,    MessageType::kWatch};
   return kTypes[m.index()];
 }
 

@@ -48,6 +48,7 @@ enum class MessageType : uint8_t {
   kPushPull = 8,
   kCompound = 9,
   kLoad = 10,
+  kWatch = 11,  // protocol 2: opens a watch connection (TCP only)
 };
 
 enum class MemberState : uint8_t { kAlive = 0, kSuspect = 1, kDead = 2, kLeft = 3 };
@@ -121,7 +122,14 @@ struct Load {
   std::string payload;  // opaque to the protocol (LoadReport, encoded)
 };
 
-using Message = std::variant<Ping, IndirectPing, Ack, Nack, Suspect, Alive, Dead, PushPull, Load>;
+// The first frame of a watch connection (SwimConfig::watchers): `source` watches the receiver.
+// The receiver answers with an Ack and keeps the connection open, idle, until either side goes.
+struct Watch {
+  std::string source;
+};
+
+using Message =
+    std::variant<Ping, IndirectPing, Ack, Nack, Suspect, Alive, Dead, PushPull, Load, Watch>;
 
 MessageType TypeOf(const Message& m);
 

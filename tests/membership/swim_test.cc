@@ -213,6 +213,95 @@ TEST(SwimTest, UnreachableNodeIsProbedIndirectlySuspectedThenDeclaredDead) {
   EXPECT_EQ(net["a"].NumAlive(), 3);
 }
 
+// Watches (SwimConfig::watchers): each node watches its K successors on a ring of name hashes,
+// so every member has exactly K watchers, and only alive members are watched.
+TEST(SwimWatchTest, EveryMemberIsWatchedByKOthers) {
+  Net net;
+  const std::vector<std::string> names = {"a", "b", "c", "d", "e", "f", "g"};
+  for (const std::string& n : names) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(3000));
+  std::map<std::string, int> watchers;
+  for (const std::string& o : names) {
+    const std::vector<WatchTarget> targets = net[o].WatchTargets();
+    EXPECT_EQ(targets.size(), 3u) << o;
+    for (const WatchTarget& t : targets) {
+      EXPECT_NE(t.name, o);
+      EXPECT_EQ(t.addr, t.name + ":1");
+      ++watchers[t.name];
+    }
+  }
+  for (const std::string& n : names) EXPECT_EQ(watchers[n], 3) << n;
+  // A member that left is no one's target any more.
+  net.Deliver("g", net["g"].Leave(net.now()));
+  net.Run(Millis(2000));
+  for (const std::string& o : names) {
+    if (o == "g") continue;
+    for (const WatchTarget& t : net[o].WatchTargets()) EXPECT_NE(t.name, "g") << o;
+  }
+  EXPECT_TRUE(net["g"].WatchTargets().empty()) << "a leaving node watches no one";
+}
+
+// A crashed member's watch connection closes: the watcher probes it at once and, the probe
+// failing, suspects it for watch_suspicion_timeout only. Everyone knows it dead in about two
+// probe intervals, where the usual path (probe turn, suspicion of 4 s or more) takes 5-9 s.
+TEST(SwimWatchTest, AClosedWatchOfACrashedMemberFindsItDeadInTwoIntervals) {
+  Net net;
+  for (const char* n : {"a", "b", "c", "d", "e"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(2000));
+  net.drop = [](const std::string& from, const std::string& to, Channel) {
+    return from == "d" || to == "d";
+  };
+  net.Deliver("a", net["a"].WatchClosed("d", net.now()));
+  EXPECT_EQ(net["a"].stats().watch_closed, 1u);
+  net.Run(Millis(1200));
+  EXPECT_EQ(net.StateAt("a", "d"), MemberState::kSuspect);
+  net.Run(Millis(1300));  // 2.5 s after the close
+  for (const char* o : {"a", "b", "c", "e"}) {
+    EXPECT_EQ(net.StateAt(o, "d"), MemberState::kDead) << o;
+  }
+}
+
+// A watch may close for reasons other than a crash (the member restarted its listener, a
+// middlebox reset it): a member that answers the probe is not suspected at all, and a flurry of
+// closes costs at most one probe per two intervals.
+TEST(SwimWatchTest, AClosedWatchOfALiveMemberChangesNothing) {
+  Net net;
+  for (const char* n : {"a", "b", "c", "d"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(2000));
+  const uint64_t probes = net["a"].stats().probes;
+  net.Deliver("a", net["a"].WatchClosed("b", net.now()));
+  net.Deliver("a", net["a"].WatchClosed("b", net.now()));
+  EXPECT_EQ(net["a"].stats().probes, probes + 1);
+  EXPECT_EQ(net["a"].stats().watch_closed, 1u);
+  net.Run(Millis(10000));
+  for (const char* o : {"a", "c", "d"}) EXPECT_EQ(net.StateAt(o, "b"), MemberState::kAlive) << o;
+  EXPECT_EQ(net["a"].stats().suspicions, 0u);
+  // Unknown and departed members are no one's business.
+  EXPECT_TRUE(net["a"].WatchClosed("nobody", net.now()).packets.empty());
+}
+
+// The first frame of a watch connection: a member gets an Ack and the stream stays a watch; a
+// stranger gets nothing (it would only hold a connection open).
+TEST(SwimWatchTest, OnlyMembersMayWatch) {
+  Net net;
+  for (const char* n : {"a", "b"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(500));
+  const std::string watch = EncodePacket({EncodeMessage(Watch{"b"})});
+  Output o = net["a"].HandleStream("b:1", watch, net.now());
+  ASSERT_TRUE(o.reply.has_value());
+  EXPECT_EQ(o.watched_by, std::optional<std::string>("b"));
+  Output stranger =
+      net["a"].HandleStream("x:1", EncodePacket({EncodeMessage(Watch{"x"})}), net.now());
+  EXPECT_FALSE(stranger.reply.has_value());
+  EXPECT_FALSE(stranger.watched_by.has_value());
+  // Members announce protocol 2: they are watched.
+  EXPECT_EQ(net["a"].Find("b")->protocol_max, 2);
+}
+
 TEST(SwimTest, SuspectedNodeRefutesWithAHigherIncarnation) {
   Net net;
   for (const char* n : {"a", "b", "c"}) net.Add(n);
@@ -700,6 +789,7 @@ TEST(WireTest, EveryMessageRoundTrips) {
                 {"b", "2:2", 9, MemberState::kLeft, "", 1, 1, std::string(32, 'k'),
                  std::string(64, 's')}}},
       Load{"b", 1ull << 40, 1234, "q=1"},
+      Watch{"a"},
   };
   for (const Message& m : msgs) {
     auto d = DecodePacket(EncodePacket({EncodeMessage(m)}));
