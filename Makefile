@@ -9,13 +9,15 @@
 #   make thread-safety  clang's thread-safety analysis of every file the ASan build compiles
 #   make run      one node serving models/ on 127.0.0.1:8000 (REST) and :8001 (gRPC)
 #   make bench    the benchmarks in bench/ (Release build)
+#   make chaos    the full chaos schedule (tests/chaos) on the Release build, at 275 requests/s;
+#                 needs root (network namespaces)
 #   make format   clang-format every C++ file
 
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 20
 CMAKE_COMMON := -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 
-.PHONY: all deps release test asan fuzz thread-safety run bench format demo clean
+.PHONY: all deps release test asan fuzz thread-safety run bench chaos format demo clean
 
 all: release
 
@@ -53,6 +55,10 @@ run: release
 
 bench: release
 	bench/run-all.sh build/release
+
+CHAOS_ARGS ?= --rate 275 --max-p100-ms 2000
+chaos: release
+	/usr/bin/python3 tests/chaos/chaos.py build/release/hivemesh --schedule full $(CHAOS_ARGS)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -37,6 +37,9 @@ packages=(
   python3-grpcio python3-protobuf
   # the hostile-network tests (tests/security): Ed25519 and AES-GCM to forge gossip as an attacker
   python3-cryptography
+  # the chaos suite (tests/chaos): network namespaces, veth pairs and a bridge (ip), cuts and
+  # loss (iptables), bandwidth limits (tc)
+  iproute2 iptables
 )
 
 missing=()
