@@ -126,7 +126,8 @@ void RegisterServingMetrics(Registry& registry, const ModelRepository* repositor
   registry.AddCollector(
       "hivemesh_model_rejected_requests_total",
       "Requests the model version refused or dropped without computing them, by reason "
-      "(queue_full: shed at admission; deadline: the deadline passed before or while queued).",
+      "(queue_full: shed at admission; deadline: the deadline passed before or while queued; "
+      "cancelled: its sender cancelled it while queued).",
       MetricType::kCounter, {"model", "version", "reason"}, [repository](SampleSink& sink) {
         for (const RuntimePtr& rt : repository->Runtimes()) {
           const ModelStats& s = rt->stats();
@@ -134,6 +135,8 @@ void RegisterServingMetrics(Registry& registry, const ModelRepository* repositor
                    static_cast<double>(s.rejected_queue_full.load()));
           sink.Add({rt->config().name, rt->version(), "deadline"},
                    static_cast<double>(s.expired_in_queue.load()));
+          sink.Add({rt->config().name, rt->version(), "cancelled"},
+                   static_cast<double>(s.cancelled_in_queue.load()));
         }
       });
 }
@@ -284,6 +287,11 @@ void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossi
                         "Tries sent to another peer because a try was late (hedges).",
                         MetricType::kCounter, {}, [forwarder](SampleSink& sink) {
                           sink.Add({}, static_cast<double>(forwarder->Stats().hedges));
+                        });
+  registry.AddCollector("hivemesh_forward_cancelled_total",
+                        "Tries given up because another try of the same request answered first.",
+                        MetricType::kCounter, {}, [forwarder](SampleSink& sink) {
+                          sink.Add({}, static_cast<double>(forwarder->Stats().cancelled));
                         });
   registry.AddCollector(
       "hivemesh_peer_connections_open",

@@ -60,6 +60,7 @@ void WriteStats(JsonWriter& w, const ModelRuntime& rt) {
   w.Key("in_flight").Int(s.in_flight.load());
   w.Key("rejected_queue_full").Uint(s.rejected_queue_full.load());
   w.Key("expired_in_queue").Uint(s.expired_in_queue.load());
+  w.Key("cancelled_in_queue").Uint(s.cancelled_in_queue.load());
   w.Key("server_overhead").BeginObject();
   w.Key("count").Uint(s.overhead.Count());
   w.Key("p50_ns").Uint(s.overhead.Percentile(0.50));

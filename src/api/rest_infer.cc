@@ -59,6 +59,7 @@ absl::StatusOr<InferRequest> RawHttpInfer(const HttpRequest& request, const std:
   req.inputs.push_back(
       Tensor::View("raw", DataType::kUint8, {static_cast<int64_t>(body->size())}, body, *body));
   if (timeout) req.deadline = DeadlineAfter(request.received(), *timeout);
+  req.cancelled = request.cancelled();
   return req;
 }
 
@@ -113,6 +114,7 @@ absl::StatusOr<InferRequest> DecodeHttpInfer(const HttpRequest& request, bool me
   req.model_name = model;
   req.model_version = version;
   if (timeout) req.deadline = DeadlineAfter(request.received(), *timeout);
+  req.cancelled = request.cancelled();  // a mesh link's CANCEL reaches the model's queue
   return req;
 }
 

@@ -7,7 +7,7 @@ namespace hivemesh {
 namespace {
 
 // The one table. For each HTTP status, its first code is the one an HTTP answer reads back as.
-constexpr std::array<std::pair<absl::StatusCode, int>, 10> kTable = {{
+constexpr std::array<std::pair<absl::StatusCode, int>, 11> kTable = {{
     {absl::StatusCode::kOk, 200},
     {absl::StatusCode::kInvalidArgument, 400},
     {absl::StatusCode::kFailedPrecondition, 400},
@@ -18,6 +18,7 @@ constexpr std::array<std::pair<absl::StatusCode, int>, 10> kTable = {{
     {absl::StatusCode::kResourceExhausted, 503},
     {absl::StatusCode::kDeadlineExceeded, 504},
     {absl::StatusCode::kUnimplemented, 501},
+    {absl::StatusCode::kCancelled, 499},  // the client went away, or the sender cancelled it
 }};
 
 }  // namespace

@@ -78,6 +78,9 @@ struct Forwarder::Attempt {
   int origin_refusals ABSL_GUARDED_BY(mu) = 0;  // 403s from peers that had not heard of this node
   absl::Status last_error ABSL_GUARDED_BY(mu);  // of the latest failed try
   int in_flight ABSL_GUARDED_BY(mu) = 0;        // tries sent and not answered
+  // Tries sent, to cancel the others once one has answered (hedged requests only have more
+  // than one).
+  std::vector<std::shared_ptr<Try>> tries ABSL_GUARDED_BY(mu);
   bool retry_pending ABSL_GUARDED_BY(mu) = false;  // a retry waits for its backoff
   bool finished ABSL_GUARDED_BY(mu) = false;       // `done` has been (or is being) called
 };
@@ -86,8 +89,9 @@ struct Forwarder::Attempt {
 struct Forwarder::Try {
   PeerEndpoint peer;  // its name and generation (what EndpointFor reads)
   SteadyTime sent;
-  bool answered = false;  // under the attempt's mu
-  bool late = false;      // under the attempt's mu: its hedge time passed
+  std::shared_ptr<PeerCancel> cancel;  // given up once another try answered
+  bool answered = false;               // under the attempt's mu
+  bool late = false;                   // under the attempt's mu: its hedge time passed
 };
 
 Forwarder::Forwarder(const MeshDirectory* directory, PeerClient* client, std::string self,
@@ -389,9 +393,14 @@ void Forwarder::Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint
   try_->peer.node = peer.node;
   try_->peer.generation = peer.generation;
   try_->sent = now;
+  if (options_.hedging) {
+    try_->cancel = std::make_shared<PeerCancel>();
+    pr.cancel = try_->cancel;
+  }
   {
     absl::MutexLock lock(&attempt->mu);
     ++attempt->in_flight;
+    if (try_->cancel) attempt->tries.push_back(try_);
   }
   if (options_.hedging) {
     // A try not answered by then is hedged (OnLate); the timer holds neither the attempt nor
@@ -481,26 +490,45 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const std::sha
   // heard of this node yet: it just joined) is worth another peer; running out of time is not.
   const bool timed_out =
       !result.ok() && result.status().code() == absl::StatusCode::kDeadlineExceeded;
+  // A try this node gave up (another answered first): it says nothing of its peer.
+  const bool given_up = t->cancel && t->cancel->cancelled() &&
+                        (result.ok() ? result->status == 499
+                                     : result.status().code() == absl::StatusCode::kCancelled);
   const bool refused_origin = result.ok() && result->status == 403;
   const bool retryable = !timed_out && (!result.ok() || result->status == 503 || refused_origin);
   bool answer = false;   // this result is the request's answer
   bool decided = false;  // the request already has its answer (another try's)
   bool others = false;   // other tries are in flight or a retry is waiting
   bool origin_may_retry = false;
+  std::vector<std::shared_ptr<Try>> losers;  // to cancel once this answer is the request's
   {
     absl::MutexLock lock(&attempt->mu);
     t->answered = true;
     --attempt->in_flight;
     decided = attempt->finished;
-    if (!decided && result.ok() && !retryable) answer = attempt->finished = true;
+    if (!decided && result.ok() && !retryable && !given_up) answer = attempt->finished = true;
+    if (answer || (decided && !given_up)) {
+      for (const std::shared_ptr<Try>& other : attempt->tries) {
+        if (other != t && !other->answered) losers.push_back(other);
+      }
+      attempt->tries.clear();
+    }
     others = attempt->in_flight > 0 || attempt->retry_pending;
     if (refused_origin) {
       origin_may_retry = ++attempt->origin_refusals <= options_.max_origin_refusals;
     }
   }
+  if (given_up) {
+    ++cancelled_;
+    absl::MutexLock lock(&mu_);
+    --EndpointFor(peer, now).pending;
+    return;
+  }
   if (result.ok() && !retryable) {
-    // The peer's answer goes to the client first; what it says of the peer is noted after.
+    // The peer's answer goes to the client first; the tries that lost are given up next (their
+    // peers drop them if still queued); what the answer says of the peer is noted after.
     if (answer) Answer(attempt, peer, *result);
+    for (const std::shared_ptr<Try>& loser : losers) loser->cancel->Cancel();
     absl::MutexLock lock(&mu_);
     Endpoint& e = EndpointFor(peer, now);
     --e.pending;
@@ -621,6 +649,7 @@ RouteStats Forwarder::Stats() const {
   s.rejected = rejected_.load();
   s.held = held_.load();
   s.held_found = held_found_.load();
+  s.cancelled = cancelled_.load();
   s.connections = client_->open_connections();
   s.links = client_->open_links();
   const SteadyTime now = clock_.Now();

@@ -171,6 +171,7 @@ struct RouteStats {
   uint64_t rejected = 0;     // no node could take it (404, 503, 504 at once)
   uint64_t held = 0;         // held while the view settled (no host for the model yet)
   uint64_t held_found = 0;   // of those, the ones a host appeared for
+  uint64_t cancelled = 0;    // tries given up because another answered first
   int connections = 0;       // open to peers, mesh links included
   int links = 0;             // mesh links among them
   std::vector<PeerStats> peers;
@@ -251,7 +252,7 @@ class Forwarder {
   RetryBudget hedge_budget_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> local_{0}, forwarded_{0}, retries_{0}, hedges_{0}, served_back_{0},
-      rejected_{0}, held_{0}, held_found_{0};
+      rejected_{0}, held_{0}, held_found_{0}, cancelled_{0};
   std::atomic<uint64_t> trace_seq_{0};
   // Tries waiting for their hedge time, by tick: the timer holds one entry per tick, not one
   // per try, and holds neither the attempts nor the tries.

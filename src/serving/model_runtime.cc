@@ -269,6 +269,18 @@ void ModelRuntime::AnswerExpired(Job& job) {
                          "''s queue; it was not computed")));
 }
 
+bool ModelRuntime::AnsweredCancelled(Job& job) {
+  if (job.request.cancelled == nullptr || !job.request.cancelled->load(std::memory_order_relaxed)) {
+    return false;
+  }
+  stats_.cancelled_in_queue.fetch_add(1, std::memory_order_relaxed);
+  stats_.fail.Add(NanosBetween(job.enqueued, clock_.Now()));
+  Answer(job, absl::CancelledError(StrCat("the request was cancelled by its sender while it "
+                                          "waited in model '",
+                                          config_.name, "''s queue; it was not computed")));
+  return true;
+}
+
 void ModelRuntime::WorkerLoop(Backend* backend) {
   while (true) {
     std::shared_ptr<Job> job;
@@ -283,7 +295,7 @@ void ModelRuntime::WorkerLoop(Backend* backend) {
       ++running_;
       stats_.in_flight.fetch_add(1, std::memory_order_relaxed);
     }
-    Run(backend, *job);
+    if (!AnsweredCancelled(*job)) Run(backend, *job);
     job.reset();  // release the request's buffers before reporting idle
     {
       absl::MutexLock lock(&mu_);
@@ -445,8 +457,10 @@ void ModelRuntime::BatchWorkerLoop(Backend* backend) {
       if (!queue_.empty()) work_cv_.Signal();
     }
     for (std::shared_ptr<Job>& job : expired) AnswerExpired(*job);
-    if (!batch.empty()) RunBatch(backend, batch);
     const int answered = static_cast<int>(batch.size() + expired.size());
+    std::erase_if(batch,
+                  [this](const std::shared_ptr<Job>& job) { return AnsweredCancelled(*job); });
+    if (!batch.empty()) RunBatch(backend, batch);
     batch.clear();  // release the requests' buffers before reporting idle
     expired.clear();
     {

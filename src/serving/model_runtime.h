@@ -101,6 +101,8 @@ class ModelRuntime {
   void Expire(const std::shared_ptr<Job>& job);
   // Answers a job already claimed as expired and counted in running_; the caller uncounts it.
   void AnswerExpired(Job& job);
+  // True if the job's sender cancelled it (InferRequest::cancelled): answered CANCELLED, not run.
+  bool AnsweredCancelled(Job& job);
 
   // Dynamic batching: the worker loop, and one batch (jobs claimed and counted in running_).
   void BatchWorkerLoop(Backend* backend);

@@ -82,6 +82,7 @@ struct ModelStats {
   DurationStat compute_output;                 // selecting and packaging outputs
   std::atomic<uint64_t> rejected_queue_full{0};
   std::atomic<uint64_t> expired_in_queue{0};
+  std::atomic<uint64_t> cancelled_in_queue{0};  // cancelled by their sender before they ran
   std::atomic<int64_t> queue_depth{0};
   // Taken by a worker and not yet answered (a request stops counting just before its callback
   // runs, so the callback and whatever it triggers see it gone).

@@ -2,6 +2,7 @@
 // front ends and the model runtime.
 #pragma once
 
+#include <atomic>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,10 @@ struct InferRequest {
   std::vector<RequestedOutput> outputs;  // empty: every output
   bool binary_output = false;            // "binary_data_output": all outputs as raw bytes
   std::optional<SteadyTime> deadline;    // answered DEADLINE_EXCEEDED if still queued then
+  // Set (by the front end, from the transport) when the sender no longer needs the answer: a
+  // request still queued then is answered CANCELLED without being computed. Null: never. Valid
+  // until the request is answered.
+  const std::atomic<bool>* cancelled = nullptr;
 };
 
 struct InferResponse {

@@ -18,6 +18,7 @@
 #include <boost/container/small_vector.hpp>
 #include <chrono>
 #include <optional>
+#include <unordered_map>
 #include <vector>
 
 #include "base/strings.h"
@@ -53,6 +54,7 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
     SteadyTime received() const override { return received_at; }
     std::string_view remote_address() const override { return remote; }
     std::string_view link_member() const override { return *member; }
+    const std::atomic<bool>* cancelled() const override { return &cancel; }
 
     RequestHead head;
     std::string remote;  // the link's peer IP address
@@ -62,6 +64,7 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
     std::string_view stream;  // its Hivemesh-Stream value (in `head`)
     std::shared_ptr<const std::string> body_shared;
     SteadyTime received_at;
+    std::atomic<bool> cancel{false};  // a CANCEL named its stream
   };
   struct Answer {
     std::shared_ptr<Request> request;
@@ -74,6 +77,9 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   void OnRead(beast::error_code ec, size_t n);
   // Dispatches every complete request in the buffer; false if the link was closed.
   bool ParseBuffered();
+  // The head parsed is a CANCEL: marks its stream's request cancelled. False if the link was
+  // closed (a CANCEL with a body, or without a stream).
+  bool Cancel();
   // Counts the request as open on the link and hands it to the server's handler, or answers it
   // with `refusal` at once instead (as it does while the server drains).
   void Dispatch(std::shared_ptr<Request> request, std::optional<HttpResponse> refusal = {});
@@ -148,6 +154,9 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   // Dispatched and not yet written or dropped; raised on the loop, lowered there or by a worker
   // that wrote its answer.
   std::atomic<int> open_requests_{0};
+  // Requests dispatched, by stream, for CANCEL (loop only). Answered ones expire; they are
+  // pruned when the table outgrows the open requests.
+  std::unordered_map<uint64_t, std::weak_ptr<Request>> by_stream_;
 };
 
 namespace {
@@ -254,6 +263,12 @@ bool LinkSession::ParseBuffered() {
                                 StrCat("closing a mesh link: ", why));
         Close();
         return false;
+      }
+      if (head_.method == kLinkCancelMethod) {
+        if (!Cancel()) return false;
+        buffer_.consume(head_.head_size);
+        completed = true;
+        continue;
       }
       parsing_ = std::make_shared<Request>();
       parsing_->remote = remote_;
@@ -378,6 +393,11 @@ void LinkSession::Dispatch(std::shared_ptr<Request> request, std::optional<HttpR
     return;
   }
   request->stream = request->head.Value(*stream);
+  if (by_stream_.size() > 2 * static_cast<size_t>(open_requests_.load()) + 64) {
+    std::erase_if(by_stream_, [](const auto& e) { return e.second.expired(); });
+  }
+  if (std::optional<uint64_t> n = ParseUint(request->stream))
+    by_stream_.insert_or_assign(*n, request);
   open_requests_.fetch_add(1, std::memory_order_relaxed);
   core_->busy.fetch_add(1);
   if (!refusal && core_->draining.load(std::memory_order_relaxed)) {
@@ -400,6 +420,28 @@ void LinkSession::Dispatch(std::shared_ptr<Request> request, std::optional<HttpR
     asio::post(self->executor_,
                [self, a = std::move(a)]() mutable { self->Answered(std::move(a)); });
   });
+}
+
+bool LinkSession::Cancel() {
+  std::optional<uint64_t> stream;
+  for (const LinkField& f : head_.fields) {
+    if (beast::iequals(beast::string_view(f.name.data(), f.name.size()),
+                       beast::string_view(kLinkStreamHeader.data(), kLinkStreamHeader.size()))) {
+      stream = ParseUint(f.value);
+    }
+  }
+  if (head_.content_length != 0 || !stream) {
+    core_->rejections->Note(Rejection::kMalformedHttp, remote_,
+                            "closing a mesh link: a CANCEL with a body or without a stream");
+    Close();
+    return false;
+  }
+  // A request already answered (or never seen) is nothing to cancel: no answer either way.
+  if (auto it = by_stream_.find(*stream); it != by_stream_.end()) {
+    if (std::shared_ptr<Request> r = it->second.lock()) r->cancel.store(true);
+    by_stream_.erase(it);
+  }
+  return true;
 }
 
 LinkSession::Answer LinkSession::MakeAnswer(std::shared_ptr<Request> request,

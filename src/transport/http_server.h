@@ -39,6 +39,7 @@
 // are called from one controlling thread, which is not an I/O thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -116,6 +117,9 @@ class HttpRequest {
   // answer when the link opened). Empty for plain requests, and on links of a server without
   // authorize_link.
   virtual std::string_view link_member() const { return {}; }
+  // Set when the sender no longer needs the answer (a mesh link's CANCEL for this request's
+  // stream); null when the request cannot be cancelled (plain HTTP). Valid as the request is.
+  virtual const std::atomic<bool>* cancelled() const { return nullptr; }
 };
 
 struct HttpResponse {

@@ -56,6 +56,12 @@ namespace hivemesh {
 // What `Upgrade:` asks for, and the 101 answer names. The protocol name carries its version; a
 // change to the framing gets a new one.
 inline constexpr std::string_view kLinkProtocol = "hivemesh-link/1";
+// A message the forwarding end sends when it no longer needs the answer to one of its requests
+// (a hedge won elsewhere): `CANCEL * HTTP/1.1`, the request's `Hivemesh-Stream`, and
+// `Content-Length: 0`. It has no answer. The serving end marks the request cancelled: if it is
+// still queued for a model it is answered 499 without being computed; otherwise its answer comes
+// as usual. A CANCEL for a stream not open is ignored; one with a body closes the link.
+inline constexpr std::string_view kLinkCancelMethod = "CANCEL";
 // The field that numbers a request on a link, and its answer.
 inline constexpr std::string_view kLinkStreamHeader = "Hivemesh-Stream";
 // The same, as the peer client's header table keys it (lower case).

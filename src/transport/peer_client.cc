@@ -276,6 +276,36 @@ void PeerHeaders::Add(std::string_view name, std::string_view value) {
   fields_.push_back(added);
 }
 
+void PeerCancel::Cancel() {
+  std::shared_ptr<void> target;
+  Hook hook = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancelled_) return;
+    cancelled_ = true;
+    target = target_.lock();
+    hook = hook_;
+  }
+  if (target && hook) hook(target);
+}
+
+bool PeerCancel::cancelled() const {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+void PeerCancel::Bind(std::weak_ptr<void> target, Hook hook) {
+  std::shared_ptr<void> now;
+  {
+    absl::MutexLock lock(&mu_);
+    target_ = std::move(target);
+    hook_ = hook;
+    if (!cancelled_) return;
+    now = target_.lock();
+  }
+  if (now) hook(now);
+}
+
 bool IsConnectionRefused(const absl::Status& status) {
   return status.code() == absl::StatusCode::kUnavailable &&
          MessageOf(status).starts_with(peer_internal::kRefused);

@@ -29,12 +29,36 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "base/clock.h"
 #include "tensor/tensor.h"
 #include "transport/io_threads.h"
 
 namespace hivemesh {
+
+// Lets the sender give up a request it sent (a hedge won elsewhere). On a mesh link, a request
+// not yet written is dropped and answered CANCELLED; one written gets a CANCEL message (the peer
+// drops it if it is still queued there and answers 499), and its answer still comes back. A
+// request over plain HTTP is not affected: its answer is simply not needed. Thread-safe; Cancel
+// is idempotent and may come before the request is on its way.
+class PeerCancel {
+ public:
+  void Cancel();
+  bool cancelled() const;
+
+  // For the transport: `hook(target)` runs once the request is cancelled and on its way (now, if
+  // it already was cancelled). A later Bind replaces the target (the request moved to a new link).
+  using Hook = void (*)(const std::shared_ptr<void>& target);
+  void Bind(std::weak_ptr<void> target, Hook hook);
+
+ private:
+  mutable absl::Mutex mu_;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  std::weak_ptr<void> target_ ABSL_GUARDED_BY(mu_);
+  Hook hook_ ABSL_GUARDED_BY(mu_) = nullptr;
+};
 
 struct PeerRequest {
   std::string address;  // host:port of the peer's HTTP API
@@ -51,6 +75,7 @@ struct PeerRequest {
   // each time the request is written, so that a retry on a new connection (or over plain HTTP
   // after a declined link) gives the peer no more time than the caller still has.
   bool send_time_left = false;
+  std::shared_ptr<PeerCancel> cancel;  // null: the request cannot be given up
 };
 
 // A response's header fields by lower-case name, each name once (a later field of the same name

@@ -125,8 +125,9 @@ struct Call {
   std::optional<ResponseParser> parser;
   bool reused = false;  // on a pooled connection, or on a link that was open before the call
   // On a link:
-  uint32_t stream = 0;   // its Hivemesh-Stream number
-  bool retried = false;  // sent again after its link broke
+  std::weak_ptr<Link> link;  // the link carrying it (loop only)
+  uint32_t stream = 0;       // its Hivemesh-Stream number
+  bool retried = false;      // sent again after its link broke
   // When the call times out, set once when it is sent: a retry, or a switch to plain HTTP,
   // gets only what is left.
   SteadyTime deadline;  // of core->clock

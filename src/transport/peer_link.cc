@@ -27,6 +27,9 @@ constexpr std::chrono::seconds kDeclinedFor(30);
 constexpr uint32_t kMaxAnswerHeaderBytes = 64 * 1024;
 }  // namespace
 
+// PeerCancel's hook for a call on a link (defined after Link).
+void CancelOnLink(const std::shared_ptr<void>& target);
+
 // One link, owned by its loop's table (Core::links) until it closes and by its pending handlers.
 // Every method runs on that loop's thread. Each call it carries is in `calls_` from Submit until
 // it is answered, times out or the link closes, so it gets exactly one callback.
@@ -61,7 +64,9 @@ class Link : public std::enable_shared_from_this<Link> {
       call->stream = next_stream_++;
     } while (call->stream == 0 || calls_.count(call->stream) > 0);
     call->reused = state_ == State::kOpen;
+    call->link = weak_from_this();
     calls_.emplace(call->stream, call);
+    if (call->request.cancel) call->request.cancel->Bind(call, &CancelOnLink);
     queued_.push_back(call);
     ArmTimer(call->deadline);
     if (state_ != State::kOpen) return;
@@ -178,11 +183,30 @@ class Link : public std::enable_shared_from_this<Link> {
     asio::post(executor_, [self = shared_from_this()] { self->Flush(); });
   }
 
+ public:
+  // The sender no longer needs `call`'s answer (PeerCancel). Not written yet: it is dropped and
+  // answered CANCELLED here. Written: a CANCEL for its stream follows, and its answer (499, or
+  // the real one if it was already under way) still comes back to it.
+  void Cancel(const std::shared_ptr<Call>& call) {
+    auto it = calls_.find(call->stream);
+    if (state_ == State::kClosed || it == calls_.end() || it->second != call) return;
+    if (std::find(queued_.begin(), queued_.end(), call) != queued_.end()) {
+      calls_.erase(it);
+      return Finish(call, absl::CancelledError("cancelled before it was sent"));
+    }
+    cancels_.push_back(StrCat(kLinkCancelMethod, " * HTTP/1.1\r\n", kLinkStreamHeader, ": ",
+                              call->stream, "\r\nContent-Length: 0\r\n\r\n"));
+    ScheduleFlush();
+  }
+
+ private:
   void Flush() {
     flush_posted_ = false;
     if (state_ != State::kOpen || writing_now_) return;
     std::vector<asio::const_buffer>& buffers = out_;  // reused: no allocation per write
     buffers.clear();
+    cancels_writing_.swap(cancels_);
+    for (const std::string& c : cancels_writing_) buffers.push_back(asio::buffer(c));
     size_t taken = 0;
     for (; taken < queued_.size(); ++taken) {
       const std::shared_ptr<Call>& call = queued_[taken];
@@ -193,13 +217,14 @@ class Link : public std::enable_shared_from_this<Link> {
       writing_.push_back(call);
     }
     queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(taken));
-    if (writing_.empty()) return;
+    if (writing_.empty() && cancels_writing_.empty()) return;
     writing_now_ = true;
     WriteNowOrLater(socket_, buffers, [self = shared_from_this()](error_code ec) {
       self->writing_now_ = false;
       self->writing_.clear();
+      self->cancels_writing_.clear();
       if (ec) return self->Close(ec);
-      if (!self->queued_.empty()) self->Flush();
+      if (!self->queued_.empty() || !self->cancels_.empty()) self->Flush();
     });
   }
 
@@ -327,11 +352,21 @@ class Link : public std::enable_shared_from_this<Link> {
   std::vector<std::shared_ptr<Call>> queued_;   // not yet written
   std::vector<std::shared_ptr<Call>> writing_;  // in the write under way
   std::vector<asio::const_buffer> out_;         // the buffers of the last write
+  std::vector<std::string> cancels_;            // CANCEL messages not yet written
+  std::vector<std::string> cancels_writing_;    // in the write under way
   bool flush_posted_ = false;
   bool writing_now_ = false;
   SteadyTime armed_;
   bool timer_waiting_ = false;
 };
+
+// PeerCancel's hook for a call on a link: on the call's loop, its link cancels it.
+void CancelOnLink(const std::shared_ptr<void>& target) {
+  std::shared_ptr<Call> call = std::static_pointer_cast<Call>(target);
+  asio::post(call->executor, [call] {
+    if (std::shared_ptr<Link> link = call->link.lock()) link->Cancel(call);
+  });
+}
 
 void StartOnLink(const std::shared_ptr<Call>& call) {
   Core& core = *call->core;

@@ -574,9 +574,25 @@ TEST_F(ForwarderTest, AHungPeersTryIsHedgedToAnotherAndTheFirstAnswerWins) {
   }
   EXPECT_EQ(forwarder_.Stats().hedges, 1u);
   EXPECT_EQ(StatsOf(forwarder_, "b").late, 1u);
-  // b wakes up and answers: the request already has its answer, and gets no second one.
-  EXPECT_EQ(client_.Release(), 1);
+  // The loser is given up: its peer is told (a CANCEL on its link), the winner's is not.
+  {
+    absl::MutexLock lock(&client_.mu);
+    ASSERT_EQ(client_.requests.size(), 2u);
+    ASSERT_NE(client_.requests[0].cancel, nullptr);
+    EXPECT_TRUE(client_.requests[0].cancel->cancelled()) << "b's try was not cancelled";
+    EXPECT_FALSE(client_.requests[1].cancel->cancelled());
+  }
+  // b wakes up and answers the cancelled try 499: the request already has its answer and gets
+  // no second one, and the 499 is no failure of b's.
+  EXPECT_EQ(client_.Release("499"), 1);
   EXPECT_EQ(counted.Calls(), 1);
+  EXPECT_EQ(forwarder_.Stats().cancelled, 1u);
+  EXPECT_EQ(StatsOf(forwarder_, "b").failures, 0u);
+  // Nothing is left pending at b: the next request may go there.
+  client_.behaviour.erase("b:8000");
+  directory_.Set("m", {Peer("b")});
+  absl::StatusOr<InferResponse> next = Run();
+  ASSERT_TRUE(next.ok()) << next.status();
 }
 
 TEST_F(ForwarderTest, WithoutHedgingAHungPeerHoldsTheRequestUntilItAnswers) {

@@ -192,6 +192,50 @@ TEST_F(ModelRuntimeTest, ExpiredWhileQueuedIsAnsweredOnTimeAndNeverComputed) {
             absl::StatusCode::kDeadlineExceeded);
 }
 
+// A request its sender cancelled while it waited (InferRequest::cancelled: a hedge won on
+// another node) is answered CANCELLED when a worker reaches it, without being computed; one
+// whose flag is still clear runs as usual. The same with dynamic batching.
+TEST_F(ModelRuntimeTest, CancelledWhileQueuedIsAnsweredAndNeverComputed) {
+  for (bool batching : {false, true}) {
+    SCOPED_TRACE(batching ? "batching" : "one at a time");
+    ModelConfig config = SimConfig(8);
+    if (batching) config.batching.max_batch_size = 4;
+    auto rt = Make(config);
+    sim_.Close();
+    std::promise<void> first_done;
+    ASSERT_TRUE(rt->Submit(Request(1), [&](auto r) {
+                    EXPECT_TRUE(r.ok());
+                    first_done.set_value();
+                  }).ok());
+    ASSERT_TRUE(sim_.AwaitStarted(1));
+    std::atomic<bool> cancel{false}, keep{false};
+    InferRequest given_up = Request(2);
+    given_up.cancelled = &cancel;
+    InferRequest wanted = Request(3);
+    wanted.cancelled = &keep;
+    std::promise<absl::Status> given_up_result, wanted_result;
+    ASSERT_TRUE(rt->Submit(std::move(given_up), [&](absl::StatusOr<InferResponse> r) {
+                    given_up_result.set_value(r.status());
+                  }).ok());
+    ASSERT_TRUE(rt->Submit(std::move(wanted), [&](absl::StatusOr<InferResponse> r) {
+                    wanted_result.set_value(r.status());
+                  }).ok());
+    cancel.store(true);
+    sim_.Open();
+    first_done.get_future().wait();
+    std::future<absl::Status> a = given_up_result.get_future();
+    std::future<absl::Status> b = wanted_result.get_future();
+    ASSERT_TRUE(ReadySoon(a));
+    ASSERT_TRUE(ReadySoon(b));
+    EXPECT_EQ(a.get().code(), absl::StatusCode::kCancelled);
+    EXPECT_TRUE(b.get().ok());
+    rt->Drain();
+    EXPECT_EQ(rt->stats().cancelled_in_queue.load(), 1u);
+    EXPECT_EQ(rt->stats().in_flight.load(), 0);
+    EXPECT_EQ(rt->stats().success.count.load(), 2u) << "the cancelled one was not computed";
+  }
+}
+
 TEST_F(ModelRuntimeTest, TimesAndTheServiceAverageAreTheClocks) {
   auto rt = Make(SimConfig(8));
   auto run = [&](float v) {
