@@ -56,6 +56,8 @@ class GossipDirectory final : public routing::MeshDirectory {
     std::shared_ptr<const Table> table = Snapshot();
     const SteadyTime now = SystemClock::Get().Now();
     if (table->suspects > 0 || now - table->changed < kSettle) return true;
+    // A model some member hosts now, but not in the version asked for, is not coming back.
+    if (model.empty() || table->peers.contains(model)) return false;
     absl::MutexLock lock(&mu_);
     auto it = announced_.find(model);
     return it != announced_.end() && now - it->second < kAnnounced;

@@ -119,6 +119,7 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
     w.Key("held").Uint(s.held);
     w.Key("held_found").Uint(s.held_found);
     w.Key("cancelled").Uint(s.cancelled);
+    w.Key("settling").Bool(forwarder_->Settling());
     w.Key("peer_connections").Int(s.connections);
     w.Key("peer_links").Int(s.links);
     w.Key("peers").BeginArray();

@@ -78,8 +78,8 @@ class MeshDirectory {
   // True while a request for `model`, which no peer hosts now, may find a host soon: the view is
   // settling (this node's view of the members changed within the last seconds: it started,
   // rejoined, or a member came or went; or a member is suspect), or a member announced the model
-  // recently. Then "no host" is transient: the request is held, and answered 503 with
-  // Retry-After rather than 404.
+  // recently and no member hosts it now. Then "no host" is transient: the request is held, and
+  // answered 503 with Retry-After rather than 404. An empty `model`: the view alone.
   virtual bool Settling(const std::string& model) const {
     (void)model;
     return false;
@@ -192,6 +192,8 @@ class Forwarder {
                ForwardCallback& done);
 
   RouteStats Stats() const;
+  // The mesh's view is settling now (MeshDirectory::Settling): "no host" would be held.
+  bool Settling() const { return directory_->Settling(""); }
 
  private:
   struct Endpoint {

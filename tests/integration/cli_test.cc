@@ -314,6 +314,7 @@ TEST_F(CliTest, MembersListsBothNodes) {
 }
 
 TEST_F(CliTest, ErrorsFromTheNodeExitOne) {
+  ASSERT_TRUE(WaitSettled(a_->port()));  // an unknown model is 404 once the view settled
   CliResult unknown = RunCli({"infer", "nowhere", "--data", "1", "--node", A()});
   EXPECT_EQ(unknown.code, 1) << unknown.Describe();
   EXPECT_THAT(unknown.err, HasSubstr("hivemesh infer: the node at " + A() + " answered 404"));

@@ -155,7 +155,8 @@ TEST_F(JsonLogsTest, RequestsWithoutATraceGetOneAndAHivemeshTraceHeaderIsKept) {
                                     {{"Hivemesh-Trace", "client-chosen-7"}});
   ASSERT_EQ(kept.status, 200) << kept.body;
   EXPECT_EQ(kept.header("hivemesh-trace"), "client-chosen-7");
-  // An error is traced and logged too: no node hosts this model.
+  // An error is traced and logged too: no node hosts this model (404 once the view settled).
+  ASSERT_TRUE(WaitSettled(a_->port()));
   HttpResult missing = HttpRequestOnce(a_->port(), "POST", "/v2/models/nowhere/infer", kBody,
                                        {{"Hivemesh-Trace", "missing-1"}});
   EXPECT_EQ(missing.status, 404);

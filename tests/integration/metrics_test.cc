@@ -86,6 +86,7 @@ TEST_F(MetricsTest, CountsLocalOffloadedForwardedInAndErrorsAndPassesPromtool) {
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.header("hivemesh-served-by"), "node-b");
   }
+  ASSERT_TRUE(test::WaitSettled(a_->port()));  // until then, 503 and a retry for an unknown model
   EXPECT_EQ(conn.Request("POST", "/v2/models/no-such-model/infer", kBody).status, 404);
   EXPECT_EQ(conn.Request("POST", "/v2/models/echo/infer", kWrongType).status, 400);
   // node-b refuses it; node-a passes node-b's answer on.

@@ -77,6 +77,20 @@ long RouteCounter(int port, const std::string& key, const std::string& peer) {
   return -1;
 }
 
+bool WaitSettled(int port) {
+  return WaitFor(
+      [port] {
+        simdjson::dom::parser parser;
+        simdjson::dom::element doc;
+        if (parser.parse(HttpRequestOnce(port, "GET", "/v1/mesh/routes").body).get(doc)) {
+          return false;
+        }
+        bool settling = true;
+        return !doc["settling"].get(settling) && !settling;
+      },
+      std::chrono::seconds(30));
+}
+
 std::string LoadGenerator::Result::Describe() const {
   std::string out = "ok=" + std::to_string(ok);
   for (const auto& [node, n] : served_by) out += " " + node + "=" + std::to_string(n);

@@ -29,6 +29,11 @@ int PeersHosting(int port, const std::string& model);
 // -1 if absent.
 long RouteCounter(int port, const std::string& key, const std::string& peer = "");
 
+// Waits (up to 30 s) until the agent on `port` says its view of the mesh has settled
+// (/v1/mesh/routes "settling": false): from then on a model no member announced is 404 at once,
+// not held and answered 503 (routing/forwarder.h, MeshDirectory::Settling).
+bool WaitSettled(int port);
+
 class LoadGenerator;
 
 // `threads` clients, each on its own keep-alive connection to `port`, send `body` to `path` in
