@@ -179,8 +179,9 @@ class GossipNodeImpl final : public GossipNode {
   // ---------------------------------------------------------------------------------------
   // TCP: watch connections (gossip_tcp.cc). Gossip thread only.
 
-  // Opens watches to the members the state machine names and closes the others; at most every
-  // probe interval unless membership changed (`changed`).
+  // Opens watches to the members the state machine names and closes the others, and closes the
+  // watches served to members no longer alive; at most every probe interval unless membership
+  // changed (`changed`).
   void UpdateWatches(bool changed);
   void OpenWatch(const WatchTarget& target);
   void OnWatchReply(const std::shared_ptr<TcpExchange>& x, FrameOutcome o);

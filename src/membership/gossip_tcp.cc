@@ -253,10 +253,26 @@ void GossipNodeImpl::UpdateWatches(bool changed) {
   if (!changed && now < next_watch_update_) return;
   next_watch_update_ = now + options_.swim.probe_interval;
   std::vector<WatchTarget> targets;
+  std::vector<std::string> gone;  // watchers of this node that are no longer members alive
   {
     absl::MutexLock lock(&mu_);
     targets = swim_->WatchTargets();
+    for (const auto& [watcher, _] : served_watches_) {
+      const std::optional<MemberState> state = swim_->StateOf(watcher);
+      if (!state || (*state != MemberState::kAlive && *state != MemberState::kSuspect)) {
+        gone.push_back(watcher);
+      }
+    }
   }
+  // A watcher that died or left may have vanished without closing (power loss, a partition):
+  // its watch would hold a place under the cap for good.
+  for (const std::string& watcher : gone) {
+    auto it = served_watches_.find(watcher);
+    it->second->purposeful = true;
+    Finish(it->second);
+    served_watches_.erase(it);
+  }
+  watched_by_.store(served_watches_.size());
   for (auto it = watches_.begin(); it != watches_.end();) {
     const bool wanted = std::any_of(targets.begin(), targets.end(), [&](const WatchTarget& t) {
       return t.name == it->first && t.addr == it->second->peer;

@@ -9,14 +9,16 @@ Asserted with four real agents (plaintext gossip, so that an attacker can speak 
   counts a silent close;
 - hostile: a stranger's watch frame gets no answer and is closed; 60 watch frames forged in a
   member's name or strangers' hold at most the cap of served watches (4 x 3 + 4 = 16) on the
-  target and no member is suspected for it; once the attacker goes, the real watches are back.
+  target and no member is suspected for it; once the attacker goes, the real watches are back;
+- a watcher that vanishes without closing its connection (power loss, a partition) does not
+  keep its place: once it is dead, the node closes the watch it served it.
 """
 import struct
 import time
 import unittest
 
 from gossip_attack import close_all, connect, wait_closed
-from gossip_wire import PLAINTEXT_PREAMBLE, lbytes, packet
+from gossip_wire import PLAINTEXT_PREAMBLE, Key, alive, dead, lbytes, packet, send_udp
 from hostile import Node, run, wait_for
 
 WATCH = 11
@@ -106,6 +108,28 @@ class GossipWatchTest(unittest.TestCase):
         for n in self.nodes:
             for m in n.members():
                 self.assertEqual(m["state"], "alive", f"{n.name} sees {m['name']}")
+
+
+    def test_a_vanished_watcher_frees_its_place(self):
+        self.wait_watches(self.nodes)
+        # A member that will vanish without a word: it joins, watches a, then is gone (its
+        # connection stays open, as after a power loss nothing closes it).
+        ghost = Key()
+        send_udp(self.a.gossip, packet(alive(1, "ghost", "127.0.0.9:9", b"", signer=ghost)))
+        wait_for(lambda: self.state(self.a, "ghost") == "alive", 10, "the ghost to be a member")
+        s = connect(self.a.gossip, "127.0.0.9")
+        try:
+            s.sendall(watch_frame("ghost"))
+            wait_for(lambda: self.stats(self.a)["watched_by"] == 4, 10, "a to serve its watch")
+            # It is found dead (it answers no probe; the accusation only hastens it).
+            send_udp(self.a.gossip, packet(dead(1, "ghost", "b")))
+            wait_for(lambda: self.state(self.a, "ghost") == "dead", 30, "the ghost to be dead")
+            wait_for(lambda: self.stats(self.a)["watched_by"] == 3, 10,
+                     "a to close the dead member's watch")
+            closed, _ = wait_closed(s, 10)
+            self.assertIsNotNone(closed, "the dead member's watch was held open")
+        finally:
+            s.close()
 
 
 if __name__ == "__main__":
