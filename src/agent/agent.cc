@@ -53,6 +53,8 @@ class GossipDirectory final : public routing::MeshDirectory {
   }
 
   bool Settling(const std::string& model) const override {
+    // Still joining: the node may serve before its seeds have answered (a busy machine).
+    if (!gossip_->joined()) return true;
     std::shared_ptr<const Table> table = Snapshot();
     const SteadyTime now = SystemClock::Get().Now();
     if (table->suspects > 0 || now - table->changed < kSettle) return true;

@@ -76,10 +76,11 @@ class MeshDirectory {
   // credentials are checked against it: api/member_check.h); nullopt otherwise.
   virtual std::optional<std::string> MemberKey(std::string_view node) const = 0;
   // True while a request for `model`, which no peer hosts now, may find a host soon: the view is
-  // settling (this node's view of the members changed within the last seconds: it started,
-  // rejoined, or a member came or went; or a member is suspect), or a member announced the model
-  // recently and no member hosts it now. Then "no host" is transient: the request is held, and
-  // answered 503 with Retry-After rather than 404. An empty `model`: the view alone.
+  // settling (the node has not joined its seeds yet, or its view of the members changed within
+  // the last seconds: it started, rejoined, or a member came or went; or a member is suspect), or
+  // a member announced the model recently and no member hosts it now. Then "no host" is transient:
+  // the request is held, and answered 503 with Retry-After rather than 404. An empty `model`: the
+  // view alone.
   virtual bool Settling(const std::string& model) const {
     (void)model;
     return false;
