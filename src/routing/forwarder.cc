@@ -234,15 +234,20 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
     }
     return Routed::kForwarded;
   }
-  if (!options.raw_body) {
+  Launch(attempt, peers[static_cast<size_t>(d.index)], d.predicted_ns, now);
+  return Routed::kForwarded;
+}
+
+void Forwarder::Launch(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
+                       double predicted_ns, SteadyTime now) {
+  if (!attempt->options.raw_body) {
     if (absl::Status fits = MeshRequestFits(attempt->request); !fits.ok()) {
-      attempt->done(std::move(fits));
-      return Routed::kForwarded;
+      return attempt->done(std::move(fits));
     }
   }
   {
     absl::MutexLock lock(&attempt->mu);
-    attempt->encoded = Encode(attempt->request, options.raw_body);
+    attempt->encoded = Encode(attempt->request, attempt->options.raw_body);
   }
   {
     absl::MutexLock lock(&mu_);
@@ -250,8 +255,7 @@ Forwarder::Routed Forwarder::Route(InferRequest& request, std::string trace,
     hedge_budget_.Deposit(now);
   }
   ++forwarded_;
-  Send(attempt, peers[static_cast<size_t>(d.index)], d.predicted_ns, now);
-  return Routed::kForwarded;
+  Send(attempt, peer, predicted_ns, now);
 }
 
 void Forwarder::Hold(const std::shared_ptr<Attempt>& attempt, SteadyTime until) {
@@ -260,22 +264,7 @@ void Forwarder::Hold(const std::shared_ptr<Attempt>& attempt, SteadyTime until) 
   const Decision d = Choose(attempt->request, attempt->options, {}, &peers, now);
   if (d.kind == Decision::kForward) {
     ++held_found_;
-    if (!attempt->options.raw_body) {
-      if (absl::Status fits = MeshRequestFits(attempt->request); !fits.ok()) {
-        return attempt->done(std::move(fits));
-      }
-    }
-    {
-      absl::MutexLock lock(&attempt->mu);
-      attempt->encoded = Encode(attempt->request, attempt->options.raw_body);
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      budget_.Deposit(now);
-      hedge_budget_.Deposit(now);
-    }
-    ++forwarded_;
-    return Send(attempt, peers[static_cast<size_t>(d.index)], d.predicted_ns, now);
+    return Launch(attempt, peers[static_cast<size_t>(d.index)], d.predicted_ns, now);
   }
   const bool not_found =
       d.kind == Decision::kReject && d.reason.code() == absl::StatusCode::kNotFound;

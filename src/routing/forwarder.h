@@ -222,6 +222,10 @@ class Forwarder {
   // Sends a try of `attempt` to `peer`, expected to take `predicted_ns` (Decide's prediction).
   void Send(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer, double predicted_ns,
             SteadyTime now);
+  // Sends `attempt`'s first try to `peer` (encoded once, counted in the budgets), or answers it
+  // at once if it cannot travel in the mesh form.
+  void Launch(const std::shared_ptr<Attempt>& attempt, const PeerEndpoint& peer,
+              double predicted_ns, SteadyTime now);
   void Retry(const std::shared_ptr<Attempt>& attempt);
   // `attempt` found no host while the view was settling: looks again, sends it when a host has
   // appeared, waits on until `until`, then answers UNAVAILABLE.
