@@ -91,8 +91,9 @@ struct SwimConfig {
 
   // Protocol versions this node speaks (append-only message types; see wire.h).
   // 2: watch connections (Watch). Members announcing 1 are not watched.
+  // 3: anti-entropy by digest (Digest, DigestReply). Members announcing less get full push-pulls.
   uint8_t protocol_min = 1;
-  uint8_t protocol_max = 2;
+  uint8_t protocol_max = 3;
 
   absl::Status Validate() const;
 

@@ -218,18 +218,19 @@ Output Swim::HandleStream(std::string_view from, std::string_view packet, Steady
     if (const auto* pp = std::get_if<PushPull>(&m)) {
       MergePushPull(*pp, now, out);
       // Our state goes back on the same connection.
-      std::string reply = EncodePacket({EncodeMessage(LocalState(false))});
-      ++stats_.packets_out;
-      stats_.bytes_out += reply.size();
-      out.reply = std::move(reply);
+      Reply(LocalState(false), out);
+    } else if (const auto* d = std::get_if<Digest>(&m)) {
+      Reply(AnswerDigest(*d), out);
+    } else if (const auto* push = std::get_if<DigestReply>(&m)) {
+      // The entries we asked for after answering this member's digest. Received on a stream,
+      // a digest reply never asks for more: the answer is empty.
+      MergePushPull(PushPull{false, push->members}, now, out);
+      Reply(DigestReply{}, out);
     } else if (const auto* w = std::get_if<Watch>(&m)) {
       // Only a member may watch this node (a stranger would only hold a connection open).
       const std::optional<MemberState> state = StateOf(w->source);
       if (leaving_ || !state || !IsLive(*state)) continue;
-      std::string reply = EncodePacket({EncodeMessage(Ack{0})});
-      ++stats_.packets_out;
-      stats_.bytes_out += reply.size();
-      out.reply = std::move(reply);
+      Reply(Ack{0}, out);
       out.watched_by = w->source;
     } else {
       Dispatch(from, m, Channel::kTcp, now, out);
@@ -318,7 +319,9 @@ void Swim::Dispatch(std::string_view from, const Message& m, Channel channel, St
           joined_ = true;
         } else if constexpr (std::is_same_v<T, Load>) {
           OnLoad(msg, now);
-        }  // a Watch means something only as the first frame of a stream (HandleStream)
+        } else if constexpr (std::is_same_v<T, DigestReply>) {
+          if (channel == Channel::kTcp) OnDigestReply(from, msg, now, out);
+        }  // a Watch or a Digest means something only as the first frame of a stream
       },
       m);
 }
@@ -365,6 +368,13 @@ void Swim::SendUdp(const std::string& to, std::vector<std::string> messages, Ste
   ++stats_.packets_out;
   stats_.bytes_out += packet.size();
   out.packets.push_back(Outgoing{to, Channel::kUdp, std::move(packet)});
+}
+
+void Swim::Reply(const Message& m, Output& out) {
+  std::string reply = EncodePacket({EncodeMessage(m)});
+  ++stats_.packets_out;
+  stats_.bytes_out += reply.size();
+  out.reply = std::move(reply);
 }
 
 void Swim::SendTcp(const std::string& to, const Message& m, Output& out) {

@@ -269,6 +269,8 @@ class Swim {
   void Gossip(SteadyTime now, Output& out);
   void SendUdp(const std::string& to, std::vector<std::string> messages, SteadyTime now,
                Output& out);
+  // The answer to a stream (HandleStream), in Output::reply.
+  void Reply(const Message& m, Output& out);
   void SendTcp(const std::string& to, const Message& m, Output& out);
   void QueueBroadcast(const std::string& key, const Message& m);
   // Name ids of up to `k` distinct random members (never `exclude`, a name id or kNoId).
@@ -313,6 +315,16 @@ class Swim {
   void StartPushPull(SteadyTime now, Output& out);
   void Reconnect(SteadyTime now, Output& out);
   PushPull LocalState(bool join) const;
+  // This node's own push-pull entry, and the one for member `id`.
+  PushPullMember SelfEntry() const;
+  PushPullMember EntryOf(uint32_t id) const;
+  Digest LocalDigest() const;
+  // The answer to a digest (see wire.h): the entries this node knows better, and the names the
+  // digest knows better.
+  DigestReply AnswerDigest(const Digest& d) const;
+  // The reply to a digest this node sent to `from`: merges what it carries and, if `from`
+  // wants entries, sends them on a new connection.
+  void OnDigestReply(std::string_view from, const DigestReply& m, SteadyTime now, Output& out);
   // Signs this node's alive message anew (after its incarnation or metadata changed).
   void SignSelf();
   // True if `sig` is `key`'s signature of `bytes`, within the signature-check budget; counts
@@ -339,6 +351,8 @@ class Swim {
   std::unordered_map<uint32_t, LoadState> loads_;          // latest load report, by name id
   std::unordered_map<uint32_t, Suspected> suspicions_;     // exactly the members in kSuspect
   std::unordered_map<uint32_t, SteadyTime> watch_probed_;  // last WatchClosed probe, by name id
+  // Addresses this node sent a digest to, and when: only their replies may ask for entries.
+  std::unordered_map<std::string, SteadyTime> digests_sent_;
   bool quiet_ = false;       // Bootstrap: merge without queueing broadcasts
   bool trusted_ = false;     // Bootstrap: claims are adopted unchecked
   double check_tokens_ = 0;  // the signature-check budget (a token bucket)

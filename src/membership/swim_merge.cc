@@ -143,7 +143,13 @@ void Swim::StartPushPull(SteadyTime now, Output& out) {
   const Member& m = *table_.Get(peer[0]);
   if (m.state != MemberState::kAlive) return;
   ++stats_.push_pulls;
-  SendTcp(table_.AddrOf(m), LocalState(false), out);
+  const std::string& to = table_.AddrOf(m);
+  if (m.protocol_max < 3) return SendTcp(to, LocalState(false), out);
+  // Replies that never came are forgotten after two exchange timeouts.
+  std::erase_if(digests_sent_,
+                [&](const auto& e) { return now - e.second > 2 * config_.tcp_timeout; });
+  digests_sent_[to] = now;
+  SendTcp(to, LocalDigest(), out);
 }
 
 void Swim::Reconnect(SteadyTime now, Output& out) {
@@ -160,10 +166,7 @@ void Swim::Reconnect(SteadyTime now, Output& out) {
   }
 }
 
-PushPull Swim::LocalState(bool join) const {
-  PushPull pp;
-  pp.join = join;
-  pp.members.reserve(table_.size() + 1);
+PushPullMember Swim::SelfEntry() const {
   PushPullMember self{name_,
                       addr_,
                       incarnation_,
@@ -177,17 +180,112 @@ PushPull Swim::LocalState(bool join) const {
     Dead leave{incarnation_, name_, name_, ""};
     self.sig = key_.Sign(LeaveClaimBytes(leave));
   }
-  pp.members.push_back(std::move(self));
+  return self;
+}
+
+PushPullMember Swim::EntryOf(uint32_t id) const {
+  const Member& m = *table_.Get(id);
+  return PushPullMember{
+      table_.NameOf(id),           table_.AddrOf(m), m.incarnation,  m.state,
+      table_.MetaOf(id),           m.protocol_min,   m.protocol_max, std::string(table_.KeyOf(m)),
+      std::string(table_.SigOf(m))};
+}
+
+PushPull Swim::LocalState(bool join) const {
+  PushPull pp;
+  pp.join = join;
+  pp.members.reserve(table_.size() + 1);
+  pp.members.push_back(SelfEntry());
   // In probe-list order (which holds every member), not by id: ids depend on what else the
   // process interned, and a run must not (see SimCluster's reproducibility).
+  for (uint32_t id : probe_list_) pp.members.push_back(EntryOf(id));
+  return pp;
+}
+
+namespace {
+
+// At one incarnation a departure outranks a suspicion, which outranks alive. Dead and left rank
+// alike: neither replaces the other.
+int Rank(MemberState s) {
+  switch (s) {
+    case MemberState::kAlive:
+      return 0;
+    case MemberState::kSuspect:
+      return 1;
+    case MemberState::kDead:
+    case MemberState::kLeft:
+      return 2;
+  }
+  return 0;
+}
+
+bool Newer(uint64_t inc_a, MemberState a, uint64_t inc_b, MemberState b) {
+  return inc_a > inc_b || (inc_a == inc_b && Rank(a) > Rank(b));
+}
+
+}  // namespace
+
+Digest Swim::LocalDigest() const {
+  Digest d;
+  d.entries.reserve(table_.size() + 1);
+  d.entries.push_back(
+      DigestEntry{name_, incarnation_, leaving_ ? MemberState::kLeft : MemberState::kAlive});
   for (uint32_t id : probe_list_) {
     const Member& m = *table_.Get(id);
-    pp.members.push_back(PushPullMember{table_.NameOf(id), table_.AddrOf(m), m.incarnation, m.state,
-                                        table_.MetaOf(id), m.protocol_min, m.protocol_max,
-                                        std::string(table_.KeyOf(m)),
-                                        std::string(table_.SigOf(m))});
+    d.entries.push_back(DigestEntry{table_.NameOf(id), m.incarnation, m.state});
   }
-  return pp;
+  return d;
+}
+
+DigestReply Swim::AnswerDigest(const Digest& d) const {
+  DigestReply reply;
+  std::unordered_map<std::string_view, const DigestEntry*> theirs;
+  theirs.reserve(d.entries.size());
+  for (const DigestEntry& e : d.entries) theirs[e.node] = &e;
+  // What we hold that the digest lacks or holds older; `theirs` keeps what we do not know.
+  const auto compare = [&](const std::string& name, uint64_t inc, MemberState state, auto entry) {
+    auto t = theirs.find(name);
+    if (t == theirs.end()) {
+      reply.members.push_back(entry());
+      return;
+    }
+    const DigestEntry& e = *t->second;
+    if (Newer(inc, state, e.incarnation, e.state)) {
+      reply.members.push_back(entry());
+    } else if (Newer(e.incarnation, e.state, inc, state)) {
+      reply.want.push_back(name);
+    }
+    theirs.erase(t);
+  };
+  compare(name_, incarnation_, leaving_ ? MemberState::kLeft : MemberState::kAlive,
+          [&] { return SelfEntry(); });
+  for (uint32_t id : probe_list_) {
+    const Member& m = *table_.Get(id);
+    compare(table_.NameOf(id), m.incarnation, m.state, [&] { return EntryOf(id); });
+  }
+  for (const DigestEntry& e : d.entries) {
+    if (theirs.erase(e.node) > 0) reply.want.push_back(e.node);
+  }
+  return reply;
+}
+
+void Swim::OnDigestReply(std::string_view from, const DigestReply& m, SteadyTime now, Output& out) {
+  MergePushPull(PushPull{false, m.members}, now, out);
+  auto sent = digests_sent_.find(std::string(from));
+  if (sent == digests_sent_.end()) return;  // not an answer to our digest: wants nothing
+  digests_sent_.erase(sent);
+  if (m.want.empty()) return;
+  DigestReply push;
+  for (const std::string& name : m.want) {
+    uint32_t id = kNoId;
+    if (name == name_) {
+      push.members.push_back(SelfEntry());
+    } else if (table_.Lookup(name, &id) != nullptr) {
+      push.members.push_back(EntryOf(id));
+    }
+    if (push.members.size() > table_.size()) break;  // a forged list repeats names
+  }
+  if (!push.members.empty()) SendTcp(std::string(from), push, out);
 }
 
 void Swim::SignSelf() {

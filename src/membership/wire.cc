@@ -59,10 +59,9 @@ struct Encoder {
     w.Bytes(m.from);
     w.Bytes(m.sig);
   }
-  void operator()(const PushPull& m) {
-    w.U8(m.join ? 1 : 0);
-    w.Varint(m.members.size());
-    for (const PushPullMember& p : m.members) {
+  void Members(const std::vector<PushPullMember>& members) {
+    w.Varint(members.size());
+    for (const PushPullMember& p : members) {
       w.Bytes(p.node);
       w.Bytes(p.addr);
       w.Varint(p.incarnation);
@@ -74,6 +73,23 @@ struct Encoder {
       w.Bytes(p.sig);
     }
   }
+  void operator()(const PushPull& m) {
+    w.U8(m.join ? 1 : 0);
+    Members(m.members);
+  }
+  void operator()(const Digest& m) {
+    w.Varint(m.entries.size());
+    for (const DigestEntry& e : m.entries) {
+      w.Bytes(e.node);
+      w.Varint(e.incarnation);
+      w.U8(static_cast<uint8_t>(e.state));
+    }
+  }
+  void operator()(const DigestReply& m) {
+    Members(m.members);
+    w.Varint(m.want.size());
+    for (const std::string& name : m.want) w.Bytes(name);
+  }
   void operator()(const Load& m) {
     w.Bytes(m.node);
     w.Varint(m.seq);
@@ -81,6 +97,40 @@ struct Encoder {
     w.Bytes(m.payload);
   }
 };
+
+absl::Status ReadState(ByteReader& r, MemberState* out) {
+  uint8_t state = 0;
+  HM_RETURN_IF_ERROR(r.U8(&state));
+  if (state > static_cast<uint8_t>(MemberState::kLeft)) {
+    return absl::InvalidArgumentError(StrCat("unknown member state ", state));
+  }
+  *out = static_cast<MemberState>(state);
+  return absl::OkStatus();
+}
+
+// A member count, then the members of a push-pull or a digest reply.
+absl::Status DecodeMembers(ByteReader& r, std::vector<PushPullMember>* members) {
+  uint64_t count = 0;
+  HM_RETURN_IF_ERROR(r.Varint(&count));
+  // Each member takes at least 9 bytes, so a count the packet cannot hold is refused before
+  // anything is reserved.
+  if (count > kMaxPushPullMembers || count > r.remaining() / 9) {
+    return absl::InvalidArgumentError(StrCat("push-pull claims ", count, " members"));
+  }
+  members->resize(count);
+  for (PushPullMember& p : *members) {
+    HM_RETURN_IF_ERROR(r.Bytes(&p.node, kMaxNameBytes, "push-pull node"));
+    HM_RETURN_IF_ERROR(r.Bytes(&p.addr, kMaxAddrBytes, "push-pull address"));
+    HM_RETURN_IF_ERROR(r.Varint(&p.incarnation));
+    HM_RETURN_IF_ERROR(ReadState(r, &p.state));
+    HM_RETURN_IF_ERROR(r.Bytes(&p.meta, kMaxMetaBytes, "push-pull metadata"));
+    HM_RETURN_IF_ERROR(r.U8(&p.protocol_min));
+    HM_RETURN_IF_ERROR(r.U8(&p.protocol_max));
+    HM_RETURN_IF_ERROR(ReadFixed(r, &p.key, kKeyBytes, "push-pull key"));
+    HM_RETURN_IF_ERROR(ReadFixed(r, &p.sig, kSigBytes, "push-pull signature"));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
   switch (type) {
@@ -151,31 +201,40 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
     case MessageType::kPushPull: {
       PushPull m;
       uint8_t join = 0;
-      uint64_t count = 0;
       HM_RETURN_IF_ERROR(r.U8(&join));
-      HM_RETURN_IF_ERROR(r.Varint(&count));
-      // Each member takes at least 9 bytes, so a count the packet cannot hold is refused
-      // before anything is reserved.
-      if (count > kMaxPushPullMembers || count > r.remaining() / 9) {
-        return absl::InvalidArgumentError(StrCat("push-pull claims ", count, " members"));
-      }
       m.join = join != 0;
-      m.members.resize(count);
-      for (PushPullMember& p : m.members) {
-        uint8_t state = 0;
-        HM_RETURN_IF_ERROR(r.Bytes(&p.node, kMaxNameBytes, "push-pull node"));
-        HM_RETURN_IF_ERROR(r.Bytes(&p.addr, kMaxAddrBytes, "push-pull address"));
-        HM_RETURN_IF_ERROR(r.Varint(&p.incarnation));
-        HM_RETURN_IF_ERROR(r.U8(&state));
-        HM_RETURN_IF_ERROR(r.Bytes(&p.meta, kMaxMetaBytes, "push-pull metadata"));
-        HM_RETURN_IF_ERROR(r.U8(&p.protocol_min));
-        HM_RETURN_IF_ERROR(r.U8(&p.protocol_max));
-        HM_RETURN_IF_ERROR(ReadFixed(r, &p.key, kKeyBytes, "push-pull key"));
-        HM_RETURN_IF_ERROR(ReadFixed(r, &p.sig, kSigBytes, "push-pull signature"));
-        if (state > static_cast<uint8_t>(MemberState::kLeft)) {
-          return absl::InvalidArgumentError(StrCat("unknown member state ", state));
-        }
-        p.state = static_cast<MemberState>(state);
+      HM_RETURN_IF_ERROR(DecodeMembers(r, &m.members));
+      *out = std::move(m);
+      return absl::OkStatus();
+    }
+    case MessageType::kDigest: {
+      Digest m;
+      uint64_t count = 0;
+      HM_RETURN_IF_ERROR(r.Varint(&count));
+      // Each entry takes at least 3 bytes.
+      if (count > kMaxPushPullMembers || count > r.remaining() / 3) {
+        return absl::InvalidArgumentError(StrCat("digest claims ", count, " members"));
+      }
+      m.entries.resize(count);
+      for (DigestEntry& e : m.entries) {
+        HM_RETURN_IF_ERROR(r.Bytes(&e.node, kMaxNameBytes, "digest node"));
+        HM_RETURN_IF_ERROR(r.Varint(&e.incarnation));
+        HM_RETURN_IF_ERROR(ReadState(r, &e.state));
+      }
+      *out = std::move(m);
+      return absl::OkStatus();
+    }
+    case MessageType::kDigestReply: {
+      DigestReply m;
+      uint64_t count = 0;
+      HM_RETURN_IF_ERROR(DecodeMembers(r, &m.members));
+      HM_RETURN_IF_ERROR(r.Varint(&count));
+      if (count > kMaxPushPullMembers || count > r.remaining()) {
+        return absl::InvalidArgumentError(StrCat("digest reply wants ", count, " members"));
+      }
+      m.want.resize(count);
+      for (std::string& name : m.want) {
+        HM_RETURN_IF_ERROR(r.Bytes(&name, kMaxNameBytes, "digest reply want"));
       }
       *out = std::move(m);
       return absl::OkStatus();
@@ -203,7 +262,7 @@ absl::Status DecodeBody(MessageType type, ByteReader& r, Message* out) {
 
 bool KnownType(uint8_t t) {
   return t >= static_cast<uint8_t>(MessageType::kPing) &&
-         t <= static_cast<uint8_t>(MessageType::kWatch) &&
+         t <= static_cast<uint8_t>(MessageType::kDigestReply) &&
          t != static_cast<uint8_t>(MessageType::kCompound);
 }
 
@@ -235,9 +294,10 @@ std::string_view MemberStateName(MemberState s) {
 
 MessageType TypeOf(const Message& m) {
   static constexpr MessageType kTypes[] = {
-      MessageType::kPing,    MessageType::kIndirectPing, MessageType::kAck,  MessageType::kNack,
-      MessageType::kSuspect, MessageType::kAlive,        MessageType::kDead, MessageType::kPushPull,
-      MessageType::kLoad,    MessageType::kWatch};
+      MessageType::kPing,  MessageType::kIndirectPing, MessageType::kAck,
+      MessageType::kNack,  MessageType::kSuspect,      MessageType::kAlive,
+      MessageType::kDead,  MessageType::kPushPull,     MessageType::kLoad,
+      MessageType::kWatch, MessageType::kDigest,       MessageType::kDigestReply};
   return kTypes[m.index()];
 }
 

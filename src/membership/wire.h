@@ -48,7 +48,9 @@ enum class MessageType : uint8_t {
   kPushPull = 8,
   kCompound = 9,
   kLoad = 10,
-  kWatch = 11,  // protocol 2: opens a watch connection (TCP only)
+  kWatch = 11,        // protocol 2: opens a watch connection (TCP only)
+  kDigest = 12,       // protocol 3: opens an anti-entropy exchange with a summary (TCP only)
+  kDigestReply = 13,  // protocol 3: what the other side lacks, and what it wants (TCP only)
 };
 
 enum class MemberState : uint8_t { kAlive = 0, kSuspect = 1, kDead = 2, kLeft = 3 };
@@ -128,8 +130,28 @@ struct Watch {
   std::string source;
 };
 
-using Message =
-    std::variant<Ping, IndirectPing, Ack, Nack, Suspect, Alive, Dead, PushPull, Load, Watch>;
+// Anti-entropy by digest (protocol 3). The node that starts an exchange sends a Digest: for
+// itself and every member it knows, the name, incarnation and state, not the entries (about 15
+// bytes a member instead of 150). The other side answers with a DigestReply: the full entries of
+// what it knows better (a member missing from the digest, a higher incarnation, or a stronger
+// state at the same incarnation), and the names of those the digest knows better, which the
+// starter then sends as a second DigestReply on a new connection (answered by an empty one).
+// A mesh at rest exchanges digests and empty replies.
+struct DigestEntry {
+  std::string node;
+  uint64_t incarnation = 0;
+  MemberState state = MemberState::kAlive;
+};
+struct Digest {
+  std::vector<DigestEntry> entries;
+};
+struct DigestReply {
+  std::vector<PushPullMember> members;
+  std::vector<std::string> want;
+};
+
+using Message = std::variant<Ping, IndirectPing, Ack, Nack, Suspect, Alive, Dead, PushPull, Load,
+                             Watch, Digest, DigestReply>;
 
 MessageType TypeOf(const Message& m);
 

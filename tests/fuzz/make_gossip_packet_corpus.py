@@ -26,6 +26,10 @@ seeds = {
     "pushpull": gw.packet(gw.push_pull([("a", "1.1.1.1:1", 1, meta, key),
                                         ("self", "10.0.0.1:7946", 4, b"", key)], join=True)),
     "leave": gw.packet(gw.dead(9, "peer", "peer", sig=key.sign(b"x"))),
+    "digest": gw.packet(gw.digest([("a", 1, gw.STATE_ALIVE), ("self", 4, gw.STATE_SUSPECT)])),
+    "digest_reply": gw.packet(bytes([gw.DIGEST_REPLY]) +
+                              gw.push_pull([("a", "1.1.1.1:1", 1, meta, key)])[2:] +
+                              gw.varint(1) + gw.lbytes("self")),
 }
 out = os.path.join(HERE, "corpus", "gossip_packet")
 for name in os.listdir(out):

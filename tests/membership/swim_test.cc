@@ -60,6 +60,9 @@ class Net {
   // Drop every packet for which `fn(from_name, to_name, channel)` is true.
   std::function<bool(const std::string&, const std::string&, Channel)> drop =
       [](const std::string&, const std::string&, Channel) { return false; };
+  // May rewrite a packet before it is delivered (after `drop`); an empty packet is dropped.
+  std::function<void(const std::string&, const std::string&, Outgoing&)> edit =
+      [](const std::string&, const std::string&, Outgoing&) {};
   // Sees every packet sent (by its sender's name), delivered or dropped.
   std::function<void(const std::string&, const Outgoing&)> tap = [](const std::string&,
                                                                     const Outgoing&) {};
@@ -75,6 +78,8 @@ class Net {
       tap(sender, p);
       if (p.channel == Channel::kUdp) largest_udp = std::max(largest_udp, p.packet.size());
       if (!nodes_.count(to) || drop(sender, to, p.channel)) continue;
+      edit(sender, to, p);
+      if (p.packet.empty()) continue;
       Swim& dst = *nodes_[to];
       if (p.channel == Channel::kUdp) {
         Output o = dst.HandlePacket(sender + ":1", p.packet, Channel::kUdp, now_);
@@ -298,8 +303,177 @@ TEST(SwimWatchTest, OnlyMembersMayWatch) {
       net["a"].HandleStream("x:1", EncodePacket({EncodeMessage(Watch{"x"})}), net.now());
   EXPECT_FALSE(stranger.reply.has_value());
   EXPECT_FALSE(stranger.watched_by.has_value());
-  // Members announce protocol 2: they are watched.
-  EXPECT_EQ(net["a"].Find("b")->protocol_max, 2);
+  // Members announce protocol 2 or later: they are watched.
+  EXPECT_GE(net["a"].Find("b")->protocol_max, 2);
+}
+
+// Anti-entropy by digest (protocol 3).
+
+// The messages of one packet (the test fails if it does not decode).
+std::vector<Message> MessagesOf(const std::string& packet) {
+  auto d = DecodePacket(packet);
+  EXPECT_TRUE(d.ok()) << d.status();
+  return d.ok() ? d->messages : std::vector<Message>{};
+}
+
+TEST(SwimDigestTest, AMeshAtRestExchangesDigestsAndEmptyReplies) {
+  Net net;
+  for (const char* n : {"a", "b", "c", "d", "e", "f"}) net.Add(n, std::string(40, 'm'));
+  net.JoinAll("a");
+  net.Run(Millis(3000));
+  int digests = 0, push_pulls = 0;
+  size_t largest = 0;
+  net.tap = [&](const std::string&, const Outgoing& p) {
+    if (p.channel != Channel::kTcp) return;
+    for (const Message& m : MessagesOf(p.packet)) {
+      if (std::holds_alternative<Digest>(m)) ++digests;
+      if (std::holds_alternative<PushPull>(m) || std::holds_alternative<DigestReply>(m)) {
+        ++push_pulls;
+      }
+    }
+    largest = std::max(largest, p.packet.size());
+  };
+  // Every node starts an exchange within one push-pull interval; the replies carry nothing.
+  int empty_replies = 0;
+  net.Run(Millis(61000));
+  EXPECT_GE(digests, 6);
+  EXPECT_EQ(push_pulls, 0) << "no full state and no follow-up at rest";
+  // Six members of 1 + 40-byte metadata, a 32-byte key and a 64-byte signature each: a full
+  // push-pull is over 900 bytes; a digest a tenth of that.
+  EXPECT_LT(largest, 100u);
+  for (const char* n : {"a", "b"}) {
+    Output o = net[n].HandleStream(
+        "c:1",
+        EncodePacket({EncodeMessage(Digest{{{"a", net["a"].incarnation(), MemberState::kAlive},
+                                            {"b", net["b"].incarnation(), MemberState::kAlive},
+                                            {"c", net["c"].incarnation(), MemberState::kAlive},
+                                            {"d", net["d"].incarnation(), MemberState::kAlive},
+                                            {"e", net["e"].incarnation(), MemberState::kAlive},
+                                            {"f", net["f"].incarnation(), MemberState::kAlive}}})}),
+        net.now());
+    ASSERT_TRUE(o.reply.has_value());
+    std::vector<Message> reply = MessagesOf(*o.reply);
+    ASSERT_EQ(reply.size(), 1u);
+    const auto* r = std::get_if<DigestReply>(&reply[0]);
+    ASSERT_NE(r, nullptr);
+    if (r->members.empty() && r->want.empty()) ++empty_replies;
+  }
+  EXPECT_EQ(empty_replies, 2);
+}
+
+TEST(SwimDigestTest, ADigestIsAnsweredWithWhatItLacksAndWhatItKnowsBetter) {
+  Net net;
+  for (const char* n : {"a", "b", "c"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(2000));
+  const uint64_t c = net["c"].incarnation();
+  // The digest lacks b, holds c older than a does, and knows z and a newer a.
+  Output o = net["a"].HandleStream(
+      "x:1",
+      EncodePacket({EncodeMessage(Digest{{{"a", net["a"].incarnation() + 1, MemberState::kAlive},
+                                          {"c", c, MemberState::kAlive},
+                                          {"z", 3, MemberState::kAlive}}})}),
+      net.now());
+  ASSERT_TRUE(o.reply.has_value());
+  std::vector<Message> reply = MessagesOf(*o.reply);
+  const auto* r = std::get_if<DigestReply>(&reply.at(0));
+  ASSERT_NE(r, nullptr);
+  ASSERT_EQ(r->members.size(), 1u);
+  EXPECT_EQ(r->members[0].node, "b");
+  EXPECT_EQ(r->members[0].key.size(), 32u) << "a full, signed entry";
+  EXPECT_EQ(r->want, (std::vector<std::string>{"a", "z"}));
+  // The same incarnation with a stronger state is newer too (a suspicion of c).
+  Output s = net["a"].HandleStream(
+      "x:1", EncodePacket({EncodeMessage(Digest{{{"c", c, MemberState::kSuspect}}})}), net.now());
+  ASSERT_TRUE(s.reply.has_value());
+  const std::vector<Message> suspicion = MessagesOf(*s.reply);
+  const auto* rs = std::get_if<DigestReply>(&suspicion.at(0));
+  ASSERT_NE(rs, nullptr);
+  EXPECT_THAT(rs->want, Contains("c"));
+}
+
+// Each of a and b changes its metadata, and gossip never tells the other (the claims are cut
+// out of every UDP packet): the first digest exchange between them repairs both, by the entry
+// in the reply one way and the wanted entry sent after it the other way.
+TEST(SwimDigestTest, OneExchangeRepairsWhatGossipMissedBothWays) {
+  Net net;
+  net.Add("a", "v1");
+  net.Add("b", "v1");
+  net.JoinAll("a");
+  net.Run(Millis(2000));
+  ASSERT_EQ(net["a"].Find("b")->meta, "v1");
+  net.edit = [](const std::string&, const std::string&, Outgoing& p) {
+    if (p.channel != Channel::kUdp) return;
+    std::vector<std::string> kept;
+    for (const Message& m : MessagesOf(p.packet)) {
+      const auto* alive = std::get_if<Alive>(&m);
+      if (alive == nullptr || alive->meta != "v2") kept.push_back(EncodeMessage(m));
+    }
+    p.packet = kept.empty() ? "" : EncodePacket(kept);
+  };
+  int digests = 0, follow_ups = 0;
+  net.tap = [&](const std::string&, const Outgoing& p) {
+    if (p.channel != Channel::kTcp) return;
+    for (const Message& m : MessagesOf(p.packet)) {
+      digests += std::holds_alternative<Digest>(m);
+      if (const auto* f = std::get_if<DigestReply>(&m)) {
+        ++follow_ups;
+        ASSERT_EQ(f->members.size(), 1u);
+        EXPECT_EQ(f->members[0].meta, "v2");
+      }
+    }
+  };
+  net.Deliver("a", net["a"].UpdateMeta("v2", net.now()));
+  net.Deliver("b", net["b"].UpdateMeta("v2", net.now()));
+  net.Run(Millis(5000));
+  EXPECT_EQ(net["a"].Find("b")->meta, "v1") << "gossip carried the change";
+  while (digests == 0 && net.now() < T0() + Millis(120000)) net.Run(Millis(100));
+  ASSERT_EQ(digests, 1);
+  EXPECT_EQ(follow_ups, 1);
+  EXPECT_EQ(net["a"].Find("b")->meta, "v2");
+  EXPECT_EQ(net["b"].Find("a")->meta, "v2");
+  EXPECT_EQ(net.StateAt("a", "b"), MemberState::kAlive);
+  EXPECT_EQ(net.StateAt("b", "a"), MemberState::kAlive);
+}
+
+TEST(SwimDigestTest, OnlyTheAnswerToOurOwnDigestMayAskForEntries) {
+  Net net;
+  for (const char* n : {"a", "b"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(2000));
+  const std::string wants_all = EncodePacket({EncodeMessage(DigestReply{{}, {"a", "b", "a"}})});
+  Output unasked = net["a"].HandlePacket("b:1", wants_all, Channel::kTcp, net.now());
+  EXPECT_TRUE(unasked.packets.empty()) << "a reply to no digest of ours";
+  Output udp = net["a"].HandlePacket("b:1", wants_all, Channel::kUdp, net.now());
+  EXPECT_TRUE(udp.packets.empty());
+  // A digest of many names the node does not know costs it an answer about as large.
+  Digest many;
+  for (int i = 0; i < 2000; ++i) many.entries.push_back({"n" + std::to_string(i), 1});
+  const std::string packet = EncodePacket({EncodeMessage(many)});
+  Output o = net["a"].HandleStream("x:1", packet, net.now());
+  ASSERT_TRUE(o.reply.has_value());
+  EXPECT_LE(o.reply->size(), packet.size() + 300);
+  EXPECT_TRUE(o.packets.empty());
+}
+
+TEST(SwimDigestTest, MembersOnProtocolTwoGetAFullPushPull) {
+  SwimConfig config = SwimConfig::Lan();
+  config.protocol_max = 2;
+  Net net(config);
+  for (const char* n : {"a", "b", "c"}) net.Add(n);
+  net.JoinAll("a");
+  net.Run(Millis(2000));
+  int digests = 0, push_pulls = 0;
+  net.tap = [&](const std::string&, const Outgoing& p) {
+    if (p.channel != Channel::kTcp) return;
+    for (const Message& m : MessagesOf(p.packet)) {
+      digests += std::holds_alternative<Digest>(m);
+      push_pulls += std::holds_alternative<PushPull>(m);
+    }
+  };
+  net.Run(Millis(61000));
+  EXPECT_EQ(digests, 0);
+  EXPECT_GE(push_pulls, 3);
 }
 
 TEST(SwimTest, SuspectedNodeRefutesWithAHigherIncarnation) {
@@ -790,6 +964,9 @@ TEST(WireTest, EveryMessageRoundTrips) {
                  std::string(64, 's')}}},
       Load{"b", 1ull << 40, 1234, "q=1"},
       Watch{"a"},
+      Digest{{{"a", 1ull << 40, MemberState::kAlive}, {"b", 0, MemberState::kLeft}}},
+      DigestReply{{{"b", "2:2", 9, MemberState::kSuspect, "m", 1, 3}}, {"a", "c"}},
+      DigestReply{},
   };
   for (const Message& m : msgs) {
     auto d = DecodePacket(EncodePacket({EncodeMessage(m)}));
@@ -836,6 +1013,14 @@ TEST(WireTest, RejectsMalformedPackets) {
   EXPECT_FALSE(DecodePacket(EncodePacket({EncodeMessage(long_sig)})).ok());
   // A varint that never ends.
   EXPECT_FALSE(DecodePacket(std::string("\x02\x03") + std::string(12, '\xff')).ok());
+  // Digests: a count the bytes cannot hold, an unknown state, a digest reply cut short.
+  EXPECT_FALSE(DecodePacket(std::string("\x02\x0c\xff\xff\x03", 5)).ok());
+  EXPECT_FALSE(DecodePacket(std::string("\x02\x0c\x01\x01x\x01\x07", 7)).ok());
+  const std::string reply =
+      EncodePacket({EncodeMessage(DigestReply{{{"b", "2:2", 9, MemberState::kAlive}}, {"a"}})});
+  for (size_t cut = 2; cut < reply.size(); ++cut) {
+    EXPECT_FALSE(DecodePacket(reply.substr(0, cut)).ok()) << "truncated at " << cut;
+  }
 }
 
 }  // namespace

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 WIRE_VERSION = 2
 PING, INDIRECT_PING, ACK, NACK, SUSPECT, ALIVE, DEAD, PUSH_PULL, COMPOUND, LOAD = range(1, 11)
+WATCH, DIGEST, DIGEST_REPLY = 11, 12, 13
 STATE_ALIVE, STATE_SUSPECT, STATE_DEAD, STATE_LEFT = range(4)
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
@@ -160,14 +161,36 @@ def state_of(address):
     r = _Reader(reply)
     assert r.u8() == WIRE_VERSION and r.u8() == PUSH_PULL, reply[:8]
     r.u8()  # join
+    return _members(r)
+
+
+def digest(entries):
+    """A digest (protocol 3): (name, incarnation, state) tuples."""
+    out = bytes([DIGEST]) + varint(len(entries))
+    for name, inc, state in entries:
+        out += lbytes(name) + varint(inc) + bytes([state])
+    return out
+
+
+def _members(r):
     members = []
     for _ in range(r.varint()):
         m = {"node": r.bytes().decode(), "addr": r.bytes().decode(), "incarnation": r.varint(),
              "state": r.u8(), "meta": r.bytes()}
-        r.u8(), r.u8()  # protocol versions
+        m["protocol_min"], m["protocol_max"] = r.u8(), r.u8()
         m["key"], m["sig"] = r.bytes(), r.bytes()
         members.append(m)
     return members
+
+
+def parse_digest_reply(reply):
+    """(members, wanted names) of a digest reply packet; members as state_of gives them."""
+    r = _Reader(reply)
+    assert r.u8() == WIRE_VERSION and r.u8() == DIGEST_REPLY, reply[:8]
+    members = _members(r)
+    want = [r.bytes().decode() for _ in range(r.varint())]
+    assert r.pos == len(reply), "trailing bytes"
+    return members, want
 
 
 def push_pull(members, join=False):
