@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "base/hex.h"
 #include "base/strings.h"
 
 namespace hivemesh::identity {
@@ -25,29 +26,6 @@ std::string SignedBytes(std::string_view origin, std::string_view target, std::s
   return out;
 }
 
-std::string Hex(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
-
-std::optional<std::string> Unhex(std::string_view hex) {
-  if (hex.size() % 2 != 0) return std::nullopt;
-  std::string out(hex.size() / 2, '\0');
-  for (size_t i = 0; i < out.size(); ++i) {
-    unsigned v = 0;
-    const auto [end, ec] = std::from_chars(hex.data() + 2 * i, hex.data() + 2 * i + 2, v, 16);
-    if (ec != std::errc() || end != hex.data() + 2 * i + 2) return std::nullopt;
-    out[i] = static_cast<char>(v);
-  }
-  return out;
-}
-
 absl::Status Refused(std::string_view why) {
   return absl::UnauthenticatedError(StrCat("member credential refused: ", why));
 }
@@ -60,7 +38,7 @@ std::string MakeCredential(const NodeKey& key, std::string_view origin, std::str
   std::snprintf(nonce_hex, sizeof nonce_hex, "%016llx", static_cast<unsigned long long>(nonce));
   const std::string ms = StrCat(unix_ms);
   const std::string sig = key.Sign(SignedBytes(origin, target, purpose, ms, nonce_hex));
-  return StrCat(kVersion, " ", origin, " ", purpose, " ", ms, " ", nonce_hex, " ", Hex(sig));
+  return StrCat(kVersion, " ", origin, " ", purpose, " ", ms, " ", nonce_hex, " ", HexEncode(sig));
 }
 
 uint64_t RandomNonce() {
@@ -87,8 +65,8 @@ absl::StatusOr<std::string> CredentialVerifier::Verify(std::string_view header,
     return Refused(StrCat("made for '", claimed_purpose, "', not '", purpose, "'"));
   }
   const std::optional<uint64_t> when = ParseUint(ms);
-  if (!when || *when > static_cast<uint64_t>(INT64_MAX) || nonce.size() != 16 || !Unhex(nonce) ||
-      origin.empty()) {
+  if (!when || *when > static_cast<uint64_t>(INT64_MAX) || nonce.size() != 16 ||
+      !HexDecode(nonce) || origin.empty()) {
     return Refused("malformed");
   }
   const int64_t t = static_cast<int64_t>(*when);
@@ -99,7 +77,7 @@ absl::StatusOr<std::string> CredentialVerifier::Verify(std::string_view header,
     return Refused(StrCat("made at ", t, " ms, more than ", skew,
                           " ms from this node's clock (are both clocks set? NTP)"));
   }
-  const std::optional<std::string> sig = Unhex(sig_hex);
+  const std::optional<std::string> sig = HexDecode(sig_hex);
   if (!sig) return Refused("malformed");
   const std::optional<std::string> key = keys_(origin);
   if (!key) {

@@ -1,5 +1,6 @@
 #include "identity/node_key.h"
 #include "absl/synchronization/mutex.h"
+#include "base/hex.h"
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
@@ -182,13 +183,7 @@ std::string KeyFingerprint(std::string_view public_key) {
   if (EVP_Digest(public_key.data(), public_key.size(), d, &len, EVP_sha256(), nullptr) != 1) {
     Fatal("SHA-256");
   }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 8; ++i) {
-    out += kHex[d[i] >> 4];
-    out += kHex[d[i] & 15];
-  }
-  return out;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(d), 8));
 }
 
 }  // namespace hivemesh::identity
