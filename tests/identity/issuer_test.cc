@@ -1,0 +1,187 @@
+// The issuer kernel (identity/issuer.h): tokens, joins and renewals, with the time passed in.
+#include "identity/issuer.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace hivemesh::identity {
+namespace {
+
+using std::chrono::hours;
+using ::testing::HasSubstr;
+
+WallTime T0() { return WallTime(std::chrono::seconds(1'800'000'000)); }
+
+class IssuerTest : public ::testing::Test {
+ protected:
+  IssuerTest()
+      : root_(MakeRootCertificate(root_key_, NewMeshId(), T0())),
+        issuer_(MakeIssuerCertificate(issuer_key_.public_key(), "first", root_, root_key_, T0())),
+        kernel_(issuer_, issuer_key_, {root_}, "first") {}
+
+  JoinRequest Request(const JoinToken& t, const NodeKey& key, std::string name = "cam-1") {
+    JoinRequest r;
+    r.token_id = t.id;
+    r.token_secret = t.secret;
+    r.name = std::move(name);
+    r.labels = {{"zone", "a"}};
+    r.public_key = key.public_key();
+    return r;
+  }
+  std::string Refusal(const absl::StatusOr<Issued>& r) {
+    return r.ok() ? std::string("issued") : std::string(r.status().message());
+  }
+
+  NodeKey root_key_ = NodeKey::Generate();
+  NodeKey issuer_key_ = NodeKey::Generate();
+  Certificate root_;
+  Certificate issuer_;
+  Issuer kernel_;
+  Issuer::KeyOf free_ = [](std::string_view) { return std::nullopt; };
+};
+
+TEST_F(IssuerTest, AValidTokenGetsACertificateWithItsRoleThatChainsToTheRoot) {
+  const JoinToken t = kernel_.CreateToken(Role::kOperator, hours(24), 0, T0());
+  EXPECT_EQ(t.ca_digest, root_.Digest());
+  const NodeKey key = NodeKey::Generate();
+  absl::StatusOr<Issued> issued = kernel_.Join(Request(t, key), T0(), free_);
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  absl::StatusOr<NodeIdentity> id =
+      VerifyNodeCertificate(issued->cert, issued->chain, issued->roots, T0());
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->name, "cam-1");
+  EXPECT_EQ(id->role, Role::kOperator);
+  EXPECT_EQ(id->labels.at("zone"), "a");
+  EXPECT_EQ(id->public_key, key.public_key());
+  EXPECT_EQ(id->not_after, T0() + kNodeValidity);
+  ASSERT_EQ(issued->roots.size(), 1u);
+  EXPECT_EQ(issued->roots[0].Digest(), t.ca_digest);
+  const std::vector<TokenRecord> tokens = kernel_.Tokens(T0());
+  ASSERT_EQ(tokens.size(), 1u);
+  EXPECT_EQ(tokens[0].used, 1);
+  EXPECT_EQ(tokens[0].created_by, "first");
+  EXPECT_EQ(tokens[0].secret_sha256.size(), 64u);
+  EXPECT_EQ(tokens[0].secret_sha256.find(t.secret), std::string::npos) << "only a hash is kept";
+}
+
+TEST_F(IssuerTest, WrongUnknownExpiredRevokedAndUsedUpTokensAreRefused) {
+  const NodeKey key = NodeKey::Generate();
+  const JoinToken t = kernel_.CreateToken(Role::kNode, hours(1), 2, T0());
+  JoinRequest wrong = Request(t, key);
+  wrong.token_secret[0] = wrong.token_secret[0] == 'a' ? 'b' : 'a';
+  EXPECT_THAT(Refusal(kernel_.Join(wrong, T0(), free_)), HasSubstr("unknown token or wrong"));
+  JoinRequest unknown = Request(t, key);
+  unknown.token_id = "00000000";
+  EXPECT_EQ(Refusal(kernel_.Join(unknown, T0(), free_)), Refusal(kernel_.Join(wrong, T0(), free_)));
+  EXPECT_THAT(Refusal(kernel_.Join(Request(t, key), T0() + hours(2), free_)),
+              HasSubstr("expired 3600 s ago"));
+  // Two uses: the third join is refused; refusals used none.
+  EXPECT_TRUE(kernel_.Join(Request(t, key, "a"), T0(), free_).ok());
+  EXPECT_TRUE(kernel_.Join(Request(t, NodeKey::Generate(), "b"), T0(), free_).ok());
+  EXPECT_THAT(Refusal(kernel_.Join(Request(t, NodeKey::Generate(), "c"), T0(), free_)),
+              HasSubstr("used up (2 uses)"));
+  const JoinToken r = kernel_.CreateToken(Role::kNode, hours(1), 0, T0());
+  ASSERT_TRUE(kernel_.RevokeToken(r.id).ok());
+  EXPECT_THAT(Refusal(kernel_.Join(Request(r, key), T0(), free_)), HasSubstr("revoked"));
+  EXPECT_FALSE(kernel_.RevokeToken("ffffffff").ok());
+  // Expired tokens leave the list, and are forgotten a day later.
+  EXPECT_EQ(kernel_.Tokens(T0()).size(), 2u);
+  EXPECT_EQ(kernel_.Tokens(T0() + hours(2)).size(), 0u);
+  kernel_.ForgetExpired(T0() + hours(26));
+  EXPECT_THAT(Refusal(kernel_.Join(Request(t, key), T0(), free_)), HasSubstr("unknown token"));
+}
+
+TEST_F(IssuerTest, ANameBoundToAnotherKeyOrARevokedKeyIsRefused) {
+  const JoinToken t = kernel_.CreateToken(Role::kNode, hours(1), 0, T0());
+  const NodeKey owner = NodeKey::Generate();
+  const NodeKey thief = NodeKey::Generate();
+  const Issuer::KeyOf bound = [&](std::string_view name) -> std::optional<std::string> {
+    if (name == "cam-1") return owner.public_key();
+    return std::nullopt;
+  };
+  absl::StatusOr<Issued> stolen = kernel_.Join(Request(t, thief), T0(), bound);
+  ASSERT_FALSE(stolen.ok());
+  EXPECT_EQ(stolen.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(stolen.status().message(), HasSubstr("belongs to another node's key"));
+  EXPECT_TRUE(kernel_.Join(Request(t, owner), T0(), bound).ok()) << "its own name, again";
+  kernel_.RevokeKey(owner.public_key());
+  EXPECT_TRUE(kernel_.IsRevoked(owner.public_key()));
+  EXPECT_THAT(Refusal(kernel_.Join(Request(t, owner), T0(), bound)), HasSubstr("revoked"));
+  // Bad names and labels are refused before a use is spent, naming the field.
+  const JoinToken once = kernel_.CreateToken(Role::kNode, hours(1), 1, T0());
+  JoinRequest bad = Request(once, NodeKey::Generate(), "cam 1");
+  EXPECT_THAT(Refusal(kernel_.Join(bad, T0(), free_)), HasSubstr("name"));
+  bad = Request(once, NodeKey::Generate());
+  bad.labels = {{"zone", "a,b"}};
+  EXPECT_THAT(Refusal(kernel_.Join(bad, T0(), free_)), HasSubstr("label zone"));
+  bad.labels = {};
+  bad.public_key = "xx";
+  EXPECT_THAT(Refusal(kernel_.Join(bad, T0(), free_)), HasSubstr("public key"));
+  EXPECT_TRUE(kernel_.Join(Request(once, NodeKey::Generate(), "cam-2"), T0(), free_).ok());
+}
+
+// A node offline for two weeks with a 7-day certificate renews by its key alone.
+TEST_F(IssuerTest, AnExpiredCertificateIsRenewedByItsKeyButNotAnotherOrARevokedOne) {
+  const JoinToken t = kernel_.CreateToken(Role::kNode, hours(1), 1, T0());
+  const NodeKey key = NodeKey::Generate();
+  absl::StatusOr<Issued> first = kernel_.Join(Request(t, key), T0(), free_);
+  ASSERT_TRUE(first.ok());
+  const WallTime back = T0() + hours(24 * 14);
+  ASSERT_FALSE(VerifyNodeCertificate(first->cert, first->chain, first->roots, back).ok());
+  absl::StatusOr<Issued> renewed = kernel_.Renew(first->cert, first->chain, key.public_key(), back);
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  absl::StatusOr<NodeIdentity> id =
+      VerifyNodeCertificate(renewed->cert, renewed->chain, renewed->roots, back);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->name, "cam-1");
+  EXPECT_EQ(id->labels.at("zone"), "a");
+  EXPECT_EQ(id->not_after, back + kNodeValidity);
+  // Proved by another key: refused.
+  EXPECT_THAT(
+      Refusal(kernel_.Renew(first->cert, first->chain, NodeKey::Generate().public_key(), back)),
+      HasSubstr("not for the key that was proved"));
+  // Too long offline: refused, with what to do.
+  EXPECT_THAT(Refusal(kernel_.Renew(first->cert, first->chain, key.public_key(),
+                                    T0() + kNodeValidity + kMaxOffline + hours(1))),
+              HasSubstr("join again with a token"));
+  // Another mesh's certificate: refused.
+  const NodeKey other_root_key = NodeKey::Generate();
+  const Certificate other_root = MakeRootCertificate(other_root_key, NewMeshId(), T0());
+  NodeIdentity who;
+  who.name = "stranger";
+  who.public_key = key.public_key();
+  const Certificate foreign = *IssueNodeCertificate(who, other_root, other_root_key, T0());
+  EXPECT_FALSE(kernel_.Renew(foreign, {}, key.public_key(), T0()).ok());
+  // Revoked: never renewed.
+  kernel_.RevokeKey(key.public_key());
+  EXPECT_THAT(Refusal(kernel_.Renew(renewed->cert, renewed->chain, key.public_key(), back)),
+              HasSubstr("revoked"));
+}
+
+TEST_F(IssuerTest, TokensFromOtherIssuersMergeUsesAndRevocations) {
+  const NodeKey other_key = NodeKey::Generate();
+  Issuer other(MakeIssuerCertificate(other_key.public_key(), "second", root_, root_key_, T0()),
+               other_key, {root_}, "second");
+  const JoinToken t = other.CreateToken(Role::kNode, hours(1), 2, T0());
+  ASSERT_TRUE(other.Join(Request(t, NodeKey::Generate(), "a"), T0(), free_).ok());
+  for (const TokenRecord& r : other.Tokens(T0())) kernel_.AddToken(r);
+  // This issuer accepts the other's token, and counts its use there.
+  absl::StatusOr<Issued> here = kernel_.Join(Request(t, NodeKey::Generate(), "b"), T0(), free_);
+  ASSERT_TRUE(here.ok()) << here.status();
+  EXPECT_TRUE(VerifyNodeCertificate(here->cert, here->chain, {root_}, T0()).ok());
+  EXPECT_THAT(Refusal(kernel_.Join(Request(t, NodeKey::Generate(), "c"), T0(), free_)),
+              HasSubstr("used up"));
+  // An older record does not lower the count; a revocation sticks.
+  TokenRecord stale = other.Tokens(T0())[0];
+  stale.used = 0;
+  kernel_.AddToken(stale);
+  EXPECT_EQ(kernel_.Tokens(T0())[0].used, 2);
+  ASSERT_TRUE(other.RevokeToken(t.id).ok());
+  kernel_.AddToken(other.Tokens(T0())[0]);
+  stale.revoked = false;
+  kernel_.AddToken(stale);
+  EXPECT_TRUE(kernel_.Tokens(T0())[0].revoked);
+}
+
+}  // namespace
+}  // namespace hivemesh::identity
