@@ -20,12 +20,17 @@
 #include "api/member_check.h"
 #include "api/mesh_handler.h"
 #include "api/metrics_handler.h"
+#include "api/token_handler.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 #include "codec/model_name.h"
+#include "identity/certs.h"
+#include "identity/issuer_service.h"
 #include "identity/key_file.h"
 #include "identity/member_credential.h"
+#include "identity/mesh_files.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
 #include "routing/dispatcher.h"
@@ -258,6 +263,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       http,
       [self](const HttpRequest& req, HttpResponder respond) {
         if (self->metrics_handler_->Handle(req, respond)) return;
+        if (self->tokens_ && self->tokens_->Handle(req, respond)) return;
         if (self->mesh_ && self->mesh_->Handle(req, respond)) return;
         self->kserve_->Handle(req, std::move(respond));
       },
@@ -274,13 +280,33 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       config.node_name, agent->repository_.get(), agent->forwarder_.get(), agent->rejections_.get(),
       agent->observer_.get());
   agent->dispatcher_->SetZone(config.LabelMap()["zone"]);
-  agent->kserve_ = std::make_unique<KServeHandler>(
-      ServerIdentity{"hivemesh", HIVEMESH_VERSION, config.node_name, agent->gossip_->encrypted()},
-      agent->repository_.get(), agent->dispatcher_.get(), agent->memory_budget_,
-      agent->rejections_);
+  ServerIdentity who{"hivemesh", HIVEMESH_VERSION, config.node_name, agent->gossip_->encrypted()};
+  if (const identity::MeshCredentials& mesh = *agent->mesh_credentials_; mesh.node_cert) {
+    absl::StatusOr<identity::NodeIdentity> id = mesh.node_cert->Identity();
+    if (id.ok()) {
+      who.mesh_id = id->mesh_id;
+      who.ca_digest = mesh.ca_digest();
+      who.role = std::string(identity::RoleName(id->role));
+      who.certificate_expires_unix =
+          std::chrono::duration_cast<std::chrono::seconds>(id->not_after.time_since_epoch())
+              .count();
+      who.issuer = mesh.issuer_cert.has_value() && mesh.issuer_key.has_value();
+    }
+  }
+  agent->kserve_ = std::make_unique<KServeHandler>(std::move(who), agent->repository_.get(),
+                                                   agent->dispatcher_.get(), agent->memory_budget_,
+                                                   agent->rejections_);
   absl::StatusOr<AdminAccess> admin = MakeAdminAccess(config);
   if (!admin.ok()) return admin.status();
   agent->kserve_->SetAdmin(*admin, agent->rejections_);
+  std::shared_ptr<identity::IssuerService> issuer;
+  if (agent->mesh_credentials_->issuer_cert && agent->mesh_credentials_->issuer_key) {
+    absl::StatusOr<std::unique_ptr<identity::IssuerService>> opened = identity::IssuerService::Open(
+        config.StateDir(), *agent->mesh_credentials_, config.node_name);
+    if (!opened.ok()) return opened.status();
+    issuer = std::move(*opened);
+  }
+  agent->tokens_ = std::make_unique<TokenHandler>(std::move(issuer), *admin, agent->rejections_);
   agent->kserve_->SetMemberCheck(agent->member_check_);
   if (config.grpc_enabled()) {
     GrpcServerOptions grpc;
@@ -300,6 +326,36 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   return agent;
 }
 
+namespace {
+
+// The node's mesh credentials (docs/identity.md), from the state folder. A node that joins no
+// one and has none creates a new mesh: a root CA, an issuer and its own certificate. A name or
+// a label that cannot go into a certificate leaves the node without one, with a warning.
+absl::StatusOr<identity::MeshCredentials> LoadOrCreateMesh(const AgentConfig& config,
+                                                           const identity::NodeKey& key) {
+  const std::string state = config.StateDir();
+  absl::StatusOr<identity::MeshCredentials> mesh = identity::LoadMesh(state);
+  if (!mesh.ok() || !mesh->empty() || !config.JoinList().empty()) return mesh;
+  absl::Status fits = identity::CheckCertificateText(config.node_name, "node name");
+  for (const auto& [k, v] : config.LabelMap()) {
+    if (fits.ok()) fits = identity::CheckCertificateText(k, "label key");
+    if (fits.ok()) fits = identity::CheckCertificateText(v, StrCat("label ", k));
+  }
+  if (!fits.ok()) {
+    spdlog::warn("no mesh created: {}; this node has no certificate", MessageOf(fits));
+    return mesh;
+  }
+  mesh = identity::CreateMesh(key, config.node_name, config.LabelMap(),
+                              std::chrono::system_clock::now());
+  if (!mesh.ok()) return mesh.status();
+  HM_RETURN_IF_ERROR(identity::SaveMesh(state, *mesh));
+  spdlog::info("created a new mesh {} (CA digest {}) in {}/mesh", mesh->roots[0].MeshId(),
+               mesh->ca_digest(), state);
+  return mesh;
+}
+
+}  // namespace
+
 absl::Status Agent::StartGossip() {
   membership::GossipOptions options;
   options.name = config_.node_name;
@@ -318,6 +374,9 @@ absl::Status Agent::StartGossip() {
   const identity::NodeKey options_key = options.node_key;
   spdlog::info("node key {} ({})", identity::KeyFingerprint(options.node_key.public_key()),
                key_path);
+  absl::StatusOr<identity::MeshCredentials> mesh = LoadOrCreateMesh(config_, options_key);
+  if (!mesh.ok()) return mesh.status();
+  mesh_credentials_ = std::make_shared<const identity::MeshCredentials>(*std::move(mesh));
   options.max_tcp_connections = static_cast<size_t>(config_.gossip_max_connections);
   options.max_tcp_connections_per_source =
       static_cast<size_t>(config_.gossip_max_connections_per_source);

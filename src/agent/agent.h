@@ -28,12 +28,16 @@ class InferenceObserver;
 class KServeHandler;
 class MemberCheck;
 class MeshHandler;
+class TokenHandler;
 class MetricsHandler;
 namespace telemetry {
 class Registry;
 }
 namespace membership {
 class GossipNode;
+}
+namespace identity {
+struct MeshCredentials;
 }
 namespace routing {
 class Dispatcher;
@@ -94,7 +98,11 @@ class Agent {
   std::shared_ptr<IoThreads> io_;     // shared by http_ and peers_; joined after both are gone
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<membership::GossipNode> gossip_;
+  // The node's certificate, issuer rights and trust bundle (docs/identity.md); empty when the
+  // node joined without a token.
+  std::shared_ptr<const identity::MeshCredentials> mesh_credentials_;
   std::unique_ptr<MeshHandler> mesh_;
+  std::unique_ptr<TokenHandler> tokens_;  // join tokens, for an issuer node's operators
   std::unique_ptr<routing::MeshDirectory> directory_;
   // Who peers' links and forwarded requests come from, checked against keys from directory_.
   std::shared_ptr<const MemberCheck> member_check_;

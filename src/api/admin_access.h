@@ -3,8 +3,9 @@
 // certificates and roles) are added here and nowhere else.
 //
 // The calls that change a node are the repository's load and unload (REST
-// POST /v2/repository/models/<m>/load|unload, gRPC RepositoryModelLoad/Unload). Everything else a
-// client can call reads (index, metadata, health, statistics, /metrics, /v1/mesh/*) or infers,
+// POST /v2/repository/models/<m>/load|unload, gRPC RepositoryModelLoad/Unload) and the join
+// tokens of an issuer node (/v1/mesh/tokens, api/token_handler.h). Everything else a client can
+// call reads (index, metadata, health, statistics, /metrics, the rest of /v1/mesh/*) or infers,
 // and needs no admin credential. The operator setting `admin_access` chooses the rule:
 //
 //   loopback  (the default) only clients connecting from the node itself: 127.0.0.0/8, ::1 and

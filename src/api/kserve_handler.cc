@@ -14,17 +14,6 @@
 #include "routing/dispatcher.h"
 
 namespace hivemesh {
-namespace {
-
-HttpResponse MethodNotAllowed(std::string_view method, std::string_view path,
-                              std::string_view allowed) {
-  HttpResponse r = JsonResponse(
-      405, EncodeError(StrCat("method ", method, " is not allowed on ", path, "; use ", allowed)));
-  r.headers.emplace_back("Allow", std::string(allowed));
-  return r;
-}
-
-}  // namespace
 
 KServeHandler::KServeHandler(ServerIdentity identity, ModelRepository* repository,
                              routing::Dispatcher* dispatcher,
@@ -78,6 +67,18 @@ void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
           "start every node with --gossip-keys (docs/security.md)");
     }
     w.EndObject();
+    w.Key("mesh");
+    if (identity_.mesh_id.empty()) {
+      w.Raw("null");
+    } else {
+      w.BeginObject();
+      w.Key("id").String(identity_.mesh_id);
+      w.Key("ca_digest").String(identity_.ca_digest);
+      w.Key("role").String(identity_.role);
+      w.Key("certificate_expires").Int(identity_.certificate_expires_unix);
+      w.Key("issuer").Bool(identity_.issuer);
+      w.EndObject();
+    }
     w.EndObject();
     return respond(JsonResponse(200, std::move(out)));
   }

@@ -48,6 +48,12 @@ struct ServerIdentity {
   // Whether the node's gossip is encrypted (--gossip-keys); GET /v2 says so, with a warning
   // when it is not (docs/security.md).
   bool gossip_encrypted = false;
+  // The node's mesh certificate (docs/identity.md); mesh_id empty: it has none.
+  std::string mesh_id;
+  std::string ca_digest;
+  std::string role;
+  int64_t certificate_expires_unix = 0;
+  bool issuer = false;
 };
 
 namespace routing {

@@ -232,4 +232,12 @@ void ServeRestInfer(const RestInferNode& node, const HttpRequest& request, const
   dispatcher->Infer(call, version, decode, std::move(done));
 }
 
+HttpResponse MethodNotAllowed(std::string_view method, std::string_view path,
+                              std::string_view allowed) {
+  HttpResponse r = JsonResponse(
+      405, EncodeError(StrCat("method ", method, " is not allowed on ", path, "; use ", allowed)));
+  r.headers.emplace_back("Allow", std::string(allowed));
+  return r;
+}
+
 }  // namespace hivemesh

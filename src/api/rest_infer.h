@@ -49,5 +49,8 @@ void ServeRestInfer(const RestInferNode& node, const HttpRequest& request, const
 HttpResponse ErrorResponse(const absl::Status& status);
 // A JSON answer.
 HttpResponse JsonResponse(int status, std::string body);
+// 405 for `method` on `path`, with Allow: `allowed`.
+HttpResponse MethodNotAllowed(std::string_view method, std::string_view path,
+                              std::string_view allowed);
 
 }  // namespace hivemesh

@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <charconv>
+
 #include "base/strings.h"
 
 namespace hivemesh {
@@ -57,6 +59,81 @@ absl::StatusOr<std::vector<std::string>> DecodeRepositoryControlParameters(std::
     for (auto [name, _] : params) names.emplace_back(name);
   }
   return names;
+}
+
+absl::StatusOr<int64_t> ParseDurationSeconds(std::string_view text, std::string_view field) {
+  int64_t unit = 1;
+  std::string_view digits = text;
+  if (!text.empty()) {
+    switch (text.back()) {
+      case 's':
+        unit = 1;
+        break;
+      case 'm':
+        unit = 60;
+        break;
+      case 'h':
+        unit = 3600;
+        break;
+      case 'd':
+        unit = 86400;
+        break;
+      default:
+        unit = 0;
+        break;
+    }
+    if (unit != 0) digits.remove_suffix(1);
+    if (unit == 0) unit = 1;
+  }
+  int64_t n = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || n <= 0 ||
+      n > 400LL * 86400 / unit) {
+    return absl::InvalidArgumentError(
+        StrCat("'", field, "': '", text, "' is not a positive duration like 90s, 30m, 24h or 7d"));
+  }
+  return n * unit;
+}
+
+absl::StatusOr<TokenCreateRequest> DecodeTokenCreateRequest(std::string_view body) {
+  simdjson::dom::parser parser;
+  bool empty;
+  absl::StatusOr<simdjson::dom::object> object = ObjectOf(parser, body, &empty);
+  if (!object.ok()) return object.status();
+  TokenCreateRequest out;
+  if (empty) return out;
+  for (auto [key, value] : *object) {
+    if (key == "role") {
+      std::string_view role;
+      if (value.get(role) != simdjson::SUCCESS) {
+        return absl::InvalidArgumentError("'role' must be a string");
+      }
+      out.role = std::string(role);
+    } else if (key == "ttl") {
+      std::string_view text;
+      int64_t n = 0;
+      if (value.get(text) == simdjson::SUCCESS) {
+        absl::StatusOr<int64_t> s = ParseDurationSeconds(text, "ttl");
+        if (!s.ok()) return s.status();
+        out.ttl_seconds = *s;
+      } else if (value.get(n) == simdjson::SUCCESS && n > 0) {
+        out.ttl_seconds = n;
+      } else {
+        return absl::InvalidArgumentError("'ttl' must be a duration (\"24h\") or seconds > 0");
+      }
+    } else if (key == "uses") {
+      if (value.get(out.uses) != simdjson::SUCCESS || out.uses < 0) {
+        return absl::InvalidArgumentError("'uses' must be an integer, 0 (unlimited) or more");
+      }
+    } else {
+      return absl::InvalidArgumentError(
+          StrCat("unknown field '", key, "' (known: role, ttl, uses)"));
+    }
+  }
+  if (out.ttl_seconds > 365LL * 86400) {
+    return absl::InvalidArgumentError("'ttl' must be at most 365 days");
+  }
+  return out;
 }
 
 }  // namespace hivemesh

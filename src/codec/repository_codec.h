@@ -1,9 +1,13 @@
-// Bodies of the model repository extension's requests (KServe v2 / Triton), decoded. Pure.
+// Bodies of the admin requests, decoded: the model repository extension's (KServe v2 / Triton)
+// and the mesh's join tokens (docs/identity.md). Pure.
 //
 //   POST /v2/repository/index                      {"ready": true}        (body optional)
 //   POST /v2/repository/models/<m>/load | unload   {"parameters": {...}}  (body optional)
+//   POST /v1/mesh/tokens                           {"role": "node", "ttl": "24h", "uses": 0}
+//                                                  (body and each field optional)
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,5 +24,17 @@ absl::StatusOr<RepositoryIndexRequest> DecodeRepositoryIndexRequest(std::string_
 
 // The names of the parameters a load or unload request carries (none for an empty body).
 absl::StatusOr<std::vector<std::string>> DecodeRepositoryControlParameters(std::string_view body);
+
+struct TokenCreateRequest {
+  std::string role = "node";
+  int64_t ttl_seconds = 86400;
+  int64_t uses = 0;  // 0: unlimited
+};
+// Fields: role (a string), ttl (a duration: "90s", "30m", "24h", "7d", or a number of seconds;
+// at most 365 days), uses (an integer, 0 or more). An unknown field is refused, by name.
+absl::StatusOr<TokenCreateRequest> DecodeTokenCreateRequest(std::string_view body);
+// "90s", "30m", "24h", "7d" or plain seconds ("3600"): the seconds, or INVALID_ARGUMENT naming
+// `field`. Must be positive.
+absl::StatusOr<int64_t> ParseDurationSeconds(std::string_view text, std::string_view field);
 
 }  // namespace hivemesh

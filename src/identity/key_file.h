@@ -7,7 +7,10 @@
 // and start at once end up with the same key (creation is atomic: the first one written wins).
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "identity/node_key.h"
@@ -18,5 +21,14 @@ namespace hivemesh::identity {
 // Errors name the path and say what to do: unreadable, not a key, or readable by others (like
 // ssh, a private key that group or others can read is refused: chmod 600 it).
 absl::StatusOr<NodeKey> LoadOrCreateNodeKey(const std::string& path);
+
+// The key in `path` (PEM, not readable by group or others), with the errors above; `what`
+// names it in them ("node key", "issuer key").
+absl::StatusOr<NodeKey> ReadKeyFile(const std::string& path, std::string_view what = "node key");
+// Makes folder `dir` (and its parents) if needed, readable by its owner only.
+absl::Status MakeStateFolder(const std::string& dir);
+// Replaces `path` with `data` atomically: a temporary file in the same folder with mode `mode`,
+// synced, renamed over it.
+absl::Status ReplaceFile(const std::string& path, std::string_view data, mode_t mode);
 
 }  // namespace hivemesh::identity

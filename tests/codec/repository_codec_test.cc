@@ -2,6 +2,7 @@
 // parameters) and the REST paths that name models (codec/rest_path.h).
 #include "codec/repository_codec.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -100,6 +101,48 @@ TEST(RestPathTest, RepositoryPaths) {
   }
   EXPECT_EQ(ParseRepositoryPath(std::string("a\0b/load", 8)).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+using ::testing::HasSubstr;
+
+TEST(TokenCreateRequestTest, DefaultsFieldsAndRefusalsNamingTheField) {
+  absl::StatusOr<TokenCreateRequest> d = DecodeTokenCreateRequest("");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->role, "node");
+  EXPECT_EQ(d->ttl_seconds, 86400);
+  EXPECT_EQ(d->uses, 0);
+  absl::StatusOr<TokenCreateRequest> r =
+      DecodeTokenCreateRequest(R"({"role":"operator","ttl":"7d","uses":3})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->role, "operator");
+  EXPECT_EQ(r->ttl_seconds, 7 * 86400);
+  EXPECT_EQ(r->uses, 3);
+  EXPECT_EQ(DecodeTokenCreateRequest(R"({"ttl":90})")->ttl_seconds, 90);
+  EXPECT_EQ(*ParseDurationSeconds("90s", "ttl"), 90);
+  EXPECT_EQ(*ParseDurationSeconds("30m", "ttl"), 1800);
+  EXPECT_EQ(*ParseDurationSeconds("24h", "ttl"), 86400);
+  EXPECT_EQ(*ParseDurationSeconds("3600", "ttl"), 3600);
+  for (std::string_view bad : {"", "h", "0h", "-5m", "2x", "1.5h", "99999999999999999999d"}) {
+    absl::StatusOr<int64_t> s = ParseDurationSeconds(bad, "ttl");
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_THAT(std::string(s.status().message()), HasSubstr("'ttl'")) << bad;
+  }
+  const std::vector<std::pair<std::string_view, std::string_view>> refusals = {
+      {R"({"role":1})", "'role'"},
+      {R"({"ttl":"2x"})", "'ttl'"},
+      {R"({"ttl":-1})", "'ttl'"},
+      {R"({"ttl":"400d"})", "'ttl'"},
+      {R"({"uses":-1})", "'uses'"},
+      {R"({"uses":"3"})", "'uses'"},
+      {R"({"secret":"x"})", "'secret'"},
+      {"[1]", "JSON object"},
+      {"{", "not valid JSON"}};
+  for (const auto& [body, field] : refusals) {
+    absl::StatusOr<TokenCreateRequest> t = DecodeTokenCreateRequest(body);
+    ASSERT_FALSE(t.ok()) << body;
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument) << body;
+    EXPECT_THAT(std::string(t.status().message()), HasSubstr(field)) << body;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,128 @@
+#include "cli/token_command.h"
+
+#include <simdjson.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "base/strings.h"
+#include "cli/cli_flags.h"
+#include "cli/table.h"
+
+namespace hivemesh::cli {
+namespace {
+
+std::string Remaining(int64_t seconds) {
+  if (seconds <= 0) return "expired";
+  if (seconds >= 86400) return StrCat(seconds / 86400, "d", (seconds % 86400) / 3600, "h");
+  if (seconds >= 3600) return StrCat(seconds / 3600, "h", (seconds % 3600) / 60, "m");
+  return StrCat(seconds / 60, "m", seconds % 60, "s");
+}
+
+}  // namespace
+
+CLI::App* AddTokenCommand(CLI::App& app, TokenFlags& flags) {
+  CLI::App* cmd = app.add_subcommand("token", "create, list and revoke the mesh's join tokens");
+  cmd->require_subcommand(1);
+  const std::string examples =
+      "  hivemesh token create --ttl 24h --uses 10\n"
+      "  hivemesh token list\n"
+      "  hivemesh token revoke 3f9a0c1d";
+  for (CLI::App** sub : {&flags.create, &flags.list, &flags.revoke}) {
+    const char* name = sub == &flags.create ? "create" : sub == &flags.list ? "list" : "revoke";
+    const char* what = sub == &flags.create ? "make a join token (printed once: keep it secret)"
+                       : sub == &flags.list ? "list the tokens (never their secrets)"
+                                            : "revoke a token by its id";
+    *sub = cmd->add_subcommand(name, what);
+    AddNodeFlags(*sub, flags.node, examples);
+    (*sub)->add_option("--admin-token-file", flags.admin_token_file,
+                       "file holding the node's admin token (admin_access: token)");
+  }
+  flags.create->add_option("--role", flags.role, "node or operator")
+      ->check(CLI::IsMember({"node", "operator"}));
+  flags.create->add_option("--ttl", flags.ttl, "how long it may be used: 90s, 30m, 24h, 7d");
+  flags.create->add_option("--uses", flags.uses, "how many joins it allows (0: unlimited)")
+      ->check(CLI::NonNegativeNumber);
+  flags.revoke->add_option("id", flags.id, "the token's id (8 hex digits)")->required();
+  return cmd;
+}
+
+absl::StatusOr<std::string> FormatTokenList(std::string_view json, int64_t now_unix) {
+  simdjson::dom::parser parser;
+  simdjson::dom::array tokens;
+  if (parser.parse(json.data(), json.size())["tokens"].get(tokens) != simdjson::SUCCESS) {
+    return absl::UnknownError("the node's token list is not {\"tokens\": [...]}");
+  }
+  std::vector<Row> rows = {{"ID", "ROLE", "EXPIRES IN", "USED", "STATE", "CREATED BY"}};
+  for (simdjson::dom::element t : tokens) {
+    std::string_view id, role, by;
+    int64_t expires = 0, uses = 0, used = 0;
+    bool revoked = false;
+    if (t["id"].get(id) || t["role"].get(role) || t["created_by"].get(by) ||
+        t["expires"].get(expires) || t["uses"].get(uses) || t["used"].get(used) ||
+        t["revoked"].get(revoked)) {
+      return absl::UnknownError("a token in the node's list lacks a field");
+    }
+    const bool used_up = uses > 0 && used >= uses;
+    rows.push_back({std::string(id), std::string(role), Remaining(expires - now_unix),
+                    uses > 0 ? StrCat(used, "/", uses) : StrCat(used),
+                    revoked   ? "revoked"
+                    : used_up ? "used up"
+                              : "valid",
+                    std::string(by)});
+  }
+  return FormatTable(rows, {3});
+}
+
+int RunToken(const TokenFlags& flags) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!flags.admin_token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadInputFile(flags.admin_token_file);
+    if (!token.ok()) return Fail("token", token.status());
+    std::string_view t = *token;
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
+      t.remove_suffix(1);
+    }
+    headers.emplace_back("Authorization", StrCat("Bearer ", t));
+  }
+  HttpClient client(flags.node.node, flags.node.timeout_ms);
+  if (flags.create->parsed()) {
+    const std::string body = StrCat("{\"role\":\"", flags.role, "\",\"ttl\":\"", flags.ttl,
+                                    "\",\"uses\":", flags.uses, "}");
+    absl::StatusOr<HttpResult> reply = Call(client, "POST", "/v1/mesh/tokens", body, headers);
+    if (!reply.ok()) return Fail("token create", reply.status());
+    if (flags.node.output == "json") {
+      std::printf("%s\n", reply->body.c_str());
+      return kExitOk;
+    }
+    simdjson::dom::parser parser;
+    std::string_view token;
+    if (parser.parse(reply->body)["token"].get(token) != simdjson::SUCCESS) {
+      return Fail("token create", absl::UnknownError("the node's answer holds no token"));
+    }
+    std::printf("%.*s\n", static_cast<int>(token.size()), token.data());
+    return kExitOk;
+  }
+  if (flags.list->parsed()) {
+    absl::StatusOr<HttpResult> reply = Call(client, "GET", "/v1/mesh/tokens", {}, headers);
+    if (!reply.ok()) return Fail("token list", reply.status());
+    if (flags.node.output == "json") {
+      std::printf("%s\n", reply->body.c_str());
+      return kExitOk;
+    }
+    const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    absl::StatusOr<std::string> table = FormatTokenList(reply->body, now);
+    if (!table.ok()) return Fail("token list", table.status());
+    std::fputs(table->c_str(), stdout);
+    return kExitOk;
+  }
+  absl::StatusOr<HttpResult> reply =
+      Call(client, "DELETE", StrCat("/v1/mesh/tokens/", flags.id), {}, headers);
+  if (!reply.ok()) return Fail("token revoke", reply.status());
+  std::printf("revoked %s\n", flags.id.c_str());
+  return kExitOk;
+}
+
+}  // namespace hivemesh::cli

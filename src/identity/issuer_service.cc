@@ -1,0 +1,125 @@
+#include "identity/issuer_service.h"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
+
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "identity/key_file.h"
+
+namespace hivemesh::identity {
+namespace {
+
+int64_t UnixSeconds(WallTime t) {
+  return std::chrono::duration_cast<seconds>(t.time_since_epoch()).count();
+}
+
+template <typename T>
+bool Number(std::string_view s, T* out) {
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+}  // namespace
+
+std::string FormatTokens(const std::vector<TokenRecord>& tokens) {
+  std::string out;
+  for (const TokenRecord& t : tokens) {
+    out += StrCat("v1 ", t.id, " ", RoleName(t.role), " ", t.secret_sha256, " ",
+                  UnixSeconds(t.created), " ", UnixSeconds(t.expires), " ", t.uses, " ", t.used,
+                  " ", t.revoked ? 1 : 0, " ", t.created_by, "\n");
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<TokenRecord>> ParseTokens(std::string_view text) {
+  std::vector<TokenRecord> out;
+  int line_no = 0;
+  for (std::string_view line : Split(text, '\n')) {
+    ++line_no;
+    if (line.empty()) continue;
+    const std::vector<std::string_view> f = Split(line, ' ');
+    const auto bad = [&](std::string_view why) {
+      return absl::InvalidArgumentError(StrCat("line ", line_no, ": ", why));
+    };
+    if (f.size() != 10 || f[0] != "v1") return bad("not a v1 token record of 10 fields");
+    TokenRecord t;
+    t.id = std::string(f[1]);
+    HM_ASSIGN_OR_RETURN(t.role, ParseRole(f[2]));
+    t.secret_sha256 = std::string(f[3]);
+    int64_t created = 0, expires = 0, revoked = 0;
+    if (!Number(f[4], &created) || !Number(f[5], &expires) || !Number(f[6], &t.uses) ||
+        !Number(f[7], &t.used) || !Number(f[8], &revoked) || t.secret_sha256.size() != 64 ||
+        t.id.size() != 8) {
+      return bad("a field is not what it should be");
+    }
+    t.created = WallTime(seconds(created));
+    t.expires = WallTime(seconds(expires));
+    t.revoked = revoked != 0;
+    t.created_by = std::string(f[9]);
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+IssuerService::IssuerService(std::string path, Issuer issuer)
+    : path_(std::move(path)), ca_digest_(issuer.ca_digest()), issuer_(std::move(issuer)) {}
+
+absl::StatusOr<std::unique_ptr<IssuerService>> IssuerService::Open(const std::string& state_dir,
+                                                                   const MeshCredentials& mesh,
+                                                                   std::string self_name) {
+  if (!mesh.issuer_cert || !mesh.issuer_key) {
+    return absl::FailedPreconditionError("this node holds no issuer rights");
+  }
+  Issuer issuer(*mesh.issuer_cert, *mesh.issuer_key, mesh.roots, std::move(self_name));
+  const std::string path = state_dir + "/mesh/tokens";
+  if (access(path.c_str(), F_OK) == 0) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    absl::StatusOr<std::vector<TokenRecord>> tokens = ParseTokens(text.str());
+    if (!tokens.ok()) {
+      return absl::FailedPreconditionError(StrCat(path, ": ", MessageOf(tokens.status())));
+    }
+    for (const TokenRecord& t : *tokens) issuer.AddToken(t);
+  }
+  return std::unique_ptr<IssuerService>(new IssuerService(path, std::move(issuer)));
+}
+
+absl::StatusOr<JoinToken> IssuerService::CreateToken(Role role, seconds ttl, int uses,
+                                                     WallTime now) {
+  if (ttl <= seconds(0)) return absl::InvalidArgumentError("ttl: must be positive");
+  if (uses < 0) return absl::InvalidArgumentError("uses: must be 0 (unlimited) or more");
+  absl::MutexLock lock(&mu_);
+  issuer_.ForgetExpired(now);
+  if (issuer_.Tokens(now).size() >= kMaxTokens) {
+    return absl::ResourceExhaustedError(
+        StrCat("this issuer holds ", kMaxTokens, " tokens already; revoke some or wait"));
+  }
+  JoinToken token = issuer_.CreateToken(role, ttl, uses, now);
+  if (absl::Status saved = SaveLocked(now); !saved.ok()) {
+    (void)issuer_.RevokeToken(token.id);  // never usable if it could not be kept
+    return saved;
+  }
+  return token;
+}
+
+std::vector<TokenRecord> IssuerService::Tokens(WallTime now) const {
+  absl::MutexLock lock(&mu_);
+  return issuer_.Tokens(now);
+}
+
+absl::Status IssuerService::RevokeToken(std::string_view id) {
+  absl::MutexLock lock(&mu_);
+  HM_RETURN_IF_ERROR(issuer_.RevokeToken(id));
+  return SaveLocked(std::chrono::system_clock::now());
+}
+
+absl::Status IssuerService::SaveLocked(WallTime now) {
+  return ReplaceFile(path_, FormatTokens(issuer_.Tokens(now)), 0600);
+}
+
+}  // namespace hivemesh::identity

@@ -1,0 +1,57 @@
+// IssuerService: a node's issuer rights (issuer.h) behind a lock, with its join tokens kept in
+// <state>/mesh/tokens so they survive restarts. One line per token, 0600:
+//
+//   v1 <id> <role> <sha-256 of the secret> <created unix s> <expires unix s> <uses> <used>
+//      <revoked 0|1> <created by>
+//
+// The secret itself is never written: it is shown once, when the token is created.
+//
+// Thread safety: every method may be called from any thread.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "identity/issuer.h"
+#include "identity/mesh_files.h"
+
+namespace hivemesh::identity {
+
+// Most tokens an issuer keeps at once (live, or expired less than a day ago).
+inline constexpr size_t kMaxTokens = 1000;
+
+class IssuerService {
+ public:
+  // The issuer of `mesh` (which must hold issuer rights: issuer_cert and issuer_key), with the
+  // tokens in `state_dir`. Errors name the tokens file and its line.
+  static absl::StatusOr<std::unique_ptr<IssuerService>> Open(const std::string& state_dir,
+                                                             const MeshCredentials& mesh,
+                                                             std::string self_name);
+
+  // A new token, written to the tokens file before it is returned. RESOURCE_EXHAUSTED past
+  // kMaxTokens; INVALID_ARGUMENT for ttl <= 0 or uses < 0.
+  absl::StatusOr<JoinToken> CreateToken(Role role, seconds ttl, int uses, WallTime now);
+  std::vector<TokenRecord> Tokens(WallTime now) const;
+  absl::Status RevokeToken(std::string_view id);
+  const std::string& ca_digest() const { return ca_digest_; }
+
+ private:
+  IssuerService(std::string path, Issuer issuer);
+  absl::Status SaveLocked(WallTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::string path_;
+  const std::string ca_digest_;
+  mutable absl::Mutex mu_;
+  Issuer issuer_ ABSL_GUARDED_BY(mu_);
+};
+
+// The tokens file's text for `tokens`, and back (errors name the line).
+std::string FormatTokens(const std::vector<TokenRecord>& tokens);
+absl::StatusOr<std::vector<TokenRecord>> ParseTokens(std::string_view text);
+
+}  // namespace hivemesh::identity

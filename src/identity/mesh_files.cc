@@ -1,0 +1,110 @@
+#include "identity/mesh_files.h"
+
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "identity/key_file.h"
+
+namespace hivemesh::identity {
+namespace {
+
+std::string MeshDir(const std::string& state_dir) { return state_dir + "/mesh"; }
+
+bool Exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+
+absl::StatusOr<std::vector<Certificate>> ReadCertificates(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::FailedPreconditionError(StrCat(path, ": cannot read it"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<std::vector<Certificate>> certs = Certificate::AllFromPem(text.str());
+  if (!certs.ok()) {
+    return absl::FailedPreconditionError(StrCat(path, ": ", MessageOf(certs.status())));
+  }
+  return certs;
+}
+
+std::string Pem(const std::vector<Certificate>& certs) {
+  std::string out;
+  for (const Certificate& c : certs) out += c.ToPem();
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<MeshCredentials> LoadMesh(const std::string& state_dir) {
+  const std::string dir = MeshDir(state_dir);
+  MeshCredentials mesh;
+  if (!Exists(dir + "/roots.pem")) {
+    if (Exists(dir + "/node.pem")) {
+      return absl::FailedPreconditionError(
+          StrCat(dir, "/node.pem is there but roots.pem is not: the node cannot check its peers"));
+    }
+    return mesh;
+  }
+  HM_ASSIGN_OR_RETURN(mesh.roots, ReadCertificates(dir + "/roots.pem"));
+  if (Exists(dir + "/node.pem")) {
+    HM_ASSIGN_OR_RETURN(std::vector<Certificate> chain, ReadCertificates(dir + "/node.pem"));
+    mesh.node_cert = chain.front();
+    mesh.node_chain.assign(chain.begin() + 1, chain.end());
+  }
+  if (Exists(dir + "/issuer.pem")) {
+    HM_ASSIGN_OR_RETURN(std::vector<Certificate> issuer, ReadCertificates(dir + "/issuer.pem"));
+    mesh.issuer_cert = issuer.front();
+    HM_ASSIGN_OR_RETURN(mesh.issuer_key, ReadKeyFile(dir + "/issuer.key", "issuer key"));
+  }
+  if (Exists(dir + "/root.key")) {
+    HM_ASSIGN_OR_RETURN(mesh.root_key, ReadKeyFile(dir + "/root.key", "root key"));
+  }
+  return mesh;
+}
+
+absl::Status SaveMesh(const std::string& state_dir, const MeshCredentials& mesh) {
+  const std::string dir = MeshDir(state_dir);
+  HM_RETURN_IF_ERROR(MakeStateFolder(dir));
+  // Keys before the certificates that name them, and roots last: a node stopped half-way has
+  // no roots.pem yet and starts over, rather than with a certificate and no key.
+  if (mesh.root_key)
+    HM_RETURN_IF_ERROR(ReplaceFile(dir + "/root.key", mesh.root_key->ToPem(), 0600));
+  if (mesh.issuer_cert && mesh.issuer_key) {
+    HM_RETURN_IF_ERROR(ReplaceFile(dir + "/issuer.key", mesh.issuer_key->ToPem(), 0600));
+    HM_RETURN_IF_ERROR(ReplaceFile(dir + "/issuer.pem", mesh.issuer_cert->ToPem(), 0644));
+  }
+  if (mesh.node_cert) {
+    std::vector<Certificate> chain = {*mesh.node_cert};
+    chain.insert(chain.end(), mesh.node_chain.begin(), mesh.node_chain.end());
+    HM_RETURN_IF_ERROR(ReplaceFile(dir + "/node.pem", Pem(chain), 0644));
+  }
+  if (!mesh.roots.empty())
+    HM_RETURN_IF_ERROR(ReplaceFile(dir + "/roots.pem", Pem(mesh.roots), 0644));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MeshCredentials> CreateMesh(const NodeKey& node_key, const std::string& name,
+                                           const std::map<std::string, std::string>& labels,
+                                           WallTime now) {
+  MeshCredentials mesh;
+  const NodeKey root_key = NodeKey::Generate();
+  const NodeKey issuer_key = NodeKey::Generate();
+  const Certificate root = MakeRootCertificate(root_key, NewMeshId(), now);
+  const Certificate issuer =
+      MakeIssuerCertificate(issuer_key.public_key(), name, root, root_key, now);
+  NodeIdentity who;
+  who.name = name;
+  who.labels = labels;
+  who.public_key = node_key.public_key();
+  HM_ASSIGN_OR_RETURN(Certificate cert, IssueNodeCertificate(who, issuer, issuer_key, now));
+  mesh.roots = {root};
+  mesh.node_cert = cert;
+  mesh.node_chain = {issuer};
+  mesh.issuer_cert = issuer;
+  mesh.issuer_key = issuer_key;
+  mesh.root_key = root_key;
+  return mesh;
+}
+
+}  // namespace hivemesh::identity

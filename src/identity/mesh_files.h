@@ -1,0 +1,50 @@
+// The mesh's credentials in the state folder (docs/identity.md):
+//
+//   <state>/mesh/roots.pem    the trust bundle: the root certificates this node trusts
+//   <state>/mesh/node.pem     this node's certificate, then its issuer's
+//   <state>/mesh/issuer.pem   the issuer certificate (issuer nodes only)
+//   <state>/mesh/issuer.key   its key, PEM, 0600
+//   <state>/mesh/root.key     the root key, PEM, 0600: on the node that created the mesh, until
+//                             an operator exports and removes it
+//
+// The node's own key stays in <state>/node.key (key_file.h): a node certificate binds it.
+//
+// Thread safety: none needed; called at start-up and by the one thread that renews.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "identity/certs.h"
+#include "identity/node_key.h"
+
+namespace hivemesh::identity {
+
+struct MeshCredentials {
+  std::vector<Certificate> roots;
+  std::optional<Certificate> node_cert;
+  std::vector<Certificate> node_chain;  // the node certificate's issuer
+  std::optional<Certificate> issuer_cert;
+  std::optional<NodeKey> issuer_key;
+  std::optional<NodeKey> root_key;
+
+  bool empty() const { return roots.empty(); }
+  std::string ca_digest() const { return roots.empty() ? "" : roots.front().Digest(); }
+};
+
+// What `state_dir` holds; an empty MeshCredentials if it holds no mesh. Errors name the file: a
+// file that does not parse, a key readable by others, a node certificate without roots.
+absl::StatusOr<MeshCredentials> LoadMesh(const std::string& state_dir);
+// Writes every part `mesh` has (each file replaced atomically; keys 0600).
+absl::Status SaveMesh(const std::string& state_dir, const MeshCredentials& mesh);
+
+// A new mesh whose first node is `node_key`'s: a root and an issuer (each with a new key), and
+// the node's certificate (role node, with `labels`).
+absl::StatusOr<MeshCredentials> CreateMesh(const NodeKey& node_key, const std::string& name,
+                                           const std::map<std::string, std::string>& labels,
+                                           WallTime now);
+
+}  // namespace hivemesh::identity

@@ -1,0 +1,159 @@
+// The mesh's credentials in the state folder (identity/mesh_files.h).
+#include "identity/mesh_files.h"
+#include "identity/issuer_service.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace hivemesh::identity {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+WallTime T0() { return WallTime(std::chrono::seconds(1'800'000'000)); }
+
+class MeshFilesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string tmpl = (fs::temp_directory_path() / "hivemesh-mesh-XXXXXX").string();
+    dir_ = ::mkdtemp(tmpl.data());
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  void Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ + "/mesh/" + name) << text;
+  }
+  std::string dir_;
+};
+
+TEST_F(MeshFilesTest, ANewMeshIsSavedAndReadBackWhole) {
+  absl::StatusOr<MeshCredentials> none = LoadMesh(dir_);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  const NodeKey node_key = NodeKey::Generate();
+  absl::StatusOr<MeshCredentials> mesh = CreateMesh(node_key, "gw-1", {{"zone", "a"}}, T0());
+  ASSERT_TRUE(mesh.ok()) << mesh.status();
+  ASSERT_TRUE(SaveMesh(dir_, *mesh).ok());
+  absl::StatusOr<MeshCredentials> back = LoadMesh(dir_);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_FALSE(back->empty());
+  EXPECT_EQ(back->ca_digest(), mesh->ca_digest());
+  ASSERT_TRUE(back->node_cert.has_value());
+  absl::StatusOr<NodeIdentity> id =
+      VerifyNodeCertificate(*back->node_cert, back->node_chain, back->roots, T0());
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->name, "gw-1");
+  EXPECT_EQ(id->public_key, node_key.public_key());
+  EXPECT_EQ(id->labels.at("zone"), "a");
+  EXPECT_EQ(id->mesh_id, back->roots[0].MeshId());
+  ASSERT_TRUE(back->issuer_cert && back->issuer_key && back->root_key);
+  EXPECT_EQ(back->issuer_cert->public_key(), back->issuer_key->public_key());
+  EXPECT_EQ(back->roots[0].public_key(), back->root_key->public_key());
+  EXPECT_NE(back->root_key->public_key(), node_key.public_key()) << "each CA has its own key";
+  for (const char* key : {"root.key", "issuer.key"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((dir_ + "/mesh/" + key).c_str(), &st), 0) << key;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << key;
+  }
+  // Saving again replaces the files and leaves no temporary one.
+  ASSERT_TRUE(SaveMesh(dir_, *back).ok());
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(dir_ + "/mesh")) {
+    EXPECT_EQ(e.path().extension(), e.path().extension() == ".key" ? ".key" : ".pem");
+    ++files;
+  }
+  EXPECT_EQ(files, 5);
+  // A node without the root key (exported and removed) still loads.
+  fs::remove(dir_ + "/mesh/root.key");
+  EXPECT_FALSE(LoadMesh(dir_)->root_key.has_value());
+}
+
+TEST_F(MeshFilesTest, DamagedOrUnsafeFilesAreRefusedNamingTheFile) {
+  ASSERT_TRUE(SaveMesh(dir_, *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0())).ok());
+  ::chmod((dir_ + "/mesh/issuer.key").c_str(), 0644);
+  EXPECT_THAT(LoadMesh(dir_).status().message(), HasSubstr("issuer key"));
+  EXPECT_THAT(LoadMesh(dir_).status().message(), HasSubstr("chmod 600"));
+  ::chmod((dir_ + "/mesh/issuer.key").c_str(), 0600);
+  Write("node.pem", "not a certificate");
+  EXPECT_THAT(LoadMesh(dir_).status().message(), HasSubstr("node.pem"));
+  fs::remove(dir_ + "/mesh/roots.pem");
+  EXPECT_THAT(LoadMesh(dir_).status().message(), HasSubstr("roots.pem is not"));
+  EXPECT_THAT(CreateMesh(NodeKey::Generate(), "bad name", {}, T0()).status().message(),
+              HasSubstr("name"));
+}
+
+TEST_F(MeshFilesTest, TokensAreKeptAcrossRestartsWithoutTheirSecrets) {
+  const MeshCredentials mesh = *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0());
+  ASSERT_TRUE(SaveMesh(dir_, mesh).ok());
+  std::string secret, id;
+  {
+    absl::StatusOr<std::unique_ptr<IssuerService>> service =
+        IssuerService::Open(dir_, mesh, "gw-1");
+    ASSERT_TRUE(service.ok()) << service.status();
+    absl::StatusOr<JoinToken> t = (*service)->CreateToken(Role::kOperator, seconds(3600), 2, T0());
+    ASSERT_TRUE(t.ok()) << t.status();
+    EXPECT_EQ(t->ca_digest, mesh.ca_digest());
+    secret = t->secret;
+    id = t->id;
+    EXPECT_FALSE((*service)->CreateToken(Role::kNode, seconds(0), 0, T0()).ok());
+    EXPECT_FALSE((*service)->CreateToken(Role::kNode, seconds(60), -1, T0()).ok());
+  }
+  std::ifstream in(dir_ + "/mesh/tokens");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.find(secret), std::string::npos) << text;
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ + "/mesh/tokens").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  absl::StatusOr<std::unique_ptr<IssuerService>> again = IssuerService::Open(dir_, mesh, "gw-1");
+  ASSERT_TRUE(again.ok()) << again.status();
+  std::vector<TokenRecord> tokens = (*again)->Tokens(T0());
+  ASSERT_EQ(tokens.size(), 1u);
+  EXPECT_EQ(tokens[0].id, id);
+  EXPECT_EQ(tokens[0].role, Role::kOperator);
+  EXPECT_EQ(tokens[0].uses, 2);
+  EXPECT_EQ(tokens[0].expires, T0() + seconds(3600));
+  ASSERT_TRUE((*again)->RevokeToken(id).ok());
+  EXPECT_TRUE((*IssuerService::Open(dir_, mesh, "gw-1"))->Tokens(T0())[0].revoked);
+  // A damaged file is refused naming it and the line.
+  Write("tokens", text + "v1 short\n");
+  EXPECT_THAT(IssuerService::Open(dir_, mesh, "gw-1").status().message(), HasSubstr("line 2"));
+  // Without issuer rights there is no service.
+  MeshCredentials plain = mesh;
+  plain.issuer_key.reset();
+  EXPECT_FALSE(IssuerService::Open(dir_, plain, "gw-1").ok());
+}
+
+TEST(TokenFileTest, RoundTripsAndRefusesBadLines) {
+  TokenRecord t;
+  t.id = "0123abcd";
+  t.role = Role::kNode;
+  t.secret_sha256 = std::string(64, 'e');
+  t.created = T0();
+  t.expires = T0() + seconds(60);
+  t.uses = 5;
+  t.used = 2;
+  t.revoked = true;
+  t.created_by = "gw-1";
+  absl::StatusOr<std::vector<TokenRecord>> back = ParseTokens(FormatTokens({t, t}));
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->size(), 2u);
+  EXPECT_EQ((*back)[1].id, t.id);
+  EXPECT_EQ((*back)[1].expires, t.expires);
+  EXPECT_EQ((*back)[1].used, 2);
+  EXPECT_TRUE((*back)[1].revoked);
+  const std::string line = FormatTokens({t});
+  for (const std::string& bad :
+       {std::string("v2") + line.substr(2), line.substr(0, line.size() - 6) + "\n",
+        std::string("v1 0123abcd root ") + line.substr(17),
+        std::string("v1 0123 node ") + line.substr(17)}) {
+    EXPECT_FALSE(ParseTokens(bad).ok()) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace hivemesh::identity

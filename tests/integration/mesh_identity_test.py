@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+"""A node that joins no one creates a mesh (docs/identity.md), with real agents on loopback:
+
+- its state folder gets a root CA, an issuer and the node's own certificate, which another X.509
+  implementation (python3-cryptography) reads and checks: the chain's Ed25519 signatures, the
+  SPIFFE id and the labels as URI SANs, the node's own key, 7 days of life, not a CA;
+- GET /v2 says so (mesh id, CA digest, role, expiry, issuer rights);
+- a restart keeps the mesh (the same digest), and a node that joins it without a token has no
+  certificate (GET /v2 "mesh": null); a label that cannot go into a certificate leaves the node
+  without one, with a warning;
+- `hivemesh token create|list|revoke` against the issuer: a token names the mesh's CA digest, is
+  listed without its secret (which is on disk nowhere), is revoked, and survives a restart; bad
+  input is refused naming the field; a node without issuer rights says so; with
+  admin_access=token, a call without the admin token is refused.
+
+    mesh_identity_test.py BINARY
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from agent_node import STATE_ROOT, AgentNode  # noqa: E402
+BINARY = None
+MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      "models")
+
+
+def load_chain(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    marker = b"-----END CERTIFICATE-----"
+    return [x509.load_pem_x509_certificate(p + marker) for p in data.split(marker) if p.strip()]
+
+
+def uris(cert):
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return san.get_values_for_type(x509.UniformResourceIdentifier)
+
+
+def check_signed_by(cert, issuer):
+    issuer.public_key().verify(cert.signature, cert.tbs_certificate_bytes)  # Ed25519
+
+
+class MeshIdentityTest(unittest.TestCase):
+    def setUp(self):
+        self.nodes = []
+
+    def tearDown(self):
+        for n in self.nodes:
+            n.stop()
+
+    def start(self, name, *args):
+        node = AgentNode(BINARY, name,
+                         args=["--model-repository", MODELS, "--models", "identity", *args])
+        self.nodes.append(node)
+        return node
+
+    def v2(self, node):
+        status, text = node.request("GET", "/v2")
+        self.assertEqual(status, 200, text)
+        return json.loads(text)
+
+    def test_a_node_alone_creates_a_mesh_and_keeps_it(self):
+        a = self.start("founder", "--labels", "zone=a")
+        mesh = self.v2(a)["mesh"]
+        self.assertIsNotNone(mesh, a.text())
+        self.assertRegex(mesh["id"], r"^[0-9a-f]{32}$")
+        self.assertRegex(mesh["ca_digest"], r"^[0-9a-f]{64}$")
+        self.assertEqual(mesh["role"], "node")
+        self.assertTrue(mesh["issuer"])
+        self.assertAlmostEqual(mesh["certificate_expires"], time.time() + 7 * 86400, delta=900)
+        self.assertIn(f"created a new mesh {mesh['id']}", a.text())
+
+        folder = os.path.join(STATE_ROOT, "founder", "mesh")
+        roots = load_chain(os.path.join(folder, "roots.pem"))
+        leaf, issuer = load_chain(os.path.join(folder, "node.pem"))
+        self.assertEqual(len(roots), 1)
+        self.assertEqual(roots[0].fingerprint(hashes.SHA256()).hex(), mesh["ca_digest"])
+        check_signed_by(roots[0], roots[0])
+        check_signed_by(issuer, roots[0])
+        check_signed_by(leaf, issuer)
+        self.assertIn(f"spiffe://{mesh['id']}/node/founder", uris(leaf))
+        self.assertIn("urn:hivemesh:role:node", uris(leaf))
+        self.assertIn("urn:hivemesh:label:zone=a", uris(leaf))
+        self.assertEqual(uris(roots[0]), [f"spiffe://{mesh['id']}"])
+        self.assertFalse(leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        self.assertTrue(issuer.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+        life = leaf.not_valid_after - leaf.not_valid_before
+        self.assertEqual(life.total_seconds(), 7 * 86400 + 300)
+        # The certificate binds the node's own key (node.key), not a new one.
+        with open(os.path.join(STATE_ROOT, "founder", "node.key"), "rb") as f:
+            node_key = load_pem_private_key(f.read(), password=None)
+        raw = lambda k: k.public_bytes(Encoding.Raw, PublicFormat.Raw)  # noqa: E731
+        self.assertEqual(raw(leaf.public_key()), raw(node_key.public_key()))
+        for key in ("root.key", "issuer.key"):
+            self.assertEqual(os.stat(os.path.join(folder, key)).st_mode & 0o777, 0o600, key)
+
+        # A restart keeps the mesh.
+        a.stop()
+        self.nodes.remove(a)
+        again = self.start("founder", "--labels", "zone=a")
+        self.assertEqual(self.v2(again)["mesh"]["ca_digest"], mesh["ca_digest"])
+        self.assertNotIn("created a new mesh", again.text())
+
+        # A node that joins without a token gets no certificate (yet).
+        b = self.start("joiner", "--join", again.gossip)
+        self.assertIsNone(self.v2(b)["mesh"])
+        self.assertFalse(os.path.exists(os.path.join(STATE_ROOT, "joiner", "mesh")))
+
+    def cli(self, node, *args, admin_token_file=None):
+        extra = ["--admin-token-file", admin_token_file] if admin_token_file else []
+        return subprocess.run([BINARY, "token", args[0], "--node", f"127.0.0.1:{node.port}",
+                               *extra, *args[1:]], capture_output=True, text=True, timeout=30)
+
+    def test_tokens_are_made_listed_revoked_and_kept(self):
+        a = self.start("issuer")
+        digest = self.v2(a)["mesh"]["ca_digest"]
+        made = self.cli(a, "create", "--ttl", "2h", "--uses", "3")
+        self.assertEqual(made.returncode, 0, made.stderr)
+        token = made.stdout.strip()
+        m = re.fullmatch(r"HM1-([0-9a-f]{64})-([0-9a-f]{8})\.([0-9a-f]{32})", token)
+        self.assertIsNotNone(m, token)
+        self.assertEqual(m[1], digest)
+        token_id, secret = m[2], m[3]
+
+        listed = self.cli(a, "list", "-o", "json")
+        self.assertEqual(listed.returncode, 0, listed.stderr)
+        self.assertNotIn(secret, listed.stdout)
+        [record] = json.loads(listed.stdout)["tokens"]
+        self.assertEqual((record["id"], record["role"], record["uses"], record["used"]),
+                         (token_id, "node", 3, 0))
+        self.assertFalse(record["revoked"])
+        self.assertAlmostEqual(record["expires"], time.time() + 7200, delta=120)
+        folder = os.path.join(STATE_ROOT, "issuer", "mesh")
+        for name in os.listdir(folder):
+            with open(os.path.join(folder, name), "rb") as f:
+                self.assertNotIn(secret.encode(), f.read(), name)
+
+        table = self.cli(a, "list")
+        self.assertIn(token_id, table.stdout)
+        self.assertIn("valid", table.stdout)
+        revoked = self.cli(a, "revoke", token_id)
+        self.assertEqual(revoked.returncode, 0, revoked.stderr)
+        self.assertEqual(self.cli(a, "revoke", "0000ffff").returncode, 1)
+
+        a.stop()
+        self.nodes.remove(a)
+        a = self.start("issuer")
+        [record] = json.loads(self.cli(a, "list", "-o", "json").stdout)["tokens"]
+        self.assertEqual(record["id"], token_id)
+        self.assertTrue(record["revoked"], "the revocation was kept")
+
+        bad = self.cli(a, "create", "--ttl", "2x")
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("'ttl'", bad.stderr)
+        status, text = a.request("POST", "/v1/mesh/tokens", body='{"uses": -3}')
+        self.assertEqual(status, 400, text)
+        self.assertIn("'uses'", text)
+        status, text = a.request("PUT", "/v1/mesh/tokens")
+        self.assertEqual(status, 405, text)
+
+        b = self.start("member", "--join", a.gossip)
+        refused = self.cli(b, "list")
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("no issuer rights", refused.stderr)
+
+    def test_tokens_need_the_admin_token_when_the_node_asks_for_one(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".token", delete=False) as f:
+            f.write("0123456789abcdef0123456789abcdef\n")
+        os.chmod(f.name, 0o600)
+        a = self.start("guarded", "--admin-access", "token", "--admin-token-file", f.name)
+        denied = self.cli(a, "create")
+        self.assertEqual(denied.returncode, 1)
+        self.assertIn("403", denied.stderr)
+        allowed = self.cli(a, "create", admin_token_file=f.name)
+        self.assertEqual(allowed.returncode, 0, allowed.stderr)
+        os.unlink(f.name)
+
+    def test_a_label_a_certificate_cannot_hold_leaves_the_node_without_one(self):
+        c = self.start("odd", "--labels", "zone=a/b")
+        self.assertIsNone(self.v2(c)["mesh"])
+        self.assertIn("no mesh created: label zone", c.text())
+
+
+if __name__ == "__main__":
+    BINARY = sys.argv.pop(1)
+    unittest.main()
