@@ -1,4 +1,5 @@
 #include "agent/agent.h"
+#include "agent/join_service.h"
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -299,14 +300,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   absl::StatusOr<AdminAccess> admin = MakeAdminAccess(config);
   if (!admin.ok()) return admin.status();
   agent->kserve_->SetAdmin(*admin, agent->rejections_);
-  std::shared_ptr<identity::IssuerService> issuer;
-  if (agent->mesh_credentials_->issuer_cert && agent->mesh_credentials_->issuer_key) {
-    absl::StatusOr<std::unique_ptr<identity::IssuerService>> opened = identity::IssuerService::Open(
-        config.StateDir(), *agent->mesh_credentials_, config.node_name);
-    if (!opened.ok()) return opened.status();
-    issuer = std::move(*opened);
-  }
-  agent->tokens_ = std::make_unique<TokenHandler>(std::move(issuer), *admin, agent->rejections_);
+  agent->tokens_ = std::make_unique<TokenHandler>(agent->issuer_, *admin, agent->rejections_);
   agent->kserve_->SetMemberCheck(agent->member_check_);
   if (config.grpc_enabled()) {
     GrpcServerOptions grpc;
@@ -328,28 +322,61 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
 
 namespace {
 
+// A first join with a token: each seed in turn until one issues a certificate, for up to a
+// minute while none can be reached. A refusal (a bad token, a seed of another mesh) ends it.
+absl::StatusOr<identity::MeshCredentials> JoinWithToken(const AgentConfig& config,
+                                                        const identity::NodeKey& key) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  absl::Status last;
+  for (;;) {
+    for (const std::string& seed : config.JoinList()) {
+      absl::StatusOr<identity::MeshCredentials> mesh =
+          JoinMesh(seed, config.token, key, config.node_name, config.LabelMap(),
+                   std::chrono::milliseconds(5000));
+      if (mesh.ok()) return mesh;
+      last = mesh.status();
+      if (!absl::IsUnavailable(last) && !absl::IsDeadlineExceeded(last)) {
+        return absl::PermissionDeniedError(StrCat("join with a token: ", MessageOf(last)));
+      }
+      spdlog::warn("join with a token: {}", MessageOf(last));
+    }
+    if (std::chrono::steady_clock::now() > until) {
+      return absl::UnavailableError(
+          StrCat("join with a token: no seed answered within a minute: ", MessageOf(last)));
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
 // The node's mesh credentials (docs/identity.md), from the state folder. A node that joins no
-// one and has none creates a new mesh: a root CA, an issuer and its own certificate. A name or
-// a label that cannot go into a certificate leaves the node without one, with a warning.
+// one and has none creates a new mesh: a root CA, an issuer and its own certificate; one that
+// joins with a token gets its certificate from a seed. A name or a label that cannot go into a
+// certificate leaves a node that creates a mesh without one, with a warning.
 absl::StatusOr<identity::MeshCredentials> LoadOrCreateMesh(const AgentConfig& config,
                                                            const identity::NodeKey& key) {
   const std::string state = config.StateDir();
   absl::StatusOr<identity::MeshCredentials> mesh = identity::LoadMesh(state);
-  if (!mesh.ok() || !mesh->empty() || !config.JoinList().empty()) return mesh;
-  absl::Status fits = identity::CheckCertificateText(config.node_name, "node name");
-  for (const auto& [k, v] : config.LabelMap()) {
-    if (fits.ok()) fits = identity::CheckCertificateText(k, "label key");
-    if (fits.ok()) fits = identity::CheckCertificateText(v, StrCat("label ", k));
+  if (!mesh.ok() || !mesh->empty()) return mesh;
+  if (!config.JoinList().empty()) {
+    if (config.token.empty()) return mesh;  // joins without a certificate
+    mesh = JoinWithToken(config, key);
+  } else {
+    absl::Status fits = identity::CheckCertificateText(config.node_name, "node name");
+    for (const auto& [k, v] : config.LabelMap()) {
+      if (fits.ok()) fits = identity::CheckCertificateText(k, "label key");
+      if (fits.ok()) fits = identity::CheckCertificateText(v, StrCat("label ", k));
+    }
+    if (!fits.ok()) {
+      spdlog::warn("no mesh created: {}; this node has no certificate", MessageOf(fits));
+      return mesh;
+    }
+    mesh = identity::CreateMesh(key, config.node_name, config.LabelMap(),
+                                std::chrono::system_clock::now());
   }
-  if (!fits.ok()) {
-    spdlog::warn("no mesh created: {}; this node has no certificate", MessageOf(fits));
-    return mesh;
-  }
-  mesh = identity::CreateMesh(key, config.node_name, config.LabelMap(),
-                              std::chrono::system_clock::now());
   if (!mesh.ok()) return mesh.status();
   HM_RETURN_IF_ERROR(identity::SaveMesh(state, *mesh));
-  spdlog::info("created a new mesh {} (CA digest {}) in {}/mesh", mesh->roots[0].MeshId(),
+  spdlog::info("{} mesh {} (CA digest {}) in {}/mesh",
+               config.JoinList().empty() ? "created a new" : "joined", mesh->roots[0].MeshId(),
                mesh->ca_digest(), state);
   return mesh;
 }
@@ -377,6 +404,27 @@ absl::Status Agent::StartGossip() {
   absl::StatusOr<identity::MeshCredentials> mesh = LoadOrCreateMesh(config_, options_key);
   if (!mesh.ok()) return mesh.status();
   mesh_credentials_ = std::make_shared<const identity::MeshCredentials>(*std::move(mesh));
+  if (mesh_credentials_->issuer_cert && mesh_credentials_->issuer_key) {
+    absl::StatusOr<std::unique_ptr<identity::IssuerService>> opened =
+        identity::IssuerService::Open(config_.StateDir(), *mesh_credentials_, config_.node_name);
+    if (!opened.ok()) return opened.status();
+    issuer_ = std::move(*opened);
+  }
+  if (mesh_credentials_->node_cert) {
+    // The key each name is bound to in gossip: a join may not take a member's name.
+    identity::Issuer::KeyOf key_of = [this](std::string_view name) -> std::optional<std::string> {
+      if (gossip_ == nullptr) return std::nullopt;
+      for (const membership::MemberInfo& m : gossip_->Members()) {
+        if (m.name == name && !m.key.empty()) return m.key;
+      }
+      return std::nullopt;
+    };
+    absl::StatusOr<std::unique_ptr<JoinService>> join =
+        JoinService::Create(*mesh_credentials_, options_key, issuer_, std::move(key_of));
+    if (!join.ok()) return join.status();
+    join_ = std::move(*join);
+    options.on_tls_connection = [this](int fd, const std::string& peer) { join_->Serve(fd, peer); };
+  }
   options.max_tcp_connections = static_cast<size_t>(config_.gossip_max_connections);
   options.max_tcp_connections_per_source =
       static_cast<size_t>(config_.gossip_max_connections_per_source);

@@ -38,7 +38,9 @@ class GossipNode;
 }
 namespace identity {
 struct MeshCredentials;
-}
+class IssuerService;
+}  // namespace identity
+class JoinService;
 namespace routing {
 class Dispatcher;
 class Forwarder;
@@ -97,6 +99,10 @@ class Agent {
   std::unique_ptr<GrpcServer> grpc_;  // null: gRPC off; uses kserve_, so declared after it
   std::shared_ptr<IoThreads> io_;     // shared by http_ and peers_; joined after both are gone
   std::unique_ptr<HttpServer> http_;
+  // Joins over TLS on the gossip port; declared before gossip_, whose thread hands it
+  // connections, so that it is destroyed after gossip_.
+  std::unique_ptr<JoinService> join_;
+  std::shared_ptr<identity::IssuerService> issuer_;  // null: no issuer rights
   std::unique_ptr<membership::GossipNode> gossip_;
   // The node's certificate, issuer rights and trust bundle (docs/identity.md); empty when the
   // node joined without a token.

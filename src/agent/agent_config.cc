@@ -14,6 +14,7 @@
 
 #include "base/strings.h"
 #include "codec/model_name.h"
+#include "identity/certs.h"
 
 namespace hivemesh {
 namespace {
@@ -105,6 +106,8 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "host:port for gossip (UDP and TCP); peers must reach it");
   add("join", &AgentConfig::join,
       "seeds to join, host:port[,host:port...]; retried until one answers");
+  add("token", &AgentConfig::token,
+      "join token (HM1-...) for a first join: the node gets its certificate from a seed");
   add("gossip_profile", &AgentConfig::gossip_profile, "gossip timing: lan, wan or local");
   add("gossip_keys", &AgentConfig::gossip_keys,
       "base64 AES keys, comma-separated; the first encrypts, all decrypt (hivemesh keygen)");
@@ -328,6 +331,14 @@ absl::Status AgentConfig::Validate() const {
     }
   }
   if (model_repository.empty()) return absl::InvalidArgumentError("model_repository: must be set");
+  if (!token.empty()) {
+    if (absl::Status t = identity::JoinToken::Parse(token).status(); !t.ok()) {
+      return absl::InvalidArgumentError(StrCat("token: ", MessageOf(t)));
+    }
+    if (join.empty()) {
+      return absl::InvalidArgumentError("token: needs join, the seeds to get a certificate from");
+    }
+  }
   if (log_format != "text" && log_format != "json") {
     return absl::InvalidArgumentError("log_format: '" + log_format + "' is not one of text, json");
   }

@@ -128,6 +128,9 @@ struct AgentConfig {
   std::string gossip_address = "127.0.0.1:7946";
   // Seeds to join, "host:port[,host:port...]"; tried until one answers. Empty: start alone.
   std::string join;
+  // A join token (HM1-...; docs/identity.md): with `join`, the node gets its certificate from a
+  // seed on first start (one without a certificate in its state folder). Never logged.
+  std::string token;
   // lan, wan or local: the timing profile (see membership/config.h).
   std::string gossip_profile = "lan";
   // Base64 AES keys (16, 24 or 32 bytes; `hivemesh keygen` makes one), comma-separated. The

@@ -118,6 +118,14 @@ absl::Status IssuerService::RevokeToken(std::string_view id) {
   return SaveLocked(std::chrono::system_clock::now());
 }
 
+absl::StatusOr<Issued> IssuerService::Join(const JoinRequest& request, WallTime now,
+                                           const Issuer::KeyOf& key_of) {
+  absl::MutexLock lock(&mu_);
+  HM_ASSIGN_OR_RETURN(Issued issued, issuer_.Join(request, now, key_of));
+  HM_RETURN_IF_ERROR(SaveLocked(now));
+  return issued;
+}
+
 absl::Status IssuerService::SaveLocked(WallTime now) {
   return ReplaceFile(path_, FormatTokens(issuer_.Tokens(now)), 0600);
 }

@@ -38,6 +38,10 @@ class IssuerService {
   absl::StatusOr<JoinToken> CreateToken(Role role, seconds ttl, int uses, WallTime now);
   std::vector<TokenRecord> Tokens(WallTime now) const;
   absl::Status RevokeToken(std::string_view id);
+  // Issuer::Join; a use it spends is written to the tokens file before the certificate is
+  // returned.
+  absl::StatusOr<Issued> Join(const JoinRequest& request, WallTime now,
+                              const Issuer::KeyOf& key_of);
   const std::string& ca_digest() const { return ca_digest_; }
 
  private:

@@ -59,6 +59,11 @@ struct GossipOptions {
   // encryption" notice and this node has no keys: joining has stopped for good. Argument: the
   // seed. May be empty.
   std::function<void(const std::string& seed)> on_encryption_required;
+  // A TCP connection whose first byte is a TLS handshake record (0x16) is not gossip: when set,
+  // it is handed over (after the connection limits admitted it) as a descriptor the function
+  // owns from then on, with the peer's address. Called on the gossip thread; must not block.
+  // Unset: such a connection is refused as a bad frame, like any other.
+  std::function<void(int fd, const std::string& peer)> on_tls_connection;
 
   // Largest TCP frame body (a push-pull carries the whole member table): 16 MiB holds the state
   // of ~100,000 members, far past any edge mesh.

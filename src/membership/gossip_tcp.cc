@@ -7,6 +7,8 @@
 
 #include "membership/gossip_node_internal.h"
 
+#include <unistd.h>
+
 namespace hivemesh::membership::gossip_internal {
 
 template <typename Done>
@@ -126,7 +128,22 @@ void GossipNodeImpl::Admit(tcp::socket socket) {
   ArmDeadline(x, x->deadline, options_.swim.tcp_timeout, "the exchange");
   ArmDeadline(x, x->head_deadline, std::min(options_.tcp_head_timeout, options_.swim.tcp_timeout),
               "the request's head");
-  ReadFrame(x, [this, x](FrameOutcome o) { Serve(x, std::move(o)); });
+  if (!options_.on_tls_connection) {
+    return ReadFrame(x, [this, x](FrameOutcome o) { Serve(x, std::move(o)); });
+  }
+  // Gossip frames start with 'H'; a TLS handshake with 0x16. Look at the first byte, leaving it.
+  x->socket.async_wait(tcp::socket::wait_read, [this, x](error_code ec) {
+    if (ec || x->done) return Finish(x);
+    unsigned char first = 0;
+    error_code peek_ec;
+    const size_t n =
+        x->socket.receive(asio::buffer(&first, 1), tcp::socket::message_peek, peek_ec);
+    if (peek_ec || n == 0) return Finish(x);
+    if (first != 0x16) return ReadFrame(x, [this, x](FrameOutcome o) { Serve(x, std::move(o)); });
+    const int fd = dup(x->socket.native_handle());
+    Finish(x);
+    if (fd >= 0) options_.on_tls_connection(fd, x->peer);
+  });
 }
 
 void GossipNodeImpl::Serve(const std::shared_ptr<TcpExchange>& x, FrameOutcome o) {

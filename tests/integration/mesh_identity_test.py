@@ -8,6 +8,11 @@
 - a restart keeps the mesh (the same digest), and a node that joins it without a token has no
   certificate (GET /v2 "mesh": null); a label that cannot go into a certificate leaves the node
   without one, with a warning;
+- a node started with --join and --token gets its certificate from the seed over TLS on the
+  gossip port: same mesh, its own key and name, no issuer rights; the token's use is spent, so
+  a second node with it is refused and exits saying so, as one with a wrong secret and one with
+  a token of another mesh (refused before anything secret is sent); a restart keeps the
+  certificate without the token;
 - `hivemesh token create|list|revoke` against the issuer: a token names the mesh's CA digest, is
   listed without its secret (which is on disk nowhere), is revoked, and survives a restart; bad
   input is refused naming the field; a node without issuer rights says so; with
@@ -173,6 +178,50 @@ class MeshIdentityTest(unittest.TestCase):
         refused = self.cli(b, "list")
         self.assertEqual(refused.returncode, 1)
         self.assertIn("no issuer rights", refused.stderr)
+
+    def start_failing(self, name, *args):
+        """Runs a node that must exit non-zero; returns its output."""
+        proc = subprocess.run(
+            [BINARY, "agent", "--node-name", name, "--http-address", "127.0.0.1:0",
+             "--gossip-address", "127.0.0.1:0", "--gossip-profile", "local", "--grpc-address",
+             "off", "--state-dir", os.path.join(STATE_ROOT, name), "--model-repository", MODELS,
+             "--models", "identity", *args], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        return proc.stdout + proc.stderr
+
+    def test_a_node_joins_with_a_token(self):
+        a = self.start("seed")
+        mesh = self.v2(a)["mesh"]
+        token = self.cli(a, "create", "--uses", "1").stdout.strip()
+        b = self.start("newcomer", "--join", a.gossip, "--token", token)
+        joined = self.v2(b)["mesh"]
+        self.assertIsNotNone(joined, b.text())
+        self.assertEqual((joined["id"], joined["ca_digest"]), (mesh["id"], mesh["ca_digest"]))
+        self.assertFalse(joined["issuer"])
+        self.assertNotIn(token, b.text(), "the token is never logged")
+        leaf, _ = load_chain(os.path.join(STATE_ROOT, "newcomer", "mesh", "node.pem"))
+        self.assertIn(f"spiffe://{mesh['id']}/node/newcomer", uris(leaf))
+        [record] = json.loads(self.cli(a, "list", "-o", "json").stdout)["tokens"]
+        self.assertEqual(record["used"], 1)
+
+        self.assertIn("is used up", self.start_failing("second", "--join", a.gossip,
+                                                       "--token", token))
+        wrong = token[:-4] + ("0000" if not token.endswith("0000") else "1111")
+        self.assertIn("unknown token or wrong secret",
+                      self.start_failing("guesser", "--join", a.gossip, "--token", wrong))
+        other = self.start("other-mesh")
+        foreign = self.cli(other, "create").stdout.strip()
+        out = self.start_failing("lost", "--join", a.gossip, "--token", foreign)
+        self.assertIn("does not belong to the mesh the token names", out)
+        self.assertIn("nothing was sent", out)
+        self.assertIn("token: join token: is not of three parts",
+                      self.start_failing("typo", "--join", a.gossip, "--token", "HM1-x"))
+
+        # A restart without the token keeps the certificate.
+        b.stop()
+        self.nodes.remove(b)
+        again = self.start("newcomer", "--join", a.gossip)
+        self.assertEqual(self.v2(again)["mesh"]["ca_digest"], mesh["ca_digest"])
 
     def test_tokens_need_the_admin_token_when_the_node_asks_for_one(self):
         with tempfile.NamedTemporaryFile("w", suffix=".token", delete=False) as f:

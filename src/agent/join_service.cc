@@ -1,0 +1,463 @@
+#include "agent/join_service.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <simdjson.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/hex.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "codec/json_writer.h"
+#include "identity/issuer_service.h"
+
+namespace hivemesh {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using identity::Certificate;
+
+template <typename T, void (*F)(T*)>
+struct Deleter {
+  void operator()(T* p) const { F(p); }
+};
+using SslCtxPtr = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX, SSL_CTX_free>>;
+using SslPtr = std::unique_ptr<SSL, Deleter<SSL, SSL_free>>;
+using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
+
+std::string SslError() {
+  const unsigned long e = ERR_get_error();
+  ERR_clear_error();
+  if (e == 0) return "the connection closed";
+  char buf[256];
+  ERR_error_string_n(e, buf, sizeof buf);
+  return buf;
+}
+
+X509Ptr ToX509(const Certificate& c) {
+  const std::string der = c.Der();
+  const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+  return X509Ptr(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+}
+
+// Runs `step` (an SSL_* call) until it succeeds, waiting on `fd` as OpenSSL asks, until
+// `deadline`. Returns the step's positive result, or an error.
+template <typename Step>
+absl::StatusOr<int> Drive(SSL* ssl, int fd, Clock::time_point deadline, const char* what,
+                          Step step) {
+  for (;;) {
+    ERR_clear_error();
+    const int r = step();
+    if (r > 0) return r;
+    const int err = SSL_get_error(ssl, r);
+    short events = 0;
+    if (err == SSL_ERROR_WANT_READ) {
+      events = POLLIN;
+    } else if (err == SSL_ERROR_WANT_WRITE) {
+      events = POLLOUT;
+    } else {
+      return absl::UnavailableError(StrCat(what, ": ", SslError()));
+    }
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) return absl::DeadlineExceededError(StrCat(what, ": timed out"));
+    pollfd p{fd, events, 0};
+    if (poll(&p, 1, static_cast<int>(left)) < 0 && errno != EINTR) {
+      return absl::UnavailableError(StrCat(what, ": ", std::strerror(errno)));
+    }
+  }
+}
+
+absl::Status WriteAll(SSL* ssl, int fd, Clock::time_point deadline, std::string_view data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    HM_ASSIGN_OR_RETURN(int n, Drive(ssl, fd, deadline, "write", [&] {
+                          return SSL_write(ssl, data.data() + done,
+                                           static_cast<int>(data.size() - done));
+                        }));
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ReadExactly(SSL* ssl, int fd, Clock::time_point deadline, size_t size) {
+  std::string out(size, '\0');
+  size_t done = 0;
+  while (done < size) {
+    HM_ASSIGN_OR_RETURN(int n, Drive(ssl, fd, deadline, "read", [&] {
+                          return SSL_read(ssl, out.data() + done, static_cast<int>(size - done));
+                        }));
+    done += static_cast<size_t>(n);
+  }
+  return out;
+}
+
+// [u32 big-endian length][body]
+absl::Status WriteMessage(SSL* ssl, int fd, Clock::time_point deadline, std::string_view body) {
+  const uint32_t n = static_cast<uint32_t>(body.size());
+  std::string out = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
+                     static_cast<char>(n >> 8), static_cast<char>(n)};
+  out.append(body);
+  return WriteAll(ssl, fd, deadline, out);
+}
+
+absl::StatusOr<std::string> ReadMessage(SSL* ssl, int fd, Clock::time_point deadline,
+                                        size_t limit) {
+  HM_ASSIGN_OR_RETURN(std::string head, ReadExactly(ssl, fd, deadline, 4));
+  const uint32_t n = (static_cast<uint32_t>(static_cast<unsigned char>(head[0])) << 24) |
+                     (static_cast<uint32_t>(static_cast<unsigned char>(head[1])) << 16) |
+                     (static_cast<uint32_t>(static_cast<unsigned char>(head[2])) << 8) |
+                     static_cast<uint32_t>(static_cast<unsigned char>(head[3]));
+  if (n > limit) {
+    return absl::InvalidArgumentError(StrCat("a message of ", n, " bytes (limit ", limit, ")"));
+  }
+  return ReadExactly(ssl, fd, deadline, n);
+}
+
+SslCtxPtr NewContext(bool server) {
+  SslCtxPtr ctx(SSL_CTX_new(server ? TLS_server_method() : TLS_client_method()));
+  if (ctx != nullptr) SSL_CTX_set_min_proto_version(ctx.get(), TLS1_3_VERSION);
+  return ctx;
+}
+
+std::string_view CodeName(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kPermissionDenied:
+      return "permission_denied";
+    case absl::StatusCode::kAlreadyExists:
+      return "already_exists";
+    case absl::StatusCode::kInvalidArgument:
+      return "invalid_argument";
+    case absl::StatusCode::kFailedPrecondition:
+      return "failed_precondition";
+    default:
+      return "unavailable";
+  }
+}
+
+absl::Status FromCode(std::string_view code, std::string message) {
+  if (code == "permission_denied") return absl::PermissionDeniedError(message);
+  if (code == "already_exists") return absl::AlreadyExistsError(message);
+  if (code == "invalid_argument") return absl::InvalidArgumentError(message);
+  if (code == "failed_precondition") return absl::FailedPreconditionError(message);
+  return absl::UnavailableError(message);
+}
+
+std::string Pem(const std::vector<Certificate>& certs) {
+  std::string out;
+  for (const Certificate& c : certs) out += c.ToPem();
+  return out;
+}
+
+// The join request's fields.
+struct Request {
+  std::string token;
+  std::string name;
+  std::map<std::string, std::string> labels;
+  std::string public_key;  // raw
+};
+
+absl::StatusOr<Request> ParseRequest(std::string_view body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::object o;
+  if (parser.parse(body.data(), body.size()).get(o) != simdjson::SUCCESS) {
+    return absl::InvalidArgumentError("the join request is not a JSON object");
+  }
+  Request r;
+  std::string_view token, name, key;
+  simdjson::dom::object labels;
+  if (o["token"].get(token) || o["name"].get(name) || o["public_key"].get(key) ||
+      o["labels"].get(labels)) {
+    return absl::InvalidArgumentError("the join request lacks token, name, public_key or labels");
+  }
+  for (auto [k, v] : labels) {
+    std::string_view value;
+    if (v.get(value)) return absl::InvalidArgumentError("a label's value is not a string");
+    r.labels.emplace(std::string(k), std::string(value));
+  }
+  std::optional<std::string> raw = HexDecode(key);
+  if (!raw) return absl::InvalidArgumentError("public_key is not hex");
+  r.token = std::string(token);
+  r.name = std::string(name);
+  r.public_key = std::move(*raw);
+  return r;
+}
+
+}  // namespace
+
+struct JoinService::Impl {
+  SslCtxPtr ctx;
+  std::shared_ptr<identity::IssuerService> issuer;
+  identity::Issuer::KeyOf key_of;
+
+  // The answer to one request body.
+  std::string Answer(std::string_view body, bool* issued) const {
+    std::string out;
+    JsonWriter w(out);
+    absl::StatusOr<identity::Issued> result = Handle(body);
+    w.BeginObject();
+    if (result.ok()) {
+      *issued = true;
+      std::vector<Certificate> chain = {result->cert};
+      chain.insert(chain.end(), result->chain.begin(), result->chain.end());
+      w.Key("certificate").String(Pem(chain));
+      w.Key("roots").String(Pem(result->roots));
+    } else {
+      w.Key("error").String(MessageOf(result.status()));
+      w.Key("code").String(CodeName(result.status().code()));
+    }
+    w.EndObject();
+    return out;
+  }
+
+  absl::StatusOr<identity::Issued> Handle(std::string_view body) const {
+    HM_ASSIGN_OR_RETURN(Request r, ParseRequest(body));
+    if (issuer == nullptr) {
+      return absl::FailedPreconditionError(
+          "this node holds no issuer rights: join through the node that created the mesh");
+    }
+    HM_ASSIGN_OR_RETURN(identity::JoinToken token, identity::JoinToken::Parse(r.token));
+    if (token.ca_digest != issuer->ca_digest()) {
+      return absl::PermissionDeniedError("join refused: the token is for another mesh");
+    }
+    identity::JoinRequest request;
+    request.token_id = token.id;
+    request.token_secret = token.secret;
+    request.name = r.name;
+    request.labels = r.labels;
+    request.public_key = r.public_key;
+    return issuer->Join(request, std::chrono::system_clock::now(), key_of);
+  }
+};
+
+JoinService::JoinService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+absl::StatusOr<std::unique_ptr<JoinService>> JoinService::Create(
+    const identity::MeshCredentials& mesh, const identity::NodeKey& node_key,
+    std::shared_ptr<identity::IssuerService> issuer, identity::Issuer::KeyOf key_of) {
+  if (!mesh.node_cert) return absl::FailedPreconditionError("this node has no certificate");
+  auto impl = std::make_unique<Impl>();
+  impl->ctx = NewContext(/*server=*/true);
+  X509Ptr leaf = ToX509(*mesh.node_cert);
+  const std::string pem = node_key.ToPem();
+  std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  PkeyPtr pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (impl->ctx == nullptr || leaf == nullptr || pkey == nullptr ||
+      SSL_CTX_use_certificate(impl->ctx.get(), leaf.get()) != 1 ||
+      SSL_CTX_use_PrivateKey(impl->ctx.get(), pkey.get()) != 1) {
+    return absl::InternalError(StrCat("the join service's TLS context: ", SslError()));
+  }
+  // The chain the joining node needs: the issuer, and the root its token names.
+  std::vector<Certificate> extra = mesh.node_chain;
+  extra.insert(extra.end(), mesh.roots.begin(), mesh.roots.end());
+  for (const Certificate& c : extra) {
+    X509Ptr x = ToX509(c);
+    if (x == nullptr || SSL_CTX_add1_chain_cert(impl->ctx.get(), x.get()) != 1) {
+      return absl::InternalError(StrCat("the join service's chain: ", SslError()));
+    }
+  }
+  impl->issuer = std::move(issuer);
+  impl->key_of = std::move(key_of);
+  return std::unique_ptr<JoinService>(new JoinService(std::move(impl)));
+}
+
+JoinService::~JoinService() {
+  std::list<std::unique_ptr<Worker>> workers;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    for (const auto& w : workers_) {
+      if (w->fd >= 0) shutdown(w->fd, SHUT_RDWR);  // wakes its poll at once
+    }
+    workers.swap(workers_);
+  }
+  for (const auto& w : workers) w->thread.join();
+}
+
+JoinService::Stats JoinService::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+void JoinService::Serve(int fd, const std::string& peer) {
+  (void)peer;
+  absl::MutexLock lock(&mu_);
+  // Threads that are done are joined here, so the list stays as long as the joins at once.
+  for (auto it = workers_.begin(); it != workers_.end();) {
+    if ((*it)->done) {
+      (*it)->thread.join();
+      it = workers_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (stopping_ || static_cast<int>(workers_.size()) >= kMaxJoinsAtOnce) {
+    ++stats_.refused;
+    close(fd);
+    return;
+  }
+  auto worker = std::make_unique<Worker>();
+  worker->fd = fd;
+  Worker* w = worker.get();
+  workers_.push_back(std::move(worker));
+  w->thread = std::thread([this, w] { Run(w); });
+}
+
+void JoinService::Run(Worker* worker) {
+  const int fd = worker->fd;
+  const Clock::time_point deadline = Clock::now() + kJoinDeadline;
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  SslPtr ssl(SSL_new(impl_->ctx.get()));
+  bool answered = false, issued = false;
+  if (ssl != nullptr && SSL_set_fd(ssl.get(), fd) == 1) {
+    absl::StatusOr<int> handshake =
+        Drive(ssl.get(), fd, deadline, "handshake", [&] { return SSL_accept(ssl.get()); });
+    absl::StatusOr<std::string> body =
+        handshake.ok() ? ReadMessage(ssl.get(), fd, deadline, kMaxJoinRequestBytes)
+                       : absl::StatusOr<std::string>(handshake.status());
+    if (body.ok()) {
+      answered = WriteMessage(ssl.get(), fd, deadline, impl_->Answer(*body, &issued)).ok();
+      SSL_shutdown(ssl.get());
+    }
+  }
+  ssl.reset();
+  {
+    absl::MutexLock lock(&mu_);
+    close(fd);
+    worker->fd = -1;  // the number may be another descriptor's from now on
+    stats_.served += answered ? 1 : 0;
+    stats_.issued += issued ? 1 : 0;
+    stats_.refused += answered ? 0 : 1;
+  }
+  worker->done = true;
+}
+
+absl::StatusOr<identity::MeshCredentials> JoinMesh(const std::string& seed,
+                                                   const std::string& token_text,
+                                                   const identity::NodeKey& node_key,
+                                                   const std::string& name,
+                                                   const std::map<std::string, std::string>& labels,
+                                                   std::chrono::milliseconds timeout) {
+  HM_ASSIGN_OR_RETURN(identity::JoinToken token, identity::JoinToken::Parse(token_text));
+  const Clock::time_point deadline = Clock::now() + timeout;
+  const size_t colon = seed.rfind(':');
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(StrCat("seed '", seed, "' is not host:port"));
+  }
+  std::string host = seed.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), seed.substr(colon + 1).c_str(), &hints, &found) != 0 ||
+      found == nullptr) {
+    return absl::UnavailableError(StrCat("seed ", seed, ": cannot resolve it"));
+  }
+  const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int connected = fd < 0 ? -1 : connect(fd, found->ai_addr, found->ai_addrlen);
+  freeaddrinfo(found);
+  if (fd < 0) return absl::UnavailableError(StrCat("seed ", seed, ": ", std::strerror(errno)));
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
+  if (connected != 0 && errno != EINPROGRESS) {
+    return absl::UnavailableError(StrCat("seed ", seed, ": ", std::strerror(errno)));
+  }
+  SslCtxPtr ctx = NewContext(/*server=*/false);
+  SslPtr ssl(ctx ? SSL_new(ctx.get()) : nullptr);
+  if (ssl == nullptr || SSL_set_fd(ssl.get(), fd) != 1) {
+    return absl::InternalError(StrCat("TLS: ", SslError()));
+  }
+  // Nothing is trusted yet: the seed's chain is checked below, against the token's digest.
+  SSL_set_verify(ssl.get(), SSL_VERIFY_NONE, nullptr);
+  const std::string where = StrCat("seed ", seed);
+  HM_RETURN_IF_ERROR(Drive(ssl.get(), fd, deadline, where.c_str(), [&] {
+                       return SSL_connect(ssl.get());
+                     }).status());
+  std::vector<Certificate> presented;
+  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl.get());
+  for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
+    unsigned char* der = nullptr;
+    const int len = i2d_X509(sk_X509_value(chain, i), &der);
+    if (len <= 0) continue;
+    absl::StatusOr<Certificate> c =
+        Certificate::FromDer(std::string_view(reinterpret_cast<char*>(der), len));
+    OPENSSL_free(der);
+    if (c.ok()) presented.push_back(*std::move(c));
+  }
+  std::optional<Certificate> root;
+  for (const Certificate& c : presented) {
+    if (c.Digest() == token.ca_digest && c.is_ca()) root = c;
+  }
+  if (presented.empty() || !root) {
+    return absl::PermissionDeniedError(
+        StrCat(where, " does not belong to the mesh the token names (no CA with digest ",
+               token.ca_digest.substr(0, 16), "... in its chain); nothing was sent"));
+  }
+  const std::vector<Certificate> intermediates(presented.begin() + 1, presented.end());
+  absl::Status seed_ok = identity::VerifyNodeCertificate(presented.front(), intermediates, {*root},
+                                                         std::chrono::system_clock::now())
+                             .status();
+  if (!seed_ok.ok()) {
+    return absl::PermissionDeniedError(
+        StrCat(where, "'s certificate does not chain to the token's CA: ", MessageOf(seed_ok),
+               "; nothing was sent"));
+  }
+  std::string body;
+  JsonWriter w(body);
+  w.BeginObject();
+  w.Key("token").String(token_text);
+  w.Key("name").String(name);
+  w.Key("labels").BeginObject();
+  for (const auto& [k, v] : labels) w.Key(k).String(v);
+  w.EndObject();
+  w.Key("public_key").String(HexEncode(node_key.public_key()));
+  w.EndObject();
+  HM_RETURN_IF_ERROR(WriteMessage(ssl.get(), fd, deadline, body));
+  HM_ASSIGN_OR_RETURN(std::string answer, ReadMessage(ssl.get(), fd, deadline, 1 << 20));
+  simdjson::dom::parser parser;
+  simdjson::dom::object o;
+  if (parser.parse(answer.data(), answer.size()).get(o) != simdjson::SUCCESS) {
+    return absl::UnavailableError(StrCat(where, " answered something that is not JSON"));
+  }
+  std::string_view error, code, cert_pem, roots_pem;
+  if (o["error"].get(error) == simdjson::SUCCESS) {
+    if (o["code"].get(code) != simdjson::SUCCESS) code = "";
+    return FromCode(code, StrCat(where, ": ", error));
+  }
+  if (o["certificate"].get(cert_pem) || o["roots"].get(roots_pem)) {
+    return absl::UnavailableError(StrCat(where, " answered without a certificate"));
+  }
+  HM_ASSIGN_OR_RETURN(std::vector<Certificate> mine, Certificate::AllFromPem(cert_pem));
+  HM_ASSIGN_OR_RETURN(std::vector<Certificate> roots, Certificate::AllFromPem(roots_pem));
+  bool has_root = false;
+  for (const Certificate& r : roots) has_root = has_root || r.Digest() == token.ca_digest;
+  const std::vector<Certificate> my_chain(mine.begin() + 1, mine.end());
+  absl::StatusOr<identity::NodeIdentity> id = identity::VerifyNodeCertificate(
+      mine.front(), my_chain, {*root}, std::chrono::system_clock::now());
+  if (!has_root || !id.ok() || id->public_key != node_key.public_key() || id->name != name) {
+    return absl::PermissionDeniedError(
+        StrCat(where, " issued a certificate that is not this node's under the token's CA",
+               id.ok() ? "" : StrCat(": ", MessageOf(id.status()))));
+  }
+  identity::MeshCredentials mesh;
+  mesh.roots = std::move(roots);
+  mesh.node_cert = mine.front();
+  mesh.node_chain = my_chain;
+  return mesh;
+}
+
+}  // namespace hivemesh
