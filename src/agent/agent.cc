@@ -282,16 +282,21 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       agent->observer_.get());
   agent->dispatcher_->SetZone(config.LabelMap()["zone"]);
   ServerIdentity who{"hivemesh", HIVEMESH_VERSION, config.node_name, agent->gossip_->encrypted()};
-  if (const identity::MeshCredentials& mesh = *agent->mesh_credentials_; mesh.node_cert) {
-    absl::StatusOr<identity::NodeIdentity> id = mesh.node_cert->Identity();
+  if (const std::shared_ptr<const identity::MeshCredentials> mesh = agent->Credentials();
+      mesh->node_cert) {
+    absl::StatusOr<identity::NodeIdentity> id = mesh->node_cert->Identity();
     if (id.ok()) {
       who.mesh_id = id->mesh_id;
-      who.ca_digest = mesh.ca_digest();
+      who.ca_digest = mesh->ca_digest();
       who.role = std::string(identity::RoleName(id->role));
-      who.certificate_expires_unix =
-          std::chrono::duration_cast<std::chrono::seconds>(id->not_after.time_since_epoch())
-              .count();
-      who.issuer = mesh.issuer_cert.has_value() && mesh.issuer_key.has_value();
+      who.certificate_expires = [self = agent.get()]() -> int64_t {
+        const std::shared_ptr<const identity::MeshCredentials> now = self->Credentials();
+        if (!now->node_cert) return 0;
+        return std::chrono::duration_cast<std::chrono::seconds>(
+                   now->node_cert->not_after().time_since_epoch())
+            .count();
+      };
+      who.issuer = mesh->issuer_cert.has_value() && mesh->issuer_key.has_value();
     }
   }
   agent->kserve_ = std::make_unique<KServeHandler>(std::move(who), agent->repository_.get(),
@@ -353,7 +358,8 @@ absl::StatusOr<identity::MeshCredentials> JoinWithToken(const AgentConfig& confi
 // joins with a token gets its certificate from a seed. A name or a label that cannot go into a
 // certificate leaves a node that creates a mesh without one, with a warning.
 absl::StatusOr<identity::MeshCredentials> LoadOrCreateMesh(const AgentConfig& config,
-                                                           const identity::NodeKey& key) {
+                                                           const identity::NodeKey& key,
+                                                           bool* created) {
   const std::string state = config.StateDir();
   absl::StatusOr<identity::MeshCredentials> mesh = identity::LoadMesh(state);
   if (!mesh.ok() || !mesh->empty()) return mesh;
@@ -371,7 +377,9 @@ absl::StatusOr<identity::MeshCredentials> LoadOrCreateMesh(const AgentConfig& co
       return mesh;
     }
     mesh = identity::CreateMesh(key, config.node_name, config.LabelMap(),
-                                std::chrono::system_clock::now());
+                                std::chrono::system_clock::now(),
+                                std::chrono::seconds(config.CertificateTtlSeconds()));
+    *created = mesh.ok();
   }
   if (!mesh.ok()) return mesh.status();
   HM_RETURN_IF_ERROR(identity::SaveMesh(state, *mesh));
@@ -401,16 +409,24 @@ absl::Status Agent::StartGossip() {
   const identity::NodeKey options_key = options.node_key;
   spdlog::info("node key {} ({})", identity::KeyFingerprint(options.node_key.public_key()),
                key_path);
-  absl::StatusOr<identity::MeshCredentials> mesh = LoadOrCreateMesh(config_, options_key);
+  absl::StatusOr<identity::MeshCredentials> mesh =
+      LoadOrCreateMesh(config_, options_key, &mesh_created_);
   if (!mesh.ok()) return mesh.status();
-  mesh_credentials_ = std::make_shared<const identity::MeshCredentials>(*std::move(mesh));
-  if (mesh_credentials_->issuer_cert && mesh_credentials_->issuer_key) {
+  const std::shared_ptr<const identity::MeshCredentials> creds =
+      std::make_shared<const identity::MeshCredentials>(*std::move(mesh));
+  {
+    absl::MutexLock lock(&creds_mu_);
+    mesh_credentials_ = creds;
+  }
+  node_key_ = std::make_shared<const identity::NodeKey>(options_key);
+  if (creds->issuer_cert && creds->issuer_key) {
     absl::StatusOr<std::unique_ptr<identity::IssuerService>> opened =
-        identity::IssuerService::Open(config_.StateDir(), *mesh_credentials_, config_.node_name);
+        identity::IssuerService::Open(config_.StateDir(), *creds, config_.node_name,
+                                      std::chrono::seconds(config_.CertificateTtlSeconds()));
     if (!opened.ok()) return opened.status();
     issuer_ = std::move(*opened);
   }
-  if (mesh_credentials_->node_cert) {
+  if (creds->node_cert) {
     // The key each name is bound to in gossip: a join may not take a member's name.
     identity::Issuer::KeyOf key_of = [this](std::string_view name) -> std::optional<std::string> {
       if (gossip_ == nullptr) return std::nullopt;
@@ -420,7 +436,7 @@ absl::Status Agent::StartGossip() {
       return std::nullopt;
     };
     absl::StatusOr<std::unique_ptr<JoinService>> join =
-        JoinService::Create(*mesh_credentials_, options_key, issuer_, std::move(key_of));
+        JoinService::Create(*creds, options_key, issuer_, std::move(key_of));
     if (!join.ok()) return join.status();
     join_ = std::move(*join);
     options.on_tls_connection = [this](int fd, const std::string& peer) { join_->Serve(fd, peer); };
@@ -577,6 +593,108 @@ void Agent::ReportLoad() {
   }
 }
 
+std::shared_ptr<const identity::MeshCredentials> Agent::Credentials() const {
+  absl::MutexLock lock(&creds_mu_);
+  return mesh_credentials_;
+}
+
+namespace {
+
+// Two thirds into the certificate's life, counted from when it was issued (its start is
+// backdated by kBackdate for clocks that lag).
+bool RenewalDue(const identity::Certificate& cert, identity::WallTime now) {
+  const identity::WallTime issued = cert.not_before() + identity::kBackdate;
+  return now >= issued + (cert.not_after() - issued) * 2 / 3;
+}
+
+}  // namespace
+
+void Agent::RenewCertificates() {
+  absl::MutexLock lock(&load_mu_);
+  SteadyTime next_try = SystemClock::Get().Now();
+  while (!stopping_) {
+    const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+    const SteadyTime now = SystemClock::Get().Now();
+    if (mesh != nullptr && mesh->node_cert && now >= next_try &&
+        RenewalDue(*mesh->node_cert, std::chrono::system_clock::now())) {
+      load_mu_.Unlock();
+      const bool renewed = RenewOnce(*mesh);
+      load_mu_.Lock();
+      // An issuer that cannot be reached now is asked again in a few seconds.
+      next_try =
+          SystemClock::Get().Now() + (renewed ? std::chrono::seconds(0) : std::chrono::seconds(3));
+    }
+    const SteadyTime wake = SystemClock::Get().Now() + std::chrono::seconds(1);
+    while (!stopping_ && !SystemClock::Get().WaitUntil(load_cv_, load_mu_, wake)) {
+    }
+  }
+}
+
+bool Agent::RenewOnce(const identity::MeshCredentials& mesh) {
+  const identity::WallTime now = std::chrono::system_clock::now();
+  absl::StatusOr<identity::MeshCredentials> renewed = absl::UnavailableError("no issuer");
+  std::string by = "this node";
+  if (issuer_ != nullptr) {
+    absl::StatusOr<identity::Issued> issued =
+        issuer_->Renew(*mesh.node_cert, mesh.node_chain, node_key_->public_key(), now);
+    if (issued.ok()) {
+      identity::MeshCredentials next;
+      next.roots = issued->roots;
+      next.node_cert = issued->cert;
+      next.node_chain = issued->chain;
+      renewed = std::move(next);
+    } else {
+      renewed = issued.status();
+    }
+  } else {
+    // Members that may hold issuer rights: every live one, then the seeds.
+    std::vector<std::string> candidates;
+    for (const membership::MemberInfo& m : gossip_->Members()) {
+      if (m.name != config_.node_name && m.state == membership::MemberState::kAlive) {
+        candidates.push_back(m.addr);
+      }
+    }
+    for (const std::string& seed : config_.JoinList()) candidates.push_back(seed);
+    for (const std::string& seed : candidates) {
+      renewed = RenewMesh(seed, mesh, *node_key_, std::chrono::milliseconds(3000));
+      if (renewed.ok()) {
+        by = seed;
+        break;
+      }
+    }
+  }
+  if (!renewed.ok()) {
+    spdlog::warn("cannot renew this node's certificate (it ends at unix {}): {}",
+                 std::chrono::duration_cast<std::chrono::seconds>(
+                     mesh.node_cert->not_after().time_since_epoch())
+                     .count(),
+                 MessageOf(renewed.status()));
+    return false;
+  }
+  identity::MeshCredentials next = mesh;
+  next.roots = renewed->roots;
+  next.node_cert = renewed->node_cert;
+  next.node_chain = renewed->node_chain;
+  if (absl::Status saved = identity::SaveMesh(config_.StateDir(), next); !saved.ok()) {
+    spdlog::error("renewed certificate not saved: {}", MessageOf(saved));
+    return false;
+  }
+  if (join_ != nullptr) {
+    if (absl::Status updated = join_->UpdateCredentials(next, *node_key_); !updated.ok()) {
+      spdlog::error("renewed certificate not presented: {}", MessageOf(updated));
+    }
+  }
+  const int64_t until = std::chrono::duration_cast<std::chrono::seconds>(
+                            next.node_cert->not_after().time_since_epoch())
+                            .count();
+  {
+    absl::MutexLock lock(&creds_mu_);
+    mesh_credentials_ = std::make_shared<const identity::MeshCredentials>(std::move(next));
+  }
+  spdlog::info("certificate renewed by {}, valid until unix {}", by, until);
+  return true;
+}
+
 Agent::~Agent() {
   // No more announcements: the gossip node goes before the repository.
   if (repository_) repository_->SetOnChange(nullptr);
@@ -597,15 +715,28 @@ void Agent::StopLoadReports() {
   }
   load_cv_.SignalAll();
   if (load_thread_.joinable()) load_thread_.join();
+  if (renew_thread_.joinable()) renew_thread_.join();
 }
 
 void Agent::Start() {
   gossip_->Start(nullptr);
   load_thread_ = std::thread([this] { ReportLoad(); });
+  renew_thread_ = std::thread([this] { RenewCertificates(); });
   http_->Start();
   spdlog::info("gossip on {} ({} profile, {}{})", gossip_->address(), config_.gossip_profile,
                gossip_->encrypted() ? "encrypted" : "plaintext",
                config_.join.empty() ? "" : ", joining " + config_.join);
+  if (mesh_created_ && issuer_ != nullptr) {
+    // Like `docker swarm init`: how to join, once, when the mesh is made.
+    absl::StatusOr<identity::JoinToken> token = issuer_->CreateToken(
+        identity::Role::kNode, std::chrono::hours(24), 0, std::chrono::system_clock::now());
+    if (token.ok()) {
+      spdlog::info(
+          "other nodes join this mesh with: hivemesh agent --join {} --token {} (valid 24 h; "
+          "`hivemesh token create` makes more)",
+          gossip_->address(), token->ToString());
+    }
+  }
   if (!gossip_->encrypted()) {
     spdlog::warn(
         "gossip is not encrypted: anyone who can reach {} can read the membership, add members "

@@ -39,6 +39,7 @@ class GossipNode;
 namespace identity {
 struct MeshCredentials;
 class IssuerService;
+class NodeKey;
 }  // namespace identity
 class JoinService;
 namespace routing {
@@ -105,8 +106,17 @@ class Agent {
   std::shared_ptr<identity::IssuerService> issuer_;  // null: no issuer rights
   std::unique_ptr<membership::GossipNode> gossip_;
   // The node's certificate, issuer rights and trust bundle (docs/identity.md); empty when the
-  // node joined without a token.
-  std::shared_ptr<const identity::MeshCredentials> mesh_credentials_;
+  // node joined without a token. Replaced by each renewal.
+  std::shared_ptr<const identity::MeshCredentials> Credentials() const;
+  mutable absl::Mutex creds_mu_;
+  std::shared_ptr<const identity::MeshCredentials> mesh_credentials_ ABSL_GUARDED_BY(creds_mu_);
+  std::shared_ptr<const identity::NodeKey> node_key_;
+  bool mesh_created_ = false;  // this start created the mesh
+  // Renews the certificate at two thirds of its life (and at once when it has expired), from
+  // this node's issuer or from any member that holds issuer rights.
+  void RenewCertificates();
+  bool RenewOnce(const identity::MeshCredentials& mesh);
+  std::thread renew_thread_;
   std::unique_ptr<MeshHandler> mesh_;
   std::unique_ptr<TokenHandler> tokens_;  // join tokens, for an issuer node's operators
   std::unique_ptr<routing::MeshDirectory> directory_;

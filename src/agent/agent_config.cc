@@ -14,6 +14,7 @@
 
 #include "base/strings.h"
 #include "codec/model_name.h"
+#include "codec/repository_codec.h"
 #include "identity/certs.h"
 
 namespace hivemesh {
@@ -108,6 +109,8 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "seeds to join, host:port[,host:port...]; retried until one answers");
   add("token", &AgentConfig::token,
       "join token (HM1-...) for a first join: the node gets its certificate from a seed");
+  add("certificate_ttl", &AgentConfig::certificate_ttl,
+      "life of the node certificates this node issues (90s, 30m, 24h, 7d; at least 10s)");
   add("gossip_profile", &AgentConfig::gossip_profile, "gossip timing: lan, wan or local");
   add("gossip_keys", &AgentConfig::gossip_keys,
       "base64 AES keys, comma-separated; the first encrypts, all decrypt (hivemesh keygen)");
@@ -331,6 +334,11 @@ absl::Status AgentConfig::Validate() const {
     }
   }
   if (model_repository.empty()) return absl::InvalidArgumentError("model_repository: must be set");
+  if (absl::StatusOr<int64_t> ttl = ParseDurationSeconds(certificate_ttl, "certificate_ttl");
+      !ttl.ok() || *ttl < 10) {
+    return absl::InvalidArgumentError(ttl.ok() ? "certificate_ttl: must be at least 10s"
+                                               : std::string(MessageOf(ttl.status())));
+  }
   if (!token.empty()) {
     if (absl::Status t = identity::JoinToken::Parse(token).status(); !t.ok()) {
       return absl::InvalidArgumentError(StrCat("token: ", MessageOf(t)));
@@ -377,6 +385,10 @@ uint64_t AgentConfig::GrpcMemoryQuotaBytes() const {
   if (grpc_memory_quota_mb > 0) return std::min(grpc_memory_quota_mb << 20, half);
   return std::min(std::max(MemoryBudgetBytes() / 4, grpc_max_message_bytes + (uint64_t{16} << 20)),
                   half);
+}
+
+int64_t AgentConfig::CertificateTtlSeconds() const {
+  return ParseDurationSeconds(certificate_ttl, "certificate_ttl").value_or(7 * 86400);
 }
 
 std::vector<std::string> AgentConfig::JoinList() const {

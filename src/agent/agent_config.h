@@ -131,6 +131,10 @@ struct AgentConfig {
   // A join token (HM1-...; docs/identity.md): with `join`, the node gets its certificate from a
   // seed on first start (one without a certificate in its state folder). Never logged.
   std::string token;
+  // How long the node certificates this node issues live (an issuer node: the one that created
+  // the mesh): a duration, "90s", "30m", "24h", "7d". Nodes renew at two thirds of it.
+  std::string certificate_ttl = "7d";
+  int64_t CertificateTtlSeconds() const;
   // lan, wan or local: the timing profile (see membership/config.h).
   std::string gossip_profile = "lan";
   // Base64 AES keys (16, 24 or 32 bytes; `hivemesh keygen` makes one), comma-separated. The

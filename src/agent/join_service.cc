@@ -49,6 +49,26 @@ X509Ptr ToX509(const Certificate& c) {
   return X509Ptr(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
 }
 
+std::optional<Certificate> FromX509(X509* x) {
+  unsigned char* der = nullptr;
+  const int len = i2d_X509(x, &der);
+  if (len <= 0) return std::nullopt;
+  absl::StatusOr<Certificate> c =
+      Certificate::FromDer(std::string_view(reinterpret_cast<char*>(der), len));
+  OPENSSL_free(der);
+  if (!c.ok()) return std::nullopt;
+  return *std::move(c);
+}
+
+// Every certificate of `chain`, in order (what does not parse is left out).
+std::vector<Certificate> FromChain(STACK_OF(X509) * chain) {
+  std::vector<Certificate> out;
+  for (int i = 0; chain != nullptr && i < sk_X509_num(chain) && i < 8; ++i) {
+    if (std::optional<Certificate> c = FromX509(sk_X509_value(chain, i))) out.push_back(*c);
+  }
+  return out;
+}
+
 // Runs `step` (an SSL_* call) until it succeeds, waiting on `fd` as OpenSSL asks, until
 // `deadline`. Returns the step's positive result, or an error.
 template <typename Step>
@@ -195,15 +215,17 @@ absl::StatusOr<Request> ParseRequest(std::string_view body) {
 }  // namespace
 
 struct JoinService::Impl {
-  SslCtxPtr ctx;
+  std::shared_ptr<SSL_CTX> ctx;  // guarded by JoinService::mu_ (replaced on renewal)
   std::shared_ptr<identity::IssuerService> issuer;
   identity::Issuer::KeyOf key_of;
 
-  // The answer to one request body.
-  std::string Answer(std::string_view body, bool* issued) const {
+  // The answer to one request body, from a client that presented `presented` (its certificate
+  // first; empty: none).
+  std::string Answer(std::string_view body, const std::vector<Certificate>& presented,
+                     bool* issued) const {
     std::string out;
     JsonWriter w(out);
-    absl::StatusOr<identity::Issued> result = Handle(body);
+    absl::StatusOr<identity::Issued> result = Handle(body, presented);
     w.BeginObject();
     if (result.ok()) {
       *issued = true;
@@ -219,12 +241,23 @@ struct JoinService::Impl {
     return out;
   }
 
-  absl::StatusOr<identity::Issued> Handle(std::string_view body) const {
-    HM_ASSIGN_OR_RETURN(Request r, ParseRequest(body));
+  absl::StatusOr<identity::Issued> Handle(std::string_view body,
+                                          const std::vector<Certificate>& presented) const {
     if (issuer == nullptr) {
       return absl::FailedPreconditionError(
-          "this node holds no issuer rights: join through the node that created the mesh");
+          "this node holds no issuer rights: ask the node that created the mesh");
     }
+    if (IsRenewal(body)) {
+      // The handshake proved the key of the certificate presented; the issuer checks the rest
+      // (chain, revocation, how long ago it expired).
+      if (presented.empty()) {
+        return absl::PermissionDeniedError("renewal refused: no certificate was presented");
+      }
+      const std::vector<Certificate> chain(presented.begin() + 1, presented.end());
+      return issuer->Renew(presented.front(), chain, presented.front().public_key(),
+                           std::chrono::system_clock::now());
+    }
+    HM_ASSIGN_OR_RETURN(Request r, ParseRequest(body));
     HM_ASSIGN_OR_RETURN(identity::JoinToken token, identity::JoinToken::Parse(r.token));
     if (token.ca_digest != issuer->ca_digest()) {
       return absl::PermissionDeniedError("join refused: the token is for another mesh");
@@ -237,38 +270,72 @@ struct JoinService::Impl {
     request.public_key = r.public_key;
     return issuer->Join(request, std::chrono::system_clock::now(), key_of);
   }
+
+  static bool IsRenewal(std::string_view body) {
+    simdjson::dom::parser parser;
+    bool renew = false;
+    return parser.parse(body.data(), body.size())["renew"].get(renew) == simdjson::SUCCESS && renew;
+  }
 };
 
 JoinService::JoinService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-absl::StatusOr<std::unique_ptr<JoinService>> JoinService::Create(
-    const identity::MeshCredentials& mesh, const identity::NodeKey& node_key,
-    std::shared_ptr<identity::IssuerService> issuer, identity::Issuer::KeyOf key_of) {
+namespace {
+
+// A TLS 1.3 context that presents `mesh`'s node certificate, its issuer's and the roots, with
+// `node_key`. A server context asks for the client's certificate but takes any (or none): the
+// join service checks it itself, and a joining node has none yet.
+absl::StatusOr<std::shared_ptr<SSL_CTX>> ContextFor(const identity::MeshCredentials& mesh,
+                                                    const identity::NodeKey& node_key,
+                                                    bool server) {
   if (!mesh.node_cert) return absl::FailedPreconditionError("this node has no certificate");
-  auto impl = std::make_unique<Impl>();
-  impl->ctx = NewContext(/*server=*/true);
+  SslCtxPtr ctx = NewContext(server);
   X509Ptr leaf = ToX509(*mesh.node_cert);
   const std::string pem = node_key.ToPem();
   std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>> bio(
       BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   PkeyPtr pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-  if (impl->ctx == nullptr || leaf == nullptr || pkey == nullptr ||
-      SSL_CTX_use_certificate(impl->ctx.get(), leaf.get()) != 1 ||
-      SSL_CTX_use_PrivateKey(impl->ctx.get(), pkey.get()) != 1) {
-    return absl::InternalError(StrCat("the join service's TLS context: ", SslError()));
+  if (ctx == nullptr || leaf == nullptr || pkey == nullptr ||
+      SSL_CTX_use_certificate(ctx.get(), leaf.get()) != 1 ||
+      SSL_CTX_use_PrivateKey(ctx.get(), pkey.get()) != 1) {
+    return absl::InternalError(StrCat("TLS context: ", SslError()));
   }
-  // The chain the joining node needs: the issuer, and the root its token names.
+  // The chain a joining node needs: the issuer, and the root its token names.
   std::vector<Certificate> extra = mesh.node_chain;
   extra.insert(extra.end(), mesh.roots.begin(), mesh.roots.end());
   for (const Certificate& c : extra) {
     X509Ptr x = ToX509(c);
-    if (x == nullptr || SSL_CTX_add1_chain_cert(impl->ctx.get(), x.get()) != 1) {
-      return absl::InternalError(StrCat("the join service's chain: ", SslError()));
+    if (x == nullptr || SSL_CTX_add1_chain_cert(ctx.get(), x.get()) != 1) {
+      return absl::InternalError(StrCat("TLS chain: ", SslError()));
     }
   }
+  if (server) {
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+  } else {
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+  }
+  return std::shared_ptr<SSL_CTX>(ctx.release(), SSL_CTX_free);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<JoinService>> JoinService::Create(
+    const identity::MeshCredentials& mesh, const identity::NodeKey& node_key,
+    std::shared_ptr<identity::IssuerService> issuer, identity::Issuer::KeyOf key_of) {
+  HM_ASSIGN_OR_RETURN(std::shared_ptr<SSL_CTX> ctx, ContextFor(mesh, node_key, true));
+  auto impl = std::make_unique<Impl>();
+  impl->ctx = std::move(ctx);
   impl->issuer = std::move(issuer);
   impl->key_of = std::move(key_of);
   return std::unique_ptr<JoinService>(new JoinService(std::move(impl)));
+}
+
+absl::Status JoinService::UpdateCredentials(const identity::MeshCredentials& mesh,
+                                            const identity::NodeKey& node_key) {
+  HM_ASSIGN_OR_RETURN(std::shared_ptr<SSL_CTX> ctx, ContextFor(mesh, node_key, true));
+  absl::MutexLock lock(&mu_);
+  impl_->ctx = std::move(ctx);
+  return absl::OkStatus();
 }
 
 JoinService::~JoinService() {
@@ -317,7 +384,12 @@ void JoinService::Run(Worker* worker) {
   const int fd = worker->fd;
   const Clock::time_point deadline = Clock::now() + kJoinDeadline;
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-  SslPtr ssl(SSL_new(impl_->ctx.get()));
+  std::shared_ptr<SSL_CTX> ctx;
+  {
+    absl::MutexLock lock(&mu_);
+    ctx = impl_->ctx;
+  }
+  SslPtr ssl(SSL_new(ctx.get()));
   bool answered = false, issued = false;
   if (ssl != nullptr && SSL_set_fd(ssl.get(), fd) == 1) {
     absl::StatusOr<int> handshake =
@@ -326,7 +398,18 @@ void JoinService::Run(Worker* worker) {
         handshake.ok() ? ReadMessage(ssl.get(), fd, deadline, kMaxJoinRequestBytes)
                        : absl::StatusOr<std::string>(handshake.status());
     if (body.ok()) {
-      answered = WriteMessage(ssl.get(), fd, deadline, impl_->Answer(*body, &issued)).ok();
+      std::vector<Certificate> presented;
+      if (X509* leaf = SSL_get0_peer_certificate(ssl.get()); leaf != nullptr) {
+        if (std::optional<Certificate> c = FromX509(leaf)) {
+          presented.push_back(*c);
+          // On the server's side the peer's chain leaves the leaf out.
+          for (Certificate& r : FromChain(SSL_get_peer_cert_chain(ssl.get()))) {
+            presented.push_back(std::move(r));
+          }
+        }
+      }
+      answered =
+          WriteMessage(ssl.get(), fd, deadline, impl_->Answer(*body, presented, &issued)).ok();
       SSL_shutdown(ssl.get());
     }
   }
@@ -342,14 +425,27 @@ void JoinService::Run(Worker* worker) {
   worker->done = true;
 }
 
-absl::StatusOr<identity::MeshCredentials> JoinMesh(const std::string& seed,
-                                                   const std::string& token_text,
-                                                   const identity::NodeKey& node_key,
-                                                   const std::string& name,
-                                                   const std::map<std::string, std::string>& labels,
-                                                   std::chrono::milliseconds timeout) {
-  HM_ASSIGN_OR_RETURN(identity::JoinToken token, identity::JoinToken::Parse(token_text));
-  const Clock::time_point deadline = Clock::now() + timeout;
+namespace {
+
+// One TLS connection to a seed's gossip port, as a client.
+struct SeedConnection {
+  int fd = -1;
+  std::shared_ptr<SSL_CTX> ctx;
+  SslPtr ssl;
+  std::string where;               // "seed host:port", for messages
+  std::vector<Certificate> chain;  // what the seed presented, its certificate first
+  ~SeedConnection() {
+    ssl.reset();
+    if (fd >= 0) close(fd);
+  }
+};
+
+// Connects to `seed` and completes the handshake by `deadline`, presenting `own`'s certificate
+// when given (a renewal) and trusting nothing yet: the caller checks `chain`.
+absl::Status Connect(const std::string& seed, const identity::MeshCredentials* own,
+                     const identity::NodeKey& node_key, Clock::time_point deadline,
+                     SeedConnection& c) {
+  c.where = StrCat("seed ", seed);
   const size_t colon = seed.rfind(':');
   if (colon == std::string::npos) {
     return absl::InvalidArgumentError(StrCat("seed '", seed, "' is not host:port"));
@@ -363,57 +459,105 @@ absl::StatusOr<identity::MeshCredentials> JoinMesh(const std::string& seed,
   addrinfo* found = nullptr;
   if (getaddrinfo(host.c_str(), seed.substr(colon + 1).c_str(), &hints, &found) != 0 ||
       found == nullptr) {
-    return absl::UnavailableError(StrCat("seed ", seed, ": cannot resolve it"));
+    return absl::UnavailableError(StrCat(c.where, ": cannot resolve it"));
   }
-  const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  const int connected = fd < 0 ? -1 : connect(fd, found->ai_addr, found->ai_addrlen);
+  c.fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int connected = c.fd < 0 ? -1 : connect(c.fd, found->ai_addr, found->ai_addrlen);
   freeaddrinfo(found);
-  if (fd < 0) return absl::UnavailableError(StrCat("seed ", seed, ": ", std::strerror(errno)));
-  struct Closer {
-    int fd;
-    ~Closer() { close(fd); }
-  } closer{fd};
-  if (connected != 0 && errno != EINPROGRESS) {
-    return absl::UnavailableError(StrCat("seed ", seed, ": ", std::strerror(errno)));
+  if (c.fd < 0 || (connected != 0 && errno != EINPROGRESS)) {
+    return absl::UnavailableError(StrCat(c.where, ": ", std::strerror(errno)));
   }
-  SslCtxPtr ctx = NewContext(/*server=*/false);
-  SslPtr ssl(ctx ? SSL_new(ctx.get()) : nullptr);
-  if (ssl == nullptr || SSL_set_fd(ssl.get(), fd) != 1) {
+  if (own != nullptr) {
+    HM_ASSIGN_OR_RETURN(c.ctx, ContextFor(*own, node_key, /*server=*/false));
+  } else {
+    SslCtxPtr ctx = NewContext(/*server=*/false);
+    if (ctx == nullptr) return absl::InternalError(StrCat("TLS: ", SslError()));
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+    c.ctx = std::shared_ptr<SSL_CTX>(ctx.release(), SSL_CTX_free);
+  }
+  c.ssl.reset(SSL_new(c.ctx.get()));
+  if (c.ssl == nullptr || SSL_set_fd(c.ssl.get(), c.fd) != 1) {
     return absl::InternalError(StrCat("TLS: ", SslError()));
   }
-  // Nothing is trusted yet: the seed's chain is checked below, against the token's digest.
-  SSL_set_verify(ssl.get(), SSL_VERIFY_NONE, nullptr);
-  const std::string where = StrCat("seed ", seed);
-  HM_RETURN_IF_ERROR(Drive(ssl.get(), fd, deadline, where.c_str(), [&] {
-                       return SSL_connect(ssl.get());
+  HM_RETURN_IF_ERROR(Drive(c.ssl.get(), c.fd, deadline, c.where.c_str(), [&] {
+                       return SSL_connect(c.ssl.get());
                      }).status());
-  std::vector<Certificate> presented;
-  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl.get());
-  for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
-    unsigned char* der = nullptr;
-    const int len = i2d_X509(sk_X509_value(chain, i), &der);
-    if (len <= 0) continue;
-    absl::StatusOr<Certificate> c =
-        Certificate::FromDer(std::string_view(reinterpret_cast<char*>(der), len));
-    OPENSSL_free(der);
-    if (c.ok()) presented.push_back(*std::move(c));
+  // On the client's side the peer's chain starts with its certificate.
+  c.chain = FromChain(SSL_get_peer_cert_chain(c.ssl.get()));
+  if (c.chain.empty()) {
+    return absl::PermissionDeniedError(StrCat(c.where, " presented no certificate"));
   }
-  std::optional<Certificate> root;
-  for (const Certificate& c : presented) {
-    if (c.Digest() == token.ca_digest && c.is_ca()) root = c;
+  return absl::OkStatus();
+}
+
+// Sends `body` and reads the issuer's answer: the node's new credentials, checked to chain to
+// `root` and to bind `node_key` and `name`.
+absl::StatusOr<identity::MeshCredentials> Exchange(SeedConnection& c, Clock::time_point deadline,
+                                                   std::string_view body, const Certificate& root,
+                                                   const identity::NodeKey& node_key,
+                                                   const std::string& name) {
+  HM_RETURN_IF_ERROR(WriteMessage(c.ssl.get(), c.fd, deadline, body));
+  HM_ASSIGN_OR_RETURN(std::string answer, ReadMessage(c.ssl.get(), c.fd, deadline, 1 << 20));
+  simdjson::dom::parser parser;
+  simdjson::dom::object o;
+  if (parser.parse(answer.data(), answer.size()).get(o) != simdjson::SUCCESS) {
+    return absl::UnavailableError(StrCat(c.where, " answered something that is not JSON"));
   }
-  if (presented.empty() || !root) {
+  std::string_view error, code, cert_pem, roots_pem;
+  if (o["error"].get(error) == simdjson::SUCCESS) {
+    if (o["code"].get(code) != simdjson::SUCCESS) code = "";
+    return FromCode(code, StrCat(c.where, ": ", error));
+  }
+  if (o["certificate"].get(cert_pem) || o["roots"].get(roots_pem)) {
+    return absl::UnavailableError(StrCat(c.where, " answered without a certificate"));
+  }
+  HM_ASSIGN_OR_RETURN(std::vector<Certificate> mine, Certificate::AllFromPem(cert_pem));
+  HM_ASSIGN_OR_RETURN(std::vector<Certificate> roots, Certificate::AllFromPem(roots_pem));
+  bool has_root = false;
+  for (const Certificate& r : roots) has_root = has_root || r.Digest() == root.Digest();
+  const std::vector<Certificate> my_chain(mine.begin() + 1, mine.end());
+  absl::StatusOr<identity::NodeIdentity> id = identity::VerifyNodeCertificate(
+      mine.front(), my_chain, {root}, std::chrono::system_clock::now());
+  if (!has_root || !id.ok() || id->public_key != node_key.public_key() || id->name != name) {
     return absl::PermissionDeniedError(
-        StrCat(where, " does not belong to the mesh the token names (no CA with digest ",
+        StrCat(c.where, " issued a certificate that is not this node's under its CA",
+               id.ok() ? "" : StrCat(": ", MessageOf(id.status()))));
+  }
+  identity::MeshCredentials mesh;
+  mesh.roots = std::move(roots);
+  mesh.node_cert = mine.front();
+  mesh.node_chain = my_chain;
+  return mesh;
+}
+
+}  // namespace
+
+absl::StatusOr<identity::MeshCredentials> JoinMesh(const std::string& seed,
+                                                   const std::string& token_text,
+                                                   const identity::NodeKey& node_key,
+                                                   const std::string& name,
+                                                   const std::map<std::string, std::string>& labels,
+                                                   std::chrono::milliseconds timeout) {
+  HM_ASSIGN_OR_RETURN(identity::JoinToken token, identity::JoinToken::Parse(token_text));
+  const Clock::time_point deadline = Clock::now() + timeout;
+  SeedConnection c;
+  HM_RETURN_IF_ERROR(Connect(seed, nullptr, node_key, deadline, c));
+  std::optional<Certificate> root;
+  for (const Certificate& cert : c.chain) {
+    if (cert.Digest() == token.ca_digest && cert.is_ca()) root = cert;
+  }
+  if (!root) {
+    return absl::PermissionDeniedError(
+        StrCat(c.where, " does not belong to the mesh the token names (no CA with digest ",
                token.ca_digest.substr(0, 16), "... in its chain); nothing was sent"));
   }
-  const std::vector<Certificate> intermediates(presented.begin() + 1, presented.end());
-  absl::Status seed_ok = identity::VerifyNodeCertificate(presented.front(), intermediates, {*root},
+  const std::vector<Certificate> intermediates(c.chain.begin() + 1, c.chain.end());
+  absl::Status seed_ok = identity::VerifyNodeCertificate(c.chain.front(), intermediates, {*root},
                                                          std::chrono::system_clock::now())
                              .status();
   if (!seed_ok.ok()) {
     return absl::PermissionDeniedError(
-        StrCat(where, "'s certificate does not chain to the token's CA: ", MessageOf(seed_ok),
+        StrCat(c.where, "'s certificate does not chain to the token's CA: ", MessageOf(seed_ok),
                "; nothing was sent"));
   }
   std::string body;
@@ -426,38 +570,31 @@ absl::StatusOr<identity::MeshCredentials> JoinMesh(const std::string& seed,
   w.EndObject();
   w.Key("public_key").String(HexEncode(node_key.public_key()));
   w.EndObject();
-  HM_RETURN_IF_ERROR(WriteMessage(ssl.get(), fd, deadline, body));
-  HM_ASSIGN_OR_RETURN(std::string answer, ReadMessage(ssl.get(), fd, deadline, 1 << 20));
-  simdjson::dom::parser parser;
-  simdjson::dom::object o;
-  if (parser.parse(answer.data(), answer.size()).get(o) != simdjson::SUCCESS) {
-    return absl::UnavailableError(StrCat(where, " answered something that is not JSON"));
+  return Exchange(c, deadline, body, *root, node_key, name);
+}
+
+absl::StatusOr<identity::MeshCredentials> RenewMesh(const std::string& seed,
+                                                    const identity::MeshCredentials& mesh,
+                                                    const identity::NodeKey& node_key,
+                                                    std::chrono::milliseconds timeout) {
+  if (!mesh.node_cert || mesh.roots.empty()) {
+    return absl::FailedPreconditionError("this node has no certificate to renew");
   }
-  std::string_view error, code, cert_pem, roots_pem;
-  if (o["error"].get(error) == simdjson::SUCCESS) {
-    if (o["code"].get(code) != simdjson::SUCCESS) code = "";
-    return FromCode(code, StrCat(where, ": ", error));
+  HM_ASSIGN_OR_RETURN(identity::NodeIdentity self, mesh.node_cert->Identity());
+  const Clock::time_point deadline = Clock::now() + timeout;
+  SeedConnection c;
+  HM_RETURN_IF_ERROR(Connect(seed, &mesh, node_key, deadline, c));
+  // The seed must be of this node's mesh: its certificate chains to one of the roots held.
+  const std::vector<Certificate> intermediates(c.chain.begin() + 1, c.chain.end());
+  for (const Certificate& root : mesh.roots) {
+    if (identity::VerifyNodeCertificate(c.chain.front(), intermediates, {root},
+                                        std::chrono::system_clock::now())
+            .ok()) {
+      return Exchange(c, deadline, R"({"renew":true})", root, node_key, self.name);
+    }
   }
-  if (o["certificate"].get(cert_pem) || o["roots"].get(roots_pem)) {
-    return absl::UnavailableError(StrCat(where, " answered without a certificate"));
-  }
-  HM_ASSIGN_OR_RETURN(std::vector<Certificate> mine, Certificate::AllFromPem(cert_pem));
-  HM_ASSIGN_OR_RETURN(std::vector<Certificate> roots, Certificate::AllFromPem(roots_pem));
-  bool has_root = false;
-  for (const Certificate& r : roots) has_root = has_root || r.Digest() == token.ca_digest;
-  const std::vector<Certificate> my_chain(mine.begin() + 1, mine.end());
-  absl::StatusOr<identity::NodeIdentity> id = identity::VerifyNodeCertificate(
-      mine.front(), my_chain, {*root}, std::chrono::system_clock::now());
-  if (!has_root || !id.ok() || id->public_key != node_key.public_key() || id->name != name) {
-    return absl::PermissionDeniedError(
-        StrCat(where, " issued a certificate that is not this node's under the token's CA",
-               id.ok() ? "" : StrCat(": ", MessageOf(id.status()))));
-  }
-  identity::MeshCredentials mesh;
-  mesh.roots = std::move(roots);
-  mesh.node_cert = mine.front();
-  mesh.node_chain = my_chain;
-  return mesh;
+  return absl::PermissionDeniedError(
+      StrCat(c.where, "'s certificate does not chain to this node's CA; not renewed there"));
 }
 
 }  // namespace hivemesh

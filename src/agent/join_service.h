@@ -7,6 +7,7 @@
 // request, asks the issuer (identity::IssuerService) and writes one answer:
 //
 //   request  [u32 big-endian length][JSON {"token", "name", "labels": {...}, "public_key": hex}]
+//            or, from a node presenting its certificate in the handshake, {"renew": true}
 //   answer   [u32 length][JSON {"certificate": PEM leaf + issuer, "roots": PEM}
 //                              or {"error": "...", "code": "permission_denied" | ...}]
 //
@@ -58,6 +59,10 @@ class JoinService {
       std::shared_ptr<identity::IssuerService> issuer, identity::Issuer::KeyOf key_of);
   ~JoinService();
 
+  // Presents `mesh`'s (renewed) certificate from the next connection on.
+  absl::Status UpdateCredentials(const identity::MeshCredentials& mesh,
+                                 const identity::NodeKey& node_key);
+
   // Takes `fd` (a connection whose first byte is a TLS record) and serves it, or closes it at
   // once when kMaxJoinsAtOnce are being served.
   void Serve(int fd, const std::string& peer);
@@ -97,5 +102,13 @@ absl::StatusOr<identity::MeshCredentials> JoinMesh(const std::string& seed,
                                                    const std::string& name,
                                                    const std::map<std::string, std::string>& labels,
                                                    std::chrono::milliseconds timeout);
+
+// Renews this node's certificate at `seed` (an issuer's gossip address): TLS with the current
+// certificate (also an expired one: proving its key is what the issuer asks), to a seed whose
+// own certificate chains to this node's roots. The new credentials (roots and certificate).
+absl::StatusOr<identity::MeshCredentials> RenewMesh(const std::string& seed,
+                                                    const identity::MeshCredentials& mesh,
+                                                    const identity::NodeKey& node_key,
+                                                    std::chrono::milliseconds timeout);
 
 }  // namespace hivemesh

@@ -75,7 +75,8 @@ void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
       w.Key("id").String(identity_.mesh_id);
       w.Key("ca_digest").String(identity_.ca_digest);
       w.Key("role").String(identity_.role);
-      w.Key("certificate_expires").Int(identity_.certificate_expires_unix);
+      w.Key("certificate_expires")
+          .Int(identity_.certificate_expires ? identity_.certificate_expires() : 0);
       w.Key("issuer").Bool(identity_.issuer);
       w.EndObject();
     }

@@ -52,7 +52,8 @@ struct ServerIdentity {
   std::string mesh_id;
   std::string ca_digest;
   std::string role;
-  int64_t certificate_expires_unix = 0;
+  // When the certificate ends (unix seconds); asked at each GET /v2, as renewals move it.
+  std::function<int64_t()> certificate_expires;
   bool issuer = false;
 };
 

@@ -70,11 +70,13 @@ IssuerService::IssuerService(std::string path, Issuer issuer)
 
 absl::StatusOr<std::unique_ptr<IssuerService>> IssuerService::Open(const std::string& state_dir,
                                                                    const MeshCredentials& mesh,
-                                                                   std::string self_name) {
+                                                                   std::string self_name,
+                                                                   seconds node_validity) {
   if (!mesh.issuer_cert || !mesh.issuer_key) {
     return absl::FailedPreconditionError("this node holds no issuer rights");
   }
-  Issuer issuer(*mesh.issuer_cert, *mesh.issuer_key, mesh.roots, std::move(self_name));
+  Issuer issuer(*mesh.issuer_cert, *mesh.issuer_key, mesh.roots, std::move(self_name),
+                node_validity);
   const std::string path = state_dir + "/mesh/tokens";
   if (access(path.c_str(), F_OK) == 0) {
     std::ifstream in(path, std::ios::binary);
@@ -124,6 +126,13 @@ absl::StatusOr<Issued> IssuerService::Join(const JoinRequest& request, WallTime 
   HM_ASSIGN_OR_RETURN(Issued issued, issuer_.Join(request, now, key_of));
   HM_RETURN_IF_ERROR(SaveLocked(now));
   return issued;
+}
+
+absl::StatusOr<Issued> IssuerService::Renew(const Certificate& current,
+                                            const std::vector<Certificate>& chain,
+                                            std::string_view proved_key, WallTime now) {
+  absl::MutexLock lock(&mu_);
+  return issuer_.Renew(current, chain, proved_key, now);
 }
 
 absl::Status IssuerService::SaveLocked(WallTime now) {

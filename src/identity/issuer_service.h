@@ -29,9 +29,11 @@ class IssuerService {
  public:
   // The issuer of `mesh` (which must hold issuer rights: issuer_cert and issuer_key), with the
   // tokens in `state_dir`. Errors name the tokens file and its line.
+  // Node certificates it issues live `node_validity`.
   static absl::StatusOr<std::unique_ptr<IssuerService>> Open(const std::string& state_dir,
                                                              const MeshCredentials& mesh,
-                                                             std::string self_name);
+                                                             std::string self_name,
+                                                             seconds node_validity = kNodeValidity);
 
   // A new token, written to the tokens file before it is returned. RESOURCE_EXHAUSTED past
   // kMaxTokens; INVALID_ARGUMENT for ttl <= 0 or uses < 0.
@@ -42,6 +44,9 @@ class IssuerService {
   // returned.
   absl::StatusOr<Issued> Join(const JoinRequest& request, WallTime now,
                               const Issuer::KeyOf& key_of);
+  // Issuer::Renew.
+  absl::StatusOr<Issued> Renew(const Certificate& current, const std::vector<Certificate>& chain,
+                               std::string_view proved_key, WallTime now);
   const std::string& ca_digest() const { return ca_digest_; }
 
  private:

@@ -86,7 +86,7 @@ absl::Status SaveMesh(const std::string& state_dir, const MeshCredentials& mesh)
 
 absl::StatusOr<MeshCredentials> CreateMesh(const NodeKey& node_key, const std::string& name,
                                            const std::map<std::string, std::string>& labels,
-                                           WallTime now) {
+                                           WallTime now, seconds node_validity) {
   MeshCredentials mesh;
   const NodeKey root_key = NodeKey::Generate();
   const NodeKey issuer_key = NodeKey::Generate();
@@ -97,7 +97,8 @@ absl::StatusOr<MeshCredentials> CreateMesh(const NodeKey& node_key, const std::s
   who.name = name;
   who.labels = labels;
   who.public_key = node_key.public_key();
-  HM_ASSIGN_OR_RETURN(Certificate cert, IssueNodeCertificate(who, issuer, issuer_key, now));
+  HM_ASSIGN_OR_RETURN(Certificate cert,
+                      IssueNodeCertificate(who, issuer, issuer_key, now, node_validity));
   mesh.roots = {root};
   mesh.node_cert = cert;
   mesh.node_chain = {issuer};

@@ -42,9 +42,9 @@ absl::StatusOr<MeshCredentials> LoadMesh(const std::string& state_dir);
 absl::Status SaveMesh(const std::string& state_dir, const MeshCredentials& mesh);
 
 // A new mesh whose first node is `node_key`'s: a root and an issuer (each with a new key), and
-// the node's certificate (role node, with `labels`).
+// the node's certificate (role node, with `labels`, living `node_validity`).
 absl::StatusOr<MeshCredentials> CreateMesh(const NodeKey& node_key, const std::string& name,
                                            const std::map<std::string, std::string>& labels,
-                                           WallTime now);
+                                           WallTime now, seconds node_validity = kNodeValidity);
 
 }  // namespace hivemesh::identity

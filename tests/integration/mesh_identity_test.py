@@ -4,7 +4,8 @@
 - its state folder gets a root CA, an issuer and the node's own certificate, which another X.509
   implementation (python3-cryptography) reads and checks: the chain's Ed25519 signatures, the
   SPIFFE id and the labels as URI SANs, the node's own key, 7 days of life, not a CA;
-- GET /v2 says so (mesh id, CA digest, role, expiry, issuer rights);
+- GET /v2 says so (mesh id, CA digest, role, expiry, issuer rights), and the log says how to join
+  it, with a token of 24 h;
 - a restart keeps the mesh (the same digest), and a node that joins it without a token has no
   certificate (GET /v2 "mesh": null); a label that cannot go into a certificate leaves the node
   without one, with a warning;
@@ -13,6 +14,9 @@
   a second node with it is refused and exits saying so, as one with a wrong secret and one with
   a token of another mesh (refused before anything secret is sent); a restart keeps the
   certificate without the token;
+- certificates are renewed at two thirds of their life (12 s certificates here), by the issuer
+  for itself and from the issuer for a joined node; a node stopped past its certificate's life
+  comes back and renews it by proving its key, with no token;
 - `hivemesh token create|list|revoke` against the issuer: a token names the mesh's CA digest, is
   listed without its secret (which is on disk nowhere), is revoked, and survives a restart; bad
   input is refused naming the field; a node without issuer rights says so; with
@@ -34,7 +38,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_private_key
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agent_node import STATE_ROOT, AgentNode  # noqa: E402
+from agent_node import STATE_ROOT, AgentNode, wait_for  # noqa: E402
 BINARY = None
 MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                       "models")
@@ -85,6 +89,13 @@ class MeshIdentityTest(unittest.TestCase):
         self.assertTrue(mesh["issuer"])
         self.assertAlmostEqual(mesh["certificate_expires"], time.time() + 7 * 86400, delta=900)
         self.assertIn(f"created a new mesh {mesh['id']}", a.text())
+        # It says how to join, with a token of its own (24 h, unlimited uses).
+        printed = re.search(r"hivemesh agent --join (\S+) --token (HM1-\S+)", a.text())
+        self.assertIsNotNone(printed, a.text())
+        self.assertEqual(printed[1], a.gossip)
+        [record] = json.loads(self.cli(a, "list", "-o", "json").stdout)["tokens"]
+        self.assertEqual(record["id"], printed[2].split("-")[2].split(".")[0])
+        self.assertEqual(record["uses"], 0)
 
         folder = os.path.join(STATE_ROOT, "founder", "mesh")
         roots = load_chain(os.path.join(folder, "roots.pem"))
@@ -141,7 +152,7 @@ class MeshIdentityTest(unittest.TestCase):
         listed = self.cli(a, "list", "-o", "json")
         self.assertEqual(listed.returncode, 0, listed.stderr)
         self.assertNotIn(secret, listed.stdout)
-        [record] = json.loads(listed.stdout)["tokens"]
+        [record] = [t for t in json.loads(listed.stdout)["tokens"] if t["id"] == token_id]
         self.assertEqual((record["id"], record["role"], record["uses"], record["used"]),
                          (token_id, "node", 3, 0))
         self.assertFalse(record["revoked"])
@@ -161,8 +172,8 @@ class MeshIdentityTest(unittest.TestCase):
         a.stop()
         self.nodes.remove(a)
         a = self.start("issuer")
-        [record] = json.loads(self.cli(a, "list", "-o", "json").stdout)["tokens"]
-        self.assertEqual(record["id"], token_id)
+        [record] = [t for t in json.loads(self.cli(a, "list", "-o", "json").stdout)["tokens"]
+                    if t["id"] == token_id]
         self.assertTrue(record["revoked"], "the revocation was kept")
 
         bad = self.cli(a, "create", "--ttl", "2x")
@@ -201,7 +212,8 @@ class MeshIdentityTest(unittest.TestCase):
         self.assertNotIn(token, b.text(), "the token is never logged")
         leaf, _ = load_chain(os.path.join(STATE_ROOT, "newcomer", "mesh", "node.pem"))
         self.assertIn(f"spiffe://{mesh['id']}/node/newcomer", uris(leaf))
-        [record] = json.loads(self.cli(a, "list", "-o", "json").stdout)["tokens"]
+        [record] = [t for t in json.loads(self.cli(a, "list", "-o", "json").stdout)["tokens"]
+                    if token.split("-")[2].startswith(t["id"])]
         self.assertEqual(record["used"], 1)
 
         self.assertIn("is used up", self.start_failing("second", "--join", a.gossip,
@@ -222,6 +234,29 @@ class MeshIdentityTest(unittest.TestCase):
         self.nodes.remove(b)
         again = self.start("newcomer", "--join", a.gossip)
         self.assertEqual(self.v2(again)["mesh"]["ca_digest"], mesh["ca_digest"])
+
+    def test_certificates_are_renewed_and_a_node_offline_past_their_life_recovers(self):
+        # 12 s certificates: renewed at 8 s; a node stopped for 20 s comes back expired.
+        a = self.start("short-lived", "--certificate-ttl", "12s")
+        token = self.cli(a, "create").stdout.strip()
+        b = self.start("roamer", "--join", a.gossip, "--token", token)
+        first = self.v2(b)["mesh"]["certificate_expires"]
+        self.assertAlmostEqual(first, time.time() + 12, delta=5)
+        wait_for(lambda: self.v2(b)["mesh"]["certificate_expires"] > first, 30,
+                 "the joined node's certificate to be renewed")
+        self.assertRegex(b.text(), r"certificate renewed by 127\.0\.0\.1:\d+")
+        wait_for(lambda: "certificate renewed by this node" in a.text(), 30,
+                 "the issuer to renew its own certificate")
+
+        b.stop()
+        self.nodes.remove(b)
+        time.sleep(20)
+        leaf, _ = load_chain(os.path.join(STATE_ROOT, "roamer", "mesh", "node.pem"))
+        self.assertLess(leaf.not_valid_after.timestamp(), time.time(), "it expired offline")
+        back = self.start("roamer", "--join", a.gossip)  # no token: its key is its proof
+        wait_for(lambda: self.v2(back)["mesh"]["certificate_expires"] > time.time(), 60,
+                 "the node back from offline to renew its expired certificate")
+        self.assertEqual(self.v2(back)["mesh"]["ca_digest"], self.v2(a)["mesh"]["ca_digest"])
 
     def test_tokens_need_the_admin_token_when_the_node_asks_for_one(self):
         with tempfile.NamedTemporaryFile("w", suffix=".token", delete=False) as f:

@@ -5,8 +5,12 @@
   connections past the 4th are closed at once, and once the stalls are cut a real join succeeds;
 - after a real TLS handshake (Python's ssl, trusting nothing): a request announcing 1 MiB is cut
   without an answer; a request that is not JSON is answered with an error; a guessed secret is
-  refused with the same words as an unknown token, and spends no use.
+  refused with the same words as an unknown token, and spends no use;
+- a renewal asked without a certificate, or with a self-made one of the same name, is refused.
 """
+import datetime
+import os
+import tempfile
 import json
 import socket
 import ssl
@@ -22,9 +26,39 @@ MAX_AT_ONCE = 4
 DEADLINE = 5.0
 
 
-def tls(address):
+def self_made_certificate(name):
+    """(certificate PEM path, key PEM path) of a self-signed Ed25519 certificate naming the node
+    `name` the way the mesh's certificates do, but signed by nobody the mesh trusts."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.x509.oid import NameOID
+    key = Ed25519PrivateKey.generate()
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.utcnow()
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.UniformResourceIdentifier(f"spiffe://{'0' * 32}/node/{name}"),
+                x509.UniformResourceIdentifier("urn:hivemesh:role:operator")]), critical=False)
+            .sign(key, None))
+    folder = tempfile.mkdtemp(prefix="hivemesh-forged-")
+    cert_path, key_path = os.path.join(folder, "c.pem"), os.path.join(folder, "k.pem")
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def tls(address, client_cert=None):
     host, port = address.rsplit(":", 1)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if client_cert:
+        ctx.load_cert_chain(*client_cert)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
@@ -132,6 +166,16 @@ class JoinTlsTest(unittest.TestCase):
                                  f"127.0.0.1:{self.seed.port}", "-o", "json"],
                                 capture_output=True, text=True, timeout=30)
         self.assertEqual(json.loads(listed.stdout)["tokens"][0]["used"], 0)
+
+    def test_renewals_need_a_certificate_of_the_mesh(self):
+        with tls(self.seed.gossip) as s:
+            answer = exchange(s, b'{"renew": true}')
+        self.assertEqual(answer["code"], "permission_denied", answer)
+        self.assertIn("no certificate was presented", answer["error"])
+        with tls(self.seed.gossip, client_cert=self_made_certificate("seed")) as s:
+            answer = exchange(s, b'{"renew": true}')
+        self.assertEqual(answer["code"], "permission_denied", answer)
+        self.assertNotIn("certificate", answer)
 
 
 if __name__ == "__main__":
