@@ -17,11 +17,11 @@
 #include "api/admin_access.h"
 #include "api/grpc/grpc_server.h"
 #include "api/inference_observer.h"
+#include "api/issuer_handler.h"
 #include "api/kserve_handler.h"
 #include "api/member_check.h"
 #include "api/mesh_handler.h"
 #include "api/metrics_handler.h"
-#include "api/token_handler.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/status_macros.h"
@@ -305,7 +305,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   absl::StatusOr<AdminAccess> admin = MakeAdminAccess(config);
   if (!admin.ok()) return admin.status();
   agent->kserve_->SetAdmin(*admin, agent->rejections_);
-  agent->tokens_ = std::make_unique<TokenHandler>(agent->issuer_, *admin, agent->rejections_);
+  agent->tokens_ = std::make_unique<IssuerHandler>(
+      agent->issuer_, *admin, agent->rejections_,
+      [self = agent.get()](std::string_view name) { return self->KeyOf(name); });
   agent->kserve_->SetMemberCheck(agent->member_check_);
   if (config.grpc_enabled()) {
     GrpcServerOptions grpc;
@@ -428,13 +430,7 @@ absl::Status Agent::StartGossip() {
   }
   if (creds->node_cert) {
     // The key each name is bound to in gossip: a join may not take a member's name.
-    identity::Issuer::KeyOf key_of = [this](std::string_view name) -> std::optional<std::string> {
-      if (gossip_ == nullptr) return std::nullopt;
-      for (const membership::MemberInfo& m : gossip_->Members()) {
-        if (m.name == name && !m.key.empty()) return m.key;
-      }
-      return std::nullopt;
-    };
+    identity::Issuer::KeyOf key_of = [this](std::string_view name) { return KeyOf(name); };
     absl::StatusOr<std::unique_ptr<JoinService>> join =
         JoinService::Create(*creds, options_key, issuer_, std::move(key_of));
     if (!join.ok()) return join.status();
@@ -591,6 +587,14 @@ void Agent::ReportLoad() {
     while (!stopping_ && !SystemClock::Get().WaitUntil(load_cv_, load_mu_, next)) {
     }
   }
+}
+
+std::optional<std::string> Agent::KeyOf(std::string_view name) const {
+  if (gossip_ == nullptr) return std::nullopt;
+  for (const membership::MemberInfo& m : gossip_->Members()) {
+    if (m.name == name && !m.key.empty()) return m.key;
+  }
+  return std::nullopt;
 }
 
 std::shared_ptr<const identity::MeshCredentials> Agent::Credentials() const {

@@ -13,6 +13,9 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -28,7 +31,7 @@ class InferenceObserver;
 class KServeHandler;
 class MemberCheck;
 class MeshHandler;
-class TokenHandler;
+class IssuerHandler;
 class MetricsHandler;
 namespace telemetry {
 class Registry;
@@ -108,6 +111,8 @@ class Agent {
   // The node's certificate, issuer rights and trust bundle (docs/identity.md); empty when the
   // node joined without a token. Replaced by each renewal.
   std::shared_ptr<const identity::MeshCredentials> Credentials() const;
+  // The key `name` is bound to in gossip (the node itself included), if any.
+  std::optional<std::string> KeyOf(std::string_view name) const;
   mutable absl::Mutex creds_mu_;
   std::shared_ptr<const identity::MeshCredentials> mesh_credentials_ ABSL_GUARDED_BY(creds_mu_);
   std::shared_ptr<const identity::NodeKey> node_key_;
@@ -118,7 +123,7 @@ class Agent {
   bool RenewOnce(const identity::MeshCredentials& mesh);
   std::thread renew_thread_;
   std::unique_ptr<MeshHandler> mesh_;
-  std::unique_ptr<TokenHandler> tokens_;  // join tokens, for an issuer node's operators
+  std::unique_ptr<IssuerHandler> tokens_;  // tokens and revocations, for an issuer's operators
   std::unique_ptr<routing::MeshDirectory> directory_;
   // Who peers' links and forwarded requests come from, checked against keys from directory_.
   std::shared_ptr<const MemberCheck> member_check_;

@@ -4,9 +4,10 @@
 //
 // The calls that change a node are the repository's load and unload (REST
 // POST /v2/repository/models/<m>/load|unload, gRPC RepositoryModelLoad/Unload) and the join
-// tokens of an issuer node (/v1/mesh/tokens, api/token_handler.h). Everything else a client can
-// call reads (index, metadata, health, statistics, /metrics, the rest of /v1/mesh/*) or infers,
-// and needs no admin credential. The operator setting `admin_access` chooses the rule:
+// tokens and revocations of an issuer node (/v1/mesh/tokens, /v1/mesh/revocations,
+// api/issuer_handler.h). Everything else a client can call reads (index, metadata, health,
+// statistics, /metrics, the rest of /v1/mesh/*) or infers, and needs no admin credential. The
+// operator setting `admin_access` chooses the rule:
 //
 //   loopback  (the default) only clients connecting from the node itself: 127.0.0.0/8, ::1 and
 //             ::ffff:127.0.0.0/104. Anyone else on the network is refused, whatever they send.

@@ -9,9 +9,9 @@
 #include "cli/cli_common.h"
 #include "cli/demo/demo_command.h"
 #include "cli/infer_command.h"
+#include "cli/issuer_command.h"
 #include "cli/members_command.h"
 #include "cli/models_command.h"
-#include "cli/token_command.h"
 #include "cli/top_command.h"
 #include "membership/keyring.h"
 
@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   CLI::App app{"hivemesh: an edge-AI inference mesh node (KServe v2 API)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", HIVEMESH_VERSION);
-  app.footer(std::string("Exit codes of infer, models, top, members and token:\n") +
+  app.footer(std::string("Exit codes of infer, models, top, members, token and node:\n") +
              hivemesh::cli::kExitCodesHelp + "\nSee each command's --help, and docs/cli.md.");
 
   CLI::App* agent_cmd = app.add_subcommand(
@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
   CLI::App* members_cmd = hivemesh::cli::AddMembersCommand(app, members_flags);
   hivemesh::cli::TokenFlags token_flags;
   CLI::App* token_cmd = hivemesh::cli::AddTokenCommand(app, token_flags);
+  hivemesh::cli::NodeCommandFlags node_flags;
+  CLI::App* node_cmd = hivemesh::cli::AddNodeCommand(app, node_flags);
 
   hivemesh::demo::DemoFlags demo_flags;
   CLI::App* demo_cmd = hivemesh::demo::AddDemoCommand(app, demo_flags);
@@ -71,6 +73,7 @@ int main(int argc, char** argv) {
   if (top_cmd->parsed()) return hivemesh::cli::RunTop(top_flags);
   if (members_cmd->parsed()) return hivemesh::cli::RunMembers(members_flags);
   if (token_cmd->parsed()) return hivemesh::cli::RunToken(token_flags);
+  if (node_cmd->parsed()) return hivemesh::cli::RunNode(node_flags);
   if (demo_cmd->parsed()) return hivemesh::demo::RunDemo(demo_flags);
   if (keygen_cmd->parsed()) {
     std::printf("%s\n", hivemesh::membership::Keyring::GenerateKey().c_str());

@@ -95,6 +95,26 @@ absl::StatusOr<int64_t> ParseDurationSeconds(std::string_view text, std::string_
   return n * unit;
 }
 
+absl::StatusOr<std::string> DecodeRevocationRequest(std::string_view body) {
+  simdjson::dom::parser parser;
+  bool empty;
+  absl::StatusOr<simdjson::dom::object> object = ObjectOf(parser, body, &empty);
+  if (!object.ok()) return object.status();
+  std::string name;
+  for (auto [key, value] : *object) {
+    std::string_view v;
+    if (key != "name") {
+      return absl::InvalidArgumentError(StrCat("unknown field '", key, "' (known: name)"));
+    }
+    if (value.get(v) != simdjson::SUCCESS || v.empty()) {
+      return absl::InvalidArgumentError("'name' must be a member's name");
+    }
+    name = std::string(v);
+  }
+  if (name.empty()) return absl::InvalidArgumentError("'name' is missing: which member to revoke");
+  return name;
+}
+
 absl::StatusOr<TokenCreateRequest> DecodeTokenCreateRequest(std::string_view body) {
   simdjson::dom::parser parser;
   bool empty;

@@ -5,6 +5,7 @@
 //   POST /v2/repository/models/<m>/load | unload   {"parameters": {...}}  (body optional)
 //   POST /v1/mesh/tokens                           {"role": "node", "ttl": "24h", "uses": 0}
 //                                                  (body and each field optional)
+//   POST /v1/mesh/revocations                      {"name": "cam-1"}
 #pragma once
 
 #include <cstdint>
@@ -33,6 +34,8 @@ struct TokenCreateRequest {
 // Fields: role (a string), ttl (a duration: "90s", "30m", "24h", "7d", or a number of seconds;
 // at most 365 days), uses (an integer, 0 or more). An unknown field is refused, by name.
 absl::StatusOr<TokenCreateRequest> DecodeTokenCreateRequest(std::string_view body);
+// The member name a revocation names. An unknown field is refused, by name.
+absl::StatusOr<std::string> DecodeRevocationRequest(std::string_view body);
 // "90s", "30m", "24h", "7d" or plain seconds ("3600"): the seconds, or INVALID_ARGUMENT naming
 // `field`. Must be positive.
 absl::StatusOr<int64_t> ParseDurationSeconds(std::string_view text, std::string_view field);

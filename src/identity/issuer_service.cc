@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/hex.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "identity/key_file.h"
@@ -65,8 +66,13 @@ absl::StatusOr<std::vector<TokenRecord>> ParseTokens(std::string_view text) {
   return out;
 }
 
-IssuerService::IssuerService(std::string path, Issuer issuer)
-    : path_(std::move(path)), ca_digest_(issuer.ca_digest()), issuer_(std::move(issuer)) {}
+IssuerService::IssuerService(std::string path, std::string revoked_path, Issuer issuer,
+                             std::vector<Revocation> revocations)
+    : path_(std::move(path)),
+      revoked_path_(std::move(revoked_path)),
+      ca_digest_(issuer.ca_digest()),
+      issuer_(std::move(issuer)),
+      revocations_(std::move(revocations)) {}
 
 absl::StatusOr<std::unique_ptr<IssuerService>> IssuerService::Open(const std::string& state_dir,
                                                                    const MeshCredentials& mesh,
@@ -88,7 +94,31 @@ absl::StatusOr<std::unique_ptr<IssuerService>> IssuerService::Open(const std::st
     }
     for (const TokenRecord& t : *tokens) issuer.AddToken(t);
   }
-  return std::unique_ptr<IssuerService>(new IssuerService(path, std::move(issuer)));
+  const std::string revoked_path = state_dir + "/mesh/revoked";
+  std::vector<Revocation> revocations;
+  if (access(revoked_path.c_str(), F_OK) == 0) {
+    std::ifstream in(revoked_path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    const std::string content = text.str();
+    int line_no = 0;
+    for (std::string_view line : Split(content, '\n')) {
+      ++line_no;
+      if (line.empty()) continue;
+      const std::vector<std::string_view> f = Split(line, ' ');
+      std::optional<std::string> key = f.size() == 4 ? HexDecode(f[1]) : std::nullopt;
+      int64_t when = 0;
+      if (f.size() != 4 || f[0] != "v1" || !key || key->size() != kPublicKeyBytes ||
+          !Number(f[3], &when)) {
+        return absl::FailedPreconditionError(
+            StrCat(revoked_path, ": line ", line_no, ": not a v1 revocation"));
+      }
+      issuer.RevokeKey(*key);
+      revocations.push_back(Revocation{*key, std::string(f[2]), WallTime(seconds(when))});
+    }
+  }
+  return std::unique_ptr<IssuerService>(
+      new IssuerService(path, revoked_path, std::move(issuer), std::move(revocations)));
 }
 
 absl::StatusOr<JoinToken> IssuerService::CreateToken(Role role, seconds ttl, int uses,
@@ -126,6 +156,31 @@ absl::StatusOr<Issued> IssuerService::Join(const JoinRequest& request, WallTime 
   HM_ASSIGN_OR_RETURN(Issued issued, issuer_.Join(request, now, key_of));
   HM_RETURN_IF_ERROR(SaveLocked(now));
   return issued;
+}
+
+absl::Status IssuerService::RevokeNode(std::string_view name, std::string_view public_key,
+                                       WallTime now) {
+  if (public_key.size() != kPublicKeyBytes) {
+    return absl::InvalidArgumentError(StrCat("the key of ", name, " is not an Ed25519 key"));
+  }
+  HM_RETURN_IF_ERROR(CheckCertificateText(name, "name"));
+  absl::MutexLock lock(&mu_);
+  if (issuer_.IsRevoked(public_key)) return absl::OkStatus();
+  std::vector<Revocation> next = revocations_;
+  next.push_back(Revocation{std::string(public_key), std::string(name), now});
+  std::string text;
+  for (const Revocation& r : next) {
+    text += StrCat("v1 ", HexEncode(r.public_key), " ", r.name, " ", UnixSeconds(r.when), "\n");
+  }
+  HM_RETURN_IF_ERROR(ReplaceFile(revoked_path_, text, 0600));
+  revocations_ = std::move(next);
+  issuer_.RevokeKey(public_key);
+  return absl::OkStatus();
+}
+
+std::vector<IssuerService::Revocation> IssuerService::Revocations() const {
+  absl::MutexLock lock(&mu_);
+  return revocations_;
 }
 
 absl::StatusOr<Issued> IssuerService::Renew(const Certificate& current,

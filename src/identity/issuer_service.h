@@ -4,7 +4,8 @@
 //   v1 <id> <role> <sha-256 of the secret> <created unix s> <expires unix s> <uses> <used>
 //      <revoked 0|1> <created by>
 //
-// The secret itself is never written: it is shown once, when the token is created.
+// The secret itself is never written: it is shown once, when the token is created. Revoked node
+// keys are kept in <state>/mesh/revoked, one line each: v1 <key hex> <name> <unix s>.
 //
 // Thread safety: every method may be called from any thread.
 #pragma once
@@ -44,19 +45,31 @@ class IssuerService {
   // returned.
   absl::StatusOr<Issued> Join(const JoinRequest& request, WallTime now,
                               const Issuer::KeyOf& key_of);
+  // Revokes `name`'s key for good (written to the revoked file first): it is refused renewal and
+  // joins from now on. INVALID_ARGUMENT for a key of the wrong size.
+  absl::Status RevokeNode(std::string_view name, std::string_view public_key, WallTime now);
+  struct Revocation {
+    std::string public_key;
+    std::string name;
+    WallTime when;
+  };
+  std::vector<Revocation> Revocations() const;
   // Issuer::Renew.
   absl::StatusOr<Issued> Renew(const Certificate& current, const std::vector<Certificate>& chain,
                                std::string_view proved_key, WallTime now);
   const std::string& ca_digest() const { return ca_digest_; }
 
  private:
-  IssuerService(std::string path, Issuer issuer);
+  IssuerService(std::string path, std::string revoked_path, Issuer issuer,
+                std::vector<Revocation> revocations);
   absl::Status SaveLocked(WallTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string path_;
+  const std::string revoked_path_;
   const std::string ca_digest_;
   mutable absl::Mutex mu_;
   Issuer issuer_ ABSL_GUARDED_BY(mu_);
+  std::vector<Revocation> revocations_ ABSL_GUARDED_BY(mu_);
 };
 
 // The tokens file's text for `tokens`, and back (errors name the line).

@@ -1,7 +1,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "cli/token_command.h"
+#include "cli/issuer_command.h"
 
 namespace hivemesh::cli {
 namespace {

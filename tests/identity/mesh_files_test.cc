@@ -128,6 +128,37 @@ TEST_F(MeshFilesTest, TokensAreKeptAcrossRestartsWithoutTheirSecrets) {
   EXPECT_FALSE(IssuerService::Open(dir_, plain, "gw-1").ok());
 }
 
+TEST_F(MeshFilesTest, RevokedKeysAreKeptAndRefusedRenewalAndJoins) {
+  const MeshCredentials mesh = *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0());
+  ASSERT_TRUE(SaveMesh(dir_, mesh).ok());
+  const NodeKey doomed = NodeKey::Generate();
+  JoinRequest request;
+  request.name = "cam-9";
+  request.public_key = doomed.public_key();
+  const Issuer::KeyOf free = [](std::string_view) { return std::nullopt; };
+  Certificate cert = mesh.roots[0];
+  {
+    std::unique_ptr<IssuerService> service = *IssuerService::Open(dir_, mesh, "gw-1");
+    const JoinToken t = *service->CreateToken(Role::kNode, seconds(3600), 0, T0());
+    request.token_id = t.id;
+    request.token_secret = t.secret;
+    absl::StatusOr<Issued> issued = service->Join(request, T0(), free);
+    ASSERT_TRUE(issued.ok()) << issued.status();
+    cert = issued->cert;
+    ASSERT_TRUE(service->RevokeNode("cam-9", doomed.public_key(), T0()).ok());
+    EXPECT_FALSE(service->RevokeNode("cam-9", "short", T0()).ok());
+  }
+  std::unique_ptr<IssuerService> again = *IssuerService::Open(dir_, mesh, "gw-1");
+  ASSERT_EQ(again->Revocations().size(), 1u);
+  EXPECT_EQ(again->Revocations()[0].name, "cam-9");
+  EXPECT_EQ(again->Revocations()[0].when, T0());
+  EXPECT_THAT(again->Renew(cert, {*mesh.issuer_cert}, doomed.public_key(), T0()).status().message(),
+              HasSubstr("revoked"));
+  EXPECT_THAT(again->Join(request, T0(), free).status().message(), HasSubstr("revoked"));
+  Write("revoked", "v1 nothex cam-9 1\n");
+  EXPECT_THAT(IssuerService::Open(dir_, mesh, "gw-1").status().message(), HasSubstr("line 1"));
+}
+
 TEST(TokenFileTest, RoundTripsAndRefusesBadLines) {
   TokenRecord t;
   t.id = "0123abcd";

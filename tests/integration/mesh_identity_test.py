@@ -17,6 +17,8 @@
 - certificates are renewed at two thirds of their life (12 s certificates here), by the issuer
   for itself and from the issuer for a joined node; a node stopped past its certificate's life
   comes back and renews it by proving its key, with no token;
+- `hivemesh node revoke NAME` at the issuer: the member's key is refused renewal (its
+  certificate runs out) and joins with new tokens, also after the issuer restarts;
 - `hivemesh token create|list|revoke` against the issuer: a token names the mesh's CA digest, is
   listed without its secret (which is on disk nowhere), is revoked, and survives a restart; bad
   input is refused naming the field; a node without issuer rights says so; with
@@ -257,6 +259,43 @@ class MeshIdentityTest(unittest.TestCase):
         wait_for(lambda: self.v2(back)["mesh"]["certificate_expires"] > time.time(), 60,
                  "the node back from offline to renew its expired certificate")
         self.assertEqual(self.v2(back)["mesh"]["ca_digest"], self.v2(a)["mesh"]["ca_digest"])
+
+    def test_a_revoked_node_is_never_renewed_nor_let_in_again(self):
+        a = self.start("revoker", "--certificate-ttl", "12s")
+        b = self.start("doomed", "--join", a.gossip, "--token", self.cli(a, "create").stdout.strip())
+        self.assertIsNotNone(self.v2(b)["mesh"])
+        wait_for(lambda: any(m["name"] == "doomed" for m in json.loads(
+            a.request("GET", "/v1/mesh/members")[1])["members"]), 30, "a to see the member")
+        revoke = lambda name: subprocess.run(  # noqa: E731
+            [BINARY, "node", "revoke", "--node", f"127.0.0.1:{a.port}", name],
+            capture_output=True, text=True, timeout=30)
+        done = revoke("doomed")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        unknown = revoke("nobody")
+        self.assertEqual(unknown.returncode, 1)
+        self.assertIn("no member named nobody", unknown.stderr)
+        status, text = a.request("GET", "/v1/mesh/revocations")
+        self.assertEqual(status, 200, text)
+        [r] = json.loads(text)["revocations"]
+        self.assertEqual(r["name"], "doomed")
+        # Its renewals are refused from now on, and its certificate runs out.
+        wait_for(lambda: re.search(r"cannot renew.*revoked", b.text()), 30,
+                 "the revoked node's renewal to be refused")
+        wait_for(lambda: self.v2(b)["mesh"]["certificate_expires"] < time.time(), 30,
+                 "the revoked node's certificate to run out")
+        # A new token does not let its key in again, and the revocation survives a restart.
+        b.stop()
+        self.nodes.remove(b)
+        a.stop()
+        self.nodes.remove(a)
+        a = self.start("revoker", "--certificate-ttl", "12s")
+        self.assertEqual(json.loads(a.request("GET", "/v1/mesh/revocations")[1])
+                         ["revocations"][0]["name"], "doomed")
+        import shutil
+        shutil.rmtree(os.path.join(STATE_ROOT, "doomed", "mesh"))
+        out = self.start_failing("doomed", "--join", a.gossip, "--token",
+                                 self.cli(a, "create").stdout.strip())
+        self.assertIn("key was revoked", out)
 
     def test_tokens_need_the_admin_token_when_the_node_asks_for_one(self):
         with tempfile.NamedTemporaryFile("w", suffix=".token", delete=False) as f:

@@ -1,13 +1,15 @@
-#include "cli/token_command.h"
+#include "cli/issuer_command.h"
 
 #include <simdjson.h>
 
 #include <chrono>
 #include <cstdio>
 
+#include "base/status_macros.h"
 #include "base/strings.h"
 #include "cli/cli_flags.h"
 #include "cli/table.h"
+#include "codec/json_writer.h"
 
 namespace hivemesh::cli {
 namespace {
@@ -74,17 +76,55 @@ absl::StatusOr<std::string> FormatTokenList(std::string_view json, int64_t now_u
   return FormatTable(rows, {3});
 }
 
-int RunToken(const TokenFlags& flags) {
+// The Authorization header for `admin_token_file` (none when empty).
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> AdminHeaders(
+    const std::string& admin_token_file) {
   std::vector<std::pair<std::string, std::string>> headers;
-  if (!flags.admin_token_file.empty()) {
-    absl::StatusOr<std::string> token = ReadInputFile(flags.admin_token_file);
-    if (!token.ok()) return Fail("token", token.status());
-    std::string_view t = *token;
-    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
-      t.remove_suffix(1);
-    }
-    headers.emplace_back("Authorization", StrCat("Bearer ", t));
+  if (admin_token_file.empty()) return headers;
+  HM_ASSIGN_OR_RETURN(std::string token, ReadInputFile(admin_token_file));
+  std::string_view t = token;
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
+    t.remove_suffix(1);
   }
+  headers.emplace_back("Authorization", StrCat("Bearer ", t));
+  return headers;
+}
+
+CLI::App* AddNodeCommand(CLI::App& app, NodeCommandFlags& flags) {
+  CLI::App* cmd = app.add_subcommand("node", "manage the mesh's nodes at an issuer node");
+  cmd->require_subcommand(1);
+  flags.revoke = cmd->add_subcommand(
+      "revoke", "revoke a member's key: it is refused renewal and joins from now on");
+  AddNodeFlags(flags.revoke, flags.node, "  hivemesh node revoke cam-7");
+  flags.revoke->add_option("--admin-token-file", flags.admin_token_file,
+                           "file holding the node's admin token (admin_access: token)");
+  flags.revoke->add_option("name", flags.name, "the member's name")->required();
+  return cmd;
+}
+
+int RunNode(const NodeCommandFlags& flags) {
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
+      AdminHeaders(flags.admin_token_file);
+  if (!headers.ok()) return Fail("node revoke", headers.status());
+  HttpClient client(flags.node.node, flags.node.timeout_ms);
+  std::string body;
+  JsonWriter w(body);
+  w.BeginObject().Key("name").String(flags.name).EndObject();
+  absl::StatusOr<HttpResult> reply = Call(client, "POST", "/v1/mesh/revocations", body, *headers);
+  if (!reply.ok()) return Fail("node revoke", reply.status());
+  if (flags.node.output == "json") {
+    std::printf("%s\n", reply->body.c_str());
+  } else {
+    std::printf("revoked %s: its key is refused renewal and joins\n", flags.name.c_str());
+  }
+  return kExitOk;
+}
+
+int RunToken(const TokenFlags& flags) {
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> admin =
+      AdminHeaders(flags.admin_token_file);
+  if (!admin.ok()) return Fail("token", admin.status());
+  const std::vector<std::pair<std::string, std::string>>& headers = *admin;
   HttpClient client(flags.node.node, flags.node.timeout_ms);
   if (flags.create->parsed()) {
     const std::string body = StrCat("{\"role\":\"", flags.role, "\",\"ttl\":\"", flags.ttl,

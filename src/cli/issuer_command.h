@@ -1,6 +1,8 @@
-// `hivemesh token create|list|revoke`: the join tokens of an issuer node (docs/identity.md), over
-// its admin API (/v1/mesh/tokens; the node's admin_access applies: loopback by default, or
-// --admin-token-file for a node that wants a bearer token).
+// What an issuer node offers its operators (docs/identity.md), over its admin API (the node's
+// admin_access applies: loopback by default, or --admin-token-file for a node that wants a
+// bearer token):
+//   `hivemesh token create|list|revoke`  join tokens (/v1/mesh/tokens)
+//   `hivemesh node revoke NAME`          revokes a member's key (/v1/mesh/revocations)
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -24,6 +26,16 @@ struct TokenFlags {
 CLI::App* AddTokenCommand(CLI::App& app, TokenFlags& flags);
 // Returns the exit code (cli_common.h).
 int RunToken(const TokenFlags& flags);
+
+struct NodeCommandFlags {
+  NodeFlags node;
+  std::string admin_token_file;
+  std::string name;
+  CLI::App* revoke = nullptr;
+};
+
+CLI::App* AddNodeCommand(CLI::App& app, NodeCommandFlags& flags);
+int RunNode(const NodeCommandFlags& flags);
 
 // The table `token list` prints for the node's JSON answer (pure; `now_unix` for "expires in").
 absl::StatusOr<std::string> FormatTokenList(std::string_view json, int64_t now_unix);

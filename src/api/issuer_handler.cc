@@ -1,4 +1,4 @@
-#include "api/token_handler.h"
+#include "api/issuer_handler.h"
 
 #include <chrono>
 
@@ -12,6 +12,7 @@ namespace hivemesh {
 namespace {
 
 constexpr std::string_view kTokens = "/v1/mesh/tokens";
+constexpr std::string_view kRevocations = "/v1/mesh/revocations";
 
 int64_t Unix(identity::WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -19,12 +20,19 @@ int64_t Unix(identity::WallTime t) {
 
 }  // namespace
 
-TokenHandler::TokenHandler(std::shared_ptr<identity::IssuerService> issuer, AdminAccess admin,
-                           std::shared_ptr<Rejections> rejections)
-    : issuer_(std::move(issuer)), admin_(admin), rejections_(std::move(rejections)) {}
+IssuerHandler::IssuerHandler(std::shared_ptr<identity::IssuerService> issuer, AdminAccess admin,
+                             std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of)
+    : issuer_(std::move(issuer)),
+      admin_(admin),
+      rejections_(std::move(rejections)),
+      key_of_(std::move(key_of)) {}
 
-bool TokenHandler::Handle(const HttpRequest& request, HttpResponder& respond) const {
+bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) const {
   std::string_view path = request.target().substr(0, request.target().find('?'));
+  if (path == kRevocations) {
+    Revocations(request, respond);
+    return true;
+  }
   if (!path.starts_with(kTokens)) return false;
   std::string_view id = path.substr(kTokens.size());
   if (!id.empty() && id != "/" && !id.starts_with("/")) return false;  // e.g. /v1/mesh/tokensX
@@ -34,19 +42,8 @@ bool TokenHandler::Handle(const HttpRequest& request, HttpResponder& respond) co
     respond(MethodNotAllowed(method, path, id.empty() ? "GET, POST" : "DELETE"));
     return true;
   }
-  const AdminCaller caller{request.remote_address(), request.header("Authorization")};
-  if (absl::Status allowed = admin_.Check(caller); !allowed.ok()) {
-    if (rejections_ != nullptr) {
-      rejections_->Note(
-          Rejection::kAdminDenied, caller.address,
-          StrCat(method, " ", path, " (admin_access: ", AdminAccessModeName(admin_.mode()), ")"));
-    }
+  if (absl::Status allowed = Allowed(request, path); !allowed.ok()) {
     respond(ErrorResponse(allowed));
-    return true;
-  }
-  if (issuer_ == nullptr) {
-    respond(ErrorResponse(absl::FailedPreconditionError(
-        "this node holds no issuer rights: ask the node that created the mesh")));
     return true;
   }
   const identity::WallTime now = std::chrono::system_clock::now();
@@ -104,6 +101,65 @@ bool TokenHandler::Handle(const HttpRequest& request, HttpResponder& respond) co
   w.EndObject();
   respond(JsonResponse(201, std::move(out)));
   return true;
+}
+
+absl::Status IssuerHandler::Allowed(const HttpRequest& request, std::string_view path) const {
+  const AdminCaller caller{request.remote_address(), request.header("Authorization")};
+  if (absl::Status allowed = admin_.Check(caller); !allowed.ok()) {
+    if (rejections_ != nullptr) {
+      rejections_->Note(Rejection::kAdminDenied, caller.address,
+                        StrCat(request.method(), " ", path,
+                               " (admin_access: ", AdminAccessModeName(admin_.mode()), ")"));
+    }
+    return allowed;
+  }
+  if (issuer_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this node holds no issuer rights: ask the node that created the mesh");
+  }
+  return absl::OkStatus();
+}
+
+void IssuerHandler::Revocations(const HttpRequest& request, HttpResponder& respond) const {
+  const std::string_view method = request.method();
+  if (method != "GET" && method != "POST") {
+    return respond(MethodNotAllowed(method, kRevocations, "GET, POST"));
+  }
+  if (absl::Status allowed = Allowed(request, kRevocations); !allowed.ok()) {
+    return respond(ErrorResponse(allowed));
+  }
+  std::string out;
+  JsonWriter w(out);
+  if (method == "GET") {
+    w.BeginObject().Key("revocations").BeginArray();
+    for (const identity::IssuerService::Revocation& r : issuer_->Revocations()) {
+      w.BeginObject();
+      w.Key("name").String(r.name);
+      w.Key("key").String(identity::KeyFingerprint(r.public_key));
+      w.Key("when").Int(Unix(r.when));
+      w.EndObject();
+    }
+    w.EndArray().EndObject();
+    return respond(JsonResponse(200, std::move(out)));
+  }
+  const std::shared_ptr<const std::string> body = request.body();
+  absl::StatusOr<std::string> name =
+      DecodeRevocationRequest(body ? std::string_view(*body) : std::string_view());
+  if (!name.ok()) return respond(ErrorResponse(name.status()));
+  const std::optional<std::string> key = key_of_ ? key_of_(*name) : std::nullopt;
+  if (!key) {
+    return respond(ErrorResponse(absl::NotFoundError(
+        StrCat("no member named ", *name, " is known with a key; nothing was revoked"))));
+  }
+  if (absl::Status revoked = issuer_->RevokeNode(*name, *key, std::chrono::system_clock::now());
+      !revoked.ok()) {
+    return respond(ErrorResponse(revoked));
+  }
+  w.BeginObject();
+  w.Key("name").String(*name);
+  w.Key("key").String(identity::KeyFingerprint(*key));
+  w.EndObject();
+  respond(JsonResponse(201, std::move(out)));
 }
 
 }  // namespace hivemesh

@@ -1,0 +1,50 @@
+// What an issuer node (docs/identity.md) offers its operators over REST: join tokens, and
+// revocations of node keys. Every call is an admin call (admin_access.h):
+//
+//   POST   /v1/mesh/tokens       {"role": "node", "ttl": "24h", "uses": 0}  -> 201
+//          {"token": "HM1-...", "id", "role", "expires" (unix s), "uses"}
+//   GET    /v1/mesh/tokens       -> {"tokens": [{"id", "role", "created", "expires", "uses",
+//                                    "used", "revoked", "created_by"}]}  (never a secret)
+//   DELETE /v1/mesh/tokens/<id>  -> {} or 404
+//   POST   /v1/mesh/revocations  {"name": "cam-1"}  -> 201 {"name", "key"}: the key the member's
+//          name is bound to in gossip is refused renewal and joins from then on (404 for a name
+//          no member has)
+//   GET    /v1/mesh/revocations  -> {"revocations": [{"name", "key", "when"}]}
+//
+// A node without issuer rights answers 409, saying so.
+//
+// Thread safety: Handle may be called from any thread.
+#pragma once
+
+#include <memory>
+
+#include "api/admin_access.h"
+#include "base/rejections.h"
+#include "identity/issuer.h"
+#include "transport/http_server.h"
+
+namespace hivemesh {
+namespace identity {
+class IssuerService;
+}
+
+class IssuerHandler {
+ public:
+  // `issuer` null: the node holds no issuer rights. `key_of`: the key a name is bound to.
+  IssuerHandler(std::shared_ptr<identity::IssuerService> issuer, AdminAccess admin,
+                std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of);
+  // True if the request was for /v1/mesh/tokens or /v1/mesh/revocations (and was answered).
+  bool Handle(const HttpRequest& request, HttpResponder& respond) const;
+
+ private:
+  std::shared_ptr<identity::IssuerService> issuer_;
+  AdminAccess admin_;
+  std::shared_ptr<Rejections> rejections_;
+  identity::Issuer::KeyOf key_of_;
+
+  // OK if the caller is an admin and this node an issuer.
+  absl::Status Allowed(const HttpRequest& request, std::string_view path) const;
+  void Revocations(const HttpRequest& request, HttpResponder& respond) const;
+};
+
+}  // namespace hivemesh
