@@ -264,7 +264,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       http,
       [self](const HttpRequest& req, HttpResponder respond) {
         if (self->metrics_handler_->Handle(req, respond)) return;
-        if (self->tokens_ && self->tokens_->Handle(req, respond)) return;
+        if (self->issuer_api_ && self->issuer_api_->Handle(req, respond)) return;
         if (self->mesh_ && self->mesh_->Handle(req, respond)) return;
         self->kserve_->Handle(req, std::move(respond));
       },
@@ -305,7 +305,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   absl::StatusOr<AdminAccess> admin = MakeAdminAccess(config);
   if (!admin.ok()) return admin.status();
   agent->kserve_->SetAdmin(*admin, agent->rejections_);
-  agent->tokens_ = std::make_unique<IssuerHandler>(
+  agent->issuer_api_ = std::make_unique<IssuerHandler>(
       agent->issuer_, *admin, agent->rejections_,
       [self = agent.get()](std::string_view name) { return self->KeyOf(name); });
   agent->kserve_->SetMemberCheck(agent->member_check_);
@@ -369,11 +369,8 @@ absl::StatusOr<identity::MeshCredentials> LoadOrCreateMesh(const AgentConfig& co
     if (config.token.empty()) return mesh;  // joins without a certificate
     mesh = JoinWithToken(config, key);
   } else {
-    absl::Status fits = identity::CheckCertificateText(config.node_name, "node name");
-    for (const auto& [k, v] : config.LabelMap()) {
-      if (fits.ok()) fits = identity::CheckCertificateText(k, "label key");
-      if (fits.ok()) fits = identity::CheckCertificateText(v, StrCat("label ", k));
-    }
+    const absl::Status fits =
+        identity::CheckNodeIdentity(config.node_name, config.LabelMap(), key.public_key());
     if (!fits.ok()) {
       spdlog::warn("no mesh created: {}; this node has no certificate", MessageOf(fits));
       return mesh;
@@ -435,7 +432,7 @@ absl::Status Agent::StartGossip() {
         JoinService::Create(*creds, options_key, issuer_, std::move(key_of));
     if (!join.ok()) return join.status();
     join_ = std::move(*join);
-    options.on_tls_connection = [this](int fd, const std::string& peer) { join_->Serve(fd, peer); };
+    options.on_tls_connection = [this](int fd, const std::string&) { join_->Serve(fd); };
   }
   options.max_tcp_connections = static_cast<size_t>(config_.gossip_max_connections);
   options.max_tcp_connections_per_source =

@@ -123,7 +123,7 @@ class Agent {
   bool RenewOnce(const identity::MeshCredentials& mesh);
   std::thread renew_thread_;
   std::unique_ptr<MeshHandler> mesh_;
-  std::unique_ptr<IssuerHandler> tokens_;  // tokens and revocations, for an issuer's operators
+  std::unique_ptr<IssuerHandler> issuer_api_;  // tokens and revocations, for an issuer's operators
   std::unique_ptr<routing::MeshDirectory> directory_;
   // Who peers' links and forwarded requests come from, checked against keys from directory_.
   std::shared_ptr<const MemberCheck> member_check_;

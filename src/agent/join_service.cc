@@ -18,6 +18,7 @@
 #include "base/strings.h"
 #include "codec/json_writer.h"
 #include "identity/issuer_service.h"
+#include "identity/openssl_util.h"
 
 namespace hivemesh {
 namespace {
@@ -25,29 +26,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using identity::Certificate;
 
-template <typename T, void (*F)(T*)>
-struct Deleter {
-  void operator()(T* p) const { F(p); }
-};
-using SslCtxPtr = std::unique_ptr<SSL_CTX, Deleter<SSL_CTX, SSL_CTX_free>>;
-using SslPtr = std::unique_ptr<SSL, Deleter<SSL, SSL_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
+using identity::OpenSslDeleter;
+using identity::PkeyPtr;
+using identity::ToX509;
+using identity::X509Ptr;
+using SslCtxPtr = std::unique_ptr<SSL_CTX, OpenSslDeleter<SSL_CTX, SSL_CTX_free>>;
+using SslPtr = std::unique_ptr<SSL, OpenSslDeleter<SSL, SSL_free>>;
 
-std::string SslError() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "the connection closed";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
-
-X509Ptr ToX509(const Certificate& c) {
-  const std::string der = c.Der();
-  const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
-  return X509Ptr(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
-}
+std::string SslError() { return identity::OpenSslError("the connection closed"); }
 
 std::optional<Certificate> FromX509(X509* x) {
   unsigned char* der = nullptr;
@@ -180,6 +166,7 @@ std::string Pem(const std::vector<Certificate>& certs) {
 
 // The join request's fields.
 struct Request {
+  bool renew = false;  // {"renew": true}: nothing else is read
   std::string token;
   std::string name;
   std::map<std::string, std::string> labels;
@@ -193,6 +180,7 @@ absl::StatusOr<Request> ParseRequest(std::string_view body) {
     return absl::InvalidArgumentError("the join request is not a JSON object");
   }
   Request r;
+  if (o["renew"].get(r.renew) == simdjson::SUCCESS && r.renew) return r;
   std::string_view token, name, key;
   simdjson::dom::object labels;
   if (o["token"].get(token) || o["name"].get(name) || o["public_key"].get(key) ||
@@ -247,7 +235,8 @@ struct JoinService::Impl {
       return absl::FailedPreconditionError(
           "this node holds no issuer rights: ask the node that created the mesh");
     }
-    if (IsRenewal(body)) {
+    HM_ASSIGN_OR_RETURN(Request r, ParseRequest(body));
+    if (r.renew) {
       // The handshake proved the key of the certificate presented; the issuer checks the rest
       // (chain, revocation, how long ago it expired).
       if (presented.empty()) {
@@ -257,7 +246,6 @@ struct JoinService::Impl {
       return issuer->Renew(presented.front(), chain, presented.front().public_key(),
                            std::chrono::system_clock::now());
     }
-    HM_ASSIGN_OR_RETURN(Request r, ParseRequest(body));
     HM_ASSIGN_OR_RETURN(identity::JoinToken token, identity::JoinToken::Parse(r.token));
     if (token.ca_digest != issuer->ca_digest()) {
       return absl::PermissionDeniedError("join refused: the token is for another mesh");
@@ -269,12 +257,6 @@ struct JoinService::Impl {
     request.labels = r.labels;
     request.public_key = r.public_key;
     return issuer->Join(request, std::chrono::system_clock::now(), key_of);
-  }
-
-  static bool IsRenewal(std::string_view body) {
-    simdjson::dom::parser parser;
-    bool renew = false;
-    return parser.parse(body.data(), body.size())["renew"].get(renew) == simdjson::SUCCESS && renew;
   }
 };
 
@@ -291,10 +273,7 @@ absl::StatusOr<std::shared_ptr<SSL_CTX>> ContextFor(const identity::MeshCredenti
   if (!mesh.node_cert) return absl::FailedPreconditionError("this node has no certificate");
   SslCtxPtr ctx = NewContext(server);
   X509Ptr leaf = ToX509(*mesh.node_cert);
-  const std::string pem = node_key.ToPem();
-  std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>> bio(
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  PkeyPtr pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  PkeyPtr pkey = identity::ToEvpKey(node_key);
   if (ctx == nullptr || leaf == nullptr || pkey == nullptr ||
       SSL_CTX_use_certificate(ctx.get(), leaf.get()) != 1 ||
       SSL_CTX_use_PrivateKey(ctx.get(), pkey.get()) != 1) {
@@ -356,8 +335,7 @@ JoinService::Stats JoinService::stats() const {
   return stats_;
 }
 
-void JoinService::Serve(int fd, const std::string& peer) {
-  (void)peer;
+void JoinService::Serve(int fd) {
   absl::MutexLock lock(&mu_);
   // Threads that are done are joined here, so the list stays as long as the joins at once.
   for (auto it = workers_.begin(); it != workers_.end();) {

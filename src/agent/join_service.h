@@ -65,7 +65,7 @@ class JoinService {
 
   // Takes `fd` (a connection whose first byte is a TLS record) and serves it, or closes it at
   // once when kMaxJoinsAtOnce are being served.
-  void Serve(int fd, const std::string& peer);
+  void Serve(int fd);
 
   struct Stats {
     uint64_t served = 0;   // answers written (a certificate or an error)

@@ -81,10 +81,6 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
     respond(ErrorResponse(role.status()));
     return true;
   }
-  if (create->uses > 1000000) {
-    respond(ErrorResponse(absl::InvalidArgumentError("'uses' must be at most 1000000")));
-    return true;
-  }
   absl::StatusOr<identity::JoinToken> token = issuer_->CreateToken(
       *role, std::chrono::seconds(create->ttl_seconds), static_cast<int>(create->uses), now);
   if (!token.ok()) {

@@ -142,8 +142,9 @@ absl::StatusOr<TokenCreateRequest> DecodeTokenCreateRequest(std::string_view bod
         return absl::InvalidArgumentError("'ttl' must be a duration (\"24h\") or seconds > 0");
       }
     } else if (key == "uses") {
-      if (value.get(out.uses) != simdjson::SUCCESS || out.uses < 0) {
-        return absl::InvalidArgumentError("'uses' must be an integer, 0 (unlimited) or more");
+      if (value.get(out.uses) != simdjson::SUCCESS || out.uses < 0 || out.uses > 1000000) {
+        return absl::InvalidArgumentError(
+            "'uses' must be an integer from 0 (unlimited) to 1000000");
       }
     } else {
       return absl::InvalidArgumentError(

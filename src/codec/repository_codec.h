@@ -29,10 +29,10 @@ absl::StatusOr<std::vector<std::string>> DecodeRepositoryControlParameters(std::
 struct TokenCreateRequest {
   std::string role = "node";
   int64_t ttl_seconds = 86400;
-  int64_t uses = 0;  // 0: unlimited
+  int64_t uses = 0;  // 0: unlimited; at most 1000000
 };
 // Fields: role (a string), ttl (a duration: "90s", "30m", "24h", "7d", or a number of seconds;
-// at most 365 days), uses (an integer, 0 or more). An unknown field is refused, by name.
+// at most 365 days), uses (an integer, 0 to 1000000). An unknown field is refused, by name.
 absl::StatusOr<TokenCreateRequest> DecodeTokenCreateRequest(std::string_view body);
 // The member name a revocation names. An unknown field is refused, by name.
 absl::StatusOr<std::string> DecodeRevocationRequest(std::string_view body);

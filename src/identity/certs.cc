@@ -1,4 +1,5 @@
 #include "identity/certs.h"
+#include "identity/openssl_util.h"
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -46,26 +47,11 @@ constexpr std::string_view kLabelUri = "urn:hivemesh:label:";
   std::abort();
 }
 
-template <typename T, void (*F)(T*)>
-struct Deleter {
-  void operator()(T* p) const { F(p); }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO, BIO_free_all>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
-using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
-using StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE, X509_STORE_free>>;
-using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
-using BnPtr = std::unique_ptr<BIGNUM, Deleter<BIGNUM, BN_free>>;
-using NamesPtr = std::unique_ptr<GENERAL_NAMES, Deleter<GENERAL_NAMES, GENERAL_NAMES_free>>;
-
-std::string OpenSslError() {
-  const unsigned long e = ERR_get_error();
-  ERR_clear_error();
-  if (e == 0) return "unknown OpenSSL error";
-  char buf[256];
-  ERR_error_string_n(e, buf, sizeof buf);
-  return buf;
-}
+using StorePtr = std::unique_ptr<X509_STORE, OpenSslDeleter<X509_STORE, X509_STORE_free>>;
+using StoreCtxPtr =
+    std::unique_ptr<X509_STORE_CTX, OpenSslDeleter<X509_STORE_CTX, X509_STORE_CTX_free>>;
+using BnPtr = std::unique_ptr<BIGNUM, OpenSslDeleter<BIGNUM, BN_free>>;
+using NamesPtr = std::unique_ptr<GENERAL_NAMES, OpenSslDeleter<GENERAL_NAMES, GENERAL_NAMES_free>>;
 
 std::string RandomHex(size_t bytes) {
   std::string raw(bytes, '\0');
@@ -73,14 +59,6 @@ std::string RandomHex(size_t bytes) {
     Fatal("RAND_bytes");
   }
   return HexEncode(raw);
-}
-
-PkeyPtr PrivateKey(const NodeKey& key) {
-  const std::string pem = key.ToPem();
-  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  PkeyPtr pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
-  if (pkey == nullptr) Fatal("reading a node key");
-  return pkey;
 }
 
 PkeyPtr PublicKey(std::string_view raw) {
@@ -167,7 +145,7 @@ void Sign(X509* x, X509* issuer, const NodeKey& key) {
   if (X509_set_issuer_name(x, X509_get_subject_name(issuer)) != 1) Fatal("setting the issuer");
   AddExtension(x, issuer, NID_subject_key_identifier, "hash");
   AddExtension(x, issuer, NID_authority_key_identifier, "keyid:always");
-  PkeyPtr pkey = PrivateKey(key);
+  PkeyPtr pkey = ToEvpKey(key);
   // Ed25519 signs the message itself: no digest is named.
   if (X509_sign(x, pkey.get(), nullptr) <= 0) Fatal("X509_sign");
 }
@@ -178,6 +156,19 @@ bool ValidTextChar(char c) {
 }
 
 }  // namespace
+
+PkeyPtr ToEvpKey(const NodeKey& key) {
+  const std::string pem = key.ToPem();
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  PkeyPtr pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (pkey == nullptr) Fatal("reading a node key");
+  return pkey;
+}
+
+X509Ptr ToX509(const Certificate& cert) {
+  X509_up_ref(cert.impl().x);
+  return X509Ptr(cert.impl().x);
+}
 
 std::string_view RoleName(Role r) { return r == Role::kOperator ? "operator" : "node"; }
 
@@ -201,6 +192,21 @@ absl::Status CheckCertificateText(std::string_view text, std::string_view what) 
   }
   if (text[0] == '.' || text[0] == '-') {
     return absl::InvalidArgumentError(StrCat(what, ": '", text, "' starts with '.' or '-'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckNodeIdentity(std::string_view name,
+                               const std::map<std::string, std::string>& labels,
+                               std::string_view public_key) {
+  HM_RETURN_IF_ERROR(CheckCertificateText(name, "name"));
+  for (const auto& [k, v] : labels) {
+    HM_RETURN_IF_ERROR(CheckCertificateText(k, "label key"));
+    HM_RETURN_IF_ERROR(CheckCertificateText(v, StrCat("label ", k)));
+  }
+  if (public_key.size() != kPublicKeyBytes) {
+    return absl::InvalidArgumentError(
+        StrCat("public key: ", public_key.size(), " bytes, not ", kPublicKeyBytes));
   }
   return absl::OkStatus();
 }
@@ -369,15 +375,7 @@ Certificate MakeIssuerCertificate(std::string_view issuer_public_key, std::strin
 absl::StatusOr<Certificate> IssueNodeCertificate(const NodeIdentity& who, const Certificate& issuer,
                                                  const NodeKey& issuer_key, WallTime now,
                                                  seconds validity) {
-  HM_RETURN_IF_ERROR(CheckCertificateText(who.name, "name"));
-  for (const auto& [k, v] : who.labels) {
-    HM_RETURN_IF_ERROR(CheckCertificateText(k, "label key"));
-    HM_RETURN_IF_ERROR(CheckCertificateText(v, StrCat("label ", k)));
-  }
-  if (who.public_key.size() != kPublicKeyBytes) {
-    return absl::InvalidArgumentError(
-        StrCat("public key: ", who.public_key.size(), " bytes, not ", kPublicKeyBytes));
-  }
+  HM_RETURN_IF_ERROR(CheckNodeIdentity(who.name, who.labels, who.public_key));
   if (!issuer.is_ca() || issuer.MeshId().empty()) {
     return absl::InvalidArgumentError("issuer: not a CA certificate of a mesh");
   }

@@ -118,6 +118,11 @@ absl::StatusOr<NodeIdentity> VerifyNodeCertificate(const Certificate& leaf,
 // Checks a node name or a label key or value: 1 to 63 of [A-Za-z0-9._-], not starting with '.'
 // or '-'. `what` names the field in the error.
 absl::Status CheckCertificateText(std::string_view text, std::string_view what);
+// What a node certificate must hold: a name and labels that pass CheckCertificateText, and a key
+// of kPublicKeyBytes. Errors name the field.
+absl::Status CheckNodeIdentity(std::string_view name,
+                               const std::map<std::string, std::string>& labels,
+                               std::string_view public_key);
 
 // A join token (docs/identity.md): HM1-<CA digest: 64 hex>-<id: 8 hex>.<secret: 32 hex>. The
 // digest lets a joining node check the mesh's CA before it sends anything secret.

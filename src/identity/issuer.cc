@@ -97,15 +97,7 @@ absl::StatusOr<Issued> Issuer::Join(const JoinRequest& request, WallTime now, co
   if (token.uses > 0 && token.used >= token.uses) {
     return Refused(StrCat("token ", token.id, " is used up (", token.uses, " uses)"));
   }
-  HM_RETURN_IF_ERROR(CheckCertificateText(request.name, "name"));
-  for (const auto& [k, v] : request.labels) {
-    HM_RETURN_IF_ERROR(CheckCertificateText(k, "label key"));
-    HM_RETURN_IF_ERROR(CheckCertificateText(v, StrCat("label ", k)));
-  }
-  if (request.public_key.size() != kPublicKeyBytes) {
-    return absl::InvalidArgumentError(
-        StrCat("public key: ", request.public_key.size(), " bytes, not ", kPublicKeyBytes));
-  }
+  HM_RETURN_IF_ERROR(CheckNodeIdentity(request.name, request.labels, request.public_key));
   if (IsRevoked(request.public_key)) return Refused("this node's key was revoked");
   if (key_of) {
     const std::optional<std::string> bound = key_of(request.name);

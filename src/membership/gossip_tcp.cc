@@ -136,8 +136,7 @@ void GossipNodeImpl::Admit(tcp::socket socket) {
     if (ec || x->done) return Finish(x);
     unsigned char first = 0;
     error_code peek_ec;
-    const size_t n =
-        x->socket.receive(asio::buffer(&first, 1), tcp::socket::message_peek, peek_ec);
+    const size_t n = x->socket.receive(asio::buffer(&first, 1), tcp::socket::message_peek, peek_ec);
     if (peek_ec || n == 0) return Finish(x);
     if (first != 0x16) return ReadFrame(x, [this, x](FrameOutcome o) { Serve(x, std::move(o)); });
     const int fd = dup(x->socket.native_handle());

@@ -128,15 +128,11 @@ TEST(TokenCreateRequestTest, DefaultsFieldsAndRefusalsNamingTheField) {
     EXPECT_THAT(std::string(s.status().message()), HasSubstr("'ttl'")) << bad;
   }
   const std::vector<std::pair<std::string_view, std::string_view>> refusals = {
-      {R"({"role":1})", "'role'"},
-      {R"({"ttl":"2x"})", "'ttl'"},
-      {R"({"ttl":-1})", "'ttl'"},
-      {R"({"ttl":"400d"})", "'ttl'"},
-      {R"({"uses":-1})", "'uses'"},
-      {R"({"uses":"3"})", "'uses'"},
-      {R"({"secret":"x"})", "'secret'"},
-      {"[1]", "JSON object"},
-      {"{", "not valid JSON"}};
+      {R"({"role":1})", "'role'"},   {R"({"ttl":"2x"})", "'ttl'"},
+      {R"({"ttl":-1})", "'ttl'"},    {R"({"ttl":"400d"})", "'ttl'"},
+      {R"({"uses":-1})", "'uses'"},  {R"({"uses":1000001})", "'uses'"},
+      {R"({"uses":"3"})", "'uses'"}, {R"({"secret":"x"})", "'secret'"},
+      {"[1]", "JSON object"},        {"{", "not valid JSON"}};
   for (const auto& [body, field] : refusals) {
     absl::StatusOr<TokenCreateRequest> t = DecodeTokenCreateRequest(body);
     ASSERT_FALSE(t.ok()) << body;
