@@ -432,7 +432,8 @@ class Hivemesh:
                "--http-address", f"127.0.0.1:{agent.ctl_port}",
                "--gossip-address", f"127.0.0.1:{agent.gossip_port}", "--gossip-profile", "lan",
                "--model-repository", self.models, "--log-level", "info",
-               "--grpc-address", "off"]  # gossip only, like serf
+               "--grpc-address", "off",  # gossip only, like serf
+               "--insecure"]  # no certificates: serf's agents have none
         if join_port is not None:
             cmd += ["--join", f"127.0.0.1:{join_port}"]
         return cmd

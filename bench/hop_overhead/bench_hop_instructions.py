@@ -68,7 +68,7 @@ def total_instructions(out_prefix):
 def agent_cmd(binary, name, repo, http, gossip, join=None):
     cmd = [binary, "agent", "--node-name", name, "--model-repository", repo,
            "--http-address", f"127.0.0.1:{http}", "--gossip-address", f"127.0.0.1:{gossip}",
-           "--http-threads", "2", "--log-level", "warn", "--grpc-address", "off"]
+           "--http-threads", "2", "--log-level", "warn", "--grpc-address", "off", "--insecure"]
     return cmd + (["--join", join] if join else [])
 
 

@@ -35,7 +35,8 @@ def start_agent(binary, work, name, repo, threads, join=None):
     http, gossip = free_port(), free_port()
     cmd = [binary, "agent", "--node-name", name, "--model-repository", repo,
            "--http-address", f"127.0.0.1:{http}", "--gossip-address", f"127.0.0.1:{gossip}",
-           "--http-threads", str(threads), "--log-level", "warn", "--grpc-address", "off"]
+           "--http-threads", str(threads), "--log-level", "warn", "--grpc-address", "off",
+           "--insecure"]  # the plain hop, as nginx proxies plain HTTP
     if join:
         cmd += ["--join", join]
     log = open(os.path.join(work, f"{name}.log"), "w")
@@ -69,6 +70,72 @@ http {{
 }}
 """)
     return path
+
+
+def start_nginx(conf, work, ready_port):
+    """nginx with `conf`, once it answers /v2/health/ready on `ready_port`."""
+    nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", conf, "-p", work],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{ready_port}/v2/health/ready")
+    return nginx
+
+
+def median(values):
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
+def wait_forwarded(a_http, body, served_by, seconds=15):
+    """Waits until the node at `a_http` answers an identity inference served by `served_by`."""
+    deadline = time.time() + seconds
+    while True:
+        req = urllib.request.Request(f"http://127.0.0.1:{a_http}/v2/models/identity/infer",
+                                     data=body.encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req) as r:
+                if r.headers.get("Hivemesh-Served-By") == served_by:
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            sys.exit(f"the node at {a_http} never forwarded to {served_by}")
+        time.sleep(0.05)
+
+
+def run_rounds(paths, rounds, seconds, work, body):
+    """wrk at concurrency 1 and 32 on each (label, port) of `paths`, `rounds` times; the order of
+    the paths rotates from round to round, so that a slow patch of a shared machine lands on all
+    of them and no path always runs right after the same other one."""
+    results = []
+    for n in range(rounds):
+        r = {}
+        order = paths[n % len(paths):] + paths[:n % len(paths)]
+        for conns in (1, 32):
+            for label, port in order:
+                r[(label, conns)] = run_wrk(f"http://127.0.0.1:{port}/v2/models/identity/infer",
+                                            conns, seconds, work, body)
+        results.append(r)
+    return results
+
+
+def hop_table(paths, rounds, direct):
+    """Prints each path's median req/s, p50 and p99 over `rounds`, and the hop it adds: its p50 and
+    p99 minus those of path `direct` in the same round. Returns (added, results): per (label,
+    conns), the median hop (p50, p99) and the median figures."""
+    print(f"{'path':<24}{'conns':>6}{'req/s':>10}{'p50 us':>9}{'p99 us':>9}{'hop p50':>9}{'hop p99':>9}")
+    added, results = {}, {}
+    for key in [(label, conns) for conns in (1, 32) for label, _ in paths]:
+        label, conns = key
+        hops50 = [r[key]["p50_us"] - r[(direct, conns)]["p50_us"] for r in rounds]
+        hops99 = [r[key]["p99_us"] - r[(direct, conns)]["p99_us"] for r in rounds]
+        results[key] = {k: median([r[key][k] for r in rounds]) for k in ("rps", "p50_us", "p99_us")}
+        added[key] = (median(hops50), median(hops99))
+        r = results[key]
+        print(f"{label:<24}{conns:>6}{r['rps']:>10.0f}{r['p50_us']:>9.0f}{r['p99_us']:>9.0f}"
+              f"{added[key][0]:>9.0f}{added[key][1]:>9.0f}"
+              + (f"   hop p50 by round: {', '.join(f'{h:.0f}' for h in hops50)}"
+                 if label != direct and len(rounds) > 1 else ""))
+    return added, results
 
 
 def count_syscalls(url, seconds, work, body, groups):
@@ -120,42 +187,17 @@ def main():
             a, a_http, _ = start_agent(binary, work, "node-a", os.path.join(work, "empty"),
                                         args.proxy_threads, b_gossip)
             procs.append(a)
-            # Wait until A routes to B.
-            deadline = time.time() + 10
-            while True:
-                req = urllib.request.Request(f"http://127.0.0.1:{a_http}/v2/models/identity/infer",
-                                             data=body.encode(), method="POST")
-                try:
-                    with urllib.request.urlopen(req) as r:
-                        if r.headers.get("Hivemesh-Served-By") == "node-b":
-                            break
-                except OSError:
-                    pass
-                if time.time() > deadline:
-                    sys.exit("node-a never forwarded to node-b")
-                time.sleep(0.05)
+            wait_forwarded(a_http, body, "node-b")
             nginx_port = free_port()
             conf = write_nginx_conf(work, nginx_port, b_http, args.proxy_threads)
-            nginx = subprocess.Popen(["/usr/sbin/nginx", "-c", conf, "-p", work],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            nginx = start_nginx(conf, work, nginx_port)
             procs.append(nginx)
-            wait_http(f"http://127.0.0.1:{nginx_port}/v2/health/ready")
 
-            # Rounds interleave the three paths, so that a slow patch of a shared machine
-            # lands on all of them, and rotate their order, so that no path always runs right
-            # after the same other one; the report takes the median of each figure over rounds.
+            # The report takes the median of each figure over rounds.
             paths = [("direct to B", b_http), ("through A (mesh hop)", a_http),
                      ("through nginx", nginx_port)]
-            rounds, syscalls = [], {}
-            for n in range(args.rounds):
-                results = {}
-                order = paths[n % 3:] + paths[:n % 3]
-                for conns in (1, 32):
-                    for label, port in order:
-                        results[(label, conns)] = run_wrk(
-                            f"http://127.0.0.1:{port}/v2/models/identity/infer", conns,
-                            args.seconds, work, body)
-                rounds.append(results)
+            rounds = run_rounds(paths, args.rounds, args.seconds, work, body)
+            syscalls = {}
             if args.syscalls:
                 nginx_workers = subprocess.run(["pgrep", "-P", str(nginx.pid)], capture_output=True,
                                                text=True).stdout.split()
@@ -170,25 +212,9 @@ def main():
             for p in procs:
                 p.wait(timeout=30)
 
-    def median(values):
-        v = sorted(values)
-        return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
-
     print(f"identity model, wrk keep-alive, {args.seconds}s per row, {args.rounds} round(s), "
           "medians over rounds; a hop = the row minus 'direct to B' in the same round")
-    print(f"{'path':<24}{'conns':>6}{'req/s':>10}{'p50 us':>9}{'p99 us':>9}{'hop p50':>9}{'hop p99':>9}")
-    added, results = {}, {}
-    for key in [(label, conns) for conns in (1, 32) for label, _ in paths]:
-        label, conns = key
-        hops50 = [r[key]["p50_us"] - r[("direct to B", conns)]["p50_us"] for r in rounds]
-        hops99 = [r[key]["p99_us"] - r[("direct to B", conns)]["p99_us"] for r in rounds]
-        results[key] = {k: median([r[key][k] for r in rounds]) for k in ("rps", "p50_us", "p99_us")}
-        added[key] = (median(hops50), median(hops99))
-        r = results[key]
-        print(f"{label:<24}{conns:>6}{r['rps']:>10.0f}{r['p50_us']:>9.0f}{r['p99_us']:>9.0f}"
-              f"{added[key][0]:>9.0f}{added[key][1]:>9.0f}"
-              + (f"   hop p50 by round: {', '.join(f'{h:.0f}' for h in hops50)}"
-                 if label != "direct to B" and len(rounds) > 1 else ""))
+    added, results = hop_table(paths, rounds, "direct to B")
     for label, per in syscalls.items():
         print(f"system calls per request at c=32, {label}: proxy {per['proxy']:.2f}, "
               f"B {per['B']:.2f}")

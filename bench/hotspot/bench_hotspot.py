@@ -152,7 +152,8 @@ class Mesh:
             http, gossip = free_port(), free_port()
             cmd = [self.binary, "agent", "--node-name", node_name(i), "--model-repository", repo,
                    "--http-address", f"127.0.0.1:{http}", "--gossip-address", f"127.0.0.1:{gossip}",
-                   "--routing-mode", self.mode, "--log-level", "warn", "--grpc-address", "off"]
+                   "--routing-mode", self.mode, "--log-level", "warn", "--grpc-address", "off",
+                   "--insecure"]
             if seed:
                 cmd += ["--join", seed]
             else:

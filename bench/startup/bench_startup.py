@@ -71,7 +71,8 @@ def main():
     args = ap.parse_args()
     agent = [os.path.join(args.build, "hivemesh"), "agent", "--model-repository",
              os.path.join(ROOT, "models"), "--http-address", "127.0.0.1:{port}", "--log-level", "warn",
-             "--grpc-address", "off"]  # REST only, as nginx serves HTTP only
+             "--grpc-address", "off",  # REST only, as nginx serves HTTP only
+             "--insecure"]
     with tempfile.TemporaryDirectory() as work:
         os.chmod(work, 0o755)  # nginx workers run as www-data and must read the payload
         os.makedirs(os.path.join(work, "www"))

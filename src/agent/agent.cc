@@ -32,6 +32,8 @@
 #include "identity/key_file.h"
 #include "identity/member_credential.h"
 #include "identity/mesh_files.h"
+#include "identity/peer_verifier.h"
+#include "identity/tls_context.h"
 #include "membership/gossip_node.h"
 #include "membership/node_meta.h"
 #include "routing/dispatcher.h"
@@ -257,6 +259,20 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.authorize_link = [self](const HttpRequest& upgrade) {
     return self->member_check_->AuthorizeLink(upgrade);
   };
+  // Peers' connections are mutual TLS (contexts from the certificate, set by StartGossip once
+  // the mesh credentials are loaded); clients may still come in plain.
+  if (!config.insecure) {
+    agent->peer_verifier_ = std::make_unique<identity::PeerVerifier>();
+    agent->tls_ = std::make_shared<TlsSettings>(
+        nullptr, nullptr, [self](const PeerChain& chain, std::string_view expected) {
+          return self->CheckPeer(chain, expected);
+        });
+    http.tls = agent->tls_;
+  } else {
+    spdlog::warn(
+        "INSECURE: --insecure: connections between nodes are plain TCP and members are not "
+        "authenticated by certificates; use it in labs only (docs/identity.md)");
+  }
   // One set of I/O threads for the API and the peer client: a forwarded request and its answer
   // stay on the thread that read the request.
   agent->io_ = IoThreads::Create(config.http_threads);
@@ -282,6 +298,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       agent->observer_.get());
   agent->dispatcher_->SetZone(config.LabelMap()["zone"]);
   ServerIdentity who{"hivemesh", HIVEMESH_VERSION, config.node_name, agent->gossip_->encrypted()};
+  who.insecure = config.insecure;
   if (const std::shared_ptr<const identity::MeshCredentials> mesh = agent->Credentials();
       mesh->node_cert) {
     absl::StatusOr<identity::NodeIdentity> id = mesh->node_cert->Identity();
@@ -364,16 +381,40 @@ absl::StatusOr<identity::MeshCredentials> LoadOrCreateMesh(const AgentConfig& co
                                                            bool* created) {
   const std::string state = config.StateDir();
   absl::StatusOr<identity::MeshCredentials> mesh = identity::LoadMesh(state);
+  if (config.insecure) {
+    if (mesh.ok() && !mesh->empty()) {
+      spdlog::warn("--insecure: the certificate of mesh {} in {}/mesh is not used",
+                   mesh->roots[0].MeshId(), state);
+    }
+    return identity::MeshCredentials{};
+  }
+  if (mesh.ok() && mesh->node_cert && mesh->node_cert->CommonName() != config.node_name) {
+    return absl::FailedPreconditionError(
+        StrCat("the certificate in ", state, "/mesh is node '", mesh->node_cert->CommonName(),
+               "'s, not '", config.node_name, "'s: give each node its own --state-dir"));
+  }
+  if (mesh.ok() && !mesh->empty() && !mesh->node_cert) {
+    return absl::FailedPreconditionError(
+        StrCat(state,
+               "/mesh holds the mesh's roots but no node certificate (node.pem): join "
+               "again with --token, or move the folder away"));
+  }
   if (!mesh.ok() || !mesh->empty()) return mesh;
   if (!config.JoinList().empty()) {
-    if (config.token.empty()) return mesh;  // joins without a certificate
+    if (config.token.empty()) {
+      return absl::FailedPreconditionError(StrCat(
+          "this node has no certificate of a mesh (none in ", state,
+          "/mesh): join with --token HM1-... (`hivemesh token create` on a member makes one), "
+          "or run a mesh without certificates with --insecure on every node"));
+    }
     mesh = JoinWithToken(config, key);
   } else {
-    const absl::Status fits =
-        identity::CheckNodeIdentity(config.node_name, config.LabelMap(), key.public_key());
-    if (!fits.ok()) {
-      spdlog::warn("no mesh created: {}; this node has no certificate", MessageOf(fits));
-      return mesh;
+    if (absl::Status fits =
+            identity::CheckNodeIdentity(config.node_name, config.LabelMap(), key.public_key());
+        !fits.ok()) {
+      return absl::InvalidArgumentError(
+          StrCat("cannot create a mesh: ", MessageOf(fits),
+                 " (a certificate holds only these; or run without certificates: --insecure)"));
     }
     mesh = identity::CreateMesh(key, config.node_name, config.LabelMap(),
                                 std::chrono::system_clock::now(),
@@ -433,6 +474,7 @@ absl::Status Agent::StartGossip() {
     if (!join.ok()) return join.status();
     join_ = std::move(*join);
     options.on_tls_connection = [this](int fd, const std::string&) { join_->Serve(fd); };
+    HM_RETURN_IF_ERROR(PresentCertificate(*creds));
   }
   options.max_tcp_connections = static_cast<size_t>(config_.gossip_max_connections);
   options.max_tcp_connections_per_source =
@@ -448,9 +490,22 @@ absl::Status Agent::StartGossip() {
     }
     kill(getpid(), SIGTERM);
   };
-  if (!config_.gossip_keys.empty()) {
+  // A secure mesh's gossip keys come with the certificate; --gossip-keys is for insecure meshes
+  // (and for meshes made before the mesh had keys of its own).
+  std::vector<std::string_view> gossip_keys;
+  if (!config_.gossip_keys.empty()) gossip_keys = Split(config_.gossip_keys, ',');
+  if (!creds->gossip_keys.empty()) {
+    if (!gossip_keys.empty()) {
+      return absl::InvalidArgumentError(
+          StrCat("gossip_keys: the nodes of a secure mesh get their gossip keys from the mesh "
+                 "(with their certificate; kept in ",
+                 config_.StateDir(), "/mesh/gossip.keys); --gossip-keys is for --insecure"));
+    }
+    gossip_keys.assign(creds->gossip_keys.begin(), creds->gossip_keys.end());
+  }
+  if (!gossip_keys.empty()) {
     std::vector<std::string> keys;
-    for (std::string_view k : Split(config_.gossip_keys, ',')) {
+    for (std::string_view k : gossip_keys) {
       absl::StatusOr<std::string> raw = membership::Keyring::DecodeKey(k);
       if (!raw.ok()) {
         return absl::InvalidArgumentError(
@@ -480,17 +535,22 @@ absl::Status Agent::StartGossip() {
       std::make_shared<identity::CredentialVerifier>(
           verify, [directory = directory_.get()](
                       std::string_view member) { return directory->MemberKey(member); }),
-      rejections_, UnixMillisNow);
-  // Every link this node opens, and every request it sends a peer over plain HTTP, proves that
-  // it comes from this member (identity/member_credential.h).
-  peers_ = PeerClient::Create(
-      io_,
-      [key = options_key, self = config_.node_name](std::string_view peer,
-                                                    std::string_view purpose) {
-        return identity::MakeCredential(key, self, peer, purpose, UnixMillisNow(),
-                                        identity::RandomNonce());
-      },
-      SystemClock::Get());
+      rejections_, UnixMillisNow, /*require_tls=*/tls_ != nullptr);
+  if (tls_ != nullptr) {
+    // Every connection to a peer is mutual TLS: the certificate proves who this node is.
+    peers_ = PeerClient::Create(io_, nullptr, SystemClock::Get(), tls_);
+  } else {
+    // Every link this node opens, and every request it sends a peer over plain HTTP, proves
+    // that it comes from this member (identity/member_credential.h).
+    peers_ = PeerClient::Create(
+        io_,
+        [key = options_key, self = config_.node_name](std::string_view peer,
+                                                      std::string_view purpose) {
+          return identity::MakeCredential(key, self, peer, purpose, UnixMillisNow(),
+                                          identity::RandomNonce());
+        },
+        SystemClock::Get());
+  }
   routing::ForwarderOptions routing;
   routing.policy.mode = config_.routing_mode == "local"    ? routing::RoutingMode::kLocal
                         : config_.routing_mode == "random" ? routing::RoutingMode::kRandom
@@ -514,6 +574,7 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
                          ? StrCat(config_.http_host(), ":", http_->port())
                          : config_.http_advertise_address;
   meta.draining = draining_;
+  meta.insecure = config_.insecure;
   meta.labels = config_.LabelMap();
   meta.cores = std::thread::hardware_concurrency();
   meta.memory_mb = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
@@ -592,6 +653,42 @@ std::optional<std::string> Agent::KeyOf(std::string_view name) const {
     if (m.name == name && !m.key.empty()) return m.key;
   }
   return std::nullopt;
+}
+
+absl::Status Agent::PresentCertificate(const identity::MeshCredentials& mesh) {
+  if (tls_ == nullptr) return absl::OkStatus();
+  HM_ASSIGN_OR_RETURN(std::shared_ptr<ssl_ctx_st> server,
+                      identity::MakeTlsContext(mesh, *node_key_, /*server=*/true));
+  HM_ASSIGN_OR_RETURN(std::shared_ptr<ssl_ctx_st> client,
+                      identity::MakeTlsContext(mesh, *node_key_, /*server=*/false));
+  tls_->Replace(std::move(server), std::move(client));
+  peer_verifier_->Clear();  // the roots may have changed
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Agent::CheckPeer(const PeerChain& chain,
+                                             std::string_view expected) const {
+  const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+  if (mesh == nullptr || mesh->roots.empty()) {
+    return absl::FailedPreconditionError("this node has no certificate of a mesh yet");
+  }
+  // A resumed session shows the peer's own certificate only: its issuer may be this node's.
+  HM_ASSIGN_OR_RETURN(identity::NodeIdentity who,
+                      peer_verifier_->Verify(chain, mesh->node_chain, mesh->roots,
+                                             std::chrono::system_clock::now()));
+  if (!expected.empty() && who.name != expected) {
+    return absl::PermissionDeniedError(
+        StrCat("the certificate is member '", who.name, "'s, not '", expected, "'s"));
+  }
+  // Revocations are known to the issuer that made them (spread by gossip: to come).
+  if (issuer_ != nullptr && issuer_->IsRevoked(who.public_key)) {
+    return absl::PermissionDeniedError(StrCat("member '", who.name, "'s key is revoked"));
+  }
+  if (std::optional<std::string> bound = KeyOf(who.name); bound && *bound != who.public_key) {
+    return absl::PermissionDeniedError(
+        StrCat("member '", who.name, "' is bound to another key in the membership"));
+  }
+  return who.name;
 }
 
 std::shared_ptr<const identity::MeshCredentials> Agent::Credentials() const {
@@ -676,6 +773,8 @@ bool Agent::RenewOnce(const identity::MeshCredentials& mesh) {
   next.roots = renewed->roots;
   next.node_cert = renewed->node_cert;
   next.node_chain = renewed->node_chain;
+  // Kept for the next start (today's gossip goes on with the keys it started with).
+  if (!renewed->gossip_keys.empty()) next.gossip_keys = renewed->gossip_keys;
   if (absl::Status saved = identity::SaveMesh(config_.StateDir(), next); !saved.ok()) {
     spdlog::error("renewed certificate not saved: {}", MessageOf(saved));
     return false;
@@ -684,6 +783,9 @@ bool Agent::RenewOnce(const identity::MeshCredentials& mesh) {
     if (absl::Status updated = join_->UpdateCredentials(next, *node_key_); !updated.ok()) {
       spdlog::error("renewed certificate not presented: {}", MessageOf(updated));
     }
+  }
+  if (absl::Status presented = PresentCertificate(next); !presented.ok()) {
+    spdlog::error("renewed certificate not presented to peers: {}", MessageOf(presented));
   }
   const int64_t until = std::chrono::duration_cast<std::chrono::seconds>(
                             next.node_cert->not_after().time_since_epoch())

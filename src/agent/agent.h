@@ -21,6 +21,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "agent/agent_config.h"
+#include "transport/tls.h"
 
 namespace hivemesh {
 
@@ -43,6 +44,7 @@ namespace identity {
 struct MeshCredentials;
 class IssuerService;
 class NodeKey;
+class PeerVerifier;
 }  // namespace identity
 class JoinService;
 namespace routing {
@@ -113,6 +115,17 @@ class Agent {
   std::shared_ptr<const identity::MeshCredentials> Credentials() const;
   // The key `name` is bound to in gossip (the node itself included), if any.
   std::optional<std::string> KeyOf(std::string_view name) const;
+  // Mutual TLS between nodes (docs/identity.md): null on an insecure node. The HTTP server and
+  // the peer client share it; its contexts are made from the node's certificate when the mesh
+  // credentials are loaded, and again at each renewal (PresentCertificate).
+  std::shared_ptr<TlsSettings> tls_;
+  // Remembers the peer certificates verified (a reconnecting peer costs a hash).
+  std::unique_ptr<identity::PeerVerifier> peer_verifier_;
+  absl::Status PresentCertificate(const identity::MeshCredentials& mesh);
+  // TlsSettings' check: the peer's certificate chains to the mesh's roots (through what it sent
+  // or this node's own issuer), is valid now, is `expected`'s if given, and its key is the one
+  // gossip binds its name to (if gossip knows the name). Returns the member's name.
+  absl::StatusOr<std::string> CheckPeer(const PeerChain& chain, std::string_view expected) const;
   mutable absl::Mutex creds_mu_;
   std::shared_ptr<const identity::MeshCredentials> mesh_credentials_ ABSL_GUARDED_BY(creds_mu_);
   std::shared_ptr<const identity::NodeKey> node_key_;

@@ -45,9 +45,13 @@ Setting MakeSetting(CLI::App& app, AgentConfig& flags, const std::string& key, T
   std::replace(flag.begin(), flag.end(), '_', '-');
   const AgentConfig defaults;
   std::ostringstream def;
-  def << defaults.*m;
-  s.flag = app.add_option(flag, flags.*m,
-                          help + (def.str().empty() ? "" : " [default: " + def.str() + "]"));
+  if constexpr (std::is_same_v<T, bool>) {
+    s.flag = app.add_flag(flag, flags.*m, help);  // `--insecure`; `insecure: true` in YAML
+  } else {
+    def << defaults.*m;
+    s.flag = app.add_option(flag, flags.*m,
+                            help + (def.str().empty() ? "" : " [default: " + def.str() + "]"));
+  }
   s.flag->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a later flag wins
   return s;
 }
@@ -109,6 +113,9 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "seeds to join, host:port[,host:port...]; retried until one answers");
   add("token", &AgentConfig::token,
       "join token (HM1-...) for a first join: the node gets its certificate from a seed");
+  add("insecure", &AgentConfig::insecure,
+      "run without the mesh's certificates: no mutual TLS between nodes, no authentication "
+      "beyond gossip keys (labs only; such a node never joins a secure mesh)");
   add("certificate_ttl", &AgentConfig::certificate_ttl,
       "life of the node certificates this node issues (90s, 30m, 24h, 7d; at least 10s)");
   add("gossip_profile", &AgentConfig::gossip_profile, "gossip timing: lan, wan or local");
@@ -345,6 +352,10 @@ absl::Status AgentConfig::Validate() const {
     }
     if (join.empty()) {
       return absl::InvalidArgumentError("token: needs join, the seeds to get a certificate from");
+    }
+    if (insecure) {
+      return absl::InvalidArgumentError(
+          "token: an insecure node takes no certificate; leave out --insecure to join securely");
     }
   }
   if (log_format != "text" && log_format != "json") {

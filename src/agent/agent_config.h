@@ -131,6 +131,12 @@ struct AgentConfig {
   // A join token (HM1-...; docs/identity.md): with `join`, the node gets its certificate from a
   // seed on first start (one without a certificate in its state folder). Never logged.
   std::string token;
+  // Runs the node outside any mesh's certificates (docs/identity.md): it creates no mesh and
+  // joins without a token; connections between nodes are plain TCP, members proved by gossip
+  // keys and member credentials only. It says so at start, in /v2 and in `hivemesh members`.
+  // A node of a secure mesh refuses its links and forwarded requests. Default: secure (a node
+  // without --join creates a mesh, one with --join needs --token or a certificate).
+  bool insecure = false;
   // How long the node certificates this node issues live (an issuer node: the one that created
   // the mesh): a duration, "90s", "30m", "24h", "7d". Nodes renew at two thirds of it.
   std::string certificate_ttl = "7d";

@@ -19,6 +19,7 @@
 #include "codec/json_writer.h"
 #include "identity/issuer_service.h"
 #include "identity/openssl_util.h"
+#include "identity/tls_context.h"
 
 namespace hivemesh {
 namespace {
@@ -34,26 +35,6 @@ using SslCtxPtr = std::unique_ptr<SSL_CTX, OpenSslDeleter<SSL_CTX, SSL_CTX_free>
 using SslPtr = std::unique_ptr<SSL, OpenSslDeleter<SSL, SSL_free>>;
 
 std::string SslError() { return identity::OpenSslError("the connection closed"); }
-
-std::optional<Certificate> FromX509(X509* x) {
-  unsigned char* der = nullptr;
-  const int len = i2d_X509(x, &der);
-  if (len <= 0) return std::nullopt;
-  absl::StatusOr<Certificate> c =
-      Certificate::FromDer(std::string_view(reinterpret_cast<char*>(der), len));
-  OPENSSL_free(der);
-  if (!c.ok()) return std::nullopt;
-  return *std::move(c);
-}
-
-// Every certificate of `chain`, in order (what does not parse is left out).
-std::vector<Certificate> FromChain(STACK_OF(X509) * chain) {
-  std::vector<Certificate> out;
-  for (int i = 0; chain != nullptr && i < sk_X509_num(chain) && i < 8; ++i) {
-    if (std::optional<Certificate> c = FromX509(sk_X509_value(chain, i))) out.push_back(*c);
-  }
-  return out;
-}
 
 // Runs `step` (an SSL_* call) until it succeeds, waiting on `fd` as OpenSSL asks, until
 // `deadline`. Returns the step's positive result, or an error.
@@ -206,6 +187,8 @@ struct JoinService::Impl {
   std::shared_ptr<SSL_CTX> ctx;  // guarded by JoinService::mu_ (replaced on renewal)
   std::shared_ptr<identity::IssuerService> issuer;
   identity::Issuer::KeyOf key_of;
+  // The mesh's gossip keys, handed to every node it issues a certificate to (set once).
+  std::vector<std::string> gossip_keys;
 
   // The answer to one request body, from a client that presented `presented` (its certificate
   // first; empty: none).
@@ -221,6 +204,10 @@ struct JoinService::Impl {
       chain.insert(chain.end(), result->chain.begin(), result->chain.end());
       w.Key("certificate").String(Pem(chain));
       w.Key("roots").String(Pem(result->roots));
+      // Only to a node that has just proved a token or its certificate, over TLS.
+      w.Key("gossip_keys").BeginArray();
+      for (const std::string& k : gossip_keys) w.String(k);
+      w.EndArray();
     } else {
       w.Key("error").String(MessageOf(result.status()));
       w.Key("code").String(CodeName(result.status().code()));
@@ -262,56 +249,23 @@ struct JoinService::Impl {
 
 JoinService::JoinService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-namespace {
-
-// A TLS 1.3 context that presents `mesh`'s node certificate, its issuer's and the roots, with
-// `node_key`. A server context asks for the client's certificate but takes any (or none): the
-// join service checks it itself, and a joining node has none yet.
-absl::StatusOr<std::shared_ptr<SSL_CTX>> ContextFor(const identity::MeshCredentials& mesh,
-                                                    const identity::NodeKey& node_key,
-                                                    bool server) {
-  if (!mesh.node_cert) return absl::FailedPreconditionError("this node has no certificate");
-  SslCtxPtr ctx = NewContext(server);
-  X509Ptr leaf = ToX509(*mesh.node_cert);
-  PkeyPtr pkey = identity::ToEvpKey(node_key);
-  if (ctx == nullptr || leaf == nullptr || pkey == nullptr ||
-      SSL_CTX_use_certificate(ctx.get(), leaf.get()) != 1 ||
-      SSL_CTX_use_PrivateKey(ctx.get(), pkey.get()) != 1) {
-    return absl::InternalError(StrCat("TLS context: ", SslError()));
-  }
-  // The chain a joining node needs: the issuer, and the root its token names.
-  std::vector<Certificate> extra = mesh.node_chain;
-  extra.insert(extra.end(), mesh.roots.begin(), mesh.roots.end());
-  for (const Certificate& c : extra) {
-    X509Ptr x = ToX509(c);
-    if (x == nullptr || SSL_CTX_add1_chain_cert(ctx.get(), x.get()) != 1) {
-      return absl::InternalError(StrCat("TLS chain: ", SslError()));
-    }
-  }
-  if (server) {
-    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
-  } else {
-    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
-  }
-  return std::shared_ptr<SSL_CTX>(ctx.release(), SSL_CTX_free);
-}
-
-}  // namespace
-
 absl::StatusOr<std::unique_ptr<JoinService>> JoinService::Create(
     const identity::MeshCredentials& mesh, const identity::NodeKey& node_key,
     std::shared_ptr<identity::IssuerService> issuer, identity::Issuer::KeyOf key_of) {
-  HM_ASSIGN_OR_RETURN(std::shared_ptr<SSL_CTX> ctx, ContextFor(mesh, node_key, true));
+  HM_ASSIGN_OR_RETURN(std::shared_ptr<SSL_CTX> ctx,
+                      identity::MakeTlsContext(mesh, node_key, /*server=*/true));
   auto impl = std::make_unique<Impl>();
   impl->ctx = std::move(ctx);
   impl->issuer = std::move(issuer);
   impl->key_of = std::move(key_of);
+  impl->gossip_keys = mesh.gossip_keys;
   return std::unique_ptr<JoinService>(new JoinService(std::move(impl)));
 }
 
 absl::Status JoinService::UpdateCredentials(const identity::MeshCredentials& mesh,
                                             const identity::NodeKey& node_key) {
-  HM_ASSIGN_OR_RETURN(std::shared_ptr<SSL_CTX> ctx, ContextFor(mesh, node_key, true));
+  HM_ASSIGN_OR_RETURN(std::shared_ptr<SSL_CTX> ctx,
+                      identity::MakeTlsContext(mesh, node_key, /*server=*/true));
   absl::MutexLock lock(&mu_);
   impl_->ctx = std::move(ctx);
   return absl::OkStatus();
@@ -376,16 +330,7 @@ void JoinService::Run(Worker* worker) {
         handshake.ok() ? ReadMessage(ssl.get(), fd, deadline, kMaxJoinRequestBytes)
                        : absl::StatusOr<std::string>(handshake.status());
     if (body.ok()) {
-      std::vector<Certificate> presented;
-      if (X509* leaf = SSL_get0_peer_certificate(ssl.get()); leaf != nullptr) {
-        if (std::optional<Certificate> c = FromX509(leaf)) {
-          presented.push_back(*c);
-          // On the server's side the peer's chain leaves the leaf out.
-          for (Certificate& r : FromChain(SSL_get_peer_cert_chain(ssl.get()))) {
-            presented.push_back(std::move(r));
-          }
-        }
-      }
+      const std::vector<Certificate> presented = identity::PeerCertificates(ssl.get());
       answered =
           WriteMessage(ssl.get(), fd, deadline, impl_->Answer(*body, presented, &issued)).ok();
       SSL_shutdown(ssl.get());
@@ -446,7 +391,7 @@ absl::Status Connect(const std::string& seed, const identity::MeshCredentials* o
     return absl::UnavailableError(StrCat(c.where, ": ", std::strerror(errno)));
   }
   if (own != nullptr) {
-    HM_ASSIGN_OR_RETURN(c.ctx, ContextFor(*own, node_key, /*server=*/false));
+    HM_ASSIGN_OR_RETURN(c.ctx, identity::MakeTlsContext(*own, node_key, /*server=*/false));
   } else {
     SslCtxPtr ctx = NewContext(/*server=*/false);
     if (ctx == nullptr) return absl::InternalError(StrCat("TLS: ", SslError()));
@@ -461,7 +406,7 @@ absl::Status Connect(const std::string& seed, const identity::MeshCredentials* o
                        return SSL_connect(c.ssl.get());
                      }).status());
   // On the client's side the peer's chain starts with its certificate.
-  c.chain = FromChain(SSL_get_peer_cert_chain(c.ssl.get()));
+  c.chain = identity::PeerCertificates(c.ssl.get());
   if (c.chain.empty()) {
     return absl::PermissionDeniedError(StrCat(c.where, " presented no certificate"));
   }
@@ -505,6 +450,16 @@ absl::StatusOr<identity::MeshCredentials> Exchange(SeedConnection& c, Clock::tim
   mesh.roots = std::move(roots);
   mesh.node_cert = mine.front();
   mesh.node_chain = my_chain;
+  simdjson::dom::array keys;
+  if (o["gossip_keys"].get(keys) == simdjson::SUCCESS) {
+    for (simdjson::dom::element k : keys) {
+      std::string_view key;
+      if (k.get(key) != simdjson::SUCCESS || key.empty() || key.size() > 64) {
+        return absl::UnavailableError(StrCat(c.where, " answered a gossip key that is not one"));
+      }
+      mesh.gossip_keys.emplace_back(key);
+    }
+  }
   return mesh;
 }
 

@@ -67,6 +67,13 @@ void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
           "start every node with --gossip-keys (docs/security.md)");
     }
     w.EndObject();
+    w.Key("insecure").Bool(identity_.insecure);
+    if (identity_.insecure) {
+      w.Key("insecure_warning")
+          .String(
+              "this node runs with --insecure: connections between nodes are not encrypted and "
+              "members are not authenticated by certificates (docs/identity.md)");
+    }
     w.Key("mesh");
     if (identity_.mesh_id.empty()) {
       w.Raw("null");

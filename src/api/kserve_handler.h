@@ -55,6 +55,8 @@ struct ServerIdentity {
   // When the certificate ends (unix seconds); asked at each GET /v2, as renewals move it.
   std::function<int64_t()> certificate_expires;
   bool issuer = false;
+  // Started with --insecure: no certificates, no mutual TLS between nodes. GET /v2 says so.
+  bool insecure = false;
 };
 
 namespace routing {

@@ -7,13 +7,27 @@
 
 namespace hivemesh {
 
+namespace {
+constexpr std::string_view kTlsOnly =
+    "this node takes requests from members only over mutual TLS, with a certificate of the mesh "
+    "(a node started with --insecure cannot be a member of a secure mesh)";
+}  // namespace
+
 MemberCheck::MemberCheck(std::shared_ptr<identity::CredentialVerifier> verifier,
-                         std::shared_ptr<Rejections> rejections, std::function<int64_t()> unix_ms)
+                         std::shared_ptr<Rejections> rejections, std::function<int64_t()> unix_ms,
+                         bool require_tls)
     : verifier_(std::move(verifier)),
       rejections_(std::move(rejections)),
-      unix_ms_(std::move(unix_ms)) {}
+      unix_ms_(std::move(unix_ms)),
+      require_tls_(require_tls) {}
 
 absl::StatusOr<std::string> MemberCheck::AuthorizeLink(const HttpRequest& upgrade) const {
+  // The TLS handshake proved the certificate's key, and the server's check named its member.
+  if (!upgrade.tls_peer().empty()) return std::string(upgrade.tls_peer());
+  if (require_tls_) {
+    return absl::PermissionDeniedError(
+        StrCat("mesh links are for members of the mesh: ", kTlsOnly));
+  }
   absl::StatusOr<std::string> member = verifier_->Verify(
       upgrade.header(identity::kCredentialHeader), identity::kPurposeLink, unix_ms_());
   if (!member.ok()) {
@@ -37,6 +51,13 @@ absl::Status MemberCheck::CheckForwarded(const HttpRequest& request,
                   StrCat("the request names '", origin, "' as its origin on a link opened by '",
                          request.link_member(), "'"));
   }
+  if (!request.tls_peer().empty()) {
+    if (request.tls_peer() == origin) return absl::OkStatus();
+    return refuse(Rejection::kForwardUnauthenticated,
+                  StrCat("the request names '", origin, "' as its origin on a connection of '",
+                         request.tls_peer(), "'"));
+  }
+  if (require_tls_) return refuse(Rejection::kForwardUnauthenticated, kTlsOnly);
   absl::StatusOr<std::string> member = verifier_->Verify(
       request.header(identity::kCredentialHeader), identity::kPurposeRequest, unix_ms_());
   if (!member.ok()) {

@@ -3,10 +3,15 @@
 //
 // A peer forwards a request with Hivemesh-Hops and names itself in Hivemesh-Origin. Neither
 // header proves anything: both are text anyone can send. The origin is believed only if
-//  - the request came on a mesh link whose upgrade carried a valid link credential from that
-//    very origin (AuthorizeLink, given to the HTTP server as authorize_link, named the link's
-//    member; HttpRequest::link_member()), or
-//  - it came over plain HTTP with a valid request credential of its own from the origin.
+//  - the request came on a mesh link opened by that very origin (AuthorizeLink, given to the
+//    HTTP server as authorize_link, named the link's member; HttpRequest::link_member()), or
+//  - it came over a TLS connection whose client certificate names the origin
+//    (HttpRequest::tls_peer(): the server's TLS check verified the certificate), or
+//  - (insecure meshes only) it came over plain HTTP with a valid request credential of its own
+//    from the origin.
+// AuthorizeLink opens a link for a TLS client whose certificate the server's check accepted, or
+// (insecure meshes only) for an upgrade that carries a valid link credential. With require_tls
+// (a node of a secure mesh), credentials are not enough: a member shows its certificate.
 // Credentials (identity/member_credential.h) are signed by the key gossip bound the origin's name
 // to, addressed to this node, fresh, and taken once.
 //
@@ -36,7 +41,8 @@ class MemberCheck {
  public:
   // `unix_ms`: the wall clock in Unix milliseconds (credentials carry wall-clock times).
   MemberCheck(std::shared_ptr<identity::CredentialVerifier> verifier,
-              std::shared_ptr<Rejections> rejections, std::function<int64_t()> unix_ms);
+              std::shared_ptr<Rejections> rejections, std::function<int64_t()> unix_ms,
+              bool require_tls = false);
 
   // For HttpServerOptions::authorize_link: the member whose link credential the upgrade carries.
   absl::StatusOr<std::string> AuthorizeLink(const HttpRequest& upgrade) const;
@@ -48,6 +54,7 @@ class MemberCheck {
   const std::shared_ptr<identity::CredentialVerifier> verifier_;
   const std::shared_ptr<Rejections> rejections_;
   const std::function<int64_t()> unix_ms_;
+  const bool require_tls_;
 };
 
 // The wall clock in Unix milliseconds.

@@ -34,6 +34,7 @@ void WriteMember(JsonWriter& w, const MemberInfo& m, SteadyTime now) {
   if (meta.ok()) {
     w.Key("api_address").String(meta->api_address);
     w.Key("draining").Bool(meta->draining);
+    w.Key("insecure").Bool(meta->insecure);
     w.Key("labels").BeginObject();
     for (const auto& [k, v] : meta->labels) w.Key(k).String(v);
     w.EndObject();

@@ -44,6 +44,10 @@ std::string_view RejectionName(Rejection r) {
       return "bad_model_name";
     case Rejection::kAdminDenied:
       return "admin_denied";
+    case Rejection::kTlsHandshakeFailed:
+      return "tls_handshake_failed";
+    case Rejection::kTlsPeerRefused:
+      return "tls_peer_refused";
     case Rejection::kCount:
       break;
   }

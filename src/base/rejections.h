@@ -45,6 +45,8 @@ enum class Rejection : uint8_t {
   kResponseTooLarge,        // an answer that would exceed the response size limit
   kBadModelName,            // a repository API call with an invalid model name (400)
   kAdminDenied,             // a repository (admin) call without the needed credentials (403)
+  kTlsHandshakeFailed,      // a TLS handshake that failed or did not finish in header_timeout
+  kTlsPeerRefused,          // a TLS peer whose certificate the node's check refused (403)
   kCount
 };
 // "header_too_large", "body_too_large", ... (metric label values; the enum's names in snake case).

@@ -77,6 +77,8 @@ absl::StatusOr<std::vector<Member>> ParseMembers(std::string_view json) {
     m.api_address = Str(e, "api_address");
     bool draining = false;
     if (e["draining"].get(draining) == simdjson::SUCCESS) m.draining = draining;
+    bool insecure = false;
+    if (e["insecure"].get(insecure) == simdjson::SUCCESS) m.insecure = insecure;
     object labels;
     if (e["labels"].get(labels) == simdjson::SUCCESS) {
       for (auto [k, v] : labels) {
@@ -126,7 +128,9 @@ std::string FormatMembersTable(const std::vector<Member>& members) {
     for (const auto& [k, v] : m.labels) StrAppend(&labels, labels.empty() ? "" : ",", k, "=", v);
     std::vector<std::string> models;
     for (const ModelAdvert& a : m.models) models.push_back(a.name);
-    const std::string state = m.draining ? StrCat(m.state, " (draining)") : m.state;
+    std::string state = m.state;
+    if (m.draining) state += " (draining)";
+    if (m.insecure) state += " (insecure)";
     rows.push_back({m.name.empty() ? "-" : m.name, state.empty() ? "-" : state,
                     m.address.empty() ? "-" : m.address,
                     m.api_address.empty() ? "-" : m.api_address, labels.empty() ? "-" : labels,

@@ -34,6 +34,7 @@ struct Member {
   std::string state;    // alive, suspect, dead, left
   std::string api_address;
   bool draining = false;
+  bool insecure = false;  // runs with --insecure
   std::map<std::string, std::string> labels;
   std::vector<ModelAdvert> models;
   std::optional<int64_t> load_age_ms;  // unset: no load report yet

@@ -72,7 +72,9 @@ IssuerService::IssuerService(std::string path, std::string revoked_path, Issuer 
       revoked_path_(std::move(revoked_path)),
       ca_digest_(issuer.ca_digest()),
       issuer_(std::move(issuer)),
-      revocations_(std::move(revocations)) {}
+      revocations_(std::move(revocations)) {
+  for (const Revocation& r : revocations_) revoked_keys_.insert(r.public_key);
+}
 
 absl::StatusOr<std::unique_ptr<IssuerService>> IssuerService::Open(const std::string& state_dir,
                                                                    const MeshCredentials& mesh,
@@ -175,7 +177,14 @@ absl::Status IssuerService::RevokeNode(std::string_view name, std::string_view p
   HM_RETURN_IF_ERROR(ReplaceFile(revoked_path_, text, 0600));
   revocations_ = std::move(next);
   issuer_.RevokeKey(public_key);
+  absl::MutexLock keys_lock(&revoked_mu_);
+  revoked_keys_.emplace(public_key);
   return absl::OkStatus();
+}
+
+bool IssuerService::IsRevoked(std::string_view public_key) const {
+  absl::MutexLock lock(&revoked_mu_);
+  return revoked_keys_.find(public_key) != revoked_keys_.end();
 }
 
 std::vector<IssuerService::Revocation> IssuerService::Revocations() const {

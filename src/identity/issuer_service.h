@@ -11,6 +11,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,8 @@ class IssuerService {
     WallTime when;
   };
   std::vector<Revocation> Revocations() const;
+  // Cheap and never waits for the disk (it is asked at every TLS handshake).
+  bool IsRevoked(std::string_view public_key) const;
   // Issuer::Renew.
   absl::StatusOr<Issued> Renew(const Certificate& current, const std::vector<Certificate>& chain,
                                std::string_view proved_key, WallTime now);
@@ -70,6 +73,9 @@ class IssuerService {
   mutable absl::Mutex mu_;
   Issuer issuer_ ABSL_GUARDED_BY(mu_);
   std::vector<Revocation> revocations_ ABSL_GUARDED_BY(mu_);
+  // The revoked keys, apart: IsRevoked must not wait while mu_ is held for a file write.
+  mutable absl::Mutex revoked_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::set<std::string, std::less<>> revoked_keys_ ABSL_GUARDED_BY(revoked_mu_);
 };
 
 // The tokens file's text for `tokens`, and back (errors name the line).

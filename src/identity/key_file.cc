@@ -63,7 +63,7 @@ absl::Status ReplaceFile(const std::string& path, std::string_view data, mode_t 
   return absl::OkStatus();
 }
 
-absl::StatusOr<NodeKey> ReadKeyFile(const std::string& path, std::string_view what) {
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path, std::string_view what) {
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
     return absl::FailedPreconditionError(StrCat(what, " ", path, ": ", Errno()));
@@ -78,7 +78,12 @@ absl::StatusOr<NodeKey> ReadKeyFile(const std::string& path, std::string_view wh
   if (!in) return absl::FailedPreconditionError(StrCat(what, " ", path, ": cannot read it"));
   std::ostringstream text;
   text << in.rdbuf();
-  absl::StatusOr<NodeKey> key = NodeKey::FromPem(text.str());
+  return text.str();
+}
+
+absl::StatusOr<NodeKey> ReadKeyFile(const std::string& path, std::string_view what) {
+  HM_ASSIGN_OR_RETURN(const std::string text, ReadSecretFile(path, what));
+  absl::StatusOr<NodeKey> key = NodeKey::FromPem(text);
   if (!key.ok()) {
     return absl::FailedPreconditionError(
         StrCat(what, " ", path, ": ", MessageOf(key.status()),

@@ -25,6 +25,9 @@ absl::StatusOr<NodeKey> LoadOrCreateNodeKey(const std::string& path);
 // The key in `path` (PEM, not readable by group or others), with the errors above; `what`
 // names it in them ("node key", "issuer key").
 absl::StatusOr<NodeKey> ReadKeyFile(const std::string& path, std::string_view what = "node key");
+// The text of `path`, a secret: refused if group or others can read it ("chmod 600 it"). `what`
+// names it in errors ("gossip keys").
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path, std::string_view what);
 // Makes folder `dir` (and its parents) if needed, readable by its owner only.
 absl::Status MakeStateFolder(const std::string& dir);
 // Replaces `path` with `data` atomically: a temporary file in the same folder with mode `mode`,

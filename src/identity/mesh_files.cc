@@ -60,6 +60,13 @@ absl::StatusOr<MeshCredentials> LoadMesh(const std::string& state_dir) {
   if (Exists(dir + "/root.key")) {
     HM_ASSIGN_OR_RETURN(mesh.root_key, ReadKeyFile(dir + "/root.key", "root key"));
   }
+  if (Exists(dir + "/gossip.keys")) {
+    HM_ASSIGN_OR_RETURN(std::string text, ReadSecretFile(dir + "/gossip.keys", "gossip keys"));
+    for (std::string_view line : Split(text, '\n')) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+      if (!line.empty()) mesh.gossip_keys.emplace_back(line);
+    }
+  }
   return mesh;
 }
 
@@ -70,6 +77,11 @@ absl::Status SaveMesh(const std::string& state_dir, const MeshCredentials& mesh)
   // no roots.pem yet and starts over, rather than with a certificate and no key.
   if (mesh.root_key)
     HM_RETURN_IF_ERROR(ReplaceFile(dir + "/root.key", mesh.root_key->ToPem(), 0600));
+  if (!mesh.gossip_keys.empty()) {
+    std::string text;
+    for (const std::string& k : mesh.gossip_keys) StrAppend(&text, k, "\n");
+    HM_RETURN_IF_ERROR(ReplaceFile(dir + "/gossip.keys", text, 0600));
+  }
   if (mesh.issuer_cert && mesh.issuer_key) {
     HM_RETURN_IF_ERROR(ReplaceFile(dir + "/issuer.key", mesh.issuer_key->ToPem(), 0600));
     HM_RETURN_IF_ERROR(ReplaceFile(dir + "/issuer.pem", mesh.issuer_cert->ToPem(), 0644));
@@ -105,6 +117,7 @@ absl::StatusOr<MeshCredentials> CreateMesh(const NodeKey& node_key, const std::s
   mesh.issuer_cert = issuer;
   mesh.issuer_key = issuer_key;
   mesh.root_key = root_key;
+  mesh.gossip_keys = {NewGossipKey()};
   return mesh;
 }
 

@@ -30,6 +30,10 @@ struct MeshCredentials {
   std::optional<Certificate> issuer_cert;
   std::optional<NodeKey> issuer_key;
   std::optional<NodeKey> root_key;
+  // The mesh's gossip encryption keys (base64 AES keys, membership/keyring.h), the primary
+  // first: made with the mesh, handed to each node in its join and renewal answers, kept in
+  // <state>/mesh/gossip.keys (0600). Empty for a mesh made before they were.
+  std::vector<std::string> gossip_keys;
 
   bool empty() const { return roots.empty(); }
   std::string ca_digest() const { return roots.empty() ? "" : roots.front().Digest(); }

@@ -5,6 +5,7 @@
 #include <openssl/bio.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 
 #include <array>
@@ -184,6 +185,17 @@ std::string KeyFingerprint(std::string_view public_key) {
     Fatal("SHA-256");
   }
   return HexEncode(std::string_view(reinterpret_cast<const char*>(d), 8));
+}
+
+std::string NewGossipKey() {
+  unsigned char key[32];
+  if (RAND_bytes(key, sizeof key) != 1) Fatal("RAND_bytes");
+  char encoded[4 * ((sizeof key + 2) / 3) + 1];
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded), key, sizeof key);
+  OPENSSL_cleanse(key, sizeof key);
+  std::string out(encoded, static_cast<size_t>(n));
+  OPENSSL_cleanse(encoded, sizeof encoded);
+  return out;
 }
 
 }  // namespace hivemesh::identity

@@ -61,4 +61,8 @@ bool VerifySignature(std::string_view public_key, std::string_view message,
 // hex ("3f9a0c1d22e4b5a7"); "-" for an empty key.
 std::string KeyFingerprint(std::string_view public_key);
 
+// A fresh AES-256 key for gossip encryption (membership/keyring.h): 32 random bytes in standard
+// base64 (44 characters). Aborts if the OS random source fails.
+std::string NewGossipKey();
+
 }  // namespace hivemesh::identity

@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "base/strings.h"
+#include "identity/node_key.h"
 
 namespace hivemesh::membership {
 namespace {
@@ -211,15 +212,6 @@ absl::StatusOr<std::string> Keyring::DecodeKey(std::string_view base64) {
   return out;
 }
 
-std::string Keyring::GenerateKey() {
-  unsigned char key[32];
-  if (RAND_bytes(key, sizeof key) != 1) Fatal("RAND_bytes");
-  char encoded[4 * ((sizeof key + 2) / 3) + 1];
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded), key, sizeof key);
-  OPENSSL_cleanse(key, sizeof key);
-  std::string out(encoded, static_cast<size_t>(n));
-  OPENSSL_cleanse(encoded, sizeof encoded);
-  return out;
-}
+std::string Keyring::GenerateKey() { return identity::NewGossipKey(); }
 
 }  // namespace hivemesh::membership

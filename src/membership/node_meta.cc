@@ -34,7 +34,8 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
     w.Varint(m.versions.size());
     for (const std::string& v : m.versions) w.Bytes(v);
   }
-  w.U8(meta.draining ? 1 : 0);
+  // Flags: bit 0 draining, bit 1 insecure; a decoder ignores bits it does not know.
+  w.U8(static_cast<uint8_t>((meta.draining ? 1 : 0) | (meta.insecure ? 2 : 0)));
   if (out.size() > kMaxMetaBytes) {
     return absl::InvalidArgumentError(StrCat("node metadata takes ", out.size(),
                                              " bytes, more than the gossip limit of ",
@@ -88,9 +89,10 @@ absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
     m.ready = ready != 0;
     meta.models.push_back(std::move(m));
   }
-  uint8_t draining = 0;
-  HM_RETURN_IF_ERROR(r.U8(&draining));
-  meta.draining = draining != 0;
+  uint8_t flags = 0;
+  HM_RETURN_IF_ERROR(r.U8(&flags));
+  meta.draining = (flags & 1) != 0;
+  meta.insecure = (flags & 2) != 0;
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after node metadata");
   return meta;
 }

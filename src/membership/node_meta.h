@@ -30,6 +30,7 @@ struct NodeMeta {
   uint32_t accelerators = 0;
   std::vector<ModelAdvert> models;
   bool draining = false;  // finishing its work before leaving: send it nothing new
+  bool insecure = false;  // runs with --insecure: no certificate, no mutual TLS (docs/identity.md)
 };
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).

@@ -31,7 +31,7 @@ namespace hivemesh::http_internal {
 
 class LinkSession final : public std::enable_shared_from_this<LinkSession> {
  public:
-  LinkSession(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core, int loop,
+  LinkSession(IoStream stream, beast::flat_buffer buffered, std::shared_ptr<Core> core, int loop,
               ConnectionLimits::Slot slot, std::string member);
   ~LinkSession();
   void Start();
@@ -115,7 +115,8 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   void ArmDeadline();
   void OnDeadline();
 
-  tcp::socket socket_;
+  IoStream stream_;
+  const bool tls_;  // stream_ is TLS (a worker never writes to it: OpenSSL's state is the loop's)
   const std::string remote_;  // the peer's IP address
   // The member the link was authorized as (empty: none).
   const std::shared_ptr<const std::string> member_;
@@ -169,11 +170,11 @@ constexpr size_t kMaxUnsentBytes = 8 * 1024 * 1024;
 constexpr size_t kBuffersPerWrite = 64;
 }  // namespace
 
-LinkSession::LinkSession(tcp::socket socket, beast::flat_buffer buffered,
-                         std::shared_ptr<Core> core, int loop, ConnectionLimits::Slot slot,
-                         std::string member)
-    : socket_(std::move(socket)),
-      remote_(RemoteAddress(socket_)),
+LinkSession::LinkSession(IoStream stream, beast::flat_buffer buffered, std::shared_ptr<Core> core,
+                         int loop, ConnectionLimits::Slot slot, std::string member)
+    : stream_(std::move(stream)),
+      tls_(stream_.tls()),
+      remote_(RemoteAddress(stream_.socket())),
       member_(std::make_shared<const std::string>(std::move(member))),
       buffer_(std::move(buffered)),
       core_(std::move(core)),
@@ -193,7 +194,7 @@ LinkSession::~LinkSession() {
 }
 
 void LinkSession::Start() {
-  EnableKeepAlive(socket_);  // notice a peer that vanished while the link was busy
+  EnableKeepAlive(stream_.socket());  // notice a peer that vanished while the link was busy
   last_read_ = core_->clock.Now();
   if (ParseBuffered() && !paused_) Read();
 }
@@ -202,12 +203,10 @@ void LinkSession::Close() {
   if (closed_) return;
   closed_ = true;
   deadline_.Cancel();
-  beast::error_code ec;
   {
     absl::MutexLock lock(&wire_mu_);
     wire_open_ = false;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
+    stream_.Close();
   }
   // Answers not yet written are dropped: the other side sees the link fail and retries them.
   for (size_t i = 0; i < queued_.size(); ++i) Retire();
@@ -215,7 +214,7 @@ void LinkSession::Close() {
 }
 
 void LinkSession::Read() {
-  socket_.async_read_some(
+  stream_.async_read_some(
       buffer_.prepare(kReadSize),
       [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
 }
@@ -459,7 +458,8 @@ LinkSession::Answer LinkSession::MakeAnswer(std::shared_ptr<Request> request,
 bool LinkSession::SendFromWorker(Answer& a) {
   // Only the link's one open request: answers that are ready together leave in one write from
   // the loop instead, which takes fewer system calls than one per worker.
-  if (open_requests_.load(std::memory_order_relaxed) != 1) return false;
+  // Over TLS only the loop's thread may drive OpenSSL.
+  if (tls_ || open_requests_.load(std::memory_order_relaxed) != 1) return false;
   boost::container::small_vector<iovec, 8> iov;
   const auto add = [&iov](std::string_view piece) {
     if (!piece.empty()) iov.push_back({const_cast<char*>(piece.data()), piece.size()});
@@ -475,7 +475,7 @@ bool LinkSession::SendFromWorker(Answer& a) {
   {
     absl::MutexLock lock(&wire_mu_);
     if (!wire_open_ || wire_taken_) return false;
-    n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    n = ::sendmsg(stream_.socket().native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n <= 0) return false;  // full, or failed: the loop writes it, and sees any failure
     if (static_cast<size_t>(n) < a.bytes) {
       wire_taken_ = true;  // the rest goes before any other answer
@@ -513,7 +513,7 @@ void LinkSession::SentFromWorker(Answer a, size_t written) {
   write_since_ = core_->clock.Now();
   ArmDeadline();
   asio::async_write(
-      socket_, std::move(rest),
+      stream_, std::move(rest),
       [self = shared_from_this()](beast::error_code ec, size_t) { self->OnFlushed(ec); });
 }
 
@@ -559,7 +559,7 @@ void LinkSession::Flush() {
     AppendMessageBuffers(buffers, a.head, a.response.body, a.response.tail);
   }
   writing_now_ = true;
-  WriteNowOrLater(socket_, buffers,
+  WriteNowOrLater(stream_, buffers,
                   [self = shared_from_this()](beast::error_code ec) { self->OnFlushed(ec); });
   if (writing_now_ && !closed_) {
     // The socket did not take it all at once: the rest must go within body_timeout.
@@ -611,13 +611,13 @@ void LinkSession::HalfClose() {
   if (closed_ || half_closed_ || writing_now_ || !queued_.empty()) return;
   half_closed_ = true;
   beast::error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ec);  // over TLS too: framing shows a cut
   if (ec) Close();
 }
 
-void StartLink(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core,
-               int loop, ConnectionLimits::Slot slot, std::string member) {
-  auto link = std::make_shared<LinkSession>(std::move(socket), std::move(buffered), std::move(core),
+void StartLink(IoStream stream, beast::flat_buffer buffered, std::shared_ptr<Core> core, int loop,
+               ConnectionLimits::Slot slot, std::string member) {
+  auto link = std::make_shared<LinkSession>(std::move(stream), std::move(buffered), std::move(core),
                                             loop, std::move(slot), std::move(member));
   link->Start();
 }

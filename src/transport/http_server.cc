@@ -24,7 +24,9 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   Connection(tcp::socket socket, std::string remote, ConnectionLimits::Slot slot,
              std::shared_ptr<Core> core, int loop);
   ~Connection() override;
-  void Start() { ReadRequest(); }
+  // Reads the first request, after a TLS handshake if the client starts one (and the server
+  // has TLS settings).
+  void Start();
 
   // HttpRequest
   std::string_view method() const override { return request_head_.method(); }
@@ -39,6 +41,7 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   std::shared_ptr<const std::string> body() const override { return body_; }
   SteadyTime received() const override { return received_; }
   std::string_view remote_address() const override { return remote_; }
+  std::string_view tls_peer() const override { return tls_peer_; }
 
   // A request to switch to a mesh link that this server takes (not while it drains).
   bool WantsLink() const {
@@ -49,11 +52,10 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   }
 
   void Close() {
-    beast::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
+    stream_.Close();
     deadline_.Cancel();
-    if (owed_ && busy_ && (phase_ == Phase::kHead || phase_ == Phase::kBody)) {
+    if (owed_ && busy_ &&
+        (phase_ == Phase::kTls || phase_ == Phase::kHead || phase_ == Phase::kBody)) {
       // Its request never came whole: nothing is owed any more.
       busy_ = false;
       core_->busy.fetch_sub(1);
@@ -68,12 +70,17 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
     owed_ = true;
     busy_ = true;
     core_->busy.fetch_add(1);
-    if (phase_ == Phase::kHead && !reader_.started() && buffer_.size() == 0) {
-      ExpiresAfter(std::min(core_->options.header_timeout, kDrainGrace));
-    }
+    // Nothing of it has arrived (not even a TLS handshake's first bytes): it gets the grace.
+    const bool nothing_yet =
+        (phase_ == Phase::kHead && !reader_.started() && buffer_.size() == 0) ||
+        (phase_ == Phase::kTls && !stream_.tls());
+    if (nothing_yet) ExpiresAfter(std::min(core_->options.header_timeout, kDrainGrace));
   }
 
  private:
+  // The client's first bytes are in: a TLS handshake record (0x16) starts TLS.
+  void OnFirstRead(beast::error_code ec, size_t n);
+  void OnHandshake(beast::error_code ec);
   // Reads the next request: what is buffered first, then from the socket.
   void ReadRequest();
   // Feeds the buffered bytes to the reader and acts on what it says.
@@ -95,8 +102,13 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   }
   void OnTimeout();
 
-  tcp::socket socket_;
+  IoStream stream_;
   const std::string remote_;  // the peer's IP address
+  // Over TLS: who the client's certificate says it is (TlsSettings' check), or why the check
+  // refused it (every request is then answered 403 with that); both empty for a client that
+  // presented none, and on plain connections.
+  std::string tls_peer_;
+  std::string tls_refusal_;
   IoDeadline deadline_;
   const std::shared_ptr<Core> core_;
   ConnectionLimits::Slot slot_;  // in core_'s limits: declared after core_, released before it
@@ -108,7 +120,7 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   std::shared_ptr<const std::string> body_;
   SteadyTime received_;
   // Where the current request is, for its deadlines.
-  enum class Phase { kHead, kBody, kHandled, kWriting } phase_ = Phase::kHead;
+  enum class Phase { kTls, kHead, kBody, kHandled, kWriting } phase_ = Phase::kHead;
   bool body_timed_ = false;  // the body's deadline is set
   bool keep_alive_ = true;
   bool close_after_ = false;
@@ -330,9 +342,9 @@ class ServerImpl final : public HttpServer {
 
 Connection::Connection(tcp::socket socket, std::string remote, ConnectionLimits::Slot slot,
                        std::shared_ptr<Core> core, int loop)
-    : socket_(std::move(socket)),
+    : stream_(std::move(socket)),
       remote_(std::move(remote)),
-      deadline_(socket_.get_executor(), core->clock),
+      deadline_(stream_.get_executor(), core->clock),
       core_(std::move(core)),
       slot_(std::move(slot)),
       loop_(loop),
@@ -347,6 +359,57 @@ Connection::~Connection() {
   Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
   absl::MutexLock lock(&l.mu);
   l.connections.erase(this);
+}
+
+void Connection::Start() {
+  if (core_->options.tls == nullptr) return ReadRequest();
+  // TLS or plain? The first bytes tell (within header_timeout): read them as a request's would
+  // be, and hand them to the handshake if they start one.
+  phase_ = Phase::kTls;
+  ExpiresAfter(core_->options.header_timeout);
+  stream_.async_read_some(
+      buffer_.prepare(kReadSize),
+      [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnFirstRead(ec, n); });
+}
+
+void Connection::OnFirstRead(beast::error_code ec, size_t n) {
+  if (ec) return Close();  // closed before a byte, reset, or the deadline
+  buffer_.commit(n);
+  // 0x16: a TLS record of the handshake type; no HTTP request starts with it.
+  const std::shared_ptr<ssl_ctx_st> context = core_->options.tls->server();
+  if (static_cast<const unsigned char*>(buffer_.data().data())[0] != 0x16 || context == nullptr) {
+    return ReadRequest();
+  }
+  stream_.StartTls(context.get());
+  // The handshake starts from the bytes read (the ClientHello, which the client sends alone).
+  stream_.async_handshake(asio::ssl::stream_base::server, buffer_.data(),
+                          [self = shared_from_this()](beast::error_code hec, size_t) {
+                            self->buffer_.consume(self->buffer_.size());
+                            self->OnHandshake(hec);
+                          });
+}
+
+void Connection::OnHandshake(beast::error_code ec) {
+  if (core_->stopped.load(std::memory_order_relaxed)) return Close();  // no check after Stop()
+  if (ec) {
+    if (ec != asio::error::operation_aborted) {  // not the deadline (OnTimeout counted it)
+      core_->rejections->Note(Rejection::kTlsHandshakeFailed, remote_,
+                              StrCat("TLS handshake failed: ", ec.message()));
+    }
+    return Close();
+  }
+  const PeerChain chain = stream_.PeerCertificates();
+  if (!chain.empty()) {
+    absl::StatusOr<std::string> peer = core_->options.tls->Check(chain, "");
+    if (peer.ok()) {
+      tls_peer_ = *std::move(peer);
+    } else {
+      tls_refusal_ = StrCat("the certificate this connection presented is refused: ",
+                            MessageOf(peer.status()));
+      core_->rejections->Note(Rejection::kTlsPeerRefused, remote_, tls_refusal_);
+    }
+  }
+  ReadRequest();
 }
 
 void Connection::ReadRequest() {
@@ -386,7 +449,7 @@ void Connection::Parse() {
 void Connection::Read() {
   // As Beast's own reads size them: what the buffer has room for, within 512 bytes .. 64 KiB.
   const size_t room = buffer_.capacity() - buffer_.size();
-  socket_.async_read_some(
+  stream_.async_read_some(
       buffer_.prepare(std::clamp<size_t>(room, 512, kReadSize)),
       [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnRead(ec, n); });
 }
@@ -409,7 +472,7 @@ bool Connection::OnHead() {
     return true;
   }
   static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-  asio::async_write(socket_, asio::buffer(kContinue.data(), kContinue.size()),
+  asio::async_write(stream_, asio::buffer(kContinue.data(), kContinue.size()),
                     [self = shared_from_this()](beast::error_code ec, size_t) {
                       if (ec) return self->Close();
                       self->Parse();
@@ -422,6 +485,13 @@ void Connection::OnTimeout() {
   // request, or to take its answer, is counted.
   const auto ms = [](std::chrono::milliseconds t) { return t.count(); };
   switch (phase_) {
+    case Phase::kTls:
+      if (stream_.tls()) {
+        core_->rejections->Note(
+            Rejection::kTlsHandshakeFailed, remote_,
+            StrCat("a TLS handshake took over ", ms(core_->options.header_timeout), " ms"));
+      }
+      break;
     case Phase::kHead:
       if (reader_.started() || buffer_.size() > 0) {
         core_->rejections->Note(
@@ -453,6 +523,10 @@ void Connection::Refuse(const RequestRefusal& refusal) {
 void Connection::Dispatch() {
   if (core_->stopped.load()) {
     Close();
+    return;
+  }
+  if (!tls_refusal_.empty()) {
+    SendError(403, tls_refusal_, /*close=*/true);
     return;
   }
   if (WantsLink()) {
@@ -494,13 +568,13 @@ void Connection::SwitchToLink(std::string member) {
   deadline_.Cancel();
   const std::array<asio::const_buffer, 1> buffers{asio::buffer(kSwitch)};
   WriteNowOrLater(
-      socket_, buffers,
+      stream_, buffers,
       [self = shared_from_this(), member = std::move(member)](beast::error_code ec) mutable {
         if (ec) {
           self->Close();
           return;
         }
-        StartLink(std::move(self->socket_), std::move(self->buffer_), self->core_, self->loop_,
+        StartLink(std::move(self->stream_), std::move(self->buffer_), self->core_, self->loop_,
                   std::move(self->slot_), std::move(member));
       });
 }
@@ -531,7 +605,7 @@ void Connection::Send(HttpResponse response) {
   AppendMessageBuffers(buffers, head_, response_.body, response_.tail);
   phase_ = Phase::kWriting;
   ExpiresAfter(core_->options.body_timeout);
-  WriteNowOrLater(socket_, buffers,
+  WriteNowOrLater(stream_, buffers,
                   [self = shared_from_this()](beast::error_code ec) { self->OnWritten(ec); });
 }
 

@@ -56,6 +56,7 @@
 #include "base/rejections.h"
 #include "tensor/tensor.h"
 #include "transport/io_threads.h"
+#include "transport/tls.h"
 
 namespace hivemesh {
 
@@ -91,6 +92,11 @@ struct HttpServerOptions {
   // (HttpRequest::link_member()). Otherwise it is answered 403 with the status's message and the
   // connection closes. Called on an I/O thread; it must not block.
   std::function<absl::StatusOr<std::string>(const HttpRequest&)> authorize_link;
+  // TLS (transport/tls.h): with settings, a connection whose first byte starts a TLS handshake
+  // is served over TLS with the settings' server context, its client's certificate (if any)
+  // checked once (HttpRequest::tls_peer(); a refused one gets 403 on every request). Plain
+  // connections are served as before. A handshake must end within header_timeout.
+  std::shared_ptr<TlsSettings> tls;
   // What the server reads the time from: when a request was received (HttpRequest::received),
   // when an answer was sent (HttpResponse::on_sent), and every timeout above. The timers behind
   // the timeouts run on real time for what is left by this clock and look at it again when they
@@ -117,6 +123,10 @@ class HttpRequest {
   // answer when the link opened). Empty for plain requests, and on links of a server without
   // authorize_link.
   virtual std::string_view link_member() const { return {}; }
+  // For a request on a TLS connection whose client presented a certificate that
+  // HttpServerOptions::tls accepted: the name its check gave (a member). Empty otherwise (plain,
+  // no certificate, and requests on mesh links, which tell link_member()).
+  virtual std::string_view tls_peer() const { return {}; }
   // Set when the sender no longer needs the answer (a mesh link's CANCEL for this request's
   // stream); null when the request cannot be cancelled (plain HTTP). Valid as the request is.
   virtual const std::atomic<bool>* cancelled() const { return nullptr; }

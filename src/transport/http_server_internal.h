@@ -27,6 +27,7 @@
 #include "base/strings.h"
 #include "transport/http_request_reader.h"
 #include "transport/http_server.h"
+#include "transport/io_stream.h"
 #include "transport/io_threads_asio.h"
 #include "transport/mesh_link.h"
 
@@ -112,11 +113,11 @@ inline std::string RemoteAddress(const tcp::socket& socket) {
 // own fields to `out`; the caller adds any field of its own and the blank line that ends the head.
 void AppendResponseHead(std::string* out, const HttpResponse& response);
 
-// Takes over an upgraded connection's socket (and whatever it had buffered past the upgrade
+// Takes over an upgraded connection's stream (and whatever it had buffered past the upgrade
 // request, and its place under the connection limits) as a mesh link on loop `loop`, from
 // `member` (empty: not authorized as anyone). Called on that loop's thread.
-void StartLink(tcp::socket socket, beast::flat_buffer buffered, std::shared_ptr<Core> core,
-               int loop, ConnectionLimits::Slot slot, std::string member);
+void StartLink(IoStream stream, beast::flat_buffer buffered, std::shared_ptr<Core> core, int loop,
+               ConnectionLimits::Slot slot, std::string member);
 
 // The link, shared, or null if it is being destroyed (for the server's Stop).
 std::shared_ptr<LinkSession> LinkPtr(LinkSession& link);

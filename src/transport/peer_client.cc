@@ -19,11 +19,7 @@ void Done(const std::shared_ptr<Call>& call);
 void Fail(const std::shared_ptr<Call>& call, error_code ec);
 
 void CloseConnection(Core& core, Connection& c) {
-  error_code ignored;
-  if (c.socket.is_open()) {
-    c.socket.shutdown(tcp::socket::shutdown_both, ignored);
-    c.socket.close(ignored);
-  }
+  c.stream.Close();
   c.deadline.Cancel();
   if (c.counted) {
     c.counted = false;
@@ -46,7 +42,7 @@ void ExpiresAtDeadline(const std::shared_ptr<Call>& call) {
       [c] {
         c->timed_out = true;
         error_code ignored;
-        c->socket.close(ignored);
+        c->stream.socket().close(ignored);
       });
 }
 
@@ -63,7 +59,7 @@ void Finish(const std::shared_ptr<Call>& call, absl::StatusOr<PeerResponse> resu
 void StartHttp(const std::shared_ptr<Call>& call) {
   if (call->core->stopped.load(std::memory_order_relaxed)) return;
   auto& pool = call->core->idle[static_cast<size_t>(call->loop)];
-  auto it = pool.find(call->request.address);
+  auto it = pool.find(PoolKey(*call->core, call->request));
   if (it != pool.end() && !it->second.empty()) {
     call->conn = std::move(it->second.back());
     it->second.pop_back();
@@ -90,7 +86,47 @@ bool ParseEndpoint(const std::string& address, tcp::endpoint* out) {
 
 bool PeerMayHaveClosed(error_code ec) {
   return ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
-         ec == asio::error::eof || ec == asio::error::broken_pipe;
+         ec == asio::error::eof || ec == asio::error::broken_pipe ||
+         ec == asio::ssl::error::stream_truncated;  // a TLS peer that closed without a word
+}
+
+void SecureThen(Core& core, int loop, IoStream& stream, const std::string& address,
+                const std::string& peer_node,
+                std::function<void(error_code ec, std::string refused)> done) {
+  if (core.tls == nullptr) return done({}, {});
+  const std::shared_ptr<ssl_ctx_st> context = core.tls->client();
+  // Settings without a context yet: nothing goes out in the clear instead.
+  if (context == nullptr) return done({}, "this node has no certificate to present to peers yet");
+  stream.StartTls(context.get());
+  auto& sessions = core.sessions[static_cast<size_t>(loop)];
+  if (auto it = sessions.find(address); it != sessions.end()) {
+    SSL_set_session(stream.ssl(), it->second.get());
+  }
+  stream.async_handshake(asio::ssl::stream_base::client, [&core, &stream, peer_node,
+                                                          done = std::move(done)](error_code ec) {
+    // After Stop() the check is not called (what it reads may be gone).
+    if (!ec && core.stopped.load(std::memory_order_relaxed)) ec = asio::error::operation_aborted;
+    if (ec) return done(ec, {});
+    absl::StatusOr<std::string> who = core.tls->Check(stream.PeerCertificates(), peer_node);
+    if (!who.ok()) {
+      return done({}, StrCat("the peer's certificate is refused: ", MessageOf(who.status())));
+    }
+    done({}, {});
+  });
+}
+
+void KeepSession(Core& core, int loop, const std::string& address, IoStream& stream) {
+  // Every connection's latest: a resumed one got a fresh ticket (TLS 1.3 tickets are best used
+  // once).
+  if (!stream.tls()) return;
+  // A copy: OpenSSL marks a connection's own session unusable when the connection ends without
+  // a TLS close (a node's connections end by a TCP close).
+  SSL_SESSION* current = SSL_get0_session(stream.ssl());
+  if (current == nullptr || SSL_SESSION_is_resumable(current) != 1) return;
+  SSL_SESSION* session = SSL_SESSION_dup(current);
+  if (session == nullptr) return;
+  core.sessions[static_cast<size_t>(loop)][address] =
+      std::shared_ptr<SSL_SESSION>(session, SSL_SESSION_free);
 }
 
 void Connect(const std::shared_ptr<Call>& call) {
@@ -106,13 +142,21 @@ void Connect(const std::shared_ptr<Call>& call) {
   call->conn = std::make_shared<Connection>(call->executor, call->core->clock);
   call->reused = false;
   ExpiresAtDeadline(call);
-  call->conn->socket.async_connect(endpoint, [call](error_code ec) {
+  call->conn->stream.socket().async_connect(endpoint, [call](error_code ec) {
     if (ec) return Fail(call, ec);
     call->conn->counted = true;
     ++call->core->open;
     error_code ignored;
-    call->conn->socket.set_option(tcp::no_delay(true), ignored);
-    Write(call);
+    call->conn->stream.socket().set_option(tcp::no_delay(true), ignored);
+    SecureThen(*call->core, call->loop, call->conn->stream, call->request.address,
+               call->request.peer_node, [call](error_code hec, std::string refused) {
+                 if (hec) return Fail(call, hec);
+                 if (!refused.empty()) {
+                   Close(call);
+                   return Finish(call, absl::UnavailableError(refused));
+                 }
+                 Write(call);
+               });
   });
 }
 
@@ -154,11 +198,11 @@ void Write(const std::shared_ptr<Call>& call) {
   buffers.reserve(2 + r.tail.size());
   AppendRequest(*call, buffers);
   ExpiresAtDeadline(call);
-  WriteNowOrLater(call->conn->socket, buffers, [call](error_code ec) {
+  WriteNowOrLater(call->conn->stream, buffers, [call](error_code ec) {
     if (ec) return Fail(call, ec);
     call->parser.emplace();
     call->parser->body_limit(kMaxAnswerBytes);
-    http::async_read(call->conn->socket, call->conn->buffer, *call->parser,
+    http::async_read(call->conn->stream, call->conn->buffer, *call->parser,
                      [call](error_code ec, size_t) {
                        if (ec) return Fail(call, ec);
                        Done(call);
@@ -172,10 +216,11 @@ void Done(const std::shared_ptr<Call>& call) {
   const bool keep = call->parser->keep_alive();
   call->parser.reset();
   call->conn->deadline.Clear();
-  if (keep && !call->conn->timed_out && call->conn->socket.is_open() &&
+  KeepSession(*call->core, call->loop, call->request.address, call->conn->stream);
+  if (keep && !call->conn->timed_out && call->conn->stream.socket().is_open() &&
       !call->core->stopped.load(std::memory_order_relaxed)) {
-    call->core->idle[static_cast<size_t>(call->loop)][call->request.address].push_back(
-        std::move(call->conn));
+    call->core->idle[static_cast<size_t>(call->loop)][PoolKey(*call->core, call->request)]
+        .push_back(std::move(call->conn));
   } else {
     Close(call);
   }
@@ -205,10 +250,10 @@ absl::Status TransportError(const std::string& address, error_code ec, bool time
 class PeerClientImpl final : public PeerClient {
  public:
   PeerClientImpl(std::shared_ptr<IoThreads> io, bool owns_io, CredentialFn credential,
-                 const Clock& clock)
+                 const Clock& clock, std::shared_ptr<TlsSettings> tls)
       : io_(std::move(io)),
         owns_io_(owns_io),
-        core_(std::make_shared<Core>(io_->size(), std::move(credential), clock)) {}
+        core_(std::make_shared<Core>(io_->size(), std::move(credential), clock, std::move(tls))) {}
   ~PeerClientImpl() override { Stop(); }
 
   void Stop() override {
@@ -222,6 +267,7 @@ class PeerClientImpl final : public PeerClient {
           for (const std::shared_ptr<Connection>& c : conns) CloseConnection(*core_, *c);
         }
         core_->idle[static_cast<size_t>(i)].clear();
+        core_->sessions[static_cast<size_t>(i)].clear();
       });
     }
     if (owns_io_) io_->Stop();
@@ -312,13 +358,13 @@ bool IsConnectionRefused(const absl::Status& status) {
 }
 
 std::unique_ptr<PeerClient> PeerClient::Create(std::shared_ptr<IoThreads> io,
-                                               CredentialFn credential, const Clock& clock) {
+                                               CredentialFn credential, const Clock& clock,
+                                               std::shared_ptr<TlsSettings> tls) {
   using peer_internal::PeerClientImpl;
-  if (io == nullptr) {
-    return std::make_unique<PeerClientImpl>(IoThreads::Create(1), true, std::move(credential),
-                                            clock);
-  }
-  return std::make_unique<PeerClientImpl>(std::move(io), false, std::move(credential), clock);
+  const bool owns_io = io == nullptr;
+  if (owns_io) io = IoThreads::Create(1);
+  return std::make_unique<PeerClientImpl>(std::move(io), owns_io, std::move(credential), clock,
+                                          std::move(tls));
 }
 
 }  // namespace hivemesh

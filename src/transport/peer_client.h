@@ -35,6 +35,7 @@
 #include "base/clock.h"
 #include "tensor/tensor.h"
 #include "transport/io_threads.h"
+#include "transport/tls.h"
 
 namespace hivemesh {
 
@@ -134,10 +135,13 @@ class PeerClient {
   // the client opens carries a credential for its peer (one per link), and so does every request
   // that goes over plain HTTP (one per request: links carry nearly all of them); requests with
   // no peer_node carry none. `clock` must outlive the client; the node passes its system clock,
-  // tests a ManualClock.
+  // tests a ManualClock. With `tls` (transport/tls.h), every connection is TLS: the client
+  // presents the node's certificate, checks the server's against the request's peer_node, and
+  // resumes its last session with the address.
   static std::unique_ptr<PeerClient> Create(std::shared_ptr<IoThreads> io = nullptr,
                                             CredentialFn credential = nullptr,
-                                            const Clock& clock = SystemClock::Get());
+                                            const Clock& clock = SystemClock::Get(),
+                                            std::shared_ptr<TlsSettings> tls = nullptr);
   virtual ~PeerClient() = default;
   // After Stop(), the request is dropped and `done` never runs.
   virtual void Send(PeerRequest request, PeerCallback done) = 0;

@@ -18,7 +18,9 @@
 
 #include "base/clock.h"
 #include "transport/io_deadline.h"
+#include "transport/io_stream.h"
 #include "transport/peer_client.h"
+#include "transport/tls.h"
 
 namespace hivemesh::peer_internal {
 
@@ -81,8 +83,8 @@ class Link;
 
 struct Connection {
   Connection(const asio::any_io_executor& ex, const Clock& clock)
-      : socket(ex), deadline(ex, clock) {}
-  tcp::socket socket;
+      : stream(ex), deadline(ex, clock) {}
+  IoStream stream;
   IoDeadline deadline;  // of the current request
   beast::flat_buffer buffer;
   bool counted = false;    // in Core::open
@@ -92,20 +94,26 @@ struct Connection {
 // What the I/O handlers share. Handlers hold it through their Call, so it outlives the client
 // object while any handler is still queued.
 struct Core {
-  Core(int loops, CredentialFn c, const Clock& k)
+  Core(int loops, CredentialFn c, const Clock& k, std::shared_ptr<TlsSettings> t)
       : clock(k),
         credential(std::move(c)),
+        tls(std::move(t)),
         idle(static_cast<size_t>(loops)),
         links(static_cast<size_t>(loops)),
-        http_only(static_cast<size_t>(loops)) {}
-  const Clock& clock;             // every deadline's
-  const CredentialFn credential;  // null: requests and links carry no member credential
+        http_only(static_cast<size_t>(loops)),
+        sessions(static_cast<size_t>(loops)) {}
+  const Clock& clock;                      // every deadline's
+  const CredentialFn credential;           // null: requests and links carry no member credential
+  const std::shared_ptr<TlsSettings> tls;  // null: plain connections
   using Pool = std::map<std::string, std::vector<std::shared_ptr<Connection>>>;
   std::vector<Pool> idle;  // idle[i]: touched only on loop i's thread
   // links[i]: loop i's mesh link to each peer address; touched only on loop i's thread.
   std::vector<std::unordered_map<std::string, std::shared_ptr<Link>>> links;
   // http_only[i]: peers that declined a link, and until when loop i uses plain HTTP with them.
   std::vector<std::unordered_map<std::string, SteadyTime>> http_only;
+  // sessions[i]: loop i's last TLS session with each peer address, resumed by its next
+  // connection there; touched only on loop i's thread.
+  std::vector<std::unordered_map<std::string, std::shared_ptr<SSL_SESSION>>> sessions;
   std::atomic<int> open{0};        // connections, links included
   std::atomic<int> open_links{0};  // links (upgraded and not yet closed)
   // Set by Stop() before it visits every loop; a handler that sees it runs no callback.
@@ -132,6 +140,24 @@ struct Call {
   // gets only what is left.
   SteadyTime deadline;  // of core->clock
 };
+
+// With TLS settings: puts TLS over `stream`'s connected socket (resuming loop `loop`'s session
+// with `address` if it has one), handshakes, and checks that the server's certificate is
+// `peer_node`'s; then `done(ec, refused)`, `refused` saying why the check refused the server.
+// Without settings, `done` runs at once with no error.
+void SecureThen(Core& core, int loop, IoStream& stream, const std::string& address,
+                const std::string& peer_node,
+                std::function<void(error_code ec, std::string refused)> done);
+// Keeps `stream`'s TLS session for the loop's next connection to `address` (once an answer has
+// come: TLS 1.3 sends its ticket after the handshake).
+void KeepSession(Core& core, int loop, const std::string& address, IoStream& stream);
+
+// What a loop's idle connections and links are kept under: the peer's address, and over TLS
+// also the member it was checked to be (a connection checked for one member is never used for
+// another that has since taken its address).
+inline std::string PoolKey(const Core& core, const PeerRequest& r) {
+  return core.tls == nullptr ? r.address : r.address + '\n' + r.peer_node;
+}
 
 // Runs the call's callback with `result`, unless the client has stopped.
 void Finish(const std::shared_ptr<Call>& call, absl::StatusOr<PeerResponse> result);

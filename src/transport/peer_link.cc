@@ -35,26 +35,34 @@ void CancelOnLink(const std::shared_ptr<void>& target);
 // it is answered, times out or the link closes, so it gets exactly one callback.
 class Link : public std::enable_shared_from_this<Link> {
  public:
-  Link(std::shared_ptr<Core> core, int loop, std::string address, std::string peer_node,
-       asio::any_io_executor executor)
+  Link(std::shared_ptr<Core> core, int loop, std::string address, std::string key,
+       std::string peer_node, asio::any_io_executor executor)
       : core_(std::move(core)),
         loop_(loop),
         address_(std::move(address)),
+        key_(std::move(key)),
         peer_node_(std::move(peer_node)),
         executor_(std::move(executor)),
-        socket_(executor_),
+        stream_(executor_),
         timer_(executor_) {}
 
   void Open(const tcp::endpoint& endpoint) {
-    socket_.async_connect(endpoint, [self = shared_from_this()](error_code ec) {
+    stream_.socket().async_connect(endpoint, [self = shared_from_this()](error_code ec) {
       if (ec) return self->Close(ec);
       if (self->state_ == State::kClosed) return;
       self->counted_ = true;
       ++self->core_->open;
       error_code ignored;
-      self->socket_.set_option(tcp::no_delay(true), ignored);
-      EnableKeepAlive(self->socket_);  // the link has no idle timeout: notice a vanished peer
-      self->Upgrade();
+      self->stream_.socket().set_option(tcp::no_delay(true), ignored);
+      // The link has no idle timeout: notice a vanished peer.
+      EnableKeepAlive(self->stream_.socket());
+      SecureThen(*self->core_, self->loop_, self->stream_, self->address_, self->peer_node_,
+                 [self](error_code hec, std::string refused) {
+                   if (self->state_ == State::kClosed) return;
+                   if (hec) return self->Close(hec);
+                   if (!refused.empty()) return self->Refuse(refused);
+                   self->Upgrade();
+                 });
     });
   }
 
@@ -110,11 +118,11 @@ class Link : public std::enable_shared_from_this<Link> {
     }
     upgrade_ += "Content-Length: 0\r\n\r\n";
     std::vector<asio::const_buffer> buffers{asio::buffer(upgrade_)};
-    WriteNowOrLater(socket_, buffers, [self = shared_from_this()](error_code ec) {
+    WriteNowOrLater(stream_, buffers, [self = shared_from_this()](error_code ec) {
       if (ec) return self->Close(ec);
       self->parser_.emplace();
       self->parser_->body_limit(kMaxAnswerBytes);
-      http::async_read(self->socket_, self->in_, *self->parser_,
+      http::async_read(self->stream_, self->in_, *self->parser_,
                        [self](error_code ec, size_t) { self->OnUpgraded(ec); });
     });
   }
@@ -128,6 +136,7 @@ class Link : public std::enable_shared_from_this<Link> {
     // from a draining node, say) says nothing of that: the calls go plain this once.
     const bool declined = r.status >= 200 && r.status < 300;
     parser_.reset();
+    KeepSession(*core_, loop_, address_, stream_);
     if (!switched) return Decline(declined);
     state_ = State::kOpen;
     ++core_->open_links;
@@ -149,6 +158,15 @@ class Link : public std::enable_shared_from_this<Link> {
     }
   }
 
+  // The server's certificate is not the peer's: every call fails with `why` (no retry: the next
+  // link would meet the same server).
+  void Refuse(const std::string& why) {
+    const bool was_open = state_ == State::kOpen;
+    state_ = State::kClosed;
+    Detach(was_open);
+    for (const auto& [_, call] : TakeCalls()) Finish(call, absl::UnavailableError(why));
+  }
+
   // Every call the link holds, which it then no longer does.
   std::map<uint32_t, std::shared_ptr<Call>> TakeCalls() {
     std::map<uint32_t, std::shared_ptr<Call>> calls;
@@ -161,13 +179,9 @@ class Link : public std::enable_shared_from_this<Link> {
   // link had been upgraded (counted in Core::open_links).
   void Detach(bool was_open) {
     auto& links = core_->links[static_cast<size_t>(loop_)];
-    auto it = links.find(address_);
+    auto it = links.find(key_);
     if (it != links.end() && it->second.get() == this) links.erase(it);
-    error_code ignored;
-    if (socket_.is_open()) {
-      socket_.shutdown(tcp::socket::shutdown_both, ignored);
-      socket_.close(ignored);
-    }
+    stream_.Close();
     timer_.cancel();
     if (was_open) --core_->open_links;
     if (counted_) {
@@ -219,7 +233,7 @@ class Link : public std::enable_shared_from_this<Link> {
     queued_.erase(queued_.begin(), queued_.begin() + static_cast<ptrdiff_t>(taken));
     if (writing_.empty() && cancels_writing_.empty()) return;
     writing_now_ = true;
-    WriteNowOrLater(socket_, buffers, [self = shared_from_this()](error_code ec) {
+    WriteNowOrLater(stream_, buffers, [self = shared_from_this()](error_code ec) {
       self->writing_now_ = false;
       self->writing_.clear();
       self->cancels_writing_.clear();
@@ -229,7 +243,7 @@ class Link : public std::enable_shared_from_this<Link> {
   }
 
   void Read() {
-    socket_.async_read_some(
+    stream_.async_read_some(
         in_.prepare(kReadSize),
         [self = shared_from_this()](error_code ec, size_t n) { self->OnRead(ec, n); });
   }
@@ -329,14 +343,21 @@ class Link : public std::enable_shared_from_this<Link> {
     for (const std::shared_ptr<Call>& call : expired) {
       Finish(call, TransportError(address_, {}, true));
     }
+    // A link still being set up (connect, TLS handshake, upgrade) when a call's deadline passed
+    // is a peer that accepts and says nothing (stopped, wedged): it is given up, so that the
+    // next calls open a new link instead of queueing behind it.
+    if (!expired.empty() && state_ != State::kOpen && state_ != State::kClosed) {
+      Close(asio::error::timed_out);
+    }
   }
 
   const std::shared_ptr<Core> core_;
   const int loop_;
   const std::string address_;
+  const std::string key_;        // in the loop's table (PoolKey)
   const std::string peer_node_;  // the member its credential is addressed to
   const asio::any_io_executor executor_;
-  tcp::socket socket_;
+  IoStream stream_;
   asio::steady_timer timer_;
   State state_ = State::kConnecting;
   bool counted_ = false;  // in Core::open
@@ -381,14 +402,15 @@ void StartOnLink(const std::shared_ptr<Call>& call) {
     }
   }
   auto& links = core.links[loop];
-  auto it = links.find(call->request.address);
+  const std::string key = PoolKey(core, call->request);
+  auto it = links.find(key);
   if (it == links.end()) {
     tcp::endpoint endpoint;
     // Not ip:port: the plain path reports it.
     if (!ParseEndpoint(call->request.address, &endpoint)) return StartHttp(call);
-    auto link = std::make_shared<Link>(call->core, call->loop, call->request.address,
+    auto link = std::make_shared<Link>(call->core, call->loop, call->request.address, key,
                                        call->request.peer_node, call->executor);
-    it = links.emplace(call->request.address, link).first;
+    it = links.emplace(key, link).first;
     link->Open(endpoint);
   }
   it->second->Submit(call);

@@ -118,7 +118,7 @@ class Agent:
                  "--node-name", self.name, "--http-address", f"{address}:{PORT_HTTP}",
                  "--gossip-address", f"{address}:{PORT_GOSSIP}", "--gossip-profile", "local",
                  "--grpc-address", "off", "--state-dir", self.state, "--log-level", "info",
-                 *repo, *join], stdout=log, stderr=subprocess.STDOUT)
+                 "--insecure", *repo, *join], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

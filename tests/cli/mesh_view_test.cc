@@ -121,5 +121,14 @@ TEST(FormatMembersTableTest, OneRowPerMember) {
   EXPECT_THAT(table, HasSubstr("120 ms\n"));
 }
 
+TEST(FormatMembersTableTest, AnInsecureMemberSaysSo) {
+  absl::StatusOr<std::vector<Member>> members = ParseMembers(
+      R"({"members":[{"name":"lab","address":"127.0.0.1:7009","state":"alive","insecure":true}]})");
+  ASSERT_TRUE(members.ok());
+  ASSERT_EQ(members->size(), 1u);
+  EXPECT_TRUE(members->front().insecure);
+  EXPECT_THAT(FormatMembersTable(*members), HasSubstr("lab   alive (insecure)"));
+}
+
 }  // namespace
 }  // namespace hivemesh::cli

@@ -55,7 +55,12 @@ TEST_F(MeshFilesTest, ANewMeshIsSavedAndReadBackWhole) {
   EXPECT_EQ(back->issuer_cert->public_key(), back->issuer_key->public_key());
   EXPECT_EQ(back->roots[0].public_key(), back->root_key->public_key());
   EXPECT_NE(back->root_key->public_key(), node_key.public_key()) << "each CA has its own key";
-  for (const char* key : {"root.key", "issuer.key"}) {
+  // The mesh's gossip key: one AES-256 key in base64, kept like the other secrets.
+  ASSERT_EQ(back->gossip_keys.size(), 1u);
+  EXPECT_EQ(back->gossip_keys, mesh->gossip_keys);
+  EXPECT_EQ(back->gossip_keys[0].size(), 44u);
+  EXPECT_NE(CreateMesh(node_key, "gw-1", {}, T0())->gossip_keys, mesh->gossip_keys);
+  for (const char* key : {"root.key", "issuer.key", "gossip.keys"}) {
     struct stat st {};
     ASSERT_EQ(::stat((dir_ + "/mesh/" + key).c_str(), &st), 0) << key;
     EXPECT_EQ(st.st_mode & 0777, 0600u) << key;
@@ -64,10 +69,11 @@ TEST_F(MeshFilesTest, ANewMeshIsSavedAndReadBackWhole) {
   ASSERT_TRUE(SaveMesh(dir_, *back).ok());
   int files = 0;
   for (const auto& e : fs::directory_iterator(dir_ + "/mesh")) {
-    EXPECT_EQ(e.path().extension(), e.path().extension() == ".key" ? ".key" : ".pem");
+    const std::string ext = e.path().extension().string();
+    EXPECT_TRUE(ext == ".key" || ext == ".keys" || ext == ".pem") << e.path();
     ++files;
   }
-  EXPECT_EQ(files, 5);
+  EXPECT_EQ(files, 6);
   // A node without the root key (exported and removed) still loads.
   fs::remove(dir_ + "/mesh/root.key");
   EXPECT_FALSE(LoadMesh(dir_)->root_key.has_value());
@@ -79,6 +85,9 @@ TEST_F(MeshFilesTest, DamagedOrUnsafeFilesAreRefusedNamingTheFile) {
   EXPECT_THAT(LoadMesh(dir_).status().message(), HasSubstr("issuer key"));
   EXPECT_THAT(LoadMesh(dir_).status().message(), HasSubstr("chmod 600"));
   ::chmod((dir_ + "/mesh/issuer.key").c_str(), 0600);
+  ::chmod((dir_ + "/mesh/gossip.keys").c_str(), 0640);
+  EXPECT_THAT(LoadMesh(dir_).status().message(), HasSubstr("gossip keys"));
+  ::chmod((dir_ + "/mesh/gossip.keys").c_str(), 0600);
   Write("node.pem", "not a certificate");
   EXPECT_THAT(LoadMesh(dir_).status().message(), HasSubstr("node.pem"));
   fs::remove(dir_ + "/mesh/roots.pem");

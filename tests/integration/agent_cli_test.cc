@@ -16,8 +16,14 @@ namespace {
 using ::testing::HasSubstr;
 
 std::string RunCli(const std::string& args, int* exit_code) {
+  // A node that gets as far as its state folder gets one of its own (never the host's default)
+  // and no mesh: these tests are about settings.
+  static TempDir* const state = new TempDir();
+  const std::string own = args.starts_with("agent ") && args.find("--help") == std::string::npos
+                              ? " --insecure --state-dir " + state->path()
+                              : "";
   std::string out;
-  FILE* p = ::popen((HivemeshBinary() + " " + args + " 2>&1").c_str(), "r");
+  FILE* p = ::popen((HivemeshBinary() + " " + args + own + " 2>&1").c_str(), "r");
   char buf[4096];
   size_t n;
   while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);

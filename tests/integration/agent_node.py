@@ -36,8 +36,11 @@ def wait_for(fn, seconds, what, retry_on=()):
 
 
 class AgentNode:
-    def __init__(self, binary, name, args=(), grpc=False):
+    def __init__(self, binary, name, args=(), grpc=False, secure=False):
         self.name = name
+        # Most tests run a mesh without certificates (--insecure); `secure` nodes create a mesh
+        # or join one with --token (docs/identity.md).
+        security = [] if secure or "--token" in args else ["--insecure"]
         self.dir = tempfile.mkdtemp(prefix=f"hivemesh-{name}-")
         self.log_path = os.path.join(self.dir, "agent.log")
         self.log = open(self.log_path, "w")
@@ -45,7 +48,7 @@ class AgentNode:
             [binary, "agent", "--node-name", name, "--http-address", "127.0.0.1:0",
              "--gossip-address", "127.0.0.1:0", "--gossip-profile", "local",
              "--grpc-address", "127.0.0.1:0" if grpc else "off",
-             "--state-dir", os.path.join(STATE_ROOT, name), *args],
+             "--state-dir", os.path.join(STATE_ROOT, name), *security, *args],
             stdout=self.log, stderr=subprocess.STDOUT)
         text = wait_for(self._started, 30, f"node {name} to start")
         self.port = int(re.search(r"KServe v2 REST on http://127\.0\.0\.1:(\d+) ", text)[1])

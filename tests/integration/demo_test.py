@@ -70,6 +70,10 @@ class DemoTest(unittest.TestCase):
         out = p.stdout
         self.assertEqual(p.returncode, 0, out + p.stderr)
         self.assertIn("Result: clean run", out)
+        # Secure by default: every node joined the first one's mesh with a token.
+        self.assertRegex(out, r"Security: (\d+) of \1 nodes hold a certificate of mesh "
+                              r"[0-9a-f]{32} \(joined with a token\); links and forwarded "
+                              r"requests between them are mutual TLS")
         self.assertRegex(out, r"killed cam-2 with SIGKILL")
         self.assertRegex(out, r"cam-2 is back")
         # While cam-2 was down nothing failed, and after it came back it served requests again.

@@ -6,9 +6,9 @@
   SPIFFE id and the labels as URI SANs, the node's own key, 7 days of life, not a CA;
 - GET /v2 says so (mesh id, CA digest, role, expiry, issuer rights), and the log says how to join
   it, with a token of 24 h;
-- a restart keeps the mesh (the same digest), and a node that joins it without a token has no
-  certificate (GET /v2 "mesh": null); a label that cannot go into a certificate leaves the node
-  without one, with a warning;
+- a restart keeps the mesh (the same digest); a node that joins it without a token or a
+  certificate stops, saying to use --token (or --insecure), as one whose state folder holds
+  another node's certificate, and one with a label a certificate cannot hold;
 - a node started with --join and --token gets its certificate from the seed over TLS on the
   gossip port: same mesh, its own key and name, no issuer rights; the token's use is spent, so
   a second node with it is refused and exits saying so, as one with a wrong secret and one with
@@ -72,7 +72,8 @@ class MeshIdentityTest(unittest.TestCase):
 
     def start(self, name, *args):
         node = AgentNode(BINARY, name,
-                         args=["--model-repository", MODELS, "--models", "identity", *args])
+                         args=["--model-repository", MODELS, "--models", "identity", *args],
+                         secure=True)
         self.nodes.append(node)
         return node
 
@@ -130,10 +131,14 @@ class MeshIdentityTest(unittest.TestCase):
         self.assertEqual(self.v2(again)["mesh"]["ca_digest"], mesh["ca_digest"])
         self.assertNotIn("created a new mesh", again.text())
 
-        # A node that joins without a token gets no certificate (yet).
-        b = self.start("joiner", "--join", again.gossip)
-        self.assertIsNone(self.v2(b)["mesh"])
+        # A node that joins without a token or a certificate stops, saying how to join.
+        out = self.start_failing("joiner", "--join", again.gossip)
+        self.assertIn("join with --token HM1-", out)
+        self.assertIn("--insecure", out)
         self.assertFalse(os.path.exists(os.path.join(STATE_ROOT, "joiner", "mesh")))
+        # Nor does a node whose state folder holds another node's certificate start.
+        out = self.start_failing("impostor", "--state-dir", os.path.join(STATE_ROOT, "founder"))
+        self.assertIn("node 'founder's, not 'impostor's", out)
 
     def cli(self, node, *args, admin_token_file=None):
         extra = ["--admin-token-file", admin_token_file] if admin_token_file else []
@@ -187,7 +192,8 @@ class MeshIdentityTest(unittest.TestCase):
         status, text = a.request("PUT", "/v1/mesh/tokens")
         self.assertEqual(status, 405, text)
 
-        b = self.start("member", "--join", a.gossip)
+        b = self.start("member", "--join", a.gossip,
+                       "--token", self.cli(a, "create").stdout.strip())
         refused = self.cli(b, "list")
         self.assertEqual(refused.returncode, 1)
         self.assertIn("no issuer rights", refused.stderr)
@@ -312,10 +318,11 @@ class MeshIdentityTest(unittest.TestCase):
         self.assertEqual(allowed.returncode, 0, allowed.stderr)
         os.unlink(f.name)
 
-    def test_a_label_a_certificate_cannot_hold_leaves_the_node_without_one(self):
-        c = self.start("odd", "--labels", "zone=a/b")
-        self.assertIsNone(self.v2(c)["mesh"])
-        self.assertIn("no mesh created: label zone", c.text())
+    def test_a_label_a_certificate_cannot_hold_stops_the_node_saying_so(self):
+        out = self.start_failing("odd", "--labels", "zone=a/b")
+        self.assertIn("cannot create a mesh: label zone", out)
+        self.assertIn("--insecure", out)
+        self.assertFalse(os.path.exists(os.path.join(STATE_ROOT, "odd", "mesh")))
 
 
 if __name__ == "__main__":

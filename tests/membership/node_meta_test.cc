@@ -37,8 +37,18 @@ TEST(NodeMetaTest, RoundTrips) {
   EXPECT_EQ(dec->models[1].data_policy, 0);
   EXPECT_EQ(dec->models[1].instances, 1u);
   EXPECT_TRUE(dec->draining);
+  EXPECT_FALSE(dec->insecure);
   m.draining = false;
-  EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m))->draining);
+  m.insecure = true;
+  absl::StatusOr<NodeMeta> insecure = DecodeNodeMeta(*EncodeNodeMeta(m));
+  ASSERT_TRUE(insecure.ok());
+  EXPECT_FALSE(insecure->draining);
+  EXPECT_TRUE(insecure->insecure);
+  // The flags byte is last: bits a decoder does not know are ignored.
+  std::string future = *EncodeNodeMeta(m);
+  future.back() = static_cast<char>(0x80 | 2);
+  EXPECT_TRUE(DecodeNodeMeta(future)->insecure);
+  EXPECT_FALSE(DecodeNodeMeta(future)->draining);
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
 

@@ -65,7 +65,7 @@ class Node(AgentNode):
     (RLIMIT_NOFILE), to run it out of them."""
 
     def __init__(self, binary, name, models=("identity",), args=(), grpc=False,
-                 repository=MODELS, nofile=None):
+                 repository=MODELS, nofile=None, secure=False):
         if models is None:
             extra = ["--model-repository", repository]
         elif models:
@@ -82,7 +82,7 @@ class Node(AgentNode):
         if nofile is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, limit_before[1]))
         try:
-            super().__init__(binary, name, [*extra, *args], grpc=grpc)
+            super().__init__(binary, name, [*extra, *args], grpc=grpc, secure=secure)
         finally:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, limit_before)

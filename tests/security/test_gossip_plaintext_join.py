@@ -46,7 +46,7 @@ class GossipPlaintextJoinTest(unittest.TestCase):
                         [self.BINARY, "agent", "--node-name", "joiner", "--http-address",
                          "127.0.0.1:0", "--gossip-address", "127.0.0.1:0", "--grpc-address", "off",
                          "--gossip-profile", "lan", "--model-repository", MODELS, "--models",
-                         "identity", "--join", seed.gossip, "--state-dir",
+                         "identity", "--join", seed.gossip, "--insecure", "--state-dir",
                          os.path.join(tmp, "state")],
                         stdout=log, stderr=subprocess.STDOUT)
                     try:

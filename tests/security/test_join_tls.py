@@ -88,7 +88,7 @@ class JoinTlsTest(unittest.TestCase):
     BINARY = None
 
     def setUp(self):
-        self.seed = Node(self.BINARY, "seed")
+        self.seed = Node(self.BINARY, "seed", secure=True)
         self.nodes = [self.seed]
         self.assertIsNotNone(self.v2(self.seed)["mesh"])
 
@@ -115,7 +115,8 @@ class JoinTlsTest(unittest.TestCase):
         for s in socks:
             self.assertIsNotNone(wait_closed(s, DEADLINE + 3)[0], "a garbage record was kept open")
         close_all(socks)
-        member = Node(self.BINARY, "member", args=["--join", self.seed.gossip])
+        member = Node(self.BINARY, "member",
+                      args=["--join", self.seed.gossip, "--token", self.token()])
         self.nodes.append(member)
         wait_for(lambda: len(self.seed.members()) == 2, 30, "the member to join by gossip")
 

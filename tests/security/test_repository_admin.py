@@ -192,7 +192,7 @@ class RepositoryAdminTest(unittest.TestCase):
             result = subprocess.run(
                 [self.BINARY, "agent", "--http-address", "127.0.0.1:0", "--gossip-address",
                  "127.0.0.1:0", "--grpc-address", "off", "--model-repository", self.repo,
-                 "--admin-access", "token", "--admin-token-file", token_file],
+                 "--insecure", "--admin-access", "token", "--admin-token-file", token_file],
                 capture_output=True, text=True, timeout=60)
             self.assertNotEqual(result.returncode, 0, f"started with {token_file!r}")
             self.assertIn(expected, result.stdout + result.stderr)

@@ -85,9 +85,10 @@ AgentProcess::AgentProcess(std::vector<std::string> args) {
   }
   // No gRPC unless a test asks (a later flag wins): tests run side by side on one host.
   std::vector<std::string> argv = {
-      HivemeshBinary(),   "agent",          "--http-address", "127.0.0.1:0",
-      "--gossip-address", "127.0.0.1:0",    "--grpc-address", "off",
-      "--state-dir",      StateDirFor(name)};
+      HivemeshBinary(), "agent", "--http-address", "127.0.0.1:0", "--gossip-address", "127.0.0.1:0",
+      "--grpc-address", "off", "--state-dir", StateDirFor(name),
+      // A mesh without certificates: these tests are about serving, routing and membership.
+      "--insecure"};
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = ::fork();
   if (pid_ == 0) {

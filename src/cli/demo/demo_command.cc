@@ -320,8 +320,9 @@ int RunDemo(const DemoFlags& flags) {
     return cli::kExitUnreachable;
   }
   PrintPlan(scenario, fleet, duration);
-  std::printf("Nodes started and joined in %.1f s; their logs are in %s\n\n",
+  std::printf("Nodes started and joined in %.1f s; their logs are in %s\n",
               std::chrono::duration<double>(Clock::now() - t0).count(), fleet.log_dir().c_str());
+  std::printf("Security: %s\n\n", fleet.SecuritySummary().c_str());
 
   std::map<std::string, std::string> address, zones;
   for (const NodeSpec& n : scenario.nodes) {

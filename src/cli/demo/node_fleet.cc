@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/stable_port.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 #include "cli/http_client.h"
 
@@ -63,11 +64,38 @@ absl::Status NodeFleet::StartAll(std::chrono::seconds timeout) {
     p.http_port = *http;
     p.gossip_port = *gossip;
   }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // The first node creates the mesh; the others join it with a token it makes.
+  const std::string& first = order_.front();
+  HM_RETURN_IF_ERROR(Start(first));
+  while (token_.empty()) {
+    if (!Running(first)) {
+      return absl::InternalError(
+          StrCat("node ", first, " exited during start-up; see ", log_dir_, "/", first, ".log"));
+    }
+    HttpClient client(ApiAddress(first), 1000);
+    absl::StatusOr<HttpResult> made =
+        client.Request("POST", "/v1/mesh/tokens", R"({"role":"node","ttl":"24h","uses":0})");
+    simdjson::dom::parser parser;
+    std::string_view token;
+    if (made.ok() && made->status / 100 == 2 &&
+        parser.parse(made->body)["token"].get(token) == simdjson::SUCCESS) {
+      token_ = std::string(token);
+      break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      return absl::DeadlineExceededError(
+          StrCat("node ", first, " made no join token within ", timeout.count(), " s",
+                 made.ok() ? StrCat(" (it answered ", made->status, ": ", made->body, ")") : "",
+                 "; see ", log_dir_, "/", first, ".log"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   for (const std::string& name : order_) {
+    if (name == first) continue;
     absl::Status s = Start(name);
     if (!s.ok()) return s;
   }
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (const std::string& name : order_) {
     while (!Ready(name)) {
       if (!Running(name)) {
@@ -104,6 +132,9 @@ absl::Status NodeFleet::Start(const std::string& name) {
   if (!join.empty()) {
     args.push_back("--join");
     args.push_back(join);
+    // A first start joins with the token; a restart has its certificate and needs none.
+    args.push_back("--token");
+    args.push_back(token_);
   }
   const std::string log = StrCat(log_dir_, "/", name, ".log");
   const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -191,6 +222,38 @@ std::vector<std::string> NodeFleet::StopAll(std::chrono::seconds grace) {
     p.pid = -1;
   }
   return problems;
+}
+
+std::string NodeFleet::SecuritySummary() {
+  std::map<std::string, int> meshes;  // mesh id -> nodes holding one of its certificates
+  std::vector<std::string> without;
+  for (const std::string& name : order_) {
+    HttpClient client(ApiAddress(name), 2000);
+    absl::StatusOr<HttpResult> v2 = client.Request("GET", "/v2");
+    simdjson::dom::parser parser;
+    std::string_view id;
+    bool insecure = true;
+    simdjson::dom::element doc;
+    if (v2.ok() && v2->status == 200 && parser.parse(v2->body).get(doc) == simdjson::SUCCESS &&
+        doc["insecure"].get(insecure) == simdjson::SUCCESS && !insecure &&
+        doc["mesh"]["id"].get(id) == simdjson::SUCCESS) {
+      ++meshes[std::string(id)];
+    } else {
+      without.push_back(name);
+    }
+  }
+  if (meshes.size() == 1 && without.empty()) {
+    return StrCat(order_.size(), " of ", order_.size(), " nodes hold a certificate of mesh ",
+                  meshes.begin()->first,
+                  " (joined with a token); links and forwarded requests between them are "
+                  "mutual TLS, gossip is sealed with the mesh's key");
+  }
+  std::string out = StrCat("not one secure mesh: ", meshes.size(), " mesh(es)");
+  if (!without.empty()) {
+    StrAppend(&out, "; without a certificate (or not answering): ");
+    for (const std::string& n : without) StrAppend(&out, n, " ");
+  }
+  return out;
 }
 
 std::string NodeFleet::ApiAddress(const std::string& name) const {

@@ -1,5 +1,8 @@
-// NodeFleet: the demo's nodes as real `hivemesh agent` processes on loopback. Each node gets
-// its scenario config file plus fixed free ports, logs to <work_dir>/logs/<name>.log, runs in its
+// NodeFleet: the demo's nodes as real `hivemesh agent` processes on loopback, a secure mesh: the
+// first node creates it, the demo takes a join token from it (its admin API, from this host), and
+// the others join with that token. Each node gets its scenario config file plus fixed free ports
+// and a state folder of its own (its key and certificate), logs to
+// <work_dir>/logs/<name>.log, runs in its
 // own process group (a terminal's Ctrl-C reaches the demo, which stops the nodes in order) and
 // dies with the demo if the demo dies (PR_SET_PDEATHSIG). A node killed and started again keeps
 // its ports, like a device that reboots.
@@ -27,8 +30,12 @@ class NodeFleet {
   NodeFleet(const NodeFleet&) = delete;
   NodeFleet& operator=(const NodeFleet&) = delete;
 
-  // Starts every node, then waits until each is ready and sees all the others alive.
+  // Starts the first node, takes a join token from it, starts the others with it, then waits
+  // until each is ready and sees all the others alive.
   absl::Status StartAll(std::chrono::seconds timeout);
+  // What the nodes say of their security (GET /v2): "N of N nodes hold a certificate of mesh
+  // <id>: ..." or which do not.
+  std::string SecuritySummary();
   // Starts one node (again), joining the others. Does not wait.
   absl::Status Start(const std::string& name);
   // True once `name` answers ready and sees every other running node alive.
@@ -54,6 +61,7 @@ class NodeFleet {
   std::string state_dir_;  // <work dir>/state/<node>: each node keeps its key across restarts
   std::string repository_;
   std::map<std::string, Proc> procs_;
+  std::string token_;               // a join token of the mesh the first node made
   std::vector<std::string> order_;  // scenario order
 };
 
