@@ -15,6 +15,9 @@ echo
 echo "== hop overhead: one mesh hop against an nginx reverse proxy hop"
 /usr/bin/python3 "$root/bench/hop_overhead/bench_hop_overhead.py" --build "$build"
 echo
+echo "== TLS hop: one mutual-TLS mesh hop against nginx proxying over TLS; handshakes; idle memory"
+/usr/bin/python3 "$root/bench/hop_overhead/bench_hop_tls.py" --build "$build"
+echo
 echo "== hop instructions: user-space instructions per request, mesh path against nginx's (callgrind)"
 /usr/bin/python3 "$root/bench/hop_overhead/bench_hop_instructions.py" --build "$build"
 echo

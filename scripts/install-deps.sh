@@ -23,6 +23,8 @@ packages=(
   opencv-data
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light serf
+  # TLS handshakes per second against nginx's (bench/hop_overhead/bench_hop_tls.py: s_time)
+  openssl
   # instructions per request (bench/hop_overhead/bench_hop_instructions.py)
   valgrind
   # HTTP/2 (nghttp2's C library) for the h2c transport measured against the mesh link
