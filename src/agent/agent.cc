@@ -324,7 +324,13 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   agent->kserve_->SetAdmin(*admin, agent->rejections_);
   agent->issuer_api_ = std::make_unique<IssuerHandler>(
       agent->issuer_, *admin, agent->rejections_,
-      [self = agent.get()](std::string_view name) { return self->KeyOf(name); });
+      [self = agent.get()](std::string_view name) { return self->KeyOf(name); },
+      // A revoked member's connections here close at once; new ones are refused (CheckPeer).
+      [self = agent.get()](const std::string& name) {
+        spdlog::info("member {}'s key is revoked: closing its connections", name);
+        self->http_->CloseConnectionsOf(name);
+        self->peers_->CloseConnectionsTo(name);
+      });
   agent->kserve_->SetMemberCheck(agent->member_check_);
   if (config.grpc_enabled()) {
     GrpcServerOptions grpc;

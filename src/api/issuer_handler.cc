@@ -21,11 +21,13 @@ int64_t Unix(identity::WallTime t) {
 }  // namespace
 
 IssuerHandler::IssuerHandler(std::shared_ptr<identity::IssuerService> issuer, AdminAccess admin,
-                             std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of)
+                             std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of,
+                             std::function<void(const std::string& name)> on_revoked)
     : issuer_(std::move(issuer)),
       admin_(admin),
       rejections_(std::move(rejections)),
-      key_of_(std::move(key_of)) {}
+      key_of_(std::move(key_of)),
+      on_revoked_(std::move(on_revoked)) {}
 
 bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) const {
   std::string_view path = request.target().substr(0, request.target().find('?'));
@@ -151,6 +153,7 @@ void IssuerHandler::Revocations(const HttpRequest& request, HttpResponder& respo
       !revoked.ok()) {
     return respond(ErrorResponse(revoked));
   }
+  if (on_revoked_) on_revoked_(*name);
   w.BeginObject();
   w.Key("name").String(*name);
   w.Key("key").String(identity::KeyFingerprint(*key));

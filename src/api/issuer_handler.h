@@ -31,8 +31,10 @@ class IssuerService;
 class IssuerHandler {
  public:
   // `issuer` null: the node holds no issuer rights. `key_of`: the key a name is bound to.
+  // `on_revoked(name)` runs after a member's key is revoked (the node closes its connections).
   IssuerHandler(std::shared_ptr<identity::IssuerService> issuer, AdminAccess admin,
-                std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of);
+                std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of,
+                std::function<void(const std::string& name)> on_revoked = nullptr);
   // True if the request was for /v1/mesh/tokens or /v1/mesh/revocations (and was answered).
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
 
@@ -41,6 +43,7 @@ class IssuerHandler {
   AdminAccess admin_;
   std::shared_ptr<Rejections> rejections_;
   identity::Issuer::KeyOf key_of_;
+  std::function<void(const std::string& name)> on_revoked_;
 
   // OK if the caller is an admin and this node an issuer.
   absl::Status Allowed(const HttpRequest& request, std::string_view path) const;

@@ -38,6 +38,7 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
   void Close();
   // The server drains: an idle link ends now, a busy one once its open requests are answered.
   void Drain();
+  const std::string& member() const { return *member_; }
 
  private:
   // One request of the link; it lives until its answer has been written (or dropped).
@@ -625,6 +626,8 @@ void StartLink(IoStream stream, beast::flat_buffer buffered, std::shared_ptr<Cor
 std::shared_ptr<LinkSession> LinkPtr(LinkSession& link) { return link.weak_from_this().lock(); }
 
 void CloseLink(LinkSession& link) { link.Close(); }
+
+const std::string& LinkMember(const LinkSession& link) { return link.member(); }
 
 void DrainLink(LinkSession& link) { link.Drain(); }
 

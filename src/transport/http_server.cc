@@ -284,8 +284,8 @@ class ServerImpl final : public HttpServer {
     // `Connection: close`.
     for (int i = 0; i < io_->size(); ++i) {
       io_->RunOn(i, [this, i] {
-        for (const std::shared_ptr<LinkSession>& l : LinksOf(i)) DrainLink(*l);
-        for (const std::shared_ptr<Connection>& c : ConnectionsOf(i)) c->Owe();
+        for (const std::shared_ptr<LinkSession>& l : LinksOf(*core_, i)) DrainLink(*l);
+        for (const std::shared_ptr<Connection>& c : ConnectionsOf(*core_, i)) c->Owe();
       });
     }
   }
@@ -300,11 +300,26 @@ class ServerImpl final : public HttpServer {
     // finished; the ones that run later see `stopped`.
     for (int i = 0; i < io_->size(); ++i) {
       io_->RunOn(i, [this, i] {
-        for (const std::shared_ptr<Connection>& c : ConnectionsOf(i)) c->Close();
-        for (const std::shared_ptr<LinkSession>& l : LinksOf(i)) CloseLink(*l);
+        for (const std::shared_ptr<Connection>& c : ConnectionsOf(*core_, i)) c->Close();
+        for (const std::shared_ptr<LinkSession>& l : LinksOf(*core_, i)) CloseLink(*l);
       });
     }
     if (owns_io_) io_->Stop();
+  }
+
+  void CloseConnectionsOf(const std::string& peer) override {
+    if (peer.empty()) return;
+    for (int i = 0; i < io_->size(); ++i) {
+      asio::post(*core_->loops[static_cast<size_t>(i)].ioc, [core = core_, i, peer] {
+        if (core->stopped.load()) return;
+        for (const std::shared_ptr<Connection>& c : ConnectionsOf(*core, i)) {
+          if (c->tls_peer() == peer) c->Close();
+        }
+        for (const std::shared_ptr<LinkSession>& l : LinksOf(*core, i)) {
+          if (LinkMember(*l) == peer) CloseLink(*l);
+        }
+      });
+    }
   }
 
   int busy_connections() const override { return core_->busy.load(); }
@@ -312,9 +327,9 @@ class ServerImpl final : public HttpServer {
 
  private:
   // Loop `i`'s plain connections, held (call on that loop's thread).
-  std::vector<std::shared_ptr<Connection>> ConnectionsOf(int i) {
+  static std::vector<std::shared_ptr<Connection>> ConnectionsOf(Core& core, int i) {
     std::vector<std::shared_ptr<Connection>> open;
-    Core::Loop& loop = core_->loops[static_cast<size_t>(i)];
+    Core::Loop& loop = core.loops[static_cast<size_t>(i)];
     absl::MutexLock lock(&loop.mu);
     for (Connection* c : loop.connections) {
       if (auto p = c->weak_from_this().lock()) open.push_back(std::move(p));
@@ -323,9 +338,9 @@ class ServerImpl final : public HttpServer {
   }
 
   // Loop `i`'s links, held (call on that loop's thread).
-  std::vector<std::shared_ptr<LinkSession>> LinksOf(int i) {
+  static std::vector<std::shared_ptr<LinkSession>> LinksOf(Core& core, int i) {
     std::vector<std::shared_ptr<LinkSession>> links;
-    Core::Loop& loop = core_->loops[static_cast<size_t>(i)];
+    Core::Loop& loop = core.loops[static_cast<size_t>(i)];
     absl::MutexLock lock(&loop.mu);
     for (LinkSession* l : loop.links) {
       if (auto p = LinkPtr(*l)) links.push_back(std::move(p));

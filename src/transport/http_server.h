@@ -164,6 +164,10 @@ class HttpServer {
   // Connections open now, plain and mesh links together (those that hold a place under
   // max_connections).
   virtual int open_connections() const = 0;
+  // Closes, on their loops and without waiting, every connection whose TLS client certificate
+  // named `peer` (HttpRequest::tls_peer()) and every mesh link authorized as `peer` (a member
+  // whose key was revoked). Requests of theirs being handled get no answer. Any thread.
+  virtual void CloseConnectionsOf(const std::string& peer) = 0;
 };
 
 // "OK", "Not Found", ...

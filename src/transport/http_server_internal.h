@@ -123,6 +123,8 @@ void StartLink(IoStream stream, beast::flat_buffer buffered, std::shared_ptr<Cor
 std::shared_ptr<LinkSession> LinkPtr(LinkSession& link);
 // Closes a link (on its loop's thread), e.g. when the server stops.
 void CloseLink(LinkSession& link);
+// The member a link was authorized as (empty: none).
+const std::string& LinkMember(const LinkSession& link);
 // Tells a link the server drains (on its loop's thread): it ends once it has no open request.
 void DrainLink(LinkSession& link);
 

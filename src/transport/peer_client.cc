@@ -273,6 +273,26 @@ class PeerClientImpl final : public PeerClient {
     if (owns_io_) io_->Stop();
   }
 
+  void CloseConnectionsTo(const std::string& peer_node) override {
+    if (peer_node.empty()) return;
+    for (int i = 0; i < io_->size(); ++i) {
+      asio::post(AsioContext(*io_, i), [core = core_, i, peer_node] {
+        if (core->stopped.load()) return;
+        CloseLinksTo(*core, i, peer_node);
+        const std::string suffix = '\n' + peer_node;  // PoolKey over TLS
+        auto& pool = core->idle[static_cast<size_t>(i)];
+        for (auto it = pool.begin(); it != pool.end();) {
+          if (!it->first.ends_with(suffix)) {
+            ++it;
+            continue;
+          }
+          for (const std::shared_ptr<Connection>& c : it->second) CloseConnection(*core, *c);
+          it = pool.erase(it);
+        }
+      });
+    }
+  }
+
   int open_connections() const override { return core_->open.load(); }
   int open_links() const override { return core_->open_links.load(); }
 

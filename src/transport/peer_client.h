@@ -145,6 +145,9 @@ class PeerClient {
   virtual ~PeerClient() = default;
   // After Stop(), the request is dropped and `done` never runs.
   virtual void Send(PeerRequest request, PeerCallback done) = 0;
+  // Closes, on their loops and without waiting, the links and idle TLS connections to member
+  // `peer_node` (a member whose key was revoked); calls on those links fail. Any thread.
+  virtual void CloseConnectionsTo(const std::string& peer_node) = 0;
   // Connections open now (idle and busy; mesh links included).
   virtual int open_connections() const = 0;
   // Of those, the mesh links: upgraded connections that carry many requests at once.

@@ -168,6 +168,8 @@ void StartHttp(const std::shared_ptr<Call>& call);
 void StartOnLink(const std::shared_ptr<Call>& call);
 // Closes every link of loop `loop` (on its thread); their calls get no callback.
 void CloseLinks(Core& core, int loop);
+// Closes loop `loop`'s links to member `peer_node` (on its thread); their calls fail.
+void CloseLinksTo(Core& core, int loop, const std::string& peer_node);
 // `address` as an endpoint, if it is ip:port.
 bool ParseEndpoint(const std::string& address, tcp::endpoint* out);
 // A connection that failed with `ec` under a call written on it while it was already open (pooled

@@ -84,6 +84,8 @@ class Link : public std::enable_shared_from_this<Link> {
     ScheduleFlush();
   }
 
+  const std::string& peer_node() const { return peer_node_; }
+
   // Ends the link: every call on it is retried once on a new link (if the peer seems to have
   // closed a link that was open before the call) or fails with what `ec` says.
   void Close(error_code ec) {
@@ -414,6 +416,14 @@ void StartOnLink(const std::shared_ptr<Call>& call) {
     link->Open(endpoint);
   }
   it->second->Submit(call);
+}
+
+void CloseLinksTo(Core& core, int loop, const std::string& peer_node) {
+  std::vector<std::shared_ptr<Link>> to_close;
+  for (const auto& [_, link] : core.links[static_cast<size_t>(loop)]) {
+    if (link->peer_node() == peer_node) to_close.push_back(link);
+  }
+  for (const std::shared_ptr<Link>& link : to_close) link->Close(asio::error::operation_aborted);
 }
 
 void CloseLinks(Core& core, int loop) {

@@ -105,6 +105,7 @@ class ScriptedClient final : public PeerClient {
   }
   int open_connections() const override { return 0; }
   int open_links() const override { return 0; }
+  void CloseConnectionsTo(const std::string&) override {}
   void Stop() override {}
   static bool IsMeshForm(const PeerRequest& request) {
     for (const auto& [name, value] : request.headers) {

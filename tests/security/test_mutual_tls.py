@@ -182,10 +182,20 @@ class MutualTlsTest(unittest.TestCase):
         revoked = self.start("revoked", (), ["--join", self.b.gossip, "--token", self.token()])
         wait_for(lambda: any(m["name"] == "revoked" for m in self.b.members()), 30,
                  "b to see the new member")
+        # It forwards to b over a mesh link, until its key is revoked: b closes the link at
+        # once and refuses the next one, so its requests no longer reach b.
+        wait_for(lambda: self.served_by_b(revoked), 30, "the member to forward to b")
         out = subprocess.run([self.BINARY, "node", "revoke", "revoked", "--node",
                               f"127.0.0.1:{self.b.port}"], capture_output=True, text=True,
                              timeout=30)
         self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertTrue(self.b.log_lines(r"member revoked's key is revoked: closing its connections"))
+        started = time.monotonic()
+        wait_for(lambda: revoked.infer_identity()[0] != 200, 10,
+                 "the revoked member's requests to stop reaching b")
+        print(f"the revoked member's requests stopped reaching b "
+              f"{time.monotonic() - started:.2f} s after the revocation", flush=True)
+        self.assertFalse(self.served_by_b(revoked))
         cert = certificate_of("revoked")
         self.assertGreater(not_after(cert[0]), time.time())
         self.assert_refused(exchange(self.b.port, link_upgrade(), cert=cert), "revoked")

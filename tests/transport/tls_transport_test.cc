@@ -23,6 +23,7 @@
 #include "identity/certs.h"
 #include "identity/mesh_files.h"
 #include "identity/tls_context.h"
+#include "support/mesh_util.h"
 #include "transport/http_server.h"
 #include "transport/peer_client.h"
 #include "transport/tls.h"
@@ -143,6 +144,26 @@ TEST(TlsTransportTest, AMeshLinkOverMutualTlsNamesTheClientFromItsCertificate) {
     EXPECT_EQ(Body(r), "link:client");
   }
   EXPECT_EQ(client->open_links(), 1);
+}
+
+// A member whose key is revoked: the server closes its connections and links, the client its
+// links to it; the next call needs a new link.
+TEST(TlsTransportTest, ConnectionsOfAMemberAreClosedOnRequest) {
+  Mesh mesh;
+  const NodeKey client_key = NodeKey::Generate();
+  WhoServer server(Settings(mesh.server, mesh.server_key));
+  std::unique_ptr<PeerClient> client = MemberClient(mesh, client_key);
+  ASSERT_TRUE(Call(*client, server.address(), "server").ok());
+  ASSERT_EQ(client->open_links(), 1);
+  server.server->CloseConnectionsOf("someone-else");
+  ASSERT_TRUE(Call(*client, server.address(), "server").ok());
+  EXPECT_EQ(client->open_links(), 1) << "another member's connections are not touched";
+  server.server->CloseConnectionsOf("client");
+  ASSERT_TRUE(test::WaitFor([&] { return client->open_links() == 0; }, std::chrono::seconds(10)));
+  ASSERT_TRUE(Call(*client, server.address(), "server").ok());
+  EXPECT_EQ(client->open_links(), 1);
+  client->CloseConnectionsTo("server");
+  ASSERT_TRUE(test::WaitFor([&] { return client->open_links() == 0; }, std::chrono::seconds(10)));
 }
 
 TEST(TlsTransportTest, TheClientRefusesAServerThatIsNotTheMemberItMeant) {
