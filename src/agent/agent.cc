@@ -2,6 +2,7 @@
 #include "agent/join_service.h"
 
 #include <signal.h>
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -10,6 +11,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 #include "api/member_check.h"
 #include "api/mesh_handler.h"
 #include "api/metrics_handler.h"
+#include "base/hex.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/status_macros.h"
@@ -330,6 +333,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         spdlog::info("member {}'s key is revoked: closing its connections", name);
         self->http_->CloseConnectionsOf(name);
         self->peers_->CloseConnectionsTo(name);
+        self->AnnounceMeta();  // the new count tells the other nodes to fetch the list
       });
   agent->kserve_->SetMemberCheck(agent->member_check_);
   if (config.grpc_enabled()) {
@@ -581,6 +585,7 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
                          : config_.http_advertise_address;
   meta.draining = draining_;
   meta.insecure = config_.insecure;
+  meta.revocations = issuer_ != nullptr ? issuer_->revocation_count() : 0;
   meta.labels = config_.LabelMap();
   meta.cores = std::thread::hardware_concurrency();
   meta.memory_mb = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
@@ -661,6 +666,98 @@ std::optional<std::string> Agent::KeyOf(std::string_view name) const {
   return std::nullopt;
 }
 
+void Agent::WatchRevocations() {
+  absl::MutexLock lock(&revoke_mu_);
+  while (!revoke_stop_) {
+    // Woken by a member event, and every few seconds in any case (an event can be missed while
+    // a fetch fails).
+    const SteadyTime next = SystemClock::Get().Now() + std::chrono::seconds(3);
+    while (!revoke_stop_ && !revoke_check_ &&
+           !SystemClock::Get().WaitUntil(revoke_cv_, revoke_mu_, next)) {
+    }
+    if (revoke_stop_) break;
+    revoke_check_ = false;
+    std::vector<std::tuple<std::string, std::string, uint64_t>> due;
+    revoke_mu_.Unlock();
+    for (const membership::MemberInfo& m : gossip_->Members()) {
+      if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
+      absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
+      if (meta.ok() && meta->revocations > 0) {
+        due.emplace_back(m.name, meta->api_address, meta->revocations);
+      }
+    }
+    revoke_mu_.Lock();
+    for (auto& [name, api, count] : due) {
+      if (count <= revocations_seen_[name] || revocations_fetching_.count(name) > 0) continue;
+      revocations_fetching_.insert(name);
+      revoke_mu_.Unlock();
+      FetchRevocations(name, api, count);
+      revoke_mu_.Lock();
+    }
+  }
+}
+
+void Agent::FetchRevocations(const std::string& member, const std::string& api_address,
+                             uint64_t count) {
+  PeerRequest r;
+  r.address = api_address;
+  r.peer_node = member;  // over mutual TLS, from that very member
+  r.method = "GET";
+  r.target = "/v1/mesh/revoked-keys";
+  r.timeout = std::chrono::seconds(3);
+  peers_->Send(std::move(r), [this, member, count](absl::StatusOr<PeerResponse> answer) {
+    if (!answer.ok() || answer->status != 200 || answer->body == nullptr) {
+      spdlog::warn("cannot fetch the revocations of {}: {}", member,
+                   answer.ok() ? StrCat("it answered ", answer->status)
+                               : std::string(MessageOf(answer.status())));
+    } else {
+      ApplyRevocations(*answer->body, member, count);
+    }
+    absl::MutexLock lock(&revoke_mu_);
+    revocations_fetching_.erase(member);
+  });
+}
+
+void Agent::ApplyRevocations(const std::string& body, const std::string& from, uint64_t count) {
+  const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+  simdjson::dom::parser parser;
+  simdjson::dom::array list;
+  if (mesh == nullptr || mesh->node_chain.empty() ||
+      parser.parse(body).get_object()["revoked"].get(list) != simdjson::SUCCESS) {
+    spdlog::warn("the revocations of {} cannot be read", from);
+    return;
+  }
+  std::vector<std::string> newly;  // names whose keys this list revokes for the first time
+  for (simdjson::dom::element e : list) {
+    std::string_view key_hex, name, signature_hex;
+    if (e["key"].get(key_hex) || e["name"].get(name) || e["signature"].get(signature_hex)) {
+      continue;
+    }
+    std::optional<std::string> key = HexDecode(key_hex), signature = HexDecode(signature_hex);
+    // Signed by an issuer of this mesh (this node's own issuer), or not taken.
+    bool signed_by_issuer = false;
+    for (const identity::Certificate& issuer : mesh->node_chain) {
+      signed_by_issuer =
+          signed_by_issuer ||
+          (key && signature && identity::VerifyRevocation(issuer, *key, name, *signature));
+    }
+    if (!signed_by_issuer) {
+      spdlog::warn("a revocation of {} from {} is not signed by an issuer of the mesh; ignored",
+                   name, from);
+      continue;
+    }
+    absl::MutexLock lock(&revoked_mu_);
+    if (revoked_keys_.insert(*key).second) newly.emplace_back(name);
+  }
+  for (const std::string& name : newly) {
+    spdlog::info("member {}'s key is revoked (by {}): closing its connections", name, from);
+    http_->CloseConnectionsOf(name);
+    peers_->CloseConnectionsTo(name);
+  }
+  absl::MutexLock lock(&revoke_mu_);
+  revocations_seen_[from] = std::max(revocations_seen_[from], count);
+}
+
 absl::Status Agent::PresentCertificate(const identity::MeshCredentials& mesh) {
   if (tls_ == nullptr) return absl::OkStatus();
   HM_ASSIGN_OR_RETURN(std::shared_ptr<ssl_ctx_st> server,
@@ -686,10 +783,14 @@ absl::StatusOr<std::string> Agent::CheckPeer(const PeerChain& chain,
     return absl::PermissionDeniedError(
         StrCat("the certificate is member '", who.name, "'s, not '", expected, "'s"));
   }
-  // Revocations are known to the issuer that made them (spread by gossip: to come).
-  if (issuer_ != nullptr && issuer_->IsRevoked(who.public_key)) {
-    return absl::PermissionDeniedError(StrCat("member '", who.name, "'s key is revoked"));
+  // Revoked by this node (an issuer), or by an issuer whose signed list this node fetched.
+  bool revoked = issuer_ != nullptr && issuer_->IsRevoked(who.public_key);
+  if (!revoked) {
+    absl::MutexLock lock(&revoked_mu_);
+    revoked = revoked_keys_.find(who.public_key) != revoked_keys_.end();
   }
+  if (revoked)
+    return absl::PermissionDeniedError(StrCat("member '", who.name, "'s key is revoked"));
   if (std::optional<std::string> bound = KeyOf(who.name); bound && *bound != who.public_key) {
     return absl::PermissionDeniedError(
         StrCat("member '", who.name, "' is bound to another key in the membership"));
@@ -823,12 +924,28 @@ void Agent::StopLoadReports() {
     stopping_ = true;
   }
   load_cv_.SignalAll();
+  {
+    absl::MutexLock lock(&revoke_mu_);
+    revoke_stop_ = true;
+    revoke_cv_.Signal();
+  }
+  if (revocation_thread_.joinable()) revocation_thread_.join();
   if (load_thread_.joinable()) load_thread_.join();
   if (renew_thread_.joinable()) renew_thread_.join();
 }
 
 void Agent::Start() {
-  gossip_->Start(nullptr);
+  gossip_->Start([this](const membership::MemberEvent& e) {
+    if (tls_ == nullptr) return;
+    if (e.type != membership::EventType::kJoined && e.type != membership::EventType::kUpdated &&
+        e.type != membership::EventType::kAlive) {
+      return;
+    }
+    absl::MutexLock lock(&revoke_mu_);
+    revoke_check_ = true;
+    revoke_cv_.Signal();
+  });
+  if (tls_ != nullptr) revocation_thread_ = std::thread([this] { WatchRevocations(); });
   load_thread_ = std::thread([this] { ReportLoad(); });
   renew_thread_ = std::thread([this] { RenewCertificates(); });
   http_->Start();

@@ -12,8 +12,10 @@
 #include "absl/synchronization/mutex.h"
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -126,6 +128,23 @@ class Agent {
   // or this node's own issuer), is valid now, is `expected`'s if given, and its key is the one
   // gossip binds its name to (if gossip knows the name). Returns the member's name.
   absl::StatusOr<std::string> CheckPeer(const PeerChain& chain, std::string_view expected) const;
+  // Revocations spread (docs/identity.md): an issuer announces how many keys it has revoked in
+  // its gossip metadata; a node that sees the count grow fetches the signed list from it over
+  // mutual TLS, refuses those keys from then on and closes their connections. WatchRevocations
+  // runs on its own thread, woken by member events.
+  void WatchRevocations();
+  void FetchRevocations(const std::string& member, const std::string& api_address, uint64_t count);
+  void ApplyRevocations(const std::string& body, const std::string& from, uint64_t count);
+  std::thread revocation_thread_;
+  absl::Mutex revoke_mu_;
+  absl::CondVar revoke_cv_;
+  bool revoke_check_ ABSL_GUARDED_BY(revoke_mu_) = false;  // a member changed: look again
+  bool revoke_stop_ ABSL_GUARDED_BY(revoke_mu_) = false;
+  // Per issuer: the revocation count fetched and applied; and those being fetched now.
+  std::map<std::string, uint64_t> revocations_seen_ ABSL_GUARDED_BY(revoke_mu_);
+  std::set<std::string> revocations_fetching_ ABSL_GUARDED_BY(revoke_mu_);
+  mutable absl::Mutex revoked_mu_;
+  std::set<std::string, std::less<>> revoked_keys_ ABSL_GUARDED_BY(revoked_mu_);  // learnt
   mutable absl::Mutex creds_mu_;
   std::shared_ptr<const identity::MeshCredentials> mesh_credentials_ ABSL_GUARDED_BY(creds_mu_);
   std::shared_ptr<const identity::NodeKey> node_key_;

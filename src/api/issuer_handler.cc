@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "api/rest_infer.h"
+#include "base/hex.h"
 #include "base/strings.h"
 #include "codec/json_writer.h"
 #include "codec/repository_codec.h"
@@ -13,6 +14,8 @@ namespace {
 
 constexpr std::string_view kTokens = "/v1/mesh/tokens";
 constexpr std::string_view kRevocations = "/v1/mesh/revocations";
+// The signed revocations, for members (over mutual TLS) and admins.
+constexpr std::string_view kRevokedKeys = "/v1/mesh/revoked-keys";
 
 int64_t Unix(identity::WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -33,6 +36,10 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
   std::string_view path = request.target().substr(0, request.target().find('?'));
   if (path == kRevocations) {
     Revocations(request, respond);
+    return true;
+  }
+  if (path == kRevokedKeys) {
+    RevokedKeys(request, respond);
     return true;
   }
   if (!path.starts_with(kTokens)) return false;
@@ -159,6 +166,32 @@ void IssuerHandler::Revocations(const HttpRequest& request, HttpResponder& respo
   w.Key("key").String(identity::KeyFingerprint(*key));
   w.EndObject();
   respond(JsonResponse(201, std::move(out)));
+}
+
+void IssuerHandler::RevokedKeys(const HttpRequest& request, HttpResponder& respond) const {
+  if (request.method() != "GET")
+    return respond(MethodNotAllowed(request.method(), kRevokedKeys, "GET"));
+  // Members ask over mutual TLS (the certificate named them); admins as for the other calls.
+  if (request.tls_peer().empty()) {
+    if (absl::Status allowed = Allowed(request, kRevokedKeys); !allowed.ok()) {
+      return respond(ErrorResponse(allowed));
+    }
+  } else if (issuer_ == nullptr) {
+    return respond(ErrorResponse(
+        absl::FailedPreconditionError("this node holds no issuer rights: it has revoked nothing")));
+  }
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject().Key("revoked").BeginArray();
+  for (const identity::IssuerService::SignedRevocation& r : issuer_->SignedRevocations()) {
+    w.BeginObject();
+    w.Key("key").String(HexEncode(r.public_key));
+    w.Key("name").String(r.name);
+    w.Key("signature").String(HexEncode(r.signature));
+    w.EndObject();
+  }
+  w.EndArray().EndObject();
+  respond(JsonResponse(200, std::move(out)));
 }
 
 }  // namespace hivemesh

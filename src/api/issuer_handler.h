@@ -48,6 +48,7 @@ class IssuerHandler {
   // OK if the caller is an admin and this node an issuer.
   absl::Status Allowed(const HttpRequest& request, std::string_view path) const;
   void Revocations(const HttpRequest& request, HttpResponder& respond) const;
+  void RevokedKeys(const HttpRequest& request, HttpResponder& respond) const;
 };
 
 }  // namespace hivemesh

@@ -139,6 +139,25 @@ absl::StatusOr<Issued> Issuer::Renew(const Certificate& current,
 
 void Issuer::RevokeKey(std::string_view public_key) { revoked_keys_.emplace(public_key); }
 
+std::string RevocationMessage(std::string_view public_key, std::string_view name) {
+  std::string m = "hivemesh revocation v1";
+  m += '\0';
+  m.append(public_key);
+  m += '\0';
+  m.append(name);
+  return m;
+}
+
+bool VerifyRevocation(const Certificate& issuer, std::string_view public_key, std::string_view name,
+                      std::string_view signature) {
+  return issuer.is_ca() &&
+         VerifySignature(issuer.public_key(), RevocationMessage(public_key, name), signature);
+}
+
+std::string Issuer::SignRevocation(std::string_view public_key, std::string_view name) const {
+  return issuer_key_.Sign(RevocationMessage(public_key, name));
+}
+
 bool Issuer::IsRevoked(std::string_view public_key) const {
   return revoked_keys_.find(public_key) != revoked_keys_.end();
 }

@@ -58,6 +58,12 @@ struct Issued {
 
 inline constexpr seconds kMaxOffline{365 * 86400};
 
+// What an issuer signs to revoke `public_key` (raw Ed25519), bound to the member `name`.
+std::string RevocationMessage(std::string_view public_key, std::string_view name);
+// True if `signature` is `issuer`'s (an issuer certificate's key) over that message.
+bool VerifyRevocation(const Certificate& issuer, std::string_view public_key, std::string_view name,
+                      std::string_view signature);
+
 class Issuer {
  public:
   // The key a name is bound to in the mesh now (membership), or nullopt if the name is free.
@@ -87,6 +93,10 @@ class Issuer {
   // only through its key, so this revokes the node).
   void RevokeKey(std::string_view public_key);
   bool IsRevoked(std::string_view public_key) const;
+  // The issuer's signature of RevocationMessage(public_key, name): how other nodes know a
+  // revocation they fetch came from an issuer of the mesh.
+  std::string SignRevocation(std::string_view public_key, std::string_view name) const;
+  const Certificate& certificate() const { return issuer_; }
 
   const std::string& ca_digest() const { return ca_digest_; }
   const std::vector<Certificate>& roots() const { return roots_; }

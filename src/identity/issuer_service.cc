@@ -182,6 +182,21 @@ absl::Status IssuerService::RevokeNode(std::string_view name, std::string_view p
   return absl::OkStatus();
 }
 
+std::vector<IssuerService::SignedRevocation> IssuerService::SignedRevocations() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<SignedRevocation> out;
+  for (const Revocation& r : revocations_) {
+    out.push_back(
+        SignedRevocation{r.public_key, r.name, issuer_.SignRevocation(r.public_key, r.name)});
+  }
+  return out;
+}
+
+size_t IssuerService::revocation_count() const {
+  absl::MutexLock lock(&revoked_mu_);
+  return revoked_keys_.size();
+}
+
 bool IssuerService::IsRevoked(std::string_view public_key) const {
   absl::MutexLock lock(&revoked_mu_);
   return revoked_keys_.find(public_key) != revoked_keys_.end();

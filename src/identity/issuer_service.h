@@ -55,6 +55,14 @@ class IssuerService {
     WallTime when;
   };
   std::vector<Revocation> Revocations() const;
+  // Every revocation with the issuer's signature (Issuer::SignRevocation), for other nodes.
+  struct SignedRevocation {
+    std::string public_key;
+    std::string name;
+    std::string signature;
+  };
+  std::vector<SignedRevocation> SignedRevocations() const;
+  size_t revocation_count() const;
   // Cheap and never waits for the disk (it is asked at every TLS handshake).
   bool IsRevoked(std::string_view public_key) const;
   // Issuer::Renew.

@@ -36,6 +36,7 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
   }
   // Flags: bit 0 draining, bit 1 insecure; a decoder ignores bits it does not know.
   w.U8(static_cast<uint8_t>((meta.draining ? 1 : 0) | (meta.insecure ? 2 : 0)));
+  if (meta.revocations > 0) w.Varint(meta.revocations);  // optional: left out when 0
   if (out.size() > kMaxMetaBytes) {
     return absl::InvalidArgumentError(StrCat("node metadata takes ", out.size(),
                                              " bytes, more than the gossip limit of ",
@@ -93,6 +94,7 @@ absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
   HM_RETURN_IF_ERROR(r.U8(&flags));
   meta.draining = (flags & 1) != 0;
   meta.insecure = (flags & 2) != 0;
+  if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.revocations));
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after node metadata");
   return meta;
 }

@@ -31,6 +31,9 @@ struct NodeMeta {
   std::vector<ModelAdvert> models;
   bool draining = false;  // finishing its work before leaving: send it nothing new
   bool insecure = false;  // runs with --insecure: no certificate, no mutual TLS (docs/identity.md)
+  // An issuer's count of the keys it has revoked: a node that sees it grow fetches the signed
+  // list from it (docs/identity.md). 0 for other nodes.
+  uint64_t revocations = 0;
 };
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).

@@ -158,6 +158,26 @@ TEST_F(IssuerTest, AnExpiredCertificateIsRenewedByItsKeyButNotAnotherOrARevokedO
               HasSubstr("revoked"));
 }
 
+TEST_F(IssuerTest, RevocationsAreSignedByTheIssuerAndCheckedAgainstItsCertificate) {
+  const std::string key = NodeKey::Generate().public_key();
+  const std::string signature = kernel_.SignRevocation(key, "cam-7");
+  EXPECT_TRUE(VerifyRevocation(issuer_, key, "cam-7", signature));
+  EXPECT_FALSE(VerifyRevocation(issuer_, key, "cam-8", signature)) << "bound to the name";
+  EXPECT_FALSE(VerifyRevocation(issuer_, NodeKey::Generate().public_key(), "cam-7", signature));
+  // Another issuer of another mesh, and a certificate that is no CA, vouch for nothing.
+  const NodeKey stranger = NodeKey::Generate();
+  const Certificate other_root = MakeRootCertificate(stranger, NewMeshId(), T0());
+  EXPECT_FALSE(VerifyRevocation(other_root, key, "cam-7", signature));
+  EXPECT_FALSE(
+      VerifyRevocation(other_root, key, "cam-7", stranger.Sign(RevocationMessage(key, "x"))));
+  NodeIdentity who;
+  who.name = "cam-9";
+  who.public_key = stranger.public_key();
+  const Certificate leaf = *IssueNodeCertificate(who, issuer_, issuer_key_, T0());
+  EXPECT_FALSE(
+      VerifyRevocation(leaf, key, "cam-7", stranger.Sign(RevocationMessage(key, "cam-7"))));
+}
+
 TEST_F(IssuerTest, TokensFromOtherIssuersMergeUsesAndRevocations) {
   const NodeKey other_key = NodeKey::Generate();
   Issuer other(MakeIssuerCertificate(other_key.public_key(), "second", root_, root_key_, T0()),

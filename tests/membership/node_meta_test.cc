@@ -49,6 +49,11 @@ TEST(NodeMetaTest, RoundTrips) {
   future.back() = static_cast<char>(0x80 | 2);
   EXPECT_TRUE(DecodeNodeMeta(future)->insecure);
   EXPECT_FALSE(DecodeNodeMeta(future)->draining);
+  // An issuer's revocation count, after the flags (left out when 0).
+  EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->revocations, 0u);
+  m.revocations = 300;
+  EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->revocations, 300u);
+  EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m) + "x").ok()) << "trailing bytes";
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
 
@@ -69,7 +74,9 @@ TEST(NodeMetaTest, MalformedMetadataIsAnErrorNotACrash) {
   for (size_t cut = 1; cut < enc.size(); ++cut) {
     EXPECT_FALSE(DecodeNodeMeta(enc.substr(0, cut)).ok()) << cut;
   }
-  EXPECT_FALSE(DecodeNodeMeta(enc + "x").ok());
+  // One byte more reads as the optional revocation count; anything past it is refused.
+  EXPECT_FALSE(DecodeNodeMeta(enc + "xx").ok());
+  EXPECT_FALSE(DecodeNodeMeta(enc + "\x80").ok()) << "a count cut short";
   EXPECT_FALSE(DecodeNodeMeta("\x07").ok()) << "unknown version";
   m.models[0].data_policy = 3;
   EXPECT_THAT(std::string(DecodeNodeMeta(*EncodeNodeMeta(m)).status().message()),

@@ -29,8 +29,8 @@ import tempfile
 import time
 import unittest
 
-from hostile import (Node, closed_by_peer, link_upgrade, member_credential, node_private_key,
-                     read_response, run, wait_for)
+from hostile import (MODELS, Node, closed_by_peer, link_upgrade, member_credential,
+                     node_private_key, read_response, run, wait_for)
 import agent_node  # noqa: E402 (on the path hostile sets)
 from test_join_tls import self_made_certificate
 
@@ -104,9 +104,10 @@ class MutualTlsTest(unittest.TestCase):
             n.stop()
 
     @classmethod
-    def start(cls, name, models, args, secure=False):
+    def start(cls, name, models, args, secure=False, repository=None):
+        extra = {"repository": repository} if repository else {}
         node = Node(cls.BINARY, name, models=models,
-                    args=["--gossip-profile", "local", *args], secure=secure)
+                    args=["--gossip-profile", "local", *args], secure=secure, **extra)
         cls.nodes.append(node)
         return node
 
@@ -200,6 +201,36 @@ class MutualTlsTest(unittest.TestCase):
         self.assertGreater(not_after(cert[0]), time.time())
         self.assert_refused(exchange(self.b.port, link_upgrade(), cert=cert), "revoked")
         revoked.stop()
+
+    def test_a_revocation_reaches_every_node(self):
+        # "echo" (the identity model under another name) runs on `host` only, so `rogue`'s
+        # requests for it go over a link to `host`, a node that did not revoke anything itself.
+        repo = tempfile.mkdtemp(prefix="hivemesh-echo-")
+        shutil.copytree(os.path.join(MODELS, "identity"), os.path.join(repo, "echo"))
+        host = self.start("host", ("echo",), ["--join", self.b.gossip, "--token", self.token()],
+                          repository=repo)
+        rogue = self.start("rogue", (), ["--join", self.b.gossip, "--token", self.token()])
+
+        def echo_status():
+            status, text = rogue.request("POST", "/v2/models/echo/infer", body=BODY.decode())
+            return status, text
+
+        wait_for(lambda: echo_status()[0] == 200, 30, "rogue to forward echo to host")
+        self.assertIn('"served_by":"host"', echo_status()[1])
+        out = subprocess.run([self.BINARY, "node", "revoke", "rogue", "--node",
+                              f"127.0.0.1:{self.b.port}"], capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        started = time.monotonic()
+        wait_for(lambda: echo_status()[0] != 200, 15, "host to stop serving the revoked member")
+        print(f"host stopped serving the revoked member {time.monotonic() - started:.2f} s after "
+              "the revocation at b", flush=True)
+        wait_for(lambda: host.log_lines(r"member rogue's key is revoked \(by b\)"), 10,
+                 "host to log the revocation it fetched")
+        self.assert_refused(exchange(host.port, link_upgrade(), cert=certificate_of("rogue")),
+                            "revoked")
+        rogue.stop()
+        host.stop()
 
     def test_stalled_and_garbage_handshakes_are_cut_within_the_header_timeout(self):
         before = self.b.rejected("tls_handshake_failed")
