@@ -20,6 +20,7 @@
 #include "identity/issuer_service.h"
 #include "identity/openssl_util.h"
 #include "identity/tls_context.h"
+#include "transport/tls.h"
 
 namespace hivemesh {
 namespace {
@@ -330,7 +331,8 @@ void JoinService::Run(Worker* worker) {
         handshake.ok() ? ReadMessage(ssl.get(), fd, deadline, kMaxJoinRequestBytes)
                        : absl::StatusOr<std::string>(handshake.status());
     if (body.ok()) {
-      const std::vector<Certificate> presented = identity::PeerCertificates(ssl.get());
+      const std::vector<Certificate> presented =
+          identity::CertificatesFromDer(PeerChainOf(ssl.get()));
       answered =
           WriteMessage(ssl.get(), fd, deadline, impl_->Answer(*body, presented, &issued)).ok();
       SSL_shutdown(ssl.get());
@@ -406,7 +408,7 @@ absl::Status Connect(const std::string& seed, const identity::MeshCredentials* o
                        return SSL_connect(c.ssl.get());
                      }).status());
   // On the client's side the peer's chain starts with its certificate.
-  c.chain = identity::PeerCertificates(c.ssl.get());
+  c.chain = identity::CertificatesFromDer(PeerChainOf(c.ssl.get()));
   if (c.chain.empty()) {
     return absl::PermissionDeniedError(StrCat(c.where, " presented no certificate"));
   }

@@ -2,8 +2,6 @@
 
 #include <openssl/ssl.h>
 
-#include <optional>
-
 #include "base/strings.h"
 #include "identity/openssl_util.h"
 
@@ -11,17 +9,6 @@ namespace hivemesh::identity {
 namespace {
 
 using SslCtxPtr = std::unique_ptr<SSL_CTX, OpenSslDeleter<SSL_CTX, SSL_CTX_free>>;
-
-std::optional<Certificate> FromX509(X509* x) {
-  unsigned char* der = nullptr;
-  const int len = i2d_X509(x, &der);
-  if (len <= 0) return std::nullopt;
-  absl::StatusOr<Certificate> c =
-      Certificate::FromDer(std::string_view(reinterpret_cast<char*>(der), len));
-  OPENSSL_free(der);
-  if (!c.ok()) return std::nullopt;
-  return *std::move(c);
-}
 
 constexpr int kMaxPeerCertificates = 8;
 
@@ -58,23 +45,6 @@ absl::StatusOr<std::shared_ptr<SSL_CTX>> MakeTlsContext(const MeshCredentials& m
     SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
   }
   return std::shared_ptr<SSL_CTX>(ctx.release(), SSL_CTX_free);
-}
-
-std::vector<Certificate> PeerCertificates(SSL* ssl) {
-  std::vector<Certificate> out;
-  X509* leaf = SSL_get0_peer_certificate(ssl);
-  if (leaf == nullptr) return out;
-  if (std::optional<Certificate> c = FromX509(leaf)) out.push_back(*std::move(c));
-  // A client's view of the chain starts with the server's own certificate; a server's leaves
-  // the client's out. Either way the leaf is not taken twice.
-  STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl);
-  for (int i = 0; chain != nullptr && i < sk_X509_num(chain); ++i) {
-    if (static_cast<int>(out.size()) >= kMaxPeerCertificates) break;
-    X509* x = sk_X509_value(chain, i);
-    if (X509_cmp(x, leaf) == 0) continue;
-    if (std::optional<Certificate> c = FromX509(x)) out.push_back(*std::move(c));
-  }
-  return out;
 }
 
 std::vector<Certificate> CertificatesFromDer(const std::vector<std::string>& der) {

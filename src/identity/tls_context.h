@@ -4,7 +4,7 @@
 // peer's chain against the roots with OpenSSL's clock and rules, and refuse before the node can
 // say why. A handshake still proves the peer holds its certificate's key; the caller then checks
 // the chain with VerifyNodeCertificate (certs.h), at its own time, with the mesh's rules, and
-// against the membership (PeerCertificates gives what the peer presented).
+// against the membership (CertificatesFromDer reads what the peer presented).
 //
 // Thread safety: a context may be used by any number of connections on any threads (OpenSSL's
 // rule for an SSL_CTX no longer being configured).
@@ -20,7 +20,6 @@
 #include "identity/node_key.h"
 
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX
-struct ssl_st;      // OpenSSL's SSL
 
 namespace hivemesh::identity {
 
@@ -32,12 +31,10 @@ namespace hivemesh::identity {
 absl::StatusOr<std::shared_ptr<ssl_ctx_st>> MakeTlsContext(const MeshCredentials& mesh,
                                                            const NodeKey& node_key, bool server);
 
-// The certificates the peer of `ssl` presented, its own first (what does not parse is left out;
-// at most 8). Empty if it presented none. On a resumed session only the peer's own certificate
-// is known: the caller supplies the intermediates it knows (its own issuer's).
-std::vector<Certificate> PeerCertificates(ssl_st* ssl);
-
-// The same from DER encodings (leaf first), as the transport hands them over.
+// Certificates from their DER encodings (leaf first, as transport/tls.h's PeerChainOf gives
+// what a peer presented); what does not parse is left out, at most 8 are read. On a resumed
+// session only the peer's own certificate is known: the caller supplies the intermediates it
+// knows (its own issuer's).
 std::vector<Certificate> CertificatesFromDer(const std::vector<std::string>& der);
 
 }  // namespace hivemesh::identity

@@ -37,7 +37,6 @@ class IoStream {
 
   executor_type get_executor() { return socket().get_executor(); }
   tcp::socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
-  const tcp::socket& socket() const { return tls_ ? tls_->next_layer() : socket_; }
   bool tls() const { return tls_ != nullptr; }
   SSL* ssl() { return tls_ ? tls_->native_handle() : nullptr; }
 
@@ -87,31 +86,10 @@ class IoStream {
     s.close(ignored);
   }
 
-  // What the peer presented: its certificate first, DER each (empty if none, or not TLS).
-  PeerChain PeerCertificates() {
-    PeerChain out;
-    SSL* s = ssl();
-    X509* leaf = s == nullptr ? nullptr : SSL_get0_peer_certificate(s);
-    if (leaf == nullptr) return out;
-    out.push_back(Der(leaf));
-    STACK_OF(X509)* chain = SSL_get_peer_cert_chain(s);
-    for (int i = 0; chain != nullptr && i < sk_X509_num(chain) && out.size() < 8; ++i) {
-      X509* x = sk_X509_value(chain, i);
-      if (X509_cmp(x, leaf) != 0) out.push_back(Der(x));
-    }
-    return out;
-  }
+  // What the peer presented (PeerChainOf; empty if none, or not TLS).
+  PeerChain PeerCertificates() { return PeerChainOf(ssl()); }
 
  private:
-  static std::string Der(X509* x) {
-    unsigned char* der = nullptr;
-    const int len = i2d_X509(x, &der);
-    if (len <= 0) return {};
-    std::string out(reinterpret_cast<char*>(der), static_cast<size_t>(len));
-    OPENSSL_free(der);
-    return out;
-  }
-
   tcp::socket socket_;              // the socket while plain; moved under tls_ by StartTls
   std::unique_ptr<TlsStream> tls_;  // null: plain
 };

@@ -26,11 +26,17 @@
 #include "absl/synchronization/mutex.h"
 
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX
+struct ssl_st;      // OpenSSL's SSL
 
 namespace hivemesh {
 
 // What a peer presented: its certificate first, then the intermediates it sent (DER each).
 using PeerChain = std::vector<std::string>;
+
+// What the peer of a completed handshake presented: its certificate first, then the others it
+// sent (a client's view of the chain starts with the server's certificate, a server's leaves
+// the client's out; either way the first is taken once), at most 8. Empty if it presented none.
+PeerChain PeerChainOf(ssl_st* ssl);
 
 // Checks a peer's chain: the name of who it is (a member) or why it is refused. `expected` is
 // the member the client meant to reach (empty on the server's side, where anyone may connect).
