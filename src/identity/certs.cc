@@ -170,15 +170,27 @@ X509Ptr ToX509(const Certificate& cert) {
   return X509Ptr(cert.impl().x);
 }
 
-std::string_view RoleName(Role r) { return r == Role::kOperator ? "operator" : "node"; }
+std::string_view RoleName(Role r) {
+  switch (r) {
+    case Role::kOperator:
+      return "operator";
+    case Role::kClient:
+      return "client";
+    default:
+      return "node";
+  }
+}
 
 absl::StatusOr<Role> ParseRole(std::string_view name) {
   if (name == "node") return Role::kNode;
   if (name == "operator") return Role::kOperator;
-  return absl::InvalidArgumentError(StrCat("role: '", name, "' is not node or operator"));
+  if (name == "client") return Role::kClient;
+  return absl::InvalidArgumentError(StrCat("role: '", name, "' is not node, operator or client"));
 }
 
-std::string NodeIdentity::SpiffeId() const { return StrCat(kSpiffe, mesh_id, "/node/", name); }
+std::string NodeIdentity::SpiffeId() const {
+  return StrCat(kSpiffe, mesh_id, client ? "/client/" : "/node/", name);
+}
 
 absl::Status CheckCertificateText(std::string_view text, std::string_view what) {
   if (text.empty() || text.size() > 63) {
@@ -311,8 +323,14 @@ absl::StatusOr<NodeIdentity> Certificate::Identity() const {
     std::string_view u = uri;
     if (u.starts_with(kSpiffe)) {
       u.remove_prefix(kSpiffe.size());
-      const size_t slash = u.find("/node/");
-      if (slash == std::string_view::npos || u.substr(slash + 6) != id.name || have_spiffe) {
+      size_t slash = u.find("/node/");
+      size_t after = slash + 6;
+      if (slash == std::string_view::npos) {
+        slash = u.find("/client/");
+        after = slash + 8;
+        id.client = true;
+      }
+      if (slash == std::string_view::npos || u.substr(after) != id.name || have_spiffe) {
         return absl::InvalidArgumentError(StrCat("SAN ", uri, " does not name the subject"));
       }
       id.mesh_id = std::string(u.substr(0, slash));
@@ -331,6 +349,11 @@ absl::StatusOr<NodeIdentity> Certificate::Identity() const {
   }
   if (!have_spiffe || !have_role) {
     return absl::InvalidArgumentError("not a hivemesh node certificate (no spiffe id or role)");
+  }
+  // A node is never of role client; a client certificate is of role client or operator.
+  if ((id.role == Role::kClient && !id.client) || (id.client && id.role == Role::kNode)) {
+    return absl::InvalidArgumentError(StrCat("role ", RoleName(id.role), " does not go with ",
+                                             id.client ? "a client" : "a node", " certificate"));
   }
   id.public_key = public_key();
   if (id.public_key.empty()) return absl::InvalidArgumentError("the key is not Ed25519");
@@ -376,6 +399,10 @@ absl::StatusOr<Certificate> IssueNodeCertificate(const NodeIdentity& who, const 
                                                  const NodeKey& issuer_key, WallTime now,
                                                  seconds validity) {
   HM_RETURN_IF_ERROR(CheckNodeIdentity(who.name, who.labels, who.public_key));
+  if ((who.role == Role::kClient && !who.client) || (who.client && who.role == Role::kNode)) {
+    return absl::InvalidArgumentError(StrCat("role: ", RoleName(who.role), " does not go with ",
+                                             who.client ? "a client" : "a node", " certificate"));
+  }
   if (!issuer.is_ca() || issuer.MeshId().empty()) {
     return absl::InvalidArgumentError("issuer: not a CA certificate of a mesh");
   }

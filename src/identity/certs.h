@@ -7,7 +7,9 @@
 //   URI SANs   spiffe://<mesh id>/node/<name>
 //              urn:hivemesh:role:<node|operator>
 //              urn:hivemesh:label:<key>=<value>   (one per label, e.g. zone=a)
-// and is not a CA. CA certificates carry the URI SAN spiffe://<mesh id>, so a root names its
+// and is not a CA. A client certificate (`hivemesh cert issue-client`: a program or a person that
+// calls the mesh's API, not a member) names spiffe://<mesh id>/client/<name> instead, with role
+// client or operator. CA certificates carry the URI SAN spiffe://<mesh id>, so a root names its
 // mesh. Validity starts kBackdate before the time of issue, for clocks that lag.
 //
 // Every function here is pure: the time is passed in (`now`), nothing is read from the clock,
@@ -37,8 +39,8 @@ inline constexpr seconds kRootValidity{10 * 365 * 86400};
 inline constexpr seconds kIssuerValidity{365 * 86400};
 inline constexpr seconds kNodeValidity{7 * 86400};
 
-enum class Role : uint8_t { kNode, kOperator };
-std::string_view RoleName(Role r);  // "node", "operator"
+enum class Role : uint8_t { kNode, kOperator, kClient };
+std::string_view RoleName(Role r);  // "node", "operator", "client"
 absl::StatusOr<Role> ParseRole(std::string_view name);
 
 // What a node certificate says about its holder.
@@ -48,12 +50,14 @@ struct NodeIdentity {
   Role role = Role::kNode;
   std::map<std::string, std::string> labels;
   std::string public_key;  // raw Ed25519, kPublicKeyBytes
+  // A client certificate (spiffe://<mesh id>/client/<name>): never a member of the mesh.
+  bool client = false;
   // Read from a certificate (ignored when issuing):
   std::string serial;  // hex
   WallTime not_before;
   WallTime not_after;
 
-  std::string SpiffeId() const;  // spiffe://<mesh id>/node/<name>
+  std::string SpiffeId() const;  // spiffe://<mesh id>/node/<name> (or /client/<name>)
 };
 
 class Certificate {
@@ -99,7 +103,8 @@ Certificate MakeIssuerCertificate(std::string_view issuer_public_key, std::strin
                                   seconds validity = kIssuerValidity);
 // A node certificate for `who` (name, role, labels, public key; the mesh id is the issuer's),
 // signed by an issuer. Errors name the field: a name or label of the wrong characters or
-// length, a key of the wrong size, an issuer that is not a CA.
+// length, a key of the wrong size, an issuer that is not a CA, role client for a node or role
+// node for a client.
 absl::StatusOr<Certificate> IssueNodeCertificate(const NodeIdentity& who, const Certificate& issuer,
                                                  const NodeKey& issuer_key, WallTime now,
                                                  seconds validity = kNodeValidity);

@@ -8,6 +8,7 @@
 #include "base/hex.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "identity/client_token.h"
 
 namespace hivemesh::identity {
 namespace {
@@ -129,6 +130,12 @@ absl::StatusOr<Issued> Issuer::Renew(const Certificate& current,
   if (IsRevoked(id.public_key)) {
     return absl::PermissionDeniedError(StrCat("renewal refused: ", id.name, " was revoked"));
   }
+  if (id.client) {
+    return absl::PermissionDeniedError(
+        StrCat("renewal refused: ", id.name,
+               " holds a client certificate, which is not renewed; issue a new one "
+               "(hivemesh cert issue-client)"));
+  }
   if (now - id.not_after > kMaxOffline) {
     return absl::PermissionDeniedError(
         StrCat("renewal refused: ", id.name, "'s certificate expired ",
@@ -156,6 +163,57 @@ bool VerifyRevocation(const Certificate& issuer, std::string_view public_key, st
 
 std::string Issuer::SignRevocation(std::string_view public_key, std::string_view name) const {
   return issuer_key_.Sign(RevocationMessage(public_key, name));
+}
+
+std::string PolicyMessage(uint64_t version, std::string_view document) {
+  std::string m = "hivemesh policy v1";
+  m += '\0';
+  m += std::to_string(version);
+  m += '\0';
+  m.append(document);
+  return m;
+}
+
+bool VerifyPolicy(const Certificate& issuer, uint64_t version, std::string_view document,
+                  std::string_view signature) {
+  return issuer.is_ca() &&
+         VerifySignature(issuer.public_key(), PolicyMessage(version, document), signature);
+}
+
+std::string Issuer::SignPolicy(uint64_t version, std::string_view document) const {
+  return issuer_key_.Sign(PolicyMessage(version, document));
+}
+
+absl::StatusOr<Issued> Issuer::IssueClient(std::string_view name, Role role,
+                                           std::string_view public_key, seconds validity,
+                                           WallTime now) {
+  if (role == Role::kNode) {
+    return absl::InvalidArgumentError(
+        "role: a client certificate is of role client or operator; nodes join with a token");
+  }
+  if (validity <= seconds(0) || validity > kMaxClientValidity) {
+    return absl::InvalidArgumentError(
+        StrCat("ttl: must be positive and at most ", kMaxClientValidity.count() / 86400, " days"));
+  }
+  if (IsRevoked(public_key)) {
+    return absl::PermissionDeniedError("the key was revoked; make a new one");
+  }
+  NodeIdentity who;
+  who.name = std::string(name);
+  who.role = role;
+  who.public_key = std::string(public_key);
+  who.client = true;
+  HM_ASSIGN_OR_RETURN(Certificate cert,
+                      IssueNodeCertificate(who, issuer_, issuer_key_, now, validity));
+  return Issued{std::move(cert), {issuer_}, roots_};
+}
+
+absl::StatusOr<std::string> Issuer::IssueClientToken(std::string_view name,
+                                                     const std::vector<std::string>& models,
+                                                     seconds validity, WallTime now) const {
+  const int64_t issued = std::chrono::duration_cast<seconds>(now.time_since_epoch()).count();
+  ClientToken token{issuer_.MeshId(), std::string(name), models, issued, issued + validity.count()};
+  return SignClientToken(token, issuer_key_);
 }
 
 bool Issuer::IsRevoked(std::string_view public_key) const {

@@ -64,6 +64,15 @@ std::string RevocationMessage(std::string_view public_key, std::string_view name
 bool VerifyRevocation(const Certificate& issuer, std::string_view public_key, std::string_view name,
                       std::string_view signature);
 
+// What an issuer signs to put a policy document (api/authorization_policy.h) in force across the
+// mesh: its version and text.
+std::string PolicyMessage(uint64_t version, std::string_view document);
+bool VerifyPolicy(const Certificate& issuer, uint64_t version, std::string_view document,
+                  std::string_view signature);
+
+// Longest life of a client certificate.
+inline constexpr seconds kMaxClientValidity{365 * 86400};
+
 class Issuer {
  public:
   // The key a name is bound to in the mesh now (membership), or nullopt if the name is free.
@@ -89,6 +98,18 @@ class Issuer {
   absl::StatusOr<Issued> Renew(const Certificate& current, const std::vector<Certificate>& chain,
                                std::string_view proved_key, WallTime now);
 
+  // A client certificate (certs.h) for `name` with `role` (client or operator) binding
+  // `public_key`, valid for `validity` (at most kMaxClientValidity). Not renewed: a client gets a
+  // new one. Errors name the field; a revoked key is refused.
+  absl::StatusOr<Issued> IssueClient(std::string_view name, Role role, std::string_view public_key,
+                                     seconds validity, WallTime now);
+
+  // A bearer token (client_token.h) for client `name`, for `models`, valid for `validity`.
+  // INVALID_ARGUMENT naming the field.
+  absl::StatusOr<std::string> IssueClientToken(std::string_view name,
+                                               const std::vector<std::string>& models,
+                                               seconds validity, WallTime now) const;
+
   // Revokes a node's key, for good: no renewal and no join with it (a name is bound to a node
   // only through its key, so this revokes the node).
   void RevokeKey(std::string_view public_key);
@@ -96,6 +117,7 @@ class Issuer {
   // The issuer's signature of RevocationMessage(public_key, name): how other nodes know a
   // revocation they fetch came from an issuer of the mesh.
   std::string SignRevocation(std::string_view public_key, std::string_view name) const;
+  std::string SignPolicy(uint64_t version, std::string_view document) const;
   const Certificate& certificate() const { return issuer_; }
 
   const std::string& ca_digest() const { return ca_digest_; }

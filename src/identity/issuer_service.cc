@@ -127,6 +127,11 @@ absl::StatusOr<JoinToken> IssuerService::CreateToken(Role role, seconds ttl, int
                                                      WallTime now) {
   if (ttl <= seconds(0)) return absl::InvalidArgumentError("ttl: must be positive");
   if (uses < 0) return absl::InvalidArgumentError("uses: must be 0 (unlimited) or more");
+  if (role == Role::kClient) {
+    return absl::InvalidArgumentError(
+        "role: a join token is for a node or an operator node; a client gets a bearer token "
+        "(IssueClientToken) or a certificate (hivemesh cert issue-client)");
+  }
   absl::MutexLock lock(&mu_);
   issuer_.ForgetExpired(now);
   if (issuer_.Tokens(now).size() >= kMaxTokens) {
@@ -212,6 +217,25 @@ absl::StatusOr<Issued> IssuerService::Renew(const Certificate& current,
                                             std::string_view proved_key, WallTime now) {
   absl::MutexLock lock(&mu_);
   return issuer_.Renew(current, chain, proved_key, now);
+}
+
+absl::StatusOr<Issued> IssuerService::IssueClient(std::string_view name, Role role,
+                                                  std::string_view public_key, seconds validity,
+                                                  WallTime now) {
+  absl::MutexLock lock(&mu_);
+  return issuer_.IssueClient(name, role, public_key, validity, now);
+}
+
+absl::StatusOr<std::string> IssuerService::IssueClientToken(std::string_view name,
+                                                            const std::vector<std::string>& models,
+                                                            seconds validity, WallTime now) const {
+  absl::MutexLock lock(&mu_);
+  return issuer_.IssueClientToken(name, models, validity, now);
+}
+
+std::string IssuerService::SignPolicy(uint64_t version, std::string_view document) const {
+  absl::MutexLock lock(&mu_);
+  return issuer_.SignPolicy(version, document);
 }
 
 absl::Status IssuerService::SaveLocked(WallTime now) {

@@ -65,6 +65,15 @@ class IssuerService {
   size_t revocation_count() const;
   // Cheap and never waits for the disk (it is asked at every TLS handshake).
   bool IsRevoked(std::string_view public_key) const;
+  // Issuer::IssueClient.
+  absl::StatusOr<Issued> IssueClient(std::string_view name, Role role, std::string_view public_key,
+                                     seconds validity, WallTime now);
+  // Issuer::IssueClientToken.
+  absl::StatusOr<std::string> IssueClientToken(std::string_view name,
+                                               const std::vector<std::string>& models,
+                                               seconds validity, WallTime now) const;
+  // The issuer's signature of a policy document (Issuer::SignPolicy).
+  std::string SignPolicy(uint64_t version, std::string_view document) const;
   // Issuer::Renew.
   absl::StatusOr<Issued> Renew(const Certificate& current, const std::vector<Certificate>& chain,
                                std::string_view proved_key, WallTime now);

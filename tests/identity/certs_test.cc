@@ -174,7 +174,7 @@ TEST(CertsTest, BadNamesLabelsAndKeysAreRefusedNamingTheField) {
   who.public_key = "short";
   EXPECT_THAT(refusal(who), HasSubstr("public key"));
   EXPECT_TRUE(ParseRole("operator").ok());
-  EXPECT_THAT(ParseRole("root").status().message(), HasSubstr("node or operator"));
+  EXPECT_THAT(ParseRole("root").status().message(), HasSubstr("node, operator or client"));
 }
 
 TEST(JoinTokenTest, RoundTripsAndRefusesMalformedTokens) {

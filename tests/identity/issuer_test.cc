@@ -178,6 +178,52 @@ TEST_F(IssuerTest, RevocationsAreSignedByTheIssuerAndCheckedAgainstItsCertificat
       VerifyRevocation(leaf, key, "cam-7", stranger.Sign(RevocationMessage(key, "cam-7"))));
 }
 
+TEST_F(IssuerTest, ClientCertificatesNameAClientNotAMemberAndAreNotRenewed) {
+  const NodeKey key = NodeKey::Generate();
+  absl::StatusOr<Issued> issued =
+      kernel_.IssueClient("ops", Role::kOperator, key.public_key(), hours(24 * 30), T0());
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  absl::StatusOr<NodeIdentity> id =
+      VerifyNodeCertificate(issued->cert, issued->chain, issued->roots, T0());
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_TRUE(id->client);
+  EXPECT_EQ(id->role, Role::kOperator);
+  EXPECT_EQ(id->name, "ops");
+  EXPECT_THAT(id->SpiffeId(), HasSubstr("/client/ops"));
+  EXPECT_EQ(id->not_after, T0() + hours(24 * 30));
+  // Not renewed, even before it expires: a client gets a new one.
+  EXPECT_THAT(Refusal(kernel_.Renew(issued->cert, issued->chain, key.public_key(), T0())),
+              HasSubstr("client certificate, which is not renewed"));
+  // Refusals name the field.
+  EXPECT_THAT(Refusal(kernel_.IssueClient("a", Role::kNode, key.public_key(), hours(1), T0())),
+              HasSubstr("role"));
+  EXPECT_THAT(Refusal(kernel_.IssueClient("a b", Role::kClient, key.public_key(), hours(1), T0())),
+              HasSubstr("outside [A-Za-z0-9._-]"));
+  EXPECT_THAT(
+      Refusal(kernel_.IssueClient("a", Role::kClient, key.public_key(), hours(24 * 400), T0())),
+      HasSubstr("at most 365 days"));
+  EXPECT_THAT(Refusal(kernel_.IssueClient("a", Role::kClient, "short", hours(1), T0())),
+              HasSubstr("key"));
+  kernel_.RevokeKey(key.public_key());
+  EXPECT_THAT(Refusal(kernel_.IssueClient("a", Role::kClient, key.public_key(), hours(1), T0())),
+              HasSubstr("revoked"));
+}
+
+TEST_F(IssuerTest, PoliciesAreSignedWithTheirVersion) {
+  const std::string sig = kernel_.SignPolicy(3, "rules: []");
+  EXPECT_TRUE(VerifyPolicy(issuer_, 3, "rules: []", sig));
+  EXPECT_FALSE(VerifyPolicy(issuer_, 4, "rules: []", sig)) << "a replayed signature, new version";
+  EXPECT_FALSE(VerifyPolicy(issuer_, 3, "rules: [] ", sig));
+  EXPECT_FALSE(VerifyPolicy(root_, 3, "rules: []", sig));
+  // A member's key signs nothing the mesh takes: its certificate is not a CA.
+  const NodeKey member = NodeKey::Generate();
+  absl::StatusOr<Issued> node =
+      kernel_.IssueClient("m", Role::kClient, member.public_key(), hours(1), T0());
+  ASSERT_TRUE(node.ok());
+  EXPECT_FALSE(
+      VerifyPolicy(node->cert, 3, "rules: []", member.Sign(PolicyMessage(3, "rules: []"))));
+}
+
 TEST_F(IssuerTest, TokensFromOtherIssuersMergeUsesAndRevocations) {
   const NodeKey other_key = NodeKey::Generate();
   Issuer other(MakeIssuerCertificate(other_key.public_key(), "second", root_, root_key_, T0()),
