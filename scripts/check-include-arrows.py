@@ -24,9 +24,11 @@ MAY_USE = {
             "membership", "routing"},
     "agent": {"base", "tensor", "codec", "identity", "transport", "telemetry", "serving",
               "membership", "routing", "api"},
-    # The command line talks to nodes over HTTP; it starts an agent (`hivemesh agent`) and makes
-    # gossip keys (`hivemesh keygen`) through those modules' public headers.
-    "cli": {"base", "tensor", "codec", "transport", "telemetry", "agent", "membership"},
+    # The command line talks to nodes over HTTP; it starts an agent (`hivemesh agent`), makes
+    # gossip keys (`hivemesh keygen`) and a client's key (`hivemesh cert issue-client`) through
+    # those modules' public headers.
+    "cli": {"base", "tensor", "codec", "transport", "telemetry", "agent", "membership",
+            "identity"},
 }
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/[^"]+"', re.M)

@@ -17,12 +17,14 @@
 
 #include "absl/synchronization/mutex.h"
 #include "api/admin_access.h"
+#include "api/authorization_policy.h"
 #include "api/grpc/grpc_server.h"
 #include "api/inference_observer.h"
 #include "api/issuer_handler.h"
 #include "api/kserve_handler.h"
 #include "api/member_check.h"
 #include "api/mesh_handler.h"
+#include "api/mesh_policy.h"
 #include "api/metrics_handler.h"
 #include "base/hex.h"
 #include "base/memory_budget.h"
@@ -215,6 +217,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   agent->metrics_ = std::make_unique<telemetry::Registry>();
   agent->metrics_handler_ = std::make_unique<MetricsHandler>(agent->metrics_.get());
   agent->rejections_ = std::make_shared<Rejections>();
+  agent->policy_holder_ = std::make_shared<PolicyHolder>();
   // gRPC's buffers have a quota of their own, set aside from memory_budget_mb: the rest is the
   // budget for requests in flight.
   agent->memory_budget_ = MemoryBudget::Create(
@@ -284,6 +287,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       [self](const HttpRequest& req, HttpResponder respond) {
         if (self->metrics_handler_->Handle(req, respond)) return;
         if (self->issuer_api_ && self->issuer_api_->Handle(req, respond)) return;
+        if (self->policy_api_ && self->policy_api_->Handle(req, respond)) return;
         if (self->mesh_ && self->mesh_->Handle(req, respond)) return;
         self->kserve_->Handle(req, std::move(respond));
       },
@@ -336,6 +340,35 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         self->AnnounceMeta();  // the new count tells the other nodes to fetch the list
       });
   agent->kserve_->SetMemberCheck(agent->member_check_);
+  agent->kserve_->SetPolicy(
+      agent->policy_holder_,
+      [self](std::string_view token) -> absl::StatusOr<identity::ClientToken> {
+        const std::shared_ptr<const identity::MeshCredentials> mesh = self->Credentials();
+        if (mesh == nullptr || mesh->roots.empty()) {
+          return absl::PermissionDeniedError("this node holds no certificate of a mesh");
+        }
+        return identity::VerifyClientToken(token, mesh->node_chain, mesh->roots[0].MeshId(),
+                                           std::chrono::duration_cast<std::chrono::seconds>(
+                                               std::chrono::system_clock::now().time_since_epoch())
+                                               .count());
+      });
+  if (agent->mesh_policy_ != nullptr) {
+    std::function<absl::StatusOr<uint64_t>(std::string_view)> apply;
+    if (agent->issuer_ != nullptr) {
+      apply = [self](std::string_view document) -> absl::StatusOr<uint64_t> {
+        const std::shared_ptr<const identity::MeshCredentials> mesh = self->Credentials();
+        return self->mesh_policy_->Apply(
+            document,
+            [self](uint64_t version, std::string_view text) {
+              return self->issuer_->SignPolicy(version, text);
+            },
+            mesh->node_chain);
+      };
+    }
+    agent->policy_api_ =
+        std::make_unique<PolicyHandler>(agent->mesh_policy_, *admin, agent->rejections_,
+                                        std::move(apply), [self] { self->AnnounceMeta(); });
+  }
   if (config.grpc_enabled()) {
     GrpcServerOptions grpc;
     grpc.address = config.grpc_address;
@@ -485,6 +518,10 @@ absl::Status Agent::StartGossip() {
     join_ = std::move(*join);
     options.on_tls_connection = [this](int fd, const std::string&) { join_->Serve(fd); };
     HM_RETURN_IF_ERROR(PresentCertificate(*creds));
+    // The policy this node enforced before it stopped is in force before it serves.
+    mesh_policy_ =
+        std::make_shared<MeshPolicy>(config_.StateDir() + "/mesh/policy", policy_holder_);
+    HM_RETURN_IF_ERROR(mesh_policy_->Load(creds->node_chain));
   }
   options.max_tcp_connections = static_cast<size_t>(config_.gossip_max_connections);
   options.max_tcp_connections_per_source =
@@ -586,6 +623,7 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
   meta.draining = draining_;
   meta.insecure = config_.insecure;
   meta.revocations = issuer_ != nullptr ? issuer_->revocation_count() : 0;
+  meta.policy = mesh_policy_ != nullptr ? mesh_policy_->version() : 0;
   meta.labels = config_.LabelMap();
   meta.cores = std::thread::hardware_concurrency();
   meta.memory_mb = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
@@ -678,6 +716,9 @@ void Agent::WatchRevocations() {
     if (revoke_stop_) break;
     revoke_check_ = false;
     std::vector<std::tuple<std::string, std::string, uint64_t>> due;
+    // The member announcing the newest policy, if newer than this node's.
+    uint64_t newest_policy = mesh_policy_ != nullptr ? mesh_policy_->version() : 0;
+    std::string policy_member, policy_api;
     revoke_mu_.Unlock();
     for (const membership::MemberInfo& m : gossip_->Members()) {
       if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
@@ -685,8 +726,19 @@ void Agent::WatchRevocations() {
       if (meta.ok() && meta->revocations > 0) {
         due.emplace_back(m.name, meta->api_address, meta->revocations);
       }
+      if (meta.ok() && meta->policy > newest_policy) {
+        newest_policy = meta->policy;
+        policy_member = m.name;
+        policy_api = meta->api_address;
+      }
     }
     revoke_mu_.Lock();
+    if (!policy_member.empty() && !policy_fetching_) {
+      policy_fetching_ = true;
+      revoke_mu_.Unlock();
+      FetchPolicy(policy_member, policy_api);
+      revoke_mu_.Lock();
+    }
     for (auto& [name, api, count] : due) {
       if (count <= revocations_seen_[name] || revocations_fetching_.count(name) > 0) continue;
       revocations_fetching_.insert(name);
@@ -697,15 +749,25 @@ void Agent::WatchRevocations() {
   }
 }
 
-void Agent::FetchRevocations(const std::string& member, const std::string& api_address,
-                             uint64_t count) {
+namespace {
+
+// GET `target` from `member` at `api_address`, over mutual TLS, from that very member.
+PeerRequest MemberGet(const std::string& member, const std::string& api_address,
+                      std::string target) {
   PeerRequest r;
   r.address = api_address;
-  r.peer_node = member;  // over mutual TLS, from that very member
+  r.peer_node = member;
   r.method = "GET";
-  r.target = "/v1/mesh/revoked-keys";
+  r.target = std::move(target);
   r.timeout = std::chrono::seconds(3);
-  peers_->Send(std::move(r), [this, member, count](absl::StatusOr<PeerResponse> answer) {
+  return r;
+}
+
+}  // namespace
+
+void Agent::FetchRevocations(const std::string& member, const std::string& api_address,
+                             uint64_t count) {
+  peers_->Send(MemberGet(member, api_address, "/v1/mesh/revoked-keys"), [this, member, count](absl::StatusOr<PeerResponse> answer) {
     if (!answer.ok() || answer->status != 200 || answer->body == nullptr) {
       spdlog::warn("cannot fetch the revocations of {}: {}", member,
                    answer.ok() ? StrCat("it answered ", answer->status)
@@ -715,6 +777,30 @@ void Agent::FetchRevocations(const std::string& member, const std::string& api_a
     }
     absl::MutexLock lock(&revoke_mu_);
     revocations_fetching_.erase(member);
+  });
+}
+
+void Agent::FetchPolicy(const std::string& member, const std::string& api_address) {
+  peers_->Send(MemberGet(member, api_address, "/v1/mesh/policy"), [this, member](absl::StatusOr<PeerResponse> answer) {
+    absl::StatusOr<bool> taken = absl::UnavailableError("no answer");
+    if (!answer.ok()) {
+      taken = answer.status();
+    } else if (answer->status != 200 || answer->body == nullptr) {
+      taken = absl::UnavailableError(StrCat("it answered ", answer->status));
+    } else {
+      absl::StatusOr<SignedPolicy> offered = DecodeSignedPolicy(*answer->body);
+      taken = offered.ok() ? mesh_policy_->Offer(*offered, Credentials()->node_chain)
+                           : offered.status();
+    }
+    if (!taken.ok()) {
+      spdlog::warn("the mesh policy from {} is not taken: {}", member, MessageOf(taken.status()));
+    } else if (*taken) {
+      spdlog::info("mesh policy version {} in force (from {})", mesh_policy_->version(), member);
+      AnnounceMeta();  // members that hold an older one fetch it from here too
+    }
+    absl::MutexLock lock(&revoke_mu_);
+    policy_fetching_ = false;
+    // A refused or failed fetch is tried again at the next look (a member event, or 3 s).
   });
 }
 
@@ -779,9 +865,10 @@ absl::StatusOr<std::string> Agent::CheckPeer(const PeerChain& chain,
   HM_ASSIGN_OR_RETURN(identity::NodeIdentity who,
                       peer_verifier_->Verify(chain, mesh->node_chain, mesh->roots,
                                              std::chrono::system_clock::now()));
-  if (!expected.empty() && who.name != expected) {
-    return absl::PermissionDeniedError(
-        StrCat("the certificate is member '", who.name, "'s, not '", expected, "'s"));
+  if (!expected.empty() && (who.name != expected || who.client)) {
+    return absl::PermissionDeniedError(StrCat("the certificate is ",
+                                              who.client ? "client" : "member", " '", who.name,
+                                              "'s, not member '", expected, "'s"));
   }
   // Revoked by this node (an issuer), or by an issuer whose signed list this node fetched.
   bool revoked = issuer_ != nullptr && issuer_->IsRevoked(who.public_key);
@@ -789,8 +876,17 @@ absl::StatusOr<std::string> Agent::CheckPeer(const PeerChain& chain,
     absl::MutexLock lock(&revoked_mu_);
     revoked = revoked_keys_.find(who.public_key) != revoked_keys_.end();
   }
-  if (revoked)
-    return absl::PermissionDeniedError(StrCat("member '", who.name, "'s key is revoked"));
+  if (revoked) {
+    return absl::PermissionDeniedError(
+        StrCat(who.client ? "client '" : "member '", who.name, "'s key is revoked"));
+  }
+  // A client certificate (hivemesh cert issue-client) calls the API; it is no member, so no
+  // name in the membership binds it.
+  if (who.client) {
+    return TlsPeerName(
+        who.role == identity::Role::kOperator ? Caller::Kind::kOperator : Caller::Kind::kClient,
+        who.name);
+  }
   if (std::optional<std::string> bound = KeyOf(who.name); bound && *bound != who.public_key) {
     return absl::PermissionDeniedError(
         StrCat("member '", who.name, "' is bound to another key in the membership"));

@@ -36,6 +36,9 @@ class MemberCheck;
 class MeshHandler;
 class IssuerHandler;
 class MetricsHandler;
+class MeshPolicy;
+class PolicyHandler;
+class PolicyHolder;
 namespace telemetry {
 class Registry;
 }
@@ -145,6 +148,14 @@ class Agent {
   std::set<std::string> revocations_fetching_ ABSL_GUARDED_BY(revoke_mu_);
   mutable absl::Mutex revoked_mu_;
   std::set<std::string, std::less<>> revoked_keys_ ABSL_GUARDED_BY(revoked_mu_);  // learnt
+  // The mesh's authorization policy (api/mesh_policy.h): what the front ends enforce, the signed
+  // document in force (null on an insecure node), and its REST calls. The same thread as the
+  // revocations fetches a newer version from a member that announces one.
+  std::shared_ptr<PolicyHolder> policy_holder_;
+  std::shared_ptr<MeshPolicy> mesh_policy_;
+  std::unique_ptr<PolicyHandler> policy_api_;
+  void FetchPolicy(const std::string& member, const std::string& api_address);
+  bool policy_fetching_ ABSL_GUARDED_BY(revoke_mu_) = false;
   mutable absl::Mutex creds_mu_;
   std::shared_ptr<const identity::MeshCredentials> mesh_credentials_ ABSL_GUARDED_BY(creds_mu_);
   std::shared_ptr<const identity::NodeKey> node_key_;

@@ -1,5 +1,7 @@
 #include "api/admin_access.h"
 
+#include "api/authorization_policy.h"
+
 #include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -22,6 +24,23 @@ std::array<unsigned char, 32> Sha256(std::string_view bytes) {
 
 constexpr std::string_view kBearer = "Bearer ";
 
+absl::Status CheckTokenText(std::string_view token) {
+  if (token.size() < kMinAdminTokenLength) {
+    return absl::InvalidArgumentError(
+        StrCat("the admin token has ", token.size(), " characters; it needs at least ",
+               kMinAdminTokenLength, " (e.g. the output of `openssl rand -hex 32`)"));
+  }
+  for (unsigned char c : token) {
+    if (c <= 0x20 || c >= 0x7f) {
+      return absl::InvalidArgumentError(
+          "the admin token may hold only printable ASCII characters without spaces");
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 // The token of an "Authorization: Bearer <token>" value (the scheme is case-insensitive, as in
 // RFC 9110), or empty.
 std::string_view BearerToken(std::string_view authorization) {
@@ -39,23 +58,6 @@ std::string_view BearerToken(std::string_view authorization) {
   while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
   return token;
 }
-
-absl::Status CheckTokenText(std::string_view token) {
-  if (token.size() < kMinAdminTokenLength) {
-    return absl::InvalidArgumentError(
-        StrCat("the admin token has ", token.size(), " characters; it needs at least ",
-               kMinAdminTokenLength, " (e.g. the output of `openssl rand -hex 32`)"));
-  }
-  for (unsigned char c : token) {
-    if (c <= 0x20 || c >= 0x7f) {
-      return absl::InvalidArgumentError(
-          "the admin token may hold only printable ASCII characters without spaces");
-    }
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::StatusOr<AdminAccessMode> AdminAccessModeFromName(std::string_view name) {
   if (name == "loopback") return AdminAccessMode::kLoopback;
@@ -93,6 +95,8 @@ absl::StatusOr<AdminAccess> AdminAccess::Token(std::string_view token) {
 }
 
 absl::Status AdminAccess::Check(const AdminCaller& caller) const {
+  // An operator's certificate of the mesh, proved in the TLS handshake, is enough in any mode.
+  if (CallerOfTlsPeer(caller.tls_peer).kind == Caller::Kind::kOperator) return absl::OkStatus();
   switch (mode_) {
     case AdminAccessMode::kAny:
       return absl::OkStatus();
@@ -100,14 +104,16 @@ absl::Status AdminAccess::Check(const AdminCaller& caller) const {
       if (IsLoopbackAddress(caller.address)) return absl::OkStatus();
       return absl::PermissionDeniedError(
           "loading and unloading models is allowed only from the node itself (admin_access: "
-          "loopback); call from the node, or set admin_access: token and admin_token_file on "
-          "the node and send Authorization: Bearer <token>");
+          "loopback); call from the node, present an operator certificate of the mesh "
+          "(hivemesh cert issue-client NAME --role operator), or set admin_access: token and "
+          "admin_token_file on the node and send Authorization: Bearer <token>");
     case AdminAccessMode::kToken: {
       const std::string_view token = BearerToken(caller.authorization);
       if (token.empty()) {
         return absl::PermissionDeniedError(
             "loading and unloading models needs the node's admin token (admin_access: token): "
-            "send Authorization: Bearer <the token in the node's admin_token_file>");
+            "send Authorization: Bearer <the token in the node's admin_token_file>, or present "
+            "an operator certificate of the mesh");
       }
       const std::array<unsigned char, 32> presented = Sha256(token);
       if (CRYPTO_memcmp(presented.data(), token_digest_.data(), presented.size()) != 0) {

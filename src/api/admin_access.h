@@ -17,6 +17,9 @@
 //             neither the token nor its length shows in how long a refusal takes.
 //   any       no check, for labs; the agent warns at start.
 //
+// In every mode, a client that presents an operator certificate of the mesh over TLS
+// (`hivemesh cert issue-client NAME --role operator`; api/authorization_policy.h) may.
+//
 // A refusal is PERMISSION_DENIED (HTTP 403) whose message says what to do.
 //
 // Thread safety: an AdminAccess is immutable once made; Check may be called from any thread.
@@ -40,6 +43,7 @@ std::string_view AdminAccessModeName(AdminAccessMode mode);
 struct AdminCaller {
   std::string_view address;        // the peer's IP address as text ("10.0.0.7", "::1"); may be ""
   std::string_view authorization;  // the Authorization header (or gRPC metadata), or ""
+  std::string_view tls_peer;       // HttpRequest::tls_peer(): "operator:<name>" for an operator
 };
 
 // Shortest admin token accepted: 16 characters of a random token are 96 bits or more.
@@ -72,6 +76,10 @@ bool IsLoopbackAddress(std::string_view ip);
 // "ipv6:[::1]:5000" (or "ipv6:%5B::1%5D:5000") -> "::1". Empty for other kinds of peers (unix
 // sockets), which are then treated as not loopback.
 std::string AddressOfGrpcPeer(std::string_view peer);
+
+// The token of an "Authorization: Bearer <token>" value (the scheme is case-insensitive, as in
+// RFC 9110), or empty.
+std::string_view BearerToken(std::string_view authorization);
 
 // Reads an admin token from `path`: the file's content without trailing whitespace, held to the
 // rules of AdminAccess::Token. Errors name the file and the setting, never the token.

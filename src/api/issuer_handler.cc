@@ -2,6 +2,7 @@
 
 #include <chrono>
 
+#include "api/authorization_policy.h"
 #include "api/rest_infer.h"
 #include "base/hex.h"
 #include "base/strings.h"
@@ -16,6 +17,7 @@ constexpr std::string_view kTokens = "/v1/mesh/tokens";
 constexpr std::string_view kRevocations = "/v1/mesh/revocations";
 // The signed revocations, for members (over mutual TLS) and admins.
 constexpr std::string_view kRevokedKeys = "/v1/mesh/revoked-keys";
+constexpr std::string_view kClientCertificates = "/v1/mesh/client-certificates";
 
 int64_t Unix(identity::WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -40,6 +42,10 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
   }
   if (path == kRevokedKeys) {
     RevokedKeys(request, respond);
+    return true;
+  }
+  if (path == kClientCertificates) {
+    ClientCertificate(request, respond);
     return true;
   }
   if (!path.starts_with(kTokens)) return false;
@@ -90,6 +96,25 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
     respond(ErrorResponse(role.status()));
     return true;
   }
+  if (*role == identity::Role::kClient) {
+    absl::StatusOr<std::string> bearer = issuer_->IssueClientToken(
+        create->name, create->models, std::chrono::seconds(create->ttl_seconds), now);
+    if (!bearer.ok()) {
+      respond(ErrorResponse(bearer.status()));
+      return true;
+    }
+    w.BeginObject();
+    w.Key("token").String(*bearer);
+    w.Key("role").String("client");
+    w.Key("name").String(create->name);
+    w.Key("models").BeginArray();
+    for (const std::string& m : create->models) w.String(m);
+    w.EndArray();
+    w.Key("expires").Int(Unix(now) + create->ttl_seconds);
+    w.EndObject();
+    respond(JsonResponse(201, std::move(out)));
+    return true;
+  }
   absl::StatusOr<identity::JoinToken> token = issuer_->CreateToken(
       *role, std::chrono::seconds(create->ttl_seconds), static_cast<int>(create->uses), now);
   if (!token.ok()) {
@@ -109,7 +134,8 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
 }
 
 absl::Status IssuerHandler::Allowed(const HttpRequest& request, std::string_view path) const {
-  const AdminCaller caller{request.remote_address(), request.header("Authorization")};
+  const AdminCaller caller{request.remote_address(), request.header("Authorization"),
+                           request.tls_peer()};
   if (absl::Status allowed = admin_.Check(caller); !allowed.ok()) {
     if (rejections_ != nullptr) {
       rejections_->Note(Rejection::kAdminDenied, caller.address,
@@ -172,7 +198,7 @@ void IssuerHandler::RevokedKeys(const HttpRequest& request, HttpResponder& respo
   if (request.method() != "GET")
     return respond(MethodNotAllowed(request.method(), kRevokedKeys, "GET"));
   // Members ask over mutual TLS (the certificate named them); admins as for the other calls.
-  if (request.tls_peer().empty()) {
+  if (CallerOfTlsPeer(request.tls_peer()).kind != Caller::Kind::kMember) {
     if (absl::Status allowed = Allowed(request, kRevokedKeys); !allowed.ok()) {
       return respond(ErrorResponse(allowed));
     }
@@ -192,6 +218,41 @@ void IssuerHandler::RevokedKeys(const HttpRequest& request, HttpResponder& respo
   }
   w.EndArray().EndObject();
   respond(JsonResponse(200, std::move(out)));
+}
+
+void IssuerHandler::ClientCertificate(const HttpRequest& request, HttpResponder& respond) const {
+  if (request.method() != "POST") {
+    return respond(MethodNotAllowed(request.method(), kClientCertificates, "POST"));
+  }
+  if (absl::Status allowed = Allowed(request, kClientCertificates); !allowed.ok()) {
+    return respond(ErrorResponse(allowed));
+  }
+  const std::shared_ptr<const std::string> body = request.body();
+  absl::StatusOr<ClientCertificateRequest> asked =
+      DecodeClientCertificateRequest(body ? std::string_view(*body) : std::string_view());
+  absl::StatusOr<identity::Role> role =
+      asked.ok() ? identity::ParseRole(asked->role) : asked.status();
+  if (!role.ok()) return respond(ErrorResponse(role.status()));
+  absl::StatusOr<identity::Issued> issued = issuer_->IssueClient(
+      asked->name, *role, asked->public_key, std::chrono::seconds(asked->ttl_seconds),
+      std::chrono::system_clock::now());
+  if (!issued.ok()) return respond(ErrorResponse(issued.status()));
+  std::string chain = issued->cert.ToPem();
+  for (const identity::Certificate& c : issued->chain) chain += c.ToPem();
+  std::string roots;
+  for (const identity::Certificate& c : issued->roots) roots += c.ToPem();
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject();
+  w.Key("name").String(asked->name);
+  w.Key("role").String(identity::RoleName(*role));
+  w.Key("spiffe_id")
+      .String(StrCat("spiffe://", issued->roots[0].MeshId(), "/client/", asked->name));
+  w.Key("expires").Int(Unix(issued->cert.not_after()));
+  w.Key("certificate").String(chain);
+  w.Key("roots").String(roots);
+  w.EndObject();
+  respond(JsonResponse(201, std::move(out)));
 }
 
 }  // namespace hivemesh

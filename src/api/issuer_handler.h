@@ -3,6 +3,9 @@
 //
 //   POST   /v1/mesh/tokens       {"role": "node", "ttl": "24h", "uses": 0}  -> 201
 //          {"token": "HM1-...", "id", "role", "expires" (unix s), "uses"}
+//          With "role": "client", "name" and "models": a bearer token for that client
+//          (identity/client_token.h), kept nowhere -> 201 {"token": "HMC1...", "role", "name",
+//          "models", "expires"}
 //   GET    /v1/mesh/tokens       -> {"tokens": [{"id", "role", "created", "expires", "uses",
 //                                    "used", "revoked", "created_by"}]}  (never a secret)
 //   DELETE /v1/mesh/tokens/<id>  -> {} or 404
@@ -10,6 +13,10 @@
 //          name is bound to in gossip is refused renewal and joins from then on (404 for a name
 //          no member has)
 //   GET    /v1/mesh/revocations  -> {"revocations": [{"name", "key", "when"}]}
+//   POST   /v1/mesh/client-certificates  {"name", "role": "client"|"operator", "public_key"
+//          (hex), "ttl": "30d"} -> 201 {"name", "role", "spiffe_id", "expires", "certificate"
+//          (PEM: the certificate, then its issuer's), "roots" (PEM)}: a client certificate
+//          (identity/certs.h) for a key the client made and keeps
 //
 // A node without issuer rights answers 409, saying so.
 //
@@ -49,6 +56,7 @@ class IssuerHandler {
   absl::Status Allowed(const HttpRequest& request, std::string_view path) const;
   void Revocations(const HttpRequest& request, HttpResponder& respond) const;
   void RevokedKeys(const HttpRequest& request, HttpResponder& respond) const;
+  void ClientCertificate(const HttpRequest& request, HttpResponder& respond) const;
 };
 
 }  // namespace hivemesh

@@ -1,6 +1,9 @@
 #include "api/kserve_handler.h"
 
+#include <optional>
 #include <utility>
+
+#include "absl/strings/str_join.h"
 
 #include "api/member_check.h"
 #include "api/model_json.h"
@@ -12,6 +15,7 @@
 #include "codec/model_name.h"
 #include "codec/repository_codec.h"
 #include "routing/dispatcher.h"
+#include "routing/forwarder.h"
 
 namespace hivemesh {
 
@@ -150,6 +154,14 @@ void KServeHandler::HandleModel(const HttpRequest& request, std::string_view res
 
   const std::string_view allowed = action == ModelAction::kInfer ? "POST" : "GET";
   if (method != allowed) return respond(MethodNotAllowed(method, path, allowed));
+  // Forwarded inferences are checked as coming from members (ServeRestInfer); the node where a
+  // request entered the mesh checked its caller against the policy.
+  if (action != ModelAction::kInfer || !request.has_header(routing::kHopsHeader)) {
+    absl::Status authorized =
+        Authorize(request.tls_peer(), request.header("Authorization"), request.remote_address(),
+                  name, action == ModelAction::kInfer ? PolicyVerb::kInfer : PolicyVerb::kRead);
+    if (!authorized.ok()) return respond(ErrorResponse(authorized));
+  }
 
   if (action == ModelAction::kInfer) {
     const RestInferNode node{dispatcher_, member_check_.get(), memory_budget_.get(),
@@ -225,10 +237,40 @@ void KServeHandler::HandleRepository(const HttpRequest& request, std::string_vie
         StrCat("parameter '", params->front(),
                "' is not supported; the model is read from its folder in the model repository"))));
   }
-  const AdminCaller caller{request.remote_address(), request.header("Authorization")};
+  const AdminCaller caller{request.remote_address(), request.header("Authorization"),
+                           request.tls_peer()};
   ControlRepository(route->action, route->model, caller, [respond](absl::Status status) {
     respond(status.ok() ? JsonResponse(200, "{}") : ErrorResponse(status));
   });
+}
+
+absl::Status KServeHandler::Authorize(std::string_view tls_peer, std::string_view authorization,
+                                      std::string_view address, std::string_view model,
+                                      PolicyVerb verb) const {
+  Caller caller = CallerOfTlsPeer(tls_peer);
+  std::optional<identity::ClientToken> token;
+  const std::string_view bearer = BearerToken(authorization);
+  if (caller.kind == Caller::Kind::kAnyone && client_tokens_ != nullptr &&
+      bearer.starts_with(identity::kClientTokenPrefix)) {
+    absl::StatusOr<identity::ClientToken> checked = client_tokens_(bearer);
+    if (!checked.ok()) {
+      rejections_->Note(Rejection::kPolicyDenied, address, MessageOf(checked.status()));
+      return checked.status();
+    }
+    if (!checked->Covers(model)) {
+      const absl::Status narrower = absl::PermissionDeniedError(
+          StrCat("the bearer token of client '", checked->subject, "' does not cover model '",
+                 model, "' (it covers ", absl::StrJoin(checked->models, ", "), ")"));
+      rejections_->Note(Rejection::kPolicyDenied, address, MessageOf(narrower));
+      return narrower;
+    }
+    token = *std::move(checked);
+    caller = Caller{Caller::Kind::kClient, token->subject};
+  }
+  if (policy_ == nullptr) return absl::OkStatus();
+  absl::Status allowed = policy_->Get()->Check(caller, model, verb);
+  if (!allowed.ok()) rejections_->Note(Rejection::kPolicyDenied, address, MessageOf(allowed));
+  return allowed;
 }
 
 void KServeHandler::SetAdmin(AdminAccess access, std::shared_ptr<Rejections> rejections) {

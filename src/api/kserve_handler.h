@@ -34,8 +34,10 @@
 
 #include "absl/status/status.h"
 #include "api/admin_access.h"
+#include "api/authorization_policy.h"
 #include "base/rejections.h"
 #include "codec/rest_path.h"
+#include "identity/client_token.h"
 #include "serving/model_repository.h"
 #include "transport/http_server.h"
 
@@ -102,6 +104,23 @@ class KServeHandler {
   void SetMemberCheck(std::shared_ptr<const MemberCheck> check) {
     member_check_ = std::move(check);
   }
+  // The mesh's authorization policy in force (api/authorization_policy.h), and how a client's
+  // bearer token (identity/client_token.h) is checked (null: such tokens are not taken). Without
+  // a policy, every caller may read and infer every model. REQUIRES: called before the handler
+  // serves.
+  using ClientTokenCheck =
+      std::function<absl::StatusOr<identity::ClientToken>(std::string_view token)>;
+  void SetPolicy(std::shared_ptr<const PolicyHolder> policy, ClientTokenCheck client_tokens) {
+    policy_ = std::move(policy);
+    client_tokens_ = std::move(client_tokens);
+  }
+  // OK if the caller may `verb` `model`; else PERMISSION_DENIED naming the rule, counted
+  // (policy_denied). The caller is the TLS peer (`tls_peer`, HttpRequest::tls_peer()) or, for a
+  // caller without a certificate, the client a bearer token in `authorization` names (a token
+  // that is refused, or does not cover `model`, is refused); else anyone. For every front end
+  // (REST here, gRPC).
+  absl::Status Authorize(std::string_view tls_peer, std::string_view authorization,
+                         std::string_view address, std::string_view model, PolicyVerb verb) const;
   // Loads or unloads `model` for `caller`. Checked first, in this order, each refusal counted:
   // the model name (INVALID_ARGUMENT naming the rule; nothing is looked up), then the caller
   // (PERMISSION_DENIED saying what to do); then the repository does it on its control thread.
@@ -129,6 +148,8 @@ class KServeHandler {
   // replace it before the handler serves.
   std::shared_ptr<Rejections> rejections_;
   std::shared_ptr<const MemberCheck> member_check_;
+  std::shared_ptr<const PolicyHolder> policy_;
+  ClientTokenCheck client_tokens_;
 };
 
 }  // namespace hivemesh

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <utility>
 
+#include "api/authorization_policy.h"
 #include "base/strings.h"
 
 namespace hivemesh {
@@ -23,7 +24,14 @@ MemberCheck::MemberCheck(std::shared_ptr<identity::CredentialVerifier> verifier,
 
 absl::StatusOr<std::string> MemberCheck::AuthorizeLink(const HttpRequest& upgrade) const {
   // The TLS handshake proved the certificate's key, and the server's check named its member.
-  if (!upgrade.tls_peer().empty()) return std::string(upgrade.tls_peer());
+  if (!upgrade.tls_peer().empty()) {
+    const Caller caller = CallerOfTlsPeer(upgrade.tls_peer());
+    if (caller.kind != Caller::Kind::kMember) {
+      return absl::PermissionDeniedError(StrCat("mesh links are for members of the mesh, not ",
+                                                DescribeCaller(caller), "'s client certificate"));
+    }
+    return std::string(upgrade.tls_peer());
+  }
   if (require_tls_) {
     return absl::PermissionDeniedError(
         StrCat("mesh links are for members of the mesh: ", kTlsOnly));
@@ -52,6 +60,11 @@ absl::Status MemberCheck::CheckForwarded(const HttpRequest& request,
                          request.link_member(), "'"));
   }
   if (!request.tls_peer().empty()) {
+    const Caller caller = CallerOfTlsPeer(request.tls_peer());
+    if (caller.kind != Caller::Kind::kMember) {
+      return refuse(Rejection::kForwardUnauthenticated,
+                    StrCat(DescribeCaller(caller), " holds a client certificate"));
+    }
     if (request.tls_peer() == origin) return absl::OkStatus();
     return refuse(Rejection::kForwardUnauthenticated,
                   StrCat("the request names '", origin, "' as its origin on a connection of '",

@@ -16,7 +16,6 @@
 #include <string_view>
 
 #include "routing/dispatcher.h"
-#include "transport/http_server.h"
 #include "telemetry/metrics.h"
 #include "transport/http_server.h"
 

@@ -44,6 +44,8 @@ std::string_view RejectionName(Rejection r) {
       return "bad_model_name";
     case Rejection::kAdminDenied:
       return "admin_denied";
+    case Rejection::kPolicyDenied:
+      return "policy_denied";
     case Rejection::kTlsHandshakeFailed:
       return "tls_handshake_failed";
     case Rejection::kTlsPeerRefused:

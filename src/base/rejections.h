@@ -47,6 +47,7 @@ enum class Rejection : uint8_t {
   kAdminDenied,             // a repository (admin) call without the needed credentials (403)
   kTlsHandshakeFailed,      // a TLS handshake that failed or did not finish in header_timeout
   kTlsPeerRefused,          // a TLS peer whose certificate the node's check refused (403)
+  kPolicyDenied,            // a call the mesh's authorization policy does not allow (403)
   kCount
 };
 // "header_too_large", "body_too_large", ... (metric label values; the enum's names in snake case).

@@ -2,14 +2,21 @@
 
 #include <simdjson.h>
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdio>
+#include <tuple>
 
+#include "absl/strings/str_split.h"
+#include "base/hex.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "cli/cli_flags.h"
 #include "cli/table.h"
 #include "codec/json_writer.h"
+#include "identity/key_file.h"
+#include "identity/node_key.h"
 
 namespace hivemesh::cli {
 namespace {
@@ -28,6 +35,7 @@ CLI::App* AddTokenCommand(CLI::App& app, TokenFlags& flags) {
   cmd->require_subcommand(1);
   const std::string examples =
       "  hivemesh token create --ttl 24h --uses 10\n"
+      "  hivemesh token create --role client --name dashboard --models yolo,resnet --ttl 30d\n"
       "  hivemesh token list\n"
       "  hivemesh token revoke 3f9a0c1d";
   for (CLI::App** sub : {&flags.create, &flags.list, &flags.revoke}) {
@@ -40,8 +48,14 @@ CLI::App* AddTokenCommand(CLI::App& app, TokenFlags& flags) {
     (*sub)->add_option("--admin-token-file", flags.admin_token_file,
                        "file holding the node's admin token (admin_access: token)");
   }
-  flags.create->add_option("--role", flags.role, "node or operator")
-      ->check(CLI::IsMember({"node", "operator"}));
+  flags.create
+      ->add_option("--role", flags.role,
+                   "node or operator (a join token), or client (a bearer token for "
+                   "calling models, with --name and --models)")
+      ->check(CLI::IsMember({"node", "operator", "client"}));
+  flags.create->add_option("--name", flags.name, "--role client: the client's name");
+  flags.create->add_option("--models", flags.models,
+                           "--role client: the models it may call, comma-separated ('*': all)");
   flags.create->add_option("--ttl", flags.ttl, "how long it may be used: 90s, 30m, 24h, 7d");
   flags.create->add_option("--uses", flags.uses, "how many joins it allows (0: unlimited)")
       ->check(CLI::NonNegativeNumber);
@@ -127,8 +141,26 @@ int RunToken(const TokenFlags& flags) {
   const std::vector<std::pair<std::string, std::string>>& headers = *admin;
   HttpClient client(flags.node.node, flags.node.timeout_ms);
   if (flags.create->parsed()) {
-    const std::string body = StrCat("{\"role\":\"", flags.role, "\",\"ttl\":\"", flags.ttl,
-                                    "\",\"uses\":", flags.uses, "}");
+    std::string body;
+    JsonWriter w(body);
+    w.BeginObject();
+    w.Key("role").String(flags.role);
+    w.Key("ttl").String(flags.ttl);
+    if (flags.role == "client") {
+      if (flags.name.empty() || flags.models.empty()) {
+        return Fail("token create",
+                    absl::InvalidArgumentError("--role client needs --name and --models"));
+      }
+      w.Key("name").String(flags.name);
+      w.Key("models").BeginArray();
+      for (absl::string_view m : absl::StrSplit(flags.models, ',', absl::SkipEmpty())) {
+        w.String(std::string_view(m.data(), m.size()));
+      }
+      w.EndArray();
+    } else {
+      w.Key("uses").Int(flags.uses);
+    }
+    w.EndObject();
     absl::StatusOr<HttpResult> reply = Call(client, "POST", "/v1/mesh/tokens", body, headers);
     if (!reply.ok()) return Fail("token create", reply.status());
     if (flags.node.output == "json") {
@@ -162,6 +194,144 @@ int RunToken(const TokenFlags& flags) {
       Call(client, "DELETE", StrCat("/v1/mesh/tokens/", flags.id), {}, headers);
   if (!reply.ok()) return Fail("token revoke", reply.status());
   std::printf("revoked %s\n", flags.id.c_str());
+  return kExitOk;
+}
+
+CLI::App* AddCertCommand(CLI::App& app, CertFlags& flags) {
+  CLI::App* cmd =
+      app.add_subcommand("cert", "certificates for the mesh's clients, at an issuer node");
+  cmd->require_subcommand(1);
+  flags.issue_client = cmd->add_subcommand(
+      "issue-client",
+      "make a key here and have the issuer certify it for a client (or an operator): NAME.key, "
+      "NAME.pem (the certificate and its issuer's) and ca.pem (the mesh's roots) in --out");
+  AddNodeFlags(flags.issue_client, flags.node,
+               "  hivemesh cert issue-client cam-app --out /etc/cam-app\n"
+               "  hivemesh cert issue-client alice --role operator --ttl 7d");
+  flags.issue_client->add_option("--admin-token-file", flags.admin_token_file,
+                                 "file holding the node's admin token (admin_access: token)");
+  flags.issue_client->add_option("name", flags.name, "the client's name")->required();
+  flags.issue_client->add_option("--role", flags.role, "client or operator")
+      ->check(CLI::IsMember({"client", "operator"}));
+  flags.issue_client->add_option("--ttl", flags.ttl,
+                                 "how long it is valid: 24h, 30d (at most 365d)");
+  flags.issue_client->add_option("--out", flags.out, "folder to write the files in");
+  return cmd;
+}
+
+int RunCert(const CertFlags& flags) {
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
+      AdminHeaders(flags.admin_token_file);
+  if (!headers.ok()) return Fail("cert issue-client", headers.status());
+  // The key is made here and never leaves this machine: the issuer sees its public half.
+  const identity::NodeKey key = identity::NodeKey::Generate();
+  std::string body;
+  JsonWriter w(body);
+  w.BeginObject();
+  w.Key("name").String(flags.name);
+  w.Key("role").String(flags.role);
+  w.Key("public_key").String(HexEncode(key.public_key()));
+  w.Key("ttl").String(flags.ttl);
+  w.EndObject();
+  HttpClient client(flags.node.node, flags.node.timeout_ms);
+  absl::StatusOr<HttpResult> reply =
+      Call(client, "POST", "/v1/mesh/client-certificates", body, *headers);
+  if (!reply.ok()) return Fail("cert issue-client", reply.status());
+  simdjson::dom::parser parser;
+  simdjson::dom::object answer;
+  std::string_view cert, roots, spiffe;
+  int64_t expires = 0;
+  if (parser.parse(reply->body).get(answer) != simdjson::SUCCESS ||
+      answer["certificate"].get(cert) != simdjson::SUCCESS ||
+      answer["roots"].get(roots) != simdjson::SUCCESS ||
+      answer["spiffe_id"].get(spiffe) != simdjson::SUCCESS ||
+      answer["expires"].get(expires) != simdjson::SUCCESS) {
+    return Fail("cert issue-client", absl::UnknownError("the node's answer holds no certificate"));
+  }
+  const std::string base = StrCat(flags.out, "/", flags.name);
+  for (const auto& [path, data, mode] :
+       {std::tuple<std::string, std::string, mode_t>{base + ".key", key.ToPem(), 0600},
+        {base + ".pem", std::string(cert), 0644},
+        {flags.out + "/ca.pem", std::string(roots), 0644}}) {
+    if (absl::Status written = identity::ReplaceFile(path, data, mode); !written.ok()) {
+      return Fail("cert issue-client", written);
+    }
+  }
+  if (flags.node.output == "json") {
+    std::printf("%s\n", reply->body.c_str());
+  } else {
+    std::printf("%.*s (%s) valid until unix %lld: %s.key, %s.pem, %s/ca.pem\n",
+                static_cast<int>(spiffe.size()), spiffe.data(), flags.role.c_str(),
+                static_cast<long long>(expires), base.c_str(), base.c_str(), flags.out.c_str());
+  }
+  return kExitOk;
+}
+
+CLI::App* AddPolicyCommand(CLI::App& app, PolicyFlags& flags) {
+  CLI::App* cmd = app.add_subcommand(
+      "policy", "the mesh's authorization policy: who may call which model (docs/security.md)");
+  cmd->require_subcommand(1);
+  const std::string examples =
+      "  hivemesh policy apply policy.yaml\n"
+      "  hivemesh policy show";
+  flags.apply = cmd->add_subcommand(
+      "apply", "put a policy document in force on every node (at an issuer node)");
+  flags.show = cmd->add_subcommand("show", "print the policy document in force on the node");
+  for (CLI::App* sub : {flags.apply, flags.show}) {
+    AddNodeFlags(sub, flags.node, examples);
+    sub->add_option("--admin-token-file", flags.admin_token_file,
+                    "file holding the node's admin token (admin_access: token)");
+  }
+  flags.apply->add_option("file", flags.file, "the YAML document ('-': standard input)")
+      ->required();
+  return cmd;
+}
+
+int RunPolicy(const PolicyFlags& flags) {
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
+      AdminHeaders(flags.admin_token_file);
+  if (!headers.ok()) return Fail("policy", headers.status());
+  HttpClient client(flags.node.node, flags.node.timeout_ms);
+  if (flags.apply->parsed()) {
+    absl::StatusOr<std::string> document = ReadInputFile(flags.file);
+    if (!document.ok()) return Fail("policy apply", document.status());
+    absl::StatusOr<HttpResult> reply = Call(client, "PUT", "/v1/mesh/policy", *document, *headers);
+    if (!reply.ok()) return Fail("policy apply", reply.status());
+    if (flags.node.output == "json") {
+      std::printf("%s\n", reply->body.c_str());
+      return kExitOk;
+    }
+    simdjson::dom::parser parser;
+    uint64_t version = 0;
+    if (parser.parse(reply->body)["version"].get(version) != simdjson::SUCCESS) {
+      return Fail("policy apply", absl::UnknownError("the node's answer holds no version"));
+    }
+    std::printf("policy version %llu in force; it reaches every node within seconds\n",
+                static_cast<unsigned long long>(version));
+    return kExitOk;
+  }
+  absl::StatusOr<HttpResult> reply = Call(client, "GET", "/v1/mesh/policy", {}, *headers);
+  if (!reply.ok()) return Fail("policy show", reply.status());
+  if (flags.node.output == "json") {
+    std::printf("%s\n", reply->body.c_str());
+    return kExitOk;
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::object policy;
+  uint64_t version = 0;
+  std::string_view document;
+  if (parser.parse(reply->body).get(policy) != simdjson::SUCCESS ||
+      policy["version"].get(version) != simdjson::SUCCESS ||
+      policy["document"].get(document) != simdjson::SUCCESS) {
+    return Fail("policy show", absl::UnknownError("the node's answer is not a policy"));
+  }
+  if (version == 0 || document.empty()) {
+    std::printf("# no policy: every caller may read and infer every model\n");
+  } else {
+    std::printf("# version %llu\n%.*s", static_cast<unsigned long long>(version),
+                static_cast<int>(document.size()), document.data());
+    if (document.back() != '\n') std::printf("\n");
+  }
   return kExitOk;
 }
 

@@ -3,6 +3,9 @@
 // bearer token):
 //   `hivemesh token create|list|revoke`  join tokens (/v1/mesh/tokens)
 //   `hivemesh node revoke NAME`          revokes a member's key (/v1/mesh/revocations)
+//   `hivemesh cert issue-client NAME`    a client or operator certificate for a key made here
+//                                        (/v1/mesh/client-certificates)
+//   `hivemesh policy apply FILE|show`    the mesh's authorization policy (/v1/mesh/policy)
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -17,6 +20,8 @@ struct TokenFlags {
   std::string role = "node";
   std::string ttl = "24h";
   int uses = 0;
+  std::string name;    // --role client: the client's name
+  std::string models;  // --role client: comma-separated model names
   std::string id;
   CLI::App* create = nullptr;
   CLI::App* list = nullptr;
@@ -36,6 +41,30 @@ struct NodeCommandFlags {
 
 CLI::App* AddNodeCommand(CLI::App& app, NodeCommandFlags& flags);
 int RunNode(const NodeCommandFlags& flags);
+
+struct CertFlags {
+  NodeFlags node;
+  std::string admin_token_file;
+  std::string name;
+  std::string role = "client";
+  std::string ttl = "30d";
+  std::string out = ".";
+  CLI::App* issue_client = nullptr;
+};
+
+CLI::App* AddCertCommand(CLI::App& app, CertFlags& flags);
+int RunCert(const CertFlags& flags);
+
+struct PolicyFlags {
+  NodeFlags node;
+  std::string admin_token_file;
+  std::string file;
+  CLI::App* apply = nullptr;
+  CLI::App* show = nullptr;
+};
+
+CLI::App* AddPolicyCommand(CLI::App& app, PolicyFlags& flags);
+int RunPolicy(const PolicyFlags& flags);
 
 // The table `token list` prints for the node's JSON answer (pure; `now_unix` for "expires in").
 absl::StatusOr<std::string> FormatTokenList(std::string_view json, int64_t now_unix);

@@ -25,8 +25,9 @@ int main(int argc, char** argv) {
   CLI::App app{"hivemesh: an edge-AI inference mesh node (KServe v2 API)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", HIVEMESH_VERSION);
-  app.footer(std::string("Exit codes of infer, models, top, members, token and node:\n") +
-             hivemesh::cli::kExitCodesHelp + "\nSee each command's --help, and docs/cli.md.");
+  app.footer(
+      std::string("Exit codes of infer, models, top, members, token, node, cert and policy:\n") +
+      hivemesh::cli::kExitCodesHelp + "\nSee each command's --help, and docs/cli.md.");
 
   CLI::App* agent_cmd = app.add_subcommand(
       "agent", "run a node: serve the model repository over the KServe v2 REST API");
@@ -44,6 +45,10 @@ int main(int argc, char** argv) {
   CLI::App* token_cmd = hivemesh::cli::AddTokenCommand(app, token_flags);
   hivemesh::cli::NodeCommandFlags node_flags;
   CLI::App* node_cmd = hivemesh::cli::AddNodeCommand(app, node_flags);
+  hivemesh::cli::CertFlags cert_flags;
+  CLI::App* cert_cmd = hivemesh::cli::AddCertCommand(app, cert_flags);
+  hivemesh::cli::PolicyFlags policy_flags;
+  CLI::App* policy_cmd = hivemesh::cli::AddPolicyCommand(app, policy_flags);
 
   hivemesh::demo::DemoFlags demo_flags;
   CLI::App* demo_cmd = hivemesh::demo::AddDemoCommand(app, demo_flags);
@@ -74,6 +79,8 @@ int main(int argc, char** argv) {
   if (members_cmd->parsed()) return hivemesh::cli::RunMembers(members_flags);
   if (token_cmd->parsed()) return hivemesh::cli::RunToken(token_flags);
   if (node_cmd->parsed()) return hivemesh::cli::RunNode(node_flags);
+  if (cert_cmd->parsed()) return hivemesh::cli::RunCert(cert_flags);
+  if (policy_cmd->parsed()) return hivemesh::cli::RunPolicy(policy_flags);
   if (demo_cmd->parsed()) return hivemesh::demo::RunDemo(demo_flags);
   if (keygen_cmd->parsed()) {
     std::printf("%s\n", hivemesh::membership::Keyring::GenerateKey().c_str());

@@ -3,7 +3,10 @@
 #include <simdjson.h>
 
 #include <charconv>
+#include <optional>
 
+#include "base/hex.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 
 namespace hivemesh {
@@ -146,14 +149,74 @@ absl::StatusOr<TokenCreateRequest> DecodeTokenCreateRequest(std::string_view bod
         return absl::InvalidArgumentError(
             "'uses' must be an integer from 0 (unlimited) to 1000000");
       }
+    } else if (key == "name") {
+      std::string_view name;
+      if (value.get(name) != simdjson::SUCCESS) {
+        return absl::InvalidArgumentError("'name' must be a string");
+      }
+      out.name = std::string(name);
+    } else if (key == "models") {
+      simdjson::dom::array models;
+      if (value.get(models) != simdjson::SUCCESS) {
+        return absl::InvalidArgumentError("'models' must be an array of model names");
+      }
+      for (simdjson::dom::element m : models) {
+        std::string_view name;
+        if (m.get(name) != simdjson::SUCCESS || out.models.size() >= 64) {
+          return absl::InvalidArgumentError("'models' must be an array of at most 64 names");
+        }
+        out.models.emplace_back(name);
+      }
     } else {
       return absl::InvalidArgumentError(
-          StrCat("unknown field '", key, "' (known: role, ttl, uses)"));
+          StrCat("unknown field '", key, "' (known: role, ttl, uses, name, models)"));
     }
   }
   if (out.ttl_seconds > 365LL * 86400) {
     return absl::InvalidArgumentError("'ttl' must be at most 365 days");
   }
+  return out;
+}
+
+absl::StatusOr<ClientCertificateRequest> DecodeClientCertificateRequest(std::string_view body) {
+  simdjson::dom::parser parser;
+  bool empty;
+  absl::StatusOr<simdjson::dom::object> object = ObjectOf(parser, body, &empty);
+  if (!object.ok()) return object.status();
+  ClientCertificateRequest out;
+  bool have_key = false;
+  for (auto [key, value] : *object) {
+    std::string_view text;
+    int64_t n = 0;
+    if (key == "name" || key == "role" || key == "public_key") {
+      if (value.get(text) != simdjson::SUCCESS) {
+        return absl::InvalidArgumentError(StrCat("'", key, "' must be a string"));
+      }
+      if (key == "name") {
+        out.name = std::string(text);
+      } else if (key == "role") {
+        out.role = std::string(text);
+      } else {
+        std::optional<std::string> raw = HexDecode(text);
+        if (!raw) return absl::InvalidArgumentError("'public_key' must be hex");
+        out.public_key = std::move(*raw);
+        have_key = true;
+      }
+    } else if (key == "ttl") {
+      if (value.get(text) == simdjson::SUCCESS) {
+        HM_ASSIGN_OR_RETURN(out.ttl_seconds, ParseDurationSeconds(text, "ttl"));
+      } else if (value.get(n) == simdjson::SUCCESS && n > 0) {
+        out.ttl_seconds = n;
+      } else {
+        return absl::InvalidArgumentError("'ttl' must be a duration (\"30d\") or seconds > 0");
+      }
+    } else {
+      return absl::InvalidArgumentError(
+          StrCat("unknown field '", key, "' (known: name, role, public_key, ttl)"));
+    }
+  }
+  if (out.name.empty()) return absl::InvalidArgumentError("'name' is required");
+  if (!have_key) return absl::InvalidArgumentError("'public_key' is required");
   return out;
 }
 

@@ -30,10 +30,24 @@ struct TokenCreateRequest {
   std::string role = "node";
   int64_t ttl_seconds = 86400;
   int64_t uses = 0;  // 0: unlimited; at most 1000000
+  // Role client (a bearer token, identity/client_token.h): the client's name and its models.
+  std::string name;
+  std::vector<std::string> models;
 };
 // Fields: role (a string), ttl (a duration: "90s", "30m", "24h", "7d", or a number of seconds;
-// at most 365 days), uses (an integer, 0 to 1000000). An unknown field is refused, by name.
+// at most 365 days), uses (an integer, 0 to 1000000), name (a string), models (an array of
+// strings). An unknown field is refused, by name.
 absl::StatusOr<TokenCreateRequest> DecodeTokenCreateRequest(std::string_view body);
+// POST /v1/mesh/client-certificates: {"name": "cam-app", "role": "client" | "operator",
+// "public_key": "<64 hex: raw Ed25519>", "ttl": "30d" (or seconds; default 30 days)}. Name and
+// key are required; an unknown field is refused, by name.
+struct ClientCertificateRequest {
+  std::string name;
+  std::string role = "client";
+  std::string public_key;  // raw bytes
+  int64_t ttl_seconds = 30 * 86400;
+};
+absl::StatusOr<ClientCertificateRequest> DecodeClientCertificateRequest(std::string_view body);
 // The member name a revocation names. An unknown field is refused, by name.
 absl::StatusOr<std::string> DecodeRevocationRequest(std::string_view body);
 // "90s", "30m", "24h", "7d" or plain seconds ("3600"): the seconds, or INVALID_ARGUMENT naming

@@ -34,6 +34,9 @@ struct NodeMeta {
   // An issuer's count of the keys it has revoked: a node that sees it grow fetches the signed
   // list from it (docs/identity.md). 0 for other nodes.
   uint64_t revocations = 0;
+  // The version of the mesh's authorization policy the node holds: a node that sees a newer one
+  // fetches it from it (api/mesh_policy.h). 0: none.
+  uint64_t policy = 0;
 };
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).

@@ -64,6 +64,19 @@ TEST(AdminAccessTest, TokenModeNeedsTheTokenFromAnyAddress) {
   }
 }
 
+TEST(AdminAccessTest, AnOperatorCertificateIsEnoughInEveryModeAndNothingElseIs) {
+  absl::StatusOr<AdminAccess> token = AdminAccess::Token(kToken);
+  ASSERT_TRUE(token.ok());
+  for (const AdminAccess& access : {AdminAccess::Loopback(), *token}) {
+    EXPECT_TRUE(access.Check({"10.0.0.7", "", "operator:ops"}).ok());
+    // A client certificate and a member's are not an operator's.
+    for (std::string_view peer : {"client:ops", "node-2", "ops"}) {
+      EXPECT_EQ(access.Check({"10.0.0.7", "", peer}).code(), absl::StatusCode::kPermissionDenied)
+          << peer;
+    }
+  }
+}
+
 TEST(AdminAccessTest, TokensTooShortOrNotPrintableAreRefused) {
   EXPECT_EQ(AdminAccess::Token("short").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(AdminAccess::Token("0123456789 abcdef").status().code(),

@@ -19,8 +19,9 @@ constexpr int64_t kNow = 1'800'000'000'000;
 // A request with the given headers, from a link of `member` (empty: plain HTTP).
 class FakeRequest final : public HttpRequest {
  public:
-  FakeRequest(std::map<std::string, std::string, std::less<>> headers, std::string member = "")
-      : headers_(std::move(headers)), member_(std::move(member)) {}
+  FakeRequest(std::map<std::string, std::string, std::less<>> headers, std::string member = "",
+              std::string tls_peer = "")
+      : headers_(std::move(headers)), member_(std::move(member)), tls_peer_(std::move(tls_peer)) {}
   std::string_view method() const override { return "POST"; }
   std::string_view target() const override { return "/v2/models/m/infer"; }
   std::string_view header(std::string_view name) const override {
@@ -32,10 +33,12 @@ class FakeRequest final : public HttpRequest {
   SteadyTime received() const override { return SteadyTime(); }
   std::string_view remote_address() const override { return "10.0.0.9"; }
   std::string_view link_member() const override { return member_; }
+  std::string_view tls_peer() const override { return tls_peer_; }
 
  private:
   std::map<std::string, std::string, std::less<>> headers_;
   std::string member_;
+  std::string tls_peer_;
   std::shared_ptr<const std::string> body_ = std::make_shared<const std::string>();
 };
 
@@ -122,6 +125,21 @@ TEST_F(MemberCheckTest, ALinkOpensOnlyWithALinkCredentialForThisNode) {
   identity::NodeKey stranger = identity::NodeKey::Generate();
   EXPECT_EQ(link(Credential(stranger, "a", "b", identity::kPurposeLink, 9)).status().code(),
             absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(MemberCheckTest, AClientCertificateForwardsNothingAndOpensNoLink) {
+  // The TLS check names a member by its name and a client certificate's holder "client:<name>"
+  // or "operator:<name>": a forged origin naming that text is still not a member.
+  EXPECT_TRUE(Check(FakeRequest({{"Hivemesh-Origin", "a"}}, "", "a")).ok());
+  for (const std::string peer : {"client:a", "operator:ops"}) {
+    const absl::Status forwarded = Check(FakeRequest({{"Hivemesh-Origin", peer}}, "", peer));
+    EXPECT_EQ(forwarded.code(), absl::StatusCode::kPermissionDenied) << peer;
+    EXPECT_NE(forwarded.message().find("holds a client certificate"), std::string::npos)
+        << forwarded;
+    const absl::StatusOr<std::string> link = check_->AuthorizeLink(FakeRequest({}, "", peer));
+    EXPECT_EQ(link.status().code(), absl::StatusCode::kPermissionDenied) << peer;
+  }
+  EXPECT_EQ(*check_->AuthorizeLink(FakeRequest({}, "", "a")), "a");
 }
 
 }  // namespace

@@ -53,6 +53,12 @@ TEST(NodeMetaTest, RoundTrips) {
   EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->revocations, 0u);
   m.revocations = 300;
   EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->revocations, 300u);
+  // The policy version after it; a policy without revocations writes a revocation count of 0.
+  m.policy = 9;
+  EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->policy, 9u);
+  m.revocations = 0;
+  EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->policy, 9u);
+  EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->revocations, 0u);
   EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m) + "x").ok()) << "trailing bytes";
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
@@ -74,8 +80,10 @@ TEST(NodeMetaTest, MalformedMetadataIsAnErrorNotACrash) {
   for (size_t cut = 1; cut < enc.size(); ++cut) {
     EXPECT_FALSE(DecodeNodeMeta(enc.substr(0, cut)).ok()) << cut;
   }
-  // One byte more reads as the optional revocation count; anything past it is refused.
-  EXPECT_FALSE(DecodeNodeMeta(enc + "xx").ok());
+  // Two bytes more read as the optional revocation count and policy version; anything past
+  // them is refused.
+  EXPECT_TRUE(DecodeNodeMeta(enc + "xx").ok());
+  EXPECT_FALSE(DecodeNodeMeta(enc + "xxx").ok());
   EXPECT_FALSE(DecodeNodeMeta(enc + "\x80").ok()) << "a count cut short";
   EXPECT_FALSE(DecodeNodeMeta("\x07").ok()) << "unknown version";
   m.models[0].data_policy = 3;

@@ -59,6 +59,11 @@ class GrpcNode {
   virtual void Infer(InferRequest request, std::string trace, SteadyTime received,
                      std::function<void(absl::StatusOr<InferResponse>)> done) = 0;
 
+  // OK if the mesh's authorization policy lets a gRPC caller (`peer` and `authorization` as for
+  // LoadModel; a client's bearer token names it) infer (`infer`) or read `model`; else
+  // PERMISSION_DENIED naming the rule, counted.
+  virtual absl::Status Authorize(std::string_view model, bool infer, std::string_view peer,
+                                 std::string_view authorization) const = 0;
   // The node's memory budget for requests in flight (base/memory_budget.h), or null: decoded
   // requests and answers are reserved from it. It outlives the service.
   virtual MemoryBudget* memory_budget() const = 0;

@@ -2,7 +2,6 @@
 // KServeHandler. Nothing here includes gRPC or protobuf; see grpc_node.h for why.
 #include "api/grpc/grpc_server.h"
 
-
 #include "api/admin_access.h"
 #include "api/grpc/grpc_node.h"
 #include "api/kserve_handler.h"
@@ -68,6 +67,12 @@ class KServeNode final : public GrpcNode {
                                            result.ok() ? std::string_view(result->served_by) : "");
                         done(std::move(result));
                       });
+  }
+  absl::Status Authorize(std::string_view model, bool infer, std::string_view peer,
+                         std::string_view authorization) const override {
+    // gRPC callers present no certificate: a bearer token names them, or they are anyone.
+    return handler_->Authorize("", authorization, AddressOfGrpcPeer(peer), model,
+                               infer ? PolicyVerb::kInfer : PolicyVerb::kRead);
   }
   MemoryBudget* memory_budget() const override { return handler_->memory_budget(); }
   void NoteRejection(Rejection reason, std::string_view detail) override {

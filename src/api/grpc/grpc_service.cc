@@ -106,6 +106,11 @@ absl::StatusOr<PreparedInfer> Prepare(const CallbackServerContext* ctx, GrpcNode
                                       inference::ModelInferRequest& proto) {
   PreparedInfer p;
   p.received = std::chrono::steady_clock::now();
+  if (absl::Status allowed = node->Authorize(proto.model_name(), /*infer=*/true, ctx->peer(),
+                                             Metadata(ctx, "authorization"));
+      !allowed.ok()) {
+    return allowed;
+  }
   absl::StatusOr<grpc_api::DecodedRequest> decoded =
       grpc_api::FromProto(proto, node->memory_budget());
   if (!decoded.ok()) {
@@ -281,6 +286,11 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
   ServerUnaryReactor* ModelReady(CallbackServerContext* ctx,
                                  const inference::ModelReadyRequest* request,
                                  inference::ModelReadyResponse* response) override {
+    if (absl::Status allowed = node_->Authorize(request->name(), /*infer=*/false, ctx->peer(),
+                                                Metadata(ctx, "authorization"));
+        !allowed.ok()) {
+      return Done(ctx, allowed);
+    }
     absl::StatusOr<RuntimePtr> rt = node_->Find(request->name(), request->version());
     if (!rt.ok() && rt.status().code() == absl::StatusCode::kNotFound) {
       return Done(ctx, rt.status());
@@ -303,6 +313,11 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
   ServerUnaryReactor* ModelMetadata(CallbackServerContext* ctx,
                                     const inference::ModelMetadataRequest* request,
                                     inference::ModelMetadataResponse* response) override {
+    if (absl::Status allowed = node_->Authorize(request->name(), /*infer=*/false, ctx->peer(),
+                                                Metadata(ctx, "authorization"));
+        !allowed.ok()) {
+      return Done(ctx, allowed);
+    }
     absl::StatusOr<RuntimePtr> rt = node_->Find(request->name(), request->version());
     if (!rt.ok()) return Done(ctx, rt.status());
     const ModelConfig& c = (*rt)->config();
@@ -365,6 +380,11 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
         FillStats(*rt, response->add_model_stats());
       }
       return Done(ctx, grpc::Status::OK);
+    }
+    if (absl::Status allowed = node_->Authorize(request->name(), /*infer=*/false, ctx->peer(),
+                                                Metadata(ctx, "authorization"));
+        !allowed.ok()) {
+      return Done(ctx, allowed);
     }
     absl::StatusOr<RuntimePtr> rt = node_->Find(request->name(), request->version());
     if (!rt.ok()) return Done(ctx, rt.status());

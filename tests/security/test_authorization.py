@@ -1,0 +1,362 @@
+#!/usr/bin/python3
+"""Authorization in a secure mesh (docs/security.md, "Authorization"), on five real nodes.
+
+n0 created the mesh (the issuer) and serves `identity` (REST and gRPC); n1, n2 and n3 joined
+with tokens and serve it too; n4 joined and serves nothing, so it forwards. n3 takes admin calls
+only with its admin token (admin_access: token), so what an operator certificate allows shows
+on loopback. Shown here:
+
+- `hivemesh cert issue-client` makes a key on the caller's side and gets it certified by the
+  issuer as a client (or an operator): spiffe://<mesh>/client/<name>, files written 0600/0644;
+- a client certificate is no member: it opens no mesh link and forwards nothing;
+- an operator certificate is an admin on any node, without the node's admin token; a client
+  certificate is not;
+- a policy document applied at the issuer is in force on all five nodes within 5 s: anyone is
+  refused with 403 saying no rule allows it, a denied client with 403 naming the deny rule, an
+  allowed client infers on every node (n4 forwards for it), gRPC callers are held to it too;
+  reads follow the verbs; refusals are counted (policy_denied);
+- a bad document is refused naming the rule and field, and only an issuer applies one;
+- a node that restarts alone enforces the policy it held; a saved policy someone loosened on
+  disk stops the node; the empty document lifts the policy on every node within 5 s.
+
+    test_authorization.py path/to/hivemesh
+"""
+import json
+import os
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+
+from hostile import Node, binary_from_argv, wait_for
+import agent_node  # noqa: E402 (on the path hostile sets)
+from test_mutual_tls import BODY, exchange, forwarded, link_upgrade
+
+POLICY = """\
+kind: AuthorizationPolicy
+rules:
+  - name: cameras-infer
+    from: [client:cam-*]
+    models: [identity]
+    verbs: [infer]
+  - name: no-cam-7
+    action: deny
+    from: [client:cam-7]
+    models: ["*"]
+"""
+ADMIN_TOKEN = "n3-admin-token-0123456789abcdef"
+SPREAD_S = 5  # the goal: a policy change in force on every node within this
+
+
+def plain_inference(token=None):
+    """An identity inference, with a client's bearer token or none."""
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (f"POST /v2/models/identity/infer HTTP/1.1\r\nHost: n\r\n{auth}"
+            f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n"
+            f"Connection: close\r\n\r\n").encode() + BODY
+
+
+def metadata_request():
+    return (b"GET /v2/models/identity HTTP/1.1\r\nHost: n\r\nConnection: close\r\n\r\n")
+
+
+def repository_call(action, token=None):
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    return (f"POST /v2/repository/models/identity/{action} HTTP/1.1\r\nHost: n\r\n{auth}"
+            f"Content-Length: 0\r\nConnection: close\r\n\r\n").encode()
+
+
+class AuthorizationTest(unittest.TestCase):
+    BINARY = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.nodes = []
+        cls.work = tempfile.mkdtemp(prefix="hivemesh-authz-")
+        cls.n0 = cls.start("n0", ("identity",), [], secure=True, grpc=True)
+        token_file = os.path.join(cls.work, "admin-token")
+        with open(token_file, "w") as f:
+            f.write(ADMIN_TOKEN)
+        os.chmod(token_file, 0o600)
+        joined = {"n1": [], "n2": [],
+                  "n3": ["--admin-access", "token", "--admin-token-file", token_file,
+                         "--model-control-mode", "explicit"]}
+        for name, extra in joined.items():
+            setattr(cls, name, cls.start(name, ("identity",), cls.join_args() + extra))
+        cls.n4 = cls.start("n4", (), cls.join_args())
+        cls.all = [cls.n0, cls.n1, cls.n2, cls.n3, cls.n4]
+        wait_for(lambda: all(len([m for m in n.members() if m["state"] == "alive"]) == 5
+                             for n in cls.all), 60, "every node to see five members")
+        wait_for(lambda: cls.n4.infer_identity()[0] == 200, 30, "n4 to forward identity")
+        cls.certs = {name: cls.issue_client(name, role)
+                     for name, role in (("cam-app", "client"), ("cam-7", "client"),
+                                        ("ops", "operator"))}
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes:
+            n.stop()
+
+    @classmethod
+    def start(cls, name, models, args, secure=False, grpc=False):
+        node = Node(cls.BINARY, name, models=models, args=args, secure=secure, grpc=grpc)
+        cls.nodes.append(node)
+        return node
+
+    @classmethod
+    def cli(cls, *args, stdin=None):
+        return subprocess.run([cls.BINARY, *args], capture_output=True, text=True, timeout=30,
+                              input=stdin)
+
+    @classmethod
+    def join_args(cls):
+        out = cls.cli("token", "create", "--node", f"127.0.0.1:{cls.n0.port}")
+        assert out.returncode == 0, out.stderr
+        return ["--join", cls.n0.gossip, "--token", out.stdout.strip()]
+
+    @classmethod
+    def issue_client(cls, name, role):
+        out = cls.cli("cert", "issue-client", name, "--role", role, "--out", cls.work,
+                      "--node", f"127.0.0.1:{cls.n0.port}")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "/client/" + name in out.stdout, out.stdout
+        return os.path.join(cls.work, f"{name}.pem"), os.path.join(cls.work, f"{name}.key")
+
+    def client_token(self, name, models):
+        out = self.cli("token", "create", "--role", "client", "--name", name, "--models", models,
+                       "--ttl", "1h", "--node", f"127.0.0.1:{self.n0.port}")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertTrue(out.stdout.startswith("HMC1."), out.stdout)
+        return out.stdout.strip()
+
+    def apply(self, document, node=None):
+        path = os.path.join(self.work, "policy.yaml")
+        with open(path, "w") as f:
+            f.write(document)
+        return self.cli("policy", "apply", path, "--node", f"127.0.0.1:{(node or self.n0).port}")
+
+    def assert_status(self, result, status, words=None):
+        got, raw = result
+        self.assertEqual(got, status, raw[:500])
+        if words:
+            self.assertIn(words.encode(), raw, raw[:500])
+
+    # -- client certificates ----------------------------------------------------------------
+
+    def test_client_certificates_are_made_for_a_key_that_stays_here(self):
+        from cryptography import x509
+        cert_path, key_path = self.certs["cam-app"]
+        self.assertEqual(stat.S_IMODE(os.stat(key_path).st_mode), 0o600)
+        with open(cert_path, "rb") as f:
+            pems = f.read().split(b"-----END CERTIFICATE-----")[:-1]
+        chain = [x509.load_pem_x509_certificate(p + b"-----END CERTIFICATE-----\n")
+                 for p in pems]
+        self.assertEqual(len(chain), 2, "the certificate and its issuer's")
+        uris = chain[0].extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(
+                x509.UniformResourceIdentifier)
+        mesh = json.loads(self.n0.request("GET", "/v2")[1])["mesh"]["id"]
+        self.assertIn(f"spiffe://{mesh}/client/cam-app", uris)
+        self.assertIn("urn:hivemesh:role:client", uris)
+        self.assertFalse(any("/node/" in u for u in uris))
+        with open(os.path.join(self.work, "ca.pem"), "rb") as f:
+            root = x509.load_pem_x509_certificate(f.read())
+        self.assertEqual(chain[1].issuer, root.subject)
+        # Refusals name what is wrong.
+        out = self.cli("cert", "issue-client", "bad name", "--out", self.work,
+                       "--node", f"127.0.0.1:{self.n0.port}")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("outside [A-Za-z0-9._-]", out.stderr)
+        out = self.cli("cert", "issue-client", "x", "--ttl", "400d", "--out", self.work,
+                       "--node", f"127.0.0.1:{self.n0.port}")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("365", out.stderr)
+        # Only an issuer certifies.
+        out = self.cli("cert", "issue-client", "x", "--out", self.work,
+                       "--node", f"127.0.0.1:{self.n1.port}")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("no issuer rights", out.stderr)
+
+    def test_a_client_certificate_is_no_member(self):
+        cert = self.certs["cam-app"]
+        before = self.n1.rejected("forward_unauthenticated")
+        self.assert_status(exchange(self.n1.port, link_upgrade(), cert=cert), 403, "client")
+        for origin in ("cam-app", "client:cam-app"):
+            self.assert_status(exchange(self.n1.port, forwarded(origin), cert=cert), 403,
+                               "holds a client certificate")
+        self.assertEqual(self.n1.rejected("forward_unauthenticated"), before + 2)
+        # ...and it is no admin: the revoked-keys list and the policy are members' and admins'.
+        self.assert_status(
+            exchange(self.n3.port, b"GET /v1/mesh/policy HTTP/1.1\r\nHost: n\r\n"
+                     b"Connection: close\r\n\r\n", cert=cert), 403, "admin")
+
+    def test_an_operator_certificate_is_an_admin_without_the_nodes_token(self):
+        ops, cam = self.certs["ops"], self.certs["cam-app"]
+        # n3 wants its admin token: plain calls and a client certificate are refused.
+        self.assert_status(exchange(self.n3.port, repository_call("unload"), use_tls=False),
+                           403, "admin token")
+        self.assert_status(exchange(self.n3.port, repository_call("unload"), cert=cam), 403,
+                           "operator certificate")
+        self.assert_status(exchange(self.n3.port, repository_call("unload"), cert=ops), 200)
+        self.assert_status(exchange(self.n3.port, repository_call("load"), cert=ops), 200)
+        wait_for(lambda: self.n3.infer_identity()[0] == 200, 30, "identity back on n3")
+
+    # -- the policy document --------------------------------------------------------------------
+
+    def test_policy_in_force_on_five_nodes_within_5s_and_lifted_again(self):
+        cam, cam7 = self.certs["cam-app"], self.certs["cam-7"]
+        started = time.monotonic()
+        out = self.apply(POLICY)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        version = int(out.stdout.split()[2])
+        denial = f"no rule of the mesh policy (version {version}) allows anyone to infer"
+
+        def refusing(node):
+            status, raw = exchange(node.port, plain_inference(), use_tls=False)
+            return status == 403 and denial.encode() in raw
+
+        pending = {n.name: n for n in self.all}
+        spread = {}
+        while pending and time.monotonic() - started < 30:
+            for name, n in list(pending.items()):
+                if refusing(n):
+                    spread[name] = time.monotonic() - started
+                    del pending[name]
+            time.sleep(0.05)
+        print("policy in force after: " +
+              ", ".join(f"{k} {v:.2f} s" for k, v in sorted(spread.items())), flush=True)
+        self.assertFalse(pending, f"never in force on {sorted(pending)}")
+        self.assertLessEqual(max(spread.values()), SPREAD_S)
+
+        for n in self.all:
+            # An allowed client infers everywhere (n4 forwards: members are not held to it).
+            status, raw = exchange(n.port, plain_inference(), cert=cam)
+            self.assertEqual(status, 200, raw[:300])
+            self.assert_status(exchange(n.port, plain_inference(), cert=cam7), 403,
+                               "denied by rule 'no-cam-7'")
+            # Reads are a verb of their own: cameras-infer allows only inference.
+            self.assert_status(exchange(n.port, metadata_request(), cert=cam), 403,
+                               "to read model 'identity'")
+        self.assertIn(b'"served_by":"n', exchange(self.n4.port, plain_inference(), cert=cam)[1])
+        self.assertGreater(self.n1.rejected("policy_denied"), 0)
+        self.assertTrue(self.n1.log_lines(rf"mesh policy version {version} in force \(from "))
+
+        # Bearer tokens signed by the mesh name a client for callers without a certificate.
+        tokens = {name: self.client_token(name, models)
+                  for name, models in (("cam-token", "identity"), ("cam-other", "other*"),
+                                       ("dash", "*"))}
+        for n in self.all:
+            status, raw = exchange(n.port, plain_inference(tokens["cam-token"]), use_tls=False)
+            self.assertEqual(status, 200, raw[:300])
+        self.assert_status(exchange(self.n1.port, plain_inference(tokens["cam-other"]),
+                                    use_tls=False), 403,
+                           "does not cover model 'identity' (it covers other*)")
+        self.assert_status(exchange(self.n1.port, plain_inference(tokens["dash"]),
+                                    use_tls=False), 403,
+                           f"no rule of the mesh policy (version {version}) allows client 'dash'")
+        good = tokens["cam-token"]
+        forged = good[:-6] + ("AAAAAA" if not good.endswith("AAAAAA") else "BBBBBB")
+        self.assert_status(exchange(self.n1.port, plain_inference(forged), use_tls=False), 403,
+                           "not signed by an issuer")
+        out = self.cli("token", "create", "--role", "client", "--name", "x", "--models", "a",
+                       "--node", f"127.0.0.1:{self.n1.port}")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("no issuer rights", out.stderr)
+
+        # gRPC callers present no certificate: they are anyone, or the client of their token.
+        from grpc_stubs import grpc, pb, stub_for
+        channel, stub = stub_for(self.n0.grpc_port)
+        infer = pb.ModelInferRequest(model_name="identity", inputs=[
+            pb.ModelInferRequest.InferInputTensor(
+                name="INPUT0", datatype="FP32", shape=[3],
+                contents=pb.InferTensorContents(fp32_contents=[1.0, 2.0, 3.0]))])
+        with self.assertRaises(grpc.RpcError) as refused:
+            stub.ModelInfer(infer, timeout=10)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        self.assertIn("no rule of the mesh policy", refused.exception.details())
+        with self.assertRaises(grpc.RpcError) as refused:
+            stub.ModelMetadata(pb.ModelMetadataRequest(name="identity"), timeout=10)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        answer = stub.ModelInfer(infer, timeout=10,
+                                 metadata=[("authorization", f"Bearer {tokens['cam-token']}")])
+        self.assertEqual(answer.model_name, "identity")
+        self.assertEqual(len(answer.outputs), 1)
+        with self.assertRaises(grpc.RpcError) as refused:
+            stub.ModelInfer(infer, timeout=10,
+                            metadata=[("authorization", f"Bearer {tokens['dash']}")])
+        self.assertIn("allows client 'dash'", refused.exception.details())
+        channel.close()
+
+        # `policy show` on any node prints what is in force.
+        out = self.cli("policy", "show", "--node", f"127.0.0.1:{self.n2.port}")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn(f"# version {version}", out.stdout)
+        self.assertIn("no-cam-7", out.stdout)
+
+        # A bad document is refused naming the rule and field; only an issuer applies one.
+        out = self.apply("rules:\n  - name: oops\n    from: [root]\n    models: ['*']\n")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("rule 1 ('oops') from: 'root' is not anyone", out.stderr)
+        out = self.apply("rules: []\n", node=self.n1)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("no issuer rights", out.stderr)
+        self.assertTrue(refusing(self.n0), "a refused document changed the policy")
+
+        # Hostile bodies at the issuer's calls: oversized and malformed, refused whole.
+        big = b"rules: []\n#" + b"x" * (1 << 20)
+        self.assert_status(exchange(self.n0.port, b"PUT /v1/mesh/policy HTTP/1.1\r\nHost: n\r\n"
+                                    + f"Content-Length: {len(big)}\r\n".encode()
+                                    + b"Connection: close\r\n\r\n" + big, use_tls=False),
+                           400, "more than the limit of 65536")
+        for body in (b"{", b"[]", b'{"name":"x"}', b'{"name":"x","public_key":"zz"}',
+                     b'{"name":"x","public_key":"00","extra":1}'):
+            self.assert_status(exchange(self.n0.port,
+                                        b"POST /v1/mesh/client-certificates HTTP/1.1\r\n"
+                                        b"Host: n\r\n" + f"Content-Length: {len(body)}\r\n".encode()
+                                        + b"Connection: close\r\n\r\n" + body, use_tls=False),
+                               400)
+        self.assert_status(exchange(self.n1.port, plain_inference("HMC1." + "A" * 8000),
+                                    use_tls=False), 403, "too long")
+        self.assertTrue(refusing(self.n0), "a refused call changed the policy")
+
+        self.restart_alone_keeps_the_policy(denial)
+
+        started = time.monotonic()
+        out = self.apply("")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        live = [n for n in self.all if n.alive()]
+        wait_for(lambda: all(exchange(n.port, plain_inference(), use_tls=False)[0] == 200
+                             for n in live), 30, "the empty policy to lift the refusals")
+        lifted = time.monotonic() - started
+        print(f"policy lifted on {len(live)} nodes after {lifted:.2f} s", flush=True)
+        self.assertLessEqual(lifted, SPREAD_S)
+
+    def restart_alone_keeps_the_policy(self, denial):
+        # n2 stops and starts again joining no one: the policy it held is in force at once.
+        self.n2.stop()
+        alone = self.start("n2", ("identity",), [], secure=True)
+        self.assert_status(exchange(alone.port, plain_inference(), use_tls=False), 403, denial)
+        alone.stop()
+        # Someone with the disk loosens the saved document: the node does not start with it.
+        path = os.path.join(agent_node.STATE_ROOT, "n2", "mesh", "policy")
+        with open(path) as f:
+            saved = json.load(f)
+        saved["document"] = ""
+        with open(path, "w") as f:
+            json.dump(saved, f)
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.run(
+                [self.BINARY, "agent", "--node-name", "n2", "--http-address", "127.0.0.1:0",
+                 "--gossip-address", "127.0.0.1:0", "--grpc-address", "off",
+                 "--model-repository", tmp, "--state-dir",
+                 os.path.join(agent_node.STATE_ROOT, "n2")],
+                capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("not signed by an issuer of the mesh", proc.stdout + proc.stderr)
+        os.remove(path)
+
+
+if __name__ == "__main__":
+    AuthorizationTest.BINARY = binary_from_argv()
+    unittest.main(verbosity=2)
