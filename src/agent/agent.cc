@@ -333,8 +333,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       agent->issuer_, *admin, agent->rejections_,
       [self = agent.get()](std::string_view name) { return self->KeyOf(name); },
       // A revoked member's connections here close at once; new ones are refused (CheckPeer).
-      [self = agent.get()](const std::string& name) {
+      [self = agent.get()](const std::string& name, const std::string& key) {
         spdlog::info("member {}'s key is revoked: closing its connections", name);
+        self->gossip_->RevokeKey(key);  // its claims are refused, and it is dead here
         self->http_->CloseConnectionsOf(name);
         self->peers_->CloseConnectionsTo(name);
         self->AnnounceMeta();  // the new count tells the other nodes to fetch the list
@@ -575,6 +576,12 @@ absl::Status Agent::StartGossip() {
       membership::GossipNode::Create(std::move(options), *encoded, SystemClock::Get());
   if (!node.ok()) return node.status();
   gossip_ = std::move(*node);
+  // Members whose keys this issuer revoked stay out of the membership after a restart.
+  if (issuer_ != nullptr) {
+    for (const identity::IssuerService::Revocation& r : issuer_->Revocations()) {
+      gossip_->RevokeKey(r.public_key);
+    }
+  }
   directory_ = std::make_unique<GossipDirectory>(gossip_.get(), config_.node_name);
   identity::CredentialVerifier::Options verify;
   verify.self = config_.node_name;
@@ -767,41 +774,46 @@ PeerRequest MemberGet(const std::string& member, const std::string& api_address,
 
 void Agent::FetchRevocations(const std::string& member, const std::string& api_address,
                              uint64_t count) {
-  peers_->Send(MemberGet(member, api_address, "/v1/mesh/revoked-keys"), [this, member, count](absl::StatusOr<PeerResponse> answer) {
-    if (!answer.ok() || answer->status != 200 || answer->body == nullptr) {
-      spdlog::warn("cannot fetch the revocations of {}: {}", member,
-                   answer.ok() ? StrCat("it answered ", answer->status)
-                               : std::string(MessageOf(answer.status())));
-    } else {
-      ApplyRevocations(*answer->body, member, count);
-    }
-    absl::MutexLock lock(&revoke_mu_);
-    revocations_fetching_.erase(member);
-  });
+  peers_->Send(MemberGet(member, api_address, "/v1/mesh/revoked-keys"),
+               [this, member, count](absl::StatusOr<PeerResponse> answer) {
+                 if (!answer.ok() || answer->status != 200 || answer->body == nullptr) {
+                   spdlog::warn("cannot fetch the revocations of {}: {}", member,
+                                answer.ok() ? StrCat("it answered ", answer->status)
+                                            : std::string(MessageOf(answer.status())));
+                 } else {
+                   ApplyRevocations(*answer->body, member, count);
+                 }
+                 absl::MutexLock lock(&revoke_mu_);
+                 revocations_fetching_.erase(member);
+               });
 }
 
 void Agent::FetchPolicy(const std::string& member, const std::string& api_address) {
-  peers_->Send(MemberGet(member, api_address, "/v1/mesh/policy"), [this, member](absl::StatusOr<PeerResponse> answer) {
-    absl::StatusOr<bool> taken = absl::UnavailableError("no answer");
-    if (!answer.ok()) {
-      taken = answer.status();
-    } else if (answer->status != 200 || answer->body == nullptr) {
-      taken = absl::UnavailableError(StrCat("it answered ", answer->status));
-    } else {
-      absl::StatusOr<SignedPolicy> offered = DecodeSignedPolicy(*answer->body);
-      taken = offered.ok() ? mesh_policy_->Offer(*offered, Credentials()->node_chain)
-                           : offered.status();
-    }
-    if (!taken.ok()) {
-      spdlog::warn("the mesh policy from {} is not taken: {}", member, MessageOf(taken.status()));
-    } else if (*taken) {
-      spdlog::info("mesh policy version {} in force (from {})", mesh_policy_->version(), member);
-      AnnounceMeta();  // members that hold an older one fetch it from here too
-    }
-    absl::MutexLock lock(&revoke_mu_);
-    policy_fetching_ = false;
-    // A refused or failed fetch is tried again at the next look (a member event, or 3 s).
-  });
+  peers_->Send(MemberGet(member, api_address, "/v1/mesh/policy"),
+               [this, member](absl::StatusOr<PeerResponse> answer) {
+                 absl::StatusOr<bool> taken = absl::UnavailableError("no answer");
+                 if (!answer.ok()) {
+                   taken = answer.status();
+                 } else if (answer->status != 200 || answer->body == nullptr) {
+                   taken = absl::UnavailableError(StrCat("it answered ", answer->status));
+                 } else {
+                   absl::StatusOr<SignedPolicy> offered = DecodeSignedPolicy(*answer->body);
+                   taken = offered.ok() ? mesh_policy_->Offer(*offered, Credentials()->node_chain)
+                                        : offered.status();
+                 }
+                 if (!taken.ok()) {
+                   spdlog::warn("the mesh policy from {} is not taken: {}", member,
+                                MessageOf(taken.status()));
+                 } else if (*taken) {
+                   spdlog::info("mesh policy version {} in force (from {})",
+                                mesh_policy_->version(), member);
+                   AnnounceMeta();  // members that hold an older one fetch it from here too
+                 }
+                 absl::MutexLock lock(&revoke_mu_);
+                 policy_fetching_ = false;
+                 // A refused or failed fetch is tried again at the next look (a member event, or 3
+                 // s).
+               });
 }
 
 void Agent::ApplyRevocations(const std::string& body, const std::string& from, uint64_t count) {
@@ -813,7 +825,8 @@ void Agent::ApplyRevocations(const std::string& body, const std::string& from, u
     spdlog::warn("the revocations of {} cannot be read", from);
     return;
   }
-  std::vector<std::string> newly;  // names whose keys this list revokes for the first time
+  // Names and keys this list revokes for the first time.
+  std::vector<std::pair<std::string, std::string>> newly;
   for (simdjson::dom::element e : list) {
     std::string_view key_hex, name, signature_hex;
     if (e["key"].get(key_hex) || e["name"].get(name) || e["signature"].get(signature_hex)) {
@@ -833,13 +846,15 @@ void Agent::ApplyRevocations(const std::string& body, const std::string& from, u
       continue;
     }
     absl::MutexLock lock(&revoked_mu_);
-    if (revoked_keys_.insert(*key).second) newly.emplace_back(name);
+    if (revoked_keys_.insert(*key).second) newly.emplace_back(name, *key);
   }
-  for (const std::string& name : newly) {
+  for (const auto& [name, key] : newly) {
     spdlog::info("member {}'s key is revoked (by {}): closing its connections", name, from);
     http_->CloseConnectionsOf(name);
     peers_->CloseConnectionsTo(name);
+    gossip_->RevokeKey(key);  // its claims are refused, and it is dead here
   }
+
   absl::MutexLock lock(&revoke_mu_);
   revocations_seen_[from] = std::max(revocations_seen_[from], count);
 }

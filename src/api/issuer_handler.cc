@@ -25,9 +25,10 @@ int64_t Unix(identity::WallTime t) {
 
 }  // namespace
 
-IssuerHandler::IssuerHandler(std::shared_ptr<identity::IssuerService> issuer, AdminAccess admin,
-                             std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of,
-                             std::function<void(const std::string& name)> on_revoked)
+IssuerHandler::IssuerHandler(
+    std::shared_ptr<identity::IssuerService> issuer, AdminAccess admin,
+    std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of,
+    std::function<void(const std::string& name, const std::string& key)> on_revoked)
     : issuer_(std::move(issuer)),
       admin_(admin),
       rejections_(std::move(rejections)),
@@ -186,7 +187,7 @@ void IssuerHandler::Revocations(const HttpRequest& request, HttpResponder& respo
       !revoked.ok()) {
     return respond(ErrorResponse(revoked));
   }
-  if (on_revoked_) on_revoked_(*name);
+  if (on_revoked_) on_revoked_(*name, *key);
   w.BeginObject();
   w.Key("name").String(*name);
   w.Key("key").String(identity::KeyFingerprint(*key));

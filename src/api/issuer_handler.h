@@ -38,10 +38,12 @@ class IssuerService;
 class IssuerHandler {
  public:
   // `issuer` null: the node holds no issuer rights. `key_of`: the key a name is bound to.
-  // `on_revoked(name)` runs after a member's key is revoked (the node closes its connections).
-  IssuerHandler(std::shared_ptr<identity::IssuerService> issuer, AdminAccess admin,
-                std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of,
-                std::function<void(const std::string& name)> on_revoked = nullptr);
+  // `on_revoked(name, key)` runs after a member's key is revoked (the node closes its
+  // connections and drops it from the membership).
+  IssuerHandler(
+      std::shared_ptr<identity::IssuerService> issuer, AdminAccess admin,
+      std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of,
+      std::function<void(const std::string& name, const std::string& key)> on_revoked = nullptr);
   // True if the request was for /v1/mesh/tokens or /v1/mesh/revocations (and was answered).
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
 
@@ -50,7 +52,7 @@ class IssuerHandler {
   AdminAccess admin_;
   std::shared_ptr<Rejections> rejections_;
   identity::Issuer::KeyOf key_of_;
-  std::function<void(const std::string& name)> on_revoked_;
+  std::function<void(const std::string& name, const std::string& key)> on_revoked_;
 
   // OK if the caller is an admin and this node an issuer.
   absl::Status Allowed(const HttpRequest& request, std::string_view path) const;

@@ -241,7 +241,7 @@ void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossi
       "bad_signature (unsigned or not verified), name_taken (a known name claimed by another "
       "key), over_budget (not checked: the signature-check budget was spent), table_full (a new "
       "name while the member table is full), accusation_ignored (of this node, at an "
-      "incarnation it never signed).",
+      "incarnation it never signed), revoked (signed by a key the mesh revoked).",
       MetricType::kCounter, {"reason"}, [gossip](SampleSink& sink) {
         const membership::SwimStats s = gossip->Stats().swim;
         sink.Add({"bad_signature"}, static_cast<double>(s.claims_bad_signature));
@@ -249,6 +249,7 @@ void RegisterMeshMetrics(Registry& registry, const membership::GossipNode* gossi
         sink.Add({"over_budget"}, static_cast<double>(s.claims_over_budget));
         sink.Add({"table_full"}, static_cast<double>(s.members_refused));
         sink.Add({"accusation_ignored"}, static_cast<double>(s.accusations_ignored));
+        sink.Add({"revoked"}, static_cast<double>(s.claims_revoked));
       });
   gossip_counter("hivemesh_gossip_probes_total", "SWIM probes this node started.",
                  [](const membership::GossipStats& s) { return s.swim.probes; });

@@ -115,6 +115,12 @@ void GossipNodeImpl::UpdateMeta(std::string meta) {
   });
 }
 
+void GossipNodeImpl::RevokeKey(std::string key) {
+  asio::post(ioc_, [this, key = std::move(key)]() mutable {
+    Process(Call([&](Swim& s) { return s.RevokeKey(std::move(key), clock_.Now()); }));
+  });
+}
+
 void GossipNodeImpl::SetLoad(std::string payload) {
   absl::MutexLock lock(&mu_);
   swim_->SetLoad(std::move(payload), clock_.Now());

@@ -135,6 +135,8 @@ class GossipNode {
 
   virtual void UpdateMeta(std::string meta) = 0;
   virtual void SetLoad(std::string payload) = 0;
+  // Swim::RevokeKey: the member bound to `key` is dead here, and its claims are refused.
+  virtual void RevokeKey(std::string key) = 0;
 
   virtual std::vector<MemberInfo> Members() const = 0;
   virtual GossipStats Stats() const = 0;

@@ -108,6 +108,7 @@ class GossipNodeImpl final : public GossipNode {
   void LeaveAndStop(std::chrono::milliseconds timeout) override;
   void Stop() override;
   void UpdateMeta(std::string meta) override;
+  void RevokeKey(std::string key) override;
   void SetLoad(std::string payload) override;
   std::vector<MemberInfo> Members() const override;
   GossipStats Stats() const override;

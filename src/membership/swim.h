@@ -45,6 +45,7 @@
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -130,6 +131,7 @@ struct SwimStats {
   uint64_t claims_bad_signature = 0;  // unsigned, or the signature does not verify
   uint64_t claims_name_taken = 0;     // a known name claimed by another key
   uint64_t claims_over_budget = 0;    // not checked: the signature-check budget was spent
+  uint64_t claims_revoked = 0;        // signed by a key the mesh revoked (RevokeKey)
   uint64_t members_refused = 0;       // a new name while the table is full (max_members)
   uint64_t accusations_ignored = 0;   // of this node, at an incarnation it never signed
   uint64_t watch_closed = 0;          // watch connections closed without a word: probed at once
@@ -171,6 +173,12 @@ class Swim {
 
   // New metadata for this node: incarnation + 1, and the change is gossiped.
   Output UpdateMeta(std::string meta, SteadyTime now);
+  // Refuses, for good, every claim signed by `key` (raw Ed25519): a member's key its mesh
+  // revoked (docs/identity.md). The member bound to it is declared dead here at once, without
+  // gossiping it (every node revokes it itself, from the issuer's signed list), and its
+  // refutations and leaves are refused from then on (claims_revoked); its name is free for
+  // another key once dead_node_reclaim_time passes. Taking a key already revoked is a no-op.
+  Output RevokeKey(std::string key, SteadyTime now);
   // Replaces this node's load report; it rides on gossip (no message of its own is sent now).
   void SetLoad(std::string payload, SteadyTime now);
   // Numbers this node's load reports from base + 1. A node that restarts must not count from 1
@@ -353,9 +361,10 @@ class Swim {
   std::unordered_map<uint32_t, SteadyTime> watch_probed_;  // last WatchClosed probe, by name id
   // Addresses this node sent a digest to, and when: only their replies may ask for entries.
   std::unordered_map<std::string, SteadyTime> digests_sent_;
-  bool quiet_ = false;       // Bootstrap: merge without queueing broadcasts
-  bool trusted_ = false;     // Bootstrap: claims are adopted unchecked
-  double check_tokens_ = 0;  // the signature-check budget (a token bucket)
+  bool quiet_ = false;                               // Bootstrap: merge without queueing broadcasts
+  bool trusted_ = false;                             // Bootstrap: claims are adopted unchecked
+  std::set<std::string, std::less<>> revoked_keys_;  // RevokeKey: their claims are refused
+  double check_tokens_ = 0;                          // the signature-check budget (a token bucket)
   SteadyTime check_refilled_;
   int num_alive_ = 1;                 // alive + suspect, including this node
   std::vector<uint32_t> probe_list_;  // name ids of exactly the members, in probing order

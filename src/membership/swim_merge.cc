@@ -10,6 +10,7 @@
 namespace hivemesh::membership {
 
 using swim_internal::CheckBurst;
+using swim_internal::IsLive;
 using swim_internal::kEagerGossipDelay;
 using swim_internal::kLoadRefreshIntervals;
 
@@ -288,6 +289,20 @@ void Swim::OnDigestReply(std::string_view from, const DigestReply& m, SteadyTime
   if (!push.members.empty()) SendTcp(std::string(from), push, out);
 }
 
+Output Swim::RevokeKey(std::string key, SteadyTime now) {
+  Output out;
+  if (key.empty() || !revoked_keys_.insert(key).second) return out;
+  for (uint32_t id = 0; id < table_.end_id(); ++id) {
+    Member* m = table_.Get(id);
+    if (m == nullptr || table_.KeyOf(*m) != key || !IsLive(m->state)) continue;
+    suspicions_.erase(id);  // cancels any suspicion timer
+    SetState(id, *m, MemberState::kDead, now);
+    ++stats_.deaths;
+    out.events.push_back({EventType::kFailed, table_.NameOf(id)});
+  }
+  return out;
+}
+
 void Swim::SignSelf() {
   self_alive_ =
       Alive{incarnation_,      name_, addr_, meta_, config_.protocol_min, config_.protocol_max,
@@ -297,6 +312,10 @@ void Swim::SignSelf() {
 
 bool Swim::CheckClaim(std::string_view key, std::string_view bytes, std::string_view sig,
                       SteadyTime now) {
+  if (revoked_keys_.find(key) != revoked_keys_.end()) {
+    ++stats_.claims_revoked;
+    return false;
+  }
   if (trusted_) return true;
   if (key.empty() || sig.empty()) {
     ++stats_.claims_bad_signature;

@@ -729,6 +729,36 @@ TEST(SwimTest, OnlyTheBoundKeyMayClaimAName) {
   EXPECT_EQ(net["a"].stats().claims_name_taken, 2u);
 }
 
+TEST(SwimTest, ARevokedKeysMemberIsDeadAndItsClaimsAreRefused) {
+  Net net;
+  for (const char* n : {"a", "b", "c"}) net.Add(n, "real");
+  net.JoinAll("a");
+  net.Run(Millis(1500));
+  ASSERT_EQ(net.StateAt("a", "c"), MemberState::kAlive);
+  const std::string key = KeyFor("c").public_key();
+  Output revoked = net["a"].RevokeKey(key, net.now());
+  ASSERT_EQ(revoked.events.size(), 1u);
+  EXPECT_EQ(revoked.events[0].type, EventType::kFailed);
+  EXPECT_EQ(revoked.events[0].node, "c");
+  EXPECT_EQ(net.StateAt("a", "c"), MemberState::kDead);
+  EXPECT_TRUE(net["a"].RevokeKey(key, net.now()).events.empty()) << "taken once";
+  // The death is not gossiped: the others (which did not revoke it) keep it alive, and a keeps
+  // it dead while the mesh goes on.
+  net.Run(Millis(5000));
+  EXPECT_EQ(net.StateAt("a", "c"), MemberState::kDead);
+  EXPECT_EQ(net.StateAt("b", "c"), MemberState::kAlive);
+  // c's refutation, relayed by b: refused and counted, c stays dead at its incarnation.
+  const uint64_t inc = net["a"].Find("c")->incarnation;
+  net.Deliver("b", Send("a", {Signed(Alive{inc + 10, "c", "c:1", "real", 1, 1}, KeyFor("c"))}));
+  EXPECT_EQ(net.StateAt("a", "c"), MemberState::kDead);
+  EXPECT_EQ(net["a"].Find("c")->incarnation, inc);
+  EXPECT_EQ(net["a"].stats().claims_revoked, 1u);
+  // Once every node revoked it, it is dead everywhere.
+  EXPECT_EQ(net["b"].RevokeKey(key, net.now()).events.size(), 1u);
+  net.Run(Millis(5000));
+  EXPECT_EQ(net.StateAt("b", "c"), MemberState::kDead);
+}
+
 TEST(SwimTest, ANodeMovesItsOwnNameAndOtherKeysTakeItOnlyWhenFree) {
   const identity::NodeKey mallory = KeyFor("mallory");
   auto claim = [&](Net& net, uint64_t inc, const identity::NodeKey& key) {
