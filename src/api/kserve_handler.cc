@@ -9,6 +9,7 @@
 #include "api/model_json.h"
 #include "api/rest_infer.h"
 #include "base/rejections.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 #include "codec/infer_codec.h"
 #include "codec/json_writer.h"
@@ -100,11 +101,15 @@ void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
     absl::StatusOr<RepositoryIndexRequest> index =
         DecodeRepositoryIndexRequest(body ? std::string_view(*body) : std::string_view());
     if (!index.ok()) return respond(ErrorResponse(index.status()));
+    absl::StatusOr<ReadFilter> readable =
+        Readable(request.tls_peer(), request.header("Authorization"), request.remote_address());
+    if (!readable.ok()) return respond(ErrorResponse(readable.status()));
     std::string out;
     JsonWriter w(out);
     w.BeginArray();
     for (const ModelEntry& e : repository_->Index()) {
       if (index->ready_only && e.state != "READY") continue;
+      if (!(*readable)(e.name)) continue;
       w.BeginObject();
       w.Key("name").String(e.name);
       if (!e.version.empty()) w.Key("version").String(e.version);
@@ -117,10 +122,15 @@ void KServeHandler::Handle(const HttpRequest& request, HttpResponder respond) {
   }
   if (path == "/v2/models/stats") {
     if (!get) return respond(MethodNotAllowed(method, path, "GET"));
+    absl::StatusOr<ReadFilter> readable =
+        Readable(request.tls_peer(), request.header("Authorization"), request.remote_address());
+    if (!readable.ok()) return respond(ErrorResponse(readable.status()));
     std::string out;
     JsonWriter w(out);
     w.BeginObject().Key("model_stats").BeginArray();
-    for (const RuntimePtr& rt : repository_->Runtimes()) WriteStats(w, *rt);
+    for (const RuntimePtr& rt : repository_->Runtimes()) {
+      if ((*readable)(rt->config().name)) WriteStats(w, *rt);
+    }
     w.EndArray().EndObject();
     return respond(JsonResponse(200, std::move(out)));
   }
@@ -244,33 +254,58 @@ void KServeHandler::HandleRepository(const HttpRequest& request, std::string_vie
   });
 }
 
+absl::StatusOr<KServeHandler::Who> KServeHandler::Identify(std::string_view tls_peer,
+                                                           std::string_view authorization,
+                                                           std::string_view address) const {
+  const Caller peer = CallerOfTlsPeer(tls_peer);
+  Who who{peer.kind, std::string(peer.name), std::nullopt};
+  const std::string_view bearer = BearerToken(authorization);
+  if (peer.kind != Caller::Kind::kAnyone || client_tokens_ == nullptr ||
+      !bearer.starts_with(identity::kClientTokenPrefix)) {
+    return who;
+  }
+  absl::StatusOr<identity::ClientToken> checked = client_tokens_(bearer);
+  if (!checked.ok()) {
+    rejections_->Note(Rejection::kPolicyDenied, address, MessageOf(checked.status()));
+    return checked.status();
+  }
+  who.kind = Caller::Kind::kClient;
+  who.name = checked->subject;
+  who.token = *std::move(checked);
+  return who;
+}
+
+absl::Status KServeHandler::Allowed(const Who& who, const Policy& policy, std::string_view model,
+                                    PolicyVerb verb) const {
+  if (who.token && !who.token->Covers(model)) {
+    return absl::PermissionDeniedError(StrCat("the bearer token of client '", who.name,
+                                              "' does not cover model '", model, "' (it covers ",
+                                              absl::StrJoin(who.token->models, ", "), ")"));
+  }
+  return policy.Check(who.caller(), model, verb);
+}
+
 absl::Status KServeHandler::Authorize(std::string_view tls_peer, std::string_view authorization,
                                       std::string_view address, std::string_view model,
                                       PolicyVerb verb) const {
-  Caller caller = CallerOfTlsPeer(tls_peer);
-  std::optional<identity::ClientToken> token;
-  const std::string_view bearer = BearerToken(authorization);
-  if (caller.kind == Caller::Kind::kAnyone && client_tokens_ != nullptr &&
-      bearer.starts_with(identity::kClientTokenPrefix)) {
-    absl::StatusOr<identity::ClientToken> checked = client_tokens_(bearer);
-    if (!checked.ok()) {
-      rejections_->Note(Rejection::kPolicyDenied, address, MessageOf(checked.status()));
-      return checked.status();
-    }
-    if (!checked->Covers(model)) {
-      const absl::Status narrower = absl::PermissionDeniedError(
-          StrCat("the bearer token of client '", checked->subject, "' does not cover model '",
-                 model, "' (it covers ", absl::StrJoin(checked->models, ", "), ")"));
-      rejections_->Note(Rejection::kPolicyDenied, address, MessageOf(narrower));
-      return narrower;
-    }
-    token = *std::move(checked);
-    caller = Caller{Caller::Kind::kClient, token->subject};
-  }
-  if (policy_ == nullptr) return absl::OkStatus();
-  absl::Status allowed = policy_->Get()->Check(caller, model, verb);
+  HM_ASSIGN_OR_RETURN(const Who who, Identify(tls_peer, authorization, address));
+  const std::shared_ptr<const Policy> policy =
+      policy_ != nullptr ? policy_->Get() : std::make_shared<const Policy>();
+  absl::Status allowed = Allowed(who, *policy, model, verb);
   if (!allowed.ok()) rejections_->Note(Rejection::kPolicyDenied, address, MessageOf(allowed));
   return allowed;
+}
+
+absl::StatusOr<KServeHandler::ReadFilter> KServeHandler::Readable(std::string_view tls_peer,
+                                                                  std::string_view authorization,
+                                                                  std::string_view address) const {
+  HM_ASSIGN_OR_RETURN(Who who, Identify(tls_peer, authorization, address));
+  std::shared_ptr<const Policy> policy =
+      policy_ != nullptr ? policy_->Get() : std::make_shared<const Policy>();
+  return ReadFilter(
+      [this, who = std::move(who), policy = std::move(policy)](std::string_view model) {
+        return Allowed(who, *policy, model, PolicyVerb::kRead).ok();
+      });
 }
 
 void KServeHandler::SetAdmin(AdminAccess access, std::shared_ptr<Rejections> rejections) {

@@ -30,6 +30,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -121,6 +122,12 @@ class KServeHandler {
   // (REST here, gRPC).
   absl::Status Authorize(std::string_view tls_peer, std::string_view authorization,
                          std::string_view address, std::string_view model, PolicyVerb verb) const;
+  // For listings (the repository index, every model's statistics): whether the same caller may
+  // read each model, so that a listing shows only those; or the refusal of its bearer token.
+  // Models left out are not counted as refusals.
+  using ReadFilter = std::function<bool(std::string_view model)>;
+  absl::StatusOr<ReadFilter> Readable(std::string_view tls_peer, std::string_view authorization,
+                                      std::string_view address) const;
   // Loads or unloads `model` for `caller`. Checked first, in this order, each refusal counted:
   // the model name (INVALID_ARGUMENT naming the rule; nothing is looked up), then the caller
   // (PERMISSION_DENIED saying what to do); then the repository does it on its control thread.
@@ -150,6 +157,19 @@ class KServeHandler {
   std::shared_ptr<const MemberCheck> member_check_;
   std::shared_ptr<const PolicyHolder> policy_;
   ClientTokenCheck client_tokens_;
+  // Who calls, its bearer token checked (a refusal is counted): the certificate's caller, the
+  // token's client, or anyone.
+  struct Who {
+    Caller::Kind kind = Caller::Kind::kAnyone;
+    std::string name;
+    std::optional<identity::ClientToken> token;
+    Caller caller() const { return Caller{kind, name}; }
+  };
+  absl::StatusOr<Who> Identify(std::string_view tls_peer, std::string_view authorization,
+                               std::string_view address) const;
+  // The policy's and the token's answer for `who`, counting nothing.
+  absl::Status Allowed(const Who& who, const Policy& policy, std::string_view model,
+                       PolicyVerb verb) const;
 };
 
 }  // namespace hivemesh

@@ -239,6 +239,11 @@ class AuthorizationTest(unittest.TestCase):
             self.assert_status(exchange(n.port, metadata_request(), cert=cam), 403,
                                "to read model 'identity'")
         self.assertIn(b'"served_by":"n', exchange(self.n4.port, plain_inference(), cert=cam)[1])
+        # Listings show only what the caller may read: nothing, here.
+        status, text = self.n0.request("POST", "/v2/repository/index", body="{}")
+        self.assertEqual((status, json.loads(text)), (200, []))
+        status, text = self.n0.request("GET", "/v2/models/stats")
+        self.assertEqual((status, json.loads(text)), (200, {"model_stats": []}))
         self.assertGreater(self.n1.rejected("policy_denied"), 0)
         self.assertTrue(self.n1.log_lines(rf"mesh policy version {version} in force \(from "))
 
@@ -278,6 +283,10 @@ class AuthorizationTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as refused:
             stub.ModelMetadata(pb.ModelMetadataRequest(name="identity"), timeout=10)
         self.assertEqual(refused.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        self.assertEqual(len(stub.RepositoryIndex(pb.RepositoryIndexRequest(), timeout=10).models),
+                         0)
+        self.assertEqual(
+            len(stub.ModelStatistics(pb.ModelStatisticsRequest(), timeout=10).model_stats), 0)
         answer = stub.ModelInfer(infer, timeout=10,
                                  metadata=[("authorization", f"Bearer {tokens['cam-token']}")])
         self.assertEqual(answer.model_name, "identity")
@@ -331,6 +340,8 @@ class AuthorizationTest(unittest.TestCase):
         lifted = time.monotonic() - started
         print(f"policy lifted on {len(live)} nodes after {lifted:.2f} s", flush=True)
         self.assertLessEqual(lifted, SPREAD_S)
+        status, text = self.n0.request("POST", "/v2/repository/index", body="{}")
+        self.assertIn("identity", [m["name"] for m in json.loads(text)])
 
     def restart_alone_keeps_the_policy(self, denial):
         # n2 stops and starts again joining no one: the policy it held is in force at once.

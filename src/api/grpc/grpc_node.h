@@ -64,6 +64,9 @@ class GrpcNode {
   // PERMISSION_DENIED naming the rule, counted.
   virtual absl::Status Authorize(std::string_view model, bool infer, std::string_view peer,
                                  std::string_view authorization) const = 0;
+  // For listings: whether the same caller may read each model (KServeHandler::Readable).
+  virtual absl::StatusOr<std::function<bool(std::string_view model)>> Readable(
+      std::string_view peer, std::string_view authorization) const = 0;
   // The node's memory budget for requests in flight (base/memory_budget.h), or null: decoded
   // requests and answers are reserved from it. It outlives the service.
   virtual MemoryBudget* memory_budget() const = 0;

@@ -74,6 +74,10 @@ class KServeNode final : public GrpcNode {
     return handler_->Authorize("", authorization, AddressOfGrpcPeer(peer), model,
                                infer ? PolicyVerb::kInfer : PolicyVerb::kRead);
   }
+  absl::StatusOr<std::function<bool(std::string_view model)>> Readable(
+      std::string_view peer, std::string_view authorization) const override {
+    return handler_->Readable("", authorization, AddressOfGrpcPeer(peer));
+  }
   MemoryBudget* memory_budget() const override { return handler_->memory_budget(); }
   void NoteRejection(Rejection reason, std::string_view detail) override {
     if (handler_->rejections() != nullptr) handler_->rejections()->Note(reason, "", detail);

@@ -376,8 +376,11 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
       if (!request->version().empty()) {
         return Done(ctx, absl::InvalidArgumentError("a version needs a model name"));
       }
+      absl::StatusOr<std::function<bool(std::string_view)>> readable =
+          node_->Readable(ctx->peer(), Metadata(ctx, "authorization"));
+      if (!readable.ok()) return Done(ctx, readable.status());
       for (const RuntimePtr& rt : node_->Runtimes()) {
-        FillStats(*rt, response->add_model_stats());
+        if ((*readable)(rt->config().name)) FillStats(*rt, response->add_model_stats());
       }
       return Done(ctx, grpc::Status::OK);
     }
@@ -402,8 +405,12 @@ class Service final : public inference::GRPCInferenceService::CallbackService {
   ServerUnaryReactor* RepositoryIndex(CallbackServerContext* ctx,
                                       const inference::RepositoryIndexRequest* request,
                                       inference::RepositoryIndexResponse* response) override {
+    absl::StatusOr<std::function<bool(std::string_view)>> readable =
+        node_->Readable(ctx->peer(), Metadata(ctx, "authorization"));
+    if (!readable.ok()) return Done(ctx, readable.status());
     for (const ModelEntry& e : node_->Index()) {
       if (request->ready() && e.state != "READY") continue;
+      if (!(*readable)(e.name)) continue;
       auto* m = response->add_models();
       m->set_name(e.name);
       m->set_version(e.version);
