@@ -335,6 +335,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       // A revoked member's connections here close at once; new ones are refused (CheckPeer).
       [self = agent.get()](const std::string& name, const std::string& key) {
         spdlog::info("member {}'s key is revoked: closing its connections", name);
+        for (const Caller::Kind kind : {Caller::Kind::kClient, Caller::Kind::kOperator}) {
+          self->http_->CloseConnectionsOf(TlsPeerName(kind, name));  // a client certificate's
+        }
         self->gossip_->RevokeKey(key);  // its claims are refused, and it is dead here
         self->http_->CloseConnectionsOf(name);
         self->peers_->CloseConnectionsTo(name);
@@ -851,6 +854,9 @@ void Agent::ApplyRevocations(const std::string& body, const std::string& from, u
   for (const auto& [name, key] : newly) {
     spdlog::info("member {}'s key is revoked (by {}): closing its connections", name, from);
     http_->CloseConnectionsOf(name);
+    for (const Caller::Kind kind : {Caller::Kind::kClient, Caller::Kind::kOperator}) {
+      http_->CloseConnectionsOf(TlsPeerName(kind, name));  // a client certificate's
+    }
     peers_->CloseConnectionsTo(name);
     gossip_->RevokeKey(key);  // its claims are refused, and it is dead here
   }

@@ -175,10 +175,14 @@ void IssuerHandler::Revocations(const HttpRequest& request, HttpResponder& respo
     return respond(JsonResponse(200, std::move(out)));
   }
   const std::shared_ptr<const std::string> body = request.body();
-  absl::StatusOr<std::string> name =
+  absl::StatusOr<RevocationRequest> asked =
       DecodeRevocationRequest(body ? std::string_view(*body) : std::string_view());
-  if (!name.ok()) return respond(ErrorResponse(name.status()));
-  const std::optional<std::string> key = key_of_ ? key_of_(*name) : std::nullopt;
+  if (!asked.ok()) return respond(ErrorResponse(asked.status()));
+  const std::string* const name = &asked->name;
+  // A client's key is given; a member's is the one gossip binds its name to.
+  const std::optional<std::string> key = !asked->key.empty()
+                                             ? std::optional<std::string>(asked->key)
+                                             : (key_of_ ? key_of_(*name) : std::nullopt);
   if (!key) {
     return respond(ErrorResponse(absl::NotFoundError(
         StrCat("no member named ", *name, " is known with a key; nothing was revoked"))));

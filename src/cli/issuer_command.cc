@@ -15,6 +15,7 @@
 #include "cli/cli_flags.h"
 #include "cli/table.h"
 #include "codec/json_writer.h"
+#include "identity/certs.h"
 #include "identity/key_file.h"
 #include "identity/node_key.h"
 
@@ -216,10 +217,55 @@ CLI::App* AddCertCommand(CLI::App& app, CertFlags& flags) {
   flags.issue_client->add_option("--ttl", flags.ttl,
                                  "how long it is valid: 24h, 30d (at most 365d)");
   flags.issue_client->add_option("--out", flags.out, "folder to write the files in");
+  flags.revoke = cmd->add_subcommand(
+      "revoke", "revoke a client certificate's key on every node (a stolen or retired one)");
+  AddNodeFlags(flags.revoke, flags.node, "  hivemesh cert revoke /etc/cam-app/cam-app.pem");
+  flags.revoke->add_option("--admin-token-file", flags.admin_token_file,
+                           "file holding the node's admin token (admin_access: token)");
+  flags.revoke->add_option("certificate", flags.cert_file, "the client's certificate (PEM)")
+      ->required();
   return cmd;
 }
 
+namespace {
+
+int RevokeClient(const CertFlags& flags) {
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
+      AdminHeaders(flags.admin_token_file);
+  if (!headers.ok()) return Fail("cert revoke", headers.status());
+  absl::StatusOr<std::string> pem = ReadInputFile(flags.cert_file);
+  absl::StatusOr<identity::Certificate> cert =
+      pem.ok() ? identity::Certificate::FromPem(*pem) : pem.status();
+  absl::StatusOr<identity::NodeIdentity> who = cert.ok() ? cert->Identity() : cert.status();
+  if (!who.ok()) return Fail("cert revoke", who.status());
+  if (!who->client) {
+    return Fail("cert revoke",
+                absl::InvalidArgumentError(StrCat(flags.cert_file, " is member ", who->name,
+                                                  "'s certificate: hivemesh node revoke ",
+                                                  who->name, " revokes a member")));
+  }
+  std::string body;
+  JsonWriter w(body);
+  w.BeginObject();
+  w.Key("name").String(who->name);
+  w.Key("key").String(HexEncode(who->public_key));
+  w.EndObject();
+  HttpClient client(flags.node.node, flags.node.timeout_ms);
+  absl::StatusOr<HttpResult> reply = Call(client, "POST", "/v1/mesh/revocations", body, *headers);
+  if (!reply.ok()) return Fail("cert revoke", reply.status());
+  if (flags.node.output == "json") {
+    std::printf("%s\n", reply->body.c_str());
+  } else {
+    std::printf("revoked client %s (%s): every node refuses its certificate\n", who->name.c_str(),
+                std::string(identity::RoleName(who->role)).c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
 int RunCert(const CertFlags& flags) {
+  if (flags.revoke->parsed()) return RevokeClient(flags);
   absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
       AdminHeaders(flags.admin_token_file);
   if (!headers.ok()) return Fail("cert issue-client", headers.status());

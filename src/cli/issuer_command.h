@@ -5,6 +5,7 @@
 //   `hivemesh node revoke NAME`          revokes a member's key (/v1/mesh/revocations)
 //   `hivemesh cert issue-client NAME`    a client or operator certificate for a key made here
 //                                        (/v1/mesh/client-certificates)
+//   `hivemesh cert revoke FILE`          revokes a client certificate's key (/v1/mesh/revocations)
 //   `hivemesh policy apply FILE|show`    the mesh's authorization policy (/v1/mesh/policy)
 #pragma once
 
@@ -49,7 +50,9 @@ struct CertFlags {
   std::string role = "client";
   std::string ttl = "30d";
   std::string out = ".";
+  std::string cert_file;  // revoke: the client's certificate
   CLI::App* issue_client = nullptr;
+  CLI::App* revoke = nullptr;
 };
 
 CLI::App* AddCertCommand(CLI::App& app, CertFlags& flags);

@@ -98,24 +98,33 @@ absl::StatusOr<int64_t> ParseDurationSeconds(std::string_view text, std::string_
   return n * unit;
 }
 
-absl::StatusOr<std::string> DecodeRevocationRequest(std::string_view body) {
+absl::StatusOr<RevocationRequest> DecodeRevocationRequest(std::string_view body) {
   simdjson::dom::parser parser;
   bool empty;
   absl::StatusOr<simdjson::dom::object> object = ObjectOf(parser, body, &empty);
   if (!object.ok()) return object.status();
-  std::string name;
+  RevocationRequest out;
   for (auto [key, value] : *object) {
     std::string_view v;
-    if (key != "name") {
-      return absl::InvalidArgumentError(StrCat("unknown field '", key, "' (known: name)"));
+    if (key != "name" && key != "key") {
+      return absl::InvalidArgumentError(StrCat("unknown field '", key, "' (known: name, key)"));
     }
     if (value.get(v) != simdjson::SUCCESS || v.empty()) {
-      return absl::InvalidArgumentError("'name' must be a member's name");
+      return absl::InvalidArgumentError(key == "name" ? "'name' must be a member's or client's name"
+                                                      : "'key' must be a public key in hex");
     }
-    name = std::string(v);
+    if (key == "name") {
+      out.name = std::string(v);
+    } else {
+      std::optional<std::string> raw = HexDecode(v);
+      if (!raw) return absl::InvalidArgumentError("'key' must be a public key in hex");
+      out.key = std::move(*raw);
+    }
   }
-  if (name.empty()) return absl::InvalidArgumentError("'name' is missing: which member to revoke");
-  return name;
+  if (out.name.empty()) {
+    return absl::InvalidArgumentError("'name' is missing: which member or client to revoke");
+  }
+  return out;
 }
 
 absl::StatusOr<TokenCreateRequest> DecodeTokenCreateRequest(std::string_view body) {

@@ -48,8 +48,14 @@ struct ClientCertificateRequest {
   int64_t ttl_seconds = 30 * 86400;
 };
 absl::StatusOr<ClientCertificateRequest> DecodeClientCertificateRequest(std::string_view body);
-// The member name a revocation names. An unknown field is refused, by name.
-absl::StatusOr<std::string> DecodeRevocationRequest(std::string_view body);
+// POST /v1/mesh/revocations: {"name": "cam-7"} revokes the key a member's name is bound to;
+// {"name": "ops", "key": "<64 hex>"} revokes that key (a client certificate's, which no member
+// name binds). An unknown field is refused, by name.
+struct RevocationRequest {
+  std::string name;
+  std::string key;  // raw bytes; empty: the key the member's name is bound to
+};
+absl::StatusOr<RevocationRequest> DecodeRevocationRequest(std::string_view body);
 // "90s", "30m", "24h", "7d" or plain seconds ("3600"): the seconds, or INVALID_ARGUMENT naming
 // `field`. Must be positive.
 absl::StatusOr<int64_t> ParseDurationSeconds(std::string_view text, std::string_view field);

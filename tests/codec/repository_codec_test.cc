@@ -141,5 +141,51 @@ TEST(TokenCreateRequestTest, DefaultsFieldsAndRefusalsNamingTheField) {
   }
 }
 
+TEST(TokenCreateRequestTest, AClientTokenNamesItsClientAndModels) {
+  absl::StatusOr<TokenCreateRequest> r =
+      DecodeTokenCreateRequest(R"({"role":"client","name":"dash","models":["a","b*"]})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->name, "dash");
+  EXPECT_EQ(r->models, (std::vector<std::string>{"a", "b*"}));
+  for (std::string_view bad : {R"({"models":"a"})", R"({"models":[1]})", R"({"name":2})"}) {
+    EXPECT_FALSE(DecodeTokenCreateRequest(bad).ok()) << bad;
+  }
+  std::string many = R"({"models":[)";
+  for (int i = 0; i < 65; ++i) many += (i ? ",\"m\"" : "\"m\"");
+  EXPECT_FALSE(DecodeTokenCreateRequest(many + "]}").ok()) << "at most 64 models";
+}
+
+TEST(ClientRequestsTest, ClientCertificatesAndRevocationsRefuseWhatIsWrongByName) {
+  absl::StatusOr<ClientCertificateRequest> c = DecodeClientCertificateRequest(
+      R"({"name":"cam","role":"operator","public_key":"00ff","ttl":"7d"})");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->public_key, std::string("\x00\xff", 2));
+  EXPECT_EQ(c->ttl_seconds, 7 * 86400);
+  EXPECT_EQ(DecodeClientCertificateRequest(R"({"name":"a","public_key":"00"})")->ttl_seconds,
+            30 * 86400);
+  for (const auto& [body, field] : std::vector<std::pair<std::string_view, std::string_view>>{
+           {R"({"public_key":"00"})", "'name'"},
+           {R"({"name":"a"})", "'public_key'"},
+           {R"({"name":"a","public_key":"zz"})", "hex"},
+           {R"({"name":"a","public_key":"00","ttl":0})", "'ttl'"},
+           {R"({"name":"a","public_key":"00","x":1})", "'x'"},
+           {"{", "JSON"}}) {
+    absl::StatusOr<ClientCertificateRequest> r = DecodeClientCertificateRequest(body);
+    ASSERT_FALSE(r.ok()) << body;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(field)) << body;
+  }
+  absl::StatusOr<RevocationRequest> member = DecodeRevocationRequest(R"({"name":"cam-7"})");
+  ASSERT_TRUE(member.ok());
+  EXPECT_TRUE(member->key.empty());
+  absl::StatusOr<RevocationRequest> client =
+      DecodeRevocationRequest(R"({"name":"ops","key":"0a0b"})");
+  ASSERT_TRUE(client.ok());
+  EXPECT_EQ(client->key, "\x0a\x0b");
+  for (std::string_view bad : {R"({"key":"0a"})", R"({"name":"a","key":"xyz"})",
+                               R"({"name":"a","key":""})", R"({"name":"a","other":1})"}) {
+    EXPECT_FALSE(DecodeRevocationRequest(bad).ok()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace hivemesh

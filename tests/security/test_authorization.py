@@ -23,6 +23,7 @@ on loopback. Shown here:
 """
 import json
 import os
+import re
 import stat
 import subprocess
 import tempfile
@@ -55,6 +56,33 @@ def plain_inference(token=None):
     return (f"POST /v2/models/identity/infer HTTP/1.1\r\nHost: n\r\n{auth}"
             f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\n"
             f"Connection: close\r\n\r\n").encode() + BODY
+
+
+def read_response_once(s):
+    """(status, raw) of one keep-alive response: the head, then Content-Length bytes."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            return None, buf
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    want = int(re.search(rb"(?i)content-length:\s*(\d+)", head)[1])
+    while len(rest) < want:
+        rest += s.recv(65536)
+    return int(head.split(b" ", 2)[1]), head + b"\r\n\r\n" + rest
+
+
+def connection_closed(s):
+    """True once the peer has closed TLS connection `s` (a read gets nothing or fails)."""
+    import select
+    import ssl
+    if not select.select([s], [], [], 0.2)[0] and not s.pending():
+        return False
+    try:
+        return not s.recv(65536)
+    except (ssl.SSLError, OSError):
+        return True
 
 
 def metadata_request():
@@ -201,6 +229,43 @@ class AuthorizationTest(unittest.TestCase):
         self.assert_status(exchange(self.n3.port, repository_call("unload"), cert=ops), 200)
         self.assert_status(exchange(self.n3.port, repository_call("load"), cert=ops), 200)
         wait_for(lambda: self.n3.infer_identity()[0] == 200, 30, "identity back on n3")
+
+    def test_a_revoked_client_certificate_is_refused_on_every_node(self):
+        import socket
+        import ssl
+        cert = self.issue_client("cam-9", "client")
+        for n in self.all:
+            status, raw = exchange(n.port, plain_inference(), cert=cert)
+            self.assertEqual(status, 200, raw[:300])
+        # A connection kept open on n2 with that certificate...
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.load_cert_chain(*cert)
+        kept = ctx.wrap_socket(socket.create_connection(("127.0.0.1", self.n2.port), timeout=10),
+                               server_hostname="node")
+        keepalive = plain_inference().replace(b"Connection: close", b"Connection: keep-alive")
+        kept.sendall(keepalive)
+        self.assertEqual(read_response_once(kept)[0], 200)
+        out = self.cli("cert", "revoke", cert[0], "--node", f"127.0.0.1:{self.n0.port}")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("revoked client cam-9", out.stdout)
+        started = time.monotonic()
+        # ...is closed by n2 once it learns the revocation, and every node refuses the key.
+        wait_for(lambda: connection_closed(kept), 10, "n2 to close the revoked client's connection")
+        print(f"n2 closed the revoked client's connection {time.monotonic() - started:.2f} s "
+              "after the revocation", flush=True)
+        kept.close()
+        for n in self.all:
+            wait_for(lambda: exchange(n.port, plain_inference(), cert=cert)[0] == 403, 10,
+                     f"{n.name} to refuse the revoked certificate")
+            self.assert_status(exchange(n.port, plain_inference(), cert=cert), 403, "revoked")
+        # A member's certificate is revoked with `node revoke`, not this command.
+        out = self.cli("cert", "revoke", os.path.join(agent_node.STATE_ROOT, "n1", "mesh",
+                                                      "node.pem"),
+                       "--node", f"127.0.0.1:{self.n0.port}")
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("hivemesh node revoke n1", out.stderr)
 
     # -- the policy document --------------------------------------------------------------------
 
