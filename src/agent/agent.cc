@@ -343,6 +343,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         self->peers_->CloseConnectionsTo(name);
         self->AnnounceMeta();  // the new count tells the other nodes to fetch the list
       });
+  agent->issuer_api_->SetRootRotation([self] { return self->StartRootRotation(); });
   agent->kserve_->SetMemberCheck(agent->member_check_);
   agent->kserve_->SetPolicy(
       agent->policy_holder_,
@@ -634,6 +635,9 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
   meta.insecure = config_.insecure;
   meta.revocations = issuer_ != nullptr ? issuer_->revocation_count() : 0;
   meta.policy = mesh_policy_ != nullptr ? mesh_policy_->version() : 0;
+  if (const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials(); mesh) {
+    meta.roots = mesh->roots.size();
+  }
   meta.labels = config_.LabelMap();
   meta.cores = std::thread::hardware_concurrency();
   meta.memory_mb = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
@@ -729,6 +733,10 @@ void Agent::WatchRevocations() {
     // The member announcing the newest policy, if newer than this node's.
     uint64_t newest_policy = mesh_policy_ != nullptr ? mesh_policy_->version() : 0;
     std::string policy_member, policy_api;
+    // A member that trusts more roots than this node: a root rotation, taken at a renewal now.
+    const std::shared_ptr<const identity::MeshCredentials> creds = Credentials();
+    const uint64_t my_roots = creds != nullptr ? creds->roots.size() : 0;
+    bool more_roots = false;
     revoke_mu_.Unlock();
     for (const membership::MemberInfo& m : gossip_->Members()) {
       if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
@@ -736,11 +744,17 @@ void Agent::WatchRevocations() {
       if (meta.ok() && meta->revocations > 0) {
         due.emplace_back(m.name, meta->api_address, meta->revocations);
       }
+      if (meta.ok() && meta->roots > my_roots) more_roots = true;
       if (meta.ok() && meta->policy > newest_policy) {
         newest_policy = meta->policy;
         policy_member = m.name;
         policy_api = meta->api_address;
       }
+    }
+    if (more_roots) {
+      absl::MutexLock lock(&load_mu_);
+      renew_now_ = true;
+      load_cv_.Signal();
     }
     revoke_mu_.Lock();
     if (!policy_member.empty() && !policy_fetching_) {
@@ -938,13 +952,19 @@ void Agent::RenewCertificates() {
     const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
     const SteadyTime now = SystemClock::Get().Now();
     if (mesh != nullptr && mesh->node_cert && now >= next_try &&
-        RenewalDue(*mesh->node_cert, std::chrono::system_clock::now())) {
+        (renew_now_ || RenewalDue(*mesh->node_cert, std::chrono::system_clock::now()))) {
+      renew_now_ = false;
       load_mu_.Unlock();
-      const bool renewed = RenewOnce(*mesh);
+      const bool renewed = RenewOnce();
       load_mu_.Lock();
       // An issuer that cannot be reached now is asked again in a few seconds.
       next_try =
           SystemClock::Get().Now() + (renewed ? std::chrono::seconds(0) : std::chrono::seconds(3));
+    }
+    if (issuer_ != nullptr && mesh != nullptr && identity::RootRotationPending(*mesh)) {
+      load_mu_.Unlock();
+      MaybeFinishRootRotation();
+      load_mu_.Lock();
     }
     const SteadyTime wake = SystemClock::Get().Now() + std::chrono::seconds(1);
     while (!stopping_ && !SystemClock::Get().WaitUntil(load_cv_, load_mu_, wake)) {
@@ -952,7 +972,10 @@ void Agent::RenewCertificates() {
   }
 }
 
-bool Agent::RenewOnce(const identity::MeshCredentials& mesh) {
+bool Agent::RenewOnce() {
+  absl::MutexLock rotate(&rotate_mu_);
+  const std::shared_ptr<const identity::MeshCredentials> current = Credentials();
+  const identity::MeshCredentials& mesh = *current;
   const identity::WallTime now = std::chrono::system_clock::now();
   absl::StatusOr<identity::MeshCredentials> renewed = absl::UnavailableError("no issuer");
   std::string by = "this node";
@@ -994,15 +1017,30 @@ bool Agent::RenewOnce(const identity::MeshCredentials& mesh) {
     return false;
   }
   identity::MeshCredentials next = mesh;
+  const size_t roots_before = next.roots.size();
   next.roots = renewed->roots;
   next.node_cert = renewed->node_cert;
   next.node_chain = renewed->node_chain;
   // Kept for the next start (today's gossip goes on with the keys it started with).
   if (!renewed->gossip_keys.empty()) next.gossip_keys = renewed->gossip_keys;
+  const int64_t until = std::chrono::duration_cast<std::chrono::seconds>(
+                            next.node_cert->not_after().time_since_epoch())
+                            .count();
+  const size_t roots_after = next.roots.size();
   if (absl::Status saved = identity::SaveMesh(config_.StateDir(), next); !saved.ok()) {
     spdlog::error("renewed certificate not saved: {}", MessageOf(saved));
     return false;
   }
+  InstallCredentials(std::move(next));
+  spdlog::info("certificate renewed by {}, valid until unix {}", by, until);
+  if (roots_after != roots_before) {
+    spdlog::info("this node now trusts {} roots of the mesh", roots_after);
+    AnnounceMeta();  // the issuer finishes a root rotation once every member trusts them all
+  }
+  return true;
+}
+
+void Agent::InstallCredentials(identity::MeshCredentials next) {
   if (join_ != nullptr) {
     if (absl::Status updated = join_->UpdateCredentials(next, *node_key_); !updated.ok()) {
       spdlog::error("renewed certificate not presented: {}", MessageOf(updated));
@@ -1011,15 +1049,61 @@ bool Agent::RenewOnce(const identity::MeshCredentials& mesh) {
   if (absl::Status presented = PresentCertificate(next); !presented.ok()) {
     spdlog::error("renewed certificate not presented to peers: {}", MessageOf(presented));
   }
-  const int64_t until = std::chrono::duration_cast<std::chrono::seconds>(
-                            next.node_cert->not_after().time_since_epoch())
-                            .count();
-  {
-    absl::MutexLock lock(&creds_mu_);
-    mesh_credentials_ = std::make_shared<const identity::MeshCredentials>(std::move(next));
+  absl::MutexLock lock(&creds_mu_);
+  mesh_credentials_ = std::make_shared<const identity::MeshCredentials>(std::move(next));
+}
+
+absl::StatusOr<std::string> Agent::StartRootRotation() {
+  absl::MutexLock rotate(&rotate_mu_);
+  if (issuer_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this node holds no issuer rights: rotate the root at the node that created the mesh");
   }
-  spdlog::info("certificate renewed by {}, valid until unix {}", by, until);
-  return true;
+  identity::MeshCredentials next = *Credentials();
+  HM_RETURN_IF_ERROR(identity::StartRootRotation(next, std::chrono::system_clock::now()));
+  HM_RETURN_IF_ERROR(identity::SaveMesh(config_.StateDir(), next));
+  issuer_->UseCertificates(*next.issuer_cert, next.roots);
+  const std::string digest = next.roots.front().Digest();
+  InstallCredentials(std::move(next));
+  spdlog::info("root rotation: new root {} trusted here; every member takes it at a renewal now",
+               digest.substr(0, 16));
+  AnnounceMeta();  // members that see this node trust more roots renew at once
+  return digest;
+}
+
+void Agent::MaybeFinishRootRotation() {
+  absl::MutexLock rotate(&rotate_mu_);
+  const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+  if (issuer_ == nullptr || !identity::RootRotationPending(*mesh)) return;
+  for (const membership::MemberInfo& m : gossip_->Members()) {
+    if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
+    absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
+    if (!meta.ok() || std::max<uint64_t>(meta->roots, 1) < mesh->roots.size()) return;
+  }
+  const identity::WallTime now = std::chrono::system_clock::now();
+  identity::MeshCredentials next = *mesh;
+  if (absl::Status finished = identity::FinishRootRotation(next, now); !finished.ok()) {
+    spdlog::error("root rotation not finished: {}", MessageOf(finished));
+    return;
+  }
+  issuer_->UseCertificates(*next.issuer_cert, next.roots);
+  absl::StatusOr<identity::Issued> own =
+      issuer_->Renew(*next.node_cert, next.node_chain, node_key_->public_key(), now);
+  if (!own.ok()) {
+    spdlog::error("root rotation: this node's certificate not renewed: {}",
+                  MessageOf(own.status()));
+    return;
+  }
+  next.node_cert = own->cert;
+  next.node_chain = own->chain;
+  if (absl::Status saved = identity::SaveMesh(config_.StateDir(), next); !saved.ok()) {
+    spdlog::error("root rotation not saved: {}", MessageOf(saved));
+    return;
+  }
+  InstallCredentials(std::move(next));
+  spdlog::info(
+      "root rotation finished: every member trusts the new root, and this issuer signs under "
+      "it; members take certificates under it at their next renewal");
 }
 
 Agent::~Agent() {

@@ -163,7 +163,17 @@ class Agent {
   // Renews the certificate at two thirds of its life (and at once when it has expired), from
   // this node's issuer or from any member that holds issuer rights.
   void RenewCertificates();
-  bool RenewOnce(const identity::MeshCredentials& mesh);
+  bool RenewOnce();
+  // Serializes what replaces the mesh credentials (renewal, root rotation): each reads the
+  // current ones and installs the next.
+  absl::Mutex rotate_mu_;
+  // Saves `next`, presents it to joiners and peers, and makes it the node's credentials.
+  void InstallCredentials(identity::MeshCredentials next);
+  // Root rotation (identity/mesh_files.h), at the node holding the root key: the new root goes
+  // into the trust bundle now; once every live member announces as many roots as this node
+  // (they renew at once when they see a member trust more), the issuer signs under it.
+  absl::StatusOr<std::string> StartRootRotation();
+  void MaybeFinishRootRotation();
   std::thread renew_thread_;
   std::unique_ptr<MeshHandler> mesh_;
   std::unique_ptr<IssuerHandler> issuer_api_;  // tokens and revocations, for an issuer's operators
@@ -178,6 +188,7 @@ class Agent {
   absl::Mutex load_mu_;
   absl::CondVar load_cv_;
   bool stopping_ ABSL_GUARDED_BY(load_mu_) = false;
+  bool renew_now_ ABSL_GUARDED_BY(load_mu_) = false;  // a member trusts more roots than we do
   // Serializes encoding and announcing the metadata (the signal thread's drain and reloads, and
   // the repository's changes) and guards what it reads of config_ and draining_.
   absl::Mutex meta_mu_;

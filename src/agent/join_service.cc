@@ -235,7 +235,7 @@ struct JoinService::Impl {
                            std::chrono::system_clock::now());
     }
     HM_ASSIGN_OR_RETURN(identity::JoinToken token, identity::JoinToken::Parse(r.token));
-    if (token.ca_digest != issuer->ca_digest()) {
+    if (!issuer->TrustsRoot(token.ca_digest)) {
       return absl::PermissionDeniedError("join refused: the token is for another mesh");
     }
     identity::JoinRequest request;

@@ -18,6 +18,7 @@ constexpr std::string_view kRevocations = "/v1/mesh/revocations";
 // The signed revocations, for members (over mutual TLS) and admins.
 constexpr std::string_view kRevokedKeys = "/v1/mesh/revoked-keys";
 constexpr std::string_view kClientCertificates = "/v1/mesh/client-certificates";
+constexpr std::string_view kRotateRoot = "/v1/mesh/ca/rotate";
 
 int64_t Unix(identity::WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -47,6 +48,10 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
   }
   if (path == kClientCertificates) {
     ClientCertificate(request, respond);
+    return true;
+  }
+  if (path == kRotateRoot) {
+    RotateRoot(request, respond);
     return true;
   }
   if (!path.starts_with(kTokens)) return false;
@@ -258,6 +263,22 @@ void IssuerHandler::ClientCertificate(const HttpRequest& request, HttpResponder&
   w.Key("roots").String(roots);
   w.EndObject();
   respond(JsonResponse(201, std::move(out)));
+}
+
+void IssuerHandler::RotateRoot(const HttpRequest& request, HttpResponder& respond) const {
+  if (request.method() != "POST") {
+    return respond(MethodNotAllowed(request.method(), kRotateRoot, "POST"));
+  }
+  if (absl::Status allowed = Allowed(request, kRotateRoot); !allowed.ok()) {
+    return respond(ErrorResponse(allowed));
+  }
+  absl::StatusOr<std::string> digest =
+      rotate_ ? rotate_() : absl::FailedPreconditionError("this node cannot rotate the root");
+  if (!digest.ok()) return respond(ErrorResponse(digest.status()));
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject().Key("root").String(*digest).EndObject();
+  respond(JsonResponse(200, std::move(out)));
 }
 
 }  // namespace hivemesh

@@ -17,6 +17,8 @@
 //          (hex), "ttl": "30d"} -> 201 {"name", "role", "spiffe_id", "expires", "certificate"
 //          (PEM: the certificate, then its issuer's), "roots" (PEM)}: a client certificate
 //          (identity/certs.h) for a key the client made and keeps
+//   POST   /v1/mesh/ca/rotate  -> 200 {"root": "<digest of the new root>"}: a root rotation
+//          (identity/mesh_files.h), at the node holding the root key
 //
 // A node without issuer rights answers 409, saying so.
 //
@@ -44,6 +46,11 @@ class IssuerHandler {
       std::shared_ptr<identity::IssuerService> issuer, AdminAccess admin,
       std::shared_ptr<Rejections> rejections, identity::Issuer::KeyOf key_of,
       std::function<void(const std::string& name, const std::string& key)> on_revoked = nullptr);
+  // POST /v1/mesh/ca/rotate calls `rotate` (the agent's root rotation: the new root's digest,
+  // or why not). Without it, the call answers 409. REQUIRES: called before the handler serves.
+  void SetRootRotation(std::function<absl::StatusOr<std::string>()> rotate) {
+    rotate_ = std::move(rotate);
+  }
   // True if the request was for /v1/mesh/tokens or /v1/mesh/revocations (and was answered).
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
 
@@ -59,6 +66,8 @@ class IssuerHandler {
   void Revocations(const HttpRequest& request, HttpResponder& respond) const;
   void RevokedKeys(const HttpRequest& request, HttpResponder& respond) const;
   void ClientCertificate(const HttpRequest& request, HttpResponder& respond) const;
+  void RotateRoot(const HttpRequest& request, HttpResponder& respond) const;
+  std::function<absl::StatusOr<std::string>()> rotate_;
 };
 
 }  // namespace hivemesh

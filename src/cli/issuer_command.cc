@@ -381,4 +381,39 @@ int RunPolicy(const PolicyFlags& flags) {
   return kExitOk;
 }
 
+CLI::App* AddCaCommand(CLI::App& app, CaFlags& flags) {
+  CLI::App* cmd = app.add_subcommand("ca", "the mesh's root CA, at the node holding its key");
+  cmd->require_subcommand(1);
+  flags.rotate = cmd->add_subcommand(
+      "rotate",
+      "make a new root: every member trusts both at once, then the issuer signs under the new "
+      "one and members take certificates under it at their next renewal");
+  AddNodeFlags(flags.rotate, flags.node, "  hivemesh ca rotate");
+  flags.rotate->add_option("--admin-token-file", flags.admin_token_file,
+                           "file holding the node's admin token (admin_access: token)");
+  return cmd;
+}
+
+int RunCa(const CaFlags& flags) {
+  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
+      AdminHeaders(flags.admin_token_file);
+  if (!headers.ok()) return Fail("ca rotate", headers.status());
+  HttpClient client(flags.node.node, flags.node.timeout_ms);
+  absl::StatusOr<HttpResult> reply = Call(client, "POST", "/v1/mesh/ca/rotate", "{}", *headers);
+  if (!reply.ok()) return Fail("ca rotate", reply.status());
+  if (flags.node.output == "json") {
+    std::printf("%s\n", reply->body.c_str());
+    return kExitOk;
+  }
+  simdjson::dom::parser parser;
+  std::string_view root;
+  if (parser.parse(reply->body)["root"].get(root) != simdjson::SUCCESS) {
+    return Fail("ca rotate", absl::UnknownError("the node's answer names no root"));
+  }
+  std::printf(
+      "new root %.*s: members trust it within seconds; join tokens made from now on name it\n",
+      static_cast<int>(root.size()), root.data());
+  return kExitOk;
+}
+
 }  // namespace hivemesh::cli

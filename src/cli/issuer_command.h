@@ -7,6 +7,7 @@
 //                                        (/v1/mesh/client-certificates)
 //   `hivemesh cert revoke FILE`          revokes a client certificate's key (/v1/mesh/revocations)
 //   `hivemesh policy apply FILE|show`    the mesh's authorization policy (/v1/mesh/policy)
+//   `hivemesh ca rotate`                 a new root for the mesh (/v1/mesh/ca/rotate)
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -54,6 +55,15 @@ struct CertFlags {
   CLI::App* issue_client = nullptr;
   CLI::App* revoke = nullptr;
 };
+
+struct CaFlags {
+  NodeFlags node;
+  std::string admin_token_file;
+  CLI::App* rotate = nullptr;
+};
+
+CLI::App* AddCaCommand(CLI::App& app, CaFlags& flags);
+int RunCa(const CaFlags& flags);
 
 CLI::App* AddCertCommand(CLI::App& app, CertFlags& flags);
 int RunCert(const CertFlags& flags);

@@ -25,9 +25,9 @@ int main(int argc, char** argv) {
   CLI::App app{"hivemesh: an edge-AI inference mesh node (KServe v2 API)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", HIVEMESH_VERSION);
-  app.footer(
-      std::string("Exit codes of infer, models, top, members, token, node, cert and policy:\n") +
-      hivemesh::cli::kExitCodesHelp + "\nSee each command's --help, and docs/cli.md.");
+  app.footer(std::string(
+                 "Exit codes of infer, models, top, members, token, node, cert, policy and ca:\n") +
+             hivemesh::cli::kExitCodesHelp + "\nSee each command's --help, and docs/cli.md.");
 
   CLI::App* agent_cmd = app.add_subcommand(
       "agent", "run a node: serve the model repository over the KServe v2 REST API");
@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
   CLI::App* node_cmd = hivemesh::cli::AddNodeCommand(app, node_flags);
   hivemesh::cli::CertFlags cert_flags;
   CLI::App* cert_cmd = hivemesh::cli::AddCertCommand(app, cert_flags);
+  hivemesh::cli::CaFlags ca_flags;
+  CLI::App* ca_cmd = hivemesh::cli::AddCaCommand(app, ca_flags);
   hivemesh::cli::PolicyFlags policy_flags;
   CLI::App* policy_cmd = hivemesh::cli::AddPolicyCommand(app, policy_flags);
 
@@ -81,6 +83,7 @@ int main(int argc, char** argv) {
   if (node_cmd->parsed()) return hivemesh::cli::RunNode(node_flags);
   if (cert_cmd->parsed()) return hivemesh::cli::RunCert(cert_flags);
   if (policy_cmd->parsed()) return hivemesh::cli::RunPolicy(policy_flags);
+  if (ca_cmd->parsed()) return hivemesh::cli::RunCa(ca_flags);
   if (demo_cmd->parsed()) return hivemesh::demo::RunDemo(demo_flags);
   if (keygen_cmd->parsed()) {
     std::printf("%s\n", hivemesh::membership::Keyring::GenerateKey().c_str());

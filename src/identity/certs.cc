@@ -314,6 +314,13 @@ std::string Certificate::MeshId() const {
   return "";
 }
 
+bool Certificate::SignedBy(const Certificate& issuer) const {
+  EVP_PKEY* key = X509_get0_pubkey(issuer.impl_->x);
+  const bool ok = key != nullptr && X509_verify(impl_->x, key) == 1;
+  ERR_clear_error();
+  return ok;
+}
+
 absl::StatusOr<NodeIdentity> Certificate::Identity() const {
   if (is_ca()) return absl::InvalidArgumentError("a CA certificate, not a node's");
   NodeIdentity id;

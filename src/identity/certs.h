@@ -79,6 +79,8 @@ class Certificate {
   bool is_ca() const;
   // The mesh a CA certificate names (its spiffe://<mesh id> SAN), or empty.
   std::string MeshId() const;
+  // True if `issuer`'s key signed this certificate.
+  bool SignedBy(const Certificate& issuer) const;
   // What a node certificate says, unverified (VerifyNodeCertificate verifies).
   absl::StatusOr<NodeIdentity> Identity() const;
 

@@ -216,6 +216,12 @@ absl::StatusOr<std::string> Issuer::IssueClientToken(std::string_view name,
   return SignClientToken(token, issuer_key_);
 }
 
+void Issuer::UseCertificates(Certificate issuer, std::vector<Certificate> roots) {
+  issuer_ = std::move(issuer);
+  roots_ = std::move(roots);
+  ca_digest_ = roots_.empty() ? "" : roots_.front().Digest();
+}
+
 bool Issuer::IsRevoked(std::string_view public_key) const {
   return revoked_keys_.find(public_key) != revoked_keys_.end();
 }

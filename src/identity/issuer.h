@@ -119,6 +119,9 @@ class Issuer {
   std::string SignRevocation(std::string_view public_key, std::string_view name) const;
   std::string SignPolicy(uint64_t version, std::string_view document) const;
   const Certificate& certificate() const { return issuer_; }
+  // A root rotation (mesh_files.h): the issuer's certificate and the trust bundle from now on
+  // (the key stays). New tokens name the first root.
+  void UseCertificates(Certificate issuer, std::vector<Certificate> roots);
 
   const std::string& ca_digest() const { return ca_digest_; }
   const std::vector<Certificate>& roots() const { return roots_; }

@@ -70,7 +70,6 @@ IssuerService::IssuerService(std::string path, std::string revoked_path, Issuer 
                              std::vector<Revocation> revocations)
     : path_(std::move(path)),
       revoked_path_(std::move(revoked_path)),
-      ca_digest_(issuer.ca_digest()),
       issuer_(std::move(issuer)),
       revocations_(std::move(revocations)) {
   for (const Revocation& r : revocations_) revoked_keys_.insert(r.public_key);
@@ -231,6 +230,19 @@ absl::StatusOr<std::string> IssuerService::IssueClientToken(std::string_view nam
                                                             seconds validity, WallTime now) const {
   absl::MutexLock lock(&mu_);
   return issuer_.IssueClientToken(name, models, validity, now);
+}
+
+bool IssuerService::TrustsRoot(std::string_view digest) const {
+  absl::MutexLock lock(&mu_);
+  for (const Certificate& root : issuer_.roots()) {
+    if (root.Digest() == digest) return true;
+  }
+  return false;
+}
+
+void IssuerService::UseCertificates(Certificate issuer, std::vector<Certificate> roots) {
+  absl::MutexLock lock(&mu_);
+  issuer_.UseCertificates(std::move(issuer), std::move(roots));
 }
 
 std::string IssuerService::SignPolicy(uint64_t version, std::string_view document) const {

@@ -77,7 +77,10 @@ class IssuerService {
   // Issuer::Renew.
   absl::StatusOr<Issued> Renew(const Certificate& current, const std::vector<Certificate>& chain,
                                std::string_view proved_key, WallTime now);
-  const std::string& ca_digest() const { return ca_digest_; }
+  // True if a root of the trust bundle has this digest (a join token names one).
+  bool TrustsRoot(std::string_view digest) const;
+  // Issuer::UseCertificates.
+  void UseCertificates(Certificate issuer, std::vector<Certificate> roots);
 
  private:
   IssuerService(std::string path, std::string revoked_path, Issuer issuer,
@@ -86,7 +89,6 @@ class IssuerService {
 
   const std::string path_;
   const std::string revoked_path_;
-  const std::string ca_digest_;
   mutable absl::Mutex mu_;
   Issuer issuer_ ABSL_GUARDED_BY(mu_);
   std::vector<Revocation> revocations_ ABSL_GUARDED_BY(mu_);

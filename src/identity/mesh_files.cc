@@ -121,4 +121,37 @@ absl::StatusOr<MeshCredentials> CreateMesh(const NodeKey& node_key, const std::s
   return mesh;
 }
 
+bool RootRotationPending(const MeshCredentials& mesh) {
+  return mesh.issuer_cert.has_value() && !mesh.roots.empty() &&
+         !mesh.issuer_cert->SignedBy(mesh.roots.front());
+}
+
+absl::Status StartRootRotation(MeshCredentials& mesh, WallTime now) {
+  if (!mesh.root_key || !mesh.issuer_cert || !mesh.issuer_key || mesh.roots.empty()) {
+    return absl::FailedPreconditionError(
+        "this node holds no root key and issuer rights: rotate the root where its key is");
+  }
+  if (RootRotationPending(mesh)) {
+    return absl::FailedPreconditionError(
+        "a root rotation is under way: it finishes once every member trusts the new root");
+  }
+  const NodeKey root_key = NodeKey::Generate();
+  const Certificate root = MakeRootCertificate(root_key, mesh.roots.front().MeshId(), now);
+  mesh.roots.insert(mesh.roots.begin(), root);
+  mesh.root_key = root_key;
+  return absl::OkStatus();
+}
+
+absl::Status FinishRootRotation(MeshCredentials& mesh, WallTime now) {
+  if (!RootRotationPending(mesh) || !mesh.root_key || !mesh.issuer_key) {
+    return absl::FailedPreconditionError("no root rotation is under way");
+  }
+  constexpr std::string_view kPrefix = "hivemesh issuer ";
+  std::string name = mesh.issuer_cert->CommonName();
+  if (name.starts_with(kPrefix)) name.erase(0, kPrefix.size());
+  mesh.issuer_cert = MakeIssuerCertificate(mesh.issuer_key->public_key(), name, mesh.roots.front(),
+                                           *mesh.root_key, now);
+  return absl::OkStatus();
+}
+
 }  // namespace hivemesh::identity

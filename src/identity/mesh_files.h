@@ -51,4 +51,18 @@ absl::StatusOr<MeshCredentials> CreateMesh(const NodeKey& node_key, const std::s
                                            const std::map<std::string, std::string>& labels,
                                            WallTime now, seconds node_validity = kNodeValidity);
 
+// Root rotation (docs/identity.md), at the node holding the root key and issuer rights, in two
+// steps so that no node ever meets a certificate it cannot check:
+//  - StartRootRotation: a new root (a new key, the same mesh) goes first in the trust bundle,
+//    the old one stays after it; the issuer still signs under the old root. Every node takes
+//    the bundle at its next renewal (the agent renews at once when a member trusts more roots).
+//  - FinishRootRotation, once every member trusts both: the new root certifies the issuer's
+//    key anew, so what the issuer signs from then on chains to the new root.
+// FAILED_PRECONDITION without the root key or issuer rights, or (Start) while a rotation is
+// under way.
+absl::Status StartRootRotation(MeshCredentials& mesh, WallTime now);
+absl::Status FinishRootRotation(MeshCredentials& mesh, WallTime now);
+// True between the two steps: the issuer certificate is not signed by the first root.
+bool RootRotationPending(const MeshCredentials& mesh);
+
 }  // namespace hivemesh::identity

@@ -37,8 +37,10 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
   // Flags: bit 0 draining, bit 1 insecure; a decoder ignores bits it does not know.
   w.U8(static_cast<uint8_t>((meta.draining ? 1 : 0) | (meta.insecure ? 2 : 0)));
   // Optional trailing fields, left out when 0 (and the ones before a non-zero one written).
-  if (meta.revocations > 0 || meta.policy > 0) w.Varint(meta.revocations);
-  if (meta.policy > 0) w.Varint(meta.policy);
+  const bool roots = meta.roots > 1;
+  if (meta.revocations > 0 || meta.policy > 0 || roots) w.Varint(meta.revocations);
+  if (meta.policy > 0 || roots) w.Varint(meta.policy);
+  if (roots) w.Varint(meta.roots);
   if (out.size() > kMaxMetaBytes) {
     return absl::InvalidArgumentError(StrCat("node metadata takes ", out.size(),
                                              " bytes, more than the gossip limit of ",
@@ -98,6 +100,7 @@ absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
   meta.insecure = (flags & 2) != 0;
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.revocations));
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.policy));
+  if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.roots));
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after node metadata");
   return meta;
 }

@@ -37,6 +37,10 @@ struct NodeMeta {
   // The version of the mesh's authorization policy the node holds: a node that sees a newer one
   // fetches it from it (api/mesh_policy.h). 0: none.
   uint64_t policy = 0;
+  // How many roots the node trusts (its trust bundle, docs/identity.md): during a root
+  // rotation, a node that sees a member trust more renews at once to get the new bundle, and
+  // the issuer finishes the rotation once every member trusts them all. 0 or 1: left out.
+  uint64_t roots = 0;
 };
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).

@@ -1,5 +1,7 @@
 // The mesh's credentials in the state folder (identity/mesh_files.h).
 #include "identity/mesh_files.h"
+
+#include "identity/issuer.h"
 #include "identity/issuer_service.h"
 
 #include <gmock/gmock.h>
@@ -77,6 +79,37 @@ TEST_F(MeshFilesTest, ANewMeshIsSavedAndReadBackWhole) {
   // A node without the root key (exported and removed) still loads.
   fs::remove(dir_ + "/mesh/root.key");
   EXPECT_FALSE(LoadMesh(dir_)->root_key.has_value());
+}
+
+TEST_F(MeshFilesTest, ARootRotationTrustsBothRootsBeforeTheIssuerSignsUnderTheNewOne) {
+  const NodeKey node_key = NodeKey::Generate();
+  MeshCredentials mesh = *CreateMesh(node_key, "gw-1", {}, T0());
+  const Certificate old_root = mesh.roots[0];
+  const Certificate old_cert = *mesh.node_cert;
+  const Certificate old_issuer = *mesh.issuer_cert;
+  EXPECT_FALSE(RootRotationPending(mesh));
+  EXPECT_THAT(FinishRootRotation(mesh, T0()).message(), HasSubstr("no root rotation"));
+  ASSERT_TRUE(StartRootRotation(mesh, T0()).ok());
+  ASSERT_EQ(mesh.roots.size(), 2u);
+  EXPECT_EQ(mesh.roots[1].Digest(), old_root.Digest());
+  EXPECT_EQ(mesh.roots[0].MeshId(), old_root.MeshId()) << "the same mesh";
+  EXPECT_TRUE(RootRotationPending(mesh));
+  EXPECT_THAT(StartRootRotation(mesh, T0()).message(), HasSubstr("under way"));
+  // During the overlap, a certificate under the old root verifies against the bundle.
+  EXPECT_TRUE(VerifyNodeCertificate(old_cert, mesh.node_chain, mesh.roots, T0()).ok());
+  ASSERT_TRUE(FinishRootRotation(mesh, T0()).ok());
+  EXPECT_FALSE(RootRotationPending(mesh));
+  EXPECT_TRUE(mesh.issuer_cert->SignedBy(mesh.roots[0]));
+  EXPECT_FALSE(mesh.issuer_cert->SignedBy(old_root));
+  EXPECT_EQ(mesh.issuer_cert->public_key(), mesh.issuer_key->public_key()) << "the same key";
+  // What the issuer signs now chains to the new root alone, renewing a certificate under the
+  // old one included.
+  Issuer issuer(*mesh.issuer_cert, *mesh.issuer_key, mesh.roots, "gw-1");
+  absl::StatusOr<Issued> renewed =
+      issuer.Renew(old_cert, {old_issuer}, node_key.public_key(), T0());
+  ASSERT_TRUE(renewed.ok()) << renewed.status();
+  EXPECT_TRUE(VerifyNodeCertificate(renewed->cert, renewed->chain, {mesh.roots[0]}, T0()).ok());
+  EXPECT_FALSE(VerifyNodeCertificate(renewed->cert, renewed->chain, {old_root}, T0()).ok());
 }
 
 TEST_F(MeshFilesTest, DamagedOrUnsafeFilesAreRefusedNamingTheFile) {

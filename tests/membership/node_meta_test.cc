@@ -59,6 +59,11 @@ TEST(NodeMetaTest, RoundTrips) {
   m.revocations = 0;
   EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->policy, 9u);
   EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->revocations, 0u);
+  // The number of roots trusted after it, when more than one.
+  m.roots = 2;
+  m.policy = 0;
+  EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->roots, 2u);
+  EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->policy, 0u);
   EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m) + "x").ok()) << "trailing bytes";
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
@@ -80,10 +85,10 @@ TEST(NodeMetaTest, MalformedMetadataIsAnErrorNotACrash) {
   for (size_t cut = 1; cut < enc.size(); ++cut) {
     EXPECT_FALSE(DecodeNodeMeta(enc.substr(0, cut)).ok()) << cut;
   }
-  // Two bytes more read as the optional revocation count and policy version; anything past
-  // them is refused.
-  EXPECT_TRUE(DecodeNodeMeta(enc + "xx").ok());
-  EXPECT_FALSE(DecodeNodeMeta(enc + "xxx").ok());
+  // Three bytes more read as the optional revocation count, policy version and roots; anything
+  // past them is refused.
+  EXPECT_TRUE(DecodeNodeMeta(enc + "xxx").ok());
+  EXPECT_FALSE(DecodeNodeMeta(enc + "xxxx").ok());
   EXPECT_FALSE(DecodeNodeMeta(enc + "\x80").ok()) << "a count cut short";
   EXPECT_FALSE(DecodeNodeMeta("\x07").ok()) << "unknown version";
   m.models[0].data_policy = 3;
