@@ -440,9 +440,13 @@ absl::StatusOr<identity::MeshCredentials> Exchange(SeedConnection& c, Clock::tim
   HM_ASSIGN_OR_RETURN(std::vector<Certificate> roots, Certificate::AllFromPem(roots_pem));
   bool has_root = false;
   for (const Certificate& r : roots) has_root = has_root || r.Digest() == root.Digest();
+  // Through the issuer's certificate, and the bundle's cross certificate when the root this
+  // node trusts is the old one of a rotation (identity/mesh_files.h).
   const std::vector<Certificate> my_chain(mine.begin() + 1, mine.end());
+  std::vector<Certificate> through = my_chain;
+  through.insert(through.end(), roots.begin(), roots.end());
   absl::StatusOr<identity::NodeIdentity> id = identity::VerifyNodeCertificate(
-      mine.front(), my_chain, {root}, std::chrono::system_clock::now());
+      mine.front(), through, {root}, std::chrono::system_clock::now());
   if (!has_root || !id.ok() || id->public_key != node_key.public_key() || id->name != name) {
     return absl::PermissionDeniedError(
         StrCat(c.where, " issued a certificate that is not this node's under its CA",

@@ -391,6 +391,17 @@ Certificate MakeRootCertificate(const NodeKey& key, std::string_view mesh_id, Wa
   return CertificateFactory::Wrap(x.release());
 }
 
+Certificate CrossSignRoot(const Certificate& new_root, const Certificate& old_root,
+                          const NodeKey& old_root_key, WallTime now) {
+  X509Ptr x = NewCertificate(new_root.CommonName(), new_root.public_key(), now,
+                             std::chrono::duration_cast<seconds>(new_root.not_after() - now));
+  AddExtension(x.get(), old_root.impl().x, NID_basic_constraints, "critical,CA:TRUE");
+  AddExtension(x.get(), old_root.impl().x, NID_key_usage, "critical,keyCertSign,cRLSign");
+  AddUris(x.get(), {StrCat(kSpiffe, new_root.MeshId())});
+  Sign(x.get(), old_root.impl().x, old_root_key);
+  return CertificateFactory::Wrap(x.release());
+}
+
 Certificate MakeIssuerCertificate(std::string_view issuer_public_key, std::string_view name,
                                   const Certificate& root, const NodeKey& root_key, WallTime now,
                                   seconds validity) {
@@ -442,7 +453,11 @@ absl::StatusOr<NodeIdentity> VerifyNodeCertificate(const Certificate& leaf,
     if (X509_STORE_add_cert(store.get(), r.impl().x) != 1) ERR_clear_error();  // a duplicate
   }
   STACK_OF(X509)* untrusted = sk_X509_new_null();
-  for (const Certificate& c : intermediates) sk_X509_push(untrusted, c.impl().x);
+  for (const Certificate& c : intermediates) {
+    // A self-signed certificate anchors nothing it is not trusted for; left in, it could stand
+    // where a cross certificate leads to a trusted root.
+    if (X509_check_issued(c.impl().x, c.impl().x) != X509_V_OK) sk_X509_push(untrusted, c.impl().x);
+  }
   StoreCtxPtr ctx(X509_STORE_CTX_new());
   if (ctx == nullptr ||
       X509_STORE_CTX_init(ctx.get(), store.get(), leaf.impl().x, untrusted) != 1) {

@@ -99,6 +99,10 @@ std::string NewMeshId();
 // A self-signed root CA for `mesh_id`, with `key`.
 Certificate MakeRootCertificate(const NodeKey& key, std::string_view mesh_id, WallTime now,
                                 seconds validity = kRootValidity);
+// `new_root`'s key and names certified by `old_root` (a root rotation, mesh_files.h): a node
+// that trusts only the old root checks chains under the new one through this certificate.
+Certificate CrossSignRoot(const Certificate& new_root, const Certificate& old_root,
+                          const NodeKey& old_root_key, WallTime now);
 // An issuer CA for `issuer_key`, signed by the root (which may sign nothing below issuers).
 Certificate MakeIssuerCertificate(std::string_view issuer_public_key, std::string_view name,
                                   const Certificate& root, const NodeKey& root_key, WallTime now,
@@ -111,12 +115,13 @@ absl::StatusOr<Certificate> IssueNodeCertificate(const NodeIdentity& who, const 
                                                  const NodeKey& issuer_key, WallTime now,
                                                  seconds validity = kNodeValidity);
 
-// Checks that `leaf` is a node certificate that chains, through `intermediates`, to one of
-// `roots`, every certificate valid at `now`, and that it belongs to the mesh of the root it
-// chains to; returns what it says. With `allow_expired`, a leaf past its end is checked as of
-// its last second instead (the chain must have been valid then): renewal of a node that was
-// offline longer than its certificate's life (docs/identity.md). Errors say why, in OpenSSL's
-// words ("certificate has expired", "unable to get local issuer certificate", ...).
+// Checks that `leaf` is a node certificate that chains, through `intermediates` (self-signed
+// ones are left out: only `roots` anchor a chain), to one of `roots`, every certificate valid at
+// `now`, and that it belongs to the mesh of the root it chains to; returns what it says. With
+// `allow_expired`, a leaf past its end is checked as of its last second instead (the chain must
+// have been valid then): renewal of a node that was offline longer than its certificate's life
+// (docs/identity.md). Errors say why, in OpenSSL's words ("certificate has expired", "unable to get
+// local issuer certificate", ...).
 absl::StatusOr<NodeIdentity> VerifyNodeCertificate(const Certificate& leaf,
                                                    const std::vector<Certificate>& intermediates,
                                                    const std::vector<Certificate>& roots,

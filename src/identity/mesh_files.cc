@@ -136,7 +136,11 @@ absl::Status StartRootRotation(MeshCredentials& mesh, WallTime now) {
         "a root rotation is under way: it finishes once every member trusts the new root");
   }
   const NodeKey root_key = NodeKey::Generate();
-  const Certificate root = MakeRootCertificate(root_key, mesh.roots.front().MeshId(), now);
+  const Certificate old_root = mesh.roots.front();
+  const Certificate root = MakeRootCertificate(root_key, old_root.MeshId(), now);
+  // The old root vouches for the new one: a node that trusts only the old root (offline through
+  // the rotation) still checks what is signed under the new one, and renews.
+  mesh.roots.push_back(CrossSignRoot(root, old_root, *mesh.root_key, now));
   mesh.roots.insert(mesh.roots.begin(), root);
   mesh.root_key = root_key;
   return absl::OkStatus();

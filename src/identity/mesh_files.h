@@ -54,8 +54,11 @@ absl::StatusOr<MeshCredentials> CreateMesh(const NodeKey& node_key, const std::s
 // Root rotation (docs/identity.md), at the node holding the root key and issuer rights, in two
 // steps so that no node ever meets a certificate it cannot check:
 //  - StartRootRotation: a new root (a new key, the same mesh) goes first in the trust bundle,
-//    the old one stays after it; the issuer still signs under the old root. Every node takes
-//    the bundle at its next renewal (the agent renews at once when a member trusts more roots).
+//    the old one stays after it, and the old root's certificate of the new root's key (a cross
+//    certificate) goes last: sent with every chain, it lets a node that trusts only the old
+//    root check chains under the new one. The issuer still signs under the old root. Every node
+//    takes the bundle at its next renewal (the agent renews at once when a member trusts more
+//    roots).
 //  - FinishRootRotation, once every member trusts both: the new root certifies the issuer's
 //    key anew, so what the issuer signs from then on chains to the new root.
 // FAILED_PRECONDITION without the root key or issuer rights, or (Start) while a rotation is

@@ -90,8 +90,12 @@ TEST_F(MeshFilesTest, ARootRotationTrustsBothRootsBeforeTheIssuerSignsUnderTheNe
   EXPECT_FALSE(RootRotationPending(mesh));
   EXPECT_THAT(FinishRootRotation(mesh, T0()).message(), HasSubstr("no root rotation"));
   ASSERT_TRUE(StartRootRotation(mesh, T0()).ok());
-  ASSERT_EQ(mesh.roots.size(), 2u);
+  ASSERT_EQ(mesh.roots.size(), 3u);
   EXPECT_EQ(mesh.roots[1].Digest(), old_root.Digest());
+  // Last, the old root's certificate of the new root's key.
+  EXPECT_EQ(mesh.roots[2].public_key(), mesh.roots[0].public_key());
+  EXPECT_TRUE(mesh.roots[2].SignedBy(old_root));
+  EXPECT_FALSE(mesh.roots[2].SignedBy(mesh.roots[2]));
   EXPECT_EQ(mesh.roots[0].MeshId(), old_root.MeshId()) << "the same mesh";
   EXPECT_TRUE(RootRotationPending(mesh));
   EXPECT_THAT(StartRootRotation(mesh, T0()).message(), HasSubstr("under way"));
@@ -110,6 +114,14 @@ TEST_F(MeshFilesTest, ARootRotationTrustsBothRootsBeforeTheIssuerSignsUnderTheNe
   ASSERT_TRUE(renewed.ok()) << renewed.status();
   EXPECT_TRUE(VerifyNodeCertificate(renewed->cert, renewed->chain, {mesh.roots[0]}, T0()).ok());
   EXPECT_FALSE(VerifyNodeCertificate(renewed->cert, renewed->chain, {old_root}, T0()).ok());
+  // A node that trusts only the old root checks it through what a peer sends with it: the
+  // issuer's certificate and the bundle, whose self-signed new root cannot stand in the chain.
+  std::vector<Certificate> sent = renewed->chain;
+  sent.insert(sent.end(), mesh.roots.begin(), mesh.roots.end());
+  EXPECT_TRUE(VerifyNodeCertificate(renewed->cert, sent, {old_root}, T0()).ok());
+  std::vector<Certificate> without_cross = renewed->chain;
+  without_cross.push_back(mesh.roots[0]);
+  EXPECT_FALSE(VerifyNodeCertificate(renewed->cert, without_cross, {old_root}, T0()).ok());
 }
 
 TEST_F(MeshFilesTest, DamagedOrUnsafeFilesAreRefusedNamingTheFile) {

@@ -12,6 +12,8 @@ n1 on new connections, the root is rotated. Shown here:
   one certificate life;
 - not one request fails meanwhile: forwarded, local, and new mutual-TLS handshakes;
 - a node joins afterwards with a new token (which names the new root);
+- a member stopped through the whole rotation comes back trusting only the old root and serves
+  again within a minute (the old root certified the new key);
 - a node without the root key cannot rotate it.
 
     test_root_rotation.py path/to/hivemesh
@@ -63,7 +65,11 @@ class RootRotationTest(unittest.TestCase):
         cls.n0 = cls.start("n0", ("identity",), ["--certificate-ttl", f"{TTL_S}s"], secure=True)
         cls.n1 = cls.start("n1", ("identity",), cls.join_args())
         cls.n2 = cls.start("n2", (), cls.join_args())
+        # `away` is a member that is stopped through the whole rotation.
+        cls.away = cls.start("away", (), cls.join_args())
+        cls.live = [cls.n0, cls.n1, cls.n2]
         wait_for(lambda: cls.n2.infer_identity()[0] == 200, 30, "n2 to forward identity")
+        wait_for(lambda: cls.away.infer_identity()[0] == 200, 30, "away to forward identity")
 
     @classmethod
     def tearDownClass(cls):
@@ -105,6 +111,7 @@ class RootRotationTest(unittest.TestCase):
                     except OSError as e:  # a failed handshake is a failure too
                         results["handshakes"].append(repr(e))
 
+        self.away.stop()
         worker = threading.Thread(target=load)
         worker.start()
         try:
@@ -117,12 +124,13 @@ class RootRotationTest(unittest.TestCase):
             def trusts_new_root(n):
                 return new_root in [digest(r) for r in pem_blocks(mesh_file(n.name, "roots.pem"))]
 
-            wait_for(lambda: all(trusts_new_root(n) for n in self.nodes), 20,
+            wait_for(lambda: all(trusts_new_root(n) for n in self.live), 20,
                      "every node to trust the new root")
             print(f"every node trusts both roots {time.monotonic() - started:.2f} s after the "
                   "rotation", flush=True)
-            self.assertTrue(all(len(pem_blocks(mesh_file(n.name, "roots.pem"))) == 2
-                                for n in self.nodes))
+            # The new root, the old one, and the old one's certificate of the new key.
+            self.assertTrue(all(len(pem_blocks(mesh_file(n.name, "roots.pem"))) == 3
+                                for n in self.live))
             wait_for(lambda: self.n0.log_lines(r"root rotation finished"), 20,
                      "the issuer to sign under the new root")
 
@@ -132,7 +140,7 @@ class RootRotationTest(unittest.TestCase):
                 return len(chain) == 2 and new_root in roots and \
                     signed_by(chain[1], roots[new_root]) and signed_by(chain[0], chain[1])
 
-            wait_for(lambda: all(under_new_root(n) for n in self.nodes), TTL_S + 15,
+            wait_for(lambda: all(under_new_root(n) for n in self.live), TTL_S + 15,
                      "every node's certificate to chain to the new root")
             print(f"every node's certificate chains to the new root "
                   f"{time.monotonic() - started:.2f} s after the rotation", flush=True)
@@ -145,6 +153,17 @@ class RootRotationTest(unittest.TestCase):
             print(f"{kind}: {len(statuses)} requests, {len(failed)} failed", flush=True)
             self.assertGreater(len(statuses), 20, kind)
             self.assertEqual(failed, [], kind)
+
+        # The member that was away comes back trusting only the old root, with a certificate under
+        # it (expired by now): it checks the issuer through the old root's certificate of the new
+        # key, renews, and serves again within a minute.
+        self.assertEqual(len(pem_blocks(mesh_file("away", "roots.pem"))), 1)
+        started = time.monotonic()
+        back = self.start("away", (), ["--join", self.n0.gossip], secure=True)
+        wait_for(lambda: back.infer_identity()[0] == 200, 60, "the member that was away to serve")
+        print(f"the member that was away through the rotation served again "
+              f"{time.monotonic() - started:.2f} s after it started", flush=True)
+        self.assertTrue(under_new_root(back))
 
         # A node joins afterwards with a token made now: it names the new root.
         out = self.cli("token", "create", "--node", f"127.0.0.1:{self.n0.port}")
