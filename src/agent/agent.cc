@@ -745,7 +745,7 @@ void Agent::WatchRevocations() {
         due.emplace_back(m.name, meta->api_address, meta->revocations);
       }
       if (meta.ok() && meta->roots > my_roots) more_roots = true;
-      if (meta.ok() && meta->policy > newest_policy) {
+      if (meta.ok() && mesh_policy_ != nullptr && meta->policy > newest_policy) {
         newest_policy = meta->policy;
         policy_member = m.name;
         policy_api = meta->api_address;
