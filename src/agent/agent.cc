@@ -694,6 +694,12 @@ std::string Agent::LoadReport() const {
         static_cast<uint32_t>(std::max<int64_t>(0, s.in_flight.load())),
         static_cast<uint32_t>(s.ewma_service_ns.load() / 1000)});
   }
+  // The control versions ride along (NodeMeta has them too): see membership::LoadReport.
+  report.revocations = issuer_ != nullptr ? issuer_->revocation_count() : 0;
+  report.policy = mesh_policy_ != nullptr ? mesh_policy_->version() : 0;
+  if (const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials(); mesh) {
+    report.roots = mesh->roots.size();
+  }
   return membership::EncodeLoadReport(report);
 }
 
@@ -723,7 +729,7 @@ void Agent::WatchRevocations() {
   while (!revoke_stop_) {
     // Woken by a member event, and every few seconds in any case (an event can be missed while
     // a fetch fails).
-    const SteadyTime next = SystemClock::Get().Now() + std::chrono::seconds(3);
+    const SteadyTime next = SystemClock::Get().Now() + std::chrono::seconds(2);
     while (!revoke_stop_ && !revoke_check_ &&
            !SystemClock::Get().WaitUntil(revoke_cv_, revoke_mu_, next)) {
     }
@@ -741,6 +747,14 @@ void Agent::WatchRevocations() {
     for (const membership::MemberInfo& m : gossip_->Members()) {
       if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
       absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
+      // The latest load report carries the same versions, re-gossiped every probe interval: a
+      // metadata change this node missed shows there within seconds.
+      if (absl::StatusOr<membership::LoadReport> load = membership::DecodeLoadReport(m.load);
+          meta.ok() && load.ok()) {
+        meta->revocations = std::max(meta->revocations, load->revocations);
+        meta->policy = std::max(meta->policy, load->policy);
+        meta->roots = std::max(meta->roots, load->roots);
+      }
       if (meta.ok() && meta->revocations > 0) {
         due.emplace_back(m.name, meta->api_address, meta->revocations);
       }

@@ -119,12 +119,19 @@ std::string EncodeLoadReport(const LoadReport& report) {
     o.Varint(m.queue_depth);
     o.Varint(m.in_flight);
     o.Varint(m.ewma_service_us);
-    if (body.size() + one.size() + 16 > kMaxLoadBytes) break;
+    // Room is left for the head and the control versions' trailer (3 varints).
+    if (body.size() + one.size() + 16 + 30 > kMaxLoadBytes) break;
     body += one;
     ++count;
   }
   w.Varint(count);
   out += body;
+  if (report.revocations > 0 || report.policy > 0 || report.roots > 0) {
+    ByteWriter t(out);
+    t.Varint(report.revocations);
+    t.Varint(report.policy);
+    t.Varint(report.roots);
+  }
   return out;
 }
 
@@ -146,6 +153,11 @@ absl::StatusOr<LoadReport> DecodeLoadReport(std::string_view bytes) {
     HM_RETURN_IF_ERROR(r.U32(&m.in_flight));
     HM_RETURN_IF_ERROR(r.U32(&m.ewma_service_us));
     report.models.push_back(std::move(m));
+  }
+  if (!r.done()) {
+    HM_RETURN_IF_ERROR(r.Varint(&report.revocations));
+    HM_RETURN_IF_ERROR(r.Varint(&report.policy));
+    HM_RETURN_IF_ERROR(r.Varint(&report.roots));
   }
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after a load report");
   return report;

@@ -56,6 +56,13 @@ struct ModelLoad {
 
 struct LoadReport {
   std::vector<ModelLoad> models;
+  // The node's control versions, as in its metadata (NodeMeta revocations, policy, roots): load
+  // reports are re-gossiped every probe interval, so a node that missed the metadata change (a
+  // broadcast reaches most members at once, not all) learns it within seconds. Optional trailing
+  // fields, left out when all are 0.
+  uint64_t revocations = 0;
+  uint64_t policy = 0;
+  uint64_t roots = 0;
 };
 
 // Models beyond what fits kMaxLoadBytes are left out (the first ones are kept).

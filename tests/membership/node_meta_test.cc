@@ -96,6 +96,26 @@ TEST(NodeMetaTest, MalformedMetadataIsAnErrorNotACrash) {
               HasSubstr("unknown data policy 3"));
 }
 
+TEST(LoadReportTest, CarriesTheControlVersionsWhenThereAreAny) {
+  LoadReport r;
+  r.models = {{"identity", 1, 0, 5}};
+  const std::string plain = EncodeLoadReport(r);
+  EXPECT_EQ(DecodeLoadReport(plain)->policy, 0u);
+  r.revocations = 2;
+  r.policy = 7;
+  r.roots = 3;
+  const std::string with = EncodeLoadReport(r);
+  EXPECT_GT(with.size(), plain.size());
+  absl::StatusOr<LoadReport> d = DecodeLoadReport(with);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->revocations, 2u);
+  EXPECT_EQ(d->policy, 7u);
+  EXPECT_EQ(d->roots, 3u);
+  ASSERT_EQ(d->models.size(), 1u);
+  EXPECT_FALSE(DecodeLoadReport(with + "x").ok()) << "trailing bytes";
+  EXPECT_FALSE(DecodeLoadReport(plain + "\x01").ok()) << "a trailer cut short";
+}
+
 TEST(LoadReportTest, RoundTripsAndStaysWithinTheLimit) {
   LoadReport r;
   r.models = {{"identity", 3, 1, 42}, {"vibration-anomaly", 0, 0, 9}};
