@@ -85,6 +85,11 @@ def median(values):
     return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
 
+# The inference every hop benchmark sends: 16 FP32 values to the identity model.
+HOP_BODY = json.dumps({"inputs": [{"name": "INPUT0", "shape": [16], "datatype": "FP32",
+                                   "data": [float(i) / 8 for i in range(16)]}]})
+
+
 def wait_forwarded(a_http, body, served_by, seconds=15):
     """Waits until the node at `a_http` answers an identity inference served by `served_by`."""
     deadline = time.time() + seconds
@@ -175,8 +180,7 @@ def main():
     if args.syscalls and not shutil.which("perf"):
         sys.exit("--syscalls needs perf: apt-get install --no-install-recommends linux-perf")
     binary = os.path.join(args.build, "hivemesh")
-    body = json.dumps({"inputs": [{"name": "INPUT0", "shape": [16], "datatype": "FP32",
-                                   "data": [float(i) / 8 for i in range(16)]}]})
+    body = HOP_BODY
     procs = []
     with tempfile.TemporaryDirectory() as work:
         os.chmod(work, 0o755)

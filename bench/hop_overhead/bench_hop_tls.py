@@ -23,7 +23,6 @@ Then:
                                         [--proxy-threads 2]
 """
 import argparse
-import json
 import os
 import re
 import shutil
@@ -35,7 +34,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench", "serving"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_hop_overhead import hop_table, run_rounds, start_nginx, wait_forwarded  # noqa: E402
+from bench_hop_overhead import (HOP_BODY, hop_table, run_rounds, start_nginx,  # noqa: E402
+                                wait_forwarded)
 from bench_serving import free_port, wait_http  # noqa: E402
 
 
@@ -154,8 +154,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: scripts/install-deps.sh installs it")
     binary = os.path.join(args.build, "hivemesh")
-    body = json.dumps({"inputs": [{"name": "INPUT0", "shape": [16], "datatype": "FP32",
-                                   "data": [float(i) / 8 for i in range(16)]}]})
+    body = HOP_BODY
     procs = []
     with tempfile.TemporaryDirectory() as work:
         os.chmod(work, 0o755)

@@ -335,12 +335,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       // A revoked member's connections here close at once; new ones are refused (CheckPeer).
       [self = agent.get()](const std::string& name, const std::string& key) {
         spdlog::info("member {}'s key is revoked: closing its connections", name);
-        for (const Caller::Kind kind : {Caller::Kind::kClient, Caller::Kind::kOperator}) {
-          self->http_->CloseConnectionsOf(TlsPeerName(kind, name));  // a client certificate's
-        }
-        self->gossip_->RevokeKey(key);  // its claims are refused, and it is dead here
-        self->http_->CloseConnectionsOf(name);
-        self->peers_->CloseConnectionsTo(name);
+        self->CutOff(name, key);
         self->AnnounceMeta();  // the new count tells the other nodes to fetch the list
       });
   agent->issuer_api_->SetRootRotation([self] { return self->StartRootRotation(); });
@@ -626,6 +621,15 @@ absl::Status Agent::StartGossip() {
   return absl::OkStatus();
 }
 
+template <typename Announcement>
+void Agent::FillControlVersions(Announcement& out) const {
+  out.revocations = issuer_ != nullptr ? issuer_->revocation_count() : 0;
+  out.policy = mesh_policy_ != nullptr ? mesh_policy_->version() : 0;
+  if (const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials(); mesh) {
+    out.roots = mesh->roots.size();
+  }
+}
+
 absl::StatusOr<std::string> Agent::EncodedMeta() const {
   membership::NodeMeta meta;
   meta.api_address = config_.http_advertise_address.empty()
@@ -633,11 +637,7 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
                          : config_.http_advertise_address;
   meta.draining = draining_;
   meta.insecure = config_.insecure;
-  meta.revocations = issuer_ != nullptr ? issuer_->revocation_count() : 0;
-  meta.policy = mesh_policy_ != nullptr ? mesh_policy_->version() : 0;
-  if (const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials(); mesh) {
-    meta.roots = mesh->roots.size();
-  }
+  FillControlVersions(meta);
   meta.labels = config_.LabelMap();
   meta.cores = std::thread::hardware_concurrency();
   meta.memory_mb = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
@@ -695,11 +695,7 @@ std::string Agent::LoadReport() const {
         static_cast<uint32_t>(s.ewma_service_ns.load() / 1000)});
   }
   // The control versions ride along (NodeMeta has them too): see membership::LoadReport.
-  report.revocations = issuer_ != nullptr ? issuer_->revocation_count() : 0;
-  report.policy = mesh_policy_ != nullptr ? mesh_policy_->version() : 0;
-  if (const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials(); mesh) {
-    report.roots = mesh->roots.size();
-  }
+  FillControlVersions(report);
   return membership::EncodeLoadReport(report);
 }
 
@@ -847,6 +843,15 @@ void Agent::FetchPolicy(const std::string& member, const std::string& api_addres
                });
 }
 
+void Agent::CutOff(const std::string& name, const std::string& key) {
+  http_->CloseConnectionsOf(name);
+  for (const Caller::Kind kind : {Caller::Kind::kClient, Caller::Kind::kOperator}) {
+    http_->CloseConnectionsOf(TlsPeerName(kind, name));  // a client certificate's
+  }
+  peers_->CloseConnectionsTo(name);
+  gossip_->RevokeKey(key);  // its claims are refused, and it is dead here
+}
+
 void Agent::ApplyRevocations(const std::string& body, const std::string& from, uint64_t count) {
   const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
   simdjson::dom::parser parser;
@@ -881,12 +886,7 @@ void Agent::ApplyRevocations(const std::string& body, const std::string& from, u
   }
   for (const auto& [name, key] : newly) {
     spdlog::info("member {}'s key is revoked (by {}): closing its connections", name, from);
-    http_->CloseConnectionsOf(name);
-    for (const Caller::Kind kind : {Caller::Kind::kClient, Caller::Kind::kOperator}) {
-      http_->CloseConnectionsOf(TlsPeerName(kind, name));  // a client certificate's
-    }
-    peers_->CloseConnectionsTo(name);
-    gossip_->RevokeKey(key);  // its claims are refused, and it is dead here
+    CutOff(name, key);
   }
 
   absl::MutexLock lock(&revoke_mu_);

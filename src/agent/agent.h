@@ -155,6 +155,13 @@ class Agent {
   std::shared_ptr<MeshPolicy> mesh_policy_;
   std::unique_ptr<PolicyHandler> policy_api_;
   void FetchPolicy(const std::string& member, const std::string& api_address);
+  // A revoked key's holder (`name`, a member or a client certificate's): its connections and
+  // links are closed, and gossip drops it.
+  void CutOff(const std::string& name, const std::string& key);
+  // The control versions the node announces (NodeMeta and LoadReport have the same three
+  // fields: the revocation count, the policy version, the roots trusted).
+  template <typename Announcement>
+  void FillControlVersions(Announcement& out) const;
   bool policy_fetching_ ABSL_GUARDED_BY(revoke_mu_) = false;
   mutable absl::Mutex creds_mu_;
   std::shared_ptr<const identity::MeshCredentials> mesh_credentials_ ABSL_GUARDED_BY(creds_mu_);

@@ -289,9 +289,7 @@ absl::Status KServeHandler::Authorize(std::string_view tls_peer, std::string_vie
                                       std::string_view address, std::string_view model,
                                       PolicyVerb verb) const {
   HM_ASSIGN_OR_RETURN(const Who who, Identify(tls_peer, authorization, address));
-  const std::shared_ptr<const Policy> policy =
-      policy_ != nullptr ? policy_->Get() : std::make_shared<const Policy>();
-  absl::Status allowed = Allowed(who, *policy, model, verb);
+  absl::Status allowed = Allowed(who, *policy_->Get(), model, verb);
   if (!allowed.ok()) rejections_->Note(Rejection::kPolicyDenied, address, MessageOf(allowed));
   return allowed;
 }
@@ -300,8 +298,7 @@ absl::StatusOr<KServeHandler::ReadFilter> KServeHandler::Readable(std::string_vi
                                                                   std::string_view authorization,
                                                                   std::string_view address) const {
   HM_ASSIGN_OR_RETURN(Who who, Identify(tls_peer, authorization, address));
-  std::shared_ptr<const Policy> policy =
-      policy_ != nullptr ? policy_->Get() : std::make_shared<const Policy>();
+  std::shared_ptr<const Policy> policy = policy_->Get();
   return ReadFilter(
       [this, who = std::move(who), policy = std::move(policy)](std::string_view model) {
         return Allowed(who, *policy, model, PolicyVerb::kRead).ok();

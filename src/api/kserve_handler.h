@@ -107,8 +107,8 @@ class KServeHandler {
   }
   // The mesh's authorization policy in force (api/authorization_policy.h), and how a client's
   // bearer token (identity/client_token.h) is checked (null: such tokens are not taken). Without
-  // a policy, every caller may read and infer every model. REQUIRES: called before the handler
-  // serves.
+  // a policy, every caller may read and infer every model. REQUIRES: `policy` is not null;
+  // called before the handler serves.
   using ClientTokenCheck =
       std::function<absl::StatusOr<identity::ClientToken>(std::string_view token)>;
   void SetPolicy(std::shared_ptr<const PolicyHolder> policy, ClientTokenCheck client_tokens) {
@@ -155,7 +155,8 @@ class KServeHandler {
   // replace it before the handler serves.
   std::shared_ptr<Rejections> rejections_;
   std::shared_ptr<const MemberCheck> member_check_;
-  std::shared_ptr<const PolicyHolder> policy_;
+  // No policy until SetPolicy gives the mesh's.
+  std::shared_ptr<const PolicyHolder> policy_ = std::make_shared<const PolicyHolder>();
   ClientTokenCheck client_tokens_;
   // Who calls, its bearer token checked (a refusal is counted): the certificate's caller, the
   // token's client, or anyone.

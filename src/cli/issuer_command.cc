@@ -91,18 +91,22 @@ absl::StatusOr<std::string> FormatTokenList(std::string_view json, int64_t now_u
   return FormatTable(rows, {3});
 }
 
-// The Authorization header for `admin_token_file` (none when empty).
-absl::StatusOr<std::vector<std::pair<std::string, std::string>>> AdminHeaders(
-    const std::string& admin_token_file) {
+// A call to the node's admin API: `method target` with `body`, sending the admin token of
+// `admin_token_file` (none when empty) as "Authorization: Bearer <token>".
+absl::StatusOr<HttpResult> AdminCall(const NodeFlags& node, const std::string& admin_token_file,
+                                     std::string_view method, std::string_view target,
+                                     std::string_view body = {}) {
   std::vector<std::pair<std::string, std::string>> headers;
-  if (admin_token_file.empty()) return headers;
-  HM_ASSIGN_OR_RETURN(std::string token, ReadInputFile(admin_token_file));
-  std::string_view t = token;
-  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
-    t.remove_suffix(1);
+  if (!admin_token_file.empty()) {
+    HM_ASSIGN_OR_RETURN(std::string token, ReadInputFile(admin_token_file));
+    std::string_view t = token;
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
+      t.remove_suffix(1);
+    }
+    headers.emplace_back("Authorization", StrCat("Bearer ", t));
   }
-  headers.emplace_back("Authorization", StrCat("Bearer ", t));
-  return headers;
+  HttpClient client(node.node, node.timeout_ms);
+  return Call(client, method, target, body, headers);
 }
 
 CLI::App* AddNodeCommand(CLI::App& app, NodeCommandFlags& flags) {
@@ -118,14 +122,11 @@ CLI::App* AddNodeCommand(CLI::App& app, NodeCommandFlags& flags) {
 }
 
 int RunNode(const NodeCommandFlags& flags) {
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
-      AdminHeaders(flags.admin_token_file);
-  if (!headers.ok()) return Fail("node revoke", headers.status());
-  HttpClient client(flags.node.node, flags.node.timeout_ms);
   std::string body;
   JsonWriter w(body);
   w.BeginObject().Key("name").String(flags.name).EndObject();
-  absl::StatusOr<HttpResult> reply = Call(client, "POST", "/v1/mesh/revocations", body, *headers);
+  absl::StatusOr<HttpResult> reply =
+      AdminCall(flags.node, flags.admin_token_file, "POST", "/v1/mesh/revocations", body);
   if (!reply.ok()) return Fail("node revoke", reply.status());
   if (flags.node.output == "json") {
     std::printf("%s\n", reply->body.c_str());
@@ -136,11 +137,6 @@ int RunNode(const NodeCommandFlags& flags) {
 }
 
 int RunToken(const TokenFlags& flags) {
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> admin =
-      AdminHeaders(flags.admin_token_file);
-  if (!admin.ok()) return Fail("token", admin.status());
-  const std::vector<std::pair<std::string, std::string>>& headers = *admin;
-  HttpClient client(flags.node.node, flags.node.timeout_ms);
   if (flags.create->parsed()) {
     std::string body;
     JsonWriter w(body);
@@ -162,7 +158,8 @@ int RunToken(const TokenFlags& flags) {
       w.Key("uses").Int(flags.uses);
     }
     w.EndObject();
-    absl::StatusOr<HttpResult> reply = Call(client, "POST", "/v1/mesh/tokens", body, headers);
+    absl::StatusOr<HttpResult> reply =
+        AdminCall(flags.node, flags.admin_token_file, "POST", "/v1/mesh/tokens", body);
     if (!reply.ok()) return Fail("token create", reply.status());
     if (flags.node.output == "json") {
       std::printf("%s\n", reply->body.c_str());
@@ -177,7 +174,8 @@ int RunToken(const TokenFlags& flags) {
     return kExitOk;
   }
   if (flags.list->parsed()) {
-    absl::StatusOr<HttpResult> reply = Call(client, "GET", "/v1/mesh/tokens", {}, headers);
+    absl::StatusOr<HttpResult> reply =
+        AdminCall(flags.node, flags.admin_token_file, "GET", "/v1/mesh/tokens");
     if (!reply.ok()) return Fail("token list", reply.status());
     if (flags.node.output == "json") {
       std::printf("%s\n", reply->body.c_str());
@@ -192,7 +190,7 @@ int RunToken(const TokenFlags& flags) {
     return kExitOk;
   }
   absl::StatusOr<HttpResult> reply =
-      Call(client, "DELETE", StrCat("/v1/mesh/tokens/", flags.id), {}, headers);
+      AdminCall(flags.node, flags.admin_token_file, "DELETE", StrCat("/v1/mesh/tokens/", flags.id));
   if (!reply.ok()) return Fail("token revoke", reply.status());
   std::printf("revoked %s\n", flags.id.c_str());
   return kExitOk;
@@ -230,9 +228,6 @@ CLI::App* AddCertCommand(CLI::App& app, CertFlags& flags) {
 namespace {
 
 int RevokeClient(const CertFlags& flags) {
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
-      AdminHeaders(flags.admin_token_file);
-  if (!headers.ok()) return Fail("cert revoke", headers.status());
   absl::StatusOr<std::string> pem = ReadInputFile(flags.cert_file);
   absl::StatusOr<identity::Certificate> cert =
       pem.ok() ? identity::Certificate::FromPem(*pem) : pem.status();
@@ -250,8 +245,8 @@ int RevokeClient(const CertFlags& flags) {
   w.Key("name").String(who->name);
   w.Key("key").String(HexEncode(who->public_key));
   w.EndObject();
-  HttpClient client(flags.node.node, flags.node.timeout_ms);
-  absl::StatusOr<HttpResult> reply = Call(client, "POST", "/v1/mesh/revocations", body, *headers);
+  absl::StatusOr<HttpResult> reply =
+      AdminCall(flags.node, flags.admin_token_file, "POST", "/v1/mesh/revocations", body);
   if (!reply.ok()) return Fail("cert revoke", reply.status());
   if (flags.node.output == "json") {
     std::printf("%s\n", reply->body.c_str());
@@ -266,9 +261,6 @@ int RevokeClient(const CertFlags& flags) {
 
 int RunCert(const CertFlags& flags) {
   if (flags.revoke->parsed()) return RevokeClient(flags);
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
-      AdminHeaders(flags.admin_token_file);
-  if (!headers.ok()) return Fail("cert issue-client", headers.status());
   // The key is made here and never leaves this machine: the issuer sees its public half.
   const identity::NodeKey key = identity::NodeKey::Generate();
   std::string body;
@@ -279,9 +271,8 @@ int RunCert(const CertFlags& flags) {
   w.Key("public_key").String(HexEncode(key.public_key()));
   w.Key("ttl").String(flags.ttl);
   w.EndObject();
-  HttpClient client(flags.node.node, flags.node.timeout_ms);
   absl::StatusOr<HttpResult> reply =
-      Call(client, "POST", "/v1/mesh/client-certificates", body, *headers);
+      AdminCall(flags.node, flags.admin_token_file, "POST", "/v1/mesh/client-certificates", body);
   if (!reply.ok()) return Fail("cert issue-client", reply.status());
   simdjson::dom::parser parser;
   simdjson::dom::object answer;
@@ -334,14 +325,11 @@ CLI::App* AddPolicyCommand(CLI::App& app, PolicyFlags& flags) {
 }
 
 int RunPolicy(const PolicyFlags& flags) {
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
-      AdminHeaders(flags.admin_token_file);
-  if (!headers.ok()) return Fail("policy", headers.status());
-  HttpClient client(flags.node.node, flags.node.timeout_ms);
   if (flags.apply->parsed()) {
     absl::StatusOr<std::string> document = ReadInputFile(flags.file);
     if (!document.ok()) return Fail("policy apply", document.status());
-    absl::StatusOr<HttpResult> reply = Call(client, "PUT", "/v1/mesh/policy", *document, *headers);
+    absl::StatusOr<HttpResult> reply =
+        AdminCall(flags.node, flags.admin_token_file, "PUT", "/v1/mesh/policy", *document);
     if (!reply.ok()) return Fail("policy apply", reply.status());
     if (flags.node.output == "json") {
       std::printf("%s\n", reply->body.c_str());
@@ -356,7 +344,8 @@ int RunPolicy(const PolicyFlags& flags) {
                 static_cast<unsigned long long>(version));
     return kExitOk;
   }
-  absl::StatusOr<HttpResult> reply = Call(client, "GET", "/v1/mesh/policy", {}, *headers);
+  absl::StatusOr<HttpResult> reply =
+      AdminCall(flags.node, flags.admin_token_file, "GET", "/v1/mesh/policy");
   if (!reply.ok()) return Fail("policy show", reply.status());
   if (flags.node.output == "json") {
     std::printf("%s\n", reply->body.c_str());
@@ -395,11 +384,8 @@ CLI::App* AddCaCommand(CLI::App& app, CaFlags& flags) {
 }
 
 int RunCa(const CaFlags& flags) {
-  absl::StatusOr<std::vector<std::pair<std::string, std::string>>> headers =
-      AdminHeaders(flags.admin_token_file);
-  if (!headers.ok()) return Fail("ca rotate", headers.status());
-  HttpClient client(flags.node.node, flags.node.timeout_ms);
-  absl::StatusOr<HttpResult> reply = Call(client, "POST", "/v1/mesh/ca/rotate", "{}", *headers);
+  absl::StatusOr<HttpResult> reply =
+      AdminCall(flags.node, flags.admin_token_file, "POST", "/v1/mesh/ca/rotate", "{}");
   if (!reply.ok()) return Fail("ca rotate", reply.status());
   if (flags.node.output == "json") {
     std::printf("%s\n", reply->body.c_str());
