@@ -337,8 +337,12 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         spdlog::info("member {}'s key is revoked: closing its connections", name);
         self->CutOff(name, key);
         self->AnnounceMeta();  // the new count tells the other nodes to fetch the list
+        // It holds the gossip keys in force: new ones, which it cannot fetch, replace them.
+        self->RotateGossipKeysAfterRevocation();
       });
   agent->issuer_api_->SetRootRotation([self] { return self->StartRootRotation(); });
+  agent->issuer_api_->SetGossipKeys([self] { return self->Credentials(); },
+                                    [self] { return self->StartGossipKeyRotation(); });
   agent->kserve_->SetMemberCheck(agent->member_check_);
   agent->kserve_->SetPolicy(
       agent->policy_holder_,
@@ -474,6 +478,29 @@ absl::StatusOr<identity::MeshCredentials> LoadOrCreateMesh(const AgentConfig& co
 
 }  // namespace
 
+namespace {
+
+// The gossip keyring of `keys` (base64, the primary first).
+absl::StatusOr<membership::Keyring> MakeKeyring(const std::vector<std::string_view>& keys,
+                                                const std::string& label) {
+  std::vector<std::string> raw_keys;
+  for (std::string_view k : keys) {
+    absl::StatusOr<std::string> raw = membership::Keyring::DecodeKey(k);
+    if (!raw.ok()) {
+      return absl::InvalidArgumentError(
+          StrCat("gossip_keys: key ", raw_keys.size() + 1, ": ", MessageOf(raw.status())));
+    }
+    raw_keys.push_back(std::move(*raw));
+  }
+  absl::StatusOr<membership::Keyring> ring =
+      membership::Keyring::Create(std::move(raw_keys), label);
+  if (!ring.ok())
+    return absl::InvalidArgumentError(StrCat("gossip_keys: ", MessageOf(ring.status())));
+  return ring;
+}
+
+}  // namespace
+
 absl::Status Agent::StartGossip() {
   membership::GossipOptions options;
   options.name = config_.node_name;
@@ -551,21 +578,7 @@ absl::Status Agent::StartGossip() {
     gossip_keys.assign(creds->gossip_keys.begin(), creds->gossip_keys.end());
   }
   if (!gossip_keys.empty()) {
-    std::vector<std::string> keys;
-    for (std::string_view k : gossip_keys) {
-      absl::StatusOr<std::string> raw = membership::Keyring::DecodeKey(k);
-      if (!raw.ok()) {
-        return absl::InvalidArgumentError(
-            StrCat("gossip_keys: key ", keys.size() + 1, ": ", MessageOf(raw.status())));
-      }
-      keys.push_back(std::move(*raw));
-    }
-    absl::StatusOr<membership::Keyring> ring =
-        membership::Keyring::Create(std::move(keys), config_.cluster_label);
-    if (!ring.ok()) {
-      return absl::InvalidArgumentError(StrCat("gossip_keys: ", MessageOf(ring.status())));
-    }
-    options.keyring = std::move(*ring);
+    HM_ASSIGN_OR_RETURN(options.keyring, MakeKeyring(gossip_keys, config_.cluster_label));
   }
 
   absl::MutexLock lock(&meta_mu_);
@@ -627,8 +640,28 @@ void Agent::FillControlVersions(Announcement& out) const {
   out.policy = mesh_policy_ != nullptr ? mesh_policy_->version() : 0;
   if (const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials(); mesh) {
     out.roots = mesh->roots.size();
+    out.gossip_keys = mesh->gossip_keys_version;
   }
 }
+
+namespace {
+
+// What member `m` announces: its metadata, with the control versions of its latest load report
+// where they are higher (load reports are re-gossiped every probe interval: a metadata change
+// this node missed shows there within seconds).
+absl::StatusOr<membership::NodeMeta> AnnouncedBy(const membership::MemberInfo& m) {
+  absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
+  if (absl::StatusOr<membership::LoadReport> load = membership::DecodeLoadReport(m.load);
+      meta.ok() && load.ok()) {
+    meta->revocations = std::max(meta->revocations, load->revocations);
+    meta->policy = std::max(meta->policy, load->policy);
+    meta->roots = std::max(meta->roots, load->roots);
+    meta->gossip_keys = std::max(meta->gossip_keys, load->gossip_keys);
+  }
+  return meta;
+}
+
+}  // namespace
 
 absl::StatusOr<std::string> Agent::EncodedMeta() const {
   membership::NodeMeta meta;
@@ -739,17 +772,18 @@ void Agent::WatchRevocations() {
     const std::shared_ptr<const identity::MeshCredentials> creds = Credentials();
     const uint64_t my_roots = creds != nullptr ? creds->roots.size() : 0;
     bool more_roots = false;
+    // The member announcing the newest gossip keys, if newer than this node's.
+    uint64_t newest_keys = creds != nullptr ? creds->gossip_keys_version : 0;
+    std::string keys_member, keys_api;
     revoke_mu_.Unlock();
     for (const membership::MemberInfo& m : gossip_->Members()) {
       if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
-      absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
-      // The latest load report carries the same versions, re-gossiped every probe interval: a
-      // metadata change this node missed shows there within seconds.
-      if (absl::StatusOr<membership::LoadReport> load = membership::DecodeLoadReport(m.load);
-          meta.ok() && load.ok()) {
-        meta->revocations = std::max(meta->revocations, load->revocations);
-        meta->policy = std::max(meta->policy, load->policy);
-        meta->roots = std::max(meta->roots, load->roots);
+      absl::StatusOr<membership::NodeMeta> meta = AnnouncedBy(m);
+      if (meta.ok() && creds != nullptr && !creds->gossip_keys.empty() &&
+          meta->gossip_keys > newest_keys) {
+        newest_keys = meta->gossip_keys;
+        keys_member = m.name;
+        keys_api = meta->api_address;
       }
       if (meta.ok() && meta->revocations > 0) {
         due.emplace_back(m.name, meta->api_address, meta->revocations);
@@ -767,6 +801,12 @@ void Agent::WatchRevocations() {
       load_cv_.Signal();
     }
     revoke_mu_.Lock();
+    if (!keys_member.empty() && !gossip_keys_fetching_) {
+      gossip_keys_fetching_ = true;
+      revoke_mu_.Unlock();
+      FetchGossipKeys(keys_member, keys_api);
+      revoke_mu_.Lock();
+    }
     if (!policy_member.empty() && !policy_fetching_) {
       policy_fetching_ = true;
       revoke_mu_.Unlock();
@@ -797,18 +837,26 @@ PeerRequest MemberGet(const std::string& member, const std::string& api_address,
   return r;
 }
 
+// The body of a member's 200 answer, or why there is none.
+absl::StatusOr<std::string_view> AnswerBody(const absl::StatusOr<PeerResponse>& answer) {
+  if (!answer.ok()) return answer.status();
+  if (answer->status != 200 || answer->body == nullptr) {
+    return absl::UnavailableError(StrCat("it answered ", answer->status));
+  }
+  return std::string_view(*answer->body);
+}
+
 }  // namespace
 
 void Agent::FetchRevocations(const std::string& member, const std::string& api_address,
                              uint64_t count) {
   peers_->Send(MemberGet(member, api_address, "/v1/mesh/revoked-keys"),
                [this, member, count](absl::StatusOr<PeerResponse> answer) {
-                 if (!answer.ok() || answer->status != 200 || answer->body == nullptr) {
+                 if (absl::StatusOr<std::string_view> body = AnswerBody(answer); !body.ok()) {
                    spdlog::warn("cannot fetch the revocations of {}: {}", member,
-                                answer.ok() ? StrCat("it answered ", answer->status)
-                                            : std::string(MessageOf(answer.status())));
+                                MessageOf(body.status()));
                  } else {
-                   ApplyRevocations(*answer->body, member, count);
+                   ApplyRevocations(std::string(*body), member, count);
                  }
                  absl::MutexLock lock(&revoke_mu_);
                  revocations_fetching_.erase(member);
@@ -818,16 +866,12 @@ void Agent::FetchRevocations(const std::string& member, const std::string& api_a
 void Agent::FetchPolicy(const std::string& member, const std::string& api_address) {
   peers_->Send(MemberGet(member, api_address, "/v1/mesh/policy"),
                [this, member](absl::StatusOr<PeerResponse> answer) {
-                 absl::StatusOr<bool> taken = absl::UnavailableError("no answer");
-                 if (!answer.ok()) {
-                   taken = answer.status();
-                 } else if (answer->status != 200 || answer->body == nullptr) {
-                   taken = absl::UnavailableError(StrCat("it answered ", answer->status));
-                 } else {
-                   absl::StatusOr<SignedPolicy> offered = DecodeSignedPolicy(*answer->body);
-                   taken = offered.ok() ? mesh_policy_->Offer(*offered, Credentials()->node_chain)
-                                        : offered.status();
-                 }
+                 const absl::StatusOr<std::string_view> body = AnswerBody(answer);
+                 const absl::StatusOr<SignedPolicy> offered =
+                     body.ok() ? DecodeSignedPolicy(*body) : body.status();
+                 const absl::StatusOr<bool> taken =
+                     offered.ok() ? mesh_policy_->Offer(*offered, Credentials()->node_chain)
+                                  : offered.status();
                  if (!taken.ok()) {
                    spdlog::warn("the mesh policy from {} is not taken: {}", member,
                                 MessageOf(taken.status()));
@@ -841,6 +885,46 @@ void Agent::FetchPolicy(const std::string& member, const std::string& api_addres
                  // A refused or failed fetch is tried again at the next look (a member event, or 3
                  // s).
                });
+}
+
+void Agent::FetchGossipKeys(const std::string& member, const std::string& api_address) {
+  peers_->Send(
+      MemberGet(member, api_address, "/v1/mesh/gossip-keys"),
+      [this, member](absl::StatusOr<PeerResponse> answer) {
+        const absl::StatusOr<std::string_view> body = AnswerBody(answer);
+        const absl::StatusOr<SignedGossipKeys> offered =
+            body.ok() ? DecodeGossipKeys(*body) : body.status();
+        if (absl::Status taken = offered.ok() ? TakeGossipKeys(*offered, member) : offered.status();
+            !taken.ok()) {
+          spdlog::warn("the gossip keys from {} are not taken: {}", member, MessageOf(taken));
+        }
+        absl::MutexLock lock(&revoke_mu_);
+        gossip_keys_fetching_ = false;  // a failed fetch is tried again at the next look
+      });
+}
+
+absl::Status Agent::TakeGossipKeys(const SignedGossipKeys& offered, const std::string& from) {
+  absl::MutexLock rotate(&rotate_mu_);
+  const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+  if (offered.version <= mesh->gossip_keys_version) return absl::OkStatus();  // one came first
+  bool signed_by_issuer = false;
+  for (const identity::Certificate& issuer : mesh->node_chain) {
+    signed_by_issuer =
+        signed_by_issuer ||
+        identity::VerifyGossipKeys(issuer, offered.version, offered.keys, offered.signature);
+  }
+  if (!signed_by_issuer) {
+    return absl::PermissionDeniedError(
+        StrCat("version ", offered.version, " is not signed by an issuer of the mesh"));
+  }
+  identity::MeshCredentials next = *mesh;
+  next.gossip_keys = offered.keys;
+  next.gossip_keys_version = offered.version;
+  next.gossip_keys_signature = offered.signature;
+  HM_RETURN_IF_ERROR(identity::SaveMesh(config_.StateDir(), next));
+  InstallCredentials(std::move(next));
+  spdlog::info("gossip keys version {} in force (from {})", offered.version, from);
+  return absl::OkStatus();
 }
 
 void Agent::CutOff(const std::string& name, const std::string& key) {
@@ -980,10 +1064,40 @@ void Agent::RenewCertificates() {
       MaybeFinishRootRotation();
       load_mu_.Lock();
     }
+    if (issuer_ != nullptr && mesh != nullptr && mesh->gossip_rotation_step != 0) {
+      load_mu_.Unlock();
+      MaybeAdvanceGossipKeyRotation();
+      load_mu_.Lock();
+    }
+    if (issuer_ == nullptr && mesh != nullptr && !mesh->gossip_keys.empty()) {
+      load_mu_.Unlock();
+      const bool lonely = LonelyTooLong(now);
+      load_mu_.Lock();
+      if (lonely) renew_now_ = true;  // at the next turn: a renewal brings the mesh's keys
+    }
     const SteadyTime wake = SystemClock::Get().Now() + std::chrono::seconds(1);
     while (!stopping_ && !SystemClock::Get().WaitUntil(load_cv_, load_mu_, wake)) {
     }
   }
+}
+
+bool Agent::LonelyTooLong(SteadyTime now) {
+  constexpr auto kLonely = std::chrono::seconds(10);
+  if (config_.JoinList().empty()) return false;
+  for (const membership::MemberInfo& m : gossip_->Members()) {
+    if (m.name != config_.node_name && m.state == membership::MemberState::kAlive) {
+      lonely_since_.reset();
+      return false;
+    }
+  }
+  if (!lonely_since_ || now - *lonely_since_ < kLonely) {
+    if (!lonely_since_) lonely_since_ = now;
+    return false;
+  }
+  lonely_since_ = now;  // the next try in kLonely at the earliest
+  spdlog::info("no other member alive for {} s: asking an issuer for the mesh's gossip keys",
+               kLonely.count());
+  return true;
 }
 
 bool Agent::RenewOnce() {
@@ -1035,8 +1149,13 @@ bool Agent::RenewOnce() {
   next.roots = renewed->roots;
   next.node_cert = renewed->node_cert;
   next.node_chain = renewed->node_chain;
-  // Kept for the next start (today's gossip goes on with the keys it started with).
-  if (!renewed->gossip_keys.empty()) next.gossip_keys = renewed->gossip_keys;
+  // Newer gossip keys (a node that was offline through a key rotation) seal and open gossip
+  // from now on (InstallCredentials).
+  if (!renewed->gossip_keys.empty() && renewed->gossip_keys_version >= next.gossip_keys_version) {
+    next.gossip_keys = renewed->gossip_keys;
+    next.gossip_keys_version = renewed->gossip_keys_version;
+    next.gossip_keys_signature = renewed->gossip_keys_signature;
+  }
   const int64_t until = std::chrono::duration_cast<std::chrono::seconds>(
                             next.node_cert->not_after().time_since_epoch())
                             .count();
@@ -1063,8 +1182,97 @@ void Agent::InstallCredentials(identity::MeshCredentials next) {
   if (absl::Status presented = PresentCertificate(next); !presented.ok()) {
     spdlog::error("renewed certificate not presented to peers: {}", MessageOf(presented));
   }
-  absl::MutexLock lock(&creds_mu_);
-  mesh_credentials_ = std::make_shared<const identity::MeshCredentials>(std::move(next));
+  const std::shared_ptr<const identity::MeshCredentials> before = Credentials();
+  const bool new_keys = gossip_ != nullptr && !next.gossip_keys.empty() &&
+                        (before == nullptr || before->gossip_keys != next.gossip_keys);
+  if (new_keys) {
+    const std::vector<std::string_view> keys(next.gossip_keys.begin(), next.gossip_keys.end());
+    absl::StatusOr<membership::Keyring> ring = MakeKeyring(keys, config_.cluster_label);
+    if (absl::Status used = ring.ok() ? gossip_->SetKeyring(*std::move(ring)) : ring.status();
+        !used.ok()) {
+      spdlog::error("gossip keys version {} not used: {}", next.gossip_keys_version,
+                    MessageOf(used));
+    }
+  }
+  {
+    absl::MutexLock lock(&creds_mu_);
+    mesh_credentials_ = std::make_shared<const identity::MeshCredentials>(std::move(next));
+  }
+  // The issuer takes the next step of a key rotation once every member announces the version.
+  if (new_keys) AnnounceMeta();
+}
+
+absl::StatusOr<uint64_t> Agent::StartGossipKeyRotation() {
+  absl::MutexLock rotate(&rotate_mu_);
+  if (issuer_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this node holds no issuer rights: rotate the gossip keys at an issuer");
+  }
+  identity::MeshCredentials next = *Credentials();
+  HM_RETURN_IF_ERROR(identity::StartGossipKeyRotation(next));
+  HM_RETURN_IF_ERROR(identity::SaveMesh(config_.StateDir(), next));
+  const uint64_t version = next.gossip_keys_version;
+  InstallCredentials(std::move(next));
+  spdlog::info(
+      "gossip key rotation: version {} accepts a new key; it seals once every member "
+      "holds it",
+      version);
+  return version;
+}
+
+void Agent::RotateGossipKeysAfterRevocation() {
+  {
+    absl::MutexLock rotate(&rotate_mu_);
+    const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+    if (issuer_ == nullptr || mesh == nullptr || mesh->gossip_keys.empty()) return;
+    if (mesh->gossip_rotation_step != 0) {
+      rotate_keys_again_ = true;  // the revoked member may hold the key being rolled out
+      return;
+    }
+  }
+  absl::StatusOr<uint64_t> started = StartGossipKeyRotation();
+  if (!started.ok()) {
+    spdlog::error("gossip keys not rotated after a revocation: {}", MessageOf(started.status()));
+  }
+}
+
+void Agent::MaybeAdvanceGossipKeyRotation() {
+  bool again = false;
+  {
+    absl::MutexLock rotate(&rotate_mu_);
+    const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+    if (issuer_ == nullptr || mesh->gossip_rotation_step == 0) return;
+    for (const membership::MemberInfo& m : gossip_->Members()) {
+      if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
+      absl::StatusOr<membership::NodeMeta> meta = AnnouncedBy(m);
+      if (!meta.ok() || meta->gossip_keys < mesh->gossip_keys_version) return;
+    }
+    identity::MeshCredentials next = *mesh;
+    if (absl::Status advanced = identity::AdvanceGossipKeyRotation(next); !advanced.ok()) {
+      spdlog::error("gossip key rotation stopped: {}", MessageOf(advanced));
+      return;
+    }
+    if (absl::Status saved = identity::SaveMesh(config_.StateDir(), next); !saved.ok()) {
+      spdlog::error("gossip key rotation not saved: {}", MessageOf(saved));
+      return;
+    }
+    const int step = next.gossip_rotation_step;
+    const uint64_t version = next.gossip_keys_version;
+    InstallCredentials(std::move(next));
+    if (step == 2) {
+      spdlog::info("gossip key rotation: version {} seals with the new key", version);
+    } else {
+      spdlog::info("gossip key rotation finished: version {} holds the new key only", version);
+    }
+    again = step == 0 && rotate_keys_again_;
+    if (again) rotate_keys_again_ = false;
+  }
+  if (again) {
+    absl::StatusOr<uint64_t> started = StartGossipKeyRotation();
+    if (!started.ok()) {
+      spdlog::error("gossip keys not rotated after a revocation: {}", MessageOf(started.status()));
+    }
+  }
 }
 
 absl::StatusOr<std::string> Agent::StartRootRotation() {

@@ -23,6 +23,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "agent/agent_config.h"
+#include "base/clock.h"
 #include "transport/tls.h"
 
 namespace hivemesh {
@@ -39,6 +40,7 @@ class MetricsHandler;
 class MeshPolicy;
 class PolicyHandler;
 class PolicyHolder;
+struct SignedGossipKeys;
 namespace telemetry {
 class Registry;
 }
@@ -163,6 +165,23 @@ class Agent {
   template <typename Announcement>
   void FillControlVersions(Announcement& out) const;
   bool policy_fetching_ ABSL_GUARDED_BY(revoke_mu_) = false;
+  // Gossip keys (identity/mesh_files.h): a node that sees a member announce a newer version
+  // fetches the signed keys from it over mutual TLS (the same thread as the revocations) and
+  // seals and opens gossip with them at once (InstallCredentials).
+  void FetchGossipKeys(const std::string& member, const std::string& api_address);
+  absl::Status TakeGossipKeys(const SignedGossipKeys& offered, const std::string& from);
+  bool gossip_keys_fetching_ ABSL_GUARDED_BY(revoke_mu_) = false;
+  // Gossip key rotation, at an issuer: started by an operator (POST /v1/mesh/gossip-keys/rotate)
+  // or by a revocation (the revoked member holds the keys in force); each next step once every
+  // live member announces the last version.
+  absl::StatusOr<uint64_t> StartGossipKeyRotation();
+  void RotateGossipKeysAfterRevocation();
+  void MaybeAdvanceGossipKeyRotation();
+  // True (at most every 10 s) once a node with seeds has seen no other live member for 10 s:
+  // it may hold gossip keys the mesh no longer uses (offline or cut off through a rotation),
+  // and renews to get those in force. Renewal thread only.
+  bool LonelyTooLong(SteadyTime now);
+  std::optional<SteadyTime> lonely_since_;
   mutable absl::Mutex creds_mu_;
   std::shared_ptr<const identity::MeshCredentials> mesh_credentials_ ABSL_GUARDED_BY(creds_mu_);
   std::shared_ptr<const identity::NodeKey> node_key_;
@@ -171,10 +190,12 @@ class Agent {
   // this node's issuer or from any member that holds issuer rights.
   void RenewCertificates();
   bool RenewOnce();
-  // Serializes what replaces the mesh credentials (renewal, root rotation): each reads the
-  // current ones and installs the next.
+  // Serializes what replaces the mesh credentials (renewal, root and gossip key rotation, keys
+  // fetched): each reads the current ones and installs the next.
   absl::Mutex rotate_mu_;
-  // Saves `next`, presents it to joiners and peers, and makes it the node's credentials.
+  bool rotate_keys_again_ ABSL_GUARDED_BY(rotate_mu_) = false;  // a revocation during a rotation
+  // Presents `next` to joiners and peers, seals and opens gossip with its keys if they changed
+  // (and announces their version), and makes it the node's credentials. The caller saved it.
   void InstallCredentials(identity::MeshCredentials next);
   // Root rotation (identity/mesh_files.h), at the node holding the root key: the new root goes
   // into the trust bundle now; once every live member announces as many roots as this node

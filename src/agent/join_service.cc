@@ -188,13 +188,24 @@ struct JoinService::Impl {
   std::shared_ptr<SSL_CTX> ctx;  // guarded by JoinService::mu_ (replaced on renewal)
   std::shared_ptr<identity::IssuerService> issuer;
   identity::Issuer::KeyOf key_of;
-  // The mesh's gossip keys, handed to every node it issues a certificate to (set once).
-  std::vector<std::string> gossip_keys;
+  // The mesh's gossip keys, handed to every node it issues a certificate to: guarded by
+  // JoinService::mu_ (replaced at a key rotation).
+  struct GossipKeys {
+    std::vector<std::string> keys;
+    uint64_t version = 0;
+    std::string signature;
+  };
+  std::shared_ptr<const GossipKeys> gossip;
+
+  static std::shared_ptr<const GossipKeys> KeysOf(const identity::MeshCredentials& mesh) {
+    return std::make_shared<const GossipKeys>(
+        GossipKeys{mesh.gossip_keys, mesh.gossip_keys_version, mesh.gossip_keys_signature});
+  }
 
   // The answer to one request body, from a client that presented `presented` (its certificate
   // first; empty: none).
   std::string Answer(std::string_view body, const std::vector<Certificate>& presented,
-                     bool* issued) const {
+                     const GossipKeys& gossip_keys, bool* issued) const {
     std::string out;
     JsonWriter w(out);
     absl::StatusOr<identity::Issued> result = Handle(body, presented);
@@ -207,8 +218,10 @@ struct JoinService::Impl {
       w.Key("roots").String(Pem(result->roots));
       // Only to a node that has just proved a token or its certificate, over TLS.
       w.Key("gossip_keys").BeginArray();
-      for (const std::string& k : gossip_keys) w.String(k);
+      for (const std::string& k : gossip_keys.keys) w.String(k);
       w.EndArray();
+      w.Key("gossip_keys_version").Uint(gossip_keys.version);
+      w.Key("gossip_keys_signature").String(HexEncode(gossip_keys.signature));
     } else {
       w.Key("error").String(MessageOf(result.status()));
       w.Key("code").String(CodeName(result.status().code()));
@@ -259,7 +272,7 @@ absl::StatusOr<std::unique_ptr<JoinService>> JoinService::Create(
   impl->ctx = std::move(ctx);
   impl->issuer = std::move(issuer);
   impl->key_of = std::move(key_of);
-  impl->gossip_keys = mesh.gossip_keys;
+  impl->gossip = Impl::KeysOf(mesh);
   return std::unique_ptr<JoinService>(new JoinService(std::move(impl)));
 }
 
@@ -269,6 +282,7 @@ absl::Status JoinService::UpdateCredentials(const identity::MeshCredentials& mes
                       identity::MakeTlsContext(mesh, node_key, /*server=*/true));
   absl::MutexLock lock(&mu_);
   impl_->ctx = std::move(ctx);
+  impl_->gossip = Impl::KeysOf(mesh);
   return absl::OkStatus();
 }
 
@@ -318,9 +332,11 @@ void JoinService::Run(Worker* worker) {
   const Clock::time_point deadline = Clock::now() + kJoinDeadline;
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   std::shared_ptr<SSL_CTX> ctx;
+  std::shared_ptr<const Impl::GossipKeys> gossip;
   {
     absl::MutexLock lock(&mu_);
     ctx = impl_->ctx;
+    gossip = impl_->gossip;
   }
   SslPtr ssl(SSL_new(ctx.get()));
   bool answered = false, issued = false;
@@ -334,7 +350,8 @@ void JoinService::Run(Worker* worker) {
       const std::vector<Certificate> presented =
           identity::CertificatesFromDer(PeerChainOf(ssl.get()));
       answered =
-          WriteMessage(ssl.get(), fd, deadline, impl_->Answer(*body, presented, &issued)).ok();
+          WriteMessage(ssl.get(), fd, deadline, impl_->Answer(*body, presented, *gossip, &issued))
+              .ok();
       SSL_shutdown(ssl.get());
     }
   }
@@ -465,6 +482,17 @@ absl::StatusOr<identity::MeshCredentials> Exchange(SeedConnection& c, Clock::tim
       }
       mesh.gossip_keys.emplace_back(key);
     }
+  }
+  // Their version and the issuer's signature (absent from an issuer of before key rotation).
+  std::string_view signature;
+  uint64_t version = 0;
+  if (o["gossip_keys_version"].get(version) == simdjson::SUCCESS &&
+      o["gossip_keys_signature"].get(signature) == simdjson::SUCCESS) {
+    std::optional<std::string> raw = HexDecode(signature);
+    if (!raw)
+      return absl::UnavailableError(StrCat(c.where, " answered a signature that is not hex"));
+    mesh.gossip_keys_version = version;
+    mesh.gossip_keys_signature = std::move(*raw);
   }
   return mesh;
 }

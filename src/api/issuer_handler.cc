@@ -1,14 +1,19 @@
 #include "api/issuer_handler.h"
 
+#include <simdjson.h>
+
 #include <chrono>
 
 #include "api/authorization_policy.h"
+#include "api/member_check.h"
 #include "api/rest_infer.h"
 #include "base/hex.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 #include "codec/json_writer.h"
 #include "codec/repository_codec.h"
 #include "identity/issuer_service.h"
+#include "identity/mesh_files.h"
 
 namespace hivemesh {
 namespace {
@@ -19,6 +24,8 @@ constexpr std::string_view kRevocations = "/v1/mesh/revocations";
 constexpr std::string_view kRevokedKeys = "/v1/mesh/revoked-keys";
 constexpr std::string_view kClientCertificates = "/v1/mesh/client-certificates";
 constexpr std::string_view kRotateRoot = "/v1/mesh/ca/rotate";
+constexpr std::string_view kGossipKeys = "/v1/mesh/gossip-keys";
+constexpr std::string_view kRotateGossipKeys = "/v1/mesh/gossip-keys/rotate";
 
 int64_t Unix(identity::WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -52,6 +59,14 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
   }
   if (path == kRotateRoot) {
     RotateRoot(request, respond);
+    return true;
+  }
+  if (path == kGossipKeys) {
+    GossipKeys(request, respond);
+    return true;
+  }
+  if (path == kRotateGossipKeys) {
+    RotateGossipKeys(request, respond);
     return true;
   }
   if (!path.starts_with(kTokens)) return false;
@@ -139,7 +154,7 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
   return true;
 }
 
-absl::Status IssuerHandler::Allowed(const HttpRequest& request, std::string_view path) const {
+absl::Status IssuerHandler::AdminAllowed(const HttpRequest& request, std::string_view path) const {
   const AdminCaller caller{request.remote_address(), request.header("Authorization"),
                            request.tls_peer()};
   if (absl::Status allowed = admin_.Check(caller); !allowed.ok()) {
@@ -150,6 +165,11 @@ absl::Status IssuerHandler::Allowed(const HttpRequest& request, std::string_view
     }
     return allowed;
   }
+  return absl::OkStatus();
+}
+
+absl::Status IssuerHandler::Allowed(const HttpRequest& request, std::string_view path) const {
+  HM_RETURN_IF_ERROR(AdminAllowed(request, path));
   if (issuer_ == nullptr) {
     return absl::FailedPreconditionError(
         "this node holds no issuer rights: ask the node that created the mesh");
@@ -208,7 +228,7 @@ void IssuerHandler::RevokedKeys(const HttpRequest& request, HttpResponder& respo
   if (request.method() != "GET")
     return respond(MethodNotAllowed(request.method(), kRevokedKeys, "GET"));
   // Members ask over mutual TLS (the certificate named them); admins as for the other calls.
-  if (CallerOfTlsPeer(request.tls_peer()).kind != Caller::Kind::kMember) {
+  if (MemberOf(request).empty()) {
     if (absl::Status allowed = Allowed(request, kRevokedKeys); !allowed.ok()) {
       return respond(ErrorResponse(allowed));
     }
@@ -278,6 +298,98 @@ void IssuerHandler::RotateRoot(const HttpRequest& request, HttpResponder& respon
   std::string out;
   JsonWriter w(out);
   w.BeginObject().Key("root").String(*digest).EndObject();
+  respond(JsonResponse(200, std::move(out)));
+}
+
+std::string EncodeGossipKeys(const SignedGossipKeys& keys) {
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject();
+  w.Key("version").Uint(keys.version);
+  w.Key("keys").BeginArray();
+  for (const std::string& k : keys.keys) w.String(k);
+  w.EndArray();
+  w.Key("signature").String(HexEncode(keys.signature));
+  w.EndObject();
+  return out;
+}
+
+absl::StatusOr<SignedGossipKeys> DecodeGossipKeys(std::string_view body) {
+  constexpr size_t kMaxKeys = 8, kMaxKeyChars = 64;
+  if (body.size() > 4096) return absl::InvalidArgumentError("gossip keys: the answer is too large");
+  simdjson::dom::parser parser;
+  simdjson::dom::object o;
+  simdjson::dom::array keys;
+  std::string_view signature;
+  SignedGossipKeys out;
+  if (parser.parse(body.data(), body.size()).get(o) != simdjson::SUCCESS ||
+      o["version"].get(out.version) != simdjson::SUCCESS ||
+      o["keys"].get(keys) != simdjson::SUCCESS ||
+      o["signature"].get(signature) != simdjson::SUCCESS) {
+    return absl::InvalidArgumentError(
+        "gossip keys: not an object with version, keys and signature");
+  }
+  for (simdjson::dom::element e : keys) {
+    std::string_view k;
+    if (e.get(k) != simdjson::SUCCESS || k.empty() || k.size() > kMaxKeyChars ||
+        out.keys.size() == kMaxKeys) {
+      return absl::InvalidArgumentError(StrCat("gossip keys: at most ", kMaxKeys,
+                                               " strings of 1 to ", kMaxKeyChars, " characters"));
+    }
+    out.keys.emplace_back(k);
+  }
+  std::optional<std::string> raw = HexDecode(signature);
+  if (out.keys.empty() || !raw) {
+    return absl::InvalidArgumentError("gossip keys: no keys, or a signature that is not hex");
+  }
+  out.signature = std::move(*raw);
+  return out;
+}
+
+void IssuerHandler::GossipKeys(const HttpRequest& request, HttpResponder& respond) const {
+  if (request.method() != "GET") {
+    return respond(MethodNotAllowed(request.method(), kGossipKeys, "GET"));
+  }
+  const bool member = !MemberOf(request).empty();
+  if (!member) {
+    if (absl::Status allowed = AdminAllowed(request, kGossipKeys); !allowed.ok()) {
+      return respond(ErrorResponse(allowed));
+    }
+  }
+  const std::shared_ptr<const identity::MeshCredentials> mesh = current_ ? current_() : nullptr;
+  if (mesh == nullptr || mesh->gossip_keys.empty()) {
+    return respond(ErrorResponse(
+        absl::FailedPreconditionError("this node holds no gossip keys of a secure mesh")));
+  }
+  if (member) {
+    SignedGossipKeys keys{mesh->gossip_keys_version, mesh->gossip_keys,
+                          mesh->gossip_keys_signature};
+    return respond(JsonResponse(200, EncodeGossipKeys(keys)));
+  }
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject();
+  w.Key("version").Uint(mesh->gossip_keys_version);
+  w.Key("keys").Uint(mesh->gossip_keys.size());
+  w.Key("step").Int(mesh->gossip_rotation_step);
+  w.EndObject();
+  respond(JsonResponse(200, std::move(out)));
+}
+
+void IssuerHandler::RotateGossipKeys(const HttpRequest& request, HttpResponder& respond) const {
+  if (request.method() != "POST") {
+    return respond(MethodNotAllowed(request.method(), kRotateGossipKeys, "POST"));
+  }
+  if (absl::Status allowed = Allowed(request, kRotateGossipKeys); !allowed.ok()) {
+    return respond(ErrorResponse(allowed));
+  }
+  absl::StatusOr<uint64_t> version =
+      rotate_keys_ ? rotate_keys_()
+                   : absl::FailedPreconditionError("this node cannot rotate the gossip keys");
+  if (!version.ok()) return respond(ErrorResponse(version.status()));
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject().Key("version").Uint(*version).EndObject();
   respond(JsonResponse(200, std::move(out)));
 }
 

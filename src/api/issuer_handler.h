@@ -19,6 +19,11 @@
 //          (identity/certs.h) for a key the client made and keeps
 //   POST   /v1/mesh/ca/rotate  -> 200 {"root": "<digest of the new root>"}: a root rotation
 //          (identity/mesh_files.h), at the node holding the root key
+//   GET    /v1/mesh/gossip-keys  members, over mutual TLS: the gossip keys this node holds
+//          (EncodeGossipKeys); admins: {"version", "keys": <how many>, "step"}, never a key.
+//          Served by every node, issuer or not.
+//   POST   /v1/mesh/gossip-keys/rotate  -> 200 {"version", "step"}: a gossip key rotation
+//          (identity/mesh_files.h), at an issuer
 //
 // A node without issuer rights answers 409, saying so.
 //
@@ -35,7 +40,19 @@
 namespace hivemesh {
 namespace identity {
 class IssuerService;
-}
+struct MeshCredentials;
+}  // namespace identity
+
+// The mesh's gossip keys as a member hands them to another: version, keys (base64, the primary
+// first) and the issuer's signature over both (identity::GossipKeysMessage).
+struct SignedGossipKeys {
+  uint64_t version = 0;
+  std::vector<std::string> keys;
+  std::string signature;  // raw bytes
+};
+std::string EncodeGossipKeys(const SignedGossipKeys& keys);
+// Bounded: at most 8 keys of at most 64 characters. Errors say what is wrong.
+absl::StatusOr<SignedGossipKeys> DecodeGossipKeys(std::string_view body);
 
 class IssuerHandler {
  public:
@@ -51,6 +68,14 @@ class IssuerHandler {
   void SetRootRotation(std::function<absl::StatusOr<std::string>()> rotate) {
     rotate_ = std::move(rotate);
   }
+  // GET /v1/mesh/gossip-keys answers from `current` (the node's credentials); POST
+  // /v1/mesh/gossip-keys/rotate calls `rotate` (the agent's: the version in force, or why not).
+  // Without them, both answer 409. REQUIRES: called before the handler serves.
+  void SetGossipKeys(std::function<std::shared_ptr<const identity::MeshCredentials>()> current,
+                     std::function<absl::StatusOr<uint64_t>()> rotate) {
+    current_ = std::move(current);
+    rotate_keys_ = std::move(rotate);
+  }
   // True if the request was for /v1/mesh/tokens or /v1/mesh/revocations (and was answered).
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
 
@@ -61,13 +86,19 @@ class IssuerHandler {
   identity::Issuer::KeyOf key_of_;
   std::function<void(const std::string& name, const std::string& key)> on_revoked_;
 
+  // OK if the caller is an admin (the refusal is counted).
+  absl::Status AdminAllowed(const HttpRequest& request, std::string_view path) const;
   // OK if the caller is an admin and this node an issuer.
   absl::Status Allowed(const HttpRequest& request, std::string_view path) const;
   void Revocations(const HttpRequest& request, HttpResponder& respond) const;
   void RevokedKeys(const HttpRequest& request, HttpResponder& respond) const;
   void ClientCertificate(const HttpRequest& request, HttpResponder& respond) const;
   void RotateRoot(const HttpRequest& request, HttpResponder& respond) const;
+  void GossipKeys(const HttpRequest& request, HttpResponder& respond) const;
+  void RotateGossipKeys(const HttpRequest& request, HttpResponder& respond) const;
   std::function<absl::StatusOr<std::string>()> rotate_;
+  std::function<std::shared_ptr<const identity::MeshCredentials>()> current_;
+  std::function<absl::StatusOr<uint64_t>()> rotate_keys_;
 };
 
 }  // namespace hivemesh

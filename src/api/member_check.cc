@@ -97,4 +97,10 @@ int64_t UnixMillisNow() {
       .count();
 }
 
+std::string_view MemberOf(const HttpRequest& request) {
+  if (!request.link_member().empty()) return request.link_member();
+  const Caller caller = CallerOfTlsPeer(request.tls_peer());
+  return caller.kind == Caller::Kind::kMember ? caller.name : std::string_view();
+}
+
 }  // namespace hivemesh

@@ -60,4 +60,10 @@ class MemberCheck {
 // The wall clock in Unix milliseconds.
 int64_t UnixMillisNow();
 
+// The member a request to a members-only endpoint (the mesh's policy, revocations, gossip keys)
+// comes from, over mutual TLS: the member of the mesh link it came on, or the member a TLS
+// connection's certificate names (never a client's or an operator's certificate). Empty for
+// anyone else. Peers' requests go on a link when one is open, so both count.
+std::string_view MemberOf(const HttpRequest& request);
+
 }  // namespace hivemesh

@@ -6,6 +6,7 @@
 
 #include <utility>
 
+#include "api/member_check.h"
 #include "api/rest_infer.h"
 #include "base/hex.h"
 #include "base/status_macros.h"
@@ -148,7 +149,7 @@ bool PolicyHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
     return true;
   }
   // Members read it over mutual TLS; everything else is an admin call.
-  const bool member = CallerOfTlsPeer(request.tls_peer()).kind == Caller::Kind::kMember;
+  const bool member = !MemberOf(request).empty();
   if (method == "PUT" || !member) {
     const AdminCaller caller{request.remote_address(), request.header("Authorization"),
                              request.tls_peer()};

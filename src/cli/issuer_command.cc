@@ -402,4 +402,59 @@ int RunCa(const CaFlags& flags) {
   return kExitOk;
 }
 
+CLI::App* AddGossipKeysCommand(CLI::App& app, GossipKeysFlags& flags) {
+  CLI::App* cmd = app.add_subcommand(
+      "gossip-keys", "the keys that seal the mesh's gossip, handed to members over mutual TLS");
+  cmd->require_subcommand(1);
+  flags.rotate = cmd->add_subcommand(
+      "rotate",
+      "a new gossip key, at an issuer: every member accepts it, then seals with it, then the old "
+      "one goes; each step once every live member holds the last");
+  flags.show = cmd->add_subcommand("show", "the version of the keys a node holds (never a key)");
+  for (CLI::App* sub : {flags.rotate, flags.show}) {
+    AddNodeFlags(sub, flags.node, StrCat("  hivemesh gossip-keys ", sub->get_name()));
+    sub->add_option("--admin-token-file", flags.admin_token_file,
+                    "file holding the node's admin token (admin_access: token)");
+  }
+  return cmd;
+}
+
+int RunGossipKeys(const GossipKeysFlags& flags) {
+  const bool rotate = flags.rotate->parsed();
+  const char* what = rotate ? "gossip-keys rotate" : "gossip-keys show";
+  absl::StatusOr<HttpResult> reply =
+      rotate ? AdminCall(flags.node, flags.admin_token_file, "POST", "/v1/mesh/gossip-keys/rotate",
+                         "{}")
+             : AdminCall(flags.node, flags.admin_token_file, "GET", "/v1/mesh/gossip-keys", "");
+  if (!reply.ok()) return Fail(what, reply.status());
+  if (flags.node.output == "json") {
+    std::printf("%s\n", reply->body.c_str());
+    return kExitOk;
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::object o;
+  uint64_t version = 0, keys = 0;
+  int64_t step = 0;
+  if (parser.parse(reply->body).get(o) != simdjson::SUCCESS ||
+      o["version"].get(version) != simdjson::SUCCESS) {
+    return Fail(what, absl::UnknownError("the node's answer names no version"));
+  }
+  if (rotate) {
+    std::printf(
+        "gossip keys version %llu accepts a new key: members take it within seconds, "
+        "and two more versions follow (it seals, the old key goes)\n",
+        static_cast<unsigned long long>(version));
+    return kExitOk;
+  }
+  if (o["keys"].get(keys) != simdjson::SUCCESS || o["step"].get(step) != simdjson::SUCCESS) {
+    return Fail(what, absl::UnknownError("the node's answer holds no key count and step"));
+  }
+  std::printf("gossip keys version %llu, %llu key%s%s\n", static_cast<unsigned long long>(version),
+              static_cast<unsigned long long>(keys), keys == 1 ? "" : "s",
+              step == 1   ? " (rotating: the new key is accepted)"
+              : step == 2 ? " (rotating: the new key seals, the old one is still accepted)"
+                          : "");
+  return kExitOk;
+}
+
 }  // namespace hivemesh::cli

@@ -8,6 +8,7 @@
 //   `hivemesh cert revoke FILE`          revokes a client certificate's key (/v1/mesh/revocations)
 //   `hivemesh policy apply FILE|show`    the mesh's authorization policy (/v1/mesh/policy)
 //   `hivemesh ca rotate`                 a new root for the mesh (/v1/mesh/ca/rotate)
+//   `hivemesh gossip-keys rotate|show`   new gossip keys for the mesh (/v1/mesh/gossip-keys)
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -64,6 +65,16 @@ struct CaFlags {
 
 CLI::App* AddCaCommand(CLI::App& app, CaFlags& flags);
 int RunCa(const CaFlags& flags);
+
+struct GossipKeysFlags {
+  NodeFlags node;
+  std::string admin_token_file;
+  CLI::App* rotate = nullptr;
+  CLI::App* show = nullptr;
+};
+
+CLI::App* AddGossipKeysCommand(CLI::App& app, GossipKeysFlags& flags);
+int RunGossipKeys(const GossipKeysFlags& flags);
 
 CLI::App* AddCertCommand(CLI::App& app, CertFlags& flags);
 int RunCert(const CertFlags& flags);

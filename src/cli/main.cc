@@ -49,6 +49,8 @@ int main(int argc, char** argv) {
   CLI::App* cert_cmd = hivemesh::cli::AddCertCommand(app, cert_flags);
   hivemesh::cli::CaFlags ca_flags;
   CLI::App* ca_cmd = hivemesh::cli::AddCaCommand(app, ca_flags);
+  hivemesh::cli::GossipKeysFlags gossip_keys_flags;
+  CLI::App* gossip_keys_cmd = hivemesh::cli::AddGossipKeysCommand(app, gossip_keys_flags);
   hivemesh::cli::PolicyFlags policy_flags;
   CLI::App* policy_cmd = hivemesh::cli::AddPolicyCommand(app, policy_flags);
 
@@ -84,6 +86,7 @@ int main(int argc, char** argv) {
   if (cert_cmd->parsed()) return hivemesh::cli::RunCert(cert_flags);
   if (policy_cmd->parsed()) return hivemesh::cli::RunPolicy(policy_flags);
   if (ca_cmd->parsed()) return hivemesh::cli::RunCa(ca_flags);
+  if (gossip_keys_cmd->parsed()) return hivemesh::cli::RunGossipKeys(gossip_keys_flags);
   if (demo_cmd->parsed()) return hivemesh::demo::RunDemo(demo_flags);
   if (keygen_cmd->parsed()) {
     std::printf("%s\n", hivemesh::membership::Keyring::GenerateKey().c_str());

@@ -180,6 +180,23 @@ bool VerifyPolicy(const Certificate& issuer, uint64_t version, std::string_view 
          VerifySignature(issuer.public_key(), PolicyMessage(version, document), signature);
 }
 
+std::string GossipKeysMessage(uint64_t version, const std::vector<std::string>& keys) {
+  std::string m = "hivemesh gossip keys v1";
+  m += '\0';
+  m += std::to_string(version);
+  for (const std::string& k : keys) {
+    m += '\0';
+    m += k;
+  }
+  return m;
+}
+
+bool VerifyGossipKeys(const Certificate& issuer, uint64_t version,
+                      const std::vector<std::string>& keys, std::string_view signature) {
+  return issuer.is_ca() &&
+         VerifySignature(issuer.public_key(), GossipKeysMessage(version, keys), signature);
+}
+
 std::string Issuer::SignPolicy(uint64_t version, std::string_view document) const {
   return issuer_key_.Sign(PolicyMessage(version, document));
 }

@@ -70,6 +70,12 @@ std::string PolicyMessage(uint64_t version, std::string_view document);
 bool VerifyPolicy(const Certificate& issuer, uint64_t version, std::string_view document,
                   std::string_view signature);
 
+// What an issuer signs to hand out the mesh's gossip keys (base64, the primary first) as their
+// version `version` (identity/mesh_files.h): members relay them to one another.
+std::string GossipKeysMessage(uint64_t version, const std::vector<std::string>& keys);
+bool VerifyGossipKeys(const Certificate& issuer, uint64_t version,
+                      const std::vector<std::string>& keys, std::string_view signature);
+
 // Longest life of a client certificate.
 inline constexpr seconds kMaxClientValidity{365 * 86400};
 

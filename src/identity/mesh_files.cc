@@ -5,8 +5,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/hex.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "identity/issuer.h"
 #include "identity/key_file.h"
 
 namespace hivemesh::identity {
@@ -32,6 +34,53 @@ std::string Pem(const std::vector<Certificate>& certs) {
   std::string out;
   for (const Certificate& c : certs) out += c.ToPem();
   return out;
+}
+
+// gossip.keys: one base64 key per line, the primary first. Since key rotation, lines
+// "version N", "signature <hex>" and (at an issuer, during a rotation) "step S" come first; a
+// file without them is version 0.
+absl::Status ParseGossipKeys(std::string_view text, MeshCredentials& mesh) {
+  for (std::string_view line : Split(text, '\n')) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    if (line.empty()) continue;
+    const size_t space = line.find(' ');
+    if (space == std::string_view::npos) {
+      mesh.gossip_keys.emplace_back(line);
+      continue;
+    }
+    const std::string_view field = line.substr(0, space), value = line.substr(space + 1);
+    std::optional<std::string> signature;
+    std::optional<uint64_t> number;
+    if (field == "signature" && (signature = HexDecode(value))) {
+      mesh.gossip_keys_signature = std::move(*signature);
+    } else if (field == "version" && (number = ParseUint(value))) {
+      mesh.gossip_keys_version = *number;
+    } else if (field == "step" && (number = ParseUint(value)) && *number <= 2) {
+      mesh.gossip_rotation_step = static_cast<int>(*number);
+    } else {
+      return absl::InvalidArgumentError(
+          StrCat("gossip.keys: a line '", field, " ...' that is not version, signature or step"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string GossipKeysText(const MeshCredentials& mesh) {
+  std::string text;
+  if (mesh.gossip_keys_version > 0) StrAppend(&text, "version ", mesh.gossip_keys_version, "\n");
+  if (!mesh.gossip_keys_signature.empty()) {
+    StrAppend(&text, "signature ", HexEncode(mesh.gossip_keys_signature), "\n");
+  }
+  if (mesh.gossip_rotation_step > 0) StrAppend(&text, "step ", mesh.gossip_rotation_step, "\n");
+  for (const std::string& k : mesh.gossip_keys) StrAppend(&text, k, "\n");
+  return text;
+}
+
+absl::Status SignNextGossipKeys(MeshCredentials& mesh) {
+  ++mesh.gossip_keys_version;
+  mesh.gossip_keys_signature =
+      mesh.issuer_key->Sign(GossipKeysMessage(mesh.gossip_keys_version, mesh.gossip_keys));
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -62,10 +111,7 @@ absl::StatusOr<MeshCredentials> LoadMesh(const std::string& state_dir) {
   }
   if (Exists(dir + "/gossip.keys")) {
     HM_ASSIGN_OR_RETURN(std::string text, ReadSecretFile(dir + "/gossip.keys", "gossip keys"));
-    for (std::string_view line : Split(text, '\n')) {
-      while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
-      if (!line.empty()) mesh.gossip_keys.emplace_back(line);
-    }
+    HM_RETURN_IF_ERROR(ParseGossipKeys(text, mesh));
   }
   return mesh;
 }
@@ -78,9 +124,7 @@ absl::Status SaveMesh(const std::string& state_dir, const MeshCredentials& mesh)
   if (mesh.root_key)
     HM_RETURN_IF_ERROR(ReplaceFile(dir + "/root.key", mesh.root_key->ToPem(), 0600));
   if (!mesh.gossip_keys.empty()) {
-    std::string text;
-    for (const std::string& k : mesh.gossip_keys) StrAppend(&text, k, "\n");
-    HM_RETURN_IF_ERROR(ReplaceFile(dir + "/gossip.keys", text, 0600));
+    HM_RETURN_IF_ERROR(ReplaceFile(dir + "/gossip.keys", GossipKeysText(mesh), 0600));
   }
   if (mesh.issuer_cert && mesh.issuer_key) {
     HM_RETURN_IF_ERROR(ReplaceFile(dir + "/issuer.key", mesh.issuer_key->ToPem(), 0600));
@@ -94,6 +138,34 @@ absl::Status SaveMesh(const std::string& state_dir, const MeshCredentials& mesh)
   if (!mesh.roots.empty())
     HM_RETURN_IF_ERROR(ReplaceFile(dir + "/roots.pem", Pem(mesh.roots), 0644));
   return absl::OkStatus();
+}
+
+absl::Status StartGossipKeyRotation(MeshCredentials& mesh) {
+  if (!mesh.issuer_key || mesh.gossip_keys.empty()) {
+    return absl::FailedPreconditionError(
+        "this node holds no issuer rights or no gossip keys: rotate them at an issuer");
+  }
+  if (mesh.gossip_rotation_step != 0) {
+    return absl::FailedPreconditionError(
+        "a gossip key rotation is under way: it finishes once every member holds its keys");
+  }
+  mesh.gossip_keys = {mesh.gossip_keys.front(), NewGossipKey()};
+  mesh.gossip_rotation_step = 1;
+  return SignNextGossipKeys(mesh);
+}
+
+absl::Status AdvanceGossipKeyRotation(MeshCredentials& mesh) {
+  if (!mesh.issuer_key || mesh.gossip_keys.size() != 2 || mesh.gossip_rotation_step == 0) {
+    return absl::FailedPreconditionError("no gossip key rotation is under way");
+  }
+  if (mesh.gossip_rotation_step == 1) {
+    std::swap(mesh.gossip_keys[0], mesh.gossip_keys[1]);  // the new key seals
+    mesh.gossip_rotation_step = 2;
+  } else {
+    mesh.gossip_keys.pop_back();  // the old key goes
+    mesh.gossip_rotation_step = 0;
+  }
+  return SignNextGossipKeys(mesh);
 }
 
 absl::StatusOr<MeshCredentials> CreateMesh(const NodeKey& node_key, const std::string& name,

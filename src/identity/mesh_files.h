@@ -34,6 +34,13 @@ struct MeshCredentials {
   // first: made with the mesh, handed to each node in its join and renewal answers, kept in
   // <state>/mesh/gossip.keys (0600). Empty for a mesh made before they were.
   std::vector<std::string> gossip_keys;
+  // Their version (0: as the mesh was made) and an issuer's signature over version and keys
+  // (GossipKeysMessage, identity/issuer.h; empty at version 0): members hand a newer version to
+  // one another, and take it only if an issuer of the mesh signed it.
+  uint64_t gossip_keys_version = 0;
+  std::string gossip_keys_signature;
+  // At the issuer, during a gossip key rotation: the step taken (1 or 2, below); 0 otherwise.
+  int gossip_rotation_step = 0;
 
   bool empty() const { return roots.empty(); }
   std::string ca_digest() const { return roots.empty() ? "" : roots.front().Digest(); }
@@ -67,5 +74,18 @@ absl::Status StartRootRotation(MeshCredentials& mesh, WallTime now);
 absl::Status FinishRootRotation(MeshCredentials& mesh, WallTime now);
 // True between the two steps: the issuer certificate is not signed by the first root.
 bool RootRotationPending(const MeshCredentials& mesh);
+
+// Gossip key rotation (docs/identity.md), at an issuer, in three versions of the keys so that
+// whatever key a member seals with, every other member opens it, whichever of two neighbouring
+// versions each holds:
+//  - StartGossipKeyRotation: a new key is accepted, after the primary, which still seals (step 1);
+//  - AdvanceGossipKeyRotation from step 1: the new key seals, the old one is still accepted
+//    (step 2);
+//  - AdvanceGossipKeyRotation from step 2: the old key is dropped (step 0: done).
+// Each step is a new version signed with the issuer key. The agent takes the next step once
+// every live member announces the version. FAILED_PRECONDITION without issuer rights or keys, or
+// (Start) during a rotation, or (Advance) outside one.
+absl::Status StartGossipKeyRotation(MeshCredentials& mesh);
+absl::Status AdvanceGossipKeyRotation(MeshCredentials& mesh);
 
 }  // namespace hivemesh::identity

@@ -226,6 +226,9 @@ class Envelope {
     return keyring_ ? kHeaderBytes + to.bytes().size() + Keyring::kOverhead : 0;
   }
   bool encrypted() const { return keyring_.has_value(); }
+  // Seals and opens with `keyring` from now on (a key rotation, identity/mesh_files.h): the
+  // replay windows stay. REQUIRES: encrypted() (plaintext gossip stays plaintext).
+  void SetKeyring(Keyring keyring) { keyring_ = std::move(keyring); }
   uint64_t boot_id() const { return boot_id_; }
   const DropCounters& drops() const { return drops_; }
   // Sender boot ids currently remembered (<= options.max_senders).

@@ -121,6 +121,15 @@ void GossipNodeImpl::RevokeKey(std::string key) {
   });
 }
 
+absl::Status GossipNodeImpl::SetKeyring(Keyring keyring) {
+  if (!encrypted_) {
+    return absl::FailedPreconditionError("this node's gossip is not encrypted: it has no keys");
+  }
+  absl::MutexLock lock(&mu_);
+  envelope_.SetKeyring(std::move(keyring));
+  return absl::OkStatus();
+}
+
 void GossipNodeImpl::SetLoad(std::string payload) {
   absl::MutexLock lock(&mu_);
   swim_->SetLoad(std::move(payload), clock_.Now());

@@ -137,6 +137,9 @@ class GossipNode {
   virtual void SetLoad(std::string payload) = 0;
   // Swim::RevokeKey: the member bound to `key` is dead here, and its claims are refused.
   virtual void RevokeKey(std::string key) = 0;
+  // Seals and opens gossip with `keyring` from now on (a gossip key rotation). FAILED_PRECONDITION
+  // on a node whose gossip is not encrypted.
+  virtual absl::Status SetKeyring(Keyring keyring) = 0;
 
   virtual std::vector<MemberInfo> Members() const = 0;
   virtual GossipStats Stats() const = 0;

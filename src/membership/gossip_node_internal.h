@@ -109,6 +109,7 @@ class GossipNodeImpl final : public GossipNode {
   void Stop() override;
   void UpdateMeta(std::string meta) override;
   void RevokeKey(std::string key) override;
+  absl::Status SetKeyring(Keyring keyring) override;
   void SetLoad(std::string payload) override;
   std::vector<MemberInfo> Members() const override;
   GossipStats Stats() const override;

@@ -41,6 +41,10 @@ struct NodeMeta {
   // rotation, a node that sees a member trust more renews at once to get the new bundle, and
   // the issuer finishes the rotation once every member trusts them all. 0 or 1: left out.
   uint64_t roots = 0;
+  // The version of the mesh's gossip keys the node holds (identity/mesh_files.h): a node that
+  // sees a newer one fetches the keys from it over mutual TLS, and an issuer takes the next step
+  // of a key rotation once every member holds the last. 0: left out.
+  uint64_t gossip_keys = 0;
 };
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).
@@ -56,13 +60,15 @@ struct ModelLoad {
 
 struct LoadReport {
   std::vector<ModelLoad> models;
-  // The node's control versions, as in its metadata (NodeMeta revocations, policy, roots): load
+  // The node's control versions, as in its metadata (NodeMeta revocations, policy, roots,
+  // gossip_keys): load
   // reports are re-gossiped every probe interval, so a node that missed the metadata change (a
   // broadcast reaches most members at once, not all) learns it within seconds. Optional trailing
   // fields, left out when all are 0.
   uint64_t revocations = 0;
   uint64_t policy = 0;
   uint64_t roots = 0;
+  uint64_t gossip_keys = 0;
 };
 
 // Models beyond what fits kMaxLoadBytes are left out (the first ones are kept).

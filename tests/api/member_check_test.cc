@@ -142,5 +142,16 @@ TEST_F(MemberCheckTest, AClientCertificateForwardsNothingAndOpensNoLink) {
   EXPECT_EQ(*check_->AuthorizeLink(FakeRequest({}, "", "a")), "a");
 }
 
+TEST(MemberOfTest, MembersOnLinksAndByCertificateOnly) {
+  // A peer's request goes on its mesh link when one is open: the link names the member.
+  EXPECT_EQ(MemberOf(FakeRequest({}, "a")), "a");
+  // Or on a connection whose certificate names it.
+  EXPECT_EQ(MemberOf(FakeRequest({}, "", "a")), "a");
+  // Never a client's or an operator's certificate, a claimed origin, or a plain connection.
+  EXPECT_EQ(MemberOf(FakeRequest({}, "", "client:a")), "");
+  EXPECT_EQ(MemberOf(FakeRequest({}, "", "operator:ops")), "");
+  EXPECT_EQ(MemberOf(FakeRequest({{"Hivemesh-Origin", "a"}}, "", "")), "");
+}
+
 }  // namespace
 }  // namespace hivemesh

@@ -124,6 +124,79 @@ TEST_F(MeshFilesTest, ARootRotationTrustsBothRootsBeforeTheIssuerSignsUnderTheNe
   EXPECT_FALSE(VerifyNodeCertificate(renewed->cert, without_cross, {old_root}, T0()).ok());
 }
 
+TEST_F(MeshFilesTest, AGossipKeyRotationTakesThreeSignedVersionsAndIsKept) {
+  MeshCredentials mesh = *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0());
+  const std::vector<std::string> old_keys = mesh.gossip_keys;
+  ASSERT_EQ(old_keys.size(), 1u);
+  EXPECT_EQ(mesh.gossip_keys_version, 0u);
+  EXPECT_THAT(AdvanceGossipKeyRotation(mesh).message(), HasSubstr("no gossip key rotation"));
+  const auto signed_ok = [&](const MeshCredentials& m) {
+    return VerifyGossipKeys(*m.issuer_cert, m.gossip_keys_version, m.gossip_keys,
+                            m.gossip_keys_signature);
+  };
+  // 1: a new key is accepted; the old one still seals.
+  ASSERT_TRUE(StartGossipKeyRotation(mesh).ok());
+  ASSERT_EQ(mesh.gossip_keys.size(), 2u);
+  EXPECT_EQ(mesh.gossip_keys[0], old_keys[0]);
+  const std::string new_key = mesh.gossip_keys[1];
+  EXPECT_NE(new_key, old_keys[0]);
+  EXPECT_EQ(mesh.gossip_keys_version, 1u);
+  EXPECT_EQ(mesh.gossip_rotation_step, 1);
+  EXPECT_TRUE(signed_ok(mesh));
+  EXPECT_THAT(StartGossipKeyRotation(mesh).message(), HasSubstr("under way"));
+  // Kept across a restart, step included.
+  ASSERT_TRUE(SaveMesh(dir_, mesh).ok());
+  absl::StatusOr<MeshCredentials> back = LoadMesh(dir_);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->gossip_keys, mesh.gossip_keys);
+  EXPECT_EQ(back->gossip_keys_version, 1u);
+  EXPECT_EQ(back->gossip_keys_signature, mesh.gossip_keys_signature);
+  EXPECT_EQ(back->gossip_rotation_step, 1);
+  struct stat st {};
+  ASSERT_EQ(::stat((dir_ + "/mesh/gossip.keys").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // 2: the new key seals, the old one is still accepted.
+  mesh = *back;
+  ASSERT_TRUE(AdvanceGossipKeyRotation(mesh).ok());
+  EXPECT_EQ(mesh.gossip_keys, (std::vector<std::string>{new_key, old_keys[0]}));
+  EXPECT_EQ(mesh.gossip_keys_version, 2u);
+  EXPECT_TRUE(signed_ok(mesh));
+  // 3: the old key goes.
+  ASSERT_TRUE(AdvanceGossipKeyRotation(mesh).ok());
+  EXPECT_EQ(mesh.gossip_keys, (std::vector<std::string>{new_key}));
+  EXPECT_EQ(mesh.gossip_keys_version, 3u);
+  EXPECT_EQ(mesh.gossip_rotation_step, 0);
+  EXPECT_TRUE(signed_ok(mesh));
+  EXPECT_THAT(AdvanceGossipKeyRotation(mesh).message(), HasSubstr("no gossip key rotation"));
+  // A signature holds for its version and keys only, and only an issuer's counts.
+  EXPECT_FALSE(
+      VerifyGossipKeys(*mesh.issuer_cert, 4, mesh.gossip_keys, mesh.gossip_keys_signature));
+  EXPECT_FALSE(VerifyGossipKeys(*mesh.issuer_cert, 3, old_keys, mesh.gossip_keys_signature));
+  EXPECT_FALSE(VerifyGossipKeys(*mesh.node_cert, 3, mesh.gossip_keys, mesh.gossip_keys_signature));
+  // Without issuer rights, no rotation.
+  MeshCredentials member = mesh;
+  member.issuer_key.reset();
+  EXPECT_THAT(StartGossipKeyRotation(member).message(), HasSubstr("no issuer rights"));
+}
+
+TEST_F(MeshFilesTest, AGossipKeysFileOfBeforeRotationIsVersionZero) {
+  MeshCredentials mesh = *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0());
+  ASSERT_TRUE(SaveMesh(dir_, mesh).ok());
+  Write("gossip.keys", mesh.gossip_keys[0] + "\n");
+  ::chmod((dir_ + "/mesh/gossip.keys").c_str(), 0600);
+  absl::StatusOr<MeshCredentials> back = LoadMesh(dir_);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->gossip_keys, mesh.gossip_keys);
+  EXPECT_EQ(back->gossip_keys_version, 0u);
+  EXPECT_EQ(back->gossip_rotation_step, 0);
+  for (const std::string bad : {"version x\n", "step 3\n", "signature zz\n", "what 1\n"}) {
+    Write("gossip.keys", bad + mesh.gossip_keys[0] + "\n");
+    absl::StatusOr<MeshCredentials> refused = LoadMesh(dir_);
+    EXPECT_FALSE(refused.ok()) << bad;
+    EXPECT_THAT(refused.status().message(), HasSubstr("gossip.keys")) << bad;
+  }
+}
+
 TEST_F(MeshFilesTest, DamagedOrUnsafeFilesAreRefusedNamingTheFile) {
   ASSERT_TRUE(SaveMesh(dir_, *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0())).ok());
   ::chmod((dir_ + "/mesh/issuer.key").c_str(), 0644);

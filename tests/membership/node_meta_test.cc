@@ -64,6 +64,15 @@ TEST(NodeMetaTest, RoundTrips) {
   m.policy = 0;
   EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->roots, 2u);
   EXPECT_EQ(DecodeNodeMeta(*EncodeNodeMeta(m))->policy, 0u);
+  // The gossip keys' version after it; with it, the roots are written even when 0 or 1.
+  const std::string before_keys = *EncodeNodeMeta(m);
+  m.gossip_keys = 4;
+  m.roots = 0;
+  absl::StatusOr<NodeMeta> keys = DecodeNodeMeta(*EncodeNodeMeta(m));
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->gossip_keys, 4u);
+  EXPECT_EQ(keys->roots, 0u);
+  EXPECT_EQ(DecodeNodeMeta(before_keys)->gossip_keys, 0u) << "metadata of before the field";
   EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m) + "x").ok()) << "trailing bytes";
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
@@ -85,10 +94,10 @@ TEST(NodeMetaTest, MalformedMetadataIsAnErrorNotACrash) {
   for (size_t cut = 1; cut < enc.size(); ++cut) {
     EXPECT_FALSE(DecodeNodeMeta(enc.substr(0, cut)).ok()) << cut;
   }
-  // Three bytes more read as the optional revocation count, policy version and roots; anything
-  // past them is refused.
-  EXPECT_TRUE(DecodeNodeMeta(enc + "xxx").ok());
-  EXPECT_FALSE(DecodeNodeMeta(enc + "xxxx").ok());
+  // Four bytes more read as the optional revocation count, policy version, roots and gossip
+  // keys' version; anything past them is refused.
+  EXPECT_TRUE(DecodeNodeMeta(enc + "xxxx").ok());
+  EXPECT_FALSE(DecodeNodeMeta(enc + "xxxxx").ok());
   EXPECT_FALSE(DecodeNodeMeta(enc + "\x80").ok()) << "a count cut short";
   EXPECT_FALSE(DecodeNodeMeta("\x07").ok()) << "unknown version";
   m.models[0].data_policy = 3;
@@ -112,7 +121,15 @@ TEST(LoadReportTest, CarriesTheControlVersionsWhenThereAreAny) {
   EXPECT_EQ(d->policy, 7u);
   EXPECT_EQ(d->roots, 3u);
   ASSERT_EQ(d->models.size(), 1u);
-  EXPECT_FALSE(DecodeLoadReport(with + "x").ok()) << "trailing bytes";
+  EXPECT_EQ(d->gossip_keys, 0u) << "a report of before the field (three versions)";
+  // The gossip keys' version, a fourth one; it alone writes the trailer too.
+  r = LoadReport{};
+  r.gossip_keys = 6;
+  absl::StatusOr<LoadReport> keys = DecodeLoadReport(EncodeLoadReport(r));
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->gossip_keys, 6u);
+  EXPECT_EQ(keys->policy, 0u);
+  EXPECT_FALSE(DecodeLoadReport(EncodeLoadReport(r) + "x").ok()) << "trailing bytes";
   EXPECT_FALSE(DecodeLoadReport(plain + "\x01").ok()) << "a trailer cut short";
 }
 

@@ -25,8 +25,9 @@ import threading
 import time
 import unittest
 
-from hostile import Node, binary_from_argv, wait_for
+from hostile import binary_from_argv, wait_for
 import agent_node  # noqa: E402 (on the path hostile sets)
+from secure_mesh import SecureMeshTest
 from test_mutual_tls import exchange, plain_inference
 
 TTL_S = 15
@@ -56,12 +57,10 @@ def mesh_file(name, file):
     return os.path.join(agent_node.STATE_ROOT, name, "mesh", file)
 
 
-class RootRotationTest(unittest.TestCase):
-    BINARY = None
-
+class RootRotationTest(SecureMeshTest):
     @classmethod
     def setUpClass(cls):
-        cls.nodes = []
+        super().setUpClass()
         cls.n0 = cls.start("n0", ("identity",), ["--certificate-ttl", f"{TTL_S}s"], secure=True)
         cls.n1 = cls.start("n1", ("identity",), cls.join_args())
         cls.n2 = cls.start("n2", (), cls.join_args())
@@ -70,27 +69,6 @@ class RootRotationTest(unittest.TestCase):
         cls.live = [cls.n0, cls.n1, cls.n2]
         wait_for(lambda: cls.n2.infer_identity()[0] == 200, 30, "n2 to forward identity")
         wait_for(lambda: cls.away.infer_identity()[0] == 200, 30, "away to forward identity")
-
-    @classmethod
-    def tearDownClass(cls):
-        for n in cls.nodes:
-            n.stop()
-
-    @classmethod
-    def start(cls, name, models, args, secure=False):
-        node = Node(cls.BINARY, name, models=models, args=args, secure=secure)
-        cls.nodes.append(node)
-        return node
-
-    @classmethod
-    def cli(cls, *args):
-        return subprocess.run([cls.BINARY, *args], capture_output=True, text=True, timeout=30)
-
-    @classmethod
-    def join_args(cls):
-        out = cls.cli("token", "create", "--node", f"127.0.0.1:{cls.n0.port}")
-        assert out.returncode == 0, out.stderr
-        return ["--join", cls.n0.gossip, "--token", out.stdout.strip()]
 
     def test_rotation_under_load_fails_no_request(self):
         stop = threading.Event()
