@@ -18,7 +18,8 @@ MAY_USE = {
     "transport": {"base", "tensor"},
     "telemetry": {"base"},
     "serving": {"base", "tensor", "codec"},
-    "membership": {"base", "tensor", "codec", "identity"},
+    # Gossip's TCP exchanges of a secure mesh run over the transport's TLS stream (io_stream.h).
+    "membership": {"base", "tensor", "codec", "identity", "transport"},
     "routing": {"base", "tensor", "codec", "identity", "transport", "serving"},
     "api": {"base", "tensor", "codec", "identity", "transport", "telemetry", "serving",
             "membership", "routing"},

@@ -545,6 +545,8 @@ absl::Status Agent::StartGossip() {
     join_ = std::move(*join);
     options.on_tls_connection = [this](int fd, const std::string&) { join_->Serve(fd); };
     HM_RETURN_IF_ERROR(PresentCertificate(*creds));
+    // Gossip's TCP exchanges are mutual TLS with the same certificate and check as links.
+    options.tls = tls_;
     // The policy this node enforced before it stopped is in force before it serves.
     mesh_policy_ =
         std::make_shared<MeshPolicy>(config_.StateDir() + "/mesh/policy", policy_holder_);

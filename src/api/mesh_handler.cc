@@ -162,6 +162,8 @@ bool MeshHandler::Handle(const HttpRequest& request, HttpResponder& respond) {
     w.Key("watch_closed").Uint(s.swim.watch_closed);
     w.Key("watching").Uint(s.watching);
     w.Key("watched_by").Uint(s.watched_by);
+    w.Key("tls_handshakes").Uint(s.tls_handshakes);
+    w.Key("tls_resumed").Uint(s.tls_resumed);
     w.Key("push_pulls").Uint(s.swim.push_pulls);
     w.Key("dropped").BeginObject();
     for (size_t r = 0; r < membership::kDropReasonCount; ++r) {

@@ -39,8 +39,13 @@
 #include "membership/envelope.h"
 #include "membership/keyring.h"
 #include "membership/swim.h"
+#include "transport/tls.h"
 
 namespace hivemesh::membership {
+
+// The first byte of a gossip TCP exchange over TLS (a sealed frame starts with 'H', a join's or
+// renewal's TLS handshake with 0x16).
+inline constexpr char kTlsExchangeByte = 'T';
 
 struct GossipOptions {
   std::string name;
@@ -64,6 +69,14 @@ struct GossipOptions {
   // owns from then on, with the peer's address. Called on the gossip thread; must not block.
   // Unset: such a connection is refused as a bad frame, like any other.
   std::function<void(int fd, const std::string& peer)> on_tls_connection;
+
+  // Mutual TLS for every gossip TCP exchange (push-pull, joins, watches) of a secure mesh
+  // (docs/identity.md): the connecting side sends kTlsExchangeByte, then a TLS 1.3 handshake
+  // with the node's certificate, and both sides check the other's with `tls->Check` (a member's:
+  // a client certificate's holder is refused). The frames inside are sealed as before. A plain
+  // frame is refused, even one sealed with the mesh's keys (unauthenticated), after the
+  // "requires encryption" notice where it cannot be opened. Null: plain frames (insecure mesh).
+  std::shared_ptr<TlsSettings> tls;
 
   // Largest TCP frame body (a push-pull carries the whole member table): 16 MiB holds the state
   // of ~100,000 members, far past any edge mesh.
@@ -110,6 +123,10 @@ struct GossipStats {
   uint64_t tcp_buffered_bytes = 0;  // bytes of gossip frames buffered now (tcp_buffer_bytes)
   uint64_t watching = 0;            // watch connections this node holds open to members now
   uint64_t watched_by = 0;          // members' watch connections this node serves now
+  // Mutual-TLS exchanges this node started (GossipOptions::tls), and how many of those resumed
+  // an earlier session with the same peer.
+  uint64_t tls_handshakes = 0;
+  uint64_t tls_resumed = 0;
 };
 
 class GossipNode {

@@ -22,6 +22,7 @@
 #include "base/strings.h"
 #include "membership/gossip_node.h"
 #include "membership/stream_frame.h"
+#include "transport/io_stream.h"
 
 namespace hivemesh::membership::gossip_internal {
 
@@ -42,12 +43,12 @@ std::string Canonical(const asio::ip::address& addr, uint16_t port);
 struct TcpExchange {
   TcpExchange(asio::io_context& ioc, size_t max_frame_bytes, MemoryBudget::Reservation budget,
               Recipient expect)
-      : socket(ioc),
+      : stream(ioc.get_executor()),
         deadline(ioc),
         head_deadline(ioc),
         reader(max_frame_bytes, std::move(budget)),
         expect(std::move(expect)) {}
-  tcp::socket socket;
+  IoStream stream;  // plain, or mutual TLS (GossipOptions::tls) once the handshake is done
   asio::steady_timer deadline;
   asio::steady_timer head_deadline;
   FrameReader reader;
@@ -168,6 +169,14 @@ class GossipNodeImpl final : public GossipNode {
 
   void Accept();
   void Admit(tcp::socket socket);
+  // A peer's exchange over mutual TLS (its first byte, kTlsExchangeByte, is read): the
+  // handshake, the check of its certificate (a member's), then its request frame.
+  void ServeTls(const std::shared_ptr<TcpExchange>& x);
+  // Our exchange, connected: over mutual TLS when the node has TLS settings (kTlsExchangeByte,
+  // the handshake, the check that the peer is a member, `member` if given), then `then()`;
+  // plain at once otherwise.
+  template <typename Then>
+  void SecureThen(const std::shared_ptr<TcpExchange>& x, std::string member, Then then);
   void Serve(const std::shared_ptr<TcpExchange>& x, FrameOutcome o);
   static void WriteAndFinish(const std::shared_ptr<TcpExchange>& x);
 
@@ -225,6 +234,11 @@ class GossipNodeImpl final : public GossipNode {
   SteadyTime next_watch_update_;
   std::atomic<uint64_t> watching_{0}, watched_by_{0};
   std::atomic<bool> stopping_{false};  // LeaveAndStop has said goodbye: no new watches
+  // Gossip thread only: the last TLS session with each peer address, resumed by the next
+  // exchange there (at most kMaxTlsSessions addresses; past that the memory starts over).
+  static constexpr size_t kMaxTlsSessions = 1024;
+  std::map<std::string, std::shared_ptr<SSL_SESSION>> tls_sessions_;
+  void KeepTlsSession(const std::shared_ptr<TcpExchange>& x);
 
   // The state machine, the envelope and the counters are touched by the gossip thread and by
   // readers (Members, Stats, SetLoad) from other threads.

@@ -21,7 +21,7 @@ void GossipNodeImpl::ReadFrame(const std::shared_ptr<TcpExchange>& x, Done done)
   }
   if (!into.ok()) return done(FrameOutcome{false, into.status(), why, {}});
   asio::async_read(
-      x->socket, asio::buffer(into->data(), into->size()),
+      x->stream, asio::buffer(into->data(), into->size()),
       [this, x, done = std::move(done)](error_code ec, size_t) mutable {
         if (ec)
           return done(FrameOutcome{true, absl::UnavailableError("connection closed"), {}, {}});
@@ -49,7 +49,7 @@ void GossipNodeImpl::Finish(const std::shared_ptr<TcpExchange>& x) {
   error_code ignored;
   x->deadline.cancel();
   x->head_deadline.cancel();
-  x->socket.close(ignored);
+  x->stream.socket().close(ignored);
   x->slot.Release();
 }
 
@@ -121,28 +121,109 @@ void GossipNodeImpl::Admit(tcp::socket socket) {
   auto x = std::make_shared<TcpExchange>(
       ioc_, options_.max_tcp_frame_bytes,
       budget.ok() ? *std::move(budget) : MemoryBudget::Reservation(), Recipient::Address(address_));
-  x->socket = std::move(socket);
+  x->stream = IoStream(std::move(socket));
   x->served = true;
   x->slot = *std::move(slot);
   x->peer = peer;
   ArmDeadline(x, x->deadline, options_.swim.tcp_timeout, "the exchange");
   ArmDeadline(x, x->head_deadline, std::min(options_.tcp_head_timeout, options_.swim.tcp_timeout),
               "the request's head");
-  if (!options_.on_tls_connection) {
+  if (!options_.on_tls_connection && options_.tls == nullptr) {
     return ReadFrame(x, [this, x](FrameOutcome o) { Serve(x, std::move(o)); });
   }
-  // Gossip frames start with 'H'; a TLS handshake with 0x16. Look at the first byte, leaving it.
-  x->socket.async_wait(tcp::socket::wait_read, [this, x](error_code ec) {
+  // Gossip frames start with 'H', gossip over TLS with kTlsExchangeByte, a join's TLS handshake
+  // with 0x16. Look at the first byte, leaving it.
+  x->stream.socket().async_wait(tcp::socket::wait_read, [this, x](error_code ec) {
     if (ec || x->done) return Finish(x);
     unsigned char first = 0;
     error_code peek_ec;
-    const size_t n = x->socket.receive(asio::buffer(&first, 1), tcp::socket::message_peek, peek_ec);
+    const size_t n =
+        x->stream.socket().receive(asio::buffer(&first, 1), tcp::socket::message_peek, peek_ec);
     if (peek_ec || n == 0) return Finish(x);
-    if (first != 0x16) return ReadFrame(x, [this, x](FrameOutcome o) { Serve(x, std::move(o)); });
-    const int fd = dup(x->socket.native_handle());
+    if (first == kTlsExchangeByte && options_.tls != nullptr) return ServeTls(x);
+    if (first != 0x16 || !options_.on_tls_connection) {
+      return ReadFrame(x, [this, x](FrameOutcome o) { Serve(x, std::move(o)); });
+    }
+    const int fd = dup(x->stream.socket().native_handle());
     Finish(x);
     if (fd >= 0) options_.on_tls_connection(fd, x->peer);
   });
+}
+
+namespace {
+
+// What the node's TLS check says of a gossip peer: a member's name, or why it is refused.
+absl::StatusOr<std::string> GossipPeer(const TlsSettings& tls, IoStream& stream,
+                                       std::string_view expected) {
+  absl::StatusOr<std::string> who = tls.Check(stream.PeerCertificates(), expected);
+  if (who.ok() && who->find(':') != std::string::npos) {
+    return absl::PermissionDeniedError(
+        StrCat("'", *who, "' holds a client certificate: only members gossip"));
+  }
+  return who;
+}
+
+}  // namespace
+
+void GossipNodeImpl::ServeTls(const std::shared_ptr<TcpExchange>& x) {
+  char first = 0;
+  error_code ec;
+  x->stream.socket().receive(asio::buffer(&first, 1), 0, ec);  // kTlsExchangeByte, peeked
+  const std::shared_ptr<ssl_ctx_st> context = options_.tls->server();
+  if (ec || context == nullptr) return Finish(x);
+  x->stream.StartTls(context.get());
+  // Within the head's deadline, armed at admission: a stalled handshake is cut like a slow head.
+  x->stream.async_handshake(asio::ssl::stream_base::server, [this, x](error_code ec) {
+    if (x->done) return;
+    absl::StatusOr<std::string> who =
+        ec ? absl::UnauthenticatedError(StrCat("TLS handshake failed: ", ec.message()))
+           : GossipPeer(*options_.tls, x->stream, "");
+    if (!who.ok()) {
+      Count(DropReason::kUnauthenticated);
+      Refused(DropReason::kUnauthenticated, x->peer, StrCat(MessageOf(who.status()), "; closed"));
+      return Finish(x);
+    }
+    ReadFrame(x, [this, x](FrameOutcome o) { Serve(x, std::move(o)); });
+  });
+}
+
+template <typename Then>
+void GossipNodeImpl::SecureThen(const std::shared_ptr<TcpExchange>& x, std::string member,
+                                Then then) {
+  if (options_.tls == nullptr) return then();
+  const std::shared_ptr<ssl_ctx_st> context = options_.tls->client();
+  if (context == nullptr) return Failed(x);  // no certificate yet: nothing goes out plain
+  static constexpr char kByte = kTlsExchangeByte;
+  asio::async_write(
+      x->stream.socket(), asio::buffer(&kByte, 1),
+      [this, x, context, member = std::move(member), then = std::move(then)](error_code ec,
+                                                                             size_t) mutable {
+        if (x->done) return;
+        if (ec) return Failed(x);
+        x->stream.StartTls(context.get());
+        if (auto it = tls_sessions_.find(x->peer); it != tls_sessions_.end()) {
+          x->stream.Resume(it->second.get());
+        }
+        x->stream.async_handshake(
+            asio::ssl::stream_base::client,
+            [this, x, member = std::move(member), then = std::move(then)](error_code ec) mutable {
+              if (x->done) return;
+              if (ec) return Failed(x);
+              {
+                absl::MutexLock lock(&mu_);
+                ++counters_.tls_handshakes;
+                if (SSL_session_reused(x->stream.ssl()) == 1) ++counters_.tls_resumed;
+              }
+              if (absl::StatusOr<std::string> who = GossipPeer(*options_.tls, x->stream, member);
+                  !who.ok()) {
+                Refused(
+                    DropReason::kUnauthenticated, x->peer,
+                    StrCat("the gossip peer's certificate is refused: ", MessageOf(who.status())));
+                return Failed(x);
+              }
+              then();
+            });
+      });
 }
 
 void GossipNodeImpl::Serve(const std::shared_ptr<TcpExchange>& x, FrameOutcome o) {
@@ -160,6 +241,13 @@ void GossipNodeImpl::Serve(const std::shared_ptr<TcpExchange>& x, FrameOutcome o
   if (o.result == FrameReader::Result::kNotice) {
     Count(DropReason::kBadFrame);
     Refused(DropReason::kBadFrame, x->peer, "a notice sent as a request; closed");
+    return Finish(x);
+  }
+  if (options_.tls != nullptr && !x->stream.tls()) {
+    // Sealed with the mesh's keys, but with no certificate to show for it.
+    Count(DropReason::kUnauthenticated);
+    Refused(DropReason::kUnauthenticated, x->peer,
+            "a plain frame: this mesh's gossip TCP is mutual TLS; closed");
     return Finish(x);
   }
   const Opened frame = x->reader.TakeFrame();
@@ -184,9 +272,9 @@ void GossipNodeImpl::Serve(const std::shared_ptr<TcpExchange>& x, FrameOutcome o
 }
 
 void GossipNodeImpl::WriteAndFinish(const std::shared_ptr<TcpExchange>& x) {
-  asio::async_write(x->socket, asio::buffer(x->out), [x](error_code, size_t) {
+  asio::async_write(x->stream, asio::buffer(x->out), [x](error_code, size_t) {
     error_code ignored;
-    x->socket.shutdown(tcp::socket::shutdown_both, ignored);
+    x->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
     Finish(x);
   });
 }
@@ -202,21 +290,23 @@ void GossipNodeImpl::SendTcp(const std::string& to, std::string packet, bool joi
   x->join = join;
   ArmDeadline(x, x->deadline, options_.swim.tcp_timeout, "an exchange we started");
   const tcp::endpoint endpoint(dest->first, dest->second);
-  x->socket.async_connect(
+  x->stream.socket().async_connect(
       endpoint, [this, x, packet = std::move(packet),
                  to = Recipient::Address(Canonical(dest->first, dest->second))](error_code ec) {
         if (ec) return Failed(x);
-        // Sealed now, just before it is written, to keep the replay window short (envelope.h).
-        {
-          absl::MutexLock lock(&mu_);
-          uint64_t counter = 0;
-          x->out = EncodeFrame(envelope_, packet, to, UnixMillis(), &counter);
-          x->expect = Recipient::Reply(envelope_.boot_id(), counter);
-          counters_.tcp_bytes_out += x->out.size();
-        }
-        asio::async_write(x->socket, asio::buffer(x->out), [this, x](error_code ec, size_t) {
-          if (ec) return Failed(x);
-          ReadFrame(x, [this, x](FrameOutcome o) { OnReply(x, std::move(o)); });
+        SecureThen(x, "", [this, x, packet = std::move(packet), to = std::move(to)] {
+          // Sealed now, just before it is written, to keep the replay window short (envelope.h).
+          {
+            absl::MutexLock lock(&mu_);
+            uint64_t counter = 0;
+            x->out = EncodeFrame(envelope_, packet, to, UnixMillis(), &counter);
+            x->expect = Recipient::Reply(envelope_.boot_id(), counter);
+            counters_.tcp_bytes_out += x->out.size();
+          }
+          asio::async_write(x->stream, asio::buffer(x->out), [this, x](error_code ec, size_t) {
+            if (ec) return Failed(x);
+            ReadFrame(x, [this, x](FrameOutcome o) { OnReply(x, std::move(o)); });
+          });
         });
       });
 }
@@ -244,11 +334,21 @@ void GossipNodeImpl::OnReply(const std::shared_ptr<TcpExchange>& x, FrameOutcome
     }
     return Failed(x);
   }
+  KeepTlsSession(x);
   Finish(x);
   const Opened frame = x->reader.TakeFrame();
   Process(Call([&](Swim& s) {
     return s.HandlePacket(x->peer, frame.payload, Channel::kTcp, clock_.Now());
   }));
+}
+
+void GossipNodeImpl::KeepTlsSession(const std::shared_ptr<TcpExchange>& x) {
+  std::shared_ptr<SSL_SESSION> session = x->stream.ResumableSession();
+  if (session == nullptr) return;
+  if (tls_sessions_.size() >= kMaxTlsSessions && !tls_sessions_.contains(x->peer)) {
+    tls_sessions_.clear();
+  }
+  tls_sessions_[x->peer] = std::move(session);
 }
 
 void GossipNodeImpl::Failed(const std::shared_ptr<TcpExchange>& x) {
@@ -327,23 +427,25 @@ void GossipNodeImpl::OpenWatch(const WatchTarget& target) {
   x->watch = target.name;
   watches_[target.name] = x;
   ArmDeadline(x, x->deadline, options_.swim.tcp_timeout, "a watch we opened");
-  x->socket.async_connect(
+  x->stream.socket().async_connect(
       tcp::endpoint(dest->first, dest->second),
       [this, x, to = Recipient::Address(Canonical(dest->first, dest->second))](error_code ec) {
         if (x->done) return;
         if (ec) return Failed(x);
-        {
-          absl::MutexLock lock(&mu_);
-          uint64_t counter = 0;
-          x->out = EncodeFrame(envelope_, EncodePacket({EncodeMessage(Watch{options_.name})}), to,
-                               UnixMillis(), &counter);
-          x->expect = Recipient::Reply(envelope_.boot_id(), counter);
-          counters_.tcp_bytes_out += x->out.size();
-        }
-        asio::async_write(x->socket, asio::buffer(x->out), [this, x](error_code ec, size_t) {
-          if (x->done) return;
-          if (ec) return Failed(x);
-          ReadFrame(x, [this, x](FrameOutcome o) { OnWatchReply(x, std::move(o)); });
+        SecureThen(x, x->watch, [this, x, to] {
+          {
+            absl::MutexLock lock(&mu_);
+            uint64_t counter = 0;
+            x->out = EncodeFrame(envelope_, EncodePacket({EncodeMessage(Watch{options_.name})}), to,
+                                 UnixMillis(), &counter);
+            x->expect = Recipient::Reply(envelope_.boot_id(), counter);
+            counters_.tcp_bytes_out += x->out.size();
+          }
+          asio::async_write(x->stream, asio::buffer(x->out), [this, x](error_code ec, size_t) {
+            if (x->done) return;
+            if (ec) return Failed(x);
+            ReadFrame(x, [this, x](FrameOutcome o) { OnWatchReply(x, std::move(o)); });
+          });
         });
       });
 }
@@ -353,6 +455,7 @@ void GossipNodeImpl::OnWatchReply(const std::shared_ptr<TcpExchange>& x, FrameOu
   // A member that does not serve watches (an older version, or one at its cap) closes the
   // connection or answers something else: that says nothing of its health.
   if (o.io_error || !o.status.ok() || o.result == FrameReader::Result::kNotice) return Failed(x);
+  KeepTlsSession(x);
   x->reader.TakeFrame();
   x->greeted = true;
   x->deadline.cancel();
@@ -360,7 +463,7 @@ void GossipNodeImpl::OnWatchReply(const std::shared_ptr<TcpExchange>& x, FrameOu
 }
 
 void GossipNodeImpl::ReadWatch(const std::shared_ptr<TcpExchange>& x) {
-  x->socket.async_read_some(asio::buffer(&x->byte, 1), [this, x](error_code ec, size_t n) {
+  x->stream.async_read_some(asio::buffer(&x->byte, 1), [this, x](error_code ec, size_t n) {
     if (x->done || x->purposeful) return;
     Finish(x);
     // Anything read is a goodbye (the member is leaving); a close or a reset without one is
@@ -401,10 +504,10 @@ void GossipNodeImpl::ServeWatch(const std::shared_ptr<TcpExchange>& x, std::stri
     if (it != served_watches_.end() && it->second == x) served_watches_.erase(it);
     watched_by_.store(served_watches_.size());
   };
-  asio::async_write(x->socket, asio::buffer(x->out), [x, end](error_code ec, size_t) {
+  asio::async_write(x->stream, asio::buffer(x->out), [x, end](error_code ec, size_t) {
     if (ec) return end();
     // Held open until the watcher goes (or this node does): anything read ends it.
-    x->socket.async_read_some(asio::buffer(&x->byte, 1), [end](error_code, size_t) { end(); });
+    x->stream.async_read_some(asio::buffer(&x->byte, 1), [end](error_code, size_t) { end(); });
   });
 }
 
@@ -415,8 +518,8 @@ void GossipNodeImpl::SayGoodbyes() {
     error_code ignored;
     x->purposeful = true;
     // One byte on an idle connection fits its send buffer: the write does not block.
-    asio::write(x->socket, asio::buffer(&kGoodbye, 1), ignored);
-    x->socket.shutdown(tcp::socket::shutdown_both, ignored);
+    asio::write(x->stream, asio::buffer(&kGoodbye, 1), ignored);
+    x->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
     Finish(x);
   }
   served_watches_.clear();

@@ -76,6 +76,12 @@ class IoStream {
     }
   }
 
+  // A blocking write (a byte or two that fit the send buffer), as Asio's synchronous write wants.
+  template <typename Buffers>
+  size_t write_some(const Buffers& buffers, boost::system::error_code& ec) {
+    return tls_ ? tls_->write_some(buffers, ec) : socket_.write_some(buffers, ec);
+  }
+
   // Closes the socket (no TLS close_notify: every message on a node's connections is framed by
   // its length, so a cut is seen as one).
   void Close() {
@@ -85,6 +91,20 @@ class IoStream {
     s.shutdown(tcp::socket::shutdown_both, ignored);
     s.close(ignored);
   }
+
+  // The TLS session to resume on the next connection to the same peer (a client's), or null:
+  // not TLS, or not resumable. A copy: OpenSSL marks a connection's own session unusable when
+  // the connection ends without a TLS close (a node's connections end by a TCP close). Taken
+  // after the first read: TLS 1.3 tickets arrive after the handshake, and a resumed connection
+  // gets a fresh one (tickets are best used once).
+  std::shared_ptr<SSL_SESSION> ResumableSession() {
+    SSL_SESSION* current = tls_ ? SSL_get0_session(ssl()) : nullptr;
+    if (current == nullptr || SSL_SESSION_is_resumable(current) != 1) return nullptr;
+    SSL_SESSION* copy = SSL_SESSION_dup(current);
+    return copy == nullptr ? nullptr : std::shared_ptr<SSL_SESSION>(copy, SSL_SESSION_free);
+  }
+  // Offers `session` (ResumableSession's) in the handshake to come. REQUIRES: after StartTls.
+  void Resume(SSL_SESSION* session) { SSL_set_session(ssl(), session); }
 
   // What the peer presented (PeerChainOf; empty if none, or not TLS).
   PeerChain PeerCertificates() { return PeerChainOf(ssl()); }

@@ -99,9 +99,7 @@ void SecureThen(Core& core, int loop, IoStream& stream, const std::string& addre
   if (context == nullptr) return done({}, "this node has no certificate to present to peers yet");
   stream.StartTls(context.get());
   auto& sessions = core.sessions[static_cast<size_t>(loop)];
-  if (auto it = sessions.find(address); it != sessions.end()) {
-    SSL_set_session(stream.ssl(), it->second.get());
-  }
+  if (auto it = sessions.find(address); it != sessions.end()) stream.Resume(it->second.get());
   stream.async_handshake(asio::ssl::stream_base::client, [&core, &stream, peer_node,
                                                           done = std::move(done)](error_code ec) {
     // After Stop() the check is not called (what it reads may be gone).
@@ -116,17 +114,10 @@ void SecureThen(Core& core, int loop, IoStream& stream, const std::string& addre
 }
 
 void KeepSession(Core& core, int loop, const std::string& address, IoStream& stream) {
-  // Every connection's latest: a resumed one got a fresh ticket (TLS 1.3 tickets are best used
-  // once).
-  if (!stream.tls()) return;
-  // A copy: OpenSSL marks a connection's own session unusable when the connection ends without
-  // a TLS close (a node's connections end by a TCP close).
-  SSL_SESSION* current = SSL_get0_session(stream.ssl());
-  if (current == nullptr || SSL_SESSION_is_resumable(current) != 1) return;
-  SSL_SESSION* session = SSL_SESSION_dup(current);
-  if (session == nullptr) return;
-  core.sessions[static_cast<size_t>(loop)][address] =
-      std::shared_ptr<SSL_SESSION>(session, SSL_SESSION_free);
+  // Every connection's latest (IoStream::ResumableSession).
+  if (std::shared_ptr<SSL_SESSION> session = stream.ResumableSession(); session != nullptr) {
+    core.sessions[static_cast<size_t>(loop)][address] = std::move(session);
+  }
 }
 
 void Connect(const std::shared_ptr<Call>& call) {

@@ -105,6 +105,20 @@ def envelope_inner(payload, recipient, boot_id, counter, unix_ms=None):
             bytes([RECIPIENT_ADDRESS, len(to)]) + to + payload)
 
 
+def sealed_frame(key_b64, payload, recipient, boot_id, counter):
+    """A sealed TCP frame (membership/stream_frame.h, kind 'S') of `payload` for `recipient`: the
+    head (an envelope packet holding the body's length, u32 big-endian), then the body in 64 KiB
+    chunks, each sealed with [boot id u64][head counter u64][index u32] before its bytes."""
+    chunk = 64 * 1024
+    head = seal(key_b64, envelope_inner(struct.pack(">I", len(payload)), recipient, boot_id,
+                                        counter))
+    out = PREAMBLE_SEALED + struct.pack(">H", len(head)) + head
+    for i in range(0, len(payload), chunk):
+        out += seal(key_b64, struct.pack("<QQI", boot_id, counter, i // chunk) +
+                    payload[i:i + chunk])
+    return out
+
+
 def sealed_packet(key_b64, payload, recipient, boot_id, counter):
     """A sealed UDP datagram addressed to `recipient` (host:port), as a member would send it."""
     return seal(key_b64, envelope_inner(payload, recipient, boot_id, counter))

@@ -54,19 +54,25 @@ def plain_inference():
             f"Connection: close\r\n\r\n").encode() + BODY
 
 
+def client_context(cert=None):
+    """A TLS 1.3 client context presenting `cert` ((certificate path, key path) or None), which
+    checks nothing of the server (the tests look at what the node does)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if cert:
+        ctx.load_cert_chain(*cert)
+    return ctx
+
+
 def exchange(port, data, cert=None, use_tls=True):
     """(status, response bytes) of `data` sent on a new connection, over TLS 1.3 presenting
     `cert` ((certificate path, key path) or None) unless `use_tls` is false."""
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     s = raw
     if use_tls:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-        if cert:
-            ctx.load_cert_chain(*cert)
-        s = ctx.wrap_socket(raw, server_hostname="node")
+        s = client_context(cert).wrap_socket(raw, server_hostname="node")
     try:
         s.sendall(data)
         return read_response(s)
