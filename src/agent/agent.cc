@@ -341,6 +341,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         self->RotateGossipKeysAfterRevocation();
       });
   agent->issuer_api_->SetRootRotation([self] { return self->StartRootRotation(); });
+  agent->issuer_api_->SetRootKey([self](bool remove) { return self->ExportRootKey(remove); },
+                                 [self](std::string_view pem) { return self->ImportRootKey(pem); });
   agent->issuer_api_->SetGossipKeys([self] { return self->Credentials(); },
                                     [self] { return self->StartGossipKeyRotation(); });
   agent->kserve_->SetMemberCheck(agent->member_check_);
@@ -372,6 +374,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
     agent->policy_api_ =
         std::make_unique<PolicyHandler>(agent->mesh_policy_, *admin, agent->rejections_,
                                         std::move(apply), [self] { self->AnnounceMeta(); });
+    agent->policy_api_->SetOffer([self](const SignedPolicy& offered) {
+      return self->mesh_policy_->Offer(offered, self->Credentials()->node_chain);
+    });
   }
   if (config.grpc_enabled()) {
     GrpcServerOptions grpc;
@@ -550,6 +555,10 @@ absl::Status Agent::StartGossip() {
     // The policy this node enforced before it stopped is in force before it serves.
     mesh_policy_ =
         std::make_shared<MeshPolicy>(config_.StateDir() + "/mesh/policy", policy_holder_);
+    mesh_policy_->SetOperatorCheck([this](std::string_view signer, std::string_view message,
+                                          std::string_view signature, int64_t at_unix) {
+      return CheckOperatorSignature(signer, message, signature, at_unix);
+    });
     HM_RETURN_IF_ERROR(mesh_policy_->Load(creds->node_chain));
   }
   options.max_tcp_connections = static_cast<size_t>(config_.gossip_max_connections);
@@ -929,6 +938,44 @@ absl::Status Agent::TakeGossipKeys(const SignedGossipKeys& offered, const std::s
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> Agent::CheckOperatorSignature(std::string_view signer,
+                                                          std::string_view message,
+                                                          std::string_view signature,
+                                                          int64_t at_unix) const {
+  const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+  if (mesh == nullptr || mesh->roots.empty()) {
+    return absl::FailedPreconditionError("this node has no certificate of a mesh yet");
+  }
+  HM_ASSIGN_OR_RETURN(std::vector<identity::Certificate> chain,
+                      identity::Certificate::AllFromPem(signer));
+  if (chain.empty()) return absl::InvalidArgumentError("the signer holds no certificate");
+  // Through what the signer sent, or this node's own issuer.
+  std::vector<identity::Certificate> through(chain.begin() + 1, chain.end());
+  through.insert(through.end(), mesh->node_chain.begin(), mesh->node_chain.end());
+  HM_ASSIGN_OR_RETURN(
+      identity::NodeIdentity who,
+      identity::VerifyNodeCertificate(chain.front(), through, mesh->roots,
+                                      identity::WallTime(std::chrono::seconds(at_unix))));
+  if (!who.client || who.role != identity::Role::kOperator) {
+    return absl::PermissionDeniedError(
+        StrCat("'", who.name,
+               "' holds no operator certificate (hivemesh cert issue-client NAME "
+               "--role operator)"));
+  }
+  bool revoked = issuer_ != nullptr && issuer_->IsRevoked(who.public_key);
+  if (!revoked) {
+    absl::MutexLock lock(&revoked_mu_);
+    revoked = revoked_keys_.find(who.public_key) != revoked_keys_.end();
+  }
+  if (revoked)
+    return absl::PermissionDeniedError(StrCat("operator '", who.name, "'s key is revoked"));
+  if (!identity::VerifySignature(who.public_key, message, signature)) {
+    return absl::PermissionDeniedError(
+        StrCat("the signature is not operator '", who.name, "'s over this version and text"));
+  }
+  return who.name;
+}
+
 void Agent::CutOff(const std::string& name, const std::string& key) {
   http_->CloseConnectionsOf(name);
   for (const Caller::Kind kind : {Caller::Kind::kClient, Caller::Kind::kOperator}) {
@@ -1293,6 +1340,54 @@ absl::StatusOr<std::string> Agent::StartRootRotation() {
                digest.substr(0, 16));
   AnnounceMeta();  // members that see this node trust more roots renew at once
   return digest;
+}
+
+absl::StatusOr<std::string> Agent::ExportRootKey(bool remove) {
+  absl::MutexLock rotate(&rotate_mu_);
+  const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+  if (mesh == nullptr || !mesh->root_key) {
+    return absl::FailedPreconditionError(
+        "this node does not hold the mesh's root key (exported, or it did not create the mesh)");
+  }
+  if (identity::RootRotationPending(*mesh)) {
+    return absl::FailedPreconditionError(
+        "a root rotation is under way: export the key once it has finished");
+  }
+  std::string pem = mesh->root_key->ToPem();
+  if (remove) {
+    identity::MeshCredentials next = *mesh;
+    next.root_key.reset();
+    HM_RETURN_IF_ERROR(identity::SaveMesh(config_.StateDir(), next));
+    InstallCredentials(std::move(next));
+    spdlog::warn(
+        "the mesh's root key was exported and removed from this node: rotating the root "
+        "needs it back (hivemesh ca import-key FILE)");
+  }
+  return pem;
+}
+
+absl::Status Agent::ImportRootKey(std::string_view pem) {
+  absl::MutexLock rotate(&rotate_mu_);
+  const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+  if (mesh == nullptr || mesh->roots.empty() || !mesh->issuer_key) {
+    return absl::FailedPreconditionError(
+        "this node holds no issuer rights: bring the root key back to the node that created "
+        "the mesh");
+  }
+  absl::StatusOr<identity::NodeKey> key = identity::NodeKey::FromPem(pem);
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(StrCat("not a root key: ", MessageOf(key.status())));
+  }
+  if (key->public_key() != mesh->roots.front().public_key()) {
+    return absl::InvalidArgumentError(StrCat("this key is not the mesh's root key (root ",
+                                             mesh->roots.front().Digest().substr(0, 16), ")"));
+  }
+  identity::MeshCredentials next = *mesh;
+  next.root_key = *std::move(key);
+  HM_RETURN_IF_ERROR(identity::SaveMesh(config_.StateDir(), next));
+  InstallCredentials(std::move(next));
+  spdlog::info("the mesh's root key is on this node again");
+  return absl::OkStatus();
 }
 
 void Agent::MaybeFinishRootRotation() {

@@ -157,6 +157,12 @@ class Agent {
   std::shared_ptr<MeshPolicy> mesh_policy_;
   std::unique_ptr<PolicyHandler> policy_api_;
   void FetchPolicy(const std::string& member, const std::string& api_address);
+  // MeshPolicy's OperatorCheck: `signer` (PEM) is an operator certificate of the mesh, valid at
+  // `at_unix`, its key not revoked, and the key made `signature` over `message`.
+  absl::StatusOr<std::string> CheckOperatorSignature(std::string_view signer,
+                                                     std::string_view message,
+                                                     std::string_view signature,
+                                                     int64_t at_unix) const;
   // A revoked key's holder (`name`, a member or a client certificate's): its connections and
   // links are closed, and gossip drops it.
   void CutOff(const std::string& name, const std::string& key);
@@ -201,6 +207,12 @@ class Agent {
   // into the trust bundle now; once every live member announces as many roots as this node
   // (they renew at once when they see a member trust more), the issuer signs under it.
   absl::StatusOr<std::string> StartRootRotation();
+  // The root key offline (docs/identity.md): ExportRootKey returns it (PEM) and, with `remove`,
+  // drops it from the node (memory and state folder); ImportRootKey takes it back if it is the
+  // key of the mesh's first root. FAILED_PRECONDITION where there is no such key, or during a
+  // root rotation; INVALID_ARGUMENT for another key.
+  absl::StatusOr<std::string> ExportRootKey(bool remove);
+  absl::Status ImportRootKey(std::string_view pem);
   void MaybeFinishRootRotation();
   std::thread renew_thread_;
   std::unique_ptr<MeshHandler> mesh_;

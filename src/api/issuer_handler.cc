@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "api/admin_access.h"
 #include "api/authorization_policy.h"
 #include "api/member_check.h"
 #include "api/rest_infer.h"
@@ -24,6 +25,8 @@ constexpr std::string_view kRevocations = "/v1/mesh/revocations";
 constexpr std::string_view kRevokedKeys = "/v1/mesh/revoked-keys";
 constexpr std::string_view kClientCertificates = "/v1/mesh/client-certificates";
 constexpr std::string_view kRotateRoot = "/v1/mesh/ca/rotate";
+constexpr std::string_view kExportRootKey = "/v1/mesh/ca/export-key";
+constexpr std::string_view kRootKey = "/v1/mesh/ca/key";
 constexpr std::string_view kGossipKeys = "/v1/mesh/gossip-keys";
 constexpr std::string_view kRotateGossipKeys = "/v1/mesh/gossip-keys/rotate";
 
@@ -63,6 +66,14 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
   }
   if (path == kGossipKeys) {
     GossipKeys(request, respond);
+    return true;
+  }
+  if (path == kExportRootKey) {
+    ExportRootKey(request, respond);
+    return true;
+  }
+  if (path == kRootKey) {
+    ImportRootKey(request, respond);
     return true;
   }
   if (path == kRotateGossipKeys) {
@@ -391,6 +402,60 @@ void IssuerHandler::RotateGossipKeys(const HttpRequest& request, HttpResponder& 
   JsonWriter w(out);
   w.BeginObject().Key("version").Uint(*version).EndObject();
   respond(JsonResponse(200, std::move(out)));
+}
+
+void IssuerHandler::ExportRootKey(const HttpRequest& request, HttpResponder& respond) const {
+  if (request.method() != "POST") {
+    return respond(MethodNotAllowed(request.method(), kExportRootKey, "POST"));
+  }
+  if (absl::Status allowed = AdminAllowed(request, kExportRootKey); !allowed.ok()) {
+    return respond(ErrorResponse(allowed));
+  }
+  if (!IsLoopbackAddress(request.remote_address()) &&
+      CallerOfTlsPeer(request.tls_peer()).kind != Caller::Kind::kOperator) {
+    if (rejections_ != nullptr) {
+      rejections_->Note(Rejection::kAdminDenied, request.remote_address(),
+                        StrCat("POST ", kExportRootKey, " from another host"));
+    }
+    return respond(ErrorResponse(absl::PermissionDeniedError(
+        "the root key leaves a node only to a caller on the node itself, or one presenting an "
+        "operator certificate over TLS")));
+  }
+  const std::shared_ptr<const std::string> body = request.body();
+  simdjson::dom::parser parser;
+  bool remove = true;
+  if (body != nullptr && !body->empty()) {
+    simdjson::dom::object o;
+    if (parser.parse(*body).get(o) != simdjson::SUCCESS) {
+      return respond(ErrorResponse(absl::InvalidArgumentError("the body is not a JSON object")));
+    }
+    if (simdjson::dom::element e;
+        o["remove"].get(e) == simdjson::SUCCESS && e.get(remove) != simdjson::SUCCESS) {
+      return respond(ErrorResponse(absl::InvalidArgumentError("remove: true or false")));
+    }
+  }
+  absl::StatusOr<std::string> pem =
+      export_key_ ? export_key_(remove)
+                  : absl::FailedPreconditionError("this node cannot export a root key");
+  if (!pem.ok()) return respond(ErrorResponse(pem.status()));
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject().Key("key").String(*pem).Key("removed").Bool(remove).EndObject();
+  respond(JsonResponse(200, std::move(out)));
+}
+
+void IssuerHandler::ImportRootKey(const HttpRequest& request, HttpResponder& respond) const {
+  if (request.method() != "PUT") {
+    return respond(MethodNotAllowed(request.method(), kRootKey, "PUT"));
+  }
+  if (absl::Status allowed = AdminAllowed(request, kRootKey); !allowed.ok()) {
+    return respond(ErrorResponse(allowed));
+  }
+  const std::shared_ptr<const std::string> body = request.body();
+  absl::Status imported = import_key_
+                              ? import_key_(body ? std::string_view(*body) : std::string_view())
+                              : absl::FailedPreconditionError("this node cannot take a root key");
+  respond(imported.ok() ? JsonResponse(200, "{}") : ErrorResponse(imported));
 }
 
 }  // namespace hivemesh

@@ -19,6 +19,11 @@
 //          (identity/certs.h) for a key the client made and keeps
 //   POST   /v1/mesh/ca/rotate  -> 200 {"root": "<digest of the new root>"}: a root rotation
 //          (identity/mesh_files.h), at the node holding the root key
+//   POST   /v1/mesh/ca/export-key  {"remove": true} -> 200 {"key": PEM, "removed"}: the root
+//          key, dropped from the node with "remove" (the root CA offline). Only to a caller on
+//          the node itself (loopback) or presenting an operator certificate, whatever
+//          admin_access allows: a private key never crosses the network in the clear
+//   PUT    /v1/mesh/ca/key  (body: the PEM) -> 200 {}: the root key back, if it is the mesh's
 //   GET    /v1/mesh/gossip-keys  members, over mutual TLS: the gossip keys this node holds
 //          (EncodeGossipKeys); admins: {"version", "keys": <how many>, "step"}, never a key.
 //          Served by every node, issuer or not.
@@ -68,6 +73,14 @@ class IssuerHandler {
   void SetRootRotation(std::function<absl::StatusOr<std::string>()> rotate) {
     rotate_ = std::move(rotate);
   }
+  // POST /v1/mesh/ca/export-key calls `export_key(remove)`, PUT /v1/mesh/ca/key
+  // `import_key(pem)` (the agent's). Without them, both answer 409. REQUIRES: called before the
+  // handler serves.
+  void SetRootKey(std::function<absl::StatusOr<std::string>(bool remove)> export_key,
+                  std::function<absl::Status(std::string_view pem)> import_key) {
+    export_key_ = std::move(export_key);
+    import_key_ = std::move(import_key);
+  }
   // GET /v1/mesh/gossip-keys answers from `current` (the node's credentials); POST
   // /v1/mesh/gossip-keys/rotate calls `rotate` (the agent's: the version in force, or why not).
   // Without them, both answer 409. REQUIRES: called before the handler serves.
@@ -96,6 +109,10 @@ class IssuerHandler {
   void RotateRoot(const HttpRequest& request, HttpResponder& respond) const;
   void GossipKeys(const HttpRequest& request, HttpResponder& respond) const;
   void RotateGossipKeys(const HttpRequest& request, HttpResponder& respond) const;
+  void ExportRootKey(const HttpRequest& request, HttpResponder& respond) const;
+  void ImportRootKey(const HttpRequest& request, HttpResponder& respond) const;
+  std::function<absl::StatusOr<std::string>(bool remove)> export_key_;
+  std::function<absl::Status(std::string_view pem)> import_key_;
   std::function<absl::StatusOr<std::string>()> rotate_;
   std::function<std::shared_ptr<const identity::MeshCredentials>()> current_;
   std::function<absl::StatusOr<uint64_t>()> rotate_keys_;

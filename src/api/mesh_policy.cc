@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <chrono>
 #include <utility>
 
 #include "api/member_check.h"
@@ -36,6 +37,7 @@ std::string EncodeSignedPolicy(const SignedPolicy& policy) {
   w.Key("version").Uint(policy.version);
   w.Key("document").String(policy.document);
   w.Key("signature").String(HexEncode(policy.signature));
+  if (!policy.signer.empty()) w.Key("signer").String(policy.signer);
   w.EndObject();
   return out;
 }
@@ -61,7 +63,12 @@ absl::StatusOr<SignedPolicy> DecodeSignedPolicy(std::string_view json) {
   }
   std::optional<std::string> sig = HexDecode(signature);
   if (!sig) return absl::InvalidArgumentError("the policy's signature is not hex");
-  return SignedPolicy{version, std::string(document), std::move(*sig)};
+  std::string_view signer;
+  if (simdjson::dom::element e; o["signer"].get(e) == simdjson::SUCCESS &&
+                                (e.get(signer) != simdjson::SUCCESS || signer.size() > 16384)) {
+    return absl::InvalidArgumentError("the policy's signer is not a certificate chain (PEM)");
+  }
+  return SignedPolicy{version, std::string(document), std::move(*sig), std::string(signer)};
 }
 
 MeshPolicy::MeshPolicy(std::string path, std::shared_ptr<PolicyHolder> holder)
@@ -76,7 +83,7 @@ absl::Status MeshPolicy::Load(const std::vector<identity::Certificate>& issuers)
     return absl::FailedPreconditionError(StrCat(path_, ": ", MessageOf(saved.status())));
   }
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<bool> taken = OfferLocked(*saved, issuers);
+  absl::StatusOr<bool> taken = OfferLocked(*saved, issuers, /*saved=*/true);
   if (!taken.ok()) {
     return absl::FailedPreconditionError(
         StrCat(path_, ": ", MessageOf(taken.status()),
@@ -89,20 +96,42 @@ absl::Status MeshPolicy::Load(const std::vector<identity::Certificate>& issuers)
 absl::StatusOr<bool> MeshPolicy::Offer(const SignedPolicy& offered,
                                        const std::vector<identity::Certificate>& issuers) {
   absl::MutexLock lock(&mu_);
-  return OfferLocked(offered, issuers);
+  return OfferLocked(offered, issuers, /*saved=*/false);
+}
+
+absl::Status MeshPolicy::CheckSignature(const SignedPolicy& p,
+                                        const std::vector<identity::Certificate>& issuers,
+                                        bool saved) const {
+  if (p.signer.empty()) {
+    if (SignedByIssuer(p, issuers)) return absl::OkStatus();
+    return absl::PermissionDeniedError(
+        StrCat("policy version ", p.version, " is not signed by an issuer of the mesh"));
+  }
+  if (!operator_check_) {
+    return absl::FailedPreconditionError("this node takes no policy an operator signed");
+  }
+  const int64_t at = saved ? static_cast<int64_t>(p.version / 1000)
+                           : std::chrono::duration_cast<std::chrono::seconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+  absl::StatusOr<std::string> who =
+      operator_check_(p.signer, identity::PolicyMessage(p.version, p.document), p.signature, at);
+  if (!who.ok()) {
+    return absl::PermissionDeniedError(
+        StrCat("policy version ", p.version,
+               " is not signed by an operator of the mesh: ", MessageOf(who.status())));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> MeshPolicy::OfferLocked(const SignedPolicy& offered,
-                                             const std::vector<identity::Certificate>& issuers) {
+                                             const std::vector<identity::Certificate>& issuers,
+                                             bool saved) {
   if (offered.version <= current_.version) return false;
-  if (!SignedByIssuer(offered, issuers)) {
-    return absl::PermissionDeniedError(
-        StrCat("policy version ", offered.version, " is not signed by an issuer of the mesh"));
-  }
+  HM_RETURN_IF_ERROR(CheckSignature(offered, issuers, saved));
   absl::StatusOr<Policy> parsed = Policy::Parse(offered.document, offered.version);
   if (!parsed.ok()) return parsed.status();
-  std::string saved = EncodeSignedPolicy(offered);
-  HM_RETURN_IF_ERROR(identity::ReplaceFile(path_, saved, 0600));
+  HM_RETURN_IF_ERROR(identity::ReplaceFile(path_, EncodeSignedPolicy(offered), 0600));
   current_ = offered;
   holder_->Set(std::make_shared<const Policy>(*std::move(parsed)));
   return true;
@@ -113,9 +142,9 @@ absl::StatusOr<uint64_t> MeshPolicy::Apply(
     const std::vector<identity::Certificate>& issuers) {
   HM_RETURN_IF_ERROR(Policy::Parse(document).status());
   absl::MutexLock lock(&mu_);
-  SignedPolicy next{current_.version + 1, std::string(document), ""};
+  SignedPolicy next{current_.version + 1, std::string(document), "", ""};
   next.signature = sign(next.version, next.document);
-  absl::StatusOr<bool> taken = OfferLocked(next, issuers);
+  absl::StatusOr<bool> taken = OfferLocked(next, issuers, /*saved=*/false);
   if (!taken.ok()) return taken.status();
   return next.version;
 }
@@ -147,6 +176,15 @@ bool PolicyHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
   if (method != "GET" && method != "PUT") {
     respond(MethodNotAllowed(method, path, "GET, PUT"));
     return true;
+  }
+  // A signed document (JSON) is its own authority: taken from anyone once its signature checks.
+  const std::shared_ptr<const std::string> put = request.body();
+  if (method == "PUT" && put != nullptr) {
+    const size_t first = put->find_first_not_of(" \t\r\n");
+    if (first != std::string::npos && (*put)[first] == '{') {
+      OfferSigned(request, respond);
+      return true;
+    }
   }
   // Members read it over mutual TLS; everything else is an admin call.
   const bool member = !MemberOf(request).empty();
@@ -187,6 +225,30 @@ bool PolicyHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
   w.BeginObject().Key("version").Uint(*version).EndObject();
   respond(JsonResponse(200, std::move(out)));
   return true;
+}
+
+void PolicyHandler::OfferSigned(const HttpRequest& request, HttpResponder& respond) const {
+  absl::StatusOr<SignedPolicy> offered = DecodeSignedPolicy(*request.body());
+  absl::StatusOr<bool> taken =
+      !offered.ok() ? offered.status()
+      : offer_      ? offer_(*offered)
+                    : absl::FailedPreconditionError("this node takes no signed policy");
+  if (!taken.ok()) {
+    if (taken.status().code() == absl::StatusCode::kPermissionDenied && rejections_ != nullptr) {
+      rejections_->Note(Rejection::kAdminDenied, request.remote_address(),
+                        StrCat("PUT ", kPolicyPath, ": ", MessageOf(taken.status())));
+    }
+    return respond(ErrorResponse(taken.status()));
+  }
+  if (*taken) {
+    spdlog::info("mesh policy version {} signed by an operator, offered from {}", offered->version,
+                 request.remote_address());
+    if (applied_) applied_();
+  }
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject().Key("version").Uint(policy_->version()).Key("taken").Bool(*taken).EndObject();
+  respond(JsonResponse(200, std::move(out)));
 }
 
 }  // namespace hivemesh

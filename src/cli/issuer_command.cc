@@ -2,10 +2,14 @@
 
 #include <simdjson.h>
 
+#include <fcntl.h>
 #include <sys/types.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <tuple>
 
 #include "absl/strings/str_split.h"
@@ -16,6 +20,7 @@
 #include "cli/table.h"
 #include "codec/json_writer.h"
 #include "identity/certs.h"
+#include "identity/issuer.h"
 #include "identity/key_file.h"
 #include "identity/node_key.h"
 
@@ -310,9 +315,12 @@ CLI::App* AddPolicyCommand(CLI::App& app, PolicyFlags& flags) {
   cmd->require_subcommand(1);
   const std::string examples =
       "  hivemesh policy apply policy.yaml\n"
+      "  hivemesh policy apply policy.yaml --operator-cert ops.pem --operator-key ops.key\n"
       "  hivemesh policy show";
   flags.apply = cmd->add_subcommand(
-      "apply", "put a policy document in force on every node (at an issuer node)");
+      "apply",
+      "put a policy document in force on every node: signed here with an operator certificate's "
+      "key (at any node), or signed by an issuer node (an admin call there)");
   flags.show = cmd->add_subcommand("show", "print the policy document in force on the node");
   for (CLI::App* sub : {flags.apply, flags.show}) {
     AddNodeFlags(sub, flags.node, examples);
@@ -321,13 +329,56 @@ CLI::App* AddPolicyCommand(CLI::App& app, PolicyFlags& flags) {
   }
   flags.apply->add_option("file", flags.file, "the YAML document ('-': standard input)")
       ->required();
+  CLI::Option* cert = flags.apply->add_option(
+      "--operator-cert", flags.operator_cert,
+      "sign with this operator certificate (PEM, as cert issue-client wrote it)");
+  CLI::Option* key = flags.apply->add_option("--operator-key", flags.operator_key,
+                                             "that certificate's key (0600)");
+  cert->needs(key);
+  key->needs(cert);
   return cmd;
 }
+
+namespace {
+
+// The document signed with the operator's key (api/mesh_policy.h, SignedPolicy): its version is
+// the time of signing in milliseconds.
+absl::StatusOr<std::string> SignPolicyAsOperator(const PolicyFlags& flags,
+                                                 std::string_view document) {
+  HM_ASSIGN_OR_RETURN(std::string chain, ReadInputFile(flags.operator_cert));
+  HM_ASSIGN_OR_RETURN(identity::NodeKey key,
+                      identity::ReadKeyFile(flags.operator_key, "operator key"));
+  HM_ASSIGN_OR_RETURN(std::vector<identity::Certificate> certs,
+                      identity::Certificate::AllFromPem(chain));
+  if (certs.empty() || certs.front().public_key() != key.public_key()) {
+    return absl::InvalidArgumentError(
+        StrCat(flags.operator_key, " is not the key of the certificate in ", flags.operator_cert));
+  }
+  const uint64_t version =
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count());
+  std::string out;
+  JsonWriter w(out);
+  w.BeginObject();
+  w.Key("version").Uint(version);
+  w.Key("document").String(document);
+  w.Key("signature").String(HexEncode(key.Sign(identity::PolicyMessage(version, document))));
+  w.Key("signer").String(chain);
+  w.EndObject();
+  return out;
+}
+
+}  // namespace
 
 int RunPolicy(const PolicyFlags& flags) {
   if (flags.apply->parsed()) {
     absl::StatusOr<std::string> document = ReadInputFile(flags.file);
     if (!document.ok()) return Fail("policy apply", document.status());
+    if (!flags.operator_cert.empty()) {
+      document = SignPolicyAsOperator(flags, *document);
+      if (!document.ok()) return Fail("policy apply", document.status());
+    }
     absl::StatusOr<HttpResult> reply =
         AdminCall(flags.node, flags.admin_token_file, "PUT", "/v1/mesh/policy", *document);
     if (!reply.ok()) return Fail("policy apply", reply.status());
@@ -340,7 +391,12 @@ int RunPolicy(const PolicyFlags& flags) {
     if (parser.parse(reply->body)["version"].get(version) != simdjson::SUCCESS) {
       return Fail("policy apply", absl::UnknownError("the node's answer holds no version"));
     }
-    std::printf("policy version %llu in force; it reaches every node within seconds\n",
+    bool taken = true;
+    if (simdjson::dom::element e; parser.parse(reply->body)["taken"].get(e) == simdjson::SUCCESS) {
+      taken = e.is_bool() && e.get_bool().value();
+    }
+    std::printf(taken ? "policy version %llu in force; it reaches every node within seconds\n"
+                      : "not taken: the node holds version %llu, newer than this one\n",
                 static_cast<unsigned long long>(version));
     return kExitOk;
   }
@@ -377,13 +433,80 @@ CLI::App* AddCaCommand(CLI::App& app, CaFlags& flags) {
       "rotate",
       "make a new root: every member trusts both at once, then the issuer signs under the new "
       "one and members take certificates under it at their next renewal");
-  AddNodeFlags(flags.rotate, flags.node, "  hivemesh ca rotate");
-  flags.rotate->add_option("--admin-token-file", flags.admin_token_file,
-                           "file holding the node's admin token (admin_access: token)");
+  flags.export_key = cmd->add_subcommand(
+      "export-key",
+      "write the root key to a new file and remove it from the node (the root CA offline); the "
+      "mesh goes on issuing and renewing, and only a root rotation needs the key back");
+  flags.export_key->add_option("--out", flags.out, "the file to create (0600)")->required();
+  flags.export_key->add_flag("--keep", flags.keep, "leave the key on the node too");
+  flags.import_key = cmd->add_subcommand(
+      "import-key", "bring an exported root key back to the node that created the mesh");
+  flags.import_key->add_option("file", flags.file, "the exported key (PEM)")->required();
+  for (CLI::App* sub : {flags.rotate, flags.export_key, flags.import_key}) {
+    AddNodeFlags(sub, flags.node, StrCat("  hivemesh ca ", sub->get_name()));
+    sub->add_option("--admin-token-file", flags.admin_token_file,
+                    "file holding the node's admin token (admin_access: token)");
+  }
   return cmd;
 }
 
+namespace {
+
+// `ca export-key`: the file is made first (never over another), so that the key is not removed
+// from the node when it could not be written.
+int ExportRootKey(const CaFlags& flags) {
+  const int fd = ::open(flags.out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Fail("ca export-key",
+                absl::FailedPreconditionError(
+                    StrCat(flags.out, ": ", std::strerror(errno),
+                           errno == EEXIST ? " (the key is never written over a file)" : "")));
+  }
+  absl::StatusOr<HttpResult> reply =
+      AdminCall(flags.node, flags.admin_token_file, "POST", "/v1/mesh/ca/export-key",
+                flags.keep ? R"({"remove": false})" : R"({"remove": true})");
+  simdjson::dom::parser parser;
+  std::string_view pem;
+  absl::Status written = reply.ok() ? absl::OkStatus() : reply.status();
+  if (written.ok() && parser.parse(reply->body)["key"].get(pem) != simdjson::SUCCESS) {
+    written = absl::UnknownError("the node's answer holds no key");
+  }
+  for (size_t done = 0; written.ok() && done < pem.size();) {
+    const ssize_t n = ::write(fd, pem.data() + done, pem.size() - done);
+    if (n < 0) {
+      written = absl::InternalError(StrCat(flags.out, ": ", std::strerror(errno)));
+    } else {
+      done += static_cast<size_t>(n);
+    }
+  }
+  if (written.ok() && ::fsync(fd) != 0) {
+    written = absl::InternalError(StrCat(flags.out, ": ", std::strerror(errno)));
+  }
+  ::close(fd);
+  if (!written.ok()) {
+    if (pem.empty()) ::unlink(flags.out.c_str());  // nothing of the key in it
+    return Fail("ca export-key", written);
+  }
+  std::printf("root key written to %s%s\n", flags.out.c_str(),
+              flags.keep ? " (and kept on the node)"
+                         : "; the node no longer holds it: keep the file offline, and bring it "
+                           "back with hivemesh ca import-key to rotate the root");
+  return kExitOk;
+}
+
+}  // namespace
+
 int RunCa(const CaFlags& flags) {
+  if (flags.export_key->parsed()) return ExportRootKey(flags);
+  if (flags.import_key->parsed()) {
+    absl::StatusOr<std::string> pem = ReadInputFile(flags.file);
+    if (!pem.ok()) return Fail("ca import-key", pem.status());
+    absl::StatusOr<HttpResult> reply =
+        AdminCall(flags.node, flags.admin_token_file, "PUT", "/v1/mesh/ca/key", *pem);
+    if (!reply.ok()) return Fail("ca import-key", reply.status());
+    std::printf("the root key is on the node again: hivemesh ca rotate works there\n");
+    return kExitOk;
+  }
   absl::StatusOr<HttpResult> reply =
       AdminCall(flags.node, flags.admin_token_file, "POST", "/v1/mesh/ca/rotate", "{}");
   if (!reply.ok()) return Fail("ca rotate", reply.status());

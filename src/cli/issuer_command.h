@@ -6,8 +6,10 @@
 //   `hivemesh cert issue-client NAME`    a client or operator certificate for a key made here
 //                                        (/v1/mesh/client-certificates)
 //   `hivemesh cert revoke FILE`          revokes a client certificate's key (/v1/mesh/revocations)
-//   `hivemesh policy apply FILE|show`    the mesh's authorization policy (/v1/mesh/policy)
+//   `hivemesh policy apply FILE|show`    the mesh's authorization policy (/v1/mesh/policy),
+//                                        signed here with an operator's key or by the issuer
 //   `hivemesh ca rotate`                 a new root for the mesh (/v1/mesh/ca/rotate)
+//   `hivemesh ca export-key|import-key`  the root key off the node and back (/v1/mesh/ca/...)
 //   `hivemesh gossip-keys rotate|show`   new gossip keys for the mesh (/v1/mesh/gossip-keys)
 #pragma once
 
@@ -60,7 +62,12 @@ struct CertFlags {
 struct CaFlags {
   NodeFlags node;
   std::string admin_token_file;
+  std::string out;    // export-key: where the key goes (created, 0600; never overwritten)
+  bool keep = false;  // export-key: leave the key on the node too
+  std::string file;   // import-key: the key to bring back
   CLI::App* rotate = nullptr;
+  CLI::App* export_key = nullptr;
+  CLI::App* import_key = nullptr;
 };
 
 CLI::App* AddCaCommand(CLI::App& app, CaFlags& flags);
@@ -83,6 +90,10 @@ struct PolicyFlags {
   NodeFlags node;
   std::string admin_token_file;
   std::string file;
+  // apply: sign the document with this operator certificate's key (hivemesh cert issue-client
+  // NAME --role operator): any node takes it, no admin access needed.
+  std::string operator_cert;
+  std::string operator_key;
   CLI::App* apply = nullptr;
   CLI::App* show = nullptr;
 };

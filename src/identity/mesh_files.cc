@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include <fstream>
 #include <sstream>
 
@@ -121,8 +124,12 @@ absl::Status SaveMesh(const std::string& state_dir, const MeshCredentials& mesh)
   HM_RETURN_IF_ERROR(MakeStateFolder(dir));
   // Keys before the certificates that name them, and roots last: a node stopped half-way has
   // no roots.pem yet and starts over, rather than with a certificate and no key.
-  if (mesh.root_key)
+  if (mesh.root_key) {
     HM_RETURN_IF_ERROR(ReplaceFile(dir + "/root.key", mesh.root_key->ToPem(), 0600));
+  } else if (Exists(dir + "/root.key") && ::unlink((dir + "/root.key").c_str()) != 0) {
+    // Exported (hivemesh ca export-key): it lives elsewhere now.
+    return absl::InternalError(StrCat("cannot remove ", dir, "/root.key: ", std::strerror(errno)));
+  }
   if (!mesh.gossip_keys.empty()) {
     HM_RETURN_IF_ERROR(ReplaceFile(dir + "/gossip.keys", GossipKeysText(mesh), 0600));
   }
@@ -201,7 +208,8 @@ bool RootRotationPending(const MeshCredentials& mesh) {
 absl::Status StartRootRotation(MeshCredentials& mesh, WallTime now) {
   if (!mesh.root_key || !mesh.issuer_cert || !mesh.issuer_key || mesh.roots.empty()) {
     return absl::FailedPreconditionError(
-        "this node holds no root key and issuer rights: rotate the root where its key is");
+        "this node holds no root key and issuer rights: rotate the root where its key is (or bring "
+        "an exported key back: hivemesh ca import-key FILE)");
   }
   if (RootRotationPending(mesh)) {
     return absl::FailedPreconditionError(

@@ -49,7 +49,8 @@ struct MeshCredentials {
 // What `state_dir` holds; an empty MeshCredentials if it holds no mesh. Errors name the file: a
 // file that does not parse, a key readable by others, a node certificate without roots.
 absl::StatusOr<MeshCredentials> LoadMesh(const std::string& state_dir);
-// Writes every part `mesh` has (each file replaced atomically; keys 0600).
+// Writes every part `mesh` has (each file replaced atomically; keys 0600), and removes root.key
+// when `mesh` holds no root key (exported: hivemesh ca export-key).
 absl::Status SaveMesh(const std::string& state_dir, const MeshCredentials& mesh);
 
 // A new mesh whose first node is `node_key`'s: a root and an issuer (each with a new key), and

@@ -70,6 +70,46 @@ TEST_F(MeshPolicyTest, ANewerSignedPolicyIsTakenAndEnforced) {
   EXPECT_TRUE(CheckAnyone().ok());
 }
 
+TEST_F(MeshPolicyTest, AnOperatorsSignatureIsCheckedNowWhenOfferedAndAtSigningWhenSaved) {
+  // The check the agent installs, faked: it records when it was asked to check the operator's
+  // certificate, and accepts the signer "ops" only.
+  std::vector<int64_t> asked_at;
+  const MeshPolicy::OperatorCheck check = [&](std::string_view signer, std::string_view message,
+                                              std::string_view signature,
+                                              int64_t at) -> absl::StatusOr<std::string> {
+    asked_at.push_back(at);
+    if (signer != "ops" || signature != "sig:" + std::string(message)) {
+      return absl::PermissionDeniedError("not an operator's");
+    }
+    return std::string("ops");
+  };
+  const uint64_t signed_ms = 1'700'000'000'123;
+  SignedPolicy offered{signed_ms, std::string(kDenyAll),
+                       "sig:" + identity::PolicyMessage(signed_ms, kDenyAll), "ops"};
+  std::unique_ptr<MeshPolicy> p = Fresh();
+  // Without a check, no operator's document is taken.
+  EXPECT_EQ(p->Offer(offered, {issuer_}).status().code(), absl::StatusCode::kFailedPrecondition);
+  p->SetOperatorCheck(check);
+  SignedPolicy forged = offered;
+  forged.signer = "someone";
+  absl::StatusOr<bool> refused = p->Offer(forged, {issuer_});
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(refused.status().message().find("not signed by an operator"), std::string::npos);
+  ASSERT_TRUE(*p->Offer(offered, {issuer_}));
+  EXPECT_EQ(CheckAnyone().code(), absl::StatusCode::kPermissionDenied);
+  ASSERT_EQ(asked_at.size(), 2u);
+  EXPECT_GT(asked_at.back(), 1'750'000'000) << "offered: the certificate is checked now";
+  // Saved with its signer: a restarted node checks it at the time it was signed.
+  std::unique_ptr<MeshPolicy> restarted = Fresh();
+  restarted->SetOperatorCheck(check);
+  ASSERT_TRUE(restarted->Load({issuer_}).ok());
+  EXPECT_EQ(restarted->version(), signed_ms);
+  EXPECT_EQ(asked_at.back(), 1'700'000'000);
+  EXPECT_EQ(restarted->current().signer, "ops");
+  // An issuer's newer version still follows it.
+  EXPECT_TRUE(*restarted->Offer(Signed(signed_ms + 1, "", issuer_key_), {issuer_}));
+}
+
 TEST_F(MeshPolicyTest, OnlyAnIssuersSignatureOverThisVersionAndTextIsTaken) {
   std::unique_ptr<MeshPolicy> p = Fresh();
   ASSERT_TRUE(*p->Offer(Signed(1, kCameras, issuer_key_), {issuer_}));
@@ -139,9 +179,18 @@ TEST_F(MeshPolicyTest, SignedPoliciesDecodeOnlyInTheirShape) {
   EXPECT_EQ(back->version, 3u);
   EXPECT_EQ(back->document, kCameras);
   EXPECT_EQ(back->signature, p.signature);
-  for (std::string_view bad :
-       {"", "[]", "{\"version\":1}", "{\"version\":-1,\"document\":\"\",\"signature\":\"\"}",
-        "{\"version\":1,\"document\":\"\",\"signature\":\"zz\"}"}) {
+  EXPECT_EQ(back->signer, "");
+  SignedPolicy by_operator = p;
+  by_operator.signer = "-----BEGIN CERTIFICATE-----\n...";
+  EXPECT_EQ(DecodeSignedPolicy(EncodeSignedPolicy(by_operator))->signer, by_operator.signer);
+  const std::string big_signer =
+      "{\"version\":1,\"document\":\"\",\"signature\":\"\",\"signer\":\"" +
+      std::string(16385, 'a') + "\"}";
+  for (std::string_view bad : std::initializer_list<std::string_view>{
+           "", "[]", "{\"version\":1}", "{\"version\":-1,\"document\":\"\",\"signature\":\"\"}",
+           "{\"version\":1,\"document\":\"\",\"signature\":\"zz\"}",
+           "{\"version\":1,\"document\":\"\",\"signature\":\"\",\"signer\":7}",
+           std::string_view(big_signer)}) {
     EXPECT_FALSE(DecodeSignedPolicy(bad).ok()) << bad;
   }
   const std::string huge = "{\"version\":1,\"document\":\"" +

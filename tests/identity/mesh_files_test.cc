@@ -179,6 +179,23 @@ TEST_F(MeshFilesTest, AGossipKeyRotationTakesThreeSignedVersionsAndIsKept) {
   EXPECT_THAT(StartGossipKeyRotation(member).message(), HasSubstr("no issuer rights"));
 }
 
+TEST_F(MeshFilesTest, AnExportedRootKeyLeavesTheStateFolder) {
+  MeshCredentials mesh = *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0());
+  ASSERT_TRUE(SaveMesh(dir_, mesh).ok());
+  ASSERT_TRUE(fs::exists(dir_ + "/mesh/root.key"));
+  mesh.root_key.reset();
+  ASSERT_TRUE(SaveMesh(dir_, mesh).ok());
+  EXPECT_FALSE(fs::exists(dir_ + "/mesh/root.key"));
+  absl::StatusOr<MeshCredentials> back = LoadMesh(dir_);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->root_key.has_value());
+  EXPECT_TRUE(back->issuer_key.has_value()) << "the issuer keeps issuing";
+  EXPECT_THAT(StartRootRotation(*back, T0()).message(), HasSubstr("import-key"));
+  // Saved again without it (a renewal): still nothing there, and no error.
+  EXPECT_TRUE(SaveMesh(dir_, *back).ok());
+  EXPECT_FALSE(fs::exists(dir_ + "/mesh/root.key"));
+}
+
 TEST_F(MeshFilesTest, AGossipKeysFileOfBeforeRotationIsVersionZero) {
   MeshCredentials mesh = *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0());
   ASSERT_TRUE(SaveMesh(dir_, mesh).ok());
