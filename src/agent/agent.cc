@@ -334,9 +334,13 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       [self = agent.get()](std::string_view name) { return self->KeyOf(name); },
       // A revoked member's connections here close at once; new ones are refused (CheckPeer).
       [self = agent.get()](const std::string& name, const std::string& key) {
+        self->AnnounceMeta();  // the new count tells the other nodes to fetch the list
+        if (identity::ParseClientTokensRevocation(name)) {
+          spdlog::info("bearer tokens revoked: {}", name);
+          return;
+        }
         spdlog::info("member {}'s key is revoked: closing its connections", name);
         self->CutOff(name, key);
-        self->AnnounceMeta();  // the new count tells the other nodes to fetch the list
         // It holds the gossip keys in force: new ones, which it cannot fetch, replace them.
         self->RotateGossipKeysAfterRevocation();
       });
@@ -353,10 +357,13 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         if (mesh == nullptr || mesh->roots.empty()) {
           return absl::PermissionDeniedError("this node holds no certificate of a mesh");
         }
-        return identity::VerifyClientToken(token, mesh->node_chain, mesh->roots[0].MeshId(),
-                                           std::chrono::duration_cast<std::chrono::seconds>(
-                                               std::chrono::system_clock::now().time_since_epoch())
-                                               .count());
+        absl::StatusOr<identity::ClientToken> verified =
+            identity::VerifyClientToken(token, mesh->node_chain, mesh->roots[0].MeshId(),
+                                        std::chrono::duration_cast<std::chrono::seconds>(
+                                            std::chrono::system_clock::now().time_since_epoch())
+                                            .count());
+        if (verified.ok()) HM_RETURN_IF_ERROR(self->CheckTokenNotRevoked(*verified));
+        return verified;
       });
   if (agent->mesh_policy_ != nullptr) {
     std::function<absl::StatusOr<uint64_t>(std::string_view)> apply;
@@ -938,6 +945,22 @@ absl::Status Agent::TakeGossipKeys(const SignedGossipKeys& offered, const std::s
   return absl::OkStatus();
 }
 
+absl::Status Agent::CheckTokenNotRevoked(const identity::ClientToken& token) const {
+  int64_t before = issuer_ != nullptr ? issuer_->ClientTokensRevokedBefore(token.subject) : 0;
+  {
+    absl::MutexLock lock(&revoked_mu_);
+    if (auto it = tokens_revoked_before_.find(token.subject); it != tokens_revoked_before_.end()) {
+      before = std::max(before, it->second);
+    }
+  }
+  if (token.issued <= before) {
+    return absl::PermissionDeniedError(StrCat("client '", token.subject,
+                                              "''s bearer tokens issued at or before unix ", before,
+                                              " are revoked"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> Agent::CheckOperatorSignature(std::string_view signer,
                                                           std::string_view message,
                                                           std::string_view signature,
@@ -1018,6 +1041,15 @@ void Agent::ApplyRevocations(const std::string& body, const std::string& from, u
     if (revoked_keys_.insert(*key).second) newly.emplace_back(name, *key);
   }
   for (const auto& [name, key] : newly) {
+    if (std::optional<identity::ClientTokensRevocation> tokens =
+            identity::ParseClientTokensRevocation(name)) {
+      spdlog::info("client {}'s bearer tokens issued at or before unix {} are revoked (by {})",
+                   tokens->client, tokens->before, from);
+      absl::MutexLock lock(&revoked_mu_);
+      int64_t& before = tokens_revoked_before_[tokens->client];
+      before = std::max(before, tokens->before);
+      continue;
+    }
     spdlog::info("member {}'s key is revoked (by {}): closing its connections", name, from);
     CutOff(name, key);
   }

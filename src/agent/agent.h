@@ -51,6 +51,7 @@ namespace identity {
 struct MeshCredentials;
 class IssuerService;
 class NodeKey;
+struct ClientToken;
 class PeerVerifier;
 }  // namespace identity
 class JoinService;
@@ -150,6 +151,10 @@ class Agent {
   std::set<std::string> revocations_fetching_ ABSL_GUARDED_BY(revoke_mu_);
   mutable absl::Mutex revoked_mu_;
   std::set<std::string, std::less<>> revoked_keys_ ABSL_GUARDED_BY(revoked_mu_);  // learnt
+  // Per client: its bearer tokens issued at or before this (unix s) are revoked (learnt).
+  std::map<std::string, int64_t, std::less<>> tokens_revoked_before_ ABSL_GUARDED_BY(revoked_mu_);
+  // Refuses a bearer token its issuer revoked (here or learnt): PERMISSION_DENIED saying so.
+  absl::Status CheckTokenNotRevoked(const identity::ClientToken& token) const;
   // The mesh's authorization policy (api/mesh_policy.h): what the front ends enforce, the signed
   // document in force (null on an insecure node), and its REST calls. The same thread as the
   // revocations fetches a newer version from a member that announces one.

@@ -214,6 +214,19 @@ void IssuerHandler::Revocations(const HttpRequest& request, HttpResponder& respo
   absl::StatusOr<RevocationRequest> asked =
       DecodeRevocationRequest(body ? std::string_view(*body) : std::string_view());
   if (!asked.ok()) return respond(ErrorResponse(asked.status()));
+  if (asked->tokens) {
+    const identity::WallTime now = std::chrono::system_clock::now();
+    absl::StatusOr<std::pair<std::string, std::string>> revoked =
+        issuer_->RevokeClientTokens(asked->name, now);
+    if (!revoked.ok()) return respond(ErrorResponse(revoked.status()));
+    if (on_revoked_) on_revoked_(revoked->first, revoked->second);
+    w.BeginObject();
+    w.Key("name").String(revoked->first);
+    w.Key("client").String(asked->name);
+    w.Key("tokens_issued_before").Int(Unix(now) + 1);
+    w.EndObject();
+    return respond(JsonResponse(201, std::move(out)));
+  }
   const std::string* const name = &asked->name;
   // A client's key is given; a member's is the one gossip binds its name to.
   const std::optional<std::string> key = !asked->key.empty()

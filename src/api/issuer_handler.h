@@ -11,7 +11,9 @@
 //   DELETE /v1/mesh/tokens/<id>  -> {} or 404
 //   POST   /v1/mesh/revocations  {"name": "cam-1"}  -> 201 {"name", "key"}: the key the member's
 //          name is bound to in gossip is refused renewal and joins from then on (404 for a name
-//          no member has)
+//          no member has). {"name": "cam-app", "tokens": true} -> 201 {"name", "client",
+//          "tokens_issued_before" (unix s)}: client cam-app's bearer tokens issued so far are
+//          refused on every node (identity/client_token.h)
 //   GET    /v1/mesh/revocations  -> {"revocations": [{"name", "key", "when"}]}
 //   POST   /v1/mesh/client-certificates  {"name", "role": "client"|"operator", "public_key"
 //          (hex), "ttl": "30d"} -> 201 {"name", "role", "spiffe_id", "expires", "certificate"

@@ -43,12 +43,14 @@ CLI::App* AddTokenCommand(CLI::App& app, TokenFlags& flags) {
       "  hivemesh token create --ttl 24h --uses 10\n"
       "  hivemesh token create --role client --name dashboard --models yolo,resnet --ttl 30d\n"
       "  hivemesh token list\n"
-      "  hivemesh token revoke 3f9a0c1d";
+      "  hivemesh token revoke 3f9a0c1d\n"
+      "  hivemesh token revoke --client dashboard";
   for (CLI::App** sub : {&flags.create, &flags.list, &flags.revoke}) {
     const char* name = sub == &flags.create ? "create" : sub == &flags.list ? "list" : "revoke";
     const char* what = sub == &flags.create ? "make a join token (printed once: keep it secret)"
                        : sub == &flags.list ? "list the tokens (never their secrets)"
-                                            : "revoke a token by its id";
+                                            : "revoke a join token by its id, or every bearer "
+                                              "token of a client (--client NAME)";
     *sub = cmd->add_subcommand(name, what);
     AddNodeFlags(*sub, flags.node, examples);
     (*sub)->add_option("--admin-token-file", flags.admin_token_file,
@@ -65,7 +67,11 @@ CLI::App* AddTokenCommand(CLI::App& app, TokenFlags& flags) {
   flags.create->add_option("--ttl", flags.ttl, "how long it may be used: 90s, 30m, 24h, 7d");
   flags.create->add_option("--uses", flags.uses, "how many joins it allows (0: unlimited)")
       ->check(CLI::NonNegativeNumber);
-  flags.revoke->add_option("id", flags.id, "the token's id (8 hex digits)")->required();
+  CLI::Option* id = flags.revoke->add_option("id", flags.id, "the join token's id (8 hex digits)");
+  CLI::Option* client = flags.revoke->add_option(
+      "--client", flags.client,
+      "revoke this client's bearer tokens issued so far: every node refuses them within seconds");
+  id->excludes(client);
   return cmd;
 }
 
@@ -192,6 +198,23 @@ int RunToken(const TokenFlags& flags) {
     absl::StatusOr<std::string> table = FormatTokenList(reply->body, now);
     if (!table.ok()) return Fail("token list", table.status());
     std::fputs(table->c_str(), stdout);
+    return kExitOk;
+  }
+  if (flags.id.empty() && flags.client.empty()) {
+    return Fail("token revoke",
+                absl::InvalidArgumentError("name a join token's id, or --client NAME"));
+  }
+  if (!flags.client.empty()) {
+    std::string body;
+    JsonWriter w(body);
+    w.BeginObject().Key("name").String(flags.client).Key("tokens").Bool(true).EndObject();
+    absl::StatusOr<HttpResult> reply =
+        AdminCall(flags.node, flags.admin_token_file, "POST", "/v1/mesh/revocations", body);
+    if (!reply.ok()) return Fail("token revoke", reply.status());
+    std::printf(
+        "client %s's bearer tokens issued so far are revoked; every node refuses them "
+        "within seconds\n",
+        flags.client.c_str());
     return kExitOk;
   }
   absl::StatusOr<HttpResult> reply =

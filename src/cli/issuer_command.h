@@ -28,6 +28,7 @@ struct TokenFlags {
   std::string name;    // --role client: the client's name
   std::string models;  // --role client: comma-separated model names
   std::string id;
+  std::string client;  // revoke --client: the client whose bearer tokens are revoked
   CLI::App* create = nullptr;
   CLI::App* list = nullptr;
   CLI::App* revoke = nullptr;

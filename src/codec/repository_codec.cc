@@ -106,8 +106,15 @@ absl::StatusOr<RevocationRequest> DecodeRevocationRequest(std::string_view body)
   RevocationRequest out;
   for (auto [key, value] : *object) {
     std::string_view v;
+    if (key == "tokens") {
+      if (value.get(out.tokens) != simdjson::SUCCESS) {
+        return absl::InvalidArgumentError("'tokens' must be true or false");
+      }
+      continue;
+    }
     if (key != "name" && key != "key") {
-      return absl::InvalidArgumentError(StrCat("unknown field '", key, "' (known: name, key)"));
+      return absl::InvalidArgumentError(
+          StrCat("unknown field '", key, "' (known: name, key, tokens)"));
     }
     if (value.get(v) != simdjson::SUCCESS || v.empty()) {
       return absl::InvalidArgumentError(key == "name" ? "'name' must be a member's or client's name"
@@ -123,6 +130,9 @@ absl::StatusOr<RevocationRequest> DecodeRevocationRequest(std::string_view body)
   }
   if (out.name.empty()) {
     return absl::InvalidArgumentError("'name' is missing: which member or client to revoke");
+  }
+  if (out.tokens && !out.key.empty()) {
+    return absl::InvalidArgumentError("'tokens' revokes a client's bearer tokens: give no 'key'");
   }
   return out;
 }

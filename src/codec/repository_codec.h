@@ -53,7 +53,8 @@ absl::StatusOr<ClientCertificateRequest> DecodeClientCertificateRequest(std::str
 // name binds). An unknown field is refused, by name.
 struct RevocationRequest {
   std::string name;
-  std::string key;  // raw bytes; empty: the key the member's name is bound to
+  std::string key;      // raw bytes; empty: the key the member's name is bound to
+  bool tokens = false;  // "tokens": true: client `name`'s bearer tokens issued so far
 };
 absl::StatusOr<RevocationRequest> DecodeRevocationRequest(std::string_view body);
 // "90s", "30m", "24h", "7d" or plain seconds ("3600"): the seconds, or INVALID_ARGUMENT naming

@@ -1,5 +1,6 @@
 #include "identity/client_token.h"
 
+#include <openssl/sha.h>
 #include <simdjson.h>
 
 #include "absl/strings/escaping.h"
@@ -133,6 +134,32 @@ absl::StatusOr<ClientToken> VerifyClientToken(std::string_view text,
   if (t.mesh_id != mesh_id) return Refused("it is another mesh's");
   if (now_unix >= t.expires) return Refused(StrCat("it expired ", now_unix - t.expires, " s ago"));
   return t;
+}
+
+namespace {
+constexpr std::string_view kTokensPrefix = "tokens:";
+}  // namespace
+
+std::string ClientTokensRevocationName(std::string_view client, int64_t before) {
+  return StrCat(kTokensPrefix, client, "@", before);
+}
+
+std::string ClientTokensKey(std::string_view revocation_name) {
+  const std::string labelled =
+      StrCat("hivemesh client tokens", std::string_view("\0", 1), revocation_name);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(labelled.data()), labelled.size(), digest);
+  return std::string(reinterpret_cast<const char*>(digest), sizeof digest);
+}
+
+std::optional<ClientTokensRevocation> ParseClientTokensRevocation(std::string_view name) {
+  if (!name.starts_with(kTokensPrefix)) return std::nullopt;
+  name.remove_prefix(kTokensPrefix.size());
+  const size_t at = name.rfind('@');
+  if (at == std::string_view::npos || at == 0) return std::nullopt;
+  std::optional<uint64_t> before = ParseUint(name.substr(at + 1));
+  if (!before || !CheckCertificateText(name.substr(0, at), "name").ok()) return std::nullopt;
+  return ClientTokensRevocation{std::string(name.substr(0, at)), static_cast<int64_t>(*before)};
 }
 
 }  // namespace hivemesh::identity

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include "base/hex.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "identity/client_token.h"
 #include "identity/key_file.h"
 
 namespace hivemesh::identity {
@@ -170,6 +172,32 @@ absl::Status IssuerService::RevokeNode(std::string_view name, std::string_view p
     return absl::InvalidArgumentError(StrCat("the key of ", name, " is not an Ed25519 key"));
   }
   HM_RETURN_IF_ERROR(CheckCertificateText(name, "name"));
+  return RevokeChecked(name, public_key, now);
+}
+
+absl::StatusOr<std::pair<std::string, std::string>> IssuerService::RevokeClientTokens(
+    std::string_view client, WallTime now) {
+  HM_RETURN_IF_ERROR(CheckCertificateText(client, "name"));
+  std::string name = ClientTokensRevocationName(client, UnixSeconds(now));
+  std::string key = ClientTokensKey(name);
+  HM_RETURN_IF_ERROR(RevokeChecked(name, key, now));
+  return std::make_pair(std::move(name), std::move(key));
+}
+
+int64_t IssuerService::ClientTokensRevokedBefore(std::string_view client) const {
+  absl::MutexLock lock(&mu_);
+  int64_t before = 0;
+  for (const Revocation& r : revocations_) {
+    if (std::optional<ClientTokensRevocation> t = ParseClientTokensRevocation(r.name);
+        t && t->client == client) {
+      before = std::max(before, t->before);
+    }
+  }
+  return before;
+}
+
+absl::Status IssuerService::RevokeChecked(std::string_view name, std::string_view public_key,
+                                          WallTime now) {
   absl::MutexLock lock(&mu_);
   if (issuer_.IsRevoked(public_key)) return absl::OkStatus();
   std::vector<Revocation> next = revocations_;

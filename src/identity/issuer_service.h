@@ -49,6 +49,13 @@ class IssuerService {
   // Revokes `name`'s key for good (written to the revoked file first): it is refused renewal and
   // joins from now on. INVALID_ARGUMENT for a key of the wrong size.
   absl::Status RevokeNode(std::string_view name, std::string_view public_key, WallTime now);
+  // Revokes `client`'s bearer tokens issued at or before `now` (client_token.h), kept and spread
+  // like a key's revocation. Returns the revocation's name and pseudo key.
+  absl::StatusOr<std::pair<std::string, std::string>> RevokeClientTokens(std::string_view client,
+                                                                         WallTime now);
+  // The latest revocation of `client`'s tokens made here: tokens issued at or before it (unix s)
+  // are refused. 0: none.
+  int64_t ClientTokensRevokedBefore(std::string_view client) const;
   struct Revocation {
     std::string public_key;
     std::string name;
@@ -86,6 +93,8 @@ class IssuerService {
   IssuerService(std::string path, std::string revoked_path, Issuer issuer,
                 std::vector<Revocation> revocations);
   absl::Status SaveLocked(WallTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RevokeNode once `name` is checked.
+  absl::Status RevokeChecked(std::string_view name, std::string_view public_key, WallTime now);
 
   const std::string path_;
   const std::string revoked_path_;

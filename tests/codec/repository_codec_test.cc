@@ -181,8 +181,15 @@ TEST(ClientRequestsTest, ClientCertificatesAndRevocationsRefuseWhatIsWrongByName
       DecodeRevocationRequest(R"({"name":"ops","key":"0a0b"})");
   ASSERT_TRUE(client.ok());
   EXPECT_EQ(client->key, "\x0a\x0b");
-  for (std::string_view bad : {R"({"key":"0a"})", R"({"name":"a","key":"xyz"})",
-                               R"({"name":"a","key":""})", R"({"name":"a","other":1})"}) {
+  EXPECT_FALSE(client->tokens);
+  absl::StatusOr<RevocationRequest> tokens =
+      DecodeRevocationRequest(R"({"name":"dash","tokens":true})");
+  ASSERT_TRUE(tokens.ok()) << tokens.status();
+  EXPECT_TRUE(tokens->tokens);
+  for (std::string_view bad :
+       {R"({"key":"0a"})", R"({"name":"a","key":"xyz"})", R"({"name":"a","key":""})",
+        R"({"name":"a","other":1})", R"({"name":"a","tokens":"yes"})",
+        R"({"name":"a","key":"0a","tokens":true})"}) {
     EXPECT_FALSE(DecodeRevocationRequest(bad).ok()) << bad;
   }
 }

@@ -109,5 +109,22 @@ TEST_F(ClientTokenTest, TokensAreMadeOnlyWithAValidNameModelsAndLife) {
   EXPECT_THAT(error(t), HasSubstr("ttl"));
 }
 
+TEST(ClientTokensRevocationTest, NamesAClientAndATimeUnderAKeyNoNodeHas) {
+  const std::string name = ClientTokensRevocationName("cam.app-1", 1'800'000'000);
+  EXPECT_EQ(name, "tokens:cam.app-1@1800000000");
+  std::optional<ClientTokensRevocation> back = ParseClientTokensRevocation(name);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->client, "cam.app-1");
+  EXPECT_EQ(back->before, 1'800'000'000);
+  const std::string key = ClientTokensKey(name);
+  EXPECT_EQ(key.size(), 32u);
+  EXPECT_NE(key, ClientTokensKey(ClientTokensRevocationName("cam.app-1", 1'800'000'001)));
+  // A member's or client's name is no tokens revocation, nor is anything malformed.
+  for (std::string_view other : {"cam-7", "tokens:", "tokens:@1", "tokens:a@", "tokens:a@x",
+                                 "tokens:a b@1", "tokens:a@-1"}) {
+    EXPECT_FALSE(ParseClientTokensRevocation(other).has_value()) << other;
+  }
+}
+
 }  // namespace
 }  // namespace hivemesh::identity

@@ -1,6 +1,7 @@
 // The mesh's credentials in the state folder (identity/mesh_files.h).
 #include "identity/mesh_files.h"
 
+#include "identity/client_token.h"
 #include "identity/issuer.h"
 #include "identity/issuer_service.h"
 
@@ -301,6 +302,30 @@ TEST_F(MeshFilesTest, RevokedKeysAreKeptAndRefusedRenewalAndJoins) {
   EXPECT_THAT(again->Join(request, T0(), free).status().message(), HasSubstr("revoked"));
   Write("revoked", "v1 nothex cam-9 1\n");
   EXPECT_THAT(IssuerService::Open(dir_, mesh, "gw-1").status().message(), HasSubstr("line 1"));
+}
+
+TEST_F(MeshFilesTest, AClientsBearerTokensAreRevokedAsOfNowAndKept) {
+  const MeshCredentials mesh = *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0());
+  ASSERT_TRUE(SaveMesh(dir_, mesh).ok());
+  {
+    std::unique_ptr<IssuerService> service = *IssuerService::Open(dir_, mesh, "gw-1");
+    EXPECT_EQ(service->ClientTokensRevokedBefore("dash"), 0);
+    absl::StatusOr<std::pair<std::string, std::string>> revoked =
+        service->RevokeClientTokens("dash", T0());
+    ASSERT_TRUE(revoked.ok()) << revoked.status();
+    EXPECT_EQ(revoked->first, "tokens:dash@1800000000");
+    EXPECT_EQ(revoked->second, ClientTokensKey(revoked->first));
+    EXPECT_FALSE(service->RevokeClientTokens("not a name", T0()).ok());
+    // Signed and spread like a key's revocation.
+    ASSERT_EQ(service->SignedRevocations().size(), 1u);
+    EXPECT_TRUE(VerifyRevocation(*mesh.issuer_cert, revoked->second, revoked->first,
+                                 service->SignedRevocations()[0].signature));
+  }
+  std::unique_ptr<IssuerService> again = *IssuerService::Open(dir_, mesh, "gw-1");
+  EXPECT_EQ(again->ClientTokensRevokedBefore("dash"), 1'800'000'000);
+  EXPECT_EQ(again->ClientTokensRevokedBefore("dashboard"), 0);
+  ASSERT_TRUE(again->RevokeClientTokens("dash", T0() + seconds(60)).ok());
+  EXPECT_EQ(again->ClientTokensRevokedBefore("dash"), 1'800'000'060);
 }
 
 TEST(TokenFileTest, RoundTripsAndRefusesBadLines) {
