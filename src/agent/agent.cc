@@ -765,9 +765,13 @@ void Agent::ReportLoad() {
 
 std::optional<std::string> Agent::KeyOf(std::string_view name) const {
   if (gossip_ == nullptr) return std::nullopt;
-  for (const membership::MemberInfo& m : gossip_->Members()) {
-    if (m.name == name && !m.key.empty()) return m.key;
+  if (name == config_.node_name) {
+    return node_key_ != nullptr ? std::optional<std::string>(node_key_->public_key())
+                                : std::nullopt;
   }
+  // One member's entry: this runs at every TLS handshake a peer makes.
+  std::optional<membership::MemberInfo> m = gossip_->Find(name);
+  if (m && !m->key.empty()) return m->key;
   return std::nullopt;
 }
 

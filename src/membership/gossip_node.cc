@@ -135,6 +135,11 @@ void GossipNodeImpl::SetLoad(std::string payload) {
   swim_->SetLoad(std::move(payload), clock_.Now());
 }
 
+std::optional<MemberInfo> GossipNodeImpl::Find(std::string_view name) const {
+  absl::MutexLock lock(&mu_);
+  return swim_->Find(name);
+}
+
 std::vector<MemberInfo> GossipNodeImpl::Members() const {
   absl::MutexLock lock(&mu_);
   return swim_->Members();

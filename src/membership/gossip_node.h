@@ -159,6 +159,8 @@ class GossipNode {
   virtual absl::Status SetKeyring(Keyring keyring) = 0;
 
   virtual std::vector<MemberInfo> Members() const = 0;
+  // One member (Swim::Find: never this node), without copying the others.
+  virtual std::optional<MemberInfo> Find(std::string_view name) const = 0;
   virtual GossipStats Stats() const = 0;
   virtual bool joined() const = 0;
   // OK while joining or joined; FailedPrecondition, saying why, once joining has stopped for

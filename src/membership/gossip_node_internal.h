@@ -113,6 +113,7 @@ class GossipNodeImpl final : public GossipNode {
   absl::Status SetKeyring(Keyring keyring) override;
   void SetLoad(std::string payload) override;
   std::vector<MemberInfo> Members() const override;
+  std::optional<MemberInfo> Find(std::string_view name) const override;
   GossipStats Stats() const override;
 
   // A node given no seeds started the mesh: it counts as joined.
