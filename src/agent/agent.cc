@@ -334,7 +334,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       [self = agent.get()](std::string_view name) { return self->KeyOf(name); },
       // A revoked member's connections here close at once; new ones are refused (CheckPeer).
       [self = agent.get()](const std::string& name, const std::string& key) {
-        self->AnnounceMeta();  // the new count tells the other nodes to fetch the list
+        self->AnnounceControlChange();  // the new count tells the other nodes to fetch the list
         if (identity::ParseClientTokensRevocation(name)) {
           spdlog::info("bearer tokens revoked: {}", name);
           return;
@@ -378,9 +378,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
             mesh->node_chain);
       };
     }
-    agent->policy_api_ =
-        std::make_unique<PolicyHandler>(agent->mesh_policy_, *admin, agent->rejections_,
-                                        std::move(apply), [self] { self->AnnounceMeta(); });
+    agent->policy_api_ = std::make_unique<PolicyHandler>(agent->mesh_policy_, *admin,
+                                                         agent->rejections_, std::move(apply),
+                                                         [self] { self->AnnounceControlChange(); });
     agent->policy_api_->SetOffer([self](const SignedPolicy& offered) {
       return self->mesh_policy_->Offer(offered, self->Credentials()->node_chain);
     });
@@ -707,6 +707,11 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
     }
   }
   return membership::EncodeNodeMeta(meta);
+}
+
+void Agent::AnnounceControlChange() {
+  AnnounceMeta();
+  if (gossip_ != nullptr) gossip_->PushSelfToAll();
 }
 
 void Agent::AnnounceMeta() {
@@ -1283,8 +1288,13 @@ void Agent::InstallCredentials(identity::MeshCredentials next) {
     absl::MutexLock lock(&creds_mu_);
     mesh_credentials_ = std::make_shared<const identity::MeshCredentials>(std::move(next));
   }
-  // The issuer takes the next step of a key rotation once every member announces the version.
-  if (new_keys) AnnounceMeta();
+  // The issuer takes the next step of a key rotation once every member announces the version;
+  // the members fetch each version from the issuer as soon as it announces it.
+  if (new_keys && issuer_ != nullptr) {
+    AnnounceControlChange();
+  } else if (new_keys) {
+    AnnounceMeta();
+  }
 }
 
 absl::StatusOr<uint64_t> Agent::StartGossipKeyRotation() {
@@ -1374,7 +1384,7 @@ absl::StatusOr<std::string> Agent::StartRootRotation() {
   InstallCredentials(std::move(next));
   spdlog::info("root rotation: new root {} trusted here; every member takes it at a renewal now",
                digest.substr(0, 16));
-  AnnounceMeta();  // members that see this node trust more roots renew at once
+  AnnounceControlChange();  // members that see this node trust more roots renew at once
   return digest;
 }
 

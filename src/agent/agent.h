@@ -90,6 +90,11 @@ class Agent {
   // This node's metadata for the mesh, and telling the mesh of it.
   absl::StatusOr<std::string> EncodedMeta() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(meta_mu_);
   void AnnounceMeta();
+  // AnnounceMeta, and this node's entry pushed to every live member over TCP at once: for a
+  // change of the control versions made here (a revocation, a policy, gossip keys, a root), which
+  // a broadcast may miss a member of for longer than the 5 s the mesh promises (a missed
+  // broadcast is otherwise repaired by the next load report refresh or push-pull, ~10-15 s).
+  void AnnounceControlChange();
   std::string LoadReport() const;
   void ReportLoad();
   void StopLoadReports();

@@ -76,7 +76,8 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
   add("repository_poll_ms", &AgentConfig::repository_poll_ms,
       "poll mode: how often the model repository folder is rescanned");
   add("admin_access", &AgentConfig::admin_access,
-      "who may load and unload models: loopback (this host), token (admin_token_file) or any");
+      "who may load and unload models: loopback (this host), token (admin_token_file) or any "
+      "(--insecure nodes only)");
   add("admin_token_file", &AgentConfig::admin_token_file,
       "admin_access token: file holding the bearer token for loading and unloading models");
   add("http_threads", &AgentConfig::http_threads, "HTTP I/O threads");
@@ -295,6 +296,12 @@ absl::Status AgentConfig::Validate() const {
   if (admin_access != "loopback" && admin_access != "token" && admin_access != "any") {
     return absl::InvalidArgumentError("admin_access: '" + admin_access +
                                       "' is not one of loopback, token, any");
+  }
+  if (admin_access == "any" && !insecure) {
+    return absl::InvalidArgumentError(
+        "admin_access: any lets whoever reaches the port make control calls; in a secure mesh "
+        "they need an operator certificate, a caller on the node itself (loopback) or the "
+        "node's admin token (admin_access: token). any is for --insecure nodes only");
   }
   if (admin_access == "token" && admin_token_file.empty()) {
     return absl::InvalidArgumentError(

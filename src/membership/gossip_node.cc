@@ -115,6 +115,11 @@ void GossipNodeImpl::UpdateMeta(std::string meta) {
   });
 }
 
+void GossipNodeImpl::PushSelfToAll() {
+  asio::post(ioc_,
+             [this] { Process(Call([&](Swim& s) { return s.PushSelfToAll(clock_.Now()); })); });
+}
+
 void GossipNodeImpl::RevokeKey(std::string key) {
   asio::post(ioc_, [this, key = std::move(key)]() mutable {
     Process(Call([&](Swim& s) { return s.RevokeKey(std::move(key), clock_.Now()); }));

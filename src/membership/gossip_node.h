@@ -151,6 +151,8 @@ class GossipNode {
   virtual void Stop() = 0;
 
   virtual void UpdateMeta(std::string meta) = 0;
+  // Swim::PushSelfToAll, after the metadata given so far (calls are taken in order).
+  virtual void PushSelfToAll() = 0;
   virtual void SetLoad(std::string payload) = 0;
   // Swim::RevokeKey: the member bound to `key` is dead here, and its claims are refused.
   virtual void RevokeKey(std::string key) = 0;

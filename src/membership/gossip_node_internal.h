@@ -109,6 +109,7 @@ class GossipNodeImpl final : public GossipNode {
   void LeaveAndStop(std::chrono::milliseconds timeout) override;
   void Stop() override;
   void UpdateMeta(std::string meta) override;
+  void PushSelfToAll() override;
   void RevokeKey(std::string key) override;
   absl::Status SetKeyring(Keyring keyring) override;
   void SetLoad(std::string payload) override;

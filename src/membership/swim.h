@@ -179,6 +179,11 @@ class Swim {
   // refutations and leaves are refused from then on (claims_revoked); its name is free for
   // another key once dead_node_reclaim_time passes. Taking a key already revoked is a no-op.
   Output RevokeKey(std::string key, SteadyTime now);
+  // This node's own entry (its latest metadata), pushed over TCP to every live member at once,
+  // beside the broadcast that reaches most of them: for a change every member must see within
+  // seconds (the control versions of the node's metadata: a revocation, a policy, keys). Each
+  // answers with its state, as in any push-pull. Counted in push_pulls.
+  Output PushSelfToAll(SteadyTime now);
   // Replaces this node's load report; it rides on gossip (no message of its own is sent now).
   void SetLoad(std::string payload, SteadyTime now);
   // Numbers this node's load reports from base + 1. A node that restarts must not count from 1

@@ -153,6 +153,19 @@ void Swim::StartPushPull(SteadyTime now, Output& out) {
   SendTcp(to, LocalDigest(), out);
 }
 
+Output Swim::PushSelfToAll(SteadyTime now) {
+  (void)now;
+  Output out;
+  const PushPull self{false, {SelfEntry()}};
+  for (uint32_t id = 0; id < table_.end_id(); ++id) {
+    const Member* m = table_.Get(id);
+    if (m == nullptr || m->state != MemberState::kAlive) continue;
+    ++stats_.push_pulls;
+    SendTcp(table_.AddrOf(*m), self, out);
+  }
+  return out;
+}
+
 void Swim::Reconnect(SteadyTime now, Output& out) {
   (void)now;
   // Sample a few random members; try the first one held dead (not left).

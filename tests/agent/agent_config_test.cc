@@ -35,5 +35,21 @@ TEST(AgentConfigTest, ConnectionSettingsOutOfRangeAreRefusedByName) {
   }
 }
 
+TEST(AgentConfigTest, ASecureNodeTakesControlCallsFromNoOneAndEveryone) {
+  // Control calls need an operator identity, the node's own admin (loopback) or its admin token:
+  // admin_access any is refused on a node of a secure mesh, and taken with --insecure.
+  AgentConfig config;
+  config.admin_access = "any";
+  const absl::Status refused = config.Validate();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(std::string(refused.message()).find("admin_access: any"), std::string::npos);
+  config.insecure = true;
+  EXPECT_TRUE(config.Validate().ok());
+  config.insecure = false;
+  config.admin_access = "token";
+  config.admin_token_file = "/etc/hivemesh/admin.token";
+  EXPECT_TRUE(config.Validate().ok());
+}
+
 }  // namespace
 }  // namespace hivemesh

@@ -395,6 +395,20 @@ TEST(SwimDigestTest, ADigestIsAnsweredWithWhatItLacksAndWhatItKnowsBetter) {
 // Each of a and b changes its metadata, and gossip never tells the other (the claims are cut
 // out of every UDP packet): the first digest exchange between them repairs both, by the entry
 // in the reply one way and the wanted entry sent after it the other way.
+// Every alive message with metadata `meta` is taken out of the UDP packets that carry it: gossip
+// never spreads that change.
+void DropGossipedMeta(Net& net, std::string meta) {
+  net.edit = [meta](const std::string&, const std::string&, Outgoing& p) {
+    if (p.channel != Channel::kUdp) return;
+    std::vector<std::string> kept;
+    for (const Message& m : MessagesOf(p.packet)) {
+      const auto* alive = std::get_if<Alive>(&m);
+      if (alive == nullptr || alive->meta != meta) kept.push_back(EncodeMessage(m));
+    }
+    p.packet = kept.empty() ? "" : EncodePacket(kept);
+  };
+}
+
 TEST(SwimDigestTest, OneExchangeRepairsWhatGossipMissedBothWays) {
   Net net;
   net.Add("a", "v1");
@@ -402,15 +416,7 @@ TEST(SwimDigestTest, OneExchangeRepairsWhatGossipMissedBothWays) {
   net.JoinAll("a");
   net.Run(Millis(2000));
   ASSERT_EQ(net["a"].Find("b")->meta, "v1");
-  net.edit = [](const std::string&, const std::string&, Outgoing& p) {
-    if (p.channel != Channel::kUdp) return;
-    std::vector<std::string> kept;
-    for (const Message& m : MessagesOf(p.packet)) {
-      const auto* alive = std::get_if<Alive>(&m);
-      if (alive == nullptr || alive->meta != "v2") kept.push_back(EncodeMessage(m));
-    }
-    p.packet = kept.empty() ? "" : EncodePacket(kept);
-  };
+  DropGossipedMeta(net, "v2");
   int digests = 0, follow_ups = 0;
   net.tap = [&](const std::string&, const Outgoing& p) {
     if (p.channel != Channel::kTcp) return;
@@ -610,6 +616,37 @@ TEST(SwimTest, MetadataChangeSpreads) {
     EXPECT_EQ(net[o].Find("d")->meta, "v2") << o;
     EXPECT_TRUE(SawEvent(net, o, EventType::kUpdated, "d")) << o;
   }
+}
+
+TEST(SwimTest, AMetadataChangePushedToAllReachesEveryMemberWithoutGossip) {
+  Net net;
+  for (const char* n : {"a", "b", "c", "d", "e"}) net.Add(n, "v1");
+  net.JoinAll("a");
+  net.Run(Millis(2000));
+  // Every UDP packet carrying the new metadata is lost: the broadcast reaches no one.
+  DropGossipedMeta(net, "v2");
+  int pushed = 0;
+  net.tap = [&](const std::string& from, const Outgoing& p) {
+    if (from == "d" && p.channel == Channel::kTcp) ++pushed;
+  };
+  net.Deliver("d", net["d"].UpdateMeta("v2", net.now()));
+  net.Deliver("d", net["d"].PushSelfToAll(net.now()));
+  EXPECT_EQ(pushed, 4) << "one exchange with each live member";
+  for (const char* o : {"a", "b", "c", "e"}) {
+    EXPECT_EQ(net[o].Find("d")->meta, "v2") << o;
+    EXPECT_TRUE(SawEvent(net, o, EventType::kUpdated, "d")) << o;
+  }
+  // A member held dead is not pushed to.
+  net.drop = [](const std::string& from, const std::string& to, Channel) {
+    return from == "e" || to == "e";
+  };
+  while (net.StateAt("d", "e") == MemberState::kAlive && net.now() < T0() + Millis(120000)) {
+    net.Run(Millis(100));
+  }
+  ASSERT_NE(net.StateAt("d", "e"), MemberState::kAlive);
+  pushed = 0;
+  net.Deliver("d", net["d"].PushSelfToAll(net.now()));
+  EXPECT_EQ(pushed, 3);
 }
 
 TEST(SwimTest, LoadReportsSpreadWithSequenceAndAge) {

@@ -9,13 +9,15 @@ the node that created the mesh, and brought back for a rotation, on real nodes.
 - `hivemesh ca import-key FILE` takes it back only if it is the mesh's root key (another key,
   or a file that is not a key, is refused); then the root rotates;
 - the key leaves the node only to a caller on the node itself (or one presenting an operator
-  certificate): an admin call from another address is refused even with `admin_access: any`;
+  certificate): an admin call from another address is refused even with the node's admin
+  token; and a node of a secure mesh refuses `admin_access: any` at start;
 - an existing file is never overwritten.
 
     test_root_key_export.py path/to/hivemesh
 """
 import os
 import stat
+import subprocess
 import tempfile
 import unittest
 
@@ -107,18 +109,33 @@ class RootKeyExportTest(SecureMeshTest):
         ip = non_loopback_ipv4()
         if ip is None:
             self.fail("this machine has no non-loopback IPv4 address to call from")
-        # A mesh of its own whose node takes admin calls from anywhere.
-        solo = self.start("solo", (), ["--admin-access", "any"], secure=True)
+        # A mesh of its own whose node takes admin calls from anywhere with its admin token.
+        token = os.path.join(self.work.name, "admin.token")
+        with open(token, "w") as f:
+            f.write("solo-admin-token\n")
+        os.chmod(token, 0o600)
+        solo = self.start("solo", (), ["--admin-access", "token", "--admin-token-file", token],
+                          secure=True)
+        admin = {"Authorization": "Bearer solo-admin-token"}
         self.assertTrue(os.path.exists(root_key_file("solo")))
         status, body = http_from(ip, solo.port, "POST", "/v1/mesh/ca/export-key",
-                                 b'{"remove": true}')
+                                 b'{"remove": true}', headers=admin)
         self.assertEqual(status, 403, body)
         self.assertIn("on the node itself", body)
         self.assertNotIn("PRIVATE KEY", body)
         self.assertTrue(os.path.exists(root_key_file("solo")), "the key was removed")
-        # Other admin calls from there are taken (admin_access: any).
-        status, body = http_from(ip, solo.port, "GET", "/v1/mesh/tokens")
+        # Other admin calls from there are taken, with the token.
+        status, body = http_from(ip, solo.port, "GET", "/v1/mesh/tokens", headers=admin)
         self.assertEqual(status, 200, body)
+        # A secure node takes no `admin_access: any`: control calls from anyone.
+        with tempfile.TemporaryDirectory() as state:
+            proc = subprocess.run(
+                [self.BINARY, "agent", "--node-name", "open", "--http-address", "127.0.0.1:0",
+                 "--gossip-address", "127.0.0.1:0", "--grpc-address", "off",
+                 "--admin-access", "any", "--model-repository", state, "--state-dir", state],
+                capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("admin_access: any", proc.stdout + proc.stderr)
 
 
 if __name__ == "__main__":
