@@ -1174,11 +1174,9 @@ void Agent::RenewCertificates() {
 bool Agent::LonelyTooLong(SteadyTime now) {
   constexpr auto kLonely = std::chrono::seconds(10);
   if (config_.JoinList().empty()) return false;
-  for (const membership::MemberInfo& m : gossip_->Members()) {
-    if (m.name != config_.node_name && m.state == membership::MemberState::kAlive) {
-      lonely_since_.reset();
-      return false;
-    }
+  if (gossip_->Stats().alive > 1) {  // another member alive (or suspect, and so not yet gone)
+    lonely_since_.reset();
+    return false;
   }
   if (!lonely_since_ || now - *lonely_since_ < kLonely) {
     if (!lonely_since_) lonely_since_ = now;

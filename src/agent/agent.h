@@ -193,7 +193,8 @@ class Agent {
   absl::StatusOr<uint64_t> StartGossipKeyRotation();
   void RotateGossipKeysAfterRevocation();
   void MaybeAdvanceGossipKeyRotation();
-  // True (at most every 10 s) once a node with seeds has seen no other live member for 10 s:
+  // True (at most every 10 s) once a node with seeds has seen no other member alive or suspect
+  // for 10 s:
   // it may hold gossip keys the mesh no longer uses (offline or cut off through a rotation),
   // and renews to get those in force. Renewal thread only.
   bool LonelyTooLong(SteadyTime now);

@@ -160,6 +160,7 @@ GossipStats GossipNodeImpl::Stats() const {
   s.tcp_buffered_bytes = budget_->used();
   s.watching = watching_.load();
   s.watched_by = watched_by_.load();
+  s.alive = static_cast<uint64_t>(swim_->NumAlive());
   return s;
 }
 

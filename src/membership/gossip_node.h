@@ -123,6 +123,7 @@ struct GossipStats {
   uint64_t tcp_buffered_bytes = 0;  // bytes of gossip frames buffered now (tcp_buffer_bytes)
   uint64_t watching = 0;            // watch connections this node holds open to members now
   uint64_t watched_by = 0;          // members' watch connections this node serves now
+  uint64_t alive = 0;               // members alive or suspect, this node included
   // Mutual-TLS exchanges this node started (GossipOptions::tls), and how many of those resumed
   // an earlier session with the same peer.
   uint64_t tls_handshakes = 0;

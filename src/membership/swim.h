@@ -181,8 +181,10 @@ class Swim {
   Output RevokeKey(std::string key, SteadyTime now);
   // This node's own entry (its latest metadata), pushed over TCP to every live member at once,
   // beside the broadcast that reaches most of them: for a change every member must see within
-  // seconds (the control versions of the node's metadata: a revocation, a policy, keys). Each
-  // answers with its state, as in any push-pull. Counted in push_pulls.
+  // seconds (the control versions of the node's metadata: a revocation, a policy, keys). It goes
+  // as a digest reply, whose answer is empty, so a push costs one entry each way per member;
+  // members on protocol 2 get it as a push-pull (and answer with their state). Counted in
+  // push_pulls.
   Output PushSelfToAll(SteadyTime now);
   // Replaces this node's load report; it rides on gossip (no message of its own is sent now).
   void SetLoad(std::string payload, SteadyTime now);

@@ -156,12 +156,17 @@ void Swim::StartPushPull(SteadyTime now, Output& out) {
 Output Swim::PushSelfToAll(SteadyTime now) {
   (void)now;
   Output out;
-  const PushPull self{false, {SelfEntry()}};
+  const DigestReply self{{SelfEntry()}, {}};
+  const PushPull older{false, self.members};
   for (uint32_t id = 0; id < table_.end_id(); ++id) {
     const Member* m = table_.Get(id);
     if (m == nullptr || m->state != MemberState::kAlive) continue;
     ++stats_.push_pulls;
-    SendTcp(table_.AddrOf(*m), self, out);
+    if (m->protocol_max >= 3) {
+      SendTcp(table_.AddrOf(*m), self, out);
+    } else {
+      SendTcp(table_.AddrOf(*m), older, out);
+    }
   }
   return out;
 }

@@ -627,7 +627,16 @@ TEST(SwimTest, AMetadataChangePushedToAllReachesEveryMemberWithoutGossip) {
   DropGossipedMeta(net, "v2");
   int pushed = 0;
   net.tap = [&](const std::string& from, const Outgoing& p) {
-    if (from == "d" && p.channel == Channel::kTcp) ++pushed;
+    if (from != "d" || p.channel != Channel::kTcp) return;
+    ++pushed;
+    // d's own entry alone, as a digest reply: each member answers with an empty one.
+    for (const Message& m : MessagesOf(p.packet)) {
+      const auto* push = std::get_if<DigestReply>(&m);
+      ASSERT_NE(push, nullptr);
+      ASSERT_EQ(push->members.size(), 1u);
+      EXPECT_EQ(push->members[0].node, "d");
+      EXPECT_TRUE(push->want.empty());
+    }
   };
   net.Deliver("d", net["d"].UpdateMeta("v2", net.now()));
   net.Deliver("d", net["d"].PushSelfToAll(net.now()));

@@ -23,13 +23,12 @@ and serves nothing, so its inferences are forwarded. Shown here:
 """
 import os
 import tempfile
-import threading
 import time
 import unittest
 
 from hostile import binary_from_argv, wait_for
 import agent_node  # noqa: E402 (on the path hostile sets)
-from secure_mesh import SecureMeshTest
+from secure_mesh import InferenceLoad, SecureMeshTest
 
 
 def keys_file(name):
@@ -60,13 +59,7 @@ class GossipKeyRotationTest(SecureMeshTest):
         with open(cls.ADMIN_TOKEN, "w") as f:
             f.write("s3cret-admin-token\n")
         os.chmod(cls.ADMIN_TOKEN, 0o600)
-        cls.n0 = cls.start("n0", ("identity",), [], secure=True)
-        cls.n1 = cls.start("n1", ("identity",), cls.join_args())
-        cls.n2 = cls.start("n2", (), cls.join_args())
-        cls.away = cls.start("away", (), cls.join_args())
-        cls.live = [cls.n0, cls.n1, cls.n2]
-        wait_for(lambda: cls.n2.infer_identity()[0] == 200, 30, "n2 to forward identity")
-        wait_for(lambda: cls.away.infer_identity()[0] == 200, 30, "away to forward identity")
+        cls.start_forwarding_mesh()
 
     @classmethod
     def tearDownClass(cls):
@@ -89,21 +82,15 @@ class GossipKeyRotationTest(SecureMeshTest):
         names = [n.name for n in self.live]
         wait_for(lambda: self.all_alive(self.live, names), 20, "every live node alive")
         drops_before = {n.name: unauthenticated(n) for n in self.live}
-        stop = threading.Event()
-        results = {"forwarded": [], "local": [], "not_alive": []}
+        not_alive = []
 
-        def load():
-            while not stop.is_set():
-                results["forwarded"].append(self.n2.infer_identity()[0])
-                results["local"].append(self.n1.infer_identity()[0])
-                for o in self.live:
-                    for m in o.members():
-                        if m["name"] in names and m["state"] != "alive":
-                            results["not_alive"].append((o.name, m["name"], m["state"]))
+        def watch_members(_):
+            for o in self.live:
+                for m in o.members():
+                    if m["name"] in names and m["state"] != "alive":
+                        not_alive.append((o.name, m["name"], m["state"]))
 
-        worker = threading.Thread(target=load)
-        worker.start()
-        try:
+        with InferenceLoad(self.n2, self.n1, also=watch_members) as load:
             time.sleep(2)
             out = self.cli("gossip-keys", "rotate", "--node", f"127.0.0.1:{self.n0.port}")
             self.assertEqual(out.returncode, 0, out.stderr)
@@ -124,15 +111,12 @@ class GossipKeyRotationTest(SecureMeshTest):
                   f"{time.monotonic() - started:.2f} s after `gossip-keys rotate`", flush=True)
             self.assertEqual(len({tuple(keys_file(n.name)[1]) for n in self.live}), 1)
             time.sleep(3)  # gossip under the new key alone
-        finally:
-            stop.set()
-            worker.join()
-        for kind in ("forwarded", "local"):
-            failed = [s for s in results[kind] if s != 200]
-            print(f"{kind}: {len(results[kind])} requests, {len(failed)} failed", flush=True)
-            self.assertGreater(len(results[kind]), 10, kind)
+        for kind, statuses in load.results.items():
+            failed = [s for s in statuses if s != 200]
+            print(f"{kind}: {len(statuses)} requests, {len(failed)} failed", flush=True)
+            self.assertGreater(len(statuses), 10, kind)
             self.assertEqual(failed, [], kind)
-        self.assertEqual(results["not_alive"], [])
+        self.assertEqual(not_alive, [])
         for n in self.live:
             self.assertEqual(unauthenticated(n), drops_before[n.name],
                              f"{n.name} dropped gossip it could not open during the rotation")

@@ -20,14 +20,12 @@ n1 on new connections, the root is rotated. Shown here:
 """
 import hashlib
 import os
-import subprocess
-import threading
 import time
 import unittest
 
 from hostile import binary_from_argv, wait_for
 import agent_node  # noqa: E402 (on the path hostile sets)
-from secure_mesh import SecureMeshTest
+from secure_mesh import InferenceLoad, SecureMeshTest
 from test_mutual_tls import exchange, plain_inference
 
 TTL_S = 15
@@ -61,38 +59,26 @@ class RootRotationTest(SecureMeshTest):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.n0 = cls.start("n0", ("identity",), ["--certificate-ttl", f"{TTL_S}s"], secure=True)
-        cls.n1 = cls.start("n1", ("identity",), cls.join_args())
-        cls.n2 = cls.start("n2", (), cls.join_args())
-        # `away` is a member that is stopped through the whole rotation.
-        cls.away = cls.start("away", (), cls.join_args())
-        cls.live = [cls.n0, cls.n1, cls.n2]
-        wait_for(lambda: cls.n2.infer_identity()[0] == 200, 30, "n2 to forward identity")
-        wait_for(lambda: cls.away.infer_identity()[0] == 200, 30, "away to forward identity")
+        # `away` is stopped through the whole rotation.
+        cls.start_forwarding_mesh(["--certificate-ttl", f"{TTL_S}s"])
 
     def test_rotation_under_load_fails_no_request(self):
-        stop = threading.Event()
-        results = {"forwarded": [], "local": [], "handshakes": []}
-
-        def load():
-            while not stop.is_set():
-                results["forwarded"].append(self.n2.infer_identity()[0])
-                results["local"].append(self.n1.infer_identity()[0])
-                # New mutual-TLS connections with n2's certificate of the moment (it renews every
-                # 10 s, under the new root once the issuer signs under it).
-                cert = (mesh_file("n2", "node.pem"),
-                        os.path.join(agent_node.STATE_ROOT, "n2", "node.key"))
-                for target in (self.n0, self.n1):
-                    try:
-                        results["handshakes"].append(exchange(target.port, plain_inference(),
-                                                              cert=cert)[0])
-                    except OSError as e:  # a failed handshake is a failure too
-                        results["handshakes"].append(repr(e))
+        def handshakes(results):
+            # New mutual-TLS connections with n2's certificate of the moment (it renews every
+            # 10 s, under the new root once the issuer signs under it).
+            cert = (mesh_file("n2", "node.pem"),
+                    os.path.join(agent_node.STATE_ROOT, "n2", "node.key"))
+            for target in (self.n0, self.n1):
+                try:
+                    results["handshakes"].append(exchange(target.port, plain_inference(),
+                                                          cert=cert)[0])
+                except OSError as e:  # a failed handshake is a failure too
+                    results["handshakes"].append(repr(e))
 
         self.away.stop()
-        worker = threading.Thread(target=load)
-        worker.start()
-        try:
+        load = InferenceLoad(self.n2, self.n1, also=handshakes)
+        load.results["handshakes"] = []
+        with load:
             time.sleep(2)  # load before the rotation
             out = self.cli("ca", "rotate", "--node", f"127.0.0.1:{self.n0.port}")
             self.assertEqual(out.returncode, 0, out.stderr)
@@ -123,10 +109,7 @@ class RootRotationTest(SecureMeshTest):
             print(f"every node's certificate chains to the new root "
                   f"{time.monotonic() - started:.2f} s after the rotation", flush=True)
             time.sleep(2)  # load after the rotation
-        finally:
-            stop.set()
-            worker.join()
-        for kind, statuses in results.items():
+        for kind, statuses in load.results.items():
             failed = [s for s in statuses if s != 200]
             print(f"{kind}: {len(statuses)} requests, {len(failed)} failed", flush=True)
             self.assertGreater(len(statuses), 20, kind)
