@@ -341,6 +341,23 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         }
         spdlog::info("member {}'s key is revoked: closing its connections", name);
         self->CutOff(name, key);
+        // An issuer's rights go with it: its issuer key is revoked too.
+        if (const std::shared_ptr<const identity::MeshCredentials> mesh = self->Credentials();
+            mesh && self->issuer_ != nullptr) {
+          for (const identity::Certificate& c : identity::MeshIssuers(*mesh)) {
+            if (identity::IssuerName(c) != name || self->issuer_->IsRevoked(c.public_key())) {
+              continue;
+            }
+            if (absl::Status revoked =
+                    self->issuer_->Adopt(name, c.public_key(), std::chrono::system_clock::now());
+                !revoked.ok()) {
+              spdlog::error("issuer {}'s key not revoked: {}", name, MessageOf(revoked));
+              continue;
+            }
+            spdlog::info("issuer {}'s issuer key is revoked too", name);
+            self->CutOff(name, c.public_key());
+          }
+        }
         // It holds the gossip keys in force: new ones, which it cannot fetch, replace them.
         self->RotateGossipKeysAfterRevocation();
       });
@@ -349,6 +366,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
                                  [self](std::string_view pem) { return self->ImportRootKey(pem); });
   agent->issuer_api_->SetGossipKeys([self] { return self->Credentials(); },
                                     [self] { return self->StartGossipKeyRotation(); });
+  agent->issuer_api_->SetIssuers(
+      [self](std::string_view member) { return self->IsIssuerMember(member); },
+      [self] { self->PushTokens(); });
   agent->kserve_->SetMemberCheck(agent->member_check_);
   agent->kserve_->SetPolicy(
       agent->policy_holder_,
@@ -358,7 +378,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
           return absl::PermissionDeniedError("this node holds no certificate of a mesh");
         }
         absl::StatusOr<identity::ClientToken> verified =
-            identity::VerifyClientToken(token, mesh->node_chain, mesh->roots[0].MeshId(),
+            identity::VerifyClientToken(token, self->TrustedIssuers(*mesh), mesh->roots[0].MeshId(),
                                         std::chrono::duration_cast<std::chrono::seconds>(
                                             std::chrono::system_clock::now().time_since_epoch())
                                             .count());
@@ -375,14 +395,14 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
             [self](uint64_t version, std::string_view text) {
               return self->issuer_->SignPolicy(version, text);
             },
-            mesh->node_chain);
+            self->TrustedIssuers(*mesh));
       };
     }
     agent->policy_api_ = std::make_unique<PolicyHandler>(agent->mesh_policy_, *admin,
                                                          agent->rejections_, std::move(apply),
                                                          [self] { self->AnnounceControlChange(); });
     agent->policy_api_->SetOffer([self](const SignedPolicy& offered) {
-      return self->mesh_policy_->Offer(offered, self->Credentials()->node_chain);
+      return self->mesh_policy_->Offer(offered, self->TrustedIssuers(*self->Credentials()));
     });
   }
   if (config.grpc_enabled()) {
@@ -566,7 +586,7 @@ absl::Status Agent::StartGossip() {
                                           std::string_view signature, int64_t at_unix) {
       return CheckOperatorSignature(signer, message, signature, at_unix);
     });
-    HM_RETURN_IF_ERROR(mesh_policy_->Load(creds->node_chain));
+    HM_RETURN_IF_ERROR(mesh_policy_->Load(TrustedIssuers(*creds)));
   }
   options.max_tcp_connections = static_cast<size_t>(config_.gossip_max_connections);
   options.max_tcp_connections_per_source =
@@ -606,10 +626,15 @@ absl::Status Agent::StartGossip() {
       membership::GossipNode::Create(std::move(options), *encoded, SystemClock::Get());
   if (!node.ok()) return node.status();
   gossip_ = std::move(*node);
-  // Members whose keys this issuer revoked stay out of the membership after a restart.
+  // Members whose keys this issuer revoked stay out of the membership after a restart, and
+  // issuers it revoked stay unable to vouch for anyone.
   if (issuer_ != nullptr) {
+    const std::vector<identity::Certificate> issuers = identity::MeshIssuers(*creds);
     for (const identity::IssuerService::Revocation& r : issuer_->Revocations()) {
       gossip_->RevokeKey(r.public_key);
+      for (const identity::Certificate& c : issuers) {
+        if (c.public_key() == r.public_key) issuer_revoked_.store(true);
+      }
     }
   }
   directory_ = std::make_unique<GossipDirectory>(gossip_.get(), config_.node_name);
@@ -659,6 +684,7 @@ void Agent::FillControlVersions(Announcement& out) const {
   if (const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials(); mesh) {
     out.roots = mesh->roots.size();
     out.gossip_keys = mesh->gossip_keys_version;
+    out.issuers = identity::MeshIssuers(*mesh).size();
   }
 }
 
@@ -675,6 +701,7 @@ absl::StatusOr<membership::NodeMeta> AnnouncedBy(const membership::MemberInfo& m
     meta->policy = std::max(meta->policy, load->policy);
     meta->roots = std::max(meta->roots, load->roots);
     meta->gossip_keys = std::max(meta->gossip_keys, load->gossip_keys);
+    meta->issuers = std::max(meta->issuers, load->issuers);
   }
   return meta;
 }
@@ -802,6 +829,9 @@ void Agent::WatchRevocations() {
     // The member announcing the newest gossip keys, if newer than this node's.
     uint64_t newest_keys = creds != nullptr ? creds->gossip_keys_version : 0;
     std::string keys_member, keys_api;
+    // The member that knows the most issuers, if more than this node.
+    uint64_t most_issuers = creds != nullptr ? identity::MeshIssuers(*creds).size() : 0;
+    std::string issuers_member, issuers_api;
     revoke_mu_.Unlock();
     for (const membership::MemberInfo& m : gossip_->Members()) {
       if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
@@ -816,6 +846,11 @@ void Agent::WatchRevocations() {
         due.emplace_back(m.name, meta->api_address, meta->revocations);
       }
       if (meta.ok() && meta->roots > my_roots) more_roots = true;
+      if (meta.ok() && creds != nullptr && creds->node_cert && meta->issuers > most_issuers) {
+        most_issuers = meta->issuers;
+        issuers_member = m.name;
+        issuers_api = meta->api_address;
+      }
       if (meta.ok() && mesh_policy_ != nullptr && meta->policy > newest_policy) {
         newest_policy = meta->policy;
         policy_member = m.name;
@@ -832,6 +867,12 @@ void Agent::WatchRevocations() {
       gossip_keys_fetching_ = true;
       revoke_mu_.Unlock();
       FetchGossipKeys(keys_member, keys_api);
+      revoke_mu_.Lock();
+    }
+    if (!issuers_member.empty() && !issuers_fetching_) {
+      issuers_fetching_ = true;
+      revoke_mu_.Unlock();
+      FetchIssuers(issuers_member, issuers_api);
       revoke_mu_.Lock();
     }
     if (!policy_member.empty() && !policy_fetching_) {
@@ -897,7 +938,7 @@ void Agent::FetchPolicy(const std::string& member, const std::string& api_addres
                  const absl::StatusOr<SignedPolicy> offered =
                      body.ok() ? DecodeSignedPolicy(*body) : body.status();
                  const absl::StatusOr<bool> taken =
-                     offered.ok() ? mesh_policy_->Offer(*offered, Credentials()->node_chain)
+                     offered.ok() ? mesh_policy_->Offer(*offered, TrustedIssuers(*Credentials()))
                                   : offered.status();
                  if (!taken.ok()) {
                    spdlog::warn("the mesh policy from {} is not taken: {}", member,
@@ -935,7 +976,7 @@ absl::Status Agent::TakeGossipKeys(const SignedGossipKeys& offered, const std::s
   const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
   if (offered.version <= mesh->gossip_keys_version) return absl::OkStatus();  // one came first
   bool signed_by_issuer = false;
-  for (const identity::Certificate& issuer : mesh->node_chain) {
+  for (const identity::Certificate& issuer : TrustedIssuers(*mesh)) {
     signed_by_issuer =
         signed_by_issuer ||
         identity::VerifyGossipKeys(issuer, offered.version, offered.keys, offered.signature);
@@ -978,12 +1019,17 @@ absl::StatusOr<std::string> Agent::CheckOperatorSignature(std::string_view signe
   if (mesh == nullptr || mesh->roots.empty()) {
     return absl::FailedPreconditionError("this node has no certificate of a mesh yet");
   }
+  // A time a clock holds (the system clock counts nanoseconds in 64 bits): a saved version
+  // of an operator's policy is its signing time in ms, and may be anything it signed.
+  if (at_unix < 0 || at_unix > 4'102'444'800) {
+    return absl::InvalidArgumentError(StrCat("signing time unix ", at_unix, " is out of range"));
+  }
   HM_ASSIGN_OR_RETURN(std::vector<identity::Certificate> chain,
                       identity::Certificate::AllFromPem(signer));
   if (chain.empty()) return absl::InvalidArgumentError("the signer holds no certificate");
-  // Through what the signer sent, or this node's own issuer.
+  // Through what the signer sent, or an issuer of the mesh this node knows.
   std::vector<identity::Certificate> through(chain.begin() + 1, chain.end());
-  through.insert(through.end(), mesh->node_chain.begin(), mesh->node_chain.end());
+  for (const identity::Certificate& c : TrustedIssuers(*mesh)) through.push_back(c);
   HM_ASSIGN_OR_RETURN(
       identity::NodeIdentity who,
       identity::VerifyNodeCertificate(chain.front(), through, mesh->roots,
@@ -994,12 +1040,7 @@ absl::StatusOr<std::string> Agent::CheckOperatorSignature(std::string_view signe
                "' holds no operator certificate (hivemesh cert issue-client NAME "
                "--role operator)"));
   }
-  bool revoked = issuer_ != nullptr && issuer_->IsRevoked(who.public_key);
-  if (!revoked) {
-    absl::MutexLock lock(&revoked_mu_);
-    revoked = revoked_keys_.find(who.public_key) != revoked_keys_.end();
-  }
-  if (revoked)
+  if (KeyRevoked(who.public_key))
     return absl::PermissionDeniedError(StrCat("operator '", who.name, "'s key is revoked"));
   if (!identity::VerifySignature(who.public_key, message, signature)) {
     return absl::PermissionDeniedError(
@@ -1015,13 +1056,23 @@ void Agent::CutOff(const std::string& name, const std::string& key) {
   }
   peers_->CloseConnectionsTo(name);
   gossip_->RevokeKey(key);  // its claims are refused, and it is dead here
+  // An issuer's key: what it signed stops counting (TrustedIssuers, CheckPeer's chain check),
+  // also for peers verified before.
+  if (const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials(); mesh) {
+    for (const identity::Certificate& c : identity::MeshIssuers(*mesh)) {
+      if (c.public_key() == key) issuer_revoked_.store(true);
+    }
+  }
+  if (peer_verifier_ != nullptr) peer_verifier_->Clear();
 }
 
 void Agent::ApplyRevocations(const std::string& body, const std::string& from, uint64_t count) {
   const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
   simdjson::dom::parser parser;
   simdjson::dom::array list;
-  if (mesh == nullptr || mesh->node_chain.empty() ||
+  const std::vector<identity::Certificate> issuers =
+      mesh != nullptr ? TrustedIssuers(*mesh) : std::vector<identity::Certificate>{};
+  if (mesh == nullptr || issuers.empty() ||
       parser.parse(body).get_object()["revoked"].get(list) != simdjson::SUCCESS) {
     spdlog::warn("the revocations of {} cannot be read", from);
     return;
@@ -1034,9 +1085,9 @@ void Agent::ApplyRevocations(const std::string& body, const std::string& from, u
       continue;
     }
     std::optional<std::string> key = HexDecode(key_hex), signature = HexDecode(signature_hex);
-    // Signed by an issuer of this mesh (this node's own issuer), or not taken.
+    // Signed by an issuer of this mesh (one this node knows), or not taken.
     bool signed_by_issuer = false;
-    for (const identity::Certificate& issuer : mesh->node_chain) {
+    for (const identity::Certificate& issuer : issuers) {
       signed_by_issuer =
           signed_by_issuer ||
           (key && signature && identity::VerifyRevocation(issuer, *key, name, *signature));
@@ -1046,9 +1097,20 @@ void Agent::ApplyRevocations(const std::string& body, const std::string& from, u
                    name, from);
       continue;
     }
+    // An issuer keeps what another issuer revoked as its own (it renews and admits no such key
+    // either); one it made or adopted already is no news.
+    const bool known_here = issuer_ != nullptr && issuer_->IsRevoked(*key);
+    if (issuer_ != nullptr && !known_here) {
+      if (absl::Status adopted = issuer_->Adopt(name, *key, std::chrono::system_clock::now());
+          !adopted.ok()) {
+        spdlog::error("the revocation of {} from {} is not kept: {}", name, from,
+                      MessageOf(adopted));
+      }
+    }
     absl::MutexLock lock(&revoked_mu_);
-    if (revoked_keys_.insert(*key).second) newly.emplace_back(name, *key);
+    if (revoked_keys_.insert(*key).second && !known_here) newly.emplace_back(name, *key);
   }
+  bool member_revoked = false;
   for (const auto& [name, key] : newly) {
     if (std::optional<identity::ClientTokensRevocation> tokens =
             identity::ParseClientTokensRevocation(name)) {
@@ -1061,6 +1123,12 @@ void Agent::ApplyRevocations(const std::string& body, const std::string& from, u
     }
     spdlog::info("member {}'s key is revoked (by {}): closing its connections", name, from);
     CutOff(name, key);
+    member_revoked = true;
+  }
+  if (!newly.empty() && issuer_ != nullptr) {
+    AnnounceControlChange();  // adopted: the count announced here grew
+    // The node that holds the control versions rotates the gossip keys the revoked one holds.
+    if (member_revoked && ControlOwner()) RotateGossipKeysAfterRevocation();
   }
 
   absl::MutexLock lock(&revoke_mu_);
@@ -1086,22 +1154,26 @@ absl::StatusOr<std::string> Agent::CheckPeer(const PeerChain& chain,
   }
   // A resumed session shows the peer's own certificate only: its issuer may be this node's.
   HM_ASSIGN_OR_RETURN(identity::NodeIdentity who,
-                      peer_verifier_->Verify(chain, mesh->node_chain, mesh->roots,
+                      peer_verifier_->Verify(chain, TrustedIssuers(*mesh), mesh->roots,
                                              std::chrono::system_clock::now()));
   if (!expected.empty() && (who.name != expected || who.client)) {
     return absl::PermissionDeniedError(StrCat("the certificate is ",
                                               who.client ? "client" : "member", " '", who.name,
                                               "'s, not member '", expected, "'s"));
   }
-  // Revoked by this node (an issuer), or by an issuer whose signed list this node fetched.
-  bool revoked = issuer_ != nullptr && issuer_->IsRevoked(who.public_key);
-  if (!revoked) {
-    absl::MutexLock lock(&revoked_mu_);
-    revoked = revoked_keys_.find(who.public_key) != revoked_keys_.end();
-  }
-  if (revoked) {
+  if (KeyRevoked(who.public_key)) {
     return absl::PermissionDeniedError(
         StrCat(who.client ? "client '" : "member '", who.name, "'s key is revoked"));
+  }
+  // A certificate an issuer signed before its own key was revoked counts for nothing.
+  if (issuer_revoked_.load(std::memory_order_relaxed)) {
+    for (size_t i = 1; i < chain.size(); ++i) {
+      absl::StatusOr<identity::Certificate> above = identity::Certificate::FromDer(chain[i]);
+      if (above.ok() && KeyRevoked(above->public_key())) {
+        return absl::PermissionDeniedError(
+            StrCat("member '", who.name, "'s issuer (", above->CommonName(), ") is revoked"));
+      }
+    }
   }
   // A client certificate (hivemesh cert issue-client) calls the API; it is no member, so no
   // name in the membership binds it.
@@ -1122,6 +1194,105 @@ std::shared_ptr<const identity::MeshCredentials> Agent::Credentials() const {
   return mesh_credentials_;
 }
 
+bool Agent::KeyRevoked(std::string_view key) const {
+  if (issuer_ != nullptr && issuer_->IsRevoked(key)) return true;
+  absl::MutexLock lock(&revoked_mu_);
+  return revoked_keys_.find(key) != revoked_keys_.end();
+}
+
+std::vector<identity::Certificate> Agent::TrustedIssuers(
+    const identity::MeshCredentials& mesh) const {
+  std::vector<identity::Certificate> out = identity::MeshIssuers(mesh);
+  std::erase_if(out, [this](const identity::Certificate& c) { return KeyRevoked(c.public_key()); });
+  return out;
+}
+
+bool Agent::ControlOwner() const {
+  const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+  return issuer_ != nullptr && mesh != nullptr && !mesh->granted_issuer;
+}
+
+std::map<std::string, std::string> Agent::OtherIssuers() const {
+  std::map<std::string, std::string> out;  // name -> API address
+  const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+  if (mesh == nullptr || gossip_ == nullptr) return out;
+  for (const identity::Certificate& c : TrustedIssuers(*mesh)) {
+    const std::string name = identity::IssuerName(c);
+    if (name.empty() || name == config_.node_name) continue;
+    std::optional<membership::MemberInfo> m = gossip_->Find(name);
+    if (!m || m->state != membership::MemberState::kAlive) continue;
+    if (absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m->meta);
+        meta.ok()) {
+      out.emplace(name, meta->api_address);
+    }
+  }
+  return out;
+}
+
+bool Agent::IsIssuerMember(std::string_view name) const {
+  const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
+  if (mesh == nullptr || name.empty()) return false;
+  for (const identity::Certificate& c : TrustedIssuers(*mesh)) {
+    if (identity::IssuerName(c) == name) return true;
+  }
+  return false;
+}
+
+void Agent::PushTokens() {
+  if (issuer_ == nullptr || peers_ == nullptr) return;
+  const std::map<std::string, std::string> issuers = OtherIssuers();
+  if (issuers.empty()) return;
+  const std::string body =
+      identity::FormatTokens(issuer_->Tokens(std::chrono::system_clock::now()));
+  for (const auto& [name, api] : issuers) {
+    PeerRequest r;
+    r.address = api;
+    r.peer_node = name;
+    r.method = "POST";
+    r.target = "/v1/mesh/issuer/tokens";
+    r.body = body;
+    r.headers.emplace_back("Content-Type", "text/plain");
+    r.timeout = std::chrono::seconds(3);
+    peers_->Send(std::move(r), [peer = name](absl::StatusOr<PeerResponse> answer) {
+      if (!answer.ok() || answer->status != 200) {
+        spdlog::warn(
+            "join tokens not handed to issuer {}: {}", peer,
+            answer.ok() ? StrCat("it answered ", answer->status) : MessageOf(answer.status()));
+      }
+    });
+  }
+}
+
+absl::Status Agent::TakeIssuers(const std::vector<identity::Certificate>& offered,
+                                const std::string& from) {
+  absl::MutexLock rotate(&rotate_mu_);
+  identity::MeshCredentials next = *Credentials();
+  const size_t taken = identity::TakeIssuers(next, offered, std::chrono::system_clock::now());
+  if (taken == 0) return absl::OkStatus();
+  HM_RETURN_IF_ERROR(identity::SaveMesh(config_.StateDir(), next));
+  const size_t known = identity::MeshIssuers(next).size();
+  InstallCredentials(std::move(next));
+  spdlog::info("{} issuers of the mesh known (from {})", known, from);
+  AnnounceMeta();  // members that know fewer fetch them from here too
+  return absl::OkStatus();
+}
+
+void Agent::FetchIssuers(const std::string& member, const std::string& api_address) {
+  peers_->Send(
+      MemberGet(member, api_address, "/v1/mesh/issuers"),
+      [this, member](absl::StatusOr<PeerResponse> answer) {
+        const absl::StatusOr<std::string_view> body = AnswerBody(answer);
+        absl::StatusOr<std::vector<identity::Certificate>> offered =
+            body.ok() ? identity::Certificate::AllFromPem(*body) : body.status();
+        if (absl::Status taken = offered.ok() ? TakeIssuers(*offered, member) : offered.status();
+            !taken.ok()) {
+          spdlog::warn("the issuers from {} are not taken: {}", member, MessageOf(taken));
+        }
+        absl::MutexLock lock(&revoke_mu_);
+        issuers_fetching_ = false;
+      });
+}
+
 namespace {
 
 // Two thirds into the certificate's life, counted from when it was issued (its start is
@@ -1136,6 +1307,7 @@ bool RenewalDue(const identity::Certificate& cert, identity::WallTime now) {
 void Agent::RenewCertificates() {
   absl::MutexLock lock(&load_mu_);
   SteadyTime next_try = SystemClock::Get().Now();
+  SteadyTime next_token_push = next_try;
   while (!stopping_) {
     const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
     const SteadyTime now = SystemClock::Get().Now();
@@ -1159,11 +1331,17 @@ void Agent::RenewCertificates() {
       MaybeAdvanceGossipKeyRotation();
       load_mu_.Lock();
     }
-    if (issuer_ == nullptr && mesh != nullptr && !mesh->gossip_keys.empty()) {
+    if (!ControlOwner() && mesh != nullptr && !mesh->gossip_keys.empty()) {
       load_mu_.Unlock();
       const bool lonely = LonelyTooLong(now);
       load_mu_.Lock();
       if (lonely) renew_now_ = true;  // at the next turn: a renewal brings the mesh's keys
+    }
+    if (issuer_ != nullptr && now >= next_token_push) {
+      next_token_push = now + std::chrono::seconds(5);
+      load_mu_.Unlock();
+      PushTokens();
+      load_mu_.Lock();
     }
     const SteadyTime wake = SystemClock::Get().Now() + std::chrono::seconds(1);
     while (!stopping_ && !SystemClock::Get().WaitUntil(load_cv_, load_mu_, wake)) {
@@ -1195,7 +1373,30 @@ bool Agent::RenewOnce() {
   const identity::WallTime now = std::chrono::system_clock::now();
   absl::StatusOr<identity::MeshCredentials> renewed = absl::UnavailableError("no issuer");
   std::string by = "this node";
-  if (issuer_ != nullptr) {
+  // The node that created the mesh renews its own certificate. Any other member asks the
+  // members (an issuer granted its rights too: the answer brings the mesh's gossip keys and
+  // issuers), an issuer falling back on itself.
+  if (issuer_ == nullptr || mesh.granted_issuer) {
+    std::vector<std::string> candidates;
+    for (const membership::MemberInfo& m : gossip_->Members()) {
+      if (m.name != config_.node_name && m.state == membership::MemberState::kAlive) {
+        candidates.push_back(m.addr);
+      }
+    }
+    for (const std::string& seed : config_.JoinList()) candidates.push_back(seed);
+    std::string why;  // each refusal, for the warning below
+    for (const std::string& seed : candidates) {
+      renewed = RenewMesh(seed, mesh, *node_key_, std::chrono::milliseconds(3000),
+                          [this](std::string_view key) { return KeyRevoked(key); });
+      if (renewed.ok()) {
+        by = seed;
+        break;
+      }
+      StrAppend(&why, why.empty() ? "" : "; ", MessageOf(renewed.status()));
+    }
+    if (!renewed.ok() && !why.empty()) renewed = absl::UnavailableError(why);
+  }
+  if (issuer_ != nullptr && !renewed.ok()) {
     absl::StatusOr<identity::Issued> issued =
         issuer_->Renew(*mesh.node_cert, mesh.node_chain, node_key_->public_key(), now);
     if (issued.ok()) {
@@ -1206,22 +1407,6 @@ bool Agent::RenewOnce() {
       renewed = std::move(next);
     } else {
       renewed = issued.status();
-    }
-  } else {
-    // Members that may hold issuer rights: every live one, then the seeds.
-    std::vector<std::string> candidates;
-    for (const membership::MemberInfo& m : gossip_->Members()) {
-      if (m.name != config_.node_name && m.state == membership::MemberState::kAlive) {
-        candidates.push_back(m.addr);
-      }
-    }
-    for (const std::string& seed : config_.JoinList()) candidates.push_back(seed);
-    for (const std::string& seed : candidates) {
-      renewed = RenewMesh(seed, mesh, *node_key_, std::chrono::milliseconds(3000));
-      if (renewed.ok()) {
-        by = seed;
-        break;
-      }
     }
   }
   if (!renewed.ok()) {
@@ -1237,6 +1422,7 @@ bool Agent::RenewOnce() {
   next.roots = renewed->roots;
   next.node_cert = renewed->node_cert;
   next.node_chain = renewed->node_chain;
+  identity::TakeIssuers(next, renewed->issuers, now);
   // Newer gossip keys (a node that was offline through a key rotation) seal and open gossip
   // from now on (InstallCredentials).
   if (!renewed->gossip_keys.empty() && renewed->gossip_keys_version >= next.gossip_keys_version) {
@@ -1262,6 +1448,8 @@ bool Agent::RenewOnce() {
 }
 
 void Agent::InstallCredentials(identity::MeshCredentials next) {
+  // The root key exported, imported or rotated: issuer tokens are honoured where it is.
+  if (issuer_ != nullptr) issuer_->UseRootKey(next.root_key);
   if (join_ != nullptr) {
     if (absl::Status updated = join_->UpdateCredentials(next, *node_key_); !updated.ok()) {
       spdlog::error("renewed certificate not presented: {}", MessageOf(updated));
@@ -1301,6 +1489,11 @@ absl::StatusOr<uint64_t> Agent::StartGossipKeyRotation() {
     return absl::FailedPreconditionError(
         "this node holds no issuer rights: rotate the gossip keys at an issuer");
   }
+  if (!ControlOwner()) {
+    return absl::FailedPreconditionError(
+        "this issuer's rights were granted by a join: the gossip keys are rotated at the node "
+        "that created the mesh (it also rotates them after every revocation made here)");
+  }
   identity::MeshCredentials next = *Credentials();
   HM_RETURN_IF_ERROR(identity::StartGossipKeyRotation(next));
   HM_RETURN_IF_ERROR(identity::SaveMesh(config_.StateDir(), next));
@@ -1317,7 +1510,10 @@ void Agent::RotateGossipKeysAfterRevocation() {
   {
     absl::MutexLock rotate(&rotate_mu_);
     const std::shared_ptr<const identity::MeshCredentials> mesh = Credentials();
-    if (issuer_ == nullptr || mesh == nullptr || mesh->gossip_keys.empty()) return;
+    if (issuer_ == nullptr || mesh == nullptr || mesh->gossip_keys.empty() ||
+        mesh->granted_issuer) {
+      return;  // a granted issuer: the node that created the mesh adopts it and rotates
+    }
     if (mesh->gossip_rotation_step != 0) {
       rotate_keys_again_ = true;  // the revoked member may hold the key being rolled out
       return;

@@ -11,6 +11,7 @@
 
 #include "absl/synchronization/mutex.h"
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -19,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -48,6 +50,7 @@ namespace membership {
 class GossipNode;
 }
 namespace identity {
+class Certificate;
 struct MeshCredentials;
 class IssuerService;
 class NodeKey;
@@ -158,6 +161,31 @@ class Agent {
   std::set<std::string, std::less<>> revoked_keys_ ABSL_GUARDED_BY(revoked_mu_);  // learnt
   // Per client: its bearer tokens issued at or before this (unix s) are revoked (learnt).
   std::map<std::string, int64_t, std::less<>> tokens_revoked_before_ ABSL_GUARDED_BY(revoked_mu_);
+  // True if `key` is revoked: by this node (an issuer), or by an issuer whose signed list this
+  // node fetched.
+  bool KeyRevoked(std::string_view key) const;
+  // Set once a revoked key is an issuer's: from then on, CheckPeer looks at every certificate
+  // of a peer's chain.
+  std::atomic<bool> issuer_revoked_{false};
+  // More than one issuer (docs/identity.md): every issuer certificate of the mesh this node
+  // knows (identity::MeshIssuers) but those whose key is revoked. What is signed under any of
+  // them (revocations, policies, gossip keys, bearer tokens, peers' certificates) is taken.
+  std::vector<identity::Certificate> TrustedIssuers(const identity::MeshCredentials& mesh) const;
+  // The other issuers alive in the membership (name -> API address), and whether `name` is one.
+  std::map<std::string, std::string> OtherIssuers() const;
+  bool IsIssuerMember(std::string_view name) const;
+  // The issuer that holds the control versions (gossip key rotation): the one that created the
+  // mesh, not one granted its rights by a join.
+  bool ControlOwner() const;
+  // Join tokens spread between issuers (docs/identity.md): the whole list is pushed to every
+  // other issuer (POST /v1/mesh/issuer/tokens) when a token is made here, and every 5 s.
+  void PushTokens();
+  // Issuer certificates spread like the control versions: a node that sees a member announce
+  // more fetches them (GET /v1/mesh/issuers) and keeps those the roots signed.
+  void FetchIssuers(const std::string& member, const std::string& api_address);
+  absl::Status TakeIssuers(const std::vector<identity::Certificate>& offered,
+                           const std::string& from);
+  bool issuers_fetching_ ABSL_GUARDED_BY(revoke_mu_) = false;
   // Refuses a bearer token its issuer revoked (here or learnt): PERMISSION_DENIED saying so.
   absl::Status CheckTokenNotRevoked(const identity::ClientToken& token) const;
   // The mesh's authorization policy (api/mesh_policy.h): what the front ends enforce, the signed

@@ -153,6 +153,7 @@ struct Request {
   std::string name;
   std::map<std::string, std::string> labels;
   std::string public_key;  // raw
+  std::string issuer_key;  // raw; empty if none was sent
 };
 
 absl::StatusOr<Request> ParseRequest(std::string_view body) {
@@ -179,6 +180,12 @@ absl::StatusOr<Request> ParseRequest(std::string_view body) {
   r.token = std::string(token);
   r.name = std::string(name);
   r.public_key = std::move(*raw);
+  // The key an issuer token certifies (the joining node keeps its private half).
+  if (std::string_view issuer_key; o["issuer_key"].get(issuer_key) == simdjson::SUCCESS) {
+    std::optional<std::string> issuer_raw = HexDecode(issuer_key);
+    if (!issuer_raw) return absl::InvalidArgumentError("issuer_key is not hex");
+    r.issuer_key = std::move(*issuer_raw);
+  }
   return r;
 }
 
@@ -194,12 +201,14 @@ struct JoinService::Impl {
     std::vector<std::string> keys;
     uint64_t version = 0;
     std::string signature;
+    std::string issuers;  // PEM: every issuer certificate of the mesh this node knows
   };
   std::shared_ptr<const GossipKeys> gossip;
 
   static std::shared_ptr<const GossipKeys> KeysOf(const identity::MeshCredentials& mesh) {
-    return std::make_shared<const GossipKeys>(
-        GossipKeys{mesh.gossip_keys, mesh.gossip_keys_version, mesh.gossip_keys_signature});
+    return std::make_shared<const GossipKeys>(GossipKeys{mesh.gossip_keys, mesh.gossip_keys_version,
+                                                         mesh.gossip_keys_signature,
+                                                         Pem(identity::MeshIssuers(mesh))});
   }
 
   // The answer to one request body, from a client that presented `presented` (its certificate
@@ -216,6 +225,8 @@ struct JoinService::Impl {
       chain.insert(chain.end(), result->chain.begin(), result->chain.end());
       w.Key("certificate").String(Pem(chain));
       w.Key("roots").String(Pem(result->roots));
+      if (result->issuer_cert) w.Key("issuer").String(result->issuer_cert->ToPem());
+      w.Key("issuers").String(gossip_keys.issuers);
       // Only to a node that has just proved a token or its certificate, over TLS.
       w.Key("gossip_keys").BeginArray();
       for (const std::string& k : gossip_keys.keys) w.String(k);
@@ -257,6 +268,7 @@ struct JoinService::Impl {
     request.name = r.name;
     request.labels = r.labels;
     request.public_key = r.public_key;
+    request.issuer_key = r.issuer_key;
     return issuer->Join(request, std::chrono::system_clock::now(), key_of);
   }
 };
@@ -437,7 +449,8 @@ absl::Status Connect(const std::string& seed, const identity::MeshCredentials* o
 absl::StatusOr<identity::MeshCredentials> Exchange(SeedConnection& c, Clock::time_point deadline,
                                                    std::string_view body, const Certificate& root,
                                                    const identity::NodeKey& node_key,
-                                                   const std::string& name) {
+                                                   const std::string& name,
+                                                   const identity::NodeKey* issuer_key = nullptr) {
   HM_RETURN_IF_ERROR(WriteMessage(c.ssl.get(), c.fd, deadline, body));
   HM_ASSIGN_OR_RETURN(std::string answer, ReadMessage(c.ssl.get(), c.fd, deadline, 1 << 20));
   simdjson::dom::parser parser;
@@ -494,6 +507,30 @@ absl::StatusOr<identity::MeshCredentials> Exchange(SeedConnection& c, Clock::tim
     mesh.gossip_keys_version = version;
     mesh.gossip_keys_signature = std::move(*raw);
   }
+  const identity::WallTime now = std::chrono::system_clock::now();
+  // The issuer certificates the seed knows: kept if the roots signed them.
+  if (std::string_view issuers_pem;
+      o["issuers"].get(issuers_pem) == simdjson::SUCCESS && !issuers_pem.empty()) {
+    absl::StatusOr<std::vector<Certificate>> issuers = Certificate::AllFromPem(issuers_pem);
+    if (issuers.ok()) identity::TakeIssuers(mesh, *issuers, now);
+  }
+  // Issuer rights (a join with an issuer token): the root's certificate of this node's new key.
+  if (std::string_view issuer_pem;
+      issuer_key != nullptr && o["issuer"].get(issuer_pem) == simdjson::SUCCESS) {
+    HM_ASSIGN_OR_RETURN(Certificate issuer, Certificate::FromPem(issuer_pem));
+    if (absl::Status ok = identity::VerifyIssuerCertificate(issuer, mesh.roots, now); !ok.ok()) {
+      return absl::PermissionDeniedError(StrCat(c.where, ": ", MessageOf(ok)));
+    }
+    if (issuer.public_key() != issuer_key->public_key() || identity::IssuerName(issuer) != name) {
+      return absl::PermissionDeniedError(
+          StrCat(c.where, " answered an issuer certificate that is not for this node's key"));
+    }
+    std::erase_if(mesh.issuers,
+                  [&](const Certificate& i) { return i.Digest() == issuer.Digest(); });
+    mesh.issuer_cert = issuer;
+    mesh.issuer_key = *issuer_key;
+    mesh.granted_issuer = true;
+  }
   return mesh;
 }
 
@@ -536,14 +573,17 @@ absl::StatusOr<identity::MeshCredentials> JoinMesh(const std::string& seed,
   for (const auto& [k, v] : labels) w.Key(k).String(v);
   w.EndObject();
   w.Key("public_key").String(HexEncode(node_key.public_key()));
+  // Sent with every join: an issuer token certifies it, any other leaves it unused.
+  const identity::NodeKey issuer_key = identity::NodeKey::Generate();
+  w.Key("issuer_key").String(HexEncode(issuer_key.public_key()));
   w.EndObject();
-  return Exchange(c, deadline, body, *root, node_key, name);
+  return Exchange(c, deadline, body, *root, node_key, name, &issuer_key);
 }
 
-absl::StatusOr<identity::MeshCredentials> RenewMesh(const std::string& seed,
-                                                    const identity::MeshCredentials& mesh,
-                                                    const identity::NodeKey& node_key,
-                                                    std::chrono::milliseconds timeout) {
+absl::StatusOr<identity::MeshCredentials> RenewMesh(
+    const std::string& seed, const identity::MeshCredentials& mesh,
+    const identity::NodeKey& node_key, std::chrono::milliseconds timeout,
+    const std::function<bool(std::string_view key)>& revoked) {
   if (!mesh.node_cert || mesh.roots.empty()) {
     return absl::FailedPreconditionError("this node has no certificate to renew");
   }
@@ -551,6 +591,13 @@ absl::StatusOr<identity::MeshCredentials> RenewMesh(const std::string& seed,
   const Clock::time_point deadline = Clock::now() + timeout;
   SeedConnection c;
   HM_RETURN_IF_ERROR(Connect(seed, &mesh, node_key, deadline, c));
+  // A revoked seed, or one a revoked issuer certified, renews nothing here.
+  for (const Certificate& cert : c.chain) {
+    if (revoked && revoked(cert.public_key())) {
+      return absl::PermissionDeniedError(
+          StrCat(c.where, " is revoked (", cert.CommonName(), "); not renewed there"));
+    }
+  }
   // The seed must be of this node's mesh: its certificate chains to one of the roots held.
   const std::vector<Certificate> intermediates(c.chain.begin() + 1, c.chain.end());
   for (const Certificate& root : mesh.roots) {

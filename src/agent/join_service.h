@@ -6,10 +6,16 @@
 // and the root (so the joining node can find the root whose digest its token names), reads one
 // request, asks the issuer (identity::IssuerService) and writes one answer:
 //
-//   request  [u32 big-endian length][JSON {"token", "name", "labels": {...}, "public_key": hex}]
+//   request  [u32 big-endian length][JSON {"token", "name", "labels": {...}, "public_key": hex,
+//                                          "issuer_key": hex}]
 //            or, from a node presenting its certificate in the handshake, {"renew": true}
-//   answer   [u32 length][JSON {"certificate": PEM leaf + issuer, "roots": PEM}
+//   answer   [u32 length][JSON {"certificate": PEM leaf + issuer, "roots": PEM, "issuers": PEM,
+//                               "issuer": PEM (an issuer token only), "gossip_keys", ...}
 //                              or {"error": "...", "code": "permission_denied" | ...}]
+//
+// "issuer_key" is a key the joining node made for the case its token is an issuer token; the
+// answer's "issuer" certifies it (identity::Issuer::Join), and the node keeps it as its issuer
+// key. "issuers": every issuer certificate of the mesh the seed knows.
 //
 // Bounds: at most kMaxJoinsAtOnce connections are served at once (more are closed at once), each
 // within kJoinDeadline from its hand-over (handshake, request and answer), a request of at most
@@ -106,9 +112,11 @@ absl::StatusOr<identity::MeshCredentials> JoinMesh(const std::string& seed,
 // Renews this node's certificate at `seed` (an issuer's gossip address): TLS with the current
 // certificate (also an expired one: proving its key is what the issuer asks), to a seed whose
 // own certificate chains to this node's roots. The new credentials (roots and certificate).
-absl::StatusOr<identity::MeshCredentials> RenewMesh(const std::string& seed,
-                                                    const identity::MeshCredentials& mesh,
-                                                    const identity::NodeKey& node_key,
-                                                    std::chrono::milliseconds timeout);
+// `revoked` (if given) says whether a key is revoked: a seed whose certificate, or whose
+// certificate's issuer, holds such a key is not asked (PERMISSION_DENIED).
+absl::StatusOr<identity::MeshCredentials> RenewMesh(
+    const std::string& seed, const identity::MeshCredentials& mesh,
+    const identity::NodeKey& node_key, std::chrono::milliseconds timeout,
+    const std::function<bool(std::string_view key)>& revoked = nullptr);
 
 }  // namespace hivemesh

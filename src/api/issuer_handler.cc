@@ -29,6 +29,10 @@ constexpr std::string_view kExportRootKey = "/v1/mesh/ca/export-key";
 constexpr std::string_view kRootKey = "/v1/mesh/ca/key";
 constexpr std::string_view kGossipKeys = "/v1/mesh/gossip-keys";
 constexpr std::string_view kRotateGossipKeys = "/v1/mesh/gossip-keys/rotate";
+constexpr std::string_view kIssuers = "/v1/mesh/issuers";
+constexpr std::string_view kIssuerTokens = "/v1/mesh/issuer/tokens";
+// Most bytes of a token list one issuer hands another (kMaxTokens lines of ~130 bytes).
+constexpr size_t kMaxTokenListBytes = 256 << 10;
 
 int64_t Unix(identity::WallTime t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -80,6 +84,14 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
     RotateGossipKeys(request, respond);
     return true;
   }
+  if (path == kIssuers) {
+    Issuers(request, respond);
+    return true;
+  }
+  if (path == kIssuerTokens) {
+    LearnTokens(request, respond);
+    return true;
+  }
   if (!path.starts_with(kTokens)) return false;
   std::string_view id = path.substr(kTokens.size());
   if (!id.empty() && id != "/" && !id.starts_with("/")) return false;  // e.g. /v1/mesh/tokensX
@@ -106,7 +118,7 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
     for (const identity::TokenRecord& t : issuer_->Tokens(now)) {
       w.BeginObject();
       w.Key("id").String(t.id);
-      w.Key("role").String(identity::RoleName(t.role));
+      w.Key("role").String(t.issuer ? "issuer" : identity::RoleName(t.role));
       w.Key("created").Int(Unix(t.created));
       w.Key("expires").Int(Unix(t.expires));
       w.Key("uses").Int(t.uses);
@@ -122,8 +134,11 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
   const std::shared_ptr<const std::string> body = request.body();
   absl::StatusOr<TokenCreateRequest> create =
       DecodeTokenCreateRequest(body ? std::string_view(*body) : std::string_view());
+  // An issuer token: a node that joins with it issues certificates too.
+  const bool issuer_token = create.ok() && create->role == "issuer";
   absl::StatusOr<identity::Role> role =
-      create.ok() ? identity::ParseRole(create->role) : create.status();
+      issuer_token ? identity::Role::kNode
+                   : (create.ok() ? identity::ParseRole(create->role) : create.status());
   if (!role.ok()) {
     respond(ErrorResponse(role.status()));
     return true;
@@ -147,17 +162,19 @@ bool IssuerHandler::Handle(const HttpRequest& request, HttpResponder& respond) c
     respond(JsonResponse(201, std::move(out)));
     return true;
   }
-  absl::StatusOr<identity::JoinToken> token = issuer_->CreateToken(
-      *role, std::chrono::seconds(create->ttl_seconds), static_cast<int>(create->uses), now);
+  absl::StatusOr<identity::JoinToken> token =
+      issuer_->CreateToken(*role, std::chrono::seconds(create->ttl_seconds),
+                           static_cast<int>(create->uses), now, issuer_token);
   if (!token.ok()) {
     respond(ErrorResponse(token.status()));
     return true;
   }
+  if (on_token_) on_token_();  // the other issuers learn it before it is used there
   const std::string text = token->ToString();
   w.BeginObject();
   w.Key("token").String(text);
   w.Key("id").String(token->id);
-  w.Key("role").String(identity::RoleName(*role));
+  w.Key("role").String(issuer_token ? "issuer" : identity::RoleName(*role));
   w.Key("expires").Int(Unix(now) + create->ttl_seconds);
   w.Key("uses").Int(create->uses);
   w.EndObject();
@@ -469,6 +486,66 @@ void IssuerHandler::ImportRootKey(const HttpRequest& request, HttpResponder& res
                               ? import_key_(body ? std::string_view(*body) : std::string_view())
                               : absl::FailedPreconditionError("this node cannot take a root key");
   respond(imported.ok() ? JsonResponse(200, "{}") : ErrorResponse(imported));
+}
+
+}  // namespace hivemesh
+
+namespace hivemesh {
+
+void IssuerHandler::Issuers(const HttpRequest& request, HttpResponder& respond) const {
+  if (request.method() != "GET")
+    return respond(MethodNotAllowed(request.method(), kIssuers, "GET"));
+  if (MemberOf(request).empty()) {
+    if (absl::Status allowed = AdminAllowed(request, kIssuers); !allowed.ok()) {
+      return respond(ErrorResponse(allowed));
+    }
+  }
+  const std::shared_ptr<const identity::MeshCredentials> mesh = current_ ? current_() : nullptr;
+  std::string pem;
+  if (mesh != nullptr) {
+    for (const identity::Certificate& c : identity::MeshIssuers(*mesh)) pem += c.ToPem();
+  }
+  HttpResponse r;
+  r.status = 200;
+  r.content_type = "application/x-pem-file";
+  r.body = std::move(pem);
+  respond(std::move(r));
+}
+
+void IssuerHandler::LearnTokens(const HttpRequest& request, HttpResponder& respond) const {
+  if (request.method() != "POST") {
+    return respond(MethodNotAllowed(request.method(), kIssuerTokens, "POST"));
+  }
+  // Only another issuer of the mesh, over mutual TLS, hands over its tokens.
+  const std::string_view member = MemberOf(request);
+  if (member.empty() || !is_issuer_ || !is_issuer_(member)) {
+    if (rejections_ != nullptr) {
+      rejections_->Note(Rejection::kAdminDenied, request.remote_address(),
+                        StrCat("POST ", kIssuerTokens, " from a caller that is no issuer"));
+    }
+    return respond(ErrorResponse(absl::PermissionDeniedError(StrCat(
+        kIssuerTokens, " takes join tokens from the mesh's issuers only, over mutual TLS"))));
+  }
+  if (issuer_ == nullptr) {
+    return respond(
+        ErrorResponse(absl::FailedPreconditionError("this node holds no issuer rights")));
+  }
+  const std::shared_ptr<const std::string> body = request.body();
+  if (body != nullptr && body->size() > kMaxTokenListBytes) {
+    return respond(ErrorResponse(absl::InvalidArgumentError(
+        StrCat("a token list of ", body->size(), " bytes: at most ", kMaxTokenListBytes))));
+  }
+  absl::StatusOr<std::vector<identity::TokenRecord>> records =
+      identity::ParseTokens(body ? std::string_view(*body) : std::string_view());
+  if (!records.ok()) {
+    return respond(ErrorResponse(
+        absl::InvalidArgumentError(StrCat("the token list: ", MessageOf(records.status())))));
+  }
+  if (absl::Status learnt = issuer_->LearnTokens(*records, std::chrono::system_clock::now());
+      !learnt.ok()) {
+    return respond(ErrorResponse(learnt));
+  }
+  respond(JsonResponse(200, "{}"));
 }
 
 }  // namespace hivemesh

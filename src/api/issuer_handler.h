@@ -30,7 +30,15 @@
 //          (EncodeGossipKeys); admins: {"version", "keys": <how many>, "step"}, never a key.
 //          Served by every node, issuer or not.
 //   POST   /v1/mesh/gossip-keys/rotate  -> 200 {"version", "step"}: a gossip key rotation
-//          (identity/mesh_files.h), at an issuer
+//          (identity/mesh_files.h), at the issuer that created the mesh
+//   GET    /v1/mesh/issuers  members and admins: every issuer certificate of the mesh this node
+//          knows (PEM). Served by every node.
+//   POST   /v1/mesh/issuer/tokens  (body: the tokens file's lines, identity/issuer_service.h)
+//          -> 200 {}: another issuer's join tokens, taken only from a member that holds an
+//          issuer certificate of the mesh, over mutual TLS
+//
+// POST /v1/mesh/tokens takes "role": "issuer" too (where the root key is): the node that joins
+// with that token gets issuer rights.
 //
 // A node without issuer rights answers 409, saying so.
 //
@@ -91,6 +99,14 @@ class IssuerHandler {
     current_ = std::move(current);
     rotate_keys_ = std::move(rotate);
   }
+  // More than one issuer (docs/identity.md): POST /v1/mesh/issuer/tokens takes tokens only from
+  // a member `is_issuer` names; `on_token` runs after a token is made here (the agent hands the
+  // list to the other issuers). REQUIRES: called before the handler serves.
+  void SetIssuers(std::function<bool(std::string_view member)> is_issuer,
+                  std::function<void()> on_token) {
+    is_issuer_ = std::move(is_issuer);
+    on_token_ = std::move(on_token);
+  }
   // True if the request was for /v1/mesh/tokens or /v1/mesh/revocations (and was answered).
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
 
@@ -113,6 +129,10 @@ class IssuerHandler {
   void RotateGossipKeys(const HttpRequest& request, HttpResponder& respond) const;
   void ExportRootKey(const HttpRequest& request, HttpResponder& respond) const;
   void ImportRootKey(const HttpRequest& request, HttpResponder& respond) const;
+  void Issuers(const HttpRequest& request, HttpResponder& respond) const;
+  void LearnTokens(const HttpRequest& request, HttpResponder& respond) const;
+  std::function<bool(std::string_view member)> is_issuer_;
+  std::function<void()> on_token_;
   std::function<absl::StatusOr<std::string>(bool remove)> export_key_;
   std::function<absl::Status(std::string_view pem)> import_key_;
   std::function<absl::StatusOr<std::string>()> rotate_;

@@ -41,6 +41,7 @@ CLI::App* AddTokenCommand(CLI::App& app, TokenFlags& flags) {
   cmd->require_subcommand(1);
   const std::string examples =
       "  hivemesh token create --ttl 24h --uses 10\n"
+      "  hivemesh token create --role issuer --uses 1\n"
       "  hivemesh token create --role client --name dashboard --models yolo,resnet --ttl 30d\n"
       "  hivemesh token list\n"
       "  hivemesh token revoke 3f9a0c1d\n"
@@ -58,9 +59,10 @@ CLI::App* AddTokenCommand(CLI::App& app, TokenFlags& flags) {
   }
   flags.create
       ->add_option("--role", flags.role,
-                   "node or operator (a join token), or client (a bearer token for "
+                   "node or operator (a join token), issuer (a join token that grants issuer "
+                   "rights too: made where the root key is), or client (a bearer token for "
                    "calling models, with --name and --models)")
-      ->check(CLI::IsMember({"node", "operator", "client"}));
+      ->check(CLI::IsMember({"node", "operator", "issuer", "client"}));
   flags.create->add_option("--name", flags.name, "--role client: the client's name");
   flags.create->add_option("--models", flags.models,
                            "--role client: the models it may call, comma-separated ('*': all)");

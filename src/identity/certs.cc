@@ -491,6 +491,36 @@ absl::StatusOr<NodeIdentity> VerifyNodeCertificate(const Certificate& leaf,
   return id;
 }
 
+std::string IssuerName(const Certificate& issuer) {
+  constexpr std::string_view kPrefix = "hivemesh issuer ";
+  const std::string cn = issuer.CommonName();
+  return cn.starts_with(kPrefix) ? cn.substr(kPrefix.size()) : "";
+}
+
+absl::Status VerifyIssuerCertificate(const Certificate& issuer,
+                                     const std::vector<Certificate>& roots, WallTime now) {
+  const std::string name = IssuerName(issuer);
+  const auto refused = [&](std::string_view why) {
+    return absl::PermissionDeniedError(
+        StrCat("issuer certificate '", issuer.CommonName(), "' refused: ", why));
+  };
+  if (name.empty() || !issuer.is_ca()) return refused("it is not an issuer CA of a mesh");
+  if (now < issuer.not_before() || now >= issuer.not_after()) {
+    return refused("it is not valid now");
+  }
+  const std::string digest = issuer.Digest();
+  for (const Certificate& root : roots) {
+    if (root.Digest() == digest) return refused("it is a root");
+  }
+  for (const Certificate& root : roots) {
+    // A root is self-signed; a cross certificate in the bundle is not, and signs no issuer.
+    if (!root.SignedBy(root) || !issuer.SignedBy(root)) continue;
+    if (issuer.MeshId() != root.MeshId()) return refused("it names another mesh than its root");
+    return absl::OkStatus();
+  }
+  return refused("no root of this mesh signed it");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Join tokens
 

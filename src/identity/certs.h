@@ -127,6 +127,14 @@ absl::StatusOr<NodeIdentity> VerifyNodeCertificate(const Certificate& leaf,
                                                    const std::vector<Certificate>& roots,
                                                    WallTime now, bool allow_expired = false);
 
+// Checks that `issuer` is an issuer CA certificate of the mesh (docs/identity.md, "More than one
+// issuer"): a CA named "hivemesh issuer <name>", signed by one of `roots` (not a root itself),
+// of that root's mesh, valid at `now`. PERMISSION_DENIED saying why not.
+absl::Status VerifyIssuerCertificate(const Certificate& issuer,
+                                     const std::vector<Certificate>& roots, WallTime now);
+// The node an issuer certificate was made for ("hivemesh issuer <name>"), or empty.
+std::string IssuerName(const Certificate& issuer);
+
 // Checks a node name or a label key or value: 1 to 63 of [A-Za-z0-9._-], not starting with '.'
 // or '-'. `what` names the field in the error.
 absl::Status CheckCertificateText(std::string_view text, std::string_view what);

@@ -39,7 +39,7 @@ Issuer::Issuer(Certificate issuer, NodeKey issuer_key, std::vector<Certificate> 
       self_name_(std::move(self_name)),
       node_validity_(node_validity) {}
 
-JoinToken Issuer::CreateToken(Role role, seconds ttl, int uses, WallTime now) {
+JoinToken Issuer::CreateToken(Role role, seconds ttl, int uses, WallTime now, bool issuer) {
   JoinToken t = JoinToken::Generate(ca_digest_);
   while (tokens_.count(t.id) > 0) t = JoinToken::Generate(ca_digest_);
   TokenRecord r;
@@ -50,6 +50,7 @@ JoinToken Issuer::CreateToken(Role role, seconds ttl, int uses, WallTime now) {
   r.expires = now + ttl;
   r.uses = std::max(uses, 0);
   r.created_by = self_name_;
+  r.issuer = issuer;
   tokens_.emplace(r.id, std::move(r));
   return t;
 }
@@ -108,12 +109,29 @@ absl::StatusOr<Issued> Issuer::Join(const JoinRequest& request, WallTime now, co
                                              KeyFingerprint(*bound), ")"));
     }
   }
+  if (token.issuer) {
+    if (!root_key_ || roots_.empty() || root_key_->public_key() != roots_.front().public_key()) {
+      return absl::FailedPreconditionError(
+          StrCat("join refused: token ", token.id,
+                 " grants issuer rights, which only the node holding the mesh's root key gives: "
+                 "join through it"));
+    }
+    if (request.issuer_key.size() != kPublicKeyBytes) {
+      return absl::InvalidArgumentError(
+          StrCat("join refused: token ", token.id,
+                 " grants issuer rights and the request carries no issuer key"));
+    }
+  }
   NodeIdentity who;
   who.name = request.name;
   who.role = token.role;
   who.labels = request.labels;
   who.public_key = request.public_key;
   HM_ASSIGN_OR_RETURN(Issued issued, Issue(who, now));
+  if (token.issuer) {
+    issued.issuer_cert =
+        MakeIssuerCertificate(request.issuer_key, request.name, roots_.front(), *root_key_, now);
+  }
   ++token.used;
   return issued;
 }
@@ -129,6 +147,15 @@ absl::StatusOr<Issued> Issuer::Renew(const Certificate& current,
   }
   if (IsRevoked(id.public_key)) {
     return absl::PermissionDeniedError(StrCat("renewal refused: ", id.name, " was revoked"));
+  }
+  // A certificate signed by an issuer since revoked proves nothing (it may have been made with a
+  // stolen issuer key): that node joins again with a token.
+  for (const Certificate& above : chain) {
+    if (current.SignedBy(above) && IsRevoked(above.public_key())) {
+      return absl::PermissionDeniedError(StrCat("renewal refused: ", id.name,
+                                                "'s certificate was signed by a revoked issuer (",
+                                                above.CommonName(), "); join again with a token"));
+    }
   }
   if (id.client) {
     return absl::PermissionDeniedError(

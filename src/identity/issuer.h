@@ -8,6 +8,8 @@
 //   and may be revoked.
 // - Join: a valid token, a name and labels that pass CheckCertificateText, a name not bound to
 //   another key, a key not revoked: a node certificate with the token's role, and one use less.
+// - Join with an issuer token, at the node holding the root key: the same, and an issuer
+//   certificate for the joining node's issuer key, signed by the root.
 // - Renew: the node's current certificate, which must chain to a trusted root (also after it
 //   expired: a node that was offline past its certificate's life), whose key the transport saw
 //   proved (the TLS handshake), and neither the key nor the name revoked: a new certificate with
@@ -39,6 +41,9 @@ struct TokenRecord {
   int used = 0;
   bool revoked = false;
   std::string created_by;  // the node that made it
+  // An issuer token (hivemesh token create --role issuer): the node that joins with it gets issuer
+  // rights too (an issuer certificate for a key of its own), from the node holding the root key.
+  bool issuer = false;
 };
 
 struct JoinRequest {
@@ -47,6 +52,9 @@ struct JoinRequest {
   std::string name;
   std::map<std::string, std::string> labels;
   std::string public_key;  // raw Ed25519: the key the certificate binds
+  // Raw Ed25519: the key an issuer certificate binds if the token is an issuer token (the joining
+  // node made it and keeps it; it sends one with every join). Empty: none.
+  std::string issuer_key;
 };
 
 // What a joining or renewing node receives.
@@ -54,6 +62,8 @@ struct Issued {
   Certificate cert;
   std::vector<Certificate> chain;  // the issuer's certificate
   std::vector<Certificate> roots;  // the trust bundle
+  // Joins with an issuer token: the root's certificate of JoinRequest::issuer_key.
+  std::optional<Certificate> issuer_cert;
 };
 
 inline constexpr seconds kMaxOffline{365 * 86400};
@@ -87,8 +97,8 @@ class Issuer {
   Issuer(Certificate issuer, NodeKey issuer_key, std::vector<Certificate> roots,
          std::string self_name, seconds node_validity = kNodeValidity);
 
-  // A new token. ttl > 0; uses >= 0 (0: unlimited).
-  JoinToken CreateToken(Role role, seconds ttl, int uses, WallTime now);
+  // A new token. ttl > 0; uses >= 0 (0: unlimited). `issuer`: an issuer token (TokenRecord).
+  JoinToken CreateToken(Role role, seconds ttl, int uses, WallTime now, bool issuer = false);
   // A token another issuer made (spread by gossip): taken if unknown; for a known id, `used`
   // becomes the larger count and a revocation sticks.
   void AddToken(const TokenRecord& record);
@@ -129,6 +139,11 @@ class Issuer {
   // (the key stays). New tokens name the first root.
   void UseCertificates(Certificate issuer, std::vector<Certificate> roots);
 
+  // The root key (mesh_files.h), when this node holds it: only then does a join with an issuer
+  // token get issuer rights here. nullopt: exported, or a granted issuer.
+  void UseRootKey(std::optional<NodeKey> root_key) { root_key_ = std::move(root_key); }
+  bool holds_root_key() const { return root_key_.has_value(); }
+
   const std::string& ca_digest() const { return ca_digest_; }
   const std::vector<Certificate>& roots() const { return roots_; }
 
@@ -137,6 +152,7 @@ class Issuer {
 
   Certificate issuer_;
   NodeKey issuer_key_;
+  std::optional<NodeKey> root_key_;
   std::vector<Certificate> roots_;
   std::string ca_digest_;  // of roots_[0], the root new tokens name
   std::string self_name_;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "base/hex.h"
@@ -15,6 +16,9 @@
 
 namespace hivemesh::identity {
 namespace {
+
+// The year 2100: later times are refused in a token record.
+constexpr int64_t kMaxUnixSeconds = 4'102'444'800;
 
 int64_t UnixSeconds(WallTime t) {
   return std::chrono::duration_cast<seconds>(t.time_since_epoch()).count();
@@ -31,9 +35,10 @@ bool Number(std::string_view s, T* out) {
 std::string FormatTokens(const std::vector<TokenRecord>& tokens) {
   std::string out;
   for (const TokenRecord& t : tokens) {
-    out += StrCat("v1 ", t.id, " ", RoleName(t.role), " ", t.secret_sha256, " ",
-                  UnixSeconds(t.created), " ", UnixSeconds(t.expires), " ", t.uses, " ", t.used,
-                  " ", t.revoked ? 1 : 0, " ", t.created_by, "\n");
+    // An issuer token joins as a node with issuer rights: its role is written "issuer".
+    out += StrCat("v1 ", t.id, " ", t.issuer ? "issuer" : RoleName(t.role), " ", t.secret_sha256,
+                  " ", UnixSeconds(t.created), " ", UnixSeconds(t.expires), " ", t.uses, " ",
+                  t.used, " ", t.revoked ? 1 : 0, " ", t.created_by, "\n");
   }
   return out;
 }
@@ -51,13 +56,21 @@ absl::StatusOr<std::vector<TokenRecord>> ParseTokens(std::string_view text) {
     if (f.size() != 10 || f[0] != "v1") return bad("not a v1 token record of 10 fields");
     TokenRecord t;
     t.id = std::string(f[1]);
-    HM_ASSIGN_OR_RETURN(t.role, ParseRole(f[2]));
+    t.issuer = f[2] == "issuer";
+    if (!t.issuer) {
+      HM_ASSIGN_OR_RETURN(t.role, ParseRole(f[2]));
+    }
     t.secret_sha256 = std::string(f[3]);
     int64_t created = 0, expires = 0, revoked = 0;
     if (!Number(f[4], &created) || !Number(f[5], &expires) || !Number(f[6], &t.uses) ||
         !Number(f[7], &t.used) || !Number(f[8], &revoked) || t.secret_sha256.size() != 64 ||
-        t.id.size() != 8) {
+        !HexDecode(t.secret_sha256) || t.id.size() != 8 || !HexDecode(t.id) || t.uses < 0 ||
+        t.used < 0 || !CheckCertificateText(f[9], "created by").ok()) {
       return bad("a field is not what it should be");
+    }
+    // Times a clock holds (the system clock counts nanoseconds in 64 bits: up to 2262).
+    if (created < 0 || expires < 0 || created > kMaxUnixSeconds || expires > kMaxUnixSeconds) {
+      return bad("a time is out of range");
     }
     t.created = WallTime(seconds(created));
     t.expires = WallTime(seconds(expires));
@@ -86,6 +99,7 @@ absl::StatusOr<std::unique_ptr<IssuerService>> IssuerService::Open(const std::st
   }
   Issuer issuer(*mesh.issuer_cert, *mesh.issuer_key, mesh.roots, std::move(self_name),
                 node_validity);
+  issuer.UseRootKey(mesh.root_key);
   const std::string path = state_dir + "/mesh/tokens";
   if (access(path.c_str(), F_OK) == 0) {
     std::ifstream in(path, std::ios::binary);
@@ -124,8 +138,8 @@ absl::StatusOr<std::unique_ptr<IssuerService>> IssuerService::Open(const std::st
       new IssuerService(path, revoked_path, std::move(issuer), std::move(revocations)));
 }
 
-absl::StatusOr<JoinToken> IssuerService::CreateToken(Role role, seconds ttl, int uses,
-                                                     WallTime now) {
+absl::StatusOr<JoinToken> IssuerService::CreateToken(Role role, seconds ttl, int uses, WallTime now,
+                                                     bool issuer) {
   if (ttl <= seconds(0)) return absl::InvalidArgumentError("ttl: must be positive");
   if (uses < 0) return absl::InvalidArgumentError("uses: must be 0 (unlimited) or more");
   if (role == Role::kClient) {
@@ -134,12 +148,17 @@ absl::StatusOr<JoinToken> IssuerService::CreateToken(Role role, seconds ttl, int
         "(IssueClientToken) or a certificate (hivemesh cert issue-client)");
   }
   absl::MutexLock lock(&mu_);
+  if (issuer && !issuer_.holds_root_key()) {
+    return absl::FailedPreconditionError(
+        "an issuer token is made where the mesh's root key is (the node that created the mesh, "
+        "or where it was imported: hivemesh ca import-key): only the root certifies an issuer");
+  }
   issuer_.ForgetExpired(now);
   if (issuer_.Tokens(now).size() >= kMaxTokens) {
     return absl::ResourceExhaustedError(
         StrCat("this issuer holds ", kMaxTokens, " tokens already; revoke some or wait"));
   }
-  JoinToken token = issuer_.CreateToken(role, ttl, uses, now);
+  JoinToken token = issuer_.CreateToken(role, ttl, uses, now, issuer);
   if (absl::Status saved = SaveLocked(now); !saved.ok()) {
     (void)issuer_.RevokeToken(token.id);  // never usable if it could not be kept
     return saved;
@@ -150,6 +169,36 @@ absl::StatusOr<JoinToken> IssuerService::CreateToken(Role role, seconds ttl, int
 std::vector<TokenRecord> IssuerService::Tokens(WallTime now) const {
   absl::MutexLock lock(&mu_);
   return issuer_.Tokens(now);
+}
+
+absl::Status IssuerService::LearnTokens(const std::vector<TokenRecord>& records, WallTime now) {
+  absl::MutexLock lock(&mu_);
+  issuer_.ForgetExpired(now);
+  std::set<std::string> known;
+  for (const TokenRecord& t : issuer_.Tokens(now)) known.insert(t.id);
+  for (const TokenRecord& r : records) {
+    if (now >= r.expires) continue;
+    // Known ones merge (uses spent, a revocation); unknown ones only while there is room.
+    if (known.count(r.id) == 0) {
+      if (known.size() >= kMaxTokens) continue;
+      known.insert(r.id);
+    }
+    issuer_.AddToken(r);
+  }
+  return SaveLocked(now);
+}
+
+void IssuerService::UseRootKey(std::optional<NodeKey> root_key) {
+  absl::MutexLock lock(&mu_);
+  issuer_.UseRootKey(std::move(root_key));
+}
+
+absl::Status IssuerService::Adopt(std::string_view name, std::string_view public_key,
+                                  WallTime now) {
+  if (public_key.size() != kPublicKeyBytes) {
+    return absl::InvalidArgumentError(StrCat("the key of ", name, " is not an Ed25519 key"));
+  }
+  return RevokeChecked(name, public_key, now);
 }
 
 absl::Status IssuerService::RevokeToken(std::string_view id) {

@@ -38,8 +38,19 @@ class IssuerService {
                                                              seconds node_validity = kNodeValidity);
 
   // A new token, written to the tokens file before it is returned. RESOURCE_EXHAUSTED past
-  // kMaxTokens; INVALID_ARGUMENT for ttl <= 0 or uses < 0.
-  absl::StatusOr<JoinToken> CreateToken(Role role, seconds ttl, int uses, WallTime now);
+  // kMaxTokens; INVALID_ARGUMENT for ttl <= 0 or uses < 0. `issuer`: an issuer token, made only
+  // where the root key is (FAILED_PRECONDITION elsewhere).
+  absl::StatusOr<JoinToken> CreateToken(Role role, seconds ttl, int uses, WallTime now,
+                                        bool issuer = false);
+  // Tokens another issuer of the mesh holds (docs/identity.md, "More than one issuer"): unknown
+  // ones are taken (up to kMaxTokens), known ones merge (Issuer::AddToken), expired ones are
+  // left out; then the tokens file is written.
+  absl::Status LearnTokens(const std::vector<TokenRecord>& records, WallTime now);
+  // A revocation another issuer signed (checked by the caller): kept and refused here as if
+  // made here, so that this issuer renews and admits no such key either. No-op if known.
+  absl::Status Adopt(std::string_view name, std::string_view public_key, WallTime now);
+  // Issuer::UseRootKey (the root key exported or imported).
+  void UseRootKey(std::optional<NodeKey> root_key);
   std::vector<TokenRecord> Tokens(WallTime now) const;
   absl::Status RevokeToken(std::string_view id);
   // Issuer::Join; a use it spends is written to the tokens file before the certificate is

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "base/hex.h"
@@ -88,6 +89,36 @@ absl::Status SignNextGossipKeys(MeshCredentials& mesh) {
 
 }  // namespace
 
+std::vector<Certificate> MeshIssuers(const MeshCredentials& mesh) {
+  std::vector<Certificate> out;
+  // By key: a root rotation certifies an issuer's key anew, and either certificate checks what
+  // that key signs. The first one met is kept (a renewal's chain is the freshest).
+  std::set<std::string> seen;
+  const auto add = [&](const Certificate& c) {
+    if (seen.insert(c.public_key()).second) out.push_back(c);
+  };
+  for (const Certificate& c : mesh.node_chain) add(c);
+  if (mesh.issuer_cert) add(*mesh.issuer_cert);
+  for (const Certificate& c : mesh.issuers) add(c);
+  return out;
+}
+
+size_t TakeIssuers(MeshCredentials& mesh, const std::vector<Certificate>& offered, WallTime now) {
+  std::set<std::string> known;  // keys
+  for (const Certificate& c : MeshIssuers(mesh)) known.insert(c.public_key());
+  size_t taken = 0;
+  for (const Certificate& c : offered) {
+    if (mesh.issuers.size() >= kMaxIssuers) break;
+    if (known.count(c.public_key()) > 0 || !VerifyIssuerCertificate(c, mesh.roots, now).ok()) {
+      continue;
+    }
+    known.insert(c.public_key());
+    mesh.issuers.push_back(c);
+    ++taken;
+  }
+  return taken;
+}
+
 absl::StatusOr<MeshCredentials> LoadMesh(const std::string& state_dir) {
   const std::string dir = MeshDir(state_dir);
   MeshCredentials mesh;
@@ -109,6 +140,10 @@ absl::StatusOr<MeshCredentials> LoadMesh(const std::string& state_dir) {
     mesh.issuer_cert = issuer.front();
     HM_ASSIGN_OR_RETURN(mesh.issuer_key, ReadKeyFile(dir + "/issuer.key", "issuer key"));
   }
+  if (Exists(dir + "/issuers.pem")) {
+    HM_ASSIGN_OR_RETURN(mesh.issuers, ReadCertificates(dir + "/issuers.pem"));
+  }
+  mesh.granted_issuer = Exists(dir + "/issuer.granted");
   if (Exists(dir + "/root.key")) {
     HM_ASSIGN_OR_RETURN(mesh.root_key, ReadKeyFile(dir + "/root.key", "root key"));
   }
@@ -136,6 +171,12 @@ absl::Status SaveMesh(const std::string& state_dir, const MeshCredentials& mesh)
   if (mesh.issuer_cert && mesh.issuer_key) {
     HM_RETURN_IF_ERROR(ReplaceFile(dir + "/issuer.key", mesh.issuer_key->ToPem(), 0600));
     HM_RETURN_IF_ERROR(ReplaceFile(dir + "/issuer.pem", mesh.issuer_cert->ToPem(), 0644));
+    if (mesh.granted_issuer) {
+      HM_RETURN_IF_ERROR(ReplaceFile(dir + "/issuer.granted", "granted by a join\n", 0644));
+    }
+  }
+  if (!mesh.issuers.empty()) {
+    HM_RETURN_IF_ERROR(ReplaceFile(dir + "/issuers.pem", Pem(mesh.issuers), 0644));
   }
   if (mesh.node_cert) {
     std::vector<Certificate> chain = {*mesh.node_cert};

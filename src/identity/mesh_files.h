@@ -6,6 +6,10 @@
 //   <state>/mesh/issuer.key   its key, PEM, 0600
 //   <state>/mesh/root.key     the root key, PEM, 0600: on the node that created the mesh, until
 //                             an operator exports and removes it
+//   <state>/mesh/issuers.pem  the mesh's other issuer certificates (nodes granted issuer rights,
+//                             docs/identity.md), learnt from members; public
+//   <state>/mesh/issuer.granted  present on a node whose issuer rights were granted by a join
+//                             (not the node that created the mesh)
 //
 // The node's own key stays in <state>/node.key (key_file.h): a node certificate binds it.
 //
@@ -41,10 +45,30 @@ struct MeshCredentials {
   std::string gossip_keys_signature;
   // At the issuer, during a gossip key rotation: the step taken (1 or 2, below); 0 otherwise.
   int gossip_rotation_step = 0;
+  // Issuer certificates of the mesh besides this node's own and its certificate's issuer
+  // (docs/identity.md, "More than one issuer"): what a member signs or a peer presents under
+  // any issuer is checked against them all (MeshIssuers). Each was checked against the roots
+  // (VerifyIssuerCertificate) before it was taken.
+  std::vector<Certificate> issuers;
+  // This node's issuer rights were granted by a join with an issuer token: it issues and
+  // renews certificates, spreads tokens and revocations, but the control versions (gossip key
+  // rotation) stay with the node that created the mesh.
+  bool granted_issuer = false;
 
   bool empty() const { return roots.empty(); }
   std::string ca_digest() const { return roots.empty() ? "" : roots.front().Digest(); }
 };
+
+// Most issuer certificates a node keeps (MeshCredentials::issuers): more are not taken.
+inline constexpr size_t kMaxIssuers = 32;
+
+// Every issuer certificate `mesh` knows: its certificate's issuer, its own issuer certificate
+// and `issuers`, one per issuer key (the first met).
+std::vector<Certificate> MeshIssuers(const MeshCredentials& mesh);
+// Adds to `mesh.issuers` those of `offered` whose key it does not know that pass
+// VerifyIssuerCertificate against its roots at `now`, up to kMaxIssuers in all. Returns how
+// many it took.
+size_t TakeIssuers(MeshCredentials& mesh, const std::vector<Certificate>& offered, WallTime now);
 
 // What `state_dir` holds; an empty MeshCredentials if it holds no mesh. Errors name the file: a
 // file that does not parse, a key readable by others, a node certificate without roots.

@@ -45,6 +45,9 @@ struct NodeMeta {
   // sees a newer one fetches the keys from it over mutual TLS, and an issuer takes the next step
   // of a key rotation once every member holds the last. 0: left out.
   uint64_t gossip_keys = 0;
+  // How many issuer certificates of the mesh the node knows (docs/identity.md, "More than one
+  // issuer"): a node that sees a member know more fetches them from it. 0 or 1: left out.
+  uint64_t issuers = 0;
 };
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).
@@ -61,7 +64,7 @@ struct ModelLoad {
 struct LoadReport {
   std::vector<ModelLoad> models;
   // The node's control versions, as in its metadata (NodeMeta revocations, policy, roots,
-  // gossip_keys): load
+  // gossip_keys, issuers): load
   // reports are re-gossiped every probe interval, so a node that missed the metadata change (a
   // broadcast reaches most members at once, not all) learns it within seconds. Optional trailing
   // fields, left out when all are 0.
@@ -69,6 +72,7 @@ struct LoadReport {
   uint64_t policy = 0;
   uint64_t roots = 0;
   uint64_t gossip_keys = 0;
+  uint64_t issuers = 0;
 };
 
 // Models beyond what fits kMaxLoadBytes are left out (the first ones are kept).

@@ -149,6 +149,35 @@ TEST(CertsTest, DuringRootRotationBothRootsAreTrusted) {
   EXPECT_FALSE(VerifyNodeCertificate(leaf, {stranger.issuer}, {old_mesh.root}, Now()).ok());
 }
 
+// More than one issuer (docs/identity.md): an issuer certificate a member hands another is
+// taken only if a root of the mesh made it for an issuer.
+TEST(CertsTest, AnIssuerCertificateIsTakenOnlyIfTheMeshsRootMadeIt) {
+  Mesh mesh, other;
+  EXPECT_TRUE(VerifyIssuerCertificate(mesh.issuer, {mesh.root}, Now()).ok());
+  EXPECT_EQ(IssuerName(mesh.issuer), "first");
+  const auto refusal = [&](const Certificate& c, const std::vector<Certificate>& roots,
+                           WallTime at = Now()) {
+    absl::Status s = VerifyIssuerCertificate(c, roots, at);
+    return s.ok() ? std::string("taken") : std::string(s.message());
+  };
+  EXPECT_THAT(refusal(other.issuer, {mesh.root}), HasSubstr("no root of this mesh signed it"));
+  EXPECT_THAT(refusal(mesh.root, {mesh.root}), HasSubstr("not an issuer"));
+  EXPECT_THAT(refusal(mesh.Issue(NodeKey::Generate()), {mesh.root}), HasSubstr("not an issuer"));
+  EXPECT_THAT(refusal(mesh.issuer, {mesh.root}, Now() + kIssuerValidity + std::chrono::hours(1)),
+              HasSubstr("not valid now"));
+  // A root rotation's cross certificate (the old root's of the new root's key) issues nothing.
+  const NodeKey new_root_key = NodeKey::Generate();
+  const Certificate new_root = MakeRootCertificate(new_root_key, mesh.id, Now());
+  const Certificate cross = CrossSignRoot(new_root, mesh.root, mesh.root_key, Now());
+  EXPECT_THAT(refusal(cross, {new_root, mesh.root, cross}), HasSubstr("not an issuer"));
+  // An issuer the new root made is taken with the bundle of a rotation.
+  const Certificate second = MakeIssuerCertificate(NodeKey::Generate().public_key(), "second",
+                                                   new_root, new_root_key, Now());
+  EXPECT_TRUE(VerifyIssuerCertificate(second, {new_root, mesh.root, cross}, Now()).ok());
+  EXPECT_EQ(IssuerName(second), "second");
+  EXPECT_EQ(IssuerName(mesh.root), "");
+}
+
 TEST(CertsTest, BadNamesLabelsAndKeysAreRefusedNamingTheField) {
   Mesh mesh;
   NodeIdentity who;

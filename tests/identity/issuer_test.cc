@@ -249,5 +249,59 @@ TEST_F(IssuerTest, TokensFromOtherIssuersMergeUsesAndRevocations) {
   EXPECT_TRUE(kernel_.Tokens(T0())[0].revoked);
 }
 
+// More than one issuer: an issuer token grants issuer rights, only where the root key is.
+TEST_F(IssuerTest, AnIssuerTokenCertifiesTheJoiningNodesIssuerKeyWhereTheRootKeyIs) {
+  const JoinToken t = kernel_.CreateToken(Role::kNode, hours(1), 0, T0(), /*issuer=*/true);
+  EXPECT_TRUE(kernel_.Tokens(T0())[0].issuer);
+  const NodeKey node = NodeKey::Generate(), own_issuer = NodeKey::Generate();
+  JoinRequest r = Request(t, node, "gw-2");
+  r.issuer_key = own_issuer.public_key();
+  // Without the root key (exported, or a granted issuer): refused, saying where to go.
+  absl::StatusOr<Issued> refused = kernel_.Join(r, T0(), free_);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(Refusal(refused), HasSubstr("root key"));
+  kernel_.UseRootKey(root_key_);
+  EXPECT_TRUE(kernel_.holds_root_key());
+  // Without an issuer key: refused.
+  JoinRequest keyless = Request(t, node, "gw-2");
+  EXPECT_EQ(kernel_.Join(keyless, T0(), free_).status().code(), absl::StatusCode::kInvalidArgument);
+  absl::StatusOr<Issued> issued = kernel_.Join(r, T0(), free_);
+  ASSERT_TRUE(issued.ok()) << issued.status();
+  ASSERT_TRUE(issued->issuer_cert.has_value());
+  EXPECT_TRUE(VerifyIssuerCertificate(*issued->issuer_cert, {root_}, T0()).ok());
+  EXPECT_EQ(issued->issuer_cert->public_key(), own_issuer.public_key());
+  EXPECT_EQ(IssuerName(*issued->issuer_cert), "gw-2");
+  // What the new issuer signs chains to the root through its certificate.
+  Issuer second(*issued->issuer_cert, own_issuer, {root_}, "gw-2");
+  const JoinToken t2 = second.CreateToken(Role::kNode, hours(1), 0, T0());
+  absl::StatusOr<Issued> by_second =
+      second.Join(Request(t2, NodeKey::Generate(), "cam-9"), T0(), free_);
+  ASSERT_TRUE(by_second.ok()) << by_second.status();
+  EXPECT_TRUE(VerifyNodeCertificate(by_second->cert, by_second->chain, {root_}, T0()).ok());
+  EXPECT_FALSE(by_second->issuer_cert.has_value()) << "a node token grants no issuer rights";
+  // The new issuer cannot pass its rights on: it holds no root key.
+  const JoinToken t3 = second.CreateToken(Role::kNode, hours(1), 0, T0(), /*issuer=*/true);
+  JoinRequest onward = Request(t3, NodeKey::Generate(), "gw-3");
+  onward.issuer_key = NodeKey::Generate().public_key();
+  EXPECT_EQ(second.Join(onward, T0(), free_).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// A certificate signed by an issuer whose key was since revoked is not renewed by another.
+TEST_F(IssuerTest, ACertificateARevokedIssuerSignedIsNotRenewed) {
+  const NodeKey other_key = NodeKey::Generate();
+  Issuer other(MakeIssuerCertificate(other_key.public_key(), "second", root_, root_key_, T0()),
+               other_key, {root_}, "second");
+  const JoinToken t = other.CreateToken(Role::kNode, hours(1), 0, T0());
+  const NodeKey key = NodeKey::Generate();
+  absl::StatusOr<Issued> first = other.Join(Request(t, key), T0(), free_);
+  ASSERT_TRUE(first.ok());
+  // Renewed here while the other issuer stands, and then no more.
+  EXPECT_TRUE(kernel_.Renew(first->cert, first->chain, key.public_key(), T0()).ok());
+  kernel_.RevokeKey(other_key.public_key());
+  EXPECT_THAT(Refusal(kernel_.Renew(first->cert, first->chain, key.public_key(), T0())),
+              HasSubstr("signed by a revoked issuer"));
+}
+
 }  // namespace
 }  // namespace hivemesh::identity

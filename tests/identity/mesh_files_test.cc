@@ -328,6 +328,92 @@ TEST_F(MeshFilesTest, AClientsBearerTokensAreRevokedAsOfNowAndKept) {
   EXPECT_EQ(again->ClientTokensRevokedBefore("dash"), 1'800'000'060);
 }
 
+// More than one issuer (docs/identity.md): the other issuers' certificates and a granted
+// issuer's mark are kept; only certificates the roots made for issuers are taken.
+TEST_F(MeshFilesTest, OtherIssuersAreKeptAndOnlyTheRootsIssuersAreTaken) {
+  MeshCredentials mesh = *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0());
+  EXPECT_EQ(MeshIssuers(mesh).size(), 1u) << "the node's issuer is its own issuer: counted once";
+  const Certificate second = MakeIssuerCertificate(NodeKey::Generate().public_key(), "gw-2",
+                                                   mesh.roots[0], *mesh.root_key, T0());
+  const MeshCredentials stranger = *CreateMesh(NodeKey::Generate(), "evil", {}, T0());
+  const Certificate node = *mesh.node_cert;
+  EXPECT_EQ(
+      TakeIssuers(mesh, {second, second, *stranger.issuer_cert, node, *mesh.issuer_cert}, T0()),
+      1u);
+  ASSERT_EQ(MeshIssuers(mesh).size(), 2u);
+  EXPECT_EQ(IssuerName(MeshIssuers(mesh)[1]), "gw-2");
+  EXPECT_EQ(TakeIssuers(mesh, {second}, T0()), 0u) << "known already";
+  // The same issuer key certified anew (as a root rotation does) is the same issuer.
+  const Certificate again = MakeIssuerCertificate(second.public_key(), "gw-2", mesh.roots[0],
+                                                  *mesh.root_key, T0() + seconds(60));
+  EXPECT_EQ(TakeIssuers(mesh, {again}, T0() + seconds(120)), 0u);
+  // At most kMaxIssuers.
+  std::vector<Certificate> many;
+  for (size_t i = 0; i < kMaxIssuers + 5; ++i) {
+    many.push_back(MakeIssuerCertificate(NodeKey::Generate().public_key(), "gw-x", mesh.roots[0],
+                                         *mesh.root_key, T0()));
+  }
+  TakeIssuers(mesh, many, T0());
+  EXPECT_EQ(mesh.issuers.size(), kMaxIssuers);
+  mesh.issuers.erase(mesh.issuers.begin() + 1, mesh.issuers.end());
+  mesh.granted_issuer = true;
+  ASSERT_TRUE(SaveMesh(dir_, mesh).ok());
+  absl::StatusOr<MeshCredentials> back = LoadMesh(dir_);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->issuers.size(), 1u);
+  EXPECT_EQ(back->issuers[0].Digest(), second.Digest());
+  EXPECT_TRUE(back->granted_issuer);
+}
+
+// Tokens spread between issuers: learnt ones are kept, merged and bounded; issuer tokens only
+// where the root key is.
+TEST_F(MeshFilesTest, TokensLearntFromAnotherIssuerAreKeptAndMerged) {
+  MeshCredentials mesh = *CreateMesh(NodeKey::Generate(), "gw-1", {}, T0());
+  ASSERT_TRUE(SaveMesh(dir_, mesh).ok());
+  std::unique_ptr<IssuerService> here = *IssuerService::Open(dir_, mesh, "gw-1");
+  ASSERT_TRUE(here->CreateToken(Role::kNode, seconds(3600), 1, T0(), /*issuer=*/true).ok());
+  MeshCredentials granted = mesh;
+  granted.root_key.reset();
+  std::string other_dir = dir_ + "/other";
+  fs::create_directories(other_dir + "/mesh");
+  std::unique_ptr<IssuerService> there = *IssuerService::Open(other_dir, granted, "gw-2");
+  EXPECT_THAT(
+      there->CreateToken(Role::kNode, seconds(3600), 1, T0(), /*issuer=*/true).status().message(),
+      HasSubstr("root key"));
+  std::vector<TokenRecord> records = here->Tokens(T0());
+  ASSERT_TRUE(there->LearnTokens(records, T0()).ok());
+  ASSERT_EQ(there->Tokens(T0()).size(), 1u);
+  EXPECT_TRUE(there->Tokens(T0())[0].issuer);
+  // Used there: handed back, the count merges here; a token that expired is not taken.
+  records[0].used = 1;
+  TokenRecord old = records[0];
+  old.id = "0000beef";
+  old.expires = T0() - seconds(1);
+  ASSERT_TRUE(here->LearnTokens({records[0], old}, T0()).ok());
+  ASSERT_EQ(here->Tokens(T0()).size(), 1u);
+  EXPECT_EQ(here->Tokens(T0())[0].used, 1);
+  // Kept across a restart.
+  EXPECT_EQ((*IssuerService::Open(other_dir, granted, "gw-2"))->Tokens(T0()).size(), 1u);
+  // Bounded: no more than kMaxTokens are kept.
+  std::vector<TokenRecord> flood;
+  for (size_t i = 0; i < kMaxTokens + 10; ++i) {
+    TokenRecord r = records[0];
+    char id[9];
+    std::snprintf(id, sizeof(id), "%08zx", i + 1);
+    r.id = id;
+    flood.push_back(r);
+  }
+  ASSERT_TRUE(there->LearnTokens(flood, T0()).ok());
+  EXPECT_EQ(there->Tokens(T0()).size(), kMaxTokens);
+  // A revocation another issuer made is adopted once.
+  const std::string key = NodeKey::Generate().public_key();
+  ASSERT_TRUE(there->Adopt("cam-1", key, T0()).ok());
+  ASSERT_TRUE(there->Adopt("cam-1", key, T0()).ok());
+  EXPECT_TRUE(there->IsRevoked(key));
+  EXPECT_EQ(there->revocation_count(), 1u);
+  EXPECT_FALSE(there->Adopt("cam-1", "short", T0()).ok());
+}
+
 TEST(TokenFileTest, RoundTripsAndRefusesBadLines) {
   TokenRecord t;
   t.id = "0123abcd";
@@ -339,9 +425,14 @@ TEST(TokenFileTest, RoundTripsAndRefusesBadLines) {
   t.used = 2;
   t.revoked = true;
   t.created_by = "gw-1";
-  absl::StatusOr<std::vector<TokenRecord>> back = ParseTokens(FormatTokens({t, t}));
+  TokenRecord issuer = t;
+  issuer.issuer = true;
+  absl::StatusOr<std::vector<TokenRecord>> back = ParseTokens(FormatTokens({t, t, issuer}));
   ASSERT_TRUE(back.ok()) << back.status();
-  ASSERT_EQ(back->size(), 2u);
+  ASSERT_EQ(back->size(), 3u);
+  EXPECT_FALSE((*back)[1].issuer);
+  EXPECT_TRUE((*back)[2].issuer) << FormatTokens({issuer});
+  EXPECT_EQ((*back)[2].role, Role::kNode);
   EXPECT_EQ((*back)[1].id, t.id);
   EXPECT_EQ((*back)[1].expires, t.expires);
   EXPECT_EQ((*back)[1].used, 2);
@@ -350,7 +441,15 @@ TEST(TokenFileTest, RoundTripsAndRefusesBadLines) {
   for (const std::string& bad :
        {std::string("v2") + line.substr(2), line.substr(0, line.size() - 6) + "\n",
         std::string("v1 0123abcd root ") + line.substr(17),
-        std::string("v1 0123 node ") + line.substr(17)}) {
+        std::string("v1 0123 node ") + line.substr(17),
+        // Times past what a clock holds (the fuzzer's find: they overflowed in nanoseconds),
+        // a hash that is not hex, negative counts, a maker that is no node name.
+        std::string("v1 0123abcd node ") + std::string(64, 'e') + " 180008010000 1 5 2 0 gw-1\n",
+        std::string("v1 0123abcd node ") + std::string(64, 'e') + " 1 99999999999999 5 2 0 gw\n",
+        std::string("v1 0123abcd node ") + std::string(63, 'e') + "z 1 2 5 2 0 gw-1\n",
+        std::string("v1 0123abcd node ") + std::string(64, 'e') + " 1 2 -5 2 0 gw-1\n",
+        std::string("v1 0123abcd node ") + std::string(64, 'e') + " 1 2 5 -2 0 gw-1\n",
+        std::string("v1 0123abcd node ") + std::string(64, 'e') + " 1 2 5 2 0 gw/1\n"}) {
     EXPECT_FALSE(ParseTokens(bad).ok()) << bad;
   }
 }

@@ -73,6 +73,15 @@ TEST(NodeMetaTest, RoundTrips) {
   EXPECT_EQ(keys->gossip_keys, 4u);
   EXPECT_EQ(keys->roots, 0u);
   EXPECT_EQ(DecodeNodeMeta(before_keys)->gossip_keys, 0u) << "metadata of before the field";
+  // The issuers known after it, when more than one; with it, the keys' version is written.
+  const std::string before_issuers = *EncodeNodeMeta(m);
+  m.issuers = 3;
+  m.gossip_keys = 0;
+  absl::StatusOr<NodeMeta> issuers = DecodeNodeMeta(*EncodeNodeMeta(m));
+  ASSERT_TRUE(issuers.ok()) << issuers.status();
+  EXPECT_EQ(issuers->issuers, 3u);
+  EXPECT_EQ(issuers->gossip_keys, 0u);
+  EXPECT_EQ(DecodeNodeMeta(before_issuers)->issuers, 0u) << "metadata of before the field";
   EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m) + "x").ok()) << "trailing bytes";
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
@@ -94,10 +103,10 @@ TEST(NodeMetaTest, MalformedMetadataIsAnErrorNotACrash) {
   for (size_t cut = 1; cut < enc.size(); ++cut) {
     EXPECT_FALSE(DecodeNodeMeta(enc.substr(0, cut)).ok()) << cut;
   }
-  // Four bytes more read as the optional revocation count, policy version, roots and gossip
-  // keys' version; anything past them is refused.
-  EXPECT_TRUE(DecodeNodeMeta(enc + "xxxx").ok());
-  EXPECT_FALSE(DecodeNodeMeta(enc + "xxxxx").ok());
+  // Five bytes more read as the optional revocation count, policy version, roots, gossip keys'
+  // version and issuers; anything past them is refused.
+  EXPECT_TRUE(DecodeNodeMeta(enc + "xxxxx").ok());
+  EXPECT_FALSE(DecodeNodeMeta(enc + "xxxxxx").ok());
   EXPECT_FALSE(DecodeNodeMeta(enc + "\x80").ok()) << "a count cut short";
   EXPECT_FALSE(DecodeNodeMeta("\x07").ok()) << "unknown version";
   m.models[0].data_policy = 3;
@@ -129,6 +138,13 @@ TEST(LoadReportTest, CarriesTheControlVersionsWhenThereAreAny) {
   ASSERT_TRUE(keys.ok()) << keys.status();
   EXPECT_EQ(keys->gossip_keys, 6u);
   EXPECT_EQ(keys->policy, 0u);
+  EXPECT_EQ(keys->issuers, 0u) << "a report of before the field (four versions)";
+  // The issuers known, a fifth one, when more than one.
+  r.issuers = 2;
+  absl::StatusOr<LoadReport> issuers = DecodeLoadReport(EncodeLoadReport(r));
+  ASSERT_TRUE(issuers.ok()) << issuers.status();
+  EXPECT_EQ(issuers->issuers, 2u);
+  EXPECT_EQ(issuers->gossip_keys, 6u);
   EXPECT_FALSE(DecodeLoadReport(EncodeLoadReport(r) + "x").ok()) << "trailing bytes";
   EXPECT_FALSE(DecodeLoadReport(plain + "\x01").ok()) << "a trailer cut short";
 }
