@@ -22,9 +22,13 @@ MAY_USE = {
     "membership": {"base", "tensor", "codec", "identity", "transport"},
     "routing": {"base", "tensor", "codec", "identity", "transport", "serving"},
     "api": {"base", "tensor", "codec", "identity", "transport", "telemetry", "serving",
-            "membership", "routing"},
+            "membership", "routing", "services"},
+    # Manifests, the applied objects, workloads (docs/services.md): below api (whose REST front
+    # end serves them) and agent.
+    "services": {"base", "tensor", "codec", "identity", "transport", "telemetry", "serving",
+                 "membership", "routing"},
     "agent": {"base", "tensor", "codec", "identity", "transport", "telemetry", "serving",
-              "membership", "routing", "api"},
+              "membership", "routing", "api", "services"},
     # The command line talks to nodes over HTTP; it starts an agent (`hivemesh agent`), makes
     # gossip keys (`hivemesh keygen`) and a client's key (`hivemesh cert issue-client`) through
     # those modules' public headers.

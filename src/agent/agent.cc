@@ -26,6 +26,7 @@
 #include "api/mesh_handler.h"
 #include "api/mesh_policy.h"
 #include "api/metrics_handler.h"
+#include "api/objects_handler.h"
 #include "base/hex.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
@@ -43,6 +44,7 @@
 #include "membership/node_meta.h"
 #include "routing/dispatcher.h"
 #include "routing/forwarder.h"
+#include "services/object_service.h"
 #include "serving/backend.h"
 #include "serving/model_repository.h"
 #include "telemetry/log.h"
@@ -287,6 +289,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       [self](const HttpRequest& req, HttpResponder respond) {
         if (self->metrics_handler_->Handle(req, respond)) return;
         if (self->issuer_api_ && self->issuer_api_->Handle(req, respond)) return;
+        if (self->objects_api_ && self->objects_api_->Handle(req, respond)) return;
         if (self->policy_api_ && self->policy_api_->Handle(req, respond)) return;
         if (self->mesh_ && self->mesh_->Handle(req, respond)) return;
         self->kserve_->Handle(req, std::move(respond));
@@ -361,6 +364,12 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         // It holds the gossip keys in force: new ones, which it cannot fetch, replace them.
         self->RotateGossipKeysAfterRevocation();
       });
+  absl::StatusOr<std::unique_ptr<services::ObjectService>> objects =
+      services::ObjectService::Open(config.StateDir() + "/objects", config.node_name);
+  if (!objects.ok()) return objects.status();
+  agent->objects_ = std::move(*objects);
+  agent->objects_api_ =
+      std::make_unique<ObjectsHandler>(agent->objects_, *admin, agent->rejections_);
   agent->issuer_api_->SetRootRotation([self] { return self->StartRootRotation(); });
   agent->issuer_api_->SetRootKey([self](bool remove) { return self->ExportRootKey(remove); },
                                  [self](std::string_view pem) { return self->ImportRootKey(pem); });

@@ -39,12 +39,16 @@ class MemberCheck;
 class MeshHandler;
 class IssuerHandler;
 class MetricsHandler;
+class ObjectsHandler;
 class MeshPolicy;
 class PolicyHandler;
 class PolicyHolder;
 struct SignedGossipKeys;
 namespace telemetry {
 class Registry;
+}
+namespace services {
+class ObjectService;
 }
 namespace membership {
 class GossipNode;
@@ -256,6 +260,10 @@ class Agent {
   std::thread renew_thread_;
   std::unique_ptr<MeshHandler> mesh_;
   std::unique_ptr<IssuerHandler> issuer_api_;  // tokens and revocations, for an issuer's operators
+  // The objects applied to the mesh (docs/services.md), kept in <state>/objects, and their REST
+  // calls (/v1/objects).
+  std::shared_ptr<services::ObjectService> objects_;
+  std::unique_ptr<ObjectsHandler> objects_api_;
   std::unique_ptr<routing::MeshDirectory> directory_;
   // Who peers' links and forwarded requests come from, checked against keys from directory_.
   std::shared_ptr<const MemberCheck> member_check_;

@@ -9,6 +9,7 @@
 #include <iterator>
 #include <sstream>
 
+#include "base/status_macros.h"
 #include "base/strings.h"
 #include "cli/table.h"
 #include "codec/infer_codec.h"
@@ -81,6 +82,24 @@ int Fail(std::string_view command, const absl::Status& status) {
   std::fprintf(stderr, "hivemesh %.*s: %.*s\n", static_cast<int>(command.size()), command.data(),
                static_cast<int>(status.message().size()), status.message().data());
   return ExitCodeOf(status);
+}
+
+// A call to the node's admin API: `method target` with `body`, sending the admin token of
+// `admin_token_file` (none when empty) as "Authorization: Bearer <token>".
+absl::StatusOr<HttpResult> AdminCall(const NodeFlags& node, const std::string& admin_token_file,
+                                     std::string_view method, std::string_view target,
+                                     std::string_view body) {
+  std::vector<std::pair<std::string, std::string>> headers;
+  if (!admin_token_file.empty()) {
+    HM_ASSIGN_OR_RETURN(std::string token, ReadInputFile(admin_token_file));
+    std::string_view t = token;
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
+      t.remove_suffix(1);
+    }
+    headers.emplace_back("Authorization", StrCat("Bearer ", t));
+  }
+  HttpClient client(node.node, node.timeout_ms);
+  return Call(client, method, target, body, headers);
 }
 
 }  // namespace hivemesh::cli

@@ -50,17 +50,23 @@ absl::StatusOr<HttpResult> Call(
     std::string_view body = {},
     const std::vector<std::pair<std::string, std::string>>& headers = {});
 
-// The bytes of `path` ("-": standard input). INVALID_ARGUMENT naming the file if unreadable.
-absl::StatusOr<std::string> ReadInputFile(const std::string& path);
-
-// Prints "hivemesh <command>: <message>" to stderr and returns the status's exit code.
-int Fail(std::string_view command, const absl::Status& status);
-
 // Flags every client command takes.
 struct NodeFlags {
   std::string node = "127.0.0.1:8000";  // --node, or $HIVEMESH_NODE
   std::string output = "table";         // -o table|json
   int timeout_ms = 5000;
 };
+
+// A call to the node's admin API: `method target` with `body`, sending the admin token of
+// `admin_token_file` (none when empty) as "Authorization: Bearer <token>".
+absl::StatusOr<HttpResult> AdminCall(const NodeFlags& node, const std::string& admin_token_file,
+                                     std::string_view method, std::string_view target,
+                                     std::string_view body = {});
+
+// The bytes of `path` ("-": standard input). INVALID_ARGUMENT naming the file if unreadable.
+absl::StatusOr<std::string> ReadInputFile(const std::string& path);
+
+// Prints "hivemesh <command>: <message>" to stderr and returns the status's exit code.
+int Fail(std::string_view command, const absl::Status& status);
 
 }  // namespace hivemesh::cli

@@ -104,24 +104,6 @@ absl::StatusOr<std::string> FormatTokenList(std::string_view json, int64_t now_u
   return FormatTable(rows, {3});
 }
 
-// A call to the node's admin API: `method target` with `body`, sending the admin token of
-// `admin_token_file` (none when empty) as "Authorization: Bearer <token>".
-absl::StatusOr<HttpResult> AdminCall(const NodeFlags& node, const std::string& admin_token_file,
-                                     std::string_view method, std::string_view target,
-                                     std::string_view body = {}) {
-  std::vector<std::pair<std::string, std::string>> headers;
-  if (!admin_token_file.empty()) {
-    HM_ASSIGN_OR_RETURN(std::string token, ReadInputFile(admin_token_file));
-    std::string_view t = token;
-    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) {
-      t.remove_suffix(1);
-    }
-    headers.emplace_back("Authorization", StrCat("Bearer ", t));
-  }
-  HttpClient client(node.node, node.timeout_ms);
-  return Call(client, method, target, body, headers);
-}
-
 CLI::App* AddNodeCommand(CLI::App& app, NodeCommandFlags& flags) {
   CLI::App* cmd = app.add_subcommand("node", "manage the mesh's nodes at an issuer node");
   cmd->require_subcommand(1);

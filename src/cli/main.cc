@@ -11,6 +11,7 @@
 #include "cli/infer_command.h"
 #include "cli/issuer_command.h"
 #include "cli/members_command.h"
+#include "cli/objects_command.h"
 #include "cli/models_command.h"
 #include "cli/top_command.h"
 #include "membership/keyring.h"
@@ -54,6 +55,9 @@ int main(int argc, char** argv) {
   hivemesh::cli::PolicyFlags policy_flags;
   CLI::App* policy_cmd = hivemesh::cli::AddPolicyCommand(app, policy_flags);
 
+  hivemesh::cli::ObjectsFlags objects_flags;
+  hivemesh::cli::AddObjectsCommands(app, objects_flags);
+
   hivemesh::demo::DemoFlags demo_flags;
   CLI::App* demo_cmd = hivemesh::demo::AddDemoCommand(app, demo_flags);
 
@@ -77,6 +81,7 @@ int main(int argc, char** argv) {
     }
     return hivemesh::RunAgent(*config, [&agent_flags] { return agent_flags.Resolve(); });
   }
+  if (int code = 0; hivemesh::cli::RunObjects(objects_flags, &code)) return code;
   if (infer_cmd->parsed()) return hivemesh::cli::RunInfer(infer_flags);
   if (models_cmd->parsed()) return hivemesh::cli::RunModels(models_flags);
   if (top_cmd->parsed()) return hivemesh::cli::RunTop(top_flags);
