@@ -297,6 +297,19 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       agent->io_);
   if (!server.ok()) return server.status();
   agent->http_ = std::move(*server);
+  // The objects applied to the mesh, before gossip announces their fingerprint.
+  absl::StatusOr<std::unique_ptr<services::ObjectService>> objects =
+      services::ObjectService::Open(config.StateDir() + "/objects", config.node_name);
+  if (!objects.ok()) return objects.status();
+  agent->objects_ = std::move(*objects);
+  // An apply here reaches every member at once; what was merged from a peer is announced.
+  agent->objects_->OnChange([self](bool local) {
+    if (local) {
+      self->AnnounceControlChange();
+    } else {
+      self->AnnounceMeta();
+    }
+  });
   absl::Status gossip = agent->StartGossip();
   if (!gossip.ok()) return gossip;
   // Metrics in the order /metrics lists them: what runs, requests, models, mesh, process.
@@ -364,10 +377,6 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         // It holds the gossip keys in force: new ones, which it cannot fetch, replace them.
         self->RotateGossipKeysAfterRevocation();
       });
-  absl::StatusOr<std::unique_ptr<services::ObjectService>> objects =
-      services::ObjectService::Open(config.StateDir() + "/objects", config.node_name);
-  if (!objects.ok()) return objects.status();
-  agent->objects_ = std::move(*objects);
   agent->objects_api_ =
       std::make_unique<ObjectsHandler>(agent->objects_, *admin, agent->rejections_);
   agent->issuer_api_->SetRootRotation([self] { return self->StartRootRotation(); });
@@ -695,6 +704,7 @@ void Agent::FillControlVersions(Announcement& out) const {
     out.gossip_keys = mesh->gossip_keys_version;
     out.issuers = identity::MeshIssuers(*mesh).size();
   }
+  out.objects = objects_ != nullptr ? objects_->Fingerprint() : 0;
 }
 
 namespace {
@@ -711,6 +721,8 @@ absl::StatusOr<membership::NodeMeta> AnnouncedBy(const membership::MemberInfo& m
     meta->roots = std::max(meta->roots, load->roots);
     meta->gossip_keys = std::max(meta->gossip_keys, load->gossip_keys);
     meta->issuers = std::max(meta->issuers, load->issuers);
+    // Not a version: the load report's is the newer one.
+    if (load->objects != 0) meta->objects = load->objects;
   }
   return meta;
 }
@@ -841,6 +853,9 @@ void Agent::WatchRevocations() {
     // The member that knows the most issuers, if more than this node.
     uint64_t most_issuers = creds != nullptr ? identity::MeshIssuers(*creds).size() : 0;
     std::string issuers_member, issuers_api;
+    // Members that hold other objects than this node (another fingerprint).
+    const uint64_t my_objects = objects_ != nullptr ? objects_->Fingerprint() : 0;
+    std::vector<std::tuple<std::string, std::string, uint64_t>> object_peers;
     revoke_mu_.Unlock();
     for (const membership::MemberInfo& m : gossip_->Members()) {
       if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
@@ -855,6 +870,9 @@ void Agent::WatchRevocations() {
         due.emplace_back(m.name, meta->api_address, meta->revocations);
       }
       if (meta.ok() && meta->roots > my_roots) more_roots = true;
+      if (meta.ok() && meta->objects != 0 && meta->objects != my_objects) {
+        object_peers.emplace_back(m.name, meta->api_address, meta->objects);
+      }
       if (meta.ok() && creds != nullptr && creds->node_cert && meta->issuers > most_issuers) {
         most_issuers = meta->issuers;
         issuers_member = m.name;
@@ -876,6 +894,16 @@ void Agent::WatchRevocations() {
       gossip_keys_fetching_ = true;
       revoke_mu_.Unlock();
       FetchGossipKeys(keys_member, keys_api);
+      revoke_mu_.Lock();
+    }
+    // One sync at a time, with a member whose objects this node has not compared with yet.
+    for (auto& [name, api, fingerprint] : object_peers) {
+      if (objects_syncing_) break;
+      auto seen = objects_synced_.find(name);
+      if (seen != objects_synced_.end() && seen->second == fingerprint) continue;
+      objects_syncing_ = true;
+      revoke_mu_.Unlock();
+      SyncObjects(name, api, fingerprint);
       revoke_mu_.Lock();
     }
     if (!issuers_member.empty() && !issuers_fetching_) {
@@ -938,6 +966,46 @@ void Agent::FetchRevocations(const std::string& member, const std::string& api_a
                  absl::MutexLock lock(&revoke_mu_);
                  revocations_fetching_.erase(member);
                });
+}
+
+void Agent::SyncObjects(const std::string& member, const std::string& api_address,
+                        uint64_t fingerprint) {
+  const auto done = [this, member, fingerprint](bool ok) {
+    absl::MutexLock lock(&revoke_mu_);
+    objects_syncing_ = false;
+    if (ok) objects_synced_[member] = fingerprint;
+  };
+  peers_->Send(
+      MemberGet(member, api_address, "/v1/objects/index"),
+      [this, member, api_address, done](absl::StatusOr<PeerResponse> answer) {
+        const absl::StatusOr<std::string_view> body = AnswerBody(answer);
+        const absl::StatusOr<std::vector<services::IndexEntry>> index =
+            body.ok() ? services::DecodeIndex(*body) : body.status();
+        if (!index.ok()) {
+          spdlog::warn("the objects index of {} is not read: {}", member,
+                       MessageOf(index.status()));
+          return done(false);
+        }
+        const std::vector<services::ObjectKey> wanted = objects_->Wanted(*index);
+        if (wanted.empty()) return done(true);  // it lacks some of ours: it pulls them
+        PeerRequest pull = MemberGet(member, api_address, "/v1/objects/pull");
+        pull.method = "POST";
+        pull.body = services::EncodeKeys(wanted);
+        pull.headers.emplace_back("Content-Type", "text/plain");
+        peers_->Send(std::move(pull), [this, member, done](absl::StatusOr<PeerResponse> pulled) {
+          const absl::StatusOr<std::string_view> objects = AnswerBody(pulled);
+          const absl::StatusOr<std::vector<services::StoredObject>> decoded =
+              objects.ok() ? services::DecodeObjects(*objects) : objects.status();
+          const absl::StatusOr<size_t> taken =
+              decoded.ok() ? objects_->Merge(*decoded) : decoded.status();
+          if (!taken.ok()) {
+            spdlog::warn("the objects of {} are not taken: {}", member, MessageOf(taken.status()));
+            return done(false);
+          }
+          if (*taken > 0) spdlog::info("{} applied object(s) taken from {}", *taken, member);
+          done(true);
+        });
+      });
 }
 
 void Agent::FetchPolicy(const std::string& member, const std::string& api_address) {

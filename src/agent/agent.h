@@ -190,6 +190,14 @@ class Agent {
   absl::Status TakeIssuers(const std::vector<identity::Certificate>& offered,
                            const std::string& from);
   bool issuers_fetching_ ABSL_GUARDED_BY(revoke_mu_) = false;
+  // Applied objects spread by anti-entropy (docs/services.md): every node announces a
+  // fingerprint of its objects; a node that sees a member announce another one compares indexes
+  // with it (GET /v1/objects/index) and pulls what it lacks or holds older (POST
+  // /v1/objects/pull), on the same thread as the revocations, one member at a time.
+  void SyncObjects(const std::string& member, const std::string& api_address, uint64_t fingerprint);
+  bool objects_syncing_ ABSL_GUARDED_BY(revoke_mu_) = false;
+  // Per member: the fingerprint it announced when this node last compared with it.
+  std::map<std::string, uint64_t> objects_synced_ ABSL_GUARDED_BY(revoke_mu_);
   // Refuses a bearer token its issuer revoked (here or learnt): PERMISSION_DENIED saying so.
   absl::Status CheckTokenNotRevoked(const identity::ClientToken& token) const;
   // The mesh's authorization policy (api/mesh_policy.h): what the front ends enforce, the signed

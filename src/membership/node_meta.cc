@@ -37,7 +37,8 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
   // Flags: bit 0 draining, bit 1 insecure; a decoder ignores bits it does not know.
   w.U8(static_cast<uint8_t>((meta.draining ? 1 : 0) | (meta.insecure ? 2 : 0)));
   // Optional trailing fields, left out when 0 (and the ones before a non-zero one written).
-  const bool issuers = meta.issuers > 1;
+  const bool objects = meta.objects > 0;
+  const bool issuers = meta.issuers > 1 || objects;
   const bool keys = meta.gossip_keys > 0 || issuers;
   const bool roots = meta.roots > 1 || keys;
   if (meta.revocations > 0 || meta.policy > 0 || roots) w.Varint(meta.revocations);
@@ -45,6 +46,7 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
   if (roots) w.Varint(meta.roots);
   if (keys) w.Varint(meta.gossip_keys);
   if (issuers) w.Varint(meta.issuers);
+  if (objects) w.Varint(meta.objects);
   if (out.size() > kMaxMetaBytes) {
     return absl::InvalidArgumentError(StrCat("node metadata takes ", out.size(),
                                              " bytes, more than the gossip limit of ",
@@ -107,6 +109,7 @@ absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.roots));
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.gossip_keys));
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.issuers));
+  if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.objects));
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after node metadata");
   return meta;
 }
@@ -125,14 +128,15 @@ std::string EncodeLoadReport(const LoadReport& report) {
     o.Varint(m.queue_depth);
     o.Varint(m.in_flight);
     o.Varint(m.ewma_service_us);
-    // Room is left for the head and the control versions' trailer (5 varints).
-    if (body.size() + one.size() + 16 + 50 > kMaxLoadBytes) break;
+    // Room is left for the head and the control versions' trailer (6 varints).
+    if (body.size() + one.size() + 16 + 60 > kMaxLoadBytes) break;
     body += one;
     ++count;
   }
   w.Varint(count);
   out += body;
-  const bool issuers = report.issuers > 1;
+  const bool objects = report.objects > 0;
+  const bool issuers = report.issuers > 1 || objects;
   if (report.revocations > 0 || report.policy > 0 || report.roots > 0 || report.gossip_keys > 0 ||
       issuers) {
     ByteWriter t(out);
@@ -141,6 +145,7 @@ std::string EncodeLoadReport(const LoadReport& report) {
     t.Varint(report.roots);
     if (report.gossip_keys > 0 || issuers) t.Varint(report.gossip_keys);
     if (issuers) t.Varint(report.issuers);
+    if (objects) t.Varint(report.objects);
   }
   return out;
 }
@@ -171,6 +176,7 @@ absl::StatusOr<LoadReport> DecodeLoadReport(std::string_view bytes) {
   }
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&report.gossip_keys));
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&report.issuers));
+  if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&report.objects));
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after a load report");
   return report;
 }

@@ -48,6 +48,10 @@ struct NodeMeta {
   // How many issuer certificates of the mesh the node knows (docs/identity.md, "More than one
   // issuer"): a node that sees a member know more fetches them from it. 0 or 1: left out.
   uint64_t issuers = 0;
+  // The first 8 bytes of the digest of the objects applied to the mesh that the node holds
+  // (services/object_service.h): a node that sees another value compares indexes with it and
+  // pulls what it lacks (docs/services.md). 0: none, left out.
+  uint64_t objects = 0;
 };
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).
@@ -64,7 +68,7 @@ struct ModelLoad {
 struct LoadReport {
   std::vector<ModelLoad> models;
   // The node's control versions, as in its metadata (NodeMeta revocations, policy, roots,
-  // gossip_keys, issuers): load
+  // gossip_keys, issuers, objects): load
   // reports are re-gossiped every probe interval, so a node that missed the metadata change (a
   // broadcast reaches most members at once, not all) learns it within seconds. Optional trailing
   // fields, left out when all are 0.
@@ -73,6 +77,7 @@ struct LoadReport {
   uint64_t roots = 0;
   uint64_t gossip_keys = 0;
   uint64_t issuers = 0;
+  uint64_t objects = 0;
 };
 
 // Models beyond what fits kMaxLoadBytes are left out (the first ones are kept).

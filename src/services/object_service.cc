@@ -48,7 +48,7 @@ absl::StatusOr<ObjectService::Applied> ObjectService::Apply(std::string_view yam
     }
     HM_RETURN_IF_ERROR(CommitLocked(std::move(next)));
   }
-  if (changed_) changed_();
+  if (changed_) changed_(true);
   return out;
 }
 
@@ -65,7 +65,7 @@ absl::StatusOr<std::vector<StoredObject>> ObjectService::DeleteManifests(std::st
     }
     HM_RETURN_IF_ERROR(CommitLocked(std::move(next)));
   }
-  if (changed_) changed_();
+  if (changed_) changed_(true);
   return out;
 }
 
@@ -78,7 +78,7 @@ absl::StatusOr<StoredObject> ObjectService::Delete(Kind kind, std::string_view n
     HM_ASSIGN_OR_RETURN(out, next.Delete(kind, name, now_ms));
     HM_RETURN_IF_ERROR(CommitLocked(std::move(next)));
   }
-  if (changed_) changed_();
+  if (changed_) changed_(true);
   return out;
 }
 
@@ -151,7 +151,7 @@ absl::StatusOr<size_t> ObjectService::Merge(const std::vector<StoredObject>& obj
     if (taken == 0) return taken;
     HM_RETURN_IF_ERROR(CommitLocked(std::move(next)));
   }
-  if (changed_) changed_();
+  if (changed_) changed_(false);
   return taken;
 }
 

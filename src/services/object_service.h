@@ -53,8 +53,9 @@ class ObjectService {
   // An object whose manifest does not parse as one of its own kind and name is left out.
   absl::StatusOr<size_t> Merge(const std::vector<StoredObject>& objects);
 
-  // Runs after every change (the agent tells the mesh). REQUIRES: called before any change.
-  void OnChange(std::function<void()> changed) { changed_ = std::move(changed); }
+  // Runs after every change (the agent tells the mesh): `local` for an apply or delete made
+  // here, false for objects merged from a peer. REQUIRES: called before any change.
+  void OnChange(std::function<void(bool local)> changed) { changed_ = std::move(changed); }
 
  private:
   ObjectService(std::string path, ObjectStore store)
@@ -65,7 +66,7 @@ class ObjectService {
   const std::string path_;
   mutable absl::Mutex mu_;
   ObjectStore store_ ABSL_GUARDED_BY(mu_);
-  std::function<void()> changed_;
+  std::function<void(bool local)> changed_;
 };
 
 }  // namespace hivemesh::services

@@ -82,6 +82,15 @@ TEST(NodeMetaTest, RoundTrips) {
   EXPECT_EQ(issuers->issuers, 3u);
   EXPECT_EQ(issuers->gossip_keys, 0u);
   EXPECT_EQ(DecodeNodeMeta(before_issuers)->issuers, 0u) << "metadata of before the field";
+  // The objects' fingerprint after it (docs/services.md); with it, the issuers are written.
+  const std::string before_objects = *EncodeNodeMeta(m);
+  m.objects = 0xfedcba9876543210ULL;
+  m.issuers = 0;
+  absl::StatusOr<NodeMeta> objects = DecodeNodeMeta(*EncodeNodeMeta(m));
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  EXPECT_EQ(objects->objects, 0xfedcba9876543210ULL);
+  EXPECT_EQ(objects->issuers, 0u);
+  EXPECT_EQ(DecodeNodeMeta(before_objects)->objects, 0u) << "metadata of before the field";
   EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m) + "x").ok()) << "trailing bytes";
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
@@ -103,10 +112,10 @@ TEST(NodeMetaTest, MalformedMetadataIsAnErrorNotACrash) {
   for (size_t cut = 1; cut < enc.size(); ++cut) {
     EXPECT_FALSE(DecodeNodeMeta(enc.substr(0, cut)).ok()) << cut;
   }
-  // Five bytes more read as the optional revocation count, policy version, roots, gossip keys'
-  // version and issuers; anything past them is refused.
-  EXPECT_TRUE(DecodeNodeMeta(enc + "xxxxx").ok());
-  EXPECT_FALSE(DecodeNodeMeta(enc + "xxxxxx").ok());
+  // Six bytes more read as the optional revocation count, policy version, roots, gossip keys'
+  // version, issuers and objects; anything past them is refused.
+  EXPECT_TRUE(DecodeNodeMeta(enc + "xxxxxx").ok());
+  EXPECT_FALSE(DecodeNodeMeta(enc + "xxxxxxx").ok());
   EXPECT_FALSE(DecodeNodeMeta(enc + "\x80").ok()) << "a count cut short";
   EXPECT_FALSE(DecodeNodeMeta("\x07").ok()) << "unknown version";
   m.models[0].data_policy = 3;
@@ -145,6 +154,11 @@ TEST(LoadReportTest, CarriesTheControlVersionsWhenThereAreAny) {
   ASSERT_TRUE(issuers.ok()) << issuers.status();
   EXPECT_EQ(issuers->issuers, 2u);
   EXPECT_EQ(issuers->gossip_keys, 6u);
+  EXPECT_EQ(issuers->objects, 0u) << "a report of before the field (five versions)";
+  r.objects = 77;
+  absl::StatusOr<LoadReport> objects = DecodeLoadReport(EncodeLoadReport(r));
+  ASSERT_TRUE(objects.ok()) << objects.status();
+  EXPECT_EQ(objects->objects, 77u);
   EXPECT_FALSE(DecodeLoadReport(EncodeLoadReport(r) + "x").ok()) << "trailing bytes";
   EXPECT_FALSE(DecodeLoadReport(plain + "\x01").ok()) << "a trailer cut short";
 }

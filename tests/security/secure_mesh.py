@@ -30,9 +30,9 @@ class SecureMeshTest(unittest.TestCase):
         return node
 
     @classmethod
-    def cli(cls, *args):
+    def cli(cls, *args, stdin=None):
         return subprocess.run([cls.BINARY, *args, *cls.CLI_ARGS], capture_output=True, text=True,
-                              timeout=30)
+                              timeout=30, input=stdin)
 
     @classmethod
     def start_forwarding_mesh(cls, n0_args=()):

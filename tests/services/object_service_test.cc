@@ -41,7 +41,7 @@ class ObjectServiceTest : public ::testing::Test {
 TEST_F(ObjectServiceTest, AppliesAllOrNothingAndKeepsThemAcrossAReopen) {
   std::unique_ptr<ObjectService> s = Open();
   int changes = 0;
-  s->OnChange([&] { ++changes; });
+  s->OnChange([&](bool local) { changes += local ? 1 : 100; });
   EXPECT_EQ(s->Fingerprint(), 0u) << "nothing announced for an empty store";
   ASSERT_TRUE(s->Apply(ServiceYaml("web") + "---\n" + ServiceYaml("api"), kT0).ok());
   EXPECT_EQ(changes, 1);
