@@ -45,6 +45,8 @@
 #include "routing/dispatcher.h"
 #include "routing/forwarder.h"
 #include "services/object_service.h"
+#include "services/placement.h"
+#include "services/supervisor.h"
 #include "serving/backend.h"
 #include "serving/model_repository.h"
 #include "telemetry/log.h"
@@ -309,7 +311,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
     } else {
       self->AnnounceMeta();
     }
+    absl::MutexLock lock(&self->revoke_mu_);  // the workloads to run may have changed
+    self->revoke_check_ = true;
+    self->revoke_cv_.Signal();
   });
+  agent->supervisor_ = std::make_unique<services::Supervisor>();
   absl::Status gossip = agent->StartGossip();
   if (!gossip.ok()) return gossip;
   // Metrics in the order /metrics lists them: what runs, requests, models, mesh, process.
@@ -896,6 +902,10 @@ void Agent::WatchRevocations() {
       FetchGossipKeys(keys_member, keys_api);
       revoke_mu_.Lock();
     }
+    // The workloads placed on this node (the watch thread alone starts and stops them).
+    revoke_mu_.Unlock();
+    ReconcileWorkloads();
+    revoke_mu_.Lock();
     // One sync at a time, with a member whose objects this node has not compared with yet.
     for (auto& [name, api, fingerprint] : object_peers) {
       if (objects_syncing_) break;
@@ -966,6 +976,67 @@ void Agent::FetchRevocations(const std::string& member, const std::string& api_a
                  absl::MutexLock lock(&revoke_mu_);
                  revocations_fetching_.erase(member);
                });
+}
+
+void Agent::ReconcileWorkloads() {
+  if (objects_ == nullptr || supervisor_ == nullptr || gossip_ == nullptr) return;
+  // The live members as placement sees them (this node among them), from their metadata.
+  std::vector<services::Candidate> members;
+  for (const membership::MemberInfo& m : gossip_->Members()) {
+    if (m.state != membership::MemberState::kAlive) continue;
+    absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
+    if (!meta.ok()) continue;
+    members.push_back(services::Candidate{m.name, meta->labels, meta->draining});
+  }
+  std::map<std::string, std::string> wanted;  // name -> version
+  std::map<std::string, services::ProcessSpec> specs;
+  for (const services::StoredObject& o : objects_->Live()) {
+    if (o.kind != services::Kind::kDeployment) continue;
+    absl::StatusOr<services::Parsed> parsed = services::ParseManifests(o.text);
+    if (!parsed.ok() || parsed->manifests.size() != 1) continue;
+    const services::Manifest& m = parsed->manifests[0];
+    absl::StatusOr<services::PlacementRule> rule = services::RuleOf(m);
+    if (!rule.ok()) {
+      if (workload_errors_.insert(StrCat(o.name, "@", o.version.unix_ms)).second) {
+        spdlog::error("workload {} is not placed: {}", o.name, MessageOf(rule.status()));
+      }
+      continue;
+    }
+    const std::vector<std::string> placed = services::Place(o.name, *rule, members);
+    if (std::find(placed.begin(), placed.end(), config_.node_name) == placed.end()) continue;
+    if (m.workload.command.empty()) {
+      if (workload_errors_.insert(StrCat(o.name, "@", o.version.unix_ms)).second) {
+        spdlog::error(
+            "workload {} is placed here but runs an image ({}), and this node runs "
+            "programs only (command:) so far",
+            o.name, m.workload.image);
+      }
+      continue;
+    }
+    services::ProcessSpec spec{o.name, m.workload.command, m.workload.env};
+    spec.argv.insert(spec.argv.end(), m.workload.args.begin(), m.workload.args.end());
+    wanted[o.name] = StrCat(o.version.unix_ms, ".", o.version.counter, ".", o.version.origin);
+    specs[o.name] = std::move(spec);
+  }
+  // Stop what is no longer placed here (deleted, moved, changed), then start what is.
+  for (auto it = running_.begin(); it != running_.end();) {
+    auto w = wanted.find(it->first);
+    if (w != wanted.end() && w->second == it->second) {
+      ++it;
+      continue;
+    }
+    spdlog::info(
+        "workload {} {}", it->first,
+        w == wanted.end() ? "is no longer placed here: stopping it" : "changed: starting it anew");
+    supervisor_->Stop(it->first);
+    it = running_.erase(it);
+  }
+  for (auto& [name, version] : wanted) {
+    if (running_.count(name) > 0) continue;
+    spdlog::info("workload {} is placed on this node: starting it", name);
+    supervisor_->Run(name, std::move(specs[name]));
+    running_[name] = version;
+  }
 }
 
 void Agent::SyncObjects(const std::string& member, const std::string& api_address,
@@ -1743,6 +1814,9 @@ void Agent::MaybeFinishRootRotation() {
 }
 
 Agent::~Agent() {
+  // The workloads' processes end with the node (SIGTERM, then SIGKILL after their grace).
+  StopLoadReports();
+  if (supervisor_) supervisor_->StopAll();
   // No more announcements: the gossip node goes before the repository.
   if (repository_) repository_->SetOnChange(nullptr);
   // Answer every queued and running request while the I/O threads still run (Drain() has done
@@ -1772,17 +1846,14 @@ void Agent::StopLoadReports() {
 }
 
 void Agent::Start() {
-  gossip_->Start([this](const membership::MemberEvent& e) {
-    if (tls_ == nullptr) return;
-    if (e.type != membership::EventType::kJoined && e.type != membership::EventType::kUpdated &&
-        e.type != membership::EventType::kAlive) {
-      return;
-    }
+  // Every member event wakes the watch thread: control versions and objects to fetch, and
+  // workloads to place again when a member comes or goes.
+  gossip_->Start([this](const membership::MemberEvent&) {
     absl::MutexLock lock(&revoke_mu_);
     revoke_check_ = true;
     revoke_cv_.Signal();
   });
-  if (tls_ != nullptr) revocation_thread_ = std::thread([this] { WatchRevocations(); });
+  revocation_thread_ = std::thread([this] { WatchRevocations(); });
   load_thread_ = std::thread([this] { ReportLoad(); });
   renew_thread_ = std::thread([this] { RenewCertificates(); });
   http_->Start();

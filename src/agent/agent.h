@@ -49,7 +49,8 @@ class Registry;
 }
 namespace services {
 class ObjectService;
-}
+class Supervisor;
+}  // namespace services
 namespace membership {
 class GossipNode;
 }
@@ -198,6 +199,15 @@ class Agent {
   bool objects_syncing_ ABSL_GUARDED_BY(revoke_mu_) = false;
   // Per member: the fingerprint it announced when this node last compared with it.
   std::map<std::string, uint64_t> objects_synced_ ABSL_GUARDED_BY(revoke_mu_);
+  // Workloads (docs/services.md): the applied Deployments placed on this node (services/
+  // placement.h over the live members) run under the supervisor, started and stopped to match
+  // on the watch thread, which alone reads and writes running_ (name -> the version running,
+  // "<ms>.<counter>.<origin>")
+  // and workload_errors_ (each workload version's error, logged once).
+  void ReconcileWorkloads();
+  std::unique_ptr<services::Supervisor> supervisor_;
+  std::map<std::string, std::string> running_;
+  std::set<std::string> workload_errors_;
   // Refuses a bearer token its issuer revoked (here or learnt): PERMISSION_DENIED saying so.
   absl::Status CheckTokenNotRevoked(const identity::ClientToken& token) const;
   // The mesh's authorization policy (api/mesh_policy.h): what the front ends enforce, the signed

@@ -1,0 +1,170 @@
+#!/usr/bin/python3
+"""Workloads the nodes run (docs/services.md, "Workloads the node runs"), on three real nodes:
+`east-a` and `east-b` labelled zone=east, `west` labelled zone=west. The Deployment runs a real
+HTTP server (`python3 -m http.server`, bound to 127.0.0.1 on a free port) on one node of the
+east zone (hivemesh.io/node-selector), placed by rendezvous hashing with no scheduler.
+
+- applied at `west`, it runs on exactly one east node, and serves;
+- its process killed, it is started again and serves again;
+- the node that runs it stopped, the other east node runs it and it serves again;
+- deleted, its process is stopped and reaped: the port is closed, no process is left;
+- a program that does not exist and one that exits at once are logged with why and tried again
+  with backoff, while the nodes keep serving inferences.
+
+    test_workloads.py path/to/hivemesh
+"""
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import unittest
+import urllib.request
+
+from hostile import Node, binary_from_argv, wait_for
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def deployment(name, command, selector="zone=east"):
+    args = ", ".join(f'"{a}"' for a in command)
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+  annotations:
+    hivemesh.io/node-selector: {selector}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: {name}}}
+  template:
+    metadata:
+      labels: {{app: {name}}}
+    spec:
+      containers:
+      - name: {name}
+        command: [{args}]
+"""
+
+
+def serves(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+class WorkloadsTest(unittest.TestCase):
+    BINARY = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = tempfile.mkdtemp(prefix="hivemesh-workloads-")
+        cls.nodes = {}
+        cls.nodes["east-a"] = Node(cls.BINARY, "east-a", models=(), args=["--labels", "zone=east"])
+        seed = cls.nodes["east-a"].gossip
+        for name, zone in (("east-b", "east"), ("west", "west")):
+            cls.nodes[name] = Node(cls.BINARY, name, models=(),
+                                   args=["--labels", f"zone={zone}", "--join", seed])
+        wait_for(lambda: all(len([m for m in n.members() if m["state"] == "alive"]) == 3
+                             for n in cls.nodes.values()), 30, "three members")
+        cls.port = free_port()
+
+    @classmethod
+    def tearDownClass(cls):
+        for n in cls.nodes.values():
+            n.stop()
+
+    def apply(self, text, at="west"):
+        out = subprocess.run([self.BINARY, "apply", "-f", "-", "--node",
+                              f"127.0.0.1:{self.nodes[at].port}"], input=text,
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+    def runners(self, name):
+        """The nodes whose log says they run `name` now (started it and did not stop it)."""
+        out = []
+        for node_name, n in self.nodes.items():
+            if n.proc.poll() is not None:
+                continue
+            text = n.text()
+            started = text.rfind(f"workload {name} is placed on this node: starting it")
+            stopped = text.rfind(f"workload {name} is no longer placed here")
+            if started >= 0 and started > stopped:
+                out.append(node_name)
+        return out
+
+    def pids(self, node, name):
+        return [int(p) for p in re.findall(rf"workload {name} started \(pid (\d+)\)",
+                                           self.nodes[node].text())]
+
+    def test_1_placed_restarted_moved_and_deleted(self):
+        web = deployment("web", ["python3", "-m", "http.server", "--bind", "127.0.0.1",
+                                 str(self.port)])
+        self.apply(web)
+        wait_for(lambda: serves(self.port), 30, "the workload to serve")
+        [host] = self.runners("web")
+        self.assertIn(host, ("east-a", "east-b"))
+        self.assertFalse(self.nodes["west"].log_lines(r"workload web is placed on this node"))
+        # Killed: started again, and serving again.
+        [first] = self.pids(host, "web")
+        os.kill(first, 9)
+        wait_for(lambda: len(self.pids(host, "web")) == 2, 30, "the workload to start again")
+        wait_for(lambda: serves(self.port), 30, "the workload to serve again")
+        self.assertTrue(self.nodes[host].log_lines(r"workload web killed by signal 9: started "
+                                                   r"again in \d+ ms"))
+        # Its node stopped: the other east node runs it.
+        second = self.pids(host, "web")[-1]
+        self.nodes[host].stop()
+        self.assertFalse(pid_alive(second), "the node's workloads end with it")
+        other = "east-b" if host == "east-a" else "east-a"
+        wait_for(lambda: self.runners("web") == [other], 60, "the other east node to run it")
+        wait_for(lambda: serves(self.port), 30, "the workload to serve from the other node")
+        # Deleted: stopped and reaped, the port closed.
+        third = self.pids(other, "web")[-1]
+        out = subprocess.run([self.BINARY, "delete", "workload", "web", "--node",
+                              f"127.0.0.1:{self.nodes['west'].port}"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        wait_for(lambda: not pid_alive(third), 30, "the process to be stopped and reaped")
+        self.assertFalse(serves(self.port))
+
+    def test_2_programs_that_cannot_run_are_logged_and_tried_again(self):
+        self.apply(deployment("missing", ["/nonexistent/program"], selector="zone=west"))
+        self.apply(deployment("crashing", ["/bin/sh", "-c", "echo crashing now; exit 4"],
+                              selector="zone=west"))
+        west = self.nodes["west"]
+        wait_for(lambda: west.log_lines(r"workload missing: cannot start /nonexistent/program: "
+                                        r"No such file or directory"), 30, "the missing program")
+        wait_for(lambda: len(west.log_lines(r"workload crashing exited 4: started again")) >= 2,
+                 30, "the crashing program to be started again")
+        self.assertTrue(west.log_lines(r"\[crashing\] crashing now"))
+        for n in self.nodes.values():
+            if n.proc.poll() is None:
+                self.assertEqual(n.request("GET", "/v2/health/live")[0], 200, "the nodes serve on")
+        for name in ("missing", "crashing"):
+            out = subprocess.run([self.BINARY, "delete", "workload", name, "--node",
+                                  f"127.0.0.1:{west.port}"], capture_output=True, text=True,
+                                 timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+        wait_for(lambda: west.log_lines(r"workload crashing stopped"), 30, "crashing to stop")
+
+
+if __name__ == "__main__":
+    WorkloadsTest.BINARY = binary_from_argv()
+    unittest.main(argv=["test_workloads"], verbosity=2)
