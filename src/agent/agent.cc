@@ -27,6 +27,7 @@
 #include "api/mesh_policy.h"
 #include "api/metrics_handler.h"
 #include "api/objects_handler.h"
+#include "api/service_proxy.h"
 #include "base/hex.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
@@ -292,6 +293,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         if (self->metrics_handler_->Handle(req, respond)) return;
         if (self->issuer_api_ && self->issuer_api_->Handle(req, respond)) return;
         if (self->objects_api_ && self->objects_api_->Handle(req, respond)) return;
+        if (self->service_proxy_ && self->service_proxy_->Handle(req, respond)) return;
         if (self->policy_api_ && self->policy_api_->Handle(req, respond)) return;
         if (self->mesh_ && self->mesh_->Handle(req, respond)) return;
         self->kserve_->Handle(req, std::move(respond));
@@ -383,6 +385,18 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         // It holds the gossip keys in force: new ones, which it cannot fetch, replace them.
         self->RotateGossipKeysAfterRevocation();
       });
+  // Services reached by name (Host), to this node's workloads over plain HTTP on loopback.
+  agent->workload_client_ = PeerClient::Create(agent->io_, nullptr, SystemClock::Get());
+  agent->service_proxy_ = std::make_unique<ServiceProxy>(
+      config.node_name,
+      [self](std::string_view name) -> std::optional<ServiceProxy::Route> {
+        absl::MutexLock lock(&self->routes_mu_);
+        if (self->routes_ == nullptr) return std::nullopt;
+        auto it = self->routes_->find(name);
+        if (it == self->routes_->end()) return std::nullopt;
+        return it->second;
+      },
+      agent->peers_.get(), agent->workload_client_.get());
   agent->objects_api_ =
       std::make_unique<ObjectsHandler>(agent->objects_, *admin, agent->rejections_);
   agent->issuer_api_->SetRootRotation([self] { return self->StartRootRotation(); });
@@ -982,19 +996,27 @@ void Agent::ReconcileWorkloads() {
   if (objects_ == nullptr || supervisor_ == nullptr || gossip_ == nullptr) return;
   // The live members as placement sees them (this node among them), from their metadata.
   std::vector<services::Candidate> members;
+  std::map<std::string, std::string> api_of;  // member -> its HTTP API
   for (const membership::MemberInfo& m : gossip_->Members()) {
     if (m.state != membership::MemberState::kAlive) continue;
     absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
     if (!meta.ok()) continue;
     members.push_back(services::Candidate{m.name, meta->labels, meta->draining});
+    api_of[m.name] = meta->api_address;
   }
   std::map<std::string, std::string> wanted;  // name -> version
   std::map<std::string, services::ProcessSpec> specs;
+  std::vector<services::Manifest> service_objects;
+  // Every workload placed, and where (for the services' routes).
+  std::vector<std::pair<services::Manifest, std::vector<std::string>>> workloads;
   for (const services::StoredObject& o : objects_->Live()) {
-    if (o.kind != services::Kind::kDeployment) continue;
     absl::StatusOr<services::Parsed> parsed = services::ParseManifests(o.text);
     if (!parsed.ok() || parsed->manifests.size() != 1) continue;
     const services::Manifest& m = parsed->manifests[0];
+    if (o.kind == services::Kind::kService) {
+      service_objects.push_back(m);
+      continue;
+    }
     absl::StatusOr<services::PlacementRule> rule = services::RuleOf(m);
     if (!rule.ok()) {
       if (workload_errors_.insert(StrCat(o.name, "@", o.version.unix_ms)).second) {
@@ -1003,6 +1025,7 @@ void Agent::ReconcileWorkloads() {
       continue;
     }
     const std::vector<std::string> placed = services::Place(o.name, *rule, members);
+    workloads.emplace_back(m, placed);
     if (std::find(placed.begin(), placed.end(), config_.node_name) == placed.end()) continue;
     if (m.workload.command.empty()) {
       if (workload_errors_.insert(StrCat(o.name, "@", o.version.unix_ms)).second) {
@@ -1017,6 +1040,44 @@ void Agent::ReconcileWorkloads() {
     spec.argv.insert(spec.argv.end(), m.workload.args.begin(), m.workload.args.end());
     wanted[o.name] = StrCat(o.version.unix_ms, ".", o.version.counter, ".", o.version.origin);
     specs[o.name] = std::move(spec);
+  }
+  // Each Service's route: the nodes that run a workload it selects, at its target port.
+  auto routes = std::make_shared<std::map<std::string, ServiceProxy::Route, std::less<>>>();
+  for (const services::Manifest& s : service_objects) {
+    ServiceProxy::Route& route = (*routes)[s.name];
+    route.service = s.name;
+    const services::ServicePort& port = s.service.ports.front();
+    for (const auto& [w, placed] : workloads) {
+      bool selected = true;
+      for (const auto& [k, v] : s.service.selector) {
+        auto it = w.workload.template_labels.find(k);
+        selected = selected && it != w.workload.template_labels.end() && it->second == v;
+      }
+      if (!selected) continue;
+      // The target: a number, a container port's name, or (none) the Service's port.
+      uint16_t target = port.port;
+      if (!port.target_port.empty()) {
+        if (std::optional<uint64_t> n = ParseUint(port.target_port)) {
+          target = static_cast<uint16_t>(*n);
+        } else {
+          target = 0;
+          for (const services::ContainerPort& c : w.workload.ports) {
+            if (c.name == port.target_port) target = c.container_port;
+          }
+        }
+      }
+      if (target == 0) continue;
+      route.target_port = target;
+      for (const std::string& node : placed) {
+        if (auto api = api_of.find(node); api != api_of.end()) {
+          route.endpoints.push_back(ServiceProxy::Endpoint{node, api->second});
+        }
+      }
+    }
+  }
+  {
+    absl::MutexLock lock(&routes_mu_);
+    routes_ = std::move(routes);
   }
   // Stop what is no longer placed here (deleted, moved, changed), then start what is.
   for (auto it = running_.begin(); it != running_.end();) {
@@ -1825,6 +1886,7 @@ Agent::~Agent() {
   if (grpc_) grpc_->Shutdown(std::chrono::milliseconds(0));
   StopLoadReports();
   if (peers_) peers_->Stop();
+  if (workload_client_) workload_client_->Stop();
   if (gossip_) gossip_->Stop();
   if (http_) http_->Stop();
 }

@@ -25,6 +25,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "agent/agent_config.h"
+#include "api/service_proxy.h"
 #include "base/clock.h"
 #include "transport/tls.h"
 
@@ -208,6 +209,14 @@ class Agent {
   std::unique_ptr<services::Supervisor> supervisor_;
   std::map<std::string, std::string> running_;
   std::set<std::string> workload_errors_;
+  // Services reached by name (api/service_proxy.h): the routes ReconcileWorkloads computes (by
+  // Service name), read by the proxy at each request; and the plain HTTP client to this node's
+  // own workloads on loopback.
+  std::unique_ptr<PeerClient> workload_client_;
+  std::unique_ptr<ServiceProxy> service_proxy_;
+  mutable absl::Mutex routes_mu_;
+  std::shared_ptr<const std::map<std::string, ServiceProxy::Route, std::less<>>> routes_
+      ABSL_GUARDED_BY(routes_mu_);
   // Refuses a bearer token its issuer revoked (here or learnt): PERMISSION_DENIED saying so.
   absl::Status CheckTokenNotRevoked(const identity::ClientToken& token) const;
   // The mesh's authorization policy (api/mesh_policy.h): what the front ends enforce, the signed

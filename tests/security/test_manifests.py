@@ -27,7 +27,7 @@ with open(os.path.join(EXAMPLES, "edge-camera-ai.yaml")) as f:
     SERVICE = f.read()  # the seed's Service
 with open(os.path.join(EXAMPLES, "object-detection.yaml")) as f:
     # A field hivemesh does not use, to be warned about.
-    DEPLOYMENT = f.read().replace("  replicas: 2\n", "  replicas: 2\n  minReadySeconds: 5\n")
+    DEPLOYMENT = f.read().replace("  replicas: 1\n", "  replicas: 1\n  minReadySeconds: 5\n")
 
 
 class ManifestsTest(unittest.TestCase):
@@ -77,9 +77,9 @@ class ManifestsTest(unittest.TestCase):
         self.assertEqual(table.returncode, 0, table.stderr)
         self.assertRegex(table.stdout, r"edge-camera-ai\s+app=object-detection\s+80->5000\s+objects")
         workloads = self.objects("workloads")
-        self.assertEqual(workloads["object-detection"]["summary"]["replicas"], 2)
+        self.assertEqual(workloads["object-detection"]["summary"]["replicas"], 1)
         self.assertEqual(workloads["object-detection"]["summary"]["command"],
-                         "python3 -m http.server 5000")
+                         "python3 -m http.server --bind 127.0.0.1 5000")
         self.assertEqual(workloads["object-detection"]["version"]["origin"], "objects")
         yaml = self.cli("get", "svc", "-o", "yaml")
         self.assertIn("kind: Service", yaml.stdout)
@@ -118,7 +118,8 @@ class ManifestsTest(unittest.TestCase):
             ("kind: Service\nmetadata: {name: [", "not YAML"),
             (SERVICE.replace("kind: Service", "kind: Pod"), "'Pod' is not a kind hivemesh runs"),
             (SERVICE.replace("    app: object-detection\n", ""), "spec.selector"),
-            (DEPLOYMENT.replace('command: ["python3", "-m", "http.server", "5000"]', "x: 1"),
+            (DEPLOYMENT.replace('command: ["python3", "-m", "http.server", "--bind", "127.0.0.1", '
+                                '"5000"]', "x: 1"),
              "needs an image (run through podman) or a command"),
             (SERVICE.replace("port: 80", "port: 0"), "spec.ports[0].port: must be 1 to 65535"),
             ("[" * 100000, "levels deep"),

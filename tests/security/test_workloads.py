@@ -13,6 +13,7 @@ east zone (hivemesh.io/node-selector), placed by rendezvous hashing with no sche
 
     test_workloads.py path/to/hivemesh
 """
+import http.client
 import os
 import re
 import socket
@@ -59,6 +60,35 @@ def serves(port):
             return r.status == 200
     except OSError:
         return False
+
+
+def by_name(node, service):
+    """(status, Hivemesh-Served-By, body) of GET / with Host: <service> at `node`'s HTTP port."""
+    conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    try:
+        conn.request("GET", "/", headers={"Host": service})
+        r = conn.getresponse()
+        return r.status, r.getheader("Hivemesh-Served-By"), r.read()
+    except OSError:
+        return None, None, b""
+    finally:
+        conn.close()
+
+
+def service(name, selector_app, target_port):
+    return f"""\
+apiVersion: v1
+kind: Service
+metadata:
+  name: {name}
+spec:
+  selector:
+    app: {selector_app}
+  ports:
+  - protocol: TCP
+    port: 80
+    targetPort: {target_port}
+"""
 
 
 def pid_alive(pid):
@@ -121,6 +151,16 @@ class WorkloadsTest(unittest.TestCase):
         [host] = self.runners("web")
         self.assertIn(host, ("east-a", "east-b"))
         self.assertFalse(self.nodes["west"].log_lines(r"workload web is placed on this node"))
+        # A Service selecting it: reached by name at every node's HTTP port.
+        self.apply(service("web-svc", "web", self.port), at="east-a")
+        for n in self.nodes.values():
+            wait_for(lambda: by_name(n, "web-svc")[0] == 200, 30, f"web-svc by name at {n.name}")
+            status, served_by, body = by_name(n, "web-svc")
+            self.assertEqual(served_by, host)
+            self.assertIn(b"Directory listing", body)
+        self.assertEqual(by_name(self.nodes["west"], "web-svc.hivemesh:80")[0], 200)
+        status, _, body = by_name(self.nodes["west"], "nothing-here")
+        self.assertNotEqual(status, 200, "a name that is no Service is not routed")
         # Killed: started again, and serving again.
         [first] = self.pids(host, "web")
         os.kill(first, 9)
@@ -135,6 +175,9 @@ class WorkloadsTest(unittest.TestCase):
         other = "east-b" if host == "east-a" else "east-a"
         wait_for(lambda: self.runners("web") == [other], 60, "the other east node to run it")
         wait_for(lambda: serves(self.port), 30, "the workload to serve from the other node")
+        for n in (self.nodes["west"], self.nodes[other]):
+            wait_for(lambda: by_name(n, "web-svc")[:2] == (200, other), 30,
+                     f"web-svc by name at {n.name}, served by {other}")
         # Deleted: stopped and reaped, the port closed.
         third = self.pids(other, "web")[-1]
         out = subprocess.run([self.BINARY, "delete", "workload", "web", "--node",
@@ -143,6 +186,10 @@ class WorkloadsTest(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         wait_for(lambda: not pid_alive(third), 30, "the process to be stopped and reaped")
         self.assertFalse(serves(self.port))
+        # The Service selects nothing now: 503 naming it.
+        wait_for(lambda: by_name(self.nodes["west"], "web-svc")[0] == 503, 30,
+                 "web-svc to have no endpoint")
+        self.assertIn(b"web-svc has no endpoint", by_name(self.nodes["west"], "web-svc")[2])
 
     def test_2_programs_that_cannot_run_are_logged_and_tried_again(self):
         self.apply(deployment("missing", ["/nonexistent/program"], selector="zone=west"))

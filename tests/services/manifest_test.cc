@@ -74,11 +74,12 @@ TEST(ManifestTest, ADeploymentAndAServiceInOneFile) {
   const Manifest& d = p->manifests[1];
   EXPECT_EQ(d.kind, Kind::kDeployment);
   EXPECT_EQ(d.name, "object-detection");
-  EXPECT_EQ(d.annotations.at("hivemesh.io/node-selector"), "zone=east");
+  EXPECT_EQ(d.annotations.at("hivemesh.io/node-selector"), "zone=line-1");
   const WorkloadSpec& w = d.workload;
-  EXPECT_EQ(w.replicas, 2);
+  EXPECT_EQ(w.replicas, 1);
   EXPECT_EQ(w.template_labels.at("app"), "object-detection");
-  EXPECT_EQ(w.command, (std::vector<std::string>{"python3", "-m", "http.server", "5000"}));
+  EXPECT_EQ(w.command, (std::vector<std::string>{"python3", "-m", "http.server", "--bind",
+                                                 "127.0.0.1", "5000"}));
   EXPECT_EQ(w.args, (std::vector<std::string>{"--bind", "127.0.0.1"}));
   ASSERT_EQ(w.env.size(), 1u);
   EXPECT_EQ(w.env[0], (std::pair<std::string, std::string>{"MODEL", "yolo"}));
@@ -125,13 +126,13 @@ TEST(ManifestTest, InvalidManifestsAreRefusedNamingTheField) {
               HasSubstr("spec.selector"));
   EXPECT_THAT(Refusal(Replace(kSeedService, "targetPort: 5000", "targetPort: [1]")),
               HasSubstr("spec.ports[0].targetPort: must be a string"));
-  EXPECT_THAT(Refusal(Replace(kDeployment, "replicas: 2", "replicas: -1")),
+  EXPECT_THAT(Refusal(Replace(kDeployment, "replicas: 1", "replicas: -1")),
               HasSubstr("Deployment object-detection: spec.replicas: must be 0 to 100"));
   EXPECT_THAT(Refusal(Replace(kDeployment, "        app: object-detection\n    spec:",
                               "        app: other\n    spec:")),
               HasSubstr("app=object-detection is not among spec.template.metadata.labels"));
   EXPECT_THAT(
-      Refusal(Replace(kDeployment, R"(command: ["python3", "-m", "http.server", "5000"])", "x: 1")),
+      Refusal(Replace(kDeployment, R"(command: ["python3", "-m", "http.server", "--bind", "127.0.0.1", "5000"])", "x: 1")),
       HasSubstr("needs an image (run through podman) or a command"));
   EXPECT_THAT(Refusal(Replace(kDeployment, "- name: MODEL", "- name: 1MODEL")),
               HasSubstr("env[0].name: must be a variable name"));

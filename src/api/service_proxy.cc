@@ -1,0 +1,114 @@
+#include "api/service_proxy.h"
+
+#include <algorithm>
+#include <random>
+
+#include "api/member_check.h"
+#include "api/rest_infer.h"
+#include "base/strings.h"
+#include "services/manifest.h"
+#include "transport/peer_client.h"
+
+namespace hivemesh {
+namespace {
+
+constexpr std::string_view kServedBy = "Hivemesh-Served-By";
+
+bool Idempotent(std::string_view method) { return method == "GET" || method == "HEAD"; }
+
+HttpResponse Answer(const PeerResponse& r, std::string_view served_by) {
+  HttpResponse out;
+  out.status = r.status;
+  out.content_type =
+      std::string(r.headers.Get("content-type").value_or("application/octet-stream"));
+  if (r.body != nullptr) out.body = *r.body;
+  out.headers.emplace_back(std::string(kServedBy),
+                           std::string(r.headers.Get("hivemesh-served-by").value_or(served_by)));
+  return out;
+}
+
+}  // namespace
+
+std::string_view ServiceNameOfHost(std::string_view host) {
+  if (const size_t colon = host.rfind(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  constexpr std::string_view kSuffix = ".hivemesh";
+  if (host.ends_with(kSuffix)) host.remove_suffix(kSuffix.size());
+  if (!services::CheckName(host, "host").ok()) return {};
+  return host;
+}
+
+ServiceProxy::ServiceProxy(std::string self, Resolve resolve, PeerClient* peers, PeerClient* local)
+    : self_(std::move(self)), resolve_(std::move(resolve)), peers_(peers), local_(local) {}
+
+bool ServiceProxy::Handle(const HttpRequest& request, HttpResponder& respond) const {
+  const std::string_view name = ServiceNameOfHost(request.header("Host"));
+  if (name.empty()) return false;
+  std::optional<Route> route = resolve_(name);
+  if (!route) return false;
+  std::vector<Endpoint> endpoints = route->endpoints;
+  const bool here = std::any_of(endpoints.begin(), endpoints.end(),
+                                [&](const Endpoint& e) { return e.node == self_; });
+  if (here) {
+    endpoints = {Endpoint{self_, ""}};
+  } else if (!MemberOf(request).empty()) {
+    // A peer sent it here for the workload this node ran: it goes no further.
+    respond(ErrorResponse(absl::UnavailableError(
+        StrCat("service ", name, ": this node (", self_, ") does not run it now"))));
+    return true;
+  } else {
+    // Spread over the endpoints: start at a random one.
+    thread_local std::minstd_rand rng{std::random_device{}()};
+    if (!endpoints.empty()) {
+      std::rotate(endpoints.begin(), endpoints.begin() + rng() % endpoints.size(), endpoints.end());
+    }
+  }
+  if (endpoints.empty()) {
+    respond(ErrorResponse(absl::UnavailableError(
+        StrCat("service ", name, " has no endpoint: no live node runs a workload it selects"))));
+    return true;
+  }
+  auto out = std::make_shared<Outgoing>();
+  out->method = std::string(request.method());
+  out->target = std::string(request.target());
+  out->headers.emplace_back("Host", route->service);
+  for (std::string_view h : {"Content-Type", "Accept"}) {
+    if (request.has_header(h)) {
+      out->headers.emplace_back(std::string(h), std::string(request.header(h)));
+    }
+  }
+  if (const std::shared_ptr<const std::string> body = request.body(); body != nullptr) {
+    out->body = *body;
+  }
+  Send(std::move(out), *route, std::move(endpoints), Idempotent(request.method()),
+       std::move(respond));
+  return true;
+}
+
+void ServiceProxy::Send(std::shared_ptr<const Outgoing> out, const Route& route,
+                        std::vector<Endpoint> left, bool may_retry, HttpResponder respond) const {
+  const Endpoint to = left.front();
+  left.erase(left.begin());
+  const bool local = to.node == self_;
+  PeerRequest r;
+  r.address = local ? StrCat("127.0.0.1:", route.target_port) : to.api_address;
+  r.peer_node = local ? std::string() : to.node;
+  r.method = out->method;
+  r.target = out->target;
+  r.headers = out->headers;
+  r.body = out->body;
+  (local ? local_ : peers_)
+      ->Send(std::move(r), [this, out, route, left = std::move(left), may_retry, to,
+                            respond = std::move(respond)](absl::StatusOr<PeerResponse> answer) {
+        if (answer.ok()) return respond(Answer(*answer, to.node));
+        // An idempotent request that failed on the way is tried once at the next endpoint.
+        if (may_retry && !left.empty()) return Send(out, route, left, false, respond);
+        HttpResponse failed = ErrorResponse(absl::UnavailableError(StrCat(
+            "service ", route.service, ": ", to.node, " failed: ", MessageOf(answer.status()))));
+        failed.status = 502;
+        respond(std::move(failed));
+      });
+}
+
+}  // namespace hivemesh

@@ -1,0 +1,77 @@
+// Services reached by name (docs/services.md, "Routing to services"): a request whose Host is a
+// Service's name ("edge-camera-ai", "edge-camera-ai.hivemesh", with or without a port) on any
+// node's HTTP port goes to one of the Service's endpoints, wherever it runs.
+//
+// - The endpoints are the nodes that run a workload the Service selects (its selector matches
+//   the workload's template labels), as placement puts them (services/placement.h: every node
+//   computes the same), at the Service's targetPort on that node (a number, or the name of a
+//   container port).
+// - This node runs one: the request goes to 127.0.0.1:<targetPort> (plain HTTP/1.1, kept
+//   alive). Otherwise it goes to an endpoint node over its mesh link (mutual TLS in a secure
+//   mesh), which sends it on to its own workload; a request that came from a peer is never
+//   forwarded again (503 if its node no longer runs the workload).
+// - A GET or HEAD that fails on the way (connection refused or reset) is tried once at another
+//   endpoint. The answer's status, Content-Type and body come back with `Hivemesh-Served-By:
+//   <node>`. 503 naming the Service when it has no endpoint, 502 when the endpoint failed.
+//
+// Today: requests and answers are buffered whole (bounded by the server's body limit), and only
+// Content-Type and Accept are passed on.
+//
+// Thread safety: Handle may be called from any thread.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "transport/http_server.h"
+
+namespace hivemesh {
+class PeerClient;
+
+class ServiceProxy {
+ public:
+  struct Endpoint {
+    std::string node;         // member name
+    std::string api_address;  // its HTTP API, host:port
+  };
+  struct Route {
+    std::string service;
+    uint16_t target_port = 0;
+    std::vector<Endpoint> endpoints;  // best first
+  };
+  // The route of the Service named `name` now, or nullopt if no Service has that name.
+  using Resolve = std::function<std::optional<Route>(std::string_view name)>;
+
+  // `peers`: to other nodes (mesh links); `local`: plain HTTP to this node's workloads.
+  ServiceProxy(std::string self, Resolve resolve, PeerClient* peers, PeerClient* local);
+
+  // True if the request's Host names a Service (and it was answered).
+  bool Handle(const HttpRequest& request, HttpResponder& respond) const;
+
+ private:
+  // What goes to an endpoint: the request's method, target, Host and content headers and body.
+  struct Outgoing {
+    std::string method;
+    std::string target;
+    std::vector<std::pair<std::string, std::string>> headers;
+    std::string body;
+  };
+  // Sends `out` to the first of `left`; on a failure on the way, to the next once if
+  // `may_retry`.
+  void Send(std::shared_ptr<const Outgoing> out, const Route& route, std::vector<Endpoint> left,
+            bool may_retry, HttpResponder respond) const;
+
+  std::string self_;
+  Resolve resolve_;
+  PeerClient* peers_;
+  PeerClient* local_;
+};
+
+// The Service name a Host header names ("name", "name:80", "name.hivemesh"), or empty.
+std::string_view ServiceNameOfHost(std::string_view host);
+
+}  // namespace hivemesh
