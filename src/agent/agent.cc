@@ -1042,9 +1042,9 @@ void Agent::ReconcileWorkloads() {
     specs[o.name] = std::move(spec);
   }
   // Each Service's route: the nodes that run a workload it selects, at its target port.
-  auto routes = std::make_shared<std::map<std::string, ServiceProxy::Route, std::less<>>>();
+  std::map<std::string, ServiceProxy::Route, std::less<>> routes;
   for (const services::Manifest& s : service_objects) {
-    ServiceProxy::Route& route = (*routes)[s.name];
+    ServiceProxy::Route& route = routes[s.name];
     route.service = s.name;
     const services::ServicePort& port = s.service.ports.front();
     for (const auto& [w, placed] : workloads) {
@@ -1076,8 +1076,13 @@ void Agent::ReconcileWorkloads() {
     }
   }
   {
+    // Replaced only when it changed: the proxy reads it at every request, and an idle node makes
+    // no allocation here.
     absl::MutexLock lock(&routes_mu_);
-    routes_ = std::move(routes);
+    if (routes_ == nullptr || *routes_ != routes) {
+      routes_ = std::make_shared<const std::map<std::string, ServiceProxy::Route, std::less<>>>(
+          std::move(routes));
+    }
   }
   // Stop what is no longer placed here (deleted, moved, changed), then start what is.
   for (auto it = running_.begin(); it != running_.end();) {

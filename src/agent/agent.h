@@ -158,7 +158,9 @@ class Agent {
   std::thread revocation_thread_;
   absl::Mutex revoke_mu_;
   absl::CondVar revoke_cv_;
-  bool revoke_check_ ABSL_GUARDED_BY(revoke_mu_) = false;  // a member changed: look again
+  // A member changed: look again. True at first, so that the first look is at start (what the
+  // thread does is done once while the node has all its resources).
+  bool revoke_check_ ABSL_GUARDED_BY(revoke_mu_) = true;
   bool revoke_stop_ ABSL_GUARDED_BY(revoke_mu_) = false;
   // Per issuer: the revocation count fetched and applied; and those being fetched now.
   std::map<std::string, uint64_t> revocations_seen_ ABSL_GUARDED_BY(revoke_mu_);

@@ -37,11 +37,13 @@ class ServiceProxy {
   struct Endpoint {
     std::string node;         // member name
     std::string api_address;  // its HTTP API, host:port
+    bool operator==(const Endpoint&) const = default;
   };
   struct Route {
     std::string service;
     uint16_t target_port = 0;
     std::vector<Endpoint> endpoints;  // best first
+    bool operator==(const Route&) const = default;
   };
   // The route of the Service named `name` now, or nullopt if no Service has that name.
   using Resolve = std::function<std::optional<Route>(std::string_view name)>;
