@@ -43,7 +43,7 @@ def start_agent(binary, work, name, repo, threads, args=()):
     http, gossip = free_port(), free_port()
     cmd = [binary, "agent", "--node-name", name, "--model-repository", repo,
            "--http-address", f"127.0.0.1:{http}", "--gossip-address", f"127.0.0.1:{gossip}",
-           "--http-threads", str(threads), "--log-level", "warn", "--grpc-address", "off",
+           "--http-threads", str(threads), "--log-level", os.environ.get("HIVEMESH_BENCH_LOG", "warn"), "--grpc-address", "off",
            "--state-dir", os.path.join(work, "state", name), *args]
     log = open(os.path.join(work, f"{name}.log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)

@@ -48,9 +48,11 @@ def parse_duration_us(text):
     return value * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
 
 
-def run_wrk(url, connections, seconds, workdir, body=None):
+def run_wrk(url, connections, seconds, workdir, body=None, headers=None):
     threads = 1 if connections == 1 else 2
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in (headers or {}).items():
+        cmd += ["-H", f"{name}: {value}"]
     if body is not None:
         script = os.path.join(workdir, "post.lua")
         with open(script, "w") as f:

@@ -160,10 +160,15 @@ void AppendRequest(Call& call, std::vector<asio::const_buffer>& buffers) {
   call.head.clear();
   call.head.reserve(head_size);
   StrAppend(&call.head, r.method, " ", r.target, " HTTP/1.1\r\n");
-  // A link goes to one peer: its requests need no Host, only their stream number.
+  // A link goes to one peer: its requests need no Host, only their stream number. A Host the
+  // caller gives is the only one (a server may refuse two: nginx answers 400).
+  const bool own_host = std::any_of(r.headers.begin(), r.headers.end(), [](const auto& h) {
+    return h.first.size() == 4 && (h.first[0] | 0x20) == 'h' && (h.first[1] | 0x20) == 'o' &&
+           (h.first[2] | 0x20) == 's' && (h.first[3] | 0x20) == 't';
+  });
   if (call.stream != 0) {
     StrAppend(&call.head, kLinkStreamHeader, ": ", call.stream, "\r\n");
-  } else {
+  } else if (!own_host) {
     StrAppend(&call.head, "Host: ", r.address, "\r\n");
   }
   StrAppend(&call.head, "Content-Length: ", length, "\r\n");

@@ -6,8 +6,12 @@
 
 #include "transport/peer_client.h"
 
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -449,6 +453,59 @@ TEST(PeerClientTest, TheDeadlineSentIsWhatIsLeftWhenTheRequestIsWritten) {
   client->Stop();
   io->Stop();
   peer.server().Stop();
+}
+
+TEST(PeerClientTest, AHostTheCallerGivesIsTheOnlyOne) {
+  // A raw server that records the request's head: nginx answers 400 to two Host fields.
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const uint16_t port = ntohs(addr.sin_port);
+  std::vector<std::string> heads;
+  // The client may try a mesh link first (declined here: a plain answer), then sends plainly.
+  std::thread server([&] {
+    for (int i = 0;
+         i < 6 && (heads.empty() || heads.back().find("edge-camera-ai") == std::string::npos);
+         ++i) {
+      const int c = accept(listener, nullptr, nullptr);
+      std::string head;
+      char buf[512];
+      while (head.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = read(c, buf, sizeof(buf));
+        if (n <= 0) break;
+        head.append(buf, static_cast<size_t>(n));
+      }
+      heads.push_back(head);
+      const std::string answer =
+          "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      (void)!write(c, answer.data(), answer.size());
+      close(c);
+    }
+  });
+  std::unique_ptr<PeerClient> client = PeerClient::Create();
+  PeerRequest plain;
+  plain.address = StrCat("127.0.0.1:", port);
+  plain.method = "GET";
+  plain.target = "/";
+  PeerRequest named = plain;
+  named.headers.emplace_back("host", "edge-camera-ai");
+  const absl::StatusOr<PeerResponse> first = Call(*client, std::move(plain));
+  const absl::StatusOr<PeerResponse> second = Call(*client, std::move(named));
+  EXPECT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(second.ok()) << second.status();
+  server.join();
+  close(listener);
+  client->Stop();
+  ASSERT_GE(heads.size(), 2u);
+  EXPECT_NE(heads[0].find(StrCat("Host: 127.0.0.1:", port, "\r\n")), std::string::npos) << heads[0];
+  EXPECT_NE(heads.back().find("host: edge-camera-ai\r\n"), std::string::npos) << heads.back();
+  EXPECT_EQ(heads.back().find("Host: 127.0.0.1"), std::string::npos)
+      << "one Host only: " << heads.back();
 }
 
 }  // namespace

@@ -1,0 +1,203 @@
+#!/usr/bin/python3
+"""The cost of reaching a service through the mesh, against nginx proxying to the same workload,
+in the same run (docs/services.md, "Routing to services").
+
+A secure mesh of two nodes: B (labelled role=backend) runs the workload, an nginx that answers
+`GET /` with a few bytes, as a Deployment placed on it by hivemesh (the node starts and
+supervises it); a Service `svc` selects it. wrk sends `GET /` with `Host: svc` at concurrency 1
+and 32 to:
+
+- the workload directly (the baseline);
+- node A, which does not run it: client -> A -> B (mesh link, mutual TLS) -> workload;
+- node B, which runs it: client -> B -> workload;
+- nginx proxying to the workload (HTTP/1.1 keep-alive upstream): client -> nginx -> workload.
+
+The added latency of a path = its p50/p99 minus the direct p50/p99 in the same round; A's and
+B's I/O threads and nginx's workers are the same number (--proxy-threads, default 2).
+
+    bench/service_hop/bench_service_hop.py [--build build/release] [--seconds 4] [--rounds 3]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench", "serving"))
+sys.path.insert(0, os.path.join(ROOT, "bench", "hop_overhead"))
+from bench_hop_overhead import hop_table, start_nginx  # noqa: E402
+from bench_hop_tls import start_agent, token_from  # noqa: E402
+from bench_serving import free_port, run_wrk  # noqa: E402
+
+NGINX = "/usr/sbin/nginx"
+
+
+def workload_conf(work, port):
+    """The workload: an nginx that answers every GET with 32 bytes."""
+    path = os.path.join(work, "workload.conf")
+    with open(path, "w") as f:
+        f.write(f"""worker_processes 1;
+pid {work}/workload.pid;
+error_log {work}/workload-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port} reuseport;
+    location / {{ return 200 "0123456789abcdef0123456789abcde\\n"; }}
+  }}
+}}
+""")
+    return path
+
+
+def proxy_conf(work, port, upstream, workers):
+    path = os.path.join(work, "proxy.conf")
+    with open(path, "w") as f:
+        f.write(f"""worker_processes {workers};
+daemon off;
+pid {work}/proxy.pid;
+error_log {work}/proxy-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream workload {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://workload;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+    return path
+
+
+def manifests(conf, port):
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: upstream
+  annotations:
+    hivemesh.io/node-selector: role=backend
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {{app: upstream}}
+  template:
+    metadata:
+      labels: {{app: upstream}}
+    spec:
+      containers:
+      - name: upstream
+        command: ["{NGINX}", "-c", "{conf}", "-g", "daemon off;"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: svc
+spec:
+  selector: {{app: upstream}}
+  ports:
+  - port: 80
+    targetPort: {port}
+"""
+
+
+def served_by(port, host="svc"):
+    """The node that served `GET /` with Host: `host` at `port`, or why not."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host})
+    try:
+        with urllib.request.urlopen(req, timeout=2) as r:
+            return r.headers.get("Hivemesh-Served-By") if r.status == 200 else f"status {r.status}"
+    except urllib.error.HTTPError as e:
+        return f"status {e.code}: {e.read()[:200]!r}"
+    except OSError as e:
+        return str(e)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
+    ap.add_argument("--seconds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--proxy-threads", type=int, default=2)
+    args = ap.parse_args()
+    for tool in ("wrk", NGINX):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is missing: scripts/install-deps.sh installs it")
+    binary = os.path.join(args.build, "hivemesh")
+    procs = []
+    with tempfile.TemporaryDirectory() as work:
+        os.chmod(work, 0o755)
+        os.makedirs(os.path.join(work, "empty"))
+        empty = os.path.join(work, "empty")
+        try:
+            b, b_http, b_gossip = start_agent(binary, work, "node-b", empty, args.proxy_threads,
+                                              ["--labels", "role=backend"])
+            procs.append(b)
+            a, a_http, _ = start_agent(binary, work, "node-a", empty, args.proxy_threads,
+                                        ["--labels", "role=front", "--join", b_gossip,
+                                         "--token", token_from(binary, b_http)])
+            procs.append(a)
+            w_port = free_port()
+            subprocess.run([binary, "apply", "-f", "-", "--node", f"127.0.0.1:{b_http}"],
+                           input=manifests(workload_conf(work, w_port), w_port), text=True,
+                           check=True, capture_output=True)
+            deadline = time.time() + 30
+            while served_by(a_http) != "node-b" or served_by(b_http) != "node-b":
+                if time.time() > deadline:
+                    for name in ("node-b", "node-a"):
+                        with open(os.path.join(work, f"{name}.log")) as f:
+                            print(f"--- {name}.log\n" + f.read()[-3000:], file=sys.stderr)
+                    sys.exit("the service never answered by name through A and B "
+                             f"(A: {served_by(a_http)}, B: {served_by(b_http)})")
+                time.sleep(0.1)
+            p_port = free_port()
+            nginx = start_nginx(proxy_conf(work, p_port, w_port, args.proxy_threads), work, p_port)
+            procs.append(nginx)
+            paths = [("direct to workload", w_port), ("through A and B", a_http),
+                     ("through B (local)", b_http), ("through nginx", p_port)]
+            rounds = []
+            for n in range(args.rounds):
+                r = {}
+                order = paths[n % len(paths):] + paths[:n % len(paths)]
+                for conns in (1, 32):
+                    for label, port in order:
+                        r[(label, conns)] = run_wrk(f"http://127.0.0.1:{port}/", conns,
+                                                    args.seconds, work, headers={"Host": "svc"})
+                rounds.append(r)
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait(timeout=30)
+
+    print(f"GET / of 32 bytes, wrk keep-alive, {args.seconds}s per row, {args.rounds} round(s), "
+          "medians over rounds; added = the row minus 'direct to workload' in the same round")
+    added, results = hop_table(paths, rounds, "direct to workload")
+    m1, n1 = added[("through A and B", 1)], added[("through nginx", 1)]
+    m32, n32 = added[("through A and B", 32)], added[("through nginx", 32)]
+    l1, l32 = added[("through B (local)", 1)], added[("through B (local)", 32)]
+    print(f"mesh (A -> B -> workload) vs nginx (-> workload): c=1 p50 {m1[0]:.0f} vs {n1[0]:.0f} "
+          f"us, p99 {m1[1]:.0f} vs {n1[1]:.0f} us; c=32 p50 {m32[0]:.0f} vs {n32[0]:.0f} us, "
+          f"p99 {m32[1]:.0f} vs {n32[1]:.0f} us")
+    print("RESULT "
+          f"mesh_c1_p50_us={m1[0]:.0f} mesh_c1_p99_us={m1[1]:.0f} "
+          f"nginx_c1_p50_us={n1[0]:.0f} nginx_c1_p99_us={n1[1]:.0f} "
+          f"mesh_c32_p50_us={m32[0]:.0f} mesh_c32_p99_us={m32[1]:.0f} "
+          f"nginx_c32_p50_us={n32[0]:.0f} nginx_c32_p99_us={n32[1]:.0f} "
+          f"local_c1_p50_us={l1[0]:.0f} local_c32_p50_us={l32[0]:.0f} "
+          f"mesh_c32_rps={results[('through A and B', 32)]['rps']:.0f} "
+          f"nginx_c32_rps={results[('through nginx', 32)]['rps']:.0f}")
+
+
+if __name__ == "__main__":
+    main()
