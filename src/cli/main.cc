@@ -11,8 +11,8 @@
 #include "cli/infer_command.h"
 #include "cli/issuer_command.h"
 #include "cli/members_command.h"
-#include "cli/objects_command.h"
 #include "cli/models_command.h"
+#include "cli/objects_command.h"
 #include "cli/top_command.h"
 #include "membership/keyring.h"
 

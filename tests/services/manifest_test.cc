@@ -132,7 +132,9 @@ TEST(ManifestTest, InvalidManifestsAreRefusedNamingTheField) {
                               "        app: other\n    spec:")),
               HasSubstr("app=object-detection is not among spec.template.metadata.labels"));
   EXPECT_THAT(
-      Refusal(Replace(kDeployment, R"(command: ["python3", "-m", "http.server", "--bind", "127.0.0.1", "5000"])", "x: 1")),
+      Refusal(Replace(kDeployment,
+                      R"(command: ["python3", "-m", "http.server", "--bind", "127.0.0.1", "5000"])",
+                      "x: 1")),
       HasSubstr("needs an image (run through podman) or a command"));
   EXPECT_THAT(Refusal(Replace(kDeployment, "- name: MODEL", "- name: 1MODEL")),
               HasSubstr("env[0].name: must be a variable name"));
