@@ -45,6 +45,8 @@
 #include "membership/node_meta.h"
 #include "routing/dispatcher.h"
 #include "routing/forwarder.h"
+#include "services/kserve_backend.h"
+#include "services/kserve_watcher.h"
 #include "services/object_service.h"
 #include "services/placement.h"
 #include "services/supervisor.h"
@@ -227,8 +229,15 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   // budget for requests in flight.
   agent->memory_budget_ = MemoryBudget::Create(
       config.MemoryBudgetBytes() - (config.grpc_enabled() ? config.GrpcMemoryQuotaBytes() : 0));
+  // One set of I/O threads for the API and the peer client: a forwarded request and its answer
+  // stay on the thread that read the request.
+  agent->io_ = IoThreads::Create(config.http_threads);
+  // This node's workloads are reached over plain HTTP on loopback: services by name, and the
+  // models of KServe v2 workloads (their backend).
+  agent->workload_client_ = PeerClient::Create(agent->io_, nullptr, SystemClock::Get());
   agent->registry_ = std::make_unique<BackendRegistry>();
   RegisterBuiltinBackends(*agent->registry_);
+  services::RegisterKserveBackend(*agent->registry_, agent->workload_client_.get());
   BackendEnvironment backends;
   backends.memory_budget = agent->memory_budget_;
   backends.rejections = agent->rejections_;
@@ -284,9 +293,6 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         "INSECURE: --insecure: connections between nodes are plain TCP and members are not "
         "authenticated by certificates; use it in labs only (docs/identity.md)");
   }
-  // One set of I/O threads for the API and the peer client: a forwarded request and its answer
-  // stay on the thread that read the request.
-  agent->io_ = IoThreads::Create(config.http_threads);
   absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Create(
       http,
       [self](const HttpRequest& req, HttpResponder respond) {
@@ -318,6 +324,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
     self->revoke_cv_.Signal();
   });
   agent->supervisor_ = std::make_unique<services::Supervisor>();
+  agent->kserve_workloads_ = std::make_unique<services::KserveWatcher>(
+      agent->workload_client_.get(), agent->repository_.get());
   absl::Status gossip = agent->StartGossip();
   if (!gossip.ok()) return gossip;
   // Metrics in the order /metrics lists them: what runs, requests, models, mesh, process.
@@ -385,8 +393,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         // It holds the gossip keys in force: new ones, which it cannot fetch, replace them.
         self->RotateGossipKeysAfterRevocation();
       });
-  // Services reached by name (Host), to this node's workloads over plain HTTP on loopback.
-  agent->workload_client_ = PeerClient::Create(agent->io_, nullptr, SystemClock::Get());
+  // Services reached by name (Host), to this node's workloads.
   agent->service_proxy_ = std::make_unique<ServiceProxy>(
       config.node_name,
       [self](std::string_view name) -> std::optional<ServiceProxy::Route> {
@@ -1005,6 +1012,7 @@ void Agent::ReconcileWorkloads() {
     api_of[m.name] = meta->api_address;
   }
   std::map<std::string, std::string> wanted;  // name -> version
+  std::map<std::string, services::KserveTarget> kserve;
   std::map<std::string, services::ProcessSpec> specs;
   std::vector<services::Manifest> service_objects;
   // Every workload placed, and where (for the services' routes).
@@ -1039,6 +1047,11 @@ void Agent::ReconcileWorkloads() {
     services::ProcessSpec spec{o.name, m.workload.command, m.workload.env};
     spec.argv.insert(spec.argv.end(), m.workload.args.begin(), m.workload.args.end());
     wanted[o.name] = StrCat(o.version.unix_ms, ".", o.version.counter, ".", o.version.origin);
+    if (!m.workload.ports.empty()) {
+      auto a = m.annotations.find(std::string(services::kKserveAnnotation));
+      kserve[o.name] = services::KserveTarget{m.workload.ports.front().container_port,
+                                              a != m.annotations.end() && a->second == "true"};
+    }
     specs[o.name] = std::move(spec);
   }
   // Each Service's route: the nodes that run a workload it selects, at its target port.
@@ -1084,6 +1097,8 @@ void Agent::ReconcileWorkloads() {
           std::move(routes));
     }
   }
+  // Models of KServe v2 workloads leave before their workload stops, and join once it serves.
+  if (kserve_workloads_) kserve_workloads_->SetWorkloads(std::move(kserve));
   // Stop what is no longer placed here (deleted, moved, changed), then start what is.
   for (auto it = running_.begin(); it != running_.end();) {
     auto w = wanted.find(it->first);
@@ -1882,6 +1897,8 @@ void Agent::MaybeFinishRootRotation() {
 Agent::~Agent() {
   // The workloads' processes end with the node (SIGTERM, then SIGKILL after their grace).
   StopLoadReports();
+  if (kserve_workloads_)
+    kserve_workloads_->Stop();  // the workloads' models leave the mesh before the workloads
   if (supervisor_) supervisor_->StopAll();
   // No more announcements: the gossip node goes before the repository.
   if (repository_) repository_->SetOnChange(nullptr);

@@ -50,6 +50,7 @@ class Registry;
 }
 namespace services {
 class ObjectService;
+class KserveWatcher;
 class Supervisor;
 }  // namespace services
 namespace membership {
@@ -209,6 +210,8 @@ class Agent {
   // and workload_errors_ (each workload version's error, logged once).
   void ReconcileWorkloads();
   std::unique_ptr<services::Supervisor> supervisor_;
+  // The models of the KServe v2 workloads this node runs, attached to the repository.
+  std::unique_ptr<services::KserveWatcher> kserve_workloads_;
   std::map<std::string, std::string> running_;
   std::set<std::string> workload_errors_;
   // Services reached by name (api/service_proxy.h): the routes ReconcileWorkloads computes (by

@@ -94,6 +94,7 @@ void ServiceProxy::Send(std::shared_ptr<const Outgoing> out, const Route& route,
   PeerRequest r;
   r.address = local ? StrCat("127.0.0.1:", route.target_port) : to.api_address;
   r.peer_node = local ? std::string() : to.node;
+  r.link = !local;  // a workload is no hivemesh node
   r.method = out->method;
   r.target = out->target;
   r.headers = out->headers;

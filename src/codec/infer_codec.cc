@@ -1005,6 +1005,19 @@ EncodedInferResponse EncodeInferResponse(const InferResponse& response) {
   return out;
 }
 
+std::string EncodeInferRequest(std::span<const Tensor> inputs) {
+  std::string j = "{\"inputs\":[";
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (i > 0) j += ',';
+    AppendTensorHead(j, inputs[i]);
+    j += ",\"data\":";
+    WriteData(j, inputs[i]);
+    j += '}';
+  }
+  j += "]}";
+  return j;
+}
+
 std::string EncodeError(std::string_view message) {
   std::string out;
   JsonWriter w(out);

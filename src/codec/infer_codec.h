@@ -17,6 +17,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,12 @@ struct EncodedSize {
 EncodedSize EncodedInferResponseSize(const InferResponse& response);
 
 EncodedInferResponse EncodeInferResponse(const InferResponse& response);
+
+// An infer request body in JSON (no binary extension, which not every KServe v2 server takes):
+// `{"inputs":[{"name","datatype","shape","data"}...]}`, every output requested in JSON. For a
+// KServe v2 server the node sends requests to (services/kserve_backend.h). Floats are written in
+// their shortest text that reads back to the same value.
+std::string EncodeInferRequest(std::span<const Tensor> inputs);
 
 // {"error":"<message>"}
 std::string EncodeError(std::string_view message);

@@ -309,6 +309,7 @@ absl::Status ModelRepository::LoadModel(const std::string& name) {
   HM_RETURN_IF_ERROR(CheckModelName(name));
   absl::MutexLock lock(&control_mu_);
   HM_RETURN_IF_ERROR(ExplicitOnly());
+  HM_RETURN_IF_ERROR(NotAttached(name));
   ModelOnDisk disk = ScanModel(options_.path, name);
   if (!disk.exists) {
     return absl::NotFoundError(StrCat("model '", name, "' is not in the model repository"));
@@ -325,10 +326,60 @@ absl::Status ModelRepository::UnloadModel(const std::string& name) {
   HM_RETURN_IF_ERROR(CheckModelName(name));
   absl::MutexLock lock(&control_mu_);
   HM_RETURN_IF_ERROR(ExplicitOnly());
+  HM_RETURN_IF_ERROR(NotAttached(name));
   if (!Hosts(name)) {
     return absl::NotFoundError(StrCat("model '", name, "' is not loaded on this node"));
   }
   UnloadLocked(name, /*keep_entry=*/true);
+  return absl::OkStatus();
+}
+
+absl::Status ModelRepository::NotAttached(const std::string& name) const {
+  auto it = attached_.find(name);
+  if (it == attached_.end()) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      StrCat("model '", name, "' is served by ", it->second, ", not the model repository"));
+}
+
+absl::Status ModelRepository::AttachModel(const std::string& name, const std::string& config_text,
+                                          const std::string& source) {
+  HM_RETURN_IF_ERROR(CheckModelName(name));
+  absl::MutexLock lock(&control_mu_);
+  if (draining_) return absl::FailedPreconditionError("the node is draining");
+  const std::shared_ptr<const Snapshot> s = snapshot();
+  auto it = s->find(name);
+  auto by = attached_.find(name);
+  if (by != attached_.end() ? by->second != source : it != s->end()) {
+    return absl::AlreadyExistsError(
+        StrCat("model '", name, "' is already served here by ",
+               by != attached_.end() ? by->second : "the model repository"));
+  }
+  ModelOnDisk disk;
+  disk.name = name;
+  disk.dir = source;
+  disk.config_path = StrCat(source, ": model ", name);
+  disk.exists = disk.config_read = true;
+  disk.config_text = config_text;
+  disk.versions[1] = std::hash<std::string>{}(config_text);
+  Tracked& t = tracked_[name];
+  if (by != attached_.end() && disk.Fingerprint() == t.applied) return absl::OkStatus();
+  Prepared p = Prepare(disk, it == s->end() ? ModelState{} : it->second, t);
+  absl::Status status = p.status;
+  if (!status.ok() && by == attached_.end()) {
+    tracked_.erase(name);
+    return status;
+  }
+  attached_[name] = source;
+  ApplyLocked(std::move(p), /*announce=*/true);
+  return status;
+}
+
+absl::Status ModelRepository::DetachModel(const std::string& name) {
+  absl::MutexLock lock(&control_mu_);
+  if (attached_.erase(name) == 0) {
+    return absl::NotFoundError(StrCat("model '", name, "' is not attached"));
+  }
+  UnloadLocked(name, /*keep_entry=*/false);
   return absl::OkStatus();
 }
 
@@ -433,6 +484,7 @@ void ModelRepository::PollLocked() {
     }
   }
   for (const auto& [name, _] : tracked_) candidates.insert(name);
+  for (const auto& [name, _] : attached_) candidates.erase(name);
   for (const std::string& name : candidates) {
     ModelOnDisk disk = ScanModel(options_.path, name);
     const uint64_t fp = disk.Fingerprint();

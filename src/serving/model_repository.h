@@ -129,6 +129,21 @@ class ModelRepository {
   // or running on them. INVALID_ARGUMENT for an invalid name; NOT_FOUND if it is not loaded;
   // FAILED_PRECONDITION as for LoadModel.
   absl::Status UnloadModel(const std::string& name);
+  // Models served by a program beside the node rather than from the folder (a KServe v2 server
+  // the node runs as a workload: services/kserve_backend.h): `config_text` is a config.yaml the
+  // node made, served as version 1, with no files. In any control mode; polling and the
+  // repository API (LoadModel, UnloadModel) leave an attached model alone. Attaching again with
+  // the same config changes nothing; with another, the model is reloaded as for LoadModel.
+  // `source` names what serves it, in messages ("workload kserve-demo"). Errors:
+  //   INVALID_ARGUMENT     an invalid name or config (the field named)
+  //   ALREADY_EXISTS       the folder's model of that name, or another source's, is known here
+  //   FAILED_PRECONDITION  the node is draining
+  absl::Status AttachModel(const std::string& name, const std::string& config_text,
+                           const std::string& source);
+  // Stops serving an attached model, after answering what is queued or running on it. NOT_FOUND
+  // if `name` is not attached.
+  absl::Status DetachModel(const std::string& name);
+
   // LoadModel / UnloadModel on the control thread; `done` is called there, never on the caller's.
   void LoadModelAsync(std::string name, std::function<void(absl::Status)> done);
   void UnloadModelAsync(std::string name, std::function<void(absl::Status)> done);
@@ -186,6 +201,9 @@ class ModelRepository {
   // Destroys retired runtimes nobody holds any more.
   void SweepLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_);
   absl::Status ExplicitOnly() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_);
+  // FAILED_PRECONDITION if `name` is an attached model (the repository API leaves it alone).
+  absl::Status NotAttached(const std::string& name) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(control_mu_);
   void ControlLoop();
   // Runs `task(true)` on the control thread, or `task(false)` if the repository stops first.
   void Post(std::function<void(bool run)> task);
@@ -205,6 +223,7 @@ class ModelRepository {
   bool draining_ ABSL_GUARDED_BY(control_mu_) = false;
   // Invalid folder names seen at the last scan (each warned about when first seen).
   std::vector<std::string> invalid_folders_ ABSL_GUARDED_BY(control_mu_);
+  std::map<std::string, std::string> attached_ ABSL_GUARDED_BY(control_mu_);  // name -> source
   std::function<void()> on_change_ ABSL_GUARDED_BY(control_mu_);
 
   absl::Mutex tasks_mu_;

@@ -299,10 +299,11 @@ class PeerClientImpl final : public PeerClient {
     const int current = io_->CurrentLoop();
     call->loop = current >= 0 ? current : io_->NextLoop();
     call->executor = AsioContext(*io_, call->loop).get_executor();
+    void (*start)(const std::shared_ptr<Call>&) = call->request.link ? StartOnLink : StartHttp;
     if (current >= 0) {
-      StartOnLink(call);  // already on the loop: send now, on this thread
+      start(call);  // already on the loop: send now, on this thread
     } else {
-      asio::post(call->executor, [call] { StartOnLink(call); });
+      asio::post(call->executor, [call, start] { start(call); });
     }
   }
 

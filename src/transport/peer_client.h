@@ -77,6 +77,9 @@ struct PeerRequest {
   // after a declined link) gives the peer no more time than the caller still has.
   bool send_time_left = false;
   std::shared_ptr<PeerCancel> cancel;  // null: the request cannot be given up
+  // False: plain HTTP/1.1 only, for a server that is no hivemesh node (a workload); no mesh link
+  // is asked for first.
+  bool link = true;
 };
 
 // A response's header fields by lower-case name, each name once (a later field of the same name

@@ -93,6 +93,26 @@ TEST(InferCodecTest, EveryDatatypeRoundTripsThroughJson) {
   }
 }
 
+TEST(InferCodecTest, EncodedRequestsDecodeToTheSameTensors) {
+  auto decoded = DecodeJson(
+      R"({"inputs":[{"name":"a","shape":[3],"datatype":"FP32","data":[0.1,-3e-38,16777217]},)"
+      R"({"name":"b","shape":[1,2],"datatype":"BYTES","data":["x\"y","\u0000z"]},)"
+      R"({"name":"c","shape":[2],"datatype":"INT64","data":[-9223372036854775808,7]}]})");
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  const std::vector<Tensor>& in = decoded->request.inputs;
+  const std::string body = EncodeInferRequest(in);
+  auto again = DecodeJson(body);
+  ASSERT_TRUE(again.ok()) << body << ": " << again.status();
+  ASSERT_EQ(again->request.inputs.size(), 3u);
+  for (size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ(again->request.inputs[i].name(), in[i].name());
+    EXPECT_EQ(again->request.inputs[i].type(), in[i].type());
+    EXPECT_EQ(again->request.inputs[i].shape(), in[i].shape());
+    EXPECT_EQ(again->request.inputs[i].data(), in[i].data()) << in[i].name();
+  }
+  EXPECT_EQ(EncodeInferRequest({}), R"({"inputs":[]})");
+}
+
 TEST(InferCodecTest, RejectsBadElementsNamingTheTensor) {
   EXPECT_THAT(ErrorOf(R"({"inputs":[{"name":"px","shape":[1],"datatype":"UINT8","data":[300]}]})"),
               HasSubstr("input 'px': data element 0: 300 is out of range for UINT8"));

@@ -287,6 +287,55 @@ TEST_F(RepositoryChangeTest, LoadAndUnloadNeedExplicitMode) {
   EXPECT_TRUE(repo->Hosts("m"));
 }
 
+TEST_F(RepositoryChangeTest, AttachedModelsServeBesideTheFolderAndPollingLeavesThemAlone) {
+  dir_.Write("m/config.yaml", test::IdentityModelConfig());
+  dir_.Write("m/1/.keep", "");
+  std::unique_ptr<ModelRepository> repo = Open(ControlMode::kPoll);
+  ASSERT_NE(repo, nullptr);
+  const std::string config = test::IdentityModelConfig();
+  ASSERT_TRUE(repo->AttachModel("w", config, "workload k").ok());
+  EXPECT_TRUE(repo->Hosts("w"));
+  EXPECT_EQ(repo->Versions("w"), (std::vector<std::string>{"1"}));
+  EXPECT_EQ(changes_, 1);
+  RuntimePtr first = repo->Get("w", "");
+  // The same config again changes nothing; polling twice (a settled folder) keeps it.
+  ASSERT_TRUE(repo->AttachModel("w", config, "workload k").ok());
+  repo->Poll();
+  repo->Poll();
+  EXPECT_EQ(repo->Get("w", ""), first);
+  EXPECT_EQ(changes_, 1);
+  // Names the folder or another workload has are refused; the repository API leaves it alone.
+  absl::Status clash = repo->AttachModel("m", config, "workload k");
+  EXPECT_EQ(clash.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(clash.message()), HasSubstr("by the model repository"));
+  EXPECT_EQ(repo->AttachModel("w", config, "workload other").code(),
+            absl::StatusCode::kAlreadyExists);
+  absl::Status bad = repo->AttachModel("v", "backend: nope\n", "workload k");
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()), HasSubstr("workload k: model v"));
+  EXPECT_FALSE(repo->Hosts("v"));
+  // A changed config reloads it; detaching stops it.
+  ASSERT_TRUE(
+      repo->AttachModel("w", test::IdentityModelConfig("queue_limit: 3\n"), "workload k").ok());
+  EXPECT_NE(repo->Get("w", ""), first);
+  first.reset();
+  ASSERT_TRUE(repo->DetachModel("w").ok());
+  EXPECT_FALSE(repo->Hosts("w"));
+  EXPECT_EQ(repo->DetachModel("w").code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(repo->Hosts("m"));
+}
+
+TEST_F(RepositoryChangeTest, TheRepositoryApiLeavesAttachedModelsAlone) {
+  std::unique_ptr<ModelRepository> repo = Open(ControlMode::kExplicit);
+  ASSERT_NE(repo, nullptr);
+  ASSERT_TRUE(repo->AttachModel("w", test::IdentityModelConfig(), "workload k").ok());
+  absl::Status unload = repo->UnloadModel("w");
+  EXPECT_EQ(unload.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(unload.message()), HasSubstr("served by workload k"));
+  EXPECT_EQ(repo->LoadModel("w").code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(repo->Hosts("w"));
+}
+
 TEST_F(RepositoryChangeTest, FoldersWithInvalidNamesAreNeverModels) {
   for (const char* name : {"m", "bad name", "%2e%2e", "-x", ".hidden", "caf\xc3\xa9"}) {
     dir_.Write(StrCat(name, "/config.yaml"), test::IdentityModelConfig());
