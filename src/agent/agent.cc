@@ -273,6 +273,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.max_connections_per_source = config.max_connections_per_source;
   http.idle_link_timeout = std::chrono::milliseconds(config.idle_link_timeout_ms);
   http.clock = &SystemClock::Get();
+  // Services' own ports: plain HTTP for clients, no mesh links, the same limits.
+  agent->service_port_options_ = http;
+  agent->service_port_options_.accept_links = false;
   Agent* self = agent.get();
   // A mesh link is opened only by a member that proves it (member_check_ is set by StartGossip,
   // before the server starts).
@@ -406,6 +409,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       agent->peers_.get(), agent->workload_client_.get());
   agent->objects_api_ =
       std::make_unique<ObjectsHandler>(agent->objects_, *admin, agent->rejections_);
+  agent->objects_api_->SetPortStatus(
+      [self](std::string_view service) { return self->ServicePortStatus(service); });
   agent->issuer_api_->SetRootRotation([self] { return self->StartRootRotation(); });
   agent->issuer_api_->SetRootKey([self](bool remove) { return self->ExportRootKey(remove); },
                                  [self](std::string_view pem) { return self->ImportRootKey(pem); });
@@ -1097,6 +1102,7 @@ void Agent::ReconcileWorkloads() {
           std::move(routes));
     }
   }
+  UpdateServicePorts(service_objects);
   // Models of KServe v2 workloads leave before their workload stops, and join once it serves.
   if (kserve_workloads_) kserve_workloads_->SetWorkloads(std::move(kserve));
   // Stop what is no longer placed here (deleted, moved, changed), then start what is.
@@ -1118,6 +1124,72 @@ void Agent::ReconcileWorkloads() {
     supervisor_->Run(name, std::move(specs[name]));
     running_[name] = version;
   }
+}
+
+void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_objects) {
+  // Each port to the first Service (by name) that asks for it; a later one clashes.
+  std::map<uint16_t, std::string> want;
+  std::map<std::string, std::string, std::less<>> status;
+  std::vector<const services::Manifest*> by_name;
+  for (const services::Manifest& s : service_objects) by_name.push_back(&s);
+  std::sort(
+      by_name.begin(), by_name.end(),
+      [](const services::Manifest* a, const services::Manifest* b) { return a->name < b->name; });
+  for (const services::Manifest* s : by_name) {
+    const uint16_t port = s->service.ports.front().port;
+    if (http_ != nullptr && port == http_->port()) {
+      status[s->name] = StrCat("port ", port, " is this node's HTTP API port: reach it by name");
+    } else if (auto taken = want.find(port); taken != want.end()) {
+      status[s->name] = StrCat("port ", port, " clashes with Service ", taken->second);
+    } else {
+      want[port] = s->name;
+    }
+  }
+  for (auto it = port_listeners_.begin(); it != port_listeners_.end();) {
+    auto w = want.find(it->first);
+    if (w != want.end() && w->second == it->second.service) {
+      ++it;
+      continue;
+    }
+    spdlog::info("service {} no longer listens on port {}", it->second.service, it->first);
+    it->second.server->Stop();
+    it = port_listeners_.erase(it);
+  }
+  const std::string host = service_port_options_.host;
+  for (const auto& [port, name] : want) {
+    if (!port_listeners_.contains(port)) {
+      HttpServerOptions options = service_port_options_;
+      options.port = port;
+      absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Create(
+          options,
+          [this, service = name](const HttpRequest& req, HttpResponder respond) {
+            service_proxy_->Serve(service, req, std::move(respond));
+          },
+          io_);
+      if (!server.ok()) {
+        status[name] = StrCat("port ", port, " is not free here: ", MessageOf(server.status()));
+        continue;
+      }
+      (*server)->Start();
+      port_listeners_[port] = PortListener{name, std::move(*server)};
+      spdlog::info("service {} listens on {}:{}", name, host, port);
+    }
+    status[name] = StrCat("listening on ", host, ":", port);
+  }
+  absl::MutexLock lock(&port_status_mu_);
+  for (const auto& [name, why] : status) {
+    auto was = port_status_.find(name);
+    if (!why.starts_with("listening") && (was == port_status_.end() || was->second != why)) {
+      spdlog::warn("service {}: {}", name, why);
+    }
+  }
+  port_status_ = std::move(status);
+}
+
+std::string Agent::ServicePortStatus(std::string_view service) const {
+  absl::MutexLock lock(&port_status_mu_);
+  auto it = port_status_.find(service);
+  return it == port_status_.end() ? std::string() : it->second;
 }
 
 void Agent::SyncObjects(const std::string& member, const std::string& api_address,
@@ -1897,8 +1969,9 @@ void Agent::MaybeFinishRootRotation() {
 Agent::~Agent() {
   // The workloads' processes end with the node (SIGTERM, then SIGKILL after their grace).
   StopLoadReports();
-  if (kserve_workloads_)
-    kserve_workloads_->Stop();  // the workloads' models leave the mesh before the workloads
+  // Services' own ports close; the workloads' models leave the mesh before the workloads stop.
+  for (auto& [port, listener] : port_listeners_) listener.server->Stop();
+  if (kserve_workloads_) kserve_workloads_->Stop();
   if (supervisor_) supervisor_->StopAll();
   // No more announcements: the gossip node goes before the repository.
   if (repository_) repository_->SetOnChange(nullptr);

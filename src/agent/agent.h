@@ -51,6 +51,7 @@ class Registry;
 namespace services {
 class ObjectService;
 class KserveWatcher;
+struct Manifest;
 class Supervisor;
 }  // namespace services
 namespace membership {
@@ -219,6 +220,18 @@ class Agent {
   // own workloads on loopback.
   std::unique_ptr<PeerClient> workload_client_;
   std::unique_ptr<ServiceProxy> service_proxy_;
+  // Each Service's port, listened on where it is free (docs/services.md): opened and closed by
+  // ReconcileWorkloads on the watch thread; what each Service's port is here, for `get services`.
+  void UpdateServicePorts(const std::vector<services::Manifest>& service_objects);
+  std::string ServicePortStatus(std::string_view service) const;
+  struct PortListener {
+    std::string service;
+    std::unique_ptr<HttpServer> server;
+  };
+  HttpServerOptions service_port_options_;
+  std::map<uint16_t, PortListener> port_listeners_;  // the watch thread's
+  mutable absl::Mutex port_status_mu_;
+  std::map<std::string, std::string, std::less<>> port_status_ ABSL_GUARDED_BY(port_status_mu_);
   mutable absl::Mutex routes_mu_;
   std::shared_ptr<const std::map<std::string, ServiceProxy::Route, std::less<>>> routes_
       ABSL_GUARDED_BY(routes_mu_);

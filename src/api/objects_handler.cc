@@ -73,7 +73,8 @@ void WriteSummary(JsonWriter& w, const services::StoredObject& o) {
   w.EndObject();
 }
 
-void WriteObject(JsonWriter& w, const services::StoredObject& o, bool with_text) {
+void WriteObject(JsonWriter& w, const services::StoredObject& o, bool with_text,
+                 std::string_view port_here = {}) {
   w.BeginObject();
   w.Key("kind").String(services::KindName(o.kind));
   w.Key("name").String(o.name);
@@ -83,6 +84,7 @@ void WriteObject(JsonWriter& w, const services::StoredObject& o, bool with_text)
   if (with_text) {
     w.Key("summary");
     WriteSummary(w, o);
+    if (!port_here.empty()) w.Key("port_here").String(port_here);
     w.Key("text").String(o.text);
   }
   w.EndObject();
@@ -223,7 +225,9 @@ void ObjectsHandler::List(const HttpRequest& request, HttpResponder& respond) co
   JsonWriter w(out);
   w.BeginObject().Key("objects").BeginArray();
   for (const services::StoredObject& o : objects_->Live()) {
-    if (!only || o.kind == *only) WriteObject(w, o, true);
+    if (only && o.kind != *only) continue;
+    WriteObject(w, o, true,
+                o.kind == services::Kind::kService && port_status_ ? port_status_(o.name) : "");
   }
   w.EndArray().EndObject();
   respond(JsonResponse(200, std::move(out)));

@@ -8,7 +8,8 @@
 //   POST   /v1/objects/delete  (body: YAML manifests) -> 200 {"deleted": [...]}: the objects
 //          they name (404 naming the first that is not there; then none is deleted)
 //   GET    /v1/objects[?kind=Service|Deployment] -> {"objects": [{"kind", "name", "version":
-//          {"ms", "counter", "origin"}, "summary": {...}, "text"}]}
+//          {"ms", "counter", "origin"}, "summary": {...}, "port_here", "text"}]}: `port_here`
+//          (Services) says whether this node listens on the Service's port, or why not
 //   DELETE /v1/objects/<kind>/<name> -> 200 {"deleted": {...}} or 404
 //
 // Anti-entropy between nodes (members over their links or certificates, and admins):
@@ -20,7 +21,9 @@
 // Thread safety: Handle may be called from any thread.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "api/admin_access.h"
@@ -36,6 +39,11 @@ class ObjectsHandler {
  public:
   ObjectsHandler(std::shared_ptr<services::ObjectService> objects, AdminAccess admin,
                  std::shared_ptr<Rejections> rejections);
+  // What a Service's port is on this node ("listening on 127.0.0.1:80", or why not), given in
+  // the list as `port_here`. Set before requests arrive.
+  void SetPortStatus(std::function<std::string(std::string_view service)> status) {
+    port_status_ = std::move(status);
+  }
   // True if the request was for /v1/objects (and was answered).
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
 
@@ -52,6 +60,7 @@ class ObjectsHandler {
   std::shared_ptr<services::ObjectService> objects_;
   AdminAccess admin_;
   std::shared_ptr<Rejections> rejections_;
+  std::function<std::string(std::string_view)> port_status_;
 };
 
 }  // namespace hivemesh

@@ -47,7 +47,23 @@ bool ServiceProxy::Handle(const HttpRequest& request, HttpResponder& respond) co
   if (name.empty()) return false;
   std::optional<Route> route = resolve_(name);
   if (!route) return false;
-  std::vector<Endpoint> endpoints = route->endpoints;
+  Proxy(name, *route, request, respond);
+  return true;
+}
+
+void ServiceProxy::Serve(std::string_view name, const HttpRequest& request,
+                         HttpResponder respond) const {
+  std::optional<Route> route = resolve_(name);
+  if (!route) {
+    respond(ErrorResponse(absl::UnavailableError(StrCat("service ", name, " is not applied now"))));
+    return;
+  }
+  Proxy(name, *route, request, respond);
+}
+
+void ServiceProxy::Proxy(std::string_view name, const Route& route, const HttpRequest& request,
+                         HttpResponder& respond) const {
+  std::vector<Endpoint> endpoints = route.endpoints;
   const bool here = std::any_of(endpoints.begin(), endpoints.end(),
                                 [&](const Endpoint& e) { return e.node == self_; });
   if (here) {
@@ -56,7 +72,7 @@ bool ServiceProxy::Handle(const HttpRequest& request, HttpResponder& respond) co
     // A peer sent it here for the workload this node ran: it goes no further.
     respond(ErrorResponse(absl::UnavailableError(
         StrCat("service ", name, ": this node (", self_, ") does not run it now"))));
-    return true;
+    return;
   } else {
     // Spread over the endpoints: start at a random one.
     thread_local std::minstd_rand rng{std::random_device{}()};
@@ -67,12 +83,12 @@ bool ServiceProxy::Handle(const HttpRequest& request, HttpResponder& respond) co
   if (endpoints.empty()) {
     respond(ErrorResponse(absl::UnavailableError(
         StrCat("service ", name, " has no endpoint: no live node runs a workload it selects"))));
-    return true;
+    return;
   }
   auto out = std::make_shared<Outgoing>();
   out->method = std::string(request.method());
   out->target = std::string(request.target());
-  out->headers.emplace_back("Host", route->service);
+  out->headers.emplace_back("Host", route.service);
   for (std::string_view h : {"Content-Type", "Accept"}) {
     if (request.has_header(h)) {
       out->headers.emplace_back(std::string(h), std::string(request.header(h)));
@@ -81,9 +97,8 @@ bool ServiceProxy::Handle(const HttpRequest& request, HttpResponder& respond) co
   if (const std::shared_ptr<const std::string> body = request.body(); body != nullptr) {
     out->body = *body;
   }
-  Send(std::move(out), *route, std::move(endpoints), Idempotent(request.method()),
+  Send(std::move(out), route, std::move(endpoints), Idempotent(request.method()),
        std::move(respond));
-  return true;
 }
 
 void ServiceProxy::Send(std::shared_ptr<const Outgoing> out, const Route& route,

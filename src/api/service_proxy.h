@@ -10,6 +10,8 @@
 //   alive). Otherwise it goes to an endpoint node over its mesh link (mutual TLS in a secure
 //   mesh), which sends it on to its own workload; a request that came from a peer is never
 //   forwarded again (503 if its node no longer runs the workload).
+// - A node also listens on each Service's `port` (the agent opens the listeners, Serve answers
+//   on them): every request there is for that Service, whatever its Host.
 // - A GET or HEAD that fails on the way (connection refused or reset) is tried once at another
 //   endpoint. The answer's status, Content-Type and body come back with `Hivemesh-Served-By:
 //   <node>`. 503 naming the Service when it has no endpoint, 502 when the endpoint failed.
@@ -53,6 +55,9 @@ class ServiceProxy {
 
   // True if the request's Host names a Service (and it was answered).
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
+  // Answers a request for the Service named `name`, whatever its Host: one that came in on the
+  // Service's own port. 503 if no Service has that name now.
+  void Serve(std::string_view name, const HttpRequest& request, HttpResponder respond) const;
 
  private:
   // What goes to an endpoint: the request's method, target, Host and content headers and body.
@@ -62,6 +67,9 @@ class ServiceProxy {
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
   };
+  // Answers `request` for the Service `name` routed by `route`.
+  void Proxy(std::string_view name, const Route& route, const HttpRequest& request,
+             HttpResponder& respond) const;
   // Sends `out` to the first of `left`; on a failure on the way, to the next once if
   // `may_retry`.
   void Send(std::shared_ptr<const Outgoing> out, const Route& route, std::vector<Endpoint> left,

@@ -84,7 +84,7 @@ absl::StatusOr<std::string> FormatObjects(std::string_view body, int64_t now_ms)
       simdjson::SUCCESS) {
     return absl::UnknownError("the node's answer holds no objects");
   }
-  std::vector<Row> services = {{"SERVICE", "SELECTOR", "PORTS", "BY", "AGE"}};
+  std::vector<Row> services = {{"SERVICE", "SELECTOR", "PORTS", "ON THIS NODE", "BY", "AGE"}};
   std::vector<Row> workloads = {{"WORKLOAD", "REPLICAS", "LABELS", "RUNS", "BY", "AGE"}};
   for (simdjson::dom::element o : objects) {
     std::string_view kind, name, origin;
@@ -105,7 +105,9 @@ absl::StatusOr<std::string> FormatObjects(std::string_view body, int64_t now_ms)
           StrAppend(&ports, ports.empty() ? "" : ",", port, "->", target);
         }
       }
-      services.push_back({std::string(name), Labels(summary["selector"]), ports,
+      std::string_view here;
+      if (o["port_here"].get(here) != simdjson::SUCCESS) here = "";
+      services.push_back({std::string(name), Labels(summary["selector"]), ports, std::string(here),
                           std::string(origin), Age(now_ms - ms)});
     } else {
       int64_t replicas = 0;

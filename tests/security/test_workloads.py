@@ -14,6 +14,7 @@ east zone (hivemesh.io/node-selector), placed by rendezvous hashing with no sche
     test_workloads.py path/to/hivemesh
 """
 import http.client
+import json
 import os
 import re
 import socket
@@ -22,7 +23,7 @@ import tempfile
 import unittest
 import urllib.request
 
-from hostile import Node, binary_from_argv, wait_for
+from hostile import Node, binary_from_argv, raw_http, wait_for
 
 
 def free_port():
@@ -210,6 +211,87 @@ class WorkloadsTest(unittest.TestCase):
                                  timeout=30)
             self.assertEqual(out.returncode, 0, out.stderr)
         wait_for(lambda: west.log_lines(r"workload crashing stopped"), 30, "crashing to stop")
+
+    def services_here(self, node):
+        out = subprocess.run([self.BINARY, "get", "services", "-o", "json", "--node",
+                              f"127.0.0.1:{node.port}"], capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return {o["name"]: o.get("port_here", "") for o in json.loads(out.stdout)["objects"]}
+
+    def test_3_service_ports_listened_where_free_and_clashes_reported(self):
+        """Each node listens on a Service's port where it is free; on one machine the first node
+        takes it and the others say it is not free; a second Service on the same port clashes,
+        one on a node's own HTTP port is told to use the name; none is silent."""
+        web_port, service_port = free_port(), free_port()
+        self.apply(deployment("web3", ["python3", "-m", "http.server", "--bind", "127.0.0.1",
+                                       str(web_port)]))
+        wait_for(lambda: serves(web_port), 30, "the workload to serve")
+        west = self.nodes["west"]
+        text = service("first-svc", "web3", web_port).replace("port: 80", f"port: {service_port}")
+        text += "---\n" + service("second-svc", "web3", web_port).replace(
+            "port: 80", f"port: {service_port}")
+        text += "---\n" + service("own-svc", "web3", web_port).replace("port: 80",
+                                                                         f"port: {west.port}")
+        self.apply(text)
+        live = [n for n in self.nodes.values() if n.proc.poll() is None]
+
+        names = ("first-svc", "second-svc", "own-svc")
+
+        def reported():
+            return all(all(self.services_here(n).get(s) for s in names) for n in live)
+        wait_for(reported, 30, "every node to say what the Services' ports are")
+        listening = [n.name for n in live
+                     if self.services_here(n)["first-svc"] ==
+                     f"listening on 127.0.0.1:{service_port}"]
+        self.assertEqual(len(listening), 1, [self.services_here(n) for n in live])
+        for n in live:
+            here = self.services_here(n)
+            if n.name not in listening:
+                self.assertIn(f"port {service_port} is not free here", here["first-svc"])
+            self.assertEqual(here["second-svc"], f"port {service_port} clashes with Service "
+                                                "first-svc")
+            if n is west:
+                self.assertIn("is this node's HTTP API port: reach it by name", here["own-svc"])
+        self.assertTrue(west.log_lines(r"service second-svc: port \d+ clashes with Service "
+                                       r"first-svc"), "a clash is logged too")
+        table = subprocess.run([self.BINARY, "get", "services", "--node",
+                                f"127.0.0.1:{west.port}"], capture_output=True, text=True,
+                               timeout=30).stdout
+        self.assertIn("ON THIS NODE", table)
+        # The port serves the Service, whatever the Host.
+        conn = http.client.HTTPConnection("127.0.0.1", service_port, timeout=10)
+        try:
+            conn.request("GET", "/", headers={"Host": "anything"})
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200)
+            self.assertIn(b"Directory listing", r.read())
+            self.assertEqual(r.getheader("Hivemesh-Served-By"), self.runners("web3")[0])
+        finally:
+            conn.close()
+        # Hostile input on the Service's port meets the node's HTTP limits: a 100 KB header, a
+        # smuggling attempt; the port and the node serve on.
+        status, _ = raw_http(service_port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                             b"a" * 100_000 + b"\r\n\r\n")
+        self.assertEqual(status, 431)
+        status, _ = raw_http(service_port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4"
+                             b"\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+        self.assertEqual(status, 400)
+        self.assertEqual(raw_http(service_port, b"GET / HTTP/1.1\r\nHost: x\r\n"
+                                                b"Connection: close\r\n\r\n")[0], 200)
+        # Deleted: the port closes.
+        for name in names:
+            out = subprocess.run([self.BINARY, "delete", "service", name, "--node",
+                                  f"127.0.0.1:{west.port}"], capture_output=True, text=True,
+                                 timeout=30)
+            self.assertEqual(out.returncode, 0, out.stderr)
+
+        def closed():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", service_port)) != 0
+        wait_for(closed, 30, "the Service's port to close")
+        subprocess.run([self.BINARY, "delete", "workload", "web3", "--node",
+                        f"127.0.0.1:{west.port}"], capture_output=True, timeout=30)
 
 
 if __name__ == "__main__":
