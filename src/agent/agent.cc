@@ -33,6 +33,7 @@
 #include "base/rejections.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "codec/json_writer.h"
 #include "codec/model_name.h"
 #include "identity/certs.h"
 #include "identity/issuer_service.h"
@@ -46,10 +47,10 @@
 #include "routing/dispatcher.h"
 #include "routing/forwarder.h"
 #include "services/kserve_backend.h"
-#include "services/kserve_watcher.h"
 #include "services/object_service.h"
 #include "services/placement.h"
 #include "services/supervisor.h"
+#include "services/workload_watcher.h"
 #include "serving/backend.h"
 #include "serving/model_repository.h"
 #include "telemetry/log.h"
@@ -327,8 +328,21 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
     self->revoke_cv_.Signal();
   });
   agent->supervisor_ = std::make_unique<services::Supervisor>();
-  agent->kserve_workloads_ = std::make_unique<services::KserveWatcher>(
-      agent->workload_client_.get(), agent->repository_.get());
+  agent->workloads_ = std::make_unique<services::WorkloadWatcher>(
+      agent->workload_client_.get(), agent->repository_.get(),
+      [self](const std::string& workload) {
+        for (const services::ProcessStatus& p : self->supervisor_->Status()) {
+          if (p.workload == workload) return p.pid != 0;
+        }
+        return false;
+      },
+      [self] {
+        // The mesh learns which workloads are ready here; the routes are computed again.
+        self->AnnounceMeta();
+        absl::MutexLock lock(&self->revoke_mu_);
+        self->revoke_check_ = true;
+        self->revoke_cv_.Signal();
+      });
   absl::Status gossip = agent->StartGossip();
   if (!gossip.ok()) return gossip;
   // Metrics in the order /metrics lists them: what runs, requests, models, mesh, process.
@@ -409,6 +423,26 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       agent->peers_.get(), agent->workload_client_.get());
   agent->objects_api_ =
       std::make_unique<ObjectsHandler>(agent->objects_, *admin, agent->rejections_);
+  agent->objects_api_->SetEndpoints([self] {
+    std::shared_ptr<const std::map<std::string, ServiceProxy::Route, std::less<>>> routes;
+    {
+      absl::MutexLock lock(&self->routes_mu_);
+      routes = self->routes_;
+    }
+    std::string out;
+    JsonWriter w(out);
+    w.BeginObject().Key("endpoints").BeginArray();
+    if (routes != nullptr) {
+      for (const auto& [name, route] : *routes) {
+        for (const ServiceProxy::Endpoint& e : route.endpoints) {
+          w.BeginObject().Key("service").String(name).Key("node").String(e.node);
+          w.Key("port").Uint(route.target_port).Key("ready").Bool(e.ready).EndObject();
+        }
+      }
+    }
+    w.EndArray().EndObject();
+    return out;
+  });
   agent->objects_api_->SetPortStatus(
       [self](std::string_view service) { return self->ServicePortStatus(service); });
   agent->issuer_api_->SetRootRotation([self] { return self->StartRootRotation(); });
@@ -773,6 +807,13 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
   meta.cores = std::thread::hardware_concurrency();
   meta.memory_mb = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
                    static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) / (1024 * 1024);
+  if (workloads_ != nullptr) {
+    const std::set<std::string> ready = workloads_->Ready();
+    meta.ready_workloads.assign(ready.begin(), ready.end());
+    if (meta.ready_workloads.size() > membership::kMaxReadyWorkloads) {
+      meta.ready_workloads.resize(membership::kMaxReadyWorkloads);
+    }
+  }
   for (const ModelEntry& e : repository_->Index()) {
     if (meta.models.empty() || meta.models.back().name != e.name) {
       meta.models.push_back(membership::ModelAdvert{e.name, {}, false});
@@ -786,7 +827,14 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
       meta.models.back().ready = true;
     }
   }
-  return membership::EncodeNodeMeta(meta);
+  absl::StatusOr<std::string> encoded = membership::EncodeNodeMeta(meta);
+  // Ready workloads that do not fit are left out (the mesh then sends them nothing): the
+  // models, labels and versions must get through.
+  while (!encoded.ok() && !meta.ready_workloads.empty()) {
+    meta.ready_workloads.pop_back();
+    encoded = membership::EncodeNodeMeta(meta);
+  }
+  return encoded;
 }
 
 void Agent::AnnounceControlChange() {
@@ -1008,16 +1056,22 @@ void Agent::ReconcileWorkloads() {
   if (objects_ == nullptr || supervisor_ == nullptr || gossip_ == nullptr) return;
   // The live members as placement sees them (this node among them), from their metadata.
   std::vector<services::Candidate> members;
-  std::map<std::string, std::string> api_of;  // member -> its HTTP API
+  std::map<std::string, std::string> api_of;            // member -> its HTTP API
+  std::set<std::pair<std::string, std::string>> ready;  // (member, workload) ready there
   for (const membership::MemberInfo& m : gossip_->Members()) {
     if (m.state != membership::MemberState::kAlive) continue;
     absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
     if (!meta.ok()) continue;
     members.push_back(services::Candidate{m.name, meta->labels, meta->draining});
     api_of[m.name] = meta->api_address;
+    if (m.name == config_.node_name) continue;  // this node's own view is below
+    for (const std::string& w : meta->ready_workloads) ready.emplace(m.name, w);
+  }
+  if (workloads_ != nullptr) {
+    for (const std::string& w : workloads_->Ready()) ready.emplace(config_.node_name, w);
   }
   std::map<std::string, std::string> wanted;  // name -> version
-  std::map<std::string, services::KserveTarget> kserve;
+  std::map<std::string, services::WatchedWorkload> watched;
   std::map<std::string, services::ProcessSpec> specs;
   std::vector<services::Manifest> service_objects;
   // Every workload placed, and where (for the services' routes).
@@ -1052,10 +1106,23 @@ void Agent::ReconcileWorkloads() {
     services::ProcessSpec spec{o.name, m.workload.command, m.workload.env};
     spec.argv.insert(spec.argv.end(), m.workload.args.begin(), m.workload.args.end());
     wanted[o.name] = StrCat(o.version.unix_ms, ".", o.version.counter, ".", o.version.origin);
-    if (!m.workload.ports.empty()) {
-      auto a = m.annotations.find(std::string(services::kKserveAnnotation));
-      kserve[o.name] = services::KserveTarget{m.workload.ports.front().container_port,
-                                              a != m.annotations.end() && a->second == "true"};
+    services::WatchedWorkload& w = watched[o.name];
+    if (!m.workload.ports.empty()) w.port = m.workload.ports.front().container_port;
+    auto a = m.annotations.find(std::string(services::kKserveAnnotation));
+    w.kserve_annotated = a != m.annotations.end() && a->second == "true";
+    if (const std::optional<services::HttpProbe>& probe = m.workload.readiness) {
+      services::ReadinessCheck check;
+      check.path = probe->path;
+      check.port = w.port;
+      if (std::optional<uint64_t> n = ParseUint(probe->port); n && *n > 0 && *n <= 65535) {
+        check.port = static_cast<uint16_t>(*n);
+      }
+      for (const services::ContainerPort& c : m.workload.ports) {
+        if (!c.name.empty() && c.name == probe->port) check.port = c.container_port;
+      }
+      check.period = std::chrono::seconds(std::max(1, probe->period_seconds));
+      check.failure_threshold = std::max(1, probe->failure_threshold);
+      w.probe = check;
     }
     specs[o.name] = std::move(spec);
   }
@@ -1088,7 +1155,8 @@ void Agent::ReconcileWorkloads() {
       route.target_port = target;
       for (const std::string& node : placed) {
         if (auto api = api_of.find(node); api != api_of.end()) {
-          route.endpoints.push_back(ServiceProxy::Endpoint{node, api->second});
+          route.endpoints.push_back(
+              ServiceProxy::Endpoint{node, api->second, ready.contains({node, w.name})});
         }
       }
     }
@@ -1104,7 +1172,7 @@ void Agent::ReconcileWorkloads() {
   }
   UpdateServicePorts(service_objects);
   // Models of KServe v2 workloads leave before their workload stops, and join once it serves.
-  if (kserve_workloads_) kserve_workloads_->SetWorkloads(std::move(kserve));
+  if (workloads_) workloads_->SetWorkloads(std::move(watched));
   // Stop what is no longer placed here (deleted, moved, changed), then start what is.
   for (auto it = running_.begin(); it != running_.end();) {
     auto w = wanted.find(it->first);
@@ -1971,7 +2039,7 @@ Agent::~Agent() {
   StopLoadReports();
   // Services' own ports close; the workloads' models leave the mesh before the workloads stop.
   for (auto& [port, listener] : port_listeners_) listener.server->Stop();
-  if (kserve_workloads_) kserve_workloads_->Stop();
+  if (workloads_) workloads_->Stop();
   if (supervisor_) supervisor_->StopAll();
   // No more announcements: the gossip node goes before the repository.
   if (repository_) repository_->SetOnChange(nullptr);

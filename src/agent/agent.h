@@ -50,7 +50,7 @@ class Registry;
 }
 namespace services {
 class ObjectService;
-class KserveWatcher;
+class WorkloadWatcher;
 struct Manifest;
 class Supervisor;
 }  // namespace services
@@ -211,8 +211,9 @@ class Agent {
   // and workload_errors_ (each workload version's error, logged once).
   void ReconcileWorkloads();
   std::unique_ptr<services::Supervisor> supervisor_;
-  // The models of the KServe v2 workloads this node runs, attached to the repository.
-  std::unique_ptr<services::KserveWatcher> kserve_workloads_;
+  // The workloads this node runs, watched: their readiness, and the models of the KServe v2
+  // ones (attached to the repository).
+  std::unique_ptr<services::WorkloadWatcher> workloads_;
   std::map<std::string, std::string> running_;
   std::set<std::string> workload_errors_;
   // Services reached by name (api/service_proxy.h): the routes ReconcileWorkloads computes (by

@@ -110,6 +110,16 @@ absl::Status ObjectsHandler::AdminAllowed(const HttpRequest& request) const {
 bool ObjectsHandler::Handle(const HttpRequest& request, HttpResponder& respond) const {
   const std::string_view target = request.target();
   const std::string_view path = target.substr(0, target.find('?'));
+  if (path == "/v1/endpoints") {
+    if (request.method() != "GET") {
+      respond(MethodNotAllowed(request.method(), path, "GET"));
+    } else if (absl::Status allowed = MemberOrAdmin(request); !allowed.ok()) {
+      respond(ErrorResponse(allowed));
+    } else {
+      respond(JsonResponse(200, endpoints_ ? endpoints_() : R"({"endpoints":[]})"));
+    }
+    return true;
+  }
   if (path != kObjects && !path.starts_with(StrCat(kObjects, "/"))) return false;
   const std::string_view rest = path.substr(kObjects.size());
   const std::string_view method = request.method();

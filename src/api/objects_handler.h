@@ -44,7 +44,11 @@ class ObjectsHandler {
   void SetPortStatus(std::function<std::string(std::string_view service)> status) {
     port_status_ = std::move(status);
   }
-  // True if the request was for /v1/objects (and was answered).
+  // The body of GET /v1/endpoints (for admins and members): {"endpoints": [{"service", "node",
+  // "port", "ready"}]}, every Service's endpoints as this node routes to them. Set before
+  // requests arrive.
+  void SetEndpoints(std::function<std::string()> endpoints) { endpoints_ = std::move(endpoints); }
+  // True if the request was for /v1/objects or /v1/endpoints (and was answered).
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
 
  private:
@@ -61,6 +65,7 @@ class ObjectsHandler {
   AdminAccess admin_;
   std::shared_ptr<Rejections> rejections_;
   std::function<std::string(std::string_view)> port_status_;
+  std::function<std::string()> endpoints_;
 };
 
 }  // namespace hivemesh

@@ -63,7 +63,10 @@ void ServiceProxy::Serve(std::string_view name, const HttpRequest& request,
 
 void ServiceProxy::Proxy(std::string_view name, const Route& route, const HttpRequest& request,
                          HttpResponder& respond) const {
-  std::vector<Endpoint> endpoints = route.endpoints;
+  std::vector<Endpoint> endpoints;
+  for (const Endpoint& e : route.endpoints) {
+    if (e.ready) endpoints.push_back(e);
+  }
   const bool here = std::any_of(endpoints.begin(), endpoints.end(),
                                 [&](const Endpoint& e) { return e.node == self_; });
   if (here) {
@@ -82,7 +85,10 @@ void ServiceProxy::Proxy(std::string_view name, const Route& route, const HttpRe
   }
   if (endpoints.empty()) {
     respond(ErrorResponse(absl::UnavailableError(
-        StrCat("service ", name, " has no endpoint: no live node runs a workload it selects"))));
+        route.endpoints.empty()
+            ? StrCat("service ", name, " has no endpoint: no live node runs a workload it selects")
+            : StrCat("service ", name, " has no ready endpoint: ", route.endpoints.size(),
+                     " placed, none ready"))));
     return;
   }
   auto out = std::make_shared<Outgoing>();

@@ -5,7 +5,8 @@
 // - The endpoints are the nodes that run a workload the Service selects (its selector matches
 //   the workload's template labels), as placement puts them (services/placement.h: every node
 //   computes the same), at the Service's targetPort on that node (a number, or the name of a
-//   container port).
+//   container port). Only ready ones get requests (services/readiness.h; each node announces
+//   its ready workloads).
 // - This node runs one: the request goes to 127.0.0.1:<targetPort> (plain HTTP/1.1, kept
 //   alive). Otherwise it goes to an endpoint node over its mesh link (mutual TLS in a secure
 //   mesh), which sends it on to its own workload; a request that came from a peer is never
@@ -39,6 +40,7 @@ class ServiceProxy {
   struct Endpoint {
     std::string node;         // member name
     std::string api_address;  // its HTTP API, host:port
+    bool ready = true;        // the replica there passes its readiness checks
     bool operator==(const Endpoint&) const = default;
   };
   struct Route {

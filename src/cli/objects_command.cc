@@ -77,6 +77,29 @@ absl::StatusOr<std::string> ReadManifests(const std::string& path) {
   return ReadInputFile(path);
 }
 
+absl::StatusOr<std::string> FormatEndpoints(std::string_view body) {
+  simdjson::dom::parser parser;
+  simdjson::dom::array list;
+  if (parser.parse(body.data(), body.size()).get_object()["endpoints"].get(list) !=
+      simdjson::SUCCESS) {
+    return absl::UnknownError("the node's answer holds no endpoints");
+  }
+  std::vector<Row> rows = {{"SERVICE", "NODE", "TARGET", "READY"}};
+  for (simdjson::dom::element e : list) {
+    std::string_view service, node;
+    uint64_t port = 0;
+    bool ready = false;
+    if (e["service"].get(service) || e["node"].get(node) || e["port"].get(port) ||
+        e["ready"].get(ready)) {
+      continue;
+    }
+    rows.push_back(
+        {std::string(service), std::string(node), StrCat(node, ":", port), ready ? "yes" : "no"});
+  }
+  if (rows.size() == 1) return std::string("no endpoints\n");
+  return FormatTable(rows);
+}
+
 absl::StatusOr<std::string> FormatObjects(std::string_view body, int64_t now_ms) {
   simdjson::dom::parser parser;
   simdjson::dom::array objects;
@@ -130,14 +153,15 @@ absl::StatusOr<std::string> FormatObjects(std::string_view body, int64_t now_ms)
 void AddObjectsCommands(CLI::App& app, ObjectsFlags& flags) {
   flags.apply = app.add_subcommand(
       "apply", "apply manifests (Service, Deployment) to the mesh at any node: they spread to all");
-  flags.get = app.add_subcommand("get", "list the mesh's services or workloads");
+  flags.get = app.add_subcommand("get", "list the mesh's services, workloads or endpoints");
   flags.remove = app.add_subcommand("delete", "delete objects by manifest or by kind and name");
   AddNodeFlags(flags.apply, flags.node,
                "  hivemesh apply -f service.yaml\n  hivemesh apply -f manifests/\n"
                "  cat app.yaml | hivemesh apply -f -");
-  AddNodeFlags(flags.get, flags.node,
-               "  hivemesh get services\n  hivemesh get workloads -o json\n"
-               "  hivemesh get services -o yaml");
+  AddNodeFlags(
+      flags.get, flags.node,
+      "  hivemesh get services\n  hivemesh get workloads -o json\n  hivemesh get endpoints\n"
+      "  hivemesh get services -o yaml");
   AddNodeFlags(flags.remove, flags.node,
                "  hivemesh delete -f service.yaml\n  hivemesh delete service edge-camera-ai");
   // get also prints the manifests themselves.
@@ -150,7 +174,7 @@ void AddObjectsCommands(CLI::App& app, ObjectsFlags& flags) {
   }
   flags.apply->add_option("-f,--filename", flags.file, "a manifest file, a folder of them, or -")
       ->required();
-  flags.get->add_option("kind", flags.kind, "services or workloads")->required();
+  flags.get->add_option("kind", flags.kind, "services, workloads or endpoints")->required();
   flags.remove->add_option("-f,--filename", flags.file, "delete what these manifests name");
   flags.remove->add_option("kind", flags.kind, "service or workload");
   flags.remove->add_option("name", flags.name, "its name");
@@ -194,12 +218,32 @@ bool RunObjects(const ObjectsFlags& flags, int* exit_code) {
     }
     return true;
   }
+  if (flags.get->parsed() &&
+      (flags.kind == "endpoints" || flags.kind == "endpoint" || flags.kind == "ep")) {
+    absl::StatusOr<HttpResult> reply =
+        AdminCall(flags.node, flags.admin_token_file, "GET", "/v1/endpoints");
+    if (!reply.ok()) {
+      *exit_code = Fail("get", reply.status());
+      return true;
+    }
+    *exit_code = kExitOk;
+    if (flags.node.output == "json") {
+      print(reply->body);
+      return true;
+    }
+    absl::StatusOr<std::string> table = FormatEndpoints(reply->body);
+    if (!table.ok()) {
+      *exit_code = Fail("get", table.status());
+      return true;
+    }
+    std::fputs(table->c_str(), stdout);
+    return true;
+  }
   if (flags.get->parsed()) {
     const std::string_view kind = KindOf(flags.kind);
     if (kind.empty()) {
-      *exit_code =
-          Fail("get",
-               absl::InvalidArgumentError(StrCat("'", flags.kind, "': get services or workloads")));
+      *exit_code = Fail("get", absl::InvalidArgumentError(StrCat(
+                                   "'", flags.kind, "': get services, workloads or endpoints")));
       return true;
     }
     absl::StatusOr<HttpResult> reply =

@@ -32,5 +32,7 @@ absl::StatusOr<std::string> ReadManifests(const std::string& path);
 
 // The table `get` prints for the node's GET /v1/objects answer.
 absl::StatusOr<std::string> FormatObjects(std::string_view body, int64_t now_ms);
+// The table of `get endpoints` from the body of GET /v1/endpoints.
+absl::StatusOr<std::string> FormatEndpoints(std::string_view body);
 
 }  // namespace hivemesh::cli

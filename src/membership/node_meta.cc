@@ -37,16 +37,25 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
   // Flags: bit 0 draining, bit 1 insecure; a decoder ignores bits it does not know.
   w.U8(static_cast<uint8_t>((meta.draining ? 1 : 0) | (meta.insecure ? 2 : 0)));
   // Optional trailing fields, left out when 0 (and the ones before a non-zero one written).
-  const bool objects = meta.objects > 0;
+  const bool ready = !meta.ready_workloads.empty();
+  const bool objects = meta.objects > 0 || ready;
   const bool issuers = meta.issuers > 1 || objects;
   const bool keys = meta.gossip_keys > 0 || issuers;
   const bool roots = meta.roots > 1 || keys;
+  if (meta.ready_workloads.size() > kMaxReadyWorkloads) {
+    return absl::InvalidArgumentError(
+        StrCat("more than ", kMaxReadyWorkloads, " ready workloads in node metadata"));
+  }
   if (meta.revocations > 0 || meta.policy > 0 || roots) w.Varint(meta.revocations);
   if (meta.policy > 0 || roots) w.Varint(meta.policy);
   if (roots) w.Varint(meta.roots);
   if (keys) w.Varint(meta.gossip_keys);
   if (issuers) w.Varint(meta.issuers);
   if (objects) w.Varint(meta.objects);
+  if (ready) {
+    w.Varint(meta.ready_workloads.size());
+    for (const std::string& name : meta.ready_workloads) w.Bytes(name);
+  }
   if (out.size() > kMaxMetaBytes) {
     return absl::InvalidArgumentError(StrCat("node metadata takes ", out.size(),
                                              " bytes, more than the gossip limit of ",
@@ -110,6 +119,17 @@ absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.gossip_keys));
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.issuers));
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&meta.objects));
+  if (!r.done()) {
+    HM_RETURN_IF_ERROR(r.Varint(&n));
+    if (n > kMaxReadyWorkloads || n > r.remaining()) {
+      return absl::InvalidArgumentError("ready workload count exceeds the limit or the data");
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string name;
+      HM_RETURN_IF_ERROR(r.Bytes(&name, 63, "ready workload"));
+      meta.ready_workloads.push_back(std::move(name));
+    }
+  }
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after node metadata");
   return meta;
 }

@@ -52,7 +52,12 @@ struct NodeMeta {
   // (services/object_service.h): a node that sees another value compares indexes with it and
   // pulls what it lacks (docs/services.md). 0: none, left out.
   uint64_t objects = 0;
+  // The workloads the node runs that are ready (services/readiness.h), sorted: the other nodes
+  // route a Service's requests only to nodes that announce its workload here. At most
+  // kMaxReadyWorkloads names, each a DNS label; empty: left out.
+  std::vector<std::string> ready_workloads;
 };
+inline constexpr size_t kMaxReadyWorkloads = 64;
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).
 absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta);

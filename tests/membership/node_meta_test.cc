@@ -92,6 +92,21 @@ TEST(NodeMetaTest, RoundTrips) {
   EXPECT_EQ(objects->issuers, 0u);
   EXPECT_EQ(DecodeNodeMeta(before_objects)->objects, 0u) << "metadata of before the field";
   EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m) + "x").ok()) << "trailing bytes";
+  // The ready workloads last; with them, the objects' fingerprint is written even when 0.
+  const std::string before_ready = *EncodeNodeMeta(m);
+  m.ready_workloads = {"object-detection", "web"};
+  m.objects = 0;
+  absl::StatusOr<NodeMeta> ready = DecodeNodeMeta(*EncodeNodeMeta(m));
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(ready->ready_workloads, (std::vector<std::string>{"object-detection", "web"}));
+  EXPECT_EQ(ready->objects, 0u);
+  EXPECT_TRUE(DecodeNodeMeta(before_ready)->ready_workloads.empty());
+  EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m) + "x").ok()) << "trailing bytes";
+  m.ready_workloads.assign(kMaxReadyWorkloads + 1, "w");
+  EXPECT_FALSE(EncodeNodeMeta(m).ok()) << "too many ready workloads";
+  std::string forged = before_ready;
+  forged += static_cast<char>(100);  // a count over the limit
+  EXPECT_FALSE(DecodeNodeMeta(forged).ok());
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
 

@@ -293,6 +293,65 @@ class WorkloadsTest(unittest.TestCase):
         subprocess.run([self.BINARY, "delete", "workload", "web3", "--node",
                         f"127.0.0.1:{west.port}"], capture_output=True, timeout=30)
 
+    def endpoints(self, node):
+        out = subprocess.run([self.BINARY, "get", "endpoints", "-o", "json", "--node",
+                              f"127.0.0.1:{node.port}"], capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return [e for e in json.loads(out.stdout)["endpoints"] if e["service"] == "probed-svc"]
+
+    def test_4_only_ready_replicas_are_endpoints_and_flaps_are_damped(self):
+        """A readinessProbe decides: the replica enters when its probe passes, leaves after
+        failureThreshold failures, and every node routes by what the others announce."""
+        port = free_port()
+        folder = tempfile.mkdtemp(prefix="hivemesh-probed-")
+        ready_file = os.path.join(folder, "ready.txt")
+        text = deployment("probed", ["python3", "-m", "http.server", "--bind", "127.0.0.1",
+                                     str(port), "--directory", folder])
+        text += f"""\
+        readinessProbe:
+          httpGet: {{path: /ready.txt, port: {port}}}
+          periodSeconds: 1
+          failureThreshold: 2
+"""
+        self.apply(text + "---\n" + service("probed-svc", "probed", port))
+        wait_for(lambda: serves(port), 30, "the workload to serve")
+        [host] = self.runners("probed")
+        west = self.nodes["west"]
+        wait_for(lambda: self.endpoints(west), 30, "the endpoint to be known")
+        self.assertEqual([(e["node"], e["ready"]) for e in self.endpoints(west)], [(host, False)])
+        status, _, body = by_name(west, "probed-svc")
+        self.assertEqual(status, 503)
+        self.assertIn(b"probed-svc has no ready endpoint: 1 placed, none ready", body)
+        # Its probe passes: it enters, at every node.
+        with open(ready_file, "w") as f:
+            f.write("ok\n")
+        for n in self.nodes.values():
+            if n.proc.poll() is None:
+                wait_for(lambda: by_name(n, "probed-svc")[:2] == (200, host), 30,
+                         f"probed-svc ready at {n.name}")
+        self.assertEqual([(e["node"], e["ready"]) for e in self.endpoints(west)], [(host, True)])
+        table = subprocess.run([self.BINARY, "get", "endpoints", "--node",
+                                f"127.0.0.1:{west.port}"], capture_output=True, text=True,
+                               timeout=30).stdout
+        self.assertRegex(table, rf"probed-svc\s+{host}\s+{host}:{port}\s+yes")
+        # It fails: it leaves after two failures; back at once, it left and entered again within
+        # a minute, so its next leave is a flap and it waits before entering again.
+        os.remove(ready_file)
+        wait_for(lambda: by_name(west, "probed-svc")[0] == 503, 30, "probed-svc to leave")
+        self.assertTrue(self.nodes[host].log_lines(r"workload probed is not ready: GET "
+                                                   r"/ready.txt answered 404"))
+        with open(ready_file, "w") as f:
+            f.write("ok\n")
+        wait_for(lambda: by_name(west, "probed-svc")[0] == 200, 30, "probed-svc to enter again")
+        os.remove(ready_file)
+        wait_for(lambda: self.nodes[host].log_lines(r"workload probed is not ready: .* \(it flaps: "
+                                                    r"it enters again after 2000 ms"), 30,
+                 "the flap to be damped")
+        subprocess.run([self.BINARY, "delete", "-f", "-", "--node", f"127.0.0.1:{west.port}"],
+                       input=text + "---\n" + service("probed-svc", "probed", port),
+                       capture_output=True, text=True, timeout=30)
+
 
 if __name__ == "__main__":
     WorkloadsTest.BINARY = binary_from_argv()
