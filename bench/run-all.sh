@@ -39,3 +39,9 @@ echo "== batching: dynamic batching against unbatched serving (vibration model a
 echo "== batching at concurrency 1, alternating pairs on one core (is batching ever slower?)"
 taskset -c 0 "$build/bench/batching_bench" --source "$root" --mlp "$build/bench-models/mlp-large" \
   --pairs 15 --paired-only 1
+echo
+echo "== service hop: a service reached through the mesh (A -> B -> workload) against nginx proxying to it"
+/usr/bin/python3 "$root/bench/service_hop/bench_service_hop.py" --build "$build"
+echo
+echo "== service spread: an applied Service routable at every node of 20, against a Serf user event reaching 20 agents"
+/usr/bin/python3 "$root/bench/service_spread/bench_service_spread.py" --build "$build"

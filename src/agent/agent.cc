@@ -787,10 +787,16 @@ absl::StatusOr<membership::NodeMeta> AnnouncedBy(const membership::MemberInfo& m
     meta->roots = std::max(meta->roots, load->roots);
     meta->gossip_keys = std::max(meta->gossip_keys, load->gossip_keys);
     meta->issuers = std::max(meta->issuers, load->issuers);
-    // Not a version: the load report's is the newer one.
-    if (load->objects != 0) meta->objects = load->objects;
   }
   return meta;
+}
+
+// The objects' fingerprint in `m`'s load report (0: none). Not a version: which of it and the
+// metadata's is newer is not known (metadata pushed at an apply arrives before the next load
+// report), so both are looked at.
+uint64_t LoadReportObjects(const membership::MemberInfo& m) {
+  absl::StatusOr<membership::LoadReport> load = membership::DecodeLoadReport(m.load);
+  return load.ok() ? load->objects : 0;
 }
 
 }  // namespace
@@ -935,6 +941,12 @@ void Agent::WatchRevocations() {
     std::string issuers_member, issuers_api;
     // Members that hold other objects than this node (another fingerprint).
     const uint64_t my_objects = objects_ != nullptr ? objects_->Fingerprint() : 0;
+    // A member announcing a state this node held before holds nothing it lacks (a store only
+    // takes newer objects): it pulls from this node, not the other way round.
+    if (std::find(objects_past_.begin(), objects_past_.end(), my_objects) == objects_past_.end()) {
+      objects_past_.push_back(my_objects);
+      if (objects_past_.size() > 64) objects_past_.pop_front();
+    }
     std::vector<std::tuple<std::string, std::string, uint64_t>> object_peers;
     revoke_mu_.Unlock();
     for (const membership::MemberInfo& m : gossip_->Members()) {
@@ -950,8 +962,12 @@ void Agent::WatchRevocations() {
         due.emplace_back(m.name, meta->api_address, meta->revocations);
       }
       if (meta.ok() && meta->roots > my_roots) more_roots = true;
-      if (meta.ok() && meta->objects != 0 && meta->objects != my_objects) {
-        object_peers.emplace_back(m.name, meta->api_address, meta->objects);
+      for (uint64_t theirs : {meta.ok() ? meta->objects : 0, LoadReportObjects(m)}) {
+        if (theirs != 0 && theirs != my_objects &&
+            std::find(objects_past_.begin(), objects_past_.end(), theirs) == objects_past_.end()) {
+          object_peers.emplace_back(m.name, meta->api_address, theirs);
+          break;
+        }
       }
       if (meta.ok() && creds != nullptr && creds->node_cert && meta->issuers > most_issuers) {
         most_issuers = meta->issuers;
@@ -1076,10 +1092,26 @@ void Agent::ReconcileWorkloads() {
   std::vector<services::Manifest> service_objects;
   // Every workload placed, and where (for the services' routes).
   std::vector<std::pair<services::Manifest, std::vector<std::string>>> workloads;
+  // Manifests are parsed once per version (this runs at every member event).
+  std::map<std::pair<services::Kind, std::string>,
+           std::pair<services::Version, std::optional<services::Manifest>>>
+      parsed_now;
   for (const services::StoredObject& o : objects_->Live()) {
-    absl::StatusOr<services::Parsed> parsed = services::ParseManifests(o.text);
-    if (!parsed.ok() || parsed->manifests.size() != 1) continue;
-    const services::Manifest& m = parsed->manifests[0];
+    auto cached = parsed_manifests_.find(o.key());
+    if (cached != parsed_manifests_.end() && cached->second.first == o.version) {
+      parsed_now.emplace(o.key(), std::move(cached->second));
+    } else {
+      absl::StatusOr<services::Parsed> parsed = services::ParseManifests(o.text);
+      std::optional<services::Manifest> one;
+      if (parsed.ok() && parsed->manifests.size() == 1) one = std::move(parsed->manifests[0]);
+      parsed_now.emplace(o.key(), std::make_pair(o.version, std::move(one)));
+    }
+  }
+  parsed_manifests_ = std::move(parsed_now);
+  for (const services::StoredObject& o : objects_->Live()) {
+    const std::optional<services::Manifest>& one = parsed_manifests_.at(o.key()).second;
+    if (!one) continue;
+    const services::Manifest& m = *one;
     if (o.kind == services::Kind::kService) {
       service_objects.push_back(m);
       continue;
@@ -1170,7 +1202,12 @@ void Agent::ReconcileWorkloads() {
           std::move(routes));
     }
   }
-  UpdateServicePorts(service_objects);
+  std::set<uint16_t> workload_ports;  // what this node's workloads listen on
+  for (const auto& [name, w] : watched) {
+    if (w.port != 0) workload_ports.insert(w.port);
+    if (w.probe && w.probe->port != 0) workload_ports.insert(w.probe->port);
+  }
+  UpdateServicePorts(service_objects, workload_ports);
   // Models of KServe v2 workloads leave before their workload stops, and join once it serves.
   if (workloads_) workloads_->SetWorkloads(std::move(watched));
   // Stop what is no longer placed here (deleted, moved, changed), then start what is.
@@ -1194,7 +1231,8 @@ void Agent::ReconcileWorkloads() {
   }
 }
 
-void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_objects) {
+void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_objects,
+                               const std::set<uint16_t>& workload_ports) {
   // Each port to the first Service (by name) that asks for it; a later one clashes.
   std::map<uint16_t, std::string> want;
   std::map<std::string, std::string, std::less<>> status;
@@ -1207,6 +1245,9 @@ void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_ob
     const uint16_t port = s->service.ports.front().port;
     if (http_ != nullptr && port == http_->port()) {
       status[s->name] = StrCat("port ", port, " is this node's HTTP API port: reach it by name");
+    } else if (workload_ports.contains(port)) {
+      // Taking it would keep the workload from listening there.
+      status[s->name] = StrCat("port ", port, " is a port of a workload this node runs");
     } else if (auto taken = want.find(port); taken != want.end()) {
       status[s->name] = StrCat("port ", port, " clashes with Service ", taken->second);
     } else {
@@ -1266,6 +1307,10 @@ void Agent::SyncObjects(const std::string& member, const std::string& api_addres
     absl::MutexLock lock(&revoke_mu_);
     objects_syncing_ = false;
     if (ok) objects_synced_[member] = fingerprint;
+    // Members that announced other objects while this sync ran are compared now, not at the
+    // watch thread's next periodic look.
+    revoke_check_ = true;
+    revoke_cv_.Signal();
   };
   peers_->Send(
       MemberGet(member, api_address, "/v1/objects/index"),

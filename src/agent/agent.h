@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -27,6 +28,8 @@
 #include "agent/agent_config.h"
 #include "api/service_proxy.h"
 #include "base/clock.h"
+#include "services/manifest.h"
+#include "services/object_store.h"
 #include "transport/tls.h"
 
 namespace hivemesh {
@@ -51,7 +54,6 @@ class Registry;
 namespace services {
 class ObjectService;
 class WorkloadWatcher;
-struct Manifest;
 class Supervisor;
 }  // namespace services
 namespace membership {
@@ -204,6 +206,13 @@ class Agent {
   bool objects_syncing_ ABSL_GUARDED_BY(revoke_mu_) = false;
   // Per member: the fingerprint it announced when this node last compared with it.
   std::map<std::string, uint64_t> objects_synced_ ABSL_GUARDED_BY(revoke_mu_);
+  // This node's latest object fingerprints (the watch thread's): members announcing one of them
+  // are behind, not ahead.
+  std::deque<uint64_t> objects_past_;
+  // The manifests of the applied objects, parsed, by object and version (the watch thread's).
+  std::map<std::pair<services::Kind, std::string>,
+           std::pair<services::Version, std::optional<services::Manifest>>>
+      parsed_manifests_;
   // Workloads (docs/services.md): the applied Deployments placed on this node (services/
   // placement.h over the live members) run under the supervisor, started and stopped to match
   // on the watch thread, which alone reads and writes running_ (name -> the version running,
@@ -223,7 +232,8 @@ class Agent {
   std::unique_ptr<ServiceProxy> service_proxy_;
   // Each Service's port, listened on where it is free (docs/services.md): opened and closed by
   // ReconcileWorkloads on the watch thread; what each Service's port is here, for `get services`.
-  void UpdateServicePorts(const std::vector<services::Manifest>& service_objects);
+  void UpdateServicePorts(const std::vector<services::Manifest>& service_objects,
+                          const std::set<uint16_t>& workload_ports);
   std::string ServicePortStatus(std::string_view service) const;
   struct PortListener {
     std::string service;

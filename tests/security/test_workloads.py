@@ -225,7 +225,8 @@ class WorkloadsTest(unittest.TestCase):
         one on a node's own HTTP port is told to use the name; none is silent."""
         web_port, service_port = free_port(), free_port()
         self.apply(deployment("web3", ["python3", "-m", "http.server", "--bind", "127.0.0.1",
-                                       str(web_port)]))
+                                       str(web_port)]) +
+                   f"        ports:\n        - containerPort: {web_port}\n")
         wait_for(lambda: serves(web_port), 30, "the workload to serve")
         west = self.nodes["west"]
         text = service("first-svc", "web3", web_port).replace("port: 80", f"port: {service_port}")
@@ -233,10 +234,14 @@ class WorkloadsTest(unittest.TestCase):
             "port: 80", f"port: {service_port}")
         text += "---\n" + service("own-svc", "web3", web_port).replace("port: 80",
                                                                          f"port: {west.port}")
+        # A Service whose port is its workload's own: the node that runs the workload leaves it
+        # to the workload (taking it would keep the program from listening after a restart).
+        text += "---\n" + service("same-svc", "web3", web_port).replace("port: 80",
+                                                                          f"port: {web_port}")
         self.apply(text)
         live = [n for n in self.nodes.values() if n.proc.poll() is None]
 
-        names = ("first-svc", "second-svc", "own-svc")
+        names = ("first-svc", "second-svc", "own-svc", "same-svc")
 
         def reported():
             return all(all(self.services_here(n).get(s) for s in names) for n in live)
@@ -253,6 +258,11 @@ class WorkloadsTest(unittest.TestCase):
                                                 "first-svc")
             if n is west:
                 self.assertIn("is this node's HTTP API port: reach it by name", here["own-svc"])
+            if n.name == self.runners("web3")[0]:
+                self.assertEqual(here["same-svc"], f"port {web_port} is a port of a workload "
+                                                   "this node runs")
+            else:
+                self.assertIn(f"port {web_port} is not free here", here["same-svc"])
         self.assertTrue(west.log_lines(r"service second-svc: port \d+ clashes with Service "
                                        r"first-svc"), "a clash is logged too")
         table = subprocess.run([self.BINARY, "get", "services", "--node",
