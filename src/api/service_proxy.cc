@@ -16,14 +16,42 @@ constexpr std::string_view kServedBy = "Hivemesh-Served-By";
 
 bool Idempotent(std::string_view method) { return method == "GET" || method == "HEAD"; }
 
-HttpResponse Answer(const PeerResponse& r, std::string_view served_by) {
+bool EqualsLower(std::string_view name, std::string_view lower) {
+  if (name.size() != lower.size()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
+// A field that goes end to end (RFC 9110 7.6.1): not one of the connection's own, not one the
+// sender sets from the message (Host, length, framing), and not one of hivemesh's own (a
+// client's Hivemesh-* fields, credentials among them, never reach a node or a workload).
+bool EndToEnd(std::string_view name) {
+  for (std::string_view hop : {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+                               "proxy-authorization", "te", "trailer", "transfer-encoding",
+                               "upgrade", "host", "content-length", "content-type", "expect"}) {
+    if (EqualsLower(name, hop)) return false;
+  }
+  return !(name.size() >= 9 && EqualsLower(name.substr(0, 9), "hivemesh-"));
+}
+
+// `from_peer`: the answer came from another node, which names who served (a workload's own
+// Hivemesh-Served-By is not taken).
+HttpResponse Answer(const PeerResponse& r, std::string_view served_by, bool from_peer) {
   HttpResponse out;
   out.status = r.status;
   out.content_type =
       std::string(r.headers.Get("content-type").value_or("application/octet-stream"));
   if (r.body != nullptr) out.body = *r.body;
-  out.headers.emplace_back(std::string(kServedBy),
-                           std::string(r.headers.Get("hivemesh-served-by").value_or(served_by)));
+  r.headers.ForEach([&](std::string_view name, std::string_view value) {
+    if (EndToEnd(name)) out.headers.emplace_back(std::string(name), std::string(value));
+  });
+  out.headers.emplace_back(
+      std::string(kServedBy),
+      std::string(from_peer ? r.headers.Get("hivemesh-served-by").value_or(served_by) : served_by));
   return out;
 }
 
@@ -95,10 +123,11 @@ void ServiceProxy::Proxy(std::string_view name, const Route& route, const HttpRe
   out->method = std::string(request.method());
   out->target = std::string(request.target());
   out->headers.emplace_back("Host", route.service);
-  for (std::string_view h : {"Content-Type", "Accept"}) {
-    if (request.has_header(h)) {
-      out->headers.emplace_back(std::string(h), std::string(request.header(h)));
-    }
+  if (request.has_header("Content-Type")) {
+    out->headers.emplace_back("Content-Type", std::string(request.header("Content-Type")));
+  }
+  for (const auto& [field, value] : request.headers()) {
+    if (EndToEnd(field)) out->headers.emplace_back(std::string(field), std::string(value));
   }
   if (const std::shared_ptr<const std::string> body = request.body(); body != nullptr) {
     out->body = *body;
@@ -123,7 +152,7 @@ void ServiceProxy::Send(std::shared_ptr<const Outgoing> out, const Route& route,
   (local ? local_ : peers_)
       ->Send(std::move(r), [this, out, route, left = std::move(left), may_retry, to,
                             respond = std::move(respond)](absl::StatusOr<PeerResponse> answer) {
-        if (answer.ok()) return respond(Answer(*answer, to.node));
+        if (answer.ok()) return respond(Answer(*answer, to.node, to.node != self_));
         // An idempotent request that failed on the way is tried once at the next endpoint.
         if (may_retry && !left.empty()) return Send(out, route, left, false, respond);
         HttpResponse failed = ErrorResponse(absl::UnavailableError(StrCat(

@@ -17,8 +17,11 @@
 //   endpoint. The answer's status, Content-Type and body come back with `Hivemesh-Served-By:
 //   <node>`. 503 naming the Service when it has no endpoint, 502 when the endpoint failed.
 //
-// Today: requests and answers are buffered whole (bounded by the server's body limit), and only
-// Content-Type and Accept are passed on.
+// Header fields go end to end both ways, but for the connection's own (Connection, Keep-Alive,
+// TE, Upgrade ...), the message's framing (Content-Length, Transfer-Encoding) and hivemesh's
+// own (a client's Hivemesh-* fields never reach a node or a workload). Today: requests and
+// answers are buffered whole (bounded by the server's body limit), and of repeated answer
+// fields only the last is kept.
 //
 // Thread safety: Handle may be called from any thread.
 #pragma once

@@ -51,6 +51,9 @@ class LinkSession final : public std::enable_shared_from_this<LinkSession> {
       return f == nullptr ? std::string_view() : head.Value(*f);
     }
     bool has_header(std::string_view name) const override { return head.Find(name) != nullptr; }
+    std::vector<std::pair<std::string_view, std::string_view>> headers() const override {
+      return head.All();
+    }
     std::shared_ptr<const std::string> body() const override { return body_shared; }
     SteadyTime received() const override { return received_at; }
     std::string_view remote_address() const override { return remote; }

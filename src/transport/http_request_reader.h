@@ -74,6 +74,15 @@ struct RequestHead {
   std::string_view Value(const Field& f) const {
     return std::string_view(text.data() + f.value, f.value_size);
   }
+  std::string_view Name(const Field& f) const {
+    return std::string_view(text.data() + f.name, f.name_size);
+  }
+  std::vector<std::pair<std::string_view, std::string_view>> All() const {
+    std::vector<std::pair<std::string_view, std::string_view>> out;
+    out.reserve(fields.size());
+    for (const Field& f : fields) out.emplace_back(Name(f), Value(f));
+    return out;
+  }
 };
 
 struct RequestLimits {

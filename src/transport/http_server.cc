@@ -38,6 +38,9 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   bool has_header(std::string_view name) const override {
     return request_head_.Find(name) != nullptr;
   }
+  std::vector<std::pair<std::string_view, std::string_view>> headers() const override {
+    return request_head_.All();
+  }
   std::shared_ptr<const std::string> body() const override { return body_; }
   SteadyTime received() const override { return received_; }
   std::string_view remote_address() const override { return remote_; }

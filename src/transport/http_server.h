@@ -113,6 +113,8 @@ class HttpRequest {
   // The header's value, or empty if absent. Names are case-insensitive.
   virtual std::string_view header(std::string_view name) const = 0;
   virtual bool has_header(std::string_view name) const = 0;
+  // Every header field (name as sent, value) in arrival order.
+  virtual std::vector<std::pair<std::string_view, std::string_view>> headers() const = 0;
   // The body, shared: tensors may keep views into it beyond the request's life.
   virtual std::shared_ptr<const std::string> body() const = 0;
   virtual SteadyTime received() const = 0;  // when the headers had been read

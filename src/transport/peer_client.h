@@ -93,6 +93,13 @@ class PeerHeaders {
   std::optional<std::string_view> Get(std::string_view name) const;
   // A field as received: its name is stored in lower case.
   void Add(std::string_view name, std::string_view value);
+  // Every field (lower-case name, value), in arrival order.
+  template <typename F>
+  void ForEach(F&& f) const {
+    for (const Field& field : fields_) {
+      f(Name(field), std::string_view(text_.data() + field.at + field.name_size, field.value_size));
+    }
+  }
   size_t size() const { return fields_.size(); }
   bool empty() const { return fields_.empty(); }
   // Room for `fields` fields of `bytes` name and value bytes in all.

@@ -29,6 +29,9 @@ class FakeRequest final : public HttpRequest {
     return it == headers_.end() ? std::string_view() : std::string_view(it->second);
   }
   bool has_header(std::string_view name) const override { return headers_.count(name) > 0; }
+  std::vector<std::pair<std::string_view, std::string_view>> headers() const override {
+    return {headers_.begin(), headers_.end()};
+  }
   std::shared_ptr<const std::string> body() const override { return body_; }
   SteadyTime received() const override { return SteadyTime(); }
   std::string_view remote_address() const override { return "10.0.0.9"; }

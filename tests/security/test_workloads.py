@@ -362,6 +362,51 @@ class WorkloadsTest(unittest.TestCase):
                        input=text + "---\n" + service("probed-svc", "probed", port),
                        capture_output=True, text=True, timeout=30)
 
+    def test_5_header_fields_go_end_to_end_but_hivemesh_own_and_hop_by_hop(self):
+        """Through the node that runs it and through another: the client's fields reach the
+        workload and the workload's reach the client, except the connection's own and any
+        Hivemesh-* field (a client cannot pass a credential on; a workload cannot claim to be a
+        node)."""
+        port = free_port()
+        echo = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "services", "echo_server.py")
+        self.apply(deployment("echo", ["/usr/bin/python3", echo, str(port)]) + "---\n" +
+                   service("echo-svc", "echo", port))
+        wait_for(lambda: self.runners("echo"), 30, "the echo workload to run")
+        host = self.runners("echo")[0]
+        other = next(n for n in ("west", "east-a", "east-b")
+                     if n != host and self.nodes[n].proc.poll() is None)
+        for via in (host, other):
+            node = self.nodes[via]
+            wait_for(lambda: by_name(node, "echo-svc")[0] == 200, 30, f"echo-svc at {via}")
+            conn = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+            try:
+                conn.request("POST", "/some/path?q=1", body=b"12345", headers={
+                    "Host": "echo-svc", "X-Trace-Id": "abc123", "Authorization": "Bearer app",
+                    "Hivemesh-Credential": "forged", "Hivemesh-Origin": "forged",
+                    "Content-Type": "text/plain", "Keep-Alive": "timeout=5"})
+                r = conn.getresponse()
+                seen = json.loads(r.read())
+                self.assertEqual(r.status, 200)
+                self.assertEqual(r.getheader("X-Echo"), "yes", via)
+                self.assertEqual(r.getheader("Hivemesh-Served-By"), host, via)
+            finally:
+                conn.close()
+            self.assertEqual((seen["method"], seen["path"], seen["body_bytes"]),
+                             ("POST", "/some/path?q=1", 5))
+            got = seen["headers"]
+            self.assertEqual(got.get("x-trace-id"), "abc123", via)
+            self.assertEqual(got.get("authorization"), "Bearer app", via)
+            self.assertEqual(got.get("content-type"), "text/plain", via)
+            self.assertEqual(got.get("host"), "echo-svc", via)
+            self.assertNotIn("keep-alive", got, via)
+            self.assertFalse([k for k in got if k.startswith("hivemesh-")], (via, got))
+        subprocess.run([self.BINARY, "delete", "-f", "-", "--node",
+                        f"127.0.0.1:{self.nodes[other].port}"],
+                       input=deployment("echo", ["/usr/bin/python3", echo, str(port)]) + "---\n" +
+                       service("echo-svc", "echo", port), capture_output=True, text=True,
+                       timeout=30)
+
 
 if __name__ == "__main__":
     WorkloadsTest.BINARY = binary_from_argv()

@@ -6,11 +6,11 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "transport/io_threads_asio.h"
-#include "transport/io_write.h"
 #include "base/strings.h"
 #include "h2c/h2c_transport.h"
 #include "h2c/h2c_wire.h"
+#include "transport/io_threads_asio.h"
+#include "transport/io_write.h"
 
 namespace hivemesh::h2c {
 namespace {
@@ -57,6 +57,11 @@ class Stream final : public HttpRequest {
     return f == nullptr ? std::string_view() : Text(f->value);
   }
   bool has_header(std::string_view name) const override { return Find(name) != nullptr; }
+  std::vector<std::pair<std::string_view, std::string_view>> headers() const override {
+    std::vector<std::pair<std::string_view, std::string_view>> out;
+    for (const Field& f : fields_) out.emplace_back(Text(f.name), Text(f.value));
+    return out;
+  }
   std::shared_ptr<const std::string> body() const override { return body_shared; }
   SteadyTime received() const override { return received_at; }
   std::string_view remote_address() const override { return *remote; }
