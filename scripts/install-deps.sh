@@ -42,6 +42,9 @@ packages=(
   # the chaos suite (tests/chaos): network namespaces, veth pairs and a bridge (ip), cuts and
   # loss (iptables), bandwidth limits (tc)
   iproute2 iptables
+  # workloads that run an image (tests/security/test_image_workloads.py): podman with runc, and
+  # buildah and a static busybox to build the test's image offline from scratch
+  podman runc buildah busybox-static
 )
 
 missing=()

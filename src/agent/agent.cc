@@ -1,13 +1,18 @@
 #include "agent/agent.h"
 #include "agent/join_service.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <simdjson.h>
+#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <set>
 #include <thread>
@@ -46,6 +51,7 @@
 #include "membership/node_meta.h"
 #include "routing/dispatcher.h"
 #include "routing/forwarder.h"
+#include "services/container.h"
 #include "services/kserve_backend.h"
 #include "services/object_service.h"
 #include "services/placement.h"
@@ -1126,17 +1132,26 @@ void Agent::ReconcileWorkloads() {
     const std::vector<std::string> placed = services::Place(o.name, *rule, members);
     workloads.emplace_back(m, placed);
     if (std::find(placed.begin(), placed.end(), config_.node_name) == placed.end()) continue;
-    if (m.workload.command.empty()) {
-      if (workload_errors_.insert(StrCat(o.name, "@", o.version.unix_ms)).second) {
-        spdlog::error(
-            "workload {} is placed here but runs an image ({}), and this node runs "
-            "programs only (command:) so far",
-            o.name, m.workload.image);
-      }
-      continue;
-    }
     services::ProcessSpec spec{o.name, m.workload.command, m.workload.env};
     spec.argv.insert(spec.argv.end(), m.workload.args.begin(), m.workload.args.end());
+    if (!m.workload.image.empty()) {
+      // An image runs through podman, in the foreground under the supervisor.
+      const char* path = std::getenv("PATH");
+      const std::optional<std::string> podman = services::FindInPath("podman", path ? path : "");
+      if (!podman) {
+        if (workload_errors_.insert(StrCat(o.name, "@", o.version.unix_ms)).second) {
+          spdlog::error(
+              "workload {} is placed here and runs an image ({}), but podman is not installed "
+              "on this node (images run through podman; install it, or give the Deployment a "
+              "command to run as a process)",
+              o.name, m.workload.image);
+        }
+        continue;
+      }
+      const std::string container = services::ContainerName(config_.node_name, o.name);
+      spec.argv = services::PodmanRun(*podman, container, m.workload);
+      containers_[o.name] = services::PodmanRemove(*podman, container);
+    }
     wanted[o.name] = StrCat(o.version.unix_ms, ".", o.version.counter, ".", o.version.origin);
     services::WatchedWorkload& w = watched[o.name];
     if (!m.workload.ports.empty()) w.port = m.workload.ports.front().container_port;
@@ -1221,6 +1236,7 @@ void Agent::ReconcileWorkloads() {
         "workload {} {}", it->first,
         w == wanted.end() ? "is no longer placed here: stopping it" : "changed: starting it anew");
     supervisor_->Stop(it->first);
+    RemoveContainer(it->first);
     it = running_.erase(it);
   }
   for (auto& [name, version] : wanted) {
@@ -1229,6 +1245,35 @@ void Agent::ReconcileWorkloads() {
     supervisor_->Run(name, std::move(specs[name]));
     running_[name] = version;
   }
+}
+
+void Agent::RemoveContainer(const std::string& workload) {
+  auto it = containers_.find(workload);
+  if (it == containers_.end()) return;
+  std::vector<std::string> args = std::move(it->second);
+  containers_.erase(it);
+  // `podman rm --force`: nothing if podman's --rm removed it already; the container of a podman
+  // that had to be killed otherwise. Waited for, at most 30 s.
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) {
+    spdlog::warn("the container of workload {} is not removed: {}", workload, std::strerror(rc));
+    return;
+  }
+  for (int i = 0; i < 3000; ++i) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  spdlog::warn("removing the container of workload {} takes over 30 s; left to finish", workload);
 }
 
 void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_objects,
@@ -2086,6 +2131,7 @@ Agent::~Agent() {
   for (auto& [port, listener] : port_listeners_) listener.server->Stop();
   if (workloads_) workloads_->Stop();
   if (supervisor_) supervisor_->StopAll();
+  for (const auto& [name, remove] : containers_) RemoveContainer(name);
   // No more announcements: the gossip node goes before the repository.
   if (repository_) repository_->SetOnChange(nullptr);
   // Answer every queued and running request while the I/O threads still run (Drain() has done

@@ -224,6 +224,10 @@ class Agent {
   // ones (attached to the repository).
   std::unique_ptr<services::WorkloadWatcher> workloads_;
   std::map<std::string, std::string> running_;
+  // Workloads running an image: the command that removes the container (the watch thread's,
+  // and the destructor's once it has joined it).
+  std::map<std::string, std::vector<std::string>> containers_;
+  void RemoveContainer(const std::string& workload);
   std::set<std::string> workload_errors_;
   // Services reached by name (api/service_proxy.h): the routes ReconcileWorkloads computes (by
   // Service name), read by the proxy at each request; and the plain HTTP client to this node's
