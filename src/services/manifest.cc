@@ -384,6 +384,11 @@ absl::StatusOr<Manifest> ParseDocument(const YAML::Node& doc, size_t index,
   if (!meta || !meta.IsMap() || !meta["name"]) return d.Error("metadata.name", "is required");
   HM_ASSIGN_OR_RETURN(m.name, d.String(meta["name"], "metadata.name"));
   HM_RETURN_IF_ERROR(d.Wrap(CheckName(m.name, "metadata.name")));
+  if (m.kind == Kind::kService && m.name == "localhost") {
+    // Services are reached by Host: this one would take every request for the node itself.
+    return d.Error("metadata.name",
+                   "'localhost' is how clients reach the node itself; a Service may not take it");
+  }
   d.Rename(StrCat(kind, " ", m.name));
   d.Unknown(doc, "", {"apiVersion", "kind", "metadata", "spec", "status"});
   d.Unknown(meta, "metadata", {"name", "namespace", "labels", "annotations"});

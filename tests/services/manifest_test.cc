@@ -118,6 +118,9 @@ TEST(ManifestTest, InvalidManifestsAreRefusedNamingTheField) {
               HasSubstr("apiVersion"));
   EXPECT_THAT(Refusal(Replace(kSeedService, "edge-camera-ai", "Edge_Camera")),
               HasSubstr("metadata.name: 'Edge_Camera' must be 1 to 63 of [a-z0-9-]"));
+  // Clients call the node itself so: a Service of that name would take their requests.
+  EXPECT_THAT(Refusal(Replace(kSeedService, "name: edge-camera-ai", "name: localhost")),
+              HasSubstr("metadata.name: 'localhost' is how clients reach the node itself"));
   EXPECT_THAT(Refusal(Replace(kSeedService, "port: 80", "port: 70000")),
               HasSubstr("Service edge-camera-ai: spec.ports[0].port: must be 1 to 65535"));
   EXPECT_THAT(Refusal(Replace(kSeedService, "protocol: TCP", "protocol: UDP")),

@@ -107,7 +107,11 @@ bool HttpConnection::WaitClosed(std::chrono::milliseconds timeout) {
 HttpResult HttpConnection::Request(
     const std::string& method, const std::string& path, const std::string& body,
     const std::vector<std::pair<std::string, std::string>>& headers) {
-  std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+  // Host: 127.0.0.1 unless the caller gives one.
+  bool own_host = false;
+  for (const auto& [k, v] : headers) own_host = own_host || k == "Host" || k == "host";
+  std::string req = method + " " + path + " HTTP/1.1\r\n";
+  if (!own_host) req += "Host: 127.0.0.1\r\n";
   for (const auto& [k, v] : headers) req += k + ": " + v + "\r\n";
   if (!body.empty() || method == "POST")
     req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
