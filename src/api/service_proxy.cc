@@ -1,15 +1,94 @@
 #include "api/service_proxy.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
 
+#include "absl/synchronization/mutex.h"
 #include "api/member_check.h"
 #include "api/rest_infer.h"
 #include "base/strings.h"
+#include "routing/outlier.h"
+#include "routing/peak_ewma.h"
 #include "services/manifest.h"
 #include "transport/peer_client.h"
 
 namespace hivemesh {
+
+// Per endpoint node: peak-EWMA of its answers' latency, requests pending, outlier ejection.
+class ServiceProxy::Balancer {
+ public:
+  // `endpoints` (ready, not this node) ordered: the P2C choice first, the others after, ejected
+  // ones last.
+  void Order(std::vector<Endpoint>& endpoints) {
+    const SteadyTime now = SystemClock::Get().Now();
+    absl::MutexLock lock(&mu_);
+    std::vector<Endpoint> open, ejected;
+    for (Endpoint& e : endpoints) {
+      (StatsOf(e.node, now).outlier.Ejected(now) ? ejected : open).push_back(std::move(e));
+    }
+    if (open.empty()) open.swap(ejected);  // all ejected: try them rather than answer 503
+    std::shuffle(open.begin(), open.end(), rng_);
+    if (open.size() >= 2) {
+      const double a = Cost(open[0].node, now), b = Cost(open[1].node, now);
+      if (b < a) std::swap(open[0], open[1]);
+    }
+    endpoints = std::move(open);
+    endpoints.insert(endpoints.end(), ejected.begin(), ejected.end());
+  }
+  void Started(const std::string& node) {
+    absl::MutexLock lock(&mu_);
+    ++StatsOf(node, SystemClock::Get().Now()).pending;
+  }
+  // An answer (`status`: its HTTP status) or a transport failure, `took` after it was sent.
+  void Finished(const std::string& node, const absl::Status& transport, int status, Nanos took) {
+    const SteadyTime now = SystemClock::Get().Now();
+    absl::MutexLock lock(&mu_);
+    Stats& s = StatsOf(node, now);
+    s.pending = std::max(0, s.pending - 1);
+    if (!transport.ok()) {
+      const routing::FailureKind kind = IsConnectionRefused(transport)
+                                            ? routing::FailureKind::kRefused
+                                            : routing::FailureKind::kReset;
+      s.outlier.OnFailure(now, kind, true);
+      return;
+    }
+    // A node's own refusal (it no longer runs the workload, or its workload failed on the way)
+    // is a soft failure; the workload's answers, errors too, are its own.
+    if (status == 502 || status == 503) {
+      s.outlier.OnFailure(now, routing::FailureKind::kSoft, true);
+    } else {
+      s.outlier.OnSuccess(now);
+    }
+    s.latency.Observe(took, now);
+  }
+
+ private:
+  struct Stats {
+    explicit Stats(SteadyTime now)
+        : latency(std::chrono::seconds(10), std::chrono::milliseconds(30), now) {}
+    routing::PeakEwma latency;
+    routing::OutlierState outlier;
+    int pending = 0;
+  };
+  Stats& StatsOf(const std::string& node, SteadyTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = stats_.find(node);
+    if (it == stats_.end()) {
+      if (stats_.size() >= 4096) stats_.clear();  // nodes come and go: bounded
+      it = stats_.emplace(node, Stats(now)).first;
+    }
+    return it->second;
+  }
+  double Cost(const std::string& node, SteadyTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Stats& s = StatsOf(node, now);
+    return s.latency.Get(now) * (s.pending + 1);
+  }
+
+  absl::Mutex mu_;
+  std::map<std::string, Stats> stats_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
+};
+
 namespace {
 
 constexpr std::string_view kServedBy = "Hivemesh-Served-By";
@@ -68,7 +147,13 @@ std::string_view ServiceNameOfHost(std::string_view host) {
 }
 
 ServiceProxy::ServiceProxy(std::string self, Resolve resolve, PeerClient* peers, PeerClient* local)
-    : self_(std::move(self)), resolve_(std::move(resolve)), peers_(peers), local_(local) {}
+    : self_(std::move(self)),
+      resolve_(std::move(resolve)),
+      peers_(peers),
+      local_(local),
+      balancer_(std::make_unique<Balancer>()) {}
+
+ServiceProxy::~ServiceProxy() = default;
 
 bool ServiceProxy::Handle(const HttpRequest& request, HttpResponder& respond) const {
   const std::string_view name = ServiceNameOfHost(request.header("Host"));
@@ -104,12 +189,8 @@ void ServiceProxy::Proxy(std::string_view name, const Route& route, const HttpRe
     respond(ErrorResponse(absl::UnavailableError(
         StrCat("service ", name, ": this node (", self_, ") does not run it now"))));
     return;
-  } else {
-    // Spread over the endpoints: start at a random one.
-    thread_local std::minstd_rand rng{std::random_device{}()};
-    if (!endpoints.empty()) {
-      std::rotate(endpoints.begin(), endpoints.begin() + rng() % endpoints.size(), endpoints.end());
-    }
+  } else if (!endpoints.empty()) {
+    balancer_->Order(endpoints);
   }
   if (endpoints.empty()) {
     respond(ErrorResponse(absl::UnavailableError(
@@ -149,10 +230,16 @@ void ServiceProxy::Send(std::shared_ptr<const Outgoing> out, const Route& route,
   r.target = out->target;
   r.headers = out->headers;
   r.body = out->body;
+  if (!local) balancer_->Started(to.node);
+  const SteadyTime sent = SystemClock::Get().Now();
   (local ? local_ : peers_)
-      ->Send(std::move(r), [this, out, route, left = std::move(left), may_retry, to,
+      ->Send(std::move(r), [this, out, route, left = std::move(left), may_retry, to, local, sent,
                             respond = std::move(respond)](absl::StatusOr<PeerResponse> answer) {
-        if (answer.ok()) return respond(Answer(*answer, to.node, to.node != self_));
+        if (!local) {
+          balancer_->Finished(to.node, answer.status(), answer.ok() ? answer->status : 0,
+                              SystemClock::Get().Now() - sent);
+        }
+        if (answer.ok()) return respond(Answer(*answer, to.node, !local));
         // An idempotent request that failed on the way is tried once at the next endpoint.
         if (may_retry && !left.empty()) return Send(out, route, left, false, respond);
         HttpResponse failed = ErrorResponse(absl::UnavailableError(StrCat(

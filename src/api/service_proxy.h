@@ -11,6 +11,10 @@
 //   alive). Otherwise it goes to an endpoint node over its mesh link (mutual TLS in a secure
 //   mesh), which sends it on to its own workload; a request that came from a peer is never
 //   forwarded again (503 if its node no longer runs the workload).
+// - Which endpoint: this node's, when it runs a ready one; otherwise the power of two choices
+//   among the other ready endpoints on peak-EWMA latency x (requests pending + 1) as this node
+//   saw them, skipping endpoints ejected for failing on the way (routing/outlier.h: a refused
+//   connection for a second, resets and five failures in a row for longer), unless all are.
 // - A node also listens on each Service's `port` (the agent opens the listeners, Serve answers
 //   on them): every request there is for that Service, whatever its Host.
 // - A GET or HEAD that fails on the way (connection refused or reset) is tried once at another
@@ -23,7 +27,7 @@
 // answers are buffered whole (bounded by the server's body limit), and of repeated answer
 // fields only the last is kept.
 //
-// Thread safety: Handle may be called from any thread.
+// Thread safety: Handle and Serve may be called from any thread.
 #pragma once
 
 #include <functional>
@@ -57,6 +61,7 @@ class ServiceProxy {
 
   // `peers`: to other nodes (mesh links); `local`: plain HTTP to this node's workloads.
   ServiceProxy(std::string self, Resolve resolve, PeerClient* peers, PeerClient* local);
+  ~ServiceProxy();
 
   // True if the request's Host names a Service (and it was answered).
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
@@ -84,6 +89,9 @@ class ServiceProxy {
   Resolve resolve_;
   PeerClient* peers_;
   PeerClient* local_;
+  // What the proxy has seen of each endpoint node (service_proxy.cc): the balancing state.
+  class Balancer;
+  std::unique_ptr<Balancer> balancer_;
 };
 
 // The Service name a Host header names ("name", "name:80", "name.hivemesh"), or empty.
