@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/hex.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "identity/key_file.h"
@@ -31,6 +32,7 @@ absl::StatusOr<std::unique_ptr<ObjectService>> ObjectService::Open(std::string p
 absl::Status ObjectService::CommitLocked(ObjectStore next) {
   HM_RETURN_IF_ERROR(identity::ReplaceFile(path_, EncodeObjects(next.All()), 0600));
   store_ = std::move(next);
+  fingerprint_.reset();
   return absl::OkStatus();
 }
 
@@ -99,14 +101,18 @@ std::string ObjectService::Digest() const {
 
 uint64_t ObjectService::Fingerprint() const {
   absl::MutexLock lock(&mu_);
-  if (store_.All().empty()) return 0;
-  const std::string hex = store_.Digest();
+  // Asked at every member event and load report: computed once per change.
+  if (fingerprint_) return *fingerprint_;
   uint64_t out = 0;
-  for (size_t i = 0; i < 16; ++i) {
-    const char c = hex[i];
-    out = (out << 4) | static_cast<uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
+  if (!store_.empty()) {
+    const std::optional<std::string> digest = HexDecode(store_.Digest());
+    for (size_t i = 0; digest && i < 8; ++i) {
+      out = (out << 8) | static_cast<unsigned char>((*digest)[i]);
+    }
+    if (out == 0) out = 1;  // 0 says "no objects"
   }
-  return out == 0 ? 1 : out;
+  fingerprint_ = out;
+  return out;
 }
 
 std::vector<IndexEntry> ObjectService::Index() const {
@@ -122,11 +128,8 @@ std::vector<ObjectKey> ObjectService::Wanted(const std::vector<IndexEntry>& peer
 std::vector<StoredObject> ObjectService::Export(const std::vector<ObjectKey>& keys) const {
   absl::MutexLock lock(&mu_);
   std::vector<StoredObject> out;
-  const std::vector<StoredObject> all = store_.All();
   for (const ObjectKey& k : keys) {
-    for (const StoredObject& o : all) {
-      if (o.key() == k) out.push_back(o);
-    }
+    if (const StoredObject* o = store_.Held(k)) out.push_back(*o);
   }
   return out;
 }

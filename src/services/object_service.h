@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +67,7 @@ class ObjectService {
   const std::string path_;
   mutable absl::Mutex mu_;
   ObjectStore store_ ABSL_GUARDED_BY(mu_);
+  mutable std::optional<uint64_t> fingerprint_ ABSL_GUARDED_BY(mu_);  // of store_, once asked
   std::function<void(bool local)> changed_;
 };
 

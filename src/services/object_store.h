@@ -79,6 +79,12 @@ class ObjectStore {
   std::vector<StoredObject> Live() const;
   std::vector<StoredObject> All() const;
   std::optional<StoredObject> Find(Kind kind, std::string_view name) const;
+  // The object or tombstone held under `key`, if any.
+  const StoredObject* Held(const ObjectKey& key) const {
+    auto it = objects_.find(key);
+    return it == objects_.end() ? nullptr : &it->second;
+  }
+  bool empty() const { return objects_.empty(); }
 
   // SHA-256 (hex) over every object's kind, name and version, tombstones included, in key order:
   // two stores with the same digest hold the same versions.

@@ -158,7 +158,8 @@ class ImageWorkloadsTest(unittest.TestCase):
                                                           "{{.Names}}").stdout.split(),
                  60, "the container to be removed")
         self.assertIsNone(fetch(port, "/"))
-        self.assertTrue(box.log_lines(r"workload web stopped"))
+        # podman's --rm removes the container before podman itself exits and is reaped.
+        wait_for(lambda: box.log_lines(r"workload web stopped"), 30, "the workload to be reaped")
 
     def test_2_a_node_without_podman_says_so_and_serves_on(self):
         port = free_port()
