@@ -2,11 +2,12 @@
 
 #include <unistd.h>
 
+#include "base/strings.h"
+
 namespace hivemesh::services {
 
 std::string ContainerName(std::string_view node, std::string_view workload) {
-  std::string name = "hivemesh-";
-  name.append(node).append("-").append(workload);
+  std::string name = StrCat("hivemesh-", node, "-", workload);
   for (char& c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '.' || c == '-';
@@ -45,9 +46,8 @@ std::optional<std::string> FindInPath(std::string_view program, std::string_view
   }
   while (true) {
     const size_t colon = path.find(':');
-    std::string dir(path.substr(0, colon));
-    if (dir.empty()) dir = ".";
-    std::string candidate = dir + "/" + std::string(program);
+    const std::string_view dir = path.substr(0, colon);
+    const std::string candidate = StrCat(dir.empty() ? std::string_view(".") : dir, "/", program);
     if (access(candidate.c_str(), X_OK) == 0) return candidate;
     if (colon == std::string_view::npos) return std::nullopt;
     path.remove_prefix(colon + 1);
