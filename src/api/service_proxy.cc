@@ -95,16 +95,6 @@ constexpr std::string_view kServedBy = "Hivemesh-Served-By";
 
 bool Idempotent(std::string_view method) { return method == "GET" || method == "HEAD"; }
 
-bool EqualsLower(std::string_view name, std::string_view lower) {
-  if (name.size() != lower.size()) return false;
-  for (size_t i = 0; i < name.size(); ++i) {
-    char c = name[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != lower[i]) return false;
-  }
-  return true;
-}
-
 // A field that goes end to end (RFC 9110 7.6.1): not one of the connection's own, not one the
 // sender sets from the message (Host, length, framing), and not one of hivemesh's own (a
 // client's Hivemesh-* fields, credentials among them, never reach a node or a workload).
@@ -112,9 +102,9 @@ bool EndToEnd(std::string_view name) {
   for (std::string_view hop : {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
                                "proxy-authorization", "te", "trailer", "transfer-encoding",
                                "upgrade", "host", "content-length", "content-type", "expect"}) {
-    if (EqualsLower(name, hop)) return false;
+    if (EqualsLowerCase(name, hop)) return false;
   }
-  return !(name.size() >= 9 && EqualsLower(name.substr(0, 9), "hivemesh-"));
+  return !(name.size() >= 9 && EqualsLowerCase(name.substr(0, 9), "hivemesh-"));
 }
 
 // `from_peer`: the answer came from another node, which names who served (a workload's own

@@ -55,6 +55,18 @@ std::vector<std::string_view> Split(std::string_view s, char sep);
 // `s` as a decimal integer: digits only, the whole string, within 64 bits; nothing otherwise.
 std::optional<uint64_t> ParseUint(std::string_view s);
 
+// True if `a` equals `lower` (given in lower case) but for the case of ASCII letters: an HTTP
+// field name against a known one.
+inline bool EqualsLowerCase(std::string_view a, std::string_view lower) {
+  if (a.size() != lower.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char c = a[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != lower[i]) return false;
+  }
+  return true;
+}
+
 // A status's message as a std::string_view.
 inline std::string_view MessageOf(const absl::Status& s) {
   return std::string_view(s.message().data(), s.message().size());

@@ -101,21 +101,7 @@ class KserveBackend : public Backend {
     r.headers.emplace_back("Content-Type", "application/json");
     r.body = EncodeInferRequest(inputs);
     r.timeout = timeout_;
-    // The callback may run after a timeout here: it writes to state it shares.
-    struct Wait {
-      absl::Notification done;
-      absl::StatusOr<PeerResponse> answer = absl::UnavailableError("no answer");
-    };
-    auto wait = std::make_shared<Wait>();
-    client_->Send(std::move(r), [wait](absl::StatusOr<PeerResponse> answer) {
-      wait->answer = std::move(answer);
-      wait->done.Notify();
-    });
-    if (!wait->done.WaitForNotificationWithTimeout(absl::FromChrono(timeout_) + absl::Seconds(5))) {
-      return absl::DeadlineExceededError(
-          StrCat("the KServe v2 server at ", address_, " did not answer"));
-    }
-    const absl::StatusOr<PeerResponse>& answer = wait->answer;
+    const absl::StatusOr<PeerResponse> answer = SendAndWait(*client_, std::move(r));
     if (!answer.ok()) {
       return absl::Status(answer.status().code(), StrCat("the KServe v2 server at ", address_, ": ",
                                                          answer.status().message()));
@@ -151,6 +137,24 @@ class KserveBackend : public Backend {
 };
 
 }  // namespace
+
+absl::StatusOr<PeerResponse> SendAndWait(PeerClient& client, PeerRequest request) {
+  const std::chrono::milliseconds timeout = request.timeout;
+  // The callback may run after the wait gave up: it writes to state it shares.
+  struct Wait {
+    absl::Notification done;
+    absl::StatusOr<PeerResponse> answer = absl::UnavailableError("no answer");
+  };
+  auto wait = std::make_shared<Wait>();
+  client.Send(std::move(request), [wait](absl::StatusOr<PeerResponse> answer) {
+    wait->answer = std::move(answer);
+    wait->done.Notify();
+  });
+  if (!wait->done.WaitForNotificationWithTimeout(absl::FromChrono(timeout) + absl::Seconds(1))) {
+    return absl::DeadlineExceededError("no answer");
+  }
+  return std::move(wait->answer);
+}
 
 absl::StatusOr<KserveIndex> ParseKserveIndex(std::string_view json) {
   simdjson::dom::parser parser;

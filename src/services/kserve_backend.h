@@ -20,9 +20,10 @@
 
 #include "absl/status/statusor.h"
 
+#include "transport/peer_client.h"
+
 namespace hivemesh {
 class BackendRegistry;
-class PeerClient;
 }  // namespace hivemesh
 
 namespace hivemesh::services {
@@ -52,6 +53,11 @@ absl::StatusOr<KserveIndex> ParseKserveIndex(std::string_view json);
 // metadata is not usable (another model's name, an unknown datatype, a bad shape).
 absl::StatusOr<std::string> KserveModelConfig(std::string_view metadata_json,
                                               std::string_view model, uint16_t port, int instances);
+
+// Sends `request` through `client` and waits for the answer: at most the request's timeout and
+// a second more (DEADLINE_EXCEEDED "no answer" past it). For threads that may block: a model's
+// worker, the workload watcher.
+absl::StatusOr<PeerResponse> SendAndWait(PeerClient& client, PeerRequest request);
 
 // Registers the `kserve` backend, which sends requests through `client` (plain HTTP, kept alive).
 // `client` must outlive every backend made. Its options: `port` (the server's, on 127.0.0.1),

@@ -7,7 +7,6 @@
 #include <memory>
 #include <vector>
 
-#include "absl/synchronization/notification.h"
 #include "base/strings.h"
 #include "services/kserve_backend.h"
 #include "serving/model_repository.h"
@@ -157,19 +156,7 @@ absl::StatusOr<PeerResponse> WorkloadWatcher::Call(uint16_t port, const std::str
     r.body = "{}";
   }
   r.timeout = timeout;
-  struct Wait {
-    absl::Notification done;
-    absl::StatusOr<PeerResponse> answer = absl::UnavailableError("no answer");
-  };
-  auto wait = std::make_shared<Wait>();
-  client_->Send(std::move(r), [wait](absl::StatusOr<PeerResponse> answer) {
-    wait->answer = std::move(answer);
-    wait->done.Notify();
-  });
-  if (!wait->done.WaitForNotificationWithTimeout(absl::FromChrono(timeout) + absl::Seconds(1))) {
-    return absl::DeadlineExceededError("no answer");
-  }
-  return std::move(wait->answer);
+  return SendAndWait(*client_, std::move(r));
 }
 
 absl::StatusOr<PeerResponse> WorkloadWatcher::Get200(uint16_t port, const std::string& method,

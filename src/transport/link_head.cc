@@ -43,17 +43,6 @@ bool IsDigits(std::string_view s) {
   return true;
 }
 
-// `lower` is in lower case.
-bool EqualsIgnoreCase(std::string_view a, std::string_view lower) {
-  if (a.size() != lower.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (x != lower[i]) return false;
-  }
-  return true;
-}
-
 std::string_view TrimSpaces(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -105,10 +94,10 @@ bool ParseField(std::string_view line, LinkHead* head, bool* has_length, std::st
   const std::string_view name = line.substr(0, colon);
   const std::string_view value = TrimSpaces(line.substr(colon + 1));
   if (!IsText(value)) return Fail(error, "a control character in a header value");
-  if (name.size() == 17 && EqualsIgnoreCase(name, "transfer-encoding")) {
+  if (name.size() == 17 && EqualsLowerCase(name, "transfer-encoding")) {
     return Fail(error, "Transfer-Encoding on a mesh link (messages carry Content-Length)");
   }
-  if (name.size() == 14 && EqualsIgnoreCase(name, "content-length")) {
+  if (name.size() == 14 && EqualsLowerCase(name, "content-length")) {
     // Nineteen digits always fit in 64 bits.
     if (!IsDigits(value) || value.size() > 19) return Fail(error, "malformed Content-Length");
     uint64_t n = 0;

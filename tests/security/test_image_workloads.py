@@ -27,7 +27,7 @@ import unittest
 import urllib.request
 
 from hostile import Node, binary_from_argv, wait_for
-from test_workloads import by_name, free_port, service
+from test_workloads import by_name, deployment, free_port, service
 
 IMAGE = "localhost/hivemesh-test-busybox:1"
 
@@ -45,38 +45,11 @@ def fetch(port, path):
         return None
 
 
-def deployment(port, name="web", selector="runtime=podman"):
+def image_deployment(port, name="web", selector="runtime=podman"):
     script = (f"echo $MESSAGE > /www/env.txt; /bin/busybox httpd -f -p 127.0.0.1:{port} -h /www "
               "& p=$!; trap 'kill $p; exit 0' TERM; wait $p")
-    return f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-  annotations:
-    hivemesh.io/node-selector: {selector}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-      - name: {name}
-        image: {IMAGE}
-        command:
-        - /bin/busybox
-        - sh
-        - -c
-        - "{script}"
-        env:
-        - name: MESSAGE
-          value: hello from the manifest
-        ports:
-        - containerPort: {port}
-"""
+    return deployment(name, ["/bin/busybox", "sh", "-c", script], selector=selector, image=IMAGE,
+                      env=[("MESSAGE", "hello from the manifest")], ports=[port])
 
 
 def podman(*args):
@@ -138,7 +111,7 @@ class ImageWorkloadsTest(unittest.TestCase):
 
     def test_1_an_image_runs_restarts_and_is_removed(self):
         port = free_port()
-        self.cli("apply", "-f", "-", stdin=deployment(port) + "---\n" +
+        self.cli("apply", "-f", "-", stdin=image_deployment(port) + "---\n" +
                  service("web-svc", "web", port))
         wait_for(lambda: fetch(port, "/") == "served from an image\n", 60, "the container to serve")
         self.assertEqual(fetch(port, "/env.txt"), "hello from the manifest\n")
@@ -163,7 +136,8 @@ class ImageWorkloadsTest(unittest.TestCase):
 
     def test_2_a_node_without_podman_says_so_and_serves_on(self):
         port = free_port()
-        self.cli("apply", "-f", "-", stdin=deployment(port, "bare-web", "runtime=podman-missing"))
+        self.cli("apply", "-f", "-", stdin=image_deployment(port, "bare-web",
+                                                              "runtime=podman-missing"))
         bare = self.nodes["bare"]
         wait_for(lambda: bare.log_lines(r"workload bare-web is placed here and runs an image "
                                         r"\(localhost/hivemesh-test-busybox:1\), but podman is "

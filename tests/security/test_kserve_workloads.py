@@ -26,35 +26,14 @@ import unittest
 
 from grpc_stubs import pb, stub_for
 from hostile import Node, binary_from_argv, wait_for
-from test_workloads import free_port, pid_alive
+from test_workloads import deployment, free_port, pid_alive
 
 SERVER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "services",
                       "kserve_server.py")
 
 
-def deployment(name, command, port, annotations=""):
-    args = ", ".join(f'"{a}"' for a in command)
-    return f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-  annotations:
-    hivemesh.io/node-selector: zone=east
-{annotations}spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-      - name: server
-        command: [{args}]
-        ports:
-        - containerPort: {port}
-"""
+def kserve_deployment(name, command, port, annotations=()):
+    return deployment(name, command, ports=[port], annotations=annotations)
 
 
 def rest_infer(node, model, tensor):
@@ -114,7 +93,7 @@ class KserveWorkloadsTest(unittest.TestCase):
     def test_1_models_inferable_everywhere_restarted_and_deleted(self):
         port = free_port()
         self.cli("apply", "-f", "-",
-                 stdin=deployment("kserve-demo", ["/usr/bin/python3", SERVER, str(port),
+                 stdin=kserve_deployment("kserve-demo", ["/usr/bin/python3", SERVER, str(port),
                                                   "kserve-demo"], port))
         for n in self.nodes.values():
             wait_for(lambda: doubled(n)[0] == 200, 60, f"doubler inferable at {n.name}")
@@ -177,9 +156,9 @@ class KserveWorkloadsTest(unittest.TestCase):
 
     def test_2_an_annotated_workload_that_is_no_kserve_server_is_logged(self):
         port = free_port()
-        self.cli("apply", "-f", "-", stdin=deployment(
+        self.cli("apply", "-f", "-", stdin=kserve_deployment(
             "not-kserve", ["/usr/bin/python3", "-m", "http.server", "--bind", "127.0.0.1",
-                           str(port)], port, annotations='    hivemesh.io/kserve: "true"\n'))
+                           str(port)], port, annotations=[("hivemesh.io/kserve", "true")]))
         wait_for(lambda: any(n.log_lines(r"workload not-kserve is annotated hivemesh.io/kserve "
                                          r"but does not answer the protocol")
                              for n in self.nodes.values()), 60, "the error to be logged")
@@ -191,11 +170,11 @@ class KserveWorkloadsTest(unittest.TestCase):
         """Metadata that is not JSON or names another model, answers that are not JSON, and a
         2 MiB repository index: each is refused with why, the rest serves, the nodes serve on."""
         port, huge_port = free_port(), free_port()
-        self.cli("apply", "-f", "-", stdin=deployment(
+        self.cli("apply", "-f", "-", stdin=kserve_deployment(
             "hostile", ["/usr/bin/python3", SERVER, str(port), "hostile", "--hostile"], port) +
-            "---\n" + deployment(
+            "---\n" + kserve_deployment(
             "huge-index", ["/usr/bin/python3", SERVER, str(huge_port), "huge", "--huge-index"],
-            huge_port, annotations='    hivemesh.io/kserve: "true"\n'))
+            huge_port, annotations=[("hivemesh.io/kserve", "true")]))
         for n in self.nodes.values():
             wait_for(lambda: doubled(n)[0] == 200, 60, f"the hostile server's doubler at {n.name}")
         host = self.host_of("hostile")

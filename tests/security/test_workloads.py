@@ -32,8 +32,22 @@ def free_port():
         return s.getsockname()[1]
 
 
-def deployment(name, command, selector="zone=east"):
-    args = ", ".join(f'"{a}"' for a in command)
+def deployment(name, command, selector="zone=east", image=None, env=(), ports=(),
+               annotations=()):
+    """A Deployment of one replica on a node matching `selector`, running `command` (a list; the
+    image's entrypoint when `image` is given), with `env` (name, value) pairs, container `ports`
+    and more `annotations` (key, value). Ends inside the container, so fields may be added."""
+    lines = [f"    {k}: {json.dumps(v)}" for k, v in annotations]
+    container = [f"      - name: {name}"]
+    if image:
+        container.append(f"        image: {image}")
+    container.append(f"        command: {json.dumps(command)}")
+    if env:
+        container.append("        env:")
+        container += [f"        - {{name: {k}, value: {json.dumps(v)}}}" for k, v in env]
+    if ports:
+        container.append("        ports:")
+        container += [f"        - containerPort: {p}" for p in ports]
     return f"""\
 apiVersion: apps/v1
 kind: Deployment
@@ -41,7 +55,7 @@ metadata:
   name: {name}
   annotations:
     hivemesh.io/node-selector: {selector}
-spec:
+{"".join(line + chr(10) for line in lines)}spec:
   replicas: 1
   selector:
     matchLabels: {{app: {name}}}
@@ -50,9 +64,7 @@ spec:
       labels: {{app: {name}}}
     spec:
       containers:
-      - name: {name}
-        command: [{args}]
-"""
+{"".join(line + chr(10) for line in container)}"""
 
 
 def serves(port):
@@ -225,8 +237,7 @@ class WorkloadsTest(unittest.TestCase):
         one on a node's own HTTP port is told to use the name; none is silent."""
         web_port, service_port = free_port(), free_port()
         self.apply(deployment("web3", ["python3", "-m", "http.server", "--bind", "127.0.0.1",
-                                       str(web_port)]) +
-                   f"        ports:\n        - containerPort: {web_port}\n")
+                                       str(web_port)], ports=[web_port]))
         wait_for(lambda: serves(web_port), 30, "the workload to serve")
         west = self.nodes["west"]
         text = service("first-svc", "web3", web_port).replace("port: 80", f"port: {service_port}")
