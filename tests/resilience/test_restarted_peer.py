@@ -70,7 +70,10 @@ class RestartedPeerTest(unittest.TestCase):
         self.assertEqual([r for r in results if r[2] != 200], [], summary(results))
         self.assertEqual([r for r in results if not r[4]], [], "every answer is the input")
         self.assertIsNotNone(back_after, "the restarted host got no forwarded work in 30 s")
-        self.assertLess(back_after, 10.0, "the restarted host came back too slowly")
+        # Within seconds, not after an ejection (30 s and more): on a loaded 2-core machine the
+        # restarted ASan node's first answers are slow, and the power of two choices takes a few
+        # more seconds to pick it again (2 of 4 full runs took 12.9 and 14.3 s; alone, 6-9 s).
+        self.assertLess(back_after, 20.0, "the restarted host came back too slowly")
 
 
 if __name__ == "__main__":
