@@ -1102,7 +1102,9 @@ void Agent::ReconcileWorkloads() {
   std::map<std::pair<services::Kind, std::string>,
            std::pair<services::Version, std::optional<services::Manifest>>>
       parsed_now;
-  for (const services::StoredObject& o : objects_->Live()) {
+  // One snapshot for both passes: an apply landing in between must not leave an object unparsed.
+  const std::vector<services::StoredObject> live = objects_->Live();
+  for (const services::StoredObject& o : live) {
     auto cached = parsed_manifests_.find(o.key());
     if (cached != parsed_manifests_.end() && cached->second.first == o.version) {
       parsed_now.emplace(o.key(), std::move(cached->second));
@@ -1114,7 +1116,7 @@ void Agent::ReconcileWorkloads() {
     }
   }
   parsed_manifests_ = std::move(parsed_now);
-  for (const services::StoredObject& o : objects_->Live()) {
+  for (const services::StoredObject& o : live) {
     const std::optional<services::Manifest>& one = parsed_manifests_.at(o.key()).second;
     if (!one) continue;
     const services::Manifest& m = *one;
