@@ -50,6 +50,10 @@ std::string_view RejectionName(Rejection r) {
       return "tls_handshake_failed";
     case Rejection::kTlsPeerRefused:
       return "tls_peer_refused";
+    case Rejection::kPassThroughRefused:
+      return "pass_through_refused";
+    case Rejection::kTunnelRefused:
+      return "tunnel_refused";
     case Rejection::kCount:
       break;
   }

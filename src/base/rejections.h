@@ -48,6 +48,8 @@ enum class Rejection : uint8_t {
   kTlsHandshakeFailed,      // a TLS handshake that failed or did not finish in header_timeout
   kTlsPeerRefused,          // a TLS peer whose certificate the node's check refused (403)
   kPolicyDenied,            // a call the mesh's authorization policy does not allow (403)
+  kPassThroughRefused,      // a connection at a Service's port with nowhere to be relayed to
+  kTunnelRefused,           // a tunnel upgrade refused (not a member, no such workload here)
   kCount
 };
 // "header_too_large", "body_too_large", ... (metric label values; the enum's names in snake case).

@@ -11,6 +11,7 @@
 #include "transport/http_server_internal.h"
 #include "transport/io_deadline.h"
 #include "transport/io_write.h"
+#include "transport/peer_client_internal.h"
 
 namespace hivemesh {
 namespace http_internal {
@@ -45,6 +46,15 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   SteadyTime received() const override { return received_; }
   std::string_view remote_address() const override { return remote_; }
   std::string_view tls_peer() const override { return tls_peer_; }
+
+  // A request to switch to a tunnel (transport/relay.h) at a server that takes them (not while
+  // it drains).
+  bool WantsTunnel() const {
+    const RequestHead::Field* upgrade = request_head_.Find("Upgrade");
+    return core_->options.authorize_tunnel && upgrade != nullptr &&
+           beast::iequals(request_head_.Value(*upgrade), kTunnelProtocol) && method() == "GET" &&
+           body_->empty() && !core_->draining.load(std::memory_order_relaxed);
+  }
 
   // A request to switch to a mesh link that this server takes (not while it drains).
   bool WantsLink() const {
@@ -81,8 +91,13 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   }
 
  private:
-  // The client's first bytes are in: a TLS handshake record (0x16) starts TLS.
+  // Reads the client's first bytes (more of them while they cannot tell what they are).
+  void ReadFirst();
+  // The client's first bytes are in: not an HTTP/1.x request at a port that relays the others
+  // starts a relay (transport/relay.h); a TLS handshake record (0x16) starts TLS.
   void OnFirstRead(beast::error_code ec, size_t n);
+  // Hands the connection (and the bytes read) to a relay, where pass_through says.
+  void PassThrough();
   void OnHandshake(beast::error_code ec);
   // Reads the next request: what is buffered first, then from the socket.
   void ReadRequest();
@@ -95,6 +110,8 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   void Refuse(const RequestRefusal& refusal);
   void Dispatch();
   void SwitchToLink(std::string member);  // `member`: what authorize_link said
+  // A tunnel to `address` (what authorize_tunnel said): connects, then answers 101 and relays.
+  void SwitchToTunnel(const std::string& address);
   void SendError(int status, std::string_view message, bool close, bool retry_after = false);
   void Send(HttpResponse response);
   void OnWritten(beast::error_code ec);
@@ -305,6 +322,7 @@ class ServerImpl final : public HttpServer {
       io_->RunOn(i, [this, i] {
         for (const std::shared_ptr<Connection>& c : ConnectionsOf(*core_, i)) c->Close();
         for (const std::shared_ptr<LinkSession>& l : LinksOf(*core_, i)) CloseLink(*l);
+        for (const std::shared_ptr<Relay>& r : RelaysOf(*core_, i)) CloseRelay(*r);
       });
     }
     if (owns_io_) io_->Stop();
@@ -338,6 +356,17 @@ class ServerImpl final : public HttpServer {
       if (auto p = c->weak_from_this().lock()) open.push_back(std::move(p));
     }
     return open;
+  }
+
+  // Loop `i`'s relays, held (call on that loop's thread).
+  static std::vector<std::shared_ptr<Relay>> RelaysOf(Core& core, int i) {
+    std::vector<std::shared_ptr<Relay>> relays;
+    Core::Loop& loop = core.loops[static_cast<size_t>(i)];
+    absl::MutexLock lock(&loop.mu);
+    for (Relay* r : loop.relays) {
+      if (auto p = RelayPtr(*r)) relays.push_back(std::move(p));
+    }
+    return relays;
   }
 
   // Loop `i`'s links, held (call on that loop's thread).
@@ -380,11 +409,17 @@ Connection::~Connection() {
 }
 
 void Connection::Start() {
-  if (core_->options.tls == nullptr) return ReadRequest();
-  // TLS or plain? The first bytes tell (within header_timeout): read them as a request's would
-  // be, and hand them to the handshake if they start one.
+  const HttpServerOptions& o = core_->options;
+  if (o.pass_through && o.pass_through_all) return PassThrough();
+  if (o.tls == nullptr && !o.pass_through) return ReadRequest();
+  // TLS, plain HTTP, or bytes to relay? The first bytes tell (within header_timeout): read them
+  // as a request's would be, and hand them to the handshake if they start one.
   phase_ = Phase::kTls;
-  ExpiresAfter(core_->options.header_timeout);
+  ExpiresAfter(o.header_timeout);
+  ReadFirst();
+}
+
+void Connection::ReadFirst() {
   stream_.async_read_some(
       buffer_.prepare(kReadSize),
       [self = shared_from_this()](beast::error_code ec, size_t n) { self->OnFirstRead(ec, n); });
@@ -393,11 +428,21 @@ void Connection::Start() {
 void Connection::OnFirstRead(beast::error_code ec, size_t n) {
   if (ec) return Close();  // closed before a byte, reset, or the deadline
   buffer_.commit(n);
+  const auto* first = static_cast<const unsigned char*>(buffer_.data().data());
+  if (core_->options.pass_through) {
+    const std::string_view bytes(reinterpret_cast<const char*>(first), buffer_.size());
+    switch (ClassifyFirstBytes(bytes)) {
+      case FirstBytes::kNeedMore:
+        return ReadFirst();
+      case FirstBytes::kOther:
+        return PassThrough();
+      case FirstBytes::kHttp1:
+        return ReadRequest();
+    }
+  }
   // 0x16: a TLS record of the handshake type; no HTTP request starts with it.
   const std::shared_ptr<ssl_ctx_st> context = core_->options.tls->server();
-  if (static_cast<const unsigned char*>(buffer_.data().data())[0] != 0x16 || context == nullptr) {
-    return ReadRequest();
-  }
+  if (first[0] != 0x16 || context == nullptr) return ReadRequest();
   stream_.StartTls(context.get());
   // The handshake starts from the bytes read (the ClientHello, which the client sends alone).
   stream_.async_handshake(asio::ssl::stream_base::server, buffer_.data(),
@@ -547,6 +592,21 @@ void Connection::Dispatch() {
     SendError(403, tls_refusal_, /*close=*/true);
     return;
   }
+  if (WantsTunnel()) {
+    absl::StatusOr<std::string> address = core_->options.authorize_tunnel(*this);
+    if (!address.ok()) {
+      core_->rejections->Note(Rejection::kTunnelRefused, remote_, MessageOf(address.status()));
+      const absl::StatusCode code = address.status().code();
+      SendError(code == absl::StatusCode::kPermissionDenied ? 403
+                : code == absl::StatusCode::kNotFound       ? 404
+                : code == absl::StatusCode::kUnavailable    ? 503
+                                                            : 400,
+                MessageOf(address.status()), /*close=*/true);
+      return;
+    }
+    SwitchToTunnel(*address);
+    return;
+  }
   if (WantsLink()) {
     std::string member;
     if (core_->options.authorize_link) {
@@ -594,6 +654,48 @@ void Connection::SwitchToLink(std::string member) {
         }
         StartLink(std::move(self->stream_), std::move(self->buffer_), self->core_, self->loop_,
                   std::move(self->slot_), std::move(member));
+      });
+}
+
+void Connection::PassThrough() {
+  deadline_.Cancel();
+  absl::StatusOr<RelayPlan> plan = core_->options.pass_through(remote_);
+  if (!plan.ok()) {
+    // The client's protocol is not known here: it cannot be told why, only closed.
+    core_->rejections->Note(Rejection::kPassThroughRefused, remote_, MessageOf(plan.status()));
+    return Close();
+  }
+  std::string from_client(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+  buffer_.consume(buffer_.size());
+  StartPassThrough(std::move(stream_), std::move(from_client), core_, loop_, std::move(slot_),
+                   *std::move(plan));
+}
+
+void Connection::SwitchToTunnel(const std::string& address) {
+  tcp::endpoint endpoint;
+  if (!peer_internal::ParseEndpoint(address, &endpoint)) {
+    return SendError(502, StrCat("'", address, "' is not ip:port"), /*close=*/true);
+  }
+  // The workload is connected before the 101: one that does not listen is a 502, and the
+  // sender tries elsewhere.
+  auto workload = std::make_shared<IoStream>(executor_);
+  ExpiresAfter(core_->options.header_timeout);
+  workload->socket().async_connect(
+      endpoint, [self = shared_from_this(), workload, address](beast::error_code ec) {
+        self->deadline_.Cancel();
+        if (self->core_->stopped.load()) return self->Close();
+        if (ec) {
+          return self->SendError(502, StrCat("cannot connect to ", address, ": ", ec.message()),
+                                 /*close=*/true);
+        }
+        workload->socket().set_option(tcp::no_delay(true), ec);
+        std::string from_client(static_cast<const char*>(self->buffer_.data().data()),
+                                self->buffer_.size());
+        self->buffer_.consume(self->buffer_.size());
+        StartTunnel(std::move(self->stream_), std::move(from_client), std::move(*workload),
+                    StrCat("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ",
+                           kTunnelProtocol, "\r\n\r\n"),
+                    self->core_, self->loop_, std::move(self->slot_));
       });
 }
 

@@ -56,6 +56,7 @@
 #include "base/rejections.h"
 #include "tensor/tensor.h"
 #include "transport/io_threads.h"
+#include "transport/relay.h"
 #include "transport/tls.h"
 
 namespace hivemesh {
@@ -97,6 +98,24 @@ struct HttpServerOptions {
   // checked once (HttpRequest::tls_peer(); a refused one gets 403 on every request). Plain
   // connections are served as before. A handshake must end within header_timeout.
   std::shared_ptr<TlsSettings> tls;
+  // Connection-level pass-through (transport/relay.h). `pass_through`, if set, is asked where
+  // the bytes of a connection go whose first bytes are not an HTTP/1.x request (or of every
+  // connection, at once, with `pass_through_all`), given the client's address; an error closes
+  // the connection (it has no protocol to be told in). First bytes must come within
+  // header_timeout.
+  std::function<absl::StatusOr<RelayPlan>(std::string_view remote)> pass_through;
+  bool pass_through_all = false;
+  // `authorize_tunnel`, if set, decides which `Upgrade: hivemesh-tunnel/1` requests become
+  // tunnels, and the address (ip:port, plain TCP) each one's bytes go to. Refusals are answered
+  // with their code's status (PermissionDenied 403, NotFound 404, Unavailable 503; else 400) and
+  // the connection closes; an address that does not accept the connection is a 502. Called on
+  // an I/O thread; it must not block. Unset: such requests are served as plain requests.
+  std::function<absl::StatusOr<std::string>(const HttpRequest&)> authorize_tunnel;
+  // The TLS settings tunnels to other nodes are opened with (a hop's certificate is checked
+  // against its peer_node); null: plain.
+  std::shared_ptr<TlsSettings> tunnel_tls;
+  // A relay through which no byte has passed either way for this long is closed.
+  std::chrono::milliseconds relay_idle_timeout{std::chrono::hours(1)};
   // What the server reads the time from: when a request was received (HttpRequest::received),
   // when an answer was sent (HttpResponse::on_sent), and every timeout above. The timers behind
   // the timeouts run on real time for what is left by this clock and look at it again when they

@@ -53,6 +53,7 @@ inline std::string ErrorJson(std::string_view message) {
 
 class Connection;
 class LinkSession;
+class Relay;
 
 // What the I/O handlers share. Connections and the accept loop hold it, so it outlives the
 // server object while any handler is still queued.
@@ -98,6 +99,7 @@ struct Core {
     absl::Mutex mu;
     std::unordered_set<Connection*> connections ABSL_GUARDED_BY(mu);  // this loop's connections
     std::unordered_set<LinkSession*> links ABSL_GUARDED_BY(mu);       // this loop's mesh links
+    std::unordered_set<Relay*> relays ABSL_GUARDED_BY(mu);  // this loop's relayed connections
   };
   std::vector<Loop> loops;  // fixed size
 };
@@ -127,5 +129,20 @@ void CloseLink(LinkSession& link);
 const std::string& LinkMember(const LinkSession& link);
 // Tells a link the server drains (on its loop's thread): it ends once it has no open request.
 void DrainLink(LinkSession& link);
+
+// Connection-level pass-through (transport/relay.h), on loop `loop`'s thread. Both take over
+// the client's stream and its place under the connection limits.
+// At a Service's port: `from_client` (the first bytes read) goes to the first of `plan`'s hops
+// that connects, then bytes flow both ways.
+void StartPassThrough(IoStream client, std::string from_client, std::shared_ptr<Core> core,
+                      int loop, ConnectionLimits::Slot slot, RelayPlan plan);
+// At the serving end of a tunnel: `workload` is connected; `to_client` (the 101) and
+// `from_client` (bytes the client sent past its upgrade request) go first.
+void StartTunnel(IoStream client, std::string from_client, IoStream workload, std::string to_client,
+                 std::shared_ptr<Core> core, int loop, ConnectionLimits::Slot slot);
+// The relay, shared, or null if it is being destroyed (for the server's Stop).
+std::shared_ptr<Relay> RelayPtr(Relay& relay);
+// Closes a relay (on its loop's thread).
+void CloseRelay(Relay& relay);
 
 }  // namespace hivemesh::http_internal
