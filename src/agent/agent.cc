@@ -63,6 +63,7 @@
 #include "telemetry/metrics.h"
 #include "telemetry/process_metrics.h"
 #include "transport/http_server.h"
+#include "transport/mesh_link.h"
 #include "transport/peer_client.h"
 
 namespace hivemesh {
@@ -279,6 +280,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.max_connections = config.max_connections;
   http.max_connections_per_source = config.max_connections_per_source;
   http.idle_link_timeout = std::chrono::milliseconds(config.idle_link_timeout_ms);
+  http.relay_idle_timeout = std::chrono::milliseconds(config.relay_idle_timeout_ms);
   http.clock = &SystemClock::Get();
   // Services' own ports: plain HTTP for clients, no mesh links, the same limits.
   agent->service_port_options_ = http;
@@ -289,6 +291,13 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.authorize_link = [self](const HttpRequest& upgrade) {
     return self->member_check_->AuthorizeLink(upgrade);
   };
+  // A tunnel to a workload of this node (a Service's connection-level pass-through, opened by
+  // the node a client reached): members only, as links.
+  http.authorize_tunnel = [self](const HttpRequest& upgrade) -> absl::StatusOr<std::string> {
+    absl::StatusOr<std::string> member = self->member_check_->AuthorizeLink(upgrade);
+    if (!member.ok()) return member.status();
+    return self->service_proxy_->AuthorizeTunnel(upgrade);
+  };
   // Peers' connections are mutual TLS (contexts from the certificate, set by StartGossip once
   // the mesh credentials are loaded); clients may still come in plain.
   if (!config.insecure) {
@@ -298,6 +307,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
           return self->CheckPeer(chain, expected);
         });
     http.tls = agent->tls_;
+    agent->service_port_options_.tunnel_tls = agent->tls_;
   } else {
     spdlog::warn(
         "INSECURE: --insecure: connections between nodes are plain TCP and members are not "
@@ -426,7 +436,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         if (it == self->routes_->end()) return std::nullopt;
         return it->second;
       },
-      agent->peers_.get(), agent->workload_client_.get());
+      agent->peers_.get(), agent->workload_client_.get(),
+      ServiceProxy::Options{.hold_max = std::chrono::milliseconds(config.service_hold_ms)});
   agent->objects_api_ =
       std::make_unique<ObjectsHandler>(agent->objects_, *admin, agent->rejections_);
   agent->objects_api_->SetEndpoints([self] {
@@ -741,14 +752,12 @@ absl::Status Agent::StartGossip() {
   } else {
     // Every link this node opens, and every request it sends a peer over plain HTTP, proves
     // that it comes from this member (identity/member_credential.h).
-    peers_ = PeerClient::Create(
-        io_,
-        [key = options_key, self = config_.node_name](std::string_view peer,
-                                                      std::string_view purpose) {
-          return identity::MakeCredential(key, self, peer, purpose, UnixMillisNow(),
-                                          identity::RandomNonce());
-        },
-        SystemClock::Get());
+    peer_credential_ = [key = options_key, self = config_.node_name](std::string_view peer,
+                                                                     std::string_view purpose) {
+      return identity::MakeCredential(key, self, peer, purpose, UnixMillisNow(),
+                                      identity::RandomNonce());
+    };
+    peers_ = PeerClient::Create(io_, peer_credential_, SystemClock::Get());
   }
   routing::ForwarderOptions routing;
   routing.policy.mode = config_.routing_mode == "local"    ? routing::RoutingMode::kLocal
@@ -1288,8 +1297,10 @@ void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_ob
   std::sort(
       by_name.begin(), by_name.end(),
       [](const services::Manifest* a, const services::Manifest* b) { return a->name < b->name; });
+  std::map<std::string, bool> connection_level;
   for (const services::Manifest* s : by_name) {
     const uint16_t port = s->service.ports.front().port;
+    connection_level[s->name] = s->service.ports.front().ConnectionLevel();
     if (http_ != nullptr && port == http_->port()) {
       status[s->name] = StrCat("port ", port, " is this node's HTTP API port: reach it by name");
     } else if (workload_ports.contains(port)) {
@@ -1303,7 +1314,8 @@ void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_ob
   }
   for (auto it = port_listeners_.begin(); it != port_listeners_.end();) {
     auto w = want.find(it->first);
-    if (w != want.end() && w->second == it->second.service) {
+    if (w != want.end() && w->second == it->second.service &&
+        connection_level[w->second] == it->second.connection_level) {
       ++it;
       continue;
     }
@@ -1316,6 +1328,13 @@ void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_ob
     if (!port_listeners_.contains(port)) {
       HttpServerOptions options = service_port_options_;
       options.port = port;
+      // What is not HTTP/1.x (or, for a connection-level port, every connection) is relayed.
+      options.pass_through_all = connection_level[name];
+      options.pass_through = [this, service = name](std::string_view) {
+        return service_proxy_->PlanPassThrough(service, [this](const std::string& node) {
+          return peer_credential_ ? peer_credential_(node, kCredentialForLink) : std::string();
+        });
+      };
       absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Create(
           options,
           [this, service = name](const HttpRequest& req, HttpResponder respond) {
@@ -1327,7 +1346,7 @@ void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_ob
         continue;
       }
       (*server)->Start();
-      port_listeners_[port] = PortListener{name, std::move(*server)};
+      port_listeners_[port] = PortListener{name, connection_level[name], std::move(*server)};
       spdlog::info("service {} listens on {}:{}", name, host, port);
     }
     status[name] = StrCat("listening on ", host, ":", port);

@@ -241,6 +241,7 @@ class Agent {
   std::string ServicePortStatus(std::string_view service) const;
   struct PortListener {
     std::string service;
+    bool connection_level = false;  // every connection relayed (ServicePort::ConnectionLevel)
     std::unique_ptr<HttpServer> server;
   };
   HttpServerOptions service_port_options_;
@@ -328,6 +329,9 @@ class Agent {
   // Who peers' links and forwarded requests come from, checked against keys from directory_.
   std::shared_ptr<const MemberCheck> member_check_;
   std::unique_ptr<PeerClient> peers_;
+  // In an insecure mesh, what proves this node to a peer (the credential function peers_ has);
+  // null in a secure mesh (certificates do). Set by StartGossip, before any listener runs.
+  std::function<std::string(std::string_view peer, std::string_view purpose)> peer_credential_;
   std::unique_ptr<routing::Forwarder> forwarder_;
 
   // The load reporter refreshes this node's gossiped load every probe interval.

@@ -103,6 +103,12 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "open connections at most from one address; 0: half of max_connections, at most 256");
   add("idle_link_timeout_ms", &AgentConfig::idle_link_timeout_ms,
       "close mesh links without requests or bytes for this long");
+  add("service_hold_ms", &AgentConfig::service_hold_ms,
+      "a request for a Service with no ready endpoint (a replica restarting or moving) waits "
+      "up to this long for one; 0: 503 at once");
+  add("relay_idle_timeout_ms", &AgentConfig::relay_idle_timeout_ms,
+      "close a connection relayed at a Service's port (or a tunnel) with no bytes either way "
+      "for this long");
   add("drain_timeout_ms", &AgentConfig::drain_timeout_ms,
       "on SIGTERM, longest wait for queued and running requests");
   add("log_level", &AgentConfig::log_level, "trace, debug, info, warn, error or off");
@@ -252,6 +258,8 @@ absl::Status AgentConfig::Validate() const {
         range("max_connections", max_connections, 0, 1 << 20),
         range("max_connections_per_source", max_connections_per_source, 0, 1 << 20),
         range("idle_link_timeout_ms", idle_link_timeout_ms, 1, 86400000),
+        range("relay_idle_timeout_ms", relay_idle_timeout_ms, 1, 86400000),
+        range("service_hold_ms", service_hold_ms, 0, 3600000),
         range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),
         range("local_margin_ms", local_margin_ms, 0, 3600000),
         range("max_hops", max_hops, 1, 8),

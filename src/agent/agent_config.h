@@ -114,6 +114,16 @@ struct AgentConfig {
   // between its requests, where reopening costs a round trip, while a stranger's or a vanished
   // peer's idle link holds a descriptor no longer than that.
   int idle_link_timeout_ms = 60000;
+  // A request for a Service with no ready endpoint (its replica restarting after a crash, or
+  // moving to another node), or whose endpoints all refused it before it reached a workload,
+  // waits up to this long (within its Hivemesh-Timeout-Ms) for one, then gets 503. Ten seconds
+  // cover a workload's first restarts (the supervisor waits 1 s, then 2 s, 4 s) and readiness.
+  int service_hold_ms = 10000;
+  // A connection relayed at a Service's port (connection-level pass-through, and the tunnel to
+  // the node that runs its endpoint) through which nothing has passed either way for this long
+  // is closed: an hour, as long-lived quiet protocols (a database's, a device's) need, while a
+  // vanished client's relay holds its descriptors no longer than that.
+  int relay_idle_timeout_ms = 3600000;
   // On SIGTERM, the longest wait for queued and running requests before exiting anyway.
   int drain_timeout_ms = 30000;
   // trace, debug, info, warn, error or off. At debug every inference gets a log line (model,

@@ -8,9 +8,12 @@
 #include "api/member_check.h"
 #include "api/rest_infer.h"
 #include "base/strings.h"
+#include "base/timeouts.h"
 #include "routing/outlier.h"
 #include "routing/peak_ewma.h"
+#include "routing/retry_budget.h"
 #include "services/manifest.h"
+#include "serving/expirer.h"
 #include "transport/peer_client.h"
 
 namespace hivemesh {
@@ -36,9 +39,24 @@ class ServiceProxy::Balancer {
     endpoints = std::move(open);
     endpoints.insert(endpoints.end(), ejected.begin(), ejected.end());
   }
+  // Each request deposits in the retry budget; each retry withdraws (routing/retry_budget.h).
+  void Deposit(SteadyTime now) {
+    absl::MutexLock lock(&mu_);
+    budget_.Deposit(now);
+  }
+  bool MayRetry() {
+    absl::MutexLock lock(&mu_);
+    return budget_.TryWithdraw(SystemClock::Get().Now());
+  }
   void Started(const std::string& node) {
     absl::MutexLock lock(&mu_);
     ++StatsOf(node, SystemClock::Get().Now()).pending;
+  }
+  // A request Started and never sent.
+  void Forget(const std::string& node) {
+    absl::MutexLock lock(&mu_);
+    Stats& s = StatsOf(node, SystemClock::Get().Now());
+    s.pending = std::max(0, s.pending - 1);
   }
   // An answer (`status`: its HTTP status) or a transport failure, `took` after it was sent.
   void Finished(const std::string& node, const absl::Status& transport, int status, Nanos took) {
@@ -86,6 +104,7 @@ class ServiceProxy::Balancer {
 
   absl::Mutex mu_;
   std::map<std::string, Stats> stats_ ABSL_GUARDED_BY(mu_);
+  routing::RetryBudget budget_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
 };
 
@@ -136,14 +155,74 @@ std::string_view ServiceNameOfHost(std::string_view host) {
   return host;
 }
 
-ServiceProxy::ServiceProxy(std::string self, Resolve resolve, PeerClient* peers, PeerClient* local)
+ServiceProxy::ServiceProxy(std::string self, Resolve resolve, PeerClient* peers, PeerClient* local,
+                           Options options)
     : self_(std::move(self)),
       resolve_(std::move(resolve)),
       peers_(peers),
       local_(local),
-      balancer_(std::make_unique<Balancer>()) {}
+      options_(options),
+      balancer_(std::make_unique<Balancer>()),
+      expirer_(std::make_unique<Expirer>()) {}
 
 ServiceProxy::~ServiceProxy() = default;
+
+std::string TunnelTarget(std::string_view name) { return StrCat("/v1/services/", name, "/tunnel"); }
+
+absl::StatusOr<RelayPlan> ServiceProxy::PlanPassThrough(
+    std::string_view name, const std::function<std::string(const std::string&)>& credential) const {
+  std::optional<Route> route = resolve_(name);
+  if (!route) return absl::UnavailableError(StrCat("service ", name, " is not applied now"));
+  std::vector<Endpoint> endpoints;
+  for (const Endpoint& e : route->endpoints) {
+    if (e.ready) endpoints.push_back(e);
+  }
+  RelayPlan plan;
+  if (std::any_of(endpoints.begin(), endpoints.end(),
+                  [&](const Endpoint& e) { return e.node == self_; })) {
+    plan.hops.push_back(RelayHop{StrCat("127.0.0.1:", route->target_port), "", "", ""});
+    return plan;
+  }
+  if (endpoints.empty()) {
+    return absl::UnavailableError(StrCat("service ", name, " has no ready endpoint"));
+  }
+  balancer_->Order(endpoints);
+  for (const Endpoint& e : endpoints) {
+    plan.hops.push_back(RelayHop{e.api_address, e.node, TunnelTarget(name),
+                                 credential ? credential(e.node) : std::string()});
+    balancer_->Started(e.node);
+  }
+  // The balancer hears how each hop tried went; those left untried once one connects were
+  // never sent anything.
+  auto tried = std::make_shared<size_t>(0);
+  plan.on_attempt = [this, tried, hops = plan.hops](const RelayHop& hop, const absl::Status& result,
+                                                    Nanos took) {
+    ++*tried;
+    balancer_->Finished(hop.peer_node, result, result.ok() ? 200 : 0, took);
+    if (!result.ok()) return;
+    for (; *tried < hops.size(); ++*tried) balancer_->Forget(hops[*tried].peer_node);
+  };
+  return plan;
+}
+
+absl::StatusOr<std::string> ServiceProxy::AuthorizeTunnel(const HttpRequest& request) const {
+  std::string_view name = request.target();
+  constexpr std::string_view kPrefix = "/v1/services/", kSuffix = "/tunnel";
+  if (!name.starts_with(kPrefix) || !name.ends_with(kSuffix)) {
+    return absl::NotFoundError("a tunnel is asked for at /v1/services/<name>/tunnel");
+  }
+  name = name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
+  if (!services::CheckName(name, "service").ok()) {
+    return absl::NotFoundError("a tunnel names a Service by its name");
+  }
+  std::optional<Route> route = resolve_(name);
+  if (!route) return absl::NotFoundError(StrCat("service ", name, " is not applied here"));
+  for (const Endpoint& e : route->endpoints) {
+    if (e.node == self_ && e.ready) return StrCat("127.0.0.1:", route->target_port);
+  }
+  return absl::UnavailableError(
+      StrCat("service ", name, ": this node (", self_, ") does not run a ready replica now"));
+}
 
 bool ServiceProxy::Handle(const HttpRequest& request, HttpResponder& respond) const {
   const std::string_view name = ServiceNameOfHost(request.header("Host"));
@@ -164,78 +243,159 @@ void ServiceProxy::Serve(std::string_view name, const HttpRequest& request,
   Proxy(name, *route, request, respond);
 }
 
+// One request on its way: sent, retried, or held while its Service has no endpoint to take it.
+struct ServiceProxy::Exchange {
+  std::string name;
+  Outgoing out;
+  HttpResponder respond;
+  bool idempotent = false;
+  bool from_peer = false;  // a peer sent it here for this node's own replica
+  SteadyTime deadline;     // the whole exchange's
+  SteadyTime hold_until;   // when waiting for an endpoint ends
+  int holds = 0;           // times it waited
+  bool resent = false;     // an idempotent request tried again after a failure on the way
+};
+
 void ServiceProxy::Proxy(std::string_view name, const Route& route, const HttpRequest& request,
                          HttpResponder& respond) const {
+  (void)route;  // Attempt reads the route afresh each time
+  auto ex = std::make_shared<Exchange>();
+  ex->name = std::string(name);
+  const SteadyTime now = SystemClock::Get().Now();
+  Nanos timeout = options_.default_timeout;
+  if (request.has_header(kTimeoutField)) {
+    std::optional<uint64_t> ms = ParseUint(request.header(kTimeoutField));
+    absl::StatusOr<std::chrono::milliseconds> given =
+        ms ? ClientTimeoutMs(*ms, kTimeoutField)
+           : absl::InvalidArgumentError(StrCat(kTimeoutField, ": must be a whole number of ms"));
+    if (!given.ok()) return respond(ErrorResponse(given.status()));
+    timeout = *given;
+  }
+  ex->deadline = DeadlineAfter(now, timeout);
+  ex->hold_until = std::min(ex->deadline, now + options_.hold_max);
+  ex->idempotent = Idempotent(request.method());
+  ex->from_peer = !MemberOf(request).empty();
+  ex->out.method = std::string(request.method());
+  ex->out.target = std::string(request.target());
+  ex->out.headers.emplace_back("Host", route.service);
+  if (request.has_header("Content-Type")) {
+    ex->out.headers.emplace_back("Content-Type", std::string(request.header("Content-Type")));
+  }
+  for (const auto& [field, value] : request.headers()) {
+    if (EndToEnd(field)) ex->out.headers.emplace_back(std::string(field), std::string(value));
+  }
+  if (const std::shared_ptr<const std::string> body = request.body(); body != nullptr) {
+    ex->out.body = *body;
+  }
+  ex->respond = std::move(respond);
+  balancer_->Deposit(now);
+  Attempt(std::move(ex));
+}
+
+void ServiceProxy::Attempt(std::shared_ptr<Exchange> ex) const {
+  std::optional<Route> route = resolve_(ex->name);
+  if (!route) {
+    return ex->respond(
+        ErrorResponse(absl::UnavailableError(StrCat("service ", ex->name, " is not applied now"))));
+  }
   std::vector<Endpoint> endpoints;
-  for (const Endpoint& e : route.endpoints) {
+  for (const Endpoint& e : route->endpoints) {
     if (e.ready) endpoints.push_back(e);
   }
   const bool here = std::any_of(endpoints.begin(), endpoints.end(),
                                 [&](const Endpoint& e) { return e.node == self_; });
   if (here) {
     endpoints = {Endpoint{self_, ""}};
-  } else if (!MemberOf(request).empty()) {
-    // A peer sent it here for the workload this node ran: it goes no further.
-    respond(ErrorResponse(absl::UnavailableError(
-        StrCat("service ", name, ": this node (", self_, ") does not run it now"))));
-    return;
+  } else if (ex->from_peer) {
+    // A peer sent it here for the workload this node ran: it goes no further (the peer holds or
+    // tries elsewhere: nothing of it reached a workload).
+    return ex->respond(ErrorResponse(absl::UnavailableError(
+        StrCat("service ", ex->name, ": this node (", self_, ") does not run it now"))));
   } else if (!endpoints.empty()) {
     balancer_->Order(endpoints);
   }
   if (endpoints.empty()) {
-    respond(ErrorResponse(absl::UnavailableError(
-        route.endpoints.empty()
-            ? StrCat("service ", name, " has no endpoint: no live node runs a workload it selects")
-            : StrCat("service ", name, " has no ready endpoint: ", route.endpoints.size(),
-                     " placed, none ready"))));
-    return;
+    const std::string why =
+        route->endpoints.empty()
+            ? StrCat("service ", ex->name,
+                     " has no endpoint: no live node runs a workload it selects")
+            : StrCat("service ", ex->name, " has no ready endpoint: ", route->endpoints.size(),
+                     " placed, none ready");
+    // A replica restarting, or moving to another node: wait for it a while. (No replica
+    // placed at all: no Deployment selects it; nothing to wait for.)
+    if (!route->endpoints.empty() && Hold(ex)) return;
+    return ex->respond(ErrorResponse(absl::UnavailableError(
+        ex->holds > 0 ? StrCat(why, " (waited ", options_.hold_max.count() / 1000000, " ms)")
+                      : why)));
   }
-  auto out = std::make_shared<Outgoing>();
-  out->method = std::string(request.method());
-  out->target = std::string(request.target());
-  out->headers.emplace_back("Host", route.service);
-  if (request.has_header("Content-Type")) {
-    out->headers.emplace_back("Content-Type", std::string(request.header("Content-Type")));
-  }
-  for (const auto& [field, value] : request.headers()) {
-    if (EndToEnd(field)) out->headers.emplace_back(std::string(field), std::string(value));
-  }
-  if (const std::shared_ptr<const std::string> body = request.body(); body != nullptr) {
-    out->body = *body;
-  }
-  Send(std::move(out), route, std::move(endpoints), Idempotent(request.method()),
-       std::move(respond));
+  Send(std::move(ex), route->target_port, std::move(endpoints));
 }
 
-void ServiceProxy::Send(std::shared_ptr<const Outgoing> out, const Route& route,
-                        std::vector<Endpoint> left, bool may_retry, HttpResponder respond) const {
+bool ServiceProxy::Hold(const std::shared_ptr<Exchange>& ex) const {
+  const SteadyTime now = SystemClock::Get().Now();
+  if (now >= ex->hold_until) return false;
+  // 50 ms, doubling to 400 ms: a replica back within a second is found within a tenth of it.
+  const Nanos step = std::min<Nanos>(std::chrono::milliseconds(50) * (1 << std::min(ex->holds, 3)),
+                                     ex->hold_until - now);
+  ++ex->holds;
+  expirer_->Watch(now + step, ex, [this, ex] { Attempt(ex); });
+  return true;
+}
+
+void ServiceProxy::Send(std::shared_ptr<Exchange> ex, uint16_t target_port,
+                        std::vector<Endpoint> left) const {
   const Endpoint to = left.front();
   left.erase(left.begin());
   const bool local = to.node == self_;
+  const SteadyTime now = SystemClock::Get().Now();
+  if (now >= ex->deadline) {
+    return ex->respond(ErrorResponse(absl::DeadlineExceededError(
+        StrCat("service ", ex->name, ": the request's time ran out before an endpoint took it"))));
+  }
   PeerRequest r;
-  r.address = local ? StrCat("127.0.0.1:", route.target_port) : to.api_address;
+  r.address = local ? StrCat("127.0.0.1:", target_port) : to.api_address;
   r.peer_node = local ? std::string() : to.node;
   r.link = !local;  // a workload is no hivemesh node
-  r.method = out->method;
-  r.target = out->target;
-  r.headers = out->headers;
-  r.body = out->body;
+  r.method = ex->out.method;
+  r.target = ex->out.target;
+  r.headers = ex->out.headers;
+  const auto left_ms = std::chrono::duration_cast<std::chrono::milliseconds>(ex->deadline - now);
+  r.timeout = std::max(left_ms, std::chrono::milliseconds(1));
+  // The next node holds and answers within what is left (a workload is not told).
+  if (!local) r.headers.emplace_back(std::string(kTimeoutField), StrCat(r.timeout.count()));
+  r.body = ex->out.body;
   if (!local) balancer_->Started(to.node);
-  const SteadyTime sent = SystemClock::Get().Now();
   (local ? local_ : peers_)
-      ->Send(std::move(r), [this, out, route, left = std::move(left), may_retry, to, local, sent,
-                            respond = std::move(respond)](absl::StatusOr<PeerResponse> answer) {
+      ->Send(std::move(r), [this, ex, target_port, left = std::move(left), to, local,
+                            sent = now](absl::StatusOr<PeerResponse> answer) mutable {
         if (!local) {
           balancer_->Finished(to.node, answer.status(), answer.ok() ? answer->status : 0,
                               SystemClock::Get().Now() - sent);
         }
-        if (answer.ok()) return respond(Answer(*answer, to.node, !local));
-        // An idempotent request that failed on the way is tried once at the next endpoint.
-        if (may_retry && !left.empty()) return Send(out, route, left, false, respond);
-        HttpResponse failed = ErrorResponse(absl::UnavailableError(StrCat(
-            "service ", route.service, ": ", to.node, " failed: ", MessageOf(answer.status()))));
+        // What reached no workload may go again, whatever its method: a refused connection,
+        // or a node's own refusal (its 503 names no serving node).
+        const bool not_delivered = (!answer.ok() && IsConnectionRefused(answer.status())) ||
+                                   (answer.ok() && !local && answer->status == 503 &&
+                                    !answer->headers.Get("hivemesh-served-by").has_value());
+        if (answer.ok() && !not_delivered) return ex->respond(Answer(*answer, to.node, !local));
+        if (not_delivered || (ex->idempotent && !ex->resent && !answer.ok() &&
+                              !absl::IsDeadlineExceeded(answer.status()))) {
+          if (!not_delivered) ex->resent = true;
+          if (balancer_->MayRetry()) {
+            if (!left.empty()) return Send(ex, target_port, std::move(left));
+            // None left: wait for the mesh to see the replica back (or elsewhere).
+            if (Hold(ex)) return;
+          }
+        }
+        if (answer.ok()) return ex->respond(Answer(*answer, to.node, !local));
+        if (absl::IsDeadlineExceeded(answer.status())) {
+          return ex->respond(ErrorResponse(absl::DeadlineExceededError(
+              StrCat("service ", ex->name, ": ", to.node, " did not answer in time"))));
+        }
+        HttpResponse failed = ErrorResponse(absl::UnavailableError(
+            StrCat("service ", ex->name, ": ", to.node, " failed: ", MessageOf(answer.status()))));
         failed.status = 502;
-        respond(std::move(failed));
+        ex->respond(std::move(failed));
       });
 }
 

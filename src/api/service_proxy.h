@@ -16,10 +16,17 @@
 //   saw them, skipping endpoints ejected for failing on the way (routing/outlier.h: a refused
 //   connection for a second, resets and five failures in a row for longer), unless all are.
 // - A node also listens on each Service's `port` (the agent opens the listeners, Serve answers
-//   on them): every request there is for that Service, whatever its Host.
-// - A GET or HEAD that fails on the way (connection refused or reset) is tried once at another
-//   endpoint. The answer's status, Content-Type and body come back with `Hivemesh-Served-By:
-//   <node>`. 503 naming the Service when it has no endpoint, 502 when the endpoint failed.
+//   on them): every request there is for that Service, whatever its Host. What is not HTTP/1.x
+//   there is relayed at connection level (PlanPassThrough), through a tunnel to the endpoint
+//   node when it is not this one (AuthorizeTunnel at that node).
+// - What reached no workload (a refused connection, a node's own 503) is tried at the next
+//   endpoint, whatever its method; a GET or HEAD that failed on the way (reset) once more too.
+//   With no endpoint left, or none ready (a replica restarting or moving), the request waits
+//   for one (Options::hold_max, within its deadline: Hivemesh-Timeout-Ms). Retries spend from a
+//   retry budget (routing/retry_budget.h: 20% of requests plus 10 a second). The answer's
+//   status, Content-Type and body come back with `Hivemesh-Served-By: <node>`. 503 naming the
+//   Service when it has no endpoint after the wait, 502 when the endpoint failed, 504 when the
+//   deadline passed.
 //
 // Header fields go end to end both ways, but for the connection's own (Connection, Keep-Alive,
 // TE, Upgrade ...), the message's framing (Content-Length, Transfer-Encoding) and hivemesh's
@@ -37,9 +44,13 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "base/clock.h"
 #include "transport/http_server.h"
+#include "transport/relay.h"
 
 namespace hivemesh {
+class Expirer;
 class PeerClient;
 
 class ServiceProxy {
@@ -59,9 +70,32 @@ class ServiceProxy {
   // The route of the Service named `name` now, or nullopt if no Service has that name.
   using Resolve = std::function<std::optional<Route>(std::string_view name)>;
 
+  struct Options {
+    // How long a request waits for an endpoint when its Service has none ready (a replica
+    // restarting, or moving to another node), or when every endpoint refused it before it
+    // reached a workload; within the request's deadline.
+    Nanos hold_max{std::chrono::seconds(10)};
+    // The whole exchange's deadline when the client gives none (Hivemesh-Timeout-Ms).
+    Nanos default_timeout{std::chrono::seconds(30)};
+  };
   // `peers`: to other nodes (mesh links); `local`: plain HTTP to this node's workloads.
-  ServiceProxy(std::string self, Resolve resolve, PeerClient* peers, PeerClient* local);
+  ServiceProxy(std::string self, Resolve resolve, PeerClient* peers, PeerClient* local,
+               Options options);
+  ServiceProxy(std::string self, Resolve resolve, PeerClient* peers, PeerClient* local)
+      : ServiceProxy(std::move(self), std::move(resolve), peers, local, Options{}) {}
   ~ServiceProxy();
+
+  // Connection-level pass-through at the Service's own port (transport/relay.h): this node's
+  // ready endpoint if it runs one, else the other ready endpoints in the balancer's order, each
+  // asked for a tunnel (`credential(node)`: a member credential for it, or empty). Unavailable
+  // when the Service is not applied or has no ready endpoint.
+  absl::StatusOr<RelayPlan> PlanPassThrough(
+      std::string_view name,
+      const std::function<std::string(const std::string&)>& credential) const;
+  // For HttpServerOptions::authorize_tunnel, at an endpoint node, once the caller is known to be
+  // a member: it wants a tunnel to the Service the request's target names (TunnelTarget):
+  // the address of this node's ready replica, or why not.
+  absl::StatusOr<std::string> AuthorizeTunnel(const HttpRequest& request) const;
 
   // True if the request's Host names a Service (and it was answered).
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
@@ -77,22 +111,36 @@ class ServiceProxy {
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
   };
+  struct Exchange;
   // Answers `request` for the Service `name` routed by `route`.
   void Proxy(std::string_view name, const Route& route, const HttpRequest& request,
              HttpResponder& respond) const;
-  // Sends `out` to the first of `left`; on a failure on the way, to the next once if
-  // `may_retry`.
-  void Send(std::shared_ptr<const Outgoing> out, const Route& route, std::vector<Endpoint> left,
-            bool may_retry, HttpResponder respond) const;
+  // Routes the exchange by its Service's route now: sends it, holds it, or refuses it.
+  void Attempt(std::shared_ptr<Exchange> ex) const;
+  // Attempts it again a little later, if it may still wait; false if it may not.
+  bool Hold(const std::shared_ptr<Exchange>& ex) const;
+  // Sends it to the first of `left`; then on to the next, or held, as its failure allows.
+  void Send(std::shared_ptr<Exchange> ex, uint16_t target_port, std::vector<Endpoint> left) const;
 
   std::string self_;
   Resolve resolve_;
   PeerClient* peers_;
   PeerClient* local_;
+  const Options options_;
   // What the proxy has seen of each endpoint node (service_proxy.cc): the balancing state.
   class Balancer;
   std::unique_ptr<Balancer> balancer_;
+  // Runs held exchanges' next attempts; last, so that it stops first.
+  std::unique_ptr<Expirer> expirer_;
 };
+
+// The field a client gives a request's deadline in, in milliseconds: the time the mesh has to
+// find an endpoint (holding it while none is ready), send it and bring the answer back (504
+// after). Read at every node; each node tells the next what is left.
+inline constexpr std::string_view kTimeoutField = "Hivemesh-Timeout-Ms";
+
+// The path a tunnel to the Service `name` is asked for at ("/v1/services/<name>/tunnel").
+std::string TunnelTarget(std::string_view name);
 
 // The Service name a Host header names ("name", "name:80", "name.hivemesh"), or empty.
 std::string_view ServiceNameOfHost(std::string_view host);

@@ -194,7 +194,7 @@ absl::Status ParseService(const YAML::Node& doc, Document& d, Manifest& m) {
     const std::string at = StrCat("spec.ports[", i, "]");
     const YAML::Node p = ports[i];
     if (!p.IsMap()) return d.Error(at, "must be a map");
-    d.Unknown(p, at, {"name", "protocol", "port", "targetPort"});
+    d.Unknown(p, at, {"name", "protocol", "appProtocol", "port", "targetPort"});
     ServicePort port;
     if (p["name"]) {
       HM_ASSIGN_OR_RETURN(port.name, d.String(p["name"], StrCat(at, ".name")));
@@ -213,6 +213,10 @@ absl::Status ParseService(const YAML::Node& doc, Document& d, Manifest& m) {
     }
     if (p["targetPort"]) {
       HM_ASSIGN_OR_RETURN(port.target_port, d.PortRef(p["targetPort"], StrCat(at, ".targetPort")));
+    }
+    if (p["appProtocol"]) {
+      HM_ASSIGN_OR_RETURN(port.app_protocol,
+                          d.String(p["appProtocol"], StrCat(at, ".appProtocol")));
     }
     m.service.ports.push_back(std::move(port));
   }
@@ -417,6 +421,10 @@ std::optional<Kind> ParseKind(std::string_view text) {
     if (text == s) return Kind::kDeployment;
   }
   return std::nullopt;
+}
+
+bool ServicePort::ConnectionLevel() const {
+  return !app_protocol.empty() && !EqualsLowerCase(app_protocol, "http");
 }
 
 absl::Status CheckName(std::string_view name, std::string_view what) {

@@ -51,6 +51,11 @@ struct ServicePort {
   uint16_t port = 0;
   // A number (the container port), or the name of a container port; empty: the same as port.
   std::string target_port;
+  // Kubernetes' appProtocol: empty or "http" (any case): HTTP/1.1 is served as HTTP and other
+  // protocols are relayed at connection level; anything else ("tcp", "kubernetes.io/h2c",
+  // "grpc", ...): every connection is relayed at once (protocols whose server speaks first).
+  std::string app_protocol;
+  bool ConnectionLevel() const;
 };
 
 struct ServiceSpec {

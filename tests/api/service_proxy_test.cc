@@ -9,6 +9,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
 #include "support/http_client.h"
 #include "transport/io_threads.h"
 #include "transport/peer_client.h"
@@ -71,9 +75,11 @@ class ProxyRetryTest : public ::testing::Test {
         "a",
         [this](std::string_view name) -> std::optional<ServiceProxy::Route> {
           if (name != "svc") return std::nullopt;
+          absl::MutexLock lock(&route_mu_);
           return route_;
         },
-        peers_.get(), local_.get());
+        peers_.get(), local_.get(),
+        ServiceProxy::Options{.hold_max = std::chrono::milliseconds(300)});
     auto a = HttpServer::Create(
         o,
         [this](const HttpRequest& req, HttpResponder done) {
@@ -99,6 +105,8 @@ class ProxyRetryTest : public ::testing::Test {
   std::shared_ptr<IoThreads> io_;
   std::unique_ptr<HttpServer> a_, b_;
   std::unique_ptr<PeerClient> peers_, local_;
+  // Read by the proxy (on its threads, for a held request), written by the tests.
+  absl::Mutex route_mu_;
   ServiceProxy::Route route_;
   std::unique_ptr<ServiceProxy> proxy_;
 };
@@ -113,19 +121,103 @@ TEST_F(ProxyRetryTest, AGetThatFailsOnTheWayIsTriedAtTheOtherEndpoint) {
   }
 }
 
-TEST_F(ProxyRetryTest, APostIsNotRetriedAndTheEndpointThatRefusedIsEjected) {
+TEST_F(ProxyRetryTest, APostThatReachedNoWorkloadGoesOnAndTheEndpointThatRefusedIsEjected) {
   test::HttpConnection conn(a_->port());
+  // A refused connection delivered nothing: a POST is tried at the live endpoint too.
+  for (int i = 0; i < 8; ++i) {
+    test::HttpResult post = conn.Request("POST", "/", "x", {{"Host", "svc"}});
+    ASSERT_EQ(post.status, 200) << post.body;
+    EXPECT_EQ(post.body, "POST svc");
+  }
   const ServiceProxy::Endpoint live = route_.endpoints[1];
-  route_.endpoints.pop_back();  // the dead one alone
+  route_.endpoints.pop_back();  // the dead one alone: held, tried again, then 502
   test::HttpResult post = conn.Request("POST", "/", "x", {{"Host", "svc"}});
-  ASSERT_EQ(post.status, 502) << "a POST that met the dead endpoint is not retried";
-  EXPECT_NE(post.body.find("service svc: dead failed"), std::string::npos) << post.body;
+  ASSERT_EQ(post.status, 502);
+  EXPECT_NE(post.body.find("service svc: dead failed: connection refused"), std::string::npos)
+      << post.body;
   route_.endpoints.push_back(live);
-  // Its refused connection ejected it (for a second: three requests take far less, even on a
-  // loaded machine): the next POSTs go to the live one.
+  // Its refused connection ejected it: the next POSTs go to the live one first.
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(conn.Request("POST", "/", "x", {{"Host", "svc"}}).status, 200) << i;
   }
+}
+
+// An endpoint that reads a request and closes without an answer: the request may have reached
+// its workload.
+class Hangup {
+ public:
+  Hangup() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    listen(fd_, 16);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) return;
+        ++accepted;
+        char buf[4096];
+        (void)recv(c, buf, sizeof buf, 0);
+        close(c);
+      }
+    });
+  }
+  ~Hangup() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+  std::atomic<int> accepted{0};
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::thread thread_;
+};
+
+TEST_F(ProxyRetryTest, APostThatMayHaveReachedAWorkloadIsNotSentAgain) {
+  Hangup hangup;
+  route_.endpoints = {{"hangup", "127.0.0.1:" + std::to_string(hangup.port())}};
+  test::HttpConnection conn(a_->port());
+  test::HttpResult post = conn.Request("POST", "/", "x", {{"Host", "svc"}});
+  EXPECT_EQ(post.status, 502) << post.body;
+  EXPECT_EQ(hangup.accepted.load(), 1) << "sent once";
+  // A GET goes once more (it is idempotent), then fails too.
+  test::HttpResult get = conn.Request("GET", "/", "", {{"Host", "svc"}});
+  EXPECT_EQ(get.status, 502) << get.body;
+  EXPECT_EQ(hangup.accepted.load(), 3);
+}
+
+TEST_F(ProxyRetryTest, ARequestWaitsForAnEndpointWithinItsDeadline) {
+  const ServiceProxy::Endpoint live = route_.endpoints[1];
+  route_.endpoints = {{"b", live.api_address, /*ready=*/false}};
+  test::HttpConnection conn(a_->port());
+  // Not ready for the whole wait (300 ms): 503 saying so.
+  test::HttpResult none = conn.Request("GET", "/", "", {{"Host", "svc"}});
+  EXPECT_EQ(none.status, 503);
+  EXPECT_NE(none.body.find("none ready (waited"), std::string::npos) << none.body;
+  // Ready while it waits: answered.
+  std::thread ready([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    absl::MutexLock lock(&route_mu_);
+    route_.endpoints[0].ready = true;
+  });
+  test::HttpResult got = conn.Request("GET", "/", "", {{"Host", "svc"}});
+  ready.join();
+  EXPECT_EQ(got.status, 200) << got.body;
+  // A deadline the client gives is kept; a bad one is refused.
+  route_.endpoints[0].ready = false;
+  test::HttpResult late =
+      conn.Request("GET", "/", "", {{"Host", "svc"}, {"Hivemesh-Timeout-Ms", "1"}});
+  EXPECT_TRUE(late.status == 503 || late.status == 504) << late.status << " " << late.body;
+  EXPECT_EQ(conn.Request("GET", "/", "", {{"Host", "svc"}, {"Hivemesh-Timeout-Ms", "soon"}}).status,
+            400);
 }
 
 TEST_F(ProxyRetryTest, OnlyReadyEndpointsGetRequestsAndNoneReadyIsSaid) {
@@ -145,6 +237,75 @@ TEST_F(ProxyRetryTest, OnlyReadyEndpointsGetRequestsAndNoneReadyIsSaid) {
   EXPECT_NE(none.body.find("no live node runs a workload it selects"), std::string::npos);
   EXPECT_EQ(conn.Request("GET", "/", "", {{"Host", "other"}}).status, 404)
       << "a Host that names no Service is not the proxy's";
+}
+
+TEST_F(ProxyRetryTest, APassThroughPlanTunnelsToReadyEndpointsOrGoesToTheLocalOne) {
+  absl::StatusOr<RelayPlan> plan =
+      proxy_->PlanPassThrough("svc", [](const std::string& node) { return "cred-" + node; });
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->hops.size(), 2u);
+  for (const RelayHop& hop : plan->hops) {
+    EXPECT_EQ(hop.target, "/v1/services/svc/tunnel");
+    EXPECT_EQ(hop.credential, "cred-" + hop.peer_node);
+  }
+  // The dead one refused a connection: ejected, so it comes last from now on.
+  const RelayHop dead = plan->hops[0].peer_node == "dead" ? plan->hops[0] : plan->hops[1];
+  plan->on_attempt(dead, absl::UnavailableError("connection refused by it"), Nanos(1000));
+  for (int i = 0; i < 8; ++i) {
+    absl::StatusOr<RelayPlan> next = proxy_->PlanPassThrough("svc", nullptr);
+    ASSERT_TRUE(next.ok());
+    EXPECT_EQ(next->hops[0].peer_node, "b");
+    EXPECT_EQ(next->hops[0].credential, "");
+  }
+  // This node runs a ready replica: straight to its port, no tunnel.
+  route_.endpoints.push_back({"a", "", true});
+  plan = proxy_->PlanPassThrough("svc", nullptr);
+  ASSERT_TRUE(plan.ok());
+  ASSERT_EQ(plan->hops.size(), 1u);
+  EXPECT_EQ(plan->hops[0].address, "127.0.0.1:5000");
+  EXPECT_EQ(plan->hops[0].peer_node, "");
+  // Not applied, or nothing ready: refused.
+  EXPECT_TRUE(absl::IsUnavailable(proxy_->PlanPassThrough("other", nullptr).status()));
+  for (ServiceProxy::Endpoint& e : route_.endpoints) e.ready = false;
+  EXPECT_TRUE(absl::IsUnavailable(proxy_->PlanPassThrough("svc", nullptr).status()));
+}
+
+// A tunnel upgrade as the serving node sees it: only its target matters to the proxy.
+class TunnelRequest : public HttpRequest {
+ public:
+  explicit TunnelRequest(std::string target) : target_(std::move(target)) {}
+  std::string_view method() const override { return "GET"; }
+  std::string_view target() const override { return target_; }
+  std::string_view header(std::string_view) const override { return {}; }
+  bool has_header(std::string_view) const override { return false; }
+  std::vector<std::pair<std::string_view, std::string_view>> headers() const override { return {}; }
+  std::shared_ptr<const std::string> body() const override { return nullptr; }
+  SteadyTime received() const override { return {}; }
+  std::string_view remote_address() const override { return "127.0.0.1"; }
+
+ private:
+  std::string target_;
+};
+
+TEST_F(ProxyRetryTest, ATunnelGoesOnlyToThisNodesOwnReadyReplica) {
+  const auto ask = [&](std::string target) {
+    return proxy_->AuthorizeTunnel(TunnelRequest(std::move(target)));
+  };
+  // "a" runs none: 503, and a tunnel is never sent on to another node.
+  EXPECT_TRUE(absl::IsUnavailable(ask("/v1/services/svc/tunnel").status()));
+  route_.endpoints.push_back({"a", "", false});
+  EXPECT_TRUE(absl::IsUnavailable(ask("/v1/services/svc/tunnel").status())) << "not ready";
+  route_.endpoints.back().ready = true;
+  absl::StatusOr<std::string> to = ask("/v1/services/svc/tunnel");
+  ASSERT_TRUE(to.ok()) << to.status();
+  EXPECT_EQ(*to, "127.0.0.1:5000");
+  for (const char* bad : {"/v1/services/other/tunnel", "/v1/services//tunnel",
+                          "/v1/services/../x/tunnel", "/v1/services/svc", "/",
+                          "/v1/services/svc/"
+                          "tunnel/x",
+                          "/v1/services/SVC/tunnel"}) {
+    EXPECT_TRUE(absl::IsNotFound(ask(bad).status())) << bad;
+  }
 }
 
 }  // namespace

@@ -66,6 +66,32 @@ TEST(ManifestTest, TheSeedsServiceIsAcceptedUnchanged) {
   EXPECT_EQ(again->manifests[0].text, m.text);
 }
 
+TEST(ManifestTest, AppProtocolSaysWhetherAPortIsRelayedWhole) {
+  absl::StatusOr<Parsed> p = ParseManifests(R"(apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec:
+  selector: {app: db}
+  ports:
+  - {port: 5432, appProtocol: tcp}
+  - {port: 80, appProtocol: HTTP}
+  - {port: 81}
+  - {port: 50051, appProtocol: kubernetes.io/h2c}
+)");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->warnings.empty());
+  const std::vector<ServicePort>& ports = p->manifests[0].service.ports;
+  ASSERT_EQ(ports.size(), 4u);
+  EXPECT_EQ(ports[0].app_protocol, "tcp");
+  EXPECT_TRUE(ports[0].ConnectionLevel());
+  EXPECT_FALSE(ports[1].ConnectionLevel());
+  EXPECT_FALSE(ports[2].ConnectionLevel());
+  EXPECT_TRUE(ports[3].ConnectionLevel());
+  EXPECT_FALSE(ParseManifests("apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n"
+                              "  selector: {app: db}\n  ports:\n  - {port: 1, appProtocol: [x]}\n")
+                   .ok());
+}
+
 TEST(ManifestTest, ADeploymentAndAServiceInOneFile) {
   absl::StatusOr<Parsed> p =
       ParseManifests(std::string(kSeedService) + "---\n" + std::string(kDeployment));
