@@ -437,7 +437,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         return it->second;
       },
       agent->peers_.get(), agent->workload_client_.get(),
-      ServiceProxy::Options{.hold_max = std::chrono::milliseconds(config.service_hold_ms)});
+      ServiceProxy::Options{.hold_max = std::chrono::milliseconds(config.service_hold_ms),
+                            .zone = config.LabelMap()["zone"]});
   agent->objects_api_ =
       std::make_unique<ObjectsHandler>(agent->objects_, *admin, agent->rejections_);
   agent->objects_api_->SetEndpoints([self] {
@@ -1088,6 +1089,7 @@ void Agent::ReconcileWorkloads() {
   // The live members as placement sees them (this node among them), from their metadata.
   std::vector<services::Candidate> members;
   std::map<std::string, std::string> api_of;            // member -> its HTTP API
+  std::map<std::string, std::string> zone_of;           // member -> its zone label
   std::set<std::pair<std::string, std::string>> ready;  // (member, workload) ready there
   for (const membership::MemberInfo& m : gossip_->Members()) {
     if (m.state != membership::MemberState::kAlive) continue;
@@ -1095,6 +1097,9 @@ void Agent::ReconcileWorkloads() {
     if (!meta.ok()) continue;
     members.push_back(services::Candidate{m.name, meta->labels, meta->draining});
     api_of[m.name] = meta->api_address;
+    if (auto zone = meta->labels.find("zone"); zone != meta->labels.end()) {
+      zone_of[m.name] = zone->second;
+    }
     if (m.name == config_.node_name) continue;  // this node's own view is below
     for (const std::string& w : meta->ready_workloads) ready.emplace(m.name, w);
   }
@@ -1189,6 +1194,10 @@ void Agent::ReconcileWorkloads() {
   for (const services::Manifest& s : service_objects) {
     ServiceProxy::Route& route = routes[s.name];
     route.service = s.name;
+    if (auto policy = s.annotations.find(std::string(services::kDataPolicyAnnotation));
+        policy != s.annotations.end()) {
+      route.policy = DataPolicyFromName(policy->second).value_or(DataPolicy::kMesh);
+    }
     const services::ServicePort& port = s.service.ports.front();
     for (const auto& [w, placed] : workloads) {
       bool selected = true;
@@ -1213,8 +1222,10 @@ void Agent::ReconcileWorkloads() {
       route.target_port = target;
       for (const std::string& node : placed) {
         if (auto api = api_of.find(node); api != api_of.end()) {
+          auto zone = zone_of.find(node);
           route.endpoints.push_back(
-              ServiceProxy::Endpoint{node, api->second, ready.contains({node, w.name})});
+              ServiceProxy::Endpoint{node, api->second, ready.contains({node, w.name}),
+                                     zone == zone_of.end() ? std::string() : zone->second});
         }
       }
     }

@@ -167,16 +167,42 @@ ServiceProxy::ServiceProxy(std::string self, Resolve resolve, PeerClient* peers,
 
 ServiceProxy::~ServiceProxy() = default;
 
+std::vector<ServiceProxy::Endpoint> ServiceProxy::Allowed(const Route& route,
+                                                          std::string* why) const {
+  if (route.policy == DataPolicy::kMesh) return route.endpoints;
+  std::vector<Endpoint> allowed;
+  for (const Endpoint& e : route.endpoints) {
+    const bool ok = route.policy == DataPolicy::kLocalOnly
+                        ? e.node == self_
+                        : !options_.zone.empty() && e.zone == options_.zone;
+    if (ok) allowed.push_back(e);
+  }
+  if (allowed.empty() && !route.endpoints.empty()) {
+    *why = route.policy == DataPolicy::kLocalOnly
+               ? StrCat("service ", route.service,
+                        ": its data policy (local-only) keeps requests "
+                        "on the node that received them, and this node (",
+                        self_, ") runs no replica of it")
+               : StrCat("service ", route.service, ": its data policy (zone) keeps requests in ",
+                        options_.zone.empty() ? "the zone of the node that received them"
+                                              : StrCat("zone ", options_.zone),
+                        ", and no replica of it runs there");
+  }
+  return allowed;
+}
+
 std::string TunnelTarget(std::string_view name) { return StrCat("/v1/services/", name, "/tunnel"); }
 
 absl::StatusOr<RelayPlan> ServiceProxy::PlanPassThrough(
     std::string_view name, const std::function<std::string(const std::string&)>& credential) const {
   std::optional<Route> route = resolve_(name);
   if (!route) return absl::UnavailableError(StrCat("service ", name, " is not applied now"));
+  std::string why;
   std::vector<Endpoint> endpoints;
-  for (const Endpoint& e : route->endpoints) {
-    if (e.ready) endpoints.push_back(e);
+  for (Endpoint& e : Allowed(*route, &why)) {
+    if (e.ready) endpoints.push_back(std::move(e));
   }
+  if (endpoints.empty() && !why.empty()) return absl::UnavailableError(why);
   RelayPlan plan;
   if (std::any_of(endpoints.begin(), endpoints.end(),
                   [&](const Endpoint& e) { return e.node == self_; })) {
@@ -297,6 +323,11 @@ void ServiceProxy::Attempt(std::shared_ptr<Exchange> ex) const {
   if (!route) {
     return ex->respond(
         ErrorResponse(absl::UnavailableError(StrCat("service ", ex->name, " is not applied now"))));
+  }
+  std::string ruled_out;
+  route->endpoints = Allowed(*route, &ruled_out);
+  if (route->endpoints.empty() && !ruled_out.empty()) {
+    return ex->respond(ErrorResponse(absl::UnavailableError(ruled_out)));
   }
   std::vector<Endpoint> endpoints;
   for (const Endpoint& e : route->endpoints) {

@@ -46,6 +46,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/clock.h"
+#include "serving/data_policy.h"
 #include "transport/http_server.h"
 #include "transport/relay.h"
 
@@ -59,11 +60,15 @@ class ServiceProxy {
     std::string node;         // member name
     std::string api_address;  // its HTTP API, host:port
     bool ready = true;        // the replica there passes its readiness checks
+    std::string zone;         // its `zone` label (empty: none)
     bool operator==(const Endpoint&) const = default;
   };
   struct Route {
     std::string service;
     uint16_t target_port = 0;
+    // Where its requests may be served (hivemesh.io/data-policy): endpoints it rules out are
+    // never sent anything, and with none left the answer says why.
+    DataPolicy policy = DataPolicy::kMesh;
     std::vector<Endpoint> endpoints;  // best first
     bool operator==(const Route&) const = default;
   };
@@ -77,6 +82,8 @@ class ServiceProxy {
     Nanos hold_max{std::chrono::seconds(10)};
     // The whole exchange's deadline when the client gives none (Hivemesh-Timeout-Ms).
     Nanos default_timeout{std::chrono::seconds(30)};
+    // This node's `zone` label, for Services whose data policy is zone.
+    std::string zone;
   };
   // `peers`: to other nodes (mesh links); `local`: plain HTTP to this node's workloads.
   ServiceProxy(std::string self, Resolve resolve, PeerClient* peers, PeerClient* local,
@@ -111,6 +118,8 @@ class ServiceProxy {
     std::vector<std::pair<std::string, std::string>> headers;
     std::string body;
   };
+  // The route's endpoints its data policy allows from this node; `why` says what it ruled out.
+  std::vector<Endpoint> Allowed(const Route& route, std::string* why) const;
   struct Exchange;
   // Answers `request` for the Service `name` routed by `route`.
   void Proxy(std::string_view name, const Route& route, const HttpRequest& request,

@@ -4,6 +4,7 @@
 
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "serving/data_policy.h"
 #include "yaml-cpp/yaml.h"
 
 namespace hivemesh::services {
@@ -397,6 +398,11 @@ absl::StatusOr<Manifest> ParseDocument(const YAML::Node& doc, size_t index,
   d.Unknown(doc, "", {"apiVersion", "kind", "metadata", "spec", "status"});
   d.Unknown(meta, "metadata", {"name", "namespace", "labels", "annotations"});
   HM_ASSIGN_OR_RETURN(m.annotations, d.LabelMap(meta["annotations"], "metadata.annotations", true));
+  if (auto policy = m.annotations.find(std::string(kDataPolicyAnnotation));
+      policy != m.annotations.end() && !DataPolicyFromName(policy->second)) {
+    return d.Error(StrCat("metadata.annotations.", kDataPolicyAnnotation),
+                   "must be local-only, zone or mesh");
+  }
   if (m.kind == Kind::kService) {
     HM_RETURN_IF_ERROR(ParseService(doc, d, m));
   } else {

@@ -33,6 +33,11 @@
 
 namespace hivemesh::services {
 
+// Where a Service's requests (their raw data) may be served, as for models
+// (serving/data_policy.h): local-only (the node the client reached), zone (nodes of its `zone`
+// label), mesh (any; the default). Refused at apply if it is none of them.
+inline constexpr std::string_view kDataPolicyAnnotation = "hivemesh.io/data-policy";
+
 inline constexpr size_t kMaxManifestBytes = 1 << 20;
 inline constexpr size_t kMaxDocuments = 64;
 inline constexpr int kMaxNestingDepth = 32;

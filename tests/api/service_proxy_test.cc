@@ -270,6 +270,73 @@ TEST_F(ProxyRetryTest, APassThroughPlanTunnelsToReadyEndpointsOrGoesToTheLocalOn
   EXPECT_TRUE(absl::IsUnavailable(proxy_->PlanPassThrough("svc", nullptr).status()));
 }
 
+TEST_F(ProxyRetryTest, TheDataPolicyRulesEndpointsOut) {
+  test::HttpConnection conn(a_->port());
+  route_.endpoints = {{"b", route_.endpoints[1].api_address, true, "east"}};
+  // local-only: node "a" runs no replica, so nothing leaves it.
+  route_.policy = DataPolicy::kLocalOnly;
+  test::HttpResult r = conn.Request("GET", "/", "", {{"Host", "svc"}});
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("data policy (local-only)"), std::string::npos) << r.body;
+  EXPECT_TRUE(absl::IsUnavailable(proxy_->PlanPassThrough("svc", nullptr).status()));
+  // zone: this proxy's node has no zone label, so no endpoint shares it.
+  route_.policy = DataPolicy::kZone;
+  r = conn.Request("GET", "/", "", {{"Host", "svc"}});
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("data policy (zone)"), std::string::npos) << r.body;
+  route_.policy = DataPolicy::kMesh;
+  EXPECT_EQ(conn.Request("GET", "/", "", {{"Host", "svc"}}).status, 200);
+}
+
+TEST(ServiceProxyZoneTest, AZonePolicyKeepsRequestsInTheReceivingNodesZone) {
+  HttpServerOptions o;
+  o.port = 0;
+  std::atomic<int> east{0}, west{0};
+  auto serve = [](std::atomic<int>& count) {
+    return [&count](const HttpRequest&, HttpResponder done) {
+      ++count;
+      HttpResponse r;
+      r.body = "ok";
+      done(std::move(r));
+    };
+  };
+  auto e = HttpServer::Create(o, serve(east));
+  auto w = HttpServer::Create(o, serve(west));
+  ASSERT_TRUE(e.ok() && w.ok());
+  (*e)->Start();
+  (*w)->Start();
+  auto io = IoThreads::Create(1);
+  auto peers = PeerClient::Create(io);
+  ServiceProxy::Route route;
+  route.service = "svc";
+  route.target_port = 1;
+  route.policy = DataPolicy::kZone;
+  route.endpoints = {{"e", "127.0.0.1:" + std::to_string((*e)->port()), true, "east"},
+                     {"w", "127.0.0.1:" + std::to_string((*w)->port()), true, "west"}};
+  ServiceProxy proxy(
+      "a", [&](std::string_view) -> std::optional<ServiceProxy::Route> { return route; },
+      peers.get(), peers.get(), ServiceProxy::Options{.zone = "east"});
+  auto a = HttpServer::Create(
+      o, [&](const HttpRequest& req, HttpResponder done) { proxy.Handle(req, done); }, io);
+  ASSERT_TRUE(a.ok());
+  (*a)->Start();
+  test::HttpConnection conn((*a)->port());
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(conn.Request("GET", "/", "", {{"Host", "svc"}}).status, 200);
+  }
+  EXPECT_EQ(east.load(), 16);
+  EXPECT_EQ(west.load(), 0) << "never outside the zone";
+  absl::StatusOr<RelayPlan> plan = proxy.PlanPassThrough("svc", nullptr);
+  ASSERT_TRUE(plan.ok());
+  ASSERT_EQ(plan->hops.size(), 1u);
+  EXPECT_EQ(plan->hops[0].peer_node, "e");
+  (*a)->Stop();
+  peers->Stop();
+  io->Stop();
+  (*e)->Stop();
+  (*w)->Stop();
+}
+
 // A tunnel upgrade as the serving node sees it: only its target matters to the proxy.
 class TunnelRequest : public HttpRequest {
  public:

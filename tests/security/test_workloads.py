@@ -490,6 +490,37 @@ class WorkloadsTest(unittest.TestCase):
                         f"127.0.0.1:{live[0].port}"], input=text, capture_output=True,
                        text=True, timeout=30)
 
+    def test_7_data_policy_keeps_requests_where_it_says(self):
+        """hivemesh.io/data-policy on a Service: `zone` serves a request only in the zone of the
+        node that received it, `local-only` only on that node; elsewhere 503 naming the policy,
+        and no byte of the request leaves. An unknown policy is refused at apply."""
+        port = free_port()
+        self.apply(deployment("kept", ["python3", "-m", "http.server", "--bind", "127.0.0.1",
+                                       str(port)]))
+        wait_for(lambda: self.runners("kept"), 30, "the workload to run")
+        [host] = self.runners("kept")  # an east node
+        west = self.nodes["west"]
+
+        def policy_service(policy):
+            return service("kept-svc", "kept", port).replace(
+                "  name: kept-svc\n",
+                f"  name: kept-svc\n  annotations:\n    hivemesh.io/data-policy: {policy}\n")
+
+        self.apply(policy_service("mesh"))
+        wait_for(lambda: by_name(west, "kept-svc")[:2] == (200, host), 30, "served from west")
+        for policy in ("zone", "local-only"):
+            self.apply(policy_service(policy))
+            wait_for(lambda: by_name(west, "kept-svc", wait_ms=500)[0] == 503, 30,
+                     f"{policy}: west refused")
+            status, _, body = by_name(west, "kept-svc", wait_ms=500)
+            self.assertIn(f"its data policy ({policy})".encode(), body)
+            self.assertEqual(by_name(self.nodes[host], "kept-svc")[:2], (200, host), policy)
+        out = subprocess.run([self.BINARY, "apply", "-f", "-", "--node",
+                              f"127.0.0.1:{west.port}"], input=policy_service("anywhere"),
+                             capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("hivemesh.io/data-policy: must be local-only, zone or mesh", out.stderr)
+
 
 if __name__ == "__main__":
     WorkloadsTest.BINARY = binary_from_argv()

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <iterator>
 
+#include "base/strings.h"
+
 namespace hivemesh::services {
 namespace {
 
@@ -87,6 +89,16 @@ spec:
   EXPECT_FALSE(ports[1].ConnectionLevel());
   EXPECT_FALSE(ports[2].ConnectionLevel());
   EXPECT_TRUE(ports[3].ConnectionLevel());
+  // The data policy is checked at apply.
+  absl::StatusOr<Parsed> bad = ParseManifests(
+      "apiVersion: v1\nkind: Service\nmetadata:\n  name: db\n  annotations:\n"
+      "    hivemesh.io/data-policy: nowhere\nspec:\n  selector: {app: db}\n  ports:\n"
+      "  - {port: 1}\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(
+      MessageOf(bad.status()).find("hivemesh.io/data-policy: must be local-only, zone or mesh"),
+      std::string::npos)
+      << bad.status();
   EXPECT_FALSE(ParseManifests("apiVersion: v1\nkind: Service\nmetadata: {name: db}\nspec:\n"
                               "  selector: {app: db}\n  ports:\n  - {port: 1, appProtocol: [x]}\n")
                    .ok());
