@@ -291,6 +291,15 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   http.authorize_link = [self](const HttpRequest& upgrade) {
     return self->member_check_->AuthorizeLink(upgrade);
   };
+  // A request for a Service by its Host streams to one of its endpoints (the usual path when it
+  // has none ready now, and for requests from peers).
+  http.forward = [self](const HttpRequest& head) -> std::optional<ForwardPlan> {
+    if (!self->service_proxy_) return std::nullopt;
+    return self->service_proxy_->PlanForward("", head, [self](const std::string& node) {
+      return self->peer_credential_ ? self->peer_credential_(node, kCredentialForLink)
+                                    : std::string();
+    });
+  };
   // A tunnel to a workload of this node (a Service's connection-level pass-through, opened by
   // the node a client reached): members only, as links.
   http.authorize_tunnel = [self](const HttpRequest& upgrade) -> absl::StatusOr<std::string> {
@@ -307,6 +316,9 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
           return self->CheckPeer(chain, expected);
         });
     http.tls = agent->tls_;
+    // Tunnels to the nodes that run a Service's endpoints (streamed requests by Host, and
+    // connections at a Service's port) are mutual TLS too.
+    http.tunnel_tls = agent->tls_;
     agent->service_port_options_.tunnel_tls = agent->tls_;
   } else {
     spdlog::warn(
@@ -1341,6 +1353,11 @@ void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_ob
       options.port = port;
       // What is not HTTP/1.x (or, for a connection-level port, every connection) is relayed.
       options.pass_through_all = connection_level[name];
+      options.forward = [this, service = name](const HttpRequest& head) {
+        return service_proxy_->PlanForward(service, head, [this](const std::string& node) {
+          return peer_credential_ ? peer_credential_(node, kCredentialForLink) : std::string();
+        });
+      };
       options.pass_through = [this, service = name](std::string_view) {
         return service_proxy_->PlanPassThrough(service, [this](const std::string& node) {
           return peer_credential_ ? peer_credential_(node, kCredentialForLink) : std::string();

@@ -231,6 +231,64 @@ absl::StatusOr<RelayPlan> ServiceProxy::PlanPassThrough(
   return plan;
 }
 
+std::optional<ForwardPlan> ServiceProxy::PlanForward(
+    std::string_view name, const HttpRequest& head,
+    const std::function<std::string(const std::string&)>& credential) const {
+  if (name.empty()) name = ServiceNameOfHost(head.header("Host"));
+  if (name.empty() || !MemberOf(head).empty() || head.has_header("Upgrade")) return std::nullopt;
+  Nanos timeout = options_.default_timeout;
+  if (head.has_header(kTimeoutField)) {
+    std::optional<uint64_t> ms = ParseUint(head.header(kTimeoutField));
+    if (!ms) return std::nullopt;
+    absl::StatusOr<std::chrono::milliseconds> given = ClientTimeoutMs(*ms, kTimeoutField);
+    if (!given.ok()) return std::nullopt;
+    timeout = *given;
+  }
+  std::optional<Route> route = resolve_(name);
+  if (!route) return std::nullopt;
+  std::string ruled_out;
+  std::vector<Endpoint> endpoints;
+  for (Endpoint& e : Allowed(*route, &ruled_out)) {
+    if (e.ready) endpoints.push_back(std::move(e));
+  }
+  if (endpoints.empty()) return std::nullopt;
+  ForwardPlan plan;
+  if (std::any_of(endpoints.begin(), endpoints.end(),
+                  [&](const Endpoint& e) { return e.node == self_; })) {
+    plan.route.hops.push_back(RelayHop{StrCat("127.0.0.1:", route->target_port), "", "", ""});
+    plan.served_by.push_back(self_);
+  } else {
+    balancer_->Order(endpoints);
+    for (const Endpoint& e : endpoints) {
+      plan.route.hops.push_back(RelayHop{e.api_address, e.node, TunnelTarget(name),
+                                         credential ? credential(e.node) : std::string()});
+      plan.served_by.push_back(e.node);
+    }
+    // A hop that could not be reached is ejected as for buffered requests; the answers teach the
+    // balancer their latency.
+    plan.route.on_attempt = [this](const RelayHop& hop, const absl::Status& result, Nanos took) {
+      if (!result.ok()) balancer_->Finished(hop.peer_node, result, 0, took);
+    };
+    plan.on_done = [this, nodes = plan.served_by](size_t hop, const absl::Status& transport,
+                                                  int status, Nanos took) {
+      balancer_->Finished(nodes[hop], transport, status, took);
+    };
+  }
+  plan.head =
+      StrCat(head.method(), " ", head.target(), " HTTP/1.1\r\nHost: ", route->service, "\r\n");
+  if (head.has_header("Content-Type")) {
+    StrAppend(&plan.head, "Content-Type: ", head.header("Content-Type"), "\r\n");
+  }
+  for (const auto& [field, value] : head.headers()) {
+    if (EndToEnd(field)) StrAppend(&plan.head, field, ": ", value, "\r\n");
+  }
+  plan.keep_field = [](std::string_view lower) {
+    return lower == "content-type" || EndToEnd(lower);
+  };
+  plan.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(timeout);
+  return plan;
+}
+
 absl::StatusOr<std::string> ServiceProxy::AuthorizeTunnel(const HttpRequest& request) const {
   std::string_view name = request.target();
   constexpr std::string_view kPrefix = "/v1/services/", kSuffix = "/tunnel";

@@ -99,6 +99,15 @@ class ServiceProxy {
   absl::StatusOr<RelayPlan> PlanPassThrough(
       std::string_view name,
       const std::function<std::string(const std::string&)>& credential) const;
+  // For HttpServerOptions::forward: streams the request (its head read) to an endpoint of the
+  // Service `name` (or, with `name` empty, of the Service its Host names): this node's ready
+  // replica, else the others in the balancer's order through tunnels (`credential` as for
+  // PlanPassThrough). nullopt when the request is better read whole and handled by Handle or
+  // Serve: it names no Service, came from a peer, asks for an Upgrade, gives a bad deadline, or
+  // has no endpoint to go to now (Handle then waits for one, or says why).
+  std::optional<ForwardPlan> PlanForward(
+      std::string_view name, const HttpRequest& head,
+      const std::function<std::string(const std::string&)>& credential) const;
   // For HttpServerOptions::authorize_tunnel, at an endpoint node, once the caller is known to be
   // a member: it wants a tunnel to the Service the request's target names (TunnelTarget):
   // the address of this node's ready replica, or why not.

@@ -143,7 +143,8 @@ void RequestParser::on_chunk_header_impl(std::uint64_t, beast::string_view exten
 size_t RequestParser::on_chunk_body_impl(std::uint64_t, beast::string_view piece,
                                          beast::error_code& ec) {
   const size_t needed = body_->size() + piece.size();  // within max_body_bytes: Beast checks
-  if (needed > body_->capacity()) {
+  // Streamed: the consumer takes each piece as it is parsed, so nothing grows to be reserved.
+  if (needed > body_->capacity() && !streaming_) {
     // Grown as a string grows (doubling), but reserved from the budget first.
     const size_t capacity =
         std::max<size_t>(needed, std::min<uint64_t>(2 * body_->capacity(), limits_.max_body_bytes));
@@ -171,6 +172,20 @@ void RequestReader::Start(RequestHead* head) {
   parser_.emplace(head, &body_, budget_, &reservation_, limits_);
   head_seen_ = false;
 }
+
+void RequestReader::StreamBody() {
+  reservation_.Release();
+  parser_->set_streaming();
+}
+
+bool RequestReader::TakePiece(std::string* out) {
+  if (body_.empty()) return false;
+  out->append(body_);
+  body_.clear();  // its capacity stays, for the next piece
+  return true;
+}
+
+bool RequestReader::chunked() const { return parser_->chunked(); }
 
 std::optional<uint64_t> RequestReader::content_length() const {
   const boost::optional<uint64_t> length = parser_->content_length();

@@ -120,6 +120,8 @@ class RequestParser final : public http::basic_parser<true> {
   }
   const std::optional<RequestRefusal>& refusal() const { return refusal_; }
   bool saw_transfer_encoding() const { return saw_transfer_encoding_; }
+  // The body is taken piece by piece as it is parsed (RequestReader::StreamBody).
+  void set_streaming() { streaming_ = true; }
 
  private:
   void on_request_impl(http::verb, beast::string_view method, beast::string_view target,
@@ -149,6 +151,7 @@ class RequestParser final : public http::basic_parser<true> {
   int version_ = 11;
   bool header_done_ = false;
   bool saw_transfer_encoding_ = false;
+  bool streaming_ = false;
   size_t trailer_bytes_ = 0;
   std::optional<RequestRefusal> refusal_;
 };
@@ -180,6 +183,14 @@ class RequestReader {
   std::optional<uint64_t> content_length() const;
   // The body, with its reservation. REQUIRES: Feed returned kDone.
   std::shared_ptr<const std::string> TakeBody();
+  // Streams the current request's body (REQUIRES: Feed returned kHead): from now on Feed keeps
+  // only what it parsed since the last TakePiece, and the body's reservation is given back (a
+  // streamed body is never held whole). Its limits stay.
+  void StreamBody();
+  // Appends the body's bytes parsed since the last call to `out` (streaming); false if none.
+  bool TakePiece(std::string* out);
+  // The request's body is chunked. REQUIRES: Feed returned kHead.
+  bool chunked() const;
   // Bytes held for the body now, and reserved for it from the budget.
   size_t body_capacity() const { return body_.capacity(); }
   uint64_t reserved() const { return reservation_.bytes(); }

@@ -20,7 +20,9 @@ namespace http_internal {
 // queued on the listener) when it stopped accepting, if nothing of it has arrived.
 constexpr std::chrono::milliseconds kDrainGrace{1000};
 
-class Connection final : public HttpRequest, public std::enable_shared_from_this<Connection> {
+class Connection final : public HttpRequest,
+                         public ForwardClient,
+                         public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, std::string remote, ConnectionLimits::Slot slot,
              std::shared_ptr<Core> core, int loop);
@@ -46,6 +48,17 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   SteadyTime received() const override { return received_; }
   std::string_view remote_address() const override { return remote_; }
   std::string_view tls_peer() const override { return tls_peer_; }
+
+  // ForwardClient
+  IoStream& stream() override { return stream_; }
+  beast::flat_buffer& buffer() override { return buffer_; }
+  RequestReader& reader() override { return reader_; }
+  bool keep_alive() const override { return keep_alive_; }
+  bool expects_continue() const override {
+    const RequestHead::Field* expect = request_head_.Find("Expect");
+    return expect != nullptr && beast::iequals(request_head_.Value(*expect), "100-continue");
+  }
+  void ForwardEnded(bool reuse, bool fallback) override;
 
   // A request to switch to a tunnel (transport/relay.h) at a server that takes them (not while
   // it drains).
@@ -105,8 +118,11 @@ class Connection final : public HttpRequest, public std::enable_shared_from_this
   void Parse();
   void Read();
   void OnRead(beast::error_code ec, size_t n);
-  // The head is in: false if the body waits for `100 Continue` to be written first.
+  // The head is in: false if the body waits for `100 Continue` to be written first, or the
+  // request is forwarded (HttpServerOptions::forward).
   bool OnHead();
+  // The rest of OnHead for a request handled here: `100 Continue` if it expects one.
+  bool ContinueHead();
   void Refuse(const RequestRefusal& refusal);
   void Dispatch();
   void SwitchToLink(std::string member);  // `member`: what authorize_link said
@@ -323,6 +339,7 @@ class ServerImpl final : public HttpServer {
         for (const std::shared_ptr<Connection>& c : ConnectionsOf(*core_, i)) c->Close();
         for (const std::shared_ptr<LinkSession>& l : LinksOf(*core_, i)) CloseLink(*l);
         for (const std::shared_ptr<Relay>& r : RelaysOf(*core_, i)) CloseRelay(*r);
+        CloseIdleHops(*core_, i);
       });
     }
     if (owns_io_) io_->Stop();
@@ -530,6 +547,41 @@ bool Connection::OnHead() {
   received_ = core_->clock.Now();
   keep_alive_ = reader_.keep_alive();
   phase_ = Phase::kBody;
+  if (core_->options.forward && tls_refusal_.empty() && !core_->stopped.load()) {
+    std::optional<ForwardPlan> plan = core_->options.forward(*this);
+    if (plan) {
+      // Streamed to another server (transport/relay.h): it reads the body and writes the answer.
+      deadline_.Cancel();
+      phase_ = Phase::kHandled;
+      if (!busy_) {
+        busy_ = true;
+        core_->busy.fetch_add(1);
+      }
+      StartForward(shared_from_this(), *std::move(plan), core_, loop_);
+      return false;
+    }
+  }
+  return ContinueHead();
+}
+
+void Connection::ForwardEnded(bool reuse, bool fallback) {
+  if (fallback) {
+    // Nothing was sent: the request is read whole and handled as usual.
+    phase_ = Phase::kBody;
+    if (ContinueHead()) Parse();
+    return;
+  }
+  phase_ = Phase::kHandled;
+  body_.reset();
+  if (busy_) {
+    busy_ = false;
+    core_->busy.fetch_sub(1);
+  }
+  if (!reuse || core_->draining.load(std::memory_order_relaxed)) return Close();
+  ReadRequest();
+}
+
+bool Connection::ContinueHead() {
   const RequestHead::Field* expect = request_head_.Find("Expect");
   if (expect == nullptr || !beast::iequals(request_head_.Value(*expect), "100-continue")) {
     return true;
@@ -794,6 +846,8 @@ std::string_view HttpReason(int status) {
       return "Internal Server Error";
     case 501:
       return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
     case 503:
       return "Service Unavailable";
     case 504:

@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -105,6 +106,10 @@ struct HttpServerOptions {
   // header_timeout.
   std::function<absl::StatusOr<RelayPlan>(std::string_view remote)> pass_through;
   bool pass_through_all = false;
+  // Streaming forwarding (ForwardPlan, transport/relay.h): asked at each request's head (its
+  // body not read yet: body() is empty); a plan streams the request to another server, nullopt
+  // lets it be read whole and handled as usual. Called on an I/O thread; it must not block.
+  std::function<std::optional<ForwardPlan>(const HttpRequest& head)> forward;
   // `authorize_tunnel`, if set, decides which `Upgrade: hivemesh-tunnel/1` requests become
   // tunnels, and the address (ip:port, plain TCP) each one's bytes go to. Refusals are answered
   // with their code's status (PermissionDenied 403, NotFound 404, Unavailable 503; else 400) and

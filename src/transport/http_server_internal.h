@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -100,6 +101,10 @@ struct Core {
     std::unordered_set<Connection*> connections ABSL_GUARDED_BY(mu);  // this loop's connections
     std::unordered_set<LinkSession*> links ABSL_GUARDED_BY(mu);       // this loop's mesh links
     std::unordered_set<Relay*> relays ABSL_GUARDED_BY(mu);  // this loop's relayed connections
+    // Connections to forwarding hops kept for the next exchange (ForwardPlan), by hop; touched
+    // only on the loop's thread.
+    std::unordered_map<std::string, std::vector<std::unique_ptr<IoStream>>> idle_hops;
+    size_t idle_hop_count = 0;
   };
   std::vector<Loop> loops;  // fixed size
 };
@@ -140,6 +145,28 @@ void StartPassThrough(IoStream client, std::string from_client, std::shared_ptr<
 // `from_client` (bytes the client sent past its upgrade request) go first.
 void StartTunnel(IoStream client, std::string from_client, IoStream workload, std::string to_client,
                  std::shared_ptr<Core> core, int loop, ConnectionLimits::Slot slot);
+// The side of an exchange that a request's connection plays in forwarding (ForwardPlan): the
+// HTTP server's connection, whose request head has been read.
+class ForwardClient {
+ public:
+  virtual ~ForwardClient() = default;
+  virtual IoStream& stream() = 0;
+  virtual beast::flat_buffer& buffer() = 0;
+  virtual RequestReader& reader() = 0;
+  virtual std::string_view method() const = 0;
+  virtual bool keep_alive() const = 0;
+  virtual bool expects_continue() const = 0;
+  // The exchange is over (on the loop's thread). `reuse`: the connection reads its next request,
+  // else it closes. `fallback`: nothing was sent anywhere and the body is unread: the request is
+  // to be read whole and handled as usual.
+  virtual void ForwardEnded(bool reuse, bool fallback) = 0;
+};
+// Streams the request of `client` (its head read) along `plan`, on loop `loop`'s thread.
+void StartForward(std::shared_ptr<ForwardClient> client, ForwardPlan plan,
+                  std::shared_ptr<Core> core, int loop);
+// Closes loop `loop`'s kept connections to hops (on its thread).
+void CloseIdleHops(Core& core, int loop);
+
 // The relay, shared, or null if it is being destroyed (for the server's Stop).
 std::shared_ptr<Relay> RelayPtr(Relay& relay);
 // Closes a relay (on its loop's thread).

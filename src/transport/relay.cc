@@ -1,7 +1,14 @@
 #include "transport/relay.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -41,32 +48,35 @@ bool Ended(const beast::error_code& ec) {
 
 }  // namespace
 
-class Relay : public std::enable_shared_from_this<Relay> {
+// Reaches the first of a plan's hops that connects: a workload directly, or a node asked for a
+// tunnel (TLS checked against its member when the server has tunnel TLS). Each attempt is told
+// to the plan's on_attempt; `done` gets the connected stream and any bytes read past the 101,
+// or the last failure. Cancel() closes what is under way (done then gets an error).
+class HopDialer : public std::enable_shared_from_this<HopDialer> {
  public:
-  Relay(IoStream client, std::string from_client, std::shared_ptr<Core> core, int loop,
-        ConnectionLimits::Slot slot, RelayPlan plan)
+  using Done = std::function<void(absl::Status, std::unique_ptr<IoStream>, std::string leftover,
+                                  size_t hop)>;
+  HopDialer(std::shared_ptr<Core> core, asio::any_io_executor executor, const RelayPlan& plan,
+            Done done)
       : core_(std::move(core)),
-        loop_(loop),
-        slot_(std::move(slot)),
-        plan_(std::move(plan)),
-        client_(std::move(client)),
-        timer_(client_.get_executor()) {
-    dir_[0].initial = std::move(from_client);
-    Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
-    absl::MutexLock lock(&l.mu);
-    l.relays.insert(this);
-  }
-  ~Relay() {
-    Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
-    absl::MutexLock lock(&l.mu);
-    l.relays.erase(this);
+        plan_(plan),
+        done_(std::move(done)),
+        timer_(executor),
+        executor_(std::move(executor)) {}
+
+  void Start() { Dial(); }
+  void Cancel() {
+    cancelled_ = true;
+    timer_.cancel();
+    if (stream_) stream_->Close();
   }
 
-  // Tries the plan's hops in order.
+ private:
   void Dial() {
+    if (cancelled_) return Finish(absl::CancelledError("the server stopped"));
     if (next_hop_ >= plan_.hops.size()) {
-      return End(last_failure_.ok() ? absl::UnavailableError("no endpoint to relay to")
-                                    : last_failure_);
+      return Finish(last_failure_.ok() ? absl::UnavailableError("no endpoint to relay to")
+                                       : last_failure_);
     }
     const RelayHop& hop = plan_.hops[next_hop_];
     tcp::endpoint endpoint;
@@ -74,45 +84,26 @@ class Relay : public std::enable_shared_from_this<Relay> {
       return HopFailed(absl::InvalidArgumentError(StrCat("'", hop.address, "' is not ip:port")));
     }
     attempt_started_ = SystemClock::Get().Now();
-    server_.emplace(client_.get_executor());
-    ArmDialDeadline();
-    server_->socket().async_connect(endpoint, [self = shared_from_this()](beast::error_code ec) {
+    stream_ = std::make_unique<IoStream>(executor_);
+    timed_out_ = false;
+    timer_.expires_after(core_->options.header_timeout);
+    timer_.async_wait([weak = weak_from_this(), hop = next_hop_](beast::error_code ec) {
+      auto self = weak.lock();
+      if (ec || self == nullptr || self->finished_ || self->next_hop_ != hop) return;
+      self->timed_out_ = true;
+      self->stream_->Close();  // the pending step fails
+    });
+    stream_->socket().async_connect(endpoint, [self = shared_from_this()](beast::error_code ec) {
       if (ec) return self->HopFailed(self->DialError("connect", ec));
-      self->server_->socket().set_option(tcp::no_delay(true), ec);
-      const RelayHop& h = self->plan_.hops[self->next_hop_];
-      if (h.peer_node.empty()) return self->Connected({});
+      self->stream_->socket().set_option(tcp::no_delay(true), ec);
+      if (self->plan_.hops[self->next_hop_].peer_node.empty()) return self->Connected({});
       self->Secure();
     });
   }
 
-  // The serving end's: `server` is connected to the workload; `to_client` (the 101) goes first.
-  void Begin(IoStream server, std::string to_client) {
-    server_.emplace(std::move(server));
-    Connected(std::move(to_client));
-  }
-
-  void Close() { End(absl::CancelledError("the server stopped")); }
-
- private:
-  struct Direction {
-    std::string initial;  // written before the first read
-    std::unique_ptr<char[]> buffer;
-    bool ended = false;  // its reader ended its sending, and the end was passed on
-  };
-
-  void ArmDialDeadline() {
-    timer_.expires_after(core_->options.header_timeout);
-    timer_.async_wait([weak = weak_from_this(), hop = next_hop_](beast::error_code ec) {
-      auto self = weak.lock();
-      if (ec || self == nullptr || self->relaying_ || self->next_hop_ != hop) return;
-      self->dial_timed_out_ = true;
-      self->server_->Close();  // the pending step fails
-    });
-  }
-
-  absl::Status DialError(std::string_view step, const beast::error_code& ec) {
+  absl::Status DialError(std::string_view step, const beast::error_code& ec) const {
     const RelayHop& hop = plan_.hops[next_hop_];
-    if (dial_timed_out_) {
+    if (timed_out_) {
       return absl::DeadlineExceededError(StrCat(step, " to ", hop.address, " took over ",
                                                 core_->options.header_timeout.count(), " ms"));
     }
@@ -123,20 +114,18 @@ class Relay : public std::enable_shared_from_this<Relay> {
   }
 
   void HopFailed(absl::Status why) {
-    if (ended_) return;
-    const RelayHop& hop = plan_.hops[next_hop_];
-    if (plan_.on_attempt) plan_.on_attempt(hop, why, SystemClock::Get().Now() - attempt_started_);
+    if (finished_) return;
+    if (plan_.on_attempt && !core_->stopped.load(std::memory_order_relaxed)) {
+      plan_.on_attempt(plan_.hops[next_hop_], why, SystemClock::Get().Now() - attempt_started_);
+    }
     last_failure_ = std::move(why);
-    if (server_) server_->Close();
-    server_.reset();
-    dial_timed_out_ = false;
+    if (stream_) stream_->Close();
+    stream_.reset();
     ++next_hop_;
-    if (core_->stopped.load(std::memory_order_relaxed)) return End(absl::CancelledError("stopped"));
+    if (core_->stopped.load(std::memory_order_relaxed)) cancelled_ = true;
     Dial();
   }
 
-  // To another node: TLS (checked against the hop's member) when the server has tunnel TLS,
-  // then the upgrade request.
   void Secure() {
     const std::shared_ptr<TlsSettings>& tls = core_->options.tunnel_tls;
     if (tls == nullptr) return Upgrade();
@@ -144,13 +133,13 @@ class Relay : public std::enable_shared_from_this<Relay> {
     if (context == nullptr) {
       return HopFailed(absl::UnavailableError("this node has no certificate to present yet"));
     }
-    server_->StartTls(context.get());
-    server_->async_handshake(
+    stream_->StartTls(context.get());
+    stream_->async_handshake(
         asio::ssl::stream_base::client, [self = shared_from_this()](beast::error_code ec) {
           if (ec) return self->HopFailed(self->DialError("TLS handshake", ec));
           const RelayHop& hop = self->plan_.hops[self->next_hop_];
           absl::StatusOr<std::string> who = self->core_->options.tunnel_tls->Check(
-              self->server_->PeerCertificates(), hop.peer_node);
+              self->stream_->PeerCertificates(), hop.peer_node);
           if (!who.ok()) {
             return self->HopFailed(absl::UnavailableError(StrCat(
                 hop.address, ": the peer's certificate is refused: ", MessageOf(who.status()))));
@@ -165,7 +154,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
                    "\r\nConnection: Upgrade\r\nUpgrade: ", kTunnelProtocol, "\r\n");
     if (!hop.credential.empty()) StrAppend(&head_, kCredentialField, ": ", hop.credential, "\r\n");
     head_ += "\r\n";
-    asio::async_write(*server_, asio::buffer(head_),
+    asio::async_write(*stream_, asio::buffer(head_),
                       [self = shared_from_this()](beast::error_code ec, size_t) {
                         if (ec) return self->HopFailed(self->DialError("tunnel request", ec));
                         self->head_.clear();
@@ -177,7 +166,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
     constexpr size_t kMaxHead = 64 * 1024;
     const size_t at = head_.size();
     head_.resize(at + 4096);
-    server_->async_read_some(
+    stream_->async_read_some(
         asio::buffer(head_.data() + at, 4096),
         [self = shared_from_this(), at](beast::error_code ec, size_t n) {
           self->head_.resize(at + n);
@@ -205,16 +194,99 @@ class Relay : public std::enable_shared_from_this<Relay> {
         });
   }
 
-  // The other end is reached: bytes flow both ways from now on.
-  void Connected(std::string to_client) {
-    if (ended_) return;
-    if (!plan_.hops.empty() && next_hop_ < plan_.hops.size() && plan_.on_attempt) {
+  void Connected(std::string leftover) {
+    if (finished_) return;
+    if (cancelled_) return Finish(absl::CancelledError("the server stopped"));
+    if (plan_.on_attempt && !core_->stopped.load(std::memory_order_relaxed)) {
       plan_.on_attempt(plan_.hops[next_hop_], absl::OkStatus(),
                        SystemClock::Get().Now() - attempt_started_);
     }
-    relaying_ = true;
+    finished_ = true;
+    timer_.cancel();
     head_.clear();
-    head_.shrink_to_fit();
+    Done done = std::move(done_);
+    done(absl::OkStatus(), std::move(stream_), std::move(leftover), next_hop_);
+  }
+
+  void Finish(absl::Status why) {
+    if (finished_) return;
+    finished_ = true;
+    timer_.cancel();
+    Done done = std::move(done_);
+    done(std::move(why), nullptr, {}, next_hop_);
+  }
+
+  const std::shared_ptr<Core> core_;
+  const RelayPlan& plan_;  // its owner's, which outlives it
+  Done done_;
+  asio::steady_timer timer_;  // each hop's deadline
+  asio::any_io_executor executor_;
+  std::unique_ptr<IoStream> stream_;  // the hop being tried
+  std::string head_;                  // the tunnel request, then its answer as it arrives
+  size_t next_hop_ = 0;
+  absl::Status last_failure_;
+  SteadyTime attempt_started_;
+  bool timed_out_ = false;
+  bool cancelled_ = false;
+  bool finished_ = false;
+};
+
+class Relay : public std::enable_shared_from_this<Relay> {
+ public:
+  Relay(IoStream client, std::string from_client, std::shared_ptr<Core> core, int loop,
+        ConnectionLimits::Slot slot, RelayPlan plan)
+      : core_(std::move(core)),
+        loop_(loop),
+        slot_(std::move(slot)),
+        plan_(std::move(plan)),
+        client_(std::move(client)),
+        timer_(client_.get_executor()) {
+    dir_[0].initial = std::move(from_client);
+    Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
+    absl::MutexLock lock(&l.mu);
+    l.relays.insert(this);
+  }
+  ~Relay() {
+    Core::Loop& l = core_->loops[static_cast<size_t>(loop_)];
+    absl::MutexLock lock(&l.mu);
+    l.relays.erase(this);
+  }
+
+  // Tries the plan's hops in order.
+  void Dial() {
+    dialer_ = std::make_shared<HopDialer>(
+        core_, client_.get_executor(), plan_,
+        [self = shared_from_this()](absl::Status result, std::unique_ptr<IoStream> stream,
+                                    std::string leftover, size_t) {
+          self->dialer_.reset();
+          if (!result.ok()) return self->End(std::move(result));
+          self->Begin(std::move(*stream), std::move(leftover));
+        });
+    dialer_->Start();
+  }
+
+  // The other end is reached (the workload, or a tunnel to it): `to_client` goes first (a
+  // tunnel's bytes past its 101; at a tunnel's serving end, the 101 itself).
+  void Begin(IoStream server, std::string to_client) {
+    if (ended_) return;
+    server_.emplace(std::move(server));
+    Connected(std::move(to_client));
+  }
+
+  void Close() {
+    if (dialer_) dialer_->Cancel();
+    End(absl::CancelledError("the server stopped"));
+  }
+
+ private:
+  struct Direction {
+    std::string initial;  // written before the first read
+    std::unique_ptr<char[]> buffer;
+    bool ended = false;  // its reader ended its sending, and the end was passed on
+  };
+
+  // Bytes flow both ways from now on.
+  void Connected(std::string to_client) {
     dir_[1].initial = std::move(to_client);
     for (Direction& d : dir_) d.buffer = std::make_unique<char[]>(kRelayBufferBytes);
     last_activity_ = std::chrono::steady_clock::now();
@@ -232,7 +304,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
     if (!x.initial.empty()) {
       asio::async_write(To(d), asio::buffer(x.initial),
                         [self = shared_from_this(), d](beast::error_code ec, size_t) {
-                          if (ec) return self->End(self->Broken(ec));
+                          if (ec) return self->End(Broken(ec));
                           self->dir_[d].initial.clear();
                           self->Pump(d);
                         });
@@ -243,13 +315,13 @@ class Relay : public std::enable_shared_from_this<Relay> {
                               if (self->ended_) return;
                               if (ec) {
                                 if (Ended(ec)) return self->EndOf(d);
-                                return self->End(self->Broken(ec));
+                                return self->End(Broken(ec));
                               }
                               self->last_activity_ = std::chrono::steady_clock::now();
                               asio::async_write(
                                   self->To(d), asio::buffer(self->dir_[d].buffer.get(), n),
                                   [self, d](beast::error_code wec, size_t) {
-                                    if (wec) return self->End(self->Broken(wec));
+                                    if (wec) return self->End(Broken(wec));
                                     self->last_activity_ = std::chrono::steady_clock::now();
                                     self->Pump(d);
                                   });
@@ -300,17 +372,510 @@ class Relay : public std::enable_shared_from_this<Relay> {
   RelayPlan plan_;
   IoStream client_;
   std::optional<IoStream> server_;  // the workload, or the node that tunnels to it
-  asio::steady_timer timer_;        // the dial's deadline, then the idle watch
-  std::array<Direction, 2> dir_;    // [0]: client to server, [1]: server to client
-  std::string head_;                // the tunnel request, then its answer as it arrives
-  size_t next_hop_ = 0;
-  absl::Status last_failure_;
-  SteadyTime attempt_started_;
+  std::shared_ptr<HopDialer> dialer_;
+  asio::steady_timer timer_;      // the idle watch
+  std::array<Direction, 2> dir_;  // [0]: client to server, [1]: server to client
   std::chrono::steady_clock::time_point last_activity_;
-  bool dial_timed_out_ = false;
-  bool relaying_ = false;
   bool ended_ = false;
 };
+
+// The answer of a forwarded request, parsed as it arrives: its head into fields, its body's
+// decoded bytes into `body` for the forwarder to take.
+class AnswerParser final : public http::basic_parser<false> {
+ public:
+  AnswerParser() {
+    header_limit(64 * 1024);
+    // Streamed: any size. (Not boost::none: Beast 1.74 compares a length with it as larger.)
+    body_limit(std::numeric_limits<std::uint64_t>::max());
+  }
+  int status = 0;
+  std::string reason;
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::string body;
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int,
+                       beast::error_code&) override {}
+  void on_response_impl(int code, beast::string_view r, int, beast::error_code&) override {
+    status = code;
+    reason.assign(r.data(), r.size());
+  }
+  void on_field_impl(http::field, beast::string_view name, beast::string_view value,
+                     beast::error_code&) override {
+    fields.emplace_back(std::string(name.data(), name.size()),
+                        std::string(value.data(), value.size()));
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
+  size_t on_body_impl(beast::string_view piece, beast::error_code&) override {
+    body.append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  size_t on_chunk_body_impl(std::uint64_t, beast::string_view piece, beast::error_code&) override {
+    body.append(piece.data(), piece.size());
+    return piece.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+};
+
+namespace {
+
+constexpr size_t kMaxIdlePerHop = 8;
+constexpr size_t kMaxIdlePerLoop = 256;
+
+std::string HopKey(const RelayHop& hop) {
+  return StrCat(hop.address, "\n", hop.peer_node, "\n", hop.target);
+}
+
+// A kept connection is worth using if its peer has neither closed it nor sent anything since.
+bool StillOpen(IoStream& stream) {
+  char byte;
+  const ssize_t n = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+// Appends `data` to `out` as one chunk of a chunked body.
+void AppendChunk(std::string* out, std::string_view data) {
+  char size[20];
+  const int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  out->append(size, static_cast<size_t>(n));
+  out->append(data);
+  *out += "\r\n";
+}
+
+}  // namespace
+
+class Forward : public std::enable_shared_from_this<Forward> {
+ public:
+  Forward(std::shared_ptr<ForwardClient> client, ForwardPlan plan, std::shared_ptr<Core> core,
+          int loop)
+      : client_(std::move(client)),
+        plan_(std::move(plan)),
+        core_(std::move(core)),
+        loop_(loop),
+        timer_(client_->stream().get_executor()) {}
+
+  void Start() {
+    // A kept connection to one of the hops first, in the plan's order.
+    auto& idle = core_->loops[static_cast<size_t>(loop_)].idle_hops;
+    for (size_t i = 0; i < plan_.route.hops.size(); ++i) {
+      auto it = idle.find(HopKey(plan_.route.hops[i]));
+      while (it != idle.end() && !it->second.empty()) {
+        std::unique_ptr<IoStream> kept = std::move(it->second.back());
+        it->second.pop_back();
+        --core_->loops[static_cast<size_t>(loop_)].idle_hop_count;
+        if (it->second.empty()) it = idle.erase(it);
+        if (StillOpen(*kept)) {
+          kept_ = true;
+          return Connected(std::move(kept), {}, i);
+        }
+        kept->Close();
+      }
+    }
+    Dial();
+  }
+
+ private:
+  void Dial() {
+    kept_ = false;
+    dialer_ = std::make_shared<HopDialer>(
+        core_, client_->stream().get_executor(), plan_.route,
+        [self = shared_from_this()](absl::Status result, std::unique_ptr<IoStream> stream,
+                                    std::string leftover, size_t hop) {
+          self->dialer_.reset();
+          // No hop: nothing was sent, the body is unread; the usual path answers.
+          if (!result.ok()) return self->End(/*reuse=*/false, /*fallback=*/true);
+          self->Connected(std::move(stream), std::move(leftover), hop);
+        });
+    dialer_->Start();
+  }
+
+  void Connected(std::unique_ptr<IoStream> upstream, std::string leftover, size_t hop) {
+    ++gen_;
+    upstream_ = std::move(upstream);
+    hop_ = hop;
+    up_buffer_.clear();
+    if (!leftover.empty()) {
+      auto dest = up_buffer_.prepare(leftover.size());
+      std::memcpy(dest.data(), leftover.data(), leftover.size());
+      up_buffer_.commit(leftover.size());
+    }
+    parser_.emplace();
+    if (client_->method() == "HEAD") parser_->skip(true);
+    RequestReader& reader = client_->reader();
+    head_ = plan_.head;
+    if (reader.chunked()) {
+      chunked_in_ = true;
+      head_ += "Transfer-Encoding: chunked\r\n";
+    } else if (std::optional<uint64_t> length = reader.content_length(); length && *length > 0) {
+      StrAppend(&head_, "Content-Length: ", *length, "\r\n");
+    }
+    head_ += "\r\n";
+    sent_ = SystemClock::Get().Now();
+    head_deadline_ = std::chrono::steady_clock::now() + plan_.timeout;
+    Watch();
+    client_->reader().StreamBody();
+    asio::async_write(*upstream_, asio::buffer(head_),
+                      [self = shared_from_this(), gen = gen_](beast::error_code ec, size_t) {
+                        if (self->ended_ || gen != self->gen_) return;
+                        if (ec) return self->UpstreamFailed(ec);
+                        self->Progress();
+                        if (self->client_->expects_continue()) return self->Continue();
+                        self->ReadAnswer();
+                        self->PumpRequest();
+                      });
+  }
+
+  // The client waits for `100 Continue` before it sends the body (written before anything of
+  // the answer can be).
+  void Continue() {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    asio::async_write(client_->stream(), asio::buffer(kContinue.data(), kContinue.size()),
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (self->ended_) return;
+                        if (ec) return self->Abort();
+                        self->ReadAnswer();
+                        self->PumpRequest();
+                      });
+  }
+
+  // The request's body, as it is read, to the hop.
+  void PumpRequest() {
+    if (ended_ || request_done_) return;
+    RequestReader& reader = client_->reader();
+    if (TakePiece()) return WriteUp();
+    const RequestReader::Step step = reader.Feed(client_->buffer());
+    // What the buffer held may have been body: it goes first.
+    if ((step == RequestReader::Step::kNeedMore || step == RequestReader::Step::kHead) &&
+        TakePiece()) {
+      return WriteUp();
+    }
+    switch (step) {
+      case RequestReader::Step::kHead:  // not again within one request
+      case RequestReader::Step::kNeedMore: {
+        beast::flat_buffer& buffer = client_->buffer();
+        client_->stream().async_read_some(
+            buffer.prepare(64 * 1024), [self = shared_from_this()](beast::error_code ec, size_t n) {
+              if (self->ended_) return;
+              if (ec) return self->Abort();  // the client left: so does the exchange
+              self->client_->buffer().commit(n);
+              self->Progress();
+              self->PumpRequest();
+            });
+        return;
+      }
+      case RequestReader::Step::kDone:
+        TakePiece();
+        if (chunked_in_) out_piece_ += "0\r\n\r\n";
+        request_done_ = true;
+        if (out_piece_.empty()) return MaybeFinish();
+        return WriteUp();
+      case RequestReader::Step::kRefused: {
+        const RequestRefusal& r = reader.refusal();
+        core_->rejections->Note(r.reason, "", r.message);
+        if (!answer_started_) return Fail(r.status, r.message);
+        return Abort();
+      }
+    }
+  }
+
+  // The body's bytes parsed so far into out_piece_ (as a chunk if it goes chunked); false if
+  // none. The buffers keep their capacity from piece to piece.
+  bool TakePiece() {
+    out_piece_.clear();
+    if (!client_->reader().TakePiece(chunked_in_ ? &piece_ : &out_piece_)) return false;
+    consumed_body_ = true;
+    if (chunked_in_) {
+      AppendChunk(&out_piece_, piece_);
+      piece_.clear();
+    }
+    return true;
+  }
+
+  void WriteUp() {
+    asio::async_write(*upstream_, asio::buffer(out_piece_),
+                      [self = shared_from_this(), gen = gen_](beast::error_code ec, size_t) {
+                        if (self->ended_ || gen != self->gen_) return;
+                        if (ec) return self->UpstreamFailed(ec);
+                        self->Progress();
+                        if (self->request_done_) return self->MaybeFinish();
+                        self->PumpRequest();
+                      });
+  }
+
+  // The answer, as it arrives, to the client.
+  void ReadAnswer() {
+    if (ended_) return;
+    while (up_buffer_.size() > 0 && !parser_->is_done()) {
+      beast::error_code ec;
+      const size_t used = parser_->put(up_buffer_.data(), ec);
+      up_buffer_.consume(used);
+      if (ec == http::error::need_more) break;
+      if (ec) return UpstreamBad(ec);
+      if (parser_->is_header_done() && !answer_started_) {
+        if (parser_->status >= 100 && parser_->status < 200) {
+          parser_.emplace();  // an interim answer: the final one follows
+          if (client_->method() == "HEAD") parser_->skip(true);
+          continue;
+        }
+        return WriteAnswerHead();
+      }
+      if (!parser_->body.empty()) return WriteAnswerBody();
+      if (used == 0) break;
+    }
+    if (parser_->is_header_done() && !answer_started_) return WriteAnswerHead();
+    if (!parser_->body.empty()) return WriteAnswerBody();
+    if (parser_->is_done()) return AnswerDone();
+    upstream_->async_read_some(
+        up_buffer_.prepare(kRelayBufferBytes),
+        [self = shared_from_this(), gen = gen_](beast::error_code ec, size_t n) {
+          if (self->ended_ || gen != self->gen_) return;
+          if (ec) {
+            if (Ended(ec) && self->parser_->is_header_done() && self->parser_->need_eof()) {
+              beast::error_code eof;
+              self->parser_->put_eof(eof);
+              self->reusable_up_ = false;
+              return self->ReadAnswer();
+            }
+            return self->UpstreamFailed(ec);
+          }
+          self->up_buffer_.commit(n);
+          self->Progress();
+          self->ReadAnswer();
+        });
+  }
+
+  void WriteAnswerHead() {
+    answer_started_ = true;
+    AnswerParser& p = *parser_;
+    if (plan_.on_done && !core_->stopped.load(std::memory_order_relaxed)) {
+      plan_.on_done(hop_, absl::OkStatus(), p.status, SystemClock::Get().Now() - sent_);
+      told_ = true;
+    }
+    const bool no_body = client_->method() == "HEAD" || p.status == 204 || p.status == 304;
+    const bool length_known = !p.chunked() && p.content_length().has_value();
+    chunked_out_ = !no_body && !length_known && client_->keep_alive();
+    close_client_ = !client_->keep_alive() || (!no_body && !length_known && !chunked_out_);
+    std::string head = StrCat("HTTP/1.1 ", p.status, " ",
+                              p.reason.empty() ? HttpReason(p.status) : p.reason, "\r\n");
+    for (const auto& [name, value] : p.fields) {
+      std::string lower(name);
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (lower == "content-length") {
+        if (no_body || length_known) StrAppend(&head, "Content-Length: ", value, "\r\n");
+        continue;
+      }
+      if (plan_.keep_field && plan_.keep_field(lower)) StrAppend(&head, name, ": ", value, "\r\n");
+    }
+    StrAppend(&head, "Hivemesh-Served-By: ", plan_.served_by[hop_], "\r\n");
+    if (chunked_out_) head += "Transfer-Encoding: chunked\r\n";
+    out_answer_ = std::move(head);
+    WriteAnswer();
+  }
+
+  void WriteAnswerBody() {
+    out_answer_.clear();
+    if (chunked_out_) {
+      AppendChunk(&out_answer_, parser_->body);
+    } else {
+      out_answer_.append(parser_->body);
+    }
+    parser_->body.clear();  // its capacity stays, for the next piece
+    WriteAnswer();
+  }
+
+  // Writes out_answer_ (the head: its Connection field and blank line are added here) and goes
+  // on reading the answer.
+  void WriteAnswer() {
+    if (!head_written_) {
+      // Whether the connection stays is known only now: an answer that ends before the request
+      // body was read closes it.
+      head_written_ = true;
+      if (close_client_) out_answer_ += "Connection: close\r\n";
+      out_answer_ += "\r\n";
+    }
+    asio::async_write(client_->stream(), asio::buffer(out_answer_),
+                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                        if (self->ended_) return;
+                        if (ec) return self->Abort();
+                        self->out_answer_.clear();
+                        self->Progress();
+                        self->ReadAnswer();
+                      });
+  }
+
+  void AnswerDone() {
+    if (chunked_out_ && !answer_done_) {
+      answer_done_ = true;
+      out_answer_ = "0\r\n\r\n";
+      asio::async_write(client_->stream(), asio::buffer(out_answer_),
+                        [self = shared_from_this()](beast::error_code ec, size_t) {
+                          if (self->ended_) return;
+                          if (ec) return self->Abort();
+                          self->MaybeFinish();
+                        });
+      return;
+    }
+    answer_done_ = true;
+    MaybeFinish();
+  }
+
+  void MaybeFinish() {
+    if (ended_ || !answer_done_) return;
+    if (!request_done_) {
+      // The answer came before the body was read: the rest is not read; the connection closes.
+      return End(/*reuse=*/false, /*fallback=*/false);
+    }
+    if (reusable_up_ && parser_->keep_alive() && up_buffer_.size() == 0) {
+      Core::Loop& loop = core_->loops[static_cast<size_t>(loop_)];
+      auto& kept = loop.idle_hops[HopKey(plan_.route.hops[hop_])];
+      if (kept.size() < kMaxIdlePerHop && loop.idle_hop_count < kMaxIdlePerLoop &&
+          !core_->stopped.load(std::memory_order_relaxed)) {
+        kept.push_back(std::move(upstream_));
+        ++loop.idle_hop_count;
+      }
+    }
+    End(/*reuse=*/!close_client_, /*fallback=*/false);
+  }
+
+  // The hop failed before the exchange was over.
+  void UpstreamFailed(const beast::error_code& ec) {
+    if (ended_) return;
+    if (!told_ && plan_.on_done && !core_->stopped.load(std::memory_order_relaxed)) {
+      told_ = true;
+      plan_.on_done(hop_, absl::UnavailableError(ec.message()), 0,
+                    SystemClock::Get().Now() - sent_);
+    }
+    if (answer_started_) return Abort();
+    // A kept connection the hop had closed, for a request whose body is not read yet: nothing of
+    // it reached anyone; dial afresh.
+    if (kept_ && request_done_ && !consumed_body_ && !timed_out_) {
+      upstream_->Close();
+      upstream_.reset();
+      told_ = false;
+      request_done_ = false;
+      return Dial();
+    }
+    // Without a body it may go the usual way (which retries what is idempotent and waits for an
+    // endpoint): nothing of it was written to the client.
+    if (!consumed_body_ && !client_->reader().chunked() &&
+        client_->reader().content_length().value_or(0) == 0) {
+      return End(/*reuse=*/false, /*fallback=*/true);
+    }
+    if (timed_out_) return Fail(504, StrCat(plan_.served_by[hop_], " did not answer in time"));
+    Fail(502, StrCat(plan_.served_by[hop_], " failed: ", ec.message()));
+  }
+
+  void UpstreamBad(const beast::error_code& ec) {
+    if (answer_started_) return Abort();
+    reusable_up_ = false;
+    Fail(502, StrCat(plan_.served_by[hop_], " answered what is not HTTP/1.1: ", ec.message()));
+  }
+
+  // An error answer, and the connection closes (the request's body may be unread).
+  void Fail(int status, std::string_view message) {
+    if (ended_ || failing_) return;
+    failing_ = true;
+    if (upstream_) upstream_->Close();
+    std::string body = ErrorJson(message);
+    out_answer_ = StrCat("HTTP/1.1 ", status, " ", HttpReason(status),
+                         "\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
+                         "\r\nConnection: close\r\n\r\n", body);
+    head_written_ = true;
+    answer_started_ = true;
+    asio::async_write(client_->stream(), asio::buffer(out_answer_),
+                      [self = shared_from_this()](beast::error_code, size_t) {
+                        self->End(/*reuse=*/false, /*fallback=*/false);
+                      });
+  }
+
+  void Abort() { End(/*reuse=*/false, /*fallback=*/false); }
+
+  void Progress() { last_progress_ = std::chrono::steady_clock::now(); }
+
+  // The answer's head within the plan's timeout; then a byte either way within body_timeout.
+  void Watch() {
+    Progress();
+    Arm();
+  }
+  void Arm() {
+    const auto body_timeout = core_->options.body_timeout;
+    const auto stall = last_progress_ + body_timeout;
+    const auto at = answer_started_ ? stall : std::min(head_deadline_, stall);
+    timer_.expires_at(at);
+    timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
+      auto self = weak.lock();
+      if (ec || self == nullptr || self->ended_) return;
+      const auto now = std::chrono::steady_clock::now();
+      const bool stalled = now - self->last_progress_ >= self->core_->options.body_timeout;
+      const bool late = !self->answer_started_ && now >= self->head_deadline_;
+      if (!stalled && !late) return self->Arm();
+      self->timed_out_ = true;
+      if (self->answer_started_) return self->Abort();
+      if (self->upstream_) self->upstream_->Close();  // the pending step fails: UpstreamFailed
+    });
+  }
+
+  void End(bool reuse, bool fallback) {
+    if (ended_) return;
+    ended_ = true;
+    timer_.cancel();
+    if (dialer_) dialer_->Cancel();
+    if (upstream_) upstream_->Close();
+    if (core_->stopped.load(std::memory_order_relaxed)) {
+      client_->stream().Close();
+      return;
+    }
+    client_->ForwardEnded(reuse, fallback);
+  }
+
+  const std::shared_ptr<ForwardClient> client_;
+  const ForwardPlan plan_;
+  const std::shared_ptr<Core> core_;
+  const int loop_;
+  asio::steady_timer timer_;
+  std::shared_ptr<HopDialer> dialer_;
+  std::unique_ptr<IoStream> upstream_;
+  beast::flat_buffer up_buffer_;
+  std::optional<AnswerParser> parser_;
+  size_t hop_ = 0;
+  std::string head_;        // the request's head, as sent
+  std::string piece_;       // body bytes taken, before they are framed as a chunk
+  std::string out_piece_;   // body bytes being written to the hop
+  std::string out_answer_;  // answer bytes being written to the client
+  SteadyTime sent_;
+  std::chrono::steady_clock::time_point head_deadline_, last_progress_;
+  bool kept_ = false;           // the hop's connection was kept from an earlier exchange
+  bool chunked_in_ = false;     // the request's body goes chunked
+  bool chunked_out_ = false;    // the answer's body goes chunked to the client
+  bool consumed_body_ = false;  // some of the request's body was read and sent on
+  bool request_done_ = false;
+  bool answer_started_ = false;  // something of an answer was decided for the client
+  bool head_written_ = false;
+  bool answer_done_ = false;
+  bool close_client_ = false;
+  bool reusable_up_ = true;
+  bool told_ = false;
+  bool timed_out_ = false;
+  bool failing_ = false;
+  bool ended_ = false;
+  uint64_t gen_ = 0;  // which hop connection the pending handlers belong to
+};
+
+void StartForward(std::shared_ptr<ForwardClient> client, ForwardPlan plan,
+                  std::shared_ptr<Core> core, int loop) {
+  std::make_shared<Forward>(std::move(client), std::move(plan), std::move(core), loop)->Start();
+}
+
+void CloseIdleHops(Core& core, int loop) {
+  Core::Loop& l = core.loops[static_cast<size_t>(loop)];
+  for (auto& [key, streams] : l.idle_hops) {
+    for (std::unique_ptr<IoStream>& s : streams) s->Close();
+  }
+  l.idle_hops.clear();
+  l.idle_hop_count = 0;
+}
 
 void StartPassThrough(IoStream client, std::string from_client, std::shared_ptr<Core> core,
                       int loop, ConnectionLimits::Slot slot, RelayPlan plan) {

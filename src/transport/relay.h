@@ -61,6 +61,40 @@ struct RelayPlan {
   std::function<void(const absl::Status& end)> on_end;
 };
 
+// A request streamed to another HTTP/1.1 server (HttpServerOptions::forward): its body and its
+// answer's go through as they come, in bounded buffers, whatever their size (an upload, a
+// download, server-sent events).
+// - The server asks at the request's head; with a plan, it reaches the first hop that connects
+//   (an idle connection kept from an earlier exchange with that hop first, if one is still
+//   open), writes `head` and the body's framing (Content-Length, or chunked as the client sent
+//   it), streams the body as it is read (the request's limits and checks stay), and reads the
+//   answer with a parser of its own: its status line, the fields `keep_field` keeps,
+//   `Hivemesh-Served-By` with the hop's name, and its body, re-framed for the client
+//   (Content-Length when known, else chunked).
+// - Nothing sent yet (no hop connected, or a kept connection that failed before any byte of the
+//   answer, for a request without a body): the request is read whole and handled as usual (the
+//   handler holds it, retries it, says why). Otherwise a failure before the answer's head is a
+//   502; after it, the client's connection closes.
+// - The answer's head must come within `timeout` of the request's; then no more than
+//   body_timeout may pass without a byte either way.
+// - An answer that ends before the request's body has been read closes the client's connection
+//   after it. Connections to the hops are kept (at most 8 idle per hop, 256 per I/O loop) when
+//   both sides allow it.
+struct ForwardPlan {
+  RelayPlan route;  // the hops, in order; route.on_attempt hears how each dial went
+  // The request line and header fields to send, each line ending in CRLF, without the framing
+  // fields and without the blank line.
+  std::string head;
+  std::vector<std::string> served_by;  // per hop: the answer's Hivemesh-Served-By
+  // Which of the answer's fields go back to the client (lower-case names); the framing and the
+  // connection's own are never passed.
+  std::function<bool(std::string_view lower_name)> keep_field;
+  std::chrono::milliseconds timeout{30000};
+  // Told once per exchange that reached a hop: the hop's index, a transport failure (OK if the
+  // answer came), the answer's status, and how long the answer's head took.
+  std::function<void(size_t hop, const absl::Status& transport, int status, Nanos took)> on_done;
+};
+
 // What a connection's first bytes are, for a server that relays what is not HTTP/1.x.
 enum class FirstBytes {
   kHttp1,     // a request line starts: a method (upper-case letters) and a space

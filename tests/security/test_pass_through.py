@@ -22,6 +22,7 @@ the connection at once.
 
     test_pass_through.py path/to/hivemesh
 """
+import http.client
 import json
 import os
 import socket
@@ -340,6 +341,91 @@ class PassThroughTest(unittest.TestCase):
         self.assertGreater(listener.rejected("pass_through_refused"), refused)
         for n in self.nodes.values():
             self.assertTrue(n.alive())
+
+    def streamer(self):
+        """A Deployment of tests/services/stream_server.py on a node other than `a`; requests
+        by Host at `a` go through a mutual-TLS tunnel to it. (host, port)"""
+        if "streamer" not in self.hosts:
+            port = two_ports()
+            self.ports["streamer"] = port
+            self.hosts["streamer"] = "b"
+            self.apply(deployment("streamer", "b", ["/usr/bin/python3",
+                                                    f"{SERVICES}/stream_server.py",
+                                                    str(port + 1)]))
+            self.apply(service("streamer", port))
+            wait_for(lambda: self.ready_everywhere("streamer"), 60, "streamer ready")
+        return self.hosts["streamer"], self.ports["streamer"]
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        conn = http.client.HTTPConnection("127.0.0.1", self.nodes["a"].port, timeout=timeout)
+        conn.request(method, path, body=body, headers={"Host": "streamer", **(headers or {})},
+                     encode_chunked="Transfer-Encoding" in (headers or {}))
+        return conn, conn.getresponse()
+
+    def test_9_answers_stream_as_they_come(self):
+        """Server-sent events by name: the first event reaches the client while the workload
+        still holds back the second (it waits for a file the client creates once it has the
+        first), so nothing on the way buffered the answer whole."""
+        host, _ = self.streamer()
+        trigger = os.path.join(tempfile.mkdtemp(prefix="hivemesh-events-"), "go")
+        conn, r = self.request("GET", f"/events?until={trigger}")
+        try:
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.getheader("Hivemesh-Served-By"), host)
+            self.assertEqual(r.getheader("Content-Type"), "text/event-stream")
+            first = b""
+            while b"event 1" not in first:
+                data = r.read1(64)
+                self.assertTrue(data, "the first event came before the end")
+                first += data
+            open(trigger, "w").close()
+            rest = r.read()
+            self.assertEqual(first + rest, b"event 1\nevent 2\n")
+        finally:
+            conn.close()
+        # An answer ended by closing the connection comes whole.
+        conn, r = self.request("GET", "/close")
+        self.assertEqual((r.status, r.read()), (200, b"until the end"))
+        conn.close()
+
+    def test_10_large_bodies_stream_in_bounded_memory(self):
+        """A 48 MiB chunked upload and a 256 MiB download by name through a tunnel: whole and
+        right, while neither the entry node nor the workload's node holds them."""
+        host, _ = self.streamer()
+        nodes = [self.nodes["a"], self.nodes[host]]
+        for n in nodes:
+            n.reset_peak_rss()
+        before = {n.name: n.rss_mib() for n in nodes}
+        size = 48 << 20
+        block = bytes(range(256)) * 4096  # 1 MiB
+
+        def chunks():
+            for _ in range(size // len(block)):
+                yield block
+
+        conn, r = self.request("POST", "/count", body=chunks(),
+                               headers={"Transfer-Encoding": "chunked"}, timeout=300)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.read(), f"{size} {(sum(block) * (size // len(block))) % (1 << 32)}"
+                         .encode())
+        conn.close()
+        n = 256 << 20
+        conn, r = self.request("GET", f"/bytes?n={n}", timeout=300)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("Content-Length"), str(n))
+        got = 0
+        while True:
+            data = r.read(1 << 20)
+            if not data:
+                break
+            got += len(data)
+        conn.close()
+        self.assertEqual(got, n)
+        for node in nodes:
+            grew = node.peak_rss_mib() - before[node.name]
+            print(f"{node.name}: 48 MiB up, 256 MiB down by name, peak RSS grew {grew:.1f} MiB",
+                  file=sys.stderr)
+            self.assertLess(grew, 32, f"{node.name} held a body")
 
 
 if __name__ == "__main__":

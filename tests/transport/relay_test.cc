@@ -307,6 +307,8 @@ TEST(RelayTest, NoHopConnectsAndTheConnectionCloses) {
   const int fd = Connect(relay.server->port());
   EXPECT_EQ(ReadToClose(fd), "");
   ::close(fd);
+  // The end is told just after the connection closes.
+  for (int i = 0; i < 500 && relay.Ends().empty(); ++i) std::this_thread::sleep_for(10ms);
   ASSERT_EQ(relay.Attempts().size(), 1u);
   ASSERT_EQ(relay.Ends().size(), 1u);
   EXPECT_TRUE(Contains(MessageOf(relay.Ends()[0]), "connection refused"));
@@ -402,6 +404,260 @@ TEST(TunnelTest, StopClosesRelaysStillOpen) {
   node.reset();  // Stop(): the relay is closed, both ways
   EXPECT_EQ(ReadToClose(fd), "");
   ::close(fd);
+}
+
+}  // namespace
+}  // namespace hivemesh
+
+namespace hivemesh {
+namespace {
+
+// A server that forwards every request to `upstream` (streamed), naming it "up".
+struct ForwardingServer {
+  explicit ForwardingServer(std::string upstream,
+                            std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    HttpServerOptions o;
+    o.port = 0;
+    o.threads = 1;
+    o.body_timeout = 5s;
+    o.forward = [upstream, timeout](const HttpRequest& head) -> std::optional<ForwardPlan> {
+      ForwardPlan plan;
+      plan.timeout = timeout;
+      plan.route.hops.push_back({upstream, "", "", ""});
+      plan.served_by.push_back("up");
+      plan.head = StrCat(head.method(), " ", head.target(), " HTTP/1.1\r\nHost: up\r\n");
+      plan.keep_field = [](std::string_view name) { return name.starts_with("x-"); };
+      return plan;
+    };
+    auto s = HttpServer::Create(o, [this](const HttpRequest&, HttpResponder done) {
+      ++handled;
+      HttpResponse r;
+      r.body = "handled here";
+      done(std::move(r));
+    });
+    EXPECT_TRUE(s.ok()) << s.status();
+    server = std::move(*s);
+    server->Start();
+  }
+  ~ForwardingServer() { server->Stop(); }
+  std::atomic<int> handled{0};
+  std::unique_ptr<HttpServer> server;
+};
+
+// Reads from `fd` until `marker` has arrived (or 10 s pass).
+std::string ReadUntil(int fd, std::string_view marker) {
+  std::string out;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!Contains(out, marker) && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    char buf[4096];
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+// Reads a request head from `fd` (and whatever came with it).
+std::string ReadHead(int fd) { return ReadUntil(fd, "\r\n\r\n"); }
+
+TEST(ForwardTest, AnAnswerReachesTheClientPieceByPiece) {
+  std::atomic<bool> go{false};
+  TcpServer up([&](int fd) {
+    ReadHead(fd);
+    SendAll(fd,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Kind: events\r\n\r\n"
+            "8\r\nevent 1\n\r\n");
+    for (int i = 0; i < 1000 && !go; ++i) std::this_thread::sleep_for(10ms);
+    SendAll(fd, "8\r\nevent 2\n\r\n0\r\n\r\n");
+  });
+  ForwardingServer fwd(up.address());
+  const int fd = Connect(fwd.server->port());
+  SendAll(fd, "GET /events HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string first = ReadUntil(fd, "event 1");
+  EXPECT_TRUE(Contains(first, "event 1")) << "the first piece came before the answer ended";
+  EXPECT_FALSE(Contains(first, "event 2"));
+  EXPECT_TRUE(Contains(first, "Transfer-Encoding: chunked")) << first;
+  EXPECT_TRUE(Contains(first, "X-Kind: events")) << first;
+  go = true;
+  const std::string rest = ReadUntil(fd, "0\r\n\r\n");
+  EXPECT_TRUE(Contains(rest, "event 2")) << rest;
+  // The connection goes on: a second request on it.
+  SendAll(fd, "GET /events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  const std::string again = ReadToClose(fd);
+  ::close(fd);
+  EXPECT_TRUE(Contains(again, "event 1") && Contains(again, "event 2")) << again;
+}
+
+TEST(ForwardTest, ARequestBodyReachesTheServerPieceByPiece) {
+  std::atomic<bool> first_seen{false};
+  TcpServer up([&](int fd) {
+    std::string got = ReadUntil(fd, "part one");
+    if (Contains(got, "part one")) first_seen = true;
+    got += ReadUntil(fd, "0\r\n\r\n");
+    const bool whole = Contains(got, "part two");
+    SendAll(fd, StrCat("HTTP/1.1 200 OK\r\nContent-Length: ", whole ? 5 : 4, "\r\n\r\n",
+                       whole ? "whole" : "part"));
+  });
+  ForwardingServer fwd(up.address());
+  const int fd = Connect(fwd.server->port());
+  SendAll(fd,
+          "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+          "Connection: close\r\n\r\n8\r\npart one\r\n");
+  for (int i = 0; i < 1000 && !first_seen; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(first_seen.load()) << "the body's first piece arrived before the rest was sent";
+  SendAll(fd, "8\r\npart two\r\n0\r\n\r\n");
+  const std::string got = ReadToClose(fd);
+  ::close(fd);
+  EXPECT_TRUE(Contains(got, "whole")) << got;
+}
+
+TEST(ForwardTest, WhatReachedNoServerIsHandledHereAndFailuresAfterAreAnswered) {
+  // Nothing listens: handled by the server's own handler (the request was never sent).
+  int closed_port = 0;
+  ::close(Listen(&closed_port));
+  {
+    ForwardingServer fwd(StrCat("127.0.0.1:", closed_port));
+    const int fd = Connect(fwd.server->port());
+    SendAll(fd,
+            "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n"
+            "\r\nabc");
+    EXPECT_TRUE(Contains(ReadToClose(fd), "handled here"));
+    ::close(fd);
+    EXPECT_EQ(fwd.handled.load(), 1);
+  }
+  // A server that answers what is no HTTP: 502.
+  TcpServer garbage([](int fd) {
+    ReadHead(fd);
+    SendAll(fd, "SSH-2.0-nope\r\n\r\n");
+  });
+  {
+    ForwardingServer fwd(garbage.address());
+    const int fd = Connect(fwd.server->port());
+    SendAll(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string got = ReadToClose(fd);
+    ::close(fd);
+    EXPECT_TRUE(got.starts_with("HTTP/1.1 502")) << got;
+  }
+  // A server that never answers: 504 after the plan's timeout.
+  std::atomic<bool> release{false};
+  TcpServer silent([&](int fd) {
+    ReadHead(fd);
+    for (int i = 0; i < 1000 && !release; ++i) std::this_thread::sleep_for(10ms);
+  });
+  {
+    ForwardingServer fwd(silent.address(), 300ms);
+    const int fd = Connect(fwd.server->port());
+    SendAll(fd, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz");
+    const std::string got = ReadToClose(fd);
+    ::close(fd);
+    EXPECT_TRUE(got.starts_with("HTTP/1.1 504")) << got;
+  }
+  release = true;
+}
+
+TEST(ForwardTest, AHugeAnswerHeadAndAStalledExchangeAreCutOff) {
+  TcpServer huge([](int fd) {
+    ReadHead(fd);
+    SendAll(fd, "HTTP/1.1 200 OK\r\nX-Big: " + std::string(70000, 'x') + "\r\n\r\n");
+  });
+  {
+    ForwardingServer fwd(huge.address());
+    const int fd = Connect(fwd.server->port());
+    SendAll(fd, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    const std::string got = ReadToClose(fd);
+    ::close(fd);
+    EXPECT_TRUE(got.starts_with("HTTP/1.1 502")) << got.substr(0, 200);
+    EXPECT_LT(got.size(), 1000u);
+  }
+  // A client that stops sending its body half way: the exchange ends after body_timeout (5 s
+  // here), and the server's connection to the hop closes with it.
+  std::atomic<bool> hop_saw_end{false};
+  TcpServer patient([&](int fd) {
+    ReadHead(fd);
+    char buf[4096];
+    while (::recv(fd, buf, sizeof buf, 0) > 0) {
+    }
+    hop_saw_end = true;
+  });
+  ForwardingServer fwd(patient.address());
+  const int fd = Connect(fwd.server->port());
+  SendAll(fd, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly some");
+  const auto start = std::chrono::steady_clock::now();
+  const std::string got = ReadToClose(fd);
+  ::close(fd);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 9s) << got;
+  for (int i = 0; i < 500 && !hop_saw_end; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_TRUE(hop_saw_end.load());
+}
+
+TEST(ForwardTest, ConnectionsToTheServerAreKeptAndAnswersWithoutLengthAreChunked) {
+  TcpServer up([](int fd) {
+    // Keep-alive answers with a length (none for HEAD); /close's without one, ended by closing.
+    for (;;) {
+      const std::string head = ReadHead(fd);
+      if (head.empty()) return;
+      if (head.starts_with("GET /close")) {
+        SendAll(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end");
+        return;
+      }
+      SendAll(fd, head.starts_with("HEAD") ? "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+                                           : "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    }
+  });
+  ForwardingServer fwd(up.address());
+  for (int i = 0; i < 2; ++i) {
+    const int fd = Connect(fwd.server->port());
+    SendAll(fd, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_TRUE(ReadToClose(fd).ends_with("ok"));
+    ::close(fd);
+  }
+  EXPECT_EQ(up.accepted.load(), 1) << "the second request went on the kept connection";
+  const int fd = Connect(fwd.server->port());
+  SendAll(fd, "HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n");  // no body comes back for HEAD
+  // The client keeps its connection: an answer ended by the server's close comes chunked.
+  SendAll(fd, "GET /close HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string got = ReadUntil(fd, "0\r\n\r\n");
+  ::close(fd);
+  EXPECT_EQ(up.accepted.load(), 1) << "HEAD and GET went on the kept connection too";
+  EXPECT_TRUE(got.starts_with("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n")) << got;
+  EXPECT_TRUE(Contains(got, "Transfer-Encoding: chunked\r\n")) << got;
+  EXPECT_TRUE(Contains(got, "d\r\nuntil the end\r\n0\r\n\r\n")) << got;
+}
+
+TEST(ForwardTest, RequestsAndAnswersStreamThroughAndTheConnectionGoesOn) {
+  HttpServerOptions o;
+  o.port = 0;
+  o.threads = 1;
+  auto up = HttpServer::Create(o, [](const HttpRequest& r, HttpResponder done) {
+    HttpResponse a;
+    a.content_type = "text/plain";
+    a.body = StrCat(r.method(), " ", r.target(), " ", r.body()->size());
+    a.headers.emplace_back("X-Up", "yes");
+    a.headers.emplace_back("Y-Dropped", "yes");
+    done(std::move(a));
+  });
+  ASSERT_TRUE(up.ok());
+  (*up)->Start();
+  ForwardingServer fwd(StrCat("127.0.0.1:", (*up)->port()));
+  const int fd = Connect(fwd.server->port());
+  SendAll(
+      fd,
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"
+      "hello");
+  SendAll(fd,
+          "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+          "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+  const std::string got = ReadToClose(fd);
+  ::close(fd);
+  EXPECT_TRUE(Contains(got, "GET /a 0")) << got;
+  EXPECT_TRUE(Contains(got, "POST /b 5")) << got;
+  EXPECT_TRUE(Contains(got, "POST /c 5")) << got;
+  EXPECT_TRUE(Contains(got, "X-Up: yes")) << got;
+  EXPECT_FALSE(Contains(got, "Y-Dropped")) << got;
+  EXPECT_TRUE(Contains(got, "Hivemesh-Served-By: up")) << got;
+  (*up)->Stop();
 }
 
 }  // namespace
