@@ -8,7 +8,7 @@ supervises it); a Service `svc` selects it. wrk sends `GET /` with `Host: svc` a
 and 32 to:
 
 - the workload directly (the baseline);
-- node A, which does not run it: client -> A -> B (mesh link, mutual TLS) -> workload;
+- node A, which does not run it: client -> A -> B (a tunnel, mutual TLS) -> workload;
 - node B, which runs it: client -> B -> workload;
 - nginx proxying to the workload (HTTP/1.1 keep-alive upstream): client -> nginx -> workload.
 

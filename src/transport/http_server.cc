@@ -59,6 +59,12 @@ class Connection final : public HttpRequest,
     return expect != nullptr && beast::iequals(request_head_.Value(*expect), "100-continue");
   }
   void ForwardEnded(bool reuse, bool fallback) override;
+  void AttachForward(std::weak_ptr<ForwardTimeouts> forward) override {
+    forward_ = std::move(forward);
+  }
+  void SetForwardDeadline(std::chrono::nanoseconds timeout) override {
+    ExpiresAfter(std::chrono::duration_cast<std::chrono::milliseconds>(timeout));
+  }
 
   // A request to switch to a tunnel (transport/relay.h) at a server that takes them (not while
   // it drains).
@@ -139,7 +145,8 @@ class Connection final : public HttpRequest,
   void OnTimeout();
 
   IoStream stream_;
-  const std::string remote_;  // the peer's IP address
+  std::weak_ptr<ForwardTimeouts> forward_;  // the exchange forwarding its request, if any
+  const std::string remote_;                // the peer's IP address
   // Over TLS: who the client's certificate says it is (TlsSettings' check), or why the check
   // refused it (every request is then answered 403 with that); both empty for a client that
   // presented none, and on plain connections.
@@ -565,6 +572,8 @@ bool Connection::OnHead() {
 }
 
 void Connection::ForwardEnded(bool reuse, bool fallback) {
+  forward_.reset();
+  deadline_.Clear();
   if (fallback) {
     // Nothing was sent: the request is read whole and handled as usual.
     phase_ = Phase::kBody;
@@ -596,6 +605,7 @@ bool Connection::ContinueHead() {
 }
 
 void Connection::OnTimeout() {
+  if (std::shared_ptr<ForwardTimeouts> forward = forward_.lock()) return forward->TimedOut();
   // A client that is idle between requests is closed without a word; one that is slow to send a
   // request, or to take its answer, is counted.
   const auto ms = [](std::chrono::milliseconds t) { return t.count(); };

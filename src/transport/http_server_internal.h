@@ -145,11 +145,22 @@ void StartPassThrough(IoStream client, std::string from_client, std::shared_ptr<
 // `from_client` (bytes the client sent past its upgrade request) go first.
 void StartTunnel(IoStream client, std::string from_client, IoStream workload, std::string to_client,
                  std::shared_ptr<Core> core, int loop, ConnectionLimits::Slot slot);
+// What a forwarded exchange does when its deadline passes.
+class ForwardTimeouts {
+ public:
+  virtual ~ForwardTimeouts() = default;
+  virtual void TimedOut() = 0;
+};
+
 // The side of an exchange that a request's connection plays in forwarding (ForwardPlan): the
 // HTTP server's connection, whose request head has been read.
 class ForwardClient {
  public:
   virtual ~ForwardClient() = default;
+  // The exchange under way, told when the deadline below passes.
+  virtual void AttachForward(std::weak_ptr<ForwardTimeouts> forward) = 0;
+  // The exchange's deadline: `timeout` from now (the connection's own timer, cheap to move).
+  virtual void SetForwardDeadline(std::chrono::nanoseconds timeout) = 0;
   virtual IoStream& stream() = 0;
   virtual beast::flat_buffer& buffer() = 0;
   virtual RequestReader& reader() = 0;

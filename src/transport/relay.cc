@@ -421,7 +421,7 @@ class AnswerParser final : public http::basic_parser<false> {
 
 namespace {
 
-constexpr size_t kMaxIdlePerHop = 8;
+constexpr size_t kMaxIdlePerHop = 64;
 constexpr size_t kMaxIdlePerLoop = 256;
 
 std::string HopKey(const RelayHop& hop) {
@@ -446,15 +446,21 @@ void AppendChunk(std::string* out, std::string_view data) {
 
 }  // namespace
 
-class Forward : public std::enable_shared_from_this<Forward> {
+class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forward> {
  public:
   Forward(std::shared_ptr<ForwardClient> client, ForwardPlan plan, std::shared_ptr<Core> core,
           int loop)
-      : client_(std::move(client)),
-        plan_(std::move(plan)),
-        core_(std::move(core)),
-        loop_(loop),
-        timer_(client_->stream().get_executor()) {}
+      : client_(std::move(client)), plan_(std::move(plan)), core_(std::move(core)), loop_(loop) {}
+
+  // The exchange's deadline passed (the client's connection's timer).
+  void TimedOut() override {
+    if (ended_) return;
+    timed_out_ = true;
+    // The client stalled its body, or the answer is under way and stalled: it ends. The answer's
+    // head is late: the pending read from the hop fails, and the client gets 504.
+    if (answer_started_ || !request_done_ || !upstream_) return Abort();
+    upstream_->Close();
+  }
 
   void Start() {
     // A kept connection to one of the hops first, in the plan's order.
@@ -513,8 +519,7 @@ class Forward : public std::enable_shared_from_this<Forward> {
     }
     head_ += "\r\n";
     sent_ = SystemClock::Get().Now();
-    head_deadline_ = std::chrono::steady_clock::now() + plan_.timeout;
-    Watch();
+    Progress();
     client_->reader().StreamBody();
     asio::async_write(*upstream_, asio::buffer(head_),
                       [self = shared_from_this(), gen = gen_](beast::error_code ec, size_t) {
@@ -569,7 +574,10 @@ class Forward : public std::enable_shared_from_this<Forward> {
         TakePiece();
         if (chunked_in_) out_piece_ += "0\r\n\r\n";
         request_done_ = true;
-        if (out_piece_.empty()) return MaybeFinish();
+        if (out_piece_.empty()) {
+          RequestSent();
+          return MaybeFinish();
+        }
         return WriteUp();
       case RequestReader::Step::kRefused: {
         const RequestRefusal& r = reader.refusal();
@@ -598,16 +606,21 @@ class Forward : public std::enable_shared_from_this<Forward> {
                       [self = shared_from_this(), gen = gen_](beast::error_code ec, size_t) {
                         if (self->ended_ || gen != self->gen_) return;
                         if (ec) return self->UpstreamFailed(ec);
+                        if (self->request_done_) {
+                          self->RequestSent();
+                          return self->MaybeFinish();
+                        }
                         self->Progress();
-                        if (self->request_done_) return self->MaybeFinish();
                         self->PumpRequest();
                       });
   }
 
-  // The answer, as it arrives, to the client.
+  // The answer, as it arrives, to the client: whatever the buffer holds is parsed and written in
+  // one write (a small answer's head, body and end together), then more is read.
   void ReadAnswer() {
     if (ended_) return;
-    while (up_buffer_.size() > 0 && !parser_->is_done()) {
+    out_answer_.clear();
+    while (!parser_->is_done() && up_buffer_.size() > 0) {
       beast::error_code ec;
       const size_t used = parser_->put(up_buffer_.data(), ec);
       up_buffer_.consume(used);
@@ -619,14 +632,38 @@ class Forward : public std::enable_shared_from_this<Forward> {
           if (client_->method() == "HEAD") parser_->skip(true);
           continue;
         }
-        return WriteAnswerHead();
+        AppendAnswerHead();
       }
-      if (!parser_->body.empty()) return WriteAnswerBody();
       if (used == 0) break;
     }
-    if (parser_->is_header_done() && !answer_started_) return WriteAnswerHead();
-    if (!parser_->body.empty()) return WriteAnswerBody();
-    if (parser_->is_done()) return AnswerDone();
+    if (parser_->is_header_done() && !answer_started_ && parser_->status >= 200) {
+      AppendAnswerHead();
+    }
+    if (answer_started_ && !parser_->body.empty()) {
+      if (chunked_out_) {
+        AppendChunk(&out_answer_, parser_->body);
+      } else {
+        out_answer_.append(parser_->body);
+      }
+      parser_->body.clear();  // its capacity stays, for the next piece
+    }
+    const bool complete = answer_started_ && parser_->is_done();
+    if (complete && chunked_out_) out_answer_ += "0\r\n\r\n";
+    if (!out_answer_.empty()) {
+      return asio::async_write(client_->stream(), asio::buffer(out_answer_),
+                               [self = shared_from_this(), complete](beast::error_code ec, size_t) {
+                                 if (self->ended_) return;
+                                 if (ec) return self->Abort();
+                                 self->Progress();
+                                 if (!complete) return self->ReadAnswer();
+                                 self->answer_done_ = true;
+                                 self->MaybeFinish();
+                               });
+    }
+    if (complete) {
+      answer_done_ = true;
+      return MaybeFinish();
+    }
     upstream_->async_read_some(
         up_buffer_.prepare(kRelayBufferBytes),
         [self = shared_from_this(), gen = gen_](beast::error_code ec, size_t n) {
@@ -646,7 +683,8 @@ class Forward : public std::enable_shared_from_this<Forward> {
         });
   }
 
-  void WriteAnswerHead() {
+  // The answer's head, as the client gets it, into out_answer_.
+  void AppendAnswerHead() {
     answer_started_ = true;
     AnswerParser& p = *parser_;
     if (plan_.on_done && !core_->stopped.load(std::memory_order_relaxed)) {
@@ -656,69 +694,27 @@ class Forward : public std::enable_shared_from_this<Forward> {
     const bool no_body = client_->method() == "HEAD" || p.status == 204 || p.status == 304;
     const bool length_known = !p.chunked() && p.content_length().has_value();
     chunked_out_ = !no_body && !length_known && client_->keep_alive();
-    close_client_ = !client_->keep_alive() || (!no_body && !length_known && !chunked_out_);
-    std::string head = StrCat("HTTP/1.1 ", p.status, " ",
-                              p.reason.empty() ? HttpReason(p.status) : p.reason, "\r\n");
+    // A client of HTTP/1.0, or an answer ended by the hop's close to such a client: it closes.
+    // So does one whose request's body was not all read when the answer came.
+    close_client_ =
+        !client_->keep_alive() || (!no_body && !length_known && !chunked_out_) || !request_done_;
+    StrAppend(&out_answer_, "HTTP/1.1 ", p.status, " ",
+              p.reason.empty() ? HttpReason(p.status) : p.reason, "\r\n");
     for (const auto& [name, value] : p.fields) {
       std::string lower(name);
       for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       if (lower == "content-length") {
-        if (no_body || length_known) StrAppend(&head, "Content-Length: ", value, "\r\n");
+        if (no_body || length_known) StrAppend(&out_answer_, "Content-Length: ", value, "\r\n");
         continue;
       }
-      if (plan_.keep_field && plan_.keep_field(lower)) StrAppend(&head, name, ": ", value, "\r\n");
+      if (plan_.keep_field && plan_.keep_field(lower)) {
+        StrAppend(&out_answer_, name, ": ", value, "\r\n");
+      }
     }
-    StrAppend(&head, "Hivemesh-Served-By: ", plan_.served_by[hop_], "\r\n");
-    if (chunked_out_) head += "Transfer-Encoding: chunked\r\n";
-    out_answer_ = std::move(head);
-    WriteAnswer();
-  }
-
-  void WriteAnswerBody() {
-    out_answer_.clear();
-    if (chunked_out_) {
-      AppendChunk(&out_answer_, parser_->body);
-    } else {
-      out_answer_.append(parser_->body);
-    }
-    parser_->body.clear();  // its capacity stays, for the next piece
-    WriteAnswer();
-  }
-
-  // Writes out_answer_ (the head: its Connection field and blank line are added here) and goes
-  // on reading the answer.
-  void WriteAnswer() {
-    if (!head_written_) {
-      // Whether the connection stays is known only now: an answer that ends before the request
-      // body was read closes it.
-      head_written_ = true;
-      if (close_client_) out_answer_ += "Connection: close\r\n";
-      out_answer_ += "\r\n";
-    }
-    asio::async_write(client_->stream(), asio::buffer(out_answer_),
-                      [self = shared_from_this()](beast::error_code ec, size_t) {
-                        if (self->ended_) return;
-                        if (ec) return self->Abort();
-                        self->out_answer_.clear();
-                        self->Progress();
-                        self->ReadAnswer();
-                      });
-  }
-
-  void AnswerDone() {
-    if (chunked_out_ && !answer_done_) {
-      answer_done_ = true;
-      out_answer_ = "0\r\n\r\n";
-      asio::async_write(client_->stream(), asio::buffer(out_answer_),
-                        [self = shared_from_this()](beast::error_code ec, size_t) {
-                          if (self->ended_) return;
-                          if (ec) return self->Abort();
-                          self->MaybeFinish();
-                        });
-      return;
-    }
-    answer_done_ = true;
-    MaybeFinish();
+    StrAppend(&out_answer_, "Hivemesh-Served-By: ", plan_.served_by[hop_], "\r\n");
+    if (chunked_out_) out_answer_ += "Transfer-Encoding: chunked\r\n";
+    if (close_client_) out_answer_ += "Connection: close\r\n";
+    out_answer_ += "\r\n";
   }
 
   void MaybeFinish() {
@@ -782,7 +778,6 @@ class Forward : public std::enable_shared_from_this<Forward> {
     out_answer_ = StrCat("HTTP/1.1 ", status, " ", HttpReason(status),
                          "\r\nContent-Type: application/json\r\nContent-Length: ", body.size(),
                          "\r\nConnection: close\r\n\r\n", body);
-    head_written_ = true;
     answer_started_ = true;
     asio::async_write(client_->stream(), asio::buffer(out_answer_),
                       [self = shared_from_this()](beast::error_code, size_t) {
@@ -792,35 +787,19 @@ class Forward : public std::enable_shared_from_this<Forward> {
 
   void Abort() { End(/*reuse=*/false, /*fallback=*/false); }
 
-  void Progress() { last_progress_ = std::chrono::steady_clock::now(); }
-
-  // The answer's head within the plan's timeout; then a byte either way within body_timeout.
-  void Watch() {
-    Progress();
-    Arm();
+  // Bytes moved: the next must within body_timeout; once the request is sent, its answer's head
+  // within the plan's timeout (Connection's deadline: cheap to move, re-armed rarely).
+  void Progress() {
+    if (!answer_started_ && request_done_) return;  // the head's deadline stands
+    client_->SetForwardDeadline(core_->options.body_timeout);
   }
-  void Arm() {
-    const auto body_timeout = core_->options.body_timeout;
-    const auto stall = last_progress_ + body_timeout;
-    const auto at = answer_started_ ? stall : std::min(head_deadline_, stall);
-    timer_.expires_at(at);
-    timer_.async_wait([weak = weak_from_this()](beast::error_code ec) {
-      auto self = weak.lock();
-      if (ec || self == nullptr || self->ended_) return;
-      const auto now = std::chrono::steady_clock::now();
-      const bool stalled = now - self->last_progress_ >= self->core_->options.body_timeout;
-      const bool late = !self->answer_started_ && now >= self->head_deadline_;
-      if (!stalled && !late) return self->Arm();
-      self->timed_out_ = true;
-      if (self->answer_started_) return self->Abort();
-      if (self->upstream_) self->upstream_->Close();  // the pending step fails: UpstreamFailed
-    });
+  void RequestSent() {
+    if (!answer_started_) client_->SetForwardDeadline(plan_.timeout);
   }
 
   void End(bool reuse, bool fallback) {
     if (ended_) return;
     ended_ = true;
-    timer_.cancel();
     if (dialer_) dialer_->Cancel();
     if (upstream_) upstream_->Close();
     if (core_->stopped.load(std::memory_order_relaxed)) {
@@ -834,7 +813,6 @@ class Forward : public std::enable_shared_from_this<Forward> {
   const ForwardPlan plan_;
   const std::shared_ptr<Core> core_;
   const int loop_;
-  asio::steady_timer timer_;
   std::shared_ptr<HopDialer> dialer_;
   std::unique_ptr<IoStream> upstream_;
   beast::flat_buffer up_buffer_;
@@ -845,14 +823,12 @@ class Forward : public std::enable_shared_from_this<Forward> {
   std::string out_piece_;   // body bytes being written to the hop
   std::string out_answer_;  // answer bytes being written to the client
   SteadyTime sent_;
-  std::chrono::steady_clock::time_point head_deadline_, last_progress_;
   bool kept_ = false;           // the hop's connection was kept from an earlier exchange
   bool chunked_in_ = false;     // the request's body goes chunked
   bool chunked_out_ = false;    // the answer's body goes chunked to the client
   bool consumed_body_ = false;  // some of the request's body was read and sent on
   bool request_done_ = false;
   bool answer_started_ = false;  // something of an answer was decided for the client
-  bool head_written_ = false;
   bool answer_done_ = false;
   bool close_client_ = false;
   bool reusable_up_ = true;
@@ -865,7 +841,9 @@ class Forward : public std::enable_shared_from_this<Forward> {
 
 void StartForward(std::shared_ptr<ForwardClient> client, ForwardPlan plan,
                   std::shared_ptr<Core> core, int loop) {
-  std::make_shared<Forward>(std::move(client), std::move(plan), std::move(core), loop)->Start();
+  auto forward = std::make_shared<Forward>(client, std::move(plan), std::move(core), loop);
+  client->AttachForward(forward);
+  forward->Start();
 }
 
 void CloseIdleHops(Core& core, int loop) {
