@@ -60,10 +60,16 @@ class ServiceProxy::Balancer {
   }
   // An answer (`status`: its HTTP status) or a transport failure, `took` after it was sent.
   void Finished(const std::string& node, const absl::Status& transport, int status, Nanos took) {
+    Observe(node, transport, status, took, /*started=*/true);
+  }
+  // The same for a request that was not counted as Started (a streamed one: its pending time
+  // is its connection's, not the balancer's).
+  void Observe(const std::string& node, const absl::Status& transport, int status, Nanos took,
+               bool started = false) {
     const SteadyTime now = SystemClock::Get().Now();
     absl::MutexLock lock(&mu_);
     Stats& s = StatsOf(node, now);
-    s.pending = std::max(0, s.pending - 1);
+    if (started) s.pending = std::max(0, s.pending - 1);
     if (!transport.ok()) {
       const routing::FailureKind kind = IsConnectionRefused(transport)
                                             ? routing::FailureKind::kRefused
@@ -267,11 +273,11 @@ std::optional<ForwardPlan> ServiceProxy::PlanForward(
     // A hop that could not be reached is ejected as for buffered requests; the answers teach the
     // balancer their latency.
     plan.route.on_attempt = [this](const RelayHop& hop, const absl::Status& result, Nanos took) {
-      if (!result.ok()) balancer_->Finished(hop.peer_node, result, 0, took);
+      if (!result.ok()) balancer_->Observe(hop.peer_node, result, 0, took);
     };
     plan.on_done = [this, nodes = plan.served_by](size_t hop, const absl::Status& transport,
                                                   int status, Nanos took) {
-      balancer_->Finished(nodes[hop], transport, status, took);
+      balancer_->Observe(nodes[hop], transport, status, took);
     };
   }
   plan.head =

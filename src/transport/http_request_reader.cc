@@ -175,6 +175,8 @@ void RequestReader::Start(RequestHead* head) {
 
 void RequestReader::StreamBody() {
   reservation_.Release();
+  // The room made for a body of known length goes too: only pieces pass through now.
+  std::string().swap(body_);
   parser_->set_streaming();
 }
 

@@ -122,6 +122,7 @@ class RequestParser final : public http::basic_parser<true> {
   bool saw_transfer_encoding() const { return saw_transfer_encoding_; }
   // The body is taken piece by piece as it is parsed (RequestReader::StreamBody).
   void set_streaming() { streaming_ = true; }
+  int version() const { return version_; }  // 11 for HTTP/1.1, 10 for HTTP/1.0
 
  private:
   void on_request_impl(http::verb, beast::string_view method, beast::string_view target,
@@ -191,6 +192,8 @@ class RequestReader {
   bool TakePiece(std::string* out);
   // The request's body is chunked. REQUIRES: Feed returned kHead.
   bool chunked() const;
+  // The request's HTTP version: 11 for HTTP/1.1. REQUIRES: Feed returned kHead.
+  int version() const { return parser_->version(); }
   // Bytes held for the body now, and reserved for it from the budget.
   size_t body_capacity() const { return body_.capacity(); }
   uint64_t reserved() const { return reservation_.bytes(); }

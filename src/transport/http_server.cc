@@ -54,6 +54,7 @@ class Connection final : public HttpRequest,
   beast::flat_buffer& buffer() override { return buffer_; }
   RequestReader& reader() override { return reader_; }
   bool keep_alive() const override { return keep_alive_; }
+  bool draining() const override { return core_->draining.load(std::memory_order_relaxed); }
   bool expects_continue() const override {
     const RequestHead::Field* expect = request_head_.Find("Expect");
     return expect != nullptr && beast::iequals(request_head_.Value(*expect), "100-continue");
@@ -575,7 +576,12 @@ void Connection::ForwardEnded(bool reuse, bool fallback) {
   forward_.reset();
   deadline_.Clear();
   if (fallback) {
-    // Nothing was sent: the request is read whole and handled as usual.
+    // Nothing was sent: the request is read whole and handled as usual (Dispatch counts it
+    // busy again once it is whole).
+    if (busy_) {
+      busy_ = false;
+      core_->busy.fetch_sub(1);
+    }
     phase_ = Phase::kBody;
     if (ContinueHead()) Parse();
     return;
@@ -721,6 +727,10 @@ void Connection::SwitchToLink(std::string member) {
 
 void Connection::PassThrough() {
   deadline_.Cancel();
+  if (busy_) {  // counted since the drain began (Owe): a relay is not waited for
+    busy_ = false;
+    core_->busy.fetch_sub(1);
+  }
   absl::StatusOr<RelayPlan> plan = core_->options.pass_through(remote_);
   if (!plan.ok()) {
     // The client's protocol is not known here: it cannot be told why, only closed.

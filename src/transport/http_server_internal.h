@@ -56,6 +56,12 @@ class Connection;
 class LinkSession;
 class Relay;
 
+// A connection to a forwarding hop kept for the next exchange, and since when.
+struct KeptHop {
+  std::unique_ptr<IoStream> stream;
+  std::chrono::steady_clock::time_point since;
+};
+
 // What the I/O handlers share. Connections and the accept loop hold it, so it outlives the
 // server object while any handler is still queued.
 struct Core {
@@ -103,8 +109,9 @@ struct Core {
     std::unordered_set<Relay*> relays ABSL_GUARDED_BY(mu);  // this loop's relayed connections
     // Connections to forwarding hops kept for the next exchange (ForwardPlan), by hop; touched
     // only on the loop's thread.
-    std::unordered_map<std::string, std::vector<std::unique_ptr<IoStream>>> idle_hops;
+    std::unordered_map<std::string, std::vector<KeptHop>> idle_hops;
     size_t idle_hop_count = 0;
+    std::chrono::steady_clock::time_point next_idle_sweep;
   };
   std::vector<Loop> loops;  // fixed size
 };
@@ -167,6 +174,7 @@ class ForwardClient {
   virtual std::string_view method() const = 0;
   virtual bool keep_alive() const = 0;
   virtual bool expects_continue() const = 0;
+  virtual bool draining() const = 0;  // the server stops: the connection closes after this
   // The exchange is over (on the loop's thread). `reuse`: the connection reads its next request,
   // else it closes. `fallback`: nothing was sent anywhere and the body is unread: the request is
   // to be read whole and handled as usual.

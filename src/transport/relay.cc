@@ -421,18 +421,41 @@ class AnswerParser final : public http::basic_parser<false> {
 
 namespace {
 
-constexpr size_t kMaxIdlePerHop = 64;
-constexpr size_t kMaxIdlePerLoop = 256;
-
-std::string HopKey(const RelayHop& hop) {
-  return StrCat(hop.address, "\n", hop.peer_node, "\n", hop.target);
-}
-
 // A kept connection is worth using if its peer has neither closed it nor sent anything since.
 bool StillOpen(IoStream& stream) {
   char byte;
   const ssize_t n = ::recv(stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+constexpr size_t kMaxIdlePerHop = 64;
+constexpr size_t kMaxIdlePerLoop = 256;
+// A kept connection unused for this long is closed (at the next sweep).
+constexpr auto kIdleHopLife = std::chrono::seconds(30);
+
+// Closes the loop's kept connections that their peers closed or that were unused for
+// kIdleHopLife, at most once a second.
+void SweepIdleHops(Core::Loop& loop) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < loop.next_idle_sweep) return;
+  loop.next_idle_sweep = now + std::chrono::seconds(1);
+  for (auto it = loop.idle_hops.begin(); it != loop.idle_hops.end();) {
+    std::vector<KeptHop>& kept = it->second;
+    for (size_t i = 0; i < kept.size();) {
+      if (now - kept[i].since < kIdleHopLife && StillOpen(*kept[i].stream)) {
+        ++i;
+        continue;
+      }
+      kept[i].stream->Close();
+      kept.erase(kept.begin() + static_cast<std::ptrdiff_t>(i));
+      --loop.idle_hop_count;
+    }
+    it = kept.empty() ? loop.idle_hops.erase(it) : std::next(it);
+  }
+}
+
+std::string HopKey(const RelayHop& hop) {
+  return StrCat(hop.address, "\n", hop.peer_node, "\n", hop.target);
 }
 
 // Appends `data` to `out` as one chunk of a chunked body.
@@ -455,6 +478,7 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
   // The exchange's deadline passed (the client's connection's timer).
   void TimedOut() override {
     if (ended_) return;
+    if (failing_) return End(/*reuse=*/false, /*fallback=*/false);  // its answer is not taken
     timed_out_ = true;
     // The client stalled its body, or the answer is under way and stalled: it ends. The answer's
     // head is late: the pending read from the hop fails, and the client gets 504.
@@ -464,19 +488,26 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
 
   void Start() {
     // A kept connection to one of the hops first, in the plan's order.
-    auto& idle = core_->loops[static_cast<size_t>(loop_)].idle_hops;
+    Core::Loop& loop = core_->loops[static_cast<size_t>(loop_)];
     for (size_t i = 0; i < plan_.route.hops.size(); ++i) {
-      auto it = idle.find(HopKey(plan_.route.hops[i]));
-      while (it != idle.end() && !it->second.empty()) {
-        std::unique_ptr<IoStream> kept = std::move(it->second.back());
-        it->second.pop_back();
-        --core_->loops[static_cast<size_t>(loop_)].idle_hop_count;
-        if (it->second.empty()) it = idle.erase(it);
-        if (StillOpen(*kept)) {
-          kept_ = true;
-          return Connected(std::move(kept), {}, i);
+      auto it = loop.idle_hops.find(HopKey(plan_.route.hops[i]));
+      if (it == loop.idle_hops.end()) continue;
+      std::vector<KeptHop>& kept = it->second;
+      std::unique_ptr<IoStream> found;
+      while (!kept.empty() && found == nullptr) {
+        std::unique_ptr<IoStream> last = std::move(kept.back().stream);
+        kept.pop_back();
+        --loop.idle_hop_count;
+        if (StillOpen(*last)) {
+          found = std::move(last);
+        } else {
+          last->Close();
         }
-        kept->Close();
+      }
+      if (kept.empty()) loop.idle_hops.erase(it);
+      if (found != nullptr) {
+        kept_ = true;
+        return Connected(std::move(found), {}, i);
       }
     }
     Dial();
@@ -547,7 +578,7 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
 
   // The request's body, as it is read, to the hop.
   void PumpRequest() {
-    if (ended_ || request_done_) return;
+    if (ended_ || failing_ || request_done_) return;
     RequestReader& reader = client_->reader();
     if (TakePiece()) return WriteUp();
     const RequestReader::Step step = reader.Feed(client_->buffer());
@@ -618,7 +649,7 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
   // The answer, as it arrives, to the client: whatever the buffer holds is parsed and written in
   // one write (a small answer's head, body and end together), then more is read.
   void ReadAnswer() {
-    if (ended_) return;
+    if (ended_ || failing_) return;
     out_answer_.clear();
     while (!parser_->is_done() && up_buffer_.size() > 0) {
       beast::error_code ec;
@@ -693,11 +724,14 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
     }
     const bool no_body = client_->method() == "HEAD" || p.status == 204 || p.status == 304;
     const bool length_known = !p.chunked() && p.content_length().has_value();
-    chunked_out_ = !no_body && !length_known && client_->keep_alive();
-    // A client of HTTP/1.0, or an answer ended by the hop's close to such a client: it closes.
-    // So does one whose request's body was not all read when the answer came.
-    close_client_ =
-        !client_->keep_alive() || (!no_body && !length_known && !chunked_out_) || !request_done_;
+    // Chunked only to an HTTP/1.1 client that stays; to others an answer of unknown length ends
+    // with the connection.
+    chunked_out_ =
+        !no_body && !length_known && client_->keep_alive() && client_->reader().version() >= 11;
+    // So does one whose request's body was not all read when the answer came, and every one
+    // while the server stops.
+    close_client_ = !client_->keep_alive() || (!no_body && !length_known && !chunked_out_) ||
+                    !request_done_ || client_->draining();
     StrAppend(&out_answer_, "HTTP/1.1 ", p.status, " ",
               p.reason.empty() ? HttpReason(p.status) : p.reason, "\r\n");
     for (const auto& [name, value] : p.fields) {
@@ -723,12 +757,15 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
       // The answer came before the body was read: the rest is not read; the connection closes.
       return End(/*reuse=*/false, /*fallback=*/false);
     }
-    if (reusable_up_ && parser_->keep_alive() && up_buffer_.size() == 0) {
+    // Kept only when nothing is under way on it: the whole request written, the whole answer
+    // read.
+    if (reusable_up_ && request_sent_ && parser_->keep_alive() && up_buffer_.size() == 0 &&
+        !core_->stopped.load(std::memory_order_relaxed)) {
       Core::Loop& loop = core_->loops[static_cast<size_t>(loop_)];
-      auto& kept = loop.idle_hops[HopKey(plan_.route.hops[hop_])];
-      if (kept.size() < kMaxIdlePerHop && loop.idle_hop_count < kMaxIdlePerLoop &&
-          !core_->stopped.load(std::memory_order_relaxed)) {
-        kept.push_back(std::move(upstream_));
+      SweepIdleHops(loop);
+      std::vector<KeptHop>& kept = loop.idle_hops[HopKey(plan_.route.hops[hop_])];
+      if (kept.size() < kMaxIdlePerHop && loop.idle_hop_count < kMaxIdlePerLoop) {
+        kept.push_back(KeptHop{std::move(upstream_), std::chrono::steady_clock::now()});
         ++loop.idle_hop_count;
       }
     }
@@ -737,7 +774,7 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
 
   // The hop failed before the exchange was over.
   void UpstreamFailed(const beast::error_code& ec) {
-    if (ended_) return;
+    if (ended_ || failing_) return;
     if (!told_ && plan_.on_done && !core_->stopped.load(std::memory_order_relaxed)) {
       told_ = true;
       plan_.on_done(hop_, absl::UnavailableError(ec.message()), 0,
@@ -746,24 +783,28 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
     if (answer_started_) return Abort();
     // A kept connection the hop had closed, for a request whose body is not read yet: nothing of
     // it reached anyone; dial afresh.
-    if (kept_ && request_done_ && !consumed_body_ && !timed_out_) {
+    if (timed_out_) return Fail(504, StrCat(plan_.served_by[hop_], " did not answer in time"));
+    if (kept_ && request_done_ && !consumed_body_) {
+      // Closed now, destroyed with this exchange: an operation of its may still be queued.
       upstream_->Close();
-      upstream_.reset();
+      retired_.push_back(std::move(upstream_));
       told_ = false;
       request_done_ = false;
+      request_sent_ = false;
       return Dial();
     }
-    // Without a body it may go the usual way (which retries what is idempotent and waits for an
-    // endpoint): nothing of it was written to the client.
-    if (!consumed_body_ && !client_->reader().chunked() &&
+    // An idempotent request without a body may go the usual way (which tries it again and
+    // waits for an endpoint): nothing of it was written to the client.
+    const std::string_view method = client_->method();
+    if (!consumed_body_ && (method == "GET" || method == "HEAD") && !client_->reader().chunked() &&
         client_->reader().content_length().value_or(0) == 0) {
       return End(/*reuse=*/false, /*fallback=*/true);
     }
-    if (timed_out_) return Fail(504, StrCat(plan_.served_by[hop_], " did not answer in time"));
     Fail(502, StrCat(plan_.served_by[hop_], " failed: ", ec.message()));
   }
 
   void UpstreamBad(const beast::error_code& ec) {
+    if (ended_ || failing_) return;
     if (answer_started_) return Abort();
     reusable_up_ = false;
     Fail(502, StrCat(plan_.served_by[hop_], " answered what is not HTTP/1.1: ", ec.message()));
@@ -773,6 +814,7 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
   void Fail(int status, std::string_view message) {
     if (ended_ || failing_) return;
     failing_ = true;
+    told_ = true;  // what fails now is this exchange's, not the hop's
     if (upstream_) upstream_->Close();
     std::string body = ErrorJson(message);
     out_answer_ = StrCat("HTTP/1.1 ", status, " ", HttpReason(status),
@@ -785,7 +827,12 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
                       });
   }
 
-  void Abort() { End(/*reuse=*/false, /*fallback=*/false); }
+  // The exchange ends and the client's connection closes (while an error answer is being
+  // written, once it is).
+  void Abort() {
+    if (failing_) return;
+    End(/*reuse=*/false, /*fallback=*/false);
+  }
 
   // Bytes moved: the next must within body_timeout; once the request is sent, its answer's head
   // within the plan's timeout (Connection's deadline: cheap to move, re-armed rarely).
@@ -794,6 +841,7 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
     client_->SetForwardDeadline(core_->options.body_timeout);
   }
   void RequestSent() {
+    request_sent_ = true;
     if (!answer_started_) client_->SetForwardDeadline(plan_.timeout);
   }
 
@@ -815,6 +863,7 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
   const int loop_;
   std::shared_ptr<HopDialer> dialer_;
   std::unique_ptr<IoStream> upstream_;
+  std::vector<std::unique_ptr<IoStream>> retired_;  // closed hop connections, kept till the end
   beast::flat_buffer up_buffer_;
   std::optional<AnswerParser> parser_;
   size_t hop_ = 0;
@@ -823,11 +872,12 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
   std::string out_piece_;   // body bytes being written to the hop
   std::string out_answer_;  // answer bytes being written to the client
   SteadyTime sent_;
-  bool kept_ = false;           // the hop's connection was kept from an earlier exchange
-  bool chunked_in_ = false;     // the request's body goes chunked
-  bool chunked_out_ = false;    // the answer's body goes chunked to the client
-  bool consumed_body_ = false;  // some of the request's body was read and sent on
-  bool request_done_ = false;
+  bool kept_ = false;            // the hop's connection was kept from an earlier exchange
+  bool chunked_in_ = false;      // the request's body goes chunked
+  bool chunked_out_ = false;     // the answer's body goes chunked to the client
+  bool consumed_body_ = false;   // some of the request's body was read and sent on
+  bool request_done_ = false;    // the request's body has all been read from the client
+  bool request_sent_ = false;    // ... and written to the hop
   bool answer_started_ = false;  // something of an answer was decided for the client
   bool answer_done_ = false;
   bool close_client_ = false;
@@ -848,8 +898,8 @@ void StartForward(std::shared_ptr<ForwardClient> client, ForwardPlan plan,
 
 void CloseIdleHops(Core& core, int loop) {
   Core::Loop& l = core.loops[static_cast<size_t>(loop)];
-  for (auto& [key, streams] : l.idle_hops) {
-    for (std::unique_ptr<IoStream>& s : streams) s->Close();
+  for (auto& [key, kept] : l.idle_hops) {
+    for (KeptHop& k : kept) k.stream->Close();
   }
   l.idle_hops.clear();
   l.idle_hop_count = 0;

@@ -78,8 +78,8 @@ struct RelayPlan {
 // - The answer's head must come within `timeout` of the request's; then no more than
 //   body_timeout may pass without a byte either way.
 // - An answer that ends before the request's body has been read closes the client's connection
-//   after it. Connections to the hops are kept (at most 8 idle per hop, 256 per I/O loop) when
-//   both sides allow it.
+//   after it. Connections to the hops are kept (at most 64 idle per hop, 256 per I/O loop, 30 s
+//   each) when both sides allow it and nothing is under way on them.
 struct ForwardPlan {
   RelayPlan route;  // the hops, in order; route.on_attempt hears how each dial went
   // The request line and header fields to send, each line ending in CRLF, without the framing

@@ -592,6 +592,46 @@ TEST(ForwardTest, AHugeAnswerHeadAndAStalledExchangeAreCutOff) {
   EXPECT_TRUE(hop_saw_end.load());
 }
 
+TEST(ForwardTest, AKeptConnectionThePeerClosedIsNeverExchangedForAnotherHops) {
+  // "a" answers and then closes its side (its kept connection goes stale); "b" keeps its own.
+  const auto server = [](std::string name, bool close_after) {
+    return [name, close_after](int fd) {
+      for (;;) {
+        if (ReadHead(fd).empty()) return;
+        SendAll(fd, StrCat("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", name));
+        if (close_after) return;
+      }
+    };
+  };
+  TcpServer a(server("a", true)), b(server("b", false));
+  HttpServerOptions o;
+  o.port = 0;
+  o.threads = 1;
+  o.forward = [&](const HttpRequest& head) -> std::optional<ForwardPlan> {
+    const bool to_a = head.target() == "/a";
+    ForwardPlan plan;
+    plan.route.hops.push_back({to_a ? a.address() : b.address(), "", "", ""});
+    plan.served_by.push_back(to_a ? "a" : "b");
+    plan.head = StrCat("GET / HTTP/1.1\r\nHost: x\r\n");
+    return plan;
+  };
+  auto s =
+      HttpServer::Create(o, [](const HttpRequest&, HttpResponder done) { done(HttpResponse()); });
+  ASSERT_TRUE(s.ok());
+  (*s)->Start();
+  for (const char* target : {"/b", "/a", "/a", "/b", "/a"}) {
+    const int fd = Connect((*s)->port());
+    SendAll(fd, StrCat("GET ", target, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    const std::string got = ReadToClose(fd);
+    ::close(fd);
+    EXPECT_TRUE(got.ends_with(std::string(1, target[1]))) << target << ": " << got;
+    std::this_thread::sleep_for(20ms);  // "a" has closed its side by the next request
+  }
+  EXPECT_EQ(b.accepted.load(), 1);
+  EXPECT_EQ(a.accepted.load(), 3);
+  (*s)->Stop();
+}
+
 TEST(ForwardTest, ConnectionsToTheServerAreKeptAndAnswersWithoutLengthAreChunked) {
   TcpServer up([](int fd) {
     // Keep-alive answers with a length (none for HEAD); /close's without one, ended by closing.
