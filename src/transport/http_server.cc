@@ -144,6 +144,12 @@ class Connection final : public HttpRequest,
         timeout, [this] { return shared_from_this(); }, [this] { OnTimeout(); });
   }
   void OnTimeout();
+  // The connection no longer counts as busy (if it did).
+  void Unbusy() {
+    if (!busy_) return;
+    busy_ = false;
+    core_->busy.fetch_sub(1);
+  }
 
   IoStream stream_;
   std::weak_ptr<ForwardTimeouts> forward_;  // the exchange forwarding its request, if any
@@ -383,26 +389,24 @@ class ServerImpl final : public HttpServer {
     return open;
   }
 
-  // Loop `i`'s relays, held (call on that loop's thread).
-  static std::vector<std::shared_ptr<Relay>> RelaysOf(Core& core, int i) {
-    std::vector<std::shared_ptr<Relay>> relays;
+  // Loop `i`'s relays, or its links, held (call on that loop's thread).
+  template <typename T>
+  static std::vector<std::shared_ptr<T>> HeldOf(Core& core, int i,
+                                                std::unordered_set<T*> Core::Loop::*set,
+                                                std::shared_ptr<T> (*hold)(T&)) {
+    std::vector<std::shared_ptr<T>> held;
     Core::Loop& loop = core.loops[static_cast<size_t>(i)];
     absl::MutexLock lock(&loop.mu);
-    for (Relay* r : loop.relays) {
-      if (auto p = RelayPtr(*r)) relays.push_back(std::move(p));
+    for (T* x : loop.*set) {
+      if (auto p = hold(*x)) held.push_back(std::move(p));
     }
-    return relays;
+    return held;
   }
-
-  // Loop `i`'s links, held (call on that loop's thread).
+  static std::vector<std::shared_ptr<Relay>> RelaysOf(Core& core, int i) {
+    return HeldOf(core, i, &Core::Loop::relays, &RelayPtr);
+  }
   static std::vector<std::shared_ptr<LinkSession>> LinksOf(Core& core, int i) {
-    std::vector<std::shared_ptr<LinkSession>> links;
-    Core::Loop& loop = core.loops[static_cast<size_t>(i)];
-    absl::MutexLock lock(&loop.mu);
-    for (LinkSession* l : loop.links) {
-      if (auto p = LinkPtr(*l)) links.push_back(std::move(p));
-    }
-    return links;
+    return HeldOf(core, i, &Core::Loop::links, &LinkPtr);
   }
 
   const std::shared_ptr<IoThreads> io_;  // declared first: destroyed last
@@ -578,20 +582,14 @@ void Connection::ForwardEnded(bool reuse, bool fallback) {
   if (fallback) {
     // Nothing was sent: the request is read whole and handled as usual (Dispatch counts it
     // busy again once it is whole).
-    if (busy_) {
-      busy_ = false;
-      core_->busy.fetch_sub(1);
-    }
+    Unbusy();
     phase_ = Phase::kBody;
     if (ContinueHead()) Parse();
     return;
   }
   phase_ = Phase::kHandled;
   body_.reset();
-  if (busy_) {
-    busy_ = false;
-    core_->busy.fetch_sub(1);
-  }
+  Unbusy();
   if (!reuse || core_->draining.load(std::memory_order_relaxed)) return Close();
   ReadRequest();
 }
@@ -727,10 +725,7 @@ void Connection::SwitchToLink(std::string member) {
 
 void Connection::PassThrough() {
   deadline_.Cancel();
-  if (busy_) {  // counted since the drain began (Owe): a relay is not waited for
-    busy_ = false;
-    core_->busy.fetch_sub(1);
-  }
+  Unbusy();  // counted since a drain began (Owe): a relay is not waited for
   absl::StatusOr<RelayPlan> plan = core_->options.pass_through(remote_);
   if (!plan.ok()) {
     // The client's protocol is not known here: it cannot be told why, only closed.
@@ -808,10 +803,7 @@ void Connection::OnWritten(beast::error_code ec) {
   }
   response_ = HttpResponse();
   body_.reset();
-  if (busy_) {
-    busy_ = false;
-    core_->busy.fetch_sub(1);
-  }
+  Unbusy();
   if (ec || close_after_) {
     Close();
     return;

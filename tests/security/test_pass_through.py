@@ -36,6 +36,8 @@ import unittest
 import grpc
 
 from hostile import Node, binary_from_argv, wait_for
+from test_workloads import deployment as workload_deployment, free_port
+from test_workloads import service as workload_service
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVICES = os.path.join(HERE, "..", "services")
@@ -43,49 +45,14 @@ HEADER_TIMEOUT_MS = 3000
 RELAY_IDLE_MS = 3000
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def service(name, port, app_protocol=None):
-    proto = f"\n    appProtocol: {app_protocol}" if app_protocol else ""
-    return f"""\
-apiVersion: v1
-kind: Service
-metadata:
-  name: {name}
-spec:
-  selector:
-    app: {name}
-  ports:
-  - protocol: TCP
-    port: {port}
-    targetPort: {port + 1}{proto}
-"""
+    """A Service at `port` selecting app=`name`, whose workload listens on `port` + 1."""
+    return workload_service(name, name, port + 1, port=port, app_protocol=app_protocol)
 
 
 def deployment(name, host, command):
-    return f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-  annotations:
-    hivemesh.io/node-selector: host={host}
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {{app: {name}}}
-  template:
-    metadata:
-      labels: {{app: {name}}}
-    spec:
-      containers:
-      - name: {name}
-        command: {command!r}
-""".replace("'", '"')
+    """One replica of `command` on the node labelled host=`host`."""
+    return workload_deployment(name, command, selector=f"host={host}")
 
 
 def two_ports():

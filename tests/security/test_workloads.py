@@ -95,7 +95,10 @@ def by_name(node, service, wait_ms=None):
         conn.close()
 
 
-def service(name, selector_app, target_port):
+def service(name, selector_app, target_port, port=80, app_protocol=None):
+    """A Service selecting app=`selector_app`, at `port`, to `target_port` (and its
+    `app_protocol`, if given)."""
+    proto = f"    appProtocol: {app_protocol}\n" if app_protocol else ""
     return f"""\
 apiVersion: v1
 kind: Service
@@ -106,9 +109,9 @@ spec:
     app: {selector_app}
   ports:
   - protocol: TCP
-    port: 80
+    port: {port}
     targetPort: {target_port}
-"""
+{proto}"""
 
 
 def pid_alive(pid):
