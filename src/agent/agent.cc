@@ -1210,7 +1210,6 @@ void Agent::ReconcileWorkloads() {
         policy != s.annotations.end()) {
       route.policy = DataPolicyFromName(policy->second).value_or(DataPolicy::kMesh);
     }
-    const services::ServicePort& port = s.service.ports.front();
     for (const auto& [w, placed] : workloads) {
       bool selected = true;
       for (const auto& [k, v] : s.service.selector) {
@@ -1218,18 +1217,23 @@ void Agent::ReconcileWorkloads() {
         selected = selected && it != w.workload.template_labels.end() && it->second == v;
       }
       if (!selected) continue;
-      // The target: a number, a container port's name, or (none) the Service's port.
-      uint16_t target = port.port;
-      if (!port.target_port.empty()) {
-        if (std::optional<uint64_t> n = ParseUint(port.target_port)) {
-          target = static_cast<uint16_t>(*n);
-        } else {
-          target = 0;
-          for (const services::ContainerPort& c : w.workload.ports) {
-            if (c.name == port.target_port) target = c.container_port;
+      // Each port's target: a number, a container port's name, or (none) the Service's port.
+      route.ports.clear();
+      for (const services::ServicePort& port : s.service.ports) {
+        uint16_t target = port.port;
+        if (!port.target_port.empty()) {
+          if (std::optional<uint64_t> n = ParseUint(port.target_port)) {
+            target = static_cast<uint16_t>(*n);
+          } else {
+            target = 0;
+            for (const services::ContainerPort& c : w.workload.ports) {
+              if (c.name == port.target_port) target = c.container_port;
+            }
           }
         }
+        route.ports.emplace_back(port.port, target);
       }
+      const uint16_t target = route.ports.front().second;
       if (target == 0) continue;
       route.target_port = target;
       for (const std::string& node : placed) {
@@ -1313,32 +1317,40 @@ void Agent::RemoveContainer(const std::string& workload) {
 void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_objects,
                                const std::set<uint16_t>& workload_ports) {
   // Each port to the first Service (by name) that asks for it; a later one clashes.
-  std::map<uint16_t, std::string> want;
-  std::map<std::string, std::string, std::less<>> status;
+  struct Wanted {
+    std::string service;
+    bool connection_level = false;
+  };
+  std::map<uint16_t, Wanted> want;
+  // Per Service, each of its ports' state in the manifest's order ("listening on ...", or why
+  // not), joined for `get services`.
+  std::map<std::string, std::vector<std::pair<uint16_t, std::string>>> per_port;
   std::vector<const services::Manifest*> by_name;
   for (const services::Manifest& s : service_objects) by_name.push_back(&s);
   std::sort(
       by_name.begin(), by_name.end(),
       [](const services::Manifest* a, const services::Manifest* b) { return a->name < b->name; });
-  std::map<std::string, bool> connection_level;
   for (const services::Manifest* s : by_name) {
-    const uint16_t port = s->service.ports.front().port;
-    connection_level[s->name] = s->service.ports.front().ConnectionLevel();
-    if (http_ != nullptr && port == http_->port()) {
-      status[s->name] = StrCat("port ", port, " is this node's HTTP API port: reach it by name");
-    } else if (workload_ports.contains(port)) {
-      // Taking it would keep the workload from listening there.
-      status[s->name] = StrCat("port ", port, " is a port of a workload this node runs");
-    } else if (auto taken = want.find(port); taken != want.end()) {
-      status[s->name] = StrCat("port ", port, " clashes with Service ", taken->second);
-    } else {
-      want[port] = s->name;
+    for (const services::ServicePort& p : s->service.ports) {
+      const uint16_t port = p.port;
+      std::string why;
+      if (http_ != nullptr && port == http_->port()) {
+        why = StrCat("port ", port, " is this node's HTTP API port: reach it by name");
+      } else if (workload_ports.contains(port)) {
+        // Taking it would keep the workload from listening there.
+        why = StrCat("port ", port, " is a port of a workload this node runs");
+      } else if (auto taken = want.find(port); taken != want.end()) {
+        why = StrCat("port ", port, " clashes with Service ", taken->second.service);
+      } else {
+        want[port] = Wanted{s->name, p.ConnectionLevel()};
+      }
+      per_port[s->name].emplace_back(port, std::move(why));
     }
   }
   for (auto it = port_listeners_.begin(); it != port_listeners_.end();) {
     auto w = want.find(it->first);
-    if (w != want.end() && w->second == it->second.service &&
-        connection_level[w->second] == it->second.connection_level) {
+    if (w != want.end() && w->second.service == it->second.service &&
+        w->second.connection_level == it->second.connection_level) {
       ++it;
       continue;
     }
@@ -1347,45 +1359,59 @@ void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_ob
     it = port_listeners_.erase(it);
   }
   const std::string host = service_port_options_.host;
-  for (const auto& [port, name] : want) {
+  std::map<std::pair<std::string, uint16_t>, std::string> listening;
+  for (const auto& [port, wanted] : want) {
+    const std::string& name = wanted.service;
     if (!port_listeners_.contains(port)) {
       HttpServerOptions options = service_port_options_;
       options.port = port;
       // What is not HTTP/1.x (or, for a connection-level port, every connection) is relayed.
-      options.pass_through_all = connection_level[name];
-      options.forward = [this, service = name](const HttpRequest& head) {
-        return service_proxy_->PlanForward(service, head, [this](const std::string& node) {
-          return peer_credential_ ? peer_credential_(node, kCredentialForLink) : std::string();
-        });
+      options.pass_through_all = wanted.connection_level;
+      const auto credential = [this](const std::string& node) {
+        return peer_credential_ ? peer_credential_(node, kCredentialForLink) : std::string();
       };
-      options.pass_through = [this, service = name](std::string_view) {
-        return service_proxy_->PlanPassThrough(service, [this](const std::string& node) {
-          return peer_credential_ ? peer_credential_(node, kCredentialForLink) : std::string();
-        });
+      options.forward = [this, service = name, port, credential](const HttpRequest& head) {
+        return service_proxy_->PlanForward(service, head, credential, port);
+      };
+      options.pass_through = [this, service = name, port, credential](std::string_view) {
+        return service_proxy_->PlanPassThrough(service, credential, port);
       };
       absl::StatusOr<std::unique_ptr<HttpServer>> server = HttpServer::Create(
           options,
-          [this, service = name](const HttpRequest& req, HttpResponder respond) {
-            service_proxy_->Serve(service, req, std::move(respond));
+          [this, service = name, port](const HttpRequest& req, HttpResponder respond) {
+            service_proxy_->Serve(service, req, std::move(respond), port);
           },
           io_);
       if (!server.ok()) {
-        status[name] = StrCat("port ", port, " is not free here: ", MessageOf(server.status()));
+        listening[{name, port}] =
+            StrCat("port ", port, " is not free here: ", MessageOf(server.status()));
         continue;
       }
       (*server)->Start();
-      port_listeners_[port] = PortListener{name, connection_level[name], std::move(*server)};
+      port_listeners_[port] = PortListener{name, wanted.connection_level, std::move(*server)};
       spdlog::info("service {} listens on {}:{}", name, host, port);
     }
-    status[name] = StrCat("listening on ", host, ":", port);
+    listening[{name, port}] = StrCat("listening on ", host, ":", port);
   }
-  absl::MutexLock lock(&port_status_mu_);
-  for (const auto& [name, why] : status) {
-    auto was = port_status_.find(name);
-    if (!why.starts_with("listening") && (was == port_status_.end() || was->second != why)) {
-      spdlog::warn("service {}: {}", name, why);
+  std::map<std::string, std::string, std::less<>> status;
+  std::map<std::string, std::string> problems;  // per "service port": why not, to log once
+  for (auto& [name, ports] : per_port) {
+    std::string& joined = status[name];
+    for (auto& [port, why] : ports) {
+      if (why.empty()) why = listening[{name, port}];
+      if (!why.starts_with("listening")) problems[StrCat(name, " ", port)] = why;
+      if (!joined.empty()) joined += "; ";
+      joined += why;
     }
   }
+  absl::MutexLock lock(&port_status_mu_);
+  for (const auto& [key, why] : problems) {
+    auto was = port_problems_.find(key);
+    if (was == port_problems_.end() || was->second != why) {
+      spdlog::warn("service {}: {}", key.substr(0, key.find(' ')), why);
+    }
+  }
+  port_problems_ = std::move(problems);
   port_status_ = std::move(status);
 }
 

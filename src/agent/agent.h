@@ -247,6 +247,8 @@ class Agent {
   HttpServerOptions service_port_options_;
   std::map<uint16_t, PortListener> port_listeners_;  // the watch thread's
   mutable absl::Mutex port_status_mu_;
+  // "service port" -> why that port is not listened on here, as last logged.
+  std::map<std::string, std::string> port_problems_ ABSL_GUARDED_BY(port_status_mu_);
   std::map<std::string, std::string, std::less<>> port_status_ ABSL_GUARDED_BY(port_status_mu_);
   mutable absl::Mutex routes_mu_;
   std::shared_ptr<const std::map<std::string, ServiceProxy::Route, std::less<>>> routes_

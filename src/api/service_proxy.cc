@@ -197,12 +197,28 @@ std::vector<ServiceProxy::Endpoint> ServiceProxy::Allowed(const Route& route,
   return allowed;
 }
 
-std::string TunnelTarget(std::string_view name) { return StrCat("/v1/services/", name, "/tunnel"); }
+std::string TunnelTarget(std::string_view name, uint16_t port) {
+  return port == 0 ? StrCat("/v1/services/", name, "/tunnel")
+                   : StrCat("/v1/services/", name, "/tunnel?port=", port);
+}
+
+uint16_t TargetOf(const ServiceProxy::Route& route, uint16_t port) {
+  if (port == 0) return route.target_port;
+  for (const auto& [p, target] : route.ports) {
+    if (p == port) return target;
+  }
+  return 0;
+}
 
 absl::StatusOr<RelayPlan> ServiceProxy::PlanPassThrough(
-    std::string_view name, const std::function<std::string(const std::string&)>& credential) const {
+    std::string_view name, const std::function<std::string(const std::string&)>& credential,
+    uint16_t port) const {
   std::optional<Route> route = resolve_(name);
   if (!route) return absl::UnavailableError(StrCat("service ", name, " is not applied now"));
+  const uint16_t target = TargetOf(*route, port);
+  if (target == 0) {
+    return absl::UnavailableError(StrCat("service ", name, ": no workload port for port ", port));
+  }
   std::string why;
   std::vector<Endpoint> endpoints;
   for (Endpoint& e : Allowed(*route, &why)) {
@@ -212,7 +228,7 @@ absl::StatusOr<RelayPlan> ServiceProxy::PlanPassThrough(
   RelayPlan plan;
   if (std::any_of(endpoints.begin(), endpoints.end(),
                   [&](const Endpoint& e) { return e.node == self_; })) {
-    plan.hops.push_back(RelayHop{StrCat("127.0.0.1:", route->target_port), "", "", ""});
+    plan.hops.push_back(RelayHop{StrCat("127.0.0.1:", target), "", "", ""});
     return plan;
   }
   if (endpoints.empty()) {
@@ -220,7 +236,7 @@ absl::StatusOr<RelayPlan> ServiceProxy::PlanPassThrough(
   }
   balancer_->Order(endpoints);
   for (const Endpoint& e : endpoints) {
-    plan.hops.push_back(RelayHop{e.api_address, e.node, TunnelTarget(name),
+    plan.hops.push_back(RelayHop{e.api_address, e.node, TunnelTarget(name, port),
                                  credential ? credential(e.node) : std::string()});
     balancer_->Started(e.node);
   }
@@ -239,7 +255,7 @@ absl::StatusOr<RelayPlan> ServiceProxy::PlanPassThrough(
 
 std::optional<ForwardPlan> ServiceProxy::PlanForward(
     std::string_view name, const HttpRequest& head,
-    const std::function<std::string(const std::string&)>& credential) const {
+    const std::function<std::string(const std::string&)>& credential, uint16_t port) const {
   if (name.empty()) name = ServiceNameOfHost(head.header("Host"));
   if (name.empty() || !MemberOf(head).empty() || head.has_header("Upgrade")) return std::nullopt;
   Nanos timeout = options_.default_timeout;
@@ -252,6 +268,8 @@ std::optional<ForwardPlan> ServiceProxy::PlanForward(
   }
   std::optional<Route> route = resolve_(name);
   if (!route) return std::nullopt;
+  const uint16_t target = TargetOf(*route, port);
+  if (target == 0) return std::nullopt;
   std::string ruled_out;
   std::vector<Endpoint> endpoints;
   for (Endpoint& e : Allowed(*route, &ruled_out)) {
@@ -261,12 +279,12 @@ std::optional<ForwardPlan> ServiceProxy::PlanForward(
   ForwardPlan plan;
   if (std::any_of(endpoints.begin(), endpoints.end(),
                   [&](const Endpoint& e) { return e.node == self_; })) {
-    plan.route.hops.push_back(RelayHop{StrCat("127.0.0.1:", route->target_port), "", "", ""});
+    plan.route.hops.push_back(RelayHop{StrCat("127.0.0.1:", target), "", "", ""});
     plan.served_by.push_back(self_);
   } else {
     balancer_->Order(endpoints);
     for (const Endpoint& e : endpoints) {
-      plan.route.hops.push_back(RelayHop{e.api_address, e.node, TunnelTarget(name),
+      plan.route.hops.push_back(RelayHop{e.api_address, e.node, TunnelTarget(name, port),
                                          credential ? credential(e.node) : std::string()});
       plan.served_by.push_back(e.node);
     }
@@ -297,6 +315,15 @@ std::optional<ForwardPlan> ServiceProxy::PlanForward(
 
 absl::StatusOr<std::string> ServiceProxy::AuthorizeTunnel(const HttpRequest& request) const {
   std::string_view name = request.target();
+  uint16_t port = 0;
+  if (const size_t q = name.find('?'); q != std::string_view::npos) {
+    const std::string_view query = name.substr(q + 1);
+    std::optional<uint64_t> n =
+        query.starts_with("port=") ? ParseUint(query.substr(5)) : std::nullopt;
+    if (!n || *n == 0 || *n > 65535) return absl::NotFoundError("a tunnel's query is ?port=<n>");
+    port = static_cast<uint16_t>(*n);
+    name = name.substr(0, q);
+  }
   constexpr std::string_view kPrefix = "/v1/services/", kSuffix = "/tunnel";
   if (!name.starts_with(kPrefix) || !name.ends_with(kSuffix)) {
     return absl::NotFoundError("a tunnel is asked for at /v1/services/<name>/tunnel");
@@ -307,8 +334,10 @@ absl::StatusOr<std::string> ServiceProxy::AuthorizeTunnel(const HttpRequest& req
   }
   std::optional<Route> route = resolve_(name);
   if (!route) return absl::NotFoundError(StrCat("service ", name, " is not applied here"));
+  const uint16_t target = TargetOf(*route, port);
+  if (target == 0) return absl::NotFoundError(StrCat("service ", name, " has no port ", port));
   for (const Endpoint& e : route->endpoints) {
-    if (e.node == self_ && e.ready) return StrCat("127.0.0.1:", route->target_port);
+    if (e.node == self_ && e.ready) return StrCat("127.0.0.1:", target);
   }
   return absl::UnavailableError(
       StrCat("service ", name, ": this node (", self_, ") does not run a ready replica now"));
@@ -319,18 +348,18 @@ bool ServiceProxy::Handle(const HttpRequest& request, HttpResponder& respond) co
   if (name.empty()) return false;
   std::optional<Route> route = resolve_(name);
   if (!route) return false;
-  Proxy(name, *route, request, respond);
+  Proxy(name, *route, request, respond, 0);
   return true;
 }
 
-void ServiceProxy::Serve(std::string_view name, const HttpRequest& request,
-                         HttpResponder respond) const {
+void ServiceProxy::Serve(std::string_view name, const HttpRequest& request, HttpResponder respond,
+                         uint16_t port) const {
   std::optional<Route> route = resolve_(name);
   if (!route) {
     respond(ErrorResponse(absl::UnavailableError(StrCat("service ", name, " is not applied now"))));
     return;
   }
-  Proxy(name, *route, request, respond);
+  Proxy(name, *route, request, respond, port);
 }
 
 // One request on its way: sent, retried, or held while its Service has no endpoint to take it.
@@ -344,10 +373,11 @@ struct ServiceProxy::Exchange {
   SteadyTime hold_until;   // when waiting for an endpoint ends
   int holds = 0;           // times it waited
   bool resent = false;     // an idempotent request tried again after a failure on the way
+  uint16_t port = 0;       // the Service's port it came in on (0: its first)
 };
 
 void ServiceProxy::Proxy(std::string_view name, const Route& route, const HttpRequest& request,
-                         HttpResponder& respond) const {
+                         HttpResponder& respond, uint16_t port) const {
   (void)route;  // Attempt reads the route afresh each time
   auto ex = std::make_shared<Exchange>();
   ex->name = std::string(name);
@@ -365,6 +395,12 @@ void ServiceProxy::Proxy(std::string_view name, const Route& route, const HttpRe
   ex->hold_until = std::min(ex->deadline, now + options_.hold_max);
   ex->idempotent = Idempotent(request.method());
   ex->from_peer = !MemberOf(request).empty();
+  // A peer names the Service's port the request came in on there (its first, if it does not).
+  if (ex->from_peer) {
+    std::optional<uint64_t> p = ParseUint(request.header(kServicePortField));
+    if (p && *p <= 65535) port = static_cast<uint16_t>(*p);
+  }
+  ex->port = port;
   ex->out.method = std::string(request.method());
   ex->out.target = std::string(request.target());
   ex->out.headers.emplace_back("Host", route.service);
@@ -423,7 +459,12 @@ void ServiceProxy::Attempt(std::shared_ptr<Exchange> ex) const {
         ex->holds > 0 ? StrCat(why, " (waited ", options_.hold_max.count() / 1000000, " ms)")
                       : why)));
   }
-  Send(std::move(ex), route->target_port, std::move(endpoints));
+  const uint16_t target = TargetOf(*route, ex->port);
+  if (target == 0) {
+    return ex->respond(ErrorResponse(absl::UnavailableError(
+        StrCat("service ", ex->name, ": no workload port for port ", ex->port))));
+  }
+  Send(std::move(ex), target, std::move(endpoints));
 }
 
 bool ServiceProxy::Hold(const std::shared_ptr<Exchange>& ex) const {
@@ -457,7 +498,10 @@ void ServiceProxy::Send(std::shared_ptr<Exchange> ex, uint16_t target_port,
   const auto left_ms = std::chrono::duration_cast<std::chrono::milliseconds>(ex->deadline - now);
   r.timeout = std::max(left_ms, std::chrono::milliseconds(1));
   // The next node holds and answers within what is left (a workload is not told).
-  if (!local) r.headers.emplace_back(std::string(kTimeoutField), StrCat(r.timeout.count()));
+  if (!local) {
+    r.headers.emplace_back(std::string(kTimeoutField), StrCat(r.timeout.count()));
+    if (ex->port != 0) r.headers.emplace_back(std::string(kServicePortField), StrCat(ex->port));
+  }
   r.body = ex->out.body;
   if (!local) balancer_->Started(to.node);
   (local ? local_ : peers_)

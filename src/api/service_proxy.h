@@ -65,7 +65,10 @@ class ServiceProxy {
   };
   struct Route {
     std::string service;
-    uint16_t target_port = 0;
+    uint16_t target_port = 0;  // its first port's (what a request by Host goes to)
+    // Each of its ports and the workload's port it goes to, in the manifest's order (a target of
+    // 0: a container port's name the workload does not have).
+    std::vector<std::pair<uint16_t, uint16_t>> ports;
     // Where its requests may be served (hivemesh.io/data-policy): endpoints it rules out are
     // never sent anything, and with none left the answer says why.
     DataPolicy policy = DataPolicy::kMesh;
@@ -96,9 +99,10 @@ class ServiceProxy {
   // ready endpoint if it runs one, else the other ready endpoints in the balancer's order, each
   // asked for a tunnel (`credential(node)`: a member credential for it, or empty). Unavailable
   // when the Service is not applied or has no ready endpoint.
+  // `port`: the Service's port the connection came in on (0: its first).
   absl::StatusOr<RelayPlan> PlanPassThrough(
-      std::string_view name,
-      const std::function<std::string(const std::string&)>& credential) const;
+      std::string_view name, const std::function<std::string(const std::string&)>& credential,
+      uint16_t port = 0) const;
   // For HttpServerOptions::forward: streams the request (its head read) to an endpoint of the
   // Service `name` (or, with `name` empty, of the Service its Host names): this node's ready
   // replica, else the others in the balancer's order through tunnels (`credential` as for
@@ -107,7 +111,7 @@ class ServiceProxy {
   // has no endpoint to go to now (Handle then waits for one, or says why).
   std::optional<ForwardPlan> PlanForward(
       std::string_view name, const HttpRequest& head,
-      const std::function<std::string(const std::string&)>& credential) const;
+      const std::function<std::string(const std::string&)>& credential, uint16_t port = 0) const;
   // For HttpServerOptions::authorize_tunnel, at an endpoint node, once the caller is known to be
   // a member: it wants a tunnel to the Service the request's target names (TunnelTarget):
   // the address of this node's ready replica, or why not.
@@ -117,7 +121,9 @@ class ServiceProxy {
   bool Handle(const HttpRequest& request, HttpResponder& respond) const;
   // Answers a request for the Service named `name`, whatever its Host: one that came in on the
   // Service's own port. 503 if no Service has that name now.
-  void Serve(std::string_view name, const HttpRequest& request, HttpResponder respond) const;
+  // `port`: the Service's port it came in on (0: its first).
+  void Serve(std::string_view name, const HttpRequest& request, HttpResponder respond,
+             uint16_t port = 0) const;
 
  private:
   // What goes to an endpoint: the request's method, target, Host and content headers and body.
@@ -132,7 +138,7 @@ class ServiceProxy {
   struct Exchange;
   // Answers `request` for the Service `name` routed by `route`.
   void Proxy(std::string_view name, const Route& route, const HttpRequest& request,
-             HttpResponder& respond) const;
+             HttpResponder& respond, uint16_t port) const;
   // Routes the exchange by its Service's route now: sends it, holds it, or refuses it.
   void Attempt(std::shared_ptr<Exchange> ex) const;
   // Attempts it again a little later, if it may still wait; false if it may not.
@@ -156,9 +162,17 @@ class ServiceProxy {
 // find an endpoint (holding it while none is ready), send it and bring the answer back (504
 // after). Read at every node; each node tells the next what is left.
 inline constexpr std::string_view kTimeoutField = "Hivemesh-Timeout-Ms";
+// The Service's port a request forwarded to an endpoint node came in on (when not its first):
+// a node's own field, taken only from members.
+inline constexpr std::string_view kServicePortField = "Hivemesh-Service-Port";
 
 // The path a tunnel to the Service `name` is asked for at ("/v1/services/<name>/tunnel").
-std::string TunnelTarget(std::string_view name);
+// `port`: the Service's port (0: its first), as "?port=<n>".
+std::string TunnelTarget(std::string_view name, uint16_t port = 0);
+
+// The workload's port the Service's `port` goes to (0: its first port); 0 if it has no such
+// port, or its target is unknown.
+uint16_t TargetOf(const ServiceProxy::Route& route, uint16_t port);
 
 // The Service name a Host header names ("name", "name:80", "name.hivemesh"), or empty.
 std::string_view ServiceNameOfHost(std::string_view host);

@@ -366,6 +366,16 @@ TEST_F(ProxyRetryTest, ATunnelGoesOnlyToThisNodesOwnReadyReplica) {
   absl::StatusOr<std::string> to = ask("/v1/services/svc/tunnel");
   ASSERT_TRUE(to.ok()) << to.status();
   EXPECT_EQ(*to, "127.0.0.1:5000");
+  // A Service's other ports: the tunnel names the port, each goes to its own target.
+  route_.ports = {{80, 5000}, {81, 5001}};
+  to = ask("/v1/services/svc/tunnel?port=81");
+  ASSERT_TRUE(to.ok()) << to.status();
+  EXPECT_EQ(*to, "127.0.0.1:5001");
+  for (const char* bad : {"/v1/services/svc/tunnel?port=82", "/v1/services/svc/tunnel?port=x",
+                          "/v1/services/svc/tunnel?port=0", "/v1/services/svc/tunnel?p=81"}) {
+    EXPECT_TRUE(absl::IsNotFound(ask(bad).status())) << bad;
+  }
+  EXPECT_EQ(TunnelTarget("svc", 81), "/v1/services/svc/tunnel?port=81");
   for (const char* bad : {"/v1/services/other/tunnel", "/v1/services//tunnel",
                           "/v1/services/../x/tunnel", "/v1/services/svc", "/",
                           "/v1/services/svc/"

@@ -309,6 +309,35 @@ class PassThroughTest(unittest.TestCase):
         for n in self.nodes.values():
             self.assertTrue(n.alive())
 
+    def test_11_every_port_of_a_service(self):
+        """A Service of two ports, each to its own port of one workload (two banner servers in
+        one process group), placed away from the node that listens: each port reaches its own
+        server, through the tunnel that names the port."""
+        first, second = two_ports(), two_ports()
+        text = workload_service("two-ports", "two-ports", first + 1, port=first,
+                                app_protocol="tcp")
+        text += f"""\
+  - protocol: TCP
+    port: {second}
+    targetPort: {second + 1}
+    appProtocol: tcp
+"""
+        self.apply(text)
+        listeners = {self.listener("two-ports", first), self.listener("two-ports", second)}
+        host = next(n for n in ("a", "b", "c") if n not in listeners)
+        server = f"{SERVICES}/tcp_server.py"
+        self.apply(deployment("two-ports", host, [
+            "/bin/sh", "-c", f"/usr/bin/python3 {server} {first + 1} --banner one & "
+                             f"exec /usr/bin/python3 {server} {second + 1} --banner two"]))
+        wait_for(lambda: self.ready_everywhere("two-ports"), 60, "two-ports ready")
+        for port, banner in ((first, b"HELLO one\n"), (second, b"HELLO two\n")):
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                self.assertEqual(read_until(s, b"\n"), banner, port)
+        status = subprocess.run([self.BINARY, "get", "services", "-o", "json", "--node",
+                                 f"127.0.0.1:{self.nodes[next(iter(listeners))].port}"],
+                                capture_output=True, text=True, timeout=30).stdout
+        self.assertIn(f"listening on 127.0.0.1:{first}", status)
+
     def streamer(self):
         """A Deployment of tests/services/stream_server.py on a node other than `a`; requests
         by Host at `a` go through a mutual-TLS tunnel to it. (host, port)"""
