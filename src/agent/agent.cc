@@ -1360,7 +1360,8 @@ void Agent::UpdateServicePorts(const std::vector<services::Manifest>& service_ob
   }
   const std::string host = service_port_options_.host;
   std::map<std::pair<std::string, uint16_t>, std::string> listening;
-  for (const auto& [port, wanted] : want) {
+  for (const auto& [at, wanted] : want) {
+    const uint16_t port = at;  // a variable of its own: lambdas capture it
     const std::string& name = wanted.service;
     if (!port_listeners_.contains(port)) {
       HttpServerOptions options = service_port_options_;
