@@ -157,7 +157,7 @@ std::string_view ServiceNameOfHost(std::string_view host) {
   }
   constexpr std::string_view kSuffix = ".hivemesh";
   if (host.ends_with(kSuffix)) host.remove_suffix(kSuffix.size());
-  if (!services::CheckName(host, "host").ok()) return {};
+  if (!services::IsName(host)) return {};
   return host;
 }
 
@@ -329,7 +329,7 @@ absl::StatusOr<std::string> ServiceProxy::AuthorizeTunnel(const HttpRequest& req
     return absl::NotFoundError("a tunnel is asked for at /v1/services/<name>/tunnel");
   }
   name = name.substr(kPrefix.size(), name.size() - kPrefix.size() - kSuffix.size());
-  if (!services::CheckName(name, "service").ok()) {
+  if (!services::IsName(name)) {
     return absl::NotFoundError("a tunnel names a Service by its name");
   }
   std::optional<Route> route = resolve_(name);
@@ -348,7 +348,7 @@ bool ServiceProxy::Handle(const HttpRequest& request, HttpResponder& respond) co
   if (name.empty()) return false;
   std::optional<Route> route = resolve_(name);
   if (!route) return false;
-  Proxy(name, *route, request, respond, 0);
+  Proxy(name, *std::move(route), request, respond, 0);
   return true;
 }
 
@@ -359,7 +359,7 @@ void ServiceProxy::Serve(std::string_view name, const HttpRequest& request, Http
     respond(ErrorResponse(absl::UnavailableError(StrCat("service ", name, " is not applied now"))));
     return;
   }
-  Proxy(name, *route, request, respond, port);
+  Proxy(name, *std::move(route), request, respond, port);
 }
 
 // One request on its way: sent, retried, or held while its Service has no endpoint to take it.
@@ -376,9 +376,8 @@ struct ServiceProxy::Exchange {
   uint16_t port = 0;       // the Service's port it came in on (0: its first)
 };
 
-void ServiceProxy::Proxy(std::string_view name, const Route& route, const HttpRequest& request,
+void ServiceProxy::Proxy(std::string_view name, Route route, const HttpRequest& request,
                          HttpResponder& respond, uint16_t port) const {
-  (void)route;  // Attempt reads the route afresh each time
   auto ex = std::make_shared<Exchange>();
   ex->name = std::string(name);
   const SteadyTime now = SystemClock::Get().Now();
@@ -415,11 +414,11 @@ void ServiceProxy::Proxy(std::string_view name, const Route& route, const HttpRe
   }
   ex->respond = std::move(respond);
   balancer_->Deposit(now);
-  Attempt(std::move(ex));
+  Attempt(std::move(ex), std::move(route));
 }
 
-void ServiceProxy::Attempt(std::shared_ptr<Exchange> ex) const {
-  std::optional<Route> route = resolve_(ex->name);
+void ServiceProxy::Attempt(std::shared_ptr<Exchange> ex, std::optional<Route> route) const {
+  if (!route) route = resolve_(ex->name);
   if (!route) {
     return ex->respond(
         ErrorResponse(absl::UnavailableError(StrCat("service ", ex->name, " is not applied now"))));

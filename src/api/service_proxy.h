@@ -137,10 +137,11 @@ class ServiceProxy {
   std::vector<Endpoint> Allowed(const Route& route, std::string* why) const;
   struct Exchange;
   // Answers `request` for the Service `name` routed by `route`.
-  void Proxy(std::string_view name, const Route& route, const HttpRequest& request,
-             HttpResponder& respond, uint16_t port) const;
-  // Routes the exchange by its Service's route now: sends it, holds it, or refuses it.
-  void Attempt(std::shared_ptr<Exchange> ex) const;
+  void Proxy(std::string_view name, Route route, const HttpRequest& request, HttpResponder& respond,
+             uint16_t port) const;
+  // Routes the exchange by its Service's route (`route`, or, if none is given, as it is now):
+  // sends it, holds it, or refuses it.
+  void Attempt(std::shared_ptr<Exchange> ex, std::optional<Route> route = std::nullopt) const;
   // Attempts it again a little later, if it may still wait; false if it may not.
   bool Hold(const std::shared_ptr<Exchange>& ex) const;
   // Sends it to the first of `left`; then on to the next, or held, as its failure allows.

@@ -433,11 +433,15 @@ bool ServicePort::ConnectionLevel() const {
   return !app_protocol.empty() && !EqualsLowerCase(app_protocol, "http");
 }
 
-absl::Status CheckName(std::string_view name, std::string_view what) {
+bool IsName(std::string_view name) {
   bool ok =
       !name.empty() && name.size() <= 63 && IsLowerAlnum(name.front()) && IsLowerAlnum(name.back());
   for (const char c : name) ok = ok && (IsLowerAlnum(c) || c == '-');
-  if (!ok) {
+  return ok;
+}
+
+absl::Status CheckName(std::string_view name, std::string_view what) {
+  if (!IsName(name)) {
     return absl::InvalidArgumentError(
         StrCat(what, ": '", name.substr(0, 64),
                "' must be 1 to 63 of [a-z0-9-], starting and ending with a letter or digit"));

@@ -117,5 +117,7 @@ absl::StatusOr<Parsed> ParseManifests(std::string_view yaml);
 // [a-z0-9-], starting and ending with a letter or digit); labels and annotations as Kubernetes
 // allows them (keys up to 253 with an optional prefix/, values up to 63). `what` names the field.
 absl::Status CheckName(std::string_view name, std::string_view what);
+// The DNS label rule alone (CheckName without the message): cheap enough for every request.
+bool IsName(std::string_view name);
 
 }  // namespace hivemesh::services

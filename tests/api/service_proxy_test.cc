@@ -79,7 +79,8 @@ class ProxyRetryTest : public ::testing::Test {
           return route_;
         },
         peers_.get(), local_.get(),
-        ServiceProxy::Options{.hold_max = std::chrono::milliseconds(300)});
+        // Long enough that a readiness set 100 ms into a wait is seen on a busy machine.
+        ServiceProxy::Options{.hold_max = std::chrono::seconds(3)});
     auto a = HttpServer::Create(
         o,
         [this](const HttpRequest& req, HttpResponder done) {
@@ -198,7 +199,7 @@ TEST_F(ProxyRetryTest, ARequestWaitsForAnEndpointWithinItsDeadline) {
   const ServiceProxy::Endpoint live = route_.endpoints[1];
   route_.endpoints = {{"b", live.api_address, /*ready=*/false}};
   test::HttpConnection conn(a_->port());
-  // Not ready for the whole wait (300 ms): 503 saying so.
+  // Not ready for the whole wait (3 s): 503 saying so.
   test::HttpResult none = conn.Request("GET", "/", "", {{"Host", "svc"}});
   EXPECT_EQ(none.status, 503);
   EXPECT_NE(none.body.find("none ready (waited"), std::string::npos) << none.body;
