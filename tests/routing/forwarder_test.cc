@@ -575,14 +575,22 @@ TEST_F(ForwarderTest, AHungPeersTryIsHedgedToAnotherAndTheFirstAnswerWins) {
   }
   EXPECT_EQ(forwarder_.Stats().hedges, 1u);
   EXPECT_EQ(StatsOf(forwarder_, "b").late, 1u);
-  // The loser is given up: its peer is told (a CANCEL on its link), the winner's is not.
+  // The loser is given up: its peer is told (a CANCEL on its link), the winner's is not. The
+  // answer reaches the client before the losers are cancelled, on the thread that delivered it.
+  std::shared_ptr<PeerCancel> loser, winner;
   {
     absl::MutexLock lock(&client_.mu);
     ASSERT_EQ(client_.requests.size(), 2u);
-    ASSERT_NE(client_.requests[0].cancel, nullptr);
-    EXPECT_TRUE(client_.requests[0].cancel->cancelled()) << "b's try was not cancelled";
-    EXPECT_FALSE(client_.requests[1].cancel->cancelled());
+    loser = client_.requests[0].cancel;
+    winner = client_.requests[1].cancel;
   }
+  ASSERT_NE(loser, nullptr);
+  ASSERT_NE(winner, nullptr);
+  for (int i = 0; i < 5000 && !loser->cancelled(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(loser->cancelled()) << "b's try was not cancelled";
+  EXPECT_FALSE(winner->cancelled());
   // b wakes up and answers the cancelled try 499: the request already has its answer and gets
   // no second one, and the 499 is no failure of b's.
   EXPECT_EQ(client_.Release("499"), 1);
