@@ -1,5 +1,7 @@
 #include "transport/http_request_reader.h"
 
+#include <limits>
+
 #include <algorithm>
 #include <cstring>
 #include <functional>
@@ -44,7 +46,9 @@ RequestParser::RequestParser(RequestHead* head, std::string* body, MemoryBudget*
   head_->Clear();
   body_->clear();
   header_limit(limits.header_bytes);
-  body_limit(limits.max_body_bytes);
+  // The body's limit is checked here, not by Beast: a streamed body has none (RequestReader).
+  // Not boost::none: Beast 1.74 compares an empty limit as smaller than any length.
+  body_limit(std::numeric_limits<std::uint64_t>::max());
 }
 
 void RequestParser::Refuse(beast::error_code& ec, int status, Rejection reason,
@@ -116,7 +120,7 @@ void RequestParser::on_field_impl(http::field f, beast::string_view name, beast:
 
 void RequestParser::on_body_init_impl(const boost::optional<std::uint64_t>& length,
                                       beast::error_code& ec) {
-  if (!length) return;
+  if (!length || streaming_) return;  // a streamed body is never held whole
   if (*length > body_->max_size()) {
     ec = http::error::buffer_overflow;
     return;
@@ -142,9 +146,18 @@ void RequestParser::on_chunk_header_impl(std::uint64_t, beast::string_view exten
 
 size_t RequestParser::on_chunk_body_impl(std::uint64_t, beast::string_view piece,
                                          beast::error_code& ec) {
-  const size_t needed = body_->size() + piece.size();  // within max_body_bytes: Beast checks
-  // Streamed: the consumer takes each piece as it is parsed, so nothing grows to be reserved.
-  if (needed > body_->capacity() && !streaming_) {
+  // Streamed: the consumer takes each piece as it is parsed, so nothing grows to be reserved,
+  // and nothing bounds the whole.
+  if (streaming_) {
+    body_->append(piece.data(), piece.size());
+    return piece.size();
+  }
+  const size_t needed = body_->size() + piece.size();
+  if (needed > limits_.max_body_bytes) {
+    Refuse(ec, 413, Rejection::kBodyTooLarge, BodyTooLarge(std::nullopt, limits_.max_body_bytes));
+    return 0;
+  }
+  if (needed > body_->capacity()) {
     // Grown as a string grows (doubling), but reserved from the budget first.
     const size_t capacity =
         std::max<size_t>(needed, std::min<uint64_t>(2 * body_->capacity(), limits_.max_body_bytes));
@@ -171,9 +184,27 @@ void RequestReader::Start(RequestHead* head) {
   parser_.reset();
   parser_.emplace(head, &body_, budget_, &reservation_, limits_);
   head_seen_ = false;
+  body_mode_ = BodyMode::kUndecided;
+}
+
+RequestReader::Step RequestReader::WholeBody() {
+  body_mode_ = BodyMode::kWhole;
+  const std::optional<uint64_t> length = content_length();
+  if (length && *length > limits_.max_body_bytes) {
+    return Refused({413, Rejection::kBodyTooLarge, BodyTooLarge(length, limits_.max_body_bytes)});
+  }
+  if (budget_ == nullptr || (length && *length == 0)) return Step::kHead;
+  // Chunked: an empty reservation of the budget's, grown as the body grows.
+  absl::StatusOr<MemoryBudget::Reservation> r = budget_->Reserve(length ? *length : 0);
+  if (!r.ok()) {
+    return Refused({503, Rejection::kMemoryBudget, std::string(r.status().message()), true});
+  }
+  reservation_ = *std::move(r);
+  return Step::kHead;
 }
 
 void RequestReader::StreamBody() {
+  body_mode_ = BodyMode::kStreamed;
   reservation_.Release();
   // The room made for a body of known length goes too: only pieces pass through now.
   std::string().swap(body_);
@@ -209,15 +240,6 @@ RequestReader::Step RequestReader::Refused(RequestRefusal refusal) {
 
 RequestReader::Step RequestReader::HeadDone() {
   head_seen_ = true;
-  if (budget_ == nullptr) return Step::kHead;
-  const std::optional<uint64_t> length = content_length();
-  if (length && *length == 0) return Step::kHead;
-  // Chunked: an empty reservation of the budget's, grown as the body grows.
-  absl::StatusOr<MemoryBudget::Reservation> r = budget_->Reserve(length ? *length : 0);
-  if (!r.ok()) {
-    return Refused({503, Rejection::kMemoryBudget, std::string(r.status().message()), true});
-  }
-  reservation_ = *std::move(r);
   return Step::kHead;
 }
 
@@ -242,6 +264,10 @@ std::optional<RequestRefusal> RequestReader::CheckUnparsedChunked(std::string_vi
 }
 
 RequestReader::Step RequestReader::Feed(beast::flat_buffer& buffer) {
+  // The consumer did not say how it takes the body: whole.
+  if (head_seen_ && body_mode_ == BodyMode::kUndecided && WholeBody() == Step::kRefused) {
+    return Step::kRefused;
+  }
   RequestParser& parser = *parser_;
   while (!parser.is_done() && buffer.size() > 0) {
     const auto* data = static_cast<const char*>(buffer.data().data());

@@ -9,11 +9,13 @@
 //   Transfer-Encoding that is anything but exactly one `chunked` coding (all its fields taken
 //   together), Transfer-Encoding with Content-Length, Transfer-Encoding on HTTP/1.0, and a
 //   header field folded over several lines (obs-fold) (400);
-// - a body over `max_body_bytes` (413);
+// - a body read whole over `max_body_bytes` (413); a streamed body (StreamBody) has no limit:
+//   it is never held, only passed on piece by piece;
 // - a chunk-size line, extensions included, over `chunk_line_bytes` (400), and a trailer
 //   section over `trailer_bytes` (431): neither is body, so the body limit does not bound them;
 // - a body the node's memory budget cannot hold (503, Retry-After): a Content-Length body is
-//   reserved whole when its head has been read, before any of it is read; a chunked one grows
+//   reserved whole once its head has been read (WholeBody), before any of it is read; a chunked
+//   one grows
 //   its reservation with the buffer that receives it (and reserves the old buffer too while it
 //   is copied into the new). TakeBody() hands the reservation to the body, so it lasts as long
 //   as anything views the body.
@@ -161,7 +163,7 @@ class RequestReader {
  public:
   enum class Step {
     kNeedMore,  // read more bytes into the buffer and Feed again
-    kHead,      // the head is in (see head()); Feed again for the body
+    kHead,      // the head is in: StreamBody() or WholeBody() (the default), then Feed again
     kDone,      // the request is whole: TakeBody(); the buffer keeps any bytes after it
     kRefused,   // see refusal(); the connection answers and closes
   };
@@ -184,9 +186,14 @@ class RequestReader {
   std::optional<uint64_t> content_length() const;
   // The body, with its reservation. REQUIRES: Feed returned kDone.
   std::shared_ptr<const std::string> TakeBody();
+  // Reads the current request's body whole (REQUIRES: Feed returned kHead): checks its length
+  // against max_body_bytes (413) and reserves it from the budget (503). kRefused, or kHead.
+  // Feed does this itself when neither this nor StreamBody was called after kHead; a server
+  // calls it before it answers `100 Continue`, so a body it would refuse is never sent.
+  Step WholeBody();
   // Streams the current request's body (REQUIRES: Feed returned kHead): from now on Feed keeps
-  // only what it parsed since the last TakePiece, and the body's reservation is given back (a
-  // streamed body is never held whole). Its limits stay.
+  // only what it parsed since the last TakePiece; nothing is reserved and max_body_bytes does
+  // not apply (a streamed body is never held whole). The framing checks stay.
   void StreamBody();
   // Appends the body's bytes parsed since the last call to `out` (streaming); false if none.
   bool TakePiece(std::string* out);
@@ -202,7 +209,7 @@ class RequestReader {
 
  private:
   Step Refused(RequestRefusal refusal);
-  // The checks once the head is in: the body's reservation.
+  // The head is in: kHead.
   Step HeadDone();
   // The bytes a chunked body's parser left when it asked for more: the end of the last chunk's
   // data, then a chunk-size line, and after the last chunk's, the trailer section.
@@ -214,6 +221,7 @@ class RequestReader {
   MemoryBudget::Reservation reservation_;
   std::optional<RequestParser> parser_;
   bool head_seen_ = false;
+  enum class BodyMode { kUndecided, kWhole, kStreamed } body_mode_ = BodyMode::kUndecided;
   RequestRefusal refusal_;
 };
 

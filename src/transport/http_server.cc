@@ -573,6 +573,11 @@ bool Connection::OnHead() {
       return false;
     }
   }
+  // Read whole: refused now if it is too large, before a `100 Continue` asks for it.
+  if (reader_.WholeBody() == RequestReader::Step::kRefused) {
+    Refuse(reader_.refusal());
+    return false;
+  }
   return ContinueHead();
 }
 
@@ -584,6 +589,7 @@ void Connection::ForwardEnded(bool reuse, bool fallback) {
     // busy again once it is whole).
     Unbusy();
     phase_ = Phase::kBody;
+    if (reader_.WholeBody() == RequestReader::Step::kRefused) return Refuse(reader_.refusal());
     if (ContinueHead()) Parse();
     return;
   }

@@ -38,7 +38,7 @@ void Check(bool ok) {
   if (!ok) __builtin_trap();
 }
 
-void Run(std::string_view input, bool with_budget) {
+void Run(std::string_view input, bool with_budget, bool stream) {
   // The first byte: how many bytes arrive per read (1..64).
   const size_t piece = input.empty() ? 1 : 1 + static_cast<unsigned char>(input[0]) % 64;
   if (!input.empty()) input.remove_prefix(1);
@@ -52,6 +52,7 @@ void Run(std::string_view input, bool with_budget) {
     std::shared_ptr<const std::string> held;  // the last body, kept as a handler would
     reader.Start(&head);
     bool refused = false;
+    std::string piece_taken;  // a streamed body's pieces, as a forwarder takes them
     while (!refused) {
       const size_t n = std::min(piece, input.size());
       if (n == 0) break;
@@ -61,6 +62,13 @@ void Run(std::string_view input, bool with_budget) {
       input.remove_prefix(n);
       for (;;) {
         const RequestReader::Step step = reader.Feed(buffer);
+        if (stream) {
+          // A streamed body is never held or reserved: what one Feed parsed, at most.
+          Check(reader.reserved() == 0);
+          piece_taken.clear();
+          reader.TakePiece(&piece_taken);
+          Check(piece_taken.size() <= reader.max_unparsed() + piece);
+        }
         if (step == RequestReader::Step::kNeedMore) {
           Check(buffer.size() <= reader.max_unparsed());
           Check(reader.body_capacity() <= limits.max_body_bytes + 64);
@@ -73,6 +81,7 @@ void Run(std::string_view input, bool with_budget) {
         }
         if (step == RequestReader::Step::kHead) {
           Check(head.method_size > 0);
+          if (stream) reader.StreamBody();
           continue;
         }
         if (step == RequestReader::Step::kRefused) {
@@ -84,7 +93,7 @@ void Run(std::string_view input, bool with_budget) {
           break;
         }
         held = reader.TakeBody();
-        Check(held != nullptr && held->size() <= limits.max_body_bytes);
+        Check(held != nullptr && (stream || held->size() <= limits.max_body_bytes));
         // A body's head never carries a Transfer-Encoding other than chunked.
         if (const RequestHead::Field* te = head.Find("Transfer-Encoding")) {
           std::string_view v = head.Value(*te);
@@ -103,7 +112,8 @@ void Run(std::string_view input, bool with_budget) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  Run(input, true);
-  Run(input, false);
+  Run(input, true, false);
+  Run(input, false, false);
+  Run(input, true, true);
   return 0;
 }

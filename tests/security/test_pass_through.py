@@ -385,26 +385,29 @@ class PassThroughTest(unittest.TestCase):
         conn.close()
 
     def test_10_large_bodies_stream_in_bounded_memory(self):
-        """A 48 MiB chunked upload and a 256 MiB download by name through a tunnel: whole and
-        right, while neither the entry node nor the workload's node holds them."""
+        """Uploads of 72 MiB, chunked and with Content-Length (over the nodes' 64 MiB
+        max_body_bytes, which bounds only bodies a node reads whole), and a 256 MiB download, by
+        name through a tunnel: whole and right, while neither the entry node nor the workload's
+        node holds them."""
         host, _ = self.streamer()
         nodes = [self.nodes["a"], self.nodes[host]]
         for n in nodes:
             n.reset_peak_rss()
         before = {n.name: n.rss_mib() for n in nodes}
-        size = 48 << 20
+        size = 72 << 20
         block = bytes(range(256)) * 4096  # 1 MiB
 
         def chunks():
             for _ in range(size // len(block)):
                 yield block
 
-        conn, r = self.request("POST", "/count", body=chunks(),
-                               headers={"Transfer-Encoding": "chunked"}, timeout=300)
-        self.assertEqual(r.status, 200)
-        self.assertEqual(r.read(), f"{size} {(sum(block) * (size // len(block))) % (1 << 32)}"
-                         .encode())
-        conn.close()
+        for framing in ({"Transfer-Encoding": "chunked"}, {"Content-Length": str(size)}):
+            conn, r = self.request("POST", "/count", body=chunks(), headers=framing, timeout=300)
+            got = r.read()
+            self.assertEqual(r.status, 200, f"{framing}: {got[:300]!r}")
+            self.assertEqual(got,
+                             f"{size} {(sum(block) * (size // len(block))) % (1 << 32)}".encode())
+            conn.close()
         n = 256 << 20
         conn, r = self.request("GET", f"/bytes?n={n}", timeout=300)
         self.assertEqual(r.status, 200)
@@ -419,7 +422,7 @@ class PassThroughTest(unittest.TestCase):
         self.assertEqual(got, n)
         for node in nodes:
             grew = node.peak_rss_mib() - before[node.name]
-            print(f"{node.name}: 48 MiB up, 256 MiB down by name, peak RSS grew {grew:.1f} MiB",
+            print(f"{node.name}: 2 x 72 MiB up, 256 MiB down by name, peak RSS grew {grew:.1f} MiB",
                   file=sys.stderr)
             self.assertLess(grew, 32, f"{node.name} held a body")
 

@@ -414,13 +414,17 @@ namespace {
 
 // A server that forwards every request to `upstream` (streamed), naming it "up".
 struct ForwardingServer {
+  // Requests for /here are not forwarded.
   explicit ForwardingServer(std::string upstream,
-                            std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+                            std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                            uint64_t max_body_bytes = 64ull << 20) {
     HttpServerOptions o;
     o.port = 0;
     o.threads = 1;
     o.body_timeout = 5s;
+    o.max_body_bytes = max_body_bytes;
     o.forward = [upstream, timeout](const HttpRequest& head) -> std::optional<ForwardPlan> {
+      if (head.target() == "/here") return std::nullopt;
       ForwardPlan plan;
       plan.timeout = timeout;
       plan.route.hops.push_back({upstream, "", "", ""});
@@ -511,6 +515,61 @@ TEST(ForwardTest, ARequestBodyReachesTheServerPieceByPiece) {
   const std::string got = ReadToClose(fd);
   ::close(fd);
   EXPECT_TRUE(Contains(got, "whole")) << got;
+}
+
+TEST(ForwardTest, AStreamedBodyIsNotBoundByTheLimitOfBodiesReadWhole) {
+  constexpr size_t kBody = 4 << 20;
+  // Answers how many bytes followed the head: up to kBody, or up to the last chunk.
+  TcpServer up([&](int fd) {
+    std::string got = ReadHead(fd);
+    const bool chunked = Contains(got, "chunked");
+    std::string tail = got.substr(std::min(got.size(), got.find("\r\n\r\n") + 4));
+    size_t n = tail.size();
+    char buf[65536];
+    while (chunked ? !tail.ends_with("\r\n0\r\n\r\n") : n < kBody) {
+      const ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+      if (r <= 0) break;
+      n += static_cast<size_t>(r);
+      tail = tail.substr(tail.size() - std::min<size_t>(tail.size(), 8)) +
+             std::string(buf, static_cast<size_t>(r));
+    }
+    const std::string count = std::to_string(n);
+    SendAll(fd, StrCat("HTTP/1.1 200 OK\r\nContent-Length: ", count.size(), "\r\n\r\n", count));
+  });
+  ForwardingServer fwd(up.address(), 30s, /*max_body_bytes=*/1024);
+  const std::string body(kBody, 'b');
+  int fd = Connect(fwd.server->port());
+  SendAll(fd, StrCat("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: ", kBody,
+                     "\r\nConnection: close\r\n\r\n", body));
+  std::string got = ReadToClose(fd);
+  ::close(fd);
+  EXPECT_TRUE(got.starts_with("HTTP/1.1 200")) << got.substr(0, 300);
+  EXPECT_TRUE(got.ends_with("\r\n\r\n" + std::to_string(kBody))) << got.substr(0, 300);
+  // Chunked, 64 chunks of 64 KiB: they go on as chunks (so a little more than kBody arrives).
+  fd = Connect(fwd.server->port());
+  std::string chunks;
+  for (size_t at = 0; at < kBody; at += 65536)
+    chunks += "10000\r\n" + body.substr(at, 65536) + "\r\n";
+  SendAll(fd,
+          "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+          "Connection: close\r\n\r\n" +
+              chunks + "0\r\n\r\n");
+  got = ReadToClose(fd);
+  ::close(fd);
+  ASSERT_TRUE(got.starts_with("HTTP/1.1 200")) << got.substr(0, 300);
+  const size_t arrived = std::stoul(got.substr(got.rfind("\r\n\r\n") + 4));
+  EXPECT_GT(arrived, kBody);
+  EXPECT_LT(arrived, kBody + 64 * 1024);
+  // A request this server reads whole still has the limit, refused before any of its body.
+  fd = Connect(fwd.server->port());
+  SendAll(fd,
+          "POST /here HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n"
+          "Expect: 100-continue\r\n\r\n");
+  got = ReadToClose(fd);
+  ::close(fd);
+  EXPECT_TRUE(got.starts_with("HTTP/1.1 413")) << got.substr(0, 300);
+  EXPECT_FALSE(Contains(got, "100 Continue")) << got.substr(0, 300);
+  EXPECT_EQ(fwd.handled.load(), 0);
 }
 
 TEST(ForwardTest, WhatReachedNoServerIsHandledHereAndFailuresAfterAreAnswered) {
