@@ -53,6 +53,15 @@ constexpr std::array<bool, 256> kPlain = MakePlainTable();
 
 }  // namespace
 
+bool IsValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
 void AppendJsonString(std::string& out, std::string_view s) {
   // The usual case (names, keys, datatypes): nothing to escape, so one copy.
   const auto* bytes = reinterpret_cast<const unsigned char*>(s.data());

@@ -15,4 +15,7 @@ namespace hivemesh {
 
 void AppendJsonString(std::string& out, std::string_view s);
 
+// True if `s` is well-formed UTF-8 (no overlong forms, no surrogates, nothing past U+10FFFF).
+bool IsValidUtf8(std::string_view s);
+
 }  // namespace hivemesh
