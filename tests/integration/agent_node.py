@@ -35,6 +35,19 @@ def wait_for(fn, seconds, what, retry_on=()):
     raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last})" if last else ""))
 
 
+# Every node started, so that none outlives the test process: a test class whose setUpClass
+# fails never reaches its tearDownClass.
+STARTED = []
+
+
+def _stop_leftovers():
+    for node in STARTED:
+        node.stop()
+
+
+atexit.register(_stop_leftovers)
+
+
 class AgentNode:
     def __init__(self, binary, name, args=(), grpc=False, secure=False):
         self.name = name
@@ -50,6 +63,7 @@ class AgentNode:
              "--grpc-address", "127.0.0.1:0" if grpc else "off",
              "--state-dir", os.path.join(STATE_ROOT, name), *security, *args],
             stdout=self.log, stderr=subprocess.STDOUT)
+        STARTED.append(self)
         text = wait_for(self._started, 30, f"node {name} to start")
         self.port = int(re.search(r"KServe v2 REST on http://127\.0\.0\.1:(\d+) ", text)[1])
         self.gossip = re.search(r"gossip on (\S+) ", text)[1]
@@ -77,6 +91,8 @@ class AgentNode:
             conn.close()
 
     def stop(self):
+        if self.log.closed:
+            return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
