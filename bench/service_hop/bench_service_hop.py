@@ -10,10 +10,16 @@ and 32 to:
 - the workload directly (the baseline);
 - node A, which does not run it: client -> A -> B (a tunnel, mutual TLS) -> workload;
 - node B, which runs it: client -> B -> workload;
-- nginx proxying to the workload (HTTP/1.1 keep-alive upstream): client -> nginx -> workload.
+- nginx proxying to the workload (HTTP/1.1 keep-alive upstream): client -> nginx -> workload;
+- two nginx proxies doing what A and B do, the pair of proxies a mesh built by hand from
+  sidecars has: client -> nginx F -> (TLS 1.3, each side's mesh certificate checked against the
+  mesh's roots, keep-alive, session reuse) -> nginx R -> workload.
+
+The mesh's remote path (client -> A -> B) is set against the pair of nginx (the same two hops
+and the same mutual TLS between them), its local path (client -> B) against the one nginx.
 
 The added latency of a path = its p50/p99 minus the direct p50/p99 in the same round; A's and
-B's I/O threads and nginx's workers are the same number (--proxy-threads, default 2).
+B's I/O threads and each nginx's workers are the same number (--proxy-threads, default 2).
 
     bench/service_hop/bench_service_hop.py [--build build/release] [--seconds 4] [--rounds 3]
 """
@@ -31,7 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "bench", "serving"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "hop_overhead"))
 from bench_hop_overhead import hop_table, start_nginx  # noqa: E402
-from bench_hop_tls import start_agent, token_from  # noqa: E402
+from bench_hop_tls import credentials, start_agent, token_from  # noqa: E402
 from bench_serving import free_port, run_wrk  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
@@ -69,6 +75,57 @@ http {{
   upstream workload {{ server 127.0.0.1:{upstream}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://workload;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+    return path
+
+
+def chain_conf(work, port, tls_port, upstream, workers, front, back, roots):
+    """Two nginx in one process tree: F on `port` proxies over mutual TLS to R on `tls_port`,
+    which proxies to the workload on `upstream`. F presents `front`'s mesh certificate and checks
+    R's as `back`'s node name; R asks for and checks F's."""
+    path = os.path.join(work, "chain.conf")
+    (f_cert, f_key), (r_cert, r_key, r_name) = front, back
+    with open(path, "w") as f:
+        f.write(f"""worker_processes {workers};
+daemon off;
+pid {work}/chain.pid;
+error_log {work}/chain-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  upstream rear {{ server 127.0.0.1:{tls_port}; keepalive 64; }}
+  upstream workload {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass https://rear;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_ssl_protocols TLSv1.3;
+      proxy_ssl_certificate {f_cert};
+      proxy_ssl_certificate_key {f_key};
+      proxy_ssl_trusted_certificate {roots};
+      proxy_ssl_verify on;
+      proxy_ssl_verify_depth 4;
+      proxy_ssl_name {r_name};
+      proxy_ssl_session_reuse on;
+    }}
+  }}
+  server {{
+    listen 127.0.0.1:{tls_port} ssl;
+    ssl_protocols TLSv1.3;
+    ssl_certificate {r_cert};
+    ssl_certificate_key {r_key};
+    ssl_client_certificate {roots};
+    ssl_verify_client on;
+    ssl_verify_depth 4;
     location / {{
       proxy_pass http://workload;
       proxy_http_version 1.1;
@@ -163,8 +220,25 @@ def main():
             p_port = free_port()
             nginx = start_nginx(proxy_conf(work, p_port, w_port, args.proxy_threads), work, p_port)
             procs.append(nginx)
+            c_port, c_tls = free_port(), free_port()
+            roots = os.path.join(work, "roots.pem")
+            shutil.copy(os.path.join(work, "state", "node-b", "mesh", "roots.pem"), roots)
+            conf = chain_conf(work, c_port, c_tls, w_port, args.proxy_threads,
+                              credentials(work, "node-a"), (*credentials(work, "node-b"), "node-b"),
+                              roots)
+            chain = subprocess.Popen([NGINX, "-c", conf, "-p", work],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(chain)
+            deadline = time.time() + 10
+            while (got := served_by(c_port)) is not None:
+                if time.time() > deadline:
+                    with open(os.path.join(work, "chain-error.log")) as f:
+                        print(f.read()[-3000:], file=sys.stderr)
+                    sys.exit(f"the pair of nginx never answered: {got}")
+                time.sleep(0.1)
             paths = [("direct to workload", w_port), ("through A and B", a_http),
-                     ("through B (local)", b_http), ("through nginx", p_port)]
+                     ("through B (local)", b_http), ("through nginx", p_port),
+                     ("through nginx F and R", c_port)]
             rounds = []
             for n in range(args.rounds):
                 r = {}
@@ -183,20 +257,30 @@ def main():
     print(f"GET / of 32 bytes, wrk keep-alive, {args.seconds}s per row, {args.rounds} round(s), "
           "medians over rounds; added = the row minus 'direct to workload' in the same round")
     added, results = hop_table(paths, rounds, "direct to workload")
-    m1, n1 = added[("through A and B", 1)], added[("through nginx", 1)]
-    m32, n32 = added[("through A and B", 32)], added[("through nginx", 32)]
-    l1, l32 = added[("through B (local)", 1)], added[("through B (local)", 32)]
-    print(f"mesh (A -> B -> workload) vs nginx (-> workload): c=1 p50 {m1[0]:.0f} vs {n1[0]:.0f} "
-          f"us, p99 {m1[1]:.0f} vs {n1[1]:.0f} us; c=32 p50 {m32[0]:.0f} vs {n32[0]:.0f} us, "
-          f"p99 {m32[1]:.0f} vs {n32[1]:.0f} us")
+    def ratios(mesh, peer):
+        """The mesh path's added p50 and p99 over the peer's, at c=1 and c=32."""
+        return [added[(mesh, c)][i] / max(1.0, added[(peer, c)][i]) for c in (1, 32) for i in (0, 1)]
+
+    for mesh, peer in (("through A and B", "through nginx F and R"),
+                       ("through B (local)", "through nginx")):
+        m1, n1, m32, n32 = added[(mesh, 1)], added[(peer, 1)], added[(mesh, 32)], added[(peer, 32)]
+        r = ratios(mesh, peer)
+        print(f"{mesh} vs {peer}: c=1 p50 {m1[0]:.0f} vs {n1[0]:.0f} us ({r[0]:.2f}x), p99 "
+              f"{m1[1]:.0f} vs {n1[1]:.0f} us ({r[1]:.2f}x); c=32 p50 {m32[0]:.0f} vs {n32[0]:.0f} "
+              f"us ({r[2]:.2f}x), p99 {m32[1]:.0f} vs {n32[1]:.0f} us ({r[3]:.2f}x); req/s "
+              f"{results[(mesh, 32)]['rps']:.0f} vs {results[(peer, 32)]['rps']:.0f}")
+    remote, local = ratios("through A and B", "through nginx F and R"), \
+        ratios("through B (local)", "through nginx")
+    m1, m32 = added[("through A and B", 1)], added[("through A and B", 32)]
     print("RESULT "
           f"mesh_c1_p50_us={m1[0]:.0f} mesh_c1_p99_us={m1[1]:.0f} "
-          f"nginx_c1_p50_us={n1[0]:.0f} nginx_c1_p99_us={n1[1]:.0f} "
           f"mesh_c32_p50_us={m32[0]:.0f} mesh_c32_p99_us={m32[1]:.0f} "
-          f"nginx_c32_p50_us={n32[0]:.0f} nginx_c32_p99_us={n32[1]:.0f} "
-          f"local_c1_p50_us={l1[0]:.0f} local_c32_p50_us={l32[0]:.0f} "
+          f"remote_vs_nginx_pair_c1_p50={remote[0]:.2f} remote_vs_nginx_pair_c1_p99={remote[1]:.2f} "
+          f"remote_vs_nginx_pair_c32_p50={remote[2]:.2f} remote_vs_nginx_pair_c32_p99={remote[3]:.2f} "
+          f"local_vs_nginx_c1_p50={local[0]:.2f} local_vs_nginx_c1_p99={local[1]:.2f} "
+          f"local_vs_nginx_c32_p50={local[2]:.2f} local_vs_nginx_c32_p99={local[3]:.2f} "
           f"mesh_c32_rps={results[('through A and B', 32)]['rps']:.0f} "
-          f"nginx_c32_rps={results[('through nginx', 32)]['rps']:.0f}")
+          f"nginx_pair_c32_rps={results[('through nginx F and R', 32)]['rps']:.0f}")
 
 
 if __name__ == "__main__":
