@@ -22,13 +22,16 @@ MAY_USE = {
     "membership": {"base", "tensor", "codec", "identity", "transport"},
     "routing": {"base", "tensor", "codec", "identity", "transport", "serving"},
     "api": {"base", "tensor", "codec", "identity", "transport", "telemetry", "serving",
-            "membership", "routing", "services"},
+            "membership", "routing", "services", "bus"},
     # Manifests, the applied objects, workloads (docs/services.md): below api (whose REST front
     # end serves them) and agent.
     "services": {"base", "tensor", "codec", "identity", "transport", "telemetry", "serving",
                  "membership", "routing"},
+    # The insight bus (docs/insights.md): beside services, below api and agent.
+    "bus": {"base", "tensor", "codec", "identity", "transport", "telemetry", "serving",
+            "membership", "routing"},
     "agent": {"base", "tensor", "codec", "identity", "transport", "telemetry", "serving",
-              "membership", "routing", "api", "services"},
+              "membership", "routing", "api", "services", "bus"},
     # The command line talks to nodes over HTTP; it starts an agent (`hivemesh agent`), makes
     # gossip keys (`hivemesh keygen`) and a client's key (`hivemesh cert issue-client`) through
     # those modules' public headers.
