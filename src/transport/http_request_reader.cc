@@ -184,10 +184,21 @@ void RequestReader::Start(RequestHead* head) {
   parser_.reset();
   parser_.emplace(head, &body_, budget_, &reservation_, limits_);
   head_seen_ = false;
+  refused_ = false;
+  piece_taken_ = false;
   body_mode_ = BodyMode::kUndecided;
 }
 
 RequestReader::Step RequestReader::WholeBody() {
+  if (refused_) return Step::kRefused;
+  if (body_mode_ == BodyMode::kStreamed) {
+    if (piece_taken_) {
+      return Refused({500, Rejection::kMalformedHttp,
+                      "part of the request's body was already passed on; it cannot be read "
+                      "whole"});
+    }
+    parser_->set_streaming(false);
+  }
   body_mode_ = BodyMode::kWhole;
   const std::optional<uint64_t> length = content_length();
   if (length && *length > limits_.max_body_bytes) {
@@ -208,11 +219,12 @@ void RequestReader::StreamBody() {
   reservation_.Release();
   // The room made for a body of known length goes too: only pieces pass through now.
   std::string().swap(body_);
-  parser_->set_streaming();
+  parser_->set_streaming(true);
 }
 
 bool RequestReader::TakePiece(std::string* out) {
   if (body_.empty()) return false;
+  piece_taken_ = true;
   out->append(body_);
   body_.clear();  // its capacity stays, for the next piece
   return true;
@@ -232,6 +244,7 @@ size_t RequestReader::max_unparsed() const {
 }
 
 RequestReader::Step RequestReader::Refused(RequestRefusal refusal) {
+  refused_ = true;
   refusal_ = std::move(refusal);
   std::string().swap(body_);  // its bytes go with its reservation
   reservation_.Release();
@@ -264,6 +277,7 @@ std::optional<RequestRefusal> RequestReader::CheckUnparsedChunked(std::string_vi
 }
 
 RequestReader::Step RequestReader::Feed(beast::flat_buffer& buffer) {
+  if (refused_) return Step::kRefused;
   // The consumer did not say how it takes the body: whole.
   if (head_seen_ && body_mode_ == BodyMode::kUndecided && WholeBody() == Step::kRefused) {
     return Step::kRefused;

@@ -21,9 +21,10 @@
 //   as anything views the body.
 // Trailer fields are read and dropped; they never become header fields of the request.
 //
-// Bounds: when Feed asks for more, the buffer holds fewer than max_unparsed() bytes, and the
-// body is at most max_body_bytes; so a connection holds at most that, plus one read, whatever
-// a client sends.
+// Bounds: when Feed asks for more, the buffer holds fewer than max_unparsed() bytes, and a body
+// read whole is at most max_body_bytes (a streamed one holds only what one Feed parsed); so a
+// connection holds at most that, plus one read, whatever a client sends. A refusal is final:
+// Feed answers kRefused until the next Start.
 //
 // Thread safety: none; one connection's reader is used by one thread at a time.
 #pragma once
@@ -123,7 +124,7 @@ class RequestParser final : public http::basic_parser<true> {
   const std::optional<RequestRefusal>& refusal() const { return refusal_; }
   bool saw_transfer_encoding() const { return saw_transfer_encoding_; }
   // The body is taken piece by piece as it is parsed (RequestReader::StreamBody).
-  void set_streaming() { streaming_ = true; }
+  void set_streaming(bool on) { streaming_ = on; }
   int version() const { return version_; }  // 11 for HTTP/1.1, 10 for HTTP/1.0
 
  private:
@@ -189,7 +190,8 @@ class RequestReader {
   // Reads the current request's body whole (REQUIRES: Feed returned kHead): checks its length
   // against max_body_bytes (413) and reserves it from the budget (503). kRefused, or kHead.
   // Feed does this itself when neither this nor StreamBody was called after kHead; a server
-  // calls it before it answers `100 Continue`, so a body it would refuse is never sent.
+  // calls it before it answers `100 Continue`, so a body it would refuse is never sent. After
+  // StreamBody, it reads the rest whole only if no piece was taken yet (else 500).
   Step WholeBody();
   // Streams the current request's body (REQUIRES: Feed returned kHead): from now on Feed keeps
   // only what it parsed since the last TakePiece; nothing is reserved and max_body_bytes does
@@ -221,6 +223,8 @@ class RequestReader {
   MemoryBudget::Reservation reservation_;
   std::optional<RequestParser> parser_;
   bool head_seen_ = false;
+  bool refused_ = false;      // refusal_ is the answer until Start
+  bool piece_taken_ = false;  // TakePiece took some of a streamed body
   enum class BodyMode { kUndecided, kWhole, kStreamed } body_mode_ = BodyMode::kUndecided;
   RequestRefusal refusal_;
 };

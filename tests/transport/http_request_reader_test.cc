@@ -251,6 +251,34 @@ TEST(RequestReaderTest, AStreamedBodyHasNoLimitAndNothingIsReservedForIt) {
   EXPECT_EQ(k.reader.refusal().status, 413);
 }
 
+TEST(RequestReaderTest, ARefusalIsFinalAndAStreamedBodyIsReadWholeOnlyIfNothingWasTaken) {
+  RequestLimits limits;
+  limits.max_body_bytes = 10;
+  // Refused: more bytes change nothing (nothing is parsed, reserved or allocated for them).
+  Feeder f(limits);
+  ASSERT_EQ(f.Send("POST / HTTP/1.1\r\nContent-Length: 2305843009213693952\r\n\r\n"),
+            Step::kRefused);
+  EXPECT_EQ(f.reader.refusal().status, 413);
+  EXPECT_EQ(f.Send(std::string(4096, 'x')), Step::kRefused);
+  EXPECT_EQ(f.reader.WholeBody(), Step::kRefused);
+  // Streaming chosen, nothing taken yet, then read whole after all: the limit is back.
+  Feeder g(limits);
+  g.stream = true;  // StreamBody at the head
+  ASSERT_EQ(g.Send("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"), Step::kNeedMore);
+  g.stream = false;
+  ASSERT_EQ(g.reader.WholeBody(), Step::kHead);
+  ASSERT_EQ(g.Send("8\r\n12345678\r\n8\r\n12345678\r\n"), Step::kRefused);
+  EXPECT_EQ(g.reader.refusal().status, 413);
+  // Some of it passed on already: it cannot be read whole.
+  Feeder h(limits);
+  h.stream = true;
+  ASSERT_EQ(h.Send("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n"),
+            Step::kNeedMore);
+  EXPECT_EQ(h.streamed, "abcd");
+  EXPECT_EQ(h.reader.WholeBody(), Step::kRefused);
+  EXPECT_EQ(h.reader.refusal().status, 500);
+}
+
 TEST(RequestReaderTest, BodiesAreReservedFromTheBudgetUntilTheirLastViewIsGone) {
   std::shared_ptr<MemoryBudget> budget = MemoryBudget::Create(1 << 20, 1024);
   std::shared_ptr<const std::string> body;
