@@ -450,6 +450,11 @@ bool LinkSession::Cancel() {
 LinkSession::Answer LinkSession::MakeAnswer(std::shared_ptr<Request> request,
                                             HttpResponse response) {
   Answer a;
+  if (response.stream) {
+    // A link answers whole: a streamed answer is closed, and what it began with is the answer.
+    response.stream->Close();
+    response.stream.reset();
+  }
   AppendResponseHead(&a.head, response);
   StrAppend(&a.head, kLinkStreamHeader, ": ", request->stream, "\r\n\r\n");
   a.request = std::move(request);

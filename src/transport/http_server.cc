@@ -1,5 +1,7 @@
 #include "transport/http_server.h"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <array>
 #include <boost/container/small_vector.hpp>
@@ -87,6 +89,7 @@ class Connection final : public HttpRequest,
   void Close() {
     stream_.Close();
     deadline_.Cancel();
+    if (response_.stream) response_.stream->Close();
     if (owed_ && busy_ &&
         (phase_ == Phase::kTls || phase_ == Phase::kHead || phase_ == Phase::kBody)) {
       // Its request never came whole: nothing is owed any more.
@@ -138,6 +141,9 @@ class Connection final : public HttpRequest,
   void SendError(int status, std::string_view message, bool close, bool retry_after = false);
   void Send(HttpResponse response);
   void OnWritten(beast::error_code ec);
+  // A streamed answer (AnswerStream) once its head is written: its pieces as they come.
+  void StartStream();
+  void PumpStream();
   // The current read or write fails (the socket closes) unless done within `timeout`.
   void ExpiresAfter(std::chrono::milliseconds timeout) {
     deadline_.ExpiresAfter(
@@ -170,8 +176,10 @@ class Connection final : public HttpRequest,
   std::shared_ptr<const std::string> body_;
   SteadyTime received_;
   // Where the current request is, for its deadlines.
-  enum class Phase { kTls, kHead, kBody, kHandled, kWriting } phase_ = Phase::kHead;
-  bool body_timed_ = false;  // the body's deadline is set
+  enum class Phase { kTls, kHead, kBody, kHandled, kWriting, kStreaming } phase_ = Phase::kHead;
+  bool stream_writing_ = false;  // a streamed answer's write is under way
+  std::string stream_out_;       // what it writes
+  bool body_timed_ = false;      // the body's deadline is set
   bool keep_alive_ = true;
   bool close_after_ = false;
   bool busy_ = false;
@@ -644,6 +652,11 @@ void Connection::OnTimeout() {
           Rejection::kSlowClient, remote_,
           StrCat("an answer was not taken within ", ms(core_->options.body_timeout), " ms"));
       break;
+    case Phase::kStreaming:
+      core_->rejections->Note(Rejection::kSlowClient, remote_,
+                              StrCat("a streamed answer was not taken within ",
+                                     ms(core_->options.body_timeout), " ms"));
+      break;
     case Phase::kHandled:
       break;
   }
@@ -788,14 +801,26 @@ void Connection::SendError(int status, std::string_view message, bool close, boo
 void Connection::Send(HttpResponse response) {
   response_ = std::move(response);
   if (core_->draining.load(std::memory_order_relaxed)) close_after_ = true;
-  const bool close = close_after_ || !keep_alive_;
+  const bool close = close_after_ || !keep_alive_ || response_.stream != nullptr;
   head_.clear();
   AppendResponseHead(&head_, response_);
   if (close) head_ += "Connection: close\r\n";
   head_ += "\r\n";
   close_after_ = close;
   boost::container::small_vector<asio::const_buffer, 8> buffers;
-  AppendMessageBuffers(buffers, head_, response_.body, response_.tail);
+  if (response_.stream) {
+    // The body, if any, is the first chunk (a HEAD request gets the head alone).
+    if (!response_.body.empty() && method() != "HEAD") {
+      char size[20];
+      const int n = std::snprintf(size, sizeof size, "%zx\r\n", response_.body.size());
+      head_.append(size, static_cast<size_t>(n));
+      head_ += response_.body;
+      head_ += "\r\n";
+    }
+    buffers.push_back(asio::buffer(head_));
+  } else {
+    AppendMessageBuffers(buffers, head_, response_.body, response_.tail);
+  }
   phase_ = Phase::kWriting;
   ExpiresAfter(core_->options.body_timeout);
   WriteNowOrLater(stream_, buffers,
@@ -807,6 +832,7 @@ void Connection::OnWritten(beast::error_code ec) {
   if (response_.on_sent && !core_->stopped.load(std::memory_order_relaxed)) {
     response_.on_sent(core_->clock.Now());
   }
+  if (response_.stream && !ec && method() != "HEAD") return StartStream();
   response_ = HttpResponse();
   body_.reset();
   Unbusy();
@@ -817,11 +843,48 @@ void Connection::OnWritten(beast::error_code ec) {
   ReadRequest();
 }
 
+void Connection::StartStream() {
+  // Not a request under way any more: the server's drain does not wait for it.
+  Unbusy();
+  deadline_.Clear();
+  phase_ = Phase::kStreaming;
+  response_.on_sent = nullptr;
+  // The client only listens: anything it sends, or its leaving, ends the stream.
+  stream_.async_read_some(buffer_.prepare(512), [self = shared_from_this()](
+                                                    beast::error_code, size_t) { self->Close(); });
+  response_.stream->Attach([weak = weak_from_this(), executor = executor_] {
+    asio::post(executor, [weak] {
+      if (std::shared_ptr<Connection> self = weak.lock()) self->PumpStream();
+    });
+  });
+}
+
+void Connection::PumpStream() {
+  if (phase_ != Phase::kStreaming || stream_writing_ || !response_.stream) return;
+  const bool ended = response_.stream->Take(&stream_out_);
+  if (ended) stream_out_ += "0\r\n\r\n";
+  if (stream_out_.empty()) return;
+  stream_writing_ = true;
+  ExpiresAfter(core_->options.body_timeout);
+  asio::async_write(stream_, asio::buffer(stream_out_),
+                    [self = shared_from_this(), ended](beast::error_code ec, size_t) {
+                      self->stream_writing_ = false;
+                      self->deadline_.Clear();
+                      if (ec || ended) return self->Close();
+                      self->PumpStream();  // what was queued meanwhile
+                    });
+}
+
 void AppendResponseHead(std::string* out, const HttpResponse& response) {
-  size_t length = response.body.size();
-  for (const Tensor& t : response.tail) length += t.data().size();
   StrAppend(out, "HTTP/1.1 ", response.status, " ", HttpReason(response.status),
-            "\r\nContent-Type: ", response.content_type, "\r\nContent-Length: ", length, "\r\n");
+            "\r\nContent-Type: ", response.content_type, "\r\n");
+  if (response.stream) {
+    *out += "Transfer-Encoding: chunked\r\n";
+  } else {
+    size_t length = response.body.size();
+    for (const Tensor& t : response.tail) length += t.data().size();
+    StrAppend(out, "Content-Length: ", length, "\r\n");
+  }
   for (const auto& [k, v] : response.headers) StrAppend(out, k, ": ", v, "\r\n");
 }
 

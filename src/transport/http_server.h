@@ -10,10 +10,13 @@
 // - a request's headers must arrive within `header_timeout` (idle keep-alive time counts), a body
 //   within `body_timeout`, or the connection is closed; a link closes once it has had no open
 //   request and no bytes for `idle_link_timeout`;
-// - a head over 64 KiB gets 431, a body over `max_body_bytes` 413, a chunk-size line over 4 KiB
+// - a head over 64 KiB gets 431, a body read whole over `max_body_bytes` 413 (a body streamed
+//   to another server, HttpServerOptions::forward, is never held and has no limit), a chunk-size
+//   line over 4 KiB
 //   400 and trailers over 64 KiB 431; framing that could be read two ways (any Transfer-Encoding
 //   but one `chunked`, with Content-Length, folded header lines) 400; each then closes;
-// - every body is reserved from `memory_budget` before it is buffered: 503 with Retry-After
+// - every body read whole is reserved from `memory_budget` before it is buffered: 503 with
+//   Retry-After
 //   when it does not fit;
 // - at most `max_connections` connections are open, and `max_connections_per_source` from one
 //   address (links included): one over either is closed at once after a short 503;
@@ -158,6 +161,49 @@ class HttpRequest {
   virtual const std::atomic<bool>* cancelled() const { return nullptr; }
 };
 
+// An answer written as it comes (Server-Sent Events, say). A handler answers with
+// HttpResponse::stream set: the server writes the head with `Transfer-Encoding: chunked` and
+// `Connection: close` (no Content-Length; `body`, if any, is the first piece), then every piece
+// pushed, in order, each as a chunk, until End(); then the last chunk, and the connection closes.
+// - Bounded: Push refuses (false, nothing queued) once `max_queued_bytes` wait unwritten, so a
+//   client that reads slowly or not at all costs at most that; the producer decides what to drop
+//   and counts it. Each write must be taken within the server's body_timeout, or the connection
+//   closes.
+// - The stream closes when the client leaves (it closes its connection or sends anything more:
+//   a stream's client only listens), when the server stops, or after End(). The on_close
+//   callback is then called once (on an I/O thread; at once in SetOnClose if already closed).
+// - A streamed answer does not hold the server's drain (it is not a request under way): Stop
+//   closes it.
+// Thread safety: every member may be called from any thread.
+class AnswerStream {
+ public:
+  explicit AnswerStream(size_t max_queued_bytes = 1 << 20);
+  ~AnswerStream();
+  AnswerStream(const AnswerStream&) = delete;
+  AnswerStream& operator=(const AnswerStream&) = delete;
+
+  // Queues `piece` (not empty) as the next chunk: false if the stream is closed or ended, or
+  // if it does not fit within max_queued_bytes.
+  bool Push(std::string_view piece);
+  // No more pieces: the ones queued are written, then the last chunk.
+  void End();
+  bool closed() const;
+  void SetOnClose(std::function<void()> on_close);
+  // Bytes queued and not yet handed to the socket.
+  size_t queued_bytes() const;
+
+  // For the server's connection: `wake` is called (from any thread) when there is something to
+  // write; Take moves what is queued (already framed as chunks) into `out` and says whether the
+  // stream has ended; Close marks it closed and calls on_close.
+  void Attach(std::function<void()> wake);
+  bool Take(std::string* out);
+  void Close();
+
+ private:
+  struct State;
+  const std::unique_ptr<State> state_;
+};
+
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
@@ -167,6 +213,8 @@ struct HttpResponse {
   // Called once the response has been handed to the socket: on an I/O thread, or on the thread
   // that gave the answer to a mesh link's only open request (which writes it itself).
   std::function<void(SteadyTime sent)> on_sent;
+  // Set: the body is streamed (AnswerStream). Not on a mesh link, which answers whole.
+  std::shared_ptr<AnswerStream> stream;
 };
 
 using HttpResponder = std::function<void(HttpResponse)>;

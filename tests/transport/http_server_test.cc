@@ -397,6 +397,21 @@ class RawConnection {
     return fd_ >= 0 && ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
                            static_cast<ssize_t>(bytes.size());
   }
+  // What arrives until `marker` has (or 5 s pass, or the server closes).
+  std::string ReadUntil(std::string_view marker) {
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (fd_ >= 0 && out.find(marker) == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+  }
   // Everything until the server closes (or 5 s pass: then "<open>" is appended).
   std::string ReadToClose() {
     std::string out;
@@ -537,6 +552,126 @@ TEST(HttpServerLimitsTest, ASlowRequestIsCountedAnIdleConnectionIsNot) {
   EXPECT_TRUE(idle.WaitClosed(5s));
   EXPECT_TRUE(slow.WaitClosed(5s));
   EXPECT_EQ(echo.count(Rejection::kSlowClient), 1u);
+}
+
+// A server whose every answer is a stream (": hello" first), handed to the test.
+struct StreamingServer {
+  explicit StreamingServer(HttpServerOptions o = LocalOptions(), size_t max_queued = 1 << 20) {
+    o.rejections = rejections;
+    auto s = HttpServer::Create(o, [this, max_queued](const HttpRequest&, HttpResponder done) {
+      auto stream = std::make_shared<AnswerStream>(max_queued);
+      stream->SetOnClose([this] { ++closed; });
+      {
+        absl::MutexLock lock(&mu);
+        streams.push_back(stream);
+      }
+      HttpResponse r;
+      r.content_type = "text/event-stream";
+      r.body = ": hello\n\n";
+      r.stream = std::move(stream);
+      done(std::move(r));
+    });
+    EXPECT_TRUE(s.ok()) << s.status();
+    server = std::move(*s);
+    server->Start();
+  }
+  ~StreamingServer() { server->Stop(); }
+  int port() const { return server->port(); }
+  // The i-th stream answered (waits for it).
+  std::shared_ptr<AnswerStream> Stream(size_t i) {
+    EXPECT_TRUE(WaitFor([&] {
+      absl::MutexLock lock(&mu);
+      return streams.size() > i;
+    }));
+    absl::MutexLock lock(&mu);
+    return streams.size() > i ? streams[i] : nullptr;
+  }
+
+  std::shared_ptr<Rejections> rejections = std::make_shared<Rejections>();
+  std::atomic<int> closed{0};
+  absl::Mutex mu;
+  std::vector<std::shared_ptr<AnswerStream>> streams ABSL_GUARDED_BY(mu);
+  std::unique_ptr<HttpServer> server;
+};
+
+TEST(HttpServerStreamTest, PiecesArriveAsTheyArePushedAndEndClosesTheConnection) {
+  StreamingServer s;
+  RawConnection c(s.port(), "127.0.0.1");
+  ASSERT_TRUE(c.Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::string got = c.ReadUntil(": hello\n\n\r\n");
+  EXPECT_THAT(got, ::testing::StartsWith("HTTP/1.1 200 OK\r\n"));
+  EXPECT_THAT(got, ::testing::HasSubstr("Content-Type: text/event-stream\r\n"));
+  EXPECT_THAT(got, ::testing::HasSubstr("Transfer-Encoding: chunked\r\n"));
+  EXPECT_THAT(got, ::testing::HasSubstr("Connection: close\r\n"));
+  EXPECT_THAT(got, ::testing::Not(::testing::HasSubstr("Content-Length")));
+  std::shared_ptr<AnswerStream> stream = s.Stream(0);
+  // Each piece reaches the client before the next is pushed.
+  for (int i = 1; i <= 3; ++i) {
+    const std::string event = StrCat("data: ", i, "\n\n");
+    ASSERT_TRUE(stream->Push(event));
+    got = c.ReadUntil(event);
+    EXPECT_THAT(got, ::testing::HasSubstr(StrCat("9\r\n", event, "\r\n"))) << i;
+  }
+  EXPECT_EQ(s.server->busy_connections(), 0) << "a stream does not hold the server's drain";
+  EXPECT_TRUE(stream->Push(""));  // nothing: an empty chunk would end the body
+  ASSERT_TRUE(stream->Push("data: last\n\n"));
+  stream->End();
+  EXPECT_FALSE(stream->Push("data: late\n\n"));
+  got = c.ReadToClose();
+  EXPECT_THAT(got, ::testing::EndsWith("data: last\n\n\r\n0\r\n\r\n")) << got;
+  EXPECT_TRUE(WaitFor([&] { return s.closed.load() == 1; }));
+  EXPECT_TRUE(stream->closed());
+}
+
+TEST(HttpServerStreamTest, AClientThatLeavesTalksOrStallsEndsItsStreamWithinItsBound) {
+  HttpServerOptions o = LocalOptions();
+  o.body_timeout = 300ms;
+  constexpr size_t kBound = 256 * 1024;
+  StreamingServer s(o, kBound);
+  {
+    RawConnection gone(s.port(), "127.0.0.1");
+    ASSERT_TRUE(gone.Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+    gone.ReadUntil(": hello");
+  }
+  EXPECT_TRUE(WaitFor([&] { return s.closed.load() == 1; })) << "the client left";
+  EXPECT_FALSE(s.Stream(0)->Push("data: x\n\n"));
+  // A client of a stream only listens: a request on its connection ends the stream.
+  RawConnection talker(s.port(), "127.0.0.1");
+  ASSERT_TRUE(talker.Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+  talker.ReadUntil(": hello");
+  ASSERT_TRUE(talker.Send("GET /other HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_TRUE(WaitFor([&] { return s.closed.load() == 2; })) << "the client spoke";
+  // A client that reads nothing: what waits stays within the bound, pushes beyond it are
+  // refused, and once a write has waited body_timeout the connection closes.
+  RawConnection stalled(s.port(), "127.0.0.1");
+  ASSERT_TRUE(stalled.Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::shared_ptr<AnswerStream> stream = s.Stream(2);
+  ASSERT_NE(stream, nullptr);
+  const std::string piece(64 * 1024, 'p');
+  int refused = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (s.closed.load() < 3 && std::chrono::steady_clock::now() < deadline) {
+    if (!stream->Push(piece)) {
+      ++refused;
+      std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_LE(stream->queued_bytes(), kBound);
+  }
+  EXPECT_EQ(s.closed.load(), 3) << "the stalled client was not closed";
+  EXPECT_GT(refused, 0);
+  EXPECT_GE(s.rejections->count(Rejection::kSlowClient), 1u);
+}
+
+TEST(HttpServerStreamTest, StopClosesOpenStreams) {
+  StreamingServer s;
+  RawConnection c(s.port(), "127.0.0.1");
+  ASSERT_TRUE(c.Send("GET /events HTTP/1.1\r\nHost: x\r\n\r\n"));
+  c.ReadUntil(": hello");
+  std::shared_ptr<AnswerStream> stream = s.Stream(0);
+  s.server->Stop();
+  EXPECT_TRUE(WaitFor([&] { return s.closed.load() == 1; }));
+  EXPECT_FALSE(stream->Push("data: x\n\n"));
+  EXPECT_THAT(c.ReadToClose(), ::testing::Not(::testing::EndsWith("<open>")));
 }
 
 }  // namespace
