@@ -13,6 +13,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -25,6 +27,7 @@
 #include "api/authorization_policy.h"
 #include "api/grpc/grpc_server.h"
 #include "api/inference_observer.h"
+#include "api/insights_handler.h"
 #include "api/issuer_handler.h"
 #include "api/kserve_handler.h"
 #include "api/member_check.h"
@@ -38,6 +41,7 @@
 #include "base/rejections.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "bus/local_bus.h"
 #include "codec/json_writer.h"
 #include "codec/model_name.h"
 #include "identity/certs.h"
@@ -331,6 +335,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
         if (self->metrics_handler_->Handle(req, respond)) return;
         if (self->issuer_api_ && self->issuer_api_->Handle(req, respond)) return;
         if (self->objects_api_ && self->objects_api_->Handle(req, respond)) return;
+        if (self->insights_api_ && self->insights_api_->Handle(req, respond)) return;
         if (self->service_proxy_ && self->service_proxy_->Handle(req, respond)) return;
         if (self->policy_api_ && self->policy_api_->Handle(req, respond)) return;
         if (self->mesh_ && self->mesh_->Handle(req, respond)) return;
@@ -344,6 +349,27 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       services::ObjectService::Open(config.StateDir() + "/objects", config.node_name);
   if (!objects.ok()) return objects.status();
   agent->objects_ = std::move(*objects);
+  // This node's end of the insight bus: its ids take a boot second no earlier start used.
+  {
+    const std::string boot_file =
+        StrCat(config.StateDir(), "/insights.", config.node_name, ".boot");
+    int64_t last_boot = 0;
+    if (std::ifstream in(boot_file); in) in >> last_boot;
+    const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+    bus::InsightIds ids(config.node_name, now_s, last_boot);
+    std::error_code made;
+    std::filesystem::create_directories(config.StateDir(), made);
+    HM_RETURN_IF_ERROR(identity::ReplaceFile(boot_file, std::to_string(ids.boot_s()), 0600));
+    agent->bus_ = std::make_shared<bus::LocalBus>(config.node_name, config.LabelMap()["zone"],
+                                                  std::move(ids));
+    agent->insights_api_ = std::make_unique<InsightsHandler>(agent->bus_, [] {
+      return std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+          .count();
+    });
+  }
   // An apply here reaches every member at once; what was merged from a peer is announced.
   agent->objects_->OnChange([self](bool local) {
     if (local) {

@@ -44,12 +44,16 @@ class MeshHandler;
 class IssuerHandler;
 class MetricsHandler;
 class ObjectsHandler;
+class InsightsHandler;
 class MeshPolicy;
 class PolicyHandler;
 class PolicyHolder;
 struct SignedGossipKeys;
 namespace telemetry {
 class Registry;
+}
+namespace bus {
+class LocalBus;
 }
 namespace services {
 class ObjectService;
@@ -327,6 +331,9 @@ class Agent {
   // calls (/v1/objects).
   std::shared_ptr<services::ObjectService> objects_;
   std::unique_ptr<ObjectsHandler> objects_api_;
+  // This node's end of the insight bus (docs/insights.md) and its REST calls (/v1/insights).
+  std::shared_ptr<bus::LocalBus> bus_;
+  std::unique_ptr<InsightsHandler> insights_api_;
   std::unique_ptr<routing::MeshDirectory> directory_;
   // Who peers' links and forwarded requests come from, checked against keys from directory_.
   std::shared_ptr<const MemberCheck> member_check_;
