@@ -31,7 +31,8 @@ struct AnswerStream::State {
 AnswerStream::AnswerStream(size_t max_queued_bytes)
     : state_(std::make_unique<State>(max_queued_bytes)) {}
 
-AnswerStream::~AnswerStream() = default;
+// A stream the server never wrote (its answer went nowhere) still tells its producer.
+AnswerStream::~AnswerStream() { Close(); }
 
 bool AnswerStream::Push(std::string_view piece) {
   if (piece.empty()) return true;  // an empty chunk would end the body

@@ -832,7 +832,10 @@ void Connection::OnWritten(beast::error_code ec) {
   if (response_.on_sent && !core_->stopped.load(std::memory_order_relaxed)) {
     response_.on_sent(core_->clock.Now());
   }
-  if (response_.stream && !ec && method() != "HEAD") return StartStream();
+  if (response_.stream) {
+    if (!ec && method() != "HEAD") return StartStream();
+    response_.stream->Close();  // never started: its producer learns now
+  }
   response_ = HttpResponse();
   body_.reset();
   Unbusy();

@@ -170,8 +170,9 @@ class HttpRequest {
 //   and counts it. Each write must be taken within the server's body_timeout, or the connection
 //   closes.
 // - The stream closes when the client leaves (it closes its connection or sends anything more:
-//   a stream's client only listens), when the server stops, or after End(). The on_close
-//   callback is then called once (on an I/O thread; at once in SetOnClose if already closed).
+//   a stream's client only listens), when its head cannot be written, when the server stops,
+//   after End(), or when the last reference to it goes. The on_close callback is then called
+//   once (on an I/O thread; at once in SetOnClose if already closed).
 // - A streamed answer does not hold the server's drain (it is not a request under way): Stop
 //   closes it.
 // Thread safety: every member may be called from any thread.

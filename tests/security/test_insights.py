@@ -10,7 +10,7 @@ stream GET /v1/insights/stream?topic=<filter>, on a real node.
 - Bounds: a subscriber that reads nothing while 6,000 insights of 8 KiB are published costs the
   node at most its queue (peak RSS within a bound), and is closed once a write waits longer than
   the body timeout; subscribers beyond the node's maximum (128) get 503; one that leaves is
-  forgotten.
+  forgotten, also when it resets its connection before its answer's head is written.
 
     test_insights.py path/to/hivemesh
 """
@@ -236,6 +236,31 @@ class InsightsTest(unittest.TestCase):
         finally:
             for s in subs:
                 s.close()
+
+    def test_5_clients_that_leave_at_once_free_their_places(self):
+        """300 clients ask for a stream and reset the connection at once (some before their
+        answer's head is written): afterwards the node still takes its 128 subscribers."""
+        import struct
+        for _ in range(300):
+            s = socket.create_connection(("127.0.0.1", self.node.port), timeout=10)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.sendall(b"GET /v1/insights/stream?topic=gone/%23 HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.close()  # a reset
+        subs = []
+        try:
+            def all_taken():
+                while len(subs) < 128:
+                    sub = Subscriber(self.node.port, "gone/#")
+                    if b" 200 " not in (sub.head or b"").split(b"\r\n")[0]:
+                        sub.close()
+                        return False
+                    subs.append(sub)
+                return True
+
+            wait_for(all_taken, 10, "128 places free again")
+        finally:
+            for sub in subs:
+                sub.close()
 
 
 if __name__ == "__main__":
