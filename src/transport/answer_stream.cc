@@ -1,11 +1,11 @@
 // AnswerStream (transport/http_server.h): the queue between a producer and the connection that
 // writes a streamed answer.
-#include <cstdio>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "transport/http_server.h"
+#include "transport/http_server_internal.h"
 
 namespace hivemesh {
 
@@ -41,11 +41,7 @@ bool AnswerStream::Push(std::string_view piece) {
     absl::MutexLock lock(&state_->mu);
     if (state_->closed || state_->ended) return false;
     if (state_->queued.size() + piece.size() > state_->max_queued) return false;
-    char size[20];
-    const int n = std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
-    state_->queued.append(size, static_cast<size_t>(n));
-    state_->queued.append(piece);
-    state_->queued += "\r\n";
+    http_internal::AppendChunk(&state_->queued, piece);
     wake = state_->WakeOnce();
   }
   if (wake) wake();

@@ -810,13 +810,7 @@ void Connection::Send(HttpResponse response) {
   boost::container::small_vector<asio::const_buffer, 8> buffers;
   if (response_.stream) {
     // The body, if any, is the first chunk (a HEAD request gets the head alone).
-    if (!response_.body.empty() && method() != "HEAD") {
-      char size[20];
-      const int n = std::snprintf(size, sizeof size, "%zx\r\n", response_.body.size());
-      head_.append(size, static_cast<size_t>(n));
-      head_ += response_.body;
-      head_ += "\r\n";
-    }
+    if (!response_.body.empty() && method() != "HEAD") AppendChunk(&head_, response_.body);
     buffers.push_back(asio::buffer(head_));
   } else {
     AppendMessageBuffers(buffers, head_, response_.body, response_.tail);
@@ -876,6 +870,14 @@ void Connection::PumpStream() {
                       if (ec || ended) return self->Close();
                       self->PumpStream();  // what was queued meanwhile
                     });
+}
+
+void AppendChunk(std::string* out, std::string_view data) {
+  char size[20];
+  const int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  out->append(size, static_cast<size_t>(n));
+  out->append(data);
+  *out += "\r\n";
 }
 
 void AppendResponseHead(std::string* out, const HttpResponse& response) {

@@ -126,6 +126,8 @@ inline std::string RemoteAddress(const tcp::socket& socket) {
 // Appends a response's status line, Content-Type, Content-Length (of its body and tail) and its
 // own fields to `out`; the caller adds any field of its own and the blank line that ends the head.
 void AppendResponseHead(std::string* out, const HttpResponse& response);
+// Appends `data` to `out` as one chunk of a chunked body.
+void AppendChunk(std::string* out, std::string_view data);
 
 // Takes over an upgraded connection's stream (and whatever it had buffered past the upgrade
 // request, and its place under the connection limits) as a mesh link on loop `loop`, from

@@ -6,7 +6,6 @@
 #include <array>
 #include <cctype>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -456,15 +455,6 @@ void SweepIdleHops(Core::Loop& loop) {
 
 std::string HopKey(const RelayHop& hop) {
   return StrCat(hop.address, "\n", hop.peer_node, "\n", hop.target);
-}
-
-// Appends `data` to `out` as one chunk of a chunked body.
-void AppendChunk(std::string* out, std::string_view data) {
-  char size[20];
-  const int n = std::snprintf(size, sizeof size, "%zx\r\n", data.size());
-  out->append(size, static_cast<size_t>(n));
-  out->append(data);
-  *out += "\r\n";
 }
 
 }  // namespace
