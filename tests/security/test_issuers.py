@@ -207,25 +207,26 @@ class IssuersTest(SecureMeshTest):
         g.stop()
 
     def test_7_revoking_an_issuer_revokes_what_it_signs(self):
-        # A node whose certificate b signed: e joins at b, with a token b made. (The others renew
+        # A node whose certificate b signed: h (a name no other test used, so its state folder
+        # holds no older certificate) joins at b, with a token b made. (The others renew
         # at whichever member answers first, so whose certificate they hold is a matter of
         # timing.) Its certificate is copied as it is before the revocation.
-        e = self.start("e", (), ["--join", self.b.gossip, "--token", self.token(self.b)])
-        self.assertEqual(issuer_of("e"), "hivemesh issuer b")
+        h = self.start("h", (), ["--join", self.b.gossip, "--token", self.token(self.b)])
+        self.assertEqual(issuer_of("h"), "hivemesh issuer b")
         frozen = tempfile.mkdtemp(prefix="hivemesh-cert-")
-        cert = tuple(shutil.copy(path, frozen) for path in certificate_of("e"))
+        cert = tuple(shutil.copy(path, frozen) for path in certificate_of("h"))
         out = self.cli("node", "revoke", "b", "--node", f"127.0.0.1:{self.a.port}")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertTrue(self.a.log_lines(r"issuer b's issuer key is revoked too"))
-        # Refused by a, though e itself was not revoked.
+        # Refused by a, though h itself was not revoked.
         wait_for(lambda: exchange(self.a.port, link_upgrade(), cert=cert)[0] == 403, 10,
                  "a to refuse a certificate the revoked issuer signed")
         status, raw = exchange(self.a.port, link_upgrade(), cert=cert)
         self.assertIn(b"revoked", raw)
-        # Renewed nowhere: a refuses (its issuer is revoked), and e asks b no more.
-        wait_for(lambda: e.log_lines(r"signed by a revoked issuer"), TTL_S + 10,
-                 "a to refuse renewing e's certificate")
-        self.assertTrue(e.log_lines(r"is revoked \(hivemesh issuer b\); not renewed there|"
+        # Renewed nowhere: a refuses (its issuer is revoked), and h asks b no more.
+        wait_for(lambda: h.log_lines(r"signed by a revoked issuer"), TTL_S + 10,
+                 "a to refuse renewing h's certificate")
+        self.assertTrue(h.log_lines(r"is revoked \(hivemesh issuer b\); not renewed there|"
                                     r"is revoked \(b\); not renewed there"))
 
     @staticmethod
