@@ -570,8 +570,10 @@ bool Connection::OnHead() {
   if (core_->options.forward && tls_refusal_.empty() && !core_->stopped.load()) {
     std::optional<ForwardPlan> plan = core_->options.forward(*this);
     if (plan) {
-      // Streamed to another server (transport/relay.h): it reads the body and writes the answer.
-      deadline_.Cancel();
+      // Streamed to another server (transport/relay.h): it reads the body and writes the answer,
+      // and moves this deadline as it goes. Cleared, not cancelled: the timer stays armed and
+      // is moved only when it fires, not at every exchange (IoDeadline).
+      deadline_.Clear();
       phase_ = Phase::kHandled;
       if (!busy_) {
         busy_ = true;

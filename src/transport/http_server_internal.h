@@ -64,6 +64,8 @@ struct KeptHop {
 
 // What the I/O handlers share. Connections and the accept loop hold it, so it outlives the
 // server object while any handler is still queued.
+inline constexpr size_t kMaxTunnelSessions = 256;
+
 struct Core {
   Core(const HttpServerOptions& o, HttpHandler h, IoThreads& io)
       : options(o),
@@ -112,6 +114,10 @@ struct Core {
     std::unordered_map<std::string, std::vector<KeptHop>> idle_hops;
     size_t idle_hop_count = 0;
     std::chrono::steady_clock::time_point next_idle_sweep;
+    // The last TLS session of a tunnel to each node address, resumed by the loop's next tunnel
+    // there (IoStream::ResumableSession); touched only on the loop's thread. At most
+    // kMaxTunnelSessions addresses: past that the table starts over.
+    std::unordered_map<std::string, std::shared_ptr<SSL_SESSION>> tunnel_sessions;
   };
   std::vector<Loop> loops;  // fixed size
 };

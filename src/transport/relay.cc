@@ -55,9 +55,11 @@ class HopDialer : public std::enable_shared_from_this<HopDialer> {
  public:
   using Done = std::function<void(absl::Status, std::unique_ptr<IoStream>, std::string leftover,
                                   size_t hop)>;
-  HopDialer(std::shared_ptr<Core> core, asio::any_io_executor executor, const RelayPlan& plan,
-            Done done)
+  // Runs on loop `loop`'s thread (`executor`).
+  HopDialer(std::shared_ptr<Core> core, int loop, asio::any_io_executor executor,
+            const RelayPlan& plan, Done done)
       : core_(std::move(core)),
+        loop_(loop),
         plan_(plan),
         done_(std::move(done)),
         timer_(executor),
@@ -133,6 +135,11 @@ class HopDialer : public std::enable_shared_from_this<HopDialer> {
       return HopFailed(absl::UnavailableError("this node has no certificate to present yet"));
     }
     stream_->StartTls(context.get());
+    // A full handshake signs and checks certificates at both ends; resuming skips that.
+    auto& sessions = core_->loops[static_cast<size_t>(loop_)].tunnel_sessions;
+    if (auto it = sessions.find(plan_.hops[next_hop_].address); it != sessions.end()) {
+      stream_->Resume(it->second.get());
+    }
     stream_->async_handshake(
         asio::ssl::stream_base::client, [self = shared_from_this()](beast::error_code ec) {
           if (ec) return self->HopFailed(self->DialError("TLS handshake", ec));
@@ -181,6 +188,7 @@ class HopDialer : public std::enable_shared_from_this<HopDialer> {
             case LinkParse::kDone:
               break;
           }
+          self->KeepSession();
           if (head.status != 101) {
             // The refusal's words: its body, if it came with the head.
             std::string_view body = std::string_view(self->head_).substr(head.head_size);
@@ -191,6 +199,16 @@ class HopDialer : public std::enable_shared_from_this<HopDialer> {
           }
           self->Connected(self->head_.substr(head.head_size));
         });
+  }
+
+  // Keeps the hop's TLS session for the loop's next tunnel there, once an answer has been read
+  // (TLS 1.3 tickets come after the handshake).
+  void KeepSession() {
+    std::shared_ptr<SSL_SESSION> session = stream_->ResumableSession();
+    if (session == nullptr) return;
+    auto& sessions = core_->loops[static_cast<size_t>(loop_)].tunnel_sessions;
+    if (sessions.size() >= kMaxTunnelSessions) sessions.clear();
+    sessions[plan_.hops[next_hop_].address] = std::move(session);
   }
 
   void Connected(std::string leftover) {
@@ -216,6 +234,7 @@ class HopDialer : public std::enable_shared_from_this<HopDialer> {
   }
 
   const std::shared_ptr<Core> core_;
+  const int loop_;
   const RelayPlan& plan_;  // its owner's, which outlives it
   Done done_;
   asio::steady_timer timer_;  // each hop's deadline
@@ -254,7 +273,7 @@ class Relay : public std::enable_shared_from_this<Relay> {
   // Tries the plan's hops in order.
   void Dial() {
     dialer_ = std::make_shared<HopDialer>(
-        core_, client_.get_executor(), plan_,
+        core_, loop_, client_.get_executor(), plan_,
         [self = shared_from_this()](absl::Status result, std::unique_ptr<IoStream> stream,
                                     std::string leftover, size_t) {
           self->dialer_.reset();
@@ -507,7 +526,7 @@ class Forward : public ForwardTimeouts, public std::enable_shared_from_this<Forw
   void Dial() {
     kept_ = false;
     dialer_ = std::make_shared<HopDialer>(
-        core_, client_->stream().get_executor(), plan_.route,
+        core_, loop_, client_->stream().get_executor(), plan_.route,
         [self = shared_from_this()](absl::Status result, std::unique_ptr<IoStream> stream,
                                     std::string leftover, size_t hop) {
           self->dialer_.reset();

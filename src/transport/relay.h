@@ -10,7 +10,8 @@
 // - Where the bytes go is a RelayPlan: hops tried in order until one connects. A hop is either
 //   the workload itself (plain TCP on this node) or another node, asked for a tunnel to its own
 //   workload: a connection like a mesh link's (TLS with both certificates checked in a secure
-//   mesh, a member credential otherwise) opened with `GET <target>`, `Connection: Upgrade`,
+//   mesh, a member credential otherwise; an I/O loop's next tunnel to the same node resumes the
+//   last one's TLS session) opened with `GET <target>`, `Connection: Upgrade`,
 //   `Upgrade: hivemesh-tunnel/1`; a `101` switches it to raw bytes, any other answer refuses it
 //   (the next hop is tried: nothing of the client's has been sent yet).
 // - The serving end (HttpServerOptions::authorize_tunnel) decides which upgrade requests it
