@@ -138,7 +138,8 @@ def hop_table(paths, rounds, direct):
         r = results[key]
         print(f"{label:<24}{conns:>6}{r['rps']:>10.0f}{r['p50_us']:>9.0f}{r['p99_us']:>9.0f}"
               f"{added[key][0]:>9.0f}{added[key][1]:>9.0f}"
-              + (f"   hop p50 by round: {', '.join(f'{h:.0f}' for h in hops50)}"
+              + (f"   hop p50, p99 by round: {', '.join(f'{h:.0f}' for h in hops50)}; "
+                 f"{', '.join(f'{h:.0f}' for h in hops99)}"
                  if label != direct and len(rounds) > 1 else ""))
     return added, results
 

@@ -13,13 +13,17 @@ and 32 to:
 - nginx proxying to the workload (HTTP/1.1 keep-alive upstream): client -> nginx -> workload;
 - two nginx proxies doing what A and B do, the pair of proxies a mesh built by hand from
   sidecars has: client -> nginx F -> (TLS 1.3, each side's mesh certificate checked against the
-  mesh's roots, keep-alive, session reuse) -> nginx R -> workload.
+  mesh's roots, keep-alive, session reuse) -> nginx R -> workload. F and R are two nginx
+  processes, as A and B are two nodes (in one nginx, a worker could serve both ends of a hop).
 
 The mesh's remote path (client -> A -> B) is set against the pair of nginx (the same two hops
 and the same mutual TLS between them), its local path (client -> B) against the one nginx.
 
-The added latency of a path = its p50/p99 minus the direct p50/p99 in the same round; A's and
-B's I/O threads and each nginx's workers are the same number (--proxy-threads, default 2).
+The added latency of a path = its p50/p99 minus the direct p50/p99 in the same round. The
+ratios compare the added p50, and the paths' own p99 (a tail is not a sum: a path's p99 minus
+the direct p99 of the same round can even be negative at c=32; both paths end at the same
+workload). A's and B's I/O threads and each nginx's workers are the same number
+(--proxy-threads, default 2).
 
     bench/service_hop/bench_service_hop.py [--build build/release] [--seconds 4] [--rounds 3]
 """
@@ -86,22 +90,23 @@ http {{
     return path
 
 
-def chain_conf(work, port, tls_port, upstream, workers, front, back, roots):
-    """Two nginx in one process tree: F on `port` proxies over mutual TLS to R on `tls_port`,
-    which proxies to the workload on `upstream`. F presents `front`'s mesh certificate and checks
-    R's as `back`'s node name; R asks for and checks F's."""
-    path = os.path.join(work, "chain.conf")
+def chain_confs(work, port, tls_port, upstream, workers, front, back, roots):
+    """Two nginx, each a process tree of its own like node A and node B: F on `port` proxies over
+    mutual TLS to R on `tls_port`, which proxies to the workload on `upstream`. F presents
+    `front`'s mesh certificate and checks R's as `back`'s node name; R asks for and checks F's.
+    Returns the paths of F's and R's configurations."""
     (f_cert, f_key), (r_cert, r_key, r_name) = front, back
-    with open(path, "w") as f:
-        f.write(f"""worker_processes {workers};
+    common = f"""worker_processes {workers};
 daemon off;
-pid {work}/chain.pid;
-error_log {work}/chain-error.log;
 events {{ worker_connections 4096; }}
+"""
+    paths = [os.path.join(work, "front.conf"), os.path.join(work, "rear.conf")]
+    with open(paths[0], "w") as f:
+        f.write(common + f"""pid {work}/front.pid;
+error_log {work}/chain-error.log;
 http {{
   access_log off;
   upstream rear {{ server 127.0.0.1:{tls_port}; keepalive 64; }}
-  upstream workload {{ server 127.0.0.1:{upstream}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{port};
     location / {{
@@ -118,6 +123,14 @@ http {{
       proxy_ssl_session_reuse on;
     }}
   }}
+}}
+""")
+    with open(paths[1], "w") as f:
+        f.write(common + f"""pid {work}/rear.pid;
+error_log {work}/chain-error.log;
+http {{
+  access_log off;
+  upstream workload {{ server 127.0.0.1:{upstream}; keepalive 64; }}
   server {{
     listen 127.0.0.1:{tls_port} ssl;
     ssl_protocols TLSv1.3;
@@ -134,7 +147,7 @@ http {{
   }}
 }}
 """)
-    return path
+    return paths
 
 
 def manifests(conf, port):
@@ -223,12 +236,11 @@ def main():
             c_port, c_tls = free_port(), free_port()
             roots = os.path.join(work, "roots.pem")
             shutil.copy(os.path.join(work, "state", "node-b", "mesh", "roots.pem"), roots)
-            conf = chain_conf(work, c_port, c_tls, w_port, args.proxy_threads,
-                              credentials(work, "node-a"), (*credentials(work, "node-b"), "node-b"),
-                              roots)
-            chain = subprocess.Popen([NGINX, "-c", conf, "-p", work],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs.append(chain)
+            for conf in chain_confs(work, c_port, c_tls, w_port, args.proxy_threads,
+                                    credentials(work, "node-a"),
+                                    (*credentials(work, "node-b"), "node-b"), roots):
+                procs.append(subprocess.Popen([NGINX, "-c", conf, "-p", work],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             deadline = time.time() + 10
             while (got := served_by(c_port)) is not None:
                 if time.time() > deadline:
@@ -257,24 +269,31 @@ def main():
     print(f"GET / of 32 bytes, wrk keep-alive, {args.seconds}s per row, {args.rounds} round(s), "
           "medians over rounds; added = the row minus 'direct to workload' in the same round")
     added, results = hop_table(paths, rounds, "direct to workload")
+    def figures(mesh, peer):
+        """(mesh, peer) pairs at c=1 and c=32: the added p50, then the path's own p99."""
+        return [(added[(mesh, c)][0], added[(peer, c)][0]) if i == 0 else
+                (results[(mesh, c)]["p99_us"], results[(peer, c)]["p99_us"])
+                for c in (1, 32) for i in (0, 1)]
+
     def ratios(mesh, peer):
-        """The mesh path's added p50 and p99 over the peer's, at c=1 and c=32."""
-        return [added[(mesh, c)][i] / max(1.0, added[(peer, c)][i]) for c in (1, 32) for i in (0, 1)]
+        return [m / max(1.0, p) for m, p in figures(mesh, peer)]
 
     for mesh, peer in (("through A and B", "through nginx F and R"),
                        ("through B (local)", "through nginx")):
-        m1, n1, m32, n32 = added[(mesh, 1)], added[(peer, 1)], added[(mesh, 32)], added[(peer, 32)]
-        r = ratios(mesh, peer)
-        print(f"{mesh} vs {peer}: c=1 p50 {m1[0]:.0f} vs {n1[0]:.0f} us ({r[0]:.2f}x), p99 "
-              f"{m1[1]:.0f} vs {n1[1]:.0f} us ({r[1]:.2f}x); c=32 p50 {m32[0]:.0f} vs {n32[0]:.0f} "
-              f"us ({r[2]:.2f}x), p99 {m32[1]:.0f} vs {n32[1]:.0f} us ({r[3]:.2f}x); req/s "
+        f, r = figures(mesh, peer), ratios(mesh, peer)
+        print(f"{mesh} vs {peer}: c=1 added p50 {f[0][0]:.0f} vs {f[0][1]:.0f} us ({r[0]:.2f}x), "
+              f"p99 {f[1][0]:.0f} vs {f[1][1]:.0f} us ({r[1]:.2f}x); c=32 added p50 {f[2][0]:.0f} "
+              f"vs {f[2][1]:.0f} us ({r[2]:.2f}x), p99 {f[3][0]:.0f} vs {f[3][1]:.0f} us "
+              f"({r[3]:.2f}x); req/s "
               f"{results[(mesh, 32)]['rps']:.0f} vs {results[(peer, 32)]['rps']:.0f}")
     remote, local = ratios("through A and B", "through nginx F and R"), \
         ratios("through B (local)", "through nginx")
     m1, m32 = added[("through A and B", 1)], added[("through A and B", 32)]
     print("RESULT "
-          f"mesh_c1_p50_us={m1[0]:.0f} mesh_c1_p99_us={m1[1]:.0f} "
-          f"mesh_c32_p50_us={m32[0]:.0f} mesh_c32_p99_us={m32[1]:.0f} "
+          f"mesh_added_c1_p50_us={m1[0]:.0f} "
+          f"mesh_c1_p99_us={results[('through A and B', 1)]['p99_us']:.0f} "
+          f"mesh_added_c32_p50_us={m32[0]:.0f} "
+          f"mesh_c32_p99_us={results[('through A and B', 32)]['p99_us']:.0f} "
           f"remote_vs_nginx_pair_c1_p50={remote[0]:.2f} remote_vs_nginx_pair_c1_p99={remote[1]:.2f} "
           f"remote_vs_nginx_pair_c32_p50={remote[2]:.2f} remote_vs_nginx_pair_c32_p99={remote[3]:.2f} "
           f"local_vs_nginx_c1_p50={local[0]:.2f} local_vs_nginx_c1_p99={local[1]:.2f} "
