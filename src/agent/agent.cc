@@ -42,6 +42,7 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "bus/local_bus.h"
+#include "bus/mesh_delivery.h"
 #include "codec/json_writer.h"
 #include "codec/model_name.h"
 #include "identity/certs.h"
@@ -399,6 +400,25 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       });
   absl::Status gossip = agent->StartGossip();
   if (!gossip.ok()) return gossip;
+  if (agent->bus_ != nullptr) {
+    // Insights published here go to the members whose subscribers want them; this node's own
+    // subscribers' filters ride in its metadata.
+    agent->insight_delivery_ =
+        std::make_unique<bus::MeshDelivery>(agent->peers_.get(), SystemClock::Get());
+    agent->bus_->SetObservers(
+        [delivery = agent->insight_delivery_.get()](
+            const bus::Insight& in, const std::string& document) { delivery->Send(in, document); },
+        [self = agent.get()] {
+          if (self->bus_closing_.load()) return;  // the node stops: nothing more to announce
+          std::vector<std::string> now = self->bus_->Filters();
+          {
+            absl::MutexLock lock(&self->filters_mu_);
+            if (now == self->announced_filters_) return;
+            self->announced_filters_ = std::move(now);
+          }
+          self->AnnounceMeta();
+        });
+  }
   // Metrics in the order /metrics lists them: what runs, requests, models, mesh, process.
   telemetry::Registry& metrics = *agent->metrics_;
   RegisterBuildInfo(metrics, HIVEMESH_VERSION, config.node_name);
@@ -867,6 +887,15 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
   meta.cores = std::thread::hardware_concurrency();
   meta.memory_mb = static_cast<uint64_t>(sysconf(_SC_PHYS_PAGES)) *
                    static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) / (1024 * 1024);
+  if (bus_ != nullptr) {
+    meta.insight_filters = bus_->Filters();
+    const bool fits = meta.insight_filters.size() <= membership::kMaxInsightFilters &&
+                      std::all_of(meta.insight_filters.begin(), meta.insight_filters.end(),
+                                  [](const std::string& f) {
+                                    return f.size() <= membership::kMaxInsightFilterBytes;
+                                  });
+    if (!fits) meta.insight_filters = {"#"};  // everything comes; the bus filters it here
+  }
   if (workloads_ != nullptr) {
     const std::set<std::string> ready = workloads_->Ready();
     meta.ready_workloads.assign(ready.begin(), ready.end());
@@ -888,6 +917,11 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
     }
   }
   absl::StatusOr<std::string> encoded = membership::EncodeNodeMeta(meta);
+  // Insight filters that do not fit become "#" (this node filters what arrives).
+  if (!encoded.ok() && meta.insight_filters.size() > 1) {
+    meta.insight_filters = {"#"};
+    encoded = membership::EncodeNodeMeta(meta);
+  }
   // Ready workloads that do not fit are left out (the mesh then sends them nothing): the
   // models, labels and versions must get through.
   while (!encoded.ok() && !meta.ready_workloads.empty()) {
@@ -1002,10 +1036,15 @@ void Agent::WatchRevocations() {
       if (objects_past_.size() > 64) objects_past_.pop_front();
     }
     std::vector<std::tuple<std::string, std::string, uint64_t>> object_peers;
+    // The members whose subscribers want insights, and what (docs/insights.md).
+    std::vector<bus::DeliveryPeer> insight_peers;
     revoke_mu_.Unlock();
     for (const membership::MemberInfo& m : gossip_->Members()) {
       if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
       absl::StatusOr<membership::NodeMeta> meta = AnnouncedBy(m);
+      if (meta.ok() && !meta->insight_filters.empty()) {
+        insight_peers.push_back({m.name, meta->api_address, meta->insight_filters});
+      }
       if (meta.ok() && creds != nullptr && !creds->gossip_keys.empty() &&
           meta->gossip_keys > newest_keys) {
         newest_keys = meta->gossip_keys;
@@ -1033,6 +1072,10 @@ void Agent::WatchRevocations() {
         policy_member = m.name;
         policy_api = meta->api_address;
       }
+    }
+    if (insight_delivery_ != nullptr) {
+      insight_delivery_->SetPeers(std::move(insight_peers));
+      insight_delivery_->Retry();
     }
     if (more_roots) {
       absl::MutexLock lock(&load_mu_);
@@ -2241,6 +2284,8 @@ Agent::~Agent() {
   if (repository_) repository_->Drain();
   if (grpc_) grpc_->Shutdown(std::chrono::milliseconds(0));
   StopLoadReports();
+  bus_closing_.store(true);
+  if (insight_delivery_) insight_delivery_->Stop();
   if (peers_) peers_->Stop();
   if (workload_client_) workload_client_->Stop();
   if (gossip_) gossip_->Stop();

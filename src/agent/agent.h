@@ -54,7 +54,8 @@ class Registry;
 }
 namespace bus {
 class LocalBus;
-}
+class MeshDelivery;
+}  // namespace bus
 namespace services {
 class ObjectService;
 class WorkloadWatcher;
@@ -338,6 +339,13 @@ class Agent {
   // Who peers' links and forwarded requests come from, checked against keys from directory_.
   std::shared_ptr<const MemberCheck> member_check_;
   std::unique_ptr<PeerClient> peers_;
+  // The insights published here, sent to the members that want them (over peers_, so declared
+  // after it: destroyed first). Null without a bus.
+  std::unique_ptr<bus::MeshDelivery> insight_delivery_;
+  // The insight filters last announced in this node's metadata.
+  absl::Mutex filters_mu_;
+  std::vector<std::string> announced_filters_ ABSL_GUARDED_BY(filters_mu_);
+  std::atomic<bool> bus_closing_{false};  // set as the node stops: no more announcements
   // In an insecure mesh, what proves this node to a peer (the credential function peers_ has);
   // null in a secure mesh (certificates do). Set by StartGossip, before any listener runs.
   std::function<std::string(std::string_view peer, std::string_view purpose)> peer_credential_;

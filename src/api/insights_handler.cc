@@ -5,10 +5,12 @@
 #include <utility>
 #include <vector>
 
+#include "api/member_check.h"
 #include "api/rest_infer.h"
 #include "base/json_string.h"
 #include "base/strings.h"
 #include "bus/local_bus.h"
+#include "bus/mesh_delivery.h"
 
 namespace hivemesh {
 namespace {
@@ -54,6 +56,14 @@ InsightsHandler::InsightsHandler(std::shared_ptr<bus::LocalBus> bus,
 bool InsightsHandler::Handle(const HttpRequest& request, HttpResponder& respond) const {
   std::string_view path = request.target();
   path = path.substr(0, path.find('?'));
+  if (path == bus::kDeliverPath) {
+    if (request.method() != "POST") {
+      respond(MethodNotAllowed(request.method(), path, "POST"));
+    } else {
+      Receive(request, respond);
+    }
+    return true;
+  }
   if (!path.starts_with(kPrefix)) return false;
   std::string_view rest = path.substr(kPrefix.size());
   if (!rest.empty() && rest[0] != '/') return false;  // /v1/insightsXYZ is not ours
@@ -77,6 +87,27 @@ bool InsightsHandler::Handle(const HttpRequest& request, HttpResponder& respond)
   }
   Publish(request, rest.substr(1), respond);
   return true;
+}
+
+void InsightsHandler::Receive(const HttpRequest& request, HttpResponder& respond) const {
+  const std::string_view member = MemberOf(request);
+  if (member.empty()) {
+    respond(ErrorResponse(absl::PermissionDeniedError(
+        "insights are delivered by members of the mesh only (over a mesh link or with a "
+        "member's certificate)")));
+    return;
+  }
+  absl::StatusOr<std::vector<bus::Insight>> batch = bus::DecodeBatch(*request.body(), member);
+  if (!batch.ok()) {
+    HttpResponse refused =
+        ErrorResponse(absl::InvalidArgumentError(std::string(MessageOf(batch.status()))));
+    if (absl::IsOutOfRange(batch.status())) refused.status = 413;
+    respond(std::move(refused));
+    return;
+  }
+  size_t took = 0;
+  for (const bus::Insight& in : *batch) took += bus_->Deliver(in);
+  respond(JsonResponse(200, StrCat("{\"insights\":", batch->size(), ",\"delivered\":", took, "}")));
 }
 
 void InsightsHandler::Publish(const HttpRequest& request, std::string_view topic,

@@ -2,6 +2,10 @@
 //
 //   POST /v1/insights/<topic>   body: a JSON object, the insight's values (CheckValues) ->
 //        202 {"id", "topic", "seq"}; 400 naming what is wrong with the topic or the values
+//   POST /v1/mesh/insights      (members only) body: a batch of the sender's own insights
+//        (bus::DecodeBatch), from another node's MeshDelivery -> 200 {"insights", "delivered"},
+//        each handed to this node's subscribers; 403 for anyone but a member, 400 naming the
+//        first bad line (nothing is taken then), 413 over the batch limits
 //   GET  /v1/insights/stream?topic=<filter>[&topic=<filter>...]  -> 200 text/event-stream,
 //        each matching insight as `id: <id>\nevent: insight\ndata: <document>\n\n`, first a
 //        comment line (`: subscribed to ...`); 400 for a bad filter, 503 when the node has its
@@ -35,6 +39,7 @@ class InsightsHandler {
 
  private:
   void Publish(const HttpRequest& request, std::string_view topic, HttpResponder& respond) const;
+  void Receive(const HttpRequest& request, HttpResponder& respond) const;
   void Stream(const HttpRequest& request, HttpResponder& respond) const;
 
   const std::shared_ptr<bus::LocalBus> bus_;

@@ -163,6 +163,41 @@ absl::StatusOr<Insight> Decode(std::string_view document) {
   return in;
 }
 
+void AppendToBatch(std::string& batch, std::string_view document) {
+  batch.append(document);
+  batch.push_back('\n');
+}
+
+absl::StatusOr<std::vector<Insight>> DecodeBatch(std::string_view batch, std::string_view sender) {
+  if (batch.size() > kMaxBatchBytes) {
+    return absl::OutOfRangeError(
+        StrCat("a batch is at most ", kMaxBatchBytes, " bytes; this one has ", batch.size()));
+  }
+  if (!batch.empty() && batch.back() != '\n') {
+    return absl::InvalidArgumentError("a batch ends with a newline");
+  }
+  std::vector<Insight> out;
+  size_t line = 0;
+  while (!batch.empty()) {
+    const size_t end = batch.find('\n');
+    if (++line > kMaxBatchInsights) {
+      return absl::OutOfRangeError(
+          StrCat("a batch holds at most ", kMaxBatchInsights, " insights"));
+    }
+    absl::StatusOr<Insight> one = Decode(batch.substr(0, end));
+    if (!one.ok()) {
+      return absl::InvalidArgumentError(StrCat("line ", line, ": ", MessageOf(one.status())));
+    }
+    if (one->node != sender) {
+      return absl::InvalidArgumentError(StrCat("line ", line, ": an insight of ", one->node,
+                                               ", not of the member that sent it (", sender, ")"));
+    }
+    out.push_back(*std::move(one));
+    batch.remove_prefix(end + 1);
+  }
+  return out;
+}
+
 InsightIds::InsightIds(std::string node, int64_t boot_s, int64_t last_boot_s)
     : boot_s_(boot_s > last_boot_s ? boot_s : last_boot_s + 1) {
   char hex[24];

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -48,6 +49,18 @@ std::string Encode(const Insight& insight);
 
 // An insight from its document: INVALID_ARGUMENT naming the first field that is wrong.
 absl::StatusOr<Insight> Decode(std::string_view document);
+
+// A batch of insights between nodes (bus/mesh_delivery.h): documents one per line, each ended
+// by '\n' (a document has no raw newline: JSON escapes it in strings). At most kMaxBatchInsights
+// documents and kMaxBatchBytes.
+inline constexpr size_t kMaxBatchInsights = 4096;
+inline constexpr size_t kMaxBatchBytes = 4 * 1024 * 1024;
+// Appends `document` to `batch`.
+void AppendToBatch(std::string& batch, std::string_view document);
+// The insights of a batch sent by member `sender`: each must Decode and be the sender's own
+// (node == sender: a member relays no other node's insights). INVALID_ARGUMENT naming the
+// first line that is wrong, or OUT_OF_RANGE for a batch over the limits; nothing is taken then.
+absl::StatusOr<std::vector<Insight>> DecodeBatch(std::string_view batch, std::string_view sender);
 
 class InsightIds {
  public:

@@ -49,11 +49,24 @@ absl::StatusOr<Insight> LocalBus::Publish(std::string topic, std::string values,
     in.seq = NextSeq(in.topic);
     ++stats_.published;
   }
-  Deliver(in);
+  if (!published_) {
+    DeliverEncoded(in, nullptr);
+    return in;
+  }
+  const std::string document = Encode(in);
+  DeliverEncoded(in, &document);
+  published_(in, document);
   return in;
 }
 
-size_t LocalBus::Deliver(const Insight& insight) {
+void LocalBus::SetObservers(Published published, std::function<void()> filters_changed) {
+  published_ = std::move(published);
+  filters_changed_ = std::move(filters_changed);
+}
+
+size_t LocalBus::Deliver(const Insight& insight) { return DeliverEncoded(insight, nullptr); }
+
+size_t LocalBus::DeliverEncoded(const Insight& insight, const std::string* encoded) {
   std::vector<std::shared_ptr<Sink>> sinks;
   {
     absl::MutexLock lock(&mu_);
@@ -67,7 +80,7 @@ size_t LocalBus::Deliver(const Insight& insight) {
     }
   }
   if (sinks.empty()) return 0;
-  const std::string document = Encode(insight);
+  const std::string document = encoded != nullptr ? *encoded : Encode(insight);
   size_t took = 0;
   for (const std::shared_ptr<Sink>& sink : sinks) took += (*sink)(insight, document) ? 1 : 0;
   absl::MutexLock lock(&mu_);
@@ -86,13 +99,18 @@ absl::StatusOr<uint64_t> LocalBus::Subscribe(std::vector<std::string> filters, S
   for (const std::string& f : filters) {
     if (absl::Status s = CheckFilter(f); !s.ok()) return s;
   }
-  absl::MutexLock lock(&mu_);
-  if (subscribers_.size() >= max_subscribers_) {
-    return absl::ResourceExhaustedError(
-        StrCat("this node has ", max_subscribers_, " subscribers already; try another node"));
+  uint64_t id = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    if (subscribers_.size() >= max_subscribers_) {
+      return absl::ResourceExhaustedError(
+          StrCat("this node has ", max_subscribers_, " subscribers already; try another node"));
+    }
+    id = next_subscriber_++;
+    subscribers_.emplace(id,
+                         Subscriber{std::move(filters), std::make_shared<Sink>(std::move(sink))});
   }
-  const uint64_t id = next_subscriber_++;
-  subscribers_.emplace(id, Subscriber{std::move(filters), std::make_shared<Sink>(std::move(sink))});
+  if (filters_changed_) filters_changed_();
   return id;
 }
 
@@ -105,6 +123,7 @@ void LocalBus::Unsubscribe(uint64_t id) {
     sink = std::move(it->second.sink);
     subscribers_.erase(it);
   }
+  if (filters_changed_) filters_changed_();
 }
 
 std::vector<std::string> LocalBus::Filters() const {

@@ -60,6 +60,12 @@ class LocalBus {
   // its topic; how many took it.
   size_t Deliver(const Insight& insight);
 
+  // Told of every insight published here, after this node's subscribers (its document given):
+  // the delivery to other nodes. Told, without the bus's lock, after a subscription came or
+  // went: the node's announced filters. Set before the bus is used; either may be null.
+  using Published = std::function<void(const Insight& insight, const std::string& document)>;
+  void SetObservers(Published published, std::function<void()> filters_changed);
+
   absl::StatusOr<uint64_t> Subscribe(std::vector<std::string> filters, Sink sink);
   void Unsubscribe(uint64_t id);
   std::vector<std::string> Filters() const;
@@ -71,6 +77,11 @@ class LocalBus {
     std::shared_ptr<Sink> sink;
   };
   uint64_t NextSeq(const std::string& topic) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deliver, with the document made once (or not at all when no subscriber wants it).
+  size_t DeliverEncoded(const Insight& insight, const std::string* document);
+
+  Published published_;
+  std::function<void()> filters_changed_;
 
   const std::string node_, zone_;
   const size_t max_subscribers_;

@@ -37,7 +37,8 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
   // Flags: bit 0 draining, bit 1 insecure; a decoder ignores bits it does not know.
   w.U8(static_cast<uint8_t>((meta.draining ? 1 : 0) | (meta.insecure ? 2 : 0)));
   // Optional trailing fields, left out when 0 (and the ones before a non-zero one written).
-  const bool ready = !meta.ready_workloads.empty();
+  const bool filters = !meta.insight_filters.empty();
+  const bool ready = !meta.ready_workloads.empty() || filters;
   const bool objects = meta.objects > 0 || ready;
   const bool issuers = meta.issuers > 1 || objects;
   const bool keys = meta.gossip_keys > 0 || issuers;
@@ -52,9 +53,22 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
   if (keys) w.Varint(meta.gossip_keys);
   if (issuers) w.Varint(meta.issuers);
   if (objects) w.Varint(meta.objects);
+  if (meta.insight_filters.size() > kMaxInsightFilters) {
+    return absl::InvalidArgumentError(
+        StrCat("more than ", kMaxInsightFilters, " insight filters in node metadata"));
+  }
   if (ready) {
     w.Varint(meta.ready_workloads.size());
     for (const std::string& name : meta.ready_workloads) w.Bytes(name);
+  }
+  if (filters) {
+    w.Varint(meta.insight_filters.size());
+    for (const std::string& filter : meta.insight_filters) {
+      if (filter.empty() || filter.size() > kMaxInsightFilterBytes) {
+        return absl::InvalidArgumentError("an insight filter is empty or too long for metadata");
+      }
+      w.Bytes(filter);
+    }
   }
   if (out.size() > kMaxMetaBytes) {
     return absl::InvalidArgumentError(StrCat("node metadata takes ", out.size(),
@@ -128,6 +142,17 @@ absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
       std::string name;
       HM_RETURN_IF_ERROR(r.Bytes(&name, 63, "ready workload"));
       meta.ready_workloads.push_back(std::move(name));
+    }
+  }
+  if (!r.done()) {
+    HM_RETURN_IF_ERROR(r.Varint(&n));
+    if (n > kMaxInsightFilters || n > r.remaining()) {
+      return absl::InvalidArgumentError("insight filter count exceeds the limit or the data");
+    }
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string filter;
+      HM_RETURN_IF_ERROR(r.Bytes(&filter, kMaxInsightFilterBytes, "insight filter"));
+      meta.insight_filters.push_back(std::move(filter));
     }
   }
   if (!r.done()) return absl::InvalidArgumentError("trailing bytes after node metadata");

@@ -56,8 +56,15 @@ struct NodeMeta {
   // route a Service's requests only to nodes that announce its workload here. At most
   // kMaxReadyWorkloads names, each a DNS label; empty: left out.
   std::vector<std::string> ready_workloads;
+  // The filters of the node's insight subscribers (docs/insights.md, "The bus"), deduplicated:
+  // the other nodes send it the insights that match one of them. At most kMaxInsightFilters,
+  // each at most kMaxInsightFilterBytes; a node whose filters do not fit announces "#" and
+  // filters what arrives itself. Empty: left out.
+  std::vector<std::string> insight_filters;
 };
 inline constexpr size_t kMaxReadyWorkloads = 64;
+inline constexpr size_t kMaxInsightFilters = 64;
+inline constexpr size_t kMaxInsightFilterBytes = 512;  // a topic's limit (bus/topic.h)
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).
 absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta);

@@ -118,5 +118,31 @@ TEST(LocalBusTest, SequencesCountPerTopicWithinABoundedMemory) {
   EXPECT_EQ(bus.Publish("cold/10009", "{}", 0)->seq, 2u);
 }
 
+TEST(LocalBusTest, ObserversSeeWhatIsPublishedHereAndEachChangeOfFilters) {
+  LocalBus bus = MakeBus();
+  std::vector<std::string> published;
+  std::vector<std::vector<std::string>> filters;
+  bus.SetObservers(
+      [&](const Insight& in, const std::string& doc) {
+        EXPECT_EQ(Decode(doc)->id, in.id);
+        published.push_back(in.topic);
+      },
+      [&] { filters.push_back(bus.Filters()); });
+  absl::StatusOr<uint64_t> a =
+      bus.Subscribe({"x/#", "y"}, [](const Insight&, const std::string&) { return true; });
+  ASSERT_TRUE(a.ok());
+  absl::StatusOr<uint64_t> b =
+      bus.Subscribe({"y"}, [](const Insight&, const std::string&) { return true; });
+  ASSERT_TRUE(b.ok());
+  ASSERT_TRUE(bus.Publish("x/1", "{}", 1).ok());
+  ASSERT_TRUE(bus.Publish("nobody/listens", "{}", 1).ok());
+  Insight received = *bus.Publish("z", "{}", 1);
+  bus.Deliver(received);  // received from a peer: not published here, not sent on
+  bus.Unsubscribe(*a);
+  EXPECT_THAT(published, ElementsAre("x/1", "nobody/listens", "z"));
+  EXPECT_THAT(filters,
+              ElementsAre(ElementsAre("x/#", "y"), ElementsAre("x/#", "y"), ElementsAre("y")));
+}
+
 }  // namespace
 }  // namespace hivemesh::bus

@@ -107,6 +107,23 @@ TEST(NodeMetaTest, RoundTrips) {
   std::string forged = before_ready;
   forged += static_cast<char>(100);  // a count over the limit
   EXPECT_FALSE(DecodeNodeMeta(forged).ok());
+  // The insight filters after them; with them, the ready workloads are written even when none.
+  m.ready_workloads.clear();
+  const std::string before_filters = *EncodeNodeMeta(m);
+  m.insight_filters = {"site/+/alerts/#", "cams/1/people"};
+  absl::StatusOr<NodeMeta> filters = DecodeNodeMeta(*EncodeNodeMeta(m));
+  ASSERT_TRUE(filters.ok()) << filters.status();
+  EXPECT_EQ(filters->insight_filters, m.insight_filters);
+  EXPECT_TRUE(filters->ready_workloads.empty());
+  EXPECT_TRUE(DecodeNodeMeta(before_filters)->insight_filters.empty());
+  EXPECT_FALSE(DecodeNodeMeta(*EncodeNodeMeta(m) + "x").ok()) << "trailing bytes";
+  m.insight_filters.assign(kMaxInsightFilters + 1, "a");
+  EXPECT_FALSE(EncodeNodeMeta(m).ok()) << "too many filters";
+  m.insight_filters = {std::string(kMaxInsightFilterBytes + 1, 'a')};
+  EXPECT_FALSE(EncodeNodeMeta(m).ok()) << "a filter over the limit";
+  forged = *EncodeNodeMeta(NodeMeta{.api_address = "a:1", .ready_workloads = {"w"}});
+  forged += static_cast<char>(kMaxInsightFilters + 1);  // a forged count over the limit
+  EXPECT_FALSE(DecodeNodeMeta(forged).ok());
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
 

@@ -12,18 +12,30 @@ stream GET /v1/insights/stream?topic=<filter>, on a real node.
   the body timeout; subscribers beyond the node's maximum (128) get 503; one that leaves is
   forgotten, also when it resets its connection before its answer's head is written.
 
+Between nodes (MeshInsightsTest, a secure mesh of three):
+
+- A subscriber on one node gets what is published on another, in order, exactly what its
+  filters match, with the publishing node's ids.
+- POST /v1/mesh/insights (the node-to-node delivery) is for members only: a client without a
+  member's certificate gets 403; with one, a forged insight (another node's), a malformed line
+  and a batch over the limits are refused by name (400, 413) and nothing of the batch reaches
+  a subscriber.
+
     test_insights.py path/to/hivemesh
 """
 import http.client
 import json
 import os
 import socket
+import ssl
 import sys
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hostile import Node, binary_from_argv, wait_for  # noqa: E402
+import agent_node  # noqa: E402 (on the path hostile sets)
+from secure_mesh import SecureMeshTest  # noqa: E402
 
 BODY_TIMEOUT_MS = 2000
 
@@ -263,6 +275,119 @@ class InsightsTest(unittest.TestCase):
                 sub.close()
 
 
+def publish(port, topic, values):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", "/v1/insights/" + topic, body=json.dumps(values),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+def deliver(port, body, member=None):
+    """(status, body) of POST /v1/mesh/insights with `body`, over TLS presenting member
+    `member`'s certificate (its state folder's), or none."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if member:
+        folder = os.path.join(agent_node.STATE_ROOT, member)
+        ctx.load_cert_chain(os.path.join(folder, "mesh", "node.pem"),
+                            os.path.join(folder, "node.key"))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=10, context=ctx)
+    try:
+        conn.request("POST", "/v1/mesh/insights", body=body,
+                     headers={"Content-Type": "application/x-ndjson"})
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+def until_delivered(publisher_port, subscriber, topic, seconds=30):
+    """Publishes to `topic` at one node until `subscriber`, on another, gets one: the
+    subscription has reached the publisher by gossip. Returns how long it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        status, body = publish(publisher_port, topic, {"warm": True})
+        assert status == 202, body
+        if subscriber.events(1, seconds=0.3):
+            subscriber.events(100, seconds=0.3)  # any others of the warm-up
+            return time.monotonic() - started
+    raise AssertionError(f"nothing published on {topic} reached the subscriber in {seconds} s")
+
+
+class MeshInsightsTest(SecureMeshTest):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.a = cls.start("bus-a", (), ["--labels", "zone=line1"], secure=True)
+        cls.n0 = cls.a
+        cls.b = cls.start("bus-b", (), cls.join_args())
+        cls.c = cls.start("bus-c", (), cls.join_args())
+
+    def test_1_subscribers_on_other_nodes_get_what_their_filters_match_in_order(self):
+        alerts = Subscriber(self.b.port, "site/+/alerts/#")
+        people = Subscriber(self.c.port, "site/line1/people")
+        took = [until_delivered(self.a.port, alerts, "site/warm/alerts/x"),
+                until_delivered(self.a.port, people, "site/line1/people")]
+        print(f"subscriptions reached the publisher in {took[0]:.2f} s and {took[1]:.2f} s",
+              flush=True)
+        sent = []
+        for i in range(200):
+            status, body = publish(self.a.port, "site/line1/alerts/vibration", {"n": i})
+            self.assertEqual(status, 202, body)
+            sent.append(json.loads(body)["id"])
+            if i % 4 == 0:
+                self.assertEqual(publish(self.a.port, "site/line1/people", {"count": i})[0], 202)
+        self.assertEqual(publish(self.a.port, "elsewhere/alerts", {"n": 0})[0], 202)
+        got = alerts.events(200)
+        self.assertEqual([e["values"]["n"] for e in got], list(range(200)))
+        self.assertEqual([e["id"] for e in got], sent)
+        self.assertTrue(all(e["node"] == "bus-a" and e["zone"] == "line1" for e in got))
+        counts = people.events(50)
+        self.assertEqual([e["values"]["count"] for e in counts], list(range(0, 200, 4)))
+        self.assertEqual(alerts.events(1, seconds=0.5), [], "b got what it did not ask for")
+        self.assertEqual(people.events(1, seconds=0.5), [], "c got what it did not ask for")
+        people.close()
+        alerts.close()
+
+    def test_2_delivery_is_for_members_and_hostile_batches_are_refused(self):
+        sub = Subscriber(self.b.port, "hostile/#")
+        until_delivered(self.a.port, sub, "hostile/warm")
+        # A valid insight of a's, as a would send it: taken from a subscriber at a.
+        own = Subscriber(self.a.port, "hostile/#")
+        self.assertEqual(publish(self.a.port, "hostile/one", {"v": 1})[0], 202)
+        doc = own.events(1)[0]
+        own.close()
+        self.assertEqual(sub.events(1)[0]["id"], doc["id"])
+        line = json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+        # No member's certificate: refused, whatever the body.
+        status, body = deliver(self.b.port, line)
+        self.assertEqual(status, 403, body)
+        # c's certificate, a's insight: forged; a malformed second line; nothing is taken.
+        status, body = deliver(self.b.port, line, member="bus-c")
+        self.assertEqual(status, 400, body)
+        self.assertIn("not of the member that sent it", body)
+        status, body = deliver(self.b.port, line + b'{"id":"x"}\n', member="bus-a")
+        self.assertEqual(status, 400, body)
+        self.assertIn("line 2", body)
+        status, body = deliver(self.b.port, line * 4097, member="bus-a")
+        self.assertEqual(status, 413, body)
+        status, body = deliver(self.b.port, b"\n" * (4 * 1024 * 1024 + 1), member="bus-a")
+        self.assertEqual(status, 413, body)
+        self.assertEqual(sub.events(1, seconds=1), [], "a refused batch reached a subscriber")
+        # The same batch from its own member is taken (a replay: ids let consumers drop it).
+        status, body = deliver(self.b.port, line, member="bus-a")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body), {"insights": 1, "delivered": 1})
+        self.assertEqual(sub.events(1)[0]["id"], doc["id"])
+        sub.close()
+
+
 if __name__ == "__main__":
     InsightsTest.BINARY = binary_from_argv()
+    MeshInsightsTest.BINARY = InsightsTest.BINARY
     unittest.main(argv=sys.argv[:1], verbosity=2)
