@@ -189,8 +189,10 @@ absl::StatusOr<std::vector<Insight>> DecodeBatch(std::string_view batch, std::st
       return absl::InvalidArgumentError(StrCat("line ", line, ": ", MessageOf(one.status())));
     }
     if (one->node != sender) {
+      // The sender's name is the caller's; quoted only in part, like any name.
       return absl::InvalidArgumentError(StrCat("line ", line, ": an insight of ", one->node,
-                                               ", not of the member that sent it (", sender, ")"));
+                                               ", not of the member that sent it (",
+                                               sender.substr(0, kMaxNameBytes), ")"));
     }
     out.push_back(*std::move(one));
     batch.remove_prefix(end + 1);

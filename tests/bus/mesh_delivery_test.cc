@@ -207,9 +207,10 @@ TEST(InsightBatchTest, ABatchIsTheSendersOwnInsightsWithinTheLimits) {
   ASSERT_EQ(got->size(), 2u);
   EXPECT_EQ((*got)[1].topic, "u/v");
   EXPECT_TRUE(DecodeBatch("", "a").ok());
-  // Forged: another node's insight sent by "b".
+  // Forged: another node's insight sent by "b"; the refusal quotes a long sender only in part.
   EXPECT_NE(std::string(DecodeBatch(batch, "b").status().message()).find("line 1"),
             std::string::npos);
+  EXPECT_LT(DecodeBatch(batch, std::string(4096, 'b')).status().message().size(), 512u);
   // Malformed: a broken second line, no final newline, an oversized batch, too many lines.
   std::string broken = batch;
   broken.insert(broken.find('\n') + 1, "{\"id\":1}\n");
