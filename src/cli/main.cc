@@ -9,6 +9,7 @@
 #include "cli/cli_common.h"
 #include "cli/demo/demo_command.h"
 #include "cli/infer_command.h"
+#include "cli/insights_command.h"
 #include "cli/issuer_command.h"
 #include "cli/members_command.h"
 #include "cli/models_command.h"
@@ -57,6 +58,8 @@ int main(int argc, char** argv) {
 
   hivemesh::cli::ObjectsFlags objects_flags;
   hivemesh::cli::AddObjectsCommands(app, objects_flags);
+  hivemesh::cli::InsightsFlags insights_flags;
+  hivemesh::cli::AddInsightsCommands(app, insights_flags);
 
   hivemesh::demo::DemoFlags demo_flags;
   CLI::App* demo_cmd = hivemesh::demo::AddDemoCommand(app, demo_flags);
@@ -82,6 +85,7 @@ int main(int argc, char** argv) {
     return hivemesh::RunAgent(*config, [&agent_flags] { return agent_flags.Resolve(); });
   }
   if (int code = 0; hivemesh::cli::RunObjects(objects_flags, &code)) return code;
+  if (int code = 0; hivemesh::cli::RunInsights(insights_flags, &code)) return code;
   if (infer_cmd->parsed()) return hivemesh::cli::RunInfer(infer_flags);
   if (models_cmd->parsed()) return hivemesh::cli::RunModels(models_flags);
   if (top_cmd->parsed()) return hivemesh::cli::RunTop(top_flags);

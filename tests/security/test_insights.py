@@ -28,6 +28,7 @@ import json
 import os
 import socket
 import ssl
+import subprocess
 import sys
 import time
 import unittest
@@ -385,6 +386,44 @@ class MeshInsightsTest(SecureMeshTest):
         self.assertEqual(json.loads(body), {"insights": 1, "delivered": 1})
         self.assertEqual(sub.events(1)[0]["id"], doc["id"])
         sub.close()
+
+    def test_3_the_command_line_publishes_and_follows(self):
+        sub = subprocess.Popen([self.BINARY, "sub", "cli/real", "--count", "3", "-o", "json",
+                                "--node", f"127.0.0.1:{self.c.port}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # Published at a until three have reached c's follower (the first ones go nowhere
+            # until c's subscription has spread).
+            published, n = [], 0
+            deadline = time.monotonic() + 30
+            while sub.poll() is None and time.monotonic() < deadline:
+                out = self.cli("pub", "cli/real", json.dumps({"n": n}),
+                               "--node", f"127.0.0.1:{self.a.port}")
+                self.assertEqual(out.returncode, 0, out.stderr)
+                self.assertRegex(out.stdout, r"^published bus-a\.[0-9a-f]+\.\d{12} \(cli/real #\d+\)")
+                published.append(n)
+                n += 1
+                time.sleep(0.2)
+            out, err = sub.communicate(timeout=10)
+        finally:
+            if sub.poll() is None:
+                sub.kill()
+                sub.wait()
+        self.assertEqual(sub.returncode, 0, err)
+        got = [json.loads(line) for line in out.splitlines()]
+        self.assertEqual(len(got), 3, out)
+        first = got[0]["values"]["n"]
+        self.assertEqual([g["values"]["n"] for g in got], [first, first + 1, first + 2])
+        self.assertTrue(all(g["node"] == "bus-a" for g in got))
+        # Bad input is the node's 400, said by the command.
+        out = self.cli("sub", "cli/#/x", "--node", f"127.0.0.1:{self.c.port}")
+        self.assertEqual(out.returncode, 1, out.stderr)
+        self.assertIn("400", out.stderr)
+        out = self.cli("pub", "cli/+", "{}", "--node", f"127.0.0.1:{self.a.port}")
+        self.assertEqual(out.returncode, 1, out.stderr)
+        self.assertIn("wildcard", out.stderr)
+        out = self.cli("sub", "x", "--node", "127.0.0.1:1")
+        self.assertEqual(out.returncode, 3, out.stderr)
 
 
 if __name__ == "__main__":
