@@ -577,6 +577,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   }
   RegisterServingMetrics(metrics, agent->repository_.get());
   RegisterMeshMetrics(metrics, agent->gossip_.get(), agent->forwarder_.get());
+  RegisterInsightMetrics(metrics, agent->bus_, agent->insight_delivery_.get());
   RegisterRejectionMetrics(metrics, agent->rejections_);
   RegisterMemoryBudgetMetrics(metrics, agent->memory_budget_);
   telemetry::RegisterProcessMetrics(metrics);

@@ -5,6 +5,8 @@
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
+#include "bus/local_bus.h"
+#include "bus/mesh_delivery.h"
 #include "codec/infer_codec.h"
 #include "membership/gossip_node.h"
 #include "routing/forwarder.h"
@@ -151,6 +153,54 @@ void RegisterRejectionMetrics(Registry& registry, std::shared_ptr<const Rejectio
           const auto r = static_cast<Rejection>(i);
           sink.Add({RejectionName(r)}, static_cast<double>(rejections->count(r)));
         }
+      });
+}
+
+void RegisterInsightMetrics(Registry& registry, std::shared_ptr<const bus::LocalBus> bus,
+                            const bus::MeshDelivery* delivery) {
+  if (bus != nullptr) {
+    registry.AddCollector("hivemesh_insights_published_total", "Insights published at this node.",
+                          MetricType::kCounter, {}, [bus](SampleSink& sink) {
+                            sink.Add({}, static_cast<double>(bus->stats().published));
+                          });
+    registry.AddCollector(
+        "hivemesh_insights_delivered_total",
+        "Insights handed to this node's subscribers (published here or received from another "
+        "node), one per subscriber that took it.",
+        MetricType::kCounter, {},
+        [bus](SampleSink& sink) { sink.Add({}, static_cast<double>(bus->stats().delivered)); });
+    registry.AddCollector(
+        "hivemesh_insight_subscribers", "Subscribers to this node's insight streams now.",
+        MetricType::kGauge, {},
+        [bus](SampleSink& sink) { sink.Add({}, static_cast<double>(bus->stats().subscribers)); });
+  }
+  if (delivery != nullptr) {
+    registry.AddCollector(
+        "hivemesh_insights_sent_total",
+        "Insights published here that another node took (one per node that wanted it).",
+        MetricType::kCounter, {}, [delivery](SampleSink& sink) {
+          sink.Add({}, static_cast<double>(delivery->stats().sent));
+        });
+    registry.AddCollector(
+        "hivemesh_insights_send_failures_total",
+        "Batches of insights another node did not take, sent again after a pause.",
+        MetricType::kCounter, {}, [delivery](SampleSink& sink) {
+          sink.Add({}, static_cast<double>(delivery->stats().failures));
+        });
+    registry.AddCollector("hivemesh_insights_queued",
+                          "Insights waiting to be sent to other nodes now.", MetricType::kGauge, {},
+                          [delivery](SampleSink& sink) {
+                            sink.Add({}, static_cast<double>(delivery->stats().queued));
+                          });
+  }
+  registry.AddCollector(
+      "hivemesh_insights_dropped_total",
+      "Insights given up, by reason: subscriber (a subscriber's queue was full), peer (a node's "
+      "queue was full, it refused a batch, or it left).",
+      MetricType::kCounter, {"reason"}, [bus, delivery](SampleSink& sink) {
+        sink.Add({"subscriber"}, bus != nullptr ? static_cast<double>(bus->stats().dropped) : 0);
+        sink.Add({"peer"},
+                 delivery != nullptr ? static_cast<double>(delivery->stats().dropped) : 0);
       });
 }
 

@@ -24,6 +24,10 @@ namespace hivemesh {
 class ModelRepository;
 class MemoryBudget;
 class Rejections;
+namespace bus {
+class LocalBus;
+class MeshDelivery;
+}  // namespace bus
 namespace membership {
 class GossipNode;
 }
@@ -76,6 +80,10 @@ void RegisterRejectionMetrics(telemetry::Registry& registry,
 void RegisterMemoryBudgetMetrics(telemetry::Registry& registry,
                                  std::shared_ptr<const MemoryBudget> budget);
 // Membership, gossip and (if `forwarder` is not null) forwarding metrics.
+// The insight bus (docs/insights.md): what this node published, handed to its subscribers, sent
+// to other nodes, and dropped (by reason). Either may be null (no metric of it then).
+void RegisterInsightMetrics(telemetry::Registry& registry, std::shared_ptr<const bus::LocalBus> bus,
+                            const bus::MeshDelivery* delivery);
 void RegisterMeshMetrics(telemetry::Registry& registry, const membership::GossipNode* gossip,
                          const routing::Forwarder* forwarder);
 // hivemesh_build_info{version,node} 1.

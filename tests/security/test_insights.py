@@ -352,6 +352,14 @@ class MeshInsightsTest(SecureMeshTest):
         self.assertEqual([e["values"]["count"] for e in counts], list(range(0, 200, 4)))
         self.assertEqual(alerts.events(1, seconds=0.5), [], "b got what it did not ask for")
         self.assertEqual(people.events(1, seconds=0.5), [], "c got what it did not ask for")
+        # The counts: 251 published here and more for the warm-up, each alert sent to b and each
+        # count to c; nothing dropped; b handed the 200 to its subscriber.
+        self.assertGreaterEqual(self.a.metric("hivemesh_insights_published_total"), 251)
+        wait_for(lambda: self.a.metric("hivemesh_insights_queued") == 0, 10, "a's queues empty")
+        self.assertGreaterEqual(self.a.metric("hivemesh_insights_sent_total"), 250)
+        self.assertEqual(self.a.metric("hivemesh_insights_dropped_total", reason="peer"), 0)
+        self.assertGreaterEqual(self.b.metric("hivemesh_insights_delivered_total"), 200)
+        self.assertEqual(self.b.metric("hivemesh_insight_subscribers"), 1)
         people.close()
         alerts.close()
 
