@@ -10,6 +10,8 @@ if(NOT HIVEMESH_FUZZ_ONLY)
   find_package(yaml-cpp REQUIRED)
   find_package(fmt REQUIRED)
   find_package(spdlog REQUIRED)
+  # The insight outbox (bus/outbox.h): SQLite in WAL mode.
+  find_package(SQLite3 REQUIRED)
   find_path(CLI11_INCLUDE_DIR CLI/CLI.hpp REQUIRED)
   find_path(BOOST_ASIO_INCLUDE_DIR boost/asio.hpp REQUIRED)
   find_path(BOOST_BEAST_INCLUDE_DIR boost/beast.hpp REQUIRED)

@@ -21,6 +21,8 @@ packages=(
   libopencv-videoio-dev
   # data: Haar/LBP cascades used by the face-detector model
   opencv-data
+  # the insight outbox for the MQTT broker (bus/outbox.h): SQLite in WAL mode
+  libsqlite3-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light serf
   # TLS handshakes per second against nginx's (bench/hop_overhead/bench_hop_tls.py: s_time)
