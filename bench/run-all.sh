@@ -45,3 +45,6 @@ echo "== service hop: a service reached through the mesh (A -> B -> workload) ag
 echo
 echo "== service spread: an applied Service routable at every node of 20, against a Serf user event reaching 20 agents"
 /usr/bin/python3 "$root/bench/service_spread/bench_service_spread.py" --build "$build"
+echo
+echo "== insights: a published insight reaching a subscriber on another node, against a mosquitto broker"
+/usr/bin/python3 "$root/bench/insights/bench_insights.py" --build "$build"

@@ -47,6 +47,9 @@ packages=(
   # workloads that run an image (tests/security/test_image_workloads.py): podman with runc, and
   # buildah and a static busybox to build the test's image offline from scratch
   podman runc buildah busybox-static
+  # the insight bus measured against an MQTT broker (bench/insights): mosquitto and a Python
+  # client; the package also brings a system broker on port 1883, which is stopped below
+  mosquitto python3-paho-mqtt
 )
 
 missing=()
@@ -74,4 +77,8 @@ fi
 # Likewise prometheus starts a server on port 9090 where systemd runs; only promtool is needed.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
   $SUDO systemctl disable --now prometheus || true
+fi
+# And mosquitto's on port 1883: the benchmark starts its own broker on a free port.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
+  $SUDO systemctl disable --now mosquitto || true
 fi
