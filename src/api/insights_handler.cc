@@ -97,7 +97,9 @@ void InsightsHandler::Receive(const HttpRequest& request, HttpResponder& respond
         "member's certificate)")));
     return;
   }
-  absl::StatusOr<std::vector<bus::Insight>> batch = bus::DecodeBatch(*request.body(), member);
+  const std::shared_ptr<const std::string> body = request.body();
+  absl::StatusOr<std::vector<bus::Insight>> batch =
+      bus::DecodeBatch(body != nullptr ? std::string_view(*body) : std::string_view(), member);
   if (!batch.ok()) {
     HttpResponse refused =
         ErrorResponse(absl::InvalidArgumentError(std::string(MessageOf(batch.status()))));

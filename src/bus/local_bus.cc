@@ -43,21 +43,29 @@ absl::StatusOr<Insight> LocalBus::Publish(std::string topic, std::string values,
   in.version = std::move(version);
   in.trace = std::move(trace);
   in.time_ms = time_ms;
+  // One publish at a time from its sequence number to its last observer: the store, the
+  // subscribers and the other nodes each see a topic's insights in sequence order.
+  absl::MutexLock order(&order_mu_);
   {
     absl::MutexLock lock(&mu_);
     in.id = ids_.Next();
     in.seq = NextSeq(in.topic);
+  }
+  std::string document;
+  if (published_ || store_) document = Encode(in);
+  if (store_) {
+    if (absl::Status kept = store_(in, document); !kept.ok()) return kept;
+  }
+  {
+    absl::MutexLock lock(&mu_);
     ++stats_.published;
   }
-  if (!published_) {
-    DeliverEncoded(in, nullptr);
-    return in;
-  }
-  const std::string document = Encode(in);
-  DeliverEncoded(in, &document);
-  published_(in, document);
+  DeliverEncoded(in, document.empty() ? nullptr : &document);
+  if (published_) published_(in, document);
   return in;
 }
+
+void LocalBus::SetStore(Store store) { store_ = std::move(store); }
 
 void LocalBus::SetObservers(Published published, std::function<void()> filters_changed) {
   published_ = std::move(published);

@@ -13,7 +13,9 @@
 //   metadata.
 //
 // Thread safety: every member may be called from any thread; sinks are called without the bus's
-// lock held, in the order insights were delivered per calling thread.
+// lock held, in the order insights were delivered per calling thread. Publishes are serialized
+// from the sequence number to the last observer (the store, the sinks, `published`), so each of
+// them sees every topic in sequence order; those must not block, nor publish.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +67,11 @@ class LocalBus {
   // went: the node's announced filters. Set before the bus is used; either may be null.
   using Published = std::function<void(const Insight& insight, const std::string& document)>;
   void SetObservers(Published published, std::function<void()> filters_changed);
+  // Asked to keep every insight published here before anyone is told of it (the outbox for the
+  // MQTT broker): an error is Publish's, and the insight goes nowhere (its sequence number is
+  // spent: a consumer sees a gap). Set before the bus is used; may be null.
+  using Store = std::function<absl::Status(const Insight& insight, const std::string& document)>;
+  void SetStore(Store store);
 
   absl::StatusOr<uint64_t> Subscribe(std::vector<std::string> filters, Sink sink);
   void Unsubscribe(uint64_t id);
@@ -82,9 +89,12 @@ class LocalBus {
 
   Published published_;
   std::function<void()> filters_changed_;
+  Store store_;
 
   const std::string node_, zone_;
   const size_t max_subscribers_;
+  // Held by Publish from an insight's sequence number to its last observer (never by Deliver).
+  absl::Mutex order_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   InsightIds ids_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Subscriber> subscribers_ ABSL_GUARDED_BY(mu_);

@@ -27,7 +27,8 @@ struct MeshDelivery::State {
     std::deque<std::string> queue;  // documents; the first `in_flight` of them are being sent
     size_t in_flight = 0;
     bool sending = false;
-    SteadyTime retry_at{};  // after a failure: not sent again before
+    SteadyTime retry_at{};   // after a failure: not sent again before
+    size_t batch_limit = 0;  // insights per batch: max_batch, halved by each 413 of the peer
   };
 
   State(PeerClient* c, const Clock& k, MeshDeliveryOptions o) : client(c), clock(k), options(o) {}
@@ -45,9 +46,9 @@ struct MeshDelivery::State {
     r.headers.emplace_back("Content-Type", "application/x-ndjson");
     r.timeout = options.timeout;
     size_t n = 0;
+    const size_t limit = peer.batch_limit > 0 ? peer.batch_limit : options.max_batch;
     for (const std::string& document : peer.queue) {
-      if (n == options.max_batch ||
-          (n > 0 && r.body.size() + document.size() + 1 > options.max_batch_bytes)) {
+      if (n == limit || (n > 0 && r.body.size() + document.size() + 1 > options.max_batch_bytes)) {
         break;
       }
       AppendToBatch(r.body, document);
@@ -75,7 +76,7 @@ using State = MeshDelivery::State;
 void SendBatches(const std::shared_ptr<State>& state, std::vector<Batch> batches);
 
 // What a peer's answer to a batch means: taken, to be tried again, or refused for good.
-enum class Outcome { kTaken, kAgain, kRefused };
+enum class Outcome { kTaken, kAgain, kRefused, kSmaller };
 
 Outcome OutcomeOf(const absl::StatusOr<PeerResponse>& answer) {
   if (!answer.ok()) return Outcome::kAgain;
@@ -99,7 +100,12 @@ void Answered(const std::weak_ptr<State>& weak, const std::string& name, uint64_
     peer.sending = false;
     const size_t n = std::min(peer.in_flight, peer.queue.size());
     peer.in_flight = 0;
-    switch (OutcomeOf(answer)) {
+    // 413: the peer takes smaller bodies (its max_body_bytes): the same insights go in halves.
+    const bool too_large = answer.ok() && answer->status == 413 && n > 1;
+    if (too_large) peer.batch_limit = n / 2;
+    switch (too_large ? Outcome::kSmaller : OutcomeOf(answer)) {
+      case Outcome::kSmaller:
+        break;
       case Outcome::kTaken:
         state->stats.sent += n;
         peer.queue.erase(peer.queue.begin(), peer.queue.begin() + static_cast<ptrdiff_t>(n));

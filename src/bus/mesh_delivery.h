@@ -13,8 +13,11 @@
 // - A batch the peer did not take (no answer, 5xx, 429, 403 while it has not learnt this
 //   member yet) stays at the head of the queue and goes again once retry_after has passed
 //   (Retry(), called periodically, or the next Send); one it refused for good (another 4xx) is
-//   dropped and counted. A peer that leaves the membership (or stops announcing filters) takes
-//   its queue with it, counted as dropped.
+//   dropped and counted. A 413 (the peer reads smaller bodies) halves that peer's batches and
+//   sends the same insights again at once; a single insight refused so is dropped.
+// - At least once: a batch whose answer was lost goes again, so a peer may see an insight twice
+//   (its id tells); never out of order. A peer that leaves the membership (or stops announcing
+//   filters) takes its queue with it, counted as dropped.
 //
 // Thread safety: every member may be called from any thread. The peer client's callbacks may
 // outlive this object: they hold only a weak reference to its state.

@@ -131,7 +131,7 @@ int Subscribe(const InsightsFlags& flags) {
     absl::StatusOr<std::string> more = ReadSome(*fd, 200);
     if (more.ok()) in += *more;
     HttpResult refused;
-    refused.status = std::atoi(head.substr(9, 3).c_str());
+    refused.status = head.size() >= 12 ? std::atoi(head.substr(9, 3).c_str()) : 0;
     refused.body = in;
     ::close(*fd);
     return Fail("sub", NodeAnswered(flags.node.node, refused));

@@ -142,11 +142,15 @@ class HopDialer : public std::enable_shared_from_this<HopDialer> {
     }
     stream_->async_handshake(
         asio::ssl::stream_base::client, [self = shared_from_this()](beast::error_code ec) {
-          if (ec) return self->HopFailed(self->DialError("TLS handshake", ec));
           const RelayHop& hop = self->plan_.hops[self->next_hop_];
+          if (ec) {
+            self->ForgetSession();
+            return self->HopFailed(self->DialError("TLS handshake", ec));
+          }
           absl::StatusOr<std::string> who = self->core_->options.tunnel_tls->Check(
               self->stream_->PeerCertificates(), hop.peer_node);
           if (!who.ok()) {
+            self->ForgetSession();
             return self->HopFailed(absl::UnavailableError(StrCat(
                 hop.address, ": the peer's certificate is refused: ", MessageOf(who.status()))));
           }
@@ -199,6 +203,11 @@ class HopDialer : public std::enable_shared_from_this<HopDialer> {
           }
           self->Connected(self->head_.substr(head.head_size));
         });
+  }
+
+  // A handshake that failed, or a peer refused: its session is not offered again.
+  void ForgetSession() {
+    core_->loops[static_cast<size_t>(loop_)].tunnel_sessions.erase(plan_.hops[next_hop_].address);
   }
 
   // Keeps the hop's TLS session for the loop's next tunnel there, once an answer has been read

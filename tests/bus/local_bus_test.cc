@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace hivemesh::bus {
@@ -142,6 +143,47 @@ TEST(LocalBusTest, ObserversSeeWhatIsPublishedHereAndEachChangeOfFilters) {
   EXPECT_THAT(published, ElementsAre("x/1", "nobody/listens", "z"));
   EXPECT_THAT(filters,
               ElementsAre(ElementsAre("x/#", "y"), ElementsAre("x/#", "y"), ElementsAre("y")));
+}
+
+TEST(LocalBusTest, ObserversSeeEachTopicInSequenceOrderWhateverThreadsPublish) {
+  LocalBus bus = MakeBus();
+  std::vector<uint64_t> stored, sent;  // each under the bus's order: no lock of their own
+  bus.SetStore([&](const Insight& in, const std::string&) {
+    stored.push_back(in.seq);
+    return absl::OkStatus();
+  });
+  bus.SetObservers([&](const Insight& in, const std::string&) { sent.push_back(in.seq); }, nullptr);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&bus] {
+      for (int i = 0; i < 2000; ++i) ASSERT_TRUE(bus.Publish("one/topic", "{}", 1).ok());
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  ASSERT_EQ(sent.size(), 8000u);
+  for (size_t i = 0; i < sent.size(); ++i) {
+    ASSERT_EQ(stored[i], i + 1) << "the store saw seq " << stored[i] << " at " << i;
+    ASSERT_EQ(sent[i], i + 1) << "the mesh was handed seq " << sent[i] << " at " << i;
+  }
+}
+
+TEST(LocalBusTest, AStoreThatFailsPublishesNothing) {
+  LocalBus bus = MakeBus();
+  int told = 0, subscriber = 0;
+  bus.SetStore([](const Insight&, const std::string&) {
+    return absl::ResourceExhaustedError("the outbox is full");
+  });
+  bus.SetObservers([&](const Insight&, const std::string&) { ++told; }, nullptr);
+  ASSERT_TRUE(bus.Subscribe({"#"},
+                            [&](const Insight&, const std::string&) {
+                              ++subscriber;
+                              return true;
+                            })
+                  .ok());
+  absl::StatusOr<Insight> in = bus.Publish("t", "{}", 1);
+  EXPECT_EQ(in.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(told, 0);
+  EXPECT_EQ(subscriber, 0);
 }
 
 }  // namespace
