@@ -47,4 +47,6 @@ if(NOT HIVEMESH_FUZZ_ONLY)
   find_package(Protobuf REQUIRED)
   find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
   find_program(GRPC_PYTHON_PLUGIN grpc_python_plugin)
+  # The MQTT client of the insight bridge (bus/mqtt_bridge.h): libmosquitto.
+  pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET libmosquitto)
 endif()

@@ -21,8 +21,9 @@ packages=(
   libopencv-videoio-dev
   # data: Haar/LBP cascades used by the face-detector model
   opencv-data
-  # the insight outbox for the MQTT broker (bus/outbox.h): SQLite in WAL mode
-  libsqlite3-dev
+  # the insight outbox for the MQTT broker (bus/outbox.h): SQLite in WAL mode; the MQTT client
+  # that forwards it (bus/mqtt_bridge.h)
+  libsqlite3-dev libmosquitto-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light serf
   # TLS handshakes per second against nginx's (bench/hop_overhead/bench_hop_tls.py: s_time)
@@ -47,8 +48,9 @@ packages=(
   # workloads that run an image (tests/security/test_image_workloads.py): podman with runc, and
   # buildah and a static busybox to build the test's image offline from scratch
   podman runc buildah busybox-static
-  # the insight bus measured against an MQTT broker (bench/insights): mosquitto and a Python
-  # client; the package also brings a system broker on port 1883, which is stopped below
+  # the insight bus measured against an MQTT broker (bench/insights), and the broker and the
+  # consumer of tests/security/test_mqtt.py: mosquitto and a Python client; the package also
+  # brings a system broker on port 1883, which is stopped below
   mosquitto python3-paho-mqtt
 )
 

@@ -22,6 +22,7 @@
 
 #include <unistd.h>
 
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "api/admin_access.h"
 #include "api/authorization_policy.h"
@@ -43,6 +44,8 @@
 #include "base/strings.h"
 #include "bus/local_bus.h"
 #include "bus/mesh_delivery.h"
+#include "bus/mqtt_bridge.h"
+#include "bus/outbox.h"
 #include "codec/json_writer.h"
 #include "codec/model_name.h"
 #include "identity/certs.h"
@@ -370,6 +373,42 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
                  std::chrono::system_clock::now().time_since_epoch())
           .count();
     });
+    if (!config.mqtt_url.empty()) {
+      // Insights for the broker are committed to the outbox before the publisher is answered.
+      bus::Outbox::Options kept;
+      kept.max_bytes = static_cast<uint64_t>(config.mqtt_queue_mb) << 20;
+      kept.when_full = config.mqtt_queue_full == "refuse-new" ? bus::Outbox::WhenFull::kRefuseNew
+                                                              : bus::Outbox::WhenFull::kDropOldest;
+      absl::StatusOr<std::unique_ptr<bus::Outbox>> outbox =
+          bus::Outbox::Open(StrCat(config.StateDir(), "/insights-outbox.db"), kept);
+      if (!outbox.ok()) return outbox.status();
+      bus::MqttOptions mqtt;
+      mqtt.url = config.mqtt_url;
+      mqtt.client_id = "hivemesh-" + config.node_name;
+      mqtt.username = config.mqtt_username;
+      mqtt.ca_file = config.mqtt_ca;
+      if (!config.mqtt_password_file.empty()) {
+        std::ifstream in(config.mqtt_password_file);
+        if (!in || !std::getline(in, mqtt.password)) {
+          return absl::InvalidArgumentError(
+              StrCat("mqtt_password_file '", config.mqtt_password_file, "' cannot be read"));
+        }
+      }
+      for (absl::string_view f : absl::StrSplit(config.mqtt_topics, ',', absl::SkipWhitespace())) {
+        mqtt.filters.emplace_back(f.data(), f.size());
+      }
+      absl::StatusOr<std::unique_ptr<bus::MqttBridge>> bridge =
+          bus::MqttBridge::Start(std::move(mqtt), *std::move(outbox));
+      if (!bridge.ok()) return bridge.status();
+      agent->mqtt_ = *std::move(bridge);
+      agent->bus_->SetStore(
+          [bridge = agent->mqtt_.get()](const bus::Insight& in, const std::string& document) {
+            return bridge->Wants(in.topic) ? bridge->Accept(in.topic, in.id, document)
+                                           : absl::OkStatus();
+          });
+      spdlog::info("insights go to the MQTT broker {} ({})", config.mqtt_url,
+                   config.mqtt_topics.empty() ? "all topics" : config.mqtt_topics);
+    }
   }
   // An apply here reaches every member at once; what was merged from a peer is announced.
   agent->objects_->OnChange([self](bool local) {
@@ -410,12 +449,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
             const bus::Insight& in, const std::string& document) { delivery->Send(in, document); },
         [self = agent.get()] {
           if (self->bus_closing_.load()) return;  // the node stops: nothing more to announce
+          // Read and announced under one lock: a change racing this one is announced after it.
+          absl::MutexLock lock(&self->filters_mu_);
           std::vector<std::string> now = self->bus_->Filters();
-          {
-            absl::MutexLock lock(&self->filters_mu_);
-            if (now == self->announced_filters_) return;
-            self->announced_filters_ = std::move(now);
-          }
+          if (now == self->announced_filters_) return;
+          self->announced_filters_ = std::move(now);
           self->AnnounceMeta();
         });
   }
@@ -577,7 +615,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   }
   RegisterServingMetrics(metrics, agent->repository_.get());
   RegisterMeshMetrics(metrics, agent->gossip_.get(), agent->forwarder_.get());
-  RegisterInsightMetrics(metrics, agent->bus_, agent->insight_delivery_.get());
+  RegisterInsightMetrics(metrics, agent->bus_, agent->insight_delivery_.get(), agent->mqtt_.get());
   RegisterRejectionMetrics(metrics, agent->rejections_);
   RegisterMemoryBudgetMetrics(metrics, agent->memory_budget_);
   telemetry::RegisterProcessMetrics(metrics);
@@ -919,7 +957,8 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
   }
   absl::StatusOr<std::string> encoded = membership::EncodeNodeMeta(meta);
   // Insight filters that do not fit become "#" (this node filters what arrives).
-  if (!encoded.ok() && meta.insight_filters.size() > 1) {
+  if (!encoded.ok() && meta.insight_filters != std::vector<std::string>{"#"} &&
+      !meta.insight_filters.empty()) {
     meta.insight_filters = {"#"};
     encoded = membership::EncodeNodeMeta(meta);
   }
@@ -1041,7 +1080,15 @@ void Agent::WatchRevocations() {
     std::vector<bus::DeliveryPeer> insight_peers;
     revoke_mu_.Unlock();
     for (const membership::MemberInfo& m : gossip_->Members()) {
-      if (m.name == config_.node_name || m.state != membership::MemberState::kAlive) continue;
+      if (m.name == config_.node_name) continue;
+      if (m.state == membership::MemberState::kSuspect) {
+        // Suspected (often refuted a moment later): its insights keep waiting in its queue.
+        absl::StatusOr<membership::NodeMeta> meta = AnnouncedBy(m);
+        if (meta.ok() && !meta->insight_filters.empty()) {
+          insight_peers.push_back({m.name, meta->api_address, meta->insight_filters});
+        }
+      }
+      if (m.state != membership::MemberState::kAlive) continue;
       absl::StatusOr<membership::NodeMeta> meta = AnnouncedBy(m);
       if (meta.ok() && !meta->insight_filters.empty()) {
         insight_peers.push_back({m.name, meta->api_address, meta->insight_filters});
@@ -2287,6 +2334,7 @@ Agent::~Agent() {
   StopLoadReports();
   bus_closing_.store(true);
   if (insight_delivery_) insight_delivery_->Stop();
+  if (mqtt_) mqtt_->Stop();
   if (peers_) peers_->Stop();
   if (workload_client_) workload_client_->Stop();
   if (gossip_) gossip_->Stop();
@@ -2359,6 +2407,7 @@ bool Agent::Drain() {
   // their origins retry elsewhere.
   spdlog::info("draining: the mesh is told; answering every accepted request");
   kserve_->SetReady(false);
+  bus_closing_.store(true);  // subscribers that leave now are not announced one by one
   {
     absl::MutexLock lock(&meta_mu_);
     draining_ = true;

@@ -55,6 +55,7 @@ class Registry;
 namespace bus {
 class LocalBus;
 class MeshDelivery;
+class MqttBridge;
 }  // namespace bus
 namespace services {
 class ObjectService;
@@ -335,6 +336,8 @@ class Agent {
   // This node's end of the insight bus (docs/insights.md) and its REST calls (/v1/insights).
   std::shared_ptr<bus::LocalBus> bus_;
   std::unique_ptr<InsightsHandler> insights_api_;
+  // The insights forwarded to the MQTT broker (mqtt_url), through the outbox; null without one.
+  std::unique_ptr<bus::MqttBridge> mqtt_;
   std::unique_ptr<routing::MeshDirectory> directory_;
   // Who peers' links and forwarded requests come from, checked against keys from directory_.
   std::shared_ptr<const MemberCheck> member_check_;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "base/strings.h"
+#include "bus/mqtt_bridge.h"
 #include "codec/model_name.h"
 #include "codec/repository_codec.h"
 #include "identity/certs.h"
@@ -148,6 +149,18 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "most members the node keeps (new names are refused beyond; raise it on every node of a "
       "larger mesh)");
   add("labels", &AgentConfig::labels, "this node's labels, key=value[,key=value...]");
+  add("mqtt_url", &AgentConfig::mqtt_url,
+      "MQTT broker insights go to: mqtt://host[:port] or mqtts://host[:port] (none by default)");
+  add("mqtt_topics", &AgentConfig::mqtt_topics,
+      "the insights that go to the broker: MQTT filters, comma-separated [default: all]");
+  add("mqtt_username", &AgentConfig::mqtt_username, "user name for the MQTT broker");
+  add("mqtt_password_file", &AgentConfig::mqtt_password_file,
+      "file whose first line is the MQTT broker's password");
+  add("mqtt_ca", &AgentConfig::mqtt_ca, "mqtts: CA bundle for the broker [default: the system's]");
+  add("mqtt_queue_mb", &AgentConfig::mqtt_queue_mb,
+      "insights kept for the broker while it is unreachable, at most (MiB, on disk)");
+  add("mqtt_queue_full", &AgentConfig::mqtt_queue_full,
+      "when that is full: drop-oldest or refuse-new (publishers get 503)");
   add("routing_mode", &AgentConfig::routing_mode,
       "where inferences run: hivemesh (load-aware), local (never offload), random");
   add("local_margin", &AgentConfig::local_margin,
@@ -258,6 +271,7 @@ absl::Status AgentConfig::Validate() const {
         range("max_connections", max_connections, 0, 1 << 20),
         range("max_connections_per_source", max_connections_per_source, 0, 1 << 20),
         range("idle_link_timeout_ms", idle_link_timeout_ms, 1, 86400000),
+        range("mqtt_queue_mb", mqtt_queue_mb, 1, 1 << 20),
         range("relay_idle_timeout_ms", relay_idle_timeout_ms, 1, 86400000),
         range("service_hold_ms", service_hold_ms, 0, 3600000),
         range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),
@@ -320,6 +334,14 @@ absl::Status AgentConfig::Validate() const {
       return absl::InvalidArgumentError(
           StrCat("models: '", PrintableName(name), "' is not a model name: ", kModelNameRule));
     }
+  }
+  if (mqtt_queue_full != "drop-oldest" && mqtt_queue_full != "refuse-new") {
+    return absl::InvalidArgumentError("mqtt_queue_full: '" + mqtt_queue_full +
+                                      "' is not one of drop-oldest, refuse-new");
+  }
+  if (!mqtt_url.empty()) {
+    if (absl::StatusOr<bus::MqttAddress> a = bus::ParseMqttUrl(mqtt_url); !a.ok())
+      return a.status();
   }
   if (routing_mode != "hivemesh" && routing_mode != "local" && routing_mode != "random") {
     return absl::InvalidArgumentError("routing_mode: '" + routing_mode +

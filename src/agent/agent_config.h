@@ -191,6 +191,18 @@ struct AgentConfig {
   // `zone` label bounds where models with `dataPolicy: zone` send their data.
   std::string labels;
 
+  // The MQTT broker the node forwards insights to (docs/insights.md, "Store-and-forward"):
+  // mqtt://host[:port] or mqtts://host[:port]; empty: none. What goes: the MQTT filters of
+  // mqtt_topics (comma-separated; empty: all). The outbox (<state>/insights-outbox.db) holds at
+  // most mqtt_queue_mb; when full, mqtt_queue_full: drop-oldest or refuse-new.
+  std::string mqtt_url;
+  std::string mqtt_topics;
+  std::string mqtt_username;
+  std::string mqtt_password_file;  // the password, on the file's first line
+  std::string mqtt_ca;             // mqtts: the CA bundle (PEM); empty: the system's
+  int mqtt_queue_mb = 1024;
+  std::string mqtt_queue_full = "drop-oldest";
+
   // Where inferences run. hivemesh: here when this node can serve in time, else on the peer
   // predicted to finish first; local: never offload a model this node hosts (models it does not
   // host still go to peers); random: any node hosting the model, uniformly (for comparison).

@@ -7,6 +7,7 @@
 #include "base/strings.h"
 #include "bus/local_bus.h"
 #include "bus/mesh_delivery.h"
+#include "bus/mqtt_bridge.h"
 #include "codec/infer_codec.h"
 #include "membership/gossip_node.h"
 #include "routing/forwarder.h"
@@ -157,7 +158,7 @@ void RegisterRejectionMetrics(Registry& registry, std::shared_ptr<const Rejectio
 }
 
 void RegisterInsightMetrics(Registry& registry, std::shared_ptr<const bus::LocalBus> bus,
-                            const bus::MeshDelivery* delivery) {
+                            const bus::MeshDelivery* delivery, const bus::MqttBridge* mqtt) {
   if (bus != nullptr) {
     registry.AddCollector("hivemesh_insights_published_total", "Insights published at this node.",
                           MetricType::kCounter, {}, [bus](SampleSink& sink) {
@@ -193,14 +194,38 @@ void RegisterInsightMetrics(Registry& registry, std::shared_ptr<const bus::Local
                             sink.Add({}, static_cast<double>(delivery->stats().queued));
                           });
   }
+  if (mqtt != nullptr) {
+    registry.AddCollector(
+        "hivemesh_insights_mqtt_published_total",
+        "Insights the MQTT broker acknowledged (PUBACK), each deleted from the outbox then.",
+        MetricType::kCounter, {},
+        [mqtt](SampleSink& sink) { sink.Add({}, static_cast<double>(mqtt->stats().published)); });
+    registry.AddCollector(
+        "hivemesh_insights_mqtt_waiting",
+        "Insights in the outbox, not yet acknowledged by the broker.", MetricType::kGauge, {},
+        [mqtt](SampleSink& sink) { sink.Add({}, static_cast<double>(mqtt->stats().waiting)); });
+    registry.AddCollector("hivemesh_insights_mqtt_waiting_bytes",
+                          "Bytes of the insights in the outbox.", MetricType::kGauge, {},
+                          [mqtt](SampleSink& sink) {
+                            sink.Add({}, static_cast<double>(mqtt->stats().waiting_bytes));
+                          });
+    registry.AddCollector(
+        "hivemesh_insights_mqtt_connected", "1 while the MQTT broker is connected.",
+        MetricType::kGauge, {},
+        [mqtt](SampleSink& sink) { sink.Add({}, mqtt->stats().connected ? 1 : 0); });
+  }
   registry.AddCollector(
       "hivemesh_insights_dropped_total",
       "Insights given up, by reason: subscriber (a subscriber's queue was full), peer (a node's "
-      "queue was full, it refused a batch, or it left).",
-      MetricType::kCounter, {"reason"}, [bus, delivery](SampleSink& sink) {
+      "queue was full, it refused a batch, or it left), outbox (the outbox for the MQTT broker "
+      "was full: the oldest dropped), broker (the broker refused one).",
+      MetricType::kCounter, {"reason"}, [bus, delivery, mqtt](SampleSink& sink) {
         sink.Add({"subscriber"}, bus != nullptr ? static_cast<double>(bus->stats().dropped) : 0);
         sink.Add({"peer"},
                  delivery != nullptr ? static_cast<double>(delivery->stats().dropped) : 0);
+        const bus::MqttBridge::Stats m = mqtt != nullptr ? mqtt->stats() : bus::MqttBridge::Stats{};
+        sink.Add({"outbox"}, static_cast<double>(m.dropped));
+        sink.Add({"broker"}, static_cast<double>(m.refused));
       });
 }
 

@@ -27,6 +27,7 @@ class Rejections;
 namespace bus {
 class LocalBus;
 class MeshDelivery;
+class MqttBridge;
 }  // namespace bus
 namespace membership {
 class GossipNode;
@@ -81,9 +82,10 @@ void RegisterMemoryBudgetMetrics(telemetry::Registry& registry,
                                  std::shared_ptr<const MemoryBudget> budget);
 // Membership, gossip and (if `forwarder` is not null) forwarding metrics.
 // The insight bus (docs/insights.md): what this node published, handed to its subscribers, sent
-// to other nodes, and dropped (by reason). Either may be null (no metric of it then).
+// to other nodes and to the MQTT broker, and dropped (by reason). Any may be null (no metric of it
+// then).
 void RegisterInsightMetrics(telemetry::Registry& registry, std::shared_ptr<const bus::LocalBus> bus,
-                            const bus::MeshDelivery* delivery);
+                            const bus::MeshDelivery* delivery, const bus::MqttBridge* mqtt);
 void RegisterMeshMetrics(telemetry::Registry& registry, const membership::GossipNode* gossip,
                          const routing::Forwarder* forwarder);
 // hivemesh_build_info{version,node} 1.

@@ -1,0 +1,343 @@
+#include "bus/mqtt_bridge.h"
+
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "base/strings.h"
+#include "bus/topic.h"
+
+namespace hivemesh::bus {
+
+absl::StatusOr<MqttAddress> ParseMqttUrl(std::string_view url) {
+  MqttAddress out;
+  std::string_view rest;
+  if (url.starts_with("mqtt://")) {
+    rest = url.substr(7);
+  } else if (url.starts_with("mqtts://")) {
+    rest = url.substr(8);
+    out.tls = true;
+  } else {
+    return absl::InvalidArgumentError(
+        StrCat("mqtt_url '", url, "' is not mqtt://host[:port] or mqtts://host[:port]"));
+  }
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  out.port = out.tls ? 8883 : 1883;
+  const size_t colon = rest.rfind(':');
+  const bool bracketed = rest.starts_with('[');
+  if (colon != std::string_view::npos && (!bracketed || colon > rest.find(']'))) {
+    const std::string_view port = rest.substr(colon + 1);
+    int p = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9' || p > 65535) {
+        return absl::InvalidArgumentError(StrCat("mqtt_url '", url, "': bad port"));
+      }
+      p = p * 10 + (c - '0');
+    }
+    if (port.empty() || p == 0 || p > 65535) {
+      return absl::InvalidArgumentError(StrCat("mqtt_url '", url, "': bad port"));
+    }
+    out.port = p;
+    rest = rest.substr(0, colon);
+  }
+  if (bracketed && rest.size() > 2 && rest.back() == ']') rest = rest.substr(1, rest.size() - 2);
+  if (rest.empty() || rest.find_first_of("/@?# ") != std::string_view::npos) {
+    return absl::InvalidArgumentError(StrCat("mqtt_url '", url, "': bad host"));
+  }
+  out.host = std::string(rest);
+  return out;
+}
+
+struct MqttBridge::State {
+  State(MqttOptions o, MqttAddress a, std::unique_ptr<Outbox> b)
+      : options(std::move(o)), address(std::move(a)), outbox(std::move(b)) {}
+
+  // The bridge's thread: sends rows while connected and fewer than max_in_flight wait.
+  void Run();
+  void OnConnect(int rc);
+  void OnDisconnect(int rc);
+  void OnPublish(int mid, int reason);
+  // Starts the first connection and the client's thread, at most once per backoff; whether it
+  // began.
+  bool Dial() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+
+  const MqttOptions options;
+  const MqttAddress address;
+  const std::unique_ptr<Outbox> outbox;
+  mosquitto* client = nullptr;
+  std::thread thread;
+
+  absl::Mutex mu;
+  absl::CondVar wake;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+  bool connected ABSL_GUARDED_BY(mu) = false;
+  bool looping ABSL_GUARDED_BY(mu) = false;  // the client's thread runs (after a first dial)
+  std::chrono::steady_clock::time_point next_dial ABSL_GUARDED_BY(mu){};
+  std::chrono::milliseconds dial_backoff ABSL_GUARDED_BY(mu){0};
+  bool dial_failed_logged ABSL_GUARDED_BY(mu) = false;
+  uint64_t last_sent ABSL_GUARDED_BY(mu) = 0;  // the newest row sent since the last connect
+  std::map<int, uint64_t> in_flight ABSL_GUARDED_BY(mu);  // message id -> row
+  // PUBACKs that came before publish() returned their message id to the thread, and their
+  // reason codes.
+  std::map<int, int> early ABSL_GUARDED_BY(mu);
+  uint64_t generation ABSL_GUARDED_BY(mu) = 0;  // connections so far (acks of older ones: none)
+  uint64_t accepted ABSL_GUARDED_BY(mu) = 0;
+  uint64_t published ABSL_GUARDED_BY(mu) = 0;
+  uint64_t refused ABSL_GUARDED_BY(mu) = 0;
+  std::chrono::steady_clock::time_point last_full_log ABSL_GUARDED_BY(mu){};
+};
+
+namespace {
+
+MqttBridge::State* StateOf(void* p) { return static_cast<MqttBridge::State*>(p); }
+
+void OnConnectCallback(mosquitto*, void* self, int rc, int, const mosquitto_property*) {
+  StateOf(self)->OnConnect(rc);
+}
+void OnDisconnectCallback(mosquitto*, void* self, int rc, const mosquitto_property*) {
+  StateOf(self)->OnDisconnect(rc);
+}
+void OnPublishCallback(mosquitto*, void* self, int mid, int reason, const mosquitto_property*) {
+  StateOf(self)->OnPublish(mid, reason);
+}
+
+}  // namespace
+
+void MqttBridge::State::OnConnect(int rc) {
+  absl::MutexLock lock(&mu);
+  if (rc != 0) {
+    spdlog::warn("MQTT broker {}:{} refused the connection: {}", address.host, address.port,
+                 mosquitto_reason_string(rc));
+    return;
+  }
+  spdlog::info("MQTT broker {}:{} connected; {} insight(s) waiting", address.host, address.port,
+               outbox->rows());
+  connected = true;
+  ++generation;
+  in_flight.clear();
+  early.clear();
+  last_sent = 0;  // from the oldest row not acknowledged
+  wake.SignalAll();
+}
+
+void MqttBridge::State::OnDisconnect(int rc) {
+  absl::MutexLock lock(&mu);
+  if (connected && !stopping) {
+    spdlog::warn("MQTT broker {}:{} disconnected ({}); insights wait in the outbox", address.host,
+                 address.port, rc == 0 ? "by request" : mosquitto_strerror(rc));
+  }
+  connected = false;
+  in_flight.clear();
+  early.clear();
+  last_sent = 0;
+}
+
+void MqttBridge::State::OnPublish(int mid, int reason) {
+  absl::MutexLock lock(&mu);
+  auto it = in_flight.find(mid);
+  if (it == in_flight.end()) {
+    early[mid] = reason;  // the thread records the row after publish() returns
+    return;
+  }
+  const uint64_t seq = it->second;
+  in_flight.erase(it);
+  if (reason >= 0x80) {
+    ++refused;
+    spdlog::warn("MQTT broker refused an insight (reason {}); dropped", reason);
+  } else {
+    ++published;
+  }
+  if (absl::Status s = outbox->Remove(seq); !s.ok()) {
+    spdlog::error("insight outbox: {}", MessageOf(s));
+  }
+  wake.SignalAll();
+}
+
+bool MqttBridge::State::Dial() {
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_dial) return false;
+  mu.Unlock();
+  int rc = mosquitto_connect_async(client, address.host.c_str(), address.port, options.keepalive_s);
+  // Once a first connection has begun, the client's own thread keeps it and makes it again
+  // after a disconnect (its backoff); before that, a refused connect is tried again here.
+  if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_loop_start(client);
+  mu.Lock();
+  if (rc == MOSQ_ERR_SUCCESS) return true;
+  dial_backoff = std::min(std::max(dial_backoff * 2, std::chrono::milliseconds(1000)),
+                          std::chrono::milliseconds(10000));
+  next_dial = now + dial_backoff;
+  if (!dial_failed_logged) {
+    dial_failed_logged = true;
+    spdlog::warn(
+        "MQTT broker {}:{} cannot be reached ({}); insights wait in the outbox, and the node "
+        "tries again",
+        address.host, address.port, mosquitto_strerror(rc));
+  }
+  return false;
+}
+
+void MqttBridge::State::Run() {
+  absl::MutexLock lock(&mu);
+  while (!stopping) {
+    if (!looping) {
+      looping = Dial();
+      if (!looping) {
+        wake.WaitWithTimeout(&mu, absl::Milliseconds(250));
+        continue;
+      }
+    }
+    if (!connected || static_cast<int>(in_flight.size()) >= options.max_in_flight) {
+      wake.WaitWithTimeout(&mu, absl::Milliseconds(200));
+      continue;
+    }
+    const size_t room = static_cast<size_t>(options.max_in_flight) - in_flight.size();
+    absl::StatusOr<std::vector<Outbox::Row>> rows = outbox->After(last_sent, room);
+    if (!rows.ok()) {
+      spdlog::error("insight outbox: {}", MessageOf(rows.status()));
+      wake.WaitWithTimeout(&mu, absl::Seconds(1));
+      continue;
+    }
+    if (rows->empty()) {
+      wake.WaitWithTimeout(&mu, absl::Seconds(1));  // Accept wakes it
+      continue;
+    }
+    const uint64_t gen = generation;
+    for (const Outbox::Row& row : *rows) {
+      mosquitto_property* props = nullptr;
+      mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "hivemesh-id",
+                                         row.id.c_str());
+      int mid = 0;
+      mu.Unlock();  // the network thread's callbacks take `mu`
+      const int rc = mosquitto_publish_v5(client, &mid, row.topic.c_str(),
+                                          static_cast<int>(row.document.size()),
+                                          row.document.data(), 1, false, props);
+      mosquitto_property_free_all(&props);
+      mu.Lock();
+      if (rc != MOSQ_ERR_SUCCESS || generation != gen || !connected) break;
+      last_sent = row.seq;
+      if (auto e = early.find(mid); e != early.end()) {
+        const int reason = e->second;
+        early.erase(e);
+        if (reason >= 0x80) {
+          ++refused;
+        } else {
+          ++published;
+        }
+        if (absl::Status s = outbox->Remove(row.seq); !s.ok()) {
+          spdlog::error("insight outbox: {}", MessageOf(s));
+        }
+        continue;
+      }
+      in_flight[mid] = row.seq;
+    }
+  }
+}
+
+absl::StatusOr<std::unique_ptr<MqttBridge>> MqttBridge::Start(MqttOptions options,
+                                                              std::unique_ptr<Outbox> outbox) {
+  absl::StatusOr<MqttAddress> address = ParseMqttUrl(options.url);
+  if (!address.ok()) return address.status();
+  for (const std::string& f : options.filters) {
+    if (absl::Status s = CheckFilter(f); !s.ok()) {
+      return absl::InvalidArgumentError(StrCat("mqtt_topics: '", f, "': ", MessageOf(s)));
+    }
+  }
+  static std::once_flag init;
+  std::call_once(init, [] { mosquitto_lib_init(); });
+  auto state = std::make_shared<State>(std::move(options), *std::move(address), std::move(outbox));
+  state->client = mosquitto_new(state->options.client_id.c_str(), true, state.get());
+  if (state->client == nullptr) return absl::InternalError("mosquitto_new failed");
+  mosquitto_int_option(state->client, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+  mosquitto_reconnect_delay_set(state->client, 1, 10, true);
+  mosquitto_max_inflight_messages_set(state->client,
+                                      static_cast<unsigned>(state->options.max_in_flight));
+  if (!state->options.username.empty()) {
+    mosquitto_username_pw_set(state->client, state->options.username.c_str(),
+                              state->options.password.c_str());
+  }
+  if (state->address.tls) {
+    const int rc = mosquitto_tls_set(
+        state->client, state->options.ca_file.empty() ? nullptr : state->options.ca_file.c_str(),
+        state->options.ca_file.empty() ? "/etc/ssl/certs" : nullptr, nullptr, nullptr, nullptr);
+    if (rc != MOSQ_ERR_SUCCESS) {
+      mosquitto_destroy(state->client);
+      return absl::InvalidArgumentError(
+          StrCat("mqtt_ca '", state->options.ca_file, "': ", mosquitto_strerror(rc)));
+    }
+  }
+  mosquitto_connect_v5_callback_set(state->client, OnConnectCallback);
+  mosquitto_disconnect_v5_callback_set(state->client, OnDisconnectCallback);
+  mosquitto_publish_v5_callback_set(state->client, OnPublishCallback);
+  // The first connection is made by the bridge's thread (Dial), in the background: a broker
+  // that is down now is no error.
+  state->thread = std::thread([s = state.get()] { s->Run(); });
+  return std::unique_ptr<MqttBridge>(new MqttBridge(std::move(state)));
+}
+
+MqttBridge::~MqttBridge() { Stop(); }
+
+bool MqttBridge::Wants(std::string_view topic) const {
+  if (state_->options.filters.empty()) return true;
+  for (const std::string& f : state_->options.filters) {
+    if (Matches(f, topic)) return true;
+  }
+  return false;
+}
+
+absl::Status MqttBridge::Accept(std::string_view topic, std::string_view id,
+                                std::string_view document) {
+  const uint64_t dropped_before = state_->outbox->dropped();
+  absl::StatusOr<uint64_t> seq = state_->outbox->Append(topic, id, document);
+  absl::MutexLock lock(&state_->mu);
+  if (!seq.ok()) return seq.status();
+  ++state_->accepted;
+  const auto now = std::chrono::steady_clock::now();
+  if (state_->outbox->dropped() > dropped_before &&
+      now - state_->last_full_log >= std::chrono::minutes(1)) {
+    state_->last_full_log = now;
+    spdlog::warn(
+        "insight outbox full: the oldest insights are dropped to make room ({} so far; "
+        "hivemesh_insights_dropped_total{{reason=\"outbox\"}})",
+        state_->outbox->dropped());
+  }
+  state_->wake.SignalAll();
+  return absl::OkStatus();
+}
+
+MqttBridge::Stats MqttBridge::stats() const {
+  absl::MutexLock lock(&state_->mu);
+  Stats s;
+  s.accepted = state_->accepted;
+  s.published = state_->published;
+  s.refused = state_->refused;
+  s.waiting = state_->outbox->rows();
+  s.waiting_bytes = state_->outbox->bytes();
+  s.dropped = state_->outbox->dropped();
+  s.connected = state_->connected;
+  return s;
+}
+
+void MqttBridge::Stop() {
+  {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->stopping) return;
+    state_->stopping = true;
+    state_->wake.SignalAll();
+  }
+  if (state_->thread.joinable()) state_->thread.join();
+  mosquitto_disconnect(state_->client);
+  mosquitto_loop_stop(state_->client, false);
+  mosquitto_destroy(state_->client);
+  state_->client = nullptr;
+}
+
+}  // namespace hivemesh::bus
