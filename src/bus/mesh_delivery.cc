@@ -24,7 +24,9 @@ struct MeshDelivery::State {
     uint64_t generation = 0;  // which Peer a callback was for (a peer may leave and come back)
     std::string address;
     std::vector<std::string> filters;
-    std::deque<std::string> queue;  // documents; the first `in_flight` of them are being sent
+    // Documents (shared by the peers that want them); the first `in_flight` are being sent.
+    std::deque<std::shared_ptr<const std::string>> queue;
+    size_t queue_bytes = 0;  // of the documents in `queue`
     size_t in_flight = 0;
     bool sending = false;
     SteadyTime retry_at{};   // after a failure: not sent again before
@@ -47,16 +49,28 @@ struct MeshDelivery::State {
     r.timeout = options.timeout;
     size_t n = 0;
     const size_t limit = peer.batch_limit > 0 ? peer.batch_limit : options.max_batch;
-    for (const std::string& document : peer.queue) {
-      if (n == limit || (n > 0 && r.body.size() + document.size() + 1 > options.max_batch_bytes)) {
+    for (const std::shared_ptr<const std::string>& document : peer.queue) {
+      if (n == limit || (n > 0 && r.body.size() + document->size() + 1 > options.max_batch_bytes)) {
         break;
       }
-      AppendToBatch(r.body, document);
+      AppendToBatch(r.body, *document);
       ++n;
     }
     peer.in_flight = n;
     peer.sending = true;
     out.push_back(Batch{name, peer.generation, std::move(r)});
+  }
+
+  // Removes `n` documents from the front of `peer`'s queue, or the one at `at`.
+  static void EraseFront(Peer& peer, size_t n) {
+    for (size_t i = 0; i < n && !peer.queue.empty(); ++i) {
+      peer.queue_bytes -= peer.queue.front()->size();
+      peer.queue.pop_front();
+    }
+  }
+  static void EraseAt(Peer& peer, size_t at) {
+    peer.queue_bytes -= peer.queue[at]->size();
+    peer.queue.erase(peer.queue.begin() + static_cast<ptrdiff_t>(at));
   }
 
   PeerClient* const client;
@@ -108,11 +122,11 @@ void Answered(const std::weak_ptr<State>& weak, const std::string& name, uint64_
         break;
       case Outcome::kTaken:
         state->stats.sent += n;
-        peer.queue.erase(peer.queue.begin(), peer.queue.begin() + static_cast<ptrdiff_t>(n));
+        State::EraseFront(peer, n);
         break;
       case Outcome::kRefused:
         state->stats.dropped += n;
-        peer.queue.erase(peer.queue.begin(), peer.queue.begin() + static_cast<ptrdiff_t>(n));
+        State::EraseFront(peer, n);
         break;
       case Outcome::kAgain:
         ++state->stats.failures;
@@ -175,6 +189,7 @@ void MeshDelivery::SetPeers(std::vector<DeliveryPeer> peers) {
 
 void MeshDelivery::Send(const Insight& insight, const std::string& document) {
   std::vector<Batch> batches;
+  std::shared_ptr<const std::string> shared;  // made once, for the first peer that wants it
   {
     absl::MutexLock lock(&state_->mu);
     if (state_->stopped) return;
@@ -183,17 +198,22 @@ void MeshDelivery::Send(const Insight& insight, const std::string& document) {
           std::any_of(peer.filters.begin(), peer.filters.end(),
                       [&](const std::string& f) { return Matches(f, insight.topic); });
       if (!wanted) continue;
-      if (peer.queue.size() >= state_->options.max_queue) {
-        // The oldest not yet in flight makes room (a batch in flight stays whole).
-        const size_t at = peer.in_flight;
-        if (at >= peer.queue.size()) {
-          ++state_->stats.dropped;  // everything waiting is in flight: the new one goes
-          continue;
-        }
-        peer.queue.erase(peer.queue.begin() + static_cast<ptrdiff_t>(at));
+      if (shared == nullptr) shared = std::make_shared<const std::string>(document);
+      // The oldest not yet in flight make room (a batch in flight stays whole); if everything
+      // waiting is in flight, the new one goes.
+      bool room = true;
+      while (peer.queue.size() >= state_->options.max_queue ||
+             peer.queue_bytes + document.size() > state_->options.max_queue_bytes) {
         ++state_->stats.dropped;
+        if (peer.in_flight >= peer.queue.size()) {
+          room = false;
+          break;
+        }
+        State::EraseAt(peer, peer.in_flight);
       }
-      peer.queue.push_back(document);
+      if (!room) continue;
+      peer.queue.push_back(shared);
+      peer.queue_bytes += document.size();
       state_->NextBatch(name, peer, batches);
     }
   }

@@ -8,8 +8,9 @@
 //   node's peer client (a mesh link; mutual TLS in a secure mesh), whose body is a batch of
 //   documents (EncodeBatch), so a peer receives a node's insights in the order they were
 //   published.
-// - Bounded: a queue holds at most max_queue insights; a full one drops its oldest not yet
-//   sent (counted). A batch is at most max_batch insights and max_batch_bytes.
+// - Bounded: a queue holds at most max_queue insights and max_queue_bytes of them; a full one
+//   drops its oldest not yet sent (counted). A document is held once however many peers want
+//   it. A batch is at most max_batch insights and max_batch_bytes.
 // - A batch the peer did not take (no answer, 5xx, 429, 403 while it has not learnt this
 //   member yet) stays at the head of the queue and goes again once retry_after has passed
 //   (Retry(), called periodically, or the next Send); one it refused for good (another 4xx) is
@@ -50,6 +51,7 @@ struct DeliveryPeer {
 
 struct MeshDeliveryOptions {
   size_t max_queue = 4096;                     // insights waiting per peer
+  size_t max_queue_bytes = 16 * 1024 * 1024;   // and their bytes
   size_t max_batch = 256;                      // insights per request
   size_t max_batch_bytes = 1024 * 1024;        // bytes per request (documents and newlines)
   std::chrono::milliseconds timeout{5000};     // per request

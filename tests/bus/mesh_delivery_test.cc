@@ -176,6 +176,20 @@ TEST(MeshDeliveryTest, BatchesAndQueuesAreBounded) {
   EXPECT_EQ(f.delivery.stats().sent, 8u);
 }
 
+TEST(MeshDeliveryTest, QueuesAreBoundedInBytesToo) {
+  const size_t one = Encode(Make("t", 1)).size();
+  Fixture f(MeshDeliveryOptions{.max_queue_bytes = 3 * one + one / 2});
+  f.delivery.SetPeers({{"b", "127.0.0.1:1", {"#"}}});
+  f.Publish("t", 1);
+  HeldClient::Held first = f.client.Take();  // t#1 in flight
+  for (uint64_t i = 2; i <= 6; ++i) f.Publish("t", i);
+  MeshDelivery::Stats s = f.delivery.stats();
+  EXPECT_EQ(s.queued, 3u);  // t#1 (in flight), then the newest two that fit: t#5, t#6
+  EXPECT_EQ(s.dropped, 3u);
+  first.done(Status(200));
+  EXPECT_EQ(Carried(f.client.Take().request), (std::vector<std::string>{"t#5", "t#6"}));
+}
+
 TEST(MeshDeliveryTest, APeerThatLeavesTakesItsQueueAndLateAnswersAreIgnored) {
   Fixture f;
   f.delivery.SetPeers({{"b", "127.0.0.1:1", {"#"}}});
