@@ -63,7 +63,17 @@ absl::StatusOr<std::unique_ptr<Outbox>> Outbox::Open(const std::string& path, Op
   std::unique_ptr<Outbox> box(new Outbox(db, path, options));
   absl::MutexLock lock(&box->mu_);
   sqlite3_busy_timeout(db, 5000);
-  for (const char* sql : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL",
+  {
+    // SQLite answers the mode it is in: a file it cannot put in WAL mode stays in another.
+    Statement wal(db, "PRAGMA journal_mode=WAL");
+    if (!wal.ok() || wal.Step() != SQLITE_ROW) return box->Fail("setting WAL mode");
+    if (wal.ColumnText(0) != "wal") {
+      return absl::UnavailableError(StrCat("the insight outbox ", path,
+                                           ": SQLite keeps it in journal mode '", wal.ColumnText(0),
+                                           "', not WAL"));
+    }
+  }
+  for (const char* sql : {"PRAGMA synchronous=NORMAL",
                           "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY "
                           "AUTOINCREMENT, topic TEXT NOT NULL, id TEXT NOT NULL, document BLOB "
                           "NOT NULL)"}) {
@@ -108,7 +118,10 @@ absl::Status Outbox::MakeRoom(uint64_t needed) {
       freed += static_cast<uint64_t>(oldest.Column(1));
       ++gone;
     }
-    if (gone == 0) return Fail("finding the oldest rows");
+    if (gone == 0) {
+      return absl::InternalError(StrCat("the insight outbox ", path_,
+                                        ": its counts did not match its rows; counted again"));
+    }
     Statement drop(db_, "DELETE FROM outbox WHERE seq <= ?");
     drop.Int(1, last);
     if (!drop.ok() || drop.Step() != SQLITE_DONE) return Fail("dropping the oldest rows");
@@ -151,8 +164,16 @@ absl::StatusOr<uint64_t> Outbox::Append(std::string_view topic, std::string_view
   if (made.ok()) made = Exec("COMMIT");
   if (!made.ok()) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-    rows_ = rows;
-    bytes_ = bytes;
+    // As before the append: counted again from the table (which also mends counts that had
+    // drifted from it), or restored.
+    Statement count(db_, "SELECT COUNT(*), COALESCE(SUM(LENGTH(document)), 0) FROM outbox");
+    if (count.ok() && count.Step() == SQLITE_ROW) {
+      rows_ = static_cast<uint64_t>(count.Column(0));
+      bytes_ = static_cast<uint64_t>(count.Column(1));
+    } else {
+      rows_ = rows;
+      bytes_ = bytes;
+    }
     dropped_ = dropped;
     return made;
   }
