@@ -9,6 +9,8 @@ node's outbox (docs/insights.md, "Store-and-forward to the cloud over MQTT").
 - A full outbox drops its oldest insights (drop-oldest) and says so in the metrics and the log;
   with refuse-new, publishers get 503 and nothing already accepted is dropped.
 - Bad settings are refused at start: a URL that is not mqtt:// or mqtts://, a bad filter.
+- Two nodes keep exchanging alerts over the bus while the broker is unreachable; the alerts wait
+  in the publishing node's outbox for the broker.
 
     test_mqtt.py path/to/hivemesh
 """
@@ -26,6 +28,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hostile import Node, binary_from_argv, wait_for  # noqa: E402
+from test_insights import Subscriber  # noqa: E402
 
 try:
     import paho.mqtt.client as mqtt
@@ -248,6 +251,30 @@ class MqttTest(unittest.TestCase):
         self.assertEqual(node.metric("hivemesh_insights_mqtt_waiting"), accepted)
         self.assertEqual(node.metric("hivemesh_insights_dropped_total", reason="outbox"), 0)
         node.stop()
+
+    def test_4_two_nodes_exchange_alerts_while_the_broker_is_unreachable(self):
+        self.broker.stop()
+        d = self.node("mqtt-d")
+        e = Node(self.BINARY, "mqtt-e", models=(), args=["--join", d.gossip])
+        self.nodes.append(e)
+        sub = Subscriber(e.port, "plant/+/alerts/#")
+        # Published at d until e's subscription has reached it by gossip, then 20 alerts.
+        deadline = time.monotonic() + 30
+        while not sub.events(1, seconds=0.3):
+            self.assertLess(time.monotonic(), deadline, "e's subscription never reached d")
+            self.assertEqual(d.request("POST", "/v1/insights/plant/warm/alerts/x", "{}")[0], 202)
+        for i in range(20):
+            self.assertEqual(
+                d.request("POST", "/v1/insights/plant/line1/alerts/vibration",
+                          json.dumps({"n": i}))[0], 202)
+        got = sub.events(20, topic="plant/line1/alerts/vibration")
+        self.assertEqual([g["values"]["n"] for g in got], list(range(20)))
+        sub.close()
+        # ...and the broker gets them later: they wait in d's outbox meanwhile.
+        self.assertEqual(d.metric("hivemesh_insights_mqtt_connected"), 0)
+        self.assertGreaterEqual(d.metric("hivemesh_insights_mqtt_waiting"), 20)
+        e.stop()
+        d.stop()
 
     def test_3_bad_settings_are_refused_at_start(self):
         for args, words in ((["--mqtt-url", "http://127.0.0.1:1883"], "is not mqtt://"),
