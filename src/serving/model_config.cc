@@ -175,6 +175,57 @@ VersionPolicy VersionPolicyOf(const YAML::Node& node) {
   return p;
 }
 
+// A scalar, or a list of scalars.
+std::vector<std::string> ScalarsOf(const YAML::Node& node, const std::string& field) {
+  if (node.IsScalar()) return {node.Scalar()};
+  if (!node.IsSequence()) throw ConfigError{field, "must be a name or a list of names"};
+  std::vector<std::string> out;
+  for (size_t i = 0; i < node.size(); ++i)
+    out.push_back(ScalarOf(node[i], StrCat(field, "[", i, "]")));
+  return out;
+}
+
+std::vector<InsightRule> InsightRulesOf(const YAML::Node& node,
+                                        const std::vector<TensorConfig>& outputs) {
+  if (!node.IsSequence()) throw ConfigError{"insights", "must be a list of rules"};
+  if (node.size() > kMaxInsightRules) {
+    throw ConfigError{"insights", StrCat("more than ", kMaxInsightRules, " rules")};
+  }
+  std::vector<InsightRule> rules;
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::string field = StrCat("insights[", i, "]");
+    const YAML::Node& r = node[i];
+    if (!r.IsMap()) throw ConfigError{field, "must be a map with topic, output, when, every"};
+    InsightRuleFields f;
+    for (const auto& kv : r) {
+      const std::string key = kv.first.Scalar();
+      const std::string sub = StrCat(field, ".", key);
+      if (key == "topic") {
+        f.topic = ScalarOf(kv.second, sub);
+      } else if (key == "output") {
+        f.outputs = ScalarsOf(kv.second, sub);
+      } else if (key == "when") {
+        f.when = ScalarOf(kv.second, sub);
+      } else if (key == "every") {
+        f.every = ScalarOf(kv.second, sub);
+      } else if (key == "aggregate") {
+        f.aggregates = ScalarsOf(kv.second, sub);
+      } else {
+        throw ConfigError{sub, "unknown field (topic, output, when, every, aggregate)"};
+      }
+    }
+    absl::StatusOr<InsightRule> rule = ParseInsightRule(f, outputs);
+    if (!rule.ok()) {
+      // "<field>: <why>" from the rule's parser.
+      const std::string what(MessageOf(rule.status()));
+      const size_t colon = what.find(": ");
+      throw ConfigError{StrCat(field, ".", what.substr(0, colon)), what.substr(colon + 2)};
+    }
+    rules.push_back(*std::move(rule));
+  }
+  return rules;
+}
+
 ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, int default_instances,
                          int default_queue_limit) {
   if (!root.IsMap()) throw ConfigError{"(top level)", "must be a map"};
@@ -182,6 +233,7 @@ ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, in
   c.name = std::string(model_name);
   c.instances = default_instances;
   c.queue_limit = default_queue_limit;
+  std::optional<YAML::Node> insights;  // read once the outputs are known
   for (const auto& kv : root) {
     const std::string key = kv.first.Scalar();
     const YAML::Node& v = kv.second;
@@ -216,6 +268,8 @@ ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, in
       c.inputs = TensorsOf(v, key);
     } else if (key == "outputs") {
       c.outputs = TensorsOf(v, key);
+    } else if (key == "insights") {
+      insights = v;
     } else if (key == "options") {
       if (!v.IsMap()) throw ConfigError{key, "must be a map of option: value"};
       for (const auto& opt : v) {
@@ -233,6 +287,7 @@ ModelConfig ParseOrThrow(const YAML::Node& root, std::string_view model_name, in
   }
   if (c.platform.empty()) c.platform = c.backend;
   ValidateBatching(c);
+  if (insights) c.insight_rules = InsightRulesOf(*insights, c.outputs);
   return c;
 }
 

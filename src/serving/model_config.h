@@ -15,6 +15,8 @@
 //   preferred_batch_sizes: [8, 16, 32]
 //   max_queue_delay_us: 500
 //   version_policy: {latest: 1}  # which version folders to serve; see version_policy.h
+//   insights:                  # what the model publishes on the insight bus; see insight_rules.h
+//     - {topic: site/{zone}/{node}/people, output: count, every: 10s}
 //
 // Errors name the file and the field, e.g. "models/x/config.yaml: inputs[1].datatype: unknown
 // datatype 'FP33'".
@@ -30,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "codec/model_name.h"
 #include "serving/data_policy.h"
+#include "serving/insight_rules.h"
 #include "serving/version_policy.h"
 #include "tensor/tensor.h"
 #include "tensor/tensor_config.h"
@@ -68,6 +71,7 @@ struct ModelConfig {
   std::map<std::string, std::string> options;
   BatchingConfig batching;
   VersionPolicy version_policy;
+  std::vector<InsightRule> insight_rules;
 
   // Backend option helpers: the value, or `fallback` when absent.
   std::string Option(const std::string& key, const std::string& fallback = "") const;
