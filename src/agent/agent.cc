@@ -35,6 +35,7 @@
 #include "api/mesh_handler.h"
 #include "api/mesh_policy.h"
 #include "api/metrics_handler.h"
+#include "api/model_insights.h"
 #include "api/objects_handler.h"
 #include "api/service_proxy.h"
 #include "base/hex.h"
@@ -460,7 +461,11 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   // Metrics in the order /metrics lists them: what runs, requests, models, mesh, process.
   telemetry::Registry& metrics = *agent->metrics_;
   RegisterBuildInfo(metrics, HIVEMESH_VERSION, config.node_name);
-  agent->observer_ = std::make_unique<InferenceObserver>(&metrics);
+  if (agent->bus_ != nullptr) {
+    agent->model_insights_ = std::make_unique<ModelInsights>(
+        agent->bus_, config.node_name, config.LabelMap()["zone"], agent->repository_.get());
+  }
+  agent->observer_ = std::make_unique<InferenceObserver>(&metrics, agent->model_insights_.get());
   agent->dispatcher_ = std::make_unique<routing::Dispatcher>(
       config.node_name, agent->repository_.get(), agent->forwarder_.get(), agent->rejections_.get(),
       agent->observer_.get());
@@ -615,7 +620,8 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
   }
   RegisterServingMetrics(metrics, agent->repository_.get());
   RegisterMeshMetrics(metrics, agent->gossip_.get(), agent->forwarder_.get());
-  RegisterInsightMetrics(metrics, agent->bus_, agent->insight_delivery_.get(), agent->mqtt_.get());
+  RegisterInsightMetrics(metrics, agent->bus_, agent->insight_delivery_.get(), agent->mqtt_.get(),
+                         agent->model_insights_.get());
   RegisterRejectionMetrics(metrics, agent->rejections_);
   RegisterMemoryBudgetMetrics(metrics, agent->memory_budget_);
   telemetry::RegisterProcessMetrics(metrics);
@@ -2330,6 +2336,7 @@ Agent::~Agent() {
   // Answer every queued and running request while the I/O threads still run (Drain() has done
   // this already on the normal path): model workers must not call a responder after them.
   if (repository_) repository_->Drain();
+  if (model_insights_) model_insights_->Stop();  // no window closes into a stopped delivery
   if (grpc_) grpc_->Shutdown(std::chrono::milliseconds(0));
   StopLoadReports();
   bus_closing_.store(true);

@@ -38,6 +38,7 @@ class GrpcServer;
 class HttpServer;
 class IoThreads;
 class InferenceObserver;
+class ModelInsights;
 class KServeHandler;
 class MemberCheck;
 class MeshHandler;
@@ -129,6 +130,8 @@ class Agent {
   std::shared_ptr<MemoryBudget> memory_budget_;
   std::unique_ptr<BackendRegistry> registry_;
   std::unique_ptr<ModelRepository> repository_;
+  // The models' insight rules at work (null without a bus); observer_ hands it results.
+  std::unique_ptr<ModelInsights> model_insights_;
   // Every answered inference is counted and logged by observer_; dispatcher_ is the one path an
   // inference takes through the node (REST and gRPC alike).
   std::unique_ptr<InferenceObserver> observer_;

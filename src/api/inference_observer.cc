@@ -3,12 +3,19 @@
 #include <spdlog/spdlog.h>
 
 #include "api/metrics_handler.h"
+#include "api/model_insights.h"
 #include "telemetry/log.h"
 
 namespace hivemesh {
 
-InferenceObserver::InferenceObserver(telemetry::Registry* metrics)
-    : metrics_(metrics != nullptr ? std::make_unique<InferenceMetrics>(*metrics) : nullptr) {}
+InferenceObserver::InferenceObserver(telemetry::Registry* metrics, ModelInsights* insights)
+    : metrics_(metrics != nullptr ? std::make_unique<InferenceMetrics>(*metrics) : nullptr),
+      insights_(insights) {}
+
+void InferenceObserver::Served(const routing::InferCall& call, const ModelRuntime& served,
+                               const InferResponse& response) {
+  if (insights_ != nullptr) insights_->Served(served, call.trace, response);
+}
 
 InferenceObserver::~InferenceObserver() = default;
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "api/model_insights.h"
 #include "base/memory_budget.h"
 #include "base/rejections.h"
 #include "base/strings.h"
@@ -158,7 +159,8 @@ void RegisterRejectionMetrics(Registry& registry, std::shared_ptr<const Rejectio
 }
 
 void RegisterInsightMetrics(Registry& registry, std::shared_ptr<const bus::LocalBus> bus,
-                            const bus::MeshDelivery* delivery, const bus::MqttBridge* mqtt) {
+                            const bus::MeshDelivery* delivery, const bus::MqttBridge* mqtt,
+                            const ModelInsights* rules) {
   if (bus != nullptr) {
     registry.AddCollector("hivemesh_insights_published_total", "Insights published at this node.",
                           MetricType::kCounter, {}, [bus](SampleSink& sink) {
@@ -227,6 +229,17 @@ void RegisterInsightMetrics(Registry& registry, std::shared_ptr<const bus::Local
         sink.Add({"outbox"}, static_cast<double>(m.dropped));
         sink.Add({"broker"}, static_cast<double>(m.refused));
       });
+  if (rules != nullptr) {
+    registry.AddCollector(
+        "hivemesh_insights_rule_errors_total",
+        "Insights a model's rules could not make or publish (an output missing from a result, "
+        "more values than an insight carries, a topic the bus refused), by model.",
+        MetricType::kCounter, {"model"}, [rules](SampleSink& sink) {
+          for (const auto& [model, n] : rules->errors()) {
+            sink.Add({model}, static_cast<double>(n));
+          }
+        });
+  }
 }
 
 void RegisterMemoryBudgetMetrics(Registry& registry, std::shared_ptr<const MemoryBudget> budget) {

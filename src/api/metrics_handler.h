@@ -21,6 +21,8 @@
 
 namespace hivemesh {
 
+class ModelInsights;
+
 class ModelRepository;
 class MemoryBudget;
 class Rejections;
@@ -82,10 +84,11 @@ void RegisterMemoryBudgetMetrics(telemetry::Registry& registry,
                                  std::shared_ptr<const MemoryBudget> budget);
 // Membership, gossip and (if `forwarder` is not null) forwarding metrics.
 // The insight bus (docs/insights.md): what this node published, handed to its subscribers, sent
-// to other nodes and to the MQTT broker, and dropped (by reason). Any may be null (no metric of it
-// then).
+// to other nodes and to the MQTT broker, and dropped (by reason), and the models' insight rules
+// that failed. Any may be null (no metric of it then).
 void RegisterInsightMetrics(telemetry::Registry& registry, std::shared_ptr<const bus::LocalBus> bus,
-                            const bus::MeshDelivery* delivery, const bus::MqttBridge* mqtt);
+                            const bus::MeshDelivery* delivery, const bus::MqttBridge* mqtt,
+                            const ModelInsights* rules);
 void RegisterMeshMetrics(telemetry::Registry& registry, const membership::GossipNode* gossip,
                          const routing::Forwarder* forwarder);
 // hivemesh_build_info{version,node} 1.

@@ -150,11 +150,16 @@ RuntimePtr Dispatcher::Resolve(InferCall& call, std::string_view version, absl::
 }
 
 absl::Status Dispatcher::SubmitLocal(RuntimePtr rt, const std::string& requested_version,
-                                     InferRequest&& request, const Done& done) const {
+                                     InferRequest&& request, const InferCall& call,
+                                     const Done& done) const {
   for (int attempt = 0;; ++attempt) {
-    absl::Status admitted =
-        rt->Submit(std::move(request), [done, rt, node = node_](absl::StatusOr<InferResponse> r) {
-          if (r.ok()) r->served_by = node;
+    absl::Status admitted = rt->Submit(
+        std::move(request),
+        [done, rt, c = &call, node = node_, observer = observer_](absl::StatusOr<InferResponse> r) {
+          if (r.ok()) {
+            r->served_by = node;
+            if (observer != nullptr) observer->Served(*c, *rt, *r);
+          }
           done(std::move(r), rt);
         });
     // A refused request is left intact; only a retired runtime's refusal is worth another look
@@ -172,7 +177,8 @@ void Dispatcher::RouteHosted(RuntimePtr rt, const std::string& requested_version
                              Done done) {
   if (forwarder_ == nullptr || call->hops > 0) {
     // A request forwarded here is served here (the hop limit is 1 by default).
-    absl::Status admitted = SubmitLocal(std::move(rt), requested_version, std::move(req), done);
+    absl::Status admitted =
+        SubmitLocal(std::move(rt), requested_version, std::move(req), *call, done);
     if (!admitted.ok()) done(admitted, nullptr);
     return;
   }
@@ -186,13 +192,14 @@ void Dispatcher::RouteHosted(RuntimePtr rt, const std::string& requested_version
   // Sent on because it was busier here: if no peer takes it after all, it is served here.
   options.serve_here = [this, rt, requested_version, done, c = call](InferRequest&& back) {
     c->route = InferenceRoute::kLocal;
-    absl::Status admitted = SubmitLocal(rt, requested_version, std::move(back), done);
+    absl::Status admitted = SubmitLocal(rt, requested_version, std::move(back), *c, done);
     if (!admitted.ok()) done(admitted, nullptr);
   };
   if (forwarder_->Route(req, call->trace, options, remote) == Forwarder::Routed::kForwarded) {
     return;
   }
-  absl::Status admitted = SubmitLocal(std::move(rt), requested_version, std::move(req), done);
+  absl::Status admitted =
+      SubmitLocal(std::move(rt), requested_version, std::move(req), *call, done);
   if (admitted.ok()) return;
   if (admitted.code() != absl::StatusCode::kResourceExhausted &&
       admitted.code() != absl::StatusCode::kUnavailable) {

@@ -83,6 +83,11 @@ class InferObserver {
   // Called on the answering thread.
   virtual void Answered(const InferCall& call, int http_status, std::string_view served_by,
                         double seconds) = 0;
+  // A result this node computed (`served`: the model version that did), before its answer is
+  // sent: the model's insight rules read it. Called on the model's worker thread; must not
+  // block.
+  virtual void Served(const InferCall& /*call*/, const ModelRuntime& /*served*/,
+                      const InferResponse& /*response*/) {}
 };
 
 // A request as its front end decoded it, knowing what this node knows of the model.
@@ -151,7 +156,7 @@ class Dispatcher {
   // looked it up, the model is looked up again (`requested_version`: what the client asked for)
   // and the request goes to what serves now, so a version change drops no request.
   absl::Status SubmitLocal(RuntimePtr rt, const std::string& requested_version,
-                           InferRequest&& request, const Done& done) const;
+                           InferRequest&& request, const InferCall& call, const Done& done) const;
   // A model hosted here (`rt`): served here or sent to a peer by the routing decision.
   void RouteHosted(RuntimePtr rt, const std::string& requested_version, InferRequest&& request,
                    const std::shared_ptr<InferCall>& call, Done done);
