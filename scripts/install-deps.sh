@@ -50,8 +50,9 @@ packages=(
   podman runc buildah busybox-static
   # the insight bus measured against an MQTT broker (bench/insights), and the broker and the
   # consumer of tests/security/test_mqtt.py: mosquitto and a Python client; the package also
-  # brings a system broker on port 1883, which is stopped below
-  mosquitto python3-paho-mqtt
+  # brings a system broker on port 1883, which is stopped below. `hivemesh demo` runs a broker
+  # and reads it with mosquitto_sub (mosquitto-clients).
+  mosquitto mosquitto-clients python3-paho-mqtt
 )
 
 missing=()

@@ -93,7 +93,23 @@ class DemoTest(unittest.TestCase):
         self.assertGreater(int(row.group(1).replace(",", "")), 0)
         self.assertEqual(row.group(2), "0")
         self.assertEqual(row.group(1), row.group(3))
-        # Insights: people were counted, anomalies were caught.
+        # Insights, from what arrived: the subscriber on machine-1 (over the bus) and the MQTT
+        # broker's consumer got insights published at every node; the broker missed none of an
+        # answered request (the outbox keeps them across cam-2's SIGKILL).
+        self.assertIn("`hivemesh sub 'site/#'` on machine-1 follows the bus; every node forwards "
+                      "them to the MQTT broker mqtt://127.0.0.1:", out)
+        sinks = re.findall(r"(?m)^\s+(hivemesh sub on machine-1 \(bus\)|mosquitto_sub \(MQTT "
+                           r"broker\))\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)"
+                           r"\s+([\d,]+)\s+([\d,]+)\s+(\S+)\s+([\d,]+)", out)
+        self.assertEqual(len(sinks), 2, out)
+        for who, _, _, people, faces, alerts, windows, _, nodes, missing in sinks:
+            self.assertEqual(nodes, "cam-1,cam-2,gateway-1,machine-1", who)
+            for n in (people, alerts, windows):
+                self.assertGreater(int(n.replace(",", "")), 0, who)
+            if who.startswith("mosquitto"):
+                self.assertEqual(missing, "0", out)
+        # People were counted, anomalies were caught: the tables come from the subscriber.
+        self.assertIn("Insights from the subscriber on machine-1", out)
         self.assertRegex(out, r"(?m)^\s+entrance\s+\d+\.\d \(\d+\)")
         caught = re.findall(r"(?m)^\s+(?:press-1|pump-3)\s+[\d,]+\s+[\d,]+\s+[\d,]+\s+[\d,]+ \((\d+)%\)",
                             out)

@@ -15,6 +15,7 @@
 #include "base/strings.h"
 #include "cli/cli_common.h"
 #include "cli/demo/demo_report.h"
+#include "cli/demo/insight_sinks.h"
 #include "cli/demo/node_fleet.h"
 #include "cli/demo/scenario.h"
 #include "cli/demo/traffic.h"
@@ -187,8 +188,77 @@ void PrintChaos(const Chaos& chaos, const std::vector<Outcome>& outcomes) {
   }
 }
 
-void PrintInsights(const std::vector<Outcome>& outcomes, double duration) {
-  std::printf("\nInsights (what the models found; only these numbers need to leave a site)\n");
+// The node whose subscriber follows the bus: the last node that is not killed midway.
+std::string SubscriberNode(const Scenario& s) {
+  for (auto it = s.nodes.rbegin(); it != s.nodes.rend(); ++it) {
+    if (it->name != s.kill) return it->name;
+  }
+  return s.nodes.front().name;
+}
+
+// A sample of `name` without labels in Prometheus text, or -1.
+double MetricValue(std::string_view text, std::string_view name) {
+  for (size_t at = text.find(name); at != std::string_view::npos; at = text.find(name, at + 1)) {
+    if ((at == 0 || text[at - 1] == '\n') && at + name.size() < text.size() &&
+        text[at + name.size()] == ' ') {
+      return std::atof(std::string(text.substr(at + name.size() + 1, 32)).c_str());
+    }
+  }
+  return -1;
+}
+
+// Waits until no running node holds an insight for another node or for the broker (at most
+// `timeout`): what was published reaches the sinks before they stop. False on timeout.
+bool WaitForInsights(NodeFleet& fleet, const std::map<std::string, std::string>& address,
+                     std::chrono::seconds timeout) {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  for (;;) {
+    double held = 0;
+    for (const auto& [name, addr] : address) {
+      if (!fleet.Running(name)) continue;
+      HttpClient client(addr, 2000);
+      absl::StatusOr<HttpResult> r = client.Request("GET", "/metrics");
+      if (!r.ok() || r->status != 200) continue;
+      held += std::max(0.0, MetricValue(r->body, "hivemesh_insights_queued"));
+      held += std::max(0.0, MetricValue(r->body, "hivemesh_insights_mqtt_waiting"));
+    }
+    if (held == 0) return true;
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+void PrintSinks(const std::vector<std::pair<std::string, SinkSummary>>& sinks) {
+  std::printf(
+      "\nInsights received (the models' insight rules published them; the tables below are "
+      "built from what arrived)\n");
+  std::vector<std::vector<std::string>> rows = {{"  RECEIVED BY", "INSIGHTS", "DUPLICATES",
+                                                 "PEOPLE", "FACES", "ALERTS", "WINDOWS", "HEDGED",
+                                                 "FROM NODES", "MISSING"}};
+  for (const auto& [who, s] : sinks) {
+    std::string missing = Thousands(s.missing_total());
+    if (s.missing_total() > 0) {
+      std::vector<std::string> by;
+      for (const auto& [node, n] : s.missing)
+        by.push_back(StrCat(node.empty() ? "?" : node, " ", n));
+      StrAppend(&missing, " (served by ", Join(by, ", "), ")");
+    }
+    rows.push_back({"  " + who, Thousands(s.documents), Thousands(s.duplicates),
+                    Thousands(s.people), Thousands(s.faces), Thousands(s.alerts),
+                    Thousands(s.windows), Thousands(s.twice),
+                    Join(std::vector<std::string>(s.from.begin(), s.from.end()), ","), missing});
+  }
+  std::printf("%s", FormatTable(rows, {1, 2, 3, 4, 5, 6, 7}).c_str());
+  std::printf(
+      "  DUPLICATES: the same insight again (MQTT QoS 1 allows it; drop by id). HEDGED: a second "
+      "insight of one request\n  (a hedged request computed by two nodes publishes from both; "
+      "count by trace id). MISSING: answered requests\n  whose insight did not arrive (a "
+      "frame's count, or the alert of a window the model flagged).\n");
+}
+
+void PrintInsights(const std::vector<Outcome>& outcomes, double duration,
+                   const std::string& source) {
+  std::printf("\nInsights from %s (only these numbers need to leave a site)\n", source.c_str());
   const double bucket = duration > 60 ? 10 : 5;
   auto people = PeopleOverTime(outcomes, "people-detector", bucket, duration);
   if (!people.empty()) {
@@ -312,8 +382,22 @@ int RunDemo(const DemoFlags& flags) {
   sigaction(SIGTERM, &sa, nullptr);
 
   NodeFleet fleet(binary, work, scenario);
+  // Insights leave the site through a broker the demo runs, and a node of the site follows them
+  // on the bus.
+  InsightSinks sinks(binary, work);
+  absl::StatusOr<std::string> broker = sinks.StartBroker("site/#");
+  if (broker.ok()) fleet.AddArgs({"--mqtt-url", *broker});
   const Clock::time_point t0 = Clock::now();
   absl::Status started = fleet.StartAll(std::chrono::seconds(60));
+  std::map<std::string, std::string> address, zones;
+  for (const NodeSpec& n : scenario.nodes) {
+    address[n.name] = fleet.ApiAddress(n.name);
+    zones[n.name] = n.zone();
+  }
+  const std::string follower = SubscriberNode(scenario);
+  if (started.ok()) {
+    started = sinks.StartSubscriber(address[follower], "site/#", address, std::chrono::seconds(30));
+  }
   if (!started.ok()) {
     std::fprintf(stderr, "hivemesh demo: %s\n", std::string(MessageOf(started)).c_str());
     fleet.StopAll(std::chrono::seconds(10));
@@ -322,13 +406,12 @@ int RunDemo(const DemoFlags& flags) {
   PrintPlan(scenario, fleet, duration);
   std::printf("Nodes started and joined in %.1f s; their logs are in %s\n",
               std::chrono::duration<double>(Clock::now() - t0).count(), fleet.log_dir().c_str());
-  std::printf("Security: %s\n\n", fleet.SecuritySummary().c_str());
-
-  std::map<std::string, std::string> address, zones;
-  for (const NodeSpec& n : scenario.nodes) {
-    address[n.name] = fleet.ApiAddress(n.name);
-    zones[n.name] = n.zone();
-  }
+  std::printf("Security: %s\n", fleet.SecuritySummary().c_str());
+  std::printf("Insights: `hivemesh sub 'site/#'` on %s follows the bus; %s\n\n", follower.c_str(),
+              broker.ok() ? StrCat("every node forwards them to the MQTT broker ", *broker,
+                                   " (mosquitto), read by mosquitto_sub")
+                                .c_str()
+                          : StrCat("no MQTT broker: ", MessageOf(broker.status())).c_str());
   Recorder recorder;
   Traffic traffic(scenario, address, frames, recorder);
   StatusLine status;
@@ -370,10 +453,25 @@ int RunDemo(const DemoFlags& flags) {
   const double ran = std::min(duration, traffic.ElapsedSeconds());
   status.Update(LiveLine(outcomes, ran, duration, interrupted ? "(interrupted)" : ""), true);
   status.Finish();
+  // What was published reaches the subscriber and the broker, then they stop (an interrupted
+  // run waits a little only).
+  const bool insights_out =
+      WaitForInsights(fleet, address, std::chrono::seconds(interrupted ? 3 : 30));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  sinks.StopAll();
+  const std::vector<ReceivedInsight> followed = ReadInsights(sinks.subscriber_file());
+  std::vector<std::pair<std::string, SinkSummary>> received = {
+      {StrCat("hivemesh sub on ", follower, " (bus)"), Summarize(outcomes, followed)}};
+  if (broker.ok()) {
+    received.emplace_back("mosquitto_sub (MQTT broker)",
+                          Summarize(outcomes, ReadInsights(sinks.broker_file())));
+  }
 
   PrintNodeTable(outcomes);
   PrintChaos(chaos, outcomes);
-  PrintInsights(outcomes, ran);
+  PrintSinks(received);
+  PrintInsights(ResultsFromInsights(outcomes, followed), ran,
+                StrCat("the subscriber on ", follower));
 
   // Data policy, seen from both sides: which node answered each frame, and how many frames the
   // nodes outside every camera's zone computed.
@@ -419,6 +517,13 @@ int RunDemo(const DemoFlags& flags) {
   if (leaked + computed_outside > 0) problems.push_back("frames left their zone");
   for (const std::string& p : stop_problems) problems.push_back(p);
   if (totals.requests == 0) problems.push_back("no request was answered");
+  if (!insights_out) problems.push_back("nodes still held insights 30 s after the traffic");
+  if (broker.ok() && received.back().second.missing_total() > 0) {
+    // The outbox keeps every insight of an answered request until the broker has it, across a
+    // SIGKILL: none may be missing.
+    problems.push_back(StrCat(Thousands(received.back().second.missing_total()),
+                              " insights of answered requests never reached the MQTT broker"));
+  }
   if (interrupted) {
     std::printf(
         "\nResult: interrupted at %.0f s; every node stopped%s.\n", ran,

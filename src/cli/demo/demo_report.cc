@@ -173,4 +173,92 @@ std::map<std::string, AnomalyScore> Anomalies(const std::vector<Outcome>& outcom
   return out;
 }
 
+namespace {
+
+bool PerRequest(const ReceivedInsight& r) { return !r.trace.empty(); }
+
+// The distinct insights received, by id (the first of duplicates).
+std::vector<const ReceivedInsight*> Distinct(const std::vector<ReceivedInsight>& received,
+                                             size_t* duplicates) {
+  std::set<std::string_view> seen;
+  std::vector<const ReceivedInsight*> out;
+  for (const ReceivedInsight& r : received) {
+    if (seen.insert(r.id).second) {
+      out.push_back(&r);
+    } else if (duplicates != nullptr) {
+      ++*duplicates;
+    }
+  }
+  return out;
+}
+
+// Per-request insights by (trace, model).
+std::map<std::pair<std::string, std::string>, const ReceivedInsight*> ByTrace(
+    const std::vector<const ReceivedInsight*>& distinct) {
+  std::map<std::pair<std::string, std::string>, const ReceivedInsight*> out;
+  for (const ReceivedInsight* r : distinct) {
+    if (PerRequest(*r)) out.emplace(std::make_pair(r->trace, r->model), r);
+  }
+  return out;
+}
+
+bool Counted(const Outcome& o) {
+  return o.ok() && (o.model == "people-detector" || o.model == "face-detector") && o.count >= 0;
+}
+
+}  // namespace
+
+size_t SinkSummary::missing_total() const {
+  size_t n = 0;
+  for (const auto& [_, k] : missing) n += k;
+  return n;
+}
+
+SinkSummary Summarize(const std::vector<Outcome>& outcomes,
+                      const std::vector<ReceivedInsight>& received) {
+  SinkSummary s;
+  s.documents = received.size();
+  const std::vector<const ReceivedInsight*> distinct = Distinct(received, &s.duplicates);
+  std::set<std::pair<std::string_view, std::string_view>> requests;
+  for (const ReceivedInsight* r : distinct) {
+    if (r->model.empty()) continue;  // a probe, or a client's own
+    s.from.insert(r->node);
+    if (!PerRequest(*r)) {
+      ++s.windows;
+    } else if (!requests.insert({r->trace, r->model}).second) {
+      ++s.twice;
+    } else if (r->model == "people-detector") {
+      ++s.people;
+    } else if (r->model == "face-detector") {
+      ++s.faces;
+    } else if (r->model == "vibration-anomaly") {
+      ++s.alerts;
+    }
+  }
+  const auto by_trace = ByTrace(distinct);
+  for (const Outcome& o : outcomes) {
+    const bool expected =
+        Counted(o) || (o.ok() && o.model == "vibration-anomaly" && o.p_fault > 0.5);
+    if (expected && !by_trace.contains({o.trace, o.model})) ++s.missing[o.served_by];
+  }
+  return s;
+}
+
+std::vector<Outcome> ResultsFromInsights(const std::vector<Outcome>& outcomes,
+                                         const std::vector<ReceivedInsight>& received) {
+  const auto by_trace = ByTrace(Distinct(received, nullptr));
+  std::vector<Outcome> out = outcomes;
+  for (Outcome& o : out) {
+    auto it = by_trace.find({o.trace, o.model});
+    if (o.model == "vibration-anomaly") {
+      if (o.ok()) o.p_fault = it != by_trace.end() ? 1 : 0;
+      continue;
+    }
+    std::optional<double> count;
+    if (it != by_trace.end()) count = ValueOf(*it->second, "count");
+    o.count = count ? static_cast<int>(*count) : -1;
+  }
+  return out;
+}
+
 }  // namespace hivemesh::demo

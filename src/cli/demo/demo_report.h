@@ -5,8 +5,10 @@
 #pragma once
 
 #include "absl/synchronization/mutex.h"
+#include "cli/demo/insight_sinks.h"
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,7 @@ struct Outcome {
   int status = 0;         // HTTP status of the final answer; 0: no answer (transport failure)
   double latency_ms = 0;  // from the first send to the final answer, client failover included
   std::string error;      // why it failed, when it failed
+  std::string trace;      // the W3C trace id the client sent (traceparent)
   // Results, when the model's answer carries them.
   int count = -1;         // people or faces found
   double p_fault = -1;    // vibration: probability of a fault
@@ -89,6 +92,31 @@ struct AnomalyScore {
   size_t windows = 0, injected = 0, flagged = 0, caught = 0, false_alarms = 0;
 };
 std::map<std::string, AnomalyScore> Anomalies(const std::vector<Outcome>& outcomes);
+
+// What a sink of insights (a subscriber, the MQTT broker) received, against what the clients
+// saw answered. Per-request insights carry the request's trace id: a frame's people or face count
+// and a window's alert (published when p_fault > 0.5) are matched to their request by it.
+struct SinkSummary {
+  size_t documents = 0;   // insight documents received (probes and duplicates included)
+  size_t duplicates = 0;  // received again with an id already seen (MQTT QoS 1 allows them)
+  size_t people = 0, faces = 0, alerts = 0, windows = 0;  // distinct, by kind
+  // Insights of a request already counted (another id, the same trace and model): a hedged
+  // request computed by two nodes publishes from both.
+  size_t twice = 0;
+  std::set<std::string> from;  // nodes that published them
+  // Answered requests whose insight should have come and did not: frames counted by the people
+  // or face detector, and windows whose answer showed p_fault > 0.5; by the node that served.
+  std::map<std::string, size_t> missing;
+  size_t missing_total() const;
+};
+SinkSummary Summarize(const std::vector<Outcome>& outcomes,
+                      const std::vector<ReceivedInsight>& received);
+
+// The outcomes with their results taken from the insights received instead of the answers: a
+// frame's count from its insight (-1 if none came), a window's p_fault 1 if an alert came for it
+// and 0 if not. The report's insight tables are built from these.
+std::vector<Outcome> ResultsFromInsights(const std::vector<Outcome>& outcomes,
+                                         const std::vector<ReceivedInsight>& received);
 
 // 12345 -> "12,345".
 std::string Thousands(size_t n);

@@ -15,6 +15,7 @@
 #include "base/stable_port.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "cli/demo/child_process.h"
 #include "cli/http_client.h"
 
 namespace hivemesh::demo {
@@ -129,6 +130,7 @@ absl::Status NodeFleet::Start(const std::string& name) {
                                    "--grpc-address", "off",
                                    // Each node keeps its key (and so its name) across restarts.
                                    "--state-dir", StrCat(state_dir_, "/", name)};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   if (!join.empty()) {
     args.push_back("--join");
     args.push_back(join);
@@ -137,30 +139,9 @@ absl::Status NodeFleet::Start(const std::string& name) {
     args.push_back(token_);
   }
   const std::string log = StrCat(log_dir_, "/", name, ".log");
-  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-  if (fd < 0) return absl::InternalError(StrCat("cannot open ", log, ": ", std::strerror(errno)));
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) {
-    close(fd);
-    return absl::InternalError(StrCat("fork: ", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    // The child: its own process group (a terminal's Ctrl-C goes to the demo, which stops the
-    // nodes in order), and it dies with the demo.
-    setpgid(0, 0);
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(127);
-    dup2(fd, STDOUT_FILENO);
-    dup2(fd, STDERR_FILENO);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(fd);
-  p.pid = pid;
+  absl::StatusOr<pid_t> pid = Spawn(args, log, log);
+  if (!pid.ok()) return pid.status();
+  p.pid = *pid;
   return absl::OkStatus();
 }
 
@@ -204,21 +185,8 @@ std::vector<std::string> NodeFleet::StopAll(std::chrono::seconds grace) {
   const auto deadline = std::chrono::steady_clock::now() + grace;
   for (auto& [name, p] : procs_) {
     if (p.pid <= 0) continue;
-    int status = 0;
-    pid_t r = 0;
-    while ((r = waitpid(p.pid, &status, WNOHANG)) == 0 &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    if (r == 0) {
-      kill(p.pid, SIGKILL);
-      waitpid(p.pid, &status, 0);
-      problems.push_back(StrCat(name, ": did not stop within ", grace.count(), " s; killed"));
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      problems.push_back(StrCat(name, ": exited with ",
-                                WIFEXITED(status) ? StrCat("status ", WEXITSTATUS(status))
-                                                  : StrCat("signal ", WTERMSIG(status))));
-    }
+    const std::string what = Reap(p.pid, deadline);
+    if (!what.empty()) problems.push_back(StrCat(name, ": ", what));
     p.pid = -1;
   }
   return problems;

@@ -30,6 +30,10 @@ class NodeFleet {
   NodeFleet(const NodeFleet&) = delete;
   NodeFleet& operator=(const NodeFleet&) = delete;
 
+  // Arguments every node gets too (before StartAll), e.g. the MQTT broker's address.
+  void AddArgs(std::vector<std::string> args) {
+    extra_args_.insert(extra_args_.end(), args.begin(), args.end());
+  }
   // Starts the first node, takes a join token from it, starts the others with it, then waits
   // until each is ready and sees all the others alive.
   absl::Status StartAll(std::chrono::seconds timeout);
@@ -63,6 +67,7 @@ class NodeFleet {
   std::map<std::string, Proc> procs_;
   std::string token_;               // a join token of the mesh the first node made
   std::vector<std::string> order_;  // scenario order
+  std::vector<std::string> extra_args_;
 };
 
 }  // namespace hivemesh::demo

@@ -11,6 +11,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "base/clock.h"
+#include "base/hex.h"
 #include "base/strings.h"
 #include "cli/demo/vibration_signal.h"
 #include "cli/http_client.h"
@@ -24,6 +25,14 @@ using Headers = std::vector<std::pair<std::string, std::string>>;
 constexpr int kRequestTimeoutMs = 15000;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// `bytes` random bytes as hex (a trace or span id), from a generator per thread.
+std::string RandomHex(size_t bytes) {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string raw(bytes, '\0');
+  for (char& c : raw) c = static_cast<char>(rng() & 0xff);
+  return HexEncode(raw);
+}
 
 // One keep-alive client per node, for one sender thread.
 class Clients {
@@ -136,13 +145,17 @@ class Traffic::Source {
     o.client = name_;
     o.node = node_;
     o.model = model;
+    // A trace id of its own: the insights the request leads to carry it (matched in the report).
+    o.trace = RandomHex(16);
+    Headers traced = headers;
+    traced.emplace_back("traceparent", StrCat("00-", o.trace, "-", RandomHex(8), "-01"));
     const Clock::time_point t0 = Clock::now();
     const std::string target = StrCat("/v2/models/", model, "/infer");
     std::vector<std::string> nodes = {node_};
     nodes.insert(nodes.end(), fallback_.begin(), fallback_.end());
     for (const std::string& node : nodes) {
       o.sent_to = node;
-      absl::StatusOr<HttpResult> r = clients.For(node).Request("POST", target, body, headers);
+      absl::StatusOr<HttpResult> r = clients.For(node).Request("POST", target, body, traced);
       if (!r.ok()) {
         o.error = std::string(MessageOf(r.status()));
         if (r.status().code() == absl::StatusCode::kUnavailable) continue;  // try a fallback

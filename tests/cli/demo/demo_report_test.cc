@@ -121,5 +121,53 @@ TEST(DemoReportTest, LiveLineSaysWhatHappened) {
   EXPECT_EQ(Thousands(12), "12");
 }
 
+TEST(DemoReportTest, TheInsightTablesComeFromWhatWasReceived) {
+  Outcome a = Frame("a", "a", 1, /*count=*/2);
+  a.trace = "t1";
+  Outcome b = Frame("a", "b", 1, /*count=*/3);
+  b.trace = "t2";
+  Outcome alarm = Frame("m", "m", 1);
+  alarm.kind = ClientKind::kSensor;
+  alarm.model = "vibration-anomaly";
+  alarm.trace = "t3";
+  alarm.p_fault = 0.9;
+  Outcome quiet = alarm;
+  quiet.trace = "t4";
+  quiet.p_fault = 0.1;
+  const std::vector<Outcome> outcomes = {a, b, alarm, quiet};
+  auto insight = [](std::string id, std::string trace, std::string model, std::string values) {
+    ReceivedInsight r;
+    r.id = std::move(id);
+    r.node = "a";
+    r.trace = std::move(trace);
+    r.model = std::move(model);
+    r.values = std::move(values);
+    return r;
+  };
+  // t1's count came twice by id (QoS 1) and once more from a second node (a hedged request);
+  // t2's never came; the alert came; a window and a probe came too.
+  std::vector<ReceivedInsight> got = {
+      insight("a.1", "t1", "people-detector", R"({"count":5})"),
+      insight("a.1", "t1", "people-detector", R"({"count":5})"),
+      insight("b.7", "t1", "people-detector", R"({"count":5})"),
+      insight("m.1", "t3", "vibration-anomaly", R"({"scores":[0.1,0.9]})"),
+      insight("a.2", "", "people-detector", R"({"output":"count","window_s":10,"count":1})"),
+      insight("a.3", "", "", R"({"probe":"a"})")};
+  const SinkSummary s = Summarize(outcomes, got);
+  EXPECT_EQ(s.documents, 6u);
+  EXPECT_EQ(s.duplicates, 1u);
+  EXPECT_EQ(s.twice, 1u);
+  EXPECT_EQ(s.people, 1u);
+  EXPECT_EQ(s.alerts, 1u);
+  EXPECT_EQ(s.windows, 1u);
+  EXPECT_EQ(s.missing, (std::map<std::string, size_t>{{"b", 1}}));  // t2, served by b
+  // The tables read the count from the insight (5, not the answer's 2) and flags from alerts.
+  const std::vector<Outcome> from = ResultsFromInsights(outcomes, got);
+  EXPECT_EQ(from[0].count, 5);
+  EXPECT_EQ(from[1].count, -1);
+  EXPECT_EQ(from[2].p_fault, 1);
+  EXPECT_EQ(from[3].p_fault, 0);
+}
+
 }  // namespace
 }  // namespace hivemesh::demo
