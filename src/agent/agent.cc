@@ -386,6 +386,7 @@ absl::StatusOr<std::unique_ptr<Agent>> Agent::Create(const AgentConfig& config) 
       bus::MqttOptions mqtt;
       mqtt.url = config.mqtt_url;
       mqtt.client_id = "hivemesh-" + config.node_name;
+      mqtt.backlog_rate = config.mqtt_backlog_rate;
       mqtt.username = config.mqtt_username;
       mqtt.ca_file = config.mqtt_ca;
       if (!config.mqtt_password_file.empty()) {

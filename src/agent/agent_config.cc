@@ -161,6 +161,8 @@ std::vector<Setting> BuildSettings(CLI::App& app, AgentConfig& f) {
       "insights kept for the broker while it is unreachable, at most (MiB, on disk)");
   add("mqtt_queue_full", &AgentConfig::mqtt_queue_full,
       "when that is full: drop-oldest or refuse-new (publishers get 503)");
+  add("mqtt_backlog_rate", &AgentConfig::mqtt_backlog_rate,
+      "insights/s the backlog drains at after an outage, behind live ones (0: no limit)");
   add("routing_mode", &AgentConfig::routing_mode,
       "where inferences run: hivemesh (load-aware), local (never offload), random");
   add("local_margin", &AgentConfig::local_margin,
@@ -272,6 +274,7 @@ absl::Status AgentConfig::Validate() const {
         range("max_connections_per_source", max_connections_per_source, 0, 1 << 20),
         range("idle_link_timeout_ms", idle_link_timeout_ms, 1, 86400000),
         range("mqtt_queue_mb", mqtt_queue_mb, 1, 1 << 20),
+        range("mqtt_backlog_rate", mqtt_backlog_rate, 0, 1000000),
         range("relay_idle_timeout_ms", relay_idle_timeout_ms, 1, 86400000),
         range("service_hold_ms", service_hold_ms, 0, 3600000),
         range("drain_timeout_ms", drain_timeout_ms, 0, 3600000),

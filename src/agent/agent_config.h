@@ -202,6 +202,9 @@ struct AgentConfig {
   std::string mqtt_ca;             // mqtts: the CA bundle (PEM); empty: the system's
   int mqtt_queue_mb = 1024;
   std::string mqtt_queue_full = "drop-oldest";
+  // What waited in the outbox when the broker connected drains at most this many insights a
+  // second, behind the live ones (0: no limit).
+  int mqtt_backlog_rate = 1000;
 
   // Where inferences run. hivemesh: here when this node can serve in time, else on the peer
   // predicted to finish first; local: never offload a model this node hosts (models it does not

@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "base/strings.h"
+#include "bus/drain_order.h"
 #include "bus/topic.h"
 
 namespace hivemesh::bus {
@@ -84,8 +85,20 @@ struct MqttBridge::State {
   std::chrono::steady_clock::time_point next_dial ABSL_GUARDED_BY(mu){};
   std::chrono::milliseconds dial_backoff ABSL_GUARDED_BY(mu){0};
   bool dial_failed_logged ABSL_GUARDED_BY(mu) = false;
-  uint64_t last_sent ABSL_GUARDED_BY(mu) = 0;  // the newest row sent since the last connect
-  std::map<int, uint64_t> in_flight ABSL_GUARDED_BY(mu);  // message id -> row
+  // Which row goes next (live before backlog), made again at each connect (`reset`).
+  DrainOrder order ABSL_GUARDED_BY(mu);
+  bool reset ABSL_GUARDED_BY(mu) = false;
+  Pace pace ABSL_GUARDED_BY(mu){options.backlog_rate};
+  struct Flight {
+    uint64_t seq = 0;
+    bool backlog = false;
+  };
+  std::map<int, Flight> in_flight ABSL_GUARDED_BY(mu);  // message id -> row
+  size_t backlog_in_flight ABSL_GUARDED_BY(mu) = 0;
+  // Publishes `row` (mu held; released around the call). False if the connection went.
+  bool Send(const Outbox::Row& row, bool backlog) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  // Counts an acknowledgement of `seq` and deletes its row.
+  void Acknowledged(uint64_t seq, int reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   // PUBACKs that came before publish() returned their message id to the thread, and their
   // reason codes.
   std::map<int, int> early ABSL_GUARDED_BY(mu);
@@ -124,8 +137,9 @@ void MqttBridge::State::OnConnect(int rc) {
   connected = true;
   ++generation;
   in_flight.clear();
+  backlog_in_flight = 0;
   early.clear();
-  last_sent = 0;  // from the oldest row not acknowledged
+  reset = true;  // what waits is the backlog, from the oldest row not acknowledged
   wake.SignalAll();
 }
 
@@ -137,8 +151,8 @@ void MqttBridge::State::OnDisconnect(int rc) {
   }
   connected = false;
   in_flight.clear();
+  backlog_in_flight = 0;
   early.clear();
-  last_sent = 0;
 }
 
 void MqttBridge::State::OnPublish(int mid, int reason) {
@@ -148,8 +162,14 @@ void MqttBridge::State::OnPublish(int mid, int reason) {
     early[mid] = reason;  // the thread records the row after publish() returns
     return;
   }
-  const uint64_t seq = it->second;
+  const Flight flight = it->second;
   in_flight.erase(it);
+  if (flight.backlog) --backlog_in_flight;
+  Acknowledged(flight.seq, reason);
+  wake.SignalAll();
+}
+
+void MqttBridge::State::Acknowledged(uint64_t seq, int reason) {
   if (reason >= 0x80) {
     ++refused;
     spdlog::warn("MQTT broker refused an insight (reason {}); dropped", reason);
@@ -159,7 +179,30 @@ void MqttBridge::State::OnPublish(int mid, int reason) {
   if (absl::Status s = outbox->Remove(seq); !s.ok()) {
     spdlog::error("insight outbox: {}", MessageOf(s));
   }
-  wake.SignalAll();
+}
+
+bool MqttBridge::State::Send(const Outbox::Row& row, bool backlog) {
+  const uint64_t gen = generation;
+  mosquitto_property* props = nullptr;
+  mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "hivemesh-id",
+                                     row.id.c_str());
+  int mid = 0;
+  mu.Unlock();  // the network thread's callbacks take `mu`
+  const int rc =
+      mosquitto_publish_v5(client, &mid, row.topic.c_str(), static_cast<int>(row.document.size()),
+                           row.document.data(), 1, false, props);
+  mosquitto_property_free_all(&props);
+  mu.Lock();
+  if (rc != MOSQ_ERR_SUCCESS || generation != gen || !connected) return false;
+  if (auto e = early.find(mid); e != early.end()) {
+    const int reason = e->second;
+    early.erase(e);
+    Acknowledged(row.seq, reason);
+    return true;
+  }
+  in_flight[mid] = Flight{row.seq, backlog};
+  if (backlog) ++backlog_in_flight;
+  return true;
 }
 
 bool MqttBridge::State::Dial() {
@@ -199,46 +242,86 @@ void MqttBridge::State::Run() {
       wake.WaitWithTimeout(&mu, absl::Milliseconds(200));
       continue;
     }
-    const size_t room = static_cast<size_t>(options.max_in_flight) - in_flight.size();
-    absl::StatusOr<std::vector<Outbox::Row>> rows = outbox->After(last_sent, room);
-    if (!rows.ok()) {
-      spdlog::error("insight outbox: {}", MessageOf(rows.status()));
-      wake.WaitWithTimeout(&mu, absl::Seconds(1));
-      continue;
-    }
-    if (rows->empty()) {
-      wake.WaitWithTimeout(&mu, absl::Seconds(1));  // Accept wakes it
-      continue;
-    }
-    const uint64_t gen = generation;
-    for (const Outbox::Row& row : *rows) {
-      mosquitto_property* props = nullptr;
-      mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "hivemesh-id",
-                                         row.id.c_str());
-      int mid = 0;
-      mu.Unlock();  // the network thread's callbacks take `mu`
-      const int rc = mosquitto_publish_v5(client, &mid, row.topic.c_str(),
-                                          static_cast<int>(row.document.size()),
-                                          row.document.data(), 1, false, props);
-      mosquitto_property_free_all(&props);
-      mu.Lock();
-      if (rc != MOSQ_ERR_SUCCESS || generation != gen || !connected) break;
-      last_sent = row.seq;
-      if (auto e = early.find(mid); e != early.end()) {
-        const int reason = e->second;
-        early.erase(e);
-        if (reason >= 0x80) {
-          ++refused;
-        } else {
-          ++published;
-        }
-        if (absl::Status s = outbox->Remove(row.seq); !s.ok()) {
-          spdlog::error("insight outbox: {}", MessageOf(s));
-        }
+    if (reset) {
+      absl::StatusOr<Outbox::Waiting> waiting = outbox->Snapshot(kMaxBacklogTopics);
+      if (!waiting.ok()) {
+        spdlog::error("insight outbox: {}", MessageOf(waiting.status()));
+        wake.WaitWithTimeout(&mu, absl::Seconds(1));
         continue;
       }
-      in_flight[mid] = row.seq;
+      order.Reset(waiting->last, std::move(waiting->topics));
+      reset = false;
     }
+    const uint64_t gen = generation;
+    bool sent_any = false, failed = false;
+    // Live rows first: those of topics with nothing held go now.
+    size_t room = static_cast<size_t>(options.max_in_flight) - in_flight.size();
+    if (!order.all_held() && room > 0) {
+      absl::StatusOr<std::vector<Outbox::Row>> rows = outbox->After(order.live_after(), room);
+      if (!rows.ok()) {
+        spdlog::error("insight outbox: {}", MessageOf(rows.status()));
+        wake.WaitWithTimeout(&mu, absl::Seconds(1));
+        continue;
+      }
+      for (const Outbox::Row& row : *rows) {
+        if (!order.Live(row.seq, row.topic)) continue;  // its topic's backlog goes first
+        if (!Send(row, false)) {
+          failed = true;
+          break;
+        }
+        sent_any = true;
+      }
+    }
+    // Then the backlog, at its pace, with at most half the window (live rows keep the rest).
+    const size_t backlog_window = std::max<size_t>(1, options.max_in_flight / 2);
+    const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+    int64_t pace_wait_ns = 0;
+    if (!failed && generation == gen && !order.backlog_done()) {
+      room = static_cast<size_t>(options.max_in_flight) - in_flight.size();
+      const size_t want =
+          std::min(room, backlog_window - std::min(backlog_window, backlog_in_flight));
+      const size_t may = want > 0 ? pace.Take(want, now_ns) : 0;
+      if (want > 0 && may == 0) pace_wait_ns = pace.Wait(now_ns);
+      size_t went = 0;
+      // Rows the live cursor sent are skipped: read past them in batches.
+      while (went < may) {
+        const size_t batch = std::max<size_t>(may - went, 64);
+        absl::StatusOr<std::vector<Outbox::Row>> rows = outbox->After(order.backlog_after(), batch);
+        if (!rows.ok()) {
+          spdlog::error("insight outbox: {}", MessageOf(rows.status()));
+          failed = true;
+          break;
+        }
+        bool stop = false;
+        for (const Outbox::Row& row : *rows) {
+          const DrainOrder::Backlog next = order.Next(row.seq, row.topic);
+          if (next == DrainOrder::Backlog::kStop) {
+            stop = true;
+            break;
+          }
+          if (next == DrainOrder::Backlog::kSkip) continue;
+          if (!Send(row, true)) {
+            failed = true;
+            break;
+          }
+          sent_any = true;
+          if (++went == may) break;
+        }
+        if (failed || stop || went == may) break;
+        if (rows->size() < batch) {
+          order.CaughtUp();  // nothing more in the outbox after it
+          break;
+        }
+      }
+    }
+    if (sent_any && !failed) continue;
+    // Nothing to send now: Accept and acknowledgements wake the thread; the backlog's pace may.
+    absl::Duration wait = absl::Seconds(1);
+    if (failed) wait = absl::Milliseconds(200);
+    if (pace_wait_ns > 0) wait = std::min(wait, absl::Nanoseconds(pace_wait_ns));
+    wake.WaitWithTimeout(&mu, wait);
   }
 }
 

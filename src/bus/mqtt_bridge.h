@@ -38,6 +38,9 @@ struct MqttOptions {
   // What goes to the broker (MQTT filters); empty: everything.
   std::vector<std::string> filters;
   int max_in_flight = 20;
+  // Rows of the backlog (what waited when the connection was made) sent per second, behind the
+  // live rows (bus/drain_order.h); 0: no limit.
+  double backlog_rate = 1000;
   int keepalive_s = 30;
 };
 
