@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <utility>
 
 #include "base/strings.h"
@@ -73,7 +74,10 @@ absl::StatusOr<std::unique_ptr<Outbox>> Outbox::Open(const std::string& path, Op
                                            "', not WAL"));
     }
   }
-  for (const char* sql : {"PRAGMA synchronous=NORMAL",
+  // A small WAL: the reserve covers a checkpoint of it (see the header).
+  // Free pages can go back to the disk (a new file only: the mode is set before its table).
+  for (const char* sql : {"PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA synchronous=NORMAL",
+                          "PRAGMA wal_autocheckpoint=256", "PRAGMA journal_size_limit=1048576",
                           "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY "
                           "AUTOINCREMENT, topic TEXT NOT NULL, id TEXT NOT NULL, document BLOB "
                           "NOT NULL)"}) {
@@ -87,7 +91,32 @@ absl::StatusOr<std::unique_ptr<Outbox>> Outbox::Open(const std::string& path, Op
   if (!count.ok() || count.Step() != SQLITE_ROW) return box->Fail("reading it");
   box->rows_ = static_cast<uint64_t>(count.Column(0));
   box->bytes_ = static_cast<uint64_t>(count.Column(1));
+  // Without it (a disk full already) the outbox drains what waits and takes nothing new.
+  box->reserved_ = options.reserve_bytes == 0 || box->TakeReserve();
   return box;
+}
+
+bool Outbox::TakeReserve() const {
+  const std::string reserve = path_ + "-reserve";
+  const int fd = ::open(reserve.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  const bool held = ::posix_fallocate(fd, 0, static_cast<off_t>(options_.reserve_bytes)) == 0;
+  ::close(fd);
+  if (!held) ::unlink(reserve.c_str());
+  return held;
+}
+
+void Outbox::ReleaseReserve() {
+  ::unlink((path_ + "-reserve").c_str());
+  reserved_ = false;
+}
+
+int Outbox::DeleteRow(uint64_t seq) {
+  Statement remove(db_, "DELETE FROM outbox WHERE seq = ?");
+  if (!remove.ok()) return sqlite3_errcode(db_);
+  remove.Int(1, static_cast<int64_t>(seq));
+  const int rc = remove.Step();
+  return rc == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db_);
 }
 
 Outbox::~Outbox() { sqlite3_close(db_); }
@@ -109,14 +138,16 @@ absl::Status Outbox::Exec(const char* sql) {
 
 absl::Status Outbox::MakeRoom(uint64_t needed) {
   while (bytes_ + needed > options_.max_bytes && rows_ > 0) {
-    Statement oldest(db_, "SELECT seq, LENGTH(document) FROM outbox ORDER BY seq LIMIT 256");
-    if (!oldest.ok()) return Fail("finding the oldest rows");
     int64_t last = 0;
     uint64_t freed = 0, gone = 0;
-    while (bytes_ - freed + needed > options_.max_bytes && oldest.Step() == SQLITE_ROW) {
-      last = oldest.Column(0);
-      freed += static_cast<uint64_t>(oldest.Column(1));
-      ++gone;
+    {
+      Statement oldest(db_, "SELECT seq, LENGTH(document) FROM outbox ORDER BY seq LIMIT 256");
+      if (!oldest.ok()) return Fail("finding the oldest rows");
+      while (bytes_ - freed + needed > options_.max_bytes && oldest.Step() == SQLITE_ROW) {
+        last = oldest.Column(0);
+        freed += static_cast<uint64_t>(oldest.Column(1));
+        ++gone;
+      }
     }
     if (gone == 0) {
       return absl::InternalError(StrCat("the insight outbox ", path_,
@@ -135,6 +166,21 @@ absl::Status Outbox::MakeRoom(uint64_t needed) {
 absl::StatusOr<uint64_t> Outbox::Append(std::string_view topic, std::string_view id,
                                         std::string_view document) {
   absl::MutexLock lock(&mu_);
+  if (!reserved_ && std::chrono::steady_clock::now() >= next_reserve_try_) {
+    // Space for the reserve: the WAL emptied, the free pages of what drained given back.
+    next_reserve_try_ = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+    sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+    sqlite3_exec(db_, "PRAGMA incremental_vacuum", nullptr, nullptr, nullptr);
+    sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+    reserved_ = TakeReserve();
+  }
+  if (!reserved_) {
+    return absl::ResourceExhaustedError(StrCat(
+        "the insight outbox ", path_,
+        ": the disk is full; new insights are refused until what waits has drained or space is "
+        "freed (the outbox keeps ",
+        options_.reserve_bytes >> 20, " MiB free to drain)"));
+  }
   if (document.size() > options_.max_bytes) {
     return absl::ResourceExhaustedError(StrCat("an insight of ", document.size(),
                                                " bytes does not fit the outbox's ",
@@ -199,17 +245,45 @@ absl::StatusOr<std::vector<Outbox::Row>> Outbox::After(uint64_t after, size_t n)
   return out;
 }
 
+absl::StatusOr<Outbox::Waiting> Outbox::Snapshot(size_t max_topics) const {
+  absl::MutexLock lock(&mu_);  // one view: no append in between
+  Waiting out;
+  Statement last(db_, "SELECT COALESCE(MAX(seq), 0) FROM outbox");
+  if (!last.ok() || last.Step() != SQLITE_ROW) return Fail("reading");
+  out.last = static_cast<uint64_t>(last.Column(0));
+  Statement topics(db_, "SELECT topic, MAX(seq) FROM outbox GROUP BY topic LIMIT ?");
+  if (!topics.ok()) return Fail("reading");
+  topics.Int(1, static_cast<int64_t>(max_topics) + 1);
+  std::map<std::string, uint64_t> found;
+  int rc = SQLITE_ROW;
+  while ((rc = topics.Step()) == SQLITE_ROW) {
+    found[topics.ColumnText(0)] = static_cast<uint64_t>(topics.Column(1));
+  }
+  if (rc != SQLITE_DONE) return Fail("reading");
+  if (found.size() <= max_topics) out.topics = std::move(found);
+  return out;
+}
+
 absl::Status Outbox::Remove(uint64_t seq) {
   absl::MutexLock lock(&mu_);
-  Statement size(db_, "SELECT LENGTH(document) FROM outbox WHERE seq = ?");
-  if (!size.ok()) return Fail("removing");
-  size.Int(1, static_cast<int64_t>(seq));
-  if (size.Step() != SQLITE_ROW) return absl::OkStatus();  // gone already
-  const uint64_t length = static_cast<uint64_t>(size.Column(0));
-  Statement remove(db_, "DELETE FROM outbox WHERE seq = ?");
-  if (!remove.ok()) return Fail("removing");
-  remove.Int(1, static_cast<int64_t>(seq));
-  if (remove.Step() != SQLITE_DONE) return Fail("removing");
+  uint64_t length = 0;
+  {
+    // Finalized before the delete: a statement still reading would keep a checkpoint from
+    // resetting the WAL.
+    Statement size(db_, "SELECT LENGTH(document) FROM outbox WHERE seq = ?");
+    if (!size.ok()) return Fail("removing");
+    size.Int(1, static_cast<int64_t>(seq));
+    if (size.Step() != SQLITE_ROW) return absl::OkStatus();  // gone already
+    length = static_cast<uint64_t>(size.Column(0));
+  }
+  int rc = DeleteRow(seq);
+  if (rc == SQLITE_FULL) {
+    // A delete writes to the WAL: the reserve's space lets it, once the WAL is checkpointed.
+    if (reserved_) ReleaseReserve();
+    sqlite3_exec(db_, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+    rc = DeleteRow(seq);
+  }
+  if (rc != SQLITE_OK) return Fail("removing");
   --rows_;
   bytes_ -= length;
   return absl::OkStatus();

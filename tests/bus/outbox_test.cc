@@ -142,5 +142,26 @@ TEST_F(OutboxTest, AFileThatIsNotAnOutboxIsRefusedByName) {
   EXPECT_FALSE(Outbox::Open(dir_ + "/no/such/folder/outbox.db", {}).ok());
 }
 
+TEST_F(OutboxTest, ASnapshotSaysEachTopicsLastRowUpToALimit) {
+  std::unique_ptr<Outbox> box = Open();
+  absl::StatusOr<Outbox::Waiting> empty = box->Snapshot(10);
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->last, 0u);
+  ASSERT_TRUE(empty->topics.has_value());
+  EXPECT_TRUE(empty->topics->empty());
+  for (const char* topic : {"a", "b", "a", "c", "a"}) {
+    ASSERT_TRUE(box->Append(topic, "id", "{}").ok());
+  }
+  ASSERT_TRUE(box->Remove(5).ok());  // acknowledged: a's last waiting row is 3
+  absl::StatusOr<Outbox::Waiting> now = box->Snapshot(3);
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_EQ(now->last, 4u);
+  ASSERT_TRUE(now->topics.has_value());
+  EXPECT_EQ(*now->topics, (std::map<std::string, uint64_t>{{"a", 3}, {"b", 2}, {"c", 4}}));
+  now = box->Snapshot(2);  // more topics than asked for: none are listed
+  ASSERT_TRUE(now.ok());
+  EXPECT_FALSE(now->topics.has_value());
+}
+
 }  // namespace
 }  // namespace hivemesh::bus

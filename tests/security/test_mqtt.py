@@ -282,7 +282,9 @@ class MqttTest(unittest.TestCase):
                             (["--mqtt-url", "mqtt://127.0.0.1:1883", "--mqtt-topics", "a/#/b"],
                              "mqtt_topics"),
                             (["--mqtt-url", "mqtt://127.0.0.1:1883", "--mqtt-queue-full", "x"],
-                             "mqtt_queue_full")):
+                             "mqtt_queue_full"),
+                            (["--mqtt-url", "mqtt://127.0.0.1:1883", "--mqtt-backlog-rate", "-1"],
+                             "mqtt_backlog_rate")):
             repo = os.path.join(self.work, "empty")
             os.makedirs(repo, exist_ok=True)
             out = subprocess.run([self.BINARY, "agent", "--node-name", "bad", "--insecure",
