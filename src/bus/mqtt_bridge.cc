@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
@@ -84,7 +85,15 @@ struct MqttBridge::State {
   bool looping ABSL_GUARDED_BY(mu) = false;  // the client's thread runs (after a first dial)
   std::chrono::steady_clock::time_point next_dial ABSL_GUARDED_BY(mu){};
   std::chrono::milliseconds dial_backoff ABSL_GUARDED_BY(mu){0};
-  bool dial_failed_logged ABSL_GUARDED_BY(mu) = false;
+  // A connection that fails before it is made (refused, TLS, authentication) is logged with
+  // libmosquitto's last error (its log callback): a new reason at once, the same at most once a
+  // minute.
+  void ConnectFailed(std::string_view why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void OnLog(int level, const char* text);
+  std::string last_error ABSL_GUARDED_BY(mu);
+  std::chrono::steady_clock::time_point failure_logged ABSL_GUARDED_BY(mu){};
+  bool ever_failure_logged ABSL_GUARDED_BY(mu) = false;
+  std::string failure_told ABSL_GUARDED_BY(mu);  // the last reason logged
   // Which row goes next (live before backlog), made again at each connect (`reset`).
   DrainOrder order ABSL_GUARDED_BY(mu);
   bool reset ABSL_GUARDED_BY(mu) = false;
@@ -122,14 +131,37 @@ void OnDisconnectCallback(mosquitto*, void* self, int rc, const mosquitto_proper
 void OnPublishCallback(mosquitto*, void* self, int mid, int reason, const mosquitto_property*) {
   StateOf(self)->OnPublish(mid, reason);
 }
+void OnLogCallback(mosquitto*, void* self, int level, const char* text) {
+  StateOf(self)->OnLog(level, text);
+}
 
 }  // namespace
+
+void MqttBridge::State::OnLog(int level, const char* text) {
+  if ((level & MOSQ_LOG_ERR) == 0 || text == nullptr) return;
+  absl::MutexLock lock(&mu);
+  last_error.assign(text, strnlen(text, 512));
+}
+
+void MqttBridge::State::ConnectFailed(std::string_view why) {
+  const auto now = std::chrono::steady_clock::now();
+  if (ever_failure_logged && why == failure_told &&
+      now - failure_logged < std::chrono::minutes(1)) {
+    return;
+  }
+  ever_failure_logged = true;
+  failure_logged = now;
+  failure_told = std::string(why);
+  spdlog::warn(
+      "MQTT broker {}:{}: {}; insights wait in the outbox, and the node tries again (the same "
+      "reason is told once a minute)",
+      address.host, address.port, why);
+}
 
 void MqttBridge::State::OnConnect(int rc) {
   absl::MutexLock lock(&mu);
   if (rc != 0) {
-    spdlog::warn("MQTT broker {}:{} refused the connection: {}", address.host, address.port,
-                 mosquitto_reason_string(rc));
+    ConnectFailed(StrCat("refused the connection: ", mosquitto_reason_string(rc)));
     return;
   }
   spdlog::info("MQTT broker {}:{} connected; {} insight(s) waiting", address.host, address.port,
@@ -148,6 +180,10 @@ void MqttBridge::State::OnDisconnect(int rc) {
   if (connected && !stopping) {
     spdlog::warn("MQTT broker {}:{} disconnected ({}); insights wait in the outbox", address.host,
                  address.port, rc == 0 ? "by request" : mosquitto_strerror(rc));
+  } else if (!connected && !stopping && rc != 0) {
+    // Before the connection was made: a TLS handshake or the network failed.
+    ConnectFailed(StrCat("the connection failed (", mosquitto_strerror(rc),
+                         last_error.empty() ? "" : StrCat(": ", last_error), ")"));
   }
   connected = false;
   in_flight.clear();
@@ -218,13 +254,8 @@ bool MqttBridge::State::Dial() {
   dial_backoff = std::min(std::max(dial_backoff * 2, std::chrono::milliseconds(1000)),
                           std::chrono::milliseconds(10000));
   next_dial = now + dial_backoff;
-  if (!dial_failed_logged) {
-    dial_failed_logged = true;
-    spdlog::warn(
-        "MQTT broker {}:{} cannot be reached ({}); insights wait in the outbox, and the node "
-        "tries again",
-        address.host, address.port, mosquitto_strerror(rc));
-  }
+  ConnectFailed(StrCat("cannot be reached (", mosquitto_strerror(rc),
+                       last_error.empty() ? "" : StrCat(": ", last_error), ")"));
   return false;
 }
 
@@ -360,6 +391,7 @@ absl::StatusOr<std::unique_ptr<MqttBridge>> MqttBridge::Start(MqttOptions option
   mosquitto_connect_v5_callback_set(state->client, OnConnectCallback);
   mosquitto_disconnect_v5_callback_set(state->client, OnDisconnectCallback);
   mosquitto_publish_v5_callback_set(state->client, OnPublishCallback);
+  mosquitto_log_callback_set(state->client, OnLogCallback);
   // The first connection is made by the bridge's thread (Dial), in the background: a broker
   // that is down now is no error.
   state->thread = std::thread([s = state.get()] { s->Run(); });
