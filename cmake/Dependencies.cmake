@@ -49,4 +49,6 @@ if(NOT HIVEMESH_FUZZ_ONLY)
   find_program(GRPC_PYTHON_PLUGIN grpc_python_plugin)
   # The MQTT client of the insight bridge (bus/mqtt_bridge.h): libmosquitto.
   pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET libmosquitto)
+  # The service manager's notifications (agent/service_notify.h): libsystemd's sd_notify.
+  pkg_check_modules(SYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 endif()

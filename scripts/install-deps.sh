@@ -24,6 +24,9 @@ packages=(
   # the insight outbox for the MQTT broker (bus/outbox.h): SQLite in WAL mode; the MQTT client
   # that forwards it (bus/mqtt_bridge.h)
   libsqlite3-dev libmosquitto-dev
+  # the service manager's protocol (agent/service_notify.h): sd_notify READY, WATCHDOG, RELOADING;
+  # systemd-analyze checks the shipped unit (tests/integration/systemd_unit_test.py)
+  libsystemd-dev systemd
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light serf
   # TLS handshakes per second against nginx's (bench/hop_overhead/bench_hop_tls.py: s_time)

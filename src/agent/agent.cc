@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 #include "agent/join_service.h"
+#include "agent/service_notify.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -2466,6 +2467,23 @@ absl::Status Agent::join_status() const {
 
 uint16_t Agent::grpc_port() const { return grpc_ ? grpc_->port() : 0; }
 
+bool Agent::ServingAndJoined() const {
+  return kserve_->ready() && (config_.join.empty() || gossip_->joined());
+}
+
+void Agent::CheckLoops() {
+  for (int loop = 0; loop < io_->size(); ++loop) io_->RunOn(loop, [] {});
+}
+
+std::string Agent::ServiceStatus() const {
+  size_t alive = 0;
+  for (const membership::MemberInfo& m : gossip_->Members()) {
+    alive += m.state == membership::MemberState::kAlive;
+  }
+  return StrCat("serving ", repository_->Runtimes().size(), " model version(s) on ", http_->port(),
+                "; ", alive, " member(s) of the mesh alive");
+}
+
 int RunAgent(const AgentConfig& config, const ConfigSource& reload) {
   absl::StatusOr<telemetry::LogFormat> format = telemetry::ParseLogFormat(config.log_format);
   absl::Status log = format.ok()
@@ -2494,23 +2512,33 @@ int RunAgent(const AgentConfig& config, const ConfigSource& reload) {
   spdlog::info("started in {} ms", std::chrono::duration_cast<std::chrono::milliseconds>(
                                        std::chrono::steady_clock::now() - started)
                                        .count());
+  Agent* const node = agent->get();
+  auto notifier = std::make_unique<ServiceNotifier>([node] { return node->ServingAndJoined(); },
+                                                    [node] { node->CheckLoops(); },
+                                                    [node] { return node->ServiceStatus(); });
   int sig = 0;
   while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+    notifier->Reloading();
     absl::StatusOr<AgentConfig> updated = reload ? reload() : absl::StatusOr<AgentConfig>(config);
     if (!updated.ok()) {
       spdlog::error("SIGHUP: configuration not reloaded: {}", MessageOf(updated.status()));
+      notifier->Reloaded();
       continue;
     }
     absl::Status applied = (*agent)->Reload(*updated);
     if (!applied.ok()) spdlog::error("SIGHUP: {}", MessageOf(applied));
+    notifier->Reloaded();
   }
+  notifier->Stopping();  // the watchdog is still pinged while the node drains
   if (absl::Status joining = (*agent)->join_status(); !joining.ok()) {
     spdlog::error("{}", MessageOf(joining));
+    notifier.reset();
     agent->reset();
     return 1;
   }
   spdlog::info("received {}", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   const bool complete = (*agent)->Drain();
+  notifier.reset();  // before the node it asks
   agent->reset();
   return complete ? 0 : 1;
 }

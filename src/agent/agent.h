@@ -103,6 +103,12 @@ class Agent {
   uint16_t grpc_port() const;
   // Applies what may change while running (today: labels), and tells the mesh.
   absl::Status Reload(const AgentConfig& updated);
+  // For the service manager (agent/service_notify.h): true once the node serves and has joined
+  // its mesh (at once for a node given no seeds); returns once every I/O loop has run a task
+  // (blocks while one hangs); one line of what the node does.
+  bool ServingAndJoined() const;
+  void CheckLoops();
+  std::string ServiceStatus() const;
 
  private:
   Agent() = default;
