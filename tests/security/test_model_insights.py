@@ -32,13 +32,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hostile import Node, binary_from_argv, wait_for  # noqa: E402
 from test_insights import Subscriber  # noqa: E402
 
-GAUGE = """\
+# The identity backend: the answer is the input, so the test decides the results.
+IDENTITY = """\
 backend: identity
 inputs:
   - {name: INPUT0, datatype: FP32, shape: [-1]}
 outputs:
   - {name: OUTPUT0, datatype: FP32, shape: [-1]}
 insights:
+"""
+
+GAUGE = IDENTITY + """\
   - {topic: "site/{zone}/{node}/{model}", output: OUTPUT0}
   - {topic: "site/{zone}/alerts/{model}", output: OUTPUT0, when: "OUTPUT0[1] > 0.5"}
   - {topic: "site/{zone}/{node}/first", output: "OUTPUT0[0]", when: change}
@@ -49,24 +53,12 @@ insights:
 """
 
 # A rule naming the model's input: the model does not load.
-LEAKY = """\
-backend: identity
-inputs:
-  - {name: INPUT0, datatype: FP32, shape: [-1]}
-outputs:
-  - {name: OUTPUT0, datatype: FP32, shape: [-1]}
-insights:
+LEAKY = IDENTITY + """\
   - {topic: raw, output: INPUT0}
 """
 
 # A rule that cannot read a result of two values.
-PICKY = """\
-backend: identity
-inputs:
-  - {name: INPUT0, datatype: FP32, shape: [-1]}
-outputs:
-  - {name: OUTPUT0, datatype: FP32, shape: [-1]}
-insights:
+PICKY = IDENTITY + """\
   - {topic: "picky/{node}", output: "OUTPUT0[5]"}
 """
 

@@ -44,6 +44,30 @@ def free_port():
         return s.getsockname()[1]
 
 
+def require_mosquitto():
+    """Fails loudly when the broker or the Python client is missing (install-deps installs
+    them)."""
+    if shutil.which("mosquitto") is None or mqtt is None:
+        raise AssertionError("mosquitto or python3-paho-mqtt is missing: "
+                             "scripts/install-deps.sh installs them")
+
+
+def start_mosquitto(conf, log_path, port):
+    """mosquitto with `conf`, its output appended to `log_path`, once it listens on `port`:
+    (process, log file)."""
+    log = open(log_path, "a")
+    proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=log, stderr=subprocess.STDOUT)
+
+    def listening():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_for(listening, 10, "mosquitto to listen")
+    return proc, log
+
+
 class Broker:
     """A mosquitto on loopback whose state (sessions, queued messages) survives its restarts."""
 
@@ -60,17 +84,8 @@ class Broker:
         self.proc = None
 
     def start(self):
-        self.log = open(os.path.join(self.work, "mosquitto.log"), "a")
-        self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-
-        def listening():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-        wait_for(listening, 10, "mosquitto to listen")
+        self.proc, self.log = start_mosquitto(self.conf, os.path.join(self.work, "mosquitto.log"),
+                                              self.port)
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -129,9 +144,7 @@ class MqttTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if shutil.which("mosquitto") is None or mqtt is None:
-            raise AssertionError("mosquitto or python3-paho-mqtt is missing: "
-                                 "scripts/install-deps.sh installs them")
+        require_mosquitto()
         cls.work = tempfile.mkdtemp(prefix="hivemesh-mqtt-")
         cls.broker = Broker(cls.work)
         cls.nodes = []

@@ -33,7 +33,7 @@ import http.client
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hostile import Node, binary_from_argv, wait_for  # noqa: E402
 import agent_node  # noqa: E402 (on the path hostile sets)
-from test_mqtt import Broker, mqtt  # noqa: E402
+from test_mqtt import Broker, mqtt, require_mosquitto  # noqa: E402
 
 BACKLOG_TOPICS = ["plant/backlog/a", "plant/backlog/b"]
 HELD = "plant/held"  # has a backlog too; a live insight on it waits behind it
@@ -153,9 +153,7 @@ class MqttDrainTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        if shutil.which("mosquitto") is None or mqtt is None:
-            raise AssertionError("mosquitto or python3-paho-mqtt is missing: "
-                                 "scripts/install-deps.sh installs them")
+        require_mosquitto()
         cls.work = tempfile.mkdtemp(prefix="hivemesh-mqtt-drain-")
         cls.broker = Broker(cls.work)
         cls.broker.start()

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +23,7 @@
 #include "identity/certs.h"
 #include "identity/mesh_files.h"
 #include "identity/tls_context.h"
+#include "support/http_client.h"
 #include "support/mesh_util.h"
 #include "transport/http_server.h"
 #include "transport/peer_client.h"
@@ -295,32 +295,6 @@ TEST(TlsTransportTest, TheNextConnectionResumesTheSession) {
   EXPECT_EQ(SSL_CTX_sess_hits(ctx), 4) << "the client did not resume its session";
 }
 
-// Sends `bytes` on a new connection to 127.0.0.1:`port`, ends its sending, and returns what
-// comes back until the server closes (at most 10 s).
-std::string ExchangeRaw(int port, std::string_view bytes) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(static_cast<uint16_t>(port));
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to) == 0 &&
-      ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size())) {
-    ::shutdown(fd, SHUT_WR);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 50) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      out.append(buf, static_cast<size_t>(n));
-    }
-  }
-  ::close(fd);
-  return out;
-}
-
 TEST(TlsTransportTest, ATunnelsNextConnectionResumesTheSession) {
   Mesh mesh;
   const NodeKey client_key = NodeKey::Generate();
@@ -367,7 +341,7 @@ TEST(TlsTransportTest, ATunnelsNextConnectionResumesTheSession) {
   front->Start();
   for (int i = 0; i < 4; ++i) {
     const std::string got =
-        ExchangeRaw(front->port(), "GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n");
+        test::HttpRequestOnce(front->port(), "GET", "/", "", {{"Host", "web"}}).body;
     EXPECT_NE(got.find("from the workload"), std::string::npos) << i << ": " << got;
   }
   // Four tunnels, four handshakes; each after the first resumed the session the one before
