@@ -11,13 +11,20 @@
 #   make bench    the benchmarks in bench/ (Release build)
 #   make chaos    the full chaos schedule (tests/chaos) on the Release build, at 275 requests/s;
 #                 needs root (network namespaces)
+#   make package  the Debian package hivemesh_<version>_<arch>.deb (Release build, CPack), checked
+#                 by lintian; in build/release
+#   make test-package-fresh  that package on a fresh Debian 12 root made by debootstrap: installed
+#                 with its Depends, served, purged (root; downloads from the Debian mirror)
+#   make image    the OCI images localhost/hivemesh:<version> and :<version>-slim (no OpenCV),
+#                 built offline with buildah from scratch; their sizes
 #   make format   clang-format every C++ file
 
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 20
-CMAKE_COMMON := -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
+CMAKE_COMMON := -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DCMAKE_INSTALL_PREFIX=/usr
 
-.PHONY: all deps release test asan fuzz thread-safety run bench chaos format demo clean
+.PHONY: all deps release test asan fuzz thread-safety run bench chaos format demo clean package \
+        test-package-fresh image
 
 all: release
 
@@ -45,6 +52,18 @@ thread-safety: asan
 test: fuzz asan thread-safety
 	cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest -j $(JOBS) --output-on-failure --timeout 300
+
+package: release
+	cd build/release && rm -f hivemesh_*.deb && cpack -G DEB
+	lintian --fail-on error build/release/hivemesh_*.deb
+	@ls -l build/release/hivemesh_*.deb
+
+test-package-fresh: package
+	scripts/test-package-fresh-root.sh build/release/hivemesh_*.deb
+
+image: release
+	scripts/build-image.py build/release --oci-dir build/release/oci-image
+	scripts/build-image.py build/release --slim --oci-dir build/release/oci-image-slim
 
 demo: release
 	scripts/fetch-frames.sh build/release > /dev/null

@@ -27,6 +27,9 @@ packages=(
   # the service manager's protocol (agent/service_notify.h): sd_notify READY, WATCHDOG, RELOADING;
   # systemd-analyze checks the shipped unit (tests/integration/systemd_unit_test.py)
   libsystemd-dev systemd
+  # the Debian package (`make package`, tests/packaging/deb_test.py): man pages from --help,
+  # lintian's checks, a fresh Debian root for `make test-package-fresh`
+  help2man lintian debootstrap
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev curl wrk nginx-light serf
   # TLS handshakes per second against nginx's (bench/hop_overhead/bench_hop_tls.py: s_time)

@@ -11,6 +11,9 @@
 
 #include "base/strings.h"
 
+#ifndef HIVEMESH_PLUGIN_INSTALL_DIR
+#define HIVEMESH_PLUGIN_INSTALL_DIR ""
+#endif
 #ifndef HIVEMESH_PLUGIN_BUILD_DIR
 #define HIVEMESH_PLUGIN_BUILD_DIR ""
 #endif
@@ -29,6 +32,7 @@ std::vector<std::string> PluginCandidates(std::string_view file) {
     exe[n] = 0;
     out.push_back((std::filesystem::path(exe).parent_path() / file).string());
   }
+  if (*HIVEMESH_PLUGIN_INSTALL_DIR) out.push_back(StrCat(HIVEMESH_PLUGIN_INSTALL_DIR, "/", file));
   if (*HIVEMESH_PLUGIN_BUILD_DIR) out.push_back(StrCat(HIVEMESH_PLUGIN_BUILD_DIR, "/", file));
   return out;
 }

@@ -8,6 +8,7 @@
 #include "base/strings.h"
 #include "cli/cli_common.h"
 #include "cli/demo/demo_command.h"
+#include "cli/health_command.h"
 #include "cli/infer_command.h"
 #include "cli/insights_command.h"
 #include "cli/issuer_command.h"
@@ -27,8 +28,8 @@ int main(int argc, char** argv) {
   CLI::App app{"hivemesh: an edge-AI inference mesh node (KServe v2 API)"};
   app.require_subcommand(1);
   app.set_version_flag("--version", HIVEMESH_VERSION);
-  app.footer(std::string(
-                 "Exit codes of infer, models, top, members, token, node, cert, policy and ca:\n") +
+  app.footer(std::string("Exit codes of infer, models, top, health, members, token, node, cert, "
+                         "policy and ca:\n") +
              hivemesh::cli::kExitCodesHelp + "\nSee each command's --help, and docs/cli.md.");
 
   CLI::App* agent_cmd = app.add_subcommand(
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
   CLI::App* models_cmd = hivemesh::cli::AddModelsCommand(app, models_flags);
   hivemesh::cli::TopFlags top_flags;
   CLI::App* top_cmd = hivemesh::cli::AddTopCommand(app, top_flags);
+  hivemesh::cli::HealthFlags health_flags;
+  CLI::App* health_cmd = hivemesh::cli::AddHealthCommand(app, health_flags);
   hivemesh::cli::MembersFlags members_flags;
   CLI::App* members_cmd = hivemesh::cli::AddMembersCommand(app, members_flags);
   hivemesh::cli::TokenFlags token_flags;
@@ -89,6 +92,7 @@ int main(int argc, char** argv) {
   if (infer_cmd->parsed()) return hivemesh::cli::RunInfer(infer_flags);
   if (models_cmd->parsed()) return hivemesh::cli::RunModels(models_flags);
   if (top_cmd->parsed()) return hivemesh::cli::RunTop(top_flags);
+  if (health_cmd->parsed()) return hivemesh::cli::RunHealth(health_flags);
   if (members_cmd->parsed()) return hivemesh::cli::RunMembers(members_flags);
   if (token_cmd->parsed()) return hivemesh::cli::RunToken(token_flags);
   if (node_cmd->parsed()) return hivemesh::cli::RunNode(node_flags);

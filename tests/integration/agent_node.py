@@ -9,6 +9,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import shutil
 import tempfile
@@ -33,6 +34,36 @@ def wait_for(fn, seconds, what, retry_on=()):
             last = e
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+def free_port():
+    """A port nothing listens on now, for a process that takes its port from its configuration."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path, timeout=5):
+    """(status, body) of GET http://127.0.0.1:port/path; (0, b"") when nothing answers."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    except OSError:
+        return 0, b""
+    finally:
+        conn.close()
+
+
+def use_podman_here(folder):
+    """Points podman at a containers.conf in `folder` with what this kind of machine needs: runc,
+    the cgroupfs cgroup manager (systemd is not PID 1) and no default ulimits."""
+    conf = os.path.join(folder, "containers.conf")
+    with open(conf, "w") as f:
+        f.write('[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\n'
+                'runtime = "runc"\n')
+    os.environ["CONTAINERS_CONF"] = conf
 
 
 # Every node started, so that none outlives the test process: a test class whose setUpClass

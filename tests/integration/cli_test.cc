@@ -313,6 +313,15 @@ TEST_F(CliTest, MembersListsBothNodes) {
   EXPECT_EQ(simdjson::dom::array(doc["members"]).size(), 2u);
 }
 
+TEST_F(CliTest, HealthExitsZeroWhenTheNodeIsReadyOrLive) {
+  CliResult ready = RunCli({"health", "--node", A()});
+  ASSERT_EQ(ready.code, 0) << ready.Describe();
+  EXPECT_EQ(ready.out, A() + ": ready\n");
+  CliResult live = RunCli({"health", "--live", "--node", A(), "-o", "json"});
+  ASSERT_EQ(live.code, 0) << live.Describe();
+  EXPECT_EQ(live.out, "{\"live\":true}\n");
+}
+
 TEST_F(CliTest, ErrorsFromTheNodeExitOne) {
   ASSERT_TRUE(WaitSettled(a_->port()));  // an unknown model is 404 once the view settled
   CliResult unknown = RunCli({"infer", "nowhere", "--data", "1", "--node", A()});
@@ -337,6 +346,7 @@ TEST(CliNoNodeTest, UnreachableNodeExitsThree) {
        std::vector<std::vector<std::string>>{{"infer", "identity", "--data", "1"},
                                              {"models"},
                                              {"members"},
+                                             {"health"},
                                              {"top", "--count", "1"}}) {
     std::vector<std::string> full = args;
     full.insert(full.end(), {"--node", nobody});
@@ -380,7 +390,7 @@ TEST(CliNoNodeTest, UsageErrorsExitTwo) {
 }
 
 TEST(CliNoNodeTest, EveryCommandHasHelpWithExitCodes) {
-  for (const char* command : {"infer", "models", "top", "members"}) {
+  for (const char* command : {"infer", "models", "top", "members", "health"}) {
     CliResult r = RunCli({command, "--help"});
     EXPECT_EQ(r.code, 0) << command << "\n" << r.Describe();
     EXPECT_THAT(r.out, HasSubstr("--node")) << command;

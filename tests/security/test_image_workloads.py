@@ -27,6 +27,7 @@ import unittest
 import urllib.request
 
 from hostile import Node, binary_from_argv, wait_for
+from agent_node import use_podman_here  # after hostile, which puts tests/integration on the path
 from test_workloads import by_name, deployment, free_port, service
 
 IMAGE = "localhost/hivemesh-test-busybox:1"
@@ -64,11 +65,7 @@ class ImageWorkloadsTest(unittest.TestCase):
         for tool in ("podman", "buildah", "busybox", "runc"):
             need(tool)
         cls.work = tempfile.mkdtemp(prefix="hivemesh-images-")
-        conf = os.path.join(cls.work, "containers.conf")
-        with open(conf, "w") as f:
-            f.write('[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\n'
-                    'runtime = "runc"\n')
-        os.environ["CONTAINERS_CONF"] = conf
+        use_podman_here(cls.work)
         www = os.path.join(cls.work, "www")
         os.makedirs(www)
         with open(os.path.join(www, "index.html"), "w") as f:
