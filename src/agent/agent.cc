@@ -929,6 +929,7 @@ absl::StatusOr<std::string> Agent::EncodedMeta() const {
                          : config_.http_advertise_address;
   meta.draining = draining_;
   meta.insecure = config_.insecure;
+  meta.software_version = HIVEMESH_VERSION;
   FillControlVersions(meta);
   meta.labels = config_.LabelMap();
   meta.cores = std::thread::hardware_concurrency();
@@ -1111,7 +1112,10 @@ void Agent::WatchRevocations() {
         due.emplace_back(m.name, meta->api_address, meta->revocations);
       }
       if (meta.ok() && meta->roots > my_roots) more_roots = true;
-      for (uint64_t theirs : {meta.ok() ? meta->objects : 0, LoadReportObjects(m)}) {
+      // Objects are fetched from the member's API: a member whose metadata this node cannot read
+      // (another release's format, or malformed) has no address here, whatever its load says.
+      for (uint64_t theirs :
+           {meta.ok() ? meta->objects : 0, meta.ok() ? LoadReportObjects(m) : 0}) {
         if (theirs != 0 && theirs != my_objects &&
             std::find(objects_past_.begin(), objects_past_.end(), theirs) == objects_past_.end()) {
           object_peers.emplace_back(m.name, meta->api_address, theirs);

@@ -33,6 +33,7 @@ void WriteMember(JsonWriter& w, const MemberInfo& m, SteadyTime now) {
   absl::StatusOr<membership::NodeMeta> meta = membership::DecodeNodeMeta(m.meta);
   if (meta.ok()) {
     w.Key("api_address").String(meta->api_address);
+    if (!meta->software_version.empty()) w.Key("version").String(meta->software_version);
     w.Key("draining").Bool(meta->draining);
     w.Key("insecure").Bool(meta->insecure);
     w.Key("labels").BeginObject();

@@ -75,6 +75,7 @@ absl::StatusOr<std::vector<Member>> ParseMembers(std::string_view json) {
     m.address = Str(e, "address");
     m.state = Str(e, "state");
     m.api_address = Str(e, "api_address");
+    m.version = Str(e, "version");
     bool draining = false;
     if (e["draining"].get(draining) == simdjson::SUCCESS) m.draining = draining;
     bool insecure = false;
@@ -122,7 +123,8 @@ absl::StatusOr<std::vector<Member>> ParseMembers(std::string_view json) {
 }
 
 std::string FormatMembersTable(const std::vector<Member>& members) {
-  std::vector<Row> rows = {{"NAME", "STATE", "GOSSIP", "API", "LABELS", "MODELS", "LOAD AGE"}};
+  std::vector<Row> rows = {
+      {"NAME", "STATE", "GOSSIP", "API", "LABELS", "MODELS", "LOAD AGE", "VERSION"}};
   for (const Member& m : members) {
     std::string labels;
     for (const auto& [k, v] : m.labels) StrAppend(&labels, labels.empty() ? "" : ",", k, "=", v);
@@ -131,11 +133,11 @@ std::string FormatMembersTable(const std::vector<Member>& members) {
     std::string state = m.state;
     if (m.draining) state += " (draining)";
     if (m.insecure) state += " (insecure)";
-    rows.push_back({m.name.empty() ? "-" : m.name, state.empty() ? "-" : state,
-                    m.address.empty() ? "-" : m.address,
-                    m.api_address.empty() ? "-" : m.api_address, labels.empty() ? "-" : labels,
-                    models.empty() ? "-" : Join(models, ","),
-                    m.load_age_ms ? StrCat(*m.load_age_ms, " ms") : "-"});
+    rows.push_back(
+        {m.name.empty() ? "-" : m.name, state.empty() ? "-" : state,
+         m.address.empty() ? "-" : m.address, m.api_address.empty() ? "-" : m.api_address,
+         labels.empty() ? "-" : labels, models.empty() ? "-" : Join(models, ","),
+         m.load_age_ms ? StrCat(*m.load_age_ms, " ms") : "-", m.version.empty() ? "-" : m.version});
   }
   return FormatTable(rows, {6});
 }

@@ -33,6 +33,7 @@ struct Member {
   std::string address;  // gossip
   std::string state;    // alive, suspect, dead, left
   std::string api_address;
+  std::string version;  // its software release; "" from a node that does not say
   bool draining = false;
   bool insecure = false;  // runs with --insecure
   std::map<std::string, std::string> labels;

@@ -10,6 +10,26 @@ namespace {
 constexpr uint8_t kMetaVersion = 2;
 constexpr uint8_t kLoadVersion = 1;
 
+// Tags of the metadata's extension area. Only append.
+constexpr uint64_t kExtSoftwareVersion = 1;
+
+// The extension area: tagged fields until the end; a tag this node does not know is skipped.
+absl::Status ReadMetaExtensions(ByteReader& r, NodeMeta* meta) {
+  while (!r.done()) {
+    uint64_t tag = 0;
+    HM_RETURN_IF_ERROR(r.Varint(&tag));
+    std::string value;
+    HM_RETURN_IF_ERROR(r.Bytes(&value, kMaxMetaBytes, "metadata extension"));
+    if (tag == kExtSoftwareVersion) {
+      if (value.size() > kMaxSoftwareVersionBytes) {
+        return absl::InvalidArgumentError("software version too long in node metadata");
+      }
+      meta->software_version = std::move(value);
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
@@ -36,8 +56,13 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
   }
   // Flags: bit 0 draining, bit 1 insecure; a decoder ignores bits it does not know.
   w.U8(static_cast<uint8_t>((meta.draining ? 1 : 0) | (meta.insecure ? 2 : 0)));
-  // Optional trailing fields, left out when 0 (and the ones before a non-zero one written).
-  const bool filters = !meta.insight_filters.empty();
+  // Optional trailing fields, left out when 0 (and the ones before a non-zero one written),
+  // then the extension area.
+  const bool extensions = !meta.software_version.empty();
+  if (meta.software_version.size() > kMaxSoftwareVersionBytes) {
+    return absl::InvalidArgumentError("software version too long for node metadata");
+  }
+  const bool filters = !meta.insight_filters.empty() || extensions;
   const bool ready = !meta.ready_workloads.empty() || filters;
   const bool objects = meta.objects > 0 || ready;
   const bool issuers = meta.issuers > 1 || objects;
@@ -69,6 +94,10 @@ absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta) {
       }
       w.Bytes(filter);
     }
+  }
+  if (!meta.software_version.empty()) {
+    w.Varint(kExtSoftwareVersion);
+    w.Bytes(meta.software_version);
   }
   if (out.size() > kMaxMetaBytes) {
     return absl::InvalidArgumentError(StrCat("node metadata takes ", out.size(),
@@ -155,7 +184,7 @@ absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
       meta.insight_filters.push_back(std::move(filter));
     }
   }
-  if (!r.done()) return absl::InvalidArgumentError("trailing bytes after node metadata");
+  HM_RETURN_IF_ERROR(ReadMetaExtensions(r, &meta));
   return meta;
 }
 
@@ -222,7 +251,13 @@ absl::StatusOr<LoadReport> DecodeLoadReport(std::string_view bytes) {
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&report.gossip_keys));
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&report.issuers));
   if (!r.done()) HM_RETURN_IF_ERROR(r.Varint(&report.objects));
-  if (!r.done()) return absl::InvalidArgumentError("trailing bytes after a load report");
+  // The extension area, as in the metadata: no tag is known yet; the next release's are skipped.
+  while (!r.done()) {
+    uint64_t tag = 0;
+    std::string value;
+    HM_RETURN_IF_ERROR(r.Varint(&tag));
+    HM_RETURN_IF_ERROR(r.Bytes(&value, kMaxLoadBytes, "load report extension"));
+  }
   return report;
 }
 

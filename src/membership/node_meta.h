@@ -61,12 +61,21 @@ struct NodeMeta {
   // each at most kMaxInsightFilterBytes; a node whose filters do not fit announces "#" and
   // filters what arrives itself. Empty: left out.
   std::vector<std::string> insight_filters;
+  // The node's software release (`hivemesh --version`, e.g. "0.1.0"): `hivemesh members` shows
+  // it, so an operator sees where a rolling upgrade is. Empty: not said (a node of before it).
+  std::string software_version;
 };
 inline constexpr size_t kMaxReadyWorkloads = 64;
+inline constexpr size_t kMaxSoftwareVersionBytes = 64;
 inline constexpr size_t kMaxInsightFilters = 64;
 inline constexpr size_t kMaxInsightFilterBytes = 512;  // a topic's limit (bus/topic.h)
 
 // Fails if the encoding exceeds kMaxMetaBytes (too many models or labels for one alive message).
+//
+// Between releases: after the positional fields comes an extension area of tagged fields,
+// [tag: varint] [length: varint] [bytes], in which a decoder skips tags it does not know. New
+// fields go there, so a node reads the metadata of the release after its own (docs/deploy.md,
+// "Upgrades").
 absl::StatusOr<std::string> EncodeNodeMeta(const NodeMeta& meta);
 absl::StatusOr<NodeMeta> DecodeNodeMeta(std::string_view bytes);
 
@@ -92,7 +101,8 @@ struct LoadReport {
   uint64_t objects = 0;
 };
 
-// Models beyond what fits kMaxLoadBytes are left out (the first ones are kept).
+// Models beyond what fits kMaxLoadBytes are left out (the first ones are kept). After the
+// trailing fields comes an extension area like the metadata's, skipped by this release.
 std::string EncodeLoadReport(const LoadReport& report);
 absl::StatusOr<LoadReport> DecodeLoadReport(std::string_view bytes);
 

@@ -9,18 +9,19 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::MatchesRegex;
 
 // Shaped like a real node's GET /v1/mesh/members: node-a hosts identity v1 and v2 and a draining
 // node-c hosts it too; node-b hosts identity (v10, local-only) and people-detector; node-d is
 // dead and its models do not count.
 constexpr const char* kMembers = R"({"members":[
  {"name":"node-a","address":"127.0.0.1:7001","state":"alive","incarnation":0,
-  "api_address":"127.0.0.1:8001","draining":false,"labels":{"zone":"east","rack":"r1"},
+  "api_address":"127.0.0.1:8001","version":"0.2.0","draining":false,"labels":{"zone":"east","rack":"r1"},
   "capacity":{"cores":2,"memory_mb":100,"accelerators":0},
   "models":[{"name":"identity","versions":["1","2"],"ready":true,"data_policy":"mesh","instances":1}],
   "load":{"age_ms":120,"seq":4,"models":[{"name":"identity","queue_depth":3,"in_flight":1,"ewma_service_us":900}]}},
  {"name":"node-b","address":"127.0.0.1:7002","state":"suspect","incarnation":1,
-  "api_address":"127.0.0.1:8002","draining":false,"labels":{},
+  "api_address":"127.0.0.1:8002","version":"0.1.0","draining":false,"labels":{},
   "models":[{"name":"people-detector","versions":["1"],"ready":true,"data_policy":"zone","instances":2},
             {"name":"identity","versions":["10"],"ready":true,"data_policy":"local-only","instances":1}],
   "load":{"age_ms":80,"seq":2,"models":[{"name":"identity","queue_depth":1,"in_flight":2,"ewma_service_us":1500},
@@ -43,6 +44,8 @@ TEST(ParseMembersTest, ReadsEveryField) {
   EXPECT_EQ(a.api_address, "127.0.0.1:8001");
   EXPECT_EQ(a.label("zone"), "east");
   EXPECT_EQ(a.label("nope"), "");
+  EXPECT_EQ(a.version, "0.2.0");
+  EXPECT_EQ((*members)[2].version, "") << "a node that does not say";
   ASSERT_EQ(a.models.size(), 1u);
   EXPECT_THAT(a.models[0].versions, ElementsAre("1", "2"));
   EXPECT_EQ(a.load_age_ms, 120);
@@ -118,7 +121,11 @@ TEST(FormatMembersTableTest, OneRowPerMember) {
   EXPECT_THAT(table, HasSubstr("node-a  alive             127.0.0.1:7001  127.0.0.1:8001  "
                                "rack=r1,zone=east  identity"));
   EXPECT_THAT(table, HasSubstr("node-c  alive (draining)"));
-  EXPECT_THAT(table, HasSubstr("120 ms\n"));
+  // Each member's release, last: where a rolling upgrade is.
+  EXPECT_THAT(table, HasSubstr("LOAD AGE  VERSION\n"));
+  EXPECT_THAT(table, HasSubstr("120 ms  0.2.0\n"));
+  EXPECT_THAT(table, HasSubstr("80 ms  0.1.0\n"));
+  EXPECT_THAT(table, MatchesRegex("(.|\n)*node-c  alive \\(draining\\).*-  -\n(.|\n)*"));
 }
 
 TEST(FormatMembersTableTest, AnInsecureMemberSaysSo) {

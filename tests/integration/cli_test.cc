@@ -311,6 +311,15 @@ TEST_F(CliTest, MembersListsBothNodes) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc = ParseJson(parser, json.out);
   EXPECT_EQ(simdjson::dom::array(doc["members"]).size(), 2u);
+  // Each member says its release, gossiped in its metadata: the binary's --version.
+  CliResult version = RunCli({"--version"});
+  ASSERT_EQ(version.code, 0) << version.Describe();
+  const std::string release = version.out.substr(0, version.out.find('\n'));
+  ASSERT_FALSE(release.empty());
+  for (simdjson::dom::element m : simdjson::dom::array(doc["members"])) {
+    EXPECT_EQ(std::string_view(m["version"]), release);
+  }
+  EXPECT_THAT(r.out, HasSubstr("  " + release + "\n"));
 }
 
 TEST_F(CliTest, HealthExitsZeroWhenTheNodeIsReadyOrLive) {

@@ -127,6 +127,58 @@ TEST(NodeMetaTest, RoundTrips) {
   EXPECT_TRUE(DecodeNodeMeta("").ok()) << "no metadata at all is valid (an empty node)";
 }
 
+// What the next release adds to its metadata goes in the extension area, which this release
+// reads past: the two can gossip during a rolling upgrade.
+TEST(NodeMetaTest, TheSoftwareVersionAndFieldsOfALaterReleaseAreRead) {
+  NodeMeta m;
+  m.api_address = "10.0.0.1:8000";
+  m.software_version = "0.1.0";
+  absl::StatusOr<NodeMeta> dec = DecodeNodeMeta(*EncodeNodeMeta(m));
+  ASSERT_TRUE(dec.ok()) << dec.status();
+  EXPECT_EQ(dec->software_version, "0.1.0");
+  EXPECT_TRUE(dec->insight_filters.empty());
+  // A later release's fields: unknown tags, before and after the ones this release knows.
+  auto ext = [](uint8_t tag, std::string_view value) {
+    return std::string(1, static_cast<char>(tag)) + static_cast<char>(value.size()) +
+           std::string(value);
+  };
+  NodeMeta bare{.api_address = "10.0.0.1:8000", .insight_filters = {"a/#"}};
+  const std::string base = *EncodeNodeMeta(bare);
+  for (const std::string& later : {base + ext(9, "future") + ext(1, "0.2.0"),
+                                   base + ext(1, "0.2.0") + ext(100, std::string(40, 'z'))}) {
+    absl::StatusOr<NodeMeta> read = DecodeNodeMeta(later);
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_EQ(read->software_version, "0.2.0");
+    EXPECT_EQ(read->insight_filters, bare.insight_filters);
+  }
+  // Metadata of before the field: no version.
+  EXPECT_EQ(DecodeNodeMeta(base)->software_version, "");
+  // Malformed extensions are errors: a length past the data, a version over the bound.
+  EXPECT_FALSE(DecodeNodeMeta(base + "\x09\x05"
+                                     "ab")
+                   .ok());
+  EXPECT_FALSE(DecodeNodeMeta(base + ext(1, std::string(kMaxSoftwareVersionBytes + 1, 'v'))).ok());
+  m.software_version.assign(kMaxSoftwareVersionBytes + 1, 'v');
+  EXPECT_FALSE(EncodeNodeMeta(m).ok());
+}
+
+TEST(LoadReportTest, FieldsOfALaterReleaseAreSkipped) {
+  LoadReport r;
+  r.models = {{"identity", 1, 0, 5}};
+  r.objects = 7;  // every trailing field is written before the extension area
+  const std::string later = EncodeLoadReport(r) +
+                            "\x05\x03"
+                            "abc";
+  absl::StatusOr<LoadReport> read = DecodeLoadReport(later);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->objects, 7u);
+  ASSERT_EQ(read->models.size(), 1u);
+  EXPECT_FALSE(DecodeLoadReport(EncodeLoadReport(r) + "\x05\x09"
+                                                      "abc")
+                   .ok())
+      << "cut short";
+}
+
 TEST(NodeMetaTest, TooMuchMetadataIsRefusedWithAReason) {
   NodeMeta m;
   for (int i = 0; i < 200; ++i)
