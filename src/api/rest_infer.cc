@@ -187,6 +187,15 @@ void ServeRestInfer(const RestInferNode& node, const HttpRequest& request, const
 
   const bool mesh_form = InMeshForm(request);
   const std::shared_ptr<const std::string> body = request.body();
+  if (mesh_form && body != nullptr) {
+    // A form of another release: 415, which a sender takes as "another peer may read it".
+    if (std::optional<int> v = MeshFormVersionOf(*body); v && *v != kMeshFormVersion) {
+      return respond(JsonResponse(
+          415,
+          EncodeError(StrCat("the mesh tensor form version ", *v,
+                             " is not known here: this node reads version ", kMeshFormVersion))));
+    }
+  }
   // Its source lives in the call, which lives until the answer.
   const AnswerBudget budget{node.memory_budget, node.rejections, body.get(),
                             body != nullptr ? body->size() : 0, call->source};

@@ -8,7 +8,7 @@
 namespace hivemesh {
 namespace {
 
-constexpr char kMagic[4] = {'H', 'M', 'T', 1};
+constexpr char kMagic[4] = {'H', 'M', 'T', static_cast<char>(kMeshFormVersion)};
 constexpr char kRequestKind = 'Q';
 constexpr char kAnswerKind = 'A';
 constexpr size_t kAlign = 8;
@@ -187,6 +187,11 @@ size_t MeshTensorsMessage::size() const {
   size_t n = head.size();
   for (const Tensor& t : tensors) n += t.data().size();
   return n;
+}
+
+std::optional<int> MeshFormVersionOf(std::string_view body) {
+  if (body.size() < sizeof(kMagic) || std::memcmp(body.data(), kMagic, 3) != 0) return std::nullopt;
+  return static_cast<uint8_t>(body[3]);
 }
 
 MeshTensorsMessage EncodeMeshRequest(const InferRequest& request) {

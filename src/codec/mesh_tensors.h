@@ -20,6 +20,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,15 @@ namespace hivemesh {
 
 // The Content-Type of a body in the mesh tensor form.
 inline constexpr std::string_view kMeshTensorsType = "application/x-hivemesh-tensors";
+
+// The version of the form this node reads and writes (the byte after "HMT"). Between releases
+// (docs/deploy.md, "Upgrades"): a node keeps reading the versions before its own, and sends a
+// later one only to peers that announce they read it; a node given a version it does not read
+// answers 415, which the sender takes as "try another peer".
+inline constexpr int kMeshFormVersion = 1;
+
+// The version byte of a body that starts like the mesh tensor form ("HMT" + version), if it does.
+std::optional<int> MeshFormVersionOf(std::string_view body);
 
 // A message in the mesh tensor form, ready for a gather write: `head`, then each tensor's bytes.
 struct MeshTensorsMessage {

@@ -475,8 +475,9 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const std::sha
   const SteadyTime now = clock_.Now();
   const PeerEndpoint& peer = t->peer;
   const SteadyTime sent = t->sent;
-  // A transport failure, a 503 (the peer is overloaded or draining) or a 403 (the peer has not
-  // heard of this node yet: it just joined) is worth another peer; running out of time is not.
+  // A transport failure, a 503 (the peer is overloaded or draining), a 403 (the peer has not
+  // heard of this node yet: it just joined) or a 415 (the peer, of another release, does not read
+  // this mesh tensor form) is worth another peer; running out of time is not.
   const bool timed_out =
       !result.ok() && result.status().code() == absl::StatusCode::kDeadlineExceeded;
   // A try this node gave up (another answered first): it says nothing of its peer.
@@ -484,7 +485,8 @@ void Forwarder::OnResult(const std::shared_ptr<Attempt>& attempt, const std::sha
                         (result.ok() ? result->status == 499
                                      : result.status().code() == absl::StatusCode::kCancelled);
   const bool refused_origin = result.ok() && result->status == 403;
-  const bool retryable = !timed_out && (!result.ok() || result->status == 503 || refused_origin);
+  const bool retryable = !timed_out && (!result.ok() || result->status == 503 ||
+                                        result->status == 415 || refused_origin);
   bool answer = false;   // this result is the request's answer
   bool decided = false;  // the request already has its answer (another try's)
   bool others = false;   // other tries are in flight or a retry is waiting

@@ -170,6 +170,11 @@ TEST(MeshTensorsTest, MalformedHeadsAreRefusedWithWhatIsWrong) {
               HasSubstr("not in this form"));
   EXPECT_THAT(Why(DecodeMeshRequest(Edited(one, [](std::string& h) { h[3] = 2; }))),
               HasSubstr("version 2 is not known"));
+  // The version a body of another release says, read before decoding (the node answers 415).
+  EXPECT_EQ(MeshFormVersionOf(*Wire(EncodeMeshRequest(one))), kMeshFormVersion);
+  EXPECT_EQ(MeshFormVersionOf(std::string("HMT\x02rest", 7)), 2);
+  EXPECT_EQ(MeshFormVersionOf("{\"inputs\":[]}"), std::nullopt);
+  EXPECT_EQ(MeshFormVersionOf("HM"), std::nullopt);
   EXPECT_THAT(Why(DecodeMeshRequest(Edited(one, [](std::string& h) { h[4] = 'A'; }))),
               HasSubstr("an answer was sent as a request"));
   EXPECT_THAT(Why(DecodeMeshAnswer(Wire(EncodeMeshRequest(one)))),

@@ -111,11 +111,13 @@ class AgentNode:
         with open(self.log_path) as f:
             return f.read()
 
-    def request(self, method, path, body=None):
-        """(status, body text) of one HTTP request on a new connection."""
+    def request(self, method, path, body=None, headers=None):
+        """(status, body text) of one HTTP request on a new connection (JSON unless `headers`
+        say otherwise)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            conn.request(method, path, body=body,
+                         headers=headers or {"Content-Type": "application/json"})
             r = conn.getresponse()
             return r.status, r.read().decode()
         finally:

@@ -527,6 +527,25 @@ TEST_F(ForwarderTest, ResetAnd503AreRetriedWithinTheBudgetThenReported) {
   EXPECT_EQ(client_.sent.size(), 3u) << "each peer tried once";
 }
 
+// A peer of another release that does not read this node's mesh tensor form answers 415: the
+// request goes on to a peer that does, and the first is passed over after that.
+TEST_F(ForwarderTest, APeerThatDoesNotReadTheMeshFormIsPassedOverForOneThatDoes) {
+  directory_.peers["m"] = {Peer("b"), Peer("c")};
+  client_.behaviour["b:8000"] = "415";
+  for (int i = 0; i < 200 && client_.SentTo("b:8000") == 0; ++i) {
+    absl::StatusOr<InferResponse> r = Run();
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->served_by, "c:8000");
+  }
+  ASSERT_GE(client_.SentTo("b:8000"), 1);
+  EXPECT_GE(forwarder_.Stats().retries, 1u);
+  // When no peer reads it, the client is told why.
+  client_.behaviour["c:8000"] = "415";
+  absl::StatusOr<InferResponse> r = Run();
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("answered 415"));
+}
+
 TEST(ForwarderBudgetTest, RetriesStayWithinTheBudget) {
   // 20% of requests plus a floor of 1 per second over a 10 s window: 40 failing requests that
   // would each retry twice get at most 10 + 8 retries, not 80.

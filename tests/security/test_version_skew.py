@@ -82,6 +82,19 @@ class VersionSkewTest(unittest.TestCase):
         row = next(line for line in table.stdout.splitlines() if line.startswith("later "))
         self.assertTrue(row.endswith("  0.2.0"), row)
 
+    def test_3_a_mesh_tensor_form_it_does_not_read_is_415(self):
+        # Version 2 of the form, as a later release would send it: the node says it does not
+        # read it (415, which the sender takes as "another peer may"), instead of a 400 that
+        # reads as the client's mistake.
+        body = b"HMT\x02Q" + bytes(11)
+        status, text = self.node.request("POST", "/v2/models/identity/infer", body=body,
+                                         headers={"Content-Type":
+                                                  "application/x-hivemesh-tensors"})
+        self.assertEqual(status, 415, text)
+        self.assertIn("version 2 is not known here: this node reads version 1", text)
+        status, _ = self.node.infer_identity()
+        self.assertEqual(status, 200)
+
 
 if __name__ == "__main__":
     VersionSkewTest.BINARY = binary_from_argv()
