@@ -17,6 +17,8 @@
 #                 with its Depends, served, purged (root; downloads from the Debian mirror)
 #   make image    the OCI images localhost/hivemesh:<version> and :<version>-slim (no OpenCV),
 #                 built offline with buildah from scratch; their sizes
+#   make test-upgrade  a rolling upgrade under load from the previous release (the last tag, or
+#                 UPGRADE_FROM=vX.Y.Z), built beside this tree, to the Release build: 0 failed
 #   make format   clang-format every C++ file
 
 JOBS ?= $(shell nproc)
@@ -24,7 +26,7 @@ FUZZ_SECONDS ?= 20
 CMAKE_COMMON := -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON -DCMAKE_INSTALL_PREFIX=/usr
 
 .PHONY: all deps release test asan fuzz thread-safety run bench chaos format demo clean package \
-        test-package-fresh image
+        test-package-fresh image test-upgrade
 
 all: release
 
@@ -60,6 +62,12 @@ package: release
 
 test-package-fresh: package
 	scripts/test-package-fresh-root.sh build/release/hivemesh_*.deb
+
+UPGRADE_FROM ?= $(shell git describe --tags --abbrev=0 --match 'v*' HEAD^ 2>/dev/null)
+test-upgrade: release
+	scripts/build-release-at.sh "$(UPGRADE_FROM)" build/upgrade
+	/usr/bin/python3 tests/upgrade/rolling_upgrade.py build/upgrade/$(UPGRADE_FROM)/hivemesh \
+	  build/release/hivemesh
 
 image: release
 	scripts/build-image.py build/release --oci-dir build/release/oci-image
