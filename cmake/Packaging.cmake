@@ -48,7 +48,7 @@ foreach(page hivemesh hivemesh-agent)
   add_custom_command(
     OUTPUT ${HIVEMESH_DOC_BUILD}/${page}.1.gz
     COMMAND ${HELP2MAN} --no-info --section=1 --name=${what} --help-option=${help_option}
-            --version-string=${PROJECT_VERSION} --output=${HIVEMESH_DOC_BUILD}/${page}.1
+            --version-string=${HIVEMESH_VERSION} --output=${HIVEMESH_DOC_BUILD}/${page}.1
             ${HIVEMESH_HELP_WRAPPER}
     COMMAND sed -i "s/HIVEMESH-HELP/${page}/g; s/hivemesh-help/${page}/g"
             ${HIVEMESH_DOC_BUILD}/${page}.1
@@ -65,7 +65,7 @@ install(FILES ${HIVEMESH_MAN_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGING_INSTALL_PREFIX ${CMAKE_INSTALL_PREFIX})
 set(CPACK_PACKAGE_NAME hivemesh)
-set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_VERSION ${HIVEMESH_PACKAGE_VERSION})
 # Whoever builds releases puts their own address here (-DHIVEMESH_PACKAGE_MAINTAINER=...).
 set(HIVEMESH_PACKAGE_MAINTAINER "hivemesh developers <hivemesh@example.org>"
     CACHE STRING "Maintainer: of the Debian package")

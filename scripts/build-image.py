@@ -142,8 +142,8 @@ def main():
     p.add_argument("--arch", default="amd64", choices=sorted(MULTIARCH))
     p.add_argument("--oci-dir")
     args = p.parse_args()
-    version = run([os.path.join(args.build, "hivemesh"), "--version"]).strip() \
-        if args.arch == "amd64" else args_version(args.build)
+    with open(os.path.join(args.build, "version.txt")) as f:
+        version = f.read().strip()  # written by CMake: a cross build's binary does not run here
     tag = args.tag or f"localhost/hivemesh:{version}{'-slim' if args.slim else ''}" + \
         ("" if args.arch == "amd64" else f"-{args.arch}")
 
@@ -199,13 +199,6 @@ def main():
         if box:
             subprocess.run(["buildah", "rm", box], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def args_version(build):
-    """A cross build's version, from its CMake cache (its binary does not run here)."""
-    with open(os.path.join(build, "CMakeCache.txt")) as f:
-        m = re.search(r"^CMAKE_PROJECT_VERSION:STATIC=(.+)$", f.read(), re.M)
-    return m.group(1) if m else "0.0.0"
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ class DebPackageTest(unittest.TestCase):
         self.assertTrue(self.exists(wants), "the unit is not enabled")
         self.assertEqual(os.readlink(self.root.file(wants)), "/lib/systemd/system/hivemesh.service")
         self.assertEqual(self.root.run("hivemesh", "--version").stdout.strip(),
-                         self.version.split("-")[0])
+                         self.version.replace("~", "-"))
 
     def exec_start(self):
         with open(self.root.file("/lib/systemd/system/hivemesh.service")) as f:
@@ -237,7 +237,7 @@ class DebPackageTest(unittest.TestCase):
                          f"{model} to be ready")
             status, body = self.get("/v2")
             self.assertEqual(status, 200)
-            self.assertEqual(json.loads(body)["version"], self.version.split("-")[0])
+            self.assertEqual(json.loads(body)["version"], self.version.replace("~", "-"))
             # An inference on a shipped model.
             req = urllib.request.Request(
                 f"http://127.0.0.1:{cls.http}/v2/models/identity/infer",
