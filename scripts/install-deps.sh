@@ -61,6 +61,13 @@ packages=(
   mosquitto mosquitto-clients python3-paho-mqtt
 )
 
+# kubectl (its kustomize renders packaging/kubernetes, tests/packaging/kubernetes_test.py): Debian's
+# kubernetes-client, unless a kubectl is installed already (another package may own the path).
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
+# node and npm run the Kubernetes schema check (kubernetes-models, below): Debian's, unless a
+# Node.js with npm is installed already.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
+
 missing=()
 for p in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
@@ -68,8 +75,22 @@ for p in "${packages[@]}"; do
   fi
 done
 
+# The Kubernetes API's schemas, compiled into validators, from the npm registry, into the
+# repository's .cache/ (not committed): tests/packaging/validate_k8s.mjs uses them. 4.5.1 runs on
+# Debian's Node.js 18 (5.x wants 22).
+npm_packages() {
+  local root
+  root=$(cd "$(dirname "$0")/.." && pwd)
+  if ! grep -qs '"version": "4.5.1"' "$root/.cache/npm/node_modules/kubernetes-models/package.json"; then
+    echo "install-deps: npm install kubernetes-models@4.5.1 into .cache/npm"
+    mkdir -p "$root/.cache/npm"
+    npm install --silent --no-audit --no-fund --prefix "$root/.cache/npm" kubernetes-models@4.5.1
+  fi
+}
+
 if ((${#missing[@]} == 0)); then
   echo "install-deps: all ${#packages[@]} packages present"
+  npm_packages
   exit 0
 fi
 
@@ -91,3 +112,4 @@ fi
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
   $SUDO systemctl disable --now mosquitto || true
 fi
+npm_packages
