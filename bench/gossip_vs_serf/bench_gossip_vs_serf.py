@@ -424,6 +424,7 @@ class Hivemesh:
 
     def __init__(self, workdir, binary):
         self.binary = binary
+        self.workdir = workdir
         self.models = os.path.join(workdir, "empty-models")
         os.makedirs(self.models, exist_ok=True)
 
@@ -433,7 +434,8 @@ class Hivemesh:
                "--gossip-address", f"127.0.0.1:{agent.gossip_port}", "--gossip-profile", "lan",
                "--model-repository", self.models, "--log-level", "info",
                "--grpc-address", "off",  # gossip only, like serf
-               "--insecure"]  # no certificates: serf's agents have none
+               "--insecure",  # no certificates: serf's agents have none
+               "--state-dir", os.path.join(self.workdir, "state", agent.name)]
         if join_port is not None:
             cmd += ["--join", f"127.0.0.1:{join_port}"]
         return cmd

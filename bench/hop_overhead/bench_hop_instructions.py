@@ -20,6 +20,7 @@ nginx's own instructions.
     bench/hop_overhead/bench_hop_instructions.py [--build build/release] [--seconds 5]
 """
 import argparse
+import atexit
 import json
 import os
 import re
@@ -65,10 +66,16 @@ def total_instructions(out_prefix):
     return int(m.group(1).replace(",", ""))
 
 
+# The nodes' state folders (as root the default is the machine's /var/lib/hivemesh).
+STATE = tempfile.mkdtemp(prefix="bench-hop-state-")
+atexit.register(shutil.rmtree, STATE, True)
+
+
 def agent_cmd(binary, name, repo, http, gossip, join=None):
     cmd = [binary, "agent", "--node-name", name, "--model-repository", repo,
            "--http-address", f"127.0.0.1:{http}", "--gossip-address", f"127.0.0.1:{gossip}",
-           "--http-threads", "2", "--log-level", "warn", "--grpc-address", "off", "--insecure"]
+           "--http-threads", "2", "--log-level", "warn", "--grpc-address", "off", "--insecure",
+           "--state-dir", os.path.join(STATE, name)]
     return cmd + (["--join", join] if join else [])
 
 

@@ -36,7 +36,8 @@ def start_agent(binary, work, name, repo, threads, join=None):
     cmd = [binary, "agent", "--node-name", name, "--model-repository", repo,
            "--http-address", f"127.0.0.1:{http}", "--gossip-address", f"127.0.0.1:{gossip}",
            "--http-threads", str(threads), "--log-level", "warn", "--grpc-address", "off",
-           "--insecure"]  # the plain hop, as nginx proxies plain HTTP
+           "--insecure",  # the plain hop, as nginx proxies plain HTTP
+           "--state-dir", os.path.join(work, "state", name)]
     if join:
         cmd += ["--join", join]
     log = open(os.path.join(work, f"{name}.log"), "w")

@@ -153,7 +153,8 @@ class Mesh:
             cmd = [self.binary, "agent", "--node-name", node_name(i), "--model-repository", repo,
                    "--http-address", f"127.0.0.1:{http}", "--gossip-address", f"127.0.0.1:{gossip}",
                    "--routing-mode", self.mode, "--log-level", "warn", "--grpc-address", "off",
-                   "--insecure"]
+                   "--insecure", "--state-dir",
+                   os.path.join(self.work, f"state-{self.tag}-{node_name(i)}")]
             if seed:
                 cmd += ["--join", seed]
             else:

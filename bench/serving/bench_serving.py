@@ -78,7 +78,8 @@ class Agent:
         self.proc = subprocess.Popen(
             [binary, "agent", "--model-repository", os.path.join(ROOT, "models"),
              "--http-address", f"127.0.0.1:{self.port}", "--log-level", "warn",
-             "--grpc-address", "off", "--insecure"],
+             "--grpc-address", "off", "--insecure",
+             "--state-dir", os.path.join(workdir, f"state-{self.port}")],
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_http(f"http://127.0.0.1:{self.port}/v2/health/ready")
 

@@ -69,11 +69,13 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build", "release"))
     ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
-    agent = [os.path.join(args.build, "hivemesh"), "agent", "--model-repository",
-             os.path.join(ROOT, "models"), "--http-address", "127.0.0.1:{port}", "--log-level", "warn",
-             "--grpc-address", "off",  # REST only, as nginx serves HTTP only
-             "--insecure"]
     with tempfile.TemporaryDirectory() as work:
+        # Its own state folder (as root the default is the machine's /var/lib/hivemesh).
+        agent = [os.path.join(args.build, "hivemesh"), "agent", "--model-repository",
+                 os.path.join(ROOT, "models"), "--http-address", "127.0.0.1:{port}",
+                 "--log-level", "warn",
+                 "--grpc-address", "off",  # REST only, as nginx serves HTTP only
+                 "--insecure", "--state-dir", os.path.join(work, "state")]
         os.chmod(work, 0o755)  # nginx workers run as www-data and must read the payload
         os.makedirs(os.path.join(work, "www"))
         open(os.path.join(work, "www", "ready"), "w").write("ok")
