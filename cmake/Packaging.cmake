@@ -86,9 +86,9 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-# Not found by dpkg-shlibdeps: the users tools the maintainer scripts call, and the Haar cascade
-# the face-detector model reads.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, opencv-data")
+# Not found by dpkg-shlibdeps: the user tools the maintainer scripts call, kill for the unit's
+# ExecReload (procps: not essential in bookworm), and the Haar cascade the face detector reads.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser, procps, opencv-data")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${PROJECT_SOURCE_DIR}/packaging/debian/conffiles ${PROJECT_SOURCE_DIR}/packaging/debian/postinst
     ${PROJECT_SOURCE_DIR}/packaging/debian/prerm ${PROJECT_SOURCE_DIR}/packaging/debian/postrm)

@@ -35,6 +35,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MULTIARCH = {"amd64": "x86_64-linux-gnu", "arm64": "aarch64-linux-gnu"}
 UID = 10001
 
+# The image's entry point: the unit's ExecStart line (what follows the image name is appended).
+ENTRYPOINT = ["/usr/bin/hivemesh", "agent", "--config", "/etc/hivemesh/node.yaml", "--state-dir",
+              "/var/lib/hivemesh"]
+
 IMAGE_CONFIG = """\
 # hivemesh node settings in the image (`hivemesh agent --help` lists every key). Mount your own
 # file over this one, or append flags after the image name: later flags win.
@@ -163,9 +167,7 @@ def main():
              "--user", f"{UID}:{UID}",
              "--workingdir", "/var/lib/hivemesh",
              "--env", "HIVEMESH_NODE=127.0.0.1:8000",
-             "--entrypoint", json.dumps(["/usr/bin/hivemesh", "agent", "--config",
-                                         "/etc/hivemesh/node.yaml", "--state-dir",
-                                         "/var/lib/hivemesh"]),
+             "--entrypoint", json.dumps(ENTRYPOINT),
              "--cmd", "[]",
              "--port", "8000/tcp", "--port", "8001/tcp", "--port", "7946/tcp",
              "--port", "7946/udp",

@@ -20,8 +20,13 @@ root=$work/root
 node_pid=
 cleanup() {
   [ -n "$node_pid" ] && kill -KILL "$node_pid" 2>/dev/null || true
-  for m in dev/pts dev proc sys; do umount -l "$root/$m" 2>/dev/null || true; done
-  rm -rf "$work"
+  for m in dev/pts dev proc sys; do umount "$root/$m" 2>/dev/null || umount -l "$root/$m" || true; done
+  # Never delete through a mount that is still there (the host's /dev is bound into the root).
+  if findmnt -rn -o TARGET | grep -q "^$root/"; then
+    echo "test-package-fresh-root: mounts remain under $root; left $work in place" >&2
+    return
+  fi
+  rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -67,7 +72,8 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 http=$(port)
 sed -i "s/127.0.0.1:8000/127.0.0.1:$http/; s/127.0.0.1:8001/127.0.0.1:$(port)/; \
         s/127.0.0.1:7946/127.0.0.1:$(port)/" "$root/etc/hivemesh/node.yaml"
-in_root install -d -o hivemesh -g hivemesh -m 0700 /var/lib/hivemesh
+[ "$(in_root stat -c %U:%a /var/lib/hivemesh)" = hivemesh:700 ] ||
+  fail "postinst did not make /var/lib/hivemesh the user's, 0700"
 # shellcheck disable=SC2086
 chroot --userspec=hivemesh:hivemesh "$root" $exec_start > "$work/node.log" 2>&1 &
 node_pid=$!

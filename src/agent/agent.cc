@@ -685,6 +685,16 @@ absl::StatusOr<identity::MeshCredentials> LoadOrCreateMesh(const AgentConfig& co
                "/mesh holds the mesh's roots but no node certificate (node.pem): join "
                "again with --token, or move the folder away"));
   }
+  if (mesh.ok() && !mesh->empty() && !config.token.empty()) {
+    // Typically a node that started alone (and so created a mesh of its own) before it was
+    // given a mesh to join: it keeps its own, and the seeds of the other will not take it.
+    spdlog::warn(
+        "the join token is not used: this node already holds a certificate of mesh {} (in "
+        "{}/mesh){}; to join the mesh of --join with the token, stop the node and move {}/mesh "
+        "away",
+        mesh->roots.empty() ? std::string("?") : mesh->roots[0].MeshId(), state,
+        mesh->root_key ? ", which it created and holds the root key of" : "", state);
+  }
   if (!mesh.ok() || !mesh->empty()) return mesh;
   if (!config.JoinList().empty()) {
     if (config.token.empty()) {

@@ -11,12 +11,14 @@ build under test and used in a throwaway root, never on this machine:
 - the unit's own ExecStart line, run as its user in that root (systemd is not PID 1 here), serves
   /v2/health/ready and the four shipped models, with the OpenCV plugin loaded from the package's
   folder, and stops cleanly on SIGTERM;
-- a newer package upgrades it and keeps the operator's edited node.yaml and the node's state;
+- a newer package whose node.yaml changed too upgrades it unattended (--force-confold) and keeps
+  the operator's edited node.yaml (the new one beside it, .dpkg-dist) and the node's state;
 - `dpkg -r` removes the program and keeps the configuration; `dpkg -P` leaves nothing behind:
   every file the root differs from this machine in is dpkg's own bookkeeping.
 
     deb_test.py path/to/build/hivemesh      (root; the build's CPackConfig.cmake is next to it)
 """
+import hashlib
 import json
 import os
 import re
@@ -45,6 +47,7 @@ BOOKKEEPING = re.compile(
     r"var/cache/debconf(/.*)?|etc/(passwd|group|shadow|gshadow)-|etc/\.pwd\.lock|"
     r"var/cache/ldconfig(/.*)?|etc/ld\.so\.cache|var/tmp|var/tmp/hivemesh[^/]*\.deb|"
     r"etc/machine-id|proc|dev|tmp)$")
+NEXT_RELEASE_LINE = "# a setting of the next release\n"
 OWN_FOLDERS = re.compile(r"^(var/lib|var/cache|etc)/hivemesh$")
 
 
@@ -137,6 +140,19 @@ class DebPackageTest(unittest.TestCase):
             text = f.read()
         with open(control, "w") as f:
             f.write(re.sub(r"(?m)^Version: .*$", f"Version: {cls.newer_version}", text))
+        # The next release ships a node.yaml of its own: with the operator's edits, the upgrade
+        # must keep theirs (and set the new one beside it).
+        conf = os.path.join(tree, "etc", "hivemesh", "node.yaml")
+        with open(conf, "a") as f:
+            f.write(NEXT_RELEASE_LINE)
+        with open(conf, "rb") as f:
+            digest = hashlib.md5(f.read()).hexdigest()
+        sums = os.path.join(tree, "DEBIAN", "md5sums")
+        with open(sums) as f:
+            lines = [f"{digest}  etc/hivemesh/node.yaml" if l.endswith(" etc/hivemesh/node.yaml")
+                     else l for l in f.read().splitlines()]
+        with open(sums, "w") as f:
+            f.write("\n".join(lines) + "\n")
         newer = os.path.join(cls.scratch, f"hivemesh_{cls.newer_version}.deb")
         out = run(["dpkg-deb", "--root-owner-group", "-Zgzip", "-z1", "-b", tree, newer])
         if out.returncode != 0:
@@ -188,6 +204,11 @@ class DebPackageTest(unittest.TestCase):
         self.assertEqual(user[5], "/var/lib/hivemesh")
         self.assertIn("nologin", user[6])
         self.assertTrue(self.root.run("getent", "group", "hivemesh").stdout.startswith("hivemesh:"))
+        # Its state folder, made by postinst for a start without systemd (systemd's
+        # StateDirectory= would make it too): the user's, 0700.
+        state = os.stat(self.root.file("/var/lib/hivemesh"))
+        self.assertEqual(state.st_uid, int(user[2]))
+        self.assertEqual(stat.S_IMODE(state.st_mode), 0o700)
         # Enabled, as systemd would start it at boot.
         wants = "/etc/systemd/system/multi-user.target.wants/hivemesh.service"
         self.assertTrue(self.exists(wants), "the unit is not enabled")
@@ -217,9 +238,6 @@ class DebPackageTest(unittest.TestCase):
         with open(conf, "w") as f:
             f.write(text)
         cls.edited_conf = text
-        # What StateDirectory= does before ExecStart: the state folder, the user's, 0700.
-        self.assertEqual(self.root.run("install", "-d", "-o", "hivemesh", "-g", "hivemesh",
-                                       "-m", "0700", "/var/lib/hivemesh").returncode, 0)
         argv = self.exec_start()
         self.assertEqual(argv[0], "/usr/bin/hivemesh")
         log = open(os.path.join(self.scratch, "node.log"), "w")
@@ -271,11 +289,15 @@ class DebPackageTest(unittest.TestCase):
 
     def test_4_an_upgrade_keeps_the_configuration_and_state(self):
         state_before = sorted(os.listdir(self.root.file("/var/lib/hivemesh")))
-        self.dpkg("-i", "/var/tmp/" + os.path.basename(self.newer))
+        # As an unattended upgrade runs it: the operator's conffile kept, without a question.
+        self.dpkg("--force-confdef", "--force-confold", "-i",
+                  "/var/tmp/" + os.path.basename(self.newer))
         self.assertEqual(self.status(), f"install ok installed {self.newer_version}")
         with open(self.root.file("/etc/hivemesh/node.yaml")) as f:
             self.assertEqual(f.read(), self.edited_conf, "the operator's node.yaml was replaced")
-        for leftover in (".dpkg-dist", ".dpkg-old", ".dpkg-new"):
+        with open(self.root.file("/etc/hivemesh/node.yaml.dpkg-dist")) as f:
+            self.assertTrue(f.read().endswith(NEXT_RELEASE_LINE), "the new release's node.yaml")
+        for leftover in (".dpkg-old", ".dpkg-new"):
             self.assertFalse(self.exists("/etc/hivemesh/node.yaml" + leftover), leftover)
         self.assertEqual(sorted(os.listdir(self.root.file("/var/lib/hivemesh"))), state_before)
         self.assertEqual(self.root.run("getent", "passwd", "hivemesh").returncode, 0)

@@ -5,7 +5,8 @@ from scratch, run with podman:
 - the full image serves /v2/health/ready and the four shipped models (the OpenCV plugin and its
   libraries are in it), answers an inference, runs as uid 10001 and not root, passes its own
   health check (`podman healthcheck run`, which runs `hivemesh health` inside), carries its
-  labels, and stops with exit 0 on `podman stop` (SIGTERM, the drain);
+  labels, runs with a read-only root, and stops with exit 0 on `podman stop` (SIGTERM, the
+  drain);
 - the slim image (no OpenCV) serves the identity model;
 - both sizes are printed.
 
@@ -63,7 +64,7 @@ class ImageTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         for name in cls.containers:
-            podman("rm", "--force", "--time", "0", name)
+            podman("rm", "--force", "--volumes", "--time", "0", name)
         for image in cls.images:
             podman("rmi", "--force", image)
         shutil.rmtree(cls.work, ignore_errors=True)
@@ -83,10 +84,10 @@ class ImageTest(unittest.TestCase):
         self.assertGreater(int(m.group(2)), 0)
         return tag
 
-    def start(self, tag, name):
+    def start(self, tag, name, *podman_flags):
         http, grpc, gossip = free_port(), free_port(), free_port()
         name = f"hivemesh-test-{os.getpid()}-{name}"
-        out = podman("run", "-d", "--name", name, "--network", "host",
+        out = podman("run", "-d", "--name", name, "--network", "host", *podman_flags,
                      "--env", f"HIVEMESH_NODE=127.0.0.1:{http}", tag,
                      "--node-name", name, "--http-address", f"127.0.0.1:{http}",
                      "--grpc-address", f"127.0.0.1:{grpc}", "--gossip-address",
@@ -107,7 +108,9 @@ class ImageTest(unittest.TestCase):
 
     def test_1_the_full_image_serves_the_shipped_models(self):
         tag = self.build_image()
-        name, http = self.start(tag, "full")
+        # Read-only, as Kubernetes runs it (packaging/kubernetes): it writes only its volume and
+        # /tmp.
+        name, http = self.start(tag, "full", "--read-only")
         for model in SHIPPED_MODELS:
             wait_for(lambda: get(http, f"/v2/models/{model}/ready")[0] == 200, 60,
                      f"{model} to be ready in the image")

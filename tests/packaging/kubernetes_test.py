@@ -7,8 +7,10 @@
   wrong field, type or enum as an API server would;
 - they fit the node they run: the image is this build's release, its user the image's, the
   probes ask the KServe health endpoints on the port the ConfigMap's node.yaml listens on, the
-  grace period is longer than the node's drain, every flag exists in `hivemesh agent --help`,
-  and the node started with the ConfigMap's node.yaml (addresses moved to loopback) is ready;
+  grace period is longer than the node's drain, the node's memory budget is under the
+  container's limit, every flag exists in `hivemesh agent --help`, and the pod's command line
+  (the image's entry point, then the DaemonSet's args) starts the node with the ConfigMap's
+  node.yaml (the mesh's seeds and token, and the addresses, put aside) and it answers its probes;
 - a zone's overlay runs its DaemonSet only on nodes of that zone, gives the hivemesh node the
   same zone label, and selects only its own pods.
 
@@ -17,6 +19,7 @@ there is none here.)
 
     kubernetes_test.py path/to/build/hivemesh
 """
+import importlib.util
 import json
 import os
 import re
@@ -77,7 +80,7 @@ class KubernetesTest(unittest.TestCase):
                                  capture_output=True, text=True, timeout=60)
             self.assertEqual(out.returncode, 0, f"{name}:\n{out.stdout}{out.stderr}")
             self.assertEqual(out.stdout.count("ok "), len(objects), out.stdout)
-            self.assertEqual({o["kind"] for o in objects}, {"Namespace", "ConfigMap", "DaemonSet"})
+            self.assertEqual({o["kind"] for o in objects}, {"ConfigMap", "DaemonSet"})
         # The validator is no rubber stamp: a wrong type is refused.
         broken = json.loads(json.dumps(one(self.base, "DaemonSet")))
         broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "8000"
@@ -113,21 +116,45 @@ class KubernetesTest(unittest.TestCase):
         mounts = {m["name"]: m["mountPath"] for m in node["volumeMounts"]}
         self.assertEqual(mounts["config"], "/etc/hivemesh")
         self.assertEqual(mounts["state"], "/var/lib/hivemesh")
-        self.assertIn("--config=/etc/hivemesh/node.yaml", node["args"])
+        # The container's command line is the image's entry point, then these args.
+        spec = importlib.util.spec_from_file_location(
+            "build_image", os.path.join(ROOT, "scripts", "build-image.py"))
+        image = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(image)
+        entry = image.ENTRYPOINT
+        self.assertEqual(entry[:2], ["/usr/bin/hivemesh", "agent"])
+        self.assertEqual(entry[entry.index("--config") + 1], "/etc/hivemesh/node.yaml")
+        self.assertEqual(entry[entry.index("--state-dir") + 1], mounts["state"])
+        limit = node["resources"]["limits"]["memory"]
+        self.assertTrue(limit.endswith("Gi") or limit.endswith("Mi"), limit)
+        limit_mib = int(limit[:-2]) * (1024 if limit.endswith("Gi") else 1)
+        self.assertLess(config["memory_budget_mb"], limit_mib, "the node's budget under the limit")
 
-        # The node.yaml it mounts, on this build (addresses moved to loopback: later flags win).
+        # That command line on this build, with the node.yaml it mounts: the folders are this
+        # test's, the pod's name is filled in, the mesh's seeds and token give way to --insecure
+        # (there is no mesh here), and the addresses move to loopback (later flags win).
         work = tempfile.mkdtemp(prefix="hivemesh-k8s-")
         self.addCleanup(shutil.rmtree, work, True)
         with open(os.path.join(work, "node.yaml"), "w") as f:
             f.write(one(self.base, "ConfigMap")["data"]["node.yaml"])
+        argv = [self.BINARY] + entry[1:]
+        argv[argv.index("--config") + 1] = os.path.join(work, "node.yaml")
+        argv[argv.index("--state-dir") + 1] = os.path.join(work, "state")
+        for arg in node["args"]:
+            if not arg.startswith(("--join=", "--token=")):
+                argv.append(arg.replace("$(NODE_NAME)", "k8s"))
         port = free_port()
-        proc = subprocess.Popen(
-            [self.BINARY, "agent", "--config", os.path.join(work, "node.yaml"),
-             "--http-address", f"127.0.0.1:{port}", "--grpc-address", "off",
-             "--gossip-address", "127.0.0.1:0", "--model-repository",
-             os.path.join(ROOT, "models"), "--models", "identity", "--insecure",
-             "--state-dir", os.path.join(work, "state"), "--node-name", "k8s"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        argv += ["--http-address", f"127.0.0.1:{port}", "--grpc-address", "off",
+                 "--gossip-address", "127.0.0.1:0", "--model-repository",
+                 os.path.join(ROOT, "models"), "--models", "identity", "--insecure"]
+        log = os.path.join(work, "node.log")
+        proc = subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        try:
+            if proc.poll() is not None or proc.wait(timeout=1) is not None:
+                with open(log) as f:
+                    self.fail(f"the pod's command line does not start the node: {f.read()}")
+        except subprocess.TimeoutExpired:
+            pass  # still running: it started
         try:
             wait_for(lambda: http_get(port, node["readinessProbe"]["httpGet"]["path"])[0] == 200,
                      60, "the node to answer its readiness probe")
@@ -145,9 +172,10 @@ class KubernetesTest(unittest.TestCase):
         self.assertEqual(ds["metadata"]["name"], "hivemesh-line-1")
         self.assertEqual(ds["spec"]["selector"]["matchLabels"]["hivemesh.io/zone"], zone)
         self.assertEqual(ds["spec"]["template"]["metadata"]["labels"]["hivemesh.io/zone"], zone)
-        # Its ConfigMap is renamed with it, and mounted by its new name.
+        # Its ConfigMap is renamed with it (and a hash of its content, so that an edit rolls the
+        # pods), and mounted by its new name.
         config = one(self.zone, "ConfigMap")["metadata"]["name"]
-        self.assertEqual(config, "hivemesh-node-line-1")
+        self.assertRegex(config, r"^hivemesh-node-line-1-[a-z0-9]{10}$")
         volumes = {v["name"]: v for v in pod["volumes"]}
         self.assertEqual(volumes["config"]["configMap"]["name"], config)
         # The join secret is the operator's, shared by every zone: not renamed.

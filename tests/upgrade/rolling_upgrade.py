@@ -7,10 +7,13 @@ inferences; no request may fail.
   requests cross between nodes of the two releases in both directions;
 - the mesh is secure (the first node creates it, the others join with a token, every link is
   mutual TLS);
-- each node in turn (c, a, b) is taken out of the clients' rotation, stopped with SIGTERM (it
-  drains: tells the mesh, answers what it accepted, exits 0), started again on the new binary
-  with its state folder, and put back once it is ready; the clients never stop;
-- `hivemesh members` shows the mixed releases while the upgrade is under way;
+- each node in turn (a, c, b: so the old forwarder sends to a new server, then the new forwarder
+  to an old one) is taken out of the clients' rotation half a second before it is stopped, as a
+  load balancer does (the clients send to the device's node, not to one that is going away),
+  stopped with SIGTERM (it drains: tells the mesh, answers what it accepted, including what
+  other nodes forwarded to it, exits 0), started again on the new binary with its state folder,
+  and put back once it is ready; the clients never stop;
+- `hivemesh members` shows both releases while the upgrade is under way (when they differ);
 - every request is answered 200 with its own data, and each node ends on the new release.
 
     rolling_upgrade.py OLD_BINARY NEW_BINARY [--clients N] [--settle SECONDS]
@@ -164,7 +167,7 @@ def main():
 
     mixed_table = ""
     try:
-        for name in ("c", "a", "b"):
+        for name in ("a", "c", "b"):
             node = fleet.nodes[name]
             with fleet.lock:
                 fleet.in_rotation.discard(name)
@@ -197,6 +200,10 @@ def main():
             node.stop()
 
     print("members during the upgrade:\n" + mixed_table, flush=True)
+    if old_version != new_version and not (f"  {old_version}\n" in mixed_table and
+                                           f"  {new_version}\n" in mixed_table):
+        print("FAIL: `hivemesh members` did not show both releases mid-upgrade", flush=True)
+        failed = True
     for name, seen in final.items():
         if set(seen.values()) != {new_version}:
             print(f"FAIL: {name} sees releases {seen}", flush=True)
