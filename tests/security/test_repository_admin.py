@@ -192,7 +192,10 @@ class RepositoryAdminTest(unittest.TestCase):
             result = subprocess.run(
                 [self.BINARY, "agent", "--http-address", "127.0.0.1:0", "--gossip-address",
                  "127.0.0.1:0", "--grpc-address", "off", "--model-repository", self.repo,
-                 "--insecure", "--admin-access", "token", "--admin-token-file", token_file],
+                 "--insecure", "--admin-access", "token", "--admin-token-file", token_file,
+                 # A state folder of its own: it gets that far before it reads the token (as
+                 # root the default is the machine's /var/lib/hivemesh).
+                 "--state-dir", os.path.join(self.work, "state")],
                 capture_output=True, text=True, timeout=60)
             self.assertNotEqual(result.returncode, 0, f"started with {token_file!r}")
             self.assertIn(expected, result.stdout + result.stderr)
