@@ -10,8 +10,10 @@ namespace hivemesh {
 
 // Opens `file` (e.g. "libhivemesh_grpc.so") from the first place it is found, in order:
 // $HIVEMESH_PLUGIN_DIR, the folder of the running executable, the folder it is installed in
-// (/usr/lib/<multiarch>/hivemesh), the build folder the project was built in; and returns the address of `symbol` in it. The library is never closed. Fails with
-// FAILED_PRECONDITION naming every place tried and why it failed.
+// (/usr/lib/<multiarch>/hivemesh), the build folder the project was built in; and returns the
+// address of `symbol` in it. The library is never closed. Fails with FAILED_PRECONDITION naming
+// every place tried and why it failed.
+//
 // Thread safety: callers load each plugin once (e.g. in a function-local static).
 absl::StatusOr<void*> LoadPluginSymbol(std::string_view file, const char* symbol);
 
